@@ -1,0 +1,50 @@
+// Sleeping on a shared 32-bit word and the fences around it (the wait protocol
+// of docs/DESIGN.md). Linux: futex + membarrier; elsewhere: bounded back-off poll.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace shm {
+
+// Lets one thread interrupt another thread's blocking ring call in the same
+// process (GStreamer's unlock). Interrupt() is sticky until Clear().
+class Interrupter {
+ public:
+  // Any thread. Wakes the blocked call, which returns Status::kInterrupted; later
+  // blocking calls return at once until Clear(). Blocks only until the sleeper is awake.
+  void Interrupt();
+  // Any thread; never blocks.
+  void Clear() { flag_.store(false, std::memory_order_seq_cst); }
+  bool interrupted() const { return flag_.load(std::memory_order_seq_cst); }
+
+  // Used by the waiting side (ByteRingBuffer) only.
+  void BeginSleep(const uint32_t* word);
+  void EndSleep();
+
+ private:
+  std::atomic<bool> flag_{false};
+  std::atomic<int> sleepers_{0};
+  std::atomic<const uint32_t*> word_{nullptr};
+};
+
+namespace wait {
+
+enum class Result { kWoken, kTimeout };
+
+// Sleeps while *word == expected, at most timeout_ns (kForever = no limit).
+// Spurious wake-ups are possible; callers re-check. Blocks.
+Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns);
+// Wakes every sleeper on `word`, in any process. Never blocks.
+void WakeWord(const uint32_t* word);
+
+// Registers this process for asymmetric fences once (MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)
+// and says whether the fast path may use a compiler barrier only. False where
+// membarrier is missing or SHMRING_NO_MEMBARRIER=1 is set. Thread-safe; never blocks.
+bool UseMembarrier();
+// The heavy side of an asymmetric fence: MEMBARRIER_CMD_GLOBAL_EXPEDITED (falls back to
+// a full fence when it fails). Blocks for the IPI round (about 0.4 us).
+void HeavyBarrier();
+
+}  // namespace wait
+}  // namespace shm

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages shmring needs, only those missing.
+# Usage: scripts/deps.sh [--bench]   (as root, or with sudo available)
+set -euo pipefail
+pkgs=(meson ninja-build pkg-config g++ libgtest-dev
+      libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+      gstreamer1.0-tools python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0
+      python3-numpy python3-pytest python3-hypothesis)
+if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-matplotlib libboost-dev); fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "shmring: installing ${missing[*]}"
+  sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
