@@ -109,7 +109,8 @@ class ByteRingBuffer {
   uint8_t* data() const { return base_ + layout::kHeaderSize; }
   void PublishHead(uint32_t new_head);
   Status NextRecord(uint32_t from, MessageView* out);
-  Status EmptyOrClosed();
+  Status EmptyOrClosed(uint32_t at);
+  void PublishWrapMarker();
   void StoreTail(uint32_t t);
   bool Fail(const std::string& why);
 

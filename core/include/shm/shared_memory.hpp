@@ -37,6 +37,8 @@ class SharedMemory {
   size_t size() const { return size_; }
   bool valid() const { return data_ != nullptr; }
   const std::string& error() const { return error_; }
+  // errno (Win32: GetLastError) of the failed OS call, 0 when none failed.
+  int os_error() const { return os_error_; }
   const std::string& name() const { return name_; }
   bool created() const { return created_; }
 
@@ -49,11 +51,13 @@ class SharedMemory {
   static bool Unlink(const std::string& name, std::string* error);
 
   // Reads up to `len` bytes at offset 0 of segment `name` without mapping it
-  // (used to check a generation or a header cheaply). Returns the bytes read, -1 on error.
+  // (used to check a generation or a header cheaply). Returns the bytes read, or -1
+  // with errno (Win32: GetLastError) left as the failed call set it.
   static long PeekHeader(const std::string& name, void* out, size_t len, std::string* error);
 
  private:
   void Release();
+  std::string OsErr(const char* call, const std::string& what);
 
   std::string name_;
   void* data_ = nullptr;
@@ -61,6 +65,7 @@ class SharedMemory {
   bool created_ = false;
   bool persist_ = true;
   std::string error_;
+  int os_error_ = 0;
 #ifdef _WIN32
   void* handle_ = nullptr;
 #endif

@@ -1,0 +1,487 @@
+#include "shm/byte_ring_buffer.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include "atomics.hpp"
+
+namespace shm {
+namespace {
+
+using namespace layout;
+
+// Polls before a side goes to sleep: a message that is microseconds away is
+// cheaper to spin for than to sleep and be woken.
+constexpr int kSpinPolls = 256;
+
+uint32_t LoadU32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;  // little-endian host (checked below)
+}
+
+void StoreU32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
+
+static_assert(sizeof(uint32_t) == 4, "u32");
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "layout v1 is little-endian; this host is not"
+#endif
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Remaining time of a deadline-based wait; kForever stays kForever.
+int64_t Remaining(int64_t deadline, int64_t timeout_ns) {
+  if (timeout_ns < 0) return kForever;
+  const int64_t left = deadline - NowNs();
+  return left > 0 ? left : 0;
+}
+
+}  // namespace
+
+std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_size) {
+  const auto* base = static_cast<const uint8_t*>(base_ptr);
+  if (base == nullptr) return "segment is not mapped";
+  if (total_size < kHeaderSize) {
+    return "segment size " + std::to_string(total_size) + " is smaller than the " +
+           std::to_string(kHeaderSize) + "-byte header";
+  }
+  const uint32_t magic = atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + kMagicOffset));
+  if (magic == 0) return "magic is 0: the segment is not initialized yet";
+  if (magic != kMagic) {
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "0x%08X", magic);
+    return std::string("magic is ") + hex + ", not 'SRNG': not a shmring segment";
+  }
+  uint16_t version, header_size;
+  std::memcpy(&version, base + kVersionOffset, 2);
+  std::memcpy(&header_size, base + kHeaderSizeOffset, 2);
+  if (version != kVersion) {
+    return "version is " + std::to_string(version) + "; this build reads version " +
+           std::to_string(kVersion);
+  }
+  if (header_size != kHeaderSize) {
+    return "header_size is " + std::to_string(header_size) + ", expected " +
+           std::to_string(kHeaderSize);
+  }
+  const uint32_t capacity = LoadU32(base + kCapacityOffset);
+  if (!IsValidCapacity(capacity)) {
+    return "capacity " + std::to_string(capacity) +
+           " is not a power of two between 64 and 2^31";
+  }
+  if (uint64_t{kHeaderSize} + capacity > total_size) {
+    return "capacity " + std::to_string(capacity) + " does not fit the segment size " +
+           std::to_string(total_size);
+  }
+  return "";
+}
+
+std::string ByteRingBuffer::Initialize(void* base_ptr, uint64_t total_size, uint32_t capacity,
+                                       uint32_t profile, uint64_t generation,
+                                       uint32_t start_index) {
+  auto* base = static_cast<uint8_t*>(base_ptr);
+  if (!IsValidCapacity(capacity)) {
+    return "capacity " + std::to_string(capacity) + " is not a power of two between 64 and 2^31";
+  }
+  if (uint64_t{kHeaderSize} + capacity > total_size) {
+    return "capacity " + std::to_string(capacity) + " does not fit the segment size " +
+           std::to_string(total_size);
+  }
+  if (start_index % kRecordAlign != 0) return "start_index must be a multiple of 8";
+  auto* magic = reinterpret_cast<uint32_t*>(base + kMagicOffset);
+  atomics::StoreRelaxed(magic, 0);
+  std::memset(base + kVersionOffset, 0, kHeaderSize - kVersionOffset);
+  atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kHeadOffset), start_index);
+  atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kTailOffset), start_index);
+  atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kCapacityOffset), capacity);
+  const uint16_t version = kVersion, header_size = kHeaderSize;
+  std::memcpy(base + kVersionOffset, &version, 2);
+  std::memcpy(base + kHeaderSizeOffset, &header_size, 2);
+  std::memcpy(base + kProfileOffset, &profile, 4);
+  std::memcpy(base + kGenerationOffset, &generation, 8);
+  // Everything above happens-before any opener that acquires a non-zero magic.
+  atomics::StoreRelease(magic, kMagic);
+  return "";
+}
+
+ByteRingBuffer::ByteRingBuffer(void* base, uint32_t total_size, bool is_producer)
+    : ByteRingBuffer(base, uint64_t{total_size}, is_producer) {}
+
+ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer)
+    : base_(static_cast<uint8_t*>(base)), is_producer_(is_producer) {
+  error_ = ValidateHeader(base_, total_size);
+  if (!error_.empty()) return;
+  capacity_ = LoadU32(base_ + kCapacityOffset);
+  mask_ = capacity_ - 1;
+  light_fences_ = wait::UseMembarrier();
+  atomics::FullFence();
+  if (is_producer_) {
+    head_ = atomics::LoadRelaxed(word(kHeadOffset));  // own word
+    tail_cache_ = atomics::LoadAcquire(word(kTailOffset));
+    // Set (and fenced) before our first publish; see DESIGN.md "mode bits".
+    if (light_fences_) atomics::FetchOrSeqCst(word(kProducerFlagsOffset), kProducerMembarrier);
+  } else {
+    released_ = atomics::LoadRelaxed(word(kTailOffset));  // own word
+    read_pos_ = released_;
+    head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
+    if (light_fences_) atomics::FetchOrSeqCst(word(kConsumerFlagsOffset), kConsumerMembarrier);
+  }
+  valid_ = true;
+}
+
+uint32_t ByteRingBuffer::profile() const {
+  uint32_t p;
+  std::memcpy(&p, base_ + kProfileOffset, 4);  // written before magic, immutable after
+  return p;
+}
+
+uint64_t ByteRingBuffer::generation() const {
+  uint64_t g;
+  std::memcpy(&g, base_ + kGenerationOffset, 8);  // written before magic, immutable after
+  return g;
+}
+
+// ---- producer ---------------------------------------------------------------
+
+bool ByteRingBuffer::Write(const void* data, uint32_t len) {
+  return TryWrite(data, len) == Status::kOk;
+}
+
+Status ByteRingBuffer::TryWrite(const void* data, uint32_t len) {
+  uint8_t* payload = nullptr;
+  const Status s = Reserve(len, &payload);
+  if (s != Status::kOk) return s;
+  if (len != 0) std::memcpy(payload, data, len);
+  Commit(len);
+  return Status::kOk;
+}
+
+uint32_t ByteRingBuffer::WriteableBytes() const {
+  if (!valid_) return 0;
+  return capacity_ - (head_ - atomics::LoadAcquire(word(kTailOffset)));
+}
+
+Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload) {
+  if (!valid_ || !is_producer_) return Status::kInvalid;
+  if (len > MaxMessageSize()) return Status::kTooLarge;
+  const uint32_t record = static_cast<uint32_t>(RecordSize(len));
+  uint32_t pos = head_ & mask_;
+  const uint32_t to_end = capacity_ - pos;
+  if (record > to_end) {
+    // The record would cross the end: a WRAP marker fills the rest of this lap.
+    if (capacity_ - (head_ - tail_cache_) < to_end) {
+      tail_cache_ = atomics::LoadAcquire(word(kTailOffset));
+      if (capacity_ - (head_ - tail_cache_) < to_end) return Status::kFull;
+    }
+    PublishWrapMarker();
+    pos = 0;
+  }
+  if (capacity_ - (head_ - tail_cache_) < record) {
+    tail_cache_ = atomics::LoadAcquire(word(kTailOffset));
+    if (capacity_ - (head_ - tail_cache_) < record) return Status::kFull;
+  }
+  reserved_ = true;
+  reserved_len_ = len;
+  *payload = data() + pos + kLenSize;
+  return Status::kOk;
+}
+
+void ByteRingBuffer::PublishWrapMarker() {
+  const uint32_t pos = head_ & mask_;
+  StoreU32(data() + pos, kWrapMarker);
+  head_ += capacity_ - pos;
+  // Published alone so the consumer can free this lap at once; no wake (a marker
+  // is not a message).
+  atomics::StoreRelease(word(kHeadOffset), head_);
+}
+
+void ByteRingBuffer::Commit(uint32_t len) {
+  if (!reserved_) return;
+  if (len > reserved_len_) len = reserved_len_;
+  reserved_ = false;
+  const uint32_t pos = head_ & mask_;
+  const uint32_t record = static_cast<uint32_t>(RecordSize(len));
+  StoreU32(data() + pos, len);
+  const uint32_t pad = record - kLenSize - len;
+  if (pad != 0) std::memset(data() + pos + kLenSize + len, 0, pad);
+  PublishHead(head_ + record);
+}
+
+void ByteRingBuffer::PublishHead(uint32_t new_head) {
+  head_ = new_head;
+  // Payload and len happen-before the consumer's acquire load of head.
+  atomics::StoreRelease(word(kHeadOffset), head_);
+  // Store-load fence against the consumer's "set WAITING, fence, re-check head".
+  if (light_fences_) {
+    atomics::CompilerBarrier();  // the sleeper issues membarrier for us
+  } else {
+    atomics::FullFence();
+  }
+  if (atomics::LoadRelaxed(word(kConsumerFlagsOffset)) & kConsumerWaiting) {
+    wait::WakeWord(word(kHeadOffset));
+  }
+}
+
+Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr) {
+  if (!valid_ || !is_producer_) return Status::kInvalid;
+  if (len > MaxMessageSize()) return Status::kTooLarge;
+  const uint32_t record = static_cast<uint32_t>(RecordSize(len));
+  const int64_t deadline = timeout_ns < 0 ? 0 : NowNs() + timeout_ns;
+  uint32_t* tail = word(kTailOffset);
+  uint32_t* flags = word(kProducerFlagsOffset);
+  for (int spin = 0;; ++spin) {
+    const uint32_t to_end = capacity_ - (head_ & mask_);
+    tail_cache_ = atomics::LoadAcquire(tail);
+    const uint32_t free = capacity_ - (head_ - tail_cache_);
+    if (record <= to_end) {
+      if (free >= record) return Status::kOk;
+    } else if (free >= to_end) {
+      PublishWrapMarker();  // the record goes at offset 0 of the next lap
+      continue;
+    }
+    if (intr != nullptr && intr->interrupted()) return Status::kInterrupted;
+    const int64_t left = Remaining(deadline, timeout_ns);
+    if (left == 0) return Status::kTimeout;
+    if (spin < kSpinPolls) continue;
+    const uint32_t seen = tail_cache_;
+    // Set WAITING, fence, then learn the waker's mode: a waker that uses only a
+    // compiler barrier needs our membarrier to order its index store before its
+    // WAITING load.
+    atomics::FetchOrRelaxed(flags, kProducerWaiting);
+    atomics::FullFence();
+    if (atomics::LoadRelaxed(word(kConsumerFlagsOffset)) & kConsumerMembarrier) {
+      wait::HeavyBarrier();
+    }
+    if (atomics::LoadAcquire(tail) == seen) {
+      if (intr != nullptr) intr->BeginSleep(tail);
+      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(tail, seen, left);
+      if (intr != nullptr) intr->EndSleep();
+    }
+    atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
+  }
+}
+
+void ByteRingBuffer::SetClosed() {
+  if (!valid_) return;
+  // Release: every published record happens-before a consumer that sees CLOSED.
+  atomics::FetchOrRelease(word(kProducerFlagsOffset), kProducerClosed);
+  atomics::FullFence();
+  wait::WakeWord(word(kHeadOffset));  // a sleeping consumer must see end of stream
+}
+
+void ByteRingBuffer::AddDropped(uint64_t n) {
+  if (!valid_) return;
+  auto* d = reinterpret_cast<uint64_t*>(base_ + kDroppedOffset);
+  atomics::StoreRelaxed64(d, atomics::LoadRelaxed64(d) + n);  // single writer
+}
+
+void ByteRingBuffer::SetProducerPid(uint32_t pid) {
+  if (valid_) atomics::StoreRelaxed(word(kProducerPidOffset), pid);
+}
+
+// ---- consumer ---------------------------------------------------------------
+
+Status ByteRingBuffer::EmptyOrClosed(uint32_t at) {
+  if (atomics::LoadAcquire(word(kProducerFlagsOffset)) & kProducerClosed) {
+    // CLOSED was stored after the last publish: re-read head before concluding.
+    head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
+    if (head_cache_ == at) return Status::kClosed;
+    return Status::kOk;
+  }
+  return Status::kEmpty;
+}
+
+void ByteRingBuffer::StoreTail(uint32_t t) {
+  released_ = t;
+  // Our reads of the released records happen-before the producer reuses them.
+  atomics::StoreRelease(word(kTailOffset), t);
+  // Store-load fence against the producer's "set WAITING, fence, re-check tail".
+  if (light_fences_) {
+    atomics::CompilerBarrier();  // the sleeper issues membarrier for us
+  } else {
+    atomics::FullFence();
+  }
+  if (atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerWaiting) {
+    wait::WakeWord(word(kTailOffset));
+  }
+}
+
+// Parses the record at ring index `from`, skipping WRAP markers (and releasing
+// them when nothing is held before them). Validates everything it reads.
+Status ByteRingBuffer::NextRecord(uint32_t from, MessageView* out) {
+  if (!valid_ || is_producer_) return Status::kInvalid;
+  uint32_t pos_index = from;
+  for (;;) {
+    uint32_t avail = head_cache_ - pos_index;
+    if (avail == 0) {
+      head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
+      avail = head_cache_ - pos_index;
+      if (avail == 0) {
+        const Status s = EmptyOrClosed(pos_index);
+        if (s != Status::kOk) return s;
+        avail = head_cache_ - pos_index;
+      }
+    }
+    if (avail > capacity_ || (head_cache_ % kRecordAlign) != 0) {
+      error_ = "head " + std::to_string(head_cache_) + " is not a valid index for tail " +
+               std::to_string(pos_index);
+      return Status::kCorrupt;
+    }
+    const uint32_t pos = pos_index & mask_;
+    const uint32_t to_end = capacity_ - pos;
+    const uint32_t len = LoadU32(data() + pos);
+    if (len == kWrapMarker) {
+      if (to_end > avail) {
+        error_ = "WRAP marker at offset " + std::to_string(pos) + " skips past head";
+        return Status::kCorrupt;
+      }
+      pos_index += to_end;
+      if (from == read_pos_ && read_pos_ == released_) {
+        read_pos_ = pos_index;
+        StoreTail(pos_index);  // nothing held before the marker: free the lap now
+        from = pos_index;
+      }
+      continue;
+    }
+    if (len > kMaxValidLen) {
+      error_ = "record at offset " + std::to_string(pos) + " has invalid len " +
+               std::to_string(len);
+      return Status::kCorrupt;
+    }
+    const uint64_t record = RecordSize(len);
+    if (record > to_end) {
+      error_ = "record at offset " + std::to_string(pos) + " of len " + std::to_string(len) +
+               " crosses the end of the data area";
+      return Status::kCorrupt;
+    }
+    if (record > avail) {
+      error_ = "record at offset " + std::to_string(pos) + " of len " + std::to_string(len) +
+               " passes head";
+      return Status::kCorrupt;
+    }
+    out->data = data() + pos + kLenSize;
+    out->len = len;
+    out->end = pos_index + static_cast<uint32_t>(record);
+    return Status::kOk;
+  }
+}
+
+ReadResult ByteRingBuffer::Read(void* out, uint32_t max_len) {
+  MessageView v;
+  const Status s = Peek(&v);
+  if (s != Status::kOk) return {s, 0};
+  if (v.len > max_len) return {Status::kBufferTooSmall, v.len};
+  if (v.len != 0) std::memcpy(out, v.data, v.len);
+  Release();
+  return {Status::kOk, v.len};
+}
+
+Status ByteRingBuffer::Peek(MessageView* out) {
+  const Status s = NextRecord(read_pos_, out);
+  if (s == Status::kOk) {
+    peeked_ = true;
+    peek_end_ = out->end;
+  }
+  return s;
+}
+
+void ByteRingBuffer::Release() {
+  if (!peeked_) return;
+  peeked_ = false;
+  read_pos_ = peek_end_;
+  if (released_ != read_pos_ && read_pos_ - released_ <= capacity_) StoreTail(read_pos_);
+}
+
+Status ByteRingBuffer::Acquire(MessageView* out) {
+  const Status s = NextRecord(read_pos_, out);
+  if (s == Status::kOk) {
+    read_pos_ = out->end;
+    peeked_ = false;
+  }
+  return s;
+}
+
+void ByteRingBuffer::ReleaseTo(uint32_t end) {
+  // Only forward, never past what was handed out.
+  if (end - released_ == 0 || end - released_ > read_pos_ - released_) return;
+  StoreTail(end);
+}
+
+uint32_t ByteRingBuffer::ReadableBytes() const {
+  if (!valid_) return 0;
+  return atomics::LoadAcquire(word(kHeadOffset)) - released_;
+}
+
+bool ByteRingBuffer::HasData() {
+  MessageView v;
+  return NextRecord(read_pos_, &v) == Status::kOk;
+}
+
+Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
+  if (!valid_ || is_producer_) return Status::kInvalid;
+  const int64_t deadline = timeout_ns < 0 ? 0 : NowNs() + timeout_ns;
+  uint32_t* head = word(kHeadOffset);
+  uint32_t* flags = word(kConsumerFlagsOffset);
+  MessageView v;
+  for (int spin = 0;; ++spin) {
+    const Status s = NextRecord(read_pos_, &v);
+    if (s != Status::kEmpty) return s;  // kOk, kClosed or kCorrupt
+    if (intr != nullptr && intr->interrupted()) return Status::kInterrupted;
+    const int64_t left = Remaining(deadline, timeout_ns);
+    if (left == 0) return Status::kTimeout;
+    if (spin < kSpinPolls) continue;
+    const uint32_t seen = head_cache_;
+    atomics::FetchOrRelaxed(flags, kConsumerWaiting);
+    atomics::FullFence();
+    if (atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerMembarrier) {
+      wait::HeavyBarrier();
+    }
+    if (atomics::LoadAcquire(head) == seen &&
+        !(atomics::LoadAcquire(word(kProducerFlagsOffset)) & kProducerClosed)) {
+      if (intr != nullptr) intr->BeginSleep(head);
+      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(head, seen, left);
+      if (intr != nullptr) intr->EndSleep();
+    }
+    atomics::FetchAndRelaxed(flags, ~kConsumerWaiting);
+  }
+}
+
+void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {
+  if (!valid_) return;
+  if (attached) {
+    atomics::StoreRelaxed(word(kConsumerPidOffset), pid);
+    atomics::FetchOrRelease(word(kConsumerFlagsOffset), kConsumerAttached);
+  } else {
+    atomics::FetchAndRelaxed(word(kConsumerFlagsOffset), ~kConsumerAttached);
+    atomics::StoreRelease(word(kConsumerPidOffset), 0);
+  }
+}
+
+// ---- header looks -------------------------------------------------------------
+
+bool ByteRingBuffer::ProducerClosed() const {
+  return (ProducerFlags() & kProducerClosed) != 0;
+}
+uint32_t ByteRingBuffer::ProducerFlags() const {
+  return atomics::LoadAcquire(word(kProducerFlagsOffset));
+}
+uint32_t ByteRingBuffer::ProducerPid() const {
+  return atomics::LoadRelaxed(word(kProducerPidOffset));
+}
+uint32_t ByteRingBuffer::ConsumerFlags() const {
+  return atomics::LoadAcquire(word(kConsumerFlagsOffset));
+}
+uint32_t ByteRingBuffer::ConsumerPid() const {
+  return atomics::LoadRelaxed(word(kConsumerPidOffset));
+}
+uint64_t ByteRingBuffer::Dropped() const {
+  return atomics::LoadRelaxed64(reinterpret_cast<const uint64_t*>(base_ + kDroppedOffset));
+}
+uint32_t ByteRingBuffer::LoadHead() const { return atomics::LoadAcquire(word(kHeadOffset)); }
+uint32_t ByteRingBuffer::LoadTail() const { return atomics::LoadAcquire(word(kTailOffset)); }
+
+}  // namespace shm

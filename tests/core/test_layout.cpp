@@ -1,0 +1,171 @@
+// Layout v1 and profile-1 framing, pinned byte for byte by tests/vectors/.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "shm/byte_ring_buffer.hpp"
+#include "shm/framing.hpp"
+#include "shm/layout.hpp"
+#include "vectors.hpp"
+
+namespace {
+
+using namespace shm;
+using shmtest::LoadVector;
+
+constexpr uint64_t kGen = 0x1122334455667788ull;
+
+static_assert(layout::kHeadOffset == 0 && layout::kTailOffset == 4 &&
+                  layout::kCapacityOffset == 8 && layout::kMagicOffset == 12,
+              "the first 12 bytes keep the original design's meaning");
+static_assert(layout::kGenerationOffset % 8 == 0 && layout::kDroppedOffset % 8 == 0,
+              "64-bit fields are 8-aligned");
+static_assert(layout::kHeaderSize == 128, "data area at 128");
+
+struct Image {
+  explicit Image(uint32_t capacity) : bytes(layout::kHeaderSize + capacity, 0) {}
+  std::vector<uint8_t> bytes;
+  void* data() { return bytes.data(); }
+  uint64_t size() const { return bytes.size(); }
+};
+
+TEST(GoldenVectors, EmptyRing) {
+  Image img(64);
+  ASSERT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), 64, 0, kGen), "");
+  EXPECT_EQ(img.bytes, LoadVector("v1_empty_cap64.hex"));
+}
+
+TEST(GoldenVectors, Records) {
+  Image img(64);
+  ASSERT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), 64, 0, kGen), "");
+  std::vector<uint8_t> twenty(20);
+  for (int i = 0; i < 20; ++i) twenty[i] = static_cast<uint8_t>(i);
+  {
+    ByteRingBuffer p(img.data(), img.size(), true);
+    ASSERT_TRUE(p.valid()) << p.error();
+    ASSERT_TRUE(p.Write("hello", 5));
+    ASSERT_TRUE(p.Write(nullptr, 0));
+    ASSERT_TRUE(p.Write(twenty.data(), 20));
+  }
+  // Our own fence-mode bit is not part of the vector.
+  img.bytes[layout::kProducerFlagsOffset] &= ~layout::kProducerMembarrier;
+  EXPECT_EQ(img.bytes, LoadVector("v1_records_cap64.hex"));
+}
+
+TEST(GoldenVectors, WrapMarker) {
+  Image img(64);
+  ASSERT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), 64, 0, kGen), "");
+  ByteRingBuffer p(img.data(), img.size(), true);
+  ByteRingBuffer c(img.data(), img.size(), false);
+  std::vector<uint8_t> aa(40, 0xaa), bb(16, 0xbb), out(64);
+  ASSERT_TRUE(p.Write(aa.data(), 40));
+  ReadResult r = c.Read(out.data(), 64);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r.len, 40u);
+  ASSERT_TRUE(p.Write(bb.data(), 16));
+  img.bytes[layout::kProducerFlagsOffset] &= ~layout::kProducerMembarrier;
+  img.bytes[layout::kConsumerFlagsOffset] &= ~layout::kConsumerMembarrier;
+  EXPECT_EQ(img.bytes, LoadVector("v1_wrap_marker_cap64.hex"));
+}
+
+TEST(GoldenVectors, IndexWrapAt2To32) {
+  Image img(64);
+  ASSERT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), 64, 0, kGen, 0xFFFFFFE8u), "");
+  ByteRingBuffer p(img.data(), img.size(), true);
+  std::vector<uint8_t> cc(12, 0xcc), dd(4, 0xdd), ee(1, 0xee);
+  ASSERT_TRUE(p.Write(cc.data(), 12));
+  ASSERT_TRUE(p.Write(dd.data(), 4));
+  ASSERT_TRUE(p.Write(ee.data(), 1));
+  img.bytes[layout::kProducerFlagsOffset] &= ~layout::kProducerMembarrier;
+  EXPECT_EQ(img.bytes, LoadVector("v1_index_wrap_cap64.hex"));
+}
+
+std::vector<uint8_t> Message(const framing::Header& h, const std::string& body) {
+  std::vector<uint8_t> m(framing::kHeaderSize + body.size());
+  framing::EncodeHeader(h, m.data());
+  std::memcpy(m.data() + framing::kHeaderSize, body.data(), body.size());
+  return m;
+}
+
+const char kCaps[] =
+    "video/x-raw, format=(string)GRAY8, width=(int)4, height=(int)2, framerate=(fraction)30/1";
+
+framing::Header CapsHeader() {
+  framing::Header h;
+  h.kind = framing::Kind::kCaps;
+  return h;
+}
+
+framing::Header BufferHeader() {
+  framing::Header h;
+  h.kind = framing::Kind::kBuffer;
+  h.flags = 0x40;
+  h.pts = 1000000000;
+  h.duration = 33333333;
+  h.offset = 7;
+  h.offset_end = 8;
+  return h;
+}
+
+framing::Header EosHeader() {
+  framing::Header h;
+  h.kind = framing::Kind::kEos;
+  return h;
+}
+
+const std::string kBody8("\x00\x01\x02\x03\x04\x05\x06\x07", 8);
+
+TEST(GoldenVectors, Profile1Messages) {
+  EXPECT_EQ(Message(CapsHeader(), kCaps), LoadVector("p1_caps.hex"));
+  EXPECT_EQ(Message(BufferHeader(), kBody8), LoadVector("p1_buffer.hex"));
+  EXPECT_EQ(Message(EosHeader(), ""), LoadVector("p1_eos.hex"));
+}
+
+TEST(GoldenVectors, Profile1Ring) {
+  Image img(512);
+  ASSERT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), 512, 1, 0x0123456789ABCDEFull), "");
+  ByteRingBuffer p(img.data(), img.size(), true);
+  for (const auto& m : {Message(CapsHeader(), kCaps), Message(BufferHeader(), kBody8),
+                        Message(EosHeader(), "")}) {
+    ASSERT_TRUE(p.Write(m.data(), static_cast<uint32_t>(m.size())));
+  }
+  img.bytes[layout::kProducerFlagsOffset] &= ~layout::kProducerMembarrier;
+  EXPECT_EQ(img.bytes, LoadVector("p1_ring_cap512.hex"));
+}
+
+TEST(GoldenVectors, Profile1DecodeRoundTrip) {
+  const std::vector<uint8_t> v = LoadVector("p1_buffer.hex");
+  framing::Header h;
+  const uint8_t* body = nullptr;
+  uint32_t body_len = 0;
+  const char* err = nullptr;
+  ASSERT_TRUE(framing::DecodeMessage(v.data(), static_cast<uint32_t>(v.size()), &h, &body,
+                                     &body_len, &err));
+  EXPECT_EQ(h.kind, framing::Kind::kBuffer);
+  EXPECT_EQ(h.flags, 0x40u);
+  EXPECT_EQ(h.pts, 1000000000u);
+  EXPECT_EQ(h.dts, framing::kTimeNone);
+  EXPECT_EQ(h.duration, 33333333u);
+  EXPECT_EQ(h.offset, 7u);
+  EXPECT_EQ(h.offset_end, 8u);
+  ASSERT_EQ(body_len, 8u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(body), 8), kBody8);
+}
+
+TEST(Framing, DecodeRefusesShortOrLyingHeaders) {
+  std::vector<uint8_t> v = LoadVector("p1_eos.hex");
+  framing::Header h;
+  const uint8_t* body;
+  uint32_t body_len;
+  const char* err = nullptr;
+  EXPECT_FALSE(framing::DecodeMessage(v.data(), 55, &h, &body, &body_len, &err));
+  v[2] = 40;  // header_size below the minimum
+  EXPECT_FALSE(framing::DecodeMessage(v.data(), 56, &h, &body, &body_len, &err));
+  v[2] = 200;  // header_size past the end
+  EXPECT_FALSE(framing::DecodeMessage(v.data(), 56, &h, &body, &body_len, &err));
+  EXPECT_NE(err, nullptr);
+}
+
+}  // namespace

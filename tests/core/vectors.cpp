@@ -1,0 +1,40 @@
+#include "vectors.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace shmtest {
+
+std::vector<uint8_t> LoadVector(const std::string& file) {
+  const char* dir = std::getenv("SHMRING_VECTORS");
+  if (dir == nullptr) {
+    ADD_FAILURE() << "SHMRING_VECTORS is not set (run through meson test)";
+    return {};
+  }
+  std::ifstream in(std::string(dir) + "/" + file);
+  if (!in) {
+    ADD_FAILURE() << "cannot open vector " << file;
+    return {};
+  }
+  std::vector<uint8_t> bytes;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream words(line);
+    std::string w;
+    while (words >> w) bytes.push_back(static_cast<uint8_t>(std::stoul(w, nullptr, 16)));
+  }
+  return bytes;
+}
+
+std::string UniqueName(const std::string& prefix) {
+  static std::atomic<int> counter{0};
+  return prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+}
+
+}  // namespace shmtest
