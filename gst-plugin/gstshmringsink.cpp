@@ -1,0 +1,470 @@
+// shmringsink: a GstBaseSink that creates a profile-1 ring (core: shm::ShmProducer)
+// and writes a CAPS record before the first buffer and on every caps change, one
+// BUFFER record per buffer (timestamps, offsets and flags in the message header)
+// and an EOS record on end of stream, after which the ring is marked CLOSED.
+//
+// Threads: render/event run in the streaming thread; unlock/unlock_stop come
+// from the application or a flushing thread and interrupt a blocked write.
+
+#include "gstshmringsink.h"
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "shm/framing.hpp"
+#include "shm/layout.hpp"
+#include "shm/shared_memory.hpp"
+#include "shm/shm_channel.hpp"
+
+GST_DEBUG_CATEGORY_STATIC(gst_shmring_sink_debug);
+#define GST_CAT_DEFAULT gst_shmring_sink_debug
+
+namespace {
+
+constexpr guint kDefaultCapacity = 32u << 20;  // 32 MiB: five 1080p BGR frames
+constexpr gboolean kDefaultWaitForSpace = TRUE;
+constexpr guint kDefaultPerms = 0600;
+
+// Buffer flags worth carrying to the receiver: everything but the mini-object
+// bits and TAG_MEMORY (which describes this process's memory, not the data).
+constexpr guint32 kCarriedFlags =
+    ~(static_cast<guint32>(GST_MINI_OBJECT_FLAG_LAST) - 1u) & ~guint32{GST_BUFFER_FLAG_TAG_MEMORY};
+
+enum {
+  PROP_0,
+  PROP_SHM_NAME,
+  PROP_CAPACITY,
+  PROP_WAIT_FOR_SPACE,
+  PROP_PERMS,
+  PROP_DROPPED,
+};
+
+// What a write did.
+enum class WriteResult { kWritten, kDropped, kFlushing, kError };
+
+}  // namespace
+
+struct _GstShmringSink {
+  GstBaseSink parent;
+
+  // Properties (OBJECT_LOCK).
+  gchar* shm_name;
+  guint capacity;
+  gboolean wait_for_space;
+  guint perms;
+
+  // Between start and stop. The pointer is also read by unlock (OBJECT_LOCK).
+  shm::ShmProducer* producer;
+  // Streaming thread only.
+  gchar* caps_string;          // caps of the stream (set_caps)
+  gchar* written_caps_string;  // caps last written to the ring
+  guint32 last_consumer_pid;   // consumer that has seen written_caps_string
+};
+
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
+
+#define gst_shmring_sink_parent_class parent_class
+G_DEFINE_TYPE(GstShmringSink, gst_shmring_sink, GST_TYPE_BASE_SINK);
+GST_ELEMENT_REGISTER_DEFINE(shmringsink, "shmringsink", GST_RANK_NONE, GST_TYPE_SHMRING_SINK);
+
+static void gst_shmring_sink_set_property(GObject* object, guint prop_id, const GValue* value,
+                                          GParamSpec* pspec);
+static void gst_shmring_sink_get_property(GObject* object, guint prop_id, GValue* value,
+                                          GParamSpec* pspec);
+static void gst_shmring_sink_finalize(GObject* object);
+static gboolean gst_shmring_sink_start(GstBaseSink* bsink);
+static gboolean gst_shmring_sink_set_caps(GstBaseSink* bsink, GstCaps* caps);
+static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buffer);
+static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event);
+static gboolean gst_shmring_sink_unlock(GstBaseSink* bsink);
+static gboolean gst_shmring_sink_unlock_stop(GstBaseSink* bsink);
+static gboolean gst_shmring_sink_stop(GstBaseSink* bsink);
+
+static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+  GstBaseSinkClass* basesink_class = GST_BASE_SINK_CLASS(klass);
+
+  gobject_class->set_property = gst_shmring_sink_set_property;
+  gobject_class->get_property = gst_shmring_sink_get_property;
+  gobject_class->finalize = gst_shmring_sink_finalize;
+
+  const auto rw = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+                                           GST_PARAM_MUTABLE_READY);
+  g_object_class_install_property(
+      gobject_class, PROP_SHM_NAME,
+      g_param_spec_string(
+          "shm-name", "Ring name",
+          "Name of the ring to create, e.g. cam0 (1-30 characters of A-Z a-z 0-9 . _ -, not "
+          "starting with . or -). Give shmringsrc the same name. A stale ring of that name "
+          "left by a crashed or finished sender is replaced; one whose sender still runs is "
+          "an error.",
+          nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_CAPACITY,
+      g_param_spec_uint(
+          "capacity", "Ring capacity",
+          "Size of the ring's data area in bytes, rounded up to a power of two. It must hold "
+          "the largest buffer plus 64 bytes of framing (a 1920x1080 BGR frame is 6220800 "
+          "bytes); a few frames' worth lets the receiver fall behind briefly without "
+          "stalling or dropping.",
+          shm::layout::kMinCapacity, shm::layout::kMaxCapacity, kDefaultCapacity, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_WAIT_FOR_SPACE,
+      g_param_spec_boolean(
+          "wait-for-space", "Wait for space",
+          "What to do when the ring is full: TRUE blocks until the receiver makes room "
+          "(back-pressure, nothing is lost); FALSE drops the new buffer and counts it in "
+          "the ring's 'dropped' counter (for live sources that must not block).",
+          kDefaultWaitForSpace, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_PERMS,
+      g_param_spec_uint(
+          "perms", "Permissions",
+          "Access permissions of the shared-memory segment, in octal as for chmod: 0600 = "
+          "only this user, 0660 = also the group, 0666 = every user (gst-launch-1.0 reads "
+          "perms=0660 as octal; from code pass 0660 or 432).",
+          0, 0777, kDefaultPerms, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_DROPPED,
+      g_param_spec_uint64("dropped", "Dropped buffers",
+                          "Buffers dropped so far because the ring was full "
+                          "(only with wait-for-space=false); the ring header's 'dropped'",
+                          0, G_MAXUINT64, 0,
+                          static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+
+  gst_element_class_add_static_pad_template(element_class, &sink_template);
+  gst_element_class_set_static_metadata(
+      element_class, "Shared-memory ring sink", "Sink/Network",
+      "Writes buffers, their caps, timestamps and end of stream into a lock-free "
+      "single-producer/single-consumer ring in shared memory, for shmringsrc (or the "
+      "shmring C++/Python readers) in another process on this machine",
+      "shmring developers");
+
+  basesink_class->start = GST_DEBUG_FUNCPTR(gst_shmring_sink_start);
+  basesink_class->set_caps = GST_DEBUG_FUNCPTR(gst_shmring_sink_set_caps);
+  basesink_class->render = GST_DEBUG_FUNCPTR(gst_shmring_sink_render);
+  basesink_class->event = GST_DEBUG_FUNCPTR(gst_shmring_sink_event);
+  basesink_class->unlock = GST_DEBUG_FUNCPTR(gst_shmring_sink_unlock);
+  basesink_class->unlock_stop = GST_DEBUG_FUNCPTR(gst_shmring_sink_unlock_stop);
+  basesink_class->stop = GST_DEBUG_FUNCPTR(gst_shmring_sink_stop);
+
+  GST_DEBUG_CATEGORY_INIT(gst_shmring_sink_debug, "shmringsink", 0, "shared-memory ring sink");
+}
+
+static void gst_shmring_sink_init(GstShmringSink* self) {
+  self->shm_name = nullptr;
+  self->capacity = kDefaultCapacity;
+  self->wait_for_space = kDefaultWaitForSpace;
+  self->perms = kDefaultPerms;
+  self->producer = nullptr;
+  self->caps_string = nullptr;
+  self->written_caps_string = nullptr;
+  self->last_consumer_pid = 0;
+}
+
+static void gst_shmring_sink_finalize(GObject* object) {
+  GstShmringSink* self = GST_SHMRING_SINK(object);
+  delete self->producer;
+  g_free(self->shm_name);
+  g_free(self->caps_string);
+  g_free(self->written_caps_string);
+  G_OBJECT_CLASS(parent_class)->finalize(object);
+}
+
+static void gst_shmring_sink_set_property(GObject* object, guint prop_id, const GValue* value,
+                                          GParamSpec* pspec) {
+  GstShmringSink* self = GST_SHMRING_SINK(object);
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_SHM_NAME:
+      g_free(self->shm_name);
+      self->shm_name = g_value_dup_string(value);
+      break;
+    case PROP_CAPACITY:
+      self->capacity = g_value_get_uint(value);
+      break;
+    case PROP_WAIT_FOR_SPACE:
+      self->wait_for_space = g_value_get_boolean(value);
+      break;
+    case PROP_PERMS:
+      self->perms = g_value_get_uint(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+static void gst_shmring_sink_get_property(GObject* object, guint prop_id, GValue* value,
+                                          GParamSpec* pspec) {
+  GstShmringSink* self = GST_SHMRING_SINK(object);
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_SHM_NAME:
+      g_value_set_string(value, self->shm_name);
+      break;
+    case PROP_CAPACITY:
+      g_value_set_uint(value, self->capacity);
+      break;
+    case PROP_WAIT_FOR_SPACE:
+      g_value_set_boolean(value, self->wait_for_space);
+      break;
+    case PROP_PERMS:
+      g_value_set_uint(value, self->perms);
+      break;
+    case PROP_DROPPED:
+      g_value_set_uint64(value, self->producer ? self->producer->Dropped() : 0);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+// ---- vfuncs, in the order GStreamer calls them ----------------------------------
+
+static gboolean gst_shmring_sink_start(GstBaseSink* bsink) {
+  GstShmringSink* self = GST_SHMRING_SINK(bsink);
+
+  GST_OBJECT_LOCK(self);
+  const std::string name = self->shm_name ? self->shm_name : "";
+  shm::ProducerOptions options;
+  options.capacity = self->capacity;
+  options.profile = shm::layout::kProfileGstFraming;
+  options.mode = self->perms;
+  GST_OBJECT_UNLOCK(self);
+
+  if (name.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
+                      ("No ring name given: set the shm-name property (e.g. shm-name=cam0)."),
+                      (nullptr));
+    return FALSE;
+  }
+  const std::string bad_name = shm::ValidateName(name);
+  if (!bad_name.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("Invalid ring name '%s'.", name.c_str()),
+                      ("%s", bad_name.c_str()));
+    return FALSE;
+  }
+
+  auto producer = std::make_unique<shm::ShmProducer>(name, options);
+  if (!producer->IsValid()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, OPEN_WRITE,
+                      ("Could not create ring '%s'.", name.c_str()), ("%s (capacity %u, perms 0%o)",
+                      producer->error().c_str(), options.capacity, options.mode));
+    return FALSE;
+  }
+  GST_INFO_OBJECT(self, "created ring '%s': capacity %u bytes, generation %016" G_GINT64_MODIFIER
+                  "x", name.c_str(), producer->capacity(),
+                  static_cast<guint64>(producer->generation()));
+
+  g_clear_pointer(&self->written_caps_string, g_free);
+  self->last_consumer_pid = 0;
+  GST_OBJECT_LOCK(self);
+  self->producer = producer.release();
+  GST_OBJECT_UNLOCK(self);
+  return TRUE;
+}
+
+static gboolean gst_shmring_sink_set_caps(GstBaseSink* bsink, GstCaps* caps) {
+  GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  // Written lazily before the next buffer, so that caps changes without data in
+  // between collapse and a receiver never sees caps without their buffers' order.
+  g_free(self->caps_string);
+  self->caps_string = gst_caps_to_string(caps);
+  GST_DEBUG_OBJECT(self, "caps %s", self->caps_string);
+  return TRUE;
+}
+
+// Writes one message: a profile-1 header `h` followed by `body_size` bytes that
+// `fill` copies into place. Blocks for space when `wait` (interruptible by
+// unlock, after which it waits for PLAYING like any prerolling sink), else drops.
+// Called with the PREROLL_LOCK held (render, serialized events).
+template <typename Fill>
+static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, gsize body_size,
+                                 gboolean wait, const char* what, Fill fill) {
+  shm::ShmProducer* producer = self->producer;
+  const guint64 len64 = guint64{shm::framing::kHeaderSize} + body_size;
+  if (len64 > producer->MaxMessageSize()) {
+    GST_ELEMENT_ERROR(
+        self, RESOURCE, NO_SPACE_LEFT,
+        ("%s of %" G_GSIZE_FORMAT " bytes does not fit in ring '%s' of %u bytes.", what,
+         body_size, producer->name().c_str(), producer->capacity()),
+        ("the message needs %" G_GUINT64_FORMAT " bytes (56-byte header + body) but the largest "
+         "message a %u-byte ring holds is %u bytes: raise the capacity property to at least %"
+         G_GUINT64_FORMAT, len64, producer->capacity(), producer->MaxMessageSize(),
+         len64 + shm::layout::kLenSize));
+    return WriteResult::kError;
+  }
+  const auto len = static_cast<uint32_t>(len64);
+  for (;;) {
+    uint8_t* payload = nullptr;
+    const shm::Status st = producer->Reserve(len, &payload, wait ? shm::kForever : 0);
+    switch (st) {
+      case shm::Status::kOk:
+        fill(payload + shm::framing::kHeaderSize);
+        h.send_time_ns = shm::framing::MonotonicNowNs();
+        shm::framing::EncodeHeader(h, payload);
+        producer->Commit(len);
+        return WriteResult::kWritten;
+      case shm::Status::kFull:
+        return WriteResult::kDropped;
+      case shm::Status::kInterrupted: {
+        // unlock(): flushing, or PLAYING->PAUSED. Wait like a prerolled sink; go on
+        // writing when PLAYING again, give up when flushing.
+        GST_DEBUG_OBJECT(self, "write of %s interrupted", what);
+        const GstFlowReturn ret = gst_base_sink_wait_preroll(GST_BASE_SINK(self));
+        if (ret != GST_FLOW_OK) return WriteResult::kFlushing;
+        continue;
+      }
+      default:
+        GST_ELEMENT_ERROR(self, RESOURCE, WRITE,
+                          ("Could not write to ring '%s'.", producer->name().c_str()),
+                          ("writing a %u-byte %s message: %s", len, what,
+                           shm::StatusName(st)));
+        return WriteResult::kError;
+    }
+  }
+}
+
+// Writes the stream's caps if the ring does not carry them yet, or a consumer
+// attached since they were written (a receiver restarted mid-stream may have
+// missed them; a duplicate CAPS record is harmless).
+static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
+  if (self->caps_string == nullptr) return WriteResult::kWritten;  // no caps: opaque data
+  shm::ByteRingBuffer* ring = self->producer->ring();
+  const guint32 consumer_pid =
+      (ring->ConsumerFlags() & shm::layout::kConsumerAttached) ? ring->ConsumerPid() : 0;
+  const bool new_consumer = consumer_pid != 0 && consumer_pid != self->last_consumer_pid;
+  if (self->written_caps_string != nullptr &&
+      std::strcmp(self->written_caps_string, self->caps_string) == 0 && !new_consumer) {
+    self->last_consumer_pid = consumer_pid;
+    return WriteResult::kWritten;
+  }
+  shm::framing::Header h;
+  h.kind = shm::framing::Kind::kCaps;
+  const gchar* caps = self->caps_string;
+  const gsize n = std::strlen(caps);
+  const WriteResult r = write_message(self, h, n, wait, "caps",
+                                      [caps, n](uint8_t* body) { std::memcpy(body, caps, n); });
+  if (r == WriteResult::kWritten) {
+    GST_DEBUG_OBJECT(self, "wrote caps %s", caps);
+    g_free(self->written_caps_string);
+    self->written_caps_string = g_strdup(caps);
+    self->last_consumer_pid = consumer_pid;
+  }
+  return r;
+}
+
+static GstFlowReturn drop_buffer(GstShmringSink* self, GstBuffer* buffer) {
+  self->producer->CountDropped(1);
+  GST_LOG_OBJECT(self, "ring full: dropped buffer %" GST_TIME_FORMAT " (%" G_GUINT64_FORMAT
+                 " dropped so far)", GST_TIME_ARGS(GST_BUFFER_PTS(buffer)),
+                 static_cast<guint64>(self->producer->Dropped()));
+  return GST_FLOW_OK;
+}
+
+static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buffer) {
+  GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  GST_OBJECT_LOCK(self);
+  const gboolean wait = self->wait_for_space;
+  GST_OBJECT_UNLOCK(self);
+
+  if (self->producer->ring()->ProducerClosed()) {
+    // Data after EOS (a new stream after a seek, say): the old ring told its
+    // receiver the stream ended; start a new incarnation under the same name.
+    GST_INFO_OBJECT(self, "data after end of stream: re-creating the ring");
+    if (!gst_shmring_sink_stop(bsink) || !gst_shmring_sink_start(bsink)) return GST_FLOW_ERROR;
+  }
+
+  switch (write_caps_if_needed(self, wait)) {
+    case WriteResult::kWritten:
+      break;
+    case WriteResult::kDropped:
+      return drop_buffer(self, buffer);  // the caps go out before the next buffer instead
+    case WriteResult::kFlushing:
+      return GST_FLOW_FLUSHING;
+    case WriteResult::kError:
+      return GST_FLOW_ERROR;
+  }
+
+  shm::framing::Header h;
+  h.kind = shm::framing::Kind::kBuffer;
+  h.flags = GST_BUFFER_FLAGS(buffer) & kCarriedFlags;
+  h.pts = GST_BUFFER_PTS(buffer);
+  h.dts = GST_BUFFER_DTS(buffer);
+  h.duration = GST_BUFFER_DURATION(buffer);
+  h.offset = GST_BUFFER_OFFSET(buffer);
+  h.offset_end = GST_BUFFER_OFFSET_END(buffer);
+  const gsize size = gst_buffer_get_size(buffer);
+  const WriteResult r = write_message(self, h, size, wait, "buffer", [buffer, size](uint8_t* body) {
+    gst_buffer_extract(buffer, 0, body, size);  // the one copy
+  });
+  switch (r) {
+    case WriteResult::kWritten:
+      return GST_FLOW_OK;
+    case WriteResult::kDropped:
+      return drop_buffer(self, buffer);
+    case WriteResult::kFlushing:
+      return GST_FLOW_FLUSHING;
+    case WriteResult::kError:
+      break;
+  }
+  return GST_FLOW_ERROR;
+}
+
+static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event) {
+  GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  if (GST_EVENT_TYPE(event) == GST_EVENT_EOS && self->producer != nullptr &&
+      !self->producer->ring()->ProducerClosed()) {
+    GST_OBJECT_LOCK(self);
+    const gboolean wait = self->wait_for_space;
+    GST_OBJECT_UNLOCK(self);
+    shm::framing::Header h;
+    h.kind = shm::framing::Kind::kEos;
+    const WriteResult r = write_message(self, h, 0, wait, "end-of-stream", [](uint8_t*) {});
+    if (r == WriteResult::kFlushing) {
+      gst_event_unref(event);
+      return FALSE;
+    }
+    // Even without room for the EOS record, CLOSED tells the receiver the stream
+    // ended once it has drained the ring.
+    if (r == WriteResult::kDropped) GST_INFO_OBJECT(self, "ring full: EOS marked by CLOSED only");
+    self->producer->Close();
+    GST_DEBUG_OBJECT(self, "end of stream: ring closed");
+  }
+  return GST_BASE_SINK_CLASS(parent_class)->event(bsink, event);
+}
+
+static gboolean gst_shmring_sink_unlock(GstBaseSink* bsink) {
+  GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  GST_OBJECT_LOCK(self);
+  if (self->producer != nullptr) self->producer->Interrupt();
+  GST_OBJECT_UNLOCK(self);
+  return TRUE;
+}
+
+static gboolean gst_shmring_sink_unlock_stop(GstBaseSink* bsink) {
+  GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  GST_OBJECT_LOCK(self);
+  if (self->producer != nullptr) self->producer->ClearInterrupt();
+  GST_OBJECT_UNLOCK(self);
+  return TRUE;
+}
+
+static gboolean gst_shmring_sink_stop(GstBaseSink* bsink) {
+  GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  GST_OBJECT_LOCK(self);
+  shm::ShmProducer* producer = self->producer;
+  self->producer = nullptr;
+  GST_OBJECT_UNLOCK(self);
+  // Sets CLOSED (a receiver drains what is left, then ends with EOS) and unlinks.
+  delete producer;
+  g_clear_pointer(&self->written_caps_string, g_free);
+  return TRUE;
+}

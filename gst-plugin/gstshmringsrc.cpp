@@ -1,0 +1,808 @@
+// shmringsrc: a GstPushSrc that waits for a ring (started before or after the
+// sender), negotiates from the CAPS records (renegotiating on change), pushes
+// BUFFER records with the sender's timestamps, offsets and flags in a TIME
+// segment, and ends with EOS when the stream ends. Buffers wrap the ring memory
+// (no copy) unless downstream already holds more than half the ring.
+//
+// Threads: create runs in the streaming thread and is the only reader of the
+// ring; unlock/unlock_stop come from other threads and interrupt its waits;
+// buffers are released from whichever thread frees them (RingSession).
+
+#include "gstshmringsrc.h"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "ring_session.hpp"
+#include "shm/framing.hpp"
+#include "shm/layout.hpp"
+#include "shm/shared_memory.hpp"
+#include "shm/shm_channel.hpp"
+
+GST_DEBUG_CATEGORY_STATIC(gst_shmring_src_debug);
+#define GST_CAT_DEFAULT gst_shmring_src_debug
+
+using shmring_gst::RingSession;
+
+namespace {
+
+constexpr gboolean kDefaultIsLive = FALSE;
+constexpr guint64 kDefaultTimeout = 0;  // wait forever
+constexpr gboolean kDefaultLatest = FALSE;
+constexpr gboolean kDefaultReconnect = FALSE;
+// How often the name is looked up while no producer has created it.
+constexpr gint64 kOpenPollUs = 20 * G_TIME_SPAN_MILLISECOND;
+
+// Flags the sender carried that mean something here (see shmringsink).
+constexpr guint32 kCarriedFlags =
+    ~(static_cast<guint32>(GST_MINI_OBJECT_FLAG_LAST) - 1u) & ~guint32{GST_BUFFER_FLAG_TAG_MEMORY};
+
+enum {
+  PROP_0,
+  PROP_SHM_NAME,
+  PROP_IS_LIVE,
+  PROP_CAPS,
+  PROP_TIMEOUT,
+  PROP_LATEST,
+  PROP_RECONNECT,
+  PROP_SKIPPED,
+};
+
+// One decoded message, still held in the ring.
+struct Message {
+  shm::MessageView view;
+  shm::framing::Header header;
+  const uint8_t* body = nullptr;
+  uint32_t body_len = 0;
+};
+
+// Streaming-thread state, reset by start/stop.
+struct SrcState {
+  std::shared_ptr<RingSession> session;  // also read by unlock (OBJECT_LOCK)
+  std::deque<shm::MessageView> lookahead;  // acquired, not yet processed (latest mode)
+  GstCaps* pending_caps = nullptr;  // from a CAPS record; set before the next buffer
+  bool need_segment = true;         // the next buffer starts a new segment
+  bool discont = false;             // the next buffer follows skipped ones
+  bool warned_no_caps = false;
+  GstClockTime running_end = 0;     // running time at the end of the last buffer
+
+  void Reset() {
+    if (session) session->Detach();
+    session.reset();
+    lookahead.clear();
+    gst_clear_caps(&pending_caps);
+    need_segment = true;
+    discont = false;
+    warned_no_caps = false;
+    running_end = 0;
+  }
+};
+
+// What a buffer wrapping ring memory keeps alive and gives back.
+struct RingRef {
+  std::shared_ptr<RingSession> session;
+  uint32_t end;
+};
+
+void release_ring_ref(gpointer data) {
+  auto* ref = static_cast<RingRef*>(data);
+  ref->session->Release(ref->end);
+  delete ref;
+}
+
+}  // namespace
+
+struct _GstShmringSrc {
+  GstPushSrc parent;
+
+  // Properties (OBJECT_LOCK); is-live and do-timestamp live in GstBaseSrc.
+  gchar* shm_name;
+  GstCaps* caps;
+  guint64 timeout;
+  gboolean latest;
+  gboolean reconnect;
+  guint64 skipped;  // buffers skipped by latest=true (OBJECT_LOCK)
+
+  // Interrupts the wait for a producer (wait_lock).
+  GMutex wait_lock;
+  GCond wait_cond;
+  gboolean unlocked;
+
+  SrcState* st;
+};
+
+static GstStaticPadTemplate src_template =
+    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
+
+#define gst_shmring_src_parent_class parent_class
+G_DEFINE_TYPE(GstShmringSrc, gst_shmring_src, GST_TYPE_PUSH_SRC);
+GST_ELEMENT_REGISTER_DEFINE(shmringsrc, "shmringsrc", GST_RANK_NONE, GST_TYPE_SHMRING_SRC);
+
+static void gst_shmring_src_set_property(GObject* object, guint prop_id, const GValue* value,
+                                         GParamSpec* pspec);
+static void gst_shmring_src_get_property(GObject* object, guint prop_id, GValue* value,
+                                         GParamSpec* pspec);
+static void gst_shmring_src_finalize(GObject* object);
+static gboolean gst_shmring_src_start(GstBaseSrc* bsrc);
+static gboolean gst_shmring_src_is_seekable(GstBaseSrc* bsrc);
+static GstCaps* gst_shmring_src_get_caps(GstBaseSrc* bsrc, GstCaps* filter);
+static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf);
+static gboolean gst_shmring_src_unlock(GstBaseSrc* bsrc);
+static gboolean gst_shmring_src_unlock_stop(GstBaseSrc* bsrc);
+static gboolean gst_shmring_src_stop(GstBaseSrc* bsrc);
+
+static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
+  GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
+  GstElementClass* element_class = GST_ELEMENT_CLASS(klass);
+  GstBaseSrcClass* basesrc_class = GST_BASE_SRC_CLASS(klass);
+  GstPushSrcClass* pushsrc_class = GST_PUSH_SRC_CLASS(klass);
+
+  gobject_class->set_property = gst_shmring_src_set_property;
+  gobject_class->get_property = gst_shmring_src_get_property;
+  gobject_class->finalize = gst_shmring_src_finalize;
+
+  const auto rw = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+                                           GST_PARAM_MUTABLE_READY);
+  g_object_class_install_property(
+      gobject_class, PROP_SHM_NAME,
+      g_param_spec_string("shm-name", "Ring name",
+                          "Name of the ring to read, as given to the sender's shmringsink "
+                          "shm-name (e.g. cam0). The sender may start before or after this "
+                          "element: until it creates the ring, this element waits (see timeout).",
+                          nullptr, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_IS_LIVE,
+      g_param_spec_boolean("is-live", "Is live",
+                           "Act as a live source: produce data only in PLAYING and map the "
+                           "sender's timestamps to this pipeline's clock from the first buffer "
+                           "on (use for live video; with do-timestamp=true buffers get this "
+                           "pipeline's capture times instead)",
+                           kDefaultIsLive, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_CAPS,
+      g_param_spec_boxed("caps", "Caps",
+                         "What the bytes are, for rings written by a plain C++/Python "
+                         "ShmProducer (profile 0, no in-band caps), e.g. "
+                         "video/x-raw,format=GRAY8,width=640,height=480,framerate=30/1. Rings "
+                         "from shmringsink carry their caps: this is then only used until the "
+                         "first caps arrive.",
+                         GST_TYPE_CAPS, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_TIMEOUT,
+      g_param_spec_uint64("timeout", "Producer timeout",
+                          "How long to wait for a sender to create the ring, in nanoseconds "
+                          "(0 = forever); an error after that. A ring that exists but is not "
+                          "valid is an error at once.",
+                          0, G_MAXUINT64, kDefaultTimeout, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_LATEST,
+      g_param_spec_boolean("latest", "Latest buffer only",
+                           "When behind the sender, skip to the newest buffer in the ring (the "
+                           "newest key frame for compressed video), like a leaky queue; caps "
+                           "changes in between still apply. For live viewing where freshness "
+                           "beats completeness; counted in 'skipped'.",
+                           kDefaultLatest, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_RECONNECT,
+      g_param_spec_boolean("reconnect", "Reconnect",
+                           "When the sender dies or a new sender re-creates the ring, wait for "
+                           "the new one and go on (a discontinuity) instead of failing with an "
+                           "error. A stream that ends normally still ends with EOS.",
+                           kDefaultReconnect, rw));
+  g_object_class_install_property(
+      gobject_class, PROP_SKIPPED,
+      g_param_spec_uint64("skipped", "Skipped buffers",
+                          "Buffers skipped so far to catch up with the sender (latest=true)",
+                          0, G_MAXUINT64, 0,
+                          static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+
+  gst_element_class_add_static_pad_template(element_class, &src_template);
+  gst_element_class_set_static_metadata(
+      element_class, "Shared-memory ring source", "Source/Network",
+      "Reads buffers from a lock-free single-producer/single-consumer ring in shared memory "
+      "written by shmringsink (or a shmring C++/Python producer) in another process, with "
+      "their caps, timestamps and end of stream; waits for the sender to appear",
+      "shmring developers");
+
+  basesrc_class->start = GST_DEBUG_FUNCPTR(gst_shmring_src_start);
+  basesrc_class->is_seekable = GST_DEBUG_FUNCPTR(gst_shmring_src_is_seekable);
+  basesrc_class->get_caps = GST_DEBUG_FUNCPTR(gst_shmring_src_get_caps);
+  basesrc_class->unlock = GST_DEBUG_FUNCPTR(gst_shmring_src_unlock);
+  basesrc_class->unlock_stop = GST_DEBUG_FUNCPTR(gst_shmring_src_unlock_stop);
+  basesrc_class->stop = GST_DEBUG_FUNCPTR(gst_shmring_src_stop);
+  pushsrc_class->create = GST_DEBUG_FUNCPTR(gst_shmring_src_create);
+
+  GST_DEBUG_CATEGORY_INIT(gst_shmring_src_debug, "shmringsrc", 0, "shared-memory ring source");
+}
+
+static void gst_shmring_src_init(GstShmringSrc* self) {
+  self->shm_name = nullptr;
+  self->caps = nullptr;
+  self->timeout = kDefaultTimeout;
+  self->latest = kDefaultLatest;
+  self->reconnect = kDefaultReconnect;
+  self->skipped = 0;
+  g_mutex_init(&self->wait_lock);
+  g_cond_init(&self->wait_cond);
+  self->unlocked = FALSE;
+  self->st = new SrcState();
+
+  gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_TIME);
+  gst_base_src_set_live(GST_BASE_SRC(self), kDefaultIsLive);
+}
+
+static void gst_shmring_src_finalize(GObject* object) {
+  GstShmringSrc* self = GST_SHMRING_SRC(object);
+  self->st->Reset();
+  delete self->st;
+  g_free(self->shm_name);
+  gst_clear_caps(&self->caps);
+  g_mutex_clear(&self->wait_lock);
+  g_cond_clear(&self->wait_cond);
+  G_OBJECT_CLASS(parent_class)->finalize(object);
+}
+
+static void gst_shmring_src_set_property(GObject* object, guint prop_id, const GValue* value,
+                                         GParamSpec* pspec) {
+  GstShmringSrc* self = GST_SHMRING_SRC(object);
+  switch (prop_id) {
+    case PROP_IS_LIVE:
+      gst_base_src_set_live(GST_BASE_SRC(self), g_value_get_boolean(value));
+      return;
+    default:
+      break;
+  }
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_SHM_NAME:
+      g_free(self->shm_name);
+      self->shm_name = g_value_dup_string(value);
+      break;
+    case PROP_CAPS: {
+      const GstCaps* caps = gst_value_get_caps(value);
+      gst_clear_caps(&self->caps);
+      if (caps != nullptr && !gst_caps_is_any(caps) && !gst_caps_is_empty(caps)) {
+        self->caps = gst_caps_copy(caps);
+      }
+      break;
+    }
+    case PROP_TIMEOUT:
+      self->timeout = g_value_get_uint64(value);
+      break;
+    case PROP_LATEST:
+      self->latest = g_value_get_boolean(value);
+      break;
+    case PROP_RECONNECT:
+      self->reconnect = g_value_get_boolean(value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+static void gst_shmring_src_get_property(GObject* object, guint prop_id, GValue* value,
+                                         GParamSpec* pspec) {
+  GstShmringSrc* self = GST_SHMRING_SRC(object);
+  if (prop_id == PROP_IS_LIVE) {
+    g_value_set_boolean(value, gst_base_src_is_live(GST_BASE_SRC(self)));
+    return;
+  }
+  GST_OBJECT_LOCK(self);
+  switch (prop_id) {
+    case PROP_SHM_NAME:
+      g_value_set_string(value, self->shm_name);
+      break;
+    case PROP_CAPS:
+      gst_value_set_caps(value, self->caps);
+      break;
+    case PROP_TIMEOUT:
+      g_value_set_uint64(value, self->timeout);
+      break;
+    case PROP_LATEST:
+      g_value_set_boolean(value, self->latest);
+      break;
+    case PROP_RECONNECT:
+      g_value_set_boolean(value, self->reconnect);
+      break;
+    case PROP_SKIPPED:
+      g_value_set_uint64(value, self->skipped);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+// ---- helpers for create ----------------------------------------------------------
+
+// Waits for a producer to create the ring and attaches to it. OK with
+// st->session set, FLUSHING when unlocked, ERROR (posted) otherwise.
+static GstFlowReturn open_ring(GstShmringSrc* self) {
+  GST_OBJECT_LOCK(self);
+  const std::string name = self->shm_name ? self->shm_name : "";
+  const guint64 timeout = self->timeout;
+  const bool have_caps = self->caps != nullptr;
+  GST_OBJECT_UNLOCK(self);
+
+  if (name.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
+                      ("No ring name given: set the shm-name property (e.g. shm-name=cam0)."),
+                      (nullptr));
+    return GST_FLOW_ERROR;
+  }
+  const std::string bad_name = shm::ValidateName(name);
+  if (!bad_name.empty()) {
+    GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("Invalid ring name '%s'.", name.c_str()),
+                      ("%s", bad_name.c_str()));
+    return GST_FLOW_ERROR;
+  }
+
+  const gint64 start = g_get_monotonic_time();
+  bool logged_wait = false;
+  guint32 stale_pid = 0;
+  for (;;) {
+    auto consumer = std::make_unique<shm::ShmConsumer>(name, 0);
+    if (consumer->IsValid()) {
+      const guint32 pid = consumer->ring()->ProducerPid();
+      if (pid != 0 && !shm::ProcessAlive(pid)) {
+        // Left behind by a sender that is gone: wait for a new one to replace it.
+        if (stale_pid != pid) {
+          GST_INFO_OBJECT(self, "ring '%s' is stale (producer pid %u is gone); waiting for a "
+                          "new producer", name.c_str(), pid);
+          stale_pid = pid;
+        }
+      } else {
+        const uint32_t profile = consumer->profile();
+        if (profile != shm::layout::kProfileGstFraming &&
+            profile != shm::layout::kProfileOpaque) {
+          GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
+                            ("Ring '%s' uses a framing this version does not understand.",
+                             name.c_str()),
+                            ("profile %u; this build reads profiles 0 and 1", profile));
+          return GST_FLOW_ERROR;
+        }
+        if (profile == shm::layout::kProfileOpaque && !have_caps) {
+          GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                            ("Ring '%s' carries opaque messages without caps: set the caps "
+                             "property to say what they are.", name.c_str()),
+                            ("profile 0 ring (written by a plain ShmProducer), e.g. "
+                             "caps=\"video/x-raw,format=GRAY8,width=640,height=480,"
+                             "framerate=30/1\""));
+          return GST_FLOW_ERROR;
+        }
+        GST_INFO_OBJECT(self, "attached to ring '%s': capacity %u, profile %u, producer pid %u",
+                        name.c_str(), consumer->capacity(), profile, pid);
+        auto session = std::make_shared<RingSession>(std::move(consumer));
+        GST_OBJECT_LOCK(self);
+        self->st->session = session;
+        GST_OBJECT_UNLOCK(self);
+        // An unlock() that ran before the session existed could not interrupt it.
+        g_mutex_lock(&self->wait_lock);
+        const gboolean unlocked = self->unlocked;
+        g_mutex_unlock(&self->wait_lock);
+        if (unlocked) session->Interrupt();
+        return GST_FLOW_OK;
+      }
+    } else if (consumer->open_status() == shm::Status::kInvalid) {
+      GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
+                        ("Ring '%s' exists but cannot be read.", name.c_str()),
+                        ("%s", consumer->error().c_str()));
+      return GST_FLOW_ERROR;
+    }
+    consumer.reset();
+
+    const gint64 elapsed_us = g_get_monotonic_time() - start;
+    if (timeout != 0 && static_cast<guint64>(elapsed_us) * 1000 >= timeout) {
+      GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
+                        ("No sender created ring '%s' within %.3f s.", name.c_str(),
+                         static_cast<double>(timeout) / GST_SECOND),
+                        ("waited for a shmringsink (or ShmProducer) with shm-name=%s; "
+                         "timeout=0 waits forever", name.c_str()));
+      return GST_FLOW_ERROR;
+    }
+    if (!logged_wait) {
+      GST_INFO_OBJECT(self, "waiting for a producer to create ring '%s'", name.c_str());
+      logged_wait = true;
+    }
+    gint64 step_us = kOpenPollUs;
+    if (timeout != 0) {
+      const gint64 left_us = static_cast<gint64>(timeout / 1000) - elapsed_us;
+      step_us = std::max<gint64>(1, std::min(step_us, left_us));
+    }
+    g_mutex_lock(&self->wait_lock);
+    const gint64 until = g_get_monotonic_time() + step_us;
+    while (!self->unlocked && g_cond_wait_until(&self->wait_cond, &self->wait_lock, until)) {
+    }
+    const gboolean unlocked = self->unlocked;
+    g_mutex_unlock(&self->wait_lock);
+    if (unlocked) return GST_FLOW_FLUSHING;
+  }
+}
+
+// The next message: a looked-ahead one first, else from the ring (blocking).
+static shm::Status next_view(GstShmringSrc* self, shm::MessageView* out) {
+  SrcState* st = self->st;
+  if (!st->lookahead.empty()) {
+    *out = st->lookahead.front();
+    st->lookahead.pop_front();
+    return shm::Status::kOk;
+  }
+  return st->session->Next(out, shm::kForever);
+}
+
+static bool decode(GstShmringSrc* self, const shm::MessageView& v, Message* m) {
+  m->view = v;
+  const char* why = nullptr;
+  if (!shm::framing::DecodeMessage(v.data, v.len, &m->header, &m->body, &m->body_len, &why)) {
+    GST_ELEMENT_ERROR(self, RESOURCE, READ,
+                      ("Ring '%s' holds a corrupt record.", self->st->session->name().c_str()),
+                      ("profile-1 message of %u bytes: %s", v.len, why));
+    return false;
+  }
+  return true;
+}
+
+// A CAPS record: parsed now, applied before the next buffer.
+static bool take_caps(GstShmringSrc* self, const Message& m) {
+  std::string text(reinterpret_cast<const char*>(m.body), m.body_len);
+  GstCaps* caps = gst_caps_from_string(text.c_str());
+  if (caps == nullptr || !gst_caps_is_fixed(caps)) {
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("The sender's caps cannot be used."), ("caps record \"%s\"", text.c_str()));
+    gst_clear_caps(&caps);
+    return false;
+  }
+  GST_DEBUG_OBJECT(self, "caps record %" GST_PTR_FORMAT, caps);
+  gst_caps_replace(&self->st->pending_caps, caps);
+  gst_caps_unref(caps);
+  return true;
+}
+
+// Makes the pad's caps what the next buffer needs. OK, NOT_NEGOTIATED (posted),
+// or CUSTOM_SUCCESS when there are no caps to give the buffer yet (skip it).
+static GstFlowReturn ensure_caps(GstShmringSrc* self) {
+  SrcState* st = self->st;
+  GstBaseSrc* bsrc = GST_BASE_SRC(self);
+  GstCaps* want = st->pending_caps ? gst_caps_ref(st->pending_caps) : nullptr;
+  gst_clear_caps(&st->pending_caps);
+  GstCaps* current = gst_pad_get_current_caps(GST_BASE_SRC_PAD(bsrc));
+  if (want == nullptr && current == nullptr) {
+    GST_OBJECT_LOCK(self);
+    if (self->caps != nullptr) want = gst_caps_ref(self->caps);
+    GST_OBJECT_UNLOCK(self);
+    if (want == nullptr) {
+      if (!st->warned_no_caps) {
+        GST_WARNING_OBJECT(self, "skipping buffers until the stream's caps arrive (joined "
+                           "mid-stream); set the caps property to use them at once");
+        st->warned_no_caps = true;
+      }
+      return GST_FLOW_CUSTOM_SUCCESS;
+    }
+  }
+  GstFlowReturn ret = GST_FLOW_OK;
+  if (want != nullptr && (current == nullptr || !gst_caps_is_equal(want, current))) {
+    GST_INFO_OBJECT(self, "caps %" GST_PTR_FORMAT, want);
+    if (!gst_base_src_set_caps(bsrc, want)) {
+      GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                        ("Downstream does not accept the sender's caps."),
+                        ("caps %" GST_PTR_FORMAT, want));
+      ret = GST_FLOW_NOT_NEGOTIATED;
+    }
+  }
+  gst_clear_caps(&want);
+  gst_clear_caps(&current);
+  return ret;
+}
+
+static void count_skipped(GstShmringSrc* self, guint64 n) {
+  GST_OBJECT_LOCK(self);
+  self->skipped += n;
+  GST_OBJECT_UNLOCK(self);
+}
+
+// latest=true: replaces `m` (a BUFFER) by the newest buffer that can start
+// decoding (no DELTA_UNIT flag) among the messages already in the ring, applying
+// the caps records in between. False on a corrupt record (posted).
+static bool skip_to_latest(GstShmringSrc* self, Message* m) {
+  SrcState* st = self->st;
+  for (;;) {
+    shm::MessageView w;
+    if (st->session->Next(&w, 0) != shm::Status::kOk) break;
+    st->lookahead.push_back(w);
+  }
+  int chosen = -1;
+  for (size_t i = 0; i < st->lookahead.size(); ++i) {
+    Message a;
+    if (!decode(self, st->lookahead[i], &a)) return false;
+    if (a.header.kind == shm::framing::Kind::kEos) break;
+    if (a.header.kind == shm::framing::Kind::kBuffer &&
+        !(a.header.flags & GST_BUFFER_FLAG_DELTA_UNIT)) {
+      chosen = static_cast<int>(i);
+    }
+  }
+  if (chosen < 0) return true;
+  guint64 skipped = 1;
+  st->session->Release(m->view.end);
+  for (int i = 0; i < chosen; ++i) {
+    const shm::MessageView w = st->lookahead.front();
+    st->lookahead.pop_front();
+    Message a;
+    decode(self, w, &a);
+    if (a.header.kind == shm::framing::Kind::kCaps && !take_caps(self, a)) return false;
+    if (a.header.kind == shm::framing::Kind::kBuffer) ++skipped;
+    st->session->Release(w.end);
+  }
+  const shm::MessageView w = st->lookahead.front();
+  st->lookahead.pop_front();
+  decode(self, w, m);
+  count_skipped(self, skipped);
+  st->discont = true;
+  GST_LOG_OBJECT(self, "skipped %" G_GUINT64_FORMAT " buffers to catch up", skipped);
+  return true;
+}
+
+// Wraps (or, when the ring is more than half held downstream, copies) a body.
+static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v,
+                              const uint8_t* body, uint32_t len) {
+  const std::shared_ptr<RingSession>& session = self->st->session;
+  if (len == 0) {
+    session->Release(v.end);
+    return gst_buffer_new();
+  }
+  if (session->HeldBytes() > session->capacity() / 2) {
+    // Downstream holds much of the ring: a copy keeps the sender from stalling on it.
+    GstBuffer* buf = gst_buffer_new_allocate(nullptr, len, nullptr);
+    gst_buffer_fill(buf, 0, body, len);
+    session->Release(v.end);
+    return buf;
+  }
+  auto* ref = new RingRef{session, v.end};
+  return gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY,
+                                     const_cast<uint8_t*>(body), len, 0, len, ref,
+                                     release_ring_ref);
+}
+
+// Segment for the first buffer of a stream: starts at its timestamp, so that
+// a receiver joining mid-stream does not wait for the sender's running time.
+static void start_segment(GstShmringSrc* self, const shm::framing::Header& h) {
+  SrcState* st = self->st;
+  GstBaseSrc* bsrc = GST_BASE_SRC(self);
+  st->need_segment = false;
+  if (gst_base_src_get_do_timestamp(bsrc)) return;  // this pipeline's times
+  const GstClockTime ts = GST_CLOCK_TIME_IS_VALID(h.dts) ? h.dts : h.pts;
+  if (!GST_CLOCK_TIME_IS_VALID(ts)) return;
+  GstSegment seg;
+  gst_segment_init(&seg, GST_FORMAT_TIME);
+  seg.start = ts;
+  seg.time = ts;
+  seg.position = ts;
+  seg.base = st->running_end;  // continue after a previous stream (reconnect)
+  if (gst_base_src_is_live(bsrc)) {
+    const GstClockTime now = gst_element_get_current_running_time(GST_ELEMENT(self));
+    if (GST_CLOCK_TIME_IS_VALID(now)) seg.base = now;
+  }
+  GST_DEBUG_OBJECT(self, "new segment %" GST_SEGMENT_FORMAT, &seg);
+  gst_base_src_new_segment(bsrc, &seg);
+}
+
+static void stamp(GstShmringSrc* self, GstBuffer* buf, const shm::framing::Header& h) {
+  SrcState* st = self->st;
+  if (!gst_base_src_get_do_timestamp(GST_BASE_SRC(self))) {
+    GST_BUFFER_PTS(buf) = h.pts;
+    GST_BUFFER_DTS(buf) = h.dts;
+  }
+  GST_BUFFER_DURATION(buf) = h.duration;
+  GST_BUFFER_OFFSET(buf) = h.offset;
+  GST_BUFFER_OFFSET_END(buf) = h.offset_end;
+  GST_BUFFER_FLAG_SET(buf, h.flags & kCarriedFlags);
+  if (st->discont) {
+    GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
+    st->discont = false;
+  }
+  // Remember where this stream's running time got to (for a reconnect).
+  GstClockTime end = GST_BUFFER_PTS_IS_VALID(buf) ? GST_BUFFER_PTS(buf) : GST_BUFFER_DTS(buf);
+  if (GST_CLOCK_TIME_IS_VALID(end)) {
+    if (GST_BUFFER_DURATION_IS_VALID(buf)) end += GST_BUFFER_DURATION(buf);
+    GST_OBJECT_LOCK(self);
+    const guint64 rt = gst_segment_to_running_time(&GST_BASE_SRC(self)->segment,
+                                                   GST_FORMAT_TIME, end);
+    GST_OBJECT_UNLOCK(self);
+    if (GST_CLOCK_TIME_IS_VALID(rt)) st->running_end = std::max(st->running_end, rt);
+  }
+}
+
+// A status other than kOk from the ring. CUSTOM_SUCCESS = reconnect and go on.
+static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
+  SrcState* st = self->st;
+  const std::string name = st->session->name();
+  const guint32 pid = st->session->producer_pid();
+  GST_OBJECT_LOCK(self);
+  const gboolean reconnect = self->reconnect;
+  GST_OBJECT_UNLOCK(self);
+  switch (s) {
+    case shm::Status::kInterrupted:
+      GST_DEBUG_OBJECT(self, "interrupted (flushing)");
+      return GST_FLOW_FLUSHING;
+    case shm::Status::kClosed:
+      GST_INFO_OBJECT(self, "ring '%s' closed by its producer: end of stream", name.c_str());
+      return GST_FLOW_EOS;
+    case shm::Status::kPeerDead:
+    case shm::Status::kReplaced:
+      if (reconnect) {
+        GST_WARNING_OBJECT(self, "producer of ring '%s' %s; waiting for a new one", name.c_str(),
+                           s == shm::Status::kPeerDead ? "died" : "re-created the ring");
+        GST_OBJECT_LOCK(self);
+        st->session->Detach();
+        st->session.reset();
+        GST_OBJECT_UNLOCK(self);
+        st->lookahead.clear();
+        st->need_segment = true;
+        st->discont = true;
+        return GST_FLOW_CUSTOM_SUCCESS;
+      }
+      if (s == shm::Status::kPeerDead) {
+        GST_ELEMENT_ERROR(self, RESOURCE, READ,
+                          ("The sender of ring '%s' died without ending the stream.",
+                           name.c_str()),
+                          ("producer pid %u is gone and the ring is not CLOSED; set "
+                           "reconnect=true to wait for a restarted sender", pid));
+      } else {
+        GST_ELEMENT_ERROR(self, RESOURCE, READ,
+                          ("Ring '%s' was re-created by another sender.", name.c_str()),
+                          ("the name now holds a new generation; set reconnect=true to "
+                           "follow it"));
+      }
+      return GST_FLOW_ERROR;
+    case shm::Status::kCorrupt:
+      GST_ELEMENT_ERROR(self, RESOURCE, READ,
+                        ("Ring '%s' holds a corrupt record.", name.c_str()),
+                        ("%s", st->session->error().c_str()));
+      return GST_FLOW_ERROR;
+    default:
+      GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Could not read ring '%s'.", name.c_str()),
+                        ("status %s", shm::StatusName(s)));
+      return GST_FLOW_ERROR;
+  }
+}
+
+// ---- vfuncs, in the order GStreamer calls them ----------------------------------
+
+static gboolean gst_shmring_src_start(GstBaseSrc* bsrc) {
+  GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
+  // The ring is opened by create, in the streaming thread, where waiting for the
+  // producer can be interrupted.
+  GST_OBJECT_LOCK(self);
+  self->st->Reset();
+  self->skipped = 0;
+  GST_OBJECT_UNLOCK(self);
+  return TRUE;
+}
+
+static gboolean gst_shmring_src_is_seekable(GstBaseSrc*) { return FALSE; }
+
+static GstCaps* gst_shmring_src_get_caps(GstBaseSrc* bsrc, GstCaps* filter) {
+  GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
+  GstCaps* caps = gst_pad_get_current_caps(GST_BASE_SRC_PAD(bsrc));
+  if (caps == nullptr) {
+    GST_OBJECT_LOCK(self);
+    if (self->caps != nullptr) caps = gst_caps_ref(self->caps);
+    GST_OBJECT_UNLOCK(self);
+  }
+  if (caps == nullptr) caps = gst_pad_get_pad_template_caps(GST_BASE_SRC_PAD(bsrc));
+  if (filter != nullptr) {
+    GstCaps* both = gst_caps_intersect_full(filter, caps, GST_CAPS_INTERSECT_FIRST);
+    gst_caps_unref(caps);
+    caps = both;
+  }
+  return caps;
+}
+
+static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf) {
+  GstShmringSrc* self = GST_SHMRING_SRC(psrc);
+  SrcState* st = self->st;
+  for (;;) {
+    if (!st->session) {
+      const GstFlowReturn ret = open_ring(self);
+      if (ret != GST_FLOW_OK) return ret;
+    }
+    shm::MessageView v;
+    const shm::Status s = next_view(self, &v);
+    if (s != shm::Status::kOk) {
+      const GstFlowReturn ret = handle_status(self, s);
+      if (ret == GST_FLOW_CUSTOM_SUCCESS) continue;
+      return ret;
+    }
+
+    if (st->session->profile() == shm::layout::kProfileOpaque) {
+      // Opaque bytes: caps from the property, times from this pipeline if asked.
+      const GstFlowReturn ret = ensure_caps(self);
+      if (ret != GST_FLOW_OK) {
+        st->session->Release(v.end);
+        if (ret == GST_FLOW_CUSTOM_SUCCESS) continue;
+        return ret;
+      }
+      *outbuf = make_buffer(self, v, v.data, v.len);
+      return GST_FLOW_OK;
+    }
+
+    Message m;
+    if (!decode(self, v, &m)) return GST_FLOW_ERROR;
+    switch (m.header.kind) {
+      case shm::framing::Kind::kCaps: {
+        const bool ok = take_caps(self, m);
+        st->session->Release(v.end);
+        if (!ok) return GST_FLOW_ERROR;
+        continue;
+      }
+      case shm::framing::Kind::kEos:
+        st->session->Release(v.end);
+        GST_INFO_OBJECT(self, "end-of-stream record");
+        return GST_FLOW_EOS;
+      case shm::framing::Kind::kBuffer:
+        break;
+      default:
+        GST_LOG_OBJECT(self, "skipping message of unknown kind %u",
+                       static_cast<unsigned>(m.header.kind));
+        st->session->Release(v.end);
+        continue;
+    }
+
+    GST_OBJECT_LOCK(self);
+    const gboolean latest = self->latest;
+    GST_OBJECT_UNLOCK(self);
+    if (latest && !skip_to_latest(self, &m)) return GST_FLOW_ERROR;
+
+    const GstFlowReturn ret = ensure_caps(self);
+    if (ret != GST_FLOW_OK) {
+      st->session->Release(m.view.end);
+      if (ret == GST_FLOW_CUSTOM_SUCCESS) continue;
+      return ret;
+    }
+    if (st->need_segment) start_segment(self, m.header);
+    GstBuffer* buf = make_buffer(self, m.view, m.body, m.body_len);
+    stamp(self, buf, m.header);
+    GST_LOG_OBJECT(self, "buffer %" GST_PTR_FORMAT, buf);
+    *outbuf = buf;
+    return GST_FLOW_OK;
+  }
+}
+
+static gboolean gst_shmring_src_unlock(GstBaseSrc* bsrc) {
+  GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
+  g_mutex_lock(&self->wait_lock);
+  self->unlocked = TRUE;
+  g_cond_broadcast(&self->wait_cond);
+  g_mutex_unlock(&self->wait_lock);
+  GST_OBJECT_LOCK(self);
+  std::shared_ptr<RingSession> session = self->st->session;
+  GST_OBJECT_UNLOCK(self);
+  if (session) session->Interrupt();
+  return TRUE;
+}
+
+static gboolean gst_shmring_src_unlock_stop(GstBaseSrc* bsrc) {
+  GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
+  g_mutex_lock(&self->wait_lock);
+  self->unlocked = FALSE;
+  g_mutex_unlock(&self->wait_lock);
+  GST_OBJECT_LOCK(self);
+  std::shared_ptr<RingSession> session = self->st->session;
+  GST_OBJECT_UNLOCK(self);
+  if (session) session->ClearInterrupt();
+  return TRUE;
+}
+
+static gboolean gst_shmring_src_stop(GstBaseSrc* bsrc) {
+  GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
+  GST_OBJECT_LOCK(self);
+  // Buffers still downstream keep the mapping alive; they no longer move the tail.
+  self->st->Reset();
+  GST_OBJECT_UNLOCK(self);
+  return TRUE;
+}
