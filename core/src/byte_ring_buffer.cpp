@@ -121,6 +121,10 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
   atomics::FullFence();
   if (is_producer_) {
     head_ = atomics::LoadRelaxed(word(kHeadOffset));  // own word
+    if (head_ % kRecordAlign != 0) {  // would make us write across the end
+      error_ = "head " + std::to_string(head_) + " is not a multiple of 8";
+      return;
+    }
     tail_cache_ = atomics::LoadAcquire(word(kTailOffset));
     // Set (and fenced) before our first publish; see DESIGN.md "mode bits".
     if (light_fences_) atomics::FetchOrSeqCst(word(kProducerFlagsOffset), kProducerMembarrier);
@@ -326,7 +330,8 @@ Status ByteRingBuffer::NextRecord(uint32_t from, MessageView* out) {
         avail = head_cache_ - pos_index;
       }
     }
-    if (avail > capacity_ || (head_cache_ % kRecordAlign) != 0) {
+    // A misaligned head or tail could put a len word across the end of the data area.
+    if (avail > capacity_ || ((head_cache_ | pos_index) % kRecordAlign) != 0) {
       error_ = "head " + std::to_string(head_cache_) + " is not a valid index for tail " +
                std::to_string(pos_index);
       return Status::kCorrupt;

@@ -1,0 +1,225 @@
+#include "test_util.hpp"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "shm/byte_ring_buffer.hpp"
+#include "shm/layout.hpp"
+
+namespace shmtest {
+
+namespace {
+size_t PageSize() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+size_t RoundUp(size_t v, size_t to) { return (v + to - 1) / to * to; }
+}  // namespace
+
+RingImage::RingImage(uint32_t capacity, Guard guard) : capacity_(capacity), guard_(guard) {
+  size_ = uint64_t{shm::layout::kHeaderSize} + capacity;
+  const size_t page = PageSize();
+  if (guard_ == Guard::kBytes) {
+    guarded_len_ = RoundUp(size_ + kGuardBytes, page);
+    map_len_ = guarded_len_;
+  } else {
+    guarded_len_ = RoundUp(size_, page);
+    map_len_ = guarded_len_ + page;
+  }
+  void* p = mmap(nullptr, map_len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) abort();
+  map_ = static_cast<uint8_t*>(p);
+  std::memset(map_, kGuardByte, guarded_len_);
+  if (guard_ == Guard::kBytes) {
+    base_ = map_;
+  } else {
+    if (mprotect(map_ + guarded_len_, page, PROT_NONE) != 0) abort();
+    base_ = map_ + guarded_len_ - size_;  // data area ends at the PROT_NONE page
+  }
+  std::memset(base_, 0, size_);
+}
+
+RingImage::~RingImage() { munmap(map_, map_len_); }
+
+std::string RingImage::Init(uint32_t start_index, uint32_t profile) {
+  return shm::ByteRingBuffer::Initialize(base_, size_, capacity_, profile, 1, start_index);
+}
+
+uint8_t* RingImage::data() const { return base_ + shm::layout::kHeaderSize; }
+
+bool RingImage::GuardIntact() const {
+  for (const uint8_t* p = map_; p < base_; ++p) {
+    if (*p != kGuardByte) return false;
+  }
+  for (const uint8_t* p = base_ + size_; p < map_ + guarded_len_; ++p) {
+    if (*p != kGuardByte) return false;
+  }
+  return true;
+}
+
+uint32_t RingImage::U32(uint32_t offset) const {
+  uint32_t v;
+  std::memcpy(&v, base_ + offset, 4);
+  return v;
+}
+
+void RingImage::SetU32(uint32_t offset, uint32_t v) { std::memcpy(base_ + offset, &v, 4); }
+
+void RingImage::SetU16(uint32_t offset, uint16_t v) { std::memcpy(base_ + offset, &v, 2); }
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+namespace {
+
+constexpr uint32_t kSeqBytes = 8;
+constexpr uint32_t kPrefix = 12;  // u64 seq + u32 checksum
+
+uint32_t Checksum(const uint8_t* p, uint32_t n) {
+  uint64_t h = 0xCBF29CE484222325ull ^ n;
+  uint32_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = (h ^ w) * 0x100000001B3ull;
+    h ^= h >> 29;
+  }
+  for (; i < n; ++i) h = (h ^ p[i]) * 0x100000001B3ull;
+  return static_cast<uint32_t>(h ^ (h >> 32));
+}
+
+}  // namespace
+
+PayloadModel::PayloadModel(uint32_t max_len, uint64_t seed)
+    : max_len_(max_len), seed_(seed), pool_(size_t{max_len} * 2 + 16) {
+  uint64_t s = seed;
+  for (auto& b : pool_) b = static_cast<uint8_t>((s = SplitMix64(s)) >> 56);
+}
+
+uint32_t PayloadModel::SizeFor(uint64_t seq) const {
+  const uint64_t r = SplitMix64(seed_ ^ (seq * 0xD1B54A32D192ED03ull));
+  const uint64_t bucket = r & 63;
+  uint64_t limit;
+  if (bucket == 0) {
+    limit = max_len_;  // large: forces WRAP markers and full-ring waits
+  } else if (bucket <= 8) {
+    limit = max_len_ < 1024 ? max_len_ : 1024;
+  } else {
+    limit = max_len_ < 64 ? max_len_ : 64;
+  }
+  return static_cast<uint32_t>((r >> 8) % (limit + 1));
+}
+
+const uint8_t* PayloadModel::Pool(uint64_t seq) const {
+  return pool_.data() + SplitMix64(seq) % (max_len_ + 1);
+}
+
+void PayloadModel::Fill(uint64_t seq, uint8_t* out, uint32_t len) const {
+  const uint8_t* src = Pool(seq);
+  if (len < kPrefix) {
+    std::memcpy(out, src, len);
+    return;
+  }
+  std::memcpy(out, &seq, kSeqBytes);
+  std::memcpy(out + kPrefix, src, len - kPrefix);
+  const uint32_t sum = Checksum(out + kPrefix, len - kPrefix);
+  std::memcpy(out + kSeqBytes, &sum, 4);
+}
+
+std::string PayloadModel::Check(uint64_t seq, const uint8_t* msg, uint32_t len) const {
+  const uint32_t want = SizeFor(seq);
+  if (len != want) {
+    return "message " + std::to_string(seq) + " has length " + std::to_string(len) +
+           ", expected " + std::to_string(want);
+  }
+  const uint8_t* src = Pool(seq);
+  if (len < kPrefix) {
+    if (len != 0 && std::memcmp(msg, src, len) != 0) {
+      return "message " + std::to_string(seq) + " (short) has wrong bytes";
+    }
+    return "";
+  }
+  uint64_t got_seq;
+  uint32_t got_sum;
+  std::memcpy(&got_seq, msg, kSeqBytes);
+  std::memcpy(&got_sum, msg + kSeqBytes, 4);
+  if (got_seq != seq) {
+    return "expected message " + std::to_string(seq) + ", got sequence number " +
+           std::to_string(got_seq);
+  }
+  if (got_sum != Checksum(msg + kPrefix, len - kPrefix) ||
+      std::memcmp(msg + kPrefix, src, len - kPrefix) != 0) {
+    return "message " + std::to_string(seq) + " fails its checksum";
+  }
+  return "";
+}
+
+bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds guard) {
+  const auto deadline = std::chrono::steady_clock::now() + guard;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  return true;
+}
+
+pid_t ForkChild(const std::function<int()>& body) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    int rc = 99;
+    rc = body();
+    _exit(rc);
+  }
+  return pid;
+}
+
+pid_t SpawnSelf(const std::string& filter, const std::vector<std::string>& env) {
+  char exe[4096];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return -1;
+  exe[n] = '\0';
+  const std::string filter_arg = "--gtest_filter=" + filter;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    for (const std::string& kv : env) putenv(const_cast<char*>(kv.c_str()));
+    char* argv[] = {exe, const_cast<char*>(filter_arg.c_str()), nullptr};
+    execv(exe, argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+int WaitChild(pid_t pid, std::chrono::milliseconds guard) {
+  if (pid <= 0) return -1;
+  const auto deadline = std::chrono::steady_clock::now() + guard;
+  for (;;) {
+    int status = 0;
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+      return -1;
+    }
+    if (r < 0) return -1;
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+}  // namespace shmtest
