@@ -13,13 +13,10 @@ else
 fi
 ninja -C "$builddir" || { echo "0 passed, 1 failed"; exit 1; }
 log="$builddir/meson-logs/test-summary.txt"
+rm -rf "$builddir/meson-logs/pytest"  # pytest suites write their JUnit files here
 meson test -C "$builddir" --print-errorlogs --num-processes 2 "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$log" | tail -n1)
-fail=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$log" | tail -n1)
-timeout=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$log" | tail -n1)
-skipped=$(sed -n 's/^Skipped: *\([0-9]*\).*/\1/p' "$log" | tail -n1)
-ok=${ok:-0}; fail=$(( ${fail:-0} + ${timeout:-0} ))
-if [[ $rc -ne 0 && $fail -eq 0 ]]; then fail=1; fi
-echo "${ok} passed, ${fail} failed, ${skipped:-0} skipped"
+summary=$(/usr/bin/python3 scripts/summarize_tests.py "$builddir")
+if [[ $rc -ne 0 && "$summary" == *", 0 failed"* ]]; then summary="${summary/, 0 failed/, 1 failed}"; fi
+echo "$summary"
 exit $rc
