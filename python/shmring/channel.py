@@ -1,0 +1,562 @@
+"""ShmProducer / ShmConsumer: a named ring with its lifecycle.
+
+Create (replacing a stale segment), attach (optionally waiting for the producer),
+end of stream, dead or replaced producer. Mirrors ``core/include/shm/shm_channel.hpp``
+and interoperates with it: a C++ producer can feed a Python consumer and back.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import time
+import weakref
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+from . import _shm
+from ._process import process_alive
+from .errors import (IncompatibleSegmentError, ProducerDeadError, ProducerReplacedError,
+                     RingBusyError, RingNotFoundError, RingTimeoutError,
+                     StreamClosedError, ViewInUseError)
+from .layout import (CONSUMER_ATTACHED, GENERATION_OFFSET, HEADER_SIZE, MAGIC, MAGIC_OFFSET,
+                     PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET, PRODUCER_PID_OFFSET,
+                     PROFILE_OPAQUE, round_up_capacity)
+from .ring import ByteRingBuffer, validate_header
+
+#: How often a waiting consumer looks at the producer's pid and the name's
+#: generation: bounds the time to notice a crash (as the C++ core does).
+LIVENESS_SLICE = 0.2
+# How long a segment that exists but is not initialized yet (size 0, magic 0) is
+# given to become ready before it is refused as incompatible.
+_NOT_READY_LIMIT = 1.0
+_NOT_READY_MIN = 0.1
+
+
+def _new_generation() -> int:
+    g = int.from_bytes(os.urandom(8), "little")
+    return g or 1
+
+
+def _header_fields(header: bytes) -> tuple:
+    magic, = struct.unpack_from("<I", header, MAGIC_OFFSET)
+    generation, = struct.unpack_from("<Q", header, GENERATION_OFFSET)
+    flags, pid = struct.unpack_from("<II", header, PRODUCER_FLAGS_OFFSET)
+    return magic, generation, flags, pid
+
+
+def _deadline(timeout: Optional[float]) -> Optional[float]:
+    if timeout is None:
+        return None
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0 or None, not {timeout}")
+    return time.monotonic() + timeout
+
+
+def _remaining(deadline: Optional[float]) -> Optional[float]:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class _Closer:
+    """What closing needs, kept apart from the user's object so a finalizer can run it."""
+
+    def __init__(self, ring: ByteRingBuffer, segment: _shm.Segment, producer: bool) -> None:
+        self.ring: Optional[ByteRingBuffer] = ring
+        self.segment = segment
+        self.producer = producer
+        self.pid = os.getpid()
+        self.generation = ring.generation
+
+    def __call__(self) -> None:
+        ring, self.ring = self.ring, None
+        if ring is None or os.getpid() != self.pid:  # a forked child owns nothing
+            return
+        try:
+            if self.producer:
+                if not ring.producer_closed():
+                    ring.set_closed()
+                header = _shm.peek_header(self.segment.name, HEADER_SIZE)
+                if header is not None and len(header) >= 32 and \
+                        _header_fields(header)[1] == self.generation:
+                    _shm.unlink(self.segment.name, missing_ok=True)
+            else:
+                ring.set_consumer_attached(False, 0)
+        finally:
+            ring.detach()
+            self.segment.close()
+
+
+class ShmProducer:
+    """The writing end of ring ``name``: creates it and owns the name.
+
+    ``ShmProducer(name, capacity)`` creates a ring whose data area is ``capacity``
+    bytes rounded UP to a power of two (>= 64, <= 2**31), permissions ``mode``
+    (0600). A name held by a live producer that has not closed is refused
+    (RingBusyError); a stale one (producer dead or CLOSED) is replaced. ``profile``
+    1 marks GStreamer framing. ``start_index`` is a test hook (initial head/tail).
+    ``close()`` (or leaving the ``with`` block, or interpreter exit) ends the stream
+    and unlinks the name. Blocks only in OS calls.
+    """
+
+    def __init__(self, name: str, capacity: int = 1 << 20, *, profile: int = PROFILE_OPAQUE,
+                 mode: int = 0o600, start_index: int = 0) -> None:
+        _shm.validate_name(name)
+        if capacity < 0:
+            raise ValueError(f"capacity must be positive, not {capacity}")
+        rounded = round_up_capacity(capacity)
+        if rounded == 0:
+            raise ValueError(f"capacity {capacity} exceeds the maximum 2^31")
+        self._name = name
+        segment = self._create_segment(name, HEADER_SIZE + rounded, mode)
+        try:
+            assert segment.mm is not None
+            ByteRingBuffer.initialize(segment.mm, rounded, profile, _new_generation(),
+                                      start_index)
+            ring = ByteRingBuffer(segment.mm, True)
+            ring.set_producer_pid(os.getpid())
+        except BaseException:
+            segment.close()
+            _shm.unlink(name, missing_ok=True)
+            raise
+        self._ring: Optional[ByteRingBuffer] = ring
+        self._closer = _Closer(ring, segment, True)
+        self._finalizer = weakref.finalize(self, self._closer)
+        self._closed = False
+
+    @staticmethod
+    def _create_segment(name: str, size: int, mode: int) -> _shm.Segment:
+        for attempt in range(3):
+            try:
+                return _shm.create(name, size, mode)
+            except FileExistsError:
+                pass
+            header = _shm.peek_header(name, HEADER_SIZE)
+            if header is not None and len(header) == HEADER_SIZE:
+                magic, _, flags, pid = _header_fields(header)
+                if magic == 0 and attempt == 0:  # a creator may be mid-way
+                    time.sleep(0.1)
+                    continue
+                if magic == MAGIC:
+                    if not flags & PRODUCER_CLOSED and pid != 0 and process_alive(pid):
+                        raise RingBusyError(
+                            f"ring {name!r} is in use by live producer pid {pid}")
+                elif magic != 0:
+                    raise IncompatibleSegmentError(
+                        f"segment {name!r} exists and is not a shmring ring (magic "
+                        f"0x{magic:08X}); remove it first", "magic")
+            _shm.unlink(name, missing_ok=True)
+        raise RingBusyError(f"could not create ring {name!r}: the name kept reappearing")
+
+    # ---- identity ---------------------------------------------------------------
+
+    @property
+    def ring(self) -> ByteRingBuffer:
+        """The underlying ByteRingBuffer (producer side)."""
+        if self._ring is None:
+            raise StreamClosedError(f"producer of ring {self._name!r} is closed")
+        return self._ring
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def capacity(self) -> int:
+        """Data-area bytes (the requested capacity rounded up to a power of two)."""
+        return self.ring.capacity
+
+    @property
+    def max_message_size(self) -> int:
+        """Largest message that can ever fit: capacity - 4."""
+        return self.ring.max_message_size
+
+    @property
+    def generation(self) -> int:
+        return self.ring.generation
+
+    @property
+    def profile(self) -> int:
+        return self.ring.profile
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ---- writing ------------------------------------------------------------------
+
+    def write(self, data: Any, timeout: Optional[float] = 0.0) -> bool:
+        """Writes one message (any bytes-like object); False when it does not fit in time.
+
+        ``timeout`` 0 (the default) never blocks: False means full right now. A
+        positive timeout waits up to that many seconds for space, None waits as
+        long as it takes. Raises MessageTooLargeError for a message that can never
+        fit, StreamClosedError after close(). Producer; blocks when timeout != 0.
+        """
+        ring = self._ring
+        if ring is None:
+            raise StreamClosedError(f"write to closed producer of ring {self._name!r}")
+        if ring.write(data):
+            return True
+        if timeout == 0:
+            return False
+        n = len(data) if type(data) is bytes else memoryview(data).nbytes
+        deadline = _deadline(timeout)
+        while True:
+            if not ring.wait_writable(n, _remaining(deadline)):
+                return False
+            if ring.write(data):
+                return True
+
+    @contextmanager
+    def reserve(self, n: int, timeout: Optional[float] = None) -> Iterator[memoryview]:
+        """Zero-copy write: yields a writable ``n``-byte view into the ring.
+
+        Fill it inside the ``with`` block; leaving the block normally publishes the
+        message, an exception abandons it. Waits up to ``timeout`` seconds for space
+        (None = no limit, 0 = not at all) and raises RingTimeoutError when there is
+        none. The view (and arrays made from it) must not be referenced after the
+        block: ViewInUseError otherwise. Producer; blocks.
+        """
+        ring = self.ring
+        view = ring.reserve(n)
+        if view is None:
+            deadline = _deadline(timeout)
+            while view is None:
+                if timeout == 0 or not ring.wait_writable(n, _remaining(deadline)):
+                    raise RingTimeoutError(
+                        f"no room for a {n}-byte message in ring {self._name!r} "
+                        f"within {timeout} s")
+                view = ring.reserve(n)
+        try:
+            yield view
+        except BaseException:
+            del view
+            try:
+                ring.cancel()
+            except ViewInUseError:
+                pass
+            raise
+        del view
+        ring.commit()
+
+    def writeable_bytes(self) -> int:
+        """Free bytes in the ring right now. Producer; never blocks."""
+        return self.ring.writeable_bytes()
+
+    def readable_bytes(self) -> int:
+        """Bytes written and not yet consumed. Producer; never blocks."""
+        return self.ring.readable_bytes()
+
+    def count_dropped(self, n: int = 1) -> None:
+        """Counts ``n`` messages dropped on purpose (the header's ``dropped``). Producer;
+        never blocks."""
+        self.ring.add_dropped(n)
+
+    @property
+    def dropped(self) -> int:
+        """Messages counted as dropped so far."""
+        return self.ring.dropped()
+
+    def consumer_attached(self) -> bool:
+        """Whether a live consumer is attached now. Producer; never blocks."""
+        ring = self.ring
+        return bool(ring.consumer_flags() & CONSUMER_ATTACHED) and \
+            process_alive(ring.consumer_pid())
+
+    def interrupt(self) -> None:
+        """Makes a blocked write/reserve in another thread raise RingInterruptedError;
+        sticky until clear_interrupt(). Any thread."""
+        self.ring.interrupt()
+
+    def clear_interrupt(self) -> None:
+        self.ring.clear_interrupt()
+
+    def close(self) -> None:
+        """Ends the stream: sets CLOSED, wakes the consumer, unlinks the name (if it
+        still holds this ring) and unmaps. Idempotent. Producer; never blocks."""
+        if self._ring is None:
+            return
+        self._ring = None
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> "ShmProducer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._ring is None else f"capacity={self._ring.capacity}"
+        return f"<ShmProducer {self._name!r} {state}>"
+
+
+class ShmConsumer:
+    """The reading end of ring ``name``. Never unlinks it.
+
+    ``timeout`` says how long to wait for a producer to create the ring: 0 (the
+    default) attaches now or raises RingNotFoundError, None waits without limit, a
+    number waits that many seconds. An existing but invalid segment is refused at
+    once with IncompatibleSegmentError naming the field. A ring already read by
+    another live consumer raises RingBusyError. Blocks while waiting for the ring.
+    """
+
+    def __init__(self, name: str, timeout: Optional[float] = 0.0) -> None:
+        _shm.validate_name(name)
+        self._name = name
+        segment = self._open_segment(name, timeout)
+        try:
+            assert segment.mm is not None
+            ring = ByteRingBuffer(segment.mm, False)
+            cflags, cpid = ring.consumer_flags(), ring.consumer_pid()
+            if cflags & CONSUMER_ATTACHED and cpid not in (0, os.getpid()) and \
+                    process_alive(cpid):
+                ring.detach()
+                raise RingBusyError(f"ring {name!r} already has a consumer (pid {cpid}); "
+                                    "a ring has one consumer")
+            ring.set_consumer_attached(True, os.getpid())
+        except BaseException:
+            segment.close()
+            raise
+        self._ring: Optional[ByteRingBuffer] = ring
+        self._generation = ring.generation
+        self._closer = _Closer(ring, segment, False)
+        self._finalizer = weakref.finalize(self, self._closer)
+        self._last_check = -1e9
+
+    @staticmethod
+    def _open_segment(name: str, timeout: Optional[float]) -> _shm.Segment:
+        deadline = _deadline(timeout)
+        pause = 0.001
+        not_ready_since: Optional[float] = None
+        while True:
+            not_ready = None
+            try:
+                segment = _shm.open_existing(name)
+            except FileNotFoundError:
+                segment = None
+            except OSError as e:
+                if e.errno != errno.EAGAIN:
+                    raise
+                segment, not_ready = None, ("size", str(e))
+            if segment is not None:
+                assert segment.mm is not None
+                bad = validate_header(segment.mm)
+                if bad is None:
+                    return segment
+                segment.close()
+                if bad[0] == "magic" and bad[1].startswith("magic is 0"):
+                    not_ready = bad
+                else:
+                    raise IncompatibleSegmentError(f"ring {name!r} is not usable: {bad[1]}",
+                                                   bad[0])
+            now = time.monotonic()
+            if not_ready is not None:
+                # Created but not initialized: a producer mid-way, or junk. Wait a
+                # little, never forever.
+                if not_ready_since is None:
+                    not_ready_since = now
+                waited = now - not_ready_since
+                expired = deadline is not None and now >= deadline
+                if waited >= _NOT_READY_LIMIT or (expired and waited >= _NOT_READY_MIN):
+                    raise IncompatibleSegmentError(
+                        f"ring {name!r} is not usable: {not_ready[1]}", not_ready[0])
+            else:
+                not_ready_since = None
+                if deadline is not None and now >= deadline:
+                    if timeout == 0:
+                        raise RingNotFoundError(errno.ENOENT, f"no ring {name!r}")
+                    raise RingNotFoundError(
+                        errno.ENOENT, f"no ring {name!r} appeared within {timeout} s")
+            step = pause if deadline is None else max(0.0, min(pause, deadline - now))
+            time.sleep(step if not_ready is None else min(pause, 0.01))
+            pause = min(pause * 2, 0.02)  # poll the name at most every 20 ms
+
+    # ---- identity ---------------------------------------------------------------
+
+    @property
+    def ring(self) -> ByteRingBuffer:
+        """The underlying ByteRingBuffer (consumer side)."""
+        if self._ring is None:
+            raise StreamClosedError(f"consumer of ring {self._name!r} is closed")
+        return self._ring
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def capacity(self) -> int:
+        return self.ring.capacity
+
+    @property
+    def profile(self) -> int:
+        """0 = opaque messages, 1 = GStreamer framing (read it with FrameReader)."""
+        return self.ring.profile
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def dropped(self) -> int:
+        """Messages the producer counted as dropped."""
+        return self.ring.dropped()
+
+    @property
+    def at_end(self) -> bool:
+        """True once the producer closed the stream and every message was read."""
+        return self.ring.at_end()
+
+    # ---- reading ------------------------------------------------------------------
+
+    def has_data(self) -> bool:
+        """Whether a message is waiting. Consumer; never blocks."""
+        return self.ring.has_data()
+
+    def readable_bytes(self) -> int:
+        """Bytes written and not yet read (records and padding). Consumer; never blocks."""
+        return self.ring.readable_bytes()
+
+    def writeable_bytes(self) -> int:
+        """Free bytes in the ring as the consumer sees it. Consumer; never blocks."""
+        return self.ring.writeable_bytes()
+
+    def read(self, timeout: Optional[float] = 0.0) -> Optional[bytes]:
+        """The next message as bytes, or None when there is none.
+
+        ``timeout`` 0 (the default) never blocks; a number waits up to that many
+        seconds; None waits until a message or the end of the stream. None is
+        returned for empty / timed out / end of stream (then ``at_end`` is True).
+        Raises ProducerDeadError or ProducerReplacedError once every message the
+        producer finished writing has been read, CorruptRecordError on an invalid
+        record. Consumer; blocks when timeout != 0 (GIL released while asleep).
+        """
+        ring = self._ring
+        if ring is None:
+            raise StreamClosedError(f"read from closed consumer of ring {self._name!r}")
+        data = ring.read()
+        if data is not None:
+            return data
+        while self._wait(ring, timeout):
+            data = ring.read()
+            if data is not None:
+                return data
+            if ring.at_end():
+                return None
+        return None
+
+    def _wait(self, ring: ByteRingBuffer, timeout: Optional[float]) -> bool:
+        """Waits for a message: True when one is (probably) there, False on timeout or
+        end of stream. Looks at producer liveness while the ring is empty."""
+        deadline = _deadline(timeout)
+        while True:
+            if ring.has_data():
+                return True
+            if ring.at_end():
+                return False
+            self._check_producer(ring, force=timeout != 0)
+            remaining = _remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                return False
+            if ring.wait_readable(LIVENESS_SLICE if remaining is None
+                                  else min(remaining, LIVENESS_SLICE)):
+                if ring.has_data():
+                    return True
+
+    def _check_producer(self, ring: ByteRingBuffer, force: bool) -> None:
+        """Raises ProducerDeadError / ProducerReplacedError (only called when empty)."""
+        now = time.monotonic()
+        if not force and now - self._last_check < LIVENESS_SLICE:
+            return
+        self._last_check = now
+        closed = ring.producer_closed()
+        pid = ring.producer_pid()
+        if not closed and not process_alive(pid):
+            if ring.has_data():
+                return
+            raise ProducerDeadError(
+                f"producer pid {pid} of ring {self._name!r} died without closing the "
+                "stream", pid)
+        header = _shm.peek_header(self._name, 32)
+        if header is not None and len(header) >= 32:
+            magic, generation, _, _ = _header_fields(header + bytes(HEADER_SIZE))
+            if magic == MAGIC and generation != self._generation:
+                if ring.has_data():
+                    return
+                raise ProducerReplacedError(
+                    f"ring {self._name!r} was re-created by another producer (generation "
+                    f"0x{self._generation:016x} -> 0x{generation:016x}); re-open it",
+                    self._generation, generation)
+
+    def check_producer(self) -> None:
+        """Raises ProducerDeadError / ProducerReplacedError if the producer is gone or
+        was replaced and nothing is left to read. Consumer; never blocks (one open +
+        read of the name)."""
+        ring = self.ring
+        if not ring.has_data():
+            self._check_producer(ring, force=True)
+
+    def __iter__(self) -> "ShmConsumer":
+        return self
+
+    def __next__(self) -> bytes:
+        """The next message, waiting as long as needed; StopIteration at end of stream."""
+        data = self.read(timeout=None)
+        if data is None:
+            raise StopIteration
+        return data
+
+    @contextmanager
+    def read_view(self, timeout: Optional[float] = None) -> Iterator[Optional[memoryview]]:
+        """Zero-copy read: yields the next message as a read-only memoryview into the
+        ring (None when there is none within ``timeout`` or at end of stream).
+
+        The message is given back to the producer when the block ends. If the view
+        (or a slice, cast or numpy array made from it) is still referenced then,
+        ViewInUseError is raised and the message stays held until the next call,
+        which retries: ring memory is never reused under a live view.
+        ``timeout`` as for :meth:`read` (default: wait). Consumer; blocks.
+        """
+        ring = self.ring
+        view = ring.peek()
+        if view is None and self._wait(ring, timeout):
+            view = ring.peek()
+        try:
+            yield view
+        except BaseException:
+            del view
+            try:
+                ring.release()
+            except ViewInUseError:
+                pass
+            raise
+        del view
+        ring.release()
+
+    def interrupt(self) -> None:
+        """Makes a blocked read in another thread raise RingInterruptedError; sticky
+        until clear_interrupt(). Any thread."""
+        self.ring.interrupt()
+
+    def clear_interrupt(self) -> None:
+        self.ring.clear_interrupt()
+
+    def close(self) -> None:
+        """Detaches (clears ATTACHED) and unmaps; never unlinks. Idempotent. Consumer;
+        never blocks."""
+        if self._ring is None:
+            return
+        self._ring = None
+        self._finalizer()
+
+    def __enter__(self) -> "ShmConsumer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._ring is None else f"capacity={self._ring.capacity}"
+        return f"<ShmConsumer {self._name!r} {state}>"
+

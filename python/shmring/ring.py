@@ -1,0 +1,723 @@
+"""ByteRingBuffer: the SPSC byte ring over layout v1, in pure Python.
+
+One producer and one consumer, each in its own thread or process; every header
+word has a single writer. Indices are u32 and wrap at 2**32: every index sum and
+difference is masked with ``& 0xFFFFFFFF``. Shared words are accessed only through
+a native ``memoryview.cast('I')`` (one aligned 4-byte load or store each; see
+``_atomics``); the ordering argument is in ``_fence``.
+
+Non-blocking operations plus the blocking waits of the wait protocol (futex on
+Linux). Mirrors ``core/include/shm/byte_ring_buffer.hpp``.
+"""
+from __future__ import annotations
+
+import mmap
+import time
+from typing import Any, Optional, Tuple
+
+from . import _futex
+from ._atomics import buffer_address, load_u64, qword_view, store_u64, word_view
+from ._fence import acquire_fence, full_fence, heavy_barrier, release_fence
+from ._views import Held, array_type_for, make_held
+from .errors import (CorruptRecordError, IncompatibleSegmentError, MessageTooLargeError,
+                     RingInterruptedError, ShmRingError, ViewInUseError)
+from .layout import (CAPACITY_WORD, CONSUMER_ATTACHED, CONSUMER_FLAGS_WORD,
+                     CONSUMER_MEMBARRIER, CONSUMER_PID_WORD, CONSUMER_WAITING, DATA_WORD,
+                     DROPPED_WORD, GENERATION_WORD, HEAD_WORD, HEADER_SIZE, LEN_SIZE, MAGIC,
+                     MAGIC_WORD, MAX_VALID_LEN, PRODUCER_CLOSED, PRODUCER_FLAGS_WORD,
+                     PRODUCER_MEMBARRIER, PRODUCER_PID_WORD, PRODUCER_WAITING, PROFILE_WORD,
+                     RECORD_ALIGN, TAIL_WORD, VERSION, VERSION_WORD, WRAP_MARKER,
+                     is_valid_capacity)
+
+_M = 0xFFFFFFFF
+_ZEROS = bytes(RECORD_ALIGN)
+# Polls of the peer's index before a side sleeps (a message microseconds away is
+# cheaper to wait for awake than asleep).
+_SPIN_POLLS = 64
+
+
+def validate_header(buf: Any) -> Optional[Tuple[str, str]]:
+    """(field, sentence) when ``buf`` does not hold a usable v1 header, else None.
+
+    Checks magic, version, header_size, capacity (power of two in 64..2**31) and
+    that the data area fits the buffer ("size"). Either side; never blocks.
+    """
+    raw = memoryview(buf).cast("B")
+    total = raw.nbytes
+    if total < HEADER_SIZE:
+        return "size", (f"segment size {total} is smaller than the {HEADER_SIZE}-byte header")
+    words = raw[:HEADER_SIZE].cast("I")
+    magic = words[MAGIC_WORD]
+    acquire_fence()
+    if magic == 0:
+        return "magic", "magic is 0: the segment is not initialized yet"
+    if magic != MAGIC:
+        return "magic", f"magic is 0x{magic:08X}, not 'SRNG': not a shmring segment"
+    version = words[VERSION_WORD] & 0xFFFF
+    header_size = words[VERSION_WORD] >> 16
+    if version != VERSION:
+        return "version", f"version is {version}; this build reads version {VERSION}"
+    if header_size != HEADER_SIZE:
+        return "header_size", f"header_size is {header_size}, expected {HEADER_SIZE}"
+    capacity = words[CAPACITY_WORD]
+    if not is_valid_capacity(capacity):
+        return "capacity", f"capacity {capacity} is not a power of two between 64 and 2^31"
+    if HEADER_SIZE + capacity > total:
+        return "size", f"capacity {capacity} does not fit the segment size {total}"
+    return None
+
+
+class ByteRingBuffer:
+    """The SPSC byte ring over a writable buffer holding a v1 header.
+
+    ``ByteRingBuffer(buf, is_producer)`` attaches as the producer or the consumer
+    of an initialized ring (see :meth:`initialize`); ``buf`` is a ``bytearray``,
+    ``mmap`` or other writable, 8-aligned buffer. The header is validated first:
+    :class:`IncompatibleSegmentError` names the refused field. When this process
+    registered for membarrier, the side's MEMBARRIER flag bit is set (as the C++
+    core does). Never blocks.
+    """
+
+    def __init__(self, buf: Any, is_producer: bool) -> None:
+        bad = validate_header(buf)
+        if bad is not None:
+            raise IncompatibleSegmentError(bad[1], bad[0])
+        self._buf = buf
+        self._w = word_view(buf)
+        self._q = qword_view(buf)
+        self._bytes = memoryview(buf).cast("B")
+        self._total = self._bytes.nbytes
+        self._is_mmap = isinstance(buf, mmap.mmap)
+        self._address, self._anchor = buffer_address(buf)
+        if self._address % 8:
+            raise ValueError(f"ring buffer address 0x{self._address:x} is not 8-byte aligned")
+        self._head_address = self._address + HEAD_WORD * 4
+        self._tail_address = self._address + TAIL_WORD * 4
+        w = self._w
+        self._capacity = w[CAPACITY_WORD]
+        self._mask = self._capacity - 1
+        self._max = self._capacity - LEN_SIZE
+        self._is_producer = bool(is_producer)
+        self._light = _futex.register_membarrier()
+        self._token_type = array_type_for(self._total)
+        self._interrupted = False
+        self._sleepers = 0
+        # Producer state.
+        self._head = 0            # own copy of the head word
+        self._tail_cache = 0      # producer's cached copy of tail
+        self._reserved = -1       # payload length of the open reservation, -1 = none
+        self._reserved_held: Optional[Held] = None
+        # Consumer state.
+        self._read_pos = 0        # next record to hand out (>= the tail word)
+        self._released = 0        # own copy of the tail word
+        self._head_cache = 0      # consumer's cached copy of head
+        self._eos = False         # CLOSED seen with nothing left at read_pos
+        self._peeked: Optional[Held] = None
+        self._release_pending = False
+        full_fence()
+        if self._is_producer:
+            self._head = w[HEAD_WORD]
+            self._tail_cache = w[TAIL_WORD]
+            if self._light:
+                w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_MEMBARRIER
+        else:
+            self._released = w[TAIL_WORD]
+            self._read_pos = self._released
+            self._head_cache = w[HEAD_WORD]
+            if self._light:
+                w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] | CONSUMER_MEMBARRIER
+        full_fence()  # the mode bit is visible before our first publish
+
+    # ---- creation -----------------------------------------------------------
+
+    @staticmethod
+    def initialize(buf: Any, capacity: int, profile: int = 0, generation: int = 0,
+                   start_index: int = 0) -> None:
+        """Writes a v1 header into ``buf`` (creator side, before anyone attaches).
+
+        head = tail = ``start_index`` (a multiple of 8; non-zero only as a test hook
+        for the 2**32 index wrap). Magic is stored last, after a release barrier, so
+        an opener that sees it sees the whole header. Raises ValueError when the
+        capacity is invalid or does not fit. Never blocks.
+        """
+        raw = memoryview(buf).cast("B")
+        if not is_valid_capacity(capacity):
+            raise ValueError(f"capacity {capacity} is not a power of two between 64 and 2^31")
+        if HEADER_SIZE + capacity > raw.nbytes:
+            raise ValueError(f"capacity {capacity} does not fit the segment size {raw.nbytes}")
+        if start_index % RECORD_ALIGN or not 0 <= start_index <= _M:
+            raise ValueError(f"start_index {start_index} must be a u32 multiple of 8")
+        w = word_view(buf)
+        w[MAGIC_WORD] = 0
+        release_fence()
+        raw[VERSION_WORD * 4:HEADER_SIZE] = bytes(HEADER_SIZE - VERSION_WORD * 4)
+        w[HEAD_WORD] = start_index
+        w[TAIL_WORD] = start_index
+        w[CAPACITY_WORD] = capacity
+        w[VERSION_WORD] = VERSION | (HEADER_SIZE << 16)
+        w[PROFILE_WORD] = profile & _M
+        store_u64(w, None, GENERATION_WORD, generation)
+        release_fence()
+        w[MAGIC_WORD] = MAGIC
+
+    # ---- either side ----------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """Bytes of data area (a power of two)."""
+        return self._capacity
+
+    @property
+    def max_message_size(self) -> int:
+        """Largest payload that can ever fit: capacity - 4."""
+        return self._max
+
+    @property
+    def profile(self) -> int:
+        """0 = opaque messages, 1 = GStreamer framing (immutable after creation)."""
+        return int(self._w[PROFILE_WORD])
+
+    @property
+    def generation(self) -> int:
+        """This incarnation's 64-bit id (immutable after creation)."""
+        return load_u64(self._w, None, GENERATION_WORD)
+
+    @property
+    def is_producer(self) -> bool:
+        return self._is_producer
+
+    @property
+    def uses_membarrier(self) -> bool:
+        """Whether this side's fast path relies on the peer's membarrier (its flag bit)."""
+        return self._light
+
+    def producer_flags(self) -> int:
+        return int(self._w[PRODUCER_FLAGS_WORD])
+
+    def producer_closed(self) -> bool:
+        """Whether the producer set CLOSED (records may remain to be read)."""
+        return bool(self._w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED)
+
+    def producer_pid(self) -> int:
+        return int(self._w[PRODUCER_PID_WORD])
+
+    def consumer_flags(self) -> int:
+        return int(self._w[CONSUMER_FLAGS_WORD])
+
+    def consumer_pid(self) -> int:
+        return int(self._w[CONSUMER_PID_WORD])
+
+    def dropped(self) -> int:
+        """Messages the producer dropped on purpose (header's ``dropped``)."""
+        return load_u64(self._w, self._q, DROPPED_WORD)
+
+    def load_head(self) -> int:
+        return int(self._w[HEAD_WORD])
+
+    def load_tail(self) -> int:
+        return int(self._w[TAIL_WORD])
+
+    def interrupt(self) -> None:
+        """Makes a blocking wait on this ring raise RingInterruptedError; sticky until
+        :meth:`clear_interrupt`. Any thread; returns once the sleeper is awake."""
+        self._interrupted = True
+        address = self._tail_address if self._is_producer else self._head_address
+        while self._sleepers > 0:
+            _futex.wake_word(address)
+            time.sleep(50e-6)
+
+    def clear_interrupt(self) -> None:
+        """Re-arms blocking waits after :meth:`interrupt`. Any thread; never blocks."""
+        self._interrupted = False
+
+    def detach(self) -> None:
+        """Drops this object's exports on the buffer (so an mmap can be closed).
+
+        Views handed out and still alive keep the memory mapped. Never blocks.
+        """
+        for held in (self._peeked, self._reserved_held):
+            if held is not None:
+                held.try_release()
+        self._peeked = None
+        self._reserved_held = None
+        self._w.release()
+        if self._q is not None:
+            self._q.release()
+        self._bytes.release()
+        self._anchor = None
+
+    def _require(self, producer: bool) -> None:
+        if self._is_producer != producer:
+            side = "producer" if producer else "consumer"
+            raise ShmRingError(f"this ByteRingBuffer is not the {side} side")
+
+    # ---- producer side ----------------------------------------------------------
+
+    def write(self, data: Any) -> bool:
+        """Writes one message if it fits now; False when the ring is full.
+
+        Raises MessageTooLargeError for a message longer than capacity - 4 (it can
+        never fit). Producer; never blocks.
+        """
+        if not self._is_producer:
+            self._require(True)
+        n = len(data) if type(data) is bytes else memoryview(data).nbytes
+        start = self._reserve_offset(n)
+        if start < 0:
+            return False
+        if n:
+            if type(data) is bytes:
+                self._bytes[start:start + n] = data
+            else:
+                self._bytes[start:start + n] = memoryview(data).cast("B")
+        self._commit(n)
+        return True
+
+    def reserve(self, n: int) -> Optional[memoryview]:
+        """Zero-copy: room for an ``n``-byte payload, as a writable view; None when full.
+
+        Writes (and publishes) a WRAP marker first when the record would cross the
+        end. Fill the view, then :meth:`commit`. Producer; never blocks.
+        """
+        self._require(True)
+        if self._reserved_held is not None:
+            raise ShmRingError("a reservation is already open; commit() it first")
+        start = self._reserve_offset(n)
+        if start < 0:
+            return None
+        held = make_held(self._token_type, self._buf, start, n, 0, False)
+        self._reserved_held = held
+        assert held.view is not None
+        return held.view
+
+    def commit(self, length: Optional[int] = None) -> None:
+        """Publishes the reserved message with ``length`` bytes (default: all reserved).
+
+        The reserved view is released first; if it (or an array made from it) is
+        still referenced, ViewInUseError is raised and nothing is published. Wakes a
+        sleeping consumer. Producer; never blocks.
+        """
+        held = self._reserved_held
+        if held is None or self._reserved < 0:
+            raise ShmRingError("commit() without an open reservation")
+        if length is None:
+            length = self._reserved
+        if not 0 <= length <= self._reserved:
+            raise ValueError(f"commit length {length} is outside 0..{self._reserved}")
+        if not held.try_release():
+            raise ViewInUseError(
+                "the reserved view (or an array made from it) is still referenced at "
+                "commit; delete it first (del arr) so the published bytes cannot change")
+        self._reserved_held = None
+        self._commit(length)
+
+    def cancel(self) -> None:
+        """Abandons the open reservation without publishing it. Producer; never blocks."""
+        held = self._reserved_held
+        if held is not None:
+            if not held.try_release():
+                raise ViewInUseError("the reserved view is still referenced at cancel")
+            self._reserved_held = None
+        self._reserved = -1
+
+    def writeable_bytes(self) -> int:
+        """Free bytes in the ring (records and padding included). Either side; never blocks."""
+        if not self._is_producer:
+            return self._capacity - self.readable_bytes()
+        tail = self._w[TAIL_WORD]
+        acquire_fence()
+        return self._capacity - ((self._head - tail) & _M)
+
+    def _load_tail(self) -> int:
+        tail = self._w[TAIL_WORD]
+        acquire_fence()
+        if ((self._head - tail) & _M) > self._capacity:
+            raise CorruptRecordError(
+                f"tail {tail} is not a valid index for head {self._head} "
+                f"(capacity {self._capacity})")
+        self._tail_cache = tail
+        return tail
+
+    def _reserve_offset(self, n: int) -> int:
+        """Byte offset in the buffer of room for an n-byte payload, or -1 when full."""
+        if n > self._max:
+            raise MessageTooLargeError(
+                f"message of {n} bytes can never fit: the ring holds at most {self._max} "
+                f"bytes per message (capacity {self._capacity} - 4)")
+        if self._reserved_held is not None:
+            raise ShmRingError("a reservation is already open; commit() it first")
+        cap = self._capacity
+        rec = (n + LEN_SIZE + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
+        head = self._head
+        pos = head & self._mask
+        to_end = cap - pos
+        if rec > to_end:
+            # The record would cross the end: a WRAP marker fills the rest of this lap.
+            if cap - ((head - self._tail_cache) & _M) < to_end:
+                tail = self._load_tail()
+                if cap - ((head - tail) & _M) < to_end:
+                    return -1
+            self._publish_marker()
+            head = self._head
+            pos = 0
+        if cap - ((head - self._tail_cache) & _M) < rec:
+            tail = self._load_tail()
+            if cap - ((head - tail) & _M) < rec:
+                return -1
+        self._reserved = n
+        return HEADER_SIZE + pos + LEN_SIZE
+
+    def _publish_marker(self) -> None:
+        pos = self._head & self._mask
+        self._w[DATA_WORD + (pos >> 2)] = WRAP_MARKER
+        self._head = (self._head + self._capacity - pos) & _M
+        release_fence()
+        # Published alone so the consumer can free this lap at once; no wake (a
+        # marker is not a message).
+        self._w[HEAD_WORD] = self._head
+
+    def _commit(self, n: int) -> None:
+        self._reserved = -1
+        head = self._head
+        pos = head & self._mask
+        rec = (n + LEN_SIZE + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
+        w = self._w
+        w[DATA_WORD + (pos >> 2)] = n
+        pad = rec - LEN_SIZE - n
+        if pad:
+            end = HEADER_SIZE + pos + rec
+            self._bytes[end - pad:end] = _ZEROS[:pad]
+        head = (head + rec) & _M
+        self._head = head
+        # Payload and len are visible before head (release).
+        release_fence()
+        w[HEAD_WORD] = head
+        # Store-load fence against the consumer's "set WAITING, fence, re-check head".
+        if not self._light:
+            full_fence()
+        if w[CONSUMER_FLAGS_WORD] & CONSUMER_WAITING:
+            _futex.wake_word(self._head_address)
+
+    def wait_writable(self, n: int, timeout: Optional[float]) -> bool:
+        """Sleeps until an ``n``-byte message fits (True) or ``timeout`` s expire (False).
+
+        ``timeout`` None waits forever. Publishes a pending WRAP marker as soon as
+        the bytes to the end are free. Raises MessageTooLargeError, or
+        RingInterruptedError after :meth:`interrupt`. Producer; blocks (futex,
+        GIL released).
+        """
+        self._require(True)
+        if n > self._max:
+            raise MessageTooLargeError(
+                f"message of {n} bytes can never fit: the ring holds at most {self._max}")
+        cap = self._capacity
+        rec = (n + LEN_SIZE + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        w = self._w
+        spin = 0
+        while True:
+            to_end = cap - (self._head & self._mask)
+            tail = self._load_tail()
+            free = cap - ((self._head - tail) & _M)
+            if rec <= to_end:
+                if free >= rec:
+                    return True
+            elif free >= to_end:
+                self._publish_marker()  # the record goes at offset 0 of the next lap
+                continue
+            if self._interrupted:
+                raise RingInterruptedError("wait for space interrupted")
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            if spin < _SPIN_POLLS:
+                spin += 1
+                continue
+            w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_WAITING
+            full_fence()
+            if w[CONSUMER_FLAGS_WORD] & CONSUMER_MEMBARRIER:
+                heavy_barrier()
+            if w[TAIL_WORD] == tail:
+                self._sleep(TAIL_WORD, self._tail_address, tail, remaining)
+            w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] & ~PRODUCER_WAITING
+
+    def _sleep(self, index: int, address: int, seen: int, timeout: Optional[float]) -> None:
+        self._sleepers += 1
+        try:
+            if not self._interrupted:
+                _futex.wait_on_word(self._w, index, address, seen, timeout)
+        finally:
+            self._sleepers -= 1
+
+    def set_closed(self) -> None:
+        """Sets CLOSED (end of stream) and wakes the consumer. Producer; never blocks."""
+        self._require(True)
+        release_fence()
+        self._w[PRODUCER_FLAGS_WORD] = self._w[PRODUCER_FLAGS_WORD] | PRODUCER_CLOSED
+        full_fence()
+        _futex.wake_word(self._head_address)
+
+    def add_dropped(self, n: int = 1) -> None:
+        """Adds ``n`` to the header's ``dropped`` counter. Producer; never blocks."""
+        self._require(True)
+        store_u64(self._w, self._q, DROPPED_WORD, self.dropped() + n)
+
+    def set_producer_pid(self, pid: int) -> None:
+        """Stores producer_pid. Producer; never blocks."""
+        self._require(True)
+        self._w[PRODUCER_PID_WORD] = pid & _M
+
+    # ---- consumer side ----------------------------------------------------------
+
+    def _corrupt(self, text: str) -> CorruptRecordError:
+        return CorruptRecordError(text)
+
+    def _locate(self, start: int) -> Optional[Tuple[int, int, int]]:
+        """(payload offset in buf, len, end index) of the record at ``start``, or None.
+
+        Skips WRAP markers (releasing them when nothing is held before them) and
+        validates everything it reads; sets ``_eos`` when CLOSED and drained.
+        """
+        w = self._w
+        cap = self._capacity
+        pos_index = start
+        while True:
+            head = self._head_cache
+            avail = (head - pos_index) & _M
+            if avail == 0:
+                head = w[HEAD_WORD]
+                acquire_fence()
+                self._head_cache = head
+                avail = (head - pos_index) & _M
+                if avail == 0:
+                    if not w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED:
+                        return None
+                    # CLOSED was stored after the last publish: re-read head.
+                    acquire_fence()
+                    head = w[HEAD_WORD]
+                    acquire_fence()
+                    self._head_cache = head
+                    avail = (head - pos_index) & _M
+                    if avail == 0:
+                        self._eos = True
+                        return None
+            if avail > cap or head & (RECORD_ALIGN - 1):
+                raise self._corrupt(
+                    f"head {head} is not a valid index for tail {pos_index} "
+                    f"(capacity {cap})")
+            pos = pos_index & self._mask
+            to_end = cap - pos
+            length = w[DATA_WORD + (pos >> 2)]
+            if length == WRAP_MARKER:
+                if to_end > avail:
+                    raise self._corrupt(f"WRAP marker at offset {pos} skips past head")
+                pos_index = (pos_index + to_end) & _M
+                if start == self._read_pos and self._read_pos == self._released:
+                    self._read_pos = pos_index
+                    self._store_tail(pos_index)  # nothing held before the marker
+                    start = pos_index
+                continue
+            if length > MAX_VALID_LEN:
+                raise self._corrupt(f"record at offset {pos} has invalid len 0x{length:08X}")
+            rec = (length + LEN_SIZE + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
+            if rec > to_end:
+                raise self._corrupt(
+                    f"record at offset {pos} of len {length} crosses the end of the data area")
+            if rec > avail:
+                raise self._corrupt(f"record at offset {pos} of len {length} passes head")
+            return HEADER_SIZE + pos + LEN_SIZE, length, (pos_index + rec) & _M
+
+    def _store_tail(self, tail: int) -> None:
+        self._released = tail
+        w = self._w
+        # Our reads of the released records happen before the producer reuses them.
+        release_fence()
+        w[TAIL_WORD] = tail
+        # Store-load fence against the producer's "set WAITING, fence, re-check tail".
+        if not self._light:
+            full_fence()
+        if w[PRODUCER_FLAGS_WORD] & PRODUCER_WAITING:
+            _futex.wake_word(self._tail_address)
+
+    def _settle_peek(self) -> None:
+        held = self._peeked
+        if held is not None:
+            if not held.try_release():
+                raise ViewInUseError(
+                    "the peeked view (or an array made from it) is still referenced; "
+                    "delete it or copy what you keep (bytes(view), arr.copy())")
+            self._peeked = None
+
+    def read(self) -> Optional[bytes]:
+        """Copies out the next message; None when there is none right now.
+
+        Raises CorruptRecordError on an invalid record. Consumer; never blocks.
+        """
+        if self._is_producer:
+            self._require(False)
+        if self._peeked is not None:
+            if self._release_pending:
+                self.release()
+            else:
+                self._settle_peek()  # the peeked message is read (copied) instead
+        if self._read_pos != self._released:
+            raise ShmRingError("read() while acquired records are held; release_to() them")
+        found = self._locate(self._read_pos)
+        if found is None:
+            return None
+        start, length, end = found
+        if self._is_mmap:
+            data = self._buf[start:start + length]
+        else:
+            data = self._bytes[start:start + length].tobytes()
+        self._read_pos = end
+        self._store_tail(end)
+        return data
+
+    def peek(self) -> Optional[memoryview]:
+        """Zero-copy: the next message as a read-only view, left in the ring; None if empty.
+
+        Repeated calls return the same view until :meth:`release`. Consumer; never
+        blocks.
+        """
+        self._require(False)
+        if self._peeked is not None:
+            if not self._release_pending:
+                return self._peeked.view
+            self.release()  # finish a release that found the view still in use
+        if self._read_pos != self._released:
+            raise ShmRingError("peek() while acquired records are held; release_to() them")
+        found = self._locate(self._read_pos)
+        if found is None:
+            return None
+        start, length, end = found
+        held = make_held(self._token_type, self._buf, start, length, end, True)
+        self._peeked = held
+        return held.view
+
+    def release(self) -> None:
+        """Gives the peeked message back to the producer.
+
+        Raises ViewInUseError while the view or an array made from it is still
+        referenced; the message then stays held (it is not delivered again) and the
+        next release/peek/read retries. Consumer; never blocks.
+        """
+        held = self._peeked
+        if held is None:
+            return
+        self._release_pending = True
+        self._settle_peek()
+        self._release_pending = False
+        self._read_pos = held.end
+        self._store_tail(held.end)
+
+    def acquire(self) -> Optional[Tuple[int, int, int]]:
+        """The next message not yet acquired, kept in the ring: (offset, len, end).
+
+        ``offset`` is the payload's byte offset in the buffer, ``end`` the ring index
+        to pass to :meth:`release_to`. Several may be held; release them in order.
+        Consumer; never blocks.
+        """
+        found = self._locate(self._read_pos)
+        if found is not None:
+            self._read_pos = found[2]
+        return found
+
+    def acquire_view(self) -> Optional[Held]:
+        """Like :meth:`acquire`, as a tracked read-only view (``Held``). Consumer; never blocks."""
+        found = self.acquire()
+        if found is None:
+            return None
+        start, length, end = found
+        return make_held(self._token_type, self._buf, start, length, end, True)
+
+    def view_of(self, start: int, length: int, end: int) -> Held:
+        """A tracked read-only view of ``length`` bytes at buffer offset ``start`` inside
+        an acquired record ending at ring index ``end``. Consumer; never blocks."""
+        if start < HEADER_SIZE or start + length > HEADER_SIZE + self._capacity:
+            raise ValueError(f"view {start}+{length} is outside the data area")
+        return make_held(self._token_type, self._buf, start, length, end, True)
+
+    @property
+    def buffer(self) -> Any:
+        """The buffer this ring lives in (header at offset 0, data area at 128)."""
+        return self._buf
+
+    def release_to(self, end: int) -> None:
+        """Frees the ring up to ring index ``end`` (an acquired record's end, in order).
+
+        Consumer; never blocks.
+        """
+        released = self._released
+        if (end - released) & _M == 0 or (end - released) & _M > (self._read_pos - released) & _M:
+            return
+        self._store_tail(end)
+
+    def readable_bytes(self) -> int:
+        """Bytes written and not yet released (records and padding). Either side; never blocks."""
+        if self._is_producer:
+            tail = self._w[TAIL_WORD]
+            acquire_fence()
+            return (self._head - tail) & _M
+        head = self._w[HEAD_WORD]
+        acquire_fence()
+        return (head - self._released) & _M
+
+    def has_data(self) -> bool:
+        """Whether a message (not just a WRAP marker) is waiting. Consumer; never blocks."""
+        return self._locate(self._read_pos) is not None
+
+    def at_end(self) -> bool:
+        """Whether the producer set CLOSED and every message was read. Consumer; never blocks."""
+        if self._locate(self._read_pos) is not None:
+            return False
+        return self._eos
+
+    def wait_readable(self, timeout: Optional[float]) -> bool:
+        """Sleeps until a message is readable or the stream ended (True), or ``timeout``
+        seconds expire (False; None = no limit).
+
+        Follows the wait protocol: spin briefly, set WAITING, fence (membarrier when
+        the producer relies on it), re-check head, futex-wait on the head word.
+        Raises RingInterruptedError after :meth:`interrupt`. Consumer; blocks (GIL
+        released while asleep).
+        """
+        self._require(False)
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        w = self._w
+        spin = 0
+        while True:
+            if self._locate(self._read_pos) is not None or self._eos:
+                return True
+            if self._interrupted:
+                raise RingInterruptedError("wait for a message interrupted")
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            if spin < _SPIN_POLLS:
+                spin += 1
+                continue
+            seen = self._head_cache
+            w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] | CONSUMER_WAITING
+            full_fence()
+            if w[PRODUCER_FLAGS_WORD] & PRODUCER_MEMBARRIER:
+                heavy_barrier()
+            if w[HEAD_WORD] == seen and not w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED:
+                self._sleep(HEAD_WORD, self._head_address, seen, remaining)
+            w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] & ~CONSUMER_WAITING
+
+    def set_consumer_attached(self, attached: bool, pid: int) -> None:
+        """Sets (pid first) or clears (flag first) ATTACHED and consumer_pid. Consumer;
+        never blocks."""
+        self._require(False)
+        w = self._w
+        if attached:
+            w[CONSUMER_PID_WORD] = pid & _M
+            release_fence()
+            w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] | CONSUMER_ATTACHED
+        else:
+            w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] & ~CONSUMER_ATTACHED
+            release_fence()
+            w[CONSUMER_PID_WORD] = 0
+        full_fence()
+
