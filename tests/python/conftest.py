@@ -1,0 +1,70 @@
+"""Shared fixtures: unique ring names (unlinked afterwards), golden vectors, the C++ peer."""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from typing import Iterator, List
+
+import pytest
+
+_SOURCE_ROOT = os.environ.get(
+    "SHMRING_SOURCE_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+if os.path.join(_SOURCE_ROOT, "python") not in sys.path:
+    sys.path.insert(0, os.path.join(_SOURCE_ROOT, "python"))
+
+_counter = itertools.count()
+
+
+def unique_name(prefix: str = "pyt") -> str:
+    """A ring name no other test run uses: prefix + pid + counter."""
+    return f"{prefix}{os.getpid()}_{next(_counter)}"
+
+
+@pytest.fixture
+def ring_name() -> Iterator[str]:
+    """A fresh ring name; whatever the test left under it in /dev/shm is removed."""
+    name = unique_name()
+    yield name
+    try:
+        os.unlink("/dev/shm/" + name)
+    except FileNotFoundError:
+        pass
+
+
+@pytest.fixture
+def ring_names() -> Iterator[List[str]]:
+    """A factory-like list: call names.append(unique_name()) ... all unlinked after."""
+    names: List[str] = []
+    yield names
+    for name in names:
+        try:
+            os.unlink("/dev/shm/" + name)
+        except FileNotFoundError:
+            pass
+
+
+def vectors_dir() -> str:
+    return os.environ.get("SHMRING_VECTORS", os.path.join(_SOURCE_ROOT, "tests", "vectors"))
+
+
+def load_vector(filename: str) -> bytes:
+    """The bytes of a golden vector (.hex: '#' comments, hex bytes separated by spaces)."""
+    out = bytearray()
+    with open(os.path.join(vectors_dir(), filename), encoding="ascii") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                out += bytes.fromhex(line)
+    return bytes(out)
+
+
+def peer_path() -> str:
+    """Path of the C++ peer program, or skip the test when it was not built."""
+    path = os.environ.get("SHMRING_PEER")
+    if not path:
+        guess = os.path.join(_SOURCE_ROOT, "build", "tests", "tools", "shmring_peer")
+        path = guess if os.path.exists(guess) else ""
+    if not path or not os.access(path, os.X_OK):
+        pytest.skip("SHMRING_PEER (the C++ shmring_peer program) is not built")
+    return path

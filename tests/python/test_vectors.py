@@ -1,0 +1,128 @@
+"""Golden vectors (tests/vectors/*.hex) rebuilt with the Python API, byte for byte."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import load_vector
+from shmring import ByteRingBuffer, framing, layout
+
+GEN = 0x1122334455667788
+CAPS = ("video/x-raw, format=(string)GRAY8, width=(int)4, height=(int)2, "
+        "framerate=(fraction)30/1")
+
+
+def image(capacity: int) -> bytearray:
+    return bytearray(layout.HEADER_SIZE + capacity)
+
+
+def strip_mode_bits(img: bytearray) -> bytes:
+    """Clears each side's own fence-mode bit (not part of the vectors, as in C++)."""
+    img[layout.PRODUCER_FLAGS_OFFSET] &= ~layout.PRODUCER_MEMBARRIER & 0xFF
+    img[layout.CONSUMER_FLAGS_OFFSET] &= ~layout.CONSUMER_MEMBARRIER & 0xFF
+    return bytes(img)
+
+
+def caps_message() -> bytes:
+    return framing.encode_caps(CAPS)
+
+
+def buffer_message() -> bytes:
+    return framing.encode_buffer(bytes(range(8)), pts=1_000_000_000, duration=33_333_333,
+                                 offset=7, offset_end=8, flags=0x40)
+
+
+def eos_message() -> bytes:
+    return framing.encode_eos()
+
+
+def test_empty_ring():
+    img = image(64)
+    ByteRingBuffer.initialize(img, 64, 0, GEN)
+    assert bytes(img) == load_vector("v1_empty_cap64.hex")
+
+
+def test_records_hello_empty_twenty():
+    img = image(64)
+    ByteRingBuffer.initialize(img, 64, 0, GEN)
+    p = ByteRingBuffer(img, True)
+    assert p.write(b"hello")
+    assert p.write(b"")
+    assert p.write(bytes(range(20)))
+    assert strip_mode_bits(img) == load_vector("v1_records_cap64.hex")
+
+
+def test_wrap_marker():
+    img = image(64)
+    ByteRingBuffer.initialize(img, 64, 0, GEN)
+    p = ByteRingBuffer(img, True)
+    c = ByteRingBuffer(img, False)
+    assert p.write(b"\xaa" * 40)
+    assert c.read() == b"\xaa" * 40
+    assert p.write(b"\xbb" * 16)
+    assert strip_mode_bits(img) == load_vector("v1_wrap_marker_cap64.hex")
+
+
+def test_index_wrap_at_2_to_32():
+    img = image(64)
+    ByteRingBuffer.initialize(img, 64, 0, GEN, start_index=0xFFFFFFE8)
+    p = ByteRingBuffer(img, True)
+    assert p.write(b"\xcc" * 12)
+    assert p.write(b"\xdd" * 4)
+    assert p.write(b"\xee")
+    assert strip_mode_bits(img) == load_vector("v1_index_wrap_cap64.hex")
+
+
+def test_profile1_messages_encode():
+    assert caps_message() == load_vector("p1_caps.hex")
+    assert buffer_message() == load_vector("p1_buffer.hex")
+    assert eos_message() == load_vector("p1_eos.hex")
+
+
+def test_profile1_ring():
+    img = image(512)
+    ByteRingBuffer.initialize(img, 512, 1, 0x0123456789ABCDEF)
+    p = ByteRingBuffer(img, True)
+    for message in (caps_message(), buffer_message(), eos_message()):
+        assert p.write(message)
+    assert strip_mode_bits(img) == load_vector("p1_ring_cap512.hex")
+
+
+@pytest.mark.parametrize("vector,kind,body", [
+    ("p1_caps.hex", framing.KIND_CAPS, CAPS.encode()),
+    ("p1_buffer.hex", framing.KIND_BUFFER, bytes(range(8))),
+    ("p1_eos.hex", framing.KIND_EOS, b""),
+])
+def test_profile1_messages_decode(vector, kind, body):
+    header, view = framing.decode_message(load_vector(vector))
+    assert header.kind == kind
+    assert header.header_size == 56
+    assert bytes(view) == body
+    if kind == framing.KIND_BUFFER:
+        assert (header.flags, header.pts, header.dts, header.duration, header.offset,
+                header.offset_end, header.send_time_ns) == (
+                    0x40, 1_000_000_000, None, 33_333_333, 7, 8, 0)
+    else:
+        assert (header.flags, header.pts, header.dts, header.duration, header.offset,
+                header.offset_end) == (0, None, None, None, None, None)
+
+
+def test_profile1_ring_decodes_back():
+    """Reading the profile-1 ring vector yields the three messages of its recipe."""
+    img = bytearray(load_vector("p1_ring_cap512.hex"))
+    c = ByteRingBuffer(img, False)
+    assert c.read() == caps_message()
+    assert c.read() == buffer_message()
+    assert c.read() == eos_message()
+    assert c.read() is None
+
+
+def test_decode_refuses_short_or_lying_headers():
+    v = bytearray(load_vector("p1_eos.hex"))
+    with pytest.raises(framing.FramingError, match="shorter"):
+        framing.decode_header(v, 0, 55)
+    v[2] = 40
+    with pytest.raises(framing.FramingError, match="below the minimum"):
+        framing.decode_message(v)
+    v[2] = 200
+    with pytest.raises(framing.FramingError, match="past the end"):
+        framing.decode_message(v)
