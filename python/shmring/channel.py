@@ -470,14 +470,7 @@ class ShmConsumer:
         if not force and now - self._last_check < LIVENESS_SLICE:
             return
         self._last_check = now
-        closed = ring.producer_closed()
-        pid = ring.producer_pid()
-        if not closed and not process_alive(pid):
-            if ring.has_data():
-                return
-            raise ProducerDeadError(
-                f"producer pid {pid} of ring {self._name!r} died without closing the "
-                "stream", pid)
+        # A re-created name says more (re-open it) than a dead pid, so it goes first.
         header = _shm.peek_header(self._name, 32)
         if header is not None and len(header) >= 32:
             magic, generation, _, _ = _header_fields(header + bytes(HEADER_SIZE))
@@ -488,6 +481,13 @@ class ShmConsumer:
                     f"ring {self._name!r} was re-created by another producer (generation "
                     f"0x{self._generation:016x} -> 0x{generation:016x}); re-open it",
                     self._generation, generation)
+        pid = ring.producer_pid()
+        if not ring.producer_closed() and not process_alive(pid):
+            if ring.has_data():
+                return
+            raise ProducerDeadError(
+                f"producer pid {pid} of ring {self._name!r} died without closing the "
+                "stream", pid)
 
     def check_producer(self) -> None:
         """Raises ProducerDeadError / ProducerReplacedError if the producer is gone or

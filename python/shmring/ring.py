@@ -117,6 +117,8 @@ class ByteRingBuffer:
         full_fence()
         if self._is_producer:
             self._head = w[HEAD_WORD]
+            if self._head % RECORD_ALIGN:  # would make us write across the end
+                raise CorruptRecordError(f"head {self._head} is not a multiple of 8")
             self._tail_cache = w[TAIL_WORD]
             if self._light:
                 w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_MEMBARRIER
@@ -501,7 +503,8 @@ class ByteRingBuffer:
                     if avail == 0:
                         self._eos = True
                         return None
-            if avail > cap or head & (RECORD_ALIGN - 1):
+            # A misaligned head or tail could put a len word across the end.
+            if avail > cap or (head | pos_index) & (RECORD_ALIGN - 1):
                 raise self._corrupt(
                     f"head {head} is not a valid index for tail {pos_index} "
                     f"(capacity {cap})")

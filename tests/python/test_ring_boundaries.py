@@ -1,0 +1,335 @@
+"""ByteRingBuffer at its boundaries, each test named for the boundary it pins."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from shmring import (ByteRingBuffer, CorruptRecordError, MessageTooLargeError, ShmRingError,
+                     ViewInUseError, layout)
+
+DATA = layout.HEADER_SIZE
+
+
+def make_ring(capacity: int = 64, start_index: int = 0):
+    buf = bytearray(layout.HEADER_SIZE + capacity)
+    ByteRingBuffer.initialize(buf, capacity, 0, 0xABCDEF, start_index)
+    return buf, ByteRingBuffer(buf, True), ByteRingBuffer(buf, False)
+
+
+def head_tail(buf) -> tuple:
+    return struct.unpack_from("<II", buf, 0)
+
+
+def test_seed_api_names_exist():
+    _, p, c = make_ring()
+    for name in ("write", "read", "has_data", "readable_bytes", "writeable_bytes"):
+        assert callable(getattr(p, name)) and callable(getattr(c, name))
+
+
+def test_empty_ring_reads_none():
+    _, p, c = make_ring()
+    assert c.read() is None
+    assert not c.has_data()
+    assert c.readable_bytes() == 0
+    assert p.writeable_bytes() == 64
+    assert c.peek() is None
+
+
+def test_zero_length_message_is_a_message():
+    buf, p, c = make_ring()
+    assert p.write(b"")
+    assert c.has_data()
+    assert head_tail(buf) == (8, 0)
+    assert c.read() == b""
+    assert c.read() is None
+    assert head_tail(buf) == (8, 8)
+
+
+def test_full_ring_refuses_then_accepts_after_read():
+    _, p, c = make_ring()
+    for i in range(8):  # eight 8-byte records fill 64 bytes
+        assert p.write(bytes([i]) * 4)
+    assert p.writeable_bytes() == 0
+    assert not p.write(b"")
+    assert c.read() == b"\x00" * 4
+    assert p.write(b"x")
+    assert [c.read() for _ in range(8)] == [bytes([i]) * 4 for i in range(1, 8)] + [b"x"]
+
+
+def test_exact_fit_max_length_fills_the_ring():
+    buf, p, c = make_ring()
+    assert p.max_message_size == 60
+    payload = bytes(range(60))
+    assert p.write(payload)
+    assert p.writeable_bytes() == 0
+    assert head_tail(buf) == (64, 0)
+    assert c.read() == payload
+
+
+def test_too_large_raises_value_error():
+    _, p, _ = make_ring()
+    with pytest.raises(MessageTooLargeError, match="61 bytes can never fit"):
+        p.write(bytes(61))
+    with pytest.raises(ValueError):
+        p.write(bytes(1000))
+    with pytest.raises(ShmRingError):
+        p.reserve(61)
+
+
+def test_padding_is_zero():
+    buf, p, _ = make_ring()
+    buf[DATA:DATA + 16] = b"\xff" * 16
+    assert p.write(b"abc")
+    assert bytes(buf[DATA:DATA + 8]) == b"\x03\x00\x00\x00abc\x00"
+
+
+def test_wrap_marker_written_and_skipped():
+    buf, p, c = make_ring()
+    assert p.write(b"\xaa" * 40)        # record 48 at 0
+    assert c.read() == b"\xaa" * 40
+    assert p.write(b"\xbb" * 16)        # record 24 does not fit the 16 left
+    assert struct.unpack_from("<I", buf, DATA + 48)[0] == layout.WRAP_MARKER
+    assert head_tail(buf) == (88, 48)
+    assert c.read() == b"\xbb" * 16
+    assert head_tail(buf) == (88, 88)
+
+
+def test_wrap_marker_published_before_the_record_fits():
+    buf, p, c = make_ring()
+    assert p.write(b"\xaa" * 40)        # 48 used, 16 to the end, all free
+    assert not p.write(b"\xbb" * 16)   # needs 24 at offset 0: not free yet
+    assert head_tail(buf) == (64, 0)   # ...but the marker is published
+    assert c.read() == b"\xaa" * 40
+    assert not c.has_data()             # a marker alone is not a message
+    assert head_tail(buf) == (64, 64)   # and the consumer freed its lap at once
+    assert p.write(b"\xbb" * 16)
+    assert c.read() == b"\xbb" * 16
+
+
+def test_max_length_after_wrap_needs_the_whole_ring():
+    buf, p, c = make_ring()
+    assert p.write(b"a")                # record 8 at 0
+    assert c.read() == b"a"
+    assert not p.write(bytes(60))       # marker over the 56 to the end; 64 at 0 not free
+    assert head_tail(buf) == (64, 8)
+    assert not c.has_data()             # consumer frees the marker's lap
+    assert p.write(bytes(60))
+    assert c.read() == bytes(60)
+
+
+@pytest.mark.parametrize("start", [0xFFFFFFF8, 0xFFFFFFE8, 0xFFFFFFC0, 0xFFFFFF00])
+def test_index_wrap_at_2_to_32(start):
+    buf, p, c = make_ring(64, start)
+    sent = []
+    for i in range(40):
+        msg = bytes([i]) * (i % 13)
+        assert p.write(msg)
+        sent.append(msg)
+        assert c.readable_bytes() >= layout.record_size(len(msg))  # (+ a WRAP marker)
+        assert c.read() == msg
+        assert c.readable_bytes() == 0
+        assert p.writeable_bytes() == 64
+    head, tail = head_tail(buf)
+    assert head == tail and head < start  # wrapped past 2^32, masked back to small
+    assert head <= 0xFFFFFFFF
+
+
+def test_index_wrap_with_data_in_flight():
+    buf, p, c = make_ring(64, 0xFFFFFFF0)
+    assert p.write(b"\x01" * 4)   # 0xFFFFFFF0..F8
+    assert p.write(b"\x02" * 4)   # ..0x100000000 -> 0
+    assert p.write(b"\x03" * 12)  # 0..16
+    assert head_tail(buf) == (16, 0xFFFFFFF0)
+    assert c.readable_bytes() == 32
+    assert p.writeable_bytes() == 32
+    assert [c.read(), c.read(), c.read()] == [b"\x01" * 4, b"\x02" * 4, b"\x03" * 12]
+
+
+def plant(buf, offset, length_word, head):
+    struct.pack_into("<I", buf, DATA + offset, length_word)
+    struct.pack_into("<I", buf, 0, head)
+
+
+@pytest.mark.parametrize("bad_len", [0x80000000, 0x80000001, 0xFFFFFFFE])
+def test_corrupt_invalid_len(bad_len):
+    buf, _, c = make_ring()
+    plant(buf, 0, bad_len, 8)
+    with pytest.raises(CorruptRecordError, match="invalid len"):
+        c.read()
+
+
+def test_corrupt_record_past_head():
+    buf, _, c = make_ring()
+    plant(buf, 0, 20, 8)  # record of 24 bytes, head says 8 were written
+    with pytest.raises(CorruptRecordError, match="passes head"):
+        c.read()
+
+
+def test_corrupt_record_crossing_the_end():
+    buf, _, c = make_ring(64, 56)
+    plant(buf, 56, 12, 56 + 64)  # 16-byte record at offset 56 of 64
+    with pytest.raises(CorruptRecordError, match="crosses the end"):
+        c.read()
+
+
+def test_corrupt_wrap_marker_past_head():
+    buf, _, c = make_ring(64, 48)
+    plant(buf, 48, layout.WRAP_MARKER, 56)  # marker spans 16 bytes, head only 8 on
+    with pytest.raises(CorruptRecordError, match="skips past head"):
+        c.read()
+
+
+def test_corrupt_head_more_than_capacity_ahead():
+    buf, _, c = make_ring()
+    struct.pack_into("<I", buf, 0, 72)
+    with pytest.raises(CorruptRecordError, match="not a valid index"):
+        c.has_data()
+
+
+def test_corrupt_misaligned_head():
+    buf, _, c = make_ring()
+    plant(buf, 0, 0, 4)
+    with pytest.raises(CorruptRecordError):
+        c.read()
+
+
+def test_corrupt_misaligned_tail():
+    buf, p, _ = make_ring()
+    struct.pack_into("<I", buf, 4, 60)
+    struct.pack_into("<I", buf, 0, 68)
+    c = ByteRingBuffer(buf, False)
+    with pytest.raises(CorruptRecordError):
+        c.read()
+
+
+def test_producer_refuses_misaligned_head():
+    buf, _, _ = make_ring()
+    struct.pack_into("<I", buf, 0, 12)
+    with pytest.raises(CorruptRecordError, match="multiple of 8"):
+        ByteRingBuffer(buf, True)
+
+
+def test_producer_refuses_tail_ahead_of_head():
+    buf, p, _ = make_ring()
+    struct.pack_into("<I", buf, 4, 200)  # consumer bug: tail beyond head
+    with pytest.raises(CorruptRecordError, match="tail 200"):
+        for _ in range(20):
+            p.write(bytes(4))
+
+
+def test_wrong_side_is_refused():
+    _, p, c = make_ring()
+    with pytest.raises(ShmRingError):
+        c.write(b"x")
+    with pytest.raises(ShmRingError):
+        p.read()
+
+
+def test_reserve_commit_shorter_length():
+    buf, p, c = make_ring()
+    view = p.reserve(20)
+    assert view is not None and len(view) == 20
+    view[:5] = b"hello"
+    del view
+    p.commit(5)
+    assert head_tail(buf)[0] == 16
+    assert c.read() == b"hello"
+
+
+def test_reserve_view_still_referenced_at_commit():
+    _, p, c = make_ring()
+    view = p.reserve(8)
+    assert view is not None
+    arr = np.frombuffer(view, dtype=np.uint8)
+    with pytest.raises(ViewInUseError):
+        p.commit()
+    assert not c.has_data()  # nothing published
+    del arr
+    p.commit()
+    assert c.read() == bytes(8)
+
+
+def test_reserve_cancel_publishes_nothing():
+    _, p, c = make_ring()
+    view = p.reserve(8)
+    assert view is not None
+    del view
+    p.cancel()
+    assert not c.has_data()
+    assert p.write(b"ok") and c.read() == b"ok"
+
+
+def test_peek_release_zero_copy_view():
+    _, p, c = make_ring()
+    p.write(b"first")
+    p.write(b"second")
+    view = c.peek()
+    assert view is not None and view.readonly and bytes(view) == b"first"
+    assert c.peek() is view  # same message until released
+    c.release()
+    with pytest.raises(ValueError):
+        bytes(view)  # the released view can no longer be used
+    assert c.read() == b"second"
+
+
+def test_peek_view_still_exported_is_an_error_not_reuse():
+    _, p, c = make_ring()
+    p.write(b"abcd")
+    view = c.peek()
+    arr = np.frombuffer(view, dtype=np.uint8)
+    with pytest.raises(ViewInUseError):
+        c.release()
+    p.write(b"next")
+    with pytest.raises(ViewInUseError):
+        c.read()  # retries the pending release first
+    assert bytes(arr) == b"abcd"  # still intact: the record was not given back
+    del arr
+    assert c.read() == b"next"    # "abcd" is not delivered twice
+
+
+def test_peek_slice_still_alive_is_detected():
+    _, p, c = make_ring()
+    p.write(b"abcdefgh")
+    view = c.peek()
+    part = view[2:4]
+    with pytest.raises(ViewInUseError):
+        c.release()
+    assert bytes(part) == b"cd"
+    del part, view
+    c.release()
+    assert c.read() is None
+
+
+def test_acquire_release_to_in_order():
+    buf, p, c = make_ring()
+    for m in (b"a", b"b", b"c"):
+        p.write(m)
+    r1, r2, r3 = c.acquire(), c.acquire(), c.acquire()
+    assert c.acquire() is None
+    assert [bytes(buf[s:s + n]) for s, n, _ in (r1, r2, r3)] == [b"a", b"b", b"c"]
+    assert head_tail(buf)[1] == 0          # nothing released yet
+    c.release_to(r2[2])
+    assert head_tail(buf)[1] == 16
+    c.release_to(r1[2])                    # backwards: ignored
+    assert head_tail(buf)[1] == 16
+    c.release_to(r3[2])
+    assert head_tail(buf) == (24, 24)
+
+
+def test_initialize_refuses_bad_arguments():
+    buf = bytearray(128 + 64)
+    for capacity in (0, 32, 100, 128):
+        with pytest.raises(ValueError, match="capacity"):
+            ByteRingBuffer.initialize(buf, capacity)
+    with pytest.raises(ValueError, match="start_index"):
+        ByteRingBuffer.initialize(buf, 64, start_index=4)
+
+
+def test_dropped_counter_u64():
+    buf, p, c = make_ring()
+    p.add_dropped(0xFFFFFFFF)
+    p.add_dropped(2)
+    assert c.dropped() == 0x100000001
+    assert struct.unpack_from("<Q", buf, layout.DROPPED_OFFSET)[0] == 0x100000001
