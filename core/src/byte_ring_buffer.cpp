@@ -15,6 +15,11 @@ using namespace layout;
 // cheaper to spin for than to sleep and be woken.
 constexpr int kSpinPolls = 256;
 
+// Longest single sleep of a waiting consumer. CLOSED does not change the head word
+// it sleeps on, so a close that lands between its last look and its futex call is
+// not seen by the futex; the next look at most this much later catches it.
+constexpr int64_t kMaxConsumerSleepNs = 50'000'000;
+
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
@@ -175,6 +180,7 @@ Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload) {
   const uint32_t record = static_cast<uint32_t>(RecordSize(len));
   uint32_t pos = head_ & mask_;
   const uint32_t to_end = capacity_ - pos;
+  bool marker = false;
   if (record > to_end) {
     // The record would cross the end: a WRAP marker fills the rest of this lap.
     if (capacity_ - (head_ - tail_cache_) < to_end) {
@@ -182,11 +188,16 @@ Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload) {
       if (capacity_ - (head_ - tail_cache_) < to_end) return Status::kFull;
     }
     PublishWrapMarker();
+    marker = true;
     pos = 0;
   }
   if (capacity_ - (head_ - tail_cache_) < record) {
     tail_cache_ = atomics::LoadAcquire(word(kTailOffset));
-    if (capacity_ - (head_ - tail_cache_) < record) return Status::kFull;
+    if (capacity_ - (head_ - tail_cache_) < record) {
+      // Only the consumer skipping the marker can free the rest: it must not sleep through it.
+      if (marker) WakeConsumerIfWaiting();
+      return Status::kFull;
+    }
   }
   reserved_ = true;
   reserved_len_ = len;
@@ -198,8 +209,8 @@ void ByteRingBuffer::PublishWrapMarker() {
   const uint32_t pos = head_ & mask_;
   StoreU32(data() + pos, kWrapMarker);
   head_ += capacity_ - pos;
-  // Published alone so the consumer can free this lap at once; no wake (a marker
-  // is not a message).
+  // Published alone so the consumer can free this lap at once. No wake here (a
+  // marker is not a message); callers wake only when the record does not fit behind it.
   atomics::StoreRelease(word(kHeadOffset), head_);
 }
 
@@ -219,6 +230,10 @@ void ByteRingBuffer::PublishHead(uint32_t new_head) {
   head_ = new_head;
   // Payload and len happen-before the consumer's acquire load of head.
   atomics::StoreRelease(word(kHeadOffset), head_);
+  WakeConsumerIfWaiting();
+}
+
+void ByteRingBuffer::WakeConsumerIfWaiting() {
   // Store-load fence against the consumer's "set WAITING, fence, re-check head".
   if (light_fences_) {
     atomics::CompilerBarrier();  // the sleeper issues membarrier for us
@@ -245,6 +260,9 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
       if (free >= record) return Status::kOk;
     } else if (free >= to_end) {
       PublishWrapMarker();  // the record goes at offset 0 of the next lap
+      // If it does not fit behind the marker yet, only the consumer skipping the
+      // marker can free the rest: it must not sleep through it.
+      if (free - to_end < record) WakeConsumerIfWaiting();
       continue;
     }
     if (intr != nullptr && intr->interrupted()) return Status::kInterrupted;
@@ -448,7 +466,8 @@ Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
     if (atomics::LoadAcquire(head) == seen &&
         !(atomics::LoadAcquire(word(kProducerFlagsOffset)) & kProducerClosed)) {
       if (intr != nullptr) intr->BeginSleep(head);
-      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(head, seen, left);
+      const int64_t nap = (left < 0 || left > kMaxConsumerSleepNs) ? kMaxConsumerSleepNs : left;
+      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(head, seen, nap);
       if (intr != nullptr) intr->EndSleep();
     }
     atomics::FetchAndRelaxed(flags, ~kConsumerWaiting);

@@ -108,6 +108,7 @@ class ByteRingBuffer {
   uint32_t* word(uint32_t offset) const { return reinterpret_cast<uint32_t*>(base_ + offset); }
   uint8_t* data() const { return base_ + layout::kHeaderSize; }
   void PublishHead(uint32_t new_head);
+  void WakeConsumerIfWaiting();
   Status NextRecord(uint32_t from, MessageView* out);
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
