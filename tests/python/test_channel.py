@@ -1,0 +1,431 @@
+"""ShmProducer / ShmConsumer: seed API, blocking, views, lifecycle across processes."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+import shmring
+from helpers import dev_shm, spawn_python, wait_until
+from shmring import (InvalidNameError, MessageTooLargeError, ProducerDeadError,
+                     ProducerReplacedError, RingBusyError, RingInterruptedError,
+                     RingNotFoundError, RingTimeoutError, ShmConsumer, ShmProducer, ShmRingError,
+                     StreamClosedError, ViewInUseError, layout)
+
+
+def test_seed_api(ring_name):
+    p = ShmProducer(ring_name, 4096)
+    c = ShmConsumer(ring_name)
+    assert not c.has_data()
+    assert c.read() is None
+    assert p.write(b"hello") is True
+    assert c.has_data()
+    assert c.read() == b"hello"
+    p.close()
+    c.close()
+
+
+@pytest.mark.parametrize("asked,got", [(0, 64), (1, 64), (64, 64), (65, 128), (1000, 1024),
+                                       (1 << 20, 1 << 20)])
+def test_capacity_rounds_up_never_down(ring_name, asked, got):
+    with ShmProducer(ring_name, asked) as p:
+        assert p.capacity == got
+        assert p.max_message_size == got - 4
+        assert os.path.getsize(dev_shm(ring_name)) == layout.HEADER_SIZE + got
+
+
+def test_capacity_above_2_to_31_is_refused(ring_name):
+    with pytest.raises(ValueError, match="2\\^31"):
+        ShmProducer(ring_name, (1 << 31) + 1)
+    assert not os.path.exists(dev_shm(ring_name))
+
+
+@pytest.mark.parametrize("bad", ["", "a" * 31, ".hidden", "-x", "a/b", "a b", "cam\x00", "é"])
+def test_bad_names_raise_value_error(bad):
+    with pytest.raises(InvalidNameError) as info:
+        ShmProducer(bad, 64)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, ShmRingError)
+    with pytest.raises(InvalidNameError):
+        ShmConsumer(bad)
+
+
+def test_name_of_30_chars_is_fine(ring_names):
+    name = ("n%d_" % os.getpid()).ljust(30, "x")
+    ring_names.append(name)
+    with ShmProducer(name, 64), ShmConsumer(name):
+        assert os.path.exists(dev_shm(name))
+
+
+def test_message_that_can_never_fit(ring_name):
+    with ShmProducer(ring_name, 64) as p:
+        with pytest.raises(MessageTooLargeError):
+            p.write(bytes(61))
+        with pytest.raises(ValueError):
+            with p.reserve(61):
+                pass
+
+
+def test_segment_permissions_default_0600_and_custom(ring_names):
+    a, b = "perm_a%d" % os.getpid(), "perm_b%d" % os.getpid()
+    ring_names.extend([a, b])
+    with ShmProducer(a, 64), ShmProducer(b, 64, mode=0o644):
+        assert os.stat(dev_shm(a)).st_mode & 0o777 == 0o600
+        assert os.stat(dev_shm(b)).st_mode & 0o777 == 0o644
+
+
+def test_read_timeout_returns_none(ring_name):
+    with ShmProducer(ring_name, 64), ShmConsumer(ring_name) as c:
+        assert c.read(timeout=0) is None
+        assert c.read(timeout=0.05) is None
+        assert not c.at_end
+
+
+def test_blocking_read_wakes_when_a_thread_writes(ring_name):
+    with ShmProducer(ring_name, 4096) as p, ShmConsumer(ring_name) as c:
+        got = []
+        t = threading.Thread(target=lambda: got.append(c.read(timeout=30)))
+        t.start()
+        # The reader is asleep in FUTEX_WAIT with its WAITING flag set; this thread
+        # can only observe that because the sleeper released the GIL.
+        assert wait_until(lambda: c.ring.consumer_flags() & layout.CONSUMER_WAITING)
+        assert p.write(b"wake up")
+        t.join(30)
+        assert got == [b"wake up"]
+
+
+def test_blocking_read_wakes_when_another_process_writes(ring_name):
+    code = (
+        "import sys, shmring\n"
+        "p = shmring.ShmProducer(sys.argv[1], 4096)\n"
+        "c_ready = sys.stdin.readline()\n"
+        "p.write(b'from another process')\n"
+        "sys.stdin.readline()\n"
+        "p.close()\n")
+    proc = spawn_python(code, ring_name, stdin=__import__("subprocess").PIPE)
+    try:
+        with ShmConsumer(ring_name, timeout=30) as c:
+            got = []
+            t = threading.Thread(target=lambda: got.append(c.read(timeout=30)))
+            t.start()
+            assert wait_until(lambda: c.ring.consumer_flags() & layout.CONSUMER_WAITING)
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            t.join(30)
+            assert got == [b"from another process"]
+    finally:
+        proc.stdin.write("end\n")
+        proc.stdin.flush()
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_blocking_write_waits_for_space(ring_name):
+    with ShmProducer(ring_name, 64) as p, ShmConsumer(ring_name) as c:
+        assert p.write(bytes(60))
+        assert not p.write(b"x")                 # full, non-blocking
+        assert not p.write(b"x", timeout=0.02)   # full, timed out
+        done = []
+        t = threading.Thread(target=lambda: done.append(p.write(b"y" * 60, timeout=30)))
+        t.start()
+        assert wait_until(lambda: p.ring.producer_flags() & layout.PRODUCER_WAITING)
+        assert c.read() == bytes(60)
+        t.join(30)
+        assert done == [True]
+        assert c.read(timeout=5) == b"y" * 60
+
+
+def test_iteration_stops_at_end_of_stream(ring_name):
+    with ShmProducer(ring_name, 4096) as p, ShmConsumer(ring_name) as c:
+        msgs = [b"a", b"", b"ccc"]
+        for m in msgs:
+            p.write(m)
+        p.close()
+        assert list(c) == msgs
+        assert c.at_end
+        assert c.read(timeout=None) is None  # end of stream never blocks
+
+
+def test_iteration_while_a_thread_produces(ring_name):
+    with ShmProducer(ring_name, 256) as p, ShmConsumer(ring_name) as c:
+        def produce():
+            for i in range(2000):
+                p.write(i.to_bytes(4, "little") * (i % 9), timeout=None)
+            p.close()
+        t = threading.Thread(target=produce)
+        t.start()
+        got = list(c)
+        t.join()
+        assert got == [i.to_bytes(4, "little") * (i % 9) for i in range(2000)]
+
+
+def test_write_after_close_is_an_error(ring_name):
+    p = ShmProducer(ring_name, 64)
+    p.close()
+    p.close()  # idempotent
+    with pytest.raises(StreamClosedError):
+        p.write(b"x")
+    assert not os.path.exists(dev_shm(ring_name))
+
+
+def test_read_view_is_zero_copy_and_released(ring_name):
+    with ShmProducer(ring_name, 4096) as p, ShmConsumer(ring_name) as c:
+        p.write(b"0123456789")
+        p.write(b"next")
+        with c.read_view() as view:
+            assert view.readonly and bytes(view) == b"0123456789"
+            arr = np.frombuffer(view, dtype=np.uint8)
+            assert arr[3] == ord("3")
+            del arr
+        with pytest.raises(ValueError):
+            view.tobytes()  # released at the end of the block
+        assert c.read() == b"next"
+
+
+def test_read_view_still_exported_is_a_clear_error(ring_name):
+    with ShmProducer(ring_name, 4096) as p, ShmConsumer(ring_name) as c:
+        p.write(b"kept")
+        p.write(b"after")
+        with pytest.raises(ViewInUseError, match="still referenced"):
+            with c.read_view() as view:
+                arr = np.frombuffer(view, dtype=np.uint8)
+        with pytest.raises(ViewInUseError):
+            c.read()           # the record stays held while arr lives
+        assert bytes(arr) == b"kept"
+        del arr
+        assert c.read() == b"after"  # "kept" was consumed, not delivered twice
+
+
+def test_read_view_none_at_end_of_stream(ring_name):
+    with ShmProducer(ring_name, 4096) as p, ShmConsumer(ring_name) as c:
+        p.close()
+        with c.read_view(timeout=None) as view:
+            assert view is None
+
+
+def test_reserve_context_manager_publishes_on_exit(ring_name):
+    with ShmProducer(ring_name, 4096) as p, ShmConsumer(ring_name) as c:
+        with p.reserve(6) as view:
+            view[:] = b"zerocp"
+            assert not c.has_data()
+        assert c.read() == b"zerocp"
+
+
+def test_reserve_abandoned_on_exception(ring_name):
+    with ShmProducer(ring_name, 4096) as p, ShmConsumer(ring_name) as c:
+        with pytest.raises(KeyError):
+            with p.reserve(6) as view:
+                view[:] = b"nope!!"
+                raise KeyError
+        assert not c.has_data()
+        assert p.write(b"yes")
+        assert c.read() == b"yes"
+
+
+def test_reserve_timeout(ring_name):
+    with ShmProducer(ring_name, 64) as p, ShmConsumer(ring_name):
+        p.write(bytes(60))
+        with pytest.raises(RingTimeoutError):
+            with p.reserve(8, timeout=0):
+                pass
+        with pytest.raises(RingTimeoutError):
+            with p.reserve(8, timeout=0.02):
+                pass
+
+
+def test_consumer_waits_for_the_producer_to_appear(ring_name):
+    result = []
+
+    def attach():
+        with ShmConsumer(ring_name, timeout=30) as c:
+            result.append(c.read(timeout=30))
+
+    t = threading.Thread(target=attach)
+    t.start()
+    threading.Event().wait(0.05)
+    with ShmProducer(ring_name, 4096) as p:
+        p.write(b"hi", timeout=None)
+        t.join(30)
+    assert result == [b"hi"]
+
+
+def test_missing_ring(ring_name):
+    with pytest.raises(RingNotFoundError) as info:
+        ShmConsumer(ring_name)
+    assert isinstance(info.value, FileNotFoundError)
+    with pytest.raises(RingNotFoundError, match="within"):
+        ShmConsumer(ring_name, timeout=0.05)
+
+
+def test_second_live_producer_is_refused(ring_name):
+    with ShmProducer(ring_name, 64):
+        code = "import sys, shmring\nshmring.ShmProducer(sys.argv[1], 64)\n"
+        proc = spawn_python(code, ring_name)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode != 0 and "RingBusyError" in err and "live producer" in err
+
+
+def test_second_live_consumer_is_refused(ring_name):
+    with ShmProducer(ring_name, 64), ShmConsumer(ring_name):
+        code = "import sys, shmring\nshmring.ShmConsumer(sys.argv[1])\n"
+        proc = spawn_python(code, ring_name)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode != 0 and "RingBusyError" in err and "already has a consumer" in err
+
+
+def test_stale_closed_segment_is_replaced(ring_name):
+    code = ("import sys, shmring\n"
+            "p = shmring.ShmProducer(sys.argv[1], 64)\n"
+            "p.ring.set_closed()\n"
+            "import os; os._exit(0)\n")  # CLOSED, but the name is left behind
+    proc = spawn_python(code, ring_name)
+    proc.communicate(timeout=30)
+    assert os.path.exists(dev_shm(ring_name))
+    with ShmProducer(ring_name, 128) as p:
+        assert p.capacity == 128
+
+
+def start_crashing_producer(name: str, messages: int) -> None:
+    """A producer process that writes ``messages`` messages and dies without closing."""
+    code = ("import sys, os, signal, shmring\n"
+            "p = shmring.ShmProducer(sys.argv[1], 4096)\n"
+            "for i in range(int(sys.argv[2])): p.write(b'm%d' % i)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = spawn_python(code, name, str(messages))
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_dead_producer_segment_is_replaced(ring_name):
+    start_crashing_producer(ring_name, 1)
+    with ShmProducer(ring_name, 64) as p:
+        assert p.capacity == 64
+
+
+def test_dead_producer_is_reported_after_draining(ring_name):
+    code = ("import sys, os, signal, shmring\n"
+            "p = shmring.ShmProducer(sys.argv[1], 4096)\n"
+            "for i in range(3): p.write(b'm%d' % i)\n"
+            "sys.stdout.write('ready\\n'); sys.stdout.flush()\n"
+            "sys.stdin.readline()\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    import subprocess
+    proc = spawn_python(code, ring_name, stdin=subprocess.PIPE)
+    assert proc.stdout.readline() == "ready\n"
+    with ShmConsumer(ring_name) as c:
+        proc.stdin.write("die\n")
+        proc.stdin.flush()
+        proc.communicate(timeout=30)  # reaped: its pid is gone
+        assert [c.read(), c.read(), c.read()] == [b"m0", b"m1", b"m2"]
+        with pytest.raises(ProducerDeadError) as info:
+            c.read(timeout=10)
+        assert info.value.pid == proc.pid
+        with pytest.raises(ProducerDeadError):
+            list(c)
+
+
+def test_replaced_producer_is_reported(ring_name):
+    import subprocess
+    code = ("import sys, os, signal, shmring\n"
+            "p = shmring.ShmProducer(sys.argv[1], 4096)\n"
+            "p.write(b'old')\n"
+            "sys.stdout.write('ready\\n'); sys.stdout.flush()\n"
+            "sys.stdin.readline()\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = spawn_python(code, ring_name, stdin=subprocess.PIPE)
+    assert proc.stdout.readline() == "ready\n"
+    with ShmConsumer(ring_name) as c:
+        old_generation = c.generation
+        proc.stdin.write("die\n")
+        proc.stdin.flush()
+        proc.communicate(timeout=30)
+        with ShmProducer(ring_name, 4096) as new:
+            assert c.read() == b"old"
+            with pytest.raises(ProducerReplacedError) as info:
+                c.read(timeout=10)
+            assert info.value.old_generation == old_generation
+            assert info.value.new_generation == new.generation
+            with pytest.raises(ProducerReplacedError):
+                c.check_producer()
+        with pytest.raises(ProducerDeadError):  # the successor left too: only a dead pid
+            c.check_producer()
+
+
+def test_consumer_process_exit_leaves_the_segment(ring_name):
+    with ShmProducer(ring_name, 4096) as p:
+        p.write(b"one")
+        p.write(b"two")
+        code = ("import sys, shmring\n"
+                "c = shmring.ShmConsumer(sys.argv[1])\n"
+                "print(c.read().decode())\n")  # exits without close(): must not unlink
+        proc = spawn_python(code, ring_name)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert out.strip() == "one"
+        assert err == ""  # no resource-tracker warnings
+        assert os.path.exists(dev_shm(ring_name))
+        assert not p.consumer_attached()
+        with ShmConsumer(ring_name) as c:  # a new consumer continues where it stopped
+            assert c.read() == b"two"
+
+
+def test_producer_exit_without_close_ends_the_stream(ring_name):
+    code = ("import sys, shmring\n"
+            "p = shmring.ShmProducer(sys.argv[1], 4096)\n"
+            "sys.stdout.write('ready\\n'); sys.stdout.flush()\n"
+            "sys.stdin.readline()\n"
+            "p.write(b'last words')\n")  # interpreter exit closes and unlinks
+    import subprocess
+    proc = spawn_python(code, ring_name, stdin=subprocess.PIPE)
+    assert proc.stdout.readline() == "ready\n"
+    with ShmConsumer(ring_name) as c:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        proc.communicate(timeout=30)
+        assert list(c) == [b"last words"]
+    assert not os.path.exists(dev_shm(ring_name))
+
+
+def test_interrupt_a_blocked_read(ring_name):
+    with ShmProducer(ring_name, 64), ShmConsumer(ring_name) as c:
+        errors = []
+
+        def blocked():
+            try:
+                c.read(timeout=None)
+            except RingInterruptedError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=blocked)
+        t.start()
+        assert wait_until(lambda: c.ring.consumer_flags() & layout.CONSUMER_WAITING)
+        c.interrupt()
+        t.join(30)
+        assert len(errors) == 1
+        c.clear_interrupt()
+        assert c.read(timeout=0.01) is None
+
+
+def test_dropped_and_attached(ring_name):
+    with ShmProducer(ring_name, 64) as p:
+        assert not p.consumer_attached()
+        with ShmConsumer(ring_name) as c:
+            assert p.consumer_attached()
+            p.count_dropped(3)
+            assert c.dropped == 3 and p.dropped == 3
+        assert not p.consumer_attached()
+
+
+def test_readable_and_writeable_bytes(ring_name):
+    with ShmProducer(ring_name, 64) as p, ShmConsumer(ring_name) as c:
+        p.write(b"12345")
+        assert c.readable_bytes() == 16 == p.readable_bytes()
+        assert p.writeable_bytes() == 48 == c.writeable_bytes()
+
+
+def test_repr_and_package_exports():
+    assert "ShmProducer" in shmring.__all__ and "FrameReader" in shmring.__all__
+    for name in shmring.__all__:
+        assert hasattr(shmring, name)
