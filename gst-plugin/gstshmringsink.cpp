@@ -76,6 +76,35 @@ static void gst_shmring_sink_get_property(GObject* object, guint prop_id, GValue
 static void gst_shmring_sink_finalize(GObject* object);
 static gboolean gst_shmring_sink_start(GstBaseSink* bsink);
 static gboolean gst_shmring_sink_set_caps(GstBaseSink* bsink, GstCaps* caps);
+// The receiver never sees this pipeline's segments, so timestamps travel as
+// running time: equal to PTS/DTS for the usual segment that starts at 0, and
+// still increasing across segment changes (concat, seeks, looping sources).
+static void stream_times(GstBaseSink* bsink, GstBuffer* buffer, shm::framing::Header* h) {
+  const GstSegment* seg = &bsink->segment;
+  const GstClockTime pts = GST_BUFFER_PTS(buffer);
+  const GstClockTime dts = GST_BUFFER_DTS(buffer);
+  const GstClockTime duration = GST_BUFFER_DURATION(buffer);
+  if (seg->format != GST_FORMAT_TIME) {
+    h->pts = pts;
+    h->dts = dts;
+    h->duration = duration;
+    return;
+  }
+  auto running = [seg](GstClockTime t) -> guint64 {
+    if (!GST_CLOCK_TIME_IS_VALID(t)) return GST_CLOCK_TIME_NONE;
+    guint64 rt = 0;
+    // Before the segment start (a DTS ahead of B-frames, say): unknown.
+    return gst_segment_to_running_time_full(seg, GST_FORMAT_TIME, t, &rt) > 0
+               ? rt : GST_CLOCK_TIME_NONE;
+  };
+  h->pts = running(pts);
+  h->dts = running(dts);
+  h->duration = duration;
+  if (GST_CLOCK_TIME_IS_VALID(duration) && seg->rate != 1.0 && seg->rate > 0) {
+    h->duration = static_cast<guint64>(duration / seg->rate);
+  }
+}
+
 static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buffer);
 static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event);
 static gboolean gst_shmring_sink_unlock(GstBaseSink* bsink);
@@ -396,9 +425,7 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
   shm::framing::Header h;
   h.kind = shm::framing::Kind::kBuffer;
   h.flags = GST_BUFFER_FLAGS(buffer) & kCarriedFlags;
-  h.pts = GST_BUFFER_PTS(buffer);
-  h.dts = GST_BUFFER_DTS(buffer);
-  h.duration = GST_BUFFER_DURATION(buffer);
+  stream_times(bsink, buffer, &h);
   h.offset = GST_BUFFER_OFFSET(buffer);
   h.offset_end = GST_BUFFER_OFFSET_END(buffer);
   const gsize size = gst_buffer_get_size(buffer);

@@ -33,6 +33,7 @@ constexpr gboolean kDefaultIsLive = FALSE;
 constexpr guint64 kDefaultTimeout = 0;  // wait forever
 constexpr gboolean kDefaultLatest = FALSE;
 constexpr gboolean kDefaultReconnect = FALSE;
+constexpr gboolean kDefaultZeroCopy = FALSE;
 // How often the name is looked up while no producer has created it.
 constexpr gint64 kOpenPollUs = 20 * G_TIME_SPAN_MILLISECOND;
 
@@ -48,6 +49,7 @@ enum {
   PROP_TIMEOUT,
   PROP_LATEST,
   PROP_RECONNECT,
+  PROP_ZERO_COPY,
   PROP_SKIPPED,
 };
 
@@ -104,6 +106,7 @@ struct _GstShmringSrc {
   guint64 timeout;
   gboolean latest;
   gboolean reconnect;
+  gboolean zero_copy;
   guint64 skipped;  // buffers skipped by latest=true (OBJECT_LOCK)
 
   // Interrupts the wait for a producer (wait_lock).
@@ -193,6 +196,17 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
                            "error. A stream that ends normally still ends with EOS.",
                            kDefaultReconnect, rw));
   g_object_class_install_property(
+      gobject_class, PROP_ZERO_COPY,
+      g_param_spec_boolean(
+          "zero-copy", "Zero copy",
+          "Push buffers that point into the ring instead of copies. The ring space of a "
+          "buffer is reused only after downstream frees it and every older one, so only "
+          "use this when everything downstream frees buffers promptly (e.g. videoconvert, "
+          "display sinks): elements that keep many frames (encoders with lookahead, "
+          "unbounded queues, apps keeping samples) stall the sender. Past half the ring "
+          "held, buffers are copied anyway; a stall is reported as a warning.",
+          kDefaultZeroCopy, rw));
+  g_object_class_install_property(
       gobject_class, PROP_SKIPPED,
       g_param_spec_uint64("skipped", "Skipped buffers",
                           "Buffers skipped so far to catch up with the sender (latest=true)",
@@ -224,6 +238,7 @@ static void gst_shmring_src_init(GstShmringSrc* self) {
   self->timeout = kDefaultTimeout;
   self->latest = kDefaultLatest;
   self->reconnect = kDefaultReconnect;
+  self->zero_copy = kDefaultZeroCopy;
   self->skipped = 0;
   g_mutex_init(&self->wait_lock);
   g_cond_init(&self->wait_cond);
@@ -278,6 +293,9 @@ static void gst_shmring_src_set_property(GObject* object, guint prop_id, const G
     case PROP_RECONNECT:
       self->reconnect = g_value_get_boolean(value);
       break;
+    case PROP_ZERO_COPY:
+      self->zero_copy = g_value_get_boolean(value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -308,6 +326,9 @@ static void gst_shmring_src_get_property(GObject* object, guint prop_id, GValue*
       break;
     case PROP_RECONNECT:
       g_value_set_boolean(value, self->reconnect);
+      break;
+    case PROP_ZERO_COPY:
+      g_value_set_boolean(value, self->zero_copy);
       break;
     case PROP_SKIPPED:
       g_value_set_uint64(value, self->skipped);
@@ -379,6 +400,13 @@ static GstFlowReturn open_ring(GstShmringSrc* self) {
         GST_INFO_OBJECT(self, "attached to ring '%s': capacity %u, profile %u, producer pid %u",
                         name.c_str(), consumer->capacity(), profile, pid);
         auto session = std::make_shared<RingSession>(std::move(consumer));
+        session->SetStallCallback([self, name] {
+          GST_ELEMENT_WARNING(self, RESOURCE, BUSY,
+                              ("Downstream holds buffers of ring '%s' and the sender is "
+                               "waiting for that space.", name.c_str()),
+                              ("zero-copy buffers are freed in ring order; an element that "
+                               "keeps many frames stalls the sender: set zero-copy=false"));
+        });
         GST_OBJECT_LOCK(self);
         self->st->session = session;
         GST_OBJECT_UNLOCK(self);
@@ -547,7 +575,8 @@ static bool skip_to_latest(GstShmringSrc* self, Message* m) {
   return true;
 }
 
-// Wraps (or, when the ring is more than half held downstream, copies) a body.
+// Copies a body, or with zero-copy=true wraps it (copying anyway when more than
+// half the ring is held downstream).
 static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v,
                               const uint8_t* body, uint32_t len) {
   const std::shared_ptr<RingSession>& session = self->st->session;
@@ -555,8 +584,10 @@ static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v,
     session->Release(v.end);
     return gst_buffer_new();
   }
-  if (session->HeldBytes() > session->capacity() / 2) {
-    // Downstream holds much of the ring: a copy keeps the sender from stalling on it.
+  GST_OBJECT_LOCK(self);
+  const gboolean zero_copy = self->zero_copy;
+  GST_OBJECT_UNLOCK(self);
+  if (!zero_copy || session->HeldBytes() > session->capacity() / 2) {
     GstBuffer* buf = gst_buffer_new_allocate(nullptr, len, nullptr);
     gst_buffer_fill(buf, 0, body, len);
     session->Release(v.end);

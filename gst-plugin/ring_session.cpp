@@ -76,7 +76,16 @@ shm::Status RingSession::Next(shm::MessageView* out, int64_t timeout_ns) {
         wake_.Clear();
         continue;
       case shm::Status::kTimeout: {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::unique_lock<std::mutex> lock(mu_);
+        const bool stalled = !held_.empty() && !held_.front().released &&
+                             (ring_->ProducerFlags() & shm::layout::kProducerWaiting) != 0;
+        if (!stalled) stall_reported_ = false;
+        if (stalled && !stall_reported_ && on_stall_) {
+          stall_reported_ = true;
+          lock.unlock();
+          on_stall_();
+          lock.lock();
+        }
         const shm::Status peer = consumer_->CheckProducer();
         if (peer == shm::Status::kPeerDead || peer == shm::Status::kReplaced) {
           const shm::Status a = ring_->Acquire(out);

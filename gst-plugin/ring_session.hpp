@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,6 +50,11 @@ class RingSession {
   void Interrupt();
   void ClearInterrupt();
 
+  // Called (from Next, streaming thread) when the producer has waited for space
+  // for a whole liveness slice while the oldest held message is still in use
+  // downstream: zero-copy buffers are stalling the sender. Once per episode.
+  void SetStallCallback(std::function<void()> cb) { on_stall_ = std::move(cb); }
+
   // The element stopped using the ring: later releases no longer move the tail
   // (a new consumer may own it by then). Any thread.
   void Detach();
@@ -81,6 +87,8 @@ class RingSession {
   bool pending_release_ = false;  // a release arrived during the wait (mu_)
   uint32_t pending_release_to_ = 0;
   bool detached_ = false;         // (mu_)
+  bool stall_reported_ = false;   // streaming thread
+  std::function<void()> on_stall_;
 
   shm::Interrupter wake_;               // wakes WaitReadable: unlock or a parked release
   std::atomic<bool> interrupted_{false};  // Interrupt() requested (vs. a release kick)

@@ -1,0 +1,523 @@
+// shmringsrc under GstHarness, fed by rings written with the C++ API: profile 1
+// (caps, buffers, timestamps, EOS) and profile 0 with the caps property, latest
+// mode, zero-copy release order, flushing and state changes while blocked,
+// timeouts, invalid rings, corrupt records and dead producers.
+#include <gst/check/gstharness.h>
+#include <gst/gst.h>
+#include <gtest/gtest.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gst_test_util.hpp"
+#include "shm/framing.hpp"
+#include "shm/layout.hpp"
+#include "shm/shared_memory.hpp"
+#include "shm/shm_channel.hpp"
+
+namespace {
+
+using gsttest::BufferMessage;
+using gsttest::CapsMessage;
+using gsttest::EosMessage;
+using gsttest::Pattern;
+using gsttest::Put;
+using gsttest::UniqueName;
+
+constexpr const char* kCapsA = "video/x-raw, format=(string)GRAY8, width=(int)4, height=(int)2, "
+                               "framerate=(fraction)30/1";
+constexpr const char* kCapsB = "video/x-raw, format=(string)GRAY8, width=(int)2, height=(int)2, "
+                               "framerate=(fraction)30/1";
+
+shm::ShmProducer* NewProducer(const std::string& name, uint32_t capacity,
+                              uint32_t profile = shm::layout::kProfileGstFraming) {
+  shm::ProducerOptions o;
+  o.capacity = capacity;
+  o.profile = profile;
+  auto* p = new shm::ShmProducer(name, o);
+  EXPECT_TRUE(p->IsValid()) << p->error();
+  return p;
+}
+
+// The element inside the harness's bin (gst_harness_new_parse wraps it).
+GstElement* Element(GstHarness* h) {
+  GstElement* e = gst_bin_get_by_name(GST_BIN(h->element), "src");
+  gst_object_unref(e);  // the bin keeps it alive
+  return e;
+}
+
+GstHarness* NewSrc(const std::string& name, const std::string& extra = "") {
+  const std::string desc = "shmringsrc name=src shm-name=" + name + " " + extra;
+  return gst_harness_new_parse(desc.c_str());
+}
+
+std::vector<uint8_t> Bytes(GstBuffer* b) {
+  std::vector<uint8_t> v(gst_buffer_get_size(b));
+  gst_buffer_extract(b, 0, v.data(), v.size());
+  return v;
+}
+
+// The next event of type `t` (others skipped); nullptr after the harness's 60 s.
+GstEvent* PullEvent(GstHarness* h, GstEventType t) {
+  for (;;) {
+    GstEvent* e = gst_harness_pull_event(h);
+    if (e == nullptr || GST_EVENT_TYPE(e) == t) return e;
+    gst_event_unref(e);
+  }
+}
+
+std::string CapsOf(GstEvent* e) {
+  GstCaps* caps = nullptr;
+  gst_event_parse_caps(e, &caps);
+  gchar* s = gst_caps_to_string(caps);
+  std::string out(s);
+  g_free(s);
+  return out;
+}
+
+// A bus on a harnessed element, for its error messages.
+struct Bus {
+  GstElement* element;
+  GstBus* bus;
+  explicit Bus(GstElement* e) : element(e), bus(gst_bus_new()) { gst_element_set_bus(e, bus); }
+  ~Bus() {
+    gst_element_set_bus(element, nullptr);
+    gst_object_unref(bus);
+  }
+  std::string WaitForError() {
+    GstMessage* m = gsttest::WaitForError(bus);
+    std::string t = gsttest::ErrorText(m);
+    gst_message_unref(m);
+    return t;
+  }
+};
+
+TEST(ShmringSrc, Profile1CapsBuffersTimestampsAndEos) {
+  const std::string name = UniqueName("gsrc-p1");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 65536));
+  Put(*p, CapsMessage(kCapsA));
+  Put(*p, BufferMessage(Pattern(8, 1), GST_SECOND, 33333333, GST_BUFFER_FLAG_DISCONT,
+                        GST_SECOND - 10, 7, 8));
+  Put(*p, BufferMessage(Pattern(8, 2), GST_SECOND + 33333333, 33333333,
+                        GST_BUFFER_FLAG_DELTA_UNIT));
+  Put(*p, CapsMessage(kCapsB));
+  Put(*p, BufferMessage(Pattern(4, 3), GST_SECOND + 66666666, 33333333));
+  Put(*p, EosMessage());
+
+  GstHarness* h = NewSrc(name);
+  gst_harness_play(h);
+  GstBuffer* b1 = gst_harness_pull(h);
+  ASSERT_NE(b1, nullptr);
+  EXPECT_EQ(Bytes(b1), Pattern(8, 1));
+  EXPECT_EQ(GST_BUFFER_PTS(b1), GST_SECOND);
+  EXPECT_EQ(GST_BUFFER_DTS(b1), GST_SECOND - 10);
+  EXPECT_EQ(GST_BUFFER_DURATION(b1), 33333333u);
+  EXPECT_EQ(GST_BUFFER_OFFSET(b1), 7u);
+  EXPECT_EQ(GST_BUFFER_OFFSET_END(b1), 8u);
+  EXPECT_TRUE(GST_BUFFER_FLAG_IS_SET(b1, GST_BUFFER_FLAG_DISCONT));
+  GstBuffer* b2 = gst_harness_pull(h);
+  ASSERT_NE(b2, nullptr);
+  EXPECT_EQ(Bytes(b2), Pattern(8, 2));
+  EXPECT_EQ(GST_BUFFER_PTS(b2), GST_SECOND + 33333333);
+  EXPECT_FALSE(GST_BUFFER_DTS_IS_VALID(b2));
+  EXPECT_TRUE(GST_BUFFER_FLAG_IS_SET(b2, GST_BUFFER_FLAG_DELTA_UNIT));
+  EXPECT_FALSE(GST_BUFFER_OFFSET_IS_VALID(b2));
+  GstBuffer* b3 = gst_harness_pull(h);
+  ASSERT_NE(b3, nullptr);
+  EXPECT_EQ(Bytes(b3), Pattern(4, 3));
+  EXPECT_EQ(GST_BUFFER_PTS(b3), GST_SECOND + 66666666);
+
+  GstEvent* caps1 = PullEvent(h, GST_EVENT_CAPS);
+  ASSERT_NE(caps1, nullptr);
+  EXPECT_EQ(CapsOf(caps1), kCapsA);
+  GstEvent* seg = PullEvent(h, GST_EVENT_SEGMENT);
+  ASSERT_NE(seg, nullptr);
+  const GstSegment* s = nullptr;
+  gst_event_parse_segment(seg, &s);
+  EXPECT_EQ(s->format, GST_FORMAT_TIME);
+  EXPECT_EQ(s->start, GST_SECOND - 10) << "the segment starts at the first buffer";
+  EXPECT_EQ(gst_segment_to_running_time(s, GST_FORMAT_TIME, GST_SECOND - 10), 0u);
+  GstEvent* caps2 = PullEvent(h, GST_EVENT_CAPS);
+  ASSERT_NE(caps2, nullptr);
+  EXPECT_EQ(CapsOf(caps2), kCapsB);
+  GstEvent* eos = PullEvent(h, GST_EVENT_EOS);
+  EXPECT_NE(eos, nullptr) << "the EOS record ends the stream with EOS";
+  for (GstEvent* e : {caps1, seg, caps2, eos}) gst_clear_event(&e);
+  for (GstBuffer* b : {b1, b2, b3}) gst_buffer_unref(b);
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, StartsBeforeTheProducerAndWaits) {
+  const std::string name = UniqueName("gsrc-first");
+  GstHarness* h = NewSrc(name);
+  gst_harness_play(h);
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  Put(*p, CapsMessage(kCapsA));
+  Put(*p, BufferMessage(Pattern(8, 5), 0));
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Bytes(b), Pattern(8, 5));
+  gst_buffer_unref(b);
+  p.reset();  // CLOSED without an EOS record: still a clean end of stream
+  GstEvent* eos = PullEvent(h, GST_EVENT_EOS);
+  EXPECT_NE(eos, nullptr);
+  gst_clear_event(&eos);
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, Profile0UsesTheCapsProperty) {
+  const std::string name = UniqueName("gsrc-p0");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096, shm::layout::kProfileOpaque));
+  for (uint8_t i = 0; i < 3; ++i) Put(*p, Pattern(4, i));
+  p->Close();
+  GstHarness* h = NewSrc(name, "caps=\"video/x-raw,format=GRAY8,width=2,height=2,framerate=1/1\"");
+  gst_harness_play(h);
+  for (uint8_t i = 0; i < 3; ++i) {
+    GstBuffer* b = gst_harness_pull(h);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(Bytes(b), Pattern(4, i));
+    gst_buffer_unref(b);
+  }
+  GstEvent* caps = PullEvent(h, GST_EVENT_CAPS);
+  ASSERT_NE(caps, nullptr);
+  EXPECT_EQ(CapsOf(caps), "video/x-raw, format=(string)GRAY8, width=(int)2, height=(int)2, "
+                          "framerate=(fraction)1/1");
+  GstEvent* eos = PullEvent(h, GST_EVENT_EOS);
+  EXPECT_NE(eos, nullptr);
+  gst_clear_event(&caps);
+  gst_clear_event(&eos);
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, Profile0WithoutCapsIsAnError) {
+  const std::string name = UniqueName("gsrc-p0nc");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096, shm::layout::kProfileOpaque));
+  GstHarness* h = NewSrc(name);
+  Bus bus(h->element);
+  gst_harness_play(h);
+  const std::string err = bus.WaitForError();
+  EXPECT_NE(err.find("caps property"), std::string::npos) << err;
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, DoTimestampUsesThisPipelinesClock) {
+  const std::string name = UniqueName("gsrc-dots");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  Put(*p, CapsMessage(kCapsA));
+  Put(*p, BufferMessage(Pattern(8, 1), 100 * GST_SECOND, 33333333));
+  GstHarness* h = NewSrc(name, "do-timestamp=true");
+  gst_harness_play(h);
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_TRUE(GST_BUFFER_PTS_IS_VALID(b));
+  EXPECT_LT(GST_BUFFER_PTS(b), 100 * GST_SECOND) << "receiver time, not the sender's";
+  gst_buffer_unref(b);
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, LatestSkipsToTheNewestBufferKeepingCaps) {
+  const std::string name = UniqueName("gsrc-latest");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 65536));
+  Put(*p, CapsMessage(kCapsA));
+  Put(*p, BufferMessage(Pattern(8, 1), 0));
+  Put(*p, BufferMessage(Pattern(8, 2), 1));
+  Put(*p, CapsMessage(kCapsB));
+  Put(*p, BufferMessage(Pattern(4, 3), 2));
+  Put(*p, BufferMessage(Pattern(4, 4), 3));
+  GstHarness* h = NewSrc(name, "latest=true");
+  gst_harness_play(h);
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Bytes(b), Pattern(4, 4)) << "the newest buffer";
+  EXPECT_TRUE(GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DISCONT));
+  gst_buffer_unref(b);
+  GstEvent* caps = PullEvent(h, GST_EVENT_CAPS);
+  ASSERT_NE(caps, nullptr);
+  EXPECT_EQ(CapsOf(caps), kCapsB) << "caps skipped over still apply";
+  gst_clear_event(&caps);
+  guint64 skipped = 0;
+  g_object_get(Element(h), "skipped", &skipped, nullptr);
+  EXPECT_EQ(skipped, 3u);
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, LatestSkipsOnlyToAKeyFrame) {
+  const std::string name = UniqueName("gsrc-key");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 65536));
+  Put(*p, CapsMessage("video/x-h264, stream-format=(string)byte-stream, alignment=(string)au"));
+  Put(*p, BufferMessage(Pattern(8, 1), 0));
+  Put(*p, BufferMessage(Pattern(8, 2), 1, 1, GST_BUFFER_FLAG_DELTA_UNIT));
+  Put(*p, BufferMessage(Pattern(8, 3), 2));  // key frame
+  Put(*p, BufferMessage(Pattern(8, 4), 3, 1, GST_BUFFER_FLAG_DELTA_UNIT));
+  Put(*p, EosMessage());
+  GstHarness* h = NewSrc(name, "latest=true");
+  gst_harness_play(h);
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Bytes(b), Pattern(8, 3)) << "newest key frame, not the newest delta";
+  gst_buffer_unref(b);
+  b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Bytes(b), Pattern(8, 4)) << "then on in order";
+  gst_buffer_unref(b);
+  GstEvent* eos = PullEvent(h, GST_EVENT_EOS);
+  EXPECT_NE(eos, nullptr);
+  gst_clear_event(&eos);
+  gst_harness_teardown(h);
+}
+
+// Buffers wrap ring memory; freeing them out of order frees the ring in order.
+TEST(ShmringSrc, ZeroCopyBuffersReleaseTheRingInOrder) {
+  const std::string name = UniqueName("gsrc-zc");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 16384));
+  std::vector<uint32_t> head;  // head after each message
+  auto put = [&](const std::vector<uint8_t>& m) {
+    Put(*p, m);
+    head.push_back(p->ring()->LoadHead());
+  };
+  put(CapsMessage(kCapsA));
+  for (uint8_t i = 1; i <= 4; ++i) put(BufferMessage(Pattern(1000, i), i));
+  GstHarness* h = NewSrc(name, "zero-copy=true");
+  gst_harness_play(h);
+  GstBuffer* b[6] = {};
+  for (int i = 1; i <= 4; ++i) {
+    b[i] = gst_harness_pull(h);
+    ASSERT_NE(b[i], nullptr);
+    EXPECT_EQ(Bytes(b[i]), Pattern(1000, static_cast<uint8_t>(i)));
+    EXPECT_TRUE(GST_MEMORY_IS_READONLY(gst_buffer_peek_memory(b[i], 0)))
+        << "buffer " << i << " wraps the ring (read-only) instead of a copy";
+  }
+  gst_buffer_unref(b[2]);  // out of order: nothing can be freed yet
+  put(BufferMessage(Pattern(1000, 5), 5));
+  b[5] = gst_harness_pull(h);  // the src has handled every release by now
+  ASSERT_NE(b[5], nullptr);
+  EXPECT_EQ(p->ring()->LoadTail(), head[0]) << "buffer 1 still holds the ring";
+  gst_buffer_unref(b[1]);
+  while (p->ring()->LoadTail() != head[2]) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i : {3, 4, 5}) gst_buffer_unref(b[i]);
+  while (p->ring()->LoadTail() != head[5]) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  gst_harness_teardown(h);
+}
+
+// Downstream holding every buffer must not stall the sender: by default the
+// src copies and frees each record at once.
+TEST(ShmringSrc, BuffersHeldDownstreamDoNotStallTheRingByDefault) {
+  const std::string name = UniqueName("gsrc-hold");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  constexpr int kCount = 30;
+  std::thread writer([&] {
+    Put(*p, CapsMessage(kCapsA));
+    for (int i = 0; i < kCount; ++i) Put(*p, BufferMessage(Pattern(1000, static_cast<uint8_t>(i)), i));
+    Put(*p, EosMessage());
+  });
+  GstHarness* h = NewSrc(name);
+  gst_harness_play(h);
+  std::vector<GstBuffer*> held;
+  for (int i = 0; i < kCount; ++i) {
+    GstBuffer* b = gst_harness_pull(h);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(Bytes(b), Pattern(1000, static_cast<uint8_t>(i)));
+    EXPECT_FALSE(GST_MEMORY_IS_READONLY(gst_buffer_peek_memory(b, 0))) << "a copy";
+    held.push_back(b);
+  }
+  writer.join();
+  for (GstBuffer* b : held) gst_buffer_unref(b);
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, TimeoutWithoutProducerIsAnError) {
+  const std::string name = UniqueName("gsrc-to");
+  GstHarness* h = NewSrc(name, "timeout=50000000");
+  Bus bus(h->element);
+  gst_harness_play(h);
+  const std::string err = bus.WaitForError();
+  EXPECT_NE(err.find("No sender created ring"), std::string::npos) << err;
+  EXPECT_NE(err.find(name), std::string::npos) << err;
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, InvalidRingIsAnErrorAtOnceWhateverTheTimeout) {
+  const std::string name = UniqueName("gsrc-bad");
+  {
+    shm::SharedMemory mem(name, 4096, true);
+    ASSERT_TRUE(mem.valid()) << mem.error();
+    std::memcpy(static_cast<uint8_t*>(mem.data()) + shm::layout::kMagicOffset, "JUNK", 4);
+  }
+  GstHarness* h = NewSrc(name, "timeout=0");  // would wait forever for a missing ring
+  Bus bus(h->element);
+  gst_harness_play(h);
+  const std::string err = bus.WaitForError();
+  EXPECT_NE(err.find("cannot be read"), std::string::npos) << err;
+  EXPECT_NE(err.find("magic"), std::string::npos) << err;
+  gst_harness_teardown(h);
+  gsttest::UnlinkRing(name);
+}
+
+TEST(ShmringSrc, CorruptRecordIsAnError) {
+  const std::string name = UniqueName("gsrc-corrupt");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  const char junk[10] = "too short";
+  ASSERT_TRUE(p->Write(junk, sizeof junk));  // shorter than a profile-1 header
+  GstHarness* h = NewSrc(name);
+  Bus bus(h->element);
+  gst_harness_play(h);
+  const std::string err = bus.WaitForError();
+  EXPECT_NE(err.find("corrupt record"), std::string::npos) << err;
+  gst_harness_teardown(h);
+}
+
+// Lets a test wait until the src logs that it waits for a producer.
+std::atomic<bool> g_src_waiting{false};
+void WatchLog(GstDebugCategory* cat, GstDebugLevel, const gchar*, const gchar*, gint, GObject*,
+              GstDebugMessage* msg, gpointer) {
+  const gchar* text = gst_debug_message_get(msg);
+  if (std::strcmp(gst_debug_category_get_name(cat), "shmringsrc") == 0 && text != nullptr &&
+      std::strstr(text, "waiting for a producer") != nullptr) {
+    g_src_waiting = true;
+  }
+}
+
+TEST(ShmringSrc, NullWhileWaitingForTheProducerReturns) {
+  const std::string name = UniqueName("gsrc-nullp");
+  g_src_waiting = false;
+  gst_debug_set_threshold_for_name("shmringsrc", GST_LEVEL_INFO);
+  gst_debug_add_log_function(WatchLog, nullptr, nullptr);
+  GstHarness* h = NewSrc(name);
+  gst_harness_play(h);
+  while (!g_src_waiting) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Never hangs (a hang fails by the test timeout).
+  EXPECT_EQ(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+  gst_debug_remove_log_function(WatchLog);
+  gst_debug_set_threshold_for_name("shmringsrc", GST_LEVEL_NONE);
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, NullWhileWaitingForDataReturnsAndDetaches) {
+  const std::string name = UniqueName("gsrc-nulld");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  GstHarness* h = NewSrc(name);
+  gst_harness_play(h);
+  gsttest::WaitForConsumer(*p);
+  EXPECT_EQ(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+  EXPECT_FALSE(p->ConsumerAttached()) << "stopping detaches from the ring";
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, FlushWhileWaitingForDataThenStreamingGoesOn) {
+  const std::string name = UniqueName("gsrc-flush");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  Put(*p, CapsMessage(kCapsA));
+  Put(*p, BufferMessage(Pattern(8, 1), 0));
+  GstHarness* h = NewSrc(name);
+  gst_harness_play(h);
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  gst_buffer_unref(b);
+  // The src now waits for data. Flush it, then go on.
+  EXPECT_TRUE(gst_element_send_event(Element(h), gst_event_new_flush_start()));
+  EXPECT_NE(PullEvent(h, GST_EVENT_FLUSH_START), nullptr);
+  EXPECT_TRUE(gst_element_send_event(Element(h), gst_event_new_flush_stop(TRUE)));
+  Put(*p, BufferMessage(Pattern(8, 2), 1));
+  b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Bytes(b), Pattern(8, 2));
+  gst_buffer_unref(b);
+  gst_harness_teardown(h);
+}
+
+// A producer in a child process that writes caps and one buffer, then waits for
+// a byte on `go` and dies without closing the ring.
+pid_t SpawnDyingProducer(const std::string& name, int* go_fd) {
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  int ready[2];
+  EXPECT_EQ(pipe(ready), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[1]);
+    close(ready[0]);
+    shm::ProducerOptions o;
+    o.capacity = 4096;
+    o.profile = shm::layout::kProfileGstFraming;
+    auto* p = new shm::ShmProducer(name, o);  // leaked on purpose: no Close, no unlink
+    const auto caps = CapsMessage(kCapsA);
+    const auto buf = BufferMessage(Pattern(8, 9), 0);
+    const bool ok = p->IsValid() && p->Write(caps.data(), static_cast<uint32_t>(caps.size())) &&
+                    p->Write(buf.data(), static_cast<uint32_t>(buf.size()));
+    char c = ok ? 1 : 0;
+    if (write(ready[1], &c, 1) != 1) _exit(2);
+    if (read(fds[0], &c, 1) < 0) _exit(3);
+    _exit(0);
+  }
+  close(fds[0]);
+  close(ready[1]);
+  char c = 0;
+  EXPECT_EQ(read(ready[0], &c, 1), 1);
+  EXPECT_EQ(c, 1) << "child producer failed";
+  close(ready[0]);
+  *go_fd = fds[1];
+  return pid;
+}
+
+void KillProducer(pid_t pid, int go_fd) {
+  char c = 0;
+  EXPECT_EQ(write(go_fd, &c, 1), 1);
+  close(go_fd);
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);  // reaped: its pid is really gone
+}
+
+TEST(ShmringSrc, ProducerDeathIsAnError) {
+  const std::string name = UniqueName("gsrc-dead");
+  int go = -1;
+  const pid_t child = SpawnDyingProducer(name, &go);
+  GstHarness* h = NewSrc(name);
+  Bus bus(h->element);
+  gst_harness_play(h);
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Bytes(b), Pattern(8, 9));
+  gst_buffer_unref(b);
+  KillProducer(child, go);
+  const std::string err = bus.WaitForError();
+  EXPECT_NE(err.find("died"), std::string::npos) << err;
+  gst_harness_teardown(h);
+  gsttest::UnlinkRing(name);
+}
+
+TEST(ShmringSrc, ReconnectFollowsARestartedProducer) {
+  const std::string name = UniqueName("gsrc-reconn");
+  int go = -1;
+  const pid_t child = SpawnDyingProducer(name, &go);
+  GstHarness* h = NewSrc(name, "reconnect=true");
+  gst_harness_play(h);
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  gst_buffer_unref(b);
+  KillProducer(child, go);
+  // A new sender replaces the stale ring under the same name.
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  Put(*p, CapsMessage(kCapsB));
+  Put(*p, BufferMessage(Pattern(4, 7), 0));
+  b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Bytes(b), Pattern(4, 7));
+  EXPECT_TRUE(GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DISCONT));
+  gst_buffer_unref(b);
+  GstEvent* caps = PullEvent(h, GST_EVENT_CAPS);  // kCapsA
+  gst_clear_event(&caps);
+  caps = PullEvent(h, GST_EVENT_CAPS);
+  ASSERT_NE(caps, nullptr);
+  EXPECT_EQ(CapsOf(caps), kCapsB);
+  gst_clear_event(&caps);
+  gst_harness_teardown(h);
+}
+
+}  // namespace
