@@ -170,6 +170,7 @@ class FrameReader:
         self._entries: Deque[_Entry] = deque()
         self._done = False
         self._eos_next = False
+        self._stuck_head: Optional[int] = None
         self.skipped = 0
 
     @property
@@ -206,11 +207,19 @@ class FrameReader:
         """Sleeps for the next record; False when ``deadline`` passed."""
         ring = self._ring
         self._release_ready()
+        # Deadlock check: nothing left to read, frames still referenced, and the
+        # producer has been asleep waiting for space (head unchanged) for a whole
+        # wait slice: only the space those frames hold can wake it.
+        head = ring.load_head()
         if self._entries and ring.producer_flags() & PRODUCER_WAITING:
-            raise ViewInUseError(
-                f"{len(self._entries)} frame(s) of ring {self.name!r} are still referenced "
-                "and the producer is waiting for the space they hold; copy what you keep "
-                "(frame.array.copy()) and drop the rest")
+            if self._stuck_head == head:
+                raise ViewInUseError(
+                    f"{len(self._entries)} frame(s) of ring {self.name!r} are still "
+                    "referenced and the producer is waiting for the space they hold; copy "
+                    "what you keep (frame.array.copy()) and drop the rest")
+            self._stuck_head = head
+        else:
+            self._stuck_head = None
         self._consumer._check_producer(ring, force=True)
         if deadline is None:
             ring.wait_readable(LIVENESS_SLICE)

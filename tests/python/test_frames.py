@@ -1,0 +1,248 @@
+"""FrameReader on profile-1 rings written by FrameWriter (Python) and by the C++ peer."""
+from __future__ import annotations
+
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import peer_path
+from shmring import FrameReader, FrameWriter, ViewInUseError, framing
+from shmring.caps import video_layout
+
+
+def caps_for(fmt: str, w: int, h: int) -> str:
+    return (f"video/x-raw, format=(string){fmt}, width=(int){w}, height=(int){h}, "
+            "framerate=(fraction)30/1")
+
+
+def frame_bytes(fmt: str, w: int, h: int, i: int) -> bytes:
+    size = video_layout(fmt, w, h).size
+    return bytes((i * 7 + j) & 0xFF for j in range(size))
+
+
+def test_writer_to_reader_exact_frames_timestamps_and_eos(ring_name):
+    caps = caps_for("GRAY8", 4, 2)
+    with FrameWriter(ring_name, 1 << 16, caps=caps) as w:
+        for i in range(5):
+            assert w.write(frame_bytes("GRAY8", 4, 2, i), pts=i * 1000, dts=None,
+                           duration=1000, offset=i, offset_end=i + 1,
+                           flags=0x40 if i == 0 else 0)
+        with FrameReader(ring_name, timeout=0) as r:
+            w.close()
+            got = []
+            for f in r:
+                assert f.caps == caps
+                assert (f.width, f.height, f.format) == (4, 2, "GRAY8")
+                assert f.array.shape == (2, 4) and f.array.dtype == np.uint8
+                assert not f.array.flags.writeable
+                assert f.send_time_ns > 0
+                got.append((bytes(f.data), f.pts, f.dts, f.duration, f.offset, f.offset_end,
+                            f.flags))
+            assert r.at_end
+    assert got == [(frame_bytes("GRAY8", 4, 2, i), i * 1000, None, 1000, i, i + 1,
+                    0x40 if i == 0 else 0) for i in range(5)]
+
+
+def test_packed_bgr_with_row_padding(ring_name):
+    w_, h_ = 5, 3  # rows of 15 bytes padded to 16
+    data = bytearray(16 * 3)
+    for y in range(3):
+        for x in range(5):
+            data[y * 16 + x * 3:y * 16 + x * 3 + 3] = bytes([y, x, 9])
+    with FrameWriter(ring_name, 1 << 12, caps=caps_for("BGR", w_, h_)) as w, \
+            FrameReader(ring_name, timeout=0) as r:
+        w.write(bytes(data), pts=0)
+        f = r.read_frame(timeout=5)
+        assert f.array.shape == (3, 5, 3)
+        assert f.array[2, 4].tolist() == [2, 4, 9]
+        assert f.array.strides == (16, 3, 1)
+        del f
+
+
+def test_i420_planes_and_opencv_layout(ring_name):
+    fmt, w_, h_ = "I420", 8, 4
+    frame = frame_bytes(fmt, w_, h_, 3)
+    with FrameWriter(ring_name, 1 << 12, caps=caps_for(fmt, w_, h_)) as w, \
+            FrameReader(ring_name, timeout=0) as r:
+        w.write(frame)
+        f = r.read_frame(timeout=5)
+        y, u, v = f.planes
+        assert (y.shape, u.shape, v.shape) == ((4, 8), (2, 4), (2, 4))
+        assert y.tobytes() == frame[:32] and u.tobytes() == frame[32:40]
+        assert v.tobytes() == frame[40:48]
+        assert f.array.shape == (6, 8) and f.array.tobytes() == frame
+        del f, y, u, v
+
+
+def test_nv12_planes_and_odd_i420(ring_name):
+    with FrameWriter(ring_name, 1 << 12, caps=caps_for("NV12", 8, 4)) as w, \
+            FrameReader(ring_name, timeout=0) as r:
+        w.write(frame_bytes("NV12", 8, 4, 1))
+        w.set_caps(caps_for("I420", 5, 3))
+        w.write(frame_bytes("I420", 5, 3, 2))
+        f = r.read_frame(timeout=5)
+        assert [p.shape for p in f.planes] == [(4, 8), (2, 4, 2)]
+        assert f.planes[1][1, 3].tolist() == list(frame_bytes("NV12", 8, 4, 1)[32 + 8 + 6:][:2])
+        f = r.read_frame(timeout=5)
+        assert [p.shape for p in f.planes] == [(3, 5), (2, 3), (2, 3)]
+        assert f.planes[0].strides == (8, 1)
+        assert f.array.shape == (48,)  # padded rows: the raw bytes (use planes)
+        del f
+
+
+def test_latest_skips_to_the_newest_frame_keeping_its_caps(ring_name):
+    a, b = caps_for("GRAY8", 4, 2), caps_for("GRAY8", 2, 2)
+    with FrameWriter(ring_name, 1 << 14, caps=a) as w:
+        w.write(frame_bytes("GRAY8", 4, 2, 0), pts=0)
+        w.write(frame_bytes("GRAY8", 4, 2, 1), pts=1)
+        w.set_caps(b)
+        w.write(frame_bytes("GRAY8", 2, 2, 2), pts=2)
+        w.write(frame_bytes("GRAY8", 2, 2, 3), pts=3)
+        with FrameReader(ring_name, timeout=0, latest=True) as r:
+            f = r.read_frame(timeout=5)
+            assert f.pts == 3 and f.caps == b and f.array.shape == (2, 2)
+            assert bytes(f.data) == frame_bytes("GRAY8", 2, 2, 3)
+            assert r.skipped == 3
+            w.set_caps(a)
+            w.write(frame_bytes("GRAY8", 4, 2, 4), pts=4)
+            f = r.read_frame(timeout=5)
+            assert f.pts == 4 and f.caps == a and f.array.shape == (2, 4)
+            del f
+            w.close()
+            assert r.read_frame(timeout=5) is None and r.at_end
+
+
+def test_latest_delivers_the_last_frame_before_eos(ring_name):
+    with FrameWriter(ring_name, 1 << 14, caps=caps_for("GRAY8", 4, 2)) as w, \
+            FrameReader(ring_name, timeout=0, latest=True) as r:
+        for i in range(4):
+            w.write(frame_bytes("GRAY8", 4, 2, i), pts=i)
+        w.close()
+        assert [f.pts for f in r] == [3]
+        assert r.skipped == 3
+
+
+def test_frames_kept_across_one_iteration_while_a_writer_streams(ring_name):
+    """The usual loop (`img = frame.array` kept until the next pass) never corrupts data."""
+    n, fmt = 200, "GRAY8"
+    frame_size = video_layout(fmt, 64, 8).size
+
+    def write():
+        with FrameWriter(ring_name, 4 * (frame_size + 128), caps=caps_for(fmt, 64, 8)) as w:
+            for i in range(n):
+                assert w.write(frame_bytes(fmt, 64, 8, i), pts=i, timeout=30)
+
+    with _StartWriterThenRead(ring_name, write) as (r, t):
+        previous = None
+        count = 0
+        for frame in r:
+            img = frame.array
+            if previous is not None:  # still intact one frame later
+                assert previous.tobytes() == frame_bytes(fmt, 64, 8, count - 1)
+            assert img.tobytes() == frame_bytes(fmt, 64, 8, count)
+            previous = img
+            count += 1
+        del previous, img, frame
+        t.join(30)
+    assert count == n
+
+
+class _StartWriterThenRead:
+    """Starts ``write`` in a thread and opens a FrameReader that waits for the ring."""
+
+    def __init__(self, name, write):
+        self.name, self.write = name, write
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.write)
+        self.thread.start()
+        self.reader = FrameReader(self.name, timeout=30)
+        return self.reader, self.thread
+
+    def __exit__(self, *exc):
+        self.reader.close()
+        self.thread.join(30)
+
+
+def test_keeping_every_frame_with_a_blocked_writer_is_an_error(ring_name):
+    fmt, frame_size = "GRAY8", video_layout("GRAY8", 64, 8).size
+    writer = FrameWriter(ring_name, 4 * (frame_size + 128), caps=caps_for(fmt, 64, 8))
+    stop = threading.Event()
+
+    def write():
+        for i in range(50):
+            if not writer.write(frame_bytes(fmt, 64, 8, i), pts=i, timeout=10) or \
+                    stop.is_set():
+                return
+
+    t = threading.Thread(target=write)
+    t.start()
+    kept = []
+    try:
+        with FrameReader(ring_name, timeout=5) as r:
+            with pytest.raises(ViewInUseError, match="still referenced"):
+                for frame in r:
+                    kept.append(frame.array)  # never copied: the ring fills up
+            # Every kept frame is still intact (nothing was reused under it).
+            for i, arr in enumerate(kept):
+                assert arr.tobytes() == frame_bytes(fmt, 64, 8, i)
+            stop.set()
+            kept.clear()
+            del frame
+    finally:
+        stop.set()
+        writer.producer.interrupt()
+        t.join(30)
+        writer.producer.close()
+
+
+def test_unset_timestamps_are_none(ring_name):
+    with FrameWriter(ring_name, 1 << 12, caps=caps_for("GRAY8", 4, 2)) as w, \
+            FrameReader(ring_name, timeout=0) as r:
+        w.write(bytes(8))
+        f = r.read_frame(timeout=5)
+        assert (f.pts, f.dts, f.duration, f.offset, f.offset_end) == (None,) * 5
+        del f
+
+
+def test_unknown_kinds_are_skipped(ring_name):
+    with FrameWriter(ring_name, 1 << 12, caps=caps_for("GRAY8", 4, 2)) as w, \
+            FrameReader(ring_name, timeout=0) as r:
+        w.write(bytes(8), pts=1)
+        w.producer.write(framing.encode_message(99, b"future kind"))
+        w.write(bytes(8), pts=2)
+        assert [r.read_frame(5).pts, r.read_frame(5).pts] == [1, 2]
+
+
+@pytest.mark.parametrize("fmt,w,h", [("I420", 64, 48), ("BGR", 30, 20), ("GRAY8", 13, 7)])
+def test_cpp_peer_frames_to_frame_reader(ring_name, fmt, w, h):
+    peer = peer_path()
+    count, change = 40, 20
+    proc = subprocess.Popen([peer, "produce-frames", ring_name, "--count", str(count),
+                             "--width", str(w), "--height", str(h), "--format", fmt,
+                             "--capacity", "65536", "--caps-change-at", str(change),
+                             "--wait-consumer-ms", "20000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with FrameReader(ring_name, timeout=20) as r:
+            seen = 0
+            for i, f in enumerate(r):
+                width = w if i < change else w // 2
+                assert f.caps == caps_for(fmt, width, h)
+                assert (f.pts, f.duration, f.offset, f.offset_end) == (
+                    i * 33333333, 33333333, i, i + 1)
+                assert f.dts is None and f.flags == (0x40 if i == 0 else 0)
+                assert bytes(f.data) == frame_bytes(fmt, width, h, i)
+                if fmt == "BGR":
+                    assert f.array.shape == (h, width, 3)
+                elif fmt == "GRAY8":
+                    assert f.array.shape == (h, width)
+                else:
+                    assert f.array.shape == (h * 3 // 2, width)
+                seen += 1
+            assert seen == count and r.at_end
+    finally:
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
