@@ -322,7 +322,7 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
   if (len64 > producer->MaxMessageSize()) {
     GST_ELEMENT_ERROR(
         self, RESOURCE, NO_SPACE_LEFT,
-        ("%s of %" G_GSIZE_FORMAT " bytes does not fit in ring '%s' of %u bytes.", what,
+        ("A %s of %" G_GSIZE_FORMAT " bytes does not fit in ring '%s' of %u bytes.", what,
          body_size, producer->name().c_str(), producer->capacity()),
         ("the message needs %" G_GUINT64_FORMAT " bytes (56-byte header + body) but the largest "
          "message a %u-byte ring holds is %u bytes: raise the capacity property to at least %"

@@ -1,6 +1,7 @@
 #include "ring_session.hpp"
 
 #include <chrono>
+#include <thread>
 
 #include "shm/layout.hpp"
 
@@ -71,8 +72,12 @@ shm::Status RingSession::Next(shm::MessageView* out, int64_t timeout_ns) {
     switch (s) {
       case shm::Status::kInterrupted:
         if (interrupted_.load()) return s;
-        // A release kick: clear it and look again. An Interrupt() racing with this
-        // Clear sets interrupted_ first, which the top of the loop sees.
+        // A release kick. Interrupter::Interrupt() keeps waking while it sees a
+        // sleeper, so clear only once every kicker has returned (they return as
+        // soon as we are out of the wait). A kick after the Clear parked its
+        // release first, which the top of the loop applies; an Interrupt() sets
+        // interrupted_ first, which the top of the loop sees.
+        while (kicks_in_flight_.load() != 0) std::this_thread::yield();
         wake_.Clear();
         continue;
       case shm::Status::kTimeout: {
@@ -146,7 +151,11 @@ void RingSession::Release(uint32_t end) {
     std::lock_guard<std::mutex> lock(mu_);
     ReleaseLocked(end, &kick);
   }
-  if (kick) wake_.Interrupt();
+  if (kick) {
+    kicks_in_flight_.fetch_add(1);
+    wake_.Interrupt();
+    kicks_in_flight_.fetch_sub(1);
+  }
 }
 
 uint32_t RingSession::HeldBytes() {

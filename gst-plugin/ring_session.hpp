@@ -92,6 +92,7 @@ class RingSession {
 
   shm::Interrupter wake_;               // wakes WaitReadable: unlock or a parked release
   std::atomic<bool> interrupted_{false};  // Interrupt() requested (vs. a release kick)
+  std::atomic<int> kicks_in_flight_{0};   // Release() threads inside wake_.Interrupt()
 };
 
 }  // namespace shmring_gst
