@@ -109,7 +109,12 @@ class ByteRingBuffer:
         self._reserved_held: Optional[Held] = None
         # Consumer state.
         self._read_pos = 0        # next record to hand out (>= the tail word)
-        self._released = 0        # own copy of the tail word
+        self._released = 0        # released up to here (the tail word, or ahead of it)
+        self._tail_stored = 0     # own copy of the tail word
+        # read()/release() store tail only once this many bytes are released (or the
+        # ring looks empty): one wake-up of a producer waiting for space per batch,
+        # not per message. Small rings store at once.
+        self._tail_batch = 0
         self._head_cache = 0      # consumer's cached copy of head
         self._eos = False         # CLOSED seen with nothing left at read_pos
         self._peeked: Optional[Held] = None
@@ -124,7 +129,10 @@ class ByteRingBuffer:
                 w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_MEMBARRIER
         else:
             self._released = w[TAIL_WORD]
+            self._tail_stored = self._released
             self._read_pos = self._released
+            if self._capacity >= 1 << 16:
+                self._tail_batch = min(self._capacity // 8, 1 << 18)
             self._head_cache = w[HEAD_WORD]
             if self._light:
                 w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] | CONSUMER_MEMBARRIER
@@ -237,6 +245,7 @@ class ByteRingBuffer:
 
         Views handed out and still alive keep the memory mapped. Never blocks.
         """
+        self.flush()
         for held in (self._peeked, self._reserved_held):
             if held is not None:
                 held.try_release()
@@ -492,6 +501,8 @@ class ByteRingBuffer:
                 self._head_cache = head
                 avail = (head - pos_index) & _M
                 if avail == 0:
+                    if self._released != self._tail_stored:
+                        self._store_tail(self._released)  # going idle: free everything
                     if not w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED:
                         return None
                     # CLOSED was stored after the last publish: re-read head.
@@ -530,8 +541,19 @@ class ByteRingBuffer:
                 raise self._corrupt(f"record at offset {pos} of len {length} passes head")
             return HEADER_SIZE + pos + LEN_SIZE, length, (pos_index + rec) & _M
 
+    def _lazy_release(self, end: int) -> None:
+        self._released = end
+        if (end - self._tail_stored) & _M >= self._tail_batch:
+            self._store_tail(end)
+
+    def flush(self) -> None:
+        """Stores the tail word now if releases are pending. Consumer; never blocks."""
+        if not self._is_producer and self._released != self._tail_stored:
+            self._store_tail(self._released)
+
     def _store_tail(self, tail: int) -> None:
         self._released = tail
+        self._tail_stored = tail
         w = self._w
         # Our reads of the released records happen before the producer reuses them.
         release_fence()
@@ -574,7 +596,7 @@ class ByteRingBuffer:
         else:
             data = self._bytes[start:start + length].tobytes()
         self._read_pos = end
-        self._store_tail(end)
+        self._lazy_release(end)
         return data
 
     def peek(self) -> Optional[memoryview]:
@@ -612,7 +634,7 @@ class ByteRingBuffer:
         self._settle_peek()
         self._release_pending = False
         self._read_pos = held.end
-        self._store_tail(held.end)
+        self._lazy_release(held.end)
 
     def acquire(self) -> Optional[Tuple[int, int, int]]:
         """The next message not yet acquired, kept in the ring: (offset, len, end).

@@ -333,3 +333,18 @@ def test_dropped_counter_u64():
     p.add_dropped(2)
     assert c.dropped() == 0x100000001
     assert struct.unpack_from("<Q", buf, layout.DROPPED_OFFSET)[0] == 0x100000001
+
+
+def test_large_ring_batches_tail_stores_but_frees_all_when_empty():
+    capacity = 1 << 16
+    buf, p, c = make_ring(capacity)
+    for i in range(10):
+        assert p.write(bytes([i]) * 100)
+    assert c.read() == b"\x00" * 100
+    assert head_tail(buf)[1] == 0               # 104 bytes released, below the batch
+    assert c.readable_bytes() == 9 * 104        # ...but accounted as released
+    for i in range(1, 10):
+        assert c.read() == bytes([i]) * 100
+    assert c.read() is None                     # empty: everything goes back at once
+    assert head_tail(buf) == (1040, 1040)
+    assert p.writeable_bytes() == capacity
