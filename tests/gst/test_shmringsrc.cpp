@@ -332,6 +332,48 @@ TEST(ShmringSrc, BuffersHeldDownstreamDoNotStallTheRingByDefault) {
   gst_harness_teardown(h);
 }
 
+// With zero-copy, a buffer held downstream pins the ring behind it: the sender
+// stalls, the src says so with a warning, and freeing the buffer resumes flow.
+TEST(ShmringSrc, ZeroCopyStallIsReportedAndEndsWhenBuffersAreFreed) {
+  const std::string name = UniqueName("gsrc-stall");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  constexpr int kCount = 10;
+  std::thread writer([&] {
+    Put(*p, CapsMessage(kCapsA));
+    for (int i = 0; i < kCount; ++i) Put(*p, BufferMessage(Pattern(1000, static_cast<uint8_t>(i)), i));
+    Put(*p, EosMessage());
+  });
+  GstHarness* h = NewSrc(name, "zero-copy=true");
+  Bus bus(h->element);
+  gst_harness_play(h);
+  std::vector<GstBuffer*> held;
+  for (int i = 0; i < 3; ++i) {  // what fits in the ring behind the first buffer
+    GstBuffer* b = gst_harness_pull(h);
+    ASSERT_NE(b, nullptr);
+    held.push_back(b);
+  }
+  GstMessage* warning =
+      gst_bus_timed_pop_filtered(bus.bus, GST_CLOCK_TIME_NONE, GST_MESSAGE_WARNING);
+  GError* err = nullptr;
+  gst_message_parse_warning(warning, &err, nullptr);
+  EXPECT_NE(std::string(err->message).find("Downstream holds buffers"), std::string::npos)
+      << err->message;
+  g_clear_error(&err);
+  gst_message_unref(warning);
+  for (GstBuffer* b : held) gst_buffer_unref(b);
+  for (int i = 3; i < kCount; ++i) {
+    GstBuffer* b = gst_harness_pull(h);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(Bytes(b), Pattern(1000, static_cast<uint8_t>(i)));
+    gst_buffer_unref(b);
+  }
+  writer.join();
+  GstEvent* eos = PullEvent(h, GST_EVENT_EOS);
+  EXPECT_NE(eos, nullptr);
+  gst_clear_event(&eos);
+  gst_harness_teardown(h);
+}
+
 TEST(ShmringSrc, TimeoutWithoutProducerIsAnError) {
   const std::string name = UniqueName("gsrc-to");
   GstHarness* h = NewSrc(name, "timeout=50000000");
