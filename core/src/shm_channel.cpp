@@ -266,11 +266,13 @@ bool ShmConsumer::Open(int64_t open_timeout_ns) {
         open_status_ = Status::kOk;
         return true;
       }
-      // magic 0: created but not initialized yet; anything else is refused at once.
+      // magic 0 in a full-size header: created but not initialized yet; anything else
+      // (a segment smaller than the header can never become valid) is refused at once.
       const uint32_t magic =
-          mem->size() >= 16 ? *reinterpret_cast<const volatile uint32_t*>(
-                                  static_cast<uint8_t*>(mem->data()) + layout::kMagicOffset)
-                            : 1;
+          mem->size() >= layout::kHeaderSize
+              ? *reinterpret_cast<const volatile uint32_t*>(static_cast<uint8_t*>(mem->data()) +
+                                                            layout::kMagicOffset)
+              : 1;
       error_ = "ring '" + name_ + "' is not usable: " + bad;
       if (magic != 0) {
         open_status_ = Status::kInvalid;
@@ -308,13 +310,14 @@ bool ShmConsumer::HasData() { return ring_ && ring_->HasData(); }
 Status ShmConsumer::CheckProducer() {
   if (!ring_) return Status::kInvalid;
   const bool closed = ring_->ProducerClosed();
-  if (!closed && !ProcessAlive(ring_->ProducerPid())) return Status::kPeerDead;
+  // A re-created name says more (re-open it) than a dead pid, so it goes first (as in Python).
   uint8_t hdr[layout::kHeaderSize];
   if (ReadHeader(name_, hdr) &&
       HeaderField<uint32_t>(hdr, layout::kMagicOffset) == layout::kMagic &&
       HeaderField<uint64_t>(hdr, layout::kGenerationOffset) != ring_->generation()) {
     return Status::kReplaced;
   }
+  if (!closed && !ProcessAlive(ring_->ProducerPid())) return Status::kPeerDead;
   if (closed && !ring_->HasData()) return Status::kClosed;
   return Status::kOk;
 }

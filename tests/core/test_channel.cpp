@@ -1,0 +1,608 @@
+// ShmProducer / ShmConsumer lifecycle: names, capacity, creation over live, dead
+// and closed producers, waiting for a producer, end of stream, dead and replaced
+// producers, one consumer per ring, unlinking, permissions, refused segments.
+// Timeouts are hang guards only.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shm/byte_ring_buffer.hpp"
+#include "shm/layout.hpp"
+#include "shm/shared_memory.hpp"
+#include "shm/shm_channel.hpp"
+#include "test_util.hpp"
+#include "vectors.hpp"
+
+namespace {
+
+using namespace shm;
+using namespace std::chrono_literals;
+
+constexpr int64_t kGuardNs = 30'000'000'000;
+
+// A unique ring name, unlinked (if it still exists) when the test ends.
+class ChannelTest : public ::testing::Test {
+ protected:
+  std::string Name() {
+    names_.push_back(shmtest::UniqueName("chan"));
+    return names_.back();
+  }
+  void TearDown() override {
+    for (const std::string& n : names_) shm_unlink(OsName(n).c_str());
+  }
+  static bool Exists(const std::string& name) {
+    uint8_t b[4];
+    return SharedMemory::PeekHeader(name, b, sizeof b, nullptr) >= 0;
+  }
+  static uint64_t GenerationOf(const std::string& name) {
+    uint8_t hdr[layout::kHeaderSize] = {};
+    if (SharedMemory::PeekHeader(name, hdr, sizeof hdr, nullptr) < 32) return 0;
+    uint64_t g;
+    std::memcpy(&g, hdr + layout::kGenerationOffset, 8);
+    return g;
+  }
+  // Plants a segment by hand: `size` bytes, the first bytes from `header`.
+  static void Plant(const std::string& name, size_t size, const std::vector<uint8_t>& header) {
+    const int fd = shm_open(OsName(name).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    ASSERT_EQ(ftruncate(fd, static_cast<off_t>(size)), 0);
+    if (size > 0 && !header.empty()) {
+      void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      ASSERT_NE(p, MAP_FAILED);
+      std::memcpy(p, header.data(), std::min(size, header.size()));
+      munmap(p, size);
+    }
+    close(fd);
+  }
+  // A valid v1 header for `capacity`, produced by the library itself.
+  static std::vector<uint8_t> GoodHeader(uint32_t capacity) {
+    std::vector<uint8_t> img(layout::kHeaderSize + capacity);
+    EXPECT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), capacity, 0, 42), "");
+    img.resize(layout::kHeaderSize);
+    return img;
+  }
+  std::vector<std::string> names_;
+};
+
+std::string Msg(int i) { return "message " + std::to_string(i); }
+
+// Reads one message with ReadFor; "" with the status name on failure.
+ReadResult ReadOne(ShmConsumer& c, std::string* out, int64_t timeout = kGuardNs) {
+  std::vector<char> buf(4096);
+  const ReadResult r = c.ReadFor(buf.data(), static_cast<uint32_t>(buf.size()), timeout);
+  if (r) out->assign(buf.data(), r.len);
+  return r;
+}
+
+TEST_F(ChannelTest, CapacityRoundedUp) {
+  // Asking for room for 10 frames gives room for at least 10 frames (mistake 7).
+  constexpr uint32_t kFrame = 1000;
+  const std::string name = Name();
+  ShmProducer p(name, 10 * static_cast<uint32_t>(layout::RecordSize(kFrame)));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  EXPECT_GE(p.capacity(), 10 * layout::RecordSize(kFrame));
+  EXPECT_TRUE(layout::IsPowerOfTwo(p.capacity()));
+  std::vector<uint8_t> frame(kFrame, 7);
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(p.Write(frame.data(), kFrame)) << "frame " << i;
+  for (auto [asked, got] : std::vector<std::pair<uint32_t, uint32_t>>{
+           {65, 128}, {64, 64}, {1, 64}, {0, 64}, {100, 128}, {4097, 8192}, {1u << 20, 1u << 20}}) {
+    const std::string n = Name();
+    ShmProducer q(n, asked);
+    ASSERT_TRUE(q.IsValid()) << q.error();
+    EXPECT_EQ(q.capacity(), got) << "asked " << asked;
+    EXPECT_EQ(q.MaxMessageSize(), got - 4);
+  }
+  ShmProducer huge(Name(), 0x80000001u);
+  EXPECT_FALSE(huge.IsValid());
+  EXPECT_NE(huge.error().find("capacity"), std::string::npos) << huge.error();
+}
+
+TEST_F(ChannelTest, BadNamesRejected) {
+  for (const std::string& bad :
+       {std::string(), std::string(31, 'a'), std::string("a/b"), std::string("/abs"),
+        std::string(".hidden"), std::string("-dash"), std::string("sp ace"),
+        std::string("uml\xC3\xA4ut"), std::string("a\\b")}) {
+    SCOPED_TRACE("name '" + bad + "'");
+    EXPECT_NE(ValidateName(bad), "");
+    ShmProducer p(bad, 64);
+    EXPECT_FALSE(p.IsValid());
+    EXPECT_NE(p.error(), "");
+    ShmConsumer c(bad, 0);
+    EXPECT_FALSE(c.IsValid());
+    EXPECT_EQ(c.open_status(), Status::kInvalid);
+    EXPECT_NE(c.error(), "");
+    SharedMemory m(bad, 128, true);
+    EXPECT_FALSE(m.valid());
+  }
+  // The limits themselves are fine.
+  EXPECT_EQ(ValidateName(std::string(30, 'a')), "");
+  EXPECT_EQ(ValidateName("a.b_c-D9"), "");
+  EXPECT_EQ(ValidateName("x"), "");
+}
+
+TEST_F(ChannelTest, CreateOverLiveProducerRefused) {
+  const std::string name = Name();
+  ShmProducer p(name, 1024);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  const uint64_t gen = p.generation();
+  ShmProducer q(name, 1024);
+  EXPECT_FALSE(q.IsValid());
+  EXPECT_NE(q.error().find("live producer"), std::string::npos) << q.error();
+  EXPECT_EQ(GenerationOf(name), gen) << "the live ring is untouched";
+  // From another process too.
+  const pid_t child = shmtest::ForkChild([&]() -> int {
+    ShmProducer r(name, 1024);
+    return r.IsValid() ? 1 : 0;
+  });
+  EXPECT_EQ(shmtest::WaitChild(child), 0);
+  EXPECT_EQ(GenerationOf(name), gen);
+  EXPECT_TRUE(p.Write("still mine", 10));
+}
+
+TEST_F(ChannelTest, CreateOverDeadProducerReplaces) {
+  const std::string name = Name();
+  // The child creates the ring and dies without closing or unlinking.
+  const pid_t child = shmtest::ForkChild([&]() -> int {
+    ShmProducer p(name, 1024);
+    if (!p.IsValid()) _exit(2);
+    p.Write("orphan", 6);
+    _exit(0);  // no destructor: the segment stays, CLOSED unset
+  });
+  ASSERT_EQ(shmtest::WaitChild(child), 0);  // reaped: the pid is gone, not a zombie
+  ASSERT_TRUE(Exists(name));
+  const uint64_t old_gen = GenerationOf(name);
+  ShmProducer p(name, 1024);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  EXPECT_NE(p.generation(), old_gen);
+  EXPECT_EQ(GenerationOf(name), p.generation());
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  uint8_t b[8];
+  EXPECT_EQ(c.Read(b, sizeof b).status, Status::kEmpty) << "the orphan's data is gone";
+}
+
+// A CLOSED ring is replaced even while its producer lives; the old producer's
+// destructor then leaves the successor's name alone.
+TEST_F(ChannelTest, CreateOverClosedProducerReplacesAndOldDestructorKeepsNewSegment) {
+  const std::string name = Name();
+  auto old_p = std::make_unique<ShmProducer>(name, 1024);
+  ASSERT_TRUE(old_p->IsValid());
+  old_p->Close();
+  EXPECT_EQ(old_p->WriteFor("x", 1, 0), Status::kClosed);
+  ShmProducer new_p(name, 1024);
+  ASSERT_TRUE(new_p.IsValid()) << new_p.error();
+  EXPECT_NE(new_p.generation(), old_p->generation());
+  old_p.reset();  // must not unlink the successor's segment
+  ASSERT_TRUE(Exists(name));
+  EXPECT_EQ(GenerationOf(name), new_p.generation());
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  ASSERT_TRUE(new_p.Write("new", 3));
+  std::string got;
+  ASSERT_TRUE(ReadOne(c, &got));
+  EXPECT_EQ(got, "new");
+}
+
+TEST_F(ChannelTest, ProducerDestructorUnlinksItsOwnSegment) {
+  const std::string name = Name();
+  {
+    ShmProducer p(name, 1024);
+    ASSERT_TRUE(p.IsValid());
+    ASSERT_TRUE(Exists(name));
+  }
+  EXPECT_FALSE(Exists(name));
+}
+
+TEST_F(ChannelTest, ConsumerWaitsForProducerThatAppearsLater) {
+  const std::string name = Name();
+  {
+    // No producer at all: the open timeout expires.
+    ShmConsumer c(name, 30'000'000);
+    EXPECT_FALSE(c.IsValid());
+    EXPECT_EQ(c.open_status(), Status::kTimeout);
+    ShmConsumer now(name);
+    EXPECT_FALSE(now.IsValid());
+    EXPECT_NE(now.open_status(), Status::kOk);
+  }
+  // A thread creates the producer once the consumer is already waiting.
+  std::unique_ptr<ShmProducer> p;
+  std::atomic<bool> consumer_started{false};
+  std::thread creator([&] {
+    while (!consumer_started.load()) std::this_thread::yield();
+    std::this_thread::sleep_for(50ms);
+    p = std::make_unique<ShmProducer>(name, 4096);
+    p->Write("hello", 5);
+  });
+  consumer_started = true;
+  auto c = std::make_unique<ShmConsumer>(name, kGuardNs);
+  creator.join();
+  ASSERT_TRUE(c->IsValid()) << c->error();
+  EXPECT_EQ(c->open_status(), Status::kOk);
+  std::string got;
+  ASSERT_TRUE(ReadOne(*c, &got));
+  EXPECT_EQ(got, "hello");
+  c.reset();
+  ShmConsumer again(name);  // re-attaching works once the first one detached
+  EXPECT_TRUE(again.IsValid()) << again.error();
+}
+
+TEST_F(ChannelTest, ConsumerWaitsForProducerProcessThatAppearsLater) {
+  const std::string name = Name();
+  const pid_t child = shmtest::ForkChild([&]() -> int {
+    std::this_thread::sleep_for(50ms);
+    ShmProducer p(name, 4096);
+    if (!p.IsValid()) return 2;
+    for (int i = 0; i < 100; ++i) {
+      const std::string m = Msg(i);
+      if (p.WriteFor(m.data(), static_cast<uint32_t>(m.size()), kGuardNs) != Status::kOk) return 3;
+    }
+    p.Close();
+    // Stay alive until the consumer has drained (then the destructor unlinks).
+    while (p.ring()->LoadTail() != p.ring()->LoadHead() || p.ConsumerAttached()) {
+      std::this_thread::sleep_for(1ms);
+    }
+    return 0;
+  });
+  auto c = std::make_unique<ShmConsumer>(name, kGuardNs);
+  ASSERT_TRUE(c->IsValid()) << c->error();
+  for (int i = 0; i < 100; ++i) {
+    std::string got;
+    const ReadResult r = ReadOne(*c, &got);
+    ASSERT_TRUE(r) << StatusName(r.status);
+    EXPECT_EQ(got, Msg(i));
+  }
+  std::string got;
+  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  c.reset();  // detach so the child can finish
+  EXPECT_EQ(shmtest::WaitChild(child), 0);
+}
+
+TEST_F(ChannelTest, EndOfStreamAfterDrain) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ShmConsumer c(name);
+  ASSERT_TRUE(p.IsValid() && c.IsValid());
+  EXPECT_TRUE(p.ConsumerAttached());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(p.Write(Msg(i).data(), 9));
+  p.Close();
+  EXPECT_EQ(c.CheckProducer(), Status::kOk) << "closed, but not drained yet";
+  for (int i = 0; i < 3; ++i) {
+    std::string got;
+    ASSERT_TRUE(ReadOne(c, &got));
+    EXPECT_EQ(got, Msg(i));
+  }
+  std::string got;
+  EXPECT_EQ(ReadOne(c, &got).status, Status::kClosed);
+  EXPECT_EQ(ReadOne(c, &got, 0).status, Status::kClosed);
+  EXPECT_EQ(c.CheckProducer(), Status::kClosed);
+  MessageView v;
+  EXPECT_EQ(c.PeekFor(&v, kGuardNs), Status::kClosed);
+  EXPECT_EQ(c.AcquireFor(&v, kGuardNs), Status::kClosed);
+}
+
+TEST_F(ChannelTest, EndOfStreamWakesBlockedConsumer) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ShmConsumer c(name);
+  std::atomic<int> result{-1};
+  std::thread reader([&] {
+    std::string got;
+    result = static_cast<int>(ReadOne(c, &got, kGuardNs).status);
+  });
+  ASSERT_TRUE(shmtest::WaitUntil([&] {
+    return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0;
+  }));
+  p.Close();
+  reader.join();
+  EXPECT_EQ(static_cast<Status>(result.load()), Status::kClosed);
+}
+
+// The producer process is killed (no CLOSED): what it wrote is delivered, then kPeerDead.
+TEST_F(ChannelTest, DeadProducerAfterDrain) {
+  const std::string name = Name();
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = shmtest::ForkChild([&]() -> int {
+    ShmProducer p(name, 4096);
+    if (!p.IsValid()) return 2;
+    for (int i = 0; i < 5; ++i) p.Write(Msg(i).data(), 9);
+    char b = 1;
+    if (write(ready[1], &b, 1) != 1) return 3;
+    for (;;) pause();
+  });
+  char b;
+  ASSERT_EQ(read(ready[0], &b, 1), 1);
+  close(ready[0]);
+  close(ready[1]);
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  EXPECT_EQ(c.CheckProducer(), Status::kOk);
+  kill(child, SIGKILL);
+  EXPECT_EQ(shmtest::WaitChild(child), 128 + SIGKILL);  // reaped: no zombie left
+  for (int i = 0; i < 5; ++i) {
+    std::string got;
+    const ReadResult r = ReadOne(c, &got);
+    ASSERT_TRUE(r) << "message " << i << ": " << StatusName(r.status);
+    EXPECT_EQ(got, Msg(i));
+  }
+  std::string got;
+  EXPECT_EQ(ReadOne(c, &got).status, Status::kPeerDead);
+  EXPECT_EQ(c.CheckProducer(), Status::kPeerDead);
+  MessageView v;
+  EXPECT_EQ(c.PeekFor(&v, kGuardNs), Status::kPeerDead);
+  EXPECT_TRUE(Exists(name)) << "a consumer never unlinks, not even a dead producer's ring";
+}
+
+// The name now holds another incarnation: kReplaced (after draining the old one).
+TEST_F(ChannelTest, ReplacedSegment) {
+  const std::string name = Name();
+  // (a) The producer died and a new one took the name: replaced says more than dead.
+  {
+    const pid_t child = shmtest::ForkChild([&]() -> int {
+      ShmProducer p(name, 4096);
+      if (!p.IsValid()) _exit(2);
+      p.Write("old", 3);
+      _exit(0);
+    });
+    ASSERT_EQ(shmtest::WaitChild(child), 0);
+    ShmConsumer c(name);
+    ASSERT_TRUE(c.IsValid()) << c.error();
+    ShmProducer p2(name, 4096);
+    ASSERT_TRUE(p2.IsValid()) << p2.error();
+    std::string got;
+    ASSERT_TRUE(ReadOne(c, &got));
+    EXPECT_EQ(got, "old");
+    EXPECT_EQ(ReadOne(c, &got).status, Status::kReplaced);
+    EXPECT_EQ(c.CheckProducer(), Status::kReplaced);
+    ShmConsumer c2(name);  // re-opening finds the new incarnation
+    ASSERT_TRUE(c2.IsValid()) << c2.error();
+    EXPECT_EQ(c2.generation(), p2.generation());
+  }
+  // (b) The producer lives, but its name was removed and re-created behind its back.
+  {
+    const std::string n = Name();
+    ShmProducer p(n, 4096);
+    ShmConsumer c(n);
+    ASSERT_TRUE(p.IsValid() && c.IsValid());
+    ASSERT_TRUE(SharedMemory::Unlink(n, nullptr));
+    ShmProducer p2(n, 4096);
+    ASSERT_TRUE(p2.IsValid()) << p2.error();
+    std::string got;
+    EXPECT_EQ(ReadOne(c, &got).status, Status::kReplaced);
+  }
+}
+
+TEST_F(ChannelTest, SecondConsumerRefusedWhileFirstAlive) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid());
+  int ready[2], quit[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(quit), 0);
+  const pid_t child = shmtest::ForkChild([&]() -> int {
+    ShmConsumer c(name);
+    if (!c.IsValid()) return 2;
+    char b = 1;
+    if (write(ready[1], &b, 1) != 1) return 3;
+    if (read(quit[0], &b, 1) != 1) return 4;
+    return 0;  // the destructor detaches
+  });
+  char b;
+  ASSERT_EQ(read(ready[0], &b, 1), 1);
+  EXPECT_TRUE(p.ConsumerAttached());
+  {
+    ShmConsumer second(name);
+    EXPECT_FALSE(second.IsValid());
+    EXPECT_EQ(second.open_status(), Status::kInvalid);
+    EXPECT_NE(second.error().find("consumer"), std::string::npos) << second.error();
+    ShmConsumer waiting(name, 20'000'000);
+    EXPECT_FALSE(waiting.IsValid()) << "refused at once, not waited for";
+    EXPECT_EQ(waiting.open_status(), Status::kInvalid);
+  }
+  EXPECT_EQ(write(quit[1], &b, 1), 1);
+  EXPECT_EQ(shmtest::WaitChild(child), 0);
+  EXPECT_FALSE(p.ConsumerAttached());
+  ShmConsumer after(name);
+  EXPECT_TRUE(after.IsValid()) << after.error();
+  for (int fd : {ready[0], ready[1], quit[0], quit[1]}) close(fd);
+}
+
+TEST_F(ChannelTest, DeadConsumerDoesNotBlockTheNext) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  const pid_t child = shmtest::ForkChild([&]() -> int {
+    ShmConsumer c(name);
+    _exit(c.IsValid() ? 0 : 2);  // dies attached
+  });
+  ASSERT_EQ(shmtest::WaitChild(child), 0);
+  EXPECT_NE(p.ring()->ConsumerFlags() & layout::kConsumerAttached, 0u);
+  EXPECT_FALSE(p.ConsumerAttached()) << "its pid is gone";
+  ShmConsumer c(name);
+  EXPECT_TRUE(c.IsValid()) << c.error();
+}
+
+TEST_F(ChannelTest, ConsumerNeverUnlinks) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  {
+    ShmConsumer c(name);
+    ASSERT_TRUE(c.IsValid());
+  }
+  EXPECT_TRUE(Exists(name));
+  EXPECT_EQ(GenerationOf(name), p.generation());
+  p.Close();
+  {
+    ShmConsumer c(name);
+    ASSERT_TRUE(c.IsValid());
+    std::string got;
+    EXPECT_EQ(ReadOne(c, &got).status, Status::kClosed);
+  }
+  EXPECT_TRUE(Exists(name)) << "even after end of stream only the producer unlinks";
+}
+
+TEST_F(ChannelTest, SegmentMode0600ByDefault) {
+  const mode_t old_umask = umask(0);  // the mode must not depend on the umask
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ProducerOptions o;
+  o.capacity = 4096;
+  o.mode = 0640;
+  const std::string name2 = Name();
+  ShmProducer q(name2, o);
+  umask(old_umask);
+  ASSERT_TRUE(p.IsValid() && q.IsValid());
+  for (auto [n, mode] : {std::pair<std::string, mode_t>{name, 0600}, {name2, 0640}}) {
+    const int fd = shm_open(OsName(n).c_str(), O_RDONLY, 0);
+    ASSERT_GE(fd, 0);
+    struct stat st;
+    ASSERT_EQ(fstat(fd, &st), 0);
+    close(fd);
+    EXPECT_EQ(st.st_mode & 0777, mode) << n;
+  }
+}
+
+// Segments planted by hand with shm_open: refused with an error naming the field, at
+// once (kInvalid, not kTimeout) even when the consumer may wait for a producer.
+TEST_F(ChannelTest, BadSegmentsRefused) {
+  constexpr uint32_t kCap = 1024;
+  const size_t full = layout::kHeaderSize + kCap;
+  struct Case {
+    const char* what;
+    size_t size;
+    std::vector<uint8_t> header;
+    const char* field;
+  };
+  auto with_u32 = [&](uint32_t off, uint32_t v) {
+    std::vector<uint8_t> h = GoodHeader(kCap);
+    std::memcpy(h.data() + off, &v, 4);
+    return h;
+  };
+  auto with_u16 = [&](uint32_t off, uint16_t v) {
+    std::vector<uint8_t> h = GoodHeader(kCap);
+    std::memcpy(h.data() + off, &v, 2);
+    return h;
+  };
+  const std::vector<Case> cases = {
+      {"bad magic", full, with_u32(layout::kMagicOffset, 0x12345678), "magic"},
+      {"bad version", full, with_u16(layout::kVersionOffset, 2), "version"},
+      {"bad header_size", full, with_u16(layout::kHeaderSizeOffset, 64), "header_size"},
+      {"capacity not a power of two", full, with_u32(layout::kCapacityOffset, 1000), "capacity"},
+      {"capacity below 64", full, with_u32(layout::kCapacityOffset, 32), "capacity"},
+      {"capacity larger than the segment", full, with_u32(layout::kCapacityOffset, 2048),
+       "capacity"},
+      {"segment one byte short", full - 1, GoodHeader(kCap), "capacity"},
+      {"segment smaller than the header", 64, GoodHeader(kCap), "size"},
+      {"zeroed segment smaller than the header", 64, std::vector<uint8_t>(64, 0), "size"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    const std::string name = Name();
+    Plant(name, c.size, c.header);
+    if (HasFatalFailure()) return;
+    ShmConsumer now(name);
+    EXPECT_FALSE(now.IsValid());
+    EXPECT_EQ(now.open_status(), Status::kInvalid);
+    EXPECT_NE(now.error().find(c.field), std::string::npos) << now.error();
+    ShmConsumer waiting(name, kGuardNs);
+    EXPECT_FALSE(waiting.IsValid());
+    EXPECT_EQ(waiting.open_status(), Status::kInvalid) << "refused at once, not waited for";
+    EXPECT_NE(waiting.error().find(c.field), std::string::npos) << waiting.error();
+  }
+  // A segment that is not a shmring ring at all is not replaced by a producer.
+  const std::string foreign = Name();
+  Plant(foreign, full, with_u32(layout::kMagicOffset, 0x12345678));
+  ShmProducer p(foreign, kCap);
+  EXPECT_FALSE(p.IsValid());
+  EXPECT_NE(p.error().find("magic"), std::string::npos) << p.error();
+}
+
+// Created but not initialized yet (size 0 or magic 0): a producer mid-way. The
+// consumer waits for it (up to its open timeout) instead of refusing.
+TEST_F(ChannelTest, ConsumerWaitsForHalfCreatedSegment) {
+  const std::string name = Name();
+  Plant(name, 0, {});
+  ShmConsumer c(name, 20'000'000);
+  EXPECT_FALSE(c.IsValid());
+  EXPECT_EQ(c.open_status(), Status::kTimeout);
+  const std::string name2 = Name();
+  Plant(name2, layout::kHeaderSize + 1024, std::vector<uint8_t>(layout::kHeaderSize, 0));
+  ShmConsumer c2(name2, 20'000'000);
+  EXPECT_FALSE(c2.IsValid());
+  EXPECT_EQ(c2.open_status(), Status::kTimeout);
+}
+
+TEST_F(ChannelTest, InterruptWakesBlockedReadAndWrite) {
+  const std::string name = Name();
+  ShmProducer p(name, 64);
+  ShmConsumer c(name);
+  ASSERT_TRUE(p.IsValid() && c.IsValid());
+  std::atomic<int> rs{-1};
+  std::thread reader([&] {
+    std::string got;
+    rs = static_cast<int>(ReadOne(c, &got, kForever).status);
+  });
+  ASSERT_TRUE(shmtest::WaitUntil([&] {
+    return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0;
+  }));
+  c.Interrupt();
+  reader.join();
+  EXPECT_EQ(static_cast<Status>(rs.load()), Status::kInterrupted);
+  c.ClearInterrupt();
+  while (p.Write("12345678", 8)) {
+  }
+  std::atomic<int> ws{-1};
+  std::thread writer([&] { ws = static_cast<int>(p.WriteFor("12345678", 8, kForever)); });
+  ASSERT_TRUE(shmtest::WaitUntil([&] {
+    return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0;
+  }));
+  p.Interrupt();
+  writer.join();
+  EXPECT_EQ(static_cast<Status>(ws.load()), Status::kInterrupted);
+  p.ClearInterrupt();
+  // Blocked write completes when the consumer reads.
+  std::thread writer2([&] { ws = static_cast<int>(p.WriteFor("abcdefgh", 8, kGuardNs)); });
+  ASSERT_TRUE(shmtest::WaitUntil([&] {
+    return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0;
+  }));
+  std::string got;
+  ASSERT_TRUE(ReadOne(c, &got));
+  writer2.join();
+  EXPECT_EQ(static_cast<Status>(ws.load()), Status::kOk);
+}
+
+TEST_F(ChannelTest, ZeroCopyThroughTheChannel) {
+  const std::string name = Name();
+  ShmProducer p(name, 256);
+  ShmConsumer c(name);
+  ASSERT_TRUE(p.IsValid() && c.IsValid());
+  uint8_t* w = nullptr;
+  ASSERT_EQ(p.Reserve(100, &w, 0), Status::kOk);
+  std::memcpy(w, "zero-copy", 9);
+  p.Commit(9);
+  MessageView v;
+  ASSERT_EQ(c.PeekFor(&v, kGuardNs), Status::kOk);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(v.data), v.len), "zero-copy");
+  c.Release();
+  ASSERT_TRUE(p.Write("a", 1));
+  ASSERT_TRUE(p.Write("b", 1));
+  MessageView a, b;
+  ASSERT_EQ(c.AcquireFor(&a, kGuardNs), Status::kOk);
+  ASSERT_EQ(c.AcquireFor(&b, kGuardNs), Status::kOk);
+  EXPECT_EQ(c.AcquireFor(&v, 0), Status::kEmpty);
+  c.ReleaseTo(b.end);
+  EXPECT_EQ(c.ring()->ReadableBytes(), 0u);
+  EXPECT_EQ(p.Reserve(300, &w, 0), Status::kTooLarge);
+  p.CountDropped(2);
+  EXPECT_EQ(p.Dropped(), 2u);
+}
+
+}  // namespace
