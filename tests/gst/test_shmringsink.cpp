@@ -3,6 +3,7 @@
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <string>
@@ -113,6 +114,18 @@ TEST(ShmringSink, CapacityRoundsUp) {
   EXPECT_EQ(c.capacity(), 8192u);
   gst_harness_teardown(h);
 }
+
+#ifdef __linux__
+TEST(ShmringSink, PermsSetTheSegmentMode) {
+  const std::string name = UniqueName("gsink-perms");
+  GstHarness* h = NewSink(name, "perms=0660");  // group write: the umask must not apply
+  struct stat st {};
+  ASSERT_EQ(stat(("/dev/shm/" + name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  gst_harness_teardown(h);
+  EXPECT_NE(stat(("/dev/shm/" + name).c_str(), &st), 0) << "stopping unlinks the ring";
+}
+#endif
 
 TEST(ShmringSink, CapsChangeWritesNewCapsRecord) {
   const std::string name = UniqueName("gsink-caps");
