@@ -379,7 +379,7 @@ static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
   h.kind = shm::framing::Kind::kCaps;
   const gchar* caps = self->caps_string;
   const gsize n = std::strlen(caps);
-  const WriteResult r = write_message(self, h, n, wait, "caps",
+  const WriteResult r = write_message(self, h, n, wait, "caps record",
                                       [caps, n](uint8_t* body) { std::memcpy(body, caps, n); });
   if (r == WriteResult::kWritten) {
     GST_DEBUG_OBJECT(self, "wrote caps %s", caps);
@@ -454,7 +454,7 @@ static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event) {
     GST_OBJECT_UNLOCK(self);
     shm::framing::Header h;
     h.kind = shm::framing::Kind::kEos;
-    const WriteResult r = write_message(self, h, 0, wait, "end-of-stream", [](uint8_t*) {});
+    const WriteResult r = write_message(self, h, 0, wait, "end-of-stream record", [](uint8_t*) {});
     if (r == WriteResult::kFlushing) {
       gst_event_unref(event);
       return FALSE;
