@@ -22,6 +22,35 @@ from .layout import INDEX_MASK, PRODUCER_WAITING, PROFILE_GST_FRAMING
 from ._views import Held
 
 
+_np: Any = None
+_PLANE_ARGS: Dict[VideoLayout, Tuple[Tuple[Any, ...], ...]] = {}
+
+
+def _numpy() -> Any:
+    """numpy, imported on first use (the package works without it until .array)."""
+    global _np
+    if _np is None:
+        import numpy
+        _np = numpy
+    return _np
+
+
+def _plane_args(layout: VideoLayout) -> Tuple[Tuple[Any, ...], ...]:
+    """(shape, dtype, offset, strides) per plane, computed once per layout."""
+    args = _PLANE_ARGS.get(layout)
+    if args is None:
+        np = _numpy()
+        planes = []
+        for p in layout.planes:
+            dtype = np.dtype(p.dtype)
+            inner: Tuple[int, ...] = (dtype.itemsize,)
+            if len(p.shape) == 3:
+                inner = (p.shape[2] * dtype.itemsize, dtype.itemsize)
+            planes.append((p.shape, dtype, p.offset, (p.stride,) + inner))
+        args = _PLANE_ARGS[layout] = tuple(planes)
+    return args
+
+
 class Frame:
     """One video buffer read from the ring, valid until the reader moves past it.
 
@@ -76,20 +105,14 @@ class Frame:
     def planes(self) -> Tuple[Any, ...]:
         """numpy views of each plane (Y, U, V for I420; Y, UV for NV12; one for packed)."""
         if self._planes is None:
-            import numpy as np
+            np = _numpy()
             if self.layout is None:
                 self._planes = (np.frombuffer(self.data, dtype=np.uint8),)
             else:
                 layout = self._check_size()
-                planes = []
-                for p in layout.planes:
-                    dtype = np.dtype(p.dtype)
-                    inner = [dtype.itemsize]
-                    if len(p.shape) == 3:
-                        inner = [p.shape[2] * dtype.itemsize, dtype.itemsize]
-                    planes.append(np.ndarray(p.shape, dtype, buffer=self.data, offset=p.offset,
-                                             strides=[p.stride] + inner))
-                self._planes = tuple(planes)
+                ndarray, data = np.ndarray, self.data
+                self._planes = tuple(ndarray(shape, dtype, data, offset, strides)
+                                     for shape, dtype, offset, strides in _plane_args(layout))
         return self._planes
 
     @property
@@ -103,7 +126,7 @@ class Frame:
         known video caps: the bytes as a 1-D uint8 array.
         """
         if self._array is None:
-            import numpy as np
+            np = _numpy()
             layout = self.layout
             if layout is None:
                 self._array = np.frombuffer(self.data, dtype=np.uint8)
