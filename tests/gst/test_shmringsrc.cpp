@@ -429,6 +429,7 @@ void WatchLog(GstDebugCategory* cat, GstDebugLevel, const gchar*, const gchar*, 
 TEST(ShmringSrc, NullWhileWaitingForTheProducerReturns) {
   const std::string name = UniqueName("gsrc-nullp");
   g_src_waiting = false;
+  gst_debug_remove_log_function(gst_debug_log_default);  // keep stderr quiet
   gst_debug_set_threshold_for_name("shmringsrc", GST_LEVEL_INFO);
   gst_debug_add_log_function(WatchLog, nullptr, nullptr);
   GstHarness* h = NewSrc(name);
@@ -437,7 +438,8 @@ TEST(ShmringSrc, NullWhileWaitingForTheProducerReturns) {
   // Never hangs (a hang fails by the test timeout).
   EXPECT_EQ(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
   gst_debug_remove_log_function(WatchLog);
-  gst_debug_set_threshold_for_name("shmringsrc", GST_LEVEL_NONE);
+  gst_debug_unset_threshold_for_name("shmringsrc");
+  gst_debug_add_log_function(gst_debug_log_default, nullptr, nullptr);
   gst_harness_teardown(h);
 }
 
