@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 import numpy as np  # noqa: E402
 
 import shmring  # noqa: E402
-from shmring import FrameReader, FrameWriter, ShmConsumer, ShmProducer  # noqa: E402
+from shmring import FrameReader, FrameWriter, ShmConsumer  # noqa: E402
 
 _counter = [0]
 

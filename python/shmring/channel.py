@@ -20,7 +20,7 @@ from .errors import (IncompatibleSegmentError, ProducerDeadError, ProducerReplac
                      RingBusyError, RingNotFoundError, RingTimeoutError,
                      StreamClosedError, ViewInUseError)
 from .layout import (CONSUMER_ATTACHED, GENERATION_OFFSET, HEADER_SIZE, MAGIC, MAGIC_OFFSET,
-                     PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET, PRODUCER_PID_OFFSET,
+                     PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET,
                      PROFILE_OPAQUE, round_up_capacity)
 from .ring import ByteRingBuffer, validate_header
 
@@ -230,13 +230,11 @@ class ShmProducer:
         try:
             yield view
         except BaseException:
-            del view
             try:
                 ring.cancel()
             except ViewInUseError:
                 pass
             raise
-        del view
         ring.commit()
 
     def writeable_bytes(self) -> int:
@@ -525,13 +523,11 @@ class ShmConsumer:
         try:
             yield view
         except BaseException:
-            del view
             try:
                 ring.release()
             except ViewInUseError:
                 pass
             raise
-        del view
         ring.release()
 
     def interrupt(self) -> None:

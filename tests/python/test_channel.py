@@ -11,7 +11,7 @@ import pytest
 import shmring
 from helpers import dev_shm, spawn_python, wait_until
 from shmring import (InvalidNameError, MessageTooLargeError, ProducerDeadError,
-                     ProducerReplacedError, RingBusyError, RingInterruptedError,
+                     ProducerReplacedError, RingInterruptedError,
                      RingNotFoundError, RingTimeoutError, ShmConsumer, ShmProducer, ShmRingError,
                      StreamClosedError, ViewInUseError, layout)
 
