@@ -20,8 +20,10 @@ namespace shm {
 void Interrupter::Interrupt() {
   flag_.store(true, std::memory_order_seq_cst);
   // Either the sleeper sees the flag before it sleeps, or we see it counted as a
-  // sleeper here and keep waking its word until it has left the wait.
-  while (sleepers_.load(std::memory_order_seq_cst) > 0) {
+  // sleeper here and keep waking its word until it has left the wait. Stops as soon
+  // as someone Clear()s the flag: a woken sleeper that clears it and waits again
+  // is a new wait, not ours to end.
+  while (flag_.load(std::memory_order_seq_cst) && sleepers_.load(std::memory_order_seq_cst) > 0) {
     const uint32_t* w = word_.load(std::memory_order_seq_cst);
     if (w != nullptr) wait::WakeWord(w);
     std::this_thread::sleep_for(std::chrono::microseconds(50));

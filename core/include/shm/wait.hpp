@@ -12,7 +12,8 @@ namespace shm {
 class Interrupter {
  public:
   // Any thread. Wakes the blocked call, which returns Status::kInterrupted; later
-  // blocking calls return at once until Clear(). Blocks only until the sleeper is awake.
+  // blocking calls return at once until Clear(). Blocks only until the sleeper is
+  // awake, or until another thread calls Clear().
   void Interrupt();
   // Any thread; never blocks.
   void Clear() { flag_.store(false, std::memory_order_seq_cst); }
