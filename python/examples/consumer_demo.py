@@ -185,11 +185,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--latest", action="store_true",
                     help="skip to the newest frame when behind (live viewing)")
     ap.add_argument("--quiet", action="store_true", help="no live line, summary only")
+    ap.add_argument("--ready-file", metavar="PATH",
+                    help="create PATH once started up and waiting for the ring (for scripts "
+                         "that start the producer only then, so start-up time is not "
+                         "counted as latency)")
     args = ap.parse_args(argv)
 
     snap_at = args.snapshot_frame
     if snap_at is None:
         snap_at = args.frames // 2 if args.frames else 30
+    if args.ready_file:
+        with open(args.ready_file, "w"):
+            pass
     try:
         reader = shmring.FrameReader(args.name, timeout=args.timeout, latest=args.latest)
     except shmring.ShmRingError as exc:
