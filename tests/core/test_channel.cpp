@@ -298,9 +298,8 @@ TEST_F(ChannelTest, EndOfStreamWakesBlockedConsumer) {
     std::string got;
     result = static_cast<int>(ReadOne(c, &got, kGuardNs).status);
   });
-  ASSERT_TRUE(shmtest::WaitUntil([&] {
-    return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0;
-  }));
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0; }));
   p.Close();
   reader.join();
   EXPECT_EQ(static_cast<Status>(result.load()), Status::kClosed);
@@ -550,9 +549,8 @@ TEST_F(ChannelTest, InterruptWakesBlockedReadAndWrite) {
     std::string got;
     rs = static_cast<int>(ReadOne(c, &got, kForever).status);
   });
-  ASSERT_TRUE(shmtest::WaitUntil([&] {
-    return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0;
-  }));
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0; }));
   c.Interrupt();
   reader.join();
   EXPECT_EQ(static_cast<Status>(rs.load()), Status::kInterrupted);
@@ -561,18 +559,16 @@ TEST_F(ChannelTest, InterruptWakesBlockedReadAndWrite) {
   }
   std::atomic<int> ws{-1};
   std::thread writer([&] { ws = static_cast<int>(p.WriteFor("12345678", 8, kForever)); });
-  ASSERT_TRUE(shmtest::WaitUntil([&] {
-    return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0;
-  }));
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
   p.Interrupt();
   writer.join();
   EXPECT_EQ(static_cast<Status>(ws.load()), Status::kInterrupted);
   p.ClearInterrupt();
   // Blocked write completes when the consumer reads.
   std::thread writer2([&] { ws = static_cast<int>(p.WriteFor("abcdefgh", 8, kGuardNs)); });
-  ASSERT_TRUE(shmtest::WaitUntil([&] {
-    return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0;
-  }));
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
   std::string got;
   ASSERT_TRUE(ReadOne(c, &got));
   writer2.join();

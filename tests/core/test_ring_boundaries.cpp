@@ -307,8 +307,8 @@ class CorruptTest : public RingTest, public ::testing::WithParamInterface<RingIm
 };
 
 TEST_P(CorruptTest, CorruptLen) {
-  for (uint32_t bad : {0x80000000u, 0x80000001u, 0x9ABCDEF0u, 0xC0000000u, 0xFFFFFFF8u,
-                       0xFFFFFFFEu}) {
+  for (uint32_t bad :
+       {0x80000000u, 0x80000001u, 0x9ABCDEF0u, 0xC0000000u, 0xFFFFFFF8u, 0xFFFFFFFEu}) {
     Ring& r = Make(64, 0, GetParam());
     ASSERT_EQ(r.Put(4), Status::kOk);
     r.img.SetU32(LenAt(0), bad);
@@ -517,9 +517,9 @@ TEST_F(RingTest, AcquireAcrossWrapMarkerWhileHolding) {
   ASSERT_EQ(r.Put(12, 2), Status::kOk);  // 32..48
   MessageView a, b, c;
   ASSERT_EQ(r.c().Acquire(&a), Status::kOk);
-  r.c().ReleaseTo(a.end);  // tail 32
+  r.c().ReleaseTo(a.end);                     // tail 32
   ASSERT_EQ(r.c().Acquire(&b), Status::kOk);  // held: 32..48
-  ASSERT_EQ(r.Put(20, 3), Status::kOk);  // marker at 48, record at 0..24 of lap 2
+  ASSERT_EQ(r.Put(20, 3), Status::kOk);       // marker at 48, record at 0..24 of lap 2
   EXPECT_EQ(r.img.U32(layout::kHeaderSize + 48), layout::kWrapMarker);
   ASSERT_EQ(r.c().Acquire(&c), Status::kOk);
   EXPECT_EQ(c.len, 20u);
@@ -687,8 +687,7 @@ TEST(RingHeader, InitializeRefusesBadParameters) {
   RingImage img(256);
   EXPECT_NE(img.Init(4).find("start_index"), std::string::npos);
   for (uint32_t bad : {0u, 32u, 100u, 512u}) {
-    const std::string err =
-        ByteRingBuffer::Initialize(img.base(), img.size(), bad, 0, 1, 0);
+    const std::string err = ByteRingBuffer::Initialize(img.base(), img.size(), bad, 0, 1, 0);
     EXPECT_NE(err.find("capacity"), std::string::npos) << bad << ": " << err;
   }
   EXPECT_TRUE(img.GuardIntact());

@@ -208,9 +208,12 @@ struct TransferCase {
 std::string CaseName(const ::testing::TestParamInfo<TransferCase>& info) {
   std::string w = info.param.write == WriteApi::kCopy ? "TryWrite" : "ReserveCommit";
   switch (info.param.read) {
-    case ReadApi::kCopy: return w + "_Read";
-    case ReadApi::kPeekRelease: return w + "_PeekRelease";
-    case ReadApi::kAcquireReleaseTo: return w + "_AcquireReleaseTo";
+    case ReadApi::kCopy:
+      return w + "_Read";
+    case ReadApi::kPeekRelease:
+      return w + "_PeekRelease";
+    case ReadApi::kAcquireReleaseTo:
+      return w + "_AcquireReleaseTo";
   }
   return w;
 }
@@ -283,15 +286,14 @@ void RunMixed(bool child_produces) {
   SharedMemory mem(name, size, true, false);
   ASSERT_TRUE(mem.valid()) << mem.error();
   ASSERT_EQ(ByteRingBuffer::Initialize(mem.data(), size, kCapacity, 0, 9), "");
-  const pid_t child = shmtest::SpawnSelf(
-      child_produces ? "ChildRole.Producer" : "ChildRole.Consumer",
-      {"SHMRING_NO_MEMBARRIER=1", "SHMRING_TEST_RING=" + name});
+  const pid_t child =
+      shmtest::SpawnSelf(child_produces ? "ChildRole.Producer" : "ChildRole.Consumer",
+                         {"SHMRING_NO_MEMBARRIER=1", "SHMRING_TEST_RING=" + name});
   ASSERT_GT(child, 0);
   ByteRingBuffer ring(mem.data(), uint64_t{size}, !child_produces);
   ASSERT_TRUE(ring.valid());
-  const std::string err = child_produces
-                              ? Consume(ring, kMessages, ReadApi::kCopy)
-                              : Produce(ring, kMessages, WriteApi::kReserveCommit);
+  const std::string err = child_produces ? Consume(ring, kMessages, ReadApi::kCopy)
+                                         : Produce(ring, kMessages, WriteApi::kReserveCommit);
   EXPECT_EQ(err, "");
   EXPECT_EQ(shmtest::WaitChild(child), 0);
 }
@@ -323,12 +325,8 @@ struct WaitRing {
     prod = std::make_unique<ByteRingBuffer>(img.base(), img.size(), true);
     cons = std::make_unique<ByteRingBuffer>(img.base(), img.size(), false);
   }
-  bool ConsumerWaiting() const {
-    return (cons->ConsumerFlags() & layout::kConsumerWaiting) != 0;
-  }
-  bool ProducerWaiting() const {
-    return (prod->ProducerFlags() & layout::kProducerWaiting) != 0;
-  }
+  bool ConsumerWaiting() const { return (cons->ConsumerFlags() & layout::kConsumerWaiting) != 0; }
+  bool ProducerWaiting() const { return (prod->ProducerFlags() & layout::kProducerWaiting) != 0; }
   void Fill() {
     while (prod->TryWrite("12345678", 4) == Status::kOk) {
     }
@@ -455,7 +453,8 @@ TEST(Wake, ProducerBlockedOnFullRingWakesWhenConsumerReads) {
   for (int round = 0; round < 20; ++round) {
     r.Fill();
     std::atomic<int> result{-1};
-    Joining producer([&] { result = static_cast<int>(r.prod->WaitWritable(4, kGuardNs, nullptr)); });
+    Joining producer(
+        [&] { result = static_cast<int>(r.prod->WaitWritable(4, kGuardNs, nullptr)); });
     ASSERT_TRUE(shmtest::WaitUntil([&] { return r.ProducerWaiting(); })) << "producer never slept";
     char out[8];
     ASSERT_TRUE(r.cons->Read(out, sizeof out));
@@ -474,7 +473,7 @@ TEST(Wake, ProducerWaitingForMaxPayloadAcrossMarker) {
   WaitRing r;
   char out[64];
   ASSERT_TRUE(r.prod->Write(std::string(44, 'a').data(), 44));  // 0..48
-  ASSERT_TRUE(r.cons->Read(out, sizeof out));                    // tail 48
+  ASSERT_TRUE(r.cons->Read(out, sizeof out));                   // tail 48
   ASSERT_TRUE(r.prod->Write(std::string(20, 'b').data(), 20));  // marker at 48, record 0..24
   ASSERT_EQ(r.prod->LoadHead(), 88u);
   std::atomic<int> result{-1};
@@ -486,7 +485,7 @@ TEST(Wake, ProducerWaitingForMaxPayloadAcrossMarker) {
   ASSERT_TRUE(shmtest::WaitUntil([&] { return r.prod->LoadHead() == 128u; }))
       << "the waiting producer should publish its marker once the bytes to the end are free";
   EXPECT_EQ(result.load(), -1);
-  r.cons->Release();  // tail 88
+  r.cons->Release();                            // tail 88
   ASSERT_EQ(r.cons->Peek(&v), Status::kEmpty);  // skips the second marker: tail 128
   producer.join();
   EXPECT_EQ(static_cast<Status>(result.load()), Status::kOk);

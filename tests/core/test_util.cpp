@@ -136,8 +136,8 @@ void PayloadModel::Fill(uint64_t seq, uint8_t* out, uint32_t len) const {
 std::string PayloadModel::Check(uint64_t seq, const uint8_t* msg, uint32_t len) const {
   const uint32_t want = SizeFor(seq);
   if (len != want) {
-    return "message " + std::to_string(seq) + " has length " + std::to_string(len) +
-           ", expected " + std::to_string(want);
+    return "message " + std::to_string(seq) + " has length " + std::to_string(len) + ", expected " +
+           std::to_string(want);
   }
   const uint8_t* src = Pool(seq);
   if (len < kPrefix) {

@@ -33,7 +33,7 @@ class RingImage {
   std::string Init(uint32_t start_index = 0, uint32_t profile = 0);
 
   uint8_t* base() const { return base_; }
-  uint8_t* data() const;  // the data area
+  uint8_t* data() const;                   // the data area
   uint64_t size() const { return size_; }  // header + capacity
   uint32_t capacity() const { return capacity_; }
   // Whether every guard byte still holds kGuardByte.
