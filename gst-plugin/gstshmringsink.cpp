@@ -324,9 +324,10 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
         self, RESOURCE, NO_SPACE_LEFT,
         ("A %s of %" G_GSIZE_FORMAT " bytes does not fit in ring '%s' of %u bytes.", what,
          body_size, producer->name().c_str(), producer->capacity()),
-        ("the message needs %" G_GUINT64_FORMAT " bytes (56-byte header + body) but the largest "
+        ("the message needs %" G_GUINT64_FORMAT " bytes (%u-byte header + body) but the largest "
          "message a %u-byte ring holds is %u bytes: raise the capacity property to at least %"
-         G_GUINT64_FORMAT, len64, producer->capacity(), producer->MaxMessageSize(),
+         G_GUINT64_FORMAT, len64, shm::framing::kHeaderSize, producer->capacity(),
+         producer->MaxMessageSize(),
          len64 + shm::layout::kLenSize));
     return WriteResult::kError;
   }

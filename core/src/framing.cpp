@@ -41,18 +41,19 @@ void EncodeHeader(const Header& h, void* out_ptr) {
   Put<uint64_t>(out, kOffsetOffset, h.offset);
   Put<uint64_t>(out, kOffsetEndOffset, h.offset_end);
   Put<uint64_t>(out, kSendTimeOffset, h.send_time_ns);
+  Put<uint32_t>(out, kReservedOffset, 0);
 }
 
 bool DecodeMessage(const void* payload, uint32_t len, Header* h, const uint8_t** body,
                    uint32_t* body_len, const char** error) {
   const auto* in = static_cast<const uint8_t*>(payload);
   if (len < kMinHeaderSize) {
-    *error = "message is shorter than the 56-byte profile-1 header";
+    *error = "message is shorter than the 60-byte profile-1 header";
     return false;
   }
   const uint32_t header_size = Get<uint16_t>(in, kHeaderSizeOffset);
   if (header_size < kMinHeaderSize) {
-    *error = "header_size is smaller than 56";
+    *error = "header_size is smaller than 60";
     return false;
   }
   const uint32_t body_offset = BodyOffset(header_size);

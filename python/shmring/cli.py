@@ -37,7 +37,6 @@ import mmap
 import os
 import re
 import stat
-import struct
 import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional
@@ -54,9 +53,8 @@ _PRODUCER_BITS = [(L.PRODUCER_CLOSED, "CLOSED"), (L.PRODUCER_WAITING, "WAITING")
 _CONSUMER_BITS = [(L.CONSUMER_ATTACHED, "ATTACHED"), (L.CONSUMER_WAITING, "WAITING"),
                   (L.CONSUMER_MEMBARRIER, "MEMBARRIER")]
 
-# Profile 1 message header (docs/PROTOCOL.md section 6); decoded from a payload the
-# consumer already owns (copied out of the ring), so struct is fine here.
-_P1_HEADER = struct.Struct("<HHIQQQQQQ")
+# Profile 1 message kinds (docs/PROTOCOL.md section 6); messages are decoded with
+# the package's framing module, from payloads cat already copied out of the ring.
 _P1_KINDS = {1: "CAPS", 2: "BUFFER", 3: "EOS"}
 _NONE64 = 0xFFFFFFFFFFFFFFFF
 
@@ -485,31 +483,32 @@ def _rm_one(raw: str, force: bool) -> None:
 # --------------------------------------------------------------------------- cat
 
 def describe_message(payload: bytes, profile: int, preview: int) -> str:
+    """One line for a message: len + hex preview, or a decoded profile-1 message."""
     n = len(payload)
     if profile == L.PROFILE_GST_FRAMING:
-        if n < _P1_HEADER.size:
-            return f"len={n} (short profile-1 message: no {_P1_HEADER.size}-byte header)"
-        kind, hsize, flags, pts, dts, dur, off, off_end, send = _P1_HEADER.unpack_from(payload)
-        body_at = (hsize + 7) & ~7
-        kname = _P1_KINDS.get(kind, f"kind{kind}")
-        if hsize < _P1_HEADER.size or body_at > n:
-            return f"len={n} {kname} (bad header_size {hsize})"
-        body = payload[body_at:]
-        parts = [f"len={n}", kname]
-        if kind == 1:
+        from . import framing
+        try:
+            header, start, body_len = framing.decode_header(payload)
+        except framing.FramingError as exc:
+            return f"len={n} (bad profile-1 message: {exc})"
+        body = payload[start:start + body_len]
+        kind = _P1_KINDS.get(header.kind, f"kind={header.kind}")
+        parts = [f"len={n}", kind]
+        if header.kind == framing.KIND_CAPS:
             parts.append(body.decode("utf-8", "replace"))
-        elif kind == 2:
-            parts.append(f"pts={_fmt_time(pts)} dts={_fmt_time(dts)} dur={_fmt_time(dur)}")
-            if flags:
-                parts.append(f"flags=0x{flags:x}")
-            if off != _NONE64:
-                parts.append(f"offset={off}")
-            parts.append(f"body={len(body)}")
-            if send:
-                age = time.clock_gettime_ns(time.CLOCK_MONOTONIC) - send
+        elif header.kind == framing.KIND_BUFFER:
+            parts.append(f"pts={_fmt_time(header.pts)} dts={_fmt_time(header.dts)} "
+                         f"dur={_fmt_time(header.duration)}")
+            if header.flags:
+                parts.append(f"flags=0x{header.flags:x}")
+            if header.offset is not None:
+                parts.append(f"offset={header.offset}")
+            parts.append(f"body={body_len}")
+            if header.send_time_ns:
+                age = time.clock_gettime_ns(time.CLOCK_MONOTONIC) - header.send_time_ns
                 parts.append(f"age={age / 1e6:.2f}ms")
-            if preview:
-                parts.append(body[:preview].hex(" "))
+            if preview and body_len:
+                parts.append(body[:preview].hex(" ") + (" ..." if body_len > preview else ""))
         return " ".join(parts)
     text = f"len={n}"
     if preview and n:
@@ -517,8 +516,8 @@ def describe_message(payload: bytes, profile: int, preview: int) -> str:
     return text
 
 
-def _fmt_time(t: int) -> str:
-    if t == _NONE64:
+def _fmt_time(t: Optional[int]) -> str:
+    if t is None or t == _NONE64:
         return "none"
     return f"{t // 1_000_000_000}.{t % 1_000_000_000:09d}"
 

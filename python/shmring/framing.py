@@ -1,13 +1,14 @@
 """Profile 1 ("GStreamer framing"): encode and decode the message in each payload.
 
 Every payload is a fixed little-endian message header, then the body at
-``align8(header_size)``. Mirrors ``core/include/shm/framing.hpp``:
+``body_offset(header_size)``: the first offset >= header_size that is 4 mod 8, so
+the body is 8-aligned in the ring (a payload starts 4 bytes into its record). Mirrors ``core/include/shm/framing.hpp``:
 
 ====== ==== ============ ===================================================
 offset size field        meaning
 ====== ==== ============ ===================================================
 0      2    kind         1 CAPS, 2 BUFFER, 3 EOS (readers skip unknown kinds)
-2      2    header_size  56 in this version; readers refuse < 56
+2      2    header_size  60 in this version; readers refuse < 60
 4      4    flags        GstBufferFlags (BUFFER), else 0
 8      8    pts          ns, all-ones = none
 16     8    dts          ns, all-ones = none
@@ -15,6 +16,7 @@ offset size field        meaning
 32     8    offset       all-ones = none
 40     8    offset_end   all-ones = none
 48     8    send_time_ns writer's CLOCK_MONOTONIC at write, 0 = unknown
+56     4    reserved     zero
 ====== ==== ============ ===================================================
 """
 from __future__ import annotations
@@ -29,12 +31,12 @@ KIND_CAPS = 1
 KIND_BUFFER = 2
 KIND_EOS = 3
 
-HEADER_SIZE = 56      # what this version writes
-MIN_HEADER_SIZE = 56  # what this version requires to read
+HEADER_SIZE = 60      # what this version writes
+MIN_HEADER_SIZE = 60  # what this version requires to read
 TIME_NONE = 0xFFFFFFFFFFFFFFFF    # GST_CLOCK_TIME_NONE
 OFFSET_NONE = 0xFFFFFFFFFFFFFFFF  # GST_BUFFER_OFFSET_NONE
 
-_HEADER = struct.Struct("<HHIQQQQQQ")
+_HEADER = struct.Struct("<HHIQQQQQQI")
 assert _HEADER.size == HEADER_SIZE
 
 
@@ -53,8 +55,10 @@ class MessageHeader(NamedTuple):
 
 
 def body_offset(header_size: int) -> int:
-    """Offset of the body in a payload whose header declares ``header_size`` bytes."""
-    return (header_size + 7) & ~7
+    """Offset of the body in a payload whose header declares ``header_size`` bytes.
+
+    The first offset >= header_size that is 4 mod 8: 8-aligned in the ring."""
+    return ((header_size + 4 + 7) & ~7) - 4
 
 
 def _wire(value: Optional[int]) -> int:
@@ -74,9 +78,9 @@ def encode_header(kind: int, flags: int = 0, pts: Optional[int] = None,
                   dts: Optional[int] = None, duration: Optional[int] = None,
                   offset: Optional[int] = None, offset_end: Optional[int] = None,
                   send_time_ns: int = 0) -> bytes:
-    """The 56-byte message header. Either side; never blocks."""
+    """The 60-byte message header. Either side; never blocks."""
     return _HEADER.pack(kind, HEADER_SIZE, flags, _wire(pts), _wire(dts), _wire(duration),
-                        _wire(offset), _wire(offset_end), send_time_ns)
+                        _wire(offset), _wire(offset_end), send_time_ns, 0)
 
 
 def encode_message(kind: int, body: Any = b"", **fields: Any) -> bytes:
@@ -109,7 +113,7 @@ def decode_header(payload: Any, offset: int = 0, length: Optional[int] = None
 
     Returns (header, body start, body length) with the body start relative to
     ``payload``. Raises FramingError naming the problem when the payload is shorter
-    than its header, declares a header smaller than 56 bytes or a body offset past
+    than its header, declares a header smaller than 60 bytes or a body offset past
     its end. Never reads outside the given range. Either side; never blocks.
     """
     if length is None:
@@ -117,7 +121,7 @@ def decode_header(payload: Any, offset: int = 0, length: Optional[int] = None
     if length < MIN_HEADER_SIZE:
         raise FramingError(f"payload of {length} bytes is shorter than the "
                            f"{MIN_HEADER_SIZE}-byte message header")
-    kind, header_size, flags, pts, dts, duration, off, off_end, send = \
+    kind, header_size, flags, pts, dts, duration, off, off_end, send, _reserved = \
         _HEADER.unpack_from(payload, offset)
     if header_size < MIN_HEADER_SIZE:
         raise FramingError(f"message header_size {header_size} is below the minimum "

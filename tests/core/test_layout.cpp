@@ -160,11 +160,11 @@ TEST(Framing, DecodeRefusesShortOrLyingHeaders) {
   const uint8_t* body;
   uint32_t body_len;
   const char* err = nullptr;
-  EXPECT_FALSE(framing::DecodeMessage(v.data(), 55, &h, &body, &body_len, &err));
-  v[2] = 40;  // header_size below the minimum
-  EXPECT_FALSE(framing::DecodeMessage(v.data(), 56, &h, &body, &body_len, &err));
+  EXPECT_FALSE(framing::DecodeMessage(v.data(), 59, &h, &body, &body_len, &err));
+  v[2] = 56;  // header_size below the minimum
+  EXPECT_FALSE(framing::DecodeMessage(v.data(), 60, &h, &body, &body_len, &err));
   v[2] = 200;  // header_size past the end
-  EXPECT_FALSE(framing::DecodeMessage(v.data(), 56, &h, &body, &body_len, &err));
+  EXPECT_FALSE(framing::DecodeMessage(v.data(), 60, &h, &body, &body_len, &err));
   EXPECT_NE(err, nullptr);
 }
 

@@ -95,7 +95,7 @@ def test_profile1_ring():
 def test_profile1_messages_decode(vector, kind, body):
     header, view = framing.decode_message(load_vector(vector))
     assert header.kind == kind
-    assert header.header_size == 56
+    assert header.header_size == 60
     assert bytes(view) == body
     if kind == framing.KIND_BUFFER:
         assert (header.flags, header.pts, header.dts, header.duration, header.offset,
