@@ -17,11 +17,12 @@
 #   --name RING      ring name (default a unique demo-<pid>-<n>)
 #   --pattern P      videotestsrc pattern (default ball)
 #   --no-deps        do not run scripts/deps.sh
+#   --no-build       use the build directory as it is (implies --no-deps)
 # Environment: SHMRING_BUILD_DIR (default build), PYTHON (default /usr/bin/python3).
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-frames=300 width=1920 height=1080 pattern=ball deps=1
+frames=300 width=1920 height=1080 pattern=ball deps=1 build=1
 snapshot="snapshot.png"
 name="demo-$$-${RANDOM}"
 die() { echo "demo: $*" >&2; exit 1; }
@@ -35,6 +36,7 @@ while [[ $# -gt 0 ]]; do
     --name) need_arg "$@"; name="$2"; shift 2 ;;
     --pattern) need_arg "$@"; pattern="$2"; shift 2 ;;
     --no-deps) deps=0; shift ;;
+    --no-build) deps=0; build=0; shift ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
@@ -54,15 +56,17 @@ python="${PYTHON:-/usr/bin/python3}"
 if [[ $deps -eq 1 ]]; then
   scripts/deps.sh || die "installing dependencies failed (scripts/deps.sh)"
 fi
-if [[ ! -f "$builddir/build.ninja" ]]; then
+if [[ $build -eq 1 && ! -f "$builddir/build.ninja" ]]; then
   echo "demo: configuring $builddir"
   meson setup "$builddir" >"$root/.demo-setup.log" 2>&1 \
     || { cat "$root/.demo-setup.log" >&2; rm -f "$root/.demo-setup.log"; die "meson setup $builddir failed"; }
   rm -f "$root/.demo-setup.log"
 fi
-echo "demo: building ($builddir)"
-ninja -C "$builddir" >/dev/null || { ninja -C "$builddir"; die "build failed"; }
-plugin_dir="$root/$builddir/gst-plugin"
+if [[ $build -eq 1 ]]; then
+  echo "demo: building ($builddir)"
+  ninja -C "$builddir" >/dev/null || { ninja -C "$builddir"; die "build failed"; }
+fi
+case "$builddir" in /*) plugin_dir="$builddir/gst-plugin" ;; *) plugin_dir="$root/$builddir/gst-plugin" ;; esac
 [[ -f "$plugin_dir/libgstshmring.so" ]] \
   || die "$plugin_dir/libgstshmring.so was not built (GStreamer development files missing?)"
 export GST_PLUGIN_PATH="$plugin_dir${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
