@@ -20,6 +20,13 @@ constexpr int kSpinPolls = 256;
 // not seen by the futex; the next look at most this much later catches it.
 constexpr int64_t kMaxConsumerSleepNs = 50'000'000;
 
+// Longest sleep when the peer relies on our membarrier and it failed (seccomp, a
+// kernel without it): the peer's wake check is then unordered, so we poll.
+constexpr int64_t kUnfencedNapNs = 1'000'000;
+
+// A sleep of at most `cap`; `left` may be kForever.
+int64_t CapNap(int64_t left, int64_t cap) { return (left < 0 || left > cap) ? cap : left; }
+
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
@@ -48,7 +55,8 @@ int64_t Remaining(int64_t deadline, int64_t timeout_ns) {
 
 }  // namespace
 
-std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_size) {
+std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_size,
+                                           uint32_t* capacity_out) {
   const auto* base = static_cast<const uint8_t*>(base_ptr);
   if (base == nullptr) return "segment is not mapped";
   if (total_size < kHeaderSize) {
@@ -82,12 +90,13 @@ std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_
     return "capacity " + std::to_string(capacity) + " does not fit the segment size " +
            std::to_string(total_size);
   }
+  if (capacity_out != nullptr) *capacity_out = capacity;
   return "";
 }
 
 std::string ByteRingBuffer::Initialize(void* base_ptr, uint64_t total_size, uint32_t capacity,
                                        uint32_t profile, uint64_t generation,
-                                       uint32_t start_index) {
+                                       uint32_t start_index, uint32_t producer_pid) {
   auto* base = static_cast<uint8_t*>(base_ptr);
   if (!IsValidCapacity(capacity)) {
     return "capacity " + std::to_string(capacity) + " is not a power of two between 64 and 2^31";
@@ -108,6 +117,9 @@ std::string ByteRingBuffer::Initialize(void* base_ptr, uint64_t total_size, uint
   std::memcpy(base + kHeaderSizeOffset, &header_size, 2);
   std::memcpy(base + kProfileOffset, &profile, 4);
   std::memcpy(base + kGenerationOffset, &generation, 8);
+  // The pid before the magic: a segment with a magic always names its producer, so
+  // a second creator never mistakes a half-made ring for a stale one.
+  atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kProducerPidOffset), producer_pid);
   // Everything above happens-before any opener that acquires a non-zero magic.
   atomics::StoreRelease(magic, kMagic);
   return "";
@@ -118,12 +130,10 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint32_t total_size, bool is_producer
 
 ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer)
     : base_(static_cast<uint8_t*>(base)), is_producer_(is_producer) {
-  error_ = ValidateHeader(base_, total_size);
+  error_ = ValidateHeader(base_, total_size, &capacity_);
   if (!error_.empty()) return;
-  capacity_ = LoadU32(base_ + kCapacityOffset);
   mask_ = capacity_ - 1;
   light_fences_ = wait::UseMembarrier();
-  atomics::FullFence();
   if (is_producer_) {
     head_ = atomics::LoadRelaxed(word(kHeadOffset));  // own word
     if (head_ % kRecordAlign != 0) {  // would make us write across the end
@@ -131,13 +141,15 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
       return;
     }
     tail_cache_ = atomics::LoadAcquire(word(kTailOffset));
-    // Set (and fenced) before our first publish; see DESIGN.md "mode bits".
+    // Set, then fenced, before our first publish; see DESIGN.md "mode bits".
     if (light_fences_) atomics::FetchOrSeqCst(word(kProducerFlagsOffset), kProducerMembarrier);
+    atomics::FullFence();
   } else {
     released_ = atomics::LoadRelaxed(word(kTailOffset));  // own word
     read_pos_ = released_;
     head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
     if (light_fences_) atomics::FetchOrSeqCst(word(kConsumerFlagsOffset), kConsumerMembarrier);
+    atomics::FullFence();
   }
   valid_ = true;
 }
@@ -275,12 +287,14 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
     // WAITING load.
     atomics::FetchOrRelaxed(flags, kProducerWaiting);
     atomics::FullFence();
-    if (atomics::LoadRelaxed(word(kConsumerFlagsOffset)) & kConsumerMembarrier) {
-      wait::HeavyBarrier();
+    int64_t nap = left;
+    if ((atomics::LoadRelaxed(word(kConsumerFlagsOffset)) & kConsumerMembarrier) &&
+        !wait::HeavyBarrier()) {
+      nap = CapNap(left, kUnfencedNapNs);  // the waker's fast path is unordered: poll
     }
     if (atomics::LoadAcquire(tail) == seen) {
       if (intr != nullptr) intr->BeginSleep(tail);
-      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(tail, seen, left);
+      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(tail, seen, nap);
       if (intr != nullptr) intr->EndSleep();
     }
     atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
@@ -404,6 +418,7 @@ ReadResult ByteRingBuffer::Read(void* out, uint32_t max_len) {
 }
 
 Status ByteRingBuffer::Peek(MessageView* out) {
+  if (read_pos_ != released_ && !peeked_) return Status::kInvalid;  // Acquire'd records held
   const Status s = NextRecord(read_pos_, out);
   if (s == Status::kOk) {
     peeked_ = true;
@@ -460,13 +475,14 @@ Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
     const uint32_t seen = head_cache_;
     atomics::FetchOrRelaxed(flags, kConsumerWaiting);
     atomics::FullFence();
-    if (atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerMembarrier) {
-      wait::HeavyBarrier();
+    int64_t nap = CapNap(left, kMaxConsumerSleepNs);
+    if ((atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerMembarrier) &&
+        !wait::HeavyBarrier()) {
+      nap = CapNap(left, kUnfencedNapNs);  // the waker's fast path is unordered: poll
     }
     if (atomics::LoadAcquire(head) == seen &&
         !(atomics::LoadAcquire(word(kProducerFlagsOffset)) & kProducerClosed)) {
       if (intr != nullptr) intr->BeginSleep(head);
-      const int64_t nap = (left < 0 || left > kMaxConsumerSleepNs) ? kMaxConsumerSleepNs : left;
       if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(head, seen, nap);
       if (intr != nullptr) intr->EndSleep();
     }

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #endif
 
@@ -239,6 +240,24 @@ bool SharedMemory::Unlink(const std::string& name, std::string* error) {
     return false;
   }
   return true;
+#endif
+}
+
+double SharedMemory::AgeSeconds(const std::string& name) {
+  if (!ValidateName(name).empty()) return -1;
+#ifdef _WIN32
+  return 0;
+#else
+  const int fd = shm_open(OsName(name).c_str(), O_RDONLY, 0);
+  if (fd < 0) return -1;
+  struct stat st;
+  const int r = fstat(fd, &st);
+  close(fd);
+  if (r != 0) return -1;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<double>(now.tv_sec - st.st_ctim.tv_sec) +
+         static_cast<double>(now.tv_nsec - st.st_ctim.tv_nsec) * 1e-9;
 #endif
 }
 

@@ -1,7 +1,10 @@
 #include "shm/shm_channel.hpp"
 
+#include "atomics.hpp"
+
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -12,7 +15,10 @@
 #endif
 #include <windows.h>
 #else
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
 #endif
@@ -25,6 +31,11 @@ using Clock = std::chrono::steady_clock;
 // How often a waiting consumer looks at the producer's pid and the name's
 // generation. Bounds the time to notice a crash; idle cost is one wake-up per slice.
 constexpr int64_t kLivenessSliceNs = 200'000'000;
+
+// A segment without a magic this much older than its creation is abandoned debris.
+constexpr double kAbandonedAfterS = 5.0;
+// How often a creator looks again at a name another creator is still setting up.
+constexpr int kCreateAttempts = 20;
 
 uint64_t NewGeneration() {
   std::random_device rd;
@@ -71,7 +82,21 @@ bool ProcessAlive(uint32_t pid) {
   CloseHandle(h);
   return alive;
 #else
-  return kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+  if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
+#ifdef __linux__
+  // An exited but unreaped child still answers kill(); its state in /proc is 'Z'.
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
+  if (FILE* f = std::fopen(path, "r")) {
+    char buf[512];
+    const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = '\0';
+    const char* paren = std::strrchr(buf, ')');  // the command name may hold spaces
+    if (paren != nullptr && paren[1] == ' ' && paren[2] == 'Z') return false;
+  }
+#endif
+  return true;
 #endif
 }
 
@@ -96,12 +121,12 @@ bool ShmProducer::Create(const ProducerOptions& options) {
     return false;
   }
   const size_t total = size_t{layout::kHeaderSize} + capacity;
-  for (int attempt = 0; attempt < 3; ++attempt) {
+  for (int attempt = 0; attempt < kCreateAttempts; ++attempt) {
     auto mem = std::make_unique<SharedMemory>(name_, total, true, true, options.mode);
     if (mem->valid()) {
       const std::string err =
           ByteRingBuffer::Initialize(mem->data(), mem->size(), capacity, options.profile,
-                                     NewGeneration(), options.start_index);
+                                     NewGeneration(), options.start_index, CurrentPid());
       if (!err.empty()) {
         error_ = err;
         mem->destroy();
@@ -114,7 +139,6 @@ bool ShmProducer::Create(const ProducerOptions& options) {
         mem->destroy();
         return false;
       }
-      ring_->SetProducerPid(CurrentPid());
       memory_ = std::move(mem);
       return true;
     }
@@ -129,26 +153,34 @@ bool ShmProducer::Create(const ProducerOptions& options) {
       return false;
     }
 #endif
-    // The name exists: replace it only if it is stale (producer dead or CLOSED).
+    // The name exists: replace it only if it is stale (producer dead or CLOSED, or
+    // a creation abandoned long ago).
     uint8_t hdr[layout::kHeaderSize];
-    if (ReadHeader(name_, hdr)) {
-      const uint32_t magic = HeaderField<uint32_t>(hdr, layout::kMagicOffset);
-      if (magic == 0 && attempt == 0) {  // a creator may be mid-way: give it a moment
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        continue;
-      }
-      if (magic == layout::kMagic) {
-        const uint32_t flags = HeaderField<uint32_t>(hdr, layout::kProducerFlagsOffset);
-        const uint32_t pid = HeaderField<uint32_t>(hdr, layout::kProducerPidOffset);
-        if (!(flags & layout::kProducerClosed) && pid != 0 && ProcessAlive(pid)) {
-          error_ = "ring '" + name_ + "' is in use by live producer pid " + std::to_string(pid);
-          return false;
+    const bool whole = ReadHeader(name_, hdr);
+    const uint32_t magic = whole ? HeaderField<uint32_t>(hdr, layout::kMagicOffset) : 0;
+    if (magic == 0) {
+      // Too short or no magic yet: another creator may be between shm_open and its
+      // magic store. Only debris older than kAbandonedAfterS is stale.
+      const double age = SharedMemory::AgeSeconds(name_);
+      if (age >= 0 && age < kAbandonedAfterS) {
+        if (attempt + 1 < kCreateAttempts) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          continue;
         }
-      } else if (magic != 0) {
-        error_ = "segment '" + name_ + "' exists and is not a shmring ring (magic mismatch); "
-                 "remove it first";
+        error_ = "ring '" + name_ + "' is being created by another process (magic still 0)";
         return false;
       }
+    } else if (magic == layout::kMagic) {
+      const uint32_t flags = HeaderField<uint32_t>(hdr, layout::kProducerFlagsOffset);
+      const uint32_t pid = HeaderField<uint32_t>(hdr, layout::kProducerPidOffset);
+      if (!(flags & layout::kProducerClosed) && ProcessAlive(pid)) {  // pid 0: unknown, alive
+        error_ = "ring '" + name_ + "' is in use by live producer pid " + std::to_string(pid);
+        return false;
+      }
+    } else {
+      error_ = "segment '" + name_ + "' exists and is not a shmring ring (magic mismatch); "
+               "remove it first";
+      return false;
     }
     std::string err;
     if (!SharedMemory::Unlink(name_, &err) && errno != ENOENT) {
@@ -162,13 +194,16 @@ bool ShmProducer::Create(const ProducerOptions& options) {
 
 ShmProducer::~ShmProducer() {
   if (!ring_) return;
-  Close();
-  // Unlink only if the name still holds our incarnation (a successor may own it).
+  // Unlink first, then CLOSED: while we are alive and not CLOSED nobody replaces the
+  // name, so the generation we check is still the one we unlink. (After an earlier
+  // explicit Close() a successor may replace us at any time; the check then keeps
+  // us off its name except in the instant between check and unlink.)
   uint8_t hdr[layout::kHeaderSize];
   if (ReadHeader(name_, hdr) &&
       HeaderField<uint64_t>(hdr, layout::kGenerationOffset) == ring_->generation()) {
     memory_->destroy();
   }
+  Close();
 }
 
 bool ShmProducer::Write(const void* data, uint32_t len) {
@@ -226,6 +261,49 @@ ShmConsumer::ShmConsumer(const std::string& name, int64_t open_timeout_ns) : nam
 
 ShmConsumer::~ShmConsumer() {
   if (ring_) ring_->SetConsumerAttached(false, 0);
+  ReleaseClaim();
+}
+
+// Takes the consumer role: an exclusive flock on the segment (POSIX), held for our
+// lifetime, so two consumers racing to attach cannot both win. Returns false (with
+// error_) when another consumer holds it. Where flock is unsupported, falls back to
+// the ATTACHED flag and the pid of its holder.
+bool ShmConsumer::Claim(const uint8_t* base) {
+#ifndef _WIN32
+  const int fd = shm_open(OsName(name_).c_str(), O_RDONLY, 0);
+  if (fd >= 0) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      claim_fd_ = fd;
+      return true;  // any ATTACHED flag left behind is a dead consumer's
+    }
+    const int e = errno;
+    close(fd);
+    if (e == EWOULDBLOCK) {
+      error_ = "ring '" + name_ + "' already has a consumer (pid " +
+               std::to_string(atomics::LoadRelaxed(reinterpret_cast<const uint32_t*>(
+                   base + layout::kConsumerPidOffset))) +
+               "); a ring has one consumer";
+      return false;
+    }
+  }
+#endif
+  const uint32_t cflags =
+      atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + layout::kConsumerFlagsOffset));
+  const uint32_t cpid =
+      atomics::LoadRelaxed(reinterpret_cast<const uint32_t*>(base + layout::kConsumerPidOffset));
+  if ((cflags & layout::kConsumerAttached) && cpid != 0 && ProcessAlive(cpid)) {
+    error_ = "ring '" + name_ + "' already has a consumer (pid " + std::to_string(cpid) +
+             "); a ring has one consumer";
+    return false;
+  }
+  return true;
+}
+
+void ShmConsumer::ReleaseClaim() {
+#ifndef _WIN32
+  if (claim_fd_ >= 0) close(claim_fd_);  // drops the flock
+#endif
+  claim_fd_ = -1;
 }
 
 bool ShmConsumer::Open(int64_t open_timeout_ns) {
@@ -249,16 +327,12 @@ bool ShmConsumer::Open(int64_t open_timeout_ns) {
     } else {
       const std::string bad = ByteRingBuffer::ValidateHeader(mem->data(), mem->size());
       if (bad.empty()) {
-        auto ring = std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, false);
-        const uint32_t cflags = ring->ConsumerFlags();
-        const uint32_t cpid = ring->ConsumerPid();
-        if ((cflags & layout::kConsumerAttached) && cpid != 0 && cpid != CurrentPid() &&
-            ProcessAlive(cpid)) {
-          error_ = "ring '" + name_ + "' already has a consumer (pid " + std::to_string(cpid) +
-                   "); a ring has one consumer";
+        // Claim the role before writing any consumer word.
+        if (!Claim(static_cast<const uint8_t*>(mem->data()))) {
           open_status_ = Status::kInvalid;
           return false;
         }
+        auto ring = std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, false);
         ring->SetConsumerAttached(true, CurrentPid());
         ring_ = std::move(ring);
         memory_ = std::move(mem);
@@ -270,8 +344,8 @@ bool ShmConsumer::Open(int64_t open_timeout_ns) {
       // (a segment smaller than the header can never become valid) is refused at once.
       const uint32_t magic =
           mem->size() >= layout::kHeaderSize
-              ? *reinterpret_cast<const volatile uint32_t*>(static_cast<uint8_t*>(mem->data()) +
-                                                            layout::kMagicOffset)
+              ? atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(
+                    static_cast<uint8_t*>(mem->data()) + layout::kMagicOffset))
               : 1;
       error_ = "ring '" + name_ + "' is not usable: " + bad;
       if (magic != 0) {

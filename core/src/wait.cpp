@@ -77,11 +77,10 @@ bool UseMembarrier() {
   return registered;
 }
 
-void HeavyBarrier() {
-  if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0) {
-    atomics::FullFence();
-  }
+bool HeavyBarrier() {
+  const bool ok = syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
   atomics::FullFence();
+  return ok;
 }
 
 #else  // no cross-process address wait: bounded back-off poll
@@ -108,7 +107,10 @@ void WakeWord(const uint32_t*) {}
 
 bool UseMembarrier() { return false; }
 
-void HeavyBarrier() { atomics::FullFence(); }
+bool HeavyBarrier() {
+  atomics::FullFence();
+  return false;  // no membarrier here (and no peer relies on it: UseMembarrier() is false)
+}
 
 #endif
 

@@ -700,3 +700,34 @@ TEST(RingHeader, InitializeRefusesBadParameters) {
 }
 
 }  // namespace
+
+namespace {
+
+// Review fix: Peek/Release must not free records still held through Acquire.
+TEST(RingReviewFixes, PeekWhileAcquiredRecordsHeldIsInvalid) {
+  std::vector<uint8_t> img(shm::layout::kHeaderSize + 256, 0);
+  ASSERT_EQ(shm::ByteRingBuffer::Initialize(img.data(), img.size(), 256, 0, 7), "");
+  shm::ByteRingBuffer p(img.data(), uint64_t{img.size()}, true);
+  shm::ByteRingBuffer c(img.data(), uint64_t{img.size()}, false);
+  ASSERT_TRUE(p.Write("a", 1));
+  ASSERT_TRUE(p.Write("b", 1));
+  shm::MessageView held, v;
+  ASSERT_EQ(c.Acquire(&held), shm::Status::kOk);
+  EXPECT_EQ(c.Peek(&v), shm::Status::kInvalid);
+  c.Release();  // nothing peeked: must not move tail
+  EXPECT_EQ(c.LoadTail(), 0u);
+  c.ReleaseTo(held.end);
+  ASSERT_EQ(c.Peek(&v), shm::Status::kOk);
+  EXPECT_EQ(v.data[0], 'b');
+}
+
+// Review fix: the constructor uses the capacity ValidateHeader checked, never a re-read.
+TEST(RingReviewFixes, ValidateHeaderReportsTheCapacityItChecked) {
+  std::vector<uint8_t> img(shm::layout::kHeaderSize + 128, 0);
+  ASSERT_EQ(shm::ByteRingBuffer::Initialize(img.data(), img.size(), 128, 0, 7), "");
+  uint32_t cap = 0;
+  EXPECT_EQ(shm::ByteRingBuffer::ValidateHeader(img.data(), img.size(), &cap), "");
+  EXPECT_EQ(cap, 128u);
+}
+
+}  // namespace

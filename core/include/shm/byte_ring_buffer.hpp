@@ -19,6 +19,10 @@ struct MessageView {
   uint32_t end = 0;  // ring index just past the record (pass to ReleaseTo)
 };
 
+// Threading: the producer calls come from one thread at a time, and so do the
+// consumer calls (one thread, or several serialised by the caller: ReleaseTo from
+// a buffer-release callback needs the caller's lock). Interrupter is the one
+// cross-thread entry.
 class ByteRingBuffer {
  public:
   // Attaches to an initialized segment of `total_size` bytes at `base` as the
@@ -27,15 +31,19 @@ class ByteRingBuffer {
   ByteRingBuffer(void* base, uint32_t total_size, bool is_producer);
   ByteRingBuffer(void* base, uint64_t total_size, bool is_producer);
 
-  // Creator side, before anyone attaches: writes a v1 header (magic stored last,
-  // with release) with head = tail = start_index (a multiple of 8; non-zero only
-  // as a test hook for the 2^32 index wrap). Returns "" or the reason it refused.
+  // Creator side, before anyone attaches: writes a v1 header (producer_pid, then
+  // magic stored last with release) with head = tail = start_index (a multiple of 8;
+  // non-zero only as a test hook for the 2^32 index wrap). Returns "" or the reason
+  // it refused.
   static std::string Initialize(void* base, uint64_t total_size, uint32_t capacity,
                                 uint32_t profile, uint64_t generation,
-                                uint32_t start_index = 0);
+                                uint32_t start_index = 0, uint32_t producer_pid = 0);
   // Returns "" when `base` holds a v1 header that fits `total_size` bytes, else a
-  // sentence naming the field (magic, version, header_size, capacity, size).
-  static std::string ValidateHeader(const void* base, uint64_t total_size);
+  // sentence naming the field (magic, version, header_size, capacity, size). The
+  // capacity it checked goes to *capacity: use that value, never a re-read (a
+  // hostile peer could change the word after the check).
+  static std::string ValidateHeader(const void* base, uint64_t total_size,
+                                    uint32_t* capacity = nullptr);
 
   bool valid() const { return valid_; }
   const std::string& error() const { return error_; }
@@ -74,7 +82,8 @@ class ByteRingBuffer {
   // Consumer; never blocks.
   ReadResult Read(void* out, uint32_t max_len);
   // Zero-copy: the next message, left in place; repeated calls return the same one.
-  // kOk, kEmpty, kClosed or kCorrupt. Consumer; never blocks.
+  // kOk, kEmpty, kClosed or kCorrupt; kInvalid while Acquire'd records are held
+  // (do not mix the two styles). Consumer; never blocks.
   Status Peek(MessageView* out);
   // Releases the message returned by Peek (it may be overwritten from now on).
   // Consumer; never blocks.
@@ -113,7 +122,6 @@ class ByteRingBuffer {
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
   void StoreTail(uint32_t t);
-  bool Fail(const std::string& why);
 
   uint8_t* base_ = nullptr;
   uint32_t capacity_ = 0;

@@ -50,6 +50,10 @@ class SharedMemory {
   // text in *error) when it does not exist or the OS refuses.
   static bool Unlink(const std::string& name, std::string* error);
 
+  // Seconds since segment `name` was created or resized (POSIX st_ctime); -1 when it
+  // cannot be looked at. Windows: 0 (a mapping lives only while a process holds it).
+  static double AgeSeconds(const std::string& name);
+
   // Reads up to `len` bytes at offset 0 of segment `name` without mapping it
   // (used to check a generation or a header cheaply). Returns the bytes read, or -1
   // with errno (Win32: GetLastError) left as the failed call set it.

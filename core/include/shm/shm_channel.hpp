@@ -128,6 +128,8 @@ class ShmConsumer {
 
  private:
   bool Open(int64_t open_timeout_ns);
+  bool Claim(const uint8_t* base);
+  void ReleaseClaim();
   Status WaitForMessage(int64_t timeout_ns, bool acquire, MessageView* out);
 
   std::string name_;
@@ -136,6 +138,7 @@ class ShmConsumer {
   std::unique_ptr<SharedMemory> memory_;
   std::unique_ptr<ByteRingBuffer> ring_;
   Interrupter interrupter_;
+  int claim_fd_ = -1;  // holds the consumer flock (POSIX)
 };
 
 // Whether process `pid` exists (kill(pid, 0) / OpenProcess). Never blocks.

@@ -43,9 +43,11 @@ void WakeWord(const uint32_t* word);
 // and says whether the fast path may use a compiler barrier only. False where
 // membarrier is missing or SHMRING_NO_MEMBARRIER=1 is set. Thread-safe; never blocks.
 bool UseMembarrier();
-// The heavy side of an asymmetric fence: MEMBARRIER_CMD_GLOBAL_EXPEDITED (falls back to
-// a full fence when it fails). Blocks for the IPI round (about 0.4 us).
-void HeavyBarrier();
+// The heavy side of an asymmetric fence: MEMBARRIER_CMD_GLOBAL_EXPEDITED. Returns false
+// when the system call failed: then only a local full fence was issued, which does not
+// order a light-fenced peer, and the caller must not sleep long. Blocks for the IPI
+// round (about 0.4 us).
+bool HeavyBarrier();
 
 }  // namespace wait
 }  // namespace shm
