@@ -85,7 +85,11 @@ cleanup() {
   rm -f "/dev/shm/$name" "$log" "$log.ready"
 }
 trap cleanup EXIT
-trap 'echo; echo "demo: interrupted" >&2; exit 130' INT TERM
+# Ctrl-C reaches the whole process group: gst-launch -e turns it into EOS and the
+# consumer then prints its summary; give them a moment, then stop whatever is left.
+interrupted=0 interrupted_at=0
+trap 'interrupted=1; interrupted_at=$SECONDS' INT
+trap 'exit 143' TERM
 
 caps="video/x-raw,format=BGR,width=$width,height=$height,framerate=30/1"
 echo "demo: ring '$name': $frames frames ${width}x${height} BGR at 30 frames/s"
@@ -94,34 +98,47 @@ echo "  consumer: $python python/examples/consumer_demo.py --name $name --frames
 # Either order works; the consumer starts first so that its start-up (Python, numpy)
 # does not show up as latency of the first frames waiting in the ring.
 ready="$log.ready"
-"$python" python/examples/consumer_demo.py --name "$name" --frames "$frames" \
-  --snapshot "$snapshot" --timeout 20 --ready-file "$ready" &
+# Each child is a subshell that drops this script's traps before exec: a signal that
+# arrives between fork and exec must not run cleanup() in the child.
+(trap - EXIT INT TERM
+ exec "$python" python/examples/consumer_demo.py --name "$name" --frames "$frames" \
+   --snapshot "$snapshot" --timeout 20 --ready-file "$ready") &
 cpid=$!
 for _ in $(seq 100); do [[ -e "$ready" ]] || ! kill -0 "$cpid" 2>/dev/null && break; sleep 0.1; done
-gst-launch-1.0 -e videotestsrc pattern="$pattern" is-live=true num-buffers="$frames" \
-  ! "$caps" ! shmringsink shm-name="$name" >"$log" 2>&1 &
+(trap - EXIT INT TERM
+ exec gst-launch-1.0 -e videotestsrc pattern="$pattern" is-live=true num-buffers="$frames" \
+   ! "$caps" ! shmringsink shm-name="$name" >"$log" 2>&1) &
 gpid=$!
 
 # Wait for both; if either fails, stop the other instead of letting it wait.
-crc="" grc=""
+crc="" grc="" stopped=""
 while [[ -z "$crc" || -z "$grc" ]]; do
   if [[ -z "$crc" ]] && ! kill -0 "$cpid" 2>/dev/null; then
     wait "$cpid"; crc=$?; cpid=""
-    if [[ $crc -ne 0 && -z "$grc" ]]; then kill "$gpid" 2>/dev/null; fi
+    if [[ $crc -ne 0 && -z "$grc" ]]; then stopped="producer"; kill "$gpid" 2>/dev/null; fi
   fi
   if [[ -z "$grc" ]] && ! kill -0 "$gpid" 2>/dev/null; then
     wait "$gpid"; grc=$?; gpid=""
-    if [[ $grc -ne 0 && -z "$crc" ]]; then kill "$cpid" 2>/dev/null; fi
+    if [[ $grc -ne 0 && -z "$crc" ]]; then stopped="consumer"; kill "$cpid" 2>/dev/null; fi
+  fi
+  if [[ $interrupted -eq 1 && $((SECONDS - interrupted_at)) -ge 5 ]]; then
+    for pid in $cpid $gpid; do kill "$pid" 2>/dev/null; done
   fi
   sleep 0.1
 done
+if [[ $interrupted -eq 1 ]]; then
+  echo "demo: interrupted" >&2
+  exit 130
+fi
 
-if [[ $grc -ne 0 ]]; then
+if [[ $grc -ne 0 && "$stopped" != "producer" ]]; then
   echo "demo: the producer (gst-launch-1.0) failed with status $grc:" >&2
   sed 's/^/  | /' "$log" >&2
 fi
-if [[ $crc -ne 0 || $grc -ne 0 ]]; then
-  die "FAILED (consumer status $crc, producer status $grc)"
+if [[ $crc -ne 0 && "$stopped" != "consumer" ]]; then
+  die "FAILED: the consumer (consumer_demo.py) failed with status $crc${stopped:+; the $stopped was stopped}"
+elif [[ $grc -ne 0 ]]; then
+  die "FAILED: the producer failed with status $grc${stopped:+; the $stopped was stopped}"
 fi
 [[ -s "$snapshot" ]] || die "no snapshot was written to $snapshot"
 echo "demo: OK: $frames frames through ring '$name'; snapshot: $snapshot"

@@ -179,7 +179,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="write one received frame to PATH as PNG")
     ap.add_argument("--snapshot-frame", type=int, default=None, metavar="K",
                     help="which frame to snapshot (default: the middle of --frames, else 30; "
-                         "the last one if the stream ends earlier)")
+                         "frame 0 if the stream ends earlier)")
     ap.add_argument("--timeout", type=float, default=10.0,
                     help="seconds to wait for the producer, and for each frame (default 10)")
     ap.add_argument("--latest", action="store_true",
