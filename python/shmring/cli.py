@@ -22,7 +22,9 @@ States (``ls``, ``inspect``):
 * ``waiting``  the producer is alive, no (live) consumer is attached
 * ``closed``   the producer ended the stream (CLOSED); unread data may remain
 * ``stale``    the producer's pid is gone and it never set CLOSED (it crashed)
-* ``uninitialized``  magic is 0: being created right now, or a creator died mid-way
+* ``uninitialized``  shorter than the header or magic 0: a producer is creating it
+* ``abandoned``  the same, but unchanged for more than 5 s (st_ctime): debris of a
+  creator that died mid-way; a new producer would replace it
 * ``invalid``  carries the SRNG magic but a header field is out of range
 
 User errors exit with status 1 and one line on stderr naming the field or the OS call;
@@ -43,6 +45,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from . import _atomics
 from . import layout as L
+from ._process import process_alive
 
 SHM_DIR = "/dev/shm"
 PROG = "python3 -m shmring"
@@ -57,6 +60,9 @@ _CONSUMER_BITS = [(L.CONSUMER_ATTACHED, "ATTACHED"), (L.CONSUMER_WAITING, "WAITI
 # the package's framing module, from payloads cat already copied out of the ring.
 _P1_KINDS = {1: "CAPS", 2: "BUFFER", 3: "EOS"}
 _NONE64 = 0xFFFFFFFFFFFFFFFF
+# A segment still uninitialized this long after its last status change (st_ctime) is
+# abandoned debris, not a creator at work (docs/PROTOCOL.md section 5).
+ABANDONED_AFTER_S = 5.0
 
 
 class CliError(Exception):
@@ -80,18 +86,10 @@ def normalize_name(raw: str) -> str:
 
 
 def pid_alive(pid: int) -> Optional[bool]:
-    """True/False whether ``pid`` exists; None when unknown (pid 0)."""
+    """True/False whether ``pid`` runs (a zombie counts as dead); None when unknown (0)."""
     if pid == 0:
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    except OverflowError:
-        return False
-    return True
+    return process_alive(pid)
 
 
 def decode_flags(value: int, bits: List) -> str:
@@ -130,6 +128,7 @@ class Snapshot:
         self.mode = 0
         self.uid = 0
         self.inode = 0
+        self.ctime = 0.0
         self.magic = 0
         self.fields: Dict[str, int] = {}
         self.reserved_nonzero = False
@@ -153,9 +152,11 @@ class Snapshot:
         return used
 
     def state(self) -> str:
-        if self.error_field in ("size", "open"):
+        if self.error_field == "open":
             return "foreign"
-        if self.magic == 0:
+        if self.error_field == "size" or self.magic == 0:
+            if time.time() - self.ctime > ABANDONED_AFTER_S:
+                return "abandoned"
             return "uninitialized"
         if not self.is_shmring:
             return "foreign"
@@ -171,15 +172,14 @@ class Snapshot:
         return "waiting"
 
     def producer_blocks_removal(self) -> bool:
-        """The producer is alive and has not closed the stream.
+        """The producer is alive (pid 0 = unknown counts as alive) and has not closed.
 
-        The same rule a new producer applies before replacing a segment: pid 0 (never
-        stored) or a dead pid, or CLOSED, means the name may be taken over.
+        The same rule a new producer applies before replacing a segment.
         """
         f = self.fields
         if f["producer_flags"] & L.PRODUCER_CLOSED:
             return False
-        return bool(pid_alive(f["producer_pid"]))
+        return pid_alive(f["producer_pid"]) is not False
 
     def as_dict(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"name": self.name, "path": self.path, "size": self.size,
@@ -223,6 +223,7 @@ def read_snapshot(name: str, keep_fd: bool = False):
     try:
         st = os.fstat(fd)
         snap.size, snap.mode, snap.uid, snap.inode = st.st_size, st.st_mode, st.st_uid, st.st_ino
+        snap.ctime = st.st_ctime
         if not stat.S_ISREG(st.st_mode):
             raise CliError(f"{path} is not a shared-memory segment (not a regular file)")
         if st.st_size < L.HEADER_SIZE:
@@ -389,7 +390,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         _print_inspect(snap)
     if snap.error is not None:
-        what = "not a shmring ring" if not snap.is_shmring else "not a valid v1 ring"
+        state = snap.state()
+        if state in ("uninitialized", "abandoned"):
+            what = f"not initialized ({state})"
+        else:
+            what = "not a shmring ring" if not snap.is_shmring else "not a valid v1 ring"
         raise CliError(f"{name}: {what}: {snap.error_field}: {snap.error}")
     return 0
 
@@ -399,6 +404,8 @@ def _print_inspect(s: Snapshot) -> None:
     if not s.is_shmring:
         if s.error_field not in ("size", "open"):
             print(f"  {'magic':<15} 0x{s.magic & 0xFFFFFFFF:08x}")
+        age = time.time() - s.ctime
+        print(f"  {'state':<15} {s.state()} (last status change {age:.1f} s ago)")
         return
     f = s.fields
     cap = f["capacity"]
@@ -450,16 +457,19 @@ def _rm_one(raw: str, force: bool) -> None:
     name = normalize_name(raw)
     snap, fd = read_snapshot(name, keep_fd=True)
     try:
-        if snap.state() == "foreign":
+        state = snap.state()
+        if state == "foreign":
             raise CliError(f"refusing to remove {name!r}: not a shmring segment "
                            f"({snap.error_field}: {snap.error})")
-        if snap.magic == 0 and not force:
-            raise CliError(f"refusing to remove {name!r}: {snap.error}; use --force if no "
-                           "producer is creating it")
+        if state == "uninitialized" and not force:
+            raise CliError(f"refusing to remove {name!r}: {snap.error}; a producer may be "
+                           f"creating it (it is debris once unchanged for "
+                           f"{ABANDONED_AFTER_S:g} s; --force removes it now)")
         if snap.is_shmring and snap.producer_blocks_removal() and not force:
             pid = snap.fields["producer_pid"]
-            raise CliError(f"refusing to remove ring {name!r}: its producer pid {pid} is "
-                           "alive and has not closed "
+            who = f"producer pid {pid} is alive" if pid else \
+                "producer pid is 0 (unknown, so counted as alive)"
+            raise CliError(f"refusing to remove ring {name!r}: its {who} and has not closed "
                            "the stream (use --force to remove it anyway; processes that have "
                            "it mapped keep working)")
         # Guard against the name having been re-created between our check and unlink.
@@ -476,7 +486,6 @@ def _rm_one(raw: str, force: bool) -> None:
             raise _os_error("unlink", snap.path, exc)
     finally:
         os.close(fd)
-    state = snap.state()
     print(f"removed {name} ({state})")
 
 
@@ -586,7 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="Inspect and manage shmring rings (shared-memory SPSC rings).",
         epilog="States: live (producer and consumer alive), waiting (producer alive, no "
                "consumer), closed (end of stream), stale (producer died without closing), "
-               "uninitialized (magic 0), invalid (a header field out of range).")
+               "uninitialized (being created: magic 0 or shorter than the header), abandoned "
+               "(uninitialized for more than 5 s), invalid (a header field out of range), "
+               "foreign (not a shmring segment).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     p = sub.add_parser("ls", help="list rings in /dev/shm")

@@ -153,7 +153,9 @@ def test_ls_skips_foreign_segments_unless_all(names):
     everything = ls_json(all_=True)
     assert everything[foreign]["state"] == "foreign"
     assert everything[foreign]["error_field"] == "magic"
-    assert everything[tiny]["state"] == "foreign" and everything[tiny]["error_field"] == "size"
+    # Shorter than the header or magic 0: a producer between shm_open and its magic store.
+    assert everything[tiny]["state"] == "uninitialized"
+    assert everything[tiny]["error_field"] == "size"
     assert everything[uninit]["state"] == "uninitialized"
     text = run_cli("ls", "--all").stdout
     assert any(l.startswith(foreign + " ") and "foreign (magic)" in l for l in text.splitlines())
@@ -287,33 +289,67 @@ def test_rm_refuses_live_producer_then_force(names):
 
 
 def test_rm_closed_stale_and_uninitialized(names):
-    closed, stale, uninit = names.new(), names.new(), names.new()
+    closed, stale, uninit, tiny, unknown = (names.new() for _ in range(5))
     plant(closed, producer_flags=L.PRODUCER_CLOSED, producer_pid=os.getpid())
     plant(stale, producer_pid=dead_pid(), consumer_flags=L.CONSUMER_ATTACHED,
           consumer_pid=os.getpid())
     plant(uninit, magic=0)
+    plant(tiny, size=16)
+    plant(unknown, producer_pid=0)  # pid 0 = unknown: counts as alive
     proc = run_cli("rm", closed, stale)
     assert proc.returncode == 0, proc.stderr
     assert f"removed {closed} (closed)" in proc.stdout
     assert f"removed {stale} (stale)" in proc.stdout
-    proc = run_cli("rm", uninit)
-    assert proc.returncode == 1 and "not initialized" in proc.stderr
-    assert os.path.exists(os.path.join(SHM, uninit))
-    assert run_cli("rm", "--force", uninit).returncode == 0
-    for n in (closed, stale, uninit):
+    for young in (uninit, tiny):
+        proc = run_cli("rm", young)
+        assert proc.returncode == 1 and "a producer may be creating it" in proc.stderr
+        assert os.path.exists(os.path.join(SHM, young))
+        assert run_cli("rm", "--force", young).returncode == 0
+    proc = run_cli("rm", unknown)
+    assert proc.returncode == 1 and "pid is 0 (unknown" in proc.stderr
+    assert run_cli("rm", "-f", unknown).returncode == 0
+    for n in (closed, stale, uninit, tiny, unknown):
         assert not os.path.exists(os.path.join(SHM, n))
 
 
-def test_rm_refuses_non_shmring_segments_even_forced(names):
-    foreign, tiny = names.new(), names.new()
-    plant(foreign, magic=0x00C0FFEE)
+def test_abandoned_segments_are_listed_and_removable(names):
+    uninit, tiny = names.new(), names.new()
+    plant(uninit, magic=0)
     plant(tiny, size=16)
-    for args in ((foreign,), ("--force", foreign), (tiny,), ("--force", tiny)):
+    time.sleep(5.3)  # PROTOCOL.md: uninitialized and unchanged for 5 s = abandoned debris
+    everything = ls_json(all_=True)
+    assert everything[uninit]["state"] == "abandoned"
+    assert everything[tiny]["state"] == "abandoned"
+    proc = run_cli("inspect", tiny)
+    assert proc.returncode == 1 and "not initialized (abandoned)" in proc.stderr
+    proc = run_cli("rm", uninit, tiny)
+    assert proc.returncode == 0, proc.stderr
+    assert f"removed {uninit} (abandoned)" in proc.stdout
+
+
+def test_zombie_producer_counts_as_dead(names):
+    name = names.new()
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while open(f"/proc/{zombie.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        plant(name, producer_pid=zombie.pid)
+        assert ls_json()[name]["state"] == "stale"
+        assert run_cli("rm", name).returncode == 0
+    finally:
+        zombie.wait()
+
+
+def test_rm_refuses_non_shmring_segments_even_forced(names):
+    foreign = names.new()
+    plant(foreign, magic=0x00C0FFEE)
+    for args in ((foreign,), ("--force", foreign)):
         proc = run_cli("rm", *args)
         assert proc.returncode == 1
-        assert "not a shmring segment" in proc.stderr
+        assert "not a shmring segment" in proc.stderr and "magic" in proc.stderr
     assert os.path.exists(os.path.join(SHM, foreign))
-    assert os.path.exists(os.path.join(SHM, tiny))
 
 
 def test_rm_missing_reports_and_continues(names):
