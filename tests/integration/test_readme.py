@@ -1,0 +1,155 @@
+"""Every snippet in README.md runs as pasted.
+
+Snippets are the code blocks preceded by ``<!-- snippet: NAME -->``. Each test takes
+its snippet's text from README.md and runs it; the only changes are a unique ring name
+in place of the README's (``cam0``, ``demo0``, ``demo1``: tests may run in parallel)
+and, for the receiver, ``fakesink`` in place of ``autovideosink`` (no display here).
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+SOURCE = os.environ["SHMRING_SOURCE_ROOT"]
+BUILD = os.environ["SHMRING_BUILD_ROOT"]
+PLUGIN_DIR = os.path.join(BUILD, "gst-plugin")
+HAVE_GST = os.path.exists(os.path.join(PLUGIN_DIR, "libgstshmring.so"))
+GUARD = 60  # seconds: hang guard only
+
+
+def snippets() -> dict:
+    text = open(os.path.join(SOURCE, "README.md"), encoding="utf-8").read()
+    found = re.findall(r"<!-- snippet: (\S+) -->\n```\w*\n(.*?)```", text, re.S)
+    return {name: body for name, body in found}
+
+
+SNIPPETS = snippets()
+
+
+def unique(prefix: str) -> str:
+    return "%s-%d-%d" % (prefix, os.getpid(), time.monotonic_ns() % 1000000)
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.path.join(SOURCE, "python")
+    e["GST_PLUGIN_PATH"] = PLUGIN_DIR
+    return e
+
+
+def head_of(name: str) -> int:
+    """The ring's head word (a test-only look; no concurrency claim)."""
+    try:
+        with open("/dev/shm/" + name, "rb") as f:
+            return struct.unpack("<I", f.read(4))[0]
+    except (OSError, struct.error):
+        return 0
+
+
+def test_every_snippet_has_a_test():
+    assert set(SNIPPETS) == {"gst-env", "gst-sender", "gst-receiver", "py-roundtrip",
+                             "py-frames", "cli", "cpp"}
+
+
+@pytest.mark.skipif(not HAVE_GST, reason="GStreamer plugin not built")
+def test_gst_env_finds_the_plugin(tmp_path):
+    # The snippet is written for the source root with the default build dir "build".
+    os.symlink(BUILD, tmp_path / "build")
+    script = SNIPPETS["gst-env"] + "gst-inspect-1.0 shmringsink >/dev/null\n"
+    r = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=dict(os.environ),
+                       capture_output=True, text=True, timeout=GUARD)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.skipif(not HAVE_GST, reason="GStreamer plugin not built")
+def test_gst_sender_and_receiver():
+    name = unique("rdcam")
+    receiver_cmd = SNIPPETS["gst-receiver"].replace("cam0", name).replace(
+        "autovideosink", "fakesink")
+    sender_cmd = SNIPPETS["gst-sender"].replace("cam0", name)
+    receiver = subprocess.Popen(["bash", "-c", "exec " + receiver_cmd], env=env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sender = subprocess.Popen(["bash", "-c", "exec " + sender_cmd], env=env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # Let frames flow: wait until several 1280x720 BGR frames went through the ring.
+        deadline = time.monotonic() + GUARD
+        while head_of(name) < 5 * 1280 * 720 * 3 and time.monotonic() < deadline:
+            assert sender.poll() is None, sender.communicate()[0]
+            time.sleep(0.05)
+        assert head_of(name) >= 5 * 1280 * 720 * 3, "no frames flowed"
+        sender.send_signal(signal.SIGINT)  # Ctrl-C, as the README says
+        sender_out = sender.communicate(timeout=GUARD)[0]
+        receiver_out = receiver.communicate(timeout=GUARD)[0]
+    finally:
+        for p in (sender, receiver):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert receiver.returncode == 0, receiver_out
+    assert "EOS" in receiver_out, receiver_out
+    assert "ERROR" not in receiver_out, receiver_out
+    assert sender.returncode == 0, sender_out
+    assert not os.path.exists("/dev/shm/" + name)
+
+
+def test_py_roundtrip():
+    code = SNIPPETS["py-roundtrip"].replace("demo0", unique("rdpy"))
+    r = subprocess.run(["/usr/bin/python3", "-c", code], env=env(), capture_output=True,
+                       text=True, timeout=GUARD)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "b'hello'\n"
+
+
+@pytest.mark.skipif(not HAVE_GST, reason="GStreamer plugin not built")
+def test_py_frames_from_a_gst_sender():
+    name = unique("rdfr")
+    code = SNIPPETS["py-frames"].replace("cam0", name)
+    reader = subprocess.Popen(["/usr/bin/python3", "-c", code], env=env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sender = subprocess.run(
+        ["gst-launch-1.0", "-q", "videotestsrc", "num-buffers=30", "!",
+         "video/x-raw,format=BGR,width=1280,height=720,framerate=30/1", "!",
+         "shmringsink", "shm-name=" + name], env=env(), capture_output=True, text=True,
+        timeout=GUARD)
+    out, err = reader.communicate(timeout=GUARD)
+    assert sender.returncode == 0, sender.stdout + sender.stderr
+    assert reader.returncode == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 30, out
+    assert all(line.endswith("(720, 1280, 3)") for line in lines), out
+    assert lines[0].split()[0] == "0"  # the sender's first PTS came through
+
+
+def test_cli_ls():
+    cmd = SNIPPETS["cli"].strip()
+    r = subprocess.run(["bash", "-c", cmd], cwd=SOURCE, env=dict(os.environ),
+                       capture_output=True, text=True, timeout=GUARD)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cpp_snippet_compiles_and_runs(tmp_path):
+    src = tmp_path / "demo.cpp"
+    src.write_text(SNIPPETS["cpp"].replace("demo1", unique("rdcpp")))
+    exe = tmp_path / "demo"
+    cxx = os.environ.get("CXX", "c++")
+    build = subprocess.run(
+        [cxx, "-std=c++17", "-Wall", "-Werror", "-I", os.path.join(SOURCE, "core", "include"),
+         str(src), os.path.join(BUILD, "core", "libshmring.a"), "-lpthread", "-o", str(exe)],
+        capture_output=True, text=True, timeout=GUARD * 2)
+    assert build.returncode == 0, build.stderr
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=GUARD)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "frame\n"
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
