@@ -33,6 +33,8 @@ _INT_MAX = 0x7FFFFFFF
 MEMBARRIER_CMD_QUERY = 0
 MEMBARRIER_CMD_GLOBAL_EXPEDITED = 1 << 1
 MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED = 1 << 2
+MEMBARRIER_CMD_PRIVATE_EXPEDITED = 1 << 3
+MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED = 1 << 4
 
 
 class _Timespec(ctypes.Structure):
@@ -169,3 +171,17 @@ def _try_register() -> bool:
     if commands < 0 or (commands & needed) != needed:
         return False
     return membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0
+
+
+def register_private_expedited() -> bool:
+    """Registers this process for MEMBARRIER_CMD_PRIVATE_EXPEDITED; True on success.
+
+    Idempotent (the kernel keeps the registration per address space; a forked
+    child has a new one and must register again). Used by ``_fence`` as the full
+    barrier on weakly ordered CPUs. Never blocks beyond the system call.
+    """
+    commands = membarrier(MEMBARRIER_CMD_QUERY)
+    needed = MEMBARRIER_CMD_PRIVATE_EXPEDITED | MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED
+    if commands < 0 or (commands & needed) != needed:
+        return False
+    return membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0

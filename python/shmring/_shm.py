@@ -17,6 +17,7 @@ import mmap
 import os
 import re
 import sys
+import time
 from typing import Optional
 
 from .errors import InvalidNameError
@@ -176,3 +177,53 @@ def unlink(name: str, missing_ok: bool = False) -> None:
             raise _os_error("shm_unlink", name, errno.ENOENT) from None
     except OSError as e:
         raise _os_error("shm_unlink", name, e.errno or errno.EIO) from None
+
+
+def age_seconds(name: str) -> float:
+    """Seconds since segment ``name`` was created, resized or written through
+    write() (now minus the later of st_ctime and st_mtime); -1 when it cannot be
+    looked at (absent, or no timestamps on this platform). Never blocks beyond the
+    OS calls."""
+    try:
+        fd = _open_fd(name, os.O_RDONLY, 0)
+    except OSError:
+        return -1.0
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return -1.0
+    finally:
+        os.close(fd)
+    changed = max(st.st_ctime, st.st_mtime)
+    if changed <= 0:
+        return -1.0
+    return time.time() - changed
+
+
+def claim_exclusive(name: str) -> Optional[int]:
+    """Takes an exclusive, non-blocking ``flock`` on segment ``name`` through a new
+    read-only descriptor and returns it (keep it open to keep the claim; closing it
+    releases it). The lock belongs to that open file description, so a second
+    claim fails even in the same process.
+
+    Raises BlockingIOError when someone else holds the claim, FileNotFoundError
+    when the segment is gone. Returns None where flock on segments is unsupported
+    (no /dev/shm, no fcntl, or the OS refuses): the caller falls back to another
+    check. Never blocks.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    if not _USE_DEV_SHM:  # pragma: no cover - macOS shm fds do not support flock
+        return None
+    fd = _open_fd(name, os.O_RDONLY, 0)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    except OSError:  # pragma: no cover - e.g. EOPNOTSUPP, ENOLCK
+        os.close(fd)
+        return None
+    return fd

@@ -19,9 +19,9 @@ from ._process import process_alive
 from .errors import (IncompatibleSegmentError, ProducerDeadError, ProducerReplacedError,
                      RingBusyError, RingNotFoundError, RingTimeoutError,
                      StreamClosedError, ViewInUseError)
-from .layout import (CONSUMER_ATTACHED, GENERATION_OFFSET, HEADER_SIZE, MAGIC, MAGIC_OFFSET,
-                     PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET,
-                     PROFILE_OPAQUE, round_up_capacity)
+from .layout import (CONSUMER_ATTACHED, CONSUMER_FLAGS_OFFSET, CONSUMER_PID_OFFSET,
+                     GENERATION_OFFSET, HEADER_SIZE, MAGIC, MAGIC_OFFSET, PRODUCER_CLOSED,
+                     PRODUCER_FLAGS_OFFSET, PROFILE_OPAQUE, round_up_capacity)
 from .ring import ByteRingBuffer, validate_header
 
 #: How often a waiting consumer looks at the producer's pid and the name's
@@ -31,6 +31,14 @@ LIVENESS_SLICE = 0.2
 # given to become ready before it is refused as incompatible.
 _NOT_READY_LIMIT = 1.0
 _NOT_READY_MIN = 0.1
+# A segment without a magic (or shorter than the header) this many seconds after
+# its last change is abandoned debris; younger, another creator may be between
+# shm_open and its magic store (as the C++ core's kAbandonedAfterS).
+_ABANDONED_AFTER = 5.0
+# How often a creator looks again at a name another creator is still setting up,
+# and how long it pauses in between (about 1 s in all, as the C++ core).
+_CREATE_ATTEMPTS = 20
+_CREATE_PAUSE = 0.05
 
 
 def _new_generation() -> int:
@@ -60,12 +68,14 @@ def _remaining(deadline: Optional[float]) -> Optional[float]:
 class _Closer:
     """What closing needs, kept apart from the user's object so a finalizer can run it."""
 
-    def __init__(self, ring: ByteRingBuffer, segment: _shm.Segment, producer: bool) -> None:
+    def __init__(self, ring: ByteRingBuffer, segment: _shm.Segment, producer: bool,
+                 claim_fd: Optional[int] = None) -> None:
         self.ring: Optional[ByteRingBuffer] = ring
         self.segment = segment
         self.producer = producer
         self.pid = os.getpid()
         self.generation = ring.generation
+        self.claim_fd = claim_fd  # consumer: holds the flock that makes us THE consumer
 
     def __call__(self) -> None:
         ring, self.ring = self.ring, None
@@ -73,17 +83,25 @@ class _Closer:
             return
         try:
             if self.producer:
-                if not ring.producer_closed():
-                    ring.set_closed()
+                # Unlink first, then CLOSED: while we are alive and not CLOSED nobody
+                # replaces the name, so the generation we check is still the one we
+                # unlink. (After an explicit ring.set_closed() a successor may replace
+                # us at any time; the check then keeps us off its name except in the
+                # instant between check and unlink.)
                 header = _shm.peek_header(self.segment.name, HEADER_SIZE)
                 if header is not None and len(header) >= 32 and \
                         _header_fields(header)[1] == self.generation:
                     _shm.unlink(self.segment.name, missing_ok=True)
+                if not ring.producer_closed():
+                    ring.set_closed()
             else:
                 ring.set_consumer_attached(False, 0)
         finally:
             ring.detach()
             self.segment.close()
+            fd, self.claim_fd = self.claim_fd, None
+            if fd is not None:
+                os.close(fd)  # drops the consumer claim (after ATTACHED is cleared)
 
 
 class ShmProducer:
@@ -110,10 +128,10 @@ class ShmProducer:
         segment = self._create_segment(name, HEADER_SIZE + rounded, mode)
         try:
             assert segment.mm is not None
+            # producer_pid is stored before the magic (see _create_segment).
             ByteRingBuffer.initialize(segment.mm, rounded, profile, _new_generation(),
-                                      start_index)
+                                      start_index, os.getpid())
             ring = ByteRingBuffer(segment.mm, True)
-            ring.set_producer_pid(os.getpid())
         except BaseException:
             segment.close()
             _shm.unlink(name, missing_ok=True)
@@ -125,25 +143,38 @@ class ShmProducer:
 
     @staticmethod
     def _create_segment(name: str, size: int, mode: int) -> _shm.Segment:
-        for attempt in range(3):
+        """Creates the segment, replacing a stale one: producer dead or CLOSED, or a
+        creation abandoned long ago. A creator writes producer_pid before the magic,
+        so a magic with pid 0 is a foreign writer's (unknown): treated as alive."""
+        for attempt in range(_CREATE_ATTEMPTS):
             try:
                 return _shm.create(name, size, mode)
             except FileExistsError:
                 pass
             header = _shm.peek_header(name, HEADER_SIZE)
-            if header is not None and len(header) == HEADER_SIZE:
-                magic, _, flags, pid = _header_fields(header)
-                if magic == 0 and attempt == 0:  # a creator may be mid-way
-                    time.sleep(0.1)
-                    continue
-                if magic == MAGIC:
-                    if not flags & PRODUCER_CLOSED and pid != 0 and process_alive(pid):
-                        raise RingBusyError(
-                            f"ring {name!r} is in use by live producer pid {pid}")
-                elif magic != 0:
-                    raise IncompatibleSegmentError(
-                        f"segment {name!r} exists and is not a shmring ring (magic "
-                        f"0x{magic:08X}); remove it first", "magic")
+            if header is None:
+                continue  # gone meanwhile: try creating again
+            magic = _header_fields(header)[0] if len(header) == HEADER_SIZE else 0
+            if magic == 0:
+                # Too short or no magic yet: another creator may be between shm_open
+                # and its magic store. Only debris older than _ABANDONED_AFTER is stale.
+                age = _shm.age_seconds(name)
+                if 0 <= age < _ABANDONED_AFTER:
+                    if attempt + 1 < _CREATE_ATTEMPTS:
+                        time.sleep(_CREATE_PAUSE)
+                        continue
+                    raise RingBusyError(
+                        f"ring {name!r} is being created by another process (magic still "
+                        f"0, last changed {age:.1f} s ago); retry later")
+            elif magic == MAGIC:
+                _, _, flags, pid = _header_fields(header)
+                if not flags & PRODUCER_CLOSED and process_alive(pid):  # pid 0: alive
+                    raise RingBusyError(
+                        f"ring {name!r} is in use by live producer pid {pid}")
+            else:
+                raise IncompatibleSegmentError(
+                    f"segment {name!r} exists and is not a shmring ring (magic "
+                    f"0x{magic:08X}); remove it first", "magic")
             _shm.unlink(name, missing_ok=True)
         raise RingBusyError(f"could not create ring {name!r}: the name kept reappearing")
 
@@ -270,8 +301,9 @@ class ShmProducer:
         self.ring.clear_interrupt()
 
     def close(self) -> None:
-        """Ends the stream: sets CLOSED, wakes the consumer, unlinks the name (if it
-        still holds this ring) and unmaps. Idempotent. Producer; never blocks."""
+        """Ends the stream: unlinks the name (if it still holds this ring), then sets
+        CLOSED and wakes the consumer, and unmaps. Idempotent. Producer; never
+        blocks. (``ring.set_closed()`` alone ends the stream but keeps the name.)"""
         if self._ring is None:
             return
         self._ring = None
@@ -303,24 +335,47 @@ class ShmConsumer:
         _shm.validate_name(name)
         self._name = name
         segment = self._open_segment(name, timeout)
+        claim_fd: Optional[int] = None
         try:
             assert segment.mm is not None
+            # Claim the role before writing any consumer word: a refused consumer
+            # must not touch the live one's flags.
+            claim_fd = self._claim(name, segment.mm)
             ring = ByteRingBuffer(segment.mm, False)
-            cflags, cpid = ring.consumer_flags(), ring.consumer_pid()
-            if cflags & CONSUMER_ATTACHED and cpid not in (0, os.getpid()) and \
-                    process_alive(cpid):
-                ring.detach()
-                raise RingBusyError(f"ring {name!r} already has a consumer (pid {cpid}); "
-                                    "a ring has one consumer")
             ring.set_consumer_attached(True, os.getpid())
         except BaseException:
             segment.close()
+            if claim_fd is not None:
+                os.close(claim_fd)
             raise
         self._ring: Optional[ByteRingBuffer] = ring
         self._generation = ring.generation
-        self._closer = _Closer(ring, segment, False)
+        self._closer = _Closer(ring, segment, False, claim_fd)
         self._finalizer = weakref.finalize(self, self._closer)
         self._last_check = -1e9
+
+    @staticmethod
+    def _claim(name: str, mm: Any) -> Optional[int]:
+        """Takes the consumer role: an exclusive flock on the segment, held (the
+        returned fd) for the consumer's lifetime, so two consumers racing to attach
+        cannot both win, even in one process. Where flock is unsupported (None
+        returned), falls back to the ATTACHED flag and the liveness of its pid.
+        Raises RingBusyError when another consumer holds the role."""
+        try:
+            fd = _shm.claim_exclusive(name)
+        except BlockingIOError:
+            cpid, = struct.unpack_from("<I", mm, CONSUMER_PID_OFFSET)
+            raise RingBusyError(f"ring {name!r} already has a consumer (pid {cpid}); "
+                                "a ring has one consumer") from None
+        except FileNotFoundError:
+            fd = None  # unlinked since we mapped it: no one else can claim it by name
+        if fd is not None:
+            return fd  # any ATTACHED flag left behind is a dead consumer's
+        cflags, cpid = struct.unpack_from("<II", mm, CONSUMER_FLAGS_OFFSET)
+        if cflags & CONSUMER_ATTACHED and cpid != 0 and process_alive(cpid):
+            raise RingBusyError(f"ring {name!r} already has a consumer (pid {cpid}); "
+                                "a ring has one consumer")
+        return None
 
     @staticmethod
     def _open_segment(name: str, timeout: Optional[float]) -> _shm.Segment:

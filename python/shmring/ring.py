@@ -33,7 +33,22 @@ _M = 0xFFFFFFFF
 _ZEROS = bytes(RECORD_ALIGN)
 # Polls of the peer's index before a side sleeps (a message microseconds away is
 # cheaper to wait for awake than asleep).
+# 64, not the C++ core's 256: one Python poll (a _locate call) costs about a
+# microsecond, so 64 already spins for tens of microseconds; 256 would burn
+# hundreds of microseconds of CPU per idle wait for little gain.
 _SPIN_POLLS = 64
+# Longest consumer nap: a CLOSED set (and its wake sent) between our CLOSED check
+# and our futex wait is not seen by the futex; the next look is at most this much
+# later (as the C++ core's kMaxConsumerSleepNs).
+_MAX_CONSUMER_NAP = 0.050
+# Longest nap when the peer relies on our membarrier and the call failed: the
+# peer's wake check is then unordered against our WAITING store, so we poll
+# (as the C++ core's kUnfencedNapNs).
+_UNFENCED_NAP = 0.001
+
+
+def _cap(remaining: Optional[float], cap: float) -> float:
+    return cap if remaining is None or remaining > cap else remaining
 
 
 def validate_header(buf: Any) -> Optional[Tuple[str, str]]:
@@ -42,29 +57,43 @@ def validate_header(buf: Any) -> Optional[Tuple[str, str]]:
     Checks magic, version, header_size, capacity (power of two in 64..2**31) and
     that the data area fits the buffer ("size"). Either side; never blocks.
     """
+    return _check_header(buf)[0]
+
+
+def _check_header(buf: Any) -> Tuple[Optional[Tuple[str, str]], int]:
+    """(validate_header's answer, the capacity it checked). Each header word is
+    loaded once: a user of the result must keep this capacity, never re-read the
+    word (a hostile peer could change it after the check)."""
     raw = memoryview(buf).cast("B")
     total = raw.nbytes
     if total < HEADER_SIZE:
-        return "size", (f"segment size {total} is smaller than the {HEADER_SIZE}-byte header")
-    words = raw[:HEADER_SIZE].cast("I")
+        return ("size", (f"segment size {total} is smaller than the {HEADER_SIZE}-byte "
+                         "header")), 0
+    bad, capacity = _check_words(raw[:HEADER_SIZE].cast("I"), total)
+    return bad, capacity
+
+
+def _check_words(words: memoryview, total: int) -> Tuple[Optional[Tuple[str, str]], int]:
     magic = words[MAGIC_WORD]
     acquire_fence()
     if magic == 0:
-        return "magic", "magic is 0: the segment is not initialized yet"
+        return ("magic", "magic is 0: the segment is not initialized yet"), 0
     if magic != MAGIC:
-        return "magic", f"magic is 0x{magic:08X}, not 'SRNG': not a shmring segment"
-    version = words[VERSION_WORD] & 0xFFFF
-    header_size = words[VERSION_WORD] >> 16
+        return ("magic", f"magic is 0x{magic:08X}, not 'SRNG': not a shmring segment"), 0
+    version_word = words[VERSION_WORD]
+    version = version_word & 0xFFFF
+    header_size = version_word >> 16
     if version != VERSION:
-        return "version", f"version is {version}; this build reads version {VERSION}"
+        return ("version", f"version is {version}; this build reads version {VERSION}"), 0
     if header_size != HEADER_SIZE:
-        return "header_size", f"header_size is {header_size}, expected {HEADER_SIZE}"
-    capacity = words[CAPACITY_WORD]
+        return ("header_size", f"header_size is {header_size}, expected {HEADER_SIZE}"), 0
+    capacity = int(words[CAPACITY_WORD])
     if not is_valid_capacity(capacity):
-        return "capacity", f"capacity {capacity} is not a power of two between 64 and 2^31"
+        return ("capacity",
+                f"capacity {capacity} is not a power of two between 64 and 2^31"), 0
     if HEADER_SIZE + capacity > total:
-        return "size", f"capacity {capacity} does not fit the segment size {total}"
-    return None
+        return ("size", f"capacity {capacity} does not fit the segment size {total}"), 0
+    return None, capacity
 
 
 class ByteRingBuffer:
@@ -79,7 +108,7 @@ class ByteRingBuffer:
     """
 
     def __init__(self, buf: Any, is_producer: bool) -> None:
-        bad = validate_header(buf)
+        bad, capacity = _check_header(buf)
         if bad is not None:
             raise IncompatibleSegmentError(bad[1], bad[0])
         self._buf = buf
@@ -94,7 +123,7 @@ class ByteRingBuffer:
         self._head_address = self._address + HEAD_WORD * 4
         self._tail_address = self._address + TAIL_WORD * 4
         w = self._w
-        self._capacity = w[CAPACITY_WORD]
+        self._capacity = capacity  # the validated value: never re-read from the segment
         self._mask = self._capacity - 1
         self._max = self._capacity - LEN_SIZE
         self._is_producer = bool(is_producer)
@@ -142,13 +171,15 @@ class ByteRingBuffer:
 
     @staticmethod
     def initialize(buf: Any, capacity: int, profile: int = 0, generation: int = 0,
-                   start_index: int = 0) -> None:
+                   start_index: int = 0, producer_pid: int = 0) -> None:
         """Writes a v1 header into ``buf`` (creator side, before anyone attaches).
 
         head = tail = ``start_index`` (a multiple of 8; non-zero only as a test hook
-        for the 2**32 index wrap). Magic is stored last, after a release barrier, so
-        an opener that sees it sees the whole header. Raises ValueError when the
-        capacity is invalid or does not fit. Never blocks.
+        for the 2**32 index wrap). ``producer_pid`` is stored before the magic, so a
+        segment with a magic always names its producer (a second creator never
+        mistakes a half-made ring for a stale one). Magic is stored last, after a
+        release barrier, so an opener that sees it sees the whole header. Raises
+        ValueError when the capacity is invalid or does not fit. Never blocks.
         """
         raw = memoryview(buf).cast("B")
         if not is_valid_capacity(capacity):
@@ -167,6 +198,7 @@ class ByteRingBuffer:
         w[VERSION_WORD] = VERSION | (HEADER_SIZE << 16)
         w[PROFILE_WORD] = profile & _M
         store_u64(w, None, GENERATION_WORD, generation)
+        w[PRODUCER_PID_WORD] = producer_pid & _M
         release_fence()
         w[MAGIC_WORD] = MAGIC
 
@@ -362,6 +394,7 @@ class ByteRingBuffer:
         head = self._head
         pos = head & self._mask
         to_end = cap - pos
+        marker = False
         if rec > to_end:
             # The record would cross the end: a WRAP marker fills the rest of this lap.
             if cap - ((head - self._tail_cache) & _M) < to_end:
@@ -369,11 +402,16 @@ class ByteRingBuffer:
                 if cap - ((head - tail) & _M) < to_end:
                     return -1
             self._publish_marker()
+            marker = True
             head = self._head
             pos = 0
         if cap - ((head - self._tail_cache) & _M) < rec:
             tail = self._load_tail()
             if cap - ((head - tail) & _M) < rec:
+                if marker:
+                    # Only the consumer skipping the marker can free the rest: it
+                    # must not sleep through it.
+                    self._wake_consumer_if_waiting()
                 return -1
         self._reserved = n
         return HEADER_SIZE + pos + LEN_SIZE
@@ -383,9 +421,20 @@ class ByteRingBuffer:
         self._w[DATA_WORD + (pos >> 2)] = WRAP_MARKER
         self._head = (self._head + self._capacity - pos) & _M
         release_fence()
-        # Published alone so the consumer can free this lap at once; no wake (a
-        # marker is not a message).
+        # Published alone so the consumer can free this lap at once. No wake here
+        # (a marker is not a message); callers wake only when the record does not
+        # fit behind it.
         self._w[HEAD_WORD] = self._head
+
+    def _wake_consumer_if_waiting(self) -> None:
+        """After a head store: wakes the consumer if its WAITING bit is set."""
+        w = self._w
+        # Store-load fence against the consumer's "set WAITING, fence, re-check
+        # head"; in MEMBARRIER mode the sleeper's membarrier supplies it.
+        if not self._light:
+            full_fence()
+        if w[CONSUMER_FLAGS_WORD] & CONSUMER_WAITING:
+            _futex.wake_word(self._head_address)
 
     def _commit(self, n: int) -> None:
         self._reserved = -1
@@ -403,11 +452,7 @@ class ByteRingBuffer:
         # Payload and len are visible before head (release).
         release_fence()
         w[HEAD_WORD] = head
-        # Store-load fence against the consumer's "set WAITING, fence, re-check head".
-        if not self._light:
-            full_fence()
-        if w[CONSUMER_FLAGS_WORD] & CONSUMER_WAITING:
-            _futex.wake_word(self._head_address)
+        self._wake_consumer_if_waiting()
 
     def wait_writable(self, n: int, timeout: Optional[float]) -> bool:
         """Sleeps until an ``n``-byte message fits (True) or ``timeout`` s expire (False).
@@ -435,6 +480,10 @@ class ByteRingBuffer:
                     return True
             elif free >= to_end:
                 self._publish_marker()  # the record goes at offset 0 of the next lap
+                # If it does not fit behind the marker yet, only the consumer
+                # skipping the marker can free the rest: it must not sleep through it.
+                if free - to_end < rec:
+                    self._wake_consumer_if_waiting()
                 continue
             if self._interrupted:
                 raise RingInterruptedError("wait for space interrupted")
@@ -446,10 +495,11 @@ class ByteRingBuffer:
                 continue
             w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_WAITING
             full_fence()
-            if w[CONSUMER_FLAGS_WORD] & CONSUMER_MEMBARRIER:
-                heavy_barrier()
+            nap = remaining
+            if w[CONSUMER_FLAGS_WORD] & CONSUMER_MEMBARRIER and not heavy_barrier():
+                nap = _cap(remaining, _UNFENCED_NAP)  # the waker is unordered: poll
             if w[TAIL_WORD] == tail:
-                self._sleep(TAIL_WORD, self._tail_address, tail, remaining)
+                self._sleep(TAIL_WORD, self._tail_address, tail, nap)
             w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] & ~PRODUCER_WAITING
 
     def _sleep(self, index: int, address: int, seen: int, timeout: Optional[float]) -> None:
@@ -725,10 +775,13 @@ class ByteRingBuffer:
             seen = self._head_cache
             w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] | CONSUMER_WAITING
             full_fence()
-            if w[PRODUCER_FLAGS_WORD] & PRODUCER_MEMBARRIER:
-                heavy_barrier()
+            # Capped: a CLOSED (and its wake) landing between the check below and
+            # the futex wait is not seen by the futex (head did not change).
+            nap = _cap(remaining, _MAX_CONSUMER_NAP)
+            if w[PRODUCER_FLAGS_WORD] & PRODUCER_MEMBARRIER and not heavy_barrier():
+                nap = _cap(remaining, _UNFENCED_NAP)  # the waker is unordered: poll
             if w[HEAD_WORD] == seen and not w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED:
-                self._sleep(HEAD_WORD, self._head_address, seen, remaining)
+                self._sleep(HEAD_WORD, self._head_address, seen, nap)
             w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] & ~CONSUMER_WAITING
 
     def set_consumer_attached(self, attached: bool, pid: int) -> None:

@@ -429,3 +429,175 @@ def test_repr_and_package_exports():
     assert "ShmProducer" in shmring.__all__ and "FrameReader" in shmring.__all__
     for name in shmring.__all__:
         assert hasattr(shmring, name)
+
+
+# ---- review fixes: creation races, producer exit, consumer claim, zombies ----
+
+import struct  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from shmring import ByteRingBuffer, RingBusyError  # noqa: E402
+from shmring import channel as channel_mod  # noqa: E402
+from shmring._process import process_alive  # noqa: E402
+
+
+def plant(name: str, data: bytes) -> None:
+    fd = os.open(dev_shm(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def ring_image(capacity: int = 64, pid: int = 0) -> bytes:
+    img = bytearray(layout.HEADER_SIZE + capacity)
+    ByteRingBuffer.initialize(img, capacity, 0, 7, 0, pid)
+    return bytes(img)
+
+
+@pytest.mark.parametrize("data", [bytes(10), bytes(layout.HEADER_SIZE + 64)],
+                         ids=["shorter_than_header", "magic_0"])
+def test_a_ring_being_created_is_not_replaced(ring_name, data):
+    # Another creator between shm_open and its magic store: refuse, leave it alone.
+    plant(ring_name, data)
+    with pytest.raises(RingBusyError, match="being created"):
+        ShmProducer(ring_name, 64)
+    with open(dev_shm(ring_name), "rb") as f:
+        assert f.read() == data
+
+
+def test_abandoned_creation_debris_is_replaced(ring_name, monkeypatch):
+    plant(ring_name, bytes(10))
+    monkeypatch.setattr(channel_mod._shm, "age_seconds", lambda name: 60.0)
+    with ShmProducer(ring_name, 64) as p:
+        assert p.capacity == 64
+
+
+def test_segment_age_comes_from_the_os(ring_name):
+    plant(ring_name, bytes(10))
+    assert 0 <= channel_mod._shm.age_seconds(ring_name) < 60
+    assert channel_mod._shm.age_seconds(ring_name + "x") == -1
+
+
+def test_magic_with_producer_pid_0_counts_as_alive(ring_name):
+    plant(ring_name, ring_image(pid=0))
+    with pytest.raises(RingBusyError, match="live producer pid 0"):
+        ShmProducer(ring_name, 64)
+
+
+def test_new_producer_pid_is_in_the_header_with_the_magic(ring_name):
+    with ShmProducer(ring_name, 64):
+        with open(dev_shm(ring_name), "rb") as f:
+            header = f.read(layout.HEADER_SIZE)
+        assert struct.unpack_from("<I", header, layout.PRODUCER_PID_OFFSET)[0] == os.getpid()
+
+
+def test_producer_close_never_unlinks_a_successor(ring_name, monkeypatch):
+    # A successor that replaces the ring while the old producer closes must keep its
+    # name: the old producer unlinks (if its generation) BEFORE setting CLOSED, so
+    # nobody may replace it until it has finished with the name.
+    a = ShmProducer(ring_name, 64)
+    successor = []
+    real_peek = channel_mod._shm.peek_header
+
+    def peek_then_race(name, length):
+        header = real_peek(name, length)
+        if not successor and name == ring_name:
+            successor.append(None)
+            try:
+                successor[0] = ShmProducer(ring_name, 64)
+            except RingBusyError:
+                pass  # the old producer is alive and not CLOSED: not replaceable yet
+        return header
+
+    monkeypatch.setattr(channel_mod._shm, "peek_header", peek_then_race)
+    a.close()
+    monkeypatch.undo()
+    b = successor[0] if successor else None
+    if b is None:
+        assert not os.path.exists(dev_shm(ring_name))  # a unlinked its own name
+        return
+    try:
+        assert os.path.exists(dev_shm(ring_name)), "the old producer unlinked its successor"
+        with open(dev_shm(ring_name), "rb") as f:
+            header = f.read(layout.HEADER_SIZE)
+        assert struct.unpack_from("<Q", header, layout.GENERATION_OFFSET)[0] == b.generation
+    finally:
+        b.close()
+
+
+def test_explicit_set_closed_lets_a_successor_in_and_the_old_exit_leaves_it(ring_name):
+    a = ShmProducer(ring_name, 64)
+    a.ring.set_closed()                       # end of stream, name kept
+    with ShmProducer(ring_name, 128) as b:    # CLOSED: replaceable
+        a.close()                             # sees another generation: no unlink
+        assert os.path.exists(dev_shm(ring_name))
+        with ShmConsumer(ring_name) as c:
+            assert c.generation == b.generation
+
+
+def test_second_consumer_in_the_same_process_is_refused(ring_name):
+    with ShmProducer(ring_name, 64) as p:
+        with ShmConsumer(ring_name) as c:
+            with pytest.raises(RingBusyError, match="already has a consumer"):
+                ShmConsumer(ring_name)
+            assert p.consumer_attached()
+            p.write(b"still mine")
+            assert c.read() == b"still mine"
+        with ShmConsumer(ring_name) as c2:  # the claim went with the first consumer
+            p.write(b"next")
+            assert c2.read() == b"next"
+
+
+def test_refused_consumer_leaves_the_live_consumers_flags_alone(ring_name):
+    with ShmProducer(ring_name, 64), ShmConsumer(ring_name) as c:
+        buf = c.ring.buffer
+        mine = layout.CONSUMER_ATTACHED | layout.CONSUMER_WAITING  # asleep, MEMBARRIER clear
+        struct.pack_into("<I", buf, layout.CONSUMER_FLAGS_OFFSET, mine)
+        try:
+            proc = spawn_python("import sys, shmring\nshmring.ShmConsumer(sys.argv[1])\n",
+                                ring_name)
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode != 0 and "already has a consumer" in err
+            assert struct.unpack_from("<II", buf, layout.CONSUMER_FLAGS_OFFSET) == \
+                (mine, os.getpid())
+        finally:
+            struct.pack_into("<I", buf, layout.CONSUMER_FLAGS_OFFSET, layout.CONSUMER_ATTACHED)
+
+
+def test_consumers_racing_to_attach_one_wins(ring_name):
+    code = ("import sys, shmring\n"
+            "sys.stdin.readline()\n"
+            "try:\n"
+            "    c = shmring.ShmConsumer(sys.argv[1])\n"
+            "    print('won', flush=True)\n"
+            "except shmring.RingBusyError:\n"
+            "    print('busy', flush=True)\n"
+            "sys.stdin.readline()\n")
+    with ShmProducer(ring_name, 64):
+        procs = [spawn_python(code, ring_name, stdin=subprocess.PIPE) for _ in range(4)]
+        try:
+            for proc in procs:
+                proc.stdin.write("go\n")
+            for proc in procs:
+                proc.stdin.flush()
+            answers = sorted(proc.stdout.readline().strip() for proc in procs)
+        finally:
+            for proc in procs:
+                proc.communicate("done\n", timeout=60)
+        assert answers == ["busy", "busy", "busy", "won"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_zombie_counts_as_dead():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        def state() -> str:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+        assert wait_until(lambda: state() == "Z", 30)
+        assert not process_alive(proc.pid)
+    finally:
+        proc.wait()
+    assert process_alive(os.getpid()) and process_alive(0)

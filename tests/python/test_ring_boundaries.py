@@ -348,3 +348,189 @@ def test_large_ring_batches_tail_stores_but_frees_all_when_empty():
     assert c.read() is None                     # empty: everything goes back at once
     assert head_tail(buf) == (1040, 1040)
     assert p.writeable_bytes() == capacity
+
+
+# ---- review fixes: wake after a WRAP marker, capacity read once, capped naps, fences ----
+
+import threading  # noqa: E402
+import time  # noqa: E402
+
+from shmring import _fence, _futex  # noqa: E402
+from shmring import ring as ring_mod  # noqa: E402
+
+
+def set_word(buf, offset: int, value: int) -> None:
+    struct.pack_into("<I", buf, offset, value)
+
+
+def get_word(buf, offset: int) -> int:
+    return struct.unpack_from("<I", buf, offset)[0]
+
+
+def test_marker_alone_wakes_a_waiting_consumer_when_the_record_does_not_fit(monkeypatch):
+    # capacity 256: head = tail = 104, the consumer asleep on head 104; reserve(200)
+    # publishes a marker (head 256) but the record does not fit behind it: only the
+    # consumer skipping the marker can free the room, so it must be woken.
+    buf, p, c = make_ring(256)
+    assert p.write(bytes(100))
+    assert c.read() == bytes(100)
+    assert head_tail(buf) == (104, 104)
+    woken = []
+    monkeypatch.setattr(_futex, "wake_word", woken.append)
+    set_word(buf, layout.CONSUMER_FLAGS_OFFSET, layout.CONSUMER_ATTACHED | layout.CONSUMER_WAITING)
+    assert p.reserve(200) is None
+    assert head_tail(buf) == (256, 104)
+    assert woken == [p._head_address]
+
+
+def test_marker_published_by_wait_writable_wakes_a_waiting_consumer(monkeypatch):
+    buf, p, c = make_ring(256)
+    assert p.write(bytes(100)) and p.write(bytes(100))   # head 208, 48 to the end
+    assert c.read() == bytes(100)                         # tail 104
+    woken = []
+    monkeypatch.setattr(_futex, "wake_word", woken.append)
+    set_word(buf, layout.CONSUMER_FLAGS_OFFSET, layout.CONSUMER_ATTACHED | layout.CONSUMER_WAITING)
+    assert p.wait_writable(200, 0) is False               # marker yes, record no
+    assert head_tail(buf) == (256, 104)
+    assert woken == [p._head_address]
+
+
+def test_marker_with_the_record_fitting_behind_it_wakes_once_for_the_record(monkeypatch):
+    buf, p, c = make_ring(256)
+    assert p.write(bytes(100)) and p.write(bytes(100))
+    assert c.read() == bytes(100) and c.read() == bytes(100)  # all free
+    woken = []
+    monkeypatch.setattr(_futex, "wake_word", woken.append)
+    set_word(buf, layout.CONSUMER_FLAGS_OFFSET, layout.CONSUMER_ATTACHED | layout.CONSUMER_WAITING)
+    assert p.write(bytes(60))                                # marker, then the record
+    assert woken == [p._head_address]                        # the commit's wake only
+
+
+def test_capacity_is_validated_once_and_never_re_read(monkeypatch):
+    # A hostile peer changes capacity right after the check: the ring must keep the
+    # value it validated.
+    buf = bytearray(layout.HEADER_SIZE + 1024)
+    ByteRingBuffer.initialize(buf, 64, 0, 1)
+    real = ring_mod.is_valid_capacity
+
+    def check_then_toggle(capacity):
+        ok = real(capacity)
+        set_word(buf, layout.CAPACITY_OFFSET, 1024)
+        return ok
+
+    monkeypatch.setattr(ring_mod, "is_valid_capacity", check_then_toggle)
+    r = ByteRingBuffer(buf, False)
+    assert r.capacity == 64 and r.max_message_size == 60
+
+
+def test_initialize_stores_the_producer_pid_before_the_magic():
+    buf = bytearray(layout.HEADER_SIZE + 64)
+    ByteRingBuffer.initialize(buf, 64, 0, 1, 0, 4321)
+    assert get_word(buf, layout.PRODUCER_PID_OFFSET) == 4321
+    ByteRingBuffer.initialize(buf, 64, 0, 1)                # default: pid 0 (vectors)
+    assert get_word(buf, layout.PRODUCER_PID_OFFSET) == 0
+
+
+def _run_blocked(fn, ring):
+    """Runs fn() in a thread; returns (thread, results)."""
+    results = []
+    t = threading.Thread(target=lambda: results.append(fn()), daemon=True)
+    t.start()
+    assert _wait(lambda: ring._sleepers > 0)
+    time.sleep(0.1)  # ordering aid: let it get into the futex wait (not an assertion)
+    return t, results
+
+
+def _wait(predicate, timeout: float = 30.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.001)
+    return predicate()
+
+
+def _finish(t, ring, results) -> None:
+    t.join(30)  # hang guard only
+    hung = t.is_alive()
+    if hung:
+        ring.interrupt()  # unstick it (the woken wait may then even succeed)
+        t.join(30)
+    assert not hung, "the sleeper never noticed (lost wake-up)"
+    assert results == [True]
+
+
+@pytest.mark.skipif(not _futex.HAVE_FUTEX, reason="needs futex")
+def test_closed_set_without_a_wake_is_still_seen_by_a_sleeping_consumer():
+    # The lost CLOSED wake: the consumer checked CLOSED (clear), the producer set it
+    # and woke nobody, the consumer sleeps on an unchanged head. Its capped nap
+    # brings it back.
+    buf, p, c = make_ring(64)
+    t, results = _run_blocked(lambda: c.wait_readable(None), c)
+    flags = get_word(buf, layout.PRODUCER_FLAGS_OFFSET)
+    set_word(buf, layout.PRODUCER_FLAGS_OFFSET, flags | layout.PRODUCER_CLOSED)  # no wake
+    _finish(t, c, results)
+    assert c.at_end()
+
+
+def test_consumer_naps_are_capped(monkeypatch):
+    buf, p, c = make_ring(64)
+    naps = []
+    monkeypatch.setattr(c, "_sleep", lambda index, address, seen, timeout: naps.append(timeout))
+    assert c.wait_readable(0.3) is False
+    assert naps and max(naps) <= ring_mod._MAX_CONSUMER_NAP
+
+
+def test_failed_membarrier_caps_the_consumer_nap(monkeypatch):
+    buf, p, c = make_ring(64)
+    monkeypatch.setattr(ring_mod, "heavy_barrier", lambda: False)
+    set_word(buf, layout.PRODUCER_FLAGS_OFFSET, layout.PRODUCER_MEMBARRIER)
+    naps = []
+    monkeypatch.setattr(c, "_sleep", lambda index, address, seen, timeout: naps.append(timeout))
+    assert c.wait_readable(0.1) is False
+    assert naps and max(naps) <= ring_mod._UNFENCED_NAP
+
+
+@pytest.mark.skipif(not _futex.HAVE_FUTEX, reason="needs futex")
+def test_failed_membarrier_makes_the_producer_poll_instead_of_trusting_the_wake(monkeypatch):
+    # The consumer relies on our membarrier (MEMBARRIER bit) and the call fails:
+    # its wake check is unordered, so a wake can be lost. The producer must poll.
+    buf, p, c = make_ring(64)
+    assert p.write(bytes(56))                             # full
+    monkeypatch.setattr(ring_mod, "heavy_barrier", lambda: False)
+    set_word(buf, layout.CONSUMER_FLAGS_OFFSET, layout.CONSUMER_ATTACHED |
+             layout.CONSUMER_MEMBARRIER)
+    t, results = _run_blocked(lambda: p.wait_writable(8, None), p)
+    set_word(buf, layout.TAIL_OFFSET, 64)                 # space freed, wake lost
+    _finish(t, p, results)
+
+
+def test_heavy_barrier_reports_failure(monkeypatch):
+    assert _fence.heavy_barrier() in (True, False)
+    monkeypatch.setattr(_fence._futex, "membarrier", lambda cmd: -38)  # -ENOSYS
+    assert _fence.heavy_barrier() is False
+
+
+@pytest.mark.skipif(not _futex.HAVE_FUTEX, reason="needs Linux membarrier")
+def test_private_expedited_fence_keeps_a_sibling_thread_also_after_fork():
+    # The weak-CPU full fence (exercised here on any Linux): membarrier
+    # PRIVATE_EXPEDITED only runs smp_mb() when the process has a second thread.
+    _fence._membarrier_fence()
+    if _fence._pe_state != 1:
+        pytest.skip("membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) is unavailable here")
+    assert _fence._sibling is not None and _fence._sibling.is_alive()
+    assert _futex.membarrier(_futex.MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0
+    import os
+    pid = os.fork()
+    if pid == 0:  # child: only the forking thread survives; the fence re-arms itself
+        code = 1
+        try:
+            if _fence._pe_state == 0:
+                _fence._membarrier_fence()
+                if _fence._pe_state == 1 and _fence._sibling is not None and \
+                        _fence._sibling.is_alive():
+                    code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
