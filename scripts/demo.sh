@@ -15,14 +15,14 @@
 #   --snapshot PATH  PNG of a received frame (default snapshot.png)
 #   --width/--height frame size (default 1920x1080)
 #   --name RING      ring name (default a unique demo-<pid>-<n>)
-#   --pattern P      videotestsrc pattern (default ball)
+#   --pattern P      videotestsrc pattern (default smpte, scrolling 8 pixels a frame)
 #   --no-deps        do not run scripts/deps.sh
 #   --no-build       use the build directory as it is (implies --no-deps)
 # Environment: SHMRING_BUILD_DIR (default build), PYTHON (default /usr/bin/python3).
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-frames=300 width=1920 height=1080 pattern=ball deps=1 build=1
+frames=300 width=1920 height=1080 pattern=smpte deps=1 build=1
 snapshot="snapshot.png"
 name="demo-$$-${RANDOM}"
 die() { echo "demo: $*" >&2; exit 1; }
@@ -93,7 +93,7 @@ trap 'exit 143' TERM
 
 caps="video/x-raw,format=BGR,width=$width,height=$height,framerate=30/1"
 echo "demo: ring '$name': $frames frames ${width}x${height} BGR at 30 frames/s"
-echo "  producer: gst-launch-1.0 -e videotestsrc pattern=$pattern is-live=true num-buffers=$frames ! $caps ! shmringsink shm-name=$name"
+echo "  producer: gst-launch-1.0 -e videotestsrc pattern=$pattern horizontal-speed=8 is-live=true num-buffers=$frames ! $caps ! shmringsink shm-name=$name"
 echo "  consumer: $python python/examples/consumer_demo.py --name $name --frames $frames --snapshot $snapshot"
 # Either order works; the consumer starts first so that its start-up (Python, numpy)
 # does not show up as latency of the first frames waiting in the ring.
@@ -106,7 +106,7 @@ ready="$log.ready"
 cpid=$!
 for _ in $(seq 100); do [[ -e "$ready" ]] || ! kill -0 "$cpid" 2>/dev/null && break; sleep 0.1; done
 (trap - EXIT INT TERM
- exec gst-launch-1.0 -e videotestsrc pattern="$pattern" is-live=true num-buffers="$frames" \
+ exec gst-launch-1.0 -e videotestsrc pattern="$pattern" horizontal-speed=8 is-live=true num-buffers="$frames" \
    ! "$caps" ! shmringsink shm-name="$name" >"$log" 2>&1) &
 gpid=$!
 
