@@ -362,18 +362,21 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
   }
 }
 
-// Writes the stream's caps if the ring does not carry them yet, or a consumer
-// attached since they were written (a receiver restarted mid-stream may have
-// missed them; a duplicate CAPS record is harmless).
+// Writes the stream's caps if the ring does not carry them yet, or if another
+// consumer replaced the one that was reading them (a receiver restarted mid-stream
+// missed them). The first consumer, attached before or after the CAPS record was
+// written, finds it in the ring: no second record for it. last_consumer_pid keeps
+// the last consumer seen (0 = none yet), not a momentary absence.
 static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
   if (self->caps_string == nullptr) return WriteResult::kWritten;  // no caps: opaque data
   shm::ByteRingBuffer* ring = self->producer->ring();
   const guint32 consumer_pid =
       (ring->ConsumerFlags() & shm::layout::kConsumerAttached) ? ring->ConsumerPid() : 0;
-  const bool new_consumer = consumer_pid != 0 && consumer_pid != self->last_consumer_pid;
+  const bool new_consumer = consumer_pid != 0 && self->last_consumer_pid != 0 &&
+                            consumer_pid != self->last_consumer_pid;
   if (self->written_caps_string != nullptr &&
       std::strcmp(self->written_caps_string, self->caps_string) == 0 && !new_consumer) {
-    self->last_consumer_pid = consumer_pid;
+    if (consumer_pid != 0) self->last_consumer_pid = consumer_pid;
     return WriteResult::kWritten;
   }
   shm::framing::Header h;
@@ -386,7 +389,7 @@ static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
     GST_DEBUG_OBJECT(self, "wrote caps %s", caps);
     g_free(self->written_caps_string);
     self->written_caps_string = g_strdup(caps);
-    self->last_consumer_pid = consumer_pid;
+    if (consumer_pid != 0) self->last_consumer_pid = consumer_pid;
   }
   return r;
 }

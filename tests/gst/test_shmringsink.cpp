@@ -1,6 +1,8 @@
 // shmringsink under GstHarness: the bytes it writes (golden vectors), caps
 // changes, oversize buffers, dropping when full, and unblocking a full ring.
 #include <gst/check/gstharness.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <gst/gst.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -329,6 +331,72 @@ TEST(ShmringSink, FlushUnblocksAFullRingAndStreamingGoesOn) {
   GstBuffer* b = gst_buffer_new_wrapped(g_strdup("after"), 5);
   EXPECT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
   reader.join();
+  gst_harness_teardown(h);
+}
+
+}  // namespace
+
+namespace {
+
+std::vector<shm::framing::Kind> Kinds(shm::ShmConsumer& c) {
+  std::vector<shm::framing::Kind> kinds;
+  std::vector<uint8_t> buf(c.capacity());
+  for (;;) {
+    const shm::ReadResult r = c.Read(buf.data(), static_cast<uint32_t>(buf.size()));
+    if (r.status != shm::Status::kOk) break;
+    kinds.push_back(Decode(std::vector<uint8_t>(buf.begin(), buf.begin() + r.len)).kind);
+  }
+  return kinds;
+}
+
+using K = shm::framing::Kind;
+
+// A receiver that attaches after the first buffers finds the CAPS record in the
+// ring: the sink must not write a second one for it.
+TEST(ShmringSink, LateFirstConsumerGetsOneCapsRecord) {
+  const std::string name = UniqueName("gsink-late");
+  GstHarness* h = NewSink(name, "capacity=8192");
+  gst_harness_set_src_caps_str(h, kGrayCaps);
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 1, 1, 1, 1, 1, 1, 1})), GST_FLOW_OK);
+  shm::ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  EXPECT_EQ(Kinds(c), (std::vector<K>{K::kCaps, K::kBuffer}));
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({2, 2, 2, 2, 2, 2, 2, 2})), GST_FLOW_OK);
+  EXPECT_EQ(Kinds(c), (std::vector<K>{K::kBuffer}));
+  gst_harness_teardown(h);
+}
+
+// A receiver that replaces one that already read the caps (a restart mid-stream)
+// gets the CAPS record again before the next buffer.
+TEST(ShmringSink, ReplacedConsumerGetsCapsAgain) {
+  const std::string name = UniqueName("gsink-again");
+  GstHarness* h = NewSink(name, "capacity=8192");
+  gst_harness_set_src_caps_str(h, kGrayCaps);
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 1, 1, 1, 1, 1, 1, 1})), GST_FLOW_OK);
+  int ready[2], go[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(go), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // the first receiver, in another process
+    shm::ShmConsumer c(name);
+    if (!c.IsValid() || Kinds(c) != std::vector<K>{K::kCaps, K::kBuffer}) _exit(2);
+    char b = 1;
+    if (write(ready[1], &b, 1) != 1 || read(go[0], &b, 1) != 1) _exit(3);
+    _exit(Kinds(c) == std::vector<K>{K::kBuffer} ? 0 : 4);
+  }
+  char b = 0;
+  ASSERT_EQ(read(ready[0], &b, 1), 1);
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({2, 2, 2, 2, 2, 2, 2, 2})), GST_FLOW_OK);
+  ASSERT_EQ(write(go[1], &b, 1), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the first receiver saw one CAPS record";
+  shm::ShmConsumer second(name);  // this process: another pid
+  ASSERT_TRUE(second.IsValid()) << second.error();
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({3, 3, 3, 3, 3, 3, 3, 3})), GST_FLOW_OK);
+  EXPECT_EQ(Kinds(second), (std::vector<K>{K::kCaps, K::kBuffer}));
   gst_harness_teardown(h);
 }
 
