@@ -111,8 +111,9 @@ double ShmringSmall(uint32_t capacity, uint64_t count, uint32_t msg, bool membar
           bad += seq != got;
           ++got;
         }
-        if (bad) std::fprintf(stderr, "shmring: %llu messages out of order\n",
-                              static_cast<unsigned long long>(bad));
+        if (bad)
+          std::fprintf(stderr, "shmring: %llu messages out of order\n",
+                       static_cast<unsigned long long>(bad));
         return std::chrono::duration<double>(Clock::now() - start).count();
       });
   munmap(ring.base, ring.size);
@@ -134,7 +135,8 @@ double BaselineSmall(uint32_t capacity, uint64_t count, uint32_t msg, size_t tai
         uint32_t h = 0, tail_cache = 0;
         std::vector<uint8_t> buf(msg, 0x5a);
         for (uint64_t i = 0; i < count; ++i) {
-          while (capacity - (h - tail_cache) < rec) tail_cache = tail->load(std::memory_order_acquire);
+          while (capacity - (h - tail_cache) < rec)
+            tail_cache = tail->load(std::memory_order_acquire);
           std::memcpy(buf.data(), &i, 8);
           uint8_t* at = data + (h & mask);
           std::memcpy(at, &msg, 4);
@@ -162,8 +164,9 @@ double BaselineSmall(uint32_t capacity, uint64_t count, uint32_t msg, size_t tai
           bad += seq != got;
           ++got;
         }
-        if (bad) std::fprintf(stderr, "baseline: %llu out of order\n",
-                              static_cast<unsigned long long>(bad));
+        if (bad)
+          std::fprintf(stderr, "baseline: %llu out of order\n",
+                       static_cast<unsigned long long>(bad));
         return std::chrono::duration<double>(Clock::now() - start).count();
       });
   munmap(ring.base, ring.size);
@@ -231,10 +234,14 @@ int main(int argc, char** argv) {
   std::string markdown;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--runs") runs = std::atoi(argv[i + 1]);
-    else if (a == "--small-count") small = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--frames") frames = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--markdown") markdown = argv[i + 1];
+    if (a == "--runs")
+      runs = std::atoi(argv[i + 1]);
+    else if (a == "--small-count")
+      small = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--frames")
+      frames = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--markdown")
+      markdown = argv[i + 1];
   }
   const uint32_t cap_small = 1u << 16, msg = 64 - 4;  // 64-byte records
   const uint32_t frame = 1920 * 1080 * 3, cap_frames = 1u << 26;
@@ -245,12 +252,17 @@ int main(int argc, char** argv) {
     double median = 0;
   };
   std::vector<Row> rows = {
-      {"shmring 64 B, membarrier", [&] { return ShmringSmall(cap_small, small, msg, true); }, "msg/s"},
-      {"shmring 64 B, full fence", [&] { return ShmringSmall(cap_small, small, msg, false); }, "msg/s"},
-      {"baseline 64 B, same layout", [&] { return BaselineSmall(cap_small, small, msg, 4); }, "msg/s"},
+      {"shmring 64 B, membarrier", [&] { return ShmringSmall(cap_small, small, msg, true); },
+       "msg/s"},
+      {"shmring 64 B, full fence", [&] { return ShmringSmall(cap_small, small, msg, false); },
+       "msg/s"},
+      {"baseline 64 B, same layout", [&] { return BaselineSmall(cap_small, small, msg, 4); },
+       "msg/s"},
       {"baseline 64 B, padded", [&] { return BaselineSmall(cap_small, small, msg, 128); }, "msg/s"},
-      {"shmring 1080p BGR frames", [&] { return ShmringFrames(cap_frames, frames, frame); }, "frames/s"},
-      {"memcpy 1080p BGR frames", [&] { return MemcpyFrames(cap_frames, frames, frame); }, "frames/s"},
+      {"shmring 1080p BGR frames", [&] { return ShmringFrames(cap_frames, frames, frame); },
+       "frames/s"},
+      {"memcpy 1080p BGR frames", [&] { return MemcpyFrames(cap_frames, frames, frame); },
+       "frames/s"},
   };
   for (auto& r : rows) {
     std::vector<double> v;

@@ -25,8 +25,10 @@ int main(int argc, char** argv) {
   long timeout_ms = 10000;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--name") name = argv[i + 1];
-    else if (a == "--timeout-ms") timeout_ms = std::atol(argv[i + 1]);
+    if (a == "--name")
+      name = argv[i + 1];
+    else if (a == "--timeout-ms")
+      timeout_ms = std::atol(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -38,8 +40,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cpp_consumer: %s\n", consumer.error().c_str());
     return 1;
   }
-  std::printf("cpp_consumer: attached to '%s' (capacity %u)\n", name.c_str(),
-              consumer.capacity());
+  std::printf("cpp_consumer: attached to '%s' (capacity %u)\n", name.c_str(), consumer.capacity());
   uint64_t expected = 0, bytes = 0;
   const auto start = std::chrono::steady_clock::now();
   for (;;) {

@@ -27,11 +27,16 @@ int main(int argc, char** argv) {
   long capacity = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--name") name = argv[i + 1];
-    else if (a == "--frames") frames = std::atol(argv[i + 1]);
-    else if (a == "--width") width = std::atol(argv[i + 1]);
-    else if (a == "--height") height = std::atol(argv[i + 1]);
-    else if (a == "--capacity") capacity = std::atol(argv[i + 1]);
+    if (a == "--name")
+      name = argv[i + 1];
+    else if (a == "--frames")
+      frames = std::atol(argv[i + 1]);
+    else if (a == "--width")
+      width = std::atol(argv[i + 1]);
+    else if (a == "--height")
+      height = std::atol(argv[i + 1]);
+    else if (a == "--capacity")
+      capacity = std::atol(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;

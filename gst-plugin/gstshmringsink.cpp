@@ -94,8 +94,8 @@ static void stream_times(GstBaseSink* bsink, GstBuffer* buffer, shm::framing::He
     if (!GST_CLOCK_TIME_IS_VALID(t)) return GST_CLOCK_TIME_NONE;
     guint64 rt = 0;
     // Before the segment start (a DTS ahead of B-frames, say): unknown.
-    return gst_segment_to_running_time_full(seg, GST_FORMAT_TIME, t, &rt) > 0
-               ? rt : GST_CLOCK_TIME_NONE;
+    return gst_segment_to_running_time_full(seg, GST_FORMAT_TIME, t, &rt) > 0 ? rt
+                                                                              : GST_CLOCK_TIME_NONE;
   };
   h->pts = running(pts);
   h->dts = running(dts);
@@ -283,14 +283,14 @@ static gboolean gst_shmring_sink_start(GstBaseSink* bsink) {
 
   auto producer = std::make_unique<shm::ShmProducer>(name, options);
   if (!producer->IsValid()) {
-    GST_ELEMENT_ERROR(self, RESOURCE, OPEN_WRITE,
-                      ("Could not create ring '%s'.", name.c_str()), ("%s (capacity %u, perms 0%o)",
-                      producer->error().c_str(), options.capacity, options.mode));
+    GST_ELEMENT_ERROR(
+        self, RESOURCE, OPEN_WRITE, ("Could not create ring '%s'.", name.c_str()),
+        ("%s (capacity %u, perms 0%o)", producer->error().c_str(), options.capacity, options.mode));
     return FALSE;
   }
-  GST_INFO_OBJECT(self, "created ring '%s': capacity %u bytes, generation %016" G_GINT64_MODIFIER
-                  "x", name.c_str(), producer->capacity(),
-                  static_cast<guint64>(producer->generation()));
+  GST_INFO_OBJECT(self,
+                  "created ring '%s': capacity %u bytes, generation %016" G_GINT64_MODIFIER "x",
+                  name.c_str(), producer->capacity(), static_cast<guint64>(producer->generation()));
 
   g_clear_pointer(&self->written_caps_string, g_free);
   self->last_consumer_pid = 0;
@@ -325,9 +325,9 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
         ("A %s of %" G_GSIZE_FORMAT " bytes does not fit in ring '%s' of %u bytes.", what,
          body_size, producer->name().c_str(), producer->capacity()),
         ("the message needs %" G_GUINT64_FORMAT " bytes (%u-byte header + body) but the largest "
-         "message a %u-byte ring holds is %u bytes: raise the capacity property to at least %"
-         G_GUINT64_FORMAT, len64, shm::framing::kHeaderSize, producer->capacity(),
-         producer->MaxMessageSize(),
+         "message a %u-byte ring holds is %u bytes: raise the capacity property to at least "
+         "%" G_GUINT64_FORMAT,
+         len64, shm::framing::kHeaderSize, producer->capacity(), producer->MaxMessageSize(),
          len64 + shm::layout::kLenSize));
     return WriteResult::kError;
   }
@@ -355,8 +355,7 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
       default:
         GST_ELEMENT_ERROR(self, RESOURCE, WRITE,
                           ("Could not write to ring '%s'.", producer->name().c_str()),
-                          ("writing a %u-byte %s message: %s", len, what,
-                           shm::StatusName(st)));
+                          ("writing a %u-byte %s message: %s", len, what, shm::StatusName(st)));
         return WriteResult::kError;
     }
   }
@@ -372,8 +371,8 @@ static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
   shm::ByteRingBuffer* ring = self->producer->ring();
   const guint32 consumer_pid =
       (ring->ConsumerFlags() & shm::layout::kConsumerAttached) ? ring->ConsumerPid() : 0;
-  const bool new_consumer = consumer_pid != 0 && self->last_consumer_pid != 0 &&
-                            consumer_pid != self->last_consumer_pid;
+  const bool new_consumer =
+      consumer_pid != 0 && self->last_consumer_pid != 0 && consumer_pid != self->last_consumer_pid;
   if (self->written_caps_string != nullptr &&
       std::strcmp(self->written_caps_string, self->caps_string) == 0 && !new_consumer) {
     if (consumer_pid != 0) self->last_consumer_pid = consumer_pid;
@@ -396,9 +395,9 @@ static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
 
 static GstFlowReturn drop_buffer(GstShmringSink* self, GstBuffer* buffer) {
   self->producer->CountDropped(1);
-  GST_LOG_OBJECT(self, "ring full: dropped buffer %" GST_TIME_FORMAT " (%" G_GUINT64_FORMAT
-                 " dropped so far)", GST_TIME_ARGS(GST_BUFFER_PTS(buffer)),
-                 static_cast<guint64>(self->producer->Dropped()));
+  GST_LOG_OBJECT(
+      self, "ring full: dropped buffer %" GST_TIME_FORMAT " (%" G_GUINT64_FORMAT " dropped so far)",
+      GST_TIME_ARGS(GST_BUFFER_PTS(buffer)), static_cast<guint64>(self->producer->Dropped()));
   return GST_FLOW_OK;
 }
 

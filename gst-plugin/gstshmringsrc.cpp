@@ -63,13 +63,13 @@ struct Message {
 
 // Streaming-thread state, reset by start/stop.
 struct SrcState {
-  std::shared_ptr<RingSession> session;  // also read by unlock (OBJECT_LOCK)
+  std::shared_ptr<RingSession> session;    // also read by unlock (OBJECT_LOCK)
   std::deque<shm::MessageView> lookahead;  // acquired, not yet processed (latest mode)
-  GstCaps* pending_caps = nullptr;  // from a CAPS record; set before the next buffer
-  bool need_segment = true;         // the next buffer starts a new segment
-  bool discont = false;             // the next buffer follows skipped ones
+  GstCaps* pending_caps = nullptr;         // from a CAPS record; set before the next buffer
+  bool need_segment = true;                // the next buffer starts a new segment
+  bool discont = false;                    // the next buffer follows skipped ones
   bool warned_no_caps = false;
-  GstClockTime running_end = 0;     // running time at the end of the last buffer
+  GstClockTime running_end = 0;  // running time at the end of the last buffer
 
   void Reset() {
     if (session) session->Detach();
@@ -209,8 +209,8 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_SKIPPED,
       g_param_spec_uint64("skipped", "Skipped buffers",
-                          "Buffers skipped so far to catch up with the sender (latest=true)",
-                          0, G_MAXUINT64, 0,
+                          "Buffers skipped so far to catch up with the sender (latest=true)", 0,
+                          G_MAXUINT64, 0,
                           static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   gst_element_class_add_static_pad_template(element_class, &src_template);
@@ -374,24 +374,26 @@ static GstFlowReturn open_ring(GstShmringSrc* self) {
       if (pid != 0 && !shm::ProcessAlive(pid)) {
         // Left behind by a sender that is gone: wait for a new one to replace it.
         if (stale_pid != pid) {
-          GST_INFO_OBJECT(self, "ring '%s' is stale (producer pid %u is gone); waiting for a "
-                          "new producer", name.c_str(), pid);
+          GST_INFO_OBJECT(self,
+                          "ring '%s' is stale (producer pid %u is gone); waiting for a "
+                          "new producer",
+                          name.c_str(), pid);
           stale_pid = pid;
         }
       } else {
         const uint32_t profile = consumer->profile();
-        if (profile != shm::layout::kProfileGstFraming &&
-            profile != shm::layout::kProfileOpaque) {
-          GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
-                            ("Ring '%s' uses a framing this version does not understand.",
-                             name.c_str()),
-                            ("profile %u; this build reads profiles 0 and 1", profile));
+        if (profile != shm::layout::kProfileGstFraming && profile != shm::layout::kProfileOpaque) {
+          GST_ELEMENT_ERROR(
+              self, RESOURCE, OPEN_READ,
+              ("Ring '%s' uses a framing this version does not understand.", name.c_str()),
+              ("profile %u; this build reads profiles 0 and 1", profile));
           return GST_FLOW_ERROR;
         }
         if (profile == shm::layout::kProfileOpaque && !have_caps) {
           GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
                             ("Ring '%s' carries opaque messages without caps: set the caps "
-                             "property to say what they are.", name.c_str()),
+                             "property to say what they are.",
+                             name.c_str()),
                             ("profile 0 ring (written by a plain ShmProducer), e.g. "
                              "caps=\"video/x-raw,format=GRAY8,width=640,height=480,"
                              "framerate=30/1\""));
@@ -403,7 +405,8 @@ static GstFlowReturn open_ring(GstShmringSrc* self) {
         session->SetStallCallback([self, name] {
           GST_ELEMENT_WARNING(self, RESOURCE, BUSY,
                               ("Downstream holds buffers of ring '%s' and the sender is "
-                               "waiting for that space.", name.c_str()),
+                               "waiting for that space.",
+                               name.c_str()),
                               ("zero-copy buffers are freed in ring order; an element that "
                                "keeps many frames stalls the sender: set zero-copy=false"));
         });
@@ -431,7 +434,8 @@ static GstFlowReturn open_ring(GstShmringSrc* self) {
                         ("No sender created ring '%s' within %.3f s.", name.c_str(),
                          static_cast<double>(timeout) / GST_SECOND),
                         ("waited for a shmringsink (or ShmProducer) with shm-name=%s; "
-                         "timeout=0 waits forever", name.c_str()));
+                         "timeout=0 waits forever",
+                         name.c_str()));
       return GST_FLOW_ERROR;
     }
     if (!logged_wait) {
@@ -481,8 +485,8 @@ static bool take_caps(GstShmringSrc* self, const Message& m) {
   std::string text(reinterpret_cast<const char*>(m.body), m.body_len);
   GstCaps* caps = gst_caps_from_string(text.c_str());
   if (caps == nullptr || !gst_caps_is_fixed(caps)) {
-    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
-                      ("The sender's caps cannot be used."), ("caps record \"%s\"", text.c_str()));
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT, ("The sender's caps cannot be used."),
+                      ("caps record \"%s\"", text.c_str()));
     gst_clear_caps(&caps);
     return false;
   }
@@ -506,7 +510,8 @@ static GstFlowReturn ensure_caps(GstShmringSrc* self) {
     GST_OBJECT_UNLOCK(self);
     if (want == nullptr) {
       if (!st->warned_no_caps) {
-        GST_WARNING_OBJECT(self, "skipping buffers until the stream's caps arrive (joined "
+        GST_WARNING_OBJECT(self,
+                           "skipping buffers until the stream's caps arrive (joined "
                            "mid-stream); set the caps property to use them at once");
         st->warned_no_caps = true;
       }
@@ -517,8 +522,7 @@ static GstFlowReturn ensure_caps(GstShmringSrc* self) {
   if (want != nullptr && (current == nullptr || !gst_caps_is_equal(want, current))) {
     GST_INFO_OBJECT(self, "caps %" GST_PTR_FORMAT, want);
     if (!gst_base_src_set_caps(bsrc, want)) {
-      GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
-                        ("Downstream does not accept the sender's caps."),
+      GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Downstream does not accept the sender's caps."),
                         ("caps %" GST_PTR_FORMAT, want));
       ret = GST_FLOW_NOT_NEGOTIATED;
     }
@@ -577,8 +581,8 @@ static bool skip_to_latest(GstShmringSrc* self, Message* m) {
 
 // Copies a body, or with zero-copy=true wraps it (copying anyway when more than
 // half the ring is held downstream).
-static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v,
-                              const uint8_t* body, uint32_t len) {
+static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v, const uint8_t* body,
+                              uint32_t len) {
   const std::shared_ptr<RingSession>& session = self->st->session;
   if (len == 0) {
     session->Release(v.end);
@@ -594,9 +598,8 @@ static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v,
     return buf;
   }
   auto* ref = new RingRef{session, v.end};
-  return gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY,
-                                     const_cast<uint8_t*>(body), len, 0, len, ref,
-                                     release_ring_ref);
+  return gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, const_cast<uint8_t*>(body), len, 0,
+                                     len, ref, release_ring_ref);
 }
 
 // Segment for the first buffer of a stream: starts at its timestamp, so that
@@ -641,8 +644,8 @@ static void stamp(GstShmringSrc* self, GstBuffer* buf, const shm::framing::Heade
   if (GST_CLOCK_TIME_IS_VALID(end)) {
     if (GST_BUFFER_DURATION_IS_VALID(buf)) end += GST_BUFFER_DURATION(buf);
     GST_OBJECT_LOCK(self);
-    const guint64 rt = gst_segment_to_running_time(&GST_BASE_SRC(self)->segment,
-                                                   GST_FORMAT_TIME, end);
+    const guint64 rt =
+        gst_segment_to_running_time(&GST_BASE_SRC(self)->segment, GST_FORMAT_TIME, end);
     GST_OBJECT_UNLOCK(self);
     if (GST_CLOCK_TIME_IS_VALID(rt)) st->running_end = std::max(st->running_end, rt);
   }
@@ -679,10 +682,10 @@ static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
       }
       if (s == shm::Status::kPeerDead) {
         GST_ELEMENT_ERROR(self, RESOURCE, READ,
-                          ("The sender of ring '%s' died without ending the stream.",
-                           name.c_str()),
+                          ("The sender of ring '%s' died without ending the stream.", name.c_str()),
                           ("producer pid %u is gone and the ring is not CLOSED; set "
-                           "reconnect=true to wait for a restarted sender", pid));
+                           "reconnect=true to wait for a restarted sender",
+                           pid));
       } else {
         GST_ELEMENT_ERROR(self, RESOURCE, READ,
                           ("Ring '%s' was re-created by another sender.", name.c_str()),
@@ -691,8 +694,7 @@ static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
       }
       return GST_FLOW_ERROR;
     case shm::Status::kCorrupt:
-      GST_ELEMENT_ERROR(self, RESOURCE, READ,
-                        ("Ring '%s' holds a corrupt record.", name.c_str()),
+      GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Ring '%s' holds a corrupt record.", name.c_str()),
                         ("%s", st->session->error().c_str()));
       return GST_FLOW_ERROR;
     default:

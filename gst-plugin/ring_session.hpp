@@ -86,11 +86,11 @@ class RingSession {
   bool in_wait_ = false;          // streaming thread is in WaitReadable (mu_)
   bool pending_release_ = false;  // a release arrived during the wait (mu_)
   uint32_t pending_release_to_ = 0;
-  bool detached_ = false;         // (mu_)
-  bool stall_reported_ = false;   // streaming thread
+  bool detached_ = false;        // (mu_)
+  bool stall_reported_ = false;  // streaming thread
   std::function<void()> on_stall_;
 
-  shm::Interrupter wake_;               // wakes WaitReadable: unlock or a parked release
+  shm::Interrupter wake_;                 // wakes WaitReadable: unlock or a parked release
   std::atomic<bool> interrupted_{false};  // Interrupt() requested (vs. a release kick)
   std::atomic<int> kicks_in_flight_{0};   // Release() threads inside wake_.Interrupt()
 };

@@ -63,7 +63,8 @@ std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_
     return "segment size " + std::to_string(total_size) + " is smaller than the " +
            std::to_string(kHeaderSize) + "-byte header";
   }
-  const uint32_t magic = atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + kMagicOffset));
+  const uint32_t magic =
+      atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + kMagicOffset));
   if (magic == 0) return "magic is 0: the segment is not initialized yet";
   if (magic != kMagic) {
     char hex[16];
@@ -83,8 +84,7 @@ std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_
   }
   const uint32_t capacity = LoadU32(base + kCapacityOffset);
   if (!IsValidCapacity(capacity)) {
-    return "capacity " + std::to_string(capacity) +
-           " is not a power of two between 64 and 2^31";
+    return "capacity " + std::to_string(capacity) + " is not a power of two between 64 and 2^31";
   }
   if (uint64_t{kHeaderSize} + capacity > total_size) {
     return "capacity " + std::to_string(capacity) + " does not fit the segment size " +
@@ -95,8 +95,8 @@ std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_
 }
 
 std::string ByteRingBuffer::Initialize(void* base_ptr, uint64_t total_size, uint32_t capacity,
-                                       uint32_t profile, uint64_t generation,
-                                       uint32_t start_index, uint32_t producer_pid) {
+                                       uint32_t profile, uint64_t generation, uint32_t start_index,
+                                       uint32_t producer_pid) {
   auto* base = static_cast<uint8_t*>(base_ptr);
   if (!IsValidCapacity(capacity)) {
     return "capacity " + std::to_string(capacity) + " is not a power of two between 64 and 2^31";
@@ -136,7 +136,7 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
   light_fences_ = wait::UseMembarrier();
   if (is_producer_) {
     head_ = atomics::LoadRelaxed(word(kHeadOffset));  // own word
-    if (head_ % kRecordAlign != 0) {  // would make us write across the end
+    if (head_ % kRecordAlign != 0) {                  // would make us write across the end
       error_ = "head " + std::to_string(head_) + " is not a multiple of 8";
       return;
     }
@@ -385,8 +385,8 @@ Status ByteRingBuffer::NextRecord(uint32_t from, MessageView* out) {
       continue;
     }
     if (len > kMaxValidLen) {
-      error_ = "record at offset " + std::to_string(pos) + " has invalid len " +
-               std::to_string(len);
+      error_ =
+          "record at offset " + std::to_string(pos) + " has invalid len " + std::to_string(len);
       return Status::kCorrupt;
     }
     const uint64_t record = RecordSize(len);
@@ -503,9 +503,7 @@ void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {
 
 // ---- header looks -------------------------------------------------------------
 
-bool ByteRingBuffer::ProducerClosed() const {
-  return (ProducerFlags() & kProducerClosed) != 0;
-}
+bool ByteRingBuffer::ProducerClosed() const { return (ProducerFlags() & kProducerClosed) != 0; }
 uint32_t ByteRingBuffer::ProducerFlags() const {
   return atomics::LoadAcquire(word(kProducerFlagsOffset));
 }

@@ -32,8 +32,8 @@ std::string OsError(const char* call, const std::string& what) {
 }
 
 bool NameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '.' || c == '_' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
 }
 
 }  // namespace
@@ -154,8 +154,7 @@ SharedMemory::SharedMemory(const std::string& name, size_t size, bool create, bo
     }
     real = static_cast<size_t>(st.st_size);
   }
-  void* p = real == 0 ? MAP_FAILED
-                      : mmap(nullptr, real, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* p = real == 0 ? MAP_FAILED : mmap(nullptr, real, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) {
     error_ = real == 0 ? "segment " + os + " has size 0" : OsErr("mmap", os);
     close(fd);
@@ -261,8 +260,7 @@ double SharedMemory::AgeSeconds(const std::string& name) {
 #endif
 }
 
-long SharedMemory::PeekHeader(const std::string& name, void* out, size_t len,
-                              std::string* error) {
+long SharedMemory::PeekHeader(const std::string& name, void* out, size_t len, std::string* error) {
   std::string bad = ValidateName(name);
   if (!bad.empty()) {
     if (error) *error = bad;

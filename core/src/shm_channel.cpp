@@ -1,13 +1,13 @@
 #include "shm/shm_channel.hpp"
 
-#include "atomics.hpp"
-
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <thread>
+
+#include "atomics.hpp"
 
 #ifdef _WIN32
 #ifndef WIN32_LEAN_AND_MEAN
@@ -52,8 +52,7 @@ int64_t ElapsedNs(Clock::time_point start) {
 // The header of segment `name` read without mapping it; false when absent.
 bool ReadHeader(const std::string& name, uint8_t (&hdr)[layout::kHeaderSize]) {
   std::memset(hdr, 0, sizeof hdr);
-  return SharedMemory::PeekHeader(name, hdr, sizeof hdr, nullptr) ==
-         static_cast<long>(sizeof hdr);
+  return SharedMemory::PeekHeader(name, hdr, sizeof hdr, nullptr) == static_cast<long>(sizeof hdr);
 }
 
 template <typename T>
@@ -178,7 +177,8 @@ bool ShmProducer::Create(const ProducerOptions& options) {
         return false;
       }
     } else {
-      error_ = "segment '" + name_ + "' exists and is not a shmring ring (magic mismatch); "
+      error_ = "segment '" + name_ +
+               "' exists and is not a shmring ring (magic mismatch); "
                "remove it first";
       return false;
     }
@@ -280,8 +280,8 @@ bool ShmConsumer::Claim(const uint8_t* base) {
     close(fd);
     if (e == EWOULDBLOCK) {
       error_ = "ring '" + name_ + "' already has a consumer (pid " +
-               std::to_string(atomics::LoadRelaxed(reinterpret_cast<const uint32_t*>(
-                   base + layout::kConsumerPidOffset))) +
+               std::to_string(atomics::LoadRelaxed(
+                   reinterpret_cast<const uint32_t*>(base + layout::kConsumerPidOffset))) +
                "); a ring has one consumer";
       return false;
     }
@@ -342,11 +342,10 @@ bool ShmConsumer::Open(int64_t open_timeout_ns) {
       }
       // magic 0 in a full-size header: created but not initialized yet; anything else
       // (a segment smaller than the header can never become valid) is refused at once.
-      const uint32_t magic =
-          mem->size() >= layout::kHeaderSize
-              ? atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(
-                    static_cast<uint8_t*>(mem->data()) + layout::kMagicOffset))
-              : 1;
+      const uint32_t magic = mem->size() >= layout::kHeaderSize
+                                 ? atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(
+                                       static_cast<uint8_t*>(mem->data()) + layout::kMagicOffset))
+                                 : 1;
       error_ = "ring '" + name_ + "' is not usable: " + bad;
       if (magic != 0) {
         open_status_ = Status::kInvalid;
@@ -409,7 +408,7 @@ Status ShmConsumer::WaitForMessage(int64_t timeout_ns, bool acquire, MessageView
     if (s == Status::kOk) {
       return acquire ? ring_->Acquire(out) : ring_->Peek(out);
     }
-    if (s != Status::kTimeout) return s;  // kClosed, kCorrupt, kInterrupted
+    if (s != Status::kTimeout) return s;         // kClosed, kCorrupt, kInterrupted
     if (timeout_ns == 0) return Status::kEmpty;  // non-blocking: no liveness look
     const Status peer = CheckProducer();
     if (peer == Status::kPeerDead || peer == Status::kReplaced) {

@@ -127,8 +127,8 @@ TEST(GoldenVectors, Profile1Ring) {
   Image img(512);
   ASSERT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), 512, 1, 0x0123456789ABCDEFull), "");
   ByteRingBuffer p(img.data(), img.size(), true);
-  for (const auto& m : {Message(CapsHeader(), kCaps), Message(BufferHeader(), kBody8),
-                        Message(EosHeader(), "")}) {
+  for (const auto& m :
+       {Message(CapsHeader(), kCaps), Message(BufferHeader(), kBody8), Message(EosHeader(), "")}) {
     ASSERT_TRUE(p.Write(m.data(), static_cast<uint32_t>(m.size())));
   }
   img.bytes[layout::kProducerFlagsOffset] &= ~layout::kProducerMembarrier;

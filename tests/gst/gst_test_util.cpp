@@ -20,8 +20,7 @@ class GstEnvironment : public ::testing::Environment {
  public:
   void SetUp() override { gst_init(nullptr, nullptr); }
 };
-::testing::Environment* const gst_env =
-    ::testing::AddGlobalTestEnvironment(new GstEnvironment);
+::testing::Environment* const gst_env = ::testing::AddGlobalTestEnvironment(new GstEnvironment);
 
 }  // namespace
 
@@ -73,8 +72,8 @@ std::vector<uint8_t> CapsMessage(const std::string& caps) {
 }
 
 std::vector<uint8_t> BufferMessage(const std::vector<uint8_t>& body, uint64_t pts,
-                                   uint64_t duration, uint32_t flags, uint64_t dts,
-                                   uint64_t offset, uint64_t offset_end) {
+                                   uint64_t duration, uint32_t flags, uint64_t dts, uint64_t offset,
+                                   uint64_t offset_end) {
   shm::framing::Header h;
   h.kind = shm::framing::Kind::kBuffer;
   h.pts = pts;

@@ -26,8 +26,8 @@ void UnlinkRing(const std::string& name);
 std::vector<uint8_t> Message(const shm::framing::Header& h, const void* body, size_t len);
 std::vector<uint8_t> CapsMessage(const std::string& caps);
 std::vector<uint8_t> BufferMessage(const std::vector<uint8_t>& body, uint64_t pts,
-                                   uint64_t duration = shm::framing::kTimeNone,
-                                   uint32_t flags = 0, uint64_t dts = shm::framing::kTimeNone,
+                                   uint64_t duration = shm::framing::kTimeNone, uint32_t flags = 0,
+                                   uint64_t dts = shm::framing::kTimeNone,
                                    uint64_t offset = shm::framing::kOffsetNone,
                                    uint64_t offset_end = shm::framing::kOffsetNone);
 std::vector<uint8_t> EosMessage();

@@ -1,11 +1,11 @@
 // shmringsink under GstHarness: the bytes it writes (golden vectors), caps
 // changes, oversize buffers, dropping when full, and unblocking a full ring.
 #include <gst/check/gstharness.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <gst/gst.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <string>
@@ -62,8 +62,8 @@ shm::framing::Header Decode(const std::vector<uint8_t>& m, std::string* body = n
   const uint8_t* b = nullptr;
   uint32_t n = 0;
   const char* err = nullptr;
-  EXPECT_TRUE(shm::framing::DecodeMessage(m.data(), static_cast<uint32_t>(m.size()), &h, &b,
-                                          &n, &err));
+  EXPECT_TRUE(
+      shm::framing::DecodeMessage(m.data(), static_cast<uint32_t>(m.size()), &h, &b, &n, &err));
   if (body != nullptr) body->assign(reinterpret_cast<const char*>(b), n);
   return h;
 }

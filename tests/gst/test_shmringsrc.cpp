@@ -31,10 +31,12 @@ using gsttest::Pattern;
 using gsttest::Put;
 using gsttest::UniqueName;
 
-constexpr const char* kCapsA = "video/x-raw, format=(string)GRAY8, width=(int)4, height=(int)2, "
-                               "framerate=(fraction)30/1";
-constexpr const char* kCapsB = "video/x-raw, format=(string)GRAY8, width=(int)2, height=(int)2, "
-                               "framerate=(fraction)30/1";
+constexpr const char* kCapsA =
+    "video/x-raw, format=(string)GRAY8, width=(int)4, height=(int)2, "
+    "framerate=(fraction)30/1";
+constexpr const char* kCapsB =
+    "video/x-raw, format=(string)GRAY8, width=(int)2, height=(int)2, "
+    "framerate=(fraction)30/1";
 
 shm::ShmProducer* NewProducer(const std::string& name, uint32_t capacity,
                               uint32_t profile = shm::layout::kProfileGstFraming) {
@@ -105,8 +107,8 @@ TEST(ShmringSrc, Profile1CapsBuffersTimestampsAndEos) {
   Put(*p, CapsMessage(kCapsA));
   Put(*p, BufferMessage(Pattern(8, 1), GST_SECOND, 33333333, GST_BUFFER_FLAG_DISCONT,
                         GST_SECOND - 10, 7, 8));
-  Put(*p, BufferMessage(Pattern(8, 2), GST_SECOND + 33333333, 33333333,
-                        GST_BUFFER_FLAG_DELTA_UNIT));
+  Put(*p,
+      BufferMessage(Pattern(8, 2), GST_SECOND + 33333333, 33333333, GST_BUFFER_FLAG_DELTA_UNIT));
   Put(*p, CapsMessage(kCapsB));
   Put(*p, BufferMessage(Pattern(4, 3), GST_SECOND + 66666666, 33333333));
   Put(*p, EosMessage());
@@ -187,8 +189,9 @@ TEST(ShmringSrc, Profile0UsesTheCapsProperty) {
   }
   GstEvent* caps = PullEvent(h, GST_EVENT_CAPS);
   ASSERT_NE(caps, nullptr);
-  EXPECT_EQ(CapsOf(caps), "video/x-raw, format=(string)GRAY8, width=(int)2, height=(int)2, "
-                          "framerate=(fraction)1/1");
+  EXPECT_EQ(CapsOf(caps),
+            "video/x-raw, format=(string)GRAY8, width=(int)2, height=(int)2, "
+            "framerate=(fraction)1/1");
   GstEvent* eos = PullEvent(h, GST_EVENT_EOS);
   EXPECT_NE(eos, nullptr);
   gst_clear_event(&caps);
@@ -300,9 +303,11 @@ TEST(ShmringSrc, ZeroCopyBuffersReleaseTheRingInOrder) {
   ASSERT_NE(b[5], nullptr);
   EXPECT_EQ(p->ring()->LoadTail(), head[0]) << "buffer 1 still holds the ring";
   gst_buffer_unref(b[1]);
-  while (p->ring()->LoadTail() != head[2]) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (p->ring()->LoadTail() != head[2])
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   for (int i : {3, 4, 5}) gst_buffer_unref(b[i]);
-  while (p->ring()->LoadTail() != head[5]) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (p->ring()->LoadTail() != head[5])
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   gst_harness_teardown(h);
 }
 
@@ -314,7 +319,8 @@ TEST(ShmringSrc, BuffersHeldDownstreamDoNotStallTheRingByDefault) {
   constexpr int kCount = 30;
   std::thread writer([&] {
     Put(*p, CapsMessage(kCapsA));
-    for (int i = 0; i < kCount; ++i) Put(*p, BufferMessage(Pattern(1000, static_cast<uint8_t>(i)), i));
+    for (int i = 0; i < kCount; ++i)
+      Put(*p, BufferMessage(Pattern(1000, static_cast<uint8_t>(i)), i));
     Put(*p, EosMessage());
   });
   GstHarness* h = NewSrc(name);
@@ -340,7 +346,8 @@ TEST(ShmringSrc, ZeroCopyStallIsReportedAndEndsWhenBuffersAreFreed) {
   constexpr int kCount = 10;
   std::thread writer([&] {
     Put(*p, CapsMessage(kCapsA));
-    for (int i = 0; i < kCount; ++i) Put(*p, BufferMessage(Pattern(1000, static_cast<uint8_t>(i)), i));
+    for (int i = 0; i < kCount; ++i)
+      Put(*p, BufferMessage(Pattern(1000, static_cast<uint8_t>(i)), i));
     Put(*p, EosMessage());
   });
   GstHarness* h = NewSrc(name, "zero-copy=true");

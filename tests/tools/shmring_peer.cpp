@@ -51,7 +51,8 @@ void InitCrc() {
     g_crc[0][i] = c;
   }
   for (uint32_t i = 0; i < 256; ++i) {
-    for (int s = 1; s < 8; ++s) g_crc[s][i] = (g_crc[s - 1][i] >> 8) ^ g_crc[0][g_crc[s - 1][i] & 0xff];
+    for (int s = 1; s < 8; ++s)
+      g_crc[s][i] = (g_crc[s - 1][i] >> 8) ^ g_crc[0][g_crc[s - 1][i] & 0xff];
   }
 }
 
@@ -125,19 +126,32 @@ Args Parse(int argc, char** argv) {
     if (i + 1 >= argc) Usage(("missing value for " + k).c_str());
     const char* v = argv[++i];
     const uint64_t u = std::strtoull(v, nullptr, 0);
-    if (k == "--count") a.count = u;
-    else if (k == "--seed") a.seed = u;
-    else if (k == "--max-size") a.max_size = static_cast<uint32_t>(u);
-    else if (k == "--min-size") a.min_size = static_cast<uint32_t>(u);
-    else if (k == "--capacity") a.capacity = static_cast<uint32_t>(u);
-    else if (k == "--start-index") a.start_index = static_cast<uint32_t>(u);
-    else if (k == "--timeout-ms") a.timeout_ms = static_cast<int64_t>(u);
-    else if (k == "--wait-consumer-ms") a.wait_consumer_ms = static_cast<int64_t>(u);
-    else if (k == "--caps-change-at") a.caps_change_at = static_cast<int64_t>(u);
-    else if (k == "--width") a.width = static_cast<uint32_t>(u);
-    else if (k == "--height") a.height = static_cast<uint32_t>(u);
-    else if (k == "--format") a.format = v;
-    else Usage(("unknown option " + k).c_str());
+    if (k == "--count")
+      a.count = u;
+    else if (k == "--seed")
+      a.seed = u;
+    else if (k == "--max-size")
+      a.max_size = static_cast<uint32_t>(u);
+    else if (k == "--min-size")
+      a.min_size = static_cast<uint32_t>(u);
+    else if (k == "--capacity")
+      a.capacity = static_cast<uint32_t>(u);
+    else if (k == "--start-index")
+      a.start_index = static_cast<uint32_t>(u);
+    else if (k == "--timeout-ms")
+      a.timeout_ms = static_cast<int64_t>(u);
+    else if (k == "--wait-consumer-ms")
+      a.wait_consumer_ms = static_cast<int64_t>(u);
+    else if (k == "--caps-change-at")
+      a.caps_change_at = static_cast<int64_t>(u);
+    else if (k == "--width")
+      a.width = static_cast<uint32_t>(u);
+    else if (k == "--height")
+      a.height = static_cast<uint32_t>(u);
+    else if (k == "--format")
+      a.format = v;
+    else
+      Usage(("unknown option " + k).c_str());
   }
   return a;
 }
@@ -182,8 +196,8 @@ int Produce(const Args& a) {
     uint8_t* out = nullptr;
     const shm::Status s = p->Reserve(n, &out, shm::kForever);
     if (s != shm::Status::kOk) {
-      std::fprintf(stderr, "shmring_peer: reserve of message %" PRIu64 " (%u bytes): %s\n", seq,
-                   n, shm::StatusName(s));
+      std::fprintf(stderr, "shmring_peer: reserve of message %" PRIu64 " (%u bytes): %s\n", seq, n,
+                   shm::StatusName(s));
       return 1;
     }
     uint32_t crc = 0;
@@ -216,8 +230,8 @@ int Consume(const Args& a) {
     shm::MessageView v;
     const shm::Status s = c.PeekFor(&v, timeout_ns);
     if (s != shm::Status::kOk) {
-      std::fprintf(stderr, "shmring_peer: message %" PRIu64 ": %s %s\n", seq,
-                   shm::StatusName(s), c.ring() ? c.ring()->error().c_str() : "");
+      std::fprintf(stderr, "shmring_peer: message %" PRIu64 ": %s %s\n", seq, shm::StatusName(s),
+                   c.ring() ? c.ring()->error().c_str() : "");
       return 1;
     }
     const uint32_t crc = v.len > 16 ? Crc32(v.data + 16, v.len - 16) : 0;
@@ -228,8 +242,8 @@ int Consume(const Args& a) {
       uint64_t got_seq = 0;
       std::memcpy(&got_seq, v.data, v.len < 8 ? v.len : 8);
       std::fprintf(stderr,
-                   "shmring_peer: message %" PRIu64 " (%u bytes) does not verify (seq field %" PRIu64
-                   ", crc of body 0x%08x)\n",
+                   "shmring_peer: message %" PRIu64
+                   " (%u bytes) does not verify (seq field %" PRIu64 ", crc of body 0x%08x)\n",
                    seq, v.len, got_seq, crc);
       return 1;
     }
@@ -240,7 +254,8 @@ int Consume(const Args& a) {
     std::vector<uint8_t> extra(c.capacity());
     const shm::ReadResult r = c.ReadFor(extra.data(), c.capacity(), timeout_ns);
     if (r.status != shm::Status::kClosed) {
-      std::fprintf(stderr, "shmring_peer: after %" PRIu64 " messages expected end of stream, got %s\n",
+      std::fprintf(stderr,
+                   "shmring_peer: after %" PRIu64 " messages expected end of stream, got %s\n",
                    a.count, shm::StatusName(r.status));
       return 1;
     }
@@ -284,12 +299,13 @@ int ProduceFrames(const Args& a) {
   std::vector<uint8_t> frame;
   for (uint64_t i = 0; i < a.count; ++i) {
     const uint32_t w = (a.caps_change_at >= 0 && static_cast<int64_t>(i) >= a.caps_change_at)
-                           ? a.width / 2 : a.width;
+                           ? a.width / 2
+                           : a.width;
     if (w != width) {
       width = w;
-      const std::string caps = "video/x-raw, format=(string)" + a.format +
-                               ", width=(int)" + std::to_string(w) + ", height=(int)" +
-                               std::to_string(a.height) + ", framerate=(fraction)30/1";
+      const std::string caps = "video/x-raw, format=(string)" + a.format + ", width=(int)" +
+                               std::to_string(w) + ", height=(int)" + std::to_string(a.height) +
+                               ", framerate=(fraction)30/1";
       shm::framing::Header h;
       h.kind = shm::framing::Kind::kCaps;
       h.send_time_ns = shm::framing::MonotonicNowNs();

@@ -36,8 +36,8 @@ class ByteRingBuffer {
   // non-zero only as a test hook for the 2^32 index wrap). Returns "" or the reason
   // it refused.
   static std::string Initialize(void* base, uint64_t total_size, uint32_t capacity,
-                                uint32_t profile, uint64_t generation,
-                                uint32_t start_index = 0, uint32_t producer_pid = 0);
+                                uint32_t profile, uint64_t generation, uint32_t start_index = 0,
+                                uint32_t producer_pid = 0);
   // Returns "" when `base` holds a v1 header that fits `total_size` bytes, else a
   // sentence naming the field (magic, version, header_size, capacity, size). The
   // capacity it checked goes to *capacity: use that value, never a re-read (a
@@ -131,15 +131,15 @@ class ByteRingBuffer {
   bool light_fences_ = false;  // this side registered for membarrier
   std::string error_;
   // Producer state.
-  uint32_t head_ = 0;            // next write index (own copy of the head word)
-  uint32_t tail_cache_ = 0;      // producer's cached copy of tail
-  uint32_t reserved_len_ = 0;    // payload length of the open reservation
+  uint32_t head_ = 0;          // next write index (own copy of the head word)
+  uint32_t tail_cache_ = 0;    // producer's cached copy of tail
+  uint32_t reserved_len_ = 0;  // payload length of the open reservation
   bool reserved_ = false;
   // Consumer state.
-  uint32_t read_pos_ = 0;        // next record to hand out (>= the tail word)
-  uint32_t released_ = 0;        // own copy of the tail word
-  uint32_t head_cache_ = 0;      // consumer's cached copy of head
-  uint32_t peek_end_ = 0;        // end of the record returned by Peek
+  uint32_t read_pos_ = 0;    // next record to hand out (>= the tail word)
+  uint32_t released_ = 0;    // own copy of the tail word
+  uint32_t head_cache_ = 0;  // consumer's cached copy of head
+  uint32_t peek_end_ = 0;    // end of the record returned by Peek
   bool peeked_ = false;
 };
 

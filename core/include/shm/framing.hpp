@@ -1,7 +1,7 @@
 // Profile 1 ("GStreamer framing"): every ring payload is a fixed little-endian
 // message header followed by a body that is 8-aligned in the ring (payloads start
-// 4 bytes into their 8-aligned record, so the body offset within the payload is 4 mod 8). GStreamer-agnostic on purpose:
-// the elements, C++ apps and (mirrored) Python all speak it.
+// 4 bytes into their 8-aligned record, so the body offset within the payload is 4 mod 8).
+// GStreamer-agnostic on purpose: the elements, C++ apps and (mirrored) Python all speak it.
 #pragma once
 
 #include <cstddef>
@@ -17,18 +17,18 @@ enum class Kind : uint16_t {
 };
 
 // Header field offsets within a payload.
-constexpr uint32_t kKindOffset = 0;         // u16
-constexpr uint32_t kHeaderSizeOffset = 2;   // u16, bytes; body at BodyOffset(header_size)
-constexpr uint32_t kFlagsOffset = 4;        // u32, GstBufferFlags (BUFFER), else 0
-constexpr uint32_t kPtsOffset = 8;          // u64 ns, kTimeNone = unset
-constexpr uint32_t kDtsOffset = 16;         // u64 ns
-constexpr uint32_t kDurationOffset = 24;    // u64 ns
-constexpr uint32_t kOffsetOffset = 32;      // u64, kOffsetNone = unset
-constexpr uint32_t kOffsetEndOffset = 40;   // u64
-constexpr uint32_t kSendTimeOffset = 48;    // u64 ns, writer's CLOCK_MONOTONIC at write; 0 = unknown
-constexpr uint32_t kReservedOffset = 56;    // u32, zero
-constexpr uint32_t kHeaderSize = 60;        // what this version writes
-constexpr uint32_t kMinHeaderSize = 60;     // what this version requires to read
+constexpr uint32_t kKindOffset = 0;        // u16
+constexpr uint32_t kHeaderSizeOffset = 2;  // u16, bytes; body at BodyOffset(header_size)
+constexpr uint32_t kFlagsOffset = 4;       // u32, GstBufferFlags (BUFFER), else 0
+constexpr uint32_t kPtsOffset = 8;         // u64 ns, kTimeNone = unset
+constexpr uint32_t kDtsOffset = 16;        // u64 ns
+constexpr uint32_t kDurationOffset = 24;   // u64 ns
+constexpr uint32_t kOffsetOffset = 32;     // u64, kOffsetNone = unset
+constexpr uint32_t kOffsetEndOffset = 40;  // u64
+constexpr uint32_t kSendTimeOffset = 48;   // u64 ns, writer's CLOCK_MONOTONIC at write; 0 = unknown
+constexpr uint32_t kReservedOffset = 56;   // u32, zero
+constexpr uint32_t kHeaderSize = 60;       // what this version writes
+constexpr uint32_t kMinHeaderSize = 60;    // what this version requires to read
 
 constexpr uint64_t kTimeNone = ~uint64_t{0};    // GST_CLOCK_TIME_NONE
 constexpr uint64_t kOffsetNone = ~uint64_t{0};  // GST_BUFFER_OFFSET_NONE
@@ -47,7 +47,8 @@ struct Header {
 // Offset of the body in a payload whose header declares `header_size` bytes: the
 // first offset >= header_size that is 4 mod 8, i.e. 8-aligned in the ring.
 constexpr uint32_t BodyOffset(uint32_t header_size) { return ((header_size + 4u + 7u) & ~7u) - 4u; }
-static_assert(BodyOffset(kHeaderSize) == kHeaderSize, "writers put the body right after the header");
+static_assert(BodyOffset(kHeaderSize) == kHeaderSize,
+              "writers put the body right after the header");
 static_assert((BodyOffset(57) + 4) % 8 == 0 && BodyOffset(57) >= 57, "body 8-aligned in the ring");
 
 // Writes the kHeaderSize-byte header (reserved bytes zero) into `out`, which must hold

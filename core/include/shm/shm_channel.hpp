@@ -17,8 +17,8 @@ namespace shm {
 struct ProducerOptions {
   uint32_t capacity = 1u << 20;  // bytes of data area, rounded UP to a power of two
   uint32_t profile = layout::kProfileOpaque;
-  uint32_t mode = 0600;          // permissions of the segment
-  uint32_t start_index = 0;      // test hook: initial head/tail (multiple of 8)
+  uint32_t mode = 0600;      // permissions of the segment
+  uint32_t start_index = 0;  // test hook: initial head/tail (multiple of 8)
 };
 
 class ShmProducer {
