@@ -189,7 +189,8 @@ pid_t SpawnSelf(const std::string& filter, const std::vector<std::string>& env) 
   const pid_t pid = fork();
   if (pid == 0) {
     for (const std::string& kv : env) putenv(const_cast<char*>(kv.c_str()));
-    char* argv[] = {exe, const_cast<char*>(filter_arg.c_str()), nullptr};
+    char also_disabled[] = "--gtest_also_run_disabled_tests";  // child roles are DISABLED_
+    char* argv[] = {exe, const_cast<char*>(filter_arg.c_str()), also_disabled, nullptr};
     execv(exe, argv);
     _exit(127);
   }
