@@ -96,7 +96,7 @@ Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
     int64_t step = pause_us * 1000;
     if (timeout_ns >= 0 && timeout_ns - elapsed < step) step = timeout_ns - elapsed;
     std::this_thread::sleep_for(std::chrono::nanoseconds(step));
-    if (pause_us < 2000) pause_us *= 2;  // back off to at most 2 ms between looks
+    pause_us = pause_us * 2 < 2000 ? pause_us * 2 : 2000;  // back off to 2 ms between looks
     // A poll returns regularly so callers can look at interrupts and peers.
     if (elapsed > 20'000'000) return Result::kWoken;
   }

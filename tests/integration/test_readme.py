@@ -1,4 +1,4 @@
-"""Every snippet in README.md runs as pasted.
+"""Every snippet in README.md and python/README.md runs as pasted.
 
 Snippets are the code blocks preceded by ``<!-- snippet: NAME -->``. Each test takes
 its snippet's text from README.md and runs it; the only changes are a unique ring name
@@ -24,13 +24,14 @@ HAVE_GST = os.path.exists(os.path.join(PLUGIN_DIR, "libgstshmring.so"))
 GUARD = 60  # seconds: hang guard only
 
 
-def snippets() -> dict:
-    text = open(os.path.join(SOURCE, "README.md"), encoding="utf-8").read()
+def snippets(path: str) -> dict:
+    text = open(os.path.join(SOURCE, path), encoding="utf-8").read()
     found = re.findall(r"<!-- snippet: (\S+) -->\n```\w*\n(.*?)```", text, re.S)
     return {name: body for name, body in found}
 
 
-SNIPPETS = snippets()
+SNIPPETS = snippets("README.md")
+PY_SNIPPETS = snippets(os.path.join("python", "README.md"))
 
 
 def unique(prefix: str) -> str:
@@ -56,6 +57,50 @@ def head_of(name: str) -> int:
 def test_every_snippet_has_a_test():
     assert set(SNIPPETS) == {"gst-env", "gst-sender", "gst-receiver", "py-roundtrip",
                              "py-frames", "cli", "cpp"}
+    assert set(PY_SNIPPETS) == {"producer", "consumer", "frames"}
+
+
+def run_pair(first: str, second: str, name: str) -> tuple:
+    """Starts two Python snippets as processes (first, then second), both running."""
+    procs = [subprocess.Popen(["/usr/bin/python3", "-c", code.replace("cam0", name)],
+                              env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for code in (first, second)]
+    outs = [p.communicate(timeout=GUARD) for p in procs]
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outs)]
+
+
+@pytest.mark.parametrize("consumer_first", [True, False])
+def test_python_readme_producer_and_consumer(consumer_first):
+    name = unique("rdpair")
+    producer, consumer = PY_SNIPPETS["producer"], PY_SNIPPETS["consumer"]
+    if consumer_first:
+        (crc, cout, cerr), (prc, _, perr) = run_pair(consumer, producer, name)
+    else:
+        (prc, _, perr), (crc, cout, cerr) = run_pair(producer, consumer, name)
+    assert prc == 0, perr
+    assert crc == 0, cerr
+    assert cout.splitlines() == ["4", "1024"]  # "hello" read, "more" viewed, 1024 iterated
+    assert not os.path.exists("/dev/shm/" + name)
+
+
+@pytest.mark.skipif(not HAVE_GST, reason="GStreamer plugin not built")
+def test_python_readme_frames():
+    name = unique("rdpyfr")
+    reader = subprocess.Popen(["/usr/bin/python3", "-c",
+                               PY_SNIPPETS["frames"].replace("cam0", name)],
+                              env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    sender = subprocess.run(
+        ["gst-launch-1.0", "-q", "videotestsrc", "num-buffers=10", "!",
+         "video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1", "!",
+         "shmringsink", "shm-name=" + name], env=env(), capture_output=True, text=True,
+        timeout=GUARD)
+    out, err = reader.communicate(timeout=GUARD)
+    assert sender.returncode == 0, sender.stdout + sender.stderr
+    assert reader.returncode == 0, err
+    lines = out.splitlines()
+    assert 1 <= len(lines) <= 10, out  # latest=True may skip frames
+    assert all("format=(string)GRAY8" in line for line in lines), out
 
 
 @pytest.mark.skipif(not HAVE_GST, reason="GStreamer plugin not built")
