@@ -560,30 +560,19 @@ class ShmConsumer:
             raise StopIteration
         return data
 
-    @contextmanager
-    def read_view(self, timeout: Optional[float] = None) -> Iterator[Optional[memoryview]]:
-        """Zero-copy read: yields the next message as a read-only memoryview into the
-        ring (None when there is none within ``timeout`` or at end of stream).
+    def read_view(self, timeout: Optional[float] = None) -> "_ReadView":
+        """Zero-copy read: a context manager yielding the next message as a read-only
+        memoryview into the ring (None when there is none within ``timeout`` or at
+        end of stream).
 
         The message is given back to the producer when the block ends. If the view
         (or a slice, cast or numpy array made from it) is still referenced then,
         ViewInUseError is raised and the message stays held until the next call,
         which retries: ring memory is never reused under a live view.
-        ``timeout`` as for :meth:`read` (default: wait). Consumer; blocks.
+        ``timeout`` as for :meth:`read` (default: wait). Consumer; blocks (on
+        entering the ``with`` block).
         """
-        ring = self.ring
-        view = ring.peek()
-        if view is None and self._wait(ring, timeout):
-            view = ring.peek()
-        try:
-            yield view
-        except BaseException:
-            try:
-                ring.release()
-            except ViewInUseError:
-                pass
-            raise
-        ring.release()
+        return _ReadView(self, timeout)
 
     def interrupt(self) -> None:
         """Makes a blocked read in another thread raise RingInterruptedError; sticky
@@ -611,3 +600,36 @@ class ShmConsumer:
         state = "closed" if self._ring is None else f"capacity={self._ring.capacity}"
         return f"<ShmConsumer {self._name!r} {state}>"
 
+
+class _ReadView:
+    """What ShmConsumer.read_view returns: a one-shot context manager (a small class,
+    not @contextmanager: no generator per message on the zero-copy path)."""
+
+    __slots__ = ("_consumer", "_timeout", "_ring")
+
+    def __init__(self, consumer: ShmConsumer, timeout: Optional[float]) -> None:
+        self._consumer = consumer
+        self._timeout = timeout
+        self._ring: Optional[ByteRingBuffer] = None
+
+    def __enter__(self) -> Optional[memoryview]:
+        if self._ring is not None:
+            raise RuntimeError("a read_view() context manager can be entered only once")
+        consumer = self._consumer
+        ring = consumer.ring
+        view = ring.peek()
+        if view is None and consumer._wait(ring, self._timeout):
+            view = ring.peek()
+        self._ring = ring
+        return view
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        ring = self._ring
+        assert ring is not None
+        if exc_type is None:
+            ring.release()
+            return
+        try:
+            ring.release()
+        except ViewInUseError:
+            pass  # the block's own exception is the one to see

@@ -16,14 +16,19 @@ from .channel import LIVENESS_SLICE, ShmConsumer, ShmProducer
 from .errors import (IncompatibleSegmentError, RingTimeoutError, StreamClosedError,
                      ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
-                      MessageHeader, decode_header, encode_caps, encode_eos, encode_header,
-                      monotonic_ns)
+                      MIN_HEADER_SIZE, TIME_NONE, MessageHeader, decode_header, encode_caps,
+                      encode_eos, encode_header, monotonic_ns, unpack_header)
 from .layout import INDEX_MASK, PRODUCER_WAITING, PROFILE_GST_FRAMING
 from ._views import Held
 
 
 _np: Any = None
 _PLANE_ARGS: Dict[VideoLayout, Tuple[Tuple[Any, ...], ...]] = {}
+# id(layout) -> (layout, np.ndarray, shape, dtype, offset, strides) of Frame.array, once
+# per layout object (keyed by identity: hashing a VideoLayout hashes all its planes; the
+# layout in the value keeps the id from being reused while the entry exists).
+_ARRAY_ARGS: Dict[int, Tuple[Any, ...]] = {}
+_ARRAY_ARGS_MAX = 64
 
 
 def _numpy() -> Any:
@@ -51,6 +56,27 @@ def _plane_args(layout: VideoLayout) -> Tuple[Tuple[Any, ...], ...]:
     return args
 
 
+def _array_args(layout: VideoLayout) -> Tuple[Any, ...]:
+    """(layout, np.ndarray, shape, dtype, offset, strides) of Frame.array for ``layout``
+    (frames of at least ``layout.size`` bytes), computed once per layout object."""
+    args = _ARRAY_ARGS.get(id(layout))
+    if args is None or args[0] is not layout:
+        np = _numpy()
+        if layout.packed:
+            shape, dtype, offset, strides = _plane_args(layout)[0]
+        else:
+            w, h = layout.width, layout.height
+            tight = w % 2 == 0 and h % 2 == 0 and layout.planes[0].stride == w and \
+                layout.size == w * h * 3 // 2
+            # Tight I420/NV12-like: the usual (h * 3 // 2, w) array; else the bytes.
+            shape = (h * 3 // 2, w) if tight else (layout.size,)
+            dtype, offset, strides = np.dtype(np.uint8), 0, None
+        if len(_ARRAY_ARGS) >= _ARRAY_ARGS_MAX:
+            _ARRAY_ARGS.clear()
+        args = _ARRAY_ARGS[id(layout)] = (layout, np.ndarray, shape, dtype, offset, strides)
+    return args
+
+
 class Frame:
     """One video buffer read from the ring, valid until the reader moves past it.
 
@@ -67,6 +93,7 @@ class Frame:
 
     def __init__(self, caps: Optional[str], layout: Optional[VideoLayout],
                  header: MessageHeader, data: memoryview) -> None:
+        # (FrameReader builds its frames with _make_frame, from the raw fields.)
         self.caps = caps
         self.layout = layout
         self.pts = header.pts
@@ -125,23 +152,23 @@ class Frame:
         padded rows: the frame's bytes as a 1-D uint8 array (use ``planes``). No
         known video caps: the bytes as a 1-D uint8 array.
         """
-        if self._array is None:
-            np = _numpy()
+        array = self._array
+        if array is None:
             layout = self.layout
             if layout is None:
-                self._array = np.frombuffer(self.data, dtype=np.uint8)
-            elif layout.packed:
-                self._array = self.planes[0]
+                array = _numpy().frombuffer(self.data, dtype=_numpy().uint8)
             else:
-                self._check_size()
-                w, h = layout.width, layout.height
-                tight = w % 2 == 0 and h % 2 == 0 and layout.planes[0].stride == w and \
-                    layout.size == w * h * 3 // 2
-                if tight:
-                    self._array = np.ndarray((h * 3 // 2, w), np.uint8, buffer=self.data)
-                else:
-                    self._array = np.frombuffer(self.data, dtype=np.uint8, count=layout.size)
-        return self._array
+                data = self.data
+                if data.nbytes < layout.size:
+                    self._check_size()  # raises ValueError naming the sizes
+                args = _ARRAY_ARGS.get(id(layout))
+                if args is None or args[0] is not layout:
+                    args = _array_args(layout)
+                array = args[1](args[2], args[3], data, args[4], args[5])
+                if layout.packed and self._planes is None:
+                    self._planes = (array,)  # the one plane is the array
+            self._array = array
+        return array
 
     def _drop(self) -> None:
         self._array = None
@@ -150,6 +177,28 @@ class Frame:
     def __repr__(self) -> str:
         shape = f"{self.format} {self.width}x{self.height}" if self.layout else "raw"
         return f"<Frame {shape} pts={self.pts} bytes={self.data.nbytes}>"
+
+
+_new_frame = object.__new__
+
+
+def _make_frame(caps: Optional[str], layout: Optional[VideoLayout], fields: Tuple[int, ...],
+                data: memoryview) -> Frame:
+    """A Frame from the raw header fields (``unpack_header``): Frame.__init__ without the
+    MessageHeader in between (once per frame on FrameReader's path)."""
+    frame = _new_frame(Frame)
+    frame.caps = caps
+    frame.layout = layout
+    _, _, frame.flags, pts, dts, duration, offset, offset_end, frame.send_time_ns, _ = fields
+    frame.pts = None if pts == TIME_NONE else pts
+    frame.dts = None if dts == TIME_NONE else dts
+    frame.duration = None if duration == TIME_NONE else duration
+    frame.offset = None if offset == TIME_NONE else offset
+    frame.offset_end = None if offset_end == TIME_NONE else offset_end
+    frame.data = data
+    frame._array = None
+    frame._planes = None
+    return frame
 
 
 class _Entry:
@@ -217,9 +266,12 @@ class FrameReader:
         last_end = None
         while entries:
             entry = entries[0]
-            if entry.frame is not None:
-                entry.frame._drop()
-            if entry.held is not None and not entry.held.try_release():
+            frame = entry.frame
+            if frame is not None:
+                frame._array = None  # Frame._drop, inlined
+                frame._planes = None
+            held = entry.held
+            if held is not None and not held.try_release():
                 break
             entries.popleft()
             last_end = entry.end
@@ -267,14 +319,17 @@ class FrameReader:
             self._done = True
             self._release_ready()
             return None
-        self._release_ready()
+        entries = self._entries
+        if entries:
+            self._release_ready()
         ring, buf = self._ring, self._buf
-        deadline = None if timeout is None else time.monotonic() + timeout
-        candidate: Optional[Tuple[_Entry, int, int, MessageHeader, Optional[str],
+        acquire = ring.acquire
+        deadline: Optional[float] = None  # taken when a wait is first needed
+        candidate: Optional[Tuple[_Entry, int, int, Tuple[int, ...], Optional[str],
                                   Optional[VideoLayout]]] = None
         limit = -1
         while True:
-            record = ring.acquire()
+            record = acquire()
             if record is None:
                 if candidate is not None:
                     break
@@ -282,39 +337,56 @@ class FrameReader:
                     self._done = True
                     self._release_ready()
                     return None
+                if deadline is None and timeout is not None:
+                    deadline = time.monotonic() + timeout
                 if not self._wait(deadline):
                     return None
                 continue
             start, length, end = record
             entry = _Entry(end)
-            self._entries.append(entry)
-            header, body, body_len = decode_header(buf, start, length)
-            if header.kind == KIND_CAPS:
-                self._set_caps(bytes(buf[body:body + body_len]).decode("utf-8", "replace"))
-            elif header.kind == KIND_EOS:
+            entries.append(entry)
+            # The message header in one unpack; decode_header raises the FramingError
+            # for anything that does not check out.
+            if length < MIN_HEADER_SIZE:
+                decode_header(buf, start, length)
+            fields = unpack_header(buf, start)
+            header_size = fields[1]
+            body = ((header_size + 11) & ~7) - 4  # framing.body_offset
+            if header_size < MIN_HEADER_SIZE or body > length:
+                decode_header(buf, start, length)
+            kind = fields[0]
+            if kind == KIND_BUFFER:
+                if not self._latest:  # the common case: this record is the frame
+                    held = ring.view_of(start + body, length - body, end)
+                    frame = _make_frame(self._caps, self._layout, fields, held.view)
+                    entry.held = held
+                    entry.frame = frame
+                    return frame
+                if candidate is not None:
+                    self.skipped += 1
+                candidate = (entry, start + body, length - body, fields, self._caps,
+                             self._layout)
+                if limit < 0:
+                    limit = ring.load_head()
+            elif kind == KIND_CAPS:
+                self._set_caps(bytes(buf[start + body:start + length]).decode(
+                    "utf-8", "replace"))
+            elif kind == KIND_EOS:
                 if candidate is None:
                     self._done = True
                     self._release_ready()
                     return None
                 self._eos_next = True
                 break
-            elif header.kind == KIND_BUFFER:
-                if candidate is not None:
-                    self.skipped += 1
-                candidate = (entry, body, body_len, header, self._caps, self._layout)
-                if not self._latest:
-                    break
-                if limit < 0:
-                    limit = ring.load_head()
             # unknown kinds are skipped
             if candidate is not None:
                 ahead = (limit - end) & INDEX_MASK
                 if ahead == 0 or ahead > ring.capacity:
                     break  # looked at everything that was there when we started
-        entry, body, body_len, header, caps, layout = candidate
+        entry, body, body_len, fields, caps, layout = candidate
         held = ring.view_of(body, body_len, entry.end)
         assert held.view is not None
-        frame = Frame(caps, layout, header, held.view)
+        frame = _make_frame(caps, layout, fields, held.view)
         entry.held = held
         entry.frame = frame
         return frame

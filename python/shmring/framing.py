@@ -38,6 +38,11 @@ OFFSET_NONE = 0xFFFFFFFFFFFFFFFF  # GST_BUFFER_OFFSET_NONE
 
 _HEADER = struct.Struct("<HHIQQQQQQI")
 assert _HEADER.size == HEADER_SIZE
+#: ``unpack_header(buf, offset)``: the ten raw header fields (kind, header_size,
+#: flags, pts, dts, duration, offset, offset_end, send_time_ns, reserved) in one
+#: call, absent values still all-ones. No checks: callers validate (see
+#: :func:`decode_header`).
+unpack_header = _HEADER.unpack_from
 
 
 class MessageHeader(NamedTuple):

@@ -18,7 +18,7 @@ from typing import Any, Optional, Tuple
 from . import _futex
 from ._atomics import buffer_address, load_u64, qword_view, store_u64, word_view
 from ._fence import acquire_fence, full_fence, heavy_barrier, release_fence
-from ._views import Held, array_type_for, make_held
+from ._views import Held, TokenPool
 from .errors import (CorruptRecordError, IncompatibleSegmentError, MessageTooLargeError,
                      RingInterruptedError, ShmRingError, ViewInUseError)
 from .layout import (CAPACITY_WORD, CONSUMER_ATTACHED, CONSUMER_FLAGS_WORD,
@@ -128,7 +128,7 @@ class ByteRingBuffer:
         self._max = self._capacity - LEN_SIZE
         self._is_producer = bool(is_producer)
         self._light = _futex.register_membarrier()
-        self._token_type = array_type_for(self._total)
+        self._tokens = TokenPool(buf, self._total)  # tracked views of records
         self._interrupted = False
         self._sleepers = 0
         # Producer state.
@@ -283,6 +283,7 @@ class ByteRingBuffer:
                 held.try_release()
         self._peeked = None
         self._reserved_held = None
+        self._tokens.close()
         self._w.release()
         if self._q is not None:
             self._q.release()
@@ -328,7 +329,7 @@ class ByteRingBuffer:
         start = self._reserve_offset(n)
         if start < 0:
             return None
-        held = make_held(self._token_type, self._buf, start, n, 0, False)
+        held = self._tokens.held(start, n, 0, False)
         self._reserved_held = held
         assert held.view is not None
         return held.view
@@ -655,18 +656,21 @@ class ByteRingBuffer:
         Repeated calls return the same view until :meth:`release`. Consumer; never
         blocks.
         """
-        self._require(False)
-        if self._peeked is not None:
+        if self._is_producer:
+            self._require(False)
+        held = self._peeked
+        if held is not None:
             if not self._release_pending:
-                return self._peeked.view
+                return held.view
             self.release()  # finish a release that found the view still in use
-        if self._read_pos != self._released:
+        read_pos = self._read_pos
+        if read_pos != self._released:
             raise ShmRingError("peek() while acquired records are held; release_to() them")
-        found = self._locate(self._read_pos)
+        found = self._locate(read_pos)
         if found is None:
             return None
         start, length, end = found
-        held = make_held(self._token_type, self._buf, start, length, end, True)
+        held = self._tokens.held(start, length, end, True)
         self._peeked = held
         return held.view
 
@@ -683,8 +687,12 @@ class ByteRingBuffer:
         self._release_pending = True
         self._settle_peek()
         self._release_pending = False
-        self._read_pos = held.end
-        self._lazy_release(held.end)
+        end = held.end
+        self._read_pos = end
+        # _lazy_release, inlined (once per zero-copy message).
+        self._released = end
+        if (end - self._tail_stored) & _M >= self._tail_batch:
+            self._store_tail(end)
 
     def acquire(self) -> Optional[Tuple[int, int, int]]:
         """The next message not yet acquired, kept in the ring: (offset, len, end).
@@ -704,14 +712,14 @@ class ByteRingBuffer:
         if found is None:
             return None
         start, length, end = found
-        return make_held(self._token_type, self._buf, start, length, end, True)
+        return self._tokens.held(start, length, end, True)
 
     def view_of(self, start: int, length: int, end: int) -> Held:
         """A tracked read-only view of ``length`` bytes at buffer offset ``start`` inside
         an acquired record ending at ring index ``end``. Consumer; never blocks."""
         if start < HEADER_SIZE or start + length > HEADER_SIZE + self._capacity:
             raise ValueError(f"view {start}+{length} is outside the data area")
-        return make_held(self._token_type, self._buf, start, length, end, True)
+        return self._tokens.held(start, length, end, True)
 
     @property
     def buffer(self) -> Any:
