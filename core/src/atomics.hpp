@@ -24,6 +24,9 @@ inline uint32_t FetchOrRelaxed(uint32_t* p, uint32_t v) {
 inline uint32_t FetchAndRelaxed(uint32_t* p, uint32_t v) {
   return __atomic_fetch_and(p, v, __ATOMIC_RELAXED);
 }
+inline uint32_t FetchAddRelaxed(uint32_t* p, uint32_t v) {
+  return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
 inline uint32_t FetchOrRelease(uint32_t* p, uint32_t v) {
   return __atomic_fetch_or(p, v, __ATOMIC_RELEASE);
 }
@@ -48,6 +51,9 @@ inline uint32_t FetchOrRelaxed(uint32_t* p, uint32_t v) {
 }
 inline uint32_t FetchAndRelaxed(uint32_t* p, uint32_t v) {
   return A(p)->fetch_and(v, std::memory_order_relaxed);
+}
+inline uint32_t FetchAddRelaxed(uint32_t* p, uint32_t v) {
+  return A(p)->fetch_add(v, std::memory_order_relaxed);
 }
 inline uint32_t FetchOrRelease(uint32_t* p, uint32_t v) {
   return A(p)->fetch_or(v, std::memory_order_release);

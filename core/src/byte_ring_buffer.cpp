@@ -494,6 +494,7 @@ void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {
   if (!valid_) return;
   if (attached) {
     atomics::StoreRelaxed(word(kConsumerPidOffset), pid);
+    atomics::FetchAddRelaxed(word(kConsumerFlagsOffset), kConsumerAttachCountOne);  // wraps
     atomics::FetchOrRelease(word(kConsumerFlagsOffset), kConsumerAttached);
   } else {
     atomics::FetchAndRelaxed(word(kConsumerFlagsOffset), ~kConsumerAttached);

@@ -706,3 +706,29 @@ TEST_F(ChannelTest, ZombieProducerIsDead) {
 }
 
 }  // namespace
+
+namespace {
+
+// Each attach bumps the consumer attach count, so a producer can tell a new consumer
+// from the previous one even when both have the same pid.
+TEST_F(ChannelTest, AttachCountChangesOnEveryAttachEvenInOneProcess) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  const uint32_t before = p.ring()->ConsumerAttachCount();
+  {
+    ShmConsumer first(name);
+    ASSERT_TRUE(first.IsValid()) << first.error();
+  }
+  const uint32_t after_first = p.ring()->ConsumerAttachCount();
+  EXPECT_EQ(after_first, before + 1);
+  {
+    ShmConsumer second(name);
+    ASSERT_TRUE(second.IsValid()) << second.error();
+    EXPECT_EQ(p.ring()->ConsumerAttachCount(), after_first + 1);
+    EXPECT_TRUE(p.ring()->ConsumerFlags() & layout::kConsumerAttached);
+  }
+  EXPECT_FALSE(p.ring()->ConsumerFlags() & layout::kConsumerAttached);
+}
+
+}  // namespace

@@ -108,6 +108,11 @@ class ByteRingBuffer {
   uint32_t ProducerPid() const;
   uint32_t ConsumerFlags() const;
   uint32_t ConsumerPid() const;
+  // Attaches so far (consumer_flags bits 16..31, wrapping): changes whenever a new
+  // consumer attaches. Either side; never blocks.
+  uint32_t ConsumerAttachCount() const {
+    return ConsumerFlags() >> layout::kConsumerAttachCountShift;
+  }
   uint32_t ProducerFlags() const;
   uint64_t Dropped() const;
   uint32_t LoadHead() const;

@@ -43,6 +43,11 @@ constexpr uint32_t kProducerMembarrier = 1u << 2;  // fast path uses a compiler 
 constexpr uint32_t kConsumerAttached = 1u << 0;
 constexpr uint32_t kConsumerWaiting = 1u << 1;     // asleep on the head word
 constexpr uint32_t kConsumerMembarrier = 1u << 2;  // fast path uses a compiler barrier only
+// consumer_flags bits 16..31: how many times a consumer attached (each attach adds
+// one, wrapping), so the producer can tell a new consumer from the one it saw
+// before even when both have the same pid (a pipeline restarted in one process).
+constexpr uint32_t kConsumerAttachCountShift = 16;
+constexpr uint32_t kConsumerAttachCountOne = 1u << kConsumerAttachCountShift;
 
 // Records: [u32 len][payload], padded to kRecordAlign, never split at the end.
 constexpr uint32_t kLenSize = 4;
