@@ -601,3 +601,31 @@ def test_zombie_counts_as_dead():
     finally:
         proc.wait()
     assert process_alive(os.getpid()) and process_alive(0)
+
+
+def test_read_view_context_manager_is_one_shot_and_waits_on_enter(ring_name):
+    with ShmProducer(ring_name, 4096) as p, ShmConsumer(ring_name) as c:
+        cm = c.read_view(timeout=0)
+        p.write(b"late")                   # written after read_view(), before entering
+        with cm as view:
+            assert bytes(view) == b"late"
+            del view
+        with pytest.raises(RuntimeError):
+            with cm:
+                pass
+        with c.read_view(timeout=0) as view:
+            assert view is None
+
+
+def test_read_view_exception_in_block_releases_and_propagates(ring_name):
+    with ShmProducer(ring_name, 4096) as p, ShmConsumer(ring_name) as c:
+        p.write(b"one")
+        p.write(b"two")
+        with pytest.raises(KeyError):
+            with c.read_view() as view:
+                arr = np.frombuffer(view, dtype=np.uint8)  # still alive at exit:
+                raise KeyError("boom")                     # the block's error wins
+        with pytest.raises(ViewInUseError):
+            c.read()
+        del arr
+        assert c.read() == b"two"

@@ -246,3 +246,34 @@ def test_cpp_peer_frames_to_frame_reader(ring_name, fmt, w, h):
     finally:
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize("fmt,w,h,shape", [("BGR", 6, 4, (4, 6, 3)), ("GRAY8", 5, 3, (3, 5)),
+                                           ("I420", 8, 4, (6, 8)), ("I420", 6, 3, None)])
+def test_array_fast_path_matches_planes_and_bytes(ring_name, fmt, w, h, shape):
+    size = video_layout(fmt, w, h).size
+    with FrameWriter(ring_name, 1 << 14, caps=caps_for(fmt, w, h)) as wr, \
+            FrameReader(ring_name, timeout=0) as r:
+        for i in range(3):
+            assert wr.write(frame_bytes(fmt, w, h, i), pts=i)
+        for i in range(3):
+            f = r.read_frame(5)
+            arr = f.array
+            assert arr is f.array and not arr.flags.writeable
+            assert arr.shape == (shape if shape is not None else (size,))
+            if f.layout.packed:
+                assert f.planes[0] is arr
+            sent = np.ndarray(arr.shape, arr.dtype, frame_bytes(fmt, w, h, i), 0, arr.strides)
+            assert np.array_equal(arr, sent)
+            assert f.pts == i and f.dts is None
+            del arr, f
+
+
+def test_array_of_a_short_frame_is_a_value_error(ring_name):
+    with FrameWriter(ring_name, 1 << 14, caps=caps_for("BGR", 4, 4)) as wr, \
+            FrameReader(ring_name, timeout=0) as r:
+        assert wr.write(bytes(10))
+        f = r.read_frame(5)
+        with pytest.raises(ValueError, match="need"):
+            f.array
+        del f

@@ -534,3 +534,61 @@ def test_private_expedited_fence_keeps_a_sibling_thread_also_after_fork():
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_view_tokens_are_reused_only_when_nothing_uses_them():
+    # Tokens are pooled: a released record's token carries the next view, but only
+    # once no view or array made from it is alive (never reused under a live view).
+    _, p, c = make_ring(256)
+    p.write(b"first")
+    assert bytes(c.peek()) == b"first"
+    token = id(c._peeked.token)            # an id, not a reference (that would hold it)
+    c.release()
+    p.write(b"second")
+    c.peek()
+    assert id(c._peeked.token) == token    # free: reused (the pool kept it alive)
+    arr = np.frombuffer(c.peek(), dtype=np.uint8)
+    with pytest.raises(ViewInUseError):
+        c.release()
+    p.write(b"third")
+    with pytest.raises(ViewInUseError):
+        c.peek()                           # retries the pending release: still in use
+    assert bytes(arr) == b"second"
+    del arr
+    view = c.peek()
+    assert bytes(view) == b"third"
+    del view
+    c.release()
+
+
+def test_pooled_token_of_a_slice_kept_past_release_is_not_reused():
+    _, p, c = make_ring(256)
+    p.write(b"abcdefgh")
+    view = c.peek()
+    part = view[2:4]
+    token = id(c._peeked.token)
+    del view
+    with pytest.raises(ViewInUseError):
+        c.release()
+    del part
+    c.release()
+    p.write(b"next")
+    assert bytes(c.peek()) == b"next" and id(c._peeked.token) == token
+    c.release()
+
+
+def test_detach_drops_pooled_tokens_so_an_mmap_can_close():
+    import mmap
+    mm = mmap.mmap(-1, layout.HEADER_SIZE + 4096)
+    ByteRingBuffer.initialize(mm, 4096)
+    p, c = ByteRingBuffer(mm, True), ByteRingBuffer(mm, False)
+    for i in range(3):
+        p.write(b"x%d" % i)
+        view = c.peek()
+        assert bytes(view) == b"x%d" % i
+        del view
+        c.release()
+    assert c._tokens._free                 # a token waits in the pool
+    c.detach()
+    p.detach()
+    mm.close()                             # BufferError if an export were left
