@@ -616,7 +616,9 @@ class _ReadView:
         if self._ring is not None:
             raise RuntimeError("a read_view() context manager can be entered only once")
         consumer = self._consumer
-        ring = consumer.ring
+        ring = consumer._ring
+        if ring is None:
+            ring = consumer.ring  # raises StreamClosedError
         view = ring.peek()
         if view is None and consumer._wait(ring, self._timeout):
             view = ring.peek()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Deque, Dict, Iterator, Optional, Tuple
+from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
 
 from .caps import VideoLayout, layout_from_caps
 from .channel import LIVENESS_SLICE, ShmConsumer, ShmProducer
@@ -19,7 +19,6 @@ from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS
                       MIN_HEADER_SIZE, TIME_NONE, MessageHeader, decode_header, encode_caps,
                       encode_eos, encode_header, monotonic_ns, unpack_header)
 from .layout import INDEX_MASK, PRODUCER_WAITING, PROFILE_GST_FRAMING
-from ._views import Held
 
 
 _np: Any = None
@@ -201,15 +200,10 @@ def _make_frame(caps: Optional[str], layout: Optional[VideoLayout], fields: Tupl
     return frame
 
 
-class _Entry:
-    """An acquired record, in ring order: released once nothing uses it."""
-
-    __slots__ = ("end", "held", "frame")
-
-    def __init__(self, end: int) -> None:
-        self.end = end
-        self.held: Optional[Held] = None
-        self.frame: Optional[Frame] = None
+# An acquired record, in ring order, released once nothing uses it: a list
+# [end, held, frame] (a literal is cheaper to make than an object, once per record).
+_END, _HELD, _FRAME = 0, 1, 2
+_Entry = List[Any]
 
 
 class FrameReader:
@@ -265,16 +259,14 @@ class FrameReader:
         entries = self._entries
         last_end = None
         while entries:
-            entry = entries[0]
-            frame = entry.frame
+            end, held, frame = entries[0]
             if frame is not None:
                 frame._array = None  # Frame._drop, inlined
                 frame._planes = None
-            held = entry.held
             if held is not None and not held.try_release():
                 break
             entries.popleft()
-            last_end = entry.end
+            last_end = end
         if last_end is not None:
             self._ring.release_to(last_end)
 
@@ -323,13 +315,13 @@ class FrameReader:
         if entries:
             self._release_ready()
         ring, buf = self._ring, self._buf
-        acquire = ring.acquire
+        locate = ring._locate  # acquire(), inlined
         deadline: Optional[float] = None  # taken when a wait is first needed
         candidate: Optional[Tuple[_Entry, int, int, Tuple[int, ...], Optional[str],
                                   Optional[VideoLayout]]] = None
         limit = -1
         while True:
-            record = acquire()
+            record = locate(ring._read_pos)
             if record is None:
                 if candidate is not None:
                     break
@@ -343,7 +335,8 @@ class FrameReader:
                     return None
                 continue
             start, length, end = record
-            entry = _Entry(end)
+            ring._read_pos = end
+            entry = [end, None, None]
             entries.append(entry)
             # The message header in one unpack; decode_header raises the FramingError
             # for anything that does not check out.
@@ -359,8 +352,8 @@ class FrameReader:
                 if not self._latest:  # the common case: this record is the frame
                     held = ring.view_of(start + body, length - body, end)
                     frame = _make_frame(self._caps, self._layout, fields, held.view)
-                    entry.held = held
-                    entry.frame = frame
+                    entry[_HELD] = held
+                    entry[_FRAME] = frame
                     return frame
                 if candidate is not None:
                     self.skipped += 1
@@ -384,11 +377,11 @@ class FrameReader:
                 if ahead == 0 or ahead > ring.capacity:
                     break  # looked at everything that was there when we started
         entry, body, body_len, fields, caps, layout = candidate
-        held = ring.view_of(body, body_len, entry.end)
+        held = ring.view_of(body, body_len, entry[_END])
         assert held.view is not None
         frame = _make_frame(caps, layout, fields, held.view)
-        entry.held = held
-        entry.frame = frame
+        entry[_HELD] = held
+        entry[_FRAME] = frame
         return frame
 
     @property

@@ -685,7 +685,11 @@ class ByteRingBuffer:
         if held is None:
             return
         self._release_pending = True
-        self._settle_peek()
+        if not held.try_release():  # _settle_peek, inlined
+            raise ViewInUseError(
+                "the peeked view (or an array made from it) is still referenced; "
+                "delete it or copy what you keep (bytes(view), arr.copy())")
+        self._peeked = None
         self._release_pending = False
         end = held.end
         self._read_pos = end
