@@ -114,7 +114,7 @@ def frames_cross_process(peer: str, frames: int, api: str) -> list:
     try:
         if api == "FrameReader":
             reader = FrameReader(name, timeout=20)
-            ring = reader._ring
+            ring = reader._ring  # FrameReader has no has_data(); its ring answers it
             n = 0
             while n < total:
                 _spin_until_data(ring)
