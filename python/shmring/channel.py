@@ -27,10 +27,6 @@ from .ring import ByteRingBuffer, validate_header
 #: How often a waiting consumer looks at the producer's pid and the name's
 #: generation: bounds the time to notice a crash (as the C++ core does).
 LIVENESS_SLICE = 0.2
-# How long a segment that exists but is not initialized yet (size 0, magic 0) is
-# given to become ready before it is refused as incompatible.
-_NOT_READY_LIMIT = 1.0
-_NOT_READY_MIN = 0.1
 # A segment without a magic (or shorter than the header) this many seconds after
 # its last change is abandoned debris; younger, another creator may be between
 # shm_open and its magic store (as the C++ core's kAbandonedAfterS).
@@ -381,7 +377,6 @@ class ShmConsumer:
     def _open_segment(name: str, timeout: Optional[float]) -> _shm.Segment:
         deadline = _deadline(timeout)
         pause = 0.001
-        not_ready_since: Optional[float] = None
         while True:
             not_ready = None
             try:
@@ -398,24 +393,20 @@ class ShmConsumer:
                 if bad is None:
                     return segment
                 segment.close()
-                if bad[0] == "magic" and bad[1].startswith("magic is 0"):
+                if bad[0] == "magic" and bad[1].startswith("magic is 0:"):
                     not_ready = bad
                 else:
                     raise IncompatibleSegmentError(f"ring {name!r} is not usable: {bad[1]}",
                                                    bad[0])
             now = time.monotonic()
             if not_ready is not None:
-                # Created but not initialized: a producer mid-way, or junk. Wait a
-                # little, never forever.
-                if not_ready_since is None:
-                    not_ready_since = now
-                waited = now - not_ready_since
-                expired = deadline is not None and now >= deadline
-                if waited >= _NOT_READY_LIMIT or (expired and waited >= _NOT_READY_MIN):
+                # Created but not initialized (size 0, magic 0): a producer mid-way, or
+                # debris a new producer will replace. Waited for like a missing name,
+                # up to the timeout (PROTOCOL.md section 2; as the C++ core).
+                if deadline is not None and now >= deadline:
                     raise IncompatibleSegmentError(
                         f"ring {name!r} is not usable: {not_ready[1]}", not_ready[0])
             else:
-                not_ready_since = None
                 if deadline is not None and now >= deadline:
                     if timeout == 0:
                         raise RingNotFoundError(errno.ENOENT, f"no ring {name!r}")

@@ -100,6 +100,13 @@ def decode_flags(value: int, bits: List) -> str:
     return "|".join(names) if names else "-"
 
 
+def decode_consumer_flags(value: int) -> str:
+    """Consumer flag bits, then the attach count kept in bits 16..31."""
+    low = value & (L.CONSUMER_ATTACH_COUNT_ONE - 1)
+    return (f"{decode_flags(low, _CONSUMER_BITS)} "
+            f"attaches={value >> L.CONSUMER_ATTACH_COUNT_SHIFT}")
+
+
 def human_bytes(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -194,7 +201,7 @@ class Snapshot:
             out["generation_hex"] = f"0x{f['generation']:016x}"
             out["profile_name"] = _PROFILE_NAMES.get(f["profile"], "unknown")
             out["producer_flags_decoded"] = decode_flags(f["producer_flags"], _PRODUCER_BITS)
-            out["consumer_flags_decoded"] = decode_flags(f["consumer_flags"], _CONSUMER_BITS)
+            out["consumer_flags_decoded"] = decode_consumer_flags(f["consumer_flags"])
             out["producer_alive"] = pid_alive(f["producer_pid"])
             out["consumer_alive"] = pid_alive(f["consumer_pid"])
             out["reserved_zero"] = not self.reserved_nonzero
@@ -422,7 +429,7 @@ def _print_inspect(s: Snapshot) -> None:
                            f"{decode_flags(f['producer_flags'], _PRODUCER_BITS)}"),
         ("producer_pid", _pid_long(f["producer_pid"])),
         ("consumer_flags", f"0x{f['consumer_flags']:08x} "
-                           f"{decode_flags(f['consumer_flags'], _CONSUMER_BITS)}"),
+                           f"{decode_consumer_flags(f['consumer_flags'])}"),
         ("consumer_pid", _pid_long(f["consumer_pid"])),
         ("dropped", str(f["dropped"])),
         ("reserved", "all zero" if not s.reserved_nonzero else "NOT zero (a later version?)"),

@@ -41,6 +41,10 @@ PRODUCER_MEMBARRIER = 1 << 2  # its fast path uses a compiler barrier only
 CONSUMER_ATTACHED = 1 << 0
 CONSUMER_WAITING = 1 << 1     # asleep on the head word
 CONSUMER_MEMBARRIER = 1 << 2  # its fast path uses a compiler barrier only
+# consumer_flags bits 16..31: attach count, +1 by every attaching consumer (wrapping),
+# so the producer can tell a new consumer from the previous one with the same pid.
+CONSUMER_ATTACH_COUNT_SHIFT = 16
+CONSUMER_ATTACH_COUNT_ONE = 1 << CONSUMER_ATTACH_COUNT_SHIFT
 
 # Records: [u32 len][payload], padded to RECORD_ALIGN, never split at the end.
 LEN_SIZE = 4

@@ -21,7 +21,8 @@ from ._fence import acquire_fence, full_fence, heavy_barrier, release_fence
 from ._views import Held, TokenPool
 from .errors import (CorruptRecordError, IncompatibleSegmentError, MessageTooLargeError,
                      RingInterruptedError, ShmRingError, ViewInUseError)
-from .layout import (CAPACITY_WORD, CONSUMER_ATTACHED, CONSUMER_FLAGS_WORD,
+from .layout import (CAPACITY_WORD, CONSUMER_ATTACH_COUNT_ONE, CONSUMER_ATTACHED,
+                     CONSUMER_FLAGS_WORD,
                      CONSUMER_MEMBARRIER, CONSUMER_PID_WORD, CONSUMER_WAITING, DATA_WORD,
                      DROPPED_WORD, GENERATION_WORD, HEAD_WORD, HEADER_SIZE, LEN_SIZE, MAGIC,
                      MAGIC_WORD, MAX_VALID_LEN, PRODUCER_CLOSED, PRODUCER_FLAGS_WORD,
@@ -804,6 +805,8 @@ class ByteRingBuffer:
         if attached:
             w[CONSUMER_PID_WORD] = pid & _M
             release_fence()
+            # One more attach (bits 16..31, wrapping), then ATTACHED.
+            w[CONSUMER_FLAGS_WORD] = (w[CONSUMER_FLAGS_WORD] + CONSUMER_ATTACH_COUNT_ONE) & _M
             w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] | CONSUMER_ATTACHED
         else:
             w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] & ~CONSUMER_ATTACHED

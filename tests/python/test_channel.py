@@ -629,3 +629,20 @@ def test_read_view_exception_in_block_releases_and_propagates(ring_name):
             c.read()
         del arr
         assert c.read() == b"two"
+
+
+def test_attach_count_changes_on_every_attach_even_in_one_process(ring_name):
+    # consumer_flags bits 16..31 (PROTOCOL.md section 2): a producer tells a new
+    # consumer from the previous one even when both have the same pid.
+    from shmring import layout
+    with ShmProducer(ring_name, 4096) as p:
+        before = p.ring.consumer_flags() >> layout.CONSUMER_ATTACH_COUNT_SHIFT
+        with ShmConsumer(ring_name):
+            pass
+        after_first = p.ring.consumer_flags() >> layout.CONSUMER_ATTACH_COUNT_SHIFT
+        assert after_first == before + 1
+        with ShmConsumer(ring_name):
+            flags = p.ring.consumer_flags()
+            assert flags >> layout.CONSUMER_ATTACH_COUNT_SHIFT == after_first + 1
+            assert flags & layout.CONSUMER_ATTACHED
+        assert not p.ring.consumer_flags() & layout.CONSUMER_ATTACHED

@@ -1,7 +1,9 @@
 """Bad segments planted in /dev/shm get IncompatibleSegmentError naming the field."""
 from __future__ import annotations
 
+import mmap
 import os
+import threading
 import struct
 
 import pytest
@@ -63,11 +65,34 @@ def test_bad_segment_is_refused_naming_the_field(ring_name, case):
     assert os.path.exists(dev_shm(ring_name))  # consumers never unlink
 
 
-def test_uninitialized_segment_is_refused_not_waited_on_forever(ring_name):
+def test_uninitialized_segment_is_refused_when_the_timeout_expires(ring_name):
     plant(ring_name, bytes(layout.HEADER_SIZE + 64))  # magic 0, never initialized
     with pytest.raises(IncompatibleSegmentError) as info:
-        ShmConsumer(ring_name, timeout=None)
+        ShmConsumer(ring_name, timeout=0.2)
     assert info.value.field == "magic" and "not initialized" in str(info.value)
+
+
+def test_uninitialized_segment_is_waited_for_until_its_creator_finishes(ring_name):
+    # A creator between shm_open and its magic store: the consumer waits (no timeout)
+    # and attaches once the header is complete, as it would for a missing name.
+    plant(ring_name, bytes(layout.HEADER_SIZE + 64))
+    result = {}
+
+    def consume():
+        with ShmConsumer(ring_name, timeout=None) as c:
+            result["capacity"] = c.capacity
+
+    t = threading.Thread(target=consume)
+    t.start()
+    with open(dev_shm(ring_name), "r+b") as f:
+        mm = mmap.mmap(f.fileno(), layout.HEADER_SIZE + 64)
+        try:
+            ByteRingBuffer.initialize(mm, 64, 0, 0x42)  # the creator finishes
+        finally:
+            t.join(timeout=30)  # hang guard
+            mm.close()
+    assert not t.is_alive()
+    assert result == {"capacity": 64}
 
 
 def test_empty_file_is_refused(ring_name):
