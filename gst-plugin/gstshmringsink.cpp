@@ -5,11 +5,17 @@
 //
 // Threads: render/event run in the streaming thread; unlock/unlock_stop come
 // from the application or a flushing thread and interrupt a blocked write.
+//
+// Timestamps travel as running time plus an offset that a flush moves to the end
+// of what was already written, so the receiver (whose segment started at the
+// first buffer) never sees them go back after a flushing seek.
 
 #include "gstshmringsink.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 
 #include "shm/framing.hpp"
@@ -25,6 +31,9 @@ namespace {
 constexpr guint kDefaultCapacity = 32u << 20;  // 32 MiB: five 1080p BGR frames
 constexpr gboolean kDefaultWaitForSpace = TRUE;
 constexpr guint kDefaultPerms = 0600;
+// With wait-for-space, how long one wait for space lasts before checking again
+// that a receiver is still attached (without one, a full ring drops instead).
+constexpr gint64 kWaitSliceNs = 100 * GST_MSECOND;
 
 // Buffer flags worth carrying to the receiver: everything but the mini-object
 // bits and TAG_MEMORY (which describes this process's memory, not the data).
@@ -54,12 +63,16 @@ struct _GstShmringSink {
   gboolean wait_for_space;
   guint perms;
 
-  // Between start and stop. The pointer is also read by unlock (OBJECT_LOCK).
-  shm::ShmProducer* producer;
+  // Between start and stop. Set and cleared under OBJECT_LOCK; unlock takes a
+  // reference under the lock and interrupts outside it (constructed in init).
+  std::shared_ptr<shm::ShmProducer> producer;
   // Streaming thread only.
   gchar* caps_string;          // caps of the stream (set_caps)
   gchar* written_caps_string;  // caps last written to the ring
-  guint32 last_consumer_pid;   // consumer that has seen written_caps_string
+  guint32 last_attach_count;   // consumer attach count last seen attached (0 = none yet)
+  GstClockTime ts_offset;      // added to every PTS/DTS written (moved by FLUSH_STOP)
+  GstClockTime written_end;    // highest end (PTS/DTS + duration) written, offset included
+  gboolean discont_next;       // mark the next BUFFER written DISCONT (after a flush)
 };
 
 static GstStaticPadTemplate sink_template =
@@ -75,11 +88,13 @@ static void gst_shmring_sink_get_property(GObject* object, guint prop_id, GValue
                                           GParamSpec* pspec);
 static void gst_shmring_sink_finalize(GObject* object);
 static gboolean gst_shmring_sink_start(GstBaseSink* bsink);
+static GstCaps* gst_shmring_sink_get_caps(GstBaseSink* bsink, GstCaps* filter);
+static gboolean gst_shmring_sink_query(GstBaseSink* bsink, GstQuery* query);
 static gboolean gst_shmring_sink_set_caps(GstBaseSink* bsink, GstCaps* caps);
 // The receiver never sees this pipeline's segments, so timestamps travel as
 // running time: equal to PTS/DTS for the usual segment that starts at 0, and
 // still increasing across segment changes (concat, seeks, looping sources).
-static void stream_times(GstBaseSink* bsink, GstBuffer* buffer, shm::framing::Header* h) {
+static void stream_times_raw(GstBaseSink* bsink, GstBuffer* buffer, shm::framing::Header* h) {
   const GstSegment* seg = &bsink->segment;
   const GstClockTime pts = GST_BUFFER_PTS(buffer);
   const GstClockTime dts = GST_BUFFER_DTS(buffer);
@@ -102,6 +117,23 @@ static void stream_times(GstBaseSink* bsink, GstBuffer* buffer, shm::framing::He
   h->duration = duration;
   if (GST_CLOCK_TIME_IS_VALID(duration) && seg->rate != 1.0 && seg->rate > 0) {
     h->duration = static_cast<guint64>(duration / seg->rate);
+  }
+}
+
+// A flushing seek resets the running time to 0, but the receiver's segment goes
+// on: ts_offset (the end of what was written before the flush) keeps the times
+// it sees increasing.
+static void stream_times(GstShmringSink* self, GstBuffer* buffer, shm::framing::Header* h) {
+  stream_times_raw(GST_BASE_SINK(self), buffer, h);
+  if (GST_CLOCK_TIME_IS_VALID(h->pts)) h->pts += self->ts_offset;
+  if (GST_CLOCK_TIME_IS_VALID(h->dts)) h->dts += self->ts_offset;
+}
+
+// Remembers how far the written timestamps got (for the next flush).
+static void note_written_end(GstShmringSink* self, const shm::framing::Header& h) {
+  const guint64 dur = GST_CLOCK_TIME_IS_VALID(h.duration) ? h.duration : 0;
+  for (const guint64 t : {h.pts, h.dts}) {
+    if (GST_CLOCK_TIME_IS_VALID(t)) self->written_end = std::max(self->written_end, t + dur);
   }
 }
 
@@ -144,10 +176,15 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
       gobject_class, PROP_WAIT_FOR_SPACE,
       g_param_spec_boolean(
           "wait-for-space", "Wait for space",
-          "What to do when the ring is full: TRUE blocks until the receiver makes room "
-          "(back-pressure, nothing is lost); FALSE drops the new buffer and counts it in "
-          "the ring's 'dropped' counter (for live sources that must not block).",
-          kDefaultWaitForSpace, rw));
+          "What to do when the ring is full: TRUE blocks while a receiver is attached, "
+          "until it makes room (back-pressure, nothing is lost), and before the first "
+          "receiver attaches (so either side may start first); once the receiver has "
+          "left and none is attached, new buffers are dropped, so the sender never "
+          "wedges on a departed receiver. FALSE always drops the new buffer (for live "
+          "sources that must not block; also the way to stop a sender that never had a "
+          "receiver with EOS). Dropped buffers are counted in the ring's 'dropped' "
+          "counter. May be changed while PLAYING.",
+          kDefaultWaitForSpace, static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING)));
   g_object_class_install_property(
       gobject_class, PROP_PERMS,
       g_param_spec_uint(
@@ -159,8 +196,9 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_DROPPED,
       g_param_spec_uint64("dropped", "Dropped buffers",
-                          "Buffers dropped so far because the ring was full "
-                          "(only with wait-for-space=false); the ring header's 'dropped'",
+                          "Buffers dropped so far because the ring was full (with "
+                          "wait-for-space=false, or after the receiver left); the ring "
+                          "header's 'dropped'",
                           0, G_MAXUINT64, 0,
                           static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
@@ -173,6 +211,8 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
       "shmring developers");
 
   basesink_class->start = GST_DEBUG_FUNCPTR(gst_shmring_sink_start);
+  basesink_class->get_caps = GST_DEBUG_FUNCPTR(gst_shmring_sink_get_caps);
+  basesink_class->query = GST_DEBUG_FUNCPTR(gst_shmring_sink_query);
   basesink_class->set_caps = GST_DEBUG_FUNCPTR(gst_shmring_sink_set_caps);
   basesink_class->render = GST_DEBUG_FUNCPTR(gst_shmring_sink_render);
   basesink_class->event = GST_DEBUG_FUNCPTR(gst_shmring_sink_event);
@@ -188,15 +228,18 @@ static void gst_shmring_sink_init(GstShmringSink* self) {
   self->capacity = kDefaultCapacity;
   self->wait_for_space = kDefaultWaitForSpace;
   self->perms = kDefaultPerms;
-  self->producer = nullptr;
+  new (&self->producer) std::shared_ptr<shm::ShmProducer>();
   self->caps_string = nullptr;
   self->written_caps_string = nullptr;
-  self->last_consumer_pid = 0;
+  self->last_attach_count = 0;
+  self->ts_offset = 0;
+  self->written_end = 0;
+  self->discont_next = FALSE;
 }
 
 static void gst_shmring_sink_finalize(GObject* object) {
   GstShmringSink* self = GST_SHMRING_SINK(object);
-  delete self->producer;
+  self->producer.~shared_ptr();
   g_free(self->shm_name);
   g_free(self->caps_string);
   g_free(self->written_caps_string);
@@ -293,15 +336,77 @@ static gboolean gst_shmring_sink_start(GstBaseSink* bsink) {
                   name.c_str(), producer->capacity(), static_cast<guint64>(producer->generation()));
 
   g_clear_pointer(&self->written_caps_string, g_free);
-  self->last_consumer_pid = 0;
+  self->last_attach_count = 0;
+  self->ts_offset = 0;
+  self->written_end = 0;
+  self->discont_next = FALSE;
   GST_OBJECT_LOCK(self);
-  self->producer = producer.release();
+  self->producer = std::move(producer);
   GST_OBJECT_UNLOCK(self);
   return TRUE;
 }
 
+// The sink copies mapped bytes, so only system memory means what the receiver
+// will get: a structure's features must be memory:SystemMemory (or ANY).
+static bool system_memory_only(const GstCaps* caps, guint* bad_index) {
+  for (guint i = 0; i < gst_caps_get_size(caps); ++i) {
+    GstCapsFeatures* f = gst_caps_get_features(caps, i);
+    if (f == nullptr || gst_caps_features_is_any(f) ||
+        gst_caps_features_is_equal(f, GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY)) {
+      continue;
+    }
+    if (bad_index != nullptr) *bad_index = i;
+    return false;
+  }
+  return true;
+}
+
+// Any format, in system memory: of upstream's structures (the filter), keep those
+// in system memory (ANY features become system memory); GL/DMABuf producers then
+// negotiate system memory or must download first.
+static GstCaps* gst_shmring_sink_get_caps(GstBaseSink* bsink, GstCaps* filter) {
+  if (filter == nullptr || gst_caps_is_any(filter)) {
+    return gst_pad_get_pad_template_caps(GST_BASE_SINK_PAD(bsink));
+  }
+  GstCaps* caps = gst_caps_new_empty();
+  for (guint i = 0; i < gst_caps_get_size(filter); ++i) {
+    GstCapsFeatures* f = gst_caps_get_features(filter, i);
+    if (f != nullptr && !gst_caps_features_is_any(f) &&
+        !gst_caps_features_is_equal(f, GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY)) {
+      continue;
+    }
+    gst_caps_append_structure_full(caps, gst_structure_copy(gst_caps_get_structure(filter, i)),
+                                   gst_caps_features_copy(GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY));
+  }
+  return caps;
+}
+
+static gboolean gst_shmring_sink_query(GstBaseSink* bsink, GstQuery* query) {
+  if (GST_QUERY_TYPE(query) == GST_QUERY_ACCEPT_CAPS) {
+    GstCaps* caps = nullptr;
+    gst_query_parse_accept_caps(query, &caps);
+    if (caps != nullptr && !system_memory_only(caps, nullptr)) {
+      GST_DEBUG_OBJECT(bsink, "refusing caps not in system memory: %" GST_PTR_FORMAT, caps);
+      gst_query_set_accept_caps_result(query, FALSE);
+      return TRUE;
+    }
+  }
+  return GST_BASE_SINK_CLASS(parent_class)->query(bsink, query);
+}
+
 static gboolean gst_shmring_sink_set_caps(GstBaseSink* bsink, GstCaps* caps) {
   GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  guint bad = 0;
+  if (!system_memory_only(caps, &bad)) {
+    gchar* features = gst_caps_features_to_string(gst_caps_get_features(caps, bad));
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("shmringsink needs buffers in system memory, not %s: insert gldownload "
+                       "(GL) or another conversion to system memory before it.",
+                       features),
+                      ("caps %" GST_PTR_FORMAT, caps));
+    g_free(features);
+    return FALSE;
+  }
   // Written lazily before the next buffer, so that caps changes without data in
   // between collapse and a receiver never sees caps without their buffers' order.
   g_free(self->caps_string);
@@ -311,13 +416,15 @@ static gboolean gst_shmring_sink_set_caps(GstBaseSink* bsink, GstCaps* caps) {
 }
 
 // Writes one message: a profile-1 header `h` followed by `body_size` bytes that
-// `fill` copies into place. Blocks for space when `wait` (interruptible by
-// unlock, after which it waits for PLAYING like any prerolling sink), else drops.
+// `fill` copies into place. When the ring is full: with `wait`, blocks for space
+// while a receiver is attached or none has attached yet (in slices, re-checking;
+// interruptible by unlock, after which it waits for PLAYING like any prerolling
+// sink); otherwise (no `wait`, or the receiver left) drops.
 // Called with the PREROLL_LOCK held (render, serialized events).
 template <typename Fill>
 static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, gsize body_size,
                                  gboolean wait, const char* what, Fill fill) {
-  shm::ShmProducer* producer = self->producer;
+  shm::ShmProducer* producer = self->producer.get();
   const guint64 len64 = guint64{shm::framing::kHeaderSize} + body_size;
   if (len64 > producer->MaxMessageSize()) {
     GST_ELEMENT_ERROR(
@@ -334,7 +441,13 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
   const auto len = static_cast<uint32_t>(len64);
   for (;;) {
     uint8_t* payload = nullptr;
-    const shm::Status st = producer->Reserve(len, &payload, wait ? shm::kForever : 0);
+    // Block while a receiver is attached, and for the first one (either side may
+    // start first without losing data). Once receivers have come and gone and
+    // none is attached, nobody will make room: a full ring drops, so the sender
+    // does not wedge (it could not even take an EOS).
+    const bool first_receiver_pending = producer->ring()->ConsumerAttachCount() == 0;
+    const bool block = wait && (first_receiver_pending || producer->ConsumerAttached());
+    const shm::Status st = producer->Reserve(len, &payload, block ? kWaitSliceNs : 0);
     switch (st) {
       case shm::Status::kOk:
         fill(payload + shm::framing::kHeaderSize);
@@ -343,7 +456,10 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
         producer->Commit(len);
         return WriteResult::kWritten;
       case shm::Status::kFull:
+        if (wait) GST_DEBUG_OBJECT(self, "ring full and the receiver left: dropping %s", what);
         return WriteResult::kDropped;
+      case shm::Status::kTimeout:
+        continue;  // still full after a slice: check for the receiver again
       case shm::Status::kInterrupted: {
         // unlock(): flushing, or PLAYING->PAUSED. Wait like a prerolled sink; go on
         // writing when PLAYING again, give up when flushing.
@@ -363,19 +479,24 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
 
 // Writes the stream's caps if the ring does not carry them yet, or if another
 // consumer replaced the one that was reading them (a receiver restarted mid-stream
-// missed them). The first consumer, attached before or after the CAPS record was
-// written, finds it in the ring: no second record for it. last_consumer_pid keeps
-// the last consumer seen (0 = none yet), not a momentary absence.
+// missed them). Consumers are told apart by the ring's attach count, which every
+// attach bumps (so a receiver restarted in the same process counts as new). The
+// first consumer, attached before or after the CAPS record was written, finds it
+// in the ring: no second record for it, unless consumers the sink never saw
+// attached before it (its attach count is above 1: they may have read the
+// record). last_attach_count keeps the last consumer seen (0 = none yet), not a
+// momentary absence.
 static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
   if (self->caps_string == nullptr) return WriteResult::kWritten;  // no caps: opaque data
-  shm::ByteRingBuffer* ring = self->producer->ring();
-  const guint32 consumer_pid =
-      (ring->ConsumerFlags() & shm::layout::kConsumerAttached) ? ring->ConsumerPid() : 0;
+  const guint32 flags = self->producer->ring()->ConsumerFlags();
+  const guint32 count = (flags & shm::layout::kConsumerAttached)
+                            ? flags >> shm::layout::kConsumerAttachCountShift
+                            : 0;
   const bool new_consumer =
-      consumer_pid != 0 && self->last_consumer_pid != 0 && consumer_pid != self->last_consumer_pid;
+      count != 0 && count != self->last_attach_count && (self->last_attach_count != 0 || count > 1);
   if (self->written_caps_string != nullptr &&
       std::strcmp(self->written_caps_string, self->caps_string) == 0 && !new_consumer) {
-    if (consumer_pid != 0) self->last_consumer_pid = consumer_pid;
+    if (count != 0) self->last_attach_count = count;
     return WriteResult::kWritten;
   }
   shm::framing::Header h;
@@ -385,10 +506,10 @@ static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
   const WriteResult r = write_message(self, h, n, wait, "caps record",
                                       [caps, n](uint8_t* body) { std::memcpy(body, caps, n); });
   if (r == WriteResult::kWritten) {
-    GST_DEBUG_OBJECT(self, "wrote caps %s", caps);
+    GST_DEBUG_OBJECT(self, "wrote caps %s%s", caps, new_consumer ? " (for a new receiver)" : "");
     g_free(self->written_caps_string);
     self->written_caps_string = g_strdup(caps);
-    if (consumer_pid != 0) self->last_consumer_pid = consumer_pid;
+    if (count != 0) self->last_attach_count = count;
   }
   return r;
 }
@@ -407,11 +528,18 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
   const gboolean wait = self->wait_for_space;
   GST_OBJECT_UNLOCK(self);
 
+  if (!self->producer) {
+    // Re-creating the ring (below) failed earlier, with an error posted then.
+    GST_DEBUG_OBJECT(self, "no ring: refusing buffer");
+    return GST_FLOW_ERROR;
+  }
   if (self->producer->ring()->ProducerClosed()) {
     // Data after EOS (a new stream after a seek, say): the old ring told its
     // receiver the stream ended; start a new incarnation under the same name.
     GST_INFO_OBJECT(self, "data after end of stream: re-creating the ring");
-    if (!gst_shmring_sink_stop(bsink) || !gst_shmring_sink_start(bsink)) return GST_FLOW_ERROR;
+    if (!gst_shmring_sink_stop(bsink) || !gst_shmring_sink_start(bsink) || !self->producer) {
+      return GST_FLOW_ERROR;
+    }
   }
 
   switch (write_caps_if_needed(self, wait)) {
@@ -428,7 +556,8 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
   shm::framing::Header h;
   h.kind = shm::framing::Kind::kBuffer;
   h.flags = GST_BUFFER_FLAGS(buffer) & kCarriedFlags;
-  stream_times(bsink, buffer, &h);
+  if (self->discont_next) h.flags |= GST_BUFFER_FLAG_DISCONT;
+  stream_times(self, buffer, &h);
   h.offset = GST_BUFFER_OFFSET(buffer);
   h.offset_end = GST_BUFFER_OFFSET_END(buffer);
   const gsize size = gst_buffer_get_size(buffer);
@@ -437,6 +566,8 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
   });
   switch (r) {
     case WriteResult::kWritten:
+      self->discont_next = FALSE;
+      note_written_end(self, h);
       return GST_FLOW_OK;
     case WriteResult::kDropped:
       return drop_buffer(self, buffer);
@@ -450,7 +581,18 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
 
 static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event) {
   GstShmringSink* self = GST_SHMRING_SINK(bsink);
-  if (GST_EVENT_TYPE(event) == GST_EVENT_EOS && self->producer != nullptr &&
+  if (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_STOP) {
+    gboolean reset_time = FALSE;
+    gst_event_parse_flush_stop(event, &reset_time);
+    if (reset_time) {
+      // Running time starts again at 0; the receiver's segment does not.
+      self->ts_offset = self->written_end;
+      self->discont_next = TRUE;
+      GST_DEBUG_OBJECT(self, "flush: timestamps go on from %" GST_TIME_FORMAT,
+                       GST_TIME_ARGS(self->ts_offset));
+    }
+  }
+  if (GST_EVENT_TYPE(event) == GST_EVENT_EOS && self->producer &&
       !self->producer->ring()->ProducerClosed()) {
     GST_OBJECT_LOCK(self);
     const gboolean wait = self->wait_for_space;
@@ -471,30 +613,35 @@ static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event) {
   return GST_BASE_SINK_CLASS(parent_class)->event(bsink, event);
 }
 
+// Interrupt() returns only once the writer is awake: not under OBJECT_LOCK. The
+// reference keeps the producer alive should stop() run meanwhile.
 static gboolean gst_shmring_sink_unlock(GstBaseSink* bsink) {
   GstShmringSink* self = GST_SHMRING_SINK(bsink);
   GST_OBJECT_LOCK(self);
-  if (self->producer != nullptr) self->producer->Interrupt();
+  const std::shared_ptr<shm::ShmProducer> producer = self->producer;
   GST_OBJECT_UNLOCK(self);
+  if (producer) producer->Interrupt();
   return TRUE;
 }
 
 static gboolean gst_shmring_sink_unlock_stop(GstBaseSink* bsink) {
   GstShmringSink* self = GST_SHMRING_SINK(bsink);
   GST_OBJECT_LOCK(self);
-  if (self->producer != nullptr) self->producer->ClearInterrupt();
+  const std::shared_ptr<shm::ShmProducer> producer = self->producer;
   GST_OBJECT_UNLOCK(self);
+  if (producer) producer->ClearInterrupt();
   return TRUE;
 }
 
 static gboolean gst_shmring_sink_stop(GstBaseSink* bsink) {
   GstShmringSink* self = GST_SHMRING_SINK(bsink);
   GST_OBJECT_LOCK(self);
-  shm::ShmProducer* producer = self->producer;
-  self->producer = nullptr;
+  std::shared_ptr<shm::ShmProducer> producer = std::move(self->producer);
+  self->producer.reset();
   GST_OBJECT_UNLOCK(self);
-  // Sets CLOSED (a receiver drains what is left, then ends with EOS) and unlinks.
-  delete producer;
+  // Sets CLOSED (a receiver drains what is left, then ends with EOS) and unlinks
+  // (once an unlock() still holding a reference lets go).
+  producer.reset();
   g_clear_pointer(&self->written_caps_string, g_free);
   return TRUE;
 }

@@ -1,5 +1,8 @@
 // shmringsink under GstHarness: the bytes it writes (golden vectors), caps
-// changes, oversize buffers, dropping when full, and unblocking a full ring.
+// changes, oversize buffers, dropping when full, unblocking a full ring,
+// timestamps across flushes, system-memory-only caps, re-sending caps to a new
+// receiver, and data after a failed ring re-creation.
+#include <gst/base/gstbasesink.h>
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
 #include <gtest/gtest.h>
@@ -7,7 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,6 +20,7 @@
 #include "gst_test_util.hpp"
 #include "shm/framing.hpp"
 #include "shm/layout.hpp"
+#include "shm/shared_memory.hpp"
 #include "shm/shm_channel.hpp"
 
 namespace {
@@ -263,24 +269,26 @@ TEST(ShmringSink, DropsAndCountsWhenFullWithoutWaiting) {
   gst_harness_teardown(h);
 }
 
-// Pushes buffers from a thread until the (consumer-less) ring is full and the
+// Attaches a consumer that never reads (the sink blocks only while a receiver is
+// attached), then pushes buffers from a thread until the ring is full and the
 // sink blocks in its write; returns once the sink sleeps for space.
 struct BlockedPusher {
   GstHarness* h;
   std::string name;
   std::thread thread;
   GstFlowReturn last = GST_FLOW_OK;
+  std::unique_ptr<shm::ShmConsumer> watcher;
 
   void Start() {
+    watcher = std::make_unique<shm::ShmConsumer>(name);
+    ASSERT_TRUE(watcher->IsValid()) << watcher->error();
     thread = std::thread([this] {
       for (int i = 0; i < 1000; ++i) {
         last = gst_harness_push(h, NewBuffer(std::vector<uint8_t>(200, 1)));
         if (last != GST_FLOW_OK) return;
       }
     });
-    shm::ShmConsumer watcher(name);  // attaches but never reads
-    ASSERT_TRUE(watcher.IsValid());
-    while (!(watcher.ring()->ProducerFlags() & shm::layout::kProducerWaiting)) {
+    while (!(watcher->ring()->ProducerFlags() & shm::layout::kProducerWaiting)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
@@ -290,7 +298,7 @@ TEST(ShmringSink, NullWhileBlockedOnAFullRingReturns) {
   const std::string name = UniqueName("gsink-null");
   GstHarness* h = NewSink(name, "capacity=1024");
   gst_harness_set_src_caps_str(h, "video/x-raw");
-  BlockedPusher p{h, name, {}, GST_FLOW_OK};
+  BlockedPusher p{h, name, {}, GST_FLOW_OK, nullptr};
   p.Start();
   // Never hangs: unlock interrupts the write (a hang fails by the test timeout).
   EXPECT_EQ(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
@@ -303,7 +311,7 @@ TEST(ShmringSink, FlushUnblocksAFullRingAndStreamingGoesOn) {
   const std::string name = UniqueName("gsink-flush");
   GstHarness* h = NewSink(name, "capacity=1024");
   gst_harness_set_src_caps_str(h, "video/x-raw");
-  BlockedPusher p{h, name, {}, GST_FLOW_OK};
+  BlockedPusher p{h, name, {}, GST_FLOW_OK, nullptr};
   p.Start();
   ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_start()));
   p.thread.join();
@@ -314,8 +322,11 @@ TEST(ShmringSink, FlushUnblocksAFullRingAndStreamingGoesOn) {
   ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_segment(&seg)));
 
   // Drain the ring from a reader; the next push must get through.
+  // (A receiver must be attached: without one, a full ring drops the buffer.)
+  p.watcher.reset();
+  shm::ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
   std::thread reader([&] {
-    shm::ShmConsumer c(name, shm::kForever);
     std::vector<uint8_t> buf(1024);
     int buffers_after_flush = 0;
     while (buffers_after_flush == 0) {
@@ -398,6 +409,228 @@ TEST(ShmringSink, ReplacedConsumerGetsCapsAgain) {
   ASSERT_EQ(gst_harness_push(h, NewBuffer({3, 3, 3, 3, 3, 3, 3, 3})), GST_FLOW_OK);
   EXPECT_EQ(Kinds(second), (std::vector<K>{K::kCaps, K::kBuffer}));
   gst_harness_teardown(h);
+}
+
+// A flushing seek resets the sender's running time to 0; the receiver's segment
+// goes on, so the timestamps written must go on increasing from where they got
+// to, and the first buffer after the flush carries DISCONT.
+TEST(ShmringSink, FlushingSeekKeepsTimestampsIncreasing) {
+  const std::string name = UniqueName("gsink-fseek");
+  GstHarness* h = NewSink(name, "capacity=8192");
+  gst_harness_set_src_caps_str(h, kGrayCaps);
+  constexpr GstClockTime kDur = 33333333;
+  for (int i = 0; i < 3; ++i) {
+    GstBuffer* b = NewBuffer(std::vector<uint8_t>(8, static_cast<uint8_t>(i)));
+    GST_BUFFER_PTS(b) = i * kDur;
+    GST_BUFFER_DURATION(b) = kDur;
+    ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
+  }
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_start()));
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+  GstSegment seg;
+  gst_segment_init(&seg, GST_FORMAT_TIME);
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_segment(&seg)));
+  for (int i = 0; i < 2; ++i) {  // running time from 0 again
+    GstBuffer* b = NewBuffer(std::vector<uint8_t>(8, static_cast<uint8_t>(10 + i)));
+    GST_BUFFER_PTS(b) = i * kDur;
+    GST_BUFFER_DURATION(b) = kDur;
+    ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
+  }
+  const auto msgs = ReadAll(name);
+  ASSERT_EQ(msgs.size(), 6u);
+  EXPECT_EQ(Decode(msgs[0]).kind, shm::framing::Kind::kCaps);
+  std::vector<shm::framing::Header> bufs;
+  for (size_t i = 1; i < msgs.size(); ++i) bufs.push_back(Decode(msgs[i]));
+  for (size_t i = 1; i < bufs.size(); ++i) {
+    EXPECT_GT(bufs[i].pts, bufs[i - 1].pts) << "buffer " << i << ": PTS must keep increasing";
+  }
+  EXPECT_EQ(bufs[3].pts, 3 * kDur) << "goes on at the end of the last buffer written";
+  EXPECT_EQ(bufs[4].pts, 4 * kDur) << "keeps the sender's spacing";
+  EXPECT_TRUE(bufs[3].flags & GST_BUFFER_FLAG_DISCONT) << "first buffer after the flush";
+  EXPECT_FALSE(bufs[4].flags & GST_BUFFER_FLAG_DISCONT);
+  EXPECT_FALSE(bufs[2].flags & GST_BUFFER_FLAG_DISCONT);
+  gst_harness_teardown(h);
+}
+
+// A receiving pipeline restarted in the same process (same pid) is a new
+// consumer too: it gets the CAPS record again before the next buffer.
+TEST(ShmringSink, ConsumerRestartedInTheSameProcessGetsCapsAgain) {
+  const std::string name = UniqueName("gsink-samepid");
+  GstHarness* h = NewSink(name, "capacity=8192");
+  gst_harness_set_src_caps_str(h, kGrayCaps);
+  auto a = std::make_unique<shm::ShmConsumer>(name);
+  ASSERT_TRUE(a->IsValid()) << a->error();
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 1, 1, 1, 1, 1, 1, 1})), GST_FLOW_OK);
+  EXPECT_EQ(Kinds(*a), (std::vector<K>{K::kCaps, K::kBuffer}));
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({2, 2, 2, 2, 2, 2, 2, 2})), GST_FLOW_OK);
+  EXPECT_EQ(Kinds(*a), (std::vector<K>{K::kBuffer})) << "no second CAPS for the same consumer";
+  a.reset();  // consumer A detaches
+  shm::ShmConsumer b(name);
+  ASSERT_TRUE(b.IsValid()) << b.error();
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({3, 3, 3, 3, 3, 3, 3, 3})), GST_FLOW_OK);
+  EXPECT_EQ(Kinds(b), (std::vector<K>{K::kCaps, K::kBuffer}));
+  gst_harness_teardown(h);
+}
+
+// The sink copies mapped bytes: caps with GL/DMABuf memory features would tell
+// receivers the wrong thing, so they are refused.
+TEST(ShmringSink, RefusesCapsNotInSystemMemory) {
+  const std::string name = UniqueName("gsink-glmem");
+  GstHarness* h = NewSink(name, "capacity=8192");
+  GstCaps* gl = gst_caps_from_string("video/x-raw(memory:GLMemory),format=RGBA,width=2,height=2");
+  GstPad* sinkpad = gst_element_get_static_pad(Element(h), "sink");
+  EXPECT_FALSE(gst_pad_query_accept_caps(sinkpad, gl));
+  gst_object_unref(sinkpad);
+  gst_harness_push_event(h, gst_event_new_caps(gl));  // stored on the harness pad, refused
+  EXPECT_EQ(gst_harness_push(h, NewBuffer(std::vector<uint8_t>(16, 1))), GST_FLOW_NOT_NEGOTIATED);
+
+  // A caps query offers only system memory.
+  GstCaps* filter = gst_caps_from_string(
+      "video/x-raw(memory:GLMemory),format=RGBA; video/x-raw,format=RGBA; "
+      "video/x-raw(memory:DMABuf),format=RGBA");
+  GstCaps* offered = gst_pad_peer_query_caps(h->srcpad, filter);
+  GstCaps* want = gst_caps_from_string("video/x-raw,format=RGBA");
+  EXPECT_TRUE(gst_caps_is_equal(offered, want)) << gst_caps_to_string(offered);
+  for (GstCaps* c : {filter, offered, want}) gst_caps_unref(c);
+
+  // set_caps itself (reached if accept-caps is bypassed) errors with a hint.
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(Element(h), bus);
+  GstCaps* caps = gst_caps_from_string("video/x-raw(memory:GLMemory),format=RGBA,width=2,height=2");
+  const gboolean accepted =
+      GST_BASE_SINK_GET_CLASS(Element(h))->set_caps(GST_BASE_SINK(Element(h)), caps);
+  gst_caps_unref(caps);
+  EXPECT_FALSE(accepted);
+  if (!accepted) {
+    GstMessage* msg = gsttest::WaitForError(bus);
+    const std::string text = gsttest::ErrorText(msg);
+    EXPECT_NE(text.find("gldownload"), std::string::npos) << text;
+    EXPECT_NE(text.find("memory:GLMemory"), std::string::npos) << text;
+    gst_message_unref(msg);
+  }
+  gst_element_set_bus(Element(h), nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+
+// Pushes buffers from a thread while no receiver has ever attached; returns once
+// the sink waits for space (seen in the header, without attaching).
+struct FirstReceiverWait {
+  GstHarness* h;
+  std::string name;
+  std::thread thread;
+  GstFlowReturn last = GST_FLOW_OK;
+
+  void Start() {
+    thread = std::thread([this] {
+      for (int i = 0; i < 1000; ++i) {
+        last = gst_harness_push(h, NewBuffer(std::vector<uint8_t>(200, 1)));
+        if (last != GST_FLOW_OK) return;
+      }
+    });
+    shm::SharedMemory mem(name, shm::layout::kHeaderSize, false);
+    ASSERT_TRUE(mem.valid()) << mem.error();
+    const auto* flags = reinterpret_cast<const volatile uint32_t*>(
+        static_cast<const uint8_t*>(mem.data()) + shm::layout::kProducerFlagsOffset);
+    while (!(*flags & shm::layout::kProducerWaiting)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+};
+
+// wait-for-space=true: before the first receiver a full ring blocks (either side
+// may start first); once the receiver has left, nobody will make room, so a full
+// ring drops (counted) instead of wedging the sender (it could not even take an
+// EOS, e.g. from gst-launch -e); a new receiver brings back-pressure.
+TEST(ShmringSink, FullRingBlocksForAReceiverButDropsAfterItLeft) {
+  const std::string name = UniqueName("gsink-norecv");
+  GstHarness* h = NewSink(name, "capacity=1024 wait-for-space=true");
+  gst_harness_set_src_caps_str(h, "video/x-raw");
+  FirstReceiverWait w{h, name, {}, GST_FLOW_OK};
+  w.Start();  // the sink waits for its first receiver
+  guint64 dropped = 0;
+  g_object_get(Element(h), "dropped", &dropped, nullptr);
+  EXPECT_EQ(dropped, 0u);
+  {
+    shm::ShmConsumer gone(name);  // a receiver that reads one message and leaves
+    ASSERT_TRUE(gone.IsValid()) << gone.error();
+    std::vector<uint8_t> buf(1024);
+    ASSERT_EQ(gone.ReadFor(buf.data(), 1024, shm::kForever).status, shm::Status::kOk);
+  }
+  // The waiting push gets through, and the rest (more than fits) are dropped
+  // instead of blocking: a hang here is the bug (caught by the test timeout).
+  w.thread.join();
+  EXPECT_EQ(w.last, GST_FLOW_OK);
+  g_object_get(Element(h), "dropped", &dropped, nullptr);
+  EXPECT_GT(dropped, 0u);
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_eos())) << "EOS does not wedge either";
+  {
+    shm::ShmConsumer c(name);
+    ASSERT_TRUE(c.IsValid()) << c.error();
+    EXPECT_TRUE(c.ring()->ProducerClosed());
+  }
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSink, FullRingBlocksAgainWhenANewReceiverAttaches) {
+  const std::string name = UniqueName("gsink-newrecv");
+  GstHarness* h = NewSink(name, "capacity=1024 wait-for-space=true");
+  gst_harness_set_src_caps_str(h, "video/x-raw");
+  { shm::ShmConsumer gone(name); }  // came and left
+  for (int i = 0; i < 20; ++i) {    // 20 x 200 bytes: far more than 1024
+    ASSERT_EQ(gst_harness_push(h, NewBuffer(std::vector<uint8_t>(200, 1))), GST_FLOW_OK);
+  }
+  guint64 dropped = 0;
+  g_object_get(Element(h), "dropped", &dropped, nullptr);
+  EXPECT_GT(dropped, 0u);
+  BlockedPusher p{h, name, {}, GST_FLOW_OK, nullptr};
+  p.Start();  // a receiver attached (never reading): returns once the sink waits for space
+  guint64 dropped_now = 0;
+  g_object_get(Element(h), "dropped", &dropped_now, nullptr);
+  EXPECT_EQ(dropped_now, dropped) << "nothing dropped while a receiver is attached";
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_start()));
+  p.thread.join();
+  EXPECT_EQ(p.last, GST_FLOW_FLUSHING);
+  gst_harness_teardown(h);
+}
+
+// Data after EOS re-creates the ring; if that fails, later buffers are an error,
+// not a crash on the missing ring.
+TEST(ShmringSink, FailedRingRecreationThenMoreDataIsAnError) {
+  const std::string name = UniqueName("gsink-recreate");
+  GstHarness* h = NewSink(name, "capacity=4096");
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(Element(h), bus);
+  gst_harness_set_src_caps_str(h, kGrayCaps);
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 1, 1, 1, 1, 1, 1, 1})), GST_FLOW_OK);
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_eos()));
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_start()));
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+  GstSegment seg;
+  gst_segment_init(&seg, GST_FORMAT_TIME);
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_segment(&seg)));
+  g_object_set(Element(h), "shm-name", "no/slashes", nullptr);  // the re-creation fails
+  EXPECT_EQ(gst_harness_push(h, NewBuffer({2, 2, 2, 2, 2, 2, 2, 2})), GST_FLOW_ERROR);
+  GstMessage* msg = gsttest::WaitForError(bus);
+  EXPECT_NE(gsttest::ErrorText(msg).find("no/slashes"), std::string::npos);
+  gst_message_unref(msg);
+  EXPECT_EQ(gst_harness_push(h, NewBuffer({3, 3, 3, 3, 3, 3, 3, 3})), GST_FLOW_ERROR);
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_eos())) << "EOS without a ring";
+  gst_element_set_bus(Element(h), nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+
+// Properties read for every buffer may change while PLAYING.
+TEST(ShmringSink, PerBufferPropertiesAreMutableInPlaying) {
+  GstElement* sink = gst_element_factory_make("shmringsink", nullptr);
+  ASSERT_NE(sink, nullptr);
+  GParamSpec* ps = g_object_class_find_property(G_OBJECT_GET_CLASS(sink), "wait-for-space");
+  ASSERT_NE(ps, nullptr);
+  EXPECT_TRUE(ps->flags & GST_PARAM_MUTABLE_PLAYING);
+  ps = g_object_class_find_property(G_OBJECT_GET_CLASS(sink), "capacity");
+  EXPECT_FALSE(ps->flags & GST_PARAM_MUTABLE_PLAYING) << "used at start only";
+  gst_object_unref(sink);
 }
 
 }  // namespace
