@@ -108,6 +108,10 @@ struct _GstShmringSrc {
   gboolean reconnect;
   gboolean zero_copy;
   guint64 skipped;  // buffers skipped by latest=true (OBJECT_LOCK)
+  // Live latency: one frame of the current caps' framerate, else the duration of
+  // the last buffer (OBJECT_LOCK).
+  GstClockTime frame_latency;
+  GstClockTime last_duration;
 
   // Interrupts the wait for a producer (wait_lock).
   GMutex wait_lock;
@@ -131,6 +135,7 @@ static void gst_shmring_src_get_property(GObject* object, guint prop_id, GValue*
 static void gst_shmring_src_finalize(GObject* object);
 static gboolean gst_shmring_src_start(GstBaseSrc* bsrc);
 static gboolean gst_shmring_src_is_seekable(GstBaseSrc* bsrc);
+static gboolean gst_shmring_src_query(GstBaseSrc* bsrc, GstQuery* query);
 static GstCaps* gst_shmring_src_get_caps(GstBaseSrc* bsrc, GstCaps* filter);
 static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf);
 static gboolean gst_shmring_src_unlock(GstBaseSrc* bsrc);
@@ -186,8 +191,10 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
                            "When behind the sender, skip to the newest buffer in the ring (the "
                            "newest key frame for compressed video), like a leaky queue; caps "
                            "changes in between still apply. For live viewing where freshness "
-                           "beats completeness; counted in 'skipped'.",
-                           kDefaultLatest, rw));
+                           "beats completeness; counted in 'skipped'. May be changed while "
+                           "PLAYING.",
+                           kDefaultLatest,
+                           static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING)));
   g_object_class_install_property(
       gobject_class, PROP_RECONNECT,
       g_param_spec_boolean("reconnect", "Reconnect",
@@ -204,8 +211,9 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
           "use this when everything downstream frees buffers promptly (e.g. videoconvert, "
           "display sinks): elements that keep many frames (encoders with lookahead, "
           "unbounded queues, apps keeping samples) stall the sender. Past half the ring "
-          "held, buffers are copied anyway; a stall is reported as a warning.",
-          kDefaultZeroCopy, rw));
+          "held, buffers are copied anyway; a stall is reported as a warning. May be "
+          "changed while PLAYING (applies to the next buffer).",
+          kDefaultZeroCopy, static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING)));
   g_object_class_install_property(
       gobject_class, PROP_SKIPPED,
       g_param_spec_uint64("skipped", "Skipped buffers",
@@ -223,6 +231,7 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
 
   basesrc_class->start = GST_DEBUG_FUNCPTR(gst_shmring_src_start);
   basesrc_class->is_seekable = GST_DEBUG_FUNCPTR(gst_shmring_src_is_seekable);
+  basesrc_class->query = GST_DEBUG_FUNCPTR(gst_shmring_src_query);
   basesrc_class->get_caps = GST_DEBUG_FUNCPTR(gst_shmring_src_get_caps);
   basesrc_class->unlock = GST_DEBUG_FUNCPTR(gst_shmring_src_unlock);
   basesrc_class->unlock_stop = GST_DEBUG_FUNCPTR(gst_shmring_src_unlock_stop);
@@ -240,6 +249,8 @@ static void gst_shmring_src_init(GstShmringSrc* self) {
   self->reconnect = kDefaultReconnect;
   self->zero_copy = kDefaultZeroCopy;
   self->skipped = 0;
+  self->frame_latency = GST_CLOCK_TIME_NONE;
+  self->last_duration = GST_CLOCK_TIME_NONE;
   g_mutex_init(&self->wait_lock);
   g_cond_init(&self->wait_cond);
   self->unlocked = FALSE;
@@ -496,6 +507,26 @@ static bool take_caps(GstShmringSrc* self, const Message& m) {
   return true;
 }
 
+// One frame at the framerate of `caps` (NONE if it has none). A live src
+// reports it as its latency and tells the pipeline when it changes.
+static void update_frame_latency(GstShmringSrc* self, const GstCaps* caps) {
+  GstClockTime frame = GST_CLOCK_TIME_NONE;
+  gint n = 0, d = 0;
+  if (gst_caps_get_size(caps) > 0 &&
+      gst_structure_get_fraction(gst_caps_get_structure(caps, 0), "framerate", &n, &d) && n > 0 &&
+      d > 0) {
+    frame = gst_util_uint64_scale_int(GST_SECOND, d, n);
+  }
+  GST_OBJECT_LOCK(self);
+  const bool changed = frame != self->frame_latency;
+  self->frame_latency = frame;
+  GST_OBJECT_UNLOCK(self);
+  if (changed && gst_base_src_is_live(GST_BASE_SRC(self))) {
+    GST_DEBUG_OBJECT(self, "latency now %" GST_TIME_FORMAT, GST_TIME_ARGS(frame));
+    gst_element_post_message(GST_ELEMENT(self), gst_message_new_latency(GST_OBJECT(self)));
+  }
+}
+
 // Makes the pad's caps what the next buffer needs. OK, NOT_NEGOTIATED (posted),
 // or CUSTOM_SUCCESS when there are no caps to give the buffer yet (skip it).
 static GstFlowReturn ensure_caps(GstShmringSrc* self) {
@@ -525,6 +556,8 @@ static GstFlowReturn ensure_caps(GstShmringSrc* self) {
       GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Downstream does not accept the sender's caps."),
                         ("caps %" GST_PTR_FORMAT, want));
       ret = GST_FLOW_NOT_NEGOTIATED;
+    } else {
+      update_frame_latency(self, want);
     }
   }
   gst_clear_caps(&want);
@@ -632,6 +665,11 @@ static void stamp(GstShmringSrc* self, GstBuffer* buf, const shm::framing::Heade
     GST_BUFFER_DTS(buf) = h.dts;
   }
   GST_BUFFER_DURATION(buf) = h.duration;
+  if (GST_CLOCK_TIME_IS_VALID(h.duration)) {
+    GST_OBJECT_LOCK(self);
+    self->last_duration = h.duration;
+    GST_OBJECT_UNLOCK(self);
+  }
   GST_BUFFER_OFFSET(buf) = h.offset;
   GST_BUFFER_OFFSET_END(buf) = h.offset_end;
   GST_BUFFER_FLAG_SET(buf, h.flags & kCarriedFlags);
@@ -672,9 +710,11 @@ static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
         GST_WARNING_OBJECT(self, "producer of ring '%s' %s; waiting for a new one", name.c_str(),
                            s == shm::Status::kPeerDead ? "died" : "re-created the ring");
         GST_OBJECT_LOCK(self);
-        st->session->Detach();
+        std::shared_ptr<RingSession> old = std::move(st->session);
         st->session.reset();
         GST_OBJECT_UNLOCK(self);
+        old->Detach();
+        old.reset();  // unmaps once no buffer holds it (not under OBJECT_LOCK)
         st->lookahead.clear();
         st->need_segment = true;
         st->discont = true;
@@ -711,10 +751,33 @@ static gboolean gst_shmring_src_start(GstBaseSrc* bsrc) {
   // The ring is opened by create, in the streaming thread, where waiting for the
   // producer can be interrupted.
   GST_OBJECT_LOCK(self);
-  self->st->Reset();
+  std::shared_ptr<RingSession> old = std::move(self->st->session);
+  self->st->session.reset();
   self->skipped = 0;
+  self->frame_latency = GST_CLOCK_TIME_NONE;
+  self->last_duration = GST_CLOCK_TIME_NONE;
   GST_OBJECT_UNLOCK(self);
+  if (old) old->Detach();
+  old.reset();
+  self->st->Reset();
   return TRUE;
+}
+
+// Live: latency is one frame (the sender delivers a frame once it is complete),
+// from the caps' framerate, else the last buffer's duration, else 0; no maximum.
+static gboolean gst_shmring_src_query(GstBaseSrc* bsrc, GstQuery* query) {
+  GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
+  if (GST_QUERY_TYPE(query) == GST_QUERY_LATENCY && gst_base_src_is_live(bsrc)) {
+    GST_OBJECT_LOCK(self);
+    GstClockTime min = self->frame_latency;
+    if (!GST_CLOCK_TIME_IS_VALID(min)) min = self->last_duration;
+    GST_OBJECT_UNLOCK(self);
+    if (!GST_CLOCK_TIME_IS_VALID(min)) min = 0;
+    GST_DEBUG_OBJECT(self, "latency: live, min %" GST_TIME_FORMAT, GST_TIME_ARGS(min));
+    gst_query_set_latency(query, TRUE, min, GST_CLOCK_TIME_NONE);
+    return TRUE;
+  }
+  return GST_BASE_SRC_CLASS(parent_class)->query(bsrc, query);
 }
 
 static gboolean gst_shmring_src_is_seekable(GstBaseSrc*) { return FALSE; }
@@ -833,9 +896,15 @@ static gboolean gst_shmring_src_unlock_stop(GstBaseSrc* bsrc) {
 
 static gboolean gst_shmring_src_stop(GstBaseSrc* bsrc) {
   GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
+  // Take the session under the lock; detach and drop it outside (dropping the
+  // last reference unmaps and detaches the consumer). Buffers still downstream
+  // keep the mapping alive; they no longer move the tail.
   GST_OBJECT_LOCK(self);
-  // Buffers still downstream keep the mapping alive; they no longer move the tail.
-  self->st->Reset();
+  std::shared_ptr<RingSession> old = std::move(self->st->session);
+  self->st->session.reset();
   GST_OBJECT_UNLOCK(self);
+  if (old) old->Detach();
+  old.reset();
+  self->st->Reset();
   return TRUE;
 }

@@ -1,7 +1,8 @@
 // shmringsrc under GstHarness, fed by rings written with the C++ API: profile 1
 // (caps, buffers, timestamps, EOS) and profile 0 with the caps property, latest
-// mode, zero-copy release order, flushing and state changes while blocked,
-// timeouts, invalid rings, corrupt records and dead producers.
+// mode, zero-copy release order and copying past half the ring, flushing and
+// state changes while blocked, timeouts, invalid rings, corrupt records, dead
+// producers, and live mode (latency, timestamps on this pipeline's clock).
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
 #include <gtest/gtest.h>
@@ -569,6 +570,142 @@ TEST(ShmringSrc, ReconnectFollowsARestartedProducer) {
   EXPECT_EQ(CapsOf(caps), kCapsB);
   gst_clear_event(&caps);
   gst_harness_teardown(h);
+}
+
+GstClockTime RunningTime(GstEvent* segment_event, GstClockTime t) {
+  const GstSegment* seg = nullptr;
+  gst_event_parse_segment(segment_event, &seg);
+  return gst_segment_to_running_time(seg, GST_FORMAT_TIME, t);
+}
+
+// A live src reports its latency: one frame of the caps' framerate, no maximum,
+// and tells the pipeline (a LATENCY message) once it knows the framerate.
+TEST(ShmringSrc, LiveSrcReportsOneFrameOfLatency) {
+  const std::string name = UniqueName("gsrc-lat");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  Put(*p, CapsMessage(kCapsA));  // framerate 30/1
+  Put(*p, BufferMessage(Pattern(8, 1), 0, 33333333));
+  GstHarness* h = NewSrc(name, "is-live=true");
+  Bus bus(h->element);
+  gst_harness_play(h);
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  gst_buffer_unref(b);
+  // Posted in the streaming thread before the buffer was pushed: already there.
+  GstMessage* m = gst_bus_pop_filtered(bus.bus, GST_MESSAGE_LATENCY);
+  EXPECT_NE(m, nullptr) << "a LATENCY message once the framerate is known";
+  if (m != nullptr) gst_message_unref(m);
+
+  GstPad* pad = gst_element_get_static_pad(Element(h), "src");
+  GstQuery* q = gst_query_new_latency();
+  ASSERT_TRUE(gst_pad_query(pad, q));
+  gboolean live = FALSE;
+  GstClockTime min = 0, max = 0;
+  gst_query_parse_latency(q, &live, &min, &max);
+  EXPECT_TRUE(live);
+  EXPECT_EQ(min, 33333333u) << "one frame at 30/1";
+  EXPECT_EQ(max, GST_CLOCK_TIME_NONE);
+  gst_query_unref(q);
+  gst_object_unref(pad);
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, NonLiveSrcReportsNotLive) {
+  const std::string name = UniqueName("gsrc-nlat");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  Put(*p, CapsMessage(kCapsA));
+  Put(*p, BufferMessage(Pattern(8, 1), 0, 33333333));
+  GstHarness* h = NewSrc(name);
+  gst_harness_play(h);
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  gst_buffer_unref(b);
+  GstPad* pad = gst_element_get_static_pad(Element(h), "src");
+  GstQuery* q = gst_query_new_latency();
+  ASSERT_TRUE(gst_pad_query(pad, q));
+  gboolean live = TRUE;
+  gst_query_parse_latency(q, &live, nullptr, nullptr);
+  EXPECT_FALSE(live);
+  gst_query_unref(q);
+  gst_object_unref(pad);
+  gst_harness_teardown(h);
+}
+
+// is-live=true maps the sender's timestamps onto this pipeline's clock: the
+// first buffer plays at the running time it arrived at, later ones keep the
+// sender's spacing exactly. (The harness's test clock stands still: exact.)
+TEST(ShmringSrc, IsLiveMapsSenderTimestampsOntoThisClock) {
+  const std::string name = UniqueName("gsrc-live");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  constexpr GstClockTime kT0 = 100 * GST_SECOND;  // the sender's running time
+  constexpr GstClockTime kStep = 40 * GST_MSECOND;
+  Put(*p, CapsMessage(kCapsA));
+  for (int i = 0; i < 3; ++i) {
+    Put(*p, BufferMessage(Pattern(8, static_cast<uint8_t>(i)), kT0 + i * kStep, kStep));
+  }
+  GstHarness* h = NewSrc(name, "is-live=true");
+  constexpr GstClockTime kNow = 5 * GST_SECOND;  // this pipeline's clock (base time 0)
+  ASSERT_TRUE(gst_harness_set_time(h, kNow));
+  gst_harness_play(h);
+  GstBuffer* b[3] = {};
+  for (auto& buf : b) {
+    buf = gst_harness_pull(h);
+    ASSERT_NE(buf, nullptr);
+  }
+  GstEvent* seg = PullEvent(h, GST_EVENT_SEGMENT);
+  ASSERT_NE(seg, nullptr);
+  EXPECT_EQ(RunningTime(seg, GST_BUFFER_PTS(b[0])), kNow) << "first buffer: arrival time";
+  for (int i = 1; i < 3; ++i) {
+    EXPECT_EQ(RunningTime(seg, GST_BUFFER_PTS(b[i])), kNow + i * kStep)
+        << "buffer " << i << " keeps the sender's spacing";
+  }
+  gst_event_unref(seg);
+  for (GstBuffer* buf : b) gst_buffer_unref(buf);
+  gst_harness_teardown(h);
+}
+
+// zero-copy=true: buffers wrap the ring (read-only memory) until downstream holds
+// more than half of it; past that they are copies (writable memory of their
+// own), and once the held buffers are freed they wrap the ring again.
+TEST(ShmringSrc, ZeroCopyCopiesOnceMoreThanHalfTheRingIsHeld) {
+  const std::string name = UniqueName("gsrc-half");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  // Each 600-byte buffer takes a 664-byte record: 3 held = 1992 <= 2048 < 4 held.
+  Put(*p, CapsMessage(kCapsA));
+  for (uint8_t i = 0; i < 5; ++i) Put(*p, BufferMessage(Pattern(600, i), i));
+  GstHarness* h = NewSrc(name, "zero-copy=true");
+  gst_harness_play(h);
+  std::vector<GstBuffer*> held;
+  for (int i = 0; i < 5; ++i) {
+    GstBuffer* b = gst_harness_pull(h);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(Bytes(b), Pattern(600, static_cast<uint8_t>(i)));
+    const bool ring_backed = GST_MEMORY_IS_READONLY(gst_buffer_peek_memory(b, 0));
+    EXPECT_EQ(ring_backed, i < 3) << "buffer " << i << " with " << i << " held before it";
+    held.push_back(b);
+  }
+  for (GstBuffer* b : held) gst_buffer_unref(b);
+  Put(*p, BufferMessage(Pattern(600, 9), 9));
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Bytes(b), Pattern(600, 9));
+  EXPECT_TRUE(GST_MEMORY_IS_READONLY(gst_buffer_peek_memory(b, 0))) << "ring-backed again";
+  gst_buffer_unref(b);
+  gst_harness_teardown(h);
+}
+
+// Properties read for every buffer may change while PLAYING.
+TEST(ShmringSrc, PerBufferPropertiesAreMutableInPlaying) {
+  GstElement* src = gst_element_factory_make("shmringsrc", nullptr);
+  ASSERT_NE(src, nullptr);
+  for (const char* prop : {"latest", "zero-copy"}) {
+    GParamSpec* ps = g_object_class_find_property(G_OBJECT_GET_CLASS(src), prop);
+    ASSERT_NE(ps, nullptr) << prop;
+    EXPECT_TRUE(ps->flags & GST_PARAM_MUTABLE_PLAYING) << prop;
+  }
+  GParamSpec* ps = g_object_class_find_property(G_OBJECT_GET_CLASS(src), "shm-name");
+  EXPECT_FALSE(ps->flags & GST_PARAM_MUTABLE_PLAYING) << "used when opening the ring only";
+  gst_object_unref(src);
 }
 
 }  // namespace
