@@ -100,7 +100,36 @@ class _Closer:
                 os.close(fd)  # drops the consumer claim (after ATTACHED is cleared)
 
 
-class ShmProducer:
+class _Endpoint:
+    """What both ends of a ring say about themselves (either side; never blocks)."""
+
+    _ROLE = ""
+    _name: str
+    _ring: Optional[ByteRingBuffer]
+
+    @property
+    def ring(self) -> ByteRingBuffer:
+        """The underlying ByteRingBuffer (this end's side)."""
+        if self._ring is None:
+            raise StreamClosedError(f"{self._ROLE} of ring {self._name!r} is closed")
+        return self._ring
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def capacity(self) -> int:
+        """Data-area bytes (a producer's requested capacity rounded up to a power of two)."""
+        return self.ring.capacity
+
+    @property
+    def profile(self) -> int:
+        """0 = opaque messages, 1 = GStreamer framing (read it with FrameReader)."""
+        return self.ring.profile
+
+
+class ShmProducer(_Endpoint):
     """The writing end of ring ``name``: creates it and owns the name.
 
     ``ShmProducer(name, capacity)`` creates a ring whose data area is ``capacity``
@@ -111,6 +140,8 @@ class ShmProducer:
     ``close()`` (or leaving the ``with`` block, or interpreter exit) ends the stream
     and unlinks the name. Blocks only in OS calls.
     """
+
+    _ROLE = "producer"
 
     def __init__(self, name: str, capacity: int = 1 << 20, *, profile: int = PROFILE_OPAQUE,
                  mode: int = 0o600, start_index: int = 0) -> None:
@@ -177,22 +208,6 @@ class ShmProducer:
     # ---- identity ---------------------------------------------------------------
 
     @property
-    def ring(self) -> ByteRingBuffer:
-        """The underlying ByteRingBuffer (producer side)."""
-        if self._ring is None:
-            raise StreamClosedError(f"producer of ring {self._name!r} is closed")
-        return self._ring
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def capacity(self) -> int:
-        """Data-area bytes (the requested capacity rounded up to a power of two)."""
-        return self.ring.capacity
-
-    @property
     def max_message_size(self) -> int:
         """Largest message that can ever fit: capacity - 4."""
         return self.ring.max_message_size
@@ -200,10 +215,6 @@ class ShmProducer:
     @property
     def generation(self) -> int:
         return self.ring.generation
-
-    @property
-    def profile(self) -> int:
-        return self.ring.profile
 
     @property
     def closed(self) -> bool:
@@ -317,7 +328,7 @@ class ShmProducer:
         return f"<ShmProducer {self._name!r} {state}>"
 
 
-class ShmConsumer:
+class ShmConsumer(_Endpoint):
     """The reading end of ring ``name``. Never unlinks it.
 
     ``timeout`` says how long to wait for a producer to create the ring: 0 (the
@@ -326,6 +337,8 @@ class ShmConsumer:
     once with IncompatibleSegmentError naming the field. A ring already read by
     another live consumer raises RingBusyError. Blocks while waiting for the ring.
     """
+
+    _ROLE = "consumer"
 
     def __init__(self, name: str, timeout: Optional[float] = 0.0) -> None:
         _shm.validate_name(name)
@@ -417,26 +430,6 @@ class ShmConsumer:
             pause = min(pause * 2, 0.02)  # poll the name at most every 20 ms
 
     # ---- identity ---------------------------------------------------------------
-
-    @property
-    def ring(self) -> ByteRingBuffer:
-        """The underlying ByteRingBuffer (consumer side)."""
-        if self._ring is None:
-            raise StreamClosedError(f"consumer of ring {self._name!r} is closed")
-        return self._ring
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def capacity(self) -> int:
-        return self.ring.capacity
-
-    @property
-    def profile(self) -> int:
-        """0 = opaque messages, 1 = GStreamer framing (read it with FrameReader)."""
-        return self.ring.profile
 
     @property
     def generation(self) -> int:

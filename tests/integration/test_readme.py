@@ -55,6 +55,14 @@ def head_of(name: str) -> int:
         return 0
 
 
+def send_frames(name: str, count: int, caps: str) -> subprocess.CompletedProcess:
+    """A gst-launch sender of `count` videotestsrc frames (30/1) into ring `name`."""
+    return subprocess.run(
+        ["gst-launch-1.0", "-q", "videotestsrc", "num-buffers=%d" % count, "!",
+         "video/x-raw,%s,framerate=30/1" % caps, "!", "shmringsink", "shm-name=" + name],
+        env=env(), capture_output=True, text=True, timeout=GUARD)
+
+
 def test_every_snippet_has_a_test():
     assert set(SNIPPETS) == {"gst-env", "gst-sender", "gst-receiver", "py-roundtrip",
                              "py-frames", "cli", "cpp"}
@@ -91,11 +99,7 @@ def test_python_readme_frames():
                                PY_SNIPPETS["frames"].replace("cam0", name)],
                               env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
-    sender = subprocess.run(
-        ["gst-launch-1.0", "-q", "videotestsrc", "num-buffers=10", "!",
-         "video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1", "!",
-         "shmringsink", "shm-name=" + name], env=env(), capture_output=True, text=True,
-        timeout=GUARD)
+    sender = send_frames(name, 10, "format=GRAY8,width=64,height=48")
     out, err = reader.communicate(timeout=GUARD)
     assert sender.returncode == 0, sender.stdout + sender.stderr
     assert reader.returncode == 0, err
@@ -160,11 +164,7 @@ def test_py_frames_from_a_gst_sender():
     code = SNIPPETS["py-frames"].replace("cam0", name)
     reader = subprocess.Popen(["/usr/bin/python3", "-c", code], env=env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sender = subprocess.run(
-        ["gst-launch-1.0", "-q", "videotestsrc", "num-buffers=30", "!",
-         "video/x-raw,format=BGR,width=1280,height=720,framerate=30/1", "!",
-         "shmringsink", "shm-name=" + name], env=env(), capture_output=True, text=True,
-        timeout=GUARD)
+    sender = send_frames(name, 30, "format=BGR,width=1280,height=720")
     out, err = reader.communicate(timeout=GUARD)
     assert sender.returncode == 0, sender.stdout + sender.stderr
     assert reader.returncode == 0, err
