@@ -8,17 +8,8 @@
 #include <cstring>
 #include <string>
 
+#include "example_frame.hpp"
 #include "shm/shm_channel.hpp"
-
-namespace {
-
-uint64_t Fnv1a(const uint8_t* p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   std::string name = "cam0";
@@ -53,11 +44,12 @@ int main(int argc, char** argv) {
       return 1;
     }
     uint64_t number = 0, sum = 0;
-    if (v.len >= 16) {
+    if (v.len >= example::kPrefixSize) {
       std::memcpy(&number, v.data, 8);
       std::memcpy(&sum, v.data + 8, 8);
     }
-    if (v.len < 16 || number != expected || sum != Fnv1a(v.data + 16, v.len - 16)) {
+    if (v.len < example::kPrefixSize || number != expected ||
+        sum != example::Fnv1a(v.data + example::kPrefixSize, v.len - example::kPrefixSize)) {
       std::fprintf(stderr, "cpp_consumer: frame %llu is wrong\n",
                    static_cast<unsigned long long>(expected));
       return 1;

@@ -1,6 +1,6 @@
 // Writes synthetic moving 1080p BGR frames into a ring and prints the frame rate.
 //   cpp_producer [--name cam0] [--frames N] [--width W] [--height H] [--capacity BYTES]
-// Each frame: a 16-byte prefix (u64 frame number, u64 FNV-1a of the pixels) + pixels.
+// Each frame: the prefix of example_frame.hpp (frame number, FNV-1a of the pixels) + pixels.
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -9,17 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "example_frame.hpp"
 #include "shm/shm_channel.hpp"
-
-namespace {
-
-uint64_t Fnv1a(const uint8_t* p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   std::string name = "cam0";
@@ -43,7 +34,7 @@ int main(int argc, char** argv) {
     }
   }
   const size_t pixels = static_cast<size_t>(width * height * 3);
-  const uint32_t frame_size = static_cast<uint32_t>(pixels + 16);
+  const uint32_t frame_size = static_cast<uint32_t>(pixels + example::kPrefixSize);
   if (capacity == 0) capacity = static_cast<long>(frame_size) * 4;
   shm::ShmProducer producer(name, static_cast<uint32_t>(capacity));
   if (!producer.IsValid()) {
@@ -64,7 +55,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     // A diagonal gradient that moves 4 pixels per frame, written straight into the ring.
-    uint8_t* px = frame + 16;
+    uint8_t* px = frame + example::kPrefixSize;
     for (long y = 0; y < height; ++y) {
       for (long x = 0; x < width; ++x) {
         const uint8_t v = static_cast<uint8_t>((x + y + n * 4) & 0xFF);
@@ -74,7 +65,7 @@ int main(int argc, char** argv) {
       }
       std::memcpy(px + static_cast<size_t>(y) * row.size(), row.data(), row.size());
     }
-    const uint64_t number = static_cast<uint64_t>(n), sum = Fnv1a(px, pixels);
+    const uint64_t number = static_cast<uint64_t>(n), sum = example::Fnv1a(px, pixels);
     std::memcpy(frame, &number, 8);
     std::memcpy(frame + 8, &sum, 8);
     producer.Commit(frame_size);
