@@ -242,21 +242,25 @@ bool SharedMemory::Unlink(const std::string& name, std::string* error) {
 #endif
 }
 
-double SharedMemory::AgeSeconds(const std::string& name) {
-  if (!ValidateName(name).empty()) return -1;
+bool SharedMemory::Stat(const std::string& name, uint64_t* size, double* age_seconds) {
+  if (!ValidateName(name).empty()) return false;
 #ifdef _WIN32
-  return 0;
+  *size = 0;
+  *age_seconds = 0;
+  return true;
 #else
   const int fd = shm_open(OsName(name).c_str(), O_RDONLY, 0);
-  if (fd < 0) return -1;
+  if (fd < 0) return false;
   struct stat st;
   const int r = fstat(fd, &st);
   close(fd);
-  if (r != 0) return -1;
+  if (r != 0) return false;
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
-  return static_cast<double>(now.tv_sec - st.st_ctim.tv_sec) +
-         static_cast<double>(now.tv_nsec - st.st_ctim.tv_nsec) * 1e-9;
+  *size = static_cast<uint64_t>(st.st_size);
+  *age_seconds = static_cast<double>(now.tv_sec - st.st_ctim.tv_sec) +
+                 static_cast<double>(now.tv_nsec - st.st_ctim.tv_nsec) * 1e-9;
+  return true;
 #endif
 }
 

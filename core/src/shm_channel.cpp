@@ -157,11 +157,18 @@ bool ShmProducer::Create(const ProducerOptions& options) {
     uint8_t hdr[layout::kHeaderSize];
     const bool whole = ReadHeader(name_, hdr);
     const uint32_t magic = whole ? HeaderField<uint32_t>(hdr, layout::kMagicOffset) : 0;
+    uint64_t size = 0;
+    double age = -1;
+    const bool stat_ok = SharedMemory::Stat(name_, &size, &age);
+    if (magic == 0 && stat_ok && !layout::MayBeRingInCreation(size)) {
+      error_ = "segment '" + name_ + "' exists and is not a shmring ring (" + std::to_string(size) +
+               " bytes, no magic); remove it first";
+      return false;
+    }
     if (magic == 0) {
-      // Too short or no magic yet: another creator may be between shm_open and its
-      // magic store. Only debris older than kAbandonedAfterS is stale.
-      const double age = SharedMemory::AgeSeconds(name_);
-      if (age >= 0 && age < kAbandonedAfterS) {
+      // No magic yet: another creator may be between shm_open and its magic store.
+      // Only debris older than kAbandonedAfterS is stale.
+      if (stat_ok && age < kAbandonedAfterS) {
         if (attempt + 1 < kCreateAttempts) {
           std::this_thread::sleep_for(std::chrono::milliseconds(50));
           continue;

@@ -200,6 +200,20 @@ def age_seconds(name: str) -> float:
     return time.time() - changed
 
 
+def segment_size(name: str) -> Optional[int]:
+    """Size in bytes of segment ``name``; None when it cannot be looked at."""
+    try:
+        fd = _open_fd(name, os.O_RDONLY, 0)
+    except OSError:
+        return None
+    try:
+        return os.fstat(fd).st_size
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def claim_exclusive(name: str) -> Optional[int]:
     """Takes an exclusive, non-blocking ``flock`` on segment ``name`` through a new
     read-only descriptor and returns it (keep it open to keep the claim; closing it

@@ -21,7 +21,8 @@ from .errors import (IncompatibleSegmentError, ProducerDeadError, ProducerReplac
                      StreamClosedError, ViewInUseError)
 from .layout import (CONSUMER_ATTACHED, CONSUMER_FLAGS_OFFSET, CONSUMER_PID_OFFSET,
                      GENERATION_OFFSET, HEADER_SIZE, MAGIC, MAGIC_OFFSET, PRODUCER_CLOSED,
-                     PRODUCER_FLAGS_OFFSET, PROFILE_OPAQUE, round_up_capacity)
+                     PRODUCER_FLAGS_OFFSET, PROFILE_OPAQUE, may_be_ring_in_creation,
+                     round_up_capacity)
 from .ring import ByteRingBuffer, validate_header
 
 #: How often a waiting consumer looks at the producer's pid and the name's
@@ -182,9 +183,14 @@ class ShmProducer(_Endpoint):
             if header is None:
                 continue  # gone meanwhile: try creating again
             magic = _header_fields(header)[0] if len(header) == HEADER_SIZE else 0
+            existing = _shm.segment_size(name)
+            if magic == 0 and existing is not None and not may_be_ring_in_creation(existing):
+                raise IncompatibleSegmentError(
+                    f"segment {name!r} exists and is not a shmring ring ({existing} bytes, "
+                    f"no magic); remove it first", "size")
             if magic == 0:
-                # Too short or no magic yet: another creator may be between shm_open
-                # and its magic store. Only debris older than _ABANDONED_AFTER is stale.
+                # No magic yet: another creator may be between shm_open and its magic
+                # store. Only debris older than _ABANDONED_AFTER is stale.
                 age = _shm.age_seconds(name)
                 if 0 <= age < _ABANDONED_AFTER:
                     if attempt + 1 < _CREATE_ATTEMPTS:

@@ -159,9 +159,13 @@ class Snapshot:
         return used
 
     def state(self) -> str:
+        if self.error_field == "unreadable":
+            return "unreadable"
         if self.error_field == "open":
             return "foreign"
         if self.error_field == "size" or self.magic == 0:
+            if not L.may_be_ring_in_creation(self.size):
+                return "foreign"  # no ring has this size: a semaphore, another program's
             if time.time() - self.ctime > ABANDONED_AFTER_S:
                 return "abandoned"
             return "uninitialized"
@@ -334,10 +338,14 @@ def list_segments(include_all: bool) -> Iterator[Snapshot]:
         try:
             snap = read_snapshot(entry)
         except CliError as exc:
-            if include_all:
+            # Not readable by us (mode 0600 rings of another user) may well be a
+            # ring: always listed, so an empty list never hides rings.
+            unreadable = not os.access(path, os.R_OK)
+            if include_all or unreadable:
                 snap = Snapshot(entry)
                 snap.magic = -1
-                snap.error, snap.error_field = str(exc), "open"
+                snap.error = str(exc)
+                snap.error_field = "unreadable" if unreadable else "open"
                 yield snap
             continue
         if snap.is_shmring or include_all:
@@ -367,6 +375,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
             why = s.state()
             if why in ("invalid", "foreign") and s.error_field:
                 why += f" ({s.error_field})"
+            elif why == "unreadable":
+                why += " (permission denied: run as its owner or root)"
             rows.append((s.name, "-", "-", "-", "-", "-", why, "-"))
             continue
         f = s.fields
@@ -409,7 +419,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _print_inspect(s: Snapshot) -> None:
     print(f"ring {s.name}: {s.path}, {s.size} bytes, mode {s.mode & 0o777:04o}, uid {s.uid}")
     if not s.is_shmring:
-        if s.error_field not in ("size", "open"):
+        if s.error_field not in ("size", "open", "unreadable"):
             print(f"  {'magic':<15} 0x{s.magic & 0xFFFFFFFF:08x}")
         age = time.time() - s.ctime
         print(f"  {'state':<15} {s.state()} (last status change {age:.1f} s ago)")
@@ -628,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", "-t", type=_non_negative_float, default=None,
                    help="give up (exit 1) after this many seconds without a message "
                         "(including waiting for the ring to appear); default: wait forever")
-    p.add_argument("--preview", type=int, default=16,
+    p.add_argument("--preview", type=_non_negative_int, default=16,
                    help="bytes of each payload to show in hex (default 16; 0 = none)")
     p.set_defaults(func=cmd_cat)
     return parser
@@ -638,6 +648,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
     return value
 
 
@@ -656,6 +676,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except CliError as exc:
         print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # e.g. Ctrl-C while `cat` waits for a producer
+        return 130
     except BrokenPipeError:  # e.g. `ls | head`
         try:
             sys.stdout = open(os.devnull, "w")

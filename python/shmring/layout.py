@@ -89,6 +89,14 @@ def is_valid_capacity(capacity: int) -> bool:
     return MIN_CAPACITY <= capacity <= MAX_CAPACITY and is_power_of_two(capacity)
 
 
+def may_be_ring_in_creation(size: int) -> bool:
+    """Whether a segment of ``size`` bytes without a magic can be a ring whose creator
+    is between shm_open and its magic store: creators size it in one ftruncate, so it
+    is empty or exactly header + a valid capacity. Anything else (a POSIX semaphore,
+    another program's data) is foreign and never ours to remove."""
+    return size == 0 or (size >= HEADER_SIZE and is_valid_capacity(size - HEADER_SIZE))
+
+
 def round_up_capacity(requested: int) -> int:
     """Smallest valid capacity >= ``requested`` (never rounds down); 0 if none exists."""
     if requested > MAX_CAPACITY:

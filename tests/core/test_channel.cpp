@@ -732,3 +732,24 @@ TEST_F(ChannelTest, AttachCountChangesOnEveryAttachEvenInOneProcess) {
 }
 
 }  // namespace
+
+namespace {
+
+// A segment without a magic whose size no ring can have (a POSIX semaphore is 32
+// bytes) is someone else's: never replaced, whatever its age.
+TEST_F(ChannelTest, ProducerNeverReplacesAForeignSegmentWithoutMagic) {
+  for (size_t size : {size_t{32}, size_t{4096}}) {
+    SCOPED_TRACE(size);
+    const std::string name = Name();
+    Plant(name, size, std::vector<uint8_t>(std::min<size_t>(size, 64), 0));
+    ShmProducer p(name, 1024);
+    EXPECT_FALSE(p.IsValid());
+    EXPECT_NE(p.error().find("not a shmring ring"), std::string::npos) << p.error();
+    EXPECT_TRUE(Exists(name));
+  }
+  static_assert(layout::MayBeRingInCreation(0) && layout::MayBeRingInCreation(128 + 64) &&
+                    !layout::MayBeRingInCreation(32) && !layout::MayBeRingInCreation(4096),
+                "sizes a creator can leave behind");
+}
+
+}  // namespace

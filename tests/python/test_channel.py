@@ -437,7 +437,7 @@ import struct  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from shmring import ByteRingBuffer, RingBusyError  # noqa: E402
+from shmring import ByteRingBuffer, IncompatibleSegmentError, RingBusyError  # noqa: E402
 from shmring import channel as channel_mod  # noqa: E402
 from shmring._process import process_alive  # noqa: E402
 
@@ -456,8 +456,8 @@ def ring_image(capacity: int = 64, pid: int = 0) -> bytes:
     return bytes(img)
 
 
-@pytest.mark.parametrize("data", [bytes(10), bytes(layout.HEADER_SIZE + 64)],
-                         ids=["shorter_than_header", "magic_0"])
+@pytest.mark.parametrize("data", [b"", bytes(layout.HEADER_SIZE + 64)],
+                         ids=["empty", "magic_0"])
 def test_a_ring_being_created_is_not_replaced(ring_name, data):
     # Another creator between shm_open and its magic store: refuse, leave it alone.
     plant(ring_name, data)
@@ -468,10 +468,22 @@ def test_a_ring_being_created_is_not_replaced(ring_name, data):
 
 
 def test_abandoned_creation_debris_is_replaced(ring_name, monkeypatch):
-    plant(ring_name, bytes(10))
+    plant(ring_name, bytes(layout.HEADER_SIZE + 64))
     monkeypatch.setattr(channel_mod._shm, "age_seconds", lambda name: 60.0)
     with ShmProducer(ring_name, 64) as p:
         assert p.capacity == 64
+
+
+@pytest.mark.parametrize("size", [10, 32, 4096])
+def test_a_segment_no_ring_can_be_is_never_replaced(ring_name, monkeypatch, size):
+    # Without a magic and with a size no creator leaves behind (a POSIX semaphore is
+    # 32 bytes): someone else's segment, whatever its age.
+    plant(ring_name, bytes(size))
+    monkeypatch.setattr(channel_mod._shm, "age_seconds", lambda name: 60.0)
+    with pytest.raises(IncompatibleSegmentError, match="not a shmring ring") as info:
+        ShmProducer(ring_name, 64)
+    assert info.value.field == "size"
+    assert os.path.getsize(dev_shm(ring_name)) == size
 
 
 def test_segment_age_comes_from_the_os(ring_name):

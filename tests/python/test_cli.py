@@ -141,22 +141,26 @@ def test_ls_states_of_planted_rings(names):
 
 
 def test_ls_skips_foreign_segments_unless_all(names):
-    foreign, tiny, uninit, badcap = (names.new() for _ in range(4))
+    foreign, tiny, empty, uninit, badcap = (names.new() for _ in range(5))
     plant(foreign, magic=0x12345678)
     plant(tiny, size=20)
+    plant(empty, size=0)
     plant(uninit, magic=0)
     plant(badcap, capacity=1000)
     listing = ls_json()
-    assert foreign not in listing and tiny not in listing and uninit not in listing
+    assert not {foreign, tiny, empty, uninit} & set(listing)
     assert listing[badcap]["state"] == "invalid"  # carries the magic: listed, flagged
     assert listing[badcap]["error_field"] == "capacity"
     everything = ls_json(all_=True)
     assert everything[foreign]["state"] == "foreign"
     assert everything[foreign]["error_field"] == "magic"
-    # Shorter than the header or magic 0: a producer between shm_open and its magic store.
-    assert everything[tiny]["state"] == "uninitialized"
-    assert everything[tiny]["error_field"] == "size"
+    # Empty, or ring-sized with magic 0: a producer between shm_open and its magic store.
+    assert everything[empty]["state"] == "uninitialized"
+    assert everything[empty]["error_field"] == "size"
     assert everything[uninit]["state"] == "uninitialized"
+    # A size no ring can have (a POSIX semaphore is 32 bytes): someone else's segment.
+    assert everything[tiny]["state"] == "foreign"
+    assert everything[tiny]["error_field"] == "size"
     text = run_cli("ls", "--all").stdout
     assert any(l.startswith(foreign + " ") and "foreign (magic)" in l for l in text.splitlines())
 
@@ -294,7 +298,7 @@ def test_rm_closed_stale_and_uninitialized(names):
     plant(stale, producer_pid=dead_pid(), consumer_flags=L.CONSUMER_ATTACHED,
           consumer_pid=os.getpid())
     plant(uninit, magic=0)
-    plant(tiny, size=16)
+    plant(tiny, size=0)  # between shm_open and ftruncate
     plant(unknown, producer_pid=0)  # pid 0 = unknown: counts as alive
     proc = run_cli("rm", closed, stale)
     assert proc.returncode == 0, proc.stderr
@@ -313,9 +317,10 @@ def test_rm_closed_stale_and_uninitialized(names):
 
 
 def test_abandoned_segments_are_listed_and_removable(names):
-    uninit, tiny = names.new(), names.new()
+    uninit, tiny, sem = names.new(), names.new(), names.new()
     plant(uninit, magic=0)
-    plant(tiny, size=16)
+    plant(tiny, size=0)
+    plant(sem, size=32)  # the size of a POSIX semaphore: never a ring, never "abandoned"
     time.sleep(5.3)  # PROTOCOL.md: uninitialized and unchanged for 5 s = abandoned debris
     everything = ls_json(all_=True)
     assert everything[uninit]["state"] == "abandoned"
@@ -325,6 +330,9 @@ def test_abandoned_segments_are_listed_and_removable(names):
     proc = run_cli("rm", uninit, tiny)
     assert proc.returncode == 0, proc.stderr
     assert f"removed {uninit} (abandoned)" in proc.stdout
+    assert everything[sem]["state"] == "foreign"
+    proc = run_cli("rm", sem)
+    assert proc.returncode == 1 and os.path.exists(os.path.join(SHM, sem))
 
 
 def test_zombie_producer_counts_as_dead(names):

@@ -77,6 +77,14 @@ constexpr uint32_t RoundUpCapacity(uint64_t requested) {
   return static_cast<uint32_t>(c);
 }
 
+// Whether a segment of `size` bytes without a magic can be a ring whose creator is
+// still between shm_open and its magic store: creators size the segment in one
+// ftruncate, so it is empty or exactly header + a valid capacity. Anything else
+// (a POSIX semaphore, another program's data) is foreign and never ours to remove.
+constexpr bool MayBeRingInCreation(uint64_t size) {
+  return size == 0 || (size >= kHeaderSize && IsValidCapacity(size - kHeaderSize));
+}
+
 static_assert(kReservedOffset == kDroppedOffset + 8, "dropped is the last used field");
 static_assert(kHeaderSize % kRecordAlign == 0, "data area must be record aligned");
 static_assert(RecordSize(0) == 8 && RecordSize(4) == 8 && RecordSize(5) == 16, "record padding");

@@ -50,9 +50,10 @@ class SharedMemory {
   // text in *error) when it does not exist or the OS refuses.
   static bool Unlink(const std::string& name, std::string* error);
 
-  // Seconds since segment `name` was created or resized (POSIX st_ctime); -1 when it
-  // cannot be looked at. Windows: 0 (a mapping lives only while a process holds it).
-  static double AgeSeconds(const std::string& name);
+  // Size of segment `name` and seconds since it was created or resized (POSIX st_size,
+  // st_ctime). False when it cannot be looked at. Windows: size unknown (0) and age 0
+  // (a mapping lives only while a process holds it).
+  static bool Stat(const std::string& name, uint64_t* size, double* age_seconds);
 
   // Reads up to `len` bytes at offset 0 of segment `name` without mapping it
   // (used to check a generation or a header cheaply). Returns the bytes read, or -1
