@@ -10,7 +10,7 @@
 # was written; removes its ring in every case.
 #
 # Usage: scripts/demo.sh [--frames N] [--snapshot PATH] [--width W] [--height H]
-#                        [--name RING] [--pattern P] [--no-deps]
+#                        [--name RING] [--pattern P] [--no-deps] [--no-build]
 #   --frames N       frames to send at 30 frames/s (default 300, about 10 s)
 #   --snapshot PATH  PNG of a received frame (default snapshot.png)
 #   --width/--height frame size (default 1920x1080)
@@ -67,6 +67,8 @@ if [[ $build -eq 1 ]]; then
   ninja -C "$builddir" >/dev/null || { ninja -C "$builddir"; die "build failed"; }
 fi
 case "$builddir" in /*) plugin_dir="$builddir/gst-plugin" ;; *) plugin_dir="$root/$builddir/gst-plugin" ;; esac
+[[ $build -eq 1 || -d "$(dirname "$plugin_dir")" ]] \
+  || die "build directory $builddir does not exist: run without --no-build (or set SHMRING_BUILD_DIR)"
 [[ -f "$plugin_dir/libgstshmring.so" ]] \
   || die "$plugin_dir/libgstshmring.so was not built (GStreamer development files missing?)"
 export GST_PLUGIN_PATH="$plugin_dir${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"

@@ -6,7 +6,8 @@ pkgs=(meson ninja-build pkg-config g++ libgtest-dev
       libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
       gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
       gstreamer1.0-tools python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0
-      python3-numpy python3-pytest python3-hypothesis)
+      python3-numpy python3-pytest python3-hypothesis
+      g++-mingw-w64-x86-64-posix)  # the Windows compile check (tests/integration/mingw_compile.sh)
 if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-matplotlib libboost-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -14,7 +15,14 @@ for p in "${pkgs[@]}"; do
 done
 if ((${#missing[@]})); then
   echo "shmring: installing ${missing[*]}"
-  sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  sudo=""
+  if [[ $(id -u) -ne 0 ]]; then
+    if ! command -v sudo >/dev/null; then
+      echo "shmring: run as root or install sudo; packages needed: ${missing[*]}" >&2
+      exit 1
+    fi
+    sudo="sudo"
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

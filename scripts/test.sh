@@ -13,10 +13,17 @@ else
 fi
 ninja -C "$builddir" || { echo "0 passed, 1 failed"; exit 1; }
 log="$builddir/meson-logs/test-summary.txt"
+# Fresh logs: the summary must never count an earlier run's results.
 rm -rf "$builddir/meson-logs/pytest"  # pytest suites write their JUnit files here
+rm -f "$builddir/meson-logs/testlog.junit.xml"
 meson test -C "$builddir" --print-errorlogs --num-processes 2 "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 summary=$(/usr/bin/python3 scripts/summarize_tests.py "$builddir")
 if [[ $rc -ne 0 && "$summary" == *", 0 failed"* ]]; then summary="${summary/, 0 failed/, 1 failed}"; fi
+if [[ "$summary" == "0 passed, 0 failed"* ]]; then  # e.g. a --suite that matched nothing
+  echo "no test ran"
+  summary="0 passed, 1 failed"
+  rc=1
+fi
 echo "$summary"
 exit $rc

@@ -170,6 +170,13 @@ def _fmt_ms(value: float) -> str:
     return "n/a" if value != value else f"{value:.2f} ms"
 
 
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--name", default="cam0", help="ring name (shmringsink shm-name)")
@@ -180,7 +187,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--snapshot-frame", type=int, default=None, metavar="K",
                     help="which frame to snapshot (default: the middle of --frames, else 30; "
                          "frame 0 if the stream ends earlier)")
-    ap.add_argument("--timeout", type=float, default=10.0,
+    ap.add_argument("--timeout", type=non_negative_float, default=10.0,
                     help="seconds to wait for the producer, and for each frame (default 10)")
     ap.add_argument("--latest", action="store_true",
                     help="skip to the newest frame when behind (live viewing)")
@@ -301,4 +308,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before the main loop (e.g. waiting for the ring)
+        sys.exit(130)

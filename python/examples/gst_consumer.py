@@ -81,12 +81,19 @@ def to_array(sample, fmt):
     return pts, array
 
 
+def non_negative_float(text):
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", help="ring name, as the sender's shmringsink shm-name (e.g. cam0)")
     ap.add_argument("--format", default="BGR", choices=sorted(CHANNELS),
                     help="pixel format of the arrays (default BGR, as OpenCV uses)")
-    ap.add_argument("--timeout", type=float, default=0,
+    ap.add_argument("--timeout", type=non_negative_float, default=0,
                     help="seconds to wait for a sender (default 0 = forever)")
     ap.add_argument("--latest", action="store_true",
                     help="skip to the newest frame when behind (live viewing)")
@@ -117,4 +124,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C before the main loop (e.g. waiting for the ring)
+        sys.exit(130)
