@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 namespace shmtest {
@@ -33,8 +35,13 @@ std::vector<uint8_t> LoadVector(const std::string& file) {
 }
 
 std::string UniqueName(const std::string& prefix) {
+  // Pids wrap quickly on a busy machine: a random token per process keeps a name
+  // from meeting a segment an earlier, killed run left under the same pid.
+  static const unsigned token = std::random_device{}() & 0xFFFF;
   static std::atomic<int> counter{0};
-  return prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+  char tok[8];
+  std::snprintf(tok, sizeof tok, "%04x", token);
+  return prefix + "-" + std::to_string(getpid()) + tok + "-" + std::to_string(counter++);
 }
 
 }  // namespace shmtest

@@ -26,33 +26,6 @@ class GstEnvironment : public ::testing::Environment {
 
 namespace gsttest {
 
-std::vector<uint8_t> LoadVector(const std::string& file) {
-  const char* dir = std::getenv("SHMRING_VECTORS");
-  std::vector<uint8_t> out;
-  if (dir == nullptr) {
-    ADD_FAILURE() << "SHMRING_VECTORS is not set";
-    return out;
-  }
-  std::ifstream in(std::string(dir) + "/" + file);
-  if (!in) {
-    ADD_FAILURE() << "cannot read vector " << file;
-    return out;
-  }
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream words(line);
-    std::string hex;
-    while (words >> hex) out.push_back(static_cast<uint8_t>(std::stoul(hex, nullptr, 16)));
-  }
-  return out;
-}
-
-std::string UniqueName(const std::string& prefix) {
-  static std::atomic<int> counter{0};
-  return prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
-}
-
 void UnlinkRing(const std::string& name) {
   std::string err;
   shm::SharedMemory::Unlink(name, &err);

@@ -10,14 +10,13 @@
 
 #include "shm/framing.hpp"
 #include "shm/shm_channel.hpp"
+#include "vectors.hpp"
 
 namespace gsttest {
 
-// Bytes of tests/vectors/<file> ($SHMRING_VECTORS); fails the test if unreadable.
-std::vector<uint8_t> LoadVector(const std::string& file);
-
-// A ring name unique to this process and call: prefix + pid + counter.
-std::string UniqueName(const std::string& prefix);
+// Golden vectors and unique ring names: the core tests' helpers (tests/core/vectors.hpp).
+using shmtest::LoadVector;
+using shmtest::UniqueName;
 
 // Removes ring `name` if it exists (tests clean up what they create).
 void UnlinkRing(const std::string& name);

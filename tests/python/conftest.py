@@ -16,9 +16,14 @@ if os.path.join(_SOURCE_ROOT, "python") not in sys.path:
 _counter = itertools.count()
 
 
+# Pids wrap quickly on a busy machine: a random token per process keeps a name from
+# meeting a segment an earlier, killed run left under the same pid.
+_TOKEN = os.urandom(2).hex()
+
+
 def unique_name(prefix: str = "pyt") -> str:
-    """A ring name no other test run uses: prefix + pid + counter."""
-    return f"{prefix}{os.getpid()}_{next(_counter)}"
+    """A ring name no other test run uses: prefix + pid + random token + counter."""
+    return f"{prefix}{os.getpid()}{_TOKEN}_{next(_counter)}"
 
 
 @pytest.fixture

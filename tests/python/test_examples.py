@@ -136,13 +136,14 @@ def test_py_producer_feeds_shmringsrc(ring, fmt, width, height):
          "--wait-consumer", "30"],
         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     caps = f"video/x-raw,format={fmt},width={width},height={height},framerate=30/1"
+    receiver_env = dict(_env(), GST_DEBUG="shmringsrc:4")  # its story, should this fail
     receiver = subprocess.Popen(
         ["gst-launch-1.0", "-q", "shmringsrc", f"shm-name={ring}", f"caps={caps}",
          "timeout=20000000000", "!", "checksumsink", "hash=sha1"],
-        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=receiver_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     prc, pout, perr = _finish(producer)
     grc, gout, gerr = _finish(receiver)
-    assert prc == 0, perr
+    assert prc == 0, perr + "\n--- receiver (rc %s):\n" % grc + gout + gerr
     assert grc == 0, gout + gerr
     sent = [line.split()[1] for line in pout.splitlines() if line.startswith("sha1 ")]
     got = [line.split()[-1] for line in gout.splitlines() if line.strip()]
