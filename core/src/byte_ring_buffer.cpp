@@ -315,10 +315,6 @@ void ByteRingBuffer::AddDropped(uint64_t n) {
   atomics::StoreRelaxed64(d, atomics::LoadRelaxed64(d) + n);  // single writer
 }
 
-void ByteRingBuffer::SetProducerPid(uint32_t pid) {
-  if (valid_) atomics::StoreRelaxed(word(kProducerPidOffset), pid);
-}
-
 // ---- consumer ---------------------------------------------------------------
 
 Status ByteRingBuffer::EmptyOrClosed(uint32_t at) {
@@ -418,7 +414,7 @@ ReadResult ByteRingBuffer::Read(void* out, uint32_t max_len) {
 }
 
 Status ByteRingBuffer::Peek(MessageView* out) {
-  if (read_pos_ != released_ && !peeked_) return Status::kInvalid;  // Acquire'd records held
+  if (read_pos_ != released_) return Status::kInvalid;  // Acquire'd records held
   const Status s = NextRecord(read_pos_, out);
   if (s == Status::kOk) {
     peeked_ = true;
@@ -431,7 +427,7 @@ void ByteRingBuffer::Release() {
   if (!peeked_) return;
   peeked_ = false;
   read_pos_ = peek_end_;
-  if (released_ != read_pos_ && read_pos_ - released_ <= capacity_) StoreTail(read_pos_);
+  if (released_ != read_pos_) StoreTail(read_pos_);
 }
 
 Status ByteRingBuffer::Acquire(MessageView* out) {

@@ -525,11 +525,6 @@ class ByteRingBuffer:
         self._require(True)
         store_u64(self._w, self._q, DROPPED_WORD, self.dropped() + n)
 
-    def set_producer_pid(self, pid: int) -> None:
-        """Stores producer_pid. Producer; never blocks."""
-        self._require(True)
-        self._w[PRODUCER_PID_WORD] = pid & _M
-
     # ---- consumer side ----------------------------------------------------------
 
     def _corrupt(self, text: str) -> CorruptRecordError:

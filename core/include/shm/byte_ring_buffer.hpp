@@ -73,8 +73,6 @@ class ByteRingBuffer {
   void SetClosed();
   // Adds to the header's `dropped` counter. Producer; never blocks.
   void AddDropped(uint64_t n);
-  // Sets or clears bits of producer_flags / stores producer_pid. Producer; never blocks.
-  void SetProducerPid(uint32_t pid);
 
   // ---- consumer side --------------------------------------------------------
   // Seed API: copies the next message into `out`. kOk with its length, kEmpty,
