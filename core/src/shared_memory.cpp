@@ -161,14 +161,14 @@ SharedMemory::SharedMemory(const std::string& name, size_t size, bool create, bo
     if (create) shm_unlink(os.c_str());
     return;
   }
-  close(fd);
+  fd_ = fd;  // kept open: the role locks live on it (closed in Release)
 #endif
   if (!create && size != 0 && real < size) {
     error_ = "segment " + os + " has " + std::to_string(real) + " bytes, fewer than the " +
              std::to_string(size) + " required";
     data_ = p;
     size_ = real;
-    Release();
+    Release();  // also closes fd_
     return;
   }
   data_ = p;
@@ -188,6 +188,8 @@ SharedMemory& SharedMemory::operator=(SharedMemory&& other) noexcept {
     created_ = other.created_;
     persist_ = other.persist_;
     error_ = std::move(other.error_);
+    os_error_ = other.os_error_;
+    fd_ = std::exchange(other.fd_, -1);
 #ifdef _WIN32
     handle_ = std::exchange(other.handle_, nullptr);
 #endif
@@ -204,6 +206,8 @@ void SharedMemory::Release() {
   handle_ = nullptr;
 #else
   munmap(data_, size_);
+  if (fd_ >= 0) close(fd_);  // drops every lock this descriptor holds
+  fd_ = -1;
 #endif
   data_ = nullptr;
   size_ = 0;

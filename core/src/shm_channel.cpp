@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "atomics.hpp"
+#include "tuning.hpp"
 
 #ifdef _WIN32
 #ifndef WIN32_LEAN_AND_MEAN
@@ -27,15 +28,6 @@ namespace shm {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// How often a waiting consumer looks at the producer's pid and the name's
-// generation. Bounds the time to notice a crash; idle cost is one wake-up per slice.
-constexpr int64_t kLivenessSliceNs = 200'000'000;
-
-// A segment without a magic this much older than its creation is abandoned debris.
-constexpr double kAbandonedAfterS = 5.0;
-// How often a creator looks again at a name another creator is still setting up.
-constexpr int kCreateAttempts = 20;
 
 uint64_t NewGeneration() {
   std::random_device rd;
@@ -120,7 +112,7 @@ bool ShmProducer::Create(const ProducerOptions& options) {
     return false;
   }
   const size_t total = size_t{layout::kHeaderSize} + capacity;
-  for (int attempt = 0; attempt < kCreateAttempts; ++attempt) {
+  for (int attempt = 0; attempt < tuning::kCreateAttempts; ++attempt) {
     auto mem = std::make_unique<SharedMemory>(name_, total, true, true, options.mode);
     if (mem->valid()) {
       const std::string err =
@@ -167,10 +159,10 @@ bool ShmProducer::Create(const ProducerOptions& options) {
     }
     if (magic == 0) {
       // No magic yet: another creator may be between shm_open and its magic store.
-      // Only debris older than kAbandonedAfterS is stale.
-      if (stat_ok && age < kAbandonedAfterS) {
-        if (attempt + 1 < kCreateAttempts) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      // Only debris older than tuning::kAbandonedAfterS is stale.
+      if (stat_ok && age < tuning::kAbandonedAfterS) {
+        if (attempt + 1 < tuning::kCreateAttempts) {
+          std::this_thread::sleep_for(std::chrono::nanoseconds(tuning::kCreateRetryNs));
           continue;
         }
         error_ = "ring '" + name_ + "' is being created by another process (magic still 0)";
@@ -260,22 +252,33 @@ void ShmProducer::Close() {
 
 // ---- ShmConsumer -------------------------------------------------------------
 
-ShmConsumer::ShmConsumer(const std::string& name) : name_(name) { Open(0); }
+ShmConsumer::ShmConsumer(const std::string& name) : name_(name) { Open(ConsumerOptions()); }
 
 ShmConsumer::ShmConsumer(const std::string& name, int64_t open_timeout_ns) : name_(name) {
-  Open(open_timeout_ns);
+  ConsumerOptions o;
+  o.open_timeout_ns = open_timeout_ns;
+  Open(o);
 }
 
-ShmConsumer::~ShmConsumer() {
-  if (ring_) ring_->SetConsumerAttached(false, 0);
-  ReleaseClaim();
+ShmConsumer::ShmConsumer(const std::string& name, const ConsumerOptions& options) : name_(name) {
+  Open(options);
 }
 
-// Takes the consumer role: an exclusive flock on the segment (POSIX), held for our
-// lifetime, so two consumers racing to attach cannot both win. Returns false (with
+ShmConsumer::~ShmConsumer() { Detach(); }
+
+// Takes the consumer role: an exclusive flock on the segment (POSIX), held until
+// Detach, so two consumers racing to attach cannot both win. Returns false (with
 // error_) when another consumer holds it. Where flock is unsupported, falls back to
 // the ATTACHED flag and the pid of its holder.
 bool ShmConsumer::Claim(const uint8_t* base) {
+  const uint32_t holder =
+      atomics::LoadRelaxed(reinterpret_cast<const uint32_t*>(base + layout::kConsumerPidOffset));
+  auto refuse = [&](uint32_t pid) {
+    busy_pid_ = pid;
+    error_ = "ring '" + name_ + "' already has a consumer (pid " + std::to_string(pid) +
+             "); a ring has one consumer";
+    return false;
+  };
 #ifndef _WIN32
   const int fd = shm_open(OsName(name_).c_str(), O_RDONLY, 0);
   if (fd >= 0) {
@@ -285,23 +288,13 @@ bool ShmConsumer::Claim(const uint8_t* base) {
     }
     const int e = errno;
     close(fd);
-    if (e == EWOULDBLOCK) {
-      error_ = "ring '" + name_ + "' already has a consumer (pid " +
-               std::to_string(atomics::LoadRelaxed(
-                   reinterpret_cast<const uint32_t*>(base + layout::kConsumerPidOffset))) +
-               "); a ring has one consumer";
-      return false;
-    }
+    if (e == EWOULDBLOCK) return refuse(holder);
   }
 #endif
   const uint32_t cflags =
       atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + layout::kConsumerFlagsOffset));
-  const uint32_t cpid =
-      atomics::LoadRelaxed(reinterpret_cast<const uint32_t*>(base + layout::kConsumerPidOffset));
-  if ((cflags & layout::kConsumerAttached) && cpid != 0 && ProcessAlive(cpid)) {
-    error_ = "ring '" + name_ + "' already has a consumer (pid " + std::to_string(cpid) +
-             "); a ring has one consumer";
-    return false;
+  if ((cflags & layout::kConsumerAttached) && holder != 0 && ProcessAlive(holder)) {
+    return refuse(holder);
   }
   return true;
 }
@@ -313,79 +306,122 @@ void ShmConsumer::ReleaseClaim() {
   claim_fd_ = -1;
 }
 
-bool ShmConsumer::Open(int64_t open_timeout_ns) {
+// One look at the name. kAttached: ring_ and memory_ set. kNotYet: nothing there
+// yet (or, if asked, only a dead producer's ring). kRefused: error_ says why.
+ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
+  auto mem = std::make_unique<SharedMemory>(name_, 0, false);
+  if (!mem->valid()) {
+    error_ = "no ring '" + name_ + "': " + mem->error();
+#ifdef _WIN32
+    return mem->os_error() == ERROR_FILE_NOT_FOUND ? Attempt::kNotYet : Attempt::kRefused;
+#else
+    // ENOENT: not created yet. No OS error: the segment exists with size 0, a
+    // creator between shm_open and ftruncate. Anything else (EACCES, ...) is final.
+    return (mem->os_error() == ENOENT || mem->os_error() == 0) ? Attempt::kNotYet
+                                                               : Attempt::kRefused;
+#endif
+  }
+  bool uninitialized = false;
+  const std::string bad =
+      ByteRingBuffer::ValidateHeader(mem->data(), mem->size(), nullptr, &uninitialized);
+  if (!bad.empty()) {
+    error_ = "ring '" + name_ + "' is not usable: " + bad;
+    // Decided from the one magic load the validation made: a ring still being
+    // created has no magic and the size its creator gave it in one ftruncate.
+    return uninitialized && layout::MayBeRingInCreation(mem->size()) ? Attempt::kNotYet
+                                                                     : Attempt::kRefused;
+  }
+  const auto* base = static_cast<const uint8_t*>(mem->data());
+  if (options.wait_for_live_producer) {
+    const uint32_t pflags = atomics::LoadAcquire(
+        reinterpret_cast<const uint32_t*>(base + layout::kProducerFlagsOffset));
+    const uint32_t pid =
+        atomics::LoadRelaxed(reinterpret_cast<const uint32_t*>(base + layout::kProducerPidOffset));
+    if (!(pflags & layout::kProducerClosed) && !ProcessAlive(pid)) {
+      error_ = "ring '" + name_ + "' is stale: its producer (pid " + std::to_string(pid) +
+               ") died; waiting for a new one";
+      return Attempt::kNotYet;
+    }
+  }
+  // Claim the role before writing any consumer word.
+  if (!Claim(base)) return Attempt::kRefused;
+  auto ring = std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, false);
+  if (!ring->valid()) {  // a hostile peer changed the header since the check
+    error_ = "ring '" + name_ + "' is not usable: " + ring->error();
+    ReleaseClaim();
+    return Attempt::kRefused;
+  }
+  ring->SetConsumerAttached(true, CurrentPid());
+  released_to_ = ring->LoadTail();
+  acquired_to_ = released_to_;
+  ring_ = std::move(ring);
+  memory_ = std::move(mem);
+  return Attempt::kAttached;
+}
+
+// Sleeps `ns` or until the interrupter fires.
+void ShmConsumer::Nap(int64_t ns) {
+  interrupter_->BeginSleep(&nap_word_);
+  if (!interrupter_->interrupted()) wait::WaitOnWord(&nap_word_, 0, ns);
+  interrupter_->EndSleep();
+}
+
+bool ShmConsumer::Open(const ConsumerOptions& options) {
+  if (options.interrupter != nullptr) interrupter_ = options.interrupter;
   error_ = ValidateName(name_);
   if (!error_.empty()) {
     open_status_ = Status::kInvalid;
     return false;
   }
+  const int64_t timeout = options.open_timeout_ns;
   const auto start = Clock::now();
-  int64_t pause_ms = 1;
+  int64_t pause = tuning::kOpenPollMinNs;
   for (;;) {
-    auto mem = std::make_unique<SharedMemory>(name_, 0, false);
-    bool retry = false;
-    if (!mem->valid()) {
-#ifdef _WIN32
-      retry = mem->os_error() == ERROR_FILE_NOT_FOUND;
-#else
-      retry = mem->os_error() == ENOENT || mem->size() == 0;
-#endif
-      error_ = "no ring '" + name_ + "': " + mem->error();
-    } else {
-      const std::string bad = ByteRingBuffer::ValidateHeader(mem->data(), mem->size());
-      if (bad.empty()) {
-        // Claim the role before writing any consumer word.
-        if (!Claim(static_cast<const uint8_t*>(mem->data()))) {
-          open_status_ = Status::kInvalid;
-          return false;
-        }
-        auto ring = std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, false);
-        ring->SetConsumerAttached(true, CurrentPid());
-        ring_ = std::move(ring);
-        memory_ = std::move(mem);
+    switch (TryOpen(options)) {
+      case Attempt::kAttached:
         error_.clear();
         open_status_ = Status::kOk;
         return true;
-      }
-      // magic 0 in a full-size header: created but not initialized yet; anything else
-      // (a segment smaller than the header can never become valid) is refused at once.
-      const uint32_t magic = mem->size() >= layout::kHeaderSize
-                                 ? atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(
-                                       static_cast<uint8_t*>(mem->data()) + layout::kMagicOffset))
-                                 : 1;
-      error_ = "ring '" + name_ + "' is not usable: " + bad;
-      if (magic != 0) {
+      case Attempt::kRefused:
         open_status_ = Status::kInvalid;
         return false;
-      }
-      retry = true;
+      case Attempt::kNotYet:
+        break;
     }
-    if (!retry) {
-      open_status_ = Status::kInvalid;
-      return false;
-    }
-    if (interrupter_.interrupted()) {
+    if (interrupter_->interrupted()) {
       open_status_ = Status::kInterrupted;
       return false;
     }
     const int64_t elapsed = ElapsedNs(start);
-    if (open_timeout_ns >= 0 && elapsed >= open_timeout_ns) {
+    if (timeout >= 0 && elapsed >= timeout) {
       open_status_ = Status::kTimeout;
       return false;
     }
-    int64_t step = pause_ms * 1'000'000;
-    if (open_timeout_ns >= 0 && open_timeout_ns - elapsed < step) step = open_timeout_ns - elapsed;
-    std::this_thread::sleep_for(std::chrono::nanoseconds(step));
-    if (pause_ms < 20) pause_ms *= 2;  // poll the name at most every 20 ms
+    Nap(timeout >= 0 && timeout - elapsed < pause ? timeout - elapsed : pause);
+    pause = pause * 2 < tuning::kOpenPollMaxNs ? pause * 2 : tuning::kOpenPollMaxNs;
   }
+}
+
+void ShmConsumer::Detach() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!ring_ || detached_) return;
+  detached_ = true;
+  ring_->SetConsumerAttached(false, 0);
+  ReleaseClaim();
 }
 
 ReadResult ShmConsumer::Read(void* out, uint32_t max_len) {
   if (!ring_) return {Status::kInvalid, 0};
+  std::lock_guard<std::mutex> lock(mu_);
+  if (detached_) return {Status::kInvalid, 0};
   return ring_->Read(out, max_len);
 }
 
-bool ShmConsumer::HasData() { return ring_ && ring_->HasData(); }
+bool ShmConsumer::HasData() {
+  if (!ring_) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  return !detached_ && ring_->HasData();
+}
 
 Status ShmConsumer::CheckProducer() {
   if (!ring_) return Status::kInvalid;
@@ -398,56 +434,151 @@ Status ShmConsumer::CheckProducer() {
     return Status::kReplaced;
   }
   if (!closed && !ProcessAlive(ring_->ProducerPid())) return Status::kPeerDead;
-  if (closed && !ring_->HasData()) return Status::kClosed;
+  if (closed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ring_->HasData()) return Status::kClosed;
+  }
   return Status::kOk;
 }
 
-Status ShmConsumer::WaitForMessage(int64_t timeout_ns, bool acquire, MessageView* out) {
+// One step under mu_: the next record, acquired (and tracked) or peeked.
+Status ShmConsumer::TakeLocked(Op op, MessageView* out) {
+  if (detached_) return Status::kInvalid;
+  if (op == Op::kPeek) return ring_->Peek(out);
+  const Status s = ring_->Acquire(out);
+  if (s == Status::kOk) {
+    // With nothing held, the tail may have moved past a WRAP marker on its own:
+    // count held bytes from this record's start.
+    if (held_.empty()) {
+      released_to_ = out->end - static_cast<uint32_t>(layout::RecordSize(out->len));
+    }
+    held_.push_back(Held{out->end, false});
+    acquired_to_ = out->end;
+  }
+  return s;
+}
+
+// Held records stall the sender: the producer waits for space while the oldest
+// acquired record is still in use. Tells the callback once per episode.
+void ShmConsumer::ReportStall() {
+  bool stalled;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stalled = !held_.empty() && !held_.front().released &&
+              (ring_->ProducerFlags() & layout::kProducerWaiting) != 0;
+  }
+  if (!stalled) {
+    stall_reported_ = false;
+  } else if (!stall_reported_ && on_stall_) {
+    stall_reported_ = true;
+    on_stall_();
+  }
+}
+
+// The one wait loop of the consumer: take a record under mu_; when there is none,
+// spin, then sleep on the head word without mu_ (releases go on meanwhile); every
+// liveness slice, look at the producer. A dead or replaced producer's finished
+// records are delivered before it is reported.
+Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
   if (!ring_) return Status::kInvalid;
   const auto start = Clock::now();
+  int64_t next_look = tuning::kLivenessSliceNs;  // since start
+  int spins = 0;
   for (;;) {
-    int64_t slice = kLivenessSliceNs;
-    if (timeout_ns >= 0) {
-      const int64_t left = timeout_ns - ElapsedNs(start);
-      slice = left < slice ? (left > 0 ? left : 0) : slice;
+    uint32_t seen;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const Status s = TakeLocked(op, out);
+      if (s != Status::kEmpty) return s;  // kOk, kClosed, kCorrupt, kInvalid
+      seen = ring_->HeadSeen();
     }
-    Status s = ring_->WaitReadable(slice, &interrupter_);
-    if (s == Status::kOk) {
-      return acquire ? ring_->Acquire(out) : ring_->Peek(out);
-    }
-    if (s != Status::kTimeout) return s;         // kClosed, kCorrupt, kInterrupted
+    if (interrupter_->interrupted()) return Status::kInterrupted;
     if (timeout_ns == 0) return Status::kEmpty;  // non-blocking: no liveness look
-    const Status peer = CheckProducer();
-    if (peer == Status::kPeerDead || peer == Status::kReplaced) {
-      // Whatever the producer finished writing is still delivered first.
-      s = acquire ? ring_->Acquire(out) : ring_->Peek(out);
-      return s == Status::kEmpty ? peer : s;
+    if (spins < tuning::kSpinPolls) {
+      ++spins;
+      continue;
     }
-    if (timeout_ns >= 0 && ElapsedNs(start) >= timeout_ns) return Status::kTimeout;
+    int64_t elapsed = ElapsedNs(start);
+    if (elapsed >= next_look) {
+      if (op == Op::kAcquire) ReportStall();
+      const Status peer = CheckProducer();
+      if (peer == Status::kPeerDead || peer == Status::kReplaced) {
+        std::lock_guard<std::mutex> lock(mu_);
+        const Status s = TakeLocked(op, out);  // what it finished writing comes first
+        return s == Status::kEmpty ? peer : s;
+      }
+      next_look = elapsed + tuning::kLivenessSliceNs;
+      elapsed = ElapsedNs(start);
+    }
+    if (timeout_ns > 0 && elapsed >= timeout_ns) return Status::kTimeout;
+    int64_t nap = next_look - elapsed;
+    if (timeout_ns > 0 && timeout_ns - elapsed < nap) nap = timeout_ns - elapsed;
+    ring_->SleepWhileHeadIs(seen, nap, interrupter_);
   }
 }
 
 ReadResult ShmConsumer::ReadFor(void* out, uint32_t max_len, int64_t timeout_ns) {
   MessageView v;
-  const Status s = WaitForMessage(timeout_ns, false, &v);
+  const Status s = Wait(timeout_ns, Op::kPeek, &v);
   if (s != Status::kOk) return {s, 0};
+  std::lock_guard<std::mutex> lock(mu_);
   return ring_->Read(out, max_len);
 }
 
 Status ShmConsumer::PeekFor(MessageView* out, int64_t timeout_ns) {
-  return WaitForMessage(timeout_ns, false, out);
+  return Wait(timeout_ns, Op::kPeek, out);
 }
 
 void ShmConsumer::Release() {
-  if (ring_) ring_->Release();
+  if (!ring_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!detached_) ring_->Release();
 }
 
 Status ShmConsumer::AcquireFor(MessageView* out, int64_t timeout_ns) {
-  return WaitForMessage(timeout_ns, true, out);
+  return Wait(timeout_ns, Op::kAcquire, out);
+}
+
+// Frees the released records at the front of held_ (mu_ held).
+void ShmConsumer::AdvanceLocked() {
+  bool advanced = false;
+  while (!held_.empty() && held_.front().released) {
+    released_to_ = held_.front().end;
+    held_.pop_front();
+    advanced = true;
+  }
+  if (advanced && !detached_) ring_->ReleaseTo(released_to_);
+}
+
+void ShmConsumer::Release(const MessageView& view) {
+  if (!ring_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Held& h : held_) {
+    if (h.end == view.end) {
+      h.released = true;
+      break;
+    }
+  }
+  AdvanceLocked();
 }
 
 void ShmConsumer::ReleaseTo(uint32_t end) {
-  if (ring_) ring_->ReleaseTo(end);
+  if (!ring_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  // Only records actually held, in ring order, up to the one ending at `end`.
+  bool found = false;
+  for (const Held& h : held_) found = found || h.end == end;
+  if (!found) return;
+  for (Held& h : held_) {
+    h.released = true;
+    if (h.end == end) break;
+  }
+  AdvanceLocked();
+}
+
+uint32_t ShmConsumer::HeldBytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return acquired_to_ - released_to_;
 }
 
 }  // namespace shm

@@ -20,9 +20,10 @@ struct MessageView {
 };
 
 // Threading: the producer calls come from one thread at a time, and so do the
-// consumer calls (one thread, or several serialised by the caller: ReleaseTo from
-// a buffer-release callback needs the caller's lock). Interrupter is the one
-// cross-thread entry.
+// consumer calls (one thread, or several serialised by the caller's lock, as
+// ShmConsumer does). SleepWhileHeadIs is the exception: it touches only the
+// consumer's flags word, so it may run while another thread makes serialised
+// consumer calls. Interrupter is the one cross-thread entry.
 class ByteRingBuffer {
  public:
   // Attaches to an initialized segment of `total_size` bytes at `base` as the
@@ -41,9 +42,11 @@ class ByteRingBuffer {
   // Returns "" when `base` holds a v1 header that fits `total_size` bytes, else a
   // sentence naming the field (magic, version, header_size, capacity, size). The
   // capacity it checked goes to *capacity: use that value, never a re-read (a
-  // hostile peer could change the word after the check).
+  // hostile peer could change the word after the check). *uninitialized says
+  // whether the refusal was "no magic yet" (decided from the one magic load the
+  // check made: an opener must not re-read it, the creator may store it meanwhile).
   static std::string ValidateHeader(const void* base, uint64_t total_size,
-                                    uint32_t* capacity = nullptr);
+                                    uint32_t* capacity = nullptr, bool* uninitialized = nullptr);
 
   bool valid() const { return valid_; }
   const std::string& error() const { return error_; }
@@ -89,7 +92,9 @@ class ByteRingBuffer {
   // Zero-copy with several messages held: returns the next message not yet
   // acquired without releasing it. Consumer; never blocks.
   Status Acquire(MessageView* out);
-  // Frees the ring up to `end` (a MessageView::end, in order). Consumer; never blocks.
+  // Frees the ring up to `end` (a MessageView::end, in order). When that frees
+  // everything handed out and a published WRAP marker follows, frees the marker's
+  // lap too (a producer may be waiting for exactly that). Consumer; never blocks.
   void ReleaseTo(uint32_t end);
   // Bytes written and not yet released (records and padding included). Consumer; never blocks.
   uint32_t ReadableBytes() const;
@@ -98,6 +103,16 @@ class ByteRingBuffer {
   // Sleeps until a message is readable, the producer closes, the timeout expires
   // or `intr` fires: kOk, kClosed, kTimeout, kInterrupted. Consumer; blocks.
   Status WaitReadable(int64_t timeout_ns, Interrupter* intr);
+  // The head index the last consumer call saw: after kEmpty, the value to pass to
+  // SleepWhileHeadIs. Consumer; never blocks.
+  uint32_t HeadSeen() const { return head_cache_; }
+  // One sleep of the wait protocol: sets WAITING, fences, and sleeps while the
+  // head word still holds `seen` and CLOSED is not set, for at most timeout_ns
+  // (and at most 50 ms: see tuning.hpp) or until `intr` fires; then clears
+  // WAITING. Returns without saying why: the caller looks again. Touches no
+  // consumer state but the flags word, so other consumer calls may run meanwhile
+  // (serialised among themselves). The consumer's one sleeping thread; blocks.
+  void SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
   // Sets/clears the consumer's ATTACHED flag and pid. Consumer; never blocks.
   void SetConsumerAttached(bool attached, uint32_t pid);
 
@@ -125,6 +140,7 @@ class ByteRingBuffer {
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
   void StoreTail(uint32_t t);
+  uint32_t SkipPublishedMarker(uint32_t at);
 
   uint8_t* base_ = nullptr;
   uint32_t capacity_ = 0;

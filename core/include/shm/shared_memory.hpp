@@ -41,6 +41,10 @@ class SharedMemory {
   int os_error() const { return os_error_; }
   const std::string& name() const { return name_; }
   bool created() const { return created_; }
+  // POSIX: the segment's descriptor, kept open for the mapping's lifetime (its
+  // byte-range locks are the ring's role locks; see liveness.hpp). -1 when not
+  // valid, and always -1 on Windows. Any thread; never blocks.
+  int fd() const { return fd_; }
 
   // Removes the name (the mapping stays usable until destruction). Returns false and
   // sets error() when the OS refuses. Creator side; never blocks.
@@ -71,6 +75,7 @@ class SharedMemory {
   bool persist_ = true;
   std::string error_;
   int os_error_ = 0;
+  int fd_ = -1;
 #ifdef _WIN32
   void* handle_ = nullptr;
 #endif

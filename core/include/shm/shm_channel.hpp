@@ -4,7 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "shm/byte_ring_buffer.hpp"
@@ -78,15 +81,47 @@ class ShmProducer {
   bool closed_ = false;
 };
 
+// How a ShmConsumer attaches.
+struct ConsumerOptions {
+  // How long the constructor waits for a producer to create the ring: 0 = look
+  // once, kForever = no limit. Only a missing name, or a ring still being created,
+  // is waited for; anything else (permissions, a foreign or bad segment, another
+  // consumer) is refused at once.
+  int64_t open_timeout_ns = 0;
+  // Interrupts the wait for the ring and every later wait of this consumer (as
+  // Interrupt() does); lets a thread interrupt a consumer still being constructed.
+  // Not owned: must outlive the consumer. nullptr = the consumer's own.
+  Interrupter* interrupter = nullptr;
+  // A ring whose producer died without closing it counts as not there yet: wait
+  // for a new producer to replace it instead of attaching to the dead stream.
+  bool wait_for_live_producer = false;
+};
+
+// The consumer side of a named ring: attach (waiting for the producer if asked),
+// read in ring order, liveness (end of stream, dead or replaced producer).
+//
+// Two styles, not to be mixed while records are held:
+// - one at a time: Read / ReadFor / PeekFor + Release();
+// - held records: AcquireFor hands out records in ring order and leaves them in
+//   place; Release(view) gives one back from any thread, in any order, and the
+//   tail advances to the oldest record still held (zero-copy buffers).
+//
+// Threading: the reading calls (Read, HasData, ReadFor, PeekFor, Release(),
+// AcquireFor, CheckProducer) come from one thread at a time, "the consumer
+// thread". Release(view), ReleaseTo, HeldBytes, Detach, Interrupt and
+// ClearInterrupt may come from any thread. See docs/DESIGN.md, "Consumer engine".
 class ShmConsumer {
  public:
-  // Seed API: attaches to ring `name` now; IsValid() false (error() says why, naming
-  // the field) when it does not exist or is not a valid v1 ring. Never blocks.
+  // Original API: attaches to ring `name` now; IsValid() false (error() says why,
+  // naming the field) when it does not exist or is not a valid v1 ring. Never blocks.
   explicit ShmConsumer(const std::string& name);
   // Waits up to open_timeout_ns (kForever = no limit) for a producer to create the
-  // ring; an existing but invalid ring is refused at once. Blocks.
+  // ring; an existing but unusable ring is refused at once. Blocks.
   ShmConsumer(const std::string& name, int64_t open_timeout_ns);
-  // Clears ATTACHED. Never unlinks.
+  // As above, with options (an external interrupter, ...). Blocks.
+  ShmConsumer(const std::string& name, const ConsumerOptions& options);
+  // Detach(), then unmaps. Never unlinks. Must not run while another thread is
+  // inside a call of this consumer.
   ~ShmConsumer();
   ShmConsumer(const ShmConsumer&) = delete;
   ShmConsumer& operator=(const ShmConsumer&) = delete;
@@ -100,45 +135,106 @@ class ShmConsumer {
   uint32_t capacity() const { return ring_ ? ring_->capacity() : 0; }
   uint32_t profile() const { return ring_ ? ring_->profile() : 0; }
   uint64_t generation() const { return ring_ ? ring_->generation() : 0; }
+  // The producer's pid as its header records it (information only). Never blocks.
+  uint32_t producer_pid() const { return ring_ ? ring_->ProducerPid() : 0; }
+  // When the open was refused because another consumer is attached: its pid as
+  // the header records it (0 if unknown or another reason). Never blocks.
+  uint32_t busy_consumer_pid() const { return busy_pid_; }
 
-  // Seed API: copies the next message into `out`; see ByteRingBuffer::Read.
+  // Original API: copies the next message into `out`; see ByteRingBuffer::Read.
   // Consumer thread; never blocks.
   ReadResult Read(void* out, uint32_t max_len);
-  // Seed API. Consumer thread; never blocks.
+  // Original API. Consumer thread; never blocks.
   bool HasData();
   // Reads the next message, waiting up to timeout_ns: kOk, kBufferTooSmall,
   // kClosed (end of stream), kPeerDead, kReplaced, kTimeout, kInterrupted, kCorrupt.
+  // Whatever a dead producer finished writing is delivered before kPeerDead.
   // Consumer thread; blocks.
   ReadResult ReadFor(void* out, uint32_t max_len, int64_t timeout_ns);
-  // Zero-copy variants with the same statuses; see ByteRingBuffer. Consumer thread; blocks.
+  // Zero-copy, one at a time: the next message, left in place until Release().
+  // Same statuses as ReadFor (kEmpty when timeout_ns is 0). Consumer thread; blocks.
   Status PeekFor(MessageView* out, int64_t timeout_ns);
+  // Releases the message PeekFor returned. Consumer thread; never blocks.
   void Release();
+
+  // Held records: the next message not yet acquired, left in place until released
+  // (Release(view) / ReleaseTo). Same statuses as PeekFor. While waiting it never
+  // holds the lock releases take, so releases from other threads go on (and wake a
+  // producer waiting for space). Consumer thread; blocks.
   Status AcquireFor(MessageView* out, int64_t timeout_ns);
+  // The acquired message `view` is no longer used. Any thread, any order; the tail
+  // advances to the oldest message still held. Never blocks (a short lock).
+  void Release(const MessageView& view);
+  // Releases every acquired message up to the one ending at `end` (a
+  // MessageView::end). Any thread; never blocks (a short lock).
   void ReleaseTo(uint32_t end);
+  // Ring bytes held by acquired messages not yet freed (including released ones
+  // waiting behind an older held one). Any thread; never blocks (a short lock).
+  uint32_t HeldBytes() const;
+  // Called from a waiting AcquireFor (consumer thread, no lock held) when the
+  // producer has been waiting for space for a whole liveness slice while the
+  // oldest held message is still in use: held records are stalling the sender.
+  // Once per episode. Set before the first AcquireFor.
+  void SetStallCallback(std::function<void()> callback) { on_stall_ = std::move(callback); }
+
+  // Gives up the consumer role now (clears ATTACHED, drops the role lock) but
+  // keeps the mapping, so held messages stay readable; later releases no longer
+  // move the tail (a new consumer may own it). Reading calls return kInvalid.
+  // Any thread; never blocks (a short lock).
+  void Detach();
 
   // Producer liveness and identity: kOk, kClosed (CLOSED and drained), kPeerDead
-  // (producer pid gone without CLOSED) or kReplaced (the name now holds another
+  // (producer gone without CLOSED) or kReplaced (the name now holds another
   // generation). Consumer thread; never blocks (one shm_open + read).
   Status CheckProducer();
 
-  void Interrupt() { interrupter_.Interrupt(); }
-  void ClearInterrupt() { interrupter_.Clear(); }
+  // Interrupts a blocking call (the open wait included, when the interrupter was
+  // given in the options); sticky until ClearInterrupt(). Any thread; returns
+  // once the sleeper is awake.
+  void Interrupt() { interrupter_->Interrupt(); }
+  void ClearInterrupt() { interrupter_->Clear(); }
 
+  // The ring itself, for header looks. Its consumer calls must not be mixed with
+  // this object's. Never blocks.
   ByteRingBuffer* ring() { return ring_.get(); }
 
  private:
-  bool Open(int64_t open_timeout_ns);
+  enum class Op { kPeek, kAcquire };
+  enum class Attempt { kAttached, kNotYet, kRefused };
+  bool Open(const ConsumerOptions& options);
+  Attempt TryOpen(const ConsumerOptions& options);
+  void Nap(int64_t ns);
   bool Claim(const uint8_t* base);
   void ReleaseClaim();
-  Status WaitForMessage(int64_t timeout_ns, bool acquire, MessageView* out);
+  Status Wait(int64_t timeout_ns, Op op, MessageView* out);
+  Status TakeLocked(Op op, MessageView* out);
+  void ReportStall();
+  void AdvanceLocked();
+
+  struct Held {
+    uint32_t end;
+    bool released;
+  };
 
   std::string name_;
   std::string error_;
   Status open_status_ = Status::kInvalid;
+  uint32_t busy_pid_ = 0;
   std::unique_ptr<SharedMemory> memory_;
   std::unique_ptr<ByteRingBuffer> ring_;
-  Interrupter interrupter_;
-  int claim_fd_ = -1;  // holds the consumer flock (POSIX)
+  Interrupter own_interrupter_;
+  Interrupter* interrupter_ = &own_interrupter_;
+  uint32_t nap_word_ = 0;  // what the open wait sleeps on (never changes)
+  int claim_fd_ = -1;      // holds the consumer flock (POSIX)
+
+  // The ring's consumer state, the held records and detached_ (mu_).
+  mutable std::mutex mu_;
+  std::deque<Held> held_;     // acquired records in ring order
+  uint32_t released_to_ = 0;  // tail as we last set it
+  uint32_t acquired_to_ = 0;  // end of the newest acquired record
+  bool detached_ = false;
+  bool stall_reported_ = false;  // consumer thread
+  std::function<void()> on_stall_;
 };
 
 // Whether process `pid` exists (kill(pid, 0) / OpenProcess). Never blocks.
