@@ -444,9 +444,9 @@ Status ShmConsumer::CheckProducer() {
 // One step under mu_: the next record, acquired (and tracked) or peeked.
 Status ShmConsumer::TakeLocked(Op op, MessageView* out) {
   if (detached_) return Status::kInvalid;
-  if (op == Op::kPeek) return ring_->Peek(out);
-  const Status s = ring_->Acquire(out);
-  if (s == Status::kOk) {
+  const Status s = op == Op::kPeek ? ring_->Peek(out) : ring_->Acquire(out);
+  if (s == Status::kCorrupt) error_ = ring_->error();
+  if (s == Status::kOk && op == Op::kAcquire) {
     // With nothing held, the tail may have moved past a WRAP marker on its own:
     // count held bytes from this record's start.
     if (held_.empty()) {

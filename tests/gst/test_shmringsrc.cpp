@@ -102,6 +102,13 @@ struct Bus {
   }
 };
 
+// Starts the harness expecting start() to refuse: the state change fails at
+// once (not later, from the streaming thread) with the error on the bus.
+std::string PlayExpectingStartError(GstHarness* h, Bus& bus) {
+  EXPECT_EQ(gst_element_set_state(h->element, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  return bus.WaitForError();
+}
+
 TEST(ShmringSrc, Profile1CapsBuffersTimestampsAndEos) {
   const std::string name = UniqueName("gsrc-p1");
   std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 65536));
@@ -205,8 +212,7 @@ TEST(ShmringSrc, Profile0WithoutCapsIsAnError) {
   std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096, shm::layout::kProfileOpaque));
   GstHarness* h = NewSrc(name);
   Bus bus(h->element);
-  gst_harness_play(h);
-  const std::string err = bus.WaitForError();
+  const std::string err = PlayExpectingStartError(h, bus);
   EXPECT_NE(err.find("caps property"), std::string::npos) << err;
   gst_harness_teardown(h);
 }
@@ -402,12 +408,31 @@ TEST(ShmringSrc, InvalidRingIsAnErrorAtOnceWhateverTheTimeout) {
   }
   GstHarness* h = NewSrc(name, "timeout=0");  // would wait forever for a missing ring
   Bus bus(h->element);
-  gst_harness_play(h);
-  const std::string err = bus.WaitForError();
+  const std::string err = PlayExpectingStartError(h, bus);
   EXPECT_NE(err.find("cannot be read"), std::string::npos) << err;
   EXPECT_NE(err.find("magic"), std::string::npos) << err;
   gst_harness_teardown(h);
   gsttest::UnlinkRing(name);
+}
+
+// A second receiver on a ring that has one fails its state change in start()
+// with the first one's pid in the main message (never waits, never hangs).
+TEST(ShmringSrc, SecondReceiverFailsInStartNamingTheFirst) {
+  const std::string name = UniqueName("gsrc-second");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  GstHarness* first = NewSrc(name);
+  gst_harness_play(first);
+  gsttest::WaitForConsumer(*p);
+  GstHarness* second = NewSrc(name, "timeout=0");
+  Bus bus(second->element);
+  const std::string err = PlayExpectingStartError(second, bus);
+  const std::string want =
+      "already has a receiver (pid " + std::to_string(static_cast<unsigned>(getpid())) + ")";
+  const size_t at = err.find(want);
+  ASSERT_NE(at, std::string::npos) << err;
+  EXPECT_LT(at, err.find(" | ")) << "in the main message, not only the debug text: " << err;
+  gst_harness_teardown(second);
+  gst_harness_teardown(first);
 }
 
 TEST(ShmringSrc, CorruptRecordIsAnError) {

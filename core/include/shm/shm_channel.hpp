@@ -130,6 +130,8 @@ class ShmConsumer {
   // Why the consumer is not valid: kTimeout (no ring appeared), kInterrupted, or
   // kInvalid (bad name, refused segment, another live consumer); error() says more.
   Status open_status() const { return open_status_; }
+  // Why the consumer is not valid, or where the record a reading call reported
+  // kCorrupt for is wrong. Consumer thread; never blocks.
   const std::string& error() const { return error_; }
   const std::string& name() const { return name_; }
   uint32_t capacity() const { return ring_ ? ring_->capacity() : 0; }
