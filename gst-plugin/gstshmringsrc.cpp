@@ -157,66 +157,109 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
 
   const auto rw = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
                                            GST_PARAM_MUTABLE_READY);
+  /**
+   * GstShmringSrc:shm-name:
+   *
+   * Name of the ring to read, as given to the sender's shmringsink shm-name
+   * (e.g. cam0). The sender may start before or after this element: until it
+   * creates the ring, this element waits (see #GstShmringSrc:timeout). A ring
+   * left by a sender that died is waited on until a new sender replaces it.
+   */
   g_object_class_install_property(
       gobject_class, PROP_SHM_NAME,
       g_param_spec_string("shm-name", "Ring name",
                           "Name of the ring to read, as given to the sender's shmringsink "
-                          "shm-name (e.g. cam0). The sender may start before or after this "
-                          "element: until it creates the ring, this element waits (see timeout).",
+                          "(e.g. cam0)",
                           nullptr, rw));
+  /**
+   * GstShmringSrc:is-live:
+   *
+   * Act as a live source: produce data only in PLAYING and map the sender's
+   * timestamps to this pipeline's clock from the first buffer on (use for live
+   * video). With do-timestamp=true buffers get this pipeline's capture times
+   * instead.
+   */
   g_object_class_install_property(
       gobject_class, PROP_IS_LIVE,
       g_param_spec_boolean("is-live", "Is live",
-                           "Act as a live source: produce data only in PLAYING and map the "
-                           "sender's timestamps to this pipeline's clock from the first buffer "
-                           "on (use for live video; with do-timestamp=true buffers get this "
-                           "pipeline's capture times instead)",
+                           "Act as a live source, mapping the sender's timestamps onto this "
+                           "pipeline's clock",
                            kDefaultIsLive, rw));
+  /**
+   * GstShmringSrc:caps:
+   *
+   * What the bytes are, for rings written by a plain C++/Python ShmProducer
+   * (profile 0, no in-band caps), e.g.
+   * video/x-raw,format=GRAY8,width=640,height=480,framerate=30/1. Rings from
+   * shmringsink carry their caps: this is then only used until the first caps
+   * arrive. Caps in system memory only.
+   */
   g_object_class_install_property(
       gobject_class, PROP_CAPS,
       g_param_spec_boxed("caps", "Caps",
-                         "What the bytes are, for rings written by a plain C++/Python "
-                         "ShmProducer (profile 0, no in-band caps), e.g. "
-                         "video/x-raw,format=GRAY8,width=640,height=480,framerate=30/1. Rings "
-                         "from shmringsink carry their caps: this is then only used until the "
-                         "first caps arrive.",
+                         "Caps of the messages of a ring without in-band caps (profile 0)",
                          GST_TYPE_CAPS, rw));
+  /**
+   * GstShmringSrc:timeout:
+   *
+   * How long to wait for a sender to create the ring, in nanoseconds (0 =
+   * forever); an error after that. A ring that exists but can never be read
+   * (another receiver attached, no permission, not a valid ring) is an error at
+   * once, whatever the timeout.
+   */
   g_object_class_install_property(
       gobject_class, PROP_TIMEOUT,
       g_param_spec_uint64("timeout", "Producer timeout",
-                          "How long to wait for a sender to create the ring, in nanoseconds "
-                          "(0 = forever); an error after that. A ring that exists but is not "
-                          "valid is an error at once.",
-                          0, G_MAXUINT64, kDefaultTimeout, rw));
+                          "Nanoseconds to wait for a sender to create the ring (0 = forever)", 0,
+                          G_MAXUINT64, kDefaultTimeout, rw));
+  /**
+   * GstShmringSrc:latest:
+   *
+   * When behind the sender, skip to the newest buffer in the ring (the newest
+   * key frame for compressed video), like a leaky queue; caps changes in between
+   * still apply. For live viewing where freshness beats completeness; counted in
+   * #GstShmringSrc:skipped. May be changed while PLAYING.
+   */
   g_object_class_install_property(
       gobject_class, PROP_LATEST,
       g_param_spec_boolean("latest", "Latest buffer only",
-                           "When behind the sender, skip to the newest buffer in the ring (the "
-                           "newest key frame for compressed video), like a leaky queue; caps "
-                           "changes in between still apply. For live viewing where freshness "
-                           "beats completeness; counted in 'skipped'. May be changed while "
-                           "PLAYING.",
+                           "When behind the sender, skip to the newest (key) buffer in the ring",
                            kDefaultLatest,
                            static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING)));
+  /**
+   * GstShmringSrc:reconnect:
+   *
+   * When the sender dies or a new sender re-creates the ring, wait for the new
+   * one and go on (the next buffer is DISCONT) instead of failing with an error.
+   * A stream that ends normally still ends with EOS.
+   */
   g_object_class_install_property(
       gobject_class, PROP_RECONNECT,
       g_param_spec_boolean("reconnect", "Reconnect",
-                           "When the sender dies or a new sender re-creates the ring, wait for "
-                           "the new one and go on (a discontinuity) instead of failing with an "
-                           "error. A stream that ends normally still ends with EOS.",
+                           "Follow a restarted sender instead of failing when the sender dies "
+                           "or the ring is re-created",
                            kDefaultReconnect, rw));
+  /**
+   * GstShmringSrc:zero-copy:
+   *
+   * Push buffers that point into the ring instead of copies. The ring space of a
+   * buffer is reused only after downstream frees it and every older one, so use
+   * this only when everything downstream frees buffers promptly (videoconvert,
+   * display sinks): elements that keep many frames (encoders with lookahead,
+   * unbounded queues, apps keeping samples) stall the sender. Past half the ring
+   * held, buffers are copied anyway; a stall is reported as a warning. May be
+   * changed while PLAYING (applies to the next buffer).
+   */
   g_object_class_install_property(
       gobject_class, PROP_ZERO_COPY,
       g_param_spec_boolean(
-          "zero-copy", "Zero copy",
-          "Push buffers that point into the ring instead of copies. The ring space of a "
-          "buffer is reused only after downstream frees it and every older one, so only "
-          "use this when everything downstream frees buffers promptly (e.g. videoconvert, "
-          "display sinks): elements that keep many frames (encoders with lookahead, "
-          "unbounded queues, apps keeping samples) stall the sender. Past half the ring "
-          "held, buffers are copied anyway; a stall is reported as a warning. May be "
-          "changed while PLAYING (applies to the next buffer).",
+          "zero-copy", "Zero copy", "Push buffers that point into the ring instead of copies",
           kDefaultZeroCopy, static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING)));
+  /**
+   * GstShmringSrc:skipped:
+   *
+   * Buffers skipped so far to catch up with the sender (#GstShmringSrc:latest).
+   */
   g_object_class_install_property(
       gobject_class, PROP_SKIPPED,
       g_param_spec_uint64("skipped", "Skipped buffers",
