@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "atomics.hpp"
+#include "shm/liveness.hpp"
 #include "tuning.hpp"
 
 #ifdef _WIN32
@@ -18,7 +19,6 @@
 #else
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -52,6 +52,19 @@ T HeaderField(const uint8_t* hdr, uint32_t offset) {
   T v;
   std::memcpy(&v, hdr + offset, sizeof v);
   return v;
+}
+
+// Whether the holder of a role byte is alive: the byte's lock when the platform
+// has OFD locks (a free byte is a dead or finished holder, whatever its pid
+// says), else the pid recorded in the header (0 = unknown counts as alive).
+bool HolderAlive(liveness::Lock probe, uint32_t pid) {
+  if (probe == liveness::Lock::kHeld) return true;
+  if (probe == liveness::Lock::kFree) return false;
+  return ProcessAlive(pid);
+}
+
+bool ProducerAlive(const SharedMemory& mem, uint32_t pid) {
+  return HolderAlive(liveness::Probe(mem.fd(), liveness::kProducerByte), pid);
 }
 
 }  // namespace
@@ -115,6 +128,16 @@ bool ShmProducer::Create(const ProducerOptions& options) {
   for (int attempt = 0; attempt < tuning::kCreateAttempts; ++attempt) {
     auto mem = std::make_unique<SharedMemory>(name_, total, true, true, options.mode);
     if (mem->valid()) {
+      // The producer byte, held from before the magic store until we are done with
+      // the ring (the descriptor closes after CLOSED and unlink): see liveness.hpp.
+      std::string lock_error;
+      const liveness::Lock held = liveness::Take(mem->fd(), liveness::kProducerByte, &lock_error);
+      if (held == liveness::Lock::kFree || held == liveness::Lock::kError) {
+        error_ = "cannot lock the producer byte of new ring '" + name_ +
+                 "': " + (held == liveness::Lock::kFree ? "another process holds it" : lock_error);
+        mem->destroy();
+        return false;
+      }
       const std::string err =
           ByteRingBuffer::Initialize(mem->data(), mem->size(), capacity, options.profile,
                                      NewGeneration(), options.start_index, CurrentPid());
@@ -157,10 +180,13 @@ bool ShmProducer::Create(const ProducerOptions& options) {
                " bytes, no magic); remove it first";
       return false;
     }
+    // The producer byte of what is there: held = a live creator or producer.
+    const liveness::Lock probe = liveness::ProbeName(name_, liveness::kProducerByte);
     if (magic == 0) {
-      // No magic yet: another creator may be between shm_open and its magic store.
-      // Only debris older than tuning::kAbandonedAfterS is stale.
-      if (stat_ok && age < tuning::kAbandonedAfterS) {
+      // No magic yet: another creator may be between shm_open and its magic store
+      // (it holds the producer byte from before that store, or is about to take it).
+      // Only unlocked debris older than tuning::kAbandonedAfterS is stale.
+      if (probe == liveness::Lock::kHeld || (stat_ok && age < tuning::kAbandonedAfterS)) {
         if (attempt + 1 < tuning::kCreateAttempts) {
           std::this_thread::sleep_for(std::chrono::nanoseconds(tuning::kCreateRetryNs));
           continue;
@@ -171,8 +197,9 @@ bool ShmProducer::Create(const ProducerOptions& options) {
     } else if (magic == layout::kMagic) {
       const uint32_t flags = HeaderField<uint32_t>(hdr, layout::kProducerFlagsOffset);
       const uint32_t pid = HeaderField<uint32_t>(hdr, layout::kProducerPidOffset);
-      if (!(flags & layout::kProducerClosed) && ProcessAlive(pid)) {  // pid 0: unknown, alive
-        error_ = "ring '" + name_ + "' is in use by live producer pid " + std::to_string(pid);
+      if (!(flags & layout::kProducerClosed) && HolderAlive(probe, pid)) {
+        error_ =
+            "ring '" + name_ + "' is in use by a live producer (pid " + std::to_string(pid) + ")";
         return false;
       }
     } else {
@@ -240,6 +267,11 @@ uint64_t ShmProducer::Dropped() const { return ring_ ? ring_->Dropped() : 0; }
 
 bool ShmProducer::ConsumerAttached() const {
   if (!ring_) return false;
+  const liveness::Lock probe = liveness::Probe(memory_->fd(), liveness::kConsumerByte);
+  if (probe == liveness::Lock::kHeld || probe == liveness::Lock::kFree) {
+    return probe == liveness::Lock::kHeld;
+  }
+  // No OFD locks here: the ATTACHED flag and a live pid.
   if (!(ring_->ConsumerFlags() & layout::kConsumerAttached)) return false;
   return ProcessAlive(ring_->ConsumerPid());
 }
@@ -266,11 +298,12 @@ ShmConsumer::ShmConsumer(const std::string& name, const ConsumerOptions& options
 
 ShmConsumer::~ShmConsumer() { Detach(); }
 
-// Takes the consumer role: an exclusive flock on the segment (POSIX), held until
-// Detach, so two consumers racing to attach cannot both win. Returns false (with
-// error_) when another consumer holds it. Where flock is unsupported, falls back to
-// the ATTACHED flag and the pid of its holder.
-bool ShmConsumer::Claim(const uint8_t* base) {
+// Takes the consumer role: an OFD write lock on the consumer byte of our own
+// descriptor, held until Detach, so two consumers racing to attach cannot both win
+// (see liveness.hpp). Returns false (with error_) when another consumer holds it.
+// Without OFD locks, falls back to the ATTACHED flag and the pid of its holder.
+bool ShmConsumer::Claim(const SharedMemory& mem) {
+  const auto* base = static_cast<const uint8_t*>(mem.data());
   const uint32_t holder =
       atomics::LoadRelaxed(reinterpret_cast<const uint32_t*>(base + layout::kConsumerPidOffset));
   auto refuse = [&](uint32_t pid) {
@@ -279,18 +312,19 @@ bool ShmConsumer::Claim(const uint8_t* base) {
              "); a ring has one consumer";
     return false;
   };
-#ifndef _WIN32
-  const int fd = shm_open(OsName(name_).c_str(), O_RDONLY, 0);
-  if (fd >= 0) {
-    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-      claim_fd_ = fd;
+  std::string lock_error;
+  switch (liveness::Take(mem.fd(), liveness::kConsumerByte, &lock_error)) {
+    case liveness::Lock::kHeld:
+      claim_fd_ = mem.fd();
       return true;  // any ATTACHED flag left behind is a dead consumer's
-    }
-    const int e = errno;
-    close(fd);
-    if (e == EWOULDBLOCK) return refuse(holder);
+    case liveness::Lock::kFree:
+      return refuse(holder);
+    case liveness::Lock::kError:
+      error_ = "cannot claim the consumer role of ring '" + name_ + "': " + lock_error;
+      return false;
+    case liveness::Lock::kUnsupported:
+      break;
   }
-#endif
   const uint32_t cflags =
       atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + layout::kConsumerFlagsOffset));
   if ((cflags & layout::kConsumerAttached) && holder != 0 && ProcessAlive(holder)) {
@@ -300,9 +334,7 @@ bool ShmConsumer::Claim(const uint8_t* base) {
 }
 
 void ShmConsumer::ReleaseClaim() {
-#ifndef _WIN32
-  if (claim_fd_ >= 0) close(claim_fd_);  // drops the flock
-#endif
+  if (claim_fd_ >= 0) liveness::Drop(claim_fd_, liveness::kConsumerByte);
   claim_fd_ = -1;
 }
 
@@ -337,14 +369,14 @@ ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
         reinterpret_cast<const uint32_t*>(base + layout::kProducerFlagsOffset));
     const uint32_t pid =
         atomics::LoadRelaxed(reinterpret_cast<const uint32_t*>(base + layout::kProducerPidOffset));
-    if (!(pflags & layout::kProducerClosed) && !ProcessAlive(pid)) {
+    if (!(pflags & layout::kProducerClosed) && !ProducerAlive(*mem, pid)) {
       error_ = "ring '" + name_ + "' is stale: its producer (pid " + std::to_string(pid) +
                ") died; waiting for a new one";
       return Attempt::kNotYet;
     }
   }
   // Claim the role before writing any consumer word.
-  if (!Claim(base)) return Attempt::kRefused;
+  if (!Claim(*mem)) return Attempt::kRefused;
   auto ring = std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, false);
   if (!ring->valid()) {  // a hostile peer changed the header since the check
     error_ = "ring '" + name_ + "' is not usable: " + ring->error();
@@ -425,20 +457,21 @@ bool ShmConsumer::HasData() {
 
 Status ShmConsumer::CheckProducer() {
   if (!ring_) return Status::kInvalid;
-  const bool closed = ring_->ProducerClosed();
-  // A re-created name says more (re-open it) than a dead pid, so it goes first (as in Python).
-  uint8_t hdr[layout::kHeaderSize];
-  if (ReadHeader(name_, hdr) &&
-      HeaderField<uint32_t>(hdr, layout::kMagicOffset) == layout::kMagic &&
-      HeaderField<uint64_t>(hdr, layout::kGenerationOffset) != ring_->generation()) {
-    return Status::kReplaced;
+  if (!ring_->ProducerClosed()) {
+    // The idle path: one probe of the producer byte, no look at the name.
+    if (ProducerAlive(*memory_, ring_->ProducerPid())) return Status::kOk;
+    // Gone without CLOSED. A successor that took the name says more (re-open it)
+    // than a death, so the name's generation decides between the two.
+    uint8_t hdr[layout::kHeaderSize];
+    if (ReadHeader(name_, hdr) &&
+        HeaderField<uint32_t>(hdr, layout::kMagicOffset) == layout::kMagic &&
+        HeaderField<uint64_t>(hdr, layout::kGenerationOffset) != ring_->generation()) {
+      return Status::kReplaced;
+    }
+    return Status::kPeerDead;
   }
-  if (!closed && !ProcessAlive(ring_->ProducerPid())) return Status::kPeerDead;
-  if (closed) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!ring_->HasData()) return Status::kClosed;
-  }
-  return Status::kOk;
+  std::lock_guard<std::mutex> lock(mu_);
+  return ring_->HasData() ? Status::kOk : Status::kClosed;
 }
 
 // One step under mu_: the next record, acquired (and tracked) or peeked.

@@ -57,7 +57,8 @@ class ShmProducer {
   // Counts `n` messages dropped on purpose (the header's `dropped`). Never blocks.
   void CountDropped(uint64_t n = 1);
   uint64_t Dropped() const;
-  // Whether a consumer is attached now (its ATTACHED flag). Never blocks.
+  // Whether a consumer is attached now: its role lock is held (without OFD locks:
+  // its ATTACHED flag and a live pid). Any thread; never blocks (one fcntl).
   bool ConsumerAttached() const;
 
   // End of stream: sets CLOSED and wakes the consumer; later writes return kClosed.
@@ -186,8 +187,9 @@ class ShmConsumer {
   void Detach();
 
   // Producer liveness and identity: kOk, kClosed (CLOSED and drained), kPeerDead
-  // (producer gone without CLOSED) or kReplaced (the name now holds another
-  // generation). Consumer thread; never blocks (one shm_open + read).
+  // (producer gone without CLOSED: its lock byte is free) or kReplaced (gone, and
+  // the name now holds another generation). While the producer lives it costs one
+  // fcntl; the name is looked at only once it is gone. Consumer thread; never blocks.
   Status CheckProducer();
 
   // Interrupts a blocking call (the open wait included, when the interrupter was
@@ -206,7 +208,7 @@ class ShmConsumer {
   bool Open(const ConsumerOptions& options);
   Attempt TryOpen(const ConsumerOptions& options);
   void Nap(int64_t ns);
-  bool Claim(const uint8_t* base);
+  bool Claim(const SharedMemory& mem);
   void ReleaseClaim();
   Status Wait(int64_t timeout_ns, Op op, MessageView* out);
   Status TakeLocked(Op op, MessageView* out);
@@ -227,7 +229,7 @@ class ShmConsumer {
   Interrupter own_interrupter_;
   Interrupter* interrupter_ = &own_interrupter_;
   uint32_t nap_word_ = 0;  // what the open wait sleeps on (never changes)
-  int claim_fd_ = -1;      // holds the consumer flock (POSIX)
+  int claim_fd_ = -1;      // memory_'s descriptor while it holds the consumer byte
 
   // The ring's consumer state, the held records and detached_ (mu_).
   mutable std::mutex mu_;
