@@ -558,6 +558,23 @@ static bool take_caps(GstShmringSrc* self, const Message& m) {
     gst_clear_caps(&caps);
     return false;
   }
+  // The buffers are copies of (or views into) the ring: system memory, whatever
+  // the sender's caps say. Caps that promise other memory (DMABuf, GL) would lie.
+  GstCapsFeatures* features = gst_caps_get_features(caps, 0);
+  if (features != nullptr && !gst_caps_features_is_any(features) &&
+      !gst_caps_features_is_equal(features, GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY)) {
+    gchar* f = gst_caps_features_to_string(features);
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("The sender's caps ask for %s, but shmringsrc delivers system memory "
+                       "only.",
+                       f),
+                      ("caps record \"%s\"; the sender must download to system memory "
+                       "(e.g. gldownload) before shmringsink",
+                       text.c_str()));
+    g_free(f);
+    gst_caps_unref(caps);
+    return false;
+  }
   GST_DEBUG_OBJECT(self, "caps record %" GST_PTR_FORMAT, caps);
   gst_caps_replace(&self->st->pending_caps, caps);
   gst_caps_unref(caps);

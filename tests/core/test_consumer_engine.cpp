@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -422,6 +423,72 @@ TEST_F(EngineTest, SecondConsumerRefusedWithTheHoldersPid) {
   EXPECT_EQ(second.open_status(), Status::kInvalid);
   EXPECT_EQ(second.busy_consumer_pid(), CurrentPid());
   EXPECT_NE(second.error().find("already has a consumer"), std::string::npos) << second.error();
+}
+
+}  // namespace
+
+namespace {
+
+// Only a missing name (or a ring still being created) is "not there yet": a ring
+// this user may not open is refused at once, even when told to wait forever.
+TEST_F(EngineTest, PermissionDeniedIsRefusedAtOnceNotWaitedFor) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  const bool root = geteuid() == 0;
+  // Root may open anything: open as nobody; others cannot open a 0000 segment.
+  if (!root) {
+    ASSERT_EQ(chmod(("/dev/shm/" + name).c_str(), 0), 0);
+  }
+  const pid_t child = shmtest::ForkChild([&]() -> int {
+    if (root && (setgid(65534) != 0 || setuid(65534) != 0)) return 2;
+    ConsumerOptions o;
+    o.open_timeout_ns = kGuardNs;  // a hang guard: must not be waited out
+    ShmConsumer c(name, o);
+    if (c.open_status() != Status::kInvalid) return 3;
+    if (c.error().find("Permission denied") == std::string::npos) return 4;
+    return 0;
+  });
+  EXPECT_EQ(shmtest::WaitChild(child), 0) << "3: waited for (or attached to) the ring; 4: the "
+                                             "error does not say permission denied";
+}
+
+// Consumer and producer started together, many times: the consumer either finds
+// nothing yet, finds a ring in creation (waits) or attaches; it never refuses a
+// ring because its magic appeared between two looks. Bounded by a count.
+TEST_F(EngineTest, ConsumerAndProducerStartedTogetherNeverRefuse) {
+  constexpr int kRounds = 2000;
+  int in_creation_seen = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::string name = shmtest::UniqueName("race");
+    std::atomic<bool> go{false};
+    std::unique_ptr<ShmProducer> p;
+    std::thread producer([&] {
+      while (!go.load()) {
+      }
+      p = std::make_unique<ShmProducer>(name, 4096);
+    });
+    go.store(true);
+    // One look at a time, as fast as possible, so the looks land inside the
+    // producer's creation (ftruncate .. magic store) as often as they can.
+    std::unique_ptr<ShmConsumer> c;
+    for (int look = 0;; ++look) {
+      c = std::make_unique<ShmConsumer>(name, 0);
+      if (c->IsValid()) break;
+      ASSERT_EQ(c->open_status(), Status::kTimeout)
+          << "round " << round << " look " << look << ": " << c->error();
+      if (c->error().find("magic is 0") != std::string::npos) ++in_creation_seen;
+      ASSERT_LT(look, 10'000'000) << "hang guard";
+    }
+    producer.join();
+    ASSERT_TRUE(p->IsValid()) << p->error();
+    ASSERT_TRUE(p->Write("hi", 2));
+    MessageView v;
+    ASSERT_EQ(c->AcquireFor(&v, kGuardNs), Status::kOk);
+    c.reset();
+    p.reset();
+  }
+  RecordProperty("rings_seen_in_creation", in_creation_seen);
 }
 
 }  // namespace
