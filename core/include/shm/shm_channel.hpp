@@ -109,8 +109,9 @@ struct ConsumerOptions {
 //
 // Threading: the reading calls (Read, HasData, ReadFor, PeekFor, Release(),
 // AcquireFor, CheckProducer) come from one thread at a time, "the consumer
-// thread". Release(view), ReleaseTo, HeldBytes, Detach, Interrupt and
-// ClearInterrupt may come from any thread. See docs/DESIGN.md, "Consumer engine".
+// thread". Release(view), ReleaseTo, HeldBytes, Interrupt and ClearInterrupt may
+// come from any thread at any time; Detach from any thread while no reading call
+// runs. See docs/DESIGN.md, "Consumer engine".
 class ShmConsumer {
  public:
   // Original API: attaches to ring `name` now; IsValid() false (error() says why,
@@ -181,9 +182,10 @@ class ShmConsumer {
   void SetStallCallback(std::function<void()> callback) { on_stall_ = std::move(callback); }
 
   // Gives up the consumer role now (clears ATTACHED, drops the role lock) but
-  // keeps the mapping, so held messages stay readable; later releases no longer
-  // move the tail (a new consumer may own it). Reading calls return kInvalid.
-  // Any thread; never blocks (a short lock).
+  // keeps the mapping, so held messages stay readable; later releases (from any
+  // thread) no longer move the tail (a new consumer may own it), and reading calls
+  // return kInvalid. Any thread while no reading call is running (a sleeping one
+  // still owns the WAITING bit); never blocks (a short lock).
   void Detach();
 
   // Producer liveness and identity: kOk, kClosed (CLOSED and drained), kPeerDead
