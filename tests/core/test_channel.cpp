@@ -167,7 +167,7 @@ TEST_F(ChannelTest, CreateOverDeadProducerReplaces) {
   ShmConsumer c(name);
   ASSERT_TRUE(c.IsValid()) << c.error();
   uint8_t b[8];
-  EXPECT_EQ(c.Read(b, sizeof b).status, Status::kEmpty) << "the orphan's data is gone";
+  EXPECT_EQ(c.TryRead(b, sizeof b).status, Status::kEmpty) << "the orphan's data is gone";
 }
 
 // A CLOSED ring is replaced even while its producer lives; the old producer's
@@ -498,7 +498,8 @@ TEST_F(ChannelTest, BadSegmentsRefused) {
       {"capacity below 64", full, with_u32(layout::kCapacityOffset, 32), "capacity"},
       {"capacity larger than the segment", full, with_u32(layout::kCapacityOffset, 2048),
        "capacity"},
-      {"segment one byte short", full - 1, GoodHeader(kCap), "capacity"},
+      {"segment one byte short", full - 1, GoodHeader(kCap), "size 1151"},
+      {"segment size not a multiple of 8", full + 4, GoodHeader(kCap), "not a multiple of 8"},
       {"segment smaller than the header", 64, GoodHeader(kCap), "size"},
       {"zeroed segment smaller than the header", 64, std::vector<uint8_t>(64, 0), "size"},
   };
