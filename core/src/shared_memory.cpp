@@ -101,7 +101,8 @@ std::string OpenFailure(const std::string& name, const char* call, int e) {
     }
     return text + " (" + call + ": errno " + std::to_string(e) + ")";
   }
-  if (seen && !S_ISREG(st.st_mode) && (e == ELOOP || e == EISDIR || e == ENXIO)) {
+  // glibc reports a directory opened for writing as EINVAL (EISDIR from the kernel).
+  if (seen && !S_ISREG(st.st_mode) && (e == ELOOP || e == EISDIR || e == EINVAL || e == ENXIO)) {
     return NotARing(name, st.st_mode);
   }
 #endif

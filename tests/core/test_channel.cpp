@@ -754,3 +754,25 @@ TEST_F(ChannelTest, ProducerNeverReplacesAForeignSegmentWithoutMagic) {
 }
 
 }  // namespace
+
+namespace {
+
+// A consumer that stores an impossible tail makes WriteFor report kCorrupt with
+// both indices in error(), instead of overwriting unread messages.
+TEST_F(ChannelTest, ProducerReportsACorruptConsumerTail) {
+  const std::string name = Name();
+  ShmProducer p(name, 64);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ASSERT_EQ(p.WriteFor("0123456789abcdef0123456789abcdef0123456789ab", 44, 0), Status::kOk);
+  ASSERT_EQ(p.WriteFor("x", 1, 0), Status::kOk);  // head 56
+  ASSERT_EQ(p.WriteFor("x", 1, 0), Status::kOk);  // head 64: full, nothing read
+  uint8_t* base = p.ring()->base();
+  const uint32_t bad = 72;  // past head
+  std::memcpy(base + layout::kTailOffset, &bad, 4);
+  EXPECT_EQ(p.WriteFor("y", 1, 0), Status::kCorrupt);
+  EXPECT_NE(p.error().find("tail 72 is not valid for head 64"), std::string::npos) << p.error();
+  EXPECT_FALSE(p.Write("y", 1));
+  EXPECT_EQ(p.WriteFor("y", 1, kGuardNs), Status::kCorrupt) << "reported, not waited on";
+}
+
+}  // namespace

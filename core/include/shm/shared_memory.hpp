@@ -16,6 +16,7 @@ constexpr size_t kMaxNameLength = 30;  // macOS PSHMNAMLEN (31) less the leading
 std::string ValidateName(const std::string& name);
 
 // The OS object name for a ring name: "/cam0" on POSIX, "Local\cam0" on Windows.
+// Any thread; never blocks.
 std::string OsName(const std::string& name);
 
 // Outcome of opening or creating a SharedMemory (the original API's error codes);
