@@ -114,7 +114,7 @@ class SharedMemory {
     double age_seconds = 0;  // since st_ctime (creation or last resize)
     uint32_t owner_uid = 0;
     bool owned_by_us = true;  // owner_uid is our effective uid (always true on Windows)
-    std::string owner;        // "uid 1001 (alice)" when known
+    std::string owner;        // "uid 1001 (alice)"; filled when not owned by us
     long header_bytes = 0;    // bytes copied to the caller's header buffer
     int os_error = 0;
     std::string error;  // for every kind but kSegment: what, naming the path and errno
