@@ -91,7 +91,10 @@ std::string OpenFailure(const std::string& name, const char* call, int e) {
   const std::string path = DisplayPath(name);
 #ifdef __linux__
   struct stat st;
-  const bool seen = lstat(path.c_str(), &st) == 0;
+  const bool seen = e != ENOENT && lstat(path.c_str(), &st) == 0;
+  // Not a regular file says more than any errno it caused: ELOOP (a link met
+  // O_NOFOLLOW), EINVAL (glibc's word for EISDIR), EACCES (protected_fifos), ...
+  if (seen && !S_ISREG(st.st_mode)) return NotARing(name, st.st_mode);
   if (e == EACCES || e == EPERM) {
     std::string text = "permission denied: " + path;
     if (seen) {
@@ -100,10 +103,6 @@ std::string OpenFailure(const std::string& name, const char* call, int e) {
       text += " is owned by " + OwnerText(st.st_uid) + " with mode " + mode;
     }
     return text + " (" + call + ": errno " + std::to_string(e) + ")";
-  }
-  // glibc reports a directory opened for writing as EINVAL (EISDIR from the kernel).
-  if (seen && !S_ISREG(st.st_mode) && (e == ELOOP || e == EISDIR || e == EINVAL || e == ENXIO)) {
-    return NotARing(name, st.st_mode);
   }
 #endif
   errno = e;
@@ -233,7 +232,9 @@ void SharedMemory::Open(const std::string& name, std::size_t size, bool create,
   if (fd < 0) {
     const int e = errno;
     missing_ = !create && e == ENOENT;
-    return Fail(refused, create ? OsError("shm_open", os) : OpenFailure(name, "shm_open", e), e);
+    // EEXIST is the one answer a creator expects; anything else is explained.
+    return Fail(refused, e == EEXIST ? OsError("shm_open", os) : OpenFailure(name, "shm_open", e),
+                e);
   }
   std::size_t real = size;
   if (create) {
