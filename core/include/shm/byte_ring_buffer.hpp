@@ -67,7 +67,8 @@ class ByteRingBuffer {
   static std::string ValidateSegment(const void* base, uint64_t segment_size,
                                      uint32_t* capacity = nullptr);
 
-  // Accessors: any thread; never block.
+  // Accessors: any thread (error(): the thread of the side whose call failed, as
+  // calls of that side rewrite it); never block.
   bool valid() const { return valid_; }
   // Why the view is not valid, or why the last call returned kCorrupt.
   const std::string& error() const { return error_; }
