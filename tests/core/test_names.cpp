@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
+#include <pwd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -37,6 +38,13 @@ constexpr uid_t kOtherUid = 65534;  // "nobody" on Debian; any uid that is not o
 constexpr int64_t kWaitNs = 30'000'000'000;
 
 std::string Path(const std::string& name) { return "/dev/shm/" + name; }
+
+// "uid N (name)" as the library words it, with the name from this system's user database.
+std::string OwnerOf(uid_t uid) {
+  std::string text = "uid " + std::to_string(uid);
+  if (const struct passwd* pw = getpwuid(uid)) text += std::string(" (") + pw->pw_name + ")";
+  return text;
+}
 
 // A valid v1 ring image (header + data area) made by the library itself.
 std::vector<uint8_t> RingBytes(uint32_t pid, bool closed) {
@@ -254,18 +262,18 @@ TEST_F(OtherUserTest, UnreadableRingOfAnotherUserIsNeverReplaced) {
   const std::string name = Name();
   const std::vector<uint8_t> ring = RingBytes(CurrentPid(), false);  // a live producer
   Plant(name, ring, 0600, kOtherUid);
-  EXPECT_EQ(
-      InChild([&] {
-        CHILD_CHECK(DropReadOverride(), std::string("capset failed"));
-        ShmProducer producer(name, kCap);
-        CHILD_CHECK(!producer.IsValid(), std::string("the producer took the name"));
-        const std::string& e = producer.error();
-        CHILD_CHECK(
-            Contains(e, "permission denied: " + Path(name) + " is owned by uid 65534 (nobody)"), e);
-        CHILD_CHECK(!Contains(e, "stale"), e);
-        return 0;
-      }),
-      "");
+  EXPECT_EQ(InChild([&] {
+              CHILD_CHECK(DropReadOverride(), std::string("capset failed"));
+              ShmProducer producer(name, kCap);
+              CHILD_CHECK(!producer.IsValid(), std::string("the producer took the name"));
+              const std::string& e = producer.error();
+              CHILD_CHECK(Contains(e, "permission denied: " + Path(name) + " is owned by " +
+                                          OwnerOf(kOtherUid)),
+                          e);
+              CHILD_CHECK(!Contains(e, "stale"), e);
+              return 0;
+            }),
+            "");
   EXPECT_EQ(Contents(Path(name)), ring) << "the other user's ring was replaced or changed";
 }
 
@@ -275,8 +283,8 @@ TEST_F(OtherUserTest, UnprivilegedProducerAndConsumerSayWhoOwnsIt) {
   Plant(name, ring, 0600);  // root's
   EXPECT_EQ(InChild([&] {
               CHILD_CHECK(BecomeOtherUser(), std::string("setresuid failed"));
-              const std::string expected =
-                  "permission denied: " + Path(name) + " is owned by uid 0 (root) with mode 0600";
+              const std::string expected = "permission denied: " + Path(name) + " is owned by " +
+                                           OwnerOf(0) + " with mode 0600";
               ShmProducer producer(name, kCap);
               CHILD_CHECK(!producer.IsValid(), std::string("producer"));
               CHILD_CHECK(Contains(producer.error(), expected), producer.error());
@@ -297,7 +305,7 @@ TEST_F(OtherUserTest, ForeignOwnerRefusedUnlessAllowed) {
   const std::string name = Name();
   const std::vector<uint8_t> ring = RingBytes(CurrentPid(), false);
   Plant(name, ring, 0666, kOtherUid);
-  const std::string expected = Path(name) + " is owned by uid 65534 (nobody)";
+  const std::string expected = Path(name) + " is owned by " + OwnerOf(kOtherUid);
   ShmConsumer consumer(name);
   EXPECT_FALSE(consumer.IsValid());
   EXPECT_NE(consumer.error().find(expected), std::string::npos) << consumer.error();
@@ -320,7 +328,7 @@ TEST_F(OtherUserTest, StaleRingOfAnotherUserReplacedOnlyWhenAllowed) {
   {
     ShmProducer refused(name, kCap);
     EXPECT_FALSE(refused.IsValid());
-    EXPECT_NE(refused.error().find(Path(name) + " is owned by uid 65534 (nobody)"),
+    EXPECT_NE(refused.error().find(Path(name) + " is owned by " + OwnerOf(kOtherUid)),
               std::string::npos)
         << refused.error();
     EXPECT_EQ(Contents(Path(name)), ring);
