@@ -69,42 +69,10 @@ bool ProducerAlive(const SharedMemory& mem, uint32_t pid) {
 
 }  // namespace
 
-uint32_t CurrentPid() {
-#ifdef _WIN32
-  return static_cast<uint32_t>(GetCurrentProcessId());
-#else
-  return static_cast<uint32_t>(getpid());
-#endif
-}
-
-bool ProcessAlive(uint32_t pid) {
-  if (pid == 0) return true;  // unknown: never declare it dead
-#ifdef _WIN32
-  HANDLE h = OpenProcess(SYNCHRONIZE, FALSE, pid);
-  if (h == nullptr) return GetLastError() == ERROR_ACCESS_DENIED;
-  const bool alive = WaitForSingleObject(h, 0) == WAIT_TIMEOUT;
-  CloseHandle(h);
-  return alive;
-#else
-  if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
-#ifdef __linux__
-  // An exited but unreaped child still answers kill(); its state in /proc is 'Z'.
-  char path[32];
-  std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
-  if (FILE* f = std::fopen(path, "r")) {
-    char buf[512];
-    const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = '\0';
-    const char* paren = std::strrchr(buf, ')');  // the command name may hold spaces
-    if (paren != nullptr && paren[1] == ' ' && paren[2] == 'Z') return false;
-  }
-#endif
-  return true;
-#endif
-}
-
 // ---- ShmProducer -------------------------------------------------------------
+
+ShmProducer::ShmProducer(const char* name, uint32_t capacity)
+    : ShmProducer(std::string(name != nullptr ? name : ""), capacity) {}
 
 ShmProducer::ShmProducer(const std::string& name, uint32_t capacity) : name_(name) {
   ProducerOptions o;
@@ -126,7 +94,9 @@ bool ShmProducer::Create(const ProducerOptions& options) {
   }
   const size_t total = size_t{layout::kHeaderSize} + capacity;
   for (int attempt = 0; attempt < tuning::kCreateAttempts; ++attempt) {
-    auto mem = std::make_unique<SharedMemory>(name_, total, true, true, options.mode);
+    SharedMemory::Options mo;
+    mo.mode = options.mode;
+    auto mem = std::make_unique<SharedMemory>(name_, total, true, mo);
     if (mem->valid()) {
       // The producer byte, held from before the magic store until we are done with
       // the ring (the descriptor closes after CLOSED and unlink): see liveness.hpp.
@@ -158,26 +128,42 @@ bool ShmProducer::Create(const ProducerOptions& options) {
     }
 #ifndef _WIN32
     if (mem->os_error() != EEXIST) {
-      error_ = mem->error();
+      error_ = mem->error_message();
       return false;
     }
 #else
     if (mem->os_error() != ERROR_ALREADY_EXISTS) {
-      error_ = mem->error();
+      error_ = mem->error_message();
       return false;
     }
 #endif
-    // The name exists: replace it only if it is stale (producer dead or CLOSED, or
-    // a creation abandoned long ago).
-    uint8_t hdr[layout::kHeaderSize];
-    const bool whole = ReadHeader(name_, hdr);
+    // The name exists: replace it only if it is a stale ring we may replace (producer
+    // dead or CLOSED, or a creation abandoned long ago). Whatever we cannot read, or
+    // is not a regular file, or belongs to another user, is never removed.
+    using Kind = SharedMemory::SegmentInfo::Kind;
+    uint8_t hdr[layout::kHeaderSize] = {};
+    const SharedMemory::SegmentInfo info = SharedMemory::Inspect(name_, hdr, sizeof hdr);
+    if (info.kind == Kind::kMissing) continue;  // removed meanwhile: create again
+    if (info.kind != Kind::kSegment) {
+      error_ = "ring '" + name_ + "': " + info.error;
+      return false;
+    }
+    if (!info.owned_by_us && !options.allow_foreign_owner) {
+      error_ = "ring '" + name_ + "': " + DisplayPath(name_) + " is owned by " + info.owner +
+               ", not by this process's user; refused (ProducerOptions::allow_foreign_owner "
+               "lets a producer replace it)";
+      return false;
+    }
+    if (info.size % layout::kRecordAlign != 0) {
+      error_ = "ring '" + name_ + "': segment size " + std::to_string(info.size) +
+               " is not a multiple of 8: not a shmring segment; remove it first";
+      return false;
+    }
+    const bool whole = info.header_bytes == static_cast<long>(sizeof hdr);
     const uint32_t magic = whole ? HeaderField<uint32_t>(hdr, layout::kMagicOffset) : 0;
-    uint64_t size = 0;
-    double age = -1;
-    const bool stat_ok = SharedMemory::Stat(name_, &size, &age);
-    if (magic == 0 && stat_ok && !layout::MayBeRingInCreation(size)) {
-      error_ = "segment '" + name_ + "' exists and is not a shmring ring (" + std::to_string(size) +
-               " bytes, no magic); remove it first";
+    if (magic == 0 && !layout::MayBeRingInCreation(info.size)) {
+      error_ = "segment '" + name_ + "' exists and is not a shmring ring (" +
+               std::to_string(info.size) + " bytes, no magic); remove it first";
       return false;
     }
     // The producer byte of what is there: held = a live creator or producer.
@@ -186,7 +172,7 @@ bool ShmProducer::Create(const ProducerOptions& options) {
       // No magic yet: another creator may be between shm_open and its magic store
       // (it holds the producer byte from before that store, or is about to take it).
       // Only unlocked debris older than tuning::kAbandonedAfterS is stale.
-      if (probe == liveness::Lock::kHeld || (stat_ok && age < tuning::kAbandonedAfterS)) {
+      if (probe == liveness::Lock::kHeld || info.age_seconds < tuning::kAbandonedAfterS) {
         if (attempt + 1 < tuning::kCreateAttempts) {
           std::this_thread::sleep_for(std::chrono::nanoseconds(tuning::kCreateRetryNs));
           continue;
@@ -249,10 +235,12 @@ Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns)
   if (!ring_) return Status::kInvalid;
   if (closed_) return Status::kClosed;
   Status s = ring_->Reserve(len, payload);
-  if (s != Status::kFull || timeout_ns == 0) return s;
-  s = ring_->WaitWritable(len, timeout_ns, &interrupter_);
-  if (s != Status::kOk) return s;
-  return ring_->Reserve(len, payload);
+  if (s == Status::kFull && timeout_ns != 0) {
+    s = ring_->WaitWritable(len, timeout_ns, &interrupter_);
+    if (s == Status::kOk) s = ring_->Reserve(len, payload);
+  }
+  if (s == Status::kCorrupt) error_ = "ring '" + name_ + "': " + ring_->error();
+  return s;
 }
 
 void ShmProducer::Commit(uint32_t len) {
@@ -283,6 +271,9 @@ void ShmProducer::Close() {
 }
 
 // ---- ShmConsumer -------------------------------------------------------------
+
+ShmConsumer::ShmConsumer(const char* name)
+    : ShmConsumer(std::string(name != nullptr ? name : "")) {}
 
 ShmConsumer::ShmConsumer(const std::string& name) : name_(name) { Open(ConsumerOptions()); }
 
@@ -341,21 +332,24 @@ void ShmConsumer::ReleaseClaim() {
 // One look at the name. kAttached: ring_ and memory_ set. kNotYet: nothing there
 // yet (or, if asked, only a dead producer's ring). kRefused: error_ says why.
 ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
-  auto mem = std::make_unique<SharedMemory>(name_, 0, false);
+  SharedMemory::Options mo;
+  mo.allow_foreign_owner = options.allow_foreign_owner;
+  auto mem = std::make_unique<SharedMemory>(name_, 0, false, mo);
   if (!mem->valid()) {
-    error_ = "no ring '" + name_ + "': " + mem->error();
 #ifdef _WIN32
-    return mem->os_error() == ERROR_FILE_NOT_FOUND ? Attempt::kNotYet : Attempt::kRefused;
+    const bool not_yet = mem->os_error() == ERROR_FILE_NOT_FOUND;
 #else
-    // ENOENT: not created yet. No OS error: the segment exists with size 0, a
-    // creator between shm_open and ftruncate. Anything else (EACCES, ...) is final.
-    return (mem->os_error() == ENOENT || mem->os_error() == 0) ? Attempt::kNotYet
-                                                               : Attempt::kRefused;
+    // ENOENT, or a creator between shm_open and ftruncate; anything else is final.
+    const bool not_yet = mem->missing();
 #endif
+    error_ =
+        (not_yet ? "no ring '" + name_ + "' yet: " : "ring '" + name_ + "' cannot be opened: ") +
+        mem->error_message();
+    return not_yet ? Attempt::kNotYet : Attempt::kRefused;
   }
   bool uninitialized = false;
   const std::string bad =
-      ByteRingBuffer::ValidateHeader(mem->data(), mem->size(), nullptr, &uninitialized);
+      ByteRingBuffer::ValidateSegment(mem->data(), mem->size(), nullptr, &uninitialized);
   if (!bad.empty()) {
     error_ = "ring '" + name_ + "' is not usable: " + bad;
     // Decided from the one magic load the validation made: a ring still being
@@ -442,14 +436,20 @@ void ShmConsumer::Detach() {
   ReleaseClaim();
 }
 
-ReadResult ShmConsumer::Read(void* out, uint32_t max_len) {
+uint32_t ShmConsumer::Read(void* out, uint32_t max_len) {
+  if (!ring_) return 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  return detached_ ? 0 : ring_->Read(out, max_len);
+}
+
+ReadResult ShmConsumer::TryRead(void* out, uint32_t max_len) {
   if (!ring_) return {Status::kInvalid, 0};
   std::lock_guard<std::mutex> lock(mu_);
   if (detached_) return {Status::kInvalid, 0};
-  return ring_->Read(out, max_len);
+  return ring_->TryRead(out, max_len);
 }
 
-bool ShmConsumer::HasData() {
+bool ShmConsumer::HasData() const {
   if (!ring_) return false;
   std::lock_guard<std::mutex> lock(mu_);
   return !detached_ && ring_->HasData();
@@ -555,7 +555,7 @@ ReadResult ShmConsumer::ReadFor(void* out, uint32_t max_len, int64_t timeout_ns)
   const Status s = Wait(timeout_ns, Op::kPeek, &v);
   if (s != Status::kOk) return {s, 0};
   std::lock_guard<std::mutex> lock(mu_);
-  return ring_->Read(out, max_len);
+  return ring_->TryRead(out, max_len);
 }
 
 Status ShmConsumer::PeekFor(MessageView* out, int64_t timeout_ns) {

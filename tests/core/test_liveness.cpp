@@ -50,7 +50,7 @@ TEST_F(LivenessTest, RoleBytesAreSeenFromAnotherDescriptionOnly) {
   const std::string name = Name();
   SharedMemory a(name, 4096, true);
   SharedMemory b(name, 0, false);
-  ASSERT_TRUE(a.valid() && b.valid()) << a.error() << b.error();
+  ASSERT_TRUE(a.valid() && b.valid()) << a.error_message() << b.error_message();
   ASSERT_GE(a.fd(), 0);
   EXPECT_EQ(liveness::Probe(b.fd(), liveness::kProducerByte), liveness::Lock::kFree);
   ASSERT_EQ(liveness::Take(a.fd(), liveness::kProducerByte), liveness::Lock::kHeld);
@@ -111,7 +111,7 @@ TEST_F(LivenessTest, HeaderPidOfALiveUnrelatedProcessIsNotLiveness) {
   ASSERT_EQ(shmtest::WaitChild(child), 0);
   {
     SharedMemory mem(name, 0, false);
-    ASSERT_TRUE(mem.valid()) << mem.error();
+    ASSERT_TRUE(mem.valid()) << mem.error_message();
     const uint32_t live = static_cast<uint32_t>(getpid());  // surely alive
     std::memcpy(static_cast<uint8_t*>(mem.data()) + layout::kProducerPidOffset, &live, 4);
   }
