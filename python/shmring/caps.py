@@ -27,7 +27,9 @@ SUPPORTED_FORMATS = tuple(_PACKED) + tuple(_GRAY) + _PLANAR_420 + _SEMI_PLANAR_4
 
 def _split_top(text: str, sep: str) -> List[str]:
     """Splits at ``sep`` outside quotes and brackets."""
-    parts, depth, quoted, escaped, current = [], 0, False, False, []
+    parts: List[str] = []
+    current: List[str] = []
+    depth, quoted, escaped = 0, False, False
     for ch in text:
         if escaped:
             escaped = False
@@ -150,9 +152,9 @@ def video_layout(format_name: str, width: int, height: int) -> Optional[VideoLay
         c_stride = _ru4(_ru2(width) // 2)
         o1 = y_stride * _ru2(height)
         o2 = o1 + c_stride * ch
-        planes = (Plane(0, y_stride, (height, width), "u1"),
-                  Plane(o1, c_stride, (ch, cw), "u1"),
-                  Plane(o2, c_stride, (ch, cw), "u1"))
+        planes: Tuple[Plane, ...] = (Plane(0, y_stride, (height, width), "u1"),
+                                     Plane(o1, c_stride, (ch, cw), "u1"),
+                                     Plane(o2, c_stride, (ch, cw), "u1"))
         return VideoLayout(format_name, width, height, planes, o2 + c_stride * ch)
     if format_name in _SEMI_PLANAR_420:
         stride = _ru4(width)

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, Dict, Iterator, List, Optional, Tuple
 
+from ._tuning import LIVENESS_SLICE_S
 from .caps import VideoLayout, layout_from_caps
-from .channel import LIVENESS_SLICE, ShmConsumer, ShmProducer
+from .channel import ShmConsumer, ShmProducer
 from .errors import (IncompatibleSegmentError, RingTimeoutError, StreamClosedError,
                      ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
                       MIN_HEADER_SIZE, TIME_NONE, MessageHeader, decode_header, encode_caps,
                       encode_eos, encode_header, monotonic_ns, unpack_header)
 from .layout import INDEX_MASK, PRODUCER_WAITING, PROFILE_GST_FRAMING
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    #: A numpy array of any dtype (the frame's dtype comes from its caps).
+    Array = npt.NDArray[Any]
+else:
+    Array = Any
 
 
 _np: Any = None
@@ -103,8 +112,8 @@ class Frame:
         self.flags = header.flags
         self.send_time_ns = header.send_time_ns
         self.data = data
-        self._array: Any = None
-        self._planes: Optional[Tuple[Any, ...]] = None
+        self._array: Optional[Array] = None
+        self._planes: Optional[Tuple[Array, ...]] = None
 
     @property
     def width(self) -> Optional[int]:
@@ -128,7 +137,7 @@ class Frame:
         return layout
 
     @property
-    def planes(self) -> Tuple[Any, ...]:
+    def planes(self) -> Tuple[Array, ...]:
         """numpy views of each plane (Y, U, V for I420; Y, UV for NV12; one for packed)."""
         if self._planes is None:
             np = _numpy()
@@ -142,7 +151,7 @@ class Frame:
         return self._planes
 
     @property
-    def array(self) -> Any:
+    def array(self) -> Array:
         """The frame as one numpy array, zero-copy and read-only.
 
         Packed RGB-like formats: (height, width, channels); GRAY8/GRAY16: (height,
@@ -277,8 +286,8 @@ class FrameReader:
         # Deadlock check: nothing left to read, frames still referenced, and the
         # producer has been asleep waiting for space (head unchanged) for a whole
         # wait slice: only the space those frames hold can wake it.
-        head = ring.load_head()
-        if self._entries and ring.producer_flags() & PRODUCER_WAITING:
+        head = ring.head
+        if self._entries and ring.producer_flags & PRODUCER_WAITING:
             if self._stuck_head == head:
                 raise ViewInUseError(
                     f"{len(self._entries)} frame(s) of ring {self.name!r} are still "
@@ -287,14 +296,14 @@ class FrameReader:
             self._stuck_head = head
         else:
             self._stuck_head = None
-        self._consumer._check_producer(ring, force=True)
+        # Watches the producer (at most once per slice) while it sleeps.
         if deadline is None:
-            ring.wait_readable(LIVENESS_SLICE)
+            self._consumer.wait_readable(LIVENESS_SLICE_S)
             return True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        ring.wait_readable(min(remaining, LIVENESS_SLICE))
+        self._consumer.wait_readable(min(remaining, LIVENESS_SLICE_S))
         return True
 
     def read_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
@@ -303,7 +312,7 @@ class FrameReader:
         None at end of stream (then ``at_end`` is True) or when the timeout expired.
         Consumer; blocks.
         """
-        if self._consumer._ring is None:
+        if self._consumer.closed:
             raise StreamClosedError(f"FrameReader of ring {self.name!r} is closed")
         if self._done:
             return None
@@ -315,17 +324,17 @@ class FrameReader:
         if entries:
             self._release_ready()
         ring, buf = self._ring, self._buf
-        locate = ring._locate  # acquire(), inlined
+        acquire = ring.acquire
         deadline: Optional[float] = None  # taken when a wait is first needed
         candidate: Optional[Tuple[_Entry, int, int, Tuple[int, ...], Optional[str],
                                   Optional[VideoLayout]]] = None
         limit = -1
         while True:
-            record = locate(ring._read_pos)
+            record = acquire()
             if record is None:
                 if candidate is not None:
                     break
-                if ring.at_end():
+                if ring.at_end:
                     self._done = True
                     self._release_ready()
                     return None
@@ -335,8 +344,7 @@ class FrameReader:
                     return None
                 continue
             start, length, end = record
-            ring._read_pos = end
-            entry = [end, None, None]
+            entry: _Entry = [end, None, None]
             entries.append(entry)
             # The message header in one unpack; decode_header raises the FramingError
             # for anything that does not check out.
@@ -351,6 +359,7 @@ class FrameReader:
             if kind == KIND_BUFFER:
                 if not self._latest:  # the common case: this record is the frame
                     held = ring.view_of(start + body, length - body, end)
+                    assert held.view is not None
                     frame = _make_frame(self._caps, self._layout, fields, held.view)
                     entry[_HELD] = held
                     entry[_FRAME] = frame
@@ -360,7 +369,7 @@ class FrameReader:
                 candidate = (entry, start + body, length - body, fields, self._caps,
                              self._layout)
                 if limit < 0:
-                    limit = ring.load_head()
+                    limit = ring.head
             elif kind == KIND_CAPS:
                 self._set_caps(bytes(buf[start + body:start + length]).decode(
                     "utf-8", "replace"))
@@ -398,9 +407,25 @@ class FrameReader:
             raise StopIteration
         return frame
 
+    def interrupt(self) -> None:
+        """Makes a blocked :meth:`read_frame` (or iteration) in another thread raise
+        RingInterruptedError; sticky until :meth:`clear_interrupt`. Any thread;
+        returns as soon as the sleeper is awake."""
+        self._consumer.interrupt()
+
+    def clear_interrupt(self) -> None:
+        """Re-arms blocking calls after :meth:`interrupt`. Any thread; never blocks."""
+        self._consumer.clear_interrupt()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._consumer.closed
+
     def close(self) -> None:
-        """Releases what can be released and detaches. Never unlinks. Idempotent."""
-        if self._consumer._ring is None:
+        """Releases what can be released and detaches. Never unlinks. Idempotent.
+        Consumer thread; never blocks."""
+        if self._consumer.closed:
             return
         self._release_ready()
         self._entries.clear()

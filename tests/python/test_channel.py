@@ -90,7 +90,7 @@ def test_blocking_read_wakes_when_a_thread_writes(ring_name):
         t.start()
         # The reader is asleep in FUTEX_WAIT with its WAITING flag set; this thread
         # can only observe that because the sleeper released the GIL.
-        assert wait_until(lambda: c.ring.consumer_flags() & layout.CONSUMER_WAITING)
+        assert wait_until(lambda: c.ring.consumer_flags & layout.CONSUMER_WAITING)
         assert p.write(b"wake up")
         t.join(30)
         assert got == [b"wake up"]
@@ -110,7 +110,7 @@ def test_blocking_read_wakes_when_another_process_writes(ring_name):
             got = []
             t = threading.Thread(target=lambda: got.append(c.read(timeout=30)))
             t.start()
-            assert wait_until(lambda: c.ring.consumer_flags() & layout.CONSUMER_WAITING)
+            assert wait_until(lambda: c.ring.consumer_flags & layout.CONSUMER_WAITING)
             proc.stdin.write("go\n")
             proc.stdin.flush()
             t.join(30)
@@ -130,7 +130,7 @@ def test_blocking_write_waits_for_space(ring_name):
         done = []
         t = threading.Thread(target=lambda: done.append(p.write(b"y" * 60, timeout=30)))
         t.start()
-        assert wait_until(lambda: p.ring.producer_flags() & layout.PRODUCER_WAITING)
+        assert wait_until(lambda: p.ring.producer_flags & layout.PRODUCER_WAITING)
         assert c.read() == bytes(60)
         t.join(30)
         assert done == [True]
@@ -400,7 +400,7 @@ def test_interrupt_a_blocked_read(ring_name):
 
         t = threading.Thread(target=blocked)
         t.start()
-        assert wait_until(lambda: c.ring.consumer_flags() & layout.CONSUMER_WAITING)
+        assert wait_until(lambda: c.ring.consumer_flags & layout.CONSUMER_WAITING)
         c.interrupt()
         t.join(30)
         assert len(errors) == 1
@@ -440,6 +440,7 @@ import sys  # noqa: E402
 from shmring import ByteRingBuffer, IncompatibleSegmentError, RingBusyError  # noqa: E402
 from shmring import channel as channel_mod  # noqa: E402
 from shmring._process import process_alive  # noqa: E402
+from shmring import _locks as _locks_mod  # noqa: E402
 
 
 def plant(name: str, data: bytes) -> None:
@@ -492,10 +493,29 @@ def test_segment_age_comes_from_the_os(ring_name):
     assert channel_mod._shm.age_seconds(ring_name + "x") == -1
 
 
-def test_magic_with_producer_pid_0_counts_as_alive(ring_name):
-    plant(ring_name, ring_image(pid=0))
-    with pytest.raises(RingBusyError, match="live producer pid 0"):
-        ShmProducer(ring_name, 64)
+def hold_lock(name: str, byte: int) -> int:
+    """Takes the OFD lock on ``byte`` of segment ``name`` as a live peer would; returns
+    the fd that holds it (close it to release)."""
+    from shmring import _locks
+    fd = os.open(dev_shm(name), os.O_RDWR)
+    assert _locks.try_lock(fd, byte)
+    return fd
+
+
+@pytest.mark.skipif(not _locks_mod.HAVE_OFD_LOCKS, reason="needs OFD locks (Linux)")
+@pytest.mark.parametrize("pid", [0, 1, 0x7FFFFFFF])
+def test_producer_liveness_is_its_lock_not_its_pid(ring_name, pid):
+    # A producer in a pid namespace records pid 1 (alive here), pid 0 is unknown, and
+    # a huge pid is gone: none of them decides. The byte-0 lock does.
+    plant(ring_name, ring_image(pid=pid))
+    fd = hold_lock(ring_name, 0)
+    try:
+        with pytest.raises(RingBusyError, match="live producer"):
+            ShmProducer(ring_name, 64)
+    finally:
+        os.close(fd)  # the "producer" dies: its lock goes with it
+    with ShmProducer(ring_name, 64) as p:  # stale now: replaced
+        assert p.ring.producer_pid == os.getpid()
 
 
 def test_new_producer_pid_is_in_the_header_with_the_magic(ring_name):
@@ -648,13 +668,13 @@ def test_attach_count_changes_on_every_attach_even_in_one_process(ring_name):
     # consumer from the previous one even when both have the same pid.
     from shmring import layout
     with ShmProducer(ring_name, 4096) as p:
-        before = p.ring.consumer_flags() >> layout.CONSUMER_ATTACH_COUNT_SHIFT
+        before = p.ring.consumer_flags >> layout.CONSUMER_ATTACH_COUNT_SHIFT
         with ShmConsumer(ring_name):
             pass
-        after_first = p.ring.consumer_flags() >> layout.CONSUMER_ATTACH_COUNT_SHIFT
+        after_first = p.ring.consumer_flags >> layout.CONSUMER_ATTACH_COUNT_SHIFT
         assert after_first == before + 1
         with ShmConsumer(ring_name):
-            flags = p.ring.consumer_flags()
+            flags = p.ring.consumer_flags
             assert flags >> layout.CONSUMER_ATTACH_COUNT_SHIFT == after_first + 1
             assert flags & layout.CONSUMER_ATTACHED
-        assert not p.ring.consumer_flags() & layout.CONSUMER_ATTACHED
+        assert not p.ring.consumer_flags & layout.CONSUMER_ATTACHED
