@@ -243,7 +243,7 @@ class ByteRingBuffer:
             raise ValueError(f"capacity {capacity} does not fit the segment size {raw.nbytes}")
         if start_index % RECORD_ALIGN or not 0 <= start_index <= _M:
             raise ValueError(f"start_index {start_index} must be a u32 multiple of 8")
-        w = word_view(buf)
+        w = word_view(raw[:HEADER_SIZE + capacity])
         w[MAGIC_WORD] = 0
         release_fence()
         raw[VERSION_WORD * 4:HEADER_SIZE] = bytes(HEADER_SIZE - VERSION_WORD * 4)
