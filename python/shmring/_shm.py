@@ -150,6 +150,14 @@ def _open_fd(name: str, flags: int, mode: int) -> int:
     return fd
 
 
+def open_readonly(name: str) -> int:
+    """A read-only descriptor of segment ``name`` (no symlink followed, never blocking on a
+    FIFO, regular files only), for looking without mapping. The caller closes it. Raises
+    as :func:`open_existing` does. Never blocks beyond the OS calls."""
+    validate_name(name)
+    return _open_fd(name, os.O_RDONLY, 0)
+
+
 class Segment:
     """A mapped segment: ``mm`` (read-write, shared) of ``size`` bytes, and ``fd``, the
     descriptor it was opened with, kept open for the liveness and role locks.

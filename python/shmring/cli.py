@@ -39,18 +39,17 @@ import os
 import stat
 import sys
 import time
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 from . import framing
 from . import layout as L
-from ._shm import SHM_DIR, file_kind, validate_name
+from ._shm import validate_name  # also shmring.validate_name
 from ._tuning import ABANDONED_AFTER_S
 from .channel import ShmConsumer
 from .errors import (CorruptRecordError, InvalidNameError, ProducerDeadError,
-                     ProducerReplacedError, RingNotFoundError, RingPermissionError,
-                     ShmRingError)
-from .header import (PRODUCER_BITS, PROFILE_NAMES, HeaderSnapshot, decode_consumer_flags,
-                     decode_flags)
+                     ProducerReplacedError, RingNotFoundError, ShmRingError)
+from .header import (PRODUCER_BITS, PROFILE_NAMES, SHM_DIR, HeaderSnapshot,
+                     decode_consumer_flags, decode_flags, file_kind, scan_segments)
 
 PROG = "python3 -m shmring"
 _KIND_NAMES = {framing.KIND_CAPS: "CAPS", framing.KIND_BUFFER: "BUFFER",
@@ -100,50 +99,6 @@ def read_snapshot(name: str) -> HeaderSnapshot:
         raise CliError(str(exc)) from None
 
 
-def _may_be_ring_size(size: int) -> bool:
-    return size > L.HEADER_SIZE and L.may_be_ring_in_creation(size)
-
-
-def list_segments(include_all: bool) -> Iterator[HeaderSnapshot]:
-    """Snapshots of the entries of /dev/shm: rings (valid or flagged), and with
-    ``include_all`` everything else as foreign. An entry we may not read is listed
-    (as unreadable) when its size is one a ring can have, or with ``include_all``."""
-    try:
-        entries = sorted(os.listdir(SHM_DIR))
-    except OSError as exc:
-        raise CliError(f"listdir({SHM_DIR}) failed: {os.strerror(exc.errno or 0)}") from None
-    for entry in entries:
-        path = os.path.join(SHM_DIR, entry)
-        try:
-            snap = HeaderSnapshot.read(entry)
-        except RingNotFoundError:
-            continue  # vanished
-        except (InvalidNameError, RingPermissionError, ShmRingError) as exc:
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            unreadable = isinstance(exc, RingPermissionError)
-            if not include_all and not (unreadable and stat.S_ISREG(st.st_mode)
-                                        and _may_be_ring_size(st.st_size)):
-                continue
-            snap = HeaderSnapshot(name=entry, path=path, size=st.st_size, mode=st.st_mode,
-                                  uid=st.st_uid, inode=st.st_ino, magic=-1, error=str(exc),
-                                  error_field="unreadable" if unreadable else "name")
-            yield snap
-            continue
-        if snap.is_shmring or include_all:
-            yield snap
-
-
-def _state(s: HeaderSnapshot) -> str:
-    if s.error_field == "unreadable":
-        return "unreadable"
-    if s.error_field == "name":
-        return "foreign"
-    return s.state()
-
-
 # --------------------------------------------------------------------------- commands
 
 def _pid_text(pid: int, alive: Optional[bool], attached: bool = True) -> str:
@@ -153,14 +108,12 @@ def _pid_text(pid: int, alive: Optional[bool], attached: bool = True) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    snaps = list(list_segments(args.all))
+    try:
+        snaps = list(scan_segments(args.all))
+    except ShmRingError as exc:
+        raise CliError(str(exc)) from None
     if args.json:
-        out = []
-        for s in snaps:
-            d = s.as_dict()
-            d["state"] = _state(s)
-            out.append(d)
-        print(json.dumps(out, indent=2))
+        print(json.dumps([s.as_dict() for s in snaps], indent=2))
         return 0
     if not snaps:
         print(f"no shmring rings in {SHM_DIR}")
@@ -169,7 +122,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
              "DROPPED")]
     for s in snaps:
         if not s.valid:
-            why = _state(s)
+            why = s.state()
             if s.error_field == "type":
                 why += f" ({file_kind(s.mode)})"
             elif why in ("invalid", "foreign") and s.error_field:

@@ -18,14 +18,19 @@ import os
 import stat
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import _atomics, _locks, _shm
 from . import layout as L
 from ._process import process_alive
 from ._tuning import ABANDONED_AFTER_S
-from .errors import IncompatibleSegmentError, RingOSError
+from ._shm import SHM_DIR, file_kind
+from .errors import (IncompatibleSegmentError, InvalidNameError, RingNotFoundError,
+                     RingOSError, RingPermissionError, ShmRingError)
 from .ring import check_header_words
+
+__all__ = ["HeaderSnapshot", "scan_segments", "decode_flags", "decode_consumer_flags",
+           "file_kind", "SHM_DIR", "PROFILE_NAMES", "PRODUCER_BITS", "CONSUMER_BITS"]
 
 PROFILE_NAMES = {L.PROFILE_OPAQUE: "opaque", L.PROFILE_GST_FRAMING: "gst"}
 PRODUCER_BITS: List[Tuple[int, str]] = [
@@ -105,7 +110,7 @@ class HeaderSnapshot:
         _shm.validate_name(name)
         path = _shm.path_of(name)
         try:
-            fd = _shm._open_fd(name, os.O_RDONLY, 0)
+            fd = _shm.open_readonly(name)
         except IncompatibleSegmentError as e:
             snap = cls(name=name, path=path, error=str(e), error_field=e.field)
             try:
@@ -230,7 +235,9 @@ class HeaderSnapshot:
 
     def state(self) -> str:
         """The segment's state (see the class doc)."""
-        if self.error_field == "type":
+        if self.error_field == "unreadable":
+            return "unreadable"
+        if self.error_field in ("type", "name"):
             return "foreign"
         if not self.is_shmring:
             if self.magic != 0 or not L.may_be_ring_in_creation(self.size):
@@ -292,3 +299,41 @@ class HeaderSnapshot:
                 out["fill_percent"] = round(100.0 * used / self.capacity, 1)
         out.update(self.extra)
         return out
+
+
+def _may_be_ring_size(size: int) -> bool:
+    return size > L.HEADER_SIZE and L.may_be_ring_in_creation(size)
+
+
+def scan_segments(include_all: bool) -> Iterator[HeaderSnapshot]:
+    """Snapshots of the entries of /dev/shm, sorted by name: rings (valid or flagged),
+    and with ``include_all`` everything else, as ``foreign``. An entry we may not read
+    is listed (as ``unreadable``) when its size is one a ring can have, or with
+    ``include_all``: other users' private files do not clutter the list. Raises
+    RingOSError when /dev/shm cannot be listed. Never blocks beyond the OS calls."""
+    try:
+        entries = sorted(os.listdir(SHM_DIR))
+    except OSError as exc:
+        raise RingOSError(exc.errno, f"listdir({SHM_DIR}) failed: "
+                                     f"{os.strerror(exc.errno or 0)}") from None
+    for entry in entries:
+        path = os.path.join(SHM_DIR, entry)
+        try:
+            snap = HeaderSnapshot.read(entry)
+        except RingNotFoundError:
+            continue  # vanished
+        except (InvalidNameError, ShmRingError) as exc:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            unreadable = isinstance(exc, RingPermissionError)
+            if not include_all and not (unreadable and stat.S_ISREG(st.st_mode)
+                                        and _may_be_ring_size(st.st_size)):
+                continue
+            yield HeaderSnapshot(name=entry, path=path, size=st.st_size, mode=st.st_mode,
+                                 uid=st.st_uid, inode=st.st_ino, magic=-1, error=str(exc),
+                                 error_field="unreadable" if unreadable else "name")
+            continue
+        if snap.is_shmring or include_all:
+            yield snap

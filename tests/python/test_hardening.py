@@ -264,8 +264,8 @@ def test_ls_as_another_user_lists_rings_not_every_unreadable_file(name):
         os.close(fd)
         with ShmProducer(name, 64):  # root's ring, 0600: unreadable for nobody
             def listing() -> List[Any]:
-                from shmring import cli
-                return [(s.name, cli._state(s)) for s in cli.list_segments(False)]
+                from shmring.header import scan_segments
+                return [(s.name, s.state()) for s in scan_segments(False)]
             result = as_user(NOBODY, listing)
             assert result[0] == "ok", result
             entries = dict(result[1])
