@@ -158,9 +158,36 @@ def open_readonly(name: str) -> int:
     return _open_fd(name, os.O_RDONLY, 0)
 
 
+def _reopen(fd: int, name: str) -> int:
+    """A second, independent open file description of the file behind ``fd`` (O_RDWR).
+
+    The liveness locks live on it. The mapping must not share it: CPython's ``mmap``
+    keeps its own duplicate of the descriptor it was made from, and an OFD lock lasts
+    as long as any descriptor of its description, so a lock on the mapped description
+    would outlive ``close()`` while a view keeps the mapping, and be inherited by
+    every forked child.
+    """
+    try:
+        new = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        new = -1
+    if new < 0:  # no /proc: the name again, checked to be the same file
+        new = _open_fd(name, os.O_RDWR, 0)
+    try:
+        a, b = os.fstat(fd), os.fstat(new)
+    except OSError as e:
+        os.close(new)
+        raise _os_error("fstat", name, e.errno or errno.EIO) from None
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        os.close(new)
+        raise RingOSError(errno.ESTALE, f"{path_of(name)} was replaced while being opened")
+    return new
+
+
 class Segment:
-    """A mapped segment: ``mm`` (read-write, shared) of ``size`` bytes, and ``fd``, the
-    descriptor it was opened with, kept open for the liveness and role locks.
+    """A mapped segment: ``mm`` (read-write, shared) of ``size`` bytes, and ``fd``, a
+    descriptor of the file kept open for the liveness and role locks (its own open file
+    description, not the one the mapping was made from: see :func:`_reopen`).
 
     ``close()`` unmaps and then closes ``fd`` (which releases this side's locks); if
     views of the mapping are still alive, unmapping happens when the last one goes
@@ -216,11 +243,17 @@ def create(name: str, size: int, mode: int = 0o600) -> Segment:
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError as e:
             raise _os_error("mmap", name, e.errno or errno.EIO) from None
+        try:
+            lock_fd = _reopen(fd, name)
+        except BaseException:
+            mm.close()
+            raise
     except BaseException:
         os.close(fd)
         unlink(name, missing_ok=True)
         raise
-    return Segment(name, mm, size, True, fd, os.geteuid())
+    os.close(fd)
+    return Segment(name, mm, size, True, lock_fd, os.geteuid())
 
 
 class NotReady(Exception):
@@ -249,10 +282,14 @@ def open_existing(name: str) -> Segment:
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError as e:
             raise _os_error("mmap", name, e.errno or errno.EIO) from None
-    except BaseException:
+        try:
+            lock_fd = _reopen(fd, name)
+        except BaseException:
+            mm.close()
+            raise
+    finally:
         os.close(fd)
-        raise
-    return Segment(name, mm, size, False, fd, st.st_uid)
+    return Segment(name, mm, size, False, lock_fd, st.st_uid)
 
 
 class Peek(NamedTuple):

@@ -38,6 +38,26 @@ from .ring import ByteRingBuffer, _new_generation, validate_header
 #: Kept for callers of earlier versions: the liveness slice in seconds.
 LIVENESS_SLICE = LIVENESS_SLICE_S
 
+# Segments of live producers and consumers of this process. A forked child closes its
+# copies of their descriptors at once: an OFD lock lives as long as any descriptor of
+# its open file description, so a child that kept one would keep a crashed parent
+# looking alive (and keep its consumer role).
+_OPEN_SEGMENTS: "weakref.WeakSet[_shm.Segment]" = weakref.WeakSet()
+
+
+def _close_inherited_descriptors() -> None:
+    for segment in list(_OPEN_SEGMENTS):
+        fd, segment.fd = segment.fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_descriptors)
+
 
 def _header_fields(header: bytes) -> Tuple[int, int, int, int]:
     """(magic, generation, producer_flags, producer_pid) of a header copy (>= 40 bytes)."""
@@ -206,6 +226,7 @@ class ShmProducer(_Endpoint):
             segment.close()
             raise
         self._segment = segment
+        _OPEN_SEGMENTS.add(segment)
         self._ring = ring
         self._closer = _Closer(ring, segment, True)
         self._finalizer = weakref.finalize(self, self._closer)
@@ -436,6 +457,7 @@ class ShmConsumer(_Endpoint):
             segment.close()
             raise
         self._segment = segment
+        _OPEN_SEGMENTS.add(segment)
         self._ring = ring
         self._generation = ring.generation
         self._closer = _Closer(ring, segment, False)

@@ -536,3 +536,50 @@ def test_error_classes_are_package_errors():
     for cls in (RingPermissionError, ForeignOwnerError, shmring.RingOSError):
         assert issubclass(cls, ShmRingError) and issubclass(cls, OSError)
     assert stat.S_ISREG(os.stat(__file__).st_mode)
+
+
+@needs_ofd
+def test_a_forked_child_does_not_keep_a_dead_producer_looking_alive(name):
+    # The producer forks a long-lived child (multiprocessing's fork start method does
+    # that), then dies. The child must not hold the producer's lock.
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent('''
+        import os, sys, time, shmring
+        p = shmring.ShmProducer(sys.argv[1], 4096)
+        p.write(b"from the parent")
+        child = os.fork()
+        if child == 0:
+            time.sleep(600)
+            os._exit(0)
+        print(child, flush=True)
+        time.sleep(600)
+    '''), name], env=python_env(), stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        with ShmConsumer(name) as c:
+            assert c.read() == b"from the parent"
+            proc.kill()
+            proc.wait(30)
+            with pytest.raises(ProducerDeadError):
+                c.read(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if child:
+            os.kill(child, signal.SIGKILL)
+
+
+@needs_ofd
+def test_closing_a_consumer_releases_its_role_even_while_a_view_lives(name):
+    with ShmProducer(name, 64) as p:
+        assert p.write(b"kept")
+        c = ShmConsumer(name)
+        view = c.ring.peek()  # keeps the mapping alive after close()
+        assert view is not None and bytes(view) == b"kept"
+        c.close()
+        assert not p.consumer_attached()
+        with ShmConsumer(name):
+            assert p.consumer_attached()
+        del view
