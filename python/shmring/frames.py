@@ -455,10 +455,22 @@ class FrameWriter:
 
     @property
     def producer(self) -> ShmProducer:
+        """The underlying ShmProducer (profile 1)."""
         return self._producer
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._producer.closed
+
+    @property
+    def dropped(self) -> int:
+        """Buffers (and CAPS messages) dropped because there was no room in time."""
+        return self._producer.dropped
+
     def set_caps(self, caps: str) -> None:
-        """Caps for the following buffers (sent before the next one if they changed)."""
+        """Caps for the following buffers (sent before the next one if they changed).
+        Producer thread; never blocks."""
         self._pending_caps = caps
 
     def _send(self, payload: bytes, timeout: Optional[float]) -> bool:
@@ -494,7 +506,8 @@ class FrameWriter:
         return True
 
     def close(self, timeout: Optional[float] = 1.0) -> None:
-        """Sends EOS (waiting up to ``timeout`` s for room) and closes the ring."""
+        """Sends EOS (waiting up to ``timeout`` s for room) and closes the ring (end of
+        stream, name removed). Idempotent. Producer thread; blocks up to ``timeout``."""
         if self._producer.closed:
             return
         try:
