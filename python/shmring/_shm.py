@@ -195,8 +195,9 @@ class Segment:
     """
 
     def __init__(self, name: str, mm: mmap.mmap, size: int, created: bool, fd: int,
-                 uid: int) -> None:
+                 uid: int, mode: int = 0o600) -> None:
         self.name = name
+        self.mode = mode  # permission bits
         self.mm: Optional[mmap.mmap] = mm
         self.size = size
         self.created = created
@@ -253,7 +254,7 @@ def create(name: str, size: int, mode: int = 0o600) -> Segment:
         unlink(name, missing_ok=True)
         raise
     os.close(fd)
-    return Segment(name, mm, size, True, lock_fd, os.geteuid())
+    return Segment(name, mm, size, True, lock_fd, os.geteuid(), mode)
 
 
 class NotReady(Exception):
@@ -289,7 +290,7 @@ def open_existing(name: str) -> Segment:
             raise
     finally:
         os.close(fd)
-    return Segment(name, mm, size, False, lock_fd, st.st_uid)
+    return Segment(name, mm, size, False, lock_fd, st.st_uid, stat.S_IMODE(st.st_mode))
 
 
 class Peek(NamedTuple):

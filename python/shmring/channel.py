@@ -497,7 +497,7 @@ class ShmConsumer(_Endpoint):
             if segment is not None:
                 assert segment.mm is not None
                 try:
-                    _check_owner(name, segment.uid, 0o600, allow_foreign_owner)
+                    _check_owner(name, segment.uid, segment.mode, allow_foreign_owner)
                     if segment.size % RECORD_ALIGN:
                         raise IncompatibleSegmentError(
                             f"ring {name!r} is not usable: segment size {segment.size} is "
