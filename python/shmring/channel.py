@@ -30,13 +30,11 @@ from ._tuning import (ABANDONED_AFTER_S, CREATE_ATTEMPTS, CREATE_RETRY_S, LIVENE
 from .errors import (ForeignOwnerError, IncompatibleSegmentError, ProducerDeadError,
                      ProducerReplacedError, RingBusyError, RingNotFoundError,
                      RingTimeoutError, StreamClosedError, ViewInUseError)
-from .layout import (CONSUMER_ATTACHED, CONSUMER_FLAGS_OFFSET, GENERATION_OFFSET,
+from .layout import (CONSUMER_ATTACHED, CONSUMER_FLAGS_WORD, CONSUMER_PID_WORD,
+                     GENERATION_OFFSET,
                      HEADER_SIZE, MAGIC, MAGIC_OFFSET, PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET,
                      PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
 from .ring import ByteRingBuffer, _new_generation, validate_header
-
-#: Kept for callers of earlier versions: the liveness slice in seconds.
-LIVENESS_SLICE = LIVENESS_SLICE_S
 
 # Segments of live producers and consumers of this process. A forked child closes its
 # copies of their descriptors at once: an OFD lock lives as long as any descriptor of
@@ -472,7 +470,9 @@ class ShmConsumer(_Endpoint):
         Raises RingBusyError when another consumer holds the role."""
         mm = segment.mm
         assert mm is not None
-        cflags, cpid = struct.unpack_from("<II", mm, CONSUMER_FLAGS_OFFSET)
+        words = memoryview(mm).cast("B")[:HEADER_SIZE].cast("I")  # single aligned loads
+        cflags, cpid = int(words[CONSUMER_FLAGS_WORD]), int(words[CONSUMER_PID_WORD])
+        words.release()
         if _locks.HAVE_OFD_LOCKS:
             if _locks.try_lock(segment.fd, _locks.CONSUMER_BYTE):
                 return  # any ATTACHED flag left behind is a dead consumer's
