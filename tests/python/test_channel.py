@@ -678,3 +678,52 @@ def test_attach_count_changes_on_every_attach_even_in_one_process(ring_name):
             assert flags >> layout.CONSUMER_ATTACH_COUNT_SHIFT == after_first + 1
             assert flags & layout.CONSUMER_ATTACHED
         assert not p.ring.consumer_flags & layout.CONSUMER_ATTACHED
+
+
+def test_end_stream_keeps_the_name_and_close_removes_it(ring_name):
+    # end_stream() is C++ ShmProducer::Close(); close() is the C++ destructor.
+    p = ShmProducer(ring_name, 64)
+    with ShmConsumer(ring_name) as c:
+        assert p.write(b"last")
+        p.end_stream()
+        p.end_stream()  # idempotent
+        assert p.stream_ended and not p.closed
+        assert os.path.exists(dev_shm(ring_name))  # name and mapping kept
+        with pytest.raises(StreamClosedError):
+            p.write(b"after the end")
+        assert c.read(timeout=5) == b"last"
+        assert c.read(timeout=5) is None and c.at_end
+        p.close()
+        assert p.closed and not os.path.exists(dev_shm(ring_name))
+
+
+def test_properties_and_methods_follow_one_rule():
+    from shmring import ByteRingBuffer, FrameReader, FrameWriter
+    properties = {
+        ByteRingBuffer: ["capacity", "max_message_size", "profile", "generation", "dropped",
+                         "at_end", "producer_flags", "producer_pid", "producer_closed",
+                         "consumer_flags", "consumer_pid", "head", "tail", "is_producer"],
+        ShmProducer: ["capacity", "profile", "generation", "dropped", "closed", "name",
+                      "stream_ended", "max_message_size"],
+        ShmConsumer: ["capacity", "profile", "generation", "dropped", "closed", "name",
+                      "at_end"],
+        FrameReader: ["caps", "name", "at_end", "closed"],
+        FrameWriter: ["closed", "dropped", "producer"],
+    }
+    methods = {
+        ByteRingBuffer: ["has_data", "readable_bytes", "writeable_bytes", "write", "read",
+                         "interrupt", "flush"],
+        ShmProducer: ["write", "writeable_bytes", "readable_bytes", "consumer_attached",
+                      "end_stream", "close", "interrupt"],
+        ShmConsumer: ["read", "has_data", "readable_bytes", "writeable_bytes",
+                      "wait_readable", "check_producer", "close", "interrupt"],
+        FrameReader: ["read_frame", "close", "interrupt"],
+        FrameWriter: ["write", "set_caps", "close"],
+    }
+    for cls, names in properties.items():
+        for n in names:
+            assert isinstance(getattr(cls, n), property), f"{cls.__name__}.{n}"
+    for cls, names in methods.items():
+        for n in names:
+            assert callable(getattr(cls, n)) and not isinstance(getattr(cls, n), property), \
+                f"{cls.__name__}.{n}"
