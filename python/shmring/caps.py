@@ -76,6 +76,31 @@ def _parse_value(raw: str) -> Value:
             return raw
     if type_name in ("boolean", "bool", "b"):
         return raw.lower() in ("true", "yes", "1", "t")
+    if not type_name:
+        return _deduce(raw)
+    return raw
+
+
+def _deduce(raw: str) -> Value:
+    """An untyped value as GStreamer deduces it (gst_structure_from_string tries int,
+    double, fraction, boolean, then string): ``640`` is an int, ``30/1`` a fraction."""
+    try:
+        return int(raw, 0)
+    except ValueError:
+        pass
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    if "/" in raw:
+        try:
+            return Fraction(raw.replace(" ", ""))
+        except (ValueError, ZeroDivisionError):
+            pass
+    if raw.lower() in ("true", "yes", "t"):
+        return True
+    if raw.lower() in ("false", "no", "f"):
+        return False
     return raw
 
 
@@ -83,7 +108,9 @@ def parse_caps(caps: str) -> Tuple[str, Dict[str, Value]]:
     """(media type, fields) of the first structure of a caps string.
 
     ``"video/x-raw, format=(string)GRAY8, width=(int)4"`` ->
-    ``("video/x-raw", {"format": "GRAY8", "width": 4})``. Caps features such as
+    ``("video/x-raw", {"format": "GRAY8", "width": 4})``; values without a type
+    annotation (``width=4``) are deduced as GStreamer does (int, double, fraction,
+    boolean, string). Caps features such as
     ``(memory:SystemMemory)`` are dropped from the media type.
     """
     first = _split_top(caps.strip(), ";")[0]

@@ -8,11 +8,12 @@ the ring, shaped from the caps.
 from __future__ import annotations
 
 import time
+import warnings
 from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Dict, Iterator, List, Optional, Tuple
 
 from ._tuning import LIVENESS_SLICE_S
-from .caps import VideoLayout, layout_from_caps
+from .caps import VideoLayout, layout_from_caps, parse_caps
 from .channel import ShmConsumer, ShmProducer
 from .errors import (IncompatibleSegmentError, RingTimeoutError, StreamClosedError,
                      ViewInUseError)
@@ -260,7 +261,13 @@ class FrameReader:
     def _set_caps(self, caps: str) -> None:
         self._caps = caps
         if caps not in self._layouts:
-            self._layouts[caps] = layout_from_caps(caps)
+            layout = layout_from_caps(caps)
+            self._layouts[caps] = layout
+            if layout is None and parse_caps(caps)[0] == "video/x-raw":
+                warnings.warn(
+                    f"ring {self.name!r}: cannot shape frames for caps {caps!r} (format "
+                    "not supported, or width/height/format missing); Frame.array is the "
+                    "raw bytes (1-D)", RuntimeWarning, stacklevel=3)
         self._layout = self._layouts[caps]
 
     def _release_ready(self) -> None:

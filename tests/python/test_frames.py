@@ -277,3 +277,24 @@ def test_array_of_a_short_frame_is_a_value_error(ring_name):
         with pytest.raises(ValueError, match="need"):
             f.array
         del f
+
+
+def test_video_caps_that_cannot_be_shaped_warn_instead_of_degrading_silently(ring_name):
+    from shmring import FrameReader, FrameWriter
+    with FrameWriter(ring_name, 4096, caps="video/x-raw,format=YUY2,width=4,height=2") as w:
+        assert w.write(bytes(16), timeout=0)
+        with FrameReader(ring_name, timeout=0) as r:
+            with pytest.warns(RuntimeWarning, match="cannot shape frames"):
+                frame = r.read_frame(timeout=5)
+            assert frame is not None and frame.array.shape == (16,)
+            del frame
+
+
+def test_untyped_caps_from_a_frame_writer_shape_frames(ring_name):
+    from shmring import FrameReader, FrameWriter
+    with FrameWriter(ring_name, 1 << 16, caps="video/x-raw,format=BGR,width=4,height=2") as w:
+        assert w.write(bytes(range(24)), timeout=0)
+        with FrameReader(ring_name, timeout=0) as r:
+            frame = r.read_frame(timeout=5)
+            assert frame is not None and frame.array.shape == (2, 4, 3)
+            del frame
