@@ -7,6 +7,7 @@ the ring, shaped from the caps.
 """
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from collections import deque
@@ -87,14 +88,18 @@ def _array_args(layout: VideoLayout) -> Tuple[Any, ...]:
 
 
 class Frame:
-    """One video buffer read from the ring, valid until the reader moves past it.
+    """One video buffer read from the ring, valid for as long as it is referenced.
 
     ``caps`` (str, the caps in effect for this buffer), ``pts``/``dts``/``duration``
     (int ns or None), ``offset``/``offset_end`` (int or None), ``flags``
     (GstBufferFlags), ``send_time_ns`` (writer's CLOCK_MONOTONIC, 0 unknown),
     ``data`` (read-only memoryview into the ring), ``array`` and ``planes`` (numpy,
-    zero-copy). Copy what you keep (``frame.array.copy()``): the ring space is given
-    back once nothing references the frame's memory any more.
+    zero-copy). A Frame, its ``data``, ``array`` or ``planes`` (or anything made from
+    them) that is still referenced pins its record: the ring space is given back, in
+    ring order, once nothing references any of them. Keeping many frames starves the
+    producer: FrameReader raises ViewInUseError when the producer has been waiting for
+    the space they hold for a whole liveness slice. Copy what you keep long
+    (``frame.array.copy()``).
     """
 
     __slots__ = ("caps", "pts", "dts", "duration", "offset", "offset_end", "flags",
@@ -189,6 +194,7 @@ class Frame:
 
 
 _new_frame = object.__new__
+_getrefcount = sys.getrefcount
 
 
 def _make_frame(caps: Optional[str], layout: Optional[VideoLayout], fields: Tuple[int, ...],
@@ -224,8 +230,9 @@ class FrameReader:
     ProducerDeadError / ProducerReplacedError end it when the producer is gone.
     ``latest=True`` skips frames already superseded by newer ones in the ring
     (live view: always the newest), keeping the caps of skipped CAPS messages;
-    ``skipped`` counts them. Each Frame stays valid until the reader moves past it;
-    ring space is only reused once nothing references it. Consumer side.
+    ``skipped`` counts them. Each Frame stays valid for as long as it (or its data,
+    array, planes) is referenced; ring space is only reused once nothing references
+    it. Consumer side.
     """
 
     def __init__(self, name: str, timeout: Optional[float] = None, latest: bool = False) -> None:
@@ -277,6 +284,10 @@ class FrameReader:
         while entries:
             end, held, frame = entries[0]
             if frame is not None:
+                # A Frame the caller still references pins its record, as a referenced
+                # array does (references here: the entry, `frame`, getrefcount's own).
+                if _getrefcount(frame) > 3:
+                    break
                 frame._array = None  # Frame._drop, inlined
                 frame._planes = None
             if held is not None and not held.try_release():

@@ -298,3 +298,24 @@ def test_untyped_caps_from_a_frame_writer_shape_frames(ring_name):
             frame = r.read_frame(timeout=5)
             assert frame is not None and frame.array.shape == (2, 4, 3)
             del frame
+
+
+def test_a_referenced_frame_stays_valid_after_the_reader_moves_on(ring_name):
+    # Frame differencing: prev = frame ... diff(frame.array, prev.array).
+    from shmring import FrameReader, FrameWriter
+    caps = "video/x-raw,format=GRAY8,width=4,height=2"
+    with FrameWriter(ring_name, 4096, caps=caps) as w:
+        for i in range(5):
+            assert w.write(bytes([i]) * 8, timeout=0)
+        with FrameReader(ring_name, timeout=0) as r:
+            prev = None
+            diffs = []
+            for _ in range(5):
+                frame = r.read_frame(timeout=5)
+                assert frame is not None
+                if prev is not None:
+                    diffs.append(int(frame.array[0, 0]) - int(prev.array[0, 0]))
+                prev = frame
+            assert diffs == [1, 1, 1, 1]
+            assert prev is not None and bytes(prev.data) == bytes([4]) * 8
+            del frame, prev
