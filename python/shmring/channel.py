@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+import threading
 import time
 import weakref
 from contextlib import contextmanager
@@ -28,8 +29,8 @@ from ._process import process_alive
 from ._tuning import (ABANDONED_AFTER_S, CREATE_ATTEMPTS, CREATE_RETRY_S, LIVENESS_SLICE_S,
                       OPEN_POLL_MAX_S, OPEN_POLL_MIN_S)
 from .errors import (ForeignOwnerError, IncompatibleSegmentError, ProducerDeadError,
-                     ProducerReplacedError, RingBusyError, RingNotFoundError,
-                     RingTimeoutError, StreamClosedError, ViewInUseError)
+                     ProducerReplacedError, RingBusyError, RingInterruptedError,
+                     RingNotFoundError, RingTimeoutError, StreamClosedError, ViewInUseError)
 from .layout import (CONSUMER_ATTACHED, CONSUMER_FLAGS_WORD, CONSUMER_PID_WORD,
                      GENERATION_OFFSET,
                      HEADER_SIZE, MAGIC, MAGIC_OFFSET, PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET,
@@ -130,11 +131,84 @@ class _Closer:
 
 
 class _Endpoint:
-    """What both ends of a ring say about themselves (either side; never blocks)."""
+    """What both ends of a ring say about themselves (either side; never blocks), and
+    the thread-safe close both share.
+
+    Blocking calls register their thread while they run (``_enter``/``_leave``).
+    ``close()`` from another thread then interrupts them and waits until they are out
+    (each raises StreamClosedError) before it unmaps; ``close()`` from a signal handler
+    running inside such a call only interrupts, and the call closes on its way out.
+    Nothing ever touches the mapping after it is gone.
+    """
 
     _ROLE = ""
     _name: str
     _ring: Optional[ByteRingBuffer]
+    _finalizer: Any
+    _closing = False
+    _close_deferred = False  # close() was called inside a running call (signal handler)
+    _active: "dict[int, int] | None" = None  # thread id -> nesting depth of its calls
+
+    def _enter(self) -> ByteRingBuffer:
+        """Registers the calling thread as inside a call; returns the ring."""
+        ring = self._ring
+        if ring is None or self._closing:
+            raise StreamClosedError(f"{self._ROLE} of ring {self._name!r} is closed")
+        if self._active is None:
+            self._active = {}
+        me = threading.get_ident()
+        self._active[me] = self._active.get(me, 0) + 1
+        return ring
+
+    def _leave(self) -> None:
+        active = self._active
+        if active is not None:
+            me = threading.get_ident()
+            depth = active.get(me, 0) - 1
+            if depth > 0:
+                active[me] = depth
+            else:
+                active.pop(me, None)
+            if self._close_deferred and not active:
+                self._finish_close()
+
+    def _closed_while_waiting(self) -> StreamClosedError:
+        return StreamClosedError(f"{self._ROLE} of ring {self._name!r} was closed while "
+                                 "this call waited")
+
+    def _close_now_or_later(self) -> None:
+        """close(): finalizes at once when no call is running; otherwise interrupts the
+        running calls and lets the last one finalize (waiting for that unless the
+        caller is one of them, e.g. a signal handler)."""
+        if self._ring is None or self._closing:
+            return
+        active = dict(self._active or {})
+        mine = threading.get_ident() in active
+        others = set(active) - {threading.get_ident()}
+        if not others and not mine:
+            self._finish_close()
+            return
+        self._closing = True
+        ring = self._ring
+        if mine:
+            self._close_deferred = True  # the running call closes on its way out
+        ring.interrupt()  # returns once the other threads' calls are awake
+        if mine:
+            return
+        deadline = time.monotonic() + 10.0  # they wake at once; a guard, not a timing
+        while self._active and self._ring is not None and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        self._finish_close()
+
+    def _finish_close(self) -> None:
+        if self._ring is None:
+            return
+        self._ring = None
+        self._on_close()
+        self._finalizer()
+
+    def _on_close(self) -> None:
+        """Subclass hook run just before the finalizer."""
 
     @property
     def ring(self) -> ByteRingBuffer:
@@ -307,7 +381,7 @@ class ShmProducer(_Endpoint):
 
     def _writable_ring(self) -> ByteRingBuffer:
         ring = self._ring
-        if ring is None:
+        if ring is None or self._closing:
             raise StreamClosedError(f"write to closed producer of ring {self._name!r}")
         if self._ended:
             raise StreamClosedError(f"write after end_stream() on ring {self._name!r}")
@@ -323,17 +397,25 @@ class ShmProducer(_Endpoint):
         the consumer's tail is corrupt. Producer thread; blocks when timeout != 0.
         """
         ring = self._writable_ring()
-        if ring.write(data):
-            return True
-        if timeout == 0:
-            return False
-        n = len(data) if type(data) is bytes else memoryview(data).nbytes
-        deadline = _deadline(timeout)
-        while True:
-            if not ring.wait_writable(n, _remaining(deadline)):
-                return False
+        self._enter()
+        try:
             if ring.write(data):
                 return True
+            if timeout == 0:
+                return False
+            n = len(data) if type(data) is bytes else memoryview(data).nbytes
+            deadline = _deadline(timeout)
+            while True:
+                if not ring.wait_writable(n, _remaining(deadline)):
+                    return False
+                if ring.write(data):
+                    return True
+        except RingInterruptedError:
+            if self._closing:
+                raise self._closed_while_waiting() from None
+            raise
+        finally:
+            self._leave()
 
     @contextmanager
     def reserve(self, n: int, timeout: Optional[float] = None) -> Iterator[memoryview]:
@@ -349,12 +431,20 @@ class ShmProducer(_Endpoint):
         view = ring.reserve(n)
         if view is None:
             deadline = _deadline(timeout)
-            while view is None:
-                if timeout == 0 or not ring.wait_writable(n, _remaining(deadline)):
-                    raise RingTimeoutError(
-                        f"no room for a {n}-byte message in ring {self._name!r} "
-                        f"within {timeout} s")
-                view = ring.reserve(n)
+            self._enter()
+            try:
+                while view is None:
+                    if timeout == 0 or not ring.wait_writable(n, _remaining(deadline)):
+                        raise RingTimeoutError(
+                            f"no room for a {n}-byte message in ring {self._name!r} "
+                            f"within {timeout} s")
+                    view = ring.reserve(n)
+            except RingInterruptedError:
+                if self._closing:
+                    raise self._closed_while_waiting() from None
+                raise
+            finally:
+                self._leave()
         try:
             yield view
         except BaseException:
@@ -402,13 +492,13 @@ class ShmProducer(_Endpoint):
     def close(self) -> None:
         """Ends the stream if not yet, removes the name (if it still holds this ring),
         unmaps and releases the producer lock: the C++ destructor. What is unread
-        stays readable by an attached consumer. Idempotent. Producer thread; never
-        blocks."""
-        if self._ring is None:
-            return
-        self._ring = None
+        stays readable by an attached consumer. Idempotent. Any thread: a write
+        blocked in another thread is woken and raises StreamClosedError first (close
+        waits for that, briefly)."""
+        self._close_now_or_later()
+
+    def _on_close(self) -> None:
         self._ended = True
-        self._finalizer()
 
     def __enter__(self) -> "ShmProducer":
         return self
@@ -566,19 +656,24 @@ class ShmConsumer(_Endpoint):
         record, RingInterruptedError after :meth:`interrupt`. Consumer thread;
         blocks when timeout != 0 (GIL released while asleep).
         """
-        ring = self._ring
-        if ring is None:
-            raise StreamClosedError(f"read from closed consumer of ring {self._name!r}")
-        data = ring.read()
-        if data is not None:
-            return data
-        while self._wait(ring, timeout):
+        ring = self._enter()  # raises StreamClosedError after close()
+        try:
             data = ring.read()
             if data is not None:
                 return data
-            if ring.at_end:
-                return None
-        return None
+            while self._wait(ring, timeout):
+                data = ring.read()
+                if data is not None:
+                    return data
+                if ring.at_end:
+                    return None
+            return None
+        except RingInterruptedError:
+            if self._closing:
+                raise self._closed_while_waiting() from None
+            raise
+        finally:
+            self._leave()
 
     def wait_readable(self, timeout: Optional[float]) -> bool:
         """Sleeps until a message is waiting or the stream ended (True) or ``timeout``
@@ -589,8 +684,15 @@ class ShmConsumer(_Endpoint):
         ``LIVENESS_SLICE_S``), RingInterruptedError after :meth:`interrupt`.
         Consumer thread; blocks (GIL released while asleep).
         """
-        ring = self.ring
-        return self._wait(ring, timeout) or ring.at_end
+        ring = self._enter()
+        try:
+            return self._wait(ring, timeout) or ring.at_end
+        except RingInterruptedError:
+            if self._closing:
+                raise self._closed_while_waiting() from None
+            raise
+        finally:
+            self._leave()
 
     def _wait(self, ring: ByteRingBuffer, timeout: Optional[float]) -> bool:
         deadline = _deadline(timeout)
@@ -683,11 +785,10 @@ class ShmConsumer(_Endpoint):
 
     def close(self) -> None:
         """Detaches (clears ATTACHED), unmaps and releases the consumer role; never
-        unlinks: the C++ destructor. Idempotent. Consumer thread; never blocks."""
-        if self._ring is None:
-            return
-        self._ring = None
-        self._finalizer()
+        unlinks: the C++ destructor. Idempotent. Any thread: a read blocked in another
+        thread is woken and raises StreamClosedError first (close waits for that,
+        briefly)."""
+        self._close_now_or_later()
 
     def __enter__(self) -> "ShmConsumer":
         return self
@@ -715,10 +816,17 @@ class _ReadView:
         if self._ring is not None:
             raise RuntimeError("a read_view() context manager can be entered only once")
         consumer = self._consumer
-        ring = consumer.ring  # raises StreamClosedError after close()
-        view = ring.peek()
-        if view is None and consumer._wait(ring, self._timeout):
+        ring = consumer._enter()  # raises StreamClosedError after close()
+        try:
             view = ring.peek()
+            if view is None and consumer._wait(ring, self._timeout):
+                view = ring.peek()
+        except RingInterruptedError:
+            if consumer._closing:
+                raise consumer._closed_while_waiting() from None
+            raise
+        finally:
+            consumer._leave()
         self._ring = ring
         return view
 

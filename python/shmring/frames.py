@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Deque, Dict, Iterator, List, Optional, Tu
 from ._tuning import LIVENESS_SLICE_S
 from .caps import VideoLayout, layout_from_caps, parse_caps
 from .channel import ShmConsumer, ShmProducer
-from .errors import (IncompatibleSegmentError, RingTimeoutError, StreamClosedError,
-                     ViewInUseError)
+from .errors import (IncompatibleSegmentError, RingInterruptedError, RingTimeoutError,
+                     StreamClosedError, ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
                       MIN_HEADER_SIZE, TIME_NONE, MessageHeader, decode_header, encode_caps,
                       encode_eos, encode_header, monotonic_ns, unpack_header)
@@ -328,6 +328,25 @@ class FrameReader:
         """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).
 
         None at end of stream (then ``at_end`` is True) or when the timeout expired.
+        Raises RingInterruptedError after :meth:`interrupt`, StreamClosedError when
+        :meth:`close` was called (also from another thread while this call waited).
+        Consumer thread; blocks.
+        """
+        consumer = self._consumer
+        consumer._enter()  # raises StreamClosedError after close()
+        try:
+            return self._read_frame(timeout)
+        except RingInterruptedError:
+            if consumer._closing:
+                raise consumer._closed_while_waiting() from None
+            raise
+        finally:
+            consumer._leave()
+
+    def _read_frame(self, timeout: Optional[float]) -> Optional[Frame]:
+        """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).
+
+        None at end of stream (then ``at_end`` is True) or when the timeout expired.
         Consumer; blocks.
         """
         if self._consumer.closed:
@@ -441,13 +460,16 @@ class FrameReader:
         return self._consumer.closed
 
     def close(self) -> None:
-        """Releases what can be released and detaches. Never unlinks. Idempotent.
-        Consumer thread; never blocks."""
-        if self._consumer.closed:
+        """Releases what can be released and detaches. Never unlinks. Idempotent. Any
+        thread: a read_frame blocked in another thread is woken and raises
+        StreamClosedError first."""
+        consumer = self._consumer
+        if consumer.closed:
             return
-        self._release_ready()
-        self._entries.clear()
-        self._consumer.close()
+        if not consumer._active:
+            self._release_ready()
+            self._entries.clear()
+        consumer.close()
 
     def __enter__(self) -> "FrameReader":
         return self
@@ -525,13 +547,19 @@ class FrameWriter:
 
     def close(self, timeout: Optional[float] = 1.0) -> None:
         """Sends EOS (waiting up to ``timeout`` s for room) and closes the ring (end of
-        stream, name removed). Idempotent. Producer thread; blocks up to ``timeout``."""
-        if self._producer.closed:
+        stream, name removed). Idempotent. Producer thread, or any thread while a write
+        is blocked (that write raises StreamClosedError; the stream then ends with
+        CLOSED but without an EOS message). Blocks up to ``timeout``."""
+        producer = self._producer
+        if producer.closed:
+            return
+        if producer._active:  # a write blocked in another thread: it owns the ring now
+            producer.close()  # wakes it (StreamClosedError), then ends the stream
             return
         try:
             self._send(encode_eos(monotonic_ns()), timeout)
         finally:
-            self._producer.close()
+            producer.close()
 
     def __enter__(self) -> "FrameWriter":
         return self

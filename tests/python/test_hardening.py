@@ -583,3 +583,86 @@ def test_closing_a_consumer_releases_its_role_even_while_a_view_lives(name):
         with ShmConsumer(name):
             assert p.consumer_attached()
         del view
+
+
+# ---- close from another thread ---------------------------------------------------------
+
+def _blocked(call: Callable[[], Any]) -> Any:
+    outcome: List[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as e:  # noqa: BLE001 - inspected by the test
+            outcome.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, outcome
+
+
+def _wait_asleep(ring: Any, t: threading.Thread) -> None:
+    deadline = time.monotonic() + 30
+    while not ring._sleepers:  # ordering aid: the call is asleep now
+        assert time.monotonic() < deadline and t.is_alive()
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("what", ["read", "read_view", "write", "read_frame", "frame_write"])
+def test_close_from_another_thread_wakes_the_blocked_call_cleanly(name, what):
+    from shmring import FrameReader, FrameWriter, StreamClosedError
+    if what in ("read", "read_view", "write"):
+        p, c = ShmProducer(name, 64), ShmConsumer(name)
+        if what == "write":
+            while p.write(bytes(8)):
+                pass
+            obj, ring, call = p, p.ring, (lambda: p.write(bytes(8), timeout=None))
+        elif what == "read":
+            obj, ring, call = c, c.ring, (lambda: c.read(timeout=None))
+        else:
+            def call() -> Any:
+                with c.read_view(timeout=None) as v:
+                    return v
+            obj, ring = c, c.ring
+        others = [p, c]
+    elif what == "read_frame":
+        w = FrameWriter(name, 4096, caps="video/x-raw,format=GRAY8,width=4,height=2")
+        r = FrameReader(name, timeout=0)
+        obj, ring, call = r, r._consumer.ring, (lambda: r.read_frame(timeout=None))
+        others = [r, w]
+    else:
+        w = FrameWriter(name, 256, caps="video/x-raw,format=GRAY8,width=4,height=2")
+        c = ShmConsumer(name)
+        while w.write(bytes(8), timeout=0):
+            pass
+        obj, ring, call = w, w.producer.ring, (lambda: w.write(bytes(8), timeout=None))
+        others = [c, w]
+    try:
+        t, outcome = _blocked(call)
+        _wait_asleep(ring, t)
+        obj.close()
+        t.join(30)  # watchdog only
+        assert not t.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], StreamClosedError), outcome
+        assert obj.closed
+    finally:
+        for o in others:
+            o.close()
+
+
+def test_close_from_a_signal_handler_inside_the_blocked_call():
+    proc = run_python('''
+        import os, signal, threading, shmring
+        name = "sigclose%d" % os.getpid()
+        with shmring.ShmProducer(name, 64) as p:
+            c = shmring.ShmConsumer(name)
+            signal.signal(signal.SIGUSR1, lambda *a: c.close())
+            threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGUSR1)).start()
+            try:
+                c.read(timeout=None)
+                print("returned")
+            except shmring.StreamClosedError:
+                print("closed", c.closed, p.consumer_attached())
+    ''', timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "closed True False"
