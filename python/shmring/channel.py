@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Tuple
 
 from . import _locks, _shm
+from ._aio import run_interruptibly
 from ._process import process_alive
 from ._tuning import (ABANDONED_AFTER_S, CREATE_ATTEMPTS, CREATE_RETRY_S, LIVENESS_SLICE_S,
                       OPEN_POLL_MAX_S, OPEN_POLL_MIN_S)
@@ -761,6 +762,24 @@ class ShmConsumer(_Endpoint):
 
     def __iter__(self) -> "ShmConsumer":
         return self
+
+    async def aread(self, timeout: Optional[float] = None) -> Optional[bytes]:
+        """:meth:`read` for asyncio (default: wait for a message or the end of the
+        stream): runs it in the loop's default executor. Cancelling the awaiting task
+        (``task.cancel()``, ``asyncio.wait_for``) really stops the wait: the blocked
+        read is interrupted and the thread freed. One awaiting task at a time;
+        event-loop thread."""
+        return await run_interruptibly(self, self.read, timeout)
+
+    def __aiter__(self) -> "ShmConsumer":
+        """``async for message in consumer``: messages until the end of the stream."""
+        return self
+
+    async def __anext__(self) -> bytes:
+        data = await self.aread(None)
+        if data is None:
+            raise StopAsyncIteration
+        return data
 
     def __next__(self) -> bytes:
         """The next message, waiting as long as needed; StopIteration at end of stream."""

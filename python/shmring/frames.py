@@ -13,6 +13,7 @@ import warnings
 from collections import deque
 from typing import TYPE_CHECKING, Any, Deque, Dict, Iterator, List, Optional, Tuple
 
+from ._aio import run_interruptibly
 from ._tuning import LIVENESS_SLICE_S
 from .caps import VideoLayout, layout_from_caps, parse_caps
 from .channel import ShmConsumer, ShmProducer
@@ -442,6 +443,23 @@ class FrameReader:
         frame = self.read_frame(None)
         if frame is None:
             raise StopIteration
+        return frame
+
+    async def aread_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
+        """:meth:`read_frame` for asyncio: runs it in the loop's default executor.
+        Cancelling the awaiting task (``task.cancel()``, ``asyncio.wait_for``) really
+        stops the wait: the blocked call is interrupted and the thread freed. One
+        awaiting task at a time; event-loop thread."""
+        return await run_interruptibly(self, self.read_frame, timeout)
+
+    def __aiter__(self) -> "FrameReader":
+        """``async for frame in reader``: frames until EOS, as :meth:`aread_frame`."""
+        return self
+
+    async def __anext__(self) -> Frame:
+        frame = await self.aread_frame(None)
+        if frame is None:
+            raise StopAsyncIteration
         return frame
 
     def interrupt(self) -> None:
