@@ -510,6 +510,7 @@ class FrameWriter:
         self._producer = ShmProducer(name, capacity, profile=PROFILE_GST_FRAMING, mode=mode)
         self._caps: Optional[str] = None
         self._pending_caps = caps
+        self._layouts: Dict[str, Optional[VideoLayout]] = {}
 
     @property
     def producer(self) -> ShmProducer:
@@ -541,15 +542,18 @@ class FrameWriter:
         """Writes one buffer (bytes-like, C-contiguous), waiting up to ``timeout`` s
         for space (None = no limit, 0 = drop at once when full).
 
-        Returns False, counting the drop in the header's ``dropped``, when there was
-        no room in time. Producer; blocks.
+        With video caps the size must match them: a tight frame of a packed or gray
+        format (rows not padded, e.g. a 1366x768 BGR numpy array) is padded to
+        GStreamer's 4-byte row stride here (one copy); any other size raises
+        ValueError naming both sizes. Returns False, counting the drop in the
+        header's ``dropped``, when there was no room in time. Producer thread; blocks.
         """
         if self._pending_caps is not None and self._pending_caps != self._caps:
             if not self._send(encode_caps(self._pending_caps, monotonic_ns()), timeout):
                 self._producer.count_dropped()
                 return False
             self._caps = self._pending_caps
-        body = memoryview(data).cast("B")
+        body = self._conform(memoryview(data).cast("B"))
         n = MESSAGE_HEADER_SIZE + body.nbytes
         header = encode_header(KIND_BUFFER, flags=flags, pts=pts, dts=dts, duration=duration,
                                offset=offset, offset_end=offset_end,
@@ -562,6 +566,36 @@ class FrameWriter:
             self._producer.count_dropped()
             return False
         return True
+
+    def _conform(self, body: memoryview) -> memoryview:
+        """``body`` checked against the current caps (padded when it is a tight frame of
+        a packed or gray format)."""
+        caps = self._caps
+        if caps is None:
+            return body
+        if caps not in self._layouts:
+            self._layouts[caps] = layout_from_caps(caps)
+        layout = self._layouts[caps]
+        if layout is None or body.nbytes == layout.size:
+            return body
+        if layout.packed:
+            plane = layout.planes[0]
+            row = plane.shape[1] * (plane.shape[2] if len(plane.shape) == 3 else 1) * \
+                int(plane.dtype[-1])
+            if body.nbytes == row * layout.height:
+                padded = bytearray(layout.size)
+                for r in range(layout.height):
+                    padded[r * plane.stride:r * plane.stride + row] = \
+                        body[r * row:(r + 1) * row]
+                return memoryview(padded)
+            hint = (f"a tight frame ({row * layout.height} bytes) is padded here; rows of "
+                    f"{plane.stride} bytes are what GStreamer expects")
+        else:
+            hint = ("planar formats are not padded here: lay the planes out with "
+                    "GStreamer's strides (see shmring.caps.video_layout)")
+        raise ValueError(f"frame of {body.nbytes} bytes does not match caps {layout.format} "
+                         f"{layout.width}x{layout.height}, which need {layout.size} bytes; "
+                         f"{hint}")
 
     def close(self, timeout: Optional[float] = 1.0) -> None:
         """Sends EOS (waiting up to ``timeout`` s for room) and closes the ring (end of
