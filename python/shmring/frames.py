@@ -11,7 +11,8 @@ import sys
 import time
 import warnings
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional,
+                    Tuple)
 
 from ._aio import run_interruptibly
 from ._tuning import LIVENESS_SLICE_S
@@ -22,7 +23,8 @@ from .errors import (IncompatibleSegmentError, RingInterruptedError, RingTimeout
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
                       MIN_HEADER_SIZE, TIME_NONE, MessageHeader, decode_header, encode_caps,
                       encode_eos, encode_header, monotonic_ns, unpack_header)
-from .layout import INDEX_MASK, PRODUCER_WAITING, PROFILE_GST_FRAMING
+from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, INDEX_MASK, PRODUCER_WAITING,
+                     PROFILE_GST_FRAMING)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -533,7 +535,37 @@ class FrameWriter:
         self._pending_caps = caps
 
     def _send(self, payload: bytes, timeout: Optional[float]) -> bool:
-        return self._producer.write(payload, timeout=timeout)
+        def fill(view: memoryview) -> None:
+            view[:] = payload
+        return self._put(len(payload), fill, timeout)
+
+    def _put(self, n: int, fill: Callable[[memoryview], None],
+             timeout: Optional[float]) -> bool:
+        """Reserves ``n`` bytes, fills and commits them; False when there was no room.
+
+        As shmringsink: waits for room (in liveness slices, up to ``timeout``) while a
+        consumer is attached or none has attached yet; once consumers came and went
+        and none is attached, nobody will make room, so a full ring drops at once
+        instead of wedging the writer."""
+        producer = self._producer
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while True:
+            ring = producer.ring
+            first_pending = ring.consumer_flags >> CONSUMER_ATTACH_COUNT_SHIFT == 0
+            block = first_pending or producer.consumer_attached()
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not block:
+                wait = 0.0
+            else:
+                wait = LIVENESS_SLICE_S if remaining is None else min(remaining,
+                                                                      LIVENESS_SLICE_S)
+            try:
+                with producer.reserve(n, timeout=wait) as view:
+                    fill(view)
+                return True
+            except RingTimeoutError:
+                if not block or wait == 0.0 or (remaining is not None and remaining <= wait):
+                    return False
 
     def write(self, data: Any, pts: Optional[int] = None, dts: Optional[int] = None,
               duration: Optional[int] = None, offset: Optional[int] = None,
@@ -542,6 +574,8 @@ class FrameWriter:
         """Writes one buffer (bytes-like, C-contiguous), waiting up to ``timeout`` s
         for space (None = no limit, 0 = drop at once when full).
 
+        Like shmringsink, a writer whose consumer left (and none is attached) drops
+        at once when the ring is full instead of waiting for room nobody will make.
         With video caps the size must match them: a tight frame of a packed or gray
         format (rows not padded, e.g. a 1366x768 BGR numpy array) is padded to
         GStreamer's 4-byte row stride here (one copy); any other size raises
@@ -558,11 +592,10 @@ class FrameWriter:
         header = encode_header(KIND_BUFFER, flags=flags, pts=pts, dts=dts, duration=duration,
                                offset=offset, offset_end=offset_end,
                                send_time_ns=monotonic_ns())
-        try:
-            with self._producer.reserve(n, timeout=timeout) as view:
-                view[:MESSAGE_HEADER_SIZE] = header
-                view[MESSAGE_HEADER_SIZE:] = body
-        except RingTimeoutError:
+        def fill(view: memoryview) -> None:
+            view[:MESSAGE_HEADER_SIZE] = header
+            view[MESSAGE_HEADER_SIZE:] = body
+        if not self._put(n, fill, timeout):
             self._producer.count_dropped()
             return False
         return True

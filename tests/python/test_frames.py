@@ -340,3 +340,24 @@ def test_frame_writer_pads_a_tight_frame_to_gstreamer_strides(ring_name):
             assert frame.data.nbytes == 4100 * 768
             assert np.array_equal(frame.array, img)
             del frame
+
+
+def test_frame_writer_drops_instead_of_blocking_once_its_consumer_left(ring_name):
+    from shmring import FrameReader, FrameWriter
+    caps = "video/x-raw,format=GRAY8,width=4,height=2"
+    with FrameWriter(ring_name, 512, caps=caps) as w:
+        with FrameReader(ring_name, timeout=0) as r:
+            assert w.write(bytes(8), timeout=0)
+            frame = r.read_frame(timeout=5)
+            assert frame is not None
+            del frame
+        # the reader left: fill the ring, then a blocking write must drop, not hang
+        while w.write(bytes(8), timeout=0):
+            pass
+        dropped = w.dropped
+        done = []
+        t = threading.Thread(target=lambda: done.append(w.write(bytes(8), timeout=None)),
+                             daemon=True)
+        t.start()
+        t.join(30)  # watchdog only
+        assert done == [False] and w.dropped == dropped + 1
