@@ -872,12 +872,12 @@ class ByteRingBuffer:
                 # Spin on the two words that can change our answer (one aligned load
                 # each), not on a full record lookup: a few tens of microseconds of CPU
                 # for SPIN_POLLS polls instead of a few hundred.
+                # CLOSED and interrupt() are looked at by the full check that follows.
                 seen = self._head_cache  # the head _locate just found empty
-                while spin < SPIN_POLLS:
-                    spin += 1
-                    if w[HEAD_WORD] != seen or w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED \
-                            or self._interrupted:
+                for _ in range(SPIN_POLLS):
+                    if w[HEAD_WORD] != seen:
                         break
+                spin = SPIN_POLLS
                 continue
             seen = self._head_cache
             w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] | CONSUMER_WAITING
