@@ -326,6 +326,10 @@ class ShmProducer(_Endpoint):
             if found is None:
                 continue  # gone meanwhile: try creating again
             _check_owner(name, found.uid, found.mode, allow_foreign_owner)
+            if found.size % RECORD_ALIGN:  # not ours, whatever it holds: never removed
+                raise IncompatibleSegmentError(
+                    f"segment {name!r} exists: segment size {found.size} is not a multiple of "
+                    f"{RECORD_ALIGN}: not a shmring segment; remove it first", "size")
             header = found.data
             magic = _header_fields(header)[0] if len(header) == HEADER_SIZE else 0
             if magic == 0 and not may_be_ring_in_creation(found.size):
@@ -592,7 +596,7 @@ class ShmConsumer(_Endpoint):
                     if segment.size % RECORD_ALIGN:
                         raise IncompatibleSegmentError(
                             f"ring {name!r} is not usable: segment size {segment.size} is "
-                            f"not a multiple of {RECORD_ALIGN}", "size")
+                            f"not a multiple of {RECORD_ALIGN}: not a shmring segment", "size")
                     bad = validate_header(segment.mm)
                 except BaseException:
                     segment.close()

@@ -195,7 +195,8 @@ class HeaderSnapshot:
                               "creating it)")
         elif total % L.RECORD_ALIGN:
             self.error, self.error_field = (
-                f"segment size {total} is not a multiple of {L.RECORD_ALIGN}", "size")
+                f"segment size {total} is not a multiple of {L.RECORD_ALIGN}: not a shmring "
+                "segment", "size")
 
     # ---- classification ---------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""ShmProducer / ShmConsumer: seed API, blocking, views, lifecycle across processes."""
+"""ShmProducer / ShmConsumer: original API, blocking, views, lifecycle across processes."""
 from __future__ import annotations
 
 import os
@@ -16,7 +16,7 @@ from shmring import (InvalidNameError, MessageTooLargeError, ProducerDeadError,
                      StreamClosedError, ViewInUseError, layout)
 
 
-def test_seed_api(ring_name):
+def test_original_api_basics(ring_name):
     p = ShmProducer(ring_name, 4096)
     c = ShmConsumer(ring_name)
     assert not c.has_data()

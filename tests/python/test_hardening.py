@@ -666,3 +666,15 @@ def test_close_from_a_signal_handler_inside_the_blocked_call():
     ''', timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "closed True False"
+
+
+def test_a_producer_never_replaces_a_segment_whose_size_is_not_a_multiple_of_8(name):
+    image = bytearray(layout.HEADER_SIZE + 64 + 4)
+    ByteRingBuffer.initialize(image, 64)  # a "dead" ring of an impossible size
+    fd = os.open(dev_shm(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    os.write(fd, bytes(image))
+    os.close(fd)
+    with pytest.raises(IncompatibleSegmentError, match="196 is not a multiple of 8") as e:
+        ShmProducer(name, 64)
+    assert e.value.field == "size"
+    assert os.path.getsize(dev_shm(name)) == 196

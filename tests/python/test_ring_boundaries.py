@@ -22,7 +22,7 @@ def head_tail(buf) -> tuple:
     return struct.unpack_from("<II", buf, 0)
 
 
-def test_seed_api_names_exist():
+def test_original_api_names_exist():
     _, p, c = make_ring()
     for name in ("write", "read", "has_data", "readable_bytes", "writeable_bytes"):
         assert callable(getattr(p, name)) and callable(getattr(c, name))
