@@ -29,7 +29,9 @@ fi
 # Sanitizer builds and fuzz runs (build-asan/, build-tsan/) after a full run, counted
 # in the closing line; skipped when arguments select tests or SHMRING_SANITIZERS=0.
 if [[ $# -eq 0 && "${SHMRING_SANITIZERS:-1}" != 0 ]]; then
-  san=$(scripts/test-sanitizers.sh | tee /dev/stderr | tail -n 1)
+  sanlog="$builddir/meson-logs/sanitizers.txt"
+  scripts/test-sanitizers.sh 2>&1 | tee "$sanlog"
+  san=$(tail -n 1 "$sanlog")
   re='([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?'
   if [[ "$summary" =~ $re ]]; then
     p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]} s=${BASH_REMATCH[4]:-0}
