@@ -29,10 +29,19 @@ using shm::MessageView;
 using shm::Status;
 namespace layout = shm::layout;
 
-// The copying read with a status. Kept in one place: where that call is named
-// TryRead (the original API's Read returning uint32_t beside it), change this line.
-shm::ReadResult CopyRead(ByteRingBuffer& ring, void* out, uint32_t max_len) {
+// The copying read with a status: TryRead where the ring has it (beside the original
+// API's Read returning the length), else Read returning ReadResult.
+template <typename Ring>
+auto CopyReadImpl(Ring& ring, void* out, uint32_t max_len, int)
+    -> decltype(ring.TryRead(out, max_len)) {
+  return ring.TryRead(out, max_len);
+}
+template <typename Ring>
+shm::ReadResult CopyReadImpl(Ring& ring, void* out, uint32_t max_len, long) {
   return ring.Read(out, max_len);
+}
+shm::ReadResult CopyRead(ByteRingBuffer& ring, void* out, uint32_t max_len) {
+  return CopyReadImpl(ring, out, max_len, 0);
 }
 
 enum Op : uint8_t {
