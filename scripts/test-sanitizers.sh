@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Sanitizer and fuzz runs, beside the main build (scripts/test.sh runs this after its
 # own suites and adds the counts to its closing line):
-#   build-asan/  clang-14, -Db_sanitize=address,undefined: the core suites, the C++
-#                two-process examples test, the GStreamer element suites (in-process
-#                registry scan, GST_REGISTRY_FORK=no) and short fixed-seed libFuzzer runs
-#   build-tsan/  clang-14, -Db_sanitize=thread: the core suites and the examples test
+#   build-asan/  clang-14, -Db_sanitize=address,undefined: the core and original-API
+#                (compat) suites, the C++ two-process examples test, the GStreamer element
+#                suites (in-process registry scan, GST_REGISTRY_FORK=no) and short
+#                fixed-seed libFuzzer runs
+#   build-tsan/  clang-14, -Db_sanitize=thread: the core and compat suites, the examples test
 # Both are configured with -Dpython=disabled -Dbench=false, which this also proves
 # configures, builds and tests. Any sanitizer report fails the test that produced it
 # (UBSan and TSan halt on the first report; LeakSanitizer is on under ASan).
@@ -76,8 +77,8 @@ run_config() {  # NAME SANITIZE SUITES NAMES MESON_OPTION...
 
 for c in "${configs[@]}"; do
   case "$c" in
-    asan) run_config asan address,undefined "core gst fuzz" "cpp_examples" ;;
-    tsan) run_config tsan thread "core" "cpp_examples" -Dgst=disabled ;;
+    asan) run_config asan address,undefined "core compat gst fuzz" "cpp_examples" ;;
+    tsan) run_config tsan thread "core compat" "cpp_examples" -Dgst=disabled ;;
     *) echo "unknown configuration $c (asan, tsan)"; add "0 passed, 1 failed"; rc=1 ;;
   esac
 done
