@@ -107,8 +107,10 @@ class CppAdapter {
     if (!p->IsValid()) {
       // The core reports a refused name only in error(): "in use by live producer pid N".
       const std::string why = p->error();
-      const bool live = why.find("live producer") != std::string::npos;
-      return Outcome{live ? "refused_live_producer" : "error", {}}.Add("message", Quote(why));
+      std::string status = "error";
+      if (why.find("live producer") != std::string::npos) status = "refused_live_producer";
+      if (why.find("not a shmring ring") != std::string::npos) status = "incompatible";
+      return Outcome{status, {}}.Add("message", Quote(why));
     }
     producer_ = std::move(p);
     return {"ok", {}};
@@ -119,10 +121,11 @@ class CppAdapter {
     if (!c->IsValid()) {
       const std::string why = c->error();
       std::string status = Neutral(c->open_status());
-      // kInvalid covers a refused role too; error() says "already has a consumer (pid N)".
-      if (c->open_status() == shm::Status::kInvalid &&
-          why.find("already has a consumer") != std::string::npos) {
-        status = "refused_busy";
+      // kInvalid covers a refused role and a refused segment; only error() tells them
+      // apart: "already has a consumer (pid N)" / "is not usable: <field> ...".
+      if (c->open_status() == shm::Status::kInvalid) {
+        if (why.find("already has a consumer") != std::string::npos) status = "refused_busy";
+        if (why.find("is not usable") != std::string::npos) status = "incompatible";
       }
       return Outcome{status, {}}.Add("message", Quote(why));
     }
@@ -195,6 +198,27 @@ class CppAdapter {
       return consumer_ && (consumer_->ring()->ConsumerFlags() & shm::layout::kConsumerWaiting);
     }
     return producer_ && (producer_->ring()->ProducerFlags() & shm::layout::kProducerWaiting);
+  }
+
+  Outcome CountDropped(uint64_t n) {
+    if (!producer_) return Unsupported("the step needs a producer this actor has not opened");
+    producer_->CountDropped(n);
+    return {"ok", {}};
+  }
+
+  Outcome Dropped(const std::string& side) {
+    if (side == "producer" && producer_) {
+      return Outcome{"ok", {}}.Add("value", std::to_string(producer_->Dropped()));
+    }
+    if (side == "consumer" && consumer_) {  // ShmConsumer has no Dropped(): its ring's
+      return Outcome{"ok", {}}.Add("value", std::to_string(consumer_->ring()->Dropped()));
+    }
+    return Unsupported("no " + side + " to ask");
+  }
+
+  Outcome ConsumerAttached() {
+    if (!producer_) return Unsupported("the step needs a producer this actor has not opened");
+    return Outcome{"ok", {}}.Add("value", producer_->ConsumerAttached() ? "true" : "false");
   }
 
   Outcome HeadIndex() {
@@ -310,6 +334,9 @@ class Actor {
     if (op == "interrupt") return a_->Interrupt(step.at("side").str());
     if (op == "clear_interrupt") return a_->ClearInterrupt(step.at("side").str());
     if (op == "head_index") return a_->HeadIndex();
+    if (op == "count_dropped") return a_->CountDropped(static_cast<uint64_t>(step.at("n").num()));
+    if (op == "dropped") return a_->Dropped(step.at("side").str());
+    if (op == "consumer_attached") return a_->ConsumerAttached();
     if (op == "interrupt_blocked_read") {
       return BlockedThenInterrupted("consumer", [this] { return a_->Read(shm::kForever); });
     }

@@ -83,6 +83,8 @@ class PythonAdapter:
             return "corrupt"
         if isinstance(exc, shmring.RingTimeoutError):
             return "timeout"
+        if isinstance(exc, shmring.IncompatibleSegmentError):
+            return "incompatible"
         return "error"
 
     def _fail(self, exc: BaseException, opening: str = "") -> Outcome:
@@ -158,6 +160,16 @@ class PythonAdapter:
         if side == "consumer":
             return bool(self._need_consumer().ring.consumer_flags() & _layout.CONSUMER_WAITING)
         return bool(self._need_producer().ring.producer_flags() & _layout.PRODUCER_WAITING)
+
+    def count_dropped(self, n: int) -> Outcome:
+        self._need_producer().count_dropped(n)
+        return "ok", {}
+
+    def dropped(self, side: str) -> Outcome:
+        return "ok", {"value": self._side(side).dropped}
+
+    def consumer_attached(self) -> Outcome:
+        return "ok", {"value": self._need_producer().consumer_attached()}
 
     def head_index(self) -> Outcome:
         return "ok", {"value": self._need_producer().ring.load_head()}
@@ -247,6 +259,12 @@ class Actor:
             return a.clear_interrupt(step["side"])
         if op == "head_index":
             return a.head_index()
+        if op == "count_dropped":
+            return a.count_dropped(step["n"])
+        if op == "dropped":
+            return a.dropped(step["side"])
+        if op == "consumer_attached":
+            return a.consumer_attached()
         if op == "interrupt_blocked_read":
             return self.blocked_then_interrupted("consumer", lambda: a.read(None))
         if op == "interrupt_blocked_write":

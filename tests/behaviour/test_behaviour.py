@@ -224,6 +224,16 @@ class ScenarioRun:
                             os.pwrite(fd, bytes.fromhex(step["hex"]), step["offset"])
                         finally:
                             os.close(fd)
+                    elif op == "create_segment":
+                        fd = os.open("/dev/shm/" + self.ring, os.O_RDWR | os.O_CREAT | os.O_EXCL,
+                                     0o600)
+                        try:
+                            os.ftruncate(fd, step["size"])
+                            os.pwrite(fd, bytes.fromhex(step["hex"]), step["offset"])
+                        finally:
+                            os.close(fd)
+                    elif op == "check_segment":
+                        self.check_segment(step)
                     elif op not in ("await", "wait_exit"):
                         raise AssertionError(f"unknown harness operation {op!r}")
                 if self.diverged:
@@ -252,6 +262,19 @@ class ScenarioRun:
                     break
                 if msg is not None:
                     self.handle(p, msg)
+
+    def check_segment(self, step: Dict[str, Any]) -> None:
+        """The segment still has its size and the bytes at the offset (nobody removed it)."""
+        path = "/dev/shm/" + self.ring
+        want = bytes.fromhex(step["hex"])
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            self.problems.append(f"harness: segment {path} was removed")
+            return
+        if len(data) != step["size"] or data[step["offset"]:step["offset"] + len(want)] != want:
+            self.problems.append(f"harness: segment {path} changed ({len(data)} bytes)")
 
     def hang(self, harness: List[Dict[str, Any]]) -> None:
         for name, p in self.procs.items():
@@ -372,8 +395,10 @@ def test_table_is_well_formed() -> None:
     """Every actor has a slot the scenario declares, every op is known, names are unique."""
     ops = {"producer_open", "consumer_open", "write", "read", "end_stream", "producer_close",
            "consumer_close", "interrupt", "clear_interrupt", "head_index",
-           "interrupt_blocked_read", "interrupt_blocked_write", "signal", "await"}
-    harness_ops = {"await", "signal", "kill", "start", "poke", "wait_exit"}
+           "interrupt_blocked_read", "interrupt_blocked_write", "signal", "await",
+           "count_dropped", "dropped", "consumer_attached"}
+    harness_ops = {"await", "signal", "kill", "start", "poke", "wait_exit", "create_segment",
+                   "check_segment"}
     names = [s["name"] for s in SCENARIOS]
     assert len(names) == len(set(names))
     for sc in SCENARIOS:
