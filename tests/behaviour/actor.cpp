@@ -42,7 +42,8 @@ using mini_json::Value;
 
 std::vector<uint8_t> Payload(uint32_t len, uint32_t seed) {
   std::vector<uint8_t> out(len);
-  for (uint32_t i = 0; i < len; ++i) out[i] = static_cast<uint8_t>((i * 31u + seed * 17u + 5u) % 251u);
+  for (uint32_t i = 0; i < len; ++i)
+    out[i] = static_cast<uint8_t>((i * 31u + seed * 17u + 5u) % 251u);
   return out;
 }
 
@@ -69,23 +70,37 @@ struct Outcome {
 // The neutral name of each core status (the table's vocabulary).
 std::string Neutral(shm::Status s) {
   switch (s) {
-    case shm::Status::kOk: return "ok";
-    case shm::Status::kEmpty: return "empty";
-    case shm::Status::kFull: return "full";
-    case shm::Status::kClosed: return "closed";
-    case shm::Status::kTooLarge: return "too_large";
-    case shm::Status::kBufferTooSmall: return "buffer_too_small";
-    case shm::Status::kCorrupt: return "corrupt";
-    case shm::Status::kTimeout: return "timeout";
-    case shm::Status::kInterrupted: return "interrupted";
-    case shm::Status::kPeerDead: return "peer_dead";
-    case shm::Status::kReplaced: return "replaced";
-    case shm::Status::kInvalid: return "invalid";
+    case shm::Status::kOk:
+      return "ok";
+    case shm::Status::kEmpty:
+      return "empty";
+    case shm::Status::kFull:
+      return "full";
+    case shm::Status::kClosed:
+      return "closed";
+    case shm::Status::kTooLarge:
+      return "too_large";
+    case shm::Status::kBufferTooSmall:
+      return "buffer_too_small";
+    case shm::Status::kCorrupt:
+      return "corrupt";
+    case shm::Status::kTimeout:
+      return "timeout";
+    case shm::Status::kInterrupted:
+      return "interrupted";
+    case shm::Status::kPeerDead:
+      return "peer_dead";
+    case shm::Status::kReplaced:
+      return "replaced";
+    case shm::Status::kInvalid:
+      return "invalid";
   }
   return "unknown";
 }
 
-Outcome Unsupported(const std::string& why) { return Outcome{"unsupported", {}}.Add("message", Quote(why)); }
+Outcome Unsupported(const std::string& why) {
+  return Outcome{"unsupported", {}}.Add("message", Quote(why));
+}
 
 // null = no limit; a number of seconds otherwise.
 int64_t TimeoutNs(const Value& v) {
@@ -263,9 +278,8 @@ class Actor {
       const int repeat = step.has("repeat") ? static_cast<int>(step.at("repeat").num()) : 1;
       for (int rep = 0; rep < repeat; ++rep) {
         const Outcome o = Perform(step, rep);
-        std::string line = "{\"step\": " + std::to_string(i) + ", \"rep\": " +
-                           std::to_string(rep) + ", \"op\": " + Quote(op) +
-                           ", \"status\": " + Quote(o.status);
+        std::string line = "{\"step\": " + std::to_string(i) + ", \"rep\": " + std::to_string(rep) +
+                           ", \"op\": " + Quote(op) + ", \"status\": " + Quote(o.status);
         for (const auto& kv : o.extra) line += ", " + Quote(kv.first) + ": " + kv.second;
         Emit(line + "}");
       }
@@ -312,8 +326,8 @@ class Actor {
 
   Outcome Perform(const Value& step, int rep) {
     const std::string& op = step.at("op").str();
-    const uint32_t seed =
-        static_cast<uint32_t>(step.has("seed") ? step.at("seed").num() : 0) + static_cast<uint32_t>(rep);
+    const uint32_t seed = static_cast<uint32_t>(step.has("seed") ? step.at("seed").num() : 0) +
+                          static_cast<uint32_t>(rep);
     const Value null_value;
     const Value& timeout = step.has("timeout") ? step.at("timeout") : null_value;
     auto timeout_or_zero = [&] { return step.has("timeout") ? TimeoutNs(timeout) : 0; };
@@ -359,10 +373,14 @@ int main(int argc, char** argv) {
   std::string table_path, scenario, actor_name, ring;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i];
-    if (key == "--table") table_path = argv[i + 1];
-    else if (key == "--scenario") scenario = argv[i + 1];
-    else if (key == "--actor") actor_name = argv[i + 1];
-    else if (key == "--ring") ring = argv[i + 1];
+    if (key == "--table")
+      table_path = argv[i + 1];
+    else if (key == "--scenario")
+      scenario = argv[i + 1];
+    else if (key == "--actor")
+      actor_name = argv[i + 1];
+    else if (key == "--ring")
+      ring = argv[i + 1];
   }
   if (table_path.empty() || scenario.empty() || actor_name.empty() || ring.empty()) {
     std::cerr << "usage: behaviour_actor --table T --scenario S --actor A --ring R\n";
@@ -383,7 +401,8 @@ int main(int argc, char** argv) {
       actor.Run(actors.at(actor_name).at("steps"));
       return 0;
     }
-    actor.Emit("{\"fatal\": " + Quote("no actor '" + actor_name + "' in scenario '" + scenario + "'") + "}");
+    actor.Emit("{\"fatal\": " +
+               Quote("no actor '" + actor_name + "' in scenario '" + scenario + "'") + "}");
     return 2;
   } catch (const std::exception& e) {
     actor.Emit("{\"fatal\": " + Quote(e.what()) + "}");
