@@ -254,13 +254,16 @@ class ScenarioRun:
             for p in self.procs.values():
                 if p.proc.poll() is None:
                     p.kill()
-            # Drain what the pumps still hold (reports written just before a kill).
-            while True:
+            # Drain what the pumps still hold (reports written just before a kill): every
+            # process is gone now, so each pump ends with its end-of-file event.
+            while not all(p.eof for p in self.procs.values()):
                 try:
-                    p, msg = self.events.get(timeout=0.2)
+                    p, msg = self.events.get(timeout=10)
                 except queue.Empty:
                     break
-                if msg is not None:
+                if msg is None:
+                    p.eof = True
+                elif not self.diverged:
                     self.handle(p, msg)
 
     def check_segment(self, step: Dict[str, Any]) -> None:
