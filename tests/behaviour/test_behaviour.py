@@ -63,8 +63,9 @@ def cpp_actor() -> str:
     return path
 
 
-def driver_command(lang: str, scenario: str, actor: str, ring: str) -> List[str]:
-    args = ["--table", TABLE, "--scenario", scenario, "--actor", actor, "--ring", ring]
+def driver_command(lang: str, scenario: str, actor: str, ring: str,
+                   table: str = TABLE) -> List[str]:
+    args = ["--table", table, "--scenario", scenario, "--actor", actor, "--ring", ring]
     if lang == "cpp":
         return [cpp_actor()] + args
     return [sys.executable, os.path.join(HERE, "actor.py")] + args
@@ -125,8 +126,11 @@ class Process:
 
 
 class ScenarioRun:
-    def __init__(self, scenario: Dict[str, Any], langs: Dict[str, str], ring: str) -> None:
+    def __init__(self, scenario: Dict[str, Any], langs: Dict[str, str], ring: str,
+                 table: str = TABLE, watchdog_s: float = WATCHDOG_S) -> None:
         self.scenario = scenario
+        self.table = table
+        self.watchdog_s = watchdog_s
         self.langs = langs
         self.ring = ring
         self.events: "queue.Queue[Any]" = queue.Queue()
@@ -142,7 +146,8 @@ class ScenarioRun:
 
     def start(self, actor: str) -> None:
         lang = self.lang_of(actor)
-        p = Process(actor, lang, driver_command(lang, self.scenario["name"], actor, self.ring),
+        p = Process(actor, lang,
+                    driver_command(lang, self.scenario["name"], actor, self.ring, self.table),
                     self.events)
         self.procs[actor] = p
         for name in self.signals:  # what it may await was perhaps signalled already
@@ -200,7 +205,7 @@ class ScenarioRun:
             if name != "harness" and spec.get("start", "at_once") == "at_once":
                 self.start(name)
         harness = list(actors.get("harness", {}).get("steps", []))
-        deadline = time.monotonic() + WATCHDOG_S
+        deadline = time.monotonic() + self.watchdog_s
         try:
             while True:
                 # Harness steps that can go on now.
@@ -284,7 +289,7 @@ class ScenarioRun:
             if not p.eof:
                 last = p.reports[-1] if p.reports else None
                 self.problems.append(
-                    f"HANG: {name} ({p.lang}) still running after {WATCHDOG_S:.0f} s; last "
+                    f"HANG: {name} ({p.lang}) still running after {self.watchdog_s:.0f} s; last "
                     f"report {last}; progress {p.progress}; signals seen {self.signals}")
         if harness:
             self.problems.append(f"HANG: harness still at {harness[0]}")
@@ -379,10 +384,11 @@ def cases() -> List[Any]:
     return params
 
 
-@pytest.mark.parametrize("scenario,langs", cases())
-def test_scenario(scenario: Dict[str, Any], langs: Dict[str, str]) -> None:
+def run_scenario(scenario: Dict[str, Any], langs: Dict[str, str], table: str = TABLE,
+                 watchdog_s: float = WATCHDOG_S) -> List[str]:
+    """Runs one scenario on a fresh ring name (removed afterwards); returns the problems."""
     ring = f"bhv{os.getpid()}{_TOKEN}_{next(_counter)}"
-    run = ScenarioRun(scenario, langs, ring)
+    run = ScenarioRun(scenario, langs, ring, table, watchdog_s)
     try:
         run.run()
     finally:
@@ -390,8 +396,42 @@ def test_scenario(scenario: Dict[str, Any], langs: Dict[str, str]) -> None:
             os.unlink("/dev/shm/" + ring)
         except FileNotFoundError:
             pass
-    problems = run.check()
+    return run.check()
+
+
+@pytest.mark.parametrize("scenario,langs", cases())
+def test_scenario(scenario: Dict[str, Any], langs: Dict[str, str]) -> None:
+    problems = run_scenario(scenario, langs)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_harness_sees_divergence_and_hangs(lang: str, tmp_path: Any) -> None:
+    """The comparison is not vacuous: a wrong expectation, a wrong payload, an unknown
+    operation and a hang each fail, for either driver."""
+    base = next(s for s in SCENARIOS if s["name"] == "read_empty_then_timeout")
+    variants = []
+    wrong_status = json.loads(json.dumps(base))
+    wrong_status["actors"]["proc"]["steps"][2]["expect"] = "ok"
+    variants.append(("wrong_status", wrong_status, "expected ok, observed empty"))
+    wrong_payload = json.loads(json.dumps(base))
+    wrong_payload["actors"]["proc"]["steps"][5]["seed"] = 2
+    variants.append(("wrong_payload", wrong_payload, "payload len 10"))
+    unknown_op = json.loads(json.dumps(base))
+    unknown_op["actors"]["proc"]["steps"].append({"op": "fly", "expect": "ok"})
+    variants.append(("unknown_op", unknown_op, "observed unsupported"))
+    hang = json.loads(json.dumps(base))
+    hang["actors"]["proc"]["steps"].insert(0, {"op": "await", "name": "never"})
+    variants.append(("hang", hang, "HANG: proc"))
+    table = tmp_path / "table.json"
+    scenarios = []
+    for name, sc, _ in variants:
+        sc["name"] = name
+        scenarios.append(sc)
+    table.write_text(json.dumps({"scenarios": scenarios}))
+    for name, sc, needle in variants:
+        problems = run_scenario(sc, {"process": lang}, str(table), watchdog_s=5)
+        assert any(needle in p for p in problems), (name, problems)
 
 
 def test_table_is_well_formed() -> None:
