@@ -36,6 +36,14 @@ struct Shared {  // one anonymous shared mapping for the ring plus timing slots
   size_t size;
 };
 
+// A blocking wait with no timeout returns kOk unless the ring is broken.
+void MustWait(shm::Status s, const char* what) {
+  if (s != shm::Status::kOk) {
+    std::fprintf(stderr, "%s: %s\n", what, shm::StatusName(s));
+    std::exit(1);
+  }
+}
+
 Shared MapShared(size_t size) {
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
@@ -89,7 +97,7 @@ double ShmringSmall(uint32_t capacity, uint64_t count, uint32_t msg, bool membar
         for (uint64_t i = 0; i < count; ++i) {
           std::memcpy(buf.data(), &i, 8);
           while (p.TryWrite(buf.data(), msg) != shm::Status::kOk) {
-            p.WaitWritable(msg, shm::kForever, nullptr);
+            MustWait(p.WaitWritable(msg, shm::kForever, nullptr), "WaitWritable");
           }
         }
       },
@@ -100,9 +108,9 @@ double ShmringSmall(uint32_t capacity, uint64_t count, uint32_t msg, bool membar
         uint64_t got = 0, bad = 0;
         Clock::time_point start;
         while (got < count) {
-          const shm::ReadResult r = c.Read(buf.data(), msg);
+          const shm::ReadResult r = c.TryRead(buf.data(), msg);
           if (!r) {
-            c.WaitReadable(shm::kForever, nullptr);
+            MustWait(c.WaitReadable(shm::kForever, nullptr), "WaitReadable");
             continue;
           }
           if (got == 0) start = Clock::now();
@@ -185,7 +193,7 @@ double ShmringFrames(uint32_t capacity, uint64_t frames, uint32_t frame) {
         for (uint64_t i = 0; i < frames; ++i) {
           uint8_t* dst = nullptr;
           while (p.Reserve(frame, &dst) != shm::Status::kOk) {
-            p.WaitWritable(frame, shm::kForever, nullptr);
+            MustWait(p.WaitWritable(frame, shm::kForever, nullptr), "WaitWritable");
           }
           std::memcpy(dst, src.data(), frame);
           p.Commit(frame);
@@ -198,7 +206,7 @@ double ShmringFrames(uint32_t capacity, uint64_t frames, uint32_t frame) {
         while (got < frames) {
           shm::MessageView v;
           if (c.Peek(&v) != shm::Status::kOk) {
-            c.WaitReadable(shm::kForever, nullptr);
+            MustWait(c.WaitReadable(shm::kForever, nullptr), "WaitReadable");
             continue;
           }
           if (got == 0) start = Clock::now();

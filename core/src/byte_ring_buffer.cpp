@@ -3,8 +3,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <random>
 
 #include "atomics.hpp"
+#include "shm/process.hpp"
 
 namespace shm {
 namespace {
@@ -53,7 +55,32 @@ int64_t Remaining(int64_t deadline, int64_t timeout_ns) {
   return left > 0 ? left : 0;
 }
 
+// A random non-zero generation for a ring a producer view initializes itself.
+uint64_t RandomGeneration() {
+  std::random_device rd;
+  uint64_t g = (uint64_t{rd()} << 32) ^ rd();
+  g ^= static_cast<uint64_t>(NowNs());
+  return g == 0 ? 1 : g;
+}
+
+// Largest valid capacity that fits `total_size` bytes with the header; 0 if none.
+uint32_t LargestCapacityFor(uint64_t total_size) {
+  if (total_size < uint64_t{kHeaderSize} + kMinCapacity) return 0;
+  uint64_t c = kMinCapacity;
+  while (c * 2 <= total_size - kHeaderSize && c * 2 <= kMaxCapacity) c *= 2;
+  return static_cast<uint32_t>(c);
+}
+
 }  // namespace
+
+std::string ByteRingBuffer::ValidateSegment(const void* base, uint64_t segment_size,
+                                            uint32_t* capacity_out) {
+  if (segment_size % kRecordAlign != 0) {
+    return "segment size " + std::to_string(segment_size) +
+           " is not a multiple of 8: not a shmring segment";
+  }
+  return ValidateHeader(base, segment_size, capacity_out);
+}
 
 std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_size,
                                            uint32_t* capacity_out) {
@@ -126,10 +153,25 @@ std::string ByteRingBuffer::Initialize(void* base_ptr, uint64_t total_size, uint
 }
 
 ByteRingBuffer::ByteRingBuffer(void* base, uint32_t total_size, bool is_producer)
-    : ByteRingBuffer(base, uint64_t{total_size}, is_producer) {}
+    : ByteRingBuffer(base, uint64_t{total_size}, is_producer, Bind{}) {}
 
-ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer)
+ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer, Bind)
     : base_(static_cast<uint8_t*>(base)), is_producer_(is_producer) {
+  if (base_ != nullptr && total_size >= kHeaderSize && is_producer_ &&
+      atomics::LoadAcquire(word(kMagicOffset)) == 0) {
+    // No ring here yet: the producer view makes one (the original API's two views
+    // of one buffer). A region with any magic is attached or refused, never rewritten.
+    const uint32_t capacity = LargestCapacityFor(total_size);
+    if (capacity == 0) {
+      error_ = "region of " + std::to_string(total_size) +
+               " bytes is too small for a ring: " + "it needs at least " +
+               std::to_string(kHeaderSize) + " header bytes + " + std::to_string(kMinCapacity);
+      return;
+    }
+    error_ = Initialize(base_, total_size, capacity, kProfileOpaque, RandomGeneration(), 0,
+                        CurrentPid());
+    if (!error_.empty()) return;
+  }
   error_ = ValidateHeader(base_, total_size, &capacity_);
   if (!error_.empty()) return;
   mask_ = capacity_ - 1;
@@ -140,7 +182,7 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
       error_ = "head " + std::to_string(head_) + " is not a multiple of 8";
       return;
     }
-    tail_cache_ = atomics::LoadAcquire(word(kTailOffset));
+    if (!LoadTailChecked()) return;
     // Set, then fenced, before our first publish; see DESIGN.md "mode bits".
     if (light_fences_) atomics::FetchOrSeqCst(word(kProducerFlagsOffset), kProducerMembarrier);
     atomics::FullFence();
@@ -182,8 +224,24 @@ Status ByteRingBuffer::TryWrite(const void* data, uint32_t len) {
 }
 
 uint32_t ByteRingBuffer::WriteableBytes() const {
-  if (!valid_) return 0;
-  return capacity_ - (head_ - atomics::LoadAcquire(word(kTailOffset)));
+  if (!valid_ || !is_producer_) return 0;
+  const uint32_t tail = atomics::LoadAcquire(word(kTailOffset));
+  const uint32_t used = head_ - tail;
+  if (used > capacity_ || tail % kRecordAlign != 0) return 0;  // corrupt tail: nothing is free
+  return capacity_ - used;
+}
+
+bool ByteRingBuffer::LoadTailChecked() {
+  const uint32_t tail = atomics::LoadAcquire(word(kTailOffset));
+  // The consumer may only have released what we wrote: head - tail <= capacity, and
+  // every record starts 8-aligned. Anything else would make us overwrite unread data.
+  if (head_ - tail > capacity_ || tail % kRecordAlign != 0) {
+    error_ = "tail " + std::to_string(tail) + " is not valid for head " + std::to_string(head_) +
+             " (capacity " + std::to_string(capacity_) + "): the consumer is corrupt";
+    return false;
+  }
+  tail_cache_ = tail;
+  return true;
 }
 
 Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload) {
@@ -196,7 +254,7 @@ Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload) {
   if (record > to_end) {
     // The record would cross the end: a WRAP marker fills the rest of this lap.
     if (capacity_ - (head_ - tail_cache_) < to_end) {
-      tail_cache_ = atomics::LoadAcquire(word(kTailOffset));
+      if (!LoadTailChecked()) return Status::kCorrupt;
       if (capacity_ - (head_ - tail_cache_) < to_end) return Status::kFull;
     }
     PublishWrapMarker();
@@ -204,7 +262,7 @@ Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload) {
     pos = 0;
   }
   if (capacity_ - (head_ - tail_cache_) < record) {
-    tail_cache_ = atomics::LoadAcquire(word(kTailOffset));
+    if (!LoadTailChecked()) return Status::kCorrupt;
     if (capacity_ - (head_ - tail_cache_) < record) {
       // Only the consumer skipping the marker can free the rest: it must not sleep through it.
       if (marker) WakeConsumerIfWaiting();
@@ -266,7 +324,7 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
   uint32_t* flags = word(kProducerFlagsOffset);
   for (int spin = 0;; ++spin) {
     const uint32_t to_end = capacity_ - (head_ & mask_);
-    tail_cache_ = atomics::LoadAcquire(tail);
+    if (!LoadTailChecked()) return Status::kCorrupt;
     const uint32_t free = capacity_ - (head_ - tail_cache_);
     if (record <= to_end) {
       if (free >= record) return Status::kOk;
@@ -327,7 +385,7 @@ Status ByteRingBuffer::EmptyOrClosed(uint32_t at) {
   return Status::kEmpty;
 }
 
-void ByteRingBuffer::StoreTail(uint32_t t) {
+void ByteRingBuffer::StoreTail(uint32_t t) const {
   released_ = t;
   // Our reads of the released records happen-before the producer reuses them.
   atomics::StoreRelease(word(kTailOffset), t);
@@ -403,7 +461,12 @@ Status ByteRingBuffer::NextRecord(uint32_t from, MessageView* out) {
   }
 }
 
-ReadResult ByteRingBuffer::Read(void* out, uint32_t max_len) {
+uint32_t ByteRingBuffer::Read(void* out, uint32_t max_len) {
+  const ReadResult r = TryRead(out, max_len);
+  return r.status == Status::kOk ? r.len : 0;  // a too-large message stays for TryRead
+}
+
+ReadResult ByteRingBuffer::TryRead(void* out, uint32_t max_len) {
   MessageView v;
   const Status s = Peek(&v);
   if (s != Status::kOk) return {s, 0};
@@ -450,9 +513,30 @@ uint32_t ByteRingBuffer::ReadableBytes() const {
   return atomics::LoadAcquire(word(kHeadOffset)) - released_;
 }
 
-bool ByteRingBuffer::HasData() {
-  MessageView v;
-  return NextRecord(read_pos_, &v) == Status::kOk;
+bool ByteRingBuffer::HasData() const {
+  if (!valid_ || is_producer_) return false;
+  // The same checks as NextRecord, on a fresh head; only a WRAP marker is acted on.
+  const uint32_t head = atomics::LoadAcquire(word(kHeadOffset));
+  uint32_t at = read_pos_;
+  for (int markers = 0; markers < 2; ++markers) {
+    const uint32_t avail = head - at;
+    if (avail == 0 || avail > capacity_ || ((head | at) % kRecordAlign) != 0) return false;
+    const uint32_t pos = at & mask_;
+    const uint32_t to_end = capacity_ - pos;
+    const uint32_t len = LoadU32(data() + pos);
+    if (len == kWrapMarker) {
+      if (to_end > avail) return false;
+      if (at == read_pos_ && read_pos_ == released_ && !peeked_) {
+        head_cache_ = head;  // acquired just now; the cursor moves within it
+        read_pos_ = at + to_end;
+        StoreTail(read_pos_);  // nothing held before the marker: free the lap now
+      }
+      at += to_end;  // the record after the marker starts the next lap
+      continue;
+    }
+    return len <= kMaxValidLen && RecordSize(len) <= to_end && RecordSize(len) <= avail;
+  }
+  return false;  // a marker right after a marker is corrupt
 }
 
 Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {

@@ -64,42 +64,10 @@ T HeaderField(const uint8_t* hdr, uint32_t offset) {
 
 }  // namespace
 
-uint32_t CurrentPid() {
-#ifdef _WIN32
-  return static_cast<uint32_t>(GetCurrentProcessId());
-#else
-  return static_cast<uint32_t>(getpid());
-#endif
-}
-
-bool ProcessAlive(uint32_t pid) {
-  if (pid == 0) return true;  // unknown: never declare it dead
-#ifdef _WIN32
-  HANDLE h = OpenProcess(SYNCHRONIZE, FALSE, pid);
-  if (h == nullptr) return GetLastError() == ERROR_ACCESS_DENIED;
-  const bool alive = WaitForSingleObject(h, 0) == WAIT_TIMEOUT;
-  CloseHandle(h);
-  return alive;
-#else
-  if (kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
-#ifdef __linux__
-  // An exited but unreaped child still answers kill(); its state in /proc is 'Z'.
-  char path[32];
-  std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
-  if (FILE* f = std::fopen(path, "r")) {
-    char buf[512];
-    const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = '\0';
-    const char* paren = std::strrchr(buf, ')');  // the command name may hold spaces
-    if (paren != nullptr && paren[1] == ' ' && paren[2] == 'Z') return false;
-  }
-#endif
-  return true;
-#endif
-}
-
 // ---- ShmProducer -------------------------------------------------------------
+
+ShmProducer::ShmProducer(const char* name, uint32_t capacity)
+    : ShmProducer(std::string(name != nullptr ? name : ""), capacity) {}
 
 ShmProducer::ShmProducer(const std::string& name, uint32_t capacity) : name_(name) {
   ProducerOptions o;
@@ -121,7 +89,9 @@ bool ShmProducer::Create(const ProducerOptions& options) {
   }
   const size_t total = size_t{layout::kHeaderSize} + capacity;
   for (int attempt = 0; attempt < kCreateAttempts; ++attempt) {
-    auto mem = std::make_unique<SharedMemory>(name_, total, true, true, options.mode);
+    SharedMemory::Options mo;
+    mo.mode = options.mode;
+    auto mem = std::make_unique<SharedMemory>(name_, total, true, mo);
     if (mem->valid()) {
       const std::string err =
           ByteRingBuffer::Initialize(mem->data(), mem->size(), capacity, options.profile,
@@ -143,32 +113,48 @@ bool ShmProducer::Create(const ProducerOptions& options) {
     }
 #ifndef _WIN32
     if (mem->os_error() != EEXIST) {
-      error_ = mem->error();
+      error_ = mem->error_message();
       return false;
     }
 #else
     if (mem->os_error() != ERROR_ALREADY_EXISTS) {
-      error_ = mem->error();
+      error_ = mem->error_message();
       return false;
     }
 #endif
-    // The name exists: replace it only if it is stale (producer dead or CLOSED, or
-    // a creation abandoned long ago).
-    uint8_t hdr[layout::kHeaderSize];
-    const bool whole = ReadHeader(name_, hdr);
+    // The name exists: replace it only if it is a stale ring we may replace (producer
+    // dead or CLOSED, or a creation abandoned long ago). Whatever we cannot read, or
+    // is not a regular file, or belongs to another user, is never removed.
+    using Kind = SharedMemory::SegmentInfo::Kind;
+    uint8_t hdr[layout::kHeaderSize] = {};
+    const SharedMemory::SegmentInfo info = SharedMemory::Inspect(name_, hdr, sizeof hdr);
+    if (info.kind == Kind::kMissing) continue;  // removed meanwhile: create again
+    if (info.kind != Kind::kSegment) {
+      error_ = "ring '" + name_ + "': " + info.error;
+      return false;
+    }
+    if (!info.owned_by_us && !options.allow_foreign_owner) {
+      error_ = "ring '" + name_ + "': " + DisplayPath(name_) + " is owned by " + info.owner +
+               ", not by this process's user; refused (ProducerOptions::allow_foreign_owner "
+               "lets a producer replace it)";
+      return false;
+    }
+    if (info.size % layout::kRecordAlign != 0) {
+      error_ = "ring '" + name_ + "': segment size " + std::to_string(info.size) +
+               " is not a multiple of 8: not a shmring segment; remove it first";
+      return false;
+    }
+    const bool whole = info.header_bytes == static_cast<long>(sizeof hdr);
     const uint32_t magic = whole ? HeaderField<uint32_t>(hdr, layout::kMagicOffset) : 0;
-    uint64_t size = 0;
-    double age = -1;
-    const bool stat_ok = SharedMemory::Stat(name_, &size, &age);
-    if (magic == 0 && stat_ok && !layout::MayBeRingInCreation(size)) {
-      error_ = "segment '" + name_ + "' exists and is not a shmring ring (" + std::to_string(size) +
-               " bytes, no magic); remove it first";
+    if (magic == 0 && !layout::MayBeRingInCreation(info.size)) {
+      error_ = "segment '" + name_ + "' exists and is not a shmring ring (" +
+               std::to_string(info.size) + " bytes, no magic); remove it first";
       return false;
     }
     if (magic == 0) {
       // No magic yet: another creator may be between shm_open and its magic store.
       // Only debris older than kAbandonedAfterS is stale.
-      if (stat_ok && age < kAbandonedAfterS) {
+      if (info.age_seconds < kAbandonedAfterS) {
         if (attempt + 1 < kCreateAttempts) {
           std::this_thread::sleep_for(std::chrono::milliseconds(50));
           continue;
@@ -230,10 +216,12 @@ Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns)
   if (!ring_) return Status::kInvalid;
   if (closed_) return Status::kClosed;
   Status s = ring_->Reserve(len, payload);
-  if (s != Status::kFull || timeout_ns == 0) return s;
-  s = ring_->WaitWritable(len, timeout_ns, &interrupter_);
-  if (s != Status::kOk) return s;
-  return ring_->Reserve(len, payload);
+  if (s == Status::kFull && timeout_ns != 0) {
+    s = ring_->WaitWritable(len, timeout_ns, &interrupter_);
+    if (s == Status::kOk) s = ring_->Reserve(len, payload);
+  }
+  if (s == Status::kCorrupt) error_ = "ring '" + name_ + "': " + ring_->error();
+  return s;
 }
 
 void ShmProducer::Commit(uint32_t len) {
@@ -259,6 +247,9 @@ void ShmProducer::Close() {
 }
 
 // ---- ShmConsumer -------------------------------------------------------------
+
+ShmConsumer::ShmConsumer(const char* name)
+    : ShmConsumer(std::string(name != nullptr ? name : "")) {}
 
 ShmConsumer::ShmConsumer(const std::string& name) : name_(name) { Open(0); }
 
@@ -328,11 +319,11 @@ bool ShmConsumer::Open(int64_t open_timeout_ns) {
 #ifdef _WIN32
       retry = mem->os_error() == ERROR_FILE_NOT_FOUND;
 #else
-      retry = mem->os_error() == ENOENT || mem->size() == 0;
+      retry = mem->missing();  // ENOENT or an empty segment; all else is final
 #endif
-      error_ = "no ring '" + name_ + "': " + mem->error();
+      error_ = "no ring '" + name_ + "': " + mem->error_message();
     } else {
-      const std::string bad = ByteRingBuffer::ValidateHeader(mem->data(), mem->size());
+      const std::string bad = ByteRingBuffer::ValidateSegment(mem->data(), mem->size());
       if (bad.empty()) {
         // Claim the role before writing any consumer word.
         if (!Claim(static_cast<const uint8_t*>(mem->data()))) {
@@ -380,12 +371,16 @@ bool ShmConsumer::Open(int64_t open_timeout_ns) {
   }
 }
 
-ReadResult ShmConsumer::Read(void* out, uint32_t max_len) {
-  if (!ring_) return {Status::kInvalid, 0};
-  return ring_->Read(out, max_len);
+uint32_t ShmConsumer::Read(void* out, uint32_t max_len) {
+  return ring_ ? ring_->Read(out, max_len) : 0;
 }
 
-bool ShmConsumer::HasData() { return ring_ && ring_->HasData(); }
+ReadResult ShmConsumer::TryRead(void* out, uint32_t max_len) {
+  if (!ring_) return {Status::kInvalid, 0};
+  return ring_->TryRead(out, max_len);
+}
+
+bool ShmConsumer::HasData() const { return ring_ && ring_->HasData(); }
 
 Status ShmConsumer::CheckProducer() {
   if (!ring_) return Status::kInvalid;
@@ -431,7 +426,7 @@ ReadResult ShmConsumer::ReadFor(void* out, uint32_t max_len, int64_t timeout_ns)
   MessageView v;
   const Status s = WaitForMessage(timeout_ns, false, &v);
   if (s != Status::kOk) return {s, 0};
-  return ring_->Read(out, max_len);
+  return ring_->TryRead(out, max_len);
 }
 
 Status ShmConsumer::PeekFor(MessageView* out, int64_t timeout_ns) {

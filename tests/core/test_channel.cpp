@@ -167,7 +167,7 @@ TEST_F(ChannelTest, CreateOverDeadProducerReplaces) {
   ShmConsumer c(name);
   ASSERT_TRUE(c.IsValid()) << c.error();
   uint8_t b[8];
-  EXPECT_EQ(c.Read(b, sizeof b).status, Status::kEmpty) << "the orphan's data is gone";
+  EXPECT_EQ(c.TryRead(b, sizeof b).status, Status::kEmpty) << "the orphan's data is gone";
 }
 
 // A CLOSED ring is replaced even while its producer lives; the old producer's
@@ -498,7 +498,8 @@ TEST_F(ChannelTest, BadSegmentsRefused) {
       {"capacity below 64", full, with_u32(layout::kCapacityOffset, 32), "capacity"},
       {"capacity larger than the segment", full, with_u32(layout::kCapacityOffset, 2048),
        "capacity"},
-      {"segment one byte short", full - 1, GoodHeader(kCap), "capacity"},
+      {"segment one byte short", full - 1, GoodHeader(kCap), "size 1151"},
+      {"segment size not a multiple of 8", full + 4, GoodHeader(kCap), "not a multiple of 8"},
       {"segment smaller than the header", 64, GoodHeader(kCap), "size"},
       {"zeroed segment smaller than the header", 64, std::vector<uint8_t>(64, 0), "size"},
   };
@@ -750,6 +751,28 @@ TEST_F(ChannelTest, ProducerNeverReplacesAForeignSegmentWithoutMagic) {
   static_assert(layout::MayBeRingInCreation(0) && layout::MayBeRingInCreation(128 + 64) &&
                     !layout::MayBeRingInCreation(32) && !layout::MayBeRingInCreation(4096),
                 "sizes a creator can leave behind");
+}
+
+}  // namespace
+
+namespace {
+
+// A consumer that stores an impossible tail makes WriteFor report kCorrupt with
+// both indices in error(), instead of overwriting unread messages.
+TEST_F(ChannelTest, ProducerReportsACorruptConsumerTail) {
+  const std::string name = Name();
+  ShmProducer p(name, 64);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ASSERT_EQ(p.WriteFor("0123456789abcdef0123456789abcdef0123456789ab", 44, 0), Status::kOk);
+  ASSERT_EQ(p.WriteFor("x", 1, 0), Status::kOk);  // head 56
+  ASSERT_EQ(p.WriteFor("x", 1, 0), Status::kOk);  // head 64: full, nothing read
+  uint8_t* base = p.ring()->base();
+  const uint32_t bad = 72;  // past head
+  std::memcpy(base + layout::kTailOffset, &bad, 4);
+  EXPECT_EQ(p.WriteFor("y", 1, 0), Status::kCorrupt);
+  EXPECT_NE(p.error().find("tail 72 is not valid for head 64"), std::string::npos) << p.error();
+  EXPECT_FALSE(p.Write("y", 1));
+  EXPECT_EQ(p.WriteFor("y", 1, kGuardNs), Status::kCorrupt) << "reported, not waited on";
 }
 
 }  // namespace

@@ -61,7 +61,7 @@ TEST(GoldenVectors, WrapMarker) {
   ByteRingBuffer c(img.data(), img.size(), false);
   std::vector<uint8_t> aa(40, 0xaa), bb(16, 0xbb), out(64);
   ASSERT_TRUE(p.Write(aa.data(), 40));
-  ReadResult r = c.Read(out.data(), 64);
+  ReadResult r = c.TryRead(out.data(), 64);
   ASSERT_TRUE(r);
   ASSERT_EQ(r.len, 40u);
   ASSERT_TRUE(p.Write(bb.data(), 16));

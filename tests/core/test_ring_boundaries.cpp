@@ -2,6 +2,7 @@
 // producer and the consumer attach to the same image in turn.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <numeric>
 #include <string>
@@ -16,9 +17,9 @@ namespace {
 using namespace shm;
 using shmtest::RingImage;
 
-std::vector<uint8_t> Bytes(uint32_t len, uint8_t seed) {
+std::vector<uint8_t> Bytes(uint32_t len, uint8_t salt) {
   std::vector<uint8_t> v(len);
-  for (uint32_t i = 0; i < len; ++i) v[i] = static_cast<uint8_t>(seed + i * 7);
+  for (uint32_t i = 0; i < len; ++i) v[i] = static_cast<uint8_t>(salt + i * 7);
   return v;
 }
 
@@ -35,18 +36,18 @@ struct Ring {
   }
   ByteRingBuffer& p() { return *prod; }
   ByteRingBuffer& c() { return *cons; }
-  Status Put(uint32_t len, uint8_t seed = 1) {
-    const std::vector<uint8_t> b = Bytes(len, seed);
+  Status Put(uint32_t len, uint8_t salt = 1) {
+    const std::vector<uint8_t> b = Bytes(len, salt);
     return p().TryWrite(b.data(), len);
   }
-  // Reads one message and checks it is Bytes(len, seed).
-  void Get(uint32_t len, uint8_t seed = 1) {
+  // Reads one message and checks it is Bytes(len, salt).
+  void Get(uint32_t len, uint8_t salt = 1) {
     std::vector<uint8_t> out(len + 1);
-    const ReadResult r = c().Read(out.data(), len + 1);
+    const ReadResult r = c().TryRead(out.data(), len + 1);
     ASSERT_EQ(r.status, Status::kOk) << StatusName(r.status) << " " << c().error();
     ASSERT_EQ(r.len, len);
     out.resize(len);
-    ASSERT_EQ(out, Bytes(len, seed));
+    ASSERT_EQ(out, Bytes(len, salt));
   }
   RingImage img;
   std::string init_error;
@@ -75,7 +76,7 @@ class RingTest : public ::testing::Test {
 TEST_F(RingTest, Empty) {
   Ring& r = Make(64);
   uint8_t buf[8];
-  EXPECT_EQ(r.c().Read(buf, sizeof buf).status, Status::kEmpty);
+  EXPECT_EQ(r.c().TryRead(buf, sizeof buf).status, Status::kEmpty);
   MessageView v;
   EXPECT_EQ(r.c().Peek(&v), Status::kEmpty);
   EXPECT_EQ(r.c().Acquire(&v), Status::kEmpty);
@@ -86,7 +87,7 @@ TEST_F(RingTest, Empty) {
   // Drained again after traffic.
   ASSERT_EQ(r.Put(3), Status::kOk);
   r.Get(3);
-  EXPECT_EQ(r.c().Read(buf, sizeof buf).status, Status::kEmpty);
+  EXPECT_EQ(r.c().TryRead(buf, sizeof buf).status, Status::kEmpty);
   EXPECT_EQ(r.c().ReadableBytes(), 0u);
   EXPECT_EQ(r.p().WriteableBytes(), 64u);
 }
@@ -164,7 +165,7 @@ TEST_F(RingTest, WrapMarkerAtEveryDistanceFromEnd) {
         EXPECT_EQ(r.c().LoadTail(), r.p().LoadHead()) << "marker and record both released";
       }
       uint8_t b;
-      EXPECT_EQ(r.c().Read(&b, 1).status, Status::kEmpty);
+      EXPECT_EQ(r.c().TryRead(&b, 1).status, Status::kEmpty);
     }
     CheckGuardsAndClear();
   }
@@ -177,11 +178,11 @@ TEST_F(RingTest, ZeroLength) {
   EXPECT_EQ(r.p().TryWrite(nullptr, 0), Status::kFull);
   for (int i = 0; i < 8; ++i) {
     EXPECT_TRUE(r.c().HasData());
-    const ReadResult res = r.c().Read(nullptr, 0);
+    const ReadResult res = r.c().TryRead(nullptr, 0);
     ASSERT_EQ(res.status, Status::kOk);
     EXPECT_EQ(res.len, 0u);
   }
-  EXPECT_EQ(r.c().Read(nullptr, 0).status, Status::kEmpty);
+  EXPECT_EQ(r.c().TryRead(nullptr, 0).status, Status::kEmpty);
   // Zero-length messages never block what follows (mistake 5 of the original design).
   for (int lap = 0; lap < 20; ++lap) {
     ASSERT_EQ(r.Put(0), Status::kOk);
@@ -236,7 +237,7 @@ TEST_F(RingTest, CallerBufferTooSmall) {
   ASSERT_EQ(r.Put(5, 8), Status::kOk);
   std::vector<uint8_t> small(99, 0xEE);
   for (uint32_t max : {99u, 1u, 0u}) {
-    const ReadResult res = r.c().Read(small.data(), max);
+    const ReadResult res = r.c().TryRead(small.data(), max);
     EXPECT_EQ(res.status, Status::kBufferTooSmall);
     EXPECT_FALSE(res);
     EXPECT_EQ(res.len, 100u) << "the message's size is reported";
@@ -258,10 +259,10 @@ TEST_F(RingTest, IndexWrapAt2To32) {
     EXPECT_EQ(r.p().LoadHead(), start);
     EXPECT_EQ(r.p().WriteableBytes(), kCap);
     uint64_t written = 0, read = 0;
-    uint32_t seed = start;
+    uint32_t salt = start;
     for (int i = 0; i < 4000; ++i) {
-      seed = seed * 1103515245u + 12345u;
-      const uint32_t len = (seed >> 8) % (kCap - 3);
+      salt = salt * 1103515245u + 12345u;
+      const uint32_t len = (salt >> 8) % (kCap - 3);
       // Write what fits now, then drain part of the ring.
       if (r.Put(len, static_cast<uint8_t>(written)) == Status::kOk) {
         ASSERT_LE(r.c().ReadableBytes(), kCap);
@@ -269,7 +270,7 @@ TEST_F(RingTest, IndexWrapAt2To32) {
         ++written;
         ++read;
       } else {
-        ASSERT_EQ(r.c().Read(nullptr, 0).status, Status::kEmpty);
+        ASSERT_EQ(r.c().TryRead(nullptr, 0).status, Status::kEmpty);
       }
       ASSERT_EQ(r.c().ReadableBytes() + r.p().WriteableBytes(), kCap);
     }
@@ -294,7 +295,7 @@ class CorruptTest : public RingTest, public ::testing::WithParamInterface<RingIm
   void ExpectCorrupt(Ring& r, const char* why) {
     SCOPED_TRACE(why);
     std::vector<uint8_t> out(r.img.capacity());
-    EXPECT_EQ(r.c().Read(out.data(), r.img.capacity()).status, Status::kCorrupt);
+    EXPECT_EQ(r.c().TryRead(out.data(), r.img.capacity()).status, Status::kCorrupt);
     EXPECT_FALSE(r.c().error().empty());
     MessageView v;
     EXPECT_EQ(r.c().Peek(&v), Status::kCorrupt);
@@ -375,7 +376,7 @@ TEST_P(CorruptTest, BadTailAlignment) {
     ByteRingBuffer c(img.base(), img.size(), false);
     uint8_t out[64];
     if (c.valid()) {
-      EXPECT_EQ(c.Read(out, sizeof out).status, Status::kCorrupt);
+      EXPECT_EQ(c.TryRead(out, sizeof out).status, Status::kCorrupt);
       MessageView v;
       EXPECT_EQ(c.Peek(&v), Status::kCorrupt);
       EXPECT_FALSE(c.HasData());
@@ -569,7 +570,7 @@ TEST_F(RingTest, HasDataFalseWhenOnlyMarker) {
   EXPECT_EQ(q.c().ReadableBytes(), 16u);
   EXPECT_FALSE(q.c().HasData());
   uint8_t buf[64];
-  EXPECT_EQ(q.c().Read(buf, 64).status, Status::kEmpty);
+  EXPECT_EQ(q.c().TryRead(buf, 64).status, Status::kEmpty);
   MessageView v;
   EXPECT_EQ(q.c().Peek(&v), Status::kEmpty);
   EXPECT_EQ(q.c().WaitReadable(0, nullptr), Status::kTimeout);
@@ -584,23 +585,68 @@ TEST_F(RingTest, ClosedAfterDrain) {
   EXPECT_EQ(r.c().WaitReadable(0, nullptr), Status::kOk);
   r.Get(5, 1);
   uint8_t b;
-  EXPECT_EQ(r.c().Read(&b, 1).status, Status::kClosed);
+  EXPECT_EQ(r.c().TryRead(&b, 1).status, Status::kClosed);
   EXPECT_EQ(r.c().WaitReadable(kForever, nullptr), Status::kClosed);
 }
 
-TEST_F(RingTest, SeedApi) {
+TEST_F(RingTest, OriginalApi) {
   Ring& r = Make(64);
   EXPECT_FALSE(r.c().HasData());
   EXPECT_TRUE(r.p().Write("hello", 5));
   EXPECT_TRUE(r.c().HasData());
   char out[8] = {};
-  const ReadResult res = r.c().Read(out, sizeof out);
-  EXPECT_TRUE(res);
-  EXPECT_EQ(std::string(out, res.len), "hello");
+  const uint32_t n = r.c().Read(out, sizeof out);
+  EXPECT_EQ(n, 5u);
+  EXPECT_EQ(std::string(out, n), "hello");
   EXPECT_FALSE(r.c().HasData());
+  EXPECT_EQ(r.c().Read(out, sizeof out), 0u) << "nothing to read";
   r.p().AddDropped(3);
   r.p().AddDropped(2);
   EXPECT_EQ(r.c().Dropped(), 5u);
+}
+
+// Read returns 0 for a message larger than the buffer and leaves it in place;
+// TryRead says why; a larger buffer then gets it.
+TEST_F(RingTest, OriginalReadLeavesATooLargeMessage) {
+  Ring& r = Make(64);
+  ASSERT_TRUE(r.p().Write("0123456789", 10));
+  char small[4] = {};
+  EXPECT_EQ(r.c().Read(small, sizeof small), 0u);
+  EXPECT_TRUE(r.c().HasData()) << "the message must not be dropped";
+  const ReadResult why = r.c().TryRead(small, sizeof small);
+  EXPECT_EQ(why.status, Status::kBufferTooSmall);
+  EXPECT_EQ(why.len, 10u);
+  char big[16] = {};
+  EXPECT_EQ(r.c().Read(big, sizeof big), 10u);
+  EXPECT_EQ(std::string(big, 10), "0123456789");
+}
+
+// A zero-length message is consumed by Read (which returns 0 for it): the next
+// Read returns the message after it.
+TEST_F(RingTest, OriginalReadConsumesAnEmptyMessage) {
+  Ring& r = Make(64);
+  ASSERT_TRUE(r.p().Write(nullptr, 0));
+  ASSERT_TRUE(r.p().Write("ab", 2));
+  char out[4] = {};
+  EXPECT_EQ(r.c().Read(out, sizeof out), 0u);
+  EXPECT_EQ(r.c().Read(out, sizeof out), 2u);
+  EXPECT_EQ(std::string(out, 2), "ab");
+  EXPECT_FALSE(r.c().HasData());
+}
+
+// HasData (const, as in the original API) answers across a WRAP marker, frees the
+// marker's lap like a Read would, and consumes no message.
+TEST_F(RingTest, HasDataLooksAcrossAMarkerWithoutConsuming) {
+  Ring& r = Make(64);
+  ASSERT_EQ(r.Put(40), Status::kOk);  // record of 48 bytes
+  r.Get(40);
+  ASSERT_EQ(r.Put(20), Status::kOk);  // 24 bytes: does not fit the 16 to the end
+  const ByteRingBuffer& view = r.c();
+  EXPECT_TRUE(view.HasData());
+  EXPECT_EQ(r.c().LoadTail(), 64u) << "the marker's lap is free";
+  EXPECT_TRUE(view.HasData()) << "the message is still there";
+  r.Get(20);
+  EXPECT_FALSE(view.HasData());
 }
 
 TEST_F(RingTest, RolesAreEnforced) {
@@ -610,7 +656,7 @@ TEST_F(RingTest, RolesAreEnforced) {
   EXPECT_EQ(r.c().Reserve(4, &p), Status::kInvalid);
   EXPECT_EQ(r.c().TryWrite("x", 1), Status::kInvalid);
   EXPECT_EQ(r.p().Peek(&v), Status::kInvalid);
-  EXPECT_EQ(r.p().Read(&v, 0).status, Status::kInvalid);
+  EXPECT_EQ(r.p().TryRead(&v, 0).status, Status::kInvalid);
   EXPECT_EQ(r.p().WaitReadable(0, nullptr), Status::kInvalid);
   EXPECT_EQ(r.c().WaitWritable(0, 0, nullptr), Status::kInvalid);
 }
@@ -632,7 +678,7 @@ TEST(RingHeader, ValidateHeaderNamesTheField) {
     EXPECT_FALSE(ring.valid());
     EXPECT_EQ(ring.error(), err);
     uint8_t b;
-    EXPECT_EQ(ring.Read(&b, 1).status, Status::kInvalid);
+    EXPECT_EQ(ring.TryRead(&b, 1).status, Status::kInvalid);
     EXPECT_FALSE(ring.HasData());
   };
   {
@@ -697,6 +743,128 @@ TEST(RingHeader, InitializeRefusesBadParameters) {
   EXPECT_EQ(r.profile(), 1u);
   EXPECT_EQ(r.generation(), 1u);
   EXPECT_EQ(r.capacity(), 256u);
+}
+
+// ---- the producer view initializes a region without a ring (original API) -----------
+
+TEST(ProducerView, InitializesZeroedMemory) {
+  RingImage img(256);  // zeroed, no header yet
+  ByteRingBuffer p(img.base(), img.size(), true);
+  ASSERT_TRUE(p.valid()) << p.error();
+  EXPECT_EQ(p.capacity(), 256u);
+  EXPECT_EQ(img.U32(layout::kMagicOffset), layout::kMagic);
+  EXPECT_NE(p.generation(), 0u);
+  ByteRingBuffer c(img.base(), img.size(), false);
+  ASSERT_TRUE(c.valid()) << c.error();
+  ASSERT_TRUE(p.Write("abc", 3));
+  char out[4] = {};
+  EXPECT_EQ(c.Read(out, sizeof out), 3u);
+  EXPECT_EQ(std::string(out, 3), "abc");
+  EXPECT_TRUE(img.GuardIntact());
+}
+
+TEST(ProducerView, CapacityIsTheLargestPowerOfTwoThatFits) {
+  for (const auto& [extra, cap] : std::vector<std::pair<uint32_t, uint32_t>>{
+           {64, 64}, {127, 64}, {128, 128}, {1000, 512}, {4096, 4096}, {4097 + 7, 4096}}) {
+    std::vector<uint8_t> mem(kHeaderSize + extra, 0);
+    ByteRingBuffer p(mem.data(), mem.size(), true);
+    ASSERT_TRUE(p.valid()) << extra << ": " << p.error();
+    EXPECT_EQ(p.capacity(), cap) << extra;
+  }
+}
+
+TEST(ProducerView, RefusesARegionTooSmallAndLeavesItAlone) {
+  std::vector<uint8_t> mem(kHeaderSize + 63, 0);
+  ByteRingBuffer p(mem.data(), mem.size(), true);
+  EXPECT_FALSE(p.valid());
+  EXPECT_NE(p.error().find("too small"), std::string::npos) << p.error();
+  EXPECT_EQ(std::count(mem.begin(), mem.end(), 0), static_cast<long>(mem.size()));
+  EXPECT_FALSE(p.Write("x", 1));
+}
+
+TEST(ProducerView, AttachesToALiveRingWithoutClobberingIt) {
+  RingImage img(256);
+  ASSERT_EQ(img.Init(), "");
+  ByteRingBuffer first(img.base(), img.size(), true);
+  ASSERT_TRUE(first.Write("kept", 4));
+  const uint32_t head = img.U32(layout::kHeadOffset);
+  const uint64_t generation = first.generation();
+  ByteRingBuffer second(img.base(), img.size(), true);
+  ASSERT_TRUE(second.valid()) << second.error();
+  EXPECT_EQ(img.U32(layout::kHeadOffset), head) << "the header was rewritten";
+  EXPECT_EQ(second.generation(), generation);
+  ByteRingBuffer c(img.base(), img.size(), false);
+  char out[8] = {};
+  EXPECT_EQ(c.Read(out, sizeof out), 4u);
+  EXPECT_EQ(std::string(out, 4), "kept");
+}
+
+TEST(ProducerView, RefusesAForeignMagicAndLeavesItAlone) {
+  RingImage img(256);
+  img.SetU32(layout::kMagicOffset, 0x12345678);
+  img.SetU32(layout::kHeadOffset, 77);
+  ByteRingBuffer p(img.base(), img.size(), true);
+  EXPECT_FALSE(p.valid());
+  EXPECT_NE(p.error().find("magic"), std::string::npos) << p.error();
+  EXPECT_EQ(img.U32(layout::kMagicOffset), 0x12345678u);
+  EXPECT_EQ(img.U32(layout::kHeadOffset), 77u);
+}
+
+TEST(ProducerView, ConsumerViewOverMemoryWithoutARingIsInvalid) {
+  RingImage img(256);
+  ByteRingBuffer c(img.base(), img.size(), false);
+  EXPECT_FALSE(c.valid());
+  EXPECT_NE(c.error().find("not initialized"), std::string::npos) << c.error();
+  EXPECT_EQ(img.U32(layout::kMagicOffset), 0u) << "a consumer view never initializes";
+  char out[4];
+  EXPECT_EQ(c.Read(out, sizeof out), 0u);
+  EXPECT_EQ(c.TryRead(out, sizeof out).status, Status::kInvalid);
+}
+
+// ---- the producer checks the consumer's tail -------------------------------------
+
+// A tail the consumer could not have stored (past head, more than a capacity behind,
+// misaligned) is reported as kCorrupt with both indices; no byte of unread data is
+// overwritten.
+TEST(ProducerChecksTail, ImpossibleTailIsCorruptNotOverwritten) {
+  for (const uint32_t bad_tail : {264u, 0u - 8u, 4u}) {
+    SCOPED_TRACE(bad_tail);
+    RingImage img(256);
+    ASSERT_EQ(img.Init(), "");
+    ByteRingBuffer p(img.base(), img.size(), true);
+    ASSERT_TRUE(p.valid());
+    std::vector<uint8_t> msg(100, 0x42);
+    ASSERT_TRUE(p.Write(msg.data(), 100));  // head 104
+    ASSERT_TRUE(p.Write(msg.data(), 100));  // head 208
+    ASSERT_TRUE(p.Write(msg.data(), 40));   // head 256: full, nothing read (tail 0)
+    const std::vector<uint8_t> before(img.data(), img.data() + img.capacity());
+    img.SetU32(layout::kTailOffset, bad_tail);
+    uint8_t* where = nullptr;
+    EXPECT_EQ(p.Reserve(4, &where), Status::kCorrupt);
+    EXPECT_NE(p.error().find("tail " + std::to_string(bad_tail) + " is not valid for head 256"),
+              std::string::npos)
+        << p.error();
+    EXPECT_EQ(p.TryWrite(msg.data(), 4), Status::kCorrupt);
+    EXPECT_FALSE(p.Write(msg.data(), 4));
+    EXPECT_EQ(p.WaitWritable(4, 0, nullptr), Status::kCorrupt);
+    EXPECT_EQ(p.WaitWritable(4, kForever, nullptr), Status::kCorrupt) << "never sleeps on it";
+    EXPECT_EQ(p.WriteableBytes(), 0u);
+    EXPECT_EQ(std::vector<uint8_t>(img.data(), img.data() + img.capacity()), before)
+        << "unread data was overwritten";
+    EXPECT_EQ(img.U32(layout::kHeadOffset), 256u);
+    // A valid tail again: the producer goes on.
+    img.SetU32(layout::kTailOffset, 104);
+    EXPECT_EQ(p.TryWrite(msg.data(), 100), Status::kOk);
+  }
+}
+
+TEST(ProducerChecksTail, ProducerViewRefusesARingWithAnImpossibleTail) {
+  RingImage img(256);
+  ASSERT_EQ(img.Init(), "");
+  img.SetU32(layout::kTailOffset, 16);  // past head 0
+  ByteRingBuffer p(img.base(), img.size(), true);
+  EXPECT_FALSE(p.valid());
+  EXPECT_NE(p.error().find("tail 16 is not valid for head 0"), std::string::npos) << p.error();
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ constexpr uint64_t kMessages = 1'000'000;
 constexpr uint32_t kCapacity = 32 * 1024;
 constexpr uint32_t kMaxLen = kCapacity - 4;   // the largest payload the ring can hold
 constexpr int64_t kGuardNs = 30'000'000'000;  // hang guard for every blocking call
-constexpr uint64_t kSeed = 0x5EED5EEDull;
+constexpr uint64_t kPayloadKey = 0x5A17C0DEull;
 
 // A thread that is joined when it goes out of scope (also when an ASSERT returns early).
 struct Joining {
@@ -51,7 +51,7 @@ enum class WriteApi { kCopy, kReserveCommit };
 enum class ReadApi { kCopy, kPeekRelease, kAcquireReleaseTo };
 
 const PayloadModel& Model() {
-  static const PayloadModel model(kMaxLen, kSeed);
+  static const PayloadModel model(kMaxLen, kPayloadKey);
   return model;
 }
 
@@ -101,7 +101,7 @@ std::string Consume(ByteRingBuffer& c, uint64_t n, ReadApi api) {
     bool done;
   };
   std::deque<Held> held;
-  uint64_t rng = kSeed;
+  uint64_t rng = kPayloadKey;
   auto release_done_prefix = [&]() -> std::string {
     uint32_t end = 0;
     bool any = false;
@@ -122,11 +122,11 @@ std::string Consume(ByteRingBuffer& c, uint64_t n, ReadApi api) {
       const uint32_t expect = m.SizeFor(seq);
       uint32_t max = kMaxLen;
       if (seq % 97 == 1 && expect > 0) max = expect - 1;  // exercise kBufferTooSmall
-      const ReadResult r = c.Read(buf.data(), max);
+      const ReadResult r = c.TryRead(buf.data(), max);
       s = r.status;
       if (s == Status::kBufferTooSmall) {
         if (r.len != expect) return "kBufferTooSmall reported " + std::to_string(r.len);
-        const ReadResult again = c.Read(buf.data(), kMaxLen);
+        const ReadResult again = c.TryRead(buf.data(), kMaxLen);
         if (again.status != Status::kOk) return "re-read after kBufferTooSmall failed";
         s = Status::kOk;
         const std::string bad = m.Check(seq, buf.data(), again.len);
@@ -284,7 +284,7 @@ void RunMixed(bool child_produces) {
   const std::string name = shmtest::UniqueName("mixed");
   const size_t size = layout::kHeaderSize + kCapacity;
   SharedMemory mem(name, size, true, false);
-  ASSERT_TRUE(mem.valid()) << mem.error();
+  ASSERT_TRUE(mem.valid()) << mem.error_message();
   ASSERT_EQ(ByteRingBuffer::Initialize(mem.data(), size, kCapacity, 0, 9), "");
   const pid_t child = shmtest::SpawnSelf(
       child_produces ? "ChildRole.DISABLED_Producer" : "ChildRole.DISABLED_Consumer",
@@ -305,7 +305,7 @@ void RunChildRole(bool producer) {
   const std::string name = shmtest::Env("SHMRING_TEST_RING");
   if (name.empty()) GTEST_SKIP() << "only run by FenceModes.Mixed*";
   SharedMemory mem(name, 0, false);
-  ASSERT_TRUE(mem.valid()) << mem.error();
+  ASSERT_TRUE(mem.valid()) << mem.error_message();
   ByteRingBuffer ring(mem.data(), uint64_t{mem.size()}, producer);
   ASSERT_TRUE(ring.valid()) << ring.error();
   CheckFenceMode(ring, producer);
@@ -346,7 +346,7 @@ TEST(Wake, SleepingConsumerWokenByWrite) {
     EXPECT_EQ(static_cast<Status>(result.load()), Status::kOk) << round;
     EXPECT_FALSE(r.ConsumerWaiting()) << "WAITING cleared after the wake";
     char out[8];
-    ASSERT_TRUE(r.cons->Read(out, sizeof out));
+    ASSERT_TRUE(r.cons->TryRead(out, sizeof out));
   }
 }
 
@@ -357,7 +357,7 @@ TEST(Wake, ProducerNeedingMarkerSkipWakesSleepingConsumer) {
   WaitRing r;
   ASSERT_TRUE(r.prod->Write(std::string(44, 'a').data(), 44));  // 0..48
   char out[64];
-  ASSERT_TRUE(r.cons->Read(out, sizeof out));
+  ASSERT_TRUE(r.cons->TryRead(out, sizeof out));
   std::atomic<int> result{-1};
   Joining consumer([&] { result = static_cast<int>(r.cons->WaitReadable(kGuardNs, nullptr)); });
   ASSERT_TRUE(shmtest::WaitUntil([&] { return r.ConsumerWaiting(); }));
@@ -371,7 +371,7 @@ TEST(Wake, ProducerNeedingMarkerSkipWakesSleepingConsumer) {
   r.prod->Commit(60);
   consumer.join();
   EXPECT_EQ(static_cast<Status>(result.load()), Status::kOk);
-  EXPECT_EQ(r.cons->Read(out, sizeof out).len, 60u);
+  EXPECT_EQ(r.cons->TryRead(out, sizeof out).len, 60u);
 }
 
 // Same through WaitWritable alone (it publishes the marker itself).
@@ -379,7 +379,7 @@ TEST(Wake, WaitWritablePublishingMarkerWakesSleepingConsumer) {
   WaitRing r;
   ASSERT_TRUE(r.prod->Write(std::string(44, 'a').data(), 44));  // 0..48
   char out[64];
-  ASSERT_TRUE(r.cons->Read(out, sizeof out));
+  ASSERT_TRUE(r.cons->TryRead(out, sizeof out));
   std::atomic<int> result{-1};
   Joining consumer([&] { result = static_cast<int>(r.cons->WaitReadable(kGuardNs, nullptr)); });
   ASSERT_TRUE(shmtest::WaitUntil([&] { return r.ConsumerWaiting(); }));
@@ -387,7 +387,7 @@ TEST(Wake, WaitWritablePublishingMarkerWakesSleepingConsumer) {
   ASSERT_TRUE(r.prod->Write(std::string(60, 'b').data(), 60));
   consumer.join();
   EXPECT_EQ(static_cast<Status>(result.load()), Status::kOk);
-  EXPECT_EQ(r.cons->Read(out, sizeof out).len, 60u);
+  EXPECT_EQ(r.cons->TryRead(out, sizeof out).len, 60u);
 }
 
 TEST(Wake, Timeout) {
@@ -457,11 +457,11 @@ TEST(Wake, ProducerBlockedOnFullRingWakesWhenConsumerReads) {
         [&] { result = static_cast<int>(r.prod->WaitWritable(4, kGuardNs, nullptr)); });
     ASSERT_TRUE(shmtest::WaitUntil([&] { return r.ProducerWaiting(); })) << "producer never slept";
     char out[8];
-    ASSERT_TRUE(r.cons->Read(out, sizeof out));
+    ASSERT_TRUE(r.cons->TryRead(out, sizeof out));
     producer.join();
     EXPECT_EQ(static_cast<Status>(result.load()), Status::kOk) << round;
     EXPECT_FALSE(r.ProducerWaiting());
-    while (r.cons->Read(out, sizeof out)) {
+    while (r.cons->TryRead(out, sizeof out)) {
     }
   }
 }
@@ -473,7 +473,7 @@ TEST(Wake, ProducerWaitingForMaxPayloadAcrossMarker) {
   WaitRing r;
   char out[64];
   ASSERT_TRUE(r.prod->Write(std::string(44, 'a').data(), 44));  // 0..48
-  ASSERT_TRUE(r.cons->Read(out, sizeof out));                   // tail 48
+  ASSERT_TRUE(r.cons->TryRead(out, sizeof out));                // tail 48
   ASSERT_TRUE(r.prod->Write(std::string(20, 'b').data(), 20));  // marker at 48, record 0..24
   ASSERT_EQ(r.prod->LoadHead(), 88u);
   std::atomic<int> result{-1};
@@ -490,7 +490,7 @@ TEST(Wake, ProducerWaitingForMaxPayloadAcrossMarker) {
   producer.join();
   EXPECT_EQ(static_cast<Status>(result.load()), Status::kOk);
   ASSERT_TRUE(r.prod->Write(std::string(60, 'c').data(), 60));
-  EXPECT_EQ(r.cons->Read(out, sizeof out).len, 60u);
+  EXPECT_EQ(r.cons->TryRead(out, sizeof out).len, 60u);
 }
 
 TEST(Wake, CloseWakesSleepingConsumer) {

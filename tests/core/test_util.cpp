@@ -97,14 +97,14 @@ uint32_t Checksum(const uint8_t* p, uint32_t n) {
 
 }  // namespace
 
-PayloadModel::PayloadModel(uint32_t max_len, uint64_t seed)
-    : max_len_(max_len), seed_(seed), pool_(size_t{max_len} * 2 + 16) {
-  uint64_t s = seed;
+PayloadModel::PayloadModel(uint32_t max_len, uint64_t key)
+    : max_len_(max_len), key_(key), pool_(size_t{max_len} * 2 + 16) {
+  uint64_t s = key;
   for (auto& b : pool_) b = static_cast<uint8_t>((s = SplitMix64(s)) >> 56);
 }
 
 uint32_t PayloadModel::SizeFor(uint64_t seq) const {
-  const uint64_t r = SplitMix64(seed_ ^ (seq * 0xD1B54A32D192ED03ull));
+  const uint64_t r = SplitMix64(key_ ^ (seq * 0xD1B54A32D192ED03ull));
   const uint64_t bucket = r & 63;
   uint64_t limit;
   if (bucket == 0) {

@@ -59,7 +59,7 @@ class RingImage {
 class PayloadModel {
  public:
   // Sizes 0..max_len: mostly small, some medium, about 1 in 64 large (up to max_len).
-  PayloadModel(uint32_t max_len, uint64_t seed);
+  PayloadModel(uint32_t max_len, uint64_t key);
   uint32_t SizeFor(uint64_t seq) const;
   void Fill(uint64_t seq, uint8_t* out, uint32_t len) const;
   // "" when `msg` is message `seq`, else what is wrong.
@@ -69,7 +69,7 @@ class PayloadModel {
  private:
   const uint8_t* Pool(uint64_t seq) const;
   uint32_t max_len_;
-  uint64_t seed_;
+  uint64_t key_;
   std::vector<uint8_t> pool_;  // 2 * max_len random bytes, slices start at seq-derived offsets
 };
 

@@ -88,9 +88,9 @@ std::string ErrorText(GstMessage* msg) {
   return text;
 }
 
-std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
+std::vector<uint8_t> Pattern(size_t n, uint8_t salt) {
   std::vector<uint8_t> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed * 31 + i * 7);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(salt * 31 + i * 7);
   return v;
 }
 

@@ -44,7 +44,7 @@ GstMessage* WaitForError(GstBus* bus);
 // Error text and debug string of an ERROR message, joined.
 std::string ErrorText(GstMessage* msg);
 
-// A body of `n` bytes whose content depends on `seed`.
-std::vector<uint8_t> Pattern(size_t n, uint8_t seed);
+// A body of `n` bytes whose content depends on `salt`.
+std::vector<uint8_t> Pattern(size_t n, uint8_t salt);
 
 }  // namespace gsttest

@@ -56,7 +56,7 @@ std::vector<std::vector<uint8_t>> ReadAll(const std::string& name) {
   if (!c.IsValid()) return out;
   std::vector<uint8_t> buf(c.capacity());
   for (;;) {
-    const shm::ReadResult r = c.Read(buf.data(), static_cast<uint32_t>(buf.size()));
+    const shm::ReadResult r = c.TryRead(buf.data(), static_cast<uint32_t>(buf.size()));
     if (r.status != shm::Status::kOk) break;
     out.emplace_back(buf.begin(), buf.begin() + r.len);
   }
@@ -253,10 +253,10 @@ TEST(ShmringSink, DropsAndCountsWhenFullWithoutWaiting) {
   ASSERT_TRUE(c.IsValid());
   EXPECT_EQ(c.ring()->Dropped(), dropped) << "the header's dropped counter";
   std::vector<uint8_t> buf(1024);
-  ASSERT_EQ(c.Read(buf.data(), 1024).status, shm::Status::kOk);  // caps
+  ASSERT_EQ(c.TryRead(buf.data(), 1024).status, shm::Status::kOk);  // caps
   int buffers = 0;
   for (;;) {
-    const shm::ReadResult r = c.Read(buf.data(), 1024);
+    const shm::ReadResult r = c.TryRead(buf.data(), 1024);
     if (r.status != shm::Status::kOk) break;
     std::vector<uint8_t> m(buf.begin(), buf.begin() + r.len);
     std::string body;
@@ -353,7 +353,7 @@ std::vector<shm::framing::Kind> Kinds(shm::ShmConsumer& c) {
   std::vector<shm::framing::Kind> kinds;
   std::vector<uint8_t> buf(c.capacity());
   for (;;) {
-    const shm::ReadResult r = c.Read(buf.data(), static_cast<uint32_t>(buf.size()));
+    const shm::ReadResult r = c.TryRead(buf.data(), static_cast<uint32_t>(buf.size()));
     if (r.status != shm::Status::kOk) break;
     kinds.push_back(Decode(std::vector<uint8_t>(buf.begin(), buf.begin() + r.len)).kind);
   }
@@ -529,7 +529,7 @@ struct FirstReceiverWait {
       }
     });
     shm::SharedMemory mem(name, shm::layout::kHeaderSize, false);
-    ASSERT_TRUE(mem.valid()) << mem.error();
+    ASSERT_TRUE(mem.valid()) << mem.error_message();
     const auto* flags = reinterpret_cast<const volatile uint32_t*>(
         static_cast<const uint8_t*>(mem.data()) + shm::layout::kProducerFlagsOffset);
     while (!(*flags & shm::layout::kProducerWaiting)) {

@@ -397,7 +397,7 @@ TEST(ShmringSrc, InvalidRingIsAnErrorAtOnceWhateverTheTimeout) {
   const std::string name = UniqueName("gsrc-bad");
   {
     shm::SharedMemory mem(name, 4096, true);
-    ASSERT_TRUE(mem.valid()) << mem.error();
+    ASSERT_TRUE(mem.valid()) << mem.error_message();
     std::memcpy(static_cast<uint8_t*>(mem.data()) + shm::layout::kMagicOffset, "JUNK", 4);
   }
   GstHarness* h = NewSrc(name, "timeout=0");  // would wait forever for a missing ring

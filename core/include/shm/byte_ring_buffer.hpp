@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "shm/layout.hpp"
 #include "shm/status.hpp"
@@ -19,33 +20,57 @@ struct MessageView {
   uint32_t end = 0;  // ring index just past the record (pass to ReleaseTo)
 };
 
+// shm::kHeaderSize: the header size of layout v1 (the offset of the data area), for
+// sizing a buffer that holds a ring of a given capacity: kHeaderSize + capacity bytes.
+using layout::kHeaderSize;
+
 // Threading: the producer calls come from one thread at a time, and so do the
 // consumer calls (one thread, or several serialised by the caller: ReleaseTo from
 // a buffer-release callback needs the caller's lock). Interrupter is the one
-// cross-thread entry.
+// cross-thread entry. The header accessors at the end may be called from any thread.
 class ByteRingBuffer {
  public:
-  // Attaches to an initialized segment of `total_size` bytes at `base` as the
-  // producer or the consumer. Validates the header first: check valid()/error().
-  // Never blocks.
+  // Binds a view of the ring at `base` (total_size bytes) as the producer or the
+  // consumer. Check valid()/error(). Never blocks.
+  // - A region holding a valid v1 ring (our magic) is attached, never rewritten.
+  // - Producer view over a region without a magic (the word is 0, e.g. zeroed
+  //   memory): initializes the header first, with capacity = the largest power of
+  //   two <= total_size - kHeaderSize (at least 64, at most 2^31; smaller regions
+  //   are refused), then attaches. Only the producer view initializes.
+  // - Consumer view over a region without a magic: refused ("not initialized").
+  // - A non-zero magic that is not ours: refused; the region is left untouched.
   ByteRingBuffer(void* base, uint32_t total_size, bool is_producer);
-  ByteRingBuffer(void* base, uint64_t total_size, bool is_producer);
+  // The same for a size of another integer type (size_t, uint64_t: a segment may be
+  // larger than 4 GiB), so `ByteRingBuffer(mem.data(), mem.size(), true)` compiles
+  // on every platform.
+  template <typename Size, typename std::enable_if<std::is_integral<Size>::value &&
+                                                       !std::is_same<Size, uint32_t>::value,
+                                                   int>::type = 0>
+  ByteRingBuffer(void* base, Size total_size, bool is_producer)
+      : ByteRingBuffer(base, static_cast<uint64_t>(total_size), is_producer, Bind{}) {}
 
   // Creator side, before anyone attaches: writes a v1 header (producer_pid, then
   // magic stored last with release) with head = tail = start_index (a multiple of 8;
   // non-zero only as a test hook for the 2^32 index wrap). Returns "" or the reason
-  // it refused.
+  // it refused. Any thread; never blocks.
   static std::string Initialize(void* base, uint64_t total_size, uint32_t capacity,
                                 uint32_t profile, uint64_t generation, uint32_t start_index = 0,
                                 uint32_t producer_pid = 0);
   // Returns "" when `base` holds a v1 header that fits `total_size` bytes, else a
   // sentence naming the field (magic, version, header_size, capacity, size). The
   // capacity it checked goes to *capacity: use that value, never a re-read (a
-  // hostile peer could change the word after the check).
+  // hostile peer could change the word after the check). Any thread; never blocks.
   static std::string ValidateHeader(const void* base, uint64_t total_size,
                                     uint32_t* capacity = nullptr);
+  // ValidateHeader plus the rule for named segments (PROTOCOL.md "Segment size"): an
+  // opener refuses a segment whose size is not a multiple of 8. Any thread; never blocks.
+  static std::string ValidateSegment(const void* base, uint64_t segment_size,
+                                     uint32_t* capacity = nullptr);
 
+  // Accessors: any thread (error(): the thread of the side whose call failed, as
+  // calls of that side rewrite it); never block.
   bool valid() const { return valid_; }
+  // Why the view is not valid, or why the last call returned kCorrupt.
   const std::string& error() const { return error_; }
   uint32_t capacity() const { return capacity_; }
   uint32_t profile() const;
@@ -54,60 +79,80 @@ class ByteRingBuffer {
   uint8_t* base() const { return base_; }
 
   // ---- producer side --------------------------------------------------------
-  // Seed API: writes one message if it fits now. Producer; never blocks.
+  // Original API: writes one message if it fits now; false when the ring is full,
+  // the message can never fit, the consumer's tail is corrupt or this is not a valid
+  // producer view (TryWrite says which). Producer; never blocks.
   bool Write(const void* data, uint32_t len);
-  // kOk, kFull (try again later) or kTooLarge. Producer; never blocks.
-  Status TryWrite(const void* data, uint32_t len);
+  // kOk, kFull (try again later), kTooLarge, kCorrupt (the consumer's tail is not
+  // valid; error() says how) or kInvalid. Producer; never blocks.
+  [[nodiscard]] Status TryWrite(const void* data, uint32_t len);
   // Zero-copy: makes room for a `len`-byte payload (writing a WRAP marker first if
-  // needed) and points *payload at it. kOk, kFull or kTooLarge. Producer; never blocks.
-  Status Reserve(uint32_t len, uint8_t** payload);
-  // Publishes the reserved message with its final length (<= the reserved length).
-  // Wakes a sleeping consumer. Producer; never blocks.
+  // needed) and points *payload at it. kOk, kFull, kTooLarge, kCorrupt or kInvalid.
+  // Producer; never blocks.
+  [[nodiscard]] Status Reserve(uint32_t len, uint8_t** payload);
+  // Publishes the reserved message with its final length (a larger `len` is cut to
+  // the reserved length; without an open reservation it does nothing). Wakes a
+  // sleeping consumer. Producer, after a kOk Reserve; never blocks.
   void Commit(uint32_t len);
-  // Free bytes in the ring (records and padding included). Producer; never blocks.
+  // Original API: free bytes in the ring (records and padding included); 0 when the
+  // consumer's tail is not valid. Producer; never blocks.
   uint32_t WriteableBytes() const;
   // Sleeps until a `len`-byte message fits, the timeout expires or `intr` fires:
-  // kOk, kTooLarge, kTimeout, kInterrupted. Producer; blocks.
-  Status WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr);
+  // kOk, kTooLarge, kTimeout, kInterrupted, kCorrupt, kInvalid. Producer; blocks.
+  [[nodiscard]] Status WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr);
   // Sets CLOSED (end of stream) and wakes the consumer. Producer; never blocks.
   void SetClosed();
   // Adds to the header's `dropped` counter. Producer; never blocks.
   void AddDropped(uint64_t n);
 
   // ---- consumer side --------------------------------------------------------
-  // Seed API: copies the next message into `out`. kOk with its length, kEmpty,
-  // kClosed, kBufferTooSmall (message stays; len = its size) or kCorrupt.
+  // Original API: copies the next message into `out` and returns its length; 0 when
+  // there is nothing to read. A zero-length message is consumed and also returns 0.
+  // A message longer than max_len is left in place (never dropped) and 0 is
+  // returned; TryRead says why (kBufferTooSmall with the size). Consumer; never blocks.
+  uint32_t Read(void* out, uint32_t max_len);
+  // Copies the next message into `out`: kOk with its length, kEmpty, kClosed,
+  // kBufferTooSmall (message stays; len = its size), kCorrupt or kInvalid.
   // Consumer; never blocks.
-  ReadResult Read(void* out, uint32_t max_len);
+  [[nodiscard]] ReadResult TryRead(void* out, uint32_t max_len);
   // Zero-copy: the next message, left in place; repeated calls return the same one.
   // kOk, kEmpty, kClosed or kCorrupt; kInvalid while Acquire'd records are held
   // (do not mix the two styles). Consumer; never blocks.
-  Status Peek(MessageView* out);
-  // Releases the message returned by Peek (it may be overwritten from now on).
-  // Consumer; never blocks.
+  [[nodiscard]] Status Peek(MessageView* out);
+  // Releases the message returned by Peek (it may be overwritten from now on);
+  // without a Peek'd message it does nothing. Consumer; never blocks.
   void Release();
   // Zero-copy with several messages held: returns the next message not yet
   // acquired without releasing it. Consumer; never blocks.
-  Status Acquire(MessageView* out);
-  // Frees the ring up to `end` (a MessageView::end, in order). Consumer; never blocks.
+  [[nodiscard]] Status Acquire(MessageView* out);
+  // Frees the ring up to `end` (a MessageView::end, in order); an `end` that is not
+  // ahead of the released position or past what was acquired is ignored.
+  // Consumer (serialised with the other consumer calls); never blocks.
   void ReleaseTo(uint32_t end);
-  // Bytes written and not yet released (records and padding included). Consumer; never blocks.
+  // Original API: bytes written and not yet released (records and padding
+  // included). Consumer; never blocks.
   uint32_t ReadableBytes() const;
-  // Seed API: whether a message (not just a WRAP marker) is waiting. Consumer; never blocks.
-  bool HasData();
+  // Original API: whether a whole valid message (not just a WRAP marker) is waiting.
+  // A WRAP marker at the read position with nothing held before it is skipped and
+  // its lap freed (a tail store, as a Read would do), so a producer waiting for room
+  // behind it goes on even when the consumer only polls HasData. Consumer; never blocks.
+  bool HasData() const;
   // Sleeps until a message is readable, the producer closes, the timeout expires
-  // or `intr` fires: kOk, kClosed, kTimeout, kInterrupted. Consumer; blocks.
-  Status WaitReadable(int64_t timeout_ns, Interrupter* intr);
+  // or `intr` fires: kOk, kClosed, kTimeout, kInterrupted, kCorrupt, kInvalid.
+  // Consumer; blocks.
+  [[nodiscard]] Status WaitReadable(int64_t timeout_ns, Interrupter* intr);
   // Sets/clears the consumer's ATTACHED flag and pid. Consumer; never blocks.
   void SetConsumerAttached(bool attached, uint32_t pid);
 
-  // ---- either side (read-only looks at the header) ---------------------------
+  // ---- either side: read-only looks at the header words ---------------------
+  // Any thread; never block. Each is one atomic load (acquire for flags and
+  // indices, relaxed for pids and counters); the value may be stale at once.
   bool ProducerClosed() const;
   uint32_t ProducerPid() const;
   uint32_t ConsumerFlags() const;
   uint32_t ConsumerPid() const;
   // Attaches so far (consumer_flags bits 16..31, wrapping): changes whenever a new
-  // consumer attaches. Either side; never blocks.
+  // consumer attaches.
   uint32_t ConsumerAttachCount() const {
     return ConsumerFlags() >> layout::kConsumerAttachCountShift;
   }
@@ -117,14 +162,19 @@ class ByteRingBuffer {
   uint32_t LoadTail() const;
 
  private:
+  struct Bind {};
+  ByteRingBuffer(void* base, uint64_t total_size, bool is_producer, Bind);
   uint32_t* word(uint32_t offset) const { return reinterpret_cast<uint32_t*>(base_ + offset); }
   uint8_t* data() const { return base_ + layout::kHeaderSize; }
   void PublishHead(uint32_t new_head);
   void WakeConsumerIfWaiting();
   Status NextRecord(uint32_t from, MessageView* out);
+  // Loads the tail word (acquire) into tail_cache_ after checking it against head_;
+  // false (error_ set) when the consumer stored an impossible value.
+  bool LoadTailChecked();
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
-  void StoreTail(uint32_t t);
+  void StoreTail(uint32_t t) const;
 
   uint8_t* base_ = nullptr;
   uint32_t capacity_ = 0;
@@ -138,11 +188,12 @@ class ByteRingBuffer {
   uint32_t tail_cache_ = 0;    // producer's cached copy of tail
   uint32_t reserved_len_ = 0;  // payload length of the open reservation
   bool reserved_ = false;
-  // Consumer state.
-  uint32_t read_pos_ = 0;    // next record to hand out (>= the tail word)
-  uint32_t released_ = 0;    // own copy of the tail word
-  uint32_t head_cache_ = 0;  // consumer's cached copy of head
-  uint32_t peek_end_ = 0;    // end of the record returned by Peek
+  // Consumer state. The positions are mutable for HasData() const (the original
+  // API's signature), which may skip a WRAP marker; no message is consumed by that.
+  mutable uint32_t read_pos_ = 0;    // next record to hand out (>= the tail word)
+  mutable uint32_t released_ = 0;    // own copy of the tail word
+  mutable uint32_t head_cache_ = 0;  // consumer's cached copy of head
+  uint32_t peek_end_ = 0;            // end of the record returned by Peek
   bool peeked_ = false;
 };
 

@@ -46,6 +46,7 @@ struct Header {
 
 // Offset of the body in a payload whose header declares `header_size` bytes: the
 // first offset >= header_size that is 4 mod 8, i.e. 8-aligned in the ring.
+// Any thread; never blocks.
 constexpr uint32_t BodyOffset(uint32_t header_size) { return ((header_size + 4u + 7u) & ~7u) - 4u; }
 static_assert(BodyOffset(kHeaderSize) == kHeaderSize,
               "writers put the body right after the header");
@@ -61,11 +62,13 @@ void EncodeHeader(const Header& h, void* out);
 // field) when the payload is shorter than its header, declares a header smaller
 // than kMinHeaderSize, or a body offset past its end. Unknown kinds parse fine:
 // callers skip what they do not understand. Never reads outside `payload`.
+// Any thread; never blocks.
 bool DecodeMessage(const void* payload, uint32_t len, Header* h, const uint8_t** body,
                    uint32_t* body_len, const char** error);
 
 // Monotonic clock in ns, the clock send_time_ns is taken from (CLOCK_MONOTONIC on
 // POSIX, QueryPerformanceCounter on Windows): comparable across processes.
+// Any thread; never blocks.
 uint64_t MonotonicNowNs();
 
 }  // namespace framing

@@ -1,5 +1,6 @@
 // Shared-memory layout version 1: the one C++ definition of every offset,
 // size and constant. docs/PROTOCOL.md describes it; tests/vectors/ pins it.
+// Every function here is constexpr and pure: any thread; never blocks.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,6 @@
 // A named shared-memory segment: POSIX shm_open/mmap or Win32 file mappings.
-// Knows nothing of rings; the one place that maps ring names to OS names.
+// Knows nothing of the ring inside; the one place that maps ring names to OS
+// names and decides which file at a name may be opened at all.
 #pragma once
 
 #include <cstddef>
@@ -15,17 +16,50 @@ constexpr size_t kMaxNameLength = 30;  // macOS PSHMNAMLEN (31) less the leading
 std::string ValidateName(const std::string& name);
 
 // The OS object name for a ring name: "/cam0" on POSIX, "Local\cam0" on Windows.
+// Any thread; never blocks.
 std::string OsName(const std::string& name);
+
+// Outcome of opening or creating a SharedMemory (the original API's error codes);
+// SharedMemory::error_message() says what happened in words.
+enum class Error : uint8_t {
+  kOk = 0,
+  kCreationFailed,  // create=true: the name exists, or shm_open/fchmod/ftruncate failed
+  kMappingFailed,   // mmap / MapViewOfFile failed, or the segment is empty
+  kOpenFailed,      // create=false: missing, not a regular file, permission, foreign owner, size
+};
+
+// The path a ring name has in the file system, for messages: "/dev/shm/cam0" on
+// Linux, the OS name elsewhere. Any thread; never blocks.
+std::string DisplayPath(const std::string& name);
 
 class SharedMemory {
  public:
-  // create=true: creates a new segment of `size` bytes (mode 0600; fails if the name
-  // exists). create=false: opens an existing one; its size comes from the OS and
-  // `size` (if non-zero) is the minimum accepted. persist=false unlinks the name when a
-  // creator is destroyed. Check valid(); error() names the OS call and errno.
-  // Blocks only in the OS calls.
-  SharedMemory(const std::string& name, size_t size, bool create, bool persist = true);
-  SharedMemory(const std::string& name, size_t size, bool create, bool persist, uint32_t mode);
+  // Everything the constructors accept beyond name, size and create.
+  struct Options {
+    // false: a creator unlinks the name when it is destroyed.
+    bool persist = true;
+    // Permissions of a created segment (applied with fchmod, so the umask does not apply).
+    uint32_t mode = 0600;
+    // Opening (create=false) refuses a segment owned by another user (POSIX: its
+    // st_uid differs from our effective uid) unless this is true, as ssh's
+    // StrictModes does: another user could truncate it under us or read our data.
+    bool allow_foreign_owner = false;
+  };
+
+  // The original API. create=true: creates a new segment of `size` bytes (mode 0600;
+  // fails if the name exists). create=false: opens an existing one; its size comes
+  // from the OS and `size` (if non-zero) is the minimum accepted. persist=false
+  // unlinks the name when a creator is destroyed. Check valid(); error() gives the
+  // kind of failure, error_message() names the OS call and errno.
+  // POSIX: the name is opened with O_NOFOLLOW|O_NONBLOCK and fstat'ed before it is
+  // mapped: a symbolic link, FIFO, directory or anything else that is not a regular
+  // file is refused at once ("... is a FIFO, not a ring"), and so is a segment owned
+  // by another user (see Options::allow_foreign_owner). Any thread; blocks only in
+  // the OS calls.
+  SharedMemory(const char* name, std::size_t size, bool create, bool persist = true);
+  SharedMemory(const std::string& name, std::size_t size, bool create, bool persist = true);
+  SharedMemory(const std::string& name, std::size_t size, bool create, const Options& options);
+  // Unmaps, closes the descriptor and, for a creator with persist=false, unlinks.
   ~SharedMemory();
 
   SharedMemory(const SharedMemory&) = delete;
@@ -33,44 +67,89 @@ class SharedMemory {
   SharedMemory(SharedMemory&& other) noexcept;
   SharedMemory& operator=(SharedMemory&& other) noexcept;
 
-  void* data() const { return data_; }
-  size_t size() const { return size_; }
-  bool valid() const { return data_ != nullptr; }
-  const std::string& error() const { return error_; }
-  // errno (Win32: GetLastError) of the failed OS call, 0 when none failed.
-  int os_error() const { return os_error_; }
-  const std::string& name() const { return name_; }
-  bool created() const { return created_; }
+  // Accessors: any thread; never block.
+  void* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  bool valid() const noexcept { return data_ != nullptr; }
+  Error error() const noexcept { return error_; }
+  // What failed, naming the OS call and errno (empty when valid).
+  const std::string& error_message() const { return error_message_; }
+  // errno (Win32: GetLastError) of the failed OS call, 0 when none failed (also for
+  // refusals that are not OS errors: not a regular file, foreign owner).
+  int os_error() const noexcept { return os_error_; }
+  // Whether the failure means the name may still become a segment: it does not
+  // exist (ENOENT), or it exists with size 0 (a creator between shm_open and
+  // ftruncate). Every other failure is final.
+  bool missing() const noexcept { return missing_; }
+  const std::string& name() const noexcept { return name_; }
+  bool created() const noexcept { return created_; }
+  // POSIX: the segment's descriptor, kept open for the mapping's lifetime (for
+  // byte-range locks); -1 when not valid and on Windows.
+  int fd() const noexcept { return fd_; }
 
-  // Removes the name (the mapping stays usable until destruction). Returns false and
-  // sets error() when the OS refuses. Creator side; never blocks.
-  bool destroy();
+  // The original API: removes the name (the mapping stays usable until
+  // destruction); on failure error_message() says why. Windows: nothing to do (a
+  // mapping disappears with its last handle). Any thread; never blocks.
+  void destroy();
+  // The same, returning false (error_message() set) when the OS refuses.
+  bool TryDestroy();
 
   // Removes the segment called `name`, whoever made it. Returns false (and an error
-  // text in *error) when it does not exist or the OS refuses.
+  // text in *error) when it does not exist or the OS refuses. Any thread; never blocks.
   static bool Unlink(const std::string& name, std::string* error);
 
+  // What a ring name holds, looked at without mapping it, without following a
+  // symbolic link and without blocking (POSIX: O_RDONLY|O_NOFOLLOW|O_NONBLOCK, then
+  // fstat before any read).
+  struct SegmentInfo {
+    enum class Kind : uint8_t {
+      kMissing,  // no such name (ENOENT)
+      kSegment,  // a regular file we could open: size, age, owner, header filled in
+      kForeign,  // something that is not a regular file (FIFO, directory, symlink, ...)
+      kDenied,   // exists but we may not read it (EACCES): owner filled in
+      kError,    // any other failure
+    };
+    Kind kind = Kind::kMissing;
+    uint64_t size = 0;
+    double age_seconds = 0;  // since st_ctime (creation or last resize)
+    uint32_t owner_uid = 0;
+    bool owned_by_us = true;  // owner_uid is our effective uid (always true on Windows)
+    std::string owner;        // "uid 1001 (alice)"; filled when not owned by us
+    long header_bytes = 0;    // bytes copied to the caller's header buffer
+    int os_error = 0;
+    std::string error;  // for every kind but kSegment: what, naming the path and errno
+  };
+  // Fills `header` with up to `header_len` bytes from offset 0 (kSegment only).
+  // Windows: size and age 0, owner unknown. Any thread; never blocks.
+  static SegmentInfo Inspect(const std::string& name, void* header, size_t header_len);
+
   // Size of segment `name` and seconds since it was created or resized (POSIX st_size,
-  // st_ctime). False when it cannot be looked at. Windows: size unknown (0) and age 0
-  // (a mapping lives only while a process holds it).
+  // st_ctime). False when it is not a readable regular file (see Inspect). Windows:
+  // size unknown (0) and age 0 (a mapping lives only while a process holds it).
+  // Any thread; never blocks.
   static bool Stat(const std::string& name, uint64_t* size, double* age_seconds);
 
-  // Reads up to `len` bytes at offset 0 of segment `name` without mapping it
-  // (used to check a generation or a header cheaply). Returns the bytes read, or -1
-  // with errno (Win32: GetLastError) left as the failed call set it.
+  // Reads up to `len` bytes at offset 0 of segment `name` without mapping it (a
+  // cheap look at a generation or a header). Returns the bytes read, or -1 with the
+  // reason in *error (anything that is not a readable regular file is refused, see
+  // Inspect). Any thread; never blocks.
   static long PeekHeader(const std::string& name, void* out, size_t len, std::string* error);
 
  private:
+  void Open(const std::string& name, std::size_t size, bool create, const Options& options);
+  void Fail(Error kind, std::string message, int os_error);
   void Release();
-  std::string OsErr(const char* call, const std::string& what);
 
   std::string name_;
   void* data_ = nullptr;
-  size_t size_ = 0;
+  std::size_t size_ = 0;
   bool created_ = false;
   bool persist_ = true;
-  std::string error_;
+  bool missing_ = false;
+  Error error_ = Error::kOk;
+  std::string error_message_;
   int os_error_ = 0;
+  int fd_ = -1;
 #ifdef _WIN32
   void* handle_ = nullptr;
 #endif

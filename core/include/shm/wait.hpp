@@ -17,9 +17,12 @@ class Interrupter {
   void Interrupt();
   // Any thread; never blocks.
   void Clear() { flag_.store(false, std::memory_order_seq_cst); }
+  // Whether Interrupt() was called and not yet cleared. Any thread; never blocks.
   bool interrupted() const { return flag_.load(std::memory_order_seq_cst); }
 
-  // Used by the waiting side (ByteRingBuffer) only.
+  // The waiting thread only (ByteRingBuffer's waits), around its sleep on `word`:
+  // BeginSleep counts it in so Interrupt() knows which word to wake; EndSleep
+  // counts it out. Never block.
   void BeginSleep(const uint32_t* word);
   void EndSleep();
 
@@ -34,9 +37,9 @@ namespace wait {
 enum class Result { kWoken, kTimeout };
 
 // Sleeps while *word == expected, at most timeout_ns (kForever = no limit).
-// Spurious wake-ups are possible; callers re-check. Blocks.
+// Spurious wake-ups are possible; callers re-check. Any thread; blocks.
 Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns);
-// Wakes every sleeper on `word`, in any process. Never blocks.
+// Wakes every sleeper on `word`, in any process. Any thread; never blocks.
 void WakeWord(const uint32_t* word);
 
 // Registers this process for asymmetric fences once (MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)
