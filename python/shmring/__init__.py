@@ -29,6 +29,7 @@ from .errors import (CorruptRecordError, ForeignOwnerError, FramingError,
                      ViewInUseError)
 from .frames import Frame, FrameReader, FrameWriter
 from .header import HeaderSnapshot
+from .interrupter import Interrupter
 from .ring import ByteRingBuffer
 from .signals import exit_on_sigterm
 from ._shm import validate_name
@@ -41,7 +42,7 @@ __all__ = [
     "ProducerDeadError", "ProducerReplacedError", "InvalidNameError",
     "MessageTooLargeError", "RingBusyError", "RingNotFoundError", "RingTimeoutError",
     "RingInterruptedError", "StreamClosedError", "ViewInUseError", "RingPermissionError",
-    "ForeignOwnerError", "RingOSError", "HeaderSnapshot", "exit_on_sigterm",
+    "ForeignOwnerError", "RingOSError", "HeaderSnapshot", "Interrupter", "exit_on_sigterm",
     "VideoLayout", "layout_from_caps", "parse_caps", "video_layout", "validate_name",
     "__version__",
 ]

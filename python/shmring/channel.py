@@ -29,6 +29,7 @@ from ._aio import run_interruptibly
 from ._process import process_alive
 from ._tuning import (ABANDONED_AFTER_S, CREATE_ATTEMPTS, CREATE_RETRY_S, LIVENESS_SLICE_S,
                       OPEN_POLL_MAX_S, OPEN_POLL_MIN_S)
+from .interrupter import Interrupter
 from .errors import (ForeignOwnerError, IncompatibleSegmentError, ProducerDeadError,
                      ProducerReplacedError, RingBusyError, RingInterruptedError,
                      RingNotFoundError, RingTimeoutError, StreamClosedError, ViewInUseError)
@@ -204,6 +205,9 @@ class _Endpoint:
     def _finish_close(self) -> None:
         if self._ring is None:
             return
+        interrupter = getattr(self, "_interrupter", None)
+        if interrupter is not None:
+            interrupter.detach(self._ring)
         self._ring = None
         self._on_close()
         self._finalizer()
@@ -529,16 +533,24 @@ class ShmConsumer(_Endpoint):
     (ForeignOwnerError unless ``allow_foreign_owner=True``), a ring that already has
     a live consumer (RingBusyError). Construct from one thread; blocks while waiting
     for the ring.
+
+    ``interrupter`` (a :class:`shmring.Interrupter`, the C++
+    ``ConsumerOptions::interrupter``): its ``interrupt()`` from another thread ends the
+    wait for the ring with RingInterruptedError, and once attached interrupts every
+    blocking call of this consumer as :meth:`interrupt` does; sticky until its
+    ``clear()``.
     """
 
     _ROLE = "consumer"
 
     def __init__(self, name: str, timeout: Optional[float] = 0.0, *,
-                 allow_foreign_owner: bool = False) -> None:
+                 allow_foreign_owner: bool = False,
+                 interrupter: Optional[Interrupter] = None) -> None:
         _shm.validate_name(name)
         self._name = name
         self._ring = None
-        segment = self._open_segment(name, timeout, allow_foreign_owner)
+        self._interrupter = interrupter
+        segment = self._open_segment(name, timeout, allow_foreign_owner, interrupter)
         try:
             assert segment.mm is not None
             # Claim the role before writing any consumer word: a refused consumer
@@ -556,6 +568,8 @@ class ShmConsumer(_Endpoint):
         self._closer = _Closer(ring, segment, False)
         self._finalizer = weakref.finalize(self, self._closer)
         self._last_check = -1e9
+        if interrupter is not None:
+            interrupter.attach(ring)  # its interrupt() reaches our waits from now on
 
     @staticmethod
     def _claim(name: str, segment: _shm.Segment) -> None:
@@ -577,11 +591,13 @@ class ShmConsumer(_Endpoint):
                             "a ring has one consumer")
 
     @staticmethod
-    def _open_segment(name: str, timeout: Optional[float], allow_foreign_owner: bool
-                      ) -> _shm.Segment:
+    def _open_segment(name: str, timeout: Optional[float], allow_foreign_owner: bool,
+                      interrupter: Optional[Interrupter] = None) -> _shm.Segment:
         deadline = _deadline(timeout)
         pause = OPEN_POLL_MIN_S
         while True:
+            if interrupter is not None and interrupter.interrupted:
+                raise RingInterruptedError(f"waiting for ring {name!r} was interrupted")
             not_ready: Optional[Tuple[str, str]] = None
             try:
                 segment: Optional[_shm.Segment] = _shm.open_existing(name)
@@ -620,7 +636,10 @@ class ShmConsumer(_Endpoint):
                 raise RingNotFoundError(
                     errno.ENOENT, f"no ring {name!r} appeared within {timeout} s")
             step = pause if deadline is None else max(0.0, min(pause, deadline - now))
-            time.sleep(step)
+            if interrupter is not None:
+                interrupter.nap(step)  # returns at once on interrupt(); checked above
+            else:
+                time.sleep(step)
             pause = min(pause * 2, OPEN_POLL_MAX_S)
 
     # ---- identity ---------------------------------------------------------------

@@ -132,7 +132,10 @@ class CppAdapter {
   }
 
   Outcome ConsumerOpen(int64_t timeout_ns) {
-    auto c = std::make_unique<shm::ShmConsumer>(ring_, timeout_ns);
+    return FinishOpen(std::make_unique<shm::ShmConsumer>(ring_, timeout_ns));
+  }
+
+  Outcome FinishOpen(std::unique_ptr<shm::ShmConsumer> c) {
     if (!c->IsValid()) {
       const std::string why = c->error();
       std::string status = Neutral(c->open_status());
@@ -145,6 +148,20 @@ class CppAdapter {
       return Outcome{status, {}}.Add("message", Quote(why));
     }
     consumer_ = std::move(c);
+    return {"ok", {}};
+  }
+
+  // Opens with no timeout through an external interrupter (the ring is never created);
+  // InterruptOpen() from another thread ends the wait.
+  Outcome ConsumerOpenInterruptible() {
+    shm::ConsumerOptions o;
+    o.open_timeout_ns = shm::kForever;
+    o.interrupter = &open_interrupter_;
+    return FinishOpen(std::make_unique<shm::ShmConsumer>(ring_, o));
+  }
+
+  Outcome InterruptOpen() {
+    open_interrupter_.Interrupt();
     return {"ok", {}};
   }
 
@@ -249,6 +266,7 @@ class CppAdapter {
  private:
   std::string ring_;
   std::unique_ptr<shm::ShmProducer> producer_;
+  shm::Interrupter open_interrupter_;  // outlives consumer_ (declared before it)
   std::unique_ptr<shm::ShmConsumer> consumer_;
 };
 
@@ -324,6 +342,17 @@ class Actor {
     return result.Add("interrupt_returned", "true");
   }
 
+  // Opens with no timeout in a thread (nobody creates the ring) and interrupts the
+  // open from this thread.
+  Outcome OpenThenInterrupted() {
+    Outcome result;
+    std::thread t([&] { result = a_->ConsumerOpenInterruptible(); });
+    a_->InterruptOpen();
+    Emit("{\"progress\": \"open interrupt returned\"}");
+    t.join();
+    return result.Add("interrupt_returned", "true");
+  }
+
   Outcome Perform(const Value& step, int rep) {
     const std::string& op = step.at("op").str();
     const uint32_t seed = static_cast<uint32_t>(step.has("seed") ? step.at("seed").num() : 0) +
@@ -351,6 +380,7 @@ class Actor {
     if (op == "count_dropped") return a_->CountDropped(static_cast<uint64_t>(step.at("n").num()));
     if (op == "dropped") return a_->Dropped(step.at("side").str());
     if (op == "consumer_attached") return a_->ConsumerAttached();
+    if (op == "interrupt_blocked_open") return OpenThenInterrupted();
     if (op == "interrupt_blocked_read") {
       return BlockedThenInterrupted("consumer", [this] { return a_->Read(shm::kForever); });
     }

@@ -61,6 +61,7 @@ class PythonAdapter:
         self.ring = ring
         self.producer: Optional[shmring.ShmProducer] = None
         self.consumer: Optional[shmring.ShmConsumer] = None
+        self.open_interrupter = shmring.Interrupter()
 
     # statuses of exceptions (the package's error model, docs/DESIGN.md section 6)
     @staticmethod
@@ -102,6 +103,20 @@ class PythonAdapter:
             self.consumer = shmring.ShmConsumer(self.ring, timeout=timeout)
         except Exception as e:  # noqa: BLE001
             return self._fail(e, "consumer")
+        return "ok", {}
+
+    def consumer_open_interruptible(self) -> Outcome:
+        """Opens with no timeout through an external interrupter (the ring is never
+        created); interrupt_open() from another thread ends the wait."""
+        try:
+            self.consumer = shmring.ShmConsumer(self.ring, timeout=None,
+                                                interrupter=self.open_interrupter)
+        except Exception as e:  # noqa: BLE001
+            return self._fail(e, "consumer")
+        return "ok", {}
+
+    def interrupt_open(self) -> Outcome:
+        self.open_interrupter.interrupt()
         return "ok", {}
 
     def write(self, data: bytes, timeout: Optional[float]) -> Outcome:
@@ -158,8 +173,8 @@ class PythonAdapter:
     def is_waiting(self, side: str) -> bool:
         """Whether the side's WAITING bit is set in the header (it is asleep or about to be)."""
         if side == "consumer":
-            return bool(self._need_consumer().ring.consumer_flags() & _layout.CONSUMER_WAITING)
-        return bool(self._need_producer().ring.producer_flags() & _layout.PRODUCER_WAITING)
+            return bool(self._need_consumer().ring.consumer_flags & _layout.CONSUMER_WAITING)
+        return bool(self._need_producer().ring.producer_flags & _layout.PRODUCER_WAITING)
 
     def count_dropped(self, n: int) -> Outcome:
         self._need_producer().count_dropped(n)
@@ -172,7 +187,7 @@ class PythonAdapter:
         return "ok", {"value": self._need_producer().consumer_attached()}
 
     def head_index(self) -> Outcome:
-        return "ok", {"value": self._need_producer().ring.load_head()}
+        return "ok", {"value": self._need_producer().ring.head}
 
     def close_all(self) -> None:
         if self.consumer is not None:
@@ -235,6 +250,21 @@ class Actor:
         extra["interrupt_returned"] = True
         return status, extra
 
+    def open_then_interrupted(self) -> Outcome:
+        """Opens with no timeout in a thread (nobody creates the ring) and interrupts the
+        open from this thread."""
+        a = self.adapter
+        result: List[Outcome] = []
+        thread = threading.Thread(target=lambda: result.append(
+            a.consumer_open_interruptible()), daemon=True)
+        thread.start()
+        a.interrupt_open()
+        self.emit({"progress": "open interrupt returned"})
+        thread.join()
+        status, extra = result[0]
+        extra["interrupt_returned"] = True
+        return status, extra
+
     def perform(self, step: Dict[str, Any], rep: int) -> Outcome:
         a = self.adapter
         op = step["op"]
@@ -265,6 +295,8 @@ class Actor:
             return a.dropped(step["side"])
         if op == "consumer_attached":
             return a.consumer_attached()
+        if op == "interrupt_blocked_open":
+            return self.open_then_interrupted()
         if op == "interrupt_blocked_read":
             return self.blocked_then_interrupted("consumer", lambda: a.read(None))
         if op == "interrupt_blocked_write":

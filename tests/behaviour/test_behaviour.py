@@ -39,11 +39,7 @@ with open(TABLE, encoding="utf-8") as _f:
 # as "producer=py,consumer=cpp", or None = every assignment): reason}; by operation:
 # {(language, op): reason} marks every case in which an actor of that language performs op.
 KNOWN_DRIFTS: Dict[Tuple[str, Optional[str]], str] = {}
-KNOWN_OP_DRIFTS: Dict[Tuple[str, str], str] = {
-    ("py", "end_stream"): "drift: Python ShmProducer has no end_stream() (C++ Close(): CLOSED, "
-                          "mapping kept; Python close() also unlinks and unmaps) - engineer C "
-                          "adds end_stream()",
-}
+KNOWN_OP_DRIFTS: Dict[Tuple[str, str], str] = {}
 
 _TOKEN = os.urandom(2).hex()
 _counter = itertools.count()
@@ -452,7 +448,7 @@ def test_table_is_well_formed() -> None:
     ops = {"producer_open", "consumer_open", "write", "read", "end_stream", "producer_close",
            "consumer_close", "interrupt", "clear_interrupt", "head_index",
            "interrupt_blocked_read", "interrupt_blocked_write", "signal", "await",
-           "count_dropped", "dropped", "consumer_attached"}
+           "count_dropped", "dropped", "consumer_attached", "interrupt_blocked_open"}
     harness_ops = {"await", "signal", "kill", "start", "poke", "wait_exit", "create_segment",
                    "check_segment"}
     names = [s["name"] for s in SCENARIOS]
