@@ -3,14 +3,21 @@
 The same names and values as the C++ core's ``core/src/tuning.hpp`` (namespace
 ``shm::tuning``: ``kSpinPolls`` is ``SPIN_POLLS``, ``kLivenessSliceNs`` is
 ``LIVENESS_SLICE_S``, and so on; C++ counts nanoseconds, Python seconds).
-``tests/python/test_constants.py`` checks that both files agree. None of these is
+``tests/python/test_constants.py`` checks that both files agree (``SPIN_POLLS`` is
+the one intended difference, see below). None of these is
 part of the wire format: they bound how long a side spins, naps and retries.
 """
 from __future__ import annotations
 
 #: Polls of the peer's index before a side sets WAITING and sleeps: a message a
 #: few microseconds away is cheaper to wait for awake than asleep.
-SPIN_POLLS = 256
+#: The one value that differs from C++ on purpose (``kSpinPolls`` = 256): what the
+#: two languages share is the spin's duration, about a microsecond. A C++ poll is
+#: one load (256 cost ~1 us); a Python poll is an interpreted loop step of 30-200 ns
+#: (cold caches after a nap), so 256 of them cost 10-50 us of CPU on every wait, most
+#: of a blocking frame reader's budget. 32 Python polls spin about as long as the
+#: core does. ``tests/python/test_constants.py`` lists this difference.
+SPIN_POLLS = 32
 
 #: Longest a waiting consumer goes without looking at the producer's liveness
 #: (its byte-0 lock and CLOSED) and the name's generation: bounds the time to
