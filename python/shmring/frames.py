@@ -529,6 +529,16 @@ class FrameWriter:
         """Buffers (and CAPS messages) dropped because there was no room in time."""
         return self._producer.dropped
 
+    def interrupt(self) -> None:
+        """Makes a :meth:`write` blocked for room in another thread (or in the thread a
+        signal handler runs in) raise RingInterruptedError; sticky until
+        :meth:`clear_interrupt`. Any thread; returns as soon as the sleeper is awake."""
+        self._producer.interrupt()
+
+    def clear_interrupt(self) -> None:
+        """Re-arms blocking calls after :meth:`interrupt`. Any thread; never blocks."""
+        self._producer.clear_interrupt()
+
     def set_caps(self, caps: str) -> None:
         """Caps for the following buffers (sent before the next one if they changed).
         Producer thread; never blocks."""
