@@ -65,8 +65,9 @@ def send_frames(name: str, count: int, caps: str) -> subprocess.CompletedProcess
 
 def test_every_snippet_has_a_test():
     assert set(SNIPPETS) == {"gst-env", "gst-sender", "gst-receiver", "py-roundtrip",
-                             "py-frames", "cli", "cpp"}
-    assert set(PY_SNIPPETS) == {"producer", "consumer", "frames", "original"}
+                             "py-frames", "py-frame-writer-asyncio", "cli", "cpp"}
+    assert set(PY_SNIPPETS) == {"producer", "consumer", "frames", "frame-writer", "asyncio",
+                                "original"}
 
 
 def run_pair(first: str, second: str, name: str) -> tuple:
@@ -97,6 +98,31 @@ def test_python_readme_original_api():
                           capture_output=True, text=True, timeout=GUARD)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "16", "b'hello'"]
+
+
+def run_snippet(code: str, old: str, prefix: str) -> str:
+    name = unique(prefix)
+    r = subprocess.run(["/usr/bin/python3", "-c", code.replace(old, name)], env=env(),
+                       capture_output=True, text=True, timeout=GUARD)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists("/dev/shm/" + name)
+    return r.stdout
+
+
+def test_python_readme_frame_writer():
+    out = run_snippet(PY_SNIPPETS["frame-writer"], "cam0", "rdfw")
+    assert out.splitlines() == ["0 (480, 640, 3) 0", "33333333 (480, 640, 3) 1",
+                                "66666666 (480, 640, 3) 2"]
+
+
+def test_python_readme_asyncio():
+    out = run_snippet(PY_SNIPPETS["asyncio"], "cam0", "rdaio")
+    assert out.splitlines() == ["(48, 64)", "no frame within 0.5 s"]
+
+
+def test_readme_frame_writer_and_asyncio():
+    out = run_snippet(SNIPPETS["py-frame-writer-asyncio"], "demo2", "rdfwa")
+    assert out.splitlines() == ["0 (480, 640, 3)"]
 
 
 @pytest.mark.skipif(not HAVE_GST, reason="GStreamer plugin not built")
