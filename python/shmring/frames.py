@@ -168,6 +168,12 @@ class Frame:
         usual (height * 3 // 2, width) uint8 layout (e.g. for cv2.cvtColor); with
         padded rows: the frame's bytes as a 1-D uint8 array (use ``planes``). No
         known video caps: the bytes as a 1-D uint8 array.
+
+        Read-only by numpy's ``writeable`` flag only: the memory is the ring's, mapped
+        writable in this process, and code that writes through the buffer without
+        looking at the flag (OpenCV's ``dst=`` arguments, ctypes, C extensions) writes
+        into the ring, where the producer will overwrite it. To modify a frame, take
+        :meth:`writable_array` (a copy).
         """
         array = self._array
         if array is None:
@@ -186,6 +192,11 @@ class Frame:
                     self._planes = (array,)  # the one plane is the array
             self._array = array
         return array
+
+    def writable_array(self) -> Array:
+        """A writable copy of :attr:`array` (same shape), owned by the caller: it pins
+        nothing and writing to it never touches the ring. Any thread; never blocks."""
+        return self.array.copy()
 
     def _drop(self) -> None:
         self._array = None

@@ -361,3 +361,20 @@ def test_frame_writer_drops_instead_of_blocking_once_its_consumer_left(ring_name
         t.start()
         t.join(30)  # watchdog only
         assert done == [False] and w.dropped == dropped + 1
+
+
+def test_frame_array_is_read_only_and_writable_array_is_a_copy(ring_name):
+    caps = "video/x-raw,format=GRAY8,width=8,height=4"
+    with FrameWriter(ring_name, 1 << 16, caps=caps) as w, FrameReader(ring_name) as r:
+        w.write(bytes(range(32)), pts=0)
+        frame = r.read_frame()
+        assert frame is not None
+        assert not frame.array.flags.writeable
+        with pytest.raises(ValueError):
+            frame.array[0, 0] = 255            # numpy refuses: the flag
+        mine = frame.writable_array()
+        assert mine.flags.writeable and mine.shape == (4, 8)
+        mine[:] = 255                          # a copy: the ring's bytes stay as written
+        assert bytes(frame.data[:32]) == bytes(range(32))
+        assert frame.array[0, 1] == 1
+        del frame, mine
