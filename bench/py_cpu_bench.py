@@ -7,6 +7,10 @@ never wall time.
 2. Blocking frames: a FrameWriter in another process writes --frames 1080p BGR frames
    at --fps; this process reads them with a blocking FrameReader (not touching the
    pixels): reader CPU per frame, and as a percentage of one core.
+3. Floors, for comparison: the CPU per wake-up of the smallest Python loops that sleep
+   between events arriving at --fps from another process: a blocking os.read() of a
+   pipe, and a bare futex wait through the package's ctypes call (_futex.futex_wait).
+   No reader can cost less per frame than the futex floor on the same machine.
 
 Usage: PYTHONPATH=python /usr/bin/python3 bench/py_cpu_bench.py [--idle 5] [--frames 150]
 """
@@ -65,6 +69,59 @@ def frames(count: int, fps: float) -> tuple:
     return n, (c1 - c0) / max(1, n - 1) * 1e6, 100 * (c1 - c0) / max(1e-9, w1 - w0)
 
 
+def floor_pipe(count: int, fps: float) -> float:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: one byte per event
+        os.close(r)
+        for _ in range(count):
+            time.sleep(1 / fps)
+            os.write(w, b"x")
+        os._exit(0)
+    os.close(w)
+    os.read(r, 1)
+    n, c0 = 0, cpu()
+    while os.read(r, 1):
+        n += 1
+    c1 = cpu()
+    os.close(r)
+    os.waitpid(pid, 0)
+    return (c1 - c0) / max(1, n) * 1e6
+
+
+def floor_futex(count: int, fps: float) -> float:
+    import ctypes
+    import mmap
+    from shmring import _futex
+    if not _futex.HAVE_FUTEX:
+        return float("nan")
+    m = mmap.mmap(-1, 4096)
+    words = memoryview(m).cast("I")
+    anchor = ctypes.c_char.from_buffer(m)
+    address = ctypes.addressof(anchor)
+    pid = os.fork()
+    if pid == 0:  # child: bump the word and wake, once per event
+        for i in range(1, count + 1):
+            time.sleep(1 / fps)
+            words[0] = i
+            _futex.futex_wake(address)
+        os._exit(0)
+    while words[0] == 0:
+        _futex.futex_wait(address, 0, 0.05)
+    seen, n, c0 = words[0], 0, cpu()
+    while seen < count:
+        if words[0] == seen:
+            _futex.futex_wait(address, seen, 0.05)
+            continue
+        seen = words[0]
+        n += 1
+    c1 = cpu()
+    os.waitpid(pid, 0)
+    del anchor, words
+    m.close()
+    return (c1 - c0) / max(1, n) * 1e6
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--idle", type=float, default=5.0, help="idle seconds (default 5)")
@@ -75,6 +132,8 @@ def main() -> int:
     n, per_frame, share = frames(args.frames, args.fps)
     print(f"blocking FrameReader, {n} frames 1080p BGR at {args.fps:g} fps: "
           f"{per_frame:.0f} us CPU per frame, {share:.2f} % of a core")
+    print(f"floors at {args.fps:g} events/s: pipe read {floor_pipe(args.frames, args.fps):.0f} us, "
+          f"futex wait {floor_futex(args.frames, args.fps):.0f} us CPU per wake-up")
     return 0
 
 
