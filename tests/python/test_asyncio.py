@@ -88,3 +88,41 @@ def test_async_for_reads_until_the_end_of_the_stream():
         asyncio.run(main())
     ''', unique_name("aio"))
     assert out.splitlines() == ["[b'm0', b'm1', b'm2']", "[0, 1, 2]"]
+
+
+def test_cancelling_a_frame_reader_task_stops_the_wait_and_the_reader_stays_usable():
+    out = run('''
+        import asyncio, sys, shmring
+        name = sys.argv[1]
+        caps = "video/x-raw,format=GRAY8,width=4,height=2"
+
+        async def frames(reader, seen):
+            async for frame in reader:       # blocks: no frame yet
+                seen.append(frame.pts)
+
+        async def main():
+            with shmring.FrameWriter(name, 4096, caps=caps) as w, \\
+                    shmring.FrameReader(name) as r:
+                task = asyncio.create_task(r.aread_frame())   # timeout None: no limit
+                await asyncio.sleep(0.2)
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    print("cancelled read")
+                seen = []
+                loop_task = asyncio.create_task(frames(r, seen))
+                await asyncio.sleep(0.2)
+                loop_task.cancel()
+                try:
+                    await loop_task
+                except asyncio.CancelledError:
+                    print("cancelled loop", seen)
+                w.write(bytes(8), pts=7)
+                frame = await r.aread_frame(5)
+                print(frame.pts)
+
+        asyncio.run(main())
+        print("run returned")
+    ''', unique_name("aio"))
+    assert out.splitlines() == ["cancelled read", "cancelled loop []", "7", "run returned"]
