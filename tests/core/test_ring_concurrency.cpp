@@ -247,7 +247,8 @@ TEST_P(Transfer, TwoThreads) {
 // The ring in MAP_SHARED memory; the forked child produces while the parent consumes.
 TEST_P(Transfer, TwoProcesses) {
 #ifdef _WIN32
-  SHMTEST_NOT_ON_WINDOWS("fork and MAP_SHARED anonymous memory (FenceModes.Mixed* run two processes)");
+  SHMTEST_NOT_ON_WINDOWS(
+      "fork and MAP_SHARED anonymous memory (FenceModes.Mixed* run two processes)");
 #else
   const uint64_t size = layout::kHeaderSize + kCapacity;
   void* mem = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

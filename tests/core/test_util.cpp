@@ -228,8 +228,8 @@ pid_t SpawnSelf(const std::string& filter, const std::vector<std::string>& env) 
   std::memset(&si, 0, sizeof si);
   si.cb = sizeof si;
   PROCESS_INFORMATION pi;
-  const BOOL ok = CreateProcessA(exe, &cmd[0], nullptr, nullptr, FALSE, 0, nullptr, nullptr,
-                                 &si, &pi);
+  const BOOL ok =
+      CreateProcessA(exe, &cmd[0], nullptr, nullptr, FALSE, 0, nullptr, nullptr, &si, &pi);
   for (const auto& kv : saved) {
     SetEnvironmentVariableA(kv.first.c_str(), kv.second.empty() ? nullptr : kv.second.c_str());
   }
