@@ -182,6 +182,44 @@ TEST(WindowsLiveness, OpenProcessTellsALiveProcessFromAnExitedOne) {
 
 TEST(ChildRole, DISABLED_ExitAtOnce) {}
 
+// A consumer in this process learns that the producer process died (killed with
+// TerminateProcess, no CLOSED): it drains what was published, then kPeerDead.
+TEST(WindowsLiveness, ConsumerSeesAKilledProducerAsDead) {
+  const std::string name = shmtest::UniqueName("win-dead");
+  const pid_t child =
+      shmtest::SpawnSelf("ChildRole.DISABLED_ProducerThatStays", {"SHMRING_TEST_RING=" + name});
+  ASSERT_GT(child, 0);
+  ShmConsumer c(name, kGuardNs);  // waits for the child's ring to appear
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  char buf[16];
+  for (int i = 0; i < 5; ++i) {
+    const ReadResult r = c.ReadFor(buf, sizeof buf, kGuardNs);
+    ASSERT_EQ(r.status, Status::kOk) << "message " << i;
+    EXPECT_EQ(r.len, 1u);
+    EXPECT_EQ(buf[0], static_cast<char>('a' + i));
+  }
+  EXPECT_EQ(c.CheckProducer(), Status::kOk);
+  HANDLE h = OpenProcess(PROCESS_TERMINATE, FALSE, static_cast<DWORD>(child));
+  ASSERT_NE(h, nullptr);
+  ASSERT_TRUE(TerminateProcess(h, 9));
+  CloseHandle(h);
+  EXPECT_EQ(shmtest::WaitChild(child), 9);
+  EXPECT_EQ(c.ReadFor(buf, sizeof buf, kGuardNs).status, Status::kPeerDead);
+  EXPECT_EQ(c.CheckProducer(), Status::kPeerDead);
+}
+
+TEST(ChildRole, DISABLED_ProducerThatStays) {
+  const std::string name = shmtest::Env("SHMRING_TEST_RING");
+  if (name.empty()) GTEST_SKIP() << "only run by WindowsLiveness.*";
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  for (int i = 0; i < 5; ++i) {
+    const char m = static_cast<char>('a' + i);
+    ASSERT_TRUE(p.Write(&m, 1));
+  }
+  Sleep(INFINITE);  // until the parent terminates this process
+}
+
 // ---- a channel across two processes --------------------------------------------------
 
 constexpr uint32_t kMessages = 20000;
