@@ -411,7 +411,10 @@ SharedMemory::SegmentInfo SharedMemory::Inspect(const std::string& name, void* h
   }
   MEMORY_BASIC_INFORMATION mbi;
   size_t n = header_len;
-  if (VirtualQuery(p, &mbi, sizeof mbi) != 0 && mbi.RegionSize < n) n = mbi.RegionSize;
+  if (VirtualQuery(p, &mbi, sizeof mbi) != 0) {
+    info.size = mbi.RegionSize;  // the section's size rounded up to whole pages
+    if (mbi.RegionSize < n) n = mbi.RegionSize;
+  }
   if (n != 0) std::memcpy(header, p, n);
   UnmapViewOfFile(p);
   CloseHandle(h);

@@ -48,6 +48,14 @@ TEST(WindowsSharedMemory, NamedMappingIsSharedAndOpenersLearnItsSize) {
   EXPECT_GE(opened.size(), 5000u);
   EXPECT_EQ(opened.size() % 4096, 0u);
   EXPECT_EQ(std::memcmp(opened.data(), "ring", 4), 0);
+  uint64_t seen = 0;
+  double age = -1;
+  ASSERT_TRUE(SharedMemory::Stat(name, &seen, &age));
+  EXPECT_EQ(seen, opened.size());
+  char head[4] = {};
+  std::string err;
+  EXPECT_EQ(SharedMemory::PeekHeader(name, head, sizeof head, &err), 4) << err;
+  EXPECT_EQ(std::memcmp(head, "ring", 4), 0);
   SharedMemory too_small(name, 1 << 20, false);  // a minimum size the segment lacks
   EXPECT_FALSE(too_small.valid());
   EXPECT_EQ(too_small.error(), Error::kOpenFailed);
