@@ -25,5 +25,28 @@ if [[ "$summary" == "0 passed, 0 failed"* ]]; then  # e.g. a --suite that matche
   summary="0 passed, 1 failed"
   rc=1
 fi
+# Windows under Wine (scripts/test-windows.sh, build-windows/) after a full run, counted
+# in the closing line, when Wine and MinGW-w64 are installed (scripts/deps.sh --windows);
+# skipped, and said so, otherwise, when arguments select tests, or with SHMRING_WINDOWS=0.
+if [[ $# -eq 0 && "${SHMRING_WINDOWS:-1}" != 0 ]]; then
+  if command -v wine >/dev/null && command -v x86_64-w64-mingw32-g++-posix >/dev/null; then
+    winlog="$builddir/meson-logs/windows.txt"
+    scripts/test-windows.sh 2>&1 | tee "$winlog"
+    win=$(tail -n 1 "$winlog")
+    re='([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?'
+    if [[ "$summary" =~ $re ]]; then
+      p=${BASH_REMATCH[1]} f=${BASH_REMATCH[2]} s=${BASH_REMATCH[4]:-0}
+      if [[ "$win" =~ $re ]]; then
+        p=$((p + BASH_REMATCH[1])) f=$((f + BASH_REMATCH[2])) s=$((s + ${BASH_REMATCH[4]:-0}))
+      else
+        f=$((f + 1))
+      fi
+      summary="$p passed, $f failed, $s skipped"
+      ((f == 0)) || rc=1
+    fi
+  else
+    echo "Windows tests not run: Wine or MinGW-w64 missing (scripts/deps.sh --windows installs them)"
+  fi
+fi
 echo "$summary"
 exit $rc
