@@ -6,14 +6,14 @@
 #include <thread>
 
 #include "atomics.hpp"
+#include "tuning.hpp"
 #include "wait_views.hpp"
 
 #if defined(_WIN32)
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
 #endif
-#include <synchapi.h>
-#include <windows.h>
+#include <windows.h>  // WaitOnAddress: synchapi.h, library synchronization
 
 #include <map>
 #include <mutex>
@@ -39,7 +39,7 @@ void Interrupter::Interrupt() {
   while (flag_.load(std::memory_order_seq_cst) && sleepers_.load(std::memory_order_seq_cst) > 0) {
     const uint32_t* w = word_.load(std::memory_order_seq_cst);
     if (w != nullptr) wait::WakeWord(w);
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    std::this_thread::sleep_for(std::chrono::nanoseconds(tuning::kInterruptRewakeNs));
   }
 }
 
@@ -115,7 +115,7 @@ std::map<const uint8_t*, View>& Views() {
 
 // The named event for `word` when it lies in a registered view (*in_view = true);
 // nullptr for private memory (*in_view = false) or when the event cannot be
-// created (the sleeper then naps in 1 ms steps).
+// created (the sleeper then naps in short steps (tuning::kPollNapMaxNs)).
 HANDLE EventFor(const uint32_t* word, bool* in_view) {
   const auto* p = reinterpret_cast<const uint8_t*>(word);
   std::lock_guard<std::mutex> lock(views_mu);
@@ -146,7 +146,7 @@ DWORD Millis(int64_t timeout_ns) {
 
 // A bounded nap for a word whose event could not be created (resources exhausted).
 Result Nap(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
-  const int64_t step = 1'000'000;
+  const int64_t step = tuning::kPollNapMaxNs;
   const int64_t nap = timeout_ns >= 0 && timeout_ns < step ? timeout_ns : step;
   if (atomics::LoadAcquire(word) != expected) return Result::kWoken;
   std::this_thread::sleep_for(std::chrono::nanoseconds(nap));
@@ -200,7 +200,7 @@ void WakeWord(const uint32_t* word) {
     SetEvent(ev);
   } else if (!shared) {
     WakeByAddressAll(const_cast<uint32_t*>(word));
-  }  // else: no event; the sleeper naps in 1 ms steps
+  }  // else: no event; the sleeper naps in short steps (tuning::kPollNapMaxNs)
 }
 
 bool UseMembarrier() { return false; }
@@ -215,17 +215,17 @@ bool HeavyBarrier() {
 Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
-  int64_t pause_us = 50;
+  int64_t pause_ns = tuning::kPollNapMinNs;
   while (atomics::LoadAcquire(word) == expected) {
     const int64_t elapsed =
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
     if (timeout_ns >= 0 && elapsed >= timeout_ns) return Result::kTimeout;
-    int64_t step = pause_us * 1000;
+    int64_t step = pause_ns;
     if (timeout_ns >= 0 && timeout_ns - elapsed < step) step = timeout_ns - elapsed;
     std::this_thread::sleep_for(std::chrono::nanoseconds(step));
-    pause_us = pause_us * 2 < 2000 ? pause_us * 2 : 2000;  // back off to 2 ms between looks
+    pause_ns = pause_ns * 2 < tuning::kPollNapMaxNs ? pause_ns * 2 : tuning::kPollNapMaxNs;
     // A poll returns regularly so callers can look at interrupts and peers.
-    if (elapsed > 20'000'000) return Result::kWoken;
+    if (elapsed > tuning::kPollReturnNs) return Result::kWoken;
   }
   return Result::kWoken;
 }
