@@ -20,9 +20,10 @@
 //               + memcpy + Commit -> ShmConsumer::PeekFor + touch + Release, vs one process
 //               memcpy-ing the same frame into a CAP MiB buffer slot after slot.
 //   latency     one-way latency of a 64-byte message with the consumer polling (TryRead in a
-//               loop), and wake-up latency with the consumer asleep in ReadFor (the producer
-//               writes one message per millisecond); the message carries the producer's
-//               CLOCK_MONOTONIC time, the consumer subtracts it from its own.
+//               loop; a message 20 us after the previous one was read), and wake-up latency
+//               with the consumer asleep in ReadFor (a message 1 ms after the previous one was
+//               read); the message carries the producer's CLOCK_MONOTONIC time, the consumer
+//               subtracts it from its own.
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -35,6 +36,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -276,6 +278,9 @@ void EmitPercentiles(const char* row, const char* variant, std::vector<int64_t> 
 void Latency(const char* row, uint64_t samples, int64_t gap_ns, bool spin_gap, bool poll) {
   const std::string name = RingName();
   auto* out = static_cast<int64_t*>(MapShared(sizeof(int64_t) * (samples + 1)));
+  // The consumer counts the messages it has read here; the producer sends message i only
+  // after message i - 1 was read, so no message waits behind another (no queueing counted).
+  auto* read = new (MapShared(64)) std::atomic<uint64_t>(0);
   RunPair(
       [&] {
         shm::ShmProducer p(name, kSmallCapacity);
@@ -284,6 +289,8 @@ void Latency(const char* row, uint64_t samples, int64_t gap_ns, bool spin_gap, b
         std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it settle
         uint8_t buf[kSmallBody] = {};
         for (uint64_t i = 0; i < samples; ++i) {
+          while (read->load(std::memory_order_acquire) < i) {
+          }
           const int64_t next = NowNs() + gap_ns;
           if (spin_gap) {
             while (NowNs() < next) {
@@ -317,11 +324,13 @@ void Latency(const char* row, uint64_t samples, int64_t gap_ns, bool spin_gap, b
           int64_t sent;
           std::memcpy(&sent, buf, 8);
           out[got++] = now - sent;
+          read->store(got, std::memory_order_release);
         }
         return 0.0;
       });
   EmitPercentiles(row, "shmring", std::vector<int64_t>(out, out + samples));
   munmap(out, sizeof(int64_t) * (samples + 1));
+  munmap(read, 64);
 }
 
 std::vector<uint32_t> ParseList(const std::string& s) {

@@ -8,7 +8,9 @@ pkgs=(meson ninja-build pkg-config g++ libgtest-dev
       gstreamer1.0-tools python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0
       python3-numpy python3-pytest python3-hypothesis
       g++-mingw-w64-x86-64-posix)  # the Windows compile check (tests/integration/mingw_compile.sh)
-if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-matplotlib libboost-dev); fi
+if [[ "${1:-}" == "--bench" ]]; then  # scripts/bench.sh: plots, the iceoryx peer and its RouDi
+  pkgs+=(python3-matplotlib libboost-dev cmake iceoryx libiceoryx-posh-dev libiceoryx-hoofs-dev)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
