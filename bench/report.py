@@ -98,7 +98,7 @@ class Report:
         if met:
             note = ""
         elif lower_is_better:
-            note = f"missed: {value / bar:.1f}× the bar" if bar > 0 else "missed"
+            note = f"missed: {value / bar:.2f}× the bar" if bar > 0 else "missed"
         else:
             note = f"missed by {(1 - value / bar) * 100:.0f} %"
         if not met and why:
