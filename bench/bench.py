@@ -4,7 +4,7 @@
 A benchmark driver, not a test: it checks nothing about the numbers it prints.
 scripts/bench.sh is the one command (release build, dependencies); this script is what it runs:
 
-    bench/bench.py --build build-bench [--smoke] [--out docs] [--only gst,cpp,iox,idle,latency]
+    bench/bench.py --build build-bench [--smoke] [--out docs] [--only cpp,iox,latency,gst,fanout,idle]
 
 Every row compares shmring with its peer measured in the same run, in interleaved rounds
 (A B A B ...): the report gives the median of the per-round ratios with their min-max, and the
@@ -56,6 +56,7 @@ class Config:
         self.cpp_frames = 10 if args.smoke else 300
         self.idle_window = 1.0 if args.smoke else args.idle_window
         self.idle_rounds = 1 if args.smoke else 3
+        self.fanout_rounds = 1 if args.smoke else 3
         self.env = dict(os.environ)
         self.env["GST_PLUGIN_PATH"] = os.path.join(self.build, "gst-plugin")
         self.env["PYTHONPATH"] = os.path.join(ROOT, "python")
@@ -127,6 +128,75 @@ def gst_once(cfg: Config, variant: str, copy: bool, cap_mib: Optional[int]) -> f
     if got < n:
         log(f"  {variant} {'copy' if copy else 'alloc'} {cap_mib}: {got} of {n} buffers")
     return fps
+
+
+def wait_rusage(proc: subprocess.Popen, timeout: float = 30) -> float:
+    """Waits for `proc` and returns its CPU seconds (user + system, all threads)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(0.01)
+
+
+def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, float]:
+    """One sender, `receivers` receiver processes at once: (frames/s of the slowest receiver,
+    sender CPU ms per frame). Variants: "tee+rings" (tee into one shmringsink per receiver),
+    "shmsink" (one shmsink, one shmsrc client per receiver). A one-ring fan-out variant
+    (several shmringsrc on one ring) belongs here once the elements offer it."""
+    n = cfg.gst_frames
+    head = ["gst-launch-1.0", "-q", "videotestsrc", f"num-buffers={n}", "!", CAPS_1080P]
+    if variant == "tee+rings":
+        names = [unique("f") for _ in range(receivers)]
+        branches: List[str] = []
+        for name in names:
+            branches += ["t.", "!", "queue", "!", "shmringsink", f"shm-name={name}", "sync=false"]
+        sender = subprocess.Popen(head + ["!", "tee", "name=t"] + branches, env=cfg.env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        sources = [f"shmringsrc shm-name={name}" for name in names]
+    else:
+        sock = os.path.join(tempfile.gettempdir(), unique("f") + ".sock")
+        sender = subprocess.Popen(head + ["!", "shmsink", f"socket-path={sock}", "sync=false",
+                                          "wait-for-connection=true"], env=cfg.env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sources = [f"shmsrc socket-path={sock} ! {CAPS_1080P}"] * receivers
+    warmup = min(20, n // 4)
+    procs = [subprocess.Popen([PY, os.path.join(ROOT, "bench", "gst_receive.py"), src, str(n),
+                               str(warmup)], env=cfg.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) for src in sources]
+    fps = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=180)
+        fps.append(json.loads(out.strip().splitlines()[-1])["fps"])
+    cpu = wait_rusage(sender)
+    if variant == "shmsink" and os.path.exists(sock):
+        os.unlink(sock)
+    return min(fps), 1e3 * cpu / n
+
+
+FANOUT = (1, 2, 4)
+
+
+def bench_fanout(cfg: Config, results: Dict[str, Any]) -> None:
+    for receivers in ((1, 2) if cfg.smoke else FANOUT):
+        row: Dict[str, Any] = {"unit": "frames/s", "sender_cpu_ms": {}}
+        for _ in range(cfg.fanout_rounds):
+            for variant in ("tee+rings", "shmsink"):
+                fps, ms = gst_fanout_once(cfg, variant, receivers)
+                row.setdefault(variant, []).append(fps)
+                row["sender_cpu_ms"].setdefault(variant, []).append(ms)
+        results["rows"][f"fanout_{receivers}"] = row
+        log(f"fanout {receivers}: tee+rings {statistics.median(row['tee+rings']):.0f} "
+            f"shmsink {statistics.median(row['shmsink']):.0f}")
 
 
 def bench_gst(cfg: Config, results: Dict[str, Any]) -> None:
@@ -389,7 +459,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--gst-frames", type=int)
     ap.add_argument("--idle-window", type=float, default=10.0)
-    ap.add_argument("--only", default="gst,cpp,iox,latency,idle")
+    ap.add_argument("--only", default="gst,cpp,iox,latency,fanout,idle")
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
     cfg = Config(args)
@@ -405,6 +475,7 @@ def main() -> int:
         ("cpp", lambda: bench_cpp(cfg, results, "iox" in only)),
         ("latency", lambda: bench_latency(cfg, results)),
         ("gst", lambda: bench_gst(cfg, results)),
+        ("fanout", lambda: bench_fanout(cfg, results)),
         ("idle", lambda: bench_idle(cfg, results)),
     ]
     for key, step in steps:

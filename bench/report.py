@@ -170,7 +170,30 @@ class Report:
             fig.savefig(os.path.join(self.plots, "capacity_sweep.png"), dpi=100)
             made.append("capacity_sweep.png")
         plt.close(fig)
-        # 3. idle
+        # 3. several receivers
+        keys = sorted((k for k in self.rows if k.startswith("fanout_")),
+                      key=lambda k: int(k.split("_")[1]))
+        if keys:
+            ns = [int(k.split("_")[1]) for k in keys]
+            fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+            for variant, color in (("tee+rings", "#4c72b0"), ("shmsink", "#dd8452")):
+                axes[0].plot(ns, [spread(self.rows[k][variant])[0] for k in keys], "o-",
+                             color=color, label=variant)
+                axes[1].plot(ns, [spread(self.rows[k]["sender_cpu_ms"][variant])[0]
+                                  for k in keys], "o-", color=color, label=variant)
+            axes[0].set_ylabel("frames/s (slowest receiver)")
+            axes[1].set_ylabel("sender CPU ms per frame")
+            for ax in axes:
+                ax.set_xlabel("receivers")
+                ax.set_xticks(ns)
+                ax.set_ylim(bottom=0)
+                ax.legend(fontsize=8)
+            fig.suptitle("1080p BGR, one sender, N receivers", fontsize=10)
+            fig.tight_layout()
+            fig.savefig(os.path.join(self.plots, "fanout.png"), dpi=100)
+            plt.close(fig)
+            made.append("fanout.png")
+        # 4. idle
         idle = self.r.get("idle")
         if idle:
             names = list(idle)
@@ -292,6 +315,7 @@ class Report:
             if png in self.made:
                 self.p(f"![{alt}](bench/{png})")
                 self.p()
+        self.fanout()
         self.latency()
         self.idle()
         self.p("## Reproducing")
@@ -301,6 +325,37 @@ class Report:
                "docs/bench/*.png (raw numbers: docs/bench/results.json). "
                "`scripts/bench.sh --smoke` runs every program once with tiny counts.")
         return "\n".join(self.lines) + "\n"
+
+    def fanout(self) -> None:
+        keys = sorted((k for k in self.rows if k.startswith("fanout_")),
+                      key=lambda k: int(k.split("_")[1]))
+        if not keys:
+            return
+        self.p("## Several receivers")
+        self.p()
+        self.p("One 1080p BGR sender, N receiver processes (`gst_receive.py`: `… ! fakesink`) at "
+               "once: `videotestsrc ! tee` into one `queue ! shmringsink` per receiver "
+               "(\"tee+rings\") vs one `shmsink` with N `shmsrc` clients. frames/s = the "
+               "slowest receiver's; sender CPU = the sender process's user+system time "
+               "(wait4 rusage) per frame. A one-ring fan-out variant (several receivers on one "
+               "ring) is measured here once the elements offer it.")
+        self.p()
+        self.p("| receivers | tee+rings frames/s | shmsink frames/s | ratio | sender CPU ms/frame "
+               "(tee+rings / shmsink) | rounds |")
+        self.p("|---|---|---|---|---|---|")
+        for k in keys:
+            d = self.rows[k]
+            a, b = spread(d["tee+rings"]), spread(d["shmsink"])
+            rr = spread(ratios(d["tee+rings"], d["shmsink"]))
+            ca = spread(d["sender_cpu_ms"]["tee+rings"])[0]
+            cb = spread(d["sender_cpu_ms"]["shmsink"])[0]
+            self.p(f"| {k.split('_')[1]} | {fmt(a[0])} ({fmt(a[1])}–{fmt(a[2])}) | {fmt(b[0])} "
+                   f"({fmt(b[1])}–{fmt(b[2])}) | **{rr[0]:.2f}** ({rr[1]:.2f}–{rr[2]:.2f}) | "
+                   f"{ca:.2f} / {cb:.2f} | {len(d['shmsink'])} |")
+        self.p()
+        if "fanout.png" in self.made:
+            self.p("![several receivers](bench/fanout.png)")
+            self.p()
 
     def latency(self) -> None:
         lat = self.r.get("latency")
