@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import glob
+import grp
 import json
 import os
 import platform
@@ -60,6 +61,7 @@ class Config:
         self.env = dict(os.environ)
         self.env["GST_PLUGIN_PATH"] = os.path.join(self.build, "gst-plugin")
         self.env["PYTHONPATH"] = os.path.join(ROOT, "python")
+        self.roudi: Optional["Roudi"] = None
         self.env.setdefault("GST_REGISTRY", os.path.join(self.build, "bench-registry.bin"))
 
     def exe(self, name: str) -> str:
@@ -228,17 +230,52 @@ class Roudi:
     """iox-roudi with bench/iox_roudi.toml, for the iceoryx rows."""
 
     def __init__(self) -> None:
+        # -k 1: at shutdown, SIGKILL within 1 s an application that does not answer.
         self.proc = subprocess.Popen(["iox-roudi", "-c", os.path.join(ROOT, "bench",
                                                                       "iox_roudi.toml"),
-                                      "-l", "error"], stdout=subprocess.DEVNULL,
+                                      "-l", "error", "-k", "1"], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(1.5)
+        if os.path.exists("/dev/shm/iceoryx_mgmt") and self.proc.poll() is not None:
+            raise RuntimeError("another RouDi seems to run (/dev/shm/iceoryx_mgmt exists)")
         if self.proc.poll() is not None:
             raise RuntimeError(f"iox-roudi exited with {self.proc.returncode}")
 
+    # What RouDi leaves behind when it does not shut down cleanly: its management segment,
+    # the payload segment (named after the user's group) and its lock files.
+    LEFTOVERS = ("/dev/shm/iceoryx_mgmt", "/dev/shm/{group}", "/tmp/roudi.lock",
+                 "/tmp/iox-unique-roudi.lock")
+
     def close(self) -> None:
+        # RouDi 2.0 aborts at shutdown while it still lists an application that was killed
+        # (the idle row kills a publisher); its monitoring drops such entries within ~2 s.
+        time.sleep(3)
         self.proc.send_signal(signal.SIGINT)
-        stop(self.proc, 10)
+        stop(self.proc, 20)
+        if self.proc.returncode != 0:
+            group = grp.getgrgid(os.getgid()).gr_name
+            for path in self.LEFTOVERS:
+                try:
+                    os.unlink(path.format(group=group))
+                except OSError:
+                    pass
+
+
+def end_iox(proc: subprocess.Popen, how: int) -> None:
+    """Ends an iox_bench process (SIGTERM: deregisters from RouDi; SIGKILL: a crash, RouDi
+    cleans up after it) and removes the lock file a killed iceoryx runtime leaves behind."""
+    if proc.poll() is None:
+        proc.send_signal(how)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for lock in glob.glob(f"/tmp/iox_bench_*{proc.pid}.lock"):
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
 
 
 def iox_once(cfg: Config, kind: str, count: int) -> float:
@@ -254,46 +291,42 @@ def iox_once(cfg: Config, kind: str, count: int) -> float:
     return float(json.loads(out.strip().splitlines()[-1])["value"])
 
 
-def bench_cpp(cfg: Config, results: Dict[str, Any], with_iox: bool) -> None:
+def start_roudi(cfg: Config, results: Dict[str, Any]) -> Optional[Roudi]:
+    if not os.access(cfg.exe("iox_bench"), os.X_OK) or not shutil_which("iox-roudi"):
+        results["iceoryx"] = "not built (libiceoryx-posh-dev or iox-roudi missing)"
+        return None
+    try:
+        roudi = Roudi()
+    except (OSError, RuntimeError) as e:
+        results["iceoryx"] = f"iox-roudi did not start: {e}"
+        return None
+    results["iceoryx"] = "ok"
+    return roudi
+
+
+def bench_cpp(cfg: Config, results: Dict[str, Any]) -> None:
     rows: Dict[str, Dict[str, Any]] = results["rows"]
     caps = "32" if cfg.smoke else ",".join(str(c) for c in CAPACITIES_MIB)
-    roudi = None
-    if with_iox:
-        if not os.access(cfg.exe("iox_bench"), os.X_OK) or not shutil_which("iox-roudi"):
-            results["iceoryx"] = "not built (libiceoryx-posh-dev or iox-roudi missing)"
-            with_iox = False
-        else:
-            try:
-                roudi = Roudi()
-            except (OSError, RuntimeError) as e:
-                results["iceoryx"] = f"iox-roudi did not start: {e}"
-                with_iox = False
-    try:
-        for r in range(cfg.rounds):
-            for kind, only, extra in (("small", "small", []), ("frames", "frames",
-                                                              ["--caps", caps])):
-                for rec in ring_bench(cfg, only, extra):
-                    row = rows.setdefault(rec["row"], {"unit": rec["unit"]})
-                    row.setdefault(rec["variant"], []).append(rec["value"])
-                if with_iox:
-                    try:
-                        # iceoryx moves far fewer 64 B samples/s: a tenth of the count
-                        # keeps its rounds as long as the others'.
-                        n = max(cfg.small // 10, 1000) if kind == "small" else cfg.cpp_frames
-                        v = iox_once(cfg, kind, n)
-                        target = "small" if kind == "small" else \
-                            f"frames_{DEFAULT_CPP_CAPACITY_MIB if not cfg.smoke else 32}"
-                        rows[target].setdefault("iceoryx", []).append(v)
-                    except (OSError, RuntimeError, subprocess.TimeoutExpired,
-                            ValueError) as e:
-                        results["iceoryx"] = f"iox_bench failed: {e}"
-                        with_iox = False
-            log(f"C++ round {r + 1}/{cfg.rounds} done")
-    finally:
-        if roudi:
-            roudi.close()
-    if with_iox:
-        results["iceoryx"] = "ok"
+    with_iox = cfg.roudi is not None
+    for r in range(cfg.rounds):
+        for kind, only, extra in (("small", "small", []), ("frames", "frames",
+                                                          ["--caps", caps])):
+            for rec in ring_bench(cfg, only, extra):
+                row = rows.setdefault(rec["row"], {"unit": rec["unit"]})
+                row.setdefault(rec["variant"], []).append(rec["value"])
+            if with_iox:
+                try:
+                    # iceoryx moves far fewer 64 B samples/s: a tenth of the count
+                    # keeps its rounds as long as the others'.
+                    n = max(cfg.small // 10, 1000) if kind == "small" else cfg.cpp_frames
+                    v = iox_once(cfg, kind, n)
+                    target = "small" if kind == "small" else f"frames_{DEFAULT_CPP_CAPACITY_MIB}"
+                    rows[target].setdefault("iceoryx", []).append(v)
+                except (OSError, RuntimeError, subprocess.TimeoutExpired,
+                        ValueError) as e:
+                    results["iceoryx"] = f"iox_bench failed: {e}"
+                    with_iox = False
+        log(f"C++ round {r + 1}/{cfg.rounds} done")
 
 
 def shutil_which(name: str) -> Optional[str]:
@@ -306,6 +339,26 @@ def bench_latency(cfg: Config, results: Dict[str, Any]) -> None:
              "--wake-samples", "50" if cfg.smoke else "3000"]
     for rec in ring_bench(cfg, "latency", extra):
         results["latency"][rec["row"]] = rec
+    if cfg.roudi is None:
+        return
+    for row, how, n in (("latency_oneway", "poll", extra[1]), ("latency_wakeup", "wait",
+                                                              extra[3])):
+        try:
+            with tempfile.NamedTemporaryFile(dir="/dev/shm", prefix="kbench_ack") as ack:
+                ack.write(bytes(4096))
+                ack.flush()
+                topic = unique("l")
+                sub = subprocess.Popen([cfg.exe("iox_bench"), "lat-sub", how, n, topic, ack.name],
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       text=True)
+                pub = subprocess.Popen([cfg.exe("iox_bench"), "lat-pub", how, n, topic, ack.name],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                out, _ = sub.communicate(timeout=300)
+                pub.wait(60)
+            rec = json.loads(out.strip().splitlines()[-1])
+            results["latency"][row + "_iceoryx"] = dict(rec, row=row, variant="iceoryx")
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as e:
+            results["iceoryx_latency"] = f"iox_bench {how} latency failed: {e}"
 
 
 # ---------------------------------------------------------------- idle receivers
@@ -346,7 +399,14 @@ IDLE_PY = ("import sys\n"
 
 def idle_once(cfg: Config, receiver: str) -> Dict[str, float]:
     live = (f"videotestsrc is-live=true ! {CAPS_1080P},framerate=1/1 ! ")
-    if receiver == "shmsrc":
+    name = sock = ""
+    if receiver == "iceoryx WaitSet":
+        topic = unique("w")
+        sender = subprocess.Popen([cfg.exe("iox_bench"), "idle-pub", topic],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        cmd = [cfg.exe("iox_bench"), "idle-sub", topic]
+    elif receiver == "shmsrc":
         sock = os.path.join(tempfile.gettempdir(), unique("i") + ".sock")
         sender = subprocess.Popen(["gst-launch-1.0", "-q"] + (live + f"shmsink socket-path={sock}"
                                   " wait-for-connection=false").split(), env=cfg.env,
@@ -378,27 +438,35 @@ def idle_once(cfg: Config, receiver: str) -> Dict[str, float]:
         cpu1, ns1, sw1 = proc_sample(recv.pid)
         window = time.monotonic() - t0
         # Producer death: SIGKILL the sender, time until the receiver process has ended.
-        os.killpg(sender.pid, signal.SIGKILL)
+        if receiver == "iceoryx WaitSet":
+            end_iox(sender, signal.SIGKILL)
+        else:
+            os.killpg(sender.pid, signal.SIGKILL)
         killed = time.monotonic()
         sender.wait()
         death: Optional[float] = None
-        while time.monotonic() - killed < 5.0:
+        # An iceoryx subscriber is not told that its publisher died: nothing to time.
+        while receiver != "iceoryx WaitSet" and time.monotonic() - killed < 5.0:
             if recv.poll() is not None:
                 death = time.monotonic() - killed
                 break
             time.sleep(0.005)
     finally:
+        if receiver == "iceoryx WaitSet":
+            end_iox(recv, signal.SIGTERM)
+            end_iox(sender, signal.SIGKILL)
         for p in (recv, sender):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
-        if receiver == "shmsrc":
-            if os.path.exists(sock):
-                os.unlink(sock)
-        elif os.path.exists(f"/dev/shm/{name}"):  # the killed sender's segment
+        if sock and os.path.exists(sock):
+            os.unlink(sock)
+        if name and os.path.exists(f"/dev/shm/{name}"):  # the killed sender's segment
             os.unlink(f"/dev/shm/{name}")
     return {"cpu_pct": 100 * (cpu1 - cpu0) / window, "cpu_pct_ns": 100 * (ns1 - ns0) / 1e9 / window,
-            "wakeups": (sw1 - sw0) / window, "death_s": death if death is not None else float("inf")}
+            "wakeups": (sw1 - sw0) / window,
+            "death_s": (float("nan") if receiver == "iceoryx WaitSet" else
+                        death if death is not None else float("inf"))}
 
 
 IDLE_RECEIVERS = ("shmringsrc", "FrameReader", "C++ PeekFor", "shmsrc")
@@ -406,8 +474,10 @@ IDLE_RECEIVERS = ("shmringsrc", "FrameReader", "C++ PeekFor", "shmsrc")
 
 def bench_idle(cfg: Config, results: Dict[str, Any]) -> None:
     idle: Dict[str, Dict[str, List[float]]] = {r: {} for r in IDLE_RECEIVERS}
+    receivers = IDLE_RECEIVERS + (("iceoryx WaitSet",) if cfg.roudi else ())
+    idle.update({r: {} for r in receivers})
     for i in range(cfg.idle_rounds):
-        for receiver in IDLE_RECEIVERS:
+        for receiver in receivers:
             res = idle_once(cfg, receiver)
             for k, v in res.items():
                 idle[receiver].setdefault(k, []).append(v)
@@ -472,16 +542,21 @@ def main() -> int:
     results["machine"] = machine()
     log(f"load average {results['load_before']}, build {cfg.build}")
     steps: List[Tuple[str, Callable[[], None]]] = [
-        ("cpp", lambda: bench_cpp(cfg, results, "iox" in only)),
+        ("cpp", lambda: bench_cpp(cfg, results)),
         ("latency", lambda: bench_latency(cfg, results)),
         ("gst", lambda: bench_gst(cfg, results)),
         ("fanout", lambda: bench_fanout(cfg, results)),
         ("idle", lambda: bench_idle(cfg, results)),
     ]
-    for key, step in steps:
-        if key in only:
-            log(f"running {key}")
-            step()
+    cfg.roudi = start_roudi(cfg, results) if "iox" in only else None
+    try:
+        for key, step in steps:
+            if key in only:
+                log(f"running {key}")
+                step()
+    finally:
+        if cfg.roudi:
+            cfg.roudi.close()
     results["load_after"] = os.getloadavg()
     log(f"load average {results['load_after']}")
     if args.json:
