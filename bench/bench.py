@@ -4,7 +4,7 @@
 A benchmark driver, not a test: it checks nothing about the numbers it prints.
 scripts/bench.sh is the one command (release build, dependencies); this script is what it runs:
 
-    bench/bench.py --build build-bench [--smoke] [--out docs] [--only cpp,iox,latency,gst,fanout,idle]
+    bench/bench.py --build build-bench [--smoke] [--out docs] [--only cpp,iox,latency,gst,fanout,python,idle]
 
 Every row compares shmring with its peer measured in the same run, in interleaved rounds
 (A B A B ...): the report gives the median of the per-round ratios with their min-max, and the
@@ -361,6 +361,24 @@ def bench_latency(cfg: Config, results: Dict[str, Any]) -> None:
             results["iceoryx_latency"] = f"iox_bench {how} latency failed: {e}"
 
 
+# ---------------------------------------------------------------- Python frames
+
+
+def bench_python(cfg: Config, results: Dict[str, Any]) -> None:
+    """bench/py_consumer_bench.py --only frames: the Python-side cost of a 1080p zero-copy
+    view (its own Markdown table, embedded in the report as it prints it)."""
+    peer = os.path.join(cfg.build, "tests", "tools", "shmring_peer")
+    if not os.access(peer, os.X_OK):
+        results["python"] = f"not measured: {peer} not built (-Dtests=false?)"
+        return
+    out = subprocess.run([PY, os.path.join(ROOT, "bench", "py_consumer_bench.py"), "--peer", peer,
+                          "--only", "frames", "--frames", "20" if cfg.smoke else "300",
+                          "--runs", "1" if cfg.smoke else "3"], env=cfg.env,
+                         capture_output=True, text=True, timeout=600)
+    results["python"] = out.stdout if out.returncode == 0 else \
+        f"py_consumer_bench.py failed ({out.returncode}): {out.stderr.strip()[-300:]}"
+
+
 # ---------------------------------------------------------------- idle receivers
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -529,7 +547,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--gst-frames", type=int)
     ap.add_argument("--idle-window", type=float, default=10.0)
-    ap.add_argument("--only", default="gst,cpp,iox,latency,fanout,idle")
+    ap.add_argument("--only", default="cpp,iox,latency,gst,fanout,python,idle")
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
     cfg = Config(args)
@@ -546,6 +564,7 @@ def main() -> int:
         ("latency", lambda: bench_latency(cfg, results)),
         ("gst", lambda: bench_gst(cfg, results)),
         ("fanout", lambda: bench_fanout(cfg, results)),
+        ("python", lambda: bench_python(cfg, results)),
         ("idle", lambda: bench_idle(cfg, results)),
     ]
     cfg.roudi = start_roudi(cfg, results) if "iox" in only else None

@@ -317,13 +317,23 @@ class Report:
                 self.p()
         self.fanout()
         self.latency()
+        if self.r.get("python"):
+            self.p("## Python 1080p view")
+            self.p()
+            self.p("`bench/py_consumer_bench.py --only frames` (see docs/PERF-PYTHON.md for what "
+                   "it times), as it printed it:")
+            self.p()
+            self.p(self.r["python"].strip())
+            self.p()
         self.idle()
         self.p("## Reproducing")
         self.p()
         self.p("`scripts/bench.sh` installs the `--bench` packages (scripts/deps.sh), configures "
                "a release build in build-bench/, runs bench/bench.py and rewrites this file and "
                "docs/bench/*.png (raw numbers: docs/bench/results.json). "
-               "`scripts/bench.sh --smoke` runs every program once with tiny counts.")
+               "`scripts/bench.sh --smoke` runs every program once with tiny counts (its report goes "
+               "to build-bench/smoke-docs/). bench/README.md lists the programs and how to add "
+               "a row.")
         return "\n".join(self.lines) + "\n"
 
     def fanout(self) -> None:
