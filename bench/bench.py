@@ -96,7 +96,14 @@ def gst_receive(cfg: Config, source: str, n: int) -> Tuple[float, int]:
     out = subprocess.run([PY, os.path.join(ROOT, "bench", "gst_receive.py"), source, str(n),
                           str(warmup)], env=cfg.env, capture_output=True, text=True,
                          timeout=180)
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        log(f"  receiver {source!r} printed no result (exit {out.returncode}): "
+            f"{out.stderr.strip()[-300:]}")
+        return float("nan"), 0
+    if res["error"]:
+        log(f"  receiver {source!r}: {res['error']}")
     return res["fps"], res["buffers"]
 
 
@@ -115,6 +122,9 @@ def gst_once(cfg: Config, variant: str, copy: bool, cap_mib: Optional[int]) -> f
         cap = f" capacity={cap_mib << 20}" if cap_mib else ""
         sender = gst_sender(cfg, f"shmringsink shm-name={name} sync=false{cap}", n, copy)
         fps, got = gst_receive(cfg, f"shmringsrc shm-name={name}", n)
+        stop(sender)
+        if os.path.exists(f"/dev/shm/{name}"):  # a sender that had to be killed
+            os.unlink(f"/dev/shm/{name}")
     else:
         sock = os.path.join(tempfile.gettempdir(), unique("s") + ".sock")
         cap = f" shm-size={cap_mib << 20}" if cap_mib else ""
@@ -124,9 +134,9 @@ def gst_once(cfg: Config, variant: str, copy: bool, cap_mib: Optional[int]) -> f
         while not os.path.exists(sock) and time.monotonic() < deadline:
             time.sleep(0.01)
         fps, got = gst_receive(cfg, f"shmsrc socket-path={sock} ! {CAPS_1080P}", n)
+        stop(sender)
         if os.path.exists(sock):
             os.unlink(sock)
-    stop(sender)
     if got < n:
         log(f"  {variant} {'copy' if copy else 'alloc'} {cap_mib}: {got} of {n} buffers")
     return fps
@@ -178,10 +188,17 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, f
     fps = []
     for proc in procs:
         out, _ = proc.communicate(timeout=180)
-        fps.append(json.loads(out.strip().splitlines()[-1])["fps"])
+        try:
+            fps.append(json.loads(out.strip().splitlines()[-1])["fps"])
+        except (IndexError, ValueError):
+            fps.append(float("nan"))
     cpu = wait_rusage(sender)
     if variant == "shmsink" and os.path.exists(sock):
         os.unlink(sock)
+    if variant == "tee+rings":
+        for name in names:
+            if os.path.exists(f"/dev/shm/{name}"):
+                os.unlink(f"/dev/shm/{name}")
     return min(fps), 1e3 * cpu / n
 
 
@@ -572,7 +589,13 @@ def main() -> int:
         for key, step in steps:
             if key in only:
                 log(f"running {key}")
-                step()
+                try:
+                    step()
+                except Exception as e:  # keep what the other steps measured
+                    log(f"{key} failed: {type(e).__name__}: {e}")
+                    results.setdefault("errors", {})[key] = f"{type(e).__name__}: {e}"
+                    if cfg.smoke:
+                        raise
     finally:
         if cfg.roudi:
             cfg.roudi.close()

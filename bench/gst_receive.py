@@ -4,7 +4,8 @@
     gst_receive.py 'shmringsrc shm-name=X' COUNT [WARMUP]
 
 Runs ``SOURCE ! fakesink`` and counts buffers at the fakesink's pad until COUNT buffers,
-end of stream or an error (shmsrc ends with an error when its sender goes away). Prints one
+end of stream, an error (shmsrc ends with an error when its sender goes away) or 2 s
+without a buffer after the first. Prints one
 JSON line: the buffers seen and the frames/s from buffer WARMUP to the last one, so the
 backlog the sender wrote before this process attached is not counted.
 """
@@ -50,6 +51,16 @@ def main() -> int:
     bus.connect("message", on_message)
     pipeline.set_state(Gst.State.PLAYING)
     GLib.timeout_add_seconds(120, loop.quit)  # never hang a benchmark run
+
+    def stalled() -> bool:
+        # A receiver that joined late (a second shmsrc client) may miss buffers and never
+        # count COUNT, and shmsrc may not see its sender go: 2 s without a buffer ends it.
+        if times and clock() - times[-1] > 2.0:
+            loop.quit()
+            return False
+        return True
+
+    GLib.timeout_add(100, stalled)
     loop.run()
     pipeline.set_state(Gst.State.NULL)
     n = len(times)

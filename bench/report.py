@@ -18,11 +18,13 @@ GOAL_CPP_CAPACITY = 32
 
 
 def spread(v: List[float]) -> Tuple[float, float, float]:
+    """Median, min, max of the values that were measured (a failed round is NaN)."""
+    v = [x for x in v if not math.isnan(x)] or [float("nan")]
     return statistics.median(v), min(v), max(v)
 
 
 def ratios(a: List[float], b: List[float]) -> List[float]:
-    return [x / y for x, y in zip(a, b) if y > 0]
+    return [x / y for x, y in zip(a, b) if y > 0 and not math.isnan(x) and not math.isnan(y)]
 
 
 def fmt(x: float) -> str:
@@ -307,6 +309,9 @@ class Report:
         for label, row, a, b in self.throughput_rows():
             self.ratio_row(label, row, a, b)
         self.p()
+        for step, err in r.get("errors", {}).items():
+            self.p(f"**Step `{step}` failed** and is missing from this report: {err}")
+            self.p()
         if r.get("iceoryx") and r["iceoryx"] != "ok":
             self.p(f"iceoryx: {r['iceoryx']}.")
             self.p()
