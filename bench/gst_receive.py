@@ -64,7 +64,7 @@ def main() -> int:
     loop.run()
     pipeline.set_state(Gst.State.NULL)
     n = len(times)
-    fps = (n - 1 - warmup) / (times[-1] - times[warmup]) if n > warmup + 1 else 0.0
+    fps = (n - 1 - warmup) / (times[-1] - times[warmup]) if n > warmup + 1 else float("nan")
     print(json.dumps({"buffers": n, "fps": fps, "error": error[0] if error else None}))
     return 0
 
