@@ -71,7 +71,7 @@ def messages_per_second(peer: str, count: int, api: str) -> float:
             while True:
                 msg = read()
                 if msg is None:
-                    if ring.at_end():
+                    if ring.at_end:
                         break
                     ring.wait_readable(0.2)
                     continue

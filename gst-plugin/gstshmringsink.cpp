@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
-#include <new>
 #include <string>
 
 #include "shm/framing.hpp"
@@ -52,6 +51,13 @@ enum {
 // What a write did.
 enum class WriteResult { kWritten, kDropped, kFlushing, kError };
 
+// The element's C++ state (allocated in init, freed in finalize), as in shmringsrc.
+struct SinkState {
+  // Between start and stop. Set and cleared under OBJECT_LOCK; unlock takes a
+  // reference under the lock and interrupts outside it.
+  std::shared_ptr<shm::ShmProducer> producer;
+};
+
 }  // namespace
 
 struct _GstShmringSink {
@@ -63,9 +69,7 @@ struct _GstShmringSink {
   gboolean wait_for_space;
   guint perms;
 
-  // Between start and stop. Set and cleared under OBJECT_LOCK; unlock takes a
-  // reference under the lock and interrupts outside it (constructed in init).
-  std::shared_ptr<shm::ShmProducer> producer;
+  SinkState* st;
   // Streaming thread only.
   gchar* caps_string;          // caps of the stream (set_caps)
   gchar* written_caps_string;  // caps last written to the ring
@@ -154,52 +158,77 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
 
   const auto rw = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
                                            GST_PARAM_MUTABLE_READY);
+  /**
+   * GstShmringSink:shm-name:
+   *
+   * Name of the ring to create, e.g. cam0: 1-30 characters of A-Z a-z 0-9 . _ -,
+   * not starting with . or -. Give shmringsrc the same name. A ring of that name
+   * left by a sender that crashed or finished is replaced; one whose sender still
+   * runs is an error.
+   */
   g_object_class_install_property(
       gobject_class, PROP_SHM_NAME,
-      g_param_spec_string(
-          "shm-name", "Ring name",
-          "Name of the ring to create, e.g. cam0 (1-30 characters of A-Z a-z 0-9 . _ -, not "
-          "starting with . or -). Give shmringsrc the same name. A stale ring of that name "
-          "left by a crashed or finished sender is replaced; one whose sender still runs is "
-          "an error.",
-          nullptr, rw));
+      g_param_spec_string("shm-name", "Ring name",
+                          "Name of the ring to create (e.g. cam0); give shmringsrc the same name",
+                          nullptr, rw));
+  /**
+   * GstShmringSink:capacity:
+   *
+   * Size of the ring's data area in bytes, rounded up to a power of two. It must
+   * hold the largest buffer plus 64 bytes of framing (a 1920x1080 BGR frame is
+   * 6220800 bytes); a few frames' worth lets the receiver fall behind briefly
+   * without stalling or dropping.
+   */
   g_object_class_install_property(
       gobject_class, PROP_CAPACITY,
-      g_param_spec_uint(
-          "capacity", "Ring capacity",
-          "Size of the ring's data area in bytes, rounded up to a power of two. It must hold "
-          "the largest buffer plus 64 bytes of framing (a 1920x1080 BGR frame is 6220800 "
-          "bytes); a few frames' worth lets the receiver fall behind briefly without "
-          "stalling or dropping.",
-          shm::layout::kMinCapacity, shm::layout::kMaxCapacity, kDefaultCapacity, rw));
+      g_param_spec_uint("capacity", "Ring capacity",
+                        "Bytes of ring data area, rounded up to a power of two; must hold the "
+                        "largest buffer plus 64 bytes",
+                        shm::layout::kMinCapacity, shm::layout::kMaxCapacity, kDefaultCapacity,
+                        rw));
+  /**
+   * GstShmringSink:wait-for-space:
+   *
+   * What to do when the ring is full. TRUE blocks while a receiver is attached,
+   * until it makes room (back-pressure, nothing is lost), and before the first
+   * receiver attaches (so either side may start first); once the receiver has
+   * left and none is attached, new buffers are dropped, so the sender never
+   * wedges on a departed receiver. FALSE always drops the new buffer (for live
+   * sources that must not block; also the way to stop a sender that never had a
+   * receiver with EOS). Dropped buffers are counted in the ring's dropped
+   * counter (the #GstShmringSink:dropped property). May be changed while PLAYING.
+   */
   g_object_class_install_property(
       gobject_class, PROP_WAIT_FOR_SPACE,
-      g_param_spec_boolean(
-          "wait-for-space", "Wait for space",
-          "What to do when the ring is full: TRUE blocks while a receiver is attached, "
-          "until it makes room (back-pressure, nothing is lost), and before the first "
-          "receiver attaches (so either side may start first); once the receiver has "
-          "left and none is attached, new buffers are dropped, so the sender never "
-          "wedges on a departed receiver. FALSE always drops the new buffer (for live "
-          "sources that must not block; also the way to stop a sender that never had a "
-          "receiver with EOS). Dropped buffers are counted in the ring's 'dropped' "
-          "counter. May be changed while PLAYING.",
-          kDefaultWaitForSpace, static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING)));
+      g_param_spec_boolean("wait-for-space", "Wait for space",
+                           "Block while the ring is full and a receiver is attached (or none "
+                           "has attached yet) instead of dropping the new buffer",
+                           kDefaultWaitForSpace,
+                           static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING)));
+  /**
+   * GstShmringSink:perms:
+   *
+   * Access permissions of the shared-memory segment, in octal as for chmod:
+   * 0600 = only this user, 0660 = also the group, 0666 = every user.
+   * gst-launch-1.0 reads perms=0660 as octal; from code pass 0660 (or 432).
+   */
   g_object_class_install_property(
       gobject_class, PROP_PERMS,
-      g_param_spec_uint(
-          "perms", "Permissions",
-          "Access permissions of the shared-memory segment, in octal as for chmod: 0600 = "
-          "only this user, 0660 = also the group, 0666 = every user (gst-launch-1.0 reads "
-          "perms=0660 as octal; from code pass 0660 or 432).",
-          0, 0777, kDefaultPerms, rw));
+      g_param_spec_uint("perms", "Permissions",
+                        "Permissions of the shared-memory segment, octal as for chmod (0600 = "
+                        "this user only)",
+                        0, 0777, kDefaultPerms, rw));
+  /**
+   * GstShmringSink:dropped:
+   *
+   * Buffers dropped so far because the ring was full: with wait-for-space=false,
+   * or after the receiver left. The ring header's dropped counter, which
+   * receivers and `python3 -m shmring ls` see too.
+   */
   g_object_class_install_property(
       gobject_class, PROP_DROPPED,
       g_param_spec_uint64("dropped", "Dropped buffers",
-                          "Buffers dropped so far because the ring was full (with "
-                          "wait-for-space=false, or after the receiver left); the ring "
-                          "header's 'dropped'",
-                          0, G_MAXUINT64, 0,
+                          "Buffers dropped so far because the ring was full", 0, G_MAXUINT64, 0,
                           static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);
@@ -228,7 +257,7 @@ static void gst_shmring_sink_init(GstShmringSink* self) {
   self->capacity = kDefaultCapacity;
   self->wait_for_space = kDefaultWaitForSpace;
   self->perms = kDefaultPerms;
-  new (&self->producer) std::shared_ptr<shm::ShmProducer>();
+  self->st = new SinkState();
   self->caps_string = nullptr;
   self->written_caps_string = nullptr;
   self->last_attach_count = 0;
@@ -239,7 +268,7 @@ static void gst_shmring_sink_init(GstShmringSink* self) {
 
 static void gst_shmring_sink_finalize(GObject* object) {
   GstShmringSink* self = GST_SHMRING_SINK(object);
-  self->producer.~shared_ptr();
+  delete self->st;
   g_free(self->shm_name);
   g_free(self->caps_string);
   g_free(self->written_caps_string);
@@ -289,7 +318,7 @@ static void gst_shmring_sink_get_property(GObject* object, guint prop_id, GValue
       g_value_set_uint(value, self->perms);
       break;
     case PROP_DROPPED:
-      g_value_set_uint64(value, self->producer ? self->producer->Dropped() : 0);
+      g_value_set_uint64(value, self->st->producer ? self->st->producer->Dropped() : 0);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -298,11 +327,10 @@ static void gst_shmring_sink_get_property(GObject* object, guint prop_id, GValue
   GST_OBJECT_UNLOCK(self);
 }
 
-// ---- vfuncs, in the order GStreamer calls them ----------------------------------
+// ---- the ring's lifetime (start/stop, and a new ring after EOS in render) --------
 
-static gboolean gst_shmring_sink_start(GstBaseSink* bsink) {
-  GstShmringSink* self = GST_SHMRING_SINK(bsink);
-
+// Creates the ring and resets the per-stream state. False with an error posted.
+static bool create_ring(GstShmringSink* self) {
   GST_OBJECT_LOCK(self);
   const std::string name = self->shm_name ? self->shm_name : "";
   shm::ProducerOptions options;
@@ -315,13 +343,13 @@ static gboolean gst_shmring_sink_start(GstBaseSink* bsink) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
                       ("No ring name given: set the shm-name property (e.g. shm-name=cam0)."),
                       (nullptr));
-    return FALSE;
+    return false;
   }
   const std::string bad_name = shm::ValidateName(name);
   if (!bad_name.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("Invalid ring name '%s'.", name.c_str()),
                       ("%s", bad_name.c_str()));
-    return FALSE;
+    return false;
   }
 
   auto producer = std::make_unique<shm::ShmProducer>(name, options);
@@ -329,7 +357,7 @@ static gboolean gst_shmring_sink_start(GstBaseSink* bsink) {
     GST_ELEMENT_ERROR(
         self, RESOURCE, OPEN_WRITE, ("Could not create ring '%s'.", name.c_str()),
         ("%s (capacity %u, perms 0%o)", producer->error().c_str(), options.capacity, options.mode));
-    return FALSE;
+    return false;
   }
   GST_INFO_OBJECT(self,
                   "created ring '%s': capacity %u bytes, generation %016" G_GINT64_MODIFIER "x",
@@ -341,9 +369,26 @@ static gboolean gst_shmring_sink_start(GstBaseSink* bsink) {
   self->written_end = 0;
   self->discont_next = FALSE;
   GST_OBJECT_LOCK(self);
-  self->producer = std::move(producer);
+  self->st->producer = std::move(producer);
   GST_OBJECT_UNLOCK(self);
-  return TRUE;
+  return true;
+}
+
+// Ends the ring: CLOSED (a receiver drains what is left, then ends with EOS) and
+// the name unlinked, once an unlock() still holding a reference lets go.
+static void destroy_ring(GstShmringSink* self) {
+  GST_OBJECT_LOCK(self);
+  std::shared_ptr<shm::ShmProducer> producer = std::move(self->st->producer);
+  self->st->producer.reset();
+  GST_OBJECT_UNLOCK(self);
+  producer.reset();  // not under OBJECT_LOCK
+  g_clear_pointer(&self->written_caps_string, g_free);
+}
+
+// ---- vfuncs, in the order GStreamer calls them ----------------------------------
+
+static gboolean gst_shmring_sink_start(GstBaseSink* bsink) {
+  return create_ring(GST_SHMRING_SINK(bsink));
 }
 
 // The sink copies mapped bytes, so only system memory means what the receiver
@@ -424,7 +469,7 @@ static gboolean gst_shmring_sink_set_caps(GstBaseSink* bsink, GstCaps* caps) {
 template <typename Fill>
 static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, gsize body_size,
                                  gboolean wait, const char* what, Fill fill) {
-  shm::ShmProducer* producer = self->producer.get();
+  shm::ShmProducer* producer = self->st->producer.get();
   const guint64 len64 = guint64{shm::framing::kHeaderSize} + body_size;
   if (len64 > producer->MaxMessageSize()) {
     GST_ELEMENT_ERROR(
@@ -488,7 +533,7 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
 // momentary absence.
 static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
   if (self->caps_string == nullptr) return WriteResult::kWritten;  // no caps: opaque data
-  const guint32 flags = self->producer->ring()->ConsumerFlags();
+  const guint32 flags = self->st->producer->ring()->ConsumerFlags();
   const guint32 count = (flags & shm::layout::kConsumerAttached)
                             ? flags >> shm::layout::kConsumerAttachCountShift
                             : 0;
@@ -515,10 +560,10 @@ static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
 }
 
 static GstFlowReturn drop_buffer(GstShmringSink* self, GstBuffer* buffer) {
-  self->producer->CountDropped(1);
+  self->st->producer->CountDropped(1);
   GST_LOG_OBJECT(
       self, "ring full: dropped buffer %" GST_TIME_FORMAT " (%" G_GUINT64_FORMAT " dropped so far)",
-      GST_TIME_ARGS(GST_BUFFER_PTS(buffer)), static_cast<guint64>(self->producer->Dropped()));
+      GST_TIME_ARGS(GST_BUFFER_PTS(buffer)), static_cast<guint64>(self->st->producer->Dropped()));
   return GST_FLOW_OK;
 }
 
@@ -528,18 +573,17 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
   const gboolean wait = self->wait_for_space;
   GST_OBJECT_UNLOCK(self);
 
-  if (!self->producer) {
+  if (!self->st->producer) {
     // Re-creating the ring (below) failed earlier, with an error posted then.
     GST_DEBUG_OBJECT(self, "no ring: refusing buffer");
     return GST_FLOW_ERROR;
   }
-  if (self->producer->ring()->ProducerClosed()) {
+  if (self->st->producer->ring()->ProducerClosed()) {
     // Data after EOS (a new stream after a seek, say): the old ring told its
     // receiver the stream ended; start a new incarnation under the same name.
     GST_INFO_OBJECT(self, "data after end of stream: re-creating the ring");
-    if (!gst_shmring_sink_stop(bsink) || !gst_shmring_sink_start(bsink) || !self->producer) {
-      return GST_FLOW_ERROR;
-    }
+    destroy_ring(self);
+    if (!create_ring(self)) return GST_FLOW_ERROR;
   }
 
   switch (write_caps_if_needed(self, wait)) {
@@ -592,8 +636,8 @@ static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event) {
                        GST_TIME_ARGS(self->ts_offset));
     }
   }
-  if (GST_EVENT_TYPE(event) == GST_EVENT_EOS && self->producer &&
-      !self->producer->ring()->ProducerClosed()) {
+  if (GST_EVENT_TYPE(event) == GST_EVENT_EOS && self->st->producer &&
+      !self->st->producer->ring()->ProducerClosed()) {
     GST_OBJECT_LOCK(self);
     const gboolean wait = self->wait_for_space;
     GST_OBJECT_UNLOCK(self);
@@ -607,7 +651,7 @@ static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event) {
     // Even without room for the EOS record, CLOSED tells the receiver the stream
     // ended once it has drained the ring.
     if (r == WriteResult::kDropped) GST_INFO_OBJECT(self, "ring full: EOS marked by CLOSED only");
-    self->producer->Close();
+    self->st->producer->Close();
     GST_DEBUG_OBJECT(self, "end of stream: ring closed");
   }
   return GST_BASE_SINK_CLASS(parent_class)->event(bsink, event);
@@ -618,7 +662,7 @@ static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event) {
 static gboolean gst_shmring_sink_unlock(GstBaseSink* bsink) {
   GstShmringSink* self = GST_SHMRING_SINK(bsink);
   GST_OBJECT_LOCK(self);
-  const std::shared_ptr<shm::ShmProducer> producer = self->producer;
+  const std::shared_ptr<shm::ShmProducer> producer = self->st->producer;
   GST_OBJECT_UNLOCK(self);
   if (producer) producer->Interrupt();
   return TRUE;
@@ -627,21 +671,13 @@ static gboolean gst_shmring_sink_unlock(GstBaseSink* bsink) {
 static gboolean gst_shmring_sink_unlock_stop(GstBaseSink* bsink) {
   GstShmringSink* self = GST_SHMRING_SINK(bsink);
   GST_OBJECT_LOCK(self);
-  const std::shared_ptr<shm::ShmProducer> producer = self->producer;
+  const std::shared_ptr<shm::ShmProducer> producer = self->st->producer;
   GST_OBJECT_UNLOCK(self);
   if (producer) producer->ClearInterrupt();
   return TRUE;
 }
 
 static gboolean gst_shmring_sink_stop(GstBaseSink* bsink) {
-  GstShmringSink* self = GST_SHMRING_SINK(bsink);
-  GST_OBJECT_LOCK(self);
-  std::shared_ptr<shm::ShmProducer> producer = std::move(self->producer);
-  self->producer.reset();
-  GST_OBJECT_UNLOCK(self);
-  // Sets CLOSED (a receiver drains what is left, then ends with EOS) and unlinks
-  // (once an unlock() still holding a reference lets go).
-  producer.reset();
-  g_clear_pointer(&self->written_caps_string, g_free);
+  destroy_ring(GST_SHMRING_SINK(bsink));
   return TRUE;
 }

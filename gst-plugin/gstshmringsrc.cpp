@@ -4,9 +4,12 @@
 // segment, and ends with EOS when the stream ends. Buffers wrap the ring memory
 // (no copy) unless downstream already holds more than half the ring.
 //
-// Threads: create runs in the streaming thread and is the only reader of the
-// ring; unlock/unlock_stop come from other threads and interrupt its waits;
-// buffers are released from whichever thread frees them (RingSession).
+// Threads: start tries to attach once (so a refused ring fails the state
+// change); create runs in the streaming thread, is the only reader of the ring
+// and waits for the sender if start did not find it; unlock/unlock_stop come
+// from other threads and only fire/clear the element's interrupter, which
+// reaches both waits; buffers are released from whichever thread frees them
+// (shm::ShmConsumer takes releases from any thread, in any order).
 
 #include "gstshmringsrc.h"
 
@@ -16,7 +19,6 @@
 #include <memory>
 #include <string>
 
-#include "ring_session.hpp"
 #include "shm/framing.hpp"
 #include "shm/layout.hpp"
 #include "shm/shared_memory.hpp"
@@ -25,8 +27,6 @@
 GST_DEBUG_CATEGORY_STATIC(gst_shmring_src_debug);
 #define GST_CAT_DEFAULT gst_shmring_src_debug
 
-using shmring_gst::RingSession;
-
 namespace {
 
 constexpr gboolean kDefaultIsLive = FALSE;
@@ -34,8 +34,6 @@ constexpr guint64 kDefaultTimeout = 0;  // wait forever
 constexpr gboolean kDefaultLatest = FALSE;
 constexpr gboolean kDefaultReconnect = FALSE;
 constexpr gboolean kDefaultZeroCopy = FALSE;
-// How often the name is looked up while no producer has created it.
-constexpr gint64 kOpenPollUs = 20 * G_TIME_SPAN_MILLISECOND;
 
 // Flags the sender carried that mean something here (see shmringsink).
 constexpr guint32 kCarriedFlags =
@@ -61,9 +59,19 @@ struct Message {
   uint32_t body_len = 0;
 };
 
-// Streaming-thread state, reset by start/stop.
+// Flow returns of create's helpers that are not GStreamer's own: the consumer was
+// dropped to follow a restarted sender (go on), and a record to skip (go on).
+#define SHMRING_FLOW_RECONNECTED GST_FLOW_CUSTOM_SUCCESS
+#define SHMRING_FLOW_SKIP GST_FLOW_CUSTOM_SUCCESS_1
+
+// The element's C++ state (allocated in init, freed in finalize). The interrupter
+// lives as long as the element; the rest is streaming-thread state, reset by
+// start/stop (no other thread touches it).
 struct SrcState {
-  std::shared_ptr<RingSession> session;    // also read by unlock (OBJECT_LOCK)
+  shm::Interrupter interrupter;  // fired by unlock, cleared by unlock_stop
+  // Shared with the buffers that wrap its records: the mapping lives until the
+  // last of them is freed.
+  std::shared_ptr<shm::ShmConsumer> consumer;
   std::deque<shm::MessageView> lookahead;  // acquired, not yet processed (latest mode)
   GstCaps* pending_caps = nullptr;         // from a CAPS record; set before the next buffer
   bool need_segment = true;                // the next buffer starts a new segment
@@ -72,8 +80,8 @@ struct SrcState {
   GstClockTime running_end = 0;  // running time at the end of the last buffer
 
   void Reset() {
-    if (session) session->Detach();
-    session.reset();
+    if (consumer) consumer->Detach();  // a new receiver may attach at once
+    consumer.reset();
     lookahead.clear();
     gst_clear_caps(&pending_caps);
     need_segment = true;
@@ -85,13 +93,13 @@ struct SrcState {
 
 // What a buffer wrapping ring memory keeps alive and gives back.
 struct RingRef {
-  std::shared_ptr<RingSession> session;
-  uint32_t end;
+  std::shared_ptr<shm::ShmConsumer> consumer;
+  shm::MessageView view;
 };
 
 void release_ring_ref(gpointer data) {
   auto* ref = static_cast<RingRef*>(data);
-  ref->session->Release(ref->end);
+  ref->consumer->Release(ref->view);
   delete ref;
 }
 
@@ -112,11 +120,6 @@ struct _GstShmringSrc {
   // the last buffer (OBJECT_LOCK).
   GstClockTime frame_latency;
   GstClockTime last_duration;
-
-  // Interrupts the wait for a producer (wait_lock).
-  GMutex wait_lock;
-  GCond wait_cond;
-  gboolean unlocked;
 
   SrcState* st;
 };
@@ -154,66 +157,109 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
 
   const auto rw = static_cast<GParamFlags>(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
                                            GST_PARAM_MUTABLE_READY);
+  /**
+   * GstShmringSrc:shm-name:
+   *
+   * Name of the ring to read, as given to the sender's shmringsink shm-name
+   * (e.g. cam0). The sender may start before or after this element: until it
+   * creates the ring, this element waits (see #GstShmringSrc:timeout). A ring
+   * left by a sender that died is waited on until a new sender replaces it.
+   */
   g_object_class_install_property(
       gobject_class, PROP_SHM_NAME,
       g_param_spec_string("shm-name", "Ring name",
                           "Name of the ring to read, as given to the sender's shmringsink "
-                          "shm-name (e.g. cam0). The sender may start before or after this "
-                          "element: until it creates the ring, this element waits (see timeout).",
+                          "(e.g. cam0)",
                           nullptr, rw));
+  /**
+   * GstShmringSrc:is-live:
+   *
+   * Act as a live source: produce data only in PLAYING and map the sender's
+   * timestamps to this pipeline's clock from the first buffer on (use for live
+   * video). With do-timestamp=true buffers get this pipeline's capture times
+   * instead.
+   */
   g_object_class_install_property(
       gobject_class, PROP_IS_LIVE,
       g_param_spec_boolean("is-live", "Is live",
-                           "Act as a live source: produce data only in PLAYING and map the "
-                           "sender's timestamps to this pipeline's clock from the first buffer "
-                           "on (use for live video; with do-timestamp=true buffers get this "
-                           "pipeline's capture times instead)",
+                           "Act as a live source, mapping the sender's timestamps onto this "
+                           "pipeline's clock",
                            kDefaultIsLive, rw));
+  /**
+   * GstShmringSrc:caps:
+   *
+   * What the bytes are, for rings written by a plain C++/Python ShmProducer
+   * (profile 0, no in-band caps), e.g.
+   * video/x-raw,format=GRAY8,width=640,height=480,framerate=30/1. Rings from
+   * shmringsink carry their caps: this is then only used until the first caps
+   * arrive. Caps in system memory only.
+   */
   g_object_class_install_property(
       gobject_class, PROP_CAPS,
       g_param_spec_boxed("caps", "Caps",
-                         "What the bytes are, for rings written by a plain C++/Python "
-                         "ShmProducer (profile 0, no in-band caps), e.g. "
-                         "video/x-raw,format=GRAY8,width=640,height=480,framerate=30/1. Rings "
-                         "from shmringsink carry their caps: this is then only used until the "
-                         "first caps arrive.",
+                         "Caps of the messages of a ring without in-band caps (profile 0)",
                          GST_TYPE_CAPS, rw));
+  /**
+   * GstShmringSrc:timeout:
+   *
+   * How long to wait for a sender to create the ring, in nanoseconds (0 =
+   * forever); an error after that. A ring that exists but can never be read
+   * (another receiver attached, no permission, not a valid ring) is an error at
+   * once, whatever the timeout.
+   */
   g_object_class_install_property(
       gobject_class, PROP_TIMEOUT,
       g_param_spec_uint64("timeout", "Producer timeout",
-                          "How long to wait for a sender to create the ring, in nanoseconds "
-                          "(0 = forever); an error after that. A ring that exists but is not "
-                          "valid is an error at once.",
-                          0, G_MAXUINT64, kDefaultTimeout, rw));
+                          "Nanoseconds to wait for a sender to create the ring (0 = forever)", 0,
+                          G_MAXUINT64, kDefaultTimeout, rw));
+  /**
+   * GstShmringSrc:latest:
+   *
+   * When behind the sender, skip to the newest buffer in the ring (the newest
+   * key frame for compressed video), like a leaky queue; caps changes in between
+   * still apply. For live viewing where freshness beats completeness; counted in
+   * #GstShmringSrc:skipped. May be changed while PLAYING.
+   */
   g_object_class_install_property(
       gobject_class, PROP_LATEST,
       g_param_spec_boolean("latest", "Latest buffer only",
-                           "When behind the sender, skip to the newest buffer in the ring (the "
-                           "newest key frame for compressed video), like a leaky queue; caps "
-                           "changes in between still apply. For live viewing where freshness "
-                           "beats completeness; counted in 'skipped'. May be changed while "
-                           "PLAYING.",
+                           "When behind the sender, skip to the newest (key) buffer in the ring",
                            kDefaultLatest,
                            static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING)));
+  /**
+   * GstShmringSrc:reconnect:
+   *
+   * When the sender dies or a new sender re-creates the ring, wait for the new
+   * one and go on (the next buffer is DISCONT) instead of failing with an error.
+   * A stream that ends normally still ends with EOS.
+   */
   g_object_class_install_property(
       gobject_class, PROP_RECONNECT,
       g_param_spec_boolean("reconnect", "Reconnect",
-                           "When the sender dies or a new sender re-creates the ring, wait for "
-                           "the new one and go on (a discontinuity) instead of failing with an "
-                           "error. A stream that ends normally still ends with EOS.",
+                           "Follow a restarted sender instead of failing when the sender dies "
+                           "or the ring is re-created",
                            kDefaultReconnect, rw));
+  /**
+   * GstShmringSrc:zero-copy:
+   *
+   * Push buffers that point into the ring instead of copies. The ring space of a
+   * buffer is reused only after downstream frees it and every older one, so use
+   * this only when everything downstream frees buffers promptly (videoconvert,
+   * display sinks): elements that keep many frames (encoders with lookahead,
+   * unbounded queues, apps keeping samples) stall the sender. Past half the ring
+   * held, buffers are copied anyway; a stall is reported as a warning. May be
+   * changed while PLAYING (applies to the next buffer).
+   */
   g_object_class_install_property(
       gobject_class, PROP_ZERO_COPY,
       g_param_spec_boolean(
-          "zero-copy", "Zero copy",
-          "Push buffers that point into the ring instead of copies. The ring space of a "
-          "buffer is reused only after downstream frees it and every older one, so only "
-          "use this when everything downstream frees buffers promptly (e.g. videoconvert, "
-          "display sinks): elements that keep many frames (encoders with lookahead, "
-          "unbounded queues, apps keeping samples) stall the sender. Past half the ring "
-          "held, buffers are copied anyway; a stall is reported as a warning. May be "
-          "changed while PLAYING (applies to the next buffer).",
+          "zero-copy", "Zero copy", "Push buffers that point into the ring instead of copies",
           kDefaultZeroCopy, static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING)));
+  /**
+   * GstShmringSrc:skipped:
+   *
+   * Buffers skipped so far to catch up with the sender (#GstShmringSrc:latest).
+   */
   g_object_class_install_property(
       gobject_class, PROP_SKIPPED,
       g_param_spec_uint64("skipped", "Skipped buffers",
@@ -251,9 +297,6 @@ static void gst_shmring_src_init(GstShmringSrc* self) {
   self->skipped = 0;
   self->frame_latency = GST_CLOCK_TIME_NONE;
   self->last_duration = GST_CLOCK_TIME_NONE;
-  g_mutex_init(&self->wait_lock);
-  g_cond_init(&self->wait_cond);
-  self->unlocked = FALSE;
   self->st = new SrcState();
 
   gst_base_src_set_format(GST_BASE_SRC(self), GST_FORMAT_TIME);
@@ -266,8 +309,6 @@ static void gst_shmring_src_finalize(GObject* object) {
   delete self->st;
   g_free(self->shm_name);
   gst_clear_caps(&self->caps);
-  g_mutex_clear(&self->wait_lock);
-  g_cond_clear(&self->wait_cond);
   G_OBJECT_CLASS(parent_class)->finalize(object);
 }
 
@@ -351,122 +392,138 @@ static void gst_shmring_src_get_property(GObject* object, guint prop_id, GValue*
   GST_OBJECT_UNLOCK(self);
 }
 
-// ---- helpers for create ----------------------------------------------------------
+// ---- attaching to the ring -------------------------------------------------------
 
-// Waits for a producer to create the ring and attaches to it. OK with
-// st->session set, FLUSHING when unlocked, ERROR (posted) otherwise.
-static GstFlowReturn open_ring(GstShmringSrc* self) {
+// The ring name from the property, checked: "" (error posted) when unusable.
+static std::string ring_name(GstShmringSrc* self) {
   GST_OBJECT_LOCK(self);
   const std::string name = self->shm_name ? self->shm_name : "";
-  const guint64 timeout = self->timeout;
-  const bool have_caps = self->caps != nullptr;
   GST_OBJECT_UNLOCK(self);
-
   if (name.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
                       ("No ring name given: set the shm-name property (e.g. shm-name=cam0)."),
                       (nullptr));
-    return GST_FLOW_ERROR;
+    return "";
   }
   const std::string bad_name = shm::ValidateName(name);
   if (!bad_name.empty()) {
     GST_ELEMENT_ERROR(self, RESOURCE, SETTINGS, ("Invalid ring name '%s'.", name.c_str()),
                       ("%s", bad_name.c_str()));
-    return GST_FLOW_ERROR;
+    return "";
   }
-
-  const gint64 start = g_get_monotonic_time();
-  bool logged_wait = false;
-  guint32 stale_pid = 0;
-  for (;;) {
-    auto consumer = std::make_unique<shm::ShmConsumer>(name, 0);
-    if (consumer->IsValid()) {
-      const guint32 pid = consumer->ring()->ProducerPid();
-      if (pid != 0 && !shm::ProcessAlive(pid)) {
-        // Left behind by a sender that is gone: wait for a new one to replace it.
-        if (stale_pid != pid) {
-          GST_INFO_OBJECT(self,
-                          "ring '%s' is stale (producer pid %u is gone); waiting for a "
-                          "new producer",
-                          name.c_str(), pid);
-          stale_pid = pid;
-        }
-      } else {
-        const uint32_t profile = consumer->profile();
-        if (profile != shm::layout::kProfileGstFraming && profile != shm::layout::kProfileOpaque) {
-          GST_ELEMENT_ERROR(
-              self, RESOURCE, OPEN_READ,
-              ("Ring '%s' uses a framing this version does not understand.", name.c_str()),
-              ("profile %u; this build reads profiles 0 and 1", profile));
-          return GST_FLOW_ERROR;
-        }
-        if (profile == shm::layout::kProfileOpaque && !have_caps) {
-          GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
-                            ("Ring '%s' carries opaque messages without caps: set the caps "
-                             "property to say what they are.",
-                             name.c_str()),
-                            ("profile 0 ring (written by a plain ShmProducer), e.g. "
-                             "caps=\"video/x-raw,format=GRAY8,width=640,height=480,"
-                             "framerate=30/1\""));
-          return GST_FLOW_ERROR;
-        }
-        GST_INFO_OBJECT(self, "attached to ring '%s': capacity %u, profile %u, producer pid %u",
-                        name.c_str(), consumer->capacity(), profile, pid);
-        auto session = std::make_shared<RingSession>(std::move(consumer));
-        session->SetStallCallback([self, name] {
-          GST_ELEMENT_WARNING(self, RESOURCE, BUSY,
-                              ("Downstream holds buffers of ring '%s' and the sender is "
-                               "waiting for that space.",
-                               name.c_str()),
-                              ("zero-copy buffers are freed in ring order; an element that "
-                               "keeps many frames stalls the sender: set zero-copy=false"));
-        });
-        GST_OBJECT_LOCK(self);
-        self->st->session = session;
-        GST_OBJECT_UNLOCK(self);
-        // An unlock() that ran before the session existed could not interrupt it.
-        g_mutex_lock(&self->wait_lock);
-        const gboolean unlocked = self->unlocked;
-        g_mutex_unlock(&self->wait_lock);
-        if (unlocked) session->Interrupt();
-        return GST_FLOW_OK;
-      }
-    } else if (consumer->open_status() == shm::Status::kInvalid) {
-      GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
-                        ("Ring '%s' exists but cannot be read.", name.c_str()),
-                        ("%s", consumer->error().c_str()));
-      return GST_FLOW_ERROR;
-    }
-    consumer.reset();
-
-    const gint64 elapsed_us = g_get_monotonic_time() - start;
-    if (timeout != 0 && static_cast<guint64>(elapsed_us) * 1000 >= timeout) {
-      GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
-                        ("No sender created ring '%s' within %.3f s.", name.c_str(),
-                         static_cast<double>(timeout) / GST_SECOND),
-                        ("waited for a shmringsink (or ShmProducer) with shm-name=%s; "
-                         "timeout=0 waits forever",
-                         name.c_str()));
-      return GST_FLOW_ERROR;
-    }
-    if (!logged_wait) {
-      GST_INFO_OBJECT(self, "waiting for a producer to create ring '%s'", name.c_str());
-      logged_wait = true;
-    }
-    gint64 step_us = kOpenPollUs;
-    if (timeout != 0) {
-      const gint64 left_us = static_cast<gint64>(timeout / 1000) - elapsed_us;
-      step_us = std::max<gint64>(1, std::min(step_us, left_us));
-    }
-    g_mutex_lock(&self->wait_lock);
-    const gint64 until = g_get_monotonic_time() + step_us;
-    while (!self->unlocked && g_cond_wait_until(&self->wait_cond, &self->wait_lock, until)) {
-    }
-    const gboolean unlocked = self->unlocked;
-    g_mutex_unlock(&self->wait_lock);
-    if (unlocked) return GST_FLOW_FLUSHING;
-  }
+  return name;
 }
+
+// Keeps an attached consumer if this element can read what its ring carries.
+// False with an error posted.
+static bool take_consumer(GstShmringSrc* self, std::unique_ptr<shm::ShmConsumer> consumer) {
+  const std::string& name = consumer->name();
+  const uint32_t profile = consumer->profile();
+  GST_OBJECT_LOCK(self);
+  const bool have_caps = self->caps != nullptr;
+  GST_OBJECT_UNLOCK(self);
+  if (profile != shm::layout::kProfileGstFraming && profile != shm::layout::kProfileOpaque) {
+    GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ,
+                      ("Ring '%s' uses a framing this version does not understand.", name.c_str()),
+                      ("profile %u; this build reads profiles 0 and 1", profile));
+    return false;
+  }
+  if (profile == shm::layout::kProfileOpaque && !have_caps) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION,
+                      ("Ring '%s' carries opaque messages without caps: set the caps "
+                       "property to say what they are.",
+                       name.c_str()),
+                      ("profile 0 ring (written by a plain ShmProducer), e.g. "
+                       "caps=\"video/x-raw,format=GRAY8,width=640,height=480,"
+                       "framerate=30/1\""));
+    return false;
+  }
+  GST_INFO_OBJECT(self, "attached to ring '%s': capacity %u, profile %u, producer pid %u",
+                  name.c_str(), consumer->capacity(), profile, consumer->producer_pid());
+  consumer->SetStallCallback([self, name] {
+    GST_ELEMENT_WARNING(self, RESOURCE, BUSY,
+                        ("Downstream holds buffers of ring '%s' and the sender is "
+                         "waiting for that space.",
+                         name.c_str()),
+                        ("zero-copy buffers are freed in ring order; an element that "
+                         "keeps many frames stalls the sender: set zero-copy=false"));
+  });
+  self->st->consumer = std::move(consumer);
+  return true;
+}
+
+enum class Attach { kAttached, kNotThere, kFlushing, kError };
+
+// Attaches to ring `name`, waiting up to timeout_ns (0 = one look, shm::kForever)
+// for a live sender; unlock interrupts the wait. kError: posted.
+static Attach attach(GstShmringSrc* self, const std::string& name, int64_t timeout_ns) {
+  shm::ConsumerOptions options;
+  options.open_timeout_ns = timeout_ns;
+  options.interrupter = &self->st->interrupter;
+  // A ring left by a sender that died is not a stream to play: wait for its successor.
+  options.wait_for_live_producer = true;
+  auto consumer = std::make_unique<shm::ShmConsumer>(name, options);
+  switch (consumer->open_status()) {
+    case shm::Status::kOk:
+      return take_consumer(self, std::move(consumer)) ? Attach::kAttached : Attach::kError;
+    case shm::Status::kTimeout:
+      GST_DEBUG_OBJECT(self, "no usable ring yet: %s", consumer->error().c_str());
+      return Attach::kNotThere;
+    case shm::Status::kInterrupted:
+      return Attach::kFlushing;
+    default:
+      break;
+  }
+  if (consumer->busy_consumer_pid() != 0) {
+    GST_ELEMENT_ERROR(
+        self, RESOURCE, BUSY,
+        ("Ring '%s' already has a receiver (pid %u).", name.c_str(), consumer->busy_consumer_pid()),
+        ("%s", consumer->error().c_str()));
+  } else {
+    GST_ELEMENT_ERROR(
+        self, RESOURCE, OPEN_READ,
+        ("Ring '%s' exists but cannot be read: %s", name.c_str(), consumer->error().c_str()),
+        ("%s", consumer->error().c_str()));
+  }
+  return Attach::kError;
+}
+
+// In create, when start did not find the ring (or after a reconnect): waits for a
+// sender. OK with st->consumer set, FLUSHING when unlocked, ERROR (posted).
+static GstFlowReturn open_ring(GstShmringSrc* self) {
+  const std::string name = ring_name(self);
+  if (name.empty()) return GST_FLOW_ERROR;
+  GST_OBJECT_LOCK(self);
+  const guint64 timeout = self->timeout;
+  GST_OBJECT_UNLOCK(self);
+  Attach a = attach(self, name, 0);
+  if (a == Attach::kNotThere) {
+    GST_INFO_OBJECT(self, "waiting for a producer to create ring '%s'", name.c_str());
+    const int64_t wait_ns = (timeout == 0 || timeout > static_cast<guint64>(G_MAXINT64))
+                                ? shm::kForever
+                                : static_cast<int64_t>(timeout);
+    a = attach(self, name, wait_ns);
+  }
+  switch (a) {
+    case Attach::kAttached:
+      return GST_FLOW_OK;
+    case Attach::kFlushing:
+      return GST_FLOW_FLUSHING;
+    case Attach::kError:
+      return GST_FLOW_ERROR;
+    case Attach::kNotThere:
+      break;
+  }
+  GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
+                    ("No sender created ring '%s' within %.3f s.", name.c_str(),
+                     static_cast<double>(timeout) / GST_SECOND),
+                    ("waited for a shmringsink (or ShmProducer) with shm-name=%s; "
+                     "timeout=0 waits forever",
+                     name.c_str()));
+  return GST_FLOW_ERROR;
+}
+
+// ---- helpers for create ----------------------------------------------------------
 
 // The next message: a looked-ahead one first, else from the ring (blocking).
 static shm::Status next_view(GstShmringSrc* self, shm::MessageView* out) {
@@ -476,7 +533,7 @@ static shm::Status next_view(GstShmringSrc* self, shm::MessageView* out) {
     st->lookahead.pop_front();
     return shm::Status::kOk;
   }
-  return st->session->Next(out, shm::kForever);
+  return st->consumer->AcquireFor(out, shm::kForever);
 }
 
 static bool decode(GstShmringSrc* self, const shm::MessageView& v, Message* m) {
@@ -484,7 +541,7 @@ static bool decode(GstShmringSrc* self, const shm::MessageView& v, Message* m) {
   const char* why = nullptr;
   if (!shm::framing::DecodeMessage(v.data, v.len, &m->header, &m->body, &m->body_len, &why)) {
     GST_ELEMENT_ERROR(self, RESOURCE, READ,
-                      ("Ring '%s' holds a corrupt record.", self->st->session->name().c_str()),
+                      ("Ring '%s' holds a corrupt record.", self->st->consumer->name().c_str()),
                       ("profile-1 message of %u bytes: %s", v.len, why));
     return false;
   }
@@ -499,6 +556,23 @@ static bool take_caps(GstShmringSrc* self, const Message& m) {
     GST_ELEMENT_ERROR(self, STREAM, FORMAT, ("The sender's caps cannot be used."),
                       ("caps record \"%s\"", text.c_str()));
     gst_clear_caps(&caps);
+    return false;
+  }
+  // The buffers are copies of (or views into) the ring: system memory, whatever
+  // the sender's caps say. Caps that promise other memory (DMABuf, GL) would lie.
+  GstCapsFeatures* features = gst_caps_get_features(caps, 0);
+  if (features != nullptr && !gst_caps_features_is_any(features) &&
+      !gst_caps_features_is_equal(features, GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY)) {
+    gchar* f = gst_caps_features_to_string(features);
+    GST_ELEMENT_ERROR(self, STREAM, FORMAT,
+                      ("The sender's caps ask for %s, but shmringsrc delivers system memory "
+                       "only.",
+                       f),
+                      ("caps record \"%s\"; the sender must download to system memory "
+                       "(e.g. gldownload) before shmringsink",
+                       text.c_str()));
+    g_free(f);
+    gst_caps_unref(caps);
     return false;
   }
   GST_DEBUG_OBJECT(self, "caps record %" GST_PTR_FORMAT, caps);
@@ -528,7 +602,7 @@ static void update_frame_latency(GstShmringSrc* self, const GstCaps* caps) {
 }
 
 // Makes the pad's caps what the next buffer needs. OK, NOT_NEGOTIATED (posted),
-// or CUSTOM_SUCCESS when there are no caps to give the buffer yet (skip it).
+// or SHMRING_FLOW_SKIP when there are no caps to give the buffer yet (skip it).
 static GstFlowReturn ensure_caps(GstShmringSrc* self) {
   SrcState* st = self->st;
   GstBaseSrc* bsrc = GST_BASE_SRC(self);
@@ -546,7 +620,7 @@ static GstFlowReturn ensure_caps(GstShmringSrc* self) {
                            "mid-stream); set the caps property to use them at once");
         st->warned_no_caps = true;
       }
-      return GST_FLOW_CUSTOM_SUCCESS;
+      return SHMRING_FLOW_SKIP;
     }
   }
   GstFlowReturn ret = GST_FLOW_OK;
@@ -578,7 +652,7 @@ static bool skip_to_latest(GstShmringSrc* self, Message* m) {
   SrcState* st = self->st;
   for (;;) {
     shm::MessageView w;
-    if (st->session->Next(&w, 0) != shm::Status::kOk) break;
+    if (st->consumer->AcquireFor(&w, 0) != shm::Status::kOk) break;
     st->lookahead.push_back(w);
   }
   int chosen = -1;
@@ -593,7 +667,7 @@ static bool skip_to_latest(GstShmringSrc* self, Message* m) {
   }
   if (chosen < 0) return true;
   guint64 skipped = 1;
-  st->session->Release(m->view.end);
+  st->consumer->Release(m->view);
   for (int i = 0; i < chosen; ++i) {
     const shm::MessageView w = st->lookahead.front();
     st->lookahead.pop_front();
@@ -601,7 +675,7 @@ static bool skip_to_latest(GstShmringSrc* self, Message* m) {
     decode(self, w, &a);
     if (a.header.kind == shm::framing::Kind::kCaps && !take_caps(self, a)) return false;
     if (a.header.kind == shm::framing::Kind::kBuffer) ++skipped;
-    st->session->Release(w.end);
+    st->consumer->Release(w);
   }
   const shm::MessageView w = st->lookahead.front();
   st->lookahead.pop_front();
@@ -616,21 +690,21 @@ static bool skip_to_latest(GstShmringSrc* self, Message* m) {
 // half the ring is held downstream).
 static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v, const uint8_t* body,
                               uint32_t len) {
-  const std::shared_ptr<RingSession>& session = self->st->session;
+  const std::shared_ptr<shm::ShmConsumer>& consumer = self->st->consumer;
   if (len == 0) {
-    session->Release(v.end);
+    consumer->Release(v);
     return gst_buffer_new();
   }
   GST_OBJECT_LOCK(self);
   const gboolean zero_copy = self->zero_copy;
   GST_OBJECT_UNLOCK(self);
-  if (!zero_copy || session->HeldBytes() > session->capacity() / 2) {
+  if (!zero_copy || consumer->HeldBytes() > consumer->capacity() / 2) {
     GstBuffer* buf = gst_buffer_new_allocate(nullptr, len, nullptr);
     gst_buffer_fill(buf, 0, body, len);
-    session->Release(v.end);
+    consumer->Release(v);
     return buf;
   }
-  auto* ref = new RingRef{session, v.end};
+  auto* ref = new RingRef{consumer, v};
   return gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, const_cast<uint8_t*>(body), len, 0,
                                      len, ref, release_ring_ref);
 }
@@ -689,11 +763,12 @@ static void stamp(GstShmringSrc* self, GstBuffer* buf, const shm::framing::Heade
   }
 }
 
-// A status other than kOk from the ring. CUSTOM_SUCCESS = reconnect and go on.
+// A status other than kOk from the ring. SHMRING_FLOW_RECONNECTED: the consumer
+// was dropped to wait for a restarted sender; go on.
 static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
   SrcState* st = self->st;
-  const std::string name = st->session->name();
-  const guint32 pid = st->session->producer_pid();
+  const std::string name = st->consumer->name();
+  const guint32 pid = st->consumer->producer_pid();
   GST_OBJECT_LOCK(self);
   const gboolean reconnect = self->reconnect;
   GST_OBJECT_UNLOCK(self);
@@ -709,16 +784,12 @@ static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
       if (reconnect) {
         GST_WARNING_OBJECT(self, "producer of ring '%s' %s; waiting for a new one", name.c_str(),
                            s == shm::Status::kPeerDead ? "died" : "re-created the ring");
-        GST_OBJECT_LOCK(self);
-        std::shared_ptr<RingSession> old = std::move(st->session);
-        st->session.reset();
-        GST_OBJECT_UNLOCK(self);
-        old->Detach();
-        old.reset();  // unmaps once no buffer holds it (not under OBJECT_LOCK)
+        st->consumer->Detach();
+        st->consumer.reset();  // unmaps once no buffer holds it
         st->lookahead.clear();
         st->need_segment = true;
         st->discont = true;
-        return GST_FLOW_CUSTOM_SUCCESS;
+        return SHMRING_FLOW_RECONNECTED;
       }
       if (s == shm::Status::kPeerDead) {
         GST_ELEMENT_ERROR(self, RESOURCE, READ,
@@ -735,7 +806,7 @@ static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
       return GST_FLOW_ERROR;
     case shm::Status::kCorrupt:
       GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Ring '%s' holds a corrupt record.", name.c_str()),
-                        ("%s", st->session->error().c_str()));
+                        ("%s", st->consumer->error().c_str()));
       return GST_FLOW_ERROR;
     default:
       GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Could not read ring '%s'.", name.c_str()),
@@ -748,19 +819,18 @@ static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
 
 static gboolean gst_shmring_src_start(GstBaseSrc* bsrc) {
   GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
-  // The ring is opened by create, in the streaming thread, where waiting for the
-  // producer can be interrupted.
   GST_OBJECT_LOCK(self);
-  std::shared_ptr<RingSession> old = std::move(self->st->session);
-  self->st->session.reset();
   self->skipped = 0;
   self->frame_latency = GST_CLOCK_TIME_NONE;
   self->last_duration = GST_CLOCK_TIME_NONE;
   GST_OBJECT_UNLOCK(self);
-  if (old) old->Detach();
-  old.reset();
   self->st->Reset();
-  return TRUE;
+  // One look now, so that a ring we can never read (another receiver, no
+  // permission, not a ring) fails the state change here. A ring that is not
+  // there yet is waited for in create, where unlock can interrupt the wait.
+  const std::string name = ring_name(self);
+  if (name.empty()) return FALSE;
+  return attach(self, name, 0) != Attach::kError;
 }
 
 // Live: latency is one frame (the sender delivers a frame once it is complete),
@@ -803,7 +873,7 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
   GstShmringSrc* self = GST_SHMRING_SRC(psrc);
   SrcState* st = self->st;
   for (;;) {
-    if (!st->session) {
+    if (!st->consumer) {
       const GstFlowReturn ret = open_ring(self);
       if (ret != GST_FLOW_OK) return ret;
     }
@@ -811,16 +881,16 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
     const shm::Status s = next_view(self, &v);
     if (s != shm::Status::kOk) {
       const GstFlowReturn ret = handle_status(self, s);
-      if (ret == GST_FLOW_CUSTOM_SUCCESS) continue;
+      if (ret == SHMRING_FLOW_RECONNECTED) continue;
       return ret;
     }
 
-    if (st->session->profile() == shm::layout::kProfileOpaque) {
+    if (st->consumer->profile() == shm::layout::kProfileOpaque) {
       // Opaque bytes: caps from the property, times from this pipeline if asked.
       const GstFlowReturn ret = ensure_caps(self);
       if (ret != GST_FLOW_OK) {
-        st->session->Release(v.end);
-        if (ret == GST_FLOW_CUSTOM_SUCCESS) continue;
+        st->consumer->Release(v);
+        if (ret == SHMRING_FLOW_SKIP) continue;
         return ret;
       }
       *outbuf = make_buffer(self, v, v.data, v.len);
@@ -832,12 +902,12 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
     switch (m.header.kind) {
       case shm::framing::Kind::kCaps: {
         const bool ok = take_caps(self, m);
-        st->session->Release(v.end);
+        st->consumer->Release(v);
         if (!ok) return GST_FLOW_ERROR;
         continue;
       }
       case shm::framing::Kind::kEos:
-        st->session->Release(v.end);
+        st->consumer->Release(v);
         GST_INFO_OBJECT(self, "end-of-stream record");
         return GST_FLOW_EOS;
       case shm::framing::Kind::kBuffer:
@@ -845,7 +915,7 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
       default:
         GST_LOG_OBJECT(self, "skipping message of unknown kind %u",
                        static_cast<unsigned>(m.header.kind));
-        st->session->Release(v.end);
+        st->consumer->Release(v);
         continue;
     }
 
@@ -856,8 +926,8 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
 
     const GstFlowReturn ret = ensure_caps(self);
     if (ret != GST_FLOW_OK) {
-      st->session->Release(m.view.end);
-      if (ret == GST_FLOW_CUSTOM_SUCCESS) continue;
+      st->consumer->Release(m.view);
+      if (ret == SHMRING_FLOW_SKIP) continue;
       return ret;
     }
     if (st->need_segment) start_segment(self, m.header);
@@ -869,42 +939,21 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
   }
 }
 
+// unlock/unlock_stop only fire and clear the interrupter that every wait of the
+// consumer (the wait for the ring included) listens to.
 static gboolean gst_shmring_src_unlock(GstBaseSrc* bsrc) {
-  GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
-  g_mutex_lock(&self->wait_lock);
-  self->unlocked = TRUE;
-  g_cond_broadcast(&self->wait_cond);
-  g_mutex_unlock(&self->wait_lock);
-  GST_OBJECT_LOCK(self);
-  std::shared_ptr<RingSession> session = self->st->session;
-  GST_OBJECT_UNLOCK(self);
-  if (session) session->Interrupt();
+  GST_SHMRING_SRC(bsrc)->st->interrupter.Interrupt();
   return TRUE;
 }
 
 static gboolean gst_shmring_src_unlock_stop(GstBaseSrc* bsrc) {
-  GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
-  g_mutex_lock(&self->wait_lock);
-  self->unlocked = FALSE;
-  g_mutex_unlock(&self->wait_lock);
-  GST_OBJECT_LOCK(self);
-  std::shared_ptr<RingSession> session = self->st->session;
-  GST_OBJECT_UNLOCK(self);
-  if (session) session->ClearInterrupt();
+  GST_SHMRING_SRC(bsrc)->st->interrupter.Clear();
   return TRUE;
 }
 
+// Detaches at once (a new receiver may attach); buffers still downstream keep
+// the mapping alive but no longer move the tail.
 static gboolean gst_shmring_src_stop(GstBaseSrc* bsrc) {
-  GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
-  // Take the session under the lock; detach and drop it outside (dropping the
-  // last reference unmaps and detaches the consumer). Buffers still downstream
-  // keep the mapping alive; they no longer move the tail.
-  GST_OBJECT_LOCK(self);
-  std::shared_ptr<RingSession> old = std::move(self->st->session);
-  self->st->session.reset();
-  GST_OBJECT_UNLOCK(self);
-  if (old) old->Detach();
-  old.reset();
-  self->st->Reset();
+  GST_SHMRING_SRC(bsrc)->st->Reset();
   return TRUE;
 }

@@ -6,8 +6,10 @@ pkgs=(meson ninja-build pkg-config g++ libgtest-dev
       libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
       gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
       gstreamer1.0-tools python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0
-      python3-numpy python3-pytest python3-hypothesis
-      g++-mingw-w64-x86-64-posix)  # the Windows compile check (tests/integration/mingw_compile.sh)
+      python3-numpy python3-pytest python3-hypothesis python3-mypy python3-pyflakes
+      g++-mingw-w64-x86-64-posix   # the Windows compile check (tests/integration/mingw_compile.sh)
+      clang-format-14              # the formatting check (tests/integration/clang_format.sh)
+      clang-14 libclang-rt-14-dev) # sanitizer and fuzz builds (scripts/test-sanitizers.sh)
 if [[ "${1:-}" == "--bench" ]]; then  # scripts/bench.sh: plots, the iceoryx peer and its RouDi
   pkgs+=(python3-matplotlib libboost-dev cmake iceoryx libiceoryx-posh-dev libiceoryx-hoofs-dev)
 fi

@@ -10,6 +10,7 @@ Usage: summarize_tests.py BUILDDIR
 import glob
 import os
 import sys
+import re
 import xml.etree.ElementTree as ET
 
 
@@ -31,7 +32,11 @@ def main(builddir):
     if not os.path.exists(meson_xml):
         print('0 passed, 1 failed')
         return 1
-    root = ET.parse(meson_xml).getroot()
+    # meson copies test output verbatim into its JUnit file, control characters
+    # included (GStreamer's coloured debug log): not XML 1.0, so drop them first.
+    with open(meson_xml, encoding="utf-8", errors="replace") as f:
+        text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "", f.read())
+    root = ET.fromstring(text)
     pytest_files = {os.path.splitext(os.path.basename(p))[0]: p
                     for p in glob.glob(os.path.join(logs, 'pytest', '*.xml'))}
     passed = failed = skipped = 0

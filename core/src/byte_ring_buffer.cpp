@@ -7,24 +7,16 @@
 
 #include "atomics.hpp"
 #include "shm/process.hpp"
+#include "tuning.hpp"
 
 namespace shm {
 namespace {
 
 using namespace layout;
 
-// Polls before a side goes to sleep: a message that is microseconds away is
-// cheaper to spin for than to sleep and be woken.
-constexpr int kSpinPolls = 256;
-
-// Longest single sleep of a waiting consumer. CLOSED does not change the head word
-// it sleeps on, so a close that lands between its last look and its futex call is
-// not seen by the futex; the next look at most this much later catches it.
-constexpr int64_t kMaxConsumerSleepNs = 50'000'000;
-
-// Longest sleep when the peer relies on our membarrier and it failed (seccomp, a
-// kernel without it): the peer's wake check is then unordered, so we poll.
-constexpr int64_t kUnfencedNapNs = 1'000'000;
+using tuning::kMaxConsumerSleepNs;
+using tuning::kSpinPolls;
+using tuning::kUnfencedNapNs;
 
 // A sleep of at most `cap`; `left` may be kForever.
 int64_t CapNap(int64_t left, int64_t cap) { return (left < 0 || left > cap) ? cap : left; }
@@ -74,16 +66,18 @@ uint32_t LargestCapacityFor(uint64_t total_size) {
 }  // namespace
 
 std::string ByteRingBuffer::ValidateSegment(const void* base, uint64_t segment_size,
-                                            uint32_t* capacity_out) {
+                                            uint32_t* capacity_out, bool* uninitialized) {
+  if (uninitialized != nullptr) *uninitialized = false;
   if (segment_size % kRecordAlign != 0) {
     return "segment size " + std::to_string(segment_size) +
            " is not a multiple of 8: not a shmring segment";
   }
-  return ValidateHeader(base, segment_size, capacity_out);
+  return ValidateHeader(base, segment_size, capacity_out, uninitialized);
 }
 
 std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_size,
-                                           uint32_t* capacity_out) {
+                                           uint32_t* capacity_out, bool* uninitialized) {
+  if (uninitialized != nullptr) *uninitialized = false;
   const auto* base = static_cast<const uint8_t*>(base_ptr);
   if (base == nullptr) return "segment is not mapped";
   if (total_size < kHeaderSize) {
@@ -92,7 +86,10 @@ std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_
   }
   const uint32_t magic =
       atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + kMagicOffset));
-  if (magic == 0) return "magic is 0: the segment is not initialized yet";
+  if (magic == 0) {
+    if (uninitialized != nullptr) *uninitialized = true;
+    return "magic is 0: the segment is not initialized yet";
+  }
   if (magic != kMagic) {
     char hex[16];
     std::snprintf(hex, sizeof hex, "0x%08X", magic);
@@ -505,7 +502,22 @@ Status ByteRingBuffer::Acquire(MessageView* out) {
 void ByteRingBuffer::ReleaseTo(uint32_t end) {
   // Only forward, never past what was handed out.
   if (end - released_ == 0 || end - released_ > read_pos_ - released_) return;
-  StoreTail(end);
+  StoreTail(end == read_pos_ ? SkipPublishedMarker(end) : end);
+}
+
+// Everything before `at` (== read_pos_) is being freed: if a published WRAP marker
+// sits at `at`, the consumer has nothing to do before it, so its lap is freed with
+// the rest (NextRecord does the same when nothing is held). Returns the new tail.
+// Anything that does not look right is left for NextRecord to report.
+uint32_t ByteRingBuffer::SkipPublishedMarker(uint32_t at) {
+  head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
+  const uint32_t avail = head_cache_ - at;
+  if (avail == 0 || avail > capacity_ || ((head_cache_ | at) % kRecordAlign) != 0) return at;
+  const uint32_t pos = at & mask_;
+  const uint32_t to_end = capacity_ - pos;
+  if (LoadU32(data() + pos) != kWrapMarker || to_end > avail) return at;
+  read_pos_ = at + to_end;
+  return read_pos_;
 }
 
 uint32_t ByteRingBuffer::ReadableBytes() const {
@@ -542,8 +554,6 @@ bool ByteRingBuffer::HasData() const {
 Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
   if (!valid_ || is_producer_) return Status::kInvalid;
   const int64_t deadline = timeout_ns < 0 ? 0 : NowNs() + timeout_ns;
-  uint32_t* head = word(kHeadOffset);
-  uint32_t* flags = word(kConsumerFlagsOffset);
   MessageView v;
   for (int spin = 0;; ++spin) {
     const Status s = NextRecord(read_pos_, &v);
@@ -552,22 +562,31 @@ Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
     const int64_t left = Remaining(deadline, timeout_ns);
     if (left == 0) return Status::kTimeout;
     if (spin < kSpinPolls) continue;
-    const uint32_t seen = head_cache_;
-    atomics::FetchOrRelaxed(flags, kConsumerWaiting);
-    atomics::FullFence();
-    int64_t nap = CapNap(left, kMaxConsumerSleepNs);
-    if ((atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerMembarrier) &&
-        !wait::HeavyBarrier()) {
-      nap = CapNap(left, kUnfencedNapNs);  // the waker's fast path is unordered: poll
-    }
-    if (atomics::LoadAcquire(head) == seen &&
-        !(atomics::LoadAcquire(word(kProducerFlagsOffset)) & kProducerClosed)) {
-      if (intr != nullptr) intr->BeginSleep(head);
-      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(head, seen, nap);
-      if (intr != nullptr) intr->EndSleep();
-    }
-    atomics::FetchAndRelaxed(flags, ~kConsumerWaiting);
+    SleepWhileHeadIs(head_cache_, left, intr);
   }
+}
+
+void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const {
+  if (!valid_ || is_producer_) return;
+  uint32_t* head = word(kHeadOffset);
+  uint32_t* flags = word(kConsumerFlagsOffset);
+  // Set WAITING, fence, then look again: either the producer's wake check sees
+  // WAITING, or we see its new head (or CLOSED) here. RMWs on our own flags word
+  // are atomic, so another thread of ours touching ATTACHED meanwhile is safe.
+  atomics::FetchOrRelaxed(flags, kConsumerWaiting);
+  atomics::FullFence();
+  int64_t nap = CapNap(timeout_ns, kMaxConsumerSleepNs);
+  if ((atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerMembarrier) &&
+      !wait::HeavyBarrier()) {
+    nap = CapNap(timeout_ns, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+  }
+  if (atomics::LoadAcquire(head) == seen &&
+      !(atomics::LoadAcquire(word(kProducerFlagsOffset)) & kProducerClosed)) {
+    if (intr != nullptr) intr->BeginSleep(head);
+    if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(head, seen, nap);
+    if (intr != nullptr) intr->EndSleep();
+  }
+  atomics::FetchAndRelaxed(flags, ~kConsumerWaiting);
 }
 
 void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {

@@ -8,6 +8,8 @@
 #include <thread>
 
 #include "atomics.hpp"
+#include "shm/liveness.hpp"
+#include "tuning.hpp"
 
 #ifdef _WIN32
 #ifndef WIN32_LEAN_AND_MEAN
@@ -17,7 +19,6 @@
 #else
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -27,15 +28,6 @@ namespace shm {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// How often a waiting consumer looks at the producer's pid and the name's
-// generation. Bounds the time to notice a crash; idle cost is one wake-up per slice.
-constexpr int64_t kLivenessSliceNs = 200'000'000;
-
-// A segment without a magic this much older than its creation is abandoned debris.
-constexpr double kAbandonedAfterS = 5.0;
-// How often a creator looks again at a name another creator is still setting up.
-constexpr int kCreateAttempts = 20;
 
 uint64_t NewGeneration() {
   std::random_device rd;
@@ -60,6 +52,19 @@ T HeaderField(const uint8_t* hdr, uint32_t offset) {
   T v;
   std::memcpy(&v, hdr + offset, sizeof v);
   return v;
+}
+
+// Whether the holder of a role byte is alive: the byte's lock when the platform
+// has OFD locks (a free byte is a dead or finished holder, whatever its pid
+// says), else the pid recorded in the header (0 = unknown counts as alive).
+bool HolderAlive(liveness::Lock probe, uint32_t pid) {
+  if (probe == liveness::Lock::kHeld) return true;
+  if (probe == liveness::Lock::kFree) return false;
+  return ProcessAlive(pid);
+}
+
+bool ProducerAlive(const SharedMemory& mem, uint32_t pid) {
+  return HolderAlive(liveness::Probe(mem.fd(), liveness::kProducerByte), pid);
 }
 
 }  // namespace
@@ -88,11 +93,21 @@ bool ShmProducer::Create(const ProducerOptions& options) {
     return false;
   }
   const size_t total = size_t{layout::kHeaderSize} + capacity;
-  for (int attempt = 0; attempt < kCreateAttempts; ++attempt) {
+  for (int attempt = 0; attempt < tuning::kCreateAttempts; ++attempt) {
     SharedMemory::Options mo;
     mo.mode = options.mode;
     auto mem = std::make_unique<SharedMemory>(name_, total, true, mo);
     if (mem->valid()) {
+      // The producer byte, held from before the magic store until we are done with
+      // the ring (the descriptor closes after CLOSED and unlink): see liveness.hpp.
+      std::string lock_error;
+      const liveness::Lock held = liveness::Take(mem->fd(), liveness::kProducerByte, &lock_error);
+      if (held == liveness::Lock::kFree || held == liveness::Lock::kError) {
+        error_ = "cannot lock the producer byte of new ring '" + name_ +
+                 "': " + (held == liveness::Lock::kFree ? "another process holds it" : lock_error);
+        mem->destroy();
+        return false;
+      }
       const std::string err =
           ByteRingBuffer::Initialize(mem->data(), mem->size(), capacity, options.profile,
                                      NewGeneration(), options.start_index, CurrentPid());
@@ -151,12 +166,15 @@ bool ShmProducer::Create(const ProducerOptions& options) {
                std::to_string(info.size) + " bytes, no magic); remove it first";
       return false;
     }
+    // The producer byte of what is there: held = a live creator or producer.
+    const liveness::Lock probe = liveness::ProbeName(name_, liveness::kProducerByte);
     if (magic == 0) {
-      // No magic yet: another creator may be between shm_open and its magic store.
-      // Only debris older than kAbandonedAfterS is stale.
-      if (info.age_seconds < kAbandonedAfterS) {
-        if (attempt + 1 < kCreateAttempts) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      // No magic yet: another creator may be between shm_open and its magic store
+      // (it holds the producer byte from before that store, or is about to take it).
+      // Only unlocked debris older than tuning::kAbandonedAfterS is stale.
+      if (probe == liveness::Lock::kHeld || info.age_seconds < tuning::kAbandonedAfterS) {
+        if (attempt + 1 < tuning::kCreateAttempts) {
+          std::this_thread::sleep_for(std::chrono::nanoseconds(tuning::kCreateRetryNs));
           continue;
         }
         error_ = "ring '" + name_ + "' is being created by another process (magic still 0)";
@@ -165,8 +183,9 @@ bool ShmProducer::Create(const ProducerOptions& options) {
     } else if (magic == layout::kMagic) {
       const uint32_t flags = HeaderField<uint32_t>(hdr, layout::kProducerFlagsOffset);
       const uint32_t pid = HeaderField<uint32_t>(hdr, layout::kProducerPidOffset);
-      if (!(flags & layout::kProducerClosed) && ProcessAlive(pid)) {  // pid 0: unknown, alive
-        error_ = "ring '" + name_ + "' is in use by live producer pid " + std::to_string(pid);
+      if (!(flags & layout::kProducerClosed) && HolderAlive(probe, pid)) {
+        error_ =
+            "ring '" + name_ + "' is in use by a live producer (pid " + std::to_string(pid) + ")";
         return false;
       }
     } else {
@@ -236,6 +255,11 @@ uint64_t ShmProducer::Dropped() const { return ring_ ? ring_->Dropped() : 0; }
 
 bool ShmProducer::ConsumerAttached() const {
   if (!ring_) return false;
+  const liveness::Lock probe = liveness::Probe(memory_->fd(), liveness::kConsumerByte);
+  if (probe == liveness::Lock::kHeld || probe == liveness::Lock::kFree) {
+    return probe == liveness::Lock::kHeld;
+  }
+  // No OFD locks here: the ATTACHED flag and a live pid.
   if (!(ring_->ConsumerFlags() & layout::kConsumerAttached)) return false;
   return ProcessAlive(ring_->ConsumerPid());
 }
@@ -251,198 +275,343 @@ void ShmProducer::Close() {
 ShmConsumer::ShmConsumer(const char* name)
     : ShmConsumer(std::string(name != nullptr ? name : "")) {}
 
-ShmConsumer::ShmConsumer(const std::string& name) : name_(name) { Open(0); }
+ShmConsumer::ShmConsumer(const std::string& name) : name_(name) { Open(ConsumerOptions()); }
 
 ShmConsumer::ShmConsumer(const std::string& name, int64_t open_timeout_ns) : name_(name) {
-  Open(open_timeout_ns);
+  ConsumerOptions o;
+  o.open_timeout_ns = open_timeout_ns;
+  Open(o);
 }
 
-ShmConsumer::~ShmConsumer() {
-  if (ring_) ring_->SetConsumerAttached(false, 0);
-  ReleaseClaim();
+ShmConsumer::ShmConsumer(const std::string& name, const ConsumerOptions& options) : name_(name) {
+  Open(options);
 }
 
-// Takes the consumer role: an exclusive flock on the segment (POSIX), held for our
-// lifetime, so two consumers racing to attach cannot both win. Returns false (with
-// error_) when another consumer holds it. Where flock is unsupported, falls back to
-// the ATTACHED flag and the pid of its holder.
-bool ShmConsumer::Claim(const uint8_t* base) {
-#ifndef _WIN32
-  const int fd = shm_open(OsName(name_).c_str(), O_RDONLY, 0);
-  if (fd >= 0) {
-    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-      claim_fd_ = fd;
-      return true;  // any ATTACHED flag left behind is a dead consumer's
-    }
-    const int e = errno;
-    close(fd);
-    if (e == EWOULDBLOCK) {
-      error_ = "ring '" + name_ + "' already has a consumer (pid " +
-               std::to_string(atomics::LoadRelaxed(
-                   reinterpret_cast<const uint32_t*>(base + layout::kConsumerPidOffset))) +
-               "); a ring has one consumer";
-      return false;
-    }
-  }
-#endif
-  const uint32_t cflags =
-      atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + layout::kConsumerFlagsOffset));
-  const uint32_t cpid =
+ShmConsumer::~ShmConsumer() { Detach(); }
+
+// Takes the consumer role: an OFD write lock on the consumer byte of our own
+// descriptor, held until Detach, so two consumers racing to attach cannot both win
+// (see liveness.hpp). Returns false (with error_) when another consumer holds it.
+// Without OFD locks, falls back to the ATTACHED flag and the pid of its holder.
+bool ShmConsumer::Claim(const SharedMemory& mem) {
+  const auto* base = static_cast<const uint8_t*>(mem.data());
+  const uint32_t holder =
       atomics::LoadRelaxed(reinterpret_cast<const uint32_t*>(base + layout::kConsumerPidOffset));
-  if ((cflags & layout::kConsumerAttached) && cpid != 0 && ProcessAlive(cpid)) {
-    error_ = "ring '" + name_ + "' already has a consumer (pid " + std::to_string(cpid) +
+  auto refuse = [&](uint32_t pid) {
+    busy_pid_ = pid;
+    error_ = "ring '" + name_ + "' already has a consumer (pid " + std::to_string(pid) +
              "); a ring has one consumer";
     return false;
+  };
+  std::string lock_error;
+  switch (liveness::Take(mem.fd(), liveness::kConsumerByte, &lock_error)) {
+    case liveness::Lock::kHeld:
+      claim_fd_ = mem.fd();
+      return true;  // any ATTACHED flag left behind is a dead consumer's
+    case liveness::Lock::kFree:
+      return refuse(holder);
+    case liveness::Lock::kError:
+      error_ = "cannot claim the consumer role of ring '" + name_ + "': " + lock_error;
+      return false;
+    case liveness::Lock::kUnsupported:
+      break;
+  }
+  const uint32_t cflags =
+      atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + layout::kConsumerFlagsOffset));
+  if ((cflags & layout::kConsumerAttached) && holder != 0 && ProcessAlive(holder)) {
+    return refuse(holder);
   }
   return true;
 }
 
 void ShmConsumer::ReleaseClaim() {
-#ifndef _WIN32
-  if (claim_fd_ >= 0) close(claim_fd_);  // drops the flock
-#endif
+  if (claim_fd_ >= 0) liveness::Drop(claim_fd_, liveness::kConsumerByte);
   claim_fd_ = -1;
 }
 
-bool ShmConsumer::Open(int64_t open_timeout_ns) {
+// One look at the name. kAttached: ring_ and memory_ set. kNotYet: nothing there
+// yet (or, if asked, only a dead producer's ring). kRefused: error_ says why.
+ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
+  SharedMemory::Options mo;
+  mo.allow_foreign_owner = options.allow_foreign_owner;
+  auto mem = std::make_unique<SharedMemory>(name_, 0, false, mo);
+  if (!mem->valid()) {
+#ifdef _WIN32
+    const bool not_yet = mem->os_error() == ERROR_FILE_NOT_FOUND;
+#else
+    // ENOENT, or a creator between shm_open and ftruncate; anything else is final.
+    const bool not_yet = mem->missing();
+#endif
+    error_ =
+        (not_yet ? "no ring '" + name_ + "' yet: " : "ring '" + name_ + "' cannot be opened: ") +
+        mem->error_message();
+    return not_yet ? Attempt::kNotYet : Attempt::kRefused;
+  }
+  bool uninitialized = false;
+  const std::string bad =
+      ByteRingBuffer::ValidateSegment(mem->data(), mem->size(), nullptr, &uninitialized);
+  if (!bad.empty()) {
+    error_ = "ring '" + name_ + "' is not usable: " + bad;
+    // Decided from the one magic load the validation made: a ring still being
+    // created has no magic and the size its creator gave it in one ftruncate.
+    return uninitialized && layout::MayBeRingInCreation(mem->size()) ? Attempt::kNotYet
+                                                                     : Attempt::kRefused;
+  }
+  const auto* base = static_cast<const uint8_t*>(mem->data());
+  if (options.wait_for_live_producer) {
+    const uint32_t pflags = atomics::LoadAcquire(
+        reinterpret_cast<const uint32_t*>(base + layout::kProducerFlagsOffset));
+    const uint32_t pid =
+        atomics::LoadRelaxed(reinterpret_cast<const uint32_t*>(base + layout::kProducerPidOffset));
+    if (!(pflags & layout::kProducerClosed) && !ProducerAlive(*mem, pid)) {
+      error_ = "ring '" + name_ + "' is stale: its producer (pid " + std::to_string(pid) +
+               ") died; waiting for a new one";
+      return Attempt::kNotYet;
+    }
+  }
+  // Claim the role before writing any consumer word.
+  if (!Claim(*mem)) return Attempt::kRefused;
+  auto ring = std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, false);
+  if (!ring->valid()) {  // a hostile peer changed the header since the check
+    error_ = "ring '" + name_ + "' is not usable: " + ring->error();
+    ReleaseClaim();
+    return Attempt::kRefused;
+  }
+  ring->SetConsumerAttached(true, CurrentPid());
+  released_to_ = ring->LoadTail();
+  acquired_to_ = released_to_;
+  ring_ = std::move(ring);
+  memory_ = std::move(mem);
+  return Attempt::kAttached;
+}
+
+// Sleeps `ns` or until the interrupter fires.
+void ShmConsumer::Nap(int64_t ns) {
+  interrupter_->BeginSleep(&nap_word_);
+  if (!interrupter_->interrupted()) wait::WaitOnWord(&nap_word_, 0, ns);
+  interrupter_->EndSleep();
+}
+
+bool ShmConsumer::Open(const ConsumerOptions& options) {
+  if (options.interrupter != nullptr) interrupter_ = options.interrupter;
   error_ = ValidateName(name_);
   if (!error_.empty()) {
     open_status_ = Status::kInvalid;
     return false;
   }
+  const int64_t timeout = options.open_timeout_ns;
   const auto start = Clock::now();
-  int64_t pause_ms = 1;
+  int64_t pause = tuning::kOpenPollMinNs;
   for (;;) {
-    auto mem = std::make_unique<SharedMemory>(name_, 0, false);
-    bool retry = false;
-    if (!mem->valid()) {
-#ifdef _WIN32
-      retry = mem->os_error() == ERROR_FILE_NOT_FOUND;
-#else
-      retry = mem->missing();  // ENOENT or an empty segment; all else is final
-#endif
-      error_ = "no ring '" + name_ + "': " + mem->error_message();
-    } else {
-      const std::string bad = ByteRingBuffer::ValidateSegment(mem->data(), mem->size());
-      if (bad.empty()) {
-        // Claim the role before writing any consumer word.
-        if (!Claim(static_cast<const uint8_t*>(mem->data()))) {
-          open_status_ = Status::kInvalid;
-          return false;
-        }
-        auto ring = std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, false);
-        ring->SetConsumerAttached(true, CurrentPid());
-        ring_ = std::move(ring);
-        memory_ = std::move(mem);
+    switch (TryOpen(options)) {
+      case Attempt::kAttached:
         error_.clear();
         open_status_ = Status::kOk;
         return true;
-      }
-      // magic 0 in a full-size header: created but not initialized yet; anything else
-      // (a segment smaller than the header can never become valid) is refused at once.
-      const uint32_t magic = mem->size() >= layout::kHeaderSize
-                                 ? atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(
-                                       static_cast<uint8_t*>(mem->data()) + layout::kMagicOffset))
-                                 : 1;
-      error_ = "ring '" + name_ + "' is not usable: " + bad;
-      if (magic != 0) {
+      case Attempt::kRefused:
         open_status_ = Status::kInvalid;
         return false;
-      }
-      retry = true;
+      case Attempt::kNotYet:
+        break;
     }
-    if (!retry) {
-      open_status_ = Status::kInvalid;
-      return false;
-    }
-    if (interrupter_.interrupted()) {
+    if (interrupter_->interrupted()) {
       open_status_ = Status::kInterrupted;
       return false;
     }
     const int64_t elapsed = ElapsedNs(start);
-    if (open_timeout_ns >= 0 && elapsed >= open_timeout_ns) {
+    if (timeout >= 0 && elapsed >= timeout) {
       open_status_ = Status::kTimeout;
       return false;
     }
-    int64_t step = pause_ms * 1'000'000;
-    if (open_timeout_ns >= 0 && open_timeout_ns - elapsed < step) step = open_timeout_ns - elapsed;
-    std::this_thread::sleep_for(std::chrono::nanoseconds(step));
-    if (pause_ms < 20) pause_ms *= 2;  // poll the name at most every 20 ms
+    Nap(timeout >= 0 && timeout - elapsed < pause ? timeout - elapsed : pause);
+    pause = pause * 2 < tuning::kOpenPollMaxNs ? pause * 2 : tuning::kOpenPollMaxNs;
   }
 }
 
+void ShmConsumer::Detach() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!ring_ || detached_) return;
+  detached_ = true;
+  ring_->SetConsumerAttached(false, 0);
+  ReleaseClaim();
+}
+
 uint32_t ShmConsumer::Read(void* out, uint32_t max_len) {
-  return ring_ ? ring_->Read(out, max_len) : 0;
+  if (!ring_) return 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  return detached_ ? 0 : ring_->Read(out, max_len);
 }
 
 ReadResult ShmConsumer::TryRead(void* out, uint32_t max_len) {
   if (!ring_) return {Status::kInvalid, 0};
+  std::lock_guard<std::mutex> lock(mu_);
+  if (detached_) return {Status::kInvalid, 0};
   return ring_->TryRead(out, max_len);
 }
 
-bool ShmConsumer::HasData() const { return ring_ && ring_->HasData(); }
+bool ShmConsumer::HasData() const {
+  if (!ring_) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  return !detached_ && ring_->HasData();
+}
 
 Status ShmConsumer::CheckProducer() {
   if (!ring_) return Status::kInvalid;
-  const bool closed = ring_->ProducerClosed();
-  // A re-created name says more (re-open it) than a dead pid, so it goes first (as in Python).
-  uint8_t hdr[layout::kHeaderSize];
-  if (ReadHeader(name_, hdr) &&
-      HeaderField<uint32_t>(hdr, layout::kMagicOffset) == layout::kMagic &&
-      HeaderField<uint64_t>(hdr, layout::kGenerationOffset) != ring_->generation()) {
-    return Status::kReplaced;
+  if (!ring_->ProducerClosed()) {
+    // The idle path: one probe of the producer byte, no look at the name.
+    if (ProducerAlive(*memory_, ring_->ProducerPid())) return Status::kOk;
+    // Gone without CLOSED. A successor that took the name says more (re-open it)
+    // than a death, so the name's generation decides between the two.
+    uint8_t hdr[layout::kHeaderSize];
+    if (ReadHeader(name_, hdr) &&
+        HeaderField<uint32_t>(hdr, layout::kMagicOffset) == layout::kMagic &&
+        HeaderField<uint64_t>(hdr, layout::kGenerationOffset) != ring_->generation()) {
+      return Status::kReplaced;
+    }
+    return Status::kPeerDead;
   }
-  if (!closed && !ProcessAlive(ring_->ProducerPid())) return Status::kPeerDead;
-  if (closed && !ring_->HasData()) return Status::kClosed;
-  return Status::kOk;
+  std::lock_guard<std::mutex> lock(mu_);
+  return ring_->HasData() ? Status::kOk : Status::kClosed;
 }
 
-Status ShmConsumer::WaitForMessage(int64_t timeout_ns, bool acquire, MessageView* out) {
+// One step under mu_: the next record, acquired (and tracked) or peeked.
+Status ShmConsumer::TakeLocked(Op op, MessageView* out) {
+  if (detached_) return Status::kInvalid;
+  const Status s = op == Op::kPeek ? ring_->Peek(out) : ring_->Acquire(out);
+  if (s == Status::kCorrupt) error_ = ring_->error();
+  if (s == Status::kOk && op == Op::kAcquire) {
+    // With nothing held, the tail may have moved past a WRAP marker on its own:
+    // count held bytes from this record's start.
+    if (held_.empty()) {
+      released_to_ = out->end - static_cast<uint32_t>(layout::RecordSize(out->len));
+    }
+    held_.push_back(Held{out->end, false});
+    acquired_to_ = out->end;
+  }
+  return s;
+}
+
+// Held records stall the sender: the producer waits for space while the oldest
+// acquired record is still in use. Tells the callback once per episode.
+void ShmConsumer::ReportStall() {
+  bool stalled;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stalled = !held_.empty() && !held_.front().released &&
+              (ring_->ProducerFlags() & layout::kProducerWaiting) != 0;
+  }
+  if (!stalled) {
+    stall_reported_ = false;
+  } else if (!stall_reported_ && on_stall_) {
+    stall_reported_ = true;
+    on_stall_();
+  }
+}
+
+// The one wait loop of the consumer: take a record under mu_; when there is none,
+// spin, then sleep on the head word without mu_ (releases go on meanwhile); every
+// liveness slice, look at the producer. A dead or replaced producer's finished
+// records are delivered before it is reported.
+Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
   if (!ring_) return Status::kInvalid;
   const auto start = Clock::now();
+  int64_t next_look = tuning::kLivenessSliceNs;  // since start
+  int spins = 0;
   for (;;) {
-    int64_t slice = kLivenessSliceNs;
-    if (timeout_ns >= 0) {
-      const int64_t left = timeout_ns - ElapsedNs(start);
-      slice = left < slice ? (left > 0 ? left : 0) : slice;
+    uint32_t seen;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const Status s = TakeLocked(op, out);
+      if (s != Status::kEmpty) return s;  // kOk, kClosed, kCorrupt, kInvalid
+      seen = ring_->HeadSeen();
     }
-    Status s = ring_->WaitReadable(slice, &interrupter_);
-    if (s == Status::kOk) {
-      return acquire ? ring_->Acquire(out) : ring_->Peek(out);
-    }
-    if (s != Status::kTimeout) return s;         // kClosed, kCorrupt, kInterrupted
+    if (interrupter_->interrupted()) return Status::kInterrupted;
     if (timeout_ns == 0) return Status::kEmpty;  // non-blocking: no liveness look
-    const Status peer = CheckProducer();
-    if (peer == Status::kPeerDead || peer == Status::kReplaced) {
-      // Whatever the producer finished writing is still delivered first.
-      s = acquire ? ring_->Acquire(out) : ring_->Peek(out);
-      return s == Status::kEmpty ? peer : s;
+    if (spins < tuning::kSpinPolls) {
+      ++spins;
+      continue;
     }
-    if (timeout_ns >= 0 && ElapsedNs(start) >= timeout_ns) return Status::kTimeout;
+    int64_t elapsed = ElapsedNs(start);
+    if (elapsed >= next_look) {
+      if (op == Op::kAcquire) ReportStall();
+      const Status peer = CheckProducer();
+      if (peer == Status::kPeerDead || peer == Status::kReplaced) {
+        std::lock_guard<std::mutex> lock(mu_);
+        const Status s = TakeLocked(op, out);  // what it finished writing comes first
+        return s == Status::kEmpty ? peer : s;
+      }
+      next_look = elapsed + tuning::kLivenessSliceNs;
+      elapsed = ElapsedNs(start);
+    }
+    if (timeout_ns > 0 && elapsed >= timeout_ns) return Status::kTimeout;
+    int64_t nap = next_look - elapsed;
+    if (timeout_ns > 0 && timeout_ns - elapsed < nap) nap = timeout_ns - elapsed;
+    ring_->SleepWhileHeadIs(seen, nap, interrupter_);
   }
 }
 
 ReadResult ShmConsumer::ReadFor(void* out, uint32_t max_len, int64_t timeout_ns) {
   MessageView v;
-  const Status s = WaitForMessage(timeout_ns, false, &v);
+  const Status s = Wait(timeout_ns, Op::kPeek, &v);
   if (s != Status::kOk) return {s, 0};
+  std::lock_guard<std::mutex> lock(mu_);
   return ring_->TryRead(out, max_len);
 }
 
 Status ShmConsumer::PeekFor(MessageView* out, int64_t timeout_ns) {
-  return WaitForMessage(timeout_ns, false, out);
+  return Wait(timeout_ns, Op::kPeek, out);
 }
 
 void ShmConsumer::Release() {
-  if (ring_) ring_->Release();
+  if (!ring_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!detached_) ring_->Release();
 }
 
 Status ShmConsumer::AcquireFor(MessageView* out, int64_t timeout_ns) {
-  return WaitForMessage(timeout_ns, true, out);
+  return Wait(timeout_ns, Op::kAcquire, out);
+}
+
+// Frees the released records at the front of held_ (mu_ held).
+void ShmConsumer::AdvanceLocked() {
+  bool advanced = false;
+  while (!held_.empty() && held_.front().released) {
+    released_to_ = held_.front().end;
+    held_.pop_front();
+    advanced = true;
+  }
+  if (advanced && !detached_) ring_->ReleaseTo(released_to_);
+}
+
+void ShmConsumer::Release(const MessageView& view) {
+  if (!ring_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Held& h : held_) {
+    if (h.end == view.end) {
+      h.released = true;
+      break;
+    }
+  }
+  AdvanceLocked();
 }
 
 void ShmConsumer::ReleaseTo(uint32_t end) {
-  if (ring_) ring_->ReleaseTo(end);
+  if (!ring_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  // Only records actually held, in ring order, up to the one ending at `end`.
+  bool found = false;
+  for (const Held& h : held_) found = found || h.end == end;
+  if (!found) return;
+  for (Held& h : held_) {
+    h.released = true;
+    if (h.end == end) break;
+  }
+  AdvanceLocked();
+}
+
+uint32_t ShmConsumer::HeldBytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return acquired_to_ - released_to_;
 }
 
 }  // namespace shm

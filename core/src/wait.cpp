@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "atomics.hpp"
+#include "tuning.hpp"
 
 #if defined(__linux__)
 #include <linux/futex.h>
@@ -26,7 +27,7 @@ void Interrupter::Interrupt() {
   while (flag_.load(std::memory_order_seq_cst) && sleepers_.load(std::memory_order_seq_cst) > 0) {
     const uint32_t* w = word_.load(std::memory_order_seq_cst);
     if (w != nullptr) wait::WakeWord(w);
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    std::this_thread::sleep_for(std::chrono::nanoseconds(tuning::kInterruptRewakeNs));
   }
 }
 
@@ -88,17 +89,17 @@ bool HeavyBarrier() {
 Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
-  int64_t pause_us = 50;
+  int64_t pause_ns = tuning::kPollNapMinNs;
   while (atomics::LoadAcquire(word) == expected) {
     const int64_t elapsed =
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
     if (timeout_ns >= 0 && elapsed >= timeout_ns) return Result::kTimeout;
-    int64_t step = pause_us * 1000;
+    int64_t step = pause_ns;
     if (timeout_ns >= 0 && timeout_ns - elapsed < step) step = timeout_ns - elapsed;
     std::this_thread::sleep_for(std::chrono::nanoseconds(step));
-    pause_us = pause_us * 2 < 2000 ? pause_us * 2 : 2000;  // back off to 2 ms between looks
+    pause_ns = pause_ns * 2 < tuning::kPollNapMaxNs ? pause_ns * 2 : tuning::kPollNapMaxNs;
     // A poll returns regularly so callers can look at interrupts and peers.
-    if (elapsed > 20'000'000) return Result::kWoken;
+    if (elapsed > tuning::kPollReturnNs) return Result::kWoken;
   }
   return Result::kWoken;
 }

@@ -114,6 +114,8 @@ def main(argv: Optional[list] = None) -> int:
     size = frame_size(args.format, args.width, args.height)
     capacity = args.capacity or 4 * (size + 64)
     caps = caps_string(args.format, args.width, args.height, args.fps)
+    # docker/systemd stop (SIGTERM) then ends the stream and removes the ring like Ctrl-C
+    shmring.exit_on_sigterm()
     try:
         producer = shmring.ShmProducer(args.name, capacity)
     except (shmring.ShmRingError, ValueError, OSError) as exc:

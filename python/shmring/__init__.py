@@ -21,13 +21,17 @@ from __future__ import annotations
 
 from .caps import VideoLayout, layout_from_caps, parse_caps, video_layout
 from .channel import ShmConsumer, ShmProducer
-from .errors import (CorruptRecordError, FramingError, IncompatibleSegmentError,
-                     InvalidNameError, MessageTooLargeError, ProducerDeadError,
-                     ProducerReplacedError, RingBusyError, RingInterruptedError,
-                     RingNotFoundError, RingTimeoutError, ShmRingError, StreamClosedError,
+from .errors import (CorruptRecordError, ForeignOwnerError, FramingError,
+                     IncompatibleSegmentError, InvalidNameError, MessageTooLargeError,
+                     ProducerDeadError, ProducerReplacedError, RingBusyError,
+                     RingInterruptedError, RingNotFoundError, RingOSError,
+                     RingPermissionError, RingTimeoutError, ShmRingError, StreamClosedError,
                      ViewInUseError)
 from .frames import Frame, FrameReader, FrameWriter
+from .header import HeaderSnapshot
+from .interrupter import Interrupter
 from .ring import ByteRingBuffer
+from .signals import exit_on_sigterm
 from ._shm import validate_name
 
 __version__ = "0.1.0"
@@ -37,7 +41,8 @@ __all__ = [
     "ShmRingError", "IncompatibleSegmentError", "CorruptRecordError", "FramingError",
     "ProducerDeadError", "ProducerReplacedError", "InvalidNameError",
     "MessageTooLargeError", "RingBusyError", "RingNotFoundError", "RingTimeoutError",
-    "RingInterruptedError", "StreamClosedError", "ViewInUseError",
+    "RingInterruptedError", "StreamClosedError", "ViewInUseError", "RingPermissionError",
+    "ForeignOwnerError", "RingOSError", "HeaderSnapshot", "Interrupter", "exit_on_sigterm",
     "VideoLayout", "layout_from_caps", "parse_caps", "video_layout", "validate_name",
     "__version__",
 ]

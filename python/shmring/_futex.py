@@ -15,7 +15,9 @@ import platform
 import sys
 import threading
 import time
-from typing import Optional
+from typing import Any, Optional, Tuple
+
+from ._tuning import POLL_NAP_MAX_S, POLL_NAP_MIN_S, POLL_RETURN_S
 
 # Syscall numbers per architecture: (SYS_futex, SYS_membarrier).
 _SYSCALLS = {
@@ -41,17 +43,17 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
-def _load_syscall():  # type: ignore[no-untyped-def]
+def _load_syscall() -> Tuple[Any, int, int]:
     if not sys.platform.startswith("linux"):
-        return None, None, None
+        return None, 0, 0
     numbers = _SYSCALLS.get(platform.machine().lower())
     if numbers is None:
-        return None, None, None
+        return None, 0, 0
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         fn = libc.syscall
     except (OSError, AttributeError):
-        return None, None, None
+        return None, 0, 0
     fn.restype = ctypes.c_long
     return fn, numbers[0], numbers[1]
 
@@ -108,16 +110,16 @@ def poll_wait(words: memoryview, index: int, expected: int, timeout: Optional[fl
     releases the GIL).
     """
     start = time.monotonic()
-    pause = 50e-6
+    pause = POLL_NAP_MIN_S
     while words[index] == expected:
         elapsed = time.monotonic() - start
         if timeout is not None and elapsed >= timeout:
             return False
-        if elapsed > 0.02:
+        if elapsed > POLL_RETURN_S:
             return True
         step = pause if timeout is None else min(pause, timeout - elapsed)
         time.sleep(max(step, 0.0))
-        pause = min(pause * 2, 2e-3)
+        pause = min(pause * 2, POLL_NAP_MAX_S)
     return True
 
 

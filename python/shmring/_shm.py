@@ -16,26 +16,32 @@ import errno
 import mmap
 import os
 import re
+import stat
 import sys
 import time
-from typing import Optional
+from typing import NamedTuple, Optional
 
-from .errors import InvalidNameError
+from .errors import (IncompatibleSegmentError, InvalidNameError, RingNotFoundError,
+                     RingOSError, RingPermissionError)
 
 MAX_NAME_LENGTH = 30  # macOS PSHMNAMLEN (31) less the leading '/'
 _NAME_CHARS = re.compile(r"[A-Za-z0-9._-]*\Z")
-_DEV_SHM = "/dev/shm"
-_USE_DEV_SHM = sys.platform.startswith("linux") and os.path.isdir(_DEV_SHM)
+SHM_DIR = "/dev/shm"
+_USE_DEV_SHM = sys.platform.startswith("linux") and os.path.isdir(SHM_DIR)
+# Never follow a symbolic link planted at the name; never block opening a FIFO.
+_OPEN_FLAGS = (getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+               | getattr(os, "O_NONBLOCK", 0))
 
 try:  # pragma: no cover - only used off Linux
-    import _posixshmem  # type: ignore[import-not-found]
+    import _posixshmem  # type: ignore[import]
 except ImportError:  # pragma: no cover
     _posixshmem = None
 
 
 def validate_name(name: str) -> None:
     """Raises InvalidNameError unless ``name`` is 1..30 chars of [A-Za-z0-9._-] not
-    starting with '.' or '-'. Any thread; never blocks."""
+    starting with '.' or '-' (a trailing newline is refused too). Any thread; never
+    blocks."""
     if not isinstance(name, str):
         raise InvalidNameError(f"ring name must be a str, not {type(name).__name__}")
     if not name:
@@ -54,34 +60,149 @@ def os_name(name: str) -> str:
     return "/" + name
 
 
+def path_of(name: str) -> str:
+    """Where ring ``name`` lives on Linux: /dev/shm/<name> (its POSIX name elsewhere)."""
+    return os.path.join(SHM_DIR, name) if _USE_DEV_SHM else os_name(name)
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"),
+          (stat.S_ISLNK, "a symbolic link"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def file_kind(mode: int) -> str:
+    """'a FIFO', 'a directory', ... for a st_mode that is not a regular file."""
+    for test, what in _KINDS:
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def owner_name(uid: int) -> str:
+    """The user name of ``uid``, or '?' when it has none."""
+    try:
+        import pwd
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return "?"
+
+
+def _not_a_ring(name: str, mode: int) -> IncompatibleSegmentError:
+    return IncompatibleSegmentError(f"{path_of(name)} is {file_kind(mode)}, not a ring", "type")
+
+
+def _permission_error(name: str, call: str, err: int) -> RingPermissionError:
+    path = path_of(name)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return RingPermissionError(
+            f"{call}({path}) failed: permission denied (errno {err}); its owner could "
+            "not be looked up", path)
+    who = owner_name(st.st_uid)
+    return RingPermissionError(
+        f"{call}({path}) failed: permission denied (errno {err}): it belongs to uid "
+        f"{st.st_uid} ({who}), mode {stat.S_IMODE(st.st_mode):04o}; run as that user or "
+        "ask it to create the ring with a mode that lets you in", path, st.st_uid, who,
+        stat.S_IMODE(st.st_mode))
+
+
 def _os_error(call: str, name: str, err: int) -> OSError:
-    return OSError(err, f"{call}({os_name(name)}) failed: errno {err} ({os.strerror(err)})")
+    """The package's error for a failed OS call on segment ``name``."""
+    if err == errno.ENOENT:
+        return RingNotFoundError(errno.ENOENT, f"no ring {name!r} ({call}({path_of(name)}): "
+                                               "No such file or directory)")
+    if err in (errno.EACCES, errno.EPERM):
+        return _permission_error(name, call, err)
+    return RingOSError(err, f"{call}({path_of(name)}) failed: errno {err} "
+                            f"({os.strerror(err)})")
 
 
 def _open_fd(name: str, flags: int, mode: int) -> int:
+    """Opens segment ``name`` without following a symlink and without blocking on a
+    FIFO; anything that is not a regular file raises IncompatibleSegmentError
+    (field "type") naming what it is."""
     try:
         if _USE_DEV_SHM:
-            return os.open(os.path.join(_DEV_SHM, name), flags | getattr(os, "O_CLOEXEC", 0),
-                           mode)
-        if _posixshmem is None:  # pragma: no cover
+            fd = os.open(path_of(name), flags | _OPEN_FLAGS, mode)
+        elif _posixshmem is not None:  # pragma: no cover
+            fd = int(_posixshmem.shm_open(os_name(name), flags, mode))
+        else:  # pragma: no cover
             raise OSError(errno.ENOSYS, "no POSIX shared memory on this platform")
-        return int(_posixshmem.shm_open(os_name(name), flags, mode))  # pragma: no cover
     except OSError as e:
-        raise _os_error("shm_open", name, e.errno or errno.EIO) from None
+        err = e.errno or errno.EIO
+        if err in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.ENOTDIR) and _USE_DEV_SHM:
+            try:
+                st = os.lstat(path_of(name))
+            except OSError:
+                raise _os_error("open", name, err) from None
+            if not stat.S_ISREG(st.st_mode):
+                raise _not_a_ring(name, st.st_mode) from None
+        raise _os_error("open", name, err) from None
+    try:
+        st = os.fstat(fd)
+    except OSError as e:
+        os.close(fd)
+        raise _os_error("fstat", name, e.errno or errno.EIO) from None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _not_a_ring(name, st.st_mode)
+    return fd
+
+
+def open_readonly(name: str) -> int:
+    """A read-only descriptor of segment ``name`` (no symlink followed, never blocking on a
+    FIFO, regular files only), for looking without mapping. The caller closes it. Raises
+    as :func:`open_existing` does. Never blocks beyond the OS calls."""
+    validate_name(name)
+    return _open_fd(name, os.O_RDONLY, 0)
+
+
+def _reopen(fd: int, name: str) -> int:
+    """A second, independent open file description of the file behind ``fd`` (O_RDWR).
+
+    The liveness locks live on it. The mapping must not share it: CPython's ``mmap``
+    keeps its own duplicate of the descriptor it was made from, and an OFD lock lasts
+    as long as any descriptor of its description, so a lock on the mapped description
+    would outlive ``close()`` while a view keeps the mapping, and be inherited by
+    every forked child.
+    """
+    try:
+        new = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        new = -1
+    if new < 0:  # no /proc: the name again, checked to be the same file
+        new = _open_fd(name, os.O_RDWR, 0)
+    try:
+        a, b = os.fstat(fd), os.fstat(new)
+    except OSError as e:
+        os.close(new)
+        raise _os_error("fstat", name, e.errno or errno.EIO) from None
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        os.close(new)
+        raise RingOSError(errno.ESTALE, f"{path_of(name)} was replaced while being opened")
+    return new
 
 
 class Segment:
-    """A mapped segment: ``mm`` (read-write, shared) of ``size`` bytes.
+    """A mapped segment: ``mm`` (read-write, shared) of ``size`` bytes, and ``fd``, a
+    descriptor of the file kept open for the liveness and role locks (its own open file
+    description, not the one the mapping was made from: see :func:`_reopen`).
 
-    ``close()`` unmaps; if views of it are still alive, unmapping happens when the
-    last one goes (the memory stays valid for them). Never unlinks.
+    ``close()`` unmaps and then closes ``fd`` (which releases this side's locks); if
+    views of the mapping are still alive, unmapping happens when the last one goes
+    (the memory stays valid for them). Never unlinks.
     """
 
-    def __init__(self, name: str, mm: mmap.mmap, size: int, created: bool) -> None:
+    def __init__(self, name: str, mm: mmap.mmap, size: int, created: bool, fd: int,
+                 uid: int, mode: int = 0o600) -> None:
         self.name = name
+        self.mode = mode  # permission bits
         self.mm: Optional[mmap.mmap] = mm
         self.size = size
         self.created = created
+        self.fd = fd
+        self.uid = uid
 
     def close(self) -> None:
         mm, self.mm = self.mm, None
@@ -90,16 +211,26 @@ class Segment:
                 mm.close()
             except BufferError:
                 pass  # a live view still uses it: it is unmapped with the last one
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def create(name: str, size: int, mode: int = 0o600) -> Segment:
     """Creates segment ``name`` of ``size`` zero bytes, permissions ``mode`` exactly.
 
-    Raises FileExistsError if the name exists, other OSErrors naming the call and
-    errno. Blocks only in OS calls.
+    Raises FileExistsError if the name exists (whatever it is), the package's
+    errors naming the call and errno otherwise. Blocks only in OS calls.
     """
     validate_name(name)
-    fd = _open_fd(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        fd = _open_fd(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+    except RingOSError as e:
+        if e.errno == errno.EEXIST:
+            raise FileExistsError(errno.EEXIST, f"{path_of(name)} exists") from None
+        raise
+    except IncompatibleSegmentError:
+        raise FileExistsError(errno.EEXIST, f"{path_of(name)} exists") from None
     try:
         try:
             os.fchmod(fd, mode)  # shm_open applies the umask; honour what was asked
@@ -113,53 +244,102 @@ def create(name: str, size: int, mode: int = 0o600) -> Segment:
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError as e:
             raise _os_error("mmap", name, e.errno or errno.EIO) from None
+        try:
+            lock_fd = _reopen(fd, name)
+        except BaseException:
+            mm.close()
+            raise
     except BaseException:
         os.close(fd)
         unlink(name, missing_ok=True)
         raise
     os.close(fd)
-    return Segment(name, mm, size, True)
+    return Segment(name, mm, size, True, lock_fd, os.geteuid(), mode)
+
+
+class NotReady(Exception):
+    """The segment exists but has size 0: its creator has not sized it yet."""
 
 
 def open_existing(name: str) -> Segment:
     """Maps existing segment ``name`` read-write at its real size (from fstat).
 
-    Raises FileNotFoundError when absent, OSError naming the call otherwise; a
-    segment of size 0 raises OSError(EAGAIN) (created, not sized yet). Blocks only
-    in OS calls.
+    Raises RingNotFoundError when absent, NotReady for a segment of size 0 (created,
+    not sized yet), IncompatibleSegmentError for something that is not a regular
+    file, RingPermissionError naming the owner when access is denied, RingOSError
+    naming the call otherwise. Blocks only in OS calls.
     """
     validate_name(name)
     fd = _open_fd(name, os.O_RDWR, 0)
     try:
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
         except OSError as e:
             raise _os_error("fstat", name, e.errno or errno.EIO) from None
+        size = st.st_size
         if size == 0:
-            raise OSError(errno.EAGAIN, f"segment {os_name(name)} has size 0")
+            raise NotReady(f"segment {path_of(name)} has size 0")
         try:
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError as e:
             raise _os_error("mmap", name, e.errno or errno.EIO) from None
+        try:
+            lock_fd = _reopen(fd, name)
+        except BaseException:
+            mm.close()
+            raise
     finally:
         os.close(fd)
-    return Segment(name, mm, size, False)
+    return Segment(name, mm, size, False, lock_fd, st.st_uid, stat.S_IMODE(st.st_mode))
 
 
-def peek_header(name: str, length: int) -> Optional[bytes]:
-    """Up to ``length`` bytes at offset 0 of segment ``name`` without mapping it.
+class Peek(NamedTuple):
+    """What a look at a segment without mapping it found (see :func:`peek`)."""
 
-    None when the segment does not exist. Used to look at a name's generation or
-    producer cheaply. Never blocks beyond the OS calls.
+    data: bytes            # up to the asked length from offset 0
+    size: int              # st_size
+    uid: int               # owner
+    mode: int              # st_mode
+    changed: float         # the later of st_ctime and st_mtime
+    producer_locked: Optional[bool]  # byte 0 held by someone; None = no OFD locks here
+    consumer_locked: Optional[bool]  # byte 1 held by someone
+
+
+def peek(name: str, length: int) -> Optional[Peek]:
+    """Up to ``length`` bytes at offset 0 of segment ``name`` plus its status and its
+    lock bytes, without mapping it. None when the name does not exist.
+
+    Opens read-only with O_NOFOLLOW|O_NONBLOCK: a symlink, FIFO, directory... raises
+    IncompatibleSegmentError (field "type") at once (never hangs); permission
+    denied raises RingPermissionError naming the owner. Never blocks beyond the OS
+    calls.
     """
+    from . import _locks
     try:
         fd = _open_fd(name, os.O_RDONLY, 0)
     except FileNotFoundError:
         return None
     try:
-        return os.pread(fd, length, 0)
+        st = os.fstat(fd)
+        data = os.pread(fd, length, 0)
+        prod: Optional[bool] = None
+        cons: Optional[bool] = None
+        if _locks.HAVE_OFD_LOCKS:
+            prod = _locks.is_locked(fd, _locks.PRODUCER_BYTE)
+            cons = _locks.is_locked(fd, _locks.CONSUMER_BYTE)
+    except OSError as e:
+        raise _os_error("read", name, e.errno or errno.EIO) from None
     finally:
         os.close(fd)
+    return Peek(data, st.st_size, st.st_uid, st.st_mode, max(st.st_ctime, st.st_mtime),
+                prod, cons)
+
+
+def peek_header(name: str, length: int) -> Optional[bytes]:
+    """Up to ``length`` bytes at offset 0 of segment ``name`` (see :func:`peek`);
+    None when it does not exist."""
+    found = peek(name, length)
+    return None if found is None else found.data
 
 
 def unlink(name: str, missing_ok: bool = False) -> None:
@@ -167,7 +347,7 @@ def unlink(name: str, missing_ok: bool = False) -> None:
     validate_name(name)
     try:
         if _USE_DEV_SHM:
-            os.unlink(os.path.join(_DEV_SHM, name))
+            os.unlink(path_of(name))
         elif _posixshmem is not None:  # pragma: no cover
             _posixshmem.shm_unlink(os_name(name))
         else:  # pragma: no cover
@@ -182,62 +362,12 @@ def unlink(name: str, missing_ok: bool = False) -> None:
 def age_seconds(name: str) -> float:
     """Seconds since segment ``name`` was created, resized or written through
     write() (now minus the later of st_ctime and st_mtime); -1 when it cannot be
-    looked at (absent, or no timestamps on this platform). Never blocks beyond the
-    OS calls."""
+    looked at (absent, not a regular file, or no timestamps on this platform).
+    Never blocks beyond the OS calls."""
     try:
-        fd = _open_fd(name, os.O_RDONLY, 0)
-    except OSError:
+        found = peek(name, 0)
+    except (OSError, IncompatibleSegmentError):
         return -1.0
-    try:
-        st = os.fstat(fd)
-    except OSError:
+    if found is None or found.changed <= 0:
         return -1.0
-    finally:
-        os.close(fd)
-    changed = max(st.st_ctime, st.st_mtime)
-    if changed <= 0:
-        return -1.0
-    return time.time() - changed
-
-
-def segment_size(name: str) -> Optional[int]:
-    """Size in bytes of segment ``name``; None when it cannot be looked at."""
-    try:
-        fd = _open_fd(name, os.O_RDONLY, 0)
-    except OSError:
-        return None
-    try:
-        return os.fstat(fd).st_size
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def claim_exclusive(name: str) -> Optional[int]:
-    """Takes an exclusive, non-blocking ``flock`` on segment ``name`` through a new
-    read-only descriptor and returns it (keep it open to keep the claim; closing it
-    releases it). The lock belongs to that open file description, so a second
-    claim fails even in the same process.
-
-    Raises BlockingIOError when someone else holds the claim, FileNotFoundError
-    when the segment is gone. Returns None where flock on segments is unsupported
-    (no /dev/shm, no fcntl, or the OS refuses): the caller falls back to another
-    check. Never blocks.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        return None
-    if not _USE_DEV_SHM:  # pragma: no cover - macOS shm fds do not support flock
-        return None
-    fd = _open_fd(name, os.O_RDONLY, 0)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise
-    except OSError:  # pragma: no cover - e.g. EOPNOTSUPP, ENOLCK
-        os.close(fd)
-        return None
-    return fd
+    return time.time() - found.changed

@@ -27,7 +27,9 @@ SUPPORTED_FORMATS = tuple(_PACKED) + tuple(_GRAY) + _PLANAR_420 + _SEMI_PLANAR_4
 
 def _split_top(text: str, sep: str) -> List[str]:
     """Splits at ``sep`` outside quotes and brackets."""
-    parts, depth, quoted, escaped, current = [], 0, False, False, []
+    parts: List[str] = []
+    current: List[str] = []
+    depth, quoted, escaped = 0, False, False
     for ch in text:
         if escaped:
             escaped = False
@@ -74,6 +76,31 @@ def _parse_value(raw: str) -> Value:
             return raw
     if type_name in ("boolean", "bool", "b"):
         return raw.lower() in ("true", "yes", "1", "t")
+    if not type_name:
+        return _deduce(raw)
+    return raw
+
+
+def _deduce(raw: str) -> Value:
+    """An untyped value as GStreamer deduces it (gst_structure_from_string tries int,
+    double, fraction, boolean, then string): ``640`` is an int, ``30/1`` a fraction."""
+    try:
+        return int(raw, 0)
+    except ValueError:
+        pass
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    if "/" in raw:
+        try:
+            return Fraction(raw.replace(" ", ""))
+        except (ValueError, ZeroDivisionError):
+            pass
+    if raw.lower() in ("true", "yes", "t"):
+        return True
+    if raw.lower() in ("false", "no", "f"):
+        return False
     return raw
 
 
@@ -81,7 +108,9 @@ def parse_caps(caps: str) -> Tuple[str, Dict[str, Value]]:
     """(media type, fields) of the first structure of a caps string.
 
     ``"video/x-raw, format=(string)GRAY8, width=(int)4"`` ->
-    ``("video/x-raw", {"format": "GRAY8", "width": 4})``. Caps features such as
+    ``("video/x-raw", {"format": "GRAY8", "width": 4})``; values without a type
+    annotation (``width=4``) are deduced as GStreamer does (int, double, fraction,
+    boolean, string). Caps features such as
     ``(memory:SystemMemory)`` are dropped from the media type.
     """
     first = _split_top(caps.strip(), ";")[0]
@@ -150,9 +179,9 @@ def video_layout(format_name: str, width: int, height: int) -> Optional[VideoLay
         c_stride = _ru4(_ru2(width) // 2)
         o1 = y_stride * _ru2(height)
         o2 = o1 + c_stride * ch
-        planes = (Plane(0, y_stride, (height, width), "u1"),
-                  Plane(o1, c_stride, (ch, cw), "u1"),
-                  Plane(o2, c_stride, (ch, cw), "u1"))
+        planes: Tuple[Plane, ...] = (Plane(0, y_stride, (height, width), "u1"),
+                                     Plane(o1, c_stride, (ch, cw), "u1"),
+                                     Plane(o2, c_stride, (ch, cw), "u1"))
         return VideoLayout(format_name, width, height, planes, o2 + c_stride * ch)
     if format_name in _SEMI_PLANAR_420:
         stride = _ru4(width)

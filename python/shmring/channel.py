@@ -3,47 +3,65 @@
 Create (replacing a stale segment), attach (optionally waiting for the producer),
 end of stream, dead or replaced producer. Mirrors ``core/include/shm/shm_channel.hpp``
 and interoperates with it: a C++ producer can feed a Python consumer and back.
+
+Liveness (Linux): the producer holds an OFD lock on byte 0 of its segment for as long
+as it owns the ring, the consumer one on byte 1 (see ``_locks``); the kernel drops
+them when the process dies, whatever its pid namespace. The pids in the header are
+information only. Elsewhere the pid is probed instead.
+
+Names shared with C++: ``ShmProducer.end_stream()`` is C++ ``ShmProducer::Close()``
+(CLOSED, mapping and name kept); ``close()`` (and leaving ``with``) is the C++
+destructor (end of stream if not yet, unlink its own name, unmap).
 """
 from __future__ import annotations
 
 import errno
 import os
 import struct
+import threading
 import time
 import weakref
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Tuple
 
-from . import _shm
+from . import _locks, _shm
+from ._aio import run_interruptibly
 from ._process import process_alive
-from .errors import (IncompatibleSegmentError, ProducerDeadError, ProducerReplacedError,
-                     RingBusyError, RingNotFoundError, RingTimeoutError,
-                     StreamClosedError, ViewInUseError)
-from .layout import (CONSUMER_ATTACHED, CONSUMER_FLAGS_OFFSET, CONSUMER_PID_OFFSET,
-                     GENERATION_OFFSET, HEADER_SIZE, MAGIC, MAGIC_OFFSET, PRODUCER_CLOSED,
-                     PRODUCER_FLAGS_OFFSET, PROFILE_OPAQUE, may_be_ring_in_creation,
-                     round_up_capacity)
-from .ring import ByteRingBuffer, validate_header
+from ._tuning import (ABANDONED_AFTER_S, CREATE_ATTEMPTS, CREATE_RETRY_S, LIVENESS_SLICE_S,
+                      OPEN_POLL_MAX_S, OPEN_POLL_MIN_S)
+from .interrupter import Interrupter
+from .errors import (ForeignOwnerError, IncompatibleSegmentError, ProducerDeadError,
+                     ProducerReplacedError, RingBusyError, RingInterruptedError,
+                     RingNotFoundError, RingTimeoutError, StreamClosedError, ViewInUseError)
+from .layout import (CONSUMER_ATTACHED, CONSUMER_FLAGS_WORD, CONSUMER_PID_WORD,
+                     GENERATION_OFFSET,
+                     HEADER_SIZE, MAGIC, MAGIC_OFFSET, PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET,
+                     PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
+from .ring import ByteRingBuffer, _new_generation, validate_header
 
-#: How often a waiting consumer looks at the producer's pid and the name's
-#: generation: bounds the time to notice a crash (as the C++ core does).
-LIVENESS_SLICE = 0.2
-# A segment without a magic (or shorter than the header) this many seconds after
-# its last change is abandoned debris; younger, another creator may be between
-# shm_open and its magic store (as the C++ core's kAbandonedAfterS).
-_ABANDONED_AFTER = 5.0
-# How often a creator looks again at a name another creator is still setting up,
-# and how long it pauses in between (about 1 s in all, as the C++ core).
-_CREATE_ATTEMPTS = 20
-_CREATE_PAUSE = 0.05
+# Segments of live producers and consumers of this process. A forked child closes its
+# copies of their descriptors at once: an OFD lock lives as long as any descriptor of
+# its open file description, so a child that kept one would keep a crashed parent
+# looking alive (and keep its consumer role).
+_OPEN_SEGMENTS: "weakref.WeakSet[_shm.Segment]" = weakref.WeakSet()
 
 
-def _new_generation() -> int:
-    g = int.from_bytes(os.urandom(8), "little")
-    return g or 1
+def _close_inherited_descriptors() -> None:
+    for segment in list(_OPEN_SEGMENTS):
+        fd, segment.fd = segment.fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
-def _header_fields(header: bytes) -> tuple:
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_descriptors)
+
+
+def _header_fields(header: bytes) -> Tuple[int, int, int, int]:
+    """(magic, generation, producer_flags, producer_pid) of a header copy (>= 40 bytes)."""
     magic, = struct.unpack_from("<I", header, MAGIC_OFFSET)
     generation, = struct.unpack_from("<Q", header, GENERATION_OFFSET)
     flags, pid = struct.unpack_from("<II", header, PRODUCER_FLAGS_OFFSET)
@@ -62,51 +80,140 @@ def _remaining(deadline: Optional[float]) -> Optional[float]:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
+def _check_owner(name: str, uid: int, mode: int, allowed: bool) -> None:
+    """Refuses a segment owned by another uid unless the caller allowed it."""
+    me = os.geteuid()
+    if uid != me and not allowed:
+        who = _shm.owner_name(uid)
+        raise ForeignOwnerError(
+            f"{_shm.path_of(name)} belongs to uid {uid} ({who}), not to uid {me} "
+            f"({_shm.owner_name(me)}); refusing it (pass allow_foreign_owner=True if that "
+            "user is trusted)", _shm.path_of(name), uid, who, mode & 0o7777)
+
+
 class _Closer:
     """What closing needs, kept apart from the user's object so a finalizer can run it."""
 
-    def __init__(self, ring: ByteRingBuffer, segment: _shm.Segment, producer: bool,
-                 claim_fd: Optional[int] = None) -> None:
+    def __init__(self, ring: ByteRingBuffer, segment: _shm.Segment, producer: bool) -> None:
         self.ring: Optional[ByteRingBuffer] = ring
         self.segment = segment
         self.producer = producer
         self.pid = os.getpid()
         self.generation = ring.generation
-        self.claim_fd = claim_fd  # consumer: holds the flock that makes us THE consumer
 
     def __call__(self) -> None:
         ring, self.ring = self.ring, None
-        if ring is None or os.getpid() != self.pid:  # a forked child owns nothing
+        if ring is None:
+            return
+        if os.getpid() != self.pid:  # a forked child owns nothing: only drop the copy
+            ring.detach()
+            self.segment.close()
             return
         try:
             if self.producer:
                 # Unlink first, then CLOSED: while we are alive and not CLOSED nobody
                 # replaces the name, so the generation we check is still the one we
-                # unlink. (After an explicit ring.set_closed() a successor may replace
-                # us at any time; the check then keeps us off its name except in the
+                # unlink. (After an explicit end_stream() a successor may replace us
+                # at any time; the check then keeps us off its name except in the
                 # instant between check and unlink.)
-                header = _shm.peek_header(self.segment.name, HEADER_SIZE)
+                try:
+                    header = _shm.peek_header(self.segment.name, HEADER_SIZE)
+                except (OSError, IncompatibleSegmentError):
+                    header = None  # not ours any more
                 if header is not None and len(header) >= 32 and \
                         _header_fields(header)[1] == self.generation:
                     _shm.unlink(self.segment.name, missing_ok=True)
-                if not ring.producer_closed():
+                if not ring.producer_closed:
                     ring.set_closed()
             else:
                 ring.set_consumer_attached(False, 0)
         finally:
             ring.detach()
-            self.segment.close()
-            fd, self.claim_fd = self.claim_fd, None
-            if fd is not None:
-                os.close(fd)  # drops the consumer claim (after ATTACHED is cleared)
+            self.segment.close()  # closes the fd: releases this side's lock last
 
 
 class _Endpoint:
-    """What both ends of a ring say about themselves (either side; never blocks)."""
+    """What both ends of a ring say about themselves (either side; never blocks), and
+    the thread-safe close both share.
+
+    Blocking calls register their thread while they run (``_enter``/``_leave``).
+    ``close()`` from another thread then interrupts them and waits until they are out
+    (each raises StreamClosedError) before it unmaps; ``close()`` from a signal handler
+    running inside such a call only interrupts, and the call closes on its way out.
+    Nothing ever touches the mapping after it is gone.
+    """
 
     _ROLE = ""
     _name: str
     _ring: Optional[ByteRingBuffer]
+    _finalizer: Any
+    _closing = False
+    _close_deferred = False  # close() was called inside a running call (signal handler)
+    _active: "dict[int, int] | None" = None  # thread id -> nesting depth of its calls
+
+    def _enter(self) -> ByteRingBuffer:
+        """Registers the calling thread as inside a call; returns the ring."""
+        ring = self._ring
+        if ring is None or self._closing:
+            raise StreamClosedError(f"{self._ROLE} of ring {self._name!r} is closed")
+        if self._active is None:
+            self._active = {}
+        me = threading.get_ident()
+        self._active[me] = self._active.get(me, 0) + 1
+        return ring
+
+    def _leave(self) -> None:
+        active = self._active
+        if active is not None:
+            me = threading.get_ident()
+            depth = active.get(me, 0) - 1
+            if depth > 0:
+                active[me] = depth
+            else:
+                active.pop(me, None)
+            if self._close_deferred and not active:
+                self._finish_close()
+
+    def _closed_while_waiting(self) -> StreamClosedError:
+        return StreamClosedError(f"{self._ROLE} of ring {self._name!r} was closed while "
+                                 "this call waited")
+
+    def _close_now_or_later(self) -> None:
+        """close(): finalizes at once when no call is running; otherwise interrupts the
+        running calls and lets the last one finalize (waiting for that unless the
+        caller is one of them, e.g. a signal handler)."""
+        if self._ring is None or self._closing:
+            return
+        active = dict(self._active or {})
+        mine = threading.get_ident() in active
+        others = set(active) - {threading.get_ident()}
+        if not others and not mine:
+            self._finish_close()
+            return
+        self._closing = True
+        ring = self._ring
+        if mine:
+            self._close_deferred = True  # the running call closes on its way out
+        ring.interrupt()  # returns once the other threads' calls are awake
+        if mine:
+            return
+        deadline = time.monotonic() + 10.0  # they wake at once; a guard, not a timing
+        while self._active and self._ring is not None and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        self._finish_close()
+
+    def _finish_close(self) -> None:
+        if self._ring is None:
+            return
+        interrupter = getattr(self, "_interrupter", None)
+        if interrupter is not None:
+            interrupter.detach(self._ring)
+        self._ring = None
+        self._on_close()
+        self._finalizer()
+
+    def _on_close(self) -> None:
+        """Subclass hook run just before the finalizer."""
 
     @property
     def ring(self) -> ByteRingBuffer:
@@ -117,6 +224,7 @@ class _Endpoint:
 
     @property
     def name(self) -> str:
+        """The ring's name as given (e.g. ``"cam0"``)."""
         return self._name
 
     @property
@@ -129,6 +237,27 @@ class _Endpoint:
         """0 = opaque messages, 1 = GStreamer framing (read it with FrameReader)."""
         return self.ring.profile
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called on this object."""
+        return self._ring is None
+
+    @property
+    def dropped(self) -> int:
+        """Messages the producer counted as dropped (the header's ``dropped``)."""
+        return self.ring.dropped
+
+    def interrupt(self) -> None:
+        """Makes a blocking call of this object in another thread (or a signal
+        handler's own thread) raise RingInterruptedError; sticky until
+        :meth:`clear_interrupt`. Wakes the sleeper at once and returns as soon as it
+        is awake. Any thread; blocks at most for that wake-up."""
+        self.ring.interrupt()
+
+    def clear_interrupt(self) -> None:
+        """Re-arms blocking calls after :meth:`interrupt`. Any thread; never blocks."""
+        self.ring.clear_interrupt()
+
 
 class ShmProducer(_Endpoint):
     """The writing end of ring ``name``: creates it and owns the name.
@@ -136,16 +265,24 @@ class ShmProducer(_Endpoint):
     ``ShmProducer(name, capacity)`` creates a ring whose data area is ``capacity``
     bytes rounded UP to a power of two (>= 64, <= 2**31), permissions ``mode``
     (0600). A name held by a live producer that has not closed is refused
-    (RingBusyError); a stale one (producer dead or CLOSED) is replaced. ``profile``
-    1 marks GStreamer framing. ``start_index`` is a test hook (initial head/tail).
-    ``close()`` (or leaving the ``with`` block, or interpreter exit) ends the stream
-    and unlinks the name. Blocks only in OS calls.
+    (RingBusyError); a stale one (producer dead or CLOSED) is replaced. A segment
+    of another user is never replaced (RingPermissionError / ForeignOwnerError, the
+    latter unless ``allow_foreign_owner=True``); something that is not a ring (a
+    FIFO, a directory, a symlink, a foreign magic) is refused with
+    IncompatibleSegmentError. ``profile`` 1 marks GStreamer framing.
+    ``start_index`` is a test hook (initial head/tail).
+
+    :meth:`end_stream` ends the stream and keeps the name (C++ ``Close()``);
+    :meth:`close` (or leaving the ``with`` block, or interpreter exit) ends the
+    stream if not yet, removes the name and unmaps. Construct from one thread;
+    blocks only in OS calls (and up to about 1 s while another creator finishes).
     """
 
     _ROLE = "producer"
 
     def __init__(self, name: str, capacity: int = 1 << 20, *, profile: int = PROFILE_OPAQUE,
-                 mode: int = 0o600, start_index: int = 0) -> None:
+                 mode: int = 0o600, start_index: int = 0,
+                 allow_foreign_owner: bool = False) -> None:
         _shm.validate_name(name)
         if capacity < 0:
             raise ValueError(f"capacity must be positive, not {capacity}")
@@ -153,7 +290,8 @@ class ShmProducer(_Endpoint):
         if rounded == 0:
             raise ValueError(f"capacity {capacity} exceeds the maximum 2^31")
         self._name = name
-        segment = self._create_segment(name, HEADER_SIZE + rounded, mode)
+        self._ring = None
+        segment = self._create_segment(name, HEADER_SIZE + rounded, mode, allow_foreign_owner)
         try:
             assert segment.mm is not None
             # producer_pid is stored before the magic (see _create_segment).
@@ -161,49 +299,69 @@ class ShmProducer(_Endpoint):
                                       start_index, os.getpid())
             ring = ByteRingBuffer(segment.mm, True)
         except BaseException:
-            segment.close()
             _shm.unlink(name, missing_ok=True)
+            segment.close()
             raise
-        self._ring: Optional[ByteRingBuffer] = ring
+        self._segment = segment
+        _OPEN_SEGMENTS.add(segment)
+        self._ring = ring
         self._closer = _Closer(ring, segment, True)
         self._finalizer = weakref.finalize(self, self._closer)
-        self._closed = False
+        self._ended = False
 
     @staticmethod
-    def _create_segment(name: str, size: int, mode: int) -> _shm.Segment:
-        """Creates the segment, replacing a stale one: producer dead or CLOSED, or a
-        creation abandoned long ago. A creator writes producer_pid before the magic,
-        so a magic with pid 0 is a foreign writer's (unknown): treated as alive."""
-        for attempt in range(_CREATE_ATTEMPTS):
+    def _create_segment(name: str, size: int, mode: int, allow_foreign_owner: bool
+                        ) -> _shm.Segment:
+        """Creates the segment and takes the producer lock (byte 0) before any header
+        word is written, replacing a stale one: producer gone (its lock free) or
+        CLOSED, or a creation abandoned long ago."""
+        for attempt in range(CREATE_ATTEMPTS):
             try:
-                return _shm.create(name, size, mode)
+                segment = _shm.create(name, size, mode)
             except FileExistsError:
                 pass
-            header = _shm.peek_header(name, HEADER_SIZE)
-            if header is None:
+            else:
+                if _locks.HAVE_OFD_LOCKS and not _locks.try_lock(segment.fd,
+                                                                 _locks.PRODUCER_BYTE):
+                    segment.close()  # someone locked the file we just made: leave it
+                    raise RingBusyError(f"ring {name!r} was taken over while being created")
+                return segment
+            found = _shm.peek(name, HEADER_SIZE)  # FIFO, symlink, EACCES: raised here
+            if found is None:
                 continue  # gone meanwhile: try creating again
-            magic = _header_fields(header)[0] if len(header) == HEADER_SIZE else 0
-            existing = _shm.segment_size(name)
-            if magic == 0 and existing is not None and not may_be_ring_in_creation(existing):
+            _check_owner(name, found.uid, found.mode, allow_foreign_owner)
+            if found.size % RECORD_ALIGN:  # not ours, whatever it holds: never removed
                 raise IncompatibleSegmentError(
-                    f"segment {name!r} exists and is not a shmring ring ({existing} bytes, "
+                    f"segment {name!r} exists: segment size {found.size} is not a multiple of "
+                    f"{RECORD_ALIGN}: not a shmring segment; remove it first", "size")
+            header = found.data
+            magic = _header_fields(header)[0] if len(header) == HEADER_SIZE else 0
+            if magic == 0 and not may_be_ring_in_creation(found.size):
+                raise IncompatibleSegmentError(
+                    f"segment {name!r} exists and is not a shmring ring ({found.size} bytes, "
                     f"no magic); remove it first", "size")
             if magic == 0:
                 # No magic yet: another creator may be between shm_open and its magic
-                # store. Only debris older than _ABANDONED_AFTER is stale.
+                # store (it holds byte 0 from the start). Without a lock, only debris
+                # older than ABANDONED_AFTER_S is stale.
                 age = _shm.age_seconds(name)
-                if 0 <= age < _ABANDONED_AFTER:
-                    if attempt + 1 < _CREATE_ATTEMPTS:
-                        time.sleep(_CREATE_PAUSE)
+                if found.producer_locked or 0 <= age < ABANDONED_AFTER_S:
+                    if attempt + 1 < CREATE_ATTEMPTS:
+                        time.sleep(CREATE_RETRY_S)
                         continue
                     raise RingBusyError(
                         f"ring {name!r} is being created by another process (magic still "
                         f"0, last changed {age:.1f} s ago); retry later")
             elif magic == MAGIC:
                 _, _, flags, pid = _header_fields(header)
-                if not flags & PRODUCER_CLOSED and process_alive(pid):  # pid 0: alive
-                    raise RingBusyError(
-                        f"ring {name!r} is in use by live producer pid {pid}")
+                if not flags & PRODUCER_CLOSED:
+                    alive = found.producer_locked
+                    if alive is None:  # no OFD locks here: the pid (0 = unknown = alive)
+                        alive = process_alive(pid)
+                    if alive:
+                        raise RingBusyError(
+                            f"ring {name!r} is in use by a live producer (pid {pid} as "
+                            "it recorded it)")
             else:
                 raise IncompatibleSegmentError(
                     f"segment {name!r} exists and is not a shmring ring (magic "
@@ -220,13 +378,23 @@ class ShmProducer(_Endpoint):
 
     @property
     def generation(self) -> int:
+        """This ring's random 64-bit generation."""
         return self.ring.generation
 
     @property
-    def closed(self) -> bool:
-        return self._closed
+    def stream_ended(self) -> bool:
+        """Whether the stream was ended (:meth:`end_stream` or :meth:`close`)."""
+        return self._ended or self._ring is None
 
     # ---- writing ------------------------------------------------------------------
+
+    def _writable_ring(self) -> ByteRingBuffer:
+        ring = self._ring
+        if ring is None or self._closing:
+            raise StreamClosedError(f"write to closed producer of ring {self._name!r}")
+        if self._ended:
+            raise StreamClosedError(f"write after end_stream() on ring {self._name!r}")
+        return ring
 
     def write(self, data: Any, timeout: Optional[float] = 0.0) -> bool:
         """Writes one message (any bytes-like object); False when it does not fit in time.
@@ -234,22 +402,29 @@ class ShmProducer(_Endpoint):
         ``timeout`` 0 (the default) never blocks: False means full right now. A
         positive timeout waits up to that many seconds for space, None waits as
         long as it takes. Raises MessageTooLargeError for a message that can never
-        fit, StreamClosedError after close(). Producer; blocks when timeout != 0.
+        fit, StreamClosedError after end_stream()/close(), CorruptRecordError when
+        the consumer's tail is corrupt. Producer thread; blocks when timeout != 0.
         """
-        ring = self._ring
-        if ring is None:
-            raise StreamClosedError(f"write to closed producer of ring {self._name!r}")
-        if ring.write(data):
-            return True
-        if timeout == 0:
-            return False
-        n = len(data) if type(data) is bytes else memoryview(data).nbytes
-        deadline = _deadline(timeout)
-        while True:
-            if not ring.wait_writable(n, _remaining(deadline)):
-                return False
+        ring = self._writable_ring()
+        self._enter()
+        try:
             if ring.write(data):
                 return True
+            if timeout == 0:
+                return False
+            n = len(data) if type(data) is bytes else memoryview(data).nbytes
+            deadline = _deadline(timeout)
+            while True:
+                if not ring.wait_writable(n, _remaining(deadline)):
+                    return False
+                if ring.write(data):
+                    return True
+        except RingInterruptedError:
+            if self._closing:
+                raise self._closed_while_waiting() from None
+            raise
+        finally:
+            self._leave()
 
     @contextmanager
     def reserve(self, n: int, timeout: Optional[float] = None) -> Iterator[memoryview]:
@@ -259,18 +434,26 @@ class ShmProducer(_Endpoint):
         message, an exception abandons it. Waits up to ``timeout`` seconds for space
         (None = no limit, 0 = not at all) and raises RingTimeoutError when there is
         none. The view (and arrays made from it) must not be referenced after the
-        block: ViewInUseError otherwise. Producer; blocks.
+        block: ViewInUseError otherwise. Producer thread; blocks.
         """
-        ring = self.ring
+        ring = self._writable_ring()
         view = ring.reserve(n)
         if view is None:
             deadline = _deadline(timeout)
-            while view is None:
-                if timeout == 0 or not ring.wait_writable(n, _remaining(deadline)):
-                    raise RingTimeoutError(
-                        f"no room for a {n}-byte message in ring {self._name!r} "
-                        f"within {timeout} s")
-                view = ring.reserve(n)
+            self._enter()
+            try:
+                while view is None:
+                    if timeout == 0 or not ring.wait_writable(n, _remaining(deadline)):
+                        raise RingTimeoutError(
+                            f"no room for a {n}-byte message in ring {self._name!r} "
+                            f"within {timeout} s")
+                    view = ring.reserve(n)
+            except RingInterruptedError:
+                if self._closing:
+                    raise self._closed_while_waiting() from None
+                raise
+            finally:
+                self._leave()
         try:
             yield view
         except BaseException:
@@ -290,38 +473,41 @@ class ShmProducer(_Endpoint):
         return self.ring.readable_bytes()
 
     def count_dropped(self, n: int = 1) -> None:
-        """Counts ``n`` messages dropped on purpose (the header's ``dropped``). Producer;
-        never blocks."""
+        """Counts ``n`` messages dropped on purpose (the header's ``dropped``). Producer
+        thread; never blocks."""
         self.ring.add_dropped(n)
 
-    @property
-    def dropped(self) -> int:
-        """Messages counted as dropped so far."""
-        return self.ring.dropped()
-
     def consumer_attached(self) -> bool:
-        """Whether a live consumer is attached now. Producer; never blocks."""
+        """Whether a live consumer is attached now (its lock on byte 1 is held; where
+        there are no OFD locks: ATTACHED and a live consumer_pid). Any thread; never
+        blocks (one fcntl call)."""
         ring = self.ring
-        return bool(ring.consumer_flags() & CONSUMER_ATTACHED) and \
-            process_alive(ring.consumer_pid())
+        if _locks.HAVE_OFD_LOCKS:
+            return _locks.is_locked(self._segment.fd, _locks.CONSUMER_BYTE)
+        return bool(ring.consumer_flags & CONSUMER_ATTACHED) and \
+            process_alive(ring.consumer_pid)
 
-    def interrupt(self) -> None:
-        """Makes a blocked write/reserve in another thread raise RingInterruptedError;
-        sticky until clear_interrupt(). Any thread."""
-        self.ring.interrupt()
-
-    def clear_interrupt(self) -> None:
-        self.ring.clear_interrupt()
+    def end_stream(self) -> None:
+        """Ends the stream: sets CLOSED after the last message and wakes the consumer,
+        which reads what is left and then sees the end. Keeps the mapping and the
+        name (as C++ ``ShmProducer::Close()``); writing afterwards raises
+        StreamClosedError; :meth:`close` still removes the name. Idempotent.
+        Producer thread; never blocks."""
+        ring = self.ring
+        self._ended = True
+        if not ring.producer_closed:
+            ring.set_closed()
 
     def close(self) -> None:
-        """Ends the stream: unlinks the name (if it still holds this ring), then sets
-        CLOSED and wakes the consumer, and unmaps. Idempotent. Producer; never
-        blocks. (``ring.set_closed()`` alone ends the stream but keeps the name.)"""
-        if self._ring is None:
-            return
-        self._ring = None
-        self._closed = True
-        self._finalizer()
+        """Ends the stream if not yet, removes the name (if it still holds this ring),
+        unmaps and releases the producer lock: the C++ destructor. What is unread
+        stays readable by an attached consumer. Idempotent. Any thread: a write
+        blocked in another thread is woken and raises StreamClosedError first (close
+        waits for that, briefly)."""
+        self._close_now_or_later()
+
+    def _on_close(self) -> None:
+        self._ended = True
 
     def __enter__(self) -> "ShmProducer":
         return self
@@ -339,130 +525,148 @@ class ShmConsumer(_Endpoint):
 
     ``timeout`` says how long to wait for a producer to create the ring: 0 (the
     default) attaches now or raises RingNotFoundError, None waits without limit, a
-    number waits that many seconds. An existing but invalid segment is refused at
-    once with IncompatibleSegmentError naming the field. A ring already read by
-    another live consumer raises RingBusyError. Blocks while waiting for the ring.
+    number waits that many seconds. Only a missing name or a ring still being
+    created is waited for; anything else is refused at once: a segment that is not
+    a ring (IncompatibleSegmentError naming the field, ``"type"`` for a FIFO,
+    directory or symlink, ``"size"`` for a size that is not a multiple of 8),
+    permission denied (RingPermissionError naming the owner), a ring of another user
+    (ForeignOwnerError unless ``allow_foreign_owner=True``), a ring that already has
+    a live consumer (RingBusyError). Construct from one thread; blocks while waiting
+    for the ring.
+
+    ``interrupter`` (a :class:`shmring.Interrupter`, the C++
+    ``ConsumerOptions::interrupter``): its ``interrupt()`` from another thread ends the
+    wait for the ring with RingInterruptedError, and once attached interrupts every
+    blocking call of this consumer as :meth:`interrupt` does; sticky until its
+    ``clear()``.
     """
 
     _ROLE = "consumer"
 
-    def __init__(self, name: str, timeout: Optional[float] = 0.0) -> None:
+    def __init__(self, name: str, timeout: Optional[float] = 0.0, *,
+                 allow_foreign_owner: bool = False,
+                 interrupter: Optional[Interrupter] = None) -> None:
         _shm.validate_name(name)
         self._name = name
-        segment = self._open_segment(name, timeout)
-        claim_fd: Optional[int] = None
+        self._ring = None
+        self._interrupter = interrupter
+        segment = self._open_segment(name, timeout, allow_foreign_owner, interrupter)
         try:
             assert segment.mm is not None
             # Claim the role before writing any consumer word: a refused consumer
             # must not touch the live one's flags.
-            claim_fd = self._claim(name, segment.mm)
+            self._claim(name, segment)
             ring = ByteRingBuffer(segment.mm, False)
             ring.set_consumer_attached(True, os.getpid())
         except BaseException:
             segment.close()
-            if claim_fd is not None:
-                os.close(claim_fd)
             raise
-        self._ring: Optional[ByteRingBuffer] = ring
+        self._segment = segment
+        _OPEN_SEGMENTS.add(segment)
+        self._ring = ring
         self._generation = ring.generation
-        self._closer = _Closer(ring, segment, False, claim_fd)
+        self._closer = _Closer(ring, segment, False)
         self._finalizer = weakref.finalize(self, self._closer)
         self._last_check = -1e9
+        if interrupter is not None:
+            interrupter.attach(ring)  # its interrupt() reaches our waits from now on
 
     @staticmethod
-    def _claim(name: str, mm: Any) -> Optional[int]:
-        """Takes the consumer role: an exclusive flock on the segment, held (the
-        returned fd) for the consumer's lifetime, so two consumers racing to attach
-        cannot both win, even in one process. Where flock is unsupported (None
-        returned), falls back to the ATTACHED flag and the liveness of its pid.
+    def _claim(name: str, segment: _shm.Segment) -> None:
+        """Takes the consumer role: an OFD lock on byte 1 of our own descriptor, held
+        until close, so two consumers racing to attach cannot both win, even in one
+        process. Without OFD locks: ATTACHED and a live consumer_pid refuse us.
         Raises RingBusyError when another consumer holds the role."""
-        try:
-            fd = _shm.claim_exclusive(name)
-        except BlockingIOError:
-            cpid, = struct.unpack_from("<I", mm, CONSUMER_PID_OFFSET)
-            raise RingBusyError(f"ring {name!r} already has a consumer (pid {cpid}); "
-                                "a ring has one consumer") from None
-        except FileNotFoundError:
-            fd = None  # unlinked since we mapped it: no one else can claim it by name
-        if fd is not None:
-            return fd  # any ATTACHED flag left behind is a dead consumer's
-        cflags, cpid = struct.unpack_from("<II", mm, CONSUMER_FLAGS_OFFSET)
-        if cflags & CONSUMER_ATTACHED and cpid != 0 and process_alive(cpid):
-            raise RingBusyError(f"ring {name!r} already has a consumer (pid {cpid}); "
-                                "a ring has one consumer")
-        return None
+        mm = segment.mm
+        assert mm is not None
+        words = memoryview(mm).cast("B")[:HEADER_SIZE].cast("I")  # single aligned loads
+        cflags, cpid = int(words[CONSUMER_FLAGS_WORD]), int(words[CONSUMER_PID_WORD])
+        words.release()
+        if _locks.HAVE_OFD_LOCKS:
+            if _locks.try_lock(segment.fd, _locks.CONSUMER_BYTE):
+                return  # any ATTACHED flag left behind is a dead consumer's
+        elif not (cflags & CONSUMER_ATTACHED and cpid != 0 and process_alive(cpid)):
+            return
+        raise RingBusyError(f"ring {name!r} already has a consumer (pid {cpid}); "
+                            "a ring has one consumer")
 
     @staticmethod
-    def _open_segment(name: str, timeout: Optional[float]) -> _shm.Segment:
+    def _open_segment(name: str, timeout: Optional[float], allow_foreign_owner: bool,
+                      interrupter: Optional[Interrupter] = None) -> _shm.Segment:
         deadline = _deadline(timeout)
-        pause = 0.001
+        pause = OPEN_POLL_MIN_S
         while True:
-            not_ready = None
+            if interrupter is not None and interrupter.interrupted:
+                raise RingInterruptedError(f"waiting for ring {name!r} was interrupted")
+            not_ready: Optional[Tuple[str, str]] = None
             try:
-                segment = _shm.open_existing(name)
-            except FileNotFoundError:
+                segment: Optional[_shm.Segment] = _shm.open_existing(name)
+            except RingNotFoundError:
                 segment = None
-            except OSError as e:
-                if e.errno != errno.EAGAIN:
-                    raise
+            except _shm.NotReady as e:
                 segment, not_ready = None, ("size", str(e))
             if segment is not None:
                 assert segment.mm is not None
-                bad = validate_header(segment.mm)
+                try:
+                    _check_owner(name, segment.uid, segment.mode, allow_foreign_owner)
+                    if segment.size % RECORD_ALIGN:
+                        raise IncompatibleSegmentError(
+                            f"ring {name!r} is not usable: segment size {segment.size} is "
+                            f"not a multiple of {RECORD_ALIGN}: not a shmring segment", "size")
+                    bad = validate_header(segment.mm)
+                except BaseException:
+                    segment.close()
+                    raise
                 if bad is None:
                     return segment
                 segment.close()
-                if bad[0] == "magic" and bad[1].startswith("magic is 0:"):
-                    not_ready = bad
+                if bad[0] == "magic" and bad[1].startswith("magic is 0:") and \
+                        may_be_ring_in_creation(segment.size):
+                    not_ready = bad  # a creator between ftruncate and its magic store
                 else:
                     raise IncompatibleSegmentError(f"ring {name!r} is not usable: {bad[1]}",
                                                    bad[0])
             now = time.monotonic()
-            if not_ready is not None:
-                # Created but not initialized (size 0, magic 0): a producer mid-way, or
-                # debris a new producer will replace. Waited for like a missing name,
-                # up to the timeout (PROTOCOL.md section 2; as the C++ core).
-                if deadline is not None and now >= deadline:
+            if deadline is not None and now >= deadline:
+                if not_ready is not None:
                     raise IncompatibleSegmentError(
                         f"ring {name!r} is not usable: {not_ready[1]}", not_ready[0])
-            else:
-                if deadline is not None and now >= deadline:
-                    if timeout == 0:
-                        raise RingNotFoundError(errno.ENOENT, f"no ring {name!r}")
-                    raise RingNotFoundError(
-                        errno.ENOENT, f"no ring {name!r} appeared within {timeout} s")
+                if timeout == 0:
+                    raise RingNotFoundError(errno.ENOENT, f"no ring {name!r}")
+                raise RingNotFoundError(
+                    errno.ENOENT, f"no ring {name!r} appeared within {timeout} s")
             step = pause if deadline is None else max(0.0, min(pause, deadline - now))
-            time.sleep(step if not_ready is None else min(pause, 0.01))
-            pause = min(pause * 2, 0.02)  # poll the name at most every 20 ms
+            if interrupter is not None:
+                interrupter.nap(step)  # returns at once on interrupt(); checked above
+            else:
+                time.sleep(step)
+            pause = min(pause * 2, OPEN_POLL_MAX_S)
 
     # ---- identity ---------------------------------------------------------------
 
     @property
     def generation(self) -> int:
+        """The attached ring's generation (the one it had when we attached)."""
         return self._generation
-
-    @property
-    def dropped(self) -> int:
-        """Messages the producer counted as dropped."""
-        return self.ring.dropped()
 
     @property
     def at_end(self) -> bool:
         """True once the producer closed the stream and every message was read."""
-        return self.ring.at_end()
+        return self.ring.at_end
 
     # ---- reading ------------------------------------------------------------------
 
     def has_data(self) -> bool:
-        """Whether a message is waiting. Consumer; never blocks."""
+        """Whether a message is waiting. Consumer thread; never blocks."""
         return self.ring.has_data()
 
     def readable_bytes(self) -> int:
-        """Bytes written and not yet read (records and padding). Consumer; never blocks."""
+        """Bytes written and not yet read (records and padding). Consumer thread; never
+        blocks."""
         return self.ring.readable_bytes()
 
     def writeable_bytes(self) -> int:
-        """Free bytes in the ring as the consumer sees it. Consumer; never blocks."""
+        """Free bytes in the ring as the consumer sees it. Consumer thread; never blocks."""
         return self.ring.writeable_bytes()
 
     def read(self, timeout: Optional[float] = 0.0) -> Optional[bytes]:
@@ -473,75 +677,132 @@ class ShmConsumer(_Endpoint):
         returned for empty / timed out / end of stream (then ``at_end`` is True).
         Raises ProducerDeadError or ProducerReplacedError once every message the
         producer finished writing has been read, CorruptRecordError on an invalid
-        record. Consumer; blocks when timeout != 0 (GIL released while asleep).
+        record, RingInterruptedError after :meth:`interrupt`. Consumer thread;
+        blocks when timeout != 0 (GIL released while asleep).
         """
-        ring = self._ring
-        if ring is None:
-            raise StreamClosedError(f"read from closed consumer of ring {self._name!r}")
-        data = ring.read()
-        if data is not None:
-            return data
-        while self._wait(ring, timeout):
+        ring = self._enter()  # raises StreamClosedError after close()
+        try:
             data = ring.read()
             if data is not None:
                 return data
-            if ring.at_end():
-                return None
-        return None
+            while self._wait(ring, timeout):
+                data = ring.read()
+                if data is not None:
+                    return data
+                if ring.at_end:
+                    return None
+            return None
+        except RingInterruptedError:
+            if self._closing:
+                raise self._closed_while_waiting() from None
+            raise
+        finally:
+            self._leave()
+
+    def wait_readable(self, timeout: Optional[float]) -> bool:
+        """Sleeps until a message is waiting or the stream ended (True) or ``timeout``
+        seconds passed (False; None = no limit), watching the producer meanwhile.
+
+        Raises ProducerDeadError / ProducerReplacedError when the producer is gone
+        and nothing is left to read (looked at, at most, once per
+        ``LIVENESS_SLICE_S``), RingInterruptedError after :meth:`interrupt`.
+        Consumer thread; blocks (GIL released while asleep).
+        """
+        ring = self._enter()
+        try:
+            return self._wait(ring, timeout) or ring.at_end
+        except RingInterruptedError:
+            if self._closing:
+                raise self._closed_while_waiting() from None
+            raise
+        finally:
+            self._leave()
 
     def _wait(self, ring: ByteRingBuffer, timeout: Optional[float]) -> bool:
-        """Waits for a message: True when one is (probably) there, False on timeout or
-        end of stream. Looks at producer liveness while the ring is empty."""
         deadline = _deadline(timeout)
         while True:
             if ring.has_data():
                 return True
-            if ring.at_end():
+            if ring.at_end:
                 return False
-            self._check_producer(ring, force=timeout != 0)
+            self._check_producer(ring, force=False)
             remaining = _remaining(deadline)
             if remaining is not None and remaining <= 0:
                 return False
-            if ring.wait_readable(LIVENESS_SLICE if remaining is None
-                                  else min(remaining, LIVENESS_SLICE)):
-                if ring.has_data():
-                    return True
+            slice_s = LIVENESS_SLICE_S if remaining is None else min(remaining,
+                                                                     LIVENESS_SLICE_S)
+            if ring.wait_readable(slice_s) and ring.has_data():
+                return True
 
-    def _check_producer(self, ring: ByteRingBuffer, force: bool) -> None:
-        """Raises ProducerDeadError / ProducerReplacedError (only called when empty)."""
-        now = time.monotonic()
-        if not force and now - self._last_check < LIVENESS_SLICE:
-            return
-        self._last_check = now
-        # A re-created name says more (re-open it) than a dead pid, so it goes first.
-        header = _shm.peek_header(self._name, 32)
+    def _producer_gone(self, ring: ByteRingBuffer) -> Optional[Exception]:
+        """The error to report when the producer is gone or was replaced, else None.
+        On Linux one fcntl call while it is alive: no name re-open, no /proc."""
+        if ring.producer_closed:
+            return None  # end of stream, reported by at_end
+        pid = ring.producer_pid
+        if _locks.HAVE_OFD_LOCKS:
+            if _locks.is_locked(self._segment.fd, _locks.PRODUCER_BYTE):
+                return None
+        elif process_alive(pid):
+            return None
+        if ring.producer_closed:  # CLOSED is stored before the lock goes
+            return None
+        # Gone. A name that now holds another generation says more: re-open it.
+        try:
+            header = _shm.peek_header(self._name, 32)
+        except (OSError, IncompatibleSegmentError):
+            header = None
         if header is not None and len(header) >= 32:
-            magic, generation, _, _ = _header_fields(header + bytes(HEADER_SIZE))
+            magic, = struct.unpack_from("<I", header, MAGIC_OFFSET)
+            generation, = struct.unpack_from("<Q", header, GENERATION_OFFSET)
             if magic == MAGIC and generation != self._generation:
-                if ring.has_data():
-                    return
-                raise ProducerReplacedError(
+                return ProducerReplacedError(
                     f"ring {self._name!r} was re-created by another producer (generation "
                     f"0x{self._generation:016x} -> 0x{generation:016x}); re-open it",
                     self._generation, generation)
-        pid = ring.producer_pid()
-        if not ring.producer_closed() and not process_alive(pid):
-            if ring.has_data():
-                return
-            raise ProducerDeadError(
-                f"producer pid {pid} of ring {self._name!r} died without closing the "
-                "stream", pid)
+        return ProducerDeadError(
+            f"producer of ring {self._name!r} (pid {pid} as it recorded it) died without "
+            "closing the stream", pid)
+
+    def _check_producer(self, ring: ByteRingBuffer, force: bool) -> None:
+        """Raises ProducerDeadError / ProducerReplacedError (only called when empty);
+        unless ``force``, looks at most once per LIVENESS_SLICE_S."""
+        now = time.monotonic()
+        if not force and now - self._last_check < LIVENESS_SLICE_S:
+            return
+        self._last_check = now
+        error = self._producer_gone(ring)
+        if error is not None and not ring.has_data():
+            raise error
 
     def check_producer(self) -> None:
         """Raises ProducerDeadError / ProducerReplacedError if the producer is gone or
-        was replaced and nothing is left to read. Consumer; never blocks (one open +
-        read of the name)."""
+        was replaced and nothing is left to read. Consumer thread; never blocks (one
+        fcntl call on Linux; a re-open of the name only when the producer is gone)."""
         ring = self.ring
         if not ring.has_data():
             self._check_producer(ring, force=True)
 
     def __iter__(self) -> "ShmConsumer":
         return self
+
+    async def aread(self, timeout: Optional[float] = None) -> Optional[bytes]:
+        """:meth:`read` for asyncio (default: wait for a message or the end of the
+        stream): runs it in the loop's default executor. Cancelling the awaiting task
+        (``task.cancel()``, ``asyncio.wait_for``) really stops the wait: the blocked
+        read is interrupted and the thread freed. One awaiting task at a time;
+        event-loop thread."""
+        return await run_interruptibly(self, self.read, timeout)
+
+    def __aiter__(self) -> "ShmConsumer":
+        """``async for message in consumer``: messages until the end of the stream."""
+        return self
+
+    async def __anext__(self) -> bytes:
+        data = await self.aread(None)
+        if data is None:
+            raise StopAsyncIteration
+        return data
 
     def __next__(self) -> bytes:
         """The next message, waiting as long as needed; StopIteration at end of stream."""
@@ -559,26 +820,17 @@ class ShmConsumer(_Endpoint):
         (or a slice, cast or numpy array made from it) is still referenced then,
         ViewInUseError is raised and the message stays held until the next call,
         which retries: ring memory is never reused under a live view.
-        ``timeout`` as for :meth:`read` (default: wait). Consumer; blocks (on
+        ``timeout`` as for :meth:`read` (default: wait). Consumer thread; blocks (on
         entering the ``with`` block).
         """
         return _ReadView(self, timeout)
 
-    def interrupt(self) -> None:
-        """Makes a blocked read in another thread raise RingInterruptedError; sticky
-        until clear_interrupt(). Any thread."""
-        self.ring.interrupt()
-
-    def clear_interrupt(self) -> None:
-        self.ring.clear_interrupt()
-
     def close(self) -> None:
-        """Detaches (clears ATTACHED) and unmaps; never unlinks. Idempotent. Consumer;
-        never blocks."""
-        if self._ring is None:
-            return
-        self._ring = None
-        self._finalizer()
+        """Detaches (clears ATTACHED), unmaps and releases the consumer role; never
+        unlinks: the C++ destructor. Idempotent. Any thread: a read blocked in another
+        thread is woken and raises StreamClosedError first (close waits for that,
+        briefly)."""
+        self._close_now_or_later()
 
     def __enter__(self) -> "ShmConsumer":
         return self
@@ -606,12 +858,17 @@ class _ReadView:
         if self._ring is not None:
             raise RuntimeError("a read_view() context manager can be entered only once")
         consumer = self._consumer
-        ring = consumer._ring
-        if ring is None:
-            ring = consumer.ring  # raises StreamClosedError
-        view = ring.peek()
-        if view is None and consumer._wait(ring, self._timeout):
+        ring = consumer._enter()  # raises StreamClosedError after close()
+        try:
             view = ring.peek()
+            if view is None and consumer._wait(ring, self._timeout):
+                view = ring.peek()
+        except RingInterruptedError:
+            if consumer._closing:
+                raise consumer._closed_while_waiting() from None
+            raise
+        finally:
+            consumer._leave()
         self._ring = ring
         return view
 

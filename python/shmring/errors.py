@@ -19,8 +19,10 @@ class MessageTooLargeError(ShmRingError, ValueError):
 class IncompatibleSegmentError(ShmRingError):
     """A segment that is not a ring this package can use.
 
-    ``field`` names the header field that was refused: ``"magic"``, ``"version"``,
-    ``"header_size"``, ``"capacity"``, ``"size"`` or ``"profile"``.
+    ``field`` names what was refused: the header fields ``"magic"``, ``"version"``,
+    ``"header_size"``, ``"capacity"``, ``"profile"``, the segment's ``"size"``, or
+    ``"type"`` for something that is not a regular file at all (a FIFO, a
+    directory, a symbolic link...).
     """
 
     def __init__(self, message: str, field: str) -> None:
@@ -32,6 +34,31 @@ class RingNotFoundError(ShmRingError, FileNotFoundError):
     """No ring of that name exists (and the caller did not wait, or waited in vain)."""
 
 
+class RingPermissionError(ShmRingError, PermissionError):
+    """The OS refused access to the segment (another user's ring, mode 0600).
+
+    ``path``, ``owner_uid`` and ``owner_name`` say whose it is (uid -1 / name "?"
+    when even that could not be looked up), ``mode`` its permission bits.
+    """
+
+    def __init__(self, message: str, path: str = "", owner_uid: int = -1,
+                 owner_name: str = "?", mode: int = 0) -> None:
+        super().__init__(message)
+        self.path = path
+        self.owner_uid = owner_uid
+        self.owner_name = owner_name
+        self.mode = mode
+
+
+class ForeignOwnerError(RingPermissionError):
+    """The segment belongs to another user; refused unless ``allow_foreign_owner=True``
+    (a world-writable ring squatted by someone else must not be trusted silently)."""
+
+
+class RingOSError(ShmRingError, OSError):
+    """Any other OS failure on a segment; the message names the call and the errno."""
+
+
 class RingBusyError(ShmRingError):
     """The name is owned by a live producer, or the ring already has a live consumer."""
 
@@ -41,7 +68,8 @@ class CorruptRecordError(ShmRingError):
 
 
 class ProducerDeadError(ShmRingError):
-    """The producer process died without closing the stream (its pid is gone)."""
+    """The producer process died without closing the stream (on Linux: its lock on
+    byte 0 of the segment is gone; ``pid`` is the pid it recorded, for messages)."""
 
     def __init__(self, message: str, pid: int) -> None:
         super().__init__(message)
@@ -59,7 +87,8 @@ class ProducerReplacedError(ShmRingError):
 
 
 class StreamClosedError(ShmRingError, ValueError):
-    """Writing to a producer after ``close()`` (like writing to a closed file)."""
+    """Using an object after ``close()``, or writing after ``end_stream()`` (like
+    writing to a closed file)."""
 
 
 class ViewInUseError(ShmRingError, BufferError):

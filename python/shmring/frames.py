@@ -7,18 +7,32 @@ the ring, shaped from the caps.
 """
 from __future__ import annotations
 
+import sys
 import time
+import warnings
 from collections import deque
-from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional,
+                    Tuple)
 
-from .caps import VideoLayout, layout_from_caps
-from .channel import LIVENESS_SLICE, ShmConsumer, ShmProducer
-from .errors import (IncompatibleSegmentError, RingTimeoutError, StreamClosedError,
-                     ViewInUseError)
+from ._aio import run_interruptibly
+from ._tuning import LIVENESS_SLICE_S
+from .caps import VideoLayout, layout_from_caps, parse_caps
+from .channel import ShmConsumer, ShmProducer
+from .errors import (IncompatibleSegmentError, RingInterruptedError, RingTimeoutError,
+                     StreamClosedError, ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
                       MIN_HEADER_SIZE, TIME_NONE, MessageHeader, decode_header, encode_caps,
                       encode_eos, encode_header, monotonic_ns, unpack_header)
-from .layout import INDEX_MASK, PRODUCER_WAITING, PROFILE_GST_FRAMING
+from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, INDEX_MASK, PRODUCER_WAITING,
+                     PROFILE_GST_FRAMING)
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    #: A numpy array of any dtype (the frame's dtype comes from its caps).
+    Array = npt.NDArray[Any]
+else:
+    Array = Any
 
 
 _np: Any = None
@@ -77,14 +91,18 @@ def _array_args(layout: VideoLayout) -> Tuple[Any, ...]:
 
 
 class Frame:
-    """One video buffer read from the ring, valid until the reader moves past it.
+    """One video buffer read from the ring, valid for as long as it is referenced.
 
     ``caps`` (str, the caps in effect for this buffer), ``pts``/``dts``/``duration``
     (int ns or None), ``offset``/``offset_end`` (int or None), ``flags``
     (GstBufferFlags), ``send_time_ns`` (writer's CLOCK_MONOTONIC, 0 unknown),
     ``data`` (read-only memoryview into the ring), ``array`` and ``planes`` (numpy,
-    zero-copy). Copy what you keep (``frame.array.copy()``): the ring space is given
-    back once nothing references the frame's memory any more.
+    zero-copy). A Frame, its ``data``, ``array`` or ``planes`` (or anything made from
+    them) that is still referenced pins its record: the ring space is given back, in
+    ring order, once nothing references any of them. Keeping many frames starves the
+    producer: FrameReader raises ViewInUseError when the producer has been waiting for
+    the space they hold for a whole liveness slice. Copy what you keep long
+    (``frame.array.copy()``).
     """
 
     __slots__ = ("caps", "pts", "dts", "duration", "offset", "offset_end", "flags",
@@ -103,8 +121,8 @@ class Frame:
         self.flags = header.flags
         self.send_time_ns = header.send_time_ns
         self.data = data
-        self._array: Any = None
-        self._planes: Optional[Tuple[Any, ...]] = None
+        self._array: Optional[Array] = None
+        self._planes: Optional[Tuple[Array, ...]] = None
 
     @property
     def width(self) -> Optional[int]:
@@ -128,7 +146,7 @@ class Frame:
         return layout
 
     @property
-    def planes(self) -> Tuple[Any, ...]:
+    def planes(self) -> Tuple[Array, ...]:
         """numpy views of each plane (Y, U, V for I420; Y, UV for NV12; one for packed)."""
         if self._planes is None:
             np = _numpy()
@@ -142,7 +160,7 @@ class Frame:
         return self._planes
 
     @property
-    def array(self) -> Any:
+    def array(self) -> Array:
         """The frame as one numpy array, zero-copy and read-only.
 
         Packed RGB-like formats: (height, width, channels); GRAY8/GRAY16: (height,
@@ -179,6 +197,7 @@ class Frame:
 
 
 _new_frame = object.__new__
+_getrefcount = sys.getrefcount
 
 
 def _make_frame(caps: Optional[str], layout: Optional[VideoLayout], fields: Tuple[int, ...],
@@ -214,8 +233,9 @@ class FrameReader:
     ProducerDeadError / ProducerReplacedError end it when the producer is gone.
     ``latest=True`` skips frames already superseded by newer ones in the ring
     (live view: always the newest), keeping the caps of skipped CAPS messages;
-    ``skipped`` counts them. Each Frame stays valid until the reader moves past it;
-    ring space is only reused once nothing references it. Consumer side.
+    ``skipped`` counts them. Each Frame stays valid for as long as it (or its data,
+    array, planes) is referenced; ring space is only reused once nothing references
+    it. Consumer side.
     """
 
     def __init__(self, name: str, timeout: Optional[float] = None, latest: bool = False) -> None:
@@ -251,7 +271,13 @@ class FrameReader:
     def _set_caps(self, caps: str) -> None:
         self._caps = caps
         if caps not in self._layouts:
-            self._layouts[caps] = layout_from_caps(caps)
+            layout = layout_from_caps(caps)
+            self._layouts[caps] = layout
+            if layout is None and parse_caps(caps)[0] == "video/x-raw":
+                warnings.warn(
+                    f"ring {self.name!r}: cannot shape frames for caps {caps!r} (format "
+                    "not supported, or width/height/format missing); Frame.array is the "
+                    "raw bytes (1-D)", RuntimeWarning, stacklevel=3)
         self._layout = self._layouts[caps]
 
     def _release_ready(self) -> None:
@@ -261,6 +287,10 @@ class FrameReader:
         while entries:
             end, held, frame = entries[0]
             if frame is not None:
+                # A Frame the caller still references pins its record, as a referenced
+                # array does (references here: the entry, `frame`, getrefcount's own).
+                if _getrefcount(frame) > 3:
+                    break
                 frame._array = None  # Frame._drop, inlined
                 frame._planes = None
             if held is not None and not held.try_release():
@@ -277,8 +307,8 @@ class FrameReader:
         # Deadlock check: nothing left to read, frames still referenced, and the
         # producer has been asleep waiting for space (head unchanged) for a whole
         # wait slice: only the space those frames hold can wake it.
-        head = ring.load_head()
-        if self._entries and ring.producer_flags() & PRODUCER_WAITING:
+        head = ring.head
+        if self._entries and ring.producer_flags & PRODUCER_WAITING:
             if self._stuck_head == head:
                 raise ViewInUseError(
                     f"{len(self._entries)} frame(s) of ring {self.name!r} are still "
@@ -287,23 +317,42 @@ class FrameReader:
             self._stuck_head = head
         else:
             self._stuck_head = None
-        self._consumer._check_producer(ring, force=True)
+        # Watches the producer (at most once per slice) while it sleeps.
         if deadline is None:
-            ring.wait_readable(LIVENESS_SLICE)
+            self._consumer.wait_readable(LIVENESS_SLICE_S)
             return True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        ring.wait_readable(min(remaining, LIVENESS_SLICE))
+        self._consumer.wait_readable(min(remaining, LIVENESS_SLICE_S))
         return True
 
     def read_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).
 
         None at end of stream (then ``at_end`` is True) or when the timeout expired.
+        Raises RingInterruptedError after :meth:`interrupt`, StreamClosedError when
+        :meth:`close` was called (also from another thread while this call waited).
+        Consumer thread; blocks.
+        """
+        consumer = self._consumer
+        consumer._enter()  # raises StreamClosedError after close()
+        try:
+            return self._read_frame(timeout)
+        except RingInterruptedError:
+            if consumer._closing:
+                raise consumer._closed_while_waiting() from None
+            raise
+        finally:
+            consumer._leave()
+
+    def _read_frame(self, timeout: Optional[float]) -> Optional[Frame]:
+        """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).
+
+        None at end of stream (then ``at_end`` is True) or when the timeout expired.
         Consumer; blocks.
         """
-        if self._consumer._ring is None:
+        if self._consumer.closed:
             raise StreamClosedError(f"FrameReader of ring {self.name!r} is closed")
         if self._done:
             return None
@@ -315,17 +364,17 @@ class FrameReader:
         if entries:
             self._release_ready()
         ring, buf = self._ring, self._buf
-        locate = ring._locate  # acquire(), inlined
+        acquire = ring.acquire
         deadline: Optional[float] = None  # taken when a wait is first needed
         candidate: Optional[Tuple[_Entry, int, int, Tuple[int, ...], Optional[str],
                                   Optional[VideoLayout]]] = None
         limit = -1
         while True:
-            record = locate(ring._read_pos)
+            record = acquire()
             if record is None:
                 if candidate is not None:
                     break
-                if ring.at_end():
+                if ring.at_end:
                     self._done = True
                     self._release_ready()
                     return None
@@ -335,8 +384,7 @@ class FrameReader:
                     return None
                 continue
             start, length, end = record
-            ring._read_pos = end
-            entry = [end, None, None]
+            entry: _Entry = [end, None, None]
             entries.append(entry)
             # The message header in one unpack; decode_header raises the FramingError
             # for anything that does not check out.
@@ -351,6 +399,7 @@ class FrameReader:
             if kind == KIND_BUFFER:
                 if not self._latest:  # the common case: this record is the frame
                     held = ring.view_of(start + body, length - body, end)
+                    assert held.view is not None
                     frame = _make_frame(self._caps, self._layout, fields, held.view)
                     entry[_HELD] = held
                     entry[_FRAME] = frame
@@ -360,7 +409,7 @@ class FrameReader:
                 candidate = (entry, start + body, length - body, fields, self._caps,
                              self._layout)
                 if limit < 0:
-                    limit = ring.load_head()
+                    limit = ring.head
             elif kind == KIND_CAPS:
                 self._set_caps(bytes(buf[start + body:start + length]).decode(
                     "utf-8", "replace"))
@@ -398,13 +447,49 @@ class FrameReader:
             raise StopIteration
         return frame
 
+    async def aread_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
+        """:meth:`read_frame` for asyncio: runs it in the loop's default executor.
+        Cancelling the awaiting task (``task.cancel()``, ``asyncio.wait_for``) really
+        stops the wait: the blocked call is interrupted and the thread freed. One
+        awaiting task at a time; event-loop thread."""
+        return await run_interruptibly(self, self.read_frame, timeout)
+
+    def __aiter__(self) -> "FrameReader":
+        """``async for frame in reader``: frames until EOS, as :meth:`aread_frame`."""
+        return self
+
+    async def __anext__(self) -> Frame:
+        frame = await self.aread_frame(None)
+        if frame is None:
+            raise StopAsyncIteration
+        return frame
+
+    def interrupt(self) -> None:
+        """Makes a blocked :meth:`read_frame` (or iteration) in another thread raise
+        RingInterruptedError; sticky until :meth:`clear_interrupt`. Any thread;
+        returns as soon as the sleeper is awake."""
+        self._consumer.interrupt()
+
+    def clear_interrupt(self) -> None:
+        """Re-arms blocking calls after :meth:`interrupt`. Any thread; never blocks."""
+        self._consumer.clear_interrupt()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._consumer.closed
+
     def close(self) -> None:
-        """Releases what can be released and detaches. Never unlinks. Idempotent."""
-        if self._consumer._ring is None:
+        """Releases what can be released and detaches. Never unlinks. Idempotent. Any
+        thread: a read_frame blocked in another thread is woken and raises
+        StreamClosedError first."""
+        consumer = self._consumer
+        if consumer.closed:
             return
-        self._release_ready()
-        self._entries.clear()
-        self._consumer.close()
+        if not consumer._active:
+            self._release_ready()
+            self._entries.clear()
+        consumer.close()
 
     def __enter__(self) -> "FrameReader":
         return self
@@ -427,17 +512,60 @@ class FrameWriter:
         self._producer = ShmProducer(name, capacity, profile=PROFILE_GST_FRAMING, mode=mode)
         self._caps: Optional[str] = None
         self._pending_caps = caps
+        self._layouts: Dict[str, Optional[VideoLayout]] = {}
 
     @property
     def producer(self) -> ShmProducer:
+        """The underlying ShmProducer (profile 1)."""
         return self._producer
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._producer.closed
+
+    @property
+    def dropped(self) -> int:
+        """Buffers (and CAPS messages) dropped because there was no room in time."""
+        return self._producer.dropped
+
     def set_caps(self, caps: str) -> None:
-        """Caps for the following buffers (sent before the next one if they changed)."""
+        """Caps for the following buffers (sent before the next one if they changed).
+        Producer thread; never blocks."""
         self._pending_caps = caps
 
     def _send(self, payload: bytes, timeout: Optional[float]) -> bool:
-        return self._producer.write(payload, timeout=timeout)
+        def fill(view: memoryview) -> None:
+            view[:] = payload
+        return self._put(len(payload), fill, timeout)
+
+    def _put(self, n: int, fill: Callable[[memoryview], None],
+             timeout: Optional[float]) -> bool:
+        """Reserves ``n`` bytes, fills and commits them; False when there was no room.
+
+        As shmringsink: waits for room (in liveness slices, up to ``timeout``) while a
+        consumer is attached or none has attached yet; once consumers came and went
+        and none is attached, nobody will make room, so a full ring drops at once
+        instead of wedging the writer."""
+        producer = self._producer
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while True:
+            ring = producer.ring
+            first_pending = ring.consumer_flags >> CONSUMER_ATTACH_COUNT_SHIFT == 0
+            block = first_pending or producer.consumer_attached()
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not block:
+                wait = 0.0
+            else:
+                wait = LIVENESS_SLICE_S if remaining is None else min(remaining,
+                                                                      LIVENESS_SLICE_S)
+            try:
+                with producer.reserve(n, timeout=wait) as view:
+                    fill(view)
+                return True
+            except RingTimeoutError:
+                if not block or wait == 0.0 or (remaining is not None and remaining <= wait):
+                    return False
 
     def write(self, data: Any, pts: Optional[int] = None, dts: Optional[int] = None,
               duration: Optional[int] = None, offset: Optional[int] = None,
@@ -446,36 +574,77 @@ class FrameWriter:
         """Writes one buffer (bytes-like, C-contiguous), waiting up to ``timeout`` s
         for space (None = no limit, 0 = drop at once when full).
 
-        Returns False, counting the drop in the header's ``dropped``, when there was
-        no room in time. Producer; blocks.
+        Like shmringsink, a writer whose consumer left (and none is attached) drops
+        at once when the ring is full instead of waiting for room nobody will make.
+        With video caps the size must match them: a tight frame of a packed or gray
+        format (rows not padded, e.g. a 1366x768 BGR numpy array) is padded to
+        GStreamer's 4-byte row stride here (one copy); any other size raises
+        ValueError naming both sizes. Returns False, counting the drop in the
+        header's ``dropped``, when there was no room in time. Producer thread; blocks.
         """
         if self._pending_caps is not None and self._pending_caps != self._caps:
             if not self._send(encode_caps(self._pending_caps, monotonic_ns()), timeout):
                 self._producer.count_dropped()
                 return False
             self._caps = self._pending_caps
-        body = memoryview(data).cast("B")
+        body = self._conform(memoryview(data).cast("B"))
         n = MESSAGE_HEADER_SIZE + body.nbytes
         header = encode_header(KIND_BUFFER, flags=flags, pts=pts, dts=dts, duration=duration,
                                offset=offset, offset_end=offset_end,
                                send_time_ns=monotonic_ns())
-        try:
-            with self._producer.reserve(n, timeout=timeout) as view:
-                view[:MESSAGE_HEADER_SIZE] = header
-                view[MESSAGE_HEADER_SIZE:] = body
-        except RingTimeoutError:
+        def fill(view: memoryview) -> None:
+            view[:MESSAGE_HEADER_SIZE] = header
+            view[MESSAGE_HEADER_SIZE:] = body
+        if not self._put(n, fill, timeout):
             self._producer.count_dropped()
             return False
         return True
 
+    def _conform(self, body: memoryview) -> memoryview:
+        """``body`` checked against the current caps (padded when it is a tight frame of
+        a packed or gray format)."""
+        caps = self._caps
+        if caps is None:
+            return body
+        if caps not in self._layouts:
+            self._layouts[caps] = layout_from_caps(caps)
+        layout = self._layouts[caps]
+        if layout is None or body.nbytes == layout.size:
+            return body
+        if layout.packed:
+            plane = layout.planes[0]
+            row = plane.shape[1] * (plane.shape[2] if len(plane.shape) == 3 else 1) * \
+                int(plane.dtype[-1])
+            if body.nbytes == row * layout.height:
+                padded = bytearray(layout.size)
+                for r in range(layout.height):
+                    padded[r * plane.stride:r * plane.stride + row] = \
+                        body[r * row:(r + 1) * row]
+                return memoryview(padded)
+            hint = (f"a tight frame ({row * layout.height} bytes) is padded here; rows of "
+                    f"{plane.stride} bytes are what GStreamer expects")
+        else:
+            hint = ("planar formats are not padded here: lay the planes out with "
+                    "GStreamer's strides (see shmring.caps.video_layout)")
+        raise ValueError(f"frame of {body.nbytes} bytes does not match caps {layout.format} "
+                         f"{layout.width}x{layout.height}, which need {layout.size} bytes; "
+                         f"{hint}")
+
     def close(self, timeout: Optional[float] = 1.0) -> None:
-        """Sends EOS (waiting up to ``timeout`` s for room) and closes the ring."""
-        if self._producer.closed:
+        """Sends EOS (waiting up to ``timeout`` s for room) and closes the ring (end of
+        stream, name removed). Idempotent. Producer thread, or any thread while a write
+        is blocked (that write raises StreamClosedError; the stream then ends with
+        CLOSED but without an EOS message). Blocks up to ``timeout``."""
+        producer = self._producer
+        if producer.closed:
+            return
+        if producer._active:  # a write blocked in another thread: it owns the ring now
+            producer.close()  # wakes it (StreamClosedError), then ends the stream
             return
         try:
             self._send(encode_eos(monotonic_ns()), timeout)
         finally:
-            self._producer.close()
+            producer.close()
 
     def __enter__(self) -> "FrameWriter":
         return self

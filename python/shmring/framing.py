@@ -31,13 +31,25 @@ KIND_CAPS = 1
 KIND_BUFFER = 2
 KIND_EOS = 3
 
+# Header field offsets within a payload.
+KIND_OFFSET = 0         # u16
+HEADER_SIZE_OFFSET = 2  # u16, bytes; body at body_offset(header_size)
+FLAGS_OFFSET = 4        # u32, GstBufferFlags (BUFFER), else 0
+PTS_OFFSET = 8          # u64 ns, TIME_NONE = unset
+DTS_OFFSET = 16         # u64 ns
+DURATION_OFFSET = 24    # u64 ns
+OFFSET_OFFSET = 32      # u64, OFFSET_NONE = unset
+OFFSET_END_OFFSET = 40  # u64
+SEND_TIME_OFFSET = 48   # u64 ns, writer's CLOCK_MONOTONIC at write; 0 = unknown
+RESERVED_OFFSET = 56    # u32, zero
+
 HEADER_SIZE = 60      # what this version writes
 MIN_HEADER_SIZE = 60  # what this version requires to read
 TIME_NONE = 0xFFFFFFFFFFFFFFFF    # GST_CLOCK_TIME_NONE
 OFFSET_NONE = 0xFFFFFFFFFFFFFFFF  # GST_BUFFER_OFFSET_NONE
 
 _HEADER = struct.Struct("<HHIQQQQQQI")
-assert _HEADER.size == HEADER_SIZE
+assert _HEADER.size == HEADER_SIZE == RESERVED_OFFSET + 4
 #: ``unpack_header(buf, offset)``: the ten raw header fields (kind, header_size,
 #: flags, pts, dts, duration, offset, offset_end, send_time_ns, reserved) in one
 #: call, absent values still all-ones. No checks: callers validate (see

@@ -12,40 +12,44 @@ Linux). Mirrors ``core/include/shm/byte_ring_buffer.hpp``.
 from __future__ import annotations
 
 import mmap
+import os
+import threading
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Set, Tuple
 
 from . import _futex
+from ._tuning import INTERRUPT_REWAKE_S, MAX_CONSUMER_SLEEP_S, SPIN_POLLS, UNFENCED_NAP_S
 from ._atomics import buffer_address, load_u64, qword_view, store_u64, word_view
 from ._fence import acquire_fence, full_fence, heavy_barrier, release_fence
 from ._views import Held, TokenPool
 from .errors import (CorruptRecordError, IncompatibleSegmentError, MessageTooLargeError,
                      RingInterruptedError, ShmRingError, ViewInUseError)
 from .layout import (CAPACITY_WORD, CONSUMER_ATTACH_COUNT_ONE, CONSUMER_ATTACHED,
-                     CONSUMER_FLAGS_WORD,
-                     CONSUMER_MEMBARRIER, CONSUMER_PID_WORD, CONSUMER_WAITING, DATA_WORD,
-                     DROPPED_WORD, GENERATION_WORD, HEAD_WORD, HEADER_SIZE, LEN_SIZE, MAGIC,
-                     MAGIC_WORD, MAX_VALID_LEN, PRODUCER_CLOSED, PRODUCER_FLAGS_WORD,
-                     PRODUCER_MEMBARRIER, PRODUCER_PID_WORD, PRODUCER_WAITING, PROFILE_WORD,
-                     RECORD_ALIGN, TAIL_WORD, VERSION, VERSION_WORD, WRAP_MARKER,
-                     is_valid_capacity)
+                     CONSUMER_FLAGS_WORD, CONSUMER_MEMBARRIER, CONSUMER_PID_WORD,
+                     CONSUMER_WAITING, DATA_WORD, DROPPED_WORD, GENERATION_WORD, HEAD_WORD,
+                     HEADER_SIZE, LEN_SIZE, MAGIC, MAGIC_OFFSET, MAGIC_WORD, MAX_CAPACITY,
+                     MAX_VALID_LEN, MIN_CAPACITY, PRODUCER_CLOSED, PRODUCER_FLAGS_WORD,
+                     PRODUCER_MEMBARRIER, PRODUCER_PID_WORD, PRODUCER_WAITING, PROFILE_OPAQUE,
+                     PROFILE_WORD, RECORD_ALIGN, TAIL_WORD, VERSION, VERSION_WORD,
+                     WRAP_MARKER, is_valid_capacity)
 
 _M = 0xFFFFFFFF
 _ZEROS = bytes(RECORD_ALIGN)
-# Polls of the peer's index before a side sleeps (a message microseconds away is
-# cheaper to wait for awake than asleep).
-# 64, not the C++ core's 256: one Python poll (a _locate call) costs about a
-# microsecond, so 64 already spins for tens of microseconds; 256 would burn
-# hundreds of microseconds of CPU per idle wait for little gain.
-_SPIN_POLLS = 64
-# Longest consumer nap: a CLOSED set (and its wake sent) between our CLOSED check
-# and our futex wait is not seen by the futex; the next look is at most this much
-# later (as the C++ core's kMaxConsumerSleepNs).
-_MAX_CONSUMER_NAP = 0.050
-# Longest nap when the peer relies on our membarrier and the call failed: the
-# peer's wake check is then unordered against our WAITING store, so we poll
-# (as the C++ core's kUnfencedNapNs).
-_UNFENCED_NAP = 0.001
+
+
+def _new_generation() -> int:
+    """A random non-zero 64-bit generation."""
+    return int.from_bytes(os.urandom(8), "little") or 1
+
+
+def _largest_capacity(room: int) -> int:
+    """Largest valid capacity <= ``room`` bytes; 0 when even the smallest does not fit."""
+    if room < MIN_CAPACITY:
+        return 0
+    capacity = MIN_CAPACITY
+    while capacity * 2 <= min(room, MAX_CAPACITY):
+        capacity *= 2
+    return capacity
 
 
 def _cap(remaining: Optional[float], cap: float) -> float:
@@ -70,11 +74,16 @@ def _check_header(buf: Any) -> Tuple[Optional[Tuple[str, str]], int]:
     if total < HEADER_SIZE:
         return ("size", (f"segment size {total} is smaller than the {HEADER_SIZE}-byte "
                          "header")), 0
-    bad, capacity = _check_words(raw[:HEADER_SIZE].cast("I"), total)
+    bad, capacity = check_header_words(raw[:HEADER_SIZE].cast("I"), total)
     return bad, capacity
 
 
-def _check_words(words: memoryview, total: int) -> Tuple[Optional[Tuple[str, str]], int]:
+def check_header_words(words: memoryview, total: int
+                       ) -> Tuple[Optional[Tuple[str, str]], int]:
+    """PROTOCOL.md section 2's opener checks over the 32 header words ``words`` of a
+    segment of ``total`` bytes, in order: magic, version, header_size, capacity,
+    fit. Returns ((field, sentence) or None, the capacity checked). Each word is
+    loaded once (magic first, then acquire). Either side; never blocks."""
     magic = words[MAGIC_WORD]
     acquire_fence()
     if magic == 0:
@@ -98,23 +107,64 @@ def _check_words(words: memoryview, total: int) -> Tuple[Optional[Tuple[str, str
 
 
 class ByteRingBuffer:
-    """The SPSC byte ring over a writable buffer holding a v1 header.
+    """The SPSC byte ring over a writable buffer: the original API's ``ByteRingBuffer``.
 
-    ``ByteRingBuffer(buf, is_producer)`` attaches as the producer or the consumer
-    of an initialized ring (see :meth:`initialize`); ``buf`` is a ``bytearray``,
-    ``mmap`` or other writable, 8-aligned buffer. The header is validated first:
-    :class:`IncompatibleSegmentError` names the refused field. When this process
-    registered for membarrier, the side's MEMBARRIER flag bit is set (as the C++
-    core does). Never blocks.
+    ``ByteRingBuffer(buf, is_producer=False)`` attaches to the ring in ``buf`` (a
+    ``bytearray``, ``mmap``, writable ``memoryview`` or other writable, 8-aligned
+    buffer) as its producer or its consumer:
+
+    * a buffer holding a v1 ring is attached as it is (never re-initialized); its
+      header is validated first and :class:`IncompatibleSegmentError` names the
+      refused field;
+    * a producer view over a buffer whose ``magic`` word is 0 (e.g. fresh zeroed
+      memory) initializes it first: capacity = the largest power of two <=
+      ``len(buf) - HEADER_SIZE`` (at least 64, at most 2**31), profile 0;
+      a buffer too small for that raises :class:`IncompatibleSegmentError`
+      (field ``"size"``);
+    * a consumer view over a buffer whose ``magic`` is 0 raises
+      :class:`IncompatibleSegmentError` (field ``"magic"``): create the producer
+      view first;
+    * any other ``magic`` (someone else's data) is refused, never overwritten.
+
+    When this process registered for membarrier, the side's MEMBARRIER flag bit is
+    set (as the C++ core does). Construct it from one thread; never blocks.
+
+    Properties vs methods (the rule for the whole package): cheap reads of this
+    object's state or of one header word that never block are properties
+    (``capacity``, ``dropped``, ``at_end``, ``producer_flags``...); anything that
+    acts, may block, or makes a system call is a method. The original API's
+    ``has_data()``, ``readable_bytes()`` and ``writeable_bytes()`` stay methods.
     """
 
-    def __init__(self, buf: Any, is_producer: bool) -> None:
+    #: Offset of the data area (the original design's 16-byte header grew to 128).
+    HEADER_SIZE = HEADER_SIZE
+
+    def __init__(self, buf: Any, is_producer: bool = False) -> None:
+        raw = memoryview(buf)
+        if not raw.contiguous:
+            raise ValueError("ring buffer must be contiguous")
+        raw = raw.cast("B")
+        total = raw.nbytes
+        if total >= HEADER_SIZE and raw[MAGIC_OFFSET:MAGIC_OFFSET + 4].cast("I")[0] == 0:
+            if not is_producer:
+                raise IncompatibleSegmentError(
+                    "magic is 0: the buffer holds no ring yet; attach a producer view "
+                    "(is_producer=True) first, which initializes it", "magic")
+            capacity = _largest_capacity(total - HEADER_SIZE)
+            if capacity == 0:
+                raise IncompatibleSegmentError(
+                    f"buffer of {total} bytes is too small for a ring: it needs "
+                    f"{HEADER_SIZE} header bytes plus at least {MIN_CAPACITY}", "size")
+            ByteRingBuffer.initialize(raw[:HEADER_SIZE + capacity], capacity, PROFILE_OPAQUE,
+                                      _new_generation(), 0, os.getpid())
         bad, capacity = _check_header(buf)
         if bad is not None:
             raise IncompatibleSegmentError(bad[1], bad[0])
         self._buf = buf
-        self._w = word_view(buf)
-        self._q = qword_view(buf)
+        # Word views span header + data area only: the buffer may be longer.
+        self._w = word_view(raw[:HEADER_SIZE + capacity])
+        self._q = qword_view(raw[:HEADER_SIZE + capacity])
+        raw.release()
         self._bytes = memoryview(buf).cast("B")
         self._total = self._bytes.nbytes
         self._is_mmap = isinstance(buf, mmap.mmap)
@@ -131,19 +181,23 @@ class ByteRingBuffer:
         self._light = _futex.register_membarrier()
         self._tokens = TokenPool(buf, self._total)  # tracked views of records
         self._interrupted = False
-        self._sleepers = 0
+        # Threads inside a futex/poll wait on this ring right now (interrupt() wakes
+        # them and waits until they are awake, never for its own thread).
+        self._sleepers: Set[int] = set()
         # Producer state.
         self._head = 0            # own copy of the head word
         self._tail_cache = 0      # producer's cached copy of tail
         self._reserved = -1       # payload length of the open reservation, -1 = none
         self._reserved_held: Optional[Held] = None
-        # Consumer state.
-        self._read_pos = 0        # next record to hand out (>= the tail word)
-        self._released = 0        # released up to here (the tail word, or ahead of it)
-        self._tail_stored = 0     # own copy of the tail word
-        # read()/release() store tail only once this many bytes are released (or the
-        # ring looks empty): one wake-up of a producer waiting for space per batch,
-        # not per message. Small rings store at once.
+        # Consumer state; the names mean what they mean in the C++ core:
+        # released <= freed <= read_pos (mod 2**32).
+        self._read_pos = 0        # next record to hand out
+        self._released = 0        # the tail word as last stored (own copy)
+        self._freed = 0           # given back by read()/release(), stored in batches
+        # read()/release() store tail only once this many bytes are freed, or when
+        # the reader caught up with head (nothing more to read): one wake-up of a
+        # producer waiting for space per batch, not per message. Small rings store
+        # at once.
         self._tail_batch = 0
         self._head_cache = 0      # consumer's cached copy of head
         self._eos = False         # CLOSED seen with nothing left at read_pos
@@ -154,12 +208,12 @@ class ByteRingBuffer:
             self._head = w[HEAD_WORD]
             if self._head % RECORD_ALIGN:  # would make us write across the end
                 raise CorruptRecordError(f"head {self._head} is not a multiple of 8")
-            self._tail_cache = w[TAIL_WORD]
+            self._tail_cache = self._load_tail()
             if self._light:
                 w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_MEMBARRIER
         else:
             self._released = w[TAIL_WORD]
-            self._tail_stored = self._released
+            self._freed = self._released
             self._read_pos = self._released
             if self._capacity >= 1 << 16:
                 self._tail_batch = min(self._capacity // 8, 1 << 18)
@@ -189,7 +243,7 @@ class ByteRingBuffer:
             raise ValueError(f"capacity {capacity} does not fit the segment size {raw.nbytes}")
         if start_index % RECORD_ALIGN or not 0 <= start_index <= _M:
             raise ValueError(f"start_index {start_index} must be a u32 multiple of 8")
-        w = word_view(buf)
+        w = word_view(raw[:HEADER_SIZE + capacity])
         w[MAGIC_WORD] = 0
         release_fence()
         raw[VERSION_WORD * 4:HEADER_SIZE] = bytes(HEADER_SIZE - VERSION_WORD * 4)
@@ -234,40 +288,67 @@ class ByteRingBuffer:
         """Whether this side's fast path relies on the peer's membarrier (its flag bit)."""
         return self._light
 
+    @property
     def producer_flags(self) -> int:
+        """The producer_flags word (CLOSED, WAITING, MEMBARRIER bits)."""
         return int(self._w[PRODUCER_FLAGS_WORD])
 
+    @property
     def producer_closed(self) -> bool:
         """Whether the producer set CLOSED (records may remain to be read)."""
         return bool(self._w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED)
 
+    @property
     def producer_pid(self) -> int:
+        """The producer's pid as it recorded it (information only, never liveness)."""
         return int(self._w[PRODUCER_PID_WORD])
 
+    @property
     def consumer_flags(self) -> int:
+        """The consumer_flags word (ATTACHED, WAITING, MEMBARRIER, attach count)."""
         return int(self._w[CONSUMER_FLAGS_WORD])
 
+    @property
     def consumer_pid(self) -> int:
+        """The attached consumer's pid as it recorded it (information only)."""
         return int(self._w[CONSUMER_PID_WORD])
 
+    @property
     def dropped(self) -> int:
         """Messages the producer dropped on purpose (header's ``dropped``)."""
         return load_u64(self._w, self._q, DROPPED_WORD)
 
-    def load_head(self) -> int:
+    @property
+    def head(self) -> int:
+        """The head word as stored now (one aligned load)."""
         return int(self._w[HEAD_WORD])
 
-    def load_tail(self) -> int:
+    @property
+    def tail(self) -> int:
+        """The tail word as stored now (one aligned load; the consumer stores it in
+        batches, see :meth:`flush`)."""
         return int(self._w[TAIL_WORD])
 
     def interrupt(self) -> None:
         """Makes a blocking wait on this ring raise RingInterruptedError; sticky until
-        :meth:`clear_interrupt`. Any thread; returns once the sleeper is awake."""
+        :meth:`clear_interrupt`.
+
+        Any thread, and signal handlers. Wakes a sleeping wait at once and returns
+        as soon as every *other* thread that was asleep on this ring is awake (a
+        call from the sleeping thread itself, e.g. a signal handler, only wakes).
+        Blocks at most for that wake-up.
+        """
         self._interrupted = True
         address = self._tail_address if self._is_producer else self._head_address
-        while self._sleepers > 0:
+        me = threading.get_ident()
+        while True:
             _futex.wake_word(address)
-            time.sleep(50e-6)
+            # set operations are single C calls under the GIL: no lock needed (a
+            # lock could deadlock a signal handler running in the sleeping thread)
+            others = self._sleepers - {me}
+            if not others:
+                return
+            time.sleep(INTERRUPT_REWAKE_S)  # let the woken thread run and leave its wait
 
     def clear_interrupt(self) -> None:
         """Re-arms blocking waits after :meth:`interrupt`. Any thread; never blocks."""
@@ -374,12 +455,16 @@ class ByteRingBuffer:
         return self._capacity - ((self._head - tail) & _M)
 
     def _load_tail(self) -> int:
+        """Loads the consumer's tail (acquire) and validates it: a tail past head, more
+        than a capacity behind it, or not a multiple of 8 would make us overwrite
+        unread data, so it raises CorruptRecordError (a corrupt or hostile peer)."""
         tail = self._w[TAIL_WORD]
         acquire_fence()
-        if ((self._head - tail) & _M) > self._capacity:
+        if ((self._head - tail) & _M) > self._capacity or tail % RECORD_ALIGN:
             raise CorruptRecordError(
-                f"tail {tail} is not a valid index for head {self._head} "
-                f"(capacity {self._capacity})")
+                f"corrupt peer: the consumer's tail {tail} is not a valid index for head "
+                f"{self._head} (capacity {self._capacity}; tail must be a multiple of "
+                f"{RECORD_ALIGN} at most a capacity behind head)")
         self._tail_cache = tail
         return tail
 
@@ -492,25 +577,26 @@ class ByteRingBuffer:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
-            if spin < _SPIN_POLLS:
+            if spin < SPIN_POLLS:
                 spin += 1
                 continue
             w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_WAITING
             full_fence()
             nap = remaining
             if w[CONSUMER_FLAGS_WORD] & CONSUMER_MEMBARRIER and not heavy_barrier():
-                nap = _cap(remaining, _UNFENCED_NAP)  # the waker is unordered: poll
+                nap = _cap(remaining, UNFENCED_NAP_S)  # the waker is unordered: poll
             if w[TAIL_WORD] == tail:
                 self._sleep(TAIL_WORD, self._tail_address, tail, nap)
             w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] & ~PRODUCER_WAITING
 
     def _sleep(self, index: int, address: int, seen: int, timeout: Optional[float]) -> None:
-        self._sleepers += 1
-        try:
+        me = threading.get_ident()
+        self._sleepers.add(me)  # before the flag check: interrupt() either sees us or
+        try:                    # we see its flag
             if not self._interrupted:
                 _futex.wait_on_word(self._w, index, address, seen, timeout)
         finally:
-            self._sleepers -= 1
+            self._sleepers.discard(me)
 
     def set_closed(self) -> None:
         """Sets CLOSED (end of stream) and wakes the consumer. Producer; never blocks."""
@@ -523,7 +609,7 @@ class ByteRingBuffer:
     def add_dropped(self, n: int = 1) -> None:
         """Adds ``n`` to the header's ``dropped`` counter. Producer; never blocks."""
         self._require(True)
-        store_u64(self._w, self._q, DROPPED_WORD, self.dropped() + n)
+        store_u64(self._w, self._q, DROPPED_WORD, self.dropped + n)
 
     # ---- consumer side ----------------------------------------------------------
 
@@ -548,8 +634,8 @@ class ByteRingBuffer:
                 self._head_cache = head
                 avail = (head - pos_index) & _M
                 if avail == 0:
-                    if self._released != self._tail_stored:
-                        self._store_tail(self._released)  # going idle: free everything
+                    if self._freed != self._released:
+                        self._store_tail(self._freed)  # going idle: free everything
                     if not w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED:
                         return None
                     # CLOSED was stored after the last publish: re-read head.
@@ -573,7 +659,7 @@ class ByteRingBuffer:
                 if to_end > avail:
                     raise self._corrupt(f"WRAP marker at offset {pos} skips past head")
                 pos_index = (pos_index + to_end) & _M
-                if start == self._read_pos and self._read_pos == self._released:
+                if start == self._read_pos and self._read_pos == self._freed:
                     self._read_pos = pos_index
                     self._store_tail(pos_index)  # nothing held before the marker
                     start = pos_index
@@ -589,18 +675,21 @@ class ByteRingBuffer:
             return HEADER_SIZE + pos + LEN_SIZE, length, (pos_index + rec) & _M
 
     def _lazy_release(self, end: int) -> None:
-        self._released = end
-        if (end - self._tail_stored) & _M >= self._tail_batch:
+        self._freed = end
+        # Stored now when the batch is full or the reader caught up with the head it
+        # knows (nothing more to read: a producer in this very thread may be about to
+        # wait for that space, so it must never stay unstored).
+        if (end - self._released) & _M >= self._tail_batch or end == self._head_cache:
             self._store_tail(end)
 
     def flush(self) -> None:
         """Stores the tail word now if releases are pending. Consumer; never blocks."""
-        if not self._is_producer and self._released != self._tail_stored:
-            self._store_tail(self._released)
+        if not self._is_producer and self._freed != self._released:
+            self._store_tail(self._freed)
 
     def _store_tail(self, tail: int) -> None:
+        self._freed = tail
         self._released = tail
-        self._tail_stored = tail
         w = self._w
         # Our reads of the released records happen before the producer reuses them.
         release_fence()
@@ -632,14 +721,15 @@ class ByteRingBuffer:
                 self.release()
             else:
                 self._settle_peek()  # the peeked message is read (copied) instead
-        if self._read_pos != self._released:
+        if self._read_pos != self._freed:
             raise ShmRingError("read() while acquired records are held; release_to() them")
         found = self._locate(self._read_pos)
         if found is None:
             return None
         start, length, end = found
+        data: bytes
         if self._is_mmap:
-            data = self._buf[start:start + length]
+            data = bytes(self._buf[start:start + length])
         else:
             data = self._bytes[start:start + length].tobytes()
         self._read_pos = end
@@ -660,7 +750,7 @@ class ByteRingBuffer:
                 return held.view
             self.release()  # finish a release that found the view still in use
         read_pos = self._read_pos
-        if read_pos != self._released:
+        if read_pos != self._freed:
             raise ShmRingError("peek() while acquired records are held; release_to() them")
         found = self._locate(read_pos)
         if found is None:
@@ -690,8 +780,8 @@ class ByteRingBuffer:
         end = held.end
         self._read_pos = end
         # _lazy_release, inlined (once per zero-copy message).
-        self._released = end
-        if (end - self._tail_stored) & _M >= self._tail_batch:
+        self._freed = end
+        if (end - self._released) & _M >= self._tail_batch or end == self._head_cache:
             self._store_tail(end)
 
     def acquire(self) -> Optional[Tuple[int, int, int]]:
@@ -731,8 +821,8 @@ class ByteRingBuffer:
 
         Consumer; never blocks.
         """
-        released = self._released
-        if (end - released) & _M == 0 or (end - released) & _M > (self._read_pos - released) & _M:
+        freed = self._freed
+        if (end - freed) & _M == 0 or (end - freed) & _M > (self._read_pos - freed) & _M:
             return
         self._store_tail(end)
 
@@ -744,12 +834,13 @@ class ByteRingBuffer:
             return (self._head - tail) & _M
         head = self._w[HEAD_WORD]
         acquire_fence()
-        return (head - self._released) & _M
+        return (head - self._freed) & _M
 
     def has_data(self) -> bool:
         """Whether a message (not just a WRAP marker) is waiting. Consumer; never blocks."""
         return self._locate(self._read_pos) is not None
 
+    @property
     def at_end(self) -> bool:
         """Whether the producer set CLOSED and every message was read. Consumer; never blocks."""
         if self._locate(self._read_pos) is not None:
@@ -777,17 +868,25 @@ class ByteRingBuffer:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
-            if spin < _SPIN_POLLS:
-                spin += 1
+            if spin < SPIN_POLLS:
+                # Spin on the two words that can change our answer (one aligned load
+                # each), not on a full record lookup: a few tens of microseconds of CPU
+                # for SPIN_POLLS polls instead of a few hundred.
+                # CLOSED and interrupt() are looked at by the full check that follows.
+                seen = self._head_cache  # the head _locate just found empty
+                for _ in range(SPIN_POLLS):
+                    if w[HEAD_WORD] != seen:
+                        break
+                spin = SPIN_POLLS
                 continue
             seen = self._head_cache
             w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] | CONSUMER_WAITING
             full_fence()
             # Capped: a CLOSED (and its wake) landing between the check below and
             # the futex wait is not seen by the futex (head did not change).
-            nap = _cap(remaining, _MAX_CONSUMER_NAP)
+            nap = _cap(remaining, MAX_CONSUMER_SLEEP_S)
             if w[PRODUCER_FLAGS_WORD] & PRODUCER_MEMBARRIER and not heavy_barrier():
-                nap = _cap(remaining, _UNFENCED_NAP)  # the waker is unordered: poll
+                nap = _cap(remaining, UNFENCED_NAP_S)  # the waker is unordered: poll
             if w[HEAD_WORD] == seen and not w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED:
                 self._sleep(HEAD_WORD, self._head_address, seen, nap)
             w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] & ~CONSUMER_WAITING

@@ -366,17 +366,26 @@ TEST_F(ChannelTest, ReplacedSegment) {
     ASSERT_TRUE(c2.IsValid()) << c2.error();
     EXPECT_EQ(c2.generation(), p2.generation());
   }
-  // (b) The producer lives, but its name was removed and re-created behind its back.
+  // (b) The producer lives, but its name was removed and re-created behind its
+  // back: it is still its consumer's producer (liveness is its lock, not the name),
+  // so the stream goes on until it ends; its exit leaves the new name alone.
   {
     const std::string n = Name();
-    ShmProducer p(n, 4096);
+    auto p = std::make_unique<ShmProducer>(n, 4096);
     ShmConsumer c(n);
-    ASSERT_TRUE(p.IsValid() && c.IsValid());
+    ASSERT_TRUE(p->IsValid() && c.IsValid());
     ASSERT_TRUE(SharedMemory::Unlink(n, nullptr));
     ShmProducer p2(n, 4096);
     ASSERT_TRUE(p2.IsValid()) << p2.error();
     std::string got;
-    EXPECT_EQ(ReadOne(c, &got).status, Status::kReplaced);
+    EXPECT_EQ(ReadOne(c, &got, 30'000'000).status, Status::kTimeout);
+    EXPECT_EQ(c.CheckProducer(), Status::kOk);
+    ASSERT_TRUE(p->Write("still here", 10));
+    ASSERT_TRUE(ReadOne(c, &got));
+    EXPECT_EQ(got, "still here");
+    p.reset();
+    EXPECT_EQ(ReadOne(c, &got).status, Status::kClosed);
+    EXPECT_EQ(GenerationOf(n), p2.generation());
   }
 }
 

@@ -6,6 +6,7 @@
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -101,6 +102,13 @@ struct Bus {
     return t;
   }
 };
+
+// Starts the harness expecting start() to refuse: the state change fails at
+// once (not later, from the streaming thread) with the error on the bus.
+std::string PlayExpectingStartError(GstHarness* h, Bus& bus) {
+  EXPECT_EQ(gst_element_set_state(h->element, GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  return bus.WaitForError();
+}
 
 TEST(ShmringSrc, Profile1CapsBuffersTimestampsAndEos) {
   const std::string name = UniqueName("gsrc-p1");
@@ -205,8 +213,7 @@ TEST(ShmringSrc, Profile0WithoutCapsIsAnError) {
   std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096, shm::layout::kProfileOpaque));
   GstHarness* h = NewSrc(name);
   Bus bus(h->element);
-  gst_harness_play(h);
-  const std::string err = bus.WaitForError();
+  const std::string err = PlayExpectingStartError(h, bus);
   EXPECT_NE(err.find("caps property"), std::string::npos) << err;
   gst_harness_teardown(h);
 }
@@ -402,12 +409,86 @@ TEST(ShmringSrc, InvalidRingIsAnErrorAtOnceWhateverTheTimeout) {
   }
   GstHarness* h = NewSrc(name, "timeout=0");  // would wait forever for a missing ring
   Bus bus(h->element);
-  gst_harness_play(h);
-  const std::string err = bus.WaitForError();
+  const std::string err = PlayExpectingStartError(h, bus);
   EXPECT_NE(err.find("cannot be read"), std::string::npos) << err;
   EXPECT_NE(err.find("magic"), std::string::npos) << err;
   gst_harness_teardown(h);
   gsttest::UnlinkRing(name);
+}
+
+// A second receiver on a ring that has one fails its state change in start()
+// with the first one's pid in the main message (never waits, never hangs).
+TEST(ShmringSrc, SecondReceiverFailsInStartNamingTheFirst) {
+  const std::string name = UniqueName("gsrc-second");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  GstHarness* first = NewSrc(name);
+  gst_harness_play(first);
+  gsttest::WaitForConsumer(*p);
+  GstHarness* second = NewSrc(name, "timeout=0");
+  Bus bus(second->element);
+  const std::string err = PlayExpectingStartError(second, bus);
+  const std::string want =
+      "already has a receiver (pid " + std::to_string(static_cast<unsigned>(getpid())) + ")";
+  const size_t at = err.find(want);
+  ASSERT_NE(at, std::string::npos) << err;
+  EXPECT_LT(at, err.find(" | ")) << "in the main message, not only the debug text: " << err;
+  gst_harness_teardown(second);
+  gst_harness_teardown(first);
+}
+
+// A CAPS record with a memory feature other than system memory is refused: the
+// buffers pushed are system memory, whatever the record says.
+TEST(ShmringSrc, CapsRecordWithAnotherMemoryFeatureIsRefused) {
+  const std::string name = UniqueName("gsrc-dmabuf");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  Put(*p, CapsMessage("video/x-raw(memory:DMABuf), format=(string)GRAY8, width=(int)4, "
+                      "height=(int)2, framerate=(fraction)30/1"));
+  Put(*p, BufferMessage(Pattern(8, 1), 0));
+  GstHarness* h = NewSrc(name);
+  Bus bus(h->element);
+  gst_harness_play(h);
+  const std::string err = bus.WaitForError();
+  EXPECT_NE(err.find("memory:DMABuf"), std::string::npos) << err;
+  EXPECT_NE(err.find("system memory"), std::string::npos) << err;
+  gst_harness_teardown(h);
+  // A caps record in system memory, spelled out, is fine.
+  const std::string name2 = UniqueName("gsrc-sysmem");
+  std::unique_ptr<shm::ShmProducer> p2(NewProducer(name2, 4096));
+  Put(*p2, CapsMessage("video/x-raw(memory:SystemMemory), format=(string)GRAY8, width=(int)4, "
+                       "height=(int)2, framerate=(fraction)30/1"));
+  Put(*p2, BufferMessage(Pattern(8, 1), 0));
+  GstHarness* h2 = NewSrc(name2);
+  gst_harness_play(h2);
+  GstBuffer* b = gst_harness_pull(h2);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Bytes(b), Pattern(8, 1));
+  gst_buffer_unref(b);
+  gst_harness_teardown(h2);
+}
+
+// A ring this user may not open is refused at once, even with timeout=0 (wait
+// forever): permission denied is not "not there yet".
+TEST(ShmringSrc, RingWithoutPermissionFailsInStartEvenWithoutTimeout) {
+  const std::string name = UniqueName("gsrc-perm");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  const bool root = geteuid() == 0;
+  // Root may open anything: act as nobody for the open; others cannot open 0000.
+  if (!root) {
+    ASSERT_EQ(chmod(("/dev/shm/" + name).c_str(), 0), 0);
+  }
+  GstHarness* h = NewSrc(name, "timeout=0");
+  Bus bus(h->element);
+  if (root) {
+    ASSERT_EQ(seteuid(65534), 0);
+  }
+  const GstStateChangeReturn r = gst_element_set_state(h->element, GST_STATE_PLAYING);
+  if (root) {
+    ASSERT_EQ(seteuid(0), 0);
+  }
+  EXPECT_EQ(r, GST_STATE_CHANGE_FAILURE);
+  const std::string err = bus.WaitForError();
+  EXPECT_NE(err.find("ermission denied"), std::string::npos) << err;  // either case
+  gst_harness_teardown(h);
 }
 
 TEST(ShmringSrc, CorruptRecordIsAnError) {

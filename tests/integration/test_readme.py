@@ -66,7 +66,7 @@ def send_frames(name: str, count: int, caps: str) -> subprocess.CompletedProcess
 def test_every_snippet_has_a_test():
     assert set(SNIPPETS) == {"gst-env", "gst-sender", "gst-receiver", "py-roundtrip",
                              "py-frames", "cli", "cpp"}
-    assert set(PY_SNIPPETS) == {"producer", "consumer", "frames"}
+    assert set(PY_SNIPPETS) == {"producer", "consumer", "frames", "original"}
 
 
 def run_pair(first: str, second: str, name: str) -> tuple:
@@ -90,6 +90,13 @@ def test_python_readme_producer_and_consumer(consumer_first):
     assert crc == 0, cerr
     assert cout.splitlines() == ["4", "1024"]  # "hello" read, "more" viewed, 1024 iterated
     assert not os.path.exists("/dev/shm/" + name)
+
+
+def test_python_readme_original_api():
+    proc = subprocess.run(["/usr/bin/python3", "-c", PY_SNIPPETS["original"]], env=env(),
+                          capture_output=True, text=True, timeout=GUARD)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "16", "b'hello'"]
 
 
 @pytest.mark.skipif(not HAVE_GST, reason="GStreamer plugin not built")

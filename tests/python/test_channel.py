@@ -1,4 +1,4 @@
-"""ShmProducer / ShmConsumer: seed API, blocking, views, lifecycle across processes."""
+"""ShmProducer / ShmConsumer: original API, blocking, views, lifecycle across processes."""
 from __future__ import annotations
 
 import os
@@ -16,7 +16,7 @@ from shmring import (InvalidNameError, MessageTooLargeError, ProducerDeadError,
                      StreamClosedError, ViewInUseError, layout)
 
 
-def test_seed_api(ring_name):
+def test_original_api_basics(ring_name):
     p = ShmProducer(ring_name, 4096)
     c = ShmConsumer(ring_name)
     assert not c.has_data()
@@ -90,7 +90,7 @@ def test_blocking_read_wakes_when_a_thread_writes(ring_name):
         t.start()
         # The reader is asleep in FUTEX_WAIT with its WAITING flag set; this thread
         # can only observe that because the sleeper released the GIL.
-        assert wait_until(lambda: c.ring.consumer_flags() & layout.CONSUMER_WAITING)
+        assert wait_until(lambda: c.ring.consumer_flags & layout.CONSUMER_WAITING)
         assert p.write(b"wake up")
         t.join(30)
         assert got == [b"wake up"]
@@ -110,7 +110,7 @@ def test_blocking_read_wakes_when_another_process_writes(ring_name):
             got = []
             t = threading.Thread(target=lambda: got.append(c.read(timeout=30)))
             t.start()
-            assert wait_until(lambda: c.ring.consumer_flags() & layout.CONSUMER_WAITING)
+            assert wait_until(lambda: c.ring.consumer_flags & layout.CONSUMER_WAITING)
             proc.stdin.write("go\n")
             proc.stdin.flush()
             t.join(30)
@@ -130,7 +130,7 @@ def test_blocking_write_waits_for_space(ring_name):
         done = []
         t = threading.Thread(target=lambda: done.append(p.write(b"y" * 60, timeout=30)))
         t.start()
-        assert wait_until(lambda: p.ring.producer_flags() & layout.PRODUCER_WAITING)
+        assert wait_until(lambda: p.ring.producer_flags & layout.PRODUCER_WAITING)
         assert c.read() == bytes(60)
         t.join(30)
         assert done == [True]
@@ -400,7 +400,7 @@ def test_interrupt_a_blocked_read(ring_name):
 
         t = threading.Thread(target=blocked)
         t.start()
-        assert wait_until(lambda: c.ring.consumer_flags() & layout.CONSUMER_WAITING)
+        assert wait_until(lambda: c.ring.consumer_flags & layout.CONSUMER_WAITING)
         c.interrupt()
         t.join(30)
         assert len(errors) == 1
@@ -440,6 +440,7 @@ import sys  # noqa: E402
 from shmring import ByteRingBuffer, IncompatibleSegmentError, RingBusyError  # noqa: E402
 from shmring import channel as channel_mod  # noqa: E402
 from shmring._process import process_alive  # noqa: E402
+from shmring import _locks as _locks_mod  # noqa: E402
 
 
 def plant(name: str, data: bytes) -> None:
@@ -480,7 +481,7 @@ def test_a_segment_no_ring_can_be_is_never_replaced(ring_name, monkeypatch, size
     # 32 bytes): someone else's segment, whatever its age.
     plant(ring_name, bytes(size))
     monkeypatch.setattr(channel_mod._shm, "age_seconds", lambda name: 60.0)
-    with pytest.raises(IncompatibleSegmentError, match="not a shmring ring") as info:
+    with pytest.raises(IncompatibleSegmentError, match="not a shmring (ring|segment)") as info:
         ShmProducer(ring_name, 64)
     assert info.value.field == "size"
     assert os.path.getsize(dev_shm(ring_name)) == size
@@ -492,10 +493,29 @@ def test_segment_age_comes_from_the_os(ring_name):
     assert channel_mod._shm.age_seconds(ring_name + "x") == -1
 
 
-def test_magic_with_producer_pid_0_counts_as_alive(ring_name):
-    plant(ring_name, ring_image(pid=0))
-    with pytest.raises(RingBusyError, match="live producer pid 0"):
-        ShmProducer(ring_name, 64)
+def hold_lock(name: str, byte: int) -> int:
+    """Takes the OFD lock on ``byte`` of segment ``name`` as a live peer would; returns
+    the fd that holds it (close it to release)."""
+    from shmring import _locks
+    fd = os.open(dev_shm(name), os.O_RDWR)
+    assert _locks.try_lock(fd, byte)
+    return fd
+
+
+@pytest.mark.skipif(not _locks_mod.HAVE_OFD_LOCKS, reason="needs OFD locks (Linux)")
+@pytest.mark.parametrize("pid", [0, 1, 0x7FFFFFFF])
+def test_producer_liveness_is_its_lock_not_its_pid(ring_name, pid):
+    # A producer in a pid namespace records pid 1 (alive here), pid 0 is unknown, and
+    # a huge pid is gone: none of them decides. The byte-0 lock does.
+    plant(ring_name, ring_image(pid=pid))
+    fd = hold_lock(ring_name, 0)
+    try:
+        with pytest.raises(RingBusyError, match="live producer"):
+            ShmProducer(ring_name, 64)
+    finally:
+        os.close(fd)  # the "producer" dies: its lock goes with it
+    with ShmProducer(ring_name, 64) as p:  # stale now: replaced
+        assert p.ring.producer_pid == os.getpid()
 
 
 def test_new_producer_pid_is_in_the_header_with_the_magic(ring_name):
@@ -648,13 +668,62 @@ def test_attach_count_changes_on_every_attach_even_in_one_process(ring_name):
     # consumer from the previous one even when both have the same pid.
     from shmring import layout
     with ShmProducer(ring_name, 4096) as p:
-        before = p.ring.consumer_flags() >> layout.CONSUMER_ATTACH_COUNT_SHIFT
+        before = p.ring.consumer_flags >> layout.CONSUMER_ATTACH_COUNT_SHIFT
         with ShmConsumer(ring_name):
             pass
-        after_first = p.ring.consumer_flags() >> layout.CONSUMER_ATTACH_COUNT_SHIFT
+        after_first = p.ring.consumer_flags >> layout.CONSUMER_ATTACH_COUNT_SHIFT
         assert after_first == before + 1
         with ShmConsumer(ring_name):
-            flags = p.ring.consumer_flags()
+            flags = p.ring.consumer_flags
             assert flags >> layout.CONSUMER_ATTACH_COUNT_SHIFT == after_first + 1
             assert flags & layout.CONSUMER_ATTACHED
-        assert not p.ring.consumer_flags() & layout.CONSUMER_ATTACHED
+        assert not p.ring.consumer_flags & layout.CONSUMER_ATTACHED
+
+
+def test_end_stream_keeps_the_name_and_close_removes_it(ring_name):
+    # end_stream() is C++ ShmProducer::Close(); close() is the C++ destructor.
+    p = ShmProducer(ring_name, 64)
+    with ShmConsumer(ring_name) as c:
+        assert p.write(b"last")
+        p.end_stream()
+        p.end_stream()  # idempotent
+        assert p.stream_ended and not p.closed
+        assert os.path.exists(dev_shm(ring_name))  # name and mapping kept
+        with pytest.raises(StreamClosedError):
+            p.write(b"after the end")
+        assert c.read(timeout=5) == b"last"
+        assert c.read(timeout=5) is None and c.at_end
+        p.close()
+        assert p.closed and not os.path.exists(dev_shm(ring_name))
+
+
+def test_properties_and_methods_follow_one_rule():
+    from shmring import ByteRingBuffer, FrameReader, FrameWriter
+    properties = {
+        ByteRingBuffer: ["capacity", "max_message_size", "profile", "generation", "dropped",
+                         "at_end", "producer_flags", "producer_pid", "producer_closed",
+                         "consumer_flags", "consumer_pid", "head", "tail", "is_producer"],
+        ShmProducer: ["capacity", "profile", "generation", "dropped", "closed", "name",
+                      "stream_ended", "max_message_size"],
+        ShmConsumer: ["capacity", "profile", "generation", "dropped", "closed", "name",
+                      "at_end"],
+        FrameReader: ["caps", "name", "at_end", "closed"],
+        FrameWriter: ["closed", "dropped", "producer"],
+    }
+    methods = {
+        ByteRingBuffer: ["has_data", "readable_bytes", "writeable_bytes", "write", "read",
+                         "interrupt", "flush"],
+        ShmProducer: ["write", "writeable_bytes", "readable_bytes", "consumer_attached",
+                      "end_stream", "close", "interrupt"],
+        ShmConsumer: ["read", "has_data", "readable_bytes", "writeable_bytes",
+                      "wait_readable", "check_producer", "close", "interrupt"],
+        FrameReader: ["read_frame", "close", "interrupt"],
+        FrameWriter: ["write", "set_caps", "close"],
+    }
+    for cls, names in properties.items():
+        for n in names:
+            assert isinstance(getattr(cls, n), property), f"{cls.__name__}.{n}"
+    for cls, names in methods.items():
+        for n in names:
+            assert callable(getattr(cls, n)) and not isinstance(getattr(cls, n), property), \
+                f"{cls.__name__}.{n}"

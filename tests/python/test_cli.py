@@ -15,6 +15,7 @@ import pytest
 from conftest import _SOURCE_ROOT, unique_name
 
 import shmring
+from shmring import _locks
 from shmring import layout as L
 
 SHM = "/dev/shm"
@@ -59,6 +60,18 @@ def plant(name: str, *, magic: int = L.MAGIC, capacity: int = 1024, version: int
     with os.fdopen(fd, "wb") as f:
         f.write(blob)
     return path
+
+
+def hold(name: str, *, producer: bool = True, consumer: bool = False) -> int:
+    """Takes the liveness locks of a planted ring as a live producer (byte 0) and
+    consumer (byte 1) would; returns the fd holding them (closed by the names fixture
+    or the test: closing it is that peer dying)."""
+    fd = os.open(os.path.join(SHM, name), os.O_RDWR)
+    if producer:
+        assert _locks.try_lock(fd, _locks.PRODUCER_BYTE)
+    if consumer:
+        assert _locks.try_lock(fd, _locks.CONSUMER_BYTE)
+    return fd
 
 
 @pytest.fixture
@@ -122,14 +135,23 @@ def test_ls_shows_python_producer_ring(names):
 
 
 def test_ls_states_of_planted_rings(names):
-    closed, stale, live, gone_consumer = (names.new() for _ in range(4))
+    closed, stale, live, gone_consumer, namespaced = (names.new() for _ in range(5))
     plant(closed, producer_flags=L.PRODUCER_CLOSED, producer_pid=os.getpid(), head=64)
     plant(stale, producer_pid=dead_pid(), head=32, tail=8, dropped=7)
     plant(live, producer_pid=os.getpid(), consumer_flags=L.CONSUMER_ATTACHED,
           consumer_pid=os.getppid())
     plant(gone_consumer, producer_pid=os.getpid(), consumer_flags=L.CONSUMER_ATTACHED,
           consumer_pid=dead_pid())
-    listing = ls_json()
+    # A producer in a pid namespace records pid 1, which is alive here: its lock
+    # says it is gone, and the lock decides.
+    plant(namespaced, producer_pid=1)
+    fds = [hold(live, consumer=True), hold(gone_consumer)]
+    try:
+        listing = ls_json()
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert listing[namespaced]["state"] == "stale"
     assert listing[closed]["state"] == "closed" and listing[closed]["used"] == 64
     assert listing[stale]["state"] == "stale" and listing[stale]["producer_alive"] is False
     assert listing[stale]["used"] == 24 and listing[stale]["dropped"] == 7
@@ -232,7 +254,8 @@ def test_inspect_does_not_write_attach_or_unlink(names):
     ({"header_size": 64}, "header_size"),
     ({"capacity": 1000}, "capacity"),
     ({"capacity": 32}, "capacity"),
-    ({"capacity": 4096, "size": 128 + 1024}, "capacity"),
+    ({"capacity": 4096, "size": 128 + 1024}, "size"),
+    ({"capacity": 1024, "size": 128 + 1024 + 4}, "size"),  # not a multiple of 8
     ({"size": 100}, "size"),
 ])
 def test_inspect_refuses_bad_segments_naming_the_field(names, kwargs, field):
@@ -280,7 +303,7 @@ def test_rm_refuses_live_producer_then_force(names):
     try:
         proc = run_cli("rm", name)
         assert proc.returncode == 1
-        assert f"producer pid {os.getpid()} is alive" in proc.stderr
+        assert f"producer (pid {os.getpid()} as it recorded it) is alive" in proc.stderr
         assert "--force" in proc.stderr
         assert os.path.exists(os.path.join(SHM, name))
         proc = run_cli("rm", "--force", name)
@@ -299,7 +322,8 @@ def test_rm_closed_stale_and_uninitialized(names):
           consumer_pid=os.getpid())
     plant(uninit, magic=0)
     plant(tiny, size=0)  # between shm_open and ftruncate
-    plant(unknown, producer_pid=0)  # pid 0 = unknown: counts as alive
+    plant(unknown, producer_pid=0)  # pid 0, but its lock is held: alive
+    unknown_fd = hold(unknown)
     proc = run_cli("rm", closed, stale)
     assert proc.returncode == 0, proc.stderr
     assert f"removed {closed} (closed)" in proc.stdout
@@ -310,7 +334,8 @@ def test_rm_closed_stale_and_uninitialized(names):
         assert os.path.exists(os.path.join(SHM, young))
         assert run_cli("rm", "--force", young).returncode == 0
     proc = run_cli("rm", unknown)
-    assert proc.returncode == 1 and "pid is 0 (unknown" in proc.stderr
+    os.close(unknown_fd)
+    assert proc.returncode == 1 and "(pid 0 as it recorded it) is alive" in proc.stderr
     assert run_cli("rm", "-f", unknown).returncode == 0
     for n in (closed, stale, uninit, tiny, unknown):
         assert not os.path.exists(os.path.join(SHM, n))

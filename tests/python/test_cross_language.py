@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import random
 import subprocess
+import sys
+import textwrap
+
+import pytest
 
 from conftest import peer_path
 from peer_format import check, fill, make_pool
-from helpers import wait_until
-from shmring import ShmConsumer, ShmProducer
+from helpers import python_env, wait_until
+from shmring import ProducerDeadError, ShmConsumer, ShmProducer
 
 COUNT = 100_000
 MAX_SIZE = 2000
@@ -135,3 +139,57 @@ def test_python_producer_to_cpp_consumer_over_4_gib(ring_name):
         out = finish(proc, timeout=240)
     assert total > (1 << 32)
     assert f"consumed {BIG_MESSAGES} messages, {total} bytes" in out
+
+
+# ---- liveness across languages: SIGKILL, reported by the other side ------------------
+
+def test_cpp_producer_killed_is_reported_dead_by_a_python_consumer(ring_name):
+    # Far more messages than the ring holds: the C++ producer blocks, alive, until killed.
+    proc = start_peer("produce", ring_name, "--count", "1000000", "--seed", "1",
+                      "--max-size", "100", "--capacity", "4096", "--wait-consumer-ms", "30000")
+    try:
+        with ShmConsumer(ring_name, timeout=30) as c:
+            for seq in range(50):
+                msg = c.read(timeout=30)
+                assert msg is not None and check(msg, seq) is None
+            assert proc.poll() is None  # alive: nothing reported so far
+            proc.kill()
+            proc.wait(30)
+            with pytest.raises(ProducerDeadError):
+                while c.read(timeout=30) is not None:  # drains what was written first
+                    pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def test_python_producer_killed_is_reported_dead_by_a_cpp_consumer(ring_name):
+    code = textwrap.dedent('''
+        import sys, time
+        from peer_format import fill, make_pool
+        from shmring import ShmProducer
+        with ShmProducer(sys.argv[1], 4096) as p:
+            with p.reserve(40, timeout=30) as view:  # message 0 in the peer's format
+                fill(view, 0, make_pool(100))
+            print("written", flush=True)
+            time.sleep(600)
+    ''')
+    producer = subprocess.Popen([sys.executable, "-c", code, ring_name], env=python_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    consumer = None
+    try:
+        consumer = start_peer("consume", ring_name, "--count", "2", "--timeout-ms", "30000",
+                              "--no-eos")
+        assert producer.stdout is not None
+        assert producer.stdout.readline().strip() == "written", producer.stderr
+        producer.kill()
+        producer.wait(30)
+        out, err = consumer.communicate(timeout=60)
+        assert consumer.returncode == 1, out + err
+        assert "message 1: producer dead" in err, err  # the first one was delivered
+    finally:
+        for proc in (producer, consumer):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=30)

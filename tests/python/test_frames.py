@@ -272,8 +272,92 @@ def test_array_fast_path_matches_planes_and_bytes(ring_name, fmt, w, h, shape):
 def test_array_of_a_short_frame_is_a_value_error(ring_name):
     with FrameWriter(ring_name, 1 << 14, caps=caps_for("BGR", 4, 4)) as wr, \
             FrameReader(ring_name, timeout=0) as r:
-        assert wr.write(bytes(10))
+        # FrameWriter refuses such a frame; another writer (C++, a bug) may not.
+        from shmring import framing
+        assert wr.producer.write(framing.encode_caps(caps_for("BGR", 4, 4)))
+        assert wr.producer.write(framing.encode_buffer(bytes(10)))
         f = r.read_frame(5)
         with pytest.raises(ValueError, match="need"):
             f.array
         del f
+
+
+def test_video_caps_that_cannot_be_shaped_warn_instead_of_degrading_silently(ring_name):
+    from shmring import FrameReader, FrameWriter
+    with FrameWriter(ring_name, 4096, caps="video/x-raw,format=YUY2,width=4,height=2") as w:
+        assert w.write(bytes(16), timeout=0)
+        with FrameReader(ring_name, timeout=0) as r:
+            with pytest.warns(RuntimeWarning, match="cannot shape frames"):
+                frame = r.read_frame(timeout=5)
+            assert frame is not None and frame.array.shape == (16,)
+            del frame
+
+
+def test_untyped_caps_from_a_frame_writer_shape_frames(ring_name):
+    from shmring import FrameReader, FrameWriter
+    with FrameWriter(ring_name, 1 << 16, caps="video/x-raw,format=BGR,width=4,height=2") as w:
+        assert w.write(bytes(range(24)), timeout=0)
+        with FrameReader(ring_name, timeout=0) as r:
+            frame = r.read_frame(timeout=5)
+            assert frame is not None and frame.array.shape == (2, 4, 3)
+            del frame
+
+
+def test_a_referenced_frame_stays_valid_after_the_reader_moves_on(ring_name):
+    # Frame differencing: prev = frame ... diff(frame.array, prev.array).
+    from shmring import FrameReader, FrameWriter
+    caps = "video/x-raw,format=GRAY8,width=4,height=2"
+    with FrameWriter(ring_name, 4096, caps=caps) as w:
+        for i in range(5):
+            assert w.write(bytes([i]) * 8, timeout=0)
+        with FrameReader(ring_name, timeout=0) as r:
+            prev = None
+            diffs = []
+            for _ in range(5):
+                frame = r.read_frame(timeout=5)
+                assert frame is not None
+                if prev is not None:
+                    diffs.append(int(frame.array[0, 0]) - int(prev.array[0, 0]))
+                prev = frame
+            assert diffs == [1, 1, 1, 1]
+            assert prev is not None and bytes(prev.data) == bytes([4]) * 8
+            del frame, prev
+
+
+def test_frame_writer_pads_a_tight_frame_to_gstreamer_strides(ring_name):
+    # 1366x768 BGR: rows of 4098 bytes, GStreamer's stride is 4100.
+    from shmring import FrameReader, FrameWriter
+    img = (np.arange(768 * 1366 * 3, dtype=np.uint32) % 251).astype(np.uint8)
+    img = img.reshape(768, 1366, 3)
+    with FrameWriter(ring_name, 8 << 20,
+                     caps="video/x-raw,format=BGR,width=1366,height=768") as w:
+        assert w.write(img, timeout=0)
+        with pytest.raises(ValueError, match="does not match caps BGR 1366x768"):
+            w.write(bytes(1000), timeout=0)
+        with FrameReader(ring_name, timeout=0) as r:
+            frame = r.read_frame(timeout=5)
+            assert frame is not None
+            assert frame.data.nbytes == 4100 * 768
+            assert np.array_equal(frame.array, img)
+            del frame
+
+
+def test_frame_writer_drops_instead_of_blocking_once_its_consumer_left(ring_name):
+    from shmring import FrameReader, FrameWriter
+    caps = "video/x-raw,format=GRAY8,width=4,height=2"
+    with FrameWriter(ring_name, 512, caps=caps) as w:
+        with FrameReader(ring_name, timeout=0) as r:
+            assert w.write(bytes(8), timeout=0)
+            frame = r.read_frame(timeout=5)
+            assert frame is not None
+            del frame
+        # the reader left: fill the ring, then a blocking write must drop, not hang
+        while w.write(bytes(8), timeout=0):
+            pass
+        dropped = w.dropped
+        done = []
+        t = threading.Thread(target=lambda: done.append(w.write(bytes(8), timeout=None)),
+                             daemon=True)
+        t.start()
+        t.join(30)  # watchdog only
+        assert done == [False] and w.dropped == dropped + 1

@@ -156,7 +156,7 @@ class RingModel(RuleBasedStateMachine):
             return
         assert self.c.readable_bytes() == self.used
         assert self.p.writeable_bytes() == self.capacity - self.used
-        head, tail = self.p.load_head(), self.p.load_tail()
+        head, tail = self.p.head, self.p.tail
         assert 0 <= head <= 0xFFFFFFFF and 0 <= tail <= 0xFFFFFFFF
         assert (head - tail) & 0xFFFFFFFF == self.used
 

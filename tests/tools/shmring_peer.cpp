@@ -3,6 +3,7 @@
 //   shmring_peer produce NAME --count N --seed S --max-size M [--min-size m]
 //                [--capacity C] [--start-index I] [--wait-consumer-ms T]
 //   shmring_peer consume NAME --count N [--timeout-ms T] [--no-eos]
+//   shmring_peer consume-loop NAME --loops N [--timeout-ms T]
 //   shmring_peer produce-frames NAME --count N --width W --height H --format F
 //                [--capacity C] [--caps-change-at K] [--wait-consumer-ms T]
 //
@@ -17,6 +18,13 @@
 // the CRC of the empty body, 0). The consumer knows seq from the order and checks
 // every byte it can: prefix fields, then the CRC. It exits 0 after N messages (and,
 // unless --no-eos, the end of stream), non-zero on any mismatch or error.
+//
+// consume-loop (scripts/crashloop.sh): N times, attaches to a new generation of NAME
+// (waiting up to T ms for it), verifies its messages from seq 0 on as consume does
+// and reads until the producer is reported dead (kPeerDead); prints one line per
+// loop, "loop I: generation G: M messages verified, producer dead", and exits 0
+// after N loops, non-zero at the first message that does not verify, a timeout or
+// any other status (end of stream, replaced, corrupt).
 //
 // Frames (produce-frames): a profile-1 ring as shmringsink writes it: CAPS
 // "video/x-raw, format=(string)F, width=(int)W, height=(int)H, framerate=(fraction)30/1",
@@ -94,7 +102,7 @@ void Prefix(uint64_t seq, uint32_t n, uint32_t crc, uint8_t out[16]) {
 
 struct Args {
   std::string mode, name, format = "GRAY8";
-  uint64_t count = 0, seed = 1;
+  uint64_t count = 0, seed = 1, loops = 1;
   uint32_t max_size = 1024, min_size = 0, capacity = 1u << 20, start_index = 0;
   uint32_t width = 64, height = 48;
   int64_t timeout_ms = 10000, wait_consumer_ms = 0, caps_change_at = -1;
@@ -106,6 +114,7 @@ struct Args {
                "shmring_peer: %s\nusage: shmring_peer produce NAME --count N --seed S --max-size M "
                "[--min-size m] [--capacity C] [--start-index I] [--wait-consumer-ms T]\n"
                "       shmring_peer consume NAME --count N [--timeout-ms T] [--no-eos]\n"
+               "       shmring_peer consume-loop NAME --loops N [--timeout-ms T]\n"
                "       shmring_peer produce-frames NAME --count N --width W --height H --format F "
                "[--capacity C] [--caps-change-at K] [--wait-consumer-ms T]\n",
                why);
@@ -130,6 +139,8 @@ Args Parse(int argc, char** argv) {
       a.count = u;
     else if (k == "--seed")
       a.seed = u;
+    else if (k == "--loops")
+      a.loops = u;
     else if (k == "--max-size")
       a.max_size = static_cast<uint32_t>(u);
     else if (k == "--min-size")
@@ -264,6 +275,70 @@ int Consume(const Args& a) {
   return 0;
 }
 
+// Whether message `seq` verifies (prefix fields, then the CRC of the body); else says why.
+bool Verify(const shm::MessageView& v, uint64_t seq) {
+  const uint32_t crc = v.len > 16 ? Crc32(v.data + 16, v.len - 16) : 0;
+  uint8_t prefix[16];
+  Prefix(seq, v.len, crc, prefix);
+  if (std::memcmp(v.data, prefix, v.len < 16 ? v.len : 16) == 0) return true;
+  uint64_t got_seq = 0;
+  std::memcpy(&got_seq, v.data, v.len < 8 ? v.len : 8);
+  std::fprintf(stderr,
+               "shmring_peer: message %" PRIu64 " (%u bytes) does not verify (seq field %" PRIu64
+               ", crc of body 0x%08x)\n",
+               seq, v.len, got_seq, crc);
+  return false;
+}
+
+int ConsumeLoop(const Args& a) {
+  const int64_t timeout_ns = a.timeout_ms * 1000000;
+  uint64_t dead_generation = 0;
+  bool have_dead = false;
+  for (uint64_t loop = 0; loop < a.loops; ++loop) {
+    // The dead producer's segment stays under the name until the next producer
+    // replaces it: wait for a generation we have not seen die.
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(a.timeout_ms);
+    std::unique_ptr<shm::ShmConsumer> c;
+    for (;;) {
+      c = std::make_unique<shm::ShmConsumer>(a.name, timeout_ns);
+      if (!c->IsValid()) {
+        std::fprintf(stderr, "shmring_peer: loop %" PRIu64 ": cannot attach to %s: %s (%s)\n", loop,
+                     a.name.c_str(), c->error().c_str(), shm::StatusName(c->open_status()));
+        return 1;
+      }
+      if (!have_dead || c->generation() != dead_generation) break;
+      c.reset();
+      if (std::chrono::steady_clock::now() >= end) {
+        std::fprintf(stderr,
+                     "shmring_peer: loop %" PRIu64 ": no new producer within %" PRId64 " ms\n",
+                     loop, a.timeout_ms);
+        return 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    uint64_t seq = 0;
+    for (;; ++seq) {
+      shm::MessageView v;
+      const shm::Status s = c->PeekFor(&v, timeout_ns);
+      if (s == shm::Status::kPeerDead) break;
+      if (s != shm::Status::kOk) {
+        std::fprintf(stderr, "shmring_peer: loop %" PRIu64 ": message %" PRIu64 ": %s %s\n", loop,
+                     seq, shm::StatusName(s), c->ring() ? c->ring()->error().c_str() : "");
+        return 1;
+      }
+      if (!Verify(v, seq)) return 1;
+      c->Release();
+    }
+    dead_generation = c->generation();
+    have_dead = true;
+    std::printf("loop %" PRIu64 ": generation %" PRIu64 ": %" PRIu64
+                " messages verified, producer dead\n",
+                loop, dead_generation, seq);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 // Bytes of one frame as GstVideoInfo lays it out (rows 4-aligned).
 uint32_t FrameSize(const std::string& f, uint32_t w, uint32_t h) {
   auto ru4 = [](uint32_t v) { return (v + 3) & ~3u; };
@@ -340,6 +415,7 @@ int main(int argc, char** argv) {
   const Args a = Parse(argc, argv);
   if (a.mode == "produce") return Produce(a);
   if (a.mode == "consume") return Consume(a);
+  if (a.mode == "consume-loop") return ConsumeLoop(a);
   if (a.mode == "produce-frames") return ProduceFrames(a);
   Usage(("unknown mode " + a.mode).c_str());
 }

@@ -25,9 +25,11 @@ struct MessageView {
 using layout::kHeaderSize;
 
 // Threading: the producer calls come from one thread at a time, and so do the
-// consumer calls (one thread, or several serialised by the caller: ReleaseTo from
-// a buffer-release callback needs the caller's lock). Interrupter is the one
-// cross-thread entry. The header accessors at the end may be called from any thread.
+// consumer calls (one thread, or several serialised by the caller's lock, as
+// ShmConsumer does). SleepWhileHeadIs is the exception: it touches only the
+// consumer's flags word, so it may run while another thread makes serialised
+// consumer calls. Interrupter is the one cross-thread entry. The header accessors
+// at the end may be called from any thread.
 class ByteRingBuffer {
  public:
   // Binds a view of the ring at `base` (total_size bytes) as the producer or the
@@ -59,13 +61,16 @@ class ByteRingBuffer {
   // Returns "" when `base` holds a v1 header that fits `total_size` bytes, else a
   // sentence naming the field (magic, version, header_size, capacity, size). The
   // capacity it checked goes to *capacity: use that value, never a re-read (a
-  // hostile peer could change the word after the check). Any thread; never blocks.
+  // hostile peer could change the word after the check). *uninitialized says
+  // whether the refusal was "no magic yet" (decided from the one magic load the
+  // check made: an opener must not re-read it, the creator may store it meanwhile).
+  // Any thread; never blocks.
   static std::string ValidateHeader(const void* base, uint64_t total_size,
-                                    uint32_t* capacity = nullptr);
+                                    uint32_t* capacity = nullptr, bool* uninitialized = nullptr);
   // ValidateHeader plus the rule for named segments (PROTOCOL.md "Segment size"): an
   // opener refuses a segment whose size is not a multiple of 8. Any thread; never blocks.
   static std::string ValidateSegment(const void* base, uint64_t segment_size,
-                                     uint32_t* capacity = nullptr);
+                                     uint32_t* capacity = nullptr, bool* uninitialized = nullptr);
 
   // Accessors: any thread (error(): the thread of the side whose call failed, as
   // calls of that side rewrite it); never block.
@@ -126,7 +131,9 @@ class ByteRingBuffer {
   // acquired without releasing it. Consumer; never blocks.
   [[nodiscard]] Status Acquire(MessageView* out);
   // Frees the ring up to `end` (a MessageView::end, in order); an `end` that is not
-  // ahead of the released position or past what was acquired is ignored.
+  // ahead of the released position or past what was acquired is ignored. When that
+  // frees everything handed out and a published WRAP marker follows, frees the
+  // marker's lap too (a producer may be waiting for exactly that).
   // Consumer (serialised with the other consumer calls); never blocks.
   void ReleaseTo(uint32_t end);
   // Original API: bytes written and not yet released (records and padding
@@ -141,6 +148,16 @@ class ByteRingBuffer {
   // or `intr` fires: kOk, kClosed, kTimeout, kInterrupted, kCorrupt, kInvalid.
   // Consumer; blocks.
   [[nodiscard]] Status WaitReadable(int64_t timeout_ns, Interrupter* intr);
+  // The head index the last consumer call saw: after kEmpty, the value to pass to
+  // SleepWhileHeadIs. Consumer; never blocks.
+  uint32_t HeadSeen() const { return head_cache_; }
+  // One sleep of the wait protocol: sets WAITING, fences, and sleeps while the
+  // head word still holds `seen` and CLOSED is not set, for at most timeout_ns
+  // (and at most 50 ms: see tuning.hpp) or until `intr` fires; then clears
+  // WAITING. Returns without saying why: the caller looks again. Touches no
+  // consumer state but the flags word, so other consumer calls may run meanwhile
+  // (serialised among themselves). The consumer's one sleeping thread; blocks.
+  void SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
   // Sets/clears the consumer's ATTACHED flag and pid. Consumer; never blocks.
   void SetConsumerAttached(bool attached, uint32_t pid);
 
@@ -175,6 +192,7 @@ class ByteRingBuffer {
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
   void StoreTail(uint32_t t) const;
+  uint32_t SkipPublishedMarker(uint32_t at);
 
   uint8_t* base_ = nullptr;
   uint32_t capacity_ = 0;

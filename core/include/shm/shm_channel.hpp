@@ -4,7 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "shm/byte_ring_buffer.hpp"
@@ -73,7 +76,8 @@ class ShmProducer {
   void CountDropped(uint64_t n = 1);
   // The header's `dropped` counter. Any thread; never blocks.
   uint64_t Dropped() const;
-  // Whether a consumer is attached now (its ATTACHED flag). Any thread; never blocks.
+  // Whether a consumer is attached now: its role lock is held (without OFD locks:
+  // its ATTACHED flag and a live pid). Any thread; never blocks (one fcntl).
   bool ConsumerAttached() const;
 
   // End of stream: sets CLOSED and wakes the consumer; later writes return kClosed.
@@ -100,6 +104,39 @@ class ShmProducer {
   bool closed_ = false;
 };
 
+// How a ShmConsumer attaches.
+struct ConsumerOptions {
+  // How long the constructor waits for a producer to create the ring: 0 = look
+  // once, kForever = no limit. Only a missing name, or a ring still being created,
+  // is waited for; anything else (permissions, a foreign or bad segment, another
+  // consumer) is refused at once.
+  int64_t open_timeout_ns = 0;
+  // Interrupts the wait for the ring and every later wait of this consumer (as
+  // Interrupt() does); lets a thread interrupt a consumer still being constructed.
+  // Not owned: must outlive the consumer. nullptr = the consumer's own.
+  Interrupter* interrupter = nullptr;
+  // A ring whose producer died without closing it counts as not there yet: wait
+  // for a new producer to replace it instead of attaching to the dead stream.
+  bool wait_for_live_producer = false;
+  // Attach to a segment owned by another user (default: refused; see
+  // SharedMemory::Options::allow_foreign_owner).
+  bool allow_foreign_owner = false;
+};
+
+// The consumer side of a named ring: attach (waiting for the producer if asked),
+// read in ring order, liveness (end of stream, dead or replaced producer).
+//
+// Two styles, not to be mixed while records are held:
+// - one at a time: Read / ReadFor / PeekFor + Release();
+// - held records: AcquireFor hands out records in ring order and leaves them in
+//   place; Release(view) gives one back from any thread, in any order, and the
+//   tail advances to the oldest record still held (zero-copy buffers).
+//
+// Threading: the reading calls (Read, HasData, ReadFor, PeekFor, Release(),
+// AcquireFor, CheckProducer) come from one thread at a time, "the consumer
+// thread". Release(view), ReleaseTo, HeldBytes, Interrupt and ClearInterrupt may
+// come from any thread at any time; Detach from any thread while no reading call
+// runs. See docs/DESIGN.md, "Consumer engine".
 class ShmConsumer {
  public:
   // Original API: attaches to ring `name` now; IsValid() false (error() says why,
@@ -108,10 +145,12 @@ class ShmConsumer {
   explicit ShmConsumer(const char* name);
   explicit ShmConsumer(const std::string& name);
   // Waits up to open_timeout_ns (kForever = no limit) for a producer to create the
-  // ring; an existing but invalid ring is refused at once. Blocks.
+  // ring; an existing but unusable ring is refused at once. Blocks.
   ShmConsumer(const std::string& name, int64_t open_timeout_ns);
-  // Clears ATTACHED. Never unlinks. The consumer thread, with no call of this
-  // consumer still running; never blocks.
+  // As above, with options (an external interrupter, ...). Blocks.
+  ShmConsumer(const std::string& name, const ConsumerOptions& options);
+  // Detach(), then unmaps. Never unlinks. Must not run while another thread is
+  // inside a call of this consumer; never blocks.
   ~ShmConsumer();
   ShmConsumer(const ShmConsumer&) = delete;
   ShmConsumer& operator=(const ShmConsumer&) = delete;
@@ -122,11 +161,18 @@ class ShmConsumer {
   // Why the consumer is not valid: kTimeout (no ring appeared), kInterrupted, or
   // kInvalid (bad name, refused segment, another live consumer); error() says more.
   [[nodiscard]] Status open_status() const { return open_status_; }
+  // Why the consumer is not valid, or where the record a reading call reported
+  // kCorrupt for is wrong. Consumer thread; never blocks.
   const std::string& error() const { return error_; }
   const std::string& name() const { return name_; }
   uint32_t capacity() const { return ring_ ? ring_->capacity() : 0; }
   uint32_t profile() const { return ring_ ? ring_->profile() : 0; }
   uint64_t generation() const { return ring_ ? ring_->generation() : 0; }
+  // The producer's pid as its header records it (information only). Never blocks.
+  uint32_t producer_pid() const { return ring_ ? ring_->ProducerPid() : 0; }
+  // When the open was refused because another consumer is attached: its pid as
+  // the header records it (0 if unknown or another reason). Never blocks.
+  uint32_t busy_consumer_pid() const { return busy_pid_; }
 
   // Original API: copies the next message into `out` and returns its length; 0 when
   // there is nothing to read (or the consumer is not valid). A zero-length message
@@ -141,51 +187,99 @@ class ShmConsumer {
   bool HasData() const;
   // Reads the next message, waiting up to timeout_ns: kOk, kBufferTooSmall,
   // kClosed (end of stream), kPeerDead, kReplaced, kTimeout, kInterrupted, kCorrupt.
+  // Whatever a dead producer finished writing is delivered before kPeerDead.
   // Consumer thread; blocks.
   [[nodiscard]] ReadResult ReadFor(void* out, uint32_t max_len, int64_t timeout_ns);
-  // Zero-copy: the next message in place, waiting like ReadFor (same statuses);
-  // repeated calls return the same message until Release. Consumer thread; blocks.
+  // Zero-copy, one at a time: the next message, left in place until Release().
+  // Same statuses as ReadFor (kEmpty when timeout_ns is 0); repeated calls return
+  // the same message until Release. Consumer thread; blocks.
   [[nodiscard]] Status PeekFor(MessageView* out, int64_t timeout_ns);
   // Frees the message PeekFor returned (nothing without one). Consumer thread;
   // never blocks.
   void Release();
-  // Zero-copy with several messages held: the next message not yet acquired,
-  // waiting like ReadFor. Consumer thread; blocks.
+
+  // Held records: the next message not yet acquired, left in place until released
+  // (Release(view) / ReleaseTo). Same statuses as PeekFor. While waiting it never
+  // holds the lock releases take, so releases from other threads go on (and wake a
+  // producer waiting for space). Consumer thread; blocks.
   [[nodiscard]] Status AcquireFor(MessageView* out, int64_t timeout_ns);
-  // Frees the ring up to `end` (a MessageView::end from AcquireFor, in order).
-  // Consumer thread, or any thread serialised with the consumer calls by the
-  // caller's lock; never blocks.
+  // The acquired message `view` is no longer used. Any thread, any order; the tail
+  // advances to the oldest message still held. Never blocks (a short lock).
+  void Release(const MessageView& view);
+  // Releases every acquired message up to the one ending at `end` (a
+  // MessageView::end). Any thread; never blocks (a short lock).
   void ReleaseTo(uint32_t end);
+  // Ring bytes held by acquired messages not yet freed (including released ones
+  // waiting behind an older held one). Any thread; never blocks (a short lock).
+  uint32_t HeldBytes() const;
+  // Called from a waiting AcquireFor (consumer thread, no lock held) when the
+  // producer has been waiting for space for a whole liveness slice while the
+  // oldest held message is still in use: held records are stalling the sender.
+  // Once per episode. Set before the first AcquireFor.
+  void SetStallCallback(std::function<void()> callback) { on_stall_ = std::move(callback); }
+
+  // Gives up the consumer role now (clears ATTACHED, drops the role lock) but
+  // keeps the mapping, so held messages stay readable; later releases (from any
+  // thread) no longer move the tail (a new consumer may own it), and reading calls
+  // return kInvalid. Any thread while no reading call is running (a sleeping one
+  // still owns the WAITING bit); never blocks (a short lock).
+  void Detach();
 
   // Producer liveness and identity: kOk, kClosed (CLOSED and drained), kPeerDead
-  // (producer pid gone without CLOSED) or kReplaced (the name now holds another
-  // generation). Consumer thread; never blocks (one shm_open + read).
+  // (producer gone without CLOSED: its lock byte is free) or kReplaced (gone, and
+  // the name now holds another generation). While the producer lives it costs one
+  // fcntl; the name is looked at only once it is gone. Consumer thread; never blocks.
   [[nodiscard]] Status CheckProducer();
 
-  // Wakes a blocking call of this consumer at once; it returns kInterrupted, and so
-  // do later blocking calls until ClearInterrupt(). Any thread; returns once the
-  // sleeper is awake.
-  void Interrupt() { interrupter_.Interrupt(); }
+  // Wakes a blocking call of this consumer at once (the wait for the ring
+  // included, when the interrupter was given in the options); it returns
+  // kInterrupted, and so do later blocking calls until ClearInterrupt(). Any
+  // thread; returns once the sleeper is awake.
+  void Interrupt() { interrupter_->Interrupt(); }
   // Lets blocking calls wait again. Any thread; never blocks.
-  void ClearInterrupt() { interrupter_.Clear(); }
+  void ClearInterrupt() { interrupter_->Clear(); }
 
-  // The ring itself (nullptr when not valid), for the calls of its consumer side.
-  // Consumer thread; never blocks.
+  // The ring itself (nullptr when not valid), for header looks. Its consumer calls
+  // must not be mixed with this object's. Consumer thread; never blocks.
   ByteRingBuffer* ring() { return ring_.get(); }
 
  private:
-  bool Open(int64_t open_timeout_ns);
-  bool Claim(const uint8_t* base);
+  enum class Op { kPeek, kAcquire };
+  enum class Attempt { kAttached, kNotYet, kRefused };
+  bool Open(const ConsumerOptions& options);
+  Attempt TryOpen(const ConsumerOptions& options);
+  void Nap(int64_t ns);
+  bool Claim(const SharedMemory& mem);
   void ReleaseClaim();
-  Status WaitForMessage(int64_t timeout_ns, bool acquire, MessageView* out);
+  Status Wait(int64_t timeout_ns, Op op, MessageView* out);
+  Status TakeLocked(Op op, MessageView* out);
+  void ReportStall();
+  void AdvanceLocked();
+
+  struct Held {
+    uint32_t end;
+    bool released;
+  };
 
   std::string name_;
   std::string error_;
   Status open_status_ = Status::kInvalid;
+  uint32_t busy_pid_ = 0;
   std::unique_ptr<SharedMemory> memory_;
   std::unique_ptr<ByteRingBuffer> ring_;
-  Interrupter interrupter_;
-  int claim_fd_ = -1;  // holds the consumer flock (POSIX)
+  Interrupter own_interrupter_;
+  Interrupter* interrupter_ = &own_interrupter_;
+  uint32_t nap_word_ = 0;  // what the open wait sleeps on (never changes)
+  int claim_fd_ = -1;      // memory_'s descriptor while it holds the consumer byte
+
+  // The ring's consumer state, the held records and detached_ (mu_).
+  mutable std::mutex mu_;
+  std::deque<Held> held_;     // acquired records in ring order
+  uint32_t released_to_ = 0;  // tail as we last set it
+  uint32_t acquired_to_ = 0;  // end of the newest acquired record
+  bool detached_ = false;
+  bool stall_reported_ = false;  // consumer thread
+  std::function<void()> on_stall_;
 };
 
 }  // namespace shm

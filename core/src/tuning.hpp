@@ -1,0 +1,56 @@
+// Every tuning value of the core, in one place. None of them is part of the
+// protocol: each is a trade between latency, idle cost and patience, argued in
+// docs/DESIGN.md. python/shmring/_tuning.py holds the same values under the
+// same names (SPIN_POLLS, LIVENESS_SLICE_S, ...); a test checks they are equal.
+#pragma once
+
+#include <cstdint>
+
+namespace shm {
+namespace tuning {
+
+// Polls of the peer's index before a side sets WAITING and sleeps: a message a
+// few microseconds away is cheaper to spin for than to sleep and be woken.
+constexpr int kSpinPolls = 256;
+
+// How often a waiting consumer probes the producer's liveness (and, when the
+// producer is gone, the name's generation). Bounds the time to notice a crash;
+// idle cost is one wake-up per slice.
+constexpr int64_t kLivenessSliceNs = 200'000'000;
+
+// Longest single sleep of a waiting consumer. CLOSED does not change the head
+// word it sleeps on, so a close that lands between its last look and its futex
+// call is not seen by the futex; the next look at most this much later catches it.
+constexpr int64_t kMaxConsumerSleepNs = 50'000'000;
+
+// Longest sleep when the peer relies on our membarrier and it failed (seccomp, a
+// kernel without it): the peer's wake check is then unordered, so we poll.
+constexpr int64_t kUnfencedNapNs = 1'000'000;
+
+// A segment without a magic this many seconds older than its creation is the
+// debris of a creator that died mid-way, not a creation in progress.
+constexpr double kAbandonedAfterS = 5.0;
+
+// How often a creator looks again at a name another creator is still setting
+// up, and how long it pauses between looks.
+constexpr int kCreateAttempts = 20;
+constexpr int64_t kCreateRetryNs = 50'000'000;
+
+// Longest pause between two looks of a consumer waiting for a ring to appear
+// (it starts at 1 ms and doubles up to this).
+constexpr int64_t kOpenPollMaxNs = 20'000'000;
+constexpr int64_t kOpenPollMinNs = 1'000'000;
+
+// C++ only. Where no address-wait primitive exists (not Linux), a sleeper polls
+// the word, backing off from kPollNapMinNs to kPollNapMaxNs, and returns to its
+// caller at least every kPollReturnNs so interrupts and peers are looked at.
+constexpr int64_t kPollNapMinNs = 50'000;
+constexpr int64_t kPollNapMaxNs = 2'000'000;
+constexpr int64_t kPollReturnNs = 20'000'000;
+
+// C++ only. How often Interrupter::Interrupt() wakes a sleeper's word again
+// until the sleeper has left its wait.
+constexpr int64_t kInterruptRewakeNs = 50'000;
+
+}  // namespace tuning
+}  // namespace shm
