@@ -28,6 +28,8 @@ def ratios(a: List[float], b: List[float]) -> List[float]:
 
 
 def fmt(x: float) -> str:
+    if math.isnan(x):
+        return "no result"
     if x >= 1e6:
         return f"{x / 1e6:.2f} M"
     if x >= 1e4:
@@ -73,6 +75,7 @@ class Report:
         self.plots = os.path.join(out_dir, "bench")
         self.lines: List[str] = []
         self.goals: List[Tuple[str, str, str, str]] = []  # goal, measured, met, note
+        self.failed: List[str] = []
 
     def p(self, s: str = "") -> None:
         self.lines.append(s)
@@ -84,6 +87,13 @@ class Report:
         if not d or a not in d or b not in d:
             return None
         rs = ratios(d[a], d[b])
+        for side in (a, b):
+            if all(math.isnan(x) for x in d[side]):
+                self.p(f"| {label} | {fmt(spread(d[a])[0])} | {b}: {fmt(spread(d[b])[0])} | "
+                       f"— | {len(d[a])} |")
+                self.failed.append(f"{label}: {side} gave no result in any round (its receiver "
+                                   "saw too few buffers: the stream stalled)")
+                return None
         ma, la, ha = spread(d[a])
         mb, lb, hb = spread(d[b])
         mr, lr, hr = spread(rs)
@@ -309,6 +319,10 @@ class Report:
         for label, row, a, b in self.throughput_rows():
             self.ratio_row(label, row, a, b)
         self.p()
+        for f in self.failed:
+            self.p(f"- {f}.")
+        if self.failed:
+            self.p()
         for step, err in r.get("errors", {}).items():
             self.p(f"**Step `{step}` failed** and is missing from this report: {err}")
             self.p()
