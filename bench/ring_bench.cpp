@@ -1,17 +1,32 @@
-// Ring throughput between two processes, against limits measured in the same run.
+// C++ ring benchmarks between two processes, each against its peer measured in the same run.
+// A benchmark program, not a test: it prints numbers and checks nothing about them.
 //
-//   ring_bench [--runs 5] [--small-count 2000000] [--frames 300] [--markdown FILE]
+//   ring_bench [--rounds 7] [--small-count 2000000] [--frames 300] [--caps 16,32,64,128]
+//              [--latency-samples 20000] [--wake-samples 2000] [--only small,frames,latency]
 //
-// Rows (each the median of --runs runs, producer and consumer in two forked processes):
-//   shmring 64 B, membarrier      ByteRingBuffer with the blocking API, asymmetric fences
-//   shmring 64 B, full fence      the same with SHMRING_NO_MEMBARRIER=1 (symmetric fences)
-//   baseline 64 B, same layout    fence-free cached-index byte ring, head/tail as in layout v1
-//   baseline 64 B, padded         the same with head and tail on separate cache lines
-//   shmring 1080p BGR frames      6,220,800-byte frames, zero-copy Reserve/Commit + memcpy in
-//   memcpy 1080p BGR frames       one process copying the same frame into a same-size ring
-// The bars: shmring 64 B >= 0.5 x baseline (same layout); frames at memcpy speed.
+// Every row runs its two variants in interleaved rounds (A B A B ...); each round prints one
+// JSON line on stdout (bench/bench.py collects them):
+//   {"row": "...", "variant": "...", "round": i, "value": x, "unit": "..."}
+// Latency rows print one line with percentiles instead:
+//   {"row": "...", "variant": "...", "p50_ns": x, "p99_ns": y, "samples": n}
+//
+// Rows:
+//   small       64-byte records (4-byte length + 60-byte body), producer and consumer in two
+//               processes: shmring (ShmProducer::WriteFor -> ShmConsumer::ReadFor, the public
+//               blocking API with its wait protocol) vs a minimal ring (only a head and a tail
+//               word, adjacent as in the original design, no flags, no wait protocol, both
+//               sides spinning) with the same record format.
+//   frames_CAP  1080p BGR frames (6,220,800 bytes) through a CAP MiB ring: ShmProducer::Reserve
+//               + memcpy + Commit -> ShmConsumer::PeekFor + touch + Release, vs one process
+//               memcpy-ing the same frame into a CAP MiB buffer slot after slot.
+//   latency     one-way latency of a 64-byte message with the consumer polling (TryRead in a
+//               loop; a message 20 us after the previous one was read), and wake-up latency
+//               with the consumer asleep in ReadFor (a message 1 ms after the previous one was
+//               read); the message carries the producer's CLOCK_MONOTONIC time, the consumer
+//               subtracts it from its own.
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,46 +36,48 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "shm/byte_ring_buffer.hpp"
-#include "shm/layout.hpp"
+#include "shm/shm_channel.hpp"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr int64_t kOpenTimeoutNs = 10'000'000'000;
 
-struct Shared {  // one anonymous shared mapping for the ring plus timing slots
-  uint8_t* base;
-  size_t size;
-};
-
-// A blocking wait with no timeout returns kOk unless the ring is broken.
-void MustWait(shm::Status s, const char* what) {
-  if (s != shm::Status::kOk) {
-    std::fprintf(stderr, "%s: %s\n", what, shm::StatusName(s));
-    std::exit(1);
-  }
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
-Shared MapShared(size_t size) {
+std::string RingName() {
+  static int n = 0;
+  return "kbench" + std::to_string(getpid()) + "_" + std::to_string(++n);
+}
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "ring_bench: %s\n", what.c_str());
+  _exit(1);
+}
+
+void* MapShared(size_t size) {
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) {
-    std::perror("mmap");
-    std::exit(1);
-  }
-  return {static_cast<uint8_t*>(p), size};
+  if (p == MAP_FAILED) Die("mmap failed");
+  return p;
 }
 
-// Runs producer and consumer in two child processes at the same time; returns the
-// seconds from the first message written to the last message read (consumer's clock).
+// Runs producer and consumer in two child processes at the same time; returns what the
+// consumer returned (a double it computed, e.g. seconds from its first to its last message).
 double RunPair(const std::function<void()>& producer, const std::function<double()>& consumer) {
-  Shared slot = MapShared(4096);
-  auto* seconds = reinterpret_cast<double*>(slot.base);
+  auto* slot = static_cast<double*>(MapShared(4096));
+  *slot = -1;
   const pid_t c = fork();
   if (c == 0) {
-    *seconds = consumer();
+    *slot = consumer();
     _exit(0);
   }
   const pid_t p = fork();
@@ -68,94 +85,106 @@ double RunPair(const std::function<void()>& producer, const std::function<double
     producer();
     _exit(0);
   }
-  int st = 0;
-  waitpid(p, &st, 0);
-  waitpid(c, &st, 0);
-  const double s = *seconds;
-  munmap(slot.base, slot.size);
-  return s;
+  int sp = 0, sc = 0;
+  waitpid(p, &sp, 0);
+  waitpid(c, &sc, 0);
+  if (!WIFEXITED(sp) || WEXITSTATUS(sp) || !WIFEXITED(sc) || WEXITSTATUS(sc))
+    Die("a child process failed");
+  const double v = *slot;
+  munmap(slot, 4096);
+  return v;
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+// Untimed: the consumer opens the ring by name after the producer created it.
+void WaitForConsumer(const shm::ShmProducer& p) {
+  const auto give_up = Clock::now() + std::chrono::seconds(10);
+  while (!p.ConsumerAttached()) {
+    if (Clock::now() > give_up) Die("no consumer attached within 10 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
-// ---- shmring ------------------------------------------------------------------
+void Emit(const std::string& row, const char* variant, int round, double value, const char* unit) {
+  std::printf(
+      "{\"row\": \"%s\", \"variant\": \"%s\", \"round\": %d, \"value\": %.6g, "
+      "\"unit\": \"%s\"}\n",
+      row.c_str(), variant, round, value, unit);
+  std::fflush(stdout);
+}
 
-double ShmringSmall(uint32_t capacity, uint64_t count, uint32_t msg, bool membarrier) {
-  Shared ring = MapShared(shm::layout::kHeaderSize + capacity);
-  shm::ByteRingBuffer::Initialize(ring.base, ring.size, capacity, 0, 1);
-  auto env = [membarrier] {
-    if (!membarrier) setenv("SHMRING_NO_MEMBARRIER", "1", 1);
-  };
+// ---- small messages ---------------------------------------------------------------
+
+constexpr uint32_t kSmallBody = 60;            // + 4-byte length = 64-byte records
+constexpr uint32_t kSmallCapacity = 1u << 16;  // 64 KiB, both rings
+
+double ShmringSmall(uint64_t count) {
+  const std::string name = RingName();
   const double s = RunPair(
       [&] {
-        env();
-        shm::ByteRingBuffer p(ring.base, uint64_t{ring.size}, true);
-        std::vector<uint8_t> buf(msg, 0x5a);
+        shm::ShmProducer p(name, kSmallCapacity);
+        if (!p.IsValid()) Die("producer: " + p.error());
+        WaitForConsumer(p);
+        uint8_t buf[kSmallBody];
+        std::memset(buf, 0x5a, sizeof buf);
         for (uint64_t i = 0; i < count; ++i) {
-          std::memcpy(buf.data(), &i, 8);
-          while (p.TryWrite(buf.data(), msg) != shm::Status::kOk) {
-            MustWait(p.WaitWritable(msg, shm::kForever, nullptr), "WaitWritable");
-          }
+          std::memcpy(buf, &i, 8);
+          if (p.WriteFor(buf, kSmallBody, shm::kForever) != shm::Status::kOk) Die("WriteFor");
         }
+        p.Close();
+        // Keep the name until the consumer has read everything (the destructor unlinks).
+        while (p.ConsumerAttached()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       },
       [&] {
-        env();
-        shm::ByteRingBuffer c(ring.base, uint64_t{ring.size}, false);
-        std::vector<uint8_t> buf(msg);
+        shm::ShmConsumer c(name, kOpenTimeoutNs);
+        if (!c.IsValid()) Die("consumer: " + c.error());
+        uint8_t buf[kSmallBody];
         uint64_t got = 0, bad = 0;
         Clock::time_point start;
         while (got < count) {
-          const shm::ReadResult r = c.TryRead(buf.data(), msg);
-          if (!r) {
-            MustWait(c.WaitReadable(shm::kForever, nullptr), "WaitReadable");
-            continue;
-          }
+          const shm::ReadResult r = c.ReadFor(buf, sizeof buf, shm::kForever);
+          if (r.status != shm::Status::kOk) Die("ReadFor");
           if (got == 0) start = Clock::now();
           uint64_t seq;
-          std::memcpy(&seq, buf.data(), 8);
+          std::memcpy(&seq, buf, 8);
           bad += seq != got;
           ++got;
         }
-        if (bad)
-          std::fprintf(stderr, "shmring: %llu messages out of order\n",
-                       static_cast<unsigned long long>(bad));
+        if (bad) Die("shmring: messages out of order");
         return std::chrono::duration<double>(Clock::now() - start).count();
       });
-  munmap(ring.base, ring.size);
-  return static_cast<double>(count) / s;
+  return static_cast<double>(count - 1) / s;
 }
 
-// ---- baseline: the plainest correct fence-free cached-index byte ring ------------
-
-double BaselineSmall(uint32_t capacity, uint64_t count, uint32_t msg, size_t tail_offset) {
-  Shared ring = MapShared(256 + capacity);
-  auto* head = reinterpret_cast<std::atomic<uint32_t>*>(ring.base);
-  auto* tail = reinterpret_cast<std::atomic<uint32_t>*>(ring.base + tail_offset);
-  uint8_t* data = ring.base + 256;
-  const uint32_t mask = capacity - 1;
-  const uint32_t rec = (4 + msg + 7) & ~7u;  // same record format, no wrap marker needed:
-  // capacity is a multiple of rec for the sizes used here (power of two rec)
+// The minimal ring: head at byte 0, tail at byte 4 (the original design's header), data
+// after a 64-byte header; each side caches the other's index and spins.
+double MinimalSmall(uint64_t count) {
+  const size_t size = 64 + kSmallCapacity;
+  auto* base = static_cast<uint8_t*>(MapShared(size));
+  auto* head = reinterpret_cast<std::atomic<uint32_t>*>(base);
+  auto* tail = reinterpret_cast<std::atomic<uint32_t>*>(base + 4);
+  uint8_t* data = base + 64;
+  constexpr uint32_t mask = kSmallCapacity - 1;
+  constexpr uint32_t rec = (4 + kSmallBody + 7) & ~7u;  // 64: divides the capacity, no wrap
   const double s = RunPair(
       [&] {
         uint32_t h = 0, tail_cache = 0;
-        std::vector<uint8_t> buf(msg, 0x5a);
+        uint8_t buf[kSmallBody];
+        std::memset(buf, 0x5a, sizeof buf);
         for (uint64_t i = 0; i < count; ++i) {
-          while (capacity - (h - tail_cache) < rec)
+          while (kSmallCapacity - (h - tail_cache) < rec)
             tail_cache = tail->load(std::memory_order_acquire);
-          std::memcpy(buf.data(), &i, 8);
+          std::memcpy(buf, &i, 8);
           uint8_t* at = data + (h & mask);
-          std::memcpy(at, &msg, 4);
-          std::memcpy(at + 4, buf.data(), msg);
+          const uint32_t len = kSmallBody;
+          std::memcpy(at, &len, 4);
+          std::memcpy(at + 4, buf, kSmallBody);
           h += rec;
           head->store(h, std::memory_order_release);
         }
       },
       [&] {
         uint32_t t = 0, head_cache = 0;
-        std::vector<uint8_t> buf(msg);
+        uint8_t buf[kSmallBody];
         uint64_t got = 0, bad = 0;
         Clock::time_point start;
         while (got < count) {
@@ -164,142 +193,204 @@ double BaselineSmall(uint32_t capacity, uint64_t count, uint32_t msg, size_t tai
           const uint8_t* at = data + (t & mask);
           uint32_t len;
           std::memcpy(&len, at, 4);
-          std::memcpy(buf.data(), at + 4, len);
+          std::memcpy(buf, at + 4, len <= kSmallBody ? len : kSmallBody);
           t += rec;
           tail->store(t, std::memory_order_release);
           uint64_t seq;
-          std::memcpy(&seq, buf.data(), 8);
+          std::memcpy(&seq, buf, 8);
           bad += seq != got;
           ++got;
         }
-        if (bad)
-          std::fprintf(stderr, "baseline: %llu out of order\n",
-                       static_cast<unsigned long long>(bad));
+        if (bad) Die("minimal ring: messages out of order");
         return std::chrono::duration<double>(Clock::now() - start).count();
       });
-  munmap(ring.base, ring.size);
-  return static_cast<double>(count) / s;
+  munmap(base, size);
+  return static_cast<double>(count - 1) / s;
 }
 
-// ---- frames ---------------------------------------------------------------------
+// ---- frames -----------------------------------------------------------------------
 
-double ShmringFrames(uint32_t capacity, uint64_t frames, uint32_t frame) {
-  Shared ring = MapShared(shm::layout::kHeaderSize + capacity);
-  shm::ByteRingBuffer::Initialize(ring.base, ring.size, capacity, 0, 1);
+constexpr uint32_t kFrame = 1920 * 1080 * 3;
+
+double ShmringFrames(uint32_t capacity, uint64_t frames) {
+  const std::string name = RingName();
   const double s = RunPair(
       [&] {
-        shm::ByteRingBuffer p(ring.base, uint64_t{ring.size}, true);
-        std::vector<uint8_t> src(frame, 0x33);
+        shm::ShmProducer p(name, capacity);
+        if (!p.IsValid()) Die("producer: " + p.error());
+        WaitForConsumer(p);
+        std::vector<uint8_t> src(kFrame, 0x33);
         for (uint64_t i = 0; i < frames; ++i) {
           uint8_t* dst = nullptr;
-          while (p.Reserve(frame, &dst) != shm::Status::kOk) {
-            MustWait(p.WaitWritable(frame, shm::kForever, nullptr), "WaitWritable");
-          }
-          std::memcpy(dst, src.data(), frame);
-          p.Commit(frame);
+          if (p.Reserve(kFrame, &dst, shm::kForever) != shm::Status::kOk) Die("Reserve");
+          std::memcpy(dst, src.data(), kFrame);
+          p.Commit(kFrame);
         }
+        p.Close();
+        while (p.ConsumerAttached()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       },
       [&] {
-        shm::ByteRingBuffer c(ring.base, uint64_t{ring.size}, false);
+        shm::ShmConsumer c(name, kOpenTimeoutNs);
+        if (!c.IsValid()) Die("consumer: " + c.error());
         uint64_t got = 0, sum = 0;
         Clock::time_point start;
         while (got < frames) {
           shm::MessageView v;
-          if (c.Peek(&v) != shm::Status::kOk) {
-            MustWait(c.WaitReadable(shm::kForever, nullptr), "WaitReadable");
-            continue;
-          }
+          if (c.PeekFor(&v, shm::kForever) != shm::Status::kOk) Die("PeekFor");
           if (got == 0) start = Clock::now();
           sum += v.data[v.len / 2];  // touch the frame, as a consumer would
           c.Release();
           ++got;
         }
-        if (sum == 0) std::fprintf(stderr, "frames: nothing read\n");
+        if (sum == 0) Die("frames: nothing read");
         return std::chrono::duration<double>(Clock::now() - start).count();
       });
-  munmap(ring.base, ring.size);
+  return static_cast<double>(frames - 1) / s;
+}
+
+double MemcpyFrames(uint32_t capacity, uint64_t frames) {
+  auto* dst = static_cast<uint8_t*>(MapShared(capacity));
+  std::vector<uint8_t> src(kFrame, 0x33);
+  const uint32_t slots = capacity / kFrame;
+  const auto start = Clock::now();
+  for (uint64_t i = 0; i < frames; ++i) std::memcpy(dst + (i % slots) * kFrame, src.data(), kFrame);
+  const double s = std::chrono::duration<double>(Clock::now() - start).count();
+  munmap(dst, capacity);
   return static_cast<double>(frames) / s;
 }
 
-double MemcpyFrames(uint32_t capacity, uint64_t frames, uint32_t frame) {
-  Shared ring = MapShared(capacity);
-  std::vector<uint8_t> src(frame, 0x33);
-  const uint32_t slots = capacity / frame;
-  const auto start = Clock::now();
-  for (uint64_t i = 0; i < frames; ++i) {
-    std::memcpy(ring.base + (i % slots) * frame, src.data(), frame);
+// ---- latency ----------------------------------------------------------------------
+
+void EmitPercentiles(const char* row, const char* variant, std::vector<int64_t> v) {
+  if (v.empty()) return;
+  std::sort(v.begin(), v.end());
+  const int64_t p50 = v[v.size() / 2];
+  const int64_t p99 = v[std::min(v.size() - 1, v.size() * 99 / 100)];
+  std::printf(
+      "{\"row\": \"%s\", \"variant\": \"%s\", \"p50_ns\": %lld, \"p99_ns\": %lld, "
+      "\"samples\": %zu}\n",
+      row, variant, static_cast<long long>(p50), static_cast<long long>(p99), v.size());
+  std::fflush(stdout);
+}
+
+// The producer writes `samples` time-stamped messages, `gap_ns` apart (busy-waiting the gap
+// when `spin_gap`, sleeping otherwise); the consumer polls (`poll`) or sleeps in ReadFor.
+void Latency(const char* row, uint64_t samples, int64_t gap_ns, bool spin_gap, bool poll) {
+  const std::string name = RingName();
+  auto* out = static_cast<int64_t*>(MapShared(sizeof(int64_t) * (samples + 1)));
+  // The consumer counts the messages it has read here; the producer sends message i only
+  // after message i - 1 was read, so no message waits behind another (no queueing counted).
+  auto* read = new (MapShared(64)) std::atomic<uint64_t>(0);
+  RunPair(
+      [&] {
+        shm::ShmProducer p(name, kSmallCapacity);
+        if (!p.IsValid()) Die("producer: " + p.error());
+        WaitForConsumer(p);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it settle
+        uint8_t buf[kSmallBody] = {};
+        for (uint64_t i = 0; i < samples; ++i) {
+          while (read->load(std::memory_order_acquire) < i) {
+          }
+          const int64_t next = NowNs() + gap_ns;
+          if (spin_gap) {
+            while (NowNs() < next) {
+            }
+          } else {
+            const timespec ts{static_cast<time_t>(next / 1'000'000'000),
+                              static_cast<long>(next % 1'000'000'000)};
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+          }
+          const int64_t now = NowNs();
+          std::memcpy(buf, &now, 8);
+          if (p.WriteFor(buf, kSmallBody, shm::kForever) != shm::Status::kOk) Die("WriteFor");
+        }
+        p.Close();
+        while (p.ConsumerAttached()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      },
+      [&] {
+        shm::ShmConsumer c(name, kOpenTimeoutNs);
+        if (!c.IsValid()) Die("consumer: " + c.error());
+        uint8_t buf[kSmallBody];
+        for (uint64_t got = 0; got < samples;) {
+          shm::ReadResult r;
+          if (poll) {
+            r = c.TryRead(buf, sizeof buf);
+            if (r.status == shm::Status::kEmpty) continue;
+          } else {
+            r = c.ReadFor(buf, sizeof buf, shm::kForever);
+          }
+          const int64_t now = NowNs();
+          if (r.status != shm::Status::kOk) Die("read");
+          int64_t sent;
+          std::memcpy(&sent, buf, 8);
+          out[got++] = now - sent;
+          read->store(got, std::memory_order_release);
+        }
+        return 0.0;
+      });
+  EmitPercentiles(row, "shmring", std::vector<int64_t>(out, out + samples));
+  munmap(out, sizeof(int64_t) * (samples + 1));
+  munmap(read, 64);
+}
+
+std::vector<uint32_t> ParseList(const std::string& s) {
+  std::vector<uint32_t> v;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t j = s.find(',', i);
+    if (j == std::string::npos) j = s.size();
+    v.push_back(static_cast<uint32_t>(std::strtoul(s.substr(i, j - i).c_str(), nullptr, 10)));
+    i = j + 1;
   }
-  const double s = std::chrono::duration<double>(Clock::now() - start).count();
-  munmap(ring.base, ring.size);
-  return static_cast<double>(frames) / s;
+  return v;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int runs = 5;
-  uint64_t small = 2000000, frames = 300;
-  std::string markdown;
+  int rounds = 7;
+  uint64_t small = 2'000'000, frames = 300, lat = 20'000, wake = 2'000;
+  std::string caps = "16,32,64,128", only = "small,frames,latency";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--runs")
-      runs = std::atoi(argv[i + 1]);
+    const char* v = argv[i + 1];
+    if (a == "--rounds")
+      rounds = std::atoi(v);
     else if (a == "--small-count")
-      small = std::strtoull(argv[i + 1], nullptr, 10);
+      small = std::strtoull(v, nullptr, 10);
     else if (a == "--frames")
-      frames = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--markdown")
-      markdown = argv[i + 1];
+      frames = std::strtoull(v, nullptr, 10);
+    else if (a == "--caps")
+      caps = v;
+    else if (a == "--latency-samples")
+      lat = std::strtoull(v, nullptr, 10);
+    else if (a == "--wake-samples")
+      wake = std::strtoull(v, nullptr, 10);
+    else if (a == "--only")
+      only = v;
+    else
+      Die("unknown option " + a);
   }
-  const uint32_t cap_small = 1u << 16, msg = 64 - 4;  // 64-byte records
-  const uint32_t frame = 1920 * 1080 * 3, cap_frames = 1u << 26;
-  struct Row {
-    const char* name;
-    std::function<double()> run;
-    const char* unit;
-    double median = 0;
-  };
-  std::vector<Row> rows = {
-      {"shmring 64 B, membarrier", [&] { return ShmringSmall(cap_small, small, msg, true); },
-       "msg/s"},
-      {"shmring 64 B, full fence", [&] { return ShmringSmall(cap_small, small, msg, false); },
-       "msg/s"},
-      {"baseline 64 B, same layout", [&] { return BaselineSmall(cap_small, small, msg, 4); },
-       "msg/s"},
-      {"baseline 64 B, padded", [&] { return BaselineSmall(cap_small, small, msg, 128); }, "msg/s"},
-      {"shmring 1080p BGR frames", [&] { return ShmringFrames(cap_frames, frames, frame); },
-       "frames/s"},
-      {"memcpy 1080p BGR frames", [&] { return MemcpyFrames(cap_frames, frames, frame); },
-       "frames/s"},
-  };
-  for (auto& r : rows) {
-    std::vector<double> v;
-    for (int i = 0; i < runs; ++i) v.push_back(r.run());
-    r.median = Median(v);
-    std::fprintf(stderr, "%-28s %14.0f %s\n", r.name, r.median, r.unit);
-  }
-  char report[4096];
-  std::snprintf(report, sizeof report,
-                "| case | median of %d runs | unit |\n|---|---:|---|\n"
-                "| %s | %.0f | %s |\n| %s | %.0f | %s |\n| %s | %.0f | %s |\n"
-                "| %s | %.0f | %s |\n| %s | %.0f | %s |\n| %s | %.0f | %s |\n\n"
-                "- 64 B, membarrier / baseline same layout: **%.2f** (bar: >= 0.5)\n"
-                "- 64 B, full fence / baseline same layout: **%.2f**\n"
-                "- 64 B, membarrier / full fence: **%.2f**\n"
-                "- frames through the ring / memcpy alone: **%.2f** (bar: memcpy speed)\n",
-                runs, rows[0].name, rows[0].median, rows[0].unit, rows[1].name, rows[1].median,
-                rows[1].unit, rows[2].name, rows[2].median, rows[2].unit, rows[3].name,
-                rows[3].median, rows[3].unit, rows[4].name, rows[4].median, rows[4].unit,
-                rows[5].name, rows[5].median, rows[5].unit, rows[0].median / rows[2].median,
-                rows[1].median / rows[2].median, rows[0].median / rows[1].median,
-                rows[4].median / rows[5].median);
-  std::printf("%s", report);
-  if (!markdown.empty()) {
-    FILE* f = std::fopen(markdown.c_str(), "w");
-    if (f) {
-      std::fputs(report, f);
-      std::fclose(f);
+  if (rounds < 1 || small < 2 || frames < 2) Die("--rounds >= 1, counts >= 2");
+  const auto want = [&](const char* what) { return only.find(what) != std::string::npos; };
+  if (want("small")) {
+    for (int r = 0; r < rounds; ++r) {
+      Emit("small", "shmring", r, ShmringSmall(small), "msg/s");
+      Emit("small", "minimal", r, MinimalSmall(small), "msg/s");
     }
+  }
+  if (want("frames")) {
+    for (const uint32_t mib : ParseList(caps)) {
+      const std::string row = "frames_" + std::to_string(mib);
+      for (int r = 0; r < rounds; ++r) {
+        Emit(row, "shmring", r, ShmringFrames(mib << 20, frames), "frames/s");
+        Emit(row, "memcpy", r, MemcpyFrames(mib << 20, frames), "frames/s");
+      }
+    }
+  }
+  if (want("latency")) {
+    Latency("latency_oneway", lat, 20'000, true, true);
+    Latency("latency_wakeup", wake, 1'000'000, false, false);
   }
   return 0;
 }

@@ -14,7 +14,8 @@ pkgs=(meson ninja-build pkg-config g++ libgtest-dev
       clang-14 libclang-rt-14-dev) # sanitizer and fuzz builds (scripts/test-sanitizers.sh)
 for arg in "$@"; do
   case "$arg" in
-    --bench) pkgs+=(python3-matplotlib libboost-dev) ;;
+    --bench)  # scripts/bench.sh: plots, the iceoryx peer and its RouDi
+      pkgs+=(python3-matplotlib libboost-dev cmake iceoryx libiceoryx-posh-dev libiceoryx-hoofs-dev) ;;
     --windows) pkgs+=(wine wine64 googletest) ;;  # googletest: the sources the cross build compiles
     *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac

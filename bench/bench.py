@@ -1,0 +1,604 @@
+#!/usr/bin/python3
+"""The shmring performance report: runs every benchmark, writes docs/BENCHMARKS.md and plots.
+
+A benchmark driver, not a test: it checks nothing about the numbers it prints.
+scripts/bench.sh is the one command (release build, dependencies); this script is what it runs:
+
+    bench/bench.py --build build-bench [--smoke] [--out docs] [--only cpp,iox,latency,gst,fanout,python,idle]
+
+Every row compares shmring with its peer measured in the same run, in interleaved rounds
+(A B A B ...): the report gives the median of the per-round ratios with their min-max, and the
+median of each side with its min-max. --smoke runs every program once with tiny counts (no
+report unless --out is given): the `bench` meson test suite uses it so the programs do not rot.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import grp
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+PY = "/usr/bin/python3"
+CAPS_1080P = "video/x-raw,format=BGR,width=1920,height=1080"
+FRAME = 1920 * 1080 * 3
+CAPACITIES_MIB = (16, 32, 64, 128)
+DEFAULT_CPP_CAPACITY_MIB = 32  # shmringsink's default capacity; the C++ goal row uses it
+
+_names = [0]
+
+
+def unique(tag: str) -> str:
+    _names[0] += 1
+    return f"kb{tag}{os.getpid()}_{_names[0]}"
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Config:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.build = os.path.abspath(args.build)
+        self.smoke = args.smoke
+        self.rounds = args.rounds or (1 if args.smoke else 7)
+        self.gst_frames = args.gst_frames or (30 if args.smoke else 600)
+        self.small = 20_000 if args.smoke else 2_000_000
+        self.cpp_frames = 10 if args.smoke else 300
+        self.idle_window = 1.0 if args.smoke else args.idle_window
+        self.idle_rounds = 1 if args.smoke else 3
+        self.fanout_rounds = 1 if args.smoke else 3
+        self.env = dict(os.environ)
+        self.env["GST_PLUGIN_PATH"] = os.path.join(self.build, "gst-plugin")
+        self.env["PYTHONPATH"] = os.path.join(ROOT, "python")
+        self.roudi: Optional["Roudi"] = None
+        self.env.setdefault("GST_REGISTRY", os.path.join(self.build, "bench-registry.bin"))
+
+    def exe(self, name: str) -> str:
+        return os.path.join(self.build, "bench", name)
+
+
+# ---------------------------------------------------------------- GStreamer throughput
+
+
+def gst_sender(cfg: Config, sink: str, n: int, copy: bool) -> subprocess.Popen:
+    ident = "identity drop-allocation=true ! " if copy else ""
+    cmd = (["gst-launch-1.0", "-q", "videotestsrc", f"num-buffers={n}", "!", CAPS_1080P, "!"]
+           + (ident.split() if ident else []) + sink.split())
+    return subprocess.Popen(cmd, env=cfg.env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def gst_receive(cfg: Config, source: str, n: int) -> Tuple[float, int]:
+    warmup = min(20, n // 4)
+    out = subprocess.run([PY, os.path.join(ROOT, "bench", "gst_receive.py"), source, str(n),
+                          str(warmup)], env=cfg.env, capture_output=True, text=True,
+                         timeout=180)
+    try:
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        log(f"  receiver {source!r} printed no result (exit {out.returncode}): "
+            f"{out.stderr.strip()[-300:]}")
+        return float("nan"), 0
+    if res["error"]:
+        log(f"  receiver {source!r}: {res['error']}")
+    return res["fps"], res["buffers"]
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def gst_once(cfg: Config, variant: str, copy: bool, cap_mib: Optional[int]) -> float:
+    n = cfg.gst_frames
+    if variant == "shmring":
+        name = unique("g")
+        cap = f" capacity={cap_mib << 20}" if cap_mib else ""
+        sender = gst_sender(cfg, f"shmringsink shm-name={name} sync=false{cap}", n, copy)
+        fps, got = gst_receive(cfg, f"shmringsrc shm-name={name}", n)
+        stop(sender)
+        if os.path.exists(f"/dev/shm/{name}"):  # a sender that had to be killed
+            os.unlink(f"/dev/shm/{name}")
+    else:
+        sock = os.path.join(tempfile.gettempdir(), unique("s") + ".sock")
+        cap = f" shm-size={cap_mib << 20}" if cap_mib else ""
+        sender = gst_sender(cfg, f"shmsink socket-path={sock} sync=false "
+                            f"wait-for-connection=true{cap}", n, copy)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fps, got = gst_receive(cfg, f"shmsrc socket-path={sock} ! {CAPS_1080P}", n)
+        stop(sender)
+        if os.path.exists(sock):
+            os.unlink(sock)
+    if got < n:
+        log(f"  {variant} {'copy' if copy else 'alloc'} {cap_mib}: {got} of {n} buffers")
+    return fps
+
+
+def wait_rusage(proc: subprocess.Popen, timeout: float = 30) -> float:
+    """Waits for `proc` and returns its CPU seconds (user + system, all threads)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(0.01)
+
+
+def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, float]:
+    """One sender, `receivers` receiver processes at once: (frames/s of the slowest receiver,
+    sender CPU ms per frame). Variants: "tee+rings" (tee into one shmringsink per receiver),
+    "shmsink" (one shmsink, one shmsrc client per receiver). A one-ring fan-out variant
+    (several shmringsrc on one ring) belongs here once the elements offer it."""
+    n = cfg.gst_frames
+    head = ["gst-launch-1.0", "-q", "videotestsrc", f"num-buffers={n}", "!", CAPS_1080P]
+    if variant == "tee+rings":
+        names = [unique("f") for _ in range(receivers)]
+        branches: List[str] = []
+        for name in names:
+            branches += ["t.", "!", "queue", "!", "shmringsink", f"shm-name={name}", "sync=false"]
+        sender = subprocess.Popen(head + ["!", "tee", "name=t"] + branches, env=cfg.env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        sources = [f"shmringsrc shm-name={name}" for name in names]
+    else:
+        sock = os.path.join(tempfile.gettempdir(), unique("f") + ".sock")
+        sender = subprocess.Popen(head + ["!", "shmsink", f"socket-path={sock}", "sync=false",
+                                          "wait-for-connection=true"], env=cfg.env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sources = [f"shmsrc socket-path={sock} ! {CAPS_1080P}"] * receivers
+    warmup = min(20, n // 4)
+    procs = [subprocess.Popen([PY, os.path.join(ROOT, "bench", "gst_receive.py"), src, str(n),
+                               str(warmup)], env=cfg.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) for src in sources]
+    fps = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=180)
+        try:
+            fps.append(json.loads(out.strip().splitlines()[-1])["fps"])
+        except (IndexError, ValueError):
+            fps.append(float("nan"))
+    cpu = wait_rusage(sender)
+    if variant == "shmsink" and os.path.exists(sock):
+        os.unlink(sock)
+    if variant == "tee+rings":
+        for name in names:
+            if os.path.exists(f"/dev/shm/{name}"):
+                os.unlink(f"/dev/shm/{name}")
+    return min(fps), 1e3 * cpu / n
+
+
+FANOUT = (1, 2, 4)
+
+
+def bench_fanout(cfg: Config, results: Dict[str, Any]) -> None:
+    for receivers in ((1, 2) if cfg.smoke else FANOUT):
+        row: Dict[str, Any] = {"unit": "frames/s", "sender_cpu_ms": {}}
+        for _ in range(cfg.fanout_rounds):
+            for variant in ("tee+rings", "shmsink"):
+                fps, ms = gst_fanout_once(cfg, variant, receivers)
+                row.setdefault(variant, []).append(fps)
+                row["sender_cpu_ms"].setdefault(variant, []).append(ms)
+        results["rows"][f"fanout_{receivers}"] = row
+        log(f"fanout {receivers}: tee+rings {statistics.median(row['tee+rings']):.0f} "
+            f"shmsink {statistics.median(row['shmsink']):.0f}")
+
+
+def bench_gst(cfg: Config, results: Dict[str, Any]) -> None:
+    caps: List[Optional[int]] = [None] + ([32] if cfg.smoke else list(CAPACITIES_MIB))
+    for copy in (False, True):
+        mode = "copy" if copy else "alloc"
+        for cap in caps:
+            row = f"gst_{mode}_{cap or 'default'}"
+            a: List[float] = []
+            b: List[float] = []
+            # The goal rows (default capacity) get every round, the sweep two fewer.
+            for r in range(cfg.rounds if cap is None else max(1, cfg.rounds - 2)):
+                a.append(gst_once(cfg, "shmring", copy, cap))
+                b.append(gst_once(cfg, "shmsink", copy, cap))
+            results["rows"][row] = {"shmring": a, "shmsink": b, "unit": "frames/s"}
+            log(f"{row}: shmring {statistics.median(a):.0f} shmsink {statistics.median(b):.0f}")
+
+
+# ---------------------------------------------------------------- C++ rows (+ iceoryx)
+
+
+def ring_bench(cfg: Config, only: str, extra: List[str]) -> List[Dict[str, Any]]:
+    cmd = [cfg.exe("ring_bench"), "--rounds", "1", "--only", only,
+           "--small-count", str(cfg.small), "--frames", str(cfg.cpp_frames)] + extra
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+class Roudi:
+    """iox-roudi with bench/iox_roudi.toml, for the iceoryx rows."""
+
+    def __init__(self) -> None:
+        # -k 1: at shutdown, SIGKILL within 1 s an application that does not answer.
+        self.proc = subprocess.Popen(["iox-roudi", "-c", os.path.join(ROOT, "bench",
+                                                                      "iox_roudi.toml"),
+                                      "-l", "error", "-k", "1"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(1.5)
+        if os.path.exists("/dev/shm/iceoryx_mgmt") and self.proc.poll() is not None:
+            raise RuntimeError("another RouDi seems to run (/dev/shm/iceoryx_mgmt exists)")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"iox-roudi exited with {self.proc.returncode}")
+
+    # What RouDi leaves behind when it does not shut down cleanly: its management segment,
+    # the payload segment (named after the user's group) and its lock files.
+    LEFTOVERS = ("/dev/shm/iceoryx_mgmt", "/dev/shm/{group}", "/tmp/roudi.lock",
+                 "/tmp/iox-unique-roudi.lock")
+
+    def close(self) -> None:
+        # RouDi 2.0 aborts at shutdown while it still lists an application that was killed
+        # (the idle row kills a publisher); its monitoring drops such entries within ~2 s.
+        time.sleep(3)
+        self.proc.send_signal(signal.SIGINT)
+        stop(self.proc, 20)
+        if self.proc.returncode != 0:
+            group = grp.getgrgid(os.getgid()).gr_name
+            for path in self.LEFTOVERS:
+                try:
+                    os.unlink(path.format(group=group))
+                except OSError:
+                    pass
+
+
+def end_iox(proc: subprocess.Popen, how: int) -> None:
+    """Ends an iox_bench process (SIGTERM: deregisters from RouDi; SIGKILL: a crash, RouDi
+    cleans up after it) and removes the lock file a killed iceoryx runtime leaves behind."""
+    if proc.poll() is None:
+        proc.send_signal(how)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for lock in glob.glob(f"/tmp/iox_bench_*{proc.pid}.lock"):
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
+
+
+def iox_once(cfg: Config, kind: str, count: int) -> float:
+    topic = unique("t")
+    sub = subprocess.Popen([cfg.exe("iox_bench"), "sub", kind, str(count), topic],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    pub = subprocess.Popen([cfg.exe("iox_bench"), "pub", kind, str(count), topic],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out, _ = sub.communicate(timeout=300)
+    pub.wait(60)
+    if sub.returncode != 0:
+        raise RuntimeError(f"iox_bench sub {kind} exited {sub.returncode}")
+    return float(json.loads(out.strip().splitlines()[-1])["value"])
+
+
+def start_roudi(cfg: Config, results: Dict[str, Any]) -> Optional[Roudi]:
+    if not os.access(cfg.exe("iox_bench"), os.X_OK) or not shutil_which("iox-roudi"):
+        results["iceoryx"] = "not built (libiceoryx-posh-dev or iox-roudi missing)"
+        return None
+    try:
+        roudi = Roudi()
+    except (OSError, RuntimeError) as e:
+        results["iceoryx"] = f"iox-roudi did not start: {e}"
+        return None
+    results["iceoryx"] = "ok"
+    return roudi
+
+
+def bench_cpp(cfg: Config, results: Dict[str, Any]) -> None:
+    rows: Dict[str, Dict[str, Any]] = results["rows"]
+    caps = "32" if cfg.smoke else ",".join(str(c) for c in CAPACITIES_MIB)
+    with_iox = cfg.roudi is not None
+    for r in range(cfg.rounds):
+        for kind, only, extra in (("small", "small", []), ("frames", "frames",
+                                                          ["--caps", caps])):
+            for rec in ring_bench(cfg, only, extra):
+                row = rows.setdefault(rec["row"], {"unit": rec["unit"]})
+                row.setdefault(rec["variant"], []).append(rec["value"])
+            if with_iox:
+                try:
+                    # iceoryx moves far fewer 64 B samples/s: a tenth of the count
+                    # keeps its rounds as long as the others'.
+                    n = max(cfg.small // 10, 1000) if kind == "small" else cfg.cpp_frames
+                    v = iox_once(cfg, kind, n)
+                    target = "small" if kind == "small" else f"frames_{DEFAULT_CPP_CAPACITY_MIB}"
+                    rows[target].setdefault("iceoryx", []).append(v)
+                except (OSError, RuntimeError, subprocess.TimeoutExpired,
+                        ValueError) as e:
+                    results["iceoryx"] = f"iox_bench failed: {e}"
+                    with_iox = False
+        log(f"C++ round {r + 1}/{cfg.rounds} done")
+
+
+def shutil_which(name: str) -> Optional[str]:
+    import shutil
+    return shutil.which(name)
+
+
+def bench_latency(cfg: Config, results: Dict[str, Any]) -> None:
+    extra = ["--latency-samples", "200" if cfg.smoke else "20000",
+             "--wake-samples", "50" if cfg.smoke else "3000"]
+    for rec in ring_bench(cfg, "latency", extra):
+        results["latency"][rec["row"]] = rec
+    if cfg.roudi is None:
+        return
+    for row, how, n in (("latency_oneway", "poll", extra[1]), ("latency_wakeup", "wait",
+                                                              extra[3])):
+        try:
+            with tempfile.NamedTemporaryFile(dir="/dev/shm", prefix="kbench_ack") as ack:
+                ack.write(bytes(4096))
+                ack.flush()
+                topic = unique("l")
+                sub = subprocess.Popen([cfg.exe("iox_bench"), "lat-sub", how, n, topic, ack.name],
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       text=True)
+                pub = subprocess.Popen([cfg.exe("iox_bench"), "lat-pub", how, n, topic, ack.name],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                out, _ = sub.communicate(timeout=300)
+                pub.wait(60)
+            rec = json.loads(out.strip().splitlines()[-1])
+            results["latency"][row + "_iceoryx"] = dict(rec, row=row, variant="iceoryx")
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as e:
+            results["iceoryx_latency"] = f"iox_bench {how} latency failed: {e}"
+
+
+# ---------------------------------------------------------------- Python frames
+
+
+def bench_python(cfg: Config, results: Dict[str, Any]) -> None:
+    """bench/py_consumer_bench.py --only frames: the Python-side cost of a 1080p zero-copy
+    view (its own Markdown table, embedded in the report as it prints it)."""
+    peer = os.path.join(cfg.build, "tests", "tools", "shmring_peer")
+    if not os.access(peer, os.X_OK):
+        results["python"] = f"not measured: {peer} not built (-Dtests=false?)"
+        return
+    out = subprocess.run([PY, os.path.join(ROOT, "bench", "py_consumer_bench.py"), "--peer", peer,
+                          "--only", "frames", "--frames", "20" if cfg.smoke else "300",
+                          "--runs", "1" if cfg.smoke else "3"], env=cfg.env,
+                         capture_output=True, text=True, timeout=600)
+    results["python"] = out.stdout if out.returncode == 0 else \
+        f"py_consumer_bench.py failed ({out.returncode}): {out.stderr.strip()[-300:]}"
+
+
+# ---------------------------------------------------------------- idle receivers
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_sample(pid: int) -> Tuple[float, int, int]:
+    """(CPU seconds from /proc/PID/stat utime+stime, CPU ns from task schedstat,
+    context switches of all threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+    ns = 0
+    switches = 0
+    for task in glob.glob(f"/proc/{pid}/task/*"):
+        try:
+            with open(os.path.join(task, "schedstat")) as f:
+                ns += int(f.read().split()[0])
+            with open(os.path.join(task, "status")) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        switches += int(line.split()[1])
+        except (OSError, ValueError):
+            pass  # a thread that ended between glob and open
+    return cpu, ns, switches
+
+
+IDLE_PY = ("import sys\n"
+           "from shmring import FrameReader\n"
+           "r = FrameReader(sys.argv[1], timeout=20)\n"
+           "try:\n"
+           "    for f in r:\n"
+           "        del f\n"
+           "except Exception as e:\n"
+           "    print(type(e).__name__, e, file=sys.stderr)\n")
+
+
+def idle_once(cfg: Config, receiver: str) -> Dict[str, float]:
+    live = (f"videotestsrc is-live=true ! {CAPS_1080P},framerate=1/1 ! ")
+    name = sock = ""
+    if receiver == "iceoryx WaitSet":
+        topic = unique("w")
+        sender = subprocess.Popen([cfg.exe("iox_bench"), "idle-pub", topic],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        cmd = [cfg.exe("iox_bench"), "idle-sub", topic]
+    elif receiver == "shmsrc":
+        sock = os.path.join(tempfile.gettempdir(), unique("i") + ".sock")
+        sender = subprocess.Popen(["gst-launch-1.0", "-q"] + (live + f"shmsink socket-path={sock}"
+                                  " wait-for-connection=false").split(), env=cfg.env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        cmd = ["gst-launch-1.0", "-q", "shmsrc", f"socket-path={sock}", "is-live=true", "!",
+               CAPS_1080P + ",framerate=1/1", "!", "fakesink"]
+    else:
+        name = unique("i")
+        sender = subprocess.Popen(["gst-launch-1.0", "-q"] + (live + f"shmringsink shm-name={name}"
+                                  ).split(), env=cfg.env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        cmd = {"shmringsrc": ["gst-launch-1.0", "-q", "shmringsrc", f"shm-name={name}",
+                              "is-live=true", "!", "fakesink"],
+               "FrameReader": [PY, "-c", IDLE_PY, name],
+               "C++ PeekFor": [cfg.exe("idle_receiver"), name, "20"]}[receiver]
+    recv = subprocess.Popen(cmd, env=cfg.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    try:
+        time.sleep(1.0 if cfg.smoke else 3.0)  # attach, first frames, warm caches
+        if recv.poll() is not None:
+            raise RuntimeError(f"idle receiver {receiver} exited early ({recv.returncode})")
+        cpu0, ns0, sw0 = proc_sample(recv.pid)
+        t0 = time.monotonic()
+        time.sleep(cfg.idle_window)
+        cpu1, ns1, sw1 = proc_sample(recv.pid)
+        window = time.monotonic() - t0
+        # Producer death: SIGKILL the sender, time until the receiver process has ended.
+        if receiver == "iceoryx WaitSet":
+            end_iox(sender, signal.SIGKILL)
+        else:
+            os.killpg(sender.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        sender.wait()
+        death: Optional[float] = None
+        # An iceoryx subscriber is not told that its publisher died: nothing to time.
+        while receiver != "iceoryx WaitSet" and time.monotonic() - killed < 5.0:
+            if recv.poll() is not None:
+                death = time.monotonic() - killed
+                break
+            time.sleep(0.005)
+    finally:
+        if receiver == "iceoryx WaitSet":
+            end_iox(recv, signal.SIGTERM)
+            end_iox(sender, signal.SIGKILL)
+        for p in (recv, sender):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        if sock and os.path.exists(sock):
+            os.unlink(sock)
+        if name and os.path.exists(f"/dev/shm/{name}"):  # the killed sender's segment
+            os.unlink(f"/dev/shm/{name}")
+    return {"cpu_pct": 100 * (cpu1 - cpu0) / window, "cpu_pct_ns": 100 * (ns1 - ns0) / 1e9 / window,
+            "wakeups": (sw1 - sw0) / window,
+            "death_s": (float("nan") if receiver == "iceoryx WaitSet" else
+                        death if death is not None else float("inf"))}
+
+
+IDLE_RECEIVERS = ("shmringsrc", "FrameReader", "C++ PeekFor", "shmsrc")
+
+
+def bench_idle(cfg: Config, results: Dict[str, Any]) -> None:
+    idle: Dict[str, Dict[str, List[float]]] = {r: {} for r in IDLE_RECEIVERS}
+    receivers = IDLE_RECEIVERS + (("iceoryx WaitSet",) if cfg.roudi else ())
+    idle.update({r: {} for r in receivers})
+    for i in range(cfg.idle_rounds):
+        for receiver in receivers:
+            res = idle_once(cfg, receiver)
+            for k, v in res.items():
+                idle[receiver].setdefault(k, []).append(v)
+        log(f"idle round {i + 1}/{cfg.idle_rounds} done")
+    results["idle"] = idle
+    results["idle_window_s"] = cfg.idle_window
+
+
+# ---------------------------------------------------------------- machine
+
+
+def machine() -> Dict[str, str]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", "-C", ROOT] + list(a), capture_output=True,
+                              text=True).stdout.strip()
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    buildtype = "unknown"
+    try:
+        out = subprocess.run(["meson", "introspect", "--buildoptions", "."], capture_output=True,
+                             text=True, cwd=os.environ.get("BENCH_BUILD", ".")).stdout
+        for opt in json.loads(out or "[]"):
+            if opt["name"] == "buildtype":
+                buildtype = opt["value"]
+    except (OSError, ValueError):
+        pass
+    return {"cpu": model, "cores": str(os.cpu_count()), "kernel": platform.release(),
+            "uname": " ".join(platform.uname()[:3]), "commit": git("rev-parse", "HEAD"),
+            "commit_subject": git("log", "-1", "--format=%s"),
+            "dirty": "yes" if dirty else "no", "buildtype": buildtype,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "python": platform.python_version(),
+            "gstreamer": subprocess.run(["gst-launch-1.0", "--version"], capture_output=True,
+                                        text=True).stdout.splitlines()[1:2][0]
+            if shutil_which("gst-launch-1.0") else "?"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
+    ap.add_argument("--out", help="write BENCHMARKS.md and bench/*.png under this directory")
+    ap.add_argument("--smoke", action="store_true", help="tiny counts, every program once")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--gst-frames", type=int)
+    ap.add_argument("--idle-window", type=float, default=10.0)
+    ap.add_argument("--only", default="cpp,iox,latency,gst,fanout,python,idle")
+    ap.add_argument("--json", help="also write the raw results here")
+    args = ap.parse_args()
+    cfg = Config(args)
+    os.environ["BENCH_BUILD"] = cfg.build
+    only = set(args.only.split(","))
+    results: Dict[str, Any] = {"rows": {}, "latency": {}, "rounds": cfg.rounds,
+                               "gst_frames": cfg.gst_frames, "small_count": cfg.small,
+                               "cpp_frames": cfg.cpp_frames, "smoke": cfg.smoke,
+                               "load_before": os.getloadavg()}
+    results["machine"] = machine()
+    log(f"load average {results['load_before']}, build {cfg.build}")
+    steps: List[Tuple[str, Callable[[], None]]] = [
+        ("cpp", lambda: bench_cpp(cfg, results)),
+        ("latency", lambda: bench_latency(cfg, results)),
+        ("gst", lambda: bench_gst(cfg, results)),
+        ("fanout", lambda: bench_fanout(cfg, results)),
+        ("python", lambda: bench_python(cfg, results)),
+        ("idle", lambda: bench_idle(cfg, results)),
+    ]
+    cfg.roudi = start_roudi(cfg, results) if "iox" in only else None
+    try:
+        for key, step in steps:
+            if key in only:
+                log(f"running {key}")
+                try:
+                    step()
+                except Exception as e:  # keep what the other steps measured
+                    log(f"{key} failed: {type(e).__name__}: {e}")
+                    results.setdefault("errors", {})[key] = f"{type(e).__name__}: {e}"
+                    if cfg.smoke:
+                        raise
+    finally:
+        if cfg.roudi:
+            cfg.roudi.close()
+    results["load_after"] = os.getloadavg()
+    log(f"load average {results['load_after']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1, default=str)
+    if args.out:
+        sys.path.insert(0, os.path.join(ROOT, "bench"))
+        import report
+        report.write(results, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
