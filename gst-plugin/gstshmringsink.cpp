@@ -53,6 +53,7 @@ enum {
   PROP_DROPPED,
   PROP_LINGER,
   PROP_NOT_RECEIVED,
+  PROP_ALLOW_FOREIGN_OWNER,
 };
 
 // What a write did.
@@ -76,6 +77,7 @@ struct _GstShmringSink {
   gboolean wait_for_space;
   guint perms;
   guint linger;  // seconds
+  gboolean allow_foreign_owner;
 
   SinkState* st;
   // Streaming thread only.
@@ -277,6 +279,18 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
                           "Buffers of a live stream not written because no receiver was attached",
                           0, G_MAXUINT64, 0,
                           static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+  /**
+   * GstShmringSink:allow-foreign-owner:
+   *
+   * Replace a stale ring (its sender dead or finished) whose segment is owned by
+   * another user. By default such a segment is refused and left alone, whatever
+   * this process may delete; set this only when that user is trusted.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_ALLOW_FOREIGN_OWNER,
+      g_param_spec_boolean("allow-foreign-owner", "Allow a foreign owner",
+                           "Replace a stale ring owned by another user (refused by default)", FALSE,
+                           rw));
 
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_set_static_metadata(
@@ -306,6 +320,7 @@ static void gst_shmring_sink_init(GstShmringSink* self) {
   self->perms = kDefaultPerms;
   self->linger = kDefaultLingerS;
   self->not_received = 0;
+  self->allow_foreign_owner = FALSE;
   self->st = new SinkState();
   self->caps_string = nullptr;
   self->written_caps_string = nullptr;
@@ -344,6 +359,8 @@ static void gst_shmring_sink_set_property(GObject* object, guint prop_id, const 
       break;
     case PROP_LINGER:
       self->linger = g_value_get_uint(value);
+    case PROP_ALLOW_FOREIGN_OWNER:
+      self->allow_foreign_owner = g_value_get_boolean(value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -374,6 +391,8 @@ static void gst_shmring_sink_get_property(GObject* object, guint prop_id, GValue
       break;
     case PROP_NOT_RECEIVED:
       g_value_set_uint64(value, self->not_received);
+    case PROP_ALLOW_FOREIGN_OWNER:
+      g_value_set_boolean(value, self->allow_foreign_owner);
       break;
     case PROP_DROPPED:
       g_value_set_uint64(value, self->st->producer ? self->st->producer->Dropped() : 0);
@@ -395,6 +414,7 @@ static bool create_ring(GstShmringSink* self) {
   options.capacity = self->capacity;
   options.profile = shm::layout::kProfileGstFraming;
   options.mode = self->perms;
+  options.allow_foreign_owner = self->allow_foreign_owner;
   GST_OBJECT_UNLOCK(self);
 
   if (name.empty()) {
