@@ -12,6 +12,8 @@
 
 #include "gstshmringsink.h"
 
+#include <gst/video/video.h>
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -30,6 +32,9 @@ namespace {
 constexpr guint kDefaultCapacity = 32u << 20;  // 32 MiB: five 1080p BGR frames
 constexpr gboolean kDefaultWaitForSpace = TRUE;
 constexpr guint kDefaultPerms = 0600;
+constexpr guint kDefaultLingerS = 5;
+// How often stop() looks for a receiver while lingering.
+constexpr gulong kLingerPollUs = 10000;
 // With wait-for-space, how long one wait for space lasts before checking again
 // that a receiver is still attached (without one, a full ring drops instead).
 constexpr gint64 kWaitSliceNs = 100 * GST_MSECOND;
@@ -46,6 +51,8 @@ enum {
   PROP_WAIT_FOR_SPACE,
   PROP_PERMS,
   PROP_DROPPED,
+  PROP_LINGER,
+  PROP_NOT_RECEIVED,
   PROP_ALLOW_FOREIGN_OWNER,
 };
 
@@ -69,6 +76,7 @@ struct _GstShmringSink {
   guint capacity;
   gboolean wait_for_space;
   guint perms;
+  guint linger;  // seconds
   gboolean allow_foreign_owner;
 
   SinkState* st;
@@ -79,8 +87,18 @@ struct _GstShmringSink {
   GstClockTime ts_offset;      // added to every PTS/DTS written (moved by FLUSH_STOP)
   GstClockTime written_end;    // highest end (PTS/DTS + duration) written, offset included
   gboolean discont_next;       // mark the next BUFFER written DISCONT (after a flush)
+  gboolean live_known;         // the latency query was asked for this ring
+  gboolean live;               // upstream is live: LIVE set, nothing written without a receiver
+  gboolean encoded;            // the caps are not raw audio/video (keyframes matter)
+  gboolean receiver_attached;  // a receiver was attached when last looked at
+  guint32 receiver_count;      // its attach count
+  gboolean eos_written;        // this ring ended with a real EOS
+  guint force_key_unit_count;  // running count of force-key-unit requests sent
+  guint64 not_received;        // buffers not written: live, no receiver (OBJECT_LOCK)
 };
 
+// Any format; get_caps and the accept-caps query restrict it to system memory
+// (caps strings cannot say "ANY in system memory").
 static GstStaticPadTemplate sink_template =
     GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
 
@@ -234,6 +252,34 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
                           static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   /**
+   * GstShmringSink:linger:
+   *
+   * Seconds a sender that reached end of stream before any receiver attached keeps
+   * its ring (with its data and EOS) when stopped, so that a receiver started at
+   * the same time still gets the whole stream: stop() (the state change to READY)
+   * waits until a receiver has attached or linger expires. 0 = off. Not used for a
+   * live stream (it keeps no backlog) nor after a stop without EOS.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_LINGER,
+      g_param_spec_uint("linger", "Linger",
+                        "Seconds a stream that ended before any receiver attached stays "
+                        "available for the first receiver when the sink stops (0 = off)",
+                        0, G_MAXUINT, kDefaultLingerS,
+                        static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING)));
+  /**
+   * GstShmringSink:not-received:
+   *
+   * Buffers of a live stream not written because no receiver was attached (a live
+   * sender keeps no backlog for a late receiver). Counted apart from dropped.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_NOT_RECEIVED,
+      g_param_spec_uint64("not-received", "Not received",
+                          "Buffers of a live stream not written because no receiver was attached",
+                          0, G_MAXUINT64, 0,
+                          static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+  /**
    * GstShmringSink:allow-foreign-owner:
    *
    * Replace a stale ring (its sender dead or finished) whose segment is owned by
@@ -272,6 +318,8 @@ static void gst_shmring_sink_init(GstShmringSink* self) {
   self->capacity = kDefaultCapacity;
   self->wait_for_space = kDefaultWaitForSpace;
   self->perms = kDefaultPerms;
+  self->linger = kDefaultLingerS;
+  self->not_received = 0;
   self->allow_foreign_owner = FALSE;
   self->st = new SinkState();
   self->caps_string = nullptr;
@@ -309,6 +357,8 @@ static void gst_shmring_sink_set_property(GObject* object, guint prop_id, const 
     case PROP_PERMS:
       self->perms = g_value_get_uint(value);
       break;
+    case PROP_LINGER:
+      self->linger = g_value_get_uint(value);
     case PROP_ALLOW_FOREIGN_OWNER:
       self->allow_foreign_owner = g_value_get_boolean(value);
       break;
@@ -336,6 +386,11 @@ static void gst_shmring_sink_get_property(GObject* object, guint prop_id, GValue
     case PROP_PERMS:
       g_value_set_uint(value, self->perms);
       break;
+    case PROP_LINGER:
+      g_value_set_uint(value, self->linger);
+      break;
+    case PROP_NOT_RECEIVED:
+      g_value_set_uint64(value, self->not_received);
     case PROP_ALLOW_FOREIGN_OWNER:
       g_value_set_boolean(value, self->allow_foreign_owner);
       break;
@@ -391,6 +446,11 @@ static bool create_ring(GstShmringSink* self) {
   self->ts_offset = 0;
   self->written_end = 0;
   self->discont_next = FALSE;
+  self->live_known = FALSE;
+  self->live = FALSE;
+  self->receiver_attached = FALSE;
+  self->receiver_count = 0;
+  self->eos_written = FALSE;
   GST_OBJECT_LOCK(self);
   self->st->producer = std::move(producer);
   GST_OBJECT_UNLOCK(self);
@@ -479,8 +539,66 @@ static gboolean gst_shmring_sink_set_caps(GstBaseSink* bsink, GstCaps* caps) {
   // between collapse and a receiver never sees caps without their buffers' order.
   g_free(self->caps_string);
   self->caps_string = gst_caps_to_string(caps);
+  const GstStructure* s = gst_caps_get_structure(caps, 0);
+  self->encoded = s != nullptr && !gst_structure_has_name(s, "video/x-raw") &&
+                  !gst_structure_has_name(s, "audio/x-raw");
   GST_DEBUG_OBJECT(self, "caps %s", self->caps_string);
   return TRUE;
+}
+
+// Whether upstream is live, asked once per ring (the latency query), and the
+// ring's LIVE bit set to match. Streaming thread.
+static void learn_liveness(GstShmringSink* self) {
+  if (self->live_known) return;
+  self->live_known = TRUE;
+  gboolean live = FALSE;
+  GstQuery* q = gst_query_new_latency();
+  if (gst_pad_peer_query(GST_BASE_SINK_PAD(self), q)) {
+    gst_query_parse_latency(q, &live, nullptr, nullptr);
+  }
+  gst_query_unref(q);
+  self->live = live;
+  self->st->producer->SetLive(live);
+  GST_INFO_OBJECT(self, "upstream is %s: ring '%s' %s", live ? "live" : "not live",
+                  self->st->producer->name().c_str(),
+                  live ? "marked LIVE; no backlog is kept while no receiver is attached"
+                       : "keeps everything for its receiver");
+}
+
+// Looks whether a receiver attached or left since the last look: posts the
+// element messages shmringsink-receiver-attached / shmringsink-receiver-left
+// (field "pid", G_TYPE_UINT) and, when one attached to a live encoded stream,
+// asks upstream for a keyframe. Streaming thread.
+static void track_receiver(GstShmringSink* self) {
+  shm::ShmProducer* producer = self->st->producer.get();
+  const bool attached = producer->ConsumerAttached();
+  const guint32 count = producer->ring()->ConsumerAttachCount();
+  if (attached && (!self->receiver_attached || count != self->receiver_count)) {
+    const guint pid = producer->ring()->ConsumerPid();
+    GST_INFO_OBJECT(self, "receiver (pid %u) attached to ring '%s'", pid, producer->name().c_str());
+    gst_element_post_message(
+        GST_ELEMENT(self),
+        gst_message_new_element(
+            GST_OBJECT(self),
+            gst_structure_new("shmringsink-receiver-attached", "pid", G_TYPE_UINT, pid, "name",
+                              G_TYPE_STRING, producer->name().c_str(), nullptr)));
+    if (self->live && self->encoded) {
+      GST_INFO_OBJECT(self, "asking upstream for a keyframe for the new receiver");
+      gst_pad_push_event(GST_BASE_SINK_PAD(self),
+                         gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, TRUE,
+                                                                     ++self->force_key_unit_count));
+    }
+    self->receiver_attached = TRUE;
+    self->receiver_count = count;
+  } else if (!attached && self->receiver_attached) {
+    GST_INFO_OBJECT(self, "receiver left ring '%s'", producer->name().c_str());
+    gst_element_post_message(
+        GST_ELEMENT(self),
+        gst_message_new_element(
+            GST_OBJECT(self), gst_structure_new("shmringsink-receiver-left", "name", G_TYPE_STRING,
+                                                producer->name().c_str(), nullptr)));
+    self->receiver_attached = FALSE;
+  }
 }
 
 // Writes one message: a profile-1 header `h` followed by `body_size` bytes that
@@ -507,6 +625,7 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
     return WriteResult::kError;
   }
   const auto len = static_cast<uint32_t>(len64);
+  bool told = false;  // the INFO line for this wait was logged
   for (;;) {
     uint8_t* payload = nullptr;
     // Block while a receiver is attached, and for the first one (either side may
@@ -527,7 +646,19 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
         if (wait) GST_DEBUG_OBJECT(self, "ring full and the receiver left: dropping %s", what);
         return WriteResult::kDropped;
       case shm::Status::kTimeout:
-        continue;  // still full after a slice: check for the receiver again
+        // Still full after a slice: check for the receiver again.
+        if (!told) {
+          told = true;
+          if (first_receiver_pending) {
+            GST_INFO_OBJECT(self, "ring '%s' full: waiting for a receiver to attach",
+                            producer->name().c_str());
+          } else {
+            GST_INFO_OBJECT(self, "ring '%s' full: waiting for the receiver to make room",
+                            producer->name().c_str());
+          }
+        }
+        track_receiver(self);
+        continue;
       case shm::Status::kInterrupted: {
         // unlock(): flushing, or PLAYING->PAUSED. Wait like a prerolled sink; go on
         // writing when PLAYING again, give up when flushing.
@@ -609,6 +740,17 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
     if (!create_ring(self)) return GST_FLOW_ERROR;
   }
 
+  learn_liveness(self);
+  track_receiver(self);
+  if (self->live && !self->receiver_attached) {
+    // A live stream keeps no backlog a late receiver would start on.
+    GST_OBJECT_LOCK(self);
+    const guint64 n = ++self->not_received;
+    GST_OBJECT_UNLOCK(self);
+    GST_LOG_OBJECT(self, "live, no receiver: buffer not written (%" G_GUINT64_FORMAT " so far)", n);
+    return GST_FLOW_OK;
+  }
+
   switch (write_caps_if_needed(self, wait)) {
     case WriteResult::kWritten:
       break;
@@ -674,6 +816,7 @@ static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event) {
     // Even without room for the EOS record, CLOSED tells the receiver the stream
     // ended once it has drained the ring.
     if (r == WriteResult::kDropped) GST_INFO_OBJECT(self, "ring full: EOS marked by CLOSED only");
+    self->eos_written = (r == WriteResult::kWritten);
     self->st->producer->Close();
     GST_DEBUG_OBJECT(self, "end of stream: ring closed");
   }
@@ -700,7 +843,35 @@ static gboolean gst_shmring_sink_unlock_stop(GstBaseSink* bsink) {
   return TRUE;
 }
 
+// A stream that ended (real EOS) before any receiver attached keeps its ring for
+// up to `linger` seconds, until a receiver attaches (it then holds the mapping and
+// drains it on its own). Streaming has stopped; the application's thread.
+static void linger_for_first_receiver(GstShmringSink* self) {
+  shm::ShmProducer* producer = self->st->producer.get();
+  GST_OBJECT_LOCK(self);
+  const guint linger = self->linger;
+  GST_OBJECT_UNLOCK(self);
+  if (producer == nullptr || linger == 0 || !self->eos_written || self->live ||
+      producer->ring()->ConsumerAttachCount() != 0) {
+    return;
+  }
+  GST_INFO_OBJECT(self, "stream ended before any receiver attached: keeping ring '%s' up to %u s",
+                  producer->name().c_str(), linger);
+  const gint64 deadline = g_get_monotonic_time() + gint64{linger} * G_USEC_PER_SEC;
+  while (producer->ring()->ConsumerAttachCount() == 0 && g_get_monotonic_time() < deadline) {
+    g_usleep(kLingerPollUs);
+  }
+  GST_INFO_OBJECT(self, "%s",
+                  producer->ring()->ConsumerAttachCount() != 0
+                      ? "a receiver attached: ring handed over"
+                      : "linger expired without a receiver");
+}
+
+// Ends the ring without an EOS record unless a real EOS wrote one: a receiver
+// tells a stream cut short (error, stop without EOS) by CLOSED without EOS.
 static gboolean gst_shmring_sink_stop(GstBaseSink* bsink) {
-  destroy_ring(GST_SHMRING_SINK(bsink));
+  GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  linger_for_first_receiver(self);
+  destroy_ring(self);
   return TRUE;
 }

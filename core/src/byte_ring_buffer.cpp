@@ -364,6 +364,15 @@ void ByteRingBuffer::SetClosed() {
   wait::WakeWord(word(kHeadOffset));  // a sleeping consumer must see end of stream
 }
 
+void ByteRingBuffer::SetLive(bool live) {
+  if (!valid_ || !is_producer_) return;
+  if (live) {
+    atomics::FetchOrRelease(word(kProducerFlagsOffset), kProducerLive);
+  } else {
+    atomics::FetchAndRelaxed(word(kProducerFlagsOffset), ~kProducerLive);  // nothing to publish
+  }
+}
+
 void ByteRingBuffer::AddDropped(uint64_t n) {
   if (!valid_) return;
   auto* d = reinterpret_cast<uint64_t*>(base_ + kDroppedOffset);
@@ -604,6 +613,7 @@ void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {
 // ---- header looks -------------------------------------------------------------
 
 bool ByteRingBuffer::ProducerClosed() const { return (ProducerFlags() & kProducerClosed) != 0; }
+bool ByteRingBuffer::ProducerLive() const { return (ProducerFlags() & kProducerLive) != 0; }
 uint32_t ByteRingBuffer::ProducerFlags() const {
   return atomics::LoadAcquire(word(kProducerFlagsOffset));
 }

@@ -142,6 +142,7 @@ bool ShmProducer::Create(const ProducerOptions& options) {
         return false;
       }
       memory_ = std::move(mem);
+      if (options.live) ring_->SetLive(true);
       return true;
     }
 #ifndef _WIN32
@@ -280,6 +281,10 @@ bool ShmProducer::ConsumerAttached() const {
   // No OFD locks here: the ATTACHED flag and a live pid.
   if (!(ring_->ConsumerFlags() & layout::kConsumerAttached)) return false;
   return ProcessAlive(ring_->ConsumerPid());
+}
+
+void ShmProducer::SetLive(bool live) {
+  if (ring_) ring_->SetLive(live);
 }
 
 void ShmProducer::Close() {

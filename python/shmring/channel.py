@@ -269,7 +269,9 @@ class ShmProducer(_Endpoint):
     of another user is never replaced (RingPermissionError / ForeignOwnerError, the
     latter unless ``allow_foreign_owner=True``); something that is not a ring (a
     FIFO, a directory, a symlink, a foreign magic) is refused with
-    IncompatibleSegmentError. ``profile`` 1 marks GStreamer framing.
+    IncompatibleSegmentError. ``profile`` 1 marks GStreamer framing. ``live=True``
+    marks the stream live (producer_flags bit LIVE; also the :attr:`live` property):
+    a consumer that attaches starts at what is published after its attach.
     ``start_index`` is a test hook (initial head/tail).
 
     :meth:`end_stream` ends the stream and keeps the name (C++ ``Close()``);
@@ -282,7 +284,7 @@ class ShmProducer(_Endpoint):
 
     def __init__(self, name: str, capacity: int = 1 << 20, *, profile: int = PROFILE_OPAQUE,
                  mode: int = 0o600, start_index: int = 0,
-                 allow_foreign_owner: bool = False) -> None:
+                 allow_foreign_owner: bool = False, live: bool = False) -> None:
         _shm.validate_name(name)
         if capacity < 0:
             raise ValueError(f"capacity must be positive, not {capacity}")
@@ -298,6 +300,8 @@ class ShmProducer(_Endpoint):
             ByteRingBuffer.initialize(segment.mm, rounded, profile, _new_generation(),
                                       start_index, os.getpid())
             ring = ByteRingBuffer(segment.mm, True)
+            if live:
+                ring.set_live(True)
         except BaseException:
             _shm.unlink(name, missing_ok=True)
             segment.close()
@@ -380,6 +384,17 @@ class ShmProducer(_Endpoint):
     def generation(self) -> int:
         """This ring's random 64-bit generation."""
         return self.ring.generation
+
+    @property
+    def live(self) -> bool:
+        """Whether the stream is marked live (producer_flags bit LIVE): a consumer that
+        attaches starts at what is published after its attach, never at the backlog.
+        Settable from the producer thread; never blocks."""
+        return self.ring.producer_live
+
+    @live.setter
+    def live(self, value: bool) -> None:
+        self.ring.set_live(bool(value))
 
     @property
     def stream_ended(self) -> bool:

@@ -35,7 +35,7 @@ __all__ = ["HeaderSnapshot", "scan_segments", "decode_flags", "decode_consumer_f
 PROFILE_NAMES = {L.PROFILE_OPAQUE: "opaque", L.PROFILE_GST_FRAMING: "gst"}
 PRODUCER_BITS: List[Tuple[int, str]] = [
     (L.PRODUCER_CLOSED, "CLOSED"), (L.PRODUCER_WAITING, "WAITING"),
-    (L.PRODUCER_MEMBARRIER, "MEMBARRIER")]
+    (L.PRODUCER_MEMBARRIER, "MEMBARRIER"), (L.PRODUCER_LIVE, "LIVE")]
 CONSUMER_BITS: List[Tuple[int, str]] = [
     (L.CONSUMER_ATTACHED, "ATTACHED"), (L.CONSUMER_WAITING, "WAITING"),
     (L.CONSUMER_MEMBARRIER, "MEMBARRIER")]

@@ -29,8 +29,8 @@ from .layout import (CAPACITY_WORD, CONSUMER_ATTACH_COUNT_ONE, CONSUMER_ATTACHED
                      CONSUMER_WAITING, DATA_WORD, DROPPED_WORD, GENERATION_WORD, HEAD_WORD,
                      HEADER_SIZE, LEN_SIZE, MAGIC, MAGIC_OFFSET, MAGIC_WORD, MAX_CAPACITY,
                      MAX_VALID_LEN, MIN_CAPACITY, PRODUCER_CLOSED, PRODUCER_FLAGS_WORD,
-                     PRODUCER_MEMBARRIER, PRODUCER_PID_WORD, PRODUCER_WAITING, PROFILE_OPAQUE,
-                     PROFILE_WORD, RECORD_ALIGN, TAIL_WORD, VERSION, VERSION_WORD,
+                     PRODUCER_LIVE, PRODUCER_MEMBARRIER, PRODUCER_PID_WORD, PRODUCER_WAITING,
+                     PROFILE_OPAQUE, PROFILE_WORD, RECORD_ALIGN, TAIL_WORD, VERSION, VERSION_WORD,
                      WRAP_MARKER, is_valid_capacity)
 
 _M = 0xFFFFFFFF
@@ -297,6 +297,11 @@ class ByteRingBuffer:
     def producer_closed(self) -> bool:
         """Whether the producer set CLOSED (records may remain to be read)."""
         return bool(self._w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED)
+
+    @property
+    def producer_live(self) -> bool:
+        """Whether the producer marked the stream live (producer_flags bit LIVE)."""
+        return bool(self._w[PRODUCER_FLAGS_WORD] & PRODUCER_LIVE)
 
     @property
     def producer_pid(self) -> int:
@@ -605,6 +610,15 @@ class ByteRingBuffer:
         self._w[PRODUCER_FLAGS_WORD] = self._w[PRODUCER_FLAGS_WORD] | PRODUCER_CLOSED
         full_fence()
         _futex.wake_word(self._head_address)
+
+    def set_live(self, live: bool) -> None:
+        """Sets or clears producer_flags bit LIVE (release). Producer; never blocks."""
+        self._require(True)
+        release_fence()
+        if live:
+            self._w[PRODUCER_FLAGS_WORD] = self._w[PRODUCER_FLAGS_WORD] | PRODUCER_LIVE
+        else:
+            self._w[PRODUCER_FLAGS_WORD] = self._w[PRODUCER_FLAGS_WORD] & ~PRODUCER_LIVE
 
     def add_dropped(self, n: int = 1) -> None:
         """Adds ``n`` to the header's ``dropped`` counter. Producer; never blocks."""

@@ -114,10 +114,11 @@ class CppAdapter {
  public:
   explicit CppAdapter(std::string ring) : ring_(std::move(ring)) {}
 
-  Outcome ProducerOpen(uint32_t capacity, uint32_t start_index) {
+  Outcome ProducerOpen(uint32_t capacity, uint32_t start_index, bool live) {
     shm::ProducerOptions o;
     o.capacity = capacity;
     o.start_index = start_index;
+    o.live = live;
     auto p = std::make_unique<shm::ShmProducer>(ring_, o);
     if (!p->IsValid()) {
       // The core reports a refused name only in error(): "in use by live producer pid N".
@@ -253,6 +254,25 @@ class CppAdapter {
     return Outcome{"ok", {}}.Add("value", producer_->ConsumerAttached() ? "true" : "false");
   }
 
+  Outcome SetLive(bool live) {
+    if (!producer_) return Unsupported("the step needs a producer this actor has not opened");
+    producer_->SetLive(live);
+    return Outcome{"ok", {}};
+  }
+
+  // The LIVE bit as this actor's endpoint sees it (its consumer if it has one).
+  Outcome ProducerLive() {
+    bool live = false;
+    if (consumer_) {
+      live = consumer_->ring()->ProducerLive();
+    } else if (producer_) {
+      live = producer_->live();
+    } else {
+      return Unsupported("the step needs a producer or consumer this actor has not opened");
+    }
+    return Outcome{"ok", {}}.Add("value", live ? "true" : "false");
+  }
+
   Outcome HeadIndex() {
     if (!producer_) return Unsupported("the step needs a producer this actor has not opened");
     return Outcome{"ok", {}}.Add("value", std::to_string(producer_->ring()->LoadHead()));
@@ -363,7 +383,8 @@ class Actor {
     if (op == "producer_open") {
       const uint32_t start =
           step.has("start_index") ? static_cast<uint32_t>(step.at("start_index").num()) : 0;
-      return a_->ProducerOpen(static_cast<uint32_t>(step.at("capacity").num()), start);
+      const bool live = step.has("live") && step.at("live").boolean;
+      return a_->ProducerOpen(static_cast<uint32_t>(step.at("capacity").num()), start, live);
     }
     if (op == "consumer_open") return a_->ConsumerOpen(timeout_or_zero());
     if (op == "write") {
@@ -377,6 +398,8 @@ class Actor {
     if (op == "interrupt") return a_->Interrupt(step.at("side").str());
     if (op == "clear_interrupt") return a_->ClearInterrupt(step.at("side").str());
     if (op == "head_index") return a_->HeadIndex();
+    if (op == "set_live") return a_->SetLive(step.at("live").boolean);
+    if (op == "producer_live") return a_->ProducerLive();
     if (op == "count_dropped") return a_->CountDropped(static_cast<uint64_t>(step.at("n").num()));
     if (op == "dropped") return a_->Dropped(step.at("side").str());
     if (op == "consumer_attached") return a_->ConsumerAttached();

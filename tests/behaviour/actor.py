@@ -91,9 +91,10 @@ class PythonAdapter:
     def _fail(self, exc: BaseException, opening: str = "") -> Outcome:
         return self._status_of(exc, opening), {"message": f"{type(exc).__name__}: {exc}"}
 
-    def producer_open(self, capacity: int, start_index: int) -> Outcome:
+    def producer_open(self, capacity: int, start_index: int, live: bool = False) -> Outcome:
         try:
-            self.producer = shmring.ShmProducer(self.ring, capacity, start_index=start_index)
+            self.producer = shmring.ShmProducer(self.ring, capacity, start_index=start_index,
+                                                live=live)
         except Exception as e:  # noqa: BLE001 - every failure is an observation
             return self._fail(e, "producer")
         return "ok", {}
@@ -186,6 +187,16 @@ class PythonAdapter:
     def consumer_attached(self) -> Outcome:
         return "ok", {"value": self._need_producer().consumer_attached()}
 
+    def set_live(self, live: bool) -> Outcome:
+        self._need_producer().live = live
+        return "ok", {}
+
+    def producer_live(self) -> Outcome:
+        """The LIVE bit as this actor's endpoint sees it (its consumer if it has one)."""
+        if self.consumer is not None:
+            return "ok", {"value": self.consumer.ring.producer_live}
+        return "ok", {"value": self._need_producer().live}
+
     def head_index(self) -> Outcome:
         return "ok", {"value": self._need_producer().ring.head}
 
@@ -270,7 +281,8 @@ class Actor:
         op = step["op"]
         seed = step.get("seed", 0) + rep
         if op == "producer_open":
-            return a.producer_open(step["capacity"], step.get("start_index", 0))
+            return a.producer_open(step["capacity"], step.get("start_index", 0),
+                                   bool(step.get("live", False)))
         if op == "consumer_open":
             return a.consumer_open(step.get("timeout", 0))
         if op == "write":
@@ -289,6 +301,10 @@ class Actor:
             return a.clear_interrupt(step["side"])
         if op == "head_index":
             return a.head_index()
+        if op == "set_live":
+            return a.set_live(bool(step["live"]))
+        if op == "producer_live":
+            return a.producer_live()
         if op == "count_dropped":
             return a.count_dropped(step["n"])
         if op == "dropped":

@@ -448,7 +448,8 @@ def test_table_is_well_formed() -> None:
     ops = {"producer_open", "consumer_open", "write", "read", "end_stream", "producer_close",
            "consumer_close", "interrupt", "clear_interrupt", "head_index",
            "interrupt_blocked_read", "interrupt_blocked_write", "signal", "await",
-           "count_dropped", "dropped", "consumer_attached", "interrupt_blocked_open"}
+           "count_dropped", "dropped", "consumer_attached", "interrupt_blocked_open",
+           "set_live", "producer_live"}
     harness_ops = {"await", "signal", "kill", "start", "poke", "wait_exit", "create_segment",
                    "check_segment"}
     names = [s["name"] for s in SCENARIOS]

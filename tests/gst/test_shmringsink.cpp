@@ -5,6 +5,7 @@
 #include <gst/base/gstbasesink.h>
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
+#include <gst/video/video.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -37,9 +38,12 @@ GstElement* Element(GstHarness* h) {
   return e;
 }
 
-GstHarness* NewSink(const std::string& name, const std::string& extra = "") {
+// A sink whose upstream (the harness) answers the latency query with `live`.
+GstHarness* NewSink(const std::string& name, const std::string& extra = "", bool live = false) {
   const std::string desc = "shmringsink name=sink shm-name=" + name + " " + extra;
-  return gst_harness_new_parse(desc.c_str());
+  GstHarness* h = gst_harness_new_parse(desc.c_str());
+  gst_harness_set_live(h, live);
+  return h;
 }
 
 GstBuffer* NewBuffer(const std::vector<uint8_t>& bytes) {
@@ -669,6 +673,143 @@ TEST(ShmringSink, PerBufferPropertiesAreMutableInPlaying) {
   ps = g_object_class_find_property(G_OBJECT_GET_CLASS(sink), "capacity");
   EXPECT_FALSE(ps->flags & GST_PARAM_MUTABLE_PLAYING) << "used at start only";
   gst_object_unref(sink);
+}
+
+// The element messages posted so far on `bus` named `name`, in order.
+std::vector<GstMessage*> ElementMessages(GstBus* bus, const char* name) {
+  std::vector<GstMessage*> out;
+  while (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT)) {
+    if (gst_structure_has_name(gst_message_get_structure(m), name)) {
+      out.push_back(m);
+    } else {
+      gst_message_unref(m);
+    }
+  }
+  return out;
+}
+
+// A live upstream (latency query says live): the ring is marked LIVE, nothing is
+// written while no receiver is attached (counted in not-received, not dropped),
+// and a receiver that attaches gets caps and the buffers from then on, an element
+// message with its pid, and (encoded stream) a force-key-unit request upstream.
+TEST(ShmringSink, LiveStreamKeepsNoBacklogAndAsksForAKeyframeForANewReceiver) {
+  const std::string name = UniqueName("gsink-live");
+  GstHarness* h = NewSink(name, "capacity=8192", /*live=*/true);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  gst_harness_set_src_caps_str(h, "video/x-h264,stream-format=byte-stream,alignment=au");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 2, 3, 4})), GST_FLOW_OK);
+  }
+  guint64 not_received = 0, dropped = 0;
+  g_object_get(Element(h), "not-received", &not_received, "dropped", &dropped, nullptr);
+  EXPECT_EQ(not_received, 3u);
+  EXPECT_EQ(dropped, 0u);
+  // Drain the events the harness queued upstream so far.
+  while (GstEvent* e = gst_harness_try_pull_upstream_event(h)) gst_event_unref(e);
+
+  shm::ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  EXPECT_TRUE(c.ring()->ProducerLive());
+  EXPECT_EQ(Kinds(c), std::vector<K>{}) << "no backlog for a late receiver";
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({5, 6, 7, 8})), GST_FLOW_OK);
+  EXPECT_EQ(Kinds(c), (std::vector<K>{K::kCaps, K::kBuffer}));
+
+  bool asked = false;
+  while (GstEvent* e = gst_harness_try_pull_upstream_event(h)) {
+    asked = asked || gst_video_event_is_force_key_unit(e);
+    gst_event_unref(e);
+  }
+  EXPECT_TRUE(asked) << "no force-key-unit event upstream for the new receiver";
+  std::vector<GstMessage*> msgs = ElementMessages(bus, "shmringsink-receiver-attached");
+  ASSERT_EQ(msgs.size(), 1u);
+  guint pid = 0;
+  EXPECT_TRUE(gst_structure_get_uint(gst_message_get_structure(msgs[0]), "pid", &pid));
+  EXPECT_EQ(pid, static_cast<guint>(getpid()));
+  for (GstMessage* m : msgs) gst_message_unref(m);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+
+// A non-live upstream keeps everything for its receiver and leaves LIVE clear.
+TEST(ShmringSink, NonLiveStreamKeepsItsBacklog) {
+  const std::string name = UniqueName("gsink-nonlive");
+  GstHarness* h = NewSink(name, "capacity=8192", /*live=*/false);
+  gst_harness_set_src_caps_str(h, kGrayCaps);
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 1, 1, 1, 1, 1, 1, 1})), GST_FLOW_OK);
+  shm::ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  EXPECT_FALSE(c.ring()->ProducerLive());
+  EXPECT_EQ(Kinds(c), (std::vector<K>{K::kCaps, K::kBuffer}));
+  guint64 not_received = 0;
+  g_object_get(Element(h), "not-received", &not_received, nullptr);
+  EXPECT_EQ(not_received, 0u);
+  gst_harness_teardown(h);
+}
+
+// Attach and leave are element messages; the leave one once the receiver is gone.
+TEST(ShmringSink, PostsReceiverAttachedAndLeftMessages) {
+  const std::string name = UniqueName("gsink-msgs");
+  GstHarness* h = NewSink(name, "capacity=8192");
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  gst_harness_set_src_caps_str(h, kGrayCaps);
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 1, 1, 1, 1, 1, 1, 1})), GST_FLOW_OK);
+  EXPECT_TRUE(ElementMessages(bus, "shmringsink-receiver-attached").empty());
+  {
+    shm::ShmConsumer c(name);
+    ASSERT_TRUE(c.IsValid()) << c.error();
+    ASSERT_EQ(gst_harness_push(h, NewBuffer({2, 2, 2, 2, 2, 2, 2, 2})), GST_FLOW_OK);
+    std::vector<GstMessage*> m = ElementMessages(bus, "shmringsink-receiver-attached");
+    EXPECT_EQ(m.size(), 1u);
+    for (GstMessage* x : m) gst_message_unref(x);
+  }
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({3, 3, 3, 3, 3, 3, 3, 3})), GST_FLOW_OK);
+  std::vector<GstMessage*> m = ElementMessages(bus, "shmringsink-receiver-left");
+  EXPECT_EQ(m.size(), 1u);
+  for (GstMessage* x : m) gst_message_unref(x);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+
+// Stopping without EOS (an error upstream, or a state change) closes the ring
+// with no EOS record: the receiver can tell the stream was cut short.
+TEST(ShmringSink, StopWithoutEosWritesNoEosRecord) {
+  const std::string name = UniqueName("gsink-noeos");
+  GstHarness* h = NewSink(name, "capacity=8192");
+  gst_harness_set_src_caps_str(h, kGrayCaps);
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 1, 1, 1, 1, 1, 1, 1})), GST_FLOW_OK);
+  shm::ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  gst_harness_teardown(h);  // stop without EOS
+  EXPECT_TRUE(c.ring()->ProducerClosed());
+  EXPECT_EQ(Kinds(c), (std::vector<K>{K::kCaps, K::kBuffer})) << "no EOS record";
+}
+
+// A stream that ended before any receiver attached stays for the first receiver
+// after the sink stopped (linger), and a receiver then gets all of it with EOS.
+TEST(ShmringSink, LingerKeepsAnEndedStreamForTheFirstReceiver) {
+  const std::string name = UniqueName("gsink-linger");
+  GstHarness* h = NewSink(name, "capacity=8192 linger=600");
+  gst_harness_set_src_caps_str(h, kGrayCaps);
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 1, 1, 1, 1, 1, 1, 1})), GST_FLOW_OK);
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_eos()));
+  std::vector<K> got;
+  std::thread receiver([&] {
+    // Attaches only once the sink is stopping (teardown below is running or done
+    // waiting): without linger the ring would be gone by then.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    shm::ConsumerOptions o;
+    o.open_timeout_ns = 60'000'000'000;  // a minute: the ring is there at once with linger
+    shm::ShmConsumer c(name, o);
+    ASSERT_TRUE(c.IsValid()) << c.error();
+    got = Kinds(c);
+  });
+  gst_harness_teardown(h);  // stop: lingers until the receiver attached
+  receiver.join();
+  EXPECT_EQ(got, (std::vector<K>{K::kCaps, K::kBuffer, K::kEos}));
 }
 
 }  // namespace

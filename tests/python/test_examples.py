@@ -268,7 +268,9 @@ def test_consumer_demo_from_gst_launch(ring, tmp_path):
          "--timeout", "20"],
         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sender = subprocess.Popen(
-        ["gst-launch-1.0", "-q", "-e", "videotestsrc", "pattern=ball", "is-live=true",
+        # Not live: a live sender writes nothing before the receiver attaches (no
+        # backlog), and this test counts every frame of the stream.
+        ["gst-launch-1.0", "-q", "-e", "videotestsrc", "pattern=ball", "is-live=false",
          f"num-buffers={frames}", "!",
          "video/x-raw,format=BGR,width=320,height=240,framerate=30/1", "!",
          "shmringsink", f"shm-name={ring}"],

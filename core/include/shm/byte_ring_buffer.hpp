@@ -107,6 +107,9 @@ class ByteRingBuffer {
   [[nodiscard]] Status WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr);
   // Sets CLOSED (end of stream) and wakes the consumer. Producer; never blocks.
   void SetClosed();
+  // Sets or clears producer_flags bit LIVE (release: a consumer that sees it also
+  // sees the records published before). Producer; never blocks.
+  void SetLive(bool live);
   // Adds to the header's `dropped` counter. Producer; never blocks.
   void AddDropped(uint64_t n);
 
@@ -165,6 +168,8 @@ class ByteRingBuffer {
   // Any thread; never block. Each is one atomic load (acquire for flags and
   // indices, relaxed for pids and counters); the value may be stale at once.
   bool ProducerClosed() const;
+  // producer_flags bit LIVE (see layout::kProducerLive).
+  bool ProducerLive() const;
   uint32_t ProducerPid() const;
   uint32_t ConsumerFlags() const;
   uint32_t ConsumerPid() const;

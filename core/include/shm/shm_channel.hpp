@@ -26,6 +26,8 @@ struct ProducerOptions {
   // Replace a stale segment at the name even when another user owns it (default:
   // refused; see SharedMemory::Options::allow_foreign_owner).
   bool allow_foreign_owner = false;
+  // The stream is live: set producer_flags bit LIVE from creation (see SetLive).
+  bool live = false;
 };
 
 class ShmProducer {
@@ -83,6 +85,13 @@ class ShmProducer {
   // End of stream: sets CLOSED and wakes the consumer; later writes return kClosed.
   // Producer thread; never blocks.
   void Close();
+  // Marks the stream live or not (producer_flags bit LIVE): a consumer that
+  // attaches to a live ring starts at what is published after its attach, never at
+  // the backlog. Producer thread; never blocks.
+  void SetLive(bool live);
+  // Whether the LIVE bit is set. Any thread; never blocks.
+  bool live() const { return ring_ != nullptr && ring_->ProducerLive(); }
+
   // Interrupts a blocking call from another thread; sticky until ClearInterrupt().
   // Any thread; returns once the sleeper is awake.
   void Interrupt() { interrupter_.Interrupt(); }
