@@ -37,7 +37,9 @@ PROFILE_GST_FRAMING = 1
 PRODUCER_CLOSED = 1 << 0      # end of stream
 PRODUCER_WAITING = 1 << 1     # asleep on the tail word
 PRODUCER_MEMBARRIER = 1 << 2  # its fast path uses a compiler barrier only
-PRODUCER_LIVE = 1 << 3        # a live stream: receivers skip the backlog
+# The stream is live: a consumer that attaches starts at what is published after
+# its attach, never at the backlog already in the ring.
+PRODUCER_LIVE = 1 << 3
 # consumer_flags bits (written by the consumer only).
 CONSUMER_ATTACHED = 1 << 0
 CONSUMER_WAITING = 1 << 1     # asleep on the head word

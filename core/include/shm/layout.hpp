@@ -40,7 +40,9 @@ constexpr uint32_t kProfileGstFraming = 1;
 constexpr uint32_t kProducerClosed = 1u << 0;      // end of stream
 constexpr uint32_t kProducerWaiting = 1u << 1;     // asleep on the tail word
 constexpr uint32_t kProducerMembarrier = 1u << 2;  // fast path uses a compiler barrier only
-constexpr uint32_t kProducerLive = 1u << 3;        // a live stream: receivers skip the backlog
+// The stream is live (a camera, not a file): a consumer that attaches starts at what
+// is published after its attach, never at the backlog already in the ring.
+constexpr uint32_t kProducerLive = 1u << 3;
 // consumer_flags bits (written by the consumer only).
 constexpr uint32_t kConsumerAttached = 1u << 0;
 constexpr uint32_t kConsumerWaiting = 1u << 1;     // asleep on the head word
