@@ -77,7 +77,7 @@ struct SrcState {
   bool need_segment = true;                // the next buffer starts a new segment
   bool discont = false;                    // the next buffer follows skipped ones
   bool warned_no_caps = false;
-  std::string not_there;  // why the last attach found no usable ring
+  std::string not_there;         // why the last attach found no usable ring
   GstClockTime running_end = 0;  // running time at the end of the last buffer
   bool rebase = false;           // the next segment starts at this pipeline's "now"
   // A live ring: records ending at or before backlog_end were there before we
@@ -715,8 +715,6 @@ static bool skip_to_latest(GstShmringSrc* self, Message* m) {
   decode(self, w, m);
   count_skipped(self, skipped);
   st->discont = true;
-  st->need_segment = true;  // the skipped-to buffer renders now, not "early"
-  st->rebase = true;
   GST_LOG_OBJECT(self, "skipped %" G_GUINT64_FORMAT " buffers to catch up", skipped);
   return true;
 }
