@@ -79,7 +79,16 @@ struct SrcState {
   bool need_segment = true;                // the next buffer starts a new segment
   bool discont = false;                    // the next buffer follows skipped ones
   bool warned_no_caps = false;
+  std::string not_there;         // why the last attach found no usable ring
   GstClockTime running_end = 0;  // running time at the end of the last buffer
+  bool rebase = false;           // the next segment starts at this pipeline's "now"
+  // A live ring: records ending at or before backlog_end were there before we
+  // attached; their data is skipped (caps still apply), and an encoded stream
+  // starts at its first key frame.
+  bool skip_backlog = false;
+  uint32_t backlog_end = 0;
+  bool need_keyframe = false;
+  uint64_t dropped_seen = 0;  // the header's dropped counter at the last buffer
 
   void Reset() {
     if (consumer) consumer->Detach();  // a new receiver may attach at once
@@ -90,6 +99,11 @@ struct SrcState {
     discont = false;
     warned_no_caps = false;
     running_end = 0;
+    rebase = false;
+    skip_backlog = false;
+    backlog_end = 0;
+    need_keyframe = false;
+    dropped_seen = 0;
   }
 };
 
@@ -118,7 +132,7 @@ struct _GstShmringSrc {
   gboolean reconnect;
   gboolean zero_copy;
   gboolean allow_foreign_owner;
-  guint64 skipped;  // buffers skipped by latest=true (OBJECT_LOCK)
+  guint64 skipped;  // buffers skipped: latest=true, a live backlog (OBJECT_LOCK)
   // Live latency: one frame of the current caps' framerate, else the duration of
   // the last buffer (OBJECT_LOCK).
   GstClockTime frame_latency;
@@ -261,12 +275,14 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
   /**
    * GstShmringSrc:skipped:
    *
-   * Buffers skipped so far to catch up with the sender (#GstShmringSrc:latest).
+   * Buffers skipped so far: to catch up with the sender (#GstShmringSrc:latest)
+   * and, on a live stream, those already in the ring when this element attached
+   * (and delta units before the first key frame).
    */
   g_object_class_install_property(
       gobject_class, PROP_SKIPPED,
       g_param_spec_uint64("skipped", "Skipped buffers",
-                          "Buffers skipped so far to catch up with the sender (latest=true)", 0,
+                          "Buffers skipped so far (latest=true, a live stream's backlog)", 0,
                           G_MAXUINT64, 0,
                           static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
@@ -472,7 +488,18 @@ static bool take_consumer(GstShmringSrc* self, std::unique_ptr<shm::ShmConsumer>
                         ("zero-copy buffers are freed in ring order; an element that "
                          "keeps many frames stalls the sender: set zero-copy=false"));
   });
-  self->st->consumer = std::move(consumer);
+  SrcState* st = self->st;
+  // A live stream starts at what is published from now on (data already in the
+  // ring is stale); a non-live one from its oldest record, losing nothing.
+  st->skip_backlog = consumer->live();
+  st->backlog_end = consumer->attach_head();
+  st->need_keyframe = consumer->live();
+  st->dropped_seen = consumer->ring()->Dropped();
+  if (consumer->live()) {
+    GST_INFO_OBJECT(self, "live stream: skipping the %u bytes already in the ring",
+                    consumer->attach_head() - consumer->ring()->LoadTail());
+  }
+  st->consumer = std::move(consumer);
   return true;
 }
 
@@ -486,6 +513,11 @@ static Attach attach(GstShmringSrc* self, const std::string& name, int64_t timeo
   options.interrupter = &self->st->interrupter;
   // A ring left by a sender that died is not a stream to play: wait for its successor.
   options.wait_for_live_producer = true;
+  // Nor is a finished stream already read to its end (a pipeline restarted after
+  // EOS): wait for the sender's next ring.
+  options.wait_for_open_producer = true;
+  // Kept from the start: the backlog's caps records still apply (see take_consumer).
+  options.start_at = shm::StartAt::kOldest;
   GST_OBJECT_LOCK(self);
   options.allow_foreign_owner = self->allow_foreign_owner;
   GST_OBJECT_UNLOCK(self);
@@ -495,6 +527,7 @@ static Attach attach(GstShmringSrc* self, const std::string& name, int64_t timeo
       return take_consumer(self, std::move(consumer)) ? Attach::kAttached : Attach::kError;
     case shm::Status::kTimeout:
       GST_DEBUG_OBJECT(self, "no usable ring yet: %s", consumer->error().c_str());
+      self->st->not_there = consumer->error();
       return Attach::kNotThere;
     case shm::Status::kInterrupted:
       return Attach::kFlushing;
@@ -545,8 +578,8 @@ static GstFlowReturn open_ring(GstShmringSrc* self) {
                     ("No sender created ring '%s' within %.3f s.", name.c_str(),
                      static_cast<double>(timeout) / GST_SECOND),
                     ("waited for a shmringsink (or ShmProducer) with shm-name=%s; "
-                     "timeout=0 waits forever",
-                     name.c_str()));
+                     "timeout=0 waits forever; last look: %s",
+                     name.c_str(), self->st->not_there.c_str()));
   return GST_FLOW_ERROR;
 }
 
@@ -750,10 +783,16 @@ static void start_segment(GstShmringSrc* self, const shm::framing::Header& h) {
   seg.start = ts;
   seg.time = ts;
   seg.position = ts;
-  seg.base = st->running_end;  // continue after a previous stream (reconnect)
-  if (gst_base_src_is_live(bsrc)) {
+  seg.base = st->running_end;  // continue after what was pushed so far
+  // Live, or after a gap (reconnect, latest skip): the buffer renders now, not
+  // where the previous timeline would put it.
+  const bool rebase = st->rebase;
+  st->rebase = false;
+  if (gst_base_src_is_live(bsrc) || rebase) {
     const GstClockTime now = gst_element_get_current_running_time(GST_ELEMENT(self));
-    if (GST_CLOCK_TIME_IS_VALID(now)) seg.base = now;
+    if (GST_CLOCK_TIME_IS_VALID(now) && (gst_base_src_is_live(bsrc) || now > seg.base)) {
+      seg.base = now;
+    }
   }
   GST_DEBUG_OBJECT(self, "new segment %" GST_SEGMENT_FORMAT, &seg);
   gst_base_src_new_segment(bsrc, &seg);
@@ -774,6 +813,14 @@ static void stamp(GstShmringSrc* self, GstBuffer* buf, const shm::framing::Heade
   GST_BUFFER_OFFSET(buf) = h.offset;
   GST_BUFFER_OFFSET_END(buf) = h.offset_end;
   GST_BUFFER_FLAG_SET(buf, h.flags & kCarriedFlags);
+  // The sender dropped buffers since the last one (wait-for-space=false): a gap.
+  const uint64_t dropped = st->consumer->ring()->Dropped();
+  if (dropped != st->dropped_seen) {
+    GST_LOG_OBJECT(self, "sender dropped %" G_GUINT64_FORMAT " buffers",
+                   dropped - st->dropped_seen);
+    st->dropped_seen = dropped;
+    st->discont = true;
+  }
   if (st->discont) {
     GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
     st->discont = false;
@@ -804,6 +851,18 @@ static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
       GST_DEBUG_OBJECT(self, "interrupted (flushing)");
       return GST_FLOW_FLUSHING;
     case shm::Status::kClosed:
+      if (st->consumer->profile() == shm::layout::kProfileGstFraming) {
+        // shmringsink writes an EOS record before CLOSED at a real end of stream
+        // (create returns EOS there): CLOSED alone means the sender stopped early.
+        GST_ELEMENT_ERROR(self, STREAM, FAILED,
+                          ("The sender of ring '%s' stopped without ending the stream: the "
+                           "stream was cut short.",
+                           name.c_str()),
+                          ("ring CLOSED without an end-of-stream record (sender error or "
+                           "stop before EOS; producer pid %u)",
+                           pid));
+        return GST_FLOW_ERROR;
+      }
       GST_INFO_OBJECT(self, "ring '%s' closed by its producer: end of stream", name.c_str());
       return GST_FLOW_EOS;
     case shm::Status::kPeerDead:
@@ -815,6 +874,7 @@ static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
         st->consumer.reset();  // unmaps once no buffer holds it
         st->lookahead.clear();
         st->need_segment = true;
+        st->rebase = true;  // the new stream renders now, not after the old one's end
         st->discont = true;
         return SHMRING_FLOW_RECONNECTED;
       }
@@ -840,6 +900,30 @@ static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
                         ("status %s", shm::StatusName(s)));
       return GST_FLOW_ERROR;
   }
+}
+
+// A live ring's data record `v` that was already there when we attached, or (for
+// encoded streams) a delta unit before the first key frame: not to be pushed.
+// Counts it as skipped.
+static bool skip_stale(GstShmringSrc* self, const shm::MessageView& v, guint32 flags) {
+  SrcState* st = self->st;
+  if (st->skip_backlog) {
+    // Ring indices run freely; a record's end at or before backlog_end is older.
+    if (static_cast<int32_t>(st->backlog_end - v.end) >= 0) {
+      count_skipped(self, 1);
+      return true;
+    }
+    st->skip_backlog = false;
+  }
+  if (st->need_keyframe) {
+    if (flags & GST_BUFFER_FLAG_DELTA_UNIT) {
+      count_skipped(self, 1);
+      return true;
+    }
+    st->need_keyframe = false;
+    st->discont = true;  // the first buffer of what this receiver gets
+  }
+  return false;
 }
 
 // ---- vfuncs, in the order GStreamer calls them ----------------------------------
@@ -914,6 +998,10 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
 
     if (st->consumer->profile() == shm::layout::kProfileOpaque) {
       // Opaque bytes: caps from the property, times from this pipeline if asked.
+      if (skip_stale(self, v, 0)) {
+        st->consumer->Release(v);
+        continue;
+      }
       const GstFlowReturn ret = ensure_caps(self);
       if (ret != GST_FLOW_OK) {
         st->consumer->Release(v);
@@ -938,6 +1026,10 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
         GST_INFO_OBJECT(self, "end-of-stream record");
         return GST_FLOW_EOS;
       case shm::framing::Kind::kBuffer:
+        if (skip_stale(self, v, m.header.flags)) {
+          st->consumer->Release(v);
+          continue;
+        }
         break;
       default:
         GST_LOG_OBJECT(self, "skipping message of unknown kind %u",

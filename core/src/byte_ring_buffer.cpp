@@ -508,6 +508,17 @@ Status ByteRingBuffer::Acquire(MessageView* out) {
   return s;
 }
 
+uint32_t ByteRingBuffer::SkipToHead() {
+  if (!valid_ || is_producer_ || read_pos_ != released_) return read_pos_;
+  // Acquire: pairs with the producer's release of the head (nothing is read here,
+  // but NextRecord reads from this index on).
+  head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
+  read_pos_ = head_cache_;
+  peeked_ = false;
+  StoreTail(read_pos_);  // wakes a producer waiting for the space
+  return read_pos_;
+}
+
 void ByteRingBuffer::ReleaseTo(uint32_t end) {
   // Only forward, never past what was handed out.
   if (end - released_ == 0 || end - released_ > read_pos_ - released_) return;

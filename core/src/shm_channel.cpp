@@ -391,6 +391,22 @@ ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
       return Attempt::kNotYet;
     }
   }
+  if (options.wait_for_open_producer) {
+    const uint32_t pflags = atomics::LoadAcquire(
+        reinterpret_cast<const uint32_t*>(base + layout::kProducerFlagsOffset));
+    // Acquire on both: CLOSED is stored after the last publish, so a head read
+    // after it is final.
+    const uint32_t head =
+        atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + layout::kHeadOffset));
+    const uint32_t tail =
+        atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + layout::kTailOffset));
+    if ((pflags & layout::kProducerClosed) && head == tail) {
+      error_ = "ring '" + name_ +
+               "' holds a stream that ended and was read to its end; waiting for the "
+               "producer's next ring";
+      return Attempt::kNotYet;
+    }
+  }
   // Claim the role before writing any consumer word.
   if (!Claim(*mem)) return Attempt::kRefused;
   auto ring = std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, false);
@@ -400,6 +416,12 @@ ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
     return Attempt::kRefused;
   }
   ring->SetConsumerAttached(true, CurrentPid());
+  live_ = (ring->ProducerFlags() & layout::kProducerLive) != 0;
+  if (options.start_at == StartAt::kNewest ||
+      (options.start_at == StartAt::kNewestIfLive && live_)) {
+    ring->SkipToHead();  // the backlog is freed unread
+  }
+  attach_head_ = ring->LoadHead();
   released_to_ = ring->LoadTail();
   acquired_to_ = released_to_;
   ring_ = std::move(ring);

@@ -26,7 +26,7 @@ from .errors import (CorruptRecordError, ForeignOwnerError, FramingError,
                      ProducerDeadError, ProducerReplacedError, RingBusyError,
                      RingInterruptedError, RingNotFoundError, RingOSError,
                      RingPermissionError, RingTimeoutError, ShmRingError, StreamClosedError,
-                     ViewInUseError)
+                     StreamTruncatedError, ViewInUseError)
 from .frames import Frame, FrameReader, FrameWriter
 from .header import HeaderSnapshot
 from .interrupter import Interrupter
@@ -38,7 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ByteRingBuffer", "ShmProducer", "ShmConsumer", "FrameReader", "FrameWriter", "Frame",
-    "ShmRingError", "IncompatibleSegmentError", "CorruptRecordError", "FramingError",
+    "ShmRingError", "StreamTruncatedError", "IncompatibleSegmentError", "CorruptRecordError", "FramingError",
     "ProducerDeadError", "ProducerReplacedError", "InvalidNameError",
     "MessageTooLargeError", "RingBusyError", "RingNotFoundError", "RingTimeoutError",
     "RingInterruptedError", "StreamClosedError", "ViewInUseError", "RingPermissionError",

@@ -37,6 +37,8 @@ from .layout import (CONSUMER_ATTACHED, CONSUMER_FLAGS_WORD, CONSUMER_PID_WORD,
                      GENERATION_OFFSET,
                      HEADER_SIZE, MAGIC, MAGIC_OFFSET, PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET,
                      PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
+from .layout import HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE, TAIL_WORD
+from ._fence import acquire_fence
 from .ring import ByteRingBuffer, _new_generation, validate_header
 
 # Segments of live producers and consumers of this process. A forked child closes its
@@ -535,6 +537,19 @@ class ShmProducer(_Endpoint):
         return f"<ShmProducer {self._name!r} {state}>"
 
 
+def _drained_and_closed(segment: _shm.Segment) -> bool:
+    """Whether the ring in `segment` is CLOSED with tail == head: a finished stream
+    already read to its end."""
+    assert segment.mm is not None
+    words = memoryview(segment.mm).cast("B")[:HEADER_SIZE].cast("I")  # aligned loads
+    try:
+        flags = int(words[PRODUCER_FLAGS_WORD])
+        acquire_fence()  # CLOSED is stored after the last publish: head is final
+        return bool(flags & PRODUCER_CLOSED) and int(words[HEAD_WORD]) == int(words[TAIL_WORD])
+    finally:
+        words.release()
+
+
 class ShmConsumer(_Endpoint):
     """The reading end of ring ``name``. Never unlinks it.
 
@@ -554,18 +569,35 @@ class ShmConsumer(_Endpoint):
     wait for the ring with RingInterruptedError, and once attached interrupts every
     blocking call of this consumer as :meth:`interrupt` does; sticky until its
     ``clear()``.
+
+    ``start_at`` (C++ ``ConsumerOptions::start_at``): ``"oldest"`` (the default) reads
+    from the oldest record in the ring, losing nothing; ``"newest"`` frees the backlog
+    unread and reads what is published after the attach; ``"newest_if_live"`` does
+    that only when the producer marks its stream live (producer_flags LIVE), the
+    rule for every receiver of a live stream. :attr:`live` and :attr:`attach_head`
+    let a framing-aware reader skip the backlog's data itself while still reading
+    its caps records.
+
+    ``wait_for_open_producer=True`` (C++ ``wait_for_open_producer``): a ring that is
+    CLOSED and already read to its end is a finished stream, not a new one: wait
+    for the producer's next ring (RingNotFoundError when ``timeout`` runs out).
     """
 
     _ROLE = "consumer"
+    _START_AT = ("oldest", "newest", "newest_if_live")
 
     def __init__(self, name: str, timeout: Optional[float] = 0.0, *,
                  allow_foreign_owner: bool = False,
-                 interrupter: Optional[Interrupter] = None) -> None:
+                 interrupter: Optional[Interrupter] = None, start_at: str = "oldest",
+                 wait_for_open_producer: bool = False) -> None:
         _shm.validate_name(name)
+        if start_at not in self._START_AT:
+            raise ValueError(f"start_at must be one of {self._START_AT}, not {start_at!r}")
         self._name = name
         self._ring = None
         self._interrupter = interrupter
-        segment = self._open_segment(name, timeout, allow_foreign_owner, interrupter)
+        segment = self._open_segment(name, timeout, allow_foreign_owner, interrupter,
+                                     wait_for_open_producer)
         try:
             assert segment.mm is not None
             # Claim the role before writing any consumer word: a refused consumer
@@ -573,6 +605,10 @@ class ShmConsumer(_Endpoint):
             self._claim(name, segment)
             ring = ByteRingBuffer(segment.mm, False)
             ring.set_consumer_attached(True, os.getpid())
+            self._live = bool(ring.producer_flags & PRODUCER_LIVE)
+            if start_at == "newest" or (start_at == "newest_if_live" and self._live):
+                ring.skip_to_head()  # the backlog is freed unread
+            self._attach_head = ring.head
         except BaseException:
             segment.close()
             raise
@@ -607,9 +643,11 @@ class ShmConsumer(_Endpoint):
 
     @staticmethod
     def _open_segment(name: str, timeout: Optional[float], allow_foreign_owner: bool,
-                      interrupter: Optional[Interrupter] = None) -> _shm.Segment:
+                      interrupter: Optional[Interrupter] = None,
+                      wait_for_open_producer: bool = False) -> _shm.Segment:
         deadline = _deadline(timeout)
         pause = OPEN_POLL_MIN_S
+        ended = ""
         while True:
             if interrupter is not None and interrupter.interrupted:
                 raise RingInterruptedError(f"waiting for ring {name!r} was interrupted")
@@ -632,10 +670,13 @@ class ShmConsumer(_Endpoint):
                 except BaseException:
                     segment.close()
                     raise
-                if bad is None:
+                if bad is None and not (wait_for_open_producer and _drained_and_closed(segment)):
                     return segment
                 segment.close()
-                if bad[0] == "magic" and bad[1].startswith("magic is 0:") and \
+                if bad is None:
+                    ended = (f" (ring {name!r} holds a stream that ended and was read to "
+                             "its end; waiting for the producer's next ring)")
+                elif bad[0] == "magic" and bad[1].startswith("magic is 0:") and \
                         may_be_ring_in_creation(segment.size):
                     not_ready = bad  # a creator between ftruncate and its magic store
                 else:
@@ -647,9 +688,9 @@ class ShmConsumer(_Endpoint):
                     raise IncompatibleSegmentError(
                         f"ring {name!r} is not usable: {not_ready[1]}", not_ready[0])
                 if timeout == 0:
-                    raise RingNotFoundError(errno.ENOENT, f"no ring {name!r}")
+                    raise RingNotFoundError(errno.ENOENT, f"no ring {name!r}{ended}")
                 raise RingNotFoundError(
-                    errno.ENOENT, f"no ring {name!r} appeared within {timeout} s")
+                    errno.ENOENT, f"no ring {name!r} appeared within {timeout} s{ended}")
             step = pause if deadline is None else max(0.0, min(pause, deadline - now))
             if interrupter is not None:
                 interrupter.nap(step)  # returns at once on interrupt(); checked above
@@ -658,6 +699,17 @@ class ShmConsumer(_Endpoint):
             pause = min(pause * 2, OPEN_POLL_MAX_S)
 
     # ---- identity ---------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        """Whether the producer marked its stream live (producer_flags LIVE) at attach."""
+        return self._live
+
+    @property
+    def attach_head(self) -> int:
+        """The head index at attach: records ending at or before it were published
+        before this consumer attached (the backlog)."""
+        return self._attach_head
 
     @property
     def generation(self) -> int:

@@ -109,3 +109,8 @@ class RingInterruptedError(ShmRingError, InterruptedError):
 
 class FramingError(CorruptRecordError):
     """A profile-1 payload whose message header is too short or lies about its size."""
+
+
+class StreamTruncatedError(ShmRingError):
+    """A profile-1 stream ended without its end-of-stream record: the producer stopped
+    early (an error, or a stop before EOS), so what was read is incomplete."""

@@ -19,6 +19,7 @@ from ._tuning import LIVENESS_SLICE_S
 from .caps import VideoLayout, layout_from_caps, parse_caps
 from .channel import ShmConsumer, ShmProducer
 from .errors import (IncompatibleSegmentError, RingInterruptedError, RingTimeoutError,
+                     StreamTruncatedError,
                      StreamClosedError, ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
                       MIN_HEADER_SIZE, TIME_NONE, MessageHeader, decode_header, encode_caps,
@@ -42,6 +43,7 @@ _PLANE_ARGS: Dict[VideoLayout, Tuple[Tuple[Any, ...], ...]] = {}
 # layout in the value keeps the id from being reused while the entry exists).
 _ARRAY_ARGS: Dict[int, Tuple[Any, ...]] = {}
 _ARRAY_ARGS_MAX = 64
+_DELTA_UNIT = 1 << 13  # GST_BUFFER_FLAG_DELTA_UNIT: not decodable on its own
 
 
 def _numpy() -> Any:
@@ -240,17 +242,24 @@ class FrameReader:
     """Iterates the frames of profile-1 ring ``name`` (written by shmringsink or FrameWriter).
 
     Waits up to ``timeout`` seconds for the producer (None = no limit). Iteration
-    blocks for the next frame and ends at EOS (or when the producer closes);
+    blocks for the next frame and ends at EOS;
     ProducerDeadError / ProducerReplacedError end it when the producer is gone.
     ``latest=True`` skips frames already superseded by newer ones in the ring
     (live view: always the newest), keeping the caps of skipped CAPS messages;
     ``skipped`` counts them. Each Frame stays valid for as long as it (or its data,
     array, planes) is referenced; ring space is only reused once nothing references
     it. Consumer side.
+
+    A live stream (the producer sets producer_flags LIVE) is read from what is
+    published after the attach: frames already in the ring are skipped (their caps
+    still apply), and so are delta units before the first key frame. A ring that
+    is CLOSED and already read to its end is not a new stream: the reader waits
+    for the producer's next ring. A stream that ends without its EOS record (the
+    producer stopped early) raises StreamTruncatedError.
     """
 
     def __init__(self, name: str, timeout: Optional[float] = None, latest: bool = False) -> None:
-        self._consumer = ShmConsumer(name, timeout=timeout)
+        self._consumer = ShmConsumer(name, timeout=timeout, wait_for_open_producer=True)
         ring = self._consumer.ring
         if ring.profile != PROFILE_GST_FRAMING:
             profile = ring.profile
@@ -269,6 +278,11 @@ class FrameReader:
         self._eos_next = False
         self._stuck_head: Optional[int] = None
         self.skipped = 0
+        # A live ring: skip the backlog's frames (records ending at or before
+        # _backlog_end), then delta units until a key frame.
+        self._skip_backlog = self._consumer.live
+        self._backlog_end = self._consumer.attach_head
+        self._need_key = self._consumer.live
 
     @property
     def caps(self) -> Optional[str]:
@@ -290,6 +304,18 @@ class FrameReader:
                     "not supported, or width/height/format missing); Frame.array is the "
                     "raw bytes (1-D)", RuntimeWarning, stacklevel=3)
         self._layout = self._layouts[caps]
+
+    def _stale(self, end: int, flags: int) -> bool:
+        """A live ring's frame from the backlog, or a delta unit before the first key
+        frame: not to be returned."""
+        if self._skip_backlog:
+            if (self._backlog_end - end) & 0xFFFFFFFF < 0x80000000:  # end <= backlog_end
+                return True
+            self._skip_backlog = False
+        if flags & _DELTA_UNIT:
+            return True
+        self._need_key = False
+        return False
 
     def _release_ready(self) -> None:
         """Gives back, in ring order, every leading record nothing references any more."""
@@ -388,7 +414,9 @@ class FrameReader:
                 if ring.at_end:
                     self._done = True
                     self._release_ready()
-                    return None
+                    raise StreamTruncatedError(
+                        f"ring {self.name!r} was closed without an end-of-stream record: "
+                        "the producer stopped early and the stream is cut short")
                 if deadline is None and timeout is not None:
                     deadline = time.monotonic() + timeout
                 if not self._wait(deadline):
@@ -408,6 +436,9 @@ class FrameReader:
                 decode_header(buf, start, length)
             kind = fields[0]
             if kind == KIND_BUFFER:
+                if self._need_key and self._stale(end, fields[2]):
+                    self.skipped += 1
+                    continue
                 if not self._latest:  # the common case: this record is the frame
                     held = ring.view_of(start + body, length - body, end)
                     assert held.view is not None

@@ -701,6 +701,22 @@ class ByteRingBuffer:
         if not self._is_producer and self._freed != self._released:
             self._store_tail(self._freed)
 
+    def skip_to_head(self) -> int:
+        """Consumer with nothing held or peeked: frees everything published so far (the
+        tail jumps to the head) and returns the new read position (C++
+        ``SkipToHead``). Consumer; never blocks."""
+        if self._is_producer:
+            self._require(False)
+        if self._read_pos != self._freed or self._peeked is not None:
+            return self._read_pos
+        head = int(self._w[HEAD_WORD])
+        acquire_fence()  # pairs with the producer's release of the head
+        self._head_cache = head
+        self._read_pos = head
+        self._eos = False
+        self._store_tail(head)  # wakes a producer waiting for the space
+        return self._read_pos
+
     def _store_tail(self, tail: int) -> None:
         self._freed = tail
         self._released = tail

@@ -812,4 +812,124 @@ TEST(ShmringSrc, PerBufferPropertiesAreMutableInPlaying) {
   gst_object_unref(src);
 }
 
+// Sets producer_flags LIVE on ring `name` the way a live producer does (atomic OR).
+void MarkLive(const std::string& name) {
+  shm::SharedMemory mem(name, 0, false);
+  ASSERT_TRUE(mem.valid()) << mem.error_message();
+  auto* flags = reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(mem.data()) +
+                                            shm::layout::kProducerFlagsOffset);
+  __atomic_fetch_or(flags, shm::layout::kProducerLive, __ATOMIC_RELEASE);
+}
+
+TEST(ShmringSrc, LiveRingSkipsTheBacklogKeepsItsCapsAndStartsAtAKeyFrame) {
+  const std::string name = UniqueName("gsrc-live");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 65536));
+  MarkLive(name);
+  Put(*p, CapsMessage(kCapsA));
+  Put(*p, BufferMessage(Pattern(4, 1), 0));  // the backlog
+  Put(*p, BufferMessage(Pattern(4, 2), 1));
+  GstHarness* h = NewSrc(name);
+  gst_harness_play(h);
+  gsttest::WaitForConsumer(*p);
+  Put(*p, BufferMessage(Pattern(4, 3), 2, shm::framing::kTimeNone, GST_BUFFER_FLAG_DELTA_UNIT));
+  Put(*p, BufferMessage(Pattern(4, 4), 3));
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Bytes(b), Pattern(4, 4)) << "the first key frame published after the attach";
+  EXPECT_EQ(GST_BUFFER_PTS(b), 3u);
+  gst_buffer_unref(b);
+  GstEvent* caps = PullEvent(h, GST_EVENT_CAPS);
+  ASSERT_NE(caps, nullptr);
+  EXPECT_EQ(CapsOf(caps), kCapsA) << "the backlog's caps still apply";
+  gst_clear_event(&caps);
+  GstEvent* seg = PullEvent(h, GST_EVENT_SEGMENT);
+  ASSERT_NE(seg, nullptr);
+  const GstSegment* s = nullptr;
+  gst_event_parse_segment(seg, &s);
+  EXPECT_EQ(s->start, 3u) << "the segment starts at the buffer actually pushed";
+  gst_event_unref(seg);
+  guint64 skipped = 0;
+  g_object_get(Element(h), "skipped", &skipped, nullptr);
+  EXPECT_EQ(skipped, 3u);
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, NonLiveRingIsReadFromItsOldestRecord) {
+  const std::string name = UniqueName("gsrc-nonlive");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 65536));
+  Put(*p, CapsMessage(kCapsA));
+  Put(*p, BufferMessage(Pattern(4, 1), 0, shm::framing::kTimeNone, GST_BUFFER_FLAG_DELTA_UNIT));
+  GstHarness* h = NewSrc(name);
+  gst_harness_play(h);
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Bytes(b), Pattern(4, 1));
+  gst_buffer_unref(b);
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, TheBufferAfterSenderDropsIsDiscont) {
+  const std::string name = UniqueName("gsrc-drop");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 65536));
+  Put(*p, CapsMessage(kCapsA));
+  Put(*p, BufferMessage(Pattern(4, 1), 0));
+  GstHarness* h = NewSrc(name);
+  gst_harness_play(h);
+  gst_buffer_unref(gst_harness_pull(h));
+  Put(*p, BufferMessage(Pattern(4, 2), 1));
+  GstBuffer* b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_FALSE(GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DISCONT));
+  gst_buffer_unref(b);
+  p->CountDropped(2);  // what shmringsink wait-for-space=false does for a full ring
+  Put(*p, BufferMessage(Pattern(4, 3), 4));
+  Put(*p, BufferMessage(Pattern(4, 4), 5));
+  b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_TRUE(GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DISCONT)) << "first after the gap";
+  gst_buffer_unref(b);
+  b = gst_harness_pull(h);
+  ASSERT_NE(b, nullptr);
+  EXPECT_FALSE(GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DISCONT));
+  gst_buffer_unref(b);
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, ClosedWithoutAnEosRecordIsACutShortError) {
+  const std::string name = UniqueName("gsrc-cut");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 65536));
+  Put(*p, CapsMessage(kCapsA));
+  Put(*p, BufferMessage(Pattern(4, 1), 0));
+  p->Close();  // CLOSED, no EOS record: the sender stopped early
+  GstHarness* h = NewSrc(name);
+  Bus bus(h->element);
+  gst_harness_play(h);
+  gst_buffer_unref(gst_harness_pull(h));
+  EXPECT_NE(bus.WaitForError().find("cut short"), std::string::npos);
+  gst_harness_teardown(h);
+}
+
+TEST(ShmringSrc, ARingAlreadyReadToItsEndIsNotANewStream) {
+  const std::string name = UniqueName("gsrc-drained");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 65536));
+  Put(*p, CapsMessage(kCapsA));
+  Put(*p, BufferMessage(Pattern(4, 1), 0));
+  Put(*p, EosMessage());
+  p->Close();  // the name stays until the producer is destroyed
+  GstHarness* h = NewSrc(name);
+  gst_harness_play(h);
+  gst_buffer_unref(gst_harness_pull(h));
+  GstEvent* eos = PullEvent(h, GST_EVENT_EOS);
+  ASSERT_NE(eos, nullptr);
+  gst_event_unref(eos);
+  gst_harness_teardown(h);
+  // The same receiver restarted right after EOS: waits for a next ring (none comes).
+  GstHarness* again = NewSrc(name, "timeout=200000000");
+  Bus bus(again->element);
+  gst_harness_play(again);
+  const std::string err = bus.WaitForError();
+  EXPECT_NE(err.find("read to its end"), std::string::npos) << err;
+  gst_harness_teardown(again);
+}
+
 }  // namespace

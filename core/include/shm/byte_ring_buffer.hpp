@@ -182,6 +182,10 @@ class ByteRingBuffer {
   uint64_t Dropped() const;
   uint32_t LoadHead() const;
   uint32_t LoadTail() const;
+  // Consumer with nothing held or peeked: frees everything published so far (the
+  // tail jumps to the head) and returns the new read position. Consumer thread;
+  // never blocks.
+  uint32_t SkipToHead();
 
  private:
   struct Bind {};

@@ -113,6 +113,13 @@ class ShmProducer {
   bool closed_ = false;
 };
 
+// Where a consumer starts reading when it attaches.
+enum class StartAt {
+  kOldest,        // the oldest record still in the ring (lossless; the default)
+  kNewest,        // what is published after the attach: the backlog is freed unread
+  kNewestIfLive,  // kNewest when the producer marks its stream live, else kOldest
+};
+
 // How a ShmConsumer attaches.
 struct ConsumerOptions {
   // How long the constructor waits for a producer to create the ring: 0 = look
@@ -127,6 +134,13 @@ struct ConsumerOptions {
   // A ring whose producer died without closing it counts as not there yet: wait
   // for a new producer to replace it instead of attaching to the dead stream.
   bool wait_for_live_producer = false;
+  // A ring that is CLOSED and already drained (tail == head: a finished stream
+  // another receiver read) counts as not there yet: wait for the producer's next
+  // ring instead of attaching to an empty, ended stream.
+  bool wait_for_open_producer = false;
+  // Where reading starts (see StartAt). A receiver of a live stream (producer_flags
+  // LIVE) must not start on the backlog: kNewestIfLive.
+  StartAt start_at = StartAt::kOldest;
   // Attach to a segment owned by another user (default: refused; see
   // SharedMemory::Options::allow_foreign_owner).
   bool allow_foreign_owner = false;
@@ -182,6 +196,13 @@ class ShmConsumer {
   // When the open was refused because another consumer is attached: its pid as
   // the header records it (0 if unknown or another reason). Never blocks.
   uint32_t busy_consumer_pid() const { return busy_pid_; }
+  // Whether the producer marked its stream live (producer_flags LIVE) at attach.
+  bool live() const { return live_; }
+  // The ring index of the head at attach: records ending at or before it were
+  // published before this consumer attached (the backlog). With a framing that
+  // needs state from the backlog (caps), attach with kOldest and skip the backlog's
+  // data records with this. Never blocks.
+  uint32_t attach_head() const { return attach_head_; }
 
   // Original API: copies the next message into `out` and returns its length; 0 when
   // there is nothing to read (or the consumer is not valid). A zero-length message
@@ -274,6 +295,8 @@ class ShmConsumer {
   std::string error_;
   Status open_status_ = Status::kInvalid;
   uint32_t busy_pid_ = 0;
+  bool live_ = false;
+  uint32_t attach_head_ = 0;
   std::unique_ptr<SharedMemory> memory_;
   std::unique_ptr<ByteRingBuffer> ring_;
   Interrupter own_interrupter_;

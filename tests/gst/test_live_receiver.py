@@ -1,0 +1,199 @@
+"""Receiver timing and stream semantics in real two-process pipelines: a synced
+video sink (fpsdisplaysink over fakesink sync=true qos=true max-lateness=20ms)
+behind shmringsrc renders on time after a late join to a live stream and after a
+sender restart; a sender that stops without EOS is an error at the receiver; a
+second receiver is refused at once. Bounds on lag are generous (seconds); what
+they catch is a receiver that stays seconds behind.
+Needs GST_PLUGIN_PATH to point at the built plugin (meson test sets it)."""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+GST_LAUNCH = shutil.which("gst-launch-1.0")
+PY = sys.executable
+SINK = ('fpsdisplaysink text-overlay=false signal-fps-measurements=false '
+        'video-sink="fakesink name=fs sync=true qos=true max-lateness=20000000 '
+        'signal-handoffs=true"')
+CAM = "videotestsrc is-live=true ! video/x-raw,format=BGR,width=320,height=240,framerate=30/1"
+
+pytestmark = pytest.mark.skipif(GST_LAUNCH is None, reason="gst-launch-1.0 not installed")
+
+
+def unique(tag):
+    return f"j-{tag}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+
+
+def launch(desc, **kw):
+    return subprocess.Popen([GST_LAUNCH, "-q"] + desc.split(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def probe(desc, count=0, guard=90.0):
+    return subprocess.Popen([PY, str(HERE / "render_probe.py"), "--count", str(count),
+                             "--guard", str(guard), desc],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def result_of(p, guard=120):
+    out, err = p.communicate(timeout=guard)
+    assert out.strip(), f"receiver printed nothing (rc {p.returncode}):\n{err[-3000:]}"
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def wait_for_ring(name, proc):
+    path = "/dev/shm/" + name
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.02)
+
+
+def producer_flags(name):
+    sys.path.insert(0, str(HERE.parents[1] / "python"))
+    from shmring import layout
+    with open("/dev/shm/" + name, "rb") as f:
+        hdr = f.read(64)
+    return int.from_bytes(hdr[layout.PRODUCER_FLAGS_OFFSET:layout.PRODUCER_FLAGS_OFFSET + 4],
+                          "little")
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def cleanup(name):
+    try:
+        os.unlink("/dev/shm/" + name)
+    except FileNotFoundError:
+        pass
+
+
+def test_late_joiner_on_a_live_stream_renders_in_time():
+    """Receiver opened 4 s after a live sender: it starts at frames published after
+    it attached (not the ~4 s backlog) and its synced sink renders them on time."""
+    sys.path.insert(0, str(HERE.parents[1] / "python"))
+    from shmring import layout
+    name = unique("late")
+    t0 = time.monotonic_ns()  # the sender's running time starts after this
+    tx = launch(f"{CAM} ! shmringsink shm-name={name}")
+    try:
+        wait_for_ring(name, tx)
+        time.sleep(4.0)  # let a backlog build up in the 32 MiB ring
+        if not producer_flags(name) & layout.PRODUCER_LIVE:
+            pytest.skip("this shmringsink does not mark live streams (producer_flags LIVE)")
+        rx = probe(f"shmringsrc shm-name={name} ! {SINK}", count=60)
+        res = result_of(rx)
+    finally:
+        stop(tx)
+        cleanup(name)
+    assert res["error"] is None, res["error"]
+    bufs = res["buffers"]
+    assert len(bufs) == 60
+    # lag = (time since the sender started) - pts: an upper bound of the real lag.
+    lags = [(mono - t0 - pts) / 1e9 for pts, mono, _ in bufs]
+    assert bufs[0][0] > 3.0e9, f"started on the backlog: first pts {bufs[0][0] / 1e9:.3f} s"
+    assert max(lags) < 2.0, f"receiver lags the live sender: {max(lags):.2f} s"
+    st = res["stats"]
+    assert st["rendered"] >= 59 and st["dropped"] <= st["rendered"] // 4, st
+
+
+@pytest.mark.parametrize("live", ["true", "false"])
+def test_reconnect_renders_the_restarted_stream_at_once(live):
+    """Sender kill -9'd and restarted: the first new buffer is DISCONT and the new
+    stream is rendered, not dropped as late against the old stream's timeline."""
+    name = unique("reco")
+    src = f"videotestsrc num-buffers=60 is-live={live} ! video/x-raw,format=BGR,width=320,height=240,framerate=30/1"
+    rx = probe(f"shmringsrc shm-name={name} reconnect=true ! {SINK}", count=0, guard=90)
+    tx2 = None
+    try:
+        tx1 = launch(f"{CAM} ! shmringsink shm-name={name}")
+        wait_for_ring(name, tx1)
+        time.sleep(3.0)
+        tx1.kill()  # SIGKILL: the ring stays, not CLOSED
+        tx1.wait()
+        time.sleep(2.0)
+        restart = time.monotonic_ns()
+        tx2 = launch(f"{src} ! shmringsink shm-name={name}")
+        res = result_of(rx)
+        assert tx2.wait(timeout=60) == 0, tx2.communicate()[1][-2000:]
+    finally:
+        for p in (rx, tx2):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        cleanup(name)
+    assert res["error"] is None, res["error"]
+    assert res["eos"], "the restarted sender's EOS did not end the receiver"
+    after = [b for b in res["buffers"] if b[1] > restart]
+    assert after, "nothing rendered after the restart"
+    assert after[0][2], "the first buffer after the restart is not DISCONT"
+    # Nearly all 60 new frames render (a frozen sink renders none of them).
+    assert len(after) >= 45, f"only {len(after)} of 60 restarted frames rendered: {res['stats']}"
+
+
+def test_sender_error_is_a_cut_short_stream_not_eos():
+    """identity error-after=50 in the sender: the ring is CLOSED without an EOS
+    record; the receiver errors (non-zero exit) saying the stream was cut short."""
+    name = unique("cut")
+    env = dict(os.environ, GST_DEBUG="shmringsrc:4")
+    rx = subprocess.Popen([GST_LAUNCH, "shmringsrc", f"shm-name={name}", "!", "fakesink"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        # The receiver waits first, so it attaches while the sender is streaming.
+        time.sleep(1.0)
+        tx = launch(f"{CAM} ! identity error-after=50 ! shmringsink shm-name={name}")
+        assert tx.wait(timeout=60) != 0
+        out, err = rx.communicate(timeout=60)
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.wait()
+        cleanup(name)
+    assert rx.returncode != 0, out[-2000:]
+    assert "cut short" in out + err, (out + err)[-3000:]
+
+
+def test_second_receiver_is_refused_at_once_naming_the_first():
+    """20 tries: a second receiver fails its state change with "already has a
+    receiver (pid N)" in the main message and exits; it never hangs."""
+    name = unique("two")
+    tx = launch(f"{CAM} ! shmringsink shm-name={name}")
+    first = None
+    try:
+        wait_for_ring(name, tx)
+        first = launch(f"shmringsrc shm-name={name} ! fakesink")
+        sys.path.insert(0, str(HERE.parents[1] / "python"))
+        from shmring import layout
+        while True:
+            with open("/dev/shm/" + name, "rb") as f:
+                hdr = f.read(64)
+            cflags = int.from_bytes(hdr[layout.CONSUMER_FLAGS_OFFSET:
+                                        layout.CONSUMER_FLAGS_OFFSET + 4], "little")
+            if cflags & layout.CONSUMER_ATTACHED:
+                break
+            assert first.poll() is None
+            time.sleep(0.02)
+        for i in range(20):
+            second = subprocess.run([GST_LAUNCH, "shmringsrc", f"shm-name={name}", "!",
+                                     "fakesink"], capture_output=True, text=True, timeout=60)
+            assert second.returncode != 0, f"try {i}: {second.stdout[-1000:]}"
+            assert f"already has a receiver (pid {first.pid})" in second.stdout + second.stderr, \
+                f"try {i}: {(second.stdout + second.stderr)[-2000:]}"
+    finally:
+        for p in (first, tx):
+            if p is not None:
+                stop(p)
+        cleanup(name)
