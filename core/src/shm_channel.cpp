@@ -159,8 +159,12 @@ bool ShmProducer::Create(const ProducerOptions& options) {
                " is not a multiple of 8: not a shmring segment; remove it first";
       return false;
     }
+    // The magic and version are readable in a segment of any version's size; the
+    // rest of our header only in a whole one.
+    const bool ident = info.header_bytes >= static_cast<long>(layout::kIdentSize);
     const bool whole = info.header_bytes == static_cast<long>(sizeof hdr);
-    const uint32_t magic = whole ? HeaderField<uint32_t>(hdr, layout::kMagicOffset) : 0;
+    const uint32_t magic = ident ? HeaderField<uint32_t>(hdr, layout::kMagicOffset) : 0;
+    const uint16_t version = ident ? HeaderField<uint16_t>(hdr, layout::kVersionOffset) : 0;
     if (magic == 0 && !layout::MayBeRingInCreation(info.size)) {
       error_ = "segment '" + name_ + "' exists and is not a shmring ring (" +
                std::to_string(info.size) + " bytes, no magic); remove it first";
@@ -178,6 +182,15 @@ bool ShmProducer::Create(const ProducerOptions& options) {
           continue;
         }
         error_ = "ring '" + name_ + "' is being created by another process (magic still 0)";
+        return false;
+      }
+    } else if (magic == layout::kMagic && (version != layout::kVersion || !whole)) {
+      // A ring of another layout version: only its producer byte says whether it is
+      // in use (its flags are elsewhere); a free byte is a stale ring.
+      if (probe != liveness::Lock::kFree) {
+        error_ = "ring '" + name_ + "' is a version " + std::to_string(version) +
+                 " ring in use by a live producer (this build writes version " +
+                 std::to_string(layout::kVersion) + ")";
         return false;
       }
     } else if (magic == layout::kMagic) {
