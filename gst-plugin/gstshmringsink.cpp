@@ -46,6 +46,7 @@ enum {
   PROP_WAIT_FOR_SPACE,
   PROP_PERMS,
   PROP_DROPPED,
+  PROP_ALLOW_FOREIGN_OWNER,
 };
 
 // What a write did.
@@ -68,6 +69,7 @@ struct _GstShmringSink {
   guint capacity;
   gboolean wait_for_space;
   guint perms;
+  gboolean allow_foreign_owner;
 
   SinkState* st;
   // Streaming thread only.
@@ -231,6 +233,19 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
                           "Buffers dropped so far because the ring was full", 0, G_MAXUINT64, 0,
                           static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
+  /**
+   * GstShmringSink:allow-foreign-owner:
+   *
+   * Replace a stale ring (its sender dead or finished) whose segment is owned by
+   * another user. By default such a segment is refused and left alone, whatever
+   * this process may delete; set this only when that user is trusted.
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_ALLOW_FOREIGN_OWNER,
+      g_param_spec_boolean("allow-foreign-owner", "Allow a foreign owner",
+                           "Replace a stale ring owned by another user (refused by default)", FALSE,
+                           rw));
+
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_set_static_metadata(
       element_class, "Shared-memory ring sink", "Sink/Network",
@@ -257,6 +272,7 @@ static void gst_shmring_sink_init(GstShmringSink* self) {
   self->capacity = kDefaultCapacity;
   self->wait_for_space = kDefaultWaitForSpace;
   self->perms = kDefaultPerms;
+  self->allow_foreign_owner = FALSE;
   self->st = new SinkState();
   self->caps_string = nullptr;
   self->written_caps_string = nullptr;
@@ -293,6 +309,9 @@ static void gst_shmring_sink_set_property(GObject* object, guint prop_id, const 
     case PROP_PERMS:
       self->perms = g_value_get_uint(value);
       break;
+    case PROP_ALLOW_FOREIGN_OWNER:
+      self->allow_foreign_owner = g_value_get_boolean(value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -317,6 +336,9 @@ static void gst_shmring_sink_get_property(GObject* object, guint prop_id, GValue
     case PROP_PERMS:
       g_value_set_uint(value, self->perms);
       break;
+    case PROP_ALLOW_FOREIGN_OWNER:
+      g_value_set_boolean(value, self->allow_foreign_owner);
+      break;
     case PROP_DROPPED:
       g_value_set_uint64(value, self->st->producer ? self->st->producer->Dropped() : 0);
       break;
@@ -337,6 +359,7 @@ static bool create_ring(GstShmringSink* self) {
   options.capacity = self->capacity;
   options.profile = shm::layout::kProfileGstFraming;
   options.mode = self->perms;
+  options.allow_foreign_owner = self->allow_foreign_owner;
   GST_OBJECT_UNLOCK(self);
 
   if (name.empty()) {

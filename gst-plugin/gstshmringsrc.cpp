@@ -34,6 +34,7 @@ constexpr guint64 kDefaultTimeout = 0;  // wait forever
 constexpr gboolean kDefaultLatest = FALSE;
 constexpr gboolean kDefaultReconnect = FALSE;
 constexpr gboolean kDefaultZeroCopy = FALSE;
+constexpr gboolean kDefaultAllowForeignOwner = FALSE;
 
 // Flags the sender carried that mean something here (see shmringsink).
 constexpr guint32 kCarriedFlags =
@@ -49,6 +50,7 @@ enum {
   PROP_RECONNECT,
   PROP_ZERO_COPY,
   PROP_SKIPPED,
+  PROP_ALLOW_FOREIGN_OWNER,
 };
 
 // One decoded message, still held in the ring.
@@ -115,6 +117,7 @@ struct _GstShmringSrc {
   gboolean latest;
   gboolean reconnect;
   gboolean zero_copy;
+  gboolean allow_foreign_owner;
   guint64 skipped;  // buffers skipped by latest=true (OBJECT_LOCK)
   // Live latency: one frame of the current caps' framerate, else the duration of
   // the last buffer (OBJECT_LOCK).
@@ -267,6 +270,20 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
                           G_MAXUINT64, 0,
                           static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
+  /**
+   * GstShmringSrc:allow-foreign-owner:
+   *
+   * Attach to a ring whose segment is owned by another user. By default such a
+   * segment is refused (another user could feed or truncate it), as ssh's
+   * StrictModes refuses files others own; set this only when the other user is
+   * trusted (e.g. a sender running as a different service account with perms=0660).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_ALLOW_FOREIGN_OWNER,
+      g_param_spec_boolean("allow-foreign-owner", "Allow a foreign owner",
+                           "Attach to a ring owned by another user (refused by default)",
+                           kDefaultAllowForeignOwner, rw));
+
   gst_element_class_add_static_pad_template(element_class, &src_template);
   gst_element_class_set_static_metadata(
       element_class, "Shared-memory ring source", "Source/Network",
@@ -294,6 +311,7 @@ static void gst_shmring_src_init(GstShmringSrc* self) {
   self->latest = kDefaultLatest;
   self->reconnect = kDefaultReconnect;
   self->zero_copy = kDefaultZeroCopy;
+  self->allow_foreign_owner = kDefaultAllowForeignOwner;
   self->skipped = 0;
   self->frame_latency = GST_CLOCK_TIME_NONE;
   self->last_duration = GST_CLOCK_TIME_NONE;
@@ -348,6 +366,9 @@ static void gst_shmring_src_set_property(GObject* object, guint prop_id, const G
     case PROP_ZERO_COPY:
       self->zero_copy = g_value_get_boolean(value);
       break;
+    case PROP_ALLOW_FOREIGN_OWNER:
+      self->allow_foreign_owner = g_value_get_boolean(value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
       break;
@@ -381,6 +402,9 @@ static void gst_shmring_src_get_property(GObject* object, guint prop_id, GValue*
       break;
     case PROP_ZERO_COPY:
       g_value_set_boolean(value, self->zero_copy);
+      break;
+    case PROP_ALLOW_FOREIGN_OWNER:
+      g_value_set_boolean(value, self->allow_foreign_owner);
       break;
     case PROP_SKIPPED:
       g_value_set_uint64(value, self->skipped);
@@ -462,6 +486,9 @@ static Attach attach(GstShmringSrc* self, const std::string& name, int64_t timeo
   options.interrupter = &self->st->interrupter;
   // A ring left by a sender that died is not a stream to play: wait for its successor.
   options.wait_for_live_producer = true;
+  GST_OBJECT_LOCK(self);
+  options.allow_foreign_owner = self->allow_foreign_owner;
+  GST_OBJECT_UNLOCK(self);
   auto consumer = std::make_unique<shm::ShmConsumer>(name, options);
   switch (consumer->open_status()) {
     case shm::Status::kOk:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages shmring needs, only those missing.
-# Usage: scripts/deps.sh [--bench]   (as root, or with sudo available)
+# Usage: scripts/deps.sh [--bench] [--windows]   (as root, or with sudo available)
+# --windows: Wine too, for scripts/test-windows.sh (the default run does not need it).
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config g++ libgtest-dev
       libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
@@ -10,7 +11,13 @@ pkgs=(meson ninja-build pkg-config g++ libgtest-dev
       g++-mingw-w64-x86-64-posix   # the Windows compile check (tests/integration/mingw_compile.sh)
       clang-format-14              # the formatting check (tests/integration/clang_format.sh)
       clang-14 libclang-rt-14-dev) # sanitizer and fuzz builds (scripts/test-sanitizers.sh)
-if [[ "${1:-}" == "--bench" ]]; then pkgs+=(python3-matplotlib libboost-dev); fi
+for arg in "$@"; do
+  case "$arg" in
+    --bench) pkgs+=(python3-matplotlib libboost-dev) ;;
+    --windows) pkgs+=(wine wine64 googletest) ;;  # googletest: the sources the cross build compiles
+    *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -82,6 +82,10 @@ Lock ProbeName(const std::string& name, int64_t byte, std::string* error) {
 }
 
 #else  // no OFD locks: callers use the pids
+// Windows: a paging-file section has no file to lock (LockFileEx needs a file
+// handle), so every call says kUnsupported and the callers ask ProcessAlive about
+// the header's pids: OpenProcess + WaitForSingleObject (process.cpp; docs/DESIGN.md
+// "Windows" says why not a named mutex). macOS/BSD: kill(pid, 0).
 
 Lock Take(int, int64_t, std::string*) { return Lock::kUnsupported; }
 void Drop(int, int64_t) {}

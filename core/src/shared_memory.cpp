@@ -5,6 +5,8 @@
 #include <cstring>
 #include <utility>
 
+#include "wait_views.hpp"
+
 #ifdef _WIN32
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
@@ -222,9 +224,13 @@ void SharedMemory::Open(const std::string& name, std::size_t size, bool create,
       CloseHandle(h);
       return Fail(Error::kMappingFailed, msg, e);
     }
+    // The view spans the whole section, rounded up to whole pages: the creator's
+    // size rounded up to 4096. The ring checks its header's capacity against it.
     real = info.RegionSize;
   }
   handle_ = h;
+  // Wake-ups for words of this ring go through named events (wait_views.hpp).
+  wait::RegisterView(p, real, name);
 #else
   const int flags = create ? (O_RDWR | O_CREAT | O_EXCL) : (O_RDWR | kOpenExtra);
   const mode_t mode = static_cast<mode_t>(options.mode);
@@ -323,6 +329,7 @@ void SharedMemory::Release() {
   if (data_ != nullptr) {
     if (created_ && !persist_) destroy();
 #ifdef _WIN32
+    wait::UnregisterView(data_);
     UnmapViewOfFile(data_);
     if (handle_ != nullptr) CloseHandle(static_cast<HANDLE>(handle_));
     handle_ = nullptr;
@@ -404,7 +411,10 @@ SharedMemory::SegmentInfo SharedMemory::Inspect(const std::string& name, void* h
   }
   MEMORY_BASIC_INFORMATION mbi;
   size_t n = header_len;
-  if (VirtualQuery(p, &mbi, sizeof mbi) != 0 && mbi.RegionSize < n) n = mbi.RegionSize;
+  if (VirtualQuery(p, &mbi, sizeof mbi) != 0) {
+    info.size = mbi.RegionSize;  // the section's size rounded up to whole pages
+    if (mbi.RegionSize < n) n = mbi.RegionSize;
+  }
   if (n != 0) std::memcpy(header, p, n);
   UnmapViewOfFile(p);
   CloseHandle(h);

@@ -27,6 +27,24 @@
 namespace shm {
 namespace {
 
+// Whether a segment of `size` bytes without a magic may be a ring still being
+// created. Windows reports a section's size rounded up to whole pages (VirtualQuery
+// of the view), so a creator's kHeaderSize + capacity bytes show as the next page multiple.
+bool MayBeRingInCreation(uint64_t size) {
+#ifdef _WIN32
+  if (size == 0) return true;
+  SYSTEM_INFO si;
+  GetSystemInfo(&si);
+  const uint64_t page = si.dwPageSize;
+  for (uint64_t c = layout::kMinCapacity; c <= layout::kMaxCapacity; c *= 2) {
+    if ((layout::kHeaderSize + c + page - 1) / page * page == size) return true;
+  }
+  return false;
+#else
+  return layout::MayBeRingInCreation(size);
+#endif
+}
+
 using Clock = std::chrono::steady_clock;
 
 uint64_t NewGeneration() {
@@ -165,7 +183,7 @@ bool ShmProducer::Create(const ProducerOptions& options) {
     const bool whole = info.header_bytes == static_cast<long>(sizeof hdr);
     const uint32_t magic = ident ? HeaderField<uint32_t>(hdr, layout::kMagicOffset) : 0;
     const uint16_t version = ident ? HeaderField<uint16_t>(hdr, layout::kVersionOffset) : 0;
-    if (magic == 0 && !layout::MayBeRingInCreation(info.size)) {
+    if (magic == 0 && !MayBeRingInCreation(info.size)) {
       error_ = "segment '" + name_ + "' exists and is not a shmring ring (" +
                std::to_string(info.size) + " bytes, no magic); remove it first";
       return false;
@@ -367,8 +385,7 @@ ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
     error_ = "ring '" + name_ + "' is not usable: " + bad;
     // Decided from the one magic load the validation made: a ring still being
     // created has no magic and the size its creator gave it in one ftruncate.
-    return uninitialized && layout::MayBeRingInCreation(mem->size()) ? Attempt::kNotYet
-                                                                     : Attempt::kRefused;
+    return uninitialized && MayBeRingInCreation(mem->size()) ? Attempt::kNotYet : Attempt::kRefused;
   }
   const auto* base = static_cast<const uint8_t*>(mem->data());
   if (options.wait_for_live_producer) {

@@ -7,6 +7,18 @@
 
 #include "atomics.hpp"
 #include "tuning.hpp"
+#include "wait_views.hpp"
+
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>  // WaitOnAddress: synchapi.h, library synchronization
+
+#include <map>
+#include <mutex>
+#include <string>
+#endif
 
 #if defined(__linux__)
 #include <linux/futex.h>
@@ -84,6 +96,120 @@ bool HeavyBarrier() {
   return ok;
 }
 
+#elif defined(_WIN32)
+
+namespace {
+
+// One registered view: its extent and the events opened for words in it, by offset.
+struct View {
+  size_t size = 0;
+  std::string name;
+  std::map<size_t, HANDLE> events;
+};
+
+std::mutex views_mu;
+std::map<const uint8_t*, View>& Views() {
+  static std::map<const uint8_t*, View> views;  // by base address
+  return views;
+}
+
+// The named event for `word` when it lies in a registered view (*in_view = true);
+// nullptr for private memory (*in_view = false) or when the event cannot be
+// created (the sleeper then naps in short steps (tuning::kPollNapMaxNs)).
+HANDLE EventFor(const uint32_t* word, bool* in_view) {
+  const auto* p = reinterpret_cast<const uint8_t*>(word);
+  std::lock_guard<std::mutex> lock(views_mu);
+  auto& views = Views();
+  auto it = views.upper_bound(p);
+  *in_view = false;
+  if (it == views.begin()) return nullptr;
+  --it;
+  if (p >= it->first + it->second.size) return nullptr;
+  *in_view = true;
+  const size_t offset = static_cast<size_t>(p - it->first);
+  HANDLE& h = it->second.events[offset];
+  if (h == nullptr) {
+    // Auto-reset: a SetEvent with nobody asleep stays signalled until the next
+    // wait, so a wake between the sleeper's last look and its wait is not lost.
+    const std::string ev = "Local\\" + it->second.name + ":wake:" + std::to_string(offset);
+    h = CreateEventA(nullptr, FALSE, FALSE, ev.c_str());
+    if (h == nullptr) h = INVALID_HANDLE_VALUE;  // not again for this view
+  }
+  return h == INVALID_HANDLE_VALUE ? nullptr : h;
+}
+
+DWORD Millis(int64_t timeout_ns) {
+  if (timeout_ns < 0) return INFINITE;
+  const int64_t ms = (timeout_ns + 999'999) / 1'000'000;  // never 0 for a non-zero wait
+  return ms >= static_cast<int64_t>(INFINITE) ? INFINITE - 1 : static_cast<DWORD>(ms);
+}
+
+// A bounded nap for a word whose event could not be created (resources exhausted).
+Result Nap(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
+  const int64_t step = tuning::kPollNapMaxNs;
+  const int64_t nap = timeout_ns >= 0 && timeout_ns < step ? timeout_ns : step;
+  if (atomics::LoadAcquire(word) != expected) return Result::kWoken;
+  std::this_thread::sleep_for(std::chrono::nanoseconds(nap));
+  return nap == timeout_ns ? Result::kTimeout : Result::kWoken;
+}
+
+}  // namespace
+
+void RegisterView(const void* base, size_t size, const std::string& name) {
+  std::lock_guard<std::mutex> lock(views_mu);
+  View& v = Views()[static_cast<const uint8_t*>(base)];
+  v.size = size;
+  v.name = name;
+}
+
+void UnregisterView(const void* base) {
+  std::lock_guard<std::mutex> lock(views_mu);
+  auto& views = Views();
+  auto it = views.find(static_cast<const uint8_t*>(base));
+  if (it == views.end()) return;
+  for (auto& e : it->second.events) {
+    if (e.second != INVALID_HANDLE_VALUE) CloseHandle(e.second);
+  }
+  views.erase(it);
+}
+
+Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
+  if (atomics::LoadAcquire(word) != expected) return Result::kWoken;
+  bool shared = false;
+  HANDLE ev = EventFor(word, &shared);
+  if (!shared) {
+    // Private memory: only threads of this process can store to it.
+    uint32_t cmp = expected;
+    if (WaitOnAddress(const_cast<uint32_t*>(word), &cmp, sizeof cmp, Millis(timeout_ns))) {
+      return Result::kWoken;
+    }
+    return GetLastError() == ERROR_TIMEOUT ? Result::kTimeout : Result::kWoken;
+  }
+  if (ev == nullptr) return Nap(word, expected, timeout_ns);
+  // A wake that came before this call left the event signalled: no lost wake-up.
+  // One that was meant for an earlier sleep may end this one early (spurious; the
+  // caller re-checks).
+  return WaitForSingleObject(ev, Millis(timeout_ns)) == WAIT_TIMEOUT ? Result::kTimeout
+                                                                     : Result::kWoken;
+}
+
+void WakeWord(const uint32_t* word) {
+  bool shared = false;
+  HANDLE ev = EventFor(word, &shared);
+  if (ev != nullptr) {
+    SetEvent(ev);
+  } else if (!shared) {
+    WakeByAddressAll(const_cast<uint32_t*>(word));
+  }  // else: no event; the sleeper naps in short steps (tuning::kPollNapMaxNs)
+}
+
+bool UseMembarrier() { return false; }
+
+bool HeavyBarrier() {
+  atomics::FullFence();
+  return false;  // no asymmetric fences on Windows: UseMembarrier() is false
+}
+
 #else  // no cross-process address wait: bounded back-off poll
 
 Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
@@ -113,6 +239,11 @@ bool HeavyBarrier() {
   return false;  // no membarrier here (and no peer relies on it: UseMembarrier() is false)
 }
 
+#endif
+
+#if !defined(_WIN32)
+void RegisterView(const void*, size_t, const std::string&) {}
+void UnregisterView(const void*) {}
 #endif
 
 }  // namespace wait

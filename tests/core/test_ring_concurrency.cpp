@@ -4,8 +4,9 @@
 // through the copying and the zero-copy APIs; blocking waits (wake-up, timeout,
 // interrupt). Timeouts are hang guards only; nothing asserts how fast anything is.
 #include <gtest/gtest.h>
+#ifndef _WIN32
 #include <sys/mman.h>
-#include <unistd.h>
+#endif
 
 #include <atomic>
 #include <cstdio>
@@ -245,6 +246,10 @@ TEST_P(Transfer, TwoThreads) {
 
 // The ring in MAP_SHARED memory; the forked child produces while the parent consumes.
 TEST_P(Transfer, TwoProcesses) {
+#ifdef _WIN32
+  SHMTEST_NOT_ON_WINDOWS(
+      "fork and MAP_SHARED anonymous memory (FenceModes.Mixed* run two processes)");
+#else
   const uint64_t size = layout::kHeaderSize + kCapacity;
   void* mem = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(mem, MAP_FAILED);
@@ -264,6 +269,7 @@ TEST_P(Transfer, TwoProcesses) {
   EXPECT_EQ(consumed, "");
   EXPECT_EQ(shmtest::WaitChild(child), 0);
   munmap(mem, size);
+#endif
 }
 
 INSTANTIATE_TEST_SUITE_P(Api, Transfer, ::testing::ValuesIn(kCases), CaseName);

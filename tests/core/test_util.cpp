@@ -1,9 +1,19 @@
 #include "test_util.hpp"
 
+#ifdef _WIN32
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#include <windows.h>
+
+#include <map>
+#include <mutex>
+#else
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#endif
 
 #include <cstdlib>
 #include <cstring>
@@ -15,8 +25,31 @@
 namespace shmtest {
 
 namespace {
-size_t PageSize() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
 size_t RoundUp(size_t v, size_t to) { return (v + to - 1) / to * to; }
+#ifdef _WIN32
+size_t PageSize() {
+  SYSTEM_INFO si;
+  GetSystemInfo(&si);
+  return si.dwPageSize;
+}
+// Private read-write pages, and a page made inaccessible.
+void* MapPages(size_t len) {
+  return VirtualAlloc(nullptr, len, MEM_COMMIT | MEM_RESERVE, PAGE_READWRITE);
+}
+bool ProtectNone(void* p, size_t len) {
+  DWORD old;
+  return VirtualProtect(p, len, PAGE_NOACCESS, &old) != 0;
+}
+void UnmapPages(void* p, size_t) { VirtualFree(p, 0, MEM_RELEASE); }
+#else
+size_t PageSize() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+void* MapPages(size_t len) {
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+bool ProtectNone(void* p, size_t len) { return mprotect(p, len, PROT_NONE) == 0; }
+void UnmapPages(void* p, size_t len) { munmap(p, len); }
+#endif
 }  // namespace
 
 RingImage::RingImage(uint32_t capacity, Guard guard) : capacity_(capacity), guard_(guard) {
@@ -29,20 +62,20 @@ RingImage::RingImage(uint32_t capacity, Guard guard) : capacity_(capacity), guar
     guarded_len_ = RoundUp(size_, page);
     map_len_ = guarded_len_ + page;
   }
-  void* p = mmap(nullptr, map_len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) abort();
+  void* p = MapPages(map_len_);
+  if (p == nullptr) abort();
   map_ = static_cast<uint8_t*>(p);
   std::memset(map_, kGuardByte, guarded_len_);
   if (guard_ == Guard::kBytes) {
     base_ = map_;
   } else {
-    if (mprotect(map_ + guarded_len_, page, PROT_NONE) != 0) abort();
+    if (!ProtectNone(map_ + guarded_len_, page)) abort();
     base_ = map_ + guarded_len_ - size_;  // data area ends at the PROT_NONE page
   }
   std::memset(base_, 0, size_);
 }
 
-RingImage::~RingImage() { munmap(map_, map_len_); }
+RingImage::~RingImage() { UnmapPages(map_, map_len_); }
 
 std::string RingImage::Init(uint32_t start_index, uint32_t profile) {
   return shm::ByteRingBuffer::Initialize(base_, size_, capacity_, profile, 1, start_index);
@@ -170,6 +203,64 @@ bool WaitUntil(const std::function<bool()>& pred, std::chrono::milliseconds guar
   return true;
 }
 
+#ifdef _WIN32
+namespace {
+std::mutex children_mu;
+std::map<pid_t, HANDLE> children;  // SpawnSelf's process handles, for WaitChild
+}  // namespace
+
+pid_t SpawnSelf(const std::string& filter, const std::vector<std::string>& env) {
+  char exe[MAX_PATH];
+  const DWORD n = GetModuleFileNameA(nullptr, exe, sizeof exe);
+  if (n == 0 || n >= sizeof exe) return -1;
+  std::string cmd = std::string("\"") + exe + "\" --gtest_filter=" + filter +
+                    " --gtest_also_run_disabled_tests";  // child roles are DISABLED_
+  // The child inherits this environment block: add the pairs for the creation only.
+  std::lock_guard<std::mutex> lock(children_mu);
+  std::vector<std::pair<std::string, std::string>> saved;
+  for (const std::string& kv : env) {
+    const size_t eq = kv.find('=');
+    const std::string key = kv.substr(0, eq);
+    saved.emplace_back(key, Env(key.c_str()));
+    SetEnvironmentVariableA(key.c_str(), kv.substr(eq + 1).c_str());
+  }
+  STARTUPINFOA si;
+  std::memset(&si, 0, sizeof si);
+  si.cb = sizeof si;
+  PROCESS_INFORMATION pi;
+  const BOOL ok =
+      CreateProcessA(exe, &cmd[0], nullptr, nullptr, FALSE, 0, nullptr, nullptr, &si, &pi);
+  for (const auto& kv : saved) {
+    SetEnvironmentVariableA(kv.first.c_str(), kv.second.empty() ? nullptr : kv.second.c_str());
+  }
+  if (!ok) return -1;
+  CloseHandle(pi.hThread);
+  const pid_t pid = static_cast<pid_t>(pi.dwProcessId);
+  children[pid] = pi.hProcess;
+  return pid;
+}
+
+int WaitChild(pid_t pid, std::chrono::milliseconds guard) {
+  HANDLE h = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(children_mu);
+    auto it = children.find(pid);
+    if (it == children.end()) return -1;
+    h = it->second;
+    children.erase(it);
+  }
+  int rc = -1;
+  if (WaitForSingleObject(h, static_cast<DWORD>(guard.count())) == WAIT_OBJECT_0) {
+    DWORD code = 0;
+    if (GetExitCodeProcess(h, &code)) rc = static_cast<int>(code);
+  } else {
+    TerminateProcess(h, 137);
+    WaitForSingleObject(h, INFINITE);
+  }
+  CloseHandle(h);
+  return rc;
+}
+#else
 pid_t ForkChild(const std::function<int()>& body) {
   const pid_t pid = fork();
   if (pid == 0) {
@@ -217,6 +308,8 @@ int WaitChild(pid_t pid, std::chrono::milliseconds guard) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
+
+#endif
 
 std::string Env(const char* name) {
   const char* v = std::getenv(name);

@@ -235,6 +235,44 @@ TEST(ShmringSink, RefusesANameALiveProducerOwns) {
   gst_object_unref(sink);
 }
 
+// A stale ring (its sender finished) owned by another user is left alone unless
+// allow-foreign-owner is set; then it is replaced.
+TEST(ShmringSink, StaleRingOfAnotherOwnerIsReplacedOnlyWhenAllowed) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give the segment to another uid";
+  const std::string name = UniqueName("gsink-owner");
+  shm::ShmProducer old(name, 1024);
+  ASSERT_TRUE(old.IsValid()) << old.error();
+  old.Close();  // finished: replaceable, were it ours
+  ASSERT_EQ(chown(("/dev/shm/" + name).c_str(), 65534, 65534), 0);
+  const uint64_t old_generation = old.generation();
+  for (const bool allow : {false, true}) {
+    GstElement* sink = gst_element_factory_make("shmringsink", nullptr);
+    g_object_set(sink, "shm-name", name.c_str(), "allow-foreign-owner", allow, nullptr);
+    GstBus* bus = gst_bus_new();
+    gst_element_set_bus(sink, bus);
+    const GstStateChangeReturn r = gst_element_set_state(sink, GST_STATE_PAUSED);
+    if (!allow) {
+      EXPECT_EQ(r, GST_STATE_CHANGE_FAILURE);
+      GstMessage* msg = gsttest::WaitForError(bus);
+      EXPECT_NE(gsttest::ErrorText(msg).find("owned by uid 65534"), std::string::npos)
+          << gsttest::ErrorText(msg);
+      gst_message_unref(msg);
+      struct stat st;
+      ASSERT_EQ(stat(("/dev/shm/" + name).c_str(), &st), 0) << "the segment was left alone";
+      EXPECT_EQ(st.st_uid, 65534u);
+    } else {
+      EXPECT_NE(r, GST_STATE_CHANGE_FAILURE);
+      shm::ShmConsumer c(name);
+      ASSERT_TRUE(c.IsValid()) << c.error();
+      EXPECT_NE(c.generation(), old_generation) << "replaced by a new ring";
+    }
+    gst_element_set_state(sink, GST_STATE_NULL);
+    gst_element_set_bus(sink, nullptr);
+    gst_object_unref(bus);
+    gst_object_unref(sink);
+  }
+}
+
 TEST(ShmringSink, DropsAndCountsWhenFullWithoutWaiting) {
   const std::string name = UniqueName("gsink-drop");
   GstHarness* h = NewSink(name, "capacity=1024 wait-for-space=false");

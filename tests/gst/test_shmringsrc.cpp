@@ -491,6 +491,29 @@ TEST(ShmringSrc, RingWithoutPermissionFailsInStartEvenWithoutTimeout) {
   gst_harness_teardown(h);
 }
 
+// A ring owned by another user is refused in start() unless allow-foreign-owner is
+// set (issue: a world-writable ring squatted by another user was read silently).
+TEST(ShmringSrc, RingOfAnotherOwnerIsRefusedUnlessAllowed) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give the segment to another uid";
+  const std::string name = UniqueName("gsrc-owner");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  ASSERT_EQ(chown(("/dev/shm/" + name).c_str(), 65534, 65534), 0);
+  Put(*p, CapsMessage(kCapsA));
+  Put(*p, BufferMessage(Pattern(8, 3), 0));
+  GstHarness* h = NewSrc(name, "timeout=0");
+  Bus bus(h->element);
+  const std::string err = PlayExpectingStartError(h, bus);
+  EXPECT_NE(err.find("owned by uid 65534"), std::string::npos) << err;
+  gst_harness_teardown(h);
+  GstHarness* allowed = NewSrc(name, "timeout=0 allow-foreign-owner=true");
+  gst_harness_play(allowed);
+  GstBuffer* b = gst_harness_pull(allowed);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(Bytes(b), Pattern(8, 3));
+  gst_buffer_unref(b);
+  gst_harness_teardown(allowed);
+}
+
 TEST(ShmringSrc, CorruptRecordIsAnError) {
   const std::string name = UniqueName("gsrc-corrupt");
   std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));

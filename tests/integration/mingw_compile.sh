@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Win32 code path of the core (CreateFileMapping, poll waits, MSVC-free atomics)
+# The Win32 code path of the core (CreateFileMapping, named-event waits, GCC atomics)
 # compiles and links for Windows with MinGW-w64, warning-free. Skipped (77) where the
 # cross compiler is not installed. Usage: mingw_compile.sh SOURCE_ROOT
 set -euo pipefail
@@ -14,6 +14,6 @@ for f in "$src"/core/src/*.cpp; do
 done
 for ex in cpp_producer cpp_consumer; do
   "$cxx" -std=c++17 -Wall -Wextra -Werror -I"$src/core/include" "$src/examples/$ex.cpp" \
-    "$out"/*.cpp.o -static -o "$out/$ex.exe"
+    "$out"/*.cpp.o -static -lsynchronization -o "$out/$ex.exe"
 done
 echo "core and examples built for Windows with $cxx"

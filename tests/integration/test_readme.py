@@ -55,11 +55,15 @@ def head_of(name: str) -> int:
         return 0
 
 
-def send_frames(name: str, count: int, caps: str) -> subprocess.CompletedProcess:
-    """A gst-launch sender of `count` videotestsrc frames (30/1) into ring `name`."""
+def send_frames(name: str, count: int, caps: str,
+                capacity: int = 0) -> subprocess.CompletedProcess:
+    """A gst-launch sender of `count` videotestsrc frames (30/1) into ring `name`.
+    A `capacity` smaller than the stream makes the sender wait for its first receiver
+    (the sink blocks on a full ring until one attaches), whichever starts first."""
+    sink = ["shmringsink", "shm-name=" + name] + (["capacity=%d" % capacity] if capacity else [])
     return subprocess.run(
         ["gst-launch-1.0", "-q", "videotestsrc", "num-buffers=%d" % count, "!",
-         "video/x-raw,%s,framerate=30/1" % caps, "!", "shmringsink", "shm-name=" + name],
+         "video/x-raw,%s,framerate=30/1" % caps, "!"] + sink,
         env=env(), capture_output=True, text=True, timeout=GUARD)
 
 
@@ -106,7 +110,9 @@ def test_python_readme_frames():
                                PY_SNIPPETS["frames"].replace("cam0", name)],
                               env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
-    sender = send_frames(name, 10, "format=GRAY8,width=64,height=48")
+    # 8 KiB holds two 64x48 GRAY8 frames: the sender cannot finish (and remove its
+    # ring) before the reader, however late it starts, has attached.
+    sender = send_frames(name, 10, "format=GRAY8,width=64,height=48", capacity=8192)
     out, err = reader.communicate(timeout=GUARD)
     assert sender.returncode == 0, sender.stdout + sender.stderr
     assert reader.returncode == 0, err

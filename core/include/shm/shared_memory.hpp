@@ -36,9 +36,11 @@ class SharedMemory {
  public:
   // Everything the constructors accept beyond name, size and create.
   struct Options {
-    // false: a creator unlinks the name when it is destroyed.
+    // false: a creator unlinks the name when it is destroyed. Windows: no effect (a
+    // mapping never outlives the last process that holds it).
     bool persist = true;
-    // Permissions of a created segment (applied with fchmod, so the umask does not apply).
+    // Permissions of a created segment (applied with fchmod, so the umask does not
+    // apply). Windows: not used; the section gets the creator's default DACL.
     uint32_t mode = 0600;
     // Opening (create=false) refuses a segment owned by another user (POSIX: its
     // st_uid differs from our effective uid) unless this is true, as ssh's
@@ -88,8 +90,9 @@ class SharedMemory {
   int fd() const noexcept { return fd_; }
 
   // The original API: removes the name (the mapping stays usable until
-  // destruction); on failure error_message() says why. Windows: nothing to do (a
-  // mapping disappears with its last handle). Any thread; never blocks.
+  // destruction); on failure error_message() says why. Windows: nothing to do and
+  // true: a mapping has no name to remove and disappears with the last handle of
+  // any process (docs/DESIGN.md "Windows"). Any thread; never blocks.
   void destroy();
   // The same, returning false (error_message() set) when the OS refuses.
   bool TryDestroy();
@@ -120,12 +123,13 @@ class SharedMemory {
     std::string error;  // for every kind but kSegment: what, naming the path and errno
   };
   // Fills `header` with up to `header_len` bytes from offset 0 (kSegment only).
-  // Windows: size and age 0, owner unknown. Any thread; never blocks.
+  // Windows: size from VirtualQuery (rounded up to whole pages), age 0, owner
+  // unknown (the section's DACL is not read). Any thread; never blocks.
   static SegmentInfo Inspect(const std::string& name, void* header, size_t header_len);
 
   // Size of segment `name` and seconds since it was created or resized (POSIX st_size,
   // st_ctime). False when it is not a readable regular file (see Inspect). Windows:
-  // size unknown (0) and age 0 (a mapping lives only while a process holds it).
+  // the page-rounded size and age 0 (a mapping lives only while a process holds it).
   // Any thread; never blocks.
   static bool Stat(const std::string& name, uint64_t* size, double* age_seconds);
 

@@ -1,5 +1,8 @@
 // Sleeping on a shared 32-bit word and the fences around it (the wait protocol
-// of docs/DESIGN.md). Linux: futex + membarrier; elsewhere: bounded back-off poll.
+// of docs/DESIGN.md). Linux: futex + membarrier. Windows: a named auto-reset event
+// per word of a named ring ("Local\<name>:wake:<offset>", opened by every process
+// that maps the ring), WaitOnAddress for private memory. Elsewhere (macOS, BSD):
+// bounded back-off poll.
 #pragma once
 
 #include <atomic>
