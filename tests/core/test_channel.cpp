@@ -788,7 +788,8 @@ TEST_F(ChannelTest, ProducerNeverReplacesAForeignSegmentWithoutMagic) {
     EXPECT_NE(p.error().find("not a shmring ring"), std::string::npos) << p.error();
     EXPECT_TRUE(Exists(name));
   }
-  static_assert(layout::MayBeRingInCreation(0) && layout::MayBeRingInCreation(layout::kHeaderSize + 64) &&
+  static_assert(layout::MayBeRingInCreation(0) &&
+                    layout::MayBeRingInCreation(layout::kHeaderSize + 64) &&
                     !layout::MayBeRingInCreation(32) && !layout::MayBeRingInCreation(4096),
                 "sizes a creator can leave behind");
 }

@@ -211,18 +211,23 @@ TEST_F(NamesTest, SizeNotAMultipleOf8IsRefused) {
   std::vector<uint8_t> bytes = RingBytes(0, true);
   bytes.resize(bytes.size() + 4);
   Plant(name, bytes, 0600);
-  EXPECT_EQ(InChild([&] {
-              ShmProducer producer(name, kCap);
-              CHILD_CHECK(!producer.IsValid(), std::string("producer replaced it"));
-              CHILD_CHECK(Contains(producer.error(), "segment size " + std::to_string(layout::kHeaderSize + kCap + 4) + " is not a multiple of 8"),
-                          producer.error());
-              ShmConsumer consumer(name, kWaitNs);
-              CHILD_CHECK(consumer.open_status() == Status::kInvalid, consumer.error());
-              CHILD_CHECK(Contains(consumer.error(), "segment size " + std::to_string(layout::kHeaderSize + kCap + 4) + " is not a multiple of 8"),
-                          consumer.error());
-              return 0;
-            }),
-            "");
+  EXPECT_EQ(
+      InChild([&] {
+        ShmProducer producer(name, kCap);
+        CHILD_CHECK(!producer.IsValid(), std::string("producer replaced it"));
+        CHILD_CHECK(Contains(producer.error(), "segment size " +
+                                                   std::to_string(layout::kHeaderSize + kCap + 4) +
+                                                   " is not a multiple of 8"),
+                    producer.error());
+        ShmConsumer consumer(name, kWaitNs);
+        CHILD_CHECK(consumer.open_status() == Status::kInvalid, consumer.error());
+        CHILD_CHECK(Contains(consumer.error(), "segment size " +
+                                                   std::to_string(layout::kHeaderSize + kCap + 4) +
+                                                   " is not a multiple of 8"),
+                    consumer.error());
+        return 0;
+      }),
+      "");
   EXPECT_EQ(Contents(Path(name)), bytes);
 }
 

@@ -36,19 +36,19 @@ constexpr uint32_t kDroppedOffset = 264;        // u64, producer
 constexpr uint32_t kSlotsOffset = 512;
 constexpr uint32_t kSlotSize = 2 * kBlockSize;
 constexpr uint32_t kMaxReceiversLimit = 16;
-constexpr uint32_t kSlotTail = 0;           // u32, receiver: its tail
-constexpr uint32_t kSlotFlags = 128;        // u32, receiver: ATTACHED/WAITING/MEMBARRIER, count
-constexpr uint32_t kSlotPid = 132;          // u32, receiver: information only on Linux
-constexpr uint32_t kSlotMode = 136;         // u32, receiver: kModeLossless or kModeLive
-constexpr uint32_t kSlotSkipped = 144;      // u64, receiver: records it skipped (live mode)
+constexpr uint32_t kSlotTail = 0;       // u32, receiver: its tail
+constexpr uint32_t kSlotFlags = 128;    // u32, receiver: ATTACHED/WAITING/MEMBARRIER, count
+constexpr uint32_t kSlotPid = 132;      // u32, receiver: information only on Linux
+constexpr uint32_t kSlotMode = 136;     // u32, receiver: kModeLossless or kModeLive
+constexpr uint32_t kSlotSkipped = 144;  // u64, receiver: records it skipped (live mode)
 constexpr uint32_t SlotOffset(uint32_t k) { return kSlotsOffset + k * kSlotSize; }
 // The single consumer of a ring with max_receivers 1 uses slot 0: these names are
 // slot 0's words.
-constexpr uint32_t kTailOffset = kSlotsOffset + kSlotTail;                 // 512
-constexpr uint32_t kConsumerFlagsOffset = kSlotsOffset + kSlotFlags;       // 640
-constexpr uint32_t kConsumerPidOffset = kSlotsOffset + kSlotPid;           // 644
-constexpr uint32_t kConsumerModeOffset = kSlotsOffset + kSlotMode;         // 648
-constexpr uint32_t kConsumerSkippedOffset = kSlotsOffset + kSlotSkipped;   // 656
+constexpr uint32_t kTailOffset = kSlotsOffset + kSlotTail;                // 512
+constexpr uint32_t kConsumerFlagsOffset = kSlotsOffset + kSlotFlags;      // 640
+constexpr uint32_t kConsumerPidOffset = kSlotsOffset + kSlotPid;          // 644
+constexpr uint32_t kConsumerModeOffset = kSlotsOffset + kSlotMode;        // 648
+constexpr uint32_t kConsumerSkippedOffset = kSlotsOffset + kSlotSkipped;  // 656
 // Zero from here up to kHeaderSize.
 constexpr uint32_t kReservedOffset = kSlotsOffset + kMaxReceiversLimit * kSlotSize;
 
