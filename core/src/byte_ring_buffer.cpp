@@ -86,7 +86,7 @@ std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_
   }
   const uint32_t magic =
       atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + kMagicOffset));
-  if (total_size < kHeaderSize && magic != kMagic) {  // only a ring of ours says more
+  if (total_size < kHeaderSize && magic == 0) {  // a magic (ours or not) says more
     return "segment size " + std::to_string(total_size) + " is smaller than the " +
            std::to_string(kHeaderSize) + "-byte header";
   }

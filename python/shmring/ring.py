@@ -90,7 +90,7 @@ def check_header_words(words: memoryview, total: int
                          "header")), 0
     magic = words[MAGIC_WORD]
     acquire_fence()
-    if (total < HEADER_SIZE or len(words) < HEADER_SIZE // 4) and magic != MAGIC:
+    if (total < HEADER_SIZE or len(words) < HEADER_SIZE // 4) and magic == 0:
         return ("size", (f"segment size {total} is smaller than the {HEADER_SIZE}-byte "
                          "header")), 0
     if magic == 0:
