@@ -80,12 +80,16 @@ std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_
   if (uninitialized != nullptr) *uninitialized = false;
   const auto* base = static_cast<const uint8_t*>(base_ptr);
   if (base == nullptr) return "segment is not mapped";
-  if (total_size < kHeaderSize) {
+  if (total_size < kIdentSize) {
     return "segment size " + std::to_string(total_size) + " is smaller than the " +
            std::to_string(kHeaderSize) + "-byte header";
   }
   const uint32_t magic =
       atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + kMagicOffset));
+  if (total_size < kHeaderSize && magic == 0) {  // a magic (ours or not) says more
+    return "segment size " + std::to_string(total_size) + " is smaller than the " +
+           std::to_string(kHeaderSize) + "-byte header";
+  }
   if (magic == 0) {
     if (uninitialized != nullptr) *uninitialized = true;
     return "magic is 0: the segment is not initialized yet";
@@ -102,9 +106,18 @@ std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_
     return "version is " + std::to_string(version) + "; this build reads version " +
            std::to_string(kVersion);
   }
+  if (total_size < kHeaderSize) {
+    return "segment size " + std::to_string(total_size) + " is smaller than the " +
+           std::to_string(kHeaderSize) + "-byte header";
+  }
   if (header_size != kHeaderSize) {
     return "header_size is " + std::to_string(header_size) + ", expected " +
            std::to_string(kHeaderSize);
+  }
+  const uint32_t max_receivers = LoadU32(base + kMaxReceiversOffset);
+  if (max_receivers < 1 || max_receivers > kMaxReceiversLimit) {
+    return "max_receivers is " + std::to_string(max_receivers) + ", not between 1 and " +
+           std::to_string(kMaxReceiversLimit);
   }
   const uint32_t capacity = LoadU32(base + kCapacityOffset);
   if (!IsValidCapacity(capacity)) {
@@ -132,6 +145,7 @@ std::string ByteRingBuffer::Initialize(void* base_ptr, uint64_t total_size, uint
   if (start_index % kRecordAlign != 0) return "start_index must be a multiple of 8";
   auto* magic = reinterpret_cast<uint32_t*>(base + kMagicOffset);
   atomics::StoreRelaxed(magic, 0);
+  std::memset(base, 0, kMagicOffset);
   std::memset(base + kVersionOffset, 0, kHeaderSize - kVersionOffset);
   atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kHeadOffset), start_index);
   atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kTailOffset), start_index);
@@ -141,6 +155,8 @@ std::string ByteRingBuffer::Initialize(void* base_ptr, uint64_t total_size, uint
   std::memcpy(base + kHeaderSizeOffset, &header_size, 2);
   std::memcpy(base + kProfileOffset, &profile, 4);
   std::memcpy(base + kGenerationOffset, &generation, 8);
+  const uint32_t max_receivers = 1;  // one consumer, slot 0
+  std::memcpy(base + kMaxReceiversOffset, &max_receivers, 4);
   // The pid before the magic: a segment with a magic always names its producer, so
   // a second creator never mistakes a half-made ring for a stale one.
   atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kProducerPidOffset), producer_pid);

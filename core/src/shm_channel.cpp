@@ -29,7 +29,7 @@ namespace {
 
 // Whether a segment of `size` bytes without a magic may be a ring still being
 // created. Windows reports a section's size rounded up to whole pages (VirtualQuery
-// of the view), so a creator's 128 + capacity bytes show as the next page multiple.
+// of the view), so a creator's kHeaderSize + capacity bytes show as the next page multiple.
 bool MayBeRingInCreation(uint64_t size) {
 #ifdef _WIN32
   if (size == 0) return true;
@@ -178,8 +178,12 @@ bool ShmProducer::Create(const ProducerOptions& options) {
                " is not a multiple of 8: not a shmring segment; remove it first";
       return false;
     }
+    // The magic and version are readable in a segment of any version's size; the
+    // rest of our header only in a whole one.
+    const bool ident = info.header_bytes >= static_cast<long>(layout::kIdentSize);
     const bool whole = info.header_bytes == static_cast<long>(sizeof hdr);
-    const uint32_t magic = whole ? HeaderField<uint32_t>(hdr, layout::kMagicOffset) : 0;
+    const uint32_t magic = ident ? HeaderField<uint32_t>(hdr, layout::kMagicOffset) : 0;
+    const uint16_t version = ident ? HeaderField<uint16_t>(hdr, layout::kVersionOffset) : 0;
     if (magic == 0 && !MayBeRingInCreation(info.size)) {
       error_ = "segment '" + name_ + "' exists and is not a shmring ring (" +
                std::to_string(info.size) + " bytes, no magic); remove it first";
@@ -197,6 +201,15 @@ bool ShmProducer::Create(const ProducerOptions& options) {
           continue;
         }
         error_ = "ring '" + name_ + "' is being created by another process (magic still 0)";
+        return false;
+      }
+    } else if (magic == layout::kMagic && (version != layout::kVersion || !whole)) {
+      // A ring of another layout version: only its producer byte says whether it is
+      // in use (its flags are elsewhere); a free byte is a stale ring.
+      if (probe != liveness::Lock::kFree) {
+        error_ = "ring '" + name_ + "' is a version " + std::to_string(version) +
+                 " ring in use by a live producer (this build writes version " +
+                 std::to_string(layout::kVersion) + ")";
         return false;
       }
     } else if (magic == layout::kMagic) {

@@ -34,8 +34,8 @@ from .errors import (ForeignOwnerError, IncompatibleSegmentError, ProducerDeadEr
                      ProducerReplacedError, RingBusyError, RingInterruptedError,
                      RingNotFoundError, RingTimeoutError, StreamClosedError, ViewInUseError)
 from .layout import (CONSUMER_ATTACHED, CONSUMER_FLAGS_WORD, CONSUMER_PID_WORD,
-                     GENERATION_OFFSET,
-                     HEADER_SIZE, MAGIC, MAGIC_OFFSET, PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET,
+                     GENERATION_OFFSET, HEADER_SIZE, IDENT_SIZE, MAGIC, MAGIC_OFFSET,
+                     PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET, VERSION, VERSION_OFFSET,
                      PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
 from .layout import HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE, TAIL_WORD
 from ._fence import acquire_fence
@@ -341,7 +341,12 @@ class ShmProducer(_Endpoint):
                     f"segment {name!r} exists: segment size {found.size} is not a multiple of "
                     f"{RECORD_ALIGN}: not a shmring segment; remove it first", "size")
             header = found.data
-            magic = _header_fields(header)[0] if len(header) == HEADER_SIZE else 0
+            # The magic and version are readable in a segment of any version's size;
+            # the rest of this version's header only in a whole one.
+            magic = (struct.unpack_from("<I", header, MAGIC_OFFSET)[0]
+                     if len(header) >= IDENT_SIZE else 0)
+            version = (struct.unpack_from("<H", header, VERSION_OFFSET)[0]
+                       if len(header) >= IDENT_SIZE else 0)
             if magic == 0 and not may_be_ring_in_creation(found.size):
                 raise IncompatibleSegmentError(
                     f"segment {name!r} exists and is not a shmring ring ({found.size} bytes, "
@@ -358,6 +363,13 @@ class ShmProducer(_Endpoint):
                     raise RingBusyError(
                         f"ring {name!r} is being created by another process (magic still "
                         f"0, last changed {age:.1f} s ago); retry later")
+            elif magic == MAGIC and (version != VERSION or len(header) != HEADER_SIZE):
+                # A ring of another layout version: only its producer byte says whether
+                # it is in use (its flags are elsewhere); a free byte is a stale ring.
+                if found.producer_locked is not False:
+                    raise RingBusyError(
+                        f"ring {name!r} is a version {version} ring in use by a live "
+                        f"producer (this build writes version {VERSION})")
             elif magic == MAGIC:
                 _, _, flags, pid = _header_fields(header)
                 if not flags & PRODUCER_CLOSED:

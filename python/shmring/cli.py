@@ -190,6 +190,7 @@ def _print_inspect(s: HeaderSnapshot) -> None:
         ("magic", f"0x{s.magic:08x} 'SRNG'"),
         ("version", str(s.version)),
         ("header_size", str(s.header_size)),
+        ("max_receivers", str(s.max_receivers)),
         ("profile", f"{s.profile} ({PROFILE_NAMES.get(s.profile, 'unknown')})"),
         ("generation", f"0x{s.generation:016x}"),
         ("producer_flags", f"0x{s.producer_flags:08x} "
@@ -198,6 +199,8 @@ def _print_inspect(s: HeaderSnapshot) -> None:
         ("consumer_flags", f"0x{s.consumer_flags:08x} "
                            f"{decode_consumer_flags(s.consumer_flags)}"),
         ("consumer_pid", _pid_long(s.consumer_pid, s.consumer_alive)),
+        ("consumer_mode", "live" if s.consumer_mode == L.MODE_LIVE else "lossless"),
+        ("skipped", str(s.consumer_skipped)),
         ("dropped", str(s.dropped)),
         ("reserved", "all zero" if s.reserved_zero else "NOT zero (a later version?)"),
     ]

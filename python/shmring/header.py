@@ -1,7 +1,7 @@
 """A snapshot of a segment's header: every field, read once, for tools and tests.
 
 :meth:`HeaderSnapshot.read` looks at ring ``name`` without attaching: it opens the
-segment read-only (no symlink followed, never blocking on a FIFO), maps the 128-byte
+segment read-only (no symlink followed, never blocking on a FIFO), maps the
 header read-only, loads each word with a single aligned native load (never
 ``struct.unpack`` on live memory), probes the producer and consumer lock bytes and
 closes everything again. It never writes, never attaches, never unlinks, and
@@ -82,6 +82,7 @@ class HeaderSnapshot:
     capacity: int = 0
     version: int = 0
     header_size: int = 0
+    max_receivers: int = 0
     profile: int = 0
     generation: int = 0
     head: int = 0
@@ -90,6 +91,8 @@ class HeaderSnapshot:
     producer_pid: int = 0
     consumer_flags: int = 0
     consumer_pid: int = 0
+    consumer_mode: int = 0
+    consumer_skipped: int = 0
     dropped: int = 0
     reserved_zero: bool = True
     producer_locked: Optional[bool] = None  # byte 0 held; None = not looked at / no OFD
@@ -127,9 +130,9 @@ class HeaderSnapshot:
             if _locks.HAVE_OFD_LOCKS:
                 snap.producer_locked = _locks.is_locked(fd, _locks.PRODUCER_BYTE)
                 snap.consumer_locked = _locks.is_locked(fd, _locks.CONSUMER_BYTE)
-            if st.st_size >= L.HEADER_SIZE:
+            if st.st_size >= L.IDENT_SIZE:
                 try:
-                    mapping = mmap.mmap(fd, L.HEADER_SIZE, flags=mmap.MAP_SHARED,
+                    mapping = mmap.mmap(fd, min(st.st_size, L.HEADER_SIZE), flags=mmap.MAP_SHARED,
                                         prot=mmap.PROT_READ)
                 except OSError as e:
                     raise RingOSError(e.errno, f"mmap({path}) failed: errno {e.errno} "
@@ -151,8 +154,8 @@ class HeaderSnapshot:
         raw = memoryview(buf).cast("B")
         total = raw.nbytes if size is None else size
         snap = cls(size=total)
-        if raw.nbytes >= L.HEADER_SIZE:
-            snap._load(raw[:L.HEADER_SIZE], total)
+        if raw.nbytes >= L.IDENT_SIZE:
+            snap._load(raw[:min(raw.nbytes, L.HEADER_SIZE)], total)
         else:
             snap._validate_size_only()
         return snap
@@ -163,16 +166,27 @@ class HeaderSnapshot:
             "size")
 
     def _load(self, header: Any, total: int) -> None:
-        words = memoryview(header).cast("B").cast("I")
-        qwords = _atomics.qword_view(header)
+        whole = memoryview(header).cast("B")
+        raw = whole[:whole.nbytes & ~3]
+        whole.release()
+        words = raw.cast("I")
+        qwords = _atomics.qword_view(raw) if raw.nbytes % 8 == 0 else None
         try:
             bad, _ = check_header_words(words, total)  # loads magic first
-            self.magic = int(words[L.MAGIC_WORD])
-            if self.magic == L.MAGIC:
+            self.magic = int(words[L.MAGIC_WORD]) if len(words) > L.MAGIC_WORD else 0
+            if self.magic == L.MAGIC and len(words) > L.VERSION_WORD:
                 version_word = int(words[L.VERSION_WORD])
-                self.capacity = int(words[L.CAPACITY_WORD])
                 self.version = version_word & 0xFFFF
+            # The other fields only where this version's header is (another version
+            # keeps only the magic and the version where they are).
+            if (self.magic == L.MAGIC and self.version == L.VERSION and
+                    len(words) >= L.HEADER_SIZE // 4):
+                self.capacity = int(words[L.CAPACITY_WORD])
                 self.header_size = version_word >> 16
+                self.max_receivers = int(words[L.MAX_RECEIVERS_WORD])
+                self.consumer_mode = int(words[L.CONSUMER_MODE_WORD])
+                self.consumer_skipped = _atomics.load_u64(words, qwords,
+                                                          L.CONSUMER_SKIPPED_WORD)
                 self.profile = int(words[L.PROFILE_WORD])
                 self.generation = _atomics.load_u64(words, qwords, L.GENERATION_WORD)
                 self.head = int(words[L.HEAD_WORD])
@@ -188,6 +202,14 @@ class HeaderSnapshot:
             if qwords is not None:
                 qwords.release()
             words.release()
+            raw.release()
+        if total < L.HEADER_SIZE and (
+                self.magic != L.MAGIC or self.version == L.VERSION):
+            # Too small for this version's header and not a ring of another version:
+            # not a ring, whatever its first bytes say.
+            self.magic = self.version = 0
+            self._validate_size_only()
+            return
         if bad is not None:
             self.error_field, self.error = bad
             if self.magic == 0:
@@ -279,6 +301,8 @@ class HeaderSnapshot:
         if self.is_shmring:
             out.update({
                 "capacity": self.capacity, "version": self.version,
+                "max_receivers": self.max_receivers, "consumer_mode": self.consumer_mode,
+                "consumer_skipped": self.consumer_skipped,
                 "header_size": self.header_size, "profile": self.profile,
                 "generation": self.generation, "head": self.head, "tail": self.tail,
                 "producer_flags": self.producer_flags, "producer_pid": self.producer_pid,

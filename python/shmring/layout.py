@@ -1,4 +1,4 @@
-"""Shared-memory layout version 1: every offset, size and constant, defined once.
+"""Shared-memory layout version 2: every offset, size and constant, defined once.
 
 Mirrors ``core/include/shm/layout.hpp``; ``docs/PROTOCOL.md`` describes it and the
 golden vectors in ``tests/vectors/`` pin it byte for byte. All integers are
@@ -6,25 +6,63 @@ little-endian.
 """
 from __future__ import annotations
 
-# Header field offsets (bytes from the start of the segment).
-HEAD_OFFSET = 0             # u32, producer
-TAIL_OFFSET = 4             # u32, consumer
+# The header is built from 128-byte blocks: each side's frequently written words and
+# each side's flags sit in blocks of their own, so a store by one side never
+# invalidates the line the other side polls (128, not 64: adjacent-line prefetchers
+# fetch 64-byte lines in pairs). See docs/PROTOCOL.md section 2.
+BLOCK_SIZE = 128
+
+# Block 0 (offset 0): written by the creator before the magic, immutable after.
+# Offsets 0..7 are zero (head and tail in version 1).
 CAPACITY_OFFSET = 8         # u32, creator
 MAGIC_OFFSET = 12           # u32, creator, stored last
 VERSION_OFFSET = 16         # u16, creator
 HEADER_SIZE_OFFSET = 18     # u16, creator
 PROFILE_OFFSET = 20         # u32, creator
 GENERATION_OFFSET = 24      # u64, creator
-PRODUCER_FLAGS_OFFSET = 32  # u32, producer
-PRODUCER_PID_OFFSET = 36    # u32, producer
-CONSUMER_FLAGS_OFFSET = 40  # u32, consumer
-CONSUMER_PID_OFFSET = 44    # u32, consumer
-DROPPED_OFFSET = 48         # u64, producer
-RESERVED_OFFSET = 56        # zero up to HEADER_SIZE
+MAX_RECEIVERS_OFFSET = 32   # u32, creator: receiver slots in use, 1..16
+# Block 1 (offset 128): the producer's index, alone on its lines.
+HEAD_OFFSET = 128           # u32, producer
+# Block 2 (offset 256): the producer's flags and rarely written words.
+PRODUCER_FLAGS_OFFSET = 256  # u32, producer
+PRODUCER_PID_OFFSET = 260    # u32, producer
+DROPPED_OFFSET = 264         # u64, producer
+# Block 3 (offset 384): reserved, zero.
+# Receiver slots from offset 512, 256 bytes each: a block with the slot's index and a
+# block with its flags, pid, mode and counters (all written by the slot's receiver).
+SLOTS_OFFSET = 512
+SLOT_SIZE = 2 * BLOCK_SIZE
+MAX_RECEIVERS_LIMIT = 16
+SLOT_TAIL = 0       # u32, receiver: its tail
+SLOT_FLAGS = 128    # u32, receiver: ATTACHED/WAITING/MEMBARRIER, attach count
+SLOT_PID = 132      # u32, receiver: information only on Linux
+SLOT_MODE = 136     # u32, receiver: MODE_LOSSLESS or MODE_LIVE
+SLOT_SKIPPED = 144  # u64, receiver: records it skipped (live mode)
 
-HEADER_SIZE = 128  # offset of the data area
-VERSION = 1
+
+def slot_offset(k: int) -> int:
+    """Offset of receiver slot ``k`` (0 <= k < MAX_RECEIVERS_LIMIT)."""
+    return SLOTS_OFFSET + k * SLOT_SIZE
+
+
+# The single consumer of a ring with max_receivers 1 uses slot 0: these are its words.
+TAIL_OFFSET = SLOTS_OFFSET + SLOT_TAIL                  # 512
+CONSUMER_FLAGS_OFFSET = SLOTS_OFFSET + SLOT_FLAGS       # 640
+CONSUMER_PID_OFFSET = SLOTS_OFFSET + SLOT_PID           # 644
+CONSUMER_MODE_OFFSET = SLOTS_OFFSET + SLOT_MODE         # 648
+CONSUMER_SKIPPED_OFFSET = SLOTS_OFFSET + SLOT_SKIPPED   # 656
+RESERVED_OFFSET = SLOTS_OFFSET + MAX_RECEIVERS_LIMIT * SLOT_SIZE  # zero up to HEADER_SIZE
+
+HEADER_SIZE = 8192  # offset of the data area: two pages, so it starts page-aligned
+VERSION = 2
 MAGIC = 0x474E5253  # the bytes b"SRNG" read as a little-endian u32
+# An opener needs this many bytes to read the magic and the version (both stay at these
+# offsets in every version, so each version names the other in its error).
+IDENT_SIZE = 20
+
+# Receiver modes (slot mode word).
+MODE_LOSSLESS = 0
+MODE_LIVE = 1
 
 MIN_CAPACITY = 64
 MAX_CAPACITY = 0x80000000  # 2**31
@@ -40,7 +78,7 @@ PRODUCER_MEMBARRIER = 1 << 2  # its fast path uses a compiler barrier only
 # The stream is live: a consumer that attaches starts at what is published after
 # its attach, never at the backlog already in the ring.
 PRODUCER_LIVE = 1 << 3
-# consumer_flags bits (written by the consumer only).
+# Slot flags bits (consumer_flags for slot 0; written by the slot's receiver only).
 CONSUMER_ATTACHED = 1 << 0
 CONSUMER_WAITING = 1 << 1     # asleep on the head word
 CONSUMER_MEMBARRIER = 1 << 2  # its fast path uses a compiler barrier only
@@ -70,6 +108,9 @@ PRODUCER_PID_WORD = PRODUCER_PID_OFFSET // 4
 CONSUMER_FLAGS_WORD = CONSUMER_FLAGS_OFFSET // 4
 CONSUMER_PID_WORD = CONSUMER_PID_OFFSET // 4
 DROPPED_WORD = DROPPED_OFFSET // 4
+MAX_RECEIVERS_WORD = MAX_RECEIVERS_OFFSET // 4
+CONSUMER_MODE_WORD = CONSUMER_MODE_OFFSET // 4
+CONSUMER_SKIPPED_WORD = CONSUMER_SKIPPED_OFFSET // 4
 DATA_WORD = HEADER_SIZE // 4
 
 
@@ -110,7 +151,9 @@ def round_up_capacity(requested: int) -> int:
     return capacity
 
 
-assert RESERVED_OFFSET == DROPPED_OFFSET + 8
-assert HEADER_SIZE % RECORD_ALIGN == 0
+assert RESERVED_OFFSET == 512 + 16 * 256 and RESERVED_OFFSET <= HEADER_SIZE
+assert HEADER_SIZE % 4096 == 0
+assert HEAD_OFFSET // BLOCK_SIZE != PRODUCER_FLAGS_OFFSET // BLOCK_SIZE
+assert TAIL_OFFSET // BLOCK_SIZE != CONSUMER_FLAGS_OFFSET // BLOCK_SIZE
 assert record_size(0) == 8 and record_size(4) == 8 and record_size(5) == 16
 assert record_size(max_payload(MIN_CAPACITY)) == MIN_CAPACITY

@@ -27,7 +27,8 @@ from .errors import (CorruptRecordError, IncompatibleSegmentError, MessageTooLar
 from .layout import (CAPACITY_WORD, CONSUMER_ATTACH_COUNT_ONE, CONSUMER_ATTACHED,
                      CONSUMER_FLAGS_WORD, CONSUMER_MEMBARRIER, CONSUMER_PID_WORD,
                      CONSUMER_WAITING, DATA_WORD, DROPPED_WORD, GENERATION_WORD, HEAD_WORD,
-                     HEADER_SIZE, LEN_SIZE, MAGIC, MAGIC_OFFSET, MAGIC_WORD, MAX_CAPACITY,
+                     HEADER_SIZE, IDENT_SIZE, LEN_SIZE, MAGIC, MAGIC_OFFSET,
+                     MAX_RECEIVERS_LIMIT, MAX_RECEIVERS_WORD, MAGIC_WORD, MAX_CAPACITY,
                      MAX_VALID_LEN, MIN_CAPACITY, PRODUCER_CLOSED, PRODUCER_FLAGS_WORD,
                      PRODUCER_LIVE, PRODUCER_MEMBARRIER, PRODUCER_PID_WORD, PRODUCER_WAITING,
                      PROFILE_OPAQUE, PROFILE_WORD, RECORD_ALIGN, TAIL_WORD, VERSION, VERSION_WORD,
@@ -57,7 +58,7 @@ def _cap(remaining: Optional[float], cap: float) -> float:
 
 
 def validate_header(buf: Any) -> Optional[Tuple[str, str]]:
-    """(field, sentence) when ``buf`` does not hold a usable v1 header, else None.
+    """(field, sentence) when ``buf`` does not hold a usable header, else None.
 
     Checks magic, version, header_size, capacity (power of two in 64..2**31) and
     that the data area fits the buffer ("size"). Either side; never blocks.
@@ -71,21 +72,27 @@ def _check_header(buf: Any) -> Tuple[Optional[Tuple[str, str]], int]:
     word (a hostile peer could change it after the check)."""
     raw = memoryview(buf).cast("B")
     total = raw.nbytes
-    if total < HEADER_SIZE:
+    if total < IDENT_SIZE:
         return ("size", (f"segment size {total} is smaller than the {HEADER_SIZE}-byte "
                          "header")), 0
-    bad, capacity = check_header_words(raw[:HEADER_SIZE].cast("I"), total)
+    bad, capacity = check_header_words(raw[:min(total, HEADER_SIZE) & ~3].cast("I"), total)
     return bad, capacity
 
 
 def check_header_words(words: memoryview, total: int
                        ) -> Tuple[Optional[Tuple[str, str]], int]:
-    """PROTOCOL.md section 2's opener checks over the 32 header words ``words`` of a
-    segment of ``total`` bytes, in order: magic, version, header_size, capacity,
-    fit. Returns ((field, sentence) or None, the capacity checked). Each word is
+    """PROTOCOL.md section 2's opener checks over the header words ``words`` (the
+    whole header, or what a smaller segment has) of a segment of ``total`` bytes, in
+    order: magic, version, size, header_size, max_receivers, capacity, fit. Returns ((field, sentence) or None, the capacity checked). Each word is
     loaded once (magic first, then acquire). Either side; never blocks."""
+    if len(words) * 4 < IDENT_SIZE:
+        return ("size", (f"segment size {total} is smaller than the {HEADER_SIZE}-byte "
+                         "header")), 0
     magic = words[MAGIC_WORD]
     acquire_fence()
+    if (total < HEADER_SIZE or len(words) < HEADER_SIZE // 4) and magic == 0:
+        return ("size", (f"segment size {total} is smaller than the {HEADER_SIZE}-byte "
+                         "header")), 0
     if magic == 0:
         return ("magic", "magic is 0: the segment is not initialized yet"), 0
     if magic != MAGIC:
@@ -95,8 +102,15 @@ def check_header_words(words: memoryview, total: int
     header_size = version_word >> 16
     if version != VERSION:
         return ("version", f"version is {version}; this build reads version {VERSION}"), 0
+    if total < HEADER_SIZE or len(words) < HEADER_SIZE // 4:
+        return ("size", (f"segment size {total} is smaller than the {HEADER_SIZE}-byte "
+                         "header")), 0
     if header_size != HEADER_SIZE:
         return ("header_size", f"header_size is {header_size}, expected {HEADER_SIZE}"), 0
+    max_receivers = int(words[MAX_RECEIVERS_WORD])
+    if not 1 <= max_receivers <= MAX_RECEIVERS_LIMIT:
+        return ("max_receivers", (f"max_receivers is {max_receivers}, not between 1 and "
+                                  f"{MAX_RECEIVERS_LIMIT}")), 0
     capacity = int(words[CAPACITY_WORD])
     if not is_valid_capacity(capacity):
         return ("capacity",
@@ -136,7 +150,7 @@ class ByteRingBuffer:
     ``has_data()``, ``readable_bytes()`` and ``writeable_bytes()`` stay methods.
     """
 
-    #: Offset of the data area (the original design's 16-byte header grew to 128).
+    #: Offset of the data area (the original design's 16-byte header grew to 8192).
     HEADER_SIZE = HEADER_SIZE
 
     def __init__(self, buf: Any, is_producer: bool = False) -> None:
@@ -246,7 +260,9 @@ class ByteRingBuffer:
         w = word_view(raw[:HEADER_SIZE + capacity])
         w[MAGIC_WORD] = 0
         release_fence()
+        raw[0:MAGIC_OFFSET] = bytes(MAGIC_OFFSET)
         raw[VERSION_WORD * 4:HEADER_SIZE] = bytes(HEADER_SIZE - VERSION_WORD * 4)
+        w[MAX_RECEIVERS_WORD] = 1  # one consumer, slot 0
         w[HEAD_WORD] = start_index
         w[TAIL_WORD] = start_index
         w[CAPACITY_WORD] = capacity
@@ -843,7 +859,7 @@ class ByteRingBuffer:
 
     @property
     def buffer(self) -> Any:
-        """The buffer this ring lives in (header at offset 0, data area at 128)."""
+        """The buffer this ring lives in (header at offset 0, data area at HEADER_SIZE)."""
         return self._buf
 
     def release_to(self, end: int) -> None:

@@ -17,6 +17,7 @@
 
 #include "shm/byte_ring_buffer.hpp"
 #include "shm/layout.hpp"
+#include "shm/liveness.hpp"
 #include "shm/shared_memory.hpp"
 #include "shm/shm_channel.hpp"
 #include "test_util.hpp"
@@ -63,7 +64,7 @@ class ChannelTest : public ::testing::Test {
     }
     close(fd);
   }
-  // A valid v1 header for `capacity`, produced by the library itself.
+  // A valid header for `capacity`, produced by the library itself.
   static std::vector<uint8_t> GoodHeader(uint32_t capacity) {
     std::vector<uint8_t> img(layout::kHeaderSize + capacity);
     EXPECT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), capacity, 0, 42), "");
@@ -487,7 +488,7 @@ TEST_F(ChannelTest, BadSegmentsRefused) {
     const char* what;
     size_t size;
     std::vector<uint8_t> header;
-    const char* field;
+    std::string field;
   };
   auto with_u32 = [&](uint32_t off, uint32_t v) {
     std::vector<uint8_t> h = GoodHeader(kCap);
@@ -501,13 +502,15 @@ TEST_F(ChannelTest, BadSegmentsRefused) {
   };
   const std::vector<Case> cases = {
       {"bad magic", full, with_u32(layout::kMagicOffset, 0x12345678), "magic"},
-      {"bad version", full, with_u16(layout::kVersionOffset, 2), "version"},
+      {"bad version", full, with_u16(layout::kVersionOffset, 1), "version is 1"},
+      {"max_receivers 0", full, with_u32(layout::kMaxReceiversOffset, 0), "max_receivers"},
       {"bad header_size", full, with_u16(layout::kHeaderSizeOffset, 64), "header_size"},
       {"capacity not a power of two", full, with_u32(layout::kCapacityOffset, 1000), "capacity"},
       {"capacity below 64", full, with_u32(layout::kCapacityOffset, 32), "capacity"},
       {"capacity larger than the segment", full, with_u32(layout::kCapacityOffset, 2048),
        "capacity"},
-      {"segment one byte short", full - 1, GoodHeader(kCap), "size 1151"},
+      {"segment one byte short", full - 1, GoodHeader(kCap),
+       "size " + std::to_string(layout::kHeaderSize + kCap - 1)},
       {"segment size not a multiple of 8", full + 4, GoodHeader(kCap), "not a multiple of 8"},
       {"segment smaller than the header", 64, GoodHeader(kCap), "size"},
       {"zeroed segment smaller than the header", 64, std::vector<uint8_t>(64, 0), "size"},
@@ -747,6 +750,34 @@ namespace {
 
 // A segment without a magic whose size no ring can have (a POSIX semaphore is 32
 // bytes) is someone else's: never replaced, whatever its age.
+// A version 1 ring at the name: consumers refuse it at once naming both versions; a
+// producer replaces it only when its producer byte is free (its flags are elsewhere).
+TEST_F(ChannelTest, Version1RingRefusedAndReplacedWhenStale) {
+  const std::string name = Name();
+  const std::vector<uint8_t> v1 = shmtest::LoadVector("v1_empty_cap64.hex");
+  ASSERT_EQ(v1.size(), 192u);
+  Plant(name, v1.size(), v1);
+  if (HasFatalFailure()) return;
+  ShmConsumer waiting(name, kGuardNs);
+  EXPECT_EQ(waiting.open_status(), Status::kInvalid) << "refused at once, not waited for";
+  EXPECT_NE(waiting.error().find("version is 1; this build reads version 2"), std::string::npos)
+      << waiting.error();
+  {
+    const int fd = shm_open(OsName(name).c_str(), O_RDWR, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(liveness::Take(fd, liveness::kProducerByte), liveness::Lock::kHeld);
+    ShmProducer busy(name, 1024);
+    EXPECT_FALSE(busy.IsValid());
+    EXPECT_NE(busy.error().find("version 1 ring in use by a live producer"), std::string::npos)
+        << busy.error();
+    close(fd);
+  }
+  ShmProducer p(name, 1024);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer c(name);
+  EXPECT_TRUE(c.IsValid()) << c.error();
+}
+
 TEST_F(ChannelTest, ProducerNeverReplacesAForeignSegmentWithoutMagic) {
   for (size_t size : {size_t{32}, size_t{4096}}) {
     SCOPED_TRACE(size);
@@ -757,7 +788,8 @@ TEST_F(ChannelTest, ProducerNeverReplacesAForeignSegmentWithoutMagic) {
     EXPECT_NE(p.error().find("not a shmring ring"), std::string::npos) << p.error();
     EXPECT_TRUE(Exists(name));
   }
-  static_assert(layout::MayBeRingInCreation(0) && layout::MayBeRingInCreation(128 + 64) &&
+  static_assert(layout::MayBeRingInCreation(0) &&
+                    layout::MayBeRingInCreation(layout::kHeaderSize + 64) &&
                     !layout::MayBeRingInCreation(32) && !layout::MayBeRingInCreation(4096),
                 "sizes a creator can leave behind");
 }

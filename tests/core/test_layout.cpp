@@ -1,4 +1,4 @@
-// Layout v1 and profile-1 framing, pinned byte for byte by tests/vectors/.
+// Layout v2 and profile-1 framing, pinned byte for byte by tests/vectors/.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -17,12 +17,20 @@ using shmtest::LoadVector;
 
 constexpr uint64_t kGen = 0x1122334455667788ull;
 
-static_assert(layout::kHeadOffset == 0 && layout::kTailOffset == 4 &&
-                  layout::kCapacityOffset == 8 && layout::kMagicOffset == 12,
-              "the first 12 bytes keep the original design's meaning");
-static_assert(layout::kGenerationOffset % 8 == 0 && layout::kDroppedOffset % 8 == 0,
+static_assert(layout::kMagicOffset == 12 && layout::kVersionOffset == 16 &&
+                  layout::kCapacityOffset == 8,
+              "magic and version where every version has them");
+static_assert(layout::kGenerationOffset % 8 == 0 && layout::kDroppedOffset % 8 == 0 &&
+                  layout::kConsumerSkippedOffset % 8 == 0,
               "64-bit fields are 8-aligned");
-static_assert(layout::kHeaderSize == 128, "data area at 128");
+static_assert(layout::kHeaderSize == 8192 && layout::kHeaderSize % 4096 == 0,
+              "data area page-aligned at 8192");
+// Each hot word and each flags word alone in its 128-byte block.
+static_assert(layout::kHeadOffset / 128 == 1 && layout::kProducerFlagsOffset / 128 == 2 &&
+                  layout::kTailOffset / 128 == 4 && layout::kConsumerFlagsOffset / 128 == 5,
+              "head, producer flags, tail, consumer flags in blocks 1, 2, 4, 5");
+static_assert(layout::SlotOffset(15) + layout::kSlotSize <= layout::kHeaderSize,
+              "16 receiver slots fit the header");
 
 struct Image {
   explicit Image(uint32_t capacity) : bytes(layout::kHeaderSize + capacity, 0) {}
@@ -34,7 +42,7 @@ struct Image {
 TEST(GoldenVectors, EmptyRing) {
   Image img(64);
   ASSERT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), 64, 0, kGen), "");
-  EXPECT_EQ(img.bytes, LoadVector("v1_empty_cap64.hex"));
+  EXPECT_EQ(img.bytes, LoadVector("v2_empty_cap64.hex"));
 }
 
 TEST(GoldenVectors, Records) {
@@ -51,7 +59,7 @@ TEST(GoldenVectors, Records) {
   }
   // Our own fence-mode bit is not part of the vector.
   img.bytes[layout::kProducerFlagsOffset] &= ~layout::kProducerMembarrier;
-  EXPECT_EQ(img.bytes, LoadVector("v1_records_cap64.hex"));
+  EXPECT_EQ(img.bytes, LoadVector("v2_records_cap64.hex"));
 }
 
 TEST(GoldenVectors, WrapMarker) {
@@ -67,7 +75,7 @@ TEST(GoldenVectors, WrapMarker) {
   ASSERT_TRUE(p.Write(bb.data(), 16));
   img.bytes[layout::kProducerFlagsOffset] &= ~layout::kProducerMembarrier;
   img.bytes[layout::kConsumerFlagsOffset] &= ~layout::kConsumerMembarrier;
-  EXPECT_EQ(img.bytes, LoadVector("v1_wrap_marker_cap64.hex"));
+  EXPECT_EQ(img.bytes, LoadVector("v2_wrap_marker_cap64.hex"));
 }
 
 TEST(GoldenVectors, IndexWrapAt2To32) {
@@ -79,7 +87,7 @@ TEST(GoldenVectors, IndexWrapAt2To32) {
   ASSERT_TRUE(p.Write(dd.data(), 4));
   ASSERT_TRUE(p.Write(ee.data(), 1));
   img.bytes[layout::kProducerFlagsOffset] &= ~layout::kProducerMembarrier;
-  EXPECT_EQ(img.bytes, LoadVector("v1_index_wrap_cap64.hex"));
+  EXPECT_EQ(img.bytes, LoadVector("v2_index_wrap_cap64.hex"));
 }
 
 std::vector<uint8_t> Message(const framing::Header& h, const std::string& body) {
@@ -116,6 +124,31 @@ framing::Header EosHeader() {
 }
 
 const std::string kBody8("\x00\x01\x02\x03\x04\x05\x06\x07", 8);
+
+// A version 1 ring is refused naming both versions (magic and version stay at 12
+// and 16 in every version).
+TEST(GoldenVectors, Version1RingRefused) {
+  std::vector<uint8_t> v1 = LoadVector("v1_empty_cap64.hex");
+  ASSERT_EQ(v1.size(), 192u);
+  uint32_t capacity = 0;
+  EXPECT_EQ(ByteRingBuffer::ValidateSegment(v1.data(), v1.size(), &capacity),
+            "version is 1; this build reads version 2");
+  ByteRingBuffer c(v1.data(), v1.size(), false);
+  EXPECT_FALSE(c.valid());
+  EXPECT_EQ(c.error(), "version is 1; this build reads version 2");
+  ByteRingBuffer p(v1.data(), v1.size(), true);  // never rewritten: it has a magic
+  EXPECT_FALSE(p.valid());
+  EXPECT_EQ(v1, LoadVector("v1_empty_cap64.hex"));
+}
+
+TEST(GoldenVectors, MaxReceiversOutOfRangeRefused) {
+  std::vector<uint8_t> img = LoadVector("v2_empty_cap64.hex");
+  for (uint32_t bad : {0u, 17u}) {
+    std::memcpy(img.data() + layout::kMaxReceiversOffset, &bad, 4);
+    EXPECT_EQ(ByteRingBuffer::ValidateSegment(img.data(), img.size(), nullptr),
+              "max_receivers is " + std::to_string(bad) + ", not between 1 and 16");
+  }
+}
 
 TEST(GoldenVectors, Profile1Messages) {
   EXPECT_EQ(Message(CapsHeader(), kCaps), LoadVector("p1_caps.hex"));

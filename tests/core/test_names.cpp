@@ -203,7 +203,7 @@ TEST_F(NamesTest, DirectoryIsRefusedAtOnce) {
   EXPECT_TRUE(S_ISDIR(st.st_mode));
 }
 
-// Creators always size a segment 128 + capacity; one whose size is not a multiple
+// Creators always size a segment kHeaderSize + capacity; one whose size is not a multiple
 // of 8 is refused by every opener, and a producer does not remove it even when
 // its header says CLOSED (stale).
 TEST_F(NamesTest, SizeNotAMultipleOf8IsRefused) {
@@ -211,18 +211,23 @@ TEST_F(NamesTest, SizeNotAMultipleOf8IsRefused) {
   std::vector<uint8_t> bytes = RingBytes(0, true);
   bytes.resize(bytes.size() + 4);
   Plant(name, bytes, 0600);
-  EXPECT_EQ(InChild([&] {
-              ShmProducer producer(name, kCap);
-              CHILD_CHECK(!producer.IsValid(), std::string("producer replaced it"));
-              CHILD_CHECK(Contains(producer.error(), "segment size 1156 is not a multiple of 8"),
-                          producer.error());
-              ShmConsumer consumer(name, kWaitNs);
-              CHILD_CHECK(consumer.open_status() == Status::kInvalid, consumer.error());
-              CHILD_CHECK(Contains(consumer.error(), "segment size 1156 is not a multiple of 8"),
-                          consumer.error());
-              return 0;
-            }),
-            "");
+  EXPECT_EQ(
+      InChild([&] {
+        ShmProducer producer(name, kCap);
+        CHILD_CHECK(!producer.IsValid(), std::string("producer replaced it"));
+        CHILD_CHECK(Contains(producer.error(), "segment size " +
+                                                   std::to_string(layout::kHeaderSize + kCap + 4) +
+                                                   " is not a multiple of 8"),
+                    producer.error());
+        ShmConsumer consumer(name, kWaitNs);
+        CHILD_CHECK(consumer.open_status() == Status::kInvalid, consumer.error());
+        CHILD_CHECK(Contains(consumer.error(), "segment size " +
+                                                   std::to_string(layout::kHeaderSize + kCap + 4) +
+                                                   " is not a multiple of 8"),
+                    consumer.error());
+        return 0;
+      }),
+      "");
   EXPECT_EQ(Contents(Path(name)), bytes);
 }
 

@@ -695,7 +695,9 @@ TEST(RingHeader, ValidateHeaderNamesTheField) {
   }
   {
     auto img = fresh();
-    img->SetU16(layout::kVersionOffset, 2);
+    img->SetU16(layout::kVersionOffset, 1);
+    expect_field(*img, size, "version is 1; this build reads version 2");
+    img->SetU16(layout::kVersionOffset, 3);
     expect_field(*img, size, "version");
     img->SetU16(layout::kVersionOffset, 0);
     expect_field(*img, size, "version");

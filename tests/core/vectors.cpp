@@ -27,6 +27,15 @@ std::vector<uint8_t> LoadVector(const std::string& file) {
   std::string line;
   while (std::getline(in, line)) {
     if (line.empty() || line[0] == '#') continue;
+    if (line[0] == '@') {  // "@OFFSET" (hex): zero bytes up to OFFSET
+      const size_t offset = std::stoul(line.substr(1), nullptr, 16);
+      if (offset < bytes.size()) {
+        ADD_FAILURE() << file << ": " << line << " goes backwards";
+        return {};
+      }
+      bytes.resize(offset, 0);
+      continue;
+    }
     std::istringstream words(line);
     std::string w;
     while (words >> w) bytes.push_back(static_cast<uint8_t>(std::stoul(w, nullptr, 16)));

@@ -11,7 +11,14 @@ import sys
 def hex_bytes(lines):
     out = []
     for line in lines:
+        line = line.strip()
         if line.startswith('#'):
+            continue
+        if line.startswith('@'):  # "@OFFSET" (hex): zero bytes up to OFFSET
+            offset = int(line[1:], 16)
+            if offset < len(out):
+                raise ValueError('%s goes backwards' % line)
+            out.extend(bytes(offset - len(out)))
             continue
         out.extend(int(w, 16) for w in line.split())
     return bytes(out)

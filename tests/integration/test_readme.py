@@ -49,6 +49,7 @@ def head_of(name: str) -> int:
     """The ring's head word (a test-only look; no concurrency claim)."""
     try:
         with open("/dev/shm/" + name, "rb") as f:
+            f.seek(128)  # layout v2: head at offset 128 (python/shmring/layout.py HEAD_OFFSET)
             return struct.unpack("<I", f.read(4))[0]
     except (OSError, struct.error):
         return 0

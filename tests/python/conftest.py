@@ -54,12 +54,17 @@ def vectors_dir() -> str:
 
 
 def load_vector(filename: str) -> bytes:
-    """The bytes of a golden vector (.hex: '#' comments, hex bytes separated by spaces)."""
+    """The bytes of a golden vector (.hex: '#' comments, hex bytes separated by spaces,
+    "@OFFSET" lines (hex) for runs of zero bytes up to OFFSET)."""
     out = bytearray()
     with open(os.path.join(vectors_dir(), filename), encoding="ascii") as f:
         for line in f:
             line = line.strip()
-            if line and not line.startswith("#"):
+            if line.startswith("@"):  # "@OFFSET" (hex): zero bytes up to OFFSET
+                offset = int(line[1:], 16)
+                assert offset >= len(out), f"{filename}: {line} goes backwards"
+                out += bytes(offset - len(out))
+            elif line and not line.startswith("#"):
                 out += bytes.fromhex(line)
     return bytes(out)
 

@@ -40,16 +40,25 @@ def dead_pid() -> int:
     return child.pid
 
 
-def plant(name: str, *, magic: int = L.MAGIC, capacity: int = 1024, version: int = 1,
-          header_size: int = 128, profile: int = 0, generation: int = 0x1122334455667788,
+def plant(name: str, *, magic: int = L.MAGIC, capacity: int = 1024, version: int = L.VERSION,
+          header_size: int = L.HEADER_SIZE, profile: int = 0,
+          generation: int = 0x1122334455667788, max_receivers: int = 1,
           head: int = 0, tail: int = 0, producer_flags: int = 0, producer_pid: int = 0,
           consumer_flags: int = 0, consumer_pid: int = 0, dropped: int = 0,
           size: Optional[int] = None, data: bytes = b"") -> str:
     """Writes a segment file directly (not a live ring: struct is fine here)."""
-    header = struct.pack("<IIIIHHIQIIIIQ", head, tail, capacity, magic, version, header_size,
-                         profile, generation, producer_flags, producer_pid, consumer_flags,
-                         consumer_pid, dropped)
-    blob = header + bytes(L.HEADER_SIZE - len(header))
+    header = bytearray(L.HEADER_SIZE)
+    for offset, fmt, value in (
+            (L.CAPACITY_OFFSET, "<I", capacity), (L.MAGIC_OFFSET, "<I", magic),
+            (L.VERSION_OFFSET, "<H", version), (L.HEADER_SIZE_OFFSET, "<H", header_size),
+            (L.PROFILE_OFFSET, "<I", profile), (L.GENERATION_OFFSET, "<Q", generation),
+            (L.MAX_RECEIVERS_OFFSET, "<I", max_receivers), (L.HEAD_OFFSET, "<I", head),
+            (L.TAIL_OFFSET, "<I", tail), (L.PRODUCER_FLAGS_OFFSET, "<I", producer_flags),
+            (L.PRODUCER_PID_OFFSET, "<I", producer_pid),
+            (L.CONSUMER_FLAGS_OFFSET, "<I", consumer_flags),
+            (L.CONSUMER_PID_OFFSET, "<I", consumer_pid), (L.DROPPED_OFFSET, "<Q", dropped)):
+        struct.pack_into(fmt, header, offset, value)
+    blob = bytes(header)
     area = bytearray(capacity if size is None else max(0, size - L.HEADER_SIZE))
     area[: len(data)] = data[: len(area)]
     blob += bytes(area)
@@ -199,7 +208,8 @@ def test_inspect_every_field(names):
         out = proc.stdout
         for field in ("head", "tail", "capacity", "magic", "version", "header_size", "profile",
                       "generation", "producer_flags", "producer_pid", "consumer_flags",
-                      "consumer_pid", "dropped", "reserved", "used", "state"):
+                      "consumer_pid", "dropped", "reserved", "used", "state", "max_receivers",
+                      "consumer_mode", "skipped"):
             assert f"  {field} " in out, field
         assert f"0x{producer.generation:016x}" in out
         assert "0x474e5253 'SRNG'" in out
@@ -210,7 +220,8 @@ def test_inspect_every_field(names):
         assert data["generation"] == producer.generation
         assert data["generation_hex"] == f"0x{producer.generation:016x}"
         assert data["dropped"] == 5 and data["head"] == 24 and data["tail"] == 0
-        assert data["version"] == 1 and data["header_size"] == 128 and data["profile"] == 1
+        assert data["version"] == 2 and data["header_size"] == 8192 and data["profile"] == 1
+        assert data["max_receivers"] == 1 and data["consumer_mode"] == 0
         assert data["reserved_zero"] is True and data["state"] == "waiting"
 
 
@@ -250,12 +261,13 @@ def test_inspect_does_not_write_attach_or_unlink(names):
 @pytest.mark.parametrize("kwargs, field", [
     ({"magic": 0x12345678}, "magic"),
     ({"magic": 0}, "magic"),
-    ({"version": 2}, "version"),
+    ({"version": 1}, "version"),
+    ({"max_receivers": 17}, "max_receivers"),
     ({"header_size": 64}, "header_size"),
     ({"capacity": 1000}, "capacity"),
     ({"capacity": 32}, "capacity"),
-    ({"capacity": 4096, "size": 128 + 1024}, "size"),
-    ({"capacity": 1024, "size": 128 + 1024 + 4}, "size"),  # not a multiple of 8
+    ({"capacity": 4096, "size": L.HEADER_SIZE + 1024}, "size"),
+    ({"capacity": 1024, "size": L.HEADER_SIZE + 1024 + 4}, "size"),  # not a multiple of 8
     ({"size": 100}, "size"),
 ])
 def test_inspect_refuses_bad_segments_naming_the_field(names, kwargs, field):

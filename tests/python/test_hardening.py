@@ -179,11 +179,11 @@ def test_a_segment_size_not_a_multiple_of_8_is_refused_naming_the_size(name):
     fd = os.open(dev_shm(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     os.write(fd, bytes(image))
     os.close(fd)
-    with pytest.raises(IncompatibleSegmentError, match="size 196 is not a multiple of 8") as e:
+    with pytest.raises(IncompatibleSegmentError, match=f"size {layout.HEADER_SIZE + 68} is not a multiple of 8") as e:
         ShmConsumer(name, timeout=5)
     assert e.value.field == "size"
     proc = run_cli("cat", name, "--timeout", "1")
-    assert proc.returncode == 1 and "196" in proc.stderr
+    assert proc.returncode == 1 and str(layout.HEADER_SIZE + 68) in proc.stderr
     assert HeaderSnapshot.read(name).error_field == "size"
 
 
@@ -674,7 +674,7 @@ def test_a_producer_never_replaces_a_segment_whose_size_is_not_a_multiple_of_8(n
     fd = os.open(dev_shm(name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     os.write(fd, bytes(image))
     os.close(fd)
-    with pytest.raises(IncompatibleSegmentError, match="196 is not a multiple of 8") as e:
+    with pytest.raises(IncompatibleSegmentError, match=f"{layout.HEADER_SIZE + 68} is not a multiple of 8") as e:
         ShmProducer(name, 64)
     assert e.value.field == "size"
-    assert os.path.getsize(dev_shm(name)) == 196
+    assert os.path.getsize(dev_shm(name)) == layout.HEADER_SIZE + 68

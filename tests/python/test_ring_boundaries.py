@@ -19,7 +19,8 @@ def make_ring(capacity: int = 64, start_index: int = 0):
 
 
 def head_tail(buf) -> tuple:
-    return struct.unpack_from("<II", buf, 0)
+    return (struct.unpack_from("<I", buf, layout.HEAD_OFFSET)[0],
+            struct.unpack_from("<I", buf, layout.TAIL_OFFSET)[0])
 
 
 def test_original_api_names_exist():
@@ -149,7 +150,7 @@ def test_index_wrap_with_data_in_flight():
 
 def plant(buf, offset, length_word, head):
     struct.pack_into("<I", buf, DATA + offset, length_word)
-    struct.pack_into("<I", buf, 0, head)
+    struct.pack_into("<I", buf, layout.HEAD_OFFSET, head)
 
 
 @pytest.mark.parametrize("bad_len", [0x80000000, 0x80000001, 0xFFFFFFFE])
@@ -183,7 +184,7 @@ def test_corrupt_wrap_marker_past_head():
 
 def test_corrupt_head_more_than_capacity_ahead():
     buf, _, c = make_ring()
-    struct.pack_into("<I", buf, 0, 72)
+    struct.pack_into("<I", buf, layout.HEAD_OFFSET, 72)
     with pytest.raises(CorruptRecordError, match="not a valid index"):
         c.has_data()
 
@@ -197,8 +198,8 @@ def test_corrupt_misaligned_head():
 
 def test_corrupt_misaligned_tail():
     buf, p, _ = make_ring()
-    struct.pack_into("<I", buf, 4, 60)
-    struct.pack_into("<I", buf, 0, 68)
+    struct.pack_into("<I", buf, layout.TAIL_OFFSET, 60)
+    struct.pack_into("<I", buf, layout.HEAD_OFFSET, 68)
     c = ByteRingBuffer(buf, False)
     with pytest.raises(CorruptRecordError):
         c.read()
@@ -206,14 +207,14 @@ def test_corrupt_misaligned_tail():
 
 def test_producer_refuses_misaligned_head():
     buf, _, _ = make_ring()
-    struct.pack_into("<I", buf, 0, 12)
+    struct.pack_into("<I", buf, layout.HEAD_OFFSET, 12)
     with pytest.raises(CorruptRecordError, match="multiple of 8"):
         ByteRingBuffer(buf, True)
 
 
 def test_producer_refuses_tail_ahead_of_head():
     buf, p, _ = make_ring()
-    struct.pack_into("<I", buf, 4, 200)  # consumer bug: tail beyond head
+    struct.pack_into("<I", buf, layout.TAIL_OFFSET, 200)  # consumer bug: tail beyond head
     with pytest.raises(CorruptRecordError, match="tail 200"):
         for _ in range(20):
             p.write(bytes(4))
@@ -319,7 +320,7 @@ def test_acquire_release_to_in_order():
 
 
 def test_initialize_refuses_bad_arguments():
-    buf = bytearray(128 + 64)
+    buf = bytearray(layout.HEADER_SIZE + 64)
     for capacity in (0, 32, 100, 128):
         with pytest.raises(ValueError, match="capacity"):
             ByteRingBuffer.initialize(buf, capacity)

@@ -35,7 +35,10 @@ def with_field(offset: int, fmt: str, value: int, capacity: int = 64) -> bytes:
 
 CASES = {
     "bad_magic": (with_field(layout.MAGIC_OFFSET, "<I", 0x12345678), "magic", "0x12345678"),
-    "bad_version": (with_field(layout.VERSION_OFFSET, "<H", 2), "version", "version is 2"),
+    "bad_version": (with_field(layout.VERSION_OFFSET, "<H", 1), "version",
+                    "version is 1; this build reads version 2"),
+    "bad_max_receivers": (with_field(layout.MAX_RECEIVERS_OFFSET, "<I", 0), "max_receivers",
+                          "max_receivers is 0"),
     "bad_header_size": (with_field(layout.HEADER_SIZE_OFFSET, "<H", 64), "header_size",
                         "header_size is 64"),
     "capacity_not_power_of_two": (with_field(layout.CAPACITY_OFFSET, "<I", 100), "capacity",
@@ -45,8 +48,8 @@ CASES = {
     "capacity_too_large": (with_field(layout.CAPACITY_OFFSET, "<I", 0xC0000000),
                            "capacity", "capacity"),
     "capacity_past_segment": (with_field(layout.CAPACITY_OFFSET, "<I", 1024), "size",
-                              "does not fit the segment size 192"),
-    "smaller_than_header": (bytes(good_header()[:64]), "size", "smaller than the 128-byte"),
+                              f"does not fit the segment size {layout.HEADER_SIZE + 64}"),
+    "smaller_than_header": (bytes(good_header()[:64]), "size", "smaller than the 8192-byte"),
 }
 
 
@@ -107,7 +110,7 @@ def test_producer_will_not_replace_a_foreign_segment(ring_name):
     with pytest.raises(IncompatibleSegmentError) as info:
         ShmProducer(ring_name, 64)
     assert info.value.field == "magic"
-    assert os.path.getsize(dev_shm(ring_name)) == 192  # left as it was
+    assert os.path.getsize(dev_shm(ring_name)) == layout.HEADER_SIZE + 64  # left as it was
 
 
 def test_frame_reader_refuses_profile_0(ring_name):

@@ -5,6 +5,7 @@ import pytest
 
 from conftest import load_vector
 from shmring import ByteRingBuffer, framing, layout
+from shmring.ring import validate_header
 
 GEN = 0x1122334455667788
 CAPS = ("video/x-raw, format=(string)GRAY8, width=(int)4, height=(int)2, "
@@ -38,7 +39,7 @@ def eos_message() -> bytes:
 def test_empty_ring():
     img = image(64)
     ByteRingBuffer.initialize(img, 64, 0, GEN)
-    assert bytes(img) == load_vector("v1_empty_cap64.hex")
+    assert bytes(img) == load_vector("v2_empty_cap64.hex")
 
 
 def test_records_hello_empty_twenty():
@@ -48,7 +49,7 @@ def test_records_hello_empty_twenty():
     assert p.write(b"hello")
     assert p.write(b"")
     assert p.write(bytes(range(20)))
-    assert strip_mode_bits(img) == load_vector("v1_records_cap64.hex")
+    assert strip_mode_bits(img) == load_vector("v2_records_cap64.hex")
 
 
 def test_wrap_marker():
@@ -59,7 +60,7 @@ def test_wrap_marker():
     assert p.write(b"\xaa" * 40)
     assert c.read() == b"\xaa" * 40
     assert p.write(b"\xbb" * 16)
-    assert strip_mode_bits(img) == load_vector("v1_wrap_marker_cap64.hex")
+    assert strip_mode_bits(img) == load_vector("v2_wrap_marker_cap64.hex")
 
 
 def test_index_wrap_at_2_to_32():
@@ -69,7 +70,37 @@ def test_index_wrap_at_2_to_32():
     assert p.write(b"\xcc" * 12)
     assert p.write(b"\xdd" * 4)
     assert p.write(b"\xee")
-    assert strip_mode_bits(img) == load_vector("v1_index_wrap_cap64.hex")
+    assert strip_mode_bits(img) == load_vector("v2_index_wrap_cap64.hex")
+
+
+def test_version1_ring_refused():
+    """A version 1 ring is refused naming both versions."""
+    v1 = bytearray(load_vector("v1_empty_cap64.hex"))
+    assert len(v1) == 192
+    assert validate_header(v1) == ("version", "version is 1; this build reads version 2")
+    with pytest.raises(Exception, match="version is 1; this build reads version 2"):
+        ByteRingBuffer(v1, False)
+    with pytest.raises(Exception, match="version is 1; this build reads version 2"):
+        ByteRingBuffer(v1, True)
+    assert bytes(v1) == load_vector("v1_empty_cap64.hex")  # never rewritten
+
+
+@pytest.mark.parametrize("bad", [0, 17])
+def test_max_receivers_out_of_range_refused(bad):
+    img = bytearray(load_vector("v2_empty_cap64.hex"))
+    img[layout.MAX_RECEIVERS_OFFSET:layout.MAX_RECEIVERS_OFFSET + 4] = bad.to_bytes(4, "little")
+    assert validate_header(img) == (
+        "max_receivers", f"max_receivers is {bad}, not between 1 and 16")
+
+
+def test_layout_blocks():
+    """Each hot word and each flags word alone in its 128-byte block; data page-aligned."""
+    blocks = [o // layout.BLOCK_SIZE for o in (layout.HEAD_OFFSET, layout.PRODUCER_FLAGS_OFFSET,
+                                               layout.TAIL_OFFSET, layout.CONSUMER_FLAGS_OFFSET)]
+    assert blocks == [1, 2, 4, 5]
+    assert layout.HEADER_SIZE % 4096 == 0
+    assert layout.slot_offset(15) + layout.SLOT_SIZE <= layout.HEADER_SIZE
+    assert (layout.MAGIC_OFFSET, layout.VERSION_OFFSET) == (12, 16)
 
 
 def test_profile1_messages_encode():

@@ -1,4 +1,4 @@
-// Shared-memory layout version 1: the one C++ definition of every offset,
+// Shared-memory layout version 2: the one C++ definition of every offset,
 // size and constant. docs/PROTOCOL.md describes it; tests/vectors/ pins it.
 // Every function here is constexpr and pure: any thread; never blocks.
 #pragma once
@@ -8,26 +8,62 @@
 namespace shm {
 namespace layout {
 
-// Header field offsets (bytes from the start of the segment).
-constexpr uint32_t kHeadOffset = 0;            // u32, producer
-constexpr uint32_t kTailOffset = 4;            // u32, consumer
-constexpr uint32_t kCapacityOffset = 8;        // u32, creator
-constexpr uint32_t kMagicOffset = 12;          // u32, creator, stored last
-constexpr uint32_t kVersionOffset = 16;        // u16, creator
-constexpr uint32_t kHeaderSizeOffset = 18;     // u16, creator
-constexpr uint32_t kProfileOffset = 20;        // u32, creator
-constexpr uint32_t kGenerationOffset = 24;     // u64, creator
-constexpr uint32_t kProducerFlagsOffset = 32;  // u32, producer
-constexpr uint32_t kProducerPidOffset = 36;    // u32, producer
-constexpr uint32_t kConsumerFlagsOffset = 40;  // u32, consumer
-constexpr uint32_t kConsumerPidOffset = 44;    // u32, consumer
-constexpr uint32_t kDroppedOffset = 48;        // u64, producer
-constexpr uint32_t kReservedOffset = 56;       // zero up to kHeaderSize
+// The header is built from 128-byte blocks: each side's frequently written words
+// and each side's flags sit in blocks of their own, so a store by one side never
+// invalidates the line the other side polls (128, not 64: adjacent-line prefetchers
+// fetch 64-byte lines in pairs). See docs/PROTOCOL.md section 2.
+constexpr uint32_t kBlockSize = 128;
 
-constexpr uint32_t kHeaderSize = 128;  // offset of the data area
-constexpr uint16_t kVersion = 1;
+// Block 0 (offset 0): written by the creator before the magic, immutable after.
+// Offsets 0..7 are zero (head and tail in version 1).
+constexpr uint32_t kCapacityOffset = 8;       // u32, creator
+constexpr uint32_t kMagicOffset = 12;         // u32, creator, stored last
+constexpr uint32_t kVersionOffset = 16;       // u16, creator
+constexpr uint32_t kHeaderSizeOffset = 18;    // u16, creator
+constexpr uint32_t kProfileOffset = 20;       // u32, creator
+constexpr uint32_t kGenerationOffset = 24;    // u64, creator
+constexpr uint32_t kMaxReceiversOffset = 32;  // u32, creator: receiver slots in use, 1..16
+// Block 1 (offset 128): the producer's index, alone on its lines.
+constexpr uint32_t kHeadOffset = 128;  // u32, producer
+// Block 2 (offset 256): the producer's flags and rarely written words.
+constexpr uint32_t kProducerFlagsOffset = 256;  // u32, producer
+constexpr uint32_t kProducerPidOffset = 260;    // u32, producer
+constexpr uint32_t kDroppedOffset = 264;        // u64, producer
+// Block 3 (offset 384): reserved, zero.
+// Receiver slots from offset 512, 256 bytes each: a block with the slot's index
+// (written by its receiver on release) and a block with the slot's flags, pid,
+// mode and counters (written by its receiver when it attaches, sleeps or skips).
+constexpr uint32_t kSlotsOffset = 512;
+constexpr uint32_t kSlotSize = 2 * kBlockSize;
+constexpr uint32_t kMaxReceiversLimit = 16;
+constexpr uint32_t kSlotTail = 0;       // u32, receiver: its tail
+constexpr uint32_t kSlotFlags = 128;    // u32, receiver: ATTACHED/WAITING/MEMBARRIER, count
+constexpr uint32_t kSlotPid = 132;      // u32, receiver: information only on Linux
+constexpr uint32_t kSlotMode = 136;     // u32, receiver: kModeLossless or kModeLive
+constexpr uint32_t kSlotSkipped = 144;  // u64, receiver: records it skipped (live mode)
+constexpr uint32_t SlotOffset(uint32_t k) { return kSlotsOffset + k * kSlotSize; }
+// The single consumer of a ring with max_receivers 1 uses slot 0: these names are
+// slot 0's words.
+constexpr uint32_t kTailOffset = kSlotsOffset + kSlotTail;                // 512
+constexpr uint32_t kConsumerFlagsOffset = kSlotsOffset + kSlotFlags;      // 640
+constexpr uint32_t kConsumerPidOffset = kSlotsOffset + kSlotPid;          // 644
+constexpr uint32_t kConsumerModeOffset = kSlotsOffset + kSlotMode;        // 648
+constexpr uint32_t kConsumerSkippedOffset = kSlotsOffset + kSlotSkipped;  // 656
+// Zero from here up to kHeaderSize.
+constexpr uint32_t kReservedOffset = kSlotsOffset + kMaxReceiversLimit * kSlotSize;
+
+// Offset of the data area: two pages, so the data area starts page-aligned.
+constexpr uint32_t kHeaderSize = 8192;
+constexpr uint16_t kVersion = 2;
 // The bytes 'S' 'R' 'N' 'G' read as a little-endian u32.
 constexpr uint32_t kMagic = 0x474E5253u;
+// An opener needs this many bytes to read the magic and the version (both stay at
+// these offsets in every version, so each version names the other in its error).
+constexpr uint32_t kIdentSize = 20;
+
+// Receiver modes (slot mode word).
+constexpr uint32_t kModeLossless = 0;
+constexpr uint32_t kModeLive = 1;
 
 constexpr uint32_t kMinCapacity = 64;
 constexpr uint32_t kMaxCapacity = 0x80000000u;  // 2^31
@@ -43,7 +79,7 @@ constexpr uint32_t kProducerMembarrier = 1u << 2;  // fast path uses a compiler 
 // The stream is live (a camera, not a file): a consumer that attaches starts at what
 // is published after its attach, never at the backlog already in the ring.
 constexpr uint32_t kProducerLive = 1u << 3;
-// consumer_flags bits (written by the consumer only).
+// Slot flags bits (consumer_flags for slot 0; written by the slot's receiver only).
 constexpr uint32_t kConsumerAttached = 1u << 0;
 constexpr uint32_t kConsumerWaiting = 1u << 1;     // asleep on the head word
 constexpr uint32_t kConsumerMembarrier = 1u << 2;  // fast path uses a compiler barrier only
@@ -89,8 +125,12 @@ constexpr bool MayBeRingInCreation(uint64_t size) {
   return size == 0 || (size >= kHeaderSize && IsValidCapacity(size - kHeaderSize));
 }
 
-static_assert(kReservedOffset == kDroppedOffset + 8, "dropped is the last used field");
-static_assert(kHeaderSize % kRecordAlign == 0, "data area must be record aligned");
+static_assert(kReservedOffset == 512 + 16 * 256 && kReservedOffset <= kHeaderSize,
+              "the receiver slots fit the header");
+static_assert(kHeaderSize % 4096 == 0, "data area must be page aligned");
+static_assert(kHeadOffset / kBlockSize != kProducerFlagsOffset / kBlockSize &&
+                  kTailOffset / kBlockSize != kConsumerFlagsOffset / kBlockSize,
+              "indices and flags on separate blocks");
 static_assert(RecordSize(0) == 8 && RecordSize(4) == 8 && RecordSize(5) == 16, "record padding");
 static_assert(RecordSize(MaxPayload(kMinCapacity)) == kMinCapacity, "max payload fills the ring");
 static_assert(RoundUpCapacity(65) == 128 && RoundUpCapacity(1) == 64, "capacity rounds up");
