@@ -359,6 +359,7 @@ static void gst_shmring_sink_set_property(GObject* object, guint prop_id, const 
       break;
     case PROP_LINGER:
       self->linger = g_value_get_uint(value);
+      break;
     case PROP_ALLOW_FOREIGN_OWNER:
       self->allow_foreign_owner = g_value_get_boolean(value);
       break;
@@ -391,6 +392,7 @@ static void gst_shmring_sink_get_property(GObject* object, guint prop_id, GValue
       break;
     case PROP_NOT_RECEIVED:
       g_value_set_uint64(value, self->not_received);
+      break;
     case PROP_ALLOW_FOREIGN_OWNER:
       g_value_set_boolean(value, self->allow_foreign_owner);
       break;

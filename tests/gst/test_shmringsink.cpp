@@ -664,6 +664,25 @@ TEST(ShmringSink, FailedRingRecreationThenMoreDataIsAnError) {
 }
 
 // Properties read for every buffer may change while PLAYING.
+// Every property reads back what was set and setting one never changes another.
+TEST(ShmringSink, PropertiesAreIndependent) {
+  GstElement* sink = gst_element_factory_make("shmringsink", nullptr);
+  g_object_set(sink, "linger", 3u, nullptr);
+  gboolean allow = TRUE;
+  guint linger = 0;
+  g_object_get(sink, "allow-foreign-owner", &allow, "linger", &linger, nullptr);
+  EXPECT_FALSE(allow) << "setting linger changed allow-foreign-owner";
+  EXPECT_EQ(linger, 3u);
+  g_object_set(sink, "allow-foreign-owner", TRUE, nullptr);
+  g_object_get(sink, "allow-foreign-owner", &allow, "linger", &linger, nullptr);
+  EXPECT_TRUE(allow);
+  EXPECT_EQ(linger, 3u);
+  guint64 not_received = 1;
+  g_object_get(sink, "not-received", &not_received, nullptr);
+  EXPECT_EQ(not_received, 0u);
+  gst_object_unref(sink);
+}
+
 TEST(ShmringSink, PerBufferPropertiesAreMutableInPlaying) {
   GstElement* sink = gst_element_factory_make("shmringsink", nullptr);
   ASSERT_NE(sink, nullptr);
