@@ -59,7 +59,7 @@ def producer_flags(name):
     sys.path.insert(0, str(HERE.parents[1] / "python"))
     from shmring import layout
     with open("/dev/shm/" + name, "rb") as f:
-        hdr = f.read(64)
+        hdr = f.read(layout.HEADER_SIZE)
     return int.from_bytes(hdr[layout.PRODUCER_FLAGS_OFFSET:layout.PRODUCER_FLAGS_OFFSET + 4],
                           "little")
 
@@ -184,7 +184,7 @@ def test_second_receiver_is_refused_at_once_naming_the_first():
         from shmring import layout
         while True:
             with open("/dev/shm/" + name, "rb") as f:
-                hdr = f.read(64)
+                hdr = f.read(layout.HEADER_SIZE)
             cflags = int.from_bytes(hdr[layout.CONSUMER_FLAGS_OFFSET:
                                         layout.CONSUMER_FLAGS_OFFSET + 4], "little")
             if cflags & layout.CONSUMER_ATTACHED:

@@ -10,7 +10,7 @@ import pytest
 
 from shmring import (FrameReader, FrameWriter, RingNotFoundError, ShmConsumer, ShmProducer,
                      StreamTruncatedError)
-from shmring.layout import PRODUCER_FLAGS_OFFSET, PRODUCER_LIVE
+from shmring.layout import HEADER_SIZE, PRODUCER_FLAGS_OFFSET, PRODUCER_LIVE
 
 CAPS = "video/x-raw,format=GRAY8,width=4,height=2,framerate=30/1"
 DELTA_UNIT = 1 << 13
@@ -21,7 +21,7 @@ def mark_live(name):
     runs meanwhile)."""
     fd = os.open("/dev/shm/" + name, os.O_RDWR)
     try:
-        with mmap.mmap(fd, 64) as m:
+        with mmap.mmap(fd, HEADER_SIZE) as m:
             o = PRODUCER_FLAGS_OFFSET
             flags = int.from_bytes(m[o:o + 4], "little") | PRODUCER_LIVE
             m[o:o + 4] = flags.to_bytes(4, "little")
