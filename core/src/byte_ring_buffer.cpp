@@ -195,6 +195,8 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
       error_ = "head " + std::to_string(head_) + " is not a multiple of 8";
       return;
     }
+    reserve_ = head_;
+    order_mark_ = head_;
     if (!LoadTailChecked()) return;
     // Set, then fenced, before our first publish; see DESIGN.md "mode bits".
     if (light_fences_) atomics::FetchOrSeqCst(word(kProducerFlagsOffset), kProducerMembarrier);
@@ -239,8 +241,11 @@ Status ByteRingBuffer::TryWrite(const void* data, uint32_t len) {
 uint32_t ByteRingBuffer::WriteableBytes() const {
   if (!valid_ || !is_producer_) return 0;
   const uint32_t tail = atomics::LoadAcquire(word(kTailOffset));
-  const uint32_t used = head_ - tail;
-  if (used > capacity_ || tail % kRecordAlign != 0) return 0;  // corrupt tail: nothing is free
+  if (head_ - tail > capacity_ || tail % kRecordAlign != 0) return 0;  // corrupt tail
+  uint32_t used = reserve_ - tail;  // open reservations are not free
+  if (!pending_.empty() && reserve_ - pending_.front().start > used) {
+    used = reserve_ - pending_.front().start;  // nor are kept ones
+  }
   return capacity_ - used;
 }
 
@@ -257,56 +262,183 @@ bool ByteRingBuffer::LoadTailChecked() {
   return true;
 }
 
-Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload) {
+// Free bytes for the next reservation: the consumer's tail and the oldest kept
+// reservation both hold space back.
+uint32_t ByteRingBuffer::FreeBytes() const {
+  uint32_t used = reserve_ - tail_cache_;
+  if (!pending_.empty() && reserve_ - pending_.front().start > used) {
+    used = reserve_ - pending_.front().start;
+  }
+  return capacity_ - used;
+}
+
+bool ByteRingBuffer::FullOfKept(uint32_t len) const {
+  if (pending_.empty() || !pending_.front().kept) return false;
+  const uint32_t by_tail = capacity_ - (reserve_ - tail_cache_);
+  return FreeBytes() < by_tail && len <= MaxMessageSize();
+}
+
+// Reserves the record of a `len`-byte payload at reserve_ (a WRAP marker first if
+// it would cross the end) and appends it to pending_. *start: its ring index.
+Status ByteRingBuffer::ReserveRecord(uint32_t len, uint32_t* start) {
   if (!valid_ || !is_producer_) return Status::kInvalid;
   if (len > MaxMessageSize()) return Status::kTooLarge;
   const uint32_t record = static_cast<uint32_t>(RecordSize(len));
-  uint32_t pos = head_ & mask_;
-  const uint32_t to_end = capacity_ - pos;
+  const uint32_t to_end = capacity_ - (reserve_ & mask_);
   bool marker = false;
   if (record > to_end) {
     // The record would cross the end: a WRAP marker fills the rest of this lap.
-    if (capacity_ - (head_ - tail_cache_) < to_end) {
+    if (FreeBytes() < to_end) {
       if (!LoadTailChecked()) return Status::kCorrupt;
-      if (capacity_ - (head_ - tail_cache_) < to_end) return Status::kFull;
+      if (FreeBytes() < to_end) return Status::kFull;
     }
     PublishWrapMarker();
     marker = true;
-    pos = 0;
   }
-  if (capacity_ - (head_ - tail_cache_) < record) {
+  if (FreeBytes() < record) {
     if (!LoadTailChecked()) return Status::kCorrupt;
-    if (capacity_ - (head_ - tail_cache_) < record) {
+    if (FreeBytes() < record) {
       // Only the consumer skipping the marker can free the rest: it must not sleep through it.
       if (marker) WakeConsumerIfWaiting();
       return Status::kFull;
     }
   }
+  *start = reserve_;
+  reserve_ += record;
+  pending_.push_back(Pending{*start, reserve_, false, false});
+  return Status::kOk;
+}
+
+Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload) {
+  if (reserved_) {
+    // A second Reserve replaces the open one (the original API's behaviour): taken
+    // back when it is the newest, else abandoned.
+    reserved_ = false;
+    if (!pending_.empty() && pending_.back().start == legacy_.start && reserve_ == legacy_.end &&
+        !pending_.back().done) {
+      pending_.pop_back();
+      reserve_ = legacy_.start;
+    } else {
+      Abandon(legacy_);
+    }
+  }
+  Reservation r;
+  const Status s = ReserveNext(len, &r);
+  if (s != Status::kOk) return s;
+  legacy_ = r;
   reserved_ = true;
-  reserved_len_ = len;
-  *payload = data() + pos + kLenSize;
+  *payload = r.payload;
+  return Status::kOk;
+}
+
+Status ByteRingBuffer::ReserveNext(uint32_t len, Reservation* out) {
+  uint32_t start = 0;
+  const Status s = ReserveRecord(len, &start);
+  if (s != Status::kOk) return s;
+  out->payload = data() + (start & mask_) + kLenSize;
+  out->len = len;
+  out->start = start;
+  out->end = start + static_cast<uint32_t>(RecordSize(len));
   return Status::kOk;
 }
 
 void ByteRingBuffer::PublishWrapMarker() {
-  const uint32_t pos = head_ & mask_;
+  const uint32_t pos = reserve_ & mask_;
   StoreU32(data() + pos, kWrapMarker);
-  head_ += capacity_ - pos;
-  // Published alone so the consumer can free this lap at once. No wake here (a
-  // marker is not a message); callers wake only when the record does not fit behind it.
-  atomics::StoreRelease(word(kHeadOffset), head_);
+  const uint32_t start = reserve_;
+  reserve_ += capacity_ - pos;
+  if (head_ == start) {
+    // Published alone so the consumer can free this lap at once. No wake here (a
+    // marker is not a message); callers wake only when the record does not fit behind it.
+    head_ = reserve_;
+    atomics::StoreRelease(word(kHeadOffset), head_);
+  } else {
+    pending_.push_back(Pending{start, reserve_, true, false});  // after older reservations
+  }
 }
 
 void ByteRingBuffer::Commit(uint32_t len) {
   if (!reserved_) return;
-  if (len > reserved_len_) len = reserved_len_;
   reserved_ = false;
-  const uint32_t pos = head_ & mask_;
-  const uint32_t record = static_cast<uint32_t>(RecordSize(len));
-  StoreU32(data() + pos, len);
-  const uint32_t pad = record - kLenSize - len;
-  if (pad != 0) std::memset(data() + pos + kLenSize + len, 0, pad);
-  PublishHead(head_ + record);
+  Publish(legacy_, len);
+}
+
+void ByteRingBuffer::Publish(const Reservation& r, uint32_t len, bool keep) {
+  if (!valid_ || !is_producer_) return;
+  for (Pending& e : pending_) {
+    if (e.start != r.start || e.done) continue;
+    if (len > r.len) len = r.len;
+    const uint32_t pos = r.start & mask_;
+    const uint32_t record = static_cast<uint32_t>(RecordSize(len));
+    StoreU32(data() + pos, len);
+    const uint32_t pad = record - kLenSize - len;
+    if (pad != 0) std::memset(data() + pos + kLenSize + len, 0, pad);
+    if (r.end - r.start > record) {
+      if (&e == &pending_.back() && reserve_ == r.end) {
+        // The newest reservation: the record shrinks (the original API's Commit).
+        e.end = r.start + record;
+        reserve_ = e.end;
+      } else {
+        // Something was reserved behind it: the rest of the record is skipped.
+        StoreU32(data() + pos + record, kPadFlag | (r.end - r.start - record - kLenSize));
+      }
+    }
+    e.done = true;
+    e.kept = keep;
+    if (static_cast<int32_t>(e.end - order_mark_) > 0) order_mark_ = e.end;
+    AdvanceHead();
+    return;
+  }
+}
+
+void ByteRingBuffer::Abandon(const Reservation& r) {
+  if (!valid_ || !is_producer_) return;
+  for (Pending& e : pending_) {
+    if (e.start != r.start || e.done) continue;
+    StoreU32(data() + (r.start & mask_), kPadFlag | (r.end - r.start - kLenSize));
+    e.done = true;
+    AdvanceHead();
+    return;
+  }
+}
+
+void ByteRingBuffer::Unkeep(const Reservation& r) {
+  if (!valid_ || !is_producer_) return;
+  for (Pending& e : pending_) {
+    if (e.start != r.start || !e.kept) continue;
+    e.kept = false;
+    AdvanceHead();
+    return;
+  }
+}
+
+void ByteRingBuffer::AbandonOpen() {
+  if (!valid_ || !is_producer_) return;
+  reserved_ = false;
+  for (Pending& e : pending_) {
+    if (e.done) continue;
+    StoreU32(data() + (e.start & mask_), kPadFlag | (e.end - e.start - kLenSize));
+    e.done = true;
+  }
+  AdvanceHead();
+}
+
+bool ByteRingBuffer::InOrder(const Reservation& r) const {
+  return static_cast<int32_t>(r.start - order_mark_) >= 0;
+}
+
+// Moves the head over the leading finished entries of pending_ (publishing them)
+// and forgets the leading ones nobody needs any more.
+void ByteRingBuffer::AdvanceHead() {
+  uint32_t h = head_;
+  for (const Pending& e : pending_) {
+    if (!e.done) break;
+    if (static_cast<int32_t>(e.end - h) > 0) h = e.end;
+  }
+  while (!pending_.empty() && pending_.front().done && !pending_.front().kept) {
+    pending_.pop_front();
+  }
+  if (h != head_) PublishHead(h);
 }
 
 void ByteRingBuffer::PublishHead(uint32_t new_head) {
@@ -336,9 +468,9 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
   uint32_t* tail = word(kTailOffset);
   uint32_t* flags = word(kProducerFlagsOffset);
   for (int spin = 0;; ++spin) {
-    const uint32_t to_end = capacity_ - (head_ & mask_);
+    const uint32_t to_end = capacity_ - (reserve_ & mask_);
     if (!LoadTailChecked()) return Status::kCorrupt;
-    const uint32_t free = capacity_ - (head_ - tail_cache_);
+    const uint32_t free = FreeBytes();
     if (record <= to_end) {
       if (free >= record) return Status::kOk;
     } else if (free >= to_end) {
@@ -370,6 +502,26 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
     }
     atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
   }
+}
+
+void ByteRingBuffer::SleepWhileTailIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const {
+  if (!valid_ || !is_producer_) return;
+  uint32_t* tail = word(kTailOffset);
+  uint32_t* flags = word(kProducerFlagsOffset);
+  // As in WaitWritable: set WAITING, fence, learn the waker's mode, look again.
+  atomics::FetchOrRelaxed(flags, kProducerWaiting);
+  atomics::FullFence();
+  int64_t nap = timeout_ns;
+  if ((atomics::LoadRelaxed(word(kConsumerFlagsOffset)) & kConsumerMembarrier) &&
+      !wait::HeavyBarrier()) {
+    nap = CapNap(timeout_ns, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+  }
+  if (atomics::LoadAcquire(tail) == seen) {
+    if (intr != nullptr) intr->BeginSleep(tail);
+    if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(tail, seen, nap);
+    if (intr != nullptr) intr->EndSleep();
+  }
+  atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
 }
 
 void ByteRingBuffer::SetClosed() {
@@ -460,10 +612,22 @@ Status ByteRingBuffer::NextRecord(uint32_t from, MessageView* out) {
       }
       continue;
     }
-    if (len > kMaxValidLen) {
-      error_ =
-          "record at offset " + std::to_string(pos) + " has invalid len " + std::to_string(len);
-      return Status::kCorrupt;
+    if (IsPad(len)) {
+      // A reservation the producer gave up (or the unused end of one): skipped
+      // silently, and freed at once when nothing is held before it.
+      const uint64_t pad = RecordSize(len & ~kPadFlag);
+      if (pad > to_end || pad > avail) {
+        error_ = "PAD record at offset " + std::to_string(pos) + " of len " +
+                 std::to_string(len & ~kPadFlag) + " passes " + (pad > to_end ? "the end" : "head");
+        return Status::kCorrupt;
+      }
+      pos_index += static_cast<uint32_t>(pad);
+      if (from == read_pos_ && read_pos_ == released_) {
+        read_pos_ = pos_index;
+        StoreTail(pos_index);
+        from = pos_index;
+      }
+      continue;
     }
     const uint64_t record = RecordSize(len);
     if (record > to_end) {
@@ -547,13 +711,24 @@ void ByteRingBuffer::ReleaseTo(uint32_t end) {
 // Anything that does not look right is left for NextRecord to report.
 uint32_t ByteRingBuffer::SkipPublishedMarker(uint32_t at) {
   head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
-  const uint32_t avail = head_cache_ - at;
-  if (avail == 0 || avail > capacity_ || ((head_cache_ | at) % kRecordAlign) != 0) return at;
-  const uint32_t pos = at & mask_;
-  const uint32_t to_end = capacity_ - pos;
-  if (LoadU32(data() + pos) != kWrapMarker || to_end > avail) return at;
-  read_pos_ = at + to_end;
-  return read_pos_;
+  for (;;) {
+    const uint32_t avail = head_cache_ - at;
+    if (avail == 0 || avail > capacity_ || ((head_cache_ | at) % kRecordAlign) != 0) return at;
+    const uint32_t pos = at & mask_;
+    const uint32_t to_end = capacity_ - pos;
+    const uint32_t len = LoadU32(data() + pos);
+    uint64_t skip = 0;
+    if (len == kWrapMarker) {
+      skip = to_end;
+    } else if (IsPad(len)) {
+      skip = RecordSize(len & ~kPadFlag);  // PAD records after the freed ones go too
+    } else {
+      return at;
+    }
+    if (skip > to_end || skip > avail) return at;
+    at += static_cast<uint32_t>(skip);
+    read_pos_ = at;
+  }
 }
 
 uint32_t ByteRingBuffer::ReadableBytes() const {
@@ -563,28 +738,37 @@ uint32_t ByteRingBuffer::ReadableBytes() const {
 
 bool ByteRingBuffer::HasData() const {
   if (!valid_ || is_producer_) return false;
-  // The same checks as NextRecord, on a fresh head; only a WRAP marker is acted on.
+  // The same checks as NextRecord, on a fresh head; only WRAP markers and PAD
+  // records are acted on (skipped, and freed when nothing is held before them).
   const uint32_t head = atomics::LoadAcquire(word(kHeadOffset));
   uint32_t at = read_pos_;
-  for (int markers = 0; markers < 2; ++markers) {
+  bool after_marker = false;
+  for (;;) {
     const uint32_t avail = head - at;
     if (avail == 0 || avail > capacity_ || ((head | at) % kRecordAlign) != 0) return false;
     const uint32_t pos = at & mask_;
     const uint32_t to_end = capacity_ - pos;
     const uint32_t len = LoadU32(data() + pos);
+    uint32_t skip = 0;
     if (len == kWrapMarker) {
-      if (to_end > avail) return false;
-      if (at == read_pos_ && read_pos_ == released_ && !peeked_) {
-        head_cache_ = head;  // acquired just now; the cursor moves within it
-        read_pos_ = at + to_end;
-        StoreTail(read_pos_);  // nothing held before the marker: free the lap now
-      }
-      at += to_end;  // the record after the marker starts the next lap
-      continue;
+      if (to_end > avail || after_marker) return false;  // a marker right after a marker is corrupt
+      skip = to_end;  // the record after the marker starts the next lap
+      after_marker = true;
+    } else if (IsPad(len)) {
+      const uint64_t pad = RecordSize(len & ~kPadFlag);
+      if (pad > to_end || pad > avail) return false;
+      skip = static_cast<uint32_t>(pad);
+      after_marker = false;
+    } else {
+      return RecordSize(len) <= to_end && RecordSize(len) <= avail;
     }
-    return len <= kMaxValidLen && RecordSize(len) <= to_end && RecordSize(len) <= avail;
+    if (at == read_pos_ && read_pos_ == released_ && !peeked_) {
+      head_cache_ = head;  // acquired just now; the cursor moves within it
+      read_pos_ = at + skip;
+      StoreTail(read_pos_);  // nothing held before it: free it now
+    }
+    at += skip;
   }
-  return false;  // a marker right after a marker is corrupt
 }
 
 Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {

@@ -237,7 +237,7 @@ bool ShmProducer::Create(const ProducerOptions& options) {
 }
 
 ShmProducer::~ShmProducer() {
-  if (!ring_) return;
+  if (!ring_ || retired_) return;
   // Unlink first, then CLOSED: while we are alive and not CLOSED nobody replaces the
   // name, so the generation we check is still the one we unlink. (After an earlier
   // explicit Close() a successor may replace us at any time; the check then keeps
@@ -263,8 +263,102 @@ Status ShmProducer::WriteFor(const void* data, uint32_t len, int64_t timeout_ns)
   return Status::kOk;
 }
 
+// The lock of a concurrent producer (no lock otherwise).
+namespace {
+std::unique_lock<std::mutex> LockIf(std::mutex& mu, bool on) {
+  return on ? std::unique_lock<std::mutex>(mu) : std::unique_lock<std::mutex>(mu, std::defer_lock);
+}
+int64_t SteadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+// One reservation attempt under the lock, then (without it) the wait protocol's
+// sleep on the tail word, until it fits, times out or is interrupted. When the
+// space is held by kept reservations (freed by other threads, without a tail
+// change to wake us) it polls at kUnfencedNapNs.
+template <typename Attempt>
+Status ShmProducer::ReserveWaiting(uint32_t len, int64_t timeout_ns, Interrupter* intr,
+                                   Attempt attempt) {
+  const int64_t deadline = timeout_ns < 0 ? 0 : SteadyNowNs() + timeout_ns;
+  for (int spin = 0;; ++spin) {
+    uint32_t seen = 0;
+    bool kept = false;
+    {
+      auto lock = LockIf(mu_, true);
+      if (closed_) return Status::kClosed;
+      const Status s = attempt();
+      if (s != Status::kFull) {
+        if (s == Status::kCorrupt) error_ = "ring '" + name_ + "': " + ring_->error();
+        return s;
+      }
+      seen = ring_->TailSeen();
+      kept = ring_->FullOfKept(len);
+    }
+    if (timeout_ns == 0) return Status::kFull;
+    if (intr->interrupted()) return Status::kInterrupted;
+    int64_t left = kForever;
+    if (timeout_ns > 0) {
+      left = deadline - SteadyNowNs();
+      if (left <= 0) return Status::kTimeout;
+    }
+    if (spin < tuning::kSpinPolls) continue;
+    if (kept && (left < 0 || left > tuning::kUnfencedNapNs)) left = tuning::kUnfencedNapNs;
+    ring_->SleepWhileTailIs(seen, left, intr);
+  }
+}
+
+Status ShmProducer::ReserveNext(uint32_t len, Reservation* out, int64_t timeout_ns,
+                                Interrupter* intr) {
+  if (!ring_) return Status::kInvalid;
+  return ReserveWaiting(len, timeout_ns, intr != nullptr ? intr : &interrupter_,
+                        [&] { return ring_->ReserveNext(len, out); });
+}
+
+void ShmProducer::Publish(const Reservation& r, uint32_t len, bool keep) {
+  if (!ring_) return;
+  auto lock = LockIf(mu_, concurrent_);
+  if (!closed_) ring_->Publish(r, len, keep);
+}
+
+void ShmProducer::Abandon(const Reservation& r) {
+  if (!ring_) return;
+  auto lock = LockIf(mu_, concurrent_);
+  if (!closed_) ring_->Abandon(r);
+}
+
+void ShmProducer::Unkeep(const Reservation& r) {
+  if (!ring_) return;
+  auto lock = LockIf(mu_, concurrent_);
+  if (!closed_) ring_->Unkeep(r);
+}
+
+bool ShmProducer::InOrder(const Reservation& r) {
+  if (!ring_) return false;
+  auto lock = LockIf(mu_, concurrent_);
+  return ring_->InOrder(r);
+}
+
+void ShmProducer::Retire() {
+  if (!ring_ || retired_) return;
+  uint8_t hdr[layout::kHeaderSize];
+  if (ReadHeader(name_, hdr) &&
+      HeaderField<uint64_t>(hdr, layout::kGenerationOffset) == ring_->generation()) {
+    memory_->destroy();
+  }
+  Close();
+  liveness::Drop(memory_->fd(), liveness::kProducerByte);
+  retired_ = true;
+}
+
 Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns) {
   if (!ring_) return Status::kInvalid;
+  if (concurrent_) {
+    return ReserveWaiting(len, timeout_ns, &interrupter_,
+                          [&] { return ring_->Reserve(len, payload); });
+  }
   if (closed_) return Status::kClosed;
   Status s = ring_->Reserve(len, payload);
   if (s == Status::kFull && timeout_ns != 0) {
@@ -276,11 +370,15 @@ Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns)
 }
 
 void ShmProducer::Commit(uint32_t len) {
-  if (ring_) ring_->Commit(len);
+  if (!ring_) return;
+  auto lock = LockIf(mu_, concurrent_);
+  if (!closed_) ring_->Commit(len);
 }
 
 void ShmProducer::CountDropped(uint64_t n) {
-  if (ring_) ring_->AddDropped(n);
+  if (!ring_) return;
+  auto lock = LockIf(mu_, concurrent_);
+  ring_->AddDropped(n);
 }
 
 uint64_t ShmProducer::Dropped() const { return ring_ ? ring_->Dropped() : 0; }
@@ -301,8 +399,11 @@ void ShmProducer::SetLive(bool live) {
 }
 
 void ShmProducer::Close() {
-  if (!ring_ || closed_) return;
+  if (!ring_) return;
+  auto lock = LockIf(mu_, concurrent_);
+  if (closed_) return;
   closed_ = true;
+  ring_->AbandonOpen();  // what was finished before reaches the consumer
   ring_->SetClosed();
 }
 

@@ -91,7 +91,16 @@ CONSUMER_ATTACH_COUNT_ONE = 1 << CONSUMER_ATTACH_COUNT_SHIFT
 LEN_SIZE = 4
 RECORD_ALIGN = 8
 WRAP_MARKER = 0xFFFFFFFF
-MAX_VALID_LEN = 0x7FFFFFFF  # 0x80000000..0xFFFFFFFE are invalid
+MAX_VALID_LEN = 0x7FFFFFFF  # largest payload length a record may say
+# PAD record: len = PAD_FLAG | n (n = payload bytes, < 2**31) is a record of
+# record_size(n) bytes that every reader skips silently (a reservation the producer
+# gave up, or the unused end of one published shorter). 0xFFFFFFFF stays WRAP.
+PAD_FLAG = 0x80000000
+
+
+def is_pad(length: int) -> bool:
+    """Whether a len word marks a PAD record (C++ ``layout::IsPad``)."""
+    return bool(length & PAD_FLAG) and length != WRAP_MARKER
 
 INDEX_MASK = 0xFFFFFFFF  # ring indices are u32 and wrap at 2**32
 

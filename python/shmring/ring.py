@@ -29,7 +29,7 @@ from .layout import (CAPACITY_WORD, CONSUMER_ATTACH_COUNT_ONE, CONSUMER_ATTACHED
                      CONSUMER_WAITING, DATA_WORD, DROPPED_WORD, GENERATION_WORD, HEAD_WORD,
                      HEADER_SIZE, IDENT_SIZE, LEN_SIZE, MAGIC, MAGIC_OFFSET,
                      MAX_RECEIVERS_LIMIT, MAX_RECEIVERS_WORD, MAGIC_WORD, MAX_CAPACITY,
-                     MAX_VALID_LEN, MIN_CAPACITY, PRODUCER_CLOSED, PRODUCER_FLAGS_WORD,
+                     MAX_VALID_LEN, MIN_CAPACITY, PAD_FLAG, PRODUCER_CLOSED, PRODUCER_FLAGS_WORD,
                      PRODUCER_LIVE, PRODUCER_MEMBARRIER, PRODUCER_PID_WORD, PRODUCER_WAITING,
                      PROFILE_OPAQUE, PROFILE_WORD, RECORD_ALIGN, TAIL_WORD, VERSION, VERSION_WORD,
                      WRAP_MARKER, is_valid_capacity)
@@ -458,6 +458,18 @@ class ByteRingBuffer:
         self._reserved_held = None
         self._commit(length)
 
+    def abandon(self) -> None:
+        """Publishes the open reservation as a PAD record, which every reader skips
+        silently (C++ ``Abandon``): the space is given up in ring order. Producer;
+        never blocks."""
+        held = self._reserved_held
+        if held is None or self._reserved < 0:
+            raise ShmRingError("abandon() without an open reservation")
+        if not held.try_release():
+            raise ViewInUseError("the reserved view is still referenced at abandon")
+        self._reserved_held = None
+        self._commit(self._reserved, PAD_FLAG)
+
     def cancel(self) -> None:
         """Abandons the open reservation without publishing it. Producer; never blocks."""
         held = self._reserved_held
@@ -544,13 +556,13 @@ class ByteRingBuffer:
         if w[CONSUMER_FLAGS_WORD] & CONSUMER_WAITING:
             _futex.wake_word(self._head_address)
 
-    def _commit(self, n: int) -> None:
+    def _commit(self, n: int, flag: int = 0) -> None:
         self._reserved = -1
         head = self._head
         pos = head & self._mask
         rec = (n + LEN_SIZE + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
         w = self._w
-        w[DATA_WORD + (pos >> 2)] = n
+        w[DATA_WORD + (pos >> 2)] = n | flag
         pad = rec - LEN_SIZE - n
         if pad:
             end = HEADER_SIZE + pos + rec
@@ -694,8 +706,21 @@ class ByteRingBuffer:
                     self._store_tail(pos_index)  # nothing held before the marker
                     start = pos_index
                 continue
-            if length > MAX_VALID_LEN:
-                raise self._corrupt(f"record at offset {pos} has invalid len 0x{length:08X}")
+            if length & PAD_FLAG:
+                # A reservation the producer gave up (or the unused end of one):
+                # skipped silently, freed at once when nothing is held before it.
+                n = length & MAX_VALID_LEN
+                rec = (n + LEN_SIZE + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
+                if rec > to_end or rec > avail:
+                    raise self._corrupt(
+                        f"PAD record at offset {pos} of len {n} passes "
+                        f"{'the end' if rec > to_end else 'head'}")
+                pos_index = (pos_index + rec) & _M
+                if start == self._read_pos and self._read_pos == self._freed:
+                    self._read_pos = pos_index
+                    self._lazy_release(pos_index)
+                    start = pos_index
+                continue
             rec = (length + LEN_SIZE + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
             if rec > to_end:
                 raise self._corrupt(

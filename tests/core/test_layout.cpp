@@ -78,6 +78,36 @@ TEST(GoldenVectors, WrapMarker) {
   EXPECT_EQ(img.bytes, LoadVector("v2_wrap_marker_cap64.hex"));
 }
 
+// A reservation given up becomes a PAD record; readers skip it silently.
+TEST(GoldenVectors, PadRecord) {
+  Image img(64);
+  ASSERT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), 64, 0, kGen), "");
+  ByteRingBuffer p(img.data(), img.size(), true);
+  ASSERT_TRUE(p.Write("hello", 5));
+  Reservation r;
+  ASSERT_EQ(p.ReserveNext(20, &r), Status::kOk);
+  p.Abandon(r);
+  const uint8_t two[] = {1, 2};
+  ASSERT_TRUE(p.Write(two, 2));
+  img.bytes[layout::kProducerFlagsOffset] &= ~layout::kProducerMembarrier;
+  EXPECT_EQ(img.bytes, LoadVector("v2_pad_cap64.hex"));
+  // A reader of the vector gets "hello", then 01 02, then nothing.
+  std::vector<uint8_t> copy = LoadVector("v2_pad_cap64.hex");
+  ByteRingBuffer c(copy.data(), copy.size(), false);
+  ASSERT_TRUE(c.valid()) << c.error();
+  std::vector<uint8_t> out(64);
+  ReadResult rr = c.TryRead(out.data(), 64);
+  ASSERT_EQ(rr.status, Status::kOk);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(out.data()), rr.len), "hello");
+  rr = c.TryRead(out.data(), 64);
+  ASSERT_EQ(rr.status, Status::kOk);
+  ASSERT_EQ(rr.len, 2u);
+  EXPECT_EQ(out[0], 1);
+  EXPECT_EQ(out[1], 2);
+  EXPECT_EQ(c.TryRead(out.data(), 64).status, Status::kEmpty);
+  EXPECT_EQ(c.LoadTail(), 48u);
+}
+
 TEST(GoldenVectors, IndexWrapAt2To32) {
   Image img(64);
   ASSERT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), 64, 0, kGen, 0xFFFFFFE8u), "");

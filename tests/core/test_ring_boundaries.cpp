@@ -307,14 +307,16 @@ class CorruptTest : public RingTest, public ::testing::WithParamInterface<RingIm
   uint32_t LenAt(uint32_t data_off) { return layout::kHeaderSize + data_off; }
 };
 
+// len words with the top bit set (but 0xFFFFFFFF) are PAD records: one whose size
+// passes head or the end of the data area is corrupt.
 TEST_P(CorruptTest, CorruptLen) {
   for (uint32_t bad :
-       {0x80000000u, 0x80000001u, 0x9ABCDEF0u, 0xC0000000u, 0xFFFFFFF8u, 0xFFFFFFFEu}) {
+       {0x80000005u, 0x80000038u, 0x9ABCDEF0u, 0xC0000000u, 0xFFFFFFF8u, 0xFFFFFFFEu}) {
     Ring& r = Make(64, 0, GetParam());
     ASSERT_EQ(r.Put(4), Status::kOk);
     r.img.SetU32(LenAt(0), bad);
-    ExpectCorrupt(r, "invalid len");
-    EXPECT_NE(r.c().error().find("invalid len"), std::string::npos) << r.c().error();
+    ExpectCorrupt(r, "PAD record");
+    EXPECT_NE(r.c().error().find("PAD record"), std::string::npos) << r.c().error();
   }
 }
 

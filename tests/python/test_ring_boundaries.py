@@ -153,12 +153,48 @@ def plant(buf, offset, length_word, head):
     struct.pack_into("<I", buf, layout.HEAD_OFFSET, head)
 
 
-@pytest.mark.parametrize("bad_len", [0x80000000, 0x80000001, 0xFFFFFFFE])
-def test_corrupt_invalid_len(bad_len):
+@pytest.mark.parametrize("bad_len", [0x80000005, 0x80000038, 0x9ABCDEF0, 0xFFFFFFFE])
+def test_corrupt_pad_len(bad_len):
+    """A len word with the top bit set is a PAD record; one passing head or the end
+    of the data area is corrupt."""
     buf, _, c = make_ring()
     plant(buf, 0, bad_len, 8)
-    with pytest.raises(CorruptRecordError, match="invalid len"):
+    with pytest.raises(CorruptRecordError, match="PAD record"):
         c.read()
+
+
+def test_pad_records_are_skipped_and_freed():
+    """PAD records (a reservation the producer gave up) are skipped silently; with
+    nothing held before them they are freed at once, so the producer goes on."""
+    buf, p, c = make_ring()
+    for _ in range(2):
+        view = p.reserve(20)
+        assert view is not None
+        del view
+        p.abandon()
+    assert not c.has_data()
+    assert c.read() is None
+    assert c.tail == 48
+    assert p.write(b"after")
+    assert c.read() == b"after"
+
+
+def test_pad_between_acquired_records():
+    buf, p, c = make_ring()
+    assert p.write(b"one")
+    view = p.reserve(4)
+    assert view is not None
+    del view
+    p.abandon()
+    assert p.write(b"two")
+    first = c.acquire()
+    second = c.acquire()
+    assert first is not None and second is not None
+    assert bytes(buf[first[0]:first[0] + first[1]]) == b"one"
+    assert bytes(buf[second[0]:second[0] + second[1]]) == b"two"
+    assert c.acquire() is None
+    c.release_to(second[2])
+    assert c.tail == 24
 
 
 def test_corrupt_record_past_head():

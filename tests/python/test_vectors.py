@@ -63,6 +63,23 @@ def test_wrap_marker():
     assert strip_mode_bits(img) == load_vector("v2_wrap_marker_cap64.hex")
 
 
+def test_pad_record():
+    """A reservation given up is a PAD record; a reader skips it silently."""
+    img = image(64)
+    ByteRingBuffer.initialize(img, 64, 0, GEN)
+    p = ByteRingBuffer(img, True)
+    assert p.write(b"hello")
+    view = p.reserve(20)
+    assert view is not None
+    del view
+    p.abandon()
+    assert p.write(b"\x01\x02")
+    assert strip_mode_bits(img) == load_vector("v2_pad_cap64.hex")
+    c = ByteRingBuffer(bytearray(load_vector("v2_pad_cap64.hex")), False)
+    assert [c.read(), c.read(), c.read()] == [b"hello", b"\x01\x02", None]
+    assert c.tail == 48
+
+
 def test_index_wrap_at_2_to_32():
     img = image(64)
     ByteRingBuffer.initialize(img, 64, 0, GEN, start_index=0xFFFFFFE8)

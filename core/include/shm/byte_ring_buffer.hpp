@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <type_traits>
 
@@ -18,6 +19,16 @@ struct MessageView {
   const uint8_t* data = nullptr;
   uint32_t len = 0;
   uint32_t end = 0;  // ring index just past the record (pass to ReleaseTo)
+};
+
+// One of several reservations a producer may have in flight (ReserveNext). The
+// records are published in ring order: the head moves over the leading finished
+// ones, so a reservation finished early waits for the older ones.
+struct Reservation {
+  uint8_t* payload = nullptr;  // where the payload goes (len bytes)
+  uint32_t len = 0;            // reserved payload bytes
+  uint32_t start = 0;          // ring index of the record
+  uint32_t end = 0;            // ring index just past the record
 };
 
 // shm::kHeaderSize: the header size of layout v1 (the offset of the data area), for
@@ -99,6 +110,43 @@ class ByteRingBuffer {
   // the reserved length; without an open reservation it does nothing). Wakes a
   // sleeping consumer. Producer, after a kOk Reserve; never blocks.
   void Commit(uint32_t len);
+  // Several reservations in flight: reserves the record after every open one (a
+  // WRAP marker first if it would cross the end) and describes it in *out. The
+  // reservations are published in the order they were made (Publish/Abandon finish
+  // them in any order; the head moves over the leading finished ones). kOk, kFull,
+  // kTooLarge, kCorrupt or kInvalid. Producer; never blocks.
+  [[nodiscard]] Status ReserveNext(uint32_t len, Reservation* out);
+  // Finishes `r` as a message of `len` bytes (cut to the reserved length; the rest
+  // of the reserved record becomes a PAD record). With `keep`, the bytes stay
+  // readable for the producer after the consumer has released them: the space is
+  // not reused until Unkeep(r) (a zero-copy buffer still referenced after it was
+  // sent). Producer; never blocks.
+  void Publish(const Reservation& r, uint32_t len, bool keep = false);
+  // Finishes `r` as a PAD record: consumers skip it silently. Producer; never blocks.
+  void Abandon(const Reservation& r);
+  // Abandons every open reservation (Reserve's and ReserveNext's): end of stream.
+  // Producer; never blocks.
+  void AbandonOpen();
+  // The bytes of a kept reservation are no longer used: its space may be reused.
+  // Producer; never blocks.
+  void Unkeep(const Reservation& r);
+  // Whether every record reserved after `r` (by ReserveNext, Reserve) is still
+  // unpublished, so publishing `r` keeps the order in which records were finished.
+  // Producer; never blocks.
+  bool InOrder(const Reservation& r) const;
+  // Reservations not yet published or abandoned, plus kept ones. Producer; never blocks.
+  uint32_t InFlight() const { return static_cast<uint32_t>(pending_.size()); }
+  // Whether the ring is full because of kept reservations rather than the consumer
+  // (waiting for the consumer would not help). Producer; never blocks.
+  bool FullOfKept(uint32_t len) const;
+  // One sleep of the wait protocol on the tail word (the producer's mirror of
+  // SleepWhileHeadIs): sets WAITING, fences, sleeps while the tail word still holds
+  // `seen`, for at most timeout_ns or until `intr` fires; clears WAITING. Touches no
+  // producer state but the flags word, so other (serialised) producer calls may run
+  // meanwhile. Producer's one sleeping thread; blocks.
+  void SleepWhileTailIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
+  // The tail the last producer call saw: after kFull, the value for SleepWhileTailIs.
+  uint32_t TailSeen() const { return tail_cache_; }
   // Original API: free bytes in the ring (records and padding included); 0 when the
   // consumer's tail is not valid. Producer; never blocks.
   uint32_t WriteableBytes() const;
@@ -200,6 +248,16 @@ class ByteRingBuffer {
   bool LoadTailChecked();
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
+  Status ReserveRecord(uint32_t len, uint32_t* pos);
+  uint32_t FreeBytes() const;
+  void Finish(uint32_t start, bool keep);
+  void AdvanceHead();
+  struct Pending {
+    uint32_t start;
+    uint32_t end;
+    bool done;  // published, abandoned or a WRAP marker
+    bool kept;  // published, bytes still in use by the producer
+  };
   void StoreTail(uint32_t t) const;
   uint32_t SkipPublishedMarker(uint32_t at);
 
@@ -211,10 +269,15 @@ class ByteRingBuffer {
   bool light_fences_ = false;  // this side registered for membarrier
   std::string error_;
   // Producer state.
-  uint32_t head_ = 0;          // next write index (own copy of the head word)
-  uint32_t tail_cache_ = 0;    // producer's cached copy of tail
-  uint32_t reserved_len_ = 0;  // payload length of the open reservation
-  bool reserved_ = false;
+  uint32_t head_ = 0;        // published head (own copy of the head word)
+  uint32_t reserve_ = 0;     // next reservation index (>= head_)
+  uint32_t order_mark_ = 0;  // end of the newest record published (InOrder)
+  // Reservations and markers from the oldest unfinished or kept one to reserve_, in
+  // ring order (empty when everything reserved is published and not kept).
+  std::deque<Pending> pending_;
+  Reservation legacy_;       // the open Reserve/Commit reservation (if reserved_)
+  uint32_t tail_cache_ = 0;  // producer's cached copy of tail
+  bool reserved_ = false;    // legacy_ is open
   // Consumer state. The positions are mutable for HasData() const (the original
   // API's signature), which may skip a WRAP marker; no message is consumed by that.
   mutable uint32_t read_pos_ = 0;    // next record to hand out (>= the tail word)

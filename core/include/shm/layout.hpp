@@ -93,7 +93,12 @@ constexpr uint32_t kConsumerAttachCountOne = 1u << kConsumerAttachCountShift;
 constexpr uint32_t kLenSize = 4;
 constexpr uint32_t kRecordAlign = 8;
 constexpr uint32_t kWrapMarker = 0xFFFFFFFFu;
-constexpr uint32_t kMaxValidLen = 0x7FFFFFFFu;  // 0x80000000..0xFFFFFFFE are invalid
+constexpr uint32_t kMaxValidLen = 0x7FFFFFFFu;  // largest payload length a record may say
+// PAD record: len = kPadFlag | n (n = payload bytes, < 2^31) is a record of
+// RecordSize(n) bytes that every reader skips silently (a reservation the producer
+// gave up, or the unused end of one published shorter). 0xFFFFFFFF stays WRAP.
+constexpr uint32_t kPadFlag = 0x80000000u;
+constexpr bool IsPad(uint32_t len) { return (len & kPadFlag) != 0 && len != kWrapMarker; }
 
 // Size of the record holding a payload of `len` bytes (len <= kMaxValidLen).
 constexpr uint64_t RecordSize(uint32_t len) {

@@ -73,6 +73,36 @@ class ShmProducer {
   // reserved length; nothing happens without an open reservation) and wakes a
   // sleeping consumer. Producer thread; never blocks.
   void Commit(uint32_t len);
+  // ---- several reservations in flight (zero-copy buffers handed to other code) --
+  // Once SetConcurrent(true) was called (before other threads use the producer),
+  // every producer call below and above may come from any thread: they are
+  // serialised by an internal lock that no call holds while it sleeps. Without it,
+  // the producer thread rule holds (and no lock is taken).
+  void SetConcurrent(bool on) { concurrent_ = on; }
+  // Reserves the next record for a `len`-byte payload after every open reservation,
+  // waiting up to timeout_ns for space (0 = no wait, kForever = no limit) or until
+  // `intr` (nullptr: this producer's Interrupt()) fires. The reservations are
+  // published in the order they were made: Publish/Abandon may finish them in any
+  // order. kOk, kFull (timeout 0), kTimeout, kTooLarge, kInterrupted, kClosed,
+  // kCorrupt, kInvalid. Blocks.
+  [[nodiscard]] Status ReserveNext(uint32_t len, Reservation* out, int64_t timeout_ns,
+                                   Interrupter* intr = nullptr);
+  // Publishes `r` as a message of `len` bytes (see ByteRingBuffer::Publish; with
+  // `keep` its space is not reused before Unkeep). Nothing after Close(). Never blocks.
+  void Publish(const Reservation& r, uint32_t len, bool keep = false);
+  // Turns `r` into a PAD record that every reader skips. Never blocks.
+  void Abandon(const Reservation& r);
+  // The bytes of kept reservation `r` are no longer used. Never blocks.
+  void Unkeep(const Reservation& r);
+  // Whether publishing `r` now keeps the records in the order they were finished
+  // (nothing reserved after it was published yet). Never blocks.
+  bool InOrder(const Reservation& r);
+  // Ends the ring like the destructor does (unlinks the name if it still holds
+  // this ring, sets CLOSED, gives up the producer's role lock) but keeps the mapping
+  // until the destructor, for zero-copy buffers still referenced. Open
+  // reservations are abandoned. Never blocks.
+  void Retire();
+
   // Counts `n` messages dropped on purpose (the header's `dropped`). Producer
   // thread; never blocks.
   void CountDropped(uint64_t n = 1);
@@ -83,7 +113,8 @@ class ShmProducer {
   bool ConsumerAttached() const;
 
   // End of stream: sets CLOSED and wakes the consumer; later writes return kClosed.
-  // Producer thread; never blocks.
+  // Open reservations (ReserveNext) are abandoned first, so everything finished
+  // before is published. Producer thread; never blocks.
   void Close();
   // Marks the stream live or not (producer_flags bit LIVE): a consumer that
   // attaches to a live ring starts at what is published after its attach, never at
@@ -104,6 +135,8 @@ class ShmProducer {
 
  private:
   bool Create(const ProducerOptions& options);
+  template <typename Attempt>
+  Status ReserveWaiting(uint32_t len, int64_t timeout_ns, Interrupter* intr, Attempt attempt);
 
   std::string name_;
   std::string error_;
@@ -111,6 +144,9 @@ class ShmProducer {
   std::unique_ptr<ByteRingBuffer> ring_;
   Interrupter interrupter_;
   bool closed_ = false;
+  bool retired_ = false;
+  bool concurrent_ = false;
+  std::mutex mu_;  // the ring's producer state, when concurrent_
 };
 
 // Where a consumer starts reading when it attaches.

@@ -1,0 +1,294 @@
+// Several reservations in flight on the producer (ReserveNext / Publish / Abandon /
+// Unkeep) and PAD records: records are published in the order they were reserved,
+// a reservation given up becomes a PAD record every reader skips, kept bytes are
+// not reused, and end of stream publishes what was finished.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shm/byte_ring_buffer.hpp"
+#include "shm/layout.hpp"
+#include "shm/shm_channel.hpp"
+#include "test_util.hpp"
+#include "vectors.hpp"
+
+namespace {
+
+using shm::ByteRingBuffer;
+using shm::MessageView;
+using shm::Reservation;
+using shm::Status;
+using shmtest::RingImage;
+
+struct Ring {
+  explicit Ring(uint32_t capacity) : img(capacity) {
+    EXPECT_EQ(img.Init(), "");
+    p = std::make_unique<ByteRingBuffer>(img.base(), img.size(), true);
+    c = std::make_unique<ByteRingBuffer>(img.base(), img.size(), false);
+  }
+  // The next message as a string ("<empty>" when there is none).
+  std::string Next() {
+    std::vector<uint8_t> out(img.capacity());
+    const shm::ReadResult r = c->TryRead(out.data(), img.capacity());
+    if (r.status == Status::kEmpty) return "<empty>";
+    if (r.status != Status::kOk) return std::string("<") + shm::StatusName(r.status) + ">";
+    return std::string(reinterpret_cast<char*>(out.data()), r.len);
+  }
+  Reservation Reserve(const std::string& text) {
+    Reservation r;
+    EXPECT_EQ(p->ReserveNext(static_cast<uint32_t>(text.size()), &r), Status::kOk);
+    if (r.payload != nullptr) std::memcpy(r.payload, text.data(), text.size());
+    return r;
+  }
+  RingImage img;
+  std::unique_ptr<ByteRingBuffer> p;
+  std::unique_ptr<ByteRingBuffer> c;
+};
+
+TEST(Reservations, PublishedInReservationOrder) {
+  Ring r(256);
+  const Reservation a = r.Reserve("aaaa"), b = r.Reserve("bbbbbbbb"), c = r.Reserve("cc");
+  EXPECT_EQ(r.p->InFlight(), 3u);
+  r.p->Publish(c, 2);
+  EXPECT_EQ(r.p->LoadHead(), 0u);  // c waits for a and b
+  EXPECT_EQ(r.Next(), "<empty>");
+  r.p->Publish(a, 4);
+  EXPECT_EQ(r.p->LoadHead(), a.end);
+  EXPECT_EQ(r.Next(), "aaaa");
+  EXPECT_EQ(r.Next(), "<empty>");
+  r.p->Publish(b, 8);
+  EXPECT_EQ(r.p->LoadHead(), c.end);
+  EXPECT_EQ(r.Next(), "bbbbbbbb");
+  EXPECT_EQ(r.Next(), "cc");
+  EXPECT_EQ(r.p->InFlight(), 0u);
+  EXPECT_TRUE(r.img.GuardIntact());
+}
+
+TEST(Reservations, AbandonedReservationIsSkipped) {
+  Ring r(256);
+  const Reservation a = r.Reserve("dropped!"), b = r.Reserve("kept");
+  r.p->Publish(b, 4);
+  r.p->Abandon(a);
+  EXPECT_EQ(r.p->LoadHead(), b.end);
+  // The len word of a's record is now a PAD record of its size.
+  uint32_t len = 0;
+  std::memcpy(&len, r.img.data() + (a.start & 255), 4);
+  EXPECT_EQ(len, shm::layout::kPadFlag | 12u);  // record 16 less the len word
+  EXPECT_TRUE(r.c->HasData());
+  EXPECT_EQ(r.Next(), "kept");
+  EXPECT_EQ(r.Next(), "<empty>");
+  EXPECT_EQ(r.c->LoadTail(), b.end);
+}
+
+TEST(Reservations, TrailingPadsAreFreedSoTheProducerGoesOn) {
+  Ring r(64);
+  const Reservation a = r.Reserve(std::string(20, 'x'));  // 24 bytes
+  r.p->Abandon(a);
+  const Reservation b = r.Reserve(std::string(20, 'y'));
+  r.p->Abandon(b);
+  // Nothing but PAD records: a reader finds nothing and frees them.
+  EXPECT_FALSE(r.c->HasData());
+  EXPECT_EQ(r.c->LoadTail(), b.end);
+  EXPECT_EQ(r.Next(), "<empty>");
+  EXPECT_EQ(r.p->WriteableBytes(), 64u);
+}
+
+TEST(Reservations, PublishedShorterLeavesAPadForTheRest) {
+  Ring r(256);
+  const Reservation a = r.Reserve(std::string(40, 'a'));  // record 48
+  const Reservation b = r.Reserve("next");
+  r.p->Publish(a, 4);  // record 8, then a PAD of 40 bytes
+  r.p->Publish(b, 4);
+  uint32_t len = 0;
+  std::memcpy(&len, r.img.data() + 8, 4);
+  EXPECT_EQ(len, shm::layout::kPadFlag | 36u);
+  EXPECT_EQ(r.Next(), "aaaa");
+  EXPECT_EQ(r.Next(), "next");
+  EXPECT_EQ(r.Next(), "<empty>");
+}
+
+TEST(Reservations, WrapMarkerWaitsBehindAnOpenReservation) {
+  Ring r(64);
+  // 32 bytes used and read, so the next lap starts at 32.
+  ASSERT_TRUE(r.p->Write(std::string(28, 'z').data(), 28));
+  EXPECT_EQ(r.Next(), std::string(28, 'z'));
+  const Reservation a = r.Reserve(std::string(20, 'a'));  // record 24 at 32..56
+  const Reservation b = r.Reserve(std::string(12, 'b'));  // 16 > 8 left: marker, then 0..16
+  EXPECT_EQ(b.start, 64u);
+  EXPECT_EQ(r.p->LoadHead(), 32u);  // the marker is not published before a
+  r.p->Publish(b, 12);
+  EXPECT_EQ(r.p->LoadHead(), 32u);
+  r.p->Publish(a, 20);
+  EXPECT_EQ(r.p->LoadHead(), 80u);
+  EXPECT_EQ(r.Next(), std::string(20, 'a'));
+  EXPECT_EQ(r.Next(), std::string(12, 'b'));
+  EXPECT_EQ(r.Next(), "<empty>");
+  EXPECT_TRUE(r.img.GuardIntact());
+}
+
+TEST(Reservations, ReserveCommitAfterAnOpenReservationKeepsOrder) {
+  Ring r(256);
+  const Reservation a = r.Reserve("first");
+  uint8_t* payload = nullptr;
+  ASSERT_EQ(r.p->Reserve(6, &payload), Status::kOk);
+  std::memcpy(payload, "second", 6);
+  r.p->Commit(6);
+  EXPECT_EQ(r.Next(), "<empty>");  // behind the open reservation
+  EXPECT_FALSE(r.p->InOrder(a));   // something reserved after a was published
+  r.p->Publish(a, 5);
+  EXPECT_EQ(r.Next(), "first");
+  EXPECT_EQ(r.Next(), "second");
+}
+
+TEST(Reservations, InOrderWhileNothingLaterWasPublished) {
+  Ring r(256);
+  const Reservation a = r.Reserve("a"), b = r.Reserve("b");
+  EXPECT_TRUE(r.p->InOrder(a));
+  EXPECT_TRUE(r.p->InOrder(b));
+  r.p->Publish(a, 1);
+  EXPECT_TRUE(r.p->InOrder(b));
+  const Reservation c = r.Reserve("c");
+  r.p->Publish(c, 1);
+  EXPECT_FALSE(r.p->InOrder(b));
+}
+
+TEST(Reservations, KeptBytesAreNotReused) {
+  Ring r(256);
+  const Reservation a = r.Reserve(std::string(100, 'k'));  // record 104
+  r.p->Publish(a, 100, /*keep=*/true);
+  EXPECT_EQ(r.Next(), std::string(100, 'k'));
+  EXPECT_EQ(r.c->LoadTail(), a.end);  // the consumer is done with it
+  EXPECT_EQ(r.p->WriteableBytes(), 256u - 104u);
+  Reservation big;
+  EXPECT_EQ(r.p->ReserveNext(200, &big), Status::kFull);
+  EXPECT_TRUE(r.p->FullOfKept(200));
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(a.payload), 100), std::string(100, 'k'));
+  r.p->Unkeep(a);
+  EXPECT_FALSE(r.p->FullOfKept(200));
+  // The first try published a WRAP marker at 104 (the lap's rest was free); the
+  // consumer skips it, then the record fits at the start of the next lap.
+  EXPECT_EQ(r.Next(), "<empty>");
+  EXPECT_EQ(r.p->ReserveNext(200, &big), Status::kOk);
+  r.p->Abandon(big);
+  EXPECT_EQ(r.Next(), "<empty>");
+}
+
+TEST(Reservations, FullOfTheConsumerIsNotFullOfKept) {
+  Ring r(64);
+  ASSERT_TRUE(r.p->Write(std::string(52, 'f').data(), 52));  // 56 of 64 unread
+  Reservation x;
+  EXPECT_EQ(r.p->ReserveNext(20, &x), Status::kFull);
+  EXPECT_FALSE(r.p->FullOfKept(20));
+}
+
+TEST(Reservations, AcquiredRecordsWithPadsBetween) {
+  Ring r(256);
+  const Reservation a = r.Reserve("one"), pad = r.Reserve("gone"), b = r.Reserve("two");
+  r.p->Publish(a, 3);
+  r.p->Abandon(pad);
+  r.p->Publish(b, 3);
+  MessageView v1, v2, v3;
+  ASSERT_EQ(r.c->Acquire(&v1), Status::kOk);
+  ASSERT_EQ(r.c->Acquire(&v2), Status::kOk);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(v1.data), v1.len), "one");
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(v2.data), v2.len), "two");
+  EXPECT_EQ(r.c->Acquire(&v3), Status::kEmpty);
+  r.c->ReleaseTo(v2.end);
+  EXPECT_EQ(r.c->LoadTail(), b.end);
+}
+
+#ifndef _WIN32
+// ShmConsumer (the engine every element uses) skips PAD records too.
+TEST(Reservations, ShmConsumerSkipsPads) {
+  const std::string name = shmtest::UniqueName("resv");
+  shm::ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  p.SetConcurrent(true);
+  shm::ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  Reservation a, b;
+  ASSERT_EQ(p.ReserveNext(100, &a, 0), Status::kOk);
+  ASSERT_EQ(p.ReserveNext(5, &b, 0), Status::kOk);
+  std::memcpy(b.payload, "after", 5);
+  p.Publish(b, 5);
+  p.Abandon(a);
+  MessageView v;
+  ASSERT_EQ(c.AcquireFor(&v, 0), Status::kOk);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(v.data), v.len), "after");
+  c.Release(v);
+  ASSERT_EQ(c.PeekFor(&v, 0), Status::kEmpty);
+}
+
+// End of stream abandons the reservations still open, so what was finished before
+// (here: a message reserved after one that never will be) reaches the consumer.
+TEST(Reservations, CloseAbandonsOpenReservations) {
+  const std::string name = shmtest::UniqueName("resv");
+  shm::ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  p.SetConcurrent(true);
+  shm::ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  Reservation open;
+  ASSERT_EQ(p.ReserveNext(64, &open, 0), Status::kOk);
+  ASSERT_EQ(p.WriteFor("last", 4, 0), Status::kOk);
+  std::vector<uint8_t> out(64);
+  EXPECT_EQ(c.ReadFor(out.data(), 64, 0).status, Status::kEmpty);
+  p.Close();
+  p.Publish(open, 64);  // too late: ignored
+  const shm::ReadResult r = c.ReadFor(out.data(), 64, 0);
+  ASSERT_EQ(r.status, Status::kOk);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(out.data()), r.len), "last");
+  EXPECT_EQ(c.ReadFor(out.data(), 64, shm::kForever).status, Status::kClosed);
+}
+
+// A blocked ReserveNext returns kInterrupted when its interrupter fires, and the
+// lock is not held while it sleeps (another thread publishes meanwhile).
+TEST(Reservations, BlockedReserveNextIsInterruptible) {
+  const std::string name = shmtest::UniqueName("resv");
+  shm::ShmProducer p(name, 64);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  p.SetConcurrent(true);
+  shm::ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  Reservation a;
+  ASSERT_EQ(p.ReserveNext(52, &a, 0), Status::kOk);  // 56 of 64
+  shm::Interrupter intr;
+  Status got = Status::kOk;
+  std::thread t([&] {
+    Reservation b;
+    got = p.ReserveNext(52, &b, shm::kForever, &intr);
+  });
+  p.Publish(a, 52);  // not blocked by the sleeping thread
+  // The consumer never reads: the waiter stays asleep until interrupted.
+  intr.Interrupt();
+  t.join();
+  EXPECT_EQ(got, Status::kInterrupted);
+  EXPECT_EQ(p.ReserveNext(52, &a, 0), Status::kFull);
+}
+
+// Retire ends the ring (the name is gone, CLOSED set, the producer byte free) but
+// keeps the mapping for zero-copy buffers that outlive the sender.
+TEST(Reservations, RetireKeepsTheMapping) {
+  const std::string name = shmtest::UniqueName("resv");
+  auto p = std::make_unique<shm::ShmProducer>(name, 4096);
+  ASSERT_TRUE(p->IsValid()) << p->error();
+  Reservation a;
+  ASSERT_EQ(p->ReserveNext(8, &a, 0), Status::kOk);
+  std::memcpy(a.payload, "survives", 8);
+  p->Publish(a, 8, /*keep=*/true);
+  p->Retire();
+  EXPECT_TRUE(p->ring()->ProducerClosed());
+  shm::ShmConsumer late(name);
+  EXPECT_FALSE(late.IsValid());  // the name is gone
+  // A new producer may take the name at once.
+  shm::ShmProducer next(name, 4096);
+  EXPECT_TRUE(next.IsValid()) << next.error();
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(a.payload), 8), "survives");
+  p.reset();
+}
+#endif
+
+}  // namespace
