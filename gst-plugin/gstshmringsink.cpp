@@ -15,10 +15,12 @@
 #include <gst/video/video.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <string>
 
+#include "ring_pool.h"
 #include "shm/framing.hpp"
 #include "shm/layout.hpp"
 #include "shm/shared_memory.hpp"
@@ -54,6 +56,7 @@ enum {
   PROP_LINGER,
   PROP_NOT_RECEIVED,
   PROP_ALLOW_FOREIGN_OWNER,
+  PROP_STATS,
 };
 
 // What a write did.
@@ -64,6 +67,11 @@ struct SinkState {
   // Between start and stop. Set and cleared under OBJECT_LOCK; unlock takes a
   // reference under the lock and interrupts outside it.
   std::shared_ptr<shm::ShmProducer> producer;
+  // Buffers written: published in place from the ring pool, or copied (stats).
+  std::atomic<guint64> in_place{0};
+  std::atomic<guint64> copied{0};
+  // wait-for-space, for the ring pool (which may outlive the element).
+  std::shared_ptr<std::atomic<bool>> wait_flag = std::make_shared<std::atomic<bool>>(true);
 };
 
 }  // namespace
@@ -166,6 +174,7 @@ static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event);
 static gboolean gst_shmring_sink_unlock(GstBaseSink* bsink);
 static gboolean gst_shmring_sink_unlock_stop(GstBaseSink* bsink);
 static gboolean gst_shmring_sink_stop(GstBaseSink* bsink);
+static gboolean gst_shmring_sink_propose_allocation(GstBaseSink* bsink, GstQuery* query);
 
 static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
   GObjectClass* gobject_class = G_OBJECT_CLASS(klass);
@@ -292,6 +301,21 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
                            "Replace a stale ring owned by another user (refused by default)", FALSE,
                            rw));
 
+  /**
+   * GstShmringSink:stats:
+   *
+   * Counters of this sink's buffers (a GstStructure "shmringsink-stats"):
+   * "in-place" (guint64) buffers upstream wrote straight into the ring through the
+   * sink's buffer pool and that were sent without a copy; "copied" (guint64)
+   * buffers copied into the ring (from elsewhere, or pool buffers that could not
+   * be sent in place).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_STATS,
+      g_param_spec_boxed(
+          "stats", "Statistics", "Buffers sent in place from the ring pool and buffers copied",
+          GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_set_static_metadata(
       element_class, "Shared-memory ring sink", "Sink/Network",
@@ -308,6 +332,7 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
   basesink_class->event = GST_DEBUG_FUNCPTR(gst_shmring_sink_event);
   basesink_class->unlock = GST_DEBUG_FUNCPTR(gst_shmring_sink_unlock);
   basesink_class->unlock_stop = GST_DEBUG_FUNCPTR(gst_shmring_sink_unlock_stop);
+  basesink_class->propose_allocation = GST_DEBUG_FUNCPTR(gst_shmring_sink_propose_allocation);
   basesink_class->stop = GST_DEBUG_FUNCPTR(gst_shmring_sink_stop);
 
   GST_DEBUG_CATEGORY_INIT(gst_shmring_sink_debug, "shmringsink", 0, "shared-memory ring sink");
@@ -353,6 +378,7 @@ static void gst_shmring_sink_set_property(GObject* object, guint prop_id, const 
       break;
     case PROP_WAIT_FOR_SPACE:
       self->wait_for_space = g_value_get_boolean(value);
+      self->st->wait_flag->store(self->wait_for_space != FALSE);
       break;
     case PROP_PERMS:
       self->perms = g_value_get_uint(value);
@@ -398,6 +424,11 @@ static void gst_shmring_sink_get_property(GObject* object, guint prop_id, GValue
       break;
     case PROP_DROPPED:
       g_value_set_uint64(value, self->st->producer ? self->st->producer->Dropped() : 0);
+      break;
+    case PROP_STATS:
+      g_value_take_boxed(value, gst_structure_new("shmringsink-stats", "in-place", G_TYPE_UINT64,
+                                                  self->st->in_place.load(), "copied",
+                                                  G_TYPE_UINT64, self->st->copied.load(), nullptr));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
@@ -453,6 +484,9 @@ static bool create_ring(GstShmringSink* self) {
   self->receiver_attached = FALSE;
   self->receiver_count = 0;
   self->eos_written = FALSE;
+  // Buffers of the ring pool reserve, publish and give up records from upstream's
+  // threads too.
+  producer->SetConcurrent(true);
   GST_OBJECT_LOCK(self);
   self->st->producer = std::move(producer);
   GST_OBJECT_UNLOCK(self);
@@ -466,6 +500,9 @@ static void destroy_ring(GstShmringSink* self) {
   std::shared_ptr<shm::ShmProducer> producer = std::move(self->st->producer);
   self->st->producer.reset();
   GST_OBJECT_UNLOCK(self);
+  // Ends the ring now even while ring-pool buffers upstream still hold the
+  // producer (its mapping lives until the last of them is freed).
+  if (producer) producer->Retire();
   producer.reset();  // not under OBJECT_LOCK
   g_clear_pointer(&self->written_caps_string, g_free);
 }
@@ -771,6 +808,17 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
   stream_times(self, buffer, &h);
   h.offset = GST_BUFFER_OFFSET(buffer);
   h.offset_end = GST_BUFFER_OFFSET_END(buffer);
+  if (shmring::RingPoolPublishInPlace(buffer, self->st->producer.get(), [&h](uint8_t* payload) {
+        h.send_time_ns = shm::framing::MonotonicNowNs();
+        shm::framing::EncodeHeader(h, payload);
+      })) {
+    // Upstream wrote the body into the ring through our pool: header only.
+    self->st->in_place.fetch_add(1, std::memory_order_relaxed);
+    self->discont_next = FALSE;
+    note_written_end(self, h);
+    return GST_FLOW_OK;
+  }
+  self->st->copied.fetch_add(1, std::memory_order_relaxed);
   const gsize size = gst_buffer_get_size(buffer);
   const WriteResult r = write_message(self, h, size, wait, "buffer", [buffer, size](uint8_t* body) {
     gst_buffer_extract(buffer, 0, body, size);  // the one copy
@@ -875,5 +923,41 @@ static gboolean gst_shmring_sink_stop(GstBaseSink* bsink) {
   GstShmringSink* self = GST_SHMRING_SINK(bsink);
   linger_for_first_receiver(self);
   destroy_ring(self);
+  return TRUE;
+}
+
+// Offers upstream a pool whose buffers live in the ring (ring_pool.h): raw video
+// of a known frame size only (the pool needs the buffer size up front). The caps
+// record goes into the ring first, so the pool's buffers are reserved after it and
+// can be sent in place. Streaming thread (a serialized query).
+static gboolean gst_shmring_sink_propose_allocation(GstBaseSink* bsink, GstQuery* query) {
+  GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  GstCaps* caps = nullptr;
+  gboolean need_pool = FALSE;
+  gst_query_parse_allocation(query, &caps, &need_pool);
+  GST_OBJECT_LOCK(self);
+  const std::shared_ptr<shm::ShmProducer> producer = self->st->producer;
+  GST_OBJECT_UNLOCK(self);
+  GstVideoInfo info;
+  if (caps == nullptr || producer == nullptr || !gst_video_info_from_caps(&info, caps) ||
+      info.size == 0) {
+    return TRUE;  // nothing to offer: upstream allocates, render copies
+  }
+  const guint size = static_cast<guint>(info.size);
+  const guint max = shmring::RingPoolMaxBuffers(producer->capacity(), size);
+  if (max == 0) {
+    GST_DEBUG_OBJECT(self, "a %u-byte frame does not fit ring '%s' twice: no pool", size,
+                     producer->name().c_str());
+    return TRUE;
+  }
+  if (self->caps_string != nullptr && !producer->ring()->ProducerClosed()) {
+    write_caps_if_needed(self, FALSE);  // never blocks a query; else before the next buffer
+  }
+  GstBufferPool* pool = shmring::RingPoolNew(producer, caps, size,
+                                             [flag = self->st->wait_flag] { return flag->load(); });
+  if (pool == nullptr) return TRUE;
+  gst_query_add_allocation_pool(query, pool, size, 0, max);
+  GST_DEBUG_OBJECT(self, "offering a ring pool: %u-byte buffers, at most %u in flight", size, max);
+  gst_object_unref(pool);
   return TRUE;
 }

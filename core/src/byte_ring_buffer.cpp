@@ -391,12 +391,13 @@ void ByteRingBuffer::Publish(const Reservation& r, uint32_t len, bool keep) {
   }
 }
 
-void ByteRingBuffer::Abandon(const Reservation& r) {
+void ByteRingBuffer::Abandon(const Reservation& r, bool keep) {
   if (!valid_ || !is_producer_) return;
   for (Pending& e : pending_) {
     if (e.start != r.start || e.done) continue;
     StoreU32(data() + (r.start & mask_), kPadFlag | (r.end - r.start - kLenSize));
     e.done = true;
+    e.kept = keep;
     AdvanceHead();
     return;
   }

@@ -323,16 +323,22 @@ void ShmProducer::Publish(const Reservation& r, uint32_t len, bool keep) {
   if (!closed_) ring_->Publish(r, len, keep);
 }
 
-void ShmProducer::Abandon(const Reservation& r) {
+void ShmProducer::Abandon(const Reservation& r, bool keep) {
   if (!ring_) return;
   auto lock = LockIf(mu_, concurrent_);
-  if (!closed_) ring_->Abandon(r);
+  if (!closed_) ring_->Abandon(r, keep);
 }
 
 void ShmProducer::Unkeep(const Reservation& r) {
   if (!ring_) return;
   auto lock = LockIf(mu_, concurrent_);
   if (!closed_) ring_->Unkeep(r);
+}
+
+bool ShmProducer::HeldBackByKept(uint32_t len) {
+  if (!ring_) return false;
+  auto lock = LockIf(mu_, concurrent_);
+  return ring_->FullOfKept(len);
 }
 
 bool ShmProducer::InOrder(const Reservation& r) {

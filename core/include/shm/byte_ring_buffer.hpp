@@ -122,8 +122,10 @@ class ByteRingBuffer {
   // not reused until Unkeep(r) (a zero-copy buffer still referenced after it was
   // sent). Producer; never blocks.
   void Publish(const Reservation& r, uint32_t len, bool keep = false);
-  // Finishes `r` as a PAD record: consumers skip it silently. Producer; never blocks.
-  void Abandon(const Reservation& r);
+  // Finishes `r` as a PAD record: consumers skip it silently. With `keep`, its
+  // space is not reused before Unkeep(r) (its bytes are still read by the
+  // producer's side, e.g. copied into a later record). Producer; never blocks.
+  void Abandon(const Reservation& r, bool keep = false);
   // Abandons every open reservation (Reserve's and ReserveNext's): end of stream.
   // Producer; never blocks.
   void AbandonOpen();

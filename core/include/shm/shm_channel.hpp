@@ -90,10 +90,14 @@ class ShmProducer {
   // Publishes `r` as a message of `len` bytes (see ByteRingBuffer::Publish; with
   // `keep` its space is not reused before Unkeep). Nothing after Close(). Never blocks.
   void Publish(const Reservation& r, uint32_t len, bool keep = false);
-  // Turns `r` into a PAD record that every reader skips. Never blocks.
-  void Abandon(const Reservation& r);
+  // Turns `r` into a PAD record that every reader skips (with `keep`, its space is
+  // not reused before Unkeep). Never blocks.
+  void Abandon(const Reservation& r, bool keep = false);
   // The bytes of kept reservation `r` are no longer used. Never blocks.
   void Unkeep(const Reservation& r);
+  // Whether a `len`-byte reservation does not fit because of kept reservations
+  // (waiting for the consumer would not help). Never blocks.
+  bool HeldBackByKept(uint32_t len);
   // Whether publishing `r` now keeps the records in the order they were finished
   // (nothing reserved after it was published yet). Never blocks.
   bool InOrder(const Reservation& r);

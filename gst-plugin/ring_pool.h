@@ -1,0 +1,64 @@
+// The ring-backed buffer pool shmringsink offers upstream (propose_allocation):
+// every buffer acquired from it is a reservation in the sink's ring with room for
+// the profile-1 message header before the body, so upstream writes the frame
+// straight into shared memory and the sink's render only writes the header and
+// publishes (no copy).
+//
+// Lifetime: each buffer's one GstMemory owns its reservation and a reference to
+// the producer (so the mapping outlives the sink when upstream keeps buffers).
+// Freed before it was published (dropped by QoS, flushed, the pool shut down, a
+// caps change), the reservation becomes a PAD record that every reader skips.
+// Published, its bytes stay the producer's until the memory is freed (a buffer
+// kept upstream is never overwritten under it).
+//
+// When the ring has no room the pool waits only while a receiver is attached and
+// the sink waits for space; otherwise (no receiver, wait-for-space=false, the
+// ring taken up by buffers in flight) it hands out a system-memory buffer, which
+// the sink copies or drops as it does for any other buffer.
+#pragma once
+
+#include <gst/gst.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "shm/shm_channel.hpp"
+
+namespace shmring {
+
+// How many frames an automatically sized ring holds (PROTOCOL.md records
+// included), and the bounds of that size.
+constexpr uint32_t kAutoFrames = 3;
+constexpr uint64_t kAutoMinCapacity = 1u << 20;    // 1 MiB
+constexpr uint64_t kAutoMaxCapacity = 1ull << 30;  // 1 GiB
+
+// Bytes of ring a buffer of `size` bytes takes as one message record.
+uint64_t RecordBytesFor(uint64_t size);
+
+// A new pool for buffers of `size` bytes in `producer`'s ring (which must be
+// SetConcurrent(true)). `wait_for_space` is asked on every acquire that finds the
+// ring full. Caller owns the returned reference.
+GstBufferPool* RingPoolNew(std::shared_ptr<shm::ShmProducer> producer, GstCaps* caps, guint size,
+                           std::function<bool()> wait_for_space);
+
+// How many buffers of `size` bytes may be in flight at once in a ring of `capacity`
+// bytes, leaving room for one more record (the pool's max_buffers); 0 when not even
+// one fits.
+guint RingPoolMaxBuffers(uint32_t capacity, guint size);
+
+// If `buffer` is one unpublished ring buffer of `producer` that can be published
+// in place (its one memory untouched in layout, nothing published after it was
+// reserved), calls encode(payload) to write the message header in the kHeaderSize
+// bytes before the body, publishes the record and returns true. Else returns
+// false and the caller copies the buffer: a ring buffer that cannot go in place
+// because something was sent after it was reserved has its record turned into a
+// PAD record then (its bytes stay valid until it is freed). Streaming thread;
+// never blocks.
+bool RingPoolPublishInPlace(GstBuffer* buffer, shm::ShmProducer* producer,
+                            const std::function<void(uint8_t* payload)>& encode);
+
+// Whether `buffer`'s memory lives in a ring (for tests and debug logs). Any thread.
+bool RingPoolIsRingBuffer(GstBuffer* buffer);
+
+}  // namespace shmring
