@@ -921,6 +921,8 @@ static void linger_for_first_receiver(GstShmringSink* self) {
 // tells a stream cut short (error, stop without EOS) by CLOSED without EOS.
 static gboolean gst_shmring_sink_stop(GstBaseSink* bsink) {
   GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  GST_INFO_OBJECT(self, "buffers sent in place: %" G_GUINT64_FORMAT ", copied: %" G_GUINT64_FORMAT,
+                  self->st->in_place.load(), self->st->copied.load());
   linger_for_first_receiver(self);
   destroy_ring(self);
   return TRUE;
