@@ -31,7 +31,9 @@ GST_DEBUG_CATEGORY_STATIC(gst_shmring_sink_debug);
 
 namespace {
 
-constexpr guint kDefaultCapacity = 32u << 20;  // 32 MiB: five 1080p BGR frames
+// 0: the ring is sized from the caps (ring_pool.h AutoCapacity) and created at the
+// first caps rather than in start().
+constexpr guint kDefaultCapacity = 0;
 constexpr gboolean kDefaultWaitForSpace = TRUE;
 constexpr guint kDefaultPerms = 0600;
 constexpr guint kDefaultLingerS = 5;
@@ -72,6 +74,9 @@ struct SinkState {
   std::atomic<guint64> copied{0};
   // wait-for-space, for the ring pool (which may outlive the element).
   std::shared_ptr<std::atomic<bool>> wait_flag = std::make_shared<std::atomic<bool>>(true);
+  // capacity 0: the ring waits for the first caps (streaming thread; start/stop).
+  bool ring_pending = false;
+  guint auto_capacity = 0;  // from the last caps (0 = none yet)
 };
 
 }  // namespace
@@ -207,14 +212,22 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
    * hold the largest buffer plus 64 bytes of framing (a 1920x1080 BGR frame is
    * 6220800 bytes); a few frames' worth lets the receiver fall behind briefly
    * without stalling or dropping.
+   *
+   * 0 (the default) sizes the ring from the caps: the ring is created when the
+   * first caps arrive (not when the element starts; a receiver started first waits
+   * for the name as always), with room for three frames of raw video rounded up to
+   * a power of two (at least 1 MiB, at most 1 GiB: 32 MiB for 1080p BGR, 16 MiB for
+   * 720p BGR), or 32 MiB for other caps (encoded video, audio) and for a stream
+   * without caps. A smaller ring keeps the frames in the CPU caches and TLB; set a
+   * capacity for more slack, or when later caps bring larger frames (a buffer that
+   * does not fit the ring is an error).
    */
   g_object_class_install_property(
       gobject_class, PROP_CAPACITY,
       g_param_spec_uint("capacity", "Ring capacity",
                         "Bytes of ring data area, rounded up to a power of two; must hold the "
-                        "largest buffer plus 64 bytes",
-                        shm::layout::kMinCapacity, shm::layout::kMaxCapacity, kDefaultCapacity,
-                        rw));
+                        "largest buffer plus 64 bytes (0 = three frames of the first caps)",
+                        0, shm::layout::kMaxCapacity, kDefaultCapacity, rw));
   /**
    * GstShmringSink:wait-for-space:
    *
@@ -444,7 +457,9 @@ static bool create_ring(GstShmringSink* self) {
   GST_OBJECT_LOCK(self);
   const std::string name = self->shm_name ? self->shm_name : "";
   shm::ProducerOptions options;
-  options.capacity = self->capacity;
+  options.capacity = self->capacity != 0            ? self->capacity
+                     : self->st->auto_capacity != 0 ? self->st->auto_capacity
+                                                    : shmring::kAutoFallbackCapacity;
   options.profile = shm::layout::kProfileGstFraming;
   options.mode = self->perms;
   options.allow_foreign_owner = self->allow_foreign_owner;
@@ -510,7 +525,27 @@ static void destroy_ring(GstShmringSink* self) {
 // ---- vfuncs, in the order GStreamer calls them ----------------------------------
 
 static gboolean gst_shmring_sink_start(GstBaseSink* bsink) {
-  return create_ring(GST_SHMRING_SINK(bsink));
+  GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  GST_OBJECT_LOCK(self);
+  const bool auto_size = self->capacity == 0;
+  const std::string name = self->shm_name ? self->shm_name : "";
+  GST_OBJECT_UNLOCK(self);
+  self->st->auto_capacity = 0;
+  self->st->ring_pending = false;
+  if (!auto_size || name.empty() || !shm::ValidateName(name).empty()) {
+    return create_ring(self);  // now (or the error about the name, now)
+  }
+  self->st->ring_pending = true;  // sized from the first caps
+  GST_DEBUG_OBJECT(self, "ring '%s' will be created at the first caps", name.c_str());
+  return TRUE;
+}
+
+// capacity=0: creates the ring the first time it is needed (first caps, or data /
+// end of stream without caps). False with an error posted. Streaming thread.
+static bool ensure_ring(GstShmringSink* self) {
+  if (!self->st->ring_pending) return true;
+  self->st->ring_pending = false;
+  return create_ring(self);
 }
 
 // The sink copies mapped bytes, so only system memory means what the receiver
@@ -581,6 +616,11 @@ static gboolean gst_shmring_sink_set_caps(GstBaseSink* bsink, GstCaps* caps) {
   const GstStructure* s = gst_caps_get_structure(caps, 0);
   self->encoded = s != nullptr && !gst_structure_has_name(s, "video/x-raw") &&
                   !gst_structure_has_name(s, "audio/x-raw");
+  self->st->auto_capacity = shmring::AutoCapacity(caps);
+  if (self->st->ring_pending) {
+    GST_INFO_OBJECT(self, "sizing the ring from the caps: %u bytes", self->st->auto_capacity);
+    if (!ensure_ring(self)) return FALSE;
+  }
   GST_DEBUG_OBJECT(self, "caps %s", self->caps_string);
   return TRUE;
 }
@@ -766,6 +806,7 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
   const gboolean wait = self->wait_for_space;
   GST_OBJECT_UNLOCK(self);
 
+  if (!ensure_ring(self)) return GST_FLOW_ERROR;
   if (!self->st->producer) {
     // Re-creating the ring (below) failed earlier, with an error posted then.
     GST_DEBUG_OBJECT(self, "no ring: refusing buffer");
@@ -851,6 +892,7 @@ static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event) {
                        GST_TIME_ARGS(self->ts_offset));
     }
   }
+  if (GST_EVENT_TYPE(event) == GST_EVENT_EOS) ensure_ring(self);  // the receiver sees the end
   if (GST_EVENT_TYPE(event) == GST_EVENT_EOS && self->st->producer &&
       !self->st->producer->ring()->ProducerClosed()) {
     GST_OBJECT_LOCK(self);

@@ -9,6 +9,8 @@
 
 #include "ring_pool.h"
 
+#include <gst/video/video.h>
+
 #include <atomic>
 #include <utility>
 
@@ -224,6 +226,18 @@ namespace shmring {
 
 uint64_t RecordBytesFor(uint64_t size) {
   return (uint64_t{shm::layout::kLenSize} + shm::framing::kHeaderSize + size + 7) & ~uint64_t{7};
+}
+
+uint32_t AutoCapacity(GstCaps* caps) {
+  GstVideoInfo info;
+  if (caps == nullptr || !gst_caps_is_fixed(caps) || !gst_video_info_from_caps(&info, caps) ||
+      info.size == 0) {
+    return kAutoFallbackCapacity;
+  }
+  const uint64_t want = kAutoFrames * RecordBytesFor(info.size) + 4096;  // + caps record
+  uint64_t c = kAutoMinCapacity;
+  while (c < want && c < kAutoMaxCapacity) c <<= 1;
+  return static_cast<uint32_t>(c);
 }
 
 guint RingPoolMaxBuffers(uint32_t capacity, guint size) {

@@ -33,8 +33,16 @@ constexpr uint32_t kAutoFrames = 3;
 constexpr uint64_t kAutoMinCapacity = 1u << 20;    // 1 MiB
 constexpr uint64_t kAutoMaxCapacity = 1ull << 30;  // 1 GiB
 
+constexpr uint32_t kAutoFallbackCapacity = 32u << 20;  // caps without a frame size
+
 // Bytes of ring a buffer of `size` bytes takes as one message record.
 uint64_t RecordBytesFor(uint64_t size);
+
+// The capacity of a ring sized from `caps` (the sink's capacity=0): kAutoFrames
+// records of a raw video frame plus a caps record's worth, rounded up to a power of
+// two within [kAutoMinCapacity, kAutoMaxCapacity]; kAutoFallbackCapacity for caps
+// without a known frame size. Any thread.
+uint32_t AutoCapacity(GstCaps* caps);
 
 // A new pool for buffers of `size` bytes in `producer`'s ring (which must be
 // SetConcurrent(true)). `wait_for_space` is asked on every acquire that finds the

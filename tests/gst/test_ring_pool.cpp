@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -413,6 +414,54 @@ TEST(RingPool, Reconfiguration) {
   EXPECT_EQ(msgs.back().body, PatternString(5, kFrame / 2));
   gst_buffer_pool_set_active(pool, FALSE);
   gst_object_unref(pool);
+  gst_harness_teardown(h);
+}
+
+// capacity=0 (the default): no ring at start; the first caps create it, sized for
+// three frames rounded up to a power of two (at least 1 MiB); a receiver started
+// first waits for it.
+TEST(AutoCapacity, RingIsCreatedAtTheFirstCapsAndSizedFromThem) {
+  const std::string name = UniqueName("gpool-auto");
+  GstHarness* h = gst_harness_new_parse(("shmringsink name=sink shm-name=" + name).c_str());
+  gst_harness_set_live(h, FALSE);
+  guint capacity = 1;
+  g_object_get(Element(h), "capacity", &capacity, nullptr);
+  EXPECT_EQ(capacity, 0u) << "the default sizes the ring from the caps";
+  EXPECT_FALSE(shm::ShmConsumer(name).IsValid()) << "no ring before the caps";
+  std::unique_ptr<shm::ShmConsumer> early;
+  std::thread receiver([&] { early = std::make_unique<shm::ShmConsumer>(name, shm::kForever); });
+  gst_harness_set_src_caps_str(h, "video/x-raw,format=BGR,width=1920,height=1080,framerate=30/1");
+  receiver.join();
+  ASSERT_TRUE(early->IsValid()) << early->error();
+  // 3 x (6220800 + 64) bytes round up to 32 MiB.
+  EXPECT_EQ(early->capacity(), 32u << 20);
+  GstBuffer* b = gst_buffer_new_allocate(nullptr, 1920 * 1080 * 3, nullptr);
+  gst_buffer_memset(b, 0, 0x5a, 1920 * 1080 * 3);
+  ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
+  std::vector<uint8_t> out(early->capacity());
+  int buffers = 0;
+  for (;;) {
+    const shm::ReadResult r =
+        early->ReadFor(out.data(), static_cast<uint32_t>(out.size()), shm::kForever);
+    ASSERT_EQ(r.status, shm::Status::kOk);
+    if (r.len == shm::framing::kHeaderSize + 1920 * 1080 * 3) {
+      ++buffers;
+      break;
+    }
+  }
+  EXPECT_EQ(buffers, 1);
+  early.reset();
+  gst_harness_teardown(h);
+}
+
+TEST(AutoCapacity, SmallFramesGetTheMinimum) {
+  const std::string name = UniqueName("gpool-auto-s");
+  GstHarness* h = gst_harness_new_parse(("shmringsink name=sink shm-name=" + name).c_str());
+  gst_harness_set_live(h, FALSE);
+  gst_harness_set_src_caps_str(h, kCaps);
+  shm::ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  EXPECT_EQ(c.capacity(), 1u << 20);
   gst_harness_teardown(h);
 }
 

@@ -40,7 +40,10 @@ GstElement* Element(GstHarness* h) {
 
 // A sink whose upstream (the harness) answers the latency query with `live`.
 GstHarness* NewSink(const std::string& name, const std::string& extra = "", bool live = false) {
-  const std::string desc = "shmringsink name=sink shm-name=" + name + " " + extra;
+  // An explicit capacity creates the ring in start(); tests of capacity=0 (sized
+  // from the caps at the first caps) are in test_ring_pool.cpp.
+  const std::string cap = extra.find("capacity=") == std::string::npos ? "capacity=1048576 " : "";
+  const std::string desc = "shmringsink name=sink shm-name=" + name + " " + cap + extra;
   GstHarness* h = gst_harness_new_parse(desc.c_str());
   gst_harness_set_live(h, live);
   return h;
@@ -225,7 +228,7 @@ TEST(ShmringSink, RefusesANameALiveProducerOwns) {
   shm::ShmProducer other(name, 1024);
   ASSERT_TRUE(other.IsValid()) << other.error();
   GstElement* sink = gst_element_factory_make("shmringsink", nullptr);
-  g_object_set(sink, "shm-name", name.c_str(), nullptr);
+  g_object_set(sink, "shm-name", name.c_str(), "capacity", 1u << 20, nullptr);
   GstBus* bus = gst_bus_new();
   gst_element_set_bus(sink, bus);
   EXPECT_EQ(gst_element_set_state(sink, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
@@ -251,7 +254,8 @@ TEST(ShmringSink, StaleRingOfAnotherOwnerIsReplacedOnlyWhenAllowed) {
   const uint64_t old_generation = old.generation();
   for (const bool allow : {false, true}) {
     GstElement* sink = gst_element_factory_make("shmringsink", nullptr);
-    g_object_set(sink, "shm-name", name.c_str(), "allow-foreign-owner", allow, nullptr);
+    g_object_set(sink, "shm-name", name.c_str(), "allow-foreign-owner", allow, "capacity", 1u << 20,
+                 nullptr);
     GstBus* bus = gst_bus_new();
     gst_element_set_bus(sink, bus);
     const GstStateChangeReturn r = gst_element_set_state(sink, GST_STATE_PAUSED);
