@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "atomics.hpp"
+#include "prefault.hpp"
 #include "shm/liveness.hpp"
 #include "tuning.hpp"
 
@@ -126,6 +127,7 @@ bool ShmProducer::Create(const ProducerOptions& options) {
         mem->destroy();
         return false;
       }
+      if (options.prefault) PrefaultForWrite(mem->data(), mem->size());  // still all zero
       const std::string err =
           ByteRingBuffer::Initialize(mem->data(), mem->size(), capacity, options.profile,
                                      NewGeneration(), options.start_index, CurrentPid());

@@ -4,6 +4,7 @@
 // not reused, and end of stream publishes what was finished.
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -14,6 +15,11 @@
 #include "shm/shm_channel.hpp"
 #include "test_util.hpp"
 #include "vectors.hpp"
+
+#ifdef __linux__
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 namespace {
 
@@ -200,6 +206,41 @@ TEST(Reservations, AcquiredRecordsWithPadsBetween) {
   EXPECT_EQ(r.c->LoadTail(), b.end);
 }
 
+#ifdef __linux__
+// Resident pages of [addr, addr + len) (mincore: for shared memory, whether the page
+// exists in the page cache).
+size_t ResidentPages(void* addr, size_t len) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> v((len + page - 1) / page);
+  EXPECT_EQ(mincore(addr, len, v.data()), 0) << errno;
+  size_t n = 0;
+  for (unsigned char b : v) n += b & 1;
+  return n;
+}
+
+// A new ring is faulted in once at creation: every page is present before the
+// first write (and, without the option, most are not).
+TEST(Prefault, NewRingIsResident) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  for (const bool prefault : {true, false}) {
+    SCOPED_TRACE(prefault);
+    const std::string name = shmtest::UniqueName("prefault");
+    shm::ProducerOptions o;
+    o.capacity = 4u << 20;
+    o.prefault = prefault;
+    shm::ShmProducer p(name, o);
+    ASSERT_TRUE(p.IsValid()) << p.error();
+    const size_t len = shm::layout::kHeaderSize + p.capacity();
+    const size_t resident = ResidentPages(p.ring()->base(), len);
+    if (prefault) {
+      EXPECT_EQ(resident, len / page);
+    } else {
+      EXPECT_LT(resident, len / page / 2);
+    }
+  }
+}
+#endif
+
 #ifndef _WIN32
 // ShmConsumer (the engine every element uses) skips PAD records too.
 TEST(Reservations, ShmConsumerSkipsPads) {
@@ -288,6 +329,10 @@ TEST(Reservations, RetireKeepsTheMapping) {
   EXPECT_TRUE(next.IsValid()) << next.error();
   EXPECT_EQ(std::string(reinterpret_cast<char*>(a.payload), 8), "survives");
   p.reset();
+}
+#else
+TEST(Reservations, NamedRings) {
+  SHMTEST_NOT_ON_WINDOWS("named-ring cases use POSIX segments and OFD locks");
 }
 #endif
 

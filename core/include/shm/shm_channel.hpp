@@ -28,6 +28,10 @@ struct ProducerOptions {
   bool allow_foreign_owner = false;
   // The stream is live: set producer_flags bit LIVE from creation (see SetLive).
   bool live = false;
+  // Fault every page of the new segment in once at creation (MADV_POPULATE_WRITE,
+  // else a write per page; huge pages asked for where the tmpfs offers them), so
+  // the first lap of writes takes no page faults.
+  bool prefault = true;
 };
 
 class ShmProducer {
