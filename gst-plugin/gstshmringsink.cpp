@@ -818,6 +818,8 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
     GST_INFO_OBJECT(self, "data after end of stream: re-creating the ring");
     destroy_ring(self);
     if (!create_ring(self)) return GST_FLOW_ERROR;
+    // The ring pool upstream holds belongs to the old ring: ask for a new one.
+    gst_pad_push_event(GST_BASE_SINK_PAD(self), gst_event_new_reconfigure());
   }
 
   learn_liveness(self);

@@ -417,6 +417,41 @@ TEST(RingPool, Reconfiguration) {
   gst_harness_teardown(h);
 }
 
+// Data after end of stream starts a new ring: upstream is asked to renegotiate
+// (RECONFIGURE), so it takes a pool of the new ring; the old pool's buffers are
+// copied meanwhile.
+TEST(RingPool, NewRingAfterEosAsksUpstreamToReconfigure) {
+  const std::string name = UniqueName("gpool-reconf");
+  GstHarness* h = NewSink(name, "capacity=65536");
+  gst_harness_set_src_caps_str(h, kCaps);
+  GstBufferPool* pool = OfferedPool(h, kCaps);
+  ASSERT_NE(pool, nullptr);
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_eos()));
+  // A flushing seek after the end: the same sink streams again.
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_start()));
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+  GstSegment seg;
+  gst_segment_init(&seg, GST_FORMAT_TIME);
+  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_segment(&seg)));
+  while (GstEvent* e = gst_harness_try_pull_upstream_event(h)) gst_event_unref(e);
+  GstBuffer* old = Acquire(pool);
+  Fill(old, 4);
+  ASSERT_EQ(gst_harness_push(h, old), GST_FLOW_OK);
+  bool reconfigure = false;
+  while (GstEvent* e = gst_harness_try_pull_upstream_event(h)) {
+    reconfigure = reconfigure || GST_EVENT_TYPE(e) == GST_EVENT_RECONFIGURE;
+    gst_event_unref(e);
+  }
+  EXPECT_TRUE(reconfigure);
+  EXPECT_EQ(Stat(h, "copied"), 1u);
+  const std::vector<Msg> msgs = ReadAll(name);
+  ASSERT_FALSE(msgs.empty());
+  EXPECT_EQ(msgs.back().body, PatternString(4));
+  gst_buffer_pool_set_active(pool, FALSE);
+  gst_object_unref(pool);
+  gst_harness_teardown(h);
+}
+
 // capacity=0 (the default): no ring at start; the first caps create it, sized for
 // three frames rounded up to a power of two (at least 1 MiB); a receiver started
 // first waits for it.
