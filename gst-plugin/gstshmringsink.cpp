@@ -12,6 +12,7 @@
 
 #include "gstshmringsink.h"
 
+#include <gst/audio/audio.h>
 #include <gst/video/video.h>
 
 #include <algorithm>
@@ -118,7 +119,9 @@ static gboolean gst_shmring_sink_set_caps(GstBaseSink* bsink, GstCaps* caps);
 // The receiver never sees this pipeline's segments, so timestamps travel as
 // running time: equal to PTS/DTS for the usual segment that starts at 0, and
 // still increasing across segment changes (concat, seeks, looping sources).
-static void stream_times_raw(GstBaseSink* bsink, GstBuffer* buffer, shm::framing::Header* h) {
+// `*dts_before_zero` is set when the DTS lies that far before running time 0.
+static void stream_times_raw(GstBaseSink* bsink, GstBuffer* buffer, shm::framing::Header* h,
+                             guint64* dts_before_zero) {
   const GstSegment* seg = &bsink->segment;
   const GstClockTime pts = GST_BUFFER_PTS(buffer);
   const GstClockTime dts = GST_BUFFER_DTS(buffer);
@@ -132,12 +135,18 @@ static void stream_times_raw(GstBaseSink* bsink, GstBuffer* buffer, shm::framing
   auto running = [seg](GstClockTime t) -> guint64 {
     if (!GST_CLOCK_TIME_IS_VALID(t)) return GST_CLOCK_TIME_NONE;
     guint64 rt = 0;
-    // Before the segment start (a DTS ahead of B-frames, say): unknown.
+    // Before the segment start: unknown (a PTS there is clipped anyway).
     return gst_segment_to_running_time_full(seg, GST_FORMAT_TIME, t, &rt) > 0 ? rt
                                                                               : GST_CLOCK_TIME_NONE;
   };
   h->pts = running(pts);
   h->dts = running(dts);
+  // A DTS before the segment start (an encoder's B-frame delay: the first DTS lie
+  // before the first PTS) is a negative running time: kept as its magnitude.
+  if (GST_CLOCK_TIME_IS_VALID(dts) && !GST_CLOCK_TIME_IS_VALID(h->dts)) {
+    guint64 rt = 0;
+    if (gst_segment_to_running_time_full(seg, GST_FORMAT_TIME, dts, &rt) < 0) *dts_before_zero = rt;
+  }
   h->duration = duration;
   if (GST_CLOCK_TIME_IS_VALID(duration) && seg->rate != 1.0 && seg->rate > 0) {
     h->duration = static_cast<guint64>(duration / seg->rate);
@@ -147,10 +156,52 @@ static void stream_times_raw(GstBaseSink* bsink, GstBuffer* buffer, shm::framing
 // A flushing seek resets the running time to 0, but the receiver's segment goes
 // on: ts_offset (the end of what was written before the flush) keeps the times
 // it sees increasing.
-static void stream_times(GstShmringSink* self, GstBuffer* buffer, shm::framing::Header* h) {
-  stream_times_raw(GST_BASE_SINK(self), buffer, h);
+// A DTS that stays before 0 after the offset travels as a kNegativeDts extension
+// (dts none), which shmringsrc turns back into a DTS before its segment start.
+static void stream_times(GstShmringSink* self, GstBuffer* buffer, shm::framing::Header* h,
+                         shm::framing::ExtensionWriter* ext) {
+  guint64 dts_before_zero = GST_CLOCK_TIME_NONE;
+  stream_times_raw(GST_BASE_SINK(self), buffer, h, &dts_before_zero);
   if (GST_CLOCK_TIME_IS_VALID(h->pts)) h->pts += self->ts_offset;
   if (GST_CLOCK_TIME_IS_VALID(h->dts)) h->dts += self->ts_offset;
+  if (GST_CLOCK_TIME_IS_VALID(dts_before_zero)) {
+    if (dts_before_zero <= self->ts_offset) {
+      h->dts = self->ts_offset - dts_before_zero;
+    } else {
+      ext->AddNegativeDts(dts_before_zero - self->ts_offset);
+    }
+  }
+}
+
+// The metas whose loss would change what the buffer means, as header extensions:
+// audio clipping (encoder priming/padding), the video layout (strides and plane
+// offsets of padded frames) and reference timestamps. Others are dropped (see
+// gst-plugin/README.md).
+static void carried_metas(GstBuffer* buffer, shm::framing::ExtensionWriter* ext) {
+  if (const GstAudioClippingMeta* c = gst_buffer_get_audio_clipping_meta(buffer)) {
+    ext->AddAudioClipping({static_cast<uint32_t>(c->format), c->start, c->end});
+  }
+  if (const GstVideoMeta* v = gst_buffer_get_video_meta(buffer)) {
+    shm::framing::VideoMeta m;
+    m.flags = static_cast<uint32_t>(v->flags);
+    m.format = static_cast<uint32_t>(v->format);
+    m.width = v->width;
+    m.height = v->height;
+    m.n_planes = std::min<guint>(v->n_planes, shm::framing::kVideoMaxPlanes);
+    for (guint i = 0; i < m.n_planes; ++i) {
+      m.offset[i] = v->offset[i];
+      m.stride[i] = v->stride[i];
+    }
+    ext->AddVideoMeta(m);
+  }
+  gpointer state = nullptr;
+  while (GstMeta* meta = gst_buffer_iterate_meta_filtered(buffer, &state,
+                                                          GST_REFERENCE_TIMESTAMP_META_API_TYPE)) {
+    const auto* r = reinterpret_cast<const GstReferenceTimestampMeta*>(meta);
+    gchar* ref = r->reference ? gst_caps_to_string(r->reference) : g_strdup("");
+    ext->AddReferenceTimestamp({ref, r->timestamp, r->duration});
+    g_free(ref);
+  }
 }
 
 // Remembers how far the written timestamps got (for the next flush).
@@ -608,12 +659,15 @@ static void track_receiver(GstShmringSink* self) {
 // while a receiver is attached or none has attached yet (in slices, re-checking;
 // interruptible by unlock, after which it waits for PLAYING like any prerolling
 // sink); otherwise (no `wait`, or the receiver left) drops.
+// `ext` (may be empty) is the header's extension area.
 // Called with the PREROLL_LOCK held (render, serialized events).
 template <typename Fill>
-static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, gsize body_size,
+static WriteResult write_message(GstShmringSink* self, shm::framing::Header h,
+                                 const shm::framing::ExtensionWriter& ext, gsize body_size,
                                  gboolean wait, const char* what, Fill fill) {
   shm::ShmProducer* producer = self->st->producer.get();
-  const guint64 len64 = guint64{shm::framing::kHeaderSize} + body_size;
+  const guint32 body_at = shm::framing::BodyOffsetWithExtensions(ext.size());
+  const guint64 len64 = guint64{body_at} + body_size;
   if (len64 > producer->MaxMessageSize()) {
     GST_ELEMENT_ERROR(
         self, RESOURCE, NO_SPACE_LEFT,
@@ -622,7 +676,7 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
         ("the message needs %" G_GUINT64_FORMAT " bytes (%u-byte header + body) but the largest "
          "message a %u-byte ring holds is %u bytes: raise the capacity property to at least "
          "%" G_GUINT64_FORMAT,
-         len64, shm::framing::kHeaderSize, producer->capacity(), producer->MaxMessageSize(),
+         len64, body_at, producer->capacity(), producer->MaxMessageSize(),
          len64 + shm::layout::kLenSize));
     return WriteResult::kError;
   }
@@ -639,9 +693,9 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
     const shm::Status st = producer->Reserve(len, &payload, block ? kWaitSliceNs : 0);
     switch (st) {
       case shm::Status::kOk:
-        fill(payload + shm::framing::kHeaderSize);
+        fill(payload + body_at);
         h.send_time_ns = shm::framing::MonotonicNowNs();
-        shm::framing::EncodeHeader(h, payload);
+        shm::framing::EncodeHeader(h, ext, payload);
         producer->Commit(len);
         return WriteResult::kWritten;
       case shm::Status::kFull:
@@ -704,7 +758,7 @@ static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
   h.kind = shm::framing::Kind::kCaps;
   const gchar* caps = self->caps_string;
   const gsize n = std::strlen(caps);
-  const WriteResult r = write_message(self, h, n, wait, "caps record",
+  const WriteResult r = write_message(self, h, {}, n, wait, "caps record",
                                       [caps, n](uint8_t* body) { std::memcpy(body, caps, n); });
   if (r == WriteResult::kWritten) {
     GST_DEBUG_OBJECT(self, "wrote caps %s%s", caps, new_consumer ? " (for a new receiver)" : "");
@@ -768,13 +822,22 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
   h.kind = shm::framing::Kind::kBuffer;
   h.flags = GST_BUFFER_FLAGS(buffer) & kCarriedFlags;
   if (self->discont_next) h.flags |= GST_BUFFER_FLAG_DISCONT;
-  stream_times(self, buffer, &h);
+  shm::framing::ExtensionWriter ext;
+  stream_times(self, buffer, &h, &ext);
+  carried_metas(buffer, &ext);
+  if (!ext.fits()) {
+    GST_WARNING_OBJECT(self, "metas of %u bytes do not fit a message header: dropped", ext.size());
+    shm::framing::ExtensionWriter dts_only;
+    stream_times(self, buffer, &h, &dts_only);
+    ext = std::move(dts_only);
+  }
   h.offset = GST_BUFFER_OFFSET(buffer);
   h.offset_end = GST_BUFFER_OFFSET_END(buffer);
   const gsize size = gst_buffer_get_size(buffer);
-  const WriteResult r = write_message(self, h, size, wait, "buffer", [buffer, size](uint8_t* body) {
-    gst_buffer_extract(buffer, 0, body, size);  // the one copy
-  });
+  const WriteResult r =
+      write_message(self, h, ext, size, wait, "buffer", [buffer, size](uint8_t* body) {
+        gst_buffer_extract(buffer, 0, body, size);  // the one copy
+      });
   switch (r) {
     case WriteResult::kWritten:
       self->discont_next = FALSE;
@@ -810,7 +873,8 @@ static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event) {
     GST_OBJECT_UNLOCK(self);
     shm::framing::Header h;
     h.kind = shm::framing::Kind::kEos;
-    const WriteResult r = write_message(self, h, 0, wait, "end-of-stream record", [](uint8_t*) {});
+    const WriteResult r =
+        write_message(self, h, {}, 0, wait, "end-of-stream record", [](uint8_t*) {});
     if (r == WriteResult::kFlushing) {
       gst_event_unref(event);
       return FALSE;
