@@ -96,10 +96,15 @@ struct _GstShmringSink {
   gboolean eos_written;        // this ring ended with a real EOS
   guint force_key_unit_count;  // running count of force-key-unit requests sent
   guint64 not_received;        // buffers not written: live, no receiver (OBJECT_LOCK)
+  gint warned_memory;          // the not-in-system-memory warning was posted (atomic)
 };
 
-// Any format; get_caps and the accept-caps query restrict it to system memory
-// (caps strings cannot say "ANY in system memory").
+// Any format, in system memory. Template caps cannot say that: ANY carries no
+// caps features and there is no wildcard media type ("ANY(memory:SystemMemory)"
+// parses as a structure NAMED "ANY", which accepts nothing real). So the template
+// is ANY, like every any-format system-memory sink (filesink, fdsink, udpsink,
+// appsink), and the caps query (get_caps) and accept-caps answer with system
+// memory only; when upstream offers nothing else, a warning says why.
 static GstStaticPadTemplate sink_template =
     GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
 
@@ -379,6 +384,7 @@ static void gst_shmring_sink_init(GstShmringSink* self) {
   self->ts_offset = 0;
   self->written_end = 0;
   self->discont_next = FALSE;
+  self->warned_memory = 0;
 }
 
 static void gst_shmring_sink_finalize(GObject* object) {
@@ -524,7 +530,24 @@ static void destroy_ring(GstShmringSink* self) {
 // ---- vfuncs, in the order GStreamer calls them ----------------------------------
 
 static gboolean gst_shmring_sink_start(GstBaseSink* bsink) {
+  g_atomic_int_set(&GST_SHMRING_SINK(bsink)->warned_memory, 0);
   return create_ring(GST_SHMRING_SINK(bsink));
+}
+
+// Upstream offered only caps in another memory (GL, DMABuf, ...): negotiation
+// will fail with not-negotiated, which alone does not say why. Posted once per
+// start as a warning, not an error: caps and accept-caps queries are also asked
+// speculatively, and upstream may still find another way. Any thread.
+static void warn_not_system_memory(GstShmringSink* self, const GstCaps* offered, guint index) {
+  if (!g_atomic_int_compare_and_exchange(&self->warned_memory, 0, 1)) return;
+  gchar* features = gst_caps_features_to_string(gst_caps_get_features(offered, index));
+  GST_ELEMENT_WARNING(self, STREAM, FORMAT,
+                      ("shmringsink needs buffers in system memory, but upstream offers only %s: "
+                       "insert gldownload (GL memory) or another conversion to system memory "
+                       "(e.g. videoconvert) before it.",
+                       features),
+                      ("offered caps %" GST_PTR_FORMAT, offered));
+  g_free(features);
 }
 
 // The sink copies mapped bytes, so only system memory means what the receiver
@@ -559,6 +582,9 @@ static GstCaps* gst_shmring_sink_get_caps(GstBaseSink* bsink, GstCaps* filter) {
     gst_caps_append_structure_full(caps, gst_structure_copy(gst_caps_get_structure(filter, i)),
                                    gst_caps_features_copy(GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY));
   }
+  if (gst_caps_is_empty(caps) && !gst_caps_is_empty(filter)) {
+    warn_not_system_memory(GST_SHMRING_SINK(bsink), filter, 0);
+  }
   return caps;
 }
 
@@ -566,8 +592,10 @@ static gboolean gst_shmring_sink_query(GstBaseSink* bsink, GstQuery* query) {
   if (GST_QUERY_TYPE(query) == GST_QUERY_ACCEPT_CAPS) {
     GstCaps* caps = nullptr;
     gst_query_parse_accept_caps(query, &caps);
-    if (caps != nullptr && !system_memory_only(caps, nullptr)) {
+    guint bad = 0;
+    if (caps != nullptr && !system_memory_only(caps, &bad)) {
       GST_DEBUG_OBJECT(bsink, "refusing caps not in system memory: %" GST_PTR_FORMAT, caps);
+      warn_not_system_memory(GST_SHMRING_SINK(bsink), caps, bad);
       gst_query_set_accept_caps_result(query, FALSE);
       return TRUE;
     }
