@@ -97,6 +97,11 @@ struct _GstShmringSink {
   guint force_key_unit_count;  // running count of force-key-unit requests sent
   guint64 not_received;        // buffers not written: live, no receiver (OBJECT_LOCK)
   gint warned_memory;          // the not-in-system-memory warning was posted (atomic)
+  // The pipeline's bus while started (its sync-message::error handler is ours),
+  // and whether an ERROR was posted on it since start (atomic: any thread).
+  GstBus* pipeline_bus;
+  gulong error_handler;
+  gint pipeline_error;
 };
 
 // Any format, in system memory. Template caps cannot say that: ANY carries no
@@ -385,6 +390,9 @@ static void gst_shmring_sink_init(GstShmringSink* self) {
   self->written_end = 0;
   self->discont_next = FALSE;
   self->warned_memory = 0;
+  self->pipeline_bus = nullptr;
+  self->error_handler = 0;
+  self->pipeline_error = 0;
 }
 
 static void gst_shmring_sink_finalize(GObject* object) {
@@ -529,9 +537,55 @@ static void destroy_ring(GstShmringSink* self) {
 
 // ---- vfuncs, in the order GStreamer calls them ----------------------------------
 
+// An ERROR on the pipeline's bus (emitted synchronously in the posting thread).
+static void on_pipeline_error(GstBus*, GstMessage* msg, gpointer user_data) {
+  auto* self = static_cast<GstShmringSink*>(user_data);
+  if (g_atomic_int_compare_and_exchange(&self->pipeline_error, 0, 1)) {
+    GST_INFO_OBJECT(self, "error posted by %s: an end of stream after it is not a real one",
+                    GST_MESSAGE_SRC_NAME(msg) ? GST_MESSAGE_SRC_NAME(msg) : "(unknown)");
+  }
+}
+
+// Watches the top-level pipeline's bus for errors while started. A source whose
+// downstream failed (identity error-after=N, a failing encoder) posts its error
+// and then pushes EOS (GstBaseSrc does this after a flow error): the ERROR message
+// is posted, synchronously and in the thread that then pushes (or queues) that
+// EOS, before the EOS can reach this sink. So an EOS that arrives after an error
+// of the pipeline is told from a real one without looking at timing. The bus's
+// sync-message signal allows several listeners (emission is reference-counted),
+// unlike the bus's single sync handler, which stays the application's.
+static void watch_pipeline_errors(GstShmringSink* self) {
+  g_atomic_int_set(&self->pipeline_error, 0);
+  GstObject* top = GST_OBJECT(gst_object_ref(self));
+  while (GstObject* parent = gst_object_get_parent(top)) {
+    gst_object_unref(top);
+    top = parent;
+  }
+  GstBus* bus = (top != GST_OBJECT(self) && GST_IS_ELEMENT(top))
+                    ? gst_element_get_bus(GST_ELEMENT(top))
+                    : nullptr;
+  gst_object_unref(top);
+  if (bus == nullptr) return;  // no pipeline (e.g. a harness): EOS is EOS
+  gst_bus_enable_sync_message_emission(bus);
+  self->error_handler =
+      g_signal_connect(bus, "sync-message::error", G_CALLBACK(on_pipeline_error), self);
+  self->pipeline_bus = bus;
+}
+
+static void unwatch_pipeline_errors(GstShmringSink* self) {
+  if (self->pipeline_bus == nullptr) return;
+  g_signal_handler_disconnect(self->pipeline_bus, self->error_handler);
+  gst_bus_disable_sync_message_emission(self->pipeline_bus);
+  gst_clear_object(&self->pipeline_bus);
+  self->error_handler = 0;
+}
+
 static gboolean gst_shmring_sink_start(GstBaseSink* bsink) {
-  g_atomic_int_set(&GST_SHMRING_SINK(bsink)->warned_memory, 0);
-  return create_ring(GST_SHMRING_SINK(bsink));
+  GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  g_atomic_int_set(&self->warned_memory, 0);
+  if (!create_ring(self)) return FALSE;
+  watch_pipeline_errors(self);
+  return TRUE;
 }
 
 // Upstream offered only caps in another memory (GL, DMABuf, ...): negotiation
@@ -899,6 +953,17 @@ static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event) {
     GST_OBJECT_LOCK(self);
     const gboolean wait = self->wait_for_space;
     GST_OBJECT_UNLOCK(self);
+    if (g_atomic_int_get(&self->pipeline_error)) {
+      // The EOS a source pushes after its flow error: the stream was cut short.
+      // CLOSED without an EOS record tells the receiver so.
+      GST_WARNING_OBJECT(self,
+                         "end of stream after an error in this pipeline: ring '%s' closed "
+                         "without an end-of-stream record (the receiver reports it cut short)",
+                         self->st->producer->name().c_str());
+      self->eos_written = FALSE;
+      self->st->producer->Close();
+      return GST_BASE_SINK_CLASS(parent_class)->event(bsink, event);
+    }
     shm::framing::Header h;
     h.kind = shm::framing::Kind::kEos;
     const WriteResult r =
@@ -965,6 +1030,7 @@ static void linger_for_first_receiver(GstShmringSink* self) {
 // tells a stream cut short (error, stop without EOS) by CLOSED without EOS.
 static gboolean gst_shmring_sink_stop(GstBaseSink* bsink) {
   GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  unwatch_pipeline_errors(self);
   linger_for_first_receiver(self);
   destroy_ring(self);
   return TRUE;

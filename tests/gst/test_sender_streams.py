@@ -234,3 +234,28 @@ def test_system_memory_caps_negotiate_through_the_templates():
         f"shmringsrc shm-name={name} ! capsfilter caps=video/x-raw(memory:SystemMemory) ! "
         "checksumsink")
     assert len([line for line in out.splitlines() if len(line.split()) == 2]) == 5
+
+
+def test_eos_after_a_sender_error_reaches_the_receiver_as_cut_short():
+    """identity error-after=50: the source posts its flow error and pushes EOS,
+    which the sink receives (the sender app lets the pipeline drain). That EOS
+    follows an error of the sender's pipeline: the ring is closed without an EOS
+    record and the receiver fails saying the stream was cut short, instead of a
+    clean EOS after 49 buffers."""
+    name = unique("cut")
+    rx = subprocess.Popen([GST_LAUNCH, "shmringsrc", f"shm-name={name}", "!", "fakesink"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tx = subprocess.Popen([PY, str(HERE / "error_sender.py"), name], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        _, tx_err = tx.communicate(timeout=120)
+        assert tx.returncode == 1, f"sender: {tx.returncode}\n{tx_err[-2000:]}"
+        out, err = rx.communicate(timeout=120)
+    finally:
+        for p in (rx, tx):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        cleanup(name)
+    assert rx.returncode != 0, "the receiver ended cleanly:\n" + out[-2000:]
+    assert "cut short" in out + err, (out + err)[-3000:]
