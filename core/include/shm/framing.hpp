@@ -49,8 +49,8 @@ constexpr uint32_t kExtEntryHeaderSize = 4;  // u16 type, u16 length
 constexpr uint32_t kExtAlign = 4;            // entries start 4-aligned
 constexpr uint32_t kNegativeDtsSize = 8;
 constexpr uint32_t kAudioClippingSize = 24;
-constexpr uint32_t kVideoMaxPlanes = 4;     // GST_VIDEO_MAX_PLANES
-constexpr uint32_t kVideoMetaSize = 72;     // 6 u32, 4 u64 offsets, 4 i32 strides
+constexpr uint32_t kVideoMaxPlanes = 4;                // GST_VIDEO_MAX_PLANES
+constexpr uint32_t kVideoMetaSize = 72;                // 6 u32, 4 u64 offsets, 4 i32 strides
 constexpr uint32_t kReferenceTimestampFixedSize = 16;  // then the reference caps, UTF-8, no NUL
 
 constexpr uint64_t kTimeNone = ~uint64_t{0};    // GST_CLOCK_TIME_NONE
