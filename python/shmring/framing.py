@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import Any, Iterator, NamedTuple, Optional, Tuple
+from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
 
 from .errors import FramingError
 
@@ -202,7 +202,7 @@ def parse_extensions(ext: Any) -> Extensions:
     negative_dts: Optional[int] = None
     clip: Optional[AudioClipping] = None
     video: Optional[VideoMeta] = None
-    refs = []
+    refs: List[ReferenceTimestamp] = []
     for ext_type, v in iter_extensions(ext):
         if ext_type == EXT_NEGATIVE_DTS:
             if len(v) < NEGATIVE_DTS_SIZE:
