@@ -76,18 +76,20 @@ def test_srt_relay_between_two_machines_on_loopback():
     port = free_udp_port()
     procs = []
     try:
-        # Machine B: a local receiver waiting for ring B, and the bridge from SRT.
+        # Machine B: a local receiver waiting for ring B, and the bridge from SRT
+        # (1 s of SRT latency: room to retransmit on a loaded machine; a packet
+        # SRT gives up on would corrupt the GDP stream).
         probe = subprocess.Popen([PY, str(HERE / "frames_probe.py"), "--count", str(COUNT),
                                   ring_b], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
         procs.append(probe)
-        bridge = launch(f"srtsrc uri=srt://127.0.0.1:{port} ! gdpdepay ! "
+        bridge = launch(f"srtsrc uri=srt://127.0.0.1:{port} latency=1000 ! gdpdepay ! "
                         f"shmringsink shm-name={ring_b}")
         procs.append(bridge)
         # Machine A: the relay (waits for ring A) and the live camera, whose own
         # checksums (a tee in front of its shmringsink) are the reference.
         relay = launch(f"shmringsrc shm-name={ring_a} is-live=true ! gdppay ! "
-                       f"srtsink uri=srt://:{port} mode=listener")
+                       f"srtsink uri=srt://:{port} mode=listener latency=1000")
         procs.append(relay)
         camera = launch("videotestsrc is-live=true pattern=snow ! "
                         "video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1 ! "
