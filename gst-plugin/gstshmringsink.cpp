@@ -256,7 +256,8 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
    * GstShmringSink:capacity:
    *
    * Size of the ring's data area in bytes, rounded up to a power of two. It must
-   * hold the largest buffer plus 64 bytes of framing (a 1920x1080 BGR frame is
+   * hold the largest buffer plus its framing: 64 bytes, a few hundred with carried
+   * metas or a DTS before the segment start (a 1920x1080 BGR frame is
    * 6220800 bytes); a few frames' worth lets the receiver fall behind briefly
    * without stalling or dropping.
    */
@@ -264,7 +265,7 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
       gobject_class, PROP_CAPACITY,
       g_param_spec_uint("capacity", "Ring capacity",
                         "Bytes of ring data area, rounded up to a power of two; must hold the "
-                        "largest buffer plus 64 bytes",
+                        "largest buffer plus 64 bytes (more with metas)",
                         shm::layout::kMinCapacity, shm::layout::kMaxCapacity, kDefaultCapacity,
                         rw));
   /**
