@@ -280,15 +280,16 @@ static RingMemory* ring_memory_of(GstBuffer* buffer) {
 bool RingPoolIsRingBuffer(GstBuffer* buffer) { return ring_memory_of(buffer) != nullptr; }
 
 bool RingPoolPublishInPlace(GstBuffer* buffer, shm::ShmProducer* producer,
-                            const std::function<void(uint8_t* payload)>& encode) {
+                            const std::function<void(uint8_t* payload)>& encode, bool allowed) {
   RingMemory* m = ring_memory_of(buffer);
   if (m == nullptr || m->producer.get() != producer) return false;
   if (m->published.load(std::memory_order_relaxed)) return false;  // sent before: copy
   // The body must still start where the reservation put it (no offset) and fit.
   if (m->mem.offset != 0 || m->mem.size > m->mem.maxsize) return false;
-  if (!producer->InOrder(m->res)) {
-    // Something was sent after it (a new caps record, say): the caller copies it
-    // behind that. Its own record is given up now (PAD), so the records after it
+  if (!allowed || !producer->InOrder(m->res)) {
+    // Something was sent after it (a new caps record, say), or the message needs
+    // header extensions (metas) the reservation has no room for: the caller copies
+    // it. Its own record is given up now (PAD), so the records after it
     // are not held back while the buffer lives on (a sink's last sample); the
     // bytes stay untouched until it is freed.
     producer->Abandon(m->res, /*keep=*/true);

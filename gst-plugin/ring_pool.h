@@ -63,8 +63,11 @@ guint RingPoolMaxBuffers(uint32_t capacity, guint size);
 // because something was sent after it was reserved has its record turned into a
 // PAD record then (its bytes stay valid until it is freed). Streaming thread;
 // never blocks.
+// `allowed` false (the message needs header extensions, for which the pool leaves
+// no room): never in place; a ring buffer's record is given up as above.
 bool RingPoolPublishInPlace(GstBuffer* buffer, shm::ShmProducer* producer,
-                            const std::function<void(uint8_t* payload)>& encode);
+                            const std::function<void(uint8_t* payload)>& encode,
+                            bool allowed = true);
 
 // Whether `buffer`'s memory lives in a ring (for tests and debug logs). Any thread.
 bool RingPoolIsRingBuffer(GstBuffer* buffer);

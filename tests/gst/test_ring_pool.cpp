@@ -452,6 +452,30 @@ TEST(RingPool, NewRingAfterEosAsksUpstreamToReconfigure) {
   gst_harness_teardown(h);
 }
 
+// A pool buffer whose message needs header extensions (a carried meta) is copied;
+// the receiver gets its bytes intact.
+TEST(RingPool, BufferWithACarriedMetaIsCopied) {
+  const std::string name = UniqueName("gpool-meta");
+  GstHarness* h = NewSink(name, "capacity=65536");
+  gst_harness_set_src_caps_str(h, kCaps);
+  GstBufferPool* pool = OfferedPool(h, kCaps);
+  ASSERT_NE(pool, nullptr);
+  GstBuffer* b = Acquire(pool);
+  Fill(b, 6);
+  GstCaps* ntp = gst_caps_from_string("timestamp/x-ntp");
+  gst_buffer_add_reference_timestamp_meta(b, ntp, 5 * GST_SECOND, GST_CLOCK_TIME_NONE);
+  gst_caps_unref(ntp);
+  ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
+  EXPECT_EQ(Stat(h, "in-place"), 0u);
+  EXPECT_EQ(Stat(h, "copied"), 1u);
+  const std::vector<Msg> msgs = ReadAll(name);
+  ASSERT_EQ(msgs.size(), 2u);
+  EXPECT_EQ(msgs[1].body, PatternString(6));
+  gst_buffer_pool_set_active(pool, FALSE);
+  gst_object_unref(pool);
+  gst_harness_teardown(h);
+}
+
 // capacity=0 (the default): no ring at start; the first caps create it, sized for
 // three frames rounded up to a power of two (at least 1 MiB); a receiver started
 // first waits for it.
