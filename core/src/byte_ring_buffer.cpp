@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 
 #include "atomics.hpp"
@@ -14,7 +15,7 @@ namespace {
 
 using namespace layout;
 
-using tuning::kMaxConsumerSleepNs;
+using tuning::kLivenessSliceNs;
 using tuning::kSpinPolls;
 using tuning::kUnfencedNapNs;
 
@@ -329,12 +330,33 @@ void ByteRingBuffer::WakeConsumerIfWaiting() {
 }
 
 Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr) {
+  return WaitWritable(len, timeout_ns, intr, nullptr);
+}
+
+Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr,
+                                    const std::function<Status()>& each_slice) {
   if (!valid_ || !is_producer_) return Status::kInvalid;
   if (len > MaxMessageSize()) return Status::kTooLarge;
   const uint32_t record = static_cast<uint32_t>(RecordSize(len));
-  const int64_t deadline = timeout_ns < 0 ? 0 : NowNs() + timeout_ns;
+  const int64_t start = NowNs();
+  const int64_t deadline = timeout_ns < 0 ? 0 : start + timeout_ns;
+  int64_t next_look = start + kLivenessSliceNs;
   uint32_t* tail = word(kTailOffset);
   uint32_t* flags = word(kProducerFlagsOffset);
+  uint32_t* cflags = word(kConsumerFlagsOffset);
+  // WAITING is set once, on the first sleep of this call, and fenced once; it stays
+  // set across every later re-sleep (a consumer that stores the tail after our
+  // fence sees it and wakes us; one that stored before is seen by the futex's own
+  // comparison), and is cleared when the call returns.
+  bool waiting = false;
+  bool fenced = false;
+  struct Clear {
+    uint32_t* flags;
+    bool* waiting;
+    ~Clear() {
+      if (*waiting) atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
+    }
+  } clear{flags, &waiting};
   for (int spin = 0;; ++spin) {
     const uint32_t to_end = capacity_ - (head_ & mask_);
     if (!LoadTailChecked()) return Status::kCorrupt;
@@ -352,23 +374,42 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
     const int64_t left = Remaining(deadline, timeout_ns);
     if (left == 0) return Status::kTimeout;
     if (spin < kSpinPolls) continue;
-    const uint32_t seen = tail_cache_;
-    // Set WAITING, fence, then learn the waker's mode: a waker that uses only a
-    // compiler barrier needs our membarrier to order its index store before its
-    // WAITING load.
-    atomics::FetchOrRelaxed(flags, kProducerWaiting);
-    atomics::FullFence();
     int64_t nap = left;
-    if ((atomics::LoadRelaxed(word(kConsumerFlagsOffset)) & kConsumerMembarrier) &&
-        !wait::HeavyBarrier()) {
-      nap = CapNap(left, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+    if (each_slice) {
+      const int64_t now = NowNs();
+      if (now >= next_look) {
+        const Status s = each_slice();
+        if (s != Status::kOk) return s;
+        next_look = now + kLivenessSliceNs;
+      }
+      nap = CapNap(left, next_look - now);
     }
+    const uint32_t seen = tail_cache_;
+    if (!waiting) {
+      // Set WAITING, fence, then learn the waker's mode: a waker that uses only a
+      // compiler barrier needs our membarrier to order its tail store before its
+      // WAITING load.
+      atomics::FetchOrRelaxed(flags, kProducerWaiting);
+      atomics::FullFence();
+      waiting = true;
+    }
+    if (!fenced) {
+      if (!(atomics::LoadRelaxed(cflags) & kConsumerMembarrier) || wait::HeavyBarrier()) {
+        fenced = true;
+      } else {
+        nap = CapNap(nap, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+      }
+    }
+    const uint32_t cf = atomics::LoadAcquire(cflags);
     if (atomics::LoadAcquire(tail) == seen) {
       if (intr != nullptr) intr->BeginSleep(tail);
-      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(tail, seen, nap);
+      // Also on the consumer's flags: a detach (ATTACHED cleared, then a wake)
+      // ends the sleep at once.
+      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWords(tail, seen, cflags, cf, nap);
       if (intr != nullptr) intr->EndSleep();
     }
-    atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
+    // The consumer attached or detached meanwhile: ask `each_slice` now.
+    if ((atomics::LoadRelaxed(cflags) ^ cf) & kConsumerAttached) next_look = 0;
   }
 }
 
@@ -591,6 +632,10 @@ Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
   if (!valid_ || is_producer_) return Status::kInvalid;
   const int64_t deadline = timeout_ns < 0 ? 0 : NowNs() + timeout_ns;
   MessageView v;
+  struct End {
+    const ByteRingBuffer* ring;
+    ~End() { ring->EndSleep(); }
+  } end{this};
   for (int spin = 0;; ++spin) {
     const Status s = NextRecord(read_pos_, &v);
     if (s != Status::kEmpty) return s;  // kOk, kClosed or kCorrupt
@@ -598,31 +643,51 @@ Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
     const int64_t left = Remaining(deadline, timeout_ns);
     if (left == 0) return Status::kTimeout;
     if (spin < kSpinPolls) continue;
-    SleepWhileHeadIs(head_cache_, left, intr);
+    // Capped at the liveness slice: on a kernel without futex_waitv a CLOSED that
+    // lands between our last look and the sleep is seen at the next look.
+    SleepWhileHeadIs(head_cache_, CapNap(left, kLivenessSliceNs), intr);
   }
 }
 
 void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const {
   if (!valid_ || is_producer_) return;
   uint32_t* head = word(kHeadOffset);
-  uint32_t* flags = word(kConsumerFlagsOffset);
-  // Set WAITING, fence, then look again: either the producer's wake check sees
-  // WAITING, or we see its new head (or CLOSED) here. RMWs on our own flags word
-  // are atomic, so another thread of ours touching ATTACHED meanwhile is safe.
-  atomics::FetchOrRelaxed(flags, kConsumerWaiting);
-  atomics::FullFence();
-  int64_t nap = CapNap(timeout_ns, kMaxConsumerSleepNs);
-  if ((atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerMembarrier) &&
-      !wait::HeavyBarrier()) {
-    nap = CapNap(timeout_ns, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+  uint32_t* pflags = word(kProducerFlagsOffset);
+  if (!sleeping_) {
+    // The running -> sleeping transition: set WAITING, fence, then look again
+    // (below): either the producer's wake check sees WAITING, or we see its new
+    // head (or CLOSED). RMWs on our own flags word are atomic, so another thread
+    // of ours touching ATTACHED meanwhile is safe. WAITING then stays set, and
+    // fenced, for every re-sleep until EndSleep().
+    atomics::FetchOrRelaxed(word(kConsumerFlagsOffset), kConsumerWaiting);
+    atomics::FullFence();
+    sleeping_ = true;
+    fenced_ = false;
   }
-  if (atomics::LoadAcquire(head) == seen &&
-      !(atomics::LoadAcquire(word(kProducerFlagsOffset)) & kProducerClosed)) {
+  int64_t nap = timeout_ns;
+  if (!fenced_) {
+    // Once per transition: a producer whose fast path has only a compiler barrier
+    // needs our membarrier to order its head store before its WAITING load.
+    if (!(atomics::LoadRelaxed(pflags) & kProducerMembarrier) || wait::HeavyBarrier()) {
+      fenced_ = true;
+    } else {
+      nap = CapNap(timeout_ns, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+    }
+  }
+  const uint32_t pf = atomics::LoadAcquire(pflags);
+  if (atomics::LoadAcquire(head) == seen && !(pf & kProducerClosed)) {
     if (intr != nullptr) intr->BeginSleep(head);
-    if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(head, seen, nap);
+    // On the head and the producer's flags together: CLOSED changes the flags, not
+    // the head, and its wake must not be lost between our look and the sleep.
+    if (intr == nullptr || !intr->interrupted()) wait::WaitOnWords(head, seen, pflags, pf, nap);
     if (intr != nullptr) intr->EndSleep();
   }
-  atomics::FetchAndRelaxed(flags, ~kConsumerWaiting);
+}
+
+void ByteRingBuffer::EndSleep() const {
+  if (!sleeping_) return;
+  sleeping_ = false;
+  atomics::FetchAndRelaxed(word(kConsumerFlagsOffset), ~kConsumerWaiting);
 }
 
 void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {
@@ -634,6 +699,12 @@ void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {
   } else {
     atomics::FetchAndRelaxed(word(kConsumerFlagsOffset), ~kConsumerAttached);
     atomics::StoreRelease(word(kConsumerPidOffset), 0);
+    // A producer asleep for space sleeps on our flags word too: it hears the
+    // detach at once (the flags changed) instead of at its next liveness look.
+    atomics::FullFence();
+    if (atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerWaiting) {
+      wait::WakeWord(word(kTailOffset));
+    }
   }
 }
 

@@ -268,7 +268,17 @@ Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns)
   if (closed_) return Status::kClosed;
   Status s = ring_->Reserve(len, payload);
   if (s == Status::kFull && timeout_ns != 0) {
-    s = ring_->WaitWritable(len, timeout_ns, &interrupter_);
+    // Once a consumer was attached during the wait, its death or detach ends the
+    // wait with kFull: nobody is left to make room. Before any consumer came, the
+    // wait goes on (either side may start first). One lock probe per liveness
+    // slice, and one when the consumer's flags say it attached or detached.
+    bool had_consumer = ConsumerAttached();
+    s = ring_->WaitWritable(len, timeout_ns, &interrupter_, [this, &had_consumer] {
+      const bool attached = ConsumerAttached();
+      if (had_consumer && !attached) return Status::kFull;
+      had_consumer = had_consumer || attached;
+      return Status::kOk;
+    });
     if (s == Status::kOk) s = ring_->Reserve(len, payload);
   }
   if (s == Status::kCorrupt) error_ = "ring '" + name_ + "': " + ring_->error();
@@ -571,6 +581,12 @@ void ShmConsumer::ReportStall() {
 // records are delivered before it is reported.
 Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
   if (!ring_) return Status::kInvalid;
+  // WAITING, once set by the first sleep, stays set across the slices' re-sleeps
+  // and is cleared on the way out, whatever the return.
+  struct EndSleep {
+    const ByteRingBuffer* ring;
+    ~EndSleep() { ring->EndSleep(); }
+  } end_sleep{ring_.get()};
   const auto start = Clock::now();
   int64_t next_look = tuning::kLivenessSliceNs;  // since start
   int spins = 0;

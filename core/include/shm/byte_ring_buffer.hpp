@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <type_traits>
 
@@ -104,7 +105,14 @@ class ByteRingBuffer {
   uint32_t WriteableBytes() const;
   // Sleeps until a `len`-byte message fits, the timeout expires or `intr` fires:
   // kOk, kTooLarge, kTimeout, kInterrupted, kCorrupt, kInvalid. Producer; blocks.
+  // Sets WAITING once and fences once per call, however many times it sleeps.
   [[nodiscard]] Status WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr);
+  // The same, calling `each_slice` at least once per liveness slice
+  // (tuning::kLivenessSliceNs, 0.5 s) while it waits, never more often; a status
+  // other than kOk from it ends the wait with that status (ShmProducer: "the
+  // consumer is gone"). Never a periodic wake-up without it. Producer; blocks.
+  [[nodiscard]] Status WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr,
+                                    const std::function<Status()>& each_slice);
   // Sets CLOSED (end of stream) and wakes the consumer. Producer; never blocks.
   void SetClosed();
   // Sets or clears producer_flags bit LIVE (release: a consumer that sees it also
@@ -154,13 +162,19 @@ class ByteRingBuffer {
   // The head index the last consumer call saw: after kEmpty, the value to pass to
   // SleepWhileHeadIs. Consumer; never blocks.
   uint32_t HeadSeen() const { return head_cache_; }
-  // One sleep of the wait protocol: sets WAITING, fences, and sleeps while the
-  // head word still holds `seen` and CLOSED is not set, for at most timeout_ns
-  // (and at most 50 ms: see tuning.hpp) or until `intr` fires; then clears
-  // WAITING. Returns without saying why: the caller looks again. Touches no
-  // consumer state but the flags word, so other consumer calls may run meanwhile
-  // (serialised among themselves). The consumer's one sleeping thread; blocks.
+  // One sleep of the wait protocol: on the first sleep since EndSleep() sets
+  // WAITING and fences (membarrier when the producer relies on it); then sleeps
+  // while the head word still holds `seen` and CLOSED is not set, for at most
+  // timeout_ns (no cap: the caller's liveness slice is the only periodic wake-up)
+  // or until `intr` fires. Leaves WAITING set, so a re-sleep after a timeout
+  // needs no new fence; call EndSleep() when the wait is over. Returns without
+  // saying why: the caller looks again. Touches no consumer state but the flags
+  // word, so other consumer calls may run meanwhile (serialised among themselves).
+  // The consumer's one sleeping thread; blocks.
   void SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
+  // Clears WAITING after SleepWhileHeadIs (no-op when not set). The sleeping
+  // thread, when its wait returns; never blocks.
+  void EndSleep() const;
   // Sets/clears the consumer's ATTACHED flag and pid. Consumer; never blocks.
   void SetConsumerAttached(bool attached, uint32_t pid);
 
@@ -222,6 +236,10 @@ class ByteRingBuffer {
   mutable uint32_t head_cache_ = 0;  // consumer's cached copy of head
   uint32_t peek_end_ = 0;            // end of the record returned by Peek
   bool peeked_ = false;
+  // The sleeping thread's own state: WAITING is set (since the last EndSleep) and
+  // fenced (membarrier issued when the producer needs it).
+  mutable bool sleeping_ = false;
+  mutable bool fenced_ = false;
 };
 
 }  // namespace shm

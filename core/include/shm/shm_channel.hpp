@@ -62,9 +62,11 @@ class ShmProducer {
   // thread; never blocks.
   bool Write(const void* data, uint32_t len);
   // Writes one message, waiting up to timeout_ns for space (0 = no wait,
-  // kForever = no limit): kOk, kFull (timeout 0), kTimeout, kTooLarge, kInterrupted,
-  // kClosed (after Close), kCorrupt (the consumer's tail is impossible; error()
-  // says how), kInvalid. Producer thread; blocks.
+  // kForever = no limit): kOk, kFull (timeout 0, or the consumer that was attached
+  // during the wait died or detached: nobody is left to make room; noticed at
+  // once for a detach, within a liveness slice (0.5 s) for a death), kTimeout,
+  // kTooLarge, kInterrupted, kClosed (after Close), kCorrupt (the consumer's tail
+  // is impossible; error() says how), kInvalid. Producer thread; blocks.
   [[nodiscard]] Status WriteFor(const void* data, uint32_t len, int64_t timeout_ns);
   // Zero-copy: waits like WriteFor for room for `len` bytes and points *payload at
   // it; then Commit(final_len). Producer thread; blocks.

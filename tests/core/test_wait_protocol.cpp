@@ -1,0 +1,194 @@
+// The wait protocol's idle costs and its peers' disappearance (Linux: futex,
+// futex_waitv, membarrier, OFD locks, fork). Counts come from wait::GetCounters(),
+// never from the clock: each test bounds how many sleeps or barriers a wait of a
+// known number of liveness slices makes, with room to spare.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shm/byte_ring_buffer.hpp"
+#include "shm/layout.hpp"
+#include "shm/shared_memory.hpp"
+#include "shm/shm_channel.hpp"
+#include "shm/wait.hpp"
+#include "test_util.hpp"
+#include "vectors.hpp"
+
+using namespace shm;
+
+namespace {
+
+constexpr int64_t kGuardNs = 60'000'000'000;  // hang guard only, never reached when it works
+// 1.2 s: two whole liveness slices (0.5 s) and a part of a third.
+constexpr int64_t kThreeSlicesNs = 1'200'000'000;
+
+class WaitProtocolTest : public ::testing::Test {
+ protected:
+  std::string Name() {
+    names_.push_back(shmtest::UniqueName("wait"));
+    return names_.back();
+  }
+  void TearDown() override {
+    for (const std::string& n : names_) shm_unlink(OsName(n).c_str());
+  }
+
+ private:
+  std::vector<std::string> names_;
+};
+
+// Fills the ring with 56-byte messages until the next one does not fit.
+void Fill(ShmProducer& p) {
+  const std::string msg(56, 'x');
+  while (p.Write(msg.data(), static_cast<uint32_t>(msg.size()))) {
+  }
+}
+
+}  // namespace
+
+// A sleep that finds the second word already changed returns at once: CLOSED
+// (producer_flags) or a detach (consumer_flags) stored between a sleeper's last
+// look and its sleep is not lost, though the index word it sleeps on is unchanged.
+// (A plain futex wait on the first word would sleep out its whole timeout.)
+TEST(WaitOnWords, SecondWordAlreadyChangedEndsTheSleepAtOnce) {
+  uint32_t index = 8;
+  uint32_t flags = 4;  // the sleeper last saw 0
+  EXPECT_EQ(wait::WaitOnWords(&index, 8, &flags, 0, kGuardNs), wait::Result::kWoken);
+}
+
+// An idle consumer sleeps whole liveness slices (no 50 ms cap: ~24 sleeps in
+// 1.2 s before) and fences once for the whole wait (WAITING stays set across
+// the re-sleeps; before, one membarrier per sleep).
+TEST_F(WaitProtocolTest, IdleConsumerSleepsWholeSlicesAndFencesOnce) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  wait::ResetCounters();
+  MessageView v;
+  EXPECT_EQ(c.PeekFor(&v, kThreeSlicesNs), Status::kTimeout);
+  const wait::Counters n = wait::GetCounters();
+  EXPECT_GE(n.sleeps, 2u);
+  EXPECT_LE(n.sleeps, 8u) << "an idle consumer wakes about once per liveness slice";
+  EXPECT_GT(n.longest_timeout_ns, 300'000'000) << "no short nap cap";
+  EXPECT_LE(n.heavy_barriers, 1u) << "one fence per running -> sleeping transition";
+  EXPECT_EQ(c.ring()->ConsumerFlags() & layout::kConsumerWaiting, 0u) << "cleared on return";
+}
+
+// The same for the ring-level wait of the original API.
+TEST_F(WaitProtocolTest, RingWaitReadableFencesOnceAcrossSlices) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  wait::ResetCounters();
+  EXPECT_EQ(c.ring()->WaitReadable(kThreeSlicesNs, nullptr), Status::kTimeout);
+  const wait::Counters n = wait::GetCounters();
+  EXPECT_LE(n.sleeps, 8u);
+  EXPECT_LE(n.heavy_barriers, 1u);
+  EXPECT_EQ(c.ring()->ConsumerFlags() & layout::kConsumerWaiting, 0u);
+}
+
+// A producer waiting for space with a live consumer attached: one fence for the
+// whole wait, sleeps of a liveness slice.
+TEST_F(WaitProtocolTest, ProducerWaitingForSpaceFencesOnceAcrossSlices) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  Fill(p);
+  wait::ResetCounters();
+  const std::string msg(56, 'y');
+  EXPECT_EQ(p.WriteFor(msg.data(), 56, kThreeSlicesNs), Status::kTimeout);
+  const wait::Counters n = wait::GetCounters();
+  EXPECT_GE(n.sleeps, 2u);
+  EXPECT_LE(n.sleeps, 8u);
+  EXPECT_LE(n.heavy_barriers, 1u);
+  EXPECT_EQ(p.ring()->ProducerFlags() & layout::kProducerWaiting, 0u) << "cleared on return";
+}
+
+// The consumer detaches while the producer waits for space: nobody is left to
+// make room, the wait ends with kFull (at once: the detach wakes the producer).
+TEST_F(WaitProtocolTest, ConsumerDetachEndsAProducerWaitWithFull) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  auto c = std::make_unique<ShmConsumer>(name);
+  ASSERT_TRUE(c->IsValid()) << c->error();
+  Fill(p);
+  std::atomic<int> result{-1};
+  std::thread writer([&] {
+    const std::string msg(56, 'y');
+    result = static_cast<int>(p.WriteFor(msg.data(), 56, kGuardNs));
+  });
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  c.reset();  // detach
+  writer.join();
+  EXPECT_EQ(static_cast<Status>(result.load()), Status::kFull);
+}
+
+// The consumer process is killed while the producer waits for space: kFull
+// within a liveness slice (one lock probe per slice notices it).
+TEST_F(WaitProtocolTest, ConsumerKilledEndsAProducerWaitWithFull) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = shmtest::ForkChild([&]() -> int {
+    ShmConsumer c(name);
+    if (!c.IsValid()) return 2;
+    char b = 1;
+    if (write(ready[1], &b, 1) != 1) return 3;
+    for (;;) pause();
+  });
+  char b;
+  ASSERT_EQ(read(ready[0], &b, 1), 1);
+  close(ready[0]);
+  close(ready[1]);
+  Fill(p);
+  std::atomic<int> result{-1};
+  std::thread writer([&] {
+    const std::string msg(56, 'y');
+    result = static_cast<int>(p.WriteFor(msg.data(), 56, kGuardNs));
+  });
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  kill(child, SIGKILL);
+  EXPECT_EQ(shmtest::WaitChild(child), 128 + SIGKILL);
+  writer.join();
+  EXPECT_EQ(static_cast<Status>(result.load()), Status::kFull);
+}
+
+// Before any consumer attached, a producer waiting for space goes on waiting
+// (either side may start first): the first consumer that attaches and reads
+// lets the write through.
+TEST_F(WaitProtocolTest, ProducerWaitBeforeAnyConsumerKeepsWaiting) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  Fill(p);
+  std::atomic<int> result{-1};
+  std::thread writer([&] {
+    const std::string msg(56, 'y');
+    result = static_cast<int>(p.WriteFor(msg.data(), 56, kGuardNs));
+  });
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  char buf[64];
+  EXPECT_EQ(c.ReadFor(buf, sizeof buf, kGuardNs).status, Status::kOk);
+  writer.join();
+  EXPECT_EQ(static_cast<Status>(result.load()), Status::kOk);
+}
