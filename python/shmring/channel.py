@@ -82,6 +82,31 @@ def _remaining(deadline: Optional[float]) -> Optional[float]:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
+def _slice(remaining: Optional[float]) -> float:
+    """One sleep of a wait: at most a liveness slice."""
+    return LIVENESS_SLICE_S if remaining is None or remaining > LIVENESS_SLICE_S else remaining
+
+
+class _ConsumerWatch:
+    """A producer waiting for space: whether the consumer that was attached during
+    the wait is gone (died or detached). Before any consumer came the wait goes on
+    (either side may start first). One lock probe per call: per liveness slice, or
+    when the consumer attached or detached."""
+
+    __slots__ = ("_producer", "_had")
+
+    def __init__(self, producer: "ShmProducer") -> None:
+        self._producer = producer
+        self._had = producer.consumer_attached()
+
+    def gone(self) -> bool:
+        attached = self._producer.consumer_attached()
+        if self._had and not attached:
+            return True
+        self._had = self._had or attached
+        return False
+
+
 def _check_owner(name: str, uid: int, mode: int, allowed: bool) -> None:
     """Refuses a segment owned by another uid unless the caller allowed it."""
     me = os.geteuid()
@@ -443,9 +468,13 @@ class ShmProducer(_Endpoint):
                 return False
             n = len(data) if type(data) is bytes else memoryview(data).nbytes
             deadline = _deadline(timeout)
+            watch = _ConsumerWatch(self)
             while True:
-                if not ring.wait_writable(n, _remaining(deadline)):
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
                     return False
+                if not ring.wait_writable(n, _slice(remaining)) and watch.gone():
+                    return False  # the consumer left: nobody will make room
                 if ring.write(data):
                     return True
         except RingInterruptedError:
@@ -471,11 +500,17 @@ class ShmProducer(_Endpoint):
             deadline = _deadline(timeout)
             self._enter()
             try:
+                watch = _ConsumerWatch(self)
                 while view is None:
-                    if timeout == 0 or not ring.wait_writable(n, _remaining(deadline)):
+                    remaining = _remaining(deadline)
+                    if timeout == 0 or (remaining is not None and remaining <= 0):
                         raise RingTimeoutError(
                             f"no room for a {n}-byte message in ring {self._name!r} "
                             f"within {timeout} s")
+                    if not ring.wait_writable(n, _slice(remaining)) and watch.gone():
+                        raise RingTimeoutError(
+                            f"no room for a {n}-byte message in ring {self._name!r}: "
+                            "its consumer left, nobody will make room")
                     view = ring.reserve(n)
             except RingInterruptedError:
                 if self._closing:
@@ -798,20 +833,24 @@ class ShmConsumer(_Endpoint):
             self._leave()
 
     def _wait(self, ring: ByteRingBuffer, timeout: Optional[float]) -> bool:
+        # WAITING, once set by the first sleep, stays set (and fenced) across the
+        # liveness slices' re-sleeps, and is cleared on the way out.
         deadline = _deadline(timeout)
-        while True:
-            if ring.has_data():
-                return True
-            if ring.at_end:
-                return False
-            self._check_producer(ring, force=False)
-            remaining = _remaining(deadline)
-            if remaining is not None and remaining <= 0:
-                return False
-            slice_s = LIVENESS_SLICE_S if remaining is None else min(remaining,
-                                                                     LIVENESS_SLICE_S)
-            if ring.wait_readable(slice_s) and ring.has_data():
-                return True
+        try:
+            while True:
+                if ring.has_data():
+                    return True
+                if ring.at_end:
+                    return False
+                self._check_producer(ring, force=False)  # one fcntl per slice at most
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
+                    return False
+                if ring.wait_readable(_slice(remaining), keep_waiting=True) and \
+                        ring.has_data():
+                    return True
+        finally:
+            ring.end_sleep()
 
     def _producer_gone(self, ring: ByteRingBuffer) -> Optional[Exception]:
         """The error to report when the producer is gone or was replaced, else None.
