@@ -1,5 +1,6 @@
 #include "shm/byte_ring_buffer.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -202,7 +203,11 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
     atomics::FullFence();
   } else {
     released_ = atomics::LoadRelaxed(word(kTailOffset));  // own word
+    stored_ = released_;
     read_pos_ = released_;
+    // Rings of 64 KiB and more store the tail (and wake a producer waiting for
+    // space) once per batch of freed bytes; smaller rings at every release.
+    tail_batch_ = capacity_ >= (1u << 16) ? std::min(capacity_ / 8, 1u << 18) : 0;
     head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
     if (light_fences_) atomics::FetchOrSeqCst(word(kConsumerFlagsOffset), kConsumerMembarrier);
     atomics::FullFence();
@@ -448,8 +453,22 @@ Status ByteRingBuffer::EmptyOrClosed(uint32_t at) {
   return Status::kEmpty;
 }
 
+void ByteRingBuffer::LazyRelease(uint32_t end) const {
+  released_ = end;
+  // Stored now when the batch is full or the reader caught up with the head it
+  // knows (nothing more to read: a producer in this very thread may be about to
+  // wait for that space, so it must never stay unstored). Otherwise the next
+  // release, Flush(), or the reader going idle (NextRecord finding nothing) stores it.
+  if (end - stored_ >= tail_batch_ || end == head_cache_) StoreTail(end);
+}
+
+void ByteRingBuffer::Flush() const {
+  if (valid_ && !is_producer_ && released_ != stored_) StoreTail(released_);
+}
+
 void ByteRingBuffer::StoreTail(uint32_t t) const {
   released_ = t;
+  stored_ = t;
   // Our reads of the released records happen-before the producer reuses them.
   atomics::StoreRelease(word(kTailOffset), t);
   // Store-load fence against the producer's "set WAITING, fence, re-check tail".
@@ -474,6 +493,7 @@ Status ByteRingBuffer::NextRecord(uint32_t from, MessageView* out) {
       head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
       avail = head_cache_ - pos_index;
       if (avail == 0) {
+        if (released_ != stored_) StoreTail(released_);  // going idle: free everything
         const Status s = EmptyOrClosed(pos_index);
         if (s != Status::kOk) return s;
         avail = head_cache_ - pos_index;
@@ -553,7 +573,7 @@ void ByteRingBuffer::Release() {
   if (!peeked_) return;
   peeked_ = false;
   read_pos_ = peek_end_;
-  if (released_ != read_pos_) StoreTail(read_pos_);
+  if (released_ != read_pos_) LazyRelease(read_pos_);
 }
 
 Status ByteRingBuffer::Acquire(MessageView* out) {
@@ -579,7 +599,14 @@ uint32_t ByteRingBuffer::SkipToHead() {
 void ByteRingBuffer::ReleaseTo(uint32_t end) {
   // Only forward, never past what was handed out.
   if (end - released_ == 0 || end - released_ > read_pos_ - released_) return;
-  StoreTail(end == read_pos_ ? SkipPublishedMarker(end) : end);
+  if (end == read_pos_) {
+    const uint32_t past_marker = SkipPublishedMarker(end);
+    if (past_marker != end) {
+      StoreTail(past_marker);  // a producer may wait for exactly that lap: at once
+      return;
+    }
+  }
+  LazyRelease(end);
 }
 
 // Everything before `at` (== read_pos_) is being freed: if a published WRAP marker

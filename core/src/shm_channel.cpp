@@ -499,6 +499,7 @@ void ShmConsumer::Detach() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!ring_ || detached_) return;
   detached_ = true;
+  ring_->Flush();  // batched releases reach the producer before we go
   ring_->SetConsumerAttached(false, 0);
   ReleaseClaim();
 }
@@ -584,9 +585,13 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
   // WAITING, once set by the first sleep, stays set across the slices' re-sleeps
   // and is cleared on the way out, whatever the return.
   struct EndSleep {
-    const ByteRingBuffer* ring;
-    ~EndSleep() { ring->EndSleep(); }
-  } end_sleep{ring_.get()};
+    ShmConsumer* self;
+    ~EndSleep() {
+      self->ring_->EndSleep();
+      std::lock_guard<std::mutex> lock(self->mu_);
+      self->in_wait_ = false;
+    }
+  } end_sleep{this};
   const auto start = Clock::now();
   int64_t next_look = tuning::kLivenessSliceNs;  // since start
   int spins = 0;
@@ -594,9 +599,13 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
     uint32_t seen;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      in_wait_ = false;
       const Status s = TakeLocked(op, out);
       if (s != Status::kEmpty) return s;  // kOk, kClosed, kCorrupt, kInvalid
       seen = ring_->HeadSeen();
+      // Nothing to read: TakeLocked stored pending releases (going idle); later
+      // releases from other threads store at once while we wait.
+      in_wait_ = true;
     }
     if (interrupter_->interrupted()) return Status::kInterrupted;
     if (timeout_ns == 0) return Status::kEmpty;  // non-blocking: no liveness look
@@ -638,7 +647,9 @@ Status ShmConsumer::PeekFor(MessageView* out, int64_t timeout_ns) {
 void ShmConsumer::Release() {
   if (!ring_) return;
   std::lock_guard<std::mutex> lock(mu_);
-  if (!detached_) ring_->Release();
+  if (detached_) return;
+  ring_->Release();
+  if (in_wait_) ring_->Flush();  // another thread's Wait sleeps: nobody else stores it
 }
 
 Status ShmConsumer::AcquireFor(MessageView* out, int64_t timeout_ns) {
@@ -653,7 +664,10 @@ void ShmConsumer::AdvanceLocked() {
     held_.pop_front();
     advanced = true;
   }
-  if (advanced && !detached_) ring_->ReleaseTo(released_to_);
+  if (advanced && !detached_) {
+    ring_->ReleaseTo(released_to_);
+    if (in_wait_) ring_->Flush();  // the consumer thread sleeps: nobody else stores it
+  }
 }
 
 void ShmConsumer::Release(const MessageView& view) {

@@ -55,6 +55,7 @@ namespace wait {
 namespace {
 std::atomic<uint64_t> sleeps_{0};
 std::atomic<uint64_t> heavy_barriers_{0};
+std::atomic<uint64_t> wakes_{0};
 std::atomic<int64_t> longest_timeout_ns_{0};
 
 void CountSleep(int64_t timeout_ns) {
@@ -71,6 +72,7 @@ Counters GetCounters() {
   Counters c;
   c.sleeps = sleeps_.load(std::memory_order_relaxed);
   c.heavy_barriers = heavy_barriers_.load(std::memory_order_relaxed);
+  c.wakes = wakes_.load(std::memory_order_relaxed);
   c.longest_timeout_ns = longest_timeout_ns_.load(std::memory_order_relaxed);
   return c;
 }
@@ -78,6 +80,7 @@ Counters GetCounters() {
 void ResetCounters() {
   sleeps_.store(0, std::memory_order_relaxed);
   heavy_barriers_.store(0, std::memory_order_relaxed);
+  wakes_.store(0, std::memory_order_relaxed);
   longest_timeout_ns_.store(0, std::memory_order_relaxed);
 }
 
@@ -99,6 +102,7 @@ Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
 }
 
 void WakeWord(const uint32_t* word) {
+  wakes_.fetch_add(1, std::memory_order_relaxed);
   syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
 }
 
@@ -269,6 +273,7 @@ Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
 }
 
 void WakeWord(const uint32_t* word) {
+  wakes_.fetch_add(1, std::memory_order_relaxed);
   bool shared = false;
   HANDLE ev = EventFor(word, &shared);
   if (ev != nullptr) {
@@ -307,7 +312,7 @@ Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
   return Result::kWoken;
 }
 
-void WakeWord(const uint32_t*) {}
+void WakeWord(const uint32_t*) { wakes_.fetch_add(1, std::memory_order_relaxed); }
 
 bool UseMembarrier() { return false; }
 

@@ -852,6 +852,18 @@ class ShmConsumer(_Endpoint):
         finally:
             ring.end_sleep()
 
+    def _wait_step(self, ring: ByteRingBuffer, timeout: float) -> None:
+        """One blocking step for readers that loop over the ring themselves
+        (FrameReader): looks at the producer if a liveness slice passed since the last
+        look (raising ProducerDeadError / ProducerReplacedError when it is gone and
+        nothing is left), then sleeps until a message, CLOSED, ``timeout`` s or a
+        liveness slice. Leaves WAITING set: the caller calls ``ring.end_sleep()``
+        before it returns to its own caller. Consumer thread, inside ``_enter``;
+        blocks."""
+        if time.monotonic() - self._last_check >= LIVENESS_SLICE_S:
+            self._check_producer(ring, force=True)
+        ring.wait_readable(timeout, keep_waiting=True)
+
     def _producer_gone(self, ring: ByteRingBuffer) -> Optional[Exception]:
         """The error to report when the producer is gone or was replaced, else None.
         On Linux one fcntl call while it is alive: no name re-open, no /proc."""

@@ -354,14 +354,15 @@ class FrameReader:
             self._stuck_head = head
         else:
             self._stuck_head = None
-        # Watches the producer (at most once per slice) while it sleeps.
+        # Watches the producer (at most once per slice) while it sleeps; WAITING
+        # stays set across these steps until read_frame returns.
         if deadline is None:
-            self._consumer.wait_readable(LIVENESS_SLICE_S)
+            self._consumer._wait_step(ring, LIVENESS_SLICE_S)
             return True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        self._consumer.wait_readable(min(remaining, LIVENESS_SLICE_S))
+        self._consumer._wait_step(ring, min(remaining, LIVENESS_SLICE_S))
         return True
 
     def read_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
@@ -373,7 +374,7 @@ class FrameReader:
         Consumer thread; blocks.
         """
         consumer = self._consumer
-        consumer._enter()  # raises StreamClosedError after close()
+        ring = consumer._enter()  # raises StreamClosedError after close()
         try:
             return self._read_frame(timeout)
         except RingInterruptedError:
@@ -381,6 +382,7 @@ class FrameReader:
                 raise consumer._closed_while_waiting() from None
             raise
         finally:
+            ring.end_sleep()  # WAITING, left set across the wait's steps
             consumer._leave()
 
     def _read_frame(self, timeout: Optional[float]) -> Optional[Frame]:

@@ -53,6 +53,12 @@ def _largest_capacity(room: int) -> int:
     return capacity
 
 
+# A sleep shorter than this says messages come close together: the next wait
+# spins before it sleeps. After a longer one it sleeps at once (a 30 fps reader
+# saves SPIN_POLLS interpreted polls per frame).
+_SPIN_AFTER_SLEEP_S = 0.001
+
+
 def _cap(remaining: Optional[float], cap: float) -> float:
     return cap if remaining is None or remaining > cap else remaining
 
@@ -140,8 +146,9 @@ class ByteRingBuffer:
       view first;
     * any other ``magic`` (someone else's data) is refused, never overwritten.
 
-    When this process registered for membarrier, the side's MEMBARRIER flag bit is
-    set (as the C++ core does). Construct it from one thread; never blocks.
+    Python sides use full fences and never set their MEMBARRIER flag bit (the C++
+    core's sides do, when the system allows). Construct it from one thread; never
+    blocks.
 
     Properties vs methods (the rule for the whole package): cheap reads of this
     object's state or of one header word that never block are properties
@@ -200,12 +207,19 @@ class ByteRingBuffer:
         # last end_sleep) and fenced (membarrier issued when the peer needs it).
         self._sleeping = False
         self._fenced = False
+        self._spin = True  # the last sleep was short: spin before the next one
         w = self._w
         self._capacity = capacity  # the validated value: never re-read from the segment
         self._mask = self._capacity - 1
         self._max = self._capacity - LEN_SIZE
         self._is_producer = bool(is_producer)
-        self._light = _futex.register_membarrier()
+        # Python sides never rely on a peer's membarrier: a full fence (a lock round
+        # trip on x86, ~0.2 us) is noise next to an interpreted write or read (several
+        # us), while a light side makes its peer issue a membarrier (an IPI to every
+        # CPU) on every running -> sleeping transition, i.e. once per frame for a
+        # blocking reader. See docs/DESIGN.md "wait protocol". Our own heavy barrier
+        # is still issued when a C++ peer is light.
+        self._light = False
         self._tokens = TokenPool(buf, self._total)  # tracked views of records
         self._interrupted = False
         # Threads inside a futex/poll wait on this ring right now (interrupt() wakes
@@ -964,9 +978,11 @@ class ByteRingBuffer:
             w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] & ~CONSUMER_WAITING
 
     def _wait_readable(self, timeout: Optional[float]) -> bool:
+        # The blocking reader's hot path: every bytecode here runs on caches gone
+        # cold during the sleep, so the loop is kept short (docs/PERF-PYTHON.md).
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         w = self._w
-        spin = 0
+        spin = self._spin
         while True:
             if self._eos or self._locate(self._read_pos) is not None:
                 return True
@@ -981,14 +997,15 @@ class ByteRingBuffer:
                 if nap > LIVENESS_SLICE_S:
                     nap = LIVENESS_SLICE_S
             seen = self._head_cache  # the head _locate just found empty
-            if spin < SPIN_POLLS:
+            if spin:
                 # Spin on the word that can change our answer (one aligned load
-                # each), not on a full record lookup. CLOSED and interrupt() are
-                # looked at by the full check that follows.
+                # each), not on a full record lookup; CLOSED and interrupt() are
+                # looked at by the full check that follows. Skipped after a long
+                # sleep (a slow stream: the next message is far away).
+                spin = False
                 for _ in range(SPIN_POLLS):
                     if w[HEAD_WORD] != seen:
                         break
-                spin = SPIN_POLLS
                 continue
             if not self._sleeping:
                 # The running -> sleeping transition: set WAITING, fence, then look
@@ -1004,7 +1021,10 @@ class ByteRingBuffer:
                     self._fenced = True
             pflags = w[PRODUCER_FLAGS_WORD]
             if w[HEAD_WORD] == seen and not pflags & PRODUCER_CLOSED:
+                start = time.monotonic()
                 self._sleep(self._head_sleeper, seen, pflags, nap)
+                # Spin before the next sleep only when messages come close together.
+                self._spin = time.monotonic() - start < _SPIN_AFTER_SLEEP_S
 
     def set_consumer_attached(self, attached: bool, pid: int) -> None:
         """Sets (pid first) or clears (flag first) ATTACHED and consumer_pid. Consumer;

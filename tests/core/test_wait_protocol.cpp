@@ -192,3 +192,102 @@ TEST_F(WaitProtocolTest, ProducerWaitBeforeAnyConsumerKeepsWaiting) {
   writer.join();
   EXPECT_EQ(static_cast<Status>(result.load()), Status::kOk);
 }
+
+// ---- release wake batching ---------------------------------------------------
+
+namespace {
+constexpr uint32_t kBigRing = 1u << 20;  // batch: capacity / 8 = 128 KiB
+constexpr uint32_t kSmall = 1016;        // 1 KiB records
+
+void FillSmall(ShmProducer& p, int* count) {
+  const std::string msg(kSmall, 's');
+  while (p.Write(msg.data(), kSmall)) ++*count;
+}
+}  // namespace
+
+// A producer asleep for 600 KiB while the consumer reads 1 KiB messages one by
+// one: it is woken once per 128 KiB batch of releases, not once per message
+// (before: ~600 wake-ups).
+TEST_F(WaitProtocolTest, SmallReleasesWakeASleepingProducerOncePerBatch) {
+  const std::string name = Name();
+  ShmProducer p(name, kBigRing);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  int count = 0;
+  FillSmall(p, &count);
+  const uint32_t big = 600u << 10;
+  std::atomic<int> result{-1};
+  std::thread writer([&] {
+    const std::string msg(big, 'B');
+    result = static_cast<int>(p.WriteFor(msg.data(), big, kGuardNs));
+  });
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  wait::ResetCounters();
+  std::vector<char> buf(big);
+  for (int i = 0; i < count; ++i) {
+    ASSERT_EQ(c.ReadFor(buf.data(), kSmall, kGuardNs).status, Status::kOk) << i;
+  }
+  writer.join();
+  EXPECT_EQ(static_cast<Status>(result.load()), Status::kOk);
+  EXPECT_LE(wait::GetCounters().wakes, 16u) << "one wake per batch of released bytes";
+  EXPECT_EQ(c.ReadFor(buf.data(), big, kGuardNs).len, big);
+}
+
+// One thread owning both ends of a big ring: after reading everything it can write
+// at once (the caught-up release is stored, never batched away), and after reading
+// only part, Flush() hands the space over.
+TEST_F(WaitProtocolTest, SingleThreadOwningBothEndsNeverWaitsForItsOwnReleases) {
+  const std::string name = Name();
+  ShmProducer p(name, kBigRing);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  int count = 0;
+  FillSmall(p, &count);
+  std::vector<char> buf(kSmall);
+  for (int i = 0; i < count; ++i) ASSERT_EQ(c.TryRead(buf.data(), kSmall).status, Status::kOk);
+  const std::string msg(kSmall, 'n');
+  EXPECT_EQ(p.WriteFor(msg.data(), kSmall, kGuardNs), Status::kOk) << "no self-deadlock";
+  FillSmall(p, &count);
+  ASSERT_EQ(c.ring()->Read(buf.data(), kSmall), kSmall);  // one read: batched
+  EXPECT_FALSE(p.Write(msg.data(), kSmall)) << "the release is batched, not yet stored";
+  c.ring()->Flush();
+  EXPECT_TRUE(p.Write(msg.data(), kSmall)) << "Flush stores it";
+}
+
+// Records held by another thread and released while the consumer thread sleeps in
+// AcquireFor: the release is stored at once (the sleeping thread would not store
+// it), so a producer waiting for exactly that space goes on.
+TEST_F(WaitProtocolTest, ReleasesWhileTheConsumerSleepsReachAWaitingProducer) {
+  const std::string name = Name();
+  ShmProducer p(name, kBigRing);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  int count = 0;
+  FillSmall(p, &count);
+  std::vector<MessageView> held(count);
+  for (int i = 0; i < count; ++i) ASSERT_EQ(c.AcquireFor(&held[i], 0), Status::kOk);
+  std::atomic<int> got{-1};
+  MessageView next;
+  std::thread reader([&] { got = static_cast<int>(c.AcquireFor(&next, kGuardNs)); });
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0; }));
+  std::atomic<int> wrote{-1};
+  std::thread writer([&] {
+    const std::string msg(2 * kSmall, 'w');
+    wrote = static_cast<int>(p.WriteFor(msg.data(), 2 * kSmall, kGuardNs));
+  });
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  c.Release(held[0]);  // 3 KiB of 1 MiB: far below a batch
+  c.Release(held[1]);
+  c.Release(held[2]);
+  writer.join();
+  reader.join();
+  EXPECT_EQ(static_cast<Status>(wrote.load()), Status::kOk);
+  EXPECT_EQ(static_cast<Status>(got.load()), Status::kOk);
+  EXPECT_EQ(next.len, 2 * kSmall);
+}

@@ -147,6 +147,15 @@ class ByteRingBuffer {
   // marker's lap too (a producer may be waiting for exactly that).
   // Consumer (serialised with the other consumer calls); never blocks.
   void ReleaseTo(uint32_t end);
+  // Stores the tail word now if releases are pending. Releases (Release, ReleaseTo,
+  // Read) on a ring of 64 KiB or more store it once per batch of capacity/8 bytes
+  // (at most 256 KiB): one wake-up of a producer waiting for space per batch, not
+  // per message. They store at once when the reader caught up with the head it
+  // knows, when a WRAP marker's lap is freed, and when the reader finds nothing to
+  // read (going idle), so a single thread owning both ends that read everything
+  // never waits for its own space. Call it when you stop reading with releases
+  // pending. Consumer (serialised with the other consumer calls); never blocks.
+  void Flush() const;
   // Original API: bytes written and not yet released (records and padding
   // included). Consumer; never blocks.
   uint32_t ReadableBytes() const;
@@ -215,6 +224,7 @@ class ByteRingBuffer {
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
   void StoreTail(uint32_t t) const;
+  void LazyRelease(uint32_t end) const;
   uint32_t SkipPublishedMarker(uint32_t at);
 
   uint8_t* base_ = nullptr;
@@ -232,7 +242,9 @@ class ByteRingBuffer {
   // Consumer state. The positions are mutable for HasData() const (the original
   // API's signature), which may skip a WRAP marker; no message is consumed by that.
   mutable uint32_t read_pos_ = 0;    // next record to hand out (>= the tail word)
-  mutable uint32_t released_ = 0;    // own copy of the tail word
+  mutable uint32_t released_ = 0;    // released by the caller (the tail to be)
+  mutable uint32_t stored_ = 0;      // own copy of the tail word (last stored)
+  uint32_t tail_batch_ = 0;          // bytes freed before a tail store (0: every release)
   mutable uint32_t head_cache_ = 0;  // consumer's cached copy of head
   uint32_t peek_end_ = 0;            // end of the record returned by Peek
   bool peeked_ = false;

@@ -312,6 +312,10 @@ class ShmConsumer {
   uint32_t released_to_ = 0;  // tail as we last set it
   uint32_t acquired_to_ = 0;  // end of the newest acquired record
   bool detached_ = false;
+  // A Wait found nothing and may be asleep: a release from another thread then
+  // stores the tail at once (Flush) instead of batching it, since the consumer
+  // thread will not store it before it wakes.
+  bool in_wait_ = false;
   bool stall_reported_ = false;  // consumer thread
   std::function<void()> on_stall_;
 };

@@ -62,6 +62,7 @@ void WakeWord(const uint32_t* word);
 struct Counters {
   uint64_t sleeps = 0;          // WaitOnWord / WaitOnWords calls
   uint64_t heavy_barriers = 0;  // HeavyBarrier calls
+  uint64_t wakes = 0;           // WakeWord calls
   int64_t longest_timeout_ns = 0;
 };
 // Any thread; never blocks.
