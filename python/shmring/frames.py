@@ -344,8 +344,8 @@ class FrameReader:
         # Deadlock check: nothing left to read, frames still referenced, and the
         # producer has been asleep waiting for space (head unchanged) for a whole
         # wait slice: only the space those frames hold can wake it.
-        head = ring.head
         if self._entries and ring.producer_flags & PRODUCER_WAITING:
+            head = ring.head
             if self._stuck_head == head:
                 raise ViewInUseError(
                     f"{len(self._entries)} frame(s) of ring {self.name!r} are still "
@@ -413,7 +413,7 @@ class FrameReader:
             if record is None:
                 if candidate is not None:
                     break
-                if ring.at_end:
+                if ring._eos:  # what at_end says right after acquire() found nothing
                     self._done = True
                     self._release_ready()
                     raise StreamTruncatedError(
