@@ -268,11 +268,13 @@ Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns)
   if (closed_) return Status::kClosed;
   Status s = ring_->Reserve(len, payload);
   if (s == Status::kFull && timeout_ns != 0) {
-    // Once a consumer was attached during the wait, its death or detach ends the
-    // wait with kFull: nobody is left to make room. Before any consumer came, the
-    // wait goes on (either side may start first). One lock probe per liveness
-    // slice, and one when the consumer's flags say it attached or detached.
-    bool had_consumer = ConsumerAttached();
+    // Once a consumer had attached to the ring (before the wait or during it), its
+    // death or detach ends the wait with kFull: nobody is left to make room. Before
+    // any consumer ever came, the wait goes on (either side may start first). One
+    // lock probe at the start, one per liveness slice, and one when the consumer's
+    // flags say it attached or detached.
+    bool had_consumer = ring_->ConsumerAttachCount() != 0;
+    if (had_consumer && !ConsumerAttached()) return Status::kFull;
     s = ring_->WaitWritable(len, timeout_ns, &interrupter_, [this, &had_consumer] {
       const bool attached = ConsumerAttached();
       if (had_consumer && !attached) return Status::kFull;

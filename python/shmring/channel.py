@@ -37,7 +37,8 @@ from .layout import (CONSUMER_ATTACHED, CONSUMER_FLAGS_WORD, CONSUMER_PID_WORD,
                      GENERATION_OFFSET, HEADER_SIZE, IDENT_SIZE, MAGIC, MAGIC_OFFSET,
                      PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET, VERSION, VERSION_OFFSET,
                      PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
-from .layout import HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE, TAIL_WORD
+from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE,
+                     TAIL_WORD)
 from ._fence import acquire_fence
 from .ring import ByteRingBuffer, _new_generation, validate_header
 
@@ -88,16 +89,17 @@ def _slice(remaining: Optional[float]) -> float:
 
 
 class _ConsumerWatch:
-    """A producer waiting for space: whether the consumer that was attached during
-    the wait is gone (died or detached). Before any consumer came the wait goes on
-    (either side may start first). One lock probe per call: per liveness slice, or
-    when the consumer attached or detached."""
+    """A producer waiting for space: whether its consumer is gone (died or detached)
+    while one had attached to the ring (before the wait or during it). Before any
+    consumer ever attached the wait goes on (either side may start first). One lock
+    probe per call: at the start, per liveness slice, and when the consumer attached
+    or detached."""
 
     __slots__ = ("_producer", "_had")
 
     def __init__(self, producer: "ShmProducer") -> None:
         self._producer = producer
-        self._had = producer.consumer_attached()
+        self._had = producer.ring.consumer_flags >> CONSUMER_ATTACH_COUNT_SHIFT != 0
 
     def gone(self) -> bool:
         attached = self._producer.consumer_attached()
@@ -496,6 +498,8 @@ class ShmProducer(_Endpoint):
             n = len(data) if type(data) is bytes else memoryview(data).nbytes
             deadline = _deadline(timeout)
             watch = _ConsumerWatch(self)
+            if watch.gone():
+                return False  # a consumer came and left: nobody will make room
             while True:
                 remaining = _remaining(deadline)
                 if remaining is not None and remaining <= 0:
@@ -523,15 +527,16 @@ class ShmProducer(_Endpoint):
                 watch = _ConsumerWatch(self)
                 while view is None:
                     remaining = _remaining(deadline)
+                    if timeout != 0 and watch.gone():
+                        raise RingTimeoutError(
+                            f"no room for a {n}-byte message in ring {self._name!r}: "
+                            "its consumer left, nobody will make room")
                     if timeout == 0 or (remaining is not None and remaining <= 0):
                         raise RingTimeoutError(
                             f"no room for a {n}-byte message in ring {self._name!r} "
                             f"within {timeout} s")
-                    if not ring.wait_writable(n, _slice(remaining)) and watch.gone():
-                        raise RingTimeoutError(
-                            f"no room for a {n}-byte message in ring {self._name!r}: "
-                            "its consumer left, nobody will make room")
-                    view = ring.reserve(n)
+                    if ring.wait_writable(n, _slice(remaining)):
+                        view = ring.reserve(n)
         try:
             yield view
         except BaseException:

@@ -128,7 +128,9 @@ class PythonAdapter:
             return self._fail(e)
         if written:
             return "ok", {}
-        return ("full" if timeout == 0 else "timeout"), {}
+        # False with no timeout: a consumer had attached and left, nobody will make
+        # room (C++ WriteFor reports kFull for it).
+        return ("full" if timeout == 0 or timeout is None else "timeout"), {}
 
     def read(self, timeout: Optional[float]) -> Outcome:
         c = self._need_consumer()

@@ -291,3 +291,18 @@ TEST_F(WaitProtocolTest, ReleasesWhileTheConsumerSleepsReachAWaitingProducer) {
   EXPECT_EQ(static_cast<Status>(got.load()), Status::kOk);
   EXPECT_EQ(next.len, 2 * kSmall);
 }
+
+// A consumer came and left before the producer had to wait: the wait ends at once
+// with kFull (nobody is left to make room), as shmringsink drops in that case.
+TEST_F(WaitProtocolTest, ConsumerGoneBeforeTheWaitEndsItAtOnceWithFull) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  {
+    ShmConsumer c(name);
+    ASSERT_TRUE(c.IsValid()) << c.error();
+  }
+  Fill(p);
+  const std::string msg(56, 'y');
+  EXPECT_EQ(p.WriteFor(msg.data(), 56, kGuardNs), Status::kFull);
+}

@@ -129,3 +129,13 @@ def test_producer_wait_before_any_consumer_keeps_waiting(ring_name: str) -> None
             assert c.read(timeout=60) == bytes(56)
             t.join(60)
             assert out == [True]
+
+
+def test_consumer_gone_before_the_wait_ends_it_at_once(ring_name: str) -> None:
+    with ShmProducer(ring_name, 4096) as p:
+        ShmConsumer(ring_name).close()
+        _fill(p)
+        assert p.write(bytes(56), timeout=60) is False  # nobody is left to make room
+        with pytest.raises(RingTimeoutError, match="consumer left"):
+            with p.reserve(56, timeout=60):
+                pass

@@ -62,9 +62,10 @@ class ShmProducer {
   // thread; never blocks.
   bool Write(const void* data, uint32_t len);
   // Writes one message, waiting up to timeout_ns for space (0 = no wait,
-  // kForever = no limit): kOk, kFull (timeout 0, or the consumer that was attached
-  // during the wait died or detached: nobody is left to make room; noticed at
-  // once for a detach, within a liveness slice (0.5 s) for a death), kTimeout,
+  // kForever = no limit): kOk, kFull (timeout 0, or a consumer had attached to the
+  // ring and none is attached now or it died or detached during the wait: nobody is
+  // left to make room; noticed at once for a detach, within a liveness slice (0.5 s)
+  // for a death; before any consumer ever attached, the wait goes on), kTimeout,
   // kTooLarge, kInterrupted, kClosed (after Close), kCorrupt (the consumer's tail
   // is impossible; error() says how), kInvalid. Producer thread; blocks.
   [[nodiscard]] Status WriteFor(const void* data, uint32_t len, int64_t timeout_ns);
