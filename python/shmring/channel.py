@@ -485,9 +485,13 @@ class ShmProducer(_Endpoint):
 
         ``timeout`` 0 (the default) never blocks: False means full right now. A
         positive timeout waits up to that many seconds for space, None waits as
-        long as it takes. Raises MessageTooLargeError for a message that can never
-        fit, StreamClosedError after end_stream()/close(), CorruptRecordError when
-        the consumer's tail is corrupt. Producer thread; blocks when timeout != 0.
+        long as it takes; either returns False at once when a consumer had attached
+        to the ring and none is attached any more (it detached, or died: noticed
+        within a liveness slice), since nobody is left to make room. Before any
+        consumer ever attached the wait goes on. Raises MessageTooLargeError for a
+        message that can never fit, StreamClosedError after end_stream()/close(),
+        CorruptRecordError when the consumer's tail is corrupt. Producer thread;
+        blocks when timeout != 0.
         """
         ring = self._writable_ring()
         with self._call():
@@ -516,7 +520,8 @@ class ShmProducer(_Endpoint):
         Fill it inside the ``with`` block; leaving the block normally publishes the
         message, an exception abandons it. Waits up to ``timeout`` seconds for space
         (None = no limit, 0 = not at all) and raises RingTimeoutError when there is
-        none. The view (and arrays made from it) must not be referenced after the
+        none, or when a consumer had attached and none is left to make room (as
+        :meth:`write`). The view (and arrays made from it) must not be referenced after the
         block: ViewInUseError otherwise. Producer thread; blocks.
         """
         ring = self._writable_ring()
