@@ -77,7 +77,7 @@ TEST_F(WaitProtocolTest, IdleConsumerSleepsWholeSlicesAndFencesOnce) {
   const wait::Counters n = wait::GetCounters();
   EXPECT_GE(n.sleeps, 2u);
   EXPECT_LE(n.sleeps, 8u) << "an idle consumer wakes about once per liveness slice";
-  EXPECT_GT(n.longest_timeout_ns, 300'000'000) << "no short nap cap";
+  EXPECT_GT(n.longest_timeout_ns, 100'000'000) << "no 50 ms nap cap";
   EXPECT_LE(n.heavy_barriers, 1u) << "one fence per running -> sleeping transition";
   EXPECT_EQ(c.ring()->ConsumerFlags() & layout::kConsumerWaiting, 0u) << "cleared on return";
 }

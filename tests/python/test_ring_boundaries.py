@@ -480,7 +480,7 @@ def test_consumer_sleeps_are_liveness_slices_not_short_naps(monkeypatch):
     naps = []
     monkeypatch.setattr(c, "_sleep", lambda sleeper, seen, seen2, timeout: naps.append(timeout))
     assert c.wait_readable(0.3) is False
-    assert naps and max(naps) > 0.2
+    assert naps and max(naps) > 0.1  # more than the old 50 ms cap, whatever the load
     naps.clear()
     monkeypatch.setattr(c, "_sleep", lambda sleeper, seen, seen2, timeout: (
         naps.append(timeout), c.interrupt() if len(naps) == 3 else None))

@@ -47,7 +47,7 @@ def test_idle_consumer_sleeps_whole_slices_and_fences_once(ring_name: str) -> No
         assert c.read(timeout=1.2) is None
         sleeps, barriers, longest = _futex.counters()
         assert 2 <= sleeps <= 8
-        assert longest > 0.3
+        assert longest > 0.1  # more than the old 50 ms cap
         assert barriers <= 1
         assert not c.ring.consumer_flags & layout.CONSUMER_WAITING  # cleared on return
 
