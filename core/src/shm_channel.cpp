@@ -586,15 +586,18 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
   if (!ring_) return Status::kInvalid;
   // WAITING, once set by the first sleep, stays set across the slices' re-sleeps
   // and is cleared on the way out, whatever the return.
+  // The record-at-once path takes no clock reading and no second lock.
   struct EndSleep {
     ShmConsumer* self;
+    bool marked = false;  // in_wait_ may be set (the last look found nothing)
     ~EndSleep() {
-      self->ring_->EndSleep();
+      self->ring_->EndSleep();  // WAITING, if a sleep set it (a plain bool check if not)
+      if (!marked) return;
       std::lock_guard<std::mutex> lock(self->mu_);
       self->in_wait_ = false;
     }
   } end_sleep{this};
-  const auto start = Clock::now();
+  Clock::time_point start;                       // taken at the first look that finds nothing
   int64_t next_look = tuning::kLivenessSliceNs;  // since start
   int spins = 0;
   for (;;) {
@@ -602,13 +605,16 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       in_wait_ = false;
+      end_sleep.marked = false;
       const Status s = TakeLocked(op, out);
       if (s != Status::kEmpty) return s;  // kOk, kClosed, kCorrupt, kInvalid
       seen = ring_->HeadSeen();
       // Nothing to read: TakeLocked stored pending releases (going idle); later
       // releases from other threads store at once while we wait.
       in_wait_ = true;
+      end_sleep.marked = true;
     }
+    if (spins == 0) start = Clock::now();
     if (interrupter_->interrupted()) return Status::kInterrupted;
     if (timeout_ns == 0) return Status::kEmpty;  // non-blocking: no liveness look
     if (spins < tuning::kSpinPolls) {

@@ -306,3 +306,24 @@ TEST_F(WaitProtocolTest, ConsumerGoneBeforeTheWaitEndsItAtOnceWithFull) {
   const std::string msg(56, 'y');
   EXPECT_EQ(p.WriteFor(msg.data(), 56, kGuardNs), Status::kFull);
 }
+
+// A wait that slept and then got its record leaves WAITING clear (the producer
+// would otherwise make a futex call on every later commit).
+TEST_F(WaitProtocolTest, WaitingIsClearedWhenASleepEndsWithARecord) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  std::atomic<int> got{-1};
+  std::thread reader([&] {
+    MessageView v;
+    got = static_cast<int>(c.PeekFor(&v, kGuardNs));
+  });
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0; }));
+  ASSERT_TRUE(p.Write("x", 1));
+  reader.join();
+  EXPECT_EQ(static_cast<Status>(got.load()), Status::kOk);
+  EXPECT_EQ(c.ring()->ConsumerFlags() & layout::kConsumerWaiting, 0u);
+}
