@@ -497,8 +497,15 @@ ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
   uint32_t max_receivers = 0;
   std::memcpy(&max_receivers, base + layout::kMaxReceiversOffset, 4);  // validated
   if (!Claim(*mem, max_receivers)) return Attempt::kRefused;
-  auto ring = std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, claim_slot_,
-                                               options.mode);
+  uint32_t mode = options.mode;
+  if (mode == kModeAuto) {
+    const uint32_t pflags = atomics::LoadAcquire(
+        reinterpret_cast<const uint32_t*>(base + layout::kProducerFlagsOffset));
+    mode = (pflags & layout::kProducerLive) && max_receivers > 1 ? layout::kModeLive
+                                                                  : layout::kModeLossless;
+  }
+  auto ring =
+      std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, claim_slot_, mode);
   if (!ring->valid()) {  // a hostile peer changed the header since the check
     error_ = "ring '" + name_ + "' is not usable: " + ring->error();
     ReleaseClaim();

@@ -138,6 +138,11 @@ enum class StartAt {
   kNewestIfLive,  // kNewest when the producer marks its stream live, else kOldest
 };
 
+// ConsumerOptions::mode: live on a LIVE ring with several receiver slots (a
+// preview of a shared camera never holds the sender back), lossless otherwise (a
+// file stream, or the single receiver of a default ring, as before fan-out).
+constexpr uint32_t kModeAuto = 2;
+
 // How a ShmConsumer attaches.
 struct ConsumerOptions {
   // How long the constructor waits for a producer to create the ring: 0 = look
@@ -166,7 +171,8 @@ struct ConsumerOptions {
   // layout::kModeLossless (the producer waits for this receiver) or
   // layout::kModeLive (never holds the producer back: when it falls behind, the
   // producer reuses what it has not read and it skips to the newest record;
-  // skipped() counts the skips). Records it holds are never reused.
+  // skipped() counts the skips). Records it holds are never reused. kModeAuto:
+  // decided at attach (see kModeAuto).
   uint32_t mode = layout::kModeLossless;
 };
 
