@@ -98,7 +98,7 @@ struct _GstShmringSink {
   // Per receiver slot: attached when last looked at, and its attach count then.
   gboolean slot_attached[shm::layout::kMaxReceiversLimit];
   guint32 slot_count[shm::layout::kMaxReceiversLimit];
-  guint32 last_record_index;  // ring index of the last record written
+  guint32 last_record_index;   // ring index of the last record written
   gboolean eos_written;        // this ring ended with a real EOS
   guint force_key_unit_count;  // running count of force-key-unit requests sent
   guint64 not_received;        // buffers not written: live, no receiver (OBJECT_LOCK)
@@ -637,10 +637,10 @@ static void track_receiver(GstShmringSink* self) {
       GST_INFO_OBJECT(self, "receiver left slot %u of ring '%s'", k, producer->name().c_str());
       gst_element_post_message(
           GST_ELEMENT(self),
-          gst_message_new_element(GST_OBJECT(self),
-                                  gst_structure_new("shmringsink-receiver-left", "slot",
-                                                    G_TYPE_UINT, k, "name", G_TYPE_STRING,
-                                                    producer->name().c_str(), nullptr)));
+          gst_message_new_element(
+              GST_OBJECT(self),
+              gst_structure_new("shmringsink-receiver-left", "slot", G_TYPE_UINT, k, "name",
+                                G_TYPE_STRING, producer->name().c_str(), nullptr)));
       self->slot_attached[k] = FALSE;
     }
   }
@@ -757,8 +757,11 @@ static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
     // Also in the header's stream-info area: a receiver that attaches after this
     // record was reused (several receivers, live ones) starts with these caps.
     if (!self->st->producer->SetStreamInfo(caps, self->last_record_index)) {
-      GST_WARNING_OBJECT(self, "caps of %" G_GSIZE_FORMAT " bytes do not fit the header's "
-                         "stream-info area: receivers attaching later rely on the ring", n);
+      GST_WARNING_OBJECT(self,
+                         "caps of %" G_GSIZE_FORMAT
+                         " bytes do not fit the header's "
+                         "stream-info area: receivers attaching later rely on the ring",
+                         n);
     }
     g_free(self->written_caps_string);
     self->written_caps_string = g_strdup(caps);

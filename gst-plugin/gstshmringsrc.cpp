@@ -89,7 +89,7 @@ struct SrcState {
   bool skip_backlog = false;
   uint32_t backlog_end = 0;
   bool need_keyframe = false;
-  uint64_t dropped_seen = 0;  // the header's dropped counter at the last buffer
+  uint64_t dropped_seen = 0;     // the header's dropped counter at the last buffer
   uint64_t ring_skips_seen = 0;  // the slot's skipped counter (live mode) at the last buffer
 
   void Reset() {
@@ -161,11 +161,10 @@ enum GstShmringSrcMode {
 static GType gst_shmring_src_mode_get_type() {
   static GType type = 0;
   static const GEnumValue values[] = {
-      {GST_SHMRING_SRC_MODE_AUTO,
-       "live on a live ring with several receiver slots, else lossless", "auto"},
+      {GST_SHMRING_SRC_MODE_AUTO, "live on a live ring with several receiver slots, else lossless",
+       "auto"},
       {GST_SHMRING_SRC_MODE_LOSSLESS, "the sender waits for this receiver", "lossless"},
-      {GST_SHMRING_SRC_MODE_LIVE, "never holds the sender back; skips ahead when behind",
-       "live"},
+      {GST_SHMRING_SRC_MODE_LIVE, "never holds the sender back; skips ahead when behind", "live"},
       {0, nullptr, nullptr}};
   if (g_once_init_enter(&type)) {
     g_once_init_leave(&type, g_enum_register_static("GstShmringSrcMode", values));
@@ -776,6 +775,19 @@ static void count_skipped(GstShmringSrc* self, guint64 n) {
   GST_OBJECT_UNLOCK(self);
 }
 
+// A live receiver skipped ahead since the last message (records were lost): each
+// skip counts in skipped, and the next buffer is DISCONT. Streaming thread.
+static void note_ring_skips(GstShmringSrc* self) {
+  SrcState* st = self->st;
+  const uint64_t ring_skips = st->consumer->skipped();
+  if (ring_skips == st->ring_skips_seen) return;
+  GST_LOG_OBJECT(self, "skipped ahead %" G_GUINT64_FORMAT " times (live receiver)",
+                 ring_skips - st->ring_skips_seen);
+  count_skipped(self, ring_skips - st->ring_skips_seen);
+  st->ring_skips_seen = ring_skips;
+  st->discont = true;
+}
+
 // latest=true: replaces `m` (a BUFFER) by the newest buffer that can start
 // decoding (no DELTA_UNIT flag) among the messages already in the ring, applying
 // the caps records in between. False on a corrupt record (posted).
@@ -894,15 +906,7 @@ static void stamp(GstShmringSrc* self, GstBuffer* buf, const shm::framing::Heade
     st->dropped_seen = dropped;
     st->discont = true;
   }
-  // This (live) receiver skipped ahead since the last buffer: records were lost.
-  const uint64_t ring_skips = st->consumer->skipped();
-  if (ring_skips != st->ring_skips_seen) {
-    GST_LOG_OBJECT(self, "skipped ahead %" G_GUINT64_FORMAT " times (live receiver)",
-                   ring_skips - st->ring_skips_seen);
-    count_skipped(self, ring_skips - st->ring_skips_seen);
-    st->ring_skips_seen = ring_skips;
-    st->discont = true;
-  }
+  note_ring_skips(self);
   if (st->discont) {
     GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
     st->discont = false;
@@ -1077,6 +1081,7 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
       if (ret == SHMRING_FLOW_RECONNECTED) continue;
       return ret;
     }
+    note_ring_skips(self);  // also when the skip lands on a CAPS or EOS record
 
     if (st->consumer->profile() == shm::layout::kProfileOpaque) {
       // Opaque bytes: caps from the property, times from this pipeline if asked.

@@ -502,7 +502,7 @@ ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
     const uint32_t pflags = atomics::LoadAcquire(
         reinterpret_cast<const uint32_t*>(base + layout::kProducerFlagsOffset));
     mode = (pflags & layout::kProducerLive) && max_receivers > 1 ? layout::kModeLive
-                                                                  : layout::kModeLossless;
+                                                                 : layout::kModeLossless;
   }
   auto ring =
       std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, claim_slot_, mode);

@@ -662,7 +662,8 @@ class ShmConsumer(_Endpoint):
     for the producer's next ring (RingNotFoundError when ``timeout`` runs out).
 
     ``mode`` (C++ ``ConsumerOptions::mode``): ``"lossless"`` (the default: the producer
-    waits for this receiver) or ``"live"`` (never holds the producer back: when it
+    waits for this receiver), ``"auto"`` (live on a live ring with several receiver
+    slots, else lossless) or ``"live"`` (never holds the producer back: when it
     falls behind, the producer reuses what it has not read and it skips to the newest
     record; :attr:`skipped` counts the skips). Records it holds (views) are never
     reused. On a ring with several receiver slots (the producer's
@@ -671,7 +672,7 @@ class ShmConsumer(_Endpoint):
 
     _ROLE = "consumer"
     _START_AT = ("oldest", "newest", "newest_if_live")
-    _MODES = {"lossless": MODE_LOSSLESS, "live": MODE_LIVE}
+    _MODES = {"lossless": MODE_LOSSLESS, "live": MODE_LIVE, "auto": -1}
 
     def __init__(self, name: str, timeout: Optional[float] = 0.0, *,
                  allow_foreign_owner: bool = False,
@@ -692,7 +693,12 @@ class ShmConsumer(_Endpoint):
             # Claim the role before writing any consumer word: a refused consumer
             # must not touch the live one's flags.
             slot = self._claim(name, segment)
-            ring = ByteRingBuffer(segment.mm, False, slot=slot, mode=self._MODES[mode])
+            ring_mode = self._MODES[mode]
+            if ring_mode < 0:  # auto: live on a live ring with several slots
+                ring = ByteRingBuffer(segment.mm, False, slot=slot)
+                ring_mode = MODE_LIVE if ring.producer_flags & PRODUCER_LIVE and \
+                    ring.max_receivers > 1 else MODE_LOSSLESS
+            ring = ByteRingBuffer(segment.mm, False, slot=slot, mode=ring_mode)
             self._live = bool(ring.producer_flags & PRODUCER_LIVE)
             # The backlog is freed unread when starting at the newest.
             ring.attach_slot(start_at == "newest" or
