@@ -169,6 +169,52 @@ TEST(FanOut, LiveReceiverSkipsWhileLosslessLosesNothing) {
   EXPECT_EQ(live.ReadFor(buf, kMsg, kForever).status, Status::kClosed);
 }
 
+// A live receiver reading (zero-copy, holding each record briefly) while the producer
+// laps it: every message it sees is whole and in order, some are skipped, and the
+// lossless receiver gets everything. Under ThreadSanitizer this is the pin/floor race.
+TEST(FanOut, LiveReceiverReadingConcurrentlyNeverSeesATornMessage) {
+  const std::string name = shmtest::UniqueName("fan-race");
+  ShmProducer p(name, Fan(2, 2048));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer lossless(name, Mode(layout::kModeLossless));
+  ShmConsumer live(name, Mode(layout::kModeLive));
+  ASSERT_TRUE(lossless.IsValid() && live.IsValid());
+  constexpr uint64_t kCount = 20000;
+  std::string failure, live_failure;
+  std::thread reader(ReadAll, &lossless, kCount, &failure);
+  std::thread watcher([&] {
+    uint64_t last = 0;
+    bool first = true;
+    for (;;) {
+      MessageView v;
+      const Status s = live.AcquireFor(&v, kForever);
+      if (s == Status::kClosed) return;
+      if (s != Status::kOk) {
+        live_failure = std::string("status ") + shm::StatusName(s);
+        return;
+      }
+      const uint64_t seq = SeqOf(v.data, v.len);
+      if (seq == ~uint64_t{0} || (!first && seq <= last)) {
+        live_failure = "torn or out-of-order message after " + std::to_string(last);
+        return;
+      }
+      first = false;
+      last = seq;
+      live.Release(v);
+    }
+  });
+  uint8_t msg[kMsg];
+  for (uint64_t seq = 0; seq < kCount; ++seq) {
+    Fill(seq, msg);
+    ASSERT_EQ(p.WriteFor(msg, kMsg, kForever), Status::kOk) << seq;
+  }
+  p.Close();
+  reader.join();
+  watcher.join();
+  EXPECT_EQ(failure, "");
+  EXPECT_EQ(live_failure, "");
+}
+
 // A record a live receiver holds is never reused: with it held, the producer stops
 // at the held record (kFull without waiting), and the record's bytes stay intact.
 TEST(FanOut, HeldRecordOfALiveReceiverIsNeverReused) {
