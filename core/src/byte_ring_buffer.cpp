@@ -715,7 +715,9 @@ uint32_t ByteRingBuffer::AttachSlot(bool at_newest, uint32_t pid) {
     if (attempt == 0) SetConsumerAttached(true, pid);
     atomics::FullFence();
     const uint32_t floor = atomics::LoadAcquire(word(kFloorOffset));
-    if (live_mode() || static_cast<int32_t>(start - floor) >= 0) break;
+    // Bounded: a floor above the head is impossible for a sound producer (a hostile
+    // one gains nothing from a never-ending attach).
+    if (live_mode() || static_cast<int32_t>(start - floor) >= 0 || attempt >= 5) break;
     const uint32_t now = atomics::LoadAcquire(word(kHeadOffset));
     const uint32_t newest = atomics::LoadAcquire(word(kLastStartOffset));
     start = (static_cast<int32_t>(newest - floor) >= 0 && now - newest <= capacity_ && attempt < 4)
@@ -736,7 +738,8 @@ uint32_t ByteRingBuffer::PinForRead(uint32_t at) {
     pinned_ = true;
     atomics::FullFence();
     const uint32_t floor = atomics::LoadAcquire(word(kFloorOffset));
-    if (static_cast<int32_t>(at - floor) >= 0) return at;
+    // Bounded: the head is never below a sound producer's floor (see AttachSlot).
+    if (static_cast<int32_t>(at - floor) >= 0 || attempt >= 5) return at;
     // The producer may have reused `at`: skip to the newest record (or, while that
     // is being reused too, to the head: wait for what comes next).
     const uint32_t head = atomics::LoadAcquire(word(kHeadOffset));

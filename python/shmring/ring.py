@@ -925,7 +925,8 @@ class ByteRingBuffer:
             full_fence()
             floor = int(w[FLOOR_WORD])
             acquire_fence()
-            if (at - floor) & _M < 0x80000000:
+            # Bounded: the head is never below a sound producer's floor.
+            if (at - floor) & _M < 0x80000000 or attempt >= 5:
                 return at
             head = int(w[HEAD_WORD])
             acquire_fence()
@@ -987,8 +988,8 @@ class ByteRingBuffer:
             full_fence()
             floor = int(w[FLOOR_WORD])
             acquire_fence()
-            if self._live or (start - floor) & _M < 0x80000000:
-                break
+            if self._live or (start - floor) & _M < 0x80000000 or attempt >= 5:
+                break  # bounded: a floor above the head is a hostile producer's
             now = int(w[HEAD_WORD])
             acquire_fence()
             newest = int(w[LAST_START_WORD])

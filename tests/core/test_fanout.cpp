@@ -360,3 +360,27 @@ TEST(FanOut, MaxReceiversOutOfRangeIsRefused) {
 }
 
 }  // namespace
+
+namespace {
+
+// A floor above the head (only a hostile or corrupt producer writes one) must not make
+// an attach or a live read loop forever (found by fuzz_segment).
+TEST(FanOut, FloorAboveTheHeadDoesNotHangAttachOrRead) {
+  const std::string name = shmtest::UniqueName("fan-floor");
+  ShmProducer p(name, Fan(2));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  uint8_t msg[kMsg];
+  Fill(1, msg);
+  ASSERT_EQ(p.WriteFor(msg, kMsg, 0), Status::kOk);
+  auto* floor = reinterpret_cast<uint32_t*>(p.ring()->base() + layout::kFloorOffset);
+  *floor = 1u << 20;  // far above the head
+  ShmConsumer lossless(name);
+  ASSERT_TRUE(lossless.IsValid()) << lossless.error();
+  ShmConsumer live(name, Mode(layout::kModeLive));
+  ASSERT_TRUE(live.IsValid()) << live.error();
+  uint8_t buf[kMsg];
+  const shm::ReadResult r = live.ReadFor(buf, kMsg, 0);
+  EXPECT_TRUE(r.status == Status::kOk || r.status == Status::kEmpty) << shm::StatusName(r.status);
+}
+
+}  // namespace
