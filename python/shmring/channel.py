@@ -136,6 +136,30 @@ class _Closer:
             self.segment.close()  # closes the fd: releases this side's lock last
 
 
+class _Call:
+    """``with endpoint._call() as ring:`` runs its body as a registered call of the
+    endpoint (``_enter``/``_leave``) and turns the interruption a concurrent
+    ``close()`` causes into StreamClosedError; other interruptions pass. A plain
+    class, not @contextmanager: no generator per message on the hot paths."""
+
+    __slots__ = ("_endpoint",)
+
+    def __init__(self, endpoint: "_Endpoint") -> None:
+        self._endpoint = endpoint
+
+    def __enter__(self) -> ByteRingBuffer:
+        return self._endpoint._enter()  # raises StreamClosedError after close()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        endpoint = self._endpoint
+        try:
+            if exc_type is not None and issubclass(exc_type, RingInterruptedError) \
+                    and endpoint._closing:
+                raise endpoint._closed_while_waiting() from None
+        finally:
+            endpoint._leave()
+
+
 class _Endpoint:
     """What both ends of a ring say about themselves (either side; never blocks), and
     the thread-safe close both share.
@@ -177,6 +201,10 @@ class _Endpoint:
                 active.pop(me, None)
             if self._close_deferred and not active:
                 self._finish_close()
+
+    def _call(self) -> _Call:
+        """A registered call of this endpoint, as a context manager (see _Call)."""
+        return _Call(self)
 
     def _closed_while_waiting(self) -> StreamClosedError:
         return StreamClosedError(f"{self._ROLE} of ring {self._name!r} was closed while "
@@ -444,8 +472,7 @@ class ShmProducer(_Endpoint):
         the consumer's tail is corrupt. Producer thread; blocks when timeout != 0.
         """
         ring = self._writable_ring()
-        self._enter()
-        try:
+        with self._call():
             if ring.write(data):
                 return True
             if self._maybe_reap(ring) and ring.write(data):
@@ -459,12 +486,6 @@ class ShmProducer(_Endpoint):
                     return False
                 if ring.write(data):
                     return True
-        except RingInterruptedError:
-            if self._closing:
-                raise self._closed_while_waiting() from None
-            raise
-        finally:
-            self._leave()
 
     @contextmanager
     def reserve(self, n: int, timeout: Optional[float] = None) -> Iterator[memoryview]:
@@ -480,8 +501,7 @@ class ShmProducer(_Endpoint):
         view = ring.reserve(n)
         if view is None:
             deadline = _deadline(timeout)
-            self._enter()
-            try:
+            with self._call():
                 while view is None:
                     if self._maybe_reap(ring):
                         view = ring.reserve(n)
@@ -492,12 +512,6 @@ class ShmProducer(_Endpoint):
                             f"no room for a {n}-byte message in ring {self._name!r} "
                             f"within {timeout} s")
                     view = ring.reserve(n)
-            except RingInterruptedError:
-                if self._closing:
-                    raise self._closed_while_waiting() from None
-                raise
-            finally:
-                self._leave()
         try:
             yield view
         except BaseException:
@@ -873,8 +887,7 @@ class ShmConsumer(_Endpoint):
         record, RingInterruptedError after :meth:`interrupt`. Consumer thread;
         blocks when timeout != 0 (GIL released while asleep).
         """
-        ring = self._enter()  # raises StreamClosedError after close()
-        try:
+        with self._call() as ring:  # raises StreamClosedError after close()
             data = ring.read()
             if data is not None:
                 return data
@@ -885,12 +898,6 @@ class ShmConsumer(_Endpoint):
                 if ring.at_end:
                     return None
             return None
-        except RingInterruptedError:
-            if self._closing:
-                raise self._closed_while_waiting() from None
-            raise
-        finally:
-            self._leave()
 
     def wait_readable(self, timeout: Optional[float]) -> bool:
         """Sleeps until a message is waiting or the stream ended (True) or ``timeout``
@@ -901,15 +908,8 @@ class ShmConsumer(_Endpoint):
         ``LIVENESS_SLICE_S``), RingInterruptedError after :meth:`interrupt`.
         Consumer thread; blocks (GIL released while asleep).
         """
-        ring = self._enter()
-        try:
+        with self._call() as ring:
             return self._wait(ring, timeout) or ring.at_end
-        except RingInterruptedError:
-            if self._closing:
-                raise self._closed_while_waiting() from None
-            raise
-        finally:
-            self._leave()
 
     def _wait(self, ring: ByteRingBuffer, timeout: Optional[float]) -> bool:
         deadline = _deadline(timeout)
@@ -1051,17 +1051,10 @@ class _ReadView:
         if self._ring is not None:
             raise RuntimeError("a read_view() context manager can be entered only once")
         consumer = self._consumer
-        ring = consumer._enter()  # raises StreamClosedError after close()
-        try:
+        with consumer._call() as ring:  # raises StreamClosedError after close()
             view = ring.peek()
             if view is None and consumer._wait(ring, self._timeout):
                 view = ring.peek()
-        except RingInterruptedError:
-            if consumer._closing:
-                raise consumer._closed_while_waiting() from None
-            raise
-        finally:
-            consumer._leave()
         self._ring = ring
         return view
 

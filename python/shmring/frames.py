@@ -18,8 +18,7 @@ from ._aio import run_interruptibly
 from ._tuning import LIVENESS_SLICE_S
 from .caps import VideoLayout, layout_from_caps, parse_caps
 from .channel import ShmConsumer, ShmProducer
-from .errors import (IncompatibleSegmentError, RingInterruptedError, RingTimeoutError,
-                     StreamTruncatedError,
+from .errors import (IncompatibleSegmentError, RingTimeoutError, StreamTruncatedError,
                      StreamClosedError, ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
                       MIN_HEADER_SIZE, TIME_NONE, MessageHeader, decode_header, encode_caps,
@@ -396,16 +395,8 @@ class FrameReader:
         :meth:`close` was called (also from another thread while this call waited).
         Consumer thread; blocks.
         """
-        consumer = self._consumer
-        consumer._enter()  # raises StreamClosedError after close()
-        try:
+        with self._consumer._call():  # raises StreamClosedError after close()
             return self._read_frame(timeout)
-        except RingInterruptedError:
-            if consumer._closing:
-                raise consumer._closed_while_waiting() from None
-            raise
-        finally:
-            consumer._leave()
 
     def _read_frame(self, timeout: Optional[float]) -> Optional[Frame]:
         """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).
