@@ -292,11 +292,16 @@ bool ByteRingBuffer::CountSlot(uint32_t k, uint32_t* lowest, uint32_t* limiting_
 // single-consumer rule (slot 0 always counts, attached or not: its tail keeps the
 // backlog for the next consumer). With several slots, the attached ones that are
 // not known dead count; when none is attached, slot 0 keeps the backlog.
-bool ByteRingBuffer::ScanSlots(uint32_t* lowest, uint32_t* limiting_slot) const {
+bool ByteRingBuffer::ScanSlots(uint32_t* lowest, uint32_t* limiting_slot, bool* counted) const {
   *lowest = head_;
   *limiting_slot = 0;
   bool found = false;
-  if (max_receivers_ == 1) return CountSlot(0, lowest, limiting_slot, &found);
+  if (counted != nullptr) *counted = false;
+  if (max_receivers_ == 1) {
+    const bool ok = CountSlot(0, lowest, limiting_slot, &found);
+    if (counted != nullptr) *counted = found;
+    return ok;
+  }
   bool any = false;
   for (uint32_t k = 0; k < max_receivers_; ++k) {
     const uint32_t flags = atomics::LoadAcquire(word(SlotOffset(k) + kSlotFlags));
@@ -314,8 +319,13 @@ bool ByteRingBuffer::ScanSlots(uint32_t* lowest, uint32_t* limiting_slot) const 
 
 bool ByteRingBuffer::LoadTailChecked() {
   uint32_t lowest, slot;
-  if (!ScanSlots(&lowest, &slot)) return false;
-  if (static_cast<int32_t>(lowest - floor_) > 0) {
+  bool counted = false;
+  if (!ScanSlots(&lowest, &slot, &counted)) return false;
+  // One receiver slot holding a position (a lossless tail, or a live receiver's pin):
+  // nobody can take a position below it (its own pin only moves forward), so the
+  // floor need not move: the default ring's slow path stays one load.
+  const bool need_floor = max_receivers_ > 1 || !counted;
+  if (need_floor && static_cast<int32_t>(lowest - floor_) > 0) {
     // Publish the floor before reusing anything below it, then look again: a
     // receiver that took a position meanwhile either is seen now or sees the floor
     // (store, full fence, load on both sides; docs/DESIGN.md "Fan-out").

@@ -502,7 +502,7 @@ class ByteRingBuffer:
         """Free bytes in the ring (records and padding included). Either side; never blocks."""
         if not self._is_producer:
             return self._capacity - self.readable_bytes()
-        lowest, _ = self._scan_slots()
+        lowest, _, _ = self._scan_slots()
         return self._capacity - ((self._head - lowest) & _M)
 
     def _counted_slots(self) -> Tuple[int, ...]:
@@ -525,8 +525,9 @@ class ByteRingBuffer:
                 counted.append(k)
         return tuple(counted) if counted else (0,)
 
-    def _scan_slots(self) -> Tuple[int, int]:
-        """(lowest protected position, the slot holding it); head when none. Validates
+    def _scan_slots(self) -> Tuple[int, int, bool]:
+        """(lowest protected position, the slot holding it, whether any position counted);
+        head when none. Validates
         each tail: one past head, more than a capacity behind it, or not a multiple of
         8 would make us overwrite unread data: CorruptRecordError (a corrupt or
         hostile peer). A live receiver holding nothing (SLOT_IDLE) is not waited for."""
@@ -549,20 +550,24 @@ class ByteRingBuffer:
             if not found or behind > (head - lowest) & _M:
                 lowest, limiting, found = tail, k, True
         acquire_fence()
-        return lowest, limiting
+        return lowest, limiting, found
 
     def _load_tail(self) -> int:
         """The lowest position the receivers protect (see _scan_slots), published as the
         reuse floor before anything below it is reused: store the floor, full fence,
         look at the slots again (a receiver that took a position meanwhile is seen now,
         or sees the floor). Producer."""
-        lowest, limiting = self._scan_slots()
-        if 0 < (lowest - self._floor) & _M < 0x80000000:
+        lowest, limiting, counted = self._scan_slots()
+        # One slot holding a position (a lossless tail, a live pin): nobody can take a
+        # position below it, so the floor need not move (the default ring's slow path
+        # stays one load).
+        need_floor = self._max_receivers > 1 or not counted
+        if need_floor and 0 < (lowest - self._floor) & _M < 0x80000000:
             self._floor = lowest
             release_fence()
             self._w[FLOOR_WORD] = lowest
             full_fence()
-            again, slot2 = self._scan_slots()
+            again, slot2, _ = self._scan_slots()
             if (self._head - again) & _M > (self._head - lowest) & _M:
                 lowest, limiting = again, slot2
         self._tail_cache = lowest
@@ -1154,7 +1159,7 @@ class ByteRingBuffer:
     def readable_bytes(self) -> int:
         """Bytes written and not yet released (records and padding). Either side; never blocks."""
         if self._is_producer:
-            lowest, _ = self._scan_slots()
+            lowest, _, _ = self._scan_slots()
             return (self._head - lowest) & _M
         head = self._w[HEAD_WORD]
         acquire_fence()

@@ -246,7 +246,8 @@ class ByteRingBuffer {
   bool LoadTailChecked();
   // The lowest position any counted receiver slot protects (head_ when none):
   // false (error_ set) when a slot holds an impossible value.
-  bool ScanSlots(uint32_t* lowest, uint32_t* limiting_slot) const;
+  // *counted (optional): with one slot, whether its position counted (not idle).
+  bool ScanSlots(uint32_t* lowest, uint32_t* limiting_slot, bool* counted = nullptr) const;
   bool CountSlot(uint32_t k, uint32_t* lowest, uint32_t* limiting_slot, bool* found) const;
   bool live_mode() const { return mode_ == layout::kModeLive; }
   // What the tail word of a live receiver says now: its pin while it holds (or
