@@ -275,6 +275,12 @@ bool ByteRingBuffer::CountSlot(uint32_t k, uint32_t* lowest, uint32_t* limiting_
   // A receiver may only have released what we wrote: head - tail <= capacity, and
   // every record starts 8-aligned. Anything else would make us overwrite unread data.
   if (head_ - tail > capacity_ || tail % kRecordAlign != 0) {
+    // A live receiver pins before it checks the floor: a pin we already lapped is one
+    // it is about to see as reused and move (it sees our floor: DESIGN.md "Fan-out").
+    if (atomics::LoadRelaxed(word(SlotOffset(k) + kSlotMode)) == kModeLive &&
+        tail % kRecordAlign == 0) {
+      return true;
+    }
     error_ = "tail " + std::to_string(tail) + " is not valid for head " + std::to_string(head_) +
              " (capacity " + std::to_string(capacity_) + ", receiver slot " + std::to_string(k) +
              "): the consumer is corrupt";
@@ -762,6 +768,12 @@ uint32_t ByteRingBuffer::PinForRead(uint32_t at) {
     released_ = at;
     auto* skipped = reinterpret_cast<uint64_t*>(base_ + SlotOffset(slot_) + kSlotSkipped);
     atomics::StoreRelaxed64(skipped, atomics::LoadRelaxed64(skipped) + 1);  // own word
+    // A producer asleep on our old pin must look again (it may wait for that word).
+    atomics::StoreRelease(tail, at);
+    atomics::FullFence();
+    if (atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerWaiting) {
+      wait::WakeWord(tail);
+    }
   }
 }
 

@@ -543,6 +543,10 @@ class ByteRingBuffer:
                 continue
             behind = (head - tail) & _M
             if behind > cap or tail % RECORD_ALIGN:
+                # A live receiver pins before it checks the floor: a pin we lapped is one
+                # it is about to see as reused and move (docs/DESIGN.md "Fan-out").
+                if w[slot_word(k, SLOT_MODE)] == MODE_LIVE and not tail % RECORD_ALIGN:
+                    continue
                 raise CorruptRecordError(
                     f"corrupt peer: the consumer's tail {tail} is not a valid index for "
                     f"head {head} (capacity {cap}, receiver slot {k}; tail must be a "
@@ -946,6 +950,11 @@ class ByteRingBuffer:
             self._read_pos = self._freed = self._released = at
             word = slot_word(self._slot, SLOT_SKIPPED)
             store_u64(w, self._q, word, load_u64(w, self._q, word) + 1)  # own word
+            # A producer asleep on our old pin must look again.
+            w[self._tail_word] = at
+            full_fence()
+            if w[PRODUCER_FLAGS_WORD] & PRODUCER_WAITING:
+                _futex.wake_word(self._tail_address)
             attempt += 1
 
     def _unpin_if_idle(self) -> None:
