@@ -202,3 +202,35 @@ def test_second_receiver_is_refused_at_once_naming_the_first():
             if p is not None:
                 stop(p)
         cleanup(name)
+
+
+@pytest.mark.parametrize("live", ["false", "true"])
+def test_latest_skip_renders_the_skipped_to_frame_when_it_arrives(live):
+    """latest=true behind a slow element (identity sleeping 1.2 s per frame) fed by a
+    2 fps live sender: every pull skips ahead. The sender's spacing from the frame
+    before says nothing about when a skipped-to frame reaches the sink (it would be
+    late by the age of the newest frame, up to 500 ms, or, with is-live=true and the
+    1.2 s the slow element does not report as latency, dropped); rebased, every
+    rendered frame renders when it arrives: neither waited for (early) nor late.
+    The first two are left out: the first QoS report from the sink, which the
+    rebase needs, comes with the second buffer of a segment."""
+    name = unique("latest")
+    tx = launch("videotestsrc is-live=true ! "
+                "video/x-raw,format=BGR,width=64,height=48,framerate=2/1 ! "
+                f"shmringsink shm-name={name}")
+    try:
+        wait_for_ring(name, tx)
+        rx = probe(f"shmringsrc shm-name={name} latest=true is-live={live} ! "
+                   f"identity sleep-time=1200000 ! {SINK}", count=10, guard=40)
+        res = result_of(rx)
+    finally:
+        stop(tx)
+        cleanup(name)
+    assert res["error"] is None, res["error"]
+    assert len(res["buffers"]) == 10, f"only {len(res['buffers'])} of 10 rendered: {res}"
+    for i, (due, rendered, waited) in enumerate(res["timing"][2:], start=2):
+        assert due >= 0 and rendered >= 0, res["timing"]
+        assert waited < 150e6, \
+            f"frame {i} waited {waited / 1e6:.0f} ms in the sink (early): {res['timing']}"
+        assert rendered - due < 150e6, \
+            f"frame {i} rendered {(rendered - due) / 1e6:.0f} ms late: {res['timing']}"
