@@ -132,8 +132,21 @@ class CppAdapter {
     return {"ok", {}};
   }
 
-  Outcome ConsumerOpen(int64_t timeout_ns) {
-    return FinishOpen(std::make_unique<shm::ShmConsumer>(ring_, timeout_ns));
+  // start_at: "oldest" (the original constructor), "newest", "newest_if_live".
+  Outcome ConsumerOpen(int64_t timeout_ns, const std::string& start_at) {
+    if (start_at == "oldest") {
+      return FinishOpen(std::make_unique<shm::ShmConsumer>(ring_, timeout_ns));
+    }
+    shm::ConsumerOptions o;
+    o.open_timeout_ns = timeout_ns;
+    if (start_at == "newest") {
+      o.start_at = shm::StartAt::kNewest;
+    } else if (start_at == "newest_if_live") {
+      o.start_at = shm::StartAt::kNewestIfLive;
+    } else {
+      return Unsupported("start_at " + start_at);
+    }
+    return FinishOpen(std::make_unique<shm::ShmConsumer>(ring_, o));
   }
 
   Outcome FinishOpen(std::unique_ptr<shm::ShmConsumer> c) {
@@ -386,7 +399,10 @@ class Actor {
       const bool live = step.has("live") && step.at("live").boolean;
       return a_->ProducerOpen(static_cast<uint32_t>(step.at("capacity").num()), start, live);
     }
-    if (op == "consumer_open") return a_->ConsumerOpen(timeout_or_zero());
+    if (op == "consumer_open") {
+      return a_->ConsumerOpen(timeout_or_zero(),
+                              step.has("start_at") ? step.at("start_at").str() : "oldest");
+    }
     if (op == "write") {
       return a_->Write(Payload(static_cast<uint32_t>(step.at("len").num()), seed),
                        timeout_or_zero());

@@ -99,9 +99,9 @@ class PythonAdapter:
             return self._fail(e, "producer")
         return "ok", {}
 
-    def consumer_open(self, timeout: Optional[float]) -> Outcome:
+    def consumer_open(self, timeout: Optional[float], start_at: str = "oldest") -> Outcome:
         try:
-            self.consumer = shmring.ShmConsumer(self.ring, timeout=timeout)
+            self.consumer = shmring.ShmConsumer(self.ring, timeout=timeout, start_at=start_at)
         except Exception as e:  # noqa: BLE001
             return self._fail(e, "consumer")
         return "ok", {}
@@ -284,7 +284,7 @@ class Actor:
             return a.producer_open(step["capacity"], step.get("start_index", 0),
                                    bool(step.get("live", False)))
         if op == "consumer_open":
-            return a.consumer_open(step.get("timeout", 0))
+            return a.consumer_open(step.get("timeout", 0), step.get("start_at", "oldest"))
         if op == "write":
             return a.write(payload(step["len"], seed), step.get("timeout", 0))
         if op == "read":

@@ -234,3 +234,43 @@ def test_latest_skip_renders_the_skipped_to_frame_when_it_arrives(live):
             f"frame {i} waited {waited / 1e6:.0f} ms in the sink (early): {res['timing']}"
         assert rendered - due < 150e6, \
             f"frame {i} rendered {(rendered - due) / 1e6:.0f} ms late: {res['timing']}"
+
+
+@pytest.mark.parametrize("order", ["receiver-first", "sender-first"])
+def test_short_stream_reaches_a_receiver_started_at_the_same_time(order):
+    """A 200-buffer audiotestsrc sender (non-live: it can create, fill, close and
+    leave its ring within the receiver's polling interval) and a receiver started
+    together, 10 cycles: every receiver gets all 200 buffers and EOS, both exit 0
+    (the sink, sync=false, finishes in milliseconds; it lingers with its ring for
+    the first receiver; nobody waits forever)."""
+    for cycle in range(10):
+        name = unique(f"short{cycle}")
+        sender = [GST_LAUNCH, "-q", "audiotestsrc", "num-buffers=200", "!",
+                  "audio/x-raw,format=S16LE,rate=48000,channels=2", "!",
+                  "shmringsink", f"shm-name={name}", "sync=false"]
+        receiver = [GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!",
+                    "checksumsink", "sync=false"]
+        first, second = (receiver, sender) if order == "receiver-first" else (sender, receiver)
+        p1 = subprocess.Popen(first, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p2 = None
+        try:
+            if order == "sender-first":
+                # The sender has its ring and (in milliseconds) its whole stream in it:
+                # without linger it would be gone before the receiver looks.
+                wait_for_ring(name, p1)
+                time.sleep(1.0)
+            p2 = subprocess.Popen(second, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+            rx, tx = (p1, p2) if order == "receiver-first" else (p2, p1)
+            rx_out, rx_err = rx.communicate(timeout=30)
+            tx_out, tx_err = tx.communicate(timeout=30)
+        finally:
+            for p in (p1, p2):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()
+            cleanup(name)
+        assert tx.returncode == 0, f"cycle {cycle}: sender exit {tx.returncode}: {tx_err[-2000:]}"
+        assert rx.returncode == 0, f"cycle {cycle}: receiver exit {rx.returncode}: {rx_err[-2000:]}"
+        got = [line for line in rx_out.splitlines() if len(line.split()) == 2]
+        assert len(got) == 200, f"cycle {cycle}: received {len(got)} of 200 buffers"
