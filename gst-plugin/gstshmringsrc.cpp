@@ -117,7 +117,6 @@ struct SrcState {
   bool skip_backlog = false;
   uint32_t backlog_end = 0;
   bool need_keyframe = false;
-  uint64_t dropped_seen = 0;   // the header's dropped counter at the last buffer
   bool skipped_ahead = false;  // latest=true just skipped: rebase the next buffer
   Pacing pacing;               // OBJECT_LOCK (see Pacing)
 
@@ -134,7 +133,6 @@ struct SrcState {
     skip_backlog = false;
     backlog_end = 0;
     need_keyframe = false;
-    dropped_seen = 0;
     skipped_ahead = false;
   }
 };
@@ -528,7 +526,6 @@ static bool take_consumer(GstShmringSrc* self, std::unique_ptr<shm::ShmConsumer>
   st->skip_backlog = consumer->live();
   st->backlog_end = consumer->attach_head();
   st->need_keyframe = consumer->live();
-  st->dropped_seen = consumer->ring()->Dropped();
   if (consumer->live()) {
     GST_INFO_OBJECT(self, "live stream: skipping the %u bytes already in the ring",
                     consumer->attach_head() - consumer->ring()->LoadTail());
@@ -963,14 +960,9 @@ static void stamp(GstShmringSrc* self, GstBuffer* buf, const shm::framing::Heade
   GST_BUFFER_OFFSET(buf) = h.offset;
   GST_BUFFER_OFFSET_END(buf) = h.offset_end;
   GST_BUFFER_FLAG_SET(buf, h.flags & kCarriedFlags);
-  // The sender dropped buffers since the last one (wait-for-space=false): a gap.
-  const uint64_t dropped = st->consumer->ring()->Dropped();
-  if (dropped != st->dropped_seen) {
-    GST_LOG_OBJECT(self, "sender dropped %" G_GUINT64_FORMAT " buffers",
-                   dropped - st->dropped_seen);
-    st->dropped_seen = dropped;
-    st->discont = true;
-  }
+  // A gap the sender made (it dropped buffers: wait-for-space=false) arrives as
+  // the DISCONT flag of the buffer after it, carried above. (The header's dropped
+  // counter says how many, not where: it rises before the reader reaches the gap.)
   if (st->discont) {
     GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
     st->discont = false;

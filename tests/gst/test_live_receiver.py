@@ -274,3 +274,122 @@ def test_short_stream_reaches_a_receiver_started_at_the_same_time(order):
         assert rx.returncode == 0, f"cycle {cycle}: receiver exit {rx.returncode}: {rx_err[-2000:]}"
         got = [line for line in rx_out.splitlines() if len(line.split()) == 2]
         assert len(got) == 200, f"cycle {cycle}: received {len(got)} of 200 buffers"
+
+
+def test_first_buffer_after_a_gap_is_discont():
+    """wait-for-space=false with a ring of four frames and a receiver slowed to
+    10 fps by identity: the sender drops frames; every buffer the receiver pushes
+    after a gap in the stream (pts jumps by more than a frame) is DISCONT, the
+    others are not (decoders resynchronise on DISCONT)."""
+    name = unique("gap")
+    tx = launch(f"{CAM} ! shmringsink shm-name={name} wait-for-space=false capacity=1048576")
+    try:
+        wait_for_ring(name, tx)
+        rx = probe(f"shmringsrc shm-name={name} ! identity sleep-time=100000 ! "
+                   "fakesink name=fs sync=false signal-handoffs=true", count=40, guard=60)
+        res = result_of(rx)
+    finally:
+        stop(tx)
+        cleanup(name)
+    assert res["error"] is None, res["error"]
+    bufs = res["buffers"]
+    assert len(bufs) == 40
+    frame = 1e9 / 30
+    gaps = 0
+    for i in range(1, len(bufs)):
+        gap = bufs[i][0] - bufs[i - 1][0] > 1.5 * frame
+        gaps += gap
+        assert bufs[i][2] == gap, \
+            f"buffer {i}: pts step {(bufs[i][0] - bufs[i - 1][0]) / 1e6:.1f} ms, DISCONT {bufs[i][2]}"
+    assert gaps > 0, "the sender dropped nothing: the test saw no gap"
+
+
+def test_sender_stopped_without_eos_is_a_cut_short_error():
+    """A live sender stopped with Ctrl-C without -e (no EOS: the ring is CLOSED
+    without an EOS record) ends the receiving gst-launch with an error saying the
+    stream was cut short and a non-zero exit; with -e it is a clean EOS (exit 0)."""
+    for with_eos in (False, True):
+        name = unique("stop")
+        tx = subprocess.Popen([GST_LAUNCH, "-q"] + (["-e"] if with_eos else []) +
+                              f"{CAM} ! shmringsink shm-name={name}".split(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        rx = None
+        try:
+            wait_for_ring(name, tx)
+            rx = subprocess.Popen([GST_LAUNCH, "shmringsrc", f"shm-name={name}", "!",
+                                   "fakesink", "sync=false"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            while not consumer_attached(name):
+                assert rx.poll() is None, rx.communicate()[0][-2000:]
+                time.sleep(0.02)
+            tx.send_signal(signal.SIGINT)
+            tx.wait(timeout=30)
+            out, err = rx.communicate(timeout=30)
+        finally:
+            for p in (rx, tx):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()
+            cleanup(name)
+        if with_eos:
+            assert rx.returncode == 0, (out + err)[-2000:]
+            assert "cut short" not in out + err
+        else:
+            assert rx.returncode != 0, (out + err)[-2000:]
+            assert "stream was cut short" in out + err, (out + err)[-2000:]
+
+
+def consumer_attached(name):
+    sys.path.insert(0, str(HERE.parents[1] / "python"))
+    from shmring import layout
+    try:
+        with open("/dev/shm/" + name, "rb") as f:
+            hdr = f.read(layout.HEADER_SIZE)
+    except FileNotFoundError:
+        return False
+    flags = int.from_bytes(hdr[layout.CONSUMER_FLAGS_OFFSET:layout.CONSUMER_FLAGS_OFFSET + 4],
+                           "little")
+    return bool(flags & layout.CONSUMER_ATTACHED)
+
+
+RESTARTING_RECEIVER = r'''
+import sys, gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+name, cycles = sys.argv[1], int(sys.argv[2])
+for _ in range(cycles):
+    pipe = Gst.parse_launch(f"shmringsrc shm-name={name} ! fakesink name=fs signal-handoffs=true")
+    count = [0]
+    pipe.get_by_name("fs").connect("handoff", lambda *a: count.__setitem__(0, count[0] + 1))
+    pipe.set_state(Gst.State.PLAYING)
+    msg = pipe.get_bus().timed_pop_filtered(60 * Gst.SECOND,
+                                            Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipe.set_state(Gst.State.NULL)
+    kind = "none" if msg is None else ("eos" if msg.type == Gst.MessageType.EOS else "error")
+    print(kind, count[0], flush=True)
+'''
+
+
+def test_receiver_restarted_right_after_eos_waits_for_the_next_stream():
+    """A receiving app that restarts its pipeline as soon as it sees EOS, against a
+    sender run 5 times in a row under the same name: every cycle gets a whole new
+    stream (30 buffers and EOS), never the old CLOSED ring it already read."""
+    name = unique("again")
+    rx = subprocess.Popen([PY, "-c", RESTARTING_RECEIVER, name, "5"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for run in range(5):
+            tx = subprocess.run([GST_LAUNCH, "-q", "videotestsrc", "num-buffers=30", "!",
+                                 "video/x-raw,format=GRAY8,width=64,height=48", "!",
+                                 "shmringsink", f"shm-name={name}"],
+                                capture_output=True, text=True, timeout=60)
+            assert tx.returncode == 0, f"sender run {run}: {tx.stderr[-2000:]}"
+        out, err = rx.communicate(timeout=120)
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.wait()
+        cleanup(name)
+    cycles = [line.split() for line in out.splitlines()]
+    assert cycles == [["eos", "30"]] * 5, f"{cycles}\n{err[-2000:]}"
