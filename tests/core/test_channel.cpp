@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "ring_name_test.hpp"
 #include "shm/byte_ring_buffer.hpp"
 #include "shm/layout.hpp"
 #include "shm/liveness.hpp"
@@ -30,18 +31,11 @@ namespace {
 using namespace shm;
 using namespace std::chrono_literals;
 
-constexpr int64_t kGuardNs = 30'000'000'000;
+using shmtest::kGuardNs;
 
-// A unique ring name, unlinked (if it still exists) when the test ends.
-class ChannelTest : public ::testing::Test {
+class ChannelTest : public shmtest::RingNameTest {
  protected:
-  std::string Name() {
-    names_.push_back(shmtest::UniqueName("chan"));
-    return names_.back();
-  }
-  void TearDown() override {
-    for (const std::string& n : names_) shm_unlink(OsName(n).c_str());
-  }
+  ChannelTest() : RingNameTest("chan") {}
   static bool Exists(const std::string& name) {
     uint8_t b[4];
     return SharedMemory::PeekHeader(name, b, sizeof b, nullptr) >= 0;
@@ -73,7 +67,6 @@ class ChannelTest : public ::testing::Test {
     img.resize(layout::kHeaderSize);
     return img;
   }
-  std::vector<std::string> names_;
 };
 
 std::string Msg(int i) { return "message " + std::to_string(i); }

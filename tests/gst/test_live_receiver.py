@@ -17,6 +17,7 @@ import time
 import pytest
 
 HERE = pathlib.Path(__file__).parent
+sys.path.insert(0, str(HERE.parents[1] / "python"))  # shmring.layout for header words
 GST_LAUNCH = shutil.which("gst-launch-1.0")
 PY = sys.executable
 SINK = ('fpsdisplaysink text-overlay=false signal-fps-measurements=false '
@@ -55,13 +56,33 @@ def wait_for_ring(name, proc):
         time.sleep(0.02)
 
 
-def producer_flags(name):
-    sys.path.insert(0, str(HERE.parents[1] / "python"))
+def header_word(name, offset):
+    """The 4-byte header word at ``offset`` of ring ``name`` (None: no ring)."""
     from shmring import layout
-    with open("/dev/shm/" + name, "rb") as f:
-        hdr = f.read(layout.HEADER_SIZE)
-    return int.from_bytes(hdr[layout.PRODUCER_FLAGS_OFFSET:layout.PRODUCER_FLAGS_OFFSET + 4],
-                          "little")
+    try:
+        with open("/dev/shm/" + name, "rb") as f:
+            hdr = f.read(layout.HEADER_SIZE)
+    except FileNotFoundError:
+        return None
+    return int.from_bytes(hdr[offset:offset + 4], "little")
+
+
+def producer_flags(name):
+    from shmring import layout
+    return header_word(name, layout.PRODUCER_FLAGS_OFFSET)
+
+
+def consumer_attached(name):
+    from shmring import layout
+    return bool((header_word(name, layout.CONSUMER_FLAGS_OFFSET) or 0) & layout.CONSUMER_ATTACHED)
+
+
+def kill_all(*procs):
+    """Kills and reaps each process given that still runs (None: skipped)."""
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 def stop(p):
@@ -81,25 +102,37 @@ def cleanup(name):
         pass
 
 
-def test_late_joiner_on_a_live_stream_renders_in_time():
-    """Receiver opened 4 s after a live sender: it starts at frames published after
-    it attached (not the ~4 s backlog) and its synced sink renders them on time."""
-    sys.path.insert(0, str(HERE.parents[1] / "python"))
-    from shmring import layout
-    name = unique("late")
-    t0 = time.monotonic_ns()  # the sender's running time starts after this
-    tx = launch(f"{CAM} ! shmringsink shm-name={name}")
+def run_with_sender(name, sender, receiver, count, guard=90.0, settle=None):
+    """Runs gst-launch sender ``sender`` and, once its ring exists and ``settle()``
+    (if given) returned, the receiving pipeline ``receiver`` under render_probe until
+    ``count`` renders; stops the sender. The receiver's result, checked error-free."""
+    tx = launch(sender)
     try:
         wait_for_ring(name, tx)
-        time.sleep(4.0)  # let a backlog build up in the 32 MiB ring
-        if not producer_flags(name) & layout.PRODUCER_LIVE:
-            pytest.skip("this shmringsink does not mark live streams (producer_flags LIVE)")
-        rx = probe(f"shmringsrc shm-name={name} ! {SINK}", count=60)
-        res = result_of(rx)
+        if settle is not None:
+            settle()
+        res = result_of(probe(receiver, count=count, guard=guard))
     finally:
         stop(tx)
         cleanup(name)
     assert res["error"] is None, res["error"]
+    return res
+
+
+def test_late_joiner_on_a_live_stream_renders_in_time():
+    """Receiver opened 4 s after a live sender: it starts at frames published after
+    it attached (not the ~4 s backlog) and its synced sink renders them on time."""
+    from shmring import layout
+    name = unique("late")
+
+    def settle():
+        time.sleep(4.0)  # let a backlog build up in the 32 MiB ring
+        if not producer_flags(name) & layout.PRODUCER_LIVE:
+            pytest.skip("this shmringsink does not mark live streams (producer_flags LIVE)")
+
+    t0 = time.monotonic_ns()  # the sender's running time starts after this
+    res = run_with_sender(name, f"{CAM} ! shmringsink shm-name={name}",
+                          f"shmringsrc shm-name={name} ! {SINK}", 60, settle=settle)
     bufs = res["buffers"]
     assert len(bufs) == 60
     # lag = (time since the sender started) - pts: an upper bound of the real lag.
@@ -130,10 +163,7 @@ def test_reconnect_renders_the_restarted_stream_at_once(live):
         res = result_of(rx)
         assert tx2.wait(timeout=60) == 0, tx2.communicate()[1][-2000:]
     finally:
-        for p in (rx, tx2):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait()
+        kill_all(rx, tx2)
         cleanup(name)
     assert res["error"] is None, res["error"]
     assert res["eos"], "the restarted sender's EOS did not end the receiver"
@@ -180,15 +210,7 @@ def test_second_receiver_is_refused_at_once_naming_the_first():
     try:
         wait_for_ring(name, tx)
         first = launch(f"shmringsrc shm-name={name} ! fakesink")
-        sys.path.insert(0, str(HERE.parents[1] / "python"))
-        from shmring import layout
-        while True:
-            with open("/dev/shm/" + name, "rb") as f:
-                hdr = f.read(layout.HEADER_SIZE)
-            cflags = int.from_bytes(hdr[layout.CONSUMER_FLAGS_OFFSET:
-                                        layout.CONSUMER_FLAGS_OFFSET + 4], "little")
-            if cflags & layout.CONSUMER_ATTACHED:
-                break
+        while not consumer_attached(name):
             assert first.poll() is None
             time.sleep(0.02)
         for i in range(20):
@@ -215,18 +237,11 @@ def test_latest_skip_renders_the_skipped_to_frame_when_it_arrives(live):
     The first two are left out: the first QoS report from the sink, which the
     rebase needs, comes with the second buffer of a segment."""
     name = unique("latest")
-    tx = launch("videotestsrc is-live=true ! "
-                "video/x-raw,format=BGR,width=64,height=48,framerate=2/1 ! "
-                f"shmringsink shm-name={name}")
-    try:
-        wait_for_ring(name, tx)
-        rx = probe(f"shmringsrc shm-name={name} latest=true is-live={live} ! "
-                   f"identity sleep-time=1200000 ! {SINK}", count=10, guard=40)
-        res = result_of(rx)
-    finally:
-        stop(tx)
-        cleanup(name)
-    assert res["error"] is None, res["error"]
+    res = run_with_sender(
+        name, "videotestsrc is-live=true ! "
+        f"video/x-raw,format=BGR,width=64,height=48,framerate=2/1 ! shmringsink shm-name={name}",
+        f"shmringsrc shm-name={name} latest=true is-live={live} ! "
+        f"identity sleep-time=1200000 ! {SINK}", 10, guard=40)
     assert len(res["buffers"]) == 10, f"only {len(res['buffers'])} of 10 rendered: {res}"
     for i, (due, rendered, waited) in enumerate(res["timing"][2:], start=2):
         assert due >= 0 and rendered >= 0, res["timing"]
@@ -265,10 +280,7 @@ def test_short_stream_reaches_a_receiver_started_at_the_same_time(order):
             rx_out, rx_err = rx.communicate(timeout=30)
             tx_out, tx_err = tx.communicate(timeout=30)
         finally:
-            for p in (p1, p2):
-                if p is not None and p.poll() is None:
-                    p.kill()
-                    p.wait()
+            kill_all(p1, p2)
             cleanup(name)
         assert tx.returncode == 0, f"cycle {cycle}: sender exit {tx.returncode}: {tx_err[-2000:]}"
         assert rx.returncode == 0, f"cycle {cycle}: receiver exit {rx.returncode}: {rx_err[-2000:]}"
@@ -282,16 +294,10 @@ def test_first_buffer_after_a_gap_is_discont():
     after a gap in the stream (pts jumps by more than a frame) is DISCONT, the
     others are not (decoders resynchronise on DISCONT)."""
     name = unique("gap")
-    tx = launch(f"{CAM} ! shmringsink shm-name={name} wait-for-space=false capacity=1048576")
-    try:
-        wait_for_ring(name, tx)
-        rx = probe(f"shmringsrc shm-name={name} ! identity sleep-time=100000 ! "
-                   "fakesink name=fs sync=false signal-handoffs=true", count=40, guard=60)
-        res = result_of(rx)
-    finally:
-        stop(tx)
-        cleanup(name)
-    assert res["error"] is None, res["error"]
+    res = run_with_sender(
+        name, f"{CAM} ! shmringsink shm-name={name} wait-for-space=false capacity=1048576",
+        f"shmringsrc shm-name={name} ! identity sleep-time=100000 ! "
+        "fakesink name=fs sync=false signal-handoffs=true", 40, guard=60)
     bufs = res["buffers"]
     assert len(bufs) == 40
     frame = 1e9 / 30
@@ -326,10 +332,7 @@ def test_sender_stopped_without_eos_is_a_cut_short_error():
             tx.wait(timeout=30)
             out, err = rx.communicate(timeout=30)
         finally:
-            for p in (rx, tx):
-                if p is not None and p.poll() is None:
-                    p.kill()
-                    p.wait()
+            kill_all(rx, tx)
             cleanup(name)
         if with_eos:
             assert rx.returncode == 0, (out + err)[-2000:]
@@ -337,19 +340,6 @@ def test_sender_stopped_without_eos_is_a_cut_short_error():
         else:
             assert rx.returncode != 0, (out + err)[-2000:]
             assert "stream was cut short" in out + err, (out + err)[-2000:]
-
-
-def consumer_attached(name):
-    sys.path.insert(0, str(HERE.parents[1] / "python"))
-    from shmring import layout
-    try:
-        with open("/dev/shm/" + name, "rb") as f:
-            hdr = f.read(layout.HEADER_SIZE)
-    except FileNotFoundError:
-        return False
-    flags = int.from_bytes(hdr[layout.CONSUMER_FLAGS_OFFSET:layout.CONSUMER_FLAGS_OFFSET + 4],
-                           "little")
-    return bool(flags & layout.CONSUMER_ATTACHED)
 
 
 RESTARTING_RECEIVER = r'''
