@@ -22,7 +22,10 @@ if ! command -v clang++-14 >/dev/null || ! command -v clang-14 >/dev/null; then
   exit 0
 fi
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:strict_init_order=1"
+# fast_unwind_on_malloc=0: GLib has no frame pointers, so only a full unwind reaches
+# _dl_init for the suppression in tests/sanitizers/lsan.supp.
+export ASAN_OPTIONS="detect_leaks=1:check_initialization_order=1:strict_init_order=1:fast_unwind_on_malloc=0"
+export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
 passed=0 failed=0 skipped=0 rc=0
 

@@ -8,7 +8,7 @@
 //              4 = stamp the capacity word with the selected capacity
 //   u16 n, then n bytes: the start of the segment (n is taken modulo size + 1; the rest is 0)
 //   then operations until the input ends: a u8 opcode (modulo kOps) and its arguments.
-// The segment (128-byte header + capacity) sits in a mapping with PROT_NONE pages on
+// The segment (8192-byte header + capacity) sits in a mapping with PROT_NONE pages on
 // both sides. Invariants: no access outside the segment (a fault or an ASan report is a
 // crash), every message handed out lies inside the data area, a copying read never
 // reports more bytes than the caller's buffer holds.

@@ -15,14 +15,22 @@ if [[ -z "$corpus" ]]; then corpus=$(mktemp -d); cleanup+=("$corpus"); fi
 trap 'rm -rf "${cleanup[@]}"' EXIT
 mkdir -p "$artifacts" "$corpus"
 
-# Bytes of a hex vector file as printf escapes (comments and blank lines skipped).
-hex_words() { grep -v '^#' "$1" | tr -s ' \t\n' '\n' | grep -v '^$'; }
+# The bytes of a hex vector file, one hex pair per line: comments and blank lines skipped,
+# an "@OFFSET" line (hex) zero-fills up to that offset (docs/PROTOCOL.md, "Vectors").
+hex_words() {
+  grep -v '^#' "$1" | tr -s ' \t\n' '\n' | grep -v '^$' |
+    awk 'function hex(s,  i, v) { v = 0; for (i = 1; i <= length(s); i++)
+                                    v = v * 16 + index("0123456789abcdef", tolower(substr(s, i, 1))) - 1
+                                  return v }
+         /^@/ { at = hex(substr($0, 2)); while (n < at) { print "00"; n++ } next }
+         { print; n++ }'
+}
 escaped() { local out="" b; for b in "$@"; do out+="\\x$b"; done; printf '%s' "$out"; }
 ops='\x04\x05\x06\x06\x07\x00\x09\x0a\x0b\x00\x10\x04\x02\x00\xff\xff\xff\xff\x04\x0b\x00\x01'
 
 case "$kind" in
   segment)
-    for f in "$vectors"/v1_*.hex "$vectors"/p1_ring_*.hex; do
+    for f in "$vectors"/v2_*.hex "$vectors"/p1_ring_*.hex; do
       mapfile -t w < <(hex_words "$f")
       cap=$((16#${w[11]}${w[10]}${w[9]}${w[8]}))
       sel=0
@@ -50,7 +58,10 @@ case "$kind" in
 esac
 echo "seed corpus: $(ls "$seeds" | wc -l) inputs from $vectors"
 
-args=(-max_len=4096 -timeout=30 -rss_limit_mb=1024 -print_final_stats=1
+# A segment seed holds the 8192-byte header, the data area and the operations.
+max_len=4096
+[[ "$kind" == segment ]] && max_len=16384
+args=(-max_len="$max_len" -timeout=30 -rss_limit_mb=1024 -print_final_stats=1
       -artifact_prefix="$artifacts/fuzz_$kind-")
 if ((runs > 0)); then
   args+=(-runs="$runs" -seed=1)
