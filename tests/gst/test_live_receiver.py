@@ -243,6 +243,9 @@ def test_latest_skip_renders_the_skipped_to_frame_when_it_arrives(live):
         f"shmringsrc shm-name={name} latest=true is-live={live} ! "
         f"identity sleep-time=1200000 ! {SINK}", 10, guard=40)
     assert len(res["buffers"]) == 10, f"only {len(res['buffers'])} of 10 rendered: {res}"
+    # Two or more frames arrive during each 1.2 s pull: every pull skips, and a
+    # skipped-to buffer is DISCONT.
+    assert all(b[2] for b in res["buffers"][1:]), res["buffers"]
     for i, (due, rendered, waited) in enumerate(res["timing"][2:], start=2):
         assert due >= 0 and rendered >= 0, res["timing"]
         assert waited < 150e6, \
