@@ -12,6 +12,7 @@
 
 #include "gstshmringsink.h"
 
+#include <gst/audio/audio.h>
 #include <gst/video/video.h>
 
 #include <algorithm>
@@ -95,10 +96,20 @@ struct _GstShmringSink {
   gboolean eos_written;        // this ring ended with a real EOS
   guint force_key_unit_count;  // running count of force-key-unit requests sent
   guint64 not_received;        // buffers not written: live, no receiver (OBJECT_LOCK)
+  gint warned_memory;          // the not-in-system-memory warning was posted (atomic)
+  // The pipeline's bus while started (its sync-message::error handler is ours),
+  // and whether an ERROR was posted on it since start (atomic: any thread).
+  GstBus* pipeline_bus;
+  gulong error_handler;
+  gint pipeline_error;
 };
 
-// Any format; get_caps and the accept-caps query restrict it to system memory
-// (caps strings cannot say "ANY in system memory").
+// Any format, in system memory. Template caps cannot say that: ANY carries no
+// caps features and there is no wildcard media type ("ANY(memory:SystemMemory)"
+// parses as a structure NAMED "ANY", which accepts nothing real). So the template
+// is ANY, like every any-format system-memory sink (filesink, fdsink, udpsink,
+// appsink), and the caps query (get_caps) and accept-caps answer with system
+// memory only; when upstream offers nothing else, a warning says why.
 static GstStaticPadTemplate sink_template =
     GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
 
@@ -118,7 +129,9 @@ static gboolean gst_shmring_sink_set_caps(GstBaseSink* bsink, GstCaps* caps);
 // The receiver never sees this pipeline's segments, so timestamps travel as
 // running time: equal to PTS/DTS for the usual segment that starts at 0, and
 // still increasing across segment changes (concat, seeks, looping sources).
-static void stream_times_raw(GstBaseSink* bsink, GstBuffer* buffer, shm::framing::Header* h) {
+// `*dts_before_zero` is set when the DTS lies that far before running time 0.
+static void stream_times_raw(GstBaseSink* bsink, GstBuffer* buffer, shm::framing::Header* h,
+                             guint64* dts_before_zero) {
   const GstSegment* seg = &bsink->segment;
   const GstClockTime pts = GST_BUFFER_PTS(buffer);
   const GstClockTime dts = GST_BUFFER_DTS(buffer);
@@ -132,12 +145,18 @@ static void stream_times_raw(GstBaseSink* bsink, GstBuffer* buffer, shm::framing
   auto running = [seg](GstClockTime t) -> guint64 {
     if (!GST_CLOCK_TIME_IS_VALID(t)) return GST_CLOCK_TIME_NONE;
     guint64 rt = 0;
-    // Before the segment start (a DTS ahead of B-frames, say): unknown.
+    // Before the segment start: unknown (a PTS there is clipped anyway).
     return gst_segment_to_running_time_full(seg, GST_FORMAT_TIME, t, &rt) > 0 ? rt
                                                                               : GST_CLOCK_TIME_NONE;
   };
   h->pts = running(pts);
   h->dts = running(dts);
+  // A DTS before the segment start (an encoder's B-frame delay: the first DTS lie
+  // before the first PTS) is a negative running time: kept as its magnitude.
+  if (GST_CLOCK_TIME_IS_VALID(dts) && !GST_CLOCK_TIME_IS_VALID(h->dts)) {
+    guint64 rt = 0;
+    if (gst_segment_to_running_time_full(seg, GST_FORMAT_TIME, dts, &rt) < 0) *dts_before_zero = rt;
+  }
   h->duration = duration;
   if (GST_CLOCK_TIME_IS_VALID(duration) && seg->rate != 1.0 && seg->rate > 0) {
     h->duration = static_cast<guint64>(duration / seg->rate);
@@ -147,10 +166,52 @@ static void stream_times_raw(GstBaseSink* bsink, GstBuffer* buffer, shm::framing
 // A flushing seek resets the running time to 0, but the receiver's segment goes
 // on: ts_offset (the end of what was written before the flush) keeps the times
 // it sees increasing.
-static void stream_times(GstShmringSink* self, GstBuffer* buffer, shm::framing::Header* h) {
-  stream_times_raw(GST_BASE_SINK(self), buffer, h);
+// A DTS that stays before 0 after the offset travels as a kNegativeDts extension
+// (dts none), which shmringsrc turns back into a DTS before its segment start.
+static void stream_times(GstShmringSink* self, GstBuffer* buffer, shm::framing::Header* h,
+                         shm::framing::ExtensionWriter* ext) {
+  guint64 dts_before_zero = GST_CLOCK_TIME_NONE;
+  stream_times_raw(GST_BASE_SINK(self), buffer, h, &dts_before_zero);
   if (GST_CLOCK_TIME_IS_VALID(h->pts)) h->pts += self->ts_offset;
   if (GST_CLOCK_TIME_IS_VALID(h->dts)) h->dts += self->ts_offset;
+  if (GST_CLOCK_TIME_IS_VALID(dts_before_zero)) {
+    if (dts_before_zero <= self->ts_offset) {
+      h->dts = self->ts_offset - dts_before_zero;
+    } else {
+      ext->AddNegativeDts(dts_before_zero - self->ts_offset);
+    }
+  }
+}
+
+// The metas whose loss would change what the buffer means, as header extensions:
+// audio clipping (encoder priming/padding), the video layout (strides and plane
+// offsets of padded frames) and reference timestamps. Others are dropped (see
+// gst-plugin/README.md).
+static void carried_metas(GstBuffer* buffer, shm::framing::ExtensionWriter* ext) {
+  if (const GstAudioClippingMeta* c = gst_buffer_get_audio_clipping_meta(buffer)) {
+    ext->AddAudioClipping({static_cast<uint32_t>(c->format), c->start, c->end});
+  }
+  if (const GstVideoMeta* v = gst_buffer_get_video_meta(buffer)) {
+    shm::framing::VideoMeta m;
+    m.flags = static_cast<uint32_t>(v->flags);
+    m.format = static_cast<uint32_t>(v->format);
+    m.width = v->width;
+    m.height = v->height;
+    m.n_planes = std::min<guint>(v->n_planes, shm::framing::kVideoMaxPlanes);
+    for (guint i = 0; i < m.n_planes; ++i) {
+      m.offset[i] = v->offset[i];
+      m.stride[i] = v->stride[i];
+    }
+    ext->AddVideoMeta(m);
+  }
+  gpointer state = nullptr;
+  while (GstMeta* meta = gst_buffer_iterate_meta_filtered(buffer, &state,
+                                                          GST_REFERENCE_TIMESTAMP_META_API_TYPE)) {
+    const auto* r = reinterpret_cast<const GstReferenceTimestampMeta*>(meta);
+    gchar* ref = r->reference ? gst_caps_to_string(r->reference) : g_strdup("");
+    ext->AddReferenceTimestamp({ref, r->timestamp, r->duration});
+    g_free(ref);
+  }
 }
 
 // Remembers how far the written timestamps got (for the next flush).
@@ -195,7 +256,8 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
    * GstShmringSink:capacity:
    *
    * Size of the ring's data area in bytes, rounded up to a power of two. It must
-   * hold the largest buffer plus 64 bytes of framing (a 1920x1080 BGR frame is
+   * hold the largest buffer plus its framing: 64 bytes, a few hundred with carried
+   * metas or a DTS before the segment start (a 1920x1080 BGR frame is
    * 6220800 bytes); a few frames' worth lets the receiver fall behind briefly
    * without stalling or dropping.
    */
@@ -203,7 +265,7 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
       gobject_class, PROP_CAPACITY,
       g_param_spec_uint("capacity", "Ring capacity",
                         "Bytes of ring data area, rounded up to a power of two; must hold the "
-                        "largest buffer plus 64 bytes",
+                        "largest buffer plus 64 bytes (more with metas)",
                         shm::layout::kMinCapacity, shm::layout::kMaxCapacity, kDefaultCapacity,
                         rw));
   /**
@@ -328,6 +390,10 @@ static void gst_shmring_sink_init(GstShmringSink* self) {
   self->ts_offset = 0;
   self->written_end = 0;
   self->discont_next = FALSE;
+  self->warned_memory = 0;
+  self->pipeline_bus = nullptr;
+  self->error_handler = 0;
+  self->pipeline_error = 0;
 }
 
 static void gst_shmring_sink_finalize(GObject* object) {
@@ -472,8 +538,71 @@ static void destroy_ring(GstShmringSink* self) {
 
 // ---- vfuncs, in the order GStreamer calls them ----------------------------------
 
+// An ERROR on the pipeline's bus (emitted synchronously in the posting thread).
+static void on_pipeline_error(GstBus*, GstMessage* msg, gpointer user_data) {
+  auto* self = static_cast<GstShmringSink*>(user_data);
+  if (g_atomic_int_compare_and_exchange(&self->pipeline_error, 0, 1)) {
+    GST_INFO_OBJECT(self, "error posted by %s: an end of stream after it is not a real one",
+                    GST_MESSAGE_SRC_NAME(msg) ? GST_MESSAGE_SRC_NAME(msg) : "(unknown)");
+  }
+}
+
+// Watches the top-level pipeline's bus for errors while started. A source whose
+// downstream failed (identity error-after=N, a failing encoder) posts its error
+// and then pushes EOS (GstBaseSrc does this after a flow error): the ERROR message
+// is posted, synchronously and in the thread that then pushes (or queues) that
+// EOS, before the EOS can reach this sink. So an EOS that arrives after an error
+// of the pipeline is told from a real one without looking at timing. The bus's
+// sync-message signal allows several listeners (emission is reference-counted),
+// unlike the bus's single sync handler, which stays the application's.
+static void watch_pipeline_errors(GstShmringSink* self) {
+  g_atomic_int_set(&self->pipeline_error, 0);
+  GstObject* top = GST_OBJECT(gst_object_ref(self));
+  while (GstObject* parent = gst_object_get_parent(top)) {
+    gst_object_unref(top);
+    top = parent;
+  }
+  GstBus* bus = (top != GST_OBJECT(self) && GST_IS_ELEMENT(top))
+                    ? gst_element_get_bus(GST_ELEMENT(top))
+                    : nullptr;
+  gst_object_unref(top);
+  if (bus == nullptr) return;  // no pipeline (e.g. a harness): EOS is EOS
+  gst_bus_enable_sync_message_emission(bus);
+  self->error_handler =
+      g_signal_connect(bus, "sync-message::error", G_CALLBACK(on_pipeline_error), self);
+  self->pipeline_bus = bus;
+}
+
+static void unwatch_pipeline_errors(GstShmringSink* self) {
+  if (self->pipeline_bus == nullptr) return;
+  g_signal_handler_disconnect(self->pipeline_bus, self->error_handler);
+  gst_bus_disable_sync_message_emission(self->pipeline_bus);
+  gst_clear_object(&self->pipeline_bus);
+  self->error_handler = 0;
+}
+
 static gboolean gst_shmring_sink_start(GstBaseSink* bsink) {
-  return create_ring(GST_SHMRING_SINK(bsink));
+  GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  g_atomic_int_set(&self->warned_memory, 0);
+  if (!create_ring(self)) return FALSE;
+  watch_pipeline_errors(self);
+  return TRUE;
+}
+
+// Upstream offered only caps in another memory (GL, DMABuf, ...): negotiation
+// will fail with not-negotiated, which alone does not say why. Posted once per
+// start as a warning, not an error: caps and accept-caps queries are also asked
+// speculatively, and upstream may still find another way. Any thread.
+static void warn_not_system_memory(GstShmringSink* self, const GstCaps* offered, guint index) {
+  if (!g_atomic_int_compare_and_exchange(&self->warned_memory, 0, 1)) return;
+  gchar* features = gst_caps_features_to_string(gst_caps_get_features(offered, index));
+  GST_ELEMENT_WARNING(self, STREAM, FORMAT,
+                      ("shmringsink needs buffers in system memory, but upstream offers only %s: "
+                       "insert gldownload (GL memory) or another conversion to system memory "
+                       "(e.g. videoconvert) before it.",
+                       features),
+                      ("offered caps %" GST_PTR_FORMAT, offered));
+  g_free(features);
 }
 
 // The sink copies mapped bytes, so only system memory means what the receiver
@@ -508,6 +637,9 @@ static GstCaps* gst_shmring_sink_get_caps(GstBaseSink* bsink, GstCaps* filter) {
     gst_caps_append_structure_full(caps, gst_structure_copy(gst_caps_get_structure(filter, i)),
                                    gst_caps_features_copy(GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY));
   }
+  if (gst_caps_is_empty(caps) && !gst_caps_is_empty(filter)) {
+    warn_not_system_memory(GST_SHMRING_SINK(bsink), filter, 0);
+  }
   return caps;
 }
 
@@ -515,8 +647,10 @@ static gboolean gst_shmring_sink_query(GstBaseSink* bsink, GstQuery* query) {
   if (GST_QUERY_TYPE(query) == GST_QUERY_ACCEPT_CAPS) {
     GstCaps* caps = nullptr;
     gst_query_parse_accept_caps(query, &caps);
-    if (caps != nullptr && !system_memory_only(caps, nullptr)) {
+    guint bad = 0;
+    if (caps != nullptr && !system_memory_only(caps, &bad)) {
       GST_DEBUG_OBJECT(bsink, "refusing caps not in system memory: %" GST_PTR_FORMAT, caps);
+      warn_not_system_memory(GST_SHMRING_SINK(bsink), caps, bad);
       gst_query_set_accept_caps_result(query, FALSE);
       return TRUE;
     }
@@ -608,12 +742,15 @@ static void track_receiver(GstShmringSink* self) {
 // while a receiver is attached or none has attached yet (in slices, re-checking;
 // interruptible by unlock, after which it waits for PLAYING like any prerolling
 // sink); otherwise (no `wait`, or the receiver left) drops.
+// `ext` (may be empty) is the header's extension area.
 // Called with the PREROLL_LOCK held (render, serialized events).
 template <typename Fill>
-static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, gsize body_size,
+static WriteResult write_message(GstShmringSink* self, shm::framing::Header h,
+                                 const shm::framing::ExtensionWriter& ext, gsize body_size,
                                  gboolean wait, const char* what, Fill fill) {
   shm::ShmProducer* producer = self->st->producer.get();
-  const guint64 len64 = guint64{shm::framing::kHeaderSize} + body_size;
+  const guint32 body_at = shm::framing::BodyOffsetWithExtensions(ext.size());
+  const guint64 len64 = guint64{body_at} + body_size;
   if (len64 > producer->MaxMessageSize()) {
     GST_ELEMENT_ERROR(
         self, RESOURCE, NO_SPACE_LEFT,
@@ -622,7 +759,7 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
         ("the message needs %" G_GUINT64_FORMAT " bytes (%u-byte header + body) but the largest "
          "message a %u-byte ring holds is %u bytes: raise the capacity property to at least "
          "%" G_GUINT64_FORMAT,
-         len64, shm::framing::kHeaderSize, producer->capacity(), producer->MaxMessageSize(),
+         len64, body_at, producer->capacity(), producer->MaxMessageSize(),
          len64 + shm::layout::kLenSize));
     return WriteResult::kError;
   }
@@ -639,9 +776,9 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h, g
     const shm::Status st = producer->Reserve(len, &payload, block ? kWaitSliceNs : 0);
     switch (st) {
       case shm::Status::kOk:
-        fill(payload + shm::framing::kHeaderSize);
+        fill(payload + body_at);
         h.send_time_ns = shm::framing::MonotonicNowNs();
-        shm::framing::EncodeHeader(h, payload);
+        shm::framing::EncodeHeader(h, ext, payload);
         producer->Commit(len);
         return WriteResult::kWritten;
       case shm::Status::kFull:
@@ -704,7 +841,7 @@ static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
   h.kind = shm::framing::Kind::kCaps;
   const gchar* caps = self->caps_string;
   const gsize n = std::strlen(caps);
-  const WriteResult r = write_message(self, h, n, wait, "caps record",
+  const WriteResult r = write_message(self, h, {}, n, wait, "caps record",
                                       [caps, n](uint8_t* body) { std::memcpy(body, caps, n); });
   if (r == WriteResult::kWritten) {
     GST_DEBUG_OBJECT(self, "wrote caps %s%s", caps, new_consumer ? " (for a new receiver)" : "");
@@ -769,13 +906,22 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
   h.kind = shm::framing::Kind::kBuffer;
   h.flags = GST_BUFFER_FLAGS(buffer) & kCarriedFlags;
   if (self->discont_next) h.flags |= GST_BUFFER_FLAG_DISCONT;
-  stream_times(self, buffer, &h);
+  shm::framing::ExtensionWriter ext;
+  stream_times(self, buffer, &h, &ext);
+  carried_metas(buffer, &ext);
+  if (!ext.fits()) {
+    GST_WARNING_OBJECT(self, "metas of %u bytes do not fit a message header: dropped", ext.size());
+    shm::framing::ExtensionWriter dts_only;
+    stream_times(self, buffer, &h, &dts_only);
+    ext = std::move(dts_only);
+  }
   h.offset = GST_BUFFER_OFFSET(buffer);
   h.offset_end = GST_BUFFER_OFFSET_END(buffer);
   const gsize size = gst_buffer_get_size(buffer);
-  const WriteResult r = write_message(self, h, size, wait, "buffer", [buffer, size](uint8_t* body) {
-    gst_buffer_extract(buffer, 0, body, size);  // the one copy
-  });
+  const WriteResult r =
+      write_message(self, h, ext, size, wait, "buffer", [buffer, size](uint8_t* body) {
+        gst_buffer_extract(buffer, 0, body, size);  // the one copy
+      });
   switch (r) {
     case WriteResult::kWritten:
       self->discont_next = FALSE;
@@ -809,9 +955,21 @@ static gboolean gst_shmring_sink_event(GstBaseSink* bsink, GstEvent* event) {
     GST_OBJECT_LOCK(self);
     const gboolean wait = self->wait_for_space;
     GST_OBJECT_UNLOCK(self);
+    if (g_atomic_int_get(&self->pipeline_error)) {
+      // The EOS a source pushes after its flow error: the stream was cut short.
+      // CLOSED without an EOS record tells the receiver so.
+      GST_WARNING_OBJECT(self,
+                         "end of stream after an error in this pipeline: ring '%s' closed "
+                         "without an end-of-stream record (the receiver reports it cut short)",
+                         self->st->producer->name().c_str());
+      self->eos_written = FALSE;
+      self->st->producer->Close();
+      return GST_BASE_SINK_CLASS(parent_class)->event(bsink, event);
+    }
     shm::framing::Header h;
     h.kind = shm::framing::Kind::kEos;
-    const WriteResult r = write_message(self, h, 0, wait, "end-of-stream record", [](uint8_t*) {});
+    const WriteResult r =
+        write_message(self, h, {}, 0, wait, "end-of-stream record", [](uint8_t*) {});
     if (r == WriteResult::kFlushing) {
       gst_event_unref(event);
       return FALSE;
@@ -874,6 +1032,7 @@ static void linger_for_first_receiver(GstShmringSink* self) {
 // tells a stream cut short (error, stop without EOS) by CLOSED without EOS.
 static gboolean gst_shmring_sink_stop(GstBaseSink* bsink) {
   GstShmringSink* self = GST_SHMRING_SINK(bsink);
+  unwatch_pipeline_errors(self);
   linger_for_first_receiver(self);
   destroy_ring(self);
   return TRUE;

@@ -13,6 +13,9 @@
 
 #include "gstshmringsrc.h"
 
+#include <gst/audio/audio.h>
+#include <gst/video/video.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -61,6 +64,7 @@ enum {
 struct Message {
   shm::MessageView view;
   shm::framing::Header header;
+  shm::framing::Extensions ext;  // the header's extensions (negative DTS, metas)
   const uint8_t* body = nullptr;
   uint32_t body_len = 0;
 };
@@ -111,6 +115,10 @@ struct SrcState {
   std::string not_there;         // why the last attach found no usable ring
   GstClockTime running_end = 0;  // running time at the end of the last buffer
   bool rebase = false;           // the next segment starts at this pipeline's "now"
+  // Added to the sender's running times in this segment: the magnitude of a DTS
+  // before running time 0 on the segment's first buffer, so that such DTS (an
+  // encoder's B-frame delay) stay valid times before the segment start.
+  GstClockTime ts_shift = 0;
   // A live ring: records ending at or before backlog_end were there before we
   // attached; their data is skipped (caps still apply), and an encoded stream
   // starts at its first key frame.
@@ -130,6 +138,7 @@ struct SrcState {
     warned_no_caps = false;
     running_end = 0;
     rebase = false;
+    ts_shift = 0;
     skip_backlog = false;
     backlog_end = 0;
     need_keyframe = false;
@@ -630,12 +639,15 @@ static shm::Status next_view(GstShmringSrc* self, shm::MessageView* out) {
 static bool decode(GstShmringSrc* self, const shm::MessageView& v, Message* m) {
   m->view = v;
   const char* why = nullptr;
-  if (!shm::framing::DecodeMessage(v.data, v.len, &m->header, &m->body, &m->body_len, &why)) {
+  if (!shm::framing::DecodeMessage(v.data, v.len, &m->header, &m->body, &m->body_len, &why) ||
+      (m->header.header_size > shm::framing::kHeaderSize &&
+       !shm::framing::DecodeExtensions(v.data, m->header, &m->ext, &why))) {
     GST_ELEMENT_ERROR(self, RESOURCE, READ,
                       ("Ring '%s' holds a corrupt record.", self->st->consumer->name().c_str()),
                       ("profile-1 message of %u bytes: %s", v.len, why));
     return false;
   }
+  if (m->header.header_size <= shm::framing::kHeaderSize) m->ext = shm::framing::Extensions();
   return true;
 }
 
@@ -836,12 +848,20 @@ static GstClockTime running_time_now(GstShmringSrc* self) {
 
 // Segment for the first buffer of a stream: starts at its timestamp, so that
 // a receiver joining mid-stream does not wait for the sender's running time.
-static void start_segment(GstShmringSrc* self, const shm::framing::Header& h) {
+static void start_segment(GstShmringSrc* self, const Message& m) {
   SrcState* st = self->st;
   GstBaseSrc* bsrc = GST_BASE_SRC(self);
+  const shm::framing::Header& h = m.header;
   st->need_segment = false;
+  st->ts_shift = 0;
   if (gst_base_src_get_do_timestamp(bsrc)) return;  // this pipeline's times
-  const GstClockTime ts = GST_CLOCK_TIME_IS_VALID(h.dts) ? h.dts : h.pts;
+  GstClockTime ts = GST_CLOCK_TIME_IS_VALID(h.dts) ? h.dts : h.pts;
+  if (!GST_CLOCK_TIME_IS_VALID(h.dts) && GST_CLOCK_TIME_IS_VALID(m.ext.negative_dts)) {
+    // The DTS is before the sender's running time 0: shift this segment's times so
+    // that it is a valid time before the segment start, as upstream of the sender.
+    st->ts_shift = m.ext.negative_dts;
+    ts = st->ts_shift + (GST_CLOCK_TIME_IS_VALID(h.pts) ? h.pts : 0);
+  }
   if (!GST_CLOCK_TIME_IS_VALID(ts)) return;
   GstSegment seg;
   gst_segment_init(&seg, GST_FORMAT_TIME);
@@ -872,11 +892,13 @@ static void start_segment(GstShmringSrc* self, const shm::framing::Header& h) {
 // QoS from downstream, the sender's spacing stays. (Not a new segment on every
 // skip: a sink resets its QoS state on each segment and sends no QoS for the
 // segment's first buffer.)
-static void rebase_skip(GstShmringSrc* self, const shm::framing::Header& h,
-                        GstClockTime taken_clock) {
+static void rebase_skip(GstShmringSrc* self, const Message& m, GstClockTime taken_clock) {
   GstBaseSrc* bsrc = GST_BASE_SRC(self);
   if (gst_base_src_get_do_timestamp(bsrc)) return;  // this pipeline's times already
-  const GstClockTime ts = GST_CLOCK_TIME_IS_VALID(h.dts) ? h.dts : h.pts;
+  const shm::framing::Header& h = m.header;
+  // The buffer's time as stamp() gives it (shifted like this segment's times).
+  GstClockTime ts = GST_CLOCK_TIME_IS_VALID(h.dts) ? h.dts : h.pts;
+  if (GST_CLOCK_TIME_IS_VALID(ts)) ts += self->st->ts_shift;
   const GstClockTime taken_at = running_time_of(self, taken_clock);
   if (!GST_CLOCK_TIME_IS_VALID(ts) || !GST_CLOCK_TIME_IS_VALID(taken_at)) return;
   GST_OBJECT_LOCK(self);
@@ -945,12 +967,50 @@ static void note_qos(GstShmringSrc* self, GstClockTime ts, GstClockTimeDiff jitt
   GST_OBJECT_UNLOCK(self);
 }
 
-static void stamp(GstShmringSrc* self, GstBuffer* buf, const shm::framing::Header& h) {
-  SrcState* st = self->st;
-  if (!gst_base_src_get_do_timestamp(GST_BASE_SRC(self))) {
-    GST_BUFFER_PTS(buf) = h.pts;
-    GST_BUFFER_DTS(buf) = h.dts;
+// The metas the sender carried in header extensions.
+static void add_metas(GstBuffer* buf, const shm::framing::Extensions& x) {
+  if (x.has_audio_clipping) {
+    gst_buffer_add_audio_clipping_meta(buf, static_cast<GstFormat>(x.audio_clipping.format),
+                                       x.audio_clipping.start, x.audio_clipping.end);
   }
+  if (x.has_video_meta) {
+    const shm::framing::VideoMeta& v = x.video_meta;
+    gsize offset[GST_VIDEO_MAX_PLANES] = {};
+    gint stride[GST_VIDEO_MAX_PLANES] = {};
+    for (guint i = 0; i < v.n_planes && i < GST_VIDEO_MAX_PLANES; ++i) {
+      offset[i] = static_cast<gsize>(v.offset[i]);
+      stride[i] = v.stride[i];
+    }
+    gst_buffer_add_video_meta_full(buf, static_cast<GstVideoFrameFlags>(v.flags),
+                                   static_cast<GstVideoFormat>(v.format), v.width, v.height,
+                                   v.n_planes, offset, stride);
+  }
+  for (const shm::framing::ReferenceTimestamp& r : x.reference_timestamps) {
+    GstCaps* ref = gst_caps_from_string(r.reference.c_str());
+    if (ref == nullptr) continue;
+    gst_buffer_add_reference_timestamp_meta(buf, ref, r.timestamp, r.duration);
+    gst_caps_unref(ref);
+  }
+}
+
+static void stamp(GstShmringSrc* self, GstBuffer* buf, const Message& m) {
+  SrcState* st = self->st;
+  const shm::framing::Header& h = m.header;
+  if (!gst_base_src_get_do_timestamp(GST_BASE_SRC(self))) {
+    const GstClockTime shift = st->ts_shift;
+    GST_BUFFER_PTS(buf) = GST_CLOCK_TIME_IS_VALID(h.pts) ? h.pts + shift : h.pts;
+    GST_BUFFER_DTS(buf) = GST_CLOCK_TIME_IS_VALID(h.dts) ? h.dts + shift : h.dts;
+    const GstClockTime before = m.ext.negative_dts;
+    if (!GST_CLOCK_TIME_IS_VALID(h.dts) && GST_CLOCK_TIME_IS_VALID(before)) {
+      if (before <= shift) {
+        GST_BUFFER_DTS(buf) = shift - before;
+      } else {
+        GST_DEBUG_OBJECT(self, "DTS %" GST_STIME_FORMAT " is before this segment's times: none",
+                         GST_STIME_ARGS(-static_cast<GstClockTimeDiff>(before)));
+      }
+    }
+  }
+  add_metas(buf, m.ext);
   GST_BUFFER_DURATION(buf) = h.duration;
   if (GST_CLOCK_TIME_IS_VALID(h.duration)) {
     GST_OBJECT_LOCK(self);
@@ -1207,13 +1267,13 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
       return ret;
     }
     if (st->need_segment) {
-      start_segment(self, m.header);
+      start_segment(self, m);
     } else if (st->skipped_ahead) {
-      rebase_skip(self, m.header, taken_clock);
+      rebase_skip(self, m, taken_clock);
     }
     st->skipped_ahead = false;
     GstBuffer* buf = make_buffer(self, m.view, m.body, m.body_len);
-    stamp(self, buf, m.header);
+    stamp(self, buf, m);
     remember_taken(self, buf, taken_clock);
     GST_LOG_OBJECT(self, "buffer %" GST_PTR_FORMAT, buf);
     *outbuf = buf;

@@ -187,6 +187,95 @@ TEST(GoldenVectors, Profile1DecodeRoundTrip) {
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(body), 8), kBody8);
 }
 
+// Extensions: the writer's ExtensionWriter + EncodeHeader rebuild the vector; the
+// reader gets every field back (and a reader that ignores extensions sees dts none).
+framing::ExtensionWriter ExtVectorExtensions() {
+  framing::ExtensionWriter w;
+  w.AddNegativeDts(66666667);
+  w.AddAudioClipping({2, 312, 0});
+  framing::VideoMeta vm;
+  vm.format = 25;  // GST_VIDEO_FORMAT_GRAY8
+  vm.width = 4;
+  vm.height = 2;
+  vm.n_planes = 1;
+  vm.stride[0] = 8;
+  w.AddVideoMeta(vm);
+  w.AddReferenceTimestamp({"timestamp/x-ntp", 3900000000000000000ull, framing::kTimeNone});
+  return w;
+}
+
+TEST(GoldenVectors, Profile1BufferWithExtensions) {
+  framing::Header h;
+  h.kind = framing::Kind::kBuffer;
+  h.flags = 0x40;
+  h.pts = 0;
+  h.duration = 33333333;
+  h.offset = 0;
+  const framing::ExtensionWriter w = ExtVectorExtensions();
+  ASSERT_TRUE(w.fits());
+  const uint32_t body_at = framing::BodyOffsetWithExtensions(w.size());
+  std::vector<uint8_t> m(body_at + 16, 0xEE);
+  framing::EncodeHeader(h, w, m.data());
+  for (uint8_t i = 0; i < 16; ++i) m[body_at + i] = i;
+  EXPECT_EQ(m, LoadVector("p1_buffer_ext.hex"));
+}
+
+TEST(GoldenVectors, Profile1BufferWithExtensionsDecodes) {
+  const std::vector<uint8_t> v = LoadVector("p1_buffer_ext.hex");
+  framing::Header h;
+  const uint8_t* body = nullptr;
+  uint32_t body_len = 0;
+  const char* err = nullptr;
+  ASSERT_TRUE(framing::DecodeMessage(v.data(), static_cast<uint32_t>(v.size()), &h, &body,
+                                     &body_len, &err));
+  EXPECT_EQ(h.header_size, 212u);
+  EXPECT_EQ(h.dts, framing::kTimeNone);  // what a reader without extensions sees
+  ASSERT_EQ(body_len, 16u);
+  EXPECT_EQ(body, v.data() + 212);
+  framing::Extensions x;
+  ASSERT_TRUE(framing::DecodeExtensions(v.data(), h, &x, &err)) << err;
+  EXPECT_EQ(x.negative_dts, 66666667u);
+  ASSERT_TRUE(x.has_audio_clipping);
+  EXPECT_EQ(x.audio_clipping.format, 2u);
+  EXPECT_EQ(x.audio_clipping.start, 312u);
+  EXPECT_EQ(x.audio_clipping.end, 0u);
+  ASSERT_TRUE(x.has_video_meta);
+  EXPECT_EQ(x.video_meta.format, 25u);
+  EXPECT_EQ(x.video_meta.width, 4u);
+  EXPECT_EQ(x.video_meta.height, 2u);
+  EXPECT_EQ(x.video_meta.n_planes, 1u);
+  EXPECT_EQ(x.video_meta.stride[0], 8);
+  ASSERT_EQ(x.reference_timestamps.size(), 1u);
+  EXPECT_EQ(x.reference_timestamps[0].reference, "timestamp/x-ntp");
+  EXPECT_EQ(x.reference_timestamps[0].timestamp, 3900000000000000000ull);
+  EXPECT_EQ(x.reference_timestamps[0].duration, framing::kTimeNone);
+}
+
+TEST(Framing, ExtensionsSkipUnknownTypesAndRefuseOverruns) {
+  framing::ExtensionWriter w;
+  const uint8_t future[5] = {1, 2, 3, 4, 5};
+  w.Add(static_cast<framing::Ext>(999), future, sizeof future);
+  w.AddNegativeDts(5);
+  framing::Header h;
+  std::vector<uint8_t> m(framing::BodyOffsetWithExtensions(w.size()));
+  framing::EncodeHeader(h, w, m.data());
+  framing::Header d;
+  const uint8_t* body;
+  uint32_t body_len;
+  const char* err = nullptr;
+  ASSERT_TRUE(framing::DecodeMessage(m.data(), static_cast<uint32_t>(m.size()), &d, &body,
+                                     &body_len, &err));
+  framing::Extensions x;
+  ASSERT_TRUE(framing::DecodeExtensions(m.data(), d, &x, &err)) << err;
+  EXPECT_EQ(x.negative_dts, 5u);
+  m[framing::kHeaderSize + 2] = 200;  // the unknown entry now claims 200 bytes
+  EXPECT_FALSE(framing::DecodeExtensions(m.data(), d, &x, &err));
+  EXPECT_STREQ(err, "a header extension entry runs past header_size");
+  m[framing::kHeaderSize + 2] = 5;
+  m[framing::kHeaderSize + 14] = 4;  // the negative-DTS entry now holds 4 bytes
+  EXPECT_FALSE(framing::DecodeExtensions(m.data(), d, &x, &err));
+}
+
 TEST(Framing, DecodeRefusesShortOrLyingHeaders) {
   std::vector<uint8_t> v = LoadVector("p1_eos.hex");
   framing::Header h;

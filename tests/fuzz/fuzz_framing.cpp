@@ -1,4 +1,5 @@
-// libFuzzer target: the profile-1 decoder (shm::framing::DecodeMessage) over arbitrary
+// libFuzzer target: the profile-1 decoder (shm::framing::DecodeMessage, then
+// DecodeExtensions on what it accepts) over arbitrary
 // payload bytes. The payload sits flush against a PROT_NONE page, once at its end and
 // once at its start, so a read outside it faults; a decoded body must lie inside the
 // payload and every byte of it is read.
@@ -28,6 +29,13 @@ void DecodeAt(const uint8_t* data, size_t size, bool at_end) {
   }
   volatile uint8_t sum = 0;
   for (uint32_t i = 0; i < body_len; ++i) sum = static_cast<uint8_t>(sum + body[i]);
+  // The header extensions of an accepted message: decoded within header_size or
+  // refused with a reason.
+  shm::framing::Extensions ext;
+  if (!shm::framing::DecodeExtensions(payload, h, &ext, &error) &&
+      (error == nullptr || error[0] == '\0')) {
+    __builtin_trap();
+  }
 }
 
 }  // namespace

@@ -174,11 +174,6 @@ def test_reconnect_renders_the_restarted_stream_at_once(live):
     assert len(after) >= 45, f"only {len(after)} of 60 restarted frames rendered: {res['stats']}"
 
 
-@pytest.mark.skip(reason="open item: a source's EOS pushed after a flow error (GstBaseSrc "
-                  "does this) still reaches shmringsink as a plain EOS, so the ring gets an "
-                  "EOS record whenever that EOS arrives before the pipeline stops; the "
-                  "receiver side (CLOSED without EOS record -> cut short) is pinned by "
-                  "ShmringSrc.ClosedWithoutAnEosRecordIsACutShortError")
 def test_sender_error_is_a_cut_short_stream_not_eos():
     """identity error-after=50 in the sender: the ring is CLOSED without an EOS
     record; the receiver errors (non-zero exit) saying the stream was cut short."""

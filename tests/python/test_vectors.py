@@ -157,3 +157,38 @@ def test_decode_refuses_short_or_lying_headers():
     v[2] = 200
     with pytest.raises(framing.FramingError, match="past the end"):
         framing.decode_message(v)
+
+
+def ext_vector_extensions() -> bytes:
+    return (framing.ext_audio_clipping(framing.AudioClipping(2, 312, 0))
+            + framing.ext_video_meta(framing.VideoMeta(0, 25, 4, 2, 1, (0,), (8,)))
+            + framing.ext_reference_timestamp(
+                framing.ReferenceTimestamp("timestamp/x-ntp", 3_900_000_000_000_000_000, None)))
+
+
+def test_profile1_buffer_with_extensions_encodes():
+    """A negative dts becomes dts none + NEGATIVE_DTS (first entry), metas follow."""
+    m = framing.encode_buffer(bytes(range(16)), pts=0, dts=-66_666_667, duration=33_333_333,
+                              offset=0, flags=0x40, extensions=ext_vector_extensions())
+    assert m == load_vector("p1_buffer_ext.hex")
+
+
+def test_profile1_buffer_with_extensions_decodes():
+    header, view = framing.decode_message(load_vector("p1_buffer_ext.hex"))
+    assert (header.header_size, header.pts, header.dts) == (212, 0, -66_666_667)
+    assert bytes(view) == bytes(range(16))
+    ext = framing.parse_extensions(header.extensions)
+    assert ext.negative_dts == 66_666_667
+    assert ext.audio_clipping == framing.AudioClipping(2, 312, 0)
+    assert ext.video_meta == framing.VideoMeta(0, 25, 4, 2, 1, (0, 0, 0, 0), (8, 0, 0, 0))
+    assert ext.reference_timestamps == (
+        framing.ReferenceTimestamp("timestamp/x-ntp", 3_900_000_000_000_000_000, None),)
+
+
+def test_extensions_skip_unknown_types_and_refuse_overruns():
+    area = framing.ext_entry(999, b"\x01\x02\x03\x04\x05") + framing.ext_negative_dts(5)
+    assert framing.parse_extensions(area).negative_dts == 5
+    bad = bytearray(area)
+    bad[2] = 200
+    with pytest.raises(framing.FramingError, match="runs past header_size"):
+        framing.parse_extensions(bad)
