@@ -58,6 +58,7 @@ enum {
   PROP_ZERO_COPY,
   PROP_SKIPPED,
   PROP_ALLOW_FOREIGN_OWNER,
+  PROP_MODE,
 };
 
 // One decoded message, still held in the ring.
@@ -125,8 +126,9 @@ struct SrcState {
   bool skip_backlog = false;
   uint32_t backlog_end = 0;
   bool need_keyframe = false;
-  bool skipped_ahead = false;  // latest=true just skipped: rebase the next buffer
-  Pacing pacing;               // OBJECT_LOCK (see Pacing)
+  uint64_t ring_skips_seen = 0;  // the slot's skipped counter (live mode) at the last buffer
+  bool skipped_ahead = false;    // latest=true just skipped: rebase the next buffer
+  Pacing pacing;                 // OBJECT_LOCK (see Pacing)
 
   void Reset() {
     if (consumer) consumer->Detach();  // a new receiver may attach at once
@@ -142,6 +144,7 @@ struct SrcState {
     skip_backlog = false;
     backlog_end = 0;
     need_keyframe = false;
+    ring_skips_seen = 0;
     skipped_ahead = false;
   }
 };
@@ -171,6 +174,7 @@ struct _GstShmringSrc {
   gboolean reconnect;
   gboolean zero_copy;
   gboolean allow_foreign_owner;
+  gint mode;        // GstShmringSrcMode
   guint64 skipped;  // buffers skipped: latest=true, a live backlog (OBJECT_LOCK)
   // Live latency: one frame of the current caps' framerate, else the duration of
   // the last buffer (OBJECT_LOCK).
@@ -185,6 +189,27 @@ static GstStaticPadTemplate src_template =
 
 #define gst_shmring_src_parent_class parent_class
 G_DEFINE_TYPE(GstShmringSrc, gst_shmring_src, GST_TYPE_PUSH_SRC);
+
+// The receiver modes of the mode property (values = shm::ConsumerOptions::mode).
+enum GstShmringSrcMode {
+  GST_SHMRING_SRC_MODE_LOSSLESS = shm::layout::kModeLossless,
+  GST_SHMRING_SRC_MODE_LIVE = shm::layout::kModeLive,
+  GST_SHMRING_SRC_MODE_AUTO = shm::kModeAuto,
+};
+
+static GType gst_shmring_src_mode_get_type() {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_SHMRING_SRC_MODE_AUTO, "live on a live ring with several receiver slots, else lossless",
+       "auto"},
+      {GST_SHMRING_SRC_MODE_LOSSLESS, "the sender waits for this receiver", "lossless"},
+      {GST_SHMRING_SRC_MODE_LIVE, "never holds the sender back; skips ahead when behind", "live"},
+      {0, nullptr, nullptr}};
+  if (g_once_init_enter(&type)) {
+    g_once_init_leave(&type, g_enum_register_static("GstShmringSrcMode", values));
+  }
+  return type;
+}
 GST_ELEMENT_REGISTER_DEFINE(shmringsrc, "shmringsrc", GST_RANK_NONE, GST_TYPE_SHMRING_SRC);
 
 static void gst_shmring_src_set_property(GObject* object, guint prop_id, const GValue* value,
@@ -327,6 +352,24 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
                           static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   /**
+   * GstShmringSrc:mode:
+   *
+   * How this receiver shares a ring with others (shmringsink max-receivers > 1):
+   * lossless (the sender waits for it: recorders), live (never holds the sender
+   * back: when it falls behind it skips to the newest buffer, counted in
+   * #GstShmringSrc:skipped, the next buffer DISCONT; buffers are copied out of the
+   * ring, so downstream never pins ring space), or auto (the default): live on a
+   * live ring with several receiver slots, lossless otherwise (a file stream, or
+   * the single receiver of a default ring).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_MODE,
+      g_param_spec_enum("mode", "Mode",
+                        "lossless: the sender waits for this receiver; live: never holds the "
+                        "sender back, skips ahead when behind; auto: live on a live ring "
+                        "with several receivers, else lossless",
+                        gst_shmring_src_mode_get_type(), GST_SHMRING_SRC_MODE_AUTO, rw));
+  /**
    * GstShmringSrc:allow-foreign-owner:
    *
    * Attach to a ring whose segment is owned by another user. By default such a
@@ -369,6 +412,7 @@ static void gst_shmring_src_init(GstShmringSrc* self) {
   self->reconnect = kDefaultReconnect;
   self->zero_copy = kDefaultZeroCopy;
   self->allow_foreign_owner = kDefaultAllowForeignOwner;
+  self->mode = GST_SHMRING_SRC_MODE_AUTO;
   self->skipped = 0;
   self->frame_latency = GST_CLOCK_TIME_NONE;
   self->last_duration = GST_CLOCK_TIME_NONE;
@@ -423,6 +467,9 @@ static void gst_shmring_src_set_property(GObject* object, guint prop_id, const G
     case PROP_ZERO_COPY:
       self->zero_copy = g_value_get_boolean(value);
       break;
+    case PROP_MODE:
+      self->mode = g_value_get_enum(value);
+      break;
     case PROP_ALLOW_FOREIGN_OWNER:
       self->allow_foreign_owner = g_value_get_boolean(value);
       break;
@@ -459,6 +506,9 @@ static void gst_shmring_src_get_property(GObject* object, guint prop_id, GValue*
       break;
     case PROP_ZERO_COPY:
       g_value_set_boolean(value, self->zero_copy);
+      break;
+    case PROP_MODE:
+      g_value_set_enum(value, self->mode);
       break;
     case PROP_ALLOW_FOREIGN_OWNER:
       g_value_set_boolean(value, self->allow_foreign_owner);
@@ -535,6 +585,25 @@ static bool take_consumer(GstShmringSrc* self, std::unique_ptr<shm::ShmConsumer>
   st->skip_backlog = consumer->live();
   st->backlog_end = consumer->attach_head();
   st->need_keyframe = consumer->live();
+  st->ring_skips_seen = consumer->skipped();
+  if (profile == shm::layout::kProfileGstFraming) {
+    // The sender's current caps from the header, when their CAPS record is behind
+    // our start (reused, or before a live start): a receiver joining mid-stream
+    // of a ring with several receivers. A CAPS record ahead of us replaces them.
+    std::string info;
+    uint32_t index = 0;
+    if (consumer->StreamInfo(&info, &index) &&
+        static_cast<int32_t>(index - consumer->ring()->LoadTail()) < 0) {
+      GstCaps* caps = gst_caps_from_string(info.c_str());
+      if (caps != nullptr && gst_caps_is_fixed(caps)) {
+        GST_INFO_OBJECT(self, "caps from the ring header: %" GST_PTR_FORMAT, caps);
+        gst_caps_replace(&st->pending_caps, caps);
+      }
+      gst_clear_caps(&caps);
+    }
+  }
+  GST_INFO_OBJECT(self, "receiver slot %u, mode %s", consumer->slot(),
+                  consumer->mode() == shm::layout::kModeLive ? "live" : "lossless");
   if (consumer->live()) {
     GST_INFO_OBJECT(self, "live stream: skipping the %u bytes already in the ring",
                     consumer->attach_head() - consumer->ring()->LoadTail());
@@ -560,6 +629,7 @@ static Attach attach(GstShmringSrc* self, const std::string& name, int64_t timeo
   options.start_at = shm::StartAt::kOldest;
   GST_OBJECT_LOCK(self);
   options.allow_foreign_owner = self->allow_foreign_owner;
+  options.mode = static_cast<uint32_t>(self->mode);
   GST_OBJECT_UNLOCK(self);
   auto consumer = std::make_unique<shm::ShmConsumer>(name, options);
   switch (consumer->open_status()) {
@@ -748,6 +818,19 @@ static void count_skipped(GstShmringSrc* self, guint64 n) {
   GST_OBJECT_UNLOCK(self);
 }
 
+// A live receiver skipped ahead since the last message (records were lost): each
+// skip counts in skipped, and the next buffer is DISCONT. Streaming thread.
+static void note_ring_skips(GstShmringSrc* self) {
+  SrcState* st = self->st;
+  const uint64_t ring_skips = st->consumer->skipped();
+  if (ring_skips == st->ring_skips_seen) return;
+  GST_LOG_OBJECT(self, "skipped ahead %" G_GUINT64_FORMAT " times (live receiver)",
+                 ring_skips - st->ring_skips_seen);
+  count_skipped(self, ring_skips - st->ring_skips_seen);
+  st->ring_skips_seen = ring_skips;
+  st->discont = true;
+}
+
 // latest=true: replaces `m` (a BUFFER) by the newest buffer that can start
 // decoding (no DELTA_UNIT flag) among the messages already in the ring, applying
 // the caps records in between. False on a corrupt record (posted).
@@ -802,7 +885,9 @@ static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v, co
   GST_OBJECT_LOCK(self);
   const gboolean zero_copy = self->zero_copy;
   GST_OBJECT_UNLOCK(self);
-  if (!zero_copy || consumer->HeldBytes() > consumer->capacity() / 2) {
+  // A live receiver copies: ring space it held downstream would hold the sender back.
+  if (!zero_copy || consumer->mode() == shm::layout::kModeLive ||
+      consumer->HeldBytes() > consumer->capacity() / 2) {
     GstBuffer* buf = gst_buffer_new_allocate(nullptr, len, nullptr);
     gst_buffer_fill(buf, 0, body, len);
     consumer->Release(v);
@@ -1023,6 +1108,7 @@ static void stamp(GstShmringSrc* self, GstBuffer* buf, const Message& m) {
   // A gap the sender made (it dropped buffers: wait-for-space=false) arrives as
   // the DISCONT flag of the buffer after it, carried above. (The header's dropped
   // counter says how many, not where: it rises before the reader reaches the gap.)
+  note_ring_skips(self);
   if (st->discont) {
     GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
     st->discont = false;
@@ -1211,6 +1297,7 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
       if (ret == SHMRING_FLOW_RECONNECTED) continue;
       return ret;
     }
+    note_ring_skips(self);  // also when the skip lands on a CAPS or EOS record
 
     if (st->consumer->profile() == shm::layout::kProfileOpaque) {
       // Opaque bytes: caps from the property, times from this pipeline if asked.

@@ -150,9 +150,9 @@ bool ShmProducer::Create(const ProducerOptions& options) {
         mem->destroy();
         return false;
       }
-      const std::string err =
-          ByteRingBuffer::Initialize(mem->data(), mem->size(), capacity, options.profile,
-                                     NewGeneration(), options.start_index, CurrentPid());
+      const std::string err = ByteRingBuffer::Initialize(
+          mem->data(), mem->size(), capacity, options.profile, NewGeneration(), options.start_index,
+          CurrentPid(), options.max_receivers);
       if (!err.empty()) {
         error_ = err;
         mem->destroy();
@@ -298,12 +298,67 @@ Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns)
   if (!ring_) return Status::kInvalid;
   if (closed_) return Status::kClosed;
   Status s = ring_->Reserve(len, payload);
+  if (s == Status::kFull && ring_->max_receivers() > 1) {
+    // Full: a receiver that died without detaching must not hold us back. Looked
+    // at once per liveness slice (one fcntl per attached slot).
+    const int64_t now = ElapsedNs(Clock::time_point{});
+    if (now - last_reap_ns_ >= tuning::kLivenessSliceNs && ReapDeadReceivers() > 0) {
+      s = ring_->Reserve(len, payload);
+    }
+  }
   if (s == Status::kFull && timeout_ns != 0) {
-    s = ring_->WaitWritable(len, timeout_ns, &interrupter_);
-    if (s == Status::kOk) s = ring_->Reserve(len, payload);
+    const auto start = Clock::now();
+    for (;;) {
+      // With several receivers, wait in liveness slices and look for dead ones
+      // between them: a killed receiver holds the producer back at most a slice.
+      int64_t slice = timeout_ns;
+      const int64_t elapsed = ElapsedNs(start);
+      if (timeout_ns > 0) slice = timeout_ns - elapsed > 0 ? timeout_ns - elapsed : 0;
+      if (ring_->max_receivers() > 1 && (slice < 0 || slice > tuning::kLivenessSliceNs)) {
+        slice = tuning::kLivenessSliceNs;
+      }
+      s = ring_->WaitWritable(len, slice, &interrupter_);
+      if (s == Status::kOk) {
+        s = ring_->Reserve(len, payload);
+        if (s != Status::kFull) break;
+        continue;
+      }
+      if (s != Status::kTimeout || ring_->max_receivers() == 1) break;
+      if (timeout_ns > 0 && ElapsedNs(start) >= timeout_ns) break;
+      ReapDeadReceivers();
+    }
   }
   if (s == Status::kCorrupt) error_ = "ring '" + name_ + "': " + ring_->error();
   return s;
+}
+
+uint32_t ShmProducer::ReapDeadReceivers() {
+  if (!ring_) return 0;
+  last_reap_ns_ = ElapsedNs(Clock::time_point{});
+  uint32_t found = 0;
+  for (uint32_t k = 0; k < ring_->max_receivers(); ++k) {
+    if (!(ring_->SlotFlags(k) & layout::kConsumerAttached)) continue;
+    if (ReceiverAttached(k)) continue;
+    ring_->MarkSlotDead(k);
+    ++found;
+  }
+  return found;
+}
+
+bool ShmProducer::ReceiverAttached(uint32_t slot) const {
+  if (!ring_ || slot >= ring_->max_receivers()) return false;
+  const liveness::Lock probe = liveness::Probe(memory_->fd(), liveness::kConsumerByte + slot);
+  if (probe == liveness::Lock::kHeld || probe == liveness::Lock::kFree) {
+    return probe == liveness::Lock::kHeld;
+  }
+  // No OFD locks here: the ATTACHED flag and a live pid.
+  if (!(ring_->SlotFlags(slot) & layout::kConsumerAttached)) return false;
+  return ProcessAlive(ring_->SlotPid(slot));
+}
+
+bool ShmProducer::SetStreamInfo(const std::string& info, uint32_t index) {
+  if (!ring_) return false;
+  return ring_->SetStreamInfo(info.data(), static_cast<uint32_t>(info.size()), index);
 }
 
 void ShmProducer::Commit(uint32_t len) {
@@ -318,13 +373,10 @@ uint64_t ShmProducer::Dropped() const { return ring_ ? ring_->Dropped() : 0; }
 
 bool ShmProducer::ConsumerAttached() const {
   if (!ring_) return false;
-  const liveness::Lock probe = liveness::Probe(memory_->fd(), liveness::kConsumerByte);
-  if (probe == liveness::Lock::kHeld || probe == liveness::Lock::kFree) {
-    return probe == liveness::Lock::kHeld;
+  for (uint32_t k = 0; k < ring_->max_receivers(); ++k) {
+    if (ReceiverAttached(k)) return true;
   }
-  // No OFD locks here: the ATTACHED flag and a live pid.
-  if (!(ring_->ConsumerFlags() & layout::kConsumerAttached)) return false;
-  return ProcessAlive(ring_->ConsumerPid());
+  return false;
 }
 
 void ShmProducer::SetLive(bool live) {
@@ -360,39 +412,60 @@ ShmConsumer::~ShmConsumer() { Detach(); }
 // descriptor, held until Detach, so two consumers racing to attach cannot both win
 // (see liveness.hpp). Returns false (with error_) when another consumer holds it.
 // Without OFD locks, falls back to the ATTACHED flag and the pid of its holder.
-bool ShmConsumer::Claim(const SharedMemory& mem) {
+// Receiver slot k is claimed by the lock on byte 1 + k; the lowest free slot wins.
+bool ShmConsumer::Claim(const SharedMemory& mem, uint32_t max_receivers) {
   const auto* base = static_cast<const uint8_t*>(mem.data());
-  const uint32_t holder =
-      atomics::LoadRelaxed(reinterpret_cast<const uint32_t*>(base + layout::kConsumerPidOffset));
-  auto refuse = [&](uint32_t pid) {
-    busy_pid_ = pid;
-    error_ = "ring '" + name_ + "' already has a consumer (pid " + std::to_string(pid) +
-             "); a ring has one consumer";
+  auto slot_word = [&](uint32_t k, uint32_t field) {
+    return atomics::LoadAcquire(
+        reinterpret_cast<const uint32_t*>(base + layout::SlotOffset(k) + field));
+  };
+  auto refuse = [&]() {
+    if (max_receivers == 1) {
+      busy_pid_ = slot_word(0, layout::kSlotPid);
+      error_ = "ring '" + name_ + "' already has a consumer (pid " + std::to_string(busy_pid_) +
+               "); a ring has one consumer";
+    } else {
+      std::string pids;
+      for (uint32_t k = 0; k < max_receivers; ++k) {
+        pids += (k ? ", " : "") + std::to_string(slot_word(k, layout::kSlotPid));
+      }
+      busy_pid_ = slot_word(0, layout::kSlotPid);
+      error_ = "ring '" + name_ + "' already has " + std::to_string(max_receivers) +
+               " receivers (pids " + pids + "), its producer's max_receivers";
+    }
     return false;
   };
-  std::string lock_error;
-  switch (liveness::Take(mem.fd(), liveness::kConsumerByte, &lock_error)) {
-    case liveness::Lock::kHeld:
-      claim_fd_ = mem.fd();
-      return true;  // any ATTACHED flag left behind is a dead consumer's
-    case liveness::Lock::kFree:
-      return refuse(holder);
-    case liveness::Lock::kError:
-      error_ = "cannot claim the consumer role of ring '" + name_ + "': " + lock_error;
-      return false;
-    case liveness::Lock::kUnsupported:
-      break;
+  for (uint32_t k = 0; k < max_receivers; ++k) {
+    std::string lock_error;
+    switch (liveness::Take(mem.fd(), liveness::kConsumerByte + k, &lock_error)) {
+      case liveness::Lock::kHeld:
+        claim_fd_ = mem.fd();
+        claim_byte_ = liveness::kConsumerByte + k;
+        claim_slot_ = k;
+        return true;  // any ATTACHED flag left behind is a dead receiver's
+      case liveness::Lock::kFree:
+        continue;  // taken: try the next slot
+      case liveness::Lock::kError:
+        error_ = "cannot claim receiver slot " + std::to_string(k) + " of ring '" + name_ +
+                 "': " + lock_error;
+        return false;
+      case liveness::Lock::kUnsupported: {
+        // No OFD locks: the ATTACHED flag and the pid of its holder.
+        const uint32_t holder = slot_word(k, layout::kSlotPid);
+        if ((slot_word(k, layout::kSlotFlags) & layout::kConsumerAttached) && holder != 0 &&
+            ProcessAlive(holder)) {
+          continue;
+        }
+        claim_slot_ = k;
+        return true;
+      }
+    }
   }
-  const uint32_t cflags =
-      atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + layout::kConsumerFlagsOffset));
-  if ((cflags & layout::kConsumerAttached) && holder != 0 && ProcessAlive(holder)) {
-    return refuse(holder);
-  }
-  return true;
+  return refuse();
 }
 
 void ShmConsumer::ReleaseClaim() {
-  if (claim_fd_ >= 0) liveness::Drop(claim_fd_, liveness::kConsumerByte);
+  if (claim_fd_ >= 0) liveness::Drop(claim_fd_, claim_byte_);
   claim_fd_ = -1;
 }
 
@@ -451,22 +524,30 @@ ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
       return Attempt::kNotYet;
     }
   }
-  // Claim the role before writing any consumer word.
-  if (!Claim(*mem)) return Attempt::kRefused;
-  auto ring = std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, false);
+  // Claim a slot before writing any of its words.
+  uint32_t max_receivers = 0;
+  std::memcpy(&max_receivers, base + layout::kMaxReceiversOffset, 4);  // validated
+  if (!Claim(*mem, max_receivers)) return Attempt::kRefused;
+  uint32_t mode = options.mode;
+  if (mode == kModeAuto) {
+    const uint32_t pflags = atomics::LoadAcquire(
+        reinterpret_cast<const uint32_t*>(base + layout::kProducerFlagsOffset));
+    mode = (pflags & layout::kProducerLive) && max_receivers > 1 ? layout::kModeLive
+                                                                 : layout::kModeLossless;
+  }
+  auto ring =
+      std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, claim_slot_, mode);
   if (!ring->valid()) {  // a hostile peer changed the header since the check
     error_ = "ring '" + name_ + "' is not usable: " + ring->error();
     ReleaseClaim();
     return Attempt::kRefused;
   }
-  ring->SetConsumerAttached(true, CurrentPid());
   live_ = (ring->ProducerFlags() & layout::kProducerLive) != 0;
-  if (options.start_at == StartAt::kNewest ||
-      (options.start_at == StartAt::kNewestIfLive && live_)) {
-    ring->SkipToHead();  // the backlog is freed unread
-  }
+  // The backlog is freed unread when starting at the newest.
+  const bool newest =
+      options.start_at == StartAt::kNewest || (options.start_at == StartAt::kNewestIfLive && live_);
+  released_to_ = ring->AttachSlot(newest, CurrentPid());
   attach_head_ = ring->LoadHead();
-  released_to_ = ring->LoadTail();
   acquired_to_ = released_to_;
   ring_ = std::move(ring);
   memory_ = std::move(mem);

@@ -33,11 +33,13 @@ from .interrupter import Interrupter
 from .errors import (ForeignOwnerError, IncompatibleSegmentError, ProducerDeadError,
                      ProducerReplacedError, RingBusyError, RingInterruptedError,
                      RingNotFoundError, RingTimeoutError, StreamClosedError, ViewInUseError)
-from .layout import (CONSUMER_ATTACHED, CONSUMER_FLAGS_WORD, CONSUMER_PID_WORD,
+from .layout import (CONSUMER_ATTACHED,
                      GENERATION_OFFSET, HEADER_SIZE, IDENT_SIZE, MAGIC, MAGIC_OFFSET,
                      PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET, VERSION, VERSION_OFFSET,
                      PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
 from .layout import HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE, TAIL_WORD
+from .layout import (MAX_RECEIVERS_LIMIT, MAX_RECEIVERS_WORD, MODE_LIVE, MODE_LOSSLESS, SLOT_FLAGS,
+                     SLOT_PID, slot_word)
 from ._fence import acquire_fence
 from .ring import ByteRingBuffer, _new_generation, validate_header
 
@@ -316,7 +318,9 @@ class ShmProducer(_Endpoint):
     IncompatibleSegmentError. ``profile`` 1 marks GStreamer framing. ``live=True``
     marks the stream live (producer_flags bit LIVE; also the :attr:`live` property):
     a consumer that attaches starts at what is published after its attach.
-    ``start_index`` is a test hook (initial head/tail).
+    ``start_index`` is a test hook (initial head/tail). ``max_receivers`` (1..16,
+    default 1, the single-consumer ring) lets that many receivers read the ring at
+    the same time, each in a slot of its own, every message written once.
 
     :meth:`end_stream` ends the stream and keeps the name (C++ ``Close()``);
     :meth:`close` (or leaving the ``with`` block, or interpreter exit) ends the
@@ -328,8 +332,12 @@ class ShmProducer(_Endpoint):
 
     def __init__(self, name: str, capacity: int = 1 << 20, *, profile: int = PROFILE_OPAQUE,
                  mode: int = 0o600, start_index: int = 0,
-                 allow_foreign_owner: bool = False, live: bool = False) -> None:
+                 allow_foreign_owner: bool = False, live: bool = False,
+                 max_receivers: int = 1) -> None:
         _shm.validate_name(name)
+        if not 1 <= max_receivers <= MAX_RECEIVERS_LIMIT:
+            raise ValueError(f"max_receivers {max_receivers} is not between 1 and "
+                             f"{MAX_RECEIVERS_LIMIT}")
         if capacity < 0:
             raise ValueError(f"capacity must be positive, not {capacity}")
         rounded = round_up_capacity(capacity)
@@ -342,7 +350,7 @@ class ShmProducer(_Endpoint):
             assert segment.mm is not None
             # producer_pid is stored before the magic (see _create_segment).
             ByteRingBuffer.initialize(segment.mm, rounded, profile, _new_generation(),
-                                      start_index, os.getpid())
+                                      start_index, os.getpid(), max_receivers)
             ring = ByteRingBuffer(segment.mm, True)
             if live:
                 ring.set_live(True)
@@ -356,6 +364,7 @@ class ShmProducer(_Endpoint):
         self._closer = _Closer(ring, segment, True)
         self._finalizer = weakref.finalize(self, self._closer)
         self._ended = False
+        self._last_reap = -1e9
 
     @staticmethod
     def _create_segment(name: str, size: int, mode: int, allow_foreign_owner: bool
@@ -485,12 +494,14 @@ class ShmProducer(_Endpoint):
         with self._call():
             if ring.write(data):
                 return True
+            if self._maybe_reap(ring) and ring.write(data):
+                return True
             if timeout == 0:
                 return False
             n = len(data) if type(data) is bytes else memoryview(data).nbytes
             deadline = _deadline(timeout)
             while True:
-                if not ring.wait_writable(n, _remaining(deadline)):
+                if not self._wait_writable(ring, n, deadline):
                     return False
                 if ring.write(data):
                     return True
@@ -511,7 +522,11 @@ class ShmProducer(_Endpoint):
             deadline = _deadline(timeout)
             with self._call():
                 while view is None:
-                    if timeout == 0 or not ring.wait_writable(n, _remaining(deadline)):
+                    if self._maybe_reap(ring):
+                        view = ring.reserve(n)
+                        if view is not None:
+                            break
+                    if timeout == 0 or not self._wait_writable(ring, n, deadline):
                         raise RingTimeoutError(
                             f"no room for a {n}-byte message in ring {self._name!r} "
                             f"within {timeout} s")
@@ -525,6 +540,62 @@ class ShmProducer(_Endpoint):
                 pass
             raise
         ring.commit()
+
+    def _wait_writable(self, ring: ByteRingBuffer, n: int, deadline: Optional[float]) -> bool:
+        """wait_writable in liveness slices on a ring with several receivers, looking
+        for dead ones between them: a killed receiver holds us back at most a slice."""
+        if ring.max_receivers == 1:
+            return ring.wait_writable(n, _remaining(deadline))
+        while True:
+            left = _remaining(deadline)
+            if ring.wait_writable(n, LIVENESS_SLICE_S if left is None
+                                  else min(left, LIVENESS_SLICE_S)):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            self.reap_dead_receivers()
+
+    def _maybe_reap(self, ring: ByteRingBuffer) -> bool:
+        """Full: once per liveness slice, reap receivers that died attached."""
+        if ring.max_receivers == 1 or time.monotonic() - self._last_reap < LIVENESS_SLICE_S:
+            return False
+        return self.reap_dead_receivers() > 0
+
+    def reap_dead_receivers(self) -> int:
+        """Looks at every slot whose ATTACHED flag is set and whose role byte is free (a
+        receiver killed without detaching): it stops holding the producer back. Returns
+        how many it found; writes do this on their own every liveness slice while they
+        wait or find the ring full. Producer thread; never blocks."""
+        ring = self.ring
+        self._last_reap = time.monotonic()
+        found = 0
+        for k in range(ring.max_receivers):
+            if ring.slot_words(k)[0] & CONSUMER_ATTACHED and not self.receiver_attached(k):
+                ring.mark_slot_dead(k)
+                found += 1
+        return found
+
+    def receiver_attached(self, slot: int) -> bool:
+        """Whether receiver ``slot`` is attached now (its role byte 1 + slot is held;
+        without OFD locks: ATTACHED and a live pid). Any thread; never blocks."""
+        ring = self.ring
+        if not 0 <= slot < ring.max_receivers:
+            return False
+        if _locks.HAVE_OFD_LOCKS:
+            return _locks.is_locked(self._segment.fd, _locks.CONSUMER_BYTE + slot)
+        flags, pid = ring.slot_words(slot)[:2]
+        return bool(flags & CONSUMER_ATTACHED) and process_alive(pid)
+
+    @property
+    def max_receivers(self) -> int:
+        """Receiver slots of the ring (1..16)."""
+        return self.ring.max_receivers
+
+    def set_stream_info(self, info: bytes, index: int) -> None:
+        """Publishes stream information for receivers that attach later (profile 1: the
+        current caps, written by the record at ring index ``index``). Producer thread;
+        never blocks."""
+        self.ring.set_stream_info(info, index)
 
     def writeable_bytes(self) -> int:
         """Free bytes in the ring right now. Producer; never blocks."""
@@ -543,11 +614,7 @@ class ShmProducer(_Endpoint):
         """Whether a live consumer is attached now (its lock on byte 1 is held; where
         there are no OFD locks: ATTACHED and a live consumer_pid). Any thread; never
         blocks (one fcntl call)."""
-        ring = self.ring
-        if _locks.HAVE_OFD_LOCKS:
-            return _locks.is_locked(self._segment.fd, _locks.CONSUMER_BYTE)
-        return bool(ring.consumer_flags & CONSUMER_ATTACHED) and \
-            process_alive(ring.consumer_pid)
+        return any(self.receiver_attached(k) for k in range(self.ring.max_receivers))
 
     def end_stream(self) -> None:
         """Ends the stream: sets CLOSED after the last message and wakes the consumer,
@@ -626,18 +693,29 @@ class ShmConsumer(_Endpoint):
     ``wait_for_open_producer=True`` (C++ ``wait_for_open_producer``): a ring that is
     CLOSED and already read to its end is a finished stream, not a new one: wait
     for the producer's next ring (RingNotFoundError when ``timeout`` runs out).
+
+    ``mode`` (C++ ``ConsumerOptions::mode``): ``"lossless"`` (the default: the producer
+    waits for this receiver), ``"auto"`` (live on a live ring with several receiver
+    slots, else lossless) or ``"live"`` (never holds the producer back: when it
+    falls behind, the producer reuses what it has not read and it skips to the newest
+    record; :attr:`skipped` counts the skips). Records it holds (views) are never
+    reused. On a ring with several receiver slots (the producer's
+    ``max_receivers``) the consumer claims the lowest free slot (:attr:`slot`).
     """
 
     _ROLE = "consumer"
     _START_AT = ("oldest", "newest", "newest_if_live")
+    _MODES = {"lossless": MODE_LOSSLESS, "live": MODE_LIVE, "auto": -1}
 
     def __init__(self, name: str, timeout: Optional[float] = 0.0, *,
                  allow_foreign_owner: bool = False,
                  interrupter: Optional[Interrupter] = None, start_at: str = "oldest",
-                 wait_for_open_producer: bool = False) -> None:
+                 wait_for_open_producer: bool = False, mode: str = "lossless") -> None:
         _shm.validate_name(name)
         if start_at not in self._START_AT:
             raise ValueError(f"start_at must be one of {self._START_AT}, not {start_at!r}")
+        if mode not in self._MODES:
+            raise ValueError(f"mode must be one of {tuple(self._MODES)}, not {mode!r}")
         self._name = name
         self._ring = None
         self._interrupter = interrupter
@@ -647,12 +725,17 @@ class ShmConsumer(_Endpoint):
             assert segment.mm is not None
             # Claim the role before writing any consumer word: a refused consumer
             # must not touch the live one's flags.
-            self._claim(name, segment)
-            ring = ByteRingBuffer(segment.mm, False)
-            ring.set_consumer_attached(True, os.getpid())
+            slot = self._claim(name, segment)
+            ring_mode = self._MODES[mode]
+            if ring_mode < 0:  # auto: live on a live ring with several slots
+                ring = ByteRingBuffer(segment.mm, False, slot=slot)
+                ring_mode = MODE_LIVE if ring.producer_flags & PRODUCER_LIVE and \
+                    ring.max_receivers > 1 else MODE_LOSSLESS
+            ring = ByteRingBuffer(segment.mm, False, slot=slot, mode=ring_mode)
             self._live = bool(ring.producer_flags & PRODUCER_LIVE)
-            if start_at == "newest" or (start_at == "newest_if_live" and self._live):
-                ring.skip_to_head()  # the backlog is freed unread
+            # The backlog is freed unread when starting at the newest.
+            ring.attach_slot(start_at == "newest" or
+                             (start_at == "newest_if_live" and self._live), os.getpid())
             self._attach_head = ring.head
         except BaseException:
             segment.close()
@@ -668,23 +751,33 @@ class ShmConsumer(_Endpoint):
             interrupter.attach(ring)  # its interrupt() reaches our waits from now on
 
     @staticmethod
-    def _claim(name: str, segment: _shm.Segment) -> None:
-        """Takes the consumer role: an OFD lock on byte 1 of our own descriptor, held
-        until close, so two consumers racing to attach cannot both win, even in one
-        process. Without OFD locks: ATTACHED and a live consumer_pid refuse us.
-        Raises RingBusyError when another consumer holds the role."""
+    def _claim(name: str, segment: _shm.Segment) -> int:
+        """Claims the lowest free receiver slot k: an OFD lock on byte 1 + k of our own
+        descriptor, held until close, so two receivers racing to attach cannot take
+        one slot, even in one process. Without OFD locks: ATTACHED and a live pid
+        refuse a slot. Returns k; raises RingBusyError when every slot is taken."""
         mm = segment.mm
         assert mm is not None
         words = memoryview(mm).cast("B")[:HEADER_SIZE].cast("I")  # single aligned loads
-        cflags, cpid = int(words[CONSUMER_FLAGS_WORD]), int(words[CONSUMER_PID_WORD])
-        words.release()
-        if _locks.HAVE_OFD_LOCKS:
-            if _locks.try_lock(segment.fd, _locks.CONSUMER_BYTE):
-                return  # any ATTACHED flag left behind is a dead consumer's
-        elif not (cflags & CONSUMER_ATTACHED and cpid != 0 and process_alive(cpid)):
-            return
-        raise RingBusyError(f"ring {name!r} already has a consumer (pid {cpid}); "
-                            "a ring has one consumer")
+        try:
+            n = int(words[MAX_RECEIVERS_WORD])  # validated by the open
+            for k in range(n):
+                if _locks.HAVE_OFD_LOCKS:
+                    if _locks.try_lock(segment.fd, _locks.CONSUMER_BYTE + k):
+                        return k  # any ATTACHED flag left behind is a dead receiver's
+                    continue
+                cflags = int(words[slot_word(k, SLOT_FLAGS)])
+                cpid = int(words[slot_word(k, SLOT_PID)])
+                if not (cflags & CONSUMER_ATTACHED and cpid != 0 and process_alive(cpid)):
+                    return k
+            pids = [int(words[slot_word(k, SLOT_PID)]) for k in range(n)]
+        finally:
+            words.release()
+        if n == 1:
+            raise RingBusyError(f"ring {name!r} already has a consumer (pid {pids[0]}); "
+                                "a ring has one consumer")
+        raise RingBusyError(f"ring {name!r} already has {n} receivers (pids "
+                            f"{', '.join(map(str, pids))}), its producer's max_receivers")
 
     @staticmethod
     def _open_segment(name: str, timeout: Optional[float], allow_foreign_owner: bool,
@@ -749,6 +842,27 @@ class ShmConsumer(_Endpoint):
     def live(self) -> bool:
         """Whether the producer marked its stream live (producer_flags LIVE) at attach."""
         return self._live
+
+    @property
+    def slot(self) -> int:
+        """The receiver slot this consumer claimed (the lowest free one)."""
+        return self.ring.slot
+
+    @property
+    def mode(self) -> str:
+        """``"lossless"`` or ``"live"``."""
+        return "live" if self.ring.mode == MODE_LIVE else "lossless"
+
+    @property
+    def skipped(self) -> int:
+        """Live mode: how many times this receiver skipped ahead (it changes exactly when
+        messages were lost: the next one read is a discontinuity)."""
+        return self.ring.skipped
+
+    def stream_info(self) -> Optional[Tuple[bytes, int]]:
+        """The producer's stream information (``set_stream_info``) and the ring index of
+        the record it came with; None when there is none. Never blocks."""
+        return self.ring.read_stream_info()
 
     @property
     def attach_head(self) -> int:

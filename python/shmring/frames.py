@@ -256,10 +256,19 @@ class FrameReader:
     is CLOSED and already read to its end is not a new stream: the reader waits
     for the producer's next ring. A stream that ends without its EOS record (the
     producer stopped early) raises StreamTruncatedError.
+
+    ``mode`` on a ring several receivers read (the producer's ``max_receivers``):
+    ``"lossless"`` (the producer waits for this reader), ``"live"`` (never holds the
+    producer back; skips ahead when behind: ``ring_skips``) or ``"auto"`` (the
+    default: live on a live ring with several receiver slots, else lossless). A
+    reader that joins after the stream's CAPS record was reused starts with the
+    caps the producer keeps in the ring header.
     """
 
-    def __init__(self, name: str, timeout: Optional[float] = None, latest: bool = False) -> None:
-        self._consumer = ShmConsumer(name, timeout=timeout, wait_for_open_producer=True)
+    def __init__(self, name: str, timeout: Optional[float] = None, latest: bool = False,
+                 mode: str = "auto") -> None:
+        self._consumer = ShmConsumer(name, timeout=timeout, wait_for_open_producer=True,
+                                     mode=mode)
         ring = self._consumer.ring
         if ring.profile != PROFILE_GST_FRAMING:
             profile = ring.profile
@@ -283,6 +292,21 @@ class FrameReader:
         self._skip_backlog = self._consumer.live
         self._backlog_end = self._consumer.attach_head
         self._need_key = self._consumer.live
+        # The producer's current caps from the header when their CAPS record is
+        # behind our start (a reader joining a ring several receivers read).
+        info = self._consumer.stream_info()
+        if info is not None and 0x80000000 <= (info[1] - ring.tail) & 0xFFFFFFFF:
+            self._set_caps(info[0].decode("utf-8", "replace"))
+
+    @property
+    def ring_skips(self) -> int:
+        """Live mode: how many times this reader skipped ahead because it fell behind."""
+        return self._consumer.skipped
+
+    @property
+    def slot(self) -> int:
+        """The receiver slot this reader claimed."""
+        return self._consumer.slot
 
     @property
     def caps(self) -> Optional[str]:

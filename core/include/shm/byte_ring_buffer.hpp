@@ -50,14 +50,19 @@ class ByteRingBuffer {
                                                    int>::type = 0>
   ByteRingBuffer(void* base, Size total_size, bool is_producer)
       : ByteRingBuffer(base, static_cast<uint64_t>(total_size), is_producer, Bind{}) {}
+  // A consumer view of receiver slot `slot` (< the ring's max_receivers, else not
+  // valid) in `mode` (layout::kModeLossless or kModeLive), for a caller that holds
+  // the slot's role byte (ShmConsumer); then AttachSlot. Never blocks.
+  ByteRingBuffer(void* base, uint64_t total_size, uint32_t slot, uint32_t mode);
 
   // Creator side, before anyone attaches: writes a v1 header (producer_pid, then
   // magic stored last with release) with head = tail = start_index (a multiple of 8;
   // non-zero only as a test hook for the 2^32 index wrap). Returns "" or the reason
   // it refused. Any thread; never blocks.
+  // max_receivers: receiver slots in use (1..16); 1 is the single-consumer ring.
   static std::string Initialize(void* base, uint64_t total_size, uint32_t capacity,
                                 uint32_t profile, uint64_t generation, uint32_t start_index = 0,
-                                uint32_t producer_pid = 0);
+                                uint32_t producer_pid = 0, uint32_t max_receivers = 1);
   // Returns "" when `base` holds a v1 header that fits `total_size` bytes, else a
   // sentence naming the field (magic, version, header_size, capacity, size). The
   // capacity it checked goes to *capacity: use that value, never a re-read (a
@@ -81,6 +86,8 @@ class ByteRingBuffer {
   uint32_t profile() const;
   uint64_t generation() const;
   uint32_t MaxMessageSize() const { return layout::MaxPayload(capacity_); }
+  // Receiver slots of this ring (block 0's max_receivers, 1..16).
+  uint32_t max_receivers() const { return max_receivers_; }
   uint8_t* base() const { return base_; }
 
   // ---- producer side --------------------------------------------------------
@@ -112,6 +119,18 @@ class ByteRingBuffer {
   void SetLive(bool live);
   // Adds to the header's `dropped` counter. Producer; never blocks.
   void AddDropped(uint64_t n);
+  // The producer found receiver slot `slot` dead (its role byte is free while its
+  // ATTACHED flag is set): its position no longer holds the producer back until a
+  // new receiver attaches to the slot (its attach count changes). Producer; never blocks.
+  void MarkSlotDead(uint32_t slot);
+  // The ring index the next Commit publishes its record at (after Reserve).
+  // Producer; never blocks.
+  uint32_t ProducerHead() const { return head_; }
+  // Stores `len` bytes of stream information (profile 1: the latest CAPS payload,
+  // published by the record at ring index `index`) in the header's side area, for
+  // receivers that attach after that record is gone. False when len > kInfoMax.
+  // Producer; never blocks.
+  bool SetStreamInfo(const void* data, uint32_t len, uint32_t index);
 
   // ---- consumer side --------------------------------------------------------
   // Original API: copies the next message into `out` and returns its length; 0 when
@@ -164,6 +183,24 @@ class ByteRingBuffer {
   // Sets/clears the consumer's ATTACHED flag and pid. Consumer; never blocks.
   void SetConsumerAttached(bool attached, uint32_t pid);
 
+  // ---- receiver slots (fan-out) ------------------------------------------------
+  uint32_t slot() const { return slot_; }
+  uint32_t mode() const { return mode_; }
+  // Attaches to the bound slot: resets it (mode, pid, skipped), picks the start
+  // (the head when `at_newest`, else the oldest position still in the ring: the
+  // slot's own tail on a ring nobody else reads, else the oldest attached
+  // receiver's), publishes it and sets ATTACHED; a start the producer may already
+  // be reusing (below the reuse floor) is moved to the newest record. Returns the
+  // start. Consumer; never blocks.
+  uint32_t AttachSlot(bool at_newest, uint32_t pid);
+  // Times this (live) receiver skipped ahead because the producer reused what it
+  // had not read yet. Consumer; never blocks.
+  uint64_t Skipped() const;
+  // Reads the stream-information side area: false when empty or when the producer
+  // kept rewriting it. *index: the ring index of the record it came from. Any
+  // thread; never blocks.
+  bool ReadStreamInfo(std::string* out, uint32_t* index) const;
+
   // ---- either side: read-only looks at the header words ---------------------
   // Any thread; never block. Each is one atomic load (acquire for flags and
   // indices, relaxed for pids and counters); the value may be stale at once.
@@ -182,6 +219,13 @@ class ByteRingBuffer {
   uint64_t Dropped() const;
   uint32_t LoadHead() const;
   uint32_t LoadTail() const;
+  // Slot `k`'s words (k < max_receivers; 0 otherwise): flags, pid, mode, tail
+  // (a live receiver's pin, or its position | kSlotIdle), skipped.
+  uint32_t SlotFlags(uint32_t k) const;
+  uint32_t SlotPid(uint32_t k) const;
+  uint32_t SlotMode(uint32_t k) const;
+  uint32_t SlotTail(uint32_t k) const;
+  uint64_t SlotSkipped(uint32_t k) const;
   // Consumer with nothing held or peeked: frees everything published so far (the
   // tail jumps to the head) and returns the new read position. Consumer thread;
   // never blocks.
@@ -189,15 +233,30 @@ class ByteRingBuffer {
 
  private:
   struct Bind {};
-  ByteRingBuffer(void* base, uint64_t total_size, bool is_producer, Bind);
+  ByteRingBuffer(void* base, uint64_t total_size, bool is_producer, Bind, uint32_t slot = 0,
+                 uint32_t mode = layout::kModeLossless);
   uint32_t* word(uint32_t offset) const { return reinterpret_cast<uint32_t*>(base_ + offset); }
   uint8_t* data() const { return base_ + layout::kHeaderSize; }
   void PublishHead(uint32_t new_head);
   void WakeConsumerIfWaiting();
   Status NextRecord(uint32_t from, MessageView* out);
+  Status NextRecordPinned(uint32_t from, MessageView* out);
   // Loads the tail word (acquire) into tail_cache_ after checking it against head_;
   // false (error_ set) when the consumer stored an impossible value.
   bool LoadTailChecked();
+  // The lowest position any counted receiver slot protects (head_ when none):
+  // false (error_ set) when a slot holds an impossible value.
+  // *counted (optional): with one slot, whether its position counted (not idle).
+  bool ScanSlots(uint32_t* lowest, uint32_t* limiting_slot, bool* counted = nullptr) const;
+  bool CountSlot(uint32_t k, uint32_t* lowest, uint32_t* limiting_slot, bool* found) const;
+  bool live_mode() const { return mode_ == layout::kModeLive; }
+  // What the tail word of a live receiver says now: its pin while it holds (or
+  // peeked) a record, else its position | kSlotIdle.
+  uint32_t TailWordValue(uint32_t t) const;
+  // Live receiver about to read at `at` with nothing held: pins `at`, fences, and
+  // checks the reuse floor; returns the position to read from (`at`, or the newest
+  // record after a skip).
+  uint32_t PinForRead(uint32_t at);
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
   void StoreTail(uint32_t t) const;
@@ -209,7 +268,7 @@ class ByteRingBuffer {
   bool is_producer_ = false;
   bool valid_ = false;
   bool light_fences_ = false;  // this side registered for membarrier
-  std::string error_;
+  mutable std::string error_;  // mutable: the const slot scan names a corrupt tail
   // Producer state.
   uint32_t head_ = 0;          // next write index (own copy of the head word)
   uint32_t tail_cache_ = 0;    // producer's cached copy of tail
@@ -222,6 +281,18 @@ class ByteRingBuffer {
   mutable uint32_t head_cache_ = 0;  // consumer's cached copy of head
   uint32_t peek_end_ = 0;            // end of the record returned by Peek
   bool peeked_ = false;
+  // Slot state: which slot's words this view uses (slot 0 unless UseSlot).
+  uint32_t max_receivers_ = 1;
+  uint32_t slot_ = 0;
+  uint32_t mode_ = layout::kModeLossless;
+  uint32_t tail_off_ = layout::kTailOffset;
+  uint32_t flags_off_ = layout::kConsumerFlagsOffset;
+  mutable bool pinned_ = false;  // live: the tail word holds a pin (not idle)
+  // Producer: its published reuse floor, the slot that limits it, dead slots.
+  uint32_t floor_ = 0;
+  uint32_t limit_slot_ = 0;
+  mutable uint32_t dead_count_[layout::kMaxReceiversLimit] = {};
+  mutable bool dead_[layout::kMaxReceiversLimit] = {};
 };
 
 }  // namespace shm
