@@ -1,5 +1,6 @@
 #include "shm/shm_channel.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -70,6 +71,29 @@ T HeaderField(const uint8_t* hdr, uint32_t offset) {
   T v;
   std::memcpy(&v, hdr + offset, sizeof v);
   return v;
+}
+
+// Whether the file of `fd` still holds the ring whose header `seen` (`seen_bytes`
+// of it read) was judged stale: the same magic, version and generation (a stale
+// ring stays stale: its producer is dead or it is CLOSED), and for a segment
+// without magic or of another layout version, still no producer byte held.
+bool StillTheStaleRing(int fd, const uint8_t* seen, long seen_bytes) {
+#ifdef _WIN32
+  (void)fd;
+  (void)seen;
+  (void)seen_bytes;
+  return true;
+#else
+  constexpr size_t kIdentity = 32;  // magic, version, header size, profile, generation
+  uint8_t now[kIdentity] = {};
+  const ssize_t n = pread(fd, now, sizeof now, 0);
+  const size_t want = static_cast<size_t>(std::min<long>(seen_bytes, kIdentity));
+  if (n < 0 || static_cast<size_t>(n) < want || std::memcmp(now, seen, want) != 0) return false;
+  const bool v2 = want == kIdentity &&
+                  HeaderField<uint32_t>(seen, layout::kMagicOffset) == layout::kMagic &&
+                  HeaderField<uint16_t>(seen, layout::kVersionOffset) == layout::kVersion;
+  return v2 || liveness::Probe(fd, liveness::kProducerByte) != liveness::Lock::kHeld;
+#endif
 }
 
 // Whether the holder of a role byte is alive: the byte's lock when the platform
@@ -226,10 +250,20 @@ bool ShmProducer::Create(const ProducerOptions& options) {
                "remove it first";
       return false;
     }
+    // Removed only while the name still names the ring judged stale: a ring another
+    // producer put there meanwhile (after removing this one itself) stays.
     std::string err;
-    if (!SharedMemory::Unlink(name_, &err) && errno != ENOENT) {
-      error_ = "cannot replace stale ring '" + name_ + "': " + err;
-      return false;
+    const auto still = [&](int fd) { return StillTheStaleRing(fd, hdr, info.header_bytes); };
+    switch (SharedMemory::UnlinkIfStill(name_, -1, false, still, &err)) {
+      case SharedMemory::Unlinked::kYes:
+      case SharedMemory::Unlinked::kNo:
+        break;  // create again (or look again at what is there now)
+      case SharedMemory::Unlinked::kBusy:
+        std::this_thread::sleep_for(std::chrono::nanoseconds(tuning::kCreateRetryNs));
+        break;
+      case SharedMemory::Unlinked::kError:
+        error_ = "cannot replace stale ring '" + name_ + "': " + err;
+        return false;
     }
   }
   error_ = "could not create ring '" + name_ + "': the name kept reappearing";
@@ -238,15 +272,12 @@ bool ShmProducer::Create(const ProducerOptions& options) {
 
 ShmProducer::~ShmProducer() {
   if (!ring_) return;
-  // Unlink first, then CLOSED: while we are alive and not CLOSED nobody replaces the
-  // name, so the generation we check is still the one we unlink. (After an earlier
-  // explicit Close() a successor may replace us at any time; the check then keeps
-  // us off its name except in the instant between check and unlink.)
-  uint8_t hdr[layout::kHeaderSize];
-  if (ReadHeader(name_, hdr) &&
-      HeaderField<uint64_t>(hdr, layout::kGenerationOffset) == ring_->generation()) {
-    memory_->destroy();
-  }
+  // Unlink first, then CLOSED. After an earlier explicit Close() a successor may
+  // have replaced us: the name is removed only while it still names our own file
+  // (SharedMemory::UnlinkIfStill; a successor removing us holds the same flock).
+  std::string err;
+  (void)SharedMemory::UnlinkIfStill(
+      name_, memory_->fd(), true, [](int) { return true; }, &err);
   Close();
 }
 

@@ -128,6 +128,22 @@ def _check_owner(name: str, uid: int, mode: int, allowed: bool) -> None:
             "user is trusted)", _shm.path_of(name), uid, who, mode & 0o7777)
 
 
+def _still_the_stale_ring(fd: int, seen: bytes) -> bool:
+    """Whether the file of ``fd`` still holds the ring whose header ``seen`` was judged
+    stale: the same magic, version and generation (a stale ring stays stale), and for
+    a segment without magic or of another layout version, still no producer byte
+    held (C++ StillTheStaleRing)."""
+    identity = 32  # magic, version, header size, profile, generation
+    want = min(len(seen), identity)
+    now = os.pread(fd, identity, 0)
+    if len(now) < want or now[:want] != seen[:want]:
+        return False
+    v2 = want == identity and \
+        struct.unpack_from("<I", seen, MAGIC_OFFSET)[0] == MAGIC and \
+        struct.unpack_from("<H", seen, VERSION_OFFSET)[0] == VERSION
+    return v2 or not (_locks.HAVE_OFD_LOCKS and _locks.is_locked(fd, _locks.PRODUCER_BYTE))
+
+
 class _Closer:
     """What closing needs, kept apart from the user's object so a finalizer can run it."""
 
@@ -148,18 +164,16 @@ class _Closer:
             return
         try:
             if self.producer:
-                # Unlink first, then CLOSED: while we are alive and not CLOSED nobody
-                # replaces the name, so the generation we check is still the one we
-                # unlink. (After an explicit end_stream() a successor may replace us
-                # at any time; the check then keeps us off its name except in the
-                # instant between check and unlink.)
-                try:
-                    header = _shm.peek_header(self.segment.name, HEADER_SIZE)
-                except (OSError, IncompatibleSegmentError):
-                    header = None  # not ours any more
-                if header is not None and len(header) >= 32 and \
-                        _header_fields(header)[1] == self.generation:
-                    _shm.unlink(self.segment.name, missing_ok=True)
+                # Unlink first, then CLOSED. After an explicit end_stream() a
+                # successor may have replaced us: the name is removed only while it
+                # still names our own file (_shm.unlink_if_still; a successor
+                # removing us holds the same flock).
+                if self.segment.fd >= 0:
+                    try:
+                        _shm.unlink_if_still(self.segment.name, self.segment.fd, True,
+                                             lambda fd: True)
+                    except OSError:
+                        pass  # nothing to do about it while closing
                 if not ring.producer_closed:
                     ring.set_closed()
             else:
@@ -454,7 +468,12 @@ class ShmProducer(_Endpoint):
                 raise IncompatibleSegmentError(
                     f"segment {name!r} exists and is not a shmring ring (magic "
                     f"0x{magic:08X}); remove it first", "magic")
-            _shm.unlink(name, missing_ok=True)
+            # Removed only while the name still names the ring judged stale: a ring
+            # another producer put there meanwhile (after removing this one) stays.
+            def still(fd: int, seen: bytes = header) -> bool:
+                return _still_the_stale_ring(fd, seen)
+            if _shm.unlink_if_still(name, None, False, still) == _shm.BUSY:
+                time.sleep(CREATE_RETRY_S)
         raise RingBusyError(f"could not create ring {name!r}: the name kept reappearing")
 
     # ---- identity ---------------------------------------------------------------

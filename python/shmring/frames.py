@@ -43,6 +43,7 @@ _PLANE_ARGS: Dict[VideoLayout, Tuple[Tuple[Any, ...], ...]] = {}
 _ARRAY_ARGS: Dict[int, Tuple[Any, ...]] = {}
 _ARRAY_ARGS_MAX = 64
 _DELTA_UNIT = 1 << 13  # GST_BUFFER_FLAG_DELTA_UNIT: not decodable on its own
+_DISCONT = 1 << 6  # GST_BUFFER_FLAG_DISCONT: buffers before this one are missing
 
 
 def _numpy() -> Any:
@@ -574,6 +575,7 @@ class FrameWriter:
         self._caps: Optional[str] = None
         self._pending_caps = caps
         self._layouts: Dict[str, Optional[VideoLayout]] = {}
+        self._discont_next = False  # a buffer was dropped: mark the next one written
 
     @property
     def producer(self) -> ShmProducer:
@@ -651,15 +653,20 @@ class FrameWriter:
         format (rows not padded, e.g. a 1366x768 BGR numpy array) is padded to
         GStreamer's 4-byte row stride here (one copy); any other size raises
         ValueError naming both sizes. Returns False, counting the drop in the
-        header's ``dropped``, when there was no room in time. Producer thread; blocks.
+        header's ``dropped``, when there was no room in time; the next buffer
+        written then carries DISCONT (as shmringsink marks the buffer after a gap).
+        Producer thread; blocks.
         """
         if self._pending_caps is not None and self._pending_caps != self._caps:
             if not self._send(encode_caps(self._pending_caps, monotonic_ns()), timeout):
                 self._producer.count_dropped()
+                self._discont_next = True
                 return False
             self._caps = self._pending_caps
         body = self._conform(memoryview(data).cast("B"))
         n = MESSAGE_HEADER_SIZE + body.nbytes
+        if self._discont_next:
+            flags |= _DISCONT
         header = encode_header(KIND_BUFFER, flags=flags, pts=pts, dts=dts, duration=duration,
                                offset=offset, offset_end=offset_end,
                                send_time_ns=monotonic_ns())
@@ -668,7 +675,9 @@ class FrameWriter:
             view[MESSAGE_HEADER_SIZE:] = body
         if not self._put(n, fill, timeout):
             self._producer.count_dropped()
+            self._discont_next = True
             return False
+        self._discont_next = False
         return True
 
     def _conform(self, body: memoryview) -> memoryview:
