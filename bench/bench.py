@@ -145,12 +145,27 @@ def wait_rusage(proc: subprocess.Popen, timeout: float = 30) -> float:
 
 def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, float]:
     """One sender, `receivers` receiver processes at once: (frames/s of the slowest receiver,
-    sender CPU ms per frame). Variants: "tee+rings" (tee into one shmringsink per receiver),
-    "shmsink" (one shmsink, one shmsrc client per receiver). A one-ring fan-out variant
-    (several shmringsrc on one ring) belongs here once the elements offer it."""
+    sender CPU ms per frame). Variants: "shmring" (one shmringsink max-receivers=N, N
+    lossless shmringsrc on that one ring: each frame written once), "tee+rings" (tee into one
+    shmringsink per receiver), "shmsink" (one shmsink, one shmsrc client per receiver)."""
     n = cfg.gst_frames
     head = ["gst-launch-1.0", "-q", "videotestsrc", f"num-buffers={n}", "!", CAPS_1080P]
-    if variant == "tee+rings":
+    names: List[str] = []
+    early: List[subprocess.Popen] = []
+    if variant == "shmring":
+        names = [unique("f")]
+        sources = [f"shmringsrc shm-name={names[0]} mode=lossless"] * receivers
+        warmup = min(20, n // 4)
+        # The receivers first (they wait for the ring), so each reads the stream from its
+        # start whichever attaches first.
+        early = [subprocess.Popen([PY, os.path.join(ROOT, "bench", "gst_receive.py"), src,
+                                   str(n), str(warmup)], env=cfg.env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True) for src in sources]
+        sender = subprocess.Popen(head + ["!", "shmringsink", f"shm-name={names[0]}",
+                                          f"max-receivers={receivers}", "sync=false"],
+                                  env=cfg.env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+    elif variant == "tee+rings":
         names = [unique("f") for _ in range(receivers)]
         branches: List[str] = []
         for name in names:
@@ -170,9 +185,10 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, f
             time.sleep(0.01)
         sources = [f"shmsrc socket-path={sock} ! {CAPS_1080P}"] * receivers
     warmup = min(20, n // 4)
-    procs = [subprocess.Popen([PY, os.path.join(ROOT, "bench", "gst_receive.py"), src, str(n),
-                               str(warmup)], env=cfg.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True) for src in sources]
+    procs = early or [subprocess.Popen([PY, os.path.join(ROOT, "bench", "gst_receive.py"), src,
+                                        str(n), str(warmup)], env=cfg.env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                       text=True) for src in sources]
     fps = []
     for proc in procs:
         out, _ = proc.communicate(timeout=180)
@@ -183,7 +199,7 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, f
     cpu = wait_rusage(sender)
     if variant == "shmsink" and os.path.exists(sock):
         os.unlink(sock)
-    if variant == "tee+rings":
+    if variant in ("tee+rings", "shmring"):
         for name in names:
             if os.path.exists(f"/dev/shm/{name}"):
                 os.unlink(f"/dev/shm/{name}")
@@ -197,12 +213,13 @@ def bench_fanout(cfg: Config, results: Dict[str, Any]) -> None:
     for receivers in ((1, 2) if cfg.smoke else FANOUT):
         row: Dict[str, Any] = {"unit": "frames/s", "sender_cpu_ms": {}}
         for _ in range(cfg.fanout_rounds):
-            for variant in ("tee+rings", "shmsink"):
+            for variant in ("shmring", "tee+rings", "shmsink"):
                 fps, ms = gst_fanout_once(cfg, variant, receivers)
                 row.setdefault(variant, []).append(fps)
                 row["sender_cpu_ms"].setdefault(variant, []).append(ms)
         results["rows"][f"fanout_{receivers}"] = row
-        log(f"fanout {receivers}: tee+rings {statistics.median(row['tee+rings']):.0f} "
+        log(f"fanout {receivers}: shmring {statistics.median(row['shmring']):.0f} "
+            f"tee+rings {statistics.median(row['tee+rings']):.0f} "
             f"shmsink {statistics.median(row['shmsink']):.0f}")
 
 

@@ -188,7 +188,10 @@ class Report:
         if keys:
             ns = [int(k.split("_")[1]) for k in keys]
             fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-            for variant, color in (("tee+rings", "#4c72b0"), ("shmsink", "#dd8452")):
+            for variant, color in (("shmring", "#55a868"), ("tee+rings", "#4c72b0"),
+                                   ("shmsink", "#dd8452")):
+                if variant not in self.rows[keys[0]]:
+                    continue
                 axes[0].plot(ns, [spread(self.rows[k][variant])[0] for k in keys], "o-",
                              color=color, label=variant)
                 axes[1].plot(ns, [spread(self.rows[k]["sender_cpu_ms"][variant])[0]
@@ -364,11 +367,25 @@ class Report:
         self.p()
         self.p("One 1080p BGR sender, N receiver processes (`gst_receive.py`: `… ! fakesink`) at "
                "once: `videotestsrc ! tee` into one `queue ! shmringsink` per receiver "
-               "(\"tee+rings\") vs one `shmsink` with N `shmsrc` clients. frames/s = the "
-               "slowest receiver's; sender CPU = the sender process's user+system time "
-               "(wait4 rusage) per frame. A one-ring fan-out variant (several receivers on one "
-               "ring) is measured here once the elements offer it.")
+               "(\"tee+rings\") and one `shmringsink max-receivers=N` with N lossless "
+               "`shmringsrc` on that ring (\"shmring\", each frame written once) vs one "
+               "`shmsink` with N `shmsrc` clients. frames/s = the slowest receiver's; sender "
+               "CPU = the sender process's user+system time (wait4 rusage) per frame.")
         self.p()
+        if all("shmring" in self.rows[k] for k in keys):
+            self.p("| receivers | shmring (one ring) frames/s | shmsink frames/s | ratio | "
+                   "sender CPU ms/frame (shmring / shmsink) |")
+            self.p("|---|---|---|---|---|")
+            for k in keys:
+                d = self.rows[k]
+                a, b = spread(d["shmring"]), spread(d["shmsink"])
+                rr = spread(ratios(d["shmring"], d["shmsink"]))
+                ca = spread(d["sender_cpu_ms"]["shmring"])[0]
+                cb = spread(d["sender_cpu_ms"]["shmsink"])[0]
+                self.p(f"| {k.split('_')[1]} | {fmt(a[0])} ({fmt(a[1])}–{fmt(a[2])}) | "
+                       f"{fmt(b[0])} ({fmt(b[1])}–{fmt(b[2])}) | **{rr[0]:.2f}** "
+                       f"({rr[1]:.2f}–{rr[2]:.2f}) | {ca:.2f} / {cb:.2f} |")
+            self.p()
         self.p("| receivers | tee+rings frames/s | shmsink frames/s | ratio | sender CPU ms/frame "
                "(tee+rings / shmsink) | rounds |")
         self.p("|---|---|---|---|---|---|")

@@ -38,6 +38,7 @@ constexpr guint kDefaultCapacity = 0;
 constexpr gboolean kDefaultWaitForSpace = TRUE;
 constexpr guint kDefaultPerms = 0600;
 constexpr guint kDefaultLingerS = 5;
+constexpr guint kDefaultMaxReceivers = 1;
 // How often stop() looks for a receiver while lingering.
 constexpr gulong kLingerPollUs = 10000;
 // With wait-for-space, how long one wait for space lasts before checking again
@@ -60,6 +61,7 @@ enum {
   PROP_NOT_RECEIVED,
   PROP_ALLOW_FOREIGN_OWNER,
   PROP_STATS,
+  PROP_MAX_RECEIVERS,
 };
 
 // What a write did.
@@ -92,6 +94,7 @@ struct _GstShmringSink {
   guint perms;
   guint linger;  // seconds
   gboolean allow_foreign_owner;
+  guint max_receivers;
 
   SinkState* st;
   // Streaming thread only.
@@ -104,8 +107,12 @@ struct _GstShmringSink {
   gboolean live_known;         // the latency query was asked for this ring
   gboolean live;               // upstream is live: LIVE set, nothing written without a receiver
   gboolean encoded;            // the caps are not raw audio/video (keyframes matter)
-  gboolean receiver_attached;  // a receiver was attached when last looked at
-  guint32 receiver_count;      // its attach count
+  gboolean receiver_attached;  // a receiver was attached when last looked at (any slot)
+  guint32 receiver_count;      // slot 0's attach count
+  // Per receiver slot: attached when last looked at, and its attach count then.
+  gboolean slot_attached[shm::layout::kMaxReceiversLimit];
+  guint32 slot_count[shm::layout::kMaxReceiversLimit];
+  guint32 last_record_index;   // ring index of the last record written
   gboolean eos_written;        // this ring ended with a real EOS
   guint force_key_unit_count;  // running count of force-key-unit requests sent
   guint64 not_received;        // buffers not written: live, no receiver (OBJECT_LOCK)
@@ -392,6 +399,20 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
           "stats", "Statistics", "Buffers sent in place from the ring pool and buffers copied",
           GST_TYPE_STRUCTURE, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
+  /**
+   * GstShmringSink:max-receivers:
+   *
+   * How many receivers may read the ring at the same time (1..16), each frame
+   * written once. 1 (the default) is the single-receiver ring. A lossless receiver
+   * (shmringsrc mode=lossless) holds the sender back like the single receiver; a
+   * live one never does (it skips ahead when it falls behind). A receiver killed
+   * without detaching stops holding the sender back within a liveness slice (0.2 s).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_MAX_RECEIVERS,
+      g_param_spec_uint("max-receivers", "Max receivers",
+                        "Receivers that may read the ring at the same time (1..16)", 1,
+                        shm::layout::kMaxReceiversLimit, kDefaultMaxReceivers, rw));
   gst_element_class_add_static_pad_template(element_class, &sink_template);
   gst_element_class_set_static_metadata(
       element_class, "Shared-memory ring sink", "Sink/Network",
@@ -422,6 +443,7 @@ static void gst_shmring_sink_init(GstShmringSink* self) {
   self->linger = kDefaultLingerS;
   self->not_received = 0;
   self->allow_foreign_owner = FALSE;
+  self->max_receivers = kDefaultMaxReceivers;
   self->st = new SinkState();
   self->caps_string = nullptr;
   self->written_caps_string = nullptr;
@@ -466,6 +488,9 @@ static void gst_shmring_sink_set_property(GObject* object, guint prop_id, const 
     case PROP_LINGER:
       self->linger = g_value_get_uint(value);
       break;
+    case PROP_MAX_RECEIVERS:
+      self->max_receivers = g_value_get_uint(value);
+      break;
     case PROP_ALLOW_FOREIGN_OWNER:
       self->allow_foreign_owner = g_value_get_boolean(value);
       break;
@@ -499,6 +524,9 @@ static void gst_shmring_sink_get_property(GObject* object, guint prop_id, GValue
     case PROP_NOT_RECEIVED:
       g_value_set_uint64(value, self->not_received);
       break;
+    case PROP_MAX_RECEIVERS:
+      g_value_set_uint(value, self->max_receivers);
+      break;
     case PROP_ALLOW_FOREIGN_OWNER:
       g_value_set_boolean(value, self->allow_foreign_owner);
       break;
@@ -530,6 +558,7 @@ static bool create_ring(GstShmringSink* self) {
   options.profile = shm::layout::kProfileGstFraming;
   options.mode = self->perms;
   options.allow_foreign_owner = self->allow_foreign_owner;
+  options.max_receivers = self->max_receivers;
   GST_OBJECT_UNLOCK(self);
 
   if (name.empty()) {
@@ -565,6 +594,10 @@ static bool create_ring(GstShmringSink* self) {
   self->live = FALSE;
   self->receiver_attached = FALSE;
   self->receiver_count = 0;
+  for (guint k = 0; k < shm::layout::kMaxReceiversLimit; ++k) {
+    self->slot_attached[k] = FALSE;
+    self->slot_count[k] = 0;
+  }
   self->eos_written = FALSE;
   // Buffers of the ring pool reserve, publish and give up records from upstream's
   // threads too.
@@ -778,40 +811,52 @@ static void learn_liveness(GstShmringSink* self) {
                        : "keeps everything for its receiver");
 }
 
-// Looks whether a receiver attached or left since the last look: posts the
-// element messages shmringsink-receiver-attached / shmringsink-receiver-left
-// (field "pid", G_TYPE_UINT) and, when one attached to a live encoded stream,
-// asks upstream for a keyframe. Streaming thread.
+// Looks whether a receiver attached or left since the last look, slot by slot:
+// posts the element messages shmringsink-receiver-attached (fields "pid",
+// G_TYPE_UINT, "slot", G_TYPE_UINT, "name") / shmringsink-receiver-left ("slot",
+// "name") and, when one attached to a live encoded stream, asks upstream for a
+// keyframe. A receiver killed without detaching counts as left (its role byte is
+// free). Streaming thread.
 static void track_receiver(GstShmringSink* self) {
   shm::ShmProducer* producer = self->st->producer.get();
-  const bool attached = producer->ConsumerAttached();
-  const guint32 count = producer->ring()->ConsumerAttachCount();
-  if (attached && (!self->receiver_attached || count != self->receiver_count)) {
-    const guint pid = producer->ring()->ConsumerPid();
-    GST_INFO_OBJECT(self, "receiver (pid %u) attached to ring '%s'", pid, producer->name().c_str());
-    gst_element_post_message(
-        GST_ELEMENT(self),
-        gst_message_new_element(
-            GST_OBJECT(self),
-            gst_structure_new("shmringsink-receiver-attached", "pid", G_TYPE_UINT, pid, "name",
-                              G_TYPE_STRING, producer->name().c_str(), nullptr)));
-    if (self->live && self->encoded) {
-      GST_INFO_OBJECT(self, "asking upstream for a keyframe for the new receiver");
-      gst_pad_push_event(GST_BASE_SINK_PAD(self),
-                         gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, TRUE,
-                                                                     ++self->force_key_unit_count));
+  shm::ByteRingBuffer* ring = producer->ring();
+  bool any = false;
+  for (guint k = 0; k < producer->max_receivers(); ++k) {
+    const bool attached = producer->ReceiverAttached(k);
+    const guint32 count = ring->SlotFlags(k) >> shm::layout::kConsumerAttachCountShift;
+    any = any || attached;
+    if (attached && (!self->slot_attached[k] || count != self->slot_count[k])) {
+      const guint pid = ring->SlotPid(k);
+      GST_INFO_OBJECT(self, "receiver (pid %u) attached to slot %u of ring '%s'", pid, k,
+                      producer->name().c_str());
+      gst_element_post_message(
+          GST_ELEMENT(self),
+          gst_message_new_element(
+              GST_OBJECT(self),
+              gst_structure_new("shmringsink-receiver-attached", "pid", G_TYPE_UINT, pid, "slot",
+                                G_TYPE_UINT, k, "name", G_TYPE_STRING, producer->name().c_str(),
+                                nullptr)));
+      if (self->live && self->encoded) {
+        GST_INFO_OBJECT(self, "asking upstream for a keyframe for the new receiver");
+        gst_pad_push_event(GST_BASE_SINK_PAD(self),
+                           gst_video_event_new_upstream_force_key_unit(
+                               GST_CLOCK_TIME_NONE, TRUE, ++self->force_key_unit_count));
+      }
+      self->slot_attached[k] = TRUE;
+      self->slot_count[k] = count;
+    } else if (!attached && self->slot_attached[k]) {
+      GST_INFO_OBJECT(self, "receiver left slot %u of ring '%s'", k, producer->name().c_str());
+      gst_element_post_message(
+          GST_ELEMENT(self),
+          gst_message_new_element(
+              GST_OBJECT(self),
+              gst_structure_new("shmringsink-receiver-left", "slot", G_TYPE_UINT, k, "name",
+                                G_TYPE_STRING, producer->name().c_str(), nullptr)));
+      self->slot_attached[k] = FALSE;
     }
-    self->receiver_attached = TRUE;
-    self->receiver_count = count;
-  } else if (!attached && self->receiver_attached) {
-    GST_INFO_OBJECT(self, "receiver left ring '%s'", producer->name().c_str());
-    gst_element_post_message(
-        GST_ELEMENT(self),
-        gst_message_new_element(
-            GST_OBJECT(self), gst_structure_new("shmringsink-receiver-left", "name", G_TYPE_STRING,
-                                                producer->name().c_str(), nullptr)));
-    self->receiver_attached = FALSE;
   }
+  self->receiver_attached = any;
+  self->receiver_count = self->slot_count[0];
 }
 
 // Writes one message: a profile-1 header `h` followed by `body_size` bytes that
@@ -856,6 +901,7 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h,
         fill(payload + body_at);
         h.send_time_ns = shm::framing::MonotonicNowNs();
         shm::framing::EncodeHeader(h, ext, payload);
+        self->last_record_index = producer->ring()->ProducerHead();
         producer->Commit(len);
         return WriteResult::kWritten;
       case shm::Status::kFull:
@@ -922,6 +968,15 @@ static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
                                       [caps, n](uint8_t* body) { std::memcpy(body, caps, n); });
   if (r == WriteResult::kWritten) {
     GST_DEBUG_OBJECT(self, "wrote caps %s%s", caps, new_consumer ? " (for a new receiver)" : "");
+    // Also in the header's stream-info area: a receiver that attaches after this
+    // record was reused (several receivers, live ones) starts with these caps.
+    if (!self->st->producer->SetStreamInfo(caps, self->last_record_index)) {
+      GST_WARNING_OBJECT(self,
+                         "caps of %" G_GSIZE_FORMAT
+                         " bytes do not fit the header's "
+                         "stream-info area: receivers attaching later rely on the ring",
+                         n);
+    }
     g_free(self->written_caps_string);
     self->written_caps_string = g_strdup(caps);
     if (count != 0) self->last_attach_count = count;
@@ -931,6 +986,7 @@ static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
 
 static GstFlowReturn drop_buffer(GstShmringSink* self, GstBuffer* buffer) {
   self->st->producer->CountDropped(1);
+  self->discont_next = TRUE;  // the receiver learns where the gap is from the next buffer
   GST_LOG_OBJECT(
       self, "ring full: dropped buffer %" GST_TIME_FORMAT " (%" G_GUINT64_FORMAT " dropped so far)",
       GST_TIME_ARGS(GST_BUFFER_PTS(buffer)), static_cast<guint64>(self->st->producer->Dropped()));

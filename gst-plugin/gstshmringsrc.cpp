@@ -17,6 +17,7 @@
 #include <gst/video/video.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -38,6 +39,9 @@ constexpr gboolean kDefaultLatest = FALSE;
 constexpr gboolean kDefaultReconnect = FALSE;
 constexpr gboolean kDefaultZeroCopy = FALSE;
 constexpr gboolean kDefaultAllowForeignOwner = FALSE;
+// latest=true: how far from due a skipped-to buffer may be before it gets a new
+// segment (see rebase_skip).
+constexpr GstClockTimeDiff kRebaseTolerance = 20 * GST_MSECOND;
 
 // Flags the sender carried that mean something here (see shmringsink).
 constexpr guint32 kCarriedFlags =
@@ -54,6 +58,7 @@ enum {
   PROP_ZERO_COPY,
   PROP_SKIPPED,
   PROP_ALLOW_FOREIGN_OWNER,
+  PROP_MODE,
 };
 
 // One decoded message, still held in the ring.
@@ -69,6 +74,31 @@ struct Message {
 // dropped to follow a restarted sender (go on), and a record to skip (go on).
 #define SHMRING_FLOW_RECONNECTED GST_FLOW_CUSTOM_SUCCESS
 #define SHMRING_FLOW_SKIP GST_FLOW_CUSTOM_SUCCESS_1
+
+// latest=true pacing (OBJECT_LOCK: the QoS events that feed it may come from a
+// downstream thread). For each recent buffer: its running time and this
+// pipeline's running time when create took it from the ring; the sink's QoS
+// event for a buffer then tells when it reached the sink, so the offset below is
+// how far after being taken a buffer is due to render it on arrival
+// (= downstream delay - latency, whatever the pipeline's latency is).
+struct Pacing {
+  struct Taken {
+    GstClockTime running_time;  // in the segment it was pushed in
+    GstClockTime taken_at;      // the pipeline clock's time in create (not running
+                                // time: a non-live stream's second buffer may be
+                                // taken before this element has its base time)
+  };
+  static constexpr size_t kRemembered = 32;
+  std::deque<Taken> taken;
+  GstClockTimeDiff due_offset = 0;  // arrival at the sink (less latency) - taken (running)
+  bool due_offset_known = false;
+
+  void Reset() {
+    taken.clear();
+    due_offset = 0;
+    due_offset_known = false;
+  }
+};
 
 // The element's C++ state (allocated in init, freed in finalize). The interrupter
 // lives as long as the element; the rest is streaming-thread state, reset by
@@ -96,7 +126,9 @@ struct SrcState {
   bool skip_backlog = false;
   uint32_t backlog_end = 0;
   bool need_keyframe = false;
-  uint64_t dropped_seen = 0;  // the header's dropped counter at the last buffer
+  uint64_t ring_skips_seen = 0;  // the slot's skipped counter (live mode) at the last buffer
+  bool skipped_ahead = false;    // latest=true just skipped: rebase the next buffer
+  Pacing pacing;                 // OBJECT_LOCK (see Pacing)
 
   void Reset() {
     if (consumer) consumer->Detach();  // a new receiver may attach at once
@@ -112,7 +144,8 @@ struct SrcState {
     skip_backlog = false;
     backlog_end = 0;
     need_keyframe = false;
-    dropped_seen = 0;
+    ring_skips_seen = 0;
+    skipped_ahead = false;
   }
 };
 
@@ -141,6 +174,7 @@ struct _GstShmringSrc {
   gboolean reconnect;
   gboolean zero_copy;
   gboolean allow_foreign_owner;
+  gint mode;        // GstShmringSrcMode
   guint64 skipped;  // buffers skipped: latest=true, a live backlog (OBJECT_LOCK)
   // Live latency: one frame of the current caps' framerate, else the duration of
   // the last buffer (OBJECT_LOCK).
@@ -155,6 +189,27 @@ static GstStaticPadTemplate src_template =
 
 #define gst_shmring_src_parent_class parent_class
 G_DEFINE_TYPE(GstShmringSrc, gst_shmring_src, GST_TYPE_PUSH_SRC);
+
+// The receiver modes of the mode property (values = shm::ConsumerOptions::mode).
+enum GstShmringSrcMode {
+  GST_SHMRING_SRC_MODE_LOSSLESS = shm::layout::kModeLossless,
+  GST_SHMRING_SRC_MODE_LIVE = shm::layout::kModeLive,
+  GST_SHMRING_SRC_MODE_AUTO = shm::kModeAuto,
+};
+
+static GType gst_shmring_src_mode_get_type() {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {GST_SHMRING_SRC_MODE_AUTO, "live on a live ring with several receiver slots, else lossless",
+       "auto"},
+      {GST_SHMRING_SRC_MODE_LOSSLESS, "the sender waits for this receiver", "lossless"},
+      {GST_SHMRING_SRC_MODE_LIVE, "never holds the sender back; skips ahead when behind", "live"},
+      {0, nullptr, nullptr}};
+  if (g_once_init_enter(&type)) {
+    g_once_init_leave(&type, g_enum_register_static("GstShmringSrcMode", values));
+  }
+  return type;
+}
 GST_ELEMENT_REGISTER_DEFINE(shmringsrc, "shmringsrc", GST_RANK_NONE, GST_TYPE_SHMRING_SRC);
 
 static void gst_shmring_src_set_property(GObject* object, guint prop_id, const GValue* value,
@@ -165,6 +220,7 @@ static void gst_shmring_src_finalize(GObject* object);
 static gboolean gst_shmring_src_start(GstBaseSrc* bsrc);
 static gboolean gst_shmring_src_is_seekable(GstBaseSrc* bsrc);
 static gboolean gst_shmring_src_query(GstBaseSrc* bsrc, GstQuery* query);
+static gboolean gst_shmring_src_event(GstBaseSrc* bsrc, GstEvent* event);
 static GstCaps* gst_shmring_src_get_caps(GstBaseSrc* bsrc, GstCaps* filter);
 static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf);
 static gboolean gst_shmring_src_unlock(GstBaseSrc* bsrc);
@@ -296,6 +352,24 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
                           static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   /**
+   * GstShmringSrc:mode:
+   *
+   * How this receiver shares a ring with others (shmringsink max-receivers > 1):
+   * lossless (the sender waits for it: recorders), live (never holds the sender
+   * back: when it falls behind it skips to the newest buffer, counted in
+   * #GstShmringSrc:skipped, the next buffer DISCONT; buffers are copied out of the
+   * ring, so downstream never pins ring space), or auto (the default): live on a
+   * live ring with several receiver slots, lossless otherwise (a file stream, or
+   * the single receiver of a default ring).
+   */
+  g_object_class_install_property(
+      gobject_class, PROP_MODE,
+      g_param_spec_enum("mode", "Mode",
+                        "lossless: the sender waits for this receiver; live: never holds the "
+                        "sender back, skips ahead when behind; auto: live on a live ring "
+                        "with several receivers, else lossless",
+                        gst_shmring_src_mode_get_type(), GST_SHMRING_SRC_MODE_AUTO, rw));
+  /**
    * GstShmringSrc:allow-foreign-owner:
    *
    * Attach to a ring whose segment is owned by another user. By default such a
@@ -320,6 +394,7 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
   basesrc_class->start = GST_DEBUG_FUNCPTR(gst_shmring_src_start);
   basesrc_class->is_seekable = GST_DEBUG_FUNCPTR(gst_shmring_src_is_seekable);
   basesrc_class->query = GST_DEBUG_FUNCPTR(gst_shmring_src_query);
+  basesrc_class->event = GST_DEBUG_FUNCPTR(gst_shmring_src_event);
   basesrc_class->get_caps = GST_DEBUG_FUNCPTR(gst_shmring_src_get_caps);
   basesrc_class->unlock = GST_DEBUG_FUNCPTR(gst_shmring_src_unlock);
   basesrc_class->unlock_stop = GST_DEBUG_FUNCPTR(gst_shmring_src_unlock_stop);
@@ -337,6 +412,7 @@ static void gst_shmring_src_init(GstShmringSrc* self) {
   self->reconnect = kDefaultReconnect;
   self->zero_copy = kDefaultZeroCopy;
   self->allow_foreign_owner = kDefaultAllowForeignOwner;
+  self->mode = GST_SHMRING_SRC_MODE_AUTO;
   self->skipped = 0;
   self->frame_latency = GST_CLOCK_TIME_NONE;
   self->last_duration = GST_CLOCK_TIME_NONE;
@@ -391,6 +467,9 @@ static void gst_shmring_src_set_property(GObject* object, guint prop_id, const G
     case PROP_ZERO_COPY:
       self->zero_copy = g_value_get_boolean(value);
       break;
+    case PROP_MODE:
+      self->mode = g_value_get_enum(value);
+      break;
     case PROP_ALLOW_FOREIGN_OWNER:
       self->allow_foreign_owner = g_value_get_boolean(value);
       break;
@@ -427,6 +506,9 @@ static void gst_shmring_src_get_property(GObject* object, guint prop_id, GValue*
       break;
     case PROP_ZERO_COPY:
       g_value_set_boolean(value, self->zero_copy);
+      break;
+    case PROP_MODE:
+      g_value_set_enum(value, self->mode);
       break;
     case PROP_ALLOW_FOREIGN_OWNER:
       g_value_set_boolean(value, self->allow_foreign_owner);
@@ -503,7 +585,25 @@ static bool take_consumer(GstShmringSrc* self, std::unique_ptr<shm::ShmConsumer>
   st->skip_backlog = consumer->live();
   st->backlog_end = consumer->attach_head();
   st->need_keyframe = consumer->live();
-  st->dropped_seen = consumer->ring()->Dropped();
+  st->ring_skips_seen = consumer->skipped();
+  if (profile == shm::layout::kProfileGstFraming) {
+    // The sender's current caps from the header, when their CAPS record is behind
+    // our start (reused, or before a live start): a receiver joining mid-stream
+    // of a ring with several receivers. A CAPS record ahead of us replaces them.
+    std::string info;
+    uint32_t index = 0;
+    if (consumer->StreamInfo(&info, &index) &&
+        static_cast<int32_t>(index - consumer->ring()->LoadTail()) < 0) {
+      GstCaps* caps = gst_caps_from_string(info.c_str());
+      if (caps != nullptr && gst_caps_is_fixed(caps)) {
+        GST_INFO_OBJECT(self, "caps from the ring header: %" GST_PTR_FORMAT, caps);
+        gst_caps_replace(&st->pending_caps, caps);
+      }
+      gst_clear_caps(&caps);
+    }
+  }
+  GST_INFO_OBJECT(self, "receiver slot %u, mode %s", consumer->slot(),
+                  consumer->mode() == shm::layout::kModeLive ? "live" : "lossless");
   if (consumer->live()) {
     GST_INFO_OBJECT(self, "live stream: skipping the %u bytes already in the ring",
                     consumer->attach_head() - consumer->ring()->LoadTail());
@@ -529,6 +629,7 @@ static Attach attach(GstShmringSrc* self, const std::string& name, int64_t timeo
   options.start_at = shm::StartAt::kOldest;
   GST_OBJECT_LOCK(self);
   options.allow_foreign_owner = self->allow_foreign_owner;
+  options.mode = static_cast<uint32_t>(self->mode);
   GST_OBJECT_UNLOCK(self);
   auto consumer = std::make_unique<shm::ShmConsumer>(name, options);
   switch (consumer->open_status()) {
@@ -717,6 +818,19 @@ static void count_skipped(GstShmringSrc* self, guint64 n) {
   GST_OBJECT_UNLOCK(self);
 }
 
+// A live receiver skipped ahead since the last message (records were lost): each
+// skip counts in skipped, and the next buffer is DISCONT. Streaming thread.
+static void note_ring_skips(GstShmringSrc* self) {
+  SrcState* st = self->st;
+  const uint64_t ring_skips = st->consumer->skipped();
+  if (ring_skips == st->ring_skips_seen) return;
+  GST_LOG_OBJECT(self, "skipped ahead %" G_GUINT64_FORMAT " times (live receiver)",
+                 ring_skips - st->ring_skips_seen);
+  count_skipped(self, ring_skips - st->ring_skips_seen);
+  st->ring_skips_seen = ring_skips;
+  st->discont = true;
+}
+
 // latest=true: replaces `m` (a BUFFER) by the newest buffer that can start
 // decoding (no DELTA_UNIT flag) among the messages already in the ring, applying
 // the caps records in between. False on a corrupt record (posted).
@@ -754,6 +868,7 @@ static bool skip_to_latest(GstShmringSrc* self, Message* m) {
   decode(self, w, m);
   count_skipped(self, skipped);
   st->discont = true;
+  st->skipped_ahead = true;
   GST_LOG_OBJECT(self, "skipped %" G_GUINT64_FORMAT " buffers to catch up", skipped);
   return true;
 }
@@ -770,7 +885,9 @@ static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v, co
   GST_OBJECT_LOCK(self);
   const gboolean zero_copy = self->zero_copy;
   GST_OBJECT_UNLOCK(self);
-  if (!zero_copy || consumer->HeldBytes() > consumer->capacity() / 2) {
+  // A live receiver copies: ring space it held downstream would hold the sender back.
+  if (!zero_copy || consumer->mode() == shm::layout::kModeLive ||
+      consumer->HeldBytes() > consumer->capacity() / 2) {
     GstBuffer* buf = gst_buffer_new_allocate(nullptr, len, nullptr);
     gst_buffer_fill(buf, 0, body, len);
     consumer->Release(v);
@@ -779,6 +896,39 @@ static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v, co
   auto* ref = new RingRef{consumer, v};
   return gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, const_cast<uint8_t*>(body), len, 0,
                                      len, ref, release_ring_ref);
+}
+
+// The pipeline clock's time now (NONE without a clock). Any thread.
+static GstClockTime clock_time_now(GstShmringSrc* self) {
+  GstClock* clock = gst_element_get_clock(GST_ELEMENT(self));
+  if (clock == nullptr) return GST_CLOCK_TIME_NONE;
+  const GstClockTime t = gst_clock_get_time(clock);
+  gst_object_unref(clock);
+  return t;
+}
+
+// The running time of clock time `t`; NONE until this element is asked to go to
+// PLAYING (a bin sets an element's base time just before that, and does it to
+// the sinks first: a non-live stream's second buffer may be created earlier).
+// Call with the OBJECT_LOCK held.
+static GstClockTime running_time_of_locked(GstShmringSrc* self, GstClockTime t) {
+  const GstClockTime base = GST_ELEMENT_CAST(self)->base_time;
+  if (GST_STATE_TARGET(self) != GST_STATE_PLAYING || !GST_CLOCK_TIME_IS_VALID(t) || t < base) {
+    return GST_CLOCK_TIME_NONE;
+  }
+  return t - base;
+}
+
+static GstClockTime running_time_of(GstShmringSrc* self, GstClockTime t) {
+  GST_OBJECT_LOCK(self);
+  const GstClockTime rt = running_time_of_locked(self, t);
+  GST_OBJECT_UNLOCK(self);
+  return rt;
+}
+
+// This pipeline's running time now (see running_time_of).
+static GstClockTime running_time_now(GstShmringSrc* self) {
+  return running_time_of(self, clock_time_now(self));
 }
 
 // Segment for the first buffer of a stream: starts at its timestamp, so that
@@ -809,13 +959,97 @@ static void start_segment(GstShmringSrc* self, const Message& m) {
   const bool rebase = st->rebase;
   st->rebase = false;
   if (gst_base_src_is_live(bsrc) || rebase) {
-    const GstClockTime now = gst_element_get_current_running_time(GST_ELEMENT(self));
+    const GstClockTime now = running_time_now(self);
     if (GST_CLOCK_TIME_IS_VALID(now) && (gst_base_src_is_live(bsrc) || now > seg.base)) {
       seg.base = now;
     }
   }
   GST_DEBUG_OBJECT(self, "new segment %" GST_SEGMENT_FORMAT, &seg);
   gst_base_src_new_segment(bsrc, &seg);
+}
+
+// latest=true skipped to this buffer: the sender's spacing from the buffer
+// before says nothing about now (the skipped-to buffer would be early and waited
+// for, or late). It is due when it reaches the sink: taken now plus the offset
+// the sink's QoS reported for earlier buffers (see Pacing). When the sender's
+// spacing puts it further than kRebaseTolerance (or half its duration) from
+// that, a new segment makes it due then. Before this pipeline plays, or without
+// QoS from downstream, the sender's spacing stays. (Not a new segment on every
+// skip: a sink resets its QoS state on each segment and sends no QoS for the
+// segment's first buffer.)
+static void rebase_skip(GstShmringSrc* self, const Message& m, GstClockTime taken_clock) {
+  GstBaseSrc* bsrc = GST_BASE_SRC(self);
+  if (gst_base_src_get_do_timestamp(bsrc)) return;  // this pipeline's times already
+  const shm::framing::Header& h = m.header;
+  // The buffer's time as stamp() gives it (shifted like this segment's times).
+  GstClockTime ts = GST_CLOCK_TIME_IS_VALID(h.dts) ? h.dts : h.pts;
+  if (GST_CLOCK_TIME_IS_VALID(ts)) ts += self->st->ts_shift;
+  const GstClockTime taken_at = running_time_of(self, taken_clock);
+  if (!GST_CLOCK_TIME_IS_VALID(ts) || !GST_CLOCK_TIME_IS_VALID(taken_at)) return;
+  GST_OBJECT_LOCK(self);
+  const bool known = self->st->pacing.due_offset_known;
+  const GstClockTimeDiff offset = self->st->pacing.due_offset;
+  GST_OBJECT_UNLOCK(self);
+  if (!known) {
+    GST_LOG_OBJECT(self, "skip keeps the sender's spacing (no QoS from downstream yet)");
+    return;
+  }
+  const GstClockTimeDiff due = static_cast<GstClockTimeDiff>(taken_at) + offset;
+  GstClockTimeDiff tolerance = kRebaseTolerance;
+  if (GST_CLOCK_TIME_IS_VALID(h.duration)) {
+    tolerance = std::min(tolerance, static_cast<GstClockTimeDiff>(h.duration / 2));
+  }
+  GST_OBJECT_LOCK(self);
+  const guint64 spaced = gst_segment_to_running_time(&bsrc->segment, GST_FORMAT_TIME, ts);
+  GST_OBJECT_UNLOCK(self);
+  if (GST_CLOCK_TIME_IS_VALID(spaced) &&
+      std::abs(static_cast<GstClockTimeDiff>(spaced) - due) <= tolerance) {
+    return;  // the sender's spacing is on time
+  }
+  GstSegment seg;
+  gst_segment_init(&seg, GST_FORMAT_TIME);
+  seg.start = ts;
+  seg.time = ts;
+  seg.position = ts;
+  seg.base = due > 0 ? static_cast<GstClockTime>(due) : 0;
+  GST_DEBUG_OBJECT(self, "skipped ahead: new segment %" GST_SEGMENT_FORMAT, &seg);
+  gst_base_src_new_segment(bsrc, &seg);
+}
+
+// latest=true: remembers when `buf` was taken from the ring, for its QoS event.
+static void remember_taken(GstShmringSrc* self, GstBuffer* buf, GstClockTime taken_clock) {
+  if (!GST_CLOCK_TIME_IS_VALID(taken_clock)) return;
+  const GstClockTime t = GST_BUFFER_PTS_IS_VALID(buf) ? GST_BUFFER_PTS(buf) : GST_BUFFER_DTS(buf);
+  if (!GST_CLOCK_TIME_IS_VALID(t)) return;
+  GST_OBJECT_LOCK(self);
+  const guint64 rt = gst_segment_to_running_time(&GST_BASE_SRC(self)->segment, GST_FORMAT_TIME, t);
+  Pacing& pacing = self->st->pacing;
+  if (GST_CLOCK_TIME_IS_VALID(rt)) {
+    pacing.taken.push_back(Pacing::Taken{rt, taken_clock});
+    if (pacing.taken.size() > Pacing::kRemembered) pacing.taken.pop_front();
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+// A QoS event from the sink about the buffer of running time `ts`: it reached
+// the sink `jitter` after it was due (negative: before). Any thread.
+static void note_qos(GstShmringSrc* self, GstClockTime ts, GstClockTimeDiff jitter) {
+  if (!GST_CLOCK_TIME_IS_VALID(ts)) return;
+  GST_OBJECT_LOCK(self);
+  Pacing& pacing = self->st->pacing;
+  for (auto it = pacing.taken.rbegin(); it != pacing.taken.rend(); ++it) {
+    if (it->running_time == ts) {
+      const GstClockTime taken = running_time_of_locked(self, it->taken_at);
+      if (!GST_CLOCK_TIME_IS_VALID(taken)) break;
+      pacing.due_offset =
+          static_cast<GstClockTimeDiff>(ts) + jitter - static_cast<GstClockTimeDiff>(taken);
+      pacing.due_offset_known = true;
+      GST_LOG_OBJECT(self, "QoS: due %" GST_STIME_FORMAT " after being taken",
+                     GST_STIME_ARGS(pacing.due_offset));
+      break;
+    }
+  }
+  GST_OBJECT_UNLOCK(self);
 }
 
 // The metas the sender carried in header extensions.
@@ -871,14 +1105,10 @@ static void stamp(GstShmringSrc* self, GstBuffer* buf, const Message& m) {
   GST_BUFFER_OFFSET(buf) = h.offset;
   GST_BUFFER_OFFSET_END(buf) = h.offset_end;
   GST_BUFFER_FLAG_SET(buf, h.flags & kCarriedFlags);
-  // The sender dropped buffers since the last one (wait-for-space=false): a gap.
-  const uint64_t dropped = st->consumer->ring()->Dropped();
-  if (dropped != st->dropped_seen) {
-    GST_LOG_OBJECT(self, "sender dropped %" G_GUINT64_FORMAT " buffers",
-                   dropped - st->dropped_seen);
-    st->dropped_seen = dropped;
-    st->discont = true;
-  }
+  // A gap the sender made (it dropped buffers: wait-for-space=false) arrives as
+  // the DISCONT flag of the buffer after it, carried above. (The header's dropped
+  // counter says how many, not where: it rises before the reader reaches the gap.)
+  note_ring_skips(self);
   if (st->discont) {
     GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
     st->discont = false;
@@ -992,6 +1222,7 @@ static gboolean gst_shmring_src_start(GstBaseSrc* bsrc) {
   self->skipped = 0;
   self->frame_latency = GST_CLOCK_TIME_NONE;
   self->last_duration = GST_CLOCK_TIME_NONE;
+  self->st->pacing.Reset();
   GST_OBJECT_UNLOCK(self);
   self->st->Reset();
   // One look now, so that a ring we can never read (another receiver, no
@@ -1020,6 +1251,19 @@ static gboolean gst_shmring_src_query(GstBaseSrc* bsrc, GstQuery* query) {
 }
 
 static gboolean gst_shmring_src_is_seekable(GstBaseSrc*) { return FALSE; }
+
+// Upstream events: QoS from the sink paces latest=true (see Pacing).
+static gboolean gst_shmring_src_event(GstBaseSrc* bsrc, GstEvent* event) {
+  if (GST_EVENT_TYPE(event) == GST_EVENT_QOS) {
+    GstQOSType type;
+    gdouble proportion;
+    GstClockTimeDiff jitter;
+    GstClockTime ts;
+    gst_event_parse_qos(event, &type, &proportion, &jitter, &ts);
+    note_qos(GST_SHMRING_SRC(bsrc), ts, jitter);
+  }
+  return GST_BASE_SRC_CLASS(parent_class)->event(bsrc, event);
+}
 
 static GstCaps* gst_shmring_src_get_caps(GstBaseSrc* bsrc, GstCaps* filter) {
   GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
@@ -1053,6 +1297,7 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
       if (ret == SHMRING_FLOW_RECONNECTED) continue;
       return ret;
     }
+    note_ring_skips(self);  // also when the skip lands on a CAPS or EOS record
 
     if (st->consumer->profile() == shm::layout::kProfileOpaque) {
       // Opaque bytes: caps from the property, times from this pipeline if asked.
@@ -1100,6 +1345,7 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
     const gboolean latest = self->latest;
     GST_OBJECT_UNLOCK(self);
     if (latest && !skip_to_latest(self, &m)) return GST_FLOW_ERROR;
+    const GstClockTime taken_clock = latest ? clock_time_now(self) : GST_CLOCK_TIME_NONE;
 
     const GstFlowReturn ret = ensure_caps(self);
     if (ret != GST_FLOW_OK) {
@@ -1107,9 +1353,15 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
       if (ret == SHMRING_FLOW_SKIP) continue;
       return ret;
     }
-    if (st->need_segment) start_segment(self, m);
+    if (st->need_segment) {
+      start_segment(self, m);
+    } else if (st->skipped_ahead) {
+      rebase_skip(self, m, taken_clock);
+    }
+    st->skipped_ahead = false;
     GstBuffer* buf = make_buffer(self, m.view, m.body, m.body_len);
     stamp(self, buf, m);
+    remember_taken(self, buf, taken_clock);
     GST_LOG_OBJECT(self, "buffer %" GST_PTR_FORMAT, buf);
     *outbuf = buf;
     return GST_FLOW_OK;

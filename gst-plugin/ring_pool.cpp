@@ -139,9 +139,8 @@ static GstFlowReturn pool_alloc_buffer(GstBufferPool*, GstBuffer** buffer,
 // the ring holds nothing unread (everything in it is in flight) or the room is
 // held by buffers kept upstream (the waiting thread may be the one keeping them).
 static bool worth_waiting(shm::ShmProducer* producer, uint32_t len) {
-  shm::ByteRingBuffer* ring = producer->ring();
-  return producer->ConsumerAttached() && ring->LoadHead() != ring->LoadTail() &&
-         !producer->HeldBackByKept(len);
+  // Every receiver slot that holds the sender back counts (several receivers).
+  return producer->ConsumerAttached() && producer->WaitingHelps(len);
 }
 
 static GstFlowReturn pool_acquire_buffer(GstBufferPool* pool, GstBuffer** buffer,

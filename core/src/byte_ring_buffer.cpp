@@ -1,8 +1,10 @@
 #include "shm/byte_ring_buffer.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 
 #include "atomics.hpp"
@@ -14,7 +16,7 @@ namespace {
 
 using namespace layout;
 
-using tuning::kMaxConsumerSleepNs;
+using tuning::kLivenessSliceNs;
 using tuning::kSpinPolls;
 using tuning::kUnfencedNapNs;
 
@@ -133,7 +135,7 @@ std::string ByteRingBuffer::ValidateHeader(const void* base_ptr, uint64_t total_
 
 std::string ByteRingBuffer::Initialize(void* base_ptr, uint64_t total_size, uint32_t capacity,
                                        uint32_t profile, uint64_t generation, uint32_t start_index,
-                                       uint32_t producer_pid) {
+                                       uint32_t producer_pid, uint32_t max_receivers) {
   auto* base = static_cast<uint8_t*>(base_ptr);
   if (!IsValidCapacity(capacity)) {
     return "capacity " + std::to_string(capacity) + " is not a power of two between 64 and 2^31";
@@ -143,11 +145,17 @@ std::string ByteRingBuffer::Initialize(void* base_ptr, uint64_t total_size, uint
            std::to_string(total_size);
   }
   if (start_index % kRecordAlign != 0) return "start_index must be a multiple of 8";
+  if (max_receivers < 1 || max_receivers > kMaxReceiversLimit) {
+    return "max_receivers " + std::to_string(max_receivers) + " is not between 1 and " +
+           std::to_string(kMaxReceiversLimit);
+  }
   auto* magic = reinterpret_cast<uint32_t*>(base + kMagicOffset);
   atomics::StoreRelaxed(magic, 0);
   std::memset(base, 0, kMagicOffset);
   std::memset(base + kVersionOffset, 0, kHeaderSize - kVersionOffset);
   atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kHeadOffset), start_index);
+  atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kLastStartOffset), start_index);
+  atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kFloorOffset), start_index);
   atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kTailOffset), start_index);
   atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kCapacityOffset), capacity);
   const uint16_t version = kVersion, header_size = kHeaderSize;
@@ -155,7 +163,6 @@ std::string ByteRingBuffer::Initialize(void* base_ptr, uint64_t total_size, uint
   std::memcpy(base + kHeaderSizeOffset, &header_size, 2);
   std::memcpy(base + kProfileOffset, &profile, 4);
   std::memcpy(base + kGenerationOffset, &generation, 8);
-  const uint32_t max_receivers = 1;  // one consumer, slot 0
   std::memcpy(base + kMaxReceiversOffset, &max_receivers, 4);
   // The pid before the magic: a segment with a magic always names its producer, so
   // a second creator never mistakes a half-made ring for a stale one.
@@ -168,7 +175,11 @@ std::string ByteRingBuffer::Initialize(void* base_ptr, uint64_t total_size, uint
 ByteRingBuffer::ByteRingBuffer(void* base, uint32_t total_size, bool is_producer)
     : ByteRingBuffer(base, uint64_t{total_size}, is_producer, Bind{}) {}
 
-ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer, Bind)
+ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, uint32_t slot, uint32_t mode)
+    : ByteRingBuffer(base, total_size, false, Bind{}, slot, mode) {}
+
+ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer, Bind,
+                               uint32_t slot, uint32_t mode)
     : base_(static_cast<uint8_t*>(base)), is_producer_(is_producer) {
   if (base_ != nullptr && total_size >= kHeaderSize && is_producer_ &&
       atomics::LoadAcquire(word(kMagicOffset)) == 0) {
@@ -188,6 +199,19 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
   error_ = ValidateHeader(base_, total_size, &capacity_);
   if (!error_.empty()) return;
   mask_ = capacity_ - 1;
+  max_receivers_ = LoadU32(base_ + kMaxReceiversOffset);  // validated above, immutable
+  if (max_receivers_ < 1 || max_receivers_ > kMaxReceiversLimit) max_receivers_ = 1;
+  if (!is_producer_) {
+    if (slot >= max_receivers_ || (mode != kModeLossless && mode != kModeLive)) {
+      error_ = "receiver slot " + std::to_string(slot) + " (mode " + std::to_string(mode) +
+               ") is not one of the ring's " + std::to_string(max_receivers_) + " slots";
+      return;
+    }
+    slot_ = slot;
+    mode_ = mode;
+    tail_off_ = SlotOffset(slot) + kSlotTail;
+    flags_off_ = SlotOffset(slot) + kSlotFlags;
+  }
   light_fences_ = wait::UseMembarrier();
   if (is_producer_) {
     head_ = atomics::LoadRelaxed(word(kHeadOffset));  // own word
@@ -197,15 +221,20 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
     }
     reserve_ = head_;
     order_mark_ = head_;
+    floor_ = atomics::LoadRelaxed(word(kFloorOffset));  // own word
     if (!LoadTailChecked()) return;
     // Set, then fenced, before our first publish; see DESIGN.md "mode bits".
     if (light_fences_) atomics::FetchOrSeqCst(word(kProducerFlagsOffset), kProducerMembarrier);
     atomics::FullFence();
   } else {
-    released_ = atomics::LoadRelaxed(word(kTailOffset));  // own word
+    released_ = atomics::LoadRelaxed(word(tail_off_)) & ~kSlotIdle;  // own word
+    stored_ = released_;
     read_pos_ = released_;
+    // Rings of 64 KiB and more store the tail (and wake a producer waiting for
+    // space) once per batch of freed bytes; smaller rings at every release.
+    tail_batch_ = capacity_ >= (1u << 16) ? std::min(capacity_ / 8, 1u << 18) : 0;
     head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
-    if (light_fences_) atomics::FetchOrSeqCst(word(kConsumerFlagsOffset), kConsumerMembarrier);
+    if (light_fences_) atomics::FetchOrSeqCst(word(flags_off_), kConsumerMembarrier);
     atomics::FullFence();
   }
   valid_ = true;
@@ -240,32 +269,157 @@ Status ByteRingBuffer::TryWrite(const void* data, uint32_t len) {
 
 uint32_t ByteRingBuffer::WriteableBytes() const {
   if (!valid_ || !is_producer_) return 0;
-  const uint32_t tail = atomics::LoadAcquire(word(kTailOffset));
-  if (head_ - tail > capacity_ || tail % kRecordAlign != 0) return 0;  // corrupt tail
-  uint32_t used = reserve_ - tail;  // open reservations are not free
-  if (!pending_.empty() && reserve_ - pending_.front().start > used) {
-    used = reserve_ - pending_.front().start;  // nor are kept ones
-  }
-  return capacity_ - used;
+  uint32_t lowest, slot;
+  if (!ScanSlots(&lowest, &slot)) return 0;  // corrupt tail: nothing is free
+  return FreeBytesFrom(lowest);
 }
 
-bool ByteRingBuffer::LoadTailChecked() {
-  const uint32_t tail = atomics::LoadAcquire(word(kTailOffset));
-  // The consumer may only have released what we wrote: head - tail <= capacity, and
+// One receiver slot's protected position, folded into *lowest.
+bool ByteRingBuffer::CountSlot(uint32_t k, uint32_t* lowest, uint32_t* limiting_slot,
+                               bool* found) const {
+  // Acquire: the receiver's reads of what it released happen-before our reuse.
+  const uint32_t tail = atomics::LoadAcquire(word(SlotOffset(k) + kSlotTail));
+  if (tail & kSlotIdle) return true;  // a live receiver holding nothing: never waited for
+  // A receiver may only have released what we wrote: head - tail <= capacity, and
   // every record starts 8-aligned. Anything else would make us overwrite unread data.
   if (head_ - tail > capacity_ || tail % kRecordAlign != 0) {
+    // A live receiver pins before it checks the floor: a pin we already lapped is one
+    // it is about to see as reused and move (it sees our floor: DESIGN.md "Fan-out").
+    if (atomics::LoadRelaxed(word(SlotOffset(k) + kSlotMode)) == kModeLive &&
+        tail % kRecordAlign == 0) {
+      return true;
+    }
     error_ = "tail " + std::to_string(tail) + " is not valid for head " + std::to_string(head_) +
-             " (capacity " + std::to_string(capacity_) + "): the consumer is corrupt";
+             " (capacity " + std::to_string(capacity_) + ", receiver slot " + std::to_string(k) +
+             "): the consumer is corrupt";
     return false;
   }
-  tail_cache_ = tail;
+  if (!*found || head_ - tail > head_ - *lowest) {
+    *lowest = tail;
+    *limiting_slot = k;
+    *found = true;
+  }
   return true;
 }
 
-// Free bytes for the next reservation: the consumer's tail and the oldest kept
-// reservation both hold space back.
-uint32_t ByteRingBuffer::FreeBytes() const {
-  uint32_t used = reserve_ - tail_cache_;
+// Which slots hold the producer back: a ring with one receiver slot keeps today's
+// single-consumer rule (slot 0 always counts, attached or not: its tail keeps the
+// backlog for the next consumer). With several slots, the attached ones that are
+// not known dead count; when none is attached, slot 0 keeps the backlog.
+bool ByteRingBuffer::ScanSlots(uint32_t* lowest, uint32_t* limiting_slot, bool* counted) const {
+  *lowest = head_;
+  *limiting_slot = 0;
+  bool found = false;
+  if (counted != nullptr) *counted = false;
+  if (max_receivers_ == 1) {
+    const bool ok = CountSlot(0, lowest, limiting_slot, &found);
+    if (counted != nullptr) *counted = found;
+    return ok;
+  }
+  bool any = false;
+  for (uint32_t k = 0; k < max_receivers_; ++k) {
+    const uint32_t flags = atomics::LoadAcquire(word(SlotOffset(k) + kSlotFlags));
+    if (dead_[k]) {
+      if ((flags >> kConsumerAttachCountShift) == dead_count_[k]) continue;
+      dead_[k] = false;  // a new receiver attached since
+    }
+    if (!(flags & kConsumerAttached)) continue;
+    any = true;
+    if (!CountSlot(k, lowest, limiting_slot, &found)) return false;
+  }
+  if (!any) return CountSlot(0, lowest, limiting_slot, &found);
+  return true;
+}
+
+bool ByteRingBuffer::ReceiversBehind() const {
+  if (!valid_ || !is_producer_) return false;
+  uint32_t lowest, slot;
+  return ScanSlots(&lowest, &slot) && lowest != head_;
+}
+
+bool ByteRingBuffer::LoadTailChecked() {
+  uint32_t lowest, slot;
+  bool counted = false;
+  if (!ScanSlots(&lowest, &slot, &counted)) return false;
+  // One receiver slot holding a position (a lossless tail, or a live receiver's pin):
+  // nobody can take a position below it (its own pin only moves forward), so the
+  // floor need not move: the default ring's slow path stays one load.
+  const bool need_floor = max_receivers_ > 1 || !counted;
+  if (need_floor && static_cast<int32_t>(lowest - floor_) > 0) {
+    // Publish the floor before reusing anything below it, then look again: a
+    // receiver that took a position meanwhile either is seen now or sees the floor
+    // (store, full fence, load on both sides; docs/DESIGN.md "Fan-out").
+    floor_ = lowest;
+    atomics::StoreRelease(word(kFloorOffset), floor_);
+    atomics::FullFence();
+    uint32_t again, slot2;
+    if (!ScanSlots(&again, &slot2)) return false;
+    if (head_ - again > head_ - lowest) {
+      lowest = again;
+      slot = slot2;
+    }
+  }
+  tail_cache_ = lowest;
+  limit_slot_ = slot;
+  return true;
+}
+
+void ByteRingBuffer::MarkSlotDead(uint32_t slot) {
+  if (!valid_ || !is_producer_ || slot >= max_receivers_) return;
+  dead_count_[slot] =
+      atomics::LoadAcquire(word(SlotOffset(slot) + kSlotFlags)) >> kConsumerAttachCountShift;
+  dead_[slot] = true;
+}
+
+bool ByteRingBuffer::SetStreamInfo(const void* data, uint32_t len, uint32_t index) {
+  if (!valid_ || !is_producer_ || len > kInfoMax) return false;
+  uint32_t* seq = word(kInfoOffset + kInfoSeq);
+  const uint32_t s = atomics::LoadRelaxed(seq);  // own word
+  // A sequence lock: odd while written; readers retry when it changed.
+  atomics::StoreRelaxed(seq, s + 1);
+  atomics::FullFence();
+  atomics::StoreRelaxed(word(kInfoOffset + kInfoIndex), index);
+  atomics::StoreRelaxed(word(kInfoOffset + kInfoLen), len);
+  for (uint32_t i = 0; i < len; ++i) {
+    __atomic_store_n(base_ + kInfoOffset + kInfoData + i, static_cast<const uint8_t*>(data)[i],
+                     __ATOMIC_RELAXED);
+  }
+  atomics::StoreRelease(seq, s + 2);
+  return true;
+}
+
+bool ByteRingBuffer::ReadStreamInfo(std::string* out, uint32_t* index) const {
+  if (!valid_) return false;
+  const uint32_t* seq = word(kInfoOffset + kInfoSeq);
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    const uint32_t s1 = atomics::LoadAcquire(seq);
+    if (s1 == 0) return false;  // never written
+    if (s1 & 1) continue;
+    const uint32_t len = atomics::LoadRelaxed(word(kInfoOffset + kInfoLen));
+    const uint32_t at = atomics::LoadRelaxed(word(kInfoOffset + kInfoIndex));
+    if (len > kInfoMax) continue;  // torn: look again
+    std::string text(len, '\0');
+    for (uint32_t i = 0; i < len; ++i) {
+      text[i] =
+          static_cast<char>(__atomic_load_n(base_ + kInfoOffset + kInfoData + i, __ATOMIC_RELAXED));
+    }
+    atomics::FullFence();  // the copy happens-before the second look at seq
+    if (atomics::LoadRelaxed(seq) != s1) continue;
+    *out = std::move(text);
+    if (index != nullptr) *index = at;
+    return true;
+  }
+  return false;
+}
+
+// Free bytes for the next reservation: the receivers' limit (LoadTailChecked: the
+// slowest counted slot, live pins, the floor) and the oldest kept reservation both
+// hold space back.
+uint32_t ByteRingBuffer::FreeBytes() const { return FreeBytesFrom(tail_cache_); }
+
+// The same for a receiver limit `lowest` (the slowest counted slot, or the head).
+uint32_t ByteRingBuffer::FreeBytesFrom(uint32_t lowest) const {
+  uint32_t used = reserve_ - lowest;
   if (!pending_.empty() && reserve_ - pending_.front().start > used) {
     used = reserve_ - pending_.front().start;
   }
@@ -305,7 +459,7 @@ Status ByteRingBuffer::ReserveRecord(uint32_t len, uint32_t* start) {
   }
   *start = reserve_;
   reserve_ += record;
-  pending_.push_back(Pending{*start, reserve_, false, false});
+  pending_.push_back(Pending{*start, reserve_, false, false, false});
   return Status::kOk;
 }
 
@@ -353,7 +507,7 @@ void ByteRingBuffer::PublishWrapMarker() {
     head_ = reserve_;
     atomics::StoreRelease(word(kHeadOffset), head_);
   } else {
-    pending_.push_back(Pending{start, reserve_, true, false});  // after older reservations
+    pending_.push_back(Pending{start, reserve_, true, false, true});  // after older reservations
   }
 }
 
@@ -432,14 +586,25 @@ bool ByteRingBuffer::InOrder(const Reservation& r) const {
 // and forgets the leading ones nobody needs any more.
 void ByteRingBuffer::AdvanceHead() {
   uint32_t h = head_;
+  uint32_t newest = 0;  // start of the newest record it publishes (a PAD record counts)
+  bool any = false;
   for (const Pending& e : pending_) {
     if (!e.done) break;
-    if (static_cast<int32_t>(e.end - h) > 0) h = e.end;
+    if (static_cast<int32_t>(e.end - h) > 0) {
+      h = e.end;
+      if (!e.marker) {
+        newest = e.start;
+        any = true;
+      }
+    }
   }
   while (!pending_.empty() && pending_.front().done && !pending_.front().kept) {
     pending_.pop_front();
   }
-  if (h != head_) PublishHead(h);
+  if (h == head_) return;
+  // Published by the head's release store: last_start always names a record <= head.
+  if (any) atomics::StoreRelaxed(word(kLastStartOffset), newest);
+  PublishHead(h);
 }
 
 void ByteRingBuffer::PublishHead(uint32_t new_head) {
@@ -456,18 +621,41 @@ void ByteRingBuffer::WakeConsumerIfWaiting() {
   } else {
     atomics::FullFence();
   }
-  if (atomics::LoadRelaxed(word(kConsumerFlagsOffset)) & kConsumerWaiting) {
-    wait::WakeWord(word(kHeadOffset));
+  // Every receiver sleeps on the head word: one wake if any of them is waiting.
+  for (uint32_t k = 0; k < max_receivers_; ++k) {
+    if (atomics::LoadRelaxed(word(SlotOffset(k) + kSlotFlags)) & kConsumerWaiting) {
+      wait::WakeWord(word(kHeadOffset));
+      return;
+    }
   }
 }
 
 Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr) {
+  return WaitWritable(len, timeout_ns, intr, nullptr);
+}
+
+Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr,
+                                    const std::function<Status()>& each_slice) {
   if (!valid_ || !is_producer_) return Status::kInvalid;
   if (len > MaxMessageSize()) return Status::kTooLarge;
   const uint32_t record = static_cast<uint32_t>(RecordSize(len));
-  const int64_t deadline = timeout_ns < 0 ? 0 : NowNs() + timeout_ns;
-  uint32_t* tail = word(kTailOffset);
+  const int64_t start = NowNs();
+  const int64_t deadline = timeout_ns < 0 ? 0 : start + timeout_ns;
+  int64_t next_look = start + kLivenessSliceNs;
   uint32_t* flags = word(kProducerFlagsOffset);
+  // WAITING is set once, on the first sleep of this call, and fenced once; it stays
+  // set across every later re-sleep (a consumer that stores the tail after our
+  // fence sees it and wakes us; one that stored before is seen by the futex's own
+  // comparison), and is cleared when the call returns.
+  bool waiting = false;
+  bool fenced = false;
+  struct Clear {
+    uint32_t* flags;
+    bool* waiting;
+    ~Clear() {
+      if (*waiting) atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
+    }
+  } clear{flags, &waiting};
   for (int spin = 0;; ++spin) {
     const uint32_t to_end = capacity_ - (reserve_ & mask_);
     if (!LoadTailChecked()) return Status::kCorrupt;
@@ -485,44 +673,73 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
     const int64_t left = Remaining(deadline, timeout_ns);
     if (left == 0) return Status::kTimeout;
     if (spin < kSpinPolls) continue;
-    const uint32_t seen = tail_cache_;
-    // Set WAITING, fence, then learn the waker's mode: a waker that uses only a
-    // compiler barrier needs our membarrier to order its index store before its
-    // WAITING load.
-    atomics::FetchOrRelaxed(flags, kProducerWaiting);
-    atomics::FullFence();
     int64_t nap = left;
-    if ((atomics::LoadRelaxed(word(kConsumerFlagsOffset)) & kConsumerMembarrier) &&
-        !wait::HeavyBarrier()) {
-      nap = CapNap(left, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+    if (each_slice) {
+      const int64_t now = NowNs();
+      if (now >= next_look) {
+        const Status s = each_slice();
+        if (s != Status::kOk) return s;
+        next_look = now + kLivenessSliceNs;
+      }
+      nap = CapNap(left, next_look - now);
     }
+    // Sleep on the tail word of the receiver that holds us back (the one whose
+    // release can make room) and on its flags (a detach); its tail now is what we saw.
+    uint32_t* tail = word(SlotOffset(limit_slot_) + kSlotTail);
+    uint32_t* cflags = word(SlotOffset(limit_slot_) + kSlotFlags);
+    // Full of kept reservations (no receiver release helps): a nap on the word as it is.
+    const uint32_t seen = FullOfKept(len) ? atomics::LoadAcquire(tail) : tail_cache_;
+    if (!waiting) {
+      // Set WAITING, fence, then learn the waker's mode: a waker that uses only a
+      // compiler barrier needs our membarrier to order its tail store before its
+      // WAITING load.
+      atomics::FetchOrRelaxed(flags, kProducerWaiting);
+      atomics::FullFence();
+      waiting = true;
+    }
+    if (!fenced) {
+      if (!(atomics::LoadRelaxed(cflags) & kConsumerMembarrier) || wait::HeavyBarrier()) {
+        fenced = true;
+      } else {
+        nap = CapNap(nap, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+      }
+    }
+    const uint32_t cf = atomics::LoadAcquire(cflags);
     if (atomics::LoadAcquire(tail) == seen) {
       if (intr != nullptr) intr->BeginSleep(tail);
-      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(tail, seen, nap);
+      // Also on the consumer's flags: a detach (ATTACHED cleared, then a wake)
+      // ends the sleep at once.
+      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWords(tail, seen, cflags, cf, nap);
       if (intr != nullptr) intr->EndSleep();
     }
-    atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
+    // The consumer attached or detached meanwhile: ask `each_slice` now.
+    if ((atomics::LoadRelaxed(cflags) ^ cf) & kConsumerAttached) next_look = 0;
   }
 }
 
-void ByteRingBuffer::SleepWhileTailIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const {
-  if (!valid_ || !is_producer_) return;
-  uint32_t* tail = word(kTailOffset);
+bool ByteRingBuffer::SleepWhileTailIs(uint32_t slot, uint32_t seen, int64_t timeout_ns,
+                                      Interrupter* intr) const {
+  if (!valid_ || !is_producer_ || slot >= max_receivers_) return false;
+  // As WaitWritable: on the tail and flags words of the receiver slot that limits us
+  // (LoadTailChecked picked it), WAITING set and fenced before the last look.
+  uint32_t* tail = word(SlotOffset(slot) + kSlotTail);
+  uint32_t* cflags = word(SlotOffset(slot) + kSlotFlags);
   uint32_t* flags = word(kProducerFlagsOffset);
-  // As in WaitWritable: set WAITING, fence, learn the waker's mode, look again.
   atomics::FetchOrRelaxed(flags, kProducerWaiting);
   atomics::FullFence();
   int64_t nap = timeout_ns;
-  if ((atomics::LoadRelaxed(word(kConsumerFlagsOffset)) & kConsumerMembarrier) &&
-      !wait::HeavyBarrier()) {
+  if ((atomics::LoadRelaxed(cflags) & kConsumerMembarrier) && !wait::HeavyBarrier()) {
     nap = CapNap(timeout_ns, kUnfencedNapNs);  // the waker's fast path is unordered: poll
   }
+  const uint32_t cf = atomics::LoadAcquire(cflags);
   if (atomics::LoadAcquire(tail) == seen) {
     if (intr != nullptr) intr->BeginSleep(tail);
-    if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(tail, seen, nap);
+    // Also on the receiver's flags: a detach (ATTACHED cleared, then a wake) ends it.
+    if (intr == nullptr || !intr->interrupted()) wait::WaitOnWords(tail, seen, cflags, cf, nap);
     if (intr != nullptr) intr->EndSleep();
   }
   atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
+  return ((atomics::LoadRelaxed(cflags) ^ cf) & kConsumerAttached) != 0;
 }
 
 void ByteRingBuffer::SetClosed() {
@@ -560,10 +777,32 @@ Status ByteRingBuffer::EmptyOrClosed(uint32_t at) {
   return Status::kEmpty;
 }
 
+void ByteRingBuffer::LazyRelease(uint32_t end) const {
+  released_ = end;
+  // Stored now when the batch is full or the reader caught up with the head it
+  // knows (nothing more to read: a producer in this very thread may be about to
+  // wait for that space, so it must never stay unstored). Otherwise the next
+  // release, Flush(), or the reader going idle (NextRecord finding nothing) stores it.
+  // A live receiver's tail word is its pin: always stored at once.
+  if (live_mode() || end - stored_ >= tail_batch_ || end == head_cache_) StoreTail(end);
+}
+
+void ByteRingBuffer::Flush() const {
+  if (valid_ && !is_producer_ && released_ != stored_) StoreTail(released_);
+}
+
+uint32_t ByteRingBuffer::TailWordValue(uint32_t t) const {
+  if (!live_mode()) return t;
+  // A live receiver holds its pin only while it holds (or peeked) a record.
+  pinned_ = read_pos_ != t || peeked_;
+  return pinned_ ? t : (t | kSlotIdle);
+}
+
 void ByteRingBuffer::StoreTail(uint32_t t) const {
   released_ = t;
+  stored_ = t;
   // Our reads of the released records happen-before the producer reuses them.
-  atomics::StoreRelease(word(kTailOffset), t);
+  atomics::StoreRelease(word(tail_off_), TailWordValue(t));
   // Store-load fence against the producer's "set WAITING, fence, re-check tail".
   if (light_fences_) {
     atomics::CompilerBarrier();  // the sleeper issues membarrier for us
@@ -571,13 +810,21 @@ void ByteRingBuffer::StoreTail(uint32_t t) const {
     atomics::FullFence();
   }
   if (atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerWaiting) {
-    wait::WakeWord(word(kTailOffset));
+    wait::WakeWord(word(tail_off_));
   }
 }
 
 // Parses the record at ring index `from`, skipping WRAP markers (and releasing
 // them when nothing is held before them). Validates everything it reads.
 Status ByteRingBuffer::NextRecord(uint32_t from, MessageView* out) {
+  const Status s = NextRecordPinned(from, out);
+  if (s != Status::kOk && pinned_ && read_pos_ == released_ && !peeked_) {
+    StoreTail(released_);  // nothing handed out: a live receiver unpins
+  }
+  return s;
+}
+
+Status ByteRingBuffer::NextRecordPinned(uint32_t from, MessageView* out) {
   if (!valid_ || is_producer_) return Status::kInvalid;
   uint32_t pos_index = from;
   for (;;) {
@@ -586,9 +833,19 @@ Status ByteRingBuffer::NextRecord(uint32_t from, MessageView* out) {
       head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
       avail = head_cache_ - pos_index;
       if (avail == 0) {
+        if (released_ != stored_) StoreTail(released_);  // going idle: free everything
         const Status s = EmptyOrClosed(pos_index);
         if (s != Status::kOk) return s;
         avail = head_cache_ - pos_index;
+      }
+    }
+    if (live_mode() && !pinned_) {
+      // Nothing held: pin the position before reading its bytes (or skip ahead
+      // when the producer may have reused them already).
+      const uint32_t at = PinForRead(pos_index);
+      if (at != pos_index) {
+        from = pos_index = at;
+        continue;  // look at the new position (maybe nothing yet)
       }
     }
     // A misaligned head or tail could put a len word across the end of the data area.
@@ -677,7 +934,11 @@ void ByteRingBuffer::Release() {
   if (!peeked_) return;
   peeked_ = false;
   read_pos_ = peek_end_;
-  if (released_ != read_pos_) StoreTail(read_pos_);
+  if (pinned_) {
+    StoreTail(read_pos_);  // a live receiver's pin moves at once
+  } else if (released_ != read_pos_) {
+    LazyRelease(read_pos_);
+  }
 }
 
 Status ByteRingBuffer::Acquire(MessageView* out) {
@@ -687,6 +948,87 @@ Status ByteRingBuffer::Acquire(MessageView* out) {
     peeked_ = false;
   }
   return s;
+}
+
+uint32_t ByteRingBuffer::AttachSlot(bool at_newest, uint32_t pid) {
+  if (!valid_ || is_producer_) return 0;
+  uint8_t* slot = base_ + SlotOffset(slot_);
+  uint32_t* tail = word(tail_off_);
+  const uint32_t head = atomics::LoadAcquire(word(kHeadOffset));
+  uint32_t start = atomics::LoadRelaxed(tail) & ~kSlotIdle;  // own word
+  if (at_newest) {
+    start = head;
+  } else if (max_receivers_ > 1) {
+    // Others read the ring: the producer kept what the oldest of them protects,
+    // not this slot's old tail. Alone: this slot's tail (slot 0 keeps the backlog).
+    bool any = false;
+    uint32_t oldest = head;
+    for (uint32_t k = 0; k < max_receivers_; ++k) {
+      if (k == slot_ || !(SlotFlags(k) & kConsumerAttached)) continue;
+      const uint32_t t = SlotTail(k) & ~kSlotIdle;
+      if (head - t > capacity_ || t % kRecordAlign != 0) continue;
+      if (!any || head - t > head - oldest) oldest = t;
+      any = true;
+    }
+    if (any || head - start > capacity_ || start % kRecordAlign != 0) start = oldest;
+  }
+  atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(slot + kSlotMode), mode_);
+  atomics::StoreRelaxed64(reinterpret_cast<uint64_t*>(slot + kSlotSkipped), 0);
+  read_pos_ = released_ = stored_ = start;
+  peeked_ = false;
+  pinned_ = false;
+  for (int attempt = 0;; ++attempt) {
+    // Lossless: the start is a tail the producer must honour; store it, full fence,
+    // load the floor (as PinForRead). Live: idle until its first read pins.
+    atomics::StoreRelease(tail, live_mode() ? (start | kSlotIdle) : start);
+    if (attempt == 0) SetConsumerAttached(true, pid);
+    atomics::FullFence();
+    const uint32_t floor = atomics::LoadAcquire(word(kFloorOffset));
+    // Bounded: a floor above the head is impossible for a sound producer (a hostile
+    // one gains nothing from a never-ending attach).
+    if (live_mode() || static_cast<int32_t>(start - floor) >= 0 || attempt >= 5) break;
+    const uint32_t now = atomics::LoadAcquire(word(kHeadOffset));
+    const uint32_t newest = atomics::LoadAcquire(word(kLastStartOffset));
+    start = (static_cast<int32_t>(newest - floor) >= 0 && now - newest <= capacity_ && attempt < 4)
+                ? newest
+                : now;
+    read_pos_ = released_ = stored_ = start;
+  }
+  head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
+  return start;
+}
+
+uint32_t ByteRingBuffer::PinForRead(uint32_t at) {
+  uint32_t* tail = word(tail_off_);
+  for (int attempt = 0;; ++attempt) {
+    // Store the pin, full fence, load the floor; the producer stores the floor,
+    // fences and reads the pins: one of the two sees the other.
+    atomics::StoreRelaxed(tail, at);
+    pinned_ = true;
+    atomics::FullFence();
+    const uint32_t floor = atomics::LoadAcquire(word(kFloorOffset));
+    // Bounded: the head is never below a sound producer's floor (see AttachSlot).
+    if (static_cast<int32_t>(at - floor) >= 0 || attempt >= 5) return at;
+    // The producer may have reused `at`: skip to the newest record (or, while that
+    // is being reused too, to the head: wait for what comes next).
+    const uint32_t head = atomics::LoadAcquire(word(kHeadOffset));
+    const uint32_t newest = atomics::LoadAcquire(word(kLastStartOffset));
+    at = (static_cast<int32_t>(newest - floor) >= 0 && head - newest <= capacity_ && attempt < 4)
+             ? newest
+             : head;
+    head_cache_ = head;
+    read_pos_ = at;
+    released_ = at;
+    stored_ = at;
+    auto* skipped = reinterpret_cast<uint64_t*>(base_ + SlotOffset(slot_) + kSlotSkipped);
+    atomics::StoreRelaxed64(skipped, atomics::LoadRelaxed64(skipped) + 1);  // own word
+    // A producer asleep on our old pin must look again (it may wait for that word).
+    atomics::StoreRelease(tail, at);
+    atomics::FullFence();
+    if (atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerWaiting) {
+      wait::WakeWord(tail);
+    }
+  }
 }
 
 uint32_t ByteRingBuffer::SkipToHead() {
@@ -703,7 +1045,14 @@ uint32_t ByteRingBuffer::SkipToHead() {
 void ByteRingBuffer::ReleaseTo(uint32_t end) {
   // Only forward, never past what was handed out.
   if (end - released_ == 0 || end - released_ > read_pos_ - released_) return;
-  StoreTail(end == read_pos_ ? SkipPublishedMarker(end) : end);
+  if (end == read_pos_) {
+    const uint32_t past_marker = SkipPublishedMarker(end);
+    if (past_marker != end) {
+      StoreTail(past_marker);  // a producer may wait for exactly that lap: at once
+      return;
+    }
+  }
+  LazyRelease(end);
 }
 
 // Everything before `at` (== read_pos_) is being freed: if a published WRAP marker
@@ -711,6 +1060,7 @@ void ByteRingBuffer::ReleaseTo(uint32_t end) {
 // the rest (NextRecord does the same when nothing is held). Returns the new tail.
 // Anything that does not look right is left for NextRecord to report.
 uint32_t ByteRingBuffer::SkipPublishedMarker(uint32_t at) {
+  if (live_mode()) return at;  // unpinned bytes may be reused: NextRecord skips it pinned
   head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
   for (;;) {
     const uint32_t avail = head_cache_ - at;
@@ -742,6 +1092,9 @@ bool ByteRingBuffer::HasData() const {
   // The same checks as NextRecord, on a fresh head; only WRAP markers and PAD
   // records are acted on (skipped, and freed when nothing is held before them).
   const uint32_t head = atomics::LoadAcquire(word(kHeadOffset));
+  // A live receiver reads record bytes only pinned (NextRecord): anything published
+  // past its position counts (a WRAP marker alone is rare and harmless here).
+  if (live_mode()) return head != read_pos_;
   uint32_t at = read_pos_;
   bool after_marker = false;
   for (;;) {
@@ -776,6 +1129,10 @@ Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
   if (!valid_ || is_producer_) return Status::kInvalid;
   const int64_t deadline = timeout_ns < 0 ? 0 : NowNs() + timeout_ns;
   MessageView v;
+  struct End {
+    const ByteRingBuffer* ring;
+    ~End() { ring->EndSleep(); }
+  } end{this};
   for (int spin = 0;; ++spin) {
     const Status s = NextRecord(read_pos_, &v);
     if (s != Status::kEmpty) return s;  // kOk, kClosed or kCorrupt
@@ -783,42 +1140,75 @@ Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
     const int64_t left = Remaining(deadline, timeout_ns);
     if (left == 0) return Status::kTimeout;
     if (spin < kSpinPolls) continue;
-    SleepWhileHeadIs(head_cache_, left, intr);
+    // Capped at the liveness slice: on a kernel without futex_waitv a CLOSED that
+    // lands between our last look and the sleep is seen at the next look.
+    SleepWhileHeadIs(head_cache_, CapNap(left, kLivenessSliceNs), intr);
   }
 }
 
 void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const {
   if (!valid_ || is_producer_) return;
   uint32_t* head = word(kHeadOffset);
-  uint32_t* flags = word(kConsumerFlagsOffset);
-  // Set WAITING, fence, then look again: either the producer's wake check sees
-  // WAITING, or we see its new head (or CLOSED) here. RMWs on our own flags word
-  // are atomic, so another thread of ours touching ATTACHED meanwhile is safe.
-  atomics::FetchOrRelaxed(flags, kConsumerWaiting);
-  atomics::FullFence();
-  int64_t nap = CapNap(timeout_ns, kMaxConsumerSleepNs);
-  if ((atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerMembarrier) &&
-      !wait::HeavyBarrier()) {
-    nap = CapNap(timeout_ns, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+  uint32_t* pflags = word(kProducerFlagsOffset);
+  if (!sleeping_) {
+    // The running -> sleeping transition: set WAITING, fence, then look again
+    // (below): either the producer's wake check sees WAITING, or we see its new
+    // head (or CLOSED). RMWs on our own flags word are atomic, so another thread
+    // of ours touching ATTACHED meanwhile is safe. WAITING then stays set, and
+    // fenced, for every re-sleep until EndSleep().
+    atomics::FetchOrRelaxed(word(flags_off_), kConsumerWaiting);
+    atomics::FullFence();
+    sleeping_ = true;
+    fenced_ = false;
   }
-  if (atomics::LoadAcquire(head) == seen &&
-      !(atomics::LoadAcquire(word(kProducerFlagsOffset)) & kProducerClosed)) {
+  int64_t nap = timeout_ns;
+  if (!fenced_) {
+    // Once per transition: a producer whose fast path has only a compiler barrier
+    // needs our membarrier to order its head store before its WAITING load.
+    if (!(atomics::LoadRelaxed(pflags) & kProducerMembarrier) || wait::HeavyBarrier()) {
+      fenced_ = true;
+    } else {
+      nap = CapNap(timeout_ns, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+    }
+  }
+  const uint32_t pf = atomics::LoadAcquire(pflags);
+  if (atomics::LoadAcquire(head) == seen && !(pf & kProducerClosed)) {
     if (intr != nullptr) intr->BeginSleep(head);
-    if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(head, seen, nap);
+    // On the head and the producer's flags together: CLOSED changes the flags, not
+    // the head, and its wake must not be lost between our look and the sleep.
+    if (intr == nullptr || !intr->interrupted()) wait::WaitOnWords(head, seen, pflags, pf, nap);
     if (intr != nullptr) intr->EndSleep();
   }
-  atomics::FetchAndRelaxed(flags, ~kConsumerWaiting);
+}
+
+void ByteRingBuffer::EndSleep() const {
+  if (!sleeping_) return;
+  sleeping_ = false;
+  atomics::FetchAndRelaxed(word(flags_off_), ~kConsumerWaiting);
 }
 
 void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {
   if (!valid_) return;
   if (attached) {
-    atomics::StoreRelaxed(word(kConsumerPidOffset), pid);
-    atomics::FetchAddRelaxed(word(kConsumerFlagsOffset), kConsumerAttachCountOne);  // wraps
-    atomics::FetchOrRelease(word(kConsumerFlagsOffset), kConsumerAttached);
+    atomics::StoreRelaxed(word(SlotOffset(slot_) + kSlotPid), pid);
+    atomics::FetchAddRelaxed(word(flags_off_), kConsumerAttachCountOne);  // wraps
+    atomics::FetchOrRelease(word(flags_off_), kConsumerAttached);
   } else {
-    atomics::FetchAndRelaxed(word(kConsumerFlagsOffset), ~kConsumerAttached);
-    atomics::StoreRelease(word(kConsumerPidOffset), 0);
+    if (live_mode()) {
+      // Leaving: a live slot's position becomes a plain tail again (slot 0 of a ring
+      // nobody else reads keeps the backlog from here, as a lossless slot does).
+      atomics::StoreRelease(word(SlotOffset(slot_) + kSlotMode), kModeLossless);
+      atomics::StoreRelease(word(tail_off_), released_);
+      stored_ = released_;
+    }
+    atomics::FetchAndRelaxed(word(flags_off_), ~kConsumerAttached);
+    atomics::StoreRelease(word(SlotOffset(slot_) + kSlotPid), 0);
+    // A producer asleep for space sleeps on our flags word too: it hears the
+    // detach at once (the flags changed) instead of at its next liveness look.
+    atomics::FullFence();
+    if (atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerWaiting) {
+      wait::WakeWord(word(tail_off_));
+    }
   }
 }
 
@@ -832,16 +1222,34 @@ uint32_t ByteRingBuffer::ProducerFlags() const {
 uint32_t ByteRingBuffer::ProducerPid() const {
   return atomics::LoadRelaxed(word(kProducerPidOffset));
 }
-uint32_t ByteRingBuffer::ConsumerFlags() const {
-  return atomics::LoadAcquire(word(kConsumerFlagsOffset));
-}
+uint32_t ByteRingBuffer::ConsumerFlags() const { return atomics::LoadAcquire(word(flags_off_)); }
 uint32_t ByteRingBuffer::ConsumerPid() const {
-  return atomics::LoadRelaxed(word(kConsumerPidOffset));
+  return atomics::LoadRelaxed(word(SlotOffset(slot_) + kSlotPid));
 }
+uint32_t ByteRingBuffer::SlotFlags(uint32_t k) const {
+  return k < max_receivers_ ? atomics::LoadAcquire(word(SlotOffset(k) + kSlotFlags)) : 0;
+}
+uint32_t ByteRingBuffer::SlotPid(uint32_t k) const {
+  return k < max_receivers_ ? atomics::LoadRelaxed(word(SlotOffset(k) + kSlotPid)) : 0;
+}
+uint32_t ByteRingBuffer::SlotMode(uint32_t k) const {
+  return k < max_receivers_ ? atomics::LoadRelaxed(word(SlotOffset(k) + kSlotMode)) : 0;
+}
+uint32_t ByteRingBuffer::SlotTail(uint32_t k) const {
+  return k < max_receivers_ ? atomics::LoadAcquire(word(SlotOffset(k) + kSlotTail)) : 0;
+}
+uint64_t ByteRingBuffer::SlotSkipped(uint32_t k) const {
+  return k < max_receivers_ ? atomics::LoadRelaxed64(reinterpret_cast<const uint64_t*>(
+                                  base_ + SlotOffset(k) + kSlotSkipped))
+                            : 0;
+}
+uint64_t ByteRingBuffer::Skipped() const { return SlotSkipped(slot_); }
 uint64_t ByteRingBuffer::Dropped() const {
   return atomics::LoadRelaxed64(reinterpret_cast<const uint64_t*>(base_ + kDroppedOffset));
 }
 uint32_t ByteRingBuffer::LoadHead() const { return atomics::LoadAcquire(word(kHeadOffset)); }
-uint32_t ByteRingBuffer::LoadTail() const { return atomics::LoadAcquire(word(kTailOffset)); }
+uint32_t ByteRingBuffer::LoadTail() const {
+  return atomics::LoadAcquire(word(tail_off_)) & ~kSlotIdle;
+}
 
 }  // namespace shm

@@ -1,5 +1,6 @@
 #include "shm/shm_channel.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -73,6 +74,29 @@ T HeaderField(const uint8_t* hdr, uint32_t offset) {
   return v;
 }
 
+// Whether the file of `fd` still holds the ring whose header `seen` (`seen_bytes`
+// of it read) was judged stale: the same magic, version and generation (a stale
+// ring stays stale: its producer is dead or it is CLOSED), and for a segment
+// without magic or of another layout version, still no producer byte held.
+bool StillTheStaleRing(int fd, const uint8_t* seen, long seen_bytes) {
+#ifdef _WIN32
+  (void)fd;
+  (void)seen;
+  (void)seen_bytes;
+  return true;
+#else
+  constexpr size_t kIdentity = 32;  // magic, version, header size, profile, generation
+  uint8_t now[kIdentity] = {};
+  const ssize_t n = pread(fd, now, sizeof now, 0);
+  const size_t want = static_cast<size_t>(std::min<long>(seen_bytes, kIdentity));
+  if (n < 0 || static_cast<size_t>(n) < want || std::memcmp(now, seen, want) != 0) return false;
+  const bool v2 = want == kIdentity &&
+                  HeaderField<uint32_t>(seen, layout::kMagicOffset) == layout::kMagic &&
+                  HeaderField<uint16_t>(seen, layout::kVersionOffset) == layout::kVersion;
+  return v2 || liveness::Probe(fd, liveness::kProducerByte) != liveness::Lock::kHeld;
+#endif
+}
+
 // Whether the holder of a role byte is alive: the byte's lock when the platform
 // has OFD locks (a free byte is a dead or finished holder, whatever its pid
 // says), else the pid recorded in the header (0 = unknown counts as alive).
@@ -128,9 +152,9 @@ bool ShmProducer::Create(const ProducerOptions& options) {
         return false;
       }
       if (options.prefault) PrefaultForWrite(mem->data(), mem->size());  // still all zero
-      const std::string err =
-          ByteRingBuffer::Initialize(mem->data(), mem->size(), capacity, options.profile,
-                                     NewGeneration(), options.start_index, CurrentPid());
+      const std::string err = ByteRingBuffer::Initialize(
+          mem->data(), mem->size(), capacity, options.profile, NewGeneration(), options.start_index,
+          CurrentPid(), options.max_receivers);
       if (!err.empty()) {
         error_ = err;
         mem->destroy();
@@ -228,10 +252,20 @@ bool ShmProducer::Create(const ProducerOptions& options) {
                "remove it first";
       return false;
     }
+    // Removed only while the name still names the ring judged stale: a ring another
+    // producer put there meanwhile (after removing this one itself) stays.
     std::string err;
-    if (!SharedMemory::Unlink(name_, &err) && errno != ENOENT) {
-      error_ = "cannot replace stale ring '" + name_ + "': " + err;
-      return false;
+    const auto still = [&](int fd) { return StillTheStaleRing(fd, hdr, info.header_bytes); };
+    switch (SharedMemory::UnlinkIfStill(name_, -1, false, still, &err)) {
+      case SharedMemory::Unlinked::kYes:
+      case SharedMemory::Unlinked::kNo:
+        break;  // create again (or look again at what is there now)
+      case SharedMemory::Unlinked::kBusy:
+        std::this_thread::sleep_for(std::chrono::nanoseconds(tuning::kCreateRetryNs));
+        break;
+      case SharedMemory::Unlinked::kError:
+        error_ = "cannot replace stale ring '" + name_ + "': " + err;
+        return false;
     }
   }
   error_ = "could not create ring '" + name_ + "': the name kept reappearing";
@@ -240,15 +274,12 @@ bool ShmProducer::Create(const ProducerOptions& options) {
 
 ShmProducer::~ShmProducer() {
   if (!ring_ || retired_) return;
-  // Unlink first, then CLOSED: while we are alive and not CLOSED nobody replaces the
-  // name, so the generation we check is still the one we unlink. (After an earlier
-  // explicit Close() a successor may replace us at any time; the check then keeps
-  // us off its name except in the instant between check and unlink.)
-  uint8_t hdr[layout::kHeaderSize];
-  if (ReadHeader(name_, hdr) &&
-      HeaderField<uint64_t>(hdr, layout::kGenerationOffset) == ring_->generation()) {
-    memory_->destroy();
-  }
+  // Unlink first, then CLOSED. After an earlier explicit Close() a successor may
+  // have replaced us: the name is removed only while it still names our own file
+  // (SharedMemory::UnlinkIfStill; a successor removing us holds the same flock).
+  std::string err;
+  (void)SharedMemory::UnlinkIfStill(
+      name_, memory_->fd(), true, [](int) { return true; }, &err);
   Close();
 }
 
@@ -278,37 +309,72 @@ int64_t SteadyNowNs() {
 }  // namespace
 
 // One reservation attempt under the lock, then (without it) the wait protocol's
-// sleep on the tail word, until it fits, times out or is interrupted. When the
-// space is held by kept reservations (freed by other threads, without a tail
-// change to wake us) it polls at kUnfencedNapNs.
+// sleep on the limiting receiver slot's tail and flags, until it fits, times out or
+// is interrupted. The rules of Reserve's wait hold: several receivers: dead ones are
+// reaped when full and once per liveness slice; one consumer: once a consumer had
+// attached, its death or detach ends the wait with kFull. When the space is held by
+// kept reservations (freed by other threads, without a tail change to wake us) it
+// polls at kUnfencedNapNs.
 template <typename Attempt>
 Status ShmProducer::ReserveWaiting(uint32_t len, int64_t timeout_ns, Interrupter* intr,
                                    Attempt attempt) {
   const int64_t deadline = timeout_ns < 0 ? 0 : SteadyNowNs() + timeout_ns;
+  const bool fan_out = ring_->max_receivers() > 1;
+  bool had_consumer = false;
+  bool looked = false;    // the one-consumer probe ran at least once
+  int64_t next_look = 0;  // next liveness look (steady clock)
   for (int spin = 0;; ++spin) {
     uint32_t seen = 0;
+    uint32_t slot = 0;
     bool kept = false;
     {
       auto lock = LockIf(mu_, true);
       if (closed_) return Status::kClosed;
-      const Status s = attempt();
+      Status s = attempt();
+      if (s == Status::kFull && fan_out &&
+          ElapsedNs(Clock::time_point{}) - last_reap_ns_ >= tuning::kLivenessSliceNs &&
+          ReapDeadReceiversLocked() > 0) {
+        s = attempt();  // a receiver that died without detaching held us back
+      }
       if (s != Status::kFull) {
         if (s == Status::kCorrupt) error_ = "ring '" + name_ + "': " + ring_->error();
         return s;
       }
       seen = ring_->TailSeen();
+      slot = ring_->LimitSlot();
       kept = ring_->FullOfKept(len);
+      if (!looked) had_consumer = ring_->ConsumerAttachCount() != 0;
     }
     if (timeout_ns == 0) return Status::kFull;
     if (intr->interrupted()) return Status::kInterrupted;
     int64_t left = kForever;
+    const int64_t now = SteadyNowNs();
     if (timeout_ns > 0) {
-      left = deadline - SteadyNowNs();
+      left = deadline - now;
       if (left <= 0) return Status::kTimeout;
     }
+    if (now >= next_look) {
+      if (fan_out) {
+        auto lock = LockIf(mu_, true);
+        ReapDeadReceiversLocked();
+      } else {
+        const bool attached = ConsumerAttached();
+        if (had_consumer && !attached) return Status::kFull;  // nobody left to make room
+        had_consumer = had_consumer || attached;
+      }
+      looked = true;
+      next_look = now + tuning::kLivenessSliceNs;
+    }
     if (spin < tuning::kSpinPolls) continue;
-    if (kept && (left < 0 || left > tuning::kUnfencedNapNs)) left = tuning::kUnfencedNapNs;
-    ring_->SleepWhileTailIs(seen, left, intr);
+    int64_t nap = next_look - now;
+    if (left >= 0 && left < nap) nap = left;
+    if (kept) {
+      // No receiver release helps: Unkeep from another thread does, unannounced.
+      std::this_thread::sleep_for(
+          std::chrono::nanoseconds(std::min<int64_t>(nap, tuning::kUnfencedNapNs)));
+      continue;
+    }
+    if (ring_->SleepWhileTailIs(slot, seen, nap, intr)) next_look = 0;  // (de)attach: look now
   }
 }
 
@@ -343,6 +409,12 @@ bool ShmProducer::HeldBackByKept(uint32_t len) {
   return ring_->FullOfKept(len);
 }
 
+bool ShmProducer::WaitingHelps(uint32_t len) {
+  if (!ring_) return false;
+  auto lock = LockIf(mu_, concurrent_);
+  return ring_->ReceiversBehind() && !ring_->FullOfKept(len);
+}
+
 bool ShmProducer::InOrder(const Reservation& r) {
   if (!ring_) return false;
   auto lock = LockIf(mu_, concurrent_);
@@ -351,11 +423,9 @@ bool ShmProducer::InOrder(const Reservation& r) {
 
 void ShmProducer::Retire() {
   if (!ring_ || retired_) return;
-  uint8_t hdr[layout::kHeaderSize];
-  if (ReadHeader(name_, hdr) &&
-      HeaderField<uint64_t>(hdr, layout::kGenerationOffset) == ring_->generation()) {
-    memory_->destroy();
-  }
+  std::string err;  // as the destructor: only while the name still names our file
+  (void)SharedMemory::UnlinkIfStill(
+      name_, memory_->fd(), true, [](int) { return true; }, &err);
   Close();
   liveness::Drop(memory_->fd(), liveness::kProducerByte);
   retired_ = true;
@@ -369,12 +439,86 @@ Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns)
   }
   if (closed_) return Status::kClosed;
   Status s = ring_->Reserve(len, payload);
+  if (s == Status::kFull && ring_->max_receivers() > 1) {
+    // Full: a receiver that died without detaching must not hold us back. Looked
+    // at once per liveness slice (one fcntl per attached slot).
+    const int64_t now = ElapsedNs(Clock::time_point{});
+    if (now - last_reap_ns_ >= tuning::kLivenessSliceNs && ReapDeadReceivers() > 0) {
+      s = ring_->Reserve(len, payload);
+    }
+  }
   if (s == Status::kFull && timeout_ns != 0) {
-    s = ring_->WaitWritable(len, timeout_ns, &interrupter_);
-    if (s == Status::kOk) s = ring_->Reserve(len, payload);
+    // One consumer: once a consumer had attached to the ring (before the wait or
+    // during it), its death or detach ends the wait with kFull: nobody is left to
+    // make room. Before any consumer ever came, the wait goes on (either side may
+    // start first). Several receivers: a receiver that died without detaching must
+    // not hold us back; dead ones are reaped once per liveness slice. One lock
+    // probe (per slot) at the start, per slice, and when a consumer's flags say it
+    // attached or detached.
+    const bool fan_out = ring_->max_receivers() > 1;
+    bool had_consumer = ring_->ConsumerAttachCount() != 0;
+    if (!fan_out && had_consumer && !ConsumerAttached()) return Status::kFull;
+    const auto start = Clock::now();
+    for (;;) {
+      int64_t left = timeout_ns;
+      if (timeout_ns > 0) {
+        left = timeout_ns - ElapsedNs(start);
+        if (left <= 0) {
+          s = Status::kTimeout;
+          break;
+        }
+      }
+      s = ring_->WaitWritable(len, left, &interrupter_, [this, fan_out, &had_consumer] {
+        if (fan_out) {
+          ReapDeadReceivers();
+          return Status::kOk;
+        }
+        const bool attached = ConsumerAttached();
+        if (had_consumer && !attached) return Status::kFull;
+        had_consumer = had_consumer || attached;
+        return Status::kOk;
+      });
+      if (s != Status::kOk) break;
+      s = ring_->Reserve(len, payload);
+      if (s != Status::kFull) break;
+    }
   }
   if (s == Status::kCorrupt) error_ = "ring '" + name_ + "': " + ring_->error();
   return s;
+}
+
+uint32_t ShmProducer::ReapDeadReceivers() {
+  if (!ring_) return 0;
+  auto lock = LockIf(mu_, concurrent_);
+  return ReapDeadReceiversLocked();
+}
+
+uint32_t ShmProducer::ReapDeadReceiversLocked() {
+  last_reap_ns_ = ElapsedNs(Clock::time_point{});
+  uint32_t found = 0;
+  for (uint32_t k = 0; k < ring_->max_receivers(); ++k) {
+    if (!(ring_->SlotFlags(k) & layout::kConsumerAttached)) continue;
+    if (ReceiverAttached(k)) continue;
+    ring_->MarkSlotDead(k);
+    ++found;
+  }
+  return found;
+}
+
+bool ShmProducer::ReceiverAttached(uint32_t slot) const {
+  if (!ring_ || slot >= ring_->max_receivers()) return false;
+  const liveness::Lock probe = liveness::Probe(memory_->fd(), liveness::kConsumerByte + slot);
+  if (probe == liveness::Lock::kHeld || probe == liveness::Lock::kFree) {
+    return probe == liveness::Lock::kHeld;
+  }
+  // No OFD locks here: the ATTACHED flag and a live pid.
+  if (!(ring_->SlotFlags(slot) & layout::kConsumerAttached)) return false;
+  return ProcessAlive(ring_->SlotPid(slot));
+}
+
+bool ShmProducer::SetStreamInfo(const std::string& info, uint32_t index) {
+  if (!ring_) return false;
+  return ring_->SetStreamInfo(info.data(), static_cast<uint32_t>(info.size()), index);
 }
 
 void ShmProducer::Commit(uint32_t len) {
@@ -393,13 +537,10 @@ uint64_t ShmProducer::Dropped() const { return ring_ ? ring_->Dropped() : 0; }
 
 bool ShmProducer::ConsumerAttached() const {
   if (!ring_) return false;
-  const liveness::Lock probe = liveness::Probe(memory_->fd(), liveness::kConsumerByte);
-  if (probe == liveness::Lock::kHeld || probe == liveness::Lock::kFree) {
-    return probe == liveness::Lock::kHeld;
+  for (uint32_t k = 0; k < ring_->max_receivers(); ++k) {
+    if (ReceiverAttached(k)) return true;
   }
-  // No OFD locks here: the ATTACHED flag and a live pid.
-  if (!(ring_->ConsumerFlags() & layout::kConsumerAttached)) return false;
-  return ProcessAlive(ring_->ConsumerPid());
+  return false;
 }
 
 void ShmProducer::SetLive(bool live) {
@@ -438,39 +579,60 @@ ShmConsumer::~ShmConsumer() { Detach(); }
 // descriptor, held until Detach, so two consumers racing to attach cannot both win
 // (see liveness.hpp). Returns false (with error_) when another consumer holds it.
 // Without OFD locks, falls back to the ATTACHED flag and the pid of its holder.
-bool ShmConsumer::Claim(const SharedMemory& mem) {
+// Receiver slot k is claimed by the lock on byte 1 + k; the lowest free slot wins.
+bool ShmConsumer::Claim(const SharedMemory& mem, uint32_t max_receivers) {
   const auto* base = static_cast<const uint8_t*>(mem.data());
-  const uint32_t holder =
-      atomics::LoadRelaxed(reinterpret_cast<const uint32_t*>(base + layout::kConsumerPidOffset));
-  auto refuse = [&](uint32_t pid) {
-    busy_pid_ = pid;
-    error_ = "ring '" + name_ + "' already has a consumer (pid " + std::to_string(pid) +
-             "); a ring has one consumer";
+  auto slot_word = [&](uint32_t k, uint32_t field) {
+    return atomics::LoadAcquire(
+        reinterpret_cast<const uint32_t*>(base + layout::SlotOffset(k) + field));
+  };
+  auto refuse = [&]() {
+    if (max_receivers == 1) {
+      busy_pid_ = slot_word(0, layout::kSlotPid);
+      error_ = "ring '" + name_ + "' already has a consumer (pid " + std::to_string(busy_pid_) +
+               "); a ring has one consumer";
+    } else {
+      std::string pids;
+      for (uint32_t k = 0; k < max_receivers; ++k) {
+        pids += (k ? ", " : "") + std::to_string(slot_word(k, layout::kSlotPid));
+      }
+      busy_pid_ = slot_word(0, layout::kSlotPid);
+      error_ = "ring '" + name_ + "' already has " + std::to_string(max_receivers) +
+               " receivers (pids " + pids + "), its producer's max_receivers";
+    }
     return false;
   };
-  std::string lock_error;
-  switch (liveness::Take(mem.fd(), liveness::kConsumerByte, &lock_error)) {
-    case liveness::Lock::kHeld:
-      claim_fd_ = mem.fd();
-      return true;  // any ATTACHED flag left behind is a dead consumer's
-    case liveness::Lock::kFree:
-      return refuse(holder);
-    case liveness::Lock::kError:
-      error_ = "cannot claim the consumer role of ring '" + name_ + "': " + lock_error;
-      return false;
-    case liveness::Lock::kUnsupported:
-      break;
+  for (uint32_t k = 0; k < max_receivers; ++k) {
+    std::string lock_error;
+    switch (liveness::Take(mem.fd(), liveness::kConsumerByte + k, &lock_error)) {
+      case liveness::Lock::kHeld:
+        claim_fd_ = mem.fd();
+        claim_byte_ = liveness::kConsumerByte + k;
+        claim_slot_ = k;
+        return true;  // any ATTACHED flag left behind is a dead receiver's
+      case liveness::Lock::kFree:
+        continue;  // taken: try the next slot
+      case liveness::Lock::kError:
+        error_ = "cannot claim receiver slot " + std::to_string(k) + " of ring '" + name_ +
+                 "': " + lock_error;
+        return false;
+      case liveness::Lock::kUnsupported: {
+        // No OFD locks: the ATTACHED flag and the pid of its holder.
+        const uint32_t holder = slot_word(k, layout::kSlotPid);
+        if ((slot_word(k, layout::kSlotFlags) & layout::kConsumerAttached) && holder != 0 &&
+            ProcessAlive(holder)) {
+          continue;
+        }
+        claim_slot_ = k;
+        return true;
+      }
+    }
   }
-  const uint32_t cflags =
-      atomics::LoadAcquire(reinterpret_cast<const uint32_t*>(base + layout::kConsumerFlagsOffset));
-  if ((cflags & layout::kConsumerAttached) && holder != 0 && ProcessAlive(holder)) {
-    return refuse(holder);
-  }
-  return true;
+  return refuse();
 }
 
 void ShmConsumer::ReleaseClaim() {
-  if (claim_fd_ >= 0) liveness::Drop(claim_fd_, liveness::kConsumerByte);
+  if (claim_fd_ >= 0) liveness::Drop(claim_fd_, claim_byte_);
   claim_fd_ = -1;
 }
 
@@ -529,22 +691,30 @@ ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
       return Attempt::kNotYet;
     }
   }
-  // Claim the role before writing any consumer word.
-  if (!Claim(*mem)) return Attempt::kRefused;
-  auto ring = std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, false);
+  // Claim a slot before writing any of its words.
+  uint32_t max_receivers = 0;
+  std::memcpy(&max_receivers, base + layout::kMaxReceiversOffset, 4);  // validated
+  if (!Claim(*mem, max_receivers)) return Attempt::kRefused;
+  uint32_t mode = options.mode;
+  if (mode == kModeAuto) {
+    const uint32_t pflags = atomics::LoadAcquire(
+        reinterpret_cast<const uint32_t*>(base + layout::kProducerFlagsOffset));
+    mode = (pflags & layout::kProducerLive) && max_receivers > 1 ? layout::kModeLive
+                                                                 : layout::kModeLossless;
+  }
+  auto ring =
+      std::make_unique<ByteRingBuffer>(mem->data(), uint64_t{mem->size()}, claim_slot_, mode);
   if (!ring->valid()) {  // a hostile peer changed the header since the check
     error_ = "ring '" + name_ + "' is not usable: " + ring->error();
     ReleaseClaim();
     return Attempt::kRefused;
   }
-  ring->SetConsumerAttached(true, CurrentPid());
   live_ = (ring->ProducerFlags() & layout::kProducerLive) != 0;
-  if (options.start_at == StartAt::kNewest ||
-      (options.start_at == StartAt::kNewestIfLive && live_)) {
-    ring->SkipToHead();  // the backlog is freed unread
-  }
+  // The backlog is freed unread when starting at the newest.
+  const bool newest =
+      options.start_at == StartAt::kNewest || (options.start_at == StartAt::kNewestIfLive && live_);
+  released_to_ = ring->AttachSlot(newest, CurrentPid());
   attach_head_ = ring->LoadHead();
-  released_to_ = ring->LoadTail();
   acquired_to_ = released_to_;
   ring_ = std::move(ring);
   memory_ = std::move(mem);
@@ -598,6 +768,7 @@ void ShmConsumer::Detach() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!ring_ || detached_) return;
   detached_ = true;
+  ring_->Flush();  // batched releases reach the producer before we go
   ring_->SetConsumerAttached(false, 0);
   ReleaseClaim();
 }
@@ -680,17 +851,37 @@ void ShmConsumer::ReportStall() {
 // records are delivered before it is reported.
 Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
   if (!ring_) return Status::kInvalid;
-  const auto start = Clock::now();
+  // WAITING, once set by the first sleep, stays set across the slices' re-sleeps
+  // and is cleared on the way out, whatever the return.
+  // The record-at-once path takes no clock reading and no second lock.
+  struct EndSleep {
+    ShmConsumer* self;
+    bool marked = false;  // in_wait_ may be set (the last look found nothing)
+    ~EndSleep() {
+      self->ring_->EndSleep();  // WAITING, if a sleep set it (a plain bool check if not)
+      if (!marked) return;
+      std::lock_guard<std::mutex> lock(self->mu_);
+      self->in_wait_ = false;
+    }
+  } end_sleep{this};
+  Clock::time_point start;                       // taken at the first look that finds nothing
   int64_t next_look = tuning::kLivenessSliceNs;  // since start
   int spins = 0;
   for (;;) {
     uint32_t seen;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      in_wait_ = false;
+      end_sleep.marked = false;
       const Status s = TakeLocked(op, out);
       if (s != Status::kEmpty) return s;  // kOk, kClosed, kCorrupt, kInvalid
       seen = ring_->HeadSeen();
+      // Nothing to read: TakeLocked stored pending releases (going idle); later
+      // releases from other threads store at once while we wait.
+      in_wait_ = true;
+      end_sleep.marked = true;
     }
+    if (spins == 0) start = Clock::now();
     if (interrupter_->interrupted()) return Status::kInterrupted;
     if (timeout_ns == 0) return Status::kEmpty;  // non-blocking: no liveness look
     if (spins < tuning::kSpinPolls) {
@@ -731,7 +922,9 @@ Status ShmConsumer::PeekFor(MessageView* out, int64_t timeout_ns) {
 void ShmConsumer::Release() {
   if (!ring_) return;
   std::lock_guard<std::mutex> lock(mu_);
-  if (!detached_) ring_->Release();
+  if (detached_) return;
+  ring_->Release();
+  if (in_wait_) ring_->Flush();  // another thread's Wait sleeps: nobody else stores it
 }
 
 Status ShmConsumer::AcquireFor(MessageView* out, int64_t timeout_ns) {
@@ -746,7 +939,10 @@ void ShmConsumer::AdvanceLocked() {
     held_.pop_front();
     advanced = true;
   }
-  if (advanced && !detached_) ring_->ReleaseTo(released_to_);
+  if (advanced && !detached_) {
+    ring_->ReleaseTo(released_to_);
+    if (in_wait_) ring_->Flush();  // the consumer thread sleeps: nobody else stores it
+  }
 }
 
 void ShmConsumer::Release(const MessageView& view) {

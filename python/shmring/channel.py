@@ -33,11 +33,14 @@ from .interrupter import Interrupter
 from .errors import (ForeignOwnerError, IncompatibleSegmentError, ProducerDeadError,
                      ProducerReplacedError, RingBusyError, RingInterruptedError,
                      RingNotFoundError, RingTimeoutError, StreamClosedError, ViewInUseError)
-from .layout import (CONSUMER_ATTACHED, CONSUMER_FLAGS_WORD, CONSUMER_PID_WORD,
+from .layout import (CONSUMER_ATTACHED,
                      GENERATION_OFFSET, HEADER_SIZE, IDENT_SIZE, MAGIC, MAGIC_OFFSET,
                      PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET, VERSION, VERSION_OFFSET,
                      PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
-from .layout import HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE, TAIL_WORD
+from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE,
+                     TAIL_WORD)
+from .layout import (MAX_RECEIVERS_LIMIT, MAX_RECEIVERS_WORD, MODE_LIVE, MODE_LOSSLESS, SLOT_FLAGS,
+                     SLOT_PID, slot_word)
 from ._fence import acquire_fence
 from .ring import ByteRingBuffer, _new_generation, validate_header
 
@@ -82,6 +85,38 @@ def _remaining(deadline: Optional[float]) -> Optional[float]:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
+def _slice(remaining: Optional[float]) -> float:
+    """One sleep of a wait: at most a liveness slice."""
+    return LIVENESS_SLICE_S if remaining is None or remaining > LIVENESS_SLICE_S else remaining
+
+
+class _ConsumerWatch:
+    """A producer waiting for space: whether its consumer is gone (died or detached)
+    while one had attached to the ring (before the wait or during it). Before any
+    consumer ever attached the wait goes on (either side may start first). One lock
+    probe per call: at the start, per liveness slice, and when the consumer attached
+    or detached."""
+
+    __slots__ = ("_producer", "_had")
+
+    def __init__(self, producer: "ShmProducer") -> None:
+        self._producer = producer
+        self._had = producer.ring.consumer_flags >> CONSUMER_ATTACH_COUNT_SHIFT != 0
+
+    def gone(self) -> bool:
+        producer = self._producer
+        if producer.ring.max_receivers > 1:
+            # Several receivers: a dead one must not hold us back (reaped per slice);
+            # the others may still make room.
+            producer._maybe_reap(producer.ring)
+            return False
+        attached = producer.consumer_attached()
+        if self._had and not attached:
+            return True
+        self._had = self._had or attached
+        return False
+
+
 def _check_owner(name: str, uid: int, mode: int, allowed: bool) -> None:
     """Refuses a segment owned by another uid unless the caller allowed it."""
     me = os.geteuid()
@@ -91,6 +126,22 @@ def _check_owner(name: str, uid: int, mode: int, allowed: bool) -> None:
             f"{_shm.path_of(name)} belongs to uid {uid} ({who}), not to uid {me} "
             f"({_shm.owner_name(me)}); refusing it (pass allow_foreign_owner=True if that "
             "user is trusted)", _shm.path_of(name), uid, who, mode & 0o7777)
+
+
+def _still_the_stale_ring(fd: int, seen: bytes) -> bool:
+    """Whether the file of ``fd`` still holds the ring whose header ``seen`` was judged
+    stale: the same magic, version and generation (a stale ring stays stale), and for
+    a segment without magic or of another layout version, still no producer byte
+    held (C++ StillTheStaleRing)."""
+    identity = 32  # magic, version, header size, profile, generation
+    want = min(len(seen), identity)
+    now = os.pread(fd, identity, 0)
+    if len(now) < want or now[:want] != seen[:want]:
+        return False
+    v2 = want == identity and \
+        struct.unpack_from("<I", seen, MAGIC_OFFSET)[0] == MAGIC and \
+        struct.unpack_from("<H", seen, VERSION_OFFSET)[0] == VERSION
+    return v2 or not (_locks.HAVE_OFD_LOCKS and _locks.is_locked(fd, _locks.PRODUCER_BYTE))
 
 
 class _Closer:
@@ -113,18 +164,16 @@ class _Closer:
             return
         try:
             if self.producer:
-                # Unlink first, then CLOSED: while we are alive and not CLOSED nobody
-                # replaces the name, so the generation we check is still the one we
-                # unlink. (After an explicit end_stream() a successor may replace us
-                # at any time; the check then keeps us off its name except in the
-                # instant between check and unlink.)
-                try:
-                    header = _shm.peek_header(self.segment.name, HEADER_SIZE)
-                except (OSError, IncompatibleSegmentError):
-                    header = None  # not ours any more
-                if header is not None and len(header) >= 32 and \
-                        _header_fields(header)[1] == self.generation:
-                    _shm.unlink(self.segment.name, missing_ok=True)
+                # Unlink first, then CLOSED. After an explicit end_stream() a
+                # successor may have replaced us: the name is removed only while it
+                # still names our own file (_shm.unlink_if_still; a successor
+                # removing us holds the same flock).
+                if self.segment.fd >= 0:
+                    try:
+                        _shm.unlink_if_still(self.segment.name, self.segment.fd, True,
+                                             lambda fd: True)
+                    except OSError:
+                        pass  # nothing to do about it while closing
                 if not ring.producer_closed:
                     ring.set_closed()
             else:
@@ -302,7 +351,9 @@ class ShmProducer(_Endpoint):
     IncompatibleSegmentError. ``profile`` 1 marks GStreamer framing. ``live=True``
     marks the stream live (producer_flags bit LIVE; also the :attr:`live` property):
     a consumer that attaches starts at what is published after its attach.
-    ``start_index`` is a test hook (initial head/tail).
+    ``start_index`` is a test hook (initial head/tail). ``max_receivers`` (1..16,
+    default 1, the single-consumer ring) lets that many receivers read the ring at
+    the same time, each in a slot of its own, every message written once.
 
     :meth:`end_stream` ends the stream and keeps the name (C++ ``Close()``);
     :meth:`close` (or leaving the ``with`` block, or interpreter exit) ends the
@@ -314,8 +365,12 @@ class ShmProducer(_Endpoint):
 
     def __init__(self, name: str, capacity: int = 1 << 20, *, profile: int = PROFILE_OPAQUE,
                  mode: int = 0o600, start_index: int = 0,
-                 allow_foreign_owner: bool = False, live: bool = False) -> None:
+                 allow_foreign_owner: bool = False, live: bool = False,
+                 max_receivers: int = 1) -> None:
         _shm.validate_name(name)
+        if not 1 <= max_receivers <= MAX_RECEIVERS_LIMIT:
+            raise ValueError(f"max_receivers {max_receivers} is not between 1 and "
+                             f"{MAX_RECEIVERS_LIMIT}")
         if capacity < 0:
             raise ValueError(f"capacity must be positive, not {capacity}")
         rounded = round_up_capacity(capacity)
@@ -328,7 +383,7 @@ class ShmProducer(_Endpoint):
             assert segment.mm is not None
             # producer_pid is stored before the magic (see _create_segment).
             ByteRingBuffer.initialize(segment.mm, rounded, profile, _new_generation(),
-                                      start_index, os.getpid())
+                                      start_index, os.getpid(), max_receivers)
             ring = ByteRingBuffer(segment.mm, True)
             if live:
                 ring.set_live(True)
@@ -342,6 +397,7 @@ class ShmProducer(_Endpoint):
         self._closer = _Closer(ring, segment, True)
         self._finalizer = weakref.finalize(self, self._closer)
         self._ended = False
+        self._last_reap = -1e9
 
     @staticmethod
     def _create_segment(name: str, size: int, mode: int, allow_foreign_owner: bool
@@ -412,7 +468,12 @@ class ShmProducer(_Endpoint):
                 raise IncompatibleSegmentError(
                     f"segment {name!r} exists and is not a shmring ring (magic "
                     f"0x{magic:08X}); remove it first", "magic")
-            _shm.unlink(name, missing_ok=True)
+            # Removed only while the name still names the ring judged stale: a ring
+            # another producer put there meanwhile (after removing this one) stays.
+            def still(fd: int, seen: bytes = header) -> bool:
+                return _still_the_stale_ring(fd, seen)
+            if _shm.unlink_if_still(name, None, False, still) == _shm.BUSY:
+                time.sleep(CREATE_RETRY_S)
         raise RingBusyError(f"could not create ring {name!r}: the name kept reappearing")
 
     # ---- identity ---------------------------------------------------------------
@@ -458,21 +519,33 @@ class ShmProducer(_Endpoint):
 
         ``timeout`` 0 (the default) never blocks: False means full right now. A
         positive timeout waits up to that many seconds for space, None waits as
-        long as it takes. Raises MessageTooLargeError for a message that can never
-        fit, StreamClosedError after end_stream()/close(), CorruptRecordError when
-        the consumer's tail is corrupt. Producer thread; blocks when timeout != 0.
+        long as it takes; either returns False at once when a consumer had attached
+        to the ring and none is attached any more (it detached, or died: noticed
+        within a liveness slice), since nobody is left to make room. Before any
+        consumer ever attached the wait goes on. Raises MessageTooLargeError for a
+        message that can never fit, StreamClosedError after end_stream()/close(),
+        CorruptRecordError when the consumer's tail is corrupt. Producer thread;
+        blocks when timeout != 0.
         """
         ring = self._writable_ring()
         with self._call():
             if ring.write(data):
                 return True
+            if self._maybe_reap(ring) and ring.write(data):
+                return True
             if timeout == 0:
                 return False
             n = len(data) if type(data) is bytes else memoryview(data).nbytes
             deadline = _deadline(timeout)
+            watch = _ConsumerWatch(self)
+            if watch.gone():
+                return False  # a consumer came and left: nobody will make room
             while True:
-                if not ring.wait_writable(n, _remaining(deadline)):
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
                     return False
+                if not ring.wait_writable(n, _slice(remaining)) and watch.gone():
+                    return False  # the consumer left: nobody will make room
                 if ring.write(data):
                     return True
 
@@ -483,7 +556,8 @@ class ShmProducer(_Endpoint):
         Fill it inside the ``with`` block; leaving the block normally publishes the
         message, an exception abandons it. Waits up to ``timeout`` seconds for space
         (None = no limit, 0 = not at all) and raises RingTimeoutError when there is
-        none. The view (and arrays made from it) must not be referenced after the
+        none, or when a consumer had attached and none is left to make room (as
+        :meth:`write`). The view (and arrays made from it) must not be referenced after the
         block: ViewInUseError otherwise. Producer thread; blocks.
         """
         ring = self._writable_ring()
@@ -491,12 +565,23 @@ class ShmProducer(_Endpoint):
         if view is None:
             deadline = _deadline(timeout)
             with self._call():
+                watch = _ConsumerWatch(self)
                 while view is None:
-                    if timeout == 0 or not ring.wait_writable(n, _remaining(deadline)):
+                    remaining = _remaining(deadline)
+                    if timeout != 0 and watch.gone():
+                        raise RingTimeoutError(
+                            f"no room for a {n}-byte message in ring {self._name!r}: "
+                            "its consumer left, nobody will make room")
+                    if self._maybe_reap(ring):
+                        view = ring.reserve(n)
+                        if view is not None:
+                            break
+                    if timeout == 0 or (remaining is not None and remaining <= 0):
                         raise RingTimeoutError(
                             f"no room for a {n}-byte message in ring {self._name!r} "
                             f"within {timeout} s")
-                    view = ring.reserve(n)
+                    if ring.wait_writable(n, _slice(remaining)):
+                        view = ring.reserve(n)
         try:
             yield view
         except BaseException:
@@ -506,6 +591,62 @@ class ShmProducer(_Endpoint):
                 pass
             raise
         ring.commit()
+
+    def _wait_writable(self, ring: ByteRingBuffer, n: int, deadline: Optional[float]) -> bool:
+        """wait_writable in liveness slices on a ring with several receivers, looking
+        for dead ones between them: a killed receiver holds us back at most a slice."""
+        if ring.max_receivers == 1:
+            return ring.wait_writable(n, _remaining(deadline))
+        while True:
+            left = _remaining(deadline)
+            if ring.wait_writable(n, LIVENESS_SLICE_S if left is None
+                                  else min(left, LIVENESS_SLICE_S)):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            self.reap_dead_receivers()
+
+    def _maybe_reap(self, ring: ByteRingBuffer) -> bool:
+        """Full: once per liveness slice, reap receivers that died attached."""
+        if ring.max_receivers == 1 or time.monotonic() - self._last_reap < LIVENESS_SLICE_S:
+            return False
+        return self.reap_dead_receivers() > 0
+
+    def reap_dead_receivers(self) -> int:
+        """Looks at every slot whose ATTACHED flag is set and whose role byte is free (a
+        receiver killed without detaching): it stops holding the producer back. Returns
+        how many it found; writes do this on their own every liveness slice while they
+        wait or find the ring full. Producer thread; never blocks."""
+        ring = self.ring
+        self._last_reap = time.monotonic()
+        found = 0
+        for k in range(ring.max_receivers):
+            if ring.slot_words(k)[0] & CONSUMER_ATTACHED and not self.receiver_attached(k):
+                ring.mark_slot_dead(k)
+                found += 1
+        return found
+
+    def receiver_attached(self, slot: int) -> bool:
+        """Whether receiver ``slot`` is attached now (its role byte 1 + slot is held;
+        without OFD locks: ATTACHED and a live pid). Any thread; never blocks."""
+        ring = self.ring
+        if not 0 <= slot < ring.max_receivers:
+            return False
+        if _locks.HAVE_OFD_LOCKS:
+            return _locks.is_locked(self._segment.fd, _locks.CONSUMER_BYTE + slot)
+        flags, pid = ring.slot_words(slot)[:2]
+        return bool(flags & CONSUMER_ATTACHED) and process_alive(pid)
+
+    @property
+    def max_receivers(self) -> int:
+        """Receiver slots of the ring (1..16)."""
+        return self.ring.max_receivers
+
+    def set_stream_info(self, info: bytes, index: int) -> None:
+        """Publishes stream information for receivers that attach later (profile 1: the
+        current caps, written by the record at ring index ``index``). Producer thread;
+        never blocks."""
+        self.ring.set_stream_info(info, index)
 
     def writeable_bytes(self) -> int:
         """Free bytes in the ring right now. Producer; never blocks."""
@@ -524,11 +665,7 @@ class ShmProducer(_Endpoint):
         """Whether a live consumer is attached now (its lock on byte 1 is held; where
         there are no OFD locks: ATTACHED and a live consumer_pid). Any thread; never
         blocks (one fcntl call)."""
-        ring = self.ring
-        if _locks.HAVE_OFD_LOCKS:
-            return _locks.is_locked(self._segment.fd, _locks.CONSUMER_BYTE)
-        return bool(ring.consumer_flags & CONSUMER_ATTACHED) and \
-            process_alive(ring.consumer_pid)
+        return any(self.receiver_attached(k) for k in range(self.ring.max_receivers))
 
     def end_stream(self) -> None:
         """Ends the stream: sets CLOSED after the last message and wakes the consumer,
@@ -607,18 +744,29 @@ class ShmConsumer(_Endpoint):
     ``wait_for_open_producer=True`` (C++ ``wait_for_open_producer``): a ring that is
     CLOSED and already read to its end is a finished stream, not a new one: wait
     for the producer's next ring (RingNotFoundError when ``timeout`` runs out).
+
+    ``mode`` (C++ ``ConsumerOptions::mode``): ``"lossless"`` (the default: the producer
+    waits for this receiver), ``"auto"`` (live on a live ring with several receiver
+    slots, else lossless) or ``"live"`` (never holds the producer back: when it
+    falls behind, the producer reuses what it has not read and it skips to the newest
+    record; :attr:`skipped` counts the skips). Records it holds (views) are never
+    reused. On a ring with several receiver slots (the producer's
+    ``max_receivers``) the consumer claims the lowest free slot (:attr:`slot`).
     """
 
     _ROLE = "consumer"
     _START_AT = ("oldest", "newest", "newest_if_live")
+    _MODES = {"lossless": MODE_LOSSLESS, "live": MODE_LIVE, "auto": -1}
 
     def __init__(self, name: str, timeout: Optional[float] = 0.0, *,
                  allow_foreign_owner: bool = False,
                  interrupter: Optional[Interrupter] = None, start_at: str = "oldest",
-                 wait_for_open_producer: bool = False) -> None:
+                 wait_for_open_producer: bool = False, mode: str = "lossless") -> None:
         _shm.validate_name(name)
         if start_at not in self._START_AT:
             raise ValueError(f"start_at must be one of {self._START_AT}, not {start_at!r}")
+        if mode not in self._MODES:
+            raise ValueError(f"mode must be one of {tuple(self._MODES)}, not {mode!r}")
         self._name = name
         self._ring = None
         self._interrupter = interrupter
@@ -628,12 +776,17 @@ class ShmConsumer(_Endpoint):
             assert segment.mm is not None
             # Claim the role before writing any consumer word: a refused consumer
             # must not touch the live one's flags.
-            self._claim(name, segment)
-            ring = ByteRingBuffer(segment.mm, False)
-            ring.set_consumer_attached(True, os.getpid())
+            slot = self._claim(name, segment)
+            ring_mode = self._MODES[mode]
+            if ring_mode < 0:  # auto: live on a live ring with several slots
+                ring = ByteRingBuffer(segment.mm, False, slot=slot)
+                ring_mode = MODE_LIVE if ring.producer_flags & PRODUCER_LIVE and \
+                    ring.max_receivers > 1 else MODE_LOSSLESS
+            ring = ByteRingBuffer(segment.mm, False, slot=slot, mode=ring_mode)
             self._live = bool(ring.producer_flags & PRODUCER_LIVE)
-            if start_at == "newest" or (start_at == "newest_if_live" and self._live):
-                ring.skip_to_head()  # the backlog is freed unread
+            # The backlog is freed unread when starting at the newest.
+            ring.attach_slot(start_at == "newest" or
+                             (start_at == "newest_if_live" and self._live), os.getpid())
             self._attach_head = ring.head
         except BaseException:
             segment.close()
@@ -649,23 +802,33 @@ class ShmConsumer(_Endpoint):
             interrupter.attach(ring)  # its interrupt() reaches our waits from now on
 
     @staticmethod
-    def _claim(name: str, segment: _shm.Segment) -> None:
-        """Takes the consumer role: an OFD lock on byte 1 of our own descriptor, held
-        until close, so two consumers racing to attach cannot both win, even in one
-        process. Without OFD locks: ATTACHED and a live consumer_pid refuse us.
-        Raises RingBusyError when another consumer holds the role."""
+    def _claim(name: str, segment: _shm.Segment) -> int:
+        """Claims the lowest free receiver slot k: an OFD lock on byte 1 + k of our own
+        descriptor, held until close, so two receivers racing to attach cannot take
+        one slot, even in one process. Without OFD locks: ATTACHED and a live pid
+        refuse a slot. Returns k; raises RingBusyError when every slot is taken."""
         mm = segment.mm
         assert mm is not None
         words = memoryview(mm).cast("B")[:HEADER_SIZE].cast("I")  # single aligned loads
-        cflags, cpid = int(words[CONSUMER_FLAGS_WORD]), int(words[CONSUMER_PID_WORD])
-        words.release()
-        if _locks.HAVE_OFD_LOCKS:
-            if _locks.try_lock(segment.fd, _locks.CONSUMER_BYTE):
-                return  # any ATTACHED flag left behind is a dead consumer's
-        elif not (cflags & CONSUMER_ATTACHED and cpid != 0 and process_alive(cpid)):
-            return
-        raise RingBusyError(f"ring {name!r} already has a consumer (pid {cpid}); "
-                            "a ring has one consumer")
+        try:
+            n = int(words[MAX_RECEIVERS_WORD])  # validated by the open
+            for k in range(n):
+                if _locks.HAVE_OFD_LOCKS:
+                    if _locks.try_lock(segment.fd, _locks.CONSUMER_BYTE + k):
+                        return k  # any ATTACHED flag left behind is a dead receiver's
+                    continue
+                cflags = int(words[slot_word(k, SLOT_FLAGS)])
+                cpid = int(words[slot_word(k, SLOT_PID)])
+                if not (cflags & CONSUMER_ATTACHED and cpid != 0 and process_alive(cpid)):
+                    return k
+            pids = [int(words[slot_word(k, SLOT_PID)]) for k in range(n)]
+        finally:
+            words.release()
+        if n == 1:
+            raise RingBusyError(f"ring {name!r} already has a consumer (pid {pids[0]}); "
+                                "a ring has one consumer")
+        raise RingBusyError(f"ring {name!r} already has {n} receivers (pids "
+                            f"{', '.join(map(str, pids))}), its producer's max_receivers")
 
     @staticmethod
     def _open_segment(name: str, timeout: Optional[float], allow_foreign_owner: bool,
@@ -730,6 +893,27 @@ class ShmConsumer(_Endpoint):
     def live(self) -> bool:
         """Whether the producer marked its stream live (producer_flags LIVE) at attach."""
         return self._live
+
+    @property
+    def slot(self) -> int:
+        """The receiver slot this consumer claimed (the lowest free one)."""
+        return self.ring.slot
+
+    @property
+    def mode(self) -> str:
+        """``"lossless"`` or ``"live"``."""
+        return "live" if self.ring.mode == MODE_LIVE else "lossless"
+
+    @property
+    def skipped(self) -> int:
+        """Live mode: how many times this receiver skipped ahead (it changes exactly when
+        messages were lost: the next one read is a discontinuity)."""
+        return self.ring.skipped
+
+    def stream_info(self) -> Optional[Tuple[bytes, int]]:
+        """The producer's stream information (``set_stream_info``) and the ring index of
+        the record it came with; None when there is none. Never blocks."""
+        return self.ring.read_stream_info()
 
     @property
     def attach_head(self) -> int:
@@ -798,20 +982,36 @@ class ShmConsumer(_Endpoint):
             return self._wait(ring, timeout) or ring.at_end
 
     def _wait(self, ring: ByteRingBuffer, timeout: Optional[float]) -> bool:
+        # WAITING, once set by the first sleep, stays set (and fenced) across the
+        # liveness slices' re-sleeps, and is cleared on the way out.
         deadline = _deadline(timeout)
-        while True:
-            if ring.has_data():
-                return True
-            if ring.at_end:
-                return False
-            self._check_producer(ring, force=False)
-            remaining = _remaining(deadline)
-            if remaining is not None and remaining <= 0:
-                return False
-            slice_s = LIVENESS_SLICE_S if remaining is None else min(remaining,
-                                                                     LIVENESS_SLICE_S)
-            if ring.wait_readable(slice_s) and ring.has_data():
-                return True
+        try:
+            while True:
+                if ring.has_data():
+                    return True
+                if ring.at_end:
+                    return False
+                self._check_producer(ring, force=False)  # one fcntl per slice at most
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
+                    return False
+                if ring.wait_readable(_slice(remaining), keep_waiting=True) and \
+                        ring.has_data():
+                    return True
+        finally:
+            ring.end_sleep()
+
+    def _wait_step(self, ring: ByteRingBuffer, timeout: float) -> None:
+        """One blocking step for readers that loop over the ring themselves
+        (FrameReader): looks at the producer if a liveness slice passed since the last
+        look (raising ProducerDeadError / ProducerReplacedError when it is gone and
+        nothing is left), then sleeps until a message, CLOSED, ``timeout`` s or a
+        liveness slice. Leaves WAITING set: the caller calls ``ring.end_sleep()``
+        before it returns to its own caller. Consumer thread, inside ``_enter``;
+        blocks."""
+        if time.monotonic() - self._last_check >= LIVENESS_SLICE_S:
+            self._check_producer(ring, force=True)
+        ring.wait_readable(timeout, keep_waiting=True)
 
     def _producer_gone(self, ring: ByteRingBuffer) -> Optional[Exception]:
         """The error to report when the producer is gone or was replaced, else None.

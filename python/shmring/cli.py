@@ -133,20 +133,42 @@ def cmd_ls(args: argparse.Namespace) -> int:
             continue
         used, cap = s.used, s.capacity
         attached = bool(s.consumer_flags & L.CONSUMER_ATTACHED) or bool(s.consumer_locked)
+        consumer = _pid_text(s.consumer_pid, s.consumer_alive, attached)
+        if s.max_receivers > 1:
+            consumer = f"{sum(r.attached for r in s.receivers)}/{s.max_receivers} receivers"
         rows.append((
             s.name,
             PROFILE_NAMES.get(s.profile, str(s.profile)),
             human_bytes(cap),
             f"{human_bytes(used)} {100.0 * used / cap:.0f}%",
             _pid_text(s.producer_pid, s.producer_alive),
-            _pid_text(s.consumer_pid, s.consumer_alive, attached),
+            consumer,
             s.state(),
             str(s.dropped),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    by_name = {s.name: s for s in snaps}
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+        snap = by_name.get(r[0])
+        if snap is not None and snap.valid and snap.max_receivers > 1:
+            for line in _receiver_lines(snap, attached_only=True):
+                print("    " + line)
     return 0
+
+
+def _receiver_lines(s: HeaderSnapshot, attached_only: bool) -> List[str]:
+    """One line per receiver slot: pid, mode, position, lag, skipped (attached_only:
+    the attached ones and those that died attached)."""
+    lines = []
+    for r in s.receivers:
+        if attached_only and not (r.attached or r.dead):
+            continue
+        who = "free" if not (r.attached or r.dead) else \
+            f"pid {r.pid} {'dead' if r.dead else 'alive'}"
+        lines.append(f"slot {r.slot}: {who}, {r.mode_name}, position {r.position}, "
+                     f"lag {human_bytes(r.lag(s.head))}, skipped {r.skipped}")
+    return lines
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -210,6 +232,12 @@ def _print_inspect(s: HeaderSnapshot) -> None:
     rows.append(("state", s.state()))
     for key, value in rows:
         print(f"  {key:<15} {value}")
+    if s.valid:
+        print("  receivers")
+        for line in _receiver_lines(s, attached_only=False):
+            print("    " + line)
+        if s.stream_info is not None:
+            print(f"  {'stream info':<15} {s.stream_info.decode('utf-8', 'replace')}")
 
 
 def _pid_long(pid: int, alive: Optional[bool]) -> str:

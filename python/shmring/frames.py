@@ -43,6 +43,7 @@ _PLANE_ARGS: Dict[VideoLayout, Tuple[Tuple[Any, ...], ...]] = {}
 _ARRAY_ARGS: Dict[int, Tuple[Any, ...]] = {}
 _ARRAY_ARGS_MAX = 64
 _DELTA_UNIT = 1 << 13  # GST_BUFFER_FLAG_DELTA_UNIT: not decodable on its own
+_DISCONT = 1 << 6  # GST_BUFFER_FLAG_DISCONT: buffers before this one are missing
 
 
 def _numpy() -> Any:
@@ -255,10 +256,19 @@ class FrameReader:
     is CLOSED and already read to its end is not a new stream: the reader waits
     for the producer's next ring. A stream that ends without its EOS record (the
     producer stopped early) raises StreamTruncatedError.
+
+    ``mode`` on a ring several receivers read (the producer's ``max_receivers``):
+    ``"lossless"`` (the producer waits for this reader), ``"live"`` (never holds the
+    producer back; skips ahead when behind: ``ring_skips``) or ``"auto"`` (the
+    default: live on a live ring with several receiver slots, else lossless). A
+    reader that joins after the stream's CAPS record was reused starts with the
+    caps the producer keeps in the ring header.
     """
 
-    def __init__(self, name: str, timeout: Optional[float] = None, latest: bool = False) -> None:
-        self._consumer = ShmConsumer(name, timeout=timeout, wait_for_open_producer=True)
+    def __init__(self, name: str, timeout: Optional[float] = None, latest: bool = False,
+                 mode: str = "auto") -> None:
+        self._consumer = ShmConsumer(name, timeout=timeout, wait_for_open_producer=True,
+                                     mode=mode)
         ring = self._consumer.ring
         if ring.profile != PROFILE_GST_FRAMING:
             profile = ring.profile
@@ -282,6 +292,21 @@ class FrameReader:
         self._skip_backlog = self._consumer.live
         self._backlog_end = self._consumer.attach_head
         self._need_key = self._consumer.live
+        # The producer's current caps from the header when their CAPS record is
+        # behind our start (a reader joining a ring several receivers read).
+        info = self._consumer.stream_info()
+        if info is not None and 0x80000000 <= (info[1] - ring.tail) & 0xFFFFFFFF:
+            self._set_caps(info[0].decode("utf-8", "replace"))
+
+    @property
+    def ring_skips(self) -> int:
+        """Live mode: how many times this reader skipped ahead because it fell behind."""
+        return self._consumer.skipped
+
+    @property
+    def slot(self) -> int:
+        """The receiver slot this reader claimed."""
+        return self._consumer.slot
 
     @property
     def caps(self) -> Optional[str]:
@@ -343,8 +368,8 @@ class FrameReader:
         # Deadlock check: nothing left to read, frames still referenced, and the
         # producer has been asleep waiting for space (head unchanged) for a whole
         # wait slice: only the space those frames hold can wake it.
-        head = ring.head
         if self._entries and ring.producer_flags & PRODUCER_WAITING:
+            head = ring.head
             if self._stuck_head == head:
                 raise ViewInUseError(
                     f"{len(self._entries)} frame(s) of ring {self.name!r} are still "
@@ -353,14 +378,15 @@ class FrameReader:
             self._stuck_head = head
         else:
             self._stuck_head = None
-        # Watches the producer (at most once per slice) while it sleeps.
+        # Watches the producer (at most once per slice) while it sleeps; WAITING
+        # stays set across these steps until read_frame returns.
         if deadline is None:
-            self._consumer.wait_readable(LIVENESS_SLICE_S)
+            self._consumer._wait_step(ring, LIVENESS_SLICE_S)
             return True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        self._consumer.wait_readable(min(remaining, LIVENESS_SLICE_S))
+        self._consumer._wait_step(ring, min(remaining, LIVENESS_SLICE_S))
         return True
 
     def read_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
@@ -371,8 +397,11 @@ class FrameReader:
         :meth:`close` was called (also from another thread while this call waited).
         Consumer thread; blocks.
         """
-        with self._consumer._call():  # raises StreamClosedError after close()
-            return self._read_frame(timeout)
+        with self._consumer._call() as ring:  # raises StreamClosedError after close()
+            try:
+                return self._read_frame(timeout)
+            finally:
+                ring.end_sleep()  # WAITING, left set across the wait's steps
 
     def _read_frame(self, timeout: Optional[float]) -> Optional[Frame]:
         """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).
@@ -402,7 +431,7 @@ class FrameReader:
             if record is None:
                 if candidate is not None:
                     break
-                if ring.at_end:
+                if ring._eos:  # what at_end says right after acquire() found nothing
                     self._done = True
                     self._release_ready()
                     raise StreamTruncatedError(
@@ -546,6 +575,7 @@ class FrameWriter:
         self._caps: Optional[str] = None
         self._pending_caps = caps
         self._layouts: Dict[str, Optional[VideoLayout]] = {}
+        self._discont_next = False  # a buffer was dropped: mark the next one written
 
     @property
     def producer(self) -> ShmProducer:
@@ -623,15 +653,20 @@ class FrameWriter:
         format (rows not padded, e.g. a 1366x768 BGR numpy array) is padded to
         GStreamer's 4-byte row stride here (one copy); any other size raises
         ValueError naming both sizes. Returns False, counting the drop in the
-        header's ``dropped``, when there was no room in time. Producer thread; blocks.
+        header's ``dropped``, when there was no room in time; the next buffer
+        written then carries DISCONT (as shmringsink marks the buffer after a gap).
+        Producer thread; blocks.
         """
         if self._pending_caps is not None and self._pending_caps != self._caps:
             if not self._send(encode_caps(self._pending_caps, monotonic_ns()), timeout):
                 self._producer.count_dropped()
+                self._discont_next = True
                 return False
             self._caps = self._pending_caps
         body = self._conform(memoryview(data).cast("B"))
         n = MESSAGE_HEADER_SIZE + body.nbytes
+        if self._discont_next:
+            flags |= _DISCONT
         header = encode_header(KIND_BUFFER, flags=flags, pts=pts, dts=dts, duration=duration,
                                offset=offset, offset_end=offset_end,
                                send_time_ns=monotonic_ns())
@@ -640,7 +675,9 @@ class FrameWriter:
             view[MESSAGE_HEADER_SIZE:] = body
         if not self._put(n, fill, timeout):
             self._producer.count_dropped()
+            self._discont_next = True
             return False
+        self._discont_next = False
         return True
 
     def _conform(self, body: memoryview) -> memoryview:

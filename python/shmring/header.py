@@ -58,6 +58,52 @@ def decode_consumer_flags(value: int) -> str:
 
 
 @dataclass
+class ReceiverSnapshot:
+    """One receiver slot of a ring's header (fan-out): its words as read, and
+    whether its role byte (1 + slot) is held (None: not looked at / no OFD locks)."""
+
+    slot: int = 0
+    flags: int = 0
+    pid: int = 0
+    mode: int = 0
+    tail: int = 0       # the tail word as stored (a live receiver: its pin or position | 1)
+    skipped: int = 0
+    locked: Optional[bool] = None
+
+    @property
+    def attached(self) -> bool:
+        """Attached now: its role byte is held (without lock information, ATTACHED)."""
+        if self.locked is not None:
+            return self.locked
+        return bool(self.flags & L.CONSUMER_ATTACHED)
+
+    @property
+    def dead(self) -> bool:
+        """ATTACHED is set but its role byte is free: killed without detaching."""
+        return bool(self.flags & L.CONSUMER_ATTACHED) and self.locked is False
+
+    @property
+    def position(self) -> int:
+        """The ring index it has read up to (its tail without the live idle bit)."""
+        return self.tail & ~L.SLOT_IDLE
+
+    @property
+    def mode_name(self) -> str:
+        return "live" if self.mode == L.MODE_LIVE else "lossless"
+
+    def lag(self, head: int) -> int:
+        """Bytes published and not yet read by this receiver."""
+        return (head - self.position) & L.INDEX_MASK
+
+    def as_dict(self, head: int) -> Dict[str, Any]:
+        return {"slot": self.slot, "pid": self.pid, "mode": self.mode_name,
+                "attached": self.attached, "dead": self.dead, "position": self.position,
+                "lag": self.lag(head), "skipped": self.skipped,
+                "flags": self.flags, "flags_decoded": decode_consumer_flags(self.flags),
+                "locked": self.locked}
+
+
+@dataclass
 class HeaderSnapshot:
     """One read of a segment's header; ``error``/``error_field`` say why it is not a
     usable ring (None when it is). Header fields are 0 when the magic is not ours.
@@ -100,6 +146,9 @@ class HeaderSnapshot:
     error: Optional[str] = None
     error_field: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict)
+    # Receiver slots 0 .. max_receivers - 1 (fan-out), and the stream-info side area.
+    receivers: List[ReceiverSnapshot] = field(default_factory=list)
+    stream_info: Optional[bytes] = None
 
     # ---- reading ------------------------------------------------------------------
 
@@ -130,6 +179,8 @@ class HeaderSnapshot:
             if _locks.HAVE_OFD_LOCKS:
                 snap.producer_locked = _locks.is_locked(fd, _locks.PRODUCER_BYTE)
                 snap.consumer_locked = _locks.is_locked(fd, _locks.CONSUMER_BYTE)
+                locked = [_locks.is_locked(fd, _locks.CONSUMER_BYTE + k)
+                          for k in range(L.MAX_RECEIVERS_LIMIT)]
             if st.st_size >= L.IDENT_SIZE:
                 try:
                     mapping = mmap.mmap(fd, min(st.st_size, L.HEADER_SIZE), flags=mmap.MAP_SHARED,
@@ -141,6 +192,9 @@ class HeaderSnapshot:
                     snap._load(mapping, st.st_size)
                 finally:
                     mapping.close()
+                if _locks.HAVE_OFD_LOCKS:
+                    for r in snap.receivers:
+                        r.locked = locked[r.slot]
             else:
                 snap._validate_size_only()
         finally:
@@ -196,8 +250,22 @@ class HeaderSnapshot:
                 self.consumer_flags = int(words[L.CONSUMER_FLAGS_WORD])
                 self.consumer_pid = int(words[L.CONSUMER_PID_WORD])
                 self.dropped = _atomics.load_u64(words, qwords, L.DROPPED_WORD)
+                # Block 3 is reserved; past the slots is the stream-info area.
                 self.reserved_zero = not any(
-                    words[i] for i in range(L.RESERVED_OFFSET // 4, L.HEADER_SIZE // 4))
+                    words[i] for i in range(3 * L.BLOCK_SIZE // 4, L.SLOTS_OFFSET // 4))
+                n = self.max_receivers if 1 <= self.max_receivers <= L.MAX_RECEIVERS_LIMIT else 0
+                self.receivers = [ReceiverSnapshot(
+                    slot=k, flags=int(words[L.slot_word(k, L.SLOT_FLAGS)]),
+                    pid=int(words[L.slot_word(k, L.SLOT_PID)]),
+                    mode=int(words[L.slot_word(k, L.SLOT_MODE)]),
+                    tail=int(words[L.slot_word(k, L.SLOT_TAIL)]),
+                    skipped=_atomics.load_u64(words, qwords, L.slot_word(k, L.SLOT_SKIPPED)))
+                    for k in range(n)]
+                seq = int(words[(L.INFO_OFFSET + L.INFO_SEQ) // 4])
+                length = int(words[(L.INFO_OFFSET + L.INFO_LEN) // 4])
+                if seq and not seq & 1 and length <= L.INFO_MAX:
+                    start = L.INFO_OFFSET + L.INFO_DATA
+                    self.stream_info = bytes(raw[start:start + length])
         finally:
             if qwords is not None:
                 qwords.release()
@@ -316,7 +384,10 @@ class HeaderSnapshot:
                 "consumer_alive": self.consumer_alive,
                 "producer_locked": self.producer_locked,
                 "consumer_locked": self.consumer_locked,
-                "reserved_zero": self.reserved_zero})
+                "reserved_zero": self.reserved_zero,
+                "receivers": [r.as_dict(self.head) for r in self.receivers],
+                "stream_info": (None if self.stream_info is None
+                                else self.stream_info.decode("utf-8", "replace"))})
             if self.valid:
                 used = self.used
                 out["used"] = used

@@ -23,10 +23,17 @@ GENERATION_OFFSET = 24      # u64, creator
 MAX_RECEIVERS_OFFSET = 32   # u32, creator: receiver slots in use, 1..16
 # Block 1 (offset 128): the producer's index, alone on its lines.
 HEAD_OFFSET = 128           # u32, producer
+# Ring index of the newest published record (not a WRAP marker): where a live
+# receiver that fell behind jumps to. Stored before the head that publishes it.
+LAST_START_OFFSET = 132     # u32, producer
 # Block 2 (offset 256): the producer's flags and rarely written words.
 PRODUCER_FLAGS_OFFSET = 256  # u32, producer
 PRODUCER_PID_OFFSET = 260    # u32, producer
 DROPPED_OFFSET = 264         # u64, producer
+# Reuse floor: the producer may overwrite the bytes of ring indices below it (it stores
+# the floor, fences, then reads the slots again before it reuses them). A receiver that
+# takes a position stores it, fences, reads the floor. See docs/DESIGN.md "Fan-out".
+FLOOR_OFFSET = 272           # u32, producer
 # Block 3 (offset 384): reserved, zero.
 # Receiver slots from offset 512, 256 bytes each: a block with the slot's index and a
 # block with its flags, pid, mode and counters (all written by the slot's receiver).
@@ -37,7 +44,11 @@ SLOT_TAIL = 0       # u32, receiver: its tail
 SLOT_FLAGS = 128    # u32, receiver: ATTACHED/WAITING/MEMBARRIER, attach count
 SLOT_PID = 132      # u32, receiver: information only on Linux
 SLOT_MODE = 136     # u32, receiver: MODE_LOSSLESS or MODE_LIVE
-SLOT_SKIPPED = 144  # u64, receiver: records it skipped (live mode)
+SLOT_SKIPPED = 144  # u64, receiver: times it skipped ahead (live mode)
+# A live receiver's tail word holds its pin: the start of the oldest record it holds.
+# With nothing held it holds its read position | SLOT_IDLE; the producer does not
+# wait for it.
+SLOT_IDLE = 1
 
 
 def slot_offset(k: int) -> int:
@@ -52,6 +63,14 @@ CONSUMER_PID_OFFSET = SLOTS_OFFSET + SLOT_PID           # 644
 CONSUMER_MODE_OFFSET = SLOTS_OFFSET + SLOT_MODE         # 648
 CONSUMER_SKIPPED_OFFSET = SLOTS_OFFSET + SLOT_SKIPPED   # 656
 RESERVED_OFFSET = SLOTS_OFFSET + MAX_RECEIVERS_LIMIT * SLOT_SIZE  # zero up to HEADER_SIZE
+# Stream-info side area (producer): the latest stream description (profile 1: the last
+# CAPS record's payload) for receivers that attach after that record is gone.
+# [u32 seq (odd while written)][u32 ring index of its record][u32 len][u32 0][bytes].
+INFO_OFFSET = RESERVED_OFFSET  # 4608
+INFO_SEQ = 0
+INFO_INDEX = 4
+INFO_LEN = 8
+INFO_DATA = 16
 
 HEADER_SIZE = 8192  # offset of the data area: two pages, so it starts page-aligned
 VERSION = 2
@@ -59,6 +78,7 @@ MAGIC = 0x474E5253  # the bytes b"SRNG" read as a little-endian u32
 # An opener needs this many bytes to read the magic and the version (both stay at these
 # offsets in every version, so each version names the other in its error).
 IDENT_SIZE = 20
+INFO_MAX = HEADER_SIZE - INFO_OFFSET - INFO_DATA  # 3568 bytes
 
 # Receiver modes (slot mode word).
 MODE_LOSSLESS = 0
@@ -121,6 +141,13 @@ MAX_RECEIVERS_WORD = MAX_RECEIVERS_OFFSET // 4
 CONSUMER_MODE_WORD = CONSUMER_MODE_OFFSET // 4
 CONSUMER_SKIPPED_WORD = CONSUMER_SKIPPED_OFFSET // 4
 DATA_WORD = HEADER_SIZE // 4
+LAST_START_WORD = LAST_START_OFFSET // 4
+FLOOR_WORD = FLOOR_OFFSET // 4
+
+
+def slot_word(k: int, field: int) -> int:
+    """Word index of ``field`` (SLOT_TAIL, SLOT_FLAGS, ...) of receiver slot ``k``."""
+    return (SLOTS_OFFSET + k * SLOT_SIZE + field) // 4
 
 
 def record_size(length: int) -> int:

@@ -15,24 +15,27 @@ import mmap
 import os
 import threading
 import time
-from typing import Any, Optional, Set, Tuple
+from typing import Any, Dict, Optional, Set, Tuple
 
 from . import _futex
-from ._tuning import INTERRUPT_REWAKE_S, MAX_CONSUMER_SLEEP_S, SPIN_POLLS, UNFENCED_NAP_S
+from ._tuning import INTERRUPT_REWAKE_S, LIVENESS_SLICE_S, SPIN_POLLS, UNFENCED_NAP_S
 from ._atomics import buffer_address, load_u64, qword_view, store_u64, word_view
 from ._fence import acquire_fence, full_fence, heavy_barrier, release_fence
 from ._views import Held, TokenPool
 from .errors import (CorruptRecordError, IncompatibleSegmentError, MessageTooLargeError,
                      RingInterruptedError, ShmRingError, ViewInUseError)
 from .layout import (CAPACITY_WORD, CONSUMER_ATTACH_COUNT_ONE, CONSUMER_ATTACHED,
-                     CONSUMER_FLAGS_WORD, CONSUMER_MEMBARRIER, CONSUMER_PID_WORD,
+                     CONSUMER_FLAGS_WORD, CONSUMER_MEMBARRIER,
                      CONSUMER_WAITING, DATA_WORD, DROPPED_WORD, GENERATION_WORD, HEAD_WORD,
                      HEADER_SIZE, IDENT_SIZE, LEN_SIZE, MAGIC, MAGIC_OFFSET,
                      MAX_RECEIVERS_LIMIT, MAX_RECEIVERS_WORD, MAGIC_WORD, MAX_CAPACITY,
                      MAX_VALID_LEN, MIN_CAPACITY, PAD_FLAG, PRODUCER_CLOSED, PRODUCER_FLAGS_WORD,
                      PRODUCER_LIVE, PRODUCER_MEMBARRIER, PRODUCER_PID_WORD, PRODUCER_WAITING,
                      PROFILE_OPAQUE, PROFILE_WORD, RECORD_ALIGN, TAIL_WORD, VERSION, VERSION_WORD,
-                     WRAP_MARKER, is_valid_capacity)
+                     WRAP_MARKER, is_valid_capacity, CONSUMER_ATTACH_COUNT_SHIFT, FLOOR_WORD,
+                     INFO_DATA, INFO_INDEX, INFO_LEN, INFO_MAX, INFO_OFFSET, INFO_SEQ,
+                     LAST_START_WORD, MODE_LIVE, MODE_LOSSLESS, SLOT_FLAGS, SLOT_IDLE,
+                     SLOT_MODE, SLOT_PID, SLOT_SKIPPED, SLOT_TAIL, slot_word)
 
 _M = 0xFFFFFFFF
 _ZEROS = bytes(RECORD_ALIGN)
@@ -51,6 +54,12 @@ def _largest_capacity(room: int) -> int:
     while capacity * 2 <= min(room, MAX_CAPACITY):
         capacity *= 2
     return capacity
+
+
+# A sleep shorter than this says messages come close together: the next wait
+# spins before it sleeps. After a longer one it sleeps at once (a 30 fps reader
+# saves SPIN_POLLS interpreted polls per frame).
+_SPIN_AFTER_SLEEP_S = 0.001
 
 
 def _cap(remaining: Optional[float], cap: float) -> float:
@@ -140,8 +149,9 @@ class ByteRingBuffer:
       view first;
     * any other ``magic`` (someone else's data) is refused, never overwritten.
 
-    When this process registered for membarrier, the side's MEMBARRIER flag bit is
-    set (as the C++ core does). Construct it from one thread; never blocks.
+    Python sides use full fences and never set their MEMBARRIER flag bit (the C++
+    core's sides do, when the system allows). Construct it from one thread; never
+    blocks.
 
     Properties vs methods (the rule for the whole package): cheap reads of this
     object's state or of one header word that never block are properties
@@ -153,7 +163,8 @@ class ByteRingBuffer:
     #: Offset of the data area (the original design's 16-byte header grew to 8192).
     HEADER_SIZE = HEADER_SIZE
 
-    def __init__(self, buf: Any, is_producer: bool = False) -> None:
+    def __init__(self, buf: Any, is_producer: bool = False, *, slot: int = 0,
+                 mode: int = MODE_LOSSLESS) -> None:
         raw = memoryview(buf)
         if not raw.contiguous:
             raise ValueError("ring buffer must be contiguous")
@@ -186,13 +197,48 @@ class ByteRingBuffer:
         if self._address % 8:
             raise ValueError(f"ring buffer address 0x{self._address:x} is not 8-byte aligned")
         self._head_address = self._address + HEAD_WORD * 4
-        self._tail_address = self._address + TAIL_WORD * 4
         w = self._w
+        # Receiver slots (fan-out): a consumer view uses slot ``slot``'s words.
+        self._max_receivers = int(w[MAX_RECEIVERS_WORD])  # validated, immutable
+        if not is_producer and (not 0 <= slot < self._max_receivers
+                                or mode not in (MODE_LOSSLESS, MODE_LIVE)):
+            raise ValueError(f"receiver slot {slot} (mode {mode}) is not one of the ring's "
+                             f"{self._max_receivers} slots")
+        self._slot = 0 if is_producer else slot
+        self._mode = MODE_LOSSLESS if is_producer else mode
+        self._live = self._mode == MODE_LIVE
+        self._tail_word = slot_word(self._slot, SLOT_TAIL)
+        self._flags_word = slot_word(self._slot, SLOT_FLAGS)
+        self._tail_address = self._address + self._tail_word * 4
+        self._pinned = False      # live: the tail word holds a pin (not idle)
+        # Producer: its published reuse floor, the slot that limits it, dead slots
+        # (slot -> attach count when found dead).
+        self._floor = 0
+        self._limit_slot = 0
+        self._dead: Dict[int, int] = {}
+        # The consumer sleeps on head + producer_flags (CLOSED changes only the
+        # flags), the producer on the limiting slot's tail + flags (a detach changes
+        # only the flags): see _futex.PairSleeper.
+        self._head_sleeper = _futex.PairSleeper(
+            self._w, HEAD_WORD, self._head_address, PRODUCER_FLAGS_WORD,
+            self._address + PRODUCER_FLAGS_WORD * 4)
+        self._tail_sleepers: Dict[int, _futex.PairSleeper] = {}
+        # The sleeping thread's own state: this side's WAITING bit is set (since the
+        # last end_sleep) and fenced (membarrier issued when the peer needs it).
+        self._sleeping = False
+        self._fenced = False
+        self._spin = True  # the last sleep was short: spin before the next one
         self._capacity = capacity  # the validated value: never re-read from the segment
         self._mask = self._capacity - 1
         self._max = self._capacity - LEN_SIZE
         self._is_producer = bool(is_producer)
-        self._light = _futex.register_membarrier()
+        # Python sides never rely on a peer's membarrier: a full fence (a lock round
+        # trip on x86, ~0.2 us) is noise next to an interpreted write or read (several
+        # us), while a light side makes its peer issue a membarrier (an IPI to every
+        # CPU) on every running -> sleeping transition, i.e. once per frame for a
+        # blocking reader. See docs/DESIGN.md "wait protocol". Our own heavy barrier
+        # is still issued when a C++ peer is light.
+        self._light = False
         self._tokens = TokenPool(buf, self._total)  # tracked views of records
         self._interrupted = False
         # Threads inside a futex/poll wait on this ring right now (interrupt() wakes
@@ -222,25 +268,28 @@ class ByteRingBuffer:
             self._head = w[HEAD_WORD]
             if self._head % RECORD_ALIGN:  # would make us write across the end
                 raise CorruptRecordError(f"head {self._head} is not a multiple of 8")
+            self._floor = int(w[FLOOR_WORD])  # own word
             self._tail_cache = self._load_tail()
             if self._light:
                 w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_MEMBARRIER
         else:
-            self._released = w[TAIL_WORD]
+            self._released = w[self._tail_word] & ~SLOT_IDLE
             self._freed = self._released
             self._read_pos = self._released
-            if self._capacity >= 1 << 16:
+            # A live receiver's pin must follow what it holds exactly: no batching.
+            if self._capacity >= 1 << 16 and not self._live:
                 self._tail_batch = min(self._capacity // 8, 1 << 18)
             self._head_cache = w[HEAD_WORD]
             if self._light:
-                w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] | CONSUMER_MEMBARRIER
+                w[self._flags_word] = w[self._flags_word] | CONSUMER_MEMBARRIER
         full_fence()  # the mode bit is visible before our first publish
 
     # ---- creation -----------------------------------------------------------
 
     @staticmethod
     def initialize(buf: Any, capacity: int, profile: int = 0, generation: int = 0,
-                   start_index: int = 0, producer_pid: int = 0) -> None:
+                   start_index: int = 0, producer_pid: int = 0,
+                   max_receivers: int = 1) -> None:
         """Writes a v1 header into ``buf`` (creator side, before anyone attaches).
 
         head = tail = ``start_index`` (a multiple of 8; non-zero only as a test hook
@@ -257,13 +306,18 @@ class ByteRingBuffer:
             raise ValueError(f"capacity {capacity} does not fit the segment size {raw.nbytes}")
         if start_index % RECORD_ALIGN or not 0 <= start_index <= _M:
             raise ValueError(f"start_index {start_index} must be a u32 multiple of 8")
+        if not 1 <= max_receivers <= MAX_RECEIVERS_LIMIT:
+            raise ValueError(f"max_receivers {max_receivers} is not between 1 and "
+                             f"{MAX_RECEIVERS_LIMIT}")
         w = word_view(raw[:HEADER_SIZE + capacity])
         w[MAGIC_WORD] = 0
         release_fence()
         raw[0:MAGIC_OFFSET] = bytes(MAGIC_OFFSET)
         raw[VERSION_WORD * 4:HEADER_SIZE] = bytes(HEADER_SIZE - VERSION_WORD * 4)
-        w[MAX_RECEIVERS_WORD] = 1  # one consumer, slot 0
+        w[MAX_RECEIVERS_WORD] = max_receivers
         w[HEAD_WORD] = start_index
+        w[LAST_START_WORD] = start_index
+        w[FLOOR_WORD] = start_index
         w[TAIL_WORD] = start_index
         w[CAPACITY_WORD] = capacity
         w[VERSION_WORD] = VERSION | (HEADER_SIZE << 16)
@@ -326,13 +380,15 @@ class ByteRingBuffer:
 
     @property
     def consumer_flags(self) -> int:
-        """The consumer_flags word (ATTACHED, WAITING, MEMBARRIER, attach count)."""
-        return int(self._w[CONSUMER_FLAGS_WORD])
+        """This view's slot's flags word (the producer's view: slot 0's; ATTACHED,
+        WAITING, MEMBARRIER, attach count)."""
+        return int(self._w[self._flags_word])
 
     @property
     def consumer_pid(self) -> int:
-        """The attached consumer's pid as it recorded it (information only)."""
-        return int(self._w[CONSUMER_PID_WORD])
+        """The attached consumer's pid as it recorded it (information only; this
+        view's slot, slot 0 for the producer's view)."""
+        return int(self._w[slot_word(self._slot, SLOT_PID)])
 
     @property
     def dropped(self) -> int:
@@ -347,8 +403,8 @@ class ByteRingBuffer:
     @property
     def tail(self) -> int:
         """The tail word as stored now (one aligned load; the consumer stores it in
-        batches, see :meth:`flush`)."""
-        return int(self._w[TAIL_WORD])
+        batches, see :meth:`flush`; this view's slot, without the live idle bit)."""
+        return int(self._w[self._tail_word]) & ~SLOT_IDLE
 
     def interrupt(self) -> None:
         """Makes a blocking wait on this ring raise RingInterruptedError; sticky until
@@ -483,23 +539,162 @@ class ByteRingBuffer:
         """Free bytes in the ring (records and padding included). Either side; never blocks."""
         if not self._is_producer:
             return self._capacity - self.readable_bytes()
-        tail = self._w[TAIL_WORD]
+        lowest, _, _ = self._scan_slots()
+        return self._capacity - ((self._head - lowest) & _M)
+
+    def _counted_slots(self) -> Tuple[int, ...]:
+        """The slots that hold the producer back (C++ ``ScanSlots``): with one slot,
+        slot 0 always (its tail keeps the backlog for the next consumer); with
+        several, the attached ones not found dead, or slot 0 when none is attached."""
+        n = self._max_receivers
+        if n == 1:
+            return (0,)
+        w = self._w
+        counted = []
+        for k in range(n):
+            flags = int(w[slot_word(k, SLOT_FLAGS)])
+            dead = self._dead.get(k)
+            if dead is not None:
+                if flags >> CONSUMER_ATTACH_COUNT_SHIFT == dead:
+                    continue
+                del self._dead[k]  # a new receiver attached since
+            if flags & CONSUMER_ATTACHED:
+                counted.append(k)
+        return tuple(counted) if counted else (0,)
+
+    def _scan_slots(self) -> Tuple[int, int, bool]:
+        """(lowest protected position, the slot holding it, whether any position counted);
+        head when none. Validates
+        each tail: one past head, more than a capacity behind it, or not a multiple of
+        8 would make us overwrite unread data: CorruptRecordError (a corrupt or
+        hostile peer). A live receiver holding nothing (SLOT_IDLE) is not waited for."""
+        w = self._w
+        head = self._head
+        cap = self._capacity
+        lowest, limiting, found = head, 0, False
+        slots = self._counted_slots()
         acquire_fence()
-        return self._capacity - ((self._head - tail) & _M)
+        for k in slots:
+            tail = int(w[slot_word(k, SLOT_TAIL)])
+            if tail & SLOT_IDLE:
+                continue
+            behind = (head - tail) & _M
+            if behind > cap or tail % RECORD_ALIGN:
+                # A live receiver pins before it checks the floor: a pin we lapped is one
+                # it is about to see as reused and move (docs/DESIGN.md "Fan-out").
+                if w[slot_word(k, SLOT_MODE)] == MODE_LIVE and not tail % RECORD_ALIGN:
+                    continue
+                raise CorruptRecordError(
+                    f"corrupt peer: the consumer's tail {tail} is not a valid index for "
+                    f"head {head} (capacity {cap}, receiver slot {k}; tail must be a "
+                    f"multiple of {RECORD_ALIGN} at most a capacity behind head)")
+            if not found or behind > (head - lowest) & _M:
+                lowest, limiting, found = tail, k, True
+        acquire_fence()
+        return lowest, limiting, found
 
     def _load_tail(self) -> int:
-        """Loads the consumer's tail (acquire) and validates it: a tail past head, more
-        than a capacity behind it, or not a multiple of 8 would make us overwrite
-        unread data, so it raises CorruptRecordError (a corrupt or hostile peer)."""
-        tail = self._w[TAIL_WORD]
-        acquire_fence()
-        if ((self._head - tail) & _M) > self._capacity or tail % RECORD_ALIGN:
-            raise CorruptRecordError(
-                f"corrupt peer: the consumer's tail {tail} is not a valid index for head "
-                f"{self._head} (capacity {self._capacity}; tail must be a multiple of "
-                f"{RECORD_ALIGN} at most a capacity behind head)")
-        self._tail_cache = tail
-        return tail
+        """The lowest position the receivers protect (see _scan_slots), published as the
+        reuse floor before anything below it is reused: store the floor, full fence,
+        look at the slots again (a receiver that took a position meanwhile is seen now,
+        or sees the floor). Producer."""
+        lowest, limiting, counted = self._scan_slots()
+        # One slot holding a position (a lossless tail, a live pin): nobody can take a
+        # position below it, so the floor need not move (the default ring's slow path
+        # stays one load).
+        need_floor = self._max_receivers > 1 or not counted
+        if need_floor and 0 < (lowest - self._floor) & _M < 0x80000000:
+            self._floor = lowest
+            release_fence()
+            self._w[FLOOR_WORD] = lowest
+            full_fence()
+            again, slot2, _ = self._scan_slots()
+            if (self._head - again) & _M > (self._head - lowest) & _M:
+                lowest, limiting = again, slot2
+        self._tail_cache = lowest
+        self._limit_slot = limiting
+        return lowest
+
+    def mark_slot_dead(self, slot: int) -> None:
+        """The producer found receiver ``slot`` dead (its role byte free, ATTACHED
+        set): it stops holding the producer back until a new receiver attaches to
+        the slot. Producer; never blocks."""
+        self._require(True)
+        if 0 <= slot < self._max_receivers:
+            flags = int(self._w[slot_word(slot, SLOT_FLAGS)])
+            self._dead[slot] = flags >> CONSUMER_ATTACH_COUNT_SHIFT
+
+    def set_stream_info(self, data: bytes, index: int) -> None:
+        """Stores ``data`` (at most INFO_MAX bytes) in the stream-info side area with the
+        ring index of the record it came with (a sequence lock: odd while written).
+        Producer; never blocks."""
+        self._require(True)
+        if len(data) > INFO_MAX:
+            raise ValueError(f"stream info of {len(data)} bytes exceeds {INFO_MAX}")
+        w = self._w
+        seq_word = (INFO_OFFSET + INFO_SEQ) // 4
+        seq = int(w[seq_word])
+        w[seq_word] = (seq + 1) & _M
+        full_fence()
+        w[(INFO_OFFSET + INFO_INDEX) // 4] = index & _M
+        w[(INFO_OFFSET + INFO_LEN) // 4] = len(data)
+        start = INFO_OFFSET + INFO_DATA
+        self._bytes[start:start + len(data)] = data
+        release_fence()
+        w[seq_word] = (seq + 2) & _M
+
+    def read_stream_info(self) -> Optional[Tuple[bytes, int]]:
+        """(data, ring index) from the stream-info side area; None when never written
+        (or the producer kept rewriting it). Either side; never blocks."""
+        w = self._w
+        seq_word = (INFO_OFFSET + INFO_SEQ) // 4
+        for _ in range(64):
+            seq = int(w[seq_word])
+            acquire_fence()
+            if seq == 0:
+                return None
+            if seq & 1:
+                continue
+            length = int(w[(INFO_OFFSET + INFO_LEN) // 4])
+            index = int(w[(INFO_OFFSET + INFO_INDEX) // 4])
+            if length > INFO_MAX:
+                continue
+            start = INFO_OFFSET + INFO_DATA
+            data = bytes(self._bytes[start:start + length])
+            full_fence()
+            if int(w[seq_word]) == seq:
+                return data, index
+        return None
+
+    @property
+    def max_receivers(self) -> int:
+        """Receiver slots of this ring (1..16)."""
+        return self._max_receivers
+
+    @property
+    def slot(self) -> int:
+        """The receiver slot this consumer view uses."""
+        return self._slot
+
+    @property
+    def mode(self) -> int:
+        """This consumer view's mode (MODE_LOSSLESS or MODE_LIVE)."""
+        return self._mode
+
+    def slot_words(self, k: int) -> Tuple[int, int, int, int, int]:
+        """Slot ``k``'s (flags, pid, mode, tail, skipped). Either side; never blocks."""
+        if not 0 <= k < self._max_receivers:
+            raise ValueError(f"slot {k} is not one of the ring's {self._max_receivers}")
+        w = self._w
+        return (int(w[slot_word(k, SLOT_FLAGS)]), int(w[slot_word(k, SLOT_PID)]),
+                int(w[slot_word(k, SLOT_MODE)]), int(w[slot_word(k, SLOT_TAIL)]),
+                load_u64(w, self._q, slot_word(k, SLOT_SKIPPED)))
+
+    @property
+    def skipped(self) -> int:
+        """Times this (live) receiver skipped ahead because the producer reused what it
+        had not read yet."""
+        return load_u64(self._w, self._q, slot_word(self._slot, SLOT_SKIPPED))
 
     def _reserve_offset(self, n: int) -> int:
         """Byte offset in the buffer of room for an n-byte payload, or -1 when full."""
@@ -553,8 +748,15 @@ class ByteRingBuffer:
         # head"; in MEMBARRIER mode the sleeper's membarrier supplies it.
         if not self._light:
             full_fence()
-        if w[CONSUMER_FLAGS_WORD] & CONSUMER_WAITING:
-            _futex.wake_word(self._head_address)
+        # Every receiver sleeps on the head word: one wake if any of them waits.
+        if self._max_receivers == 1:
+            if w[CONSUMER_FLAGS_WORD] & CONSUMER_WAITING:
+                _futex.wake_word(self._head_address)
+            return
+        for k in range(self._max_receivers):
+            if w[slot_word(k, SLOT_FLAGS)] & CONSUMER_WAITING:
+                _futex.wake_word(self._head_address)
+                return
 
     def _commit(self, n: int, flag: int = 0) -> None:
         self._reserved = -1
@@ -567,6 +769,7 @@ class ByteRingBuffer:
         if pad:
             end = HEADER_SIZE + pos + rec
             self._bytes[end - pad:end] = _ZEROS[:pad]
+        w[LAST_START_WORD] = head  # published by the head store below
         head = (head + rec) & _M
         self._head = head
         # Payload and len are visible before head (release).
@@ -575,6 +778,24 @@ class ByteRingBuffer:
         self._wake_consumer_if_waiting()
 
     def wait_writable(self, n: int, timeout: Optional[float]) -> bool:
+        """Sleeps until an ``n``-byte message fits (True) or ``timeout`` s expire (False).
+
+        ``timeout`` None waits forever. Publishes a pending WRAP marker as soon as
+        the bytes to the end are free. Returns False early, too, when a consumer
+        attached or detached meanwhile (the caller decides whether to go on). Sets
+        WAITING and fences once per call. Raises MessageTooLargeError, or
+        RingInterruptedError after :meth:`interrupt`. Producer; blocks (futex,
+        GIL released).
+        """
+        try:
+            return self._wait_writable(n, timeout)
+        finally:
+            if self._sleeping:
+                self._sleeping = False
+                w = self._w
+                w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] & ~PRODUCER_WAITING
+
+    def _wait_writable(self, n: int, timeout: Optional[float]) -> bool:
         """Sleeps until an ``n``-byte message fits (True) or ``timeout`` s expire (False).
 
         ``timeout`` None waits forever. Publishes a pending WRAP marker as soon as
@@ -613,21 +834,41 @@ class ByteRingBuffer:
             if spin < SPIN_POLLS:
                 spin += 1
                 continue
-            w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_WAITING
-            full_fence()
+            if not self._sleeping:
+                # Set WAITING and fence once per call; it stays set across re-sleeps
+                # (cleared on return, below).
+                w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_WAITING
+                full_fence()
+                self._sleeping = True
+                self._fenced = False
             nap = remaining
-            if w[CONSUMER_FLAGS_WORD] & CONSUMER_MEMBARRIER and not heavy_barrier():
-                nap = _cap(remaining, UNFENCED_NAP_S)  # the waker is unordered: poll
-            if w[TAIL_WORD] == tail:
-                self._sleep(TAIL_WORD, self._tail_address, tail, nap)
-            w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] & ~PRODUCER_WAITING
+            # Sleep on the tail word of the receiver that holds us back, and its flags.
+            slot = self._limit_slot
+            tail_word = slot_word(slot, SLOT_TAIL)
+            flags_word = slot_word(slot, SLOT_FLAGS)
+            if not self._fenced:
+                if w[flags_word] & CONSUMER_MEMBARRIER and not heavy_barrier():
+                    nap = _cap(remaining, UNFENCED_NAP_S)  # the waker is unordered: poll
+                else:
+                    self._fenced = True
+            cflags = w[flags_word]
+            if w[tail_word] == tail:
+                sleeper = self._tail_sleepers.get(slot)
+                if sleeper is None:
+                    sleeper = self._tail_sleepers[slot] = _futex.PairSleeper(
+                        w, tail_word, self._address + tail_word * 4, flags_word,
+                        self._address + flags_word * 4)
+                self._sleep(sleeper, tail, cflags, nap)
+            if (w[flags_word] ^ cflags) & CONSUMER_ATTACHED:
+                return False  # attached or detached meanwhile: the caller looks
 
-    def _sleep(self, index: int, address: int, seen: int, timeout: Optional[float]) -> None:
+    def _sleep(self, sleeper: "_futex.PairSleeper", seen: int, seen2: int,
+               timeout: Optional[float]) -> None:
         me = threading.get_ident()
         self._sleepers.add(me)  # before the flag check: interrupt() either sees us or
         try:                    # we see its flag
             if not self._interrupted:
-                _futex.wait_on_word(self._w, index, address, seen, timeout)
+                sleeper.sleep(seen, seen2, timeout)
         finally:
             self._sleepers.discard(me)
 
@@ -676,7 +917,7 @@ class ByteRingBuffer:
                 self._head_cache = head
                 avail = (head - pos_index) & _M
                 if avail == 0:
-                    if self._freed != self._released:
+                    if self._freed != self._released or self._pinned:
                         self._store_tail(self._freed)  # going idle: free everything
                     if not w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED:
                         return None
@@ -689,6 +930,13 @@ class ByteRingBuffer:
                     if avail == 0:
                         self._eos = True
                         return None
+            if self._live and not self._pinned:
+                # Nothing held: pin the position before reading its bytes (or skip
+                # ahead when the producer may have reused them already).
+                at = self._pin(pos_index)
+                if at != pos_index:
+                    start = pos_index = at
+                    continue
             # A misaligned head or tail could put a len word across the end.
             if avail > cap or (head | pos_index) & (RECORD_ALIGN - 1):
                 raise self._corrupt(
@@ -758,13 +1006,118 @@ class ByteRingBuffer:
         self._store_tail(head)  # wakes a producer waiting for the space
         return self._read_pos
 
+    def _pin(self, at: int) -> int:
+        """Live receiver about to read at ``at`` with nothing held: stores the pin,
+        full fence, loads the reuse floor (the producer stores the floor, fences,
+        reads the pins: one sees the other). Returns ``at``, or after a skip the
+        newest record (the head while that one is being reused too)."""
+        w = self._w
+        attempt = 0
+        while True:
+            w[self._tail_word] = at
+            self._pinned = True
+            full_fence()
+            floor = int(w[FLOOR_WORD])
+            acquire_fence()
+            # Bounded: the head is never below a sound producer's floor.
+            if (at - floor) & _M < 0x80000000 or attempt >= 5:
+                return at
+            head = int(w[HEAD_WORD])
+            acquire_fence()
+            newest = int(w[LAST_START_WORD])
+            acquire_fence()
+            if (newest - floor) & _M < 0x80000000 and (head - newest) & _M <= \
+                    self._capacity and attempt < 4:
+                at = newest
+            else:
+                at = head
+            self._head_cache = head
+            self._read_pos = self._freed = self._released = at
+            word = slot_word(self._slot, SLOT_SKIPPED)
+            store_u64(w, self._q, word, load_u64(w, self._q, word) + 1)  # own word
+            # A producer asleep on our old pin must look again.
+            w[self._tail_word] = at
+            full_fence()
+            if w[PRODUCER_FLAGS_WORD] & PRODUCER_WAITING:
+                _futex.wake_word(self._tail_address)
+            attempt += 1
+
+    def _unpin_if_idle(self) -> None:
+        """A live receiver that looked at a record without taking it unpins."""
+        if self._pinned and self._read_pos == self._freed and self._peeked is None:
+            self._store_tail(self._freed)
+
+    def attach_slot(self, at_newest: bool, pid: int) -> int:
+        """Attaches to this view's slot (C++ ``AttachSlot``): resets its mode, pid and
+        skipped, picks the start (the head when ``at_newest``, else the oldest
+        position still in the ring: this slot's tail on a ring nobody else reads, else
+        the oldest attached receiver's), publishes it and sets ATTACHED; a lossless
+        start below the reuse floor moves to the newest record. Returns the start.
+        Consumer; never blocks."""
+        self._require(False)
+        w = self._w
+        cap = self._capacity
+        head = int(w[HEAD_WORD])
+        acquire_fence()
+        start = int(w[self._tail_word]) & ~SLOT_IDLE
+        if at_newest:
+            start = head
+        elif self._max_receivers > 1:
+            oldest, found = head, False
+            for k in range(self._max_receivers):
+                if k == self._slot or not w[slot_word(k, SLOT_FLAGS)] & CONSUMER_ATTACHED:
+                    continue
+                t = int(w[slot_word(k, SLOT_TAIL)]) & ~SLOT_IDLE
+                if (head - t) & _M > cap or t % RECORD_ALIGN:
+                    continue
+                if not found or (head - t) & _M > (head - oldest) & _M:
+                    oldest, found = t, True
+            if found or (head - start) & _M > cap or start % RECORD_ALIGN:
+                start = oldest
+        w[slot_word(self._slot, SLOT_MODE)] = self._mode
+        store_u64(w, self._q, slot_word(self._slot, SLOT_SKIPPED), 0)
+        self._read_pos = self._freed = self._released = start
+        self._pinned = False
+        attempt = 0
+        while True:
+            release_fence()
+            w[self._tail_word] = (start | SLOT_IDLE) if self._live else start
+            if attempt == 0:
+                self.set_consumer_attached(True, pid)
+            full_fence()
+            floor = int(w[FLOOR_WORD])
+            acquire_fence()
+            if self._live or (start - floor) & _M < 0x80000000 or attempt >= 5:
+                break  # bounded: a floor above the head is a hostile producer's
+            now = int(w[HEAD_WORD])
+            acquire_fence()
+            newest = int(w[LAST_START_WORD])
+            acquire_fence()
+            if (newest - floor) & _M < 0x80000000 and (now - newest) & _M <= cap and \
+                    attempt < 4:
+                start = newest
+            else:
+                start = now
+            self._read_pos = self._freed = self._released = start
+            attempt += 1
+        self._head_cache = int(w[HEAD_WORD])
+        acquire_fence()
+        self._eos = False
+        return start
+
     def _store_tail(self, tail: int) -> None:
         self._freed = tail
         self._released = tail
         w = self._w
+        value = tail
+        if self._live:
+            # A live receiver keeps its pin only while it holds (or peeked) a record.
+            self._pinned = self._read_pos != tail or self._peeked is not None
+            if not self._pinned:
+                value = tail | SLOT_IDLE
         # Our reads of the released records happen before the producer reuses them.
         release_fence()
-        w[TAIL_WORD] = tail
+        w[self._tail_word] = value
         # Store-load fence against the producer's "set WAITING, fence, re-check tail".
         if not self._light:
             full_fence()
@@ -900,82 +1253,136 @@ class ByteRingBuffer:
     def readable_bytes(self) -> int:
         """Bytes written and not yet released (records and padding). Either side; never blocks."""
         if self._is_producer:
-            tail = self._w[TAIL_WORD]
-            acquire_fence()
-            return (self._head - tail) & _M
+            lowest, _, _ = self._scan_slots()
+            return (self._head - lowest) & _M
         head = self._w[HEAD_WORD]
         acquire_fence()
         return (head - self._freed) & _M
 
     def has_data(self) -> bool:
         """Whether a message (not just a WRAP marker) is waiting. Consumer; never blocks."""
-        return self._locate(self._read_pos) is not None
+        found = self._locate(self._read_pos) is not None
+        if self._live:
+            self._unpin_if_idle()
+        return found
 
     @property
     def at_end(self) -> bool:
         """Whether the producer set CLOSED and every message was read. Consumer; never blocks."""
-        if self._locate(self._read_pos) is not None:
+        found = self._locate(self._read_pos) is not None
+        if self._live:
+            self._unpin_if_idle()
+        if found:
             return False
         return self._eos
 
-    def wait_readable(self, timeout: Optional[float]) -> bool:
+    def wait_readable(self, timeout: Optional[float], keep_waiting: bool = False) -> bool:
         """Sleeps until a message is readable or the stream ended (True), or ``timeout``
         seconds expire (False; None = no limit).
 
-        Follows the wait protocol: spin briefly, set WAITING, fence (membarrier when
-        the producer relies on it), re-check head, futex-wait on the head word.
+        Follows the wait protocol: spin briefly, then on the first sleep set WAITING
+        and fence (membarrier when the producer relies on it), re-check head and
+        CLOSED, futex-wait on head and producer_flags together. Each sleep lasts at
+        most LIVENESS_SLICE_S. WAITING is cleared on return unless ``keep_waiting``
+        (a caller that will wait again at once, e.g. after its liveness look: the
+        re-sleep then needs no new fence; it calls :meth:`end_sleep` when done).
         Raises RingInterruptedError after :meth:`interrupt`. Consumer; blocks (GIL
         released while asleep).
         """
         self._require(False)
+        try:
+            return self._wait_readable(timeout)
+        finally:
+            if not keep_waiting:
+                self.end_sleep()
+
+    def end_sleep(self) -> None:
+        """Clears the consumer's WAITING bit left set by ``wait_readable(...,
+        keep_waiting=True)`` (no-op when not set). Consumer; never blocks."""
+        if self._sleeping:
+            self._sleeping = False
+            w = self._w
+            w[self._flags_word] = w[self._flags_word] & ~CONSUMER_WAITING
+
+    def _wait_readable(self, timeout: Optional[float]) -> bool:
+        # The blocking reader's hot path: every bytecode here runs on caches gone
+        # cold during the sleep, so the loop is kept short (docs/PERF-PYTHON.md).
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         w = self._w
-        spin = 0
+        spin = self._spin
         while True:
-            if self._locate(self._read_pos) is not None or self._eos:
+            if self._eos or self._locate(self._read_pos) is not None:
+                if self._live:
+                    self._unpin_if_idle()
                 return True
             if self._interrupted:
                 raise RingInterruptedError("wait for a message interrupted")
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            if spin < SPIN_POLLS:
-                # Spin on the two words that can change our answer (one aligned load
-                # each), not on a full record lookup: a few tens of microseconds of CPU
-                # for SPIN_POLLS polls instead of a few hundred.
-                # CLOSED and interrupt() are looked at by the full check that follows.
-                seen = self._head_cache  # the head _locate just found empty
+            if deadline is None:
+                nap: Optional[float] = LIVENESS_SLICE_S
+            else:
+                nap = deadline - time.monotonic()
+                if nap <= 0:
+                    return False
+                if nap > LIVENESS_SLICE_S:
+                    nap = LIVENESS_SLICE_S
+            seen = self._head_cache  # the head _locate just found empty
+            if spin:
+                # Spin on the word that can change our answer (one aligned load
+                # each), not on a full record lookup; CLOSED and interrupt() are
+                # looked at by the full check that follows. Skipped after a long
+                # sleep (a slow stream: the next message is far away).
+                spin = False
                 for _ in range(SPIN_POLLS):
                     if w[HEAD_WORD] != seen:
                         break
-                spin = SPIN_POLLS
                 continue
-            seen = self._head_cache
-            w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] | CONSUMER_WAITING
-            full_fence()
-            # Capped: a CLOSED (and its wake) landing between the check below and
-            # the futex wait is not seen by the futex (head did not change).
-            nap = _cap(remaining, MAX_CONSUMER_SLEEP_S)
-            if w[PRODUCER_FLAGS_WORD] & PRODUCER_MEMBARRIER and not heavy_barrier():
-                nap = _cap(remaining, UNFENCED_NAP_S)  # the waker is unordered: poll
-            if w[HEAD_WORD] == seen and not w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED:
-                self._sleep(HEAD_WORD, self._head_address, seen, nap)
-            w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] & ~CONSUMER_WAITING
+            if not self._sleeping:
+                # The running -> sleeping transition: set WAITING, fence, then look
+                # again below. WAITING stays set, and fenced, across re-sleeps.
+                flags_word = self._flags_word
+                w[flags_word] = w[flags_word] | CONSUMER_WAITING
+                full_fence()
+                self._sleeping = True
+                self._fenced = False
+            if not self._fenced:
+                if w[PRODUCER_FLAGS_WORD] & PRODUCER_MEMBARRIER and not heavy_barrier():
+                    nap = _cap(nap, UNFENCED_NAP_S)  # the waker is unordered: poll
+                else:
+                    self._fenced = True
+            pflags = w[PRODUCER_FLAGS_WORD]
+            if w[HEAD_WORD] == seen and not pflags & PRODUCER_CLOSED:
+                start = time.monotonic()
+                self._sleep(self._head_sleeper, seen, pflags, nap)
+                # Spin before the next sleep only when messages come close together.
+                self._spin = time.monotonic() - start < _SPIN_AFTER_SLEEP_S
 
     def set_consumer_attached(self, attached: bool, pid: int) -> None:
         """Sets (pid first) or clears (flag first) ATTACHED and consumer_pid. Consumer;
         never blocks."""
         self._require(False)
         w = self._w
+        flags_word = self._flags_word
+        pid_word = slot_word(self._slot, SLOT_PID)
         if attached:
-            w[CONSUMER_PID_WORD] = pid & _M
+            w[pid_word] = pid & _M
             release_fence()
             # One more attach (bits 16..31, wrapping), then ATTACHED.
-            w[CONSUMER_FLAGS_WORD] = (w[CONSUMER_FLAGS_WORD] + CONSUMER_ATTACH_COUNT_ONE) & _M
-            w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] | CONSUMER_ATTACHED
+            w[flags_word] = (w[flags_word] + CONSUMER_ATTACH_COUNT_ONE) & _M
+            w[flags_word] = w[flags_word] | CONSUMER_ATTACHED
         else:
-            w[CONSUMER_FLAGS_WORD] = w[CONSUMER_FLAGS_WORD] & ~CONSUMER_ATTACHED
+            if self._live:
+                # Leaving: the slot's position becomes a plain tail again (slot 0 of a
+                # ring nobody else reads keeps the backlog from here).
+                w[slot_word(self._slot, SLOT_MODE)] = MODE_LOSSLESS
+                release_fence()
+                w[self._tail_word] = self._released
+                self._pinned = False
+            w[flags_word] = w[flags_word] & ~CONSUMER_ATTACHED
             release_fence()
-            w[CONSUMER_PID_WORD] = 0
+            w[pid_word] = 0
         full_fence()
+        if not attached and w[PRODUCER_FLAGS_WORD] & PRODUCER_WAITING:
+            # A producer asleep for space sleeps on our flags word too: it hears
+            # the detach at once instead of at its next liveness look.
+            _futex.wake_word(self._tail_address)
 

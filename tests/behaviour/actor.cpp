@@ -114,11 +114,12 @@ class CppAdapter {
  public:
   explicit CppAdapter(std::string ring) : ring_(std::move(ring)) {}
 
-  Outcome ProducerOpen(uint32_t capacity, uint32_t start_index, bool live) {
+  Outcome ProducerOpen(uint32_t capacity, uint32_t start_index, bool live, uint32_t max_receivers) {
     shm::ProducerOptions o;
     o.capacity = capacity;
     o.start_index = start_index;
     o.live = live;
+    o.max_receivers = max_receivers;
     auto p = std::make_unique<shm::ShmProducer>(ring_, o);
     if (!p->IsValid()) {
       // The core reports a refused name only in error(): "in use by live producer pid N".
@@ -132,8 +133,34 @@ class CppAdapter {
     return {"ok", {}};
   }
 
-  Outcome ConsumerOpen(int64_t timeout_ns) {
-    return FinishOpen(std::make_unique<shm::ShmConsumer>(ring_, timeout_ns));
+  // mode: "lossless" (default) or "live"; start_at: "oldest" (default), "newest",
+  // "newest_if_live" (ConsumerOptions::start_at).
+  Outcome ConsumerOpen(int64_t timeout_ns, const std::string& mode, const std::string& start_at) {
+    shm::ConsumerOptions o;
+    o.open_timeout_ns = timeout_ns;
+    if (mode == "live") {
+      o.mode = shm::layout::kModeLive;
+    } else if (mode != "lossless") {
+      return Unsupported("unknown receiver mode " + mode);
+    }
+    if (start_at == "newest") {
+      o.start_at = shm::StartAt::kNewest;
+    } else if (start_at == "newest_if_live") {
+      o.start_at = shm::StartAt::kNewestIfLive;
+    } else if (start_at != "oldest") {
+      return Unsupported("start_at " + start_at);
+    }
+    return FinishOpen(std::make_unique<shm::ShmConsumer>(ring_, o));
+  }
+
+  Outcome ReceiverSlot() {
+    if (!consumer_) return Unsupported("the step needs a consumer this actor has not opened");
+    return Outcome{"ok", {}}.Add("value", std::to_string(consumer_->slot()));
+  }
+
+  Outcome Skipped() {
+    if (!consumer_) return Unsupported("the step needs a consumer this actor has not opened");
+    return Outcome{"ok", {}}.Add("value", std::to_string(consumer_->skipped()));
   }
 
   Outcome FinishOpen(std::unique_ptr<shm::ShmConsumer> c) {
@@ -144,6 +171,7 @@ class CppAdapter {
       // apart: "already has a consumer (pid N)" / "is not usable: <field> ...".
       if (c->open_status() == shm::Status::kInvalid) {
         if (why.find("already has a consumer") != std::string::npos) status = "refused_busy";
+        if (why.find(" receivers (pids ") != std::string::npos) status = "refused_busy";
         if (why.find("is not usable") != std::string::npos) status = "incompatible";
       }
       return Outcome{status, {}}.Add("message", Quote(why));
@@ -384,9 +412,18 @@ class Actor {
       const uint32_t start =
           step.has("start_index") ? static_cast<uint32_t>(step.at("start_index").num()) : 0;
       const bool live = step.has("live") && step.at("live").boolean;
-      return a_->ProducerOpen(static_cast<uint32_t>(step.at("capacity").num()), start, live);
+      const uint32_t receivers =
+          step.has("max_receivers") ? static_cast<uint32_t>(step.at("max_receivers").num()) : 1;
+      return a_->ProducerOpen(static_cast<uint32_t>(step.at("capacity").num()), start, live,
+                              receivers);
     }
-    if (op == "consumer_open") return a_->ConsumerOpen(timeout_or_zero());
+    if (op == "consumer_open") {
+      return a_->ConsumerOpen(
+          timeout_or_zero(), step.has("mode") ? step.at("mode").str() : std::string("lossless"),
+          step.has("start_at") ? step.at("start_at").str() : std::string("oldest"));
+    }
+    if (op == "receiver_slot") return a_->ReceiverSlot();
+    if (op == "skipped") return a_->Skipped();
     if (op == "write") {
       return a_->Write(Payload(static_cast<uint32_t>(step.at("len").num()), seed),
                        timeout_or_zero());

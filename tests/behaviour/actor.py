@@ -91,17 +91,20 @@ class PythonAdapter:
     def _fail(self, exc: BaseException, opening: str = "") -> Outcome:
         return self._status_of(exc, opening), {"message": f"{type(exc).__name__}: {exc}"}
 
-    def producer_open(self, capacity: int, start_index: int, live: bool = False) -> Outcome:
+    def producer_open(self, capacity: int, start_index: int, live: bool = False,
+                      max_receivers: int = 1) -> Outcome:
         try:
             self.producer = shmring.ShmProducer(self.ring, capacity, start_index=start_index,
-                                                live=live)
+                                                live=live, max_receivers=max_receivers)
         except Exception as e:  # noqa: BLE001 - every failure is an observation
             return self._fail(e, "producer")
         return "ok", {}
 
-    def consumer_open(self, timeout: Optional[float]) -> Outcome:
+    def consumer_open(self, timeout: Optional[float], mode: str = "lossless",
+                      start_at: str = "oldest") -> Outcome:
         try:
-            self.consumer = shmring.ShmConsumer(self.ring, timeout=timeout)
+            self.consumer = shmring.ShmConsumer(self.ring, timeout=timeout, mode=mode,
+                                                start_at=start_at)
         except Exception as e:  # noqa: BLE001
             return self._fail(e, "consumer")
         return "ok", {}
@@ -128,7 +131,9 @@ class PythonAdapter:
             return self._fail(e)
         if written:
             return "ok", {}
-        return ("full" if timeout == 0 else "timeout"), {}
+        # False with no timeout: a consumer had attached and left, nobody will make
+        # room (C++ WriteFor reports kFull for it).
+        return ("full" if timeout == 0 or timeout is None else "timeout"), {}
 
     def read(self, timeout: Optional[float]) -> Outcome:
         c = self._need_consumer()
@@ -196,6 +201,12 @@ class PythonAdapter:
         if self.consumer is not None:
             return "ok", {"value": self.consumer.ring.producer_live}
         return "ok", {"value": self._need_producer().live}
+
+    def receiver_slot(self) -> Outcome:
+        return "ok", {"value": self._need_consumer().slot}
+
+    def skipped(self) -> Outcome:
+        return "ok", {"value": self._need_consumer().skipped}
 
     def head_index(self) -> Outcome:
         return "ok", {"value": self._need_producer().ring.head}
@@ -282,9 +293,14 @@ class Actor:
         seed = step.get("seed", 0) + rep
         if op == "producer_open":
             return a.producer_open(step["capacity"], step.get("start_index", 0),
-                                   bool(step.get("live", False)))
+                                   bool(step.get("live", False)), step.get("max_receivers", 1))
         if op == "consumer_open":
-            return a.consumer_open(step.get("timeout", 0))
+            return a.consumer_open(step.get("timeout", 0), step.get("mode", "lossless"),
+                                   step.get("start_at", "oldest"))
+        if op == "receiver_slot":
+            return a.receiver_slot()
+        if op == "skipped":
+            return a.skipped()
         if op == "write":
             return a.write(payload(step["len"], seed), step.get("timeout", 0))
         if op == "read":

@@ -449,7 +449,7 @@ def test_table_is_well_formed() -> None:
            "consumer_close", "interrupt", "clear_interrupt", "head_index",
            "interrupt_blocked_read", "interrupt_blocked_write", "signal", "await",
            "count_dropped", "dropped", "consumer_attached", "interrupt_blocked_open",
-           "set_live", "producer_live"}
+           "set_live", "producer_live", "receiver_slot", "skipped"}
     harness_ops = {"await", "signal", "kill", "start", "poke", "wait_exit", "create_segment",
                    "check_segment"}
     names = [s["name"] for s in SCENARIOS]

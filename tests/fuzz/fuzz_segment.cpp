@@ -6,6 +6,9 @@
 //   u8  flags: 1 = segment flush against the trailing guard page (else the leading one)
 //              2 = stamp magic, version and header_size (so most inputs attach)
 //              4 = stamp the capacity word with the selected capacity
+//              8 = several receivers: a u8 follows, max_receivers = 1 + u8 % 16 is
+//                  stamped, and the consumer view binds slot u8' % 16 (another u8) in
+//                  mode live when flag 16 is set (a slot past max_receivers is refused)
 //   u16 n, then n bytes: the start of the segment (n is taken modulo size + 1; the rest is 0)
 //   then operations until the input ends: a u8 opcode (modulo kOps) and its arguments.
 // The segment (8192-byte header + capacity) sits in a mapping with PROT_NONE pages on
@@ -57,6 +60,13 @@ enum Op : uint8_t {
   kHasData,
   kReadableBytes,
   kCopyRead,  // u16 max_len
+  // Fan-out: hostile receivers next to ours, a hostile floor / last_start, and a
+  // producer view that must stay inside the data area whatever the slots say.
+  kPokeSlot,       // u8 slot, u8 field, u32 value: another receiver's tail/flags/mode
+  kPokeProducer,   // u8 which, u32 value: floor or last_start
+  kAttachSlot,     // u8 newest: AttachSlot (start at head or at the oldest receiver)
+  kProducerWrite,  // u16 len: a producer view over the segment writes a message
+  kSkipped,
   kOps
 };
 
@@ -125,13 +135,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::memcpy(seg.base + layout::kHeaderSizeOffset, &header_size, 2);
   }
   if (flags & 4) seg.Store(layout::kCapacityOffset, capacity);
+  uint32_t slot = 0;
+  const uint32_t mode = (flags & 16) ? layout::kModeLive : layout::kModeLossless;
+  if (flags & 8) {
+    seg.Store(layout::kMaxReceiversOffset, 1u + in.U8() % 16);
+    slot = in.U8() % 16;
+  }
 
   uint32_t checked = 0;
   const std::string why = ByteRingBuffer::ValidateHeader(seg.base, seg_size, &checked);
   if (why.empty() && (checked < layout::kMinCapacity || checked > capacity)) __builtin_trap();
+  const bool slot_ok = slot < seg.Load(layout::kMaxReceiversOffset);
 
-  ByteRingBuffer ring(seg.base, uint64_t{seg_size}, false);
-  if (ring.valid() != why.empty()) __builtin_trap();  // the constructor validates the same
+  ByteRingBuffer ring(seg.base, uint64_t{seg_size}, slot, mode);
+  // The constructor validates the same, and refuses a slot past max_receivers.
+  if (ring.valid() != (why.empty() && slot_ok)) __builtin_trap();
+  std::unique_ptr<ByteRingBuffer> producer;
   std::vector<uint32_t> held;
   while (!in.done()) {
     switch (static_cast<Op>(in.U8() % kOps)) {
@@ -190,6 +209,35 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::unique_ptr<uint8_t[]> out(new uint8_t[max_len]);  // ASan-guarded, exact size
         const shm::ReadResult r = CopyRead(ring, out.get(), max_len);
         if (r.status == Status::kOk && r.len > max_len) __builtin_trap();
+        break;
+      }
+      case kPokeSlot: {
+        const uint32_t k = in.U8() % layout::kMaxReceiversLimit;
+        static constexpr uint32_t kFields[] = {layout::kSlotTail, layout::kSlotFlags,
+                                               layout::kSlotMode};
+        const uint32_t field = kFields[in.U8() % 3];
+        seg.Store(layout::SlotOffset(k) + field, in.U32());
+        break;
+      }
+      case kPokeProducer: {
+        const uint32_t off = (in.U8() & 1) ? layout::kFloorOffset : layout::kLastStartOffset;
+        seg.Store(off, in.U32());
+        break;
+      }
+      case kAttachSlot:
+        (void)ring.AttachSlot((in.U8() & 1) != 0, 1);
+        break;
+      case kProducerWrite: {
+        const uint32_t len = in.U16() % capacity;
+        if (!producer) producer = std::make_unique<ByteRingBuffer>(seg.base, seg_size, true);
+        std::unique_ptr<uint8_t[]> msg(new uint8_t[len + 1]());
+        (void)producer->TryWrite(msg.get(), len);
+        (void)producer->WriteableBytes();
+        break;
+      }
+      case kSkipped: {
+        volatile uint64_t n = ring.Skipped() + ring.SlotSkipped(in.U8() % 16);
+        (void)n;
         break;
       }
       case kOps:

@@ -55,7 +55,9 @@ GstBufferPool* OfferedPool(GstHarness* h, const char* caps_str) {
     EXPECT_GE(max, 1u);
   }
   gst_query_unref(q);
-  if (pool != nullptr) EXPECT_TRUE(gst_buffer_pool_set_active(pool, TRUE));
+  if (pool != nullptr) {
+    EXPECT_TRUE(gst_buffer_pool_set_active(pool, TRUE));
+  }
   return pool;
 }
 

@@ -69,7 +69,9 @@ def send_frames(name: str, count: int, caps: str,
 
 def test_every_snippet_has_a_test():
     assert set(SNIPPETS) == {"gst-env", "gst-sender", "gst-receiver", "py-roundtrip",
-                             "py-frames", "py-frame-writer-asyncio", "cli", "cpp"}
+                             "py-frames", "py-frame-writer-asyncio", "cli", "cpp",
+                             "fanout-sender", "fanout-recorder", "fanout-preview",
+                             "fanout-python"}
     assert set(PY_SNIPPETS) == {"producer", "consumer", "frames", "frame-writer", "asyncio",
                                 "original"}
 
@@ -187,6 +189,45 @@ def test_gst_sender_and_receiver():
     assert "ERROR" not in receiver_out, receiver_out
     assert sender.returncode == 0, sender_out
     assert not os.path.exists("/dev/shm/" + name)
+
+
+@pytest.mark.skipif(not HAVE_GST, reason="GStreamer plugin not built")
+def test_fanout_three_receivers(tmp_path):
+    """The three-receiver example as pasted: recorder, preview and Python reader attach
+    first (a live sender keeps no backlog), then the sender; Ctrl-C ends the stream and every
+    receiver ends with EOS, the recording is not empty and the Python reader saw frames."""
+    name = unique("rdfan")
+
+    def start(cmd: str, python: bool = False) -> subprocess.Popen:
+        argv = ["/usr/bin/python3", "-c", cmd] if python else ["bash", "-c", "exec " + cmd]
+        return subprocess.Popen(argv, env=env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    receivers = [start(SNIPPETS["fanout-recorder"].replace("cam0", name)),
+                 start(SNIPPETS["fanout-preview"].replace("cam0", name).replace(
+                     "autovideosink", "fakesink")),
+                 start(SNIPPETS["fanout-python"].replace("cam0", name), python=True)]
+    sender = None
+    try:
+        sender = start(SNIPPETS["fanout-sender"].replace("cam0", name))
+        deadline = time.monotonic() + GUARD
+        while head_of(name) < 30 * 640 * 360 * 3 and time.monotonic() < deadline:
+            assert sender.poll() is None, sender.communicate()[0]
+            time.sleep(0.05)
+        assert head_of(name) >= 30 * 640 * 360 * 3, "no frames flowed"
+        sender.send_signal(signal.SIGINT)
+        sender_out = sender.communicate(timeout=GUARD)[0]
+        outs = [p.communicate(timeout=GUARD)[0] for p in receivers]
+    finally:
+        for p in receivers + ([sender] if sender else []):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert sender.returncode == 0, sender_out
+    for p, out in zip(receivers, outs):
+        assert p.returncode == 0, out
+    assert os.path.getsize(tmp_path / "recording.avi") > 0
+    assert any(line.startswith("slot ") for line in outs[2].splitlines()), outs[2]
 
 
 def test_py_roundtrip():

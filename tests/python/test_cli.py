@@ -503,3 +503,37 @@ def test_cat_dead_producer(names):
     assert proc.returncode == 1
     assert "#0 len=5 68 65 6c 6c 6f" in proc.stdout
     assert "died" in proc.stderr or "dead" in proc.stderr.lower()
+
+
+# --------------------------------------------------------------------------- fan-out
+
+def test_ls_and_inspect_show_each_receiver(names):
+    """A ring with max_receivers 3: a lossless receiver that read 2 messages, a live one
+    that read nothing; ls and inspect show each with slot, pid, mode, position, lag and
+    skipped."""
+    name = names.new("fan")
+    with shmring.ShmProducer(name, 4096, max_receivers=3) as producer:
+        lossless = shmring.ShmConsumer(name)
+        live = shmring.ShmConsumer(name, mode="live")
+        for _ in range(3):
+            assert producer.write(bytes(100))     # records of 104 bytes
+        assert lossless.read() is not None and lossless.read() is not None
+        lossless.ring.flush()
+        entry = ls_json()[name]
+        receivers = {r["slot"]: r for r in entry["receivers"]}
+        assert len(receivers) == 3
+        assert receivers[0]["pid"] == os.getpid() and receivers[0]["mode"] == "lossless"
+        assert receivers[0]["position"] == 208 and receivers[0]["lag"] == 104
+        assert receivers[1]["mode"] == "live" and receivers[1]["lag"] == 312
+        assert receivers[1]["skipped"] == 0 and receivers[1]["attached"] is True
+        assert receivers[2]["attached"] is False
+        text = run_cli("ls").stdout
+        assert "2/3 receivers" in text
+        assert f"slot 0: pid {os.getpid()} alive, lossless, position 208, lag 104 B" in text
+        assert f"slot 1: pid {os.getpid()} alive, live, position 0, lag 312 B" in text
+        assert "slot 2:" not in text
+        shown = run_cli("inspect", name).stdout
+        assert "slot 2: free, lossless" in shown
+        assert f"slot 1: pid {os.getpid()} alive, live" in shown
+        lossless.close()
+        live.close()

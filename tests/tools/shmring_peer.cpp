@@ -19,6 +19,11 @@
 // every byte it can: prefix fields, then the CRC. It exits 0 after N messages (and,
 // unless --no-eos, the end of stream), non-zero on any mismatch or error.
 //
+// consume-frames: a receiver of a profile-1 ring (a fan-out test's C++ receiver):
+// prints "frame PTS CRC" (PTS in ns, CRC-32 of the buffer's bytes in hex) per
+// BUFFER until EOS, then "consumed-frames N"; exits non-zero on an error or when the
+// stream ends without EOS. --mode live|lossless|auto (default lossless).
+//
 // consume-loop (scripts/crashloop.sh): N times, attaches to a new generation of NAME
 // (waiting up to T ms for it), verifies its messages from seq 0 on as consume does
 // and reads until the producer is reported dead (kPeerDead); prints one line per
@@ -107,6 +112,7 @@ struct Args {
   uint32_t width = 64, height = 48;
   int64_t timeout_ms = 10000, wait_consumer_ms = 0, caps_change_at = -1;
   bool eos = true;
+  std::string receiver_mode = "lossless";
 };
 
 [[noreturn]] void Usage(const char* why) {
@@ -159,6 +165,8 @@ Args Parse(int argc, char** argv) {
       a.width = static_cast<uint32_t>(u);
     else if (k == "--height")
       a.height = static_cast<uint32_t>(u);
+    else if (k == "--mode")
+      a.receiver_mode = v;
     else if (k == "--format")
       a.format = v;
     else
@@ -272,6 +280,48 @@ int Consume(const Args& a) {
     }
   }
   std::printf("consumed %" PRIu64 " messages, %" PRIu64 " bytes\n", a.count, bytes);
+  return 0;
+}
+
+int ConsumeFrames(const Args& a) {
+  shm::ConsumerOptions o;
+  o.open_timeout_ns = a.timeout_ms * 1000000;
+  o.mode = a.receiver_mode == "live"   ? shm::layout::kModeLive
+           : a.receiver_mode == "auto" ? shm::kModeAuto
+                                       : shm::layout::kModeLossless;
+  shm::ShmConsumer c(a.name, o);
+  if (!c.IsValid()) {
+    std::fprintf(stderr, "shmring_peer: cannot attach to %s: %s (%s)\n", a.name.c_str(),
+                 c.error().c_str(), shm::StatusName(c.open_status()));
+    return 1;
+  }
+  std::printf("slot %u\n", c.slot());
+  std::fflush(stdout);
+  uint64_t frames = 0;
+  for (;;) {
+    shm::MessageView v;
+    const shm::Status s = c.PeekFor(&v, a.timeout_ms * 1000000);
+    if (s != shm::Status::kOk) {
+      std::fprintf(stderr, "shmring_peer: after %" PRIu64 " frames: %s (no EOS record)\n", frames,
+                   shm::StatusName(s));
+      return 1;
+    }
+    shm::framing::Header h;
+    const uint8_t* body = nullptr;
+    uint32_t body_len = 0;
+    const char* why = nullptr;
+    if (!shm::framing::DecodeMessage(v.data, v.len, &h, &body, &body_len, &why)) {
+      std::fprintf(stderr, "shmring_peer: corrupt message: %s\n", why);
+      return 1;
+    }
+    if (h.kind == shm::framing::Kind::kEos) break;
+    if (h.kind == shm::framing::Kind::kBuffer) {
+      std::printf("frame %" PRIu64 " %08x\n", h.pts, Crc32(body, body_len));
+      ++frames;
+    }
+    c.Release();
+  }
+  std::printf("consumed-frames %" PRIu64 "\n", frames);
   return 0;
 }
 
@@ -416,6 +466,7 @@ int main(int argc, char** argv) {
   if (a.mode == "produce") return Produce(a);
   if (a.mode == "consume") return Consume(a);
   if (a.mode == "consume-loop") return ConsumeLoop(a);
+  if (a.mode == "consume-frames") return ConsumeFrames(a);
   if (a.mode == "produce-frames") return ProduceFrames(a);
   Usage(("unknown mode " + a.mode).c_str());
 }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <type_traits>
 
@@ -61,14 +62,19 @@ class ByteRingBuffer {
                                                    int>::type = 0>
   ByteRingBuffer(void* base, Size total_size, bool is_producer)
       : ByteRingBuffer(base, static_cast<uint64_t>(total_size), is_producer, Bind{}) {}
+  // A consumer view of receiver slot `slot` (< the ring's max_receivers, else not
+  // valid) in `mode` (layout::kModeLossless or kModeLive), for a caller that holds
+  // the slot's role byte (ShmConsumer); then AttachSlot. Never blocks.
+  ByteRingBuffer(void* base, uint64_t total_size, uint32_t slot, uint32_t mode);
 
   // Creator side, before anyone attaches: writes a v1 header (producer_pid, then
   // magic stored last with release) with head = tail = start_index (a multiple of 8;
   // non-zero only as a test hook for the 2^32 index wrap). Returns "" or the reason
   // it refused. Any thread; never blocks.
+  // max_receivers: receiver slots in use (1..16); 1 is the single-consumer ring.
   static std::string Initialize(void* base, uint64_t total_size, uint32_t capacity,
                                 uint32_t profile, uint64_t generation, uint32_t start_index = 0,
-                                uint32_t producer_pid = 0);
+                                uint32_t producer_pid = 0, uint32_t max_receivers = 1);
   // Returns "" when `base` holds a v1 header that fits `total_size` bytes, else a
   // sentence naming the field (magic, version, header_size, capacity, size). The
   // capacity it checked goes to *capacity: use that value, never a re-read (a
@@ -92,6 +98,8 @@ class ByteRingBuffer {
   uint32_t profile() const;
   uint64_t generation() const;
   uint32_t MaxMessageSize() const { return layout::MaxPayload(capacity_); }
+  // Receiver slots of this ring (block 0's max_receivers, 1..16).
+  uint32_t max_receivers() const { return max_receivers_; }
   uint8_t* base() const { return base_; }
 
   // ---- producer side --------------------------------------------------------
@@ -141,20 +149,38 @@ class ByteRingBuffer {
   // Whether the ring is full because of kept reservations rather than the consumer
   // (waiting for the consumer would not help). Producer; never blocks.
   bool FullOfKept(uint32_t len) const;
-  // One sleep of the wait protocol on the tail word (the producer's mirror of
-  // SleepWhileHeadIs): sets WAITING, fences, sleeps while the tail word still holds
-  // `seen`, for at most timeout_ns or until `intr` fires; clears WAITING. Touches no
+  // One sleep of the wait protocol on receiver slot `slot`'s tail and flags words
+  // (the producer's mirror of SleepWhileHeadIs): sets WAITING, fences, sleeps while
+  // the slot's tail word still holds `seen` and its flags do not change, for at most
+  // timeout_ns or until `intr` fires; clears WAITING. Returns whether the slot's
+  // ATTACHED flag changed meanwhile (a receiver attached or left). Touches no
   // producer state but the flags word, so other (serialised) producer calls may run
-  // meanwhile. Producer's one sleeping thread; blocks.
-  void SleepWhileTailIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
-  // The tail the last producer call saw: after kFull, the value for SleepWhileTailIs.
+  // meanwhile. A producer thread, with the values of TailSeen()/LimitSlot(); blocks.
+  bool SleepWhileTailIs(uint32_t slot, uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
+  // The receiver limit the last producer call saw (the slowest counted slot's
+  // position, or the head when no slot holds the producer back): after kFull, the
+  // value for SleepWhileTailIs. Producer; never blocks.
   uint32_t TailSeen() const { return tail_cache_; }
+  // Whether a counted receiver (the slots LoadTailChecked scans) has not yet
+  // released everything published: only then can waiting for it make room.
+  // Producer (serialised with the other producer calls); never blocks.
+  bool ReceiversBehind() const;
+  // The receiver slot that limited the last producer call (whose release can make
+  // room). Producer; never blocks.
+  uint32_t LimitSlot() const { return limit_slot_; }
   // Original API: free bytes in the ring (records and padding included); 0 when the
   // consumer's tail is not valid. Producer; never blocks.
   uint32_t WriteableBytes() const;
   // Sleeps until a `len`-byte message fits, the timeout expires or `intr` fires:
   // kOk, kTooLarge, kTimeout, kInterrupted, kCorrupt, kInvalid. Producer; blocks.
+  // Sets WAITING once and fences once per call, however many times it sleeps.
   [[nodiscard]] Status WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr);
+  // The same, calling `each_slice` at least once per liveness slice
+  // (tuning::kLivenessSliceNs, 0.5 s) while it waits, never more often; a status
+  // other than kOk from it ends the wait with that status (ShmProducer: "the
+  // consumer is gone"). Never a periodic wake-up without it. Producer; blocks.
+  [[nodiscard]] Status WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr,
+                                    const std::function<Status()>& each_slice);
   // Sets CLOSED (end of stream) and wakes the consumer. Producer; never blocks.
   void SetClosed();
   // Sets or clears producer_flags bit LIVE (release: a consumer that sees it also
@@ -162,6 +188,19 @@ class ByteRingBuffer {
   void SetLive(bool live);
   // Adds to the header's `dropped` counter. Producer; never blocks.
   void AddDropped(uint64_t n);
+  // The producer found receiver slot `slot` dead (its role byte is free while its
+  // ATTACHED flag is set): its position no longer holds the producer back until a
+  // new receiver attaches to the slot (its attach count changes). Producer; never blocks.
+  void MarkSlotDead(uint32_t slot);
+  // The ring index the next Commit publishes its record at (after Reserve; before
+  // it, where the next reservation starts unless a WRAP marker goes first).
+  // Producer; never blocks.
+  uint32_t ProducerHead() const { return reserved_ ? legacy_.start : reserve_; }
+  // Stores `len` bytes of stream information (profile 1: the latest CAPS payload,
+  // published by the record at ring index `index`) in the header's side area, for
+  // receivers that attach after that record is gone. False when len > kInfoMax.
+  // Producer; never blocks.
+  bool SetStreamInfo(const void* data, uint32_t len, uint32_t index);
 
   // ---- consumer side --------------------------------------------------------
   // Original API: copies the next message into `out` and returns its length; 0 when
@@ -189,6 +228,15 @@ class ByteRingBuffer {
   // marker's lap too (a producer may be waiting for exactly that).
   // Consumer (serialised with the other consumer calls); never blocks.
   void ReleaseTo(uint32_t end);
+  // Stores the tail word now if releases are pending. Releases (Release, ReleaseTo,
+  // Read) on a ring of 64 KiB or more store it once per batch of capacity/8 bytes
+  // (at most 256 KiB): one wake-up of a producer waiting for space per batch, not
+  // per message. They store at once when the reader caught up with the head it
+  // knows, when a WRAP marker's lap is freed, and when the reader finds nothing to
+  // read (going idle), so a single thread owning both ends that read everything
+  // never waits for its own space. Call it when you stop reading with releases
+  // pending. Consumer (serialised with the other consumer calls); never blocks.
+  void Flush() const;
   // Original API: bytes written and not yet released (records and padding
   // included). Consumer; never blocks.
   uint32_t ReadableBytes() const;
@@ -204,15 +252,39 @@ class ByteRingBuffer {
   // The head index the last consumer call saw: after kEmpty, the value to pass to
   // SleepWhileHeadIs. Consumer; never blocks.
   uint32_t HeadSeen() const { return head_cache_; }
-  // One sleep of the wait protocol: sets WAITING, fences, and sleeps while the
-  // head word still holds `seen` and CLOSED is not set, for at most timeout_ns
-  // (and at most 50 ms: see tuning.hpp) or until `intr` fires; then clears
-  // WAITING. Returns without saying why: the caller looks again. Touches no
-  // consumer state but the flags word, so other consumer calls may run meanwhile
-  // (serialised among themselves). The consumer's one sleeping thread; blocks.
+  // One sleep of the wait protocol: on the first sleep since EndSleep() sets
+  // WAITING and fences (membarrier when the producer relies on it); then sleeps
+  // while the head word still holds `seen` and CLOSED is not set, for at most
+  // timeout_ns (no cap: the caller's liveness slice is the only periodic wake-up)
+  // or until `intr` fires. Leaves WAITING set, so a re-sleep after a timeout
+  // needs no new fence; call EndSleep() when the wait is over. Returns without
+  // saying why: the caller looks again. Touches no consumer state but the flags
+  // word, so other consumer calls may run meanwhile (serialised among themselves).
+  // The consumer's one sleeping thread; blocks.
   void SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
+  // Clears WAITING after SleepWhileHeadIs (no-op when not set). The sleeping
+  // thread, when its wait returns; never blocks.
+  void EndSleep() const;
   // Sets/clears the consumer's ATTACHED flag and pid. Consumer; never blocks.
   void SetConsumerAttached(bool attached, uint32_t pid);
+
+  // ---- receiver slots (fan-out) ------------------------------------------------
+  uint32_t slot() const { return slot_; }
+  uint32_t mode() const { return mode_; }
+  // Attaches to the bound slot: resets it (mode, pid, skipped), picks the start
+  // (the head when `at_newest`, else the oldest position still in the ring: the
+  // slot's own tail on a ring nobody else reads, else the oldest attached
+  // receiver's), publishes it and sets ATTACHED; a start the producer may already
+  // be reusing (below the reuse floor) is moved to the newest record. Returns the
+  // start. Consumer; never blocks.
+  uint32_t AttachSlot(bool at_newest, uint32_t pid);
+  // Times this (live) receiver skipped ahead because the producer reused what it
+  // had not read yet. Consumer; never blocks.
+  uint64_t Skipped() const;
+  // Reads the stream-information side area: false when empty or when the producer
+  // kept rewriting it. *index: the ring index of the record it came from. Any
+  // thread; never blocks.
+  bool ReadStreamInfo(std::string* out, uint32_t* index) const;
 
   // ---- either side: read-only looks at the header words ---------------------
   // Any thread; never block. Each is one atomic load (acquire for flags and
@@ -232,6 +304,13 @@ class ByteRingBuffer {
   uint64_t Dropped() const;
   uint32_t LoadHead() const;
   uint32_t LoadTail() const;
+  // Slot `k`'s words (k < max_receivers; 0 otherwise): flags, pid, mode, tail
+  // (a live receiver's pin, or its position | kSlotIdle), skipped.
+  uint32_t SlotFlags(uint32_t k) const;
+  uint32_t SlotPid(uint32_t k) const;
+  uint32_t SlotMode(uint32_t k) const;
+  uint32_t SlotTail(uint32_t k) const;
+  uint64_t SlotSkipped(uint32_t k) const;
   // Consumer with nothing held or peeked: frees everything published so far (the
   // tail jumps to the head) and returns the new read position. Consumer thread;
   // never blocks.
@@ -239,28 +318,46 @@ class ByteRingBuffer {
 
  private:
   struct Bind {};
-  ByteRingBuffer(void* base, uint64_t total_size, bool is_producer, Bind);
+  ByteRingBuffer(void* base, uint64_t total_size, bool is_producer, Bind, uint32_t slot = 0,
+                 uint32_t mode = layout::kModeLossless);
   uint32_t* word(uint32_t offset) const { return reinterpret_cast<uint32_t*>(base_ + offset); }
   uint8_t* data() const { return base_ + layout::kHeaderSize; }
   void PublishHead(uint32_t new_head);
   void WakeConsumerIfWaiting();
   Status NextRecord(uint32_t from, MessageView* out);
+  Status NextRecordPinned(uint32_t from, MessageView* out);
   // Loads the tail word (acquire) into tail_cache_ after checking it against head_;
   // false (error_ set) when the consumer stored an impossible value.
   bool LoadTailChecked();
+  // The lowest position any counted receiver slot protects (head_ when none):
+  // false (error_ set) when a slot holds an impossible value.
+  // *counted (optional): with one slot, whether its position counted (not idle).
+  bool ScanSlots(uint32_t* lowest, uint32_t* limiting_slot, bool* counted = nullptr) const;
+  bool CountSlot(uint32_t k, uint32_t* lowest, uint32_t* limiting_slot, bool* found) const;
+  bool live_mode() const { return mode_ == layout::kModeLive; }
+  // What the tail word of a live receiver says now: its pin while it holds (or
+  // peeked) a record, else its position | kSlotIdle.
+  uint32_t TailWordValue(uint32_t t) const;
+  // Live receiver about to read at `at` with nothing held: pins `at`, fences, and
+  // checks the reuse floor; returns the position to read from (`at`, or the newest
+  // record after a skip).
+  uint32_t PinForRead(uint32_t at);
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
   Status ReserveRecord(uint32_t len, uint32_t* pos);
   uint32_t FreeBytes() const;
+  uint32_t FreeBytesFrom(uint32_t lowest) const;
   void Finish(uint32_t start, bool keep);
   void AdvanceHead();
   struct Pending {
     uint32_t start;
     uint32_t end;
-    bool done;  // published, abandoned or a WRAP marker
-    bool kept;  // published, bytes still in use by the producer
+    bool done;    // published, abandoned or a WRAP marker
+    bool kept;    // published, bytes still in use by the producer
+    bool marker;  // a WRAP marker (never what last_start names)
   };
   void StoreTail(uint32_t t) const;
+  void LazyRelease(uint32_t end) const;
   uint32_t SkipPublishedMarker(uint32_t at);
 
   uint8_t* base_ = nullptr;
@@ -269,7 +366,7 @@ class ByteRingBuffer {
   bool is_producer_ = false;
   bool valid_ = false;
   bool light_fences_ = false;  // this side registered for membarrier
-  std::string error_;
+  mutable std::string error_;  // mutable: the const slot scan names a corrupt tail
   // Producer state.
   uint32_t head_ = 0;        // published head (own copy of the head word)
   uint32_t reserve_ = 0;     // next reservation index (>= head_)
@@ -283,10 +380,28 @@ class ByteRingBuffer {
   // Consumer state. The positions are mutable for HasData() const (the original
   // API's signature), which may skip a WRAP marker; no message is consumed by that.
   mutable uint32_t read_pos_ = 0;    // next record to hand out (>= the tail word)
-  mutable uint32_t released_ = 0;    // own copy of the tail word
+  mutable uint32_t released_ = 0;    // released by the caller (the tail to be)
+  mutable uint32_t stored_ = 0;      // own copy of the tail word (last stored)
+  uint32_t tail_batch_ = 0;          // bytes freed before a tail store (0: every release)
   mutable uint32_t head_cache_ = 0;  // consumer's cached copy of head
   uint32_t peek_end_ = 0;            // end of the record returned by Peek
   bool peeked_ = false;
+  // The sleeping thread's own state: WAITING is set (since the last EndSleep) and
+  // fenced (membarrier issued when the producer needs it).
+  mutable bool sleeping_ = false;
+  mutable bool fenced_ = false;
+  // Slot state: which slot's words this view uses (slot 0 unless UseSlot).
+  uint32_t max_receivers_ = 1;
+  uint32_t slot_ = 0;
+  uint32_t mode_ = layout::kModeLossless;
+  uint32_t tail_off_ = layout::kTailOffset;
+  uint32_t flags_off_ = layout::kConsumerFlagsOffset;
+  mutable bool pinned_ = false;  // live: the tail word holds a pin (not idle)
+  // Producer: its published reuse floor, the slot that limits it, dead slots.
+  uint32_t floor_ = 0;
+  uint32_t limit_slot_ = 0;
+  mutable uint32_t dead_count_[layout::kMaxReceiversLimit] = {};
+  mutable bool dead_[layout::kMaxReceiversLimit] = {};
 };
 
 }  // namespace shm

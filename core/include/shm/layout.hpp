@@ -25,10 +25,18 @@ constexpr uint32_t kGenerationOffset = 24;    // u64, creator
 constexpr uint32_t kMaxReceiversOffset = 32;  // u32, creator: receiver slots in use, 1..16
 // Block 1 (offset 128): the producer's index, alone on its lines.
 constexpr uint32_t kHeadOffset = 128;  // u32, producer
+// Ring index of the newest published record (not a WRAP marker): where a live
+// receiver that fell behind jumps to. Stored before the head that publishes it.
+constexpr uint32_t kLastStartOffset = 132;  // u32, producer
 // Block 2 (offset 256): the producer's flags and rarely written words.
 constexpr uint32_t kProducerFlagsOffset = 256;  // u32, producer
 constexpr uint32_t kProducerPidOffset = 260;    // u32, producer
 constexpr uint32_t kDroppedOffset = 264;        // u64, producer
+// Reuse floor: the producer may overwrite the bytes of ring indices below it (it
+// stores the floor, fences, then reads the slots again before it reuses them). A
+// receiver that takes a position stores it, fences, reads the floor: a position
+// below the floor may be overwritten already. See docs/DESIGN.md "Fan-out".
+constexpr uint32_t kFloorOffset = 272;  // u32, producer
 // Block 3 (offset 384): reserved, zero.
 // Receiver slots from offset 512, 256 bytes each: a block with the slot's index
 // (written by its receiver on release) and a block with the slot's flags, pid,
@@ -40,7 +48,11 @@ constexpr uint32_t kSlotTail = 0;       // u32, receiver: its tail
 constexpr uint32_t kSlotFlags = 128;    // u32, receiver: ATTACHED/WAITING/MEMBARRIER, count
 constexpr uint32_t kSlotPid = 132;      // u32, receiver: information only on Linux
 constexpr uint32_t kSlotMode = 136;     // u32, receiver: kModeLossless or kModeLive
-constexpr uint32_t kSlotSkipped = 144;  // u64, receiver: records it skipped (live mode)
+constexpr uint32_t kSlotSkipped = 144;  // u64, receiver: times it skipped ahead (live mode)
+// A live receiver's tail word holds its pin: the start of the oldest record it
+// holds. With nothing held it holds its read position | kSlotIdle, and the
+// producer does not wait for it.
+constexpr uint32_t kSlotIdle = 1;
 constexpr uint32_t SlotOffset(uint32_t k) { return kSlotsOffset + k * kSlotSize; }
 // The single consumer of a ring with max_receivers 1 uses slot 0: these names are
 // slot 0's words.
@@ -51,6 +63,14 @@ constexpr uint32_t kConsumerModeOffset = kSlotsOffset + kSlotMode;        // 648
 constexpr uint32_t kConsumerSkippedOffset = kSlotsOffset + kSlotSkipped;  // 656
 // Zero from here up to kHeaderSize.
 constexpr uint32_t kReservedOffset = kSlotsOffset + kMaxReceiversLimit * kSlotSize;
+// Stream-info side area (producer): the latest stream description (profile 1: the
+// last CAPS record's payload) for receivers that attach after that record is gone.
+// [u32 seq (odd while written)][u32 ring index of its record][u32 len][u32 0][bytes].
+constexpr uint32_t kInfoOffset = kReservedOffset;  // 4608
+constexpr uint32_t kInfoSeq = 0;
+constexpr uint32_t kInfoIndex = 4;
+constexpr uint32_t kInfoLen = 8;
+constexpr uint32_t kInfoData = 16;
 
 // Offset of the data area: two pages, so the data area starts page-aligned.
 constexpr uint32_t kHeaderSize = 8192;
@@ -60,6 +80,8 @@ constexpr uint32_t kMagic = 0x474E5253u;
 // An opener needs this many bytes to read the magic and the version (both stay at
 // these offsets in every version, so each version names the other in its error).
 constexpr uint32_t kIdentSize = 20;
+
+constexpr uint32_t kInfoMax = kHeaderSize - kInfoOffset - kInfoData;  // 3568 bytes
 
 // Receiver modes (slot mode word).
 constexpr uint32_t kModeLossless = 0;

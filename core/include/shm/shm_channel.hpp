@@ -32,6 +32,9 @@ struct ProducerOptions {
   // else a write per page; huge pages asked for where the tmpfs offers them), so
   // the first lap of writes takes no page faults.
   bool prefault = true;
+  // Receivers that may read the ring at the same time (1..16). 1 is the
+  // single-consumer ring; with more, each receiver claims a slot of its own.
+  uint32_t max_receivers = 1;
 };
 
 class ShmProducer {
@@ -66,9 +69,12 @@ class ShmProducer {
   // thread; never blocks.
   bool Write(const void* data, uint32_t len);
   // Writes one message, waiting up to timeout_ns for space (0 = no wait,
-  // kForever = no limit): kOk, kFull (timeout 0), kTimeout, kTooLarge, kInterrupted,
-  // kClosed (after Close), kCorrupt (the consumer's tail is impossible; error()
-  // says how), kInvalid. Producer thread; blocks.
+  // kForever = no limit): kOk, kFull (timeout 0, or a consumer had attached to the
+  // ring and none is attached now or it died or detached during the wait: nobody is
+  // left to make room; noticed at once for a detach, within a liveness slice (0.5 s)
+  // for a death; before any consumer ever attached, the wait goes on), kTimeout,
+  // kTooLarge, kInterrupted, kClosed (after Close), kCorrupt (the consumer's tail
+  // is impossible; error() says how), kInvalid. Producer thread; blocks.
   [[nodiscard]] Status WriteFor(const void* data, uint32_t len, int64_t timeout_ns);
   // Zero-copy: waits like WriteFor for room for `len` bytes and points *payload at
   // it; then Commit(final_len). Producer thread; blocks.
@@ -102,6 +108,10 @@ class ShmProducer {
   // Whether a `len`-byte reservation does not fit because of kept reservations
   // (waiting for the consumer would not help). Never blocks.
   bool HeldBackByKept(uint32_t len);
+  // Whether waiting can make room for a `len`-byte reservation: a receiver that
+  // holds the producer back has something unread, and kept reservations do not
+  // hold the space. Never blocks.
+  bool WaitingHelps(uint32_t len);
   // Whether publishing `r` now keeps the records in the order they were finished
   // (nothing reserved after it was published yet). Never blocks.
   bool InOrder(const Reservation& r);
@@ -119,6 +129,20 @@ class ShmProducer {
   // Whether a consumer is attached now: its role lock is held (without OFD locks:
   // its ATTACHED flag and a live pid). Any thread; never blocks (one fcntl).
   bool ConsumerAttached() const;
+  // Receiver slots of the ring (ProducerOptions::max_receivers).
+  uint32_t max_receivers() const { return ring_ ? ring_->max_receivers() : 0; }
+  // Whether receiver slot `slot` is attached now (its role byte is held; without
+  // OFD locks its ATTACHED flag and a live pid). Any thread; never blocks (one fcntl).
+  bool ReceiverAttached(uint32_t slot) const;
+  // Looks at every slot whose ATTACHED flag is set and whose role byte is free (a
+  // receiver killed without detaching): it stops holding the producer back.
+  // Returns how many it found. Reserve does this on its own every liveness slice
+  // while it waits, and when the ring is full. Producer thread; never blocks.
+  uint32_t ReapDeadReceivers();
+  // Publishes stream information for receivers that attach later (profile 1: the
+  // current CAPS payload, written by the record at ring index `index`). False when
+  // longer than layout::kInfoMax. Producer thread; never blocks.
+  bool SetStreamInfo(const std::string& info, uint32_t index);
 
   // End of stream: sets CLOSED and wakes the consumer; later writes return kClosed.
   // Open reservations (ReserveNext) are abandoned first, so everything finished
@@ -145,6 +169,7 @@ class ShmProducer {
   bool Create(const ProducerOptions& options);
   template <typename Attempt>
   Status ReserveWaiting(uint32_t len, int64_t timeout_ns, Interrupter* intr, Attempt attempt);
+  uint32_t ReapDeadReceiversLocked();  // ReapDeadReceivers with mu_ held (when concurrent_)
 
   std::string name_;
   std::string error_;
@@ -154,7 +179,8 @@ class ShmProducer {
   bool closed_ = false;
   bool retired_ = false;
   bool concurrent_ = false;
-  std::mutex mu_;  // the ring's producer state, when concurrent_
+  std::mutex mu_;             // the ring's producer state, when concurrent_
+  int64_t last_reap_ns_ = 0;  // when ReapDeadReceivers last looked (steady clock)
 };
 
 // Where a consumer starts reading when it attaches.
@@ -163,6 +189,11 @@ enum class StartAt {
   kNewest,        // what is published after the attach: the backlog is freed unread
   kNewestIfLive,  // kNewest when the producer marks its stream live, else kOldest
 };
+
+// ConsumerOptions::mode: live on a LIVE ring with several receiver slots (a
+// preview of a shared camera never holds the sender back), lossless otherwise (a
+// file stream, or the single receiver of a default ring, as before fan-out).
+constexpr uint32_t kModeAuto = 2;
 
 // How a ShmConsumer attaches.
 struct ConsumerOptions {
@@ -188,6 +219,13 @@ struct ConsumerOptions {
   // Attach to a segment owned by another user (default: refused; see
   // SharedMemory::Options::allow_foreign_owner).
   bool allow_foreign_owner = false;
+  // Receiver mode on a ring with several receivers (any ring, in fact):
+  // layout::kModeLossless (the producer waits for this receiver) or
+  // layout::kModeLive (never holds the producer back: when it falls behind, the
+  // producer reuses what it has not read and it skips to the newest record;
+  // skipped() counts the skips). Records it holds are never reused. kModeAuto:
+  // decided at attach (see kModeAuto).
+  uint32_t mode = layout::kModeLossless;
 };
 
 // The consumer side of a named ring: attach (waiting for the producer if asked),
@@ -242,6 +280,17 @@ class ShmConsumer {
   uint32_t busy_consumer_pid() const { return busy_pid_; }
   // Whether the producer marked its stream live (producer_flags LIVE) at attach.
   bool live() const { return live_; }
+  // The receiver slot this consumer claimed (the lowest free one) and its mode.
+  uint32_t slot() const { return ring_ ? ring_->slot() : 0; }
+  uint32_t mode() const { return ring_ ? ring_->mode() : 0; }
+  // Live mode: how many times this receiver skipped ahead (it changes exactly when
+  // records were lost: the next record read is a discontinuity). Never blocks.
+  uint64_t skipped() const { return ring_ ? ring_->Skipped() : 0; }
+  // The producer's stream information (SetStreamInfo) and the ring index of the
+  // record it came with; false when there is none. Never blocks.
+  bool StreamInfo(std::string* info, uint32_t* index) const {
+    return ring_ && ring_->ReadStreamInfo(info, index);
+  }
   // The ring index of the head at attach: records ending at or before it were
   // published before this consumer attached (the backlog). With a framing that
   // needs state from the backlog (caps), attach with kOldest and skip the backlog's
@@ -323,7 +372,7 @@ class ShmConsumer {
   bool Open(const ConsumerOptions& options);
   Attempt TryOpen(const ConsumerOptions& options);
   void Nap(int64_t ns);
-  bool Claim(const SharedMemory& mem);
+  bool Claim(const SharedMemory& mem, uint32_t max_receivers);
   void ReleaseClaim();
   Status Wait(int64_t timeout_ns, Op op, MessageView* out);
   Status TakeLocked(Op op, MessageView* out);
@@ -345,8 +394,10 @@ class ShmConsumer {
   std::unique_ptr<ByteRingBuffer> ring_;
   Interrupter own_interrupter_;
   Interrupter* interrupter_ = &own_interrupter_;
-  uint32_t nap_word_ = 0;  // what the open wait sleeps on (never changes)
-  int claim_fd_ = -1;      // memory_'s descriptor while it holds the consumer byte
+  uint32_t nap_word_ = 0;   // what the open wait sleeps on (never changes)
+  int claim_fd_ = -1;       // memory_'s descriptor while it holds the consumer byte
+  int64_t claim_byte_ = 1;  // the role byte it holds: 1 + slot
+  uint32_t claim_slot_ = 0;
 
   // The ring's consumer state, the held records and detached_ (mu_).
   mutable std::mutex mu_;
@@ -354,6 +405,10 @@ class ShmConsumer {
   uint32_t released_to_ = 0;  // tail as we last set it
   uint32_t acquired_to_ = 0;  // end of the newest acquired record
   bool detached_ = false;
+  // A Wait found nothing and may be asleep: a release from another thread then
+  // stores the tail at once (Flush) instead of batching it, since the consumer
+  // thread will not store it before it wakes.
+  bool in_wait_ = false;
   bool stall_reported_ = false;  // consumer thread
   std::function<void()> on_stall_;
 };

@@ -1,0 +1,521 @@
+// Fan-out: one producer, several receivers of one ring (ProducerOptions::max_receivers),
+// each claiming a slot; lossless and live receivers; dead receivers reaped; the
+// stream-information side area. No timed assertions: a wrong result hangs or fails.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shm/shm_channel.hpp"
+#include "vectors.hpp"
+
+using shm::ConsumerOptions;
+using shm::kForever;
+using shm::MessageView;
+using shm::ProducerOptions;
+using shm::ShmConsumer;
+using shm::ShmProducer;
+using shm::Status;
+namespace layout = shm::layout;
+
+namespace {
+
+constexpr uint32_t kMsg = 200;  // bytes per message: [u64 seq][filler = seq & 0xff]
+
+void Fill(uint64_t seq, uint8_t* out) {
+  std::memcpy(out, &seq, 8);
+  std::memset(out + 8, static_cast<int>(seq & 0xff), kMsg - 8);
+}
+
+// The sequence number of a message, or ~0 when its bytes are not a whole message.
+uint64_t SeqOf(const uint8_t* m, uint32_t len) {
+  if (len != kMsg) return ~uint64_t{0};
+  uint64_t seq;
+  std::memcpy(&seq, m, 8);
+  for (uint32_t i = 8; i < kMsg; ++i) {
+    if (m[i] != static_cast<uint8_t>(seq & 0xff)) return ~uint64_t{0};
+  }
+  return seq;
+}
+
+ProducerOptions Fan(uint32_t n, uint32_t capacity = 4096) {
+  ProducerOptions o;
+  o.capacity = capacity;
+  o.max_receivers = n;
+  return o;
+}
+
+ConsumerOptions Mode(uint32_t mode) {
+  ConsumerOptions o;
+  o.mode = mode;
+  return o;
+}
+
+// Reads until end of stream; every message must be the next in sequence.
+void ReadAll(ShmConsumer* c, uint64_t count, std::string* failure) {
+  uint8_t buf[kMsg];
+  for (uint64_t want = 0; want < count; ++want) {
+    const shm::ReadResult r = c->ReadFor(buf, kMsg, kForever);
+    if (r.status != Status::kOk) {
+      *failure = "read " + std::to_string(want) + ": status " + shm::StatusName(r.status);
+      return;
+    }
+    if (SeqOf(buf, r.len) != want) {
+      *failure =
+          "message " + std::to_string(want) + " came as " + std::to_string(SeqOf(buf, r.len));
+      return;
+    }
+  }
+  const shm::ReadResult end = c->ReadFor(buf, kMsg, kForever);
+  if (end.status != Status::kClosed) *failure = "no end of stream after the last message";
+}
+
+TEST(FanOut, SlotsAreClaimedLowestFirstAndLimited) {
+  const std::string name = shmtest::UniqueName("fan-slots");
+  ShmProducer p(name, Fan(3));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  EXPECT_EQ(p.max_receivers(), 3u);
+  auto a = std::make_unique<ShmConsumer>(name);
+  ShmConsumer b(name);
+  ShmConsumer c(name);
+  ASSERT_TRUE(a->IsValid() && b.IsValid() && c.IsValid()) << a->error() << b.error() << c.error();
+  EXPECT_EQ(a->slot(), 0u);
+  EXPECT_EQ(b.slot(), 1u);
+  EXPECT_EQ(c.slot(), 2u);
+  ShmConsumer d(name);
+  EXPECT_FALSE(d.IsValid());
+  EXPECT_NE(d.error().find("already has 3 receivers"), std::string::npos) << d.error();
+  for (uint32_t k = 0; k < 3; ++k) EXPECT_TRUE(p.ReceiverAttached(k)) << k;
+  a.reset();  // slot 0 is free again: the next receiver takes it
+  EXPECT_FALSE(p.ReceiverAttached(0));
+  ShmConsumer e(name);
+  ASSERT_TRUE(e.IsValid()) << e.error();
+  EXPECT_EQ(e.slot(), 0u);
+}
+
+TEST(FanOut, SecondReceiverOfADefaultRingIsRefusedAsBefore) {
+  const std::string name = shmtest::UniqueName("fan-one");
+  ShmProducer p(name, 4096u);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  EXPECT_EQ(p.max_receivers(), 1u);
+  ShmConsumer a(name);
+  ASSERT_TRUE(a.IsValid()) << a.error();
+  ShmConsumer b(name);
+  EXPECT_FALSE(b.IsValid());
+  EXPECT_NE(b.error().find("already has a consumer (pid " + std::to_string(getpid()) +
+                           "); a ring has one consumer"),
+            std::string::npos)
+      << b.error();
+}
+
+TEST(FanOut, EveryLosslessReceiverGetsEveryMessageWrittenOnce) {
+  const std::string name = shmtest::UniqueName("fan-lossless");
+  ShmProducer p(name, Fan(4));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  constexpr uint64_t kCount = 3000;  // ~150 laps of the 4 KiB ring
+  std::vector<std::unique_ptr<ShmConsumer>> rx;
+  for (int i = 0; i < 4; ++i) {
+    rx.push_back(std::make_unique<ShmConsumer>(name));
+    ASSERT_TRUE(rx.back()->IsValid()) << rx.back()->error();
+  }
+  std::vector<std::string> failures(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) threads.emplace_back(ReadAll, rx[i].get(), kCount, &failures[i]);
+  uint8_t msg[kMsg];
+  for (uint64_t seq = 0; seq < kCount; ++seq) {
+    Fill(seq, msg);
+    ASSERT_EQ(p.WriteFor(msg, kMsg, kForever), Status::kOk);
+  }
+  p.Close();
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(failures[i], "") << "receiver " << i;
+}
+
+// A live receiver that does not read never holds the producer back: the producer
+// writes many laps with a lossless receiver keeping up; the live one then skips to
+// the newest record, counts the skip, and what it reads is whole.
+TEST(FanOut, LiveReceiverSkipsWhileLosslessLosesNothing) {
+  const std::string name = shmtest::UniqueName("fan-live");
+  ShmProducer p(name, Fan(2));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer lossless(name, Mode(layout::kModeLossless));
+  ShmConsumer live(name, Mode(layout::kModeLive));
+  ASSERT_TRUE(lossless.IsValid() && live.IsValid()) << lossless.error() << live.error();
+  EXPECT_EQ(live.mode(), layout::kModeLive);
+  constexpr uint64_t kCount = 2000;
+  std::string failure;
+  std::thread reader(ReadAll, &lossless, kCount, &failure);
+  uint8_t msg[kMsg];
+  for (uint64_t seq = 0; seq < kCount; ++seq) {
+    Fill(seq, msg);
+    ASSERT_EQ(p.WriteFor(msg, kMsg, kForever), Status::kOk) << seq;
+  }
+  p.Close();
+  reader.join();
+  EXPECT_EQ(failure, "");
+  uint8_t buf[kMsg];
+  const shm::ReadResult r = live.ReadFor(buf, kMsg, 0);
+  ASSERT_EQ(r.status, Status::kOk);
+  const uint64_t seq = SeqOf(buf, r.len);
+  EXPECT_GT(live.skipped(), 0u);
+  EXPECT_EQ(seq, kCount - 1) << "a live receiver that fell behind skips to the newest record";
+  EXPECT_EQ(p.ring()->SlotSkipped(live.slot()), live.skipped());
+  EXPECT_EQ(live.ReadFor(buf, kMsg, kForever).status, Status::kClosed);
+}
+
+// A live receiver reading (zero-copy, holding each record briefly) while the producer
+// laps it: every message it sees is whole and in order, some are skipped, and the
+// lossless receiver gets everything. Under ThreadSanitizer this is the pin/floor race.
+TEST(FanOut, LiveReceiverReadingConcurrentlyNeverSeesATornMessage) {
+  const std::string name = shmtest::UniqueName("fan-race");
+  ShmProducer p(name, Fan(2, 2048));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer lossless(name, Mode(layout::kModeLossless));
+  ShmConsumer live(name, Mode(layout::kModeLive));
+  ASSERT_TRUE(lossless.IsValid() && live.IsValid());
+  constexpr uint64_t kCount = 20000;
+  std::string failure, live_failure;
+  std::thread reader(ReadAll, &lossless, kCount, &failure);
+  std::thread watcher([&] {
+    uint64_t last = 0;
+    bool first = true;
+    for (;;) {
+      MessageView v;
+      const Status s = live.AcquireFor(&v, kForever);
+      if (s == Status::kClosed) return;
+      if (s != Status::kOk) {
+        live_failure = std::string("status ") + shm::StatusName(s);
+        return;
+      }
+      const uint64_t seq = SeqOf(v.data, v.len);
+      if (seq == ~uint64_t{0} || (!first && seq <= last)) {
+        live_failure = "torn or out-of-order message after " + std::to_string(last);
+        return;
+      }
+      first = false;
+      last = seq;
+      live.Release(v);
+    }
+  });
+  uint8_t msg[kMsg];
+  for (uint64_t seq = 0; seq < kCount; ++seq) {
+    Fill(seq, msg);
+    ASSERT_EQ(p.WriteFor(msg, kMsg, kForever), Status::kOk) << seq;
+  }
+  p.Close();
+  reader.join();
+  watcher.join();
+  EXPECT_EQ(failure, "");
+  EXPECT_EQ(live_failure, "");
+}
+
+// A record a live receiver holds is never reused: with it held, the producer stops
+// at the held record (kFull without waiting), and the record's bytes stay intact.
+TEST(FanOut, HeldRecordOfALiveReceiverIsNeverReused) {
+  const std::string name = shmtest::UniqueName("fan-held");
+  ShmProducer p(name, Fan(2, 1024));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer live(name, Mode(layout::kModeLive));
+  ASSERT_TRUE(live.IsValid()) << live.error();
+  uint8_t msg[kMsg];
+  Fill(7, msg);
+  ASSERT_EQ(p.WriteFor(msg, kMsg, 0), Status::kOk);
+  MessageView v;
+  ASSERT_EQ(live.AcquireFor(&v, 0), Status::kOk);
+  ASSERT_EQ(SeqOf(v.data, v.len), 7u);
+  uint64_t written = 0;
+  for (uint64_t seq = 8;; ++seq) {
+    Fill(seq, msg);
+    const Status s = p.WriteFor(msg, kMsg, 0);
+    if (s == Status::kFull) break;
+    ASSERT_EQ(s, Status::kOk);
+    ASSERT_LT(++written, 100u) << "the producer ran over a held record";
+  }
+  EXPECT_EQ(SeqOf(v.data, v.len), 7u);  // intact while held
+  live.Release(v);
+  Fill(1000, msg);
+  EXPECT_EQ(p.WriteFor(msg, kMsg, 0), Status::kOk);  // released: room again
+}
+
+// A receiver killed with SIGKILL while holding a record does not wedge the producer
+// or the other receiver: its role byte is free, the producer reaps the slot.
+TEST(FanOut, KilledReceiverIsReapedAndOthersContinue) {
+  const std::string name = shmtest::UniqueName("fan-kill");
+  ShmProducer p(name, Fan(3));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ShmConsumer c(name);
+    char ok = c.IsValid() ? 'y' : 'n';
+    if (write(ready[1], &ok, 1) != 1) _exit(3);
+    for (;;) pause();  // attached, lossless, reading nothing
+  }
+  char ok = 0;
+  ASSERT_EQ(read(ready[0], &ok, 1), 1);
+  ASSERT_EQ(ok, 'y');
+  close(ready[0]);
+  close(ready[1]);
+  ShmConsumer other(name);
+  ASSERT_TRUE(other.IsValid()) << other.error();
+  EXPECT_EQ(other.slot(), 1u);
+  EXPECT_TRUE(p.ReceiverAttached(0));
+  constexpr uint64_t kCount = 1000;  // ~50 laps: the dead receiver's slot must be reaped
+  std::string failure;
+  std::thread reader(ReadAll, &other, kCount, &failure);
+  uint8_t msg[kMsg];
+  for (uint64_t seq = 0; seq < kCount; ++seq) {
+    if (seq == 10) {  // before the ring is full: the producer then waits for the dead slot
+      ASSERT_EQ(kill(child, SIGKILL), 0);
+      int status = 0;
+      ASSERT_EQ(waitpid(child, &status, 0), child);
+    }
+    Fill(seq, msg);
+    ASSERT_EQ(p.WriteFor(msg, kMsg, kForever), Status::kOk) << seq;
+  }
+  p.Close();
+  reader.join();
+  EXPECT_EQ(failure, "");
+  EXPECT_FALSE(p.ReceiverAttached(0));
+  // Its slot is free for the next receiver (lowest first).
+  ShmConsumer next(name);
+  ASSERT_TRUE(next.IsValid()) << next.error();
+  EXPECT_EQ(next.slot(), 0u);
+}
+
+// Receivers join and leave in a loop while one lossless receiver reads everything.
+TEST(FanOut, ReceiversJoinAndLeaveInALoop) {
+  const std::string name = shmtest::UniqueName("fan-loop");
+  ShmProducer p(name, Fan(4));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer steady(name);
+  ASSERT_TRUE(steady.IsValid()) << steady.error();
+  constexpr uint64_t kCount = 2000;
+  std::string failure;
+  std::thread reader(ReadAll, &steady, kCount, &failure);
+  std::atomic<bool> done{false};
+  std::string churn_failure;
+  std::thread churn([&] {
+    uint8_t buf[kMsg];
+    for (int cycle = 0; cycle < 100; ++cycle) {
+      ShmConsumer c(name, Mode(cycle % 2 ? layout::kModeLive : layout::kModeLossless));
+      if (!c.IsValid()) {
+        churn_failure = "cycle " + std::to_string(cycle) + ": " + c.error();
+        return;
+      }
+      for (int i = 0; i < 3; ++i) {
+        const shm::ReadResult r = c.ReadFor(buf, kMsg, 0);
+        if (r.status == Status::kOk && SeqOf(buf, r.len) == ~uint64_t{0}) {
+          churn_failure = "cycle " + std::to_string(cycle) + ": a torn message";
+          return;
+        }
+      }
+    }
+    done = true;
+  });
+  uint8_t msg[kMsg];
+  for (uint64_t seq = 0; seq < kCount; ++seq) {
+    Fill(seq, msg);
+    ASSERT_EQ(p.WriteFor(msg, kMsg, kForever), Status::kOk) << seq;
+  }
+  churn.join();
+  p.Close();
+  reader.join();
+  EXPECT_EQ(failure, "");
+  EXPECT_EQ(churn_failure, "");
+  EXPECT_TRUE(done.load());
+}
+
+TEST(FanOut, StreamInfoReachesLateReceivers) {
+  const std::string name = shmtest::UniqueName("fan-info");
+  ShmProducer p(name, Fan(2));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  std::string info;
+  uint32_t index = 0;
+  ShmConsumer early(name);
+  EXPECT_FALSE(early.StreamInfo(&info, &index));
+  EXPECT_TRUE(p.SetStreamInfo("video/x-raw, width=(int)1920", 96));
+  EXPECT_FALSE(p.SetStreamInfo(std::string(layout::kInfoMax + 1, 'x'), 0));
+  ShmConsumer late(name);
+  ASSERT_TRUE(late.StreamInfo(&info, &index));
+  EXPECT_EQ(info, "video/x-raw, width=(int)1920");
+  EXPECT_EQ(index, 96u);
+}
+
+TEST(FanOut, MaxReceiversOutOfRangeIsRefused) {
+  for (uint32_t bad : {0u, 17u}) {
+    ShmProducer p(shmtest::UniqueName("fan-bad"), Fan(bad));
+    EXPECT_FALSE(p.IsValid());
+    EXPECT_NE(p.error().find("max_receivers " + std::to_string(bad)), std::string::npos)
+        << p.error();
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// A floor above the head (only a hostile or corrupt producer writes one) must not make
+// an attach or a live read loop forever (found by fuzz_segment).
+TEST(FanOut, FloorAboveTheHeadDoesNotHangAttachOrRead) {
+  const std::string name = shmtest::UniqueName("fan-floor");
+  ShmProducer p(name, Fan(2));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  uint8_t msg[kMsg];
+  Fill(1, msg);
+  ASSERT_EQ(p.WriteFor(msg, kMsg, 0), Status::kOk);
+  auto* floor = reinterpret_cast<uint32_t*>(p.ring()->base() + layout::kFloorOffset);
+  *floor = 1u << 20;  // far above the head
+  ShmConsumer lossless(name);
+  ASSERT_TRUE(lossless.IsValid()) << lossless.error();
+  ShmConsumer live(name, Mode(layout::kModeLive));
+  ASSERT_TRUE(live.IsValid()) << live.error();
+  uint8_t buf[kMsg];
+  const shm::ReadResult r = live.ReadFor(buf, kMsg, 0);
+  EXPECT_TRUE(r.status == Status::kOk || r.status == Status::kEmpty) << shm::StatusName(r.status);
+}
+
+// Several reservations in flight on a fan-out ring: finished out of order (one given
+// up as a PAD record), published in ring order to every lossless receiver, and
+// last_start names the newest record the head move published.
+TEST(FanOutReservations, OutOfOrderRecordsReachEveryReceiverAndLastStartIsTheNewest) {
+  const std::string name = shmtest::UniqueName("fan-res");
+  ShmProducer p(name, Fan(2));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer a(name), b(name);
+  ASSERT_TRUE(a.IsValid() && b.IsValid()) << a.error() << b.error();
+  shm::Reservation r[3];
+  for (uint64_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(p.ReserveNext(kMsg, &r[i], 0, nullptr), Status::kOk) << i;
+    Fill(i, r[i].payload);
+  }
+  const auto* last_start =
+      reinterpret_cast<const uint32_t*>(p.ring()->base() + layout::kLastStartOffset);
+  p.Publish(r[2], kMsg);
+  p.Abandon(r[1]);
+  EXPECT_EQ(p.ring()->LoadHead(), r[0].start) << "nothing before the unfinished first record";
+  p.Publish(r[0], kMsg);
+  EXPECT_EQ(p.ring()->LoadHead(), r[2].end);
+  EXPECT_EQ(*last_start, r[2].start);
+  for (ShmConsumer* c : {&a, &b}) {
+    uint8_t buf[kMsg];
+    shm::ReadResult got = c->ReadFor(buf, kMsg, 0);
+    ASSERT_EQ(got.status, Status::kOk);
+    EXPECT_EQ(SeqOf(buf, got.len), 0u);
+    got = c->ReadFor(buf, kMsg, 0);
+    ASSERT_EQ(got.status, Status::kOk);
+    EXPECT_EQ(SeqOf(buf, got.len), 2u) << "the PAD record is skipped";
+    EXPECT_EQ(c->ReadFor(buf, kMsg, 0).status, Status::kEmpty);
+  }
+}
+
+// The producer's free space is the lower of the slowest lossless receiver's limit and
+// the oldest kept reservation.
+TEST(FanOutReservations, FreeSpaceIsLimitedByTheSlowestReceiverAndTheOldestKept) {
+  const std::string name = shmtest::UniqueName("fan-kept");
+  ShmProducer p(name, Fan(2));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer fast(name), slow(name);
+  ASSERT_TRUE(fast.IsValid() && slow.IsValid()) << fast.error() << slow.error();
+  const uint32_t cap = p.ring()->capacity();
+  const uint32_t rec = static_cast<uint32_t>(layout::RecordSize(kMsg));
+  uint8_t buf[kMsg];
+  shm::Reservation kept;
+  ASSERT_EQ(p.ReserveNext(kMsg, &kept, 0, nullptr), Status::kOk);
+  Fill(0, kept.payload);
+  p.Publish(kept, kMsg, /*keep=*/true);
+  for (ShmConsumer* c : {&fast, &slow}) ASSERT_EQ(c->ReadFor(buf, kMsg, 0).status, Status::kOk);
+  EXPECT_EQ(p.ring()->WriteableBytes(), cap - rec) << "released by both, still kept";
+  Fill(1, buf);
+  ASSERT_EQ(p.WriteFor(buf, kMsg, 0), Status::kOk);
+  ASSERT_EQ(fast.ReadFor(buf, kMsg, 0).status, Status::kOk);
+  EXPECT_EQ(p.ring()->WriteableBytes(), cap - 2 * rec) << "the kept record is the older limit";
+  p.Unkeep(kept);
+  EXPECT_EQ(p.ring()->WriteableBytes(), cap - rec) << "the slow receiver is the limit now";
+  ASSERT_EQ(slow.ReadFor(buf, kMsg, 0).status, Status::kOk);
+  EXPECT_EQ(p.ring()->WriteableBytes(), cap);
+}
+
+// ReserveNext waiting for room on a fan-out ring returns when the slowest lossless
+// receiver releases (the faster one alone frees nothing). A wrong wake hangs.
+TEST(FanOutReservations, ReserveNextWaitsForTheSlowestReceiver) {
+  const std::string name = shmtest::UniqueName("fan-wait");
+  ShmProducer p(name, Fan(2));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  p.SetConcurrent(true);
+  ShmConsumer fast(name), slow(name);
+  ASSERT_TRUE(fast.IsValid() && slow.IsValid()) << fast.error() << slow.error();
+  uint8_t buf[kMsg];
+  uint64_t written = 0;
+  for (;; ++written) {
+    shm::Reservation r;
+    const Status s = p.ReserveNext(kMsg, &r, 0, nullptr);
+    if (s == Status::kFull) break;
+    ASSERT_EQ(s, Status::kOk);
+    Fill(written, r.payload);
+    p.Publish(r, kMsg);
+  }
+  ASSERT_GT(written, 2u);
+  for (uint64_t i = 0; i < written; ++i) ASSERT_EQ(fast.ReadFor(buf, kMsg, 0).status, Status::kOk);
+  shm::Reservation r;
+  ASSERT_EQ(p.ReserveNext(kMsg, &r, 0, nullptr), Status::kFull) << "the slow receiver holds it";
+  std::atomic<int> result{-1};
+  std::thread waiter([&] {
+    shm::Reservation w;
+    const Status s = p.ReserveNext(kMsg, &w, kForever, nullptr);
+    if (s == Status::kOk) {
+      Fill(written, w.payload);
+      p.Publish(w, kMsg);
+    }
+    result = static_cast<int>(s);
+  });
+  for (uint64_t i = 0; i < written; ++i) {
+    const shm::ReadResult got = slow.ReadFor(buf, kMsg, kForever);
+    ASSERT_EQ(got.status, Status::kOk);
+    EXPECT_EQ(SeqOf(buf, got.len), i);
+  }
+  waiter.join();
+  EXPECT_EQ(result, static_cast<int>(Status::kOk));
+  const shm::ReadResult got = slow.ReadFor(buf, kMsg, kForever);
+  ASSERT_EQ(got.status, Status::kOk);
+  EXPECT_EQ(SeqOf(buf, got.len), written);
+}
+
+// A live receiver that fell behind jumps to last_start; when that names a PAD record
+// (the newest thing published was a reservation given up) it skips it silently.
+TEST(FanOutReservations, LiveReceiverJumpingToAPadRecordSkipsIt) {
+  const std::string name = shmtest::UniqueName("fan-pad");
+  ShmProducer p(name, Fan(2));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer live(name, Mode(layout::kModeLive));
+  ASSERT_TRUE(live.IsValid()) << live.error();
+  uint8_t buf[kMsg];
+  const uint32_t laps = 3 * p.ring()->capacity() / static_cast<uint32_t>(layout::RecordSize(kMsg));
+  for (uint64_t i = 0; i < laps; ++i) {
+    Fill(i, buf);
+    ASSERT_EQ(p.WriteFor(buf, kMsg, 0), Status::kOk) << "a live receiver never holds us back";
+  }
+  shm::Reservation pad;
+  ASSERT_EQ(p.ReserveNext(kMsg, &pad, 0, nullptr), Status::kOk);
+  p.Abandon(pad);
+  const auto* last_start =
+      reinterpret_cast<const uint32_t*>(p.ring()->base() + layout::kLastStartOffset);
+  ASSERT_EQ(*last_start, pad.start) << "the newest record published is the PAD record";
+  EXPECT_EQ(live.ReadFor(buf, kMsg, 0).status, Status::kEmpty) << "skipped, never delivered";
+  EXPECT_GT(live.skipped(), 0u);
+  Fill(laps, buf);
+  ASSERT_EQ(p.WriteFor(buf, kMsg, 0), Status::kOk);
+  const shm::ReadResult got = live.ReadFor(buf, kMsg, 0);
+  ASSERT_EQ(got.status, Status::kOk);
+  EXPECT_EQ(SeqOf(buf, got.len), laps);
+}
+
+}  // namespace
