@@ -278,11 +278,13 @@ bool ByteRingBuffer::CountSlot(uint32_t k, uint32_t* lowest, uint32_t* limiting_
     // A receiver takes a position (a live pin, a lossless start while it attaches)
     // before it checks the floor: a position we already lapped is one it is about to
     // see as reused and leave (it sees our floor: DESIGN.md "Fan-out"). A lossless
-    // tail below our floor exists only in that window (a counted one never falls
-    // below the floor), so it is skipped too rather than called corrupt.
+    // tail behind the head and below our floor exists only in that window (a counted
+    // one never falls below the floor), so it is skipped too rather than called
+    // corrupt. One slot: the floor does not move and such a tail is corrupt.
     if (tail % kRecordAlign == 0 &&
         (atomics::LoadRelaxed(word(SlotOffset(k) + kSlotMode)) == kModeLive ||
-         static_cast<int32_t>(tail - floor_) < 0)) {
+         (max_receivers_ > 1 && static_cast<int32_t>(tail - floor_) < 0 &&
+          static_cast<int32_t>(head_ - tail) > 0))) {
       return true;
     }
     error_ = "tail " + std::to_string(tail) + " is not valid for head " + std::to_string(head_) +

@@ -549,10 +549,12 @@ class ByteRingBuffer:
                 # A receiver takes a position (a live pin, a lossless start while it
                 # attaches) before it checks the floor: a position we lapped is one it
                 # is about to see as reused and leave (docs/DESIGN.md "Fan-out"). A
-                # lossless tail below our floor exists only in that window.
+                # lossless tail behind the head and below our floor exists only in
+                # that window (one slot: the floor does not move; such a tail is corrupt).
                 if not tail % RECORD_ALIGN and (
                         w[slot_word(k, SLOT_MODE)] == MODE_LIVE
-                        or (tail - self._floor) & _M >= 0x80000000):
+                        or (self._max_receivers > 1 and behind < 0x80000000
+                            and (tail - self._floor) & _M >= 0x80000000)):
                     continue
                 raise CorruptRecordError(
                     f"corrupt peer: the consumer's tail {tail} is not a valid index for "
