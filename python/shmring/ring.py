@@ -757,7 +757,9 @@ class ByteRingBuffer:
         ``timeout`` None waits forever. Publishes a pending WRAP marker as soon as
         the bytes to the end are free. Raises MessageTooLargeError, or
         RingInterruptedError after :meth:`interrupt`. Producer; blocks (futex,
-        GIL released).
+        GIL released). With several receiver slots it neither reaps dead receivers
+        nor is woken when the receiver it waits for detaches: ShmProducer waits in
+        liveness slices and reaps between them; pass a bounded timeout here too.
         """
         self._require(True)
         if n > self._max:

@@ -111,6 +111,9 @@ class ByteRingBuffer {
   uint32_t WriteableBytes() const;
   // Sleeps until a `len`-byte message fits, the timeout expires or `intr` fires:
   // kOk, kTooLarge, kTimeout, kInterrupted, kCorrupt, kInvalid. Producer; blocks.
+  // With several receiver slots it neither reaps dead receivers nor is woken when
+  // the receiver it waits for detaches: ShmProducer waits in liveness slices and
+  // reaps between them; a caller of this view should pass a bounded timeout too.
   [[nodiscard]] Status WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr);
   // Sets CLOSED (end of stream) and wakes the consumer. Producer; never blocks.
   void SetClosed();
