@@ -909,6 +909,7 @@ static WriteResult write_caps_if_needed(GstShmringSink* self, gboolean wait) {
 
 static GstFlowReturn drop_buffer(GstShmringSink* self, GstBuffer* buffer) {
   self->st->producer->CountDropped(1);
+  self->discont_next = TRUE;  // the receiver learns where the gap is from the next buffer
   GST_LOG_OBJECT(
       self, "ring full: dropped buffer %" GST_TIME_FORMAT " (%" G_GUINT64_FORMAT " dropped so far)",
       GST_TIME_ARGS(GST_BUFFER_PTS(buffer)), static_cast<guint64>(self->st->producer->Dropped()));

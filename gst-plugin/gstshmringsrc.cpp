@@ -17,6 +17,7 @@
 #include <gst/video/video.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -38,6 +39,9 @@ constexpr gboolean kDefaultLatest = FALSE;
 constexpr gboolean kDefaultReconnect = FALSE;
 constexpr gboolean kDefaultZeroCopy = FALSE;
 constexpr gboolean kDefaultAllowForeignOwner = FALSE;
+// latest=true: how far from due a skipped-to buffer may be before it gets a new
+// segment (see rebase_skip).
+constexpr GstClockTimeDiff kRebaseTolerance = 20 * GST_MSECOND;
 
 // Flags the sender carried that mean something here (see shmringsink).
 constexpr guint32 kCarriedFlags =
@@ -71,6 +75,31 @@ struct Message {
 #define SHMRING_FLOW_RECONNECTED GST_FLOW_CUSTOM_SUCCESS
 #define SHMRING_FLOW_SKIP GST_FLOW_CUSTOM_SUCCESS_1
 
+// latest=true pacing (OBJECT_LOCK: the QoS events that feed it may come from a
+// downstream thread). For each recent buffer: its running time and this
+// pipeline's running time when create took it from the ring; the sink's QoS
+// event for a buffer then tells when it reached the sink, so the offset below is
+// how far after being taken a buffer is due to render it on arrival
+// (= downstream delay - latency, whatever the pipeline's latency is).
+struct Pacing {
+  struct Taken {
+    GstClockTime running_time;  // in the segment it was pushed in
+    GstClockTime taken_at;      // the pipeline clock's time in create (not running
+                                // time: a non-live stream's second buffer may be
+                                // taken before this element has its base time)
+  };
+  static constexpr size_t kRemembered = 32;
+  std::deque<Taken> taken;
+  GstClockTimeDiff due_offset = 0;  // arrival at the sink (less latency) - taken (running)
+  bool due_offset_known = false;
+
+  void Reset() {
+    taken.clear();
+    due_offset = 0;
+    due_offset_known = false;
+  }
+};
+
 // The element's C++ state (allocated in init, freed in finalize). The interrupter
 // lives as long as the element; the rest is streaming-thread state, reset by
 // start/stop (no other thread touches it).
@@ -97,8 +126,9 @@ struct SrcState {
   bool skip_backlog = false;
   uint32_t backlog_end = 0;
   bool need_keyframe = false;
-  uint64_t dropped_seen = 0;     // the header's dropped counter at the last buffer
   uint64_t ring_skips_seen = 0;  // the slot's skipped counter (live mode) at the last buffer
+  bool skipped_ahead = false;    // latest=true just skipped: rebase the next buffer
+  Pacing pacing;                 // OBJECT_LOCK (see Pacing)
 
   void Reset() {
     if (consumer) consumer->Detach();  // a new receiver may attach at once
@@ -114,8 +144,8 @@ struct SrcState {
     skip_backlog = false;
     backlog_end = 0;
     need_keyframe = false;
-    dropped_seen = 0;
     ring_skips_seen = 0;
+    skipped_ahead = false;
   }
 };
 
@@ -190,6 +220,7 @@ static void gst_shmring_src_finalize(GObject* object);
 static gboolean gst_shmring_src_start(GstBaseSrc* bsrc);
 static gboolean gst_shmring_src_is_seekable(GstBaseSrc* bsrc);
 static gboolean gst_shmring_src_query(GstBaseSrc* bsrc, GstQuery* query);
+static gboolean gst_shmring_src_event(GstBaseSrc* bsrc, GstEvent* event);
 static GstCaps* gst_shmring_src_get_caps(GstBaseSrc* bsrc, GstCaps* filter);
 static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf);
 static gboolean gst_shmring_src_unlock(GstBaseSrc* bsrc);
@@ -363,6 +394,7 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
   basesrc_class->start = GST_DEBUG_FUNCPTR(gst_shmring_src_start);
   basesrc_class->is_seekable = GST_DEBUG_FUNCPTR(gst_shmring_src_is_seekable);
   basesrc_class->query = GST_DEBUG_FUNCPTR(gst_shmring_src_query);
+  basesrc_class->event = GST_DEBUG_FUNCPTR(gst_shmring_src_event);
   basesrc_class->get_caps = GST_DEBUG_FUNCPTR(gst_shmring_src_get_caps);
   basesrc_class->unlock = GST_DEBUG_FUNCPTR(gst_shmring_src_unlock);
   basesrc_class->unlock_stop = GST_DEBUG_FUNCPTR(gst_shmring_src_unlock_stop);
@@ -553,7 +585,6 @@ static bool take_consumer(GstShmringSrc* self, std::unique_ptr<shm::ShmConsumer>
   st->skip_backlog = consumer->live();
   st->backlog_end = consumer->attach_head();
   st->need_keyframe = consumer->live();
-  st->dropped_seen = consumer->ring()->Dropped();
   st->ring_skips_seen = consumer->skipped();
   if (profile == shm::layout::kProfileGstFraming) {
     // The sender's current caps from the header, when their CAPS record is behind
@@ -837,6 +868,7 @@ static bool skip_to_latest(GstShmringSrc* self, Message* m) {
   decode(self, w, m);
   count_skipped(self, skipped);
   st->discont = true;
+  st->skipped_ahead = true;
   GST_LOG_OBJECT(self, "skipped %" G_GUINT64_FORMAT " buffers to catch up", skipped);
   return true;
 }
@@ -864,6 +896,39 @@ static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v, co
   auto* ref = new RingRef{consumer, v};
   return gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, const_cast<uint8_t*>(body), len, 0,
                                      len, ref, release_ring_ref);
+}
+
+// The pipeline clock's time now (NONE without a clock). Any thread.
+static GstClockTime clock_time_now(GstShmringSrc* self) {
+  GstClock* clock = gst_element_get_clock(GST_ELEMENT(self));
+  if (clock == nullptr) return GST_CLOCK_TIME_NONE;
+  const GstClockTime t = gst_clock_get_time(clock);
+  gst_object_unref(clock);
+  return t;
+}
+
+// The running time of clock time `t`; NONE until this element is asked to go to
+// PLAYING (a bin sets an element's base time just before that, and does it to
+// the sinks first: a non-live stream's second buffer may be created earlier).
+// Call with the OBJECT_LOCK held.
+static GstClockTime running_time_of_locked(GstShmringSrc* self, GstClockTime t) {
+  const GstClockTime base = GST_ELEMENT_CAST(self)->base_time;
+  if (GST_STATE_TARGET(self) != GST_STATE_PLAYING || !GST_CLOCK_TIME_IS_VALID(t) || t < base) {
+    return GST_CLOCK_TIME_NONE;
+  }
+  return t - base;
+}
+
+static GstClockTime running_time_of(GstShmringSrc* self, GstClockTime t) {
+  GST_OBJECT_LOCK(self);
+  const GstClockTime rt = running_time_of_locked(self, t);
+  GST_OBJECT_UNLOCK(self);
+  return rt;
+}
+
+// This pipeline's running time now (see running_time_of).
+static GstClockTime running_time_now(GstShmringSrc* self) {
+  return running_time_of(self, clock_time_now(self));
 }
 
 // Segment for the first buffer of a stream: starts at its timestamp, so that
@@ -894,13 +959,97 @@ static void start_segment(GstShmringSrc* self, const Message& m) {
   const bool rebase = st->rebase;
   st->rebase = false;
   if (gst_base_src_is_live(bsrc) || rebase) {
-    const GstClockTime now = gst_element_get_current_running_time(GST_ELEMENT(self));
+    const GstClockTime now = running_time_now(self);
     if (GST_CLOCK_TIME_IS_VALID(now) && (gst_base_src_is_live(bsrc) || now > seg.base)) {
       seg.base = now;
     }
   }
   GST_DEBUG_OBJECT(self, "new segment %" GST_SEGMENT_FORMAT, &seg);
   gst_base_src_new_segment(bsrc, &seg);
+}
+
+// latest=true skipped to this buffer: the sender's spacing from the buffer
+// before says nothing about now (the skipped-to buffer would be early and waited
+// for, or late). It is due when it reaches the sink: taken now plus the offset
+// the sink's QoS reported for earlier buffers (see Pacing). When the sender's
+// spacing puts it further than kRebaseTolerance (or half its duration) from
+// that, a new segment makes it due then. Before this pipeline plays, or without
+// QoS from downstream, the sender's spacing stays. (Not a new segment on every
+// skip: a sink resets its QoS state on each segment and sends no QoS for the
+// segment's first buffer.)
+static void rebase_skip(GstShmringSrc* self, const Message& m, GstClockTime taken_clock) {
+  GstBaseSrc* bsrc = GST_BASE_SRC(self);
+  if (gst_base_src_get_do_timestamp(bsrc)) return;  // this pipeline's times already
+  const shm::framing::Header& h = m.header;
+  // The buffer's time as stamp() gives it (shifted like this segment's times).
+  GstClockTime ts = GST_CLOCK_TIME_IS_VALID(h.dts) ? h.dts : h.pts;
+  if (GST_CLOCK_TIME_IS_VALID(ts)) ts += self->st->ts_shift;
+  const GstClockTime taken_at = running_time_of(self, taken_clock);
+  if (!GST_CLOCK_TIME_IS_VALID(ts) || !GST_CLOCK_TIME_IS_VALID(taken_at)) return;
+  GST_OBJECT_LOCK(self);
+  const bool known = self->st->pacing.due_offset_known;
+  const GstClockTimeDiff offset = self->st->pacing.due_offset;
+  GST_OBJECT_UNLOCK(self);
+  if (!known) {
+    GST_LOG_OBJECT(self, "skip keeps the sender's spacing (no QoS from downstream yet)");
+    return;
+  }
+  const GstClockTimeDiff due = static_cast<GstClockTimeDiff>(taken_at) + offset;
+  GstClockTimeDiff tolerance = kRebaseTolerance;
+  if (GST_CLOCK_TIME_IS_VALID(h.duration)) {
+    tolerance = std::min(tolerance, static_cast<GstClockTimeDiff>(h.duration / 2));
+  }
+  GST_OBJECT_LOCK(self);
+  const guint64 spaced = gst_segment_to_running_time(&bsrc->segment, GST_FORMAT_TIME, ts);
+  GST_OBJECT_UNLOCK(self);
+  if (GST_CLOCK_TIME_IS_VALID(spaced) &&
+      std::abs(static_cast<GstClockTimeDiff>(spaced) - due) <= tolerance) {
+    return;  // the sender's spacing is on time
+  }
+  GstSegment seg;
+  gst_segment_init(&seg, GST_FORMAT_TIME);
+  seg.start = ts;
+  seg.time = ts;
+  seg.position = ts;
+  seg.base = due > 0 ? static_cast<GstClockTime>(due) : 0;
+  GST_DEBUG_OBJECT(self, "skipped ahead: new segment %" GST_SEGMENT_FORMAT, &seg);
+  gst_base_src_new_segment(bsrc, &seg);
+}
+
+// latest=true: remembers when `buf` was taken from the ring, for its QoS event.
+static void remember_taken(GstShmringSrc* self, GstBuffer* buf, GstClockTime taken_clock) {
+  if (!GST_CLOCK_TIME_IS_VALID(taken_clock)) return;
+  const GstClockTime t = GST_BUFFER_PTS_IS_VALID(buf) ? GST_BUFFER_PTS(buf) : GST_BUFFER_DTS(buf);
+  if (!GST_CLOCK_TIME_IS_VALID(t)) return;
+  GST_OBJECT_LOCK(self);
+  const guint64 rt = gst_segment_to_running_time(&GST_BASE_SRC(self)->segment, GST_FORMAT_TIME, t);
+  Pacing& pacing = self->st->pacing;
+  if (GST_CLOCK_TIME_IS_VALID(rt)) {
+    pacing.taken.push_back(Pacing::Taken{rt, taken_clock});
+    if (pacing.taken.size() > Pacing::kRemembered) pacing.taken.pop_front();
+  }
+  GST_OBJECT_UNLOCK(self);
+}
+
+// A QoS event from the sink about the buffer of running time `ts`: it reached
+// the sink `jitter` after it was due (negative: before). Any thread.
+static void note_qos(GstShmringSrc* self, GstClockTime ts, GstClockTimeDiff jitter) {
+  if (!GST_CLOCK_TIME_IS_VALID(ts)) return;
+  GST_OBJECT_LOCK(self);
+  Pacing& pacing = self->st->pacing;
+  for (auto it = pacing.taken.rbegin(); it != pacing.taken.rend(); ++it) {
+    if (it->running_time == ts) {
+      const GstClockTime taken = running_time_of_locked(self, it->taken_at);
+      if (!GST_CLOCK_TIME_IS_VALID(taken)) break;
+      pacing.due_offset =
+          static_cast<GstClockTimeDiff>(ts) + jitter - static_cast<GstClockTimeDiff>(taken);
+      pacing.due_offset_known = true;
+      GST_LOG_OBJECT(self, "QoS: due %" GST_STIME_FORMAT " after being taken",
+                     GST_STIME_ARGS(pacing.due_offset));
+      break;
+    }
+  }
+  GST_OBJECT_UNLOCK(self);
 }
 
 // The metas the sender carried in header extensions.
@@ -956,14 +1105,9 @@ static void stamp(GstShmringSrc* self, GstBuffer* buf, const Message& m) {
   GST_BUFFER_OFFSET(buf) = h.offset;
   GST_BUFFER_OFFSET_END(buf) = h.offset_end;
   GST_BUFFER_FLAG_SET(buf, h.flags & kCarriedFlags);
-  // The sender dropped buffers since the last one (wait-for-space=false): a gap.
-  const uint64_t dropped = st->consumer->ring()->Dropped();
-  if (dropped != st->dropped_seen) {
-    GST_LOG_OBJECT(self, "sender dropped %" G_GUINT64_FORMAT " buffers",
-                   dropped - st->dropped_seen);
-    st->dropped_seen = dropped;
-    st->discont = true;
-  }
+  // A gap the sender made (it dropped buffers: wait-for-space=false) arrives as
+  // the DISCONT flag of the buffer after it, carried above. (The header's dropped
+  // counter says how many, not where: it rises before the reader reaches the gap.)
   note_ring_skips(self);
   if (st->discont) {
     GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
@@ -1078,6 +1222,7 @@ static gboolean gst_shmring_src_start(GstBaseSrc* bsrc) {
   self->skipped = 0;
   self->frame_latency = GST_CLOCK_TIME_NONE;
   self->last_duration = GST_CLOCK_TIME_NONE;
+  self->st->pacing.Reset();
   GST_OBJECT_UNLOCK(self);
   self->st->Reset();
   // One look now, so that a ring we can never read (another receiver, no
@@ -1106,6 +1251,19 @@ static gboolean gst_shmring_src_query(GstBaseSrc* bsrc, GstQuery* query) {
 }
 
 static gboolean gst_shmring_src_is_seekable(GstBaseSrc*) { return FALSE; }
+
+// Upstream events: QoS from the sink paces latest=true (see Pacing).
+static gboolean gst_shmring_src_event(GstBaseSrc* bsrc, GstEvent* event) {
+  if (GST_EVENT_TYPE(event) == GST_EVENT_QOS) {
+    GstQOSType type;
+    gdouble proportion;
+    GstClockTimeDiff jitter;
+    GstClockTime ts;
+    gst_event_parse_qos(event, &type, &proportion, &jitter, &ts);
+    note_qos(GST_SHMRING_SRC(bsrc), ts, jitter);
+  }
+  return GST_BASE_SRC_CLASS(parent_class)->event(bsrc, event);
+}
 
 static GstCaps* gst_shmring_src_get_caps(GstBaseSrc* bsrc, GstCaps* filter) {
   GstShmringSrc* self = GST_SHMRING_SRC(bsrc);
@@ -1187,6 +1345,7 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
     const gboolean latest = self->latest;
     GST_OBJECT_UNLOCK(self);
     if (latest && !skip_to_latest(self, &m)) return GST_FLOW_ERROR;
+    const GstClockTime taken_clock = latest ? clock_time_now(self) : GST_CLOCK_TIME_NONE;
 
     const GstFlowReturn ret = ensure_caps(self);
     if (ret != GST_FLOW_OK) {
@@ -1194,9 +1353,15 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
       if (ret == SHMRING_FLOW_SKIP) continue;
       return ret;
     }
-    if (st->need_segment) start_segment(self, m);
+    if (st->need_segment) {
+      start_segment(self, m);
+    } else if (st->skipped_ahead) {
+      rebase_skip(self, m, taken_clock);
+    }
+    st->skipped_ahead = false;
     GstBuffer* buf = make_buffer(self, m.view, m.body, m.body_len);
     stamp(self, buf, m);
+    remember_taken(self, buf, taken_clock);
     GST_LOG_OBJECT(self, "buffer %" GST_PTR_FORMAT, buf);
     *outbuf = buf;
     return GST_FLOW_OK;

@@ -1,8 +1,10 @@
 #include "shm/byte_ring_buffer.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 
 #include "atomics.hpp"
@@ -14,7 +16,7 @@ namespace {
 
 using namespace layout;
 
-using tuning::kMaxConsumerSleepNs;
+using tuning::kLivenessSliceNs;
 using tuning::kSpinPolls;
 using tuning::kUnfencedNapNs;
 
@@ -224,7 +226,11 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
     atomics::FullFence();
   } else {
     released_ = atomics::LoadRelaxed(word(tail_off_)) & ~kSlotIdle;  // own word
+    stored_ = released_;
     read_pos_ = released_;
+    // Rings of 64 KiB and more store the tail (and wake a producer waiting for
+    // space) once per batch of freed bytes; smaller rings at every release.
+    tail_batch_ = capacity_ >= (1u << 16) ? std::min(capacity_ / 8, 1u << 18) : 0;
     head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
     if (light_fences_) atomics::FetchOrSeqCst(word(flags_off_), kConsumerMembarrier);
     atomics::FullFence();
@@ -483,11 +489,31 @@ void ByteRingBuffer::WakeConsumerIfWaiting() {
 }
 
 Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr) {
+  return WaitWritable(len, timeout_ns, intr, nullptr);
+}
+
+Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr,
+                                    const std::function<Status()>& each_slice) {
   if (!valid_ || !is_producer_) return Status::kInvalid;
   if (len > MaxMessageSize()) return Status::kTooLarge;
   const uint32_t record = static_cast<uint32_t>(RecordSize(len));
-  const int64_t deadline = timeout_ns < 0 ? 0 : NowNs() + timeout_ns;
+  const int64_t start = NowNs();
+  const int64_t deadline = timeout_ns < 0 ? 0 : start + timeout_ns;
+  int64_t next_look = start + kLivenessSliceNs;
   uint32_t* flags = word(kProducerFlagsOffset);
+  // WAITING is set once, on the first sleep of this call, and fenced once; it stays
+  // set across every later re-sleep (a consumer that stores the tail after our
+  // fence sees it and wakes us; one that stored before is seen by the futex's own
+  // comparison), and is cleared when the call returns.
+  bool waiting = false;
+  bool fenced = false;
+  struct Clear {
+    uint32_t* flags;
+    bool* waiting;
+    ~Clear() {
+      if (*waiting) atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
+    }
+  } clear{flags, &waiting};
   for (int spin = 0;; ++spin) {
     const uint32_t to_end = capacity_ - (head_ & mask_);
     if (!LoadTailChecked()) return Status::kCorrupt;
@@ -505,26 +531,46 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
     const int64_t left = Remaining(deadline, timeout_ns);
     if (left == 0) return Status::kTimeout;
     if (spin < kSpinPolls) continue;
-    // Sleep on the tail word of the receiver that holds us back (the one whose
-    // release can make room); its value now is what we saw.
-    uint32_t* tail = word(SlotOffset(limit_slot_) + kSlotTail);
-    const uint32_t seen = tail_cache_;
-    // Set WAITING, fence, then learn the waker's mode: a waker that uses only a
-    // compiler barrier needs our membarrier to order its index store before its
-    // WAITING load.
-    atomics::FetchOrRelaxed(flags, kProducerWaiting);
-    atomics::FullFence();
     int64_t nap = left;
-    if ((atomics::LoadRelaxed(word(SlotOffset(limit_slot_) + kSlotFlags)) & kConsumerMembarrier) &&
-        !wait::HeavyBarrier()) {
-      nap = CapNap(left, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+    if (each_slice) {
+      const int64_t now = NowNs();
+      if (now >= next_look) {
+        const Status s = each_slice();
+        if (s != Status::kOk) return s;
+        next_look = now + kLivenessSliceNs;
+      }
+      nap = CapNap(left, next_look - now);
     }
+    // Sleep on the tail word of the receiver that holds us back (the one whose
+    // release can make room) and on its flags (a detach); its tail now is what we saw.
+    uint32_t* tail = word(SlotOffset(limit_slot_) + kSlotTail);
+    uint32_t* cflags = word(SlotOffset(limit_slot_) + kSlotFlags);
+    const uint32_t seen = tail_cache_;
+    if (!waiting) {
+      // Set WAITING, fence, then learn the waker's mode: a waker that uses only a
+      // compiler barrier needs our membarrier to order its tail store before its
+      // WAITING load.
+      atomics::FetchOrRelaxed(flags, kProducerWaiting);
+      atomics::FullFence();
+      waiting = true;
+    }
+    if (!fenced) {
+      if (!(atomics::LoadRelaxed(cflags) & kConsumerMembarrier) || wait::HeavyBarrier()) {
+        fenced = true;
+      } else {
+        nap = CapNap(nap, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+      }
+    }
+    const uint32_t cf = atomics::LoadAcquire(cflags);
     if (atomics::LoadAcquire(tail) == seen) {
       if (intr != nullptr) intr->BeginSleep(tail);
-      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(tail, seen, nap);
+      // Also on the consumer's flags: a detach (ATTACHED cleared, then a wake)
+      // ends the sleep at once.
+      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWords(tail, seen, cflags, cf, nap);
       if (intr != nullptr) intr->EndSleep();
     }
-    atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
+    // The consumer attached or detached meanwhile: ask `each_slice` now.
+    if ((atomics::LoadRelaxed(cflags) ^ cf) & kConsumerAttached) next_look = 0;
   }
 }
 
@@ -563,6 +609,20 @@ Status ByteRingBuffer::EmptyOrClosed(uint32_t at) {
   return Status::kEmpty;
 }
 
+void ByteRingBuffer::LazyRelease(uint32_t end) const {
+  released_ = end;
+  // Stored now when the batch is full or the reader caught up with the head it
+  // knows (nothing more to read: a producer in this very thread may be about to
+  // wait for that space, so it must never stay unstored). Otherwise the next
+  // release, Flush(), or the reader going idle (NextRecord finding nothing) stores it.
+  // A live receiver's tail word is its pin: always stored at once.
+  if (live_mode() || end - stored_ >= tail_batch_ || end == head_cache_) StoreTail(end);
+}
+
+void ByteRingBuffer::Flush() const {
+  if (valid_ && !is_producer_ && released_ != stored_) StoreTail(released_);
+}
+
 uint32_t ByteRingBuffer::TailWordValue(uint32_t t) const {
   if (!live_mode()) return t;
   // A live receiver holds its pin only while it holds (or peeked) a record.
@@ -572,6 +632,7 @@ uint32_t ByteRingBuffer::TailWordValue(uint32_t t) const {
 
 void ByteRingBuffer::StoreTail(uint32_t t) const {
   released_ = t;
+  stored_ = t;
   // Our reads of the released records happen-before the producer reuses them.
   atomics::StoreRelease(word(tail_off_), TailWordValue(t));
   // Store-load fence against the producer's "set WAITING, fence, re-check tail".
@@ -604,6 +665,7 @@ Status ByteRingBuffer::NextRecordPinned(uint32_t from, MessageView* out) {
       head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
       avail = head_cache_ - pos_index;
       if (avail == 0) {
+        if (released_ != stored_) StoreTail(released_);  // going idle: free everything
         const Status s = EmptyOrClosed(pos_index);
         if (s != Status::kOk) return s;
         avail = head_cache_ - pos_index;
@@ -696,7 +758,11 @@ void ByteRingBuffer::Release() {
   if (!peeked_) return;
   peeked_ = false;
   read_pos_ = peek_end_;
-  if (released_ != read_pos_ || pinned_) StoreTail(read_pos_);
+  if (pinned_) {
+    StoreTail(read_pos_);  // a live receiver's pin moves at once
+  } else if (released_ != read_pos_) {
+    LazyRelease(read_pos_);
+  }
 }
 
 Status ByteRingBuffer::Acquire(MessageView* out) {
@@ -732,7 +798,7 @@ uint32_t ByteRingBuffer::AttachSlot(bool at_newest, uint32_t pid) {
   }
   atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(slot + kSlotMode), mode_);
   atomics::StoreRelaxed64(reinterpret_cast<uint64_t*>(slot + kSlotSkipped), 0);
-  read_pos_ = released_ = start;
+  read_pos_ = released_ = stored_ = start;
   peeked_ = false;
   pinned_ = false;
   check_floor_ = false;
@@ -756,7 +822,7 @@ uint32_t ByteRingBuffer::AttachSlot(bool at_newest, uint32_t pid) {
     start = (static_cast<int32_t>(newest - floor) >= 0 && now - newest <= capacity_ && attempt < 4)
                 ? newest
                 : now;
-    read_pos_ = released_ = start;
+    read_pos_ = released_ = stored_ = start;
   }
   head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
   return start;
@@ -788,6 +854,7 @@ bool ByteRingBuffer::PinForRead(uint32_t* at_io) {
     head_cache_ = head;
     read_pos_ = at;
     released_ = at;
+    stored_ = at;
     auto* skipped = reinterpret_cast<uint64_t*>(base_ + SlotOffset(slot_) + kSlotSkipped);
     atomics::StoreRelaxed64(skipped, atomics::LoadRelaxed64(skipped) + 1);  // own word
     // A producer asleep on our old pin must look again (it may wait for that word).
@@ -813,7 +880,14 @@ uint32_t ByteRingBuffer::SkipToHead() {
 void ByteRingBuffer::ReleaseTo(uint32_t end) {
   // Only forward, never past what was handed out.
   if (end - released_ == 0 || end - released_ > read_pos_ - released_) return;
-  StoreTail(end == read_pos_ ? SkipPublishedMarker(end) : end);
+  if (end == read_pos_) {
+    const uint32_t past_marker = SkipPublishedMarker(end);
+    if (past_marker != end) {
+      StoreTail(past_marker);  // a producer may wait for exactly that lap: at once
+      return;
+    }
+  }
+  LazyRelease(end);
 }
 
 // Everything before `at` (== read_pos_) is being freed: if a published WRAP marker
@@ -870,6 +944,10 @@ Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
   if (!valid_ || is_producer_) return Status::kInvalid;
   const int64_t deadline = timeout_ns < 0 ? 0 : NowNs() + timeout_ns;
   MessageView v;
+  struct End {
+    const ByteRingBuffer* ring;
+    ~End() { ring->EndSleep(); }
+  } end{this};
   for (int spin = 0;; ++spin) {
     const Status s = NextRecord(read_pos_, &v);
     if (s != Status::kEmpty) return s;  // kOk, kClosed or kCorrupt
@@ -877,31 +955,51 @@ Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
     const int64_t left = Remaining(deadline, timeout_ns);
     if (left == 0) return Status::kTimeout;
     if (spin < kSpinPolls) continue;
-    SleepWhileHeadIs(head_cache_, left, intr);
+    // Capped at the liveness slice: on a kernel without futex_waitv a CLOSED that
+    // lands between our last look and the sleep is seen at the next look.
+    SleepWhileHeadIs(head_cache_, CapNap(left, kLivenessSliceNs), intr);
   }
 }
 
 void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const {
   if (!valid_ || is_producer_) return;
   uint32_t* head = word(kHeadOffset);
-  uint32_t* flags = word(flags_off_);
-  // Set WAITING, fence, then look again: either the producer's wake check sees
-  // WAITING, or we see its new head (or CLOSED) here. RMWs on our own flags word
-  // are atomic, so another thread of ours touching ATTACHED meanwhile is safe.
-  atomics::FetchOrRelaxed(flags, kConsumerWaiting);
-  atomics::FullFence();
-  int64_t nap = CapNap(timeout_ns, kMaxConsumerSleepNs);
-  if ((atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerMembarrier) &&
-      !wait::HeavyBarrier()) {
-    nap = CapNap(timeout_ns, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+  uint32_t* pflags = word(kProducerFlagsOffset);
+  if (!sleeping_) {
+    // The running -> sleeping transition: set WAITING, fence, then look again
+    // (below): either the producer's wake check sees WAITING, or we see its new
+    // head (or CLOSED). RMWs on our own flags word are atomic, so another thread
+    // of ours touching ATTACHED meanwhile is safe. WAITING then stays set, and
+    // fenced, for every re-sleep until EndSleep().
+    atomics::FetchOrRelaxed(word(flags_off_), kConsumerWaiting);
+    atomics::FullFence();
+    sleeping_ = true;
+    fenced_ = false;
   }
-  if (atomics::LoadAcquire(head) == seen &&
-      !(atomics::LoadAcquire(word(kProducerFlagsOffset)) & kProducerClosed)) {
+  int64_t nap = timeout_ns;
+  if (!fenced_) {
+    // Once per transition: a producer whose fast path has only a compiler barrier
+    // needs our membarrier to order its head store before its WAITING load.
+    if (!(atomics::LoadRelaxed(pflags) & kProducerMembarrier) || wait::HeavyBarrier()) {
+      fenced_ = true;
+    } else {
+      nap = CapNap(timeout_ns, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+    }
+  }
+  const uint32_t pf = atomics::LoadAcquire(pflags);
+  if (atomics::LoadAcquire(head) == seen && !(pf & kProducerClosed)) {
     if (intr != nullptr) intr->BeginSleep(head);
-    if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(head, seen, nap);
+    // On the head and the producer's flags together: CLOSED changes the flags, not
+    // the head, and its wake must not be lost between our look and the sleep.
+    if (intr == nullptr || !intr->interrupted()) wait::WaitOnWords(head, seen, pflags, pf, nap);
     if (intr != nullptr) intr->EndSleep();
   }
-  atomics::FetchAndRelaxed(flags, ~kConsumerWaiting);
+}
+
+void ByteRingBuffer::EndSleep() const {
+  if (!sleeping_) return;
+  sleeping_ = false;
+  atomics::FetchAndRelaxed(word(flags_off_), ~kConsumerWaiting);
 }
 
 void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {
@@ -921,9 +1019,16 @@ void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {
       // nobody else reads keeps the backlog from here, as a lossless slot does).
       atomics::StoreRelease(word(SlotOffset(slot_) + kSlotMode), kModeLossless);
       atomics::StoreRelease(word(tail_off_), released_);
+      stored_ = released_;
     }
     atomics::FetchAndRelaxed(word(flags_off_), ~kConsumerAttached);
     atomics::StoreRelease(word(SlotOffset(slot_) + kSlotPid), 0);
+    // A producer asleep for space sleeps on our flags word too: it hears the
+    // detach at once (the flags changed) instead of at its next liveness look.
+    atomics::FullFence();
+    if (atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerWaiting) {
+      wait::WakeWord(word(tail_off_));
+    }
   }
 }
 

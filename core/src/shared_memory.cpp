@@ -15,6 +15,7 @@
 #else
 #include <fcntl.h>
 #include <pwd.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -379,6 +380,66 @@ bool SharedMemory::Unlink(const std::string& name, std::string* error) {
   return true;
 #endif
 }
+
+void (*SharedMemory::before_unlink_for_tests)(const std::string& name) = nullptr;
+
+#ifdef _WIN32
+SharedMemory::Unlinked SharedMemory::UnlinkIfStill(const std::string&, int, bool,
+                                                   const std::function<bool(int)>&, std::string*) {
+  return Unlinked::kYes;  // a Win32 mapping disappears with its last handle
+}
+#else
+SharedMemory::Unlinked SharedMemory::UnlinkIfStill(const std::string& name, int fd, bool wait,
+                                                   const std::function<bool(int)>& still,
+                                                   std::string* error) {
+  const std::string bad = ValidateName(name);
+  if (!bad.empty()) {
+    if (error) *error = bad;
+    return Unlinked::kError;
+  }
+  const std::string os = OsName(name);
+  auto fail = [&](const char* call) {
+    if (error) *error = OsError(call, os);
+    return Unlinked::kError;
+  };
+  const bool own = fd >= 0;
+  if (!own) {
+    fd = shm_open(os.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW, 0);
+    if (fd < 0) return errno == ENOENT ? Unlinked::kNo : fail("shm_open");
+  }
+  Unlinked result = Unlinked::kNo;
+  int rc;
+  do {
+    rc = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    result = errno == EWOULDBLOCK ? Unlinked::kBusy : fail("flock");
+  } else {
+    // The name must still name the file we hold: compare what it names now.
+    const int now = shm_open(os.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW, 0);
+    if (now < 0) {
+      result = errno == ENOENT ? Unlinked::kNo : fail("shm_open");
+    } else {
+      struct stat held {
+      }, named{};
+      const bool same = fstat(fd, &held) == 0 && fstat(now, &named) == 0 &&
+                        held.st_dev == named.st_dev && held.st_ino == named.st_ino;
+      close(now);
+      if (same && still(fd)) {
+        if (before_unlink_for_tests != nullptr) before_unlink_for_tests(name);
+        if (shm_unlink(os.c_str()) == 0) {
+          result = Unlinked::kYes;
+        } else if (errno != ENOENT) {
+          result = fail("shm_unlink");
+        }
+      }
+    }
+    flock(fd, LOCK_UN);
+  }
+  if (!own) close(fd);
+  return result;
+}
+#endif
 
 SharedMemory::SegmentInfo SharedMemory::Inspect(const std::string& name, void* header,
                                                 size_t header_len) {

@@ -1,5 +1,6 @@
 #include "shm/shm_channel.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -70,6 +71,29 @@ T HeaderField(const uint8_t* hdr, uint32_t offset) {
   T v;
   std::memcpy(&v, hdr + offset, sizeof v);
   return v;
+}
+
+// Whether the file of `fd` still holds the ring whose header `seen` (`seen_bytes`
+// of it read) was judged stale: the same magic, version and generation (a stale
+// ring stays stale: its producer is dead or it is CLOSED), and for a segment
+// without magic or of another layout version, still no producer byte held.
+bool StillTheStaleRing(int fd, const uint8_t* seen, long seen_bytes) {
+#ifdef _WIN32
+  (void)fd;
+  (void)seen;
+  (void)seen_bytes;
+  return true;
+#else
+  constexpr size_t kIdentity = 32;  // magic, version, header size, profile, generation
+  uint8_t now[kIdentity] = {};
+  const ssize_t n = pread(fd, now, sizeof now, 0);
+  const size_t want = static_cast<size_t>(std::min<long>(seen_bytes, kIdentity));
+  if (n < 0 || static_cast<size_t>(n) < want || std::memcmp(now, seen, want) != 0) return false;
+  const bool v2 = want == kIdentity &&
+                  HeaderField<uint32_t>(seen, layout::kMagicOffset) == layout::kMagic &&
+                  HeaderField<uint16_t>(seen, layout::kVersionOffset) == layout::kVersion;
+  return v2 || liveness::Probe(fd, liveness::kProducerByte) != liveness::Lock::kHeld;
+#endif
 }
 
 // Whether the holder of a role byte is alive: the byte's lock when the platform
@@ -226,10 +250,20 @@ bool ShmProducer::Create(const ProducerOptions& options) {
                "remove it first";
       return false;
     }
+    // Removed only while the name still names the ring judged stale: a ring another
+    // producer put there meanwhile (after removing this one itself) stays.
     std::string err;
-    if (!SharedMemory::Unlink(name_, &err) && errno != ENOENT) {
-      error_ = "cannot replace stale ring '" + name_ + "': " + err;
-      return false;
+    const auto still = [&](int fd) { return StillTheStaleRing(fd, hdr, info.header_bytes); };
+    switch (SharedMemory::UnlinkIfStill(name_, -1, false, still, &err)) {
+      case SharedMemory::Unlinked::kYes:
+      case SharedMemory::Unlinked::kNo:
+        break;  // create again (or look again at what is there now)
+      case SharedMemory::Unlinked::kBusy:
+        std::this_thread::sleep_for(std::chrono::nanoseconds(tuning::kCreateRetryNs));
+        break;
+      case SharedMemory::Unlinked::kError:
+        error_ = "cannot replace stale ring '" + name_ + "': " + err;
+        return false;
     }
   }
   error_ = "could not create ring '" + name_ + "': the name kept reappearing";
@@ -238,15 +272,12 @@ bool ShmProducer::Create(const ProducerOptions& options) {
 
 ShmProducer::~ShmProducer() {
   if (!ring_) return;
-  // Unlink first, then CLOSED: while we are alive and not CLOSED nobody replaces the
-  // name, so the generation we check is still the one we unlink. (After an earlier
-  // explicit Close() a successor may replace us at any time; the check then keeps
-  // us off its name except in the instant between check and unlink.)
-  uint8_t hdr[layout::kHeaderSize];
-  if (ReadHeader(name_, hdr) &&
-      HeaderField<uint64_t>(hdr, layout::kGenerationOffset) == ring_->generation()) {
-    memory_->destroy();
-  }
+  // Unlink first, then CLOSED. After an earlier explicit Close() a successor may
+  // have replaced us: the name is removed only while it still names our own file
+  // (SharedMemory::UnlinkIfStill; a successor removing us holds the same flock).
+  std::string err;
+  (void)SharedMemory::UnlinkIfStill(
+      name_, memory_->fd(), true, [](int) { return true; }, &err);
   Close();
 }
 
@@ -276,25 +307,39 @@ Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns)
     }
   }
   if (s == Status::kFull && timeout_ns != 0) {
+    // One consumer: once a consumer had attached to the ring (before the wait or
+    // during it), its death or detach ends the wait with kFull: nobody is left to
+    // make room. Before any consumer ever came, the wait goes on (either side may
+    // start first). Several receivers: a receiver that died without detaching must
+    // not hold us back; dead ones are reaped once per liveness slice. One lock
+    // probe (per slot) at the start, per slice, and when a consumer's flags say it
+    // attached or detached.
+    const bool fan_out = ring_->max_receivers() > 1;
+    bool had_consumer = ring_->ConsumerAttachCount() != 0;
+    if (!fan_out && had_consumer && !ConsumerAttached()) return Status::kFull;
     const auto start = Clock::now();
     for (;;) {
-      // With several receivers, wait in liveness slices and look for dead ones
-      // between them: a killed receiver holds the producer back at most a slice.
-      int64_t slice = timeout_ns;
-      const int64_t elapsed = ElapsedNs(start);
-      if (timeout_ns > 0) slice = timeout_ns - elapsed > 0 ? timeout_ns - elapsed : 0;
-      if (ring_->max_receivers() > 1 && (slice < 0 || slice > tuning::kLivenessSliceNs)) {
-        slice = tuning::kLivenessSliceNs;
+      int64_t left = timeout_ns;
+      if (timeout_ns > 0) {
+        left = timeout_ns - ElapsedNs(start);
+        if (left <= 0) {
+          s = Status::kTimeout;
+          break;
+        }
       }
-      s = ring_->WaitWritable(len, slice, &interrupter_);
-      if (s == Status::kOk) {
-        s = ring_->Reserve(len, payload);
-        if (s != Status::kFull) break;
-        continue;
-      }
-      if (s != Status::kTimeout || ring_->max_receivers() == 1) break;
-      if (timeout_ns > 0 && ElapsedNs(start) >= timeout_ns) break;
-      ReapDeadReceivers();
+      s = ring_->WaitWritable(len, left, &interrupter_, [this, fan_out, &had_consumer] {
+        if (fan_out) {
+          ReapDeadReceivers();
+          return Status::kOk;
+        }
+        const bool attached = ConsumerAttached();
+        if (had_consumer && !attached) return Status::kFull;
+        had_consumer = had_consumer || attached;
+        return Status::kOk;
+      });
+      if (s != Status::kOk) break;
+      s = ring_->Reserve(len, payload);
+      if (s != Status::kFull) break;
     }
   }
   if (s == Status::kCorrupt) error_ = "ring '" + name_ + "': " + ring_->error();
@@ -572,6 +617,7 @@ void ShmConsumer::Detach() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!ring_ || detached_) return;
   detached_ = true;
+  ring_->Flush();  // batched releases reach the producer before we go
   ring_->SetConsumerAttached(false, 0);
   ReleaseClaim();
 }
@@ -654,17 +700,37 @@ void ShmConsumer::ReportStall() {
 // records are delivered before it is reported.
 Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
   if (!ring_) return Status::kInvalid;
-  const auto start = Clock::now();
+  // WAITING, once set by the first sleep, stays set across the slices' re-sleeps
+  // and is cleared on the way out, whatever the return.
+  // The record-at-once path takes no clock reading and no second lock.
+  struct EndSleep {
+    ShmConsumer* self;
+    bool marked = false;  // in_wait_ may be set (the last look found nothing)
+    ~EndSleep() {
+      self->ring_->EndSleep();  // WAITING, if a sleep set it (a plain bool check if not)
+      if (!marked) return;
+      std::lock_guard<std::mutex> lock(self->mu_);
+      self->in_wait_ = false;
+    }
+  } end_sleep{this};
+  Clock::time_point start;                       // taken at the first look that finds nothing
   int64_t next_look = tuning::kLivenessSliceNs;  // since start
   int spins = 0;
   for (;;) {
     uint32_t seen;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      in_wait_ = false;
+      end_sleep.marked = false;
       const Status s = TakeLocked(op, out);
       if (s != Status::kEmpty) return s;  // kOk, kClosed, kCorrupt, kInvalid
       seen = ring_->HeadSeen();
+      // Nothing to read: TakeLocked stored pending releases (going idle); later
+      // releases from other threads store at once while we wait.
+      in_wait_ = true;
+      end_sleep.marked = true;
     }
+    if (spins == 0) start = Clock::now();
     if (interrupter_->interrupted()) return Status::kInterrupted;
     if (timeout_ns == 0) return Status::kEmpty;  // non-blocking: no liveness look
     if (spins < tuning::kSpinPolls) {
@@ -705,7 +771,9 @@ Status ShmConsumer::PeekFor(MessageView* out, int64_t timeout_ns) {
 void ShmConsumer::Release() {
   if (!ring_) return;
   std::lock_guard<std::mutex> lock(mu_);
-  if (!detached_) ring_->Release();
+  if (detached_) return;
+  ring_->Release();
+  if (in_wait_) ring_->Flush();  // another thread's Wait sleeps: nobody else stores it
 }
 
 Status ShmConsumer::AcquireFor(MessageView* out, int64_t timeout_ns) {
@@ -720,7 +788,10 @@ void ShmConsumer::AdvanceLocked() {
     held_.pop_front();
     advanced = true;
   }
-  if (advanced && !detached_) ring_->ReleaseTo(released_to_);
+  if (advanced && !detached_) {
+    ring_->ReleaseTo(released_to_);
+    if (in_wait_) ring_->Flush();  // the consumer thread sleeps: nobody else stores it
+  }
 }
 
 void ShmConsumer::Release(const MessageView& view) {

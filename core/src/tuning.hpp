@@ -13,15 +13,12 @@ namespace tuning {
 // few microseconds away is cheaper to spin for than to sleep and be woken.
 constexpr int kSpinPolls = 256;
 
-// How often a waiting consumer probes the producer's liveness (and, when the
-// producer is gone, the name's generation). Bounds the time to notice a crash;
-// idle cost is one wake-up per slice.
-constexpr int64_t kLivenessSliceNs = 200'000'000;
-
-// Longest single sleep of a waiting consumer. CLOSED does not change the head
-// word it sleeps on, so a close that lands between its last look and its futex
-// call is not seen by the futex; the next look at most this much later catches it.
-constexpr int64_t kMaxConsumerSleepNs = 50'000'000;
+// How often a waiting side probes its peer's liveness (one F_OFD_GETLK on the
+// peer's lock byte; when the producer is gone, the name's generation too), and
+// the longest single sleep of any wait: the only periodic wake-up of an idle
+// consumer or of a producer waiting for space. Bounds the time to notice a crash
+// (0.5 s) and the idle wake-ups (2 per second); see DESIGN.md "wait protocol".
+constexpr int64_t kLivenessSliceNs = 500'000'000;
 
 // Longest sleep when the peer relies on our membarrier and it failed (seccomp, a
 // kernel without it): the peer's wake check is then unordered, so we poll.

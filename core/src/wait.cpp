@@ -52,9 +52,42 @@ void Interrupter::EndSleep() { sleepers_.fetch_sub(1, std::memory_order_seq_cst)
 
 namespace wait {
 
+namespace {
+std::atomic<uint64_t> sleeps_{0};
+std::atomic<uint64_t> heavy_barriers_{0};
+std::atomic<uint64_t> wakes_{0};
+std::atomic<int64_t> longest_timeout_ns_{0};
+
+void CountSleep(int64_t timeout_ns) {
+  sleeps_.fetch_add(1, std::memory_order_relaxed);
+  const int64_t t = timeout_ns < 0 ? INT64_MAX : timeout_ns;
+  int64_t seen = longest_timeout_ns_.load(std::memory_order_relaxed);
+  while (t > seen &&
+         !longest_timeout_ns_.compare_exchange_weak(seen, t, std::memory_order_relaxed)) {
+  }
+}
+}  // namespace
+
+Counters GetCounters() {
+  Counters c;
+  c.sleeps = sleeps_.load(std::memory_order_relaxed);
+  c.heavy_barriers = heavy_barriers_.load(std::memory_order_relaxed);
+  c.wakes = wakes_.load(std::memory_order_relaxed);
+  c.longest_timeout_ns = longest_timeout_ns_.load(std::memory_order_relaxed);
+  return c;
+}
+
+void ResetCounters() {
+  sleeps_.store(0, std::memory_order_relaxed);
+  heavy_barriers_.store(0, std::memory_order_relaxed);
+  wakes_.store(0, std::memory_order_relaxed);
+  longest_timeout_ns_.store(0, std::memory_order_relaxed);
+}
+
 #if defined(__linux__)
 
 Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
+  CountSleep(timeout_ns);
   struct timespec ts;
   struct timespec* tsp = nullptr;
   if (timeout_ns >= 0) {
@@ -69,7 +102,51 @@ Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
 }
 
 void WakeWord(const uint32_t* word) {
+  wakes_.fetch_add(1, std::memory_order_relaxed);
   syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449  // the same number on every architecture (asm-generic)
+#endif
+
+namespace {
+// One slot of futex_waitv's array (struct futex_waitv of <linux/futex.h>, spelled
+// out so older headers build too).
+struct WaitV {
+  uint64_t val;
+  uint64_t uaddr;
+  uint32_t flags;
+  uint32_t reserved;
+};
+constexpr uint32_t kFutex32 = 2;  // FUTEX_32; without FUTEX_PRIVATE_FLAG: shared
+std::atomic<bool> waitv_missing{false};
+}  // namespace
+
+Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also,
+                   uint32_t also_expected, int64_t timeout_ns) {
+  if (waitv_missing.load(std::memory_order_relaxed)) {
+    return WaitOnWord(word, expected, timeout_ns);
+  }
+  CountSleep(timeout_ns);
+  WaitV v[2] = {{expected, reinterpret_cast<uintptr_t>(word), kFutex32, 0},
+                {also_expected, reinterpret_cast<uintptr_t>(also), kFutex32, 0}};
+  struct timespec ts;
+  struct timespec* tsp = nullptr;
+  if (timeout_ns >= 0) {  // futex_waitv takes an absolute CLOCK_MONOTONIC deadline
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const int64_t ns = ts.tv_nsec + timeout_ns % 1000000000;
+    ts.tv_sec += static_cast<time_t>(timeout_ns / 1000000000 + ns / 1000000000);
+    ts.tv_nsec = static_cast<long>(ns % 1000000000);
+    tsp = &ts;
+  }
+  const long r = syscall(SYS_futex_waitv, v, 2, 0, tsp, CLOCK_MONOTONIC);
+  if (r < 0 && errno == ENOSYS) {  // kernel < 5.16 (or seccomp): one word from now on
+    waitv_missing.store(true, std::memory_order_relaxed);
+    return WaitOnWord(word, expected, timeout_ns);
+  }
+  if (r < 0 && errno == ETIMEDOUT) return Result::kTimeout;
+  return Result::kWoken;  // woken, a value differed (EAGAIN) or a signal (EINTR)
 }
 
 namespace {
@@ -91,6 +168,7 @@ bool UseMembarrier() {
 }
 
 bool HeavyBarrier() {
+  heavy_barriers_.fetch_add(1, std::memory_order_relaxed);
   const bool ok = syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
   atomics::FullFence();
   return ok;
@@ -174,6 +252,7 @@ void UnregisterView(const void* base) {
 }
 
 Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
+  CountSleep(timeout_ns);
   if (atomics::LoadAcquire(word) != expected) return Result::kWoken;
   bool shared = false;
   HANDLE ev = EventFor(word, &shared);
@@ -194,6 +273,7 @@ Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
 }
 
 void WakeWord(const uint32_t* word) {
+  wakes_.fetch_add(1, std::memory_order_relaxed);
   bool shared = false;
   HANDLE ev = EventFor(word, &shared);
   if (ev != nullptr) {
@@ -206,6 +286,7 @@ void WakeWord(const uint32_t* word) {
 bool UseMembarrier() { return false; }
 
 bool HeavyBarrier() {
+  heavy_barriers_.fetch_add(1, std::memory_order_relaxed);
   atomics::FullFence();
   return false;  // no asymmetric fences on Windows: UseMembarrier() is false
 }
@@ -213,6 +294,7 @@ bool HeavyBarrier() {
 #else  // no cross-process address wait: bounded back-off poll
 
 Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
+  CountSleep(timeout_ns);
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   int64_t pause_ns = tuning::kPollNapMinNs;
@@ -230,15 +312,26 @@ Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
   return Result::kWoken;
 }
 
-void WakeWord(const uint32_t*) {}
+void WakeWord(const uint32_t*) { wakes_.fetch_add(1, std::memory_order_relaxed); }
 
 bool UseMembarrier() { return false; }
 
 bool HeavyBarrier() {
+  heavy_barriers_.fetch_add(1, std::memory_order_relaxed);
   atomics::FullFence();
   return false;  // no membarrier here (and no peer relies on it: UseMembarrier() is false)
 }
 
+#endif
+
+#if !defined(__linux__)
+// Windows: a wake on the first word's event is never lost (auto-reset events keep
+// the signal), and callers wake that word for the second word's changes too.
+// Polls return regularly. Either way the first word alone is enough.
+Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t*, uint32_t,
+                   int64_t timeout_ns) {
+  return WaitOnWord(word, expected, timeout_ns);
+}
 #endif
 
 #if !defined(_WIN32)

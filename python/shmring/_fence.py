@@ -172,6 +172,7 @@ def heavy_barrier() -> bool:
     barrier), so the caller must not trust a wake-up and must sleep briefly
     (poll). Blocks for one IPI round (well under a millisecond).
     """
+    _futex.count_heavy_barrier()
     ok = _futex.membarrier(_futex.MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
     full_fence()
     return ok

@@ -43,25 +43,89 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
-def _load_syscall() -> Tuple[Any, int, int]:
+class _WaitV(ctypes.Structure):
+    """``struct futex_waitv`` of <linux/futex.h>."""
+    _fields_ = [("val", ctypes.c_uint64), ("uaddr", ctypes.c_uint64),
+                ("flags", ctypes.c_uint32), ("reserved", ctypes.c_uint32)]
+
+
+# futex_waitv (Linux >= 5.16) has the same number on every architecture.
+_SYS_FUTEX_WAITV = 449
+_FUTEX_32 = 2  # futex_waitv flags: 32-bit word, shared (no FUTEX_PRIVATE_FLAG)
+_CLOCK_MONOTONIC = 1
+_L = ctypes.c_long
+
+
+def _load_syscall() -> Tuple[Any, Any, Any, int, int]:
+    """(generic syscall, futex-typed syscall, futex_waitv-typed syscall, SYS_futex,
+    SYS_membarrier). Each typed function object has its argtypes set once, so a
+    call converts plain ints without building ctypes objects per call."""
     if not sys.platform.startswith("linux"):
-        return None, 0, 0
+        return None, None, None, 0, 0
     numbers = _SYSCALLS.get(platform.machine().lower())
     if numbers is None:
-        return None, 0, 0
+        return None, None, None, 0, 0
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        fn = libc.syscall
+        generic = libc["syscall"]  # item access: a new function object each time
+        futex = libc["syscall"]
+        waitv = libc["syscall"]
     except (OSError, AttributeError):
-        return None, 0, 0
-    fn.restype = ctypes.c_long
-    return fn, numbers[0], numbers[1]
+        return None, None, None, 0, 0
+    generic.restype = futex.restype = waitv.restype = ctypes.c_long
+    # syscall(SYS_futex, uaddr, op, val, timeout*, uaddr2, val3)
+    futex.argtypes = (_L, _L, _L, _L, _L, _L, _L)
+    # syscall(SYS_futex_waitv, waiters*, nr, flags, timeout*, clockid)
+    waitv.argtypes = (_L, _L, _L, _L, _L, _L)
+    return generic, futex, waitv, numbers[0], numbers[1]
 
 
-_syscall, _SYS_FUTEX, _SYS_MEMBARRIER = _load_syscall()
+_syscall, _futex_call, _waitv_call, _SYS_FUTEX, _SYS_MEMBARRIER = _load_syscall()
+_get_errno = ctypes.get_errno
 
 #: True when this process can sleep on a shared word with futex.
 HAVE_FUTEX = _syscall is not None
+# Cleared the first time futex_waitv says ENOSYS (kernel < 5.16, seccomp).
+_have_waitv = HAVE_FUTEX
+
+
+class _Counters:
+    """Process-wide counts for tests and benchmarks (the sleeping path only)."""
+    __slots__ = ("sleeps", "heavy_barriers", "longest_timeout")
+
+    def __init__(self) -> None:
+        self.sleeps = 0
+        self.heavy_barriers = 0
+        self.longest_timeout = 0.0
+
+
+_counts = _Counters()
+
+
+def counters() -> Tuple[int, int, float]:
+    """(sleeps, heavy barriers, longest sleep timeout in s; inf = no limit) since the
+    last :func:`reset_counters`. Test seam and benchmark aid. Never blocks."""
+    return _counts.sleeps, _counts.heavy_barriers, _counts.longest_timeout
+
+
+def reset_counters() -> None:
+    """Zeroes :func:`counters`. Never blocks."""
+    _counts.sleeps = 0
+    _counts.heavy_barriers = 0
+    _counts.longest_timeout = 0.0
+
+
+def count_heavy_barrier() -> None:
+    """Counts one membarrier(GLOBAL_EXPEDITED) (``_fence.heavy_barrier``)."""
+    _counts.heavy_barriers += 1
+
+
+def _count_sleep(timeout: Optional[float]) -> None:
+    c = _counts
+    c.sleeps += 1
+    t = float("inf") if timeout is None else timeout
+    if t > c.longest_timeout:
+        c.longest_timeout = t
 
 
 def _call(*args: int) -> int:
@@ -79,27 +143,100 @@ def futex_wait(address: int, expected: int, timeout: Optional[float]) -> bool:
     Returns False when the timeout expired, True otherwise (woken, value already
     different, or a signal: callers re-check). Blocks; releases the GIL.
     """
-    ts_ptr = None
+    _count_sleep(timeout)
+    ts_ptr = 0
     if timeout is not None:
         timeout = max(0.0, timeout)
         seconds = int(timeout)
         ts = _Timespec(seconds, int((timeout - seconds) * 1e9))
         ts_ptr = ctypes.addressof(ts)
-    r = _call(_SYS_FUTEX, address, FUTEX_WAIT, expected & 0xFFFFFFFF, ts_ptr or 0, 0, 0)
-    if r >= 0 or r in (-errno.EAGAIN, -errno.EINTR):
+    if _futex_call(_SYS_FUTEX, address, FUTEX_WAIT, expected & 0xFFFFFFFF, ts_ptr, 0, 0) == 0:
         return True
-    if r == -errno.ETIMEDOUT:
+    e = _get_errno()
+    if e == errno.EAGAIN or e == errno.EINTR:
+        return True
+    if e == errno.ETIMEDOUT:
         return False
-    raise OSError(-r, f"futex(FUTEX_WAIT) failed: errno {-r} ({os.strerror(-r)})")
+    raise OSError(e, f"futex(FUTEX_WAIT) failed: errno {e} ({os.strerror(e)})")
 
 
 def futex_wake(address: int) -> None:
     """Wakes every sleeper on the u32 at ``address``, in any process. Never blocks."""
-    if _syscall is None:
+    if _futex_call is None:
         return
-    r = _call(_SYS_FUTEX, address, FUTEX_WAKE, _INT_MAX, 0, 0, 0)
-    if r < 0:
-        raise OSError(-r, f"futex(FUTEX_WAKE) failed: errno {-r} ({os.strerror(-r)})")
+    if _futex_call(_SYS_FUTEX, address, FUTEX_WAKE, _INT_MAX, 0, 0, 0) < 0:
+        e = _get_errno()
+        raise OSError(e, f"futex(FUTEX_WAKE) failed: errno {e} ({os.strerror(e)})")
+
+
+class PairSleeper:
+    """Sleeps on two shared u32 words at once (``futex_waitv``): while ``words[index]``
+    still holds one value and ``words[index2]`` another. A store to either word
+    followed by a wake on either ends the sleep, and a store made before the call
+    ends it at once (the kernel compares both after queueing the sleeper): this is
+    how a sleeper on an index word also hears a flag that does not change the index
+    (CLOSED, a detach). Without futex_waitv (kernel < 5.16, not Linux) it sleeps on
+    the first word alone (futex or poll), so a change of the second word is seen at
+    the caller's next look (its timeout).
+
+    Everything the system call needs is built once here: a sleep only stores four
+    integers into a preallocated buffer. One instance per sleeping side of a ring;
+    the calls on one instance come from one thread at a time.
+    """
+
+    __slots__ = ("_words", "_index", "_address", "_buf", "_vals", "_ts", "_ts_address",
+                 "_waiters_address", "_keep")
+
+    def __init__(self, words: memoryview, index: int, address: int, index2: int,
+                 address2: int) -> None:
+        self._words = words
+        self._index = index
+        self._address = address
+        waiters = (_WaitV * 2)()
+        waiters[0].uaddr = address
+        waiters[0].flags = _FUTEX_32
+        waiters[1].uaddr = address2
+        waiters[1].flags = _FUTEX_32
+        ts = _Timespec(0, 0)
+        self._keep = (waiters, ts)
+        self._waiters_address = ctypes.addressof(waiters)
+        self._ts_address = ctypes.addressof(ts)
+        # val of waiter 0 is u64 #0, of waiter 1 is u64 #3 (24-byte entries).
+        self._vals = memoryview(waiters).cast("B").cast("Q")
+        self._ts = memoryview(ts).cast("B").cast("q")
+
+    def sleep(self, expected: int, expected2: int, timeout: Optional[float]) -> bool:
+        """Sleeps while word 1 == ``expected`` and word 2 == ``expected2``, at most
+        ``timeout`` s (None = no limit). False only when the timeout expired.
+        Blocks; releases the GIL."""
+        global _have_waitv
+        if not _have_waitv:
+            return wait_on_word(self._words, self._index, self._address, expected, timeout)
+        _count_sleep(timeout)
+        vals = self._vals
+        vals[0] = expected & 0xFFFFFFFF
+        vals[3] = expected2 & 0xFFFFFFFF
+        ts_address = 0
+        if timeout is not None:  # an absolute CLOCK_MONOTONIC deadline (time.monotonic)
+            deadline = time.monotonic() + max(0.0, timeout)
+            seconds = int(deadline)
+            ts = self._ts
+            ts[0] = seconds
+            ts[1] = int((deadline - seconds) * 1e9)
+            ts_address = self._ts_address
+        if _waitv_call(_SYS_FUTEX_WAITV, self._waiters_address, 2, 0, ts_address,
+                       _CLOCK_MONOTONIC) >= 0:
+            return True
+        e = _get_errno()
+        if e == errno.EAGAIN or e == errno.EINTR:
+            return True
+        if e == errno.ETIMEDOUT:
+            return False
+        if e == errno.ENOSYS:
+            _have_waitv = False
+            _counts.sleeps -= 1  # counted again by the one-word wait
+            return wait_on_word(self._words, self._index, self._address, expected, timeout)
+        raise OSError(e, f"futex_waitv failed: errno {e} ({os.strerror(e)})")
 
 
 def poll_wait(words: memoryview, index: int, expected: int, timeout: Optional[float]) -> bool:
@@ -109,6 +246,7 @@ def poll_wait(words: memoryview, index: int, expected: int, timeout: Optional[fl
     state regularly), False when ``timeout`` expired first. Blocks (time.sleep
     releases the GIL).
     """
+    _count_sleep(timeout)
     start = time.monotonic()
     pause = POLL_NAP_MIN_S
     while words[index] == expected:
@@ -129,15 +267,18 @@ def wait_on_word(words: memoryview, index: int, address: int, expected: int,
 
     Returns False only when ``timeout`` expired. Blocks.
     """
-    if _syscall is not None:
+    if _futex_call is not None:
         return futex_wait(address, expected, timeout)
     return poll_wait(words, index, expected, timeout)
 
 
 def wake_word(address: int) -> None:
-    """Wakes sleepers on the word at ``address`` (no-op where waits are polls)."""
-    if _syscall is not None:
-        futex_wake(address)
+    """Wakes sleepers on the word at ``address`` (no-op where waits are polls).
+    Any thread; never blocks."""
+    if _futex_call is not None:
+        if _futex_call(_SYS_FUTEX, address, FUTEX_WAKE, _INT_MAX, 0, 0, 0) < 0:
+            e = _get_errno()
+            raise OSError(e, f"futex(FUTEX_WAKE) failed: errno {e} ({os.strerror(e)})")
 
 
 def membarrier(cmd: int) -> int:

@@ -19,7 +19,7 @@ import re
 import stat
 import sys
 import time
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 from .errors import (IncompatibleSegmentError, InvalidNameError, RingNotFoundError,
                      RingOSError, RingPermissionError)
@@ -357,6 +357,73 @@ def unlink(name: str, missing_ok: bool = False) -> None:
             raise _os_error("shm_unlink", name, errno.ENOENT) from None
     except OSError as e:
         raise _os_error("shm_unlink", name, e.errno or errno.EIO) from None
+
+
+# What unlink_if_still did (C++ SharedMemory::Unlinked).
+UNLINKED, LEFT, BUSY = "unlinked", "left", "busy"
+
+# For tests only: called by unlink_if_still between its checks and the unlink, with
+# the flock held (None: nothing).
+before_unlink_for_tests: Optional[Callable[[str], None]] = None
+
+
+def unlink_if_still(name: str, fd: Optional[int], wait: bool,
+                    still: Callable[[int], bool]) -> str:
+    """Removes name ``name`` only while it names the file of descriptor ``fd`` (None:
+    the file it names when called, opened here) and ``still(fd)`` agrees, holding an
+    exclusive flock() on that file meanwhile (C++ SharedMemory::UnlinkIfStill, the
+    same protocol): every producer takes that flock before it removes a ring's name,
+    so between one process's check and its unlink nobody else can remove the file and
+    put a new ring under the name. UNLINKED, LEFT (gone already, another file now,
+    or ``still`` said no) or BUSY (another process holds the flock; ``wait`` waits
+    for it instead). Without /dev/shm (no file to lock): a plain unlink. Any thread;
+    blocks only with ``wait``."""
+    validate_name(name)
+    if not _USE_DEV_SHM:  # pragma: no cover - Linux runs the /dev/shm path
+        unlink(name, missing_ok=True)
+        return UNLINKED
+    import fcntl
+    path = path_of(name)
+    own = fd is not None
+    if fd is None:
+        try:
+            fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+        except FileNotFoundError:
+            return LEFT
+        except OSError as e:
+            raise _os_error("open", name, e.errno or errno.EIO) from None
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                return BUSY
+            except InterruptedError:  # pragma: no cover - PEP 475 retries already
+                continue
+        try:
+            try:
+                named = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                return LEFT
+            held = os.fstat(fd)
+            if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino) or not still(fd):
+                return LEFT
+            hook = before_unlink_for_tests
+            if hook is not None:
+                hook(name)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return LEFT
+            except OSError as e:
+                raise _os_error("shm_unlink", name, e.errno or errno.EIO) from None
+            return UNLINKED
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        if not own:
+            os.close(fd)
 
 
 def age_seconds(name: str) -> float:

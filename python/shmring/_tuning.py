@@ -19,16 +19,12 @@ from __future__ import annotations
 #: core does. ``tests/python/test_constants.py`` lists this difference.
 SPIN_POLLS = 32
 
-#: Longest a waiting consumer goes without looking at the producer's liveness
-#: (its byte-0 lock and CLOSED) and the name's generation: bounds the time to
-#: notice a crashed or replaced producer. The check itself runs at most once
-#: per slice.
-LIVENESS_SLICE_S = 0.200
-
-#: Longest single consumer nap: a CLOSED (and its wake) landing between the
-#: consumer's last look and its futex wait is not seen by the futex (head did not
-#: change), so the consumer looks again at least this often.
-MAX_CONSUMER_SLEEP_S = 0.050
+#: Longest a waiting side goes without looking at its peer's liveness (one
+#: F_OFD_GETLK on the peer's lock byte; for a consumer also CLOSED and, once the
+#: producer is gone, the name's generation), and the longest single sleep of any
+#: wait: the only periodic wake-up of an idle reader. Bounds the time to notice a
+#: crashed or replaced peer (0.5 s) and the idle wake-ups (2 per second).
+LIVENESS_SLICE_S = 0.500
 
 #: Nap used instead of trusting a wake when the peer relies on our membarrier and
 #: the call failed (the peer's wake check is then unordered against our WAITING).

@@ -37,7 +37,8 @@ from .layout import (CONSUMER_ATTACHED,
                      GENERATION_OFFSET, HEADER_SIZE, IDENT_SIZE, MAGIC, MAGIC_OFFSET,
                      PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET, VERSION, VERSION_OFFSET,
                      PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
-from .layout import HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE, TAIL_WORD
+from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE,
+                     TAIL_WORD)
 from .layout import (MAX_RECEIVERS_LIMIT, MAX_RECEIVERS_WORD, MODE_LIVE, MODE_LOSSLESS, SLOT_FLAGS,
                      SLOT_PID, slot_word)
 from ._fence import acquire_fence
@@ -84,6 +85,38 @@ def _remaining(deadline: Optional[float]) -> Optional[float]:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
+def _slice(remaining: Optional[float]) -> float:
+    """One sleep of a wait: at most a liveness slice."""
+    return LIVENESS_SLICE_S if remaining is None or remaining > LIVENESS_SLICE_S else remaining
+
+
+class _ConsumerWatch:
+    """A producer waiting for space: whether its consumer is gone (died or detached)
+    while one had attached to the ring (before the wait or during it). Before any
+    consumer ever attached the wait goes on (either side may start first). One lock
+    probe per call: at the start, per liveness slice, and when the consumer attached
+    or detached."""
+
+    __slots__ = ("_producer", "_had")
+
+    def __init__(self, producer: "ShmProducer") -> None:
+        self._producer = producer
+        self._had = producer.ring.consumer_flags >> CONSUMER_ATTACH_COUNT_SHIFT != 0
+
+    def gone(self) -> bool:
+        producer = self._producer
+        if producer.ring.max_receivers > 1:
+            # Several receivers: a dead one must not hold us back (reaped per slice);
+            # the others may still make room.
+            producer._maybe_reap(producer.ring)
+            return False
+        attached = producer.consumer_attached()
+        if self._had and not attached:
+            return True
+        self._had = self._had or attached
+        return False
+
+
 def _check_owner(name: str, uid: int, mode: int, allowed: bool) -> None:
     """Refuses a segment owned by another uid unless the caller allowed it."""
     me = os.geteuid()
@@ -93,6 +126,22 @@ def _check_owner(name: str, uid: int, mode: int, allowed: bool) -> None:
             f"{_shm.path_of(name)} belongs to uid {uid} ({who}), not to uid {me} "
             f"({_shm.owner_name(me)}); refusing it (pass allow_foreign_owner=True if that "
             "user is trusted)", _shm.path_of(name), uid, who, mode & 0o7777)
+
+
+def _still_the_stale_ring(fd: int, seen: bytes) -> bool:
+    """Whether the file of ``fd`` still holds the ring whose header ``seen`` was judged
+    stale: the same magic, version and generation (a stale ring stays stale), and for
+    a segment without magic or of another layout version, still no producer byte
+    held (C++ StillTheStaleRing)."""
+    identity = 32  # magic, version, header size, profile, generation
+    want = min(len(seen), identity)
+    now = os.pread(fd, identity, 0)
+    if len(now) < want or now[:want] != seen[:want]:
+        return False
+    v2 = want == identity and \
+        struct.unpack_from("<I", seen, MAGIC_OFFSET)[0] == MAGIC and \
+        struct.unpack_from("<H", seen, VERSION_OFFSET)[0] == VERSION
+    return v2 or not (_locks.HAVE_OFD_LOCKS and _locks.is_locked(fd, _locks.PRODUCER_BYTE))
 
 
 class _Closer:
@@ -115,18 +164,16 @@ class _Closer:
             return
         try:
             if self.producer:
-                # Unlink first, then CLOSED: while we are alive and not CLOSED nobody
-                # replaces the name, so the generation we check is still the one we
-                # unlink. (After an explicit end_stream() a successor may replace us
-                # at any time; the check then keeps us off its name except in the
-                # instant between check and unlink.)
-                try:
-                    header = _shm.peek_header(self.segment.name, HEADER_SIZE)
-                except (OSError, IncompatibleSegmentError):
-                    header = None  # not ours any more
-                if header is not None and len(header) >= 32 and \
-                        _header_fields(header)[1] == self.generation:
-                    _shm.unlink(self.segment.name, missing_ok=True)
+                # Unlink first, then CLOSED. After an explicit end_stream() a
+                # successor may have replaced us: the name is removed only while it
+                # still names our own file (_shm.unlink_if_still; a successor
+                # removing us holds the same flock).
+                if self.segment.fd >= 0:
+                    try:
+                        _shm.unlink_if_still(self.segment.name, self.segment.fd, True,
+                                             lambda fd: True)
+                    except OSError:
+                        pass  # nothing to do about it while closing
                 if not ring.producer_closed:
                     ring.set_closed()
             else:
@@ -421,7 +468,12 @@ class ShmProducer(_Endpoint):
                 raise IncompatibleSegmentError(
                     f"segment {name!r} exists and is not a shmring ring (magic "
                     f"0x{magic:08X}); remove it first", "magic")
-            _shm.unlink(name, missing_ok=True)
+            # Removed only while the name still names the ring judged stale: a ring
+            # another producer put there meanwhile (after removing this one) stays.
+            def still(fd: int, seen: bytes = header) -> bool:
+                return _still_the_stale_ring(fd, seen)
+            if _shm.unlink_if_still(name, None, False, still) == _shm.BUSY:
+                time.sleep(CREATE_RETRY_S)
         raise RingBusyError(f"could not create ring {name!r}: the name kept reappearing")
 
     # ---- identity ---------------------------------------------------------------
@@ -467,9 +519,13 @@ class ShmProducer(_Endpoint):
 
         ``timeout`` 0 (the default) never blocks: False means full right now. A
         positive timeout waits up to that many seconds for space, None waits as
-        long as it takes. Raises MessageTooLargeError for a message that can never
-        fit, StreamClosedError after end_stream()/close(), CorruptRecordError when
-        the consumer's tail is corrupt. Producer thread; blocks when timeout != 0.
+        long as it takes; either returns False at once when a consumer had attached
+        to the ring and none is attached any more (it detached, or died: noticed
+        within a liveness slice), since nobody is left to make room. Before any
+        consumer ever attached the wait goes on. Raises MessageTooLargeError for a
+        message that can never fit, StreamClosedError after end_stream()/close(),
+        CorruptRecordError when the consumer's tail is corrupt. Producer thread;
+        blocks when timeout != 0.
         """
         ring = self._writable_ring()
         with self._call():
@@ -481,9 +537,15 @@ class ShmProducer(_Endpoint):
                 return False
             n = len(data) if type(data) is bytes else memoryview(data).nbytes
             deadline = _deadline(timeout)
+            watch = _ConsumerWatch(self)
+            if watch.gone():
+                return False  # a consumer came and left: nobody will make room
             while True:
-                if not self._wait_writable(ring, n, deadline):
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
                     return False
+                if not ring.wait_writable(n, _slice(remaining)) and watch.gone():
+                    return False  # the consumer left: nobody will make room
                 if ring.write(data):
                     return True
 
@@ -494,7 +556,8 @@ class ShmProducer(_Endpoint):
         Fill it inside the ``with`` block; leaving the block normally publishes the
         message, an exception abandons it. Waits up to ``timeout`` seconds for space
         (None = no limit, 0 = not at all) and raises RingTimeoutError when there is
-        none. The view (and arrays made from it) must not be referenced after the
+        none, or when a consumer had attached and none is left to make room (as
+        :meth:`write`). The view (and arrays made from it) must not be referenced after the
         block: ViewInUseError otherwise. Producer thread; blocks.
         """
         ring = self._writable_ring()
@@ -502,16 +565,23 @@ class ShmProducer(_Endpoint):
         if view is None:
             deadline = _deadline(timeout)
             with self._call():
+                watch = _ConsumerWatch(self)
                 while view is None:
+                    remaining = _remaining(deadline)
+                    if timeout != 0 and watch.gone():
+                        raise RingTimeoutError(
+                            f"no room for a {n}-byte message in ring {self._name!r}: "
+                            "its consumer left, nobody will make room")
                     if self._maybe_reap(ring):
                         view = ring.reserve(n)
                         if view is not None:
                             break
-                    if timeout == 0 or not self._wait_writable(ring, n, deadline):
+                    if timeout == 0 or (remaining is not None and remaining <= 0):
                         raise RingTimeoutError(
                             f"no room for a {n}-byte message in ring {self._name!r} "
                             f"within {timeout} s")
-                    view = ring.reserve(n)
+                    if ring.wait_writable(n, _slice(remaining)):
+                        view = ring.reserve(n)
         try:
             yield view
         except BaseException:
@@ -913,20 +983,36 @@ class ShmConsumer(_Endpoint):
             return self._wait(ring, timeout) or ring.at_end
 
     def _wait(self, ring: ByteRingBuffer, timeout: Optional[float]) -> bool:
+        # WAITING, once set by the first sleep, stays set (and fenced) across the
+        # liveness slices' re-sleeps, and is cleared on the way out.
         deadline = _deadline(timeout)
-        while True:
-            if ring.has_data():
-                return True
-            if ring.at_end:
-                return False
-            self._check_producer(ring, force=False)
-            remaining = _remaining(deadline)
-            if remaining is not None and remaining <= 0:
-                return False
-            slice_s = LIVENESS_SLICE_S if remaining is None else min(remaining,
-                                                                     LIVENESS_SLICE_S)
-            if ring.wait_readable(slice_s) and ring.has_data():
-                return True
+        try:
+            while True:
+                if ring.has_data():
+                    return True
+                if ring.at_end:
+                    return False
+                self._check_producer(ring, force=False)  # one fcntl per slice at most
+                remaining = _remaining(deadline)
+                if remaining is not None and remaining <= 0:
+                    return False
+                if ring.wait_readable(_slice(remaining), keep_waiting=True) and \
+                        ring.has_data():
+                    return True
+        finally:
+            ring.end_sleep()
+
+    def _wait_step(self, ring: ByteRingBuffer, timeout: float) -> None:
+        """One blocking step for readers that loop over the ring themselves
+        (FrameReader): looks at the producer if a liveness slice passed since the last
+        look (raising ProducerDeadError / ProducerReplacedError when it is gone and
+        nothing is left), then sleeps until a message, CLOSED, ``timeout`` s or a
+        liveness slice. Leaves WAITING set: the caller calls ``ring.end_sleep()``
+        before it returns to its own caller. Consumer thread, inside ``_enter``;
+        blocks."""
+        if time.monotonic() - self._last_check >= LIVENESS_SLICE_S:
+            self._check_producer(ring, force=True)
+        ring.wait_readable(timeout, keep_waiting=True)
 
     def _producer_gone(self, ring: ByteRingBuffer) -> Optional[Exception]:
         """The error to report when the producer is gone or was replaced, else None.

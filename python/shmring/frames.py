@@ -43,6 +43,7 @@ _PLANE_ARGS: Dict[VideoLayout, Tuple[Tuple[Any, ...], ...]] = {}
 _ARRAY_ARGS: Dict[int, Tuple[Any, ...]] = {}
 _ARRAY_ARGS_MAX = 64
 _DELTA_UNIT = 1 << 13  # GST_BUFFER_FLAG_DELTA_UNIT: not decodable on its own
+_DISCONT = 1 << 6  # GST_BUFFER_FLAG_DISCONT: buffers before this one are missing
 
 
 def _numpy() -> Any:
@@ -367,8 +368,8 @@ class FrameReader:
         # Deadlock check: nothing left to read, frames still referenced, and the
         # producer has been asleep waiting for space (head unchanged) for a whole
         # wait slice: only the space those frames hold can wake it.
-        head = ring.head
         if self._entries and ring.producer_flags & PRODUCER_WAITING:
+            head = ring.head
             if self._stuck_head == head:
                 raise ViewInUseError(
                     f"{len(self._entries)} frame(s) of ring {self.name!r} are still "
@@ -377,14 +378,15 @@ class FrameReader:
             self._stuck_head = head
         else:
             self._stuck_head = None
-        # Watches the producer (at most once per slice) while it sleeps.
+        # Watches the producer (at most once per slice) while it sleeps; WAITING
+        # stays set across these steps until read_frame returns.
         if deadline is None:
-            self._consumer.wait_readable(LIVENESS_SLICE_S)
+            self._consumer._wait_step(ring, LIVENESS_SLICE_S)
             return True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        self._consumer.wait_readable(min(remaining, LIVENESS_SLICE_S))
+        self._consumer._wait_step(ring, min(remaining, LIVENESS_SLICE_S))
         return True
 
     def read_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
@@ -395,8 +397,11 @@ class FrameReader:
         :meth:`close` was called (also from another thread while this call waited).
         Consumer thread; blocks.
         """
-        with self._consumer._call():  # raises StreamClosedError after close()
-            return self._read_frame(timeout)
+        with self._consumer._call() as ring:  # raises StreamClosedError after close()
+            try:
+                return self._read_frame(timeout)
+            finally:
+                ring.end_sleep()  # WAITING, left set across the wait's steps
 
     def _read_frame(self, timeout: Optional[float]) -> Optional[Frame]:
         """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).
@@ -426,7 +431,7 @@ class FrameReader:
             if record is None:
                 if candidate is not None:
                     break
-                if ring.at_end:
+                if ring._eos:  # what at_end says right after acquire() found nothing
                     self._done = True
                     self._release_ready()
                     raise StreamTruncatedError(
@@ -570,6 +575,7 @@ class FrameWriter:
         self._caps: Optional[str] = None
         self._pending_caps = caps
         self._layouts: Dict[str, Optional[VideoLayout]] = {}
+        self._discont_next = False  # a buffer was dropped: mark the next one written
 
     @property
     def producer(self) -> ShmProducer:
@@ -647,15 +653,20 @@ class FrameWriter:
         format (rows not padded, e.g. a 1366x768 BGR numpy array) is padded to
         GStreamer's 4-byte row stride here (one copy); any other size raises
         ValueError naming both sizes. Returns False, counting the drop in the
-        header's ``dropped``, when there was no room in time. Producer thread; blocks.
+        header's ``dropped``, when there was no room in time; the next buffer
+        written then carries DISCONT (as shmringsink marks the buffer after a gap).
+        Producer thread; blocks.
         """
         if self._pending_caps is not None and self._pending_caps != self._caps:
             if not self._send(encode_caps(self._pending_caps, monotonic_ns()), timeout):
                 self._producer.count_dropped()
+                self._discont_next = True
                 return False
             self._caps = self._pending_caps
         body = self._conform(memoryview(data).cast("B"))
         n = MESSAGE_HEADER_SIZE + body.nbytes
+        if self._discont_next:
+            flags |= _DISCONT
         header = encode_header(KIND_BUFFER, flags=flags, pts=pts, dts=dts, duration=duration,
                                offset=offset, offset_end=offset_end,
                                send_time_ns=monotonic_ns())
@@ -664,7 +675,9 @@ class FrameWriter:
             view[MESSAGE_HEADER_SIZE:] = body
         if not self._put(n, fill, timeout):
             self._producer.count_dropped()
+            self._discont_next = True
             return False
+        self._discont_next = False
         return True
 
     def _conform(self, body: memoryview) -> memoryview:

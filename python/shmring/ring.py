@@ -18,7 +18,7 @@ import time
 from typing import Any, Dict, Optional, Set, Tuple
 
 from . import _futex
-from ._tuning import INTERRUPT_REWAKE_S, MAX_CONSUMER_SLEEP_S, SPIN_POLLS, UNFENCED_NAP_S
+from ._tuning import INTERRUPT_REWAKE_S, LIVENESS_SLICE_S, SPIN_POLLS, UNFENCED_NAP_S
 from ._atomics import buffer_address, load_u64, qword_view, store_u64, word_view
 from ._fence import acquire_fence, full_fence, heavy_barrier, release_fence
 from ._views import Held, TokenPool
@@ -54,6 +54,12 @@ def _largest_capacity(room: int) -> int:
     while capacity * 2 <= min(room, MAX_CAPACITY):
         capacity *= 2
     return capacity
+
+
+# A sleep shorter than this says messages come close together: the next wait
+# spins before it sleeps. After a longer one it sleeps at once (a 30 fps reader
+# saves SPIN_POLLS interpreted polls per frame).
+_SPIN_AFTER_SLEEP_S = 0.001
 
 
 def _cap(remaining: Optional[float], cap: float) -> float:
@@ -143,8 +149,9 @@ class ByteRingBuffer:
       view first;
     * any other ``magic`` (someone else's data) is refused, never overwritten.
 
-    When this process registered for membarrier, the side's MEMBARRIER flag bit is
-    set (as the C++ core does). Construct it from one thread; never blocks.
+    Python sides use full fences and never set their MEMBARRIER flag bit (the C++
+    core's sides do, when the system allows). Construct it from one thread; never
+    blocks.
 
     Properties vs methods (the rule for the whole package): cheap reads of this
     object's state or of one header word that never block are properties
@@ -212,11 +219,29 @@ class ByteRingBuffer:
         self._floor = 0
         self._limit_slot = 0
         self._dead: Dict[int, int] = {}
+        # The consumer sleeps on head + producer_flags (CLOSED changes only the
+        # flags), the producer on the limiting slot's tail + flags (a detach changes
+        # only the flags): see _futex.PairSleeper.
+        self._head_sleeper = _futex.PairSleeper(
+            self._w, HEAD_WORD, self._head_address, PRODUCER_FLAGS_WORD,
+            self._address + PRODUCER_FLAGS_WORD * 4)
+        self._tail_sleepers: Dict[int, _futex.PairSleeper] = {}
+        # The sleeping thread's own state: this side's WAITING bit is set (since the
+        # last end_sleep) and fenced (membarrier issued when the peer needs it).
+        self._sleeping = False
+        self._fenced = False
+        self._spin = True  # the last sleep was short: spin before the next one
         self._capacity = capacity  # the validated value: never re-read from the segment
         self._mask = self._capacity - 1
         self._max = self._capacity - LEN_SIZE
         self._is_producer = bool(is_producer)
-        self._light = _futex.register_membarrier()
+        # Python sides never rely on a peer's membarrier: a full fence (a lock round
+        # trip on x86, ~0.2 us) is noise next to an interpreted write or read (several
+        # us), while a light side makes its peer issue a membarrier (an IPI to every
+        # CPU) on every running -> sleeping transition, i.e. once per frame for a
+        # blocking reader. See docs/DESIGN.md "wait protocol". Our own heavy barrier
+        # is still issued when a C++ peer is light.
+        self._light = False
         self._tokens = TokenPool(buf, self._total)  # tracked views of records
         self._interrupted = False
         # Threads inside a futex/poll wait on this ring right now (interrupt() wakes
@@ -755,6 +780,24 @@ class ByteRingBuffer:
         """Sleeps until an ``n``-byte message fits (True) or ``timeout`` s expire (False).
 
         ``timeout`` None waits forever. Publishes a pending WRAP marker as soon as
+        the bytes to the end are free. Returns False early, too, when a consumer
+        attached or detached meanwhile (the caller decides whether to go on). Sets
+        WAITING and fences once per call. Raises MessageTooLargeError, or
+        RingInterruptedError after :meth:`interrupt`. Producer; blocks (futex,
+        GIL released).
+        """
+        try:
+            return self._wait_writable(n, timeout)
+        finally:
+            if self._sleeping:
+                self._sleeping = False
+                w = self._w
+                w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] & ~PRODUCER_WAITING
+
+    def _wait_writable(self, n: int, timeout: Optional[float]) -> bool:
+        """Sleeps until an ``n``-byte message fits (True) or ``timeout`` s expire (False).
+
+        ``timeout`` None waits forever. Publishes a pending WRAP marker as soon as
         the bytes to the end are free. Raises MessageTooLargeError, or
         RingInterruptedError after :meth:`interrupt`. Producer; blocks (futex,
         GIL released). With several receiver slots it neither reaps dead receivers
@@ -792,24 +835,41 @@ class ByteRingBuffer:
             if spin < SPIN_POLLS:
                 spin += 1
                 continue
-            w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_WAITING
-            full_fence()
+            if not self._sleeping:
+                # Set WAITING and fence once per call; it stays set across re-sleeps
+                # (cleared on return, below).
+                w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_WAITING
+                full_fence()
+                self._sleeping = True
+                self._fenced = False
             nap = remaining
-            # Sleep on the tail word of the receiver that holds us back.
-            tail_word = slot_word(self._limit_slot, SLOT_TAIL)
-            if w[slot_word(self._limit_slot, SLOT_FLAGS)] & CONSUMER_MEMBARRIER and \
-                    not heavy_barrier():
-                nap = _cap(remaining, UNFENCED_NAP_S)  # the waker is unordered: poll
+            # Sleep on the tail word of the receiver that holds us back, and its flags.
+            slot = self._limit_slot
+            tail_word = slot_word(slot, SLOT_TAIL)
+            flags_word = slot_word(slot, SLOT_FLAGS)
+            if not self._fenced:
+                if w[flags_word] & CONSUMER_MEMBARRIER and not heavy_barrier():
+                    nap = _cap(remaining, UNFENCED_NAP_S)  # the waker is unordered: poll
+                else:
+                    self._fenced = True
+            cflags = w[flags_word]
             if w[tail_word] == tail:
-                self._sleep(tail_word, self._address + tail_word * 4, tail, nap)
-            w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] & ~PRODUCER_WAITING
+                sleeper = self._tail_sleepers.get(slot)
+                if sleeper is None:
+                    sleeper = self._tail_sleepers[slot] = _futex.PairSleeper(
+                        w, tail_word, self._address + tail_word * 4, flags_word,
+                        self._address + flags_word * 4)
+                self._sleep(sleeper, tail, cflags, nap)
+            if (w[flags_word] ^ cflags) & CONSUMER_ATTACHED:
+                return False  # attached or detached meanwhile: the caller looks
 
-    def _sleep(self, index: int, address: int, seen: int, timeout: Optional[float]) -> None:
+    def _sleep(self, sleeper: "_futex.PairSleeper", seen: int, seen2: int,
+               timeout: Optional[float]) -> None:
         me = threading.get_ident()
         self._sleepers.add(me)  # before the flag check: interrupt() either sees us or
         try:                    # we see its flag
             if not self._interrupted:
-                _futex.wait_on_word(self._w, index, address, seen, timeout)
+                sleeper.sleep(seen, seen2, timeout)
         finally:
             self._sleepers.discard(me)
 
@@ -1220,52 +1280,85 @@ class ByteRingBuffer:
             return False
         return self._eos
 
-    def wait_readable(self, timeout: Optional[float]) -> bool:
+    def wait_readable(self, timeout: Optional[float], keep_waiting: bool = False) -> bool:
         """Sleeps until a message is readable or the stream ended (True), or ``timeout``
         seconds expire (False; None = no limit).
 
-        Follows the wait protocol: spin briefly, set WAITING, fence (membarrier when
-        the producer relies on it), re-check head, futex-wait on the head word.
+        Follows the wait protocol: spin briefly, then on the first sleep set WAITING
+        and fence (membarrier when the producer relies on it), re-check head and
+        CLOSED, futex-wait on head and producer_flags together. Each sleep lasts at
+        most LIVENESS_SLICE_S. WAITING is cleared on return unless ``keep_waiting``
+        (a caller that will wait again at once, e.g. after its liveness look: the
+        re-sleep then needs no new fence; it calls :meth:`end_sleep` when done).
         Raises RingInterruptedError after :meth:`interrupt`. Consumer; blocks (GIL
         released while asleep).
         """
         self._require(False)
+        try:
+            return self._wait_readable(timeout)
+        finally:
+            if not keep_waiting:
+                self.end_sleep()
+
+    def end_sleep(self) -> None:
+        """Clears the consumer's WAITING bit left set by ``wait_readable(...,
+        keep_waiting=True)`` (no-op when not set). Consumer; never blocks."""
+        if self._sleeping:
+            self._sleeping = False
+            w = self._w
+            w[self._flags_word] = w[self._flags_word] & ~CONSUMER_WAITING
+
+    def _wait_readable(self, timeout: Optional[float]) -> bool:
+        # The blocking reader's hot path: every bytecode here runs on caches gone
+        # cold during the sleep, so the loop is kept short (docs/PERF-PYTHON.md).
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         w = self._w
-        spin = 0
+        spin = self._spin
         while True:
-            if self._locate(self._read_pos) is not None or self._eos:
+            if self._eos or self._locate(self._read_pos) is not None:
                 if self._live:
                     self._unpin_if_idle()
                 return True
             if self._interrupted:
                 raise RingInterruptedError("wait for a message interrupted")
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            if spin < SPIN_POLLS:
-                # Spin on the two words that can change our answer (one aligned load
-                # each), not on a full record lookup: a few tens of microseconds of CPU
-                # for SPIN_POLLS polls instead of a few hundred.
-                # CLOSED and interrupt() are looked at by the full check that follows.
-                seen = self._head_cache  # the head _locate just found empty
+            if deadline is None:
+                nap: Optional[float] = LIVENESS_SLICE_S
+            else:
+                nap = deadline - time.monotonic()
+                if nap <= 0:
+                    return False
+                if nap > LIVENESS_SLICE_S:
+                    nap = LIVENESS_SLICE_S
+            seen = self._head_cache  # the head _locate just found empty
+            if spin:
+                # Spin on the word that can change our answer (one aligned load
+                # each), not on a full record lookup; CLOSED and interrupt() are
+                # looked at by the full check that follows. Skipped after a long
+                # sleep (a slow stream: the next message is far away).
+                spin = False
                 for _ in range(SPIN_POLLS):
                     if w[HEAD_WORD] != seen:
                         break
-                spin = SPIN_POLLS
                 continue
-            seen = self._head_cache
-            flags_word = self._flags_word
-            w[flags_word] = w[flags_word] | CONSUMER_WAITING
-            full_fence()
-            # Capped: a CLOSED (and its wake) landing between the check below and
-            # the futex wait is not seen by the futex (head did not change).
-            nap = _cap(remaining, MAX_CONSUMER_SLEEP_S)
-            if w[PRODUCER_FLAGS_WORD] & PRODUCER_MEMBARRIER and not heavy_barrier():
-                nap = _cap(remaining, UNFENCED_NAP_S)  # the waker is unordered: poll
-            if w[HEAD_WORD] == seen and not w[PRODUCER_FLAGS_WORD] & PRODUCER_CLOSED:
-                self._sleep(HEAD_WORD, self._head_address, seen, nap)
-            w[flags_word] = w[flags_word] & ~CONSUMER_WAITING
+            if not self._sleeping:
+                # The running -> sleeping transition: set WAITING, fence, then look
+                # again below. WAITING stays set, and fenced, across re-sleeps.
+                flags_word = self._flags_word
+                w[flags_word] = w[flags_word] | CONSUMER_WAITING
+                full_fence()
+                self._sleeping = True
+                self._fenced = False
+            if not self._fenced:
+                if w[PRODUCER_FLAGS_WORD] & PRODUCER_MEMBARRIER and not heavy_barrier():
+                    nap = _cap(nap, UNFENCED_NAP_S)  # the waker is unordered: poll
+                else:
+                    self._fenced = True
+            pflags = w[PRODUCER_FLAGS_WORD]
+            if w[HEAD_WORD] == seen and not pflags & PRODUCER_CLOSED:
+                start = time.monotonic()
+                self._sleep(self._head_sleeper, seen, pflags, nap)
+                # Spin before the next sleep only when messages come close together.
+                self._spin = time.monotonic() - start < _SPIN_AFTER_SLEEP_S
 
     def set_consumer_attached(self, attached: bool, pid: int) -> None:
         """Sets (pid first) or clears (flag first) ATTACHED and consumer_pid. Consumer;
@@ -1292,4 +1385,8 @@ class ByteRingBuffer:
             release_fence()
             w[pid_word] = 0
         full_fence()
+        if not attached and w[PRODUCER_FLAGS_WORD] & PRODUCER_WAITING:
+            # A producer asleep for space sleeps on our flags word too: it hears
+            # the detach at once instead of at its next liveness look.
+            _futex.wake_word(self._tail_address)
 

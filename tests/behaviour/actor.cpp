@@ -133,13 +133,22 @@ class CppAdapter {
     return {"ok", {}};
   }
 
-  Outcome ConsumerOpen(int64_t timeout_ns, const std::string& mode) {
+  // mode: "lossless" (default) or "live"; start_at: "oldest" (default), "newest",
+  // "newest_if_live" (ConsumerOptions::start_at).
+  Outcome ConsumerOpen(int64_t timeout_ns, const std::string& mode, const std::string& start_at) {
     shm::ConsumerOptions o;
     o.open_timeout_ns = timeout_ns;
     if (mode == "live") {
       o.mode = shm::layout::kModeLive;
     } else if (mode != "lossless") {
       return Unsupported("unknown receiver mode " + mode);
+    }
+    if (start_at == "newest") {
+      o.start_at = shm::StartAt::kNewest;
+    } else if (start_at == "newest_if_live") {
+      o.start_at = shm::StartAt::kNewestIfLive;
+    } else if (start_at != "oldest") {
+      return Unsupported("start_at " + start_at);
     }
     return FinishOpen(std::make_unique<shm::ShmConsumer>(ring_, o));
   }
@@ -409,8 +418,9 @@ class Actor {
                               receivers);
     }
     if (op == "consumer_open") {
-      return a_->ConsumerOpen(timeout_or_zero(),
-                              step.has("mode") ? step.at("mode").str() : std::string("lossless"));
+      return a_->ConsumerOpen(
+          timeout_or_zero(), step.has("mode") ? step.at("mode").str() : std::string("lossless"),
+          step.has("start_at") ? step.at("start_at").str() : std::string("oldest"));
     }
     if (op == "receiver_slot") return a_->ReceiverSlot();
     if (op == "skipped") return a_->Skipped();

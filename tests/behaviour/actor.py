@@ -100,9 +100,11 @@ class PythonAdapter:
             return self._fail(e, "producer")
         return "ok", {}
 
-    def consumer_open(self, timeout: Optional[float], mode: str = "lossless") -> Outcome:
+    def consumer_open(self, timeout: Optional[float], mode: str = "lossless",
+                      start_at: str = "oldest") -> Outcome:
         try:
-            self.consumer = shmring.ShmConsumer(self.ring, timeout=timeout, mode=mode)
+            self.consumer = shmring.ShmConsumer(self.ring, timeout=timeout, mode=mode,
+                                                start_at=start_at)
         except Exception as e:  # noqa: BLE001
             return self._fail(e, "consumer")
         return "ok", {}
@@ -129,7 +131,9 @@ class PythonAdapter:
             return self._fail(e)
         if written:
             return "ok", {}
-        return ("full" if timeout == 0 else "timeout"), {}
+        # False with no timeout: a consumer had attached and left, nobody will make
+        # room (C++ WriteFor reports kFull for it).
+        return ("full" if timeout == 0 or timeout is None else "timeout"), {}
 
     def read(self, timeout: Optional[float]) -> Outcome:
         c = self._need_consumer()
@@ -291,7 +295,8 @@ class Actor:
             return a.producer_open(step["capacity"], step.get("start_index", 0),
                                    bool(step.get("live", False)), step.get("max_receivers", 1))
         if op == "consumer_open":
-            return a.consumer_open(step.get("timeout", 0), step.get("mode", "lossless"))
+            return a.consumer_open(step.get("timeout", 0), step.get("mode", "lossless"),
+                                   step.get("start_at", "oldest"))
         if op == "receiver_slot":
             return a.receiver_slot()
         if op == "skipped":

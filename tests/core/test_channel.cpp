@@ -11,10 +11,13 @@
 
 #include <atomic>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "ring_name_test.hpp"
 #include "shm/byte_ring_buffer.hpp"
 #include "shm/layout.hpp"
 #include "shm/liveness.hpp"
@@ -28,18 +31,11 @@ namespace {
 using namespace shm;
 using namespace std::chrono_literals;
 
-constexpr int64_t kGuardNs = 30'000'000'000;
+using shmtest::kGuardNs;
 
-// A unique ring name, unlinked (if it still exists) when the test ends.
-class ChannelTest : public ::testing::Test {
+class ChannelTest : public shmtest::RingNameTest {
  protected:
-  std::string Name() {
-    names_.push_back(shmtest::UniqueName("chan"));
-    return names_.back();
-  }
-  void TearDown() override {
-    for (const std::string& n : names_) shm_unlink(OsName(n).c_str());
-  }
+  ChannelTest() : RingNameTest("chan") {}
   static bool Exists(const std::string& name) {
     uint8_t b[4];
     return SharedMemory::PeekHeader(name, b, sizeof b, nullptr) >= 0;
@@ -71,7 +67,6 @@ class ChannelTest : public ::testing::Test {
     img.resize(layout::kHeaderSize);
     return img;
   }
-  std::vector<std::string> names_;
 };
 
 std::string Msg(int i) { return "message " + std::to_string(i); }
@@ -191,6 +186,61 @@ TEST_F(ChannelTest, CreateOverClosedProducerReplacesAndOldDestructorKeepsNewSegm
   std::string got;
   ASSERT_TRUE(ReadOne(c, &got));
   EXPECT_EQ(got, "new");
+}
+
+// Seam: SharedMemory::before_unlink_for_tests runs `g_in_window` once, between a
+// remover's checks and its unlink (with the file's flock held).
+std::function<void()> g_in_window;
+void RunInWindowOnce(const std::string&) {
+  std::function<void()> f;
+  std::swap(f, g_in_window);
+  if (f) f();
+}
+
+// Two producers replacing the same stale ring (producer dead): while the first
+// is between its check and its unlink, the second tries too. It cannot remove
+// the stale ring and put its own there meanwhile (the first would then unlink
+// that): exactly one producer ends up owning the name.
+TEST_F(ChannelTest, RacingReplacersOfAStaleRingNeverRemoveEachOthersRing) {
+  const std::string name = Name();
+  Plant(name, layout::kHeaderSize + 4096, GoodHeader(4096));  // no producer byte held
+  std::unique_ptr<ShmProducer> second;
+  std::thread t;
+  g_in_window = [&] {
+    t = std::thread([&] { second = std::make_unique<ShmProducer>(name, 4096); });
+    std::this_thread::sleep_for(200ms);  // room for the second to act (not an assertion)
+  };
+  SharedMemory::before_unlink_for_tests = RunInWindowOnce;
+  ShmProducer first(name, 4096);
+  SharedMemory::before_unlink_for_tests = nullptr;
+  ASSERT_TRUE(t.joinable());
+  t.join();
+  ASSERT_TRUE(first.IsValid()) << first.error();
+  EXPECT_FALSE(second->IsValid()) << "two producers own ring " << name;
+  EXPECT_EQ(GenerationOf(name), first.generation()) << "the first producer's ring was removed";
+}
+
+// A producer that ended its stream (Close) is being replaced while its destructor
+// runs: the destructor, between its check and its unlink, lets the replacer try.
+// The replacer's ring is never removed by the old producer's destructor.
+TEST_F(ChannelTest, OldProducerDestructorNeverRemovesARingPutThereDuringIt) {
+  const std::string name = Name();
+  auto old_p = std::make_unique<ShmProducer>(name, 4096);
+  ASSERT_TRUE(old_p->IsValid());
+  old_p->Close();
+  std::unique_ptr<ShmProducer> new_p;
+  std::thread t;
+  g_in_window = [&] {
+    t = std::thread([&] { new_p = std::make_unique<ShmProducer>(name, 4096); });
+    std::this_thread::sleep_for(200ms);  // room for the replacer to act (not an assertion)
+  };
+  SharedMemory::before_unlink_for_tests = RunInWindowOnce;
+  old_p.reset();
+  SharedMemory::before_unlink_for_tests = nullptr;
+  ASSERT_TRUE(t.joinable());
+  t.join();
+  ASSERT_TRUE(new_p->IsValid()) << new_p->error();
+  EXPECT_EQ(GenerationOf(name), new_p->generation()) << "the replacer's ring was removed";
 }
 
 TEST_F(ChannelTest, ProducerDestructorUnlinksItsOwnSegment) {

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "ring_name_test.hpp"
 #include "shm/layout.hpp"
 #include "shm/shared_memory.hpp"
 #include "shm/shm_channel.hpp"
@@ -32,18 +33,11 @@ namespace {
 using namespace shm;
 using namespace std::chrono_literals;
 
-constexpr int64_t kGuardNs = 30'000'000'000;
+using shmtest::kGuardNs;
 
-class EngineTest : public ::testing::Test {
+class EngineTest : public shmtest::RingNameTest {
  protected:
-  std::string Name() {
-    names_.push_back(shmtest::UniqueName("eng"));
-    return names_.back();
-  }
-  void TearDown() override {
-    for (const std::string& n : names_) SharedMemory::Unlink(n, nullptr);
-  }
-  std::vector<std::string> names_;
+  EngineTest() : RingNameTest("eng") {}
 };
 
 std::string Text(const MessageView& v) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ring_name_test.hpp"
 #include "shm/layout.hpp"
 #include "shm/shared_memory.hpp"
 #include "shm/shm_channel.hpp"
@@ -20,17 +21,11 @@ namespace {
 
 using namespace shm;
 
-constexpr int64_t kGuardNs = 30'000'000'000;
+using shmtest::kGuardNs;
 
-class ConsumerStartTest : public ::testing::Test {
+class ConsumerStartTest : public shmtest::RingNameTest {
  protected:
-  std::string Name() {
-    names_.push_back(shmtest::UniqueName("start"));
-    return names_.back();
-  }
-  void TearDown() override {
-    for (const std::string& n : names_) shm_unlink(OsName(n).c_str());
-  }
+  ConsumerStartTest() : RingNameTest("start") {}
   // Sets producer_flags LIVE on `name` the way a live producer does (an atomic OR).
   static void MarkLive(const std::string& name) {
     SharedMemory mem(name, 0, false);
@@ -48,7 +43,6 @@ class ConsumerStartTest : public ::testing::Test {
     EXPECT_EQ(r.status, Status::kOk);
     return v;
   }
-  std::vector<std::string> names_;
 };
 
 TEST_F(ConsumerStartTest, NewestIfLiveSkipsTheBacklogOfALiveRing) {

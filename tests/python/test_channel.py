@@ -727,3 +727,77 @@ def test_properties_and_methods_follow_one_rule():
         for n in names:
             assert callable(getattr(cls, n)) and not isinstance(getattr(cls, n), property), \
                 f"{cls.__name__}.{n}"
+
+
+def _generation_at(name: str) -> int:
+    from shmring import layout
+    with open(dev_shm(name), "rb") as f:
+        header = f.read(layout.HEADER_SIZE)
+    return int.from_bytes(header[layout.GENERATION_OFFSET:layout.GENERATION_OFFSET + 8],
+                          "little")
+
+
+def _in_unlink_window(monkeypatch, action):
+    """Runs ``action`` once, between a remover's checks and its unlink (with the
+    file's flock held): the seam _shm.before_unlink_for_tests."""
+    from shmring import _shm
+    pending = [action]
+
+    def hook(_name: str) -> None:
+        if pending:
+            pending.pop()()
+
+    monkeypatch.setattr(_shm, "before_unlink_for_tests", hook)
+
+
+def test_racing_replacers_of_a_stale_ring_never_remove_each_others_ring(ring_name,
+                                                                       monkeypatch):
+    """Two producers replace the same stale ring (its producer died): while the first
+    is between its check and its unlink, the second tries too; it cannot remove the
+    stale ring and put its own there meanwhile (which the first would then unlink):
+    exactly one producer owns the name (C++ RacingReplacersOfAStaleRing...)."""
+    import time
+    start_crashing_producer(ring_name, 1)
+    second = []
+
+    def try_second() -> None:
+        try:
+            second.append(ShmProducer(ring_name, 64))
+        except shmring.ShmRingError as e:
+            second.append(e)
+
+    threads = []
+
+    def action() -> None:
+        t = threading.Thread(target=try_second)
+        t.start()
+        threads.append(t)
+        time.sleep(0.2)  # room for the second to act (not an assertion)
+
+    _in_unlink_window(monkeypatch, action)
+    with ShmProducer(ring_name, 64) as first:
+        threads[0].join(30)
+        assert isinstance(second[0], shmring.RingBusyError), second
+        assert _generation_at(ring_name) == first.ring.generation
+
+
+def test_old_producer_close_never_removes_a_ring_put_there_during_it(ring_name, monkeypatch):
+    """A producer that ended its stream is being replaced while it closes: between its
+    check and its unlink the replacer tries; the replacer's ring is never removed."""
+    import time
+    old = ShmProducer(ring_name, 64)
+    old.end_stream()
+    new = []
+    threads = []
+
+    def action() -> None:
+        t = threading.Thread(target=lambda: new.append(ShmProducer(ring_name, 64)))
+        t.start()
+        threads.append(t)
+        time.sleep(0.2)  # room for the replacer to act (not an assertion)
+
+    _in_unlink_window(monkeypatch, action)
+    old.close()
+    threads[0].join(30)
+    with new[0] as p:
+        assert _generation_at(ring_name) == p.ring.generation

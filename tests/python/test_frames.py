@@ -378,3 +378,31 @@ def test_frame_array_is_read_only_and_writable_array_is_a_copy(ring_name):
         assert bytes(frame.data[:32]) == bytes(range(32))
         assert frame.array[0, 1] == 1
         del frame, mine
+
+
+def test_frame_writer_marks_the_buffer_after_a_drop_discont(ring_name):
+    """A full ring drops a buffer (counted in dropped); the next buffer written
+    carries DISCONT (0x40), the ones before and after it do not (PROTOCOL.md section 6)."""
+    discont = 1 << 6
+    caps = "video/x-raw,format=GRAY8,width=4,height=2"
+    with FrameWriter(ring_name, 4096, caps=caps) as w, FrameReader(ring_name, timeout=0) as r:
+        written = 0
+        while w.write(bytes(8), pts=written, timeout=0):
+            written += 1
+        assert w.dropped == 1
+        flags = []
+        for _ in range(2):  # room for two more
+            frame = r.read_frame(timeout=5)
+            assert frame is not None
+            flags.append(frame.flags)
+            del frame
+        assert w.write(bytes(8), pts=written + 1, timeout=0)
+        assert w.write(bytes(8), pts=written + 2, timeout=0)
+        while True:
+            frame = r.read_frame(timeout=0)
+            if frame is None:
+                break
+            flags.append(frame.flags)
+            del frame
+        assert len(flags) == written + 2
+        assert [bool(f & discont) for f in flags] == [False] * written + [True, False]

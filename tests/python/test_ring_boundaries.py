@@ -463,9 +463,8 @@ def _finish(t, ring, results) -> None:
 
 @pytest.mark.skipif(not _futex.HAVE_FUTEX, reason="needs futex")
 def test_closed_set_without_a_wake_is_still_seen_by_a_sleeping_consumer():
-    # The lost CLOSED wake: the consumer checked CLOSED (clear), the producer set it
-    # and woke nobody, the consumer sleeps on an unchanged head. Its capped nap
-    # brings it back.
+    # CLOSED set with no wake at all (a producer that died between its store and its
+    # wake): the consumer's sleep, a liveness slice at most, brings it back.
     buf, p, c = make_ring(64)
     t, results = _run_blocked(lambda: c.wait_readable(None), c)
     flags = get_word(buf, layout.PRODUCER_FLAGS_OFFSET)
@@ -474,12 +473,54 @@ def test_closed_set_without_a_wake_is_still_seen_by_a_sleeping_consumer():
     assert c.at_end
 
 
-def test_consumer_naps_are_capped(monkeypatch):
+def test_consumer_sleeps_are_liveness_slices_not_short_naps(monkeypatch):
+    # No 50 ms nap cap: an idle sleep lasts up to a liveness slice (the only
+    # periodic wake-up), never longer.
     buf, p, c = make_ring(64)
     naps = []
-    monkeypatch.setattr(c, "_sleep", lambda index, address, seen, timeout: naps.append(timeout))
+    monkeypatch.setattr(c, "_sleep", lambda sleeper, seen, seen2, timeout: naps.append(timeout))
     assert c.wait_readable(0.3) is False
-    assert naps and max(naps) <= ring_mod.MAX_CONSUMER_SLEEP_S
+    assert naps and max(naps) > 0.1  # more than the old 50 ms cap, whatever the load
+    naps.clear()
+    monkeypatch.setattr(c, "_sleep", lambda sleeper, seen, seen2, timeout: (
+        naps.append(timeout), c.interrupt() if len(naps) == 3 else None))
+    with pytest.raises(ShmRingError):  # RingInterruptedError
+        c.wait_readable(None)
+    assert naps and max(naps) == ring_mod.LIVENESS_SLICE_S
+
+
+@pytest.mark.skipif(not _futex.HAVE_FUTEX, reason="needs futex")
+def test_waiting_is_fenced_once_across_re_sleeps(monkeypatch):
+    # WAITING stays set across timed-out re-sleeps: the producer relies on our
+    # membarrier (MEMBARRIER bit), yet a wait of several sleeps issues one.
+    buf, p, c = make_ring(64)
+    set_word(buf, layout.PRODUCER_FLAGS_OFFSET, layout.PRODUCER_MEMBARRIER)
+    monkeypatch.setattr(ring_mod, "LIVENESS_SLICE_S", 0.02)  # many short sleeps
+    _futex.reset_counters()
+    assert c.wait_readable(0.2) is False
+    sleeps, barriers, _ = _futex.counters()
+    assert sleeps >= 3
+    assert barriers == 1
+    assert not get_word(buf, layout.CONSUMER_FLAGS_OFFSET) & layout.CONSUMER_WAITING
+    # keep_waiting leaves it set (and fenced) for the caller's next wait
+    _futex.reset_counters()
+    assert c.wait_readable(0.05, keep_waiting=True) is False
+    assert c.wait_readable(0.05, keep_waiting=True) is False
+    assert _futex.counters()[1] == 1
+    assert get_word(buf, layout.CONSUMER_FLAGS_OFFSET) & layout.CONSUMER_WAITING
+    c.end_sleep()
+    assert not get_word(buf, layout.CONSUMER_FLAGS_OFFSET) & layout.CONSUMER_WAITING
+
+
+@pytest.mark.skipif(not _futex.HAVE_FUTEX, reason="needs futex")
+def test_a_changed_second_word_ends_a_pair_sleep_at_once():
+    # CLOSED (producer_flags) stored between the consumer's last look and its sleep:
+    # the sleep on head + producer_flags returns at once (a plain futex wait on the
+    # unchanged head word would sleep its whole timeout).
+    buf, p, c = make_ring(64)
+    flags = get_word(buf, layout.PRODUCER_FLAGS_OFFSET)
+    set_word(buf, layout.PRODUCER_FLAGS_OFFSET, flags | layout.PRODUCER_CLOSED)
+    assert c._head_sleeper.sleep(c.head, flags, 60.0) is True  # not a 60 s timeout
 
 
 def test_failed_membarrier_caps_the_consumer_nap(monkeypatch):
@@ -487,7 +528,7 @@ def test_failed_membarrier_caps_the_consumer_nap(monkeypatch):
     monkeypatch.setattr(ring_mod, "heavy_barrier", lambda: False)
     set_word(buf, layout.PRODUCER_FLAGS_OFFSET, layout.PRODUCER_MEMBARRIER)
     naps = []
-    monkeypatch.setattr(c, "_sleep", lambda index, address, seen, timeout: naps.append(timeout))
+    monkeypatch.setattr(c, "_sleep", lambda sleeper, seen, seen2, timeout: naps.append(timeout))
     assert c.wait_readable(0.1) is False
     assert naps and max(naps) <= ring_mod.UNFENCED_NAP_S
 

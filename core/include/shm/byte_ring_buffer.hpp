@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <type_traits>
 
@@ -111,10 +112,16 @@ class ByteRingBuffer {
   uint32_t WriteableBytes() const;
   // Sleeps until a `len`-byte message fits, the timeout expires or `intr` fires:
   // kOk, kTooLarge, kTimeout, kInterrupted, kCorrupt, kInvalid. Producer; blocks.
-  // With several receiver slots it neither reaps dead receivers nor is woken when
-  // the receiver it waits for detaches: ShmProducer waits in liveness slices and
-  // reaps between them; a caller of this view should pass a bounded timeout too.
+  // Sets WAITING once and fences once per call, however many times it sleeps.
+  // With several receiver slots it does not reap dead receivers (ShmProducer does,
+  // through the overload below): a caller of this one should pass a bounded timeout.
   [[nodiscard]] Status WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr);
+  // The same, calling `each_slice` at least once per liveness slice
+  // (tuning::kLivenessSliceNs, 0.5 s) while it waits, never more often; a status
+  // other than kOk from it ends the wait with that status (ShmProducer: "the
+  // consumer is gone"). Never a periodic wake-up without it. Producer; blocks.
+  [[nodiscard]] Status WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr,
+                                    const std::function<Status()>& each_slice);
   // Sets CLOSED (end of stream) and wakes the consumer. Producer; never blocks.
   void SetClosed();
   // Sets or clears producer_flags bit LIVE (release: a consumer that sees it also
@@ -164,6 +171,15 @@ class ByteRingBuffer {
   // marker's lap too (a producer may be waiting for exactly that).
   // Consumer (serialised with the other consumer calls); never blocks.
   void ReleaseTo(uint32_t end);
+  // Stores the tail word now if releases are pending. Releases (Release, ReleaseTo,
+  // Read) on a ring of 64 KiB or more store it once per batch of capacity/8 bytes
+  // (at most 256 KiB): one wake-up of a producer waiting for space per batch, not
+  // per message. They store at once when the reader caught up with the head it
+  // knows, when a WRAP marker's lap is freed, and when the reader finds nothing to
+  // read (going idle), so a single thread owning both ends that read everything
+  // never waits for its own space. Call it when you stop reading with releases
+  // pending. Consumer (serialised with the other consumer calls); never blocks.
+  void Flush() const;
   // Original API: bytes written and not yet released (records and padding
   // included). Consumer; never blocks.
   uint32_t ReadableBytes() const;
@@ -179,13 +195,19 @@ class ByteRingBuffer {
   // The head index the last consumer call saw: after kEmpty, the value to pass to
   // SleepWhileHeadIs. Consumer; never blocks.
   uint32_t HeadSeen() const { return head_cache_; }
-  // One sleep of the wait protocol: sets WAITING, fences, and sleeps while the
-  // head word still holds `seen` and CLOSED is not set, for at most timeout_ns
-  // (and at most 50 ms: see tuning.hpp) or until `intr` fires; then clears
-  // WAITING. Returns without saying why: the caller looks again. Touches no
-  // consumer state but the flags word, so other consumer calls may run meanwhile
-  // (serialised among themselves). The consumer's one sleeping thread; blocks.
+  // One sleep of the wait protocol: on the first sleep since EndSleep() sets
+  // WAITING and fences (membarrier when the producer relies on it); then sleeps
+  // while the head word still holds `seen` and CLOSED is not set, for at most
+  // timeout_ns (no cap: the caller's liveness slice is the only periodic wake-up)
+  // or until `intr` fires. Leaves WAITING set, so a re-sleep after a timeout
+  // needs no new fence; call EndSleep() when the wait is over. Returns without
+  // saying why: the caller looks again. Touches no consumer state but the flags
+  // word, so other consumer calls may run meanwhile (serialised among themselves).
+  // The consumer's one sleeping thread; blocks.
   void SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
+  // Clears WAITING after SleepWhileHeadIs (no-op when not set). The sleeping
+  // thread, when its wait returns; never blocks.
+  void EndSleep() const;
   // Sets/clears the consumer's ATTACHED flag and pid. Consumer; never blocks.
   void SetConsumerAttached(bool attached, uint32_t pid);
 
@@ -268,6 +290,7 @@ class ByteRingBuffer {
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
   void StoreTail(uint32_t t) const;
+  void LazyRelease(uint32_t end) const;
   uint32_t SkipPublishedMarker(uint32_t at);
 
   uint8_t* base_ = nullptr;
@@ -285,10 +308,16 @@ class ByteRingBuffer {
   // Consumer state. The positions are mutable for HasData() const (the original
   // API's signature), which may skip a WRAP marker; no message is consumed by that.
   mutable uint32_t read_pos_ = 0;    // next record to hand out (>= the tail word)
-  mutable uint32_t released_ = 0;    // own copy of the tail word
+  mutable uint32_t released_ = 0;    // released by the caller (the tail to be)
+  mutable uint32_t stored_ = 0;      // own copy of the tail word (last stored)
+  uint32_t tail_batch_ = 0;          // bytes freed before a tail store (0: every release)
   mutable uint32_t head_cache_ = 0;  // consumer's cached copy of head
   uint32_t peek_end_ = 0;            // end of the record returned by Peek
   bool peeked_ = false;
+  // The sleeping thread's own state: WAITING is set (since the last EndSleep) and
+  // fenced (membarrier issued when the producer needs it).
+  mutable bool sleeping_ = false;
+  mutable bool fenced_ = false;
   // Slot state: which slot's words this view uses (slot 0 unless UseSlot).
   uint32_t max_receivers_ = 1;
   uint32_t slot_ = 0;

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace shm {
@@ -100,6 +101,29 @@ class SharedMemory {
   // Removes the segment called `name`, whoever made it. Returns false (and an error
   // text in *error) when it does not exist or the OS refuses. Any thread; never blocks.
   static bool Unlink(const std::string& name, std::string* error);
+
+  // What UnlinkIfStill did.
+  enum class Unlinked {
+    kYes,    // the name was removed
+    kNo,     // left alone: gone already, naming another file, or `still` said no
+    kBusy,   // another process is removing (or deciding about) the same file
+    kError,  // a system call failed; *error names it and errno
+  };
+  // Removes name `name` only while it names the file of descriptor `fd` (-1: the
+  // file the name names when called, opened here) and `still(fd)` agrees, holding
+  // an exclusive flock() on that file meanwhile. Every producer takes that flock
+  // before it removes a ring's name (when it replaces a stale ring, and at its
+  // end), so between one process's check and its unlink nobody else can remove
+  // the file and put a new ring under the name: the check holds for what is
+  // unlinked. (flock and the OFD byte locks of liveness.hpp do not interact.)
+  // wait=false: kBusy when another process holds the flock; true: waits for it
+  // (holders never wait while they hold it). Any thread; blocks only with wait.
+  // Windows: nothing to remove (kYes).
+  static Unlinked UnlinkIfStill(const std::string& name, int fd, bool wait,
+                                const std::function<bool(int fd)>& still, std::string* error);
+  // For tests only: called by UnlinkIfStill between its checks and the unlink,
+  // with the flock held (nullptr: nothing). Not thread-safe to change while in use.
+  static void (*before_unlink_for_tests)(const std::string& name);
 
   // What a ring name holds, looked at without mapping it, without following a
   // symbolic link and without blocking (POSIX: O_RDONLY|O_NOFOLLOW|O_NONBLOCK, then

@@ -65,9 +65,12 @@ class ShmProducer {
   // thread; never blocks.
   bool Write(const void* data, uint32_t len);
   // Writes one message, waiting up to timeout_ns for space (0 = no wait,
-  // kForever = no limit): kOk, kFull (timeout 0), kTimeout, kTooLarge, kInterrupted,
-  // kClosed (after Close), kCorrupt (the consumer's tail is impossible; error()
-  // says how), kInvalid. Producer thread; blocks.
+  // kForever = no limit): kOk, kFull (timeout 0, or a consumer had attached to the
+  // ring and none is attached now or it died or detached during the wait: nobody is
+  // left to make room; noticed at once for a detach, within a liveness slice (0.5 s)
+  // for a death; before any consumer ever attached, the wait goes on), kTimeout,
+  // kTooLarge, kInterrupted, kClosed (after Close), kCorrupt (the consumer's tail
+  // is impossible; error() says how), kInvalid. Producer thread; blocks.
   [[nodiscard]] Status WriteFor(const void* data, uint32_t len, int64_t timeout_ns);
   // Zero-copy: waits like WriteFor for room for `len` bytes and points *payload at
   // it; then Commit(final_len). Producer thread; blocks.
@@ -353,6 +356,10 @@ class ShmConsumer {
   uint32_t released_to_ = 0;  // tail as we last set it
   uint32_t acquired_to_ = 0;  // end of the newest acquired record
   bool detached_ = false;
+  // A Wait found nothing and may be asleep: a release from another thread then
+  // stores the tail at once (Flush) instead of batching it, since the consumer
+  // thread will not store it before it wakes.
+  bool in_wait_ = false;
   bool stall_reported_ = false;  // consumer thread
   std::function<void()> on_stall_;
 };

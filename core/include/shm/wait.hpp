@@ -42,8 +42,32 @@ enum class Result { kWoken, kTimeout };
 // Sleeps while *word == expected, at most timeout_ns (kForever = no limit).
 // Spurious wake-ups are possible; callers re-check. Any thread; blocks.
 Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns);
-// Wakes every sleeper on `word`, in any process. Any thread; never blocks.
+// Sleeps while *word == expected AND *also == also_expected, at most timeout_ns:
+// a store to either word followed by WakeWord on either word ends the sleep, and
+// a store made before the call ends it at once (both values are compared inside
+// the kernel, after the sleeper is queued). This is how a sleeper on an index
+// word also hears a flag that does not change the index (CLOSED, a detach).
+// Linux >= 5.16: futex_waitv. Elsewhere (and on older kernels): WaitOnWord(word)
+// alone, so a change of `also` is seen only at the caller's next look (its
+// timeout). Spurious wake-ups are possible; callers re-check. Any thread; blocks.
+Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also,
+                   uint32_t also_expected, int64_t timeout_ns);
+// Wakes every sleeper on `word`, in any process (with WaitOnWords, also those
+// whose second word it is). Any thread; never blocks.
 void WakeWord(const uint32_t* word);
+
+// Test seam and benchmark aid: process-wide counts of the sleep calls above,
+// the heavy barriers issued and the longest timeout a sleep was given (kForever
+// counts as the longest). Relaxed atomics, touched only on the sleeping path.
+struct Counters {
+  uint64_t sleeps = 0;          // WaitOnWord / WaitOnWords calls
+  uint64_t heavy_barriers = 0;  // HeavyBarrier calls
+  uint64_t wakes = 0;           // WakeWord calls
+  int64_t longest_timeout_ns = 0;
+};
+// Any thread; never blocks.
+Counters GetCounters();
+void ResetCounters();
 
 // Registers this process for asymmetric fences once (MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)
 // and says whether the fast path may use a compiler barrier only. False where

@@ -1,0 +1,141 @@
+"""The wait protocol's idle costs and a peer's disappearance, counted through the
+``_futex.counters()`` seam (sleeps, membarriers), never timed."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any, List
+
+import pytest
+
+from helpers import python_env
+from shmring import RingTimeoutError, ShmConsumer, ShmProducer, _futex, _locks
+from shmring import layout
+
+needs_futex = pytest.mark.skipif(not _futex.HAVE_FUTEX, reason="needs Linux futex")
+needs_ofd = pytest.mark.skipif(not _locks.HAVE_OFD_LOCKS, reason="needs OFD locks")
+
+
+def _fill(p: ShmProducer) -> None:
+    while p.write(bytes(56)):
+        pass
+
+
+def _producer_waiting(p: ShmProducer) -> bool:
+    return bool(p.ring.producer_flags & layout.PRODUCER_WAITING)
+
+
+def _wait_for(pred: Any) -> None:
+    ev = threading.Event()
+    for _ in range(300_000):  # a hang guard (30 s), not a timing
+        if pred():
+            return
+        ev.wait(0.0001)
+    raise AssertionError("condition never held")
+
+
+@needs_futex
+def test_idle_consumer_sleeps_whole_slices_and_fences_once(ring_name: str) -> None:
+    # 1.2 s: two whole liveness slices and part of a third. Before: a 50 ms nap cap
+    # (about 24 sleeps) and one membarrier per sleep.
+    with ShmProducer(ring_name, 4096), ShmConsumer(ring_name) as c:
+        _futex.reset_counters()
+        assert c.read(timeout=1.2) is None
+        sleeps, barriers, longest = _futex.counters()
+        assert 2 <= sleeps <= 8
+        assert longest > 0.1  # more than the old 50 ms cap
+        assert barriers <= 1
+        assert not c.ring.consumer_flags & layout.CONSUMER_WAITING  # cleared on return
+
+
+def _run(fn: Any) -> "tuple[threading.Thread, List[Any]]":
+    out: List[Any] = []
+
+    def body() -> None:
+        try:
+            out.append(fn())
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            out.append(e)
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t, out
+
+
+@needs_ofd
+def test_consumer_detach_ends_a_producer_wait_for_space(ring_name: str) -> None:
+    with ShmProducer(ring_name, 4096) as p:
+        c = ShmConsumer(ring_name)
+        _fill(p)
+        t, out = _run(lambda: p.write(bytes(56), timeout=60))
+        _wait_for(lambda: _producer_waiting(p))
+        c.close()
+        t.join(60)
+        assert out == [False]  # nobody is left to make room
+
+
+@needs_ofd
+def test_consumer_detach_ends_a_producer_reserve_with_a_timeout_error(ring_name: str) -> None:
+    with ShmProducer(ring_name, 4096) as p:
+        c = ShmConsumer(ring_name)
+        _fill(p)
+
+        def reserve() -> Any:
+            with p.reserve(56, timeout=60):
+                return "reserved"
+        t, out = _run(reserve)
+        _wait_for(lambda: _producer_waiting(p))
+        c.close()
+        t.join(60)
+        assert len(out) == 1 and isinstance(out[0], RingTimeoutError)
+        assert "consumer left" in str(out[0])
+
+
+@needs_ofd
+def test_consumer_killed_ends_a_producer_wait_for_space(ring_name: str) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time, shmring
+            c = shmring.ShmConsumer({ring_name!r}, timeout=30)
+            sys.stdout.write("ready\\n"); sys.stdout.flush()
+            time.sleep(600)
+        """)], stdout=subprocess.PIPE, env=python_env())
+    try:
+        with ShmProducer(ring_name, 4096) as p:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == b"ready"
+            _fill(p)
+            t, out = _run(lambda: p.write(bytes(56), timeout=60))
+            _wait_for(lambda: _producer_waiting(p))
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(60)
+            t.join(60)
+            assert out == [False]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_producer_wait_before_any_consumer_keeps_waiting(ring_name: str) -> None:
+    with ShmProducer(ring_name, 4096) as p:
+        _fill(p)
+        t, out = _run(lambda: p.write(b"y" * 56, timeout=60))
+        _wait_for(lambda: _producer_waiting(p))
+        with ShmConsumer(ring_name) as c:
+            assert c.read(timeout=60) == bytes(56)
+            t.join(60)
+            assert out == [True]
+
+
+def test_consumer_gone_before_the_wait_ends_it_at_once(ring_name: str) -> None:
+    with ShmProducer(ring_name, 4096) as p:
+        ShmConsumer(ring_name).close()
+        _fill(p)
+        assert p.write(bytes(56), timeout=60) is False  # nobody is left to make room
+        with pytest.raises(RingTimeoutError, match="consumer left"):
+            with p.reserve(56, timeout=60):
+                pass
