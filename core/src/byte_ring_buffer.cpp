@@ -283,10 +283,16 @@ bool ByteRingBuffer::CountSlot(uint32_t k, uint32_t* lowest, uint32_t* limiting_
   // A receiver may only have released what we wrote: head - tail <= capacity, and
   // every record starts 8-aligned. Anything else would make us overwrite unread data.
   if (head_ - tail > capacity_ || tail % kRecordAlign != 0) {
-    // A live receiver pins before it checks the floor: a pin we already lapped is one
-    // it is about to see as reused and move (it sees our floor: DESIGN.md "Fan-out").
-    if (atomics::LoadRelaxed(word(SlotOffset(k) + kSlotMode)) == kModeLive &&
-        tail % kRecordAlign == 0) {
+    // A receiver takes a position (a live pin, a lossless start while it attaches)
+    // before it checks the floor: a position we already lapped is one it is about to
+    // see as reused and leave (it sees our floor: DESIGN.md "Fan-out"). A lossless
+    // tail behind the head and below our floor exists only in that window (a counted
+    // one never falls below the floor), so it is skipped too rather than called
+    // corrupt. One slot: the floor does not move and such a tail is corrupt.
+    if (tail % kRecordAlign == 0 &&
+        (atomics::LoadRelaxed(word(SlotOffset(k) + kSlotMode)) == kModeLive ||
+         (max_receivers_ > 1 && static_cast<int32_t>(tail - floor_) < 0 &&
+          static_cast<int32_t>(head_ - tail) > 0))) {
       return true;
     }
     error_ = "tail " + std::to_string(tail) + " is not valid for head " + std::to_string(head_) +
@@ -364,10 +370,11 @@ bool ByteRingBuffer::LoadTailChecked() {
   return true;
 }
 
-void ByteRingBuffer::MarkSlotDead(uint32_t slot) {
+void ByteRingBuffer::MarkSlotDead(uint32_t slot, uint32_t flags_seen) {
   if (!valid_ || !is_producer_ || slot >= max_receivers_) return;
-  dead_count_[slot] =
-      atomics::LoadAcquire(word(SlotOffset(slot) + kSlotFlags)) >> kConsumerAttachCountShift;
+  // The count seen before the probe, not a fresh load: a receiver that claimed the
+  // byte after the probe has already bumped it, and a fresh load would bury it.
+  dead_count_[slot] = flags_seen >> kConsumerAttachCountShift;
   dead_[slot] = true;
 }
 
@@ -839,10 +846,14 @@ Status ByteRingBuffer::NextRecordPinned(uint32_t from, MessageView* out) {
         avail = head_cache_ - pos_index;
       }
     }
-    if (live_mode() && !pinned_) {
+    if ((live_mode() && !pinned_) || check_floor_) {
       // Nothing held: pin the position before reading its bytes (or skip ahead
       // when the producer may have reused them already).
-      const uint32_t at = PinForRead(pos_index);
+      uint32_t at = pos_index;
+      // Lapped on every look: no byte at `at` is safe yet (nothing is read).
+      if (!PinForRead(&at)) return Status::kEmpty;
+      check_floor_ = false;
+      if (!live_mode()) pinned_ = false;  // a lossless tail is not a pin
       if (at != pos_index) {
         from = pos_index = at;
         continue;  // look at the new position (maybe nothing yet)
@@ -977,6 +988,7 @@ uint32_t ByteRingBuffer::AttachSlot(bool at_newest, uint32_t pid) {
   read_pos_ = released_ = stored_ = start;
   peeked_ = false;
   pinned_ = false;
+  check_floor_ = false;
   for (int attempt = 0;; ++attempt) {
     // Lossless: the start is a tail the producer must honour; store it, full fence,
     // load the floor (as PinForRead). Live: idle until its first read pins.
@@ -984,9 +996,14 @@ uint32_t ByteRingBuffer::AttachSlot(bool at_newest, uint32_t pid) {
     if (attempt == 0) SetConsumerAttached(true, pid);
     atomics::FullFence();
     const uint32_t floor = atomics::LoadAcquire(word(kFloorOffset));
+    if (live_mode() || static_cast<int32_t>(start - floor) >= 0) break;
     // Bounded: a floor above the head is impossible for a sound producer (a hostile
-    // one gains nothing from a never-ending attach).
-    if (live_mode() || static_cast<int32_t>(start - floor) >= 0 || attempt >= 5) break;
+    // one gains nothing from a never-ending attach). A start that never passed the
+    // check is not read from before the first read checks it again.
+    if (attempt >= 5) {
+      check_floor_ = true;
+      break;
+    }
     const uint32_t now = atomics::LoadAcquire(word(kHeadOffset));
     const uint32_t newest = atomics::LoadAcquire(word(kLastStartOffset));
     start = (static_cast<int32_t>(newest - floor) >= 0 && now - newest <= capacity_ && attempt < 4)
@@ -998,8 +1015,9 @@ uint32_t ByteRingBuffer::AttachSlot(bool at_newest, uint32_t pid) {
   return start;
 }
 
-uint32_t ByteRingBuffer::PinForRead(uint32_t at) {
+bool ByteRingBuffer::PinForRead(uint32_t* at_io) {
   uint32_t* tail = word(tail_off_);
+  uint32_t at = *at_io;
   for (int attempt = 0;; ++attempt) {
     // Store the pin, full fence, load the floor; the producer stores the floor,
     // fences and reads the pins: one of the two sees the other.
@@ -1007,8 +1025,12 @@ uint32_t ByteRingBuffer::PinForRead(uint32_t at) {
     pinned_ = true;
     atomics::FullFence();
     const uint32_t floor = atomics::LoadAcquire(word(kFloorOffset));
-    // Bounded: the head is never below a sound producer's floor (see AttachSlot).
-    if (static_cast<int32_t>(at - floor) >= 0 || attempt >= 5) return at;
+    *at_io = at;
+    if (static_cast<int32_t>(at - floor) >= 0) return true;
+    // Bounded (a hostile floor above the head fails every look), and never unsafe:
+    // `at` may be overwritten under a cached limit the producer computed before it
+    // saw our pin, so a receiver that gives up reads nothing (the caller's kEmpty).
+    if (attempt >= 5) return false;
     // The producer may have reused `at`: skip to the newest record (or, while that
     // is being reused too, to the head: wait for what comes next).
     const uint32_t head = atomics::LoadAcquire(word(kHeadOffset));
@@ -1191,6 +1213,11 @@ void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {
   if (!valid_) return;
   if (attached) {
     atomics::StoreRelaxed(word(SlotOffset(slot_) + kSlotPid), pid);
+    // A producer that acquires the new count sees the slot's reset words and new
+    // tail (stored before): the fence makes the relaxed count bump a release. Without
+    // it a weakly ordered CPU may show the count first, and the producer would count
+    // the dead receiver's old (lapped) tail left in the slot.
+    atomics::FullFence();
     atomics::FetchAddRelaxed(word(flags_off_), kConsumerAttachCountOne);  // wraps
     atomics::FetchOrRelease(word(flags_off_), kConsumerAttached);
   } else {

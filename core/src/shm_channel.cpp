@@ -497,9 +497,11 @@ uint32_t ShmProducer::ReapDeadReceiversLocked() {
   last_reap_ns_ = ElapsedNs(Clock::time_point{});
   uint32_t found = 0;
   for (uint32_t k = 0; k < ring_->max_receivers(); ++k) {
-    if (!(ring_->SlotFlags(k) & layout::kConsumerAttached)) continue;
+    // The flags (attach count) before the probe: see MarkSlotDead.
+    const uint32_t flags = ring_->SlotFlags(k);
+    if (!(flags & layout::kConsumerAttached)) continue;
     if (ReceiverAttached(k)) continue;
-    ring_->MarkSlotDead(k);
+    ring_->MarkSlotDead(k, flags);
     ++found;
   }
   return found;

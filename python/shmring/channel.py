@@ -621,8 +621,9 @@ class ShmProducer(_Endpoint):
         self._last_reap = time.monotonic()
         found = 0
         for k in range(ring.max_receivers):
-            if ring.slot_words(k)[0] & CONSUMER_ATTACHED and not self.receiver_attached(k):
-                ring.mark_slot_dead(k)
+            flags = ring.slot_words(k)[0]  # before the probe: see mark_slot_dead
+            if flags & CONSUMER_ATTACHED and not self.receiver_attached(k):
+                ring.mark_slot_dead(k, flags)
                 found += 1
         return found
 

@@ -211,6 +211,9 @@ class ByteRingBuffer:
         self._flags_word = slot_word(self._slot, SLOT_FLAGS)
         self._tail_address = self._address + self._tail_word * 4
         self._pinned = False      # live: the tail word holds a pin (not idle)
+        # Lossless: the attach gave up before its start passed the floor check; the
+        # first read checks again (_pin) before it reads any byte.
+        self._check_floor = False
         # Producer: its published reuse floor, the slot that limits it, dead slots
         # (slot -> attach count when found dead).
         self._floor = 0
@@ -580,9 +583,15 @@ class ByteRingBuffer:
                 continue
             behind = (head - tail) & _M
             if behind > cap or tail % RECORD_ALIGN:
-                # A live receiver pins before it checks the floor: a pin we lapped is one
-                # it is about to see as reused and move (docs/DESIGN.md "Fan-out").
-                if w[slot_word(k, SLOT_MODE)] == MODE_LIVE and not tail % RECORD_ALIGN:
+                # A receiver takes a position (a live pin, a lossless start while it
+                # attaches) before it checks the floor: a position we lapped is one it
+                # is about to see as reused and leave (docs/DESIGN.md "Fan-out"). A
+                # lossless tail behind the head and below our floor exists only in
+                # that window (one slot: the floor does not move; such a tail is corrupt).
+                if not tail % RECORD_ALIGN and (
+                        w[slot_word(k, SLOT_MODE)] == MODE_LIVE
+                        or (self._max_receivers > 1 and behind < 0x80000000
+                            and (tail - self._floor) & _M >= 0x80000000)):
                     continue
                 raise CorruptRecordError(
                     f"corrupt peer: the consumer's tail {tail} is not a valid index for "
@@ -615,14 +624,16 @@ class ByteRingBuffer:
         self._limit_slot = limiting
         return lowest
 
-    def mark_slot_dead(self, slot: int) -> None:
+    def mark_slot_dead(self, slot: int, flags_seen: int) -> None:
         """The producer found receiver ``slot`` dead (its role byte free, ATTACHED
         set): it stops holding the producer back until a new receiver attaches to
-        the slot. Producer; never blocks."""
+        the slot. ``flags_seen`` is the slot's flags word as read BEFORE the role
+        byte was probed: a receiver that claims the slot between the probe and this
+        call has bumped the attach count past it and is counted (a fresh read here
+        would bury it). Producer; never blocks."""
         self._require(True)
         if 0 <= slot < self._max_receivers:
-            flags = int(self._w[slot_word(slot, SLOT_FLAGS)])
-            self._dead[slot] = flags >> CONSUMER_ATTACH_COUNT_SHIFT
+            self._dead[slot] = (flags_seen & 0xFFFFFFFF) >> CONSUMER_ATTACH_COUNT_SHIFT
 
     def set_stream_info(self, data: bytes, index: int) -> None:
         """Stores ``data`` (at most INFO_MAX bytes) in the stream-info side area with the
@@ -801,7 +812,9 @@ class ByteRingBuffer:
         ``timeout`` None waits forever. Publishes a pending WRAP marker as soon as
         the bytes to the end are free. Raises MessageTooLargeError, or
         RingInterruptedError after :meth:`interrupt`. Producer; blocks (futex,
-        GIL released).
+        GIL released). With several receiver slots it neither reaps dead receivers
+        nor is woken when the receiver it waits for detaches: ShmProducer waits in
+        liveness slices and reaps between them; pass a bounded timeout here too.
         """
         self._require(True)
         if n > self._max:
@@ -930,10 +943,16 @@ class ByteRingBuffer:
                     if avail == 0:
                         self._eos = True
                         return None
-            if self._live and not self._pinned:
+            if (self._live and not self._pinned) or self._check_floor:
                 # Nothing held: pin the position before reading its bytes (or skip
                 # ahead when the producer may have reused them already).
                 at = self._pin(pos_index)
+                if at is None:  # lapped on every look: nothing here is safe yet
+                    self._unpin_if_idle()
+                    return None
+                self._check_floor = False
+                if not self._live:
+                    self._pinned = False  # a lossless tail is not a pin
                 if at != pos_index:
                     start = pos_index = at
                     continue
@@ -1006,11 +1025,13 @@ class ByteRingBuffer:
         self._store_tail(head)  # wakes a producer waiting for the space
         return self._read_pos
 
-    def _pin(self, at: int) -> int:
-        """Live receiver about to read at ``at`` with nothing held: stores the pin,
-        full fence, loads the reuse floor (the producer stores the floor, fences,
-        reads the pins: one sees the other). Returns ``at``, or after a skip the
-        newest record (the head while that one is being reused too)."""
+    def _pin(self, at: int) -> Optional[int]:
+        """Live receiver about to read at ``at`` with nothing held (or a lossless one
+        whose attach could not settle its start): stores the pin, full fence, loads
+        the reuse floor (the producer stores the floor, fences, reads the pins: one
+        sees the other). Returns ``at``, or after a skip the newest record (the head
+        while that one is being reused too); None when the producer lapped every pin
+        it tried (a few looks): nothing is safe to read yet, look again later."""
         w = self._w
         attempt = 0
         while True:
@@ -1019,9 +1040,13 @@ class ByteRingBuffer:
             full_fence()
             floor = int(w[FLOOR_WORD])
             acquire_fence()
-            # Bounded: the head is never below a sound producer's floor.
-            if (at - floor) & _M < 0x80000000 or attempt >= 5:
+            if (at - floor) & _M < 0x80000000:
                 return at
+            # Bounded (a hostile floor above the head fails every look), and never
+            # unsafe: ``at`` may be overwritten under a limit the producer cached
+            # before it saw our pin, so giving up reads nothing.
+            if attempt >= 5:
+                return None
             head = int(w[HEAD_WORD])
             acquire_fence()
             newest = int(w[LAST_START_WORD])
@@ -1078,6 +1103,7 @@ class ByteRingBuffer:
         store_u64(w, self._q, slot_word(self._slot, SLOT_SKIPPED), 0)
         self._read_pos = self._freed = self._released = start
         self._pinned = False
+        self._check_floor = False
         attempt = 0
         while True:
             release_fence()
@@ -1087,8 +1113,11 @@ class ByteRingBuffer:
             full_fence()
             floor = int(w[FLOOR_WORD])
             acquire_fence()
-            if self._live or (start - floor) & _M < 0x80000000 or attempt >= 5:
-                break  # bounded: a floor above the head is a hostile producer's
+            if self._live or (start - floor) & _M < 0x80000000:
+                break
+            if attempt >= 5:  # bounded: a floor above the head is a hostile producer's
+                self._check_floor = True  # the first read checks again before reading
+                break
             now = int(w[HEAD_WORD])
             acquire_fence()
             newest = int(w[LAST_START_WORD])

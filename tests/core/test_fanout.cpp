@@ -243,6 +243,93 @@ TEST(FanOut, HeldRecordOfALiveReceiverIsNeverReused) {
   EXPECT_EQ(p.WriteFor(msg, kMsg, 0), Status::kOk);  // released: room again
 }
 
+// The reaper reads a slot's flags (attach count) BEFORE it probes the role byte and
+// hands them to MarkSlotDead: a receiver that claims the slot between the probe ("free")
+// and the mark has bumped the count past them and is counted. (MarkSlotDead re-reading
+// the count after the probe buried such a receiver: the producer ran over its records;
+// tests/python/test_fanout.py forces the same window through the reaper itself.)
+TEST(FanOut, ReceiverClaimingASlotWhileItIsReapedIsCounted) {
+  const std::string name = shmtest::UniqueName("fan-reap");
+  ShmProducer p(name, Fan(2, 1024));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer a(name);
+  ASSERT_TRUE(a.IsValid()) << a.error();
+  // What a receiver killed in slot 1 leaves: ATTACHED set, role byte free.
+  auto* flags1 =
+      reinterpret_cast<uint32_t*>(p.ring()->base() + layout::SlotOffset(1) + layout::kSlotFlags);
+  *flags1 = layout::kConsumerAttached | layout::kConsumerAttachCountOne;
+  const uint32_t seen = p.ring()->SlotFlags(1);  // the reaper's look
+  ASSERT_FALSE(p.ReceiverAttached(1));           // its probe: free
+  ShmConsumer b(name);                           // claims slot 1 right after the probe
+  ASSERT_TRUE(b.IsValid()) << b.error();
+  ASSERT_EQ(b.slot(), 1u);
+  p.ring()->MarkSlotDead(1, seen);  // the reaper's mark
+  uint8_t msg[kMsg], buf[kMsg];
+  uint64_t written = 0;
+  for (;; ++written) {  // a reads everything, b nothing: b's records must stop the producer
+    Fill(written, msg);
+    const Status s = p.WriteFor(msg, kMsg, 0);
+    if (s == Status::kFull) break;
+    ASSERT_EQ(s, Status::kOk);
+    const shm::ReadResult r = a.ReadFor(buf, kMsg, 0);
+    ASSERT_EQ(r.status, Status::kOk);
+    ASSERT_EQ(SeqOf(buf, r.len), written);
+    ASSERT_LT(written, 100u) << "the producer ran over the new receiver's records";
+  }
+  const shm::ReadResult r = b.ReadFor(buf, kMsg, 0);
+  ASSERT_EQ(r.status, Status::kOk);
+  EXPECT_EQ(SeqOf(buf, r.len), 0u);
+}
+
+// Writes (a reading everything) until the producer's floor is above `past` and its
+// head more than a capacity beyond it; `*seq` counts the messages.
+void Lap(ShmProducer* p, ShmConsumer* a, uint32_t past, uint64_t* seq) {
+  const uint8_t* base = p->ring()->base();
+  uint8_t msg[kMsg], buf[kMsg];
+  for (int i = 0; i < 100; ++i) {
+    uint32_t floor, head;
+    std::memcpy(&floor, base + layout::kFloorOffset, 4);
+    std::memcpy(&head, base + layout::kHeadOffset, 4);
+    if (static_cast<int32_t>(floor - past) > 0 && head - past > p->ring()->capacity()) return;
+    Fill(*seq, msg);
+    ASSERT_EQ(p->WriteFor(msg, kMsg, 0), Status::kOk);
+    const shm::ReadResult r = a->ReadFor(buf, kMsg, 0);
+    ASSERT_EQ(r.status, Status::kOk);
+    ASSERT_EQ(SeqOf(buf, r.len), *seq);
+    ++*seq;
+  }
+  FAIL() << "the producer did not lap " << past;
+}
+
+// A lossless receiver stores its start (the oldest tail it saw), sets ATTACHED, then
+// checks the floor. If the producer lapped that start meanwhile, it sees an attached
+// lossless slot more than a capacity behind its head: that receiver is about to see the
+// floor and move, so the producer writes on (it failed with "the consumer is corrupt").
+TEST(FanOut, LosslessStartTheProducerAlreadyLappedIsNotCorrupt) {
+  const std::string name = shmtest::UniqueName("fan-lapstart");
+  ShmProducer p(name, Fan(2, 1024));
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmConsumer a(name);
+  ASSERT_TRUE(a.IsValid()) << a.error();
+  const uint32_t start = p.ring()->LoadHead();  // what the attaching receiver read
+  uint64_t seq = 0;
+  ASSERT_NO_FATAL_FAILURE(Lap(&p, &a, start, &seq));
+  // The attaching receiver's words at the instant before its floor check.
+  uint8_t* slot1 = p.ring()->base() + layout::SlotOffset(1);
+  *reinterpret_cast<uint32_t*>(slot1 + layout::kSlotMode) = layout::kModeLossless;
+  *reinterpret_cast<uint32_t*>(slot1 + layout::kSlotTail) = start;
+  *reinterpret_cast<uint32_t*>(slot1 + layout::kSlotFlags) =
+      layout::kConsumerAttached | layout::kConsumerAttachCountOne;
+  uint8_t msg[kMsg], buf[kMsg];
+  for (uint64_t n = 1000; n < 1010; ++n) {  // slow paths included: each scans the slots
+    Fill(n, msg);
+    ASSERT_EQ(p.WriteFor(msg, kMsg, 0), Status::kOk) << p.error();
+    const shm::ReadResult r = a.ReadFor(buf, kMsg, 0);
+    ASSERT_EQ(r.status, Status::kOk);
+    ASSERT_EQ(SeqOf(buf, r.len), n);
+  }
+}
+
 // A receiver killed with SIGKILL while holding a record does not wedge the producer
 // or the other receiver: its role byte is free, the producer reaps the slot.
 TEST(FanOut, KilledReceiverIsReapedAndOthersContinue) {

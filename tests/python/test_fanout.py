@@ -16,8 +16,10 @@ import pytest
 from conftest import peer_path
 from helpers import python_env, wait_until
 from peer_format import check, fill, make_pool
+import shmring.ring
 from shmring import RingBusyError, ShmConsumer, ShmProducer
-from shmring.layout import INFO_MAX
+from shmring.layout import (CONSUMER_ATTACH_COUNT_ONE, CONSUMER_ATTACHED, FLOOR_WORD, HEAD_WORD,
+                            INFO_MAX, MODE_LOSSLESS, SLOT_FLAGS, SLOT_MODE, SLOT_TAIL, slot_word)
 
 MSG = 200
 
@@ -197,6 +199,113 @@ def test_killed_receiver_is_reaped_and_others_continue(ring_name):
             if child.poll() is None:
                 child.kill()
                 child.wait()
+
+
+def test_receiver_claiming_a_slot_while_it_is_reaped_is_counted(ring_name, monkeypatch):
+    """The reaper reads a slot's attach count before it probes the role byte: a receiver
+    that claims the byte right after the probe said "free" bumps the count past what the
+    reaper saw, so it is counted (a count read after the probe buried it: the producer
+    then ran over its unread records). The claim is forced into that window."""
+    with ShmProducer(ring_name, 1024, max_receivers=2) as p, ShmConsumer(ring_name) as a:
+        # What a receiver killed in slot 1 leaves: ATTACHED set, role byte free.
+        p.ring._w[slot_word(1, SLOT_FLAGS)] = CONSUMER_ATTACHED | CONSUMER_ATTACH_COUNT_ONE
+        late: List[ShmConsumer] = []
+        probe = p.receiver_attached
+
+        def probe_then_claim(k: int) -> bool:
+            alive = probe(k)
+            if k == 1 and not late:
+                late.append(ShmConsumer(ring_name))  # claims slot 1 just after the probe
+            return alive
+
+        monkeypatch.setattr(p, "receiver_attached", probe_then_claim)
+        assert p.reap_dead_receivers() == 1
+        monkeypatch.undo()
+        b = late[0]
+        try:
+            assert b.slot == 1
+            written = 0
+            while p.write(message(written), timeout=0):  # a reads everything, b nothing
+                assert seq_of(a.read(timeout=0)) == written
+                written += 1
+                assert written < 100, "the producer ran over the new receiver's records"
+            assert seq_of(b.read(timeout=0)) == 0
+        finally:
+            b.close()
+
+
+def lap(p: ShmProducer, a: ShmConsumer, past: int, seq: int) -> int:
+    """Writes (a reading everything) until the producer's floor is above ``past`` and its
+    head more than a capacity beyond it. Returns the next sequence number."""
+    w = p.ring._w
+    cap = p.ring.capacity
+    for _ in range(100):
+        floor_ahead = 0 < (w[FLOOR_WORD] - past) & 0xFFFFFFFF < 0x80000000
+        if floor_ahead and (w[HEAD_WORD] - past) & 0xFFFFFFFF > cap:
+            return seq
+        assert p.write(message(seq), timeout=0)
+        assert seq_of(a.read(timeout=0)) == seq
+        seq += 1
+    raise AssertionError("the producer did not lap the position")
+
+
+def test_live_receiver_lapped_on_every_pin_reads_nothing_rather_than_reused_bytes(
+        ring_name, monkeypatch):
+    """A live receiver's pin is store, full fence, load floor. Forced interleaving: each
+    pin it stores stays invisible to the producer (as in a store buffer) until its fence,
+    and meanwhile the producer laps it. After its bounded number of looks the receiver
+    must read nothing (and read on later), never the position it could not protect (it
+    read there and reported the ring corrupt)."""
+    with ShmProducer(ring_name, 1024, max_receivers=2) as p, ShmConsumer(ring_name) as a, \
+            ShmConsumer(ring_name, mode="live") as live:
+        seq = 0
+        assert p.write(message(seq), timeout=0) and seq_of(a.read(timeout=0)) == seq
+        seq += 1
+        tail = slot_word(live.slot, SLOT_TAIL)
+        w = live.ring._w
+        real_fence = shmring.ring.full_fence
+        state = {"armed": True, "inside": False, "laps": 0}
+
+        def fence_after_an_invisible_pin() -> None:
+            if state["armed"] and not state["inside"] and not w[tail] & 1:
+                state["inside"] = True
+                pin = int(w[tail])
+                w[tail] = pin | 1  # not visible yet: the producer sees the receiver idle
+                state["seq"] = lap(p, a, pin, state.get("seq", seq))
+                w[tail] = pin
+                state["laps"] += 1
+                state["inside"] = False
+            real_fence()
+
+        monkeypatch.setattr(shmring.ring, "full_fence", fence_after_an_invisible_pin)
+        assert live.read(timeout=0) is None  # every look lapped: nothing read
+        state["armed"] = False
+        monkeypatch.undo()
+        assert state["laps"] >= 6
+        seq = state["seq"]
+        assert p.write(message(seq), timeout=0)
+        got = seq_of(live.read(timeout=0))
+        assert 0 <= got <= seq  # a whole message again
+        assert live.ring.skipped > 0
+
+
+def test_lossless_start_the_producer_already_lapped_is_not_corrupt(ring_name):
+    """A lossless receiver stores its start (the oldest tail it saw), then sets ATTACHED,
+    then checks the floor. If the producer lapped that start meanwhile, the producer sees
+    an attached lossless slot with a tail more than a capacity behind its head: that
+    receiver is about to see the floor and move, so the producer must write on (it
+    failed with "the consumer is corrupt")."""
+    with ShmProducer(ring_name, 1024, max_receivers=2) as p, ShmConsumer(ring_name) as a:
+        start = p.ring.head  # what the attaching receiver read as its start
+        lap(p, a, start, 0)
+        w = p.ring._w
+        # The attaching receiver's words at the instant before its floor check.
+        w[slot_word(1, SLOT_MODE)] = MODE_LOSSLESS
+        w[slot_word(1, SLOT_TAIL)] = start
+        w[slot_word(1, SLOT_FLAGS)] = CONSUMER_ATTACHED | CONSUMER_ATTACH_COUNT_ONE
+        for seq in range(1000, 1010):  # slow paths included: every write scans the slots
+            assert p.write(message(seq), timeout=0)
+            assert seq_of(a.read(timeout=0)) == seq
 
 
 def test_receivers_join_and_leave_in_a_loop(ring_name):

@@ -174,6 +174,8 @@ class ByteRingBuffer {
   // Sleeps until a `len`-byte message fits, the timeout expires or `intr` fires:
   // kOk, kTooLarge, kTimeout, kInterrupted, kCorrupt, kInvalid. Producer; blocks.
   // Sets WAITING once and fences once per call, however many times it sleeps.
+  // With several receiver slots it does not reap dead receivers (ShmProducer does,
+  // through the overload below): a caller of this one should pass a bounded timeout.
   [[nodiscard]] Status WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr);
   // The same, calling `each_slice` at least once per liveness slice
   // (tuning::kLivenessSliceNs, 0.5 s) while it waits, never more often; a status
@@ -190,8 +192,11 @@ class ByteRingBuffer {
   void AddDropped(uint64_t n);
   // The producer found receiver slot `slot` dead (its role byte is free while its
   // ATTACHED flag is set): its position no longer holds the producer back until a
-  // new receiver attaches to the slot (its attach count changes). Producer; never blocks.
-  void MarkSlotDead(uint32_t slot);
+  // new receiver attaches to the slot (its attach count changes). `flags_seen` is the
+  // slot's flags word as read (SlotFlags) BEFORE the role byte was probed: a receiver
+  // that claims the slot between the probe and this call has bumped the count past
+  // it and is counted. Producer; never blocks.
+  void MarkSlotDead(uint32_t slot, uint32_t flags_seen);
   // The ring index the next Commit publishes its record at (after Reserve; before
   // it, where the next reservation starts unless a WRAP marker goes first).
   // Producer; never blocks.
@@ -338,10 +343,12 @@ class ByteRingBuffer {
   // What the tail word of a live receiver says now: its pin while it holds (or
   // peeked) a record, else its position | kSlotIdle.
   uint32_t TailWordValue(uint32_t t) const;
-  // Live receiver about to read at `at` with nothing held: pins `at`, fences, and
-  // checks the reuse floor; returns the position to read from (`at`, or the newest
-  // record after a skip).
-  uint32_t PinForRead(uint32_t at);
+  // Live receiver about to read at `*at` with nothing held (or a lossless one whose
+  // attach could not settle its start): pins `*at`, fences, and checks the reuse
+  // floor; sets `*at` to the position to read from (`*at`, or the newest record
+  // after a skip). False when the producer lapped every pin it tried (a few looks):
+  // `*at` is not safe to read yet; the caller reports kEmpty and looks again later.
+  bool PinForRead(uint32_t* at);
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
   Status ReserveRecord(uint32_t len, uint32_t* pos);
@@ -397,6 +404,9 @@ class ByteRingBuffer {
   uint32_t tail_off_ = layout::kTailOffset;
   uint32_t flags_off_ = layout::kConsumerFlagsOffset;
   mutable bool pinned_ = false;  // live: the tail word holds a pin (not idle)
+  // Lossless: the attach gave up before its start passed the floor check; the
+  // first read checks again (PinForRead) before it reads any byte.
+  bool check_floor_ = false;
   // Producer: its published reuse floor, the slot that limits it, dead slots.
   uint32_t floor_ = 0;
   uint32_t limit_slot_ = 0;
