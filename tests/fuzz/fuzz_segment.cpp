@@ -102,8 +102,11 @@ void CheckView(const Segment& seg, Status s, const MessageView& v) {
 
 // The peer's producer side, without any checks of its own: the len word at head, then
 // head moves on (a WRAP marker first when the record does not fit before the end).
+// Bit 15 of len_arg makes the record a PAD record; last_start names the record, as a
+// sound producer's (a PAD record included) before head.
 void Publish(const Segment& seg, uint16_t len_arg) {
   const uint32_t len = len_arg % seg.capacity;
+  const uint32_t pad = (len_arg & 0x8000u) != 0 ? layout::kPadFlag : 0;
   const uint32_t head = seg.Load(layout::kHeadOffset);
   const uint32_t pos = head & (seg.capacity - 1) & ~7u;
   const uint32_t to_end = seg.capacity - pos;
@@ -113,7 +116,8 @@ void Publish(const Segment& seg, uint16_t len_arg) {
     seg.Store(layout::kHeadOffset, head + to_end);
     return;
   }
-  seg.Store(layout::kHeaderSize + pos, len);
+  seg.Store(layout::kHeaderSize + pos, len | pad);
+  seg.Store(layout::kLastStartOffset, head);
   seg.Store(layout::kHeadOffset, head + static_cast<uint32_t>(record));
 }
 
