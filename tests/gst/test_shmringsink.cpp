@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -339,6 +340,40 @@ struct BlockedPusher {
     }
   }
 };
+
+// Counts the sink's INFO lines saying that it waits on a full ring.
+std::atomic<int> g_sink_wait_lines{0};
+void WatchSinkLog(GstDebugCategory* cat, GstDebugLevel level, const gchar*, const gchar*, gint,
+                  GObject*, GstDebugMessage* msg, gpointer) {
+  const gchar* text = gst_debug_message_get(msg);
+  if (level == GST_LEVEL_INFO &&
+      std::strcmp(gst_debug_category_get_name(cat), "shmringsink") == 0 && text != nullptr &&
+      std::strstr(text, "full: waiting for the receiver to make room") != nullptr) {
+    ++g_sink_wait_lines;
+  }
+}
+
+// A sink blocked on a full ring says so at INFO, once for the whole wait (not per slice).
+TEST(ShmringSink, BlockedOnAFullRingSaysSoOnceAtInfo) {
+  const std::string name = UniqueName("gsink-info");
+  g_sink_wait_lines = 0;
+  gst_debug_remove_log_function(gst_debug_log_default);  // keep stderr quiet
+  gst_debug_set_threshold_for_name("shmringsink", GST_LEVEL_INFO);
+  gst_debug_add_log_function(WatchSinkLog, nullptr, nullptr);
+  GstHarness* h = NewSink(name, "capacity=1024");
+  gst_harness_set_src_caps_str(h, "video/x-raw");
+  BlockedPusher p{h, name, {}, GST_FLOW_OK, nullptr};
+  p.Start();
+  // The line comes after the first slice of waiting (a missing line fails by the test timeout).
+  while (g_sink_wait_lines == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+  p.thread.join();
+  EXPECT_EQ(g_sink_wait_lines, 1) << "one INFO line per wait, however many slices it lasted";
+  gst_debug_remove_log_function(WatchSinkLog);
+  gst_debug_unset_threshold_for_name("shmringsink");
+  gst_debug_add_log_function(gst_debug_log_default, nullptr, nullptr);
+  gst_harness_teardown(h);
+}
 
 TEST(ShmringSink, NullWhileBlockedOnAFullRingReturns) {
   const std::string name = UniqueName("gsink-null");
