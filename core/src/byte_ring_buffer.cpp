@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <random>
 
 #include "atomics.hpp"
@@ -214,6 +215,7 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
   }
   light_fences_ = wait::UseMembarrier();
   if (is_producer_) {
+    space_ = std::make_shared<SpaceWait>();
     head_ = atomics::LoadRelaxed(word(kHeadOffset));  // own word
     if (head_ % kRecordAlign != 0) {                  // would make us write across the end
       error_ = "head " + std::to_string(head_) + " is not a multiple of 8";
@@ -570,6 +572,7 @@ void ByteRingBuffer::Unkeep(const Reservation& r) {
     if (e.start != r.start || !e.kept) continue;
     e.kept = false;
     AdvanceHead();
+    WakeKeptSleepers();  // a thread of ours may sleep for exactly this room
     return;
   }
 }
@@ -628,13 +631,44 @@ void ByteRingBuffer::WakeConsumerIfWaiting() {
   } else {
     atomics::FullFence();
   }
-  // Every receiver sleeps on the head word: one wake if any of them is waiting.
-  for (uint32_t k = 0; k < max_receivers_; ++k) {
-    if (atomics::LoadRelaxed(word(SlotOffset(k) + kSlotFlags)) & kConsumerWaiting) {
-      wait::WakeWord(word(kHeadOffset));
-      return;
+  // Every receiver sleeps on the head word: one wake if any of them needs it.
+  // A receiver that counts its sleeps (COUNTS_SLEEPS) needs none while its count
+  // is the one we woke last: that sleep is over or ends by the wake we issued
+  // (DESIGN.md "Wake once per sleep"). The skip is decided on loads made after a
+  // full fence: either we see a newer count, or its look at the head after its
+  // own count bump and fence sees the head we stored above.
+  bool need = false;
+  bool fenced = !light_fences_;
+  for (uint32_t k = 0; k < max_receivers_ && !need; ++k) {
+    const uint32_t* fw = word(SlotOffset(k) + kSlotFlags);
+    uint32_t f = atomics::LoadRelaxed(fw);
+    if (!(f & kConsumerWaiting)) continue;
+    if (!(f & kConsumerCountsSleeps)) {
+      need = true;
+      break;
     }
+    uint32_t n = atomics::LoadRelaxed(word(SlotOffset(k) + kSlotSleeps));
+    if (woken_valid_[k] && n == woken_sleeps_[k] && !fenced) {
+      atomics::FullFence();
+      fenced = true;
+      f = atomics::LoadRelaxed(fw);
+      n = atomics::LoadRelaxed(word(SlotOffset(k) + kSlotSleeps));
+      if (!(f & kConsumerWaiting)) continue;
+      if (!(f & kConsumerCountsSleeps)) {
+        need = true;
+        break;
+      }
+    }
+    if (!woken_valid_[k] || n != woken_sleeps_[k]) need = true;
   }
+  if (!need) return;
+  // Record the count of every counting sleeper this wake ends (loaded before it).
+  for (uint32_t k = 0; k < max_receivers_; ++k) {
+    const uint32_t f = atomics::LoadRelaxed(word(SlotOffset(k) + kSlotFlags));
+    woken_valid_[k] = (f & kConsumerCountsSleeps) != 0;
+    woken_sleeps_[k] = atomics::LoadRelaxed(word(SlotOffset(k) + kSlotSleeps));
+  }
+  wait::WakeWord(word(kHeadOffset));
 }
 
 Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupter* intr) {
@@ -649,20 +683,9 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
   const int64_t start = NowNs();
   const int64_t deadline = timeout_ns < 0 ? 0 : start + timeout_ns;
   int64_t next_look = start + kLivenessSliceNs;
-  uint32_t* flags = word(kProducerFlagsOffset);
-  // WAITING is set once, on the first sleep of this call, and fenced once; it stays
-  // set across every later re-sleep (a consumer that stores the tail after our
-  // fence sees it and wakes us; one that stored before is seen by the futex's own
-  // comparison), and is cleared when the call returns.
-  bool waiting = false;
-  bool fenced = false;
-  struct Clear {
-    uint32_t* flags;
-    bool* waiting;
-    ~Clear() {
-      if (*waiting) atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
-    }
-  } clear{flags, &waiting};
+  // Counted in as a waiter for space on the first sleep (WAITING set and fenced
+  // once for the whole wait, DESIGN.md "Sleeping for space"), counted out on return.
+  SpaceWaitScope scope(this);
   for (int spin = 0;; ++spin) {
     const uint32_t to_end = capacity_ - (reserve_ & mask_);
     if (!LoadTailChecked()) return Status::kCorrupt;
@@ -690,53 +713,71 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
       }
       nap = CapNap(left, next_look - now);
     }
-    // Sleep on the tail word of the receiver that holds us back (the one whose
-    // release can make room) and on its flags (a detach); its tail now is what we saw.
-    uint32_t* tail = word(SlotOffset(limit_slot_) + kSlotTail);
-    uint32_t* cflags = word(SlotOffset(limit_slot_) + kSlotFlags);
-    // Full of kept reservations (no receiver release helps): a nap on the word as it is.
-    const uint32_t seen = FullOfKept(len) ? atomics::LoadAcquire(tail) : tail_cache_;
-    if (!waiting) {
-      // Set WAITING, fence, then learn the waker's mode: a waker that uses only a
-      // compiler barrier needs our membarrier to order its tail store before its
-      // WAITING load.
-      atomics::FetchOrRelaxed(flags, kProducerWaiting);
-      atomics::FullFence();
-      waiting = true;
+    if (FullOfKept(len)) {
+      // Only Unkeep (another thread of ours) makes room: sleep until it does.
+      SleepWhileKept(UnkeepCount(), nap, intr);
+      continue;
     }
-    if (!fenced) {
-      if (!(atomics::LoadRelaxed(cflags) & kConsumerMembarrier) || wait::HeavyBarrier()) {
-        fenced = true;
-      } else {
-        nap = CapNap(nap, kUnfencedNapNs);  // the waker's fast path is unordered: poll
-      }
-    }
-    const uint32_t cf = atomics::LoadAcquire(cflags);
-    if (atomics::LoadAcquire(tail) == seen) {
-      if (intr != nullptr) intr->BeginSleep(tail);
-      // Also on the consumer's flags: a detach (ATTACHED cleared, then a wake)
-      // ends the sleep at once.
-      if (intr == nullptr || !intr->interrupted()) wait::WaitOnWords(tail, seen, cflags, cf, nap);
-      if (intr != nullptr) intr->EndSleep();
-    }
-    // The consumer attached or detached meanwhile: ask `each_slice` now.
-    if ((atomics::LoadRelaxed(cflags) ^ cf) & kConsumerAttached) next_look = 0;
+    scope.Enter();
+    // On the tail of the receiver that holds us back (its tail now is what we saw)
+    // and on its flags (a detach): the consumer attached or detached meanwhile: ask
+    // `each_slice` now.
+    if (SleepForSpace(limit_slot_, tail_cache_, nap, intr)) next_look = 0;
   }
 }
 
-bool ByteRingBuffer::SleepWhileTailIs(uint32_t slot, uint32_t seen, int64_t timeout_ns,
-                                      Interrupter* intr) const {
+// ---- sleeping for space (any producer thread) ----------------------------------
+
+struct ByteRingBuffer::SpaceWait {
+  std::mutex mu;
+  int waiters = 0;       // threads between BeginSpaceWait and EndSpaceWait (mu)
+  bool heavy = false;    // a heavy barrier was issued since WAITING was set (mu)
+  // Unkeep count and the threads asleep on it (SleepWhileKept): seq_cst RMW and
+  // loads on both sides, so either the sleeper sees the new count or Unkeep sees
+  // the sleeper.
+  std::atomic<uint32_t> unkeeps{0};
+  std::atomic<int> kept_sleepers{0};
+};
+
+void ByteRingBuffer::BeginSpaceWait() const {
+  if (!valid_ || !is_producer_) return;
+  std::lock_guard<std::mutex> lock(space_->mu);
+  if (space_->waiters++ != 0) return;  // already set (and fenced) for another thread
+  // The first waiter: WAITING (with COUNTS_SLEEPS: every sleep bumps the sleeps word
+  // before its fence), then a full fence before any look at a tail.
+  atomics::FetchOrRelaxed(word(kProducerFlagsOffset), kProducerWaiting | kProducerCountsSleeps);
+  atomics::FullFence();
+  space_->heavy = false;
+  wait::NoteWaitingSet();
+}
+
+void ByteRingBuffer::EndSpaceWait() const {
+  if (!valid_ || !is_producer_) return;
+  std::lock_guard<std::mutex> lock(space_->mu);
+  if (space_->waiters == 0 || --space_->waiters != 0) return;  // another thread still sleeps
+  atomics::FetchAndRelaxed(word(kProducerFlagsOffset),
+                           ~(kProducerWaiting | kProducerCountsSleeps));
+}
+
+bool ByteRingBuffer::SleepForSpace(uint32_t slot, uint32_t seen, int64_t timeout_ns,
+                                   Interrupter* intr) const {
   if (!valid_ || !is_producer_ || slot >= max_receivers_) return false;
-  // As WaitWritable: on the tail and flags words of the receiver slot that limits us
-  // (LoadTailChecked picked it), WAITING set and fenced before the last look.
   uint32_t* tail = word(SlotOffset(slot) + kSlotTail);
   uint32_t* cflags = word(SlotOffset(slot) + kSlotFlags);
-  uint32_t* flags = word(kProducerFlagsOffset);
-  atomics::FetchOrRelaxed(flags, kProducerWaiting);
+  // A new sleep: bump the count, full fence, then the look at the tail below. A
+  // receiver that already woke an earlier sleep of ours skips its wake only when
+  // it sees the old count after its own full fence, so then it is our look that
+  // sees its tail (DESIGN.md "Wake once per sleep").
+  atomics::FetchAddRelaxed(word(kProducerSleepsOffset), 1);  // several threads of ours
   atomics::FullFence();
   int64_t nap = timeout_ns;
-  if ((atomics::LoadRelaxed(cflags) & kConsumerMembarrier) && !wait::HeavyBarrier()) {
-    nap = CapNap(timeout_ns, kUnfencedNapNs);  // the waker's fast path is unordered: poll
+  if ((atomics::LoadRelaxed(cflags) & kConsumerMembarrier) != 0) {
+    // The receiver's fast path is a compiler barrier only: once per WAITING (the
+    // first sleeper that needs it) a heavy barrier orders its tail store before its
+    // look at WAITING.
+    std::lock_guard<std::mutex> lock(space_->mu);
+    if (!space_->heavy) space_->heavy = wait::HeavyBarrier();
+    if (!space_->heavy) nap = CapNap(timeout_ns, kUnfencedNapNs);  // unordered: poll
   }
   const uint32_t cf = atomics::LoadAcquire(cflags);
   if (atomics::LoadAcquire(tail) == seen) {
@@ -745,8 +786,40 @@ bool ByteRingBuffer::SleepWhileTailIs(uint32_t slot, uint32_t seen, int64_t time
     if (intr == nullptr || !intr->interrupted()) wait::WaitOnWords(tail, seen, cflags, cf, nap);
     if (intr != nullptr) intr->EndSleep();
   }
-  atomics::FetchAndRelaxed(flags, ~kProducerWaiting);
   return ((atomics::LoadRelaxed(cflags) ^ cf) & kConsumerAttached) != 0;
+}
+
+bool ByteRingBuffer::SleepWhileTailIs(uint32_t slot, uint32_t seen, int64_t timeout_ns,
+                                      Interrupter* intr) const {
+  if (!valid_ || !is_producer_ || slot >= max_receivers_) return false;
+  BeginSpaceWait();
+  const bool changed = SleepForSpace(slot, seen, timeout_ns, intr);
+  EndSpaceWait();
+  return changed;
+}
+
+uint32_t ByteRingBuffer::UnkeepCount() const {
+  return space_ ? space_->unkeeps.load(std::memory_order_seq_cst) : 0;
+}
+
+void ByteRingBuffer::SleepWhileKept(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const {
+  if (!valid_ || !is_producer_) return;
+  auto* count = reinterpret_cast<uint32_t*>(&space_->unkeeps);
+  static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "futex word");
+  space_->kept_sleepers.fetch_add(1, std::memory_order_seq_cst);
+  if (space_->unkeeps.load(std::memory_order_seq_cst) == seen) {
+    if (intr != nullptr) intr->BeginSleep(count);
+    if (intr == nullptr || !intr->interrupted()) wait::WaitOnWord(count, seen, timeout_ns);
+    if (intr != nullptr) intr->EndSleep();
+  }
+  space_->kept_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void ByteRingBuffer::WakeKeptSleepers() {
+  space_->unkeeps.fetch_add(1, std::memory_order_seq_cst);
+  if (space_->kept_sleepers.load(std::memory_order_seq_cst) != 0) {
+    wait::WakeWord(reinterpret_cast<uint32_t*>(&space_->unkeeps));
+  }
 }
 
 void ByteRingBuffer::SetClosed() {
@@ -816,9 +889,27 @@ void ByteRingBuffer::StoreTail(uint32_t t) const {
   } else {
     atomics::FullFence();
   }
-  if (atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerWaiting) {
-    wait::WakeWord(word(tail_off_));
+  uint32_t f = atomics::LoadRelaxed(word(kProducerFlagsOffset));
+  if (!(f & kProducerWaiting)) return;
+  if (f & kProducerCountsSleeps) {
+    // The producer counts its sleeps: no wake while the count is the one we woke
+    // last, decided on loads after a full fence (DESIGN.md "Wake once per sleep").
+    uint32_t n = atomics::LoadRelaxed(word(kProducerSleepsOffset));
+    if (producer_woken_valid_ && n == producer_woken_) {
+      if (light_fences_) {
+        atomics::FullFence();
+        f = atomics::LoadRelaxed(word(kProducerFlagsOffset));
+        n = atomics::LoadRelaxed(word(kProducerSleepsOffset));
+      }
+      if (!(f & kProducerWaiting)) return;
+      if ((f & kProducerCountsSleeps) && n == producer_woken_) return;
+    }
+    producer_woken_ = n;
+    producer_woken_valid_ = (f & kProducerCountsSleeps) != 0;
+  } else {
+    producer_woken_valid_ = false;
   }
+  wait::WakeWord(word(tail_off_));
 }
 
 // Parses the record at ring index `from`, skipping WRAP markers (and releasing
@@ -1178,10 +1269,19 @@ void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interru
     // head (or CLOSED). RMWs on our own flags word are atomic, so another thread
     // of ours touching ATTACHED meanwhile is safe. WAITING then stays set, and
     // fenced, for every re-sleep until EndSleep().
-    atomics::FetchOrRelaxed(word(flags_off_), kConsumerWaiting);
+    // The sleep count first (below), then WAITING | COUNTS_SLEEPS, then the fence.
+    BumpSleeps();
+    atomics::FetchOrRelaxed(word(flags_off_), kConsumerWaiting | kConsumerCountsSleeps);
     atomics::FullFence();
+    wait::NoteWaitingSet();
     sleeping_ = true;
     fenced_ = false;
+  } else {
+    // A re-sleep: a producer that already woke this wait's previous sleep skips the
+    // wake unless it sees a new count after its own full fence (DESIGN.md "Wake once
+    // per sleep"): bump, full fence, then the look at the head below.
+    BumpSleeps();
+    atomics::FullFence();
   }
   int64_t nap = timeout_ns;
   if (!fenced_) {
@@ -1206,7 +1306,12 @@ void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interru
 void ByteRingBuffer::EndSleep() const {
   if (!sleeping_) return;
   sleeping_ = false;
-  atomics::FetchAndRelaxed(word(flags_off_), ~kConsumerWaiting);
+  atomics::FetchAndRelaxed(word(flags_off_), ~(kConsumerWaiting | kConsumerCountsSleeps));
+}
+
+void ByteRingBuffer::BumpSleeps() const {
+  uint32_t* sleeps = word(SlotOffset(slot_) + kSlotSleeps);
+  atomics::StoreRelaxed(sleeps, atomics::LoadRelaxed(sleeps) + 1);  // own word, wraps
 }
 
 void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {

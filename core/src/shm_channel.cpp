@@ -313,19 +313,23 @@ int64_t SteadyNowNs() {
 // is interrupted. The rules of Reserve's wait hold: several receivers: dead ones are
 // reaped when full and once per liveness slice; one consumer: once a consumer had
 // attached, its death or detach ends the wait with kFull. When the space is held by
-// kept reservations (freed by other threads, without a tail change to wake us) it
-// polls at kUnfencedNapNs.
+// kept reservations (freed by other threads, without a tail change) it sleeps until
+// Unkeep wakes it.
 template <typename Attempt>
 Status ShmProducer::ReserveWaiting(uint32_t len, int64_t timeout_ns, Interrupter* intr,
                                    Attempt attempt) {
   const int64_t deadline = timeout_ns < 0 ? 0 : SteadyNowNs() + timeout_ns;
   const bool fan_out = ring_->max_receivers() > 1;
+  // WAITING is set on the first sleep for space and cleared when this wait ends (and
+  // no other thread of ours still waits): one fence per wait, not per slice.
+  ByteRingBuffer::SpaceWaitScope scope(ring_.get());
   bool had_consumer = false;
   bool looked = false;    // the one-consumer probe ran at least once
   int64_t next_look = 0;  // next liveness look (steady clock)
   for (int spin = 0;; ++spin) {
     uint32_t seen = 0;
     uint32_t slot = 0;
+    uint32_t unkeeps = 0;
     bool kept = false;
     {
       auto lock = LockIf(mu_, true);
@@ -343,6 +347,7 @@ Status ShmProducer::ReserveWaiting(uint32_t len, int64_t timeout_ns, Interrupter
       seen = ring_->TailSeen();
       slot = ring_->LimitSlot();
       kept = ring_->FullOfKept(len);
+      unkeeps = ring_->UnkeepCount();  // under the lock: an Unkeep after it wakes us
       if (!looked) had_consumer = ring_->ConsumerAttachCount() != 0;
     }
     if (timeout_ns == 0) return Status::kFull;
@@ -369,12 +374,12 @@ Status ShmProducer::ReserveWaiting(uint32_t len, int64_t timeout_ns, Interrupter
     int64_t nap = next_look - now;
     if (left >= 0 && left < nap) nap = left;
     if (kept) {
-      // No receiver release helps: Unkeep from another thread does, unannounced.
-      std::this_thread::sleep_for(
-          std::chrono::nanoseconds(std::min<int64_t>(nap, tuning::kUnfencedNapNs)));
+      // No receiver release helps: Unkeep from another thread does, and wakes us.
+      ring_->SleepWhileKept(unkeeps, nap, intr);
       continue;
     }
-    if (ring_->SleepWhileTailIs(slot, seen, nap, intr)) next_look = 0;  // (de)attach: look now
+    scope.Enter();
+    if (ring_->SleepForSpace(slot, seen, nap, intr)) next_look = 0;  // (de)attach: look now
   }
 }
 

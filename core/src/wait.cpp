@@ -56,6 +56,7 @@ namespace {
 std::atomic<uint64_t> sleeps_{0};
 std::atomic<uint64_t> heavy_barriers_{0};
 std::atomic<uint64_t> wakes_{0};
+std::atomic<uint64_t> waiting_sets_{0};
 std::atomic<int64_t> longest_timeout_ns_{0};
 
 void CountSleep(int64_t timeout_ns) {
@@ -73,14 +74,18 @@ Counters GetCounters() {
   c.sleeps = sleeps_.load(std::memory_order_relaxed);
   c.heavy_barriers = heavy_barriers_.load(std::memory_order_relaxed);
   c.wakes = wakes_.load(std::memory_order_relaxed);
+  c.waiting_sets = waiting_sets_.load(std::memory_order_relaxed);
   c.longest_timeout_ns = longest_timeout_ns_.load(std::memory_order_relaxed);
   return c;
 }
+
+void NoteWaitingSet() { waiting_sets_.fetch_add(1, std::memory_order_relaxed); }
 
 void ResetCounters() {
   sleeps_.store(0, std::memory_order_relaxed);
   heavy_barriers_.store(0, std::memory_order_relaxed);
   wakes_.store(0, std::memory_order_relaxed);
+  waiting_sets_.store(0, std::memory_order_relaxed);
   longest_timeout_ns_.store(0, std::memory_order_relaxed);
 }
 

@@ -35,10 +35,11 @@ __all__ = ["HeaderSnapshot", "scan_segments", "decode_flags", "decode_consumer_f
 PROFILE_NAMES = {L.PROFILE_OPAQUE: "opaque", L.PROFILE_GST_FRAMING: "gst"}
 PRODUCER_BITS: List[Tuple[int, str]] = [
     (L.PRODUCER_CLOSED, "CLOSED"), (L.PRODUCER_WAITING, "WAITING"),
-    (L.PRODUCER_MEMBARRIER, "MEMBARRIER"), (L.PRODUCER_LIVE, "LIVE")]
+    (L.PRODUCER_MEMBARRIER, "MEMBARRIER"), (L.PRODUCER_LIVE, "LIVE"),
+    (L.PRODUCER_COUNTS_SLEEPS, "COUNTS_SLEEPS")]
 CONSUMER_BITS: List[Tuple[int, str]] = [
     (L.CONSUMER_ATTACHED, "ATTACHED"), (L.CONSUMER_WAITING, "WAITING"),
-    (L.CONSUMER_MEMBARRIER, "MEMBARRIER")]
+    (L.CONSUMER_MEMBARRIER, "MEMBARRIER"), (L.CONSUMER_COUNTS_SLEEPS, "COUNTS_SLEEPS")]
 
 
 def decode_flags(value: int, bits: List[Tuple[int, str]]) -> str:

@@ -34,6 +34,9 @@ DROPPED_OFFSET = 264         # u64, producer
 # the floor, fences, then reads the slots again before it reuses them). A receiver that
 # takes a position stores it, fences, reads the floor. See docs/DESIGN.md "Fan-out".
 FLOOR_OFFSET = 272           # u32, producer
+# The producer's sleeps for space so far (wrapping), bumped before each sleep's fence
+# while PRODUCER_COUNTS_SLEEPS is set (docs/DESIGN.md "Wake once per sleep").
+PRODUCER_SLEEPS_OFFSET = 276  # u32, producer
 # Block 3 (offset 384): reserved, zero.
 # Receiver slots from offset 512, 256 bytes each: a block with the slot's index and a
 # block with its flags, pid, mode and counters (all written by the slot's receiver).
@@ -45,6 +48,9 @@ SLOT_FLAGS = 128    # u32, receiver: ATTACHED/WAITING/MEMBARRIER, attach count
 SLOT_PID = 132      # u32, receiver: information only on Linux
 SLOT_MODE = 136     # u32, receiver: MODE_LOSSLESS or MODE_LIVE
 SLOT_SKIPPED = 144  # u64, receiver: times it skipped ahead (live mode)
+# u32, receiver: its sleeps so far (wrapping), bumped before each sleep's fence by a
+# receiver that sets CONSUMER_COUNTS_SLEEPS (docs/DESIGN.md "Wake once per sleep").
+SLOT_SLEEPS = 152
 # A live receiver's tail word holds its pin: the start of the oldest record it holds.
 # With nothing held it holds its read position | SLOT_IDLE; the producer does not
 # wait for it.
@@ -98,10 +104,14 @@ PRODUCER_MEMBARRIER = 1 << 2  # its fast path uses a compiler barrier only
 # The stream is live: a consumer that attaches starts at what is published after
 # its attach, never at the backlog already in the ring.
 PRODUCER_LIVE = 1 << 3
+# Set with WAITING by a producer that bumps its sleeps word before every sleep.
+PRODUCER_COUNTS_SLEEPS = 1 << 4
 # Slot flags bits (consumer_flags for slot 0; written by the slot's receiver only).
 CONSUMER_ATTACHED = 1 << 0
 CONSUMER_WAITING = 1 << 1     # asleep on the head word
 CONSUMER_MEMBARRIER = 1 << 2  # its fast path uses a compiler barrier only
+# Set with WAITING by a receiver that bumps its SLOT_SLEEPS word before every sleep.
+CONSUMER_COUNTS_SLEEPS = 1 << 3
 # consumer_flags bits 16..31: attach count, +1 by every attaching consumer (wrapping),
 # so the producer can tell a new consumer from the previous one with the same pid.
 CONSUMER_ATTACH_COUNT_SHIFT = 16

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <string>
 #include <type_traits>
 
@@ -149,14 +150,57 @@ class ByteRingBuffer {
   // Whether the ring is full because of kept reservations rather than the consumer
   // (waiting for the consumer would not help). Producer; never blocks.
   bool FullOfKept(uint32_t len) const;
-  // One sleep of the wait protocol on receiver slot `slot`'s tail and flags words
-  // (the producer's mirror of SleepWhileHeadIs): sets WAITING, fences, sleeps while
-  // the slot's tail word still holds `seen` and its flags do not change, for at most
-  // timeout_ns or until `intr` fires; clears WAITING. Returns whether the slot's
-  // ATTACHED flag changed meanwhile (a receiver attached or left). Touches no
-  // producer state but the flags word, so other (serialised) producer calls may run
+  // ---- sleeping for space: any producer thread --------------------------------
+  // Several threads of one producer may wait for space at the same time (a sink's
+  // streaming thread in WaitWritable and an upstream thread in ReserveNext): the
+  // shared WAITING flag is wait-scoped and counted per process. BeginSpaceWait
+  // counts the calling thread in (the first one in sets WAITING and COUNTS_SLEEPS
+  // and fences), EndSpaceWait counts it out (the last one out clears both); a
+  // process-local lock serialises the two, so WAITING is never cleared while
+  // another thread of ours still sleeps. Any producer thread; never block (beyond
+  // that lock).
+  void BeginSpaceWait() const;
+  void EndSpaceWait() const;
+  // Counts in on the first Enter(), out on destruction (if it entered).
+  class SpaceWaitScope {
+   public:
+    explicit SpaceWaitScope(const ByteRingBuffer* ring) : ring_(ring) {}
+    ~SpaceWaitScope() {
+      if (entered_) ring_->EndSpaceWait();
+    }
+    SpaceWaitScope(const SpaceWaitScope&) = delete;
+    SpaceWaitScope& operator=(const SpaceWaitScope&) = delete;
+    void Enter() {
+      if (!entered_) ring_->BeginSpaceWait();
+      entered_ = true;
+    }
+
+   private:
+    const ByteRingBuffer* ring_;
+    bool entered_ = false;
+  };
+  // One sleep for space, between BeginSpaceWait and EndSpaceWait (the one sleep of
+  // WaitWritable and ShmProducer's reservation waits): bumps the producer's sleeps
+  // word and fences (a receiver that woke an earlier sleep needs the new count),
+  // issues the heavy barrier once per WAITING when the slot's receiver relies on
+  // it, then sleeps while receiver slot `slot`'s tail word still holds `seen` and
+  // its flags do not change, for at most timeout_ns or until `intr` fires. Returns
+  // whether the slot's ATTACHED flag changed meanwhile (a receiver attached or
+  // left). Touches no producer state but the header's flags and sleeps words and
+  // the process-local wait state, so other (serialised) producer calls may run
   // meanwhile. A producer thread, with the values of TailSeen()/LimitSlot(); blocks.
+  bool SleepForSpace(uint32_t slot, uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
+  // BeginSpaceWait + SleepForSpace + EndSpaceWait: one sleep as a wait of its own.
+  // A producer thread; blocks.
   bool SleepWhileTailIs(uint32_t slot, uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
+  // Unkeep calls so far (process-local): read it where FullOfKept() said the kept
+  // reservations hold the room, then pass it to SleepWhileKept. Any producer
+  // thread; never blocks.
+  uint32_t UnkeepCount() const;
+  // Sleeps until Unkeep is called (by any thread) after UnkeepCount() returned
+  // `seen`, for at most timeout_ns or until `intr` fires. Spurious returns are
+  // possible: the caller looks again. A producer thread; blocks.
+  void SleepWhileKept(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
   // The receiver limit the last producer call saw (the slowest counted slot's
   // position, or the head when no slot holds the producer back): after kFull, the
   // value for SleepWhileTailIs. Producer; never blocks.
@@ -397,6 +441,19 @@ class ByteRingBuffer {
   // fenced (membarrier issued when the producer needs it).
   mutable bool sleeping_ = false;
   mutable bool fenced_ = false;
+  void BumpSleeps() const;
+  // Consumer: the producer's sleeps count when we last woke it (valid: it counted).
+  mutable uint32_t producer_woken_ = 0;
+  mutable bool producer_woken_valid_ = false;
+  // Producer: process-local state of the threads waiting for space (shared by
+  // copies of this view).
+  struct SpaceWait;
+  std::shared_ptr<SpaceWait> space_;
+  void WakeKeptSleepers();
+  // Producer: each slot's sleep count when we last woke the head word (valid: the
+  // slot counted its sleeps then); a publish skips the wake while it is unchanged.
+  uint32_t woken_sleeps_[layout::kMaxReceiversLimit] = {};
+  bool woken_valid_[layout::kMaxReceiversLimit] = {};
   // Slot state: which slot's words this view uses (slot 0 unless UseSlot).
   uint32_t max_receivers_ = 1;
   uint32_t slot_ = 0;

@@ -37,6 +37,9 @@ constexpr uint32_t kDroppedOffset = 264;        // u64, producer
 // receiver that takes a position stores it, fences, reads the floor: a position
 // below the floor may be overwritten already. See docs/DESIGN.md "Fan-out".
 constexpr uint32_t kFloorOffset = 272;  // u32, producer
+// The producer's sleeps for space so far (wrapping), bumped before each sleep's
+// fence while kProducerCountsSleeps is set (docs/DESIGN.md "Wake once per sleep").
+constexpr uint32_t kProducerSleepsOffset = 276;  // u32, producer
 // Block 3 (offset 384): reserved, zero.
 // Receiver slots from offset 512, 256 bytes each: a block with the slot's index
 // (written by its receiver on release) and a block with the slot's flags, pid,
@@ -49,6 +52,10 @@ constexpr uint32_t kSlotFlags = 128;    // u32, receiver: ATTACHED/WAITING/MEMBA
 constexpr uint32_t kSlotPid = 132;      // u32, receiver: information only on Linux
 constexpr uint32_t kSlotMode = 136;     // u32, receiver: kModeLossless or kModeLive
 constexpr uint32_t kSlotSkipped = 144;  // u64, receiver: times it skipped ahead (live mode)
+// u32, receiver: its sleeps so far (wrapping), bumped before each sleep's fence by a
+// receiver that sets kConsumerCountsSleeps; lets the producer skip a wake it already
+// issued for the same sleep (docs/DESIGN.md "Wake once per sleep").
+constexpr uint32_t kSlotSleeps = 152;
 // A live receiver's tail word holds its pin: the start of the oldest record it
 // holds. With nothing held it holds its read position | kSlotIdle, and the
 // producer does not wait for it.
@@ -101,10 +108,18 @@ constexpr uint32_t kProducerMembarrier = 1u << 2;  // fast path uses a compiler 
 // The stream is live (a camera, not a file): a consumer that attaches starts at what
 // is published after its attach, never at the backlog already in the ring.
 constexpr uint32_t kProducerLive = 1u << 3;
+// Set with WAITING by a producer that bumps its sleeps word before every sleep
+// (cleared with WAITING); without it a receiver wakes it at every tail store while
+// WAITING is set.
+constexpr uint32_t kProducerCountsSleeps = 1u << 4;
 // Slot flags bits (consumer_flags for slot 0; written by the slot's receiver only).
 constexpr uint32_t kConsumerAttached = 1u << 0;
 constexpr uint32_t kConsumerWaiting = 1u << 1;     // asleep on the head word
 constexpr uint32_t kConsumerMembarrier = 1u << 2;  // fast path uses a compiler barrier only
+// Set with WAITING by a receiver that bumps its kSlotSleeps word before every sleep
+// (cleared with WAITING); without it the producer wakes on every publish while
+// WAITING is set.
+constexpr uint32_t kConsumerCountsSleeps = 1u << 3;
 // consumer_flags bits 16..31: how many times a consumer attached (each attach adds
 // one, wrapping), so the producer can tell a new consumer from the one it saw
 // before even when both have the same pid (a pipeline restarted in one process).

@@ -63,11 +63,14 @@ struct Counters {
   uint64_t sleeps = 0;          // WaitOnWord / WaitOnWords calls
   uint64_t heavy_barriers = 0;  // HeavyBarrier calls
   uint64_t wakes = 0;           // WakeWord calls
+  uint64_t waiting_sets = 0;    // a side set its WAITING flag (a wait's first sleep)
   int64_t longest_timeout_ns = 0;
 };
 // Any thread; never blocks.
 Counters GetCounters();
 void ResetCounters();
+// Counts one setting of a WAITING flag (ByteRingBuffer's waits). Any thread; never blocks.
+void NoteWaitingSet();
 
 // Registers this process for asymmetric fences once (MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)
 // and says whether the fast path may use a compiler barrier only. False where
