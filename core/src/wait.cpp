@@ -57,6 +57,7 @@ std::atomic<uint64_t> sleeps_{0};
 std::atomic<uint64_t> heavy_barriers_{0};
 std::atomic<uint64_t> wakes_{0};
 std::atomic<uint64_t> waiting_sets_{0};
+std::atomic<uint64_t> timeouts_{0};
 std::atomic<int64_t> longest_timeout_ns_{0};
 
 void CountSleep(int64_t timeout_ns) {
@@ -75,6 +76,7 @@ Counters GetCounters() {
   c.heavy_barriers = heavy_barriers_.load(std::memory_order_relaxed);
   c.wakes = wakes_.load(std::memory_order_relaxed);
   c.waiting_sets = waiting_sets_.load(std::memory_order_relaxed);
+  c.timeouts = timeouts_.load(std::memory_order_relaxed);
   c.longest_timeout_ns = longest_timeout_ns_.load(std::memory_order_relaxed);
   return c;
 }
@@ -86,6 +88,7 @@ void ResetCounters() {
   heavy_barriers_.store(0, std::memory_order_relaxed);
   wakes_.store(0, std::memory_order_relaxed);
   waiting_sets_.store(0, std::memory_order_relaxed);
+  timeouts_.store(0, std::memory_order_relaxed);
   longest_timeout_ns_.store(0, std::memory_order_relaxed);
 }
 
@@ -102,7 +105,10 @@ Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
   }
   // Shared (not FUTEX_PRIVATE_FLAG): the waker is another process.
   const long r = syscall(SYS_futex, word, FUTEX_WAIT, expected, tsp, nullptr, 0);
-  if (r != 0 && errno == ETIMEDOUT) return Result::kTimeout;
+  if (r != 0 && errno == ETIMEDOUT) {
+    timeouts_.fetch_add(1, std::memory_order_relaxed);
+    return Result::kTimeout;
+  }
   return Result::kWoken;  // woken, value changed (EAGAIN) or a signal (EINTR)
 }
 
@@ -150,7 +156,10 @@ Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also
     waitv_missing.store(true, std::memory_order_relaxed);
     return WaitOnWord(word, expected, timeout_ns);
   }
-  if (r < 0 && errno == ETIMEDOUT) return Result::kTimeout;
+  if (r < 0 && errno == ETIMEDOUT) {
+    timeouts_.fetch_add(1, std::memory_order_relaxed);
+    return Result::kTimeout;
+  }
   return Result::kWoken;  // woken, a value differed (EAGAIN) or a signal (EINTR)
 }
 

@@ -64,6 +64,7 @@ struct Counters {
   uint64_t heavy_barriers = 0;  // HeavyBarrier calls
   uint64_t wakes = 0;           // WakeWord calls
   uint64_t waiting_sets = 0;    // a side set its WAITING flag (a wait's first sleep)
+  uint64_t timeouts = 0;        // sleeps that ended by their timeout (Linux futex paths)
   int64_t longest_timeout_ns = 0;
 };
 // Any thread; never blocks.
