@@ -81,6 +81,15 @@ std::vector<Msg> ReadAll(const std::string& name) {
   return out;
 }
 
+// The body of the next message `c` reads, waiting for it ("<status>" when none comes).
+std::string NextBody(shm::ShmConsumer& c) {
+  std::vector<uint8_t> buf(c.capacity());
+  const shm::ReadResult r = c.ReadFor(buf.data(), static_cast<uint32_t>(buf.size()), shm::kForever);
+  if (r.status != shm::Status::kOk) return std::string("<") + shm::StatusName(r.status) + ">";
+  return std::string(reinterpret_cast<char*>(buf.data()) + shm::framing::kHeaderSize,
+                     r.len - shm::framing::kHeaderSize);
+}
+
 std::string PatternString(uint8_t salt, gsize n = kFrame) {
   const std::vector<uint8_t> v = gsttest::Pattern(n, salt);
   return std::string(v.begin(), v.end());
@@ -192,11 +201,7 @@ TEST(RingPool, FlushWithBuffersInFlight) {
   EXPECT_TRUE(IsRingMemory(after));
   Fill(after, 20);
   ASSERT_EQ(gst_harness_push(s.h, after), GST_FLOW_OK);
-  const shm::ReadResult r = c.ReadFor(buf.data(), static_cast<uint32_t>(buf.size()), shm::kForever);
-  ASSERT_EQ(r.status, shm::Status::kOk);
-  EXPECT_EQ(std::string(reinterpret_cast<char*>(buf.data()) + shm::framing::kHeaderSize,
-                        r.len - shm::framing::kHeaderSize),
-            PatternString(20));
+  EXPECT_EQ(NextBody(c), PatternString(20));
 }
 
 // A buffer acquired under the old caps and sent after the caps changed must come
@@ -300,11 +305,7 @@ TEST(RingPool, BufferKeptAfterSendingIsNotOverwritten) {
   EXPECT_TRUE(IsRingMemory(again));
   Fill(again, 8);
   ASSERT_EQ(gst_harness_push(s.h, again), GST_FLOW_OK);
-  const shm::ReadResult r = c.ReadFor(buf.data(), static_cast<uint32_t>(buf.size()), shm::kForever);
-  ASSERT_EQ(r.status, shm::Status::kOk);
-  EXPECT_EQ(std::string(reinterpret_cast<char*>(buf.data()) + shm::framing::kHeaderSize,
-                        r.len - shm::framing::kHeaderSize),
-            PatternString(8));
+  EXPECT_EQ(NextBody(c), PatternString(8));
 }
 
 // The sink stops (ring unlinked, CLOSED) with buffers still upstream: their memory
