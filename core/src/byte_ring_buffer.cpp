@@ -730,8 +730,8 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
 
 struct ByteRingBuffer::SpaceWait {
   std::mutex mu;
-  int waiters = 0;       // threads between BeginSpaceWait and EndSpaceWait (mu)
-  bool heavy = false;    // a heavy barrier was issued since WAITING was set (mu)
+  int waiters = 0;     // threads between BeginSpaceWait and EndSpaceWait (mu)
+  bool heavy = false;  // a heavy barrier was issued since WAITING was set (mu)
   // Unkeep count and the threads asleep on it (SleepWhileKept): seq_cst RMW and
   // loads on both sides, so either the sleeper sees the new count or Unkeep sees
   // the sleeper.
@@ -755,8 +755,7 @@ void ByteRingBuffer::EndSpaceWait() const {
   if (!valid_ || !is_producer_) return;
   std::lock_guard<std::mutex> lock(space_->mu);
   if (space_->waiters == 0 || --space_->waiters != 0) return;  // another thread still sleeps
-  atomics::FetchAndRelaxed(word(kProducerFlagsOffset),
-                           ~(kProducerWaiting | kProducerCountsSleeps));
+  atomics::FetchAndRelaxed(word(kProducerFlagsOffset), ~(kProducerWaiting | kProducerCountsSleeps));
 }
 
 bool ByteRingBuffer::SleepForSpace(uint32_t slot, uint32_t seen, int64_t timeout_ns,

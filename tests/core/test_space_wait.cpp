@@ -2,7 +2,6 @@
 // OFD locks). Counts come from wait::GetCounters() and the header's flags words,
 // never from the clock.
 #include <gtest/gtest.h>
-#include <sys/mman.h>
 
 #include <atomic>
 #include <cstdio>
@@ -12,13 +11,13 @@
 #include <thread>
 #include <vector>
 
+#include "blocking_call.hpp"
+#include "ring_name_test.hpp"
 #include "shm/byte_ring_buffer.hpp"
 #include "shm/layout.hpp"
-#include "shm/shared_memory.hpp"
 #include "shm/shm_channel.hpp"
 #include "shm/wait.hpp"
 #include "test_util.hpp"
-#include "vectors.hpp"
 
 using namespace shm;
 
@@ -38,18 +37,9 @@ struct Views {
   std::unique_ptr<ByteRingBuffer> p, c;
 };
 
-class SpaceWaitTest : public ::testing::Test {
+class SpaceWaitTest : public shmtest::RingNameTest {
  protected:
-  std::string Name() {
-    names_.push_back(shmtest::UniqueName("spw"));
-    return names_.back();
-  }
-  void TearDown() override {
-    for (const std::string& n : names_) shm_unlink(OsName(n).c_str());
-  }
-
- private:
-  std::vector<std::string> names_;
+  SpaceWaitTest() : RingNameTest("spw") {}
 };
 
 }  // namespace
@@ -102,12 +92,10 @@ TEST(WakeOncePerSleep, ConsumerWakesASleepingProducerOncePerSleep) {
 // for the whole wait, as WaitWritable does (before: set and cleared around every
 // slice's sleep).
 TEST_F(SpaceWaitTest, ReservationWaitSetsWaitingOnceAcrossSlices) {
-  const std::string name = Name();
-  ShmProducer p(name, 4096);
-  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmProducer& p = Producer(4096);
+  Consumer();
+  ASSERT_TRUE(AllOpen());
   p.SetConcurrent(true);
-  ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
   Reservation r;
   ASSERT_EQ(p.ReserveNext(4000, &r, 0), Status::kOk);
   p.Publish(r, 4000);  // the consumer never reads it
@@ -123,36 +111,26 @@ TEST_F(SpaceWaitTest, ReservationWaitSetsWaitingOnceAcrossSlices) {
 // Two threads of one producer wait for space at the same time: WAITING stays set
 // while either sleeps; the first one to leave does not clear it under the other.
 TEST_F(SpaceWaitTest, WaitingStaysSetWhileAnotherThreadStillWaits) {
-  const std::string name = Name();
-  ShmProducer p(name, 4096);
-  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmProducer& p = Producer(4096);
+  Consumer();
+  ASSERT_TRUE(AllOpen());
   p.SetConcurrent(true);
-  ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
   Reservation r;
   ASSERT_EQ(p.ReserveNext(4000, &r, 0), Status::kOk);
   p.Publish(r, 4000);
   wait::ResetCounters();
   Interrupter first, second;
-  Status got_first = Status::kOk, got_second = Status::kOk;
-  std::thread a([&] {
-    Reservation x;
-    got_first = p.ReserveNext(4000, &x, kGuardNs, &first);
-  });
-  std::thread b([&] {
-    Reservation x;
-    got_second = p.ReserveNext(4000, &x, kGuardNs, &second);
-  });
+  Reservation x, y;
+  shmtest::BlockingCall a([&] { return p.ReserveNext(4000, &x, kGuardNs, &first); });
+  shmtest::BlockingCall b([&] { return p.ReserveNext(4000, &y, kGuardNs, &second); });
   // Both asleep (each sleep is counted as it starts; spurious re-sleeps only add).
   ASSERT_TRUE(shmtest::WaitUntil([] { return wait::GetCounters().sleeps >= 2; }));
   first.Interrupt();
-  a.join();
-  EXPECT_EQ(got_first, Status::kInterrupted);
+  EXPECT_EQ(a.Join(), Status::kInterrupted);
   EXPECT_NE(p.ring()->ProducerFlags() & layout::kProducerWaiting, 0u)
       << "the other thread still waits for space";
   second.Interrupt();
-  b.join();
-  EXPECT_EQ(got_second, Status::kInterrupted);
+  EXPECT_EQ(b.Join(), Status::kInterrupted);
   EXPECT_EQ(p.ring()->ProducerFlags() & layout::kProducerWaiting, 0u) << "the last one clears it";
   EXPECT_EQ(wait::GetCounters().waiting_sets, 1u);
 }
@@ -161,12 +139,10 @@ TEST_F(SpaceWaitTest, WaitingStaysSetWhileAnotherThreadStillWaits) {
 // until Unkeep wakes it: its sleeps are counted wait-protocol sleeps and Unkeep
 // issues the wake (before: a 1 ms nap loop, no sleep or wake counted).
 TEST_F(SpaceWaitTest, WaiterOnKeptSpaceWakesOnUnkeep) {
-  const std::string name = Name();
-  ShmProducer p(name, 256);
-  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmProducer& p = Producer(256);
+  ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
   p.SetConcurrent(true);
-  ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
   Reservation kept;
   ASSERT_EQ(p.ReserveNext(100, &kept, 0), Status::kOk);  // record 104
   p.Publish(kept, 100, /*keep=*/true);
@@ -181,8 +157,8 @@ TEST_F(SpaceWaitTest, WaiterOnKeptSpaceWakesOnUnkeep) {
     got = static_cast<int>(s);
   });
   // Bounded look for the sleep (it never comes with a nap loop: then the checks fail).
-  const bool slept = shmtest::WaitUntil([] { return wait::GetCounters().sleeps >= 1; },
-                                        std::chrono::seconds(10));
+  const bool slept =
+      shmtest::WaitUntil([] { return wait::GetCounters().sleeps >= 1; }, std::chrono::seconds(10));
   EXPECT_TRUE(slept) << "the waiter sleeps in the wait protocol";
   EXPECT_TRUE(p.HeldBackByKept(200));
   const uint64_t wakes_before = wait::GetCounters().wakes;
