@@ -856,7 +856,7 @@ void ShmConsumer::ReportStall() {
 // spin, then sleep on the head word without mu_ (releases go on meanwhile); every
 // liveness slice, look at the producer. A dead or replaced producer's finished
 // records are delivered before it is reported.
-Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
+Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* copy) {
   if (!ring_) return Status::kInvalid;
   // WAITING, once set by the first sleep, stays set across the slices' re-sleeps
   // and is cleared on the way out, whatever the return.
@@ -881,6 +881,7 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
       in_wait_ = false;
       end_sleep.marked = false;
       const Status s = TakeLocked(op, out);
+      if (s == Status::kOk && copy != nullptr) CopyLocked(*out, copy);
       if (s != Status::kEmpty) return s;  // kOk, kClosed, kCorrupt, kInvalid
       seen = ring_->HeadSeen();
       // Nothing to read: TakeLocked stored pending releases (going idle); later
@@ -902,6 +903,7 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
       if (peer == Status::kPeerDead || peer == Status::kReplaced) {
         std::lock_guard<std::mutex> lock(mu_);
         const Status s = TakeLocked(op, out);  // what it finished writing comes first
+        if (s == Status::kOk && copy != nullptr) CopyLocked(*out, copy);
         return s == Status::kEmpty ? peer : s;
       }
       next_look = elapsed + tuning::kLivenessSliceNs;
@@ -914,12 +916,23 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out) {
   }
 }
 
+void ShmConsumer::CopyLocked(const MessageView& v, CopyOut* copy) {
+  if (v.len > copy->max_len) {
+    copy->result = {Status::kBufferTooSmall, v.len};  // the message stays (as TryRead)
+    return;
+  }
+  if (v.len != 0) std::memcpy(copy->buf, v.data, v.len);
+  ring_->Release();
+  copy->result = {Status::kOk, v.len};
+}
+
 ReadResult ShmConsumer::ReadFor(void* out, uint32_t max_len, int64_t timeout_ns) {
   MessageView v;
-  const Status s = Wait(timeout_ns, Op::kPeek, &v);
+  // Peek, copy and release under one hold of mu_ (one look at the record).
+  CopyOut copy{out, max_len, {Status::kOk, 0}};
+  const Status s = Wait(timeout_ns, Op::kPeek, &v, &copy);
   if (s != Status::kOk) return {s, 0};
-  std::lock_guard<std::mutex> lock(mu_);
-  return ring_->TryRead(out, max_len);
+  return copy.result;
 }
 
 Status ShmConsumer::PeekFor(MessageView* out, int64_t timeout_ns) {

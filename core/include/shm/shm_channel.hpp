@@ -374,7 +374,16 @@ class ShmConsumer {
   void Nap(int64_t ns);
   bool Claim(const SharedMemory& mem, uint32_t max_receivers);
   void ReleaseClaim();
-  Status Wait(int64_t timeout_ns, Op op, MessageView* out);
+  // `copy` (optional): where a peeked record is copied to and released, under the
+  // same lock hold as the peek (ReadFor).
+  struct CopyOut {
+    void* buf;
+    uint32_t max_len;
+    ReadResult result;
+  };
+  Status Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* copy = nullptr);
+  // mu_ held: copies the peeked record `v` into `copy` and releases it.
+  void CopyLocked(const MessageView& v, CopyOut* copy);
   Status TakeLocked(Op op, MessageView* out);
   void ReportStall();
   void AdvanceLocked();
