@@ -341,6 +341,23 @@ TEST_F(ChannelTest, EndOfStreamAfterDrain) {
   EXPECT_EQ(c.AcquireFor(&v, kGuardNs), Status::kClosed);
 }
 
+// ReadFor with a buffer too small for the next message: kBufferTooSmall with its
+// size, the message stays (never dropped) and a large enough buffer then gets it.
+TEST_F(ChannelTest, ReadForTooSmallBufferLeavesTheMessage) {
+  ShmProducer& p = Producer(4096);
+  ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
+  ASSERT_TRUE(p.Write("0123456789", 10));
+  char buf[16] = {};
+  const ReadResult small = c.ReadFor(buf, 4, kGuardNs);
+  EXPECT_EQ(small.status, Status::kBufferTooSmall);
+  EXPECT_EQ(small.len, 10u);
+  const ReadResult whole = c.ReadFor(buf, sizeof buf, kGuardNs);
+  EXPECT_EQ(whole.status, Status::kOk);
+  EXPECT_EQ(std::string(buf, whole.len), "0123456789");
+  EXPECT_EQ(c.ReadFor(buf, sizeof buf, 0).status, Status::kEmpty);
+}
+
 TEST_F(ChannelTest, EndOfStreamWakesBlockedConsumer) {
   const std::string name = Name();
   ShmProducer p(name, 4096);
