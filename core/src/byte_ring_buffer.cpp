@@ -713,9 +713,11 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
       }
       nap = CapNap(left, next_look - now);
     }
+    // The count before the look: an Unkeep after it ends the sleep below.
+    const uint32_t unkeeps = UnkeepCount();
     if (FullOfKept(len)) {
       // Only Unkeep (another thread of ours) makes room: sleep until it does.
-      SleepWhileKept(UnkeepCount(), nap, intr);
+      SleepWhileKept(unkeeps, nap, intr);
       continue;
     }
     scope.Enter();
