@@ -514,6 +514,7 @@ void ByteRingBuffer::PublishWrapMarker() {
     // Published alone so the consumer can free this lap at once. No wake here (a
     // marker is not a message); callers wake only when the record does not fit behind it.
     head_ = reserve_;
+    LoadCountsBeforeStore();
     atomics::StoreRelease(word(kHeadOffset), head_);
   } else {
     pending_.push_back(Pending{start, reserve_, true, false, true});  // after older reservations
@@ -619,9 +620,22 @@ void ByteRingBuffer::AdvanceHead() {
 
 void ByteRingBuffer::PublishHead(uint32_t new_head) {
   head_ = new_head;
+  LoadCountsBeforeStore();
   // Payload and len happen-before the consumer's acquire load of head.
   atomics::StoreRelease(word(kHeadOffset), head_);
   WakeConsumerIfWaiting();
+}
+
+// While a receiver was seen waiting: its sleep counts, loaded (acquire) before the
+// head store that may wake it. A wake ends a sleep only if that sleep's look at the
+// head came before our store; a count read before the store proves it (the sleeper
+// fences between its look and its bump), a count read after does not.
+void ByteRingBuffer::LoadCountsBeforeStore() {
+  pre_valid_ = consumer_waiting_seen_;
+  if (!pre_valid_) return;
+  for (uint32_t k = 0; k < max_receivers_; ++k) {
+    pre_sleeps_[k] = atomics::LoadAcquire(word(SlotOffset(k) + kSlotSleeps));
+  }
 }
 
 void ByteRingBuffer::WakeConsumerIfWaiting() {
@@ -639,10 +653,12 @@ void ByteRingBuffer::WakeConsumerIfWaiting() {
   // own count bump and fence sees the head we stored above.
   bool need = false;
   bool fenced = !light_fences_;
+  bool any_waiting = false;
   for (uint32_t k = 0; k < max_receivers_ && !need; ++k) {
     const uint32_t* fw = word(SlotOffset(k) + kSlotFlags);
     uint32_t f = atomics::LoadRelaxed(fw);
     if (!(f & kConsumerWaiting)) continue;
+    any_waiting = true;
     if (!(f & kConsumerCountsSleeps)) {
       need = true;
       break;
@@ -661,13 +677,19 @@ void ByteRingBuffer::WakeConsumerIfWaiting() {
     }
     if (!woken_valid_[k] || n != woken_sleeps_[k]) need = true;
   }
+  consumer_waiting_seen_ = any_waiting || need;
   if (!need) return;
-  // Record the count of every counting sleeper this wake ends (loaded before it).
+  // Record, per counting sleeper, the count loaded BEFORE the head store: that
+  // sleep looked at the head before the store, so this wake ends it. (A count
+  // loaded after the store may belong to a sleep that already saw the new head and
+  // waits for the next one.) Without a count from before the store: nothing is
+  // recorded and the next publish wakes again.
   for (uint32_t k = 0; k < max_receivers_; ++k) {
     const uint32_t f = atomics::LoadRelaxed(word(SlotOffset(k) + kSlotFlags));
-    woken_valid_[k] = (f & kConsumerCountsSleeps) != 0;
-    woken_sleeps_[k] = atomics::LoadRelaxed(word(SlotOffset(k) + kSlotSleeps));
+    woken_valid_[k] = pre_valid_ && (f & kConsumerCountsSleeps) != 0;
+    woken_sleeps_[k] = pre_sleeps_[k];
   }
+  pre_valid_ = false;
   wait::WakeWord(word(kHeadOffset));
 }
 
@@ -769,6 +791,9 @@ bool ByteRingBuffer::SleepForSpace(uint32_t slot, uint32_t seen, int64_t timeout
   // receiver that already woke an earlier sleep of ours skips its wake only when
   // it sees the old count after its own full fence, so then it is our look that
   // sees its tail (DESIGN.md "Wake once per sleep").
+  // A fence before the bump as well: the look that gave `seen` comes before it
+  // (LoadCountsBeforeStore's argument, mirrored).
+  atomics::FullFence();
   atomics::FetchAddRelaxed(word(kProducerSleepsOffset), 1);  // several threads of ours
   atomics::FullFence();
   int64_t nap = timeout_ns;
@@ -882,6 +907,10 @@ uint32_t ByteRingBuffer::TailWordValue(uint32_t t) const {
 void ByteRingBuffer::StoreTail(uint32_t t) const {
   released_ = t;
   stored_ = t;
+  // While the producer was seen waiting: its sleep count before our store (see
+  // LoadCountsBeforeStore: only such a count proves which sleep a wake ends).
+  const bool pre_valid = producer_waiting_seen_;
+  const uint32_t pre = pre_valid ? atomics::LoadAcquire(word(kProducerSleepsOffset)) : 0;
   // Our reads of the released records happen-before the producer reuses them.
   atomics::StoreRelease(word(tail_off_), TailWordValue(t));
   // Store-load fence against the producer's "set WAITING, fence, re-check tail".
@@ -891,6 +920,7 @@ void ByteRingBuffer::StoreTail(uint32_t t) const {
     atomics::FullFence();
   }
   uint32_t f = atomics::LoadRelaxed(word(kProducerFlagsOffset));
+  producer_waiting_seen_ = (f & kProducerWaiting) != 0;
   if (!(f & kProducerWaiting)) return;
   if (f & kProducerCountsSleeps) {
     // The producer counts its sleeps: no wake while the count is the one we woke
@@ -905,8 +935,8 @@ void ByteRingBuffer::StoreTail(uint32_t t) const {
       if (!(f & kProducerWaiting)) return;
       if ((f & kProducerCountsSleeps) && n == producer_woken_) return;
     }
-    producer_woken_ = n;
-    producer_woken_valid_ = (f & kProducerCountsSleeps) != 0;
+    producer_woken_ = pre;
+    producer_woken_valid_ = pre_valid && (f & kProducerCountsSleeps) != 0;
   } else {
     producer_woken_valid_ = false;
   }
@@ -1271,6 +1301,9 @@ void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interru
     // of ours touching ATTACHED meanwhile is safe. WAITING then stays set, and
     // fenced, for every re-sleep until EndSleep().
     // The sleep count first (below), then WAITING | COUNTS_SLEEPS, then the fence.
+    // A fence before the bump too: our look at the head (`seen`) comes before it, so
+    // a waker that reads the new count before its head store knows we looked earlier.
+    atomics::FullFence();
     BumpSleeps();
     atomics::FetchOrRelaxed(word(flags_off_), kConsumerWaiting | kConsumerCountsSleeps);
     atomics::FullFence();
@@ -1280,7 +1313,9 @@ void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interru
   } else {
     // A re-sleep: a producer that already woke this wait's previous sleep skips the
     // wake unless it sees a new count after its own full fence (DESIGN.md "Wake once
-    // per sleep"): bump, full fence, then the look at the head below.
+    // per sleep"): fence (after the look that gave `seen`), bump, full fence, then
+    // the look at the head below.
+    atomics::FullFence();
     BumpSleeps();
     atomics::FullFence();
   }

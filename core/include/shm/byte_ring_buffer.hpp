@@ -454,6 +454,14 @@ class ByteRingBuffer {
   // slot counted its sleeps then); a publish skips the wake while it is unchanged.
   uint32_t woken_sleeps_[layout::kMaxReceiversLimit] = {};
   bool woken_valid_[layout::kMaxReceiversLimit] = {};
+  // Producer: the slots' counts loaded before the current head store (pre_valid_:
+  // loaded, because a receiver was seen waiting at the last wake check).
+  uint32_t pre_sleeps_[layout::kMaxReceiversLimit] = {};
+  bool pre_valid_ = false;
+  bool consumer_waiting_seen_ = false;
+  void LoadCountsBeforeStore();
+  // Consumer: the producer's WAITING was set at our last tail store.
+  mutable bool producer_waiting_seen_ = false;
   // Slot state: which slot's words this view uses (slot 0 unless UseSlot).
   uint32_t max_receivers_ = 1;
   uint32_t slot_ = 0;
