@@ -351,7 +351,7 @@ bool ByteRingBuffer::ReceiversBehind() const {
   return ScanSlots(&lowest, &slot) && lowest != head_;
 }
 
-bool ByteRingBuffer::LoadTailChecked() {
+bool ByteRingBuffer::LoadTailChecked(uint32_t need) {
   uint32_t lowest, slot;
   bool counted = false;
   if (!ScanSlots(&lowest, &slot, &counted)) return false;
@@ -359,6 +359,16 @@ bool ByteRingBuffer::LoadTailChecked() {
   // nobody can take a position below it (its own pin only moves forward), so the
   // floor need not move: the default ring's slow path stays one load.
   const bool need_floor = max_receivers_ > 1 || !counted;
+  if (need_floor && need <= capacity_ - capacity_ / 4) {
+    // What nobody holds is free, but a lapped live receiver resumes only at or above
+    // the floor (the newest sync point still there): free what this reservation
+    // needs plus a quarter of the ring, not everything up to the head, so the newest
+    // three quarters of a lap stay readable. (One more slot scan per quarter lap.)
+    uint32_t at_least = reserve_ + need + capacity_ / 4 - capacity_;
+    if (static_cast<int32_t>(at_least - floor_) < 0) at_least = floor_;  // floors only grow
+    if (static_cast<int32_t>(at_least - head_) > 0) at_least = head_;    // never past the head
+    if (reserve_ - at_least > reserve_ - lowest) lowest = at_least;  // an older limit: keep more
+  }
   if (need_floor && static_cast<int32_t>(lowest - floor_) > 0) {
     // Publish the floor before reusing anything below it, then look again: a
     // receiver that took a position meanwhile either is seen now or sees the floor
@@ -458,14 +468,14 @@ Status ByteRingBuffer::ReserveRecord(uint32_t len, uint32_t* start) {
   if (record > to_end) {
     // The record would cross the end: a WRAP marker fills the rest of this lap.
     if (FreeBytes() < to_end) {
-      if (!LoadTailChecked()) return Status::kCorrupt;
+      if (!LoadTailChecked(to_end + record)) return Status::kCorrupt;
       if (FreeBytes() < to_end) return Status::kFull;
     }
     PublishWrapMarker();
     marker = true;
   }
   if (FreeBytes() < record) {
-    if (!LoadTailChecked()) return Status::kCorrupt;
+    if (!LoadTailChecked(record)) return Status::kCorrupt;
     if (FreeBytes() < record) {
       // Only the consumer skipping the marker can free the rest: it must not sleep through it.
       if (marker) WakeConsumerIfWaiting();
@@ -701,7 +711,7 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
   } clear{flags, &waiting};
   for (int spin = 0;; ++spin) {
     const uint32_t to_end = capacity_ - (reserve_ & mask_);
-    if (!LoadTailChecked()) return Status::kCorrupt;
+    if (!LoadTailChecked(record <= to_end ? record : to_end + record)) return Status::kCorrupt;
     const uint32_t free = FreeBytes();
     if (record <= to_end) {
       if (free >= record) return Status::kOk;

@@ -615,16 +615,30 @@ class ByteRingBuffer:
         acquire_fence()
         return lowest, limiting, found
 
-    def _load_tail(self) -> int:
+    def _load_tail(self, need: int = -1) -> int:
         """The lowest position the receivers protect (see _scan_slots), published as the
         reuse floor before anything below it is reused: store the floor, full fence,
         look at the slots again (a receiver that took a position meanwhile is seen now,
-        or sees the floor). Producer."""
+        or sees the floor). ``need``: the bytes about to be reserved. Producer."""
         lowest, limiting, counted = self._scan_slots()
         # One slot holding a position (a lossless tail, a live pin): nobody can take a
         # position below it, so the floor need not move (the default ring's slow path
         # stays one load).
         need_floor = self._max_receivers > 1 or not counted
+        cap = self._capacity
+        if need_floor and 0 <= need <= cap - cap // 4:
+            # What nobody holds is free, but a lapped live receiver resumes only at or
+            # above the floor (the newest sync point still there): free what this
+            # reservation needs plus a quarter of the ring, not everything up to the
+            # head, so the newest three quarters of a lap stay readable.
+            head = self._head
+            at_least = (head + need + cap // 4 - cap) & _M
+            if (at_least - self._floor) & _M >= 0x80000000:
+                at_least = self._floor  # floors only grow
+            if 0 < (at_least - head) & _M < 0x80000000:
+                at_least = head  # never past the head
+            if (head - at_least) & _M > (head - lowest) & _M:
+                lowest = at_least  # an older limit: keep more
         if need_floor and 0 < (lowest - self._floor) & _M < 0x80000000:
             self._floor = lowest
             release_fence()
@@ -737,7 +751,7 @@ class ByteRingBuffer:
         if rec > to_end:
             # The record would cross the end: a WRAP marker fills the rest of this lap.
             if cap - ((head - self._tail_cache) & _M) < to_end:
-                tail = self._load_tail()
+                tail = self._load_tail(to_end + rec)
                 if cap - ((head - tail) & _M) < to_end:
                     return -1
             self._publish_marker()
@@ -745,7 +759,7 @@ class ByteRingBuffer:
             head = self._head
             pos = 0
         if cap - ((head - self._tail_cache) & _M) < rec:
-            tail = self._load_tail()
+            tail = self._load_tail(rec)
             if cap - ((head - tail) & _M) < rec:
                 if marker:
                     # Only the consumer skipping the marker can free the rest: it
@@ -853,7 +867,7 @@ class ByteRingBuffer:
         spin = 0
         while True:
             to_end = cap - (self._head & self._mask)
-            tail = self._load_tail()
+            tail = self._load_tail(rec if rec <= to_end else to_end + rec)
             free = cap - ((self._head - tail) & _M)
             if rec <= to_end:
                 if free >= rec:

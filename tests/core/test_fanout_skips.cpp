@@ -79,6 +79,21 @@ TEST(FanOutSkips, LappedLiveReceiverResumesAtTheNewestSyncPoint) {
   EXPECT_EQ(r.Read(), ~uint64_t{0});
 }
 
+// Whatever the phase of the producer's laps, a key frame among the newest three
+// quarters of a lap is found: the producer frees what it needs plus a quarter of the
+// ring, not everything nobody holds (that left the newest key frame below the floor
+// right after each reload).
+TEST(FanOutSkips, SyncPointInTheNewestThreeQuartersOfALapIsAlwaysFound) {
+  for (uint64_t written = 2 * kPerLap; written < 6 * kPerLap; ++written) {
+    Ring r("skip-phase");
+    ASSERT_TRUE(r.live.IsValid()) << r.live.error();
+    for (uint64_t i = 0; i < written; ++i) r.Write(i, i % 10 == 0);
+    const uint64_t key = (written - 1) / 10 * 10;  // at most 9 records old
+    EXPECT_EQ(r.Read(), key) << "after " << written << " records";
+    EXPECT_EQ(r.live.skipped(), key);
+  }
+}
+
 // No sync point left in the ring (the last key frame was reused): the receiver
 // resumes at the newest record (its element then drops delta units until the next
 // key frame) and counts every record before it.

@@ -349,8 +349,10 @@ class ByteRingBuffer {
   Status NextRecord(uint32_t from, MessageView* out);
   Status NextRecordPinned(uint32_t from, MessageView* out);
   // Loads the tail word (acquire) into tail_cache_ after checking it against head_;
-  // false (error_ set) when the consumer stored an impossible value.
-  bool LoadTailChecked();
+  // false (error_ set) when the consumer stored an impossible value. `need`: the
+  // bytes the caller is about to reserve (on rings with a reuse floor, only that
+  // plus a quarter of the ring is freed of what nobody holds).
+  bool LoadTailChecked(uint32_t need = ~uint32_t{0});
   // The lowest position any counted receiver slot protects (head_ when none):
   // false (error_ set) when a slot holds an impossible value.
   // *counted (optional): with one slot, whether its position counted (not idle).
