@@ -18,8 +18,8 @@ from ._aio import run_interruptibly
 from ._tuning import LIVENESS_SLICE_S
 from .caps import VideoLayout, layout_from_caps, parse_caps
 from .channel import ShmConsumer, ShmProducer
-from .errors import (IncompatibleSegmentError, RingTimeoutError, StreamTruncatedError,
-                     StreamClosedError, ViewInUseError)
+from .errors import (IncompatibleSegmentError, RingInterruptedError, RingTimeoutError,
+                     StreamTruncatedError, StreamClosedError, ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
                       MIN_HEADER_SIZE, TIME_NONE, MessageHeader, decode_header, encode_caps,
                       encode_eos, encode_header, monotonic_ns, unpack_header)
@@ -364,15 +364,17 @@ class FrameReader:
     def _wait(self, deadline: Optional[float]) -> bool:
         """Sleeps for the next record; False when ``deadline`` passed."""
         ring = self._ring
-        self._release_ready()
+        entries = self._entries
+        if entries:
+            self._release_ready()
         # Deadlock check: nothing left to read, frames still referenced, and the
         # producer has been asleep waiting for space (head unchanged) for a whole
         # wait slice: only the space those frames hold can wake it.
-        if self._entries and ring.producer_flags & PRODUCER_WAITING:
+        if entries and ring.producer_flags & PRODUCER_WAITING:
             head = ring.head
             if self._stuck_head == head:
                 raise ViewInUseError(
-                    f"{len(self._entries)} frame(s) of ring {self.name!r} are still "
+                    f"{len(entries)} frame(s) of ring {self.name!r} are still "
                     "referenced and the producer is waiting for the space they hold; copy "
                     "what you keep (frame.array.copy()) and drop the rest")
             self._stuck_head = head
@@ -397,11 +399,20 @@ class FrameReader:
         :meth:`close` was called (also from another thread while this call waited).
         Consumer thread; blocks.
         """
-        with self._consumer._call() as ring:  # raises StreamClosedError after close()
+        # channel._Call, inlined (once per frame on the blocking path).
+        consumer = self._consumer
+        ring = consumer._enter()  # raises StreamClosedError after close()
+        try:
             try:
                 return self._read_frame(timeout)
             finally:
                 ring.end_sleep()  # WAITING, left set across the wait's steps
+        except RingInterruptedError:
+            if consumer._closing:
+                raise consumer._closed_while_waiting() from None
+            raise
+        finally:
+            consumer._leave()
 
     def _read_frame(self, timeout: Optional[float]) -> Optional[Frame]:
         """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).
