@@ -12,14 +12,17 @@ never wall time.
 3. The zero-copy view alone, two ways: "hot", read_frame(timeout=0) on 9 frames
    already in the ring, read back to back (CPU of the reads); and "at the same
    cadence", the same frames as in 2 arriving at --fps, read with read_frame(0)
-   after a time.sleep of one frame period (CPU of each read_frame call alone: the
+   after a time.sleep of one frame period, so the reader keeps up and never wakes
+   the writer (CPU of each read_frame call alone: the
    thread's CPU clock, CLOCK_THREAD_CPUTIME_ID, before and after it, since getrusage
    cannot resolve one call; "empty" is the two clock reads with nothing between, at
    the same cadence: the measurement's own floor). After an idle period
    every bytecode runs on cold caches, so the view costs far more at 30 fps than hot.
 4. Floors, for comparison: the CPU per wake-up of the smallest Python loops that sleep
-   between events arriving at --fps from another process: a blocking os.read() of a
-   pipe, and a bare futex wait through the package's ctypes call (_futex.futex_wait).
+   between events arriving at --fps from another process: the smallest blocking frame
+   reader on the ring's own calls (acquire, sleep_after_empty_look, view_of,
+   release_to: no FrameReader), a blocking os.read() of a pipe, and a bare futex wait
+   through the package's ctypes call (_futex.futex_wait).
 
 Usage: PYTHONPATH=python [SHMRING_NATIVE_DIR=build/python] /usr/bin/python3 \
        bench/py_cpu_bench.py [--idle 5] [--frames 150] [--rounds 3]
@@ -118,7 +121,8 @@ def view_hot(rounds: int = 30) -> float:
 
 def view_cadence(count: int, fps: float) -> Tuple[float, float]:
     """(median CPU us of one read_frame(0), median CPU us of an empty measurement) for
-    frames arriving at ``fps``, read after sleeping one frame period."""
+    frames arriving at ``fps``, each read after sleeping one frame period (the reader
+    keeps up, so the writer never waits for space and the reads wake nobody)."""
     name = "cpuvc%d" % os.getpid()
     writer = start_writer(name, count, fps)
     reads: List[float] = []
@@ -135,13 +139,48 @@ def view_cadence(count: int, fps: float) -> Tuple[float, float]:
                 if frame is not None:
                     reads.append(c1 - c0)
                 del frame
-                time.sleep(1 / fps)
-                c0 = thread_cpu()
-                c1 = thread_cpu()
-                empty.append(c1 - c0)
     finally:
         writer.wait(60)
+    for _ in range(min(count, 60)):
+        time.sleep(1 / fps)
+        c0 = thread_cpu()
+        c1 = thread_cpu()
+        empty.append(c1 - c0)
     return statistics.median(reads) * 1e6, statistics.median(empty) * 1e6
+
+
+def floor_ring(count: int, fps: float) -> float:
+    """CPU us per frame of the smallest blocking reader on the ring's own calls: acquire,
+    sleep_after_empty_look when empty, one header unpack, a tracked view, release."""
+    from shmring.framing import KIND_BUFFER, KIND_EOS, unpack_header
+    name = "cpufl%d" % os.getpid()
+    writer = start_writer(name, count, fps)
+    n, c0 = 0, 0.0
+    try:
+        with shmring.FrameReader(name, timeout=30) as reader:
+            ring = reader._ring
+            buf = ring.buffer
+            while True:
+                record = ring.acquire()
+                if record is None:
+                    ring.sleep_after_empty_look(0.5)
+                    continue
+                start, length, end = record
+                kind = unpack_header(buf, start)[0]
+                if kind == KIND_BUFFER:
+                    held = ring.view_of(start + 60, length - 60, end)
+                    if n == 0:
+                        c0 = cpu()
+                    n += 1
+                    held.try_release()
+                ring.release_to(end)
+                if kind == KIND_EOS:
+                    break
+            c1 = cpu()
+            ring.end_sleep()
+    finally:
+        writer.wait(60)
+    return (c1 - c0) / max(1, n - 1) * 1e6
 
 
 def floor_pipe(count: int, fps: float) -> float:
@@ -237,10 +276,12 @@ def main() -> int:
     steps.append(("native" if native else "pure", run_views))
     if not args.no_floors:
         def run_floors() -> None:
+            add(f"floor: smallest blocking ring reader, us per frame ({modes[0]})",
+                floor_ring(args.frames, args.fps))
             add("floor: pipe os.read loop, us per wake-up", floor_pipe(args.frames, args.fps))
             add("floor: ctypes futex_wait loop, us per wake-up",
                 floor_futex(args.frames, args.fps))
-        steps.append(("pure", run_floors))
+        steps.append((modes[0], run_floors))
     loads: List[float] = []
     for r in range(args.rounds):
         for mode, step in steps:
@@ -253,7 +294,9 @@ def main() -> int:
     print(f"1-minute load average during the runs: {min(loads):.2f}-{max(loads):.2f}")
     print("median [min-max] over the rounds:")
     for key, values in results.items():
-        print(f"  {key}: {spread(values)}")
+        text = spread(values) if "%" not in key else (
+            f"{statistics.median(values):.3f} [{min(values):.3f}-{max(values):.3f}]")
+        print(f"  {key}: {text}")
     return 0
 
 

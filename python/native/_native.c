@@ -14,7 +14,6 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdint.h>
@@ -28,7 +27,7 @@
 #ifndef SYS_membarrier
 #error "membarrier(2) is needed"
 #endif
-#define SHMRING_FUTEX_32 2u                           /* FUTEX2_SIZE_U32, shared */
+#define SHMRING_FUTEX_32 2u                              /* FUTEX2_SIZE_U32, shared */
 #define SHMRING_MEMBARRIER_CMD_GLOBAL_EXPEDITED (1 << 1) /* linux/membarrier.h */
 
 struct shmring_waitv { /* struct futex_waitv of <linux/futex.h> (Linux >= 5.16) */
@@ -49,8 +48,10 @@ static int64_t now_ns(void) {
 }
 
 typedef struct {
+  // clang-format off
   PyObject_HEAD
   uint32_t* head;   /* the ring's head word */
+  // clang-format on
   uint32_t* pflags; /* producer_flags */
   uint32_t* flags;  /* this receiver slot's flags word (WAITING lives here) */
   uint32_t waiting_bit, closed_bit, membarrier_bit;
@@ -63,16 +64,15 @@ typedef struct {
 } Waiter;
 
 static int Waiter_init(Waiter* self, PyObject* args, PyObject* kwds) {
-  static char* kw[] = {"head_address", "producer_flags_address", "flags_address",
-                       "waiting_bit", "closed_bit", "membarrier_bit", "unfenced_nap",
-                       "spin_polls", "spin_after", NULL};
+  static char* kw[] = {
+      "head_address",   "producer_flags_address", "flags_address", "waiting_bit", "closed_bit",
+      "membarrier_bit", "unfenced_nap",           "spin_polls",    "spin_after",  NULL};
   unsigned long long head, pflags, flags;
   unsigned int waiting, closed, membarrier;
   double unfenced, spin_after;
   int spin_polls;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKKIIIdid", kw, &head, &pflags, &flags,
-                                   &waiting, &closed, &membarrier, &unfenced, &spin_polls,
-                                   &spin_after)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKKIIIdid", kw, &head, &pflags, &flags, &waiting,
+                                   &closed, &membarrier, &unfenced, &spin_polls, &spin_after)) {
     return -1;
   }
   if ((head | pflags | flags) % 4 != 0 || head == 0 || pflags == 0 || flags == 0) {
@@ -108,16 +108,17 @@ static int heavy_barrier(void) {
   return r == 0;
 }
 
-PyDoc_STRVAR(Waiter_wait_doc,
-"wait(seen, timeout) -> int\n\n"
-"One sleep of the consumer's wait, fused: (spin on head if the last sleep was short,)\n"
-"set WAITING and fence on the first sleep of a wait (membarrier when the producer\n"
-"relies on it; a failed one caps the nap at unfenced_nap), re-check head and\n"
-"CLOSED, then futex_waitv on head == seen and producer_flags as just loaded, at\n"
-"most timeout s (None = no limit). Returns 1 when the caller should look again\n"
-"(head moved, CLOSED, woken, signal), 0 when the timeout expired, -1 when\n"
-"futex_waitv is missing (ENOSYS: use the pure-Python sleep). WAITING stays set\n"
-"until end(). Consumer thread; blocks with the GIL released.");
+PyDoc_STRVAR(
+    Waiter_wait_doc,
+    "wait(seen, timeout) -> int\n\n"
+    "One sleep of the consumer's wait, fused: (spin on head if the last sleep was short,)\n"
+    "set WAITING and fence on the first sleep of a wait (membarrier when the producer\n"
+    "relies on it; a failed one caps the nap at unfenced_nap), re-check head and\n"
+    "CLOSED, then futex_waitv on head == seen and producer_flags as just loaded, at\n"
+    "most timeout s (None = no limit). Returns 1 when the caller should look again\n"
+    "(head moved, CLOSED, woken, signal), 0 when the timeout expired, -1 when\n"
+    "futex_waitv is missing (ENOSYS: use the pure-Python sleep). WAITING stays set\n"
+    "until end(). Consumer thread; blocks with the GIL released.");
 
 static PyObject* Waiter_wait(Waiter* self, PyObject* const* args, Py_ssize_t nargs) {
   if (closed_error(self) < 0) return NULL;
@@ -176,8 +177,7 @@ static PyObject* Waiter_wait(Waiter* self, PyObject* const* args, Py_ssize_t nar
   long r;
   int err;
   int64_t start, slept;
-  Py_BEGIN_ALLOW_THREADS
-  start = now_ns();
+  Py_BEGIN_ALLOW_THREADS start = now_ns();
   if (nap >= 0) { /* an absolute CLOCK_MONOTONIC deadline */
     const int64_t deadline = start + nap;
     ts.tv_sec = deadline / 1000000000;
@@ -188,8 +188,8 @@ static PyObject* Waiter_wait(Waiter* self, PyObject* const* args, Py_ssize_t nar
   err = errno;
   slept = now_ns() - start;
   Py_END_ALLOW_THREADS
-  /* Spin before the next sleep only when messages come close together. */
-  self->spin = slept < self->spin_after_ns;
+      /* Spin before the next sleep only when messages come close together. */
+      self->spin = slept < self->spin_after_ns;
   if (r >= 0 || err == EAGAIN || err == EINTR) return PyLong_FromLong(1);
   if (err == ETIMEDOUT) return PyLong_FromLong(0);
   if (err == ENOSYS) {
@@ -201,8 +201,9 @@ static PyObject* Waiter_wait(Waiter* self, PyObject* const* args, Py_ssize_t nar
   return PyErr_SetFromErrno(PyExc_OSError);
 }
 
-PyDoc_STRVAR(Waiter_end_doc,
-"end() -> None\n\nClears WAITING if wait() left it set. Consumer thread; never blocks.");
+PyDoc_STRVAR(
+    Waiter_end_doc,
+    "end() -> None\n\nClears WAITING if wait() left it set. Consumer thread; never blocks.");
 
 static PyObject* Waiter_end(Waiter* self, PyObject* unused) {
   (void)unused;
@@ -213,9 +214,10 @@ static PyObject* Waiter_end(Waiter* self, PyObject* unused) {
   Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(Waiter_close_doc,
-"close() -> None\n\nForgets the addresses (before the mapping goes): later calls raise\n"
-"ValueError. Clears WAITING first if set. Never blocks.");
+PyDoc_STRVAR(
+    Waiter_close_doc,
+    "close() -> None\n\nForgets the addresses (before the mapping goes): later calls raise\n"
+    "ValueError. Clears WAITING first if set. Never blocks.");
 
 static PyObject* Waiter_close(Waiter* self, PyObject* unused) {
   Waiter_end(self, unused);
@@ -236,13 +238,13 @@ static PyMethodDef Waiter_methods[] = {
 };
 
 static PyGetSetDef Waiter_getset[] = {
-    {"sleeping", (getter)Waiter_get_sleeping, NULL, "WAITING is set (since the last end())",
-     NULL},
+    {"sleeping", (getter)Waiter_get_sleeping, NULL, "WAITING is set (since the last end())", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyTypeObject WaiterType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmring._native.Waiter",
+    .ob_base = {PyObject_HEAD_INIT(NULL) 0}, /* PyVarObject_HEAD_INIT(NULL, 0) */
+    .tp_name = "shmring._native.Waiter",
     .tp_basicsize = sizeof(Waiter),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = PyDoc_STR("The consumer side's sleep on one ring (see wait()). One per ring "
@@ -275,9 +277,15 @@ static PyMethodDef native_methods[] = {
 };
 
 static struct PyModuleDef native_module = {
-    PyModuleDef_HEAD_INIT, "shmring._native",
-    "The consumer's fused futex_waitv wait (optional; see _futex.py).", -1, native_methods,
-    NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT,
+    "shmring._native",
+    "The consumer's fused futex_waitv wait (optional; see _futex.py).",
+    -1,
+    native_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC PyInit__native(void) {
