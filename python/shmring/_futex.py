@@ -149,6 +149,13 @@ def use_native(enabled: bool) -> bool:
     return previous
 
 
+def no_waitv() -> None:
+    """Records that futex_waitv is missing (the native wait said ENOSYS): new rings and
+    PairSleeper use the one-word wait. Never blocks."""
+    global _have_waitv
+    _have_waitv = False
+
+
 def native_waiter(head_address: int, producer_flags_address: int, flags_address: int,
                   waiting_bit: int, closed_bit: int, membarrier_bit: int,
                   unfenced_nap: float, spin_polls: int, spin_after: float) -> Any:

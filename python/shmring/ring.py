@@ -1365,9 +1365,16 @@ class ByteRingBuffer:
             if self._interrupted:
                 raise RingInterruptedError("wait for a message interrupted")
             if waiter.wait(self._head_cache, timeout) < 0:  # no futex_waitv
-                self._waiter = None
+                self._drop_waiter(waiter)
         finally:
             sleepers.discard(me)
+
+    def _drop_waiter(self, waiter: Any) -> None:
+        """The kernel has no futex_waitv: the pure-Python sleep (futex_wait on head
+        alone) takes over for good, from a cleared WAITING bit."""
+        waiter.close()  # clears the WAITING it set
+        self._waiter = None
+        _futex.no_waitv()
 
     def _wait_readable(self, timeout: Optional[float]) -> bool:
         # The blocking reader's hot path: every bytecode here runs on caches gone
@@ -1402,7 +1409,7 @@ class ByteRingBuffer:
                     if self._interrupted:
                         continue  # raised at the top of the loop
                     if waiter.wait(seen, nap) < 0:  # no futex_waitv: the pure path
-                        self._waiter = None
+                        self._drop_waiter(waiter)
                 finally:
                     sleepers.discard(me)
                 continue
