@@ -18,8 +18,8 @@ from ._aio import run_interruptibly
 from ._tuning import LIVENESS_SLICE_S
 from .caps import VideoLayout, layout_from_caps, layout_with_strides, parse_caps
 from .channel import ShmConsumer, ShmProducer
-from .errors import (FramingError, IncompatibleSegmentError, RingInterruptedError, RingTimeoutError,
-                     StreamTruncatedError, StreamClosedError, ViewInUseError)
+from .errors import (FramingError, IncompatibleSegmentError, RingInterruptedError,
+                     RingTimeoutError, StreamTruncatedError, StreamClosedError, ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
                       MIN_HEADER_SIZE, TIME_NONE, Extensions, MessageHeader, VideoMeta,
                       decode_header, encode_caps, encode_eos, encode_header, monotonic_ns,
@@ -106,8 +106,9 @@ class Frame:
     in the message's header extensions: negative DTS, audio clipping, video meta,
     reference timestamps), ``data`` (read-only memoryview into the ring), ``array``
     and ``planes`` (numpy, zero-copy; a frame carrying a video meta is shaped with
-    its plane offsets and strides, as GStreamer maps it). A Frame, its ``data``, ``array`` or ``planes`` (or anything made from
-    them) that is still referenced pins its record: the ring space is given back, in
+    its plane offsets and strides, as GStreamer maps it). A Frame, its ``data``,
+    ``array`` or ``planes`` (or anything made from them) that is still referenced
+    pins its record: the ring space is given back, in
     ring order, once nothing references any of them. Keeping many frames starves the
     producer: FrameReader raises ViewInUseError when the producer has been waiting for
     the space they hold for a whole liveness slice. Copy what you keep long
@@ -311,7 +312,8 @@ class FrameReader:
 
     ``mode`` on a ring several receivers read (the producer's ``max_receivers``):
     ``"lossless"`` (the producer waits for this reader), ``"live"`` (never holds the
-    producer back; skips ahead when behind: ``ring_skips``) or ``"auto"`` (the
+    producer back; when behind, resumes at the newest key frame still in the ring:
+    ``ring_skips``) or ``"auto"`` (the
     default: live on a live ring with several receiver slots, else lossless). A
     reader that joins after the stream's CAPS record was reused starts with the
     caps the producer keeps in the ring header.
@@ -344,6 +346,7 @@ class FrameReader:
         self._skip_backlog = self._consumer.live
         self._backlog_end = self._consumer.attach_head
         self._need_key = self._consumer.live
+        self._ring_skips_seen = self._consumer.skipped
         # The producer's current caps from the header when their CAPS record is
         # behind our start (a reader joining a ring several receivers read).
         info = self._consumer.stream_info()
@@ -352,7 +355,9 @@ class FrameReader:
 
     @property
     def ring_skips(self) -> int:
-        """Live mode: how many times this reader skipped ahead because it fell behind."""
+        """Live mode: how many records this reader lost because it fell behind (the
+        producer reused them before it read them); delta units it then dropped until
+        a key frame count in :attr:`skipped`."""
         return self._consumer.skipped
 
     @property
@@ -519,6 +524,11 @@ class FrameReader:
                 decode_header(buf, start, length)
             kind = fields[0]
             if kind == KIND_BUFFER:
+                if ring._live and ring.skipped != self._ring_skips_seen:
+                    # Fell behind (live mode): the ring resumed at the newest key frame
+                    # still in it, or else delta units go until the next key frame.
+                    self._ring_skips_seen = ring.skipped
+                    self._need_key = True
                 if self._need_key and self._stale(end, fields[2]):
                     self.skipped += 1
                     continue
@@ -685,7 +695,7 @@ class FrameWriter:
         return self._put(len(payload), fill, timeout)
 
     def _put(self, n: int, fill: Callable[[memoryview], None],
-             timeout: Optional[float]) -> bool:
+             timeout: Optional[float], sync: bool = False) -> bool:
         """Reserves ``n`` bytes, fills and commits them; False when there was no room.
 
         As shmringsink: waits for room (in liveness slices, up to ``timeout``) while a
@@ -705,7 +715,7 @@ class FrameWriter:
                 wait = LIVENESS_SLICE_S if remaining is None else min(remaining,
                                                                       LIVENESS_SLICE_S)
             try:
-                with producer.reserve(n, timeout=wait) as view:
+                with producer.reserve(n, timeout=wait, sync=sync) as view:
                     fill(view)
                 return True
             except RingTimeoutError:
@@ -747,7 +757,9 @@ class FrameWriter:
         def fill(view: memoryview) -> None:
             view[:at] = header
             view[at:] = body
-        if not self._put(n, fill, timeout):
+        # A buffer a decoder can start at (no DELTA_UNIT) is a sync point: where a
+        # live reader that fell behind resumes.
+        if not self._put(n, fill, timeout, not flags & _DELTA_UNIT):
             self._producer.count_dropped()
             self._discont_next = True
             return False
