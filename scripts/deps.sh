@@ -9,6 +9,7 @@ pkgs=(meson ninja-build pkg-config g++ libgtest-dev
       gstreamer1.0-tools python3-gi python3-gst-1.0 gir1.2-gstreamer-1.0
       gstreamer1.0-plugins-ugly gstreamer1.0-libav  # x264enc, avdec_h264 (gst_sender_streams)
       python3-numpy python3-pytest python3-hypothesis python3-mypy python3-pyflakes
+      python3-dev                  # shmring._native, the Python package's optional C wait helper
       python3-pip python3-venv python3-setuptools python3-wheel  # offline pip/venv/wheel installs
       g++-mingw-w64-x86-64-posix   # the Windows compile check (tests/integration/mingw_compile.sh)
       clang-format-14              # the formatting check (tests/integration/clang_format.sh)

@@ -19,6 +19,14 @@ fall back to a bounded back-off poll.
 """
 from __future__ import annotations
 
+import os as _os
+
+# Uninstalled use next to a meson build: SHMRING_NATIVE_DIR names the build
+# directory holding the compiled helper ``_native`` (installed builds have it in
+# this package's own directory; without it the package is pure Python).
+if _os.environ.get("SHMRING_NATIVE_DIR"):
+    __path__.append(_os.environ["SHMRING_NATIVE_DIR"])
+
 from .caps import VideoLayout, layout_from_caps, parse_caps, video_layout
 from .channel import ShmConsumer, ShmProducer
 from .errors import (CorruptRecordError, ForeignOwnerError, FramingError,

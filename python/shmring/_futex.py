@@ -19,6 +19,11 @@ from typing import Any, Optional, Tuple
 
 from ._tuning import POLL_NAP_MAX_S, POLL_NAP_MIN_S, POLL_RETURN_S
 
+try:  # the optional C helper (python/native/_native.c); absent: pure Python
+    from . import _native as _native_module
+except ImportError:
+    _native_module = None  # type: ignore[assignment]
+
 # Syscall numbers per architecture: (SYS_futex, SYS_membarrier).
 _SYSCALLS = {
     "x86_64": (202, 324),
@@ -104,8 +109,15 @@ _counts = _Counters()
 
 def counters() -> Tuple[int, int, float]:
     """(sleeps, heavy barriers, longest sleep timeout in s; inf = no limit) since the
-    last :func:`reset_counters`. Test seam and benchmark aid. Never blocks."""
-    return _counts.sleeps, _counts.heavy_barriers, _counts.longest_timeout
+    last :func:`reset_counters`, of the pure-Python and the native waits together.
+    Test seam and benchmark aid. Never blocks."""
+    sleeps, barriers, longest = _counts.sleeps, _counts.heavy_barriers, _counts.longest_timeout
+    if _native_module is not None:
+        n_sleeps, n_barriers, n_longest = _native_module.counters()
+        sleeps += n_sleeps
+        barriers += n_barriers
+        longest = max(longest, n_longest)
+    return sleeps, barriers, longest
 
 
 def reset_counters() -> None:
@@ -113,6 +125,47 @@ def reset_counters() -> None:
     _counts.sleeps = 0
     _counts.heavy_barriers = 0
     _counts.longest_timeout = 0.0
+    if _native_module is not None:
+        _native_module.reset_counters()
+
+
+#: Whether new consumer rings use the native fused wait (``_native.Waiter``) when it
+#: is built: on unless ``SHMRING_NO_NATIVE=1``. Tests flip it (:func:`use_native`) to
+#: run the same behaviour through both paths.
+_use_native = os.environ.get("SHMRING_NO_NATIVE") != "1"
+
+
+def native_available() -> bool:
+    """Whether the compiled helper ``shmring._native`` was found. Never blocks."""
+    return _native_module is not None and HAVE_FUTEX
+
+
+def use_native(enabled: bool) -> bool:
+    """Rings created after this call use the native wait (when available) or the
+    pure-Python one; returns the previous setting. Test seam. Never blocks."""
+    global _use_native
+    previous = _use_native
+    _use_native = enabled
+    return previous
+
+
+def no_waitv() -> None:
+    """Records that futex_waitv is missing (the native wait said ENOSYS): new rings and
+    PairSleeper use the one-word wait. Never blocks."""
+    global _have_waitv
+    _have_waitv = False
+
+
+def native_waiter(head_address: int, producer_flags_address: int, flags_address: int,
+                  waiting_bit: int, closed_bit: int, membarrier_bit: int,
+                  unfenced_nap: float, spin_polls: int, spin_after: float) -> Any:
+    """A ``_native.Waiter`` for a consumer ring view, or None when the native wait is
+    unavailable or switched off (the caller then uses :class:`PairSleeper`)."""
+    if _native_module is None or not _use_native or not HAVE_FUTEX or not _have_waitv:
+        return None
+    return _native_module.Waiter(head_address, producer_flags_address, flags_address,
+                                 waiting_bit, closed_bit, membarrier_bit, unfenced_nap,
+                                 spin_polls, spin_after)
 
 
 def count_heavy_barrier() -> None:

@@ -192,6 +192,32 @@ def video_layout(format_name: str, width: int, height: int) -> Optional[VideoLay
     return None
 
 
+def _dtype_size(dtype: str) -> int:
+    return int(dtype[-1])
+
+
+def layout_with_strides(layout: VideoLayout, offsets: Tuple[int, ...],
+                        strides: Tuple[int, ...]) -> VideoLayout:
+    """``layout`` with its planes at ``offsets`` (bytes from the frame's start) and
+    rows ``strides`` bytes apart, as a GstVideoMeta describes a padded frame; ``size``
+    is the bytes the planes span. One offset and stride per plane; raises ValueError
+    for a stride that is not positive or shorter than a row. Never blocks."""
+    if len(offsets) < len(layout.planes) or len(strides) < len(layout.planes):
+        raise ValueError(f"{len(layout.planes)} planes need as many offsets and strides")
+    planes = []
+    size = 0
+    for plane, offset, stride in zip(layout.planes, offsets, strides):
+        row = _dtype_size(plane.dtype)
+        for extent in plane.shape[1:]:
+            row *= extent
+        if stride < row or offset < 0:
+            raise ValueError(f"plane stride {stride} (offset {offset}) cannot hold rows of "
+                             f"{row} bytes")
+        planes.append(Plane(offset, stride, plane.shape, plane.dtype))
+        size = max(size, offset + stride * (plane.shape[0] - 1) + row)
+    return VideoLayout(layout.format, layout.width, layout.height, tuple(planes), size)
+
+
 def layout_from_caps(caps: str) -> Optional[VideoLayout]:
     """The frame layout for ``video/x-raw`` caps of a supported format, else None."""
     media, fields = parse_caps(caps)

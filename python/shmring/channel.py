@@ -1015,12 +1015,13 @@ class ShmConsumer(_Endpoint):
         (FrameReader): looks at the producer if a liveness slice passed since the last
         look (raising ProducerDeadError / ProducerReplacedError when it is gone and
         nothing is left), then sleeps until a message, CLOSED, ``timeout`` s or a
-        liveness slice. Leaves WAITING set: the caller calls ``ring.end_sleep()``
+        liveness slice (:meth:`ByteRingBuffer.sleep_after_empty_look`: the caller's
+        last look at the ring found nothing). Leaves WAITING set: the caller calls ``ring.end_sleep()``
         before it returns to its own caller. Consumer thread, inside ``_enter``;
         blocks."""
         if time.monotonic() - self._last_check >= LIVENESS_SLICE_S:
             self._check_producer(ring, force=True)
-        ring.wait_readable(timeout, keep_waiting=True)
+        ring.sleep_after_empty_look(timeout)
 
     def _producer_gone(self, ring: ByteRingBuffer) -> Optional[Exception]:
         """The error to report when the producer is gone or was replaced, else None.

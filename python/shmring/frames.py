@@ -16,13 +16,14 @@ from typing import (TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, O
 
 from ._aio import run_interruptibly
 from ._tuning import LIVENESS_SLICE_S
-from .caps import VideoLayout, layout_from_caps, parse_caps
+from .caps import VideoLayout, layout_from_caps, layout_with_strides, parse_caps
 from .channel import ShmConsumer, ShmProducer
-from .errors import (IncompatibleSegmentError, RingTimeoutError, StreamTruncatedError,
-                     StreamClosedError, ViewInUseError)
+from .errors import (FramingError, IncompatibleSegmentError, RingInterruptedError,
+                     RingTimeoutError, StreamTruncatedError, StreamClosedError, ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
-                      MIN_HEADER_SIZE, TIME_NONE, MessageHeader, decode_header, encode_caps,
-                      encode_eos, encode_header, monotonic_ns, unpack_header)
+                      MIN_HEADER_SIZE, TIME_NONE, Extensions, MessageHeader, VideoMeta,
+                      decode_header, encode_caps, encode_eos, encode_header, monotonic_ns,
+                      parse_extensions, unpack_header)
 from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, INDEX_MASK, PRODUCER_WAITING,
                      PROFILE_GST_FRAMING)
 
@@ -44,6 +45,8 @@ _ARRAY_ARGS: Dict[int, Tuple[Any, ...]] = {}
 _ARRAY_ARGS_MAX = 64
 _DELTA_UNIT = 1 << 13  # GST_BUFFER_FLAG_DELTA_UNIT: not decodable on its own
 _DISCONT = 1 << 6  # GST_BUFFER_FLAG_DISCONT: buffers before this one are missing
+#: What ``Frame.extensions`` holds for a message without header extensions.
+NO_EXTENSIONS = Extensions()
 
 
 def _numpy() -> Any:
@@ -96,11 +99,16 @@ class Frame:
     """One video buffer read from the ring, valid for as long as it is referenced.
 
     ``caps`` (str, the caps in effect for this buffer), ``pts``/``dts``/``duration``
-    (int ns or None), ``offset``/``offset_end`` (int or None), ``flags``
+    (int ns or None; ``dts`` is negative when it lies before running time 0, an
+    encoder's first B-frame buffers), ``offset``/``offset_end`` (int or None), ``flags``
     (GstBufferFlags), ``send_time_ns`` (writer's CLOCK_MONOTONIC, 0 unknown),
-    ``data`` (read-only memoryview into the ring), ``array`` and ``planes`` (numpy,
-    zero-copy). A Frame, its ``data``, ``array`` or ``planes`` (or anything made from
-    them) that is still referenced pins its record: the ring space is given back, in
+    ``extensions`` (:class:`shmring.framing.Extensions`: the metas the sender carried
+    in the message's header extensions: negative DTS, audio clipping, video meta,
+    reference timestamps), ``data`` (read-only memoryview into the ring), ``array``
+    and ``planes`` (numpy, zero-copy; a frame carrying a video meta is shaped with
+    its plane offsets and strides, as GStreamer maps it). A Frame, its ``data``,
+    ``array`` or ``planes`` (or anything made from them) that is still referenced
+    pins its record: the ring space is given back, in
     ring order, once nothing references any of them. Keeping many frames starves the
     producer: FrameReader raises ViewInUseError when the producer has been waiting for
     the space they hold for a whole liveness slice. Copy what you keep long
@@ -108,12 +116,18 @@ class Frame:
     """
 
     __slots__ = ("caps", "pts", "dts", "duration", "offset", "offset_end", "flags",
-                 "send_time_ns", "data", "layout", "_array", "_planes")
+                 "send_time_ns", "data", "layout", "extensions", "_array", "_planes")
 
     def __init__(self, caps: Optional[str], layout: Optional[VideoLayout],
                  header: MessageHeader, data: memoryview) -> None:
         # (FrameReader builds its frames with _make_frame, from the raw fields.)
         self.caps = caps
+        self.extensions = NO_EXTENSIONS
+        if header.extensions:
+            self.extensions = parse_extensions(header.extensions)
+            meta = self.extensions.video_meta
+            if meta is not None and layout is not None:
+                layout = _meta_layout(layout, meta)
         self.layout = layout
         self.pts = header.pts
         self.dts = header.dts
@@ -213,16 +227,55 @@ _new_frame = object.__new__
 _getrefcount = sys.getrefcount
 
 
+# (id(layout), offsets, strides) -> (layout, the layout shaped by that video meta)
+_META_LAYOUTS: Dict[Tuple[int, Tuple[int, ...], Tuple[int, ...]],
+                    Tuple[VideoLayout, VideoLayout]] = {}
+_META_LAYOUTS_MAX = 64
+
+
+def _meta_layout(layout: VideoLayout, meta: VideoMeta) -> VideoLayout:
+    """``layout`` (from the caps) with the plane offsets and strides of the buffer's
+    GstVideoMeta, cached per (layout object, offsets, strides). A meta that does not
+    describe the caps' frame (another size or plane count) or cannot (a stride shorter
+    than a row) is refused with a FramingError naming both."""
+    key = (id(layout), meta.offsets, meta.strides)
+    cached = _META_LAYOUTS.get(key)
+    if cached is not None and cached[0] is layout:
+        return cached[1]
+    n = len(layout.planes)
+    if (meta.width, meta.height, meta.n_planes) != (layout.width, layout.height, n):
+        raise FramingError(
+            f"the buffer's video meta describes a {meta.width}x{meta.height} frame of "
+            f"{meta.n_planes} plane(s), the caps a {layout.format} {layout.width}x"
+            f"{layout.height} frame of {n}")
+    try:
+        shaped = layout_with_strides(layout, meta.offsets[:n], meta.strides[:n])
+    except ValueError as e:
+        raise FramingError(f"the buffer's video meta cannot shape a {layout.format} "
+                           f"{layout.width}x{layout.height} frame: {e}") from None
+    if len(_META_LAYOUTS) >= _META_LAYOUTS_MAX:
+        _META_LAYOUTS.clear()
+    _META_LAYOUTS[key] = (layout, shaped)
+    return shaped
+
+
 def _make_frame(caps: Optional[str], layout: Optional[VideoLayout], fields: Tuple[int, ...],
-                data: memoryview) -> Frame:
-    """A Frame from the raw header fields (``unpack_header``): Frame.__init__ without the
+                data: memoryview, ext: Extensions = NO_EXTENSIONS) -> Frame:
+    """A Frame from the raw header fields (``unpack_header``) and its parsed header
+    extensions (``layout`` already shaped by a video meta): Frame.__init__ without the
     MessageHeader in between (once per frame on FrameReader's path)."""
     frame = _new_frame(Frame)
     frame.caps = caps
     frame.layout = layout
+    frame.extensions = ext
     _, _, frame.flags, pts, dts, duration, offset, offset_end, frame.send_time_ns, _ = fields
     frame.pts = None if pts == TIME_NONE else pts
-    frame.dts = None if dts == TIME_NONE else dts
+    if dts != TIME_NONE:
+        frame.dts = dts
+    elif ext.negative_dts is not None:  # before running time 0 (an extension)
+        frame.dts = -ext.negative_dts
+    else:
+        frame.dts = None
     frame.duration = None if duration == TIME_NONE else duration
     frame.offset = None if offset == TIME_NONE else offset
     frame.offset_end = None if offset_end == TIME_NONE else offset_end
@@ -368,15 +421,17 @@ class FrameReader:
     def _wait(self, deadline: Optional[float]) -> bool:
         """Sleeps for the next record; False when ``deadline`` passed."""
         ring = self._ring
-        self._release_ready()
+        entries = self._entries
+        if entries:
+            self._release_ready()
         # Deadlock check: nothing left to read, frames still referenced, and the
         # producer has been asleep waiting for space (head unchanged) for a whole
         # wait slice: only the space those frames hold can wake it.
-        if self._entries and ring.producer_flags & PRODUCER_WAITING:
+        if entries and ring.producer_flags & PRODUCER_WAITING:
             head = ring.head
             if self._stuck_head == head:
                 raise ViewInUseError(
-                    f"{len(self._entries)} frame(s) of ring {self.name!r} are still "
+                    f"{len(entries)} frame(s) of ring {self.name!r} are still "
                     "referenced and the producer is waiting for the space they hold; copy "
                     "what you keep (frame.array.copy()) and drop the rest")
             self._stuck_head = head
@@ -401,11 +456,20 @@ class FrameReader:
         :meth:`close` was called (also from another thread while this call waited).
         Consumer thread; blocks.
         """
-        with self._consumer._call() as ring:  # raises StreamClosedError after close()
+        # channel._Call, inlined (once per frame on the blocking path).
+        consumer = self._consumer
+        ring = consumer._enter()  # raises StreamClosedError after close()
+        try:
             try:
                 return self._read_frame(timeout)
             finally:
                 ring.end_sleep()  # WAITING, left set across the wait's steps
+        except RingInterruptedError:
+            if consumer._closing:
+                raise consumer._closed_while_waiting() from None
+            raise
+        finally:
+            consumer._leave()
 
     def _read_frame(self, timeout: Optional[float]) -> Optional[Frame]:
         """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).
@@ -428,7 +492,7 @@ class FrameReader:
         acquire = ring.acquire
         deadline: Optional[float] = None  # taken when a wait is first needed
         candidate: Optional[Tuple[_Entry, int, int, Tuple[int, ...], Optional[str],
-                                  Optional[VideoLayout]]] = None
+                                  Optional[VideoLayout], Extensions]] = None
         limit = -1
         while True:
             record = acquire()
@@ -468,17 +532,26 @@ class FrameReader:
                 if self._need_key and self._stale(end, fields[2]):
                     self.skipped += 1
                     continue
+                layout = self._layout
+                ext = NO_EXTENSIONS
+                if header_size > MESSAGE_HEADER_SIZE:
+                    # Header extensions: negative DTS, metas; a video meta's strides
+                    # and plane offsets shape the frame (FramingError when malformed).
+                    ext = parse_extensions(buf[start + MESSAGE_HEADER_SIZE:
+                                               start + header_size])
+                    if ext.video_meta is not None and layout is not None:
+                        layout = _meta_layout(layout, ext.video_meta)
                 if not self._latest:  # the common case: this record is the frame
                     held = ring.view_of(start + body, length - body, end)
                     assert held.view is not None
-                    frame = _make_frame(self._caps, self._layout, fields, held.view)
+                    frame = _make_frame(self._caps, layout, fields, held.view, ext)
                     entry[_HELD] = held
                     entry[_FRAME] = frame
                     return frame
                 if candidate is not None:
                     self.skipped += 1
                 candidate = (entry, start + body, length - body, fields, self._caps,
-                             self._layout)
+                             layout, ext)
                 if limit < 0:
                     limit = ring.head
             elif kind == KIND_CAPS:
@@ -496,10 +569,10 @@ class FrameReader:
                 ahead = (limit - end) & INDEX_MASK
                 if ahead == 0 or ahead > ring.capacity:
                     break  # looked at everything that was there when we started
-        entry, body, body_len, fields, caps, layout = candidate
+        entry, body, body_len, fields, caps, layout, ext = candidate
         held = ring.view_of(body, body_len, entry[_END])
         assert held.view is not None
-        frame = _make_frame(caps, layout, fields, held.view)
+        frame = _make_frame(caps, layout, fields, held.view, ext)
         entry[_HELD] = held
         entry[_FRAME] = frame
         return frame
@@ -673,15 +746,17 @@ class FrameWriter:
                 return False
             self._caps = self._pending_caps
         body = self._conform(memoryview(data).cast("B"))
-        n = MESSAGE_HEADER_SIZE + body.nbytes
         if self._discont_next:
             flags |= _DISCONT
+        # A negative dts adds an extension: the body starts after the whole header.
         header = encode_header(KIND_BUFFER, flags=flags, pts=pts, dts=dts, duration=duration,
                                offset=offset, offset_end=offset_end,
                                send_time_ns=monotonic_ns())
+        at = len(header)
+        n = at + body.nbytes
         def fill(view: memoryview) -> None:
-            view[:MESSAGE_HEADER_SIZE] = header
-            view[MESSAGE_HEADER_SIZE:] = body
+            view[:at] = header
+            view[at:] = body
         # A buffer a decoder can start at (no DELTA_UNIT) is a sync point: where a
         # live reader that fell behind resumes.
         if not self._put(n, fill, timeout, not flags & _DELTA_UNIT):

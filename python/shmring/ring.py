@@ -226,6 +226,12 @@ class ByteRingBuffer:
             self._w, HEAD_WORD, self._head_address, PRODUCER_FLAGS_WORD,
             self._address + PRODUCER_FLAGS_WORD * 4)
         self._tail_sleepers: Dict[int, _futex.PairSleeper] = {}
+        # The consumer's sleep in one native call when shmring._native is built (the
+        # same protocol steps as _wait_readable's pure-Python ones; DESIGN.md 4).
+        self._waiter: Any = None if is_producer else _futex.native_waiter(
+            self._head_address, self._address + PRODUCER_FLAGS_WORD * 4,
+            self._address + self._flags_word * 4, CONSUMER_WAITING, PRODUCER_CLOSED,
+            PRODUCER_MEMBARRIER, UNFENCED_NAP_S, SPIN_POLLS, _SPIN_AFTER_SLEEP_S)
         # The sleeping thread's own state: this side's WAITING bit is set (since the
         # last end_sleep) and fenced (membarrier issued when the peer needs it).
         self._sleeping = False
@@ -450,6 +456,8 @@ class ByteRingBuffer:
         Views handed out and still alive keep the memory mapped. Never blocks.
         """
         self.flush()
+        if self._waiter is not None:
+            self._waiter.close()  # clears WAITING; forgets the addresses
         for held in (self._peeked, self._reserved_held):
             if held is not None:
                 held.try_release()
@@ -1475,10 +1483,45 @@ class ByteRingBuffer:
     def end_sleep(self) -> None:
         """Clears the consumer's WAITING bit left set by ``wait_readable(...,
         keep_waiting=True)`` (no-op when not set). Consumer; never blocks."""
+        if self._waiter is not None:
+            self._waiter.end()
         if self._sleeping:
             self._sleeping = False
             w = self._w
             w[self._flags_word] = w[self._flags_word] & ~CONSUMER_WAITING
+
+    def sleep_after_empty_look(self, timeout: float) -> None:
+        """One sleep of the wait protocol for a consumer whose last look (``acquire``,
+        ``peek``, ``read``, ``has_data``) found nothing: returns when the head moves
+        past what that look saw, CLOSED is set, a wake or signal comes, or after
+        ``timeout`` s (at most a liveness slice is what callers pass); the caller
+        looks again. With ``shmring._native`` built this is one native call (spin
+        when the last sleep was short, set WAITING, fence, re-check, futex_waitv);
+        without it, :meth:`wait_readable`'s steps. Leaves WAITING set: the caller
+        calls :meth:`end_sleep` before it returns to its own caller. Raises
+        RingInterruptedError after :meth:`interrupt`. Consumer; blocks (GIL
+        released while asleep)."""
+        waiter = self._waiter
+        if waiter is None:
+            self._wait_readable(timeout)
+            return
+        me = threading.get_ident()
+        sleepers = self._sleepers
+        sleepers.add(me)  # before the flag check, as in _sleep
+        try:
+            if self._interrupted:
+                raise RingInterruptedError("wait for a message interrupted")
+            if waiter.wait(self._head_cache, timeout) < 0:  # no futex_waitv
+                self._drop_waiter(waiter)
+        finally:
+            sleepers.discard(me)
+
+    def _drop_waiter(self, waiter: Any) -> None:
+        """The kernel has no futex_waitv: the pure-Python sleep (futex_wait on head
+        alone) takes over for good, from a cleared WAITING bit."""
+        waiter.close()  # clears the WAITING it set
+        self._waiter = None
+        _futex.no_waitv()
 
     def _wait_readable(self, timeout: Optional[float]) -> bool:
         # The blocking reader's hot path: every bytecode here runs on caches gone
@@ -1502,6 +1545,21 @@ class ByteRingBuffer:
                 if nap > LIVENESS_SLICE_S:
                     nap = LIVENESS_SLICE_S
             seen = self._head_cache  # the head _locate just found empty
+            waiter = self._waiter
+            if waiter is not None:
+                # Spin, WAITING + fence (+ membarrier), re-check, futex_waitv: one
+                # native call (shmring._native), registered for interrupt() as _sleep.
+                me = threading.get_ident()
+                sleepers = self._sleepers
+                sleepers.add(me)
+                try:
+                    if self._interrupted:
+                        continue  # raised at the top of the loop
+                    if waiter.wait(seen, nap) < 0:  # no futex_waitv: the pure path
+                        self._drop_waiter(waiter)
+                finally:
+                    sleepers.discard(me)
+                continue
             if spin:
                 # Spin on the word that can change our answer (one aligned load
                 # each), not on a full record lookup; CLOSED and interrupt() are

@@ -183,6 +183,34 @@ def test_video_meta_of_padded_frames_reaches_the_receiver():
     assert got == expected
 
 
+def test_padded_frames_from_shmringsink_are_shaped_by_their_video_meta_in_frame_reader():
+    """The same padded GRAY8 frames (rows 80 bytes apart, 64 wide) read by the Python
+    FrameReader: each frame.array is the 4x64 image without its padding, as the
+    sender hashed it (before, FrameReader ignored the meta and used stride 64)."""
+    need("appsrc")
+    sys.path.insert(0, os.path.join(os.environ.get("SHMRING_SOURCE_ROOT", HERE.parent.parent),
+                                    "python"))
+    import shmring
+    name = unique("vmetapy")
+    sender = subprocess.Popen([PY, str(HERE / "padded_sender.py"), name], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    got = []
+    try:
+        with shmring.FrameReader(name, timeout=120) as reader:
+            for frame in reader:
+                assert frame.array.shape == (4, 64) and frame.array.strides == (80, 1)
+                got.append(hashlib.sha1(frame.array.tobytes()).hexdigest())
+                del frame
+        sent, err = sender.communicate(timeout=120)
+        assert sender.returncode == 0, err[-3000:]
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+        cleanup(name)
+    assert got == sent.split() and len(got) == 10
+
+
 @pytest.mark.parametrize("feature", ["memory:GLMemory", "memory:DMABuf"])
 def test_caps_in_other_memory_are_refused_at_negotiation(feature):
     """An upstream that offers only GL/DMABuf memory fails to negotiate, and the

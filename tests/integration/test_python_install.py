@@ -34,7 +34,7 @@ print(os.path.dirname(shmring.__file__))
 
 def source_modules() -> set:
     pkg = os.path.join(SOURCE, "python", "shmring")
-    return {f for f in os.listdir(pkg) if f.endswith(".py") or f == "py.typed"}
+    return {f for f in os.listdir(pkg) if f.endswith((".py", ".pyi")) or f == "py.typed"}
 
 
 def run(cmd, env=None, cwd=None) -> subprocess.CompletedProcess:
@@ -78,11 +78,25 @@ def test_meson_install_into_a_destdir_installs_every_module(tmp_path):
     inits = glob.glob(str(dest / "**" / "shmring" / "__init__.py"), recursive=True)
     assert len(inits) == 1, inits
     pkg = os.path.dirname(inits[0])
-    installed = {f for f in os.listdir(pkg) if f.endswith(".py") or f == "py.typed"}
+    installed = {f for f in os.listdir(pkg) if f.endswith((".py", ".pyi")) or f == "py.typed"}
     assert installed == source_modules(), (
         f"python/meson.build misses {sorted(source_modules() - installed)}")
     where = imported_from(PY, clean_env(PYTHONPATH=os.path.dirname(pkg)), tmp_path)
     assert where == pkg
+    # The native wait helper is installed next to the modules (when the build made
+    # it) and the installed package uses it: a consumer ring sleeps through it.
+    natives = glob.glob(os.path.join(pkg, "_native*.so"))
+    if os.environ.get("SHMRING_NATIVE_BUILT") != "1":
+        assert natives == []
+        return
+    assert len(natives) == 1, natives
+    r = run([PY, "-c", "import os, shmring; from shmring import _futex, _native; "
+             "name = 'instn-%d' % os.getpid(); "
+             "p = shmring.ShmProducer(name, 4096); c = shmring.ShmConsumer(name); "
+             "assert c.read(timeout=0.01) is None and _futex.counters()[0] >= 1; "
+             "print(_native.__file__, c.ring._waiter is not None); c.close(); p.close()"],
+            env=clean_env(PYTHONPATH=os.path.dirname(pkg)), cwd=tmp_path)
+    assert r.stdout.split() == [natives[0], "True"]
 
 
 def test_venv_with_system_site_packages_installs_offline(tmp_path):

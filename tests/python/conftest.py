@@ -78,3 +78,30 @@ def peer_path() -> str:
     if not path or not os.access(path, os.X_OK):
         pytest.skip("SHMRING_PEER (the C++ shmring_peer program) is not built")
     return path
+
+
+@pytest.fixture(params=["native", "pure"])
+def wait_impl(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs a test twice: consumer rings created during it sleep through the native
+    fused wait (shmring._native, skipped when it is not built) and through the
+    pure-Python one."""
+    from shmring import _futex
+    if request.param == "native" and not _futex.native_available():
+        pytest.skip("shmring._native is not built (python/meson.build)")
+    previous = _futex.use_native(request.param == "native")
+    try:
+        yield request.param
+    finally:
+        _futex.use_native(previous)
+
+
+@pytest.fixture
+def pure_wait() -> Iterator[None]:
+    """Consumer rings created during the test use the pure-Python wait (tests that
+    look inside it: monkeypatched _sleep / heavy_barrier)."""
+    from shmring import _futex
+    previous = _futex.use_native(False)
+    try:
+        yield
+    finally:
+        _futex.use_native(previous)

@@ -406,3 +406,80 @@ def test_frame_writer_marks_the_buffer_after_a_drop_discont(ring_name):
             del frame
         assert len(flags) == written + 2
         assert [bool(f & discont) for f in flags] == [False] * written + [True, False]
+
+
+# ---- header extensions on FrameReader's path (negative DTS, video meta) ----
+
+def test_negative_dts_from_a_frame_writer_reaches_frame_reader(ring_name):
+    # A DTS before running time 0 travels as dts none + a NEGATIVE_DTS extension:
+    # FrameReader reports it negative, as decode_header does (it said None).
+    with FrameWriter(ring_name, 1 << 12, caps=caps_for("GRAY8", 4, 2)) as w, \
+            FrameReader(ring_name, timeout=0) as r:
+        assert w.write(bytes(8), pts=0, dts=-66_666_667)
+        assert w.write(bytes(8), pts=1, dts=5)
+        f = r.read_frame(5)
+        assert f.dts == -66_666_667 and f.extensions.negative_dts == 66_666_667
+        g = r.read_frame(5)
+        assert g.dts == 5 and g.extensions == framing.Extensions()
+        del f, g
+
+
+def _padded_gray8_with_meta(w: framing.VideoMeta) -> bytes:
+    return framing.encode_buffer(bytes([1, 2, 3, 4, 0xEE, 0xEE, 0xEE, 0xEE,
+                                        5, 6, 7, 8, 0xEE, 0xEE, 0xEE, 0xEE]), pts=7,
+                                 extensions=framing.ext_video_meta(w))
+
+
+@pytest.mark.parametrize("latest", [False, True])
+def test_video_meta_strides_shape_the_frame(ring_name, latest):
+    # GRAY8 4x2 whose rows are 8 bytes apart (the caps' default stride is 4): the
+    # array must use the meta's stride (before: row 1 came out as the padding).
+    meta = framing.VideoMeta(0, 25, 4, 2, 1, (0,), (8,))
+    with FrameWriter(ring_name, 1 << 12, caps=caps_for("GRAY8", 4, 2)) as w, \
+            FrameReader(ring_name, timeout=0, latest=latest) as r:
+        assert w.write(bytes(8), pts=0)
+        assert r.read_frame(5).pts == 0
+        assert w.producer.write(_padded_gray8_with_meta(meta))
+        f = r.read_frame(5)
+        assert f.pts == 7 and f.extensions.video_meta == framing.VideoMeta(
+            0, 25, 4, 2, 1, (0, 0, 0, 0), (8, 0, 0, 0))
+        assert f.array.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+        assert f.array.strides == (8, 1) and f.planes[0].tolist() == f.array.tolist()
+        del f
+
+
+def test_video_meta_plane_offsets_and_strides_shape_i420_planes(ring_name):
+    # I420 8x4 laid out with Y rows 16 bytes apart, U at 64 and V at 96 with rows 8
+    # apart (GStreamer's default: strides 8/4, U at 32, V at 40).
+    body = bytearray(b"\xee" * 112)
+    for y in range(4):
+        body[y * 16:y * 16 + 8] = bytes(range(y * 8, y * 8 + 8))
+    for y in range(2):
+        body[64 + y * 8:64 + y * 8 + 4] = bytes([100 + y * 4 + x for x in range(4)])
+        body[96 + y * 8:96 + y * 8 + 4] = bytes([200 + y * 4 + x for x in range(4)])
+    meta = framing.VideoMeta(0, 2, 8, 4, 3, (0, 64, 96), (16, 8, 8))
+    with FrameWriter(ring_name, 1 << 12, caps=caps_for("I420", 8, 4)) as w, \
+            FrameReader(ring_name, timeout=0) as r:
+        assert w.write(bytes(48), pts=0)
+        assert r.read_frame(5).pts == 0
+        assert w.producer.write(framing.encode_buffer(bytes(body), pts=1,
+                                                      extensions=framing.ext_video_meta(meta)))
+        f = r.read_frame(5)
+        y, u, v = f.planes
+        assert y.tolist() == [list(range(k * 8, k * 8 + 8)) for k in range(4)]
+        assert u.tolist() == [[100, 101, 102, 103], [104, 105, 106, 107]]
+        assert v.tolist() == [[200, 201, 202, 203], [204, 205, 206, 207]]
+        del f, y, u, v
+
+
+def test_a_video_meta_that_does_not_fit_the_caps_is_a_framing_error(ring_name):
+    meta = framing.VideoMeta(0, 25, 4, 3, 1, (0,), (8,))  # 4x3, the caps say 4x2
+    with FrameWriter(ring_name, 1 << 12, caps=caps_for("GRAY8", 4, 2)) as w, \
+            FrameReader(ring_name, timeout=0) as r:
+        assert w.write(bytes(8), pts=0)
+        assert r.read_frame(5).pts == 0
+        assert w.producer.write(_padded_gray8_with_meta(meta))
+        assert w.write(bytes(8), pts=9)
+        with pytest.raises(framing.FramingError, match="4x3"):
+            r.read_frame(5)
+        assert r.read_frame(5).pts == 9  # the reader goes on with the next frame

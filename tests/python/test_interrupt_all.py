@@ -12,6 +12,9 @@ import pytest
 import shmring
 from conftest import unique_name
 
+# Every blocking call here runs through the native fused wait and the pure one.
+pytestmark = pytest.mark.usefixtures("wait_impl")
+
 CAPS = "video/x-raw,format=GRAY8,width=64,height=64"
 
 

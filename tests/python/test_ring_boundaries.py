@@ -498,7 +498,7 @@ def _finish(t, ring, results) -> None:
 
 
 @pytest.mark.skipif(not _futex.HAVE_FUTEX, reason="needs futex")
-def test_closed_set_without_a_wake_is_still_seen_by_a_sleeping_consumer():
+def test_closed_set_without_a_wake_is_still_seen_by_a_sleeping_consumer(wait_impl):
     # CLOSED set with no wake at all (a producer that died between its store and its
     # wake): the consumer's sleep, a liveness slice at most, brings it back.
     buf, p, c = make_ring(64)
@@ -509,7 +509,7 @@ def test_closed_set_without_a_wake_is_still_seen_by_a_sleeping_consumer():
     assert c.at_end
 
 
-def test_consumer_sleeps_are_liveness_slices_not_short_naps(monkeypatch):
+def test_consumer_sleeps_are_liveness_slices_not_short_naps(monkeypatch, pure_wait):
     # No 50 ms nap cap: an idle sleep lasts up to a liveness slice (the only
     # periodic wake-up), never longer.
     buf, p, c = make_ring(64)
@@ -526,7 +526,23 @@ def test_consumer_sleeps_are_liveness_slices_not_short_naps(monkeypatch):
 
 
 @pytest.mark.skipif(not _futex.HAVE_FUTEX, reason="needs futex")
-def test_waiting_is_fenced_once_across_re_sleeps(monkeypatch):
+def test_consumer_sleeps_are_liveness_slices_through_either_wait(wait_impl):
+    # The same rule seen through the counters seam, so the native wait is held to it.
+    buf, p, c = make_ring(64)
+    assert (c._waiter is not None) == (wait_impl == "native")
+    _futex.reset_counters()
+    assert c.wait_readable(0.3) is False
+    sleeps, _, longest = _futex.counters()
+    assert sleeps >= 1 and longest > 0.1  # more than the old 50 ms cap
+    _futex.reset_counters()
+    t, results = _run_blocked(lambda: c.wait_readable(None), c)
+    p.write(b"x")  # wakes it
+    _finish(t, c, results)
+    assert 0 < _futex.counters()[2] <= ring_mod.LIVENESS_SLICE_S
+
+
+@pytest.mark.skipif(not _futex.HAVE_FUTEX, reason="needs futex")
+def test_waiting_is_fenced_once_across_re_sleeps(monkeypatch, wait_impl):
     # WAITING stays set across timed-out re-sleeps: the producer relies on our
     # membarrier (MEMBARRIER bit), yet a wait of several sleeps issues one.
     buf, p, c = make_ring(64)
@@ -559,7 +575,7 @@ def test_a_changed_second_word_ends_a_pair_sleep_at_once():
     assert c._head_sleeper.sleep(c.head, flags, 60.0) is True  # not a 60 s timeout
 
 
-def test_failed_membarrier_caps_the_consumer_nap(monkeypatch):
+def test_failed_membarrier_caps_the_consumer_nap(monkeypatch, pure_wait):
     buf, p, c = make_ring(64)
     monkeypatch.setattr(ring_mod, "heavy_barrier", lambda: False)
     set_word(buf, layout.PRODUCER_FLAGS_OFFSET, layout.PRODUCER_MEMBARRIER)

@@ -12,12 +12,26 @@ from typing import Any, List
 
 import pytest
 
+from conftest import unique_name
 from helpers import python_env
 from shmring import RingTimeoutError, ShmConsumer, ShmProducer, _futex, _locks
 from shmring import layout
 
 needs_futex = pytest.mark.skipif(not _futex.HAVE_FUTEX, reason="needs Linux futex")
 needs_ofd = pytest.mark.skipif(not _locks.HAVE_OFD_LOCKS, reason="needs OFD locks")
+
+# Every test here runs through the native fused wait and the pure-Python one.
+pytestmark = pytest.mark.usefixtures("wait_impl")
+
+
+def test_the_native_wait_is_there_when_the_build_made_it(wait_impl: str) -> None:
+    # Under meson (SHMRING_NATIVE_BUILT=1, tests/python/meson.build) the native twin of
+    # every test in this file really runs: the helper must import, and a consumer
+    # ring must use it (or not, when switched off).
+    if os.environ.get("SHMRING_NATIVE_BUILT") == "1":
+        assert _futex.native_available()
+    with ShmProducer(unique_name(), 4096) as p, ShmConsumer(p.name) as c:
+        assert (c.ring._waiter is not None) == (wait_impl == "native")
 
 
 def _fill(p: ShmProducer) -> None:
