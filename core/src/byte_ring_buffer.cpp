@@ -1513,6 +1513,11 @@ void ByteRingBuffer::SetConsumerAttached(bool attached, uint32_t pid) {
     // tail (stored before): the fence makes the relaxed count bump a release. Without
     // it a weakly ordered CPU may show the count first, and the producer would count
     // the dead receiver's old (lapped) tail left in the slot.
+    // A receiver that died asleep left WAITING (and COUNTS_SLEEPS) set: cleared, so
+    // a producer does not skip the wakes of a receiver here that does not count its
+    // sleeps on the dead one's count (PROTOCOL.md section 4, "Wake once per sleep").
+    atomics::FetchAndRelaxed(word(flags_off_), ~(kConsumerWaiting | kConsumerCountsSleeps));
+    sleeping_ = false;
     atomics::FullFence();
     atomics::FetchAddRelaxed(word(flags_off_), kConsumerAttachCountOne);  // wraps
     atomics::FetchOrRelease(word(flags_off_), kConsumerAttached);

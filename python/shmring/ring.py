@@ -25,7 +25,7 @@ from ._views import Held, TokenPool
 from .errors import (CorruptRecordError, IncompatibleSegmentError, MessageTooLargeError,
                      RingInterruptedError, ShmRingError, ViewInUseError)
 from .layout import (CAPACITY_WORD, CONSUMER_ATTACH_COUNT_ONE, CONSUMER_ATTACHED,
-                     CONSUMER_FLAGS_WORD, CONSUMER_MEMBARRIER,
+                     CONSUMER_COUNTS_SLEEPS, CONSUMER_FLAGS_WORD, CONSUMER_MEMBARRIER,
                      CONSUMER_WAITING, DATA_WORD, DROPPED_WORD, GENERATION_WORD, HEAD_WORD,
                      HEADER_SIZE, IDENT_SIZE, LEN_SIZE, MAGIC, MAGIC_OFFSET,
                      MAX_RECEIVERS_LIMIT, MAX_RECEIVERS_WORD, MAGIC_WORD, MAX_CAPACITY,
@@ -1600,6 +1600,11 @@ class ByteRingBuffer:
         if attached:
             w[pid_word] = pid & _M
             release_fence()
+            # A receiver that died asleep left WAITING (and COUNTS_SLEEPS) set: cleared,
+            # or a C++ producer would skip our wakes on the dead one's unchanged sleep
+            # count (we do not count ours; PROTOCOL.md section 4, "Wake once per sleep").
+            w[flags_word] = w[flags_word] & ~(CONSUMER_WAITING | CONSUMER_COUNTS_SLEEPS)
+            self._sleeping = False
             # One more attach (bits 16..31, wrapping), then ATTACHED.
             w[flags_word] = (w[flags_word] + CONSUMER_ATTACH_COUNT_ONE) & _M
             w[flags_word] = w[flags_word] | CONSUMER_ATTACHED

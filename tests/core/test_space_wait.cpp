@@ -68,6 +68,33 @@ TEST(WakeOncePerSleep, ProducerWakesASleepingConsumerOncePerSleep) {
   EXPECT_EQ(wait::GetCounters().wakes, 3u) << "no wake for a consumer that is not waiting";
 }
 
+// A receiver that dies asleep leaves WAITING | COUNTS_SLEEPS in its slot's flags (and
+// the producer remembers the count it woke). A receiver that does not count its sleeps
+// (the Python package, its native wait) then attaches to the slot and sleeps, setting
+// WAITING only: the producer must wake it at every publish, not skip every wake on the
+// dead receiver's count (a stall of a liveness slice per sleep). Attaching clears the
+// dead receiver's WAITING and COUNTS_SLEEPS.
+TEST(WakeOncePerSleep, ReceiverThatDoesNotCountIsWokenAfterADeadCountingOne) {
+  Views v(4096);
+  const char msg[8] = "message";
+  v.c->SleepWhileHeadIs(v.c->LoadHead(), 0, nullptr);  // a counted sleep
+  ASSERT_TRUE(v.p->Write(msg, sizeof msg));            // woken: the producer keeps its count
+  // The receiver dies asleep (its flags stay as they are); another view takes the slot.
+  ByteRingBuffer next(v.img.base(), v.img.size(), false);
+  next.AttachSlot(/*at_newest=*/true, 4242);
+  EXPECT_EQ(next.ConsumerFlags() & (layout::kConsumerWaiting | layout::kConsumerCountsSleeps), 0u)
+      << "a dead receiver's WAITING / COUNTS_SLEEPS survive the attach";
+  // It sleeps as a receiver that does not count: WAITING only, full fence, look, sleep.
+  auto* flags = reinterpret_cast<std::atomic<uint32_t>*>(v.img.base() + layout::SlotOffset(0) +
+                                                         layout::kSlotFlags);
+  flags->fetch_or(layout::kConsumerWaiting, std::memory_order_seq_cst);
+  wait::ResetCounters();
+  ASSERT_TRUE(v.p->Write(msg, sizeof msg));
+  EXPECT_EQ(wait::GetCounters().wakes, 1u) << "the non-counting sleeper's wake was skipped";
+  ASSERT_TRUE(v.p->Write(msg, sizeof msg));
+  EXPECT_EQ(wait::GetCounters().wakes, 2u) << "a non-counting sleeper is woken at every publish";
+}
+
 // The mirror: a producer asleep for space is woken by the first two tail stores only.
 TEST(WakeOncePerSleep, ConsumerWakesASleepingProducerOncePerSleep) {
   Views v(4096);  // < 64 KiB: the consumer stores its tail at every release

@@ -153,3 +153,18 @@ def test_consumer_gone_before_the_wait_ends_it_at_once(ring_name: str) -> None:
         with pytest.raises(RingTimeoutError, match="consumer left"):
             with p.reserve(56, timeout=60):
                 pass
+
+
+def test_attach_clears_a_dead_receivers_waiting_and_counts_sleeps(ring_name: str) -> None:
+    # A receiver that died asleep leaves WAITING | COUNTS_SLEEPS in its slot's flags.
+    # This package does not count its sleeps (it sets WAITING only): with the dead
+    # receiver's COUNTS_SLEEPS left set, a C++ producer that woke the dead receiver's
+    # last sleep would skip every wake of ours on that unchanged count (C++ twin:
+    # WakeOncePerSleep.ReceiverThatDoesNotCountIsWokenAfterADeadCountingOne).
+    stale = layout.CONSUMER_WAITING | layout.CONSUMER_COUNTS_SLEEPS
+    with ShmProducer(ring_name, 4096) as p:
+        w = p.ring._w
+        flags_word = layout.slot_word(0, layout.SLOT_FLAGS)
+        w[flags_word] = w[flags_word] | stale  # the dead receiver's flags, as it left them
+        with ShmConsumer(ring_name) as c:
+            assert not c.ring.consumer_flags & stale
