@@ -430,7 +430,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def proc_sample(pid: int) -> Tuple[float, int, int, Dict[str, int]]:
     """(CPU seconds from /proc/PID/stat utime+stime, CPU ns from task schedstat,
-    context switches of all threads, context switches per thread name)."""
+    context switches of all threads, context switches per thread name: voluntary under the
+    name, nonvoluntary under "NAME (preempted)")."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
@@ -447,7 +448,9 @@ def proc_sample(pid: int) -> Tuple[float, int, int, Dict[str, int]]:
                 for line in f:
                     if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
                         switches += int(line.split()[1])
-                        per_thread[comm] = per_thread.get(comm, 0) + int(line.split()[1])
+                        # "comm" (sleeps and wakes) and "comm (preempted)" (nonvoluntary)
+                        key = comm + (" (preempted)" if line.startswith("non") else "")
+                        per_thread[key] = per_thread.get(key, 0) + int(line.split()[1])
         except (OSError, ValueError):
             pass  # a thread that ended between glob and open
     return cpu, ns, switches, per_thread

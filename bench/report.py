@@ -62,8 +62,7 @@ def tuning_constants() -> Dict[str, int]:
 def wait_protocol() -> Dict[str, Any]:
     """How an idle receiver of the measured tree waits, read from its code and tuning values
     (core/src/tuning.hpp, core/src/wait.cpp), so the report's explanation follows the code.
-    text: one sentence; slice_s: the longest single sleep (None when the code has none);
-    periodic: wake-ups/s an idle receiver makes by itself (without data)."""
+    text: one sentence; slice_s: the longest single sleep (None when the code has none)."""
     t = tuning_constants()
     waitv = source_has("core/src/wait.cpp", "SYS_futex_waitv")
     membarrier = source_has("core/src/wait.cpp", "MEMBARRIER_CMD_GLOBAL_EXPEDITED")
@@ -89,7 +88,7 @@ def wait_protocol() -> Dict[str, Any]:
                      "peer's fast path needs no fence (an interrupt to every CPU)")
     slice_s = min(sleeps) / 1e9 if sleeps else None
     return {"text": "; ".join(parts) + " (core/src/tuning.hpp, core/src/wait.cpp)",
-            "slice_s": slice_s, "periodic": 1 / slice_s if slice_s else 0.0}
+            "slice_s": slice_s}
 
 
 class Report:
@@ -640,10 +639,14 @@ class Report:
         """The idle explanation from the wait protocol of the measured tree and the measured
         wake-ups per thread."""
         wp = wait_protocol()
-        text = wp["text"]
-        expected = 1.0 + wp["periodic"]  # one frame a second + the periodic wake-ups
-        text += (f". Expected: about {expected:.1f} wake-ups/s (one per frame, "
-                 f"{wp['periodic']:.1f} periodic)")
+        text = "the wait protocol (\"How the receivers wait\" below)"
+        if wp["slice_s"]:
+            # A frame every second wakes the receiver, and each sleep ends after one slice at
+            # the latest (counted from the wake-up): ceil(1 s / slice) wake-ups per second.
+            expected = math.ceil(IDLE_FRAME_INTERVAL_S / wp["slice_s"] - 1e-9)
+            text += (f" wakes an idle receiver of a 1 frame/s stream {expected} times a second: "
+                     f"the frame and {expected - 1} liveness slice(s) of "
+                     f"{wp['slice_s'] * 1e3:g} ms between frames")
         threads: Dict[str, List[float]] = {}
         for rnd in d.get("threads", []):
             for comm, rate in rnd.items():
@@ -651,7 +654,8 @@ class Report:
         busy = sorted(((spread(v)[0], comm) for comm, v in threads.items()), reverse=True)
         busy = [(r, c) for r, c in busy if r >= 0.1][:4]
         if busy:
-            text += "; measured by thread: " + ", ".join(f"{c} {r:.1f}/s" for r, c in busy)
+            text += ("; measured context switches by thread (\"preempted\": nonvoluntary, the "
+                     "machine's other load): " + ", ".join(f"{c} {r:.1f}/s" for r, c in busy))
         w = spread(d["wakeups"])[0]
         cpu = spread(d["cpu_pct_ns"])[0]
         if w > 0 and not math.isnan(cpu):
@@ -669,6 +673,7 @@ class Report:
 
 
 CAPS = "video/x-raw,format=BGR,width=1920,height=1080"
+IDLE_FRAME_INTERVAL_S = 1.0  # bench.py's idle row: framerate=1/1
 
 
 def write(results: Dict[str, Any], out_dir: str) -> None:
