@@ -909,6 +909,8 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h,
         return WriteResult::kDropped;
       case shm::Status::kTimeout:
         // Still full after a slice: check for the receiver again.
+        GST_LOG_OBJECT(self, "ring '%s' still full after a %" G_GINT64_FORMAT " ms slice",
+                       producer->name().c_str(), kWaitSliceNs / GST_MSECOND);
         if (!told) {
           told = true;
           if (first_receiver_pending) {

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "blocking_call.hpp"
 #include "ring_name_test.hpp"
 #include "shm/byte_ring_buffer.hpp"
 #include "shm/layout.hpp"
@@ -344,35 +345,25 @@ TEST_F(ChannelTest, EndOfStreamWakesBlockedConsumer) {
   const std::string name = Name();
   ShmProducer p(name, 4096);
   ShmConsumer c(name);
-  std::atomic<int> result{-1};
-  std::thread reader([&] {
+  shmtest::BlockingCall reader([&] {
     std::string got;
-    result = static_cast<int>(ReadOne(c, &got, kGuardNs).status);
+    return ReadOne(c, &got, kGuardNs).status;
   });
-  ASSERT_TRUE(shmtest::WaitUntil(
-      [&] { return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0; }));
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(c));
   p.Close();
-  reader.join();
-  EXPECT_EQ(static_cast<Status>(result.load()), Status::kClosed);
+  EXPECT_EQ(reader.Join(), Status::kClosed);
 }
 
 // The producer process is killed (no CLOSED): what it wrote is delivered, then kPeerDead.
 TEST_F(ChannelTest, DeadProducerAfterDrain) {
   const std::string name = Name();
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  const pid_t child = shmtest::ForkChild([&]() -> int {
+  const pid_t child = shmtest::ForkHolding([&]() -> int {
     ShmProducer p(name, 4096);
     if (!p.IsValid()) return 2;
     for (int i = 0; i < 5; ++i) p.Write(Msg(i).data(), 9);
-    char b = 1;
-    if (write(ready[1], &b, 1) != 1) return 3;
-    for (;;) pause();
+    shmtest::HoldUntilKilled();
   });
-  char b;
-  ASSERT_EQ(read(ready[0], &b, 1), 1);
-  close(ready[0]);
-  close(ready[1]);
+  ASSERT_GT(child, 0);
   ShmConsumer c(name);
   ASSERT_TRUE(c.IsValid()) << c.error();
   EXPECT_EQ(c.CheckProducer(), Status::kOk);
@@ -607,35 +598,27 @@ TEST_F(ChannelTest, InterruptWakesBlockedReadAndWrite) {
   ShmProducer p(name, 64);
   ShmConsumer c(name);
   ASSERT_TRUE(p.IsValid() && c.IsValid());
-  std::atomic<int> rs{-1};
-  std::thread reader([&] {
+  shmtest::BlockingCall reader([&] {
     std::string got;
-    rs = static_cast<int>(ReadOne(c, &got, kForever).status);
+    return ReadOne(c, &got, kForever).status;
   });
-  ASSERT_TRUE(shmtest::WaitUntil(
-      [&] { return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0; }));
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(c));
   c.Interrupt();
-  reader.join();
-  EXPECT_EQ(static_cast<Status>(rs.load()), Status::kInterrupted);
+  EXPECT_EQ(reader.Join(), Status::kInterrupted);
   c.ClearInterrupt();
   while (p.Write("12345678", 8)) {
   }
-  std::atomic<int> ws{-1};
-  std::thread writer([&] { ws = static_cast<int>(p.WriteFor("12345678", 8, kForever)); });
-  ASSERT_TRUE(shmtest::WaitUntil(
-      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  shmtest::BlockingCall writer([&] { return p.WriteFor("12345678", 8, kForever); });
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(p));
   p.Interrupt();
-  writer.join();
-  EXPECT_EQ(static_cast<Status>(ws.load()), Status::kInterrupted);
+  EXPECT_EQ(writer.Join(), Status::kInterrupted);
   p.ClearInterrupt();
   // Blocked write completes when the consumer reads.
-  std::thread writer2([&] { ws = static_cast<int>(p.WriteFor("abcdefgh", 8, kGuardNs)); });
-  ASSERT_TRUE(shmtest::WaitUntil(
-      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  shmtest::BlockingCall writer2([&] { return p.WriteFor("abcdefgh", 8, kGuardNs); });
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(p));
   std::string got;
   ASSERT_TRUE(ReadOne(c, &got));
-  writer2.join();
-  EXPECT_EQ(static_cast<Status>(ws.load()), Status::kOk);
+  EXPECT_EQ(writer2.Join(), Status::kOk);
 }
 
 TEST_F(ChannelTest, ZeroCopyThroughTheChannel) {

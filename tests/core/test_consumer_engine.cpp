@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "blocking_call.hpp"
 #include "ring_name_test.hpp"
 #include "shm/layout.hpp"
 #include "shm/shared_memory.hpp"
@@ -45,13 +46,6 @@ std::string Text(const MessageView& v) {
 }
 
 std::string Msg(int i) { return "msg-" + std::to_string(i); }
-
-bool ConsumerSleeping(ShmConsumer& c) {
-  return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0;
-}
-bool ProducerSleeping(ShmProducer& p) {
-  return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0;
-}
 
 TEST_F(EngineTest, AcquiresInRingOrderAndHoldsUntilReleased) {
   const std::string name = Name();
@@ -142,7 +136,7 @@ TEST_F(EngineTest, ReleaseFromAnotherThreadWakesProducerWhileConsumerSleeps) {
   });
   std::atomic<int> wrote{-1};
   std::thread producer([&] { wrote = static_cast<int>(p.WriteFor("abcdefgh", 8, kGuardNs)); });
-  ASSERT_TRUE(shmtest::WaitUntil([&] { return ConsumerSleeping(c) && ProducerSleeping(p); }));
+  ASSERT_TRUE(shmtest::WaitUntil([&] { return shmtest::Asleep(c) && shmtest::Asleep(p); }));
   std::thread releaser([&] {
     for (const MessageView& v : held) c.Release(v);
   });
@@ -208,15 +202,13 @@ TEST_F(EngineTest, InterruptWakesAWaitAndIsStickyUntilCleared) {
   ShmProducer p(name, 4096);
   ShmConsumer c(name);
   ASSERT_TRUE(p.IsValid() && c.IsValid());
-  std::atomic<int> result{-1};
-  std::thread reader([&] {
+  shmtest::BlockingCall reader([&] {
     MessageView v;
-    result = static_cast<int>(c.AcquireFor(&v, kForever));
+    return c.AcquireFor(&v, kForever);
   });
-  ASSERT_TRUE(shmtest::WaitUntil([&] { return ConsumerSleeping(c); }));
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(c));
   c.Interrupt();
-  reader.join();
-  EXPECT_EQ(static_cast<Status>(result.load()), Status::kInterrupted);
+  EXPECT_EQ(reader.Join(), Status::kInterrupted);
   MessageView v;
   EXPECT_EQ(c.AcquireFor(&v, kGuardNs), Status::kInterrupted) << "sticky";
   c.ClearInterrupt();
@@ -264,15 +256,13 @@ TEST_F(EngineTest, ExternalInterrupterInterruptsTheWaitForTheRing) {
   ShmConsumer c(name, o);
   ASSERT_TRUE(c.IsValid()) << c.error();
   // The same interrupter then interrupts the consumer's waits.
-  std::atomic<int> result{-1};
-  std::thread reader([&] {
+  shmtest::BlockingCall reader([&] {
     MessageView v;
-    result = static_cast<int>(c.AcquireFor(&v, kForever));
+    return c.AcquireFor(&v, kForever);
   });
-  ASSERT_TRUE(shmtest::WaitUntil([&] { return ConsumerSleeping(c); }));
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(c));
   intr.Interrupt();
-  reader.join();
-  EXPECT_EQ(static_cast<Status>(result.load()), Status::kInterrupted);
+  EXPECT_EQ(reader.Join(), Status::kInterrupted);
 }
 
 // The producer is killed with records written and some still held: the rest is
@@ -283,20 +273,13 @@ TEST_F(EngineTest, DeadProducerIsDrainedThenReported) {
       "fork and SIGKILL (WindowsLiveness.ConsumerSeesAKilledProducerAsDead covers it)");
 #else
   const std::string name = Name();
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  const pid_t child = shmtest::ForkChild([&]() -> int {
+  const pid_t child = shmtest::ForkHolding([&]() -> int {
     ShmProducer p(name, 4096);
     if (!p.IsValid()) return 2;
     for (int i = 0; i < 4; ++i) p.Write(Msg(i).data(), 5);
-    char b = 1;
-    if (write(ready[1], &b, 1) != 1) return 3;
-    for (;;) pause();
+    shmtest::HoldUntilKilled();
   });
-  char b;
-  ASSERT_EQ(read(ready[0], &b, 1), 1);
-  close(ready[0]);
-  close(ready[1]);
+  ASSERT_GT(child, 0);
   ShmConsumer c(name);
   ASSERT_TRUE(c.IsValid()) << c.error();
   MessageView first;

@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "blocking_call.hpp"
+#include "ring_name_test.hpp"
 #include "shm/shm_channel.hpp"
 #include "vectors.hpp"
 
@@ -57,6 +59,22 @@ ConsumerOptions Mode(uint32_t mode) {
   return o;
 }
 
+// Writes messages [from, to), each waiting up to `timeout_ns` for room.
+void WriteSeqs(ShmProducer& p, uint64_t from, uint64_t to, int64_t timeout_ns = kForever) {
+  uint8_t msg[kMsg];
+  for (uint64_t seq = from; seq < to; ++seq) {
+    Fill(seq, msg);
+    ASSERT_EQ(p.WriteFor(msg, kMsg, timeout_ns), Status::kOk) << seq;
+  }
+}
+
+// The fan-out tests' fixture: fresh ring names, ends kept until the test ends.
+class FanOut : public shmtest::RingNameTest {
+ protected:
+  FanOut() : RingNameTest("fan") {}
+};
+class FanOutReservations : public FanOut {};
+
 // Reads until end of stream; every message must be the next in sequence.
 void ReadAll(ShmConsumer* c, uint64_t count, std::string* failure) {
   uint8_t buf[kMsg];
@@ -76,10 +94,10 @@ void ReadAll(ShmConsumer* c, uint64_t count, std::string* failure) {
   if (end.status != Status::kClosed) *failure = "no end of stream after the last message";
 }
 
-TEST(FanOut, SlotsAreClaimedLowestFirstAndLimited) {
-  const std::string name = shmtest::UniqueName("fan-slots");
-  ShmProducer p(name, Fan(3));
-  ASSERT_TRUE(p.IsValid()) << p.error();
+TEST_F(FanOut, SlotsAreClaimedLowestFirstAndLimited) {
+  ShmProducer& p = Producer(Fan(3));
+  ASSERT_TRUE(AllOpen());
+  const std::string& name = p.name();
   EXPECT_EQ(p.max_receivers(), 3u);
   auto a = std::make_unique<ShmConsumer>(name);
   ShmConsumer b(name);
@@ -99,14 +117,13 @@ TEST(FanOut, SlotsAreClaimedLowestFirstAndLimited) {
   EXPECT_EQ(e.slot(), 0u);
 }
 
-TEST(FanOut, SecondReceiverOfADefaultRingIsRefusedAsBefore) {
-  const std::string name = shmtest::UniqueName("fan-one");
-  ShmProducer p(name, 4096u);
-  ASSERT_TRUE(p.IsValid()) << p.error();
+TEST_F(FanOut, SecondReceiverOfADefaultRingIsRefusedAsBefore) {
+  ShmProducer& p = Producer(4096u);
+  ASSERT_TRUE(AllOpen());
   EXPECT_EQ(p.max_receivers(), 1u);
-  ShmConsumer a(name);
-  ASSERT_TRUE(a.IsValid()) << a.error();
-  ShmConsumer b(name);
+  Consumer();
+  ASSERT_TRUE(AllOpen());
+  ShmConsumer b(p.name());
   EXPECT_FALSE(b.IsValid());
   EXPECT_NE(b.error().find("already has a consumer (pid " + std::to_string(getpid()) +
                            "); a ring has one consumer"),
@@ -114,24 +131,16 @@ TEST(FanOut, SecondReceiverOfADefaultRingIsRefusedAsBefore) {
       << b.error();
 }
 
-TEST(FanOut, EveryLosslessReceiverGetsEveryMessageWrittenOnce) {
-  const std::string name = shmtest::UniqueName("fan-lossless");
-  ShmProducer p(name, Fan(4));
-  ASSERT_TRUE(p.IsValid()) << p.error();
+TEST_F(FanOut, EveryLosslessReceiverGetsEveryMessageWrittenOnce) {
+  ShmProducer& p = Producer(Fan(4));
   constexpr uint64_t kCount = 3000;  // ~150 laps of the 4 KiB ring
-  std::vector<std::unique_ptr<ShmConsumer>> rx;
-  for (int i = 0; i < 4; ++i) {
-    rx.push_back(std::make_unique<ShmConsumer>(name));
-    ASSERT_TRUE(rx.back()->IsValid()) << rx.back()->error();
-  }
+  std::vector<ShmConsumer*> rx;
+  for (int i = 0; i < 4; ++i) rx.push_back(&Consumer());
+  ASSERT_TRUE(AllOpen());
   std::vector<std::string> failures(4);
   std::vector<std::thread> threads;
-  for (int i = 0; i < 4; ++i) threads.emplace_back(ReadAll, rx[i].get(), kCount, &failures[i]);
-  uint8_t msg[kMsg];
-  for (uint64_t seq = 0; seq < kCount; ++seq) {
-    Fill(seq, msg);
-    ASSERT_EQ(p.WriteFor(msg, kMsg, kForever), Status::kOk);
-  }
+  for (int i = 0; i < 4; ++i) threads.emplace_back(ReadAll, rx[i], kCount, &failures[i]);
+  ASSERT_NO_FATAL_FAILURE(WriteSeqs(p, 0, kCount));
   p.Close();
   for (auto& t : threads) t.join();
   for (int i = 0; i < 4; ++i) EXPECT_EQ(failures[i], "") << "receiver " << i;
@@ -140,22 +149,16 @@ TEST(FanOut, EveryLosslessReceiverGetsEveryMessageWrittenOnce) {
 // A live receiver that does not read never holds the producer back: the producer
 // writes many laps with a lossless receiver keeping up; the live one then skips to
 // the newest record, counts the skip, and what it reads is whole.
-TEST(FanOut, LiveReceiverSkipsWhileLosslessLosesNothing) {
-  const std::string name = shmtest::UniqueName("fan-live");
-  ShmProducer p(name, Fan(2));
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer lossless(name, Mode(layout::kModeLossless));
-  ShmConsumer live(name, Mode(layout::kModeLive));
-  ASSERT_TRUE(lossless.IsValid() && live.IsValid()) << lossless.error() << live.error();
+TEST_F(FanOut, LiveReceiverSkipsWhileLosslessLosesNothing) {
+  ShmProducer& p = Producer(Fan(2));
+  ShmConsumer& lossless = Consumer(Mode(layout::kModeLossless));
+  ShmConsumer& live = Consumer(Mode(layout::kModeLive));
+  ASSERT_TRUE(AllOpen());
   EXPECT_EQ(live.mode(), layout::kModeLive);
   constexpr uint64_t kCount = 2000;
   std::string failure;
   std::thread reader(ReadAll, &lossless, kCount, &failure);
-  uint8_t msg[kMsg];
-  for (uint64_t seq = 0; seq < kCount; ++seq) {
-    Fill(seq, msg);
-    ASSERT_EQ(p.WriteFor(msg, kMsg, kForever), Status::kOk) << seq;
-  }
+  ASSERT_NO_FATAL_FAILURE(WriteSeqs(p, 0, kCount));
   p.Close();
   reader.join();
   EXPECT_EQ(failure, "");
@@ -172,13 +175,11 @@ TEST(FanOut, LiveReceiverSkipsWhileLosslessLosesNothing) {
 // A live receiver reading (zero-copy, holding each record briefly) while the producer
 // laps it: every message it sees is whole and in order, some are skipped, and the
 // lossless receiver gets everything. Under ThreadSanitizer this is the pin/floor race.
-TEST(FanOut, LiveReceiverReadingConcurrentlyNeverSeesATornMessage) {
-  const std::string name = shmtest::UniqueName("fan-race");
-  ShmProducer p(name, Fan(2, 2048));
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer lossless(name, Mode(layout::kModeLossless));
-  ShmConsumer live(name, Mode(layout::kModeLive));
-  ASSERT_TRUE(lossless.IsValid() && live.IsValid());
+TEST_F(FanOut, LiveReceiverReadingConcurrentlyNeverSeesATornMessage) {
+  ShmProducer& p = Producer(Fan(2, 2048));
+  ShmConsumer& lossless = Consumer(Mode(layout::kModeLossless));
+  ShmConsumer& live = Consumer(Mode(layout::kModeLive));
+  ASSERT_TRUE(AllOpen());
   constexpr uint64_t kCount = 20000;
   std::string failure, live_failure;
   std::thread reader(ReadAll, &lossless, kCount, &failure);
@@ -203,11 +204,7 @@ TEST(FanOut, LiveReceiverReadingConcurrentlyNeverSeesATornMessage) {
       live.Release(v);
     }
   });
-  uint8_t msg[kMsg];
-  for (uint64_t seq = 0; seq < kCount; ++seq) {
-    Fill(seq, msg);
-    ASSERT_EQ(p.WriteFor(msg, kMsg, kForever), Status::kOk) << seq;
-  }
+  ASSERT_NO_FATAL_FAILURE(WriteSeqs(p, 0, kCount));
   p.Close();
   reader.join();
   watcher.join();
@@ -217,12 +214,10 @@ TEST(FanOut, LiveReceiverReadingConcurrentlyNeverSeesATornMessage) {
 
 // A record a live receiver holds is never reused: with it held, the producer stops
 // at the held record (kFull without waiting), and the record's bytes stay intact.
-TEST(FanOut, HeldRecordOfALiveReceiverIsNeverReused) {
-  const std::string name = shmtest::UniqueName("fan-held");
-  ShmProducer p(name, Fan(2, 1024));
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer live(name, Mode(layout::kModeLive));
-  ASSERT_TRUE(live.IsValid()) << live.error();
+TEST_F(FanOut, HeldRecordOfALiveReceiverIsNeverReused) {
+  ShmProducer& p = Producer(Fan(2, 1024));
+  ShmConsumer& live = Consumer(Mode(layout::kModeLive));
+  ASSERT_TRUE(AllOpen());
   uint8_t msg[kMsg];
   Fill(7, msg);
   ASSERT_EQ(p.WriteFor(msg, kMsg, 0), Status::kOk);
@@ -248,20 +243,18 @@ TEST(FanOut, HeldRecordOfALiveReceiverIsNeverReused) {
 // and the mark has bumped the count past them and is counted. (MarkSlotDead re-reading
 // the count after the probe buried such a receiver: the producer ran over its records;
 // tests/python/test_fanout.py forces the same window through the reaper itself.)
-TEST(FanOut, ReceiverClaimingASlotWhileItIsReapedIsCounted) {
-  const std::string name = shmtest::UniqueName("fan-reap");
-  ShmProducer p(name, Fan(2, 1024));
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer a(name);
-  ASSERT_TRUE(a.IsValid()) << a.error();
+TEST_F(FanOut, ReceiverClaimingASlotWhileItIsReapedIsCounted) {
+  ShmProducer& p = Producer(Fan(2, 1024));
+  ShmConsumer& a = Consumer();
+  ASSERT_TRUE(AllOpen());
   // What a receiver killed in slot 1 leaves: ATTACHED set, role byte free.
   auto* flags1 =
       reinterpret_cast<uint32_t*>(p.ring()->base() + layout::SlotOffset(1) + layout::kSlotFlags);
   *flags1 = layout::kConsumerAttached | layout::kConsumerAttachCountOne;
   const uint32_t seen = p.ring()->SlotFlags(1);  // the reaper's look
   ASSERT_FALSE(p.ReceiverAttached(1));           // its probe: free
-  ShmConsumer b(name);                           // claims slot 1 right after the probe
-  ASSERT_TRUE(b.IsValid()) << b.error();
+  ShmConsumer& b = Consumer();                   // claims slot 1 right after the probe
+  ASSERT_TRUE(AllOpen());
   ASSERT_EQ(b.slot(), 1u);
   p.ring()->MarkSlotDead(1, seen);  // the reaper's mark
   uint8_t msg[kMsg], buf[kMsg];
@@ -305,12 +298,10 @@ void Lap(ShmProducer* p, ShmConsumer* a, uint32_t past, uint64_t* seq) {
 // checks the floor. If the producer lapped that start meanwhile, it sees an attached
 // lossless slot more than a capacity behind its head: that receiver is about to see the
 // floor and move, so the producer writes on (it failed with "the consumer is corrupt").
-TEST(FanOut, LosslessStartTheProducerAlreadyLappedIsNotCorrupt) {
-  const std::string name = shmtest::UniqueName("fan-lapstart");
-  ShmProducer p(name, Fan(2, 1024));
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer a(name);
-  ASSERT_TRUE(a.IsValid()) << a.error();
+TEST_F(FanOut, LosslessStartTheProducerAlreadyLappedIsNotCorrupt) {
+  ShmProducer& p = Producer(Fan(2, 1024));
+  ShmConsumer& a = Consumer();
+  ASSERT_TRUE(AllOpen());
   const uint32_t start = p.ring()->LoadHead();  // what the attaching receiver read
   uint64_t seq = 0;
   ASSERT_NO_FATAL_FAILURE(Lap(&p, &a, start, &seq));
@@ -332,42 +323,29 @@ TEST(FanOut, LosslessStartTheProducerAlreadyLappedIsNotCorrupt) {
 
 // A receiver killed with SIGKILL while holding a record does not wedge the producer
 // or the other receiver: its role byte is free, the producer reaps the slot.
-TEST(FanOut, KilledReceiverIsReapedAndOthersContinue) {
-  const std::string name = shmtest::UniqueName("fan-kill");
-  ShmProducer p(name, Fan(3));
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
+TEST_F(FanOut, KilledReceiverIsReapedAndOthersContinue) {
+  ShmProducer& p = Producer(Fan(3));
+  ASSERT_TRUE(AllOpen());
+  const std::string& name = p.name();
+  const pid_t child = shmtest::ForkHolding([&]() -> int {
     ShmConsumer c(name);
-    char ok = c.IsValid() ? 'y' : 'n';
-    if (write(ready[1], &ok, 1) != 1) _exit(3);
-    for (;;) pause();  // attached, lossless, reading nothing
-  }
-  char ok = 0;
-  ASSERT_EQ(read(ready[0], &ok, 1), 1);
-  ASSERT_EQ(ok, 'y');
-  close(ready[0]);
-  close(ready[1]);
-  ShmConsumer other(name);
-  ASSERT_TRUE(other.IsValid()) << other.error();
+    if (!c.IsValid()) return 2;
+    shmtest::HoldUntilKilled();  // attached, lossless, reading nothing
+  });
+  ASSERT_GT(child, 0);
+  ShmConsumer& other = Consumer();
+  ASSERT_TRUE(AllOpen());
   EXPECT_EQ(other.slot(), 1u);
   EXPECT_TRUE(p.ReceiverAttached(0));
   constexpr uint64_t kCount = 1000;  // ~50 laps: the dead receiver's slot must be reaped
   std::string failure;
   std::thread reader(ReadAll, &other, kCount, &failure);
-  uint8_t msg[kMsg];
-  for (uint64_t seq = 0; seq < kCount; ++seq) {
-    if (seq == 10) {  // before the ring is full: the producer then waits for the dead slot
-      ASSERT_EQ(kill(child, SIGKILL), 0);
-      int status = 0;
-      ASSERT_EQ(waitpid(child, &status, 0), child);
-    }
-    Fill(seq, msg);
-    ASSERT_EQ(p.WriteFor(msg, kMsg, kForever), Status::kOk) << seq;
-  }
+  ASSERT_NO_FATAL_FAILURE(WriteSeqs(p, 0, 10));
+  // Before the ring is full: the producer then waits for the dead slot.
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_NO_FATAL_FAILURE(WriteSeqs(p, 10, kCount));
   p.Close();
   reader.join();
   EXPECT_EQ(failure, "");
@@ -379,12 +357,11 @@ TEST(FanOut, KilledReceiverIsReapedAndOthersContinue) {
 }
 
 // Receivers join and leave in a loop while one lossless receiver reads everything.
-TEST(FanOut, ReceiversJoinAndLeaveInALoop) {
-  const std::string name = shmtest::UniqueName("fan-loop");
-  ShmProducer p(name, Fan(4));
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer steady(name);
-  ASSERT_TRUE(steady.IsValid()) << steady.error();
+TEST_F(FanOut, ReceiversJoinAndLeaveInALoop) {
+  ShmProducer& p = Producer(Fan(4));
+  ShmConsumer& steady = Consumer();
+  ASSERT_TRUE(AllOpen());
+  const std::string& name = p.name();
   constexpr uint64_t kCount = 2000;
   std::string failure;
   std::thread reader(ReadAll, &steady, kCount, &failure);
@@ -408,11 +385,7 @@ TEST(FanOut, ReceiversJoinAndLeaveInALoop) {
     }
     done = true;
   });
-  uint8_t msg[kMsg];
-  for (uint64_t seq = 0; seq < kCount; ++seq) {
-    Fill(seq, msg);
-    ASSERT_EQ(p.WriteFor(msg, kMsg, kForever), Status::kOk) << seq;
-  }
+  ASSERT_NO_FATAL_FAILURE(WriteSeqs(p, 0, kCount));
   churn.join();
   p.Close();
   reader.join();
@@ -421,25 +394,24 @@ TEST(FanOut, ReceiversJoinAndLeaveInALoop) {
   EXPECT_TRUE(done.load());
 }
 
-TEST(FanOut, StreamInfoReachesLateReceivers) {
-  const std::string name = shmtest::UniqueName("fan-info");
-  ShmProducer p(name, Fan(2));
-  ASSERT_TRUE(p.IsValid()) << p.error();
+TEST_F(FanOut, StreamInfoReachesLateReceivers) {
+  ShmProducer& p = Producer(Fan(2));
+  ASSERT_TRUE(AllOpen());
   std::string info;
   uint32_t index = 0;
-  ShmConsumer early(name);
+  ShmConsumer& early = Consumer();
   EXPECT_FALSE(early.StreamInfo(&info, &index));
   EXPECT_TRUE(p.SetStreamInfo("video/x-raw, width=(int)1920", 96));
   EXPECT_FALSE(p.SetStreamInfo(std::string(layout::kInfoMax + 1, 'x'), 0));
-  ShmConsumer late(name);
+  ShmConsumer& late = Consumer();
   ASSERT_TRUE(late.StreamInfo(&info, &index));
   EXPECT_EQ(info, "video/x-raw, width=(int)1920");
   EXPECT_EQ(index, 96u);
 }
 
-TEST(FanOut, MaxReceiversOutOfRangeIsRefused) {
+TEST_F(FanOut, MaxReceiversOutOfRangeIsRefused) {
   for (uint32_t bad : {0u, 17u}) {
-    ShmProducer p(shmtest::UniqueName("fan-bad"), Fan(bad));
+    ShmProducer p(Name(), Fan(bad));
     EXPECT_FALSE(p.IsValid());
     EXPECT_NE(p.error().find("max_receivers " + std::to_string(bad)), std::string::npos)
         << p.error();
@@ -452,19 +424,17 @@ namespace {
 
 // A floor above the head (only a hostile or corrupt producer writes one) must not make
 // an attach or a live read loop forever (found by fuzz_segment).
-TEST(FanOut, FloorAboveTheHeadDoesNotHangAttachOrRead) {
-  const std::string name = shmtest::UniqueName("fan-floor");
-  ShmProducer p(name, Fan(2));
-  ASSERT_TRUE(p.IsValid()) << p.error();
+TEST_F(FanOut, FloorAboveTheHeadDoesNotHangAttachOrRead) {
+  ShmProducer& p = Producer(Fan(2));
+  ASSERT_TRUE(AllOpen());
   uint8_t msg[kMsg];
   Fill(1, msg);
   ASSERT_EQ(p.WriteFor(msg, kMsg, 0), Status::kOk);
   auto* floor = reinterpret_cast<uint32_t*>(p.ring()->base() + layout::kFloorOffset);
   *floor = 1u << 20;  // far above the head
-  ShmConsumer lossless(name);
-  ASSERT_TRUE(lossless.IsValid()) << lossless.error();
-  ShmConsumer live(name, Mode(layout::kModeLive));
-  ASSERT_TRUE(live.IsValid()) << live.error();
+  Consumer();
+  ShmConsumer& live = Consumer(Mode(layout::kModeLive));
+  ASSERT_TRUE(AllOpen());
   uint8_t buf[kMsg];
   const shm::ReadResult r = live.ReadFor(buf, kMsg, 0);
   EXPECT_TRUE(r.status == Status::kOk || r.status == Status::kEmpty) << shm::StatusName(r.status);
@@ -473,12 +443,11 @@ TEST(FanOut, FloorAboveTheHeadDoesNotHangAttachOrRead) {
 // Several reservations in flight on a fan-out ring: finished out of order (one given
 // up as a PAD record), published in ring order to every lossless receiver, and
 // last_start names the newest record the head move published.
-TEST(FanOutReservations, OutOfOrderRecordsReachEveryReceiverAndLastStartIsTheNewest) {
-  const std::string name = shmtest::UniqueName("fan-res");
-  ShmProducer p(name, Fan(2));
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer a(name), b(name);
-  ASSERT_TRUE(a.IsValid() && b.IsValid()) << a.error() << b.error();
+TEST_F(FanOutReservations, OutOfOrderRecordsReachEveryReceiverAndLastStartIsTheNewest) {
+  ShmProducer& p = Producer(Fan(2));
+  ShmConsumer& a = Consumer();
+  ShmConsumer& b = Consumer();
+  ASSERT_TRUE(AllOpen());
   shm::Reservation r[3];
   for (uint64_t i = 0; i < 3; ++i) {
     ASSERT_EQ(p.ReserveNext(kMsg, &r[i], 0, nullptr), Status::kOk) << i;
@@ -506,12 +475,11 @@ TEST(FanOutReservations, OutOfOrderRecordsReachEveryReceiverAndLastStartIsTheNew
 
 // The producer's free space is the lower of the slowest lossless receiver's limit and
 // the oldest kept reservation.
-TEST(FanOutReservations, FreeSpaceIsLimitedByTheSlowestReceiverAndTheOldestKept) {
-  const std::string name = shmtest::UniqueName("fan-kept");
-  ShmProducer p(name, Fan(2));
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer fast(name), slow(name);
-  ASSERT_TRUE(fast.IsValid() && slow.IsValid()) << fast.error() << slow.error();
+TEST_F(FanOutReservations, FreeSpaceIsLimitedByTheSlowestReceiverAndTheOldestKept) {
+  ShmProducer& p = Producer(Fan(2));
+  ShmConsumer& fast = Consumer();
+  ShmConsumer& slow = Consumer();
+  ASSERT_TRUE(AllOpen());
   const uint32_t cap = p.ring()->capacity();
   const uint32_t rec = static_cast<uint32_t>(layout::RecordSize(kMsg));
   uint8_t buf[kMsg];
@@ -533,13 +501,13 @@ TEST(FanOutReservations, FreeSpaceIsLimitedByTheSlowestReceiverAndTheOldestKept)
 
 // ReserveNext waiting for room on a fan-out ring returns when the slowest lossless
 // receiver releases (the faster one alone frees nothing). A wrong wake hangs.
-TEST(FanOutReservations, ReserveNextWaitsForTheSlowestReceiver) {
-  const std::string name = shmtest::UniqueName("fan-wait");
-  ShmProducer p(name, Fan(2));
-  ASSERT_TRUE(p.IsValid()) << p.error();
+TEST_F(FanOutReservations, ReserveNextWaitsForTheSlowestReceiver) {
+  ShmProducer& p = Producer(Fan(2));
+  ASSERT_TRUE(AllOpen());
   p.SetConcurrent(true);
-  ShmConsumer fast(name), slow(name);
-  ASSERT_TRUE(fast.IsValid() && slow.IsValid()) << fast.error() << slow.error();
+  ShmConsumer& fast = Consumer();
+  ShmConsumer& slow = Consumer();
+  ASSERT_TRUE(AllOpen());
   uint8_t buf[kMsg];
   uint64_t written = 0;
   for (;; ++written) {
@@ -554,23 +522,21 @@ TEST(FanOutReservations, ReserveNextWaitsForTheSlowestReceiver) {
   for (uint64_t i = 0; i < written; ++i) ASSERT_EQ(fast.ReadFor(buf, kMsg, 0).status, Status::kOk);
   shm::Reservation r;
   ASSERT_EQ(p.ReserveNext(kMsg, &r, 0, nullptr), Status::kFull) << "the slow receiver holds it";
-  std::atomic<int> result{-1};
-  std::thread waiter([&] {
+  shmtest::BlockingCall waiter([&] {
     shm::Reservation w;
     const Status s = p.ReserveNext(kMsg, &w, kForever, nullptr);
     if (s == Status::kOk) {
       Fill(written, w.payload);
       p.Publish(w, kMsg);
     }
-    result = static_cast<int>(s);
+    return s;
   });
   for (uint64_t i = 0; i < written; ++i) {
     const shm::ReadResult got = slow.ReadFor(buf, kMsg, kForever);
     ASSERT_EQ(got.status, Status::kOk);
     EXPECT_EQ(SeqOf(buf, got.len), i);
   }
-  waiter.join();
-  EXPECT_EQ(result, static_cast<int>(Status::kOk));
+  EXPECT_EQ(waiter.Join(), Status::kOk);
   const shm::ReadResult got = slow.ReadFor(buf, kMsg, kForever);
   ASSERT_EQ(got.status, Status::kOk);
   EXPECT_EQ(SeqOf(buf, got.len), written);
@@ -578,12 +544,10 @@ TEST(FanOutReservations, ReserveNextWaitsForTheSlowestReceiver) {
 
 // A live receiver that fell behind jumps to last_start; when that names a PAD record
 // (the newest thing published was a reservation given up) it skips it silently.
-TEST(FanOutReservations, LiveReceiverJumpingToAPadRecordSkipsIt) {
-  const std::string name = shmtest::UniqueName("fan-pad");
-  ShmProducer p(name, Fan(2));
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer live(name, Mode(layout::kModeLive));
-  ASSERT_TRUE(live.IsValid()) << live.error();
+TEST_F(FanOutReservations, LiveReceiverJumpingToAPadRecordSkipsIt) {
+  ShmProducer& p = Producer(Fan(2));
+  ShmConsumer& live = Consumer(Mode(layout::kModeLive));
+  ASSERT_TRUE(AllOpen());
   uint8_t buf[kMsg];
   const uint32_t laps = 3 * p.ring()->capacity() / static_cast<uint32_t>(layout::RecordSize(kMsg));
   for (uint64_t i = 0; i < laps; ++i) {

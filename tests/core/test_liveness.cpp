@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "ring_name_test.hpp"
 #include "shm/layout.hpp"
 #include "shm/liveness.hpp"
 #include "shm/shared_memory.hpp"
@@ -28,18 +29,11 @@ namespace {
 
 using namespace shm;
 
-constexpr int64_t kGuardNs = 30'000'000'000;
+using shmtest::kGuardNs;
 
-class LivenessTest : public ::testing::Test {
+class LivenessTest : public shmtest::RingNameTest {
  protected:
-  std::string Name() {
-    names_.push_back(shmtest::UniqueName("live"));
-    return names_.back();
-  }
-  void TearDown() override {
-    for (const std::string& n : names_) shm_unlink(OsName(n).c_str());
-  }
-  std::vector<std::string> names_;
+  LivenessTest() : RingNameTest("live") {}
 };
 
 std::string Text(const MessageView& v) {

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "blocking_call.hpp"
+#include "ring_name_test.hpp"
 #include "shm/byte_ring_buffer.hpp"
 #include "shm/layout.hpp"
 #include "shm/shm_channel.hpp"
@@ -54,7 +56,13 @@ struct Ring {
   std::unique_ptr<ByteRingBuffer> c;
 };
 
-TEST(Reservations, PublishedInReservationOrder) {
+// Named rings on fresh names (the ends kept until the test ends).
+class Reservations : public shmtest::RingNameTest {
+ protected:
+  Reservations() : RingNameTest("resv") {}
+};
+
+TEST_F(Reservations, PublishedInReservationOrder) {
   Ring r(256);
   const Reservation a = r.Reserve("aaaa"), b = r.Reserve("bbbbbbbb"), c = r.Reserve("cc");
   EXPECT_EQ(r.p->InFlight(), 3u);
@@ -73,7 +81,7 @@ TEST(Reservations, PublishedInReservationOrder) {
   EXPECT_TRUE(r.img.GuardIntact());
 }
 
-TEST(Reservations, AbandonedReservationIsSkipped) {
+TEST_F(Reservations, AbandonedReservationIsSkipped) {
   Ring r(256);
   const Reservation a = r.Reserve("dropped!"), b = r.Reserve("kept");
   r.p->Publish(b, 4);
@@ -89,7 +97,7 @@ TEST(Reservations, AbandonedReservationIsSkipped) {
   EXPECT_EQ(r.c->LoadTail(), b.end);
 }
 
-TEST(Reservations, TrailingPadsAreFreedSoTheProducerGoesOn) {
+TEST_F(Reservations, TrailingPadsAreFreedSoTheProducerGoesOn) {
   Ring r(64);
   const Reservation a = r.Reserve(std::string(20, 'x'));  // 24 bytes
   r.p->Abandon(a);
@@ -102,7 +110,7 @@ TEST(Reservations, TrailingPadsAreFreedSoTheProducerGoesOn) {
   EXPECT_EQ(r.p->WriteableBytes(), 64u);
 }
 
-TEST(Reservations, PublishedShorterLeavesAPadForTheRest) {
+TEST_F(Reservations, PublishedShorterLeavesAPadForTheRest) {
   Ring r(256);
   const Reservation a = r.Reserve(std::string(40, 'a'));  // record 48
   const Reservation b = r.Reserve("next");
@@ -116,7 +124,7 @@ TEST(Reservations, PublishedShorterLeavesAPadForTheRest) {
   EXPECT_EQ(r.Next(), "<empty>");
 }
 
-TEST(Reservations, WrapMarkerWaitsBehindAnOpenReservation) {
+TEST_F(Reservations, WrapMarkerWaitsBehindAnOpenReservation) {
   Ring r(64);
   // 32 bytes used and read, so the next lap starts at 32.
   ASSERT_TRUE(r.p->Write(std::string(28, 'z').data(), 28));
@@ -135,7 +143,7 @@ TEST(Reservations, WrapMarkerWaitsBehindAnOpenReservation) {
   EXPECT_TRUE(r.img.GuardIntact());
 }
 
-TEST(Reservations, ReserveCommitAfterAnOpenReservationKeepsOrder) {
+TEST_F(Reservations, ReserveCommitAfterAnOpenReservationKeepsOrder) {
   Ring r(256);
   const Reservation a = r.Reserve("first");
   uint8_t* payload = nullptr;
@@ -149,7 +157,7 @@ TEST(Reservations, ReserveCommitAfterAnOpenReservationKeepsOrder) {
   EXPECT_EQ(r.Next(), "second");
 }
 
-TEST(Reservations, InOrderWhileNothingLaterWasPublished) {
+TEST_F(Reservations, InOrderWhileNothingLaterWasPublished) {
   Ring r(256);
   const Reservation a = r.Reserve("a"), b = r.Reserve("b");
   EXPECT_TRUE(r.p->InOrder(a));
@@ -161,7 +169,7 @@ TEST(Reservations, InOrderWhileNothingLaterWasPublished) {
   EXPECT_FALSE(r.p->InOrder(b));
 }
 
-TEST(Reservations, KeptBytesAreNotReused) {
+TEST_F(Reservations, KeptBytesAreNotReused) {
   Ring r(256);
   const Reservation a = r.Reserve(std::string(100, 'k'));  // record 104
   r.p->Publish(a, 100, /*keep=*/true);
@@ -182,7 +190,7 @@ TEST(Reservations, KeptBytesAreNotReused) {
   EXPECT_EQ(r.Next(), "<empty>");
 }
 
-TEST(Reservations, FullOfTheConsumerIsNotFullOfKept) {
+TEST_F(Reservations, FullOfTheConsumerIsNotFullOfKept) {
   Ring r(64);
   ASSERT_TRUE(r.p->Write(std::string(52, 'f').data(), 52));  // 56 of 64 unread
   Reservation x;
@@ -190,7 +198,7 @@ TEST(Reservations, FullOfTheConsumerIsNotFullOfKept) {
   EXPECT_FALSE(r.p->FullOfKept(20));
 }
 
-TEST(Reservations, AcquiredRecordsWithPadsBetween) {
+TEST_F(Reservations, AcquiredRecordsWithPadsBetween) {
   Ring r(256);
   const Reservation a = r.Reserve("one"), pad = r.Reserve("gone"), b = r.Reserve("two");
   r.p->Publish(a, 3);
@@ -243,13 +251,11 @@ TEST(Prefault, NewRingIsResident) {
 
 #ifndef _WIN32
 // ShmConsumer (the engine every element uses) skips PAD records too.
-TEST(Reservations, ShmConsumerSkipsPads) {
-  const std::string name = shmtest::UniqueName("resv");
-  shm::ShmProducer p(name, 4096);
-  ASSERT_TRUE(p.IsValid()) << p.error();
+TEST_F(Reservations, ShmConsumerSkipsPads) {
+  shm::ShmProducer& p = Producer(4096);
+  shm::ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
   p.SetConcurrent(true);
-  shm::ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
   Reservation a, b;
   ASSERT_EQ(p.ReserveNext(100, &a, 0), Status::kOk);
   ASSERT_EQ(p.ReserveNext(5, &b, 0), Status::kOk);
@@ -265,13 +271,11 @@ TEST(Reservations, ShmConsumerSkipsPads) {
 
 // End of stream abandons the reservations still open, so what was finished before
 // (here: a message reserved after one that never will be) reaches the consumer.
-TEST(Reservations, CloseAbandonsOpenReservations) {
-  const std::string name = shmtest::UniqueName("resv");
-  shm::ShmProducer p(name, 4096);
-  ASSERT_TRUE(p.IsValid()) << p.error();
+TEST_F(Reservations, CloseAbandonsOpenReservations) {
+  shm::ShmProducer& p = Producer(4096);
+  shm::ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
   p.SetConcurrent(true);
-  shm::ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
   Reservation open;
   ASSERT_EQ(p.ReserveNext(64, &open, 0), Status::kOk);
   ASSERT_EQ(p.WriteFor("last", 4, 0), Status::kOk);
@@ -287,33 +291,29 @@ TEST(Reservations, CloseAbandonsOpenReservations) {
 
 // A blocked ReserveNext returns kInterrupted when its interrupter fires, and the
 // lock is not held while it sleeps (another thread publishes meanwhile).
-TEST(Reservations, BlockedReserveNextIsInterruptible) {
-  const std::string name = shmtest::UniqueName("resv");
-  shm::ShmProducer p(name, 64);
-  ASSERT_TRUE(p.IsValid()) << p.error();
+TEST_F(Reservations, BlockedReserveNextIsInterruptible) {
+  shm::ShmProducer& p = Producer(64);
+  Consumer();  // attached, never reading
+  ASSERT_TRUE(AllOpen());
   p.SetConcurrent(true);
-  shm::ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
   Reservation a;
   ASSERT_EQ(p.ReserveNext(52, &a, 0), Status::kOk);  // 56 of 64
   shm::Interrupter intr;
-  Status got = Status::kOk;
-  std::thread t([&] {
+  shmtest::BlockingCall t([&] {
     Reservation b;
-    got = p.ReserveNext(52, &b, shm::kForever, &intr);
+    return p.ReserveNext(52, &b, shm::kForever, &intr);
   });
   p.Publish(a, 52);  // not blocked by the sleeping thread
   // The consumer never reads: the waiter stays asleep until interrupted.
   intr.Interrupt();
-  t.join();
-  EXPECT_EQ(got, Status::kInterrupted);
+  EXPECT_EQ(t.Join(), Status::kInterrupted);
   EXPECT_EQ(p.ReserveNext(52, &a, 0), Status::kFull);
 }
 
 // Retire ends the ring (the name is gone, CLOSED set, the producer byte free) but
 // keeps the mapping for zero-copy buffers that outlive the sender.
-TEST(Reservations, RetireKeepsTheMapping) {
-  const std::string name = shmtest::UniqueName("resv");
+TEST_F(Reservations, RetireKeepsTheMapping) {
+  const std::string name = Name();
   auto p = std::make_unique<shm::ShmProducer>(name, 4096);
   ASSERT_TRUE(p->IsValid()) << p->error();
   Reservation a;
@@ -331,7 +331,7 @@ TEST(Reservations, RetireKeepsTheMapping) {
   p.reset();
 }
 #else
-TEST(Reservations, NamedRings) {
+TEST_F(Reservations, NamedRings) {
   SHMTEST_NOT_ON_WINDOWS("named-ring cases use POSIX segments and OFD locks");
 }
 #endif

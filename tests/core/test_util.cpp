@@ -271,6 +271,33 @@ pid_t ForkChild(const std::function<int()>& body) {
   return pid;
 }
 
+namespace {
+int g_holding_fd = -1;  // in a ForkHolding child: the write end of its ready pipe
+}  // namespace
+
+pid_t ForkHolding(const std::function<int()>& body) {
+  int ready[2];
+  if (pipe(ready) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(ready[0]);
+    g_holding_fd = ready[1];
+    _exit(body());
+  }
+  close(ready[1]);
+  char b = 0;
+  const bool held = pid > 0 && read(ready[0], &b, 1) == 1;
+  close(ready[0]);
+  if (pid > 0 && !held) waitpid(pid, nullptr, 0);
+  return held ? pid : -1;
+}
+
+void HoldUntilKilled() {
+  const char b = 1;
+  if (write(g_holding_fd, &b, 1) != 1) _exit(3);
+  for (;;) pause();
+}
+
 pid_t SpawnSelf(const std::string& filter, const std::vector<std::string>& env) {
   char exe[4096];
   const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);

@@ -92,6 +92,13 @@ bool WaitUntil(const std::function<bool()>& pred,
 #ifndef _WIN32
 // Forks a child that runs `body` and _exits with its return value (0 = success).
 pid_t ForkChild(const std::function<int()>& body);
+// Forks a child that runs `body`, which sets something up (opens a ring end, say)
+// and then calls HoldUntilKilled(). Returns the child's pid once it is that far,
+// or -1 when `body` returned instead (the child is reaped then).
+pid_t ForkHolding(const std::function<int()>& body);
+// In a ForkHolding child: tells the parent the set-up is done, then waits to be
+// killed (what it holds stays held until then). Never returns.
+[[noreturn]] void HoldUntilKilled();
 #endif
 // Forks and execs this test binary with --gtest_filter=`filter` and `env` added
 // to the environment (KEY=VALUE pairs). The child runs concurrently with the caller.

@@ -4,15 +4,14 @@
 // known number of liveness slices makes, with room to spare.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "blocking_call.hpp"
+#include "ring_name_test.hpp"
 #include "shm/byte_ring_buffer.hpp"
 #include "shm/layout.hpp"
 #include "shm/shared_memory.hpp"
@@ -29,18 +28,9 @@ constexpr int64_t kGuardNs = 60'000'000'000;  // hang guard only, never reached 
 // 1.2 s: two whole liveness slices (0.5 s) and a part of a third.
 constexpr int64_t kThreeSlicesNs = 1'200'000'000;
 
-class WaitProtocolTest : public ::testing::Test {
+class WaitProtocolTest : public shmtest::RingNameTest {
  protected:
-  std::string Name() {
-    names_.push_back(shmtest::UniqueName("wait"));
-    return names_.back();
-  }
-  void TearDown() override {
-    for (const std::string& n : names_) shm_unlink(OsName(n).c_str());
-  }
-
- private:
-  std::vector<std::string> names_;
+  WaitProtocolTest() : RingNameTest("wait") {}
 };
 
 // Fills the ring with 56-byte messages until the next one does not fit.
@@ -48,6 +38,12 @@ void Fill(ShmProducer& p) {
   const std::string msg(56, 'x');
   while (p.Write(msg.data(), static_cast<uint32_t>(msg.size()))) {
   }
+}
+
+// One more 56-byte message, waiting up to the hang guard for space.
+Status WriteOneMore(ShmProducer& p) {
+  const std::string msg(56, 'y');
+  return p.WriteFor(msg.data(), 56, kGuardNs);
 }
 
 }  // namespace
@@ -66,11 +62,9 @@ TEST(WaitOnWords, SecondWordAlreadyChangedEndsTheSleepAtOnce) {
 // 1.2 s before) and fences once for the whole wait (WAITING stays set across
 // the re-sleeps; before, one membarrier per sleep).
 TEST_F(WaitProtocolTest, IdleConsumerSleepsWholeSlicesAndFencesOnce) {
-  const std::string name = Name();
-  ShmProducer p(name, 4096);
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
+  Producer(4096);
+  ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
   wait::ResetCounters();
   MessageView v;
   EXPECT_EQ(c.PeekFor(&v, kThreeSlicesNs), Status::kTimeout);
@@ -84,11 +78,9 @@ TEST_F(WaitProtocolTest, IdleConsumerSleepsWholeSlicesAndFencesOnce) {
 
 // The same for the ring-level wait of the original API.
 TEST_F(WaitProtocolTest, RingWaitReadableFencesOnceAcrossSlices) {
-  const std::string name = Name();
-  ShmProducer p(name, 4096);
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
+  Producer(4096);
+  ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
   wait::ResetCounters();
   EXPECT_EQ(c.ring()->WaitReadable(kThreeSlicesNs, nullptr), Status::kTimeout);
   const wait::Counters n = wait::GetCounters();
@@ -100,11 +92,9 @@ TEST_F(WaitProtocolTest, RingWaitReadableFencesOnceAcrossSlices) {
 // A producer waiting for space with a live consumer attached: one fence for the
 // whole wait, sleeps of a liveness slice.
 TEST_F(WaitProtocolTest, ProducerWaitingForSpaceFencesOnceAcrossSlices) {
-  const std::string name = Name();
-  ShmProducer p(name, 4096);
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
+  ShmProducer& p = Producer(4096);
+  Consumer();
+  ASSERT_TRUE(AllOpen());
   Fill(p);
   wait::ResetCounters();
   const std::string msg(56, 'y');
@@ -119,78 +109,50 @@ TEST_F(WaitProtocolTest, ProducerWaitingForSpaceFencesOnceAcrossSlices) {
 // The consumer detaches while the producer waits for space: nobody is left to
 // make room, the wait ends with kFull (at once: the detach wakes the producer).
 TEST_F(WaitProtocolTest, ConsumerDetachEndsAProducerWaitWithFull) {
-  const std::string name = Name();
-  ShmProducer p(name, 4096);
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  auto c = std::make_unique<ShmConsumer>(name);
+  ShmProducer& p = Producer(4096);
+  ASSERT_TRUE(AllOpen());
+  auto c = std::make_unique<ShmConsumer>(p.name());
   ASSERT_TRUE(c->IsValid()) << c->error();
   Fill(p);
-  std::atomic<int> result{-1};
-  std::thread writer([&] {
-    const std::string msg(56, 'y');
-    result = static_cast<int>(p.WriteFor(msg.data(), 56, kGuardNs));
-  });
-  ASSERT_TRUE(shmtest::WaitUntil(
-      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  shmtest::BlockingCall writer([&] { return WriteOneMore(p); });
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(p));
   c.reset();  // detach
-  writer.join();
-  EXPECT_EQ(static_cast<Status>(result.load()), Status::kFull);
+  EXPECT_EQ(writer.Join(), Status::kFull);
 }
 
 // The consumer process is killed while the producer waits for space: kFull
 // within a liveness slice (one lock probe per slice notices it).
 TEST_F(WaitProtocolTest, ConsumerKilledEndsAProducerWaitWithFull) {
-  const std::string name = Name();
-  ShmProducer p(name, 4096);
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  const pid_t child = shmtest::ForkChild([&]() -> int {
-    ShmConsumer c(name);
+  ShmProducer& p = Producer(4096);
+  ASSERT_TRUE(AllOpen());
+  const pid_t child = shmtest::ForkHolding([&]() -> int {
+    ShmConsumer c(p.name());
     if (!c.IsValid()) return 2;
-    char b = 1;
-    if (write(ready[1], &b, 1) != 1) return 3;
-    for (;;) pause();
+    shmtest::HoldUntilKilled();
   });
-  char b;
-  ASSERT_EQ(read(ready[0], &b, 1), 1);
-  close(ready[0]);
-  close(ready[1]);
+  ASSERT_GT(child, 0);
   Fill(p);
-  std::atomic<int> result{-1};
-  std::thread writer([&] {
-    const std::string msg(56, 'y');
-    result = static_cast<int>(p.WriteFor(msg.data(), 56, kGuardNs));
-  });
-  ASSERT_TRUE(shmtest::WaitUntil(
-      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  shmtest::BlockingCall writer([&] { return WriteOneMore(p); });
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(p));
   kill(child, SIGKILL);
   EXPECT_EQ(shmtest::WaitChild(child), 128 + SIGKILL);
-  writer.join();
-  EXPECT_EQ(static_cast<Status>(result.load()), Status::kFull);
+  EXPECT_EQ(writer.Join(), Status::kFull);
 }
 
 // Before any consumer attached, a producer waiting for space goes on waiting
 // (either side may start first): the first consumer that attaches and reads
 // lets the write through.
 TEST_F(WaitProtocolTest, ProducerWaitBeforeAnyConsumerKeepsWaiting) {
-  const std::string name = Name();
-  ShmProducer p(name, 4096);
-  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmProducer& p = Producer(4096);
+  ASSERT_TRUE(AllOpen());
   Fill(p);
-  std::atomic<int> result{-1};
-  std::thread writer([&] {
-    const std::string msg(56, 'y');
-    result = static_cast<int>(p.WriteFor(msg.data(), 56, kGuardNs));
-  });
-  ASSERT_TRUE(shmtest::WaitUntil(
-      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
-  ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
+  shmtest::BlockingCall writer([&] { return WriteOneMore(p); });
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(p));
+  ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
   char buf[64];
   EXPECT_EQ(c.ReadFor(buf, sizeof buf, kGuardNs).status, Status::kOk);
-  writer.join();
-  EXPECT_EQ(static_cast<Status>(result.load()), Status::kOk);
+  EXPECT_EQ(writer.Join(), Status::kOk);
 }
 
 // ---- release wake batching ---------------------------------------------------
@@ -209,28 +171,23 @@ void FillSmall(ShmProducer& p, int* count) {
 // one: it is woken once per 128 KiB batch of releases, not once per message
 // (before: ~600 wake-ups).
 TEST_F(WaitProtocolTest, SmallReleasesWakeASleepingProducerOncePerBatch) {
-  const std::string name = Name();
-  ShmProducer p(name, kBigRing);
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
+  ShmProducer& p = Producer(kBigRing);
+  ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
   int count = 0;
   FillSmall(p, &count);
   const uint32_t big = 600u << 10;
-  std::atomic<int> result{-1};
-  std::thread writer([&] {
+  shmtest::BlockingCall writer([&] {
     const std::string msg(big, 'B');
-    result = static_cast<int>(p.WriteFor(msg.data(), big, kGuardNs));
+    return p.WriteFor(msg.data(), big, kGuardNs);
   });
-  ASSERT_TRUE(shmtest::WaitUntil(
-      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(p));
   wait::ResetCounters();
   std::vector<char> buf(big);
   for (int i = 0; i < count; ++i) {
     ASSERT_EQ(c.ReadFor(buf.data(), kSmall, kGuardNs).status, Status::kOk) << i;
   }
-  writer.join();
-  EXPECT_EQ(static_cast<Status>(result.load()), Status::kOk);
+  EXPECT_EQ(writer.Join(), Status::kOk);
   EXPECT_LE(wait::GetCounters().wakes, 16u) << "one wake per batch of released bytes";
   EXPECT_EQ(c.ReadFor(buf.data(), big, kGuardNs).len, big);
 }
@@ -239,11 +196,9 @@ TEST_F(WaitProtocolTest, SmallReleasesWakeASleepingProducerOncePerBatch) {
 // at once (the caught-up release is stored, never batched away), and after reading
 // only part, Flush() hands the space over.
 TEST_F(WaitProtocolTest, SingleThreadOwningBothEndsNeverWaitsForItsOwnReleases) {
-  const std::string name = Name();
-  ShmProducer p(name, kBigRing);
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
+  ShmProducer& p = Producer(kBigRing);
+  ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
   int count = 0;
   FillSmall(p, &count);
   std::vector<char> buf(kSmall);
@@ -261,69 +216,54 @@ TEST_F(WaitProtocolTest, SingleThreadOwningBothEndsNeverWaitsForItsOwnReleases) 
 // AcquireFor: the release is stored at once (the sleeping thread would not store
 // it), so a producer waiting for exactly that space goes on.
 TEST_F(WaitProtocolTest, ReleasesWhileTheConsumerSleepsReachAWaitingProducer) {
-  const std::string name = Name();
-  ShmProducer p(name, kBigRing);
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
+  ShmProducer& p = Producer(kBigRing);
+  ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
   int count = 0;
   FillSmall(p, &count);
   std::vector<MessageView> held(count);
   for (int i = 0; i < count; ++i) ASSERT_EQ(c.AcquireFor(&held[i], 0), Status::kOk);
-  std::atomic<int> got{-1};
   MessageView next;
-  std::thread reader([&] { got = static_cast<int>(c.AcquireFor(&next, kGuardNs)); });
-  ASSERT_TRUE(shmtest::WaitUntil(
-      [&] { return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0; }));
-  std::atomic<int> wrote{-1};
-  std::thread writer([&] {
+  shmtest::BlockingCall reader([&] { return c.AcquireFor(&next, kGuardNs); });
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(c));
+  shmtest::BlockingCall writer([&] {
     const std::string msg(2 * kSmall, 'w');
-    wrote = static_cast<int>(p.WriteFor(msg.data(), 2 * kSmall, kGuardNs));
+    return p.WriteFor(msg.data(), 2 * kSmall, kGuardNs);
   });
-  ASSERT_TRUE(shmtest::WaitUntil(
-      [&] { return (p.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(p));
   c.Release(held[0]);  // 3 KiB of 1 MiB: far below a batch
   c.Release(held[1]);
   c.Release(held[2]);
-  writer.join();
-  reader.join();
-  EXPECT_EQ(static_cast<Status>(wrote.load()), Status::kOk);
-  EXPECT_EQ(static_cast<Status>(got.load()), Status::kOk);
+  EXPECT_EQ(writer.Join(), Status::kOk);
+  EXPECT_EQ(reader.Join(), Status::kOk);
   EXPECT_EQ(next.len, 2 * kSmall);
 }
 
 // A consumer came and left before the producer had to wait: the wait ends at once
 // with kFull (nobody is left to make room), as shmringsink drops in that case.
 TEST_F(WaitProtocolTest, ConsumerGoneBeforeTheWaitEndsItAtOnceWithFull) {
-  const std::string name = Name();
-  ShmProducer p(name, 4096);
-  ASSERT_TRUE(p.IsValid()) << p.error();
+  ShmProducer& p = Producer(4096);
+  ASSERT_TRUE(AllOpen());
   {
-    ShmConsumer c(name);
+    ShmConsumer c(p.name());
     ASSERT_TRUE(c.IsValid()) << c.error();
   }
   Fill(p);
-  const std::string msg(56, 'y');
-  EXPECT_EQ(p.WriteFor(msg.data(), 56, kGuardNs), Status::kFull);
+  EXPECT_EQ(WriteOneMore(p), Status::kFull);
 }
 
 // A wait that slept and then got its record leaves WAITING clear (the producer
 // would otherwise make a futex call on every later commit).
 TEST_F(WaitProtocolTest, WaitingIsClearedWhenASleepEndsWithARecord) {
-  const std::string name = Name();
-  ShmProducer p(name, 4096);
-  ASSERT_TRUE(p.IsValid()) << p.error();
-  ShmConsumer c(name);
-  ASSERT_TRUE(c.IsValid()) << c.error();
-  std::atomic<int> got{-1};
-  std::thread reader([&] {
+  ShmProducer& p = Producer(4096);
+  ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
+  shmtest::BlockingCall reader([&] {
     MessageView v;
-    got = static_cast<int>(c.PeekFor(&v, kGuardNs));
+    return c.PeekFor(&v, kGuardNs);
   });
-  ASSERT_TRUE(shmtest::WaitUntil(
-      [&] { return (c.ring()->ConsumerFlags() & layout::kConsumerWaiting) != 0; }));
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(c));
   ASSERT_TRUE(p.Write("x", 1));
-  reader.join();
-  EXPECT_EQ(static_cast<Status>(got.load()), Status::kOk);
+  EXPECT_EQ(reader.Join(), Status::kOk);
   EXPECT_EQ(c.ring()->ConsumerFlags() & layout::kConsumerWaiting, 0u);
 }

@@ -94,4 +94,100 @@ std::vector<uint8_t> Pattern(size_t n, uint8_t salt) {
   return v;
 }
 
+GstElement* Element(GstHarness* h, const char* name) {
+  GstElement* e = gst_bin_get_by_name(GST_BIN(h->element), name);
+  gst_object_unref(e);  // the bin keeps it alive
+  return e;
+}
+
+GstHarness* NewSinkHarness(const std::string& name, const std::string& extra, bool live) {
+  const std::string desc = "shmringsink name=sink shm-name=" + name + " " + extra;
+  GstHarness* h = gst_harness_new_parse(desc.c_str());
+  gst_harness_set_live(h, live);
+  return h;
+}
+
+std::vector<std::vector<uint8_t>> ReadAllMessages(const std::string& name) {
+  std::vector<std::vector<uint8_t>> out;
+  shm::ShmConsumer c(name);
+  EXPECT_TRUE(c.IsValid()) << c.error();
+  if (!c.IsValid()) return out;
+  std::vector<uint8_t> buf(c.capacity());
+  for (;;) {
+    const shm::ReadResult r = c.TryRead(buf.data(), static_cast<uint32_t>(buf.size()));
+    if (r.status != shm::Status::kOk) break;
+    out.emplace_back(buf.begin(), buf.begin() + r.len);
+  }
+  return out;
+}
+
+PooledSink::PooledSink(const std::string& name, const std::string& extra, const char* caps)
+    : h(NewSinkHarness(name, extra)) {
+  gst_harness_set_src_caps_str(h, caps);
+  GstCaps* c = gst_caps_from_string(caps);
+  GstQuery* q = gst_query_new_allocation(c, TRUE);
+  gst_caps_unref(c);
+  if (gst_pad_peer_query(h->srcpad, q) && gst_query_get_n_allocation_pools(q) > 0) {
+    guint min = 0;
+    gst_query_parse_nth_allocation_pool(q, 0, &pool, &size, &min, &max);
+  }
+  gst_query_unref(q);
+  if (pool != nullptr) {
+    EXPECT_TRUE(gst_buffer_pool_set_active(pool, TRUE));
+  }
+}
+
+PooledSink::~PooledSink() {
+  if (pool != nullptr) {
+    gst_buffer_pool_set_active(pool, FALSE);
+    gst_object_unref(pool);
+  }
+  TeardownHarness();
+}
+
+GstBuffer* PooledSink::Acquire() {
+  GstBuffer* b = nullptr;
+  EXPECT_EQ(gst_buffer_pool_acquire_buffer(pool, &b, nullptr), GST_FLOW_OK);
+  return b;
+}
+
+void PooledSink::TeardownHarness() {
+  if (h != nullptr) gst_harness_teardown(h);
+  h = nullptr;
+}
+
+LogWatch::LogWatch(const char* category, GstDebugLevel threshold) : category_(category) {
+  gst_debug_remove_log_function(gst_debug_log_default);
+  gst_debug_set_threshold_for_name(category, threshold);
+  gst_debug_add_log_function(&LogWatch::Record, this, nullptr);
+}
+
+LogWatch::~LogWatch() {
+  gst_debug_remove_log_function_by_data(this);
+  gst_debug_unset_threshold_for_name(category_.c_str());
+  gst_debug_add_log_function(gst_debug_log_default, nullptr, nullptr);
+}
+
+void LogWatch::Record(GstDebugCategory* cat, GstDebugLevel level, const gchar*, const gchar*, gint,
+                      GObject*, GstDebugMessage* message, gpointer self) {
+  auto* watch = static_cast<LogWatch*>(self);
+  const gchar* text = gst_debug_message_get(message);
+  if (text == nullptr || watch->category_ != gst_debug_category_get_name(cat)) return;
+  std::lock_guard<std::mutex> lock(watch->mutex_);
+  watch->lines_.emplace_back(level, text);
+}
+
+int LogWatch::Count(GstDebugLevel level, const char* text) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  int n = 0;
+  for (const auto& [l, line] : lines_) {
+    if (l == level && line.find(text) != std::string::npos) ++n;
+  }
+  return n;
+}
+
+void LogWatch::WaitFor(GstDebugLevel level, const char* text, int n) const {
+  while (Count(level, text) < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
 }  // namespace gsttest

@@ -29,43 +29,17 @@ constexpr const char* kCaps2 = "video/x-raw,format=GRAY8,width=32,height=48,fram
 constexpr gsize kFrame = 64 * 48;
 constexpr const char* kRingMemType = "ShmringRingMemory";
 
-GstElement* Element(GstHarness* h) {
-  GstElement* e = gst_bin_get_by_name(GST_BIN(h->element), "sink");
-  gst_object_unref(e);
-  return e;
-}
+using gsttest::Element;
 
-GstHarness* NewSink(const std::string& name, const std::string& extra = "") {
-  const std::string desc = "shmringsink name=sink shm-name=" + name + " " + extra;
-  GstHarness* h = gst_harness_new_parse(desc.c_str());
-  gst_harness_set_live(h, FALSE);
-  return h;
-}
-
-// The pool the sink offers for `caps` (nullptr if none), activated.
-GstBufferPool* OfferedPool(GstHarness* h, const char* caps_str) {
-  GstCaps* caps = gst_caps_from_string(caps_str);
-  GstQuery* q = gst_query_new_allocation(caps, TRUE);
-  gst_caps_unref(caps);
-  GstBufferPool* pool = nullptr;
-  if (gst_pad_peer_query(h->srcpad, q) && gst_query_get_n_allocation_pools(q) > 0) {
-    guint size = 0, min = 0, max = 0;
-    gst_query_parse_nth_allocation_pool(q, 0, &pool, &size, &min, &max);
-    EXPECT_EQ(size, kFrame);
-    EXPECT_GE(max, 1u);
+// A sink whose upstream set kCaps and took the pool the sink offers for them.
+struct Sink : gsttest::PooledSink {
+  Sink(const std::string& name, const std::string& extra) : PooledSink(name, extra, kCaps) {
+    if (pool != nullptr) {
+      EXPECT_EQ(size, kFrame);
+      EXPECT_GE(max, 1u);
+    }
   }
-  gst_query_unref(q);
-  if (pool != nullptr) {
-    EXPECT_TRUE(gst_buffer_pool_set_active(pool, TRUE));
-  }
-  return pool;
-}
-
-GstBuffer* Acquire(GstBufferPool* pool) {
-  GstBuffer* b = nullptr;
-  EXPECT_EQ(gst_buffer_pool_acquire_buffer(pool, &b, nullptr), GST_FLOW_OK);
-  return b;
-}
+};
 
 bool IsRingMemory(GstBuffer* b) {
   return gst_buffer_n_memory(b) == 1 &&
@@ -94,21 +68,26 @@ struct Msg {
 // Every message a fresh consumer of ring `name` reads now.
 std::vector<Msg> ReadAll(const std::string& name) {
   std::vector<Msg> out;
-  shm::ShmConsumer c(name);
-  EXPECT_TRUE(c.IsValid()) << c.error();
-  if (!c.IsValid()) return out;
-  std::vector<uint8_t> buf(c.capacity());
-  for (;;) {
-    const shm::ReadResult r = c.TryRead(buf.data(), static_cast<uint32_t>(buf.size()));
-    if (r.status != shm::Status::kOk) break;
+  for (const std::vector<uint8_t>& m : gsttest::ReadAllMessages(name)) {
     shm::framing::Header hd;
     const uint8_t* body = nullptr;
     uint32_t n = 0;
     const char* err = nullptr;
-    EXPECT_TRUE(shm::framing::DecodeMessage(buf.data(), r.len, &hd, &body, &n, &err)) << err;
+    EXPECT_TRUE(shm::framing::DecodeMessage(m.data(), static_cast<uint32_t>(m.size()), &hd, &body,
+                                            &n, &err))
+        << err;
     out.push_back({hd.kind, std::string(reinterpret_cast<const char*>(body), n)});
   }
   return out;
+}
+
+// The body of the next message `c` reads, waiting for it ("<status>" when none comes).
+std::string NextBody(shm::ShmConsumer& c) {
+  std::vector<uint8_t> buf(c.capacity());
+  const shm::ReadResult r = c.ReadFor(buf.data(), static_cast<uint32_t>(buf.size()), shm::kForever);
+  if (r.status != shm::Status::kOk) return std::string("<") + shm::StatusName(r.status) + ">";
+  return std::string(reinterpret_cast<char*>(buf.data()) + shm::framing::kHeaderSize,
+                     r.len - shm::framing::kHeaderSize);
 }
 
 std::string PatternString(uint8_t salt, gsize n = kFrame) {
@@ -127,54 +106,44 @@ bool InRingBytes(const std::string& name, const std::string& needle) {
 
 TEST(RingPool, OfferedPoolWritesIntoTheRingAndSendsWithoutACopy) {
   const std::string name = UniqueName("gpool-zc");
-  GstHarness* h = NewSink(name, "capacity=65536");
-  gst_harness_set_src_caps_str(h, kCaps);
-  GstBufferPool* pool = OfferedPool(h, kCaps);
-  ASSERT_NE(pool, nullptr) << "propose_allocation must offer a pool for raw video";
-  GstBuffer* b = Acquire(pool);
+  Sink s(name, "capacity=65536");
+  ASSERT_NE(s.pool, nullptr) << "propose_allocation must offer a pool for raw video";
+  GstBuffer* b = s.Acquire();
   ASSERT_TRUE(IsRingMemory(b));
   Fill(b, 7);
   // The frame's bytes are in the shared segment before the sink ever sees the buffer.
   EXPECT_TRUE(InRingBytes(name, PatternString(7)));
-  ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
-  EXPECT_EQ(Stat(h, "in-place"), 1u);
-  EXPECT_EQ(Stat(h, "copied"), 0u);
+  ASSERT_EQ(gst_harness_push(s.h, b), GST_FLOW_OK);
+  EXPECT_EQ(Stat(s.h, "in-place"), 1u);
+  EXPECT_EQ(Stat(s.h, "copied"), 0u);
   // A buffer from elsewhere is still copied.
   GstBuffer* other = gst_buffer_new_allocate(nullptr, kFrame, nullptr);
   Fill(other, 8);
-  ASSERT_EQ(gst_harness_push(h, other), GST_FLOW_OK);
-  EXPECT_EQ(Stat(h, "copied"), 1u);
+  ASSERT_EQ(gst_harness_push(s.h, other), GST_FLOW_OK);
+  EXPECT_EQ(Stat(s.h, "copied"), 1u);
   const std::vector<Msg> msgs = ReadAll(name);
   ASSERT_EQ(msgs.size(), 3u);
   EXPECT_EQ(msgs[0].kind, shm::framing::Kind::kCaps);
   EXPECT_EQ(msgs[1].kind, shm::framing::Kind::kBuffer);
   EXPECT_EQ(msgs[1].body, PatternString(7));
   EXPECT_EQ(msgs[2].body, PatternString(8));
-  gst_buffer_pool_set_active(pool, FALSE);
-  gst_object_unref(pool);
-  gst_harness_teardown(h);
 }
 
 TEST(RingPool, DroppedBufferBecomesPadAndTheNextFrameIsIntact) {
   const std::string name = UniqueName("gpool-pad");
-  GstHarness* h = NewSink(name, "capacity=65536");
-  gst_harness_set_src_caps_str(h, kCaps);
-  GstBufferPool* pool = OfferedPool(h, kCaps);
-  ASSERT_NE(pool, nullptr);
-  GstBuffer* dropped = Acquire(pool);
-  GstBuffer* sent = Acquire(pool);
+  Sink s(name, "capacity=65536");
+  ASSERT_NE(s.pool, nullptr);
+  GstBuffer* dropped = s.Acquire();
+  GstBuffer* sent = s.Acquire();
   Fill(dropped, 1);
   Fill(sent, 2);
   gst_buffer_unref(dropped);  // never rendered (QoS, say)
-  ASSERT_EQ(gst_harness_push(h, sent), GST_FLOW_OK);
-  EXPECT_EQ(Stat(h, "in-place"), 1u);
+  ASSERT_EQ(gst_harness_push(s.h, sent), GST_FLOW_OK);
+  EXPECT_EQ(Stat(s.h, "in-place"), 1u);
   const std::vector<Msg> msgs = ReadAll(name);
   ASSERT_EQ(msgs.size(), 2u);
   EXPECT_EQ(msgs[0].kind, shm::framing::Kind::kCaps);
   EXPECT_EQ(msgs[1].body, PatternString(2));
-  gst_buffer_pool_set_active(pool, FALSE);
-  gst_object_unref(pool);
-  gst_harness_teardown(h);
 }
 
 // A buffer still open when the stream is flushed is given up (PAD); streaming goes
@@ -182,37 +151,35 @@ TEST(RingPool, DroppedBufferBecomesPadAndTheNextFrameIsIntact) {
 TEST(RingPool, FlushWithBuffersInFlight) {
   const std::string name = UniqueName("gpool-flush");
   // 16384 bytes: the caps record and 5 records of a 3072-byte frame (3136 bytes each).
-  GstHarness* h = NewSink(name, "capacity=16384");
-  gst_harness_set_src_caps_str(h, kCaps);
-  GstBufferPool* pool = OfferedPool(h, kCaps);
-  ASSERT_NE(pool, nullptr);
+  Sink s(name, "capacity=16384");
+  ASSERT_NE(s.pool, nullptr);
   shm::ShmConsumer c(name);  // attached, reading nothing yet: the ring fills
   ASSERT_TRUE(c.IsValid()) << c.error();
-  GstBuffer* in_flight = Acquire(pool);
+  GstBuffer* in_flight = s.Acquire();
   ASSERT_TRUE(IsRingMemory(in_flight));
   for (int i = 0; i < 4; ++i) {
-    GstBuffer* b = Acquire(pool);
+    GstBuffer* b = s.Acquire();
     ASSERT_TRUE(IsRingMemory(b));
     Fill(b, static_cast<uint8_t>(10 + i));
-    ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);  // published behind in_flight
+    ASSERT_EQ(gst_harness_push(s.h, b), GST_FLOW_OK);  // published behind in_flight
   }
   // The ring is full now, and a receiver is attached: the next acquire waits.
   GstFlowReturn blocked = GST_FLOW_OK;
   std::thread t([&] {
     GstBuffer* b = nullptr;
-    blocked = gst_buffer_pool_acquire_buffer(pool, &b, nullptr);
+    blocked = gst_buffer_pool_acquire_buffer(s.pool, &b, nullptr);
     if (b != nullptr) gst_buffer_unref(b);
   });
-  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_start()));
-  gst_buffer_pool_set_flushing(pool, TRUE);  // what upstream does on a flush
+  ASSERT_TRUE(gst_harness_push_event(s.h, gst_event_new_flush_start()));
+  gst_buffer_pool_set_flushing(s.pool, TRUE);  // what upstream does on a flush
   t.join();
   EXPECT_EQ(blocked, GST_FLOW_FLUSHING);
   gst_buffer_unref(in_flight);  // flushed away unsent: PAD
-  gst_buffer_pool_set_flushing(pool, FALSE);
-  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+  gst_buffer_pool_set_flushing(s.pool, FALSE);
+  ASSERT_TRUE(gst_harness_push_event(s.h, gst_event_new_flush_stop(TRUE)));
   GstSegment seg;
   gst_segment_init(&seg, GST_FORMAT_TIME);
-  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_segment(&seg)));
+  ASSERT_TRUE(gst_harness_push_event(s.h, gst_event_new_segment(&seg)));
   // The receiver gets everything after the PAD, in order.
   std::vector<uint8_t> buf(c.capacity());
   std::vector<std::string> bodies;
@@ -230,39 +197,30 @@ TEST(RingPool, FlushWithBuffersInFlight) {
   }
   ASSERT_EQ(bodies.size(), 4u);
   for (int i = 0; i < 4; ++i) EXPECT_EQ(bodies[i], PatternString(static_cast<uint8_t>(10 + i)));
-  GstBuffer* after = Acquire(pool);
+  GstBuffer* after = s.Acquire();
   EXPECT_TRUE(IsRingMemory(after));
   Fill(after, 20);
-  ASSERT_EQ(gst_harness_push(h, after), GST_FLOW_OK);
-  const shm::ReadResult r = c.ReadFor(buf.data(), static_cast<uint32_t>(buf.size()), shm::kForever);
-  ASSERT_EQ(r.status, shm::Status::kOk);
-  EXPECT_EQ(std::string(reinterpret_cast<char*>(buf.data()) + shm::framing::kHeaderSize,
-                        r.len - shm::framing::kHeaderSize),
-            PatternString(20));
-  gst_buffer_pool_set_active(pool, FALSE);
-  gst_object_unref(pool);
-  gst_harness_teardown(h);
+  ASSERT_EQ(gst_harness_push(s.h, after), GST_FLOW_OK);
+  EXPECT_EQ(NextBody(c), PatternString(20));
 }
 
 // A buffer acquired under the old caps and sent after the caps changed must come
 // after the new CAPS record: it is copied there, and its reservation becomes PAD.
 TEST(RingPool, CapsChangeWithBuffersInFlight) {
   const std::string name = UniqueName("gpool-caps");
-  GstHarness* h = NewSink(name, "capacity=65536");
-  gst_harness_set_src_caps_str(h, kCaps);
-  GstBufferPool* pool = OfferedPool(h, kCaps);
-  ASSERT_NE(pool, nullptr);
-  GstBuffer* old_caps = Acquire(pool);
+  Sink s(name, "capacity=65536");
+  ASSERT_NE(s.pool, nullptr);
+  GstBuffer* old_caps = s.Acquire();
   Fill(old_caps, 3);
-  gst_harness_set_src_caps_str(h, kCaps2);
+  gst_harness_set_src_caps_str(s.h, kCaps2);
   GstCaps* caps2 = gst_caps_from_string(kCaps2);
   GstQuery* q = gst_query_new_allocation(caps2, TRUE);  // renegotiation: CAPS record now
   gst_caps_unref(caps2);
-  gst_pad_peer_query(h->srcpad, q);
+  gst_pad_peer_query(s.h->srcpad, q);
   gst_query_unref(q);
-  ASSERT_EQ(gst_harness_push(h, old_caps), GST_FLOW_OK);
-  EXPECT_EQ(Stat(h, "in-place"), 0u);
-  EXPECT_EQ(Stat(h, "copied"), 1u);
+  ASSERT_EQ(gst_harness_push(s.h, old_caps), GST_FLOW_OK);
+  EXPECT_EQ(Stat(s.h, "in-place"), 0u);
+  EXPECT_EQ(Stat(s.h, "copied"), 1u);
   const std::vector<Msg> msgs = ReadAll(name);
   ASSERT_EQ(msgs.size(), 3u);
   EXPECT_EQ(msgs[0].kind, shm::framing::Kind::kCaps);
@@ -270,31 +228,26 @@ TEST(RingPool, CapsChangeWithBuffersInFlight) {
   EXPECT_NE(msgs[1].body.find("width=(int)32"), std::string::npos) << msgs[1].body;
   EXPECT_EQ(msgs[2].kind, shm::framing::Kind::kBuffer);
   EXPECT_EQ(msgs[2].body, PatternString(3));
-  gst_buffer_pool_set_active(pool, FALSE);
-  gst_object_unref(pool);
-  gst_harness_teardown(h);
 }
 
 // wait-for-space=false without a receiver: acquire never blocks; once the ring is
 // full it hands out system memory, which the sink drops and counts as before.
 TEST(RingPool, NoWaitWithoutReceiverFallsBackToSystemMemory) {
   const std::string name = UniqueName("gpool-nowait");
-  GstHarness* h = NewSink(name, "capacity=16384 wait-for-space=false");
-  gst_harness_set_src_caps_str(h, kCaps);
-  GstBufferPool* pool = OfferedPool(h, kCaps);
-  ASSERT_NE(pool, nullptr);
+  Sink s(name, "capacity=16384 wait-for-space=false");
+  ASSERT_NE(s.pool, nullptr);
   int ring_buffers = 0, system_buffers = 0;
   for (int i = 0; i < 12; ++i) {
-    GstBuffer* b = Acquire(pool);
+    GstBuffer* b = s.Acquire();
     ASSERT_NE(b, nullptr);
     (IsRingMemory(b) ? ring_buffers : system_buffers)++;
     Fill(b, static_cast<uint8_t>(i));
-    ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
+    ASSERT_EQ(gst_harness_push(s.h, b), GST_FLOW_OK);
   }
   EXPECT_GE(ring_buffers, 1);
   EXPECT_GE(system_buffers, 1);
   guint64 dropped = 0;
-  g_object_get(Element(h), "dropped", &dropped, nullptr);
+  g_object_get(Element(s.h), "dropped", &dropped, nullptr);
   EXPECT_EQ(dropped, static_cast<guint64>(system_buffers));
   // What is in the ring is the first frames, intact.
   const std::vector<Msg> msgs = ReadAll(name);
@@ -302,9 +255,6 @@ TEST(RingPool, NoWaitWithoutReceiverFallsBackToSystemMemory) {
   for (int i = 0; i < ring_buffers; ++i) {
     EXPECT_EQ(msgs[1 + i].body, PatternString(static_cast<uint8_t>(i)));
   }
-  gst_buffer_pool_set_active(pool, FALSE);
-  gst_object_unref(pool);
-  gst_harness_teardown(h);
 }
 
 // A buffer upstream keeps after it was sent (videorate's previous frame, say) is
@@ -313,10 +263,8 @@ TEST(RingPool, NoWaitWithoutReceiverFallsBackToSystemMemory) {
 TEST(RingPool, BufferKeptAfterSendingIsNotOverwritten) {
   const std::string name = UniqueName("gpool-kept");
   // 16384 bytes hold 5 records of a 3072-byte frame (3136 bytes each).
-  GstHarness* h = NewSink(name, "capacity=16384 wait-for-space=false");
-  gst_harness_set_src_caps_str(h, kCaps);
-  GstBufferPool* pool = OfferedPool(h, kCaps);
-  ASSERT_NE(pool, nullptr);
+  Sink s(name, "capacity=16384 wait-for-space=false");
+  ASSERT_NE(s.pool, nullptr);
   shm::ShmConsumer c(name);
   ASSERT_TRUE(c.IsValid()) << c.error();
   std::vector<uint8_t> buf(c.capacity());
@@ -327,24 +275,24 @@ TEST(RingPool, BufferKeptAfterSendingIsNotOverwritten) {
     }
     return n;
   };
-  GstBuffer* kept = Acquire(pool);
+  GstBuffer* kept = s.Acquire();
   Fill(kept, 42);
-  ASSERT_EQ(gst_harness_push(h, gst_buffer_ref(kept)), GST_FLOW_OK);
+  ASSERT_EQ(gst_harness_push(s.h, gst_buffer_ref(kept)), GST_FLOW_OK);
   for (int i = 0; i < 4; ++i) {  // the rest of the lap
     drain();
-    GstBuffer* b = Acquire(pool);
+    GstBuffer* b = s.Acquire();
     EXPECT_TRUE(IsRingMemory(b)) << i;
     Fill(b, static_cast<uint8_t>(100 + i));
-    ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
+    ASSERT_EQ(gst_harness_push(s.h, b), GST_FLOW_OK);
   }
   drain();
   // The next frame would go where the kept one is.
-  GstBuffer* next = Acquire(pool);
+  GstBuffer* next = s.Acquire();
   EXPECT_FALSE(IsRingMemory(next));
   Fill(next, 7);
-  ASSERT_EQ(gst_harness_push(h, next), GST_FLOW_OK);
+  ASSERT_EQ(gst_harness_push(s.h, next), GST_FLOW_OK);
   guint64 dropped = 0;
-  g_object_get(Element(h), "dropped", &dropped, nullptr);
+  g_object_get(Element(s.h), "dropped", &dropped, nullptr);
   EXPECT_EQ(dropped, 1u);
   GstMapInfo map;
   ASSERT_TRUE(gst_buffer_map(kept, &map, GST_MAP_READ));
@@ -353,31 +301,22 @@ TEST(RingPool, BufferKeptAfterSendingIsNotOverwritten) {
   gst_buffer_unref(kept);
   // Freed: its room is the ring's again.
   drain();
-  GstBuffer* again = Acquire(pool);
+  GstBuffer* again = s.Acquire();
   EXPECT_TRUE(IsRingMemory(again));
   Fill(again, 8);
-  ASSERT_EQ(gst_harness_push(h, again), GST_FLOW_OK);
-  const shm::ReadResult r = c.ReadFor(buf.data(), static_cast<uint32_t>(buf.size()), shm::kForever);
-  ASSERT_EQ(r.status, shm::Status::kOk);
-  EXPECT_EQ(std::string(reinterpret_cast<char*>(buf.data()) + shm::framing::kHeaderSize,
-                        r.len - shm::framing::kHeaderSize),
-            PatternString(8));
-  gst_buffer_pool_set_active(pool, FALSE);
-  gst_object_unref(pool);
-  gst_harness_teardown(h);
+  ASSERT_EQ(gst_harness_push(s.h, again), GST_FLOW_OK);
+  EXPECT_EQ(NextBody(c), PatternString(8));
 }
 
 // The sink stops (ring unlinked, CLOSED) with buffers still upstream: their memory
 // stays mapped and usable until the last one is freed.
 TEST(RingPool, BuffersOutliveTheSink) {
   const std::string name = UniqueName("gpool-stop");
-  GstHarness* h = NewSink(name, "capacity=65536 linger=0");
-  gst_harness_set_src_caps_str(h, kCaps);
-  GstBufferPool* pool = OfferedPool(h, kCaps);
-  ASSERT_NE(pool, nullptr);
-  GstBuffer* b = Acquire(pool);
+  Sink s(name, "capacity=65536 linger=0");
+  ASSERT_NE(s.pool, nullptr);
+  GstBuffer* b = s.Acquire();
   ASSERT_TRUE(IsRingMemory(b));
-  gst_harness_teardown(h);  // the sink stops and is freed
+  s.TeardownHarness();  // the sink stops and is freed
   EXPECT_FALSE(shm::ShmConsumer(name).IsValid()) << "the ring is gone";
   Fill(b, 9);  // still mapped
   GstMapInfo map;
@@ -385,38 +324,31 @@ TEST(RingPool, BuffersOutliveTheSink) {
   EXPECT_EQ(std::string(reinterpret_cast<char*>(map.data), map.size), PatternString(9));
   gst_buffer_unmap(b, &map);
   gst_buffer_unref(b);
-  gst_buffer_pool_set_active(pool, FALSE);
-  gst_object_unref(pool);
 }
 
 // Upstream reconfigures the pool (inactive, new size, active): buffers of the new
 // size come from the ring.
 TEST(RingPool, Reconfiguration) {
   const std::string name = UniqueName("gpool-conf");
-  GstHarness* h = NewSink(name, "capacity=65536");
-  gst_harness_set_src_caps_str(h, kCaps);
-  GstBufferPool* pool = OfferedPool(h, kCaps);
-  ASSERT_NE(pool, nullptr);
-  ASSERT_TRUE(gst_buffer_pool_set_active(pool, FALSE));
-  GstStructure* config = gst_buffer_pool_get_config(pool);
+  Sink s(name, "capacity=65536");
+  ASSERT_NE(s.pool, nullptr);
+  ASSERT_TRUE(gst_buffer_pool_set_active(s.pool, FALSE));
+  GstStructure* config = gst_buffer_pool_get_config(s.pool);
   GstCaps* caps2 = gst_caps_from_string(kCaps2);
   gst_buffer_pool_config_set_params(config, caps2, kFrame / 2, 1, 4);
   gst_caps_unref(caps2);
-  ASSERT_TRUE(gst_buffer_pool_set_config(pool, config));
-  ASSERT_TRUE(gst_buffer_pool_set_active(pool, TRUE));
-  gst_harness_set_src_caps_str(h, kCaps2);
-  GstBuffer* b = Acquire(pool);
+  ASSERT_TRUE(gst_buffer_pool_set_config(s.pool, config));
+  ASSERT_TRUE(gst_buffer_pool_set_active(s.pool, TRUE));
+  gst_harness_set_src_caps_str(s.h, kCaps2);
+  GstBuffer* b = s.Acquire();
   EXPECT_TRUE(IsRingMemory(b));
   EXPECT_EQ(gst_buffer_get_size(b), kFrame / 2);
   Fill(b, 5);
-  ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
+  ASSERT_EQ(gst_harness_push(s.h, b), GST_FLOW_OK);
   const std::vector<Msg> msgs = ReadAll(name);
   ASSERT_FALSE(msgs.empty());
   EXPECT_EQ(msgs.back().kind, shm::framing::Kind::kBuffer);
   EXPECT_EQ(msgs.back().body, PatternString(5, kFrame / 2));
-  gst_buffer_pool_set_active(pool, FALSE);
-  gst_object_unref(pool);
-  gst_harness_teardown(h);
 }
 
 // Data after end of stream starts a new ring: upstream is asked to renegotiate
@@ -424,58 +356,48 @@ TEST(RingPool, Reconfiguration) {
 // copied meanwhile.
 TEST(RingPool, NewRingAfterEosAsksUpstreamToReconfigure) {
   const std::string name = UniqueName("gpool-reconf");
-  GstHarness* h = NewSink(name, "capacity=65536");
-  gst_harness_set_src_caps_str(h, kCaps);
-  GstBufferPool* pool = OfferedPool(h, kCaps);
-  ASSERT_NE(pool, nullptr);
-  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_eos()));
+  Sink s(name, "capacity=65536");
+  ASSERT_NE(s.pool, nullptr);
+  ASSERT_TRUE(gst_harness_push_event(s.h, gst_event_new_eos()));
   // A flushing seek after the end: the same sink streams again.
-  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_start()));
-  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_flush_stop(TRUE)));
+  ASSERT_TRUE(gst_harness_push_event(s.h, gst_event_new_flush_start()));
+  ASSERT_TRUE(gst_harness_push_event(s.h, gst_event_new_flush_stop(TRUE)));
   GstSegment seg;
   gst_segment_init(&seg, GST_FORMAT_TIME);
-  ASSERT_TRUE(gst_harness_push_event(h, gst_event_new_segment(&seg)));
-  while (GstEvent* e = gst_harness_try_pull_upstream_event(h)) gst_event_unref(e);
-  GstBuffer* old = Acquire(pool);
+  ASSERT_TRUE(gst_harness_push_event(s.h, gst_event_new_segment(&seg)));
+  while (GstEvent* e = gst_harness_try_pull_upstream_event(s.h)) gst_event_unref(e);
+  GstBuffer* old = s.Acquire();
   Fill(old, 4);
-  ASSERT_EQ(gst_harness_push(h, old), GST_FLOW_OK);
+  ASSERT_EQ(gst_harness_push(s.h, old), GST_FLOW_OK);
   bool reconfigure = false;
-  while (GstEvent* e = gst_harness_try_pull_upstream_event(h)) {
+  while (GstEvent* e = gst_harness_try_pull_upstream_event(s.h)) {
     reconfigure = reconfigure || GST_EVENT_TYPE(e) == GST_EVENT_RECONFIGURE;
     gst_event_unref(e);
   }
   EXPECT_TRUE(reconfigure);
-  EXPECT_EQ(Stat(h, "copied"), 1u);
+  EXPECT_EQ(Stat(s.h, "copied"), 1u);
   const std::vector<Msg> msgs = ReadAll(name);
   ASSERT_FALSE(msgs.empty());
   EXPECT_EQ(msgs.back().body, PatternString(4));
-  gst_buffer_pool_set_active(pool, FALSE);
-  gst_object_unref(pool);
-  gst_harness_teardown(h);
 }
 
 // A pool buffer whose message needs header extensions (a carried meta) is copied;
 // the receiver gets its bytes intact.
 TEST(RingPool, BufferWithACarriedMetaIsCopied) {
   const std::string name = UniqueName("gpool-meta");
-  GstHarness* h = NewSink(name, "capacity=65536");
-  gst_harness_set_src_caps_str(h, kCaps);
-  GstBufferPool* pool = OfferedPool(h, kCaps);
-  ASSERT_NE(pool, nullptr);
-  GstBuffer* b = Acquire(pool);
+  Sink s(name, "capacity=65536");
+  ASSERT_NE(s.pool, nullptr);
+  GstBuffer* b = s.Acquire();
   Fill(b, 6);
   GstCaps* ntp = gst_caps_from_string("timestamp/x-ntp");
   gst_buffer_add_reference_timestamp_meta(b, ntp, 5 * GST_SECOND, GST_CLOCK_TIME_NONE);
   gst_caps_unref(ntp);
-  ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
-  EXPECT_EQ(Stat(h, "in-place"), 0u);
-  EXPECT_EQ(Stat(h, "copied"), 1u);
+  ASSERT_EQ(gst_harness_push(s.h, b), GST_FLOW_OK);
+  EXPECT_EQ(Stat(s.h, "in-place"), 0u);
+  EXPECT_EQ(Stat(s.h, "copied"), 1u);
   const std::vector<Msg> msgs = ReadAll(name);
   ASSERT_EQ(msgs.size(), 2u);
   EXPECT_EQ(msgs[1].body, PatternString(6));
-  gst_buffer_pool_set_active(pool, FALSE);
-  gst_object_unref(pool);
-  gst_harness_teardown(h);
 }
 
 // capacity=0 (the default): no ring at start; the first caps create it, sized for
@@ -483,8 +405,7 @@ TEST(RingPool, BufferWithACarriedMetaIsCopied) {
 // first waits for it.
 TEST(AutoCapacity, RingIsCreatedAtTheFirstCapsAndSizedFromThem) {
   const std::string name = UniqueName("gpool-auto");
-  GstHarness* h = gst_harness_new_parse(("shmringsink name=sink shm-name=" + name).c_str());
-  gst_harness_set_live(h, FALSE);
+  GstHarness* h = gsttest::NewSinkHarness(name);
   guint capacity = 1;
   g_object_get(Element(h), "capacity", &capacity, nullptr);
   EXPECT_EQ(capacity, 0u) << "the default sizes the ring from the caps";
@@ -517,8 +438,7 @@ TEST(AutoCapacity, RingIsCreatedAtTheFirstCapsAndSizedFromThem) {
 
 TEST(AutoCapacity, SmallFramesGetTheMinimum) {
   const std::string name = UniqueName("gpool-auto-s");
-  GstHarness* h = gst_harness_new_parse(("shmringsink name=sink shm-name=" + name).c_str());
-  gst_harness_set_live(h, FALSE);
+  GstHarness* h = gsttest::NewSinkHarness(name);
   gst_harness_set_src_caps_str(h, kCaps);
   shm::ShmConsumer c(name);
   ASSERT_TRUE(c.IsValid()) << c.error();

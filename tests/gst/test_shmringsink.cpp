@@ -32,43 +32,20 @@ using gsttest::UniqueName;
 
 constexpr const char* kGrayCaps = "video/x-raw,format=GRAY8,width=4,height=2,framerate=30/1";
 
-// The element inside the harness's bin (gst_harness_new_parse wraps it).
-GstElement* Element(GstHarness* h) {
-  GstElement* e = gst_bin_get_by_name(GST_BIN(h->element), "sink");
-  gst_object_unref(e);  // the bin keeps it alive
-  return e;
-}
+using gsttest::Element;
 
 // A sink whose upstream (the harness) answers the latency query with `live`.
 GstHarness* NewSink(const std::string& name, const std::string& extra = "", bool live = false) {
   // An explicit capacity creates the ring in start(); tests of capacity=0 (sized
   // from the caps at the first caps) are in test_ring_pool.cpp.
   const std::string cap = extra.find("capacity=") == std::string::npos ? "capacity=1048576 " : "";
-  const std::string desc = "shmringsink name=sink shm-name=" + name + " " + cap + extra;
-  GstHarness* h = gst_harness_new_parse(desc.c_str());
-  gst_harness_set_live(h, live);
-  return h;
+  return gsttest::NewSinkHarness(name, cap + extra, live);
 }
 
 GstBuffer* NewBuffer(const std::vector<uint8_t>& bytes) {
   GstBuffer* b = gst_buffer_new_allocate(nullptr, bytes.size(), nullptr);
   gst_buffer_fill(b, 0, bytes.data(), bytes.size());
   return b;
-}
-
-// Reads every message left in ring `name` (the sink must still exist).
-std::vector<std::vector<uint8_t>> ReadAll(const std::string& name) {
-  std::vector<std::vector<uint8_t>> out;
-  shm::ShmConsumer c(name);
-  EXPECT_TRUE(c.IsValid()) << c.error();
-  if (!c.IsValid()) return out;
-  std::vector<uint8_t> buf(c.capacity());
-  for (;;) {
-    const shm::ReadResult r = c.TryRead(buf.data(), static_cast<uint32_t>(buf.size()));
-    if (r.status != shm::Status::kOk) break;
-    out.emplace_back(buf.begin(), buf.begin() + r.len);
-  }
-  return out;
 }
 
 shm::framing::Header Decode(const std::vector<uint8_t>& m, std::string* body = nullptr) {
@@ -114,7 +91,7 @@ TEST(ShmringSink, WritesGoldenVectorBytes) {
     EXPECT_EQ(c.capacity(), 4096u);
     EXPECT_TRUE(c.ring()->ProducerClosed()) << "EOS must set CLOSED";
   }
-  const auto msgs = ReadAll(name);
+  const auto msgs = gsttest::ReadAllMessages(name);
   ASSERT_EQ(msgs.size(), 3u);
   ExpectMatchesVector(msgs[0], "p1_caps.hex");
   ExpectMatchesVector(msgs[1], "p1_buffer.hex");
@@ -154,7 +131,7 @@ TEST(ShmringSink, CapsChangeWritesNewCapsRecord) {
   gst_harness_set_src_caps_str(h, "video/x-raw,format=GRAY8,width=2,height=2,framerate=30/1");
   ASSERT_EQ(gst_harness_push(h, NewBuffer({3, 3, 3, 3})), GST_FLOW_OK);
 
-  const auto msgs = ReadAll(name);
+  const auto msgs = gsttest::ReadAllMessages(name);
   ASSERT_EQ(msgs.size(), 5u);
   std::string body;
   EXPECT_EQ(Decode(msgs[0], &body).kind, shm::framing::Kind::kCaps);
@@ -183,7 +160,7 @@ TEST(ShmringSink, TimestampsTravelAsRunningTime) {
   GST_BUFFER_PTS(b) = 11 * GST_SECOND;
   GST_BUFFER_DTS(b) = 11 * GST_SECOND;
   ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
-  const auto msgs = ReadAll(name);
+  const auto msgs = gsttest::ReadAllMessages(name);
   ASSERT_EQ(msgs.size(), 2u);
   const shm::framing::Header hd = Decode(msgs[1]);
   EXPECT_EQ(hd.pts, 3 * GST_SECOND);  // 11 s - start 10 s + base 2 s
@@ -341,37 +318,28 @@ struct BlockedPusher {
   }
 };
 
-// Counts the sink's INFO lines saying that it waits on a full ring.
-std::atomic<int> g_sink_wait_lines{0};
-void WatchSinkLog(GstDebugCategory* cat, GstDebugLevel level, const gchar*, const gchar*, gint,
-                  GObject*, GstDebugMessage* msg, gpointer) {
-  const gchar* text = gst_debug_message_get(msg);
-  if (level == GST_LEVEL_INFO &&
-      std::strcmp(gst_debug_category_get_name(cat), "shmringsink") == 0 && text != nullptr &&
-      std::strstr(text, "full: waiting for the receiver to make room") != nullptr) {
-    ++g_sink_wait_lines;
-  }
-}
+// The sink's INFO line saying that it waits on a full ring, and its LOG line at the
+// end of each wait slice that found the ring still full.
+constexpr const char* kFullLine = "full: waiting for the receiver to make room";
+constexpr const char* kSliceLine = "still full after a";
 
-// A sink blocked on a full ring says so at INFO, once for the whole wait (not per slice).
+// A sink blocked on a full ring says so at INFO, once for the whole wait (not per
+// slice): after the line, the sink goes through three more slices of the same wait
+// (counted by its per-slice LOG line, never by the clock) and says nothing more.
 TEST(ShmringSink, BlockedOnAFullRingSaysSoOnceAtInfo) {
   const std::string name = UniqueName("gsink-info");
-  g_sink_wait_lines = 0;
-  gst_debug_remove_log_function(gst_debug_log_default);  // keep stderr quiet
-  gst_debug_set_threshold_for_name("shmringsink", GST_LEVEL_INFO);
-  gst_debug_add_log_function(WatchSinkLog, nullptr, nullptr);
+  gsttest::LogWatch log("shmringsink", GST_LEVEL_LOG);
   GstHarness* h = NewSink(name, "capacity=1024");
   gst_harness_set_src_caps_str(h, "video/x-raw");
   BlockedPusher p{h, name, {}, GST_FLOW_OK, nullptr};
   p.Start();
   // The line comes after the first slice of waiting (a missing line fails by the test timeout).
-  while (g_sink_wait_lines == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  log.WaitFor(GST_LEVEL_INFO, kFullLine);
+  log.WaitFor(GST_LEVEL_LOG, kSliceLine, log.Count(GST_LEVEL_LOG, kSliceLine) + 3);
   EXPECT_EQ(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
   p.thread.join();
-  EXPECT_EQ(g_sink_wait_lines, 1) << "one INFO line per wait, however many slices it lasted";
-  gst_debug_remove_log_function(WatchSinkLog);
-  gst_debug_unset_threshold_for_name("shmringsink");
-  gst_debug_add_log_function(gst_debug_log_default, nullptr, nullptr);
+  EXPECT_EQ(log.Count(GST_LEVEL_INFO, kFullLine), 1)
+      << "one INFO line per wait, however many slices it lasted";
   gst_harness_teardown(h);
 }
 
@@ -517,7 +485,7 @@ TEST(ShmringSink, FlushingSeekKeepsTimestampsIncreasing) {
     GST_BUFFER_DURATION(b) = kDur;
     ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
   }
-  const auto msgs = ReadAll(name);
+  const auto msgs = gsttest::ReadAllMessages(name);
   ASSERT_EQ(msgs.size(), 6u);
   EXPECT_EQ(Decode(msgs[0]).kind, shm::framing::Kind::kCaps);
   std::vector<shm::framing::Header> bufs;

@@ -527,31 +527,14 @@ TEST(ShmringSrc, CorruptRecordIsAnError) {
   gst_harness_teardown(h);
 }
 
-// Lets a test wait until the src logs that it waits for a producer.
-std::atomic<bool> g_src_waiting{false};
-void WatchLog(GstDebugCategory* cat, GstDebugLevel, const gchar*, const gchar*, gint, GObject*,
-              GstDebugMessage* msg, gpointer) {
-  const gchar* text = gst_debug_message_get(msg);
-  if (std::strcmp(gst_debug_category_get_name(cat), "shmringsrc") == 0 && text != nullptr &&
-      std::strstr(text, "waiting for a producer") != nullptr) {
-    g_src_waiting = true;
-  }
-}
-
 TEST(ShmringSrc, NullWhileWaitingForTheProducerReturns) {
   const std::string name = UniqueName("gsrc-nullp");
-  g_src_waiting = false;
-  gst_debug_remove_log_function(gst_debug_log_default);  // keep stderr quiet
-  gst_debug_set_threshold_for_name("shmringsrc", GST_LEVEL_INFO);
-  gst_debug_add_log_function(WatchLog, nullptr, nullptr);
+  gsttest::LogWatch log("shmringsrc", GST_LEVEL_INFO);
   GstHarness* h = NewSrc(name);
   gst_harness_play(h);
-  while (!g_src_waiting) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  log.WaitFor(GST_LEVEL_INFO, "waiting for a producer");
   // Never hangs (a hang fails by the test timeout).
   EXPECT_EQ(gst_element_set_state(h->element, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
-  gst_debug_remove_log_function(WatchLog);
-  gst_debug_unset_threshold_for_name("shmringsrc");
-  gst_debug_add_log_function(gst_debug_log_default, nullptr, nullptr);
   gst_harness_teardown(h);
 }
 

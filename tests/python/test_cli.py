@@ -334,6 +334,12 @@ def test_rm_closed_stale_and_uninitialized(names):
           consumer_pid=os.getpid())
     plant(uninit, magic=0)
     plant(tiny, size=0)  # between shm_open and ftruncate
+    # Young (not yet debris) however long the CLI takes to start on a loaded machine:
+    # their last change is an hour ahead (the CLI's age is now minus the later of
+    # st_ctime and st_mtime; utime itself sets st_ctime to now).
+    for young in (uninit, tiny):
+        ahead = time.time() + 3600
+        os.utime(os.path.join(SHM, young), (ahead, ahead))
     plant(unknown, producer_pid=0)  # pid 0, but its lock is held: alive
     unknown_fd = hold(unknown)
     proc = run_cli("rm", closed, stale)
