@@ -902,7 +902,10 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h,
         h.send_time_ns = shm::framing::MonotonicNowNs();
         shm::framing::EncodeHeader(h, ext, payload);
         self->last_record_index = producer->ring()->ProducerHead();
-        producer->Commit(len);
+        // A buffer a decoder can start at is a sync point: where a live receiver
+        // that fell behind resumes (caps and EOS records are not).
+        producer->Commit(
+            len, h.kind == shm::framing::Kind::kBuffer && !(h.flags & GST_BUFFER_FLAG_DELTA_UNIT));
         return WriteResult::kWritten;
       case shm::Status::kFull:
         if (wait) GST_DEBUG_OBJECT(self, "ring full and the receiver left: dropping %s", what);

@@ -343,16 +343,21 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
   /**
    * GstShmringSrc:skipped:
    *
-   * Buffers skipped so far: to catch up with the sender (#GstShmringSrc:latest)
-   * and, on a live stream, those already in the ring when this element attached
-   * (and delta units before the first key frame).
+   * Buffers skipped so far: to catch up with the sender (#GstShmringSrc:latest);
+   * on a live stream, those already in the ring when this element attached (and
+   * delta units before the first key frame); in live mode, the buffers the sender
+   * overwrote before this receiver read them (and delta units up to the next key
+   * frame when no key frame was left in the ring). Every buffer counts once, so
+   * sent = received + skipped for the buffers published while attached (a skipped
+   * caps record counts as one too).
    */
   g_object_class_install_property(
       gobject_class, PROP_SKIPPED,
-      g_param_spec_uint64("skipped", "Skipped buffers",
-                          "Buffers skipped so far (latest=true, a live stream's backlog)", 0,
-                          G_MAXUINT64, 0,
-                          static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+      g_param_spec_uint64(
+          "skipped", "Skipped buffers",
+          "Buffers this receiver skipped so far (latest=true, a live stream's backlog, "
+          "buffers overwritten before it read them in live mode)",
+          0, G_MAXUINT64, 0, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   /**
    * GstShmringSrc:mode:
@@ -821,17 +826,21 @@ static void count_skipped(GstShmringSrc* self, guint64 n) {
   GST_OBJECT_UNLOCK(self);
 }
 
-// A live receiver skipped ahead since the last message (records were lost): each
-// skip counts in skipped, and the next buffer is DISCONT. Streaming thread.
+// A live receiver skipped records since the last message (the sender reused them
+// before we read them): each lost record counts in skipped, and the next buffer is
+// DISCONT. The ring resumes at the newest key frame still in it when there is one;
+// otherwise delta units are dropped (and counted) until the next key frame, so a
+// decoder never gets a delta without its reference. Streaming thread.
 static void note_ring_skips(GstShmringSrc* self) {
   SrcState* st = self->st;
   const uint64_t ring_skips = st->consumer->skipped();
   if (ring_skips == st->ring_skips_seen) return;
-  GST_LOG_OBJECT(self, "skipped ahead %" G_GUINT64_FORMAT " times (live receiver)",
+  GST_LOG_OBJECT(self, "skipped %" G_GUINT64_FORMAT " records (live receiver fell behind)",
                  ring_skips - st->ring_skips_seen);
   count_skipped(self, ring_skips - st->ring_skips_seen);
   st->ring_skips_seen = ring_skips;
   st->discont = true;
+  st->need_keyframe = true;
 }
 
 // latest=true: replaces `m` (a BUFFER) by the newest buffer that can start

@@ -298,7 +298,8 @@ bool RingPoolPublishInPlace(GstBuffer* buffer, shm::ShmProducer* producer,
   encode(m->res.payload);
   m->published.store(true, std::memory_order_release);
   producer->Publish(m->res, static_cast<uint32_t>(shm::framing::kHeaderSize + m->mem.size),
-                    /*keep=*/true);
+                    /*keep=*/true,
+                    /*sync=*/!GST_BUFFER_FLAG_IS_SET(buffer, GST_BUFFER_FLAG_DELTA_UNIT));
   return true;
 }
 

@@ -35,6 +35,8 @@ inline uint32_t FetchOrSeqCst(uint32_t* p, uint32_t v) {
 }
 inline uint64_t LoadRelaxed64(const uint64_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 inline void StoreRelaxed64(uint64_t* p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+inline uint64_t LoadAcquire64(const uint64_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+inline void StoreRelease64(uint64_t* p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 // A compiler-only barrier: the light side of an asymmetric fence.
 inline void CompilerBarrier() { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
 #else  // MSVC: std::atomic objects overlaid on the mapping (layout-compatible, asserted above)
@@ -63,6 +65,8 @@ inline uint32_t FetchOrSeqCst(uint32_t* p, uint32_t v) {
 }
 inline uint64_t LoadRelaxed64(const uint64_t* p) { return A(p)->load(std::memory_order_relaxed); }
 inline void StoreRelaxed64(uint64_t* p, uint64_t v) { A(p)->store(v, std::memory_order_relaxed); }
+inline uint64_t LoadAcquire64(const uint64_t* p) { return A(p)->load(std::memory_order_acquire); }
+inline void StoreRelease64(uint64_t* p, uint64_t v) { A(p)->store(v, std::memory_order_release); }
 inline void CompilerBarrier() { std::atomic_signal_fence(std::memory_order_seq_cst); }
 #endif
 

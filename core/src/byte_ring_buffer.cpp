@@ -155,6 +155,13 @@ std::string ByteRingBuffer::Initialize(void* base_ptr, uint64_t total_size, uint
   std::memset(base + kVersionOffset, 0, kHeaderSize - kVersionOffset);
   atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kHeadOffset), start_index);
   atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kLastStartOffset), start_index);
+  // No message yet: both marks name the start with sequence number 0.
+  atomics::StoreRelaxed64(reinterpret_cast<uint64_t*>(base + kHeadMarkOffset),
+                          Mark(start_index, 0));
+  atomics::StoreRelaxed64(reinterpret_cast<uint64_t*>(base + kSyncMarkOffset),
+                          Mark(start_index, 0));
+  atomics::StoreRelaxed64(reinterpret_cast<uint64_t*>(base + kLastMarkOffset),
+                          Mark(start_index, 0));
   atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kFloorOffset), start_index);
   atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kTailOffset), start_index);
   atomics::StoreRelaxed(reinterpret_cast<uint32_t*>(base + kCapacityOffset), capacity);
@@ -222,6 +229,7 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
     reserve_ = head_;
     order_mark_ = head_;
     floor_ = atomics::LoadRelaxed(word(kFloorOffset));  // own word
+    pub_seq_ = MarkSeq(HeadMark());                     // own word
     if (!LoadTailChecked()) return;
     // Set, then fenced, before our first publish; see DESIGN.md "mode bits".
     if (light_fences_) atomics::FetchOrSeqCst(word(kProducerFlagsOffset), kProducerMembarrier);
@@ -343,7 +351,7 @@ bool ByteRingBuffer::ReceiversBehind() const {
   return ScanSlots(&lowest, &slot) && lowest != head_;
 }
 
-bool ByteRingBuffer::LoadTailChecked() {
+bool ByteRingBuffer::LoadTailChecked(uint32_t need) {
   uint32_t lowest, slot;
   bool counted = false;
   if (!ScanSlots(&lowest, &slot, &counted)) return false;
@@ -351,6 +359,16 @@ bool ByteRingBuffer::LoadTailChecked() {
   // nobody can take a position below it (its own pin only moves forward), so the
   // floor need not move: the default ring's slow path stays one load.
   const bool need_floor = max_receivers_ > 1 || !counted;
+  if (need_floor && need <= capacity_ - capacity_ / 4) {
+    // What nobody holds is free, but a lapped live receiver resumes only at or above
+    // the floor (the newest sync point still there): free what this reservation
+    // needs plus a quarter of the ring, not everything up to the head, so the newest
+    // three quarters of a lap stay readable. (One more slot scan per quarter lap.)
+    uint32_t at_least = reserve_ + need + capacity_ / 4 - capacity_;
+    if (static_cast<int32_t>(at_least - floor_) < 0) at_least = floor_;  // floors only grow
+    if (static_cast<int32_t>(at_least - head_) > 0) at_least = head_;    // never past the head
+    if (reserve_ - at_least > reserve_ - lowest) lowest = at_least;  // an older limit: keep more
+  }
   if (need_floor && static_cast<int32_t>(lowest - floor_) > 0) {
     // Publish the floor before reusing anything below it, then look again: a
     // receiver that took a position meanwhile either is seen now or sees the floor
@@ -450,14 +468,14 @@ Status ByteRingBuffer::ReserveRecord(uint32_t len, uint32_t* start) {
   if (record > to_end) {
     // The record would cross the end: a WRAP marker fills the rest of this lap.
     if (FreeBytes() < to_end) {
-      if (!LoadTailChecked()) return Status::kCorrupt;
+      if (!LoadTailChecked(to_end + record)) return Status::kCorrupt;
       if (FreeBytes() < to_end) return Status::kFull;
     }
     PublishWrapMarker();
     marker = true;
   }
   if (FreeBytes() < record) {
-    if (!LoadTailChecked()) return Status::kCorrupt;
+    if (!LoadTailChecked(record)) return Status::kCorrupt;
     if (FreeBytes() < record) {
       // Only the consumer skipping the marker can free the rest: it must not sleep through it.
       if (marker) WakeConsumerIfWaiting();
@@ -466,7 +484,7 @@ Status ByteRingBuffer::ReserveRecord(uint32_t len, uint32_t* start) {
   }
   *start = reserve_;
   reserve_ += record;
-  pending_.push_back(Pending{*start, reserve_, false, false, false});
+  pending_.push_back(Pending{*start, reserve_, false, false, false, false, false});
   return Status::kOk;
 }
 
@@ -513,18 +531,24 @@ void ByteRingBuffer::PublishWrapMarker() {
     // marker is not a message); callers wake only when the record does not fit behind it.
     head_ = reserve_;
     atomics::StoreRelease(word(kHeadOffset), head_);
+    // The head mark follows (no new message: the same sequence number).
+    atomics::StoreRelease64(reinterpret_cast<uint64_t*>(base_ + kHeadMarkOffset),
+                            Mark(head_, pub_seq_));
   } else {
-    pending_.push_back(Pending{start, reserve_, true, false, true});  // after older reservations
+    // After older reservations.
+    pending_.push_back(Pending{start, reserve_, true, false, true, false, false});
   }
 }
 
-void ByteRingBuffer::Commit(uint32_t len) {
+void ByteRingBuffer::Commit(uint32_t len) { Commit(len, true); }
+
+void ByteRingBuffer::Commit(uint32_t len, bool sync) {
   if (!reserved_) return;
   reserved_ = false;
-  Publish(legacy_, len);
+  Publish(legacy_, len, false, sync);
 }
 
-void ByteRingBuffer::Publish(const Reservation& r, uint32_t len, bool keep) {
+void ByteRingBuffer::Publish(const Reservation& r, uint32_t len, bool keep, bool sync) {
   if (!valid_ || !is_producer_) return;
   for (Pending& e : pending_) {
     if (e.start != r.start || e.done) continue;
@@ -546,6 +570,7 @@ void ByteRingBuffer::Publish(const Reservation& r, uint32_t len, bool keep) {
     }
     e.done = true;
     e.kept = keep;
+    e.sync = sync;
     if (static_cast<int32_t>(e.end - order_mark_) > 0) order_mark_ = e.end;
     AdvanceHead();
     return;
@@ -559,6 +584,7 @@ void ByteRingBuffer::Abandon(const Reservation& r, bool keep) {
     StoreU32(data() + (r.start & mask_), kPadFlag | (r.end - r.start - kLenSize));
     e.done = true;
     e.kept = keep;
+    e.pad = true;
     AdvanceHead();
     return;
   }
@@ -581,6 +607,7 @@ void ByteRingBuffer::AbandonOpen() {
     if (e.done) continue;
     StoreU32(data() + (e.start & mask_), kPadFlag | (e.end - e.start - kLenSize));
     e.done = true;
+    e.pad = true;
   }
   AdvanceHead();
 }
@@ -595,13 +622,25 @@ void ByteRingBuffer::AdvanceHead() {
   uint32_t h = head_;
   uint32_t newest = 0;  // start of the newest record it publishes (a PAD record counts)
   bool any = false;
+  uint32_t seq = pub_seq_;  // sequence numbers of the messages it publishes
+  uint32_t newest_seq = 0;  // the newest record's (a PAD record: the next message's)
+  uint64_t sync_mark = 0;   // the newest sync point among them
+  bool any_sync = false;
   for (const Pending& e : pending_) {
     if (!e.done) break;
     if (static_cast<int32_t>(e.end - h) > 0) {
       h = e.end;
       if (!e.marker) {
         newest = e.start;
+        newest_seq = seq;
         any = true;
+      }
+      if (!e.marker && !e.pad) {
+        if (e.sync) {
+          sync_mark = Mark(e.start, seq);
+          any_sync = true;
+        }
+        ++seq;
       }
     }
   }
@@ -611,13 +650,20 @@ void ByteRingBuffer::AdvanceHead() {
   if (h == head_) return;
   // Published by the head's release store: last_start always names a record <= head.
   if (any) atomics::StoreRelaxed(word(kLastStartOffset), newest);
-  PublishHead(h);
-}
-
-void ByteRingBuffer::PublishHead(uint32_t new_head) {
-  head_ = new_head;
+  pub_seq_ = seq;
+  head_ = h;
   // Payload and len happen-before the consumer's acquire load of head.
   atomics::StoreRelease(word(kHeadOffset), head_);
+  // The marks after the head (release): a receiver that acquires a mark sees a head
+  // that covers what it names. Same cache line as the head.
+  atomics::StoreRelease64(reinterpret_cast<uint64_t*>(base_ + kHeadMarkOffset), Mark(h, seq));
+  if (any) {
+    atomics::StoreRelease64(reinterpret_cast<uint64_t*>(base_ + kLastMarkOffset),
+                            Mark(newest, newest_seq));
+  }
+  if (any_sync) {
+    atomics::StoreRelease64(reinterpret_cast<uint64_t*>(base_ + kSyncMarkOffset), sync_mark);
+  }
   WakeConsumerIfWaiting();
 }
 
@@ -665,7 +711,7 @@ Status ByteRingBuffer::WaitWritable(uint32_t len, int64_t timeout_ns, Interrupte
   } clear{flags, &waiting};
   for (int spin = 0;; ++spin) {
     const uint32_t to_end = capacity_ - (reserve_ & mask_);
-    if (!LoadTailChecked()) return Status::kCorrupt;
+    if (!LoadTailChecked(record <= to_end ? record : to_end + record)) return Status::kCorrupt;
     const uint32_t free = FreeBytes();
     if (record <= to_end) {
       if (free >= record) return Status::kOk;
@@ -945,6 +991,7 @@ void ByteRingBuffer::Release() {
   if (!peeked_) return;
   peeked_ = false;
   read_pos_ = peek_end_;
+  ++read_seq_;  // one message read
   if (pinned_) {
     StoreTail(read_pos_);  // a live receiver's pin moves at once
   } else if (released_ != read_pos_) {
@@ -956,6 +1003,7 @@ Status ByteRingBuffer::Acquire(MessageView* out) {
   const Status s = NextRecord(read_pos_, out);
   if (s == Status::kOk) {
     read_pos_ = out->end;
+    ++read_seq_;  // one message read
     peeked_ = false;
   }
   return s;
@@ -965,10 +1013,18 @@ uint32_t ByteRingBuffer::AttachSlot(bool at_newest, uint32_t pid) {
   if (!valid_ || is_producer_) return 0;
   uint8_t* slot = base_ + SlotOffset(slot_);
   uint32_t* tail = word(tail_off_);
+  // The head mark first, then the head: a sound producer's mark is covered by it.
+  const uint64_t head_mark = HeadMark();
   const uint32_t head = atomics::LoadAcquire(word(kHeadOffset));
   uint32_t start = atomics::LoadRelaxed(tail) & ~kSlotIdle;  // own word
+  const uint32_t marked = MarkIndex(head_mark);
+  const bool mark_ok = marked % kRecordAlign == 0 && head - marked <= capacity_;
+  read_seq_known_ = false;
   if (at_newest) {
-    start = head;
+    // The published head whose sequence number the producer gave with it.
+    start = mark_ok ? marked : head;
+    read_seq_ = MarkSeq(head_mark);
+    read_seq_known_ = mark_ok;
   } else if (max_receivers_ > 1) {
     // Others read the ring: the producer kept what the oldest of them protects,
     // not this slot's old tail. Alone: this slot's tail (slot 0 keeps the backlog).
@@ -1010,9 +1066,98 @@ uint32_t ByteRingBuffer::AttachSlot(bool at_newest, uint32_t pid) {
                 ? newest
                 : now;
     read_pos_ = released_ = stored_ = start;
+    read_seq_known_ = false;  // a lossless receiver never skips: not needed
+  }
+  if (live_mode() && !read_seq_known_) {
+    // A live receiver may skip later and counts the records it skips by sequence
+    // numbers: learn the one of its start (or, when that cannot be done, start at
+    // the head mark as a lapped receiver would).
+    uint32_t seq = 0;
+    if (SeqOfStart(start, &seq)) {
+      read_seq_ = seq;
+      read_seq_known_ = true;
+    } else if (mark_ok) {
+      const uint64_t now_mark = HeadMark();
+      const uint32_t now = atomics::LoadAcquire(word(kHeadOffset));
+      start = MarkIndex(now_mark);
+      read_seq_ = MarkSeq(now_mark);
+      read_seq_known_ = start % kRecordAlign == 0 && now - start <= capacity_;
+      if (!read_seq_known_) start = now;
+      read_pos_ = released_ = stored_ = start;
+      atomics::StoreRelease(tail, start | kSlotIdle);
+    }
   }
   head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
   return start;
+}
+
+bool ByteRingBuffer::SeqOfStart(uint32_t start, uint32_t* seq) {
+  uint32_t* tail = word(tail_off_);
+  // Pin the start (store, full fence, floor: as PinForRead) so that nothing from
+  // it on is reused while we walk.
+  atomics::StoreRelaxed(tail, start);
+  atomics::FullFence();
+  const uint32_t floor = atomics::LoadAcquire(word(kFloorOffset));
+  const uint64_t mark = HeadMark();  // acquire: the records up to it are published
+  const uint32_t end = MarkIndex(mark);
+  bool ok = static_cast<int32_t>(start - floor) >= 0 && end - start <= capacity_ &&
+            ((start | end) % kRecordAlign) == 0;
+  uint32_t at = start;
+  uint32_t messages = 0;
+  // Every step moves at least 8 bytes and never past `end`: at most capacity/8 steps.
+  while (ok && at != end) {
+    const uint32_t avail = end - at;
+    const uint32_t pos = at & mask_;
+    const uint32_t to_end = capacity_ - pos;
+    const uint32_t len = LoadU32(data() + pos);
+    uint64_t size;
+    if (len == kWrapMarker) {
+      size = to_end;
+    } else if (IsPad(len)) {
+      size = RecordSize(len & ~kPadFlag);
+    } else {
+      size = RecordSize(len);
+      ++messages;
+    }
+    ok = size <= to_end && size <= avail;
+    if (ok) at += static_cast<uint32_t>(size);
+  }
+  atomics::StoreRelease(tail, start | kSlotIdle);  // unpinned again: nothing held
+  pinned_ = false;
+  *seq = MarkSeq(mark) - messages;
+  return ok;
+}
+
+uint32_t ByteRingBuffer::ResumeTarget(uint32_t floor, bool allow_sync, bool allow_last,
+                                      uint32_t* seq, bool* seq_known) {
+  // The marks first, then the head (acquire): the producer stores each mark after
+  // the head store that published what it names, so a sound mark is covered.
+  const uint64_t sync = SyncMark();
+  const uint64_t last = LastMark();
+  const uint64_t head_mark = HeadMark();
+  const uint32_t head = atomics::LoadAcquire(word(kHeadOffset));
+  head_cache_ = head;
+  // A mark from a hostile or broken producer is only ever a position to pin and
+  // check again: aligned, published, not below the floor.
+  const auto usable = [&](uint32_t at) {
+    return at % kRecordAlign == 0 && head - at <= capacity_ &&
+           static_cast<int32_t>(at - floor) >= 0;
+  };
+  *seq_known = true;
+  if (allow_sync && usable(MarkIndex(sync))) {
+    *seq = MarkSeq(sync);
+    return MarkIndex(sync);
+  }
+  if (allow_last && usable(MarkIndex(last))) {
+    *seq = MarkSeq(last);
+    return MarkIndex(last);
+  }
+  if (usable(MarkIndex(head_mark))) {
+    *seq = MarkSeq(head_mark);
+    return MarkIndex(head_mark);
+  }
+  *seq_known = false;
+  return head;
 }
 
 bool ByteRingBuffer::PinForRead(uint32_t* at_io) {
@@ -1031,19 +1176,24 @@ bool ByteRingBuffer::PinForRead(uint32_t* at_io) {
     // `at` may be overwritten under a cached limit the producer computed before it
     // saw our pin, so a receiver that gives up reads nothing (the caller's kEmpty).
     if (attempt >= 5) return false;
-    // The producer may have reused `at`: skip to the newest record (or, while that
-    // is being reused too, to the head: wait for what comes next).
-    const uint32_t head = atomics::LoadAcquire(word(kHeadOffset));
-    const uint32_t newest = atomics::LoadAcquire(word(kLastStartOffset));
-    at = (static_cast<int32_t>(newest - floor) >= 0 && head - newest <= capacity_ && attempt < 4)
-             ? newest
-             : head;
-    head_cache_ = head;
+    // The producer may have reused `at`: resume at the newest sync point (a key
+    // frame) still in the ring, or, when there is none, at the newest record, or,
+    // while that is being reused too, at the published head: wait for what comes next.
+    uint32_t seq = 0;
+    bool seq_known = false;
+    at = ResumeTarget(floor, attempt < 2, attempt < 4, &seq, &seq_known);
     read_pos_ = at;
     released_ = at;
     stored_ = at;
+    // Records skipped: the sequence numbers say how many; without them, at least one.
+    uint64_t lost = 1;
+    if (seq_known && read_seq_known_) {
+      lost = static_cast<int32_t>(seq - read_seq_) > 0 ? seq - read_seq_ : 0;
+    }
+    read_seq_ = seq;
+    read_seq_known_ = seq_known;
     auto* skipped = reinterpret_cast<uint64_t*>(base_ + SlotOffset(slot_) + kSlotSkipped);
-    atomics::StoreRelaxed64(skipped, atomics::LoadRelaxed64(skipped) + 1);  // own word
+    atomics::StoreRelaxed64(skipped, atomics::LoadRelaxed64(skipped) + lost);  // own word
     // A producer asleep on our old pin must look again (it may wait for that word).
     atomics::StoreRelease(tail, at);
     atomics::FullFence();
@@ -1056,9 +1206,14 @@ bool ByteRingBuffer::PinForRead(uint32_t* at_io) {
 uint32_t ByteRingBuffer::SkipToHead() {
   if (!valid_ || is_producer_ || read_pos_ != released_) return read_pos_;
   // Acquire: pairs with the producer's release of the head (nothing is read here,
-  // but NextRecord reads from this index on).
+  // but NextRecord reads from this index on). The head mark's head when sound (its
+  // sequence number comes with it), else the head.
+  const uint64_t mark = HeadMark();
   head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
-  read_pos_ = head_cache_;
+  const uint32_t marked = MarkIndex(mark);
+  read_seq_known_ = marked % kRecordAlign == 0 && head_cache_ - marked <= capacity_;
+  read_seq_ = MarkSeq(mark);
+  read_pos_ = read_seq_known_ ? marked : head_cache_;
   peeked_ = false;
   StoreTail(read_pos_);  // wakes a producer waiting for the space
   return read_pos_;
@@ -1271,6 +1426,15 @@ uint64_t ByteRingBuffer::SlotSkipped(uint32_t k) const {
                             : 0;
 }
 uint64_t ByteRingBuffer::Skipped() const { return SlotSkipped(slot_); }
+uint64_t ByteRingBuffer::HeadMark() const {
+  return atomics::LoadAcquire64(reinterpret_cast<const uint64_t*>(base_ + kHeadMarkOffset));
+}
+uint64_t ByteRingBuffer::SyncMark() const {
+  return atomics::LoadAcquire64(reinterpret_cast<const uint64_t*>(base_ + kSyncMarkOffset));
+}
+uint64_t ByteRingBuffer::LastMark() const {
+  return atomics::LoadAcquire64(reinterpret_cast<const uint64_t*>(base_ + kLastMarkOffset));
+}
 uint64_t ByteRingBuffer::Dropped() const {
   return atomics::LoadRelaxed64(reinterpret_cast<const uint64_t*>(base_ + kDroppedOffset));
 }

@@ -288,11 +288,15 @@ bool ShmProducer::Write(const void* data, uint32_t len) {
 }
 
 Status ShmProducer::WriteFor(const void* data, uint32_t len, int64_t timeout_ns) {
+  return WriteFor(data, len, timeout_ns, true);
+}
+
+Status ShmProducer::WriteFor(const void* data, uint32_t len, int64_t timeout_ns, bool sync) {
   uint8_t* payload = nullptr;
   const Status s = Reserve(len, &payload, timeout_ns);
   if (s != Status::kOk) return s;
   if (len != 0) std::memcpy(payload, data, len);
-  Commit(len);
+  Commit(len, sync);
   return Status::kOk;
 }
 
@@ -385,10 +389,10 @@ Status ShmProducer::ReserveNext(uint32_t len, Reservation* out, int64_t timeout_
                         [&] { return ring_->ReserveNext(len, out); });
 }
 
-void ShmProducer::Publish(const Reservation& r, uint32_t len, bool keep) {
+void ShmProducer::Publish(const Reservation& r, uint32_t len, bool keep, bool sync) {
   if (!ring_) return;
   auto lock = LockIf(mu_, concurrent_);
-  if (!closed_) ring_->Publish(r, len, keep);
+  if (!closed_) ring_->Publish(r, len, keep, sync);
 }
 
 void ShmProducer::Abandon(const Reservation& r, bool keep) {
@@ -523,10 +527,12 @@ bool ShmProducer::SetStreamInfo(const std::string& info, uint32_t index) {
   return ring_->SetStreamInfo(info.data(), static_cast<uint32_t>(info.size()), index);
 }
 
-void ShmProducer::Commit(uint32_t len) {
+void ShmProducer::Commit(uint32_t len) { Commit(len, true); }
+
+void ShmProducer::Commit(uint32_t len, bool sync) {
   if (!ring_) return;
   auto lock = LockIf(mu_, concurrent_);
-  if (!closed_) ring_->Commit(len);
+  if (!closed_) ring_->Commit(len, sync);
 }
 
 void ShmProducer::CountDropped(uint64_t n) {

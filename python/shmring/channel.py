@@ -514,8 +514,12 @@ class ShmProducer(_Endpoint):
             raise StreamClosedError(f"write after end_stream() on ring {self._name!r}")
         return ring
 
-    def write(self, data: Any, timeout: Optional[float] = 0.0) -> bool:
+    def write(self, data: Any, timeout: Optional[float] = 0.0, *, sync: bool = True) -> bool:
         """Writes one message (any bytes-like object); False when it does not fit in time.
+
+        ``sync``: whether the message is a sync point (a record a receiver can start
+        decoding at, e.g. a key frame; say False for a delta frame): a live receiver
+        that fell behind resumes at the newest sync point still in the ring.
 
         ``timeout`` 0 (the default) never blocks: False means full right now. A
         positive timeout waits up to that many seconds for space, None waits as
@@ -529,9 +533,9 @@ class ShmProducer(_Endpoint):
         """
         ring = self._writable_ring()
         with self._call():
-            if ring.write(data):
+            if ring.write(data, sync):
                 return True
-            if self._maybe_reap(ring) and ring.write(data):
+            if self._maybe_reap(ring) and ring.write(data, sync):
                 return True
             if timeout == 0:
                 return False
@@ -546,12 +550,14 @@ class ShmProducer(_Endpoint):
                     return False
                 if not ring.wait_writable(n, _slice(remaining)) and watch.gone():
                     return False  # the consumer left: nobody will make room
-                if ring.write(data):
+                if ring.write(data, sync):
                     return True
 
     @contextmanager
-    def reserve(self, n: int, timeout: Optional[float] = None) -> Iterator[memoryview]:
-        """Zero-copy write: yields a writable ``n``-byte view into the ring.
+    def reserve(self, n: int, timeout: Optional[float] = None, *,
+                sync: bool = True) -> Iterator[memoryview]:
+        """Zero-copy write: yields a writable ``n``-byte view into the ring (``sync``:
+        a sync point, see :meth:`write`).
 
         Fill it inside the ``with`` block; leaving the block normally publishes the
         message, an exception abandons it. Waits up to ``timeout`` seconds for space
@@ -590,7 +596,7 @@ class ShmProducer(_Endpoint):
             except ViewInUseError:
                 pass
             raise
-        ring.commit()
+        ring.commit(None, sync)
 
     def _wait_writable(self, ring: ByteRingBuffer, n: int, deadline: Optional[float]) -> bool:
         """wait_writable in liveness slices on a ring with several receivers, looking
@@ -749,8 +755,9 @@ class ShmConsumer(_Endpoint):
     ``mode`` (C++ ``ConsumerOptions::mode``): ``"lossless"`` (the default: the producer
     waits for this receiver), ``"auto"`` (live on a live ring with several receiver
     slots, else lossless) or ``"live"`` (never holds the producer back: when it
-    falls behind, the producer reuses what it has not read and it skips to the newest
-    record; :attr:`skipped` counts the skips). Records it holds (views) are never
+    falls behind, the producer reuses what it has not read and it resumes at the
+    newest sync point still in the ring, else at the head; :attr:`skipped` counts the
+    messages it lost). Records it holds (views) are never
     reused. On a ring with several receiver slots (the producer's
     ``max_receivers``) the consumer claims the lowest free slot (:attr:`slot`).
     """
@@ -907,8 +914,9 @@ class ShmConsumer(_Endpoint):
 
     @property
     def skipped(self) -> int:
-        """Live mode: how many times this receiver skipped ahead (it changes exactly when
-        messages were lost: the next one read is a discontinuity)."""
+        """Live mode: how many messages this receiver skipped because the producer
+        reused them before it read them (it changes exactly when messages were lost:
+        the next one read is a discontinuity)."""
         return self.ring.skipped
 
     def stream_info(self) -> Optional[Tuple[bytes, int]]:

@@ -167,7 +167,7 @@ def _receiver_lines(s: HeaderSnapshot, attached_only: bool) -> List[str]:
         who = "free" if not (r.attached or r.dead) else \
             f"pid {r.pid} {'dead' if r.dead else 'alive'}"
         lines.append(f"slot {r.slot}: {who}, {r.mode_name}, position {r.position}, "
-                     f"lag {human_bytes(r.lag(s.head))}, skipped {r.skipped}")
+                     f"lag {human_bytes(r.lag(s.head))}, skipped {r.skipped} buffers")
     return lines
 
 
@@ -222,8 +222,9 @@ def _print_inspect(s: HeaderSnapshot) -> None:
                            f"{decode_consumer_flags(s.consumer_flags)}"),
         ("consumer_pid", _pid_long(s.consumer_pid, s.consumer_alive)),
         ("consumer_mode", "live" if s.consumer_mode == L.MODE_LIVE else "lossless"),
-        ("skipped", str(s.consumer_skipped)),
+        ("skipped", f"{s.consumer_skipped} buffers (records a live receiver lost)"),
         ("dropped", str(s.dropped)),
+        ("published", f"{s.published} messages"),
         ("reserved", "all zero" if s.reserved_zero else "NOT zero (a later version?)"),
     ]
     if s.valid:

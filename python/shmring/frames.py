@@ -259,7 +259,8 @@ class FrameReader:
 
     ``mode`` on a ring several receivers read (the producer's ``max_receivers``):
     ``"lossless"`` (the producer waits for this reader), ``"live"`` (never holds the
-    producer back; skips ahead when behind: ``ring_skips``) or ``"auto"`` (the
+    producer back; when behind, resumes at the newest key frame still in the ring:
+    ``ring_skips``) or ``"auto"`` (the
     default: live on a live ring with several receiver slots, else lossless). A
     reader that joins after the stream's CAPS record was reused starts with the
     caps the producer keeps in the ring header.
@@ -292,6 +293,7 @@ class FrameReader:
         self._skip_backlog = self._consumer.live
         self._backlog_end = self._consumer.attach_head
         self._need_key = self._consumer.live
+        self._ring_skips_seen = self._consumer.skipped
         # The producer's current caps from the header when their CAPS record is
         # behind our start (a reader joining a ring several receivers read).
         info = self._consumer.stream_info()
@@ -300,7 +302,9 @@ class FrameReader:
 
     @property
     def ring_skips(self) -> int:
-        """Live mode: how many times this reader skipped ahead because it fell behind."""
+        """Live mode: how many records this reader lost because it fell behind (the
+        producer reused them before it read them); delta units it then dropped until
+        a key frame count in :attr:`skipped`."""
         return self._consumer.skipped
 
     @property
@@ -456,6 +460,11 @@ class FrameReader:
                 decode_header(buf, start, length)
             kind = fields[0]
             if kind == KIND_BUFFER:
+                if ring._live and ring.skipped != self._ring_skips_seen:
+                    # Fell behind (live mode): the ring resumed at the newest key frame
+                    # still in it, or else delta units go until the next key frame.
+                    self._ring_skips_seen = ring.skipped
+                    self._need_key = True
                 if self._need_key and self._stale(end, fields[2]):
                     self.skipped += 1
                     continue
@@ -613,7 +622,7 @@ class FrameWriter:
         return self._put(len(payload), fill, timeout)
 
     def _put(self, n: int, fill: Callable[[memoryview], None],
-             timeout: Optional[float]) -> bool:
+             timeout: Optional[float], sync: bool = False) -> bool:
         """Reserves ``n`` bytes, fills and commits them; False when there was no room.
 
         As shmringsink: waits for room (in liveness slices, up to ``timeout``) while a
@@ -633,7 +642,7 @@ class FrameWriter:
                 wait = LIVENESS_SLICE_S if remaining is None else min(remaining,
                                                                       LIVENESS_SLICE_S)
             try:
-                with producer.reserve(n, timeout=wait) as view:
+                with producer.reserve(n, timeout=wait, sync=sync) as view:
                     fill(view)
                 return True
             except RingTimeoutError:
@@ -673,7 +682,9 @@ class FrameWriter:
         def fill(view: memoryview) -> None:
             view[:MESSAGE_HEADER_SIZE] = header
             view[MESSAGE_HEADER_SIZE:] = body
-        if not self._put(n, fill, timeout):
+        # A buffer a decoder can start at (no DELTA_UNIT) is a sync point: where a
+        # live reader that fell behind resumes.
+        if not self._put(n, fill, timeout, not flags & _DELTA_UNIT):
             self._producer.count_dropped()
             self._discont_next = True
             return False

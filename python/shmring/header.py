@@ -140,6 +140,7 @@ class HeaderSnapshot:
     consumer_mode: int = 0
     consumer_skipped: int = 0
     dropped: int = 0
+    published: int = 0      # messages published so far (the head mark's sequence number)
     reserved_zero: bool = True
     producer_locked: Optional[bool] = None  # byte 0 held; None = not looked at / no OFD
     consumer_locked: Optional[bool] = None  # byte 1 held
@@ -250,6 +251,7 @@ class HeaderSnapshot:
                 self.consumer_flags = int(words[L.CONSUMER_FLAGS_WORD])
                 self.consumer_pid = int(words[L.CONSUMER_PID_WORD])
                 self.dropped = _atomics.load_u64(words, qwords, L.DROPPED_WORD)
+                self.published = _atomics.load_u64(words, qwords, L.HEAD_MARK_WORD) >> 32
                 # Block 3 is reserved; past the slots is the stream-info area.
                 self.reserved_zero = not any(
                     words[i] for i in range(3 * L.BLOCK_SIZE // 4, L.SLOTS_OFFSET // 4))
@@ -375,7 +377,7 @@ class HeaderSnapshot:
                 "generation": self.generation, "head": self.head, "tail": self.tail,
                 "producer_flags": self.producer_flags, "producer_pid": self.producer_pid,
                 "consumer_flags": self.consumer_flags, "consumer_pid": self.consumer_pid,
-                "dropped": self.dropped,
+                "dropped": self.dropped, "published": self.published,
                 "generation_hex": f"0x{self.generation:016x}",
                 "profile_name": PROFILE_NAMES.get(self.profile, "unknown"),
                 "producer_flags_decoded": decode_flags(self.producer_flags, PRODUCER_BITS),

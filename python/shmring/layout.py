@@ -26,6 +26,22 @@ HEAD_OFFSET = 128           # u32, producer
 # Ring index of the newest published record (not a WRAP marker): where a live
 # receiver that fell behind jumps to. Stored before the head that publishes it.
 LAST_START_OFFSET = 132     # u32, producer
+# Record sequence numbers: the n-th message the producer publishes (PAD records and
+# WRAP markers are not messages) has sequence n - 1, wrapping at 2**32. Each mark is
+# one u64 (ring index | sequence << 32) stored with release AFTER the head store that
+# published what it names, so one load gives a consistent pair the head already
+# covers. A receiver that knows the sequence of its position counts the records a
+# skip passes over: sequence(new) - sequence(old).
+# The head as published, with the number of messages published before it.
+HEAD_MARK_OFFSET = 136      # u64, producer
+# The newest published sync point (a record the producer marked as a place to start
+# decoding: a key frame; profile 0 and unmarked writes: every message) and its
+# sequence number: where a live receiver that fell behind resumes when still there.
+SYNC_MARK_OFFSET = 144      # u64, producer
+# The newest published record (last_start) and its sequence number (a PAD record has
+# the sequence number of the message after it): where a lapped live receiver resumes
+# when no sync point is left.
+LAST_MARK_OFFSET = 152      # u64, producer
 # Block 2 (offset 256): the producer's flags and rarely written words.
 PRODUCER_FLAGS_OFFSET = 256  # u32, producer
 PRODUCER_PID_OFFSET = 260    # u32, producer
@@ -44,7 +60,7 @@ SLOT_TAIL = 0       # u32, receiver: its tail
 SLOT_FLAGS = 128    # u32, receiver: ATTACHED/WAITING/MEMBARRIER, attach count
 SLOT_PID = 132      # u32, receiver: information only on Linux
 SLOT_MODE = 136     # u32, receiver: MODE_LOSSLESS or MODE_LIVE
-SLOT_SKIPPED = 144  # u64, receiver: times it skipped ahead (live mode)
+SLOT_SKIPPED = 144  # u64, receiver: records it skipped (live mode)
 # A live receiver's tail word holds its pin: the start of the oldest record it holds.
 # With nothing held it holds its read position | SLOT_IDLE; the producer does not
 # wait for it.
@@ -142,12 +158,20 @@ CONSUMER_MODE_WORD = CONSUMER_MODE_OFFSET // 4
 CONSUMER_SKIPPED_WORD = CONSUMER_SKIPPED_OFFSET // 4
 DATA_WORD = HEADER_SIZE // 4
 LAST_START_WORD = LAST_START_OFFSET // 4
+HEAD_MARK_WORD = HEAD_MARK_OFFSET // 4  # u64: load_u64/store_u64
+SYNC_MARK_WORD = SYNC_MARK_OFFSET // 4  # u64: load_u64/store_u64
+LAST_MARK_WORD = LAST_MARK_OFFSET // 4  # u64: load_u64/store_u64
 FLOOR_WORD = FLOOR_OFFSET // 4
 
 
 def slot_word(k: int, field: int) -> int:
     """Word index of ``field`` (SLOT_TAIL, SLOT_FLAGS, ...) of receiver slot ``k``."""
     return (SLOTS_OFFSET + k * SLOT_SIZE + field) // 4
+
+
+def mark(index: int, seq: int) -> int:
+    """A mark word: ring ``index`` | sequence number ``seq`` << 32 (C++ ``layout::Mark``)."""
+    return (index & INDEX_MASK) | ((seq & INDEX_MASK) << 32)
 
 
 def record_size(length: int) -> int:
@@ -191,5 +215,8 @@ assert RESERVED_OFFSET == 512 + 16 * 256 and RESERVED_OFFSET <= HEADER_SIZE
 assert HEADER_SIZE % 4096 == 0
 assert HEAD_OFFSET // BLOCK_SIZE != PRODUCER_FLAGS_OFFSET // BLOCK_SIZE
 assert TAIL_OFFSET // BLOCK_SIZE != CONSUMER_FLAGS_OFFSET // BLOCK_SIZE
+assert HEAD_MARK_OFFSET // BLOCK_SIZE == SYNC_MARK_OFFSET // BLOCK_SIZE == HEAD_OFFSET // BLOCK_SIZE
+assert LAST_MARK_OFFSET // BLOCK_SIZE == HEAD_OFFSET // BLOCK_SIZE
+assert HEAD_MARK_OFFSET % 8 == 0 and SYNC_MARK_OFFSET % 8 == 0 and LAST_MARK_OFFSET % 8 == 0
 assert record_size(0) == 8 and record_size(4) == 8 and record_size(5) == 16
 assert record_size(max_payload(MIN_CAPACITY)) == MIN_CAPACITY

@@ -34,7 +34,7 @@ from .layout import (CAPACITY_WORD, CONSUMER_ATTACH_COUNT_ONE, CONSUMER_ATTACHED
                      PROFILE_OPAQUE, PROFILE_WORD, RECORD_ALIGN, TAIL_WORD, VERSION, VERSION_WORD,
                      WRAP_MARKER, is_valid_capacity, CONSUMER_ATTACH_COUNT_SHIFT, FLOOR_WORD,
                      INFO_DATA, INFO_INDEX, INFO_LEN, INFO_MAX, INFO_OFFSET, INFO_SEQ,
-                     LAST_START_WORD, MODE_LIVE, MODE_LOSSLESS, SLOT_FLAGS, SLOT_IDLE,
+                     HEAD_MARK_WORD, LAST_MARK_WORD, LAST_START_WORD, SYNC_MARK_WORD, mark, MODE_LIVE, MODE_LOSSLESS, SLOT_FLAGS, SLOT_IDLE,
                      SLOT_MODE, SLOT_PID, SLOT_SKIPPED, SLOT_TAIL, slot_word)
 
 _M = 0xFFFFFFFF
@@ -252,6 +252,7 @@ class ByteRingBuffer:
         self._tail_cache = 0      # producer's cached copy of tail
         self._reserved = -1       # payload length of the open reservation, -1 = none
         self._reserved_held: Optional[Held] = None
+        self._pub_seq = 0         # messages published so far (the next one's sequence)
         # Consumer state; the names mean what they mean in the C++ core:
         # released <= freed <= read_pos (mod 2**32).
         self._read_pos = 0        # next record to hand out
@@ -266,12 +267,17 @@ class ByteRingBuffer:
         self._eos = False         # CLOSED seen with nothing left at read_pos
         self._peeked: Optional[Held] = None
         self._release_pending = False
+        # Sequence number of the message at read_pos (messages published before it),
+        # and whether it is known: a live receiver counts the records it skips by it.
+        self._read_seq = 0
+        self._read_seq_known = False
         full_fence()
         if self._is_producer:
             self._head = w[HEAD_WORD]
             if self._head % RECORD_ALIGN:  # would make us write across the end
                 raise CorruptRecordError(f"head {self._head} is not a multiple of 8")
             self._floor = int(w[FLOOR_WORD])  # own word
+            self._pub_seq = load_u64(w, self._q, HEAD_MARK_WORD) >> 32  # own word
             self._tail_cache = self._load_tail()
             if self._light:
                 w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_MEMBARRIER
@@ -320,6 +326,10 @@ class ByteRingBuffer:
         w[MAX_RECEIVERS_WORD] = max_receivers
         w[HEAD_WORD] = start_index
         w[LAST_START_WORD] = start_index
+        # No message yet: both marks name the start with sequence number 0.
+        store_u64(w, None, HEAD_MARK_WORD, mark(start_index, 0))
+        store_u64(w, None, SYNC_MARK_WORD, mark(start_index, 0))
+        store_u64(w, None, LAST_MARK_WORD, mark(start_index, 0))
         w[FLOOR_WORD] = start_index
         w[TAIL_WORD] = start_index
         w[CAPACITY_WORD] = capacity
@@ -459,11 +469,13 @@ class ByteRingBuffer:
 
     # ---- producer side ----------------------------------------------------------
 
-    def write(self, data: Any) -> bool:
+    def write(self, data: Any, sync: bool = True) -> bool:
         """Writes one message if it fits now; False when the ring is full.
 
-        Raises MessageTooLargeError for a message longer than capacity - 4 (it can
-        never fit). Producer; never blocks.
+        ``sync``: whether the message is a sync point (a record a receiver can start
+        decoding at, e.g. a key frame): a live receiver that fell behind resumes at
+        the newest sync point still in the ring. Raises MessageTooLargeError for a
+        message longer than capacity - 4 (it can never fit). Producer; never blocks.
         """
         if not self._is_producer:
             self._require(True)
@@ -476,7 +488,7 @@ class ByteRingBuffer:
                 self._bytes[start:start + n] = data
             else:
                 self._bytes[start:start + n] = memoryview(data).cast("B")
-        self._commit(n)
+        self._commit(n, 0, sync)
         return True
 
     def reserve(self, n: int) -> Optional[memoryview]:
@@ -496,8 +508,9 @@ class ByteRingBuffer:
         assert held.view is not None
         return held.view
 
-    def commit(self, length: Optional[int] = None) -> None:
-        """Publishes the reserved message with ``length`` bytes (default: all reserved).
+    def commit(self, length: Optional[int] = None, sync: bool = True) -> None:
+        """Publishes the reserved message with ``length`` bytes (default: all reserved);
+        ``sync``: whether it is a sync point (see :meth:`write`).
 
         The reserved view is released first; if it (or an array made from it) is
         still referenced, ViewInUseError is raised and nothing is published. Wakes a
@@ -515,7 +528,7 @@ class ByteRingBuffer:
                 "the reserved view (or an array made from it) is still referenced at "
                 "commit; delete it first (del arr) so the published bytes cannot change")
         self._reserved_held = None
-        self._commit(length)
+        self._commit(length, 0, sync)
 
     def abandon(self) -> None:
         """Publishes the open reservation as a PAD record, which every reader skips
@@ -602,16 +615,30 @@ class ByteRingBuffer:
         acquire_fence()
         return lowest, limiting, found
 
-    def _load_tail(self) -> int:
+    def _load_tail(self, need: int = -1) -> int:
         """The lowest position the receivers protect (see _scan_slots), published as the
         reuse floor before anything below it is reused: store the floor, full fence,
         look at the slots again (a receiver that took a position meanwhile is seen now,
-        or sees the floor). Producer."""
+        or sees the floor). ``need``: the bytes about to be reserved. Producer."""
         lowest, limiting, counted = self._scan_slots()
         # One slot holding a position (a lossless tail, a live pin): nobody can take a
         # position below it, so the floor need not move (the default ring's slow path
         # stays one load).
         need_floor = self._max_receivers > 1 or not counted
+        cap = self._capacity
+        if need_floor and 0 <= need <= cap - cap // 4:
+            # What nobody holds is free, but a lapped live receiver resumes only at or
+            # above the floor (the newest sync point still there): free what this
+            # reservation needs plus a quarter of the ring, not everything up to the
+            # head, so the newest three quarters of a lap stay readable.
+            head = self._head
+            at_least = (head + need + cap // 4 - cap) & _M
+            if (at_least - self._floor) & _M >= 0x80000000:
+                at_least = self._floor  # floors only grow
+            if 0 < (at_least - head) & _M < 0x80000000:
+                at_least = head  # never past the head
+            if (head - at_least) & _M > (head - lowest) & _M:
+                lowest = at_least  # an older limit: keep more
         if need_floor and 0 < (lowest - self._floor) & _M < 0x80000000:
             self._floor = lowest
             release_fence()
@@ -703,8 +730,8 @@ class ByteRingBuffer:
 
     @property
     def skipped(self) -> int:
-        """Times this (live) receiver skipped ahead because the producer reused what it
-        had not read yet."""
+        """Records (messages) this (live) receiver skipped because the producer reused
+        them before it read them."""
         return load_u64(self._w, self._q, slot_word(self._slot, SLOT_SKIPPED))
 
     def _reserve_offset(self, n: int) -> int:
@@ -724,7 +751,7 @@ class ByteRingBuffer:
         if rec > to_end:
             # The record would cross the end: a WRAP marker fills the rest of this lap.
             if cap - ((head - self._tail_cache) & _M) < to_end:
-                tail = self._load_tail()
+                tail = self._load_tail(to_end + rec)
                 if cap - ((head - tail) & _M) < to_end:
                     return -1
             self._publish_marker()
@@ -732,7 +759,7 @@ class ByteRingBuffer:
             head = self._head
             pos = 0
         if cap - ((head - self._tail_cache) & _M) < rec:
-            tail = self._load_tail()
+            tail = self._load_tail(rec)
             if cap - ((head - tail) & _M) < rec:
                 if marker:
                     # Only the consumer skipping the marker can free the rest: it
@@ -751,6 +778,8 @@ class ByteRingBuffer:
         # (a marker is not a message); callers wake only when the record does not
         # fit behind it.
         self._w[HEAD_WORD] = self._head
+        release_fence()  # the head mark follows the head (same sequence number)
+        store_u64(self._w, self._q, HEAD_MARK_WORD, mark(self._head, self._pub_seq))
 
     def _wake_consumer_if_waiting(self) -> None:
         """After a head store: wakes the consumer if its WAITING bit is set."""
@@ -769,10 +798,10 @@ class ByteRingBuffer:
                 _futex.wake_word(self._head_address)
                 return
 
-    def _commit(self, n: int, flag: int = 0) -> None:
+    def _commit(self, n: int, flag: int = 0, sync: bool = True) -> None:
         self._reserved = -1
-        head = self._head
-        pos = head & self._mask
+        start = self._head
+        pos = start & self._mask
         rec = (n + LEN_SIZE + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
         w = self._w
         w[DATA_WORD + (pos >> 2)] = n | flag
@@ -780,12 +809,23 @@ class ByteRingBuffer:
         if pad:
             end = HEADER_SIZE + pos + rec
             self._bytes[end - pad:end] = _ZEROS[:pad]
-        w[LAST_START_WORD] = head  # published by the head store below
-        head = (head + rec) & _M
+        w[LAST_START_WORD] = start  # published by the head store below
+        head = (start + rec) & _M
         self._head = head
         # Payload and len are visible before head (release).
         release_fence()
         w[HEAD_WORD] = head
+        # The marks after the head (release): a receiver that loads a mark finds a
+        # head that covers what it names. A PAD record is not a message.
+        seq = self._pub_seq
+        release_fence()
+        store_u64(w, self._q, LAST_MARK_WORD, mark(start, seq))
+        if not flag:
+            if sync:
+                store_u64(w, self._q, SYNC_MARK_WORD, mark(start, seq))
+            seq = (seq + 1) & _M
+            self._pub_seq = seq
+        store_u64(w, self._q, HEAD_MARK_WORD, mark(head, seq))
         self._wake_consumer_if_waiting()
 
     def wait_writable(self, n: int, timeout: Optional[float]) -> bool:
@@ -827,7 +867,7 @@ class ByteRingBuffer:
         spin = 0
         while True:
             to_end = cap - (self._head & self._mask)
-            tail = self._load_tail()
+            tail = self._load_tail(rec if rec <= to_end else to_end + rec)
             free = cap - ((self._head - tail) & _M)
             if rec <= to_end:
                 if free >= rec:
@@ -1017,9 +1057,18 @@ class ByteRingBuffer:
             self._require(False)
         if self._read_pos != self._freed or self._peeked is not None:
             return self._read_pos
+        head_mark = load_u64(self._w, self._q, HEAD_MARK_WORD)
+        acquire_fence()
         head = int(self._w[HEAD_WORD])
         acquire_fence()  # pairs with the producer's release of the head
         self._head_cache = head
+        # The head mark's head when sound (its sequence number comes with it).
+        marked = head_mark & _M
+        self._read_seq_known = not marked % RECORD_ALIGN and (head - marked) & _M <= \
+            self._capacity
+        self._read_seq = head_mark >> 32
+        if self._read_seq_known:
+            head = marked
         self._read_pos = head
         self._eos = False
         self._store_tail(head)  # wakes a producer waiting for the space
@@ -1047,25 +1096,90 @@ class ByteRingBuffer:
             # before it saw our pin, so giving up reads nothing.
             if attempt >= 5:
                 return None
-            head = int(w[HEAD_WORD])
-            acquire_fence()
-            newest = int(w[LAST_START_WORD])
-            acquire_fence()
-            if (newest - floor) & _M < 0x80000000 and (head - newest) & _M <= \
-                    self._capacity and attempt < 4:
-                at = newest
-            else:
-                at = head
-            self._head_cache = head
+            # The producer may have reused ``at``: resume at the newest sync point (a
+            # key frame) still in the ring, or, when there is none (or it is being
+            # reused too), at the published head: wait for what comes next.
+            at, seq = self._resume_target(floor, attempt < 2, attempt < 4)
             self._read_pos = self._freed = self._released = at
+            # Records skipped: the sequence numbers say how many; without them, one.
+            lost = 1
+            if seq is not None and self._read_seq_known:
+                lost = (seq - self._read_seq) & _M
+                if lost >= 0x80000000:
+                    lost = 0
+            self._read_seq = 0 if seq is None else seq
+            self._read_seq_known = seq is not None
             word = slot_word(self._slot, SLOT_SKIPPED)
-            store_u64(w, self._q, word, load_u64(w, self._q, word) + 1)  # own word
+            store_u64(w, self._q, word, load_u64(w, self._q, word) + lost)  # own word
             # A producer asleep on our old pin must look again.
             w[self._tail_word] = at
             full_fence()
             if w[PRODUCER_FLAGS_WORD] & PRODUCER_WAITING:
                 _futex.wake_word(self._tail_address)
             attempt += 1
+
+    def _resume_target(self, floor: int, allow_sync: bool,
+                       allow_last: bool) -> Tuple[int, Optional[int]]:
+        """Where a lapped live receiver resumes (C++ ``ResumeTarget``): the newest sync
+        point when it is still in the ring (``allow_sync``), else the newest record
+        (``allow_last``), else the head mark's head, else the head; with its sequence
+        number (None when unknown)."""
+        w, q = self._w, self._q
+        # The marks first, then the head: each mark is stored after the head store
+        # that published what it names, so a sound mark is covered by the head.
+        sync = load_u64(w, q, SYNC_MARK_WORD)
+        last = load_u64(w, q, LAST_MARK_WORD)
+        head_mark = load_u64(w, q, HEAD_MARK_WORD)
+        acquire_fence()
+        head = int(w[HEAD_WORD])
+        acquire_fence()
+        self._head_cache = head
+        cap = self._capacity
+        # A hostile mark is only ever a position to pin and check again.
+        for allowed, value in ((allow_sync, sync), (allow_last, last), (True, head_mark)):
+            at = value & _M
+            if allowed and not at % RECORD_ALIGN and (head - at) & _M <= cap and \
+                    (at - floor) & _M < 0x80000000:
+                return at, value >> 32
+        return head, None
+
+    def _seq_of_start(self, start: int) -> Optional[int]:
+        """The sequence number of ``start`` (C++ ``SeqOfStart``): pins it, counts the
+        messages up to the head mark, unpins. None when the walk could not finish
+        (lapped, or a record that does not check out)."""
+        w = self._w
+        cap, mask = self._capacity, self._mask
+        w[self._tail_word] = start
+        full_fence()
+        floor = int(w[FLOOR_WORD])
+        head_mark = load_u64(w, self._q, HEAD_MARK_WORD)
+        acquire_fence()  # the records up to the head mark are published
+        end = head_mark & _M
+        ok = (start - floor) & _M < 0x80000000 and (end - start) & _M <= cap and \
+            not (start | end) % RECORD_ALIGN
+        at = start
+        messages = 0
+        # Every step moves at least 8 bytes and never past ``end``.
+        while ok and at != end:
+            avail = (end - at) & _M
+            pos = at & mask
+            to_end = cap - pos
+            length = int(w[DATA_WORD + (pos >> 2)])
+            if length == WRAP_MARKER:
+                size = to_end
+            elif length & PAD_FLAG:
+                size = (((length & MAX_VALID_LEN) + LEN_SIZE + RECORD_ALIGN - 1)
+                        & ~(RECORD_ALIGN - 1))
+            else:
+                size = (length + LEN_SIZE + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1)
+                messages += 1
+            ok = size <= to_end and size <= avail
+            if ok:
+                at = (at + size) & _M
+        release_fence()
+        w[self._tail_word] = start | SLOT_IDLE  # unpinned again: nothing held
+        self._pinned = False
+        return ((head_mark >> 32) - messages) & _M if ok else None
 
     def _unpin_if_idle(self) -> None:
         """A live receiver that looked at a record without taking it unpins."""
@@ -1082,11 +1196,20 @@ class ByteRingBuffer:
         self._require(False)
         w = self._w
         cap = self._capacity
+        # The head mark first, then the head: a sound producer's mark is covered by it.
+        head_mark = load_u64(w, self._q, HEAD_MARK_WORD)
+        acquire_fence()
         head = int(w[HEAD_WORD])
         acquire_fence()
         start = int(w[self._tail_word]) & ~SLOT_IDLE
+        marked = head_mark & _M
+        mark_ok = not marked % RECORD_ALIGN and (head - marked) & _M <= cap
+        self._read_seq_known = False
         if at_newest:
-            start = head
+            # The published head whose sequence number the producer gave with it.
+            start = marked if mark_ok else head
+            self._read_seq = head_mark >> 32
+            self._read_seq_known = mark_ok
         elif self._max_receivers > 1:
             oldest, found = head, False
             for k in range(self._max_receivers):
@@ -1128,7 +1251,28 @@ class ByteRingBuffer:
             else:
                 start = now
             self._read_pos = self._freed = self._released = start
+            self._read_seq_known = False  # a lossless receiver never skips: not needed
             attempt += 1
+        if self._live and not self._read_seq_known:
+            # A live receiver may skip later and counts the records it skips by
+            # sequence numbers: learn the one of its start (or, when that cannot be
+            # done, start at the head mark as a lapped receiver would).
+            seq = self._seq_of_start(start)
+            if seq is not None:
+                self._read_seq, self._read_seq_known = seq, True
+            elif mark_ok:
+                now_mark = load_u64(w, self._q, HEAD_MARK_WORD)
+                acquire_fence()
+                now = int(w[HEAD_WORD])
+                acquire_fence()
+                start = now_mark & _M
+                self._read_seq = now_mark >> 32
+                self._read_seq_known = not start % RECORD_ALIGN and (now - start) & _M <= cap
+                if not self._read_seq_known:
+                    start = now
+                self._read_pos = self._freed = self._released = start
+                release_fence()
+                w[self._tail_word] = start | SLOT_IDLE
         self._head_cache = int(w[HEAD_WORD])
         acquire_fence()
         self._eos = False
@@ -1186,6 +1330,7 @@ class ByteRingBuffer:
         else:
             data = self._bytes[start:start + length].tobytes()
         self._read_pos = end
+        self._read_seq += 1  # one message read (masked where compared)
         self._lazy_release(end)
         return data
 
@@ -1232,6 +1377,7 @@ class ByteRingBuffer:
         self._release_pending = False
         end = held.end
         self._read_pos = end
+        self._read_seq += 1  # one message read (masked where compared)
         # _lazy_release, inlined (once per zero-copy message).
         self._freed = end
         if (end - self._released) & _M >= self._tail_batch or end == self._head_cache:
@@ -1247,6 +1393,7 @@ class ByteRingBuffer:
         found = self._locate(self._read_pos)
         if found is not None:
             self._read_pos = found[2]
+            self._read_seq += 1  # one message read (masked where compared)
         return found
 
     def acquire_view(self) -> Optional[Held]:

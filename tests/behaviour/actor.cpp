@@ -194,10 +194,10 @@ class CppAdapter {
     return {"ok", {}};
   }
 
-  Outcome Write(const std::vector<uint8_t>& data, int64_t timeout_ns) {
+  Outcome Write(const std::vector<uint8_t>& data, int64_t timeout_ns, bool sync = true) {
     if (!producer_) return Unsupported("the step needs a producer this actor has not opened");
     const shm::Status s =
-        producer_->WriteFor(data.data(), static_cast<uint32_t>(data.size()), timeout_ns);
+        producer_->WriteFor(data.data(), static_cast<uint32_t>(data.size()), timeout_ns, sync);
     return {Neutral(s), {}};
   }
 
@@ -425,8 +425,11 @@ class Actor {
     if (op == "receiver_slot") return a_->ReceiverSlot();
     if (op == "skipped") return a_->Skipped();
     if (op == "write") {
+      // sync_every N: the message is a sync point when seed % N == 0 (default: all).
+      const uint32_t every =
+          step.has("sync_every") ? static_cast<uint32_t>(step.at("sync_every").num()) : 1;
       return a_->Write(Payload(static_cast<uint32_t>(step.at("len").num()), seed),
-                       timeout_or_zero());
+                       timeout_or_zero(), seed % every == 0);
     }
     if (op == "read") return a_->Read(timeout_or_zero());
     if (op == "end_stream") return a_->EndStream();

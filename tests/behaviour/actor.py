@@ -123,10 +123,10 @@ class PythonAdapter:
         self.open_interrupter.interrupt()
         return "ok", {}
 
-    def write(self, data: bytes, timeout: Optional[float]) -> Outcome:
+    def write(self, data: bytes, timeout: Optional[float], sync: bool = True) -> Outcome:
         p = self._need_producer()
         try:
-            written = p.write(data, timeout=timeout)
+            written = p.write(data, timeout=timeout, sync=sync)
         except Exception as e:  # noqa: BLE001
             return self._fail(e)
         if written:
@@ -302,7 +302,9 @@ class Actor:
         if op == "skipped":
             return a.skipped()
         if op == "write":
-            return a.write(payload(step["len"], seed), step.get("timeout", 0))
+            # sync_every N: the message is a sync point when seed % N == 0 (default: all).
+            return a.write(payload(step["len"], seed), step.get("timeout", 0),
+                           seed % int(step.get("sync_every", 1)) == 0)
         if op == "read":
             return a.read(step.get("timeout", 0))
         if op == "end_stream":

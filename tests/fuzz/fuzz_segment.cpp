@@ -63,7 +63,7 @@ enum Op : uint8_t {
   // Fan-out: hostile receivers next to ours, a hostile floor / last_start, and a
   // producer view that must stay inside the data area whatever the slots say.
   kPokeSlot,       // u8 slot, u8 field, u32 value: another receiver's tail/flags/mode
-  kPokeProducer,   // u8 which, u32 value: floor or last_start
+  kPokeProducer,   // u8 which, u32 value (+ u32 seq): floor, last_start or a mark
   kAttachSlot,     // u8 newest: AttachSlot (start at head or at the oldest receiver)
   kProducerWrite,  // u16 len: a producer view over the segment writes a message
   kSkipped,
@@ -80,6 +80,12 @@ struct Segment {
     return v;
   }
   void Store(uint32_t off, uint32_t v) const { std::memcpy(base + off, &v, 4); }
+  uint64_t Load64(uint32_t off) const {
+    uint64_t v;
+    std::memcpy(&v, base + off, 8);
+    return v;
+  }
+  void Store64(uint32_t off, uint64_t v) const { std::memcpy(base + off, &v, 8); }
 };
 
 // A message handed out must lie inside the data area; reads every byte of it, and
@@ -103,7 +109,8 @@ void CheckView(const Segment& seg, Status s, const MessageView& v) {
 // The peer's producer side, without any checks of its own: the len word at head, then
 // head moves on (a WRAP marker first when the record does not fit before the end).
 // Bit 15 of len_arg makes the record a PAD record; last_start names the record, as a
-// sound producer's (a PAD record included) before head.
+// sound producer's (a PAD record included) before head; the head, last and (bit 14,
+// not for a PAD record) sync marks follow the head as a sound producer's do.
 void Publish(const Segment& seg, uint16_t len_arg) {
   const uint32_t len = len_arg % seg.capacity;
   const uint32_t pad = (len_arg & 0x8000u) != 0 ? layout::kPadFlag : 0;
@@ -111,14 +118,21 @@ void Publish(const Segment& seg, uint16_t len_arg) {
   const uint32_t pos = head & (seg.capacity - 1) & ~7u;
   const uint32_t to_end = seg.capacity - pos;
   const uint64_t record = layout::RecordSize(len);
+  const uint32_t seq = layout::MarkSeq(seg.Load64(layout::kHeadMarkOffset));
   if (record > to_end) {
     seg.Store(layout::kHeaderSize + pos, layout::kWrapMarker);
     seg.Store(layout::kHeadOffset, head + to_end);
+    seg.Store64(layout::kHeadMarkOffset, layout::Mark(head + to_end, seq));
     return;
   }
   seg.Store(layout::kHeaderSize + pos, len | pad);
   seg.Store(layout::kLastStartOffset, head);
   seg.Store(layout::kHeadOffset, head + static_cast<uint32_t>(record));
+  seg.Store64(layout::kHeadMarkOffset,
+              layout::Mark(head + static_cast<uint32_t>(record), pad ? seq : seq + 1));
+  seg.Store64(layout::kLastMarkOffset, layout::Mark(head, seq));
+  if (!pad && (len_arg & 0x4000u) != 0)
+    seg.Store64(layout::kSyncMarkOffset, layout::Mark(head, seq));
 }
 
 }  // namespace
@@ -224,8 +238,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case kPokeProducer: {
-        const uint32_t off = (in.U8() & 1) ? layout::kFloorOffset : layout::kLastStartOffset;
-        seg.Store(off, in.U32());
+        // Hostile producer words a receiver resumes or starts by: none may make it
+        // read outside the data area or loop.
+        static constexpr uint32_t kMarks[] = {layout::kHeadMarkOffset, layout::kSyncMarkOffset,
+                                              layout::kLastMarkOffset};
+        const uint32_t which = in.U8() % 5;
+        if (which < 2) {
+          seg.Store(which == 1 ? layout::kFloorOffset : layout::kLastStartOffset, in.U32());
+        } else {
+          const uint32_t index = in.U32();
+          seg.Store64(kMarks[which - 2], layout::Mark(index, in.U32()));
+        }
         break;
       }
       case kAttachSlot:

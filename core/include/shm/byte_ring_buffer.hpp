@@ -118,6 +118,11 @@ class ByteRingBuffer {
   // the reserved length; without an open reservation it does nothing). Wakes a
   // sleeping consumer. Producer, after a kOk Reserve; never blocks.
   void Commit(uint32_t len);
+  // The same, saying whether the message is a sync point (a record a receiver can
+  // start decoding at, e.g. a key frame; Commit(len) says yes): a live receiver that
+  // fell behind resumes at the newest sync point still in the ring. Producer; never
+  // blocks.
+  void Commit(uint32_t len, bool sync);
   // Several reservations in flight: reserves the record after every open one (a
   // WRAP marker first if it would cross the end) and describes it in *out. The
   // reservations are published in the order they were made (Publish/Abandon finish
@@ -128,8 +133,9 @@ class ByteRingBuffer {
   // of the reserved record becomes a PAD record). With `keep`, the bytes stay
   // readable for the producer after the consumer has released them: the space is
   // not reused until Unkeep(r) (a zero-copy buffer still referenced after it was
-  // sent). Producer; never blocks.
-  void Publish(const Reservation& r, uint32_t len, bool keep = false);
+  // sent). `sync`: whether the message is a sync point (see Commit). Producer;
+  // never blocks.
+  void Publish(const Reservation& r, uint32_t len, bool keep = false, bool sync = true);
   // Finishes `r` as a PAD record: consumers skip it silently. With `keep`, its
   // space is not reused before Unkeep(r) (its bytes are still read by the
   // producer's side, e.g. copied into a later record). Producer; never blocks.
@@ -283,9 +289,15 @@ class ByteRingBuffer {
   // be reusing (below the reuse floor) is moved to the newest record. Returns the
   // start. Consumer; never blocks.
   uint32_t AttachSlot(bool at_newest, uint32_t pid);
-  // Times this (live) receiver skipped ahead because the producer reused what it
-  // had not read yet. Consumer; never blocks.
+  // Records (messages) this (live) receiver skipped because the producer reused
+  // them before it read them. Consumer; never blocks.
   uint64_t Skipped() const;
+  // The sequence number of the next message this receiver reads (the count of
+  // messages the producer published before its read position), and whether it is
+  // known (a producer that follows the protocol always gives it). Consumer; never
+  // blocks.
+  uint32_t ReadSeq() const { return read_seq_; }
+  bool ReadSeqKnown() const { return read_seq_known_; }
   // Reads the stream-information side area: false when empty or when the producer
   // kept rewriting it. *index: the ring index of the record it came from. Any
   // thread; never blocks.
@@ -316,6 +328,12 @@ class ByteRingBuffer {
   uint32_t SlotMode(uint32_t k) const;
   uint32_t SlotTail(uint32_t k) const;
   uint64_t SlotSkipped(uint32_t k) const;
+  // The producer's mark words (layout::kHeadMarkOffset, kSyncMarkOffset,
+  // kLastMarkOffset): ring index
+  // | sequence number << 32. Acquire loads; any thread; never block.
+  uint64_t HeadMark() const;
+  uint64_t SyncMark() const;
+  uint64_t LastMark() const;
   // Consumer with nothing held or peeked: frees everything published so far (the
   // tail jumps to the head) and returns the new read position. Consumer thread;
   // never blocks.
@@ -327,13 +345,14 @@ class ByteRingBuffer {
                  uint32_t mode = layout::kModeLossless);
   uint32_t* word(uint32_t offset) const { return reinterpret_cast<uint32_t*>(base_ + offset); }
   uint8_t* data() const { return base_ + layout::kHeaderSize; }
-  void PublishHead(uint32_t new_head);
   void WakeConsumerIfWaiting();
   Status NextRecord(uint32_t from, MessageView* out);
   Status NextRecordPinned(uint32_t from, MessageView* out);
   // Loads the tail word (acquire) into tail_cache_ after checking it against head_;
-  // false (error_ set) when the consumer stored an impossible value.
-  bool LoadTailChecked();
+  // false (error_ set) when the consumer stored an impossible value. `need`: the
+  // bytes the caller is about to reserve (on rings with a reuse floor, only that
+  // plus a quarter of the ring is freed of what nobody holds).
+  bool LoadTailChecked(uint32_t need = ~uint32_t{0});
   // The lowest position any counted receiver slot protects (head_ when none):
   // false (error_ set) when a slot holds an impossible value.
   // *counted (optional): with one slot, whether its position counted (not idle).
@@ -349,6 +368,16 @@ class ByteRingBuffer {
   // after a skip). False when the producer lapped every pin it tried (a few looks):
   // `*at` is not safe to read yet; the caller reports kEmpty and looks again later.
   bool PinForRead(uint32_t* at);
+  // Where a lapped live receiver resumes when the floor passed `floor`: the newest
+  // sync point when it is still in the ring (`allow_sync`), else the newest record
+  // (`allow_last`), else the published head of the head mark, else the head; *seq
+  // and *seq_known say its sequence number.
+  uint32_t ResumeTarget(uint32_t floor, bool allow_sync, bool allow_last, uint32_t* seq,
+                        bool* seq_known);
+  // Counts the messages from `start` to the head mark (pinned at `start` while it
+  // walks): the sequence number of `start`. False when the walk could not finish
+  // (lapped, or a record that does not check out).
+  bool SeqOfStart(uint32_t start, uint32_t* seq);
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
   Status ReserveRecord(uint32_t len, uint32_t* pos);
@@ -362,6 +391,8 @@ class ByteRingBuffer {
     bool done;    // published, abandoned or a WRAP marker
     bool kept;    // published, bytes still in use by the producer
     bool marker;  // a WRAP marker (never what last_start names)
+    bool pad;     // abandoned: a PAD record (no sequence number)
+    bool sync;    // a message marked as a sync point
   };
   void StoreTail(uint32_t t) const;
   void LazyRelease(uint32_t end) const;
@@ -378,6 +409,7 @@ class ByteRingBuffer {
   uint32_t head_ = 0;        // published head (own copy of the head word)
   uint32_t reserve_ = 0;     // next reservation index (>= head_)
   uint32_t order_mark_ = 0;  // end of the newest record published (InOrder)
+  uint32_t pub_seq_ = 0;     // messages published so far (the next one's sequence)
   // Reservations and markers from the oldest unfinished or kept one to reserve_, in
   // ring order (empty when everything reserved is published and not kept).
   std::deque<Pending> pending_;
@@ -393,6 +425,9 @@ class ByteRingBuffer {
   mutable uint32_t head_cache_ = 0;  // consumer's cached copy of head
   uint32_t peek_end_ = 0;            // end of the record returned by Peek
   bool peeked_ = false;
+  // Sequence number of the message at read_pos_ (messages published before it).
+  uint32_t read_seq_ = 0;
+  bool read_seq_known_ = false;
   // The sleeping thread's own state: WAITING is set (since the last EndSleep) and
   // fenced (membarrier issued when the producer needs it).
   mutable bool sleeping_ = false;

@@ -28,6 +28,29 @@ constexpr uint32_t kHeadOffset = 128;  // u32, producer
 // Ring index of the newest published record (not a WRAP marker): where a live
 // receiver that fell behind jumps to. Stored before the head that publishes it.
 constexpr uint32_t kLastStartOffset = 132;  // u32, producer
+// Record sequence numbers: the n-th message the producer publishes (PAD records and
+// WRAP markers are not messages) has sequence n - 1, wrapping at 2^32. Each mark is
+// one u64 (ring index | sequence << 32) stored with release AFTER the head store
+// that published what it names, so one acquire load gives a consistent pair that
+// the head already covers. A receiver that knows the sequence of its position
+// counts the records a skip passes over: sequence(new) - sequence(old).
+// The head as published, with the number of messages published before it.
+constexpr uint32_t kHeadMarkOffset = 136;  // u64, producer
+// The newest published sync point (a record the producer marked as a place to start
+// decoding: a key frame; profile 0 and unmarked writes: every message) and its
+// sequence number. Where a live receiver that fell behind resumes when it is still
+// in the ring.
+constexpr uint32_t kSyncMarkOffset = 144;  // u64, producer
+// The newest published record (last_start) and its sequence number (a PAD record has
+// the sequence number of the message after it): where a lapped live receiver
+// resumes when no sync point is left.
+constexpr uint32_t kLastMarkOffset = 152;  // u64, producer
+// Ring index (low 32 bits) and sequence number (high 32 bits) of a mark word.
+constexpr uint32_t MarkIndex(uint64_t mark) { return static_cast<uint32_t>(mark); }
+constexpr uint32_t MarkSeq(uint64_t mark) { return static_cast<uint32_t>(mark >> 32); }
+constexpr uint64_t Mark(uint32_t index, uint32_t seq) {
+  return uint64_t{index} | (uint64_t{seq} << 32);
+}
 // Block 2 (offset 256): the producer's flags and rarely written words.
 constexpr uint32_t kProducerFlagsOffset = 256;  // u32, producer
 constexpr uint32_t kProducerPidOffset = 260;    // u32, producer
@@ -48,7 +71,7 @@ constexpr uint32_t kSlotTail = 0;       // u32, receiver: its tail
 constexpr uint32_t kSlotFlags = 128;    // u32, receiver: ATTACHED/WAITING/MEMBARRIER, count
 constexpr uint32_t kSlotPid = 132;      // u32, receiver: information only on Linux
 constexpr uint32_t kSlotMode = 136;     // u32, receiver: kModeLossless or kModeLive
-constexpr uint32_t kSlotSkipped = 144;  // u64, receiver: times it skipped ahead (live mode)
+constexpr uint32_t kSlotSkipped = 144;  // u64, receiver: records it skipped (live mode)
 // A live receiver's tail word holds its pin: the start of the oldest record it
 // holds. With nothing held it holds its read position | kSlotIdle, and the
 // producer does not wait for it.
@@ -158,6 +181,11 @@ static_assert(kHeaderSize % 4096 == 0, "data area must be page aligned");
 static_assert(kHeadOffset / kBlockSize != kProducerFlagsOffset / kBlockSize &&
                   kTailOffset / kBlockSize != kConsumerFlagsOffset / kBlockSize,
               "indices and flags on separate blocks");
+static_assert(kHeadMarkOffset / kBlockSize == kHeadOffset / kBlockSize &&
+                  kSyncMarkOffset / kBlockSize == kHeadOffset / kBlockSize &&
+                  kLastMarkOffset / kBlockSize == kHeadOffset / kBlockSize &&
+                  kHeadMarkOffset % 8 == 0 && kSyncMarkOffset % 8 == 0 && kLastMarkOffset % 8 == 0,
+              "the marks are aligned u64 words of the producer's index block");
 static_assert(RecordSize(0) == 8 && RecordSize(4) == 8 && RecordSize(5) == 16, "record padding");
 static_assert(RecordSize(MaxPayload(kMinCapacity)) == kMinCapacity, "max payload fills the ring");
 static_assert(RoundUpCapacity(65) == 128 && RoundUpCapacity(1) == 64, "capacity rounds up");

@@ -76,6 +76,11 @@ class ShmProducer {
   // kTooLarge, kInterrupted, kClosed (after Close), kCorrupt (the consumer's tail
   // is impossible; error() says how), kInvalid. Producer thread; blocks.
   [[nodiscard]] Status WriteFor(const void* data, uint32_t len, int64_t timeout_ns);
+  // The same, saying whether the message is a sync point (a record a receiver can
+  // start decoding at, e.g. a key frame; the overload above says yes): a live
+  // receiver that fell behind resumes at the newest sync point still in the ring.
+  // Producer thread; blocks.
+  [[nodiscard]] Status WriteFor(const void* data, uint32_t len, int64_t timeout_ns, bool sync);
   // Zero-copy: waits like WriteFor for room for `len` bytes and points *payload at
   // it; then Commit(final_len). Producer thread; blocks.
   [[nodiscard]] Status Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns);
@@ -83,6 +88,9 @@ class ShmProducer {
   // reserved length; nothing happens without an open reservation) and wakes a
   // sleeping consumer. Producer thread; never blocks.
   void Commit(uint32_t len);
+  // The same, saying whether the message is a sync point (see WriteFor). Producer
+  // thread; never blocks.
+  void Commit(uint32_t len, bool sync);
   // ---- several reservations in flight (zero-copy buffers handed to other code) --
   // Once SetConcurrent(true) was called (before other threads use the producer),
   // every producer call below and above may come from any thread: they are
@@ -98,8 +106,9 @@ class ShmProducer {
   [[nodiscard]] Status ReserveNext(uint32_t len, Reservation* out, int64_t timeout_ns,
                                    Interrupter* intr = nullptr);
   // Publishes `r` as a message of `len` bytes (see ByteRingBuffer::Publish; with
-  // `keep` its space is not reused before Unkeep). Nothing after Close(). Never blocks.
-  void Publish(const Reservation& r, uint32_t len, bool keep = false);
+  // `keep` its space is not reused before Unkeep; `sync`: a sync point, see WriteFor).
+  // Nothing after Close(). Never blocks.
+  void Publish(const Reservation& r, uint32_t len, bool keep = false, bool sync = true);
   // Turns `r` into a PAD record that every reader skips (with `keep`, its space is
   // not reused before Unkeep). Never blocks.
   void Abandon(const Reservation& r, bool keep = false);
@@ -222,9 +231,9 @@ struct ConsumerOptions {
   // Receiver mode on a ring with several receivers (any ring, in fact):
   // layout::kModeLossless (the producer waits for this receiver) or
   // layout::kModeLive (never holds the producer back: when it falls behind, the
-  // producer reuses what it has not read and it skips to the newest record;
-  // skipped() counts the skips). Records it holds are never reused. kModeAuto:
-  // decided at attach (see kModeAuto).
+  // producer reuses what it has not read and it resumes at the newest sync point
+  // still in the ring, else at the head; skipped() counts the records it lost). Records it holds
+  // are never reused. kModeAuto: decided at attach (see kModeAuto).
   uint32_t mode = layout::kModeLossless;
 };
 
@@ -283,8 +292,9 @@ class ShmConsumer {
   // The receiver slot this consumer claimed (the lowest free one) and its mode.
   uint32_t slot() const { return ring_ ? ring_->slot() : 0; }
   uint32_t mode() const { return ring_ ? ring_->mode() : 0; }
-  // Live mode: how many times this receiver skipped ahead (it changes exactly when
-  // records were lost: the next record read is a discontinuity). Never blocks.
+  // Live mode: how many records (messages) this receiver skipped because the
+  // producer reused them before it read them (it changes exactly when records were
+  // lost: the next record read is a discontinuity). Never blocks.
   uint64_t skipped() const { return ring_ ? ring_->Skipped() : 0; }
   // The producer's stream information (SetStreamInfo) and the ring index of the
   // record it came with; false when there is none. Never blocks.

@@ -1,0 +1,208 @@
+"""A live shmringsrc that falls behind on an encoded stream, in a process of its own:
+it resumes at the newest key frame still in the ring (so the decoder renders at once and
+never gets a delta unit without its reference), and its `skipped` property counts the
+buffers it missed (sender count - received count).
+
+The sender (appsrc ! x264enc ! shmringsink max-receivers=2) runs in this process and is
+driven frame by frame; the receiver (shmringsrc mode=live ! avdec_h264 ! appsink) stops
+pulling when told and resumes when told, so the order of events is fixed: no timed
+assertions. Progress is read from the ring header (published messages, the receiver's
+position) and from what the receiver prints.
+"""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+
+from shmring.header import HeaderSnapshot  # noqa: E402
+
+gi = pytest.importorskip("gi")
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst  # noqa: E402
+
+PY = "/usr/bin/python3"
+pytestmark = pytest.mark.skipif(
+    shutil.which("gst-launch-1.0") is None, reason="gst-launch-1.0 not installed")
+
+GOP = 30
+CAPACITY = 256 * 1024
+RAW = "video/x-raw,format=I420,width=320,height=240,framerate=30/1"
+
+# The receiver: pulls `first` decoded frames, prints "stalled", waits for a line on
+# stdin, then pulls to EOS and prints one JSON line: every buffer shmringsrc pushed
+# (pts, delta, discont), decoded frames, skipped, and the decoder's warnings/errors.
+RECEIVER = r"""
+import json, sys
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+name, first = sys.argv[1], int(sys.argv[2])
+pipe = Gst.parse_launch(
+    f"shmringsrc name=r shm-name={name} mode=live timeout=60000000000 ! "
+    "avdec_h264 name=d max-threads=1 ! appsink name=a sync=false max-buffers=1")
+pushed = []
+def probe(pad, info):
+    b = info.get_buffer()
+    pushed.append((b.pts, b.has_flags(Gst.BufferFlags.DELTA_UNIT),
+                   b.has_flags(Gst.BufferFlags.DISCONT)))
+    return Gst.PadProbeReturn.OK
+pipe.get_by_name("r").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, probe)
+pipe.set_state(Gst.State.PLAYING)
+sink = pipe.get_by_name("a")
+decoded = 0
+for _ in range(first):
+    assert sink.emit("pull-sample") is not None
+    decoded += 1
+print("stalled", len(pushed), flush=True)
+sys.stdin.readline()
+while sink.emit("pull-sample") is not None:
+    decoded += 1
+problems = []
+bus = pipe.get_bus()
+while True:
+    m = bus.pop_filtered(Gst.MessageType.ERROR | Gst.MessageType.WARNING)
+    if m is None:
+        break
+    problems.append(m.src.get_name() + ": " + str(m.parse_error()[0] if m.type ==
+                    Gst.MessageType.ERROR else m.parse_warning()[0]))
+skipped = pipe.get_by_name("r").get_property("skipped")
+pipe.set_state(Gst.State.NULL)
+print(json.dumps({"pushed": pushed, "decoded": decoded, "skipped": skipped,
+                  "problems": problems}), flush=True)
+"""
+
+
+def unique(tag):
+    return f"x-{tag}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+
+
+def wait_for(check, procs):
+    """Polls `check` (a look at the ring header or a process); fails if a process died."""
+    while not check():
+        for p in procs:
+            assert p.poll() is None, p.communicate()
+        time.sleep(0.01)
+
+
+def test_lapped_live_receiver_resumes_at_the_newest_key_frame_and_counts_what_it_missed():
+    name = unique("lskip")
+    Gst.init(None)
+    sender = Gst.parse_launch(
+        f"appsrc name=in is-live=true format=time caps={RAW} ! "
+        f"x264enc key-int-max={GOP} tune=zerolatency speed-preset=ultrafast bframes=0 "
+        "option-string=scenecut=0 ! "
+        "video/x-h264,stream-format=byte-stream,alignment=au ! "
+        f"shmringsink name=s shm-name={name} max-receivers=2 capacity={CAPACITY} sync=false")
+    written = []  # (pts, delta) of every buffer that reached the sink
+
+    def count(pad, info):
+        b = info.get_buffer()
+        written.append((b.pts, b.has_flags(Gst.BufferFlags.DELTA_UNIT)))
+        return Gst.PadProbeReturn.OK
+
+    sender.get_by_name("s").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, count)
+    appsrc = sender.get_by_name("in")
+    y_size = 320 * 240
+    pushed = 0
+
+    def push(n):
+        """Pushes n frames and waits until the sink has written all but the newest (the
+        sink renders in the streaming thread: a buffer reaching its pad means the one
+        before is in the ring)."""
+        nonlocal pushed
+        for _ in range(n):
+            # A 64x64 block of noise on a flat frame: a few KB per frame, key or delta.
+            data = bytearray(y_size * 3 // 2)
+            noise = os.urandom(64 * 64)
+            for row in range(64):
+                data[row * 320:row * 320 + 64] = noise[row * 64:(row + 1) * 64]
+            buf = Gst.Buffer.new_wrapped(bytes(data))
+            buf.pts = pushed * Gst.SECOND // 30
+            buf.duration = Gst.SECOND // 30
+            assert appsrc.emit("push-buffer", buf) == Gst.FlowReturn.OK
+            pushed += 1
+        wait_for(lambda: len(written) == pushed, procs)
+
+    receiver = None
+    procs = []
+    try:
+        sender.set_state(Gst.State.PLAYING)
+        push(2)  # the ring is created at the first caps; a live sender writes nothing
+        wait_for(lambda: os.path.exists("/dev/shm/" + name), procs)  # until a receiver is in
+        receiver = subprocess.Popen([PY, "-c", RECEIVER, name, "3"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(receiver)
+
+        def slot():
+            return next((r for r in HeaderSnapshot.read(name).receivers if r.attached), None)
+        wait_for(lambda: slot() is not None, procs)
+        # A live receiver of a live ring starts at what is published after its attach,
+        # at the first key frame (the deltas before it are dropped and counted; the sink
+        # asks upstream for a key frame when a receiver attaches).
+        push(GOP + 9)
+        line = receiver.stdout.readline()
+        assert line.startswith("stalled"), line + receiver.stderr.read()
+        # Stalled (its streaming thread blocked downstream, holding no ring record): lap
+        # it twice, and stop 5 frames after a key frame, so the newest key frame is
+        # surely among the newest three quarters of a lap.
+        stalled_at = slot().position
+        while True:
+            push(1)
+            lapped = (HeaderSnapshot.read(name).head - stalled_at) & 0xFFFFFFFF > 2 * CAPACITY
+            last_key = max(i for i, (_, delta) in enumerate(written) if not delta)
+            if lapped and pushed - 1 - last_key == 5:
+                break
+        push(1)  # the frame before it is now in the ring too
+        # Frame i has pts i/30 s as the receiver sees it (x264enc shifts the times it
+        # outputs; the sink writes running times).
+        newest_key = max(i for i, (_, delta) in enumerate(written) if not delta) * Gst.SECOND // 30
+        receiver.stdin.write("go\n")
+        receiver.stdin.flush()
+        # It resumes (pins a new position) before the stream goes on with the next key frame.
+        wait_for(lambda: slot().position != stalled_at, procs)
+        push(GOP + 3)
+        assert appsrc.emit("end-of-stream") == Gst.FlowReturn.OK
+        msg = sender.get_bus().timed_pop_filtered(120 * Gst.SECOND,
+                                                  Gst.MessageType.EOS | Gst.MessageType.ERROR)
+        assert msg is not None and msg.type == Gst.MessageType.EOS, msg and msg.parse_error()
+        out, err = receiver.communicate(timeout=120)
+        assert receiver.returncode == 0, err[-3000:]
+        # Buffers the sender wrote into the ring: the others came before any receiver.
+        sent = len(written) - sender.get_by_name("s").get_property("not-received")
+    finally:
+        sender.set_state(Gst.State.NULL)
+        if receiver is not None and receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+        try:
+            os.unlink("/dev/shm/" + name)
+        except FileNotFoundError:
+            pass
+    result = json.loads(out.strip().splitlines()[-1])
+    got = [tuple(b) for b in result["pushed"]]
+    times = [pts for pts, _, _ in got]
+    assert not got[0][1], "a live receiver starts at a key frame"
+    # The one jump in the received times is the skip; nothing after it is missing.
+    step = Gst.SECOND // 30
+    jumps = [i for i in range(1, len(times)) if times[i] - times[i - 1] > step + 1]
+    assert len(jumps) == 1, times
+    resumed = got[jumps[0]]
+    assert resumed[2], "the first buffer after the skip is DISCONT"
+    assert not resumed[1], "the first buffer after the skip is a key frame"
+    assert resumed[0] == newest_key, "the newest key frame still in the ring, not a later one"
+    assert times[-1] == (pushed - 1) * Gst.SECOND // 30, "to the end of the stream"
+    # Every buffer the sender wrote was received or counted as skipped.
+    assert 0 < sent < pushed
+    assert result["skipped"] == sent - len(got)
+    assert result["decoded"] == len(got), "the decoder made a frame of every buffer"
+    assert result["problems"] == [], result["problems"]

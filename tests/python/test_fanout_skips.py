@@ -1,0 +1,169 @@
+"""Live receivers that fall behind, in Python: where they resume (the newest sync point
+still in the ring, else the newest record) and how many records ``skipped`` says they
+lost (sequence numbers from the producer's marks). No timed
+assertions."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from shmring import FrameReader, FrameWriter, ShmConsumer, ShmProducer
+from shmring._atomics import load_u64, store_u64
+from shmring.layout import HEAD_MARK_WORD, LAST_MARK_WORD, SYNC_MARK_WORD, mark, record_size
+
+MSG = 200
+CAPACITY = 4096
+PER_LAP = CAPACITY // record_size(MSG)  # 19
+
+
+def message(seq: int) -> bytes:
+    return seq.to_bytes(8, "little") + bytes(MSG - 8)
+
+
+def read_seq(c: ShmConsumer) -> Optional[int]:
+    msg = c.read(timeout=0)
+    return None if msg is None else int.from_bytes(msg[:8], "little")
+
+
+def test_lapped_live_receiver_resumes_at_the_newest_sync_point(ring_name):
+    """Encoded video: a key frame every 10 messages. A receiver lapped three times over
+    resumes at the newest key frame still in the ring, not at the newest record."""
+    with ShmProducer(ring_name, CAPACITY, max_receivers=2) as p, \
+            ShmConsumer(ring_name, mode="live") as live:
+        written = 3 * PER_LAP + 4  # the newest key frame is 60
+        for seq in range(written):
+            assert p.write(message(seq), sync=seq % 10 == 0)
+        assert read_seq(live) == 60
+        assert live.skipped == 60, "records 0..59 were never read"
+        assert [read_seq(live) for _ in range(written - 61)] == list(range(61, written))
+        assert read_seq(live) is None
+
+
+def test_no_sync_point_left_resumes_at_the_newest_record(ring_name):
+    with ShmProducer(ring_name, CAPACITY, max_receivers=2) as p, \
+            ShmConsumer(ring_name, mode="live") as live:
+        written = 3 * PER_LAP
+        for seq in range(written):
+            with p.reserve(MSG, timeout=0, sync=seq == 0) as view:
+                view[:] = message(seq)
+        assert read_seq(live) == written - 1
+        assert live.skipped == written - 1
+        assert p.write(message(written), sync=False)
+        assert read_seq(live) == written
+
+
+def test_received_plus_skipped_is_what_was_written(ring_name):
+    """``skipped`` counts records, not skip events."""
+    with ShmProducer(ring_name, CAPACITY, max_receivers=2) as p, \
+            ShmConsumer(ring_name, mode="live") as live:
+        seq = received = 0
+        for round_ in range(5):
+            burst = 2 * PER_LAP + round_ if round_ % 2 == 0 else 3
+            for _ in range(burst):
+                assert p.write(message(seq))
+                seq += 1
+            last = None
+            while True:
+                got = read_seq(live)
+                if got is None:
+                    break
+                assert last is None or got == last + 1, "in order after a skip"
+                last = got
+                received += 1
+            assert received + live.skipped == seq, f"round {round_}"
+        assert live.skipped > PER_LAP
+
+
+def test_live_receiver_starting_at_the_oldest_counts_from_its_start(ring_name):
+    with ShmProducer(ring_name, CAPACITY, max_receivers=2) as p:
+        for seq in range(5):
+            assert p.write(message(seq))
+        with ShmConsumer(ring_name, mode="live", start_at="oldest") as live:
+            assert live.ring._read_seq_known and live.ring._read_seq == 0
+            assert [read_seq(live), read_seq(live)] == [0, 1]
+            written = 3 * PER_LAP
+            for seq in range(5, written):
+                assert p.write(message(seq))
+            resumed = read_seq(live)
+            assert resumed == written - 1
+            assert live.skipped == resumed - 2
+
+
+@pytest.mark.parametrize("garbage", [mark(3, 7), mark(1 << 30, 9), mark(8, 0xFFFFFFFF),
+                                     0xFFFFFFFFFFFFFFFF])
+def test_garbage_marks_never_move_a_receiver_outside_the_published_records(ring_name, garbage):
+    with ShmProducer(ring_name, CAPACITY, max_receivers=2) as p, \
+            ShmConsumer(ring_name, mode="live") as live:
+        written = 3 * PER_LAP
+        for seq in range(written):
+            assert p.write(message(seq))
+        w = p.ring._w
+        for word in (HEAD_MARK_WORD, SYNC_MARK_WORD, LAST_MARK_WORD):
+            store_u64(w, None, word, garbage)
+        got = read_seq(live)
+        assert got is None or 0 <= got < written
+        assert live.skipped >= 1
+        assert p.write(message(written))  # the producer's own marks are sound again
+        last = got
+        while True:
+            nxt = read_seq(live)
+            if nxt is None:
+                break
+            last = nxt
+        assert last == written
+
+
+def test_marks_name_the_head_the_newest_sync_point_and_the_newest_record(ring_name):
+    """The words a lapped receiver resumes by (the C++ side builds the same bytes: the
+    golden vectors)."""
+    with ShmProducer(ring_name, CAPACITY, max_receivers=2) as p:
+        for seq in range(3):
+            assert p.write(message(seq), sync=seq == 1)
+        with p.reserve(MSG, timeout=0):
+            pass  # a fourth message
+        ring = p.ring
+        words = ring._w, ring._q
+        assert load_u64(*words, HEAD_MARK_WORD) == mark(ring.head, 4)
+        assert load_u64(*words, SYNC_MARK_WORD) == mark(3 * record_size(MSG), 3)
+        assert load_u64(*words, LAST_MARK_WORD) == mark(3 * record_size(MSG), 3)
+        ring.reserve(MSG)
+        ring.abandon()  # a PAD record: the newest record, no message
+        pad = 4 * record_size(MSG)
+        assert load_u64(*words, LAST_MARK_WORD) == mark(pad, 4)
+        assert load_u64(*words, HEAD_MARK_WORD) == mark(ring.head, 4)
+
+
+DELTA_UNIT = 1 << 13  # GST_BUFFER_FLAG_DELTA_UNIT
+CAPS = "video/x-h264,stream-format=byte-stream,alignment=au"
+
+
+def _write_gop_stream(w: FrameWriter, first: int, count: int, gop: int) -> None:
+    for seq in range(first, first + count):
+        flags = 0 if seq % gop == 0 else DELTA_UNIT
+        assert w.write(bytes(400), pts=seq, flags=flags, timeout=0)
+
+
+def test_frame_reader_that_fell_behind_resumes_at_the_newest_key_frame(ring_name):
+    with FrameWriter(ring_name, 8192, caps=CAPS) as w, \
+            FrameReader(ring_name, timeout=0, mode="live") as r:
+        _write_gop_stream(w, 0, 80, 10)  # laps the 8 KiB ring several times
+        frame = r.read_frame(0)
+        assert frame is not None and frame.pts == 70, "the newest key frame in the ring"
+        assert not frame.flags & DELTA_UNIT
+        assert r.ring_skips >= 70
+
+
+def test_frame_reader_with_no_key_frame_left_drops_deltas_until_the_next(ring_name):
+    with FrameWriter(ring_name, 8192, caps=CAPS) as w, \
+            FrameReader(ring_name, timeout=0, mode="live") as r:
+        _write_gop_stream(w, 0, 80, 100)  # one key frame (0), long reused
+        assert r.read_frame(0) is None, "a delta without its key frame is never returned"
+        skipped = r.skipped
+        assert skipped >= 1
+        _write_gop_stream(w, 80, 25, 100)  # deltas 80..99, then key frame 100..
+        frame = r.read_frame(0)
+        assert frame is not None and frame.pts == 100
+        # Every record before frame 100 (the CAPS record and frames 0..99) was either
+        # lost (ring_skips) or a delta the reader dropped (skipped).
+        assert r.ring_skips + r.skipped == 101
