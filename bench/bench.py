@@ -51,7 +51,8 @@ class Config:
     def __init__(self, args: argparse.Namespace) -> None:
         self.build = os.path.abspath(args.build)
         self.smoke = args.smoke
-        self.rounds = args.rounds or (1 if args.smoke else 7)
+        self.rounds = args.rounds or (1 if args.smoke else 5)
+        self.sweep_rounds = 1 if args.smoke else (args.sweep_rounds or max(1, self.rounds - 2))
         self.gst_frames = args.gst_frames or (30 if args.smoke else 600)
         self.small = 20_000 if args.smoke else 2_000_000
         self.cpp_frames = 10 if args.smoke else 300
@@ -79,7 +80,8 @@ def gst_sender(cfg: Config, sink: str, n: int, copy: bool) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def gst_receive(cfg: Config, source: str, n: int) -> Tuple[float, int]:
+def gst_receive(cfg: Config, source: str, n: int) -> Tuple[float, int, float]:
+    """(frames/s, buffers seen, receiver CPU ms per frame) of one gst_receive.py run."""
     warmup = min(20, n // 4)
     out = subprocess.run([PY, os.path.join(ROOT, "bench", "gst_receive.py"), source, str(n),
                           str(warmup)], env=cfg.env, capture_output=True, text=True,
@@ -89,10 +91,10 @@ def gst_receive(cfg: Config, source: str, n: int) -> Tuple[float, int]:
     except (IndexError, ValueError):
         log(f"  receiver {source!r} printed no result (exit {out.returncode}): "
             f"{out.stderr.strip()[-300:]}")
-        return float("nan"), 0
+        return float("nan"), 0, float("nan")
     if res["error"]:
         log(f"  receiver {source!r}: {res['error']}")
-    return res["fps"], res["buffers"]
+    return res["fps"], res["buffers"], res["cpu_ms"]
 
 
 def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
@@ -103,14 +105,17 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
         proc.wait()
 
 
-def gst_once(cfg: Config, variant: str, copy: bool, cap_mib: Optional[int]) -> float:
+def gst_once(cfg: Config, variant: str, copy: bool,
+             cap_mib: Optional[int]) -> Tuple[float, float, float]:
+    """One sender and one receiver: (frames/s, sender CPU ms per frame over its whole run,
+    receiver CPU ms per frame over the counted buffers)."""
     n = cfg.gst_frames
     if variant == "shmring":
         name = unique("g")
         cap = f" capacity={cap_mib << 20}" if cap_mib else ""
         sender = gst_sender(cfg, f"shmringsink shm-name={name} sync=false{cap}", n, copy)
-        fps, got = gst_receive(cfg, f"shmringsrc shm-name={name}", n)
-        stop(sender)
+        fps, got, rcpu = gst_receive(cfg, f"shmringsrc shm-name={name}", n)
+        scpu = wait_rusage(sender, 10)
         if os.path.exists(f"/dev/shm/{name}"):  # a sender that had to be killed
             os.unlink(f"/dev/shm/{name}")
     else:
@@ -121,17 +126,18 @@ def gst_once(cfg: Config, variant: str, copy: bool, cap_mib: Optional[int]) -> f
         deadline = time.monotonic() + 20
         while not os.path.exists(sock) and time.monotonic() < deadline:
             time.sleep(0.01)
-        fps, got = gst_receive(cfg, f"shmsrc socket-path={sock} ! {CAPS_1080P}", n)
-        stop(sender)
+        fps, got, rcpu = gst_receive(cfg, f"shmsrc socket-path={sock} ! {CAPS_1080P}", n)
+        scpu = wait_rusage(sender, 10)
         if os.path.exists(sock):
             os.unlink(sock)
     if got < n:
         log(f"  {variant} {'copy' if copy else 'alloc'} {cap_mib}: {got} of {n} buffers")
-    return fps
+    return fps, 1e3 * scpu / n, rcpu
 
 
 def wait_rusage(proc: subprocess.Popen, timeout: float = 30) -> float:
-    """Waits for `proc` and returns its CPU seconds (user + system, all threads)."""
+    """Waits for `proc` (SIGKILL after `timeout` s) and returns its CPU seconds (user +
+    system, all threads, from wait4's rusage)."""
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -139,13 +145,17 @@ def wait_rusage(proc: subprocess.Popen, timeout: float = 30) -> float:
             proc.returncode = os.waitstatus_to_exitcode(status)
             return usage.ru_utime + usage.ru_stime
         if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            deadline = float("inf")
         time.sleep(0.01)
 
 
-def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, float]:
+def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, float, float]:
     """One sender, `receivers` receiver processes at once: (frames/s of the slowest receiver,
-    sender CPU ms per frame). Variants: "shmring" (one shmringsink max-receivers=N, N
+    sender CPU ms per frame, mean receiver CPU ms per frame). Variants: "shmring" (one shmringsink max-receivers=N, N
     lossless shmringsrc on that one ring: each frame written once), "tee+rings" (tee into one
     shmringsink per receiver), "shmsink" (one shmsink, one shmsrc client per receiver)."""
     n = cfg.gst_frames
@@ -190,12 +200,16 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, f
                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                        text=True) for src in sources]
     fps = []
+    rcpu = []
     for proc in procs:
         out, _ = proc.communicate(timeout=180)
         try:
-            fps.append(json.loads(out.strip().splitlines()[-1])["fps"])
+            res = json.loads(out.strip().splitlines()[-1])
+            fps.append(res["fps"])
+            rcpu.append(res["cpu_ms"])
         except (IndexError, ValueError):
             fps.append(float("nan"))
+            rcpu.append(float("nan"))
     cpu = wait_rusage(sender)
     if variant == "shmsink" and os.path.exists(sock):
         os.unlink(sock)
@@ -203,7 +217,8 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, f
         for name in names:
             if os.path.exists(f"/dev/shm/{name}"):
                 os.unlink(f"/dev/shm/{name}")
-    return min(fps), 1e3 * cpu / n
+    measured = [x for x in rcpu if x == x] or [float("nan")]  # NaN: a receiver without result
+    return min(fps), 1e3 * cpu / n, statistics.mean(measured)
 
 
 FANOUT = (1, 2, 4)
@@ -211,12 +226,13 @@ FANOUT = (1, 2, 4)
 
 def bench_fanout(cfg: Config, results: Dict[str, Any]) -> None:
     for receivers in ((1, 2) if cfg.smoke else FANOUT):
-        row: Dict[str, Any] = {"unit": "frames/s", "sender_cpu_ms": {}}
+        row: Dict[str, Any] = {"unit": "frames/s", "sender_cpu_ms": {}, "receiver_cpu_ms": {}}
         for _ in range(cfg.fanout_rounds):
             for variant in ("shmring", "tee+rings", "shmsink"):
-                fps, ms = gst_fanout_once(cfg, variant, receivers)
+                fps, ms, rms = gst_fanout_once(cfg, variant, receivers)
                 row.setdefault(variant, []).append(fps)
                 row["sender_cpu_ms"].setdefault(variant, []).append(ms)
+                row["receiver_cpu_ms"].setdefault(variant, []).append(rms)
         results["rows"][f"fanout_{receivers}"] = row
         log(f"fanout {receivers}: shmring {statistics.median(row['shmring']):.0f} "
             f"tee+rings {statistics.median(row['tee+rings']):.0f} "
@@ -229,13 +245,18 @@ def bench_gst(cfg: Config, results: Dict[str, Any]) -> None:
         mode = "copy" if copy else "alloc"
         for cap in caps:
             row = f"gst_{mode}_{cap or 'default'}"
-            a: List[float] = []
-            b: List[float] = []
-            # The goal rows (default capacity) get every round, the sweep two fewer.
-            for r in range(cfg.rounds if cap is None else max(1, cfg.rounds - 2)):
-                a.append(gst_once(cfg, "shmring", copy, cap))
-                b.append(gst_once(cfg, "shmsink", copy, cap))
-            results["rows"][row] = {"shmring": a, "shmsink": b, "unit": "frames/s"}
+            d: Dict[str, Any] = {"unit": "frames/s", "shmring": [], "shmsink": [],
+                                 "sender_cpu_ms": {"shmring": [], "shmsink": []},
+                                 "receiver_cpu_ms": {"shmring": [], "shmsink": []}}
+            # The goal rows (default capacity) get every round, the sweep fewer.
+            for r in range(cfg.rounds if cap is None else cfg.sweep_rounds):
+                for variant in ("shmring", "shmsink"):
+                    fps, scpu, rcpu = gst_once(cfg, variant, copy, cap)
+                    d[variant].append(fps)
+                    d["sender_cpu_ms"][variant].append(scpu)
+                    d["receiver_cpu_ms"][variant].append(rcpu)
+            results["rows"][row] = d
+            a, b = d["shmring"], d["shmsink"]
             log(f"{row}: shmring {statistics.median(a):.0f} shmsink {statistics.median(b):.0f}")
 
 
@@ -407,25 +428,32 @@ def bench_python(cfg: Config, results: Dict[str, Any]) -> None:
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_sample(pid: int) -> Tuple[float, int, int]:
+def proc_sample(pid: int) -> Tuple[float, int, int, Dict[str, int]]:
     """(CPU seconds from /proc/PID/stat utime+stime, CPU ns from task schedstat,
-    context switches of all threads)."""
+    context switches of all threads, context switches per thread name: voluntary under the
+    name, nonvoluntary under "NAME (preempted)")."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
     ns = 0
     switches = 0
+    per_thread: Dict[str, int] = {}
     for task in glob.glob(f"/proc/{pid}/task/*"):
         try:
             with open(os.path.join(task, "schedstat")) as f:
                 ns += int(f.read().split()[0])
+            with open(os.path.join(task, "comm")) as f:
+                comm = f.read().strip()
             with open(os.path.join(task, "status")) as f:
                 for line in f:
                     if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
                         switches += int(line.split()[1])
+                        # "comm" (sleeps and wakes) and "comm (preempted)" (nonvoluntary)
+                        key = comm + (" (preempted)" if line.startswith("non") else "")
+                        per_thread[key] = per_thread.get(key, 0) + int(line.split()[1])
         except (OSError, ValueError):
             pass  # a thread that ended between glob and open
-    return cpu, ns, switches
+    return cpu, ns, switches, per_thread
 
 
 IDLE_PY = ("import sys\n"
@@ -438,7 +466,7 @@ IDLE_PY = ("import sys\n"
            "    print(type(e).__name__, e, file=sys.stderr)\n")
 
 
-def idle_once(cfg: Config, receiver: str) -> Dict[str, float]:
+def idle_once(cfg: Config, receiver: str) -> Dict[str, Any]:
     live = (f"videotestsrc is-live=true ! {CAPS_1080P},framerate=1/1 ! ")
     name = sock = ""
     if receiver == "iceoryx WaitSet":
@@ -473,10 +501,10 @@ def idle_once(cfg: Config, receiver: str) -> Dict[str, float]:
         time.sleep(1.0 if cfg.smoke else 3.0)  # attach, first frames, warm caches
         if recv.poll() is not None:
             raise RuntimeError(f"idle receiver {receiver} exited early ({recv.returncode})")
-        cpu0, ns0, sw0 = proc_sample(recv.pid)
+        cpu0, ns0, sw0, th0 = proc_sample(recv.pid)
         t0 = time.monotonic()
         time.sleep(cfg.idle_window)
-        cpu1, ns1, sw1 = proc_sample(recv.pid)
+        cpu1, ns1, sw1, th1 = proc_sample(recv.pid)
         window = time.monotonic() - t0
         # Producer death: SIGKILL the sender, time until the receiver process has ended.
         if receiver == "iceoryx WaitSet":
@@ -506,6 +534,7 @@ def idle_once(cfg: Config, receiver: str) -> Dict[str, float]:
             os.unlink(f"/dev/shm/{name}")
     return {"cpu_pct": 100 * (cpu1 - cpu0) / window, "cpu_pct_ns": 100 * (ns1 - ns0) / 1e9 / window,
             "wakeups": (sw1 - sw0) / window,
+            "threads": {k: (v - th0.get(k, 0)) / window for k, v in th1.items()},
             "death_s": (float("nan") if receiver == "iceoryx WaitSet" else
                         death if death is not None else float("inf"))}
 
@@ -514,7 +543,7 @@ IDLE_RECEIVERS = ("shmringsrc", "FrameReader", "C++ PeekFor", "shmsrc")
 
 
 def bench_idle(cfg: Config, results: Dict[str, Any]) -> None:
-    idle: Dict[str, Dict[str, List[float]]] = {r: {} for r in IDLE_RECEIVERS}
+    idle: Dict[str, Dict[str, List[Any]]] = {r: {} for r in IDLE_RECEIVERS}
     receivers = IDLE_RECEIVERS + (("iceoryx WaitSet",) if cfg.roudi else ())
     idle.update({r: {} for r in receivers})
     for i in range(cfg.idle_rounds):
@@ -568,6 +597,8 @@ def main() -> int:
     ap.add_argument("--out", help="write BENCHMARKS.md and bench/*.png under this directory")
     ap.add_argument("--smoke", action="store_true", help="tiny counts, every program once")
     ap.add_argument("--rounds", type=int)
+    ap.add_argument("--sweep-rounds", type=int,
+                    help="rounds of the GStreamer capacity sweep rows (default: rounds - 2)")
     ap.add_argument("--gst-frames", type=int)
     ap.add_argument("--idle-window", type=float, default=10.0)
     ap.add_argument("--only", default="cpp,iox,latency,gst,fanout,python,idle")
@@ -581,6 +612,7 @@ def main() -> int:
                                "cpp_frames": cfg.cpp_frames, "smoke": cfg.smoke,
                                "load_before": os.getloadavg()}
     results["machine"] = machine()
+    started = time.monotonic()
     log(f"load average {results['load_before']}, build {cfg.build}")
     steps: List[Tuple[str, Callable[[], None]]] = [
         ("cpp", lambda: bench_cpp(cfg, results)),
@@ -606,6 +638,7 @@ def main() -> int:
         if cfg.roudi:
             cfg.roudi.close()
     results["load_after"] = os.getloadavg()
+    results["duration_s"] = time.monotonic() - started
     log(f"load average {results['load_after']}")
     if args.json:
         with open(args.json, "w") as f:

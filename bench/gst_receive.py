@@ -6,8 +6,9 @@
 Runs ``SOURCE ! fakesink`` and counts buffers at the fakesink's pad until COUNT buffers,
 end of stream, an error (shmsrc ends with an error when its sender goes away) or 2 s
 without a buffer after the first. Prints one
-JSON line: the buffers seen and the frames/s from buffer WARMUP to the last one, so the
-backlog the sender wrote before this process attached is not counted.
+JSON line: the buffers seen, the frames/s from buffer WARMUP to the last one (so the
+backlog the sender wrote before this process attached is not counted) and this process's
+CPU time per frame over the same buffers (CLOCK_PROCESS_CPUTIME_ID: every thread).
 """
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ def main() -> int:
     Gst.init(None)
     pipeline = Gst.parse_launch(f"{source} ! fakesink name=sink sync=false async=false")
     times = []
+    cpu = []
     loop = GLib.MainLoop()
     clock = time.perf_counter
 
     def probe(_pad, _info):
         times.append(clock())
+        cpu.append(time.process_time())
         if len(times) == count:
             GLib.idle_add(loop.quit)
         return Gst.PadProbeReturn.OK
@@ -65,7 +68,10 @@ def main() -> int:
     pipeline.set_state(Gst.State.NULL)
     n = len(times)
     fps = (n - 1 - warmup) / (times[-1] - times[warmup]) if n > warmup + 1 else float("nan")
-    print(json.dumps({"buffers": n, "fps": fps, "error": error[0] if error else None}))
+    cpu_ms = (1e3 * (cpu[-1] - cpu[warmup]) / (n - 1 - warmup) if n > warmup + 1
+              else float("nan"))
+    print(json.dumps({"buffers": n, "fps": fps, "cpu_ms": cpu_ms,
+                      "error": error[0] if error else None}))
     return 0
 
 

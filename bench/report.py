@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import statistics
 import sys
 from typing import Any, Dict, List, Optional, Tuple
@@ -46,25 +47,48 @@ def source_has(path: str, needle: str) -> bool:
         return False
 
 
-def tree_has(directory: str, needle: str) -> bool:
-    """Whether any source file under `directory` of the measured tree mentions `needle`."""
-    for base, _dirs, files in os.walk(os.path.join(ROOT, directory)):
-        for name in files:
-            if name.endswith((".cpp", ".hpp", ".py")) and source_has(
-                    os.path.relpath(os.path.join(base, name), ROOT), needle):
-                return True
-    return False
-
-
-def layout_version() -> str:
+def tuning_constants() -> Dict[str, int]:
+    """The integer constants of core/src/tuning.hpp of the measured tree (name -> value)."""
+    out: Dict[str, int] = {}
     try:
-        with open(os.path.join(ROOT, "core/include/shm/layout.hpp")) as f:
-            for line in f:
-                if "kVersion" in line and "=" in line:
-                    return line.split("=", 1)[1].strip().rstrip(";").strip()
+        with open(os.path.join(ROOT, "core/src/tuning.hpp")) as f:
+            for m in re.finditer(r"constexpr\s+\w+\s+(k\w+)\s*=\s*([0-9']+)\s*;", f.read()):
+                out[m.group(1)] = int(m.group(2).replace("'", ""))
     except OSError:
         pass
-    return "?"
+    return out
+
+
+def wait_protocol() -> Dict[str, Any]:
+    """How an idle receiver of the measured tree waits, read from its code and tuning values
+    (core/src/tuning.hpp, core/src/wait.cpp), so the report's explanation follows the code.
+    text: one sentence; slice_s: the longest single sleep (None when the code has none)."""
+    t = tuning_constants()
+    waitv = source_has("core/src/wait.cpp", "SYS_futex_waitv")
+    membarrier = source_has("core/src/wait.cpp", "MEMBARRIER_CMD_GLOBAL_EXPEDITED")
+    sleeps = []
+    if "kMaxConsumerSleepNs" in t:
+        sleeps.append(t["kMaxConsumerSleepNs"])
+    if "kLivenessSliceNs" in t:
+        sleeps.append(t["kLivenessSliceNs"])
+    how = ("futex_waitv on the ring's index word and the peer's flags word" if waitv else
+           "a futex on the ring's index word")
+    if "kMaxConsumerSleepNs" in t:
+        cap = f"with naps capped at {t['kMaxConsumerSleepNs'] / 1e6:g} ms (kMaxConsumerSleepNs)"
+    else:
+        cap = "with no nap cap"
+    parts = [f"an idle receiver sleeps in {how} {cap}"]
+    if "kLivenessSliceNs" in t:
+        parts.append(f"it wakes once per liveness slice of {t['kLivenessSliceNs'] / 1e6:g} ms "
+                     "(kLivenessSliceNs) to probe the producer's lock byte")
+    if "kSpinPolls" in t:
+        parts.append(f"it polls {t['kSpinPolls']} times (kSpinPolls) before each sleep")
+    if membarrier:
+        parts.append("a side going to sleep may issue one membarrier(GLOBAL_EXPEDITED) so the "
+                     "peer's fast path needs no fence (an interrupt to every CPU)")
+    slice_s = min(sleeps) / 1e9 if sleeps else None
+    return {"text": "; ".join(parts) + " (core/src/tuning.hpp, core/src/wait.cpp)",
+            "slice_s": slice_s}
 
 
 class Report:
@@ -104,7 +128,7 @@ class Report:
     def goal(self, what: str, value: Optional[float], bar: float, unit: str, why: str,
              lower_is_better: bool = False) -> None:
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            self.goals.append((what, "not measured", "—", why))
+            self.goals.append((what, "not measured", "—", ""))
             return
         met = value <= bar if lower_is_better else value >= bar
         if met:
@@ -275,7 +299,8 @@ class Report:
         self.p(f"- Commit: `{m['commit'][:12]}` ({m['commit_subject']})"
                + (", with uncommitted changes" if m["dirty"] == "yes" else ""))
         self.p(f"- Build: meson buildtype `{m['buildtype']}`; {m['gstreamer']}; Python {m['python']}")
-        self.p(f"- Date: {m['date']}")
+        self.p(f"- Date: {m['date']}"
+               + (f"; the run took {r['duration_s'] / 60:.1f} min" if "duration_s" in r else ""))
         lb, la = r["load_before"], r["load_after"]
         self.p(f"- Load average (1/5/15 min) before: {lb[0]:.2f} / {lb[1]:.2f} / {lb[2]:.2f}, "
                f"after: {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}"
@@ -299,7 +324,8 @@ class Report:
                "process and `shmringsrc shm-name=N ! fakesink sync=false` in another, vs "
                "`shmsink socket-path=P sync=false wait-for-connection=true [shm-size=C]` → "
                "`shmsrc socket-path=P ! caps ! fakesink`. Every other property at its default "
-               "(shmringsrc included: its zero-copy property stays as it ships). frames/s = buffers counted at the receiver's "
+               "(shmringsrc included: `zero-copy=true`, buffers point into the ring). frames/s = "
+               "buffers counted at the receiver's "
                "fakesink pad over wall time, from the 20th buffer to the last (so the backlog "
                "written before the receiver attached is not counted). \"Allocator path\" is "
                "whatever allocation upstream negotiates with the sink; \"forced copy\" puts "
@@ -322,6 +348,7 @@ class Report:
         for label, row, a, b in self.throughput_rows():
             self.ratio_row(label, row, a, b)
         self.p()
+        self.gst_cpu()
         for f in self.failed:
             self.p(f"- {f}.")
         if self.failed:
@@ -358,6 +385,28 @@ class Report:
                "a row.")
         return "\n".join(self.lines) + "\n"
 
+    def gst_cpu(self) -> None:
+        """CPU time per frame of the GStreamer rows' processes (where a ratio comes from)."""
+        rows = [(label, row) for label, row, a, b in self.throughput_rows()
+                if row.startswith("gst_") and "sender_cpu_ms" in self.rows.get(row, {})]
+        if not rows:
+            return
+        self.p()
+        self.p("CPU time per frame of the GStreamer rows (medians): the sender process's "
+               "user+system time over its whole run (wait4 rusage) / frames, the receiver "
+               "process's CPU time (CLOCK_PROCESS_CPUTIME_ID, all threads) over the counted "
+               "frames / frames. Equal CPU on both sides with a lower frame rate means time "
+               "spent waiting, not working.")
+        self.p()
+        self.p("| row | sender ms/frame (shmring / shmsink) | receiver ms/frame (shmring / "
+               "shmsink) |")
+        self.p("|---|---|---|")
+        for label, row in rows:
+            d = self.rows[row]
+            self.p(f"| {label} | {self.cpu_cell(d, 'sender_cpu_ms', 'shmring', 'shmsink')} | "
+                   f"{self.cpu_cell(d, 'receiver_cpu_ms', 'shmring', 'shmsink')} |")
+        self.p()
+
     def fanout(self) -> None:
         keys = sorted((k for k in self.rows if k.startswith("fanout_")),
                       key=lambda k: int(k.split("_")[1]))
@@ -370,38 +419,42 @@ class Report:
                "(\"tee+rings\") and one `shmringsink max-receivers=N` with N lossless "
                "`shmringsrc` on that ring (\"shmring\", each frame written once) vs one "
                "`shmsink` with N `shmsrc` clients. frames/s = the slowest receiver's; sender "
-               "CPU = the sender process's user+system time (wait4 rusage) per frame.")
+               "CPU = the sender process's user+system time (wait4 rusage, its whole run) per "
+               "frame; receiver CPU = the mean over the receivers of each one's process CPU "
+               "time (CLOCK_PROCESS_CPUTIME_ID, all threads) per counted frame. The sender's "
+               "cost per frame should not grow with N (each frame is written once).")
         self.p()
-        if all("shmring" in self.rows[k] for k in keys):
-            self.p("| receivers | shmring (one ring) frames/s | shmsink frames/s | ratio | "
-                   "sender CPU ms/frame (shmring / shmsink) |")
-            self.p("|---|---|---|---|---|")
-            for k in keys:
-                d = self.rows[k]
-                a, b = spread(d["shmring"]), spread(d["shmsink"])
-                rr = spread(ratios(d["shmring"], d["shmsink"]))
-                ca = spread(d["sender_cpu_ms"]["shmring"])[0]
-                cb = spread(d["sender_cpu_ms"]["shmsink"])[0]
-                self.p(f"| {k.split('_')[1]} | {fmt(a[0])} ({fmt(a[1])}–{fmt(a[2])}) | "
-                       f"{fmt(b[0])} ({fmt(b[1])}–{fmt(b[2])}) | **{rr[0]:.2f}** "
-                       f"({rr[1]:.2f}–{rr[2]:.2f}) | {ca:.2f} / {cb:.2f} |")
-            self.p()
-        self.p("| receivers | tee+rings frames/s | shmsink frames/s | ratio | sender CPU ms/frame "
-               "(tee+rings / shmsink) | rounds |")
-        self.p("|---|---|---|---|---|---|")
-        for k in keys:
-            d = self.rows[k]
-            a, b = spread(d["tee+rings"]), spread(d["shmsink"])
-            rr = spread(ratios(d["tee+rings"], d["shmsink"]))
-            ca = spread(d["sender_cpu_ms"]["tee+rings"])[0]
-            cb = spread(d["sender_cpu_ms"]["shmsink"])[0]
-            self.p(f"| {k.split('_')[1]} | {fmt(a[0])} ({fmt(a[1])}–{fmt(a[2])}) | {fmt(b[0])} "
-                   f"({fmt(b[1])}–{fmt(b[2])}) | **{rr[0]:.2f}** ({rr[1]:.2f}–{rr[2]:.2f}) | "
-                   f"{ca:.2f} / {cb:.2f} | {len(d['shmsink'])} |")
-        self.p()
+        for variant, label in (("shmring", "shmring (one ring)"), ("tee+rings", "tee+rings")):
+            self.fanout_table(keys, variant, label)
         if "fanout.png" in self.made:
             self.p("![several receivers](bench/fanout.png)")
             self.p()
+
+    def fanout_table(self, keys: List[str], variant: str, label: str) -> None:
+        """One table of the fan-out rows: `variant` against shmsink at every N."""
+        if not all(variant in self.rows[k] for k in keys):
+            return
+        self.p(f"| receivers | {label} frames/s | shmsink frames/s | ratio | sender CPU ms/frame "
+               f"({variant} / shmsink) | receiver CPU ms/frame ({variant} / shmsink) | rounds |")
+        self.p("|---|---|---|---|---|---|---|")
+        for k in keys:
+            d = self.rows[k]
+            a, b = spread(d[variant]), spread(d["shmsink"])
+            rr = spread(ratios(d[variant], d["shmsink"]))
+            cpu = [self.cpu_cell(d, "sender_cpu_ms", variant, "shmsink"),
+                   self.cpu_cell(d, "receiver_cpu_ms", variant, "shmsink")]
+            self.p(f"| {k.split('_')[1]} | {fmt(a[0])} ({fmt(a[1])}–{fmt(a[2])}) | {fmt(b[0])} "
+                   f"({fmt(b[1])}–{fmt(b[2])}) | **{rr[0]:.2f}** ({rr[1]:.2f}–{rr[2]:.2f}) | "
+                   f"{cpu[0]} | {cpu[1]} | {len(d['shmsink'])} |")
+        self.p()
+
+    @staticmethod
+    def cpu_cell(d: Dict[str, Any], key: str, a: str, b: str) -> str:
+        """"A / B" medians of a per-frame CPU measurement of a row, or "—"."""
+        c = d.get(key, {})
+        if a not in c or b not in c:
+            return "—"
+        return f"{spread(c[a])[0]:.2f} / {spread(c[b])[0]:.2f}"
 
     def latency(self) -> None:
         lat = self.r.get("latency")
@@ -452,6 +505,9 @@ class Report:
                "(`/proc/PID/task/*/status`). Then the sender is killed with SIGKILL: \"death "
                "noticed\" is the time until the receiver process has ended (polled every 5 ms).")
         self.p()
+        self.p("How the receivers wait (read from the measured tree): "
+               + wait_protocol()["text"] + ".")
+        self.p()
         self.p("| receiver | CPU % (schedstat) | CPU % (stat) | wake-ups/s | death noticed | "
                "rounds |")
         self.p("|---|---|---|---|---|---|")
@@ -477,41 +533,134 @@ class Report:
 
     def compute_goals(self) -> None:
         sink_alloc = source_has("gst-plugin/gstshmringsink.cpp", "propose_allocation")
-        v = layout_version()
         ra = self.median_ratio("gst_alloc_default", "shmring", "shmsink")
         self.goal("GStreamer 1080p, allocator path, default capacity: ≥ 1.0× shmsink", ra, 1.0,
-                  "×", "" if sink_alloc else
+                  "×", self.gst_why("gst_alloc_default", "shmring", "shmsink") if sink_alloc else
                   "no allocator on the sink yet: every frame is copied with gst_buffer_extract "
                   "while videotestsrc paints straight into shmsink's shared memory")
         rc = self.median_ratio("gst_copy_default", "shmring", "shmsink")
         self.goal("GStreamer 1080p, forced copy, default capacity: ≥ 1.0× shmsink", rc, 1.0, "×",
-                  "the ring walks its whole capacity (cache/TLB footprint) where shmsink reuses "
-                  "a few hot blocks; see the capacity sweep")
+                  self.gst_why("gst_copy_default", "shmring", "shmsink"))
+        fan = sorted((k for k in self.rows if k.startswith("fanout_")),
+                     key=lambda k: int(k.split("_")[1]))
+        for k in fan:
+            n = k.split("_")[1]
+            self.goal(f"GStreamer 1080p, {n} receiver(s) on one ring: ≥ 1.0× shmsink with {n} "
+                      "shmsrc", self.median_ratio(k, "shmring", "shmsink"), 1.0, "×",
+                      self.gst_why(k, "shmring", "shmsink"))
+        if len(fan) > 1:
+            growth = {v: self.cpu_growth(fan[0], fan[-1], v)
+                      for v in ("shmring", "tee+rings", "shmsink")}
+            first, last = fan[0].split("_")[1], fan[-1].split("_")[1]
+            others = ", ".join(f"{v} {g:.2f}×" for v, g in growth.items()
+                               if v != "shmring" and g is not None)
+            self.goal(f"sender CPU per frame flat in N: shmring at N = {last} ≤ 1.1× N = {first}",
+                      growth["shmring"], 1.1, "×", "", lower_is_better=True)
+            if others:  # the peers' growth, met or not
+                what, shown, met, note = self.goals[-1]
+                self.goals[-1] = (what, shown, met, (note + "; " if note else "") +
+                                  f"the same ratio this run: {others}")
         rf = self.median_ratio(f"frames_{GOAL_CPP_CAPACITY}", "shmring", "memcpy")
+        sweep = ", ".join(f"{c} MiB {r:.2f}×" for c in CAPACITIES_MIB
+                          for r in [self.median_ratio(f"frames_{c}", "shmring", "memcpy")]
+                          if r is not None)
         self.goal(f"C++ 1080p frames ({GOAL_CPP_CAPACITY} MiB ring): ≥ 0.9× memcpy", rf, 0.9, "×",
-                  "a consumer in another process reads every frame from memory the producer's "
-                  "core just wrote, and the ring walks its whole capacity; see the sweep")
+                  self.noise_why(f"frames_{GOAL_CPP_CAPACITY}", "shmring", "memcpy") +
+                  (f"; by ring size this run: {sweep}" if sweep else ""))
         rs = self.median_ratio("small", "shmring", "minimal")
         self.goal("64 B messages: ≥ 1.0× the minimal head/tail ring", rs, 1.0, "×",
-                  f"layout version {v}: " + ("the peer's flags word shares the cache line of "
-                                             "head and tail (header ping-pong)" if v == "1" else
-                                             "the wait protocol's flag loads per message"))
+                  self.noise_why("small", "shmring", "minimal"))
         idle = self.r.get("idle", {})
-        if tree_has("core/src", "kMaxConsumerSleepNs = 50'000'000"):
-            nap = ("the consumer naps at most 50 ms (about 20 wake-ups/s), issues a membarrier "
-                   "before each sleep and looks at the producer's liveness every 200 ms")
-        else:
-            nap = "cause not analysed by this report"
         for name in ("shmringsrc", "FrameReader", "C++ PeekFor"):
             d = idle.get(name)
             if not d:
                 continue
             self.goal(f"idle {name}: ≤ 0.1 % of a core", spread(d["cpu_pct_ns"])[0], 0.1, " %",
-                      nap, lower_is_better=True)
-            self.goal(f"idle {name}: ≤ 2 wake-ups/s", spread(d["wakeups"])[0], 2, "/s", nap,
-                      lower_is_better=True)
+                      self.idle_why(d), lower_is_better=True)
+            self.goal(f"idle {name}: ≤ 2 wake-ups/s", spread(d["wakeups"])[0], 2, "/s",
+                      self.idle_why(d), lower_is_better=True)
             self.goal(f"idle {name}: producer death noticed ≤ 0.5 s", max(d["death_s"]), 0.5,
                       " s (worst round)", "", lower_is_better=True)
+
+    def cpu_growth(self, first: str, last: str, variant: str) -> Optional[float]:
+        """Median sender CPU per frame of row `last` over that of row `first`."""
+        try:
+            a = spread(self.rows[first]["sender_cpu_ms"][variant])[0]
+            b = spread(self.rows[last]["sender_cpu_ms"][variant])[0]
+        except KeyError:
+            return None
+        return b / a if a > 0 else None
+
+    def noise_why(self, row: str, a: str, b: str) -> str:
+        """The spread of a row's per-round ratios and the load: whether a miss is within this
+        run's noise."""
+        d = self.rows.get(row)
+        if not d or a not in d or b not in d:
+            return ""
+        lo, hi = spread(ratios(d[a], d[b]))[1:]
+        text = f"per-round ratios {lo:.2f}–{hi:.2f}"
+        if lo <= 1.0 <= hi:
+            text += ", across 1.0"
+        load = max(self.r["load_before"][0], self.r["load_after"][0])
+        if load > 0.5:
+            text += f"; load average up to {load:.1f} on {self.r['machine']['cores']} cores"
+        return text
+
+    def gst_why(self, row: str, a: str, b: str) -> str:
+        """Why a GStreamer row's ratio is what it is, from this run's measurements: the CPU
+        time per frame of each side's sender and receiver, the spread of the per-round
+        ratios and the machine's load."""
+        d = self.rows.get(row)
+        if not d or "sender_cpu_ms" not in d:
+            return ""
+        parts = []
+        verdicts = []
+        for key, side in (("sender_cpu_ms", "sender"), ("receiver_cpu_ms", "receiver")):
+            c = d.get(key, {})
+            if a in c and b in c:
+                x, y = spread(c[a])[0], spread(c[b])[0]
+                if math.isnan(x) or math.isnan(y):
+                    continue
+                parts.append(f"{side} CPU {x:.2f} vs {y:.2f} ms/frame")
+                if y > 0 and x > 1.05 * y:
+                    verdicts.append(f"the {side} costs {(x / y - 1) * 100:.0f} % more CPU per "
+                                    "frame")
+        if not parts:
+            return ""
+        text = f"this run, {a} vs {b}: " + ", ".join(parts)
+        if verdicts:
+            text += ": " + " and ".join(verdicts)
+        else:
+            text += ": neither side costs more CPU per frame, so the difference is time spent " \
+                    "waiting (scheduling between the processes)"
+        return text + "; " + self.noise_why(row, a, b)
+
+    def idle_why(self, d: Dict[str, Any]) -> str:
+        """The idle explanation from the wait protocol of the measured tree and the measured
+        wake-ups per thread."""
+        wp = wait_protocol()
+        text = "the wait protocol (\"How the receivers wait\" below)"
+        if wp["slice_s"]:
+            # A frame every second wakes the receiver, and each sleep ends after one slice at
+            # the latest (counted from the wake-up): ceil(1 s / slice) wake-ups per second.
+            expected = math.ceil(IDLE_FRAME_INTERVAL_S / wp["slice_s"] - 1e-9)
+            text += (f" wakes an idle receiver of a 1 frame/s stream {expected} times a second: "
+                     f"the frame and {expected - 1} liveness slice(s) of "
+                     f"{wp['slice_s'] * 1e3:g} ms between frames")
+        threads: Dict[str, List[float]] = {}
+        for rnd in d.get("threads", []):
+            for comm, rate in rnd.items():
+                threads.setdefault(comm, []).append(rate)
+        busy = sorted(((spread(v)[0], comm) for comm, v in threads.items()), reverse=True)
+        busy = [(r, c) for r, c in busy if r >= 0.1][:4]
+        if busy:
+            text += ("; measured context switches by thread (\"preempted\": nonvoluntary, the "
+                     "machine's other load): " + ", ".join(f"{c} {r:.1f}/s" for r, c in busy))
+        w = spread(d["wakeups"])[0]
+        cpu = spread(d["cpu_pct_ns"])[0]
+        if w > 0 and not math.isnan(cpu):
+            text += f"; {cpu * 1e4 / w:.0f} µs of CPU per wake-up"
+        return text
 
     def write(self) -> None:
         os.makedirs(self.out, exist_ok=True)
@@ -524,6 +673,7 @@ class Report:
 
 
 CAPS = "video/x-raw,format=BGR,width=1920,height=1080"
+IDLE_FRAME_INTERVAL_S = 1.0  # bench.py's idle row: framerate=1/1
 
 
 def write(results: Dict[str, Any], out_dir: str) -> None:

@@ -2,7 +2,7 @@
 // sender), negotiates from the CAPS records (renegotiating on change), pushes
 // BUFFER records with the sender's timestamps, offsets and flags in a TIME
 // segment, and ends with EOS when the stream ends. Buffers wrap the ring memory
-// (no copy) unless downstream already holds more than half the ring.
+// (no copy) unless it is a live receiver or downstream already holds more than half the ring.
 //
 // Threads: start tries to attach once (so a refused ring fails the state
 // change); create runs in the streaming thread, is the only reader of the ring
@@ -37,7 +37,7 @@ constexpr gboolean kDefaultIsLive = FALSE;
 constexpr guint64 kDefaultTimeout = 0;  // wait forever
 constexpr gboolean kDefaultLatest = FALSE;
 constexpr gboolean kDefaultReconnect = FALSE;
-constexpr gboolean kDefaultZeroCopy = FALSE;
+constexpr gboolean kDefaultZeroCopy = TRUE;
 constexpr gboolean kDefaultAllowForeignOwner = FALSE;
 // latest=true: how far from due a skipped-to buffer may be before it gets a new
 // segment (see rebase_skip).
@@ -324,13 +324,16 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
   /**
    * GstShmringSrc:zero-copy:
    *
-   * Push buffers that point into the ring instead of copies. The ring space of a
-   * buffer is reused only after downstream frees it and every older one, so use
-   * this only when everything downstream frees buffers promptly (videoconvert,
-   * display sinks): elements that keep many frames (encoders with lookahead,
-   * unbounded queues, apps keeping samples) stall the sender. Past half the ring
-   * held, buffers are copied anyway; a stall is reported as a warning. May be
-   * changed while PLAYING (applies to the next buffer).
+   * Push buffers that point into the ring instead of copies (the default, as
+   * shmsrc hands out shared memory). The ring space of a buffer is reused only
+   * after downstream frees it and every older one: elements that keep many
+   * frames (encoders with lookahead, unbounded queues, apps keeping samples)
+   * hold the sender back while they keep them. Past half the ring held, buffers
+   * are copied anyway, and a sender stalled by held buffers is reported with a
+   * warning; set it to false to copy every buffer out. A live receiver
+   * (#GstShmringSrc:mode) always copies: it promises never to hold the sender
+   * back, and a buffer held downstream would. May be changed while PLAYING
+   * (applies to the next buffer).
    */
   g_object_class_install_property(
       gobject_class, PROP_ZERO_COPY,
@@ -882,8 +885,8 @@ static bool skip_to_latest(GstShmringSrc* self, Message* m) {
   return true;
 }
 
-// Copies a body, or with zero-copy=true wraps it (copying anyway when more than
-// half the ring is held downstream).
+// Wraps a body (zero-copy=true, the default), or copies it: with zero-copy=false,
+// for a live receiver, or when more than half the ring is held downstream.
 static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v, const uint8_t* body,
                               uint32_t len) {
   const std::shared_ptr<shm::ShmConsumer>& consumer = self->st->consumer;

@@ -319,9 +319,9 @@ TEST(ShmringSrc, ZeroCopyBuffersReleaseTheRingInOrder) {
   gst_harness_teardown(h);
 }
 
-// Downstream holding every buffer must not stall the sender: by default the
-// src copies and frees each record at once.
-TEST(ShmringSrc, BuffersHeldDownstreamDoNotStallTheRingByDefault) {
+// Downstream holding every buffer must not stall the sender with zero-copy=false:
+// the src copies and frees each record at once.
+TEST(ShmringSrc, BuffersHeldDownstreamDoNotStallTheRingWithoutZeroCopy) {
   const std::string name = UniqueName("gsrc-hold");
   std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
   constexpr int kCount = 30;
@@ -331,7 +331,7 @@ TEST(ShmringSrc, BuffersHeldDownstreamDoNotStallTheRingByDefault) {
       Put(*p, BufferMessage(Pattern(1000, static_cast<uint8_t>(i)), i));
     Put(*p, EosMessage());
   });
-  GstHarness* h = NewSrc(name);
+  GstHarness* h = NewSrc(name, "zero-copy=false");
   gst_harness_play(h);
   std::vector<GstBuffer*> held;
   for (int i = 0; i < kCount; ++i) {
@@ -779,6 +779,17 @@ TEST(ShmringSrc, ZeroCopyCopiesOnceMoreThanHalfTheRingIsHeld) {
   EXPECT_TRUE(GST_MEMORY_IS_READONLY(gst_buffer_peek_memory(b, 0))) << "ring-backed again";
   gst_buffer_unref(b);
   gst_harness_teardown(h);
+}
+
+// Like shmsrc, the src hands out the ring's memory unless told to copy
+// (tests/gst/test_zero_copy_pipelines.py checks it in two-process pipelines).
+TEST(ShmringSrc, ZeroCopyIsTheDefault) {
+  GstElement* src = gst_element_factory_make("shmringsrc", nullptr);
+  ASSERT_NE(src, nullptr);
+  gboolean zero_copy = FALSE;
+  g_object_get(src, "zero-copy", &zero_copy, nullptr);
+  EXPECT_TRUE(zero_copy);
+  gst_object_unref(src);
 }
 
 // Properties read for every buffer may change while PLAYING.

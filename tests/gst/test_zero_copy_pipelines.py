@@ -114,3 +114,47 @@ def test_synced_video_sink_receives_every_frame():
     assert len(pts) == FRAMES and pts == sorted(pts), pts
     in_place, _ = sent_counts(send.stderr)
     assert in_place >= FRAMES - 2
+
+
+def probe_receiver(props="", lossless=True):
+    """Sends the stream through a ring to memory_probe.py (started first) and returns
+    what it saw: where each buffer pushed by shmringsrc lives. A lossless receiver
+    sees every buffer; a live one at least one (it skips when the sender laps it)."""
+    name = unique("mem")
+    recv = subprocess.Popen([sys.executable, str(HERE / "memory_probe.py"), "--props", props,
+                             name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # 4 MiB: 18 frames, so the one frame fakesink keeps and the one being pushed
+        # never come near half the ring (past that the src copies).
+        run(f"{SRC} ! shmringsink shm-name={name} capacity={4 << 20}")
+        out, err = recv.communicate(timeout=120)
+    finally:
+        if recv.poll() is None:
+            recv.kill()
+            recv.communicate()
+    assert recv.returncode == 0, err[-3000:]
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["buffers"] == FRAMES if lossless else res["buffers"] >= 1, res
+    return res
+
+
+def test_receiver_pushes_the_rings_memory_by_default():
+    """shmringsrc hands out the ring's memory itself (as shmsrc hands out shared
+    memory): every buffer at the fakesink's pad lies inside the receiver's mapping of
+    the ring, read-only. (fakesink keeps only the last buffer: never half the ring.)"""
+    res = probe_receiver()
+    assert res["in_ring"] == FRAMES, res
+    assert res["readonly"] == FRAMES, res
+
+
+def test_receiver_copies_with_zero_copy_false():
+    res = probe_receiver("zero-copy=false")
+    assert res["in_ring"] == 0, res
+    assert res["readonly"] == 0, res
+
+
+def test_live_receiver_copies():
+    """A live receiver never holds the sender back, so it never pushes ring memory
+    (a buffer kept downstream would pin the ring)."""
+    res = probe_receiver("mode=live", lossless=False)
+    assert res["in_ring"] == 0, res
