@@ -167,3 +167,27 @@ def test_frame_reader_with_no_key_frame_left_drops_deltas_until_the_next(ring_na
         # Every record before frame 100 (the CAPS record and frames 0..99) was either
         # lost (ring_skips) or a delta the reader dropped (skipped).
         assert r.ring_skips + r.skipped == 101
+
+
+def test_frame_reader_lapped_past_a_caps_change_takes_the_caps_from_the_header(ring_name):
+    """The CAPS record of a caps change was reused before a stalled live reader got to it:
+    after the skip, the frames are shaped by the new caps (the producer's current caps in
+    the ring header), not the old ones."""
+    big = "video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1"
+    small = "video/x-raw,format=GRAY8,width=32,height=24,framerate=30/1"
+    with FrameWriter(ring_name, 16384, caps=big) as w, \
+            FrameReader(ring_name, timeout=0, mode="live") as r:
+        assert w.write(bytes(64 * 48), pts=0, timeout=0)
+        frame = r.read_frame(0)
+        assert frame is not None and (frame.width, frame.height) == (64, 48)
+        del frame
+        assert r.read_frame(0) is None  # gives frame 0 back: the reader holds nothing
+        w.set_caps(small)
+        for seq in range(1, 60):  # 60 small frames lap the 16 KiB ring three times
+            assert w.write(bytes([seq]) * (32 * 24), pts=seq, timeout=0)
+        frame = r.read_frame(0)
+        assert r.ring_skips > 0, "the reader was lapped"
+        assert frame is not None and frame.pts == 59
+        assert r.caps == small
+        assert (frame.width, frame.height) == (32, 24)
+        assert frame.data.nbytes == 32 * 24 and frame.data[0] == 59
