@@ -553,6 +553,27 @@ static std::string ring_name(GstShmringSrc* self) {
   return name;
 }
 
+// The sender's current caps from the ring header (stream info), when the CAPS
+// record they came from is before `before` (a ring index): reused, or before a
+// live start, so this receiver never reads it. They become the pending caps (set
+// before the next buffer); a CAPS record ahead of `before` replaces them when read.
+// Streaming thread (or start).
+static void caps_from_header(GstShmringSrc* self, const shm::ShmConsumer& consumer,
+                             uint32_t before) {
+  std::string info;
+  uint32_t index = 0;
+  // Ring indices run freely: the record at `index` is before `before`.
+  if (!consumer.StreamInfo(&info, &index) || static_cast<int32_t>(index - before) >= 0) return;
+  GstCaps* caps = gst_caps_from_string(info.c_str());
+  if (caps != nullptr && gst_caps_is_fixed(caps)) {
+    GST_INFO_OBJECT(self, "caps from the ring header: %" GST_PTR_FORMAT, caps);
+    gst_caps_replace(&self->st->pending_caps, caps);
+  } else {
+    GST_WARNING_OBJECT(self, "ignoring caps in the ring header that are not fixed caps: %s",
+                       info.c_str());
+  }
+  gst_clear_caps(&caps);
+}
 // Keeps an attached consumer if this element can read what its ring carries.
 // False with an error posted.
 static bool take_consumer(GstShmringSrc* self, std::unique_ptr<shm::ShmConsumer> consumer) {
@@ -595,20 +616,8 @@ static bool take_consumer(GstShmringSrc* self, std::unique_ptr<shm::ShmConsumer>
   st->need_keyframe = consumer->live();
   st->ring_skips_seen = consumer->skipped();
   if (profile == shm::layout::kProfileGstFraming) {
-    // The sender's current caps from the header, when their CAPS record is behind
-    // our start (reused, or before a live start): a receiver joining mid-stream
-    // of a ring with several receivers. A CAPS record ahead of us replaces them.
-    std::string info;
-    uint32_t index = 0;
-    if (consumer->StreamInfo(&info, &index) &&
-        static_cast<int32_t>(index - consumer->ring()->LoadTail()) < 0) {
-      GstCaps* caps = gst_caps_from_string(info.c_str());
-      if (caps != nullptr && gst_caps_is_fixed(caps)) {
-        GST_INFO_OBJECT(self, "caps from the ring header: %" GST_PTR_FORMAT, caps);
-        gst_caps_replace(&st->pending_caps, caps);
-      }
-      gst_clear_caps(&caps);
-    }
+    // A receiver joining mid-stream of a ring with several receivers.
+    caps_from_header(self, *consumer, consumer->ring()->LoadTail());
   }
   GST_INFO_OBJECT(self, "receiver slot %u, mode %s", consumer->slot(),
                   consumer->mode() == shm::layout::kModeLive ? "live" : "lossless");
@@ -830,11 +839,17 @@ static void count_skipped(GstShmringSrc* self, guint64 n) {
 // before we read them): each lost record counts in skipped, and the next buffer is
 // DISCONT. The ring resumes at the newest key frame still in it when there is one;
 // otherwise delta units are dropped (and counted) until the next key frame, so a
-// decoder never gets a delta without its reference. Streaming thread.
-static void note_ring_skips(GstShmringSrc* self) {
+// decoder never gets a delta without its reference. A CAPS record among the lost
+// ones is recovered from the ring header: the sender's current caps, when their
+// record is before `end` (the end of the record the receiver resumed at), apply
+// from the next buffer on. Streaming thread.
+static void note_ring_skips(GstShmringSrc* self, uint32_t end) {
   SrcState* st = self->st;
   const uint64_t ring_skips = st->consumer->skipped();
   if (ring_skips == st->ring_skips_seen) return;
+  if (st->consumer->profile() == shm::layout::kProfileGstFraming) {
+    caps_from_header(self, *st->consumer, end);
+  }
   GST_LOG_OBJECT(self, "skipped %" G_GUINT64_FORMAT " records (live receiver fell behind)",
                  ring_skips - st->ring_skips_seen);
   count_skipped(self, ring_skips - st->ring_skips_seen);
@@ -1120,7 +1135,7 @@ static void stamp(GstShmringSrc* self, GstBuffer* buf, const Message& m) {
   // A gap the sender made (it dropped buffers: wait-for-space=false) arrives as
   // the DISCONT flag of the buffer after it, carried above. (The header's dropped
   // counter says how many, not where: it rises before the reader reaches the gap.)
-  note_ring_skips(self);
+  note_ring_skips(self, m.view.end);
   if (st->discont) {
     GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
     st->discont = false;
@@ -1309,7 +1324,7 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
       if (ret == SHMRING_FLOW_RECONNECTED) continue;
       return ret;
     }
-    note_ring_skips(self);  // also when the skip lands on a CAPS or EOS record
+    note_ring_skips(self, v.end);  // also when the skip lands on a CAPS or EOS record
 
     if (st->consumer->profile() == shm::layout::kProfileOpaque) {
       // Opaque bytes: caps from the property, times from this pipeline if asked.
@@ -1356,7 +1371,10 @@ static GstFlowReturn gst_shmring_src_create(GstPushSrc* psrc, GstBuffer** outbuf
     GST_OBJECT_LOCK(self);
     const gboolean latest = self->latest;
     GST_OBJECT_UNLOCK(self);
-    if (latest && !skip_to_latest(self, &m)) return GST_FLOW_ERROR;
+    if (latest) {
+      if (!skip_to_latest(self, &m)) return GST_FLOW_ERROR;
+      note_ring_skips(self, m.view.end);  // lapped while looking ahead: caps before ensure_caps
+    }
     const GstClockTime taken_clock = latest ? clock_time_now(self) : GST_CLOCK_TIME_NONE;
 
     const GstFlowReturn ret = ensure_caps(self);

@@ -1298,6 +1298,29 @@ bool ByteRingBuffer::PinForRead(uint32_t* at_io) {
     // `at` may be overwritten under a cached limit the producer computed before it
     // saw our pin, so a receiver that gives up reads nothing (the caller's kEmpty).
     if (attempt >= 5) return false;
+    // `at` may be a WRAP marker (or PAD records) before the lap's start: the floor
+    // passing it reused nothing this receiver needs when the next lap's start is at
+    // or above the floor and no message lies between (its sequence number is ours).
+    // Go on there, losing nothing (SeqOfStart pins it while it counts).
+    const uint32_t pos = at & mask_;
+    if (attempt == 0 && pos != 0 && read_seq_known_) {
+      const uint32_t lap = at + (capacity_ - pos);
+      uint32_t lap_seq = 0;
+      if (static_cast<int32_t>(lap - floor) >= 0 && SeqOfStart(lap, &lap_seq) &&
+          lap_seq == read_seq_) {
+        at = lap;
+        read_pos_ = at;
+        released_ = at;
+        stored_ = at;
+        // (SeqOfStart left the tail at `lap`, unpinned.) A producer asleep on our old
+        // pin must look again.
+        atomics::FullFence();
+        if (atomics::LoadRelaxed(word(kProducerFlagsOffset)) & kProducerWaiting) {
+          wait::WakeWord(tail);
+        }
+        continue;
+      }
+    }
     // The producer may have reused `at`: resume at the newest sync point (a key
     // frame) still in the ring, or, when there is none, at the newest record, or,
     // while that is being reused too, at the published head: wait for what comes next.

@@ -24,7 +24,7 @@ from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS
                       MIN_HEADER_SIZE, TIME_NONE, Extensions, MessageHeader, VideoMeta,
                       decode_header, encode_caps, encode_eos, encode_header, monotonic_ns,
                       parse_extensions, unpack_header)
-from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, INDEX_MASK, PRODUCER_WAITING,
+from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, INDEX_MASK, INFO_MAX, PRODUCER_WAITING,
                      PROFILE_GST_FRAMING)
 
 if TYPE_CHECKING:
@@ -386,6 +386,17 @@ class FrameReader:
                     "raw bytes (1-D)", RuntimeWarning, stacklevel=3)
         self._layout = self._layouts[caps]
 
+    def _caps_after_skip(self, end: int) -> None:
+        """After a ring skip: the producer's current caps from the header when their
+        CAPS record is before the record ending at ``end`` (a CAPS record the skip
+        passed over); a CAPS record still ahead replaces them when it is read."""
+        info = self._consumer.stream_info()
+        if info is None or (info[1] - end) & 0xFFFFFFFF < 0x80000000:  # index >= end
+            return
+        caps = info[0].decode("utf-8", "replace")
+        if caps != self._caps:
+            self._set_caps(caps)
+
     def _stale(self, end: int, flags: int) -> bool:
         """A live ring's frame from the backlog, or a delta unit before the first key
         frame: not to be returned."""
@@ -529,6 +540,7 @@ class FrameReader:
                     # still in it, or else delta units go until the next key frame.
                     self._ring_skips_seen = ring.skipped
                     self._need_key = True
+                    self._caps_after_skip(end)
                 if self._need_key and self._stale(end, fields[2]):
                     self.skipped += 1
                     continue
@@ -740,11 +752,17 @@ class FrameWriter:
         Producer thread; blocks.
         """
         if self._pending_caps is not None and self._pending_caps != self._caps:
+            index = self._producer.ring.head  # at or before the CAPS record's start
             if not self._send(encode_caps(self._pending_caps, monotonic_ns()), timeout):
                 self._producer.count_dropped()
                 self._discont_next = True
                 return False
             self._caps = self._pending_caps
+            # Also in the header: a reader that joins, or falls behind, after this
+            # record was reused gets these caps (as shmringsink does).
+            info = self._caps.encode("utf-8")
+            if len(info) <= INFO_MAX:
+                self._producer.set_stream_info(info, index)
         body = self._conform(memoryview(data).cast("B"))
         if self._discont_next:
             flags |= _DISCONT

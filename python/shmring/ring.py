@@ -1104,6 +1104,23 @@ class ByteRingBuffer:
             # before it saw our pin, so giving up reads nothing.
             if attempt >= 5:
                 return None
+            # ``at`` may be a WRAP marker (or PAD records) before the lap's start: the
+            # floor passing it reused nothing this receiver needs when the next lap's
+            # start is above the floor and no message lies between (its sequence
+            # number is ours). Go on there, losing nothing (C++ ``PinForRead``).
+            cap, pos = self._capacity, at & self._mask
+            if attempt == 0 and pos and self._read_seq_known:
+                lap = (at + cap - pos) & _M
+                if (lap - floor) & _M < 0x80000000 and \
+                        self._seq_of_start(lap) == self._read_seq & _M:
+                    at = self._read_pos = self._freed = self._released = lap
+                    # (_seq_of_start left the tail at ``lap``, unpinned.) A producer
+                    # asleep on our old pin must look again.
+                    full_fence()
+                    if w[PRODUCER_FLAGS_WORD] & PRODUCER_WAITING:
+                        _futex.wake_word(self._tail_address)
+                    attempt += 1
+                    continue
             # The producer may have reused ``at``: resume at the newest sync point (a
             # key frame) still in the ring, or, when there is none (or it is being
             # reused too), at the published head: wait for what comes next.

@@ -187,3 +187,44 @@ TEST(FanOutSkips, GarbageMarksNeverMoveAReceiverOutsideThePublishedRecords) {
 }
 
 }  // namespace
+
+// A live receiver read lap 0 to its end (2096 of 4096 bytes) and stalls there. The
+// next record does not fit: the producer writes a WRAP marker at 2096 and the record
+// at 4096, moving its reuse floor past the marker (what it needs plus a quarter of
+// the ring) but not past 4096, then fills lap 1 with small records without moving the
+// floor again. Nothing the receiver still needs was reused: it is not lapped, goes
+// on at 4096 and loses nothing.
+TEST(FanOutSkips, ReceiverIdleOnAWrapMarkerIsNotLappedWhileTheNextLapIsIntact) {
+  Ring r("skip-wrap");
+  ASSERT_TRUE(r.producer.IsValid()) << r.producer.error();
+  ASSERT_TRUE(r.live.IsValid()) << r.live.error();
+  constexpr uint32_t kBig = 2092;  // a 2096-byte record: two do not fit in one lap
+  static_assert(layout::RecordSize(kBig) == 2096 && layout::RecordSize(8) == 16, "sizes");
+  uint8_t buf[kBig] = {};
+  const auto write = [&](uint64_t seq, uint32_t len) {
+    std::memcpy(buf, &seq, 8);
+    ASSERT_EQ(r.producer.WriteFor(buf, len, 0), Status::kOk) << seq;
+  };
+  const auto read = [&]() -> uint64_t {
+    uint8_t in[kBig];
+    const shm::ReadResult got = r.live.ReadFor(in, kBig, 0);
+    return got.status == Status::kOk ? SeqOf(in) : ~uint64_t{0};
+  };
+  ASSERT_NO_FATAL_FAILURE(write(0, kBig));
+  EXPECT_EQ(read(), 0u);
+  EXPECT_EQ(read(), ~uint64_t{0}) << "idle at 2096, holding nothing";
+  ASSERT_NO_FATAL_FAILURE(write(1, kBig));  // WRAP marker at 2096, record at 4096
+  uint32_t floor;
+  std::memcpy(&floor, r.producer.ring()->base() + layout::kFloorOffset, 4);
+  ASSERT_GT(floor, 2096u) << "the marker may be reused";
+  ASSERT_LE(floor, kCapacity) << "lap 1 may not";
+  uint64_t seq = 2;
+  for (; r.producer.ring()->ProducerHead() + 16 <= floor + kCapacity; ++seq) {
+    ASSERT_NO_FATAL_FAILURE(write(seq, 8));  // room without moving the floor
+  }
+  uint32_t floor_after;
+  std::memcpy(&floor_after, r.producer.ring()->base() + layout::kFloorOffset, 4);
+  ASSERT_EQ(floor_after, floor);
+  for (uint64_t want = 1; want < seq; ++want) ASSERT_EQ(read(), want);
+  EXPECT_EQ(r.live.skipped(), 0u);
+}

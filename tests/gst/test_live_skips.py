@@ -34,7 +34,10 @@ pytestmark = pytest.mark.skipif(
     shutil.which("gst-launch-1.0") is None, reason="gst-launch-1.0 not installed")
 
 GOP = 30
-CAPACITY = 256 * 1024
+# The GOP + 9 frames written while the receiver is stalled before the lap (about 5.6 KB
+# each, some 220 KB) must stay well inside the three quarters of a lap the producer
+# keeps: with 256 KiB they sometimes lapped it there already (a second skip).
+CAPACITY = 512 * 1024
 RAW = "video/x-raw,format=I420,width=320,height=240,framerate=30/1"
 
 # The receiver: pulls `first` decoded frames, prints "stalled", waits for a line on
@@ -206,3 +209,129 @@ def test_lapped_live_receiver_resumes_at_the_newest_key_frame_and_counts_what_it
     assert result["skipped"] == sent - len(got)
     assert result["decoded"] == len(got), "the decoder made a frame of every buffer"
     assert result["problems"] == [], result["problems"]
+
+
+BIG = "video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1"
+SMALL = "video/x-raw,format=GRAY8,width=32,height=24,framerate=30/1"
+CAPS_CAPACITY = 64 * 1024
+
+# The receiver of the caps test: records, for every buffer shmringsrc pushes, its pts,
+# size and the width and height of the pad's caps at that moment (GRAY8 at these
+# widths has no row padding: a frame is width * height bytes). Pulls `first` frames,
+# prints "stalled", waits for a line on stdin, then pulls to EOS and prints one JSON line.
+CAPS_RECEIVER = r"""
+import json, sys
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+name, first = sys.argv[1], int(sys.argv[2])
+pipe = Gst.parse_launch(
+    f"shmringsrc name=r shm-name={name} mode=live timeout=60000000000 ! "
+    "appsink name=a sync=false max-buffers=1")
+pushed = []
+def probe(pad, info):
+    b = info.get_buffer()
+    s = pad.get_current_caps().get_structure(0)
+    pushed.append((b.pts, b.get_size(), s.get_value("width"), s.get_value("height")))
+    return Gst.PadProbeReturn.OK
+pipe.get_by_name("r").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, probe)
+pipe.set_state(Gst.State.PLAYING)
+sink = pipe.get_by_name("a")
+for _ in range(first):
+    assert sink.emit("pull-sample") is not None
+print("stalled", flush=True)
+sys.stdin.readline()
+while sink.emit("pull-sample") is not None:
+    pass
+skipped = pipe.get_by_name("r").get_property("skipped")
+pipe.set_state(Gst.State.NULL)
+print(json.dumps({"pushed": pushed, "skipped": skipped}), flush=True)
+"""
+
+
+def test_lapped_live_receiver_pushes_the_caps_it_skipped_before_the_next_buffer():
+    """The sender changes caps (64x48 -> 32x24) while a live receiver is stalled and
+    lapped twice: the CAPS record is reused before the receiver reads it. After the skip
+    the receiver takes the sender's current caps from the ring header, so every buffer
+    it pushes has the size its caps say."""
+    name = unique("lcaps")
+    Gst.init(None)
+    sender = Gst.parse_launch(
+        f"appsrc name=in is-live=true format=time caps={BIG} ! "
+        f"shmringsink name=s shm-name={name} max-receivers=2 capacity={CAPS_CAPACITY} "
+        "sync=false")
+    written = []
+
+    def count(pad, info):
+        written.append(info.get_buffer().pts)
+        return Gst.PadProbeReturn.OK
+
+    sender.get_by_name("s").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, count)
+    appsrc = sender.get_by_name("in")
+    pushed = 0
+    size = 64 * 48
+
+    def push(n):
+        """Pushes n frames of the current size; waits until the sink got them all."""
+        nonlocal pushed
+        for _ in range(n):
+            buf = Gst.Buffer.new_wrapped(bytes([pushed % 256]) * size)
+            buf.pts = pushed * Gst.SECOND // 30
+            buf.duration = Gst.SECOND // 30
+            assert appsrc.emit("push-buffer", buf) == Gst.FlowReturn.OK
+            pushed += 1
+        wait_for(lambda: len(written) == pushed, procs)
+
+    receiver = None
+    procs = []
+    try:
+        sender.set_state(Gst.State.PLAYING)
+        push(2)
+        wait_for(lambda: os.path.exists("/dev/shm/" + name), procs)
+        receiver = subprocess.Popen([PY, "-c", CAPS_RECEIVER, name, "3"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        procs.append(receiver)
+
+        def slot():
+            return next((r for r in HeaderSnapshot.read(name).receivers if r.attached), None)
+        wait_for(lambda: slot() is not None, procs)
+        push(8)
+        line = receiver.stdout.readline()
+        assert line.startswith("stalled"), line + receiver.stderr.read()
+        stalled_at = slot().position
+        # The caps change, then small frames until the receiver is lapped twice.
+        appsrc.set_property("caps", Gst.Caps.from_string(SMALL))
+        size = 32 * 24
+        changed_at = pushed
+        while (HeaderSnapshot.read(name).head - stalled_at) & 0xFFFFFFFF <= 2 * CAPS_CAPACITY:
+            push(1)
+        receiver.stdin.write("go\n")
+        receiver.stdin.flush()
+        wait_for(lambda: slot().position != stalled_at, procs)
+        push(5)
+        assert appsrc.emit("end-of-stream") == Gst.FlowReturn.OK
+        msg = sender.get_bus().timed_pop_filtered(120 * Gst.SECOND,
+                                                  Gst.MessageType.EOS | Gst.MessageType.ERROR)
+        assert msg is not None and msg.type == Gst.MessageType.EOS, msg and msg.parse_error()
+        out, err = receiver.communicate(timeout=120)
+        assert receiver.returncode == 0, err[-3000:]
+    finally:
+        sender.set_state(Gst.State.NULL)
+        if receiver is not None and receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+        try:
+            os.unlink("/dev/shm/" + name)
+        except FileNotFoundError:
+            pass
+    result = json.loads(out.strip().splitlines()[-1])
+    got = [tuple(b) for b in result["pushed"]]
+    assert result["skipped"] > 0, "the receiver was lapped"
+    # No buffer of the new size reached the receiver before the skip.
+    assert all(pts < changed_at * Gst.SECOND // 30 for pts, _, _, _ in got[:3])
+    assert got[-1][0] == (pushed - 1) * Gst.SECOND // 30, "to the end of the stream"
+    wrong = [b for b in got if b[1] != b[2] * b[3]]
+    assert wrong == [], "buffers whose size is not what their caps say"
+    assert got[-1][2:] == (32, 24)

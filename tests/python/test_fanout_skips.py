@@ -10,7 +10,8 @@ import pytest
 
 from shmring import FrameReader, FrameWriter, ShmConsumer, ShmProducer
 from shmring._atomics import load_u64, store_u64
-from shmring.layout import HEAD_MARK_WORD, LAST_MARK_WORD, SYNC_MARK_WORD, mark, record_size
+from shmring.layout import (FLOOR_WORD, HEAD_MARK_WORD, LAST_MARK_WORD, SYNC_MARK_WORD, mark,
+                            record_size)
 
 MSG = 200
 CAPACITY = 4096
@@ -167,3 +168,55 @@ def test_frame_reader_with_no_key_frame_left_drops_deltas_until_the_next(ring_na
         # Every record before frame 100 (the CAPS record and frames 0..99) was either
         # lost (ring_skips) or a delta the reader dropped (skipped).
         assert r.ring_skips + r.skipped == 101
+
+
+def test_frame_reader_lapped_past_a_caps_change_takes_the_caps_from_the_header(ring_name):
+    """The CAPS record of a caps change was reused before a stalled live reader got to it:
+    after the skip, the frames are shaped by the new caps (the producer's current caps in
+    the ring header), not the old ones."""
+    big = "video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1"
+    small = "video/x-raw,format=GRAY8,width=32,height=24,framerate=30/1"
+    with FrameWriter(ring_name, 16384, caps=big) as w, \
+            FrameReader(ring_name, timeout=0, mode="live") as r:
+        assert w.write(bytes(64 * 48), pts=0, timeout=0)
+        frame = r.read_frame(0)
+        assert frame is not None and (frame.width, frame.height) == (64, 48)
+        del frame
+        assert r.read_frame(0) is None  # gives frame 0 back: the reader holds nothing
+        w.set_caps(small)
+        for seq in range(1, 60):  # 60 small frames lap the 16 KiB ring three times
+            assert w.write(bytes([seq]) * (32 * 24), pts=seq, timeout=0)
+        frame = r.read_frame(0)
+        assert r.ring_skips > 0, "the reader was lapped"
+        assert frame is not None and frame.pts == 59
+        assert r.caps == small
+        assert (frame.width, frame.height) == (32, 24)
+        assert frame.data.nbytes == 32 * 24 and frame.data[0] == 59
+
+
+
+def test_live_receiver_idle_on_a_wrap_marker_is_not_lapped_while_the_next_lap_is_intact(
+        ring_name):
+    """A live receiver read lap 0 to its end (2096 of 4096 bytes) and stalls there. The
+    next record does not fit: the producer writes a WRAP marker at 2096 and the record
+    at 4096, moving its reuse floor past the marker (what it needs plus a quarter of
+    the ring) but not past 4096. It then fills lap 1 with small records without moving
+    the floor again: nothing the receiver still needs (4096 onwards) was reused, so it
+    is not lapped: it goes on at 4096 and loses nothing."""
+    big = 2092  # a 2096-byte record: two do not fit in one lap
+    assert record_size(big) == 2096 and record_size(8) == 16
+    with ShmProducer(ring_name, CAPACITY, max_receivers=2) as p, \
+            ShmConsumer(ring_name, mode="live") as live:
+        assert p.write((0).to_bytes(8, "little") + bytes(big - 8))
+        assert read_seq(live) == 0
+        assert read_seq(live) is None  # idle at 2096, holding nothing
+        assert p.write((1).to_bytes(8, "little") + bytes(big - 8))  # WRAP marker at 2096
+        floor = p.ring._w[FLOOR_WORD]
+        assert 2096 < floor <= CAPACITY, "the marker may be reused, lap 1 may not"
+        seq = 2
+        while p.ring.head + 16 <= floor + CAPACITY:  # room without moving the floor
+            assert p.write(seq.to_bytes(8, "little"))
+            seq += 1
+        assert p.ring._w[FLOOR_WORD] == floor
+        assert [read_seq(live) for _ in range(1, seq)] == list(range(1, seq))
+        assert live.skipped == 0
