@@ -1356,7 +1356,10 @@ uint32_t ByteRingBuffer::SkipToHead() {
   const uint64_t mark = HeadMark();
   head_cache_ = atomics::LoadAcquire(word(kHeadOffset));
   const uint32_t marked = MarkIndex(mark);
-  read_seq_known_ = marked % kRecordAlign == 0 && head_cache_ - marked <= capacity_;
+  // Never behind our position: between the producer's head store and its mark
+  // store the mark names the previous head, which we may have read past.
+  read_seq_known_ = marked % kRecordAlign == 0 && head_cache_ - marked <= capacity_ &&
+                    static_cast<int32_t>(marked - read_pos_) >= 0;
   read_seq_ = MarkSeq(mark);
   read_pos_ = read_seq_known_ ? marked : head_cache_;
   peeked_ = false;

@@ -1072,8 +1072,10 @@ class ByteRingBuffer:
         self._head_cache = head
         # The head mark's head when sound (its sequence number comes with it).
         marked = head_mark & _M
+        # Never behind our position: between the producer's head store and its mark
+        # store the mark names the previous head, which we may have read past.
         self._read_seq_known = not marked % RECORD_ALIGN and (head - marked) & _M <= \
-            self._capacity
+            self._capacity and (marked - self._read_pos) & _M < 0x80000000
         self._read_seq = head_mark >> 32
         if self._read_seq_known:
             head = marked

@@ -903,3 +903,24 @@ TEST(RingReviewFixes, ValidateHeaderReportsTheCapacityItChecked) {
 }
 
 }  // namespace
+
+// A consumer that read up to the head while the producer had stored that head but not
+// yet the head mark that follows it must not move back to the mark's older head when it
+// skips to the head: it would hand out again a record it has read (and a lossless
+// receiver's tail would go backwards). Planted: the mark as it is between the two stores.
+TEST(SkipToHead, NeverMovesBackToAHeadMarkThatLagsTheHead) {
+  RingImage img(256);
+  ASSERT_EQ(img.Init(), "");
+  ByteRingBuffer p(img.base(), img.size(), true);
+  ByteRingBuffer c(img.base(), img.size(), false);
+  const char msg[8] = "message";
+  ASSERT_TRUE(p.Write(msg, sizeof msg));
+  const uint64_t lagging = p.HeadMark();  // the head after the first message
+  ASSERT_TRUE(p.Write(msg, sizeof msg));
+  char out[8];
+  ASSERT_EQ(c.Read(out, sizeof out), 8u);
+  ASSERT_EQ(c.Read(out, sizeof out), 8u);
+  std::memcpy(img.base() + layout::kHeadMarkOffset, &lagging, sizeof lagging);
+  EXPECT_EQ(c.SkipToHead(), c.LoadHead());
+  EXPECT_EQ(c.Read(out, sizeof out), 0u) << "a record already read is handed out again";
+}

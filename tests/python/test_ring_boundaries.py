@@ -686,3 +686,19 @@ def test_detach_drops_pooled_tokens_so_an_mmap_can_close():
     c.detach()
     p.detach()
     mm.close()                             # BufferError if an export were left
+
+
+def test_skip_to_head_never_moves_back_to_a_head_mark_that_lags_the_head():
+    # A consumer that read up to the head while the producer had stored that head but
+    # not yet the head mark that follows it: skipping to the head must not move it back
+    # to the mark's older head and hand out again a record it has read (C++ twin:
+    # SkipToHead.NeverMovesBackToAHeadMarkThatLagsTheHead). Planted: the mark as it is
+    # between the two stores.
+    buf, p, c = make_ring(256)
+    assert p.write(b"message!")
+    lagging = bytes(buf[layout.HEAD_MARK_OFFSET:layout.HEAD_MARK_OFFSET + 8])
+    assert p.write(b"message!")
+    assert c.read() == b"message!" and c.read() == b"message!"
+    buf[layout.HEAD_MARK_OFFSET:layout.HEAD_MARK_OFFSET + 8] = lagging
+    assert c.skip_to_head() == head_tail(buf)[0]
+    assert c.read() is None, "a record already read is handed out again"
