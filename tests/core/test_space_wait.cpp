@@ -40,6 +40,23 @@ struct Views {
 class SpaceWaitTest : public shmtest::RingNameTest {
  protected:
   SpaceWaitTest() : RingNameTest("spw") {}
+
+  // A concurrent producer on a 4 KiB ring holding one 4000-byte record its consumer
+  // never reads: the next 4000-byte reservation waits for space. Counters reset.
+  // Failures are EXPECTs: callers ASSERT_FALSE(HasFailure()) before using the ring.
+  ShmProducer& FullRing() {
+    ShmProducer& p = Producer(4096);
+    Consumer();
+    const ::testing::AssertionResult open = AllOpen();
+    EXPECT_TRUE(open);
+    if (!open) return p;  // the test stops at its ASSERT_FALSE(HasFailure())
+    p.SetConcurrent(true);
+    Reservation r;
+    EXPECT_EQ(p.ReserveNext(4000, &r, 0), Status::kOk);
+    p.Publish(r, 4000);
+    wait::ResetCounters();
+    return p;
+  }
 };
 
 }  // namespace
@@ -121,14 +138,9 @@ TEST(WakeOncePerSleep, ConsumerWakesASleepingProducerOncePerSleep) {
 // for the whole wait, as WaitWritable does (before: set and cleared around every
 // slice's sleep).
 TEST_F(SpaceWaitTest, ReservationWaitSetsWaitingOnceAcrossSlices) {
-  ShmProducer& p = Producer(4096);
-  Consumer();
-  ASSERT_TRUE(AllOpen());
-  p.SetConcurrent(true);
+  ShmProducer& p = FullRing();
+  ASSERT_FALSE(HasFailure());
   Reservation r;
-  ASSERT_EQ(p.ReserveNext(4000, &r, 0), Status::kOk);
-  p.Publish(r, 4000);  // the consumer never reads it
-  wait::ResetCounters();
   EXPECT_EQ(p.ReserveNext(4000, &r, kThreeSlicesNs), Status::kTimeout);
   const wait::Counters n = wait::GetCounters();
   EXPECT_GE(n.sleeps, 2u) << "the wait spans several slices";
@@ -140,14 +152,8 @@ TEST_F(SpaceWaitTest, ReservationWaitSetsWaitingOnceAcrossSlices) {
 // Two threads of one producer wait for space at the same time: WAITING stays set
 // while either sleeps; the first one to leave does not clear it under the other.
 TEST_F(SpaceWaitTest, WaitingStaysSetWhileAnotherThreadStillWaits) {
-  ShmProducer& p = Producer(4096);
-  Consumer();
-  ASSERT_TRUE(AllOpen());
-  p.SetConcurrent(true);
-  Reservation r;
-  ASSERT_EQ(p.ReserveNext(4000, &r, 0), Status::kOk);
-  p.Publish(r, 4000);
-  wait::ResetCounters();
+  ShmProducer& p = FullRing();
+  ASSERT_FALSE(HasFailure());
   Interrupter first, second;
   Reservation x, y;
   shmtest::BlockingCall a([&] { return p.ReserveNext(4000, &x, kGuardNs, &first); });
