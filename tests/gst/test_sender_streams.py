@@ -149,6 +149,24 @@ def test_opus_clipping_meta_reaches_the_decoder():
     assert through == direct
 
 
+def with_padded_sender(name, receive):
+    """Runs padded_sender.py (10 padded GRAY8 frames into ring `name`) while
+    `receive()` reads them here; returns (what receive returned, the SHA-1s the
+    sender printed). Kills the sender and removes the ring whatever happens."""
+    sender = subprocess.Popen([PY, str(HERE / "padded_sender.py"), name], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        received = receive()
+        sent, err = sender.communicate(timeout=120)
+        assert sender.returncode == 0, err[-3000:]
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+        cleanup(name)
+    return received, sent.split()
+
+
 def test_video_meta_of_padded_frames_reaches_the_receiver():
     """Frames whose rows are padded (stride 80 for 64 GRAY8 pixels) travel with
     their GstVideoMeta: the receiver's buffers say stride 80, and the pixels read
@@ -157,18 +175,8 @@ def test_video_meta_of_padded_frames_reaches_the_receiver():
     gi.require_version("GstVideo", "1.0")
     from gi.repository import GstVideo
     name = unique("vmeta")
-    sender = subprocess.Popen([PY, str(HERE / "padded_sender.py"), name], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        bufs = pull(f"shmringsrc shm-name={name} ! appsink name=out")
-        sent, err = sender.communicate(timeout=120)
-        assert sender.returncode == 0, err[-3000:]
-    finally:
-        if sender.poll() is None:
-            sender.kill()
-            sender.wait()
-        cleanup(name)
-    expected = sent.split()
+    bufs, expected = with_padded_sender(
+        name, lambda: pull(f"shmringsrc shm-name={name} ! appsink name=out"))
     assert len(expected) == 10 and len(bufs) == 10
     got = []
     for b in bufs:
@@ -192,23 +200,17 @@ def test_padded_frames_from_shmringsink_are_shaped_by_their_video_meta_in_frame_
                                     "python"))
     import shmring
     name = unique("vmetapy")
-    sender = subprocess.Popen([PY, str(HERE / "padded_sender.py"), name], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    got = []
-    try:
+
+    def read():
+        got = []
         with shmring.FrameReader(name, timeout=120) as reader:
             for frame in reader:
                 assert frame.array.shape == (4, 64) and frame.array.strides == (80, 1)
                 got.append(hashlib.sha1(frame.array.tobytes()).hexdigest())
                 del frame
-        sent, err = sender.communicate(timeout=120)
-        assert sender.returncode == 0, err[-3000:]
-    finally:
-        if sender.poll() is None:
-            sender.kill()
-            sender.wait()
-        cleanup(name)
-    assert got == sent.split() and len(got) == 10
+        return got
+    got, sent = with_padded_sender(name, read)
+    assert got == sent and len(got) == 10
 
 
 @pytest.mark.parametrize("feature", ["memory:GLMemory", "memory:DMABuf"])
