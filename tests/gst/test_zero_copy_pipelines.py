@@ -48,22 +48,31 @@ def sender_env():
     return env
 
 
-def through_ring(sender_middle, receiver_tail):
-    """Runs the receiver (started first) and the sender; returns (receiver stdout,
-    sender stderr)."""
-    name = unique("p")
-    recv = subprocess.Popen([GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!"] +
-                            receiver_tail.split(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def receive_while_sending(receiver_argv, sender_desc, env=None):
+    """Starts the receiver process, then runs the sender pipeline `sender_desc` to its
+    end; returns (the receiver's CompletedProcess once it exited, the sender's).
+    A receiver still running when something fails is killed."""
+    recv = subprocess.Popen(receiver_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
-        send = run(f"{SRC} {sender_middle} ! shmringsink shm-name={name}", env=sender_env())
+        send = run(sender_desc, env=env)
         out, err = recv.communicate(timeout=120)
     finally:
         if recv.poll() is None:
             recv.kill()
             recv.communicate()
-    assert recv.returncode == 0, err[-3000:]
-    return out, send.stderr
+    return subprocess.CompletedProcess(receiver_argv, recv.returncode, out, err), send
+
+
+def through_ring(sender_middle, receiver_tail):
+    """Runs the receiver (started first) and the sender; returns (receiver stdout,
+    sender stderr)."""
+    name = unique("p")
+    recv, send = receive_while_sending(
+        [GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!"] + receiver_tail.split(),
+        f"{SRC} {sender_middle} ! shmringsink shm-name={name}", env=sender_env())
+    assert recv.returncode == 0, recv.stderr[-3000:]
+    return recv.stdout, send.stderr
 
 
 def sent_counts(log):
@@ -94,20 +103,13 @@ def test_synced_video_sink_receives_every_frame():
     """fpsdisplaysink over a synced fakesink behind shmringsrc (render_probe.py
     records every rendered buffer): the whole stream arrives, in order, to EOS."""
     name = unique("sync")
-    probe = subprocess.Popen(
+    probe, send = receive_while_sending(
         [sys.executable, str(HERE / "render_probe.py"),
          f"shmringsrc shm-name={name} ! fpsdisplaysink text-overlay=false "
          "signal-fps-measurements=false video-sink=\"fakesink name=fs sync=true "
          "signal-handoffs=true\""],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        send = run(f"{SRC} ! shmringsink shm-name={name}", env=sender_env())
-        out, err = probe.communicate(timeout=120)
-    finally:
-        if probe.poll() is None:
-            probe.kill()
-            probe.communicate()
-    res = json.loads(out.strip().splitlines()[-1])
+        f"{SRC} ! shmringsink shm-name={name}", env=sender_env())
+    res = json.loads(probe.stdout.strip().splitlines()[-1])
     assert res["error"] is None, res["error"]
     assert res["eos"]
     pts = [b[0] for b in res["buffers"]]
@@ -121,19 +123,13 @@ def probe_receiver(props="", lossless=True):
     what it saw: where each buffer pushed by shmringsrc lives. A lossless receiver
     sees every buffer; a live one at least one (it skips when the sender laps it)."""
     name = unique("mem")
-    recv = subprocess.Popen([sys.executable, str(HERE / "memory_probe.py"), "--props", props,
-                             name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        # 4 MiB: 18 frames, so the one frame fakesink keeps and the one being pushed
-        # never come near half the ring (past that the src copies).
-        run(f"{SRC} ! shmringsink shm-name={name} capacity={4 << 20}")
-        out, err = recv.communicate(timeout=120)
-    finally:
-        if recv.poll() is None:
-            recv.kill()
-            recv.communicate()
-    assert recv.returncode == 0, err[-3000:]
-    res = json.loads(out.strip().splitlines()[-1])
+    # 4 MiB: 18 frames, so the one frame fakesink keeps and the one being pushed
+    # never come near half the ring (past that the src copies).
+    recv, _ = receive_while_sending(
+        [sys.executable, str(HERE / "memory_probe.py"), "--props", props, name],
+        f"{SRC} ! shmringsink shm-name={name} capacity={4 << 20}")
+    assert recv.returncode == 0, recv.stderr[-3000:]
+    res = json.loads(recv.stdout.strip().splitlines()[-1])
     assert res["buffers"] == FRAMES if lossless else res["buffers"] >= 1, res
     return res
 
