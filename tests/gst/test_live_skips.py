@@ -40,36 +40,40 @@ GOP = 30
 CAPACITY = 512 * 1024
 RAW = "video/x-raw,format=I420,width=320,height=240,framerate=30/1"
 
-# The receiver: pulls `first` decoded frames, prints "stalled", waits for a line on
-# stdin, then pulls to EOS and prints one JSON line: every buffer shmringsrc pushed
-# (pts, delta, discont), decoded frames, skipped, and the decoder's warnings/errors.
+# The receiver: `shmringsrc mode=live ! [<tail> !] appsink name=a`. For every buffer
+# shmringsrc pushes it records pts, delta, discont, size and the width and height of the
+# pad's caps at that moment. Pulls `first` samples, prints "stalled", waits for a line on
+# stdin, then pulls to EOS and prints one JSON line: the pushed buffers, the samples
+# pulled, skipped, and the pipeline's warnings/errors.
 RECEIVER = r"""
 import json, sys
 import gi
 gi.require_version("Gst", "1.0")
 from gi.repository import Gst
 Gst.init(None)
-name, first = sys.argv[1], int(sys.argv[2])
+name, first, tail = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 pipe = Gst.parse_launch(
     f"shmringsrc name=r shm-name={name} mode=live timeout=60000000000 ! "
-    "avdec_h264 name=d max-threads=1 ! appsink name=a sync=false max-buffers=1")
+    + (f"{tail} ! " if tail else "") + "appsink name=a sync=false max-buffers=1")
 pushed = []
 def probe(pad, info):
     b = info.get_buffer()
-    pushed.append((b.pts, b.has_flags(Gst.BufferFlags.DELTA_UNIT),
-                   b.has_flags(Gst.BufferFlags.DISCONT)))
+    s = pad.get_current_caps().get_structure(0)
+    pushed.append({"pts": b.pts, "delta": b.has_flags(Gst.BufferFlags.DELTA_UNIT),
+                   "discont": b.has_flags(Gst.BufferFlags.DISCONT), "size": b.get_size(),
+                   "width": s.get_value("width"), "height": s.get_value("height")})
     return Gst.PadProbeReturn.OK
 pipe.get_by_name("r").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, probe)
 pipe.set_state(Gst.State.PLAYING)
 sink = pipe.get_by_name("a")
-decoded = 0
+pulled = 0
 for _ in range(first):
     assert sink.emit("pull-sample") is not None
-    decoded += 1
-print("stalled", len(pushed), flush=True)
+    pulled += 1
+print("stalled", flush=True)
 sys.stdin.readline()
 while sink.emit("pull-sample") is not None:
-    decoded += 1
+    pulled += 1
 problems = []
 bus = pipe.get_bus()
 while True:
@@ -80,7 +84,7 @@ while True:
                     Gst.MessageType.ERROR else m.parse_warning()[0]))
 skipped = pipe.get_by_name("r").get_property("skipped")
 pipe.set_state(Gst.State.NULL)
-print(json.dumps({"pushed": pushed, "decoded": decoded, "skipped": skipped,
+print(json.dumps({"pushed": pushed, "pulled": pulled, "skipped": skipped,
                   "problems": problems}), flush=True)
 """
 
@@ -97,117 +101,156 @@ def wait_for(check, procs):
         time.sleep(0.01)
 
 
-def test_lapped_live_receiver_resumes_at_the_newest_key_frame_and_counts_what_it_missed():
-    name = unique("lskip")
-    Gst.init(None)
-    sender = Gst.parse_launch(
-        f"appsrc name=in is-live=true format=time caps={RAW} ! "
-        f"x264enc key-int-max={GOP} tune=zerolatency speed-preset=ultrafast bframes=0 "
-        "option-string=scenecut=0 ! "
-        "video/x-h264,stream-format=byte-stream,alignment=au ! "
-        f"shmringsink name=s shm-name={name} max-receivers=2 capacity={CAPACITY} sync=false")
-    written = []  # (pts, delta) of every buffer that reached the sink
+class StalledReceiverRun:
+    """A live sender `appsrc name=in ! ... ! shmringsink name=s` in this process, driven
+    frame by frame, and RECEIVER in a process of its own, stalled and resumed when told.
+    Use as a context manager: the sender stops, the receiver is killed if still running
+    and the ring removed on the way out."""
 
-    def count(pad, info):
+    def __init__(self, name, sender_desc, receiver_tail):
+        Gst.init(None)
+        self.name = name
+        self.receiver_tail = receiver_tail
+        self.sender = Gst.parse_launch(sender_desc)
+        self.written = []  # (pts, delta) of every buffer that reached the sink
+        self.sender.get_by_name("s").get_static_pad("sink").add_probe(
+            Gst.PadProbeType.BUFFER, self._count)
+        self.appsrc = self.sender.get_by_name("in")
+        self.pushed = 0
+        self.procs = []
+        self.receiver = None
+
+    def _count(self, pad, info):
         b = info.get_buffer()
-        written.append((b.pts, b.has_flags(Gst.BufferFlags.DELTA_UNIT)))
+        self.written.append((b.pts, b.has_flags(Gst.BufferFlags.DELTA_UNIT)))
         return Gst.PadProbeReturn.OK
 
-    sender.get_by_name("s").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, count)
-    appsrc = sender.get_by_name("in")
-    y_size = 320 * 240
-    pushed = 0
-
-    def push(n):
-        """Pushes n frames and waits until the sink has written all but the newest (the
-        sink renders in the streaming thread: a buffer reaching its pad means the one
-        before is in the ring)."""
-        nonlocal pushed
+    def push(self, n, make_data):
+        """Pushes n frames (`make_data(i)` gives frame i's bytes; pts i/30 s) and waits
+        until the sink has them all (it renders in the streaming thread: a buffer reaching
+        its pad means the one before is in the ring)."""
         for _ in range(n):
-            # A 64x64 block of noise on a flat frame: a few KB per frame, key or delta.
-            data = bytearray(y_size * 3 // 2)
-            noise = os.urandom(64 * 64)
-            for row in range(64):
-                data[row * 320:row * 320 + 64] = noise[row * 64:(row + 1) * 64]
-            buf = Gst.Buffer.new_wrapped(bytes(data))
-            buf.pts = pushed * Gst.SECOND // 30
+            buf = Gst.Buffer.new_wrapped(make_data(self.pushed))
+            buf.pts = self.pushed * Gst.SECOND // 30
             buf.duration = Gst.SECOND // 30
-            assert appsrc.emit("push-buffer", buf) == Gst.FlowReturn.OK
-            pushed += 1
-        wait_for(lambda: len(written) == pushed, procs)
+            assert self.appsrc.emit("push-buffer", buf) == Gst.FlowReturn.OK
+            self.pushed += 1
+        wait_for(lambda: len(self.written) == self.pushed, self.procs)
 
-    receiver = None
-    procs = []
-    try:
-        sender.set_state(Gst.State.PLAYING)
-        push(2)  # the ring is created at the first caps; a live sender writes nothing
-        wait_for(lambda: os.path.exists("/dev/shm/" + name), procs)  # until a receiver is in
-        receiver = subprocess.Popen([PY, "-c", RECEIVER, name, "3"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        procs.append(receiver)
+    def slot(self):
+        return next((r for r in HeaderSnapshot.read(self.name).receivers if r.attached), None)
 
-        def slot():
-            return next((r for r in HeaderSnapshot.read(name).receivers if r.attached), None)
-        wait_for(lambda: slot() is not None, procs)
+    def start(self, make_data):
+        """Starts the sender (the ring is created at the first caps: two frames) and the
+        receiver; returns once the receiver holds a slot."""
+        self.sender.set_state(Gst.State.PLAYING)
+        self.push(2, make_data)  # a live sender writes nothing until a receiver is in
+        wait_for(lambda: os.path.exists("/dev/shm/" + self.name), self.procs)
+        self.receiver = subprocess.Popen(
+            [PY, "-c", RECEIVER, self.name, "3", self.receiver_tail], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.procs.append(self.receiver)
+        wait_for(lambda: self.slot() is not None, self.procs)
+
+    def wait_stalled(self):
+        """Waits until the receiver pulled its first frames and stalled (its streaming
+        thread blocked downstream, holding no ring record); returns its ring position."""
+        line = self.receiver.stdout.readline()
+        assert line.startswith("stalled"), line + self.receiver.stderr.read()
+        return self.slot().position
+
+    def resume(self, stalled_at):
+        """Lets the receiver go on; returns once it pinned a new position."""
+        self.receiver.stdin.write("go\n")
+        self.receiver.stdin.flush()
+        wait_for(lambda: self.slot().position != stalled_at, self.procs)
+
+    def finish(self):
+        """Ends the stream; returns the receiver's JSON result."""
+        assert self.appsrc.emit("end-of-stream") == Gst.FlowReturn.OK
+        msg = self.sender.get_bus().timed_pop_filtered(
+            120 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+        assert msg is not None and msg.type == Gst.MessageType.EOS, msg and msg.parse_error()
+        out, err = self.receiver.communicate(timeout=120)
+        assert self.receiver.returncode == 0, err[-3000:]
+        return json.loads(out.strip().splitlines()[-1])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sender.set_state(Gst.State.NULL)
+        if self.receiver is not None and self.receiver.poll() is None:
+            self.receiver.kill()
+            self.receiver.wait()
+        try:
+            os.unlink("/dev/shm/" + self.name)
+        except FileNotFoundError:
+            pass
+
+
+def test_lapped_live_receiver_resumes_at_the_newest_key_frame_and_counts_what_it_missed():
+    y_size = 320 * 240
+
+    def frame(i):
+        # A 64x64 block of noise on a flat frame: a few KB per frame, key or delta.
+        data = bytearray(y_size * 3 // 2)
+        noise = os.urandom(64 * 64)
+        for row in range(64):
+            data[row * 320:row * 320 + 64] = noise[row * 64:(row + 1) * 64]
+        return bytes(data)
+
+    name = unique("lskip")
+    with StalledReceiverRun(
+            name,
+            f"appsrc name=in is-live=true format=time caps={RAW} ! "
+            f"x264enc key-int-max={GOP} tune=zerolatency speed-preset=ultrafast bframes=0 "
+            "option-string=scenecut=0 ! "
+            "video/x-h264,stream-format=byte-stream,alignment=au ! "
+            f"shmringsink name=s shm-name={name} max-receivers=2 capacity={CAPACITY} sync=false",
+            "avdec_h264 name=d max-threads=1") as run:
+        written = run.written
+        run.start(frame)
         # A live receiver of a live ring starts at what is published after its attach,
         # at the first key frame (the deltas before it are dropped and counted; the sink
         # asks upstream for a key frame when a receiver attaches).
-        push(GOP + 9)
-        line = receiver.stdout.readline()
-        assert line.startswith("stalled"), line + receiver.stderr.read()
-        # Stalled (its streaming thread blocked downstream, holding no ring record): lap
-        # it twice, and stop 5 frames after a key frame, so the newest key frame is
-        # surely among the newest three quarters of a lap.
-        stalled_at = slot().position
+        run.push(GOP + 9, frame)
+        stalled_at = run.wait_stalled()
+        # Stalled: lap it twice, and stop 5 frames after a key frame, so the newest key
+        # frame is surely among the newest three quarters of a lap.
         while True:
-            push(1)
+            run.push(1, frame)
             lapped = (HeaderSnapshot.read(name).head - stalled_at) & 0xFFFFFFFF > 2 * CAPACITY
             last_key = max(i for i, (_, delta) in enumerate(written) if not delta)
-            if lapped and pushed - 1 - last_key == 5:
+            if lapped and run.pushed - 1 - last_key == 5:
                 break
-        push(1)  # the frame before it is now in the ring too
+        run.push(1, frame)  # the frame before it is now in the ring too
         # Frame i has pts i/30 s as the receiver sees it (x264enc shifts the times it
         # outputs; the sink writes running times).
         newest_key = max(i for i, (_, delta) in enumerate(written) if not delta) * Gst.SECOND // 30
-        receiver.stdin.write("go\n")
-        receiver.stdin.flush()
         # It resumes (pins a new position) before the stream goes on with the next key frame.
-        wait_for(lambda: slot().position != stalled_at, procs)
-        push(GOP + 3)
-        assert appsrc.emit("end-of-stream") == Gst.FlowReturn.OK
-        msg = sender.get_bus().timed_pop_filtered(120 * Gst.SECOND,
-                                                  Gst.MessageType.EOS | Gst.MessageType.ERROR)
-        assert msg is not None and msg.type == Gst.MessageType.EOS, msg and msg.parse_error()
-        out, err = receiver.communicate(timeout=120)
-        assert receiver.returncode == 0, err[-3000:]
+        run.resume(stalled_at)
+        run.push(GOP + 3, frame)
+        result = run.finish()
         # Buffers the sender wrote into the ring: the others came before any receiver.
-        sent = len(written) - sender.get_by_name("s").get_property("not-received")
-    finally:
-        sender.set_state(Gst.State.NULL)
-        if receiver is not None and receiver.poll() is None:
-            receiver.kill()
-            receiver.wait()
-        try:
-            os.unlink("/dev/shm/" + name)
-        except FileNotFoundError:
-            pass
-    result = json.loads(out.strip().splitlines()[-1])
-    got = [tuple(b) for b in result["pushed"]]
-    times = [pts for pts, _, _ in got]
-    assert not got[0][1], "a live receiver starts at a key frame"
+        sent = len(written) - run.sender.get_by_name("s").get_property("not-received")
+        pushed = run.pushed
+    got = result["pushed"]
+    times = [b["pts"] for b in got]
+    assert not got[0]["delta"], "a live receiver starts at a key frame"
     # The one jump in the received times is the skip; nothing after it is missing.
     step = Gst.SECOND // 30
     jumps = [i for i in range(1, len(times)) if times[i] - times[i - 1] > step + 1]
     assert len(jumps) == 1, times
     resumed = got[jumps[0]]
-    assert resumed[2], "the first buffer after the skip is DISCONT"
-    assert not resumed[1], "the first buffer after the skip is a key frame"
-    assert resumed[0] == newest_key, "the newest key frame still in the ring, not a later one"
+    assert resumed["discont"], "the first buffer after the skip is DISCONT"
+    assert not resumed["delta"], "the first buffer after the skip is a key frame"
+    assert resumed["pts"] == newest_key, "the newest key frame still in the ring, not a later one"
     assert times[-1] == (pushed - 1) * Gst.SECOND // 30, "to the end of the stream"
     # Every buffer the sender wrote was received or counted as skipped.
     assert 0 < sent < pushed
     assert result["skipped"] == sent - len(got)
-    assert result["decoded"] == len(got), "the decoder made a frame of every buffer"
+    assert result["pulled"] == len(got), "the decoder made a frame of every buffer"
     assert result["problems"] == [], result["problems"]
 
 
@@ -215,123 +258,43 @@ BIG = "video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1"
 SMALL = "video/x-raw,format=GRAY8,width=32,height=24,framerate=30/1"
 CAPS_CAPACITY = 64 * 1024
 
-# The receiver of the caps test: records, for every buffer shmringsrc pushes, its pts,
-# size and the width and height of the pad's caps at that moment (GRAY8 at these
-# widths has no row padding: a frame is width * height bytes). Pulls `first` frames,
-# prints "stalled", waits for a line on stdin, then pulls to EOS and prints one JSON line.
-CAPS_RECEIVER = r"""
-import json, sys
-import gi
-gi.require_version("Gst", "1.0")
-from gi.repository import Gst
-Gst.init(None)
-name, first = sys.argv[1], int(sys.argv[2])
-pipe = Gst.parse_launch(
-    f"shmringsrc name=r shm-name={name} mode=live timeout=60000000000 ! "
-    "appsink name=a sync=false max-buffers=1")
-pushed = []
-def probe(pad, info):
-    b = info.get_buffer()
-    s = pad.get_current_caps().get_structure(0)
-    pushed.append((b.pts, b.get_size(), s.get_value("width"), s.get_value("height")))
-    return Gst.PadProbeReturn.OK
-pipe.get_by_name("r").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, probe)
-pipe.set_state(Gst.State.PLAYING)
-sink = pipe.get_by_name("a")
-for _ in range(first):
-    assert sink.emit("pull-sample") is not None
-print("stalled", flush=True)
-sys.stdin.readline()
-while sink.emit("pull-sample") is not None:
-    pass
-skipped = pipe.get_by_name("r").get_property("skipped")
-pipe.set_state(Gst.State.NULL)
-print(json.dumps({"pushed": pushed, "skipped": skipped}), flush=True)
-"""
-
 
 def test_lapped_live_receiver_pushes_the_caps_it_skipped_before_the_next_buffer():
     """The sender changes caps (64x48 -> 32x24) while a live receiver is stalled and
     lapped twice: the CAPS record is reused before the receiver reads it. After the skip
     the receiver takes the sender's current caps from the ring header, so every buffer
-    it pushes has the size its caps say."""
-    name = unique("lcaps")
-    Gst.init(None)
-    sender = Gst.parse_launch(
-        f"appsrc name=in is-live=true format=time caps={BIG} ! "
-        f"shmringsink name=s shm-name={name} max-receivers=2 capacity={CAPS_CAPACITY} "
-        "sync=false")
-    written = []
-
-    def count(pad, info):
-        written.append(info.get_buffer().pts)
-        return Gst.PadProbeReturn.OK
-
-    sender.get_by_name("s").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, count)
-    appsrc = sender.get_by_name("in")
-    pushed = 0
+    it pushes has the size its caps say (GRAY8 at these widths has no row padding: a
+    frame is width * height bytes)."""
     size = 64 * 48
 
-    def push(n):
-        """Pushes n frames of the current size; waits until the sink got them all."""
-        nonlocal pushed
-        for _ in range(n):
-            buf = Gst.Buffer.new_wrapped(bytes([pushed % 256]) * size)
-            buf.pts = pushed * Gst.SECOND // 30
-            buf.duration = Gst.SECOND // 30
-            assert appsrc.emit("push-buffer", buf) == Gst.FlowReturn.OK
-            pushed += 1
-        wait_for(lambda: len(written) == pushed, procs)
+    def frame(i):
+        return bytes([i % 256]) * size
 
-    receiver = None
-    procs = []
-    try:
-        sender.set_state(Gst.State.PLAYING)
-        push(2)
-        wait_for(lambda: os.path.exists("/dev/shm/" + name), procs)
-        receiver = subprocess.Popen([PY, "-c", CAPS_RECEIVER, name, "3"],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-        procs.append(receiver)
-
-        def slot():
-            return next((r for r in HeaderSnapshot.read(name).receivers if r.attached), None)
-        wait_for(lambda: slot() is not None, procs)
-        push(8)
-        line = receiver.stdout.readline()
-        assert line.startswith("stalled"), line + receiver.stderr.read()
-        stalled_at = slot().position
+    name = unique("lcaps")
+    with StalledReceiverRun(
+            name,
+            f"appsrc name=in is-live=true format=time caps={BIG} ! "
+            f"shmringsink name=s shm-name={name} max-receivers=2 capacity={CAPS_CAPACITY} "
+            "sync=false",
+            "") as run:
+        run.start(frame)
+        run.push(8, frame)
+        stalled_at = run.wait_stalled()
         # The caps change, then small frames until the receiver is lapped twice.
-        appsrc.set_property("caps", Gst.Caps.from_string(SMALL))
+        run.appsrc.set_property("caps", Gst.Caps.from_string(SMALL))
         size = 32 * 24
-        changed_at = pushed
+        changed_at = run.pushed
         while (HeaderSnapshot.read(name).head - stalled_at) & 0xFFFFFFFF <= 2 * CAPS_CAPACITY:
-            push(1)
-        receiver.stdin.write("go\n")
-        receiver.stdin.flush()
-        wait_for(lambda: slot().position != stalled_at, procs)
-        push(5)
-        assert appsrc.emit("end-of-stream") == Gst.FlowReturn.OK
-        msg = sender.get_bus().timed_pop_filtered(120 * Gst.SECOND,
-                                                  Gst.MessageType.EOS | Gst.MessageType.ERROR)
-        assert msg is not None and msg.type == Gst.MessageType.EOS, msg and msg.parse_error()
-        out, err = receiver.communicate(timeout=120)
-        assert receiver.returncode == 0, err[-3000:]
-    finally:
-        sender.set_state(Gst.State.NULL)
-        if receiver is not None and receiver.poll() is None:
-            receiver.kill()
-            receiver.wait()
-        try:
-            os.unlink("/dev/shm/" + name)
-        except FileNotFoundError:
-            pass
-    result = json.loads(out.strip().splitlines()[-1])
-    got = [tuple(b) for b in result["pushed"]]
+            run.push(1, frame)
+        run.resume(stalled_at)
+        run.push(5, frame)
+        result = run.finish()
+        pushed = run.pushed
+    got = result["pushed"]
     assert result["skipped"] > 0, "the receiver was lapped"
     # No buffer of the new size reached the receiver before the skip.
-    assert all(pts < changed_at * Gst.SECOND // 30 for pts, _, _, _ in got[:3])
-    assert got[-1][0] == (pushed - 1) * Gst.SECOND // 30, "to the end of the stream"
-    wrong = [b for b in got if b[1] != b[2] * b[3]]
+    assert all(b["pts"] < changed_at * Gst.SECOND // 30 for b in got[:3])
+    assert got[-1]["pts"] == (pushed - 1) * Gst.SECOND // 30, "to the end of the stream"
+    wrong = [b for b in got if b["size"] != b["width"] * b["height"]]
     assert wrong == [], "buffers whose size is not what their caps say"
-    assert got[-1][2:] == (32, 24)
+    assert (got[-1]["width"], got[-1]["height"]) == (32, 24)
