@@ -861,15 +861,6 @@ bool ByteRingBuffer::SleepForSpace(uint32_t slot, uint32_t seen, int64_t timeout
   return ((atomics::LoadRelaxed(cflags) ^ cf) & kConsumerAttached) != 0;
 }
 
-bool ByteRingBuffer::SleepWhileTailIs(uint32_t slot, uint32_t seen, int64_t timeout_ns,
-                                      Interrupter* intr) const {
-  if (!valid_ || !is_producer_ || slot >= max_receivers_) return false;
-  BeginSpaceWait();
-  const bool changed = SleepForSpace(slot, seen, timeout_ns, intr);
-  EndSpaceWait();
-  return changed;
-}
-
 uint32_t ByteRingBuffer::UnkeepCount() const {
   return space_ ? space_->unkeeps.load(std::memory_order_seq_cst) : 0;
 }

@@ -196,9 +196,6 @@ class ByteRingBuffer {
   // the process-local wait state, so other (serialised) producer calls may run
   // meanwhile. A producer thread, with the values of TailSeen()/LimitSlot(); blocks.
   bool SleepForSpace(uint32_t slot, uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
-  // BeginSpaceWait + SleepForSpace + EndSpaceWait: one sleep as a wait of its own.
-  // A producer thread; blocks.
-  bool SleepWhileTailIs(uint32_t slot, uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
   // Unkeep calls so far (process-local): read it where FullOfKept() said the kept
   // reservations hold the room, then pass it to SleepWhileKept. Any producer
   // thread; never blocks.
@@ -209,7 +206,7 @@ class ByteRingBuffer {
   void SleepWhileKept(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
   // The receiver limit the last producer call saw (the slowest counted slot's
   // position, or the head when no slot holds the producer back): after kFull, the
-  // value for SleepWhileTailIs. Producer; never blocks.
+  // value for SleepForSpace. Producer; never blocks.
   uint32_t TailSeen() const { return tail_cache_; }
   // Whether a counted receiver (the slots LoadTailChecked scans) has not yet
   // released everything published: only then can waiting for it make room.
