@@ -347,11 +347,9 @@ class FrameReader:
         self._backlog_end = self._consumer.attach_head
         self._need_key = self._consumer.live
         self._ring_skips_seen = self._consumer.skipped
-        # The producer's current caps from the header when their CAPS record is
-        # behind our start (a reader joining a ring several receivers read).
-        info = self._consumer.stream_info()
-        if info is not None and 0x80000000 <= (info[1] - ring.tail) & 0xFFFFFFFF:
-            self._set_caps(info[0].decode("utf-8", "replace"))
+        # A reader joining a ring several receivers read: its CAPS record may be
+        # behind our start.
+        self._caps_from_header(ring.tail)
 
     @property
     def ring_skips(self) -> int:
@@ -386,10 +384,11 @@ class FrameReader:
                     "raw bytes (1-D)", RuntimeWarning, stacklevel=3)
         self._layout = self._layouts[caps]
 
-    def _caps_after_skip(self, end: int) -> None:
-        """After a ring skip: the producer's current caps from the header when their
-        CAPS record is before the record ending at ``end`` (a CAPS record the skip
-        passed over); a CAPS record still ahead replaces them when it is read."""
+    def _caps_from_header(self, end: int) -> None:
+        """The producer's current caps from the header when their CAPS record starts
+        before ``end`` (our start at attach, or the end of the record a ring skip
+        resumed at: a CAPS record we will never read); a CAPS record still ahead
+        replaces them when it is read."""
         info = self._consumer.stream_info()
         if info is None or (info[1] - end) & 0xFFFFFFFF < 0x80000000:  # index >= end
             return
@@ -540,7 +539,7 @@ class FrameReader:
                     # still in it, or else delta units go until the next key frame.
                     self._ring_skips_seen = ring.skipped
                     self._need_key = True
-                    self._caps_after_skip(end)
+                    self._caps_from_header(end)
                 if self._need_key and self._stale(end, fields[2]):
                     self.skipped += 1
                     continue
