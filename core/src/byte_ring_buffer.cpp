@@ -236,6 +236,12 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
     // Set, then fenced, before our first publish; see DESIGN.md "mode bits".
     if (light_fences_) atomics::FetchOrSeqCst(word(kProducerFlagsOffset), kProducerMembarrier);
     atomics::FullFence();
+    // Each slot's attach count and sleeps now (CountedSinceAttach's base).
+    for (uint32_t k = 0; k < max_receivers_; ++k) {
+      attach_seen_[k] =
+          atomics::LoadAcquire(word(SlotOffset(k) + kSlotFlags)) >> kConsumerAttachCountShift;
+      attach_sleeps_[k] = atomics::LoadRelaxed(word(SlotOffset(k) + kSlotSleeps));
+    }
   } else {
     released_ = atomics::LoadRelaxed(word(tail_off_)) & ~kSlotIdle;  // own word
     stored_ = released_;
@@ -684,6 +690,31 @@ void ByteRingBuffer::LoadCountsBeforeStore() {
   }
 }
 
+// Whether slot k's COUNTS_SLEEPS (set in `f`, its flags; `*n` its sleeps) belongs to
+// the receiver attached now: only if its sleeps word moved since we first saw this
+// attach count. A receiver that does not know COUNTS_SLEEPS (a build from before it)
+// attaching to the slot of a counting receiver that died asleep leaves the dead one's
+// bit set and never bumps the count: without this, every wake of it would be skipped
+// on the dead receiver's count. A counting receiver bumps before its first sleep, so
+// it loses at most the skips of that sleep. Producer; on the wake path only (a slot
+// seen WAITING | COUNTS_SLEEPS).
+bool ByteRingBuffer::CountedSinceAttach(uint32_t k, uint32_t f, uint32_t* n) {
+  if ((f >> kConsumerAttachCountShift) != attach_seen_[k]) {
+    // A new attach: the count now is its base. Acquire on the flags: the attach
+    // count bump follows the new receiver's full fence, which follows (through the
+    // role lock the kernel handed over) the dead receiver's last bump, so the count
+    // loaded after it is not an older one that would "move" later.
+    f = atomics::LoadAcquire(word(SlotOffset(k) + kSlotFlags));
+    *n = atomics::LoadRelaxed(word(SlotOffset(k) + kSlotSleeps));
+    attach_seen_[k] = f >> kConsumerAttachCountShift;
+    attach_sleeps_[k] = *n;
+    counted_[k] = false;
+    return false;
+  }
+  if (!counted_[k]) counted_[k] = *n != attach_sleeps_[k];
+  return counted_[k];
+}
+
 void ByteRingBuffer::WakeConsumerIfWaiting() {
   // Store-load fence against the consumer's "set WAITING, fence, re-check head".
   if (light_fences_) {
@@ -710,13 +741,17 @@ void ByteRingBuffer::WakeConsumerIfWaiting() {
       break;
     }
     uint32_t n = atomics::LoadRelaxed(word(SlotOffset(k) + kSlotSleeps));
+    if (!CountedSinceAttach(k, f, &n)) {
+      need = true;
+      break;
+    }
     if (woken_valid_[k] && n == woken_sleeps_[k] && !fenced) {
       atomics::FullFence();
       fenced = true;
       f = atomics::LoadRelaxed(fw);
       n = atomics::LoadRelaxed(word(SlotOffset(k) + kSlotSleeps));
       if (!(f & kConsumerWaiting)) continue;
-      if (!(f & kConsumerCountsSleeps)) {
+      if (!(f & kConsumerCountsSleeps) || !CountedSinceAttach(k, f, &n)) {
         need = true;
         break;
       }

@@ -112,6 +112,34 @@ TEST(WakeOncePerSleep, ReceiverThatDoesNotCountIsWokenAfterADeadCountingOne) {
   EXPECT_EQ(wait::GetCounters().wakes, 2u) << "a non-counting sleeper is woken at every publish";
 }
 
+// The same with a receiver that does not know COUNTS_SLEEPS at all (a build from
+// before it, same layout version): its attach bumps the attach count and sets ATTACHED
+// but leaves the dead receiver's COUNTS_SLEEPS, and it sleeps with WAITING only, never
+// bumping the count. Every publish must wake it: the producer trusts a slot's count only
+// once it moved since the attach count it belongs to appeared. (Remembering the attach
+// count with the woken count instead wakes it once, then skips on the pair it recorded.)
+TEST(WakeOncePerSleep, ReceiverUnawareOfCountsIsWokenAtEveryPublishAfterADeadCountingOne) {
+  Views v(4096);
+  const char msg[8] = "message";
+  v.c->SleepWhileHeadIs(v.c->LoadHead(), 0, nullptr);                    // a counted sleep
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(v.p->Write(msg, sizeof msg));  // count remembered
+  wait::ResetCounters();
+  ASSERT_TRUE(v.p->Write(msg, sizeof msg));
+  ASSERT_EQ(wait::GetCounters().wakes, 0u) << "a counted sleep already woken is skipped";
+  // The receiver dies asleep; an older receiver attaches as it always did (attach count
+  // bumped after a full fence, ATTACHED), then sleeps as it always did: WAITING only.
+  auto* flags = reinterpret_cast<std::atomic<uint32_t>*>(v.img.base() + layout::SlotOffset(0) +
+                                                         layout::kSlotFlags);
+  flags->fetch_add(layout::kConsumerAttachCountOne, std::memory_order_seq_cst);
+  flags->fetch_or(layout::kConsumerAttached | layout::kConsumerWaiting, std::memory_order_seq_cst);
+  ASSERT_NE(flags->load() & layout::kConsumerCountsSleeps, 0u) << "left as the dead one left it";
+  for (uint32_t i = 1; i <= 4; ++i) {
+    ASSERT_TRUE(v.p->Write(msg, sizeof msg));
+    EXPECT_EQ(wait::GetCounters().wakes, i) << "publish " << i << ": the older receiver's wake "
+                                            << "was skipped on the dead receiver's count";
+  }
+}
+
 // The mirror: a producer asleep for space is woken by the first two tail stores only.
 TEST(WakeOncePerSleep, ConsumerWakesASleepingProducerOncePerSleep) {
   Views v(4096);  // < 64 KiB: the consumer stores its tail at every release

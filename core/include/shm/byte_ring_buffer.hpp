@@ -492,6 +492,12 @@ class ByteRingBuffer {
   bool pre_valid_ = false;
   bool consumer_waiting_seen_ = false;
   void LoadCountsBeforeStore();
+  // Producer: each slot's attach count when we first saw it, its sleeps then, and
+  // whether they moved since (the slot's COUNTS_SLEEPS is its receiver's own).
+  uint32_t attach_seen_[layout::kMaxReceiversLimit] = {};
+  uint32_t attach_sleeps_[layout::kMaxReceiversLimit] = {};
+  bool counted_[layout::kMaxReceiversLimit] = {};
+  bool CountedSinceAttach(uint32_t k, uint32_t f, uint32_t* n);
   // Consumer: the producer's WAITING was set at our last tail store.
   mutable bool producer_waiting_seen_ = false;
   // Slot state: which slot's words this view uses (slot 0 unless UseSlot).
