@@ -10,6 +10,7 @@
 
 #include "atomics.hpp"
 #include "shm/process.hpp"
+#include "test_seams.hpp"
 #include "tuning.hpp"
 
 namespace shm {
@@ -715,7 +716,12 @@ bool ByteRingBuffer::CountedSinceAttach(uint32_t k, uint32_t f, uint32_t* n) {
   return counted_[k];
 }
 
+#ifdef SHMRING_TEST_SEAMS
+void (*test_seams::before_wake_check)() = nullptr;
+#endif
+
 void ByteRingBuffer::WakeConsumerIfWaiting() {
+  SHMRING_SEAM(before_wake_check);  // nothing outside a test build (test_seams.hpp)
   // Store-load fence against the consumer's "set WAITING, fence, re-check head".
   if (light_fences_) {
     atomics::CompilerBarrier();  // the sleeper issues membarrier for us

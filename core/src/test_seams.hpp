@@ -1,0 +1,22 @@
+// Test seams: points in the core where a test compiled with SHMRING_TEST_SEAMS can run
+// code of its own (the other side's steps of an interleaving, driven from one thread).
+// In every other build SHMRING_SEAM expands to nothing: no cost, no symbol. Only a test
+// executable that compiles the core source it needs with -DSHMRING_TEST_SEAMS sees the
+// hooks (tests/core/meson.build, core_wake_order).
+#pragma once
+
+#ifdef SHMRING_TEST_SEAMS
+namespace shm::test_seams {
+// Producer, WakeConsumerIfWaiting: after the head store (and marks), before the
+// wake decision. nullptr = none.
+extern void (*before_wake_check)();
+}  // namespace shm::test_seams
+#define SHMRING_SEAM(name)                                             \
+  do {                                                                 \
+    if (::shm::test_seams::name != nullptr) ::shm::test_seams::name(); \
+  } while (0)
+#else
+#define SHMRING_SEAM(name) \
+  do {                     \
+  } while (0)
+#endif
