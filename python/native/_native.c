@@ -269,7 +269,39 @@ static PyObject* native_reset_counters(PyObject* mod, PyObject* unused) {
   Py_RETURN_NONE;
 }
 
+/* compare_exchange(address, expected, desired) -> int: one atomic compare-and-swap of
+ * the aligned 32-bit header word at `address` (inside a mapping the caller keeps):
+ * stores `desired` if the word holds `expected`; returns what the word held (== expected:
+ * stored). Sequentially consistent on success and failure. shmring/_atomics.py builds
+ * fetch-or/and/add of a flags word on it, so that a change another thread or process
+ * makes between a plain load and store is not overwritten. Any thread; never blocks. */
+static PyObject* native_compare_exchange(PyObject* mod, PyObject* const* args, Py_ssize_t nargs) {
+  (void)mod;
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError, "compare_exchange(address, expected, desired)");
+    return NULL;
+  }
+  const unsigned long long addr = PyLong_AsUnsignedLongLong(args[0]);
+  if (addr == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+  const unsigned long expected_l = PyLong_AsUnsignedLongMask(args[1]);
+  if (expected_l == (unsigned long)-1 && PyErr_Occurred()) return NULL;
+  const unsigned long desired_l = PyLong_AsUnsignedLongMask(args[2]);
+  if (desired_l == (unsigned long)-1 && PyErr_Occurred()) return NULL;
+  if (addr == 0 || addr % 4 != 0) {
+    PyErr_Format(PyExc_ValueError, "compare_exchange: address %llu is not a 4-byte aligned word",
+                 addr);
+    return NULL;
+  }
+  uint32_t expected = (uint32_t)expected_l;
+  __atomic_compare_exchange_n((uint32_t*)(uintptr_t)addr, &expected, (uint32_t)desired_l, 0,
+                              __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+  return PyLong_FromUnsignedLong(expected); /* on failure: the value found */
+}
+
 static PyMethodDef native_methods[] = {
+    {"compare_exchange", (PyCFunction)(void (*)(void))native_compare_exchange, METH_FASTCALL,
+     "compare_exchange(address, expected, desired) -> int: atomic CAS of a 32-bit word; "
+     "returns the value found (== expected: stored)."},
     {"counters", native_counters, METH_NOARGS,
      "(sleeps, heavy barriers, longest sleep timeout in s) of this module's waits."},
     {"reset_counters", native_reset_counters, METH_NOARGS, "Zeroes counters()."},

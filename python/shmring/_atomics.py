@@ -26,7 +26,7 @@ from __future__ import annotations
 import ctypes
 import struct
 import sys
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 if sys.byteorder != "little":  # pragma: no cover - no big-endian CI host
     raise ImportError(
@@ -89,3 +89,56 @@ def store_u64(words: memoryview, qwords: Optional[memoryview], word_index: int,
         return
     words[word_index] = value & 0xFFFFFFFF
     words[word_index + 1] = value >> 32
+
+
+# ---- read-modify-write of a shared flags word -------------------------------------
+#
+# A flags word (a receiver slot's flags, producer_flags) has several writers: the side's
+# own threads and, through the native wait, C code. ``w[i] = w[i] | bit`` is a load and a
+# separate store: a change another writer makes in between is overwritten. With the
+# native helper built (``shmring._native.compare_exchange``, a seq_cst 32-bit CAS) these
+# are atomic read-modify-writes; without it they fall back to the plain load and store,
+# which CPython's GIL keeps atomic against this process's other Python threads only (no
+# thread switch happens between the load and the store of one such statement), not
+# against other processes or a free-threaded interpreter.
+_cas: Optional[Callable[[int, int, int], int]]
+try:
+    from ._native import compare_exchange as _cas
+except ImportError:  # pragma: no cover - depends on the build
+    _cas = None
+
+#: Whether fetch_or/fetch_and/fetch_add are atomic read-modify-writes here.
+HAVE_ATOMIC_RMW = _cas is not None
+
+_M32 = 0xFFFFFFFF
+
+
+def _update(words: memoryview, index: int, address: int, op: Any) -> int:
+    old = int(words[index])
+    if _cas is None:
+        words[index] = op(old) & _M32
+        return old
+    while True:
+        seen = _cas(address, old, op(old) & _M32)
+        if seen == old:
+            return old
+        old = seen  # another writer came between: again on its value
+
+
+def fetch_or(words: memoryview, index: int, address: int, bits: int) -> int:
+    """Sets ``bits`` in word ``index`` of ``words`` (``address``: that word's address) as
+    one atomic read-modify-write where the platform allows (see above); returns the old
+    value. Any thread; never blocks."""
+    return _update(words, index, address, lambda v: v | bits)
+
+
+def fetch_and(words: memoryview, index: int, address: int, mask: int) -> int:
+    """Keeps only ``mask``'s bits of word ``index`` (clears the others), atomically where
+    the platform allows; returns the old value. Any thread; never blocks."""
+    return _update(words, index, address, lambda v: v & mask)
+
+
+def fetch_add(words: memoryview, index: int, address: int, value: int) -> int:
+    """Adds ``value`` to word ``index`` (wrapping at 32 bits), atomically where the
+    platform allows; returns the old value. Any thread; never blocks."""
+    return _update(words, index, address, lambda v: v + value)

@@ -19,7 +19,8 @@ from typing import Any, Dict, Optional, Set, Tuple
 
 from . import _futex
 from ._tuning import INTERRUPT_REWAKE_S, LIVENESS_SLICE_S, SPIN_POLLS, UNFENCED_NAP_S
-from ._atomics import buffer_address, load_u64, qword_view, store_u64, word_view
+from ._atomics import (buffer_address, fetch_add, fetch_and, fetch_or, load_u64, qword_view,
+                       store_u64, word_view)
 from ._fence import acquire_fence, full_fence, heavy_barrier, release_fence
 from ._views import Held, TokenPool
 from .errors import (CorruptRecordError, IncompatibleSegmentError, MessageTooLargeError,
@@ -286,7 +287,7 @@ class ByteRingBuffer:
             self._pub_seq = load_u64(w, self._q, HEAD_MARK_WORD) >> 32  # own word
             self._tail_cache = self._load_tail()
             if self._light:
-                w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_MEMBARRIER
+                self._pflags_or(PRODUCER_MEMBARRIER)
         else:
             self._released = w[self._tail_word] & ~SLOT_IDLE
             self._freed = self._released
@@ -296,7 +297,7 @@ class ByteRingBuffer:
                 self._tail_batch = min(self._capacity // 8, 1 << 18)
             self._head_cache = w[HEAD_WORD]
             if self._light:
-                w[self._flags_word] = w[self._flags_word] | CONSUMER_MEMBARRIER
+                self._flags_or(CONSUMER_MEMBARRIER)
         full_fence()  # the mode bit is visible before our first publish
 
     # ---- creation -----------------------------------------------------------
@@ -851,8 +852,7 @@ class ByteRingBuffer:
         finally:
             if self._sleeping:
                 self._sleeping = False
-                w = self._w
-                w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] & ~PRODUCER_WAITING
+                self._pflags_and(~PRODUCER_WAITING)
 
     def _wait_writable(self, n: int, timeout: Optional[float]) -> bool:
         """Sleeps until an ``n``-byte message fits (True) or ``timeout`` s expire (False).
@@ -898,7 +898,7 @@ class ByteRingBuffer:
             if not self._sleeping:
                 # Set WAITING and fence once per call; it stays set across re-sleeps
                 # (cleared on return, below).
-                w[PRODUCER_FLAGS_WORD] = w[PRODUCER_FLAGS_WORD] | PRODUCER_WAITING
+                self._pflags_or(PRODUCER_WAITING)
                 full_fence()
                 self._sleeping = True
                 self._fenced = False
@@ -937,7 +937,7 @@ class ByteRingBuffer:
         """Sets CLOSED (end of stream) and wakes the consumer. Producer; never blocks."""
         self._require(True)
         release_fence()
-        self._w[PRODUCER_FLAGS_WORD] = self._w[PRODUCER_FLAGS_WORD] | PRODUCER_CLOSED
+        self._pflags_or(PRODUCER_CLOSED)
         full_fence()
         _futex.wake_word(self._head_address)
 
@@ -946,9 +946,9 @@ class ByteRingBuffer:
         self._require(True)
         release_fence()
         if live:
-            self._w[PRODUCER_FLAGS_WORD] = self._w[PRODUCER_FLAGS_WORD] | PRODUCER_LIVE
+            self._pflags_or(PRODUCER_LIVE)
         else:
-            self._w[PRODUCER_FLAGS_WORD] = self._w[PRODUCER_FLAGS_WORD] & ~PRODUCER_LIVE
+            self._pflags_and(~PRODUCER_LIVE)
 
     def add_dropped(self, n: int = 1) -> None:
         """Adds ``n`` to the header's ``dropped`` counter. Producer; never blocks."""
@@ -1506,8 +1506,7 @@ class ByteRingBuffer:
             self._waiter.end()
         if self._sleeping:
             self._sleeping = False
-            w = self._w
-            w[self._flags_word] = w[self._flags_word] & ~CONSUMER_WAITING
+            self._flags_and(~CONSUMER_WAITING)
 
     def sleep_after_empty_look(self, timeout: float) -> None:
         """One sleep of the wait protocol for a consumer whose last look (``acquire``,
@@ -1592,8 +1591,7 @@ class ByteRingBuffer:
             if not self._sleeping:
                 # The running -> sleeping transition: set WAITING, fence, then look
                 # again below. WAITING stays set, and fenced, across re-sleeps.
-                flags_word = self._flags_word
-                w[flags_word] = w[flags_word] | CONSUMER_WAITING
+                self._flags_or(CONSUMER_WAITING)
                 full_fence()
                 self._sleeping = True
                 self._fenced = False
@@ -1609,6 +1607,24 @@ class ByteRingBuffer:
                 # Spin before the next sleep only when messages come close together.
                 self._spin = time.monotonic() - start < _SPIN_AFTER_SLEEP_S
 
+    def _flags_or(self, bits: int) -> None:
+        """Sets ``bits`` in this receiver slot's flags word: one atomic RMW where the
+        platform allows (_atomics.fetch_or; the native wait's C code writes the word
+        too). Relaxed as far as ordering goes: callers fence. Never blocks."""
+        fetch_or(self._w, self._flags_word, self._address + self._flags_word * 4, bits)
+
+    def _flags_and(self, mask: int) -> None:
+        """Keeps ``mask``'s bits of this slot's flags word (atomic RMW where possible)."""
+        fetch_and(self._w, self._flags_word, self._address + self._flags_word * 4, mask)
+
+    def _pflags_or(self, bits: int) -> None:
+        """Sets ``bits`` in producer_flags (atomic RMW where possible). Never blocks."""
+        fetch_or(self._w, PRODUCER_FLAGS_WORD, self._address + PRODUCER_FLAGS_WORD * 4, bits)
+
+    def _pflags_and(self, mask: int) -> None:
+        """Keeps ``mask``'s bits of producer_flags (atomic RMW where possible)."""
+        fetch_and(self._w, PRODUCER_FLAGS_WORD, self._address + PRODUCER_FLAGS_WORD * 4, mask)
+
     def set_consumer_attached(self, attached: bool, pid: int) -> None:
         """Sets (pid first) or clears (flag first) ATTACHED and consumer_pid. Consumer;
         never blocks."""
@@ -1622,11 +1638,11 @@ class ByteRingBuffer:
             # A receiver that died asleep left WAITING (and COUNTS_SLEEPS) set: cleared,
             # or a C++ producer would skip our wakes on the dead one's unchanged sleep
             # count (we do not count ours; PROTOCOL.md section 4, "Wake once per sleep").
-            w[flags_word] = w[flags_word] & ~(CONSUMER_WAITING | CONSUMER_COUNTS_SLEEPS)
+            self._flags_and(~(CONSUMER_WAITING | CONSUMER_COUNTS_SLEEPS))
             self._sleeping = False
             # One more attach (bits 16..31, wrapping), then ATTACHED.
-            w[flags_word] = (w[flags_word] + CONSUMER_ATTACH_COUNT_ONE) & _M
-            w[flags_word] = w[flags_word] | CONSUMER_ATTACHED
+            fetch_add(w, flags_word, self._address + flags_word * 4, CONSUMER_ATTACH_COUNT_ONE)
+            self._flags_or(CONSUMER_ATTACHED)
         else:
             if self._live:
                 # Leaving: the slot's position becomes a plain tail again (slot 0 of a
@@ -1635,7 +1651,7 @@ class ByteRingBuffer:
                 release_fence()
                 w[self._tail_word] = self._released
                 self._pinned = False
-            w[flags_word] = w[flags_word] & ~CONSUMER_ATTACHED
+            self._flags_and(~CONSUMER_ATTACHED)
             release_fence()
             w[pid_word] = 0
         full_fence()
