@@ -37,14 +37,17 @@ def launch(desc, **kw):
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
-def probe(desc, count=0, guard=90.0):
+def probe(desc, count=0, guard=90.0, env=None):
     return subprocess.Popen([PY, str(HERE / "render_probe.py"), "--count", str(count),
                              "--guard", str(guard), desc],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def result_of(p, guard=120):
+def result_of(p, guard=120, stderr=None):
+    """The receiver's JSON result; its stderr is appended to list ``stderr`` if given."""
     out, err = p.communicate(timeout=guard)
+    if stderr is not None:
+        stderr.append(err)
     assert out.strip(), f"receiver printed nothing (rc {p.returncode}):\n{err[-3000:]}"
     return json.loads(out.strip().splitlines()[-1])
 
@@ -149,7 +152,12 @@ def test_reconnect_renders_the_restarted_stream_at_once(live):
     stream is rendered, not dropped as late against the old stream's timeline."""
     name = unique("reco")
     src = f"videotestsrc num-buffers=60 is-live={live} ! video/x-raw,format=BGR,width=320,height=240,framerate=30/1"
-    rx = probe(f"shmringsrc shm-name={name} reconnect=true ! {SINK}", count=0, guard=90)
+    # The receiver's element log (INFO: attach, reconnect, end of stream) goes with a
+    # failure: this failed once under load without saying where the receiver stood.
+    rx_env = dict(os.environ, GST_DEBUG="shmringsrc:4", GST_DEBUG_NO_COLOR="1")
+    rx = probe(f"shmringsrc shm-name={name} reconnect=true ! {SINK}", count=0, guard=90,
+               env=rx_env)
+    rx_err = []
     tx2 = None
     try:
         tx1 = launch(f"{CAM} ! shmringsink shm-name={name}")
@@ -160,13 +168,15 @@ def test_reconnect_renders_the_restarted_stream_at_once(live):
         time.sleep(2.0)
         restart = time.monotonic_ns()
         tx2 = launch(f"{src} ! shmringsink shm-name={name}")
-        res = result_of(rx)
+        res = result_of(rx, stderr=rx_err)
         assert tx2.wait(timeout=60) == 0, tx2.communicate()[1][-2000:]
     finally:
         kill_all(rx, tx2)
         cleanup(name)
+    log = "".join(rx_err)[-4000:]
     assert res["error"] is None, res["error"]
-    assert res["eos"], "the restarted sender's EOS did not end the receiver"
+    assert res["eos"], (f"the restarted sender's EOS did not end the receiver "
+                        f"({len(res['buffers'])} buffers, stats {res['stats']}); its log:\n{log}")
     after = [b for b in res["buffers"] if b[1] > restart]
     assert after, "nothing rendered after the restart"
     assert after[0][2], "the first buffer after the restart is not DISCONT"
