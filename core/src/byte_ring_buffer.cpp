@@ -718,6 +718,7 @@ bool ByteRingBuffer::CountedSinceAttach(uint32_t k, uint32_t f, uint32_t* n) {
 
 #ifdef SHMRING_TEST_SEAMS
 void (*test_seams::before_wake_check)() = nullptr;
+void (*test_seams::after_tail_store)() = nullptr;
 #endif
 
 void ByteRingBuffer::WakeConsumerIfWaiting() {
@@ -991,6 +992,7 @@ void ByteRingBuffer::StoreTail(uint32_t t) const {
   const uint32_t pre = pre_valid ? atomics::LoadAcquire(word(kProducerSleepsOffset)) : 0;
   // Our reads of the released records happen-before the producer reuses them.
   atomics::StoreRelease(word(tail_off_), TailWordValue(t));
+  SHMRING_SEAM(after_tail_store);  // nothing outside a test build (test_seams.hpp)
   // Store-load fence against the producer's "set WAITING, fence, re-check tail".
   if (light_fences_) {
     atomics::CompilerBarrier();  // the sleeper issues membarrier for us

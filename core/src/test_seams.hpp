@@ -10,6 +10,9 @@ namespace shm::test_seams {
 // Producer, WakeConsumerIfWaiting: after the head store (and marks), before the
 // wake decision. nullptr = none.
 extern void (*before_wake_check)();
+// Consumer, StoreTail: right after the tail store, before the wake decision about a
+// producer waiting for space. nullptr = none.
+extern void (*after_tail_store)();
 }  // namespace shm::test_seams
 #define SHMRING_SEAM(name)                                             \
   do {                                                                 \

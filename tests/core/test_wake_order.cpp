@@ -23,16 +23,17 @@ void RunStep() {
   if (g_step != nullptr) (*g_step)();
 }
 
-// Installs `step` at the producer's seam for the life of the object.
-struct AtWakeCheck {
-  explicit AtWakeCheck(std::function<void()> step) : fn(std::move(step)) {
+// Installs `step` at seam `*hook` for the life of the object.
+struct AtSeam {
+  AtSeam(void (**hook)(), std::function<void()> step) : hook(hook), fn(std::move(step)) {
     g_step = &fn;
-    test_seams::before_wake_check = &RunStep;
+    *hook = &RunStep;
   }
-  ~AtWakeCheck() {
-    test_seams::before_wake_check = nullptr;
+  ~AtSeam() {
+    *hook = nullptr;
     g_step = nullptr;
   }
+  void (**hook)();
   std::function<void()> fn;
 };
 
@@ -63,7 +64,7 @@ TEST(WakeOrder, ASleepThatSawTheNewHeadIsWokenByTheNextPublish) {
   ASSERT_EQ(c.Read(out, sizeof out), 8u);
   bool stepped = false;
   {
-    AtWakeCheck seam([&] {
+    AtSeam seam(&test_seams::before_wake_check, [&] {
       if (stepped) return;
       stepped = true;
       // The receiver, after the producer's head store: message 3 is there.
@@ -79,4 +80,41 @@ TEST(WakeOrder, ASleepThatSawTheNewHeadIsWokenByTheNextPublish) {
   EXPECT_EQ(wait::GetCounters().wakes, 1u)
       << "message 4 did not wake a sleep that began after message 3's store";
   c.EndSleep();
+}
+
+// The mirror: the producer sleeps for space (counted) and is woken by two releases.
+// At the third, it runs between the consumer's tail store and its wake decision: it
+// sees the new tail and goes to sleep again on it (a new count). The fourth release
+// must wake that sleep; a consumer that loads the producer's count after its tail
+// store takes the new sleep's count for the one it woke and skips the wake.
+TEST(WakeOrder, AProducerSleepThatSawTheNewTailIsWokenByTheNextRelease) {
+  shmtest::RingImage img(4096);  // < 64 KiB: the consumer stores its tail at every release
+  ASSERT_EQ(img.Init(), "");
+  ByteRingBuffer p(img.base(), img.size(), true);
+  ByteRingBuffer c(img.base(), img.size(), false);
+  ASSERT_TRUE(p.valid() && c.valid());
+  const char msg[8] = "message";
+  char out[8];
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(p.Write(msg, sizeof msg));
+  p.BeginSpaceWait();
+  p.SleepForSpace(0, c.LoadTail() + 8, 0, nullptr);  // counted sleep 1 (returns at once)
+  ASSERT_NE(p.ProducerFlags() & layout::kProducerCountsSleeps, 0u);
+  ASSERT_EQ(c.Read(out, sizeof out), 8u);  // wakes it (no count from before this store)
+  ASSERT_EQ(c.Read(out, sizeof out), 8u);  // wakes it, sleep 1's count remembered
+  bool stepped = false;
+  {
+    AtSeam seam(&test_seams::after_tail_store, [&] {
+      if (stepped) return;
+      stepped = true;
+      // The producer, after the consumer's tail store: it sleeps again on the new tail.
+      p.SleepForSpace(0, c.LoadTail(), 0, nullptr);  // counted sleep 2
+    });
+    ASSERT_EQ(c.Read(out, sizeof out), 8u);  // release 3
+  }
+  ASSERT_TRUE(stepped) << "the seam did not run: is this built with SHMRING_TEST_SEAMS?";
+  wait::ResetCounters();
+  ASSERT_EQ(c.Read(out, sizeof out), 8u);  // release 4
+  EXPECT_EQ(wait::GetCounters().wakes, 1u)
+      << "release 4 did not wake a sleep for space that began after release 3's tail store";
+  p.EndSpaceWait();
 }
