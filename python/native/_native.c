@@ -261,14 +261,6 @@ static PyObject* native_counters(PyObject* mod, PyObject* unused) {
   return Py_BuildValue("(KKd)", n_sleeps, n_heavy_barriers, longest_timeout);
 }
 
-static PyObject* native_reset_counters(PyObject* mod, PyObject* unused) {
-  (void)mod;
-  (void)unused;
-  n_sleeps = n_heavy_barriers = 0;
-  longest_timeout = 0.0;
-  Py_RETURN_NONE;
-}
-
 /* compare_exchange(address, expected, desired) -> int: one atomic compare-and-swap of
  * the aligned 32-bit header word at `address` (inside a mapping the caller keeps):
  * stores `desired` if the word holds `expected`; returns what the word held (== expected:
@@ -298,13 +290,21 @@ static PyObject* native_compare_exchange(PyObject* mod, PyObject* const* args, P
   return PyLong_FromUnsignedLong(expected); /* on failure: the value found */
 }
 
+static PyObject* native_reset_counters(PyObject* mod, PyObject* unused) {
+  (void)mod;
+  (void)unused;
+  n_sleeps = n_heavy_barriers = 0;
+  longest_timeout = 0.0;
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef native_methods[] = {
-    {"compare_exchange", (PyCFunction)(void (*)(void))native_compare_exchange, METH_FASTCALL,
-     "compare_exchange(address, expected, desired) -> int: atomic CAS of a 32-bit word; "
-     "returns the value found (== expected: stored)."},
     {"counters", native_counters, METH_NOARGS,
      "(sleeps, heavy barriers, longest sleep timeout in s) of this module's waits."},
     {"reset_counters", native_reset_counters, METH_NOARGS, "Zeroes counters()."},
+    {"compare_exchange", (PyCFunction)(void (*)(void))native_compare_exchange, METH_FASTCALL,
+     "compare_exchange(address, expected, desired) -> int: atomic CAS of a 32-bit word; "
+     "returns the value found (== expected: stored)."},
     {NULL, NULL, 0, NULL},
 };
 
