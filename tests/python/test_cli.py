@@ -2,6 +2,7 @@
 producer and against segments planted on disk, run as a real subprocess."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import struct
@@ -513,22 +514,6 @@ def test_cat_dead_producer(names):
 
 # --------------------------------------------------------------------------- fan-out
 
-def ring_block(ls_text, name):
-    """The lines `shmring ls` printed for ring ``name``: its row and the indented
-    slot lines under it."""
-    out, inside = [], False
-    for line in ls_text.splitlines():
-        if line.startswith("    "):
-            if inside:
-                out.append(line)
-        else:
-            inside = line.split(" ", 1)[0] == name
-            if inside:
-                out.append(line)
-    assert out, f"ring {name} not in ls output:\n{ls_text[-3000:]}"
-    return "\n".join(out) + "\n"
-
-
 def test_ls_and_inspect_show_each_receiver(names):
     """A ring with max_receivers 3: a lossless receiver that read 2 messages, a live one
     that read nothing; ls and inspect show each with slot, pid, mode, position, lag and
@@ -549,9 +534,12 @@ def test_ls_and_inspect_show_each_receiver(names):
         assert receivers[1]["mode"] == "live" and receivers[1]["lag"] == 312
         assert receivers[1]["skipped"] == 0 and receivers[1]["attached"] is True
         assert receivers[2]["attached"] is False
-        # Only this ring's lines: /dev/shm may hold other rings (other runs, other
-        # users) with a "slot 2:" line of their own.
-        text = ring_block(run_cli("ls").stdout, name)
+        # Our ring's line and its receiver lines only (/dev/shm may hold other rings).
+        lines = run_cli("ls").stdout.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith(name + " "))
+        own = [lines[at]] + list(itertools.takewhile(lambda line: line.startswith(" "),
+                                                     lines[at + 1:]))
+        text = "\n".join(own)
         assert "2/3 receivers" in text
         assert f"slot 0: pid {os.getpid()} alive, lossless, position 208, lag 104 B" in text
         assert f"slot 1: pid {os.getpid()} alive, live, position 0, lag 312 B" in text
