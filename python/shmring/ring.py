@@ -19,9 +19,9 @@ from typing import Any, Dict, Optional, Set, Tuple
 
 from . import _futex
 from ._tuning import INTERRUPT_REWAKE_S, LIVENESS_SLICE_S, SPIN_POLLS, UNFENCED_NAP_S
-from ._atomics import (buffer_address, fetch_add, fetch_and, fetch_or, load_u64, qword_view,
-                       store_u64, word_view)
+from ._atomics import buffer_address, load_u64, qword_view, store_u64, word_view
 from ._fence import acquire_fence, full_fence, heavy_barrier, release_fence
+from ._atomics import fetch_add, fetch_and, fetch_or  # flags words: atomic RMW where possible
 from ._views import Held, TokenPool
 from .errors import (CorruptRecordError, IncompatibleSegmentError, MessageTooLargeError,
                      RingInterruptedError, ShmRingError, ViewInUseError)
