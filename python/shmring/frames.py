@@ -26,6 +26,7 @@ from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS
                       parse_extensions, unpack_header)
 from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, INDEX_MASK, INFO_MAX, PRODUCER_WAITING,
                      PROFILE_GST_FRAMING)
+from .ring import WAIT_CHECK
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -428,8 +429,10 @@ class FrameReader:
         if last_end is not None:
             self._ring.release_to(last_end)
 
-    def _wait(self, deadline: Optional[float]) -> bool:
-        """Sleeps for the next record; False when ``deadline`` passed."""
+    def _between_sleeps(self, liveness: bool) -> None:
+        """What a blocked read_frame does once per liveness slice (``liveness``: look at
+        the producer too) and before it gives up at its timeout: gives back what is no
+        longer referenced and checks for the hoarding deadlock."""
         ring = self._ring
         entries = self._entries
         if entries:
@@ -447,16 +450,10 @@ class FrameReader:
             self._stuck_head = head
         else:
             self._stuck_head = None
-        # Watches the producer (at most once per slice) while it sleeps; WAITING
-        # stays set across these steps until read_frame returns.
-        if deadline is None:
-            self._consumer._wait_step(ring, LIVENESS_SLICE_S)
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        self._consumer._wait_step(ring, min(remaining, LIVENESS_SLICE_S))
-        return True
+        if liveness:
+            # Raises ProducerDeadError / ProducerReplacedError when the producer is gone
+            # and nothing is left to read.
+            self._consumer._check_producer(ring, force=True)
 
     def read_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).
@@ -499,27 +496,32 @@ class FrameReader:
         if entries:
             self._release_ready()
         ring, buf = self._ring, self._buf
-        acquire = ring.acquire
-        deadline: Optional[float] = None  # taken when a wait is first needed
+        # One lookup per wake-up: look, sleep while there is nothing (WAITING stays set
+        # until read_frame returns), look again; one native call when it is built.
+        acquire_wait = ring.acquire_wait
+        consumer = self._consumer
+        deadline = None if timeout is None else time.monotonic() + timeout
         candidate: Optional[Tuple[_Entry, int, int, Tuple[int, ...], Optional[str],
                                   Optional[VideoLayout], Extensions]] = None
         limit = -1
         while True:
-            record = acquire()
-            if record is None:
+            # latest=True with a candidate: only what is there now (deadline 0).
+            record = acquire_wait(deadline if candidate is None else 0.0,
+                                  consumer._last_check + LIVENESS_SLICE_S)
+            if record.__class__ is not tuple:
                 if candidate is not None:
                     break
-                if ring._eos:  # what at_end says right after acquire() found nothing
+                if ring._eos:  # what at_end says right after a look found nothing
                     self._done = True
                     self._release_ready()
                     raise StreamTruncatedError(
                         f"ring {self.name!r} was closed without an end-of-stream record: "
                         "the producer stopped early and the stream is cut short")
-                if deadline is None and timeout is not None:
-                    deadline = time.monotonic() + timeout
-                if not self._wait(deadline):
-                    return None
-                continue
+                if record == WAIT_CHECK:  # a liveness slice passed with nothing to read
+                    self._between_sleeps(True)
+                    continue
+                self._between_sleeps(False)  # the timeout expired
+                return None
             start, length, end = record
             entry: _Entry = [end, None, None]
             entries.append(entry)
