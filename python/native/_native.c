@@ -56,7 +56,9 @@ typedef struct {
   // clang-format on
   uint32_t* pflags;    /* producer_flags */
   uint32_t* flags;     /* this receiver slot's flags word (WAITING lives here) */
-  const uint8_t* data; /* the data area (NULL: next() is not set up, see Waiter_init) */
+  const uint8_t* data; /* the data area (NULL: next() is not set up, see set_records) */
+  uint32_t* tail;      /* this receiver slot's tail word (next()'s release) */
+  uint32_t producer_waiting_bit;
   uint32_t capacity, data_offset, wrap_marker, pad_flag, max_len, len_size, align;
   uint32_t waiting_bit, closed_bit, membarrier_bit;
   int64_t unfenced_nap_ns, spin_after_ns;
@@ -239,22 +241,25 @@ static PyObject* Waiter_wait(Waiter* self, PyObject* const* args, Py_ssize_t nar
 
 PyDoc_STRVAR(Waiter_set_records_doc,
              "set_records(data_address, data_offset, capacity, wrap_marker, pad_flag,\n"
-             "            max_valid_len, len_size, record_align) -> None\n\n"
+             "            max_valid_len, len_size, record_align, tail_address,\n"
+             "            producer_waiting_bit) -> None\n\n"
              "Sets up next(): the data area's address and its offset in the buffer, the\n"
-             "ring's validated capacity (a power of two; never re-read from the segment)\n"
-             "and the record format's constants (python/shmring/layout.py). Consumer\n"
-             "thread, once, before next(); never blocks.");
+             "ring's validated capacity (a power of two; never re-read from the segment),\n"
+             "the record format's constants (python/shmring/layout.py), this slot's tail\n"
+             "word and producer_flags' WAITING bit. Consumer thread, once, before next();\n"
+             "never blocks.");
 
 static PyObject* Waiter_set_records(Waiter* self, PyObject* args) {
-  unsigned long long data;
-  unsigned int offset, capacity, wrap, pad, max_len, len_size, align;
+  unsigned long long data, tail;
+  unsigned int offset, capacity, wrap, pad, max_len, len_size, align, producer_waiting;
   if (closed_error(self) < 0) return NULL;
-  if (!PyArg_ParseTuple(args, "KIIIIIII", &data, &offset, &capacity, &wrap, &pad, &max_len,
-                        &len_size, &align)) {
+  if (!PyArg_ParseTuple(args, "KIIIIIIIKI", &data, &offset, &capacity, &wrap, &pad, &max_len,
+                        &len_size, &align, &tail, &producer_waiting)) {
     return NULL;
   }
-  if (data == 0 || data % 8 != 0 || capacity < 64 || (capacity & (capacity - 1)) != 0 ||
-      capacity > 0x80000000u || len_size != 4 || align < len_size || (align & (align - 1))) {
+  if (data == 0 || data % 8 != 0 || tail == 0 || tail % 4 != 0 || capacity < 64 ||
+      (capacity & (capacity - 1)) != 0 || capacity > 0x80000000u || len_size != 4 ||
+      align < len_size || (align & (align - 1))) {
     PyErr_SetString(PyExc_ValueError, "set_records: invalid data area or record constants");
     return NULL;
   }
@@ -266,6 +271,8 @@ static PyObject* Waiter_set_records(Waiter* self, PyObject* args) {
   self->max_len = max_len;
   self->len_size = len_size;
   self->align = align;
+  self->tail = (uint32_t*)(uintptr_t)tail;
+  self->producer_waiting_bit = producer_waiting;
   Py_RETURN_NONE;
 }
 
@@ -341,8 +348,11 @@ static int look(const Waiter* self, uint32_t pos, unsigned flags, Found* f) {
 }
 
 PyDoc_STRVAR(Waiter_next_doc,
-             "next(pos, flags, deadline, check_at) -> tuple | int\n\n"
-             "The consumer's blocking lookup in one call: looks for the record at ring index pos\n"
+             "next(pos, flags, deadline, check_at, release) -> tuple | int\n\n"
+             "The consumer's blocking lookup in one call. First, when release >= 0, stores it as\n"
+             "this slot's tail (release order; then a full fence and, when the producer's WAITING\n"
+             "is set, a wake on the tail word: ByteRingBuffer._store_tail of a lossless\n"
+             "receiver). Then looks for the record at ring index pos\n"
              "(skipping WRAP markers and PAD records, checking every length and index against\n"
              "the data area); while there is none, sleeps as wait() does (the GIL released) and\n"
              "looks again. deadline and check_at are time.monotonic() values (deadline None: no\n"
@@ -371,9 +381,24 @@ static PyObject* Waiter_next(Waiter* self, PyObject* const* args, Py_ssize_t nar
     PyErr_SetString(PyExc_ValueError, "Waiter.next() before set_records()");
     return NULL;
   }
-  if (nargs != 4) {
-    PyErr_SetString(PyExc_TypeError, "next(pos, flags, deadline, check_at) takes 4 arguments");
+  if (nargs != 5) {
+    PyErr_SetString(PyExc_TypeError,
+                    "next(pos, flags, deadline, check_at, release) takes 5 arguments");
     return NULL;
+  }
+  const long long release = PyLong_AsLongLong(args[4]);
+  if (release == -1 && PyErr_Occurred()) return NULL;
+  if (release >= 0) {
+    /* Our reads of the released records happen before the producer reuses them
+     * (release); then the store-load fence against the producer's "set WAITING,
+     * fence, re-check tail" (the Dekker pair, DESIGN.md section 3). */
+    __atomic_store_n(self->tail, (uint32_t)release, __ATOMIC_RELEASE);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(self->pflags, __ATOMIC_RELAXED) & self->producer_waiting_bit) {
+      if (syscall(SYS_futex, self->tail, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+      }
+    }
   }
   const unsigned long pos_l = PyLong_AsUnsignedLongMask(args[0]);
   if (pos_l == (unsigned long)-1 && PyErr_Occurred()) return NULL;

@@ -19,7 +19,7 @@ from ._tuning import LIVENESS_SLICE_S
 from .caps import VideoLayout, layout_from_caps, layout_with_strides, parse_caps
 from .channel import ShmConsumer, ShmProducer
 from .errors import (FramingError, IncompatibleSegmentError, RingInterruptedError,
-                     RingTimeoutError, StreamTruncatedError, StreamClosedError, ViewInUseError)
+                     RingTimeoutError, StreamTruncatedError, ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
                       MIN_HEADER_SIZE, TIME_NONE, Extensions, MessageHeader, VideoMeta,
                       decode_header, encode_caps, encode_eos, encode_header, monotonic_ns,
@@ -411,6 +411,14 @@ class FrameReader:
 
     def _release_ready(self) -> None:
         """Gives back, in ring order, every leading record nothing references any more."""
+        end = self._ready_end()
+        if end >= 0:
+            self._ring.release_to(end)
+
+    def _ready_end(self) -> int:
+        """Drops the leading entries nothing references any more; returns the ring index
+        to release up to (-1: none). The caller releases it (release_to, or the next
+        acquire_wait)."""
         entries = self._entries
         last_end = None
         while entries:
@@ -426,8 +434,7 @@ class FrameReader:
                 break
             entries.popleft()
             last_end = end
-        if last_end is not None:
-            self._ring.release_to(last_end)
+        return -1 if last_end is None else int(last_end)
 
     def _between_sleeps(self, liveness: bool) -> None:
         """What a blocked read_frame does once per liveness slice (``liveness``: look at
@@ -484,8 +491,7 @@ class FrameReader:
         None at end of stream (then ``at_end`` is True) or when the timeout expired.
         Consumer; blocks.
         """
-        if self._consumer.closed:
-            raise StreamClosedError(f"FrameReader of ring {self.name!r} is closed")
+        # (read_frame's _enter refused a closed reader.)
         if self._done:
             return None
         if self._eos_next:
@@ -493,8 +499,8 @@ class FrameReader:
             self._release_ready()
             return None
         entries = self._entries
-        if entries:
-            self._release_ready()
+        # What the caller no longer references is released by the first look below.
+        release = self._ready_end() if entries else -1
         ring, buf = self._ring, self._buf
         # One lookup per wake-up: look, sleep while there is nothing (WAITING stays set
         # until read_frame returns), look again; one native call when it is built.
@@ -507,7 +513,8 @@ class FrameReader:
         while True:
             # latest=True with a candidate: only what is there now (deadline 0).
             record = acquire_wait(deadline if candidate is None else 0.0,
-                                  consumer._last_check + LIVENESS_SLICE_S)
+                                  consumer._last_check + LIVENESS_SLICE_S, release)
+            release = -1
             if record.__class__ is not tuple:
                 if candidate is not None:
                     break
@@ -523,7 +530,7 @@ class FrameReader:
                 self._between_sleeps(False)  # the timeout expired
                 return None
             start, length, end = record
-            entry: _Entry = [end, None, None]
+            entry: _Entry = [end, None, None]  # released in ring order, whatever it is
             entries.append(entry)
             # The message header in one unpack; decode_header raises the FramingError
             # for anything that does not check out.
@@ -556,10 +563,9 @@ class FrameReader:
                         layout = _meta_layout(layout, ext.video_meta)
                 if not self._latest:  # the common case: this record is the frame
                     held = ring.view_of(start + body, length - body, end)
-                    assert held.view is not None
-                    frame = _make_frame(self._caps, layout, fields, held.view, ext)
                     entry[_HELD] = held
-                    entry[_FRAME] = frame
+                    frame = entry[_FRAME] = _make_frame(self._caps, layout, fields,
+                                                        held.view, ext)  # type: ignore[arg-type]
                     return frame
                 if candidate is not None:
                     self.skipped += 1

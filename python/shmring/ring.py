@@ -242,7 +242,7 @@ class ByteRingBuffer:
         if self._waiter is not None:  # its blocking lookup (acquire_wait) reads records
             self._waiter.set_records(self._address + HEADER_SIZE, HEADER_SIZE, capacity,
                                      WRAP_MARKER, PAD_FLAG, MAX_VALID_LEN, LEN_SIZE,
-                                     RECORD_ALIGN)
+                                     RECORD_ALIGN, self._tail_address, PRODUCER_WAITING)
         # The sleeping thread's own state: this side's WAITING bit is set (since the
         # last end_sleep) and fenced (membarrier issued when the peer needs it).
         self._sleeping = False
@@ -1552,9 +1552,13 @@ class ByteRingBuffer:
         finally:
             sleepers.discard(me)
 
-    def acquire_wait(self, deadline: Optional[float], check_at: float) -> Any:
+    def acquire_wait(self, deadline: Optional[float], check_at: float,
+                     release: int = -1) -> Any:
         """:meth:`acquire`, sleeping while there is nothing to acquire: the consumer's
-        blocking lookup, one lookup per wake-up.
+        blocking lookup, one lookup per wake-up. ``release`` >= 0: first frees the
+        ring up to that index, which must be the end of an acquired record not yet
+        released, in order (as :meth:`release_to`; in the same native call when it
+        can).
 
         Returns the next record as :meth:`acquire` does, ``(offset, len, end)``; or
         :data:`WAIT_ENDED` (0) when the stream ended (``at_end``: CLOSED and drained)
@@ -1571,6 +1575,12 @@ class ByteRingBuffer:
         the caller calls :meth:`end_sleep` before it returns to its own caller.
         Raises RingInterruptedError after :meth:`interrupt`. Consumer; blocks.
         """
+        if release >= 0:
+            if self._live or self._waiter is None:
+                self._store_tail(release)
+                release = -1
+            else:  # stored by the native call below (a lossless tail: no pin bits)
+                self._freed = self._released = release
         while True:
             waiter = self._waiter
             if waiter is not None:
@@ -1581,7 +1591,8 @@ class ByteRingBuffer:
                 r = waiter.next(pos, (self._check_floor or (self._live and (
                     not self._pinned or pos == self._freed)))
                                 | (self._freed != self._released or self._pinned) << 1,
-                                deadline, check_at)
+                                deadline, check_at, release)
+                release = -1
                 if r.__class__ is tuple:
                     start, length, end, self._head_cache, skip = r
                     if skip >= 0:
