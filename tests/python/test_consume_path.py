@@ -280,3 +280,24 @@ def test_a_blocking_frame_reader_looks_once_per_wake_up(ring_name: str, wait_imp
                 assert counted.python <= records + _sleeps() + checks[0]
     finally:
         writer.close()
+
+
+def test_a_release_passed_to_the_blocking_lookup_wakes_a_producer_waiting_for_space(
+        wait_impl: str) -> None:
+    # FrameReader hands the previous frame's release to its next lookup (one native
+    # call stores the tail, fences and wakes the producer asleep for that space).
+    buf, p, c = make_ring(128)
+    while p.write(bytes(24)):
+        pass
+    first = c.acquire()
+    assert first is not None
+    out: List[bool] = []
+    t = threading.Thread(target=lambda: out.append(p.wait_writable(24, None)), daemon=True)
+    t.start()
+    _wait_for(lambda: bool(p.producer_flags & layout.PRODUCER_WAITING))
+    got = c.acquire_wait(NOW_IS_LATE, NEVER, first[2])
+    assert got != WAIT_ENDED and got[0] > first[0]  # the next record, found
+    t.join(30)
+    assert out == [True]  # woken by the release
+    assert tail_of(buf) == first[2] and (c._freed, c._released) == (first[2], first[2])
+    c.end_sleep()
