@@ -455,10 +455,16 @@ class ByteRingBuffer:
             _futex.wake_word(address)
             # set operations are single C calls under the GIL: no lock needed (a
             # lock could deadlock a signal handler running in the sleeping thread)
-            others = self._sleepers - {me}
-            if not others and (waiter is None or waiter.sleeper in (0, me)):
+            if not self._asleep() - {me}:
                 return
             time.sleep(INTERRUPT_REWAKE_S)  # let the woken thread run and leave its wait
+
+    def _asleep(self) -> Set[int]:
+        """The threads inside a wait on this ring now: the pure-Python sleeps' and the
+        one inside the native blocking lookup (``_native.Waiter.next``)."""
+        waiter = self._waiter
+        sleeper = 0 if waiter is None else waiter.sleeper
+        return self._sleepers | {sleeper} if sleeper else set(self._sleepers)
 
     def clear_interrupt(self) -> None:
         """Re-arms blocking waits after :meth:`interrupt`. Any thread; never blocks."""
