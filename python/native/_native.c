@@ -434,6 +434,9 @@ static PyObject* Waiter_next(Waiter* self, PyObject* const* args, Py_ssize_t nar
     if (slept == SLEPT_NO_WAITV) return next_done(self, PyLong_FromLong(NEXT_NO_WAITV));
     /* Run signal handlers now (EINTR): one may interrupt() this wait or raise. */
     if (PyErr_CheckSignals() < 0) return next_done(self, NULL);
+    /* The GIL is held from here to the next sleep: a close() (detach) by another
+     * thread while we slept is seen here, before any shared word is touched. */
+    if (closed_error(self) < 0) return next_done(self, NULL);
   }
 }
 
@@ -457,7 +460,8 @@ PyDoc_STRVAR(
 
 static PyObject* Waiter_close(Waiter* self, PyObject* unused) {
   Waiter_end(self, unused);
-  self->head = self->pflags = self->flags = NULL;
+  self->head = self->pflags = self->flags = self->tail = NULL;
+  self->data = NULL;
   Py_RETURN_NONE;
 }
 
