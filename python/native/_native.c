@@ -123,10 +123,15 @@ static int heavy_barrier(void) {
  * The one place that lists them: a store to any of them followed by a futex wake on
  * it ends the sleep, and the kernel compares each with its expected value after
  * queueing the sleeper (a store made before the call ends it at once). To add a
- * word: its address in the Waiter (Waiter_init), one line here, and raise
- * SHMRING_MAX_WAIT_WORDS. `seen` is the head the caller's last look found, `pf`
- * producer_flags as just loaded (CLOSED changes only the flags). */
+ * word: its address in the Waiter (Waiter_init), one line in wait_words, raise
+ * SHMRING_MAX_WAIT_WORDS, and in other_word_changed say when its value is not the
+ * one the sleep would expect. Words 0 and 1 are head (`seen`: what the caller's last
+ * look found) and producer_flags (`pf`, as just loaded: CLOSED changes only the
+ * flags); a sleep ended by any later word, or a later word already changed before
+ * the sleep, makes next() return NEXT_CHECK (the caller looks at the producer)
+ * instead of looking at the ring again, so such a word never makes next() spin. */
 #define SHMRING_MAX_WAIT_WORDS 4
+#define SHMRING_RING_WORDS 2 /* head and producer_flags: a change there means "look" */
 static int wait_words(const Waiter* self, uint32_t seen, uint32_t pf,
                       struct shmring_waitv w[SHMRING_MAX_WAIT_WORDS]) {
   int n = 0;
@@ -134,10 +139,22 @@ static int wait_words(const Waiter* self, uint32_t seen, uint32_t pf,
   w[n++] = (struct shmring_waitv){pf, (uint64_t)(uintptr_t)self->pflags, SHMRING_FUTEX_32, 0};
   return n;
 }
+/* 1 when a word after the ring words holds another value than its sleep would expect
+ * (the caller must judge it before sleeping again). None today. */
+static int other_word_changed(const Waiter* self) {
+  (void)self;
+  return 0;
+}
 /* ==== end of the wait-words list ================================================ */
 
 /* What one sleep step says (sleep_once). */
-enum { SLEPT_LOOK = 1, SLEPT_TIMEOUT = 0, SLEPT_NO_WAITV = -1, SLEPT_ERROR = -2 };
+enum {
+  SLEPT_OTHER_WORD = 2, /* ended by a word after the ring words (wait_words) */
+  SLEPT_LOOK = 1,
+  SLEPT_TIMEOUT = 0,
+  SLEPT_NO_WAITV = -1,
+  SLEPT_ERROR = -2
+};
 
 /* One sleep of the consumer's wait (Waiter.wait's doc), `nap` ns (-1: no limit).
  * Called with the GIL held; releases it only for the system call. SLEPT_ERROR
@@ -196,6 +213,9 @@ static int sleep_once(Waiter* self, uint32_t seen, int64_t nap) {
   Py_END_ALLOW_THREADS
       /* Spin before the next sleep only when messages come close together. */
       self->spin = slept < self->spin_after_ns;
+  if (r >= SHMRING_RING_WORDS || (r < 0 && err == EAGAIN && other_word_changed(self))) {
+    return SLEPT_OTHER_WORD;
+  }
   if (r >= 0 || err == EAGAIN || err == EINTR) return SLEPT_LOOK;
   if (err == ETIMEDOUT) return SLEPT_TIMEOUT;
   if (err == ENOSYS) {
@@ -236,7 +256,7 @@ static PyObject* Waiter_wait(Waiter* self, PyObject* const* args, Py_ssize_t nar
   }
   const int r = sleep_once(self, (uint32_t)seen_l, nap);
   if (r == SLEPT_ERROR) return NULL;
-  return PyLong_FromLong(r);
+  return PyLong_FromLong(r == SLEPT_OTHER_WORD ? SLEPT_LOOK : r);
 }
 
 PyDoc_STRVAR(Waiter_set_records_doc,
@@ -360,8 +380,9 @@ PyDoc_STRVAR(Waiter_next_doc,
              "of its payload in the buffer, end its ring index after it, head the head word it\n"
              "saw, skip -1 or the index the record starts at after skipped markers (| 1 when a\n"
              "WRAP marker was among them: the caller releases them as its own lookup would).\n"
-             "Else 0 (deadline passed, nothing to read), 1 (check_at reached, nothing to read:\n"
-             "look at the producer, then call again), 2 (the Python lookup must look: the ring\n"
+             "Else 0 (deadline passed, nothing to read), 1 (check_at reached, or a wait word\n"
+             "other than head and producer_flags changed, nothing to read: look at the\n"
+             "producer, then call again), 2 (the Python lookup must look: the ring\n"
              "is CLOSED and drained, tail stores are pending, a pin is needed (flags bit 0), a\n"
              "marker ends the data or a value does not check out), 3 (interrupt() was called),\n"
              "-1 (no futex_waitv: use the pure-Python path). flags: bit 0 the caller must pin\n"
@@ -427,11 +448,13 @@ static PyObject* Waiter_next(Waiter* self, PyObject* const* args, Py_ssize_t nar
     const double now = (double)now_ns() / 1e9; /* time.monotonic()'s clock */
     if (now >= deadline) return next_done(self, PyLong_FromLong(NEXT_ENDED));
     if (now >= check_at) return next_done(self, PyLong_FromLong(NEXT_CHECK));
+    if (other_word_changed(self)) return next_done(self, PyLong_FromLong(NEXT_CHECK));
     const double until = deadline < check_at ? deadline : check_at;
     const double nap_s = until - now; /* > 0; infinite: no limit */
     const int slept = sleep_once(self, f.head, nap_s < 1e9 ? (int64_t)(nap_s * 1e9) : -1);
     if (slept == SLEPT_ERROR) return next_done(self, NULL);
     if (slept == SLEPT_NO_WAITV) return next_done(self, PyLong_FromLong(NEXT_NO_WAITV));
+    if (slept == SLEPT_OTHER_WORD) return next_done(self, PyLong_FromLong(NEXT_CHECK));
     /* Run signal handlers now (EINTR): one may interrupt() this wait or raise. */
     if (PyErr_CheckSignals() < 0) return next_done(self, NULL);
     /* The GIL is held from here to the next sleep: a close() (detach) by another
