@@ -1635,7 +1635,7 @@ class ByteRingBuffer:
             if self._waiter is not None:
                 self.sleep_after_empty_look(nap)  # a look the native call left to Python
             else:
-                self._sleep_once(self._head_cache, nap)
+                self._sleep_once(self._head_cache, nap, self._spin)
 
     def _markers_skipped(self, pos: int, skip: int) -> None:
         """The native lookup found the record at ``skip & ~7`` behind WRAP markers (``skip
@@ -1649,18 +1649,23 @@ class ByteRingBuffer:
             else:
                 self._lazy_release(at)
 
-    def _sleep_once(self, seen: int, nap: Optional[float]) -> None:
+    def _sleep_once(self, seen: int, nap: Optional[float], spin: bool) -> None:
         """One sleep of the pure-Python wait after an empty look that saw head ``seen``:
-        spin when the last sleep was short, set WAITING and fence on the first sleep
-        of a wait (membarrier when the producer relies on it), re-check head and
-        CLOSED, futex-wait on head and producer_flags. WAITING stays set (end_sleep).
-        Consumer; blocks (GIL released while asleep)."""
+        spin first when ``spin`` (returning when head moves), set WAITING and fence on
+        the first sleep of a wait (membarrier when the producer relies on it), re-check
+        head and CLOSED, futex-wait on head and producer_flags at most ``nap`` s. WAITING
+        stays set (end_sleep). Consumer; blocks (GIL released while asleep)."""
         w = self._w
-        if self._spin:
+        if spin:
+            # Spin on the word that can change our answer (one aligned load each),
+            # not on a full record lookup: only when the last sleep was short (a
+            # slow stream's next message is far away).
             for _ in range(SPIN_POLLS):
                 if w[HEAD_WORD] != seen:
                     return
         if not self._sleeping:
+            # The running -> sleeping transition: set WAITING, fence, then look again
+            # below. WAITING stays set, and fenced, across re-sleeps.
             flags_word = self._flags_word
             w[flags_word] = w[flags_word] | CONSUMER_WAITING
             full_fence()
@@ -1675,6 +1680,7 @@ class ByteRingBuffer:
         if w[HEAD_WORD] == seen and not pflags & PRODUCER_CLOSED:
             start = time.monotonic()
             self._sleep(self._head_sleeper, seen, pflags, nap)
+            # Spin before the next sleep only when messages come close together.
             self._spin = time.monotonic() - start < _SPIN_AFTER_SLEEP_S
 
     def read_wait(self, deadline: Optional[float], check_at: float) -> Any:
@@ -1750,25 +1756,7 @@ class ByteRingBuffer:
                     if w[HEAD_WORD] != seen:
                         break
                 continue
-            if not self._sleeping:
-                # The running -> sleeping transition: set WAITING, fence, then look
-                # again below. WAITING stays set, and fenced, across re-sleeps.
-                flags_word = self._flags_word
-                w[flags_word] = w[flags_word] | CONSUMER_WAITING
-                full_fence()
-                self._sleeping = True
-                self._fenced = False
-            if not self._fenced:
-                if w[PRODUCER_FLAGS_WORD] & PRODUCER_MEMBARRIER and not heavy_barrier():
-                    nap = _cap(nap, UNFENCED_NAP_S)  # the waker is unordered: poll
-                else:
-                    self._fenced = True
-            pflags = w[PRODUCER_FLAGS_WORD]
-            if w[HEAD_WORD] == seen and not pflags & PRODUCER_CLOSED:
-                start = time.monotonic()
-                self._sleep(self._head_sleeper, seen, pflags, nap)
-                # Spin before the next sleep only when messages come close together.
-                self._spin = time.monotonic() - start < _SPIN_AFTER_SLEEP_S
+            self._sleep_once(seen, nap, False)
 
     def set_consumer_attached(self, attached: bool, pid: int) -> None:
         """Sets (pid first) or clears (flag first) ATTACHED and consumer_pid. Consumer;
