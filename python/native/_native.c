@@ -171,7 +171,8 @@ static int sleep_once(Waiter* self, uint32_t seen, int64_t nap) {
   if (!self->sleeping) {
     /* The running -> sleeping transition (F2 of the Dekker pair): either the
      * producer's wake check sees WAITING, or our loads below see its new head or
-     * CLOSED. The RMW is atomic: the producer's reaper may CAS this word. */
+     * CLOSED. The RMW is atomic: another thread of this receiver may change the
+     * word at the same time (a detach clearing ATTACHED). */
     __atomic_fetch_or(self->flags, self->waiting_bit, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     self->sleeping = 1;
