@@ -9,8 +9,19 @@
 #include <random>
 
 #include "atomics.hpp"
+#include "byte_ring_fast.hpp"
 #include "shm/process.hpp"
 #include "tuning.hpp"
+
+// Keeps a slow path out of the fast path that calls it, so the fast path needs no
+// stack frame.
+#if defined(__GNUC__) || defined(__clang__)
+#define SHM_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define SHM_NOINLINE __declspec(noinline)
+#else
+#define SHM_NOINLINE
+#endif
 
 namespace shm {
 namespace {
@@ -269,11 +280,32 @@ bool ByteRingBuffer::Write(const void* data, uint32_t len) {
 }
 
 Status ByteRingBuffer::TryWrite(const void* data, uint32_t len) {
+  return TryWrite(data, len, true);
+}
+
+Status ByteRingBuffer::TryWrite(const void* data, uint32_t len, bool sync) {
+  switch (WriteFast(data, len, sync)) {
+    case FastWrite::kNotWritten:
+      return TryWriteSlow(data, len, sync);
+    case FastWrite::kWake:
+      return WakeAfterWrite();  // a tail call: no frame here
+    case FastWrite::kWritten:
+      break;
+  }
+  return Status::kOk;
+}
+
+SHM_NOINLINE Status ByteRingBuffer::WakeAfterWrite() {
+  WakeConsumerIfWaiting();  // fences again: harmless
+  return Status::kOk;
+}
+
+SHM_NOINLINE Status ByteRingBuffer::TryWriteSlow(const void* data, uint32_t len, bool sync) {
   uint8_t* payload = nullptr;
   const Status s = Reserve(len, &payload);
   if (s != Status::kOk) return s;
   if (len != 0) std::memcpy(payload, data, len);
-  Commit(len);
+  Commit(len, sync);
   return Status::kOk;
 }
 
@@ -652,6 +684,13 @@ void ByteRingBuffer::AdvanceHead() {
     pending_.pop_front();
   }
   if (h == head_) return;
+  PublishHead(h, seq, any, newest, newest_seq, any_sync, sync_mark);
+}
+
+// Publishes head `h` with `seq` messages before it: last_start (`newest`, when
+// `any` record was published), the head, the marks, then the wake check.
+void ByteRingBuffer::PublishHead(uint32_t h, uint32_t seq, bool any, uint32_t newest,
+                                 uint32_t newest_seq, bool any_sync, uint64_t sync_mark) {
   // Published by the head's release store: last_start always names a record <= head.
   if (any) atomics::StoreRelaxed(word(kLastStartOffset), newest);
   pub_seq_ = seq;
