@@ -296,6 +296,10 @@ Status ByteRingBuffer::TryWrite(const void* data, uint32_t len, bool sync) {
 }
 
 SHM_NOINLINE Status ByteRingBuffer::WakeAfterWrite() {
+  // WriteFast ran only while nobody was seen waiting, where PublishHead's
+  // LoadCountsBeforeStore loads no counts: no count from before this head store
+  // (a value left from an earlier publish must not stand in for one).
+  pre_valid_ = false;
   WakeConsumerIfWaiting();  // fences again: harmless
   return Status::kOk;
 }
