@@ -137,4 +137,42 @@ TEST_F(FastReadTest, ReadForGivesEveryRecordKindInOrder) {
   EXPECT_EQ(c.ReadFor(out.data(), 100, 0).status, Status::kEmpty);
 }
 
+// ReadFor's inline read takes only records it has checked: a head more than a lap
+// ahead, a misaligned head, or a small record whose length passes the head goes to
+// the general path, which says the ring is corrupt; nothing is copied out.
+TEST_F(FastReadTest, HostileIndicesAndLengthsAreCorruptNotRead) {
+  enum class Plant { kHeadPastALap, kMisalignedHead, kRecordPassesHead };
+  for (const Plant plant :
+       {Plant::kHeadPastALap, Plant::kMisalignedHead, Plant::kRecordPassesHead}) {
+    const std::string name = Name();
+    ShmProducer p(name, 1024);
+    ASSERT_TRUE(p.IsValid()) << p.error();
+    const std::vector<uint8_t> msg = Bytes(8, 3);
+    ASSERT_EQ(p.WriteFor(msg.data(), 8, 0), Status::kOk);  // one 16-byte record at 0
+    uint8_t* base = p.ring()->base();
+    auto* head = reinterpret_cast<uint32_t*>(base + layout::kHeadOffset);
+    // Planted before the consumer attaches, so its first look sees them.
+    switch (plant) {
+      case Plant::kHeadPastALap:
+        __atomic_store_n(head, 16u + 1024u, __ATOMIC_RELEASE);
+        break;
+      case Plant::kMisalignedHead:
+        __atomic_store_n(head, 12u, __ATOMIC_RELEASE);
+        break;
+      case Plant::kRecordPassesHead: {
+        const uint32_t len = 40;  // a 48-byte record behind a head 16 bytes on
+        std::memcpy(base + layout::kHeaderSize, &len, 4);
+        break;
+      }
+    }
+    ShmConsumer c(name);
+    ASSERT_TRUE(c.IsValid()) << c.error();
+    std::vector<uint8_t> out(64, 0xAB);
+    const ReadResult r = c.ReadFor(out.data(), 64, 0);
+    EXPECT_EQ(r.status, Status::kCorrupt)
+        << "plant " << static_cast<int>(plant) << ": " << StatusName(r.status);
+    EXPECT_EQ(out, std::vector<uint8_t>(64, 0xAB)) << "plant " << static_cast<int>(plant);
+  }
+}
+
 }  // namespace
