@@ -298,7 +298,8 @@ Status ByteRingBuffer::TryWrite(const void* data, uint32_t len, bool sync) {
 SHM_NOINLINE Status ByteRingBuffer::WakeAfterWrite() {
   // WriteFast ran only while nobody was seen waiting, where PublishHead's
   // LoadCountsBeforeStore loads no counts: no count from before this head store
-  // (a value left from an earlier publish must not stand in for one).
+  // (a value left from an earlier publish must not stand in for one; every wake
+  // check also leaves pre_valid_ false, so this only restates it).
   pre_valid_ = false;
   WakeConsumerIfWaiting();  // fences again: harmless
   return Status::kOk;
@@ -767,7 +768,13 @@ void ByteRingBuffer::WakeConsumerIfWaiting() {
     if (!woken_valid_[k] || n != woken_sleeps_[k]) need = true;
   }
   consumer_waiting_seen_ = any_waiting || need;
-  if (!need) return;
+  if (!need) {
+    // No wake: the counts loaded before this store are spent. A later wake that
+    // follows no LoadCountsBeforeStore of its own (a WRAP marker left pending,
+    // WriteFast's) then records nothing rather than counts from an older store.
+    pre_valid_ = false;
+    return;
+  }
   // Record, per counting sleeper, the count loaded BEFORE the head store: that
   // sleep looked at the head before the store, so this wake ends it. (A count
   // loaded after the store may belong to a sleep that already saw the new head and
