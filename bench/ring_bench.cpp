@@ -3,12 +3,20 @@
 //
 //   ring_bench [--rounds 7] [--small-count 2000000] [--frames 300] [--caps 16,32,64,128]
 //              [--latency-samples 20000] [--wake-samples 2000] [--only small,frames,latency]
+//              [--variants shmring,minimal] [--pin] [--counters]
 //
 // Every row runs its two variants in interleaved rounds (A B A B ...); each round prints one
 // JSON line on stdout (bench/bench.py collects them):
 //   {"row": "...", "variant": "...", "round": i, "value": x, "unit": "..."}
 // Latency rows print one line with percentiles instead:
 //   {"row": "...", "variant": "...", "p50_ns": x, "p99_ns": y, "samples": n}
+//
+// --variants limits the small row to the variants named (e.g. `--variants shmring` to
+// profile one side alone with `perf record`); by default both run, interleaved.
+// --pin puts each row's consumer process on CPU 0 and its producer on CPU 1
+// (sched_setaffinity), so the scheduler never runs both on one CPU.
+// --counters prints each shmring small-row process's wait counters (sleeps, wakes,
+// WAITING sets, heavy barriers; shm::wait::GetCounters) to stderr when it ends.
 //
 // Rows:
 //   small       64-byte records (4-byte length + 60-byte body), producer and consumer in two
@@ -25,6 +33,7 @@
 //               with the consumer asleep in ReadFor (a message 1 ms after the previous one was
 //               read); the message carries the producer's CLOCK_MONOTONIC time, the consumer
 //               subtracts it from its own.
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -71,6 +80,30 @@ void* MapShared(size_t size) {
   return p;
 }
 
+bool g_pin = false;       // --pin
+bool g_counters = false;  // --counters
+
+void PrintCounters(const char* side) {
+  if (!g_counters) return;
+  const shm::wait::Counters c = shm::wait::GetCounters();
+  std::fprintf(stderr,
+               "%s: sleeps %llu, wakes %llu, waiting sets %llu, heavy barriers %llu, "
+               "timeouts %llu\n",
+               side, static_cast<unsigned long long>(c.sleeps),
+               static_cast<unsigned long long>(c.wakes),
+               static_cast<unsigned long long>(c.waiting_sets),
+               static_cast<unsigned long long>(c.heavy_barriers),
+               static_cast<unsigned long long>(c.timeouts));
+}
+
+void PinTo(int cpu) {
+  if (!g_pin) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) Die("sched_setaffinity failed");
+}
+
 // Runs producer and consumer in two child processes at the same time; returns what the
 // consumer returned (a double it computed, e.g. seconds from its first to its last message).
 double RunPair(const std::function<void()>& producer, const std::function<double()>& consumer) {
@@ -78,11 +111,13 @@ double RunPair(const std::function<void()>& producer, const std::function<double
   *slot = -1;
   const pid_t c = fork();
   if (c == 0) {
+    PinTo(0);
     *slot = consumer();
     _exit(0);
   }
   const pid_t p = fork();
   if (p == 0) {
+    PinTo(1);
     producer();
     _exit(0);
   }
@@ -131,6 +166,7 @@ double ShmringSmall(uint64_t count) {
           std::memcpy(buf, &i, 8);
           if (p.WriteFor(buf, kSmallBody, shm::kForever) != shm::Status::kOk) Die("WriteFor");
         }
+        PrintCounters("producer");
         p.Close();
         // Keep the name until the consumer has read everything (the destructor unlinks).
         while (p.ConsumerAttached()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -151,7 +187,9 @@ double ShmringSmall(uint64_t count) {
           ++got;
         }
         if (bad) Die("shmring: messages out of order");
-        return std::chrono::duration<double>(Clock::now() - start).count();
+        const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+        PrintCounters("consumer");
+        return secs;
       });
   return static_cast<double>(count - 1) / s;
 }
@@ -354,9 +392,15 @@ std::vector<uint32_t> ParseList(const std::string& s) {
 int main(int argc, char** argv) {
   int rounds = 7;
   uint64_t small = 2'000'000, frames = 300, lat = 20'000, wake = 2'000;
-  std::string caps = "16,32,64,128", only = "small,frames,latency";
-  for (int i = 1; i + 1 < argc; i += 2) {
+  std::string caps = "16,32,64,128", only = "small,frames,latency", variants = "shmring,minimal";
+  for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];
+    if (a == "--pin" || a == "--counters") {
+      (a == "--pin" ? g_pin : g_counters) = true;
+      --i;  // no value
+      continue;
+    }
+    if (i + 1 >= argc) Die("option " + a + " needs a value");
     const char* v = argv[i + 1];
     if (a == "--rounds")
       rounds = std::atoi(v);
@@ -372,6 +416,8 @@ int main(int argc, char** argv) {
       wake = std::strtoull(v, nullptr, 10);
     else if (a == "--only")
       only = v;
+    else if (a == "--variants")
+      variants = v;
     else
       Die("unknown option " + a);
   }
@@ -379,8 +425,10 @@ int main(int argc, char** argv) {
   const auto want = [&](const char* what) { return only.find(what) != std::string::npos; };
   if (want("small")) {
     for (int r = 0; r < rounds; ++r) {
-      Emit("small", "shmring", r, ShmringSmall(small), "msg/s");
-      Emit("small", "minimal", r, MinimalSmall(small), "msg/s");
+      if (variants.find("shmring") != std::string::npos)
+        Emit("small", "shmring", r, ShmringSmall(small), "msg/s");
+      if (variants.find("minimal") != std::string::npos)
+        Emit("small", "minimal", r, MinimalSmall(small), "msg/s");
     }
   }
   if (want("frames")) {

@@ -4,6 +4,9 @@
 
 #include <atomic>
 #include <cstdint>
+#if defined(_MSC_VER)
+#include <intrin.h>  // _mm_pause
+#endif
 
 namespace shm {
 namespace atomics {
@@ -69,6 +72,18 @@ inline uint64_t LoadAcquire64(const uint64_t* p) { return A(p)->load(std::memory
 inline void StoreRelease64(uint64_t* p, uint64_t v) { A(p)->store(v, std::memory_order_release); }
 inline void CompilerBarrier() { std::atomic_signal_fence(std::memory_order_seq_cst); }
 #endif
+
+// A spin-wait hint between two polls of a word another process writes (x86 PAUSE,
+// ARM YIELD; nothing elsewhere): not a fence, orders nothing.
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+  __asm__ __volatile__("yield");
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+  _mm_pause();
+#endif
+}
 
 // The full (store-load) fence of the symmetric protocol.
 inline void FullFence() { std::atomic_thread_fence(std::memory_order_seq_cst); }

@@ -9,9 +9,20 @@
 #include <random>
 
 #include "atomics.hpp"
+#include "byte_ring_fast.hpp"
 #include "shm/process.hpp"
 #include "test_seams.hpp"
 #include "tuning.hpp"
+
+// Keeps a slow path out of the fast path that calls it, so the fast path needs no
+// stack frame.
+#if defined(__GNUC__) || defined(__clang__)
+#define SHM_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define SHM_NOINLINE __declspec(noinline)
+#else
+#define SHM_NOINLINE
+#endif
 
 namespace shm {
 namespace {
@@ -276,11 +287,37 @@ bool ByteRingBuffer::Write(const void* data, uint32_t len) {
 }
 
 Status ByteRingBuffer::TryWrite(const void* data, uint32_t len) {
+  return TryWrite(data, len, true);
+}
+
+Status ByteRingBuffer::TryWrite(const void* data, uint32_t len, bool sync) {
+  switch (WriteFast(data, len, sync)) {
+    case FastWrite::kNotWritten:
+      return TryWriteSlow(data, len, sync);
+    case FastWrite::kWake:
+      return WakeAfterWrite();  // a tail call: no frame here
+    case FastWrite::kWritten:
+      break;
+  }
+  return Status::kOk;
+}
+
+SHM_NOINLINE Status ByteRingBuffer::WakeAfterWrite() {
+  // WriteFast ran only while nobody was seen waiting, where PublishHead's
+  // LoadCountsBeforeStore loads no counts: no count from before this head store
+  // (a value left from an earlier publish must not stand in for one; every wake
+  // check also leaves pre_valid_ false, so this only restates it).
+  pre_valid_ = false;
+  WakeConsumerIfWaiting();  // fences again: harmless
+  return Status::kOk;
+}
+
+SHM_NOINLINE Status ByteRingBuffer::TryWriteSlow(const void* data, uint32_t len, bool sync) {
   uint8_t* payload = nullptr;
   const Status s = Reserve(len, &payload);
   if (s != Status::kOk) return s;
   if (len != 0) std::memcpy(payload, data, len);
-  Commit(len);
+  Commit(len, sync);
   return Status::kOk;
 }
 
@@ -659,6 +696,13 @@ void ByteRingBuffer::AdvanceHead() {
     pending_.pop_front();
   }
   if (h == head_) return;
+  PublishHead(h, seq, any, newest, newest_seq, any_sync, sync_mark);
+}
+
+// Publishes head `h` with `seq` messages before it: last_start (`newest`, when
+// `any` record was published), the head, the marks, then the wake check.
+void ByteRingBuffer::PublishHead(uint32_t h, uint32_t seq, bool any, uint32_t newest,
+                                 uint32_t newest_seq, bool any_sync, uint64_t sync_mark) {
   // Published by the head's release store: last_start always names a record <= head.
   if (any) atomics::StoreRelaxed(word(kLastStartOffset), newest);
   pub_seq_ = seq;
@@ -766,7 +810,13 @@ void ByteRingBuffer::WakeConsumerIfWaiting() {
     if (!woken_valid_[k] || n != woken_sleeps_[k]) need = true;
   }
   consumer_waiting_seen_ = any_waiting || need;
-  if (!need) return;
+  if (!need) {
+    // No wake: the counts loaded before this store are spent. A later wake that
+    // follows no LoadCountsBeforeStore of its own (a WRAP marker left pending,
+    // WriteFast's) then records nothing rather than counts from an older store.
+    pre_valid_ = false;
+    return;
+  }
   // Record, per counting sleeper, the count loaded BEFORE the head store: that
   // sleep looked at the head before the store, so this wake ends it. (A count
   // loaded after the store may belong to a sleep that already saw the new head and

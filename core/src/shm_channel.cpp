@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "atomics.hpp"
+#include "byte_ring_fast.hpp"
 #include "prefault.hpp"
 #include "shm/liveness.hpp"
 #include "tuning.hpp"
@@ -24,6 +25,15 @@
 #include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
+#endif
+
+// Keeps a slow path out of the fast path that calls it (fewer saved registers).
+#if defined(__GNUC__) || defined(__clang__)
+#define SHM_CHANNEL_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define SHM_CHANNEL_NOINLINE __declspec(noinline)
+#else
+#define SHM_CHANNEL_NOINLINE
 #endif
 
 namespace shm {
@@ -292,6 +302,24 @@ Status ShmProducer::WriteFor(const void* data, uint32_t len, int64_t timeout_ns)
 }
 
 Status ShmProducer::WriteFor(const void* data, uint32_t len, int64_t timeout_ns, bool sync) {
+  // A message that fits now is written and published in one ring call (no
+  // reservation entry, no clock read); anything else (full, too large, closed, an
+  // open reservation, a concurrent producer) takes the reservation path.
+  if (ring_ && !concurrent_ && !closed_) {
+    switch (ring_->WriteFast(data, len, sync)) {
+      case ByteRingBuffer::FastWrite::kWritten:
+        return Status::kOk;
+      case ByteRingBuffer::FastWrite::kWake:
+        return ring_->WakeAfterWrite();
+      case ByteRingBuffer::FastWrite::kNotWritten:
+        break;
+    }
+  }
+  return WriteReserving(data, len, timeout_ns, sync);
+}
+
+SHM_CHANNEL_NOINLINE Status ShmProducer::WriteReserving(const void* data, uint32_t len,
+                                                        int64_t timeout_ns, bool sync) {
   uint8_t* payload = nullptr;
   const Status s = Reserve(len, &payload, timeout_ns);
   if (s != Status::kOk) return s;
@@ -877,15 +905,28 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
       self->in_wait_ = false;
     }
   } end_sleep{this};
-  Clock::time_point start;                       // taken at the first look that finds nothing
+  // The clock is read once the spin is over (or, with a finite timeout, at the first
+  // look that finds nothing): a record that comes during the spin costs no clock read.
+  Clock::time_point start;
+  bool started = false;
   int64_t next_look = tuning::kLivenessSliceNs;  // since start
   int spins = 0;
+  uint32_t spun_to = 0;  // the head the spin saw move (valid: spun)
+  bool spun = false;
   for (;;) {
     uint32_t seen;
     {
       std::lock_guard<std::mutex> lock(mu_);
       in_wait_ = false;
       end_sleep.marked = false;
+      if (spun) ring_->NoteHead(spun_to);  // no second load of the word the spin just read
+      spun = false;
+      // ReadFor on an ordinary small record: copied and released inline.
+      if (copy != nullptr && !detached_ &&
+          ring_->ReadFast(copy->buf, copy->max_len, &copy->result.len)) {
+        copy->result.status = Status::kOk;
+        return Status::kOk;
+      }
       const Status s = TakeLocked(op, out);
       if (s == Status::kOk && copy != nullptr) CopyLocked(*out, copy);
       if (s != Status::kEmpty) return s;  // kOk, kClosed, kCorrupt, kInvalid
@@ -895,11 +936,23 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
       in_wait_ = true;
       end_sleep.marked = true;
     }
-    if (spins == 0) start = Clock::now();
     if (interrupter_->interrupted()) return Status::kInterrupted;
     if (timeout_ns == 0) return Status::kEmpty;  // non-blocking: no liveness look
+    if (!started && (timeout_ns > 0 || spins >= tuning::kSpinPolls)) {
+      start = Clock::now();
+      started = true;
+    }
     if (spins < tuning::kSpinPolls) {
-      ++spins;
+      // The spin polls the head word alone (one load, no lock, no clock) and takes
+      // the lock again only when the head moved or an interrupt came: the minimal
+      // ring's poll. CLOSED (a flags change, not a head change) is seen at the
+      // latest when the spin ends (kSpinPolls polls, a few microseconds).
+      do {
+        ++spins;
+        atomics::CpuRelax();
+        spun_to = ring_->LoadHead();
+      } while (spins < tuning::kSpinPolls && spun_to == seen && !interrupter_->interrupted());
+      spun = spun_to != seen;
       continue;
     }
     int64_t elapsed = ElapsedNs(start);

@@ -111,6 +111,9 @@ class ByteRingBuffer {
   // kOk, kFull (try again later), kTooLarge, kCorrupt (the consumer's tail is not
   // valid; error() says how) or kInvalid. Producer; never blocks.
   [[nodiscard]] Status TryWrite(const void* data, uint32_t len);
+  // The same, saying whether the message is a sync point (see Commit). Producer;
+  // never blocks.
+  [[nodiscard]] Status TryWrite(const void* data, uint32_t len, bool sync);
   // Zero-copy: makes room for a `len`-byte payload (writing a WRAP marker first if
   // needed) and points *payload at it. kOk, kFull, kTooLarge, kCorrupt or kInvalid.
   // Producer; never blocks.
@@ -304,6 +307,13 @@ class ByteRingBuffer {
   // The head index the last consumer call saw: after kEmpty, the value to pass to
   // SleepWhileHeadIs. Consumer; never blocks.
   uint32_t HeadSeen() const { return head_cache_; }
+  // A head this consumer loaded itself (LoadHead, an acquire load, e.g. while it
+  // spun on the head word): the next consumer call uses it instead of loading the
+  // word again when it is newer than the head it knows. Validated as a loaded head
+  // is. Consumer (serialised with the other consumer calls); never blocks.
+  void NoteHead(uint32_t head) {
+    if (head - read_pos_ > head_cache_ - read_pos_) head_cache_ = head;
+  }
   // One sleep of the wait protocol: on the first sleep since EndSleep() sets
   // WAITING and fences (membarrier when the producer relies on it); then sleeps
   // while the head word still holds `seen` and CLOSED is not set, for at most
@@ -426,6 +436,22 @@ class ByteRingBuffer {
   uint32_t FreeBytesFrom(uint32_t lowest) const;
   void Finish(uint32_t start, bool keep);
   void AdvanceHead();
+  // The producer's fast write (core/src/byte_ring_fast.hpp, inline there):
+  // kWritten, kWake (written; call WakeAfterWrite) or kNotWritten (nothing
+  // touched: take the general path).
+  enum class FastWrite { kNotWritten, kWritten, kWake };
+  inline FastWrite WriteFast(const void* data, uint32_t len, bool sync);
+  friend class ShmProducer;  // runs WriteFast inline in WriteFor
+  // The consumer's fast read (byte_ring_fast.hpp): copies the next message into
+  // `out` and releases it, when it is an ordinary record of at most kFastRecord
+  // bytes that fits `max_len` and this lossless view holds nothing; true with
+  // *len set. False: nothing consumed (take the general path).
+  inline bool ReadFast(void* out, uint32_t max_len, uint32_t* len);
+  friend class ShmConsumer;  // runs ReadFast inline in ReadFor
+  Status TryWriteSlow(const void* data, uint32_t len, bool sync);
+  Status WakeAfterWrite();
+  void PublishHead(uint32_t h, uint32_t seq, bool any, uint32_t newest, uint32_t newest_seq,
+                   bool any_sync, uint64_t sync_mark);
   struct Pending {
     uint32_t start;
     uint32_t end;

@@ -178,6 +178,9 @@ class ShmProducer {
   bool Create(const ProducerOptions& options);
   template <typename Attempt>
   Status ReserveWaiting(uint32_t len, int64_t timeout_ns, Interrupter* intr, Attempt attempt);
+  // WriteFor's path when the message does not fit at once: Reserve (waiting) +
+  // copy + Commit.
+  Status WriteReserving(const void* data, uint32_t len, int64_t timeout_ns, bool sync);
   uint32_t ReapDeadReceiversLocked();  // ReapDeadReceivers with mu_ held (when concurrent_)
 
   std::string name_;
