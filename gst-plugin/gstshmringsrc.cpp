@@ -3,7 +3,7 @@
 // BUFFER records with the sender's timestamps, offsets and flags in a TIME
 // segment, and ends with EOS when the stream ends. Buffers wrap the ring memory
 // (no copy) unless it is a live receiver or the buffers downstream still holds
-// already take more than half the ring.
+// would, with the next one, take more than half the ring.
 //
 // Threads: start tries to attach once (so a refused ring fails the state
 // change); create runs in the streaming thread, is the only reader of the ring
@@ -111,8 +111,8 @@ struct SrcState {
   // last of them is freed.
   std::shared_ptr<shm::ShmConsumer> consumer;
   // Ring bytes (whole records) of the buffers wrapping this consumer's records
-  // that downstream has not freed yet: what it actually holds, not counting the
-  // record being pushed nor the free gap a wrap leaves. Shared with those buffers
+  // that downstream has not freed yet: what it actually holds, not the free gap
+  // a wrap leaves. Shared with those buffers
   // (freed from any thread); a new one with every consumer.
   std::shared_ptr<std::atomic<uint64_t>> held_downstream;
   std::deque<shm::MessageView> lookahead;  // acquired, not yet processed (latest mode)
@@ -341,7 +341,7 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
    * after downstream frees it and every older one: elements that keep many
    * frames (encoders with lookahead, unbounded queues, apps keeping samples)
    * hold the sender back while they keep them. Once the buffers downstream
-   * still holds take more than half the ring, the next buffers are copied, and
+   * still holds would take more than half the ring, buffers are copied, and
    * a sender stalled by held buffers is reported with a warning; set it to
    * false to copy every buffer out. A live receiver (#GstShmringSrc:mode)
    * always copies: it promises never to hold the sender back, and a buffer held
@@ -914,10 +914,11 @@ static bool skip_to_latest(GstShmringSrc* self, Message* m) {
 }
 
 // Wraps a body (zero-copy=true, the default), or copies it: with zero-copy=false,
-// for a live receiver, or when the ring-backed buffers downstream still holds
-// already take more than half the ring (whole records; the record of this buffer
-// and wrap gaps do not count: a receiver whose downstream keeps one frame, as
-// fakesink does, wraps every frame of a ring of three or more frames).
+// for a live receiver, or when the ring-backed buffers downstream still holds,
+// with this one, would take more than half the ring (whole records; the gaps a
+// wrap leaves are not held and do not count: a receiver whose downstream keeps
+// one frame, as fakesink does, wraps every frame of a ring of four frames or
+// more). Half the ring held leaves the sender room for its next frame.
 static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v, const uint8_t* body,
                               uint32_t len) {
   SrcState* st = self->st;
@@ -931,14 +932,14 @@ static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v, co
   GST_OBJECT_UNLOCK(self);
   // A live receiver copies: ring space it held downstream would hold the sender back.
   // relaxed: see release_ring_ref.
+  const uint64_t record = shm::layout::RecordSize(v.len);
   if (!zero_copy || consumer->mode() == shm::layout::kModeLive ||
-      st->held_downstream->load(std::memory_order_relaxed) > consumer->capacity() / 2) {
+      st->held_downstream->load(std::memory_order_relaxed) + record > consumer->capacity() / 2) {
     GstBuffer* buf = gst_buffer_new_allocate(nullptr, len, nullptr);
     gst_buffer_fill(buf, 0, body, len);
     consumer->Release(v);
     return buf;
   }
-  const uint64_t record = shm::layout::RecordSize(v.len);
   st->held_downstream->fetch_add(record, std::memory_order_relaxed);
   auto* ref = new RingRef{consumer, st->held_downstream, v, record};
   return gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, const_cast<uint8_t*>(body), len, 0,

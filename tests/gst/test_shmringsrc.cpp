@@ -751,8 +751,8 @@ TEST(ShmringSrc, IsLiveMapsSenderTimestampsOntoThisClock) {
   gst_harness_teardown(h);
 }
 
-// zero-copy=true: buffers wrap the ring (read-only memory) until the buffers
-// downstream holds take more than half of it; past that they are copies
+// zero-copy=true: buffers wrap the ring (read-only memory) while the buffers
+// downstream holds, with the new one, take at most half of it; past that copies
 // (writable memory of their own), and once the held buffers are freed they wrap
 // the ring again.
 TEST(ShmringSrc, ZeroCopyCopiesOnceMoreThanHalfTheRingIsHeld) {
@@ -769,7 +769,7 @@ TEST(ShmringSrc, ZeroCopyCopiesOnceMoreThanHalfTheRingIsHeld) {
     ASSERT_NE(b, nullptr);
     EXPECT_EQ(Bytes(b), Pattern(600, static_cast<uint8_t>(i)));
     const bool ring_backed = GST_MEMORY_IS_READONLY(gst_buffer_peek_memory(b, 0));
-    EXPECT_EQ(ring_backed, i < 4) << "buffer " << i << " with " << i << " held before it";
+    EXPECT_EQ(ring_backed, i < 3) << "buffer " << i << " with " << i << " held before it";
     held.push_back(b);
   }
   for (GstBuffer* b : held) gst_buffer_unref(b);
@@ -784,10 +784,10 @@ TEST(ShmringSrc, ZeroCopyCopiesOnceMoreThanHalfTheRingIsHeld) {
 
 // What counts is what downstream holds: a downstream that keeps only the last
 // buffer (fakesink) gets every buffer ring-backed, also when a record does not fit
-// before the ring's end and leaves a gap (the record being pushed and the gap are
-// not held downstream). 836-byte buffers take 904-byte records: four fit before
-// the end of a 4096-byte ring, the fifth wraps behind a 480-byte gap (previous +
-// gap + this = 2288 > 2048, but downstream holds 904).
+// before the ring's end and leaves a gap (the gap is not held by anyone).
+// 836-byte buffers take 904-byte records: four fit before the end of a 4096-byte
+// ring, the fifth wraps behind a 480-byte gap (previous + gap + this = 2288 >
+// 2048, but previous + this = 1808).
 TEST(ShmringSrc, ZeroCopyCountsOnlyWhatDownstreamHolds) {
   const std::string name = UniqueName("gsrc-last");
   std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
