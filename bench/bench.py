@@ -32,6 +32,37 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 PY = "/usr/bin/python3"
 CAPS_1080P = "video/x-raw,format=BGR,width=1920,height=1080"
 FRAME = 1920 * 1080 * 3
+
+
+class Source:
+    """What the GStreamer rows' sender sends: videotestsrc's pattern and a BGR frame size.
+    The issue's rows paint the default SMPTE pattern (about 2.5 ms of CPU per 1080p frame,
+    more than the transport costs: those rows measure the painting); the transport rows use
+    pattern=black (GStreamer caches a static pattern's frame and copies it: one memcpy per
+    frame) so that what differs between the sinks shows, and smaller frames where the
+    per-buffer cost of the elements shows."""
+
+    def __init__(self, key: str, label: str, width: int, height: int, pattern: str,
+                 frames_factor: int) -> None:
+        self.key, self.label = key, label
+        self.width, self.height, self.pattern = width, height, pattern
+        self.frames_factor = frames_factor  # times --gst-frames (small frames go faster)
+
+    @property
+    def caps(self) -> str:
+        return f"video/x-raw,format=BGR,width={self.width},height={self.height}"
+
+    def head(self, n: int) -> List[str]:
+        pat = [] if self.pattern == "smpte" else [f"pattern={self.pattern}"]
+        return ["gst-launch-1.0", "-q", "videotestsrc", f"num-buffers={n}"] + pat + ["!",
+                                                                                   self.caps]
+
+
+SMPTE_1080P = Source("", "1080p", 1920, 1080, "smpte", 1)
+# The transport rows (key suffix of gst_{alloc,copy}_KEY and fanout_black_N).
+TRANSPORT_SOURCES = (Source("black1080", "1080p, pattern=black", 1920, 1080, "black", 2),
+                     Source("black480", "640×480, pattern=black", 640, 480, "black", 8),
+                     Source("black240", "320×240, pattern=black", 320, 240, "black", 16))
 CAPACITIES_MIB = (16, 32, 64, 128)
 DEFAULT_CPP_CAPACITY_MIB = 32  # shmringsink's default capacity; the C++ goal row uses it
 
@@ -72,16 +103,17 @@ class Config:
 # ---------------------------------------------------------------- GStreamer throughput
 
 
-def gst_sender(cfg: Config, sink: str, n: int, copy: bool) -> subprocess.Popen:
+def gst_sender(cfg: Config, sink: str, n: int, copy: bool,
+               src: Source = SMPTE_1080P) -> subprocess.Popen:
     ident = "identity drop-allocation=true ! " if copy else ""
-    cmd = (["gst-launch-1.0", "-q", "videotestsrc", f"num-buffers={n}", "!", CAPS_1080P, "!"]
-           + (ident.split() if ident else []) + sink.split())
+    cmd = (src.head(n) + ["!"] + (ident.split() if ident else []) + sink.split())
     return subprocess.Popen(cmd, env=cfg.env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def gst_receive(cfg: Config, source: str, n: int) -> Tuple[float, int, float]:
-    """(frames/s, buffers seen, receiver CPU ms per frame) of one gst_receive.py run."""
+    """(frames/s, buffers seen, receiver CPU ms per frame) of one gst_receive.py run (0
+    buffers seen when it stalled before the end)."""
     warmup = min(20, n // 4)
     out = subprocess.run([PY, os.path.join(ROOT, "bench", "gst_receive.py"), source, str(n),
                           str(warmup)], env=cfg.env, capture_output=True, text=True,
@@ -94,6 +126,8 @@ def gst_receive(cfg: Config, source: str, n: int) -> Tuple[float, int, float]:
         return float("nan"), 0, float("nan")
     if res["error"]:
         log(f"  receiver {source!r}: {res['error']}")
+    if res.get("stalled"):
+        return res["fps"], 0, res["cpu_ms"]
     return res["fps"], res["buffers"], res["cpu_ms"]
 
 
@@ -105,33 +139,36 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
         proc.wait()
 
 
-def gst_once(cfg: Config, variant: str, copy: bool,
-             cap_mib: Optional[int]) -> Tuple[float, float, float]:
+def gst_once(cfg: Config, variant: str, copy: bool, cap_mib: Optional[int],
+             src: Source = SMPTE_1080P) -> Tuple[float, float, float]:
     """One sender and one receiver: (frames/s, sender CPU ms per frame over its whole run,
-    receiver CPU ms per frame over the counted buffers)."""
-    n = cfg.gst_frames
+    receiver CPU ms per frame over the counted buffers). A run whose receiver did not get
+    every buffer (the stream stalled) gives NaN for all three: it did not carry the stream."""
+    n = cfg.gst_frames * src.frames_factor
     if variant == "shmring":
         name = unique("g")
         cap = f" capacity={cap_mib << 20}" if cap_mib else ""
-        sender = gst_sender(cfg, f"shmringsink shm-name={name} sync=false{cap}", n, copy)
+        sender = gst_sender(cfg, f"shmringsink shm-name={name} sync=false{cap}", n, copy, src)
         fps, got, rcpu = gst_receive(cfg, f"shmringsrc shm-name={name}", n)
-        scpu = wait_rusage(sender, 10)
+        scpu = wait_rusage(sender, 10 if got >= n else 0)
         if os.path.exists(f"/dev/shm/{name}"):  # a sender that had to be killed
             os.unlink(f"/dev/shm/{name}")
     else:
         sock = os.path.join(tempfile.gettempdir(), unique("s") + ".sock")
         cap = f" shm-size={cap_mib << 20}" if cap_mib else ""
         sender = gst_sender(cfg, f"shmsink socket-path={sock} sync=false "
-                            f"wait-for-connection=true{cap}", n, copy)
+                            f"wait-for-connection=true{cap}", n, copy, src)
         deadline = time.monotonic() + 20
         while not os.path.exists(sock) and time.monotonic() < deadline:
             time.sleep(0.01)
-        fps, got, rcpu = gst_receive(cfg, f"shmsrc socket-path={sock} ! {CAPS_1080P}", n)
-        scpu = wait_rusage(sender, 10)
+        fps, got, rcpu = gst_receive(cfg, f"shmsrc socket-path={sock} ! {src.caps}", n)
+        scpu = wait_rusage(sender, 10 if got >= n else 0)
         if os.path.exists(sock):
             os.unlink(sock)
     if got < n:
-        log(f"  {variant} {'copy' if copy else 'alloc'} {cap_mib}: {got} of {n} buffers")
+        log(f"  {variant} {'copy' if copy else 'alloc'} {cap_mib} {src.key or '1080p'}: {got} "
+            f"of {n} buffers (stalled: no result this round)")
+        return float("nan"), float("nan"), float("nan")
     return fps, 1e3 * scpu / n, rcpu
 
 
@@ -153,13 +190,14 @@ def wait_rusage(proc: subprocess.Popen, timeout: float = 30) -> float:
         time.sleep(0.01)
 
 
-def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, float, float]:
+def gst_fanout_once(cfg: Config, variant: str, receivers: int,
+                    src: Source = SMPTE_1080P) -> Tuple[float, float, float]:
     """One sender, `receivers` receiver processes at once: (frames/s of the slowest receiver,
     sender CPU ms per frame, mean receiver CPU ms per frame). Variants: "shmring" (one shmringsink max-receivers=N, N
     lossless shmringsrc on that one ring: each frame written once), "tee+rings" (tee into one
     shmringsink per receiver), "shmsink" (one shmsink, one shmsrc client per receiver)."""
-    n = cfg.gst_frames
-    head = ["gst-launch-1.0", "-q", "videotestsrc", f"num-buffers={n}", "!", CAPS_1080P]
+    n = cfg.gst_frames * src.frames_factor
+    head = src.head(n)
     names: List[str] = []
     early: List[subprocess.Popen] = []
     if variant == "shmring":
@@ -193,7 +231,7 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, f
         deadline = time.monotonic() + 20
         while not os.path.exists(sock) and time.monotonic() < deadline:
             time.sleep(0.01)
-        sources = [f"shmsrc socket-path={sock} ! {CAPS_1080P}"] * receivers
+        sources = [f"shmsrc socket-path={sock} ! {src.caps}"] * receivers
     warmup = min(20, n // 4)
     procs = early or [subprocess.Popen([PY, os.path.join(ROOT, "bench", "gst_receive.py"), src,
                                         str(n), str(warmup)], env=cfg.env,
@@ -201,63 +239,97 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int) -> Tuple[float, f
                                        text=True) for src in sources]
     fps = []
     rcpu = []
+    complete = True
     for proc in procs:
         out, _ = proc.communicate(timeout=180)
         try:
             res = json.loads(out.strip().splitlines()[-1])
             fps.append(res["fps"])
             rcpu.append(res["cpu_ms"])
+            # A late shmsrc client misses the first buffers (shmsink waits for one client
+            # only): a receiver that stopped getting buffers before the end did not finish.
+            complete = complete and not res.get("stalled", False)
         except (IndexError, ValueError):
             fps.append(float("nan"))
             rcpu.append(float("nan"))
-    cpu = wait_rusage(sender)
+            complete = False
+    cpu = wait_rusage(sender, 30 if complete else 0)
     if variant == "shmsink" and os.path.exists(sock):
         os.unlink(sock)
     if variant in ("tee+rings", "shmring"):
         for name in names:
             if os.path.exists(f"/dev/shm/{name}"):
                 os.unlink(f"/dev/shm/{name}")
-    measured = [x for x in rcpu if x == x] or [float("nan")]  # NaN: a receiver without result
-    return min(fps), 1e3 * cpu / n, statistics.mean(measured)
+    if not complete:  # a receiver did not get the whole stream: no result this round
+        log(f"  fanout {variant} N={receivers} {src.key or '1080p'}: stalled (no result)")
+        return float("nan"), float("nan"), float("nan")
+    return min(fps), 1e3 * cpu / n, statistics.mean(rcpu)
 
 
 FANOUT = (1, 2, 4)
 
 
 def bench_fanout(cfg: Config, results: Dict[str, Any]) -> None:
-    for receivers in ((1, 2) if cfg.smoke else FANOUT):
-        row: Dict[str, Any] = {"unit": "frames/s", "sender_cpu_ms": {}, "receiver_cpu_ms": {}}
-        for _ in range(cfg.fanout_rounds):
-            for variant in ("shmring", "tee+rings", "shmsink"):
-                fps, ms, rms = gst_fanout_once(cfg, variant, receivers)
-                row.setdefault(variant, []).append(fps)
-                row["sender_cpu_ms"].setdefault(variant, []).append(ms)
-                row["receiver_cpu_ms"].setdefault(variant, []).append(rms)
-        results["rows"][f"fanout_{receivers}"] = row
-        log(f"fanout {receivers}: shmring {statistics.median(row['shmring']):.0f} "
-            f"tee+rings {statistics.median(row['tee+rings']):.0f} "
-            f"shmsink {statistics.median(row['shmsink']):.0f}")
+    # The issue's rows (SMPTE: the painting dominates), then the transport rows with a cheap
+    # source (shmring on one ring vs shmsink only).
+    for src, variants, prefix in ((SMPTE_1080P, ("shmring", "tee+rings", "shmsink"), "fanout_"),
+                                  (TRANSPORT_SOURCES[0], ("shmring", "shmsink"),
+                                   "fanoutblack_")):
+        for receivers in ((1, 2) if cfg.smoke else FANOUT):
+            row: Dict[str, Any] = {"unit": "frames/s", "sender_cpu_ms": {},
+                                   "receiver_cpu_ms": {}, "pattern": src.pattern}
+            for _ in range(cfg.fanout_rounds):
+                for variant in variants:
+                    fps, ms, rms = gst_fanout_once(cfg, variant, receivers, src)
+                    row.setdefault(variant, []).append(fps)
+                    row["sender_cpu_ms"].setdefault(variant, []).append(ms)
+                    row["receiver_cpu_ms"].setdefault(variant, []).append(rms)
+            results["rows"][f"{prefix}{receivers}"] = row
+            log(f"{prefix}{receivers}: " + " ".join(
+                f"{v} {median_or_nan(row[v]):.0f}" for v in variants))
+
+
+def gst_row(cfg: Config, copy: bool, cap: Optional[int], src: Source,
+            rounds: int) -> Dict[str, Any]:
+    """One GStreamer row: shmring and shmsink in `rounds` interleaved rounds."""
+    d: Dict[str, Any] = {"unit": "frames/s", "shmring": [], "shmsink": [],
+                         "sender_cpu_ms": {"shmring": [], "shmsink": []},
+                         "receiver_cpu_ms": {"shmring": [], "shmsink": []},
+                         "frames": cfg.gst_frames * src.frames_factor, "pattern": src.pattern,
+                         "size": [src.width, src.height]}
+    for _ in range(rounds):
+        for variant in ("shmring", "shmsink"):
+            fps, scpu, rcpu = gst_once(cfg, variant, copy, cap, src)
+            d[variant].append(fps)
+            d["sender_cpu_ms"][variant].append(scpu)
+            d["receiver_cpu_ms"][variant].append(rcpu)
+    return d
+
+
+def median_or_nan(v: List[float]) -> float:
+    v = [x for x in v if x == x]
+    return statistics.median(v) if v else float("nan")
 
 
 def bench_gst(cfg: Config, results: Dict[str, Any]) -> None:
     caps: List[Optional[int]] = [None] + ([32] if cfg.smoke else list(CAPACITIES_MIB))
     for copy in (False, True):
         mode = "copy" if copy else "alloc"
+        # The goal rows (default capacity) get every round, the sweep fewer.
         for cap in caps:
             row = f"gst_{mode}_{cap or 'default'}"
-            d: Dict[str, Any] = {"unit": "frames/s", "shmring": [], "shmsink": [],
-                                 "sender_cpu_ms": {"shmring": [], "shmsink": []},
-                                 "receiver_cpu_ms": {"shmring": [], "shmsink": []}}
-            # The goal rows (default capacity) get every round, the sweep fewer.
-            for r in range(cfg.rounds if cap is None else cfg.sweep_rounds):
-                for variant in ("shmring", "shmsink"):
-                    fps, scpu, rcpu = gst_once(cfg, variant, copy, cap)
-                    d[variant].append(fps)
-                    d["sender_cpu_ms"][variant].append(scpu)
-                    d["receiver_cpu_ms"][variant].append(rcpu)
+            d = gst_row(cfg, copy, cap, SMPTE_1080P, cfg.rounds if cap is None
+                        else cfg.sweep_rounds)
             results["rows"][row] = d
-            a, b = d["shmring"], d["shmsink"]
-            log(f"{row}: shmring {statistics.median(a):.0f} shmsink {statistics.median(b):.0f}")
+            log(f"{row}: shmring {median_or_nan(d['shmring']):.0f} "
+                f"shmsink {median_or_nan(d['shmsink']):.0f}")
+        # The transport rows: default capacity, a cheap source.
+        for src in (TRANSPORT_SOURCES[:1] if cfg.smoke else TRANSPORT_SOURCES):
+            row = f"gst_{mode}_{src.key}"
+            d = gst_row(cfg, copy, None, src, cfg.rounds)
+            results["rows"][row] = d
+            log(f"{row}: shmring {median_or_nan(d['shmring']):.0f} "
+                f"shmsink {median_or_nan(d['shmsink']):.0f}")
 
 
 # ---------------------------------------------------------------- C++ rows (+ iceoryx)

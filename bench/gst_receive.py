@@ -5,8 +5,8 @@
 
 Runs ``SOURCE ! fakesink`` and counts buffers at the fakesink's pad until COUNT buffers,
 end of stream, an error (shmsrc ends with an error when its sender goes away) or 2 s
-without a buffer after the first. Prints one
-JSON line: the buffers seen, the frames/s from buffer WARMUP to the last one (so the
+without a buffer after the first ("stalled": true; also when no buffer came within the
+120 s guard). Prints one JSON line: the buffers seen, the frames/s from buffer WARMUP to the last one (so the
 backlog the sender wrote before this process attached is not counted) and this process's
 CPU time per frame over the same buffers (CLOCK_PROCESS_CPUTIME_ID: every thread).
 """
@@ -53,12 +53,20 @@ def main() -> int:
     bus.add_signal_watch()
     bus.connect("message", on_message)
     pipeline.set_state(Gst.State.PLAYING)
-    GLib.timeout_add_seconds(120, loop.quit)  # never hang a benchmark run
+    stall = []
+
+    def guard() -> bool:  # never hang a benchmark run
+        stall.append(True)
+        loop.quit()
+        return False
+
+    GLib.timeout_add_seconds(120, guard)
 
     def stalled() -> bool:
         # A receiver that joined late (a second shmsrc client) may miss buffers and never
         # count COUNT, and shmsrc may not see its sender go: 2 s without a buffer ends it.
         if times and clock() - times[-1] > 2.0:
+            stall.append(True)
             loop.quit()
             return False
         return True
@@ -71,7 +79,8 @@ def main() -> int:
     cpu_ms = (1e3 * (cpu[-1] - cpu[warmup]) / (n - 1 - warmup) if n > warmup + 1
               else float("nan"))
     print(json.dumps({"buffers": n, "fps": fps, "cpu_ms": cpu_ms,
-                      "error": error[0] if error else None}))
+                      "error": error[0] if error else None,
+                      "stalled": bool(stall) and n < count}))
     return 0
 
 

@@ -559,6 +559,9 @@ static bool create_ring(GstShmringSink* self) {
   options.mode = self->perms;
   options.allow_foreign_owner = self->allow_foreign_owner;
   options.max_receivers = self->max_receivers;
+  // A fence per buffer costs nothing next to a frame; a receiver's membarrier per
+  // sleep (it sleeps between frames) interrupts every CPU, the sender's included.
+  options.full_fences = true;
   GST_OBJECT_UNLOCK(self);
 
   if (name.empty()) {

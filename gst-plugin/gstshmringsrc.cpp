@@ -2,7 +2,8 @@
 // sender), negotiates from the CAPS records (renegotiating on change), pushes
 // BUFFER records with the sender's timestamps, offsets and flags in a TIME
 // segment, and ends with EOS when the stream ends. Buffers wrap the ring memory
-// (no copy) unless it is a live receiver or downstream already holds more than half the ring.
+// (no copy) unless it is a live receiver or the buffers downstream still holds
+// would, with the next one, take more than half the ring.
 //
 // Threads: start tries to attach once (so a refused ring fails the state
 // change); create runs in the streaming thread, is the only reader of the ring
@@ -17,6 +18,7 @@
 #include <gst/video/video.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -108,6 +110,11 @@ struct SrcState {
   // Shared with the buffers that wrap its records: the mapping lives until the
   // last of them is freed.
   std::shared_ptr<shm::ShmConsumer> consumer;
+  // Ring bytes (whole records) of the buffers wrapping this consumer's records
+  // that downstream has not freed yet: what it actually holds, not the free gap
+  // a wrap leaves. Shared with those buffers
+  // (freed from any thread); a new one with every consumer.
+  std::shared_ptr<std::atomic<uint64_t>> held_downstream;
   std::deque<shm::MessageView> lookahead;  // acquired, not yet processed (latest mode)
   GstCaps* pending_caps = nullptr;         // from a CAPS record; set before the next buffer
   bool need_segment = true;                // the next buffer starts a new segment
@@ -133,6 +140,7 @@ struct SrcState {
   void Reset() {
     if (consumer) consumer->Detach();  // a new receiver may attach at once
     consumer.reset();
+    held_downstream.reset();
     lookahead.clear();
     gst_clear_caps(&pending_caps);
     need_segment = true;
@@ -152,11 +160,15 @@ struct SrcState {
 // What a buffer wrapping ring memory keeps alive and gives back.
 struct RingRef {
   std::shared_ptr<shm::ShmConsumer> consumer;
+  std::shared_ptr<std::atomic<uint64_t>> held_downstream;  // SrcState::held_downstream
   shm::MessageView view;
+  uint64_t record_bytes;  // counted in held_downstream while the buffer lives
 };
 
 void release_ring_ref(gpointer data) {
   auto* ref = static_cast<RingRef*>(data);
+  // relaxed: a count for a heuristic (copy or wrap), ordered with nothing else.
+  ref->held_downstream->fetch_sub(ref->record_bytes, std::memory_order_relaxed);
   ref->consumer->Release(ref->view);
   delete ref;
 }
@@ -328,12 +340,12 @@ static void gst_shmring_src_class_init(GstShmringSrcClass* klass) {
    * shmsrc hands out shared memory). The ring space of a buffer is reused only
    * after downstream frees it and every older one: elements that keep many
    * frames (encoders with lookahead, unbounded queues, apps keeping samples)
-   * hold the sender back while they keep them. Past half the ring held, buffers
-   * are copied anyway, and a sender stalled by held buffers is reported with a
-   * warning; set it to false to copy every buffer out. A live receiver
-   * (#GstShmringSrc:mode) always copies: it promises never to hold the sender
-   * back, and a buffer held downstream would. May be changed while PLAYING
-   * (applies to the next buffer).
+   * hold the sender back while they keep them. Once the buffers downstream
+   * still holds would take more than half the ring, buffers are copied, and
+   * a sender stalled by held buffers is reported with a warning; set it to
+   * false to copy every buffer out. A live receiver (#GstShmringSrc:mode)
+   * always copies: it promises never to hold the sender back, and a buffer held
+   * downstream would. May be changed while PLAYING (applies to the next buffer).
    */
   g_object_class_install_property(
       gobject_class, PROP_ZERO_COPY,
@@ -626,6 +638,7 @@ static bool take_consumer(GstShmringSrc* self, std::unique_ptr<shm::ShmConsumer>
                     consumer->attach_head() - consumer->ring()->LoadTail());
   }
   st->consumer = std::move(consumer);
+  st->held_downstream = std::make_shared<std::atomic<uint64_t>>(0);
   return true;
 }
 
@@ -901,10 +914,15 @@ static bool skip_to_latest(GstShmringSrc* self, Message* m) {
 }
 
 // Wraps a body (zero-copy=true, the default), or copies it: with zero-copy=false,
-// for a live receiver, or when more than half the ring is held downstream.
+// for a live receiver, or when the ring-backed buffers downstream still holds,
+// with this one, would take more than half the ring (whole records; the gaps a
+// wrap leaves are not held and do not count: a receiver whose downstream keeps
+// one frame, as fakesink does, wraps every frame of a ring of four frames or
+// more). Half the ring held leaves the sender room for its next frame.
 static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v, const uint8_t* body,
                               uint32_t len) {
-  const std::shared_ptr<shm::ShmConsumer>& consumer = self->st->consumer;
+  SrcState* st = self->st;
+  const std::shared_ptr<shm::ShmConsumer>& consumer = st->consumer;
   if (len == 0) {
     consumer->Release(v);
     return gst_buffer_new();
@@ -913,14 +931,17 @@ static GstBuffer* make_buffer(GstShmringSrc* self, const shm::MessageView& v, co
   const gboolean zero_copy = self->zero_copy;
   GST_OBJECT_UNLOCK(self);
   // A live receiver copies: ring space it held downstream would hold the sender back.
+  // relaxed: see release_ring_ref.
+  const uint64_t record = shm::layout::RecordSize(v.len);
   if (!zero_copy || consumer->mode() == shm::layout::kModeLive ||
-      consumer->HeldBytes() > consumer->capacity() / 2) {
+      st->held_downstream->load(std::memory_order_relaxed) + record > consumer->capacity() / 2) {
     GstBuffer* buf = gst_buffer_new_allocate(nullptr, len, nullptr);
     gst_buffer_fill(buf, 0, body, len);
     consumer->Release(v);
     return buf;
   }
-  auto* ref = new RingRef{consumer, v};
+  st->held_downstream->fetch_add(record, std::memory_order_relaxed);
+  auto* ref = new RingRef{consumer, st->held_downstream, v, record};
   return gst_buffer_new_wrapped_full(GST_MEMORY_FLAG_READONLY, const_cast<uint8_t*>(body), len, 0,
                                      len, ref, release_ring_ref);
 }
@@ -1187,6 +1208,7 @@ static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
                            s == shm::Status::kPeerDead ? "died" : "re-created the ring");
         st->consumer->Detach();
         st->consumer.reset();  // unmaps once no buffer holds it
+        st->held_downstream.reset();
         st->lookahead.clear();
         st->need_segment = true;
         st->rebase = true;  // the new stream renders now, not after the old one's end

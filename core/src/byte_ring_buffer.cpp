@@ -994,6 +994,17 @@ void ByteRingBuffer::SetLive(bool live) {
   }
 }
 
+void ByteRingBuffer::UseFullFences() {
+  if (!valid_ || !is_producer_ || !light_fences_) return;
+  // Our fast path fences fully before any receiver stops fencing for us: nothing
+  // was published light (we are before the first publication), and a receiver
+  // that still sees the bit only issues a membarrier it no longer needs.
+  light_fences_ = false;
+  atomics::FullFence();
+  atomics::FetchAndRelaxed(word(kProducerFlagsOffset), ~kProducerMembarrier);
+  atomics::FullFence();  // as when the bit was set: after the store it publishes
+}
+
 void ByteRingBuffer::AddDropped(uint64_t n) {
   if (!valid_) return;
   auto* d = reinterpret_cast<uint64_t*>(base_ + kDroppedOffset);

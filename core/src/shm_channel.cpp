@@ -179,6 +179,7 @@ bool ShmProducer::Create(const ProducerOptions& options) {
       }
       memory_ = std::move(mem);
       if (options.live) ring_->SetLive(true);
+      if (options.full_fences) ring_->UseFullFences();
       return true;
     }
 #ifndef _WIN32

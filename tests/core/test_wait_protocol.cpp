@@ -76,6 +76,29 @@ TEST_F(WaitProtocolTest, IdleConsumerSleepsWholeSlicesAndFencesOnce) {
   EXPECT_EQ(c.ring()->ConsumerFlags() & layout::kConsumerWaiting, 0u) << "cleared on return";
 }
 
+// A producer with full_fences fences its publications itself: its MEMBARRIER bit
+// is clear, so a receiver going to sleep issues no membarrier (an interrupt to
+// every CPU), and the wake-up still arrives.
+TEST_F(WaitProtocolTest, FullFencesProducerSparesTheSleepingReceiversMembarrier) {
+  ProducerOptions o;
+  o.capacity = 4096;
+  o.full_fences = true;
+  ShmProducer& p = Producer(o);
+  ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
+  EXPECT_EQ(p.ring()->ProducerFlags() & layout::kProducerMembarrier, 0u);
+  wait::ResetCounters();
+  MessageView v;
+  shmtest::BlockingCall peek([&] { return c.PeekFor(&v, kGuardNs); });
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(c));
+  ASSERT_TRUE(p.Write("frame", 5));
+  EXPECT_EQ(peek.Join(), Status::kOk);
+  EXPECT_EQ(v.len, 5u);
+  const wait::Counters n = wait::GetCounters();
+  EXPECT_GE(n.sleeps, 1u);
+  EXPECT_EQ(n.heavy_barriers, 0u) << "no membarrier for a fully fenced producer";
+}
+
 // The same for the ring-level wait of the original API.
 TEST_F(WaitProtocolTest, RingWaitReadableFencesOnceAcrossSlices) {
   Producer(4096);

@@ -108,6 +108,18 @@ TEST(ShmringSink, CapacityRoundsUp) {
   gst_harness_teardown(h);
 }
 
+// The sink's producer fences every frame itself (ProducerOptions::full_fences):
+// its MEMBARRIER bit is clear, so a receiver sleeping between frames issues no
+// membarrier (an interrupt to every CPU) per frame.
+TEST(ShmringSink, RingIsFullyFencedSoReceiversIssueNoMembarrier) {
+  const std::string name = UniqueName("gsink-fence");
+  GstHarness* h = NewSink(name, "capacity=65536");
+  shm::ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  EXPECT_EQ(c.ring()->ProducerFlags() & shm::layout::kProducerMembarrier, 0u);
+  gst_harness_teardown(h);
+}
+
 #ifdef __linux__
 TEST(ShmringSink, PermsSetTheSegmentMode) {
   const std::string name = UniqueName("gsink-perms");

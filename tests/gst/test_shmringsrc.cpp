@@ -751,9 +751,10 @@ TEST(ShmringSrc, IsLiveMapsSenderTimestampsOntoThisClock) {
   gst_harness_teardown(h);
 }
 
-// zero-copy=true: buffers wrap the ring (read-only memory) until downstream holds
-// more than half of it; past that they are copies (writable memory of their
-// own), and once the held buffers are freed they wrap the ring again.
+// zero-copy=true: buffers wrap the ring (read-only memory) while the buffers
+// downstream holds, with the new one, take at most half of it; past that copies
+// (writable memory of their own), and once the held buffers are freed they wrap
+// the ring again.
 TEST(ShmringSrc, ZeroCopyCopiesOnceMoreThanHalfTheRingIsHeld) {
   const std::string name = UniqueName("gsrc-half");
   std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
@@ -778,6 +779,33 @@ TEST(ShmringSrc, ZeroCopyCopiesOnceMoreThanHalfTheRingIsHeld) {
   EXPECT_EQ(Bytes(b), Pattern(600, 9));
   EXPECT_TRUE(GST_MEMORY_IS_READONLY(gst_buffer_peek_memory(b, 0))) << "ring-backed again";
   gst_buffer_unref(b);
+  gst_harness_teardown(h);
+}
+
+// What counts is what downstream holds: a downstream that keeps only the last
+// buffer (fakesink) gets every buffer ring-backed, also when a record does not fit
+// before the ring's end and leaves a gap (the gap is not held by anyone).
+// 836-byte buffers take 904-byte records: four fit before the end of a 4096-byte
+// ring, the fifth wraps behind a 480-byte gap (previous + gap + this = 2288 >
+// 2048, but previous + this = 1808).
+TEST(ShmringSrc, ZeroCopyCountsOnlyWhatDownstreamHolds) {
+  const std::string name = UniqueName("gsrc-last");
+  std::unique_ptr<shm::ShmProducer> p(NewProducer(name, 4096));
+  Put(*p, CapsMessage(kCapsA));
+  GstHarness* h = NewSrc(name, "zero-copy=true");
+  gst_harness_play(h);
+  GstBuffer* last = nullptr;
+  for (int i = 0; i < 12; ++i) {
+    Put(*p, BufferMessage(Pattern(836, static_cast<uint8_t>(i)), i));
+    GstBuffer* b = gst_harness_pull(h);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(Bytes(b), Pattern(836, static_cast<uint8_t>(i)));
+    EXPECT_TRUE(GST_MEMORY_IS_READONLY(gst_buffer_peek_memory(b, 0)))
+        << "buffer " << i << " is a copy with one buffer held downstream";
+    if (last != nullptr) gst_buffer_unref(last);  // downstream keeps only the last one
+    last = b;
+  }
+  gst_buffer_unref(last);
   gst_harness_teardown(h);
 }
 

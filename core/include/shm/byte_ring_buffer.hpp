@@ -238,6 +238,11 @@ class ByteRingBuffer {
   // Sets or clears producer_flags bit LIVE (release: a consumer that sees it also
   // sees the records published before). Producer; never blocks.
   void SetLive(bool live);
+  // Fences every publication fully from now on and clears producer_flags bit
+  // MEMBARRIER, so a receiver going to sleep issues no membarrier for this
+  // producer (DESIGN.md "Full fences for frame rings"). Producer, before its
+  // first publication (ShmProducer: ProducerOptions::full_fences); never blocks.
+  void UseFullFences();
   // Adds to the header's `dropped` counter. Producer; never blocks.
   void AddDropped(uint64_t n);
   // The producer found receiver slot `slot` dead (its role byte is free while its

@@ -35,6 +35,12 @@ struct ProducerOptions {
   // Receivers that may read the ring at the same time (1..16). 1 is the
   // single-consumer ring; with more, each receiver claims a slot of its own.
   uint32_t max_receivers = 1;
+  // Fence every publication fully instead of letting a receiver that goes to
+  // sleep issue membarrier(GLOBAL_EXPEDITED) (an interrupt to every CPU) for us:
+  // for rings of large messages (video frames), where receivers sleep between
+  // messages and a fence costs nothing next to a message (shmringsink sets it).
+  // Without effect where membarrier is not used (fences are full anyway).
+  bool full_fences = false;
 };
 
 class ShmProducer {
