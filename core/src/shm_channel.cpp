@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "atomics.hpp"
+#include "owner_word.hpp"
 #include "prefault.hpp"
 #include "shm/liveness.hpp"
 #include "tuning.hpp"
@@ -169,6 +170,8 @@ bool ShmProducer::Create(const ProducerOptions& options) {
       }
       memory_ = std::move(mem);
       if (options.live) ring_->SetLive(true);
+      // Our death wakes sleeping receivers at once (layout::kProducerOwnerOffset).
+      owner_arm_ = std::make_unique<owner::Arm>(ring_->ProducerOwnerWord());
       return true;
     }
 #ifndef _WIN32
@@ -436,6 +439,7 @@ void ShmProducer::Retire() {
   (void)SharedMemory::UnlinkIfStill(
       name_, memory_->fd(), true, [](int) { return true; }, &err);
   Close();
+  owner_arm_.reset();  // disarmed: our later death is no longer this ring's news
   liveness::Drop(memory_->fd(), liveness::kProducerByte);
   retired_ = true;
 }
@@ -877,9 +881,10 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
       self->in_wait_ = false;
     }
   } end_sleep{this};
-  Clock::time_point start;                       // taken at the first look that finds nothing
-  int64_t next_look = tuning::kLivenessSliceNs;  // since start
+  Clock::time_point start;  // taken at the first look that finds nothing
+  int64_t next_look = -1;   // since start; set at the first sleep
   int spins = 0;
+  bool holding = false;
   for (;;) {
     uint32_t seen;
     {
@@ -890,6 +895,7 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
       if (s == Status::kOk && copy != nullptr) CopyLocked(*out, copy);
       if (s != Status::kEmpty) return s;  // kOk, kClosed, kCorrupt, kInvalid
       seen = ring_->HeadSeen();
+      holding = !held_.empty();
       // Nothing to read: TakeLocked stored pending releases (going idle); later
       // releases from other threads store at once while we wait.
       in_wait_ = true;
@@ -903,6 +909,11 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
       continue;
     }
     int64_t elapsed = ElapsedNs(start);
+    if (OwnerNewlyDied()) {
+      next_look = elapsed;  // look at the producer now
+    } else if (next_look < 0) {
+      next_look = SliceNs(holding);
+    }
     if (elapsed >= next_look) {
       if (op == Op::kAcquire) ReportStall();
       const Status peer = CheckProducer();
@@ -912,14 +923,52 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
         if (s == Status::kOk && copy != nullptr) CopyLocked(*out, copy);
         return s == Status::kEmpty ? peer : s;
       }
-      next_look = elapsed + tuning::kLivenessSliceNs;
+      next_look = elapsed + SliceNs(holding);
       elapsed = ElapsedNs(start);
     }
     if (timeout_ns > 0 && elapsed >= timeout_ns) return Status::kTimeout;
     int64_t nap = next_look - elapsed;
     if (timeout_ns > 0 && timeout_ns - elapsed < nap) nap = timeout_ns - elapsed;
-    ring_->SleepWhileHeadIs(seen, nap, interrupter_);
+    ring_->SleepWhileHeadIs(seen, owner_seen_, nap, interrupter_);
   }
+}
+
+// The owner word (layout::kProducerOwnerOffset) as the consumer thread last saw
+// it. Newly marked OWNER_DIED: the kernel woke one sleeper of the word (maybe us,
+// maybe another receiver of the ring), so we wake them all (fan-out), and the
+// producer is looked at now, then again after kOwnerDiedLookNs, doubling: the
+// kernel marks the word before the dying process's files (and lock) are released,
+// and a forked child may still hold the ring (the lock byte is the verdict).
+bool ShmConsumer::OwnerNewlyDied() {
+  const uint32_t ov = ring_->ProducerOwner();
+  if (ov == owner_seen_) return false;
+  owner_seen_ = ov;
+  if (owner::Classify(ov) != owner::State::kDied) return false;
+  wait::NoteOwnerDied();
+  wait::WakeWord(ring_->ProducerOwnerWord());
+  owner_look_ns_ = tuning::kOwnerDiedLookNs;
+  return true;
+}
+
+// Time to the next liveness look: the long safety-net slice while the producer's
+// owner word is armed (its death wakes us) and we hold no records (a stalled
+// producer is reported once per slice); a short, doubling one right after the word
+// was marked OWNER_DIED; else the liveness slice.
+int64_t ShmConsumer::SliceNs(bool holding) {
+  switch (owner::Classify(owner_seen_)) {
+    case owner::State::kArmed:
+      return holding ? tuning::kLivenessSliceNs : tuning::kArmedLivenessSliceNs;
+    case owner::State::kDied:
+      if (owner_look_ns_ < tuning::kLivenessSliceNs) {
+        const int64_t look = owner_look_ns_;
+        owner_look_ns_ *= 2;
+        return look;
+      }
+      return tuning::kLivenessSliceNs;
+    case owner::State::kUnarmed:
+      break;
+  }
+  return tuning::kLivenessSliceNs;
 }
 
 void ShmConsumer::CopyLocked(const MessageView& v, CopyOut* copy) {
