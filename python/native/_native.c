@@ -14,6 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdint.h>
@@ -39,6 +40,7 @@ struct shmring_waitv { /* struct futex_waitv of <linux/futex.h> (Linux >= 5.16) 
 
 /* Process-wide counts, read and written with the GIL held only. */
 static unsigned long long n_sleeps, n_heavy_barriers;
+static unsigned long long n_owner_wakes; /* sleeps ended by the owner word */
 static double longest_timeout;
 
 static int64_t now_ns(void) {
@@ -61,27 +63,33 @@ typedef struct {
   int fenced;   /* ... and fenced, with a membarrier when the producer relies on it */
   int spin;     /* the last sleep was short: spin before the next one */
   int no_waitv; /* futex_waitv said ENOSYS: the caller uses the pure-Python sleep */
+  uint32_t* owner;     /* the producer's owner word (third word slept on), or NULL */
+  unsigned owner_seen; /* its value as the consumer last judged it (set from Python) */
 } Waiter;
 
 static int Waiter_init(Waiter* self, PyObject* args, PyObject* kwds) {
   static char* kw[] = {
       "head_address",   "producer_flags_address", "flags_address", "waiting_bit", "closed_bit",
-      "membarrier_bit", "unfenced_nap",           "spin_polls",    "spin_after",  NULL};
-  unsigned long long head, pflags, flags;
+      "membarrier_bit", "unfenced_nap",           "spin_polls",    "spin_after",  "owner_address",
+      NULL};
+  unsigned long long head, pflags, flags, owner = 0;
   unsigned int waiting, closed, membarrier;
   double unfenced, spin_after;
   int spin_polls;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKKIIIdid", kw, &head, &pflags, &flags, &waiting,
-                                   &closed, &membarrier, &unfenced, &spin_polls, &spin_after)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKKIIIdid|K", kw, &head, &pflags, &flags, &waiting,
+                                   &closed, &membarrier, &unfenced, &spin_polls, &spin_after,
+                                   &owner)) {
     return -1;
   }
-  if ((head | pflags | flags) % 4 != 0 || head == 0 || pflags == 0 || flags == 0) {
+  if ((head | pflags | flags | owner) % 4 != 0 || head == 0 || pflags == 0 || flags == 0) {
     PyErr_SetString(PyExc_ValueError, "Waiter: word addresses must be non-zero and 4-aligned");
     return -1;
   }
   self->head = (uint32_t*)(uintptr_t)head;
   self->pflags = (uint32_t*)(uintptr_t)pflags;
   self->flags = (uint32_t*)(uintptr_t)flags;
+  self->owner = (uint32_t*)(uintptr_t)owner;
+  self->owner_seen = 0;
   self->waiting_bit = waiting;
   self->closed_bit = closed;
   self->membarrier_bit = membarrier;
@@ -169,10 +177,15 @@ static PyObject* Waiter_wait(Waiter* self, PyObject* const* args, Py_ssize_t nar
   ++n_sleeps;
   const double nap_s = nap < 0 ? Py_HUGE_VAL : (double)nap / 1e9;
   if (nap_s > longest_timeout) longest_timeout = nap_s;
-  struct shmring_waitv w[2] = {
+  /* The third word, when given: the owner word at what the consumer last judged;
+   * the kernel's wake at the producer's death (or a change) ends the sleep. */
+  const uint32_t owner_seen = self->owner_seen;
+  struct shmring_waitv w[3] = {
       {seen, (uint64_t)(uintptr_t)self->head, SHMRING_FUTEX_32, 0},
       {pf, (uint64_t)(uintptr_t)self->pflags, SHMRING_FUTEX_32, 0},
+      {owner_seen, (uint64_t)(uintptr_t)self->owner, SHMRING_FUTEX_32, 0},
   };
+  const unsigned nr = self->owner != NULL ? 3u : 2u;
   struct timespec ts, *tsp = NULL;
   long r;
   int err;
@@ -184,12 +197,16 @@ static PyObject* Waiter_wait(Waiter* self, PyObject* const* args, Py_ssize_t nar
     ts.tv_nsec = deadline % 1000000000;
     tsp = &ts;
   }
-  r = syscall(SYS_futex_waitv, w, 2, 0, tsp, CLOCK_MONOTONIC);
+  r = syscall(SYS_futex_waitv, w, nr, 0, tsp, CLOCK_MONOTONIC);
   err = errno;
   slept = now_ns() - start;
   Py_END_ALLOW_THREADS
       /* Spin before the next sleep only when messages come close together. */
       self->spin = slept < self->spin_after_ns;
+  if (nr == 3 && (r == 2 || (r < 0 && err == EAGAIN &&
+                              __atomic_load_n(self->owner, __ATOMIC_RELAXED) != owner_seen))) {
+    ++n_owner_wakes;
+  }
   if (r >= 0 || err == EAGAIN || err == EINTR) return PyLong_FromLong(1);
   if (err == ETIMEDOUT) return PyLong_FromLong(0);
   if (err == ENOSYS) {
@@ -221,7 +238,7 @@ PyDoc_STRVAR(
 
 static PyObject* Waiter_close(Waiter* self, PyObject* unused) {
   Waiter_end(self, unused);
-  self->head = self->pflags = self->flags = NULL;
+  self->head = self->pflags = self->flags = self->owner = NULL;
   Py_RETURN_NONE;
 }
 
@@ -242,6 +259,12 @@ static PyGetSetDef Waiter_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+static PyMemberDef Waiter_members[] = {
+    {"owner_seen", T_UINT, offsetof(Waiter, owner_seen), 0,
+     "the owner word's value the next sleeps expect (the consumer's last judgement)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject WaiterType = {
     .ob_base = {PyObject_HEAD_INIT(NULL) 0}, /* PyVarObject_HEAD_INIT(NULL, 0) */
     .tp_name = "shmring._native.Waiter",
@@ -253,6 +276,7 @@ static PyTypeObject WaiterType = {
     .tp_init = (initproc)Waiter_init,
     .tp_methods = Waiter_methods,
     .tp_getset = Waiter_getset,
+    .tp_members = Waiter_members,
 };
 
 static PyObject* native_counters(PyObject* mod, PyObject* unused) {
@@ -264,12 +288,20 @@ static PyObject* native_counters(PyObject* mod, PyObject* unused) {
 static PyObject* native_reset_counters(PyObject* mod, PyObject* unused) {
   (void)mod;
   (void)unused;
-  n_sleeps = n_heavy_barriers = 0;
+  n_sleeps = n_heavy_barriers = n_owner_wakes = 0;
   longest_timeout = 0.0;
   Py_RETURN_NONE;
 }
 
+static PyObject* native_owner_wakes(PyObject* mod, PyObject* unused) {
+  (void)mod;
+  (void)unused;
+  return PyLong_FromUnsignedLongLong(n_owner_wakes);
+}
+
 static PyMethodDef native_methods[] = {
+    {"owner_wakes", native_owner_wakes, METH_NOARGS,
+     "Sleeps of this module's waits ended by the producer's owner word."},
     {"counters", native_counters, METH_NOARGS,
      "(sleeps, heavy barriers, longest sleep timeout in s) of this module's waits."},
     {"reset_counters", native_reset_counters, METH_NOARGS, "Zeroes counters()."},

@@ -450,12 +450,12 @@ class FrameReader:
         # Watches the producer (at most once per slice) while it sleeps; WAITING
         # stays set across these steps until read_frame returns.
         if deadline is None:
-            self._consumer._wait_step(ring, LIVENESS_SLICE_S)
+            self._consumer._wait_step(ring, None)
             return True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        self._consumer._wait_step(ring, min(remaining, LIVENESS_SLICE_S))
+        self._consumer._wait_step(ring, remaining)
         return True
 
     def read_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:

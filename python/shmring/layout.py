@@ -161,6 +161,7 @@ INDEX_MASK = 0xFFFFFFFF  # ring indices are u32 and wrap at 2**32
 
 # Word indices (offset // 4) for memoryview(...).cast('I') access.
 HEAD_WORD = HEAD_OFFSET // 4
+PRODUCER_OWNER_WORD = PRODUCER_OWNER_OFFSET // 4
 TAIL_WORD = TAIL_OFFSET // 4
 CAPACITY_WORD = CAPACITY_OFFSET // 4
 MAGIC_WORD = MAGIC_OFFSET // 4
