@@ -145,7 +145,7 @@ std::atomic<bool> waitv_missing{false};
 namespace {
 // futex_waitv on n (2 or 3) words; the third, when present, is the owner word.
 Result SleepV(const uint32_t* word, uint32_t expected, const uint32_t* also, uint32_t also_expected,
-             const uint32_t* owner, uint32_t owner_expected, int64_t timeout_ns) {
+              const uint32_t* owner, uint32_t owner_expected, int64_t timeout_ns) {
   if (waitv_missing.load(std::memory_order_relaxed)) {
     return WaitOnWord(word, expected, timeout_ns);
   }

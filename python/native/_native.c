@@ -14,10 +14,10 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <structmember.h>
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdint.h>
+#include <structmember.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,19 +59,26 @@ typedef struct {
   uint32_t waiting_bit, closed_bit, membarrier_bit;
   int64_t unfenced_nap_ns, spin_after_ns;
   int spin_polls;
-  int sleeping; /* our WAITING bit is set (since the last end()) */
-  int fenced;   /* ... and fenced, with a membarrier when the producer relies on it */
-  int spin;     /* the last sleep was short: spin before the next one */
-  int no_waitv; /* futex_waitv said ENOSYS: the caller uses the pure-Python sleep */
+  int sleeping;        /* our WAITING bit is set (since the last end()) */
+  int fenced;          /* ... and fenced, with a membarrier when the producer relies on it */
+  int spin;            /* the last sleep was short: spin before the next one */
+  int no_waitv;        /* futex_waitv said ENOSYS: the caller uses the pure-Python sleep */
   uint32_t* owner;     /* the producer's owner word (third word slept on), or NULL */
   unsigned owner_seen; /* its value as the consumer last judged it (set from Python) */
 } Waiter;
 
 static int Waiter_init(Waiter* self, PyObject* args, PyObject* kwds) {
-  static char* kw[] = {
-      "head_address",   "producer_flags_address", "flags_address", "waiting_bit", "closed_bit",
-      "membarrier_bit", "unfenced_nap",           "spin_polls",    "spin_after",  "owner_address",
-      NULL};
+  static char* kw[] = {"head_address",
+                       "producer_flags_address",
+                       "flags_address",
+                       "waiting_bit",
+                       "closed_bit",
+                       "membarrier_bit",
+                       "unfenced_nap",
+                       "spin_polls",
+                       "spin_after",
+                       "owner_address",
+                       NULL};
   unsigned long long head, pflags, flags, owner = 0;
   unsigned int waiting, closed, membarrier;
   double unfenced, spin_after;
@@ -204,7 +211,7 @@ static PyObject* Waiter_wait(Waiter* self, PyObject* const* args, Py_ssize_t nar
       /* Spin before the next sleep only when messages come close together. */
       self->spin = slept < self->spin_after_ns;
   if (nr == 3 && (r == 2 || (r < 0 && err == EAGAIN &&
-                              __atomic_load_n(self->owner, __ATOMIC_RELAXED) != owner_seen))) {
+                             __atomic_load_n(self->owner, __ATOMIC_RELAXED) != owner_seen))) {
     ++n_owner_wakes;
   }
   if (r >= 0 || err == EAGAIN || err == EINTR) return PyLong_FromLong(1);

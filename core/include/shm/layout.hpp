@@ -68,7 +68,7 @@ constexpr uint32_t kProducerSleepsOffset = 276;  // u32, producer
 // or execs, the kernel stores kOwnerWaiters | kOwnerDied and wakes one sleeper on
 // it. 0 = not armed (older producers, Python producers, other systems). A wake-up
 // trigger only: the producer's lock byte stays the verdict (docs/PROTOCOL.md).
-constexpr uint32_t kProducerOwnerOffset = 280;  // u32, producer (the kernel at its death)
+constexpr uint32_t kProducerOwnerOffset = 280;   // u32, producer (the kernel at its death)
 constexpr uint32_t kOwnerWaiters = 0x80000000u;  // FUTEX_WAITERS
 constexpr uint32_t kOwnerDied = 0x40000000u;     // FUTEX_OWNER_DIED
 constexpr uint32_t kOwnerTidMask = 0x3FFFFFFFu;  // FUTEX_TID_MASK

@@ -404,7 +404,7 @@ class ShmConsumer {
   Status TakeLocked(Op op, MessageView* out);
   void ReportStall();
   void AdvanceLocked();
-  bool OwnerNewlyDied();           // consumer thread (Wait)
+  bool OwnerNewlyDied();          // consumer thread (Wait)
   int64_t SliceNs(bool holding);  // consumer thread (Wait)
 
   struct Held {
@@ -438,8 +438,8 @@ class ShmConsumer {
   // thread will not store it before it wakes.
   bool in_wait_ = false;
   bool stall_reported_ = false;  // consumer thread
-  uint32_t owner_seen_ = 0;       // consumer thread: the owner word at the last look
-  int64_t owner_look_ns_ = 0;     // consumer thread: next short look after OWNER_DIED
+  uint32_t owner_seen_ = 0;      // consumer thread: the owner word at the last look
+  int64_t owner_look_ns_ = 0;    // consumer thread: next short look after OWNER_DIED
   std::function<void()> on_stall_;
 };
 
