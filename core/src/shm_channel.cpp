@@ -895,7 +895,10 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
       if (s == Status::kOk && copy != nullptr) CopyLocked(*out, copy);
       if (s != Status::kEmpty) return s;  // kOk, kClosed, kCorrupt, kInvalid
       seen = ring_->HeadSeen();
-      holding = !held_.empty();
+      // Records we hold may stall the producer (reported once per slice, ReportStall):
+      // it waits for space already, or we hold half the ring.
+      holding = !held_.empty() && ((ring_->ProducerFlags() & layout::kProducerWaiting) != 0 ||
+                                   acquired_to_ - released_to_ >= ring_->capacity() / 2);
       // Nothing to read: TakeLocked stored pending releases (going idle); later
       // releases from other threads store at once while we wait.
       in_wait_ = true;
@@ -951,9 +954,9 @@ bool ShmConsumer::OwnerNewlyDied() {
 }
 
 // Time to the next liveness look: the long safety-net slice while the producer's
-// owner word is armed (its death wakes us) and we hold no records (a stalled
-// producer is reported once per slice); a short, doubling one right after the word
-// was marked OWNER_DIED; else the liveness slice.
+// owner word is armed (its death wakes us), unless what we hold may stall the
+// producer (`holding`: a stall is reported once per slice); a short, doubling one
+// right after the word was marked OWNER_DIED; else the liveness slice.
 int64_t ShmConsumer::SliceNs(bool holding) {
   switch (owner::Classify(owner_seen_)) {
     case owner::State::kArmed:
