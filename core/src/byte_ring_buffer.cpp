@@ -1464,13 +1464,7 @@ Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
 
 void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const {
   if (!valid_ || is_producer_) return;
-  uint32_t* owner = word(kProducerOwnerOffset);
-  const uint32_t before = atomics::LoadAcquire(owner);
-  SleepWhileHeadIs(seen, before, timeout_ns, intr);
-  // This caller has no liveness look; if the kernel's one wake at the producer's death
-  // came to us, pass it on to the ring's other sleepers (PROTOCOL.md section 4).
-  const uint32_t after = atomics::LoadAcquire(owner);
-  if (after != before && (after & kOwnerDied) != 0) wait::WakeWord(owner);
+  SleepWhileHeadIs(seen, atomics::LoadAcquire(word(kProducerOwnerOffset)), timeout_ns, intr);
 }
 
 void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, uint32_t owner_seen, int64_t timeout_ns,

@@ -72,10 +72,11 @@ struct Arm::Impl {
     cv.notify_all();
     cv.wait(lock, [this] { return stop; });
     if (ok) {
-      // Clean close: glibc's list back first (our entry is no longer walked), then
-      // the word to 0 (not armed). CLOSED, stored before, is the end of stream.
-      syscall(SYS_set_robust_list, old_head, old_len);
+      // Clean close: the word to 0 first (not armed: a death from here on finds no
+      // thread id of ours in it and marks nothing, and consumers use ordinary
+      // slices), then glibc's list back. CLOSED, stored before, is the end of stream.
       atomics::StoreRelease(word, 0);
+      syscall(SYS_set_robust_list, old_head, old_len);
     }
   }
 };

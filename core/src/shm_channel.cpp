@@ -960,7 +960,9 @@ bool ShmConsumer::OwnerNewlyDied() {
 int64_t ShmConsumer::SliceNs(bool holding) {
   switch (owner::Classify(owner_seen_)) {
     case owner::State::kArmed:
-      return holding ? tuning::kLivenessSliceNs : tuning::kArmedLivenessSliceNs;
+      // Only while the sleep really includes the owner word (futex_waitv works).
+      return holding || !wait::HaveWaitV() ? tuning::kLivenessSliceNs
+                                           : tuning::kArmedLivenessSliceNs;
     case owner::State::kDied:
       if (owner_look_ns_ < tuning::kLivenessSliceNs) {
         const int64_t look = owner_look_ns_;

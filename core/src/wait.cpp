@@ -164,22 +164,36 @@ Result SleepV(const uint32_t* word, uint32_t expected, const uint32_t* also, uin
     tsp = &ts;
   }
   const long r = syscall(SYS_futex_waitv, v, n, 0, tsp, CLOCK_MONOTONIC);
-  if (r < 0 && errno == ENOSYS) {  // kernel < 5.16 (or seccomp): one word from now on
+  const int e = r < 0 ? errno : 0;
+  if (r < 0 && e != EAGAIN && e != EINTR && e != ETIMEDOUT) {
+    // ENOSYS: kernel < 5.16; EPERM (or ENOSYS) from a seccomp profile that predates the
+    // call; anything else it refuses: one word from now on, never a spin on an error.
     waitv_missing.store(true, std::memory_order_relaxed);
+    sleeps_.fetch_sub(1, std::memory_order_relaxed);  // counted again by the one-word sleep
     return WaitOnWord(word, expected, timeout_ns);
   }
-  if (r < 0 && errno == ETIMEDOUT) {
+  if (r < 0 && e == ETIMEDOUT) {
     timeouts_.fetch_add(1, std::memory_order_relaxed);
     return Result::kTimeout;
   }
   // Woken on word r (its index), a value differed (EAGAIN) or a signal (EINTR).
-  if (owner != nullptr &&
-      (r == 2 || (r < 0 && errno == EAGAIN && atomics::LoadRelaxed(owner) != owner_expected))) {
+  if (owner != nullptr && r == 2) {
+    // The kernel's one wake at the producer's death came to us: pass it on to the
+    // word's other sleepers (the ring's other receivers) before anything else.
+    owner_wakes_.fetch_add(1, std::memory_order_relaxed);
+    WakeWord(owner);
+  } else if (owner != nullptr && e == EAGAIN && atomics::LoadRelaxed(owner) != owner_expected) {
     owner_wakes_.fetch_add(1, std::memory_order_relaxed);
   }
   return Result::kWoken;
 }
 }  // namespace
+
+bool HaveWaitV() { return !waitv_missing.load(std::memory_order_relaxed); }
+
+void SetWaitVMissingForTest(bool missing) {
+  waitv_missing.store(missing, std::memory_order_relaxed);
+}
 
 Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also,
                    uint32_t also_expected, int64_t timeout_ns) {
@@ -375,6 +389,8 @@ Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t*, uin
                    int64_t timeout_ns) {
   return WaitOnWord(word, expected, timeout_ns);
 }
+bool HaveWaitV() { return false; }
+void SetWaitVMissingForTest(bool) {}
 // No robust futexes here: nobody arms or wakes an owner word.
 Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t*, uint32_t,
                    const uint32_t*, uint32_t, int64_t timeout_ns) {

@@ -132,7 +132,8 @@ PyDoc_STRVAR(
     "CLOSED, then futex_waitv on head == seen and producer_flags as just loaded, at\n"
     "most timeout s (None = no limit). Returns 1 when the caller should look again\n"
     "(head moved, CLOSED, woken, signal), 0 when the timeout expired, -1 when\n"
-    "futex_waitv is missing (ENOSYS: use the pure-Python sleep). WAITING stays set\n"
+    "futex_waitv is missing or refused (ENOSYS, EPERM...: use the pure-Python sleep). WAITING "
+    "stays set\n"
     "until end(). Consumer thread; blocks with the GIL released.");
 
 static PyObject* Waiter_wait(Waiter* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -210,19 +211,22 @@ static PyObject* Waiter_wait(Waiter* self, PyObject* const* args, Py_ssize_t nar
   Py_END_ALLOW_THREADS
       /* Spin before the next sleep only when messages come close together. */
       self->spin = slept < self->spin_after_ns;
-  if (nr == 3 && (r == 2 || (r < 0 && err == EAGAIN &&
-                             __atomic_load_n(self->owner, __ATOMIC_RELAXED) != owner_seen))) {
+  if (nr == 3 && r == 2) {
+    /* The kernel's one wake at the producer's death came to us: pass it on to the
+     * word's other sleepers (the ring's other receivers). */
+    ++n_owner_wakes;
+    syscall(SYS_futex, self->owner, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+  } else if (nr == 3 && r < 0 && err == EAGAIN &&
+             __atomic_load_n(self->owner, __ATOMIC_RELAXED) != owner_seen) {
     ++n_owner_wakes;
   }
   if (r >= 0 || err == EAGAIN || err == EINTR) return PyLong_FromLong(1);
   if (err == ETIMEDOUT) return PyLong_FromLong(0);
-  if (err == ENOSYS) {
-    --n_sleeps; /* counted again by the sleep that replaces it */
-    self->no_waitv = 1;
-    return PyLong_FromLong(-1);
-  }
-  errno = err;
-  return PyErr_SetFromErrno(PyExc_OSError);
+  /* ENOSYS: kernel < 5.16; EPERM (or ENOSYS) from a seccomp profile that predates the
+   * call; anything else it refuses: the pure-Python sleep from now on, never a spin. */
+  --n_sleeps; /* counted again by the sleep that replaces it */
+  self->no_waitv = 1;
+  return PyLong_FromLong(-1);
 }
 
 PyDoc_STRVAR(

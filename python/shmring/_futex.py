@@ -168,6 +168,13 @@ def use_native(enabled: bool) -> bool:
     return previous
 
 
+def have_waitv() -> bool:
+    """Whether sleeps include every word they are given (futex_waitv works, not found
+    missing or refused so far): only then does a sleeper hear the owner word. Never
+    blocks."""
+    return _have_waitv
+
+
 def no_waitv() -> None:
     """Records that futex_waitv is missing (the native wait said ENOSYS): new rings and
     PairSleeper use the one-word wait. Never blocks."""
@@ -264,7 +271,7 @@ class PairSleeper:
     """
 
     __slots__ = ("_words", "_index", "_address", "_buf", "_vals", "_ts", "_ts_address",
-                 "_waiters_address", "_keep", "_index3", "_count", "expected3")
+                 "_waiters_address", "_keep", "_index3", "_address3", "_count", "expected3")
 
     def __init__(self, words: memoryview, index: int, address: int, index2: int,
                  address2: int, index3: int = 0, address3: int = 0) -> None:
@@ -272,6 +279,7 @@ class PairSleeper:
         self._index = index
         self._address = address
         self._index3 = index3
+        self._address3 = address3
         self._count = 3 if index3 else 2
         self.expected3 = 0
         waiters = (_WaitV * 3)()
@@ -313,7 +321,10 @@ class PairSleeper:
                         _CLOCK_MONOTONIC)
         if r >= 0:
             if r == 2:
+                # The kernel's one wake at the producer's death came to us: pass it on
+                # to the word's other sleepers (the ring's other receivers).
                 _counts.owner_wakes += 1
+                wake_word(self._address3)
             return True
         e = _get_errno()
         if e == errno.EAGAIN or e == errno.EINTR:
@@ -323,11 +334,11 @@ class PairSleeper:
             return True
         if e == errno.ETIMEDOUT:
             return False
-        if e == errno.ENOSYS:
-            _have_waitv = False
-            _counts.sleeps -= 1  # counted again by the one-word wait
-            return wait_on_word(self._words, self._index, self._address, expected, timeout)
-        raise OSError(e, f"futex_waitv failed: errno {e} ({os.strerror(e)})")
+        # ENOSYS: kernel < 5.16; EPERM (or ENOSYS) from a seccomp profile that predates
+        # the call; anything else it refuses: the one-word wait from now on.
+        _have_waitv = False
+        _counts.sleeps -= 1  # counted again by the one-word wait
+        return wait_on_word(self._words, self._index, self._address, expected, timeout)
 
 
 def poll_wait(words: memoryview, index: int, expected: int, timeout: Optional[float]) -> bool:

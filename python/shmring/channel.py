@@ -24,7 +24,7 @@ import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Tuple
 
-from . import _locks, _shm
+from . import _futex, _locks, _shm
 from ._aio import run_interruptibly
 from ._process import process_alive
 from ._tuning import (ABANDONED_AFTER_S, ARMED_LIVENESS_SLICE_S, CREATE_ATTEMPTS, CREATE_RETRY_S,
@@ -1043,7 +1043,8 @@ class ShmConsumer(_Endpoint):
         the word before the dying process's lock goes; or a forked child holds the
         ring); else LIVENESS_SLICE_S."""
         if ring.owner_armed:
-            if ring.producer_flags & PRODUCER_WAITING:
+            # Only while the sleep really includes the owner word (futex_waitv works).
+            if ring.producer_flags & PRODUCER_WAITING or not _futex.have_waitv():
                 return LIVENESS_SLICE_S
             return ARMED_LIVENESS_SLICE_S
         look = self._owner_look

@@ -1612,7 +1612,8 @@ class ByteRingBuffer:
                 raise RingInterruptedError("wait for a message interrupted")
             if self.owner_look() and deadline is not None:
                 return False  # the owner word says the producer died: the caller looks
-            cap = ARMED_LIVENESS_SLICE_S if self.owner_armed else LIVENESS_SLICE_S
+            cap = (ARMED_LIVENESS_SLICE_S if self.owner_armed and _futex.have_waitv()
+                   else LIVENESS_SLICE_S)
             if deadline is None:
                 nap: Optional[float] = cap
             else:

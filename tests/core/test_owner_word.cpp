@@ -7,12 +7,20 @@
 // hang guards only; what ended a sleep is read from wait::GetCounters().
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "blocking_call.hpp"
 #include "ring_name_test.hpp"
@@ -147,6 +155,50 @@ TEST_F(OwnerWordTest, BothReceiversOfAFanOutRingHearTheDeath) {
   EXPECT_EQ(n.owner_deaths, 2u);
 }
 
+// Whoever the kernel's one wake reaches passes it on, even a sleeper with no
+// liveness look of its own (here a bare WaitOnWords, queued first, so the kernel
+// picks it): the consumer behind it hears the death through the word too.
+TEST_F(OwnerWordTest, ASleeperWithoutALivenessLookPassesTheWakeOn) {
+  const std::string name = Name();
+  const pid_t child = ForkProducer(name, 2, false);
+  ASSERT_GT(child, 0);
+  SharedMemory m(name, 0, false);
+  ASSERT_TRUE(m.valid());
+  auto* base = static_cast<uint8_t*>(m.data());
+  const auto* head = reinterpret_cast<const uint32_t*>(base + layout::kHeadOffset);
+  const auto* pflags = reinterpret_cast<const uint32_t*>(base + layout::kProducerFlagsOffset);
+  const uint32_t* owner = OwnerWord(m);
+  wait::ResetCounters();
+  std::atomic<long> bare_tid{0};
+  std::thread bare([&] {
+    bare_tid = syscall(SYS_gettid);
+    wait::WaitOnWords(head, Load(head), pflags, Load(pflags), owner, Load(owner), kGuardNs);
+  });
+  ASSERT_TRUE(shmtest::WaitUntil([&] {  // asleep in futex_waitv (syscall 449)
+    if (bare_tid == 0) return false;
+    FILE* f = std::fopen(
+        ("/proc/self/task/" + std::to_string(bare_tid.load()) + "/syscall").c_str(), "r");
+    long nr = -1;
+    if (f != nullptr) {
+      if (std::fscanf(f, "%ld", &nr) != 1) nr = -1;
+      std::fclose(f);
+    }
+    return nr == 449;
+  }));
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  shmtest::BlockingCall reader([&] {
+    MessageView v;
+    return c.PeekFor(&v, kGuardNs);
+  });
+  ASSERT_TRUE(shmtest::WaitUntilAsleep(c));
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  EXPECT_EQ(shmtest::WaitChild(child), 128 + SIGKILL);
+  bare.join();
+  EXPECT_EQ(reader.Join(), Status::kPeerDead);
+  EXPECT_GE(wait::GetCounters().owner_wakes, 2u) << "the consumer's sleep ended through the word";
+}
+
 // A producer that does not arm the word (0: older builds, Python producers): the
 // consumer keeps its liveness slice, and a slice's expiry is how it notices.
 TEST_F(OwnerWordTest, UnarmedWordFallsBackToLivenessSlices) {
@@ -170,6 +222,54 @@ TEST_F(OwnerWordTest, UnarmedWordFallsBackToLivenessSlices) {
   EXPECT_EQ(n.owner_deaths, 0u);
   EXPECT_GE(n.timeouts, 1u) << "noticed at a slice's end";
   EXPECT_LE(n.longest_timeout_ns, tuning::kLivenessSliceNs);
+}
+
+// Without futex_waitv the sleep is on the head word alone: the owner word is not
+// heard, so an armed word must not stretch the slice (death and a racing CLOSED
+// are then seen at the 500 ms looks, as before).
+TEST_F(OwnerWordTest, ArmedWordKeepsShortSlicesWhenSleepsCannotIncludeIt) {
+  ShmProducer& p = Producer(4096);
+  ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
+  ASSERT_NE(c.ring()->ProducerOwner(), 0u);
+  wait::SetWaitVMissingForTest(true);
+  wait::ResetCounters();
+  MessageView v;
+  EXPECT_EQ(c.PeekFor(&v, 1'200'000'000), Status::kTimeout);
+  const wait::Counters n = wait::GetCounters();
+  wait::SetWaitVMissingForTest(false);
+  EXPECT_GE(n.sleeps, 2u);
+  EXPECT_LE(n.longest_timeout_ns, tuning::kLivenessSliceNs);
+  ASSERT_TRUE(p.Write("z", 1));
+  EXPECT_EQ(c.PeekFor(&v, kGuardNs), Status::kOk);
+}
+
+// A seccomp profile that refuses futex_waitv with EPERM (container runtimes older
+// than the call): the consumer falls back to the one-word sleep instead of
+// re-trying a failing call in a loop (a busy spin).
+TEST_F(OwnerWordTest, FutexWaitvRefusedWithEpermFallsBackInsteadOfSpinning) {
+  const std::string name = Name();
+  const pid_t child = shmtest::ForkChild([&]() -> int {
+    ShmProducer p(name, 4096);
+    ShmConsumer c(name);
+    if (!p.IsValid() || !c.IsValid()) return 2;
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 449 /* futex_waitv */, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {static_cast<unsigned short>(sizeof filter / sizeof filter[0]),
+                              filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return 3;
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) return 4;
+    wait::ResetCounters();
+    MessageView v;
+    if (c.PeekFor(&v, 300'000'000) != Status::kTimeout) return 5;
+    if (wait::HaveWaitV()) return 6;
+    return wait::GetCounters().sleeps <= 10 ? 0 : 7;  // a spin makes millions
+  });
+  EXPECT_EQ(shmtest::WaitChild(child), 0);
 }
 
 // Hostile or odd values never hang or fail a consumer of a live producer: a word

@@ -167,3 +167,42 @@ def _unlink(name: str) -> None:
         os.unlink("/dev/shm/" + name)
     except FileNotFoundError:
         pass
+
+
+def test_an_armed_word_keeps_short_slices_without_futex_waitv(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sleeps on the head word alone do not hear the owner word: no 5 s slices then.
+    monkeypatch.setattr(_futex, "_have_waitv", False)
+    name = unique_name()
+    proc = _hold(name)
+    try:
+        with ShmConsumer(name) as c:
+            assert _owner(c) & layout.OWNER_WAITERS
+            _futex.reset_counters()
+            assert c.read(timeout=1.2) is None
+            sleeps, _, longest = _futex.counters()
+            assert sleeps >= 2
+            assert longest <= _tuning.LIVENESS_SLICE_S
+    finally:
+        _kill(proc)
+        _unlink(name)
+
+
+def test_futex_waitv_refused_with_eperm_falls_back_to_one_word(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A seccomp profile older than futex_waitv answers EPERM: the one-word sleep from
+    # then on, never an error per read nor a retry loop.
+    import errno as errno_
+    monkeypatch.setattr(_futex, "_have_waitv", True)
+    real_errno = _futex._get_errno
+    refused = [errno_.EPERM]  # the waitv call's errno; later calls see the real one
+    monkeypatch.setattr(_futex, "_waitv_call", lambda *args: -1)
+    monkeypatch.setattr(_futex, "_get_errno",
+                        lambda: refused.pop() if refused else real_errno())
+    name = unique_name()
+    with ShmProducer(name, 4096) as p, ShmConsumer(name) as c:
+        sleeper = c.ring._head_sleeper
+        assert sleeper.sleep(c.ring._w[layout.HEAD_WORD], 0, 0.01) is False  # timed out
+        assert not _futex.have_waitv()
+        assert p.write(b"x")
+        assert c.read(timeout=30) == b"x"

@@ -55,11 +55,19 @@ Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also
 // The same with a third word, `owner`, at `owner_expected` (the producer's owner
 // word as the caller read it: the kernel wakes it when the producer dies). A
 // sleep that ends because `owner` was woken or no longer held `owner_expected`
-// is counted in Counters::owner_wakes. Without futex_waitv: WaitOnWord(word).
+// is counted in Counters::owner_wakes; one woken on `owner` wakes its other
+// sleepers (the kernel wakes only one). Without futex_waitv: WaitOnWord(word).
 // Any thread; blocks.
 Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also,
                    uint32_t also_expected, const uint32_t* owner, uint32_t owner_expected,
                    int64_t timeout_ns);
+// Whether WaitOnWords really sleeps on all its words (Linux futex_waitv, not found
+// missing or refused so far): only then does a sleeper hear the owner word. Any
+// thread; never blocks.
+bool HaveWaitV();
+// Test seam: makes WaitOnWords behave as on a kernel without futex_waitv (true)
+// or lets it try again (false). Any thread; never blocks.
+void SetWaitVMissingForTest(bool missing);
 // Wakes every sleeper on `word`, in any process (with WaitOnWords, also those
 // whose second word it is). Any thread; never blocks.
 void WakeWord(const uint32_t* word);
