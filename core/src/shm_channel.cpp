@@ -883,6 +883,7 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
   } end_sleep{this};
   Clock::time_point start;  // taken at the first look that finds nothing
   int64_t next_look = -1;   // since start; set at the first sleep
+  int64_t last_look = 0;    // since start: when the current slice began
   int spins = 0;
   bool holding = false;
   for (;;) {
@@ -916,6 +917,10 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
       next_look = elapsed;  // look at the producer now
     } else if (next_look < 0) {
       next_look = SliceNs(holding);
+    } else if (!wait::HaveWaitV() && next_look - last_look > tuning::kLivenessSliceNs) {
+      // A long slice chosen before this process learnt that futex_waitv is missing:
+      // the sleeps do not hear the owner word, so look within a liveness slice.
+      next_look = last_look + tuning::kLivenessSliceNs;
     }
     if (elapsed >= next_look) {
       if (op == Op::kAcquire) ReportStall();
@@ -926,6 +931,7 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
         if (s == Status::kOk && copy != nullptr) CopyLocked(*out, copy);
         return s == Status::kEmpty ? peer : s;
       }
+      last_look = elapsed;
       next_look = elapsed + SliceNs(holding);
       elapsed = ElapsedNs(start);
     }

@@ -146,8 +146,15 @@ namespace {
 // futex_waitv on n (2 or 3) words; the third, when present, is the owner word.
 Result SleepV(const uint32_t* word, uint32_t expected, const uint32_t* also, uint32_t also_expected,
               const uint32_t* owner, uint32_t owner_expected, int64_t timeout_ns) {
+  // The one-word sleep does not hear the owner word (nor CLOSED): a caller that chose
+  // a long slice because of the owner word (before it learnt futex_waitv is missing)
+  // gets at most a liveness slice.
+  const int64_t one_word_ns =
+      owner != nullptr && (timeout_ns < 0 || timeout_ns > tuning::kLivenessSliceNs)
+          ? tuning::kLivenessSliceNs
+          : timeout_ns;
   if (waitv_missing.load(std::memory_order_relaxed)) {
-    return WaitOnWord(word, expected, timeout_ns);
+    return WaitOnWord(word, expected, one_word_ns);
   }
   CountSleep(timeout_ns);
   WaitV v[3] = {{expected, reinterpret_cast<uintptr_t>(word), kFutex32, 0},
@@ -170,7 +177,7 @@ Result SleepV(const uint32_t* word, uint32_t expected, const uint32_t* also, uin
     // call; anything else it refuses: one word from now on, never a spin on an error.
     waitv_missing.store(true, std::memory_order_relaxed);
     sleeps_.fetch_sub(1, std::memory_order_relaxed);  // counted again by the one-word sleep
-    return WaitOnWord(word, expected, timeout_ns);
+    return WaitOnWord(word, expected, one_word_ns);
   }
   if (r < 0 && e == ETIMEDOUT) {
     timeouts_.fetch_add(1, std::memory_order_relaxed);

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any, Optional, Tuple
 
-from ._tuning import POLL_NAP_MAX_S, POLL_NAP_MIN_S, POLL_RETURN_S
+from ._tuning import LIVENESS_SLICE_S, POLL_NAP_MAX_S, POLL_NAP_MIN_S, POLL_RETURN_S
 
 try:  # the optional C helper (python/native/_native.c); absent: pure Python
     from . import _native as _native_module
@@ -302,8 +302,14 @@ class PairSleeper:
         ``timeout`` s (None = no limit). False only when the timeout expired.
         Blocks; releases the GIL."""
         global _have_waitv
+        if self._index3 and (timeout is None or timeout > LIVENESS_SLICE_S):
+            # The one-word sleep below does not hear the owner word (nor CLOSED): a
+            # caller that chose a long slice because of it gets at most a liveness slice.
+            one_word: Optional[float] = LIVENESS_SLICE_S
+        else:
+            one_word = timeout
         if not _have_waitv:
-            return wait_on_word(self._words, self._index, self._address, expected, timeout)
+            return wait_on_word(self._words, self._index, self._address, expected, one_word)
         _count_sleep(timeout)
         vals = self._vals
         vals[0] = expected & 0xFFFFFFFF
@@ -338,7 +344,7 @@ class PairSleeper:
         # the call; anything else it refuses: the one-word wait from now on.
         _have_waitv = False
         _counts.sleeps -= 1  # counted again by the one-word wait
-        return wait_on_word(self._words, self._index, self._address, expected, timeout)
+        return wait_on_word(self._words, self._index, self._address, expected, one_word)
 
 
 def poll_wait(words: memoryview, index: int, expected: int, timeout: Optional[float]) -> bool:
