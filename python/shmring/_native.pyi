@@ -1,5 +1,5 @@
 """Type stub of the optional C helper ``shmring._native`` (python/native/_native.c)."""
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 
 class Waiter:
@@ -14,12 +14,24 @@ class Waiter:
 
     def wait(self, seen: int, timeout: Optional[float], /) -> int: ...
 
+    def set_records(self, data_address: int, data_offset: int, capacity: int,
+                    wrap_marker: int, pad_flag: int, max_valid_len: int, len_size: int,
+                    record_align: int, /) -> None: ...
+
+    def next(self, pos: int, flags: int, deadline: Optional[float], check_at: float, /
+             ) -> Union[Tuple[int, int, int, int, int], int]: ...
+
     def end(self) -> None: ...
 
     def close(self) -> None: ...
 
     @property
     def sleeping(self) -> bool: ...
+
+    interrupted: bool
+
+    @property
+    def sleeper(self) -> int: ...
 
 
 def counters() -> Tuple[int, int, float]: ...

@@ -43,7 +43,7 @@ from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, HEAD_WORD, PRODUCER_FLAGS_WORD
 from .layout import (MAX_RECEIVERS_LIMIT, MAX_RECEIVERS_WORD, MODE_LIVE, MODE_LOSSLESS, SLOT_FLAGS,
                      SLOT_PID, slot_word)
 from ._fence import acquire_fence
-from .ring import ByteRingBuffer, _new_generation, validate_header
+from .ring import WAIT_CHECK, ByteRingBuffer, _new_generation, validate_header
 
 # Segments of live producers and consumers of this process. A forked child closes its
 # copies of their descriptors at once: an OFD lock lives as long as any descriptor of
@@ -970,16 +970,30 @@ class ShmConsumer(_Endpoint):
         blocks when timeout != 0 (GIL released while asleep).
         """
         with self._call() as ring:  # raises StreamClosedError after close()
-            data = ring.read()
-            if data is not None:
-                return data
-            while self._wait(ring, timeout):
+            if timeout == 0:  # never blocks: look, and at the producer once per slice
                 data = ring.read()
                 if data is not None:
                     return data
-                if ring.at_end:
-                    return None
-            return None
+                while self._wait(ring, timeout):
+                    data = ring.read()
+                    if data is not None:
+                        return data
+                    if ring.at_end:
+                        return None
+                return None
+            # Blocking: one lookup per wake-up (ByteRingBuffer.read_wait), a look at the
+            # producer once per liveness slice with nothing to read.
+            deadline = _deadline(timeout)
+            try:
+                while True:
+                    got = ring.read_wait(deadline, self._check_at())
+                    if got.__class__ is bytes:
+                        return got  # type: ignore[no-any-return]
+                    if got != WAIT_CHECK:
+                        return None  # timed out, or the end of the stream (at_end)
+                    self._check_producer(ring, force=True)
+            finally:
+                ring.end_sleep()
 
     def wait_readable(self, timeout: Optional[float]) -> bool:
         """Sleeps until a message is waiting or the stream ended (True) or ``timeout``
@@ -1037,6 +1051,10 @@ class ShmConsumer(_Endpoint):
         if self._slice > LIVENESS_SLICE_S and not _futex.have_waitv():
             return LIVENESS_SLICE_S
         return self._slice
+
+    def _check_at(self) -> float:
+        """When the next liveness look is due (a time.monotonic() value)."""
+        return self._last_check + self._current_slice()
 
     def _until_look(self) -> float:
         """Seconds to the next liveness look (>= 0)."""

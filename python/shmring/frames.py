@@ -19,13 +19,14 @@ from ._tuning import LIVENESS_SLICE_S
 from .caps import VideoLayout, layout_from_caps, layout_with_strides, parse_caps
 from .channel import ShmConsumer, ShmProducer
 from .errors import (FramingError, IncompatibleSegmentError, RingInterruptedError,
-                     RingTimeoutError, StreamTruncatedError, StreamClosedError, ViewInUseError)
+                     RingTimeoutError, StreamTruncatedError, ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
                       MIN_HEADER_SIZE, TIME_NONE, Extensions, MessageHeader, VideoMeta,
                       decode_header, encode_caps, encode_eos, encode_header, monotonic_ns,
                       parse_extensions, unpack_header)
 from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, INDEX_MASK, INFO_MAX, PRODUCER_WAITING,
                      PROFILE_GST_FRAMING)
+from .ring import WAIT_CHECK
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -410,6 +411,14 @@ class FrameReader:
 
     def _release_ready(self) -> None:
         """Gives back, in ring order, every leading record nothing references any more."""
+        end = self._ready_end()
+        if end >= 0:
+            self._ring.release_to(end)
+
+    def _ready_end(self) -> int:
+        """Drops the leading entries nothing references any more; returns the ring index
+        to release up to (-1: none). The caller releases it (release_to, or the next
+        acquire_wait)."""
         entries = self._entries
         last_end = None
         while entries:
@@ -425,11 +434,12 @@ class FrameReader:
                 break
             entries.popleft()
             last_end = end
-        if last_end is not None:
-            self._ring.release_to(last_end)
+        return -1 if last_end is None else int(last_end)
 
-    def _wait(self, deadline: Optional[float]) -> bool:
-        """Sleeps for the next record; False when ``deadline`` passed."""
+    def _between_sleeps(self, liveness: bool) -> None:
+        """What a blocked read_frame does once per liveness slice (``liveness``: look at
+        the producer too) and before it gives up at its timeout: gives back what is no
+        longer referenced and checks for the hoarding deadlock."""
         ring = self._ring
         entries = self._entries
         if entries:
@@ -447,16 +457,10 @@ class FrameReader:
             self._stuck_head = head
         else:
             self._stuck_head = None
-        # Watches the producer (at most once per slice) while it sleeps; WAITING
-        # stays set across these steps until read_frame returns.
-        if deadline is None:
-            self._consumer._wait_step(ring, None)
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        self._consumer._wait_step(ring, remaining)
-        return True
+        if liveness:
+            # Raises ProducerDeadError / ProducerReplacedError when the producer is gone
+            # and nothing is left to read.
+            self._consumer._check_producer(ring, force=True)
 
     def read_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).
@@ -487,8 +491,7 @@ class FrameReader:
         None at end of stream (then ``at_end`` is True) or when the timeout expired.
         Consumer; blocks.
         """
-        if self._consumer.closed:
-            raise StreamClosedError(f"FrameReader of ring {self.name!r} is closed")
+        # (read_frame's _enter refused a closed reader.)
         if self._done:
             return None
         if self._eos_next:
@@ -496,32 +499,38 @@ class FrameReader:
             self._release_ready()
             return None
         entries = self._entries
-        if entries:
-            self._release_ready()
+        # What the caller no longer references is released by the first look below.
+        release = self._ready_end() if entries else -1
         ring, buf = self._ring, self._buf
-        acquire = ring.acquire
-        deadline: Optional[float] = None  # taken when a wait is first needed
+        # One lookup per wake-up: look, sleep while there is nothing (WAITING stays set
+        # until read_frame returns), look again; one native call when it is built.
+        acquire_wait = ring.acquire_wait
+        consumer = self._consumer
+        deadline = None if timeout is None else time.monotonic() + timeout
         candidate: Optional[Tuple[_Entry, int, int, Tuple[int, ...], Optional[str],
                                   Optional[VideoLayout], Extensions]] = None
         limit = -1
         while True:
-            record = acquire()
-            if record is None:
+            # latest=True with a candidate: only what is there now (deadline 0).
+            record = acquire_wait(deadline if candidate is None else 0.0,
+                                  consumer._check_at(), release)
+            release = -1
+            if record.__class__ is not tuple:
                 if candidate is not None:
                     break
-                if ring._eos:  # what at_end says right after acquire() found nothing
+                if ring._eos:  # what at_end says right after a look found nothing
                     self._done = True
                     self._release_ready()
                     raise StreamTruncatedError(
                         f"ring {self.name!r} was closed without an end-of-stream record: "
                         "the producer stopped early and the stream is cut short")
-                if deadline is None and timeout is not None:
-                    deadline = time.monotonic() + timeout
-                if not self._wait(deadline):
-                    return None
-                continue
+                if record == WAIT_CHECK:  # a liveness slice passed with nothing to read
+                    self._between_sleeps(True)
+                    continue
+                self._between_sleeps(False)  # the timeout expired
+                return None
             start, length, end = record
-            entry: _Entry = [end, None, None]
+            entry: _Entry = [end, None, None]  # released in ring order, whatever it is
             entries.append(entry)
             # The message header in one unpack; decode_header raises the FramingError
             # for anything that does not check out.
@@ -554,10 +563,9 @@ class FrameReader:
                         layout = _meta_layout(layout, ext.video_meta)
                 if not self._latest:  # the common case: this record is the frame
                     held = ring.view_of(start + body, length - body, end)
-                    assert held.view is not None
-                    frame = _make_frame(self._caps, layout, fields, held.view, ext)
                     entry[_HELD] = held
-                    entry[_FRAME] = frame
+                    frame = entry[_FRAME] = _make_frame(self._caps, layout, fields,
+                                                        held.view, ext)  # type: ignore[arg-type]
                     return frame
                 if candidate is not None:
                     self.skipped += 1

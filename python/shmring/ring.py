@@ -40,7 +40,14 @@ from .layout import (CAPACITY_WORD, CONSUMER_ATTACH_COUNT_ONE, CONSUMER_ATTACHED
                      SLOT_MODE, SLOT_PID, SLOT_SKIPPED, SLOT_TAIL, slot_word)
 
 _M = 0xFFFFFFFF
+_INF = float("inf")
 _ZEROS = bytes(RECORD_ALIGN)
+
+#: :meth:`ByteRingBuffer.acquire_wait` / ``read_wait``: nothing to read before the
+#: deadline, or the stream ended (``at_end``).
+WAIT_ENDED = 0
+#: ... the liveness look is due (``check_at`` reached): look at the producer, call again.
+WAIT_CHECK = 1
 
 
 def _new_generation() -> int:
@@ -241,6 +248,10 @@ class ByteRingBuffer:
             self._address + self._flags_word * 4, CONSUMER_WAITING, PRODUCER_CLOSED,
             PRODUCER_MEMBARRIER, UNFENCED_NAP_S, SPIN_POLLS, _SPIN_AFTER_SLEEP_S,
             self._owner_address)
+        if self._waiter is not None:  # its blocking lookup (acquire_wait) reads records
+            self._waiter.set_records(self._address + HEADER_SIZE, HEADER_SIZE, capacity,
+                                     WRAP_MARKER, PAD_FLAG, MAX_VALID_LEN, LEN_SIZE,
+                                     RECORD_ALIGN, self._tail_address, PRODUCER_WAITING)
         # The sleeping thread's own state: this side's WAITING bit is set (since the
         # last end_sleep) and fenced (membarrier issued when the peer needs it).
         self._sleeping = False
@@ -444,20 +455,32 @@ class ByteRingBuffer:
         Blocks at most for that wake-up.
         """
         self._interrupted = True
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.interrupted = True  # seen by acquire_wait's native loop
         address = self._tail_address if self._is_producer else self._head_address
         me = threading.get_ident()
         while True:
             _futex.wake_word(address)
             # set operations are single C calls under the GIL: no lock needed (a
             # lock could deadlock a signal handler running in the sleeping thread)
-            others = self._sleepers - {me}
-            if not others:
+            if not self._asleep() - {me}:
                 return
             time.sleep(INTERRUPT_REWAKE_S)  # let the woken thread run and leave its wait
+
+    def _asleep(self) -> Set[int]:
+        """The threads inside a wait on this ring now: the pure-Python sleeps' and the
+        one inside the native blocking lookup (``_native.Waiter.next``)."""
+        waiter = self._waiter
+        sleeper = 0 if waiter is None else waiter.sleeper
+        return self._sleepers | {sleeper} if sleeper else set(self._sleepers)
 
     def clear_interrupt(self) -> None:
         """Re-arms blocking waits after :meth:`interrupt`. Any thread; never blocks."""
         self._interrupted = False
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.interrupted = False
 
     def detach(self) -> None:
         """Drops this object's exports on the buffer (so an mmap can be closed).
@@ -1562,7 +1585,7 @@ class ByteRingBuffer:
             w = self._w
             w[self._flags_word] = w[self._flags_word] & ~CONSUMER_WAITING
 
-    def sleep_after_empty_look(self, timeout: float) -> None:
+    def sleep_after_empty_look(self, timeout: Optional[float]) -> None:
         """One sleep of the wait protocol for a consumer whose last look (``acquire``,
         ``peek``, ``read``, ``has_data``) found nothing: returns when the head moves
         past what that look saw, CLOSED is set, a wake or signal comes, or after
@@ -1589,6 +1612,152 @@ class ByteRingBuffer:
                 self._drop_waiter(waiter)
         finally:
             sleepers.discard(me)
+
+    def acquire_wait(self, deadline: Optional[float], check_at: float,
+                     release: int = -1) -> Any:
+        """:meth:`acquire`, sleeping while there is nothing to acquire: the consumer's
+        blocking lookup, one lookup per wake-up. ``release`` >= 0: first frees the
+        ring up to that index, which must be the end of an acquired record not yet
+        released, in order (as :meth:`release_to`; in the same native call when it
+        can).
+
+        Returns the next record as :meth:`acquire` does, ``(offset, len, end)``; or
+        :data:`WAIT_ENDED` (0) when the stream ended (``at_end``: CLOSED and drained)
+        or ``deadline`` passed with nothing to read; or :data:`WAIT_CHECK` (1) when
+        ``check_at`` was reached with nothing to read (a liveness look is due: the
+        caller looks at the producer, then calls again). ``deadline`` and
+        ``check_at`` are ``time.monotonic()`` values (``deadline`` None: no limit).
+        With ``shmring._native`` built the look, the sleeps and the looks after them
+        are one native call (``_native.Waiter.next``; the GIL released while asleep);
+        records it cannot judge on its own (CLOSED, a pin to take, markers at the
+        end of the data, anything that does not check out) go through
+        :meth:`acquire`, which raises CorruptRecordError for a hostile segment.
+        Without it the same steps run in Python. Leaves WAITING set once it slept:
+        the caller calls :meth:`end_sleep` before it returns to its own caller.
+        Raises RingInterruptedError after :meth:`interrupt`. Consumer; blocks.
+        """
+        if release >= 0:
+            if self._live or self._waiter is None:
+                self._store_tail(release)
+                release = -1
+            else:  # stored by the native call below (a lossless tail: no pin bits)
+                self._freed = self._released = release
+        while True:
+            waiter = self._waiter
+            if waiter is not None:
+                pos = self._read_pos
+                # Bit 0: pin first (a live receiver holding nothing, or a start whose
+                # floor check is pending: the Python lookup pins); bit 1: tail stores
+                # pending or a pin held (the Python lookup stores them when idle).
+                r = waiter.next(pos, (self._check_floor or (self._live and (
+                    not self._pinned or pos == self._freed)))
+                                | (self._freed != self._released or self._pinned) << 1,
+                                deadline, check_at, release)
+                release = -1
+                if r.__class__ is tuple:
+                    start, length, end, self._head_cache, skip = r
+                    if skip >= 0:
+                        self._markers_skipped(pos, skip)
+                    self._read_pos = end
+                    self._read_seq += 1  # one message read (masked where compared)
+                    return start, length, end
+                if r < 2:
+                    if r == WAIT_ENDED:
+                        # What _locate says of an empty look (CLOSED seen: _eos, by the
+                        # slow path) is what at_end says.
+                        return WAIT_ENDED
+                    return WAIT_CHECK
+                if r == 3:
+                    raise RingInterruptedError("wait for a message interrupted")
+                if r < 0:  # no futex_waitv: the pure-Python path from now on
+                    self._drop_waiter(waiter)
+                    continue
+            # The Python lookup (no native helper, or one it leaves to Python).
+            found = self.acquire()
+            if found is not None:
+                return found
+            if self._eos:
+                return WAIT_ENDED
+            if self._interrupted:
+                raise RingInterruptedError("wait for a message interrupted")
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return WAIT_ENDED
+            if now >= check_at:
+                return WAIT_CHECK
+            if self.owner_look() or self._owner_died:
+                return WAIT_CHECK  # the owner word says the producer died: the caller looks
+            until = check_at if deadline is None or check_at < deadline else deadline
+            nap: Optional[float] = None if until == _INF else until - now
+            if self._waiter is not None:
+                self.sleep_after_empty_look(nap)  # a look the native call left to Python
+            else:
+                self._sleep_once(self._head_cache, nap, self._spin)
+
+    def _markers_skipped(self, pos: int, skip: int) -> None:
+        """The native lookup found the record at ``skip & ~7`` behind WRAP markers (``skip
+        & 1``) or PAD records starting at ``pos``: released as _locate releases them
+        when nothing is held before them."""
+        if pos == self._read_pos and pos == self._freed:
+            at = skip & ~(RECORD_ALIGN - 1)
+            self._read_pos = at
+            if skip & 1:
+                self._store_tail(at)
+            else:
+                self._lazy_release(at)
+
+    def _sleep_once(self, seen: int, nap: Optional[float], spin: bool) -> None:
+        """One sleep of the pure-Python wait after an empty look that saw head ``seen``:
+        spin first when ``spin`` (returning when head moves), set WAITING and fence on
+        the first sleep of a wait (membarrier when the producer relies on it), re-check
+        head and CLOSED, futex-wait on head and producer_flags at most ``nap`` s. WAITING
+        stays set (end_sleep). Consumer; blocks (GIL released while asleep)."""
+        w = self._w
+        if spin:
+            # Spin on the word that can change our answer (one aligned load each),
+            # not on a full record lookup: only when the last sleep was short (a
+            # slow stream's next message is far away).
+            for _ in range(SPIN_POLLS):
+                if w[HEAD_WORD] != seen:
+                    return
+        if not self._sleeping:
+            # The running -> sleeping transition: set WAITING, fence, then look again
+            # below. WAITING stays set, and fenced, across re-sleeps.
+            flags_word = self._flags_word
+            w[flags_word] = w[flags_word] | CONSUMER_WAITING
+            full_fence()
+            self._sleeping = True
+            self._fenced = False
+        if not self._fenced:
+            if w[PRODUCER_FLAGS_WORD] & PRODUCER_MEMBARRIER and not heavy_barrier():
+                nap = _cap(nap, UNFENCED_NAP_S)  # the waker is unordered: poll
+            else:
+                self._fenced = True
+        pflags = w[PRODUCER_FLAGS_WORD]
+        if w[HEAD_WORD] == seen and not pflags & PRODUCER_CLOSED:
+            start = time.monotonic()
+            self._sleep(self._head_sleeper, seen, pflags, nap)
+            # Spin before the next sleep only when messages come close together.
+            self._spin = time.monotonic() - start < _SPIN_AFTER_SLEEP_S
+
+    def read_wait(self, deadline: Optional[float], check_at: float) -> Any:
+        """:meth:`read`, sleeping while there is nothing to read (:meth:`acquire_wait`):
+        the message as bytes, or WAIT_ENDED / WAIT_CHECK as acquire_wait returns them.
+        Consumer; blocks."""
+        if self._peeked is not None or self._read_pos != self._freed:
+            data = self.read()  # settles the peeked message; refuses held records
+            if data is not None:
+                return data
+        found = self.acquire_wait(deadline, check_at)
+        if found.__class__ is not tuple:
+            return found
+        start, length, end = found
+        if self._is_mmap:
+            data = bytes(self._buf[start:start + length])
+        else:
+            data = self._bytes[start:start + length].tobytes()
+        self._lazy_release(end)
+        return data
 
     def _drop_waiter(self, waiter: Any) -> None:
         """The kernel has no futex_waitv: the pure-Python sleep (futex_wait on head
@@ -1648,25 +1817,7 @@ class ByteRingBuffer:
                     if w[HEAD_WORD] != seen:
                         break
                 continue
-            if not self._sleeping:
-                # The running -> sleeping transition: set WAITING, fence, then look
-                # again below. WAITING stays set, and fenced, across re-sleeps.
-                flags_word = self._flags_word
-                w[flags_word] = w[flags_word] | CONSUMER_WAITING
-                full_fence()
-                self._sleeping = True
-                self._fenced = False
-            if not self._fenced:
-                if w[PRODUCER_FLAGS_WORD] & PRODUCER_MEMBARRIER and not heavy_barrier():
-                    nap = _cap(nap, UNFENCED_NAP_S)  # the waker is unordered: poll
-                else:
-                    self._fenced = True
-            pflags = w[PRODUCER_FLAGS_WORD]
-            if w[HEAD_WORD] == seen and not pflags & PRODUCER_CLOSED:
-                start = time.monotonic()
-                self._sleep(self._head_sleeper, seen, pflags, nap)
-                # Spin before the next sleep only when messages come close together.
-                self._spin = time.monotonic() - start < _SPIN_AFTER_SLEEP_S
+            self._sleep_once(seen, nap, False)
 
     def set_consumer_attached(self, attached: bool, pid: int) -> None:
         """Sets (pid first) or clears (flag first) ATTACHED and consumer_pid. Consumer;

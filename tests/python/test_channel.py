@@ -15,6 +15,8 @@ from shmring import (InvalidNameError, MessageTooLargeError, ProducerDeadError,
                      RingNotFoundError, RingTimeoutError, ShmConsumer, ShmProducer, ShmRingError,
                      StreamClosedError, ViewInUseError, layout)
 
+# Blocking reads run through the native consume path and the pure-Python one.
+pytestmark = pytest.mark.usefixtures("wait_impl")
 
 def test_original_api_basics(ring_name):
     p = ShmProducer(ring_name, 4096)

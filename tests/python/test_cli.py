@@ -534,7 +534,12 @@ def test_ls_and_inspect_show_each_receiver(names):
         assert receivers[1]["mode"] == "live" and receivers[1]["lag"] == 312
         assert receivers[1]["skipped"] == 0 and receivers[1]["attached"] is True
         assert receivers[2]["attached"] is False
-        text = run_cli("ls").stdout
+        # Our ring's line and its receiver lines only (/dev/shm may hold other rings).
+        lines = run_cli("ls").stdout.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith(name + " "))
+        own = [lines[at]] + list(itertools.takewhile(lambda line: line.startswith(" "),
+                                                     lines[at + 1:]))
+        text = "\n".join(own)
         assert "2/3 receivers" in text
         assert f"slot 0: pid {os.getpid()} alive, lossless, position 208, lag 104 B" in text
         assert f"slot 1: pid {os.getpid()} alive, live, position 0, lag 312 B" in text

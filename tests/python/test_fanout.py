@@ -21,6 +21,9 @@ from shmring import RingBusyError, ShmConsumer, ShmProducer
 from shmring.layout import (CONSUMER_ATTACH_COUNT_ONE, CONSUMER_ATTACHED, FLOOR_WORD, HEAD_WORD,
                             INFO_MAX, MODE_LOSSLESS, SLOT_FLAGS, SLOT_MODE, SLOT_TAIL, slot_word)
 
+# Blocking reads run through the native consume path and the pure-Python one.
+pytestmark = pytest.mark.usefixtures("wait_impl")
+
 MSG = 200
 
 

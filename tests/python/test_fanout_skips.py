@@ -13,6 +13,9 @@ from shmring._atomics import load_u64, store_u64
 from shmring.layout import (FLOOR_WORD, HEAD_MARK_WORD, LAST_MARK_WORD, SYNC_MARK_WORD, mark,
                             record_size)
 
+# Blocking reads run through the native consume path and the pure-Python one.
+pytestmark = pytest.mark.usefixtures("wait_impl")
+
 MSG = 200
 CAPACITY = 4096
 PER_LAP = CAPACITY // record_size(MSG)  # 19

@@ -11,6 +11,9 @@ from conftest import peer_path
 from shmring import FrameReader, FrameWriter, ViewInUseError, framing
 from shmring.caps import video_layout
 
+# Blocking reads run through the native consume path and the pure-Python one.
+pytestmark = pytest.mark.usefixtures("wait_impl")
+
 
 def caps_for(fmt: str, w: int, h: int) -> str:
     return (f"video/x-raw, format=(string){fmt}, width=(int){w}, height=(int){h}, "

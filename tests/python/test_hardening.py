@@ -438,11 +438,11 @@ def test_interrupt_wakes_a_sleeper_with_no_timeout_and_returns_once_it_is_awake(
         t = threading.Thread(target=run, daemon=True)
         t.start()
         deadline = time.monotonic() + 30
-        while not target.ring._sleepers:  # ordering aid: it is asleep now
+        while not target.ring._asleep():  # ordering aid: it is asleep now
             assert time.monotonic() < deadline and t.is_alive()
             time.sleep(0.001)
         target.interrupt()
-        assert not target.ring._sleepers - {threading.get_ident()}  # awake on return
+        assert not target.ring._asleep() - {threading.get_ident()}  # awake on return
         t.join(30)  # watchdog only
         assert outcome == ["interrupted"]
 
@@ -603,7 +603,9 @@ def _blocked(call: Callable[[], Any]) -> Any:
 
 def _wait_asleep(ring: Any, t: threading.Thread) -> None:
     deadline = time.monotonic() + 30
-    while not ring._sleepers:  # ordering aid: the call is asleep now
+    # Ordering aid: the call is asleep now (registered by the pure-Python sleep, or
+    # inside the native blocking lookup).
+    while not ring._asleep():
         assert time.monotonic() < deadline and t.is_alive()
         time.sleep(0.001)
 

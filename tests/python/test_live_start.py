@@ -12,6 +12,9 @@ from shmring import (FrameReader, FrameWriter, RingNotFoundError, ShmConsumer, S
                      StreamTruncatedError)
 from shmring.layout import HEADER_SIZE, PRODUCER_FLAGS_OFFSET, PRODUCER_LIVE
 
+# Blocking reads run through the native consume path and the pure-Python one.
+pytestmark = pytest.mark.usefixtures("wait_impl")
+
 CAPS = "video/x-raw,format=GRAY8,width=4,height=2,framerate=30/1"
 DELTA_UNIT = 1 << 13
 

@@ -99,3 +99,41 @@ def test_bad_addresses_are_refused() -> None:
         _native.Waiter(0, 8, 16, 2, 1, 4, UNFENCED_NAP_S, SPIN_POLLS, 0.001)
     with pytest.raises(ValueError):
         _native.Waiter(4098, 8, 16, 2, 1, 4, UNFENCED_NAP_S, SPIN_POLLS, 0.001)
+
+
+def test_next_finds_a_record_and_says_why_it_returns_otherwise() -> None:
+    buf, p, c, waiter = _ring()
+    inf = float("inf")
+    pos = c.head
+    assert waiter.next(pos, 0, -1.0, inf, -1) == 0  # empty, deadline passed: ended
+    assert waiter.next(pos, 0, None, 0.0, -1) == 1  # empty, liveness look due
+    assert p.write(b"abc")
+    start, length, end, head, skip = waiter.next(pos, 0, None, inf, -1)
+    assert bytes(buf[start:start + length]) == b"abc" and skip == -1
+    assert (end, head) == (pos + 8, pos + 8)  # len word + 3 bytes, rounded to 8
+    assert waiter.next(pos, 1, None, inf, -1) == 2  # a pin first: the Python lookup
+    waiter.interrupted = True
+    assert waiter.next(end, 0, None, inf, -1) == 3  # interrupted, nothing to read
+    assert waiter.interrupted and waiter.sleeper == 0  # not inside next() any more
+    waiter.interrupted = False
+    p.set_closed()
+    assert waiter.next(end, 0, None, inf, -1) == 2  # CLOSED and drained: Python's
+    waiter.end()
+
+
+def test_next_refuses_before_set_records_and_after_close() -> None:
+    from shmring import _native
+    buf, p, c, waiter = _ring()
+    fresh = _native.Waiter(c._head_address, c._head_address + 128, c._head_address + 384,
+                           2, 1, 4, UNFENCED_NAP_S, SPIN_POLLS, 0.001)
+    with pytest.raises(ValueError, match="set_records"):
+        fresh.next(0, 0, None, 1.0, -1)
+    with pytest.raises(ValueError):
+        fresh.set_records(0, layout.HEADER_SIZE, 64, layout.WRAP_MARKER, layout.PAD_FLAG,
+                          layout.MAX_VALID_LEN, 4, 8, c._tail_address, 1)
+    with pytest.raises(ValueError):  # not a power of two
+        fresh.set_records(c._head_address, layout.HEADER_SIZE, 96, layout.WRAP_MARKER,
+                          layout.PAD_FLAG, layout.MAX_VALID_LEN, 4, 8, c._tail_address, 1)
+    c.detach()
+    with pytest.raises(ValueError, match="closed"):
+        waiter.next(0, 0, None, 1.0, -1)

@@ -473,7 +473,7 @@ def _run_blocked(fn, ring):
     results = []
     t = threading.Thread(target=lambda: results.append(fn()), daemon=True)
     t.start()
-    assert _wait(lambda: len(ring._sleepers) > 0)
+    assert _wait(lambda: len(ring._asleep()) > 0)
     time.sleep(0.1)  # ordering aid: let it get into the futex wait (not an assertion)
     return t, results
 
