@@ -69,16 +69,25 @@ def wait_protocol() -> Dict[str, Any]:
     sleeps = []
     if "kMaxConsumerSleepNs" in t:
         sleeps.append(t["kMaxConsumerSleepNs"])
+    armed = t.get("kArmedLivenessSliceNs")  # the slice while the producer's owner word is armed
     if "kLivenessSliceNs" in t:
-        sleeps.append(t["kLivenessSliceNs"])
+        sleeps.append(armed or t["kLivenessSliceNs"])
     how = ("futex_waitv on the ring's index word and the peer's flags word" if waitv else
            "a futex on the ring's index word")
+    if waitv and armed:
+        how += " and the producer's owner word (a robust futex the kernel wakes at its death)"
     if "kMaxConsumerSleepNs" in t:
         cap = f"with naps capped at {t['kMaxConsumerSleepNs'] / 1e6:g} ms (kMaxConsumerSleepNs)"
     else:
         cap = "with no nap cap"
     parts = [f"an idle receiver sleeps in {how} {cap}"]
-    if "kLivenessSliceNs" in t:
+    if "kLivenessSliceNs" in t and armed:
+        parts.append(f"it wakes once per liveness slice of {armed / 1e6:g} ms "
+                     "(kArmedLivenessSliceNs) while the producer's owner word is armed, of "
+                     f"{t['kLivenessSliceNs'] / 1e6:g} ms (kLivenessSliceNs) when it is not, "
+                     "to probe the producer's lock byte, and at once when the kernel marks the "
+                     "owner word at the producer's death")
+    elif "kLivenessSliceNs" in t:
         parts.append(f"it wakes once per liveness slice of {t['kLivenessSliceNs'] / 1e6:g} ms "
                      "(kLivenessSliceNs) to probe the producer's lock byte")
     if "kSpinPolls" in t:
@@ -710,9 +719,14 @@ class Report:
             # A frame every second wakes the receiver, and each sleep ends after one slice at
             # the latest (counted from the wake-up): ceil(1 s / slice) wake-ups per second.
             expected = math.ceil(IDLE_FRAME_INTERVAL_S / wp["slice_s"] - 1e-9)
-            text += (f" wakes an idle receiver of a 1 frame/s stream {expected} times a second: "
-                     f"the frame and {expected - 1} liveness slice(s) of "
-                     f"{wp['slice_s'] * 1e3:g} ms between frames")
+            if expected <= 1:
+                text += (" wakes an idle receiver of a 1 frame/s stream about once a second: "
+                         f"the frame, plus one liveness slice of {wp['slice_s'] * 1e3:g} ms "
+                         f"every {wp['slice_s']:g} s")
+            else:
+                text += (f" wakes an idle receiver of a 1 frame/s stream {expected} times a "
+                         f"second: the frame and {expected - 1} liveness slice(s) of "
+                         f"{wp['slice_s'] * 1e3:g} ms between frames")
         threads: Dict[str, List[float]] = {}
         for rnd in d.get("threads", []):
             for comm, rate in rnd.items():

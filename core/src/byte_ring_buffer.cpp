@@ -1568,6 +1568,12 @@ Status ByteRingBuffer::WaitReadable(int64_t timeout_ns, Interrupter* intr) {
 
 void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const {
   if (!valid_ || is_producer_) return;
+  SleepWhileHeadIs(seen, atomics::LoadAcquire(word(kProducerOwnerOffset)), timeout_ns, intr);
+}
+
+void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, uint32_t owner_seen, int64_t timeout_ns,
+                                      Interrupter* intr) const {
+  if (!valid_ || is_producer_) return;
   uint32_t* head = word(kHeadOffset);
   uint32_t* pflags = word(kProducerFlagsOffset);
   if (!sleeping_) {
@@ -1606,11 +1612,16 @@ void ByteRingBuffer::SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interru
     }
   }
   const uint32_t pf = atomics::LoadAcquire(pflags);
+  // The owner word: the kernel's wake at the producer's death, or any change since
+  // the caller's look (`owner_seen`), ends the sleep; the caller looks again.
+  const uint32_t* owner = word(kProducerOwnerOffset);
   if (atomics::LoadAcquire(head) == seen && !(pf & kProducerClosed)) {
     if (intr != nullptr) intr->BeginSleep(head);
     // On the head and the producer's flags together: CLOSED changes the flags, not
     // the head, and its wake must not be lost between our look and the sleep.
-    if (intr == nullptr || !intr->interrupted()) wait::WaitOnWords(head, seen, pflags, pf, nap);
+    if (intr == nullptr || !intr->interrupted()) {
+      wait::WaitOnWords(head, seen, pflags, pf, owner, owner_seen, nap);
+    }
     if (intr != nullptr) intr->EndSleep();
   }
 }
@@ -1667,6 +1678,12 @@ bool ByteRingBuffer::ProducerClosed() const { return (ProducerFlags() & kProduce
 bool ByteRingBuffer::ProducerLive() const { return (ProducerFlags() & kProducerLive) != 0; }
 uint32_t ByteRingBuffer::ProducerFlags() const {
   return atomics::LoadAcquire(word(kProducerFlagsOffset));
+}
+uint32_t ByteRingBuffer::ProducerOwner() const {
+  return atomics::LoadAcquire(word(kProducerOwnerOffset));
+}
+uint32_t* ByteRingBuffer::ProducerOwnerWord() const {
+  return valid_ ? word(kProducerOwnerOffset) : nullptr;
 }
 uint32_t ByteRingBuffer::ProducerPid() const {
   return atomics::LoadRelaxed(word(kProducerPidOffset));

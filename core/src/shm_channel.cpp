@@ -10,6 +10,7 @@
 
 #include "atomics.hpp"
 #include "byte_ring_fast.hpp"
+#include "owner_word.hpp"
 #include "prefault.hpp"
 #include "shm/liveness.hpp"
 #include "tuning.hpp"
@@ -180,6 +181,8 @@ bool ShmProducer::Create(const ProducerOptions& options) {
       memory_ = std::move(mem);
       if (options.live) ring_->SetLive(true);
       if (options.full_fences) ring_->UseFullFences();
+      // Our death wakes sleeping receivers at once (layout::kProducerOwnerOffset).
+      owner_arm_ = std::make_unique<owner::Arm>(ring_->ProducerOwnerWord());
       return true;
     }
 #ifndef _WIN32
@@ -465,6 +468,7 @@ void ShmProducer::Retire() {
   (void)SharedMemory::UnlinkIfStill(
       name_, memory_->fd(), true, [](int) { return true; }, &err);
   Close();
+  owner_arm_.reset();  // disarmed: our later death is no longer this ring's news
   liveness::Drop(memory_->fd(), liveness::kProducerByte);
   retired_ = true;
 }
@@ -910,10 +914,12 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
   // look that finds nothing): a record that comes during the spin costs no clock read.
   Clock::time_point start;
   bool started = false;
-  int64_t next_look = tuning::kLivenessSliceNs;  // since start
+  int64_t next_look = -1;  // since start; set at the first sleep
+  int64_t last_look = 0;   // since start: when the current slice began
   int spins = 0;
   uint32_t spun_to = 0;  // the head the spin saw move (valid: spun)
   bool spun = false;
+  bool holding = false;
   for (;;) {
     uint32_t seen;
     {
@@ -932,6 +938,10 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
       if (s == Status::kOk && copy != nullptr) CopyLocked(*out, copy);
       if (s != Status::kEmpty) return s;  // kOk, kClosed, kCorrupt, kInvalid
       seen = ring_->HeadSeen();
+      // Records we hold may stall the producer (reported once per slice, ReportStall):
+      // it waits for space already, or we hold half the ring.
+      holding = !held_.empty() && ((ring_->ProducerFlags() & layout::kProducerWaiting) != 0 ||
+                                   acquired_to_ - released_to_ >= ring_->capacity() / 2);
       // Nothing to read: TakeLocked stored pending releases (going idle); later
       // releases from other threads store at once while we wait.
       in_wait_ = true;
@@ -957,6 +967,15 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
       continue;
     }
     int64_t elapsed = ElapsedNs(start);
+    if (OwnerNewlyDied()) {
+      next_look = elapsed;  // look at the producer now
+    } else if (next_look < 0) {
+      next_look = SliceNs(holding);
+    } else if (!wait::HaveWaitV() && next_look - last_look > tuning::kLivenessSliceNs) {
+      // A long slice chosen before this process learnt that futex_waitv is missing:
+      // the sleeps do not hear the owner word, so look within a liveness slice.
+      next_look = last_look + tuning::kLivenessSliceNs;
+    }
     if (elapsed >= next_look) {
       if (op == Op::kAcquire) ReportStall();
       const Status peer = CheckProducer();
@@ -966,14 +985,55 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
         if (s == Status::kOk && copy != nullptr) CopyLocked(*out, copy);
         return s == Status::kEmpty ? peer : s;
       }
-      next_look = elapsed + tuning::kLivenessSliceNs;
+      last_look = elapsed;
+      next_look = elapsed + SliceNs(holding);
       elapsed = ElapsedNs(start);
     }
     if (timeout_ns > 0 && elapsed >= timeout_ns) return Status::kTimeout;
     int64_t nap = next_look - elapsed;
     if (timeout_ns > 0 && timeout_ns - elapsed < nap) nap = timeout_ns - elapsed;
-    ring_->SleepWhileHeadIs(seen, nap, interrupter_);
+    ring_->SleepWhileHeadIs(seen, owner_seen_, nap, interrupter_);
   }
+}
+
+// The owner word (layout::kProducerOwnerOffset) as the consumer thread last saw
+// it. Newly marked OWNER_DIED: the kernel woke one sleeper of the word (maybe us,
+// maybe another receiver of the ring), so we wake them all (fan-out), and the
+// producer is looked at now, then again after kOwnerDiedLookNs, doubling: the
+// kernel marks the word before the dying process's files (and lock) are released,
+// and a forked child may still hold the ring (the lock byte is the verdict).
+bool ShmConsumer::OwnerNewlyDied() {
+  const uint32_t ov = ring_->ProducerOwner();
+  if (ov == owner_seen_) return false;
+  owner_seen_ = ov;
+  if (owner::Classify(ov) != owner::State::kDied) return false;
+  wait::NoteOwnerDied();
+  wait::WakeWord(ring_->ProducerOwnerWord());
+  owner_look_ns_ = tuning::kOwnerDiedLookNs;
+  return true;
+}
+
+// Time to the next liveness look: the long safety-net slice while the producer's
+// owner word is armed (its death wakes us), unless what we hold may stall the
+// producer (`holding`: a stall is reported once per slice); a short, doubling one
+// right after the word was marked OWNER_DIED; else the liveness slice.
+int64_t ShmConsumer::SliceNs(bool holding) {
+  switch (owner::Classify(owner_seen_)) {
+    case owner::State::kArmed:
+      // Only while the sleep really includes the owner word (futex_waitv works).
+      return holding || !wait::HaveWaitV() ? tuning::kLivenessSliceNs
+                                           : tuning::kArmedLivenessSliceNs;
+    case owner::State::kDied:
+      if (owner_look_ns_ < tuning::kLivenessSliceNs) {
+        const int64_t look = owner_look_ns_;
+        owner_look_ns_ *= 2;
+        return look;
+      }
+      return tuning::kLivenessSliceNs;
+    case owner::State::kUnarmed:
+      break;
+  }
+  return tuning::kLivenessSliceNs;
 }
 
 void ShmConsumer::CopyLocked(const MessageView& v, CopyOut* copy) {

@@ -20,6 +20,18 @@ constexpr int kSpinPolls = 256;
 // (0.5 s) and the idle wake-ups (2 per second); see DESIGN.md "wait protocol".
 constexpr int64_t kLivenessSliceNs = 500'000'000;
 
+// The liveness slice of a consumer whose producer armed its owner word (a
+// robust-futex word the kernel marks and wakes at the producer's death): death is
+// then an event, and the slice only a safety net (a hostile or broken producer, an
+// unforeseen kernel path). 5 s: an idle consumer wakes 0.2 times a second for it.
+constexpr int64_t kArmedLivenessSliceNs = 5'000'000'000;
+
+// After the owner word says the producer died while its lock byte is still held
+// (the kernel marks the word before it releases the dying process's files, or a
+// forked child holds the ring), the consumer looks again after this long, doubling
+// up to kLivenessSliceNs.
+constexpr int64_t kOwnerDiedLookNs = 1'000'000;
+
 // Longest sleep when the peer relies on our membarrier and it failed (seccomp, a
 // kernel without it): the peer's wake check is then unordered, so we poll.
 constexpr int64_t kUnfencedNapNs = 1'000'000;

@@ -59,6 +59,8 @@ std::atomic<uint64_t> wakes_{0};
 std::atomic<uint64_t> waiting_sets_{0};
 std::atomic<uint64_t> timeouts_{0};
 std::atomic<int64_t> longest_timeout_ns_{0};
+std::atomic<uint64_t> owner_wakes_{0};
+std::atomic<uint64_t> owner_deaths_{0};
 
 void CountSleep(int64_t timeout_ns) {
   sleeps_.fetch_add(1, std::memory_order_relaxed);
@@ -78,10 +80,14 @@ Counters GetCounters() {
   c.waiting_sets = waiting_sets_.load(std::memory_order_relaxed);
   c.timeouts = timeouts_.load(std::memory_order_relaxed);
   c.longest_timeout_ns = longest_timeout_ns_.load(std::memory_order_relaxed);
+  c.owner_wakes = owner_wakes_.load(std::memory_order_relaxed);
+  c.owner_deaths = owner_deaths_.load(std::memory_order_relaxed);
   return c;
 }
 
 void NoteWaitingSet() { waiting_sets_.fetch_add(1, std::memory_order_relaxed); }
+
+void NoteOwnerDied() { owner_deaths_.fetch_add(1, std::memory_order_relaxed); }
 
 void ResetCounters() {
   sleeps_.store(0, std::memory_order_relaxed);
@@ -90,6 +96,8 @@ void ResetCounters() {
   waiting_sets_.store(0, std::memory_order_relaxed);
   timeouts_.store(0, std::memory_order_relaxed);
   longest_timeout_ns_.store(0, std::memory_order_relaxed);
+  owner_wakes_.store(0, std::memory_order_relaxed);
+  owner_deaths_.store(0, std::memory_order_relaxed);
 }
 
 #if defined(__linux__)
@@ -134,14 +142,25 @@ constexpr uint32_t kFutex32 = 2;  // FUTEX_32; without FUTEX_PRIVATE_FLAG: share
 std::atomic<bool> waitv_missing{false};
 }  // namespace
 
-Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also,
-                   uint32_t also_expected, int64_t timeout_ns) {
+namespace {
+// futex_waitv on n (2 or 3) words; the third, when present, is the owner word.
+Result SleepV(const uint32_t* word, uint32_t expected, const uint32_t* also, uint32_t also_expected,
+              const uint32_t* owner, uint32_t owner_expected, int64_t timeout_ns) {
+  // The one-word sleep does not hear the owner word (nor CLOSED): a caller that chose
+  // a long slice because of the owner word (before it learnt futex_waitv is missing)
+  // gets at most a liveness slice.
+  const int64_t one_word_ns =
+      owner != nullptr && (timeout_ns < 0 || timeout_ns > tuning::kLivenessSliceNs)
+          ? tuning::kLivenessSliceNs
+          : timeout_ns;
   if (waitv_missing.load(std::memory_order_relaxed)) {
-    return WaitOnWord(word, expected, timeout_ns);
+    return WaitOnWord(word, expected, one_word_ns);
   }
   CountSleep(timeout_ns);
-  WaitV v[2] = {{expected, reinterpret_cast<uintptr_t>(word), kFutex32, 0},
-                {also_expected, reinterpret_cast<uintptr_t>(also), kFutex32, 0}};
+  WaitV v[3] = {{expected, reinterpret_cast<uintptr_t>(word), kFutex32, 0},
+                {also_expected, reinterpret_cast<uintptr_t>(also), kFutex32, 0},
+                {owner_expected, reinterpret_cast<uintptr_t>(owner), kFutex32, 0}};
+  const unsigned n = owner != nullptr ? 3 : 2;
   struct timespec ts;
   struct timespec* tsp = nullptr;
   if (timeout_ns >= 0) {  // futex_waitv takes an absolute CLOCK_MONOTONIC deadline
@@ -151,16 +170,47 @@ Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also
     ts.tv_nsec = static_cast<long>(ns % 1000000000);
     tsp = &ts;
   }
-  const long r = syscall(SYS_futex_waitv, v, 2, 0, tsp, CLOCK_MONOTONIC);
-  if (r < 0 && errno == ENOSYS) {  // kernel < 5.16 (or seccomp): one word from now on
+  const long r = syscall(SYS_futex_waitv, v, n, 0, tsp, CLOCK_MONOTONIC);
+  const int e = r < 0 ? errno : 0;
+  if (r < 0 && e != EAGAIN && e != EINTR && e != ETIMEDOUT) {
+    // ENOSYS: kernel < 5.16; EPERM (or ENOSYS) from a seccomp profile that predates the
+    // call; anything else it refuses: one word from now on, never a spin on an error.
     waitv_missing.store(true, std::memory_order_relaxed);
-    return WaitOnWord(word, expected, timeout_ns);
+    sleeps_.fetch_sub(1, std::memory_order_relaxed);  // counted again by the one-word sleep
+    return WaitOnWord(word, expected, one_word_ns);
   }
-  if (r < 0 && errno == ETIMEDOUT) {
+  if (r < 0 && e == ETIMEDOUT) {
     timeouts_.fetch_add(1, std::memory_order_relaxed);
     return Result::kTimeout;
   }
-  return Result::kWoken;  // woken, a value differed (EAGAIN) or a signal (EINTR)
+  // Woken on word r (its index), a value differed (EAGAIN) or a signal (EINTR).
+  if (owner != nullptr && r == 2) {
+    // The kernel's one wake at the producer's death came to us: pass it on to the
+    // word's other sleepers (the ring's other receivers) before anything else.
+    owner_wakes_.fetch_add(1, std::memory_order_relaxed);
+    WakeWord(owner);
+  } else if (owner != nullptr && e == EAGAIN && atomics::LoadRelaxed(owner) != owner_expected) {
+    owner_wakes_.fetch_add(1, std::memory_order_relaxed);
+  }
+  return Result::kWoken;
+}
+}  // namespace
+
+bool HaveWaitV() { return !waitv_missing.load(std::memory_order_relaxed); }
+
+void SetWaitVMissingForTest(bool missing) {
+  waitv_missing.store(missing, std::memory_order_relaxed);
+}
+
+Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also,
+                   uint32_t also_expected, int64_t timeout_ns) {
+  return SleepV(word, expected, also, also_expected, nullptr, 0, timeout_ns);
+}
+
+Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also,
+                   uint32_t also_expected, const uint32_t* owner, uint32_t owner_expected,
+                   int64_t timeout_ns) {
+  return SleepV(word, expected, also, also_expected, owner, owner_expected, timeout_ns);
 }
 
 namespace {
@@ -344,6 +394,13 @@ bool HeavyBarrier() {
 // Polls return regularly. Either way the first word alone is enough.
 Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t*, uint32_t,
                    int64_t timeout_ns) {
+  return WaitOnWord(word, expected, timeout_ns);
+}
+bool HaveWaitV() { return false; }
+void SetWaitVMissingForTest(bool) {}
+// No robust futexes here: nobody arms or wakes an owner word.
+Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t*, uint32_t,
+                   const uint32_t*, uint32_t, int64_t timeout_ns) {
   return WaitOnWord(word, expected, timeout_ns);
 }
 #endif

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <stdint.h>
+#include <structmember.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +42,7 @@ struct shmring_waitv { /* struct futex_waitv of <linux/futex.h> (Linux >= 5.16) 
 
 /* Process-wide counts, read and written with the GIL held only. */
 static unsigned long long n_sleeps, n_heavy_barriers;
+static unsigned long long n_owner_wakes; /* sleeps ended by the owner word */
 static double longest_timeout;
 
 static int64_t now_ns(void) {
@@ -69,27 +71,40 @@ typedef struct {
   int no_waitv;          /* futex_waitv said ENOSYS: the caller uses the pure-Python sleep */
   int interrupted;       /* set by the ring's interrupt(): next() returns NEXT_INTERRUPTED */
   unsigned long sleeper; /* thread inside next() (0: none), read by the ring's interrupt() */
+  uint32_t* owner;       /* the producer's owner word (slept on after the ring words), or NULL */
+  unsigned owner_seen;   /* its value as the consumer last judged it (set from Python) */
 } Waiter;
 
 static int Waiter_init(Waiter* self, PyObject* args, PyObject* kwds) {
-  static char* kw[] = {
-      "head_address",   "producer_flags_address", "flags_address", "waiting_bit", "closed_bit",
-      "membarrier_bit", "unfenced_nap",           "spin_polls",    "spin_after",  NULL};
-  unsigned long long head, pflags, flags;
+  static char* kw[] = {"head_address",
+                       "producer_flags_address",
+                       "flags_address",
+                       "waiting_bit",
+                       "closed_bit",
+                       "membarrier_bit",
+                       "unfenced_nap",
+                       "spin_polls",
+                       "spin_after",
+                       "owner_address",
+                       NULL};
+  unsigned long long head, pflags, flags, owner = 0;
   unsigned int waiting, closed, membarrier;
   double unfenced, spin_after;
   int spin_polls;
-  if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKKIIIdid", kw, &head, &pflags, &flags, &waiting,
-                                   &closed, &membarrier, &unfenced, &spin_polls, &spin_after)) {
+  if (!PyArg_ParseTupleAndKeywords(args, kwds, "KKKIIIdid|K", kw, &head, &pflags, &flags, &waiting,
+                                   &closed, &membarrier, &unfenced, &spin_polls, &spin_after,
+                                   &owner)) {
     return -1;
   }
-  if ((head | pflags | flags) % 4 != 0 || head == 0 || pflags == 0 || flags == 0) {
+  if ((head | pflags | flags | owner) % 4 != 0 || head == 0 || pflags == 0 || flags == 0) {
     PyErr_SetString(PyExc_ValueError, "Waiter: word addresses must be non-zero and 4-aligned");
     return -1;
   }
   self->head = (uint32_t*)(uintptr_t)head;
   self->pflags = (uint32_t*)(uintptr_t)pflags;
   self->flags = (uint32_t*)(uintptr_t)flags;
+  self->owner = (uint32_t*)(uintptr_t)owner;
+  self->owner_seen = 0;
   self->waiting_bit = waiting;
   self->closed_bit = closed;
   self->membarrier_bit = membarrier;
@@ -137,13 +152,19 @@ static int wait_words(const Waiter* self, uint32_t seen, uint32_t pf,
   int n = 0;
   w[n++] = (struct shmring_waitv){seen, (uint64_t)(uintptr_t)self->head, SHMRING_FUTEX_32, 0};
   w[n++] = (struct shmring_waitv){pf, (uint64_t)(uintptr_t)self->pflags, SHMRING_FUTEX_32, 0};
+  /* The producer's owner word at what the consumer last judged: the kernel's wake at
+   * the producer's death (or any change since that look) ends the sleep. */
+  if (self->owner != NULL) {
+    w[n++] = (struct shmring_waitv){self->owner_seen, (uint64_t)(uintptr_t)self->owner,
+                                    SHMRING_FUTEX_32, 0};
+  }
   return n;
 }
 /* 1 when a word after the ring words holds another value than its sleep would expect
- * (the caller must judge it before sleeping again). None today. */
+ * (the caller must judge it before sleeping again): the owner word. */
 static int other_word_changed(const Waiter* self) {
-  (void)self;
-  return 0;
+  return self->owner != NULL &&
+         __atomic_load_n(self->owner, __ATOMIC_RELAXED) != (uint32_t)self->owner_seen;
 }
 /* ==== end of the wait-words list ================================================ */
 
@@ -214,19 +235,25 @@ static int sleep_once(Waiter* self, uint32_t seen, int64_t nap) {
   Py_END_ALLOW_THREADS
       /* Spin before the next sleep only when messages come close together. */
       self->spin = slept < self->spin_after_ns;
-  if (r >= SHMRING_RING_WORDS || (r < 0 && err == EAGAIN && other_word_changed(self))) {
+  if (self->owner != NULL && r == SHMRING_RING_WORDS) {
+    /* The kernel's one wake at the producer's death came to us: pass it on to the
+     * word's other sleepers (the ring's other receivers). */
+    ++n_owner_wakes;
+    syscall(SYS_futex, self->owner, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
     return SLEPT_OTHER_WORD;
   }
+  if (r < 0 && err == EAGAIN && other_word_changed(self)) {
+    ++n_owner_wakes;
+    return SLEPT_OTHER_WORD;
+  }
+  if (r >= SHMRING_RING_WORDS) return SLEPT_OTHER_WORD;
   if (r >= 0 || err == EAGAIN || err == EINTR) return SLEPT_LOOK;
   if (err == ETIMEDOUT) return SLEPT_TIMEOUT;
-  if (err == ENOSYS) {
-    --n_sleeps; /* counted again by the sleep that replaces it */
-    self->no_waitv = 1;
-    return SLEPT_NO_WAITV;
-  }
-  errno = err;
-  PyErr_SetFromErrno(PyExc_OSError);
-  return SLEPT_ERROR;
+  /* ENOSYS: kernel < 5.16; EPERM (or ENOSYS) from a seccomp profile that predates the
+   * call; anything else it refuses: the pure-Python sleep from now on, never a spin. */
+  --n_sleeps; /* counted again by the sleep that replaces it */
+  self->no_waitv = 1;
+  return SLEPT_NO_WAITV;
 }
 
 PyDoc_STRVAR(
@@ -238,7 +265,8 @@ PyDoc_STRVAR(
     "CLOSED, then futex_waitv on head == seen and producer_flags as just loaded, at\n"
     "most timeout s (None = no limit). Returns 1 when the caller should look again\n"
     "(head moved, CLOSED, woken, signal), 0 when the timeout expired, -1 when\n"
-    "futex_waitv is missing (ENOSYS: use the pure-Python sleep). WAITING stays set\n"
+    "futex_waitv is missing or refused (ENOSYS, EPERM...: use the pure-Python sleep). WAITING "
+    "stays set\n"
     "until end(). Consumer thread; blocks with the GIL released.");
 
 static PyObject* Waiter_wait(Waiter* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -484,7 +512,7 @@ PyDoc_STRVAR(
 
 static PyObject* Waiter_close(Waiter* self, PyObject* unused) {
   Waiter_end(self, unused);
-  self->head = self->pflags = self->flags = self->tail = NULL;
+  self->head = self->pflags = self->flags = self->tail = self->owner = NULL;
   self->data = NULL;
   Py_RETURN_NONE;
 }
@@ -532,6 +560,12 @@ static PyGetSetDef Waiter_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+static PyMemberDef Waiter_members[] = {
+    {"owner_seen", T_UINT, offsetof(Waiter, owner_seen), 0,
+     "the owner word's value the next sleeps expect (the consumer's last judgement)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject WaiterType = {
     .ob_base = {PyObject_HEAD_INIT(NULL) 0}, /* PyVarObject_HEAD_INIT(NULL, 0) */
     .tp_name = "shmring._native.Waiter",
@@ -544,6 +578,7 @@ static PyTypeObject WaiterType = {
     .tp_init = (initproc)Waiter_init,
     .tp_methods = Waiter_methods,
     .tp_getset = Waiter_getset,
+    .tp_members = Waiter_members,
 };
 
 static PyObject* native_counters(PyObject* mod, PyObject* unused) {
@@ -584,12 +619,20 @@ static PyObject* native_compare_exchange(PyObject* mod, PyObject* const* args, P
 static PyObject* native_reset_counters(PyObject* mod, PyObject* unused) {
   (void)mod;
   (void)unused;
-  n_sleeps = n_heavy_barriers = 0;
+  n_sleeps = n_heavy_barriers = n_owner_wakes = 0;
   longest_timeout = 0.0;
   Py_RETURN_NONE;
 }
 
+static PyObject* native_owner_wakes(PyObject* mod, PyObject* unused) {
+  (void)mod;
+  (void)unused;
+  return PyLong_FromUnsignedLongLong(n_owner_wakes);
+}
+
 static PyMethodDef native_methods[] = {
+    {"owner_wakes", native_owner_wakes, METH_NOARGS,
+     "Sleeps of this module's waits ended by the producer's owner word."},
     {"counters", native_counters, METH_NOARGS,
      "(sleeps, heavy barriers, longest sleep timeout in s) of this module's waits."},
     {"reset_counters", native_reset_counters, METH_NOARGS, "Zeroes counters()."},

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any, Optional, Tuple
 
-from ._tuning import POLL_NAP_MAX_S, POLL_NAP_MIN_S, POLL_RETURN_S
+from ._tuning import LIVENESS_SLICE_S, POLL_NAP_MAX_S, POLL_NAP_MIN_S, POLL_RETURN_S
 
 try:  # the optional C helper (python/native/_native.c); absent: pure Python
     from . import _native as _native_module
@@ -96,12 +96,14 @@ _have_waitv = HAVE_FUTEX
 
 class _Counters:
     """Process-wide counts for tests and benchmarks (the sleeping path only)."""
-    __slots__ = ("sleeps", "heavy_barriers", "longest_timeout")
+    __slots__ = ("sleeps", "heavy_barriers", "longest_timeout", "owner_wakes", "owner_deaths")
 
     def __init__(self) -> None:
         self.sleeps = 0
         self.heavy_barriers = 0
         self.longest_timeout = 0.0
+        self.owner_wakes = 0  # sleeps ended by the owner word (PairSleeper's third word)
+        self.owner_deaths = 0  # a consumer saw the owner word newly marked OWNER_DIED
 
 
 _counts = _Counters()
@@ -120,11 +122,28 @@ def counters() -> Tuple[int, int, float]:
     return sleeps, barriers, longest
 
 
+def owner_counters() -> Tuple[int, int]:
+    """(sleeps ended by the producer's owner word, owner words newly seen marked
+    OWNER_DIED) since the last :func:`reset_counters`, of the pure-Python and the
+    native waits together. Test seam. Never blocks."""
+    wakes = _counts.owner_wakes
+    if _native_module is not None:
+        wakes += _native_module.owner_wakes()
+    return wakes, _counts.owner_deaths
+
+
+def note_owner_died() -> None:
+    """Counts one owner word newly seen marked OWNER_DIED (:func:`owner_counters`)."""
+    _counts.owner_deaths += 1
+
+
 def reset_counters() -> None:
-    """Zeroes :func:`counters`. Never blocks."""
+    """Zeroes :func:`counters` and :func:`owner_counters`. Never blocks."""
     _counts.sleeps = 0
     _counts.heavy_barriers = 0
     _counts.longest_timeout = 0.0
+    _counts.owner_wakes = 0
+    _counts.owner_deaths = 0
     if _native_module is not None:
         _native_module.reset_counters()
 
@@ -149,6 +168,13 @@ def use_native(enabled: bool) -> bool:
     return previous
 
 
+def have_waitv() -> bool:
+    """Whether sleeps include every word they are given (futex_waitv works, not found
+    missing or refused so far): only then does a sleeper hear the owner word. Never
+    blocks."""
+    return _have_waitv
+
+
 def no_waitv() -> None:
     """Records that futex_waitv is missing (the native wait said ENOSYS): new rings and
     PairSleeper use the one-word wait. Never blocks."""
@@ -158,14 +184,17 @@ def no_waitv() -> None:
 
 def native_waiter(head_address: int, producer_flags_address: int, flags_address: int,
                   waiting_bit: int, closed_bit: int, membarrier_bit: int,
-                  unfenced_nap: float, spin_polls: int, spin_after: float) -> Any:
+                  unfenced_nap: float, spin_polls: int, spin_after: float,
+                  owner_address: int = 0) -> Any:
     """A ``_native.Waiter`` for a consumer ring view, or None when the native wait is
-    unavailable or switched off (the caller then uses :class:`PairSleeper`)."""
+    unavailable or switched off (the caller then uses :class:`PairSleeper`).
+    ``owner_address``: the producer's owner word, slept on as a third word at the
+    waiter's ``owner_seen`` value."""
     if _native_module is None or not _use_native or not HAVE_FUTEX or not _have_waitv:
         return None
     return _native_module.Waiter(head_address, producer_flags_address, flags_address,
                                  waiting_bit, closed_bit, membarrier_bit, unfenced_nap,
-                                 spin_polls, spin_after)
+                                 spin_polls, spin_after, owner_address)
 
 
 def count_heavy_barrier() -> None:
@@ -235,26 +264,36 @@ class PairSleeper:
     Everything the system call needs is built once here: a sleep only stores four
     integers into a preallocated buffer. One instance per sleeping side of a ring;
     the calls on one instance come from one thread at a time.
+
+    ``index3`` (> 0): a third word, the producer's owner word, slept on at
+    :attr:`expected3` (what the consumer last judged; it sets the attribute when the
+    word changes): the kernel's wake at the producer's death ends the sleep.
     """
 
     __slots__ = ("_words", "_index", "_address", "_buf", "_vals", "_ts", "_ts_address",
-                 "_waiters_address", "_keep")
+                 "_waiters_address", "_keep", "_index3", "_address3", "_count", "expected3")
 
     def __init__(self, words: memoryview, index: int, address: int, index2: int,
-                 address2: int) -> None:
+                 address2: int, index3: int = 0, address3: int = 0) -> None:
         self._words = words
         self._index = index
         self._address = address
-        waiters = (_WaitV * 2)()
+        self._index3 = index3
+        self._address3 = address3
+        self._count = 3 if index3 else 2
+        self.expected3 = 0
+        waiters = (_WaitV * 3)()
         waiters[0].uaddr = address
         waiters[0].flags = _FUTEX_32
         waiters[1].uaddr = address2
         waiters[1].flags = _FUTEX_32
+        waiters[2].uaddr = address3
+        waiters[2].flags = _FUTEX_32
         ts = _Timespec(0, 0)
         self._keep = (waiters, ts)
         self._waiters_address = ctypes.addressof(waiters)
         self._ts_address = ctypes.addressof(ts)
-        # val of waiter 0 is u64 #0, of waiter 1 is u64 #3 (24-byte entries).
+        # val of waiter 0 is u64 #0, of waiter 1 #3, of waiter 2 #6 (24-byte entries).
         self._vals = memoryview(waiters).cast("B").cast("Q")
         self._ts = memoryview(ts).cast("B").cast("q")
 
@@ -263,12 +302,19 @@ class PairSleeper:
         ``timeout`` s (None = no limit). False only when the timeout expired.
         Blocks; releases the GIL."""
         global _have_waitv
+        if self._index3 and (timeout is None or timeout > LIVENESS_SLICE_S):
+            # The one-word sleep below does not hear the owner word (nor CLOSED): a
+            # caller that chose a long slice because of it gets at most a liveness slice.
+            one_word: Optional[float] = LIVENESS_SLICE_S
+        else:
+            one_word = timeout
         if not _have_waitv:
-            return wait_on_word(self._words, self._index, self._address, expected, timeout)
+            return wait_on_word(self._words, self._index, self._address, expected, one_word)
         _count_sleep(timeout)
         vals = self._vals
         vals[0] = expected & 0xFFFFFFFF
         vals[3] = expected2 & 0xFFFFFFFF
+        vals[6] = self.expected3 & 0xFFFFFFFF
         ts_address = 0
         if timeout is not None:  # an absolute CLOCK_MONOTONIC deadline (time.monotonic)
             deadline = time.monotonic() + max(0.0, timeout)
@@ -277,19 +323,28 @@ class PairSleeper:
             ts[0] = seconds
             ts[1] = int((deadline - seconds) * 1e9)
             ts_address = self._ts_address
-        if _waitv_call(_SYS_FUTEX_WAITV, self._waiters_address, 2, 0, ts_address,
-                       _CLOCK_MONOTONIC) >= 0:
+        r = _waitv_call(_SYS_FUTEX_WAITV, self._waiters_address, self._count, 0, ts_address,
+                        _CLOCK_MONOTONIC)
+        if r >= 0:
+            if r == 2:
+                # The kernel's one wake at the producer's death came to us: pass it on
+                # to the word's other sleepers (the ring's other receivers).
+                _counts.owner_wakes += 1
+                wake_word(self._address3)
             return True
         e = _get_errno()
         if e == errno.EAGAIN or e == errno.EINTR:
+            if e == errno.EAGAIN and self._index3 and \
+                    self._words[self._index3] != self.expected3:
+                _counts.owner_wakes += 1
             return True
         if e == errno.ETIMEDOUT:
             return False
-        if e == errno.ENOSYS:
-            _have_waitv = False
-            _counts.sleeps -= 1  # counted again by the one-word wait
-            return wait_on_word(self._words, self._index, self._address, expected, timeout)
-        raise OSError(e, f"futex_waitv failed: errno {e} ({os.strerror(e)})")
+        # ENOSYS: kernel < 5.16; EPERM (or ENOSYS) from a seccomp profile that predates
+        # the call; anything else it refuses: the one-word wait from now on.
+        _have_waitv = False
+        _counts.sleeps -= 1  # counted again by the one-word wait
+        return wait_on_word(self._words, self._index, self._address, expected, one_word)
 
 
 def poll_wait(words: memoryview, index: int, expected: int, timeout: Optional[float]) -> bool:

@@ -7,7 +7,10 @@ class Waiter:
 
     def __init__(self, head_address: int, producer_flags_address: int, flags_address: int,
                  waiting_bit: int, closed_bit: int, membarrier_bit: int,
-                 unfenced_nap: float, spin_polls: int, spin_after: float) -> None: ...
+                 unfenced_nap: float, spin_polls: int, spin_after: float,
+                 owner_address: int = ...) -> None: ...
+
+    owner_seen: int
 
     def wait(self, seen: int, timeout: Optional[float], /) -> int: ...
 
@@ -32,6 +35,9 @@ class Waiter:
 
 
 def counters() -> Tuple[int, int, float]: ...
+
+
+def owner_wakes() -> int: ...
 
 
 def reset_counters() -> None: ...

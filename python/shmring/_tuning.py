@@ -26,6 +26,18 @@ SPIN_POLLS = 32
 #: crashed or replaced peer (0.5 s) and the idle wake-ups (2 per second).
 LIVENESS_SLICE_S = 0.500
 
+#: The liveness slice of a consumer whose producer armed its owner word (a
+#: robust-futex word the kernel marks and wakes at the producer's death): death is
+#: then an event, and the slice only a safety net (a hostile or broken producer, an
+#: unforeseen kernel path). 5 s: an idle reader wakes 0.2 times a second for it.
+ARMED_LIVENESS_SLICE_S = 5.0
+
+#: After the owner word says the producer died while its lock byte is still held
+#: (the kernel marks the word before it releases the dying process's files, or a
+#: forked child holds the ring), the consumer looks again after this long, doubling
+#: up to LIVENESS_SLICE_S.
+OWNER_DIED_LOOK_S = 0.001
+
 #: Nap used instead of trusting a wake when the peer relies on our membarrier and
 #: the call failed (the peer's wake check is then unordered against our WAITING).
 UNFENCED_NAP_S = 0.001

@@ -24,18 +24,19 @@ import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Tuple
 
-from . import _locks, _shm
+from . import _futex, _locks, _shm
 from ._aio import run_interruptibly
 from ._process import process_alive
-from ._tuning import (ABANDONED_AFTER_S, CREATE_ATTEMPTS, CREATE_RETRY_S, LIVENESS_SLICE_S,
-                      OPEN_POLL_MAX_S, OPEN_POLL_MIN_S)
+from ._tuning import (ABANDONED_AFTER_S, ARMED_LIVENESS_SLICE_S, CREATE_ATTEMPTS, CREATE_RETRY_S,
+                      LIVENESS_SLICE_S, OPEN_POLL_MAX_S, OPEN_POLL_MIN_S, OWNER_DIED_LOOK_S)
 from .interrupter import Interrupter
 from .errors import (ForeignOwnerError, IncompatibleSegmentError, ProducerDeadError,
                      ProducerReplacedError, RingBusyError, RingInterruptedError,
                      RingNotFoundError, RingTimeoutError, StreamClosedError, ViewInUseError)
 from .layout import (CONSUMER_ATTACHED,
                      GENERATION_OFFSET, HEADER_SIZE, IDENT_SIZE, MAGIC, MAGIC_OFFSET,
-                     PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET, VERSION, VERSION_OFFSET,
+                     PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET, PRODUCER_WAITING, VERSION,
+                     VERSION_OFFSET,
                      PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
 from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE,
                      TAIL_WORD)
@@ -806,6 +807,8 @@ class ShmConsumer(_Endpoint):
         self._closer = _Closer(ring, segment, False)
         self._finalizer = weakref.finalize(self, self._closer)
         self._last_check = -1e9
+        self._slice = LIVENESS_SLICE_S  # from the last liveness look to the next
+        self._owner_look = OWNER_DIED_LOOK_S  # the next short slice after OWNER_DIED
         if interrupter is not None:
             interrupter.attach(ring)  # its interrupt() reaches our waits from now on
 
@@ -983,7 +986,7 @@ class ShmConsumer(_Endpoint):
             deadline = _deadline(timeout)
             try:
                 while True:
-                    got = ring.read_wait(deadline, self._last_check + LIVENESS_SLICE_S)
+                    got = ring.read_wait(deadline, self._check_at())
                     if got.__class__ is bytes:
                         return got  # type: ignore[no-any-return]
                     if got != WAIT_CHECK:
@@ -1018,24 +1021,62 @@ class ShmConsumer(_Endpoint):
                 remaining = _remaining(deadline)
                 if remaining is not None and remaining <= 0:
                     return False
-                if ring.wait_readable(_slice(remaining), keep_waiting=True) and \
-                        ring.has_data():
+                nap = self._until_look()
+                if remaining is not None and remaining < nap:
+                    nap = remaining
+                if ring.wait_readable(nap, keep_waiting=True) and ring.has_data():
                     return True
         finally:
             ring.end_sleep()
 
-    def _wait_step(self, ring: ByteRingBuffer, timeout: float) -> None:
+    def _wait_step(self, ring: ByteRingBuffer, timeout: Optional[float]) -> None:
         """One blocking step for readers that loop over the ring themselves
         (FrameReader): looks at the producer if a liveness slice passed since the last
-        look (raising ProducerDeadError / ProducerReplacedError when it is gone and
-        nothing is left), then sleeps until a message, CLOSED, ``timeout`` s or a
-        liveness slice (:meth:`ByteRingBuffer.sleep_after_empty_look`: the caller's
-        last look at the ring found nothing). Leaves WAITING set: the caller calls ``ring.end_sleep()``
-        before it returns to its own caller. Consumer thread, inside ``_enter``;
-        blocks."""
-        if time.monotonic() - self._last_check >= LIVENESS_SLICE_S:
-            self._check_producer(ring, force=True)
-        ring.sleep_after_empty_look(timeout)
+        look or its owner word says it died (raising ProducerDeadError /
+        ProducerReplacedError when it is gone and nothing is left), then sleeps until a
+        message, CLOSED, the owner word's wake, ``timeout`` s (None = no limit) or the
+        next liveness look (:meth:`ByteRingBuffer.sleep_after_empty_look`: the caller's
+        last look at the ring found nothing). Leaves WAITING set: the caller calls
+        ``ring.end_sleep()`` before it returns to its own caller. Consumer thread,
+        inside ``_enter``; blocks."""
+        self._check_producer(ring, force=False)
+        nap = self._until_look()
+        if timeout is not None and timeout < nap:
+            nap = timeout
+        ring.sleep_after_empty_look(nap)
+
+    def _current_slice(self) -> float:
+        """The slice since the last look; at most LIVENESS_SLICE_S once sleeps cannot
+        include the owner word (futex_waitv found missing after the slice was chosen)."""
+        if self._slice > LIVENESS_SLICE_S and not _futex.have_waitv():
+            return LIVENESS_SLICE_S
+        return self._slice
+
+    def _check_at(self) -> float:
+        """When the next liveness look is due (a time.monotonic() value)."""
+        return self._last_check + self._current_slice()
+
+    def _until_look(self) -> float:
+        """Seconds to the next liveness look (>= 0)."""
+        return max(0.0, self._last_check + self._current_slice() - time.monotonic())
+
+    def _next_slice(self, ring: ByteRingBuffer) -> float:
+        """From this liveness look to the next: long while the producer's owner word is
+        armed (its death wakes us) and it is not waiting for space (a reader holding
+        frames hears of that once per slice); right after the word was marked
+        OWNER_DIED with the producer's lock still held, 1 ms doubling (the kernel marks
+        the word before the dying process's lock goes; or a forked child holds the
+        ring); else LIVENESS_SLICE_S."""
+        if ring.owner_armed:
+            # Only while the sleep really includes the owner word (futex_waitv works).
+            if ring.producer_flags & PRODUCER_WAITING or not _futex.have_waitv():
+                return LIVENESS_SLICE_S
+            return ARMED_LIVENESS_SLICE_S
+        look = self._owner_look
+        if ring.owner_marked and look < LIVENESS_SLICE_S:
+            self._owner_look = look * 2
+            return look
+        return LIVENESS_SLICE_S
 
     def _producer_gone(self, ring: ByteRingBuffer) -> Optional[Exception]:
         """The error to report when the producer is gone or was replaced, else None.
@@ -1069,11 +1110,16 @@ class ShmConsumer(_Endpoint):
 
     def _check_producer(self, ring: ByteRingBuffer, force: bool) -> None:
         """Raises ProducerDeadError / ProducerReplacedError (only called when empty);
-        unless ``force``, looks at most once per LIVENESS_SLICE_S."""
+        unless ``force`` or the owner word was newly marked OWNER_DIED, looks at most
+        once per liveness slice (:meth:`_next_slice`)."""
         now = time.monotonic()
-        if not force and now - self._last_check < LIVENESS_SLICE_S:
+        if ring.take_owner_died():
+            self._owner_look = OWNER_DIED_LOOK_S
+            force = True
+        if not force and now - self._last_check < self._current_slice():
             return
         self._last_check = now
+        self._slice = self._next_slice(ring)
         error = self._producer_gone(ring)
         if error is not None and not ring.has_data():
             raise error

@@ -513,7 +513,7 @@ class FrameReader:
         while True:
             # latest=True with a candidate: only what is there now (deadline 0).
             record = acquire_wait(deadline if candidate is None else 0.0,
-                                  consumer._last_check + LIVENESS_SLICE_S, release)
+                                  consumer._check_at(), release)
             release = -1
             if record.__class__ is not tuple:
                 if candidate is not None:

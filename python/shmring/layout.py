@@ -53,6 +53,15 @@ FLOOR_OFFSET = 272           # u32, producer
 # The producer's sleeps for space so far (wrapping), bumped before each sleep's fence
 # while PRODUCER_COUNTS_SLEEPS is set (docs/DESIGN.md "Wake once per sleep").
 PRODUCER_SLEEPS_OFFSET = 276  # u32, producer
+# The producer's owner word: a robust-futex word (Linux). A producer that arms it
+# stores its arming thread's id | OWNER_WAITERS; when that process dies (any way)
+# or execs, the kernel stores OWNER_WAITERS | OWNER_DIED and wakes one sleeper on
+# it. 0 = not armed (older producers, Python producers, other systems). A wake-up
+# trigger only: the producer's lock byte stays the verdict (docs/PROTOCOL.md).
+PRODUCER_OWNER_OFFSET = 280  # u32, producer (the kernel at its death)
+OWNER_WAITERS = 0x80000000  # FUTEX_WAITERS
+OWNER_DIED = 0x40000000  # FUTEX_OWNER_DIED
+OWNER_TID_MASK = 0x3FFFFFFF  # FUTEX_TID_MASK
 # Block 3 (offset 384): reserved, zero.
 # Receiver slots from offset 512, 256 bytes each: a block with the slot's index and a
 # block with its flags, pid, mode and counters (all written by the slot's receiver).
@@ -152,6 +161,7 @@ INDEX_MASK = 0xFFFFFFFF  # ring indices are u32 and wrap at 2**32
 
 # Word indices (offset // 4) for memoryview(...).cast('I') access.
 HEAD_WORD = HEAD_OFFSET // 4
+PRODUCER_OWNER_WORD = PRODUCER_OWNER_OFFSET // 4
 TAIL_WORD = TAIL_OFFSET // 4
 CAPACITY_WORD = CAPACITY_OFFSET // 4
 MAGIC_WORD = MAGIC_OFFSET // 4

@@ -18,7 +18,8 @@ import time
 from typing import Any, Dict, Optional, Set, Tuple
 
 from . import _futex
-from ._tuning import INTERRUPT_REWAKE_S, LIVENESS_SLICE_S, SPIN_POLLS, UNFENCED_NAP_S
+from ._tuning import (ARMED_LIVENESS_SLICE_S, INTERRUPT_REWAKE_S, LIVENESS_SLICE_S, SPIN_POLLS,
+                      UNFENCED_NAP_S)
 from ._atomics import buffer_address, load_u64, qword_view, store_u64, word_view
 from ._fence import acquire_fence, full_fence, heavy_barrier, release_fence
 from ._atomics import fetch_add, fetch_and, fetch_or  # flags words: atomic RMW where possible
@@ -32,6 +33,7 @@ from .layout import (CAPACITY_WORD, CONSUMER_ATTACH_COUNT_ONE, CONSUMER_ATTACHED
                      MAX_RECEIVERS_LIMIT, MAX_RECEIVERS_WORD, MAGIC_WORD, MAX_CAPACITY,
                      MAX_VALID_LEN, MIN_CAPACITY, PAD_FLAG, PRODUCER_CLOSED, PRODUCER_FLAGS_WORD,
                      PRODUCER_LIVE, PRODUCER_MEMBARRIER, PRODUCER_PID_WORD, PRODUCER_WAITING,
+                     PRODUCER_OWNER_WORD, OWNER_DIED,
                      PROFILE_OPAQUE, PROFILE_WORD, RECORD_ALIGN, TAIL_WORD, VERSION, VERSION_WORD,
                      WRAP_MARKER, is_valid_capacity, CONSUMER_ATTACH_COUNT_SHIFT, FLOOR_WORD,
                      INFO_DATA, INFO_INDEX, INFO_LEN, INFO_MAX, INFO_OFFSET, INFO_SEQ,
@@ -230,16 +232,23 @@ class ByteRingBuffer:
         # The consumer sleeps on head + producer_flags (CLOSED changes only the
         # flags), the producer on the limiting slot's tail + flags (a detach changes
         # only the flags): see _futex.PairSleeper.
+        # The consumer's sleeps also end at the kernel's wake on the producer's owner
+        # word (its death: docs/DESIGN.md "Producer death wakes the receivers").
+        self._owner_address = self._address + PRODUCER_OWNER_WORD * 4
+        self._owner_seen = 0  # the owner word as the consumer last judged it
+        self._owner_died = False  # newly marked OWNER_DIED, not yet taken by the caller
         self._head_sleeper = _futex.PairSleeper(
             self._w, HEAD_WORD, self._head_address, PRODUCER_FLAGS_WORD,
-            self._address + PRODUCER_FLAGS_WORD * 4)
+            self._address + PRODUCER_FLAGS_WORD * 4, PRODUCER_OWNER_WORD,
+            self._owner_address)
         self._tail_sleepers: Dict[int, _futex.PairSleeper] = {}
         # The consumer's sleep in one native call when shmring._native is built (the
         # same protocol steps as _wait_readable's pure-Python ones; DESIGN.md 4).
         self._waiter: Any = None if is_producer else _futex.native_waiter(
             self._head_address, self._address + PRODUCER_FLAGS_WORD * 4,
             self._address + self._flags_word * 4, CONSUMER_WAITING, PRODUCER_CLOSED,
-            PRODUCER_MEMBARRIER, UNFENCED_NAP_S, SPIN_POLLS, _SPIN_AFTER_SLEEP_S)
+            PRODUCER_MEMBARRIER, UNFENCED_NAP_S, SPIN_POLLS, _SPIN_AFTER_SLEEP_S,
+            self._owner_address)
         if self._waiter is not None:  # its blocking lookup (acquire_wait) reads records
             self._waiter.set_records(self._address + HEADER_SIZE, HEADER_SIZE, capacity,
                                      WRAP_MARKER, PAD_FLAG, MAX_VALID_LEN, LEN_SIZE,
@@ -1508,8 +1517,11 @@ class ByteRingBuffer:
 
         Follows the wait protocol: spin briefly, then on the first sleep set WAITING
         and fence (membarrier when the producer relies on it), re-check head and
-        CLOSED, futex-wait on head and producer_flags together. Each sleep lasts at
-        most LIVENESS_SLICE_S. WAITING is cleared on return unless ``keep_waiting``
+        CLOSED, futex-wait on head, producer_flags and the producer's owner word
+        together. Each sleep lasts at most LIVENESS_SLICE_S (ARMED_LIVENESS_SLICE_S
+        while the owner word is armed). With a ``timeout``, also returns False
+        early when the owner word is newly marked OWNER_DIED (the caller looks at the
+        producer: :meth:`take_owner_died`). WAITING is cleared on return unless ``keep_waiting``
         (a caller that will wait again at once, e.g. after its liveness look: the
         re-sleep then needs no new fence; it calls :meth:`end_sleep` when done).
         Raises RingInterruptedError after :meth:`interrupt`. Consumer; blocks (GIL
@@ -1521,6 +1533,47 @@ class ByteRingBuffer:
         finally:
             if not keep_waiting:
                 self.end_sleep()
+
+    def owner_look(self) -> bool:
+        """Looks at the producer's owner word; True when it is newly marked OWNER_DIED
+        (the producer's process died or exec'd, or a hostile producer wrote it). Then
+        the kernel woke one sleeper of the word: this wakes the others (the ring's
+        other receivers); the caller looks at the producer's lock byte, the verdict.
+        Later sleeps expect the value seen here. Consumer thread; never blocks."""
+        value = self._w[PRODUCER_OWNER_WORD]
+        if value == self._owner_seen:
+            return False
+        self._owner_seen = value
+        self._head_sleeper.expected3 = value
+        if self._waiter is not None:
+            self._waiter.owner_seen = value
+        if not value & OWNER_DIED:
+            return False
+        _futex.note_owner_died()
+        _futex.wake_word(self._owner_address)
+        self._owner_died = True
+        return True
+
+    @property
+    def owner_marked(self) -> bool:
+        """The owner word, as :meth:`owner_look` last saw it, is marked OWNER_DIED.
+        Never blocks."""
+        return bool(self._owner_seen & OWNER_DIED)
+
+    def take_owner_died(self) -> bool:
+        """Whether :meth:`owner_look` found the owner word newly marked OWNER_DIED since
+        the last call (cleared by this call): the consumer should look at the producer
+        now. Consumer thread; never blocks."""
+        self.owner_look()
+        died = self._owner_died
+        self._owner_died = False
+        return died
+
+    @property
+    def owner_armed(self) -> bool:
+        """The owner word, as :meth:`owner_look` last saw it, is armed: the producer's
+        death wakes this consumer, so its liveness slice may be long. Never blocks."""
+        return self._owner_seen != 0 and not self._owner_seen & OWNER_DIED
 
     def end_sleep(self) -> None:
         """Clears the consumer's WAITING bit left set by ``wait_readable(...,
@@ -1552,6 +1605,8 @@ class ByteRingBuffer:
         try:
             if self._interrupted:
                 raise RingInterruptedError("wait for a message interrupted")
+            if self.owner_look():
+                return  # the caller looks at the producer first
             if waiter.wait(self._head_cache, timeout) < 0:  # no futex_waitv
                 self._drop_waiter(waiter)
         finally:
@@ -1629,6 +1684,8 @@ class ByteRingBuffer:
                 return WAIT_ENDED
             if now >= check_at:
                 return WAIT_CHECK
+            if self.owner_look() or self._owner_died:
+                return WAIT_CHECK  # the owner word says the producer died: the caller looks
             until = check_at if deadline is None or check_at < deadline else deadline
             nap: Optional[float] = None if until == _INF else until - now
             if self._waiter is not None:
@@ -1720,14 +1777,18 @@ class ByteRingBuffer:
                 return True
             if self._interrupted:
                 raise RingInterruptedError("wait for a message interrupted")
+            if self.owner_look() and deadline is not None:
+                return False  # the owner word says the producer died: the caller looks
+            cap = (ARMED_LIVENESS_SLICE_S if self.owner_armed and _futex.have_waitv()
+                   else LIVENESS_SLICE_S)
             if deadline is None:
-                nap: Optional[float] = LIVENESS_SLICE_S
+                nap: Optional[float] = cap
             else:
                 nap = deadline - time.monotonic()
                 if nap <= 0:
                     return False
-                if nap > LIVENESS_SLICE_S:
-                    nap = LIVENESS_SLICE_S
+                if nap > cap:
+                    nap = cap
             seen = self._head_cache  # the head _locate just found empty
             waiter = self._waiter
             if waiter is not None:

@@ -45,6 +45,20 @@ TEST(GoldenVectors, EmptyRing) {
   EXPECT_EQ(img.bytes, LoadVector("v2_empty_cap64.hex"));
 }
 
+// The owner word after the kernel's robust-futex walk at the producer's death.
+TEST(GoldenVectors, OwnerDied) {
+  Image img(64);
+  ASSERT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), 64, 0, kGen), "");
+  EXPECT_EQ(layout::kProducerOwnerOffset, 0x118u);
+  const uint32_t died = layout::kOwnerWaiters | layout::kOwnerDied;
+  std::memcpy(img.bytes.data() + layout::kProducerOwnerOffset, &died, 4);
+  std::vector<uint8_t> v = LoadVector("v2_owner_died_cap64.hex");
+  EXPECT_EQ(img.bytes, v);
+  ByteRingBuffer c(v.data(), v.size(), false);  // an ordinary ring to open
+  ASSERT_TRUE(c.valid()) << c.error();
+  EXPECT_EQ(c.ProducerOwner(), 0xC0000000u);
+}
+
 TEST(GoldenVectors, Records) {
   Image img(64);
   ASSERT_EQ(ByteRingBuffer::Initialize(img.data(), img.size(), 64, 0, kGen), "");

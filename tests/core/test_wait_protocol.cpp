@@ -61,8 +61,11 @@ TEST(WaitOnWords, SecondWordAlreadyChangedEndsTheSleepAtOnce) {
 // An idle consumer sleeps whole liveness slices (no 50 ms cap: ~24 sleeps in
 // 1.2 s before) and fences once for the whole wait (WAITING stays set across
 // the re-sleeps; before, one membarrier per sleep).
+// The producer's owner word is zeroed (as a producer that does not arm it leaves
+// it): an armed word makes the slice 5 s, and one sleep would cover the wait.
 TEST_F(WaitProtocolTest, IdleConsumerSleepsWholeSlicesAndFencesOnce) {
-  Producer(4096);
+  ShmProducer& p = Producer(4096);
+  __atomic_store_n(p.ring()->ProducerOwnerWord(), 0u, __ATOMIC_RELEASE);
   ShmConsumer& c = Consumer();
   ASSERT_TRUE(AllOpen());
   wait::ResetCounters();

@@ -242,9 +242,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         // read outside the data area or loop.
         static constexpr uint32_t kMarks[] = {layout::kHeadMarkOffset, layout::kSyncMarkOffset,
                                               layout::kLastMarkOffset};
-        const uint32_t which = in.U8() % 5;
+        const uint32_t which = in.U8() % 6;
         if (which < 2) {
           seg.Store(which == 1 ? layout::kFloorOffset : layout::kLastStartOffset, in.U32());
+        } else if (which == 5) {
+          // The owner word (a robust-futex word): any value, then one sleep with no
+          // time to sleep, expecting what is there now (must return at once).
+          seg.Store(layout::kProducerOwnerOffset, in.U32());
+          ring.SleepWhileHeadIs(ring.HeadSeen(), ring.ProducerOwner(), 0, nullptr);
+          ring.EndSleep();
         } else {
           const uint32_t index = in.U32();
           seg.Store64(kMarks[which - 2], layout::Mark(index, in.U32()));

@@ -56,6 +56,7 @@ def scripts(draw: Any, sizes: str) -> Tuple[int, int, bytes, tuple, List[tuple]]
     op = st.one_of(
         st.tuples(st.just("poke"), st.integers(0, max(0, size - 4)), U32),
         st.tuples(st.just("poke_header"), st.integers(0, 15), U32),
+        st.tuples(st.just("poke_owner"), U32),
         st.tuples(st.just("poke_len"), st.integers(0, 31),
                   st.one_of(st.integers(0, 2 * capacity), U32)),
         st.tuples(st.just("publish"), st.integers(0, capacity)),
@@ -168,6 +169,12 @@ def run_script(capacity: int, size: int, initial: bytes, stamps: tuple,
                 peer.store(op[1], op[2])
             elif name == "poke_header":
                 peer.store(op[1] * 4, op[2])
+            elif name == "poke_owner":
+                # The producer's owner word: any value, then a look and a sleep with
+                # no time to sleep (must return at once).
+                peer.store(layout.PRODUCER_OWNER_OFFSET, op[1])
+                ring.take_owner_died()
+                ring.wait_readable(0.0)
             elif name == "poke_len":
                 tail = peer.load(layout.TAIL_OFFSET)
                 peer.store(lo + ((tail + 8 * op[1]) & (capacity - 1) & ~3), op[2])
@@ -276,6 +283,11 @@ def run_named(capacity: int, size: int, initial: bytes, stamps: tuple,
                         off = op[1] * 4 if name_ == "poke_header" else op[1]
                         if name_ in ("poke", "poke_header") and off + 4 <= size:
                             os.pwrite(fd, struct.pack("<I", op[2]), off)
+                    elif name_ == "poke_owner" and size >= layout.HEADER_SIZE:
+                        # Any owner value, then a wait with no time to wait: a look
+                        # at the word (and, if newly marked, at the producer).
+                        os.pwrite(fd, struct.pack("<I", op[1]), layout.PRODUCER_OWNER_OFFSET)
+                        consumer.wait_readable(0.0)
                     elif name_ in ("read", "peek", "acquire"):
                         data = consumer.read(0)
                         if data is not None:

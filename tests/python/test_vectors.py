@@ -42,6 +42,21 @@ def test_empty_ring():
     assert bytes(img) == load_vector("v2_empty_cap64.hex")
 
 
+def test_owner_died():
+    """The owner word after the kernel's robust-futex walk at the producer's death."""
+    img = image(64)
+    ByteRingBuffer.initialize(img, 64, 0, GEN)
+    assert layout.PRODUCER_OWNER_OFFSET == 0x118
+    img[layout.PRODUCER_OWNER_OFFSET:layout.PRODUCER_OWNER_OFFSET + 4] = \
+        (layout.OWNER_WAITERS | layout.OWNER_DIED).to_bytes(4, "little")
+    vector = bytearray(load_vector("v2_owner_died_cap64.hex"))
+    assert bytes(img) == vector
+    c = ByteRingBuffer(vector, False)  # an ordinary ring to open
+    assert not c.owner_armed
+    assert c.owner_look() and c.owner_marked
+    assert c.take_owner_died() and not c.take_owner_died()
+
+
 def test_records_hello_empty_twenty():
     img = image(64)
     ByteRingBuffer.initialize(img, 64, 0, GEN)

@@ -49,6 +49,10 @@
 #include <thread>
 #include <vector>
 
+#ifndef _WIN32
+#include <unistd.h>  // pause (mode hold)
+#endif
+
 #include "shm/framing.hpp"
 #include "shm/layout.hpp"
 #include "shm/shm_channel.hpp"
@@ -121,6 +125,8 @@ struct Args {
                "[--min-size m] [--capacity C] [--start-index I] [--wait-consumer-ms T]\n"
                "       shmring_peer consume NAME --count N [--timeout-ms T] [--no-eos]\n"
                "       shmring_peer consume-loop NAME --loops N [--timeout-ms T]\n"
+               "       shmring_peer hold NAME [--capacity C] [--count R]  (R receiver slots; "
+               "prints 'holding', then waits to be killed)\n"
                "       shmring_peer produce-frames NAME --count N --width W --height H --format F "
                "[--capacity C] [--caps-change-at K] [--wait-consumer-ms T]\n",
                why);
@@ -202,6 +208,27 @@ std::unique_ptr<shm::ShmProducer> MakeProducer(const Args& a, uint32_t profile) 
   }
   return p;
 }
+
+#ifndef _WIN32
+// Creates the ring (max_receivers = --count, default 1) and holds it, idle, until
+// killed: the producer whose death a consumer must notice.
+int Hold(const Args& a) {
+  shm::ProducerOptions o;
+  o.capacity = a.capacity;
+  o.max_receivers = a.count >= 1 && a.count <= shm::layout::kMaxReceiversLimit
+                        ? static_cast<uint32_t>(a.count)
+                        : 1;
+  shm::ShmProducer p(a.name, o);
+  if (!p.IsValid()) {
+    std::fprintf(stderr, "shmring_peer: cannot create ring %s: %s\n", a.name.c_str(),
+                 p.error().c_str());
+    return 1;
+  }
+  std::printf("holding\n");
+  std::fflush(stdout);
+  for (;;) pause();
+}
+#endif
 
 int Produce(const Args& a) {
   if (a.min_size > a.max_size) Usage("--min-size above --max-size");
@@ -464,6 +491,9 @@ int main(int argc, char** argv) {
   InitCrc();
   const Args a = Parse(argc, argv);
   if (a.mode == "produce") return Produce(a);
+#ifndef _WIN32
+  if (a.mode == "hold") return Hold(a);
+#endif
   if (a.mode == "consume") return Consume(a);
   if (a.mode == "consume-loop") return ConsumeLoop(a);
   if (a.mode == "consume-frames") return ConsumeFrames(a);

@@ -329,6 +329,11 @@ class ByteRingBuffer {
   // word, so other consumer calls may run meanwhile (serialised among themselves).
   // The consumer's one sleeping thread; blocks.
   void SleepWhileHeadIs(uint32_t seen, int64_t timeout_ns, Interrupter* intr) const;
+  // The same, also ending when the producer's owner word no longer holds
+  // `owner_seen` (the value the caller last judged) or is woken (the kernel's wake
+  // at the producer's death): a mark made before the sleep is never slept through.
+  void SleepWhileHeadIs(uint32_t seen, uint32_t owner_seen, int64_t timeout_ns,
+                        Interrupter* intr) const;
   // Clears WAITING after SleepWhileHeadIs (no-op when not set). The sleeping
   // thread, when its wait returns; never blocks.
   void EndSleep() const;
@@ -374,6 +379,11 @@ class ByteRingBuffer {
     return ConsumerFlags() >> layout::kConsumerAttachCountShift;
   }
   uint32_t ProducerFlags() const;
+  // The producer's owner word (layout::kProducerOwnerOffset; acquire) and its
+  // address (for the wake a consumer passes on when it finds the word newly marked
+  // OWNER_DIED; nullptr when not valid). Any thread; never block.
+  uint32_t ProducerOwner() const;
+  uint32_t* ProducerOwnerWord() const;
   uint64_t Dropped() const;
   uint32_t LoadHead() const;
   uint32_t LoadTail() const;

@@ -63,6 +63,15 @@ constexpr uint32_t kFloorOffset = 272;  // u32, producer
 // The producer's sleeps for space so far (wrapping), bumped before each sleep's
 // fence while kProducerCountsSleeps is set (docs/DESIGN.md "Wake once per sleep").
 constexpr uint32_t kProducerSleepsOffset = 276;  // u32, producer
+// The producer's owner word: a robust-futex word (Linux). A producer that arms it
+// stores its arming thread's id | kOwnerWaiters; when that process dies (any way)
+// or execs, the kernel stores kOwnerWaiters | kOwnerDied and wakes one sleeper on
+// it. 0 = not armed (older producers, Python producers, other systems). A wake-up
+// trigger only: the producer's lock byte stays the verdict (docs/PROTOCOL.md).
+constexpr uint32_t kProducerOwnerOffset = 280;   // u32, producer (the kernel at its death)
+constexpr uint32_t kOwnerWaiters = 0x80000000u;  // FUTEX_WAITERS
+constexpr uint32_t kOwnerDied = 0x40000000u;     // FUTEX_OWNER_DIED
+constexpr uint32_t kOwnerTidMask = 0x3FFFFFFFu;  // FUTEX_TID_MASK
 // Block 3 (offset 384): reserved, zero.
 // Receiver slots from offset 512, 256 bytes each: a block with the slot's index
 // (written by its receiver on release) and a block with the slot's flags, pid,
@@ -201,6 +210,9 @@ static_assert(kHeadMarkOffset / kBlockSize == kHeadOffset / kBlockSize &&
                   kLastMarkOffset / kBlockSize == kHeadOffset / kBlockSize &&
                   kHeadMarkOffset % 8 == 0 && kSyncMarkOffset % 8 == 0 && kLastMarkOffset % 8 == 0,
               "the marks are aligned u64 words of the producer's index block");
+static_assert(kProducerOwnerOffset / kBlockSize == kProducerFlagsOffset / kBlockSize &&
+                  kProducerOwnerOffset % 4 == 0,
+              "the owner word is an aligned u32 of the producer's flags block");
 static_assert(RecordSize(0) == 8 && RecordSize(4) == 8 && RecordSize(5) == 16, "record padding");
 static_assert(RecordSize(MaxPayload(kMinCapacity)) == kMinCapacity, "max payload fills the ring");
 static_assert(RoundUpCapacity(65) == 128 && RoundUpCapacity(1) == 64, "capacity rounds up");

@@ -18,6 +18,10 @@
 
 namespace shm {
 
+namespace owner {
+class Arm;  // core/src/owner_word.hpp: arms the producer's owner word
+}  // namespace owner
+
 struct ProducerOptions {
   uint32_t capacity = 1u << 20;  // bytes of data area, rounded UP to a power of two
   uint32_t profile = layout::kProfileOpaque;
@@ -199,6 +203,9 @@ class ShmProducer {
   bool concurrent_ = false;
   std::mutex mu_;             // the ring's producer state, when concurrent_
   int64_t last_reap_ns_ = 0;  // when ReapDeadReceivers last looked (steady clock)
+  // Arms the owner word (its thread) while we are the ring's producer. Declared
+  // last: destroyed (disarmed, joined) before ring_ and memory_ are unmapped.
+  std::unique_ptr<owner::Arm> owner_arm_;
 };
 
 // Where a consumer starts reading when it attaches.
@@ -406,6 +413,8 @@ class ShmConsumer {
   Status TakeLocked(Op op, MessageView* out);
   void ReportStall();
   void AdvanceLocked();
+  bool OwnerNewlyDied();          // consumer thread (Wait)
+  int64_t SliceNs(bool holding);  // consumer thread (Wait)
 
   struct Held {
     uint32_t end;
@@ -438,6 +447,8 @@ class ShmConsumer {
   // thread will not store it before it wakes.
   bool in_wait_ = false;
   bool stall_reported_ = false;  // consumer thread
+  uint32_t owner_seen_ = 0;      // consumer thread: the owner word at the last look
+  int64_t owner_look_ns_ = 0;    // consumer thread: next short look after OWNER_DIED
   std::function<void()> on_stall_;
 };
 

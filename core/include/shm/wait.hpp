@@ -52,6 +52,22 @@ Result WaitOnWord(const uint32_t* word, uint32_t expected, int64_t timeout_ns);
 // timeout). Spurious wake-ups are possible; callers re-check. Any thread; blocks.
 Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also,
                    uint32_t also_expected, int64_t timeout_ns);
+// The same with a third word, `owner`, at `owner_expected` (the producer's owner
+// word as the caller read it: the kernel wakes it when the producer dies). A
+// sleep that ends because `owner` was woken or no longer held `owner_expected`
+// is counted in Counters::owner_wakes; one woken on `owner` wakes its other
+// sleepers (the kernel wakes only one). Without futex_waitv: WaitOnWord(word).
+// Any thread; blocks.
+Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also,
+                   uint32_t also_expected, const uint32_t* owner, uint32_t owner_expected,
+                   int64_t timeout_ns);
+// Whether WaitOnWords really sleeps on all its words (Linux futex_waitv, not found
+// missing or refused so far): only then does a sleeper hear the owner word. Any
+// thread; never blocks.
+bool HaveWaitV();
+// Test seam: makes WaitOnWords behave as on a kernel without futex_waitv (true)
+// or lets it try again (false). Any thread; never blocks.
+void SetWaitVMissingForTest(bool missing);
 // Wakes every sleeper on `word`, in any process (with WaitOnWords, also those
 // whose second word it is). Any thread; never blocks.
 void WakeWord(const uint32_t* word);
@@ -66,12 +82,17 @@ struct Counters {
   uint64_t waiting_sets = 0;    // a side set its WAITING flag (a wait's first sleep)
   uint64_t timeouts = 0;        // sleeps that ended by their timeout (Linux futex paths)
   int64_t longest_timeout_ns = 0;
+  uint64_t owner_wakes = 0;   // sleeps ended by the owner word (WaitOnWords' third word)
+  uint64_t owner_deaths = 0;  // a consumer saw the owner word newly marked OWNER_DIED
 };
 // Any thread; never blocks.
 Counters GetCounters();
 void ResetCounters();
 // Counts one setting of a WAITING flag (ByteRingBuffer's waits). Any thread; never blocks.
 void NoteWaitingSet();
+// Counts one owner word newly seen marked OWNER_DIED by a consumer (which then
+// wakes the word's other sleepers and looks at the producer). Any thread; never blocks.
+void NoteOwnerDied();
 
 // Registers this process for asymmetric fences once (MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED)
 // and says whether the fast path may use a compiler barrier only. False where

@@ -1,0 +1,208 @@
+"""The producer's owner word (layout.PRODUCER_OWNER_OFFSET): a C++ producer arms it
+(a robust-futex word the kernel marks OWNER_DIED and wakes when the producer dies),
+and a Python consumer asleep in a blocking read hears a kill -9 through it, not
+through a liveness slice's expiry. Both the native fused wait and the pure-Python
+one; what ended a sleep is read from ``_futex.owner_counters()``, never timed."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import textwrap
+import threading
+from typing import Any, List
+
+import pytest
+
+from conftest import peer_path, unique_name
+from helpers import spawn_python, wait_until
+from shmring import ProducerDeadError, ShmConsumer, ShmProducer, _futex, _locks, _tuning, layout
+
+pytestmark = [
+    pytest.mark.skipif(not _futex.HAVE_FUTEX or not _locks.HAVE_OFD_LOCKS,
+                       reason="needs Linux futex and OFD locks"),
+    pytest.mark.usefixtures("wait_impl"),
+]
+
+
+def _hold(name: str, receivers: int = 1) -> subprocess.Popen:
+    """A C++ producer (tests/tools/shmring_peer hold) that creates ``name`` and idles."""
+    proc = subprocess.Popen([peer_path(), "hold", name, "--capacity", "4096", "--count",
+                             str(receivers)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+def _reader(c: ShmConsumer) -> "tuple[threading.Thread, List[Any]]":
+    out: List[Any] = []
+
+    def body() -> None:
+        try:
+            out.append(c.read(timeout=60))  # a hang guard far beyond any slice
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            out.append(e)
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t, out
+
+
+def _asleep(c: ShmConsumer) -> bool:
+    return bool(c.ring.consumer_flags & layout.CONSUMER_WAITING)
+
+
+def _owner(c: ShmConsumer) -> int:
+    return int(c.ring._w[layout.PRODUCER_OWNER_WORD])
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(30) == -signal.SIGKILL
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def test_killed_cpp_producer_wakes_a_python_reader_through_the_owner_word() -> None:
+    name = unique_name()
+    proc = _hold(name)
+    try:
+        with ShmConsumer(name) as c:
+            armed = _owner(c)
+            assert armed & (layout.OWNER_WAITERS | layout.OWNER_DIED) == layout.OWNER_WAITERS
+            _futex.reset_counters()
+            t, out = _reader(c)
+            assert wait_until(lambda: _asleep(c), 30)
+            _kill(proc)
+            t.join(60)
+            assert len(out) == 1 and isinstance(out[0], ProducerDeadError), out
+            wakes, deaths = _futex.owner_counters()
+            assert wakes >= 1  # the sleep ended through the owner word
+            assert deaths == 1
+            assert _futex.counters()[2] > _tuning.LIVENESS_SLICE_S  # the armed slice
+    finally:
+        if proc.poll() is None:
+            _kill(proc)
+        _unlink(name)
+
+
+def test_both_receivers_of_a_fan_out_ring_hear_the_death() -> None:
+    # The kernel wakes one sleeper of the word; that one wakes the other.
+    name = unique_name()
+    proc = _hold(name, receivers=2)
+    try:
+        with ShmConsumer(name) as a, ShmConsumer(name) as b:
+            _futex.reset_counters()
+            ta, out_a = _reader(a)
+            tb, out_b = _reader(b)
+            assert wait_until(lambda: _asleep(a) and _asleep(b), 30)
+            _kill(proc)
+            ta.join(60)
+            tb.join(60)
+            for out in (out_a, out_b):
+                assert len(out) == 1 and isinstance(out[0], ProducerDeadError), out
+            wakes, deaths = _futex.owner_counters()
+            assert wakes >= 2
+            assert deaths == 2
+    finally:
+        if proc.poll() is None:
+            _kill(proc)
+        _unlink(name)
+
+
+def test_a_python_producer_leaves_the_word_unarmed_and_slices_notice_its_death() -> None:
+    name = unique_name()
+    proc = spawn_python(textwrap.dedent('''
+        import sys, time
+        from shmring import ShmProducer
+        p = ShmProducer(sys.argv[1], 4096)
+        print("holding", flush=True)
+        time.sleep(600)
+    '''), name)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
+        with ShmConsumer(name) as c:
+            assert _owner(c) == 0
+            _futex.reset_counters()
+            t, out = _reader(c)
+            assert wait_until(lambda: _asleep(c), 30)
+            _kill(proc)
+            t.join(60)
+            assert len(out) == 1 and isinstance(out[0], ProducerDeadError), out
+            assert _futex.owner_counters() == (0, 0)
+            assert _futex.counters()[2] <= _tuning.LIVENESS_SLICE_S
+    finally:
+        if proc.poll() is None:
+            _kill(proc)
+        proc.communicate(timeout=30)
+        _unlink(name)
+
+
+@pytest.mark.parametrize("value", [
+    layout.OWNER_WAITERS | layout.OWNER_DIED,  # marked while the producer lives (a fork)
+    layout.OWNER_DIED | 12345,
+    0xFFFFFFFF,
+    layout.OWNER_WAITERS | layout.OWNER_TID_MASK,  # a thread id nobody has
+    1,
+])
+def test_hostile_owner_values_neither_hang_nor_fail_a_reader(value: int) -> None:
+    name = unique_name()
+    with ShmProducer(name, 4096) as p, ShmConsumer(name) as c:
+        p.ring._w[layout.PRODUCER_OWNER_WORD] = value
+        _futex.wake_word(c.ring._owner_address)
+        assert c.read(timeout=0.02) is None  # timed out: no error, no hang
+        assert p.write(b"x")
+        assert c.read(timeout=30) == b"x"
+        # A marked word while the reader sleeps: it wakes, looks (alive), sleeps on.
+        t, out = _reader(c)
+        assert wait_until(lambda: _asleep(c), 30)
+        p.ring._w[layout.PRODUCER_OWNER_WORD] = layout.OWNER_WAITERS | layout.OWNER_DIED | 7
+        _futex.wake_word(c.ring._owner_address)
+        assert p.write(b"y")
+        t.join(60)
+        assert out == [b"y"]
+
+
+def _unlink(name: str) -> None:
+    import os
+    try:
+        os.unlink("/dev/shm/" + name)
+    except FileNotFoundError:
+        pass
+
+
+def test_an_armed_word_keeps_short_slices_without_futex_waitv(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sleeps on the head word alone do not hear the owner word: no 5 s slices then.
+    monkeypatch.setattr(_futex, "_have_waitv", False)
+    name = unique_name()
+    proc = _hold(name)
+    try:
+        with ShmConsumer(name) as c:
+            assert _owner(c) & layout.OWNER_WAITERS
+            _futex.reset_counters()
+            assert c.read(timeout=1.2) is None
+            sleeps, _, longest = _futex.counters()
+            assert sleeps >= 2
+            assert longest <= _tuning.LIVENESS_SLICE_S
+    finally:
+        _kill(proc)
+        _unlink(name)
+
+
+def test_futex_waitv_refused_with_eperm_falls_back_to_one_word(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A seccomp profile older than futex_waitv answers EPERM: the one-word sleep from
+    # then on, never an error per read nor a retry loop.
+    import errno as errno_
+    monkeypatch.setattr(_futex, "_have_waitv", True)
+    real_errno = _futex._get_errno
+    refused = [errno_.EPERM]  # the waitv call's errno; later calls see the real one
+    monkeypatch.setattr(_futex, "_waitv_call", lambda *args: -1)
+    monkeypatch.setattr(_futex, "_get_errno",
+                        lambda: refused.pop() if refused else real_errno())
+    name = unique_name()
+    with ShmProducer(name, 4096) as p, ShmConsumer(name) as c:
+        sleeper = c.ring._head_sleeper
+        assert sleeper.sleep(c.ring._w[layout.HEAD_WORD], 0, 0.01) is False  # timed out
+        assert not _futex.have_waitv()
+        assert p.write(b"x")
+        assert c.read(timeout=30) == b"x"
