@@ -51,11 +51,6 @@ class TokenPool:
             view = view.toreadonly()
         return Held(view, token, end, self)
 
-    def _give_back(self, token: Any) -> None:
-        free = self._free
-        if self._open and len(free) < _POOL_SIZE:
-            free.append(token)
-
     def close(self) -> None:
         """Drops the pooled tokens (and their exports); later frees are not kept."""
         self._open = False
@@ -94,9 +89,10 @@ class Held:
             return False
         self.token = None
         pool = self.pool
-        if pool is not None:
+        if pool is not None:  # back to its pool (kept unless closed or full)
             self.pool = None
-            pool._give_back(token)
+            if pool._open and len(pool._free) < _POOL_SIZE:
+                pool._free.append(token)
         return True
 
 

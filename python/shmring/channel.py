@@ -1045,20 +1045,19 @@ class ShmConsumer(_Endpoint):
             nap = timeout
         ring.sleep_after_empty_look(nap)
 
-    def _current_slice(self) -> float:
-        """The slice since the last look; at most LIVENESS_SLICE_S once sleeps cannot
-        include the owner word (futex_waitv found missing after the slice was chosen)."""
-        if self._slice > LIVENESS_SLICE_S and not _futex.have_waitv():
-            return LIVENESS_SLICE_S
-        return self._slice
-
     def _check_at(self) -> float:
-        """When the next liveness look is due (a time.monotonic() value)."""
-        return self._last_check + self._current_slice()
+        """When the next liveness look is due (a time.monotonic() value): the last look
+        plus the slice chosen then, cut to LIVENESS_SLICE_S once sleeps cannot include
+        the owner word (futex_waitv found missing after the slice was chosen). Once per
+        blocking frame: one call."""
+        slice_s = self._slice
+        if slice_s > LIVENESS_SLICE_S and not _futex.have_waitv():
+            slice_s = LIVENESS_SLICE_S
+        return self._last_check + slice_s
 
     def _until_look(self) -> float:
         """Seconds to the next liveness look (>= 0)."""
-        return max(0.0, self._last_check + self._current_slice() - time.monotonic())
+        return max(0.0, self._check_at() - time.monotonic())
 
     def _next_slice(self, ring: ByteRingBuffer) -> float:
         """From this liveness look to the next: long while the producer's owner word is
@@ -1116,7 +1115,7 @@ class ShmConsumer(_Endpoint):
         if ring.take_owner_died():
             self._owner_look = OWNER_DIED_LOOK_S
             force = True
-        if not force and now - self._last_check < self._current_slice():
+        if not force and now < self._check_at():
             return
         self._last_check = now
         self._slice = self._next_slice(ring)

@@ -121,7 +121,7 @@ class Frame:
 
     def __init__(self, caps: Optional[str], layout: Optional[VideoLayout],
                  header: MessageHeader, data: memoryview) -> None:
-        # (FrameReader builds its frames with _make_frame, from the raw fields.)
+        # (FrameReader.read_frame builds its frames from the raw header fields.)
         self.caps = caps
         self.extensions = NO_EXTENSIONS
         if header.extensions:
@@ -260,32 +260,6 @@ def _meta_layout(layout: VideoLayout, meta: VideoMeta) -> VideoLayout:
     return shaped
 
 
-def _make_frame(caps: Optional[str], layout: Optional[VideoLayout], fields: Tuple[int, ...],
-                data: memoryview, ext: Extensions = NO_EXTENSIONS) -> Frame:
-    """A Frame from the raw header fields (``unpack_header``) and its parsed header
-    extensions (``layout`` already shaped by a video meta): Frame.__init__ without the
-    MessageHeader in between (once per frame on FrameReader's path)."""
-    frame = _new_frame(Frame)
-    frame.caps = caps
-    frame.layout = layout
-    frame.extensions = ext
-    _, _, frame.flags, pts, dts, duration, offset, offset_end, frame.send_time_ns, _ = fields
-    frame.pts = None if pts == TIME_NONE else pts
-    if dts != TIME_NONE:
-        frame.dts = dts
-    elif ext.negative_dts is not None:  # before running time 0 (an extension)
-        frame.dts = -ext.negative_dts
-    else:
-        frame.dts = None
-    frame.duration = None if duration == TIME_NONE else duration
-    frame.offset = None if offset == TIME_NONE else offset
-    frame.offset_end = None if offset_end == TIME_NONE else offset_end
-    frame.data = data
-    frame._array = None
-    frame._planes = None
-    return frame
-
-
 # An acquired record, in ring order, released once nothing uses it: a list
 # [end, held, frame] (a literal is cheaper to make than an object, once per record).
 _END, _HELD, _FRAME = 0, 1, 2
@@ -333,6 +307,7 @@ class FrameReader:
                 "(GStreamer framing). Use ShmConsumer for opaque messages", "profile")
         self._ring = ring
         self._buf = ring.buffer
+        self._tokens = ring._tokens  # the pool of tracked views over self._buf
         self._latest = latest
         self._caps: Optional[str] = None
         self._layout: Optional[VideoLayout] = None
@@ -470,12 +445,138 @@ class FrameReader:
         :meth:`close` was called (also from another thread while this call waited).
         Consumer thread; blocks.
         """
-        # channel._Call, inlined (once per frame on the blocking path).
+        # This runs once per frame, on cold caches after each sleep: what it costs is
+        # mostly the number of Python frames and lines it runs (the blocking path's
+        # calls are counted in test_consume_path.py), so the lookup loop is written out
+        # here rather than in helpers.
         consumer = self._consumer
-        ring = consumer._enter()  # raises StreamClosedError after close()
+        ring = consumer._enter()  # channel._Call, inlined; StreamClosedError after close()
         try:
             try:
-                return self._read_frame(timeout)
+                if self._done:
+                    return None
+                if self._eos_next:
+                    self._done = True
+                    self._release_ready()
+                    return None
+                entries = self._entries
+                # What the caller no longer references is released by the first look.
+                release = self._ready_end() if entries else -1
+                buf = self._buf
+                latest = self._latest
+                deadline = None if timeout is None else time.monotonic() + timeout
+                # The BUFFER record to return: (entry, body offset, body length, header
+                # fields, caps, layout, extensions); latest=True keeps the newest.
+                chosen: Optional[Tuple[_Entry, int, int, Tuple[int, ...], Optional[str],
+                                       Optional[VideoLayout], Extensions]] = None
+                limit = -1
+                while True:
+                    # One lookup per wake-up: look, sleep while there is nothing
+                    # (WAITING stays set until this call returns), look again; one
+                    # native call when it is built. latest=True with a frame chosen:
+                    # only what is there now (deadline 0).
+                    record = ring.acquire_wait(deadline if chosen is None else 0.0,
+                                               consumer._check_at(), release)
+                    release = -1
+                    if record.__class__ is not tuple:
+                        if chosen is not None:
+                            break
+                        if ring._eos:  # what at_end says right after an empty look
+                            self._done = True
+                            self._release_ready()
+                            raise StreamTruncatedError(
+                                f"ring {self.name!r} was closed without an end-of-stream "
+                                "record: the producer stopped early and the stream is cut "
+                                "short")
+                        if record == WAIT_CHECK:  # a liveness slice passed, nothing read
+                            self._between_sleeps(True)
+                            continue
+                        self._between_sleeps(False)  # the timeout expired
+                        return None
+                    start, length, end = record
+                    entry: _Entry = [end, None, None]  # released in ring order
+                    entries.append(entry)
+                    # The message header in one unpack; decode_header raises the
+                    # FramingError for anything that does not check out.
+                    if length < MIN_HEADER_SIZE:
+                        decode_header(buf, start, length)
+                    fields = unpack_header(buf, start)
+                    header_size = fields[1]
+                    body = ((header_size + 11) & ~7) - 4  # framing.body_offset
+                    if header_size < MIN_HEADER_SIZE or body > length:
+                        decode_header(buf, start, length)
+                    kind = fields[0]
+                    if kind == KIND_BUFFER:
+                        if ring._live and ring.skipped != self._ring_skips_seen:
+                            # Fell behind (live mode): the ring resumed at the newest
+                            # key frame still in it, or else delta units go until the
+                            # next key frame.
+                            self._ring_skips_seen = ring.skipped
+                            self._need_key = True
+                            self._caps_from_header(end)
+                        if self._need_key and self._stale(end, fields[2]):
+                            self.skipped += 1
+                            continue
+                        layout = self._layout
+                        ext = NO_EXTENSIONS
+                        if header_size > MESSAGE_HEADER_SIZE:
+                            # Header extensions: negative DTS, metas; a video meta's
+                            # strides and plane offsets shape the frame (FramingError
+                            # when malformed).
+                            ext = parse_extensions(buf[start + MESSAGE_HEADER_SIZE:
+                                                       start + header_size])
+                            if ext.video_meta is not None and layout is not None:
+                                layout = _meta_layout(layout, ext.video_meta)
+                        if chosen is not None:
+                            self.skipped += 1
+                        chosen = (entry, start + body, length - body, fields, self._caps,
+                                  layout, ext)
+                        if not latest:  # the common case: this record is the frame
+                            break
+                        if limit < 0:
+                            limit = ring.head
+                    elif kind == KIND_CAPS:
+                        self._set_caps(bytes(buf[start + body:start + length]).decode(
+                            "utf-8", "replace"))
+                    elif kind == KIND_EOS:
+                        if chosen is None:
+                            self._done = True
+                            self._release_ready()
+                            return None
+                        self._eos_next = True
+                        break
+                    # unknown kinds are skipped
+                    if chosen is not None:
+                        ahead = (limit - end) & INDEX_MASK
+                        if ahead == 0 or ahead > ring.capacity:
+                            break  # looked at everything there was when we started
+                entry, body, body_len, fields, caps, layout, ext = chosen
+                # The lookup checked the record against the data area and the header
+                # check above the body against the record: the pool's view directly
+                # (ring.view_of without its bounds check).
+                held = entry[_HELD] = self._tokens.held(body, body_len, entry[_END], True)
+                # The Frame from the raw header fields (Frame.__init__ without the
+                # MessageHeader in between; ``layout`` already shaped by a video meta).
+                frame = entry[_FRAME] = _new_frame(Frame)
+                frame.caps = caps
+                frame.layout = layout
+                frame.extensions = ext
+                (_, _, frame.flags, pts, dts, duration, offset, offset_end,
+                 frame.send_time_ns, _) = fields
+                frame.pts = None if pts == TIME_NONE else pts
+                if dts != TIME_NONE:
+                    frame.dts = dts
+                elif ext.negative_dts is not None:  # before running time 0 (an extension)
+                    frame.dts = -ext.negative_dts
+                else:
+                    frame.dts = None
+                frame.duration = None if duration == TIME_NONE else duration
+                frame.offset = None if offset == TIME_NONE else offset
+                frame.offset_end = None if offset_end == TIME_NONE else offset_end
+                frame.data = held.view  # type: ignore[assignment]
+                frame._array = None
+                frame._planes = None
+                return frame
             finally:
                 ring.end_sleep()  # WAITING, left set across the wait's steps
         except RingInterruptedError:
@@ -484,117 +585,6 @@ class FrameReader:
             raise
         finally:
             consumer._leave()
-
-    def _read_frame(self, timeout: Optional[float]) -> Optional[Frame]:
-        """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).
-
-        None at end of stream (then ``at_end`` is True) or when the timeout expired.
-        Consumer; blocks.
-        """
-        # (read_frame's _enter refused a closed reader.)
-        if self._done:
-            return None
-        if self._eos_next:
-            self._done = True
-            self._release_ready()
-            return None
-        entries = self._entries
-        # What the caller no longer references is released by the first look below.
-        release = self._ready_end() if entries else -1
-        ring, buf = self._ring, self._buf
-        # One lookup per wake-up: look, sleep while there is nothing (WAITING stays set
-        # until read_frame returns), look again; one native call when it is built.
-        acquire_wait = ring.acquire_wait
-        consumer = self._consumer
-        deadline = None if timeout is None else time.monotonic() + timeout
-        candidate: Optional[Tuple[_Entry, int, int, Tuple[int, ...], Optional[str],
-                                  Optional[VideoLayout], Extensions]] = None
-        limit = -1
-        while True:
-            # latest=True with a candidate: only what is there now (deadline 0).
-            record = acquire_wait(deadline if candidate is None else 0.0,
-                                  consumer._check_at(), release)
-            release = -1
-            if record.__class__ is not tuple:
-                if candidate is not None:
-                    break
-                if ring._eos:  # what at_end says right after a look found nothing
-                    self._done = True
-                    self._release_ready()
-                    raise StreamTruncatedError(
-                        f"ring {self.name!r} was closed without an end-of-stream record: "
-                        "the producer stopped early and the stream is cut short")
-                if record == WAIT_CHECK:  # a liveness slice passed with nothing to read
-                    self._between_sleeps(True)
-                    continue
-                self._between_sleeps(False)  # the timeout expired
-                return None
-            start, length, end = record
-            entry: _Entry = [end, None, None]  # released in ring order, whatever it is
-            entries.append(entry)
-            # The message header in one unpack; decode_header raises the FramingError
-            # for anything that does not check out.
-            if length < MIN_HEADER_SIZE:
-                decode_header(buf, start, length)
-            fields = unpack_header(buf, start)
-            header_size = fields[1]
-            body = ((header_size + 11) & ~7) - 4  # framing.body_offset
-            if header_size < MIN_HEADER_SIZE or body > length:
-                decode_header(buf, start, length)
-            kind = fields[0]
-            if kind == KIND_BUFFER:
-                if ring._live and ring.skipped != self._ring_skips_seen:
-                    # Fell behind (live mode): the ring resumed at the newest key frame
-                    # still in it, or else delta units go until the next key frame.
-                    self._ring_skips_seen = ring.skipped
-                    self._need_key = True
-                    self._caps_from_header(end)
-                if self._need_key and self._stale(end, fields[2]):
-                    self.skipped += 1
-                    continue
-                layout = self._layout
-                ext = NO_EXTENSIONS
-                if header_size > MESSAGE_HEADER_SIZE:
-                    # Header extensions: negative DTS, metas; a video meta's strides
-                    # and plane offsets shape the frame (FramingError when malformed).
-                    ext = parse_extensions(buf[start + MESSAGE_HEADER_SIZE:
-                                               start + header_size])
-                    if ext.video_meta is not None and layout is not None:
-                        layout = _meta_layout(layout, ext.video_meta)
-                if not self._latest:  # the common case: this record is the frame
-                    held = ring.view_of(start + body, length - body, end)
-                    entry[_HELD] = held
-                    frame = entry[_FRAME] = _make_frame(self._caps, layout, fields,
-                                                        held.view, ext)  # type: ignore[arg-type]
-                    return frame
-                if candidate is not None:
-                    self.skipped += 1
-                candidate = (entry, start + body, length - body, fields, self._caps,
-                             layout, ext)
-                if limit < 0:
-                    limit = ring.head
-            elif kind == KIND_CAPS:
-                self._set_caps(bytes(buf[start + body:start + length]).decode(
-                    "utf-8", "replace"))
-            elif kind == KIND_EOS:
-                if candidate is None:
-                    self._done = True
-                    self._release_ready()
-                    return None
-                self._eos_next = True
-                break
-            # unknown kinds are skipped
-            if candidate is not None:
-                ahead = (limit - end) & INDEX_MASK
-                if ahead == 0 or ahead > ring.capacity:
-                    break  # looked at everything that was there when we started
-        entry, body, body_len, fields, caps, layout, ext = candidate
-        held = ring.view_of(body, body_len, entry[_END])
-        assert held.view is not None
-        frame = _make_frame(caps, layout, fields, held.view, ext)
-        entry[_HELD] = held
-        entry[_FRAME] = frame
-        return frame
 
     @property
     def at_end(self) -> bool:

@@ -5,8 +5,10 @@ and one lookup per wake-up for ShmConsumer.read and FrameReader. Counted, never 
 Every test runs through the native path and the pure-Python one (``wait_impl``)."""
 from __future__ import annotations
 
+import os
 import random
 import struct
+import sys
 import threading
 from typing import Any, Callable, List, Tuple
 
@@ -278,6 +280,87 @@ def test_a_blocking_frame_reader_looks_once_per_wake_up(ring_name: str, wait_imp
                 assert counted.checks == checks[0]
             else:
                 assert counted.python <= records + _sleeps() + checks[0]
+    finally:
+        writer.close()
+
+
+# The Python one blocking FrameReader frame runs (the native path; the liveness step,
+# _between_sleeps, left out: it runs once per slice, not per frame). Each is called at
+# most once per frame; read_frame itself holds the lookup loop, the header check and the
+# Frame's construction (on cold caches after each sleep every extra Python frame costs
+# several microseconds: docs/PERF-PYTHON.md). Before (f29119f): 15 calls per frame,
+# read_frame -> _read_frame, _make_frame, ring.view_of, _views.TokenPool._give_back and
+# _current_slice on top of these.
+_FRAME_PATH_CALLS = {
+    ("frames.py", "read_frame"),
+    ("channel.py", "_enter"), ("channel.py", "_leave"),  # the call's registration
+    ("frames.py", "_ready_end"), ("_views.py", "try_release"),  # the previous frame
+    ("channel.py", "_check_at"),  # when the next liveness look is due
+    ("ring.py", "acquire_wait"),  # the native lookup and sleep
+    ("_views.py", "held"), ("_views.py", "__init__"),  # the frame's tracked view
+    ("ring.py", "end_sleep"),
+}
+
+
+def test_a_blocking_frame_runs_one_call_of_each_step(ring_name: str, wait_impl: str) -> None:
+    if wait_impl != "native":
+        pytest.skip("the pure-Python wait runs its sleep in Python: counted above")
+    caps = "video/x-raw,format=GRAY8,width=8,height=8"
+    writer = FrameWriter(ring_name, 1 << 16, caps=caps)
+    try:
+        with FrameReader(ring_name, timeout=5) as reader:
+            frames = 20
+            calls: List[Tuple[str, str]] = []
+            checks = [0]  # liveness steps (a slice passed with nothing to read)
+            done: List[int] = []
+
+            def per_frame(frame: Any) -> bool:
+                """Whether this Python frame runs for the blocking frame itself (under
+                read_frame, not under its liveness step)."""
+                while frame is not None:
+                    name = frame.f_code.co_name
+                    if name == "_between_sleeps":
+                        return False
+                    if name == "read_frame":
+                        return True
+                    frame = frame.f_back
+                return False
+
+            def tracer(frame: Any, event: str, arg: Any) -> Any:
+                if event == "call":
+                    if frame.f_code.co_name == "_between_sleeps":
+                        checks[0] += 1
+                    elif per_frame(frame):
+                        calls.append((os.path.basename(frame.f_code.co_filename),
+                                      frame.f_code.co_name))
+                return None  # calls only, not lines
+
+            def read() -> None:
+                frame = reader.read_frame(None)  # the CAPS record and the first frame
+                assert frame is not None
+                done.append(0)
+                sys.settrace(tracer)
+                try:
+                    for i in range(1, frames + 1):
+                        frame = reader.read_frame(None)  # the previous one still referenced
+                        assert frame is not None and frame.pts == i
+                        done.append(i)
+                finally:
+                    sys.settrace(None)
+            t = threading.Thread(target=read)
+            t.start()
+            for i in range(frames + 1):
+                _wait_for(lambda: bool(reader._ring.consumer_flags & layout.CONSUMER_WAITING)
+                          or not t.is_alive())
+                assert writer.write(bytes(64), pts=i)
+                _wait_for(lambda: len(done) > i or not t.is_alive())
+            t.join(30)
+            assert done == list(range(frames + 1))
+            assert set(calls) <= _FRAME_PATH_CALLS, sorted(set(calls) - _FRAME_PATH_CALLS)
+            for call in _FRAME_PATH_CALLS:  # each step at most once per frame
+                # (a liveness step makes read_frame look once more)
+                again = checks[0] if call[1] in ("acquire_wait", "_check_at") else 0
+                assert calls.count(call) <= frames + again, (call, calls.count(call))
     finally:
         writer.close()
 
