@@ -18,6 +18,9 @@ never wall time.
    cannot resolve one call; "empty" is the two clock reads with nothing between, at
    the same cadence: the measurement's own floor). After an idle period
    every bytecode runs on cold caches, so the view costs far more at 30 fps than hot.
+   And "polling at the same cadence": the same stream read by a loop of time.sleep(one
+   frame period) + read_frame(0), the whole loop's CPU (getrusage, as in 2) per frame
+   read: what a reader that does not block pays for the same frames.
 4. Floors, for comparison: the CPU per wake-up of the smallest Python loops that sleep
    between events arriving at --fps from another process: the smallest blocking frame
    reader on the ring's own calls (acquire, sleep_after_empty_look, view_of,
@@ -149,6 +152,29 @@ def view_cadence(count: int, fps: float) -> Tuple[float, float]:
     return statistics.median(reads) * 1e6, statistics.median(empty) * 1e6
 
 
+def poll_cadence(count: int, fps: float) -> float:
+    """CPU us per frame (getrusage over the whole loop) of a reader polling the stream
+    of 2 with time.sleep(one frame period) + read_frame(0) instead of blocking."""
+    name = "cpupo%d" % os.getpid()
+    writer = start_writer(name, count, fps)
+    n, c0, c1 = 0, 0.0, 0.0
+    try:
+        with shmring.FrameReader(name, timeout=30) as reader:
+            first = reader.read_frame(None)
+            del first
+            c0 = cpu()
+            while not reader.at_end:
+                time.sleep(1 / fps)
+                frame = reader.read_frame(0)
+                if frame is not None:
+                    n += 1
+                del frame
+            c1 = cpu()
+    finally:
+        writer.wait(60)
+    return (c1 - c0) / max(1, n) * 1e6
+
+
 def floor_ring(count: int, fps: float) -> float:
     """CPU us per frame of the smallest blocking reader on the ring's own calls: acquire,
     sleep_after_empty_look when empty, one header unpack, a tracked view, release."""
@@ -273,6 +299,8 @@ def main() -> int:
         read, empty = view_cadence(args.frames, args.fps)
         add(f"view at {args.fps:g} fps: read_frame(0) after a frame period, us", read)
         add("  (empty measurement at the same cadence, us)", empty)
+        add(f"polling reader at {args.fps:g} fps: sleep a frame period + read_frame(0), "
+            "us CPU per frame", poll_cadence(args.frames, args.fps))
     steps.append(("native" if native else "pure", run_views))
     if not args.no_floors:
         def run_floors() -> None:
