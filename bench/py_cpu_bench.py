@@ -24,8 +24,9 @@ never wall time.
 4. Floors, for comparison: the CPU per wake-up of the smallest Python loops that sleep
    between events arriving at --fps from another process: the smallest blocking frame
    reader on the ring's own calls (acquire, sleep_after_empty_look, view_of,
-   release_to: no FrameReader), a blocking os.read() of a pipe, and a bare futex wait
-   through the package's ctypes call (_futex.futex_wait).
+   release_to: no FrameReader), a loop that only sleeps a frame period (time.sleep),
+   a blocking os.read() of a pipe, and a bare futex wait through the package's ctypes
+   call (_futex.futex_wait).
 
 Usage: PYTHONPATH=python [SHMRING_NATIVE_DIR=build/python] /usr/bin/python3 \
        bench/py_cpu_bench.py [--idle 5] [--frames 150] [--rounds 3]
@@ -209,6 +210,14 @@ def floor_ring(count: int, fps: float) -> float:
     return (c1 - c0) / max(1, n - 1) * 1e6
 
 
+def floor_sleep(count: int, fps: float) -> float:
+    """CPU us per wake-up of a loop that only sleeps one frame period (time.sleep)."""
+    c0 = cpu()
+    for _ in range(count):
+        time.sleep(1 / fps)
+    return (cpu() - c0) / count * 1e6
+
+
 def floor_pipe(count: int, fps: float) -> float:
     r, w = os.pipe()
     pid = os.fork()
@@ -306,6 +315,8 @@ def main() -> int:
         def run_floors() -> None:
             add(f"floor: smallest blocking ring reader, us per frame ({modes[0]})",
                 floor_ring(args.frames, args.fps))
+            add("floor: time.sleep(frame period) loop, us per wake-up",
+                floor_sleep(args.frames, args.fps))
             add("floor: pipe os.read loop, us per wake-up", floor_pipe(args.frames, args.fps))
             add("floor: ctypes futex_wait loop, us per wake-up",
                 floor_futex(args.frames, args.fps))
