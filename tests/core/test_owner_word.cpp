@@ -15,11 +15,13 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "blocking_call.hpp"
 #include "ring_name_test.hpp"
@@ -190,6 +192,61 @@ TEST_F(OwnerWordTest, ASleeperWithoutALivenessLookPassesTheWakeOn) {
   bare.join();
   EXPECT_EQ(reader.Join(), Status::kPeerDead);
   EXPECT_GE(wait::GetCounters().owner_wakes, 2u) << "the consumer's sleep ended through the word";
+}
+
+// A liveness look that takes longer than the next slice (here the stall callback,
+// user code run inside the look, takes 5 ms; the slices after OWNER_DIED start at
+// 1 ms) must not turn the next sleep into one without limit: AcquireFor(300 ms)
+// times out. Fails when the nap after such a look goes negative (no limit): the call
+// then returns only when the guard frees space and the head moves.
+TEST_F(OwnerWordTest, ALookLongerThanTheSliceKeepsTheTimeout) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  SharedMemory m(name, 0, false);
+  ASSERT_TRUE(m.valid());
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  std::atomic<int> stalls{0};
+  c.SetStallCallback([&] {
+    stalls.fetch_add(1, std::memory_order_relaxed);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  });
+  const char msg[1000] = {};
+  while (p.WriteFor(msg, sizeof msg, 0) == Status::kOk) {
+  }
+  MessageView v;
+  MessageView last;
+  int held = 0;
+  while (c.AcquireFor(&v, 0) == Status::kOk) {  // hold every record: the producer waits
+    ++held;
+    last = v;
+  }
+  ASSERT_GT(held, 0);
+  std::atomic<bool> wrote{false};
+  std::thread writer([&] { wrote = p.WriteFor(msg, sizeof msg, kGuardNs) == Status::kOk; });
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (c.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  __atomic_store_n(OwnerWord(m), layout::kOwnerWaiters | layout::kOwnerDied, __ATOMIC_RELEASE);
+  std::atomic<bool> returned{false};
+  std::atomic<bool> freed{false};
+  std::thread guard([&] {  // a hang guard: frees space (the head moves) after 3 s
+    for (int i = 0; i < 300 && !returned.load(std::memory_order_acquire); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (!returned.load(std::memory_order_acquire)) {
+      c.ReleaseTo(last.end);
+      freed.store(true, std::memory_order_release);
+    }
+  });
+  const Status s = c.AcquireFor(&v, 300'000'000);
+  returned.store(true, std::memory_order_release);
+  guard.join();
+  if (!freed.load(std::memory_order_acquire)) c.ReleaseTo(last.end);
+  writer.join();
+  EXPECT_TRUE(wrote.load());
+  EXPECT_GE(stalls.load(), 1);
+  EXPECT_EQ(s, Status::kTimeout) << "slept past its timeout until the head moved";
 }
 
 // A producer that does not arm the word (0: older builds, Python producers): the
