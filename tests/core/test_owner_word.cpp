@@ -194,6 +194,47 @@ TEST_F(OwnerWordTest, ASleeperWithoutALivenessLookPassesTheWakeOn) {
   EXPECT_GE(wait::GetCounters().owner_wakes, 2u) << "the consumer's sleep ended through the word";
 }
 
+// Receivers asleep on a word already judged OWNER_DIED while the lock byte is still
+// held (just after a death, or a forked child keeps the ring; here a live producer
+// with the word stored DIED): one outside wake ends each sleep once and is not passed
+// on again, so the four receivers do not wake each other in a loop. Fails when every
+// sleep woken on the word passes the wake on whatever value it expected (hundreds of
+// owner wakes). The sleeps only give a storm time to show; the assertion is a count.
+TEST_F(OwnerWordTest, SleepersOnADiedWordDoNotWakeEachOtherInALoop) {
+  const std::string name = Name();
+  ProducerOptions o;
+  o.capacity = 4096;
+  o.max_receivers = 4;
+  ShmProducer p(name, o);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  SharedMemory m(name, 0, false);
+  ASSERT_TRUE(m.valid());
+  std::vector<std::unique_ptr<ShmConsumer>> cs;
+  std::vector<std::unique_ptr<shmtest::BlockingCall>> rs;
+  for (int i = 0; i < 4; ++i) {
+    cs.push_back(std::make_unique<ShmConsumer>(name));
+    ASSERT_TRUE(cs.back()->IsValid()) << cs.back()->error();
+  }
+  __atomic_store_n(OwnerWord(m), layout::kOwnerWaiters | layout::kOwnerDied, __ATOMIC_RELEASE);
+  for (auto& c : cs) {
+    ShmConsumer* cp = c.get();
+    rs.push_back(std::make_unique<shmtest::BlockingCall>([cp] {
+      MessageView v;
+      return cp->PeekFor(&v, kGuardNs);
+    }));
+  }
+  for (auto& c : cs) ASSERT_TRUE(shmtest::WaitUntilAsleep(*c));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // past their first looks
+  const wait::Counters before = wait::GetCounters();
+  wait::WakeWord(OwnerWord(m));  // one outside wake (a late fan-out, or a hostile poke)
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const wait::Counters after = wait::GetCounters();
+  ASSERT_TRUE(p.Write("x", 1));
+  for (auto& r : rs) EXPECT_EQ(r->Join(), Status::kOk);
+  EXPECT_LE(after.owner_wakes - before.owner_wakes, 4u)
+      << "the receivers woke each other in a loop";
+}
+
 // A liveness look that takes longer than the next slice (here the stall callback,
 // user code run inside the look, takes 5 ms; the slices after OWNER_DIED start at
 // 1 ms) must not turn the next sleep into one without limit: AcquireFor(300 ms)
