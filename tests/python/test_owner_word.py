@@ -239,3 +239,25 @@ def test_readers_asleep_on_a_died_word_do_not_wake_each_other_in_a_loop() -> Non
             for c in cs:
                 c.close()
 
+
+def test_ring_level_acquire_wait_sleeps_on_an_armed_word_until_its_deadline() -> None:
+    # A C++ producer arms its owner word from the start. The ring-level blocking
+    # lookup of a caller that never calls owner_look() must sleep until its deadline
+    # (WAIT_ENDED), not return WAIT_CHECK at once before check_at (the native path did,
+    # for every call: a busy loop). Both twins.
+    import time
+    from shmring.ring import WAIT_ENDED
+    name = unique_name()
+    proc = _hold(name)
+    try:
+        with ShmConsumer(name) as c:
+            ring = c.ring
+            assert _owner(c) & layout.OWNER_WAITERS
+            try:
+                r = ring.acquire_wait(time.monotonic() + 0.2, float("inf"))
+            finally:
+                ring.end_sleep()
+            assert r == WAIT_ENDED
+            assert not ring.take_owner_died()
+    finally:
+        _kill(proc)
