@@ -1000,8 +1000,9 @@ class ShmConsumer(_Endpoint):
         seconds passed (False; None = no limit), watching the producer meanwhile.
 
         Raises ProducerDeadError / ProducerReplacedError when the producer is gone
-        and nothing is left to read (looked at, at most, once per
-        ``LIVENESS_SLICE_S``), RingInterruptedError after :meth:`interrupt`.
+        and nothing is left to read (looked at once per liveness slice: ``LIVENESS_SLICE_S``,
+        ``ARMED_LIVENESS_SLICE_S`` while the producer's owner word is armed, 1 ms doubling
+        after it was marked OWNER_DIED), RingInterruptedError after :meth:`interrupt`.
         Consumer thread; blocks (GIL released while asleep).
         """
         with self._call() as ring:
