@@ -238,6 +238,7 @@ def test_readers_asleep_on_a_died_word_do_not_wake_each_other_in_a_loop() -> Non
         finally:
             for c in cs:
                 c.close()
+    _unlink(name)
 
 
 def test_ring_level_acquire_wait_sleeps_on_an_armed_word_until_its_deadline() -> None:
@@ -261,3 +262,4 @@ def test_ring_level_acquire_wait_sleeps_on_an_armed_word_until_its_deadline() ->
             assert not ring.take_owner_died()
     finally:
         _kill(proc)
+        _unlink(name)
