@@ -250,6 +250,45 @@ def test_owner_word_looks_are_not_taken_for_a_hoarding_reader(ring_name, monkeyp
         t.join(30)
 
 
+def test_a_reader_holding_frames_of_a_dead_writer_gets_producer_dead(ring_name):
+    # The reader holds every frame, the writer (another process) waits for space and
+    # is killed. A stuck head with frames held looks like hoarding, but the producer is
+    # looked at first: ProducerDeadError, not ViewInUseError. Fails when the hoarding
+    # check runs before the look (the head was already seen stuck by the read before).
+    import signal
+    import textwrap
+    from helpers import spawn_python
+    from shmring import ProducerDeadError, layout
+    fmt, frame_size = "GRAY8", video_layout("GRAY8", 64, 8).size
+    proc = spawn_python(textwrap.dedent('''
+        import sys
+        from shmring import FrameWriter
+        w = FrameWriter(sys.argv[1], int(sys.argv[2]), caps=sys.argv[3])
+        print("created", flush=True)
+        for i in range(50):
+            w.write(bytes(int(sys.argv[4])), pts=i, timeout=600)
+    '''), ring_name, str(4 * (frame_size + 128)), caps_for(fmt, 64, 8), str(frame_size))
+    kept = []
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "created"
+        with FrameReader(ring_name, timeout=5) as r:
+            ring = r._ring
+            while not (ring.producer_flags & layout.PRODUCER_WAITING and not ring.has_data()):
+                if ring.has_data():
+                    kept.append(r.read_frame(timeout=5))
+            assert kept
+            assert r.read_frame(timeout=0) is None  # sees the head stuck
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(30) == -signal.SIGKILL
+            with pytest.raises(ProducerDeadError):
+                r.read_frame(timeout=5)
+            kept.clear()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
 def test_unset_timestamps_are_none(ring_name):
     with FrameWriter(ring_name, 1 << 12, caps=caps_for("GRAY8", 4, 2)) as w, \
             FrameReader(ring_name, timeout=0) as r:
