@@ -13,6 +13,8 @@
 //
 // --variants limits the small row to the variants named (e.g. `--variants shmring` to
 // profile one side alone with `perf record`); by default both run, interleaved.
+// `--variants shmring,minimal,minimal_split` adds the minimal ring laid out and batched
+// as shmring is (see MinimalSmall), to check that the comparison is a fair one.
 // --pin puts each row's consumer process on CPU 0 and its producer on CPU 1
 // (sched_setaffinity), so the scheduler never runs both on one CPU.
 // --counters prints each shmring small-row process's wait counters (sleeps, wakes,
@@ -23,7 +25,9 @@
 //               processes: shmring (ShmProducer::WriteFor -> ShmConsumer::ReadFor, the public
 //               blocking API with its wait protocol) vs a minimal ring (only a head and a tail
 //               word, adjacent as in the original design, no flags, no wait protocol, both
-//               sides spinning) with the same record format.
+//               sides spinning) with the same record format; and minimal_split, the same
+//               minimal ring laid out and batched as shmring is (head and tail on lines of
+//               their own, batched tail stores, PAUSE in the spins): see MinimalSmall.
 //   frames_CAP  1080p BGR frames (6,220,800 bytes) through a CAP MiB ring: ShmProducer::Reserve
 //               + memcpy + Commit -> ShmConsumer::PeekFor + touch + Release, vs one process
 //               memcpy-ing the same frame into a CAP MiB buffer slot after slot (the buffer
@@ -195,23 +199,41 @@ double ShmringSmall(uint64_t count) {
 }
 
 // The minimal ring: head at byte 0, tail at byte 4 (the original design's header), data
-// after a 64-byte header; each side caches the other's index and spins.
-double MinimalSmall(uint64_t count) {
-  const size_t size = 64 + kSmallCapacity;
+// after a 64-byte header; each side caches the other's index and spins, and the consumer
+// stores its tail after every record.
+// With `split` (variant "minimal_split", a stronger peer built the way shmring lays out
+// and batches its own words): head and tail in 128-byte blocks of their own, data after
+// a 256-byte header, the consumer's tail stored only when it caught up with the head it
+// knows or an eighth of the ring was freed since its last store (shmring's lossless tail
+// batching), and a PAUSE in both spins, as shmring's.
+inline void SpinPause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+double MinimalSmall(uint64_t count, bool split) {
+  const uint32_t header = split ? 256 : 64;
+  const size_t size = header + kSmallCapacity;
   auto* base = static_cast<uint8_t*>(MapShared(size));
   auto* head = reinterpret_cast<std::atomic<uint32_t>*>(base);
-  auto* tail = reinterpret_cast<std::atomic<uint32_t>*>(base + 4);
-  uint8_t* data = base + 64;
+  auto* tail = reinterpret_cast<std::atomic<uint32_t>*>(base + (split ? 128 : 4));
+  uint8_t* data = base + header;
   constexpr uint32_t mask = kSmallCapacity - 1;
   constexpr uint32_t rec = (4 + kSmallBody + 7) & ~7u;  // 64: divides the capacity, no wrap
+  constexpr uint32_t batch = kSmallCapacity / 8;
   const double s = RunPair(
       [&] {
         uint32_t h = 0, tail_cache = 0;
         uint8_t buf[kSmallBody];
         std::memset(buf, 0x5a, sizeof buf);
         for (uint64_t i = 0; i < count; ++i) {
-          while (kSmallCapacity - (h - tail_cache) < rec)
+          while (kSmallCapacity - (h - tail_cache) < rec) {
+            if (split) SpinPause();
             tail_cache = tail->load(std::memory_order_acquire);
+          }
           std::memcpy(buf, &i, 8);
           uint8_t* at = data + (h & mask);
           const uint32_t len = kSmallBody;
@@ -222,19 +244,25 @@ double MinimalSmall(uint64_t count) {
         }
       },
       [&] {
-        uint32_t t = 0, head_cache = 0;
+        uint32_t t = 0, head_cache = 0, stored = 0;
         uint8_t buf[kSmallBody];
         uint64_t got = 0, bad = 0;
         Clock::time_point start;
         while (got < count) {
-          while (head_cache == t) head_cache = head->load(std::memory_order_acquire);
+          while (head_cache == t) {
+            if (split) SpinPause();
+            head_cache = head->load(std::memory_order_acquire);
+          }
           if (got == 0) start = Clock::now();
           const uint8_t* at = data + (t & mask);
           uint32_t len;
           std::memcpy(&len, at, 4);
           std::memcpy(buf, at + 4, len <= kSmallBody ? len : kSmallBody);
           t += rec;
-          tail->store(t, std::memory_order_release);
+          if (!split || t == head_cache || t - stored >= batch) {
+            tail->store(t, std::memory_order_release);
+            stored = t;
+          }
           uint64_t seq;
           std::memcpy(&seq, buf, 8);
           bad += seq != got;
@@ -392,7 +420,8 @@ std::vector<uint32_t> ParseList(const std::string& s) {
 int main(int argc, char** argv) {
   int rounds = 7;
   uint64_t small = 2'000'000, frames = 300, lat = 20'000, wake = 2'000;
-  std::string caps = "16,32,64,128", only = "small,frames,latency", variants = "shmring,minimal";
+  std::string caps = "16,32,64,128", only = "small,frames,latency";
+  std::string variants = "shmring,minimal";
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--pin" || a == "--counters") {
@@ -427,8 +456,11 @@ int main(int argc, char** argv) {
     for (int r = 0; r < rounds; ++r) {
       if (variants.find("shmring") != std::string::npos)
         Emit("small", "shmring", r, ShmringSmall(small), "msg/s");
-      if (variants.find("minimal") != std::string::npos)
-        Emit("small", "minimal", r, MinimalSmall(small), "msg/s");
+      // Split by commas: "minimal" does not select "minimal_split".
+      if (("," + variants + ",").find(",minimal,") != std::string::npos)
+        Emit("small", "minimal", r, MinimalSmall(small, false), "msg/s");
+      if (variants.find("minimal_split") != std::string::npos)
+        Emit("small", "minimal_split", r, MinimalSmall(small, true), "msg/s");
     }
   }
   if (want("frames")) {

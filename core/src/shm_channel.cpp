@@ -990,7 +990,10 @@ Status ShmConsumer::Wait(int64_t timeout_ns, Op op, MessageView* out, CopyOut* c
       elapsed = ElapsedNs(start);
     }
     if (timeout_ns > 0 && elapsed >= timeout_ns) return Status::kTimeout;
-    int64_t nap = next_look - elapsed;
+    // A look (the stall callback, the lock query, a preemption) that outlasted the
+    // slice chosen after it leaves next_look behind: sleep 0 and look again, never a
+    // negative nap (a negative timeout is a sleep without limit).
+    int64_t nap = next_look > elapsed ? next_look - elapsed : 0;
     if (timeout_ns > 0 && timeout_ns - elapsed < nap) nap = timeout_ns - elapsed;
     ring_->SleepWhileHeadIs(seen, owner_seen_, nap, interrupter_);
   }

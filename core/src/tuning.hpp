@@ -22,10 +22,12 @@ constexpr uint32_t kEarlyWrapMinRecord = 64u << 10;
 constexpr int kSpinPolls = 256;
 
 // How often a waiting side probes its peer's liveness (one F_OFD_GETLK on the
-// peer's lock byte; when the producer is gone, the name's generation too), and
-// the longest single sleep of any wait: the only periodic wake-up of an idle
-// consumer or of a producer waiting for space. Bounds the time to notice a crash
-// (0.5 s) and the idle wake-ups (2 per second); see DESIGN.md "wait protocol".
+// peer's lock byte; when the producer is gone, the name's generation too) when
+// nothing wakes it at the peer's death: a producer waiting for space, a consumer
+// whose producer did not arm its owner word (kArmedLivenessSliceNs otherwise), a
+// sleep that cannot include the owner word (no futex_waitv). There it is the
+// longest single sleep, and bounds the time to notice a crash (0.5 s) and the idle
+// wake-ups (2 per second); see DESIGN.md "wait protocol".
 constexpr int64_t kLivenessSliceNs = 500'000'000;
 
 // The liveness slice of a consumer whose producer armed its owner word (a

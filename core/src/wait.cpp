@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "atomics.hpp"
+#include "shm/layout.hpp"
 #include "tuning.hpp"
 #include "wait_views.hpp"
 
@@ -185,10 +186,13 @@ Result SleepV(const uint32_t* word, uint32_t expected, const uint32_t* also, uin
   }
   // Woken on word r (its index), a value differed (EAGAIN) or a signal (EINTR).
   if (owner != nullptr && r == 2) {
-    // The kernel's one wake at the producer's death came to us: pass it on to the
-    // word's other sleepers (the ring's other receivers) before anything else.
     owner_wakes_.fetch_add(1, std::memory_order_relaxed);
-    WakeWord(owner);
+    // A sleep that expected a value without OWNER_DIED may have taken the kernel's one
+    // wake at the producer's death: pass it on to the word's other sleepers (the ring's
+    // other receivers). One that expected OWNER_DIED already was woken by such a
+    // pass-on (or by anyone): passing it on again would make the receivers asleep on a
+    // dead word wake each other in a loop.
+    if ((owner_expected & layout::kOwnerDied) == 0) WakeWord(owner);
   } else if (owner != nullptr && e == EAGAIN && atomics::LoadRelaxed(owner) != owner_expected) {
     owner_wakes_.fetch_add(1, std::memory_order_relaxed);
   }

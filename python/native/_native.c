@@ -236,10 +236,14 @@ static int sleep_once(Waiter* self, uint32_t seen, int64_t nap) {
       /* Spin before the next sleep only when messages come close together. */
       self->spin = slept < self->spin_after_ns;
   if (self->owner != NULL && r == SHMRING_RING_WORDS) {
-    /* The kernel's one wake at the producer's death came to us: pass it on to the
-     * word's other sleepers (the ring's other receivers). */
+    /* A sleep that expected a value without OWNER_DIED may have taken the kernel's one
+     * wake at the producer's death: pass it on to the word's other sleepers (the ring's
+     * other receivers). One that expected OWNER_DIED was woken by such a pass-on (or by
+     * anyone): passing it on again would make sleepers on a dead word wake each other
+     * in a loop. */
     ++n_owner_wakes;
-    syscall(SYS_futex, self->owner, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+    if ((self->owner_seen & FUTEX_OWNER_DIED) == 0)
+      syscall(SYS_futex, self->owner, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
     return SLEPT_OTHER_WORD;
   }
   if (r < 0 && err == EAGAIN && other_word_changed(self)) {

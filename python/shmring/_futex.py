@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any, Optional, Tuple
 
+from .layout import OWNER_DIED as _OWNER_DIED
 from ._tuning import LIVENESS_SLICE_S, POLL_NAP_MAX_S, POLL_NAP_MIN_S, POLL_RETURN_S
 
 try:  # the optional C helper (python/native/_native.c); absent: pure Python
@@ -327,10 +328,14 @@ class PairSleeper:
                         _CLOCK_MONOTONIC)
         if r >= 0:
             if r == 2:
-                # The kernel's one wake at the producer's death came to us: pass it on
-                # to the word's other sleepers (the ring's other receivers).
+                # A sleep that expected a value without OWNER_DIED may have taken the
+                # kernel's one wake at the producer's death: pass it on to the word's
+                # other sleepers (the ring's other receivers). One that expected
+                # OWNER_DIED was woken by such a pass-on (or by anyone): passing it on
+                # again would make sleepers on a dead word wake each other in a loop.
                 _counts.owner_wakes += 1
-                wake_word(self._address3)
+                if not self.expected3 & _OWNER_DIED:
+                    wake_word(self._address3)
             return True
         e = _get_errno()
         if e == errno.EAGAIN or e == errno.EINTR:

@@ -21,9 +21,11 @@ SPIN_POLLS = 32
 
 #: Longest a waiting side goes without looking at its peer's liveness (one
 #: F_OFD_GETLK on the peer's lock byte; for a consumer also CLOSED and, once the
-#: producer is gone, the name's generation), and the longest single sleep of any
-#: wait: the only periodic wake-up of an idle reader. Bounds the time to notice a
-#: crashed or replaced peer (0.5 s) and the idle wake-ups (2 per second).
+#: producer is gone, the name's generation) when nothing wakes it at the peer's
+#: death: a producer waiting for space, a reader whose producer did not arm its owner
+#: word (ARMED_LIVENESS_SLICE_S otherwise), a sleep that cannot include the owner word
+#: (no futex_waitv). There it is the longest single sleep, and bounds the time to
+#: notice a crashed or replaced peer (0.5 s) and the idle wake-ups (2 per second).
 LIVENESS_SLICE_S = 0.500
 
 #: The liveness slice of a consumer whose producer armed its owner word (a

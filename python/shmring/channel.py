@@ -1000,8 +1000,9 @@ class ShmConsumer(_Endpoint):
         seconds passed (False; None = no limit), watching the producer meanwhile.
 
         Raises ProducerDeadError / ProducerReplacedError when the producer is gone
-        and nothing is left to read (looked at, at most, once per
-        ``LIVENESS_SLICE_S``), RingInterruptedError after :meth:`interrupt`.
+        and nothing is left to read (looked at once per liveness slice: ``LIVENESS_SLICE_S``,
+        ``ARMED_LIVENESS_SLICE_S`` while the producer's owner word is armed, 1 ms doubling
+        after it was marked OWNER_DIED), RingInterruptedError after :meth:`interrupt`.
         Consumer thread; blocks (GIL released while asleep).
         """
         with self._call() as ring:
@@ -1028,22 +1029,6 @@ class ShmConsumer(_Endpoint):
                     return True
         finally:
             ring.end_sleep()
-
-    def _wait_step(self, ring: ByteRingBuffer, timeout: Optional[float]) -> None:
-        """One blocking step for readers that loop over the ring themselves
-        (FrameReader): looks at the producer if a liveness slice passed since the last
-        look or its owner word says it died (raising ProducerDeadError /
-        ProducerReplacedError when it is gone and nothing is left), then sleeps until a
-        message, CLOSED, the owner word's wake, ``timeout`` s (None = no limit) or the
-        next liveness look (:meth:`ByteRingBuffer.sleep_after_empty_look`: the caller's
-        last look at the ring found nothing). Leaves WAITING set: the caller calls
-        ``ring.end_sleep()`` before it returns to its own caller. Consumer thread,
-        inside ``_enter``; blocks."""
-        self._check_producer(ring, force=False)
-        nap = self._until_look()
-        if timeout is not None and timeout < nap:
-            nap = timeout
-        ring.sleep_after_empty_look(nap)
 
     def _current_slice(self) -> float:
         """The slice since the last look; at most LIVENESS_SLICE_S once sleeps cannot

@@ -28,6 +28,11 @@ from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, INDEX_MASK, INFO_MAX, PRODUCER
                      PROFILE_GST_FRAMING)
 from .ring import WAIT_CHECK
 
+# How long the producer must have waited for space, its head unchanged, while this
+# reader holds frames before read_frame calls it the hoarding deadlock
+# (ViewInUseError): a whole liveness slice (the producer's own look interval).
+_HOARDING_S = LIVENESS_SLICE_S
+
 if TYPE_CHECKING:
     import numpy.typing as npt
 
@@ -341,6 +346,7 @@ class FrameReader:
         self._done = False
         self._eos_next = False
         self._stuck_head: Optional[int] = None
+        self._stuck_since = 0.0  # time.monotonic() when _stuck_head was first seen
         self.skipped = 0
         # A live ring: skip the backlog's frames (records ending at or before
         # _backlog_end), then delta units until a key frame.
@@ -437,30 +443,38 @@ class FrameReader:
         return -1 if last_end is None else int(last_end)
 
     def _between_sleeps(self, liveness: bool) -> None:
-        """What a blocked read_frame does once per liveness slice (``liveness``: look at
-        the producer too) and before it gives up at its timeout: gives back what is no
-        longer referenced and checks for the hoarding deadlock."""
+        """What a blocked read_frame does when a look is due (``liveness``: look at the
+        producer too; the looks come once per liveness slice, and at 1 ms doubling
+        after the owner word was marked OWNER_DIED) and before it gives up at its
+        timeout: gives back what is no longer referenced, looks at the producer, then
+        checks for the hoarding deadlock."""
         ring = self._ring
         entries = self._entries
+        # Before the look below, which sets the consumer's _last_check: the next look
+        # due a slice after that one finds a whole slice passed since now.
+        now = time.monotonic()
         if entries:
             self._release_ready()
+        if liveness:
+            # Raises ProducerDeadError / ProducerReplacedError when the producer is gone
+            # and nothing is left to read: a dead producer is not a hoarding reader.
+            self._consumer._check_producer(ring, force=True)
         # Deadlock check: nothing left to read, frames still referenced, and the
         # producer has been asleep waiting for space (head unchanged) for a whole
-        # wait slice: only the space those frames hold can wake it.
+        # liveness slice (_HOARDING_S), however often the looks came: only the space
+        # those frames hold can wake it.
         if entries and ring.producer_flags & PRODUCER_WAITING:
             head = ring.head
-            if self._stuck_head == head:
+            if self._stuck_head != head:
+                self._stuck_head = head
+                self._stuck_since = now
+            elif now - self._stuck_since >= _HOARDING_S:
                 raise ViewInUseError(
                     f"{len(entries)} frame(s) of ring {self.name!r} are still "
                     "referenced and the producer is waiting for the space they hold; copy "
                     "what you keep (frame.array.copy()) and drop the rest")
-            self._stuck_head = head
         else:
             self._stuck_head = None
-        if liveness:
-            # Raises ProducerDeadError / ProducerReplacedError when the producer is gone
-            # and nothing is left to read.
-            self._consumer._check_producer(ring, force=True)
 
     def read_frame(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """The next frame, waiting up to ``timeout`` s (None = no limit, 0 = not at all).

@@ -1624,7 +1624,11 @@ class ByteRingBuffer:
         :data:`WAIT_ENDED` (0) when the stream ended (``at_end``: CLOSED and drained)
         or ``deadline`` passed with nothing to read; or :data:`WAIT_CHECK` (1) when
         ``check_at`` was reached with nothing to read (a liveness look is due: the
-        caller looks at the producer, then calls again). ``deadline`` and
+        caller looks at the producer, then calls again). A WAIT_CHECK before
+        ``check_at`` means the producer's owner word was found marked OWNER_DIED
+        (:meth:`take_owner_died` says True): the caller looks at the producer now;
+        until it takes that news, later calls may return WAIT_CHECK at once. Any
+        other change of the owner word is taken as seen here and the wait goes on. ``deadline`` and
         ``check_at`` are ``time.monotonic()`` values (``deadline`` None: no limit).
         With ``shmring._native`` built the look, the sleeps and the looks after them
         are one native call (``_native.Waiter.next``; the GIL released while asleep);
@@ -1665,6 +1669,12 @@ class ByteRingBuffer:
                         # What _locate says of an empty look (CLOSED seen: _eos, by the
                         # slow path) is what at_end says.
                         return WAIT_ENDED
+                    if time.monotonic() < check_at and not self.owner_look() \
+                            and not self._owner_died:
+                        # The owner word changed (armed, re-armed) or was woken, and it
+                        # does not say the producer died: taken as seen, sleep again
+                        # (as the pure-Python steps below do).
+                        continue
                     return WAIT_CHECK
                 if r == 3:
                     raise RingInterruptedError("wait for a message interrupted")

@@ -15,11 +15,13 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "blocking_call.hpp"
 #include "ring_name_test.hpp"
@@ -190,6 +192,160 @@ TEST_F(OwnerWordTest, ASleeperWithoutALivenessLookPassesTheWakeOn) {
   bare.join();
   EXPECT_EQ(reader.Join(), Status::kPeerDead);
   EXPECT_GE(wait::GetCounters().owner_wakes, 2u) << "the consumer's sleep ended through the word";
+}
+
+// Receivers asleep on a word already judged OWNER_DIED while the lock byte is still
+// held (just after a death, or a forked child keeps the ring; here a live producer
+// with the word stored DIED): one outside wake ends each sleep once and is not passed
+// on again, so the four receivers do not wake each other in a loop. Fails when every
+// sleep woken on the word passes the wake on whatever value it expected (hundreds of
+// owner wakes). The sleeps only give a storm time to show; the assertion is a count.
+TEST_F(OwnerWordTest, SleepersOnADiedWordDoNotWakeEachOtherInALoop) {
+  const std::string name = Name();
+  ProducerOptions o;
+  o.capacity = 4096;
+  o.max_receivers = 4;
+  ShmProducer p(name, o);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  SharedMemory m(name, 0, false);
+  ASSERT_TRUE(m.valid());
+  std::vector<std::unique_ptr<ShmConsumer>> cs;
+  std::vector<std::unique_ptr<shmtest::BlockingCall>> rs;
+  for (int i = 0; i < 4; ++i) {
+    cs.push_back(std::make_unique<ShmConsumer>(name));
+    ASSERT_TRUE(cs.back()->IsValid()) << cs.back()->error();
+  }
+  __atomic_store_n(OwnerWord(m), layout::kOwnerWaiters | layout::kOwnerDied, __ATOMIC_RELEASE);
+  for (auto& c : cs) {
+    ShmConsumer* cp = c.get();
+    rs.push_back(std::make_unique<shmtest::BlockingCall>([cp] {
+      MessageView v;
+      return cp->PeekFor(&v, kGuardNs);
+    }));
+  }
+  for (auto& c : cs) ASSERT_TRUE(shmtest::WaitUntilAsleep(*c));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // past their first looks
+  const wait::Counters before = wait::GetCounters();
+  wait::WakeWord(OwnerWord(m));  // one outside wake (a late fan-out, or a hostile poke)
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const wait::Counters after = wait::GetCounters();
+  ASSERT_TRUE(p.Write("x", 1));
+  for (auto& r : rs) EXPECT_EQ(r->Join(), Status::kOk);
+  EXPECT_LE(after.owner_wakes - before.owner_wakes, 4u)
+      << "the receivers woke each other in a loop";
+}
+
+// The real case of the test above: the producer forked a child that keeps the ring
+// (the lock byte belongs to the open file description, which the child shares), then
+// is killed: the word is marked OWNER_DIED while the lock stays held. The wakes of the
+// word are a bounded burst: the kernel's one wake, at most one pass-on per receiver
+// (only a sleep that expected the armed value passes on) and one wake per receiver
+// that finds the word newly marked: 9 wakes, each ending each of the 4 sleeps at most
+// once, plus at most one sleep per receiver that starts after the mark and ends at
+// once (EAGAIN): 40 owner wakes at most (8-10 seen). Without the rule the receivers
+// may wake each other in a loop (46 and 113 in two of three runs; the deterministic
+// check is the test above).
+TEST_F(OwnerWordTest, AForkedChildKeepingTheRingAfterTheProducerDiedStartsNoWakeLoop) {
+  const std::string name = Name();
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  const pid_t child = shmtest::ForkHolding([=]() -> int {
+    ProducerOptions o;
+    o.capacity = 4096;
+    o.max_receivers = 4;
+    ShmProducer p(name, o);
+    if (!p.IsValid()) return 2;
+    const pid_t gc = fork();
+    if (gc == 0) {  // the grandchild keeps the fds (and so the producer's lock byte)
+      for (;;) pause();
+    }
+    if (write(pipefd[1], &gc, sizeof gc) != static_cast<ssize_t>(sizeof gc)) return 3;
+    shmtest::HoldUntilKilled();
+  });
+  ASSERT_GT(child, 0);
+  close(pipefd[1]);
+  pid_t grandchild = 0;
+  ASSERT_EQ(read(pipefd[0], &grandchild, sizeof grandchild),
+            static_cast<ssize_t>(sizeof grandchild));
+  close(pipefd[0]);
+  std::vector<std::unique_ptr<ShmConsumer>> cs;
+  std::vector<std::unique_ptr<shmtest::BlockingCall>> rs;
+  for (int i = 0; i < 4; ++i) {
+    cs.push_back(std::make_unique<ShmConsumer>(name));
+    ASSERT_TRUE(cs.back()->IsValid()) << cs.back()->error();
+  }
+  for (auto& c : cs) {
+    ShmConsumer* cp = c.get();
+    rs.push_back(std::make_unique<shmtest::BlockingCall>([cp] {
+      MessageView v;
+      return cp->PeekFor(&v, 2'500'000'000);
+    }));
+  }
+  for (auto& c : cs) ASSERT_TRUE(shmtest::WaitUntilAsleep(*c));
+  wait::ResetCounters();
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  EXPECT_EQ(shmtest::WaitChild(child), 128 + SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // time for a loop to show
+  const wait::Counters n = wait::GetCounters();
+  for (auto& r : rs) EXPECT_EQ(r->Join(), Status::kTimeout);  // the lock is still held
+  kill(grandchild, SIGKILL);
+  EXPECT_EQ(n.owner_deaths, 4u);
+  EXPECT_LE(n.owner_wakes, 40u) << "the receivers woke each other in a loop";
+}
+
+// A liveness look that takes longer than the next slice (here the stall callback,
+// user code run inside the look, takes 5 ms; the slices after OWNER_DIED start at
+// 1 ms) must not turn the next sleep into one without limit: AcquireFor(300 ms)
+// times out. Fails when the nap after such a look goes negative (no limit): the call
+// then returns only when the guard frees space and the head moves.
+TEST_F(OwnerWordTest, ALookLongerThanTheSliceKeepsTheTimeout) {
+  const std::string name = Name();
+  ShmProducer p(name, 4096);
+  ASSERT_TRUE(p.IsValid()) << p.error();
+  SharedMemory m(name, 0, false);
+  ASSERT_TRUE(m.valid());
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  std::atomic<int> stalls{0};
+  c.SetStallCallback([&] {
+    stalls.fetch_add(1, std::memory_order_relaxed);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  });
+  const char msg[1000] = {};
+  while (p.WriteFor(msg, sizeof msg, 0) == Status::kOk) {
+  }
+  MessageView v;
+  MessageView last;
+  int held = 0;
+  while (c.AcquireFor(&v, 0) == Status::kOk) {  // hold every record: the producer waits
+    ++held;
+    last = v;
+  }
+  ASSERT_GT(held, 0);
+  std::atomic<bool> wrote{false};
+  std::thread writer([&] { wrote = p.WriteFor(msg, sizeof msg, kGuardNs) == Status::kOk; });
+  ASSERT_TRUE(shmtest::WaitUntil(
+      [&] { return (c.ring()->ProducerFlags() & layout::kProducerWaiting) != 0; }));
+  __atomic_store_n(OwnerWord(m), layout::kOwnerWaiters | layout::kOwnerDied, __ATOMIC_RELEASE);
+  std::atomic<bool> returned{false};
+  std::atomic<bool> freed{false};
+  std::thread guard([&] {  // a hang guard: frees space (the head moves) after 3 s
+    for (int i = 0; i < 300 && !returned.load(std::memory_order_acquire); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (!returned.load(std::memory_order_acquire)) {
+      c.ReleaseTo(last.end);
+      freed.store(true, std::memory_order_release);
+    }
+  });
+  const Status s = c.AcquireFor(&v, 300'000'000);
+  returned.store(true, std::memory_order_release);
+  guard.join();
+  if (!freed.load(std::memory_order_acquire)) c.ReleaseTo(last.end);
+  writer.join();
+  EXPECT_TRUE(wrote.load());
+  EXPECT_GE(stalls.load(), 1);
+  EXPECT_EQ(s, Status::kTimeout) << "slept past its timeout until the head moved";
 }
 
 // A producer that does not arm the word (0: older builds, Python producers): the

@@ -201,6 +201,94 @@ def test_keeping_every_frame_with_a_blocked_writer_is_an_error(ring_name):
         writer.producer.close()
 
 
+def test_owner_word_looks_are_not_taken_for_a_hoarding_reader(ring_name, monkeypatch):
+    # The reader holds every frame and the writer waits for space. The owner word is
+    # then marked OWNER_DIED while the writer lives (as after a fork): looks come at
+    # 1 ms doubling. Two looks with the head unchanged are not a whole liveness slice
+    # of waiting, so no ViewInUseError (the slice is made very long here so that no
+    # clock is involved: the read times out). Fails when every look runs the hoarding
+    # check (ViewInUseError at the second look, a millisecond after the mark).
+    from shmring import RingInterruptedError, _futex, frames, layout
+    monkeypatch.setattr(frames, "_HOARDING_S", 1e9, raising=False)
+    fmt, frame_size = "GRAY8", video_layout("GRAY8", 64, 8).size
+    writer = FrameWriter(ring_name, 4 * (frame_size + 128), caps=caps_for(fmt, 64, 8))
+    stop = threading.Event()
+
+    def write():
+        try:
+            for i in range(50):
+                if not writer.write(frame_bytes(fmt, 64, 8, i), pts=i, timeout=30) or \
+                        stop.is_set():
+                    return
+        except RingInterruptedError:
+            pass  # the end of the test: still waiting for space
+
+    t = threading.Thread(target=write)
+    t.start()
+    kept = []
+    try:
+        with FrameReader(ring_name, timeout=5) as r:
+            ring = r._ring
+            while not (ring.producer_flags & layout.PRODUCER_WAITING and not ring.has_data()):
+                if ring.has_data():
+                    kept.append(r.read_frame(timeout=5))
+            assert kept
+            checks = []
+            consumer = r._consumer
+            check = consumer._check_producer
+            monkeypatch.setattr(consumer, "_check_producer",
+                                lambda ring, force: (checks.append(force), check(ring, force)))
+            ring._w[layout.PRODUCER_OWNER_WORD] = layout.OWNER_WAITERS | layout.OWNER_DIED
+            _futex.wake_word(ring._owner_address)
+            assert r.read_frame(timeout=0.3) is None  # timed out, no ViewInUseError
+            assert len(checks) >= 2  # the owner word's looks came
+            stop.set()
+            kept.clear()
+    finally:
+        stop.set()
+        writer.producer.interrupt()
+        t.join(30)
+
+
+def test_a_reader_holding_frames_of_a_dead_writer_gets_producer_dead(ring_name):
+    # The reader holds every frame, the writer (another process) waits for space and
+    # is killed. A stuck head with frames held looks like hoarding, but the producer is
+    # looked at first: ProducerDeadError, not ViewInUseError. Fails when the hoarding
+    # check runs before the look (the head was already seen stuck by the read before).
+    import signal
+    import textwrap
+    from helpers import spawn_python
+    from shmring import ProducerDeadError, layout
+    fmt, frame_size = "GRAY8", video_layout("GRAY8", 64, 8).size
+    proc = spawn_python(textwrap.dedent('''
+        import sys
+        from shmring import FrameWriter
+        w = FrameWriter(sys.argv[1], int(sys.argv[2]), caps=sys.argv[3])
+        print("created", flush=True)
+        for i in range(50):
+            w.write(bytes(int(sys.argv[4])), pts=i, timeout=600)
+    '''), ring_name, str(4 * (frame_size + 128)), caps_for(fmt, 64, 8), str(frame_size))
+    kept = []
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "created"
+        with FrameReader(ring_name, timeout=5) as r:
+            ring = r._ring
+            while not (ring.producer_flags & layout.PRODUCER_WAITING and not ring.has_data()):
+                if ring.has_data():
+                    kept.append(r.read_frame(timeout=5))
+            assert kept
+            assert r.read_frame(timeout=0) is None  # sees the head stuck
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(30) == -signal.SIGKILL
+            with pytest.raises(ProducerDeadError):
+                r.read_frame(timeout=5)
+            kept.clear()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
 def test_unset_timestamps_are_none(ring_name):
     with FrameWriter(ring_name, 1 << 12, caps=caps_for("GRAY8", 4, 2)) as w, \
             FrameReader(ring_name, timeout=0) as r:

@@ -206,3 +206,60 @@ def test_futex_waitv_refused_with_eperm_falls_back_to_one_word(
         assert not _futex.have_waitv()
         assert p.write(b"x")
         assert c.read(timeout=30) == b"x"
+
+
+def test_readers_asleep_on_a_died_word_do_not_wake_each_other_in_a_loop() -> None:
+    # Four readers of one fan-out ring asleep on an owner word already marked
+    # OWNER_DIED while the producer's lock stays held (a forked child keeps the ring;
+    # here a live Python producer with the word stored DIED): one outside wake ends
+    # each sleep once and is not passed on again. Fails when every sleep woken on the
+    # word passes the wake on whatever value it expected (the readers then wake each
+    # other in a loop: hundreds of owner wakes). The sleeps only give a storm time to
+    # show; the assertion is a count.
+    import time
+    name = unique_name()
+    n = 4
+    with ShmProducer(name, 4096, max_receivers=n) as p:
+        cs = [ShmConsumer(name) for _ in range(n)]
+        try:
+            p.ring._w[layout.PRODUCER_OWNER_WORD] = layout.OWNER_WAITERS | layout.OWNER_DIED
+            readers = [_reader(c) for c in cs]
+            assert all(wait_until(lambda c=c: _asleep(c), 30) for c in cs)
+            time.sleep(0.5)  # past their first looks (1 ms doubling)
+            before = _futex.owner_counters()[0]
+            _futex.wake_word(cs[0].ring._owner_address)
+            time.sleep(0.3)
+            after = _futex.owner_counters()[0]
+            assert p.write(b"x")
+            for t, out in readers:
+                t.join(60)
+                assert out == [b"x"]
+            assert after - before <= n, "the readers woke each other in a loop"
+        finally:
+            for c in cs:
+                c.close()
+    _unlink(name)
+
+
+def test_ring_level_acquire_wait_sleeps_on_an_armed_word_until_its_deadline() -> None:
+    # A C++ producer arms its owner word from the start. The ring-level blocking
+    # lookup of a caller that never calls owner_look() must sleep until its deadline
+    # (WAIT_ENDED), not return WAIT_CHECK at once before check_at (the native path did,
+    # for every call: a busy loop). Both twins.
+    import time
+    from shmring.ring import WAIT_ENDED
+    name = unique_name()
+    proc = _hold(name)
+    try:
+        with ShmConsumer(name) as c:
+            ring = c.ring
+            assert _owner(c) & layout.OWNER_WAITERS
+            try:
+                r = ring.acquire_wait(time.monotonic() + 0.2, float("inf"))
+            finally:
+                ring.end_sleep()
+            assert r == WAIT_ENDED
+            assert not ring.take_owner_died()
+    finally:
+        _kill(proc)
+        _unlink(name)

@@ -55,8 +55,10 @@ Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also
 // The same with a third word, `owner`, at `owner_expected` (the producer's owner
 // word as the caller read it: the kernel wakes it when the producer dies). A
 // sleep that ends because `owner` was woken or no longer held `owner_expected`
-// is counted in Counters::owner_wakes; one woken on `owner` wakes its other
-// sleepers (the kernel wakes only one). Without futex_waitv: WaitOnWord(word).
+// is counted in Counters::owner_wakes; one woken on `owner` while `owner_expected`
+// lacked layout::kOwnerDied wakes its other sleepers (the kernel wakes only one; a
+// sleep that expected OWNER_DIED does not pass it on, so sleepers on a dead word do
+// not wake each other in a loop). Without futex_waitv: WaitOnWord(word).
 // Any thread; blocks.
 Result WaitOnWords(const uint32_t* word, uint32_t expected, const uint32_t* also,
                    uint32_t also_expected, const uint32_t* owner, uint32_t owner_expected,

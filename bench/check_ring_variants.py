@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+"""Smoke check of ring_bench's --variants (suite 'bench'): the small row runs every
+variant named, and only those, once per round: each prints one JSON line with a
+positive rate. Checks that the variants run, never their timings.
+
+    check_ring_variants.py RING_BENCH
+"""
+import json
+import subprocess
+import sys
+from typing import List, Set
+
+
+def main(argv: List[str]) -> int:
+    exe = argv[1]
+    want = ["shmring", "minimal", "minimal_split"]
+    out = subprocess.run([exe, "--only", "small", "--rounds", "2", "--small-count", "1000",
+                          "--variants", ",".join(want)],
+                         check=True, stdout=subprocess.PIPE, text=True, timeout=100).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    seen: List[str] = [r["variant"] for r in rows]
+    bad = [r for r in rows if r["row"] != "small" or not r["value"] > 0]
+    if sorted(seen) != sorted(want * 2) or bad:
+        print(f"ring_bench --variants {','.join(want)}: variants {seen}, bad rows {bad}")
+        return 1
+    # "minimal" alone names the plain minimal ring only, not minimal_split.
+    out = subprocess.run([exe, "--only", "small", "--rounds", "1", "--small-count", "1000",
+                          "--variants", "minimal"],
+                         check=True, stdout=subprocess.PIPE, text=True, timeout=100).stdout
+    only: Set[str] = {json.loads(line)["variant"] for line in out.splitlines()
+                      if line.startswith("{")}
+    if only != {"minimal"}:
+        print(f"ring_bench --variants minimal ran {sorted(only)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
