@@ -556,7 +556,12 @@ Status ByteRingBuffer::ReserveRecordAt(uint32_t record, uint32_t* start) {
 // receivers' positions (ScanSlots) per large record that could restart.
 bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end) {
   const uint32_t pos = reserve_ & mask_;
-  if (record < tuning::kEarlyWrapMinRecord || pos / 2 < record) return false;
+  // One receiver slot only: with several, a lagging live receiver resumes at the
+  // newest sync point still in the ring (the floor keeps three quarters of a lap
+  // for it), which restarting early would shorten.
+  if (max_receivers_ != 1 || record < tuning::kEarlyWrapMinRecord || pos / 2 < record) {
+    return false;
+  }
   const uint32_t need = to_end + 2 * record;  // <= capacity_: pos >= 2 * record
   if (FreeBytes() < need && !LoadTailChecked(need)) return false;
   return FreeBytes() >= need;
