@@ -511,6 +511,10 @@ Status ByteRingBuffer::ReserveRecord(uint32_t len, uint32_t* start) {
   const uint32_t record = static_cast<uint32_t>(RecordSize(len));
   const uint32_t to_end = capacity_ - (reserve_ & mask_);
   bool marker = false;
+  if (record <= to_end && RestartLapEarly(record, to_end)) {
+    PublishWrapMarker();  // the record goes at offset 0 of the next lap
+    return ReserveRecordAt(record, start);
+  }
   if (record > to_end) {
     // The record would cross the end: a WRAP marker fills the rest of this lap.
     if (FreeBytes() < to_end) {
@@ -528,10 +532,39 @@ Status ByteRingBuffer::ReserveRecord(uint32_t len, uint32_t* start) {
       return Status::kFull;
     }
   }
+  return ReserveRecordAt(record, start);
+}
+
+Status ByteRingBuffer::ReserveRecordAt(uint32_t record, uint32_t* start) {
   *start = reserve_;
   reserve_ += record;
   pending_.push_back(Pending{*start, reserve_, false, false, false, false, false});
   return Status::kOk;
+}
+
+// A large record goes at offset 0 of the next lap instead of at reserve_ when
+// the front of the data area is free for it and for one more record (everything
+// the receivers read there is done with, nothing of the producer's is kept
+// there): a sender whose receivers keep up then writes its big messages into the
+// same few places lap after lap, which the CPU's caches still hold, instead of
+// walking the whole ring (a 32 MiB ring of 1080p frames is as large as this
+// machine's L3; a copy into lines not in cache first reads them from memory).
+// Until the receivers pass the WRAP marker, the rest of the lap counts as used:
+// the second record's worth of free front keeps room for the next message, so
+// the sender is not held to one message ahead. Receivers skip the marker as any
+// other (PROTOCOL.md section 3, producer rule 1). Costs one look at the
+// receivers' positions (ScanSlots) per large record that could restart.
+bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end) {
+  const uint32_t pos = reserve_ & mask_;
+  // One receiver slot only: with several, a lagging live receiver resumes at the
+  // newest sync point still in the ring (the floor keeps three quarters of a lap
+  // for it), which restarting early would shorten.
+  if (max_receivers_ != 1 || record < tuning::kEarlyWrapMinRecord || pos / 2 < record) {
+    return false;
+  }
+  const uint32_t need = to_end + 2 * record;  // <= capacity_: pos >= 2 * record
+  if (FreeBytes() < need && !LoadTailChecked(need)) return false;
+  return FreeBytes() >= need;
 }
 
 Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload) {

@@ -66,3 +66,9 @@ POLL_RETURN_S = 0.020
 
 #: How often ``interrupt()`` wakes a sleeper's word again until it has left its wait.
 INTERRUPT_REWAKE_S = 50e-6
+
+#: The C++ producer puts records of at least this many bytes at offset 0 of the
+#: next lap (behind a WRAP marker) when the front of the ring is already free for
+#: them, so big messages reuse cache-warm places; the Python producer always
+#: writes at the head (readers of both languages follow either).
+EARLY_WRAP_MIN_RECORD = 64 * 1024

@@ -190,6 +190,65 @@ TEST_F(Reservations, KeptBytesAreNotReused) {
   EXPECT_EQ(r.Next(), "<empty>");
 }
 
+// A large record (>= tuning::kEarlyWrapMinRecord) goes at offset 0 of the next lap
+// when the receiver has read everything in the front two records' worth of the
+// ring and nothing of the producer's is kept there: the sender reuses the same
+// cache-warm places instead of walking the whole ring, and still has room for one
+// more record before the receiver passes the WRAP marker. The receiver skips the
+// marker and gets every message in order.
+TEST_F(Reservations, LargeRecordRestartsAtTheFrontOnceTheReceiverKeptUp) {
+  constexpr uint32_t kCap = 1u << 20;
+  Ring r(kCap);
+  const std::string a_text(200000, 'a'), b_text(200000, 'b'), c_text(200000, 'c'),
+      d_text(200000, 'd');
+  const Reservation a = r.Reserve(a_text);
+  r.p->Publish(a, static_cast<uint32_t>(a_text.size()));
+  EXPECT_EQ(r.Next(), a_text);
+  const Reservation b = r.Reserve(b_text);  // one record in front: not enough
+  EXPECT_EQ(b.start, a.end);
+  r.p->Publish(b, static_cast<uint32_t>(b_text.size()));
+  EXPECT_EQ(r.Next(), b_text);
+  const Reservation c = r.Reserve(c_text);  // two read: the front again
+  EXPECT_EQ(c.start, kCap);
+  r.p->Publish(c, static_cast<uint32_t>(c_text.size()));
+  const Reservation d = r.Reserve(d_text);  // c unread: room after it all the same
+  EXPECT_EQ(d.start, c.end);
+  r.p->Publish(d, static_cast<uint32_t>(d_text.size()));
+  EXPECT_EQ(r.Next(), c_text);
+  EXPECT_EQ(r.Next(), d_text);
+  EXPECT_EQ(r.Next(), "<empty>");
+}
+
+// Kept bytes at the front (a zero-copy buffer still referenced after it was sent)
+// keep a large record at the head; once unkept, the front is used again. Small
+// records always go at the head.
+TEST_F(Reservations, LargeRecordDoesNotRestartOverKeptBytesNorDoSmallOnes) {
+  constexpr uint32_t kCap = 1u << 20;
+  Ring r(kCap);
+  const std::string big(200000, 'k');
+  const Reservation a = r.Reserve(big);
+  r.p->Publish(a, static_cast<uint32_t>(big.size()), /*keep=*/true);
+  EXPECT_EQ(r.Next(), big);
+  const Reservation b = r.Reserve(big);
+  r.p->Publish(b, static_cast<uint32_t>(big.size()));
+  EXPECT_EQ(r.Next(), big);
+  const Reservation c = r.Reserve(big);  // both read, but a is kept: not over it
+  EXPECT_EQ(c.start, b.end);
+  r.p->Publish(c, static_cast<uint32_t>(big.size()));
+  EXPECT_EQ(r.Next(), big);
+  r.p->Unkeep(a);
+  const Reservation d = r.Reserve(big);
+  EXPECT_EQ(d.start, kCap);
+  r.p->Publish(d, static_cast<uint32_t>(big.size()));
+  EXPECT_EQ(r.Next(), big);
+  const std::string small(1000, 's');
+  const Reservation e = r.Reserve(small);  // below the threshold: at the head
+  EXPECT_EQ(e.start, d.end);
+  r.p->Publish(e, static_cast<uint32_t>(small.size()));
+  EXPECT_EQ(r.Next(), small);
+  EXPECT_EQ(r.Next(), "<empty>");
+}
+
 TEST_F(Reservations, FullOfTheConsumerIsNotFullOfKept) {
   Ring r(64);
   ASSERT_TRUE(r.p->Write(std::string(52, 'f').data(), 52));  // 56 of 64 unread

@@ -446,6 +446,12 @@ class ByteRingBuffer {
   bool SeqOfStart(uint32_t start, uint32_t* seq);
   Status EmptyOrClosed(uint32_t at);
   void PublishWrapMarker();
+  // Producer thread. ReserveRecord's end: appends the record of `record` bytes at
+  // reserve_ to pending_.
+  Status ReserveRecordAt(uint32_t record, uint32_t* start);
+  // Producer thread. Whether a `record`-byte record that fits before the end
+  // (`to_end` bytes left) goes at offset 0 of the next lap instead (see the .cpp).
+  bool RestartLapEarly(uint32_t record, uint32_t to_end);
   Status ReserveRecord(uint32_t len, uint32_t* pos);
   uint32_t FreeBytes() const;
   uint32_t FreeBytesFrom(uint32_t lowest) const;
