@@ -190,53 +190,63 @@ def wait_rusage(proc: subprocess.Popen, timeout: float = 30) -> float:
         time.sleep(0.01)
 
 
+def fanout_sender(cfg: Config, clients: int, pipeline: List[str]) -> subprocess.Popen:
+    """bench/gst_fanout_sender (a C++ gst-launch-1.0 -q): every variant of the fan-out rows
+    runs its sender with it, so the sender CPU (wait4 over the whole process) is charged the
+    same way. With `clients` > 0 it holds the stream (PAUSED, the first frame prerolled) until
+    its shmsink name=sink has that many clients; with 0 it streams at once."""
+    return subprocess.Popen([cfg.exe("gst_fanout_sender"), str(clients), " ".join(pipeline)],
+                            env=cfg.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
 def gst_fanout_once(cfg: Config, variant: str, receivers: int,
                     src: Source = SMPTE_1080P) -> Tuple[float, float, float]:
     """One sender, `receivers` receiver processes at once: (frames/s of the slowest receiver,
-    sender CPU ms per frame, mean receiver CPU ms per frame). Variants: "shmring" (one shmringsink max-receivers=N, N
-    lossless shmringsrc on that one ring: each frame written once), "tee+rings" (tee into one
-    shmringsink per receiver), "shmsink" (one shmsink, one shmsrc client per receiver)."""
+    sender CPU ms per frame, mean receiver CPU ms per frame). Variants: "shmring" (one
+    shmringsink max-receivers=N, N lossless shmringsrc on that one ring: each frame written
+    once), "tee+rings" (tee into one shmringsink per receiver), "shmsink" (one shmsink, one
+    shmsrc client per receiver). Every receiver gets the stream from its first frame: the
+    shmring receivers are started first and wait for the ring; the shmsink sender holds the
+    stream until its N clients are connected (fanout_sender)."""
     n = cfg.gst_frames * src.frames_factor
-    head = src.head(n)
+    head = src.head(n)[2:]  # the pipeline without "gst-launch-1.0 -q"
     names: List[str] = []
     early: List[subprocess.Popen] = []
+    warmup = min(20, n // 4)
+
+    def receiver(source: str) -> subprocess.Popen:
+        return subprocess.Popen([PY, os.path.join(ROOT, "bench", "gst_receive.py"), source,
+                                 str(n), str(warmup)], env=cfg.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+
     if variant == "shmring":
         names = [unique("f")]
-        sources = [f"shmringsrc shm-name={names[0]} mode=lossless"] * receivers
-        warmup = min(20, n // 4)
         # The receivers first (they wait for the ring), so each reads the stream from its
         # start whichever attaches first.
-        early = [subprocess.Popen([PY, os.path.join(ROOT, "bench", "gst_receive.py"), src,
-                                   str(n), str(warmup)], env=cfg.env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, text=True) for src in sources]
-        sender = subprocess.Popen(head + ["!", "shmringsink", f"shm-name={names[0]}",
-                                          f"max-receivers={receivers}", "sync=false"],
-                                  env=cfg.env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        early = [receiver(f"shmringsrc shm-name={names[0]} mode=lossless")
+                 for _ in range(receivers)]
+        sender = fanout_sender(cfg, 0, head + ["!", "shmringsink", f"shm-name={names[0]}",
+                                               f"max-receivers={receivers}", "sync=false"])
     elif variant == "tee+rings":
         names = [unique("f") for _ in range(receivers)]
         branches: List[str] = []
         for name in names:
             branches += ["t.", "!", "queue", "!", "shmringsink", f"shm-name={name}", "sync=false"]
-        sender = subprocess.Popen(head + ["!", "tee", "name=t"] + branches, env=cfg.env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
-        sources = [f"shmringsrc shm-name={name}" for name in names]
+        early = [receiver(f"shmringsrc shm-name={name}") for name in names]
+        sender = fanout_sender(cfg, 0, head + ["!", "tee", "name=t"] + branches)
     else:
         sock = os.path.join(tempfile.gettempdir(), unique("f") + ".sock")
-        sender = subprocess.Popen(head + ["!", "shmsink", f"socket-path={sock}", "sync=false",
-                                          "wait-for-connection=true"], env=cfg.env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
+        # shmsrc needs the socket: the sender first, holding the stream until all N clients
+        # are connected (wait-for-connection=true alone waits for the first one only).
+        sender = fanout_sender(cfg, receivers, head + [
+            "!", "shmsink", "name=sink", f"socket-path={sock}", "sync=false",
+            "wait-for-connection=true"])
         deadline = time.monotonic() + 20
         while not os.path.exists(sock) and time.monotonic() < deadline:
             time.sleep(0.01)
-        sources = [f"shmsrc socket-path={sock} ! {src.caps}"] * receivers
-    warmup = min(20, n // 4)
-    procs = early or [subprocess.Popen([PY, os.path.join(ROOT, "bench", "gst_receive.py"), src,
-                                        str(n), str(warmup)], env=cfg.env,
-                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                       text=True) for src in sources]
+        early = [receiver(f"shmsrc socket-path={sock} ! {src.caps}") for _ in range(receivers)]
+    procs = early
     fps = []
     rcpu = []
     complete = True
@@ -246,8 +256,7 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int,
             res = json.loads(out.strip().splitlines()[-1])
             fps.append(res["fps"])
             rcpu.append(res["cpu_ms"])
-            # A late shmsrc client misses the first buffers (shmsink waits for one client
-            # only): a receiver that stopped getting buffers before the end did not finish.
+            # A receiver that stopped getting buffers before the end did not get the stream.
             complete = complete and not res.get("stalled", False)
         except (IndexError, ValueError):
             fps.append(float("nan"))
