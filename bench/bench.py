@@ -193,8 +193,9 @@ def wait_rusage(proc: subprocess.Popen, timeout: float = 30) -> float:
 def fanout_sender(cfg: Config, clients: int, pipeline: List[str]) -> subprocess.Popen:
     """bench/gst_fanout_sender (a C++ gst-launch-1.0 -q): every variant of the fan-out rows
     runs its sender with it, so the sender CPU (wait4 over the whole process) is charged the
-    same way. With `clients` > 0 it holds the stream (PAUSED, the first frame prerolled) until
-    its shmsink name=sink has that many clients; with 0 it streams at once."""
+    same way. It holds the stream (PAUSED, the first frame prerolled) until its shmsink
+    name=sink has `clients` clients and every receiver slot of each shmringsink's ring is
+    attached."""
     return subprocess.Popen([cfg.exe("gst_fanout_sender"), str(clients), " ".join(pipeline)],
                             env=cfg.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -207,8 +208,9 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int,
     shmringsink max-receivers=N, N lossless shmringsrc on that one ring: each frame written
     once), "tee+rings" (tee into one shmringsink per receiver), "shmsink" (one shmsink, one
     shmsrc client per receiver). Every receiver gets the stream from its first frame: the
-    shmring receivers are started first and wait for the ring; the shmsink sender holds the
-    stream until its N clients are connected (fanout_sender)."""
+    sender (fanout_sender) holds it until every shmringsrc receiver is attached to its ring
+    (they are started first and wait for the ring) or every shmsrc client is connected to
+    the shmsink. A round in which a receiver did not count every frame gives no result."""
     n = cfg.gst_frames * src.frames_factor
     head = src.head(n)[2:]  # the pipeline without "gst-launch-1.0 -q"
     names: List[str] = []
@@ -222,8 +224,8 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int,
 
     if variant == "shmring":
         names = [unique("f")]
-        # The receivers first (they wait for the ring), so each reads the stream from its
-        # start whichever attaches first.
+        # The receivers first (they wait for the ring); the sender starts the stream once all
+        # N are attached.
         early = [receiver(f"shmringsrc shm-name={names[0]} mode=lossless")
                  for _ in range(receivers)]
         sender = fanout_sender(cfg, 0, head + ["!", "shmringsink", f"shm-name={names[0]}",
@@ -256,8 +258,10 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int,
             res = json.loads(out.strip().splitlines()[-1])
             fps.append(res["fps"])
             rcpu.append(res["cpu_ms"])
-            # A receiver that stopped getting buffers before the end did not get the stream.
-            complete = complete and not res.get("stalled", False)
+            # A receiver that stopped getting buffers before the end (stalled) or that
+            # missed some (it counted fewer than were sent) did not get the whole stream.
+            complete = (complete and not res.get("stalled", False)
+                        and res.get("buffers", 0) >= n)
         except (IndexError, ValueError):
             fps.append(float("nan"))
             rcpu.append(float("nan"))
