@@ -16,8 +16,8 @@ else
   meson setup "$builddir" -Dbuildtype=release
 fi
 # Only what the benchmarks run (the tests are not built: build-bench is not a test build).
-ninja -C "$builddir" bench/ring_bench bench/idle_receiver gst-plugin/libgstshmring.so \
-  tests/tools/shmring_peer $(ninja -C "$builddir" -t targets all 2>/dev/null |
+ninja -C "$builddir" bench/ring_bench bench/idle_receiver bench/gst_fanout_sender \
+  gst-plugin/libgstshmring.so tests/tools/shmring_peer $(ninja -C "$builddir" -t targets all 2>/dev/null |
                              grep -o '^bench/iox_bench:' | tr -d :)
 out="docs"
 if [[ "${1:-}" == "--smoke" ]]; then out="$builddir/smoke-docs"; fi
