@@ -17,8 +17,8 @@ else
 fi
 # Only what the benchmarks run (the tests are not built: build-bench is not a test build).
 ninja -C "$builddir" bench/ring_bench bench/idle_receiver bench/gst_fanout_sender \
-  gst-plugin/libgstshmring.so tests/tools/shmring_peer $(ninja -C "$builddir" -t targets all 2>/dev/null |
-                             grep -o '^bench/iox_bench:' | tr -d :)
+  gst-plugin/libgstshmring.so tests/tools/shmring_peer \
+  $(ninja -C "$builddir" -t targets all 2>/dev/null | grep -o '^bench/iox_bench:' | tr -d :)
 out="docs"
 if [[ "${1:-}" == "--smoke" ]]; then out="$builddir/smoke-docs"; fi
 /usr/bin/python3 bench/bench.py --build "$builddir" --out "$out" "$@"
