@@ -542,18 +542,23 @@ Status ByteRingBuffer::ReserveRecordAt(uint32_t record, uint32_t* start) {
   return Status::kOk;
 }
 
-// A large record goes at offset 0 of the next lap instead of at reserve_ when
-// the front of the data area is free for it and for one more record (everything
-// the receivers read there is done with, nothing of the producer's is kept
-// there): a sender whose receivers keep up then writes its big messages into the
-// same few places lap after lap, which the CPU's caches still hold, instead of
+// A large record goes at offset 0 of the next lap instead of at reserve_ when it
+// is at least two records into the lap and the front of the data area is free for
+// it (everything the receivers read there is done with, nothing of the producer's
+// is kept there): a sender whose receivers keep up then writes its big messages
+// into two places, lap after lap, that the CPU's caches still hold, instead of
 // walking the whole ring (a 32 MiB ring of 1080p frames is as large as this
 // machine's L3; a copy into lines not in cache first reads them from memory).
-// Until the receivers pass the WRAP marker, the rest of the lap counts as used:
-// the second record's worth of free front keeps room for the next message, so
-// the sender is not held to one message ahead. Receivers skip the marker as any
-// other (PROTOCOL.md section 3, producer rule 1). Costs one look at the
-// receivers' positions (ScanSlots) per large record that could restart.
+// Two, not three: asking for the front to be free for a second record as well
+// waited for the receiver to finish the record before, which it had rarely done
+// when the next frame came, so frames cycled through three places, and three 6 MB
+// frames with the source's own buffers no longer fit the L3 (DESIGN.md "Where a
+// large record goes"). The record after a restart goes at the head, in the
+// second place, and waits there for the receiver as any record does. Until the
+// receivers pass the WRAP marker, the rest of the lap counts as used. Receivers
+// skip the marker as any other (PROTOCOL.md section 3, producer rule 1). Costs
+// one look at the receivers' positions (ScanSlots) per large record that could
+// restart.
 bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end) {
   const uint32_t pos = reserve_ & mask_;
   // One receiver slot only: with several, a lagging live receiver resumes at the
@@ -562,7 +567,7 @@ bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end) {
   if (max_receivers_ != 1 || record < tuning::kEarlyWrapMinRecord || pos / 2 < record) {
     return false;
   }
-  const uint32_t need = to_end + 2 * record;  // <= capacity_: pos >= 2 * record
+  const uint32_t need = to_end + record;  // <= capacity_: pos >= 2 * record
   if (FreeBytes() < need && !LoadTailChecked(need)) return false;
   return FreeBytes() >= need;
 }

@@ -11,10 +11,9 @@ namespace tuning {
 
 // On a one-receiver ring, records of at least this many bytes go at offset 0 of
 // the next lap, behind a WRAP marker, when the front of the ring is already free
-// for two of them (the receiver keeps up): big messages then reuse a few
-// cache-warm places instead of walking the whole ring (DESIGN.md "Where a large
-// record goes"). Below it the extra look at the receiver's position and the
-// marker would cost more than the cache saves.
+// for it (the receiver keeps up): big messages then reuse two cache-warm places instead of walking
+// the whole ring (DESIGN.md "Where a large record goes"). Below it the extra look at the receiver's
+// position and the marker would cost more than the cache saves.
 constexpr uint32_t kEarlyWrapMinRecord = 64u << 10;
 
 // Polls of the peer's index before a side sets WAITING and sleeps: a message a

@@ -190,12 +190,11 @@ TEST_F(Reservations, KeptBytesAreNotReused) {
   EXPECT_EQ(r.Next(), "<empty>");
 }
 
-// A large record (>= tuning::kEarlyWrapMinRecord) goes at offset 0 of the next lap
-// when the receiver has read everything in the front two records' worth of the
-// ring and nothing of the producer's is kept there: the sender reuses the same
-// cache-warm places instead of walking the whole ring, and still has room for one
-// more record before the receiver passes the WRAP marker. The receiver skips the
-// marker and gets every message in order.
+// A large record (>= tuning::kEarlyWrapMinRecord), two records into the lap, goes
+// at offset 0 of the next lap when the receiver is done with the front record's
+// worth of the ring and nothing of the producer's is kept there: the sender reuses
+// the same cache-warm places instead of walking the whole ring. The receiver skips
+// the WRAP marker and gets every message in order.
 TEST_F(Reservations, LargeRecordRestartsAtTheFrontOnceTheReceiverKeptUp) {
   constexpr uint32_t kCap = 1u << 20;
   Ring r(kCap);
@@ -213,6 +212,38 @@ TEST_F(Reservations, LargeRecordRestartsAtTheFrontOnceTheReceiverKeptUp) {
   r.p->Publish(c, static_cast<uint32_t>(c_text.size()));
   const Reservation d = r.Reserve(d_text);  // c unread: room after it all the same
   EXPECT_EQ(d.start, c.end);
+  r.p->Publish(d, static_cast<uint32_t>(d_text.size()));
+  EXPECT_EQ(r.Next(), c_text);
+  EXPECT_EQ(r.Next(), d_text);
+  EXPECT_EQ(r.Next(), "<empty>");
+}
+
+// The front needs room for the record only, not for the one after it as well: a
+// receiver still reading the previous record (what a 1080p receiver is doing when
+// the next frame comes) does not send the record to a third place. With three
+// 6 MB places, the sender's copies no longer fit the L3 beside the source's
+// buffers (DESIGN.md "Where a large record goes"). The record after it waits in
+// the second place until the receiver is done there.
+TEST_F(Reservations, LargeRecordRestartsWhileTheReceiverReadsTheOneBefore) {
+  constexpr uint32_t kCap = 1u << 20;
+  Ring r(kCap);
+  const std::string a_text(200000, 'a'), b_text(200000, 'b'), c_text(200000, 'c'),
+      d_text(200000, 'd');
+  const Reservation a = r.Reserve(a_text);
+  r.p->Publish(a, static_cast<uint32_t>(a_text.size()));
+  const Reservation b = r.Reserve(b_text);
+  EXPECT_EQ(b.start, a.end);
+  r.p->Publish(b, static_cast<uint32_t>(b_text.size()));
+  EXPECT_EQ(r.Next(), a_text);  // b not read yet
+  const Reservation c = r.Reserve(c_text);
+  EXPECT_EQ(c.start, kCap);  // the front, not b.end
+  r.p->Publish(c, static_cast<uint32_t>(c_text.size()));
+  Reservation d;
+  EXPECT_EQ(r.p->ReserveNext(static_cast<uint32_t>(d_text.size()), &d), Status::kFull);
+  EXPECT_EQ(r.Next(), b_text);
+  d = r.Reserve(d_text);  // the second place, free again
+  EXPECT_EQ(d.start, c.end);
+  EXPECT_EQ(d.start - kCap, b.start);
   r.p->Publish(d, static_cast<uint32_t>(d_text.size()));
   EXPECT_EQ(r.Next(), c_text);
   EXPECT_EQ(r.Next(), d_text);
