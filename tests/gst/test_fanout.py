@@ -23,6 +23,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
+from shmring.errors import RingNotFoundError  # noqa: E402
 from shmring.header import HeaderSnapshot  # noqa: E402
 
 gi = pytest.importorskip("gi")
@@ -109,7 +110,14 @@ def run_to_eos(pipe):
 
 
 def attached_slots(name):
-    return sorted(r.slot for r in HeaderSnapshot.read(name).receivers if r.attached)
+    """The slots with a receiver attached; none while the ring does not exist yet (a sink
+    whose capacity comes from the caps creates it when the first caps arrive, on its
+    streaming thread, after set_state returned)."""
+    try:
+        snapshot = HeaderSnapshot.read(name)
+    except RingNotFoundError:
+        return []
+    return sorted(r.slot for r in snapshot.receivers if r.attached)
 
 
 def wait_attached(name, count, procs):
