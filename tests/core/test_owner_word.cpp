@@ -70,6 +70,20 @@ pid_t ForkProducer(const std::string& name, uint32_t max_receivers, bool disarm)
   });
 }
 
+// Resets the wait counters, kills the forked producer `child` while `c` sleeps in
+// PeekFor, and returns what the read said.
+Status KillWhileAsleepInPeek(ShmConsumer& c, pid_t child) {
+  wait::ResetCounters();
+  shmtest::BlockingCall reader([&] {
+    MessageView v;
+    return c.PeekFor(&v, kGuardNs);
+  });
+  EXPECT_TRUE(shmtest::WaitUntilAsleep(c));
+  EXPECT_EQ(kill(child, SIGKILL), 0);
+  EXPECT_EQ(shmtest::WaitChild(child), 128 + SIGKILL);
+  return reader.Join();
+}
+
 TEST_F(OwnerWordTest, ProducerArmsItsWordWithAThreadOfItsOwn) {
   const std::string name = Name();
   auto p = std::make_unique<ShmProducer>(name, 4096);
@@ -106,15 +120,7 @@ TEST_F(OwnerWordTest, KilledProducerWakesAConsumerAsleepInABlockingRead) {
   ASSERT_GT(child, 0);
   ShmConsumer c(name);
   ASSERT_TRUE(c.IsValid()) << c.error();
-  wait::ResetCounters();
-  shmtest::BlockingCall reader([&] {
-    MessageView v;
-    return c.PeekFor(&v, kGuardNs);
-  });
-  ASSERT_TRUE(shmtest::WaitUntilAsleep(c));
-  ASSERT_EQ(kill(child, SIGKILL), 0);
-  EXPECT_EQ(shmtest::WaitChild(child), 128 + SIGKILL);
-  EXPECT_EQ(reader.Join(), Status::kPeerDead);
+  EXPECT_EQ(KillWhileAsleepInPeek(c, child), Status::kPeerDead);
   const wait::Counters n = wait::GetCounters();
   EXPECT_GE(n.owner_wakes, 1u) << "woken through the owner word";
   EXPECT_EQ(n.owner_deaths, 1u);
@@ -357,15 +363,7 @@ TEST_F(OwnerWordTest, UnarmedWordFallsBackToLivenessSlices) {
   ShmConsumer c(name);
   ASSERT_TRUE(c.IsValid()) << c.error();
   ASSERT_EQ(c.ring()->ProducerOwner(), 0u);
-  wait::ResetCounters();
-  shmtest::BlockingCall reader([&] {
-    MessageView v;
-    return c.PeekFor(&v, kGuardNs);
-  });
-  ASSERT_TRUE(shmtest::WaitUntilAsleep(c));
-  ASSERT_EQ(kill(child, SIGKILL), 0);
-  EXPECT_EQ(shmtest::WaitChild(child), 128 + SIGKILL);
-  EXPECT_EQ(reader.Join(), Status::kPeerDead);
+  EXPECT_EQ(KillWhileAsleepInPeek(c, child), Status::kPeerDead);
   const wait::Counters n = wait::GetCounters();
   EXPECT_EQ(n.owner_wakes, 0u);
   EXPECT_EQ(n.owner_deaths, 0u);
