@@ -180,6 +180,10 @@ def wait_rusage(proc: subprocess.Popen, timeout: float = 30) -> float:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
+            # A shmsink sender that had to be killed leaves its shm area
+            # (/dev/shm/shmpipe.PID.N, PID printed %5d): remove it.
+            for path in glob.glob(f"/dev/shm/shmpipe.{proc.pid:5d}.*"):
+                os.unlink(path)
             return usage.ru_utime + usage.ru_stime
         if time.monotonic() > deadline:
             try:
