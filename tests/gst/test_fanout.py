@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -133,6 +134,35 @@ def finish(p, guard=300):
     return out
 
 
+def read_lines(p, count, guard=300):
+    """The next `count` lines `p` prints. A guard, not a timed assertion: when they do not
+    come within `guard` seconds (a receiver that lost frames waits for more forever), `p`
+    is killed and the test fails with what it printed and its stderr, instead of hanging
+    until meson's timeout."""
+    got = []
+    done = threading.Event()
+
+    def pump():
+        while len(got) < count:
+            line = p.stdout.readline()
+            if not line:
+                break
+            got.append(line)
+        done.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    done.wait(guard)
+    if len(got) < count:
+        if p.poll() is None:
+            p.kill()
+        reader.join()  # ends at the pipe's end
+        p.wait()
+        pytest.fail(f"{len(got)} of {count} lines, rc {p.returncode}:\n{''.join(got)}\n"
+                    f"stderr:\n{p.stderr.read()[-3000:]}")
+    return got
+
+
 def frame_reader(name, mode="lossless"):
     return subprocess.Popen([PY, "-c", FRAME_READER, name, str(ROOT / "python"), mode],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -247,8 +277,7 @@ def test_stalled_live_receiver_never_holds_the_sender_back():
             buf.duration = Gst.SECOND // 30
             assert appsrc.emit("push-buffer", buf) == Gst.FlowReturn.OK
         # Every frame reached the lossless receiver while the live one pulled nothing.
-        for _ in range(count):
-            line = keeper.stdout.readline()
+        for line in read_lines(keeper, count):
             assert CHECKSUM.match(line.strip()), line
         appsink = live.get_by_name("a")
         samples = []
