@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -24,6 +25,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 from shmring.errors import RingNotFoundError  # noqa: E402
+from shmring.layout import CONSUMER_ATTACHED  # noqa: E402
 from shmring.header import HeaderSnapshot  # noqa: E402
 
 gi = pytest.importorskip("gi")
@@ -110,14 +112,22 @@ def run_to_eos(pipe):
 
 
 def attached_slots(name):
-    """The slots with a receiver attached; none while the ring does not exist yet (a sink
-    whose capacity comes from the caps creates it when the first caps arrive, on its
-    streaming thread, after set_state returned)."""
+    """The slots whose receiver has finished attaching: its role byte is held and its
+    ATTACHED flag is set. The role byte alone is not enough: a receiver claims it before
+    it picks its start, and a lossless one joining a ring others read starts at the
+    oldest position the attached ones still hold. Frames written between the claim and
+    the start may already be behind that position (a live receiver reads them at once),
+    so a receiver counted on its role byte alone could miss the first frames (seen: a
+    keeper that printed 19 checksums of 20, the first missing, and waited for the 20th
+    forever). ATTACHED is set after the start is stored. None while the ring does not
+    exist yet (a sink whose capacity comes from the caps creates it when the first caps
+    arrive, on its streaming thread, after set_state returned)."""
     try:
         snapshot = HeaderSnapshot.read(name)
     except RingNotFoundError:
         return []
-    return sorted(r.slot for r in snapshot.receivers if r.attached)
+    return sorted(r.slot for r in snapshot.receivers
+                  if r.attached and r.flags & CONSUMER_ATTACHED)
 
 
 def wait_attached(name, count, procs):
@@ -131,6 +141,35 @@ def finish(p, guard=300):
     out, err = p.communicate(timeout=guard)
     assert p.returncode == 0, f"rc {p.returncode}\n{out[-2000:]}\n{err[-3000:]}"
     return out
+
+
+def read_lines(p, count, guard=300):
+    """The next `count` lines `p` prints. A guard, not a timed assertion: when they do not
+    come within `guard` seconds (a receiver that lost frames waits for more forever), `p`
+    is killed and the test fails with what it printed and its stderr, instead of hanging
+    until meson's timeout."""
+    got = []
+    done = threading.Event()
+
+    def pump():
+        while len(got) < count:
+            line = p.stdout.readline()
+            if not line:
+                break
+            got.append(line)
+        done.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    done.wait(guard)
+    if len(got) < count:
+        if p.poll() is None:
+            p.kill()
+        reader.join()  # ends at the pipe's end
+        p.wait()
+        pytest.fail(f"{len(got)} of {count} lines, rc {p.returncode}:\n{''.join(got)}\n"
+                    f"stderr:\n{p.stderr.read()[-3000:]}")
+    return got
 
 
 def frame_reader(name, mode="lossless"):
@@ -247,8 +286,7 @@ def test_stalled_live_receiver_never_holds_the_sender_back():
             buf.duration = Gst.SECOND // 30
             assert appsrc.emit("push-buffer", buf) == Gst.FlowReturn.OK
         # Every frame reached the lossless receiver while the live one pulled nothing.
-        for _ in range(count):
-            line = keeper.stdout.readline()
+        for line in read_lines(keeper, count):
             assert CHECKSUM.match(line.strip()), line
         appsink = live.get_by_name("a")
         samples = []
