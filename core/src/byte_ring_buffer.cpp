@@ -10,6 +10,7 @@
 
 #include "atomics.hpp"
 #include "byte_ring_fast.hpp"
+#include "cache_size.hpp"
 #include "shm/process.hpp"
 #include "test_seams.hpp"
 #include "tuning.hpp"
@@ -244,6 +245,8 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
     order_mark_ = head_;
     floor_ = atomics::LoadRelaxed(word(kFloorOffset));  // own word
     pub_seq_ = MarkSeq(HeadMark());                     // own word
+    const uint64_t three = LargestCacheBytes() / tuning::kThreePlacesCacheShare / 3;
+    three_places_below_ = static_cast<uint32_t>(std::min<uint64_t>(three, UINT32_MAX));
     if (!LoadTailChecked()) return;
     // Set, then fenced, before our first publish; see DESIGN.md "mode bits".
     if (light_fences_) atomics::FetchOrSeqCst(word(kProducerFlagsOffset), kProducerMembarrier);
@@ -549,12 +552,13 @@ Status ByteRingBuffer::ReserveRecordAt(uint32_t record, uint32_t* start) {
 // into two places, lap after lap, that the CPU's caches still hold, instead of
 // walking the whole ring (a 32 MiB ring of 1080p frames is as large as this
 // machine's L3; a copy into lines not in cache first reads them from memory).
-// Two, not three: asking for the front to be free for a second record as well
-// waited for the receiver to finish the record before, which it had rarely done
-// when the next frame came, so frames cycled through three places, and three 6 MB
-// frames with the source's own buffers no longer fit the L3 (DESIGN.md "Where a
-// large record goes"). The record after a restart goes at the head, in the
-// second place, and waits there for the receiver as any record does. Until the
+// How much of the front must be free: room for the record and the one after it
+// while three such records fit in half the CPU's largest cache (then frames cycle
+// through three places and the sender never waits for the receiver to finish the
+// frame before); room for the record alone above that (two places: the record
+// after a restart goes at the head, in the second place, and waits there for the
+// receiver as any record does; three 6 MB frames with the source's own buffers no
+// longer fit a 32 MiB L3). DESIGN.md "Where a large record goes". Until the
 // receivers pass the WRAP marker, the rest of the lap counts as used. Receivers
 // skip the marker as any other (PROTOCOL.md section 3, producer rule 1). Costs
 // one look at the receivers' positions (ScanSlots) per large record that could
@@ -567,7 +571,10 @@ bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end) {
   if (max_receivers_ != 1 || record < tuning::kEarlyWrapMinRecord || pos / 2 < record) {
     return false;
   }
-  const uint32_t need = to_end + record;  // <= capacity_: pos >= 2 * record
+  // Room for the record and the one after it (three places) while three fit in
+  // the cache's share, else for the record alone (two places).
+  const uint32_t records = record < three_places_below_ ? 2 : 1;
+  const uint32_t need = to_end + records * record;  // <= capacity_: pos >= 2 * record
   if (FreeBytes() < need && !LoadTailChecked(need)) return false;
   return FreeBytes() >= need;
 }

@@ -72,3 +72,11 @@ INTERRUPT_REWAKE_S = 50e-6
 #: them, so big messages reuse cache-warm places; the Python producer always
 #: writes at the head (readers of both languages follow either).
 EARLY_WRAP_MIN_RECORD = 64 * 1024
+
+#: C++ producer only (listed so both languages name every tuning value): such
+#: records cycle through three places at the front of the ring while three fit in
+#: the CPU's largest cache divided by this, through two above.
+THREE_PLACES_CACHE_SHARE = 2
+
+#: C++ producer only: the cache size assumed where the machine's cannot be read.
+ASSUMED_CACHE_BYTES = 16 * 1024 * 1024

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "blocking_call.hpp"
+#include "cache_size.hpp"
 #include "ring_name_test.hpp"
 #include "shm/byte_ring_buffer.hpp"
 #include "shm/layout.hpp"
@@ -54,6 +55,15 @@ struct Ring {
   RingImage img;
   std::unique_ptr<ByteRingBuffer> p;
   std::unique_ptr<ByteRingBuffer> c;
+};
+
+// The cache size producers constructed in this scope see (RestartLapEarly: three
+// places for large records while three fit in half of it, two above).
+struct CacheBytes {
+  explicit CacheBytes(uint64_t bytes) { shm::SetLargestCacheBytesForTest(bytes); }
+  ~CacheBytes() { shm::SetLargestCacheBytesForTest(0); }
+  CacheBytes(const CacheBytes&) = delete;
+  CacheBytes& operator=(const CacheBytes&) = delete;
 };
 
 // Named rings on fresh names (the ends kept until the test ends).
@@ -218,14 +228,16 @@ TEST_F(Reservations, LargeRecordRestartsAtTheFrontOnceTheReceiverKeptUp) {
   EXPECT_EQ(r.Next(), "<empty>");
 }
 
-// The front needs room for the record only, not for the one after it as well: a
-// receiver still reading the previous record (what a 1080p receiver is doing when
-// the next frame comes) does not send the record to a third place. With three
-// 6 MB places, the sender's copies no longer fit the L3 beside the source's
-// buffers (DESIGN.md "Where a large record goes"). The record after it waits in
-// the second place until the receiver is done there.
+// Records too large for three to fit in half the cache: the front needs room for
+// the record only, not for the one after it as well: a receiver still reading the
+// previous record (what a 1080p receiver is doing when the next frame comes) does
+// not send the record to a third place. With three 6 MB places, the sender's
+// copies no longer fit a 32 MiB L3 beside the source's buffers (DESIGN.md "Where a
+// large record goes"). The record after it waits in the second place until the
+// receiver is done there.
 TEST_F(Reservations, LargeRecordRestartsWhileTheReceiverReadsTheOneBefore) {
   constexpr uint32_t kCap = 1u << 20;
+  const CacheBytes cache(1u << 20);  // three 200 kB records are more than half of it
   Ring r(kCap);
   const std::string a_text(200000, 'a'), b_text(200000, 'b'), c_text(200000, 'c'),
       d_text(200000, 'd');
@@ -247,6 +259,40 @@ TEST_F(Reservations, LargeRecordRestartsWhileTheReceiverReadsTheOneBefore) {
   r.p->Publish(d, static_cast<uint32_t>(d_text.size()));
   EXPECT_EQ(r.Next(), c_text);
   EXPECT_EQ(r.Next(), d_text);
+  EXPECT_EQ(r.Next(), "<empty>");
+}
+
+// Records small enough for three to fit in half the cache cycle through three
+// places: while the receiver still reads the record before, the next goes after
+// it (the sender does not wait for the receiver, which at 640x480 BGR frames cost
+// more than the cache saves: DESIGN.md "Where a large record goes"); once the
+// front has room for two records, the record goes there, and the one after it in
+// the second place at once.
+TEST_F(Reservations, LargeRecordsThatShareTheCacheCycleThroughThreePlaces) {
+  constexpr uint32_t kCap = 1u << 20;
+  const CacheBytes cache(64u << 20);  // three 200 kB records fit in half of it
+  Ring r(kCap);
+  const std::string a_text(200000, 'a'), b_text(200000, 'b'), c_text(200000, 'c'),
+      d_text(200000, 'd'), e_text(200000, 'e');
+  const Reservation a = r.Reserve(a_text);
+  r.p->Publish(a, static_cast<uint32_t>(a_text.size()));
+  const Reservation b = r.Reserve(b_text);
+  r.p->Publish(b, static_cast<uint32_t>(b_text.size()));
+  EXPECT_EQ(r.Next(), a_text);  // b not read yet
+  const Reservation c = r.Reserve(c_text);
+  EXPECT_EQ(c.start, b.end);  // a third place, not the front
+  r.p->Publish(c, static_cast<uint32_t>(c_text.size()));
+  EXPECT_EQ(r.Next(), b_text);  // c not read yet: the front has room for two
+  const Reservation d = r.Reserve(d_text);
+  EXPECT_EQ(d.start, kCap);
+  r.p->Publish(d, static_cast<uint32_t>(d_text.size()));
+  const Reservation e = r.Reserve(e_text);  // the second place, without waiting
+  EXPECT_EQ(e.start, d.end);
+  EXPECT_EQ(e.start - kCap, b.start);
+  r.p->Publish(e, static_cast<uint32_t>(e_text.size()));
+  EXPECT_EQ(r.Next(), c_text);
+  EXPECT_EQ(r.Next(), d_text);
+  EXPECT_EQ(r.Next(), e_text);
   EXPECT_EQ(r.Next(), "<empty>");
 }
 

@@ -549,6 +549,9 @@ class ByteRingBuffer {
   mutable bool producer_waiting_seen_ = false;
   // Slot state: which slot's words this view uses (slot 0 unless UseSlot).
   uint32_t max_receivers_ = 1;
+  // Producer: large records smaller than this cycle through three places at the
+  // front of the ring, larger ones through two (RestartLapEarly).
+  uint32_t three_places_below_ = 0;
   uint32_t slot_ = 0;
   uint32_t mode_ = layout::kModeLossless;
   uint32_t tail_off_ = layout::kTailOffset;
