@@ -32,7 +32,6 @@ from typing import Dict, List, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = "/usr/bin/python3"
-CAPS = "video/x-raw,format=BGR,width=1920,height=1080"
 
 
 def perf_stat(path: str) -> Dict[str, float]:
@@ -61,13 +60,14 @@ def run_pair(plugin_dir: str, shmsink: bool, args: argparse.Namespace,
     head = ["videotestsrc", f"num-buffers={n}"]
     if args.pattern != "smpte":
         head.append(f"pattern={args.pattern}")
-    head += ["!", CAPS, "!"]
+    caps = f"video/x-raw,format=BGR,width={args.width},height={args.height}"
+    head += ["!", caps, "!"]
     if args.mode == "copy":
         head += ["identity", "drop-allocation=true", "!"]
     if shmsink:
         sock = os.path.join(tempfile.gettempdir(), f"{tag}.sock")
         sink = ["shmsink", f"socket-path={sock}", "sync=false", "wait-for-connection=true"]
-        source = f"shmsrc socket-path={sock} ! {CAPS}"
+        source = f"shmsrc socket-path={sock} ! {caps}"
     else:
         sink = ["shmringsink", f"shm-name={tag}", "sync=false"]
         source = f"shmringsrc shm-name={tag}"
@@ -112,6 +112,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--frames", type=int, default=1800)
     ap.add_argument("--pattern", default="black")
+    ap.add_argument("--width", type=int, default=1920, help="BGR frame width")
+    ap.add_argument("--height", type=int, default=1080, help="BGR frame height")
     ap.add_argument("--mode", choices=("copy", "alloc"), default="copy")
     ap.add_argument("--shmsink", action="store_true", help="also the shmsink/shmsrc pair")
     ap.add_argument("builds", nargs="+", help="LABEL=PLUGIN_DIR")
