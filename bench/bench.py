@@ -89,7 +89,7 @@ class Config:
         self.cpp_frames = 10 if args.smoke else 300
         self.idle_window = 1.0 if args.smoke else args.idle_window
         self.idle_rounds = 1 if args.smoke else 3
-        self.fanout_rounds = 1 if args.smoke else 3
+        self.fanout_rounds = 1 if args.smoke else 5
         self.env = dict(os.environ)
         self.env["GST_PLUGIN_PATH"] = os.path.join(self.build, "gst-plugin")
         self.env["PYTHONPATH"] = os.path.join(ROOT, "python")
