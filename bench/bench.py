@@ -85,7 +85,7 @@ class Config:
         self.rounds = args.rounds or (1 if args.smoke else 5)
         self.sweep_rounds = 1 if args.smoke else (args.sweep_rounds or max(1, self.rounds - 2))
         self.gst_frames = args.gst_frames or (30 if args.smoke else 600)
-        self.small = 20_000 if args.smoke else 2_000_000
+        self.small = 20_000 if args.smoke else 20_000_000
         self.cpp_frames = 10 if args.smoke else 300
         self.idle_window = 1.0 if args.smoke else args.idle_window
         self.idle_rounds = 1 if args.smoke else 3
