@@ -11,6 +11,7 @@ namespace {
 
 std::atomic<uint64_t> g_test_bytes{0};
 
+#if defined(__linux__)
 // "32768K", "1M", "512" (bytes) -> bytes; 0 when unreadable.
 uint64_t ReadSizeFile(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "r");
@@ -25,6 +26,7 @@ uint64_t ReadSizeFile(const std::string& path) {
   if (unit == 'G') return n << 30;
   return n;
 }
+#endif
 
 uint64_t ReadLargestCache() {
   uint64_t largest = 0;
