@@ -284,7 +284,7 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
    *
    * 0 (the default) sizes the ring from the caps: the ring is created when the
    * first caps arrive (not when the element starts; a receiver started first waits
-   * for the name as always), with room for three frames of raw video rounded up to
+   * for the name as always), with room for four frames of raw video rounded up to
    * a power of two (at least 1 MiB, at most 1 GiB: 32 MiB for 1080p BGR, 16 MiB for
    * 720p BGR), or 32 MiB for other caps (encoded video, audio) and for a stream
    * without caps. A smaller ring keeps the frames in the CPU caches and TLB; set a
@@ -295,7 +295,7 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
       gobject_class, PROP_CAPACITY,
       g_param_spec_uint("capacity", "Ring capacity",
                         "Bytes of ring data area, rounded up to a power of two; must hold the "
-                        "largest buffer plus 64 bytes, more with metas (0 = three frames of "
+                        "largest buffer plus 64 bytes, more with metas (0 = four frames of "
                         "the first caps)",
                         0, shm::layout::kMaxCapacity, kDefaultCapacity, rw));
   /**

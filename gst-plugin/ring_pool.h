@@ -28,8 +28,13 @@
 namespace shmring {
 
 // How many frames an automatically sized ring holds (PROTOCOL.md records
-// included), and the bounds of that size.
-constexpr uint32_t kAutoFrames = 3;
+// included), and the bounds of that size. Four: one being written, one being
+// read, the one a video sink keeps (its last sample) and one of slack. Three were
+// too few: shmringsrc copies a frame out once the ring memory held downstream
+// would pass half the ring, and with the frame a sink keeps that is two frames,
+// more than half of a ring where three fit just below a power of two (1280x720
+// BGR: 8 MiB), so every frame was copied (DESIGN.md "Ring size from the caps").
+constexpr uint32_t kAutoFrames = 4;
 constexpr uint64_t kAutoMinCapacity = 1u << 20;    // 1 MiB
 constexpr uint64_t kAutoMaxCapacity = 1ull << 30;  // 1 GiB
 

@@ -401,7 +401,7 @@ TEST(RingPool, BufferWithACarriedMetaIsCopied) {
 }
 
 // capacity=0 (the default): no ring at start; the first caps create it, sized for
-// three frames rounded up to a power of two (at least 1 MiB); a receiver started
+// four frames rounded up to a power of two (at least 1 MiB); a receiver started
 // first waits for it.
 TEST(AutoCapacity, RingIsCreatedAtTheFirstCapsAndSizedFromThem) {
   const std::string name = UniqueName("gpool-auto");
@@ -415,7 +415,7 @@ TEST(AutoCapacity, RingIsCreatedAtTheFirstCapsAndSizedFromThem) {
   gst_harness_set_src_caps_str(h, "video/x-raw,format=BGR,width=1920,height=1080,framerate=30/1");
   receiver.join();
   ASSERT_TRUE(early->IsValid()) << early->error();
-  // 3 x (6220800 + 64) bytes round up to 32 MiB.
+  // 4 x (6220800 + 64) bytes round up to 32 MiB.
   EXPECT_EQ(early->capacity(), 32u << 20);
   GstBuffer* b = gst_buffer_new_allocate(nullptr, 1920 * 1080 * 3, nullptr);
   gst_buffer_memset(b, 0, 0x5a, 1920 * 1080 * 3);
@@ -433,6 +433,21 @@ TEST(AutoCapacity, RingIsCreatedAtTheFirstCapsAndSizedFromThem) {
   }
   EXPECT_EQ(buffers, 1);
   early.reset();
+  gst_harness_teardown(h);
+}
+
+// Room for two frames in half the ring: a receiver whose sink keeps the last frame
+// while the next is pushed stays zero-copy. 1280x720 BGR: three frames would fit
+// 8 MiB, so the ring is 16 MiB.
+TEST(AutoCapacity, HalfTheRingHoldsTheFrameASinkKeepsAndTheNext) {
+  const std::string name = UniqueName("gpool-auto-720");
+  GstHarness* h = gsttest::NewSinkHarness(name);
+  gst_harness_set_src_caps_str(h, "video/x-raw,format=BGR,width=1280,height=720,framerate=30/1");
+  shm::ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  EXPECT_EQ(c.capacity(), 16u << 20);
+  EXPECT_LE(2 * shm::layout::RecordSize(shm::framing::kHeaderSize + 1280 * 720 * 3),
+            c.capacity() / 2);
   gst_harness_teardown(h);
 }
 

@@ -118,7 +118,7 @@ def test_synced_video_sink_receives_every_frame():
     assert in_place >= FRAMES - 2
 
 
-def probe_receiver(props="", lossless=True):
+def probe_receiver(props="", lossless=True, src=SRC, sink_props=f"capacity={4 << 20}"):
     """Sends the stream through a ring to memory_probe.py (started first) and returns
     what it saw: where each buffer pushed by shmringsrc lives. A lossless receiver
     sees every buffer; a live one at least one (it skips when the sender laps it)."""
@@ -127,7 +127,7 @@ def probe_receiver(props="", lossless=True):
     # never come near half the ring (past that the src copies).
     recv, _ = receive_while_sending(
         [sys.executable, str(HERE / "memory_probe.py"), "--props", props, name],
-        f"{SRC} ! shmringsink shm-name={name} capacity={4 << 20}")
+        f"{src} ! shmringsink shm-name={name} {sink_props}")
     assert recv.returncode == 0, recv.stderr[-3000:]
     res = json.loads(recv.stdout.strip().splitlines()[-1])
     assert res["buffers"] == FRAMES if lossless else res["buffers"] >= 1, res
@@ -141,6 +141,16 @@ def test_receiver_pushes_the_rings_memory_by_default():
     res = probe_receiver()
     assert res["in_ring"] == FRAMES, res
     assert res["readonly"] == FRAMES, res
+
+
+def test_receiver_stays_zero_copy_in_a_ring_sized_from_the_caps():
+    """The default ring (sized from the caps) leaves room for the frame fakesink
+    keeps and the one being pushed within half the ring, the receiver's limit for
+    ring memory held downstream: 1280x720 BGR, where three frames fit 8 MiB (every
+    frame was copied out of a ring that small)."""
+    src = SRC.replace("width=320,height=240", "width=1280,height=720")
+    res = probe_receiver(src=src, sink_props="")
+    assert res["in_ring"] == FRAMES, res
 
 
 def test_receiver_copies_with_zero_copy_false():
