@@ -61,6 +61,7 @@ class Source:
 SMPTE_1080P = Source("", "1080p", 1920, 1080, "smpte", 1)
 # The transport rows (key suffix of gst_{alloc,copy}_KEY and fanout_black_N).
 TRANSPORT_SOURCES = (Source("black1080", "1080p, pattern=black", 1920, 1080, "black", 2),
+                     Source("black720", "1280×720, pattern=black", 1280, 720, "black", 4),
                      Source("black480", "640×480, pattern=black", 640, 480, "black", 8),
                      Source("black240", "320×240, pattern=black", 320, 240, "black", 16))
 CAPACITIES_MIB = (16, 32, 64, 128)

@@ -390,7 +390,7 @@ class Report:
                "per frame in the sender: they measure the painting more than the transport. The "
                "transport rows (\"pattern=black\") send a static pattern, which videotestsrc "
                "copies from a cached frame (one memcpy per frame), at the default capacity, "
-               "with 2×, 8× and 16× the frames for 1080p, 640×480 and 320×240 BGR: there the "
+               "with 2×, 4×, 8× and 16× the frames for 1080p, 1280×720, 640×480 and 320×240 BGR: there the "
                "sinks' and sources' own costs (copies, cache and TLB footprint, per-buffer "
                "work, wake-ups) decide the frame rate.")
         self.p()
@@ -760,8 +760,8 @@ class Report:
 
 CAPS = "video/x-raw,format=BGR,width=1920,height=1080"
 # bench.py's transport rows: (key, what) of gst_{alloc,copy}_KEY.
-TRANSPORT_ROWS = (("black1080", "1080p pattern=black"), ("black480", "640×480 pattern=black"),
-                  ("black240", "320×240 pattern=black"))
+TRANSPORT_ROWS = (("black1080", "1080p pattern=black"), ("black720", "1280×720 pattern=black"),
+                  ("black480", "640×480 pattern=black"), ("black240", "320×240 pattern=black"))
 IDLE_FRAME_INTERVAL_S = 1.0  # bench.py's idle row: framerate=1/1
 
 
