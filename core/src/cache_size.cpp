@@ -20,7 +20,7 @@ uint64_t ReadSizeFile(const std::string& path) {
   char unit = 0;
   const int got = std::fscanf(f, "%llu%c", &n, &unit);
   std::fclose(f);
-  if (got < 1) return 0;
+  if (got < 1 || n > (uint64_t{1} << 32)) return 0;  // no cache is 4 G units large
   if (unit == 'K') return n << 10;
   if (unit == 'M') return n << 20;
   if (unit == 'G') return n << 30;
