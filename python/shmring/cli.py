@@ -28,6 +28,11 @@ States (``ls``, ``inspect``):
   regular file at all (a FIFO, a directory, a symlink; ``rm --force`` removes those)
 * ``unreadable``  permission denied (listed when its size is a ring's, or with ``--all``)
 
+Receiver slots (a ring made with max_receivers > 1): ``ls`` counts the attached
+receivers ("2/3 receivers") and prints a line per slot in use: ``pid N alive``
+(attached), ``pid N dead`` (killed while attached), ``attaching`` (claimed, its start
+not stored yet); ``inspect`` prints every slot, ``free`` ones too.
+
 User errors exit with status 1 and one line on stderr naming the field or the OS call;
 argument errors exit with 2 (argparse).
 """
