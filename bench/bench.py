@@ -28,6 +28,8 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from shm_segments import remove_shmsink_segments
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 PY = "/usr/bin/python3"
 CAPS_1080P = "video/x-raw,format=BGR,width=1920,height=1080"
@@ -132,6 +134,19 @@ def gst_receive(cfg: Config, source: str, n: int) -> Tuple[float, int, float]:
     return res["fps"], res["buffers"], res["cpu_ms"]
 
 
+def end_sender(proc: subprocess.Popen) -> None:
+    """Ends sender `proc` (started with start_new_session: SIGKILL to its group) unless it
+    was reaped already, reaps it and removes the shm areas it left when it ran a shmsink
+    (shm_segments.py: only names carrying its pid)."""
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    remove_shmsink_segments(proc.pid)
+
+
 def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
     try:
         proc.wait(timeout)
@@ -150,22 +165,28 @@ def gst_once(cfg: Config, variant: str, copy: bool, cap_mib: Optional[int],
         name = unique("g")
         cap = f" capacity={cap_mib << 20}" if cap_mib else ""
         sender = gst_sender(cfg, f"shmringsink shm-name={name} sync=false{cap}", n, copy, src)
-        fps, got, rcpu = gst_receive(cfg, f"shmringsrc shm-name={name}", n)
-        scpu = wait_rusage(sender, 10 if got >= n else 0)
-        if os.path.exists(f"/dev/shm/{name}"):  # a sender that had to be killed
-            os.unlink(f"/dev/shm/{name}")
+        try:
+            fps, got, rcpu = gst_receive(cfg, f"shmringsrc shm-name={name}", n)
+            scpu = wait_rusage(sender, 10 if got >= n else 0)
+        finally:
+            end_sender(sender)
+            if os.path.exists(f"/dev/shm/{name}"):  # a sender that had to be killed
+                os.unlink(f"/dev/shm/{name}")
     else:
         sock = os.path.join(tempfile.gettempdir(), unique("s") + ".sock")
         cap = f" shm-size={cap_mib << 20}" if cap_mib else ""
         sender = gst_sender(cfg, f"shmsink socket-path={sock} sync=false "
                             f"wait-for-connection=true{cap}", n, copy, src)
-        deadline = time.monotonic() + 20
-        while not os.path.exists(sock) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        fps, got, rcpu = gst_receive(cfg, f"shmsrc socket-path={sock} ! {src.caps}", n)
-        scpu = wait_rusage(sender, 10 if got >= n else 0)
-        if os.path.exists(sock):
-            os.unlink(sock)
+        try:
+            deadline = time.monotonic() + 20
+            while not os.path.exists(sock) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            fps, got, rcpu = gst_receive(cfg, f"shmsrc socket-path={sock} ! {src.caps}", n)
+            scpu = wait_rusage(sender, 10 if got >= n else 0)
+        finally:
+            end_sender(sender)  # a killed shmsink leaves its shm area
+            if os.path.exists(sock):
+                os.unlink(sock)
     if got < n:
         log(f"  {variant} {'copy' if copy else 'alloc'} {cap_mib} {src.key or '1080p'}: {got} "
             f"of {n} buffers (stalled: no result this round)")
@@ -181,10 +202,8 @@ def wait_rusage(proc: subprocess.Popen, timeout: float = 30) -> float:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            # A shmsink sender that had to be killed leaves its shm area
-            # (/dev/shm/shmpipe.PID.N, PID printed %5d): remove it.
-            for path in glob.glob(f"/dev/shm/shmpipe.{proc.pid:5d}.*"):
-                os.unlink(path)
+            # A shmsink sender that had to be killed leaves its shm area: remove it.
+            remove_shmsink_segments(proc.pid)
             return usage.ru_utime + usage.ru_stime
         if time.monotonic() > deadline:
             try:
@@ -227,54 +246,67 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int,
                                  str(n), str(warmup)], env=cfg.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, text=True)
 
-    if variant == "shmring":
-        names = [unique("f")]
-        # The receivers first (they wait for the ring); the sender starts the stream once all
-        # N are attached.
-        early = [receiver(f"shmringsrc shm-name={names[0]} mode=lossless")
-                 for _ in range(receivers)]
-        sender = fanout_sender(cfg, 0, head + ["!", "shmringsink", f"shm-name={names[0]}",
-                                               f"max-receivers={receivers}", "sync=false"])
-    elif variant == "tee+rings":
-        names = [unique("f") for _ in range(receivers)]
-        branches: List[str] = []
-        for name in names:
-            branches += ["t.", "!", "queue", "!", "shmringsink", f"shm-name={name}", "sync=false"]
-        early = [receiver(f"shmringsrc shm-name={name}") for name in names]
-        sender = fanout_sender(cfg, 0, head + ["!", "tee", "name=t"] + branches)
-    else:
-        sock = os.path.join(tempfile.gettempdir(), unique("f") + ".sock")
-        # shmsrc needs the socket: the sender first, holding the stream until all N clients
-        # are connected (wait-for-connection=true alone waits for the first one only).
-        sender = fanout_sender(cfg, receivers, head + [
-            "!", "shmsink", "name=sink", f"socket-path={sock}", "sync=false",
-            "wait-for-connection=true"])
-        deadline = time.monotonic() + 20
-        while not os.path.exists(sock) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        early = [receiver(f"shmsrc socket-path={sock} ! {src.caps}") for _ in range(receivers)]
-    procs = early
-    fps = []
-    rcpu = []
-    complete = True
-    for proc in procs:
-        out, _ = proc.communicate(timeout=180)
-        try:
-            res = json.loads(out.strip().splitlines()[-1])
-            fps.append(res["fps"])
-            rcpu.append(res["cpu_ms"])
-            # A receiver that stopped getting buffers before the end (stalled) or that
-            # missed some (it counted fewer than were sent) did not get the whole stream.
-            complete = (complete and not res.get("stalled", False)
-                        and res.get("buffers", 0) >= n)
-        except (IndexError, ValueError):
-            fps.append(float("nan"))
-            rcpu.append(float("nan"))
-            complete = False
-    cpu = wait_rusage(sender, 30 if complete else 0)
-    if variant == "shmsink" and os.path.exists(sock):
-        os.unlink(sock)
-    if variant in ("tee+rings", "shmring"):
+    sender: Optional[subprocess.Popen] = None
+    sock = ""
+    try:
+        if variant == "shmring":
+            names = [unique("f")]
+            # The receivers first (they wait for the ring); the sender starts the stream once
+            # all N are attached.
+            early = [receiver(f"shmringsrc shm-name={names[0]} mode=lossless")
+                     for _ in range(receivers)]
+            sender = fanout_sender(cfg, 0, head + ["!", "shmringsink", f"shm-name={names[0]}",
+                                                   f"max-receivers={receivers}", "sync=false"])
+        elif variant == "tee+rings":
+            names = [unique("f") for _ in range(receivers)]
+            branches: List[str] = []
+            for name in names:
+                branches += ["t.", "!", "queue", "!", "shmringsink", f"shm-name={name}",
+                             "sync=false"]
+            early = [receiver(f"shmringsrc shm-name={name}") for name in names]
+            sender = fanout_sender(cfg, 0, head + ["!", "tee", "name=t"] + branches)
+        else:
+            sock = os.path.join(tempfile.gettempdir(), unique("f") + ".sock")
+            # shmsrc needs the socket: the sender first, holding the stream until all N
+            # clients are connected (wait-for-connection=true alone waits for the first one).
+            sender = fanout_sender(cfg, receivers, head + [
+                "!", "shmsink", "name=sink", f"socket-path={sock}", "sync=false",
+                "wait-for-connection=true"])
+            deadline = time.monotonic() + 20
+            while not os.path.exists(sock) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            early = [receiver(f"shmsrc socket-path={sock} ! {src.caps}")
+                     for _ in range(receivers)]
+        procs = early
+        fps = []
+        rcpu = []
+        complete = True
+        for proc in procs:
+            out, _ = proc.communicate(timeout=180)
+            try:
+                res = json.loads(out.strip().splitlines()[-1])
+                fps.append(res["fps"])
+                rcpu.append(res["cpu_ms"])
+                # A receiver that stopped getting buffers before the end (stalled) or that
+                # missed some (it counted fewer than were sent) did not get the whole stream.
+                complete = (complete and not res.get("stalled", False)
+                            and res.get("buffers", 0) >= n)
+            except (IndexError, ValueError):
+                fps.append(float("nan"))
+                rcpu.append(float("nan"))
+                complete = False
+        cpu = wait_rusage(sender, 30 if complete else 0)
+    finally:
+        # Also when a step raised (a receiver over its guard): nothing left running, and
+        # no ring, socket or shmsink shm area left behind.
+        for p in early:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if sender is not None:
+            end_sender(sender)
+        if sock and os.path.exists(sock):
+            os.unlink(sock)
         for name in names:
             if os.path.exists(f"/dev/shm/{name}"):
                 os.unlink(f"/dev/shm/{name}")
@@ -618,6 +650,8 @@ def idle_once(cfg: Config, receiver: str) -> Dict[str, Any]:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+        # The killed shmsink sender (receiver shmsrc) leaves its shm area.
+        remove_shmsink_segments(sender.pid)
         if sock and os.path.exists(sock):
             os.unlink(sock)
         if name and os.path.exists(f"/dev/shm/{name}"):  # the killed sender's segment

@@ -26,6 +26,8 @@ import tempfile
 import time
 from typing import IO, Dict, List, Optional
 
+from shm_segments import remove_shmsink_segments
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FRAMES = 40
 CAPS = "video/x-raw,format=BGR,width=320,height=240"
@@ -115,6 +117,7 @@ def run(exe: str, as_launch: bool, kind: str, tmp: str, env: Dict[str, str]) -> 
             if p.poll() is None:
                 p.kill()
                 p.wait()
+        remove_shmsink_segments(sender.pid)  # a killed shmsink leaves its shm area
         if os.path.exists(f"/dev/shm/{name}"):
             os.unlink(f"/dev/shm/{name}")
     print(f"{kind}: sender printed {lines}, exit {code}; receivers {results}")

@@ -30,6 +30,8 @@ import tempfile
 import time
 from typing import Dict, List, Tuple
 
+from shm_segments import child_pids, remove_shmsink_segments
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = "/usr/bin/python3"
 
@@ -77,10 +79,12 @@ def run_pair(plugin_dir: str, shmsink: bool, args: argparse.Namespace,
                                "gst-launch-1.0", "-q"] + head + sink, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
+    shmsink_pids: List[int] = []  # perf's child: the gst-launch-1.0 running shmsink
     if shmsink:
         deadline = time.monotonic() + 20
         while not os.path.exists(sock) and time.monotonic() < deadline:
             time.sleep(0.01)
+        shmsink_pids = child_pids(sender.pid)
     load = os.getloadavg()[0]
     out = subprocess.run([PY, os.path.join(ROOT, "bench", "gst_receive.py"), source, str(n),
                           "20"], env=env, capture_output=True, text=True, timeout=300)
@@ -91,6 +95,8 @@ def run_pair(plugin_dir: str, shmsink: bool, args: argparse.Namespace,
         os.killpg(sender.pid, signal.SIGKILL)
         sender.wait()
         result["hung"] = True
+    for pid in shmsink_pids:  # a killed shmsink leaves its shm area (64 MiB)
+        remove_shmsink_segments(pid)
     try:
         res = json.loads(out.stdout.strip().splitlines()[-1])
         st = perf_stat(stat)

@@ -635,8 +635,11 @@ class ShmProducer(_Endpoint):
         return found
 
     def receiver_attached(self, slot: int) -> bool:
-        """Whether receiver ``slot`` is attached now (its role byte 1 + slot is held;
-        without OFD locks: ATTACHED and a live pid). Any thread; never blocks."""
+        """Whether receiver ``slot`` is held now: its role byte 1 + slot is held
+        (without OFD locks: ATTACHED and a live pid). A receiver holds the byte from its
+        claim, before it stores its start and sets ATTACHED: true here does not mean it
+        finished attaching (:class:`~shmring.header.ReceiverSnapshot` calls the two
+        ``claimed`` and ``attached``). Any thread; never blocks."""
         ring = self.ring
         if not 0 <= slot < ring.max_receivers:
             return False

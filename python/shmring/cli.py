@@ -28,6 +28,11 @@ States (``ls``, ``inspect``):
   regular file at all (a FIFO, a directory, a symlink; ``rm --force`` removes those)
 * ``unreadable``  permission denied (listed when its size is a ring's, or with ``--all``)
 
+Receiver slots (a ring made with max_receivers > 1): ``ls`` counts the attached
+receivers ("2/3 receivers") and prints a line per slot in use: ``pid N alive``
+(attached), ``pid N dead`` (killed while attached), ``attaching`` (claimed, its start
+not stored yet); ``inspect`` prints every slot, ``free`` ones too.
+
 User errors exit with status 1 and one line on stderr naming the field or the OS call;
 argument errors exit with 2 (argparse).
 """
@@ -152,20 +157,27 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
         snap = by_name.get(r[0])
         if snap is not None and snap.valid and snap.max_receivers > 1:
-            for line in _receiver_lines(snap, attached_only=True):
+            for line in _receiver_lines(snap, taken_only=True):
                 print("    " + line)
     return 0
 
 
-def _receiver_lines(s: HeaderSnapshot, attached_only: bool) -> List[str]:
-    """One line per receiver slot: pid, mode, position, lag, skipped (attached_only:
-    the attached ones and those that died attached)."""
+def _receiver_lines(s: HeaderSnapshot, taken_only: bool) -> List[str]:
+    """One line per receiver slot: who holds it (free, attaching: claimed and not
+    attached yet, pid alive, pid dead: died attached), mode, position, lag, skipped
+    (taken_only: every slot but the free ones)."""
     lines = []
     for r in s.receivers:
-        if attached_only and not (r.attached or r.dead):
-            continue
-        who = "free" if not (r.attached or r.dead) else \
-            f"pid {r.pid} {'dead' if r.dead else 'alive'}"
+        if r.dead:
+            who = f"pid {r.pid} dead"
+        elif r.attaching:
+            who = "attaching"  # its pid word is not written yet
+        elif r.attached:
+            who = f"pid {r.pid} alive"
+        else:
+            if taken_only:
+                continue
+            who = "free"
         lines.append(f"slot {r.slot}: {who}, {r.mode_name}, position {r.position}, "
                      f"lag {human_bytes(r.lag(s.head))}, skipped {r.skipped} buffers")
     return lines
@@ -235,7 +247,7 @@ def _print_inspect(s: HeaderSnapshot) -> None:
         print(f"  {key:<15} {value}")
     if s.valid:
         print("  receivers")
-        for line in _receiver_lines(s, attached_only=False):
+        for line in _receiver_lines(s, taken_only=False):
             print("    " + line)
         if s.stream_info is not None:
             print(f"  {'stream info':<15} {s.stream_info.decode('utf-8', 'replace')}")

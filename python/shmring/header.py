@@ -61,7 +61,15 @@ def decode_consumer_flags(value: int) -> str:
 @dataclass
 class ReceiverSnapshot:
     """One receiver slot of a ring's header (fan-out): its words as read, and
-    whether its role byte (1 + slot) is held (None: not looked at / no OFD locks)."""
+    whether its role byte (1 + slot) is held (None: not looked at / no OFD locks).
+
+    A receiver attaches in two steps: it *claims* the slot (takes the role byte), then
+    stores its start position and sets the slot's ATTACHED flag. :attr:`claimed` is
+    true from the first step, :attr:`attached` only after the second: wait for
+    :attr:`attached` before counting on the receiver reading what is written next.
+    A slot taken over from a receiver that died without detaching still carries the
+    dead one's ATTACHED flag and pid until the producer reaps it or the new receiver
+    finishes: it shows as attached from its claim."""
 
     slot: int = 0
     flags: int = 0
@@ -72,11 +80,22 @@ class ReceiverSnapshot:
     locked: Optional[bool] = None
 
     @property
-    def attached(self) -> bool:
-        """Attached now: its role byte is held (without lock information, ATTACHED)."""
+    def claimed(self) -> bool:
+        """A receiver holds the slot, attached or still attaching: its role byte is
+        held (without lock information: ATTACHED is set)."""
         if self.locked is not None:
             return self.locked
         return bool(self.flags & L.CONSUMER_ATTACHED)
+
+    @property
+    def attached(self) -> bool:
+        """A receiver holds the slot and finished attaching: claimed and ATTACHED set."""
+        return self.claimed and bool(self.flags & L.CONSUMER_ATTACHED)
+
+    @property
+    def attaching(self) -> bool:
+        """Claimed, ATTACHED not set yet: a receiver between its claim and its start."""
+        return self.claimed and not self.flags & L.CONSUMER_ATTACHED
 
     @property
     def dead(self) -> bool:
@@ -98,7 +117,7 @@ class ReceiverSnapshot:
 
     def as_dict(self, head: int) -> Dict[str, Any]:
         return {"slot": self.slot, "pid": self.pid, "mode": self.mode_name,
-                "attached": self.attached, "dead": self.dead, "position": self.position,
+                "claimed": self.claimed, "attached": self.attached, "dead": self.dead, "position": self.position,
                 "lag": self.lag(head), "skipped": self.skipped,
                 "flags": self.flags, "flags_decoded": decode_consumer_flags(self.flags),
                 "locked": self.locked}

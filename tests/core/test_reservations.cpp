@@ -52,6 +52,12 @@ struct Ring {
     if (r.payload != nullptr) std::memcpy(r.payload, text.data(), text.size());
     return r;
   }
+  // Reserves `text` and publishes all of it at once (`keep` as Publish's).
+  Reservation Send(const std::string& text, bool keep = false) {
+    const Reservation r = Reserve(text);
+    p->Publish(r, static_cast<uint32_t>(text.size()), keep);
+    return r;
+  }
   RingImage img;
   std::unique_ptr<ByteRingBuffer> p;
   std::unique_ptr<ByteRingBuffer> c;
@@ -65,6 +71,11 @@ struct CacheBytes {
   CacheBytes(const CacheBytes&) = delete;
   CacheBytes& operator=(const CacheBytes&) = delete;
 };
+
+// The large-record cases: a 1 MiB ring and records of 200000 bytes (at least
+// tuning::kEarlyWrapMinRecord: large), filled with `fill`.
+constexpr uint32_t kLargeRingCap = 1u << 20;
+std::string Large(char fill) { return std::string(200000, fill); }
 
 // Named rings on fresh names (the ends kept until the test ends).
 class Reservations : public shmtest::RingNameTest {
@@ -206,25 +217,18 @@ TEST_F(Reservations, KeptBytesAreNotReused) {
 // the same cache-warm places instead of walking the whole ring. The receiver skips
 // the WRAP marker and gets every message in order.
 TEST_F(Reservations, LargeRecordRestartsAtTheFrontOnceTheReceiverKeptUp) {
-  constexpr uint32_t kCap = 1u << 20;
-  Ring r(kCap);
-  const std::string a_text(200000, 'a'), b_text(200000, 'b'), c_text(200000, 'c'),
-      d_text(200000, 'd');
-  const Reservation a = r.Reserve(a_text);
-  r.p->Publish(a, static_cast<uint32_t>(a_text.size()));
-  EXPECT_EQ(r.Next(), a_text);
-  const Reservation b = r.Reserve(b_text);  // one record in front: not enough
+  Ring r(kLargeRingCap);
+  const Reservation a = r.Send(Large('a'));
+  EXPECT_EQ(r.Next(), Large('a'));
+  const Reservation b = r.Send(Large('b'));  // one record in front: not enough
   EXPECT_EQ(b.start, a.end);
-  r.p->Publish(b, static_cast<uint32_t>(b_text.size()));
-  EXPECT_EQ(r.Next(), b_text);
-  const Reservation c = r.Reserve(c_text);  // two read: the front again
-  EXPECT_EQ(c.start, kCap);
-  r.p->Publish(c, static_cast<uint32_t>(c_text.size()));
-  const Reservation d = r.Reserve(d_text);  // c unread: room after it all the same
+  EXPECT_EQ(r.Next(), Large('b'));
+  const Reservation c = r.Send(Large('c'));  // two read: the front again
+  EXPECT_EQ(c.start, kLargeRingCap);
+  const Reservation d = r.Send(Large('d'));  // c unread: room after it all the same
   EXPECT_EQ(d.start, c.end);
-  r.p->Publish(d, static_cast<uint32_t>(d_text.size()));
-  EXPECT_EQ(r.Next(), c_text);
-  EXPECT_EQ(r.Next(), d_text);
+  EXPECT_EQ(r.Next(), Large('c'));
+  EXPECT_EQ(r.Next(), Large('d'));
   EXPECT_EQ(r.Next(), "<empty>");
 }
 
@@ -236,29 +240,22 @@ TEST_F(Reservations, LargeRecordRestartsAtTheFrontOnceTheReceiverKeptUp) {
 // large record goes"). The record after it waits in the second place until the
 // receiver is done there.
 TEST_F(Reservations, LargeRecordRestartsWhileTheReceiverReadsTheOneBefore) {
-  constexpr uint32_t kCap = 1u << 20;
   const CacheBytes cache(1u << 20);  // three 200 kB records are more than half of it
-  Ring r(kCap);
-  const std::string a_text(200000, 'a'), b_text(200000, 'b'), c_text(200000, 'c'),
-      d_text(200000, 'd');
-  const Reservation a = r.Reserve(a_text);
-  r.p->Publish(a, static_cast<uint32_t>(a_text.size()));
-  const Reservation b = r.Reserve(b_text);
+  Ring r(kLargeRingCap);
+  const Reservation a = r.Send(Large('a'));
+  const Reservation b = r.Send(Large('b'));
   EXPECT_EQ(b.start, a.end);
-  r.p->Publish(b, static_cast<uint32_t>(b_text.size()));
-  EXPECT_EQ(r.Next(), a_text);  // b not read yet
-  const Reservation c = r.Reserve(c_text);
-  EXPECT_EQ(c.start, kCap);  // the front, not b.end
-  r.p->Publish(c, static_cast<uint32_t>(c_text.size()));
+  EXPECT_EQ(r.Next(), Large('a'));  // b not read yet
+  const Reservation c = r.Send(Large('c'));
+  EXPECT_EQ(c.start, kLargeRingCap);  // the front, not b.end
   Reservation d;
-  EXPECT_EQ(r.p->ReserveNext(static_cast<uint32_t>(d_text.size()), &d), Status::kFull);
-  EXPECT_EQ(r.Next(), b_text);
-  d = r.Reserve(d_text);  // the second place, free again
+  EXPECT_EQ(r.p->ReserveNext(static_cast<uint32_t>(Large('d').size()), &d), Status::kFull);
+  EXPECT_EQ(r.Next(), Large('b'));
+  d = r.Send(Large('d'));  // the second place, free again
   EXPECT_EQ(d.start, c.end);
-  EXPECT_EQ(d.start - kCap, b.start);
-  r.p->Publish(d, static_cast<uint32_t>(d_text.size()));
-  EXPECT_EQ(r.Next(), c_text);
-  EXPECT_EQ(r.Next(), d_text);
+  EXPECT_EQ(d.start - kLargeRingCap, b.start);
+  EXPECT_EQ(r.Next(), Large('c'));
+  EXPECT_EQ(r.Next(), Large('d'));
   EXPECT_EQ(r.Next(), "<empty>");
 }
 
@@ -269,30 +266,22 @@ TEST_F(Reservations, LargeRecordRestartsWhileTheReceiverReadsTheOneBefore) {
 // front has room for two records, the record goes there, and the one after it in
 // the second place at once.
 TEST_F(Reservations, LargeRecordsThatShareTheCacheCycleThroughThreePlaces) {
-  constexpr uint32_t kCap = 1u << 20;
   const CacheBytes cache(64u << 20);  // three 200 kB records fit in half of it
-  Ring r(kCap);
-  const std::string a_text(200000, 'a'), b_text(200000, 'b'), c_text(200000, 'c'),
-      d_text(200000, 'd'), e_text(200000, 'e');
-  const Reservation a = r.Reserve(a_text);
-  r.p->Publish(a, static_cast<uint32_t>(a_text.size()));
-  const Reservation b = r.Reserve(b_text);
-  r.p->Publish(b, static_cast<uint32_t>(b_text.size()));
-  EXPECT_EQ(r.Next(), a_text);  // b not read yet
-  const Reservation c = r.Reserve(c_text);
-  EXPECT_EQ(c.start, b.end);  // a third place, not the front
-  r.p->Publish(c, static_cast<uint32_t>(c_text.size()));
-  EXPECT_EQ(r.Next(), b_text);  // c not read yet: the front has room for two
-  const Reservation d = r.Reserve(d_text);
-  EXPECT_EQ(d.start, kCap);
-  r.p->Publish(d, static_cast<uint32_t>(d_text.size()));
-  const Reservation e = r.Reserve(e_text);  // the second place, without waiting
+  Ring r(kLargeRingCap);
+  const Reservation a = r.Send(Large('a'));
+  const Reservation b = r.Send(Large('b'));
+  EXPECT_EQ(r.Next(), Large('a'));  // b not read yet
+  const Reservation c = r.Send(Large('c'));
+  EXPECT_EQ(c.start, b.end);        // a third place, not the front
+  EXPECT_EQ(r.Next(), Large('b'));  // c not read yet: the front has room for two
+  const Reservation d = r.Send(Large('d'));
+  EXPECT_EQ(d.start, kLargeRingCap);
+  const Reservation e = r.Send(Large('e'));  // the second place, without waiting
   EXPECT_EQ(e.start, d.end);
-  EXPECT_EQ(e.start - kCap, b.start);
-  r.p->Publish(e, static_cast<uint32_t>(e_text.size()));
-  EXPECT_EQ(r.Next(), c_text);
-  EXPECT_EQ(r.Next(), d_text);
-  EXPECT_EQ(r.Next(), e_text);
+  EXPECT_EQ(e.start - kLargeRingCap, b.start);
+  EXPECT_EQ(r.Next(), Large('c'));
+  EXPECT_EQ(r.Next(), Large('d'));
+  EXPECT_EQ(r.Next(), Large('e'));
   EXPECT_EQ(r.Next(), "<empty>");
 }
 
@@ -300,28 +289,22 @@ TEST_F(Reservations, LargeRecordsThatShareTheCacheCycleThroughThreePlaces) {
 // keep a large record at the head; once unkept, the front is used again. Small
 // records always go at the head.
 TEST_F(Reservations, LargeRecordDoesNotRestartOverKeptBytesNorDoSmallOnes) {
-  constexpr uint32_t kCap = 1u << 20;
-  Ring r(kCap);
-  const std::string big(200000, 'k');
-  const Reservation a = r.Reserve(big);
-  r.p->Publish(a, static_cast<uint32_t>(big.size()), /*keep=*/true);
+  Ring r(kLargeRingCap);
+  const std::string big = Large('k');
+  const Reservation a = r.Send(big, /*keep=*/true);
   EXPECT_EQ(r.Next(), big);
-  const Reservation b = r.Reserve(big);
-  r.p->Publish(b, static_cast<uint32_t>(big.size()));
+  const Reservation b = r.Send(big);
   EXPECT_EQ(r.Next(), big);
-  const Reservation c = r.Reserve(big);  // both read, but a is kept: not over it
+  const Reservation c = r.Send(big);  // both read, but a is kept: not over it
   EXPECT_EQ(c.start, b.end);
-  r.p->Publish(c, static_cast<uint32_t>(big.size()));
   EXPECT_EQ(r.Next(), big);
   r.p->Unkeep(a);
-  const Reservation d = r.Reserve(big);
-  EXPECT_EQ(d.start, kCap);
-  r.p->Publish(d, static_cast<uint32_t>(big.size()));
+  const Reservation d = r.Send(big);
+  EXPECT_EQ(d.start, kLargeRingCap);
   EXPECT_EQ(r.Next(), big);
   const std::string small(1000, 's');
-  const Reservation e = r.Reserve(small);  // below the threshold: at the head
+  const Reservation e = r.Send(small);  // below the threshold: at the head
   EXPECT_EQ(e.start, d.end);
-  r.p->Publish(e, static_cast<uint32_t>(small.size()));
   EXPECT_EQ(r.Next(), small);
   EXPECT_EQ(r.Next(), "<empty>");
 }

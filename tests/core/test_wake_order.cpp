@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "shm/byte_ring_buffer.hpp"
 #include "shm/layout.hpp"
@@ -37,6 +38,22 @@ struct AtSeam {
   std::function<void()> fn;
 };
 
+// A 4096-byte ring (< 64 KiB: the consumer stores its tail at every release), its
+// producer end `p` and consumer end `c`, and the 8-byte message the tests send.
+class WakeOrder : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(init_error, "");
+    ASSERT_TRUE(p.valid() && c.valid());
+  }
+  shmtest::RingImage img{4096};
+  const std::string init_error = img.Init();  // before the ends below are made
+  ByteRingBuffer p{img.base(), img.size(), true};
+  ByteRingBuffer c{img.base(), img.size(), false};
+  const char msg[8] = "message";
+  char out[8] = {};
+};
+
 }  // namespace
 
 // The receiver sleeps (counted), is woken by two publishes and reads them. At the third
@@ -48,14 +65,7 @@ struct AtSeam {
 // receiver sleeps on with a message in the ring (it lost a wake once, 60 s under the
 // ASan run). Loaded before the store, the count is the old sleep's and the new one is
 // woken.
-TEST(WakeOrder, ASleepThatSawTheNewHeadIsWokenByTheNextPublish) {
-  shmtest::RingImage img(4096);
-  ASSERT_EQ(img.Init(), "");
-  ByteRingBuffer p(img.base(), img.size(), true);
-  ByteRingBuffer c(img.base(), img.size(), false);
-  ASSERT_TRUE(p.valid() && c.valid());
-  const char msg[8] = "message";
-  char out[8];
+TEST_F(WakeOrder, ASleepThatSawTheNewHeadIsWokenByTheNextPublish) {
   c.SleepWhileHeadIs(c.LoadHead(), 0, nullptr);  // counted sleep 1 (returns at once)
   ASSERT_NE(c.ConsumerFlags() & layout::kConsumerCountsSleeps, 0u);
   ASSERT_TRUE(p.Write(msg, sizeof msg));  // woken (no count from before this store)
@@ -87,14 +97,7 @@ TEST(WakeOrder, ASleepThatSawTheNewHeadIsWokenByTheNextPublish) {
 // sees the new tail and goes to sleep again on it (a new count). The fourth release
 // must wake that sleep; a consumer that loads the producer's count after its tail
 // store takes the new sleep's count for the one it woke and skips the wake.
-TEST(WakeOrder, AProducerSleepThatSawTheNewTailIsWokenByTheNextRelease) {
-  shmtest::RingImage img(4096);  // < 64 KiB: the consumer stores its tail at every release
-  ASSERT_EQ(img.Init(), "");
-  ByteRingBuffer p(img.base(), img.size(), true);
-  ByteRingBuffer c(img.base(), img.size(), false);
-  ASSERT_TRUE(p.valid() && c.valid());
-  const char msg[8] = "message";
-  char out[8];
+TEST_F(WakeOrder, AProducerSleepThatSawTheNewTailIsWokenByTheNextRelease) {
   for (int i = 0; i < 8; ++i) ASSERT_TRUE(p.Write(msg, sizeof msg));
   p.BeginSpaceWait();
   p.SleepForSpace(0, c.LoadTail() + 8, 0, nullptr);  // counted sleep 1 (returns at once)

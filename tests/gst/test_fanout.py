@@ -25,7 +25,6 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 from shmring.errors import RingNotFoundError  # noqa: E402
-from shmring.layout import CONSUMER_ATTACHED  # noqa: E402
 from shmring.header import HeaderSnapshot  # noqa: E402
 
 gi = pytest.importorskip("gi")
@@ -112,22 +111,21 @@ def run_to_eos(pipe):
 
 
 def attached_slots(name):
-    """The slots whose receiver has finished attaching: its role byte is held and its
-    ATTACHED flag is set. The role byte alone is not enough: a receiver claims it before
-    it picks its start, and a lossless one joining a ring others read starts at the
-    oldest position the attached ones still hold. Frames written between the claim and
-    the start may already be behind that position (a live receiver reads them at once),
-    so a receiver counted on its role byte alone could miss the first frames (seen: a
-    keeper that printed 19 checksums of 20, the first missing, and waited for the 20th
-    forever). ATTACHED is set after the start is stored. None while the ring does not
-    exist yet (a sink whose capacity comes from the caps creates it when the first caps
-    arrive, on its streaming thread, after set_state returned)."""
+    """The slots whose receiver has finished attaching (`attached`: its role byte is held
+    and its ATTACHED flag is set). A claimed slot (the role byte alone) is not enough: a
+    receiver claims it before it picks its start, and a lossless one joining a ring
+    others read starts at the oldest position the attached ones still hold. Frames
+    written between the claim and the start may already be behind that position (a live
+    receiver reads them at once), so a receiver counted on its claim alone could miss the
+    first frames (seen: a keeper that printed 19 checksums of 20, the first missing, and
+    waited for the 20th forever). ATTACHED is set after the start is stored. None while
+    the ring does not exist yet (a sink whose capacity comes from the caps creates it when
+    the first caps arrive, on its streaming thread, after set_state returned)."""
     try:
         snapshot = HeaderSnapshot.read(name)
     except RingNotFoundError:
         return []
-    return sorted(r.slot for r in snapshot.receivers
-                  if r.attached and r.flags & CONSUMER_ATTACHED)
+    return sorted(r.slot for r in snapshot.receivers if r.attached)
 
 
 def wait_attached(name, count, procs):

@@ -138,11 +138,16 @@ class StalledReceiverRun:
         wait_for(lambda: len(self.written) == self.pushed, self.procs)
 
     def slot(self):
+        """The receiver's slot once it finished attaching (its start stored, ATTACHED set),
+        else None."""
         return next((r for r in HeaderSnapshot.read(self.name).receivers if r.attached), None)
 
     def start(self, make_data):
         """Starts the sender (the ring is created at the first caps: two frames) and the
-        receiver; returns once the receiver holds a slot."""
+        receiver; returns once the receiver finished attaching. A claimed slot is not
+        enough: the sink writes once a receiver holds a slot, and a live receiver starts
+        at what is published after it stored its start, so a frame pushed in between
+        would be neither received nor counted as skipped (the test counts both)."""
         self.sender.set_state(Gst.State.PLAYING)
         self.push(2, make_data)  # a live sender writes nothing until a receiver is in
         wait_for(lambda: os.path.exists("/dev/shm/" + self.name), self.procs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import mmap
 import os
 import struct
 import subprocess
@@ -552,3 +553,36 @@ def test_ls_and_inspect_show_each_receiver(names):
         assert f"slot 1: pid {os.getpid()} alive, live" in shown
         lossless.close()
         live.close()
+
+
+def test_a_claimed_slot_is_not_attached_until_its_attached_flag_is_set(names):
+    """A receiver claims its slot (role byte 1 + slot) before it picks its start and sets
+    ATTACHED. In between, the snapshot says claimed and not attached, ls does not count
+    it among the receivers and inspect shows it as attaching, not free; once ATTACHED is
+    set it is attached."""
+    name = names.new("claim")
+    with shmring.ShmProducer(name, 4096, max_receivers=2):
+        fd = os.open(os.path.join(SHM, name), os.O_RDWR)
+        try:
+            # What ShmConsumer does first: the role byte of slot 0, nothing written yet.
+            assert _locks.try_lock(fd, _locks.CONSUMER_BYTE + 0)
+            slot = shmring.HeaderSnapshot.read(name).receivers[0]
+            assert slot.claimed and not slot.attached and not slot.dead
+            entry = {r["slot"]: r for r in ls_json()[name]["receivers"]}[0]
+            assert entry["claimed"] is True and entry["attached"] is False
+            lines = run_cli("ls").stdout.splitlines()
+            at = next(i for i, line in enumerate(lines) if line.startswith(name + " "))
+            assert "0/2 receivers" in lines[at]
+            assert "slot 0: attaching" in lines[at + 1]
+            assert "slot 0: attaching, lossless" in run_cli("inspect", name).stdout
+            # The receiver's last step of attaching (as SetConsumerAttached): ATTACHED.
+            with mmap.mmap(fd, L.HEADER_SIZE) as header:
+                words = memoryview(header).cast("I")
+                words[L.slot_word(0, L.SLOT_FLAGS)] |= L.CONSUMER_ATTACHED
+                words.release()
+            slot = shmring.HeaderSnapshot.read(name).receivers[0]
+            assert slot.claimed and slot.attached
+        finally:
+            os.close(fd)
+        slot = shmring.HeaderSnapshot.read(name).receivers[0]
+        assert not slot.claimed and not slot.attached and slot.dead

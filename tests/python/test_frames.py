@@ -1,14 +1,17 @@
 """FrameReader on profile-1 rings written by FrameWriter (Python) and by the C++ peer."""
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
+from typing import Iterator, List
 
 import numpy as np
 import pytest
 
 from conftest import peer_path
-from shmring import FrameReader, FrameWriter, ViewInUseError, framing
+from shmring import (FrameReader, FrameWriter, RingInterruptedError, ViewInUseError, framing,
+                     layout)
 from shmring.caps import video_layout
 
 # Blocking reads run through the native consume path and the pure-Python one.
@@ -169,36 +172,64 @@ class _StartWriterThenRead:
         self.thread.join(30)
 
 
-def test_keeping_every_frame_with_a_blocked_writer_is_an_error(ring_name):
-    fmt, frame_size = "GRAY8", video_layout("GRAY8", 64, 8).size
-    writer = FrameWriter(ring_name, 4 * (frame_size + 128), caps=caps_for(fmt, 64, 8))
+# The blocked-writer cases: GRAY8 64x8 frames into a ring with room for four.
+SMALL = ("GRAY8", 64, 8)
+SMALL_RING = 4 * (video_layout(*SMALL).size + 128)
+
+
+@contextlib.contextmanager
+def _streaming_writer(ring_name: str, timeout: float) -> Iterator[threading.Event]:
+    """A FrameWriter on ``ring_name`` (SMALL_RING bytes, SMALL frames) whose thread
+    writes frames 0..49 (``frame_bytes``, pts i, each write waiting up to ``timeout``
+    s for space) until a write fails or the yielded event is set. On the way out the
+    event is set, the writer interrupted (a write waiting for space ends), the thread
+    joined and the writer closed."""
+    writer = FrameWriter(ring_name, SMALL_RING, caps=caps_for(*SMALL))
     stop = threading.Event()
 
-    def write():
-        for i in range(50):
-            if not writer.write(frame_bytes(fmt, 64, 8, i), pts=i, timeout=10) or \
-                    stop.is_set():
-                return
+    def write() -> None:
+        try:
+            for i in range(50):
+                if not writer.write(frame_bytes(*SMALL, i), pts=i, timeout=timeout) or \
+                        stop.is_set():
+                    return
+        except RingInterruptedError:
+            pass  # the end of the test: still waiting for space
 
     t = threading.Thread(target=write)
     t.start()
-    kept = []
     try:
+        yield stop
+    finally:
+        stop.set()
+        writer.producer.interrupt()
+        t.join(30)
+        writer.producer.close()
+
+
+def _hold_until_the_writer_waits(r: FrameReader, kept: List[object]) -> None:
+    """Reads every frame into ``kept`` (holding it) until the writer waits for space
+    and nothing is left to read: the ring is full of frames ``r`` holds."""
+    ring = r._ring
+    while not (ring.producer_flags & layout.PRODUCER_WAITING and not ring.has_data()):
+        if ring.has_data():
+            kept.append(r.read_frame(timeout=5))
+    assert kept
+
+
+def test_keeping_every_frame_with_a_blocked_writer_is_an_error(ring_name):
+    kept = []
+    with _streaming_writer(ring_name, timeout=10) as stop:
         with FrameReader(ring_name, timeout=5) as r:
             with pytest.raises(ViewInUseError, match="still referenced"):
                 for frame in r:
                     kept.append(frame.array)  # never copied: the ring fills up
             # Every kept frame is still intact (nothing was reused under it).
             for i, arr in enumerate(kept):
-                assert arr.tobytes() == frame_bytes(fmt, 64, 8, i)
+                assert arr.tobytes() == frame_bytes(*SMALL, i)
             stop.set()
             kept.clear()
             del frame
-    finally:
-        stop.set()
-        writer.producer.interrupt()
-        t.join(30)
-        writer.producer.close()
 
 
 def test_owner_word_looks_are_not_taken_for_a_hoarding_reader(ring_name, monkeypatch):
@@ -208,31 +239,13 @@ def test_owner_word_looks_are_not_taken_for_a_hoarding_reader(ring_name, monkeyp
     # of waiting, so no ViewInUseError (the slice is made very long here so that no
     # clock is involved: the read times out). Fails when every look runs the hoarding
     # check (ViewInUseError at the second look, a millisecond after the mark).
-    from shmring import RingInterruptedError, _futex, frames, layout
+    from shmring import _futex, frames
     monkeypatch.setattr(frames, "_HOARDING_S", 1e9, raising=False)
-    fmt, frame_size = "GRAY8", video_layout("GRAY8", 64, 8).size
-    writer = FrameWriter(ring_name, 4 * (frame_size + 128), caps=caps_for(fmt, 64, 8))
-    stop = threading.Event()
-
-    def write():
-        try:
-            for i in range(50):
-                if not writer.write(frame_bytes(fmt, 64, 8, i), pts=i, timeout=30) or \
-                        stop.is_set():
-                    return
-        except RingInterruptedError:
-            pass  # the end of the test: still waiting for space
-
-    t = threading.Thread(target=write)
-    t.start()
-    kept = []
-    try:
+    kept: List[object] = []
+    with _streaming_writer(ring_name, timeout=30) as stop:
         with FrameReader(ring_name, timeout=5) as r:
+            _hold_until_the_writer_waits(r, kept)
             ring = r._ring
-            while not (ring.producer_flags & layout.PRODUCER_WAITING and not ring.has_data()):
-                if ring.has_data():
-                    kept.append(r.read_frame(timeout=5))
-            assert kept
             checks = []
             consumer = r._consumer
             check = consumer._check_producer
@@ -244,10 +257,6 @@ def test_owner_word_looks_are_not_taken_for_a_hoarding_reader(ring_name, monkeyp
             assert len(checks) >= 2  # the owner word's looks came
             stop.set()
             kept.clear()
-    finally:
-        stop.set()
-        writer.producer.interrupt()
-        t.join(30)
 
 
 def test_a_reader_holding_frames_of_a_dead_writer_gets_producer_dead(ring_name):
@@ -258,8 +267,7 @@ def test_a_reader_holding_frames_of_a_dead_writer_gets_producer_dead(ring_name):
     import signal
     import textwrap
     from helpers import spawn_python
-    from shmring import ProducerDeadError, layout
-    fmt, frame_size = "GRAY8", video_layout("GRAY8", 64, 8).size
+    from shmring import ProducerDeadError
     proc = spawn_python(textwrap.dedent('''
         import sys
         from shmring import FrameWriter
@@ -267,16 +275,12 @@ def test_a_reader_holding_frames_of_a_dead_writer_gets_producer_dead(ring_name):
         print("created", flush=True)
         for i in range(50):
             w.write(bytes(int(sys.argv[4])), pts=i, timeout=600)
-    '''), ring_name, str(4 * (frame_size + 128)), caps_for(fmt, 64, 8), str(frame_size))
-    kept = []
+    '''), ring_name, str(SMALL_RING), caps_for(*SMALL), str(video_layout(*SMALL).size))
+    kept: List[object] = []
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "created"
         with FrameReader(ring_name, timeout=5) as r:
-            ring = r._ring
-            while not (ring.producer_flags & layout.PRODUCER_WAITING and not ring.has_data()):
-                if ring.has_data():
-                    kept.append(r.read_frame(timeout=5))
-            assert kept
+            _hold_until_the_writer_waits(r, kept)
             assert r.read_frame(timeout=0) is None  # sees the head stuck
             proc.send_signal(signal.SIGKILL)
             assert proc.wait(30) == -signal.SIGKILL

@@ -5,11 +5,13 @@ through a liveness slice's expiry. Both the native fused wait and the pure-Pytho
 one; what ended a sleep is read from ``_futex.owner_counters()``, never timed."""
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import textwrap
 import threading
-from typing import Any, List
+from typing import Any, Iterator, List, Tuple
 
 import pytest
 
@@ -31,6 +33,20 @@ def _hold(name: str, receivers: int = 1) -> subprocess.Popen:
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "holding"
     return proc
+
+
+@contextlib.contextmanager
+def _held(receivers: int = 1) -> Iterator[Tuple[str, subprocess.Popen]]:
+    """A fresh ring name and the C++ producer holding it (``_hold``); on the way out the
+    producer is killed if it still lives and the ring unlinked."""
+    name = unique_name()
+    proc = _hold(name, receivers)
+    try:
+        yield name, proc
+    finally:
+        if proc.poll() is None:
+            _kill(proc)
+        _unlink(name)
 
 
 def _reader(c: ShmConsumer) -> "tuple[threading.Thread, List[Any]]":
@@ -61,51 +77,47 @@ def _kill(proc: subprocess.Popen) -> None:
         proc.stdout.close()
 
 
-def test_killed_cpp_producer_wakes_a_python_reader_through_the_owner_word() -> None:
-    name = unique_name()
-    proc = _hold(name)
+def _kill_and_expect_death(proc: subprocess.Popen,
+                           *readers: "tuple[threading.Thread, List[Any]]") -> None:
+    """Kills the producer ``proc``; the read of every reader (``_reader``) ends with
+    ProducerDeadError."""
+    _kill(proc)
+    for t, out in readers:
+        t.join(60)
+        assert len(out) == 1 and isinstance(out[0], ProducerDeadError), out
+
+
+def _unlink(name: str) -> None:
     try:
-        with ShmConsumer(name) as c:
-            armed = _owner(c)
-            assert armed & (layout.OWNER_WAITERS | layout.OWNER_DIED) == layout.OWNER_WAITERS
-            _futex.reset_counters()
-            t, out = _reader(c)
-            assert wait_until(lambda: _asleep(c), 30)
-            _kill(proc)
-            t.join(60)
-            assert len(out) == 1 and isinstance(out[0], ProducerDeadError), out
-            wakes, deaths = _futex.owner_counters()
-            assert wakes >= 1  # the sleep ended through the owner word
-            assert deaths == 1
-            assert _futex.counters()[2] > _tuning.LIVENESS_SLICE_S  # the armed slice
-    finally:
-        if proc.poll() is None:
-            _kill(proc)
-        _unlink(name)
+        os.unlink("/dev/shm/" + name)
+    except FileNotFoundError:
+        pass
+
+
+def test_killed_cpp_producer_wakes_a_python_reader_through_the_owner_word() -> None:
+    with _held() as (name, proc), ShmConsumer(name) as c:
+        armed = _owner(c)
+        assert armed & (layout.OWNER_WAITERS | layout.OWNER_DIED) == layout.OWNER_WAITERS
+        _futex.reset_counters()
+        reader = _reader(c)
+        assert wait_until(lambda: _asleep(c), 30)
+        _kill_and_expect_death(proc, reader)
+        wakes, deaths = _futex.owner_counters()
+        assert wakes >= 1  # the sleep ended through the owner word
+        assert deaths == 1
+        assert _futex.counters()[2] > _tuning.LIVENESS_SLICE_S  # the armed slice
 
 
 def test_both_receivers_of_a_fan_out_ring_hear_the_death() -> None:
     # The kernel wakes one sleeper of the word; that one wakes the other.
-    name = unique_name()
-    proc = _hold(name, receivers=2)
-    try:
-        with ShmConsumer(name) as a, ShmConsumer(name) as b:
-            _futex.reset_counters()
-            ta, out_a = _reader(a)
-            tb, out_b = _reader(b)
-            assert wait_until(lambda: _asleep(a) and _asleep(b), 30)
-            _kill(proc)
-            ta.join(60)
-            tb.join(60)
-            for out in (out_a, out_b):
-                assert len(out) == 1 and isinstance(out[0], ProducerDeadError), out
-            wakes, deaths = _futex.owner_counters()
-            assert wakes >= 2
-            assert deaths == 2
-    finally:
-        if proc.poll() is None:
-            _kill(proc)
-        _unlink(name)
+    with _held(receivers=2) as (name, proc), ShmConsumer(name) as a, ShmConsumer(name) as b:
+        _futex.reset_counters()
+        readers = (_reader(a), _reader(b))
+        assert wait_until(lambda: _asleep(a) and _asleep(b), 30)
+        _kill_and_expect_death(proc, *readers)
+        wakes, deaths = _futex.owner_counters()
+        assert wakes >= 2
+        assert deaths == 2
 
 
 def test_a_python_producer_leaves_the_word_unarmed_and_slices_notice_its_death() -> None:
@@ -122,11 +134,9 @@ def test_a_python_producer_leaves_the_word_unarmed_and_slices_notice_its_death()
         with ShmConsumer(name) as c:
             assert _owner(c) == 0
             _futex.reset_counters()
-            t, out = _reader(c)
+            reader = _reader(c)
             assert wait_until(lambda: _asleep(c), 30)
-            _kill(proc)
-            t.join(60)
-            assert len(out) == 1 and isinstance(out[0], ProducerDeadError), out
+            _kill_and_expect_death(proc, reader)
             assert _futex.owner_counters() == (0, 0)
             assert _futex.counters()[2] <= _tuning.LIVENESS_SLICE_S
     finally:
@@ -161,31 +171,17 @@ def test_hostile_owner_values_neither_hang_nor_fail_a_reader(value: int) -> None
         assert out == [b"y"]
 
 
-def _unlink(name: str) -> None:
-    import os
-    try:
-        os.unlink("/dev/shm/" + name)
-    except FileNotFoundError:
-        pass
-
-
 def test_an_armed_word_keeps_short_slices_without_futex_waitv(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Sleeps on the head word alone do not hear the owner word: no 5 s slices then.
     monkeypatch.setattr(_futex, "_have_waitv", False)
-    name = unique_name()
-    proc = _hold(name)
-    try:
-        with ShmConsumer(name) as c:
-            assert _owner(c) & layout.OWNER_WAITERS
-            _futex.reset_counters()
-            assert c.read(timeout=1.2) is None
-            sleeps, _, longest = _futex.counters()
-            assert sleeps >= 2
-            assert longest <= _tuning.LIVENESS_SLICE_S
-    finally:
-        _kill(proc)
-        _unlink(name)
+    with _held() as (name, _), ShmConsumer(name) as c:
+        assert _owner(c) & layout.OWNER_WAITERS
+        _futex.reset_counters()
+        assert c.read(timeout=1.2) is None
+        sleeps, _, longest = _futex.counters()
+        assert sleeps >= 2
+        assert longest <= _tuning.LIVENESS_SLICE_S
 
 
 def test_futex_waitv_refused_with_eperm_falls_back_to_one_word(
@@ -248,18 +244,12 @@ def test_ring_level_acquire_wait_sleeps_on_an_armed_word_until_its_deadline() ->
     # for every call: a busy loop). Both twins.
     import time
     from shmring.ring import WAIT_ENDED
-    name = unique_name()
-    proc = _hold(name)
-    try:
-        with ShmConsumer(name) as c:
-            ring = c.ring
-            assert _owner(c) & layout.OWNER_WAITERS
-            try:
-                r = ring.acquire_wait(time.monotonic() + 0.2, float("inf"))
-            finally:
-                ring.end_sleep()
-            assert r == WAIT_ENDED
-            assert not ring.take_owner_died()
-    finally:
-        _kill(proc)
-        _unlink(name)
+    with _held() as (name, _), ShmConsumer(name) as c:
+        ring = c.ring
+        assert _owner(c) & layout.OWNER_WAITERS
+        try:
+            r = ring.acquire_wait(time.monotonic() + 0.2, float("inf"))
+        finally:
+            ring.end_sleep()
+        assert r == WAIT_ENDED
+        assert not ring.take_owner_died()

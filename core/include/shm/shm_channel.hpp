@@ -150,8 +150,11 @@ class ShmProducer {
   bool ConsumerAttached() const;
   // Receiver slots of the ring (ProducerOptions::max_receivers).
   uint32_t max_receivers() const { return ring_ ? ring_->max_receivers() : 0; }
-  // Whether receiver slot `slot` is attached now (its role byte is held; without
-  // OFD locks its ATTACHED flag and a live pid). Any thread; never blocks (one fcntl).
+  // Whether receiver slot `slot` is held now: its role byte is held (without OFD
+  // locks: its ATTACHED flag and a live pid). A receiver holds the byte from its claim,
+  // before it stores its start and sets ATTACHED (the slot's flags): true here does not
+  // mean it finished attaching (Python's HeaderSnapshot calls the two `claimed` and
+  // `attached`). Any thread; never blocks (one fcntl).
   bool ReceiverAttached(uint32_t slot) const;
   // Looks at every slot whose ATTACHED flag is set and whose role byte is free (a
   // receiver killed without detaching): it stops holding the producer back.
