@@ -825,8 +825,17 @@ static void track_receiver(GstShmringSink* self) {
   shm::ByteRingBuffer* ring = producer->ring();
   bool any = false;
   for (guint k = 0; k < producer->max_receivers(); ++k) {
-    const bool attached = producer->ReceiverAttached(k);
-    const guint32 count = ring->SlotFlags(k) >> shm::layout::kConsumerAttachCountShift;
+    // Attached = finished attaching: the slot is claimed (role byte) and its ATTACHED
+    // flag set with an attach count other than that of the receiver last seen leaving
+    // it (a receiver killed there leaves ATTACHED set; the next one bumps the count,
+    // after it stored its pid and start, then sets the flag). A slot only claimed is
+    // not announced (its pid may still be 0 or the dead receiver's) and a live stream
+    // does not write for it (the receiver would not read what comes before its start).
+    const guint32 flags = ring->SlotFlags(k);
+    const guint32 count = flags >> shm::layout::kConsumerAttachCountShift;
+    const bool attached = (flags & shm::layout::kConsumerAttached) != 0 &&
+                          (self->slot_attached[k] || count != self->slot_count[k]) &&
+                          producer->ReceiverAttached(k);
     any = any || attached;
     if (attached && (!self->slot_attached[k] || count != self->slot_count[k])) {
       const guint pid = ring->SlotPid(k);

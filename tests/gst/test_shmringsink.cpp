@@ -2,11 +2,13 @@
 // changes, oversize buffers, dropping when full, unblocking a full ring,
 // timestamps across flushes, system-memory-only caps, re-sending caps to a new
 // receiver, and data after a failed ring re-creation.
+#include <fcntl.h>
 #include <gst/base/gstbasesink.h>
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
 #include <gst/video/video.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 #include "gst_test_util.hpp"
 #include "shm/framing.hpp"
 #include "shm/layout.hpp"
+#include "shm/liveness.hpp"
 #include "shm/shared_memory.hpp"
 #include "shm/shm_channel.hpp"
 
@@ -765,6 +768,83 @@ TEST(ShmringSink, LiveStreamKeepsNoBacklogAndAsksForAKeyframeForANewReceiver) {
   EXPECT_TRUE(gst_structure_get_uint(gst_message_get_structure(msgs[0]), "pid", &pid));
   EXPECT_EQ(pid, static_cast<guint>(getpid()));
   for (GstMessage* m : msgs) gst_message_unref(m);
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+
+// A receiver is announced (and, live, written for) once it finished attaching, not
+// when it claimed its slot: a receiver claims the slot's role byte first, then
+// stores its pid and start and sets ATTACHED. A slot only claimed, also one whose
+// previous receiver was killed (its ATTACHED flag stays set), gets no message and
+// no frames; the receiver that then attaches gets exactly one message, with its pid.
+TEST(ShmringSink, AnnouncesAReceiverOnceItFinishedAttachingNotWhenItClaimedItsSlot) {
+  const std::string name = UniqueName("gsink-claim");
+  GstHarness* h = NewSink(name, "capacity=8192", /*live=*/true);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  gst_harness_set_src_caps_str(h, kGrayCaps);
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 1, 1, 1, 1, 1, 1, 1})), GST_FLOW_OK);
+  const auto not_received = [&] {
+    guint64 n = 0;
+    g_object_get(Element(h), "not-received", &n, nullptr);
+    return n;
+  };
+  const auto claim_push_release = [&](uint8_t fill) {
+    // What a receiver does first: the role byte of slot 0, nothing written yet.
+    const int fd = open(("/dev/shm/" + name).c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(shm::liveness::Take(fd, shm::liveness::kConsumerByte), shm::liveness::Lock::kHeld);
+    const guint64 before = not_received();
+    ASSERT_EQ(gst_harness_push(h, NewBuffer({fill, fill, fill, fill, fill, fill, fill, fill})),
+              GST_FLOW_OK);
+    EXPECT_EQ(not_received(), before + 1) << "written for a receiver still attaching";
+    EXPECT_TRUE(ElementMessages(bus, "shmringsink-receiver-attached").empty())
+        << "a claimed slot was announced";
+    close(fd);  // the claim ends (a receiver that gave up)
+  };
+  claim_push_release(2);
+
+  // A receiver killed while attached leaves its ATTACHED flag set in the slot.
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    shm::ShmConsumer c(name);
+    if (!c.IsValid()) _exit(2);
+    pause();
+    _exit(3);
+  }
+  const auto attached_messages = [&] {
+    std::vector<GstMessage*> m = ElementMessages(bus, "shmringsink-receiver-attached");
+    std::vector<guint> pids;
+    for (GstMessage* x : m) {
+      guint pid = 0;
+      EXPECT_TRUE(gst_structure_get_uint(gst_message_get_structure(x), "pid", &pid));
+      pids.push_back(pid);
+      gst_message_unref(x);
+    }
+    return pids;
+  };
+  std::vector<guint> pids;
+  for (uint8_t i = 0; pids.empty() && i < 200; ++i) {  // the child attaches meanwhile
+    ASSERT_EQ(gst_harness_push(h, NewBuffer({3, 3, 3, 3, 3, 3, 3, 3})), GST_FLOW_OK);
+    pids = attached_messages();
+    if (pids.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(pids, std::vector<guint>{static_cast<guint>(child)});
+  kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({4, 4, 4, 4, 4, 4, 4, 4})), GST_FLOW_OK);
+  std::vector<GstMessage*> left = ElementMessages(bus, "shmringsink-receiver-left");
+  EXPECT_EQ(left.size(), 1u);
+  for (GstMessage* x : left) gst_message_unref(x);
+  claim_push_release(5);  // the dead receiver's ATTACHED flag is still set
+
+  shm::ShmConsumer c(name);  // this process attaches: one message, our pid
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({6, 6, 6, 6, 6, 6, 6, 6})), GST_FLOW_OK);
+  EXPECT_EQ(attached_messages(), std::vector<guint>{static_cast<guint>(getpid())});
   gst_element_set_bus(h->element, nullptr);
   gst_object_unref(bus);
   gst_harness_teardown(h);
