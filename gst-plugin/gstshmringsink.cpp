@@ -826,16 +826,19 @@ static void track_receiver(GstShmringSink* self) {
   bool any = false;
   for (guint k = 0; k < producer->max_receivers(); ++k) {
     // Attached = finished attaching: the slot is claimed (role byte) and its ATTACHED
-    // flag set with an attach count other than that of the receiver last seen leaving
-    // it (a receiver killed there leaves ATTACHED set; the next one bumps the count,
-    // after it stored its pid and start, then sets the flag). A slot only claimed is
-    // not announced (its pid may still be 0 or the dead receiver's) and a live stream
-    // does not write for it (the receiver would not read what comes before its start).
-    const guint32 flags = ring->SlotFlags(k);
+    // flag set. A receiver clears a dead one's flag right after its claim, then
+    // stores its pid and start, bumps the attach count and sets the flag (PROTOCOL.md
+    // section 7, "Claiming a slot"). A slot only claimed is not announced (its pid
+    // may still be 0 or a dead receiver's) and a live stream does not write for it
+    // (the receiver would not read what comes before its start). The role byte is
+    // probed before the flags are read, so a receiver that detached and another that
+    // claimed in between show as attaching. The count also keeps a stale flag from a
+    // receiver left before the claim clears it from counting as a new one.
+    const bool claimed = producer->ReceiverAttached(k);
+    const guint32 flags = claimed ? ring->SlotFlags(k) : 0;
     const guint32 count = flags >> shm::layout::kConsumerAttachCountShift;
     const bool attached = (flags & shm::layout::kConsumerAttached) != 0 &&
-                          (self->slot_attached[k] || count != self->slot_count[k]) &&
-                          producer->ReceiverAttached(k);
+                          (self->slot_attached[k] || count != self->slot_count[k]);
     any = any || attached;
     if (attached && (!self->slot_attached[k] || count != self->slot_count[k])) {
       const guint pid = ring->SlotPid(k);

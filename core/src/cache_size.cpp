@@ -12,19 +12,14 @@ namespace {
 std::atomic<uint64_t> g_test_bytes{0};
 
 #if defined(__linux__)
-// "32768K", "1M", "512" (bytes) -> bytes; 0 when unreadable.
+// The size file's bytes; 0 when unreadable.
 uint64_t ReadSizeFile(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "r");
   if (f == nullptr) return 0;
-  unsigned long long n = 0;
-  char unit = 0;
-  const int got = std::fscanf(f, "%llu%c", &n, &unit);
+  char buf[32] = {};
+  const size_t got = std::fread(buf, 1, sizeof buf - 1, f);
   std::fclose(f);
-  if (got < 1 || n > (uint64_t{1} << 32)) return 0;  // no cache is 4 G units large
-  if (unit == 'K') return n << 10;
-  if (unit == 'M') return n << 20;
-  if (unit == 'G') return n << 30;
-  return n;
+  return ParseCacheSize(std::string(buf, got));
 }
 #endif
 
@@ -41,6 +36,22 @@ uint64_t ReadLargestCache() {
 }
 
 }  // namespace
+
+uint64_t ParseCacheSize(const std::string& text) {
+  uint64_t n = 0;
+  size_t i = 0;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+    n = n * 10 + static_cast<uint64_t>(text[i] - '0');
+    if (n > (uint64_t{1} << 32)) return 0;  // no cache is 4 G units large
+  }
+  if (i == 0) return 0;
+  const std::string unit = text.substr(i);
+  if (unit.empty() || unit == "\n") return n;
+  if (unit == "K" || unit == "K\n") return n << 10;
+  if (unit == "M" || unit == "M\n") return n << 20;
+  if (unit == "G" || unit == "G\n") return n << 30;
+  return 0;
+}
 
 uint64_t LargestCacheBytes() {
   // Relaxed: a plain value, no other memory published with it.

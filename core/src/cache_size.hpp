@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace shm {
 
@@ -14,6 +15,10 @@ namespace shm {
 // cannot be read (not Linux, no sysfs). Any thread; does not block (the first call
 // reads a few small files).
 uint64_t LargestCacheBytes();
+
+// The bytes a sysfs cache `size` file's text says ("32768K", "1M", "512"); 0 for
+// anything else (empty, not a number, an absurd one). Any thread; never blocks.
+uint64_t ParseCacheSize(const std::string& text);
 
 // Tests only: rings constructed after this call use `bytes` instead (0: the
 // machine's value again). Any thread.

@@ -648,14 +648,25 @@ bool ShmConsumer::Claim(const SharedMemory& mem, uint32_t max_receivers) {
     }
     return false;
   };
+  // Claimed: an ATTACHED flag left in the slot is a dead receiver's; cleared at once,
+  // before any other word of the slot, so that "claimed, ATTACHED clear" means
+  // attaching (PROTOCOL.md section 7, "Claiming a slot"). Relaxed: our later stores
+  // are ordered after it by SetConsumerAttached's full fence; the attach count stays.
+  auto claimed = [&](uint32_t k) {
+    atomics::FetchAndRelaxed(
+        reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(mem.data()) + layout::SlotOffset(k) +
+                                    layout::kSlotFlags),
+        ~layout::kConsumerAttached);
+    claim_slot_ = k;
+    return true;
+  };
   for (uint32_t k = 0; k < max_receivers; ++k) {
     std::string lock_error;
     switch (liveness::Take(mem.fd(), liveness::kConsumerByte + k, &lock_error)) {
       case liveness::Lock::kHeld:
         claim_fd_ = mem.fd();
         claim_byte_ = liveness::kConsumerByte + k;
-        claim_slot_ = k;
-        return true;  // any ATTACHED flag left behind is a dead receiver's
+        return claimed(k);
       case liveness::Lock::kFree:
         continue;  // taken: try the next slot
       case liveness::Lock::kError:
@@ -669,8 +680,7 @@ bool ShmConsumer::Claim(const SharedMemory& mem, uint32_t max_receivers) {
             ProcessAlive(holder)) {
           continue;
         }
-        claim_slot_ = k;
-        return true;
+        return claimed(k);
       }
     }
   }

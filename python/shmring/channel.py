@@ -26,6 +26,7 @@ from typing import Any, Iterator, Optional, Tuple
 
 from . import _futex, _locks, _shm
 from ._aio import run_interruptibly
+from ._atomics import buffer_address, fetch_and
 from ._process import process_alive
 from ._tuning import (ABANDONED_AFTER_S, ARMED_LIVENESS_SLICE_S, CREATE_ATTEMPTS, CREATE_RETRY_S,
                       LIVENESS_SLICE_S, OPEN_POLL_MAX_S, OPEN_POLL_MIN_S, OWNER_DIED_LOOK_S)
@@ -816,6 +817,19 @@ class ShmConsumer(_Endpoint):
             interrupter.attach(ring)  # its interrupt() reaches our waits from now on
 
     @staticmethod
+    def _clear_stale_attached(mm: Any, words: memoryview, k: int) -> None:
+        """Just claimed slot k: an ATTACHED flag left there is a dead receiver's; cleared
+        before any other word of the slot, so that "claimed, ATTACHED clear" means
+        attaching (PROTOCOL.md section 7, "Claiming a slot"); the attach count stays.
+        Caller: the claiming thread; never blocks."""
+        address, anchor = buffer_address(mm)
+        try:
+            index = slot_word(k, SLOT_FLAGS)
+            fetch_and(words, index, address + index * 4, ~CONSUMER_ATTACHED & 0xFFFFFFFF)
+        finally:
+            del anchor
+
+    @staticmethod
     def _claim(name: str, segment: _shm.Segment) -> int:
         """Claims the lowest free receiver slot k: an OFD lock on byte 1 + k of our own
         descriptor, held until close, so two receivers racing to attach cannot take
@@ -829,11 +843,13 @@ class ShmConsumer(_Endpoint):
             for k in range(n):
                 if _locks.HAVE_OFD_LOCKS:
                     if _locks.try_lock(segment.fd, _locks.CONSUMER_BYTE + k):
-                        return k  # any ATTACHED flag left behind is a dead receiver's
+                        ShmConsumer._clear_stale_attached(mm, words, k)
+                        return k
                     continue
                 cflags = int(words[slot_word(k, SLOT_FLAGS)])
                 cpid = int(words[slot_word(k, SLOT_PID)])
                 if not (cflags & CONSUMER_ATTACHED and cpid != 0 and process_alive(cpid)):
+                    ShmConsumer._clear_stale_attached(mm, words, k)
                     return k
             pids = [int(words[slot_word(k, SLOT_PID)]) for k in range(n)]
         finally:

@@ -67,9 +67,10 @@ class ReceiverSnapshot:
     stores its start position and sets the slot's ATTACHED flag. :attr:`claimed` is
     true from the first step, :attr:`attached` only after the second: wait for
     :attr:`attached` before counting on the receiver reading what is written next.
-    A slot taken over from a receiver that died without detaching still carries the
-    dead one's ATTACHED flag and pid until the producer reaps it or the new receiver
-    finishes: it shows as attached from its claim."""
+    A receiver that claims a slot left by one that died without detaching clears the
+    dead one's ATTACHED flag first (PROTOCOL.md section 7), so it shows as attaching
+    until it finishes (a receiver of an older build that does not clear it shows as
+    attached from its claim, with the dead one's pid until it stores its own)."""
 
     slot: int = 0
     flags: int = 0

@@ -274,6 +274,32 @@ TEST_F(FanOut, ReceiverClaimingASlotWhileItIsReapedIsCounted) {
   EXPECT_EQ(SeqOf(buf, r.len), 0u);
 }
 
+// A receiver clears a dead receiver's ATTACHED flag as soon as it claims the slot,
+// before any other word of it: "claimed, ATTACHED clear" is a receiver attaching
+// (PROTOCOL.md section 7), never the dead one (the sink announces a receiver only
+// once its flag is set). Seen through an attach refused after its claim (a mode
+// no ring knows): the flag stays clear, the attach count is kept.
+TEST_F(FanOut, ClaimClearsADeadReceiversAttachedFlagFirst) {
+  ShmProducer& p = Producer(Fan(2, 1024));
+  ASSERT_TRUE(AllOpen());
+  auto* flags0 =
+      reinterpret_cast<uint32_t*>(p.ring()->base() + layout::SlotOffset(0) + layout::kSlotFlags);
+  *flags0 = layout::kConsumerAttached | 5 * layout::kConsumerAttachCountOne;  // a dead one's
+  ASSERT_FALSE(p.ReceiverAttached(0));
+  shm::ConsumerOptions bad;
+  bad.mode = 7;  // refused after the claim: the ring's constructor checks it
+  ShmConsumer refused(p.name(), bad);
+  ASSERT_FALSE(refused.IsValid());
+  EXPECT_EQ(p.ring()->SlotFlags(0), 5 * layout::kConsumerAttachCountOne)
+      << "the claim left the dead receiver's ATTACHED flag set";
+  EXPECT_FALSE(p.ReceiverAttached(0)) << "the refused attach gave its claim back";
+  ShmConsumer c(p.name());  // a real attach: the flag again, the count bumped once
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  EXPECT_EQ(p.ring()->SlotFlags(0) & ~(layout::kConsumerAttachCountOne - 1),
+            6 * layout::kConsumerAttachCountOne);
+  EXPECT_NE(p.ring()->SlotFlags(0) & layout::kConsumerAttached, 0u);
+}
+
 // Writes (a reading everything) until the producer's floor is above `past` and its
 // head more than a capacity beyond it; `*seq` counts the messages.
 void Lap(ShmProducer* p, ShmConsumer* a, uint32_t past, uint64_t* seq) {

@@ -77,6 +77,20 @@ struct CacheBytes {
 constexpr uint32_t kLargeRingCap = 1u << 20;
 std::string Large(char fill) { return std::string(200000, fill); }
 
+// What the kernel writes in a cache's size file, and what is refused.
+TEST(CacheSize, ParsesTheKernelsSizeText) {
+  EXPECT_EQ(shm::ParseCacheSize("32768K\n"), 32u << 20);
+  EXPECT_EQ(shm::ParseCacheSize("1024K"), 1u << 20);
+  EXPECT_EQ(shm::ParseCacheSize("2M\n"), 2u << 20);
+  EXPECT_EQ(shm::ParseCacheSize("1G"), 1ull << 30);
+  EXPECT_EQ(shm::ParseCacheSize("512\n"), 512u);
+  EXPECT_EQ(shm::ParseCacheSize(""), 0u);
+  EXPECT_EQ(shm::ParseCacheSize("K"), 0u);
+  EXPECT_EQ(shm::ParseCacheSize("32768X"), 0u);
+  EXPECT_EQ(shm::ParseCacheSize("99999999999999999999G"), 0u);
+  EXPECT_GT(shm::LargestCacheBytes(), 0u);
+}
+
 // Named rings on fresh names (the ends kept until the test ends).
 class Reservations : public shmtest::RingNameTest {
  protected:

@@ -144,10 +144,9 @@ class StalledReceiverRun:
 
     def start(self, make_data):
         """Starts the sender (the ring is created at the first caps: two frames) and the
-        receiver; returns once the receiver finished attaching. A claimed slot is not
-        enough: the sink writes once a receiver holds a slot, and a live receiver starts
-        at what is published after it stored its start, so a frame pushed in between
-        would be neither received nor counted as skipped (the test counts both)."""
+        receiver; returns once the receiver finished attaching (the sink writes for it
+        from then on: a frame pushed earlier would be neither received nor counted as
+        skipped, and the test counts both)."""
         self.sender.set_state(Gst.State.PLAYING)
         self.push(2, make_data)  # a live sender writes nothing until a receiver is in
         wait_for(lambda: os.path.exists("/dev/shm/" + self.name), self.procs)

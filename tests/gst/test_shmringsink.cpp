@@ -9,6 +9,7 @@
 #include <gst/video/video.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -845,6 +846,111 @@ TEST(ShmringSink, AnnouncesAReceiverOnceItFinishedAttachingNotWhenItClaimedItsSl
   ASSERT_TRUE(c.IsValid()) << c.error();
   ASSERT_EQ(gst_harness_push(h, NewBuffer({6, 6, 6, 6, 6, 6, 6, 6})), GST_FLOW_OK);
   EXPECT_EQ(attached_messages(), std::vector<guint>{static_cast<guint>(getpid())});
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+
+// Forks a receiver that attaches to `name`, says so and is SIGKILLed (its ATTACHED
+// flag stays set). `between` runs while it is attached. Returns its pid.
+template <typename Between>
+pid_t AttachThenKill(const std::string& name, Between between) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  const pid_t child = fork();
+  if (child == 0) {
+    close(fds[0]);
+    shm::ShmConsumer c(name);
+    char x = 1;
+    if (!c.IsValid() || write(fds[1], &x, 1) != 1) _exit(2);
+    pause();
+    _exit(3);
+  }
+  close(fds[1]);
+  char x = 0;
+  const bool ok = read(fds[0], &x, 1) == 1;
+  close(fds[0]);
+  if (ok) between(child);
+  kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  return ok ? child : -1;
+}
+
+// The first step of a receiver's attach, by hand: the role byte of slot 0, then a
+// dead receiver's ATTACHED flag cleared (PROTOCOL.md section 7). Returns the fd
+// that holds the claim (closing it gives the claim up).
+int ClaimSlot0(const std::string& name) {
+  const int fd = open(("/dev/shm/" + name).c_str(), O_RDWR);
+  if (fd < 0 ||
+      shm::liveness::Take(fd, shm::liveness::kConsumerByte) != shm::liveness::Lock::kHeld) {
+    return -1;
+  }
+  void* m = mmap(nullptr, shm::layout::kHeaderSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (m == MAP_FAILED) return -1;
+  auto* flags = reinterpret_cast<std::atomic<uint32_t>*>(
+      static_cast<uint8_t*>(m) + shm::layout::SlotOffset(0) + shm::layout::kSlotFlags);
+  flags->fetch_and(~shm::layout::kConsumerAttached, std::memory_order_relaxed);
+  munmap(m, shm::layout::kHeaderSize);
+  return fd;
+}
+
+// A slot claimed over a killed receiver is not announced nor written for, whether
+// the sink saw that receiver (then it posts that it left) or never did (it attached
+// and died between two looks); the receiver that then attaches gets one message.
+TEST(ShmringSink, ClaimOverAKilledReceiverIsNotAnnouncedSeenOrNot) {
+  const std::string name = UniqueName("gsink-reclaim");
+  GstHarness* h = NewSink(name, "capacity=8192", /*live=*/true);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  gst_harness_set_src_caps_str(h, kGrayCaps);
+  ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 1, 1, 1, 1, 1, 1, 1})), GST_FLOW_OK);
+  const auto not_received = [&] {
+    guint64 n = 0;
+    g_object_get(Element(h), "not-received", &n, nullptr);
+    return n;
+  };
+  const auto messages = [&](const char* what) {
+    std::vector<guint> pids;
+    for (GstMessage* x : ElementMessages(bus, what)) {
+      guint pid = 0;
+      gst_structure_get_uint(gst_message_get_structure(x), "pid", &pid);
+      pids.push_back(pid);
+      gst_message_unref(x);
+    }
+    return pids;
+  };
+  const auto push = [&](uint8_t v) {
+    return gst_harness_push(h, NewBuffer({v, v, v, v, v, v, v, v}));
+  };
+  // Seen: announced, killed, the slot claimed before the sink looks again.
+  const pid_t seen = AttachThenKill(name, [&](pid_t child) {
+    ASSERT_EQ(push(2), GST_FLOW_OK);
+    EXPECT_EQ(messages("shmringsink-receiver-attached"), std::vector<guint>{guint(child)});
+  });
+  ASSERT_GT(seen, 0);
+  int fd = ClaimSlot0(name);
+  ASSERT_GE(fd, 0);
+  guint64 before = not_received();
+  ASSERT_EQ(push(3), GST_FLOW_OK);
+  EXPECT_EQ(not_received(), before + 1) << "written for a receiver still attaching";
+  EXPECT_EQ(messages("shmringsink-receiver-left").size(), 1u) << "the killed one's leaving";
+  EXPECT_TRUE(messages("shmringsink-receiver-attached").empty());
+  close(fd);
+  // Unseen: attached and killed with no look in between, then the slot claimed.
+  ASSERT_GT(AttachThenKill(name, [](pid_t) {}), 0);
+  fd = ClaimSlot0(name);
+  ASSERT_GE(fd, 0);
+  before = not_received();
+  ASSERT_EQ(push(4), GST_FLOW_OK);
+  EXPECT_EQ(not_received(), before + 1) << "written for a receiver still attaching";
+  EXPECT_TRUE(messages("shmringsink-receiver-attached").empty())
+      << "a claim over a receiver the sink never saw was announced";
+  close(fd);
+  shm::ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  ASSERT_EQ(push(5), GST_FLOW_OK);
+  EXPECT_EQ(messages("shmringsink-receiver-attached"), std::vector<guint>{guint(getpid())});
   gst_element_set_bus(h->element, nullptr);
   gst_object_unref(bus);
   gst_harness_teardown(h);

@@ -237,6 +237,29 @@ def test_receiver_claiming_a_slot_while_it_is_reaped_is_counted(ring_name, monke
             b.close()
 
 
+def test_claim_clears_a_dead_receivers_attached_flag_first(ring_name):
+    """A receiver clears a dead receiver's ATTACHED flag as soon as it claims the slot,
+    before any other word of it, so "claimed, ATTACHED clear" is a receiver attaching
+    (PROTOCOL.md section 7), never the dead one; the attach count is kept. The claim
+    step alone (ShmConsumer._claim), then a whole attach."""
+    from shmring import _shm
+    with ShmProducer(ring_name, 1024, max_receivers=2) as p:
+        flags = slot_word(0, SLOT_FLAGS)
+        p.ring._w[flags] = CONSUMER_ATTACHED | 5 * CONSUMER_ATTACH_COUNT_ONE  # a dead one's
+        segment = _shm.open_existing(ring_name)
+        try:
+            assert ShmConsumer._claim(ring_name, segment) == 0
+            assert p.receiver_attached(0)
+            assert p.ring._w[flags] == 5 * CONSUMER_ATTACH_COUNT_ONE, \
+                "the claim left the dead receiver's ATTACHED flag set"
+        finally:
+            segment.close()
+        assert not p.receiver_attached(0)
+        with ShmConsumer(ring_name):
+            assert p.ring._w[flags] & CONSUMER_ATTACHED
+            assert p.ring._w[flags] // CONSUMER_ATTACH_COUNT_ONE == 6
+
+
 def lap(p: ShmProducer, a: ShmConsumer, past: int, seq: int) -> int:
     """Writes (a reading everything) until the producer's floor is above ``past`` and its
     head more than a capacity beyond it. Returns the next sequence number."""
