@@ -3,19 +3,22 @@
 benchmark helper, not a test).
 
     bench/gst_sender_cpu.py [--rounds 5] [--frames 1800] [--pattern black|smpte]
-                            [--mode copy|alloc] LABEL=PLUGIN_DIR ... [--shmsink]
+                            [--mode copy|alloc] [--format BGR] [--width 1920]
+                            [--height 1080] LABEL=PLUGIN_DIR ... [--shmsink]
 
 Each round runs, one after the other (interleaved A B C A B C ...), one sender and one
 receiver per LABEL (`shmringsink` from the plugin in PLUGIN_DIR, a directory holding
 libgstshmring.so) and, with --shmsink, the shmsink/shmsrc pair: the pipelines of
-bench.py's GStreamer rows (1080p BGR videotestsrc, `identity drop-allocation=true` before
+bench.py's GStreamer rows (1080p BGR videotestsrc unless --format/--width/--height say
+otherwise: any raw video format videotestsrc paints, `identity drop-allocation=true` before
 the sink in copy mode). The sender runs under `perf stat -e
 task-clock,page-faults,context-switches` (software events: they work in VMs without
 hardware counters); the receiver is bench/gst_receive.py. Prints one JSON line per run and
 then, per label, the median (min-max) of the sender's CPU ms per frame (task-clock over
 the whole run divided by the frames: startup included, about 0.05 ms a frame at 1800
 frames, the same for every label), its page faults per frame, the receiver's CPU ms per
-frame and frames/s, and the load average at each run.
+frame and frames/s, and the load average at each run; last, one JSON line per label with
+those medians (min, max), the run's seconds and the loads ("summary": true), for tables.
 """
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ def run_pair(plugin_dir: str, shmsink: bool, args: argparse.Namespace,
     head = ["videotestsrc", f"num-buffers={n}"]
     if args.pattern != "smpte":
         head.append(f"pattern={args.pattern}")
-    caps = f"video/x-raw,format=BGR,width={args.width},height={args.height}"
+    caps = f"video/x-raw,format={args.format},width={args.width},height={args.height}"
     head += ["!", caps, "!"]
     if args.mode == "copy":
         head += ["identity", "drop-allocation=true", "!"]
@@ -95,7 +98,8 @@ def run_pair(plugin_dir: str, shmsink: bool, args: argparse.Namespace,
         res = json.loads(out.stdout.strip().splitlines()[-1])
         st = perf_stat(stat)
         if res["buffers"] == n and not result.get("hung"):
-            result.update({"fps": res["fps"], "receiver_cpu_ms": res["cpu_ms"],
+            result.update({"fps": res["fps"], "seconds": n / res["fps"],
+                           "receiver_cpu_ms": res["cpu_ms"],
                            "sender_cpu_ms": st["task-clock"] / n,
                            "sender_faults": st["page-faults"] / n,
                            "sender_switches": st["context-switches"] / n})
@@ -112,8 +116,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--frames", type=int, default=1800)
     ap.add_argument("--pattern", default="black")
-    ap.add_argument("--width", type=int, default=1920, help="BGR frame width")
-    ap.add_argument("--height", type=int, default=1080, help="BGR frame height")
+    ap.add_argument("--format", default="BGR", help="raw video format (GStreamer's name)")
+    ap.add_argument("--width", type=int, default=1920, help="frame width")
+    ap.add_argument("--height", type=int, default=1080, help="frame height")
     ap.add_argument("--mode", choices=("copy", "alloc"), default="copy")
     ap.add_argument("--shmsink", action="store_true", help="also the shmsink/shmsrc pair")
     ap.add_argument("builds", nargs="+", help="LABEL=PLUGIN_DIR")
@@ -131,7 +136,9 @@ def main() -> int:
             res["label"] = label
             print(json.dumps(res), flush=True)
             runs[label].append(res)
-    print(f"# {args.mode}, pattern={args.pattern}, {args.frames} frames, {args.rounds} rounds")
+    print(f"# {args.mode}, {args.format} {args.width}x{args.height}, pattern={args.pattern}, "
+          f"{args.frames} frames, {args.rounds} rounds")
+    summaries: List[Dict[str, object]] = []
     for label, rs in runs.items():
         ok = [x for x in rs if "sender_cpu_ms" in x]
 
@@ -143,6 +150,18 @@ def main() -> int:
         print(f"{label:10s} runs {len(ok)}/{len(rs)}  sender ms/frame {fmt('sender_cpu_ms')}  "
               f"faults/frame {fmt('sender_faults')}  receiver ms/frame "
               f"{fmt('receiver_cpu_ms')}  frames/s {fmt('fps')}  load {loads}")
+        summary: Dict[str, object] = {
+            "summary": True, "label": label, "mode": args.mode, "format": args.format,
+            "width": args.width, "height": args.height, "pattern": args.pattern,
+            "frames": args.frames, "runs": len(ok), "rounds": len(rs),
+            "loads": [x["load"] for x in rs]}
+        for key in ("fps", "sender_cpu_ms", "sender_switches", "receiver_cpu_ms", "seconds"):
+            v = [float(x[key]) for x in ok]  # type: ignore[arg-type]
+            if v:
+                summary[key] = [statistics.median(v), min(v), max(v)]
+        summaries.append(summary)
+    for summary in summaries:
+        print(json.dumps(summary), flush=True)
     return 0
 
 
