@@ -4,11 +4,13 @@ benchmark helper, not a test).
 
     bench/gst_sender_cpu.py [--rounds 5] [--frames 1800] [--pattern black|smpte]
                             [--mode copy|alloc] [--format BGR] [--width 1920]
-                            [--height 1080] LABEL=PLUGIN_DIR ... [--shmsink]
+                            [--height 1080] LABEL=PLUGIN_DIR[@PROPS] ... [--shmsink]
 
 Each round runs, one after the other (interleaved A B C A B C ...), one sender and one
 receiver per LABEL (`shmringsink` from the plugin in PLUGIN_DIR, a directory holding
-libgstshmring.so) and, with --shmsink, the shmsink/shmsrc pair: the pipelines of
+libgstshmring.so, with the sink properties PROPS after an `@`, "capacity=N ...") and,
+with --shmsink, the shmsink/shmsrc pair (--shm-size sets its area; a receiver still
+running after --timeout seconds is killed and its run gives no result): the pipelines of
 bench.py's GStreamer rows (1080p BGR videotestsrc unless --format/--width/--height say
 otherwise: any raw video format videotestsrc paints, `identity drop-allocation=true` before
 the sink in copy mode). The sender runs under `perf stat -e
@@ -52,7 +54,7 @@ def perf_stat(path: str) -> Dict[str, float]:
 
 
 def run_pair(plugin_dir: str, shmsink: bool, args: argparse.Namespace,
-             tag: str) -> Dict[str, object]:
+             tag: str, props: List[str]) -> Dict[str, object]:
     env = dict(os.environ)
     env["GST_PLUGIN_PATH"] = plugin_dir
     # One registry per plugin directory, kept between runs (a fresh one would rescan
@@ -70,9 +72,11 @@ def run_pair(plugin_dir: str, shmsink: bool, args: argparse.Namespace,
     if shmsink:
         sock = os.path.join(tempfile.gettempdir(), f"{tag}.sock")
         sink = ["shmsink", f"socket-path={sock}", "sync=false", "wait-for-connection=true"]
+        if args.shm_size:
+            sink.append(f"shm-size={args.shm_size}")
         source = f"shmsrc socket-path={sock} ! {caps}"
     else:
-        sink = ["shmringsink", f"shm-name={tag}", "sync=false"]
+        sink = ["shmringsink", f"shm-name={tag}", "sync=false"] + props
         source = f"shmringsrc shm-name={tag}"
     stat = os.path.join(tempfile.gettempdir(), f"{tag}.perf")
     sender = subprocess.Popen(["perf", "stat", "-x,", "-o", stat, "-e",
@@ -85,17 +89,36 @@ def run_pair(plugin_dir: str, shmsink: bool, args: argparse.Namespace,
         while not os.path.exists(sock) and time.monotonic() < deadline:
             time.sleep(0.01)
     load = os.getloadavg()[0]
-    out = subprocess.run([PY, os.path.join(ROOT, "bench", "gst_receive.py"), source, str(n),
-                          "20"], env=env, capture_output=True, text=True, timeout=300)
     result: Dict[str, object] = {"load": load}
+    # gst-launch's pid names shmsink's shm area (/dev/shm/shmpipe.PID.N), left behind when
+    # the sender is killed.
+    children = f"/proc/{sender.pid}/task/{sender.pid}/children"
+    try:
+        with open(children, encoding="ascii") as f:
+            launch = f.read().split()
+    except OSError:
+        launch = []
+    receiver = subprocess.Popen([PY, os.path.join(ROOT, "bench", "gst_receive.py"), source,
+                                 str(n), "20"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        stdout, _ = receiver.communicate(timeout=args.timeout)
+    except subprocess.TimeoutExpired:  # seen once with shmsrc at 160x120 GRAY8
+        os.killpg(receiver.pid, signal.SIGKILL)
+        stdout, _ = receiver.communicate()
+        result["hung"] = "receiver"
     try:
         sender.wait(20)
     except subprocess.TimeoutExpired:  # shmsink sometimes never sees its client go
         os.killpg(sender.pid, signal.SIGKILL)
         sender.wait()
-        result["hung"] = True
+        result["hung"] = result.get("hung", "sender")
+    for pid in launch:
+        for name in os.listdir("/dev/shm"):
+            if name.startswith("shmpipe.") and name.split(".")[1].strip() == pid:
+                os.unlink(os.path.join("/dev/shm", name))
     try:
-        res = json.loads(out.stdout.strip().splitlines()[-1])
+        res = json.loads(stdout.strip().splitlines()[-1])
         st = perf_stat(stat)
         if res["buffers"] == n and not result.get("hung"):
             result.update({"fps": res["fps"], "seconds": n / res["fps"],
@@ -121,18 +144,27 @@ def main() -> int:
     ap.add_argument("--height", type=int, default=1080, help="frame height")
     ap.add_argument("--mode", choices=("copy", "alloc"), default="copy")
     ap.add_argument("--shmsink", action="store_true", help="also the shmsink/shmsrc pair")
-    ap.add_argument("builds", nargs="+", help="LABEL=PLUGIN_DIR")
+    ap.add_argument("--shm-size", type=int, default=0,
+                    help="shmsink's shm-size (default: shmsink's, 64 MiB, which holds two "
+                    "3840x2160 BGR frames)")
+    ap.add_argument("--timeout", type=float, default=120,
+                    help="seconds a receiver may run before it is killed (the run then "
+                    "gives no result)")
+    ap.add_argument("builds", nargs="+",
+                    help="LABEL=PLUGIN_DIR[@PROPS]: PROPS, shmringsink properties "
+                    "(\"capacity=16777216\", space-separated)")
     args = ap.parse_args()
-    variants: List[Tuple[str, str, bool]] = []
+    variants: List[Tuple[str, str, bool, List[str]]] = []
     for b in args.builds:
-        label, _, path = b.partition("=")
-        variants.append((label, os.path.abspath(path), False))
+        label, _, spec = b.partition("=")
+        path, _, extra = spec.partition("@")
+        variants.append((label, os.path.abspath(path), False, extra.split() if extra else []))
     if args.shmsink:
-        variants.append(("shmsink", variants[0][1], True))
+        variants.append(("shmsink", variants[0][1], True, []))
     runs: Dict[str, List[Dict[str, object]]] = {v[0]: [] for v in variants}
     for r in range(args.rounds):
-        for i, (label, path, shm) in enumerate(variants):
-            res = run_pair(path, shm, args, f"gsc{os.getpid()}_{r}_{i}")
+        for i, (label, path, shm, props) in enumerate(variants):
+            res = run_pair(path, shm, args, f"gsc{os.getpid()}_{r}_{i}", props)
             res["label"] = label
             print(json.dumps(res), flush=True)
             runs[label].append(res)
