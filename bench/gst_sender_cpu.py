@@ -186,7 +186,8 @@ def main() -> int:
             "summary": True, "label": label, "mode": args.mode, "format": args.format,
             "width": args.width, "height": args.height, "pattern": args.pattern,
             "frames": args.frames, "runs": len(ok), "rounds": len(rs),
-            "loads": [x["load"] for x in rs]}
+            "loads": [x["load"] for x in rs],
+            "fps_runs": [x.get("fps") for x in rs]}  # per round, None for a failed run
         for key in ("fps", "sender_cpu_ms", "sender_switches", "receiver_cpu_ms", "seconds"):
             v = [float(x[key]) for x in ok]  # type: ignore[arg-type]
             if v:

@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from typing import Dict, List, Optional
@@ -76,6 +77,11 @@ def table(path: str) -> None:
         loads = ring["loads"] + peer["loads"]  # type: ignore[operator]
         ratio = ring.get("ratio")
         flag = " **" if ratio is not None and ratio < 0.95 else ""
+        pairs = [a / b for a, b in zip(ring.get("fps_runs") or [], peer.get("fps_runs") or [])
+                 if a and b]
+        if pairs:  # the ratios of the rounds (each round runs both, one after the other)
+            flag += (f" (rounds {statistics.median(pairs):.2f}, "
+                     f"{min(pairs):.2f}–{max(pairs):.2f})")
         print(f"| {ring['format']} | {ring['width']}×{ring['height']} | {ring['mode']} | "
               f"{ring['pattern']} | {ring['frames']} | {ring['runs']}/{ring['rounds']} / "
               f"{peer['runs']}/{peer['rounds']} | {span(ring)} | "
