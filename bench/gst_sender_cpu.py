@@ -3,19 +3,24 @@
 benchmark helper, not a test).
 
     bench/gst_sender_cpu.py [--rounds 5] [--frames 1800] [--pattern black|smpte]
-                            [--mode copy|alloc] LABEL=PLUGIN_DIR ... [--shmsink]
+                            [--mode copy|alloc] [--format BGR] [--width 1920]
+                            [--height 1080] LABEL=PLUGIN_DIR[@PROPS] ... [--shmsink]
 
 Each round runs, one after the other (interleaved A B C A B C ...), one sender and one
 receiver per LABEL (`shmringsink` from the plugin in PLUGIN_DIR, a directory holding
-libgstshmring.so) and, with --shmsink, the shmsink/shmsrc pair: the pipelines of
-bench.py's GStreamer rows (1080p BGR videotestsrc, `identity drop-allocation=true` before
+libgstshmring.so, with the sink properties PROPS after an `@`, "capacity=N ...") and,
+with --shmsink, the shmsink/shmsrc pair (--shm-size sets its area; a receiver still
+running after --timeout seconds is killed and its run gives no result): the pipelines of
+bench.py's GStreamer rows (1080p BGR videotestsrc unless --format/--width/--height say
+otherwise: any raw video format videotestsrc paints, `identity drop-allocation=true` before
 the sink in copy mode). The sender runs under `perf stat -e
 task-clock,page-faults,context-switches` (software events: they work in VMs without
 hardware counters); the receiver is bench/gst_receive.py. Prints one JSON line per run and
 then, per label, the median (min-max) of the sender's CPU ms per frame (task-clock over
 the whole run divided by the frames: startup included, about 0.05 ms a frame at 1800
 frames, the same for every label), its page faults per frame, the receiver's CPU ms per
-frame and frames/s, and the load average at each run.
+frame and frames/s, and the load average at each run; last, one JSON line per label with
+those medians (min, max), the run's seconds and the loads ("summary": true), for tables.
 """
 from __future__ import annotations
 
@@ -51,7 +56,7 @@ def perf_stat(path: str) -> Dict[str, float]:
 
 
 def run_pair(plugin_dir: str, shmsink: bool, args: argparse.Namespace,
-             tag: str) -> Dict[str, object]:
+             tag: str, props: List[str]) -> Dict[str, object]:
     env = dict(os.environ)
     env["GST_PLUGIN_PATH"] = plugin_dir
     # One registry per plugin directory, kept between runs (a fresh one would rescan
@@ -62,16 +67,18 @@ def run_pair(plugin_dir: str, shmsink: bool, args: argparse.Namespace,
     head = ["videotestsrc", f"num-buffers={n}"]
     if args.pattern != "smpte":
         head.append(f"pattern={args.pattern}")
-    caps = f"video/x-raw,format=BGR,width={args.width},height={args.height}"
+    caps = f"video/x-raw,format={args.format},width={args.width},height={args.height}"
     head += ["!", caps, "!"]
     if args.mode == "copy":
         head += ["identity", "drop-allocation=true", "!"]
     if shmsink:
         sock = os.path.join(tempfile.gettempdir(), f"{tag}.sock")
         sink = ["shmsink", f"socket-path={sock}", "sync=false", "wait-for-connection=true"]
+        if args.shm_size:
+            sink.append(f"shm-size={args.shm_size}")
         source = f"shmsrc socket-path={sock} ! {caps}"
     else:
-        sink = ["shmringsink", f"shm-name={tag}", "sync=false"]
+        sink = ["shmringsink", f"shm-name={tag}", "sync=false"] + props
         source = f"shmringsrc shm-name={tag}"
     stat = os.path.join(tempfile.gettempdir(), f"{tag}.perf")
     sender = subprocess.Popen(["perf", "stat", "-x,", "-o", stat, "-e",
@@ -86,22 +93,30 @@ def run_pair(plugin_dir: str, shmsink: bool, args: argparse.Namespace,
             time.sleep(0.01)
         shmsink_pids = child_pids(sender.pid)
     load = os.getloadavg()[0]
-    out = subprocess.run([PY, os.path.join(ROOT, "bench", "gst_receive.py"), source, str(n),
-                          "20"], env=env, capture_output=True, text=True, timeout=300)
     result: Dict[str, object] = {"load": load}
+    receiver = subprocess.Popen([PY, os.path.join(ROOT, "bench", "gst_receive.py"), source,
+                                 str(n), "20"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        stdout, _ = receiver.communicate(timeout=args.timeout)
+    except subprocess.TimeoutExpired:  # seen once with shmsrc at 160x120 GRAY8
+        os.killpg(receiver.pid, signal.SIGKILL)
+        stdout, _ = receiver.communicate()
+        result["hung"] = "receiver"
     try:
         sender.wait(20)
     except subprocess.TimeoutExpired:  # shmsink sometimes never sees its client go
         os.killpg(sender.pid, signal.SIGKILL)
         sender.wait()
-        result["hung"] = True
+        result["hung"] = result.get("hung", "sender")
     for pid in shmsink_pids:  # a killed shmsink leaves its shm area (64 MiB)
         remove_shmsink_segments(pid)
     try:
-        res = json.loads(out.stdout.strip().splitlines()[-1])
+        res = json.loads(stdout.strip().splitlines()[-1])
         st = perf_stat(stat)
         if res["buffers"] == n and not result.get("hung"):
-            result.update({"fps": res["fps"], "receiver_cpu_ms": res["cpu_ms"],
+            result.update({"fps": res["fps"], "seconds": n / res["fps"],
+                           "receiver_cpu_ms": res["cpu_ms"],
                            "sender_cpu_ms": st["task-clock"] / n,
                            "sender_faults": st["page-faults"] / n,
                            "sender_switches": st["context-switches"] / n})
@@ -118,26 +133,38 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--frames", type=int, default=1800)
     ap.add_argument("--pattern", default="black")
-    ap.add_argument("--width", type=int, default=1920, help="BGR frame width")
-    ap.add_argument("--height", type=int, default=1080, help="BGR frame height")
+    ap.add_argument("--format", default="BGR", help="raw video format (GStreamer's name)")
+    ap.add_argument("--width", type=int, default=1920, help="frame width")
+    ap.add_argument("--height", type=int, default=1080, help="frame height")
     ap.add_argument("--mode", choices=("copy", "alloc"), default="copy")
     ap.add_argument("--shmsink", action="store_true", help="also the shmsink/shmsrc pair")
-    ap.add_argument("builds", nargs="+", help="LABEL=PLUGIN_DIR")
+    ap.add_argument("--shm-size", type=int, default=0,
+                    help="shmsink's shm-size (default: shmsink's, 64 MiB, which holds two "
+                    "3840x2160 BGR frames)")
+    ap.add_argument("--timeout", type=float, default=120,
+                    help="seconds a receiver may run before it is killed (the run then "
+                    "gives no result)")
+    ap.add_argument("builds", nargs="+",
+                    help="LABEL=PLUGIN_DIR[@PROPS]: PROPS, shmringsink properties "
+                    "(\"capacity=16777216\", space-separated)")
     args = ap.parse_args()
-    variants: List[Tuple[str, str, bool]] = []
+    variants: List[Tuple[str, str, bool, List[str]]] = []
     for b in args.builds:
-        label, _, path = b.partition("=")
-        variants.append((label, os.path.abspath(path), False))
+        label, _, spec = b.partition("=")
+        path, _, extra = spec.partition("@")
+        variants.append((label, os.path.abspath(path), False, extra.split() if extra else []))
     if args.shmsink:
-        variants.append(("shmsink", variants[0][1], True))
+        variants.append(("shmsink", variants[0][1], True, []))
     runs: Dict[str, List[Dict[str, object]]] = {v[0]: [] for v in variants}
     for r in range(args.rounds):
-        for i, (label, path, shm) in enumerate(variants):
-            res = run_pair(path, shm, args, f"gsc{os.getpid()}_{r}_{i}")
+        for i, (label, path, shm, props) in enumerate(variants):
+            res = run_pair(path, shm, args, f"gsc{os.getpid()}_{r}_{i}", props)
             res["label"] = label
             print(json.dumps(res), flush=True)
             runs[label].append(res)
-    print(f"# {args.mode}, pattern={args.pattern}, {args.frames} frames, {args.rounds} rounds")
+    print(f"# {args.mode}, {args.format} {args.width}x{args.height}, pattern={args.pattern}, "
+          f"{args.frames} frames, {args.rounds} rounds")
+    summaries: List[Dict[str, object]] = []
     for label, rs in runs.items():
         ok = [x for x in rs if "sender_cpu_ms" in x]
 
@@ -149,6 +176,19 @@ def main() -> int:
         print(f"{label:10s} runs {len(ok)}/{len(rs)}  sender ms/frame {fmt('sender_cpu_ms')}  "
               f"faults/frame {fmt('sender_faults')}  receiver ms/frame "
               f"{fmt('receiver_cpu_ms')}  frames/s {fmt('fps')}  load {loads}")
+        summary: Dict[str, object] = {
+            "summary": True, "label": label, "mode": args.mode, "format": args.format,
+            "width": args.width, "height": args.height, "pattern": args.pattern,
+            "frames": args.frames, "runs": len(ok), "rounds": len(rs),
+            "loads": [x["load"] for x in rs],
+            "fps_runs": [x.get("fps") for x in rs]}  # per round, None for a failed run
+        for key in ("fps", "sender_cpu_ms", "sender_switches", "receiver_cpu_ms", "seconds"):
+            v = [float(x[key]) for x in ok]  # type: ignore[arg-type]
+            if v:
+                summary[key] = [statistics.median(v), min(v), max(v)]
+        summaries.append(summary)
+    for summary in summaries:
+        print(json.dumps(summary), flush=True)
     return 0
 
 
