@@ -546,35 +546,34 @@ Status ByteRingBuffer::ReserveRecordAt(uint32_t record, uint32_t* start) {
 }
 
 // A large record goes at offset 0 of the next lap instead of at reserve_ when it
-// is at least two records into the lap and the front of the data area is free for
-// it (everything the receivers read there is done with, nothing of the producer's
-// is kept there): a sender whose receivers keep up then writes its big messages
-// into two places, lap after lap, that the CPU's caches still hold, instead of
-// walking the whole ring (a 32 MiB ring of 1080p frames is as large as this
-// machine's L3; a copy into lines not in cache first reads them from memory).
-// How much of the front must be free: room for the record and the one after it
-// while three such records fit in half the CPU's largest cache (then frames cycle
-// through three places and the sender never waits for the receiver to finish the
-// frame before); room for the record alone above that (two places: the record
-// after a restart goes at the head, in the second place, and waits there for the
-// receiver as any record does; three 6 MB frames with the source's own buffers no
-// longer fit a 32 MiB L3). DESIGN.md "Where a large record goes". Until the
-// receivers pass the WRAP marker, the rest of the lap counts as used. Receivers
-// skip the marker as any other (PROTOCOL.md section 3, producer rule 1). Costs
-// one look at the receivers' positions (ScanSlots) per large record that could
-// restart.
+// is at least `places` records into the lap and the front of the data area is
+// free for it (everything the receivers read there is done with, nothing of the
+// producer's is kept there): a sender whose receivers keep up then writes its big
+// messages into `places` places, lap after lap, that the CPU's caches still hold,
+// instead of walking the whole ring (a 32 MiB ring of 1080p frames is as large as
+// this machine's L3; a copy into lines not in cache first reads them from memory).
+// Three places while three such records fit in half the CPU's largest cache: the
+// sender then never waits for a receiver that still holds the two records before
+// (a zero-copy receiver whose sink keeps the last frame while the next is pushed);
+// two above that (three 6 MB frames with the source's own buffers no longer fit a
+// 32 MiB L3; the record after a restart goes in the second place and waits there
+// for the receiver as any record does). Only room for the record itself is asked
+// for: asking for the next one's as well sent records past the third place while
+// the receiver held the one before. DESIGN.md "Where a large record goes". Until
+// the receivers pass the WRAP marker, the rest of the lap counts as used.
+// Receivers skip the marker as any other (PROTOCOL.md section 3, producer rule 1).
+// Costs one look at the receivers' positions (ScanSlots) per large record that
+// could restart.
 bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end) {
   const uint32_t pos = reserve_ & mask_;
+  const uint32_t places = record < three_places_below_ ? 3 : 2;
   // One receiver slot only: with several, a lagging live receiver resumes at the
   // newest sync point still in the ring (the floor keeps three quarters of a lap
   // for it), which restarting early would shorten.
-  if (max_receivers_ != 1 || record < tuning::kEarlyWrapMinRecord || pos / 2 < record) {
+  if (max_receivers_ != 1 || record < tuning::kEarlyWrapMinRecord || pos / places < record) {
     return false;
   }
-  // Room for the record and the one after it (three places) while three fit in
-  // the cache's share, else for the record alone (two places).
-  const uint32_t records = record < three_places_below_ ? 2 : 1;
-  const uint32_t need = to_end + records * record;  // <= capacity_: pos >= 2 * record
+  const uint32_t need = to_end + record;  // <= capacity_: pos >= record
   if (FreeBytes() < need && !LoadTailChecked(need)) return false;
   return FreeBytes() >= need;
 }

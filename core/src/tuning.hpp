@@ -16,12 +16,13 @@ namespace tuning {
 // position and the marker would cost more than the cache saves.
 constexpr uint32_t kEarlyWrapMinRecord = 64u << 10;
 
-// How many places such records cycle through. Three (the front must be free for
-// the record and the one after it) while three records fit in half the CPU's
-// largest cache (the other half for the source's own buffers): the sender never
-// waits for the receiver to finish the record before. Two (free for the record
-// alone, the next waits for the receiver there) when they do not: a 1080p BGR
-// frame on a 32 MiB L3. Measured both ways in DESIGN.md "Where a large record goes".
+// How many places such records cycle through (a record restarts at the front once
+// it is that many records into the lap and the front has room for it). Three while
+// three records fit in half the CPU's largest cache (the other half for the
+// source's own buffers): the sender never waits for a receiver that still holds the
+// two records before. Two when they do not (a 1080p BGR frame on a 32 MiB L3): the
+// record after a restart waits for the receiver there. Measured in DESIGN.md "Where
+// a large record goes".
 constexpr uint32_t kThreePlacesCacheShare = 2;  // three records <= cache / this
 // The cache size assumed where the machine's cannot be read (cache_size.hpp).
 constexpr uint64_t kAssumedCacheBytes = 16u << 20;
