@@ -774,82 +774,42 @@ TEST(ShmringSink, LiveStreamKeepsNoBacklogAndAsksForAKeyframeForANewReceiver) {
   gst_harness_teardown(h);
 }
 
-// A receiver is announced (and, live, written for) once it finished attaching, not
-// when it claimed its slot: a receiver claims the slot's role byte first, then
-// stores its pid and start and sets ATTACHED. A slot only claimed, also one whose
-// previous receiver was killed (its ATTACHED flag stays set), gets no message and
-// no frames; the receiver that then attaches gets exactly one message, with its pid.
-TEST(ShmringSink, AnnouncesAReceiverOnceItFinishedAttachingNotWhenItClaimedItsSlot) {
-  const std::string name = UniqueName("gsink-claim");
-  GstHarness* h = NewSink(name, "capacity=8192", /*live=*/true);
-  GstBus* bus = gst_bus_new();
-  gst_element_set_bus(h->element, bus);
-  gst_harness_set_src_caps_str(h, kGrayCaps);
-  ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 1, 1, 1, 1, 1, 1, 1})), GST_FLOW_OK);
-  const auto not_received = [&] {
+// A live shmringsink in a harness with a bus of its own, past its caps and one
+// buffer: pushes, its not-received count and the pids of its element messages.
+struct LiveSinkOnABus {
+  explicit LiveSinkOnABus(const std::string& name)
+      : h(NewSink(name, "capacity=8192", /*live=*/true)), bus(gst_bus_new()) {
+    gst_element_set_bus(h->element, bus);
+    gst_harness_set_src_caps_str(h, kGrayCaps);
+    EXPECT_EQ(Push(1), GST_FLOW_OK);
+  }
+  ~LiveSinkOnABus() {
+    gst_element_set_bus(h->element, nullptr);
+    gst_object_unref(bus);
+    gst_harness_teardown(h);
+  }
+  LiveSinkOnABus(const LiveSinkOnABus&) = delete;
+  LiveSinkOnABus& operator=(const LiveSinkOnABus&) = delete;
+  GstFlowReturn Push(uint8_t v) { return gst_harness_push(h, NewBuffer({v, v, v, v, v, v, v, v})); }
+  guint64 NotReceived() const {
     guint64 n = 0;
     g_object_get(Element(h), "not-received", &n, nullptr);
     return n;
-  };
-  const auto claim_push_release = [&](uint8_t fill) {
-    // What a receiver does first: the role byte of slot 0, nothing written yet.
-    const int fd = open(("/dev/shm/" + name).c_str(), O_RDWR);
-    ASSERT_GE(fd, 0);
-    ASSERT_EQ(shm::liveness::Take(fd, shm::liveness::kConsumerByte), shm::liveness::Lock::kHeld);
-    const guint64 before = not_received();
-    ASSERT_EQ(gst_harness_push(h, NewBuffer({fill, fill, fill, fill, fill, fill, fill, fill})),
-              GST_FLOW_OK);
-    EXPECT_EQ(not_received(), before + 1) << "written for a receiver still attaching";
-    EXPECT_TRUE(ElementMessages(bus, "shmringsink-receiver-attached").empty())
-        << "a claimed slot was announced";
-    close(fd);  // the claim ends (a receiver that gave up)
-  };
-  claim_push_release(2);
-
-  // A receiver killed while attached leaves its ATTACHED flag set in the slot.
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    shm::ShmConsumer c(name);
-    if (!c.IsValid()) _exit(2);
-    pause();
-    _exit(3);
   }
-  const auto attached_messages = [&] {
-    std::vector<GstMessage*> m = ElementMessages(bus, "shmringsink-receiver-attached");
+  // The "pid" of each `what` message posted since the last look (0 without one).
+  std::vector<guint> Messages(const char* what) {
     std::vector<guint> pids;
-    for (GstMessage* x : m) {
+    for (GstMessage* x : ElementMessages(bus, what)) {
       guint pid = 0;
-      EXPECT_TRUE(gst_structure_get_uint(gst_message_get_structure(x), "pid", &pid));
+      gst_structure_get_uint(gst_message_get_structure(x), "pid", &pid);
       pids.push_back(pid);
       gst_message_unref(x);
     }
     return pids;
-  };
-  std::vector<guint> pids;
-  for (uint8_t i = 0; pids.empty() && i < 200; ++i) {  // the child attaches meanwhile
-    ASSERT_EQ(gst_harness_push(h, NewBuffer({3, 3, 3, 3, 3, 3, 3, 3})), GST_FLOW_OK);
-    pids = attached_messages();
-    if (pids.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  EXPECT_EQ(pids, std::vector<guint>{static_cast<guint>(child)});
-  kill(child, SIGKILL);
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  ASSERT_EQ(gst_harness_push(h, NewBuffer({4, 4, 4, 4, 4, 4, 4, 4})), GST_FLOW_OK);
-  std::vector<GstMessage*> left = ElementMessages(bus, "shmringsink-receiver-left");
-  EXPECT_EQ(left.size(), 1u);
-  for (GstMessage* x : left) gst_message_unref(x);
-  claim_push_release(5);  // the dead receiver's ATTACHED flag is still set
-
-  shm::ShmConsumer c(name);  // this process attaches: one message, our pid
-  ASSERT_TRUE(c.IsValid()) << c.error();
-  ASSERT_EQ(gst_harness_push(h, NewBuffer({6, 6, 6, 6, 6, 6, 6, 6})), GST_FLOW_OK);
-  EXPECT_EQ(attached_messages(), std::vector<guint>{static_cast<guint>(getpid())});
-  gst_element_set_bus(h->element, nullptr);
-  gst_object_unref(bus);
-  gst_harness_teardown(h);
-}
+  GstHarness* h;
+  GstBus* bus;
+};
 
 // Forks a receiver that attaches to `name`, says so and is SIGKILLed (its ATTACHED
 // flag stays set). `between` runs while it is attached. Returns its pid.
@@ -877,15 +837,17 @@ pid_t AttachThenKill(const std::string& name, Between between) {
   return ok ? child : -1;
 }
 
-// The first step of a receiver's attach, by hand: the role byte of slot 0, then a
-// dead receiver's ATTACHED flag cleared (PROTOCOL.md section 7). Returns the fd
-// that holds the claim (closing it gives the claim up).
-int ClaimSlot0(const std::string& name) {
+// The first step of a receiver's attach, by hand: the role byte of slot 0, then
+// (`clear_stale`, PROTOCOL.md section 7; a receiver of an older build does not) a
+// dead receiver's ATTACHED flag cleared. Returns the fd that holds the claim
+// (closing it gives the claim up), -1 on failure.
+int ClaimSlot0(const std::string& name, bool clear_stale) {
   const int fd = open(("/dev/shm/" + name).c_str(), O_RDWR);
   if (fd < 0 ||
       shm::liveness::Take(fd, shm::liveness::kConsumerByte) != shm::liveness::Lock::kHeld) {
     return -1;
   }
+  if (!clear_stale) return fd;
   void* m = mmap(nullptr, shm::layout::kHeaderSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (m == MAP_FAILED) return -1;
   auto* flags = reinterpret_cast<std::atomic<uint32_t>*>(
@@ -895,65 +857,75 @@ int ClaimSlot0(const std::string& name) {
   return fd;
 }
 
-// A slot claimed over a killed receiver is not announced nor written for, whether
-// the sink saw that receiver (then it posts that it left) or never did (it attached
-// and died between two looks); the receiver that then attaches gets one message.
+// A receiver is announced (and, live, written for) once it finished attaching, not
+// when it claimed its slot: a receiver claims the slot's role byte first, then
+// stores its pid and start and sets ATTACHED. A slot only claimed gets no message
+// and no frames, also when a killed receiver's ATTACHED flag is still set there
+// (a claimant of an older build that does not clear it: the attach count tells);
+// the receiver that then attaches gets exactly one message, with its pid.
+TEST(ShmringSink, AnnouncesAReceiverOnceItFinishedAttachingNotWhenItClaimedItsSlot) {
+  const std::string name = UniqueName("gsink-claim");
+  LiveSinkOnABus s(name);
+  const auto claim_push_release = [&](uint8_t fill) {
+    const int fd = ClaimSlot0(name, /*clear_stale=*/false);
+    ASSERT_GE(fd, 0);
+    const guint64 before = s.NotReceived();
+    ASSERT_EQ(s.Push(fill), GST_FLOW_OK);
+    EXPECT_EQ(s.NotReceived(), before + 1) << "written for a receiver still attaching";
+    EXPECT_TRUE(s.Messages("shmringsink-receiver-attached").empty())
+        << "a claimed slot was announced";
+    close(fd);  // the claim ends (a receiver that gave up)
+  };
+  claim_push_release(2);
+  const pid_t killed = AttachThenKill(name, [&](pid_t child) {
+    ASSERT_EQ(s.Push(3), GST_FLOW_OK);
+    EXPECT_EQ(s.Messages("shmringsink-receiver-attached"), std::vector<guint>{guint(child)});
+  });
+  ASSERT_GT(killed, 0);
+  ASSERT_EQ(s.Push(4), GST_FLOW_OK);
+  EXPECT_EQ(s.Messages("shmringsink-receiver-left").size(), 1u);
+  claim_push_release(5);     // the dead receiver's ATTACHED flag is still set
+  shm::ShmConsumer c(name);  // this process attaches: one message, our pid
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  ASSERT_EQ(s.Push(6), GST_FLOW_OK);
+  EXPECT_EQ(s.Messages("shmringsink-receiver-attached"), std::vector<guint>{guint(getpid())});
+}
+
+// A slot claimed over a killed receiver (its flag cleared by the claim, as
+// receivers do) is not announced nor written for, whether the sink saw that
+// receiver (then it posts that it left) or never did (it attached and died between
+// two looks); the receiver that then attaches gets one message.
 TEST(ShmringSink, ClaimOverAKilledReceiverIsNotAnnouncedSeenOrNot) {
   const std::string name = UniqueName("gsink-reclaim");
-  GstHarness* h = NewSink(name, "capacity=8192", /*live=*/true);
-  GstBus* bus = gst_bus_new();
-  gst_element_set_bus(h->element, bus);
-  gst_harness_set_src_caps_str(h, kGrayCaps);
-  ASSERT_EQ(gst_harness_push(h, NewBuffer({1, 1, 1, 1, 1, 1, 1, 1})), GST_FLOW_OK);
-  const auto not_received = [&] {
-    guint64 n = 0;
-    g_object_get(Element(h), "not-received", &n, nullptr);
-    return n;
-  };
-  const auto messages = [&](const char* what) {
-    std::vector<guint> pids;
-    for (GstMessage* x : ElementMessages(bus, what)) {
-      guint pid = 0;
-      gst_structure_get_uint(gst_message_get_structure(x), "pid", &pid);
-      pids.push_back(pid);
-      gst_message_unref(x);
-    }
-    return pids;
-  };
-  const auto push = [&](uint8_t v) {
-    return gst_harness_push(h, NewBuffer({v, v, v, v, v, v, v, v}));
-  };
+  LiveSinkOnABus s(name);
   // Seen: announced, killed, the slot claimed before the sink looks again.
   const pid_t seen = AttachThenKill(name, [&](pid_t child) {
-    ASSERT_EQ(push(2), GST_FLOW_OK);
-    EXPECT_EQ(messages("shmringsink-receiver-attached"), std::vector<guint>{guint(child)});
+    ASSERT_EQ(s.Push(2), GST_FLOW_OK);
+    EXPECT_EQ(s.Messages("shmringsink-receiver-attached"), std::vector<guint>{guint(child)});
   });
   ASSERT_GT(seen, 0);
-  int fd = ClaimSlot0(name);
+  int fd = ClaimSlot0(name, /*clear_stale=*/true);
   ASSERT_GE(fd, 0);
-  guint64 before = not_received();
-  ASSERT_EQ(push(3), GST_FLOW_OK);
-  EXPECT_EQ(not_received(), before + 1) << "written for a receiver still attaching";
-  EXPECT_EQ(messages("shmringsink-receiver-left").size(), 1u) << "the killed one's leaving";
-  EXPECT_TRUE(messages("shmringsink-receiver-attached").empty());
+  guint64 before = s.NotReceived();
+  ASSERT_EQ(s.Push(3), GST_FLOW_OK);
+  EXPECT_EQ(s.NotReceived(), before + 1) << "written for a receiver still attaching";
+  EXPECT_EQ(s.Messages("shmringsink-receiver-left").size(), 1u) << "the killed one's leaving";
+  EXPECT_TRUE(s.Messages("shmringsink-receiver-attached").empty());
   close(fd);
   // Unseen: attached and killed with no look in between, then the slot claimed.
   ASSERT_GT(AttachThenKill(name, [](pid_t) {}), 0);
-  fd = ClaimSlot0(name);
+  fd = ClaimSlot0(name, /*clear_stale=*/true);
   ASSERT_GE(fd, 0);
-  before = not_received();
-  ASSERT_EQ(push(4), GST_FLOW_OK);
-  EXPECT_EQ(not_received(), before + 1) << "written for a receiver still attaching";
-  EXPECT_TRUE(messages("shmringsink-receiver-attached").empty())
+  before = s.NotReceived();
+  ASSERT_EQ(s.Push(4), GST_FLOW_OK);
+  EXPECT_EQ(s.NotReceived(), before + 1) << "written for a receiver still attaching";
+  EXPECT_TRUE(s.Messages("shmringsink-receiver-attached").empty())
       << "a claim over a receiver the sink never saw was announced";
   close(fd);
   shm::ShmConsumer c(name);
   ASSERT_TRUE(c.IsValid()) << c.error();
-  ASSERT_EQ(push(5), GST_FLOW_OK);
-  EXPECT_EQ(messages("shmringsink-receiver-attached"), std::vector<guint>{guint(getpid())});
-  gst_element_set_bus(h->element, nullptr);
-  gst_object_unref(bus);
-  gst_harness_teardown(h);
+  ASSERT_EQ(s.Push(5), GST_FLOW_OK);
+  EXPECT_EQ(s.Messages("shmringsink-receiver-attached"), std::vector<guint>{guint(getpid())});
 }
 
 // A non-live upstream keeps everything for its receiver and leaves LIVE clear.
