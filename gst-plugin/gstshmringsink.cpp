@@ -837,10 +837,12 @@ static void track_receiver(GstShmringSink* self) {
     const bool claimed = producer->ReceiverAttached(k);
     const guint32 flags = claimed ? ring->SlotFlags(k) : 0;
     const guint32 count = flags >> shm::layout::kConsumerAttachCountShift;
-    const bool attached = (flags & shm::layout::kConsumerAttached) != 0 &&
-                          (self->slot_attached[k] || count != self->slot_count[k]);
+    const bool flagged = (flags & shm::layout::kConsumerAttached) != 0;
+    // One not announced yet: its attach count is not the last announced receiver's.
+    const bool newcomer = flagged && count != self->slot_count[k];
+    const bool attached = newcomer || (flagged && self->slot_attached[k]);
     any = any || attached;
-    if (attached && (!self->slot_attached[k] || count != self->slot_count[k])) {
+    if (newcomer) {
       const guint pid = ring->SlotPid(k);
       GST_INFO_OBJECT(self, "receiver (pid %u) attached to slot %u of ring '%s'", pid, k,
                       producer->name().c_str());

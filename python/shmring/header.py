@@ -118,7 +118,8 @@ class ReceiverSnapshot:
 
     def as_dict(self, head: int) -> Dict[str, Any]:
         return {"slot": self.slot, "pid": self.pid, "mode": self.mode_name,
-                "claimed": self.claimed, "attached": self.attached, "dead": self.dead, "position": self.position,
+                "claimed": self.claimed, "attached": self.attached, "dead": self.dead,
+                "position": self.position,
                 "lag": self.lag(head), "skipped": self.skipped,
                 "flags": self.flags, "flags_decoded": decode_consumer_flags(self.flags),
                 "locked": self.locked}
