@@ -134,6 +134,14 @@ def gst_receive(cfg: Config, source: str, n: int) -> Tuple[float, int, float]:
     return res["fps"], res["buffers"], res["cpu_ms"]
 
 
+def wait_for_path(path: str, timeout: float = 20) -> None:
+    """Polls every 10 ms until `path` exists or `timeout` s passed (the caller's next step
+    then fails and says so)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def end_sender(proc: subprocess.Popen) -> None:
     """Ends sender `proc` (started with start_new_session: SIGKILL to its group) unless it
     was reaped already, reaps it and removes the shm areas it left when it ran a shmsink
@@ -178,9 +186,7 @@ def gst_once(cfg: Config, variant: str, copy: bool, cap_mib: Optional[int],
         sender = gst_sender(cfg, f"shmsink socket-path={sock} sync=false "
                             f"wait-for-connection=true{cap}", n, copy, src)
         try:
-            deadline = time.monotonic() + 20
-            while not os.path.exists(sock) and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for_path(sock)  # shmsink's socket: the sender is ready
             fps, got, rcpu = gst_receive(cfg, f"shmsrc socket-path={sock} ! {src.caps}", n)
             scpu = wait_rusage(sender, 10 if got >= n else 0)
         finally:
@@ -272,9 +278,7 @@ def gst_fanout_once(cfg: Config, variant: str, receivers: int,
             sender = fanout_sender(cfg, receivers, head + [
                 "!", "shmsink", "name=sink", f"socket-path={sock}", "sync=false",
                 "wait-for-connection=true"])
-            deadline = time.monotonic() + 20
-            while not os.path.exists(sock) and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for_path(sock)  # shmsink's socket: the sender is ready
             early = [receiver(f"shmsrc socket-path={sock} ! {src.caps}")
                      for _ in range(receivers)]
         procs = early
@@ -603,9 +607,7 @@ def idle_once(cfg: Config, receiver: str) -> Dict[str, Any]:
                                   " wait-for-connection=false").split(), env=cfg.env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
-        deadline = time.monotonic() + 20
-        while not os.path.exists(sock) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for_path(sock)  # shmsink's socket: the sender is ready
         cmd = ["gst-launch-1.0", "-q", "shmsrc", f"socket-path={sock}", "is-live=true", "!",
                CAPS_1080P + ",framerate=1/1", "!", "fakesink"]
     else:

@@ -169,7 +169,6 @@ TEST_F(OwnerWordTest, ASleeperWithoutALivenessLookPassesTheWakeOn) {
   const auto* head = reinterpret_cast<const uint32_t*>(base + layout::kHeadOffset);
   const auto* pflags = reinterpret_cast<const uint32_t*>(base + layout::kProducerFlagsOffset);
   const uint32_t* owner = OwnerWord(m);
-  wait::ResetCounters();
   std::atomic<long> bare_tid{0};
   std::thread bare([&] {
     bare_tid = syscall(SYS_gettid);
@@ -188,15 +187,8 @@ TEST_F(OwnerWordTest, ASleeperWithoutALivenessLookPassesTheWakeOn) {
   }));
   ShmConsumer c(name);
   ASSERT_TRUE(c.IsValid()) << c.error();
-  shmtest::BlockingCall reader([&] {
-    MessageView v;
-    return c.PeekFor(&v, kGuardNs);
-  });
-  ASSERT_TRUE(shmtest::WaitUntilAsleep(c));
-  ASSERT_EQ(kill(child, SIGKILL), 0);
-  EXPECT_EQ(shmtest::WaitChild(child), 128 + SIGKILL);
+  EXPECT_EQ(KillWhileAsleepInPeek(c, child), Status::kPeerDead);
   bare.join();
-  EXPECT_EQ(reader.Join(), Status::kPeerDead);
   EXPECT_GE(wait::GetCounters().owner_wakes, 2u) << "the consumer's sleep ended through the word";
 }
 

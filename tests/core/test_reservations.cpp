@@ -285,7 +285,7 @@ TEST_F(Reservations, LargeRecordRestartsWhileTheReceiverReadsTheOneBefore) {
 TEST_F(Reservations, LargeRecordsThatShareTheCacheCycleThroughThreePlaces) {
   const CacheBytes cache(64u << 20);  // three 200 kB records fit in half of it
   Ring r(kLargeRingCap);
-  const Reservation a = r.Send(Large('a'));
+  r.Send(Large('a'));
   EXPECT_EQ(r.Next(), Large('a'));
   const Reservation b = r.Send(Large('b'));
   const Reservation c = r.Send(Large('c'));  // the front is free: a third place all the same
