@@ -912,7 +912,10 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h,
     // does not wedge (it could not even take an EOS).
     const bool first_receiver_pending = producer->ring()->ConsumerAttachCount() == 0;
     const bool block = wait && (first_receiver_pending || producer->ConsumerAttached());
-    const shm::Status st = producer->Reserve(len, &payload, block ? kWaitSliceNs : 0);
+    // Copied in from the caller's buffer (a large one shares the cache with the
+    // ring's places: shm::Fill).
+    const shm::Status st =
+        producer->Reserve(len, &payload, block ? kWaitSliceNs : 0, shm::Fill::kCopied);
     switch (st) {
       case shm::Status::kOk:
         fill(payload + body_at);

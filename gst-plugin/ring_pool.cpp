@@ -153,10 +153,12 @@ static GstFlowReturn pool_acquire_buffer(GstBufferPool* pool, GstBuffer** buffer
   shm::Status s = shm::Status::kTooLarge;
   if (len64 <= st->producer->MaxMessageSize()) {
     const auto len = static_cast<uint32_t>(len64);
-    s = st->producer->ReserveNext(len, &res, 0, &st->interrupter);
+    // Painted in place by the buffer's producer upstream (shm::Fill).
+    s = st->producer->ReserveNext(len, &res, 0, &st->interrupter, shm::Fill::kInPlace);
     while ((s == shm::Status::kFull || s == shm::Status::kTimeout) && st->wait_for_space() &&
            worth_waiting(st->producer.get(), len)) {
-      s = st->producer->ReserveNext(len, &res, kAcquireSliceNs, &st->interrupter);
+      s = st->producer->ReserveNext(len, &res, kAcquireSliceNs, &st->interrupter,
+                                    shm::Fill::kInPlace);
     }
   }
   if (s == shm::Status::kInterrupted) return GST_FLOW_FLUSHING;

@@ -245,8 +245,13 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
     order_mark_ = head_;
     floor_ = atomics::LoadRelaxed(word(kFloorOffset));  // own word
     pub_seq_ = MarkSeq(HeadMark());                     // own word
-    const uint64_t three = LargestCacheBytes() / tuning::kThreePlacesCacheShare / 3;
-    three_places_below_ = static_cast<uint32_t>(std::min<uint64_t>(three, UINT32_MAX));
+    const uint64_t cache = LargestCacheBytes();
+    const uint64_t in_place = cache / tuning::kThreePlacesCacheShareInPlace / 3;
+    const uint64_t copied = cache / tuning::kThreePlacesCacheShareCopied / 3;
+    three_places_below_[static_cast<int>(Fill::kInPlace)] =
+        static_cast<uint32_t>(std::min<uint64_t>(in_place, UINT32_MAX));
+    three_places_below_[static_cast<int>(Fill::kCopied)] =
+        static_cast<uint32_t>(std::min<uint64_t>(copied, UINT32_MAX));
     if (!LoadTailChecked()) return;
     // Set, then fenced, before our first publish; see DESIGN.md "mode bits".
     if (light_fences_) atomics::FetchOrSeqCst(word(kProducerFlagsOffset), kProducerMembarrier);
@@ -317,7 +322,7 @@ SHM_NOINLINE Status ByteRingBuffer::WakeAfterWrite() {
 
 SHM_NOINLINE Status ByteRingBuffer::TryWriteSlow(const void* data, uint32_t len, bool sync) {
   uint8_t* payload = nullptr;
-  const Status s = Reserve(len, &payload);
+  const Status s = Reserve(len, &payload, Fill::kCopied);
   if (s != Status::kOk) return s;
   if (len != 0) std::memcpy(payload, data, len);
   Commit(len, sync);
@@ -508,13 +513,13 @@ bool ByteRingBuffer::FullOfKept(uint32_t len) const {
 
 // Reserves the record of a `len`-byte payload at reserve_ (a WRAP marker first if
 // it would cross the end) and appends it to pending_. *start: its ring index.
-Status ByteRingBuffer::ReserveRecord(uint32_t len, uint32_t* start) {
+Status ByteRingBuffer::ReserveRecord(uint32_t len, uint32_t* start, Fill fill) {
   if (!valid_ || !is_producer_) return Status::kInvalid;
   if (len > MaxMessageSize()) return Status::kTooLarge;
   const uint32_t record = static_cast<uint32_t>(RecordSize(len));
   const uint32_t to_end = capacity_ - (reserve_ & mask_);
   bool marker = false;
-  if (record <= to_end && RestartLapEarly(record, to_end)) {
+  if (record <= to_end && RestartLapEarly(record, to_end, fill)) {
     PublishWrapMarker();  // the record goes at offset 0 of the next lap
     return ReserveRecordAt(record, start);
   }
@@ -552,21 +557,22 @@ Status ByteRingBuffer::ReserveRecordAt(uint32_t record, uint32_t* start) {
 // messages into `places` places, lap after lap, that the CPU's caches still hold,
 // instead of walking the whole ring (a 32 MiB ring of 1080p frames is as large as
 // this machine's L3; a copy into lines not in cache first reads them from memory).
-// Three places while three such records fit in half the CPU's largest cache: the
-// sender then never waits for a receiver that still holds the two records before
-// (a zero-copy receiver whose sink keeps the last frame while the next is pushed);
-// two above that (three 6 MB frames with the source's own buffers no longer fit a
-// 32 MiB L3; the record after a restart goes in the second place and waits there
-// for the receiver as any record does). Only room for the record itself is asked
-// for: asking for the next one's as well sent records past the third place while
-// the receiver held the one before. DESIGN.md "Where a large record goes". Until
-// the receivers pass the WRAP marker, the rest of the lap counts as used.
-// Receivers skip the marker as any other (PROTOCOL.md section 3, producer rule 1).
-// Costs one look at the receivers' positions (ScanSlots) per large record that
-// could restart.
-bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end) {
+// Three places while three such records fit in the share of the CPU's largest
+// cache that `fill` leaves them (all of it painted in place, a third copied in,
+// where the source's own buffers compete for it: tuning.hpp): the sender then never
+// waits for a receiver that still holds the two records before (a zero-copy
+// receiver whose sink keeps the last frame while the next is pushed); two above
+// that (the record after a restart goes in the second place and waits there for the
+// receiver as any record does, but fewer lines are in play). Only room for the
+// record itself is asked for: asking for the next one's as well sent records past
+// the third place while the receiver held the one before. DESIGN.md "Where a large
+// record goes". Until the receivers pass the WRAP marker, the rest of the lap
+// counts as used. Receivers skip the marker as any other (PROTOCOL.md section 3,
+// producer rule 1). Costs one look at the receivers' positions (ScanSlots) per
+// large record that could restart.
+bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end, Fill fill) {
   const uint32_t pos = reserve_ & mask_;
-  const uint32_t places = record < three_places_below_ ? 3 : 2;
+  const uint32_t places = record < three_places_below_[static_cast<int>(fill)] ? 3 : 2;
   // One receiver slot only: with several, a lagging live receiver resumes at the
   // newest sync point still in the ring (the floor keeps three quarters of a lap
   // for it), which restarting early would shorten.
@@ -578,7 +584,7 @@ bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end) {
   return FreeBytes() >= need;
 }
 
-Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload) {
+Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload, Fill fill) {
   if (reserved_) {
     // A second Reserve replaces the open one (the original API's behaviour): taken
     // back when it is the newest, else abandoned.
@@ -592,7 +598,7 @@ Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload) {
     }
   }
   Reservation r;
-  const Status s = ReserveNext(len, &r);
+  const Status s = ReserveNext(len, &r, fill);
   if (s != Status::kOk) return s;
   legacy_ = r;
   reserved_ = true;
@@ -600,9 +606,9 @@ Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload) {
   return Status::kOk;
 }
 
-Status ByteRingBuffer::ReserveNext(uint32_t len, Reservation* out) {
+Status ByteRingBuffer::ReserveNext(uint32_t len, Reservation* out, Fill fill) {
   uint32_t start = 0;
-  const Status s = ReserveRecord(len, &start);
+  const Status s = ReserveRecord(len, &start, fill);
   if (s != Status::kOk) return s;
   out->payload = data() + (start & mask_) + kLenSize;
   out->len = len;

@@ -325,7 +325,7 @@ Status ShmProducer::WriteFor(const void* data, uint32_t len, int64_t timeout_ns,
 SHM_CHANNEL_NOINLINE Status ShmProducer::WriteReserving(const void* data, uint32_t len,
                                                         int64_t timeout_ns, bool sync) {
   uint8_t* payload = nullptr;
-  const Status s = Reserve(len, &payload, timeout_ns);
+  const Status s = Reserve(len, &payload, timeout_ns, Fill::kCopied);
   if (s != Status::kOk) return s;
   if (len != 0) std::memcpy(payload, data, len);
   Commit(len, sync);
@@ -420,10 +420,10 @@ Status ShmProducer::ReserveWaiting(uint32_t len, int64_t timeout_ns, Interrupter
 }
 
 Status ShmProducer::ReserveNext(uint32_t len, Reservation* out, int64_t timeout_ns,
-                                Interrupter* intr) {
+                                Interrupter* intr, Fill fill) {
   if (!ring_) return Status::kInvalid;
   return ReserveWaiting(len, timeout_ns, intr != nullptr ? intr : &interrupter_,
-                        [&] { return ring_->ReserveNext(len, out); });
+                        [&] { return ring_->ReserveNext(len, out, fill); });
 }
 
 void ShmProducer::Publish(const Reservation& r, uint32_t len, bool keep, bool sync) {
@@ -473,20 +473,20 @@ void ShmProducer::Retire() {
   retired_ = true;
 }
 
-Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns) {
+Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns, Fill fill) {
   if (!ring_) return Status::kInvalid;
   if (concurrent_) {
     return ReserveWaiting(len, timeout_ns, &interrupter_,
-                          [&] { return ring_->Reserve(len, payload); });
+                          [&] { return ring_->Reserve(len, payload, fill); });
   }
   if (closed_) return Status::kClosed;
-  Status s = ring_->Reserve(len, payload);
+  Status s = ring_->Reserve(len, payload, fill);
   if (s == Status::kFull && ring_->max_receivers() > 1) {
     // Full: a receiver that died without detaching must not hold us back. Looked
     // at once per liveness slice (one fcntl per attached slot).
     const int64_t now = ElapsedNs(Clock::time_point{});
     if (now - last_reap_ns_ >= tuning::kLivenessSliceNs && ReapDeadReceivers() > 0) {
-      s = ring_->Reserve(len, payload);
+      s = ring_->Reserve(len, payload, fill);
     }
   }
   if (s == Status::kFull && timeout_ns != 0) {
@@ -521,7 +521,7 @@ Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns)
         return Status::kOk;
       });
       if (s != Status::kOk) break;
-      s = ring_->Reserve(len, payload);
+      s = ring_->Reserve(len, payload, fill);
       if (s != Status::kFull) break;
     }
   }

@@ -11,19 +11,29 @@ namespace tuning {
 
 // On a one-receiver ring, records of at least this many bytes go at offset 0 of
 // the next lap, behind a WRAP marker, when the front of the ring is already free
-// for it (the receiver keeps up): big messages then reuse two cache-warm places instead of walking
-// the whole ring (DESIGN.md "Where a large record goes"). Below it the extra look at the receiver's
-// position and the marker would cost more than the cache saves.
+// for it (the receiver keeps up): big messages then reuse two or three cache-warm
+// places instead of walking the whole ring (DESIGN.md "Where a large record
+// goes"). Below it the extra look at the receiver's position and the marker would
+// cost more than the cache saves.
 constexpr uint32_t kEarlyWrapMinRecord = 64u << 10;
 
 // How many places such records cycle through (a record restarts at the front once
-// it is that many records into the lap and the front has room for it). Three while
-// three records fit in half the CPU's largest cache (the other half for the
-// source's own buffers): the sender never waits for a receiver that still holds the
-// two records before. Two when they do not (a 1080p BGR frame on a 32 MiB L3): the
-// record after a restart waits for the receiver there. Measured in DESIGN.md "Where
-// a large record goes".
-constexpr uint32_t kThreePlacesCacheShare = 2;  // three records <= cache / this
+// it is that many records into the lap and the front has room for it): three while
+// three records fit in the CPU's largest cache divided by the share below, two
+// above. Three places: the sender never waits for a zero-copy receiver still holding
+// the two records before. Two: the record after a restart waits for the receiver
+// there, but fewer cache lines are in play. Which fill a reservation has is the
+// caller's hint (shm::Fill). Measured in DESIGN.md "Where a large record goes".
+//
+// Painted in place (the sink's buffer pool: the source writes straight into the
+// ring): nothing but the places competes for the cache, so three places while three
+// records fit in all of it (1080p BGR, 6.2 MB, on a 32 MiB L3: three).
+constexpr uint32_t kThreePlacesCacheShareInPlace = 1;  // three records <= cache / this
+// Copied in (Write, WriteFor, the sink's render copy): the source's own buffers
+// (videotestsrc: a cached frame and two pool buffers) share the cache with the
+// places, so three places only while three records fit in a third of it (1280x720
+// BGR, 2.76 MB: three; 1366x768 BGRx, 4.2 MB, and 1080p: two, on a 32 MiB L3).
+constexpr uint32_t kThreePlacesCacheShareCopied = 3;  // three records <= cache / this
 // The cache size assumed where the machine's cannot be read (cache_size.hpp).
 constexpr uint64_t kAssumedCacheBytes = 16u << 20;
 

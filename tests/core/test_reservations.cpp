@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "shm/layout.hpp"
 #include "shm/shm_channel.hpp"
 #include "test_util.hpp"
+#include "tuning.hpp"
 #include "vectors.hpp"
 
 #ifdef __linux__
@@ -46,9 +49,16 @@ struct Ring {
     if (r.status != Status::kOk) return std::string("<") + shm::StatusName(r.status) + ">";
     return std::string(reinterpret_cast<char*>(out.data()), r.len);
   }
+  // Reserves `text` (ReserveNext, with `fill`, or its default) and writes it there.
   Reservation Reserve(const std::string& text) {
     Reservation r;
     EXPECT_EQ(p->ReserveNext(static_cast<uint32_t>(text.size()), &r), Status::kOk);
+    if (r.payload != nullptr) std::memcpy(r.payload, text.data(), text.size());
+    return r;
+  }
+  Reservation Reserve(const std::string& text, shm::Fill fill) {
+    Reservation r;
+    EXPECT_EQ(p->ReserveNext(static_cast<uint32_t>(text.size()), &r, fill), Status::kOk);
     if (r.payload != nullptr) std::memcpy(r.payload, text.data(), text.size());
     return r;
   }
@@ -58,13 +68,19 @@ struct Ring {
     p->Publish(r, static_cast<uint32_t>(text.size()), keep);
     return r;
   }
+  Reservation Send(const std::string& text, shm::Fill fill) {
+    const Reservation r = Reserve(text, fill);
+    p->Publish(r, static_cast<uint32_t>(text.size()));
+    return r;
+  }
   RingImage img;
   std::unique_ptr<ByteRingBuffer> p;
   std::unique_ptr<ByteRingBuffer> c;
 };
 
 // The cache size producers constructed in this scope see (RestartLapEarly: three
-// places for large records while three fit in half of it, two above).
+// places for large records while three fit in the share of it their fill leaves
+// them, two above).
 struct CacheBytes {
   explicit CacheBytes(uint64_t bytes) { shm::SetLargestCacheBytesForTest(bytes); }
   ~CacheBytes() { shm::SetLargestCacheBytesForTest(0); }
@@ -75,7 +91,45 @@ struct CacheBytes {
 // The large-record cases: a 1 MiB ring and records of 200000 bytes (at least
 // tuning::kEarlyWrapMinRecord: large), filled with `fill`.
 constexpr uint32_t kLargeRingCap = 1u << 20;
-std::string Large(char fill) { return std::string(200000, fill); }
+constexpr uint32_t kLargeLen = 200000;
+std::string Large(char fill) { return std::string(kLargeLen, fill); }
+// The ring bytes of such a record (len word, payload, padding).
+constexpr uint32_t kLargeRecord = static_cast<uint32_t>(shm::layout::RecordSize(kLargeLen));
+
+// Cache sizes for those records, from RestartLapEarly's rule (three places while
+// record < cache / share / 3, the share of the reservation's fill, tuning.hpp):
+// - the largest where they take two places with either fill;
+constexpr uint64_t kTwoPlacesEitherFill =
+    uint64_t{3} * shm::tuning::kThreePlacesCacheShareInPlace * kLargeRecord;
+// - the smallest and the largest where painted in place they take three and copied
+//   in two (the limits differ: the test below fails when a fill is not heeded).
+constexpr uint64_t kSplitLowest =
+    uint64_t{3} * shm::tuning::kThreePlacesCacheShareInPlace * (kLargeRecord + 1);
+constexpr uint64_t kSplitHighest =
+    uint64_t{3} * shm::tuning::kThreePlacesCacheShareCopied * kLargeRecord;
+static_assert(kSplitLowest <= kSplitHighest, "a record size where the fills differ");
+// The places of three and of two (ring offsets).
+const std::set<uint32_t> kThreePlaces = {0, kLargeRecord, 2 * kLargeRecord};
+const std::set<uint32_t> kTwoPlaces = {0, kLargeRecord};
+
+// Where large records go on a ring of kLargeRingCap bytes when the receiver reads
+// each record as the next one is sent (a 1080p receiver is still on the frame before
+// when the next comes): the ring offsets of `n` records of Large(), each sent by
+// `send` (which returns the record's ring index), then the one before it read by
+// `read` (false: nothing to read, which fails the test).
+std::set<uint32_t> PlacesUsed(int n, const std::function<uint32_t(const std::string&)>& send,
+                              const std::function<bool()>& read) {
+  std::set<uint32_t> places;
+  for (int i = 0; i < n; ++i) {
+    places.insert(send(Large(static_cast<char>('a' + i))) & (kLargeRingCap - 1));
+    if (i > 0) {
+      EXPECT_TRUE(read()) << "record " << i - 1;
+    }
+  }
+  return places;
+}
+// The ring index of the newest record a producer published (its last mark).
+uint32_t NewestStart(const ByteRingBuffer& p) { return static_cast<uint32_t>(p.LastMark()); }
 
 // What the kernel writes in a cache's size file, and what is refused.
 TEST(CacheSize, ParsesTheKernelsSizeText) {
@@ -231,7 +285,7 @@ TEST_F(Reservations, KeptBytesAreNotReused) {
 // the same cache-warm places instead of walking the whole ring. The receiver skips
 // the WRAP marker and gets every message in order.
 TEST_F(Reservations, LargeRecordRestartsAtTheFrontOnceTheReceiverKeptUp) {
-  const CacheBytes cache(1u << 20);  // two places: three 200 kB records are more than half
+  const CacheBytes cache(kTwoPlacesEitherFill);  // two places, painted or copied
   Ring r(kLargeRingCap);
   const Reservation a = r.Send(Large('a'));
   EXPECT_EQ(r.Next(), Large('a'));
@@ -255,7 +309,7 @@ TEST_F(Reservations, LargeRecordRestartsAtTheFrontOnceTheReceiverKeptUp) {
 // large record goes"). The record after it waits in the second place until the
 // receiver is done there.
 TEST_F(Reservations, LargeRecordRestartsWhileTheReceiverReadsTheOneBefore) {
-  const CacheBytes cache(1u << 20);  // three 200 kB records are more than half of it
+  const CacheBytes cache(kTwoPlacesEitherFill);  // two places, painted or copied
   Ring r(kLargeRingCap);
   const Reservation a = r.Send(Large('a'));
   const Reservation b = r.Send(Large('b'));
@@ -283,7 +337,7 @@ TEST_F(Reservations, LargeRecordRestartsWhileTheReceiverReadsTheOneBefore) {
 // for room for two sent it to a fourth place (DESIGN.md "Where a large record
 // goes"). The fifth then goes to the second place.
 TEST_F(Reservations, LargeRecordsThatShareTheCacheCycleThroughThreePlaces) {
-  const CacheBytes cache(64u << 20);  // three 200 kB records fit in half of it
+  const CacheBytes cache(64u << 20);  // three places, painted or copied
   Ring r(kLargeRingCap);
   r.Send(Large('a'));
   EXPECT_EQ(r.Next(), Large('a'));
@@ -300,6 +354,77 @@ TEST_F(Reservations, LargeRecordsThatShareTheCacheCycleThroughThreePlaces) {
   EXPECT_EQ(r.Next(), Large('d'));
   EXPECT_EQ(r.Next(), Large('e'));
   EXPECT_EQ(r.Next(), "<empty>");
+}
+
+// How the caller fills a large record decides how many places such records cycle
+// through: painted in place (the sink's buffer pool: nothing else competes for the
+// cache) three while three records fit in the whole cache, copied in (the sink's
+// render copy: the source's buffers share the cache) three only while they fit in a
+// third of it. At both ends of the cache sizes where the two limits differ, the same
+// records take three places reserved in place and two copied in.
+TEST_F(Reservations, LargeRecordsPaintedInPlaceCycleThroughThreePlacesCopiedOnesThroughTwo) {
+  for (const uint64_t bytes : {kSplitLowest, kSplitHighest}) {
+    SCOPED_TRACE("cache of " + std::to_string(bytes) + " bytes");
+    const CacheBytes cache(bytes);
+    for (const shm::Fill fill : {shm::Fill::kInPlace, shm::Fill::kCopied}) {
+      const bool in_place = fill == shm::Fill::kInPlace;
+      SCOPED_TRACE(in_place ? "in place" : "copied");
+      Ring r(kLargeRingCap);
+      const auto places = PlacesUsed(
+          9, [&](const std::string& m) { return r.Send(m, fill).start; },
+          [&] { return r.Next() != "<empty>"; });
+      EXPECT_EQ(places, in_place ? kThreePlaces : kTwoPlaces);
+    }
+  }
+}
+
+// The ring's calls say how they fill: Reserve and ReserveNext default to in place
+// (zero-copy: the caller writes into the reservation), TryWrite and Write copy in.
+TEST_F(Reservations, RingReservationsFillInPlaceAndWritesCopy) {
+  for (const uint64_t bytes : {kSplitLowest, kSplitHighest}) {
+    SCOPED_TRACE("cache of " + std::to_string(bytes) + " bytes");
+    const CacheBytes cache(bytes);
+    const auto read = [](Ring& r) { return [&r] { return r.Next() != "<empty>"; }; };
+    Ring reserved(kLargeRingCap);
+    EXPECT_EQ(PlacesUsed(
+                  9,
+                  [&](const std::string& m) {
+                    uint8_t* payload = nullptr;
+                    EXPECT_EQ(reserved.p->Reserve(kLargeLen, &payload), Status::kOk);
+                    if (payload == nullptr) return ~0u;
+                    std::memcpy(payload, m.data(), m.size());
+                    reserved.p->Commit(kLargeLen);
+                    return NewestStart(*reserved.p);
+                  },
+                  read(reserved)),
+              kThreePlaces)
+        << "Reserve";
+    Ring next(kLargeRingCap);
+    EXPECT_EQ(PlacesUsed(
+                  9, [&](const std::string& m) { return next.Send(m).start; }, read(next)),
+              kThreePlaces)
+        << "ReserveNext";
+    Ring written(kLargeRingCap);
+    EXPECT_EQ(PlacesUsed(
+                  9,
+                  [&](const std::string& m) {
+                    EXPECT_EQ(written.p->TryWrite(m.data(), kLargeLen), Status::kOk);
+                    return NewestStart(*written.p);
+                  },
+                  read(written)),
+              kTwoPlaces)
+        << "TryWrite";
+    Ring legacy(kLargeRingCap);
+    EXPECT_EQ(PlacesUsed(
+                  9,
+                  [&](const std::string& m) {
+                    EXPECT_TRUE(legacy.p->Write(m.data(), kLargeLen));
+                    return NewestStart(*legacy.p);
+                  },
+                  read(legacy)),
+              kTwoPlaces)
+        << "Write";
+  }
 }
 
 // Kept bytes at the front (a zero-copy buffer still referenced after it was sent)
@@ -404,6 +529,73 @@ TEST_F(Reservations, ShmConsumerSkipsPads) {
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(v.data), v.len), "after");
   c.Release(v);
   ASSERT_EQ(c.PeekFor(&v, 0), Status::kEmpty);
+}
+
+// ShmProducer's calls say how they fill: Reserve and ReserveNext default to in
+// place (the zero-copy calls; the sink's buffer pool), with kCopied as the sink's
+// render copy passes; WriteFor copies in. Concurrent or not.
+TEST_F(Reservations, ProducerReservationsFillInPlaceUnlessToldAndWritesCopy) {
+  using Send = std::function<uint32_t(shm::ShmProducer&, const std::string&)>;
+  const auto reserve = [](shm::Fill* fill) -> Send {
+    return [fill](shm::ShmProducer& p, const std::string& m) {
+      uint8_t* payload = nullptr;
+      const Status s = fill != nullptr ? p.Reserve(kLargeLen, &payload, 0, *fill)
+                                       : p.Reserve(kLargeLen, &payload, 0);
+      EXPECT_EQ(s, Status::kOk);
+      if (payload == nullptr) return ~0u;
+      std::memcpy(payload, m.data(), m.size());
+      p.Commit(kLargeLen);
+      return NewestStart(*p.ring());
+    };
+  };
+  const auto reserve_next = [](shm::Fill* fill) -> Send {
+    return [fill](shm::ShmProducer& p, const std::string& m) {
+      Reservation r;
+      const Status s = fill != nullptr ? p.ReserveNext(kLargeLen, &r, 0, nullptr, *fill)
+                                       : p.ReserveNext(kLargeLen, &r, 0);
+      EXPECT_EQ(s, Status::kOk);
+      if (r.payload == nullptr) return ~0u;
+      std::memcpy(r.payload, m.data(), m.size());
+      p.Publish(r, kLargeLen);
+      return r.start;
+    };
+  };
+  const Send write = [](shm::ShmProducer& p, const std::string& m) {
+    EXPECT_EQ(p.WriteFor(m.data(), kLargeLen, 0), Status::kOk);
+    return NewestStart(*p.ring());
+  };
+  shm::Fill in_place = shm::Fill::kInPlace, copied = shm::Fill::kCopied;
+  struct Case {
+    const char* what;
+    Send send;
+    bool concurrent;
+    const std::set<uint32_t>& places;
+  };
+  const Case cases[] = {
+      {"Reserve", reserve(nullptr), false, kThreePlaces},
+      {"Reserve in place", reserve(&in_place), false, kThreePlaces},
+      {"Reserve copied", reserve(&copied), false, kTwoPlaces},
+      {"concurrent Reserve", reserve(nullptr), true, kThreePlaces},
+      {"concurrent Reserve copied", reserve(&copied), true, kTwoPlaces},
+      {"ReserveNext", reserve_next(nullptr), false, kThreePlaces},
+      {"ReserveNext copied", reserve_next(&copied), false, kTwoPlaces},
+      {"WriteFor", write, false, kTwoPlaces},
+  };
+  for (const uint64_t bytes : {kSplitLowest, kSplitHighest}) {
+    const CacheBytes cache(bytes);
+    for (const Case& c : cases) {
+      SCOPED_TRACE(std::string(c.what) + ", cache of " + std::to_string(bytes) + " bytes");
+      shm::ShmProducer& p = Producer(kLargeRingCap);
+      shm::ShmConsumer& consumer = Consumer();
+      ASSERT_TRUE(AllOpen());
+      p.SetConcurrent(c.concurrent);
+      std::vector<uint8_t> out(kLargeLen);
+      EXPECT_EQ(PlacesUsed(
+                    9, [&](const std::string& m) { return c.send(p, m); },
+                    [&] { return consumer.TryRead(out.data(), kLargeLen).status == Status::kOk; }),
+                c.places);
+    }
+  }
 }
 
 // End of stream abandons the reservations still open, so what was finished before
