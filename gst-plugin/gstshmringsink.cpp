@@ -913,9 +913,9 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h,
     const bool first_receiver_pending = producer->ring()->ConsumerAttachCount() == 0;
     const bool block = wait && (first_receiver_pending || producer->ConsumerAttached());
     // Copied in from the caller's buffer (a large one shares the cache with the
-    // ring's places: shm::Fill).
+    // ring's places: shm::FillHint).
     const shm::Status st =
-        producer->Reserve(len, &payload, block ? kWaitSliceNs : 0, shm::Fill::kCopied);
+        producer->Reserve(len, &payload, block ? kWaitSliceNs : 0, shm::FillHint::kCopied);
     switch (st) {
       case shm::Status::kOk:
         fill(payload + body_at);

@@ -153,12 +153,12 @@ static GstFlowReturn pool_acquire_buffer(GstBufferPool* pool, GstBuffer** buffer
   shm::Status s = shm::Status::kTooLarge;
   if (len64 <= st->producer->MaxMessageSize()) {
     const auto len = static_cast<uint32_t>(len64);
-    // Painted in place by the buffer's producer upstream (shm::Fill).
-    s = st->producer->ReserveNext(len, &res, 0, &st->interrupter, shm::Fill::kInPlace);
+    // Painted in place by the buffer's producer upstream (shm::FillHint).
+    s = st->producer->ReserveNext(len, &res, 0, &st->interrupter, shm::FillHint::kInPlace);
     while ((s == shm::Status::kFull || s == shm::Status::kTimeout) && st->wait_for_space() &&
            worth_waiting(st->producer.get(), len)) {
       s = st->producer->ReserveNext(len, &res, kAcquireSliceNs, &st->interrupter,
-                                    shm::Fill::kInPlace);
+                                    shm::FillHint::kInPlace);
     }
   }
   if (s == shm::Status::kInterrupted) return GST_FLOW_FLUSHING;

@@ -248,9 +248,9 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
     const uint64_t cache = LargestCacheBytes();
     const uint64_t in_place = cache / tuning::kThreePlacesCacheShareInPlace / 3;
     const uint64_t copied = cache / tuning::kThreePlacesCacheShareCopied / 3;
-    three_places_below_[static_cast<int>(Fill::kInPlace)] =
+    three_places_below_[static_cast<int>(FillHint::kInPlace)] =
         static_cast<uint32_t>(std::min<uint64_t>(in_place, UINT32_MAX));
-    three_places_below_[static_cast<int>(Fill::kCopied)] =
+    three_places_below_[static_cast<int>(FillHint::kCopied)] =
         static_cast<uint32_t>(std::min<uint64_t>(copied, UINT32_MAX));
     if (!LoadTailChecked()) return;
     // Set, then fenced, before our first publish; see DESIGN.md "mode bits".
@@ -322,7 +322,7 @@ SHM_NOINLINE Status ByteRingBuffer::WakeAfterWrite() {
 
 SHM_NOINLINE Status ByteRingBuffer::TryWriteSlow(const void* data, uint32_t len, bool sync) {
   uint8_t* payload = nullptr;
-  const Status s = Reserve(len, &payload, Fill::kCopied);
+  const Status s = Reserve(len, &payload, FillHint::kCopied);
   if (s != Status::kOk) return s;
   if (len != 0) std::memcpy(payload, data, len);
   Commit(len, sync);
@@ -513,7 +513,7 @@ bool ByteRingBuffer::FullOfKept(uint32_t len) const {
 
 // Reserves the record of a `len`-byte payload at reserve_ (a WRAP marker first if
 // it would cross the end) and appends it to pending_. *start: its ring index.
-Status ByteRingBuffer::ReserveRecord(uint32_t len, uint32_t* start, Fill fill) {
+Status ByteRingBuffer::ReserveRecord(uint32_t len, uint32_t* start, FillHint fill) {
   if (!valid_ || !is_producer_) return Status::kInvalid;
   if (len > MaxMessageSize()) return Status::kTooLarge;
   const uint32_t record = static_cast<uint32_t>(RecordSize(len));
@@ -570,7 +570,7 @@ Status ByteRingBuffer::ReserveRecordAt(uint32_t record, uint32_t* start) {
 // counts as used. Receivers skip the marker as any other (PROTOCOL.md section 3,
 // producer rule 1). Costs one look at the receivers' positions (ScanSlots) per
 // large record that could restart.
-bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end, Fill fill) {
+bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end, FillHint fill) {
   const uint32_t pos = reserve_ & mask_;
   const uint32_t places = record < three_places_below_[static_cast<int>(fill)] ? 3 : 2;
   // One receiver slot only: with several, a lagging live receiver resumes at the
@@ -584,7 +584,7 @@ bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end, Fill fill
   return FreeBytes() >= need;
 }
 
-Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload, Fill fill) {
+Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload, FillHint fill) {
   if (reserved_) {
     // A second Reserve replaces the open one (the original API's behaviour): taken
     // back when it is the newest, else abandoned.
@@ -606,7 +606,7 @@ Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload, Fill fill) {
   return Status::kOk;
 }
 
-Status ByteRingBuffer::ReserveNext(uint32_t len, Reservation* out, Fill fill) {
+Status ByteRingBuffer::ReserveNext(uint32_t len, Reservation* out, FillHint fill) {
   uint32_t start = 0;
   const Status s = ReserveRecord(len, &start, fill);
   if (s != Status::kOk) return s;

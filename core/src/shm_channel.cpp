@@ -325,7 +325,7 @@ Status ShmProducer::WriteFor(const void* data, uint32_t len, int64_t timeout_ns,
 SHM_CHANNEL_NOINLINE Status ShmProducer::WriteReserving(const void* data, uint32_t len,
                                                         int64_t timeout_ns, bool sync) {
   uint8_t* payload = nullptr;
-  const Status s = Reserve(len, &payload, timeout_ns, Fill::kCopied);
+  const Status s = Reserve(len, &payload, timeout_ns, FillHint::kCopied);
   if (s != Status::kOk) return s;
   if (len != 0) std::memcpy(payload, data, len);
   Commit(len, sync);
@@ -420,7 +420,7 @@ Status ShmProducer::ReserveWaiting(uint32_t len, int64_t timeout_ns, Interrupter
 }
 
 Status ShmProducer::ReserveNext(uint32_t len, Reservation* out, int64_t timeout_ns,
-                                Interrupter* intr, Fill fill) {
+                                Interrupter* intr, FillHint fill) {
   if (!ring_) return Status::kInvalid;
   return ReserveWaiting(len, timeout_ns, intr != nullptr ? intr : &interrupter_,
                         [&] { return ring_->ReserveNext(len, out, fill); });
@@ -473,7 +473,7 @@ void ShmProducer::Retire() {
   retired_ = true;
 }
 
-Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns, Fill fill) {
+Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns, FillHint fill) {
   if (!ring_) return Status::kInvalid;
   if (concurrent_) {
     return ReserveWaiting(len, timeout_ns, &interrupter_,

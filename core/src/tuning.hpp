@@ -23,7 +23,7 @@ constexpr uint32_t kEarlyWrapMinRecord = 64u << 10;
 // above. Three places: the sender never waits for a zero-copy receiver still holding
 // the two records before. Two: the record after a restart waits for the receiver
 // there, but fewer cache lines are in play. Which fill a reservation has is the
-// caller's hint (shm::Fill). Measured in DESIGN.md "Where a large record goes".
+// caller's hint (shm::FillHint). Measured in DESIGN.md "Where a large record goes".
 //
 // Painted in place (the sink's buffer pool: the source writes straight into the
 // ring): nothing but the places competes for the cache, so three places while three

@@ -56,7 +56,7 @@ struct Ring {
     if (r.payload != nullptr) std::memcpy(r.payload, text.data(), text.size());
     return r;
   }
-  Reservation Reserve(const std::string& text, shm::Fill fill) {
+  Reservation Reserve(const std::string& text, shm::FillHint fill) {
     Reservation r;
     EXPECT_EQ(p->ReserveNext(static_cast<uint32_t>(text.size()), &r, fill), Status::kOk);
     if (r.payload != nullptr) std::memcpy(r.payload, text.data(), text.size());
@@ -68,7 +68,7 @@ struct Ring {
     p->Publish(r, static_cast<uint32_t>(text.size()), keep);
     return r;
   }
-  Reservation Send(const std::string& text, shm::Fill fill) {
+  Reservation Send(const std::string& text, shm::FillHint fill) {
     const Reservation r = Reserve(text, fill);
     p->Publish(r, static_cast<uint32_t>(text.size()));
     return r;
@@ -366,8 +366,8 @@ TEST_F(Reservations, LargeRecordsPaintedInPlaceCycleThroughThreePlacesCopiedOnes
   for (const uint64_t bytes : {kSplitLowest, kSplitHighest}) {
     SCOPED_TRACE("cache of " + std::to_string(bytes) + " bytes");
     const CacheBytes cache(bytes);
-    for (const shm::Fill fill : {shm::Fill::kInPlace, shm::Fill::kCopied}) {
-      const bool in_place = fill == shm::Fill::kInPlace;
+    for (const shm::FillHint fill : {shm::FillHint::kInPlace, shm::FillHint::kCopied}) {
+      const bool in_place = fill == shm::FillHint::kInPlace;
       SCOPED_TRACE(in_place ? "in place" : "copied");
       Ring r(kLargeRingCap);
       const auto places = PlacesUsed(
@@ -536,7 +536,7 @@ TEST_F(Reservations, ShmConsumerSkipsPads) {
 // render copy passes; WriteFor copies in. Concurrent or not.
 TEST_F(Reservations, ProducerReservationsFillInPlaceUnlessToldAndWritesCopy) {
   using Send = std::function<uint32_t(shm::ShmProducer&, const std::string&)>;
-  const auto reserve = [](shm::Fill* fill) -> Send {
+  const auto reserve = [](shm::FillHint* fill) -> Send {
     return [fill](shm::ShmProducer& p, const std::string& m) {
       uint8_t* payload = nullptr;
       const Status s = fill != nullptr ? p.Reserve(kLargeLen, &payload, 0, *fill)
@@ -548,7 +548,7 @@ TEST_F(Reservations, ProducerReservationsFillInPlaceUnlessToldAndWritesCopy) {
       return NewestStart(*p.ring());
     };
   };
-  const auto reserve_next = [](shm::Fill* fill) -> Send {
+  const auto reserve_next = [](shm::FillHint* fill) -> Send {
     return [fill](shm::ShmProducer& p, const std::string& m) {
       Reservation r;
       const Status s = fill != nullptr ? p.ReserveNext(kLargeLen, &r, 0, nullptr, *fill)
@@ -564,7 +564,7 @@ TEST_F(Reservations, ProducerReservationsFillInPlaceUnlessToldAndWritesCopy) {
     EXPECT_EQ(p.WriteFor(m.data(), kLargeLen, 0), Status::kOk);
     return NewestStart(*p.ring());
   };
-  shm::Fill in_place = shm::Fill::kInPlace, copied = shm::Fill::kCopied;
+  shm::FillHint in_place = shm::FillHint::kInPlace, copied = shm::FillHint::kCopied;
   struct Case {
     const char* what;
     Send send;

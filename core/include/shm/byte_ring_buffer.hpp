@@ -42,7 +42,7 @@ struct Reservation {
 // three places the sender never waits for a zero-copy receiver still holding the two
 // records before; with two, fewer cache lines are in play. Which pays depends on what
 // else competes with the places for the cache, so each fill has its own limit.
-enum class Fill : uint8_t {
+enum class FillHint : uint8_t {
   // The caller writes the payload straight into the reservation (a zero-copy
   // buffer painted by its producer, the sink's buffer pool): only the places are in
   // play, so three places while three records fit in the whole largest cache
@@ -139,11 +139,11 @@ class ByteRingBuffer {
   [[nodiscard]] Status TryWrite(const void* data, uint32_t len, bool sync);
   // Zero-copy: makes room for a `len`-byte payload (writing a WRAP marker first if
   // needed) and points *payload at it. kOk, kFull, kTooLarge, kCorrupt or kInvalid.
-  // `fill`: how the caller fills the payload (see Fill; it only decides where a
+  // `fill`: how the caller fills the payload (see FillHint; it only decides where a
   // large record goes): kInPlace, the default, for a caller that writes it in place,
   // kCopied for one that copies it in from a buffer of its own. Producer; never
   // blocks.
-  [[nodiscard]] Status Reserve(uint32_t len, uint8_t** payload, Fill fill = Fill::kInPlace);
+  [[nodiscard]] Status Reserve(uint32_t len, uint8_t** payload, FillHint fill = FillHint::kInPlace);
   // Publishes the reserved message with its final length (a larger `len` is cut to
   // the reserved length; without an open reservation it does nothing). Wakes a
   // sleeping consumer. Producer, after a kOk Reserve; never blocks.
@@ -158,7 +158,8 @@ class ByteRingBuffer {
   // reservations are published in the order they were made (Publish/Abandon finish
   // them in any order; the head moves over the leading finished ones). kOk, kFull,
   // kTooLarge, kCorrupt or kInvalid. `fill` as Reserve's. Producer; never blocks.
-  [[nodiscard]] Status ReserveNext(uint32_t len, Reservation* out, Fill fill = Fill::kInPlace);
+  [[nodiscard]] Status ReserveNext(uint32_t len, Reservation* out,
+                                   FillHint fill = FillHint::kInPlace);
   // Finishes `r` as a message of `len` bytes (cut to the reserved length; the rest
   // of the reserved record becomes a PAD record). With `keep`, the bytes stay
   // readable for the producer after the consumer has released them: the space is
@@ -478,8 +479,8 @@ class ByteRingBuffer {
   // Producer thread. Whether a `record`-byte record that fits before the end
   // (`to_end` bytes left), filled as `fill` says, goes at offset 0 of the next lap
   // instead (see the .cpp).
-  bool RestartLapEarly(uint32_t record, uint32_t to_end, Fill fill);
-  Status ReserveRecord(uint32_t len, uint32_t* pos, Fill fill);
+  bool RestartLapEarly(uint32_t record, uint32_t to_end, FillHint fill);
+  Status ReserveRecord(uint32_t len, uint32_t* pos, FillHint fill);
   uint32_t FreeBytes() const;
   uint32_t FreeBytesFrom(uint32_t lowest) const;
   void Finish(uint32_t start, bool keep);
@@ -577,7 +578,7 @@ class ByteRingBuffer {
   // Slot state: which slot's words this view uses (slot 0 unless UseSlot).
   uint32_t max_receivers_ = 1;
   // Producer: large records smaller than this cycle through three places at the
-  // front of the ring, larger ones through two (RestartLapEarly); indexed by Fill.
+  // front of the ring, larger ones through two (RestartLapEarly); indexed by FillHint.
   uint32_t three_places_below_[2] = {};
   uint32_t slot_ = 0;
   uint32_t mode_ = layout::kModeLossless;

@@ -93,7 +93,7 @@ class ShmProducer {
   [[nodiscard]] Status WriteFor(const void* data, uint32_t len, int64_t timeout_ns, bool sync);
   // Zero-copy: waits like WriteFor for room for `len` bytes and points *payload at
   // it; then Commit(final_len). `fill` says how the caller fills the payload and
-  // only decides where a large record goes (shm::Fill, byte_ring_buffer.hpp):
+  // only decides where a large record goes (shm::FillHint, byte_ring_buffer.hpp):
   // kInPlace, the default, for a caller that writes the message into *payload
   // itself (what Reserve is for: a frame painted in the ring); kCopied for one that
   // memcpy's it in from a buffer of its own (as WriteFor does: its source buffer
@@ -101,7 +101,7 @@ class ShmProducer {
   // at the front after fewer of them). A wrong hint costs speed only. Producer
   // thread; blocks.
   [[nodiscard]] Status Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns,
-                               Fill fill = Fill::kInPlace);
+                               FillHint fill = FillHint::kInPlace);
   // Publishes the message of the last kOk Reserve with its final length (cut to the
   // reserved length; nothing happens without an open reservation) and wakes a
   // sleeping consumer. Producer thread; never blocks.
@@ -123,7 +123,7 @@ class ShmProducer {
   // kCorrupt, kInvalid. `fill` as Reserve's (kInPlace by default: a zero-copy
   // buffer handed to code that writes into it). Blocks.
   [[nodiscard]] Status ReserveNext(uint32_t len, Reservation* out, int64_t timeout_ns,
-                                   Interrupter* intr = nullptr, Fill fill = Fill::kInPlace);
+                                   Interrupter* intr = nullptr, FillHint fill = FillHint::kInPlace);
   // Publishes `r` as a message of `len` bytes (see ByteRingBuffer::Publish; with
   // `keep` its space is not reused before Unkeep; `sync`: a sync point, see WriteFor).
   // Nothing after Close(). Never blocks.
