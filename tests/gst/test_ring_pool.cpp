@@ -9,11 +9,14 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "cache_size.hpp"
 #include "gst_test_util.hpp"
 #include "shm/framing.hpp"
 #include "shm/layout.hpp"
@@ -459,6 +462,88 @@ TEST(AutoCapacity, SmallFramesGetTheMinimum) {
   ASSERT_TRUE(c.IsValid()) << c.error();
   EXPECT_EQ(c.capacity(), 1u << 20);
   gst_harness_teardown(h);
+}
+
+// Where the sink's large records go (core: ByteRingBuffer::RestartLapEarly, DESIGN.md
+// "Where a large record goes"): frames painted into the sink's pool are reserved as
+// shm::FillHint::kInPlace, frames the sink copies in render as kCopied, and frames of
+// a size between the two limits cycle through three places in the ring when painted
+// and through two when copied. GRAY8 frames of about a fifth of this machine's
+// largest cache, as the plugin reads it: three fit in all of it (in place) but not
+// in a third of it (copied). A receiver reads each frame as the next one is sent.
+class FramePlaces : public ::testing::Test {
+ protected:
+  FramePlaces() {
+    const uint64_t cache = shm::LargestCacheBytes();
+    height_ = static_cast<guint>(cache / 5 / kWidth);
+    frame_ = gsize{kWidth} * height_;
+    record_ = static_cast<uint32_t>(
+        shm::layout::RecordSize(static_cast<uint32_t>(shm::framing::kHeaderSize + frame_)));
+    // Room for the caps record and four frames: the fourth reaches the front only by
+    // a restart, never by the end of the ring.
+    capacity_ = 1u << 20;
+    while (capacity_ < 4ull * record_ + (64u << 10)) capacity_ <<= 1;
+  }
+  std::string Caps() const {
+    return "video/x-raw,format=GRAY8,width=" + std::to_string(kWidth) +
+           ",height=" + std::to_string(height_) + ",framerate=30/1";
+  }
+  // The ring offsets of frames 4..8 (after the first lap) of ten frames sent by
+  // `send(i)` (which pushes frame i), each followed by reading the message before.
+  std::set<uint32_t> Places(shm::ShmConsumer& c, const std::function<void(int)>& send) {
+    std::set<uint32_t> places;
+    for (int i = 0; i < 10; ++i) {
+      send(i);
+      shm::MessageView v;
+      EXPECT_EQ(c.AcquireFor(&v, shm::kForever), shm::Status::kOk);  // caps, frame i - 1
+      if (i > 4) places.insert((v.end - record_) & (c.capacity() - 1));
+      c.Release(v);
+    }
+    return places;
+  }
+  std::set<uint32_t> ThreePlaces() const { return {0, record_, 2 * record_}; }
+  std::set<uint32_t> TwoPlaces() const { return {0, record_}; }
+
+  static constexpr guint kWidth = 1024;
+  guint height_ = 0;
+  gsize frame_ = 0;
+  uint32_t record_ = 0;
+  uint32_t capacity_ = 0;
+};
+
+TEST_F(FramePlaces, PaintedInThePoolThreePlacesCopiedInRenderTwo) {
+  ASSERT_GE(frame_, gsize{64} << 10) << "a frame below the size that restarts";
+  const std::string caps = Caps();
+  {
+    const std::string name = UniqueName("gpool-places-pool");
+    gsttest::PooledSink s(name, "capacity=" + std::to_string(capacity_), caps.c_str());
+    ASSERT_NE(s.pool, nullptr);
+    shm::ShmConsumer c(name);
+    ASSERT_TRUE(c.IsValid()) << c.error();
+    const auto places = Places(c, [&](int i) {
+      GstBuffer* b = s.Acquire();
+      ASSERT_TRUE(IsRingMemory(b));
+      gst_buffer_memset(b, 0, static_cast<guint8>(i), frame_);
+      ASSERT_EQ(gst_harness_push(s.h, b), GST_FLOW_OK);
+    });
+    EXPECT_EQ(Stat(s.h, "in-place"), 10u);
+    EXPECT_EQ(places, ThreePlaces()) << "painted in the pool";
+  }
+  {
+    const std::string name = UniqueName("gpool-places-copy");
+    GstHarness* h = gsttest::NewSinkHarness(name, "capacity=" + std::to_string(capacity_));
+    gst_harness_set_src_caps_str(h, caps.c_str());
+    shm::ShmConsumer c(name);
+    ASSERT_TRUE(c.IsValid()) << c.error();
+    const auto places = Places(c, [&](int i) {
+      GstBuffer* b = gst_buffer_new_allocate(nullptr, frame_, nullptr);
+      gst_buffer_memset(b, 0, static_cast<guint8>(i), frame_);
+      ASSERT_EQ(gst_harness_push(h, b), GST_FLOW_OK);
+    });
+    EXPECT_EQ(Stat(h, "copied"), 10u);
+    EXPECT_EQ(places, TwoPlaces()) << "copied in render";
+    gst_harness_teardown(h);
+  }
 }
 
 }  // namespace
