@@ -558,7 +558,7 @@ Status ByteRingBuffer::ReserveRecordAt(uint32_t record, uint32_t* start) {
 // instead of walking the whole ring (a 32 MiB ring of 1080p frames is as large as
 // this machine's L3; a copy into lines not in cache first reads them from memory).
 // Three places while three such records fit in the share of the CPU's largest
-// cache that `fill` leaves them (all of it painted in place, a third copied in,
+// cache that `fill` leaves them (all of it painted in place, a fifth copied in,
 // where the source's own buffers compete for it: tuning.hpp): the sender then never
 // waits for a receiver that still holds the two records before (a zero-copy
 // receiver whose sink keeps the last frame while the next is pushed); two above

@@ -31,9 +31,11 @@ constexpr uint32_t kEarlyWrapMinRecord = 64u << 10;
 constexpr uint32_t kThreePlacesCacheShareInPlace = 1;  // three records <= cache / this
 // Copied in (Write, WriteFor, the sink's render copy): the source's own buffers
 // (videotestsrc: a cached frame and two pool buffers) share the cache with the
-// places, so three places only while three records fit in a third of it (1280x720
-// BGR, 2.76 MB: three; 1366x768 BGRx, 4.2 MB, and 1080p: two, on a 32 MiB L3).
-constexpr uint32_t kThreePlacesCacheShareCopied = 3;  // three records <= cache / this
+// places, and two places were faster in forced copy from 2.76 MB records up
+// (1280x720 BGR; 2.36 and 1.56 MB were ties, 0.92 MB faster with three) on a
+// 32 MiB L3: three places only while three records fit in a fifth of the cache
+// (records up to 2.2 MB there).
+constexpr uint32_t kThreePlacesCacheShareCopied = 5;  // three records <= cache / this
 // The cache size assumed where the machine's cannot be read (cache_size.hpp).
 constexpr uint64_t kAssumedCacheBytes = 16u << 20;
 

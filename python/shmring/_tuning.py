@@ -80,7 +80,7 @@ EARLY_WRAP_MIN_RECORD = 64 * 1024
 #: second for records copied in from the caller's own buffer (``kCopied``: Write,
 #: WriteFor, the sink's render copy), whose source buffers share the cache.
 THREE_PLACES_CACHE_SHARE_IN_PLACE = 1
-THREE_PLACES_CACHE_SHARE_COPIED = 3
+THREE_PLACES_CACHE_SHARE_COPIED = 5
 
 #: C++ producer only: the cache size assumed where the machine's cannot be read.
 ASSUMED_CACHE_BYTES = 16 * 1024 * 1024

@@ -360,7 +360,7 @@ TEST_F(Reservations, LargeRecordsThatShareTheCacheCycleThroughThreePlaces) {
 // through: painted in place (the sink's buffer pool: nothing else competes for the
 // cache) three while three records fit in the whole cache, copied in (the sink's
 // render copy: the source's buffers share the cache) three only while they fit in a
-// third of it. At both ends of the cache sizes where the two limits differ, the same
+// fifth of it. At both ends of the cache sizes where the two limits differ, the same
 // records take three places reserved in place and two copied in.
 TEST_F(Reservations, LargeRecordsPaintedInPlaceCycleThroughThreePlacesCopiedOnesThroughTwo) {
   for (const uint64_t bytes : {kSplitLowest, kSplitHighest}) {

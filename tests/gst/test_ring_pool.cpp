@@ -470,7 +470,7 @@ TEST(AutoCapacity, SmallFramesGetTheMinimum) {
 // a size between the two limits cycle through three places in the ring when painted
 // and through two when copied. GRAY8 frames of about a fifth of this machine's
 // largest cache, as the plugin reads it: three fit in all of it (in place) but not
-// in a third of it (copied). A receiver reads each frame as the next one is sent.
+// in a fifth of it (copied). A receiver reads each frame as the next one is sent.
 class FramePlaces : public ::testing::Test {
  protected:
   FramePlaces() {

@@ -51,7 +51,7 @@ enum class FillHint : uint8_t {
   kInPlace,
   // The caller copies the payload in from a buffer of its own (Write, TryWrite,
   // WriteFor, a sink's render copy): the source's buffers share the cache with the
-  // places, so three places only while three records fit in a third of it
+  // places, so three places only while three records fit in a fifth of it
   // (tuning::kThreePlacesCacheShareCopied), two above.
   kCopied,
 };
