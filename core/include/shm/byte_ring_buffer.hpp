@@ -46,8 +46,10 @@ enum class FillHint : uint8_t {
   // The caller writes the payload straight into the reservation (a zero-copy
   // buffer painted by its producer, the sink's buffer pool): only the places are in
   // play, so three places while three records fit in the whole largest cache
-  // (tuning::kThreePlacesCacheShareInPlace). The default of Reserve and ReserveNext,
-  // whose purpose is writing in place.
+  // (tuning::kThreePlacesCacheShareInPlace). The default of Reserve and ReserveNext:
+  // writing in place is what they are for (a caller that memcpy's its message in
+  // says kCopied, or calls Write). A wrong hint costs speed only (about a tenth
+  // either way in DESIGN.md's measurements), never correctness.
   kInPlace,
   // The caller copies the payload in from a buffer of its own (Write, TryWrite,
   // WriteFor, a sink's render copy): the source's buffers share the cache with the
