@@ -512,7 +512,9 @@ class FramePlaces : public ::testing::Test {
 };
 
 TEST_F(FramePlaces, PaintedInThePoolThreePlacesCopiedInRenderTwo) {
-  ASSERT_GE(frame_, gsize{64} << 10) << "a frame below the size that restarts";
+  if (frame_ < (gsize{64} << 10)) {  // a cache under 320 KiB: no large frame fits the band
+    GTEST_SKIP() << "frames of a fifth of this cache are below the size that restarts";
+  }
   const std::string caps = Caps();
   {
     const std::string name = UniqueName("gpool-places-pool");
