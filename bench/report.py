@@ -110,6 +110,15 @@ class Report:
         self.goals: List[Tuple[str, str, str, str]] = []  # goal, measured, met, note
         self.failed: List[str] = []
 
+    def transport_frames(self) -> str:
+        """The transport rows' frames a run, as the rows recorded them ("3,600 (1080p), ...")."""
+        parts = []
+        for key, what in TRANSPORT_ROWS:
+            d = self.rows.get(f"gst_alloc_{key}") or self.rows.get(f"gst_copy_{key}")
+            if d and "frames" in d:
+                parts.append(f"{d['frames']:,} ({what.split(' ')[0]})")
+        return ", ".join(parts) or "(no transport rows)"
+
     def p(self, s: str = "") -> None:
         self.lines.append(s)
 
@@ -390,7 +399,7 @@ class Report:
                "per frame in the sender: they measure the painting more than the transport. The "
                "transport rows (\"pattern=black\") send a static pattern, which videotestsrc "
                "copies from a cached frame (one memcpy per frame), at the default capacity, "
-               "with 2×, 4×, 8× and 16× the frames for 1080p, 1280×720, 640×480 and 320×240 BGR: there the "
+               f"in BGR runs of {self.transport_frames()} frames: there the "
                "sinks' and sources' own costs (copies, cache and TLB footprint, per-buffer "
                "work, wake-ups) decide the frame rate.")
         self.p()
