@@ -289,7 +289,10 @@ double ShmringFrames(uint32_t capacity, uint64_t frames) {
         std::vector<uint8_t> src(kFrame, 0x33);
         for (uint64_t i = 0; i < frames; ++i) {
           uint8_t* dst = nullptr;
-          if (p.Reserve(kFrame, &dst, shm::kForever) != shm::Status::kOk) Die("Reserve");
+          // Copied in from a buffer of our own (a camera's, say): shm::FillHint::kCopied.
+          if (p.Reserve(kFrame, &dst, shm::kForever, shm::FillHint::kCopied) != shm::Status::kOk) {
+            Die("Reserve");
+          }
           std::memcpy(dst, src.data(), kFrame);
           p.Commit(kFrame);
         }
