@@ -119,7 +119,9 @@ TEST(FanOutSkips, ReceivedPlusSkippedIsWhatWasWritten) {
     for (uint64_t i = 0; i < burst; ++i) r.Write(seq++, true);
     uint64_t last = ~uint64_t{0};
     for (uint64_t got = r.Read(); got != ~uint64_t{0}; got = r.Read()) {
-      if (last != ~uint64_t{0}) EXPECT_EQ(got, last + 1) << "in order after a skip";
+      if (last != ~uint64_t{0}) {
+        EXPECT_EQ(got, last + 1) << "in order after a skip";
+      }
       last = got;
       ++received;
     }
