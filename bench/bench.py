@@ -62,12 +62,13 @@ class Source:
 
 SMPTE_1080P = Source("", "1080p", 1920, 1080, "smpte", 1)
 # The transport rows (key suffix of gst_{alloc,copy}_KEY and fanout_black_N).
-# Frames a run: 1-2 s at the rates these rows reach on the 2-core machine (2x-16x made
-# runs of 0.2-0.5 s, short enough for one scheduler hiccup to decide a round).
+# Frames a run: about 1-2 s at the rates these rows reach on the 2-core machine (2x-16x
+# made runs of 0.2-0.5 s, short enough for one scheduler hiccup to decide a round);
+# 320x240 only 32x (about 0.3 s for shmring): shmsink stalled in 12 of 14 runs of 128x.
 TRANSPORT_SOURCES = (Source("black1080", "1080p, pattern=black", 1920, 1080, "black", 6),
                      Source("black720", "1280×720, pattern=black", 1280, 720, "black", 16),
                      Source("black480", "640×480, pattern=black", 640, 480, "black", 48),
-                     Source("black240", "320×240, pattern=black", 320, 240, "black", 128))
+                     Source("black240", "320×240, pattern=black", 320, 240, "black", 32))
 CAPACITIES_MIB = (16, 32, 64, 128)
 DEFAULT_CPP_CAPACITY_MIB = 32  # shmringsink's default capacity; the C++ goal row uses it
 
