@@ -910,12 +910,17 @@ static WriteResult write_message(GstShmringSink* self, shm::framing::Header h,
     // start first without losing data). Once receivers have come and gone and
     // none is attached, nobody will make room: a full ring drops, so the sender
     // does not wedge (it could not even take an EOS).
+    // Only a full ring asks whether to wait: a message that fits at once needs no
+    // look at the receivers (ConsumerAttached probes every slot's role byte, one
+    // fcntl each; render's track_receiver has already probed them for a buffer).
     const bool first_receiver_pending = producer->ring()->ConsumerAttachCount() == 0;
-    const bool block = wait && (first_receiver_pending || producer->ConsumerAttached());
     // Copied in from the caller's buffer (a large one shares the cache with the
     // ring's places: shm::FillHint).
-    const shm::Status st =
-        producer->Reserve(len, &payload, block ? kWaitSliceNs : 0, shm::FillHint::kCopied);
+    shm::Status st = producer->Reserve(len, &payload, 0, shm::FillHint::kCopied);
+    if (st == shm::Status::kFull && wait &&
+        (first_receiver_pending || producer->ConsumerAttached())) {
+      st = producer->Reserve(len, &payload, kWaitSliceNs, shm::FillHint::kCopied);
+    }
     switch (st) {
       case shm::Status::kOk:
         fill(payload + body_at);
