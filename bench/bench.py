@@ -28,7 +28,7 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from shm_segments import remove_shmsink_segments
+from shm_segments import remove_shmsink_segments, wait_for_path
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 PY = "/usr/bin/python3"
@@ -138,14 +138,6 @@ def gst_receive(cfg: Config, source: str, n: int) -> Tuple[float, int, float]:
     if res.get("stalled"):
         return res["fps"], 0, res["cpu_ms"]
     return res["fps"], res["buffers"], res["cpu_ms"]
-
-
-def wait_for_path(path: str, timeout: float = 20) -> None:
-    """Polls every 10 ms until `path` exists or `timeout` s passed (the caller's next step
-    then fails and says so)."""
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def end_sender(proc: subprocess.Popen) -> None:

@@ -32,10 +32,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Dict, List, Tuple
 
-from shm_segments import child_pids, remove_shmsink_segments
+from shm_segments import child_pids, remove_shmsink_segments, wait_for_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = "/usr/bin/python3"
@@ -88,9 +87,7 @@ def run_pair(plugin_dir: str, shmsink: bool, args: argparse.Namespace,
                               start_new_session=True)
     shmsink_pids: List[int] = []  # perf's child: the gst-launch-1.0 running shmsink
     if shmsink:
-        deadline = time.monotonic() + 20
-        while not os.path.exists(sock) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for_path(sock)
         shmsink_pids = child_pids(sender.pid)
     load = os.getloadavg()[0]
     result: Dict[str, object] = {"load": load}

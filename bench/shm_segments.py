@@ -6,11 +6,13 @@ own pid and the area's number, both printed right-aligned in 5 columns
 ("shmpipe. 2497.    0"). It unlinks an area when it closes it; a process killed first
 (SIGKILL, a guard that ran out) leaves a 64 MiB file behind (shm-size's default). The
 benchmarks remove, after each run, the areas of the shmsink processes that run started:
-only names that carry one of their pids, never another process's.
+only names that carry one of their pids, never another process's. Also: the wait for a
+shmsink sender's socket, and the pids of a process's children.
 """
 from __future__ import annotations
 
 import os
+import time
 from typing import List
 
 SHM_DIR = "/dev/shm"
@@ -63,3 +65,11 @@ def child_pids(pid: int) -> List[int]:
         if len(fields) > 1 and fields[1] == str(pid):
             out.append(int(entry))
     return sorted(out)
+
+
+def wait_for_path(path: str, timeout: float = 20) -> None:
+    """Polls every 10 ms until `path` exists (a shmsink sender's socket: it is ready) or
+    `timeout` s passed (the caller's next step then fails and says so). Blocks."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
