@@ -245,13 +245,15 @@ ByteRingBuffer::ByteRingBuffer(void* base, uint64_t total_size, bool is_producer
     order_mark_ = head_;
     floor_ = atomics::LoadRelaxed(word(kFloorOffset));  // own word
     pub_seq_ = MarkSeq(HeadMark());                     // own word
+    // Per fill: three records fit in the cache divided by that fill's share.
     const uint64_t cache = LargestCacheBytes();
-    const uint64_t in_place = cache / tuning::kThreePlacesCacheShareInPlace / 3;
-    const uint64_t copied = cache / tuning::kThreePlacesCacheShareCopied / 3;
+    const auto three_below = [cache](uint32_t share) {
+      return static_cast<uint32_t>(std::min<uint64_t>(cache / share / 3, UINT32_MAX));
+    };
     three_places_below_[static_cast<int>(FillHint::kInPlace)] =
-        static_cast<uint32_t>(std::min<uint64_t>(in_place, UINT32_MAX));
+        three_below(tuning::kThreePlacesCacheShareInPlace);
     three_places_below_[static_cast<int>(FillHint::kCopied)] =
-        static_cast<uint32_t>(std::min<uint64_t>(copied, UINT32_MAX));
+        three_below(tuning::kThreePlacesCacheShareCopied);
     if (!LoadTailChecked()) return;
     // Set, then fenced, before our first publish; see DESIGN.md "mode bits".
     if (light_fences_) atomics::FetchOrSeqCst(word(kProducerFlagsOffset), kProducerMembarrier);
