@@ -8,8 +8,11 @@ scripts/bench.sh is the one command (release build, dependencies); this script i
 
 Every row compares shmring with its peer measured in the same run, in interleaved rounds
 (A B A B ...): the report gives the median of the per-round ratios with their min-max, and the
-median of each side with its min-max. --smoke runs every program once with tiny counts (no
-report unless --out is given): the `bench` meson test suite uses it so the programs do not rot.
+median of each side with its min-max. The ratio-goal rows (GStreamer at the default capacity,
+64 B messages) also run the peer a second time in each round (the A/A control, variant
+PEER_aa), the order rotating from round to round (aa_order). --smoke runs every program once
+with tiny counts (no report unless --out is given): the `bench` meson test suite uses it so the
+programs do not rot.
 """
 from __future__ import annotations
 
@@ -341,17 +344,30 @@ def bench_fanout(cfg: Config, results: Dict[str, Any]) -> None:
                 f"{v} {median_or_nan(row[v]):.0f}" for v in variants))
 
 
+def aa_order(peer: str, variant: str, r: int) -> List[str]:
+    """The order of round `r` (from 0) of a row with an A/A control: the peer, `variant` and
+    the peer again (stored as PEER_aa), rotated by one place a round (A B A', B A' A,
+    A' A B, ...) so that over every three rounds each takes each place once and neither
+    measurement of the peer always runs first or right after `variant`."""
+    base = [peer, variant, f"{peer}_aa"]
+    k = r % 3
+    return base[k:] + base[:k]
+
+
 def gst_row(cfg: Config, copy: bool, cap: Optional[int], src: Source,
-            rounds: int) -> Dict[str, Any]:
-    """One GStreamer row: shmring and shmsink in `rounds` interleaved rounds."""
-    d: Dict[str, Any] = {"unit": "frames/s", "shmring": [], "shmsink": [],
-                         "sender_cpu_ms": {"shmring": [], "shmsink": []},
-                         "receiver_cpu_ms": {"shmring": [], "shmsink": []},
+            rounds: int, aa: bool = False) -> Dict[str, Any]:
+    """One GStreamer row: shmring and shmsink in `rounds` interleaved rounds; with `aa`,
+    shmsink a second time in each round ("shmsink_aa", the A/A control), in aa_order."""
+    variants = ["shmring", "shmsink"] + (["shmsink_aa"] if aa else [])
+    d: Dict[str, Any] = {"unit": "frames/s", **{v: [] for v in variants},
+                         "sender_cpu_ms": {v: [] for v in variants},
+                         "receiver_cpu_ms": {v: [] for v in variants},
                          "frames": cfg.gst_frames * src.frames_factor, "pattern": src.pattern,
                          "size": [src.width, src.height]}
-    for _ in range(rounds):
-        for variant in ("shmring", "shmsink"):
-            fps, scpu, rcpu = gst_once(cfg, variant, copy, cap, src)
+    for r in range(rounds):
+        for variant in (aa_order("shmsink", "shmring", r) if aa else ("shmring", "shmsink")):
+            run = "shmsink" if variant == "shmsink_aa" else variant
+            fps, scpu, rcpu = gst_once(cfg, run, copy, cap, src)
             d[variant].append(fps)
             d["sender_cpu_ms"][variant].append(scpu)
             d["receiver_cpu_ms"][variant].append(rcpu)
@@ -370,18 +386,22 @@ def bench_gst(cfg: Config, results: Dict[str, Any]) -> None:
         # The goal rows (default capacity) get every round, the sweep fewer.
         for cap in caps:
             row = f"gst_{mode}_{cap or 'default'}"
+            # The goal row (default capacity) with the A/A control; the sweep without.
             d = gst_row(cfg, copy, cap, SMPTE_1080P, cfg.gst_rounds if cap is None
-                        else cfg.sweep_rounds)
+                        else cfg.sweep_rounds, aa=cap is None)
             results["rows"][row] = d
-            log(f"{row}: shmring {median_or_nan(d['shmring']):.0f} "
-                f"shmsink {median_or_nan(d['shmsink']):.0f}")
-        # The transport rows: default capacity, a cheap source.
+            log_gst_row(row, d)
+        # The transport rows: default capacity, a cheap source, with the A/A control.
         for src in (TRANSPORT_SOURCES[:1] if cfg.smoke else TRANSPORT_SOURCES):
             row = f"gst_{mode}_{src.key}"
-            d = gst_row(cfg, copy, None, src, cfg.gst_rounds)
+            d = gst_row(cfg, copy, None, src, cfg.gst_rounds, aa=True)
             results["rows"][row] = d
-            log(f"{row}: shmring {median_or_nan(d['shmring']):.0f} "
-                f"shmsink {median_or_nan(d['shmsink']):.0f}")
+            log_gst_row(row, d)
+
+
+def log_gst_row(row: str, d: Dict[str, Any]) -> None:
+    log(f"{row}: " + " ".join(f"{v} {median_or_nan(d[v]):.0f}"
+                              for v in ("shmring", "shmsink", "shmsink_aa") if v in d))
 
 
 # ---------------------------------------------------------------- C++ rows (+ iceoryx)
@@ -477,11 +497,19 @@ def bench_cpp(cfg: Config, results: Dict[str, Any]) -> None:
     caps = "32" if cfg.smoke else ",".join(str(c) for c in CAPACITIES_MIB)
     with_iox = cfg.roudi is not None
     for r in range(cfg.rounds):
-        for kind, only, extra in (("small", "small", []), ("frames", "frames",
-                                                          ["--caps", caps])):
-            for rec in ring_bench(cfg, only, extra):
-                row = rows.setdefault(rec["row"], {"unit": rec["unit"]})
-                row.setdefault(rec["variant"], []).append(rec["value"])
+        for kind in ("small", "frames"):
+            if kind == "small":
+                # The 64 B goal row: shmring, minimal and minimal again (the A/A control,
+                # "minimal_aa"), one ring_bench process each, in aa_order.
+                for variant in aa_order("minimal", "shmring", r):
+                    run = "minimal" if variant == "minimal_aa" else variant
+                    for rec in ring_bench(cfg, "small", ["--variants", run]):
+                        row = rows.setdefault(rec["row"], {"unit": rec["unit"]})
+                        row.setdefault(variant, []).append(rec["value"])
+            else:
+                for rec in ring_bench(cfg, "frames", ["--caps", caps]):
+                    row = rows.setdefault(rec["row"], {"unit": rec["unit"]})
+                    row.setdefault(rec["variant"], []).append(rec["value"])
             if with_iox:
                 try:
                     # iceoryx moves far fewer 64 B samples/s: a tenth of the count
