@@ -140,3 +140,15 @@ def test_one_round_does_not_crash() -> None:
     _, met, note = judge([1.2], [0.9])
     assert met == "yes"
     assert "CI 1.20–1.20 (0.0 %, lowest to highest of 1)" in note
+
+
+def test_aa_order_rotates_every_place_through_every_variant() -> None:
+    import bench  # bench/bench.py (on sys.path above)
+    rounds = [bench.aa_order("shmsink", "shmring", r) for r in range(6)]
+    assert rounds[:3] == [["shmsink", "shmring", "shmsink_aa"],
+                          ["shmring", "shmsink_aa", "shmsink"],
+                          ["shmsink_aa", "shmsink", "shmring"]]
+    assert rounds[3:] == rounds[:3]
+    # Over three rounds each variant takes each place once.
+    for place in range(3):
+        assert sorted(r[place] for r in rounds[:3]) == ["shmring", "shmsink", "shmsink_aa"]
