@@ -65,7 +65,8 @@ def median_ci(values: Sequence[float], level: float = 0.95) -> MedianCI:
 
 
 def ci_text(ci: MedianCI) -> str:
-    """ "CI 0.96–1.03 (98.4 %, lowest to highest of 7)" or "(96.1 %, x(2)–x(8) of 9)"."""
+    """The interval as the report's notes print it: "CI 0.96–1.03 (98.4 %, lowest to highest
+    of 7)", or "CI 0.97–1.02 (96.1 %, x(2)–x(8) of 9 sorted)" when it is not min–max."""
     which = (f"lowest to highest of {ci.n}" if ci.k == 1 else
              f"x({ci.k})–x({ci.n + 1 - ci.k}) of {ci.n} sorted")
     return f"CI {ci.low:.2f}–{ci.high:.2f} ({ci.coverage * 100:.1f} %, {which})"
