@@ -140,6 +140,11 @@ def test_one_round_does_not_crash() -> None:
     _, met, note = judge([1.2], [0.9])
     assert met == "yes"
     assert "CI 1.20–1.20 (0.0 %, lowest to highest of 1)" in note
+    # One A/A round that strays is no evidence of a bias (coverage 0): a hint only.
+    assert "the peer against itself: 0.90×, CI 0.90–0.90 (0.0 %" in note
+    assert "but at 0.0 % coverage only: this run may have had an order/drift bias of about " \
+        "10 %" in note
+    assert "this run had" not in note
 
 
 def test_aa_order_rotates_every_place_through_every_variant() -> None:
