@@ -59,7 +59,7 @@ def median_ci(values: Sequence[float], level: float = CI_LEVEL) -> MedianCI:
         raise ValueError("median_ci: values holds NaN")
 
     def coverage(k: int) -> float:
-        return sum(math.comb(n, i) for i in range(k, n - k + 1)) / 2 ** n
+        return sum(math.comb(n, i) for i in range(k, n - k + 1)) / (1 << n)
 
     k = 1
     while k + 1 <= (n + 1) // 2 and coverage(k + 1) >= level:
