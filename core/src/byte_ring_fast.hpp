@@ -136,4 +136,26 @@ inline bool ByteRingBuffer::ReadFast(void* out, uint32_t max_len, uint32_t* len_
   return true;
 }
 
+namespace fast {
+
+// The fast paths called directly, without the ShmProducer / ShmConsumer layer
+// around them (its call, its checks, the consumer's mutex): for in-tree
+// diagnostics only (bench/ring_bench's shmring_inline variant). Callers, blocking
+// and results are those of the functions they forward to: WriteFast and
+// WakeAfterWrite from the producer thread (WakeAfterWrite may make a futex wake
+// call; neither blocks), ReadFast from the consumer thread, never blocking, and
+// only while no other consumer call of the same ring runs (ShmConsumer's own
+// calls included: the caller serialises them).
+struct Access {
+  using FastWrite = ByteRingBuffer::FastWrite;
+  static FastWrite WriteFast(ByteRingBuffer* ring, const void* data, uint32_t len, bool sync) {
+    return ring->WriteFast(data, len, sync);
+  }
+  static Status WakeAfterWrite(ByteRingBuffer* ring) { return ring->WakeAfterWrite(); }
+  static bool ReadFast(ByteRingBuffer* ring, void* out, uint32_t max_len, uint32_t* len) {
+    return ring->ReadFast(out, max_len, len);
+  }
+};
+
+}  // namespace fast
 }  // namespace shm
