@@ -220,7 +220,8 @@ double ShmringSmall(uint64_t count) {
 // WriteFor (Reserve + copy + Commit, waiting) when the record does not fit by the cached
 // tail; the consumer's ReadFor (its Wait loop: lock, spin, sleep) when the fast read finds
 // nothing. Neither side is closed or concurrent, so the checks WriteFor makes before its
-// fast path are left out here; nothing else differs from ShmringSmall. With
+// fast path are left out here; beyond that, only the fallback counts and the consumer's
+// length check differ from ShmringSmall. With
 // `inline_write` or `inline_read` false, that side calls WriteFor / ReadFor for every
 // message, as ShmringSmall does.
 double ShmringInlineSmall(uint64_t count, bool inline_write, bool inline_read) {
@@ -308,9 +309,9 @@ double ShmringInlineSmall(uint64_t count, bool inline_write, bool inline_read) {
 // With `protocol` (variant "minimal_protocol", a diagnostic): the plain minimal ring plus
 // exactly the per-message work shmring's wait protocol and marks need and the minimal ring
 // lacks, in WriteFast's order and memory orders: the record's last 8 bytes zeroed first
-// (the padding store), then the same copy; after the head (release) store, last_start
-// (relaxed, before the head, as WriteFast), the head mark, the last mark and the sync
-// mark (release, 8 bytes each) on the head's line; then the wait check: a compiler
+// (the padding store), then the same copy; last_start (relaxed) just before the head
+// (release) store and the head mark, the last mark and the sync mark (release, 8 bytes
+// each) just after it, all on the head's line; then the wait check: a compiler
 // barrier (shmring's fence in membarrier mode) and a relaxed load of a flags word on a
 // line of its own, which the consumer never writes here (it never sleeps). The consumer
 // and the layout otherwise are the plain minimal ring's (data after a 128-byte header).
