@@ -522,6 +522,10 @@ def bench_cpp(cfg: Config, results: Dict[str, Any]) -> None:
                         ValueError) as e:
                     results["iceoryx"] = f"iox_bench failed: {e}"
                     with_iox = False
+        # Information, not a goal: the minimal ring plus the per-message work of shmring's
+        # protocol (ring_bench --variants minimal_protocol), what keeping it costs.
+        for rec in ring_bench(cfg, "small", ["--variants", "minimal_protocol"]):
+            rows["small"].setdefault(rec["variant"], []).append(rec["value"])
         log(f"C++ round {r + 1}/{cfg.rounds} done")
 
 

@@ -13,7 +13,8 @@ from typing import List, Set
 
 def main(argv: List[str]) -> int:
     exe = argv[1]
-    want = ["shmring", "minimal", "minimal_split"]
+    want = ["shmring", "minimal", "minimal_split", "minimal_protocol", "shmring_inline",
+            "shmring_inline_write", "shmring_inline_read"]
     out = subprocess.run([exe, "--only", "small", "--rounds", "2", "--small-count", "1000",
                           "--variants", ",".join(want)],
                          check=True, stdout=subprocess.PIPE, text=True, timeout=100).stdout
@@ -23,15 +24,18 @@ def main(argv: List[str]) -> int:
     if sorted(seen) != sorted(want * 2) or bad:
         print(f"ring_bench --variants {','.join(want)}: variants {seen}, bad rows {bad}")
         return 1
-    # "minimal" alone names the plain minimal ring only, not minimal_split.
-    out = subprocess.run([exe, "--only", "small", "--rounds", "1", "--small-count", "1000",
-                          "--variants", "minimal"],
-                         check=True, stdout=subprocess.PIPE, text=True, timeout=100).stdout
-    only: Set[str] = {json.loads(line)["variant"] for line in out.splitlines()
-                      if line.startswith("{")}
-    if only != {"minimal"}:
-        print(f"ring_bench --variants minimal ran {sorted(only)}")
-        return 1
+    # Names are matched whole: "minimal" alone names the plain minimal ring only (not
+    # minimal_split or minimal_protocol), "shmring" not shmring_inline, and the reverse.
+    for alone in ("minimal", "shmring", "shmring_inline", "minimal_protocol",
+                  "shmring_inline_write"):
+        out = subprocess.run([exe, "--only", "small", "--rounds", "1", "--small-count", "1000",
+                              "--variants", alone],
+                             check=True, stdout=subprocess.PIPE, text=True, timeout=100).stdout
+        only: Set[str] = {json.loads(line)["variant"] for line in out.splitlines()
+                          if line.startswith("{")}
+        if only != {alone}:
+            print(f"ring_bench --variants {alone} ran {sorted(only)}")
+            return 1
     return 0
 
 

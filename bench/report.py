@@ -748,6 +748,7 @@ class Report:
                         self.load_why() + (f"; by ring size this run: {sweep}" if sweep else ""))
         self.ratio_goal("64 B messages: ≥ 1.0× the minimal head/tail ring", "small", "shmring",
                         "minimal", 1.0, self.load_why())
+        self.protocol_info()
         idle = self.r.get("idle", {})
         for name in ("shmringsrc", "FrameReader", "C++ PeekFor"):
             d = idle.get(name)
@@ -759,6 +760,18 @@ class Report:
                       self.idle_why(d), lower_is_better=True)
             self.goal(f"idle {name}: producer death noticed ≤ 0.5 s", max(d["death_s"]), 0.5,
                       " s (worst round)", "", lower_is_better=True)
+
+    def protocol_info(self) -> None:
+        """Under the 64 B goal, information (no bar): the minimal ring plus the per-message
+        work of shmring's protocol (ring_bench's minimal_protocol) vs the minimal ring, what
+        keeping the protocol costs whatever the implementation (docs/DESIGN.md section 3),
+        and shmring vs that variant. Nothing when the run has no minimal_protocol rounds."""
+        proto = self.median_ratio("small", "minimal_protocol", "minimal")
+        impl = self.median_ratio("small", "shmring", "minimal_protocol")
+        if proto is not None and impl is not None:
+            self.goals.append(("64 B, information: minimal ring + shmring's per-message protocol "
+                               "work (minimal_protocol) vs minimal", f"{proto:.3g}×", "—",
+                               f"shmring vs minimal_protocol {impl:.3g}×"))
 
     def cpu_growth(self, first: str, last: str, variant: str) -> Optional[float]:
         """Median sender CPU per frame of row `last` over that of row `first`."""

@@ -15,10 +15,24 @@
 // profile one side alone with `perf record`); by default both run, interleaved.
 // `--variants shmring,minimal,minimal_split` adds the minimal ring laid out and batched
 // as shmring is (see MinimalSmall), to check that the comparison is a fair one.
+// Two diagnostic variants (never in the default list) split shmring's distance from the
+// minimal ring into the protocol's price and the implementation's:
+//   minimal_protocol  the minimal ring plus exactly the per-message work shmring's protocol
+//                     needs and the minimal ring lacks (see MinimalSmall): what keeping the
+//                     protocol costs, whatever our code around it does.
+//   shmring_inline    shmring's ring driven by ByteRingBuffer::WriteFast / ReadFast inline
+//                     in the benchmark's loops (core/src/byte_ring_fast.hpp), the public
+//                     calls only as the fallback (see ShmringInlineSmall): what the call
+//                     into WriteFor / ReadFor and the ShmProducer / ShmConsumer layer (the
+//                     consumer's mutex, its Wait loop) cost.
+//   shmring_inline_write, shmring_inline_read  the same with one side inline and the
+//                     other calling WriteFor / ReadFor as shmring does: each side's share.
+// Names are matched whole: `--variants shmring` does not run shmring_inline.
 // --pin puts each row's consumer process on CPU 0 and its producer on CPU 1
 // (sched_setaffinity), so the scheduler never runs both on one CPU.
 // --counters prints each shmring small-row process's wait counters (sleeps, wakes,
-// WAITING sets, heavy barriers; shm::wait::GetCounters) to stderr when it ends.
+// WAITING sets, heavy barriers; shm::wait::GetCounters) to stderr when it ends, and for
+// shmring_inline how many messages took the fallback (the public call) on each side.
 //
 // Rows:
 //   small       64-byte records (4-byte length + 60-byte body), producer and consumer in two
@@ -28,6 +42,7 @@
 //               sides spinning) with the same record format; and minimal_split, the same
 //               minimal ring laid out and batched as shmring is (head and tail on lines of
 //               their own, batched tail stores, PAUSE in the spins): see MinimalSmall.
+//               minimal_protocol and shmring_inline on request only (above).
 //   frames_CAP  1080p BGR frames (6,220,800 bytes) through a CAP MiB ring: ShmProducer::Reserve
 //               + memcpy + Commit -> ShmConsumer::PeekFor + touch + Release, vs one process
 //               memcpy-ing the same frame into a CAP MiB buffer slot after slot (the buffer
@@ -55,6 +70,7 @@
 #include <thread>
 #include <vector>
 
+#include "byte_ring_fast.hpp"  // core/src (bench/meson.build): shmring_inline only
 #include "shm/shm_channel.hpp"
 
 namespace {
@@ -198,6 +214,90 @@ double ShmringSmall(uint64_t count) {
   return static_cast<double>(count - 1) / s;
 }
 
+// shmring_inline: ShmringSmall's ring and messages, but each side runs the ring's fast
+// path inline in its loop (shm::fast::Access) and calls the public API only when the fast
+// path declines: the producer's WakeAfterWrite when a receiver was seen WAITING, its
+// WriteFor (Reserve + copy + Commit, waiting) when the record does not fit by the cached
+// tail; the consumer's ReadFor (its Wait loop: lock, spin, sleep) when the fast read finds
+// nothing. Neither side is closed or concurrent, so the checks WriteFor makes before its
+// fast path are left out here; beyond that, only the fallback counts and the consumer's
+// length check differ from ShmringSmall. With
+// `inline_write` or `inline_read` false, that side calls WriteFor / ReadFor for every
+// message, as ShmringSmall does.
+double ShmringInlineSmall(uint64_t count, bool inline_write, bool inline_read) {
+  using shm::fast::Access;
+  const std::string name = RingName();
+  const double s = RunPair(
+      [&] {
+        shm::ShmProducer p(name, kSmallCapacity);
+        if (!p.IsValid()) Die("producer: " + p.error());
+        WaitForConsumer(p);
+        shm::ByteRingBuffer* const ring = p.ring();
+        uint8_t buf[kSmallBody];
+        std::memset(buf, 0x5a, sizeof buf);
+        uint64_t wakes = 0, general = 0;
+        for (uint64_t i = 0; i < count; ++i) {
+          std::memcpy(buf, &i, 8);
+          if (!inline_write) {
+            if (p.WriteFor(buf, kSmallBody, shm::kForever) != shm::Status::kOk) Die("WriteFor");
+            continue;
+          }
+          switch (Access::WriteFast(ring, buf, kSmallBody, true)) {
+            case Access::FastWrite::kWritten:
+              break;
+            case Access::FastWrite::kWake:
+              ++wakes;
+              if (Access::WakeAfterWrite(ring) != shm::Status::kOk) Die("WakeAfterWrite");
+              break;
+            case Access::FastWrite::kNotWritten:
+              ++general;
+              if (p.WriteFor(buf, kSmallBody, shm::kForever) != shm::Status::kOk) Die("WriteFor");
+              break;
+          }
+        }
+        if (g_counters) {
+          std::fprintf(stderr, "producer (inline): WakeAfterWrite %llu, WriteFor %llu\n",
+                       static_cast<unsigned long long>(wakes),
+                       static_cast<unsigned long long>(general));
+        }
+        PrintCounters("producer");
+        p.Close();
+        while (p.ConsumerAttached()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      },
+      [&] {
+        shm::ShmConsumer c(name, kOpenTimeoutNs);
+        if (!c.IsValid()) Die("consumer: " + c.error());
+        shm::ByteRingBuffer* const ring = c.ring();
+        uint8_t buf[kSmallBody];
+        uint64_t got = 0, bad = 0, general = 0;
+        Clock::time_point start;
+        while (got < count) {
+          uint32_t len = 0;
+          if (!inline_read || !Access::ReadFast(ring, buf, sizeof buf, &len)) {
+            ++general;
+            const shm::ReadResult r = c.ReadFor(buf, sizeof buf, shm::kForever);
+            if (r.status != shm::Status::kOk) Die("ReadFor");
+            len = r.len;
+          }
+          if (len != kSmallBody) Die("shmring_inline: wrong length");
+          if (got == 0) start = Clock::now();
+          uint64_t seq;
+          std::memcpy(&seq, buf, 8);
+          bad += seq != got;
+          ++got;
+        }
+        if (bad) Die("shmring_inline: messages out of order");
+        const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+        if (g_counters) {
+          std::fprintf(stderr, "consumer (inline): ReadFor %llu\n",
+                       static_cast<unsigned long long>(general));
+        }
+        PrintCounters("consumer");
+        return secs;
+      });
+  return static_cast<double>(count - 1) / s;
+}
+
 // The minimal ring: head at byte 0, tail at byte 4 (the original design's header), data
 // after a 64-byte header; each side caches the other's index and spins, and the consumer
 // stores its tail after every record.
@@ -206,6 +306,16 @@ double ShmringSmall(uint64_t count) {
 // a 256-byte header, the consumer's tail stored only when it caught up with the head it
 // knows or an eighth of the ring was freed since its last store (shmring's lossless tail
 // batching), and a PAUSE in both spins, as shmring's.
+// With `protocol` (variant "minimal_protocol", a diagnostic): the plain minimal ring plus
+// exactly the per-message work shmring's wait protocol and marks need and the minimal ring
+// lacks, in WriteFast's order and memory orders: the record's last 8 bytes zeroed first
+// (the padding store), then the same copy; last_start (relaxed) just before the head
+// (release) store and the head mark, the last mark and the sync mark (release, 8 bytes
+// each) just after it, all on the head's line; then the wait check: a compiler
+// barrier (shmring's fence in membarrier mode) and a relaxed load of a flags word on a
+// line of its own, which the consumer never writes here (it never sleeps). The consumer
+// and the layout otherwise are the plain minimal ring's (data after a 128-byte header).
+enum class MinimalKind { kPlain, kSplit, kProtocol };
 inline void SpinPause() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -214,19 +324,29 @@ inline void SpinPause() {
 #endif
 }
 
-double MinimalSmall(uint64_t count, bool split) {
-  const uint32_t header = split ? 256 : 64;
+double MinimalSmall(uint64_t count, MinimalKind kind) {
+  const bool split = kind == MinimalKind::kSplit;
+  const bool protocol = kind == MinimalKind::kProtocol;
+  const uint32_t header = split ? 256 : protocol ? 128 : 64;
   const size_t size = header + kSmallCapacity;
   auto* base = static_cast<uint8_t*>(MapShared(size));
   auto* head = reinterpret_cast<std::atomic<uint32_t>*>(base);
   auto* tail = reinterpret_cast<std::atomic<uint32_t>*>(base + (split ? 128 : 4));
   uint8_t* data = base + header;
+  // minimal_protocol's words: last_start and the three marks after the head and tail on
+  // their line, the consumer's flags word on the next line.
+  auto* last_start = reinterpret_cast<std::atomic<uint32_t>*>(base + 8);
+  auto* head_mark = reinterpret_cast<std::atomic<uint64_t>*>(base + 16);
+  auto* last_mark = reinterpret_cast<std::atomic<uint64_t>*>(base + 24);
+  auto* sync_mark = reinterpret_cast<std::atomic<uint64_t>*>(base + 32);
+  auto* flags = reinterpret_cast<std::atomic<uint32_t>*>(base + 64);
+  constexpr uint32_t kWaiting = 1;
   constexpr uint32_t mask = kSmallCapacity - 1;
   constexpr uint32_t rec = (4 + kSmallBody + 7) & ~7u;  // 64: divides the capacity, no wrap
   constexpr uint32_t batch = kSmallCapacity / 8;
   const double s = RunPair(
       [&] {
-        uint32_t h = 0, tail_cache = 0;
+        uint32_t h = 0, tail_cache = 0, seq = 0;
         uint8_t buf[kSmallBody];
         std::memset(buf, 0x5a, sizeof buf);
         for (uint64_t i = 0; i < count; ++i) {
@@ -236,11 +356,25 @@ double MinimalSmall(uint64_t count, bool split) {
           }
           std::memcpy(buf, &i, 8);
           uint8_t* at = data + (h & mask);
+          if (protocol) {
+            const uint64_t zero = 0;
+            std::memcpy(at + rec - 8, &zero, 8);
+          }
           const uint32_t len = kSmallBody;
           std::memcpy(at, &len, 4);
           std::memcpy(at + 4, buf, kSmallBody);
+          const uint32_t start = h;
           h += rec;
+          if (protocol) last_start->store(start, std::memory_order_relaxed);
           head->store(h, std::memory_order_release);
+          if (protocol) {
+            head_mark->store(shm::layout::Mark(h, seq + 1), std::memory_order_release);
+            last_mark->store(shm::layout::Mark(start, seq), std::memory_order_release);
+            sync_mark->store(shm::layout::Mark(start, seq), std::memory_order_release);
+            ++seq;
+            std::atomic_signal_fence(std::memory_order_seq_cst);
+            if (flags->load(std::memory_order_relaxed) & kWaiting) Die("minimal_protocol: WAITING");
+          }
         }
       },
       [&] {
@@ -455,15 +589,25 @@ int main(int argc, char** argv) {
   }
   if (rounds < 1 || small < 2 || frames < 2) Die("--rounds >= 1, counts >= 2");
   const auto want = [&](const char* what) { return only.find(what) != std::string::npos; };
+  // Whole names from the comma-separated list: "minimal" does not select minimal_split.
+  const auto variant = [&](const char* name) {
+    return ("," + variants + ",").find("," + std::string(name) + ",") != std::string::npos;
+  };
   if (want("small")) {
     for (int r = 0; r < rounds; ++r) {
-      if (variants.find("shmring") != std::string::npos)
-        Emit("small", "shmring", r, ShmringSmall(small), "msg/s");
-      // Split by commas: "minimal" does not select "minimal_split".
-      if (("," + variants + ",").find(",minimal,") != std::string::npos)
-        Emit("small", "minimal", r, MinimalSmall(small, false), "msg/s");
-      if (variants.find("minimal_split") != std::string::npos)
-        Emit("small", "minimal_split", r, MinimalSmall(small, true), "msg/s");
+      if (variant("shmring")) Emit("small", "shmring", r, ShmringSmall(small), "msg/s");
+      if (variant("minimal"))
+        Emit("small", "minimal", r, MinimalSmall(small, MinimalKind::kPlain), "msg/s");
+      if (variant("minimal_split"))
+        Emit("small", "minimal_split", r, MinimalSmall(small, MinimalKind::kSplit), "msg/s");
+      if (variant("minimal_protocol"))
+        Emit("small", "minimal_protocol", r, MinimalSmall(small, MinimalKind::kProtocol), "msg/s");
+      if (variant("shmring_inline"))
+        Emit("small", "shmring_inline", r, ShmringInlineSmall(small, true, true), "msg/s");
+      if (variant("shmring_inline_write"))
+        Emit("small", "shmring_inline_write", r, ShmringInlineSmall(small, true, false), "msg/s");
+      if (variant("shmring_inline_read"))
+        Emit("small", "shmring_inline_read", r, ShmringInlineSmall(small, false, true), "msg/s");
     }
   }
   if (want("frames")) {

@@ -29,6 +29,14 @@ constexpr uint32_t kFastRecord = 64;
 inline void CopySmall(uint8_t* rec, uint32_t record, const uint8_t* src, uint32_t len) {
   const uint64_t zero = 0;
   std::memcpy(rec + record - 8, &zero, 8);
+  // Kept first whatever the caller lets the compiler see: inlined into a loop with a
+  // constant `len` (ring_bench's shmring_inline), GCC 12 emitted the copy's first
+  // 16-byte store before it, and the rate fell to 0.42x of the minimal ring (0.84x
+  // with this barrier; docs/DESIGN.md section 3, "What is left"). A compiler barrier
+  // only, no instruction: it fixes the order of the stores the compiler emits, and
+  // no memory order changes. The library's own WriteFor and TryWrite compile to the
+  // same instructions with or without it.
+  atomics::CompilerBarrier();
   uint8_t* dst = rec + layout::kLenSize;
   if (len >= 16) {
     for (uint32_t i = 0; i + 16 < len; i += 16) std::memcpy(dst + i, src + i, 16);
@@ -136,4 +144,26 @@ inline bool ByteRingBuffer::ReadFast(void* out, uint32_t max_len, uint32_t* len_
   return true;
 }
 
+namespace fast {
+
+// The fast paths called directly, without the ShmProducer / ShmConsumer layer
+// around them (its call, its checks, the consumer's mutex): for in-tree
+// diagnostics only (bench/ring_bench's shmring_inline variant). Callers, blocking
+// and results are those of the functions they forward to: WriteFast and
+// WakeAfterWrite from the producer thread (WakeAfterWrite may make a futex wake
+// call; neither blocks), ReadFast from the consumer thread, never blocking, and
+// only while no other consumer call of the same ring runs (ShmConsumer's own
+// calls included: the caller serialises them).
+struct Access {
+  using FastWrite = ByteRingBuffer::FastWrite;
+  static FastWrite WriteFast(ByteRingBuffer* ring, const void* data, uint32_t len, bool sync) {
+    return ring->WriteFast(data, len, sync);
+  }
+  static Status WakeAfterWrite(ByteRingBuffer* ring) { return ring->WakeAfterWrite(); }
+  static bool ReadFast(ByteRingBuffer* ring, void* out, uint32_t max_len, uint32_t* len) {
+    return ring->ReadFast(out, max_len, len);
+  }
+};
+
+}  // namespace fast
 }  // namespace shm

@@ -62,6 +62,10 @@ enum class FillHint : uint8_t {
 // sizing a buffer that holds a ring of a given capacity: kHeaderSize + capacity bytes.
 using layout::kHeaderSize;
 
+namespace fast {
+struct Access;  // core/src/byte_ring_fast.hpp: in-tree diagnostics only
+}  // namespace fast
+
 // Threading: the producer calls come from one thread at a time, and so do the
 // consumer calls (one thread, or several serialised by the caller's lock, as
 // ShmConsumer does). SleepWhileHeadIs is the exception: it touches only the
@@ -498,7 +502,8 @@ class ByteRingBuffer {
   // bytes that fits `max_len` and this lossless view holds nothing; true with
   // *len set. False: nothing consumed (take the general path).
   inline bool ReadFast(void* out, uint32_t max_len, uint32_t* len);
-  friend class ShmConsumer;  // runs ReadFast inline in ReadFor
+  friend class ShmConsumer;    // runs ReadFast inline in ReadFor
+  friend struct fast::Access;  // the fast paths without ShmProducer/ShmConsumer (a benchmark)
   Status TryWriteSlow(const void* data, uint32_t len, bool sync);
   Status WakeAfterWrite();
   void PublishHead(uint32_t h, uint32_t seq, bool any, uint32_t newest, uint32_t newest_seq,
