@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Smoke check of ring_bench's --variants (suite 'bench'): the small row runs every
 variant named, and only those, once per round: each prints one JSON line with a
-positive rate. Checks that the variants run, never their timings.
+positive rate; an unknown name is refused. Checks that the variants run, never their
+timings.
 
     check_ring_variants.py RING_BENCH
 """
@@ -35,6 +36,17 @@ def main(argv: List[str]) -> int:
                           if line.startswith("{")}
         if only != {alone}:
             print(f"ring_bench --variants {alone} ran {sorted(only)}")
+            return 1
+    # A name that selects nothing (a typo) is refused, naming it, not a silent shorter run.
+    for typo in ("shmring_inlin", "minimal,", "bogus"):
+        res = subprocess.run([exe, "--only", "small", "--rounds", "1", "--small-count", "1000",
+                              "--variants", typo],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             timeout=100)
+        name = typo.split(",")[-1]
+        if res.returncode == 0 or res.stdout.strip() or f"'{name}'" not in res.stderr:
+            print(f"ring_bench --variants {typo!r}: exit {res.returncode}, stdout "
+                  f"{res.stdout.strip()!r}, stderr {res.stderr.strip()!r}")
             return 1
     return 0
 

@@ -593,6 +593,23 @@ int main(int argc, char** argv) {
   const auto variant = [&](const char* name) {
     return ("," + variants + ",").find("," + std::string(name) + ",") != std::string::npos;
   };
+  // A name that selects nothing is a mistake (a typo, or a binary older than the variant):
+  // refused, rather than a run that silently measures less than was asked.
+  static const char* const kVariants[] = {"shmring",
+                                          "minimal",
+                                          "minimal_split",
+                                          "minimal_protocol",
+                                          "shmring_inline",
+                                          "shmring_inline_write",
+                                          "shmring_inline_read"};
+  for (size_t at = 0; at <= variants.size();) {
+    const size_t comma = std::min(variants.find(',', at), variants.size());
+    const std::string name = variants.substr(at, comma - at);
+    bool known = false;
+    for (const char* k : kVariants) known = known || name == k;
+    if (!known) Die("--variants: unknown variant '" + name + "'");
+    at = comma + 1;
+  }
   if (want("small")) {
     for (int r = 0; r < rounds; ++r) {
       if (variant("shmring")) Emit("small", "shmring", r, ShmringSmall(small), "msg/s");
