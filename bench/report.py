@@ -28,6 +28,22 @@ def ratios(a: List[float], b: List[float]) -> List[float]:
     return [x / y for x, y in zip(a, b) if y > 0 and not math.isnan(x) and not math.isnan(y)]
 
 
+def row_ratios(d: Dict[str, Any], a: str, b: str) -> List[float]:
+    """The per-round ratios a/b of row `d`. Where the row ran its peer twice a round (variant
+    b + "_aa", `a` between the two runs: bench.py aa_order), a over the geometric mean of the
+    two peer runs, which cancels a drift of the machine's speed that is linear over the
+    round; a round with one peer result (the other stalled) uses that one."""
+    aa = d.get(f"{b}_aa")
+    if aa is None:
+        return ratios(d[a], d[b])
+    out = []
+    for x, y, z in zip(d[a], d[b], aa):
+        peers = [v for v in (y, z) if v > 0 and not math.isnan(v)]
+        if peers and not math.isnan(x):
+            out.append(x / math.sqrt(peers[0] * peers[-1]))
+    return out
+
+
 class MedianCI(NamedTuple):
     """A confidence interval of a median: [low, high] = [x(k), x(n+1-k)] of the n sorted
     values (1-based order statistics), which holds the true median with probability
@@ -175,7 +191,7 @@ class Report:
         d = self.rows.get(row)
         if not d or a not in d or b not in d:
             return None
-        rs = ratios(d[a], d[b])
+        rs = row_ratios(d, a, b)
         for side in (a, b):
             if all(math.isnan(x) for x in d[side]):
                 self.p(f"| {label} | {fmt(spread(d[a])[0])} | {b}: {fmt(spread(d[b])[0])} | "
@@ -197,9 +213,12 @@ class Report:
         within noise". Never a win the rounds do not show. The note gives the median, the CI
         with its coverage and, where the row measured the peer a second time in each round
         (variant b + "_aa"), the peer against itself (b_aa / b) with its CI, so a reader sees
-        how far the method strays when nothing differs; without it the note says so."""
+        how far two runs of the same thing stray; without it the note says so. With such a
+        control the ratio is taken against both peer runs (row_ratios). Below 95 % coverage
+        (too few rounds, or rounds lost to stalls) a "yes" or "no" says the coverage it
+        has."""
         d = self.rows.get(row)
-        rs = ratios(d[a], d[b]) if d and a in d and b in d else []
+        rs = row_ratios(d, a, b) if d and a in d and b in d else []
         if not rs:
             stalled = d is not None and a in d and b in d
             self.goals.append((what, "no result" if stalled else "not measured", "—",
@@ -216,8 +235,10 @@ class Report:
             note = f"missed by {(1 - med / bar) * 100:.0f} %; " + note
         else:
             met = "tie within noise"
+        if met != "tie within noise" and ci.coverage < CI_LEVEL:
+            met += f" (at {ci.coverage * 100:.1f} % coverage only)"
         note += "; " + self.aa_note(row, b)
-        if met != "yes" and why:
+        if not met.startswith("yes") and why:
             note += f"; {why}"
         stall = self.stall_note(row, a, b)
         if stall:
@@ -226,8 +247,9 @@ class Report:
 
     def aa_note(self, row: str, b: str) -> str:
         """The A/A control of a row: the peer `b` measured a second time in each round
-        (variant b + "_aa", in rotated order), as the ratio b_aa / b per round: its median and
-        median_ci, and the order/drift bias of the run when that CI excludes 1.0."""
+        (variant b + "_aa", the two runs on either side of shmring's, which run first
+        alternating from round to round), as the ratio b_aa / b per round: its median and
+        median_ci, and an order/drift bias when that CI excludes 1.0."""
         d = self.rows.get(row) or {}
         aa = f"{b}_aa"
         if aa not in d:
@@ -241,7 +263,8 @@ class Report:
         if ci.low > 1.0 or ci.high < 1.0:
             bias = f"an order/drift bias of about {abs(med - 1) * 100:.0f} %"
             if ci.coverage >= CI_LEVEL:
-                text += f": this run had {bias} (the A/A CI excludes 1.0)"
+                text += (f": this row had {bias} (its A/A CI excludes 1.0, which one of a "
+                         "run's eleven A/A rows does by chance in about a third of runs)")
             else:  # too few rounds for a 95 % interval: a hint, not a finding
                 text += (f": the A/A CI excludes 1.0, but at {ci.coverage * 100:.1f} % "
                          f"coverage only: this run may have had {bias}")
@@ -285,7 +308,7 @@ class Report:
             d = self.rows.get(row)
             if not d or a not in d or b not in d:
                 continue
-            m, lo, hi = spread(ratios(d[a], d[b]))
+            m, lo, hi = spread(row_ratios(d, a, b))
             labels.append(label)
             meds.append(m)
             los.append(m - lo)
@@ -413,7 +436,7 @@ class Report:
         d = self.rows.get(row)
         if not d or a not in d or b not in d:
             return None
-        return spread(ratios(d[a], d[b]))[0]
+        return spread(row_ratios(d, a, b))[0]
 
     def render(self) -> str:
         r, m = self.r, self.r["machine"]
@@ -421,8 +444,9 @@ class Report:
         self.p()
         self.p("Written by `scripts/bench.sh` (bench/bench.py, bench/report.py); do not edit by "
                "hand — rerun it. Every row compares shmring with its peer measured in the same "
-               "run, in interleaved rounds (A B A B …; the goal rows with an A/A control run the "
-               "peer twice, A B A′ then B A′ A then A′ A B …). Numbers are the median over the "
+               "run, in interleaved rounds (A B A B …; the goal rows with an A/A control run "
+               "shmring between two runs of the peer, A B A′ then A′ B A …). Numbers are the "
+               "median over the "
                "rounds with the min–max in brackets; the ratio is the median of the per-round "
                "ratios (shmring / peer, > 1 = shmring faster).")
         self.p()
@@ -446,13 +470,16 @@ class Report:
         self.p("## Goals (issue 10)")
         self.p()
         self.p("A goal on a ratio is judged from the confidence interval of the median of the "
-               "per-round ratios, taken from the sorted rounds themselves (no assumption about "
-               "their distribution; with few rounds it is the lowest to highest round, and the "
-               "note states the coverage that gives): \"yes\" when the interval lies at or "
-               "above the bar, \"no\" when it lies below, \"tie within noise\" when it "
-               "contains the bar. Where the note shows \"the peer against itself\", the peer "
-               "was run twice in every round (the order rotating from round to round): that "
-               "ratio, ideally 1.00×, shows how far the method alone strays.")
+               "per-round ratios, taken from the sorted rounds themselves (it assumes only "
+               "that the rounds are independent and alike, not how they are distributed; with "
+               "few rounds it is the lowest to highest round, and the note states the coverage "
+               "that gives): \"yes\" when the interval lies at or above the bar, \"no\" when "
+               "it lies below, \"tie within noise\" when it contains the bar. Where the note "
+               "shows \"the peer against itself\", shmring ran between two runs of the peer in "
+               "every round: its ratio is taken against both (their geometric mean, which "
+               "cancels a steady drift of the machine's speed over the round), and the ratio "
+               "of the two peer runs, ideally 1.00×, shows how far two runs of the same thing "
+               "stray.")
         self.p()
         self.compute_goals()
         self.p("| goal | measured | met | note |")

@@ -15,7 +15,7 @@
 // profile one side alone with `perf record`); by default both run, interleaved.
 // `--variants shmring,minimal,minimal_split` adds the minimal ring laid out and batched
 // as shmring is (see MinimalSmall), to check that the comparison is a fair one.
-// Two diagnostic variants (never in the default list) split shmring's distance from the
+// Four diagnostic variants (never in the default list) split shmring's distance from the
 // minimal ring into the protocol's price and the implementation's:
 //   minimal_protocol  the minimal ring plus exactly the per-message work shmring's protocol
 //                     needs and the minimal ring lacks (see MinimalSmall): what keeping the
@@ -308,10 +308,13 @@ double ShmringInlineSmall(uint64_t count, bool inline_write, bool inline_read) {
 // batching), and a PAUSE in both spins, as shmring's.
 // With `protocol` (variant "minimal_protocol", a diagnostic): the plain minimal ring plus
 // exactly the per-message work shmring's wait protocol and marks need and the minimal ring
-// lacks, in WriteFast's order and memory orders: the record's last 8 bytes zeroed first
-// (the padding store), then the same copy; last_start (relaxed) just before the head
+// lacks, the header words in WriteFast's order and memory orders: the record's last 8
+// bytes zeroed first (the padding store, held first by a compiler barrier as CopySmall
+// holds it), then the minimal ring's copy (its len word before the payload, where
+// WriteFast stores it after); last_start (relaxed) just before the head
 // (release) store and the head mark, the last mark and the sync mark (release, 8 bytes
-// each) just after it, all on the head's line; then the wait check: a compiler
+// each) just after it, all on the head's line — which in this layout also holds the
+// consumer's tail (shmring gives the tail a block of its own); then the wait check: a compiler
 // barrier (shmring's fence in membarrier mode) and a relaxed load of a flags word on a
 // line of its own, which the consumer never writes here (it never sleeps). The consumer
 // and the layout otherwise are the plain minimal ring's (data after a 128-byte header).
@@ -324,9 +327,13 @@ inline void SpinPause() {
 #endif
 }
 
-double MinimalSmall(uint64_t count, MinimalKind kind) {
-  const bool split = kind == MinimalKind::kSplit;
-  const bool protocol = kind == MinimalKind::kProtocol;
+// The kind is a template parameter: each variant's loops are compiled with only its own
+// work (a runtime flag would be reloaded and tested in the plain ring's loop too: its
+// byte stores may alias the lambda's captures).
+template <MinimalKind kKind>
+double MinimalSmall(uint64_t count) {
+  constexpr bool split = kKind == MinimalKind::kSplit;
+  constexpr bool protocol = kKind == MinimalKind::kProtocol;
   const uint32_t header = split ? 256 : protocol ? 128 : 64;
   const size_t size = header + kSmallCapacity;
   auto* base = static_cast<uint8_t*>(MapShared(size));
@@ -351,23 +358,26 @@ double MinimalSmall(uint64_t count, MinimalKind kind) {
         std::memset(buf, 0x5a, sizeof buf);
         for (uint64_t i = 0; i < count; ++i) {
           while (kSmallCapacity - (h - tail_cache) < rec) {
-            if (split) SpinPause();
+            if constexpr (split) SpinPause();
             tail_cache = tail->load(std::memory_order_acquire);
           }
           std::memcpy(buf, &i, 8);
           uint8_t* at = data + (h & mask);
-          if (protocol) {
+          if constexpr (protocol) {
             const uint64_t zero = 0;
             std::memcpy(at + rec - 8, &zero, 8);
+            // First, as CopySmall keeps it (the payload covers these bytes: without the
+            // barrier the compiler may move or drop the store).
+            std::atomic_signal_fence(std::memory_order_seq_cst);
           }
           const uint32_t len = kSmallBody;
           std::memcpy(at, &len, 4);
           std::memcpy(at + 4, buf, kSmallBody);
           const uint32_t start = h;
           h += rec;
-          if (protocol) last_start->store(start, std::memory_order_relaxed);
+          if constexpr (protocol) last_start->store(start, std::memory_order_relaxed);
           head->store(h, std::memory_order_release);
-          if (protocol) {
+          if constexpr (protocol) {
             head_mark->store(shm::layout::Mark(h, seq + 1), std::memory_order_release);
             last_mark->store(shm::layout::Mark(start, seq), std::memory_order_release);
             sync_mark->store(shm::layout::Mark(start, seq), std::memory_order_release);
@@ -384,7 +394,7 @@ double MinimalSmall(uint64_t count, MinimalKind kind) {
         Clock::time_point start;
         while (got < count) {
           while (head_cache == t) {
-            if (split) SpinPause();
+            if constexpr (split) SpinPause();
             head_cache = head->load(std::memory_order_acquire);
           }
           if (got == 0) start = Clock::now();
@@ -614,11 +624,11 @@ int main(int argc, char** argv) {
     for (int r = 0; r < rounds; ++r) {
       if (variant("shmring")) Emit("small", "shmring", r, ShmringSmall(small), "msg/s");
       if (variant("minimal"))
-        Emit("small", "minimal", r, MinimalSmall(small, MinimalKind::kPlain), "msg/s");
+        Emit("small", "minimal", r, MinimalSmall<MinimalKind::kPlain>(small), "msg/s");
       if (variant("minimal_split"))
-        Emit("small", "minimal_split", r, MinimalSmall(small, MinimalKind::kSplit), "msg/s");
+        Emit("small", "minimal_split", r, MinimalSmall<MinimalKind::kSplit>(small), "msg/s");
       if (variant("minimal_protocol"))
-        Emit("small", "minimal_protocol", r, MinimalSmall(small, MinimalKind::kProtocol), "msg/s");
+        Emit("small", "minimal_protocol", r, MinimalSmall<MinimalKind::kProtocol>(small), "msg/s");
       if (variant("shmring_inline"))
         Emit("small", "shmring_inline", r, ShmringInlineSmall(small, true, true), "msg/s");
       if (variant("shmring_inline_write"))
