@@ -563,9 +563,14 @@ Status ByteRingBuffer::ReserveRecordAt(uint32_t record, uint32_t* start) {
 // cache that `fill` leaves them (all of it painted in place, a fifth copied in,
 // where the source's own buffers compete for it: tuning.hpp): the sender then never
 // waits for a receiver that still holds the two records before (a zero-copy
-// receiver whose sink keeps the last frame while the next is pushed); two above
-// that (the record after a restart goes in the second place and waits there for the
-// receiver as any record does, but fewer lines are in play). Only room for the
+// receiver whose sink keeps the last frame while the next is pushed). Above that,
+// painted in place two (the record after a restart goes in the second place and
+// waits there for the receiver as any record does, but fewer lines are in play),
+// copied in one: such a record goes back to the front as soon as the receiver is
+// done with everything there, so a receiver that lets each frame go before the next
+// is copied gets every frame in the same cache-warm lines, and one still on the
+// frame before gets them in two places, as above (a first fit, as shmsink's block
+// allocator does; 1080p BGR forced copy 1.09-1.11x two places, DESIGN.md). Only room for the
 // record itself is asked for: asking for the next one's as well sent records past
 // the third place while the receiver held the one before. DESIGN.md "Where a large
 // record goes". Until the receivers pass the WRAP marker, the rest of the lap
@@ -574,7 +579,9 @@ Status ByteRingBuffer::ReserveRecordAt(uint32_t record, uint32_t* start) {
 // large record that could restart.
 bool ByteRingBuffer::RestartLapEarly(uint32_t record, uint32_t to_end, FillHint fill) {
   const uint32_t pos = reserve_ & mask_;
-  const uint32_t places = record < three_places_below_[static_cast<int>(fill)] ? 3 : 2;
+  const uint32_t places = record < three_places_below_[static_cast<int>(fill)] ? 3
+                          : fill == FillHint::kCopied                          ? 1
+                                                                               : 2;
   // One receiver slot only: with several, a lagging live receiver resumes at the
   // newest sync point still in the ring (the floor keeps three quarters of a lap
   // for it), which restarting early would shorten.

@@ -34,7 +34,9 @@ constexpr uint32_t kThreePlacesCacheShareInPlace = 1;  // three records <= cache
 // places, and two places were faster in forced copy from 2.76 MB records up
 // (1280x720 BGR; 2.36 and 1.56 MB were ties, 0.92 MB faster with three) on a
 // 32 MiB L3: three places only while three records fit in a fifth of the cache
-// (records up to 2.2 MB there).
+// (records up to 2.2 MB there). Above it a copied record goes back to the front as
+// soon as the front is free (a first fit: one place while the receiver lets each
+// record go before the next, two while it holds the one before).
 constexpr uint32_t kThreePlacesCacheShareCopied = 5;  // three records <= cache / this
 // The cache size assumed where the machine's cannot be read (cache_size.hpp).
 constexpr uint64_t kAssumedCacheBytes = 16u << 20;

@@ -75,7 +75,8 @@ EARLY_WRAP_MIN_RECORD = 64 * 1024
 
 #: C++ producer only (listed so both languages name every tuning value): such
 #: records cycle through three places at the front of the ring while three fit in
-#: the CPU's largest cache divided by this, through two above; the first for records
+#: the CPU's largest cache divided by this; above it through two when painted in
+#: place, and copied ones go back to the front as soon as it is free; the first for records
 #: the caller paints in place (``shm::FillHint::kInPlace``: the sink's buffer pool), the
 #: second for records copied in from the caller's own buffer (``kCopied``: Write,
 #: WriteFor, the sink's render copy), whose source buffers share the cache.

@@ -362,6 +362,29 @@ TEST_F(Reservations, LargeRecordsThatShareTheCacheCycleThroughThreePlaces) {
 // render copy: the source's buffers share the cache) three only while they fit in a
 // fifth of it. At both ends of the cache sizes where the two limits differ, the same
 // records take three places reserved in place and two copied in.
+// Copied records too large for three places go back to the front as soon as the
+// receiver is done with everything there (a first fit): a receiver that lets each
+// record go before the next is sent gets them all in one place. Painted in place,
+// the same records keep cycling through their places (three at this cache size),
+// and copied ones still take two while the receiver reads the one before
+// (LargeRecordsPaintedInPlaceCycleThroughThreePlacesCopiedOnesThroughTwo).
+TEST_F(Reservations, CopiedLargeRecordsGoBackToTheFrontOnceTheReceiverIsDone) {
+  const CacheBytes cache(kSplitHighest);  // copied: over the three-place limit
+  for (const shm::FillHint fill : {shm::FillHint::kCopied, shm::FillHint::kInPlace}) {
+    const bool copied = fill == shm::FillHint::kCopied;
+    SCOPED_TRACE(copied ? "copied" : "in place");
+    Ring r(kLargeRingCap);
+    std::set<uint32_t> places;
+    for (int i = 0; i < 9; ++i) {
+      const std::string m = Large(static_cast<char>('a' + i));
+      places.insert(r.Send(m, fill).start & (kLargeRingCap - 1));
+      EXPECT_EQ(r.Next(), m);  // read and let go before the next is sent
+    }
+    EXPECT_EQ(r.Next(), "<empty>");
+    EXPECT_EQ(places, copied ? std::set<uint32_t>{0} : kThreePlaces);
+  }
+}
+
 TEST_F(Reservations, LargeRecordsPaintedInPlaceCycleThroughThreePlacesCopiedOnesThroughTwo) {
   for (const uint64_t bytes : {kSplitLowest, kSplitHighest}) {
     SCOPED_TRACE("cache of " + std::to_string(bytes) + " bytes");
