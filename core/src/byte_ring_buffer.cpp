@@ -570,7 +570,8 @@ Status ByteRingBuffer::ReserveRecordAt(uint32_t record, uint32_t* start) {
 // done with everything there, so a receiver that lets each frame go before the next
 // is copied gets every frame in the same cache-warm lines, and one still on the
 // frame before gets them in two places, as above (a first fit, as shmsink's block
-// allocator does; 1080p BGR forced copy 1.09-1.11x two places, DESIGN.md). Only room for the
+// allocator does; 1080p BGR forced copy to a receiver that lets each frame go:
+// 1.09-1.13x two places, DESIGN.md). Only room for the
 // record itself is asked for: asking for the next one's as well sent records past
 // the third place while the receiver held the one before. DESIGN.md "Where a large
 // record goes". Until the receivers pass the WRAP marker, the rest of the lap

@@ -63,7 +63,7 @@ enum class FillHint : uint8_t {
 using layout::kHeaderSize;
 
 namespace fast {
-struct Access;  // core/src/byte_ring_fast.hpp: in-tree diagnostics only
+struct Access;  // core/src/byte_ring_fast.hpp: in-tree diagnostics only, not part of the API
 }  // namespace fast
 
 // Threading: the producer calls come from one thread at a time, and so do the
