@@ -173,41 +173,62 @@ void Emit(const std::string& row, const char* variant, int round, double value, 
 constexpr uint32_t kSmallBody = 60;            // + 4-byte length = 64-byte records
 constexpr uint32_t kSmallCapacity = 1u << 16;  // 64 KiB, both rings
 
+// A shmring producer's loop: creates ring `name`, waits for its consumer, writes
+// `count` messages whose first 8 bytes are their sequence number, each by
+// `write(producer, buf)` (inlined, as below), then closes the ring and keeps its name
+// until the consumer has read everything (the destructor unlinks).
+template <typename Write>
+void WriteSmall(const std::string& name, uint64_t count, Write&& write) {
+  shm::ShmProducer p(name, kSmallCapacity);
+  if (!p.IsValid()) Die("producer: " + p.error());
+  WaitForConsumer(p);
+  uint8_t buf[kSmallBody];
+  std::memset(buf, 0x5a, sizeof buf);
+  for (uint64_t i = 0; i < count; ++i) {
+    std::memcpy(buf, &i, 8);
+    write(p, buf);
+  }
+  PrintCounters("producer");
+  p.Close();
+  while (p.ConsumerAttached()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+// A shmring consumer's timed loop: `count` messages, each read into a buffer by
+// `read(buf)` (inlined: a template, not a std::function, so the loop is what the
+// caller wrote), checked to carry its sequence number in its first 8 bytes; the
+// seconds from the first message to the last.
+template <typename Read>
+double TimeSmallReads(uint64_t count, const char* what, Read&& read) {
+  uint8_t buf[kSmallBody];
+  uint64_t got = 0, bad = 0;
+  Clock::time_point start;
+  while (got < count) {
+    read(buf);
+    if (got == 0) start = Clock::now();
+    uint64_t seq;
+    std::memcpy(&seq, buf, 8);
+    bad += seq != got;
+    ++got;
+  }
+  if (bad) Die(std::string(what) + ": messages out of order");
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
 double ShmringSmall(uint64_t count) {
   const std::string name = RingName();
   const double s = RunPair(
       [&] {
-        shm::ShmProducer p(name, kSmallCapacity);
-        if (!p.IsValid()) Die("producer: " + p.error());
-        WaitForConsumer(p);
-        uint8_t buf[kSmallBody];
-        std::memset(buf, 0x5a, sizeof buf);
-        for (uint64_t i = 0; i < count; ++i) {
-          std::memcpy(buf, &i, 8);
+        WriteSmall(name, count, [](shm::ShmProducer& p, const uint8_t* buf) {
           if (p.WriteFor(buf, kSmallBody, shm::kForever) != shm::Status::kOk) Die("WriteFor");
-        }
-        PrintCounters("producer");
-        p.Close();
-        // Keep the name until the consumer has read everything (the destructor unlinks).
-        while (p.ConsumerAttached()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        });
       },
       [&] {
         shm::ShmConsumer c(name, kOpenTimeoutNs);
         if (!c.IsValid()) Die("consumer: " + c.error());
-        uint8_t buf[kSmallBody];
-        uint64_t got = 0, bad = 0;
-        Clock::time_point start;
-        while (got < count) {
-          const shm::ReadResult r = c.ReadFor(buf, sizeof buf, shm::kForever);
+        const double secs = TimeSmallReads(count, "shmring", [&](uint8_t* buf) {
+          const shm::ReadResult r = c.ReadFor(buf, kSmallBody, shm::kForever);
           if (r.status != shm::Status::kOk) Die("ReadFor");
-          if (got == 0) start = Clock::now();
-          uint64_t seq;
-          std::memcpy(&seq, buf, 8);
-          bad += seq != got;
-          ++got;
-        }
-        if (bad) Die("shmring: messages out of order");
-        const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+        });
         PrintCounters("consumer");
         return secs;
       });
@@ -229,19 +250,13 @@ double ShmringInlineSmall(uint64_t count, bool inline_write, bool inline_read) {
   const std::string name = RingName();
   const double s = RunPair(
       [&] {
-        shm::ShmProducer p(name, kSmallCapacity);
-        if (!p.IsValid()) Die("producer: " + p.error());
-        WaitForConsumer(p);
-        shm::ByteRingBuffer* const ring = p.ring();
-        uint8_t buf[kSmallBody];
-        std::memset(buf, 0x5a, sizeof buf);
         uint64_t wakes = 0, general = 0;
-        for (uint64_t i = 0; i < count; ++i) {
-          std::memcpy(buf, &i, 8);
+        WriteSmall(name, count, [&](shm::ShmProducer& p, const uint8_t* buf) {
           if (!inline_write) {
             if (p.WriteFor(buf, kSmallBody, shm::kForever) != shm::Status::kOk) Die("WriteFor");
-            continue;
+            return;
           }
+          shm::ByteRingBuffer* const ring = p.ring();
           switch (Access::WriteFast(ring, buf, kSmallBody, true)) {
             case Access::FastWrite::kWritten:
               break;
@@ -254,40 +269,28 @@ double ShmringInlineSmall(uint64_t count, bool inline_write, bool inline_read) {
               if (p.WriteFor(buf, kSmallBody, shm::kForever) != shm::Status::kOk) Die("WriteFor");
               break;
           }
-        }
+        });
         if (g_counters) {
           std::fprintf(stderr, "producer (inline): WakeAfterWrite %llu, WriteFor %llu\n",
                        static_cast<unsigned long long>(wakes),
                        static_cast<unsigned long long>(general));
         }
-        PrintCounters("producer");
-        p.Close();
-        while (p.ConsumerAttached()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       },
       [&] {
         shm::ShmConsumer c(name, kOpenTimeoutNs);
         if (!c.IsValid()) Die("consumer: " + c.error());
         shm::ByteRingBuffer* const ring = c.ring();
-        uint8_t buf[kSmallBody];
-        uint64_t got = 0, bad = 0, general = 0;
-        Clock::time_point start;
-        while (got < count) {
+        uint64_t general = 0;
+        const double secs = TimeSmallReads(count, "shmring_inline", [&](uint8_t* buf) {
           uint32_t len = 0;
-          if (!inline_read || !Access::ReadFast(ring, buf, sizeof buf, &len)) {
+          if (!inline_read || !Access::ReadFast(ring, buf, kSmallBody, &len)) {
             ++general;
-            const shm::ReadResult r = c.ReadFor(buf, sizeof buf, shm::kForever);
+            const shm::ReadResult r = c.ReadFor(buf, kSmallBody, shm::kForever);
             if (r.status != shm::Status::kOk) Die("ReadFor");
             len = r.len;
           }
           if (len != kSmallBody) Die("shmring_inline: wrong length");
-          if (got == 0) start = Clock::now();
-          uint64_t seq;
-          std::memcpy(&seq, buf, 8);
-          bad += seq != got;
-          ++got;
-        }
-        if (bad) Die("shmring_inline: messages out of order");
-        const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+        });
         if (g_counters) {
           std::fprintf(stderr, "consumer (inline): ReadFor %llu\n",
                        static_cast<unsigned long long>(general));
