@@ -606,38 +606,35 @@ int main(int argc, char** argv) {
   const auto variant = [&](const char* name) {
     return ("," + variants + ",").find("," + std::string(name) + ",") != std::string::npos;
   };
-  // A name that selects nothing is a mistake (a typo, or a binary older than the variant):
-  // refused, rather than a run that silently measures less than was asked.
-  static const char* const kVariants[] = {"shmring",
-                                          "minimal",
-                                          "minimal_split",
-                                          "minimal_protocol",
-                                          "shmring_inline",
-                                          "shmring_inline_write",
-                                          "shmring_inline_read"};
+  // The small row's variants in the order a round runs them; a name in --variants that
+  // is none of them is a mistake (a typo, or a binary older than the variant): refused,
+  // rather than a run that silently measures less than was asked.
+  struct SmallVariant {
+    const char* name;
+    std::function<double(uint64_t)> run;
+  };
+  const SmallVariant kSmall[] = {
+      {"shmring", ShmringSmall},
+      {"minimal", MinimalSmall<MinimalKind::kPlain>},
+      {"minimal_split", MinimalSmall<MinimalKind::kSplit>},
+      {"minimal_protocol", MinimalSmall<MinimalKind::kProtocol>},
+      {"shmring_inline", [](uint64_t n) { return ShmringInlineSmall(n, true, true); }},
+      {"shmring_inline_write", [](uint64_t n) { return ShmringInlineSmall(n, true, false); }},
+      {"shmring_inline_read", [](uint64_t n) { return ShmringInlineSmall(n, false, true); }},
+  };
   for (size_t at = 0; at <= variants.size();) {
     const size_t comma = std::min(variants.find(',', at), variants.size());
     const std::string name = variants.substr(at, comma - at);
     bool known = false;
-    for (const char* k : kVariants) known = known || name == k;
+    for (const SmallVariant& v : kSmall) known = known || name == v.name;
     if (!known) Die("--variants: unknown variant '" + name + "'");
     at = comma + 1;
   }
   if (want("small")) {
     for (int r = 0; r < rounds; ++r) {
-      if (variant("shmring")) Emit("small", "shmring", r, ShmringSmall(small), "msg/s");
-      if (variant("minimal"))
-        Emit("small", "minimal", r, MinimalSmall<MinimalKind::kPlain>(small), "msg/s");
-      if (variant("minimal_split"))
-        Emit("small", "minimal_split", r, MinimalSmall<MinimalKind::kSplit>(small), "msg/s");
-      if (variant("minimal_protocol"))
-        Emit("small", "minimal_protocol", r, MinimalSmall<MinimalKind::kProtocol>(small), "msg/s");
-      if (variant("shmring_inline"))
-        Emit("small", "shmring_inline", r, ShmringInlineSmall(small, true, true), "msg/s");
-      if (variant("shmring_inline_write"))
-        Emit("small", "shmring_inline_write", r, ShmringInlineSmall(small, true, false), "msg/s");
-      if (variant("shmring_inline_read"))
-        Emit("small", "shmring_inline_read", r, ShmringInlineSmall(small, false, true), "msg/s");
+      for (const SmallVariant& v : kSmall) {
+        if (variant(v.name)) Emit("small", v.name, r, v.run(small), "msg/s");
+      }
     }
   }
   if (want("frames")) {
