@@ -446,9 +446,8 @@ class Report:
                "hand — rerun it. Every row compares shmring with its peer measured in the same "
                "run, in interleaved rounds (A B A B …; the goal rows with an A/A control run "
                "shmring between two runs of the peer, A B A′ then A′ B A …). Numbers are the "
-               "median over the "
-               "rounds with the min–max in brackets; the ratio is the median of the per-round "
-               "ratios (shmring / peer, > 1 = shmring faster).")
+               "median over the rounds with the min–max in brackets; the ratio is the median "
+               "of the per-round ratios (shmring / peer, > 1 = shmring faster).")
         self.p()
         self.p("## Machine and build")
         self.p()
