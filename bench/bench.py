@@ -31,6 +31,7 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from settle import wait_until_quiet
 from shm_segments import remove_shmsink_segments, wait_for_path
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -774,9 +775,18 @@ def main() -> int:
     only = set(args.only.split(","))
     results: Dict[str, Any] = {"rows": {}, "latency": {}, "rounds": cfg.rounds,
                                "gst_frames": cfg.gst_frames, "small_count": cfg.small,
-                               "cpp_frames": cfg.cpp_frames, "smoke": cfg.smoke,
-                               "load_before": os.getloadavg()}
+                               "cpp_frames": cfg.cpp_frames, "smoke": cfg.smoke}
     results["machine"] = machine()
+    if not cfg.smoke:
+        # Not while the build that scripts/bench.sh just ran, or anyone else's work, still
+        # holds the CPUs (a smoke run measures nothing: it does not wait).
+        log("waiting for the CPUs to be quiet (at most 3 min)")
+        settled = wait_until_quiet()
+        results["busy_before"] = settled.busy_share
+        results["settle_s"] = settled.waited_s
+        log(f"other work: {100 * settled.busy_share:.1f} % of the CPUs after "
+            f"{settled.waited_s:.0f} s" + ("" if settled.quiet else " (gave up waiting)"))
+    results["load_before"] = os.getloadavg()
     started = time.monotonic()
     log(f"load average {results['load_before']}, build {cfg.build}")
     steps: List[Tuple[str, Callable[[], None]]] = [

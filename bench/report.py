@@ -13,6 +13,8 @@ import statistics
 import sys
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from settle import QUIET_SHARE, SETTLE_WINDOW_S
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CAPACITIES_MIB = (16, 32, 64, 128)
 GOAL_CPP_CAPACITY = 32
@@ -458,11 +460,7 @@ class Report:
         self.p(f"- Build: meson buildtype `{m['buildtype']}`; {m['gstreamer']}; Python {m['python']}")
         self.p(f"- Date: {m['date']}"
                + (f"; the run took {r['duration_s'] / 60:.1f} min" if "duration_s" in r else ""))
-        lb, la = r["load_before"], r["load_after"]
-        self.p(f"- Load average (1/5/15 min) before: {lb[0]:.2f} / {lb[1]:.2f} / {lb[2]:.2f}, "
-               f"after: {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}"
-               + (" — the machine was busy with other work: treat the numbers as noisy."
-                  if max(lb[0], la[0]) > 0.5 else ""))
+        self.p(self.load_line())
         if r.get("smoke"):
             self.p("- **Smoke run** (tiny counts): these numbers mean nothing.")
         self.p()
@@ -808,12 +806,39 @@ class Report:
             return None
         return b / a if a > 0 and not math.isnan(b) else None
 
+    def load_line(self) -> str:
+        """The machine section's line on the load: the load averages at both ends, the CPUs'
+        busy share just before the first measurement (when recorded) and, when something
+        kept the machine busy (load_why), the warning that the numbers are noisy."""
+        r = self.r
+        lb, la = r["load_before"], r["load_after"]
+        return (f"- Load average (1/5/15 min) before: {lb[0]:.2f} / {lb[1]:.2f} / {lb[2]:.2f}, "
+                f"after: {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}"
+                + (f"; other work in the {SETTLE_WINDOW_S:.0f} s before the first measurement: "
+                   f"{100 * r['busy_before']:.1f} % of the CPUs (after waiting "
+                   f"{r.get('settle_s', 0):.0f} s for them to settle)"
+                   if "busy_before" in r else "")
+                + (" — the machine was busy with other work: treat the numbers as noisy."
+                   if self.load_why() else ""))
+
     def load_why(self) -> str:
-        """The machine's load when it was busy (a reason for noisy rounds), else ""."""
-        load = max(self.r["load_before"][0], self.r["load_after"][0])
+        """What kept the machine busy during the run (a reason for noisy rounds), else "".
+        Before the run, the CPUs' busy share measured just before the first measurement
+        (bench/settle.py; the 1-minute load average still carries the benchmark's own build
+        then); at the end, the load average. Runs recorded without that share (older JSON)
+        are judged by the load average at both ends."""
+        cores = self.r["machine"]["cores"]
+        why = []
+        if "busy_before" in self.r:
+            if self.r["busy_before"] >= QUIET_SHARE:
+                why.append(f"other work used {100 * self.r['busy_before']:.0f} % of the "
+                           f"{cores} CPUs before the run")
+            load = self.r["load_after"][0]
+        else:
+            load = max(self.r["load_before"][0], self.r["load_after"][0])
         if load > 0.5:
-            return f"load average up to {load:.1f} on {self.r['machine']['cores']} cores"
-        return ""
+            why.append(f"load average up to {load:.1f} on {cores} cores")
+        return "; ".join(why)
 
     def gst_why(self, row: str, a: str, b: str) -> str:
         """Why a GStreamer row's ratio is what it is, from this run's measurements: the CPU

@@ -4,7 +4,8 @@
 # (bench/bench.py) and rewrites docs/BENCHMARKS.md and docs/bench/*.png.
 # Usage: scripts/bench.sh [--smoke] [extra bench/bench.py options]
 #   --smoke   every program once with tiny counts, report written to build-bench/smoke-docs/
-# Run it on an otherwise idle machine: the report records the load average before and after.
+# Run it on an otherwise idle machine: bench.py waits (at most 3 min) for the CPUs to be quiet
+# after the build, and the report records how busy they were and the load average.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
