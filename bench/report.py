@@ -515,7 +515,8 @@ class Report:
                "in the original design), no flags, no wait protocol, both sides spinning, same "
                f"record format. 1080p = {r['cpp_frames']} frames of 6,220,800 bytes through "
                "Reserve + memcpy + Commit → PeekFor + touch + Release vs one process memcpy-ing "
-               "the frame into a buffer of the same size slot after slot. iceoryx "
+               "the frame into one destination frame after frame (the same peer at every ring "
+               "size: both buffers stay warm in the cache). iceoryx "
                "(bench/iox_bench.cpp, Debian's iceoryx 2.0 with bench/iox_roudi.toml): "
                "UntypedPublisher loan + memcpy + publish → UntypedSubscriber take (spinning) + "
                "release, WAIT_FOR_CONSUMER/BLOCK_PRODUCER.")
