@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <set>
 #include <string>
@@ -530,6 +532,49 @@ TEST(Prefault, NewRingIsResident) {
     } else {
       EXPECT_LT(resident, len / page / 2);
     }
+  }
+}
+
+// The VmFlags line of /proc/self/smaps for the mapping that starts at `addr` ("" if
+// there is none).
+std::string VmFlagsOf(const void* addr) {
+  std::ifstream smaps("/proc/self/smaps");
+  char start[32];
+  std::snprintf(start, sizeof start, "%lx-",
+                static_cast<unsigned long>(reinterpret_cast<uintptr_t>(addr)));
+  std::string line;
+  bool in = false;
+  while (std::getline(smaps, line)) {
+    if (line.rfind(start, 0) == 0) in = true;
+    if (in && line.rfind("VmFlags:", 0) == 0) return line;
+  }
+  return "";
+}
+
+// Huge pages are asked for (MADV_HUGEPAGE: the mapping's "hg" flag) for prefaulted
+// rings of 2 MiB and more, which are walked end to end, and not for smaller ones
+// or without the option. Whether the tmpfs then backs them with huge pages is the
+// system's choice (shmem_enabled); the request is ours.
+TEST(Prefault, LargeRingsAskForHugePages) {
+  if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) {
+    GTEST_SKIP() << "this kernel has no transparent huge pages";
+  }
+  struct Case {
+    uint32_t capacity;
+    bool prefault;
+    bool huge;
+  };
+  for (const Case& k :
+       {Case{4u << 20, true, true}, Case{1u << 20, true, false}, Case{4u << 20, false, false}}) {
+    SCOPED_TRACE(testing::Message() << k.capacity << (k.prefault ? " prefault" : ""));
+    shm::ProducerOptions o;
+    o.capacity = k.capacity;
+    o.prefault = k.prefault;
+    shm::ShmProducer p(shmtest::UniqueName("hugepages"), o);
+    ASSERT_TRUE(p.IsValid()) << p.error();
+    const std::string flags = VmFlagsOf(p.ring()->base());
+    ASSERT_NE(flags, "") << "no mapping at the ring's base in /proc/self/smaps";
+    EXPECT_EQ(flags.find(" hg") != std::string::npos, k.huge) << flags;
   }
 }
 #endif
