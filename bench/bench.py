@@ -75,6 +75,11 @@ TRANSPORT_SOURCES = (Source("black1080", "1080p, pattern=black", 1920, 1080, "bl
                      Source("black240", "320×240, pattern=black", 320, 240, "black", 32))
 CAPACITIES_MIB = (16, 32, 64, 128)
 DEFAULT_CPP_CAPACITY_MIB = 32  # shmringsink's default capacity; the C++ goal row uses it
+# Latency: samples over all rounds (each round takes its share), shmring and iceoryx in
+# turn. A round of 1000 wake-ups lasts about a second.
+LATENCY_ROUNDS = 3
+LATENCY_ONEWAY_SAMPLES = 21000
+LATENCY_WAKEUP_SAMPLES = 3000
 
 _names = [0]
 
@@ -545,30 +550,48 @@ def shutil_which(name: str) -> Optional[str]:
 
 
 def bench_latency(cfg: Config, results: Dict[str, Any]) -> None:
-    extra = ["--latency-samples", "200" if cfg.smoke else "20000",
-             "--wake-samples", "50" if cfg.smoke else "3000"]
-    for rec in ring_bench(cfg, "latency", extra):
-        results["latency"][rec["row"]] = rec
-    if cfg.roudi is None:
-        return
-    for row, how, n in (("latency_oneway", "poll", extra[1]), ("latency_wakeup", "wait",
-                                                              extra[3])):
-        try:
-            with tempfile.NamedTemporaryFile(dir="/dev/shm", prefix="kbench_ack") as ack:
-                ack.write(bytes(4096))
-                ack.flush()
-                topic = unique("l")
-                sub = subprocess.Popen([cfg.exe("iox_bench"), "lat-sub", how, n, topic, ack.name],
-                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                       text=True)
-                pub = subprocess.Popen([cfg.exe("iox_bench"), "lat-pub", how, n, topic, ack.name],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                out, _ = sub.communicate(timeout=300)
-                pub.wait(60)
-            rec = json.loads(out.strip().splitlines()[-1])
-            results["latency"][row + "_iceoryx"] = dict(rec, row=row, variant="iceoryx")
-        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as e:
-            results["iceoryx_latency"] = f"iox_bench {how} latency failed: {e}"
+    """One-way and wake-up latency of shmring (ring_bench) and iceoryx (iox_bench) in
+    interleaved rounds (shmring first in odd rounds, iceoryx first in even ones): each
+    round's percentiles go to results["latency"][row] as one entry of a list."""
+    rounds = 1 if cfg.smoke else LATENCY_ROUNDS
+    oneway = "200" if cfg.smoke else str(LATENCY_ONEWAY_SAMPLES // rounds)
+    wakeup = "50" if cfg.smoke else str(LATENCY_WAKEUP_SAMPLES // rounds)
+    lat: Dict[str, List[Dict[str, Any]]] = results["latency"]
+
+    def ours() -> None:
+        for rec in ring_bench(cfg, "latency", ["--latency-samples", oneway,
+                                               "--wake-samples", wakeup]):
+            lat.setdefault(rec["row"], []).append(rec)
+
+    def theirs() -> None:
+        if cfg.roudi is None or "iceoryx_latency" in results:
+            return
+        for row, how, n in (("latency_oneway", "poll", oneway), ("latency_wakeup", "wait",
+                                                                  wakeup)):
+            try:
+                with tempfile.NamedTemporaryFile(dir="/dev/shm", prefix="kbench_ack") as ack:
+                    ack.write(bytes(4096))
+                    ack.flush()
+                    topic = unique("l")
+                    sub = subprocess.Popen([cfg.exe("iox_bench"), "lat-sub", how, n, topic,
+                                            ack.name], stdout=subprocess.PIPE,
+                                           stderr=subprocess.DEVNULL, text=True)
+                    pub = subprocess.Popen([cfg.exe("iox_bench"), "lat-pub", how, n, topic,
+                                            ack.name], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)
+                    out, _ = sub.communicate(timeout=300)
+                    pub.wait(60)
+                rec = json.loads(out.strip().splitlines()[-1])
+                lat.setdefault(row + "_iceoryx", []).append(dict(rec, row=row,
+                                                                 variant="iceoryx"))
+            except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as e:
+                results["iceoryx_latency"] = f"iox_bench {how} latency failed: {e}"
+                return
+
+    for r in range(rounds):
+        for step in ((ours, theirs) if r % 2 == 0 else (theirs, ours)):
+            step()
+        log(f"latency round {r + 1}/{rounds} done")
 
 
 # ---------------------------------------------------------------- Python frames

@@ -16,6 +16,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 from settle import QUIET_SHARE, SETTLE_WINDOW_S
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+# Why the wake-up latency's p99 is what it is, beside its ratio to iceoryx's.
+LATENCY_P99_WHY = ""
 CAPACITIES_MIB = (16, 32, 64, 128)
 GOAL_CPP_CAPACITY = 32
 
@@ -318,7 +320,10 @@ class Report:
         if labels:
             fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.5))
             y = range(len(labels))
-            ax.barh(list(y), meds, xerr=[los, his], color="#4c72b0", capsize=3)
+            # Points on a log axis: ratios from ~0.5 to ~40 (iceoryx) on one plot, and a
+            # ratio and its inverse the same distance from 1.
+            ax.errorbar(meds, list(y), xerr=[los, his], fmt="o", color="#4c72b0", capsize=3)
+            ax.set_xscale("log", base=2)
             ax.axvline(1.0, color="k", lw=0.8, ls="--")
             ax.set_yticks(list(y))
             ax.set_yticklabels(labels, fontsize=8)
@@ -645,31 +650,70 @@ class Report:
         c = d.get(key, {})
         if a not in c or b not in c:
             return "—"
-        return f"{spread(c[a])[0]:.2f} / {spread(c[b])[0]:.2f}"
+        return f"{spread(c[a])[0]:.3g} / {spread(c[b])[0]:.3g}"
+
+    def latency_rounds(self, key: str) -> List[Dict[str, Any]]:
+        """The rounds of latency row `key` (bench.py: one entry per round; a run recorded
+        before the rounds were interleaved has one dict)."""
+        v = self.r.get("latency", {}).get(key)
+        if v is None:
+            return []
+        return v if isinstance(v, list) else [v]
+
+    def latency_ratio(self, row: str, field: str) -> Optional[float]:
+        """Median over the rounds of shmring's percentile `field` / iceoryx's in the same
+        round (< 1: shmring faster), or None without both."""
+        a, b = self.latency_rounds(row), self.latency_rounds(row + "_iceoryx")
+        ratios = [x[field] / y[field] for x, y in zip(a, b) if y.get(field)]
+        return statistics.median(ratios) if ratios else None
+
+    def latency_goals(self) -> None:
+        """Where shmring must keep winning (issue 10): p50 of both latency rows at or below
+        iceoryx's in the same rounds; the wake-up p99 as information beside it."""
+        for row, what in (("latency_oneway", "one-way latency p50 (consumer polling)"),
+                          ("latency_wakeup", "wake-up latency p50 (consumer asleep)")):
+            r = self.latency_ratio(row, "p50_ns")
+            if r is not None:
+                self.goal(f"{what}: ≤ 1.0× iceoryx's", r, 1.0, "×", self.load_why(),
+                          lower_is_better=True)
+        r = self.latency_ratio("latency_wakeup", "p99_ns")
+        if r is not None:
+            self.goals.append(("wake-up latency p99, information: shmring / iceoryx",
+                               f"{r:.3g}×", "—", LATENCY_P99_WHY))
 
     def latency(self) -> None:
-        lat = self.r.get("latency")
-        if not lat:
+        if not self.r.get("latency"):
             return
         self.p("## Latency")
         self.p()
         self.p("64-byte message, two processes, CLOCK_MONOTONIC time stamp written by the "
                "producer and subtracted by the consumer; the producer sends the next message "
-               "only after the previous one was read (no queueing counted).")
+               "only after the previous one was read (no queueing counted). shmring and "
+               "iceoryx run in turns (interleaved rounds); each percentile is the median of "
+               "the rounds' (min–max).")
         self.p()
-        self.p("| what | p50 | p99 | samples |")
-        self.p("|---|---|---|---|")
+        self.p("| what | p50 | p99 | p99.9 | max | samples | rounds |")
+        self.p("|---|---|---|---|---|---|---|")
         labels = {"latency_oneway": "one-way, consumer polling (TryRead loop), 20 µs apart",
                   "latency_wakeup": "wake-up, consumer asleep in ReadFor, 1 ms apart",
                   "latency_oneway_iceoryx": "iceoryx one-way, subscriber polling take(), "
                                             "20 µs apart",
                   "latency_wakeup_iceoryx": "iceoryx wake-up, subscriber asleep in a WaitSet, "
                                             "1 ms apart"}
+
+        def cell(rounds: List[Dict[str, Any]], field: str) -> str:
+            v = [d[field] / 1e3 for d in rounds if field in d]
+            if not v:
+                return "—"
+            m, lo, hi = spread(v)
+            return f"{m:.1f} µs" + (f" ({lo:.1f}–{hi:.1f})" if len(v) > 1 else "")
+
         for key, label in labels.items():
-            if key in lat:
-                d = lat[key]
-                self.p(f"| {label} | {d['p50_ns'] / 1e3:.1f} µs | {d['p99_ns'] / 1e3:.1f} µs | "
-                       f"{d['samples']} |")
+            rounds = self.latency_rounds(key)
+            if rounds:
+                self.p(f"| {label} | {cell(rounds, 'p50_ns')} | {cell(rounds, 'p99_ns')} | "
+                       f"{cell(rounds, 'p999_ns')} | {cell(rounds, 'max_ns')} | "
+                       f"{sum(d['samples'] for d in rounds)} | {len(rounds)} |")
         self.p()
         if "iceoryx_latency" in self.r:
             self.p(f"iceoryx latency: {self.r['iceoryx_latency']}.")
@@ -774,6 +818,7 @@ class Report:
         self.ratio_goal("64 B messages: ≥ 1.0× the minimal head/tail ring", "small", "shmring",
                         "minimal", 1.0, self.load_why())
         self.protocol_info()
+        self.latency_goals()
         idle = self.r.get("idle", {})
         for name in ("shmringsrc", "FrameReader", "C++ PeekFor"):
             d = idle.get(name)

@@ -3,7 +3,7 @@
 //
 //   ring_bench [--rounds 7] [--small-count 2000000] [--frames 300] [--caps 16,32,64,128]
 //              [--latency-samples 20000] [--wake-samples 2000] [--only small,frames,latency]
-//              [--variants shmring,minimal] [--pin] [--counters]
+//              [--variants shmring,minimal] [--pin] [--counters] [--full-fences]
 //
 // Every row runs its two variants in interleaved rounds (A B A B ...); each round prints one
 // JSON line on stdout (bench/bench.py collects them):
@@ -30,6 +30,9 @@
 // Names are matched whole: `--variants shmring` does not run shmring_inline.
 // --pin puts each row's consumer process on CPU 0 and its producer on CPU 1
 // (sched_setaffinity), so the scheduler never runs both on one CPU.
+// --full-fences makes the latency rows' producer fence every publication fully
+// (ProducerOptions::full_fences, as shmringsink's), so its receiver issues no
+// membarrier when it goes to sleep.
 // --counters prints each shmring small-row process's wait counters (sleeps, wakes,
 // WAITING sets, heavy barriers; shm::wait::GetCounters) to stderr when it ends, and for
 // shmring_inline how many messages took the fallback (the public call) on each side.
@@ -101,8 +104,9 @@ void* MapShared(size_t size) {
   return p;
 }
 
-bool g_pin = false;       // --pin
-bool g_counters = false;  // --counters
+bool g_pin = false;          // --pin
+bool g_counters = false;     // --counters
+bool g_full_fences = false;  // --full-fences
 
 void PrintCounters(const char* side) {
   if (!g_counters) return;
@@ -495,10 +499,12 @@ void EmitPercentiles(const char* row, const char* variant, std::vector<int64_t> 
   std::sort(v.begin(), v.end());
   const int64_t p50 = v[v.size() / 2];
   const int64_t p99 = v[std::min(v.size() - 1, v.size() * 99 / 100)];
+  const int64_t p999 = v[std::min(v.size() - 1, v.size() * 999 / 1000)];
   std::printf(
       "{\"row\": \"%s\", \"variant\": \"%s\", \"p50_ns\": %lld, \"p99_ns\": %lld, "
-      "\"samples\": %zu}\n",
-      row, variant, static_cast<long long>(p50), static_cast<long long>(p99), v.size());
+      "\"p999_ns\": %lld, \"max_ns\": %lld, \"samples\": %zu}\n",
+      row, variant, static_cast<long long>(p50), static_cast<long long>(p99),
+      static_cast<long long>(p999), static_cast<long long>(v.back()), v.size());
   std::fflush(stdout);
 }
 
@@ -512,7 +518,10 @@ void Latency(const char* row, uint64_t samples, int64_t gap_ns, bool spin_gap, b
   auto* read = new (MapShared(64)) std::atomic<uint64_t>(0);
   RunPair(
       [&] {
-        shm::ShmProducer p(name, kSmallCapacity);
+        shm::ProducerOptions opts;
+        opts.capacity = kSmallCapacity;
+        opts.full_fences = g_full_fences;
+        shm::ShmProducer p(name, opts);
         if (!p.IsValid()) Die("producer: " + p.error());
         WaitForConsumer(p);
         std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let it settle
@@ -583,8 +592,8 @@ int main(int argc, char** argv) {
   std::string variants = "shmring,minimal";
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--pin" || a == "--counters") {
-      (a == "--pin" ? g_pin : g_counters) = true;
+    if (a == "--pin" || a == "--counters" || a == "--full-fences") {
+      (a == "--pin" ? g_pin : a == "--counters" ? g_counters : g_full_fences) = true;
       --i;  // no value
       continue;
     }
