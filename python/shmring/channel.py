@@ -1065,9 +1065,10 @@ class ShmConsumer(_Endpoint):
         """When the next liveness look is due (a time.monotonic() value): the last look
         plus the slice chosen then, cut to LIVENESS_SLICE_S once sleeps cannot include
         the owner word (futex_waitv found missing after the slice was chosen). Once per
-        blocking frame: one call."""
+        blocking frame: one call (the flag is read, not asked for: no second call
+        when the producer armed its owner word)."""
         slice_s = self._slice
-        if slice_s > LIVENESS_SLICE_S and not _futex.have_waitv():
+        if slice_s > LIVENESS_SLICE_S and not _futex._have_waitv:
             slice_s = LIVENESS_SLICE_S
         return self._last_check + slice_s
 

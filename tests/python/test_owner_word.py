@@ -123,7 +123,7 @@ def test_both_receivers_of_a_fan_out_ring_hear_the_death() -> None:
 # A Python producer in a process of its own: prints "holding TID" (TID: its owner-word
 # thread's id, 0 when there is none), then obeys one command per line of stdin.
 _PY_PRODUCER = textwrap.dedent('''
-    import os, sys, threading
+    import os, subprocess, sys, threading
     from shmring import FrameWriter, ShmProducer
     kind, name, receivers = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if kind == "frames":
@@ -147,6 +147,9 @@ _PY_PRODUCER = textwrap.dedent('''
                 sys.exit(0)  # the child's interpreter exit (finalizers run) ...
             os.waitpid(child, 0)  # ... is over before we answer
             print("forked", flush=True)
+        elif command == "spawn":  # a child process that execs (subprocess: vfork or fork)
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            print("spawned", flush=True)
 ''')
 
 
@@ -322,18 +325,20 @@ def test_a_python_producer_gone_without_cleanup_marks_the_word() -> None:
         assert deaths == 1
 
 
-def test_a_forked_child_of_a_python_producer_leaves_the_word_alone() -> None:
-    # The child of a process with an armed producer exits (its interpreter exit runs
-    # the finalizers): the word keeps the parent's id, not 0 and not OWNER_DIED, and a
-    # reader asleep meanwhile is not woken through it. The parent's death still is.
+@pytest.mark.parametrize("child", ["fork", "spawn"])
+def test_a_child_of_a_python_producer_leaves_the_word_alone(child: str) -> None:
+    # A child of a process with an armed producer exits: forked (its interpreter exit
+    # runs the finalizers) or spawned (it execs another program). The word keeps the
+    # parent's id, not 0 and not OWNER_DIED, and a reader asleep meanwhile is not woken
+    # through it. The parent's death still is.
     with _python_producer() as (name, proc, tid), ShmConsumer(name) as c:
         armed = _armed_by(tid)
         assert _owner(c) == armed
         _futex.reset_counters()
         reader = _reader(c)
         assert wait_until(lambda: _asleep(c), 30)
-        _command(proc, "fork")
-        assert _answer(proc) == "forked"
+        _command(proc, child)
+        assert _answer(proc) == child + "ed"
         assert _owner(c) == armed
         assert _futex.owner_counters() == (0, 0)
         _kill_and_expect_death(proc, reader)
