@@ -257,11 +257,13 @@ def test_killed_python_producer_wakes_a_cpp_and_a_python_receiver() -> None:
             if peer.poll() is None:
                 peer.kill()
                 peer.communicate(timeout=30)
-        m = re.fullmatch(r"status (.+) owner_wakes (\d+) owner_deaths (\d+)", out.strip())
+        m = re.fullmatch(r"status (.+) owner_wakes (\d+) owner_deaths (\d+) "
+                         r"longest_timeout_ns (\d+)", out.strip())
         assert m is not None, out
         assert m.group(1) == "producer dead"
         assert int(m.group(2)) >= 1  # the C++ sleep ended through the owner word
         assert int(m.group(3)) == 1
+        assert int(m.group(4)) > _tuning.LIVENESS_SLICE_S * 1e9  # the armed slice
 
 
 def test_a_python_producer_arms_the_word_with_its_thread_and_leaves_0_at_close() -> None:

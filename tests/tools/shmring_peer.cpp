@@ -34,8 +34,8 @@
 //
 // await-end: attaches to NAME (waiting up to T ms for it), prints "attached", then
 // sleeps in one PeekFor of T ms (no message expected) and prints what ended it and
-// what ended its sleeps: "status S owner_wakes W owner_deaths D" (S a StatusName,
-// W and D wait::GetCounters()); exits 0 unless it could not attach.
+// what ended its sleeps: "status S owner_wakes W owner_deaths D longest_timeout_ns L"
+// (S a StatusName, W, D and L wait::GetCounters()); exits 0 unless it could not attach.
 //
 // Frames (produce-frames): a profile-1 ring as shmringsink writes it: CAPS
 // "video/x-raw, format=(string)F, width=(int)W, height=(int)H, framerate=(fraction)30/1",
@@ -331,8 +331,9 @@ int AwaitEnd(const Args& a) {
   shm::MessageView v;
   const shm::Status s = c.PeekFor(&v, a.timeout_ms * 1000000);
   const shm::wait::Counters n = shm::wait::GetCounters();
-  std::printf("status %s owner_wakes %" PRIu64 " owner_deaths %" PRIu64 "\n", shm::StatusName(s),
-              n.owner_wakes, n.owner_deaths);
+  std::printf("status %s owner_wakes %" PRIu64 " owner_deaths %" PRIu64
+              " longest_timeout_ns %" PRId64 "\n",
+              shm::StatusName(s), n.owner_wakes, n.owner_deaths, n.longest_timeout_ns);
   return 0;
 }
 
