@@ -55,6 +55,7 @@ def _robust_syscalls() -> Optional[Tuple[int, int]]:
 
 
 _NUMBERS = _robust_syscalls()
+_syscall = _futex._call  # syscall(...) -> result or -errno (a test seam: seccomp refusals)
 
 
 class _RobustList(ctypes.Structure):
@@ -76,53 +77,53 @@ def _failed(call: str, result: int) -> str:
 
 def _run(arm: "OwnerArm", words: memoryview, index: int, address: int,
          ready: threading.Event) -> None:
-    """The arming thread's body. The list head and entry are locals of this frame: they
-    live exactly as long as the thread may still have them registered."""
-    assert _NUMBERS is not None
-    sys_set, sys_get = _NUMBERS
-    head = _RobustListHead()
-    entry = _RobustList()
-    old_head = ctypes.c_void_p(0)
-    old_len = ctypes.c_size_t(0)
-    ok = False
+    """The arming thread's body. The list head and entry are locals of this frame, and
+    once the list is registered the frame does not end before glibc's list is back:
+    they live as long as the kernel may walk them."""
     try:
-        r = _futex._call(sys_get, 0, ctypes.addressof(old_head), ctypes.addressof(old_len))
+        assert _NUMBERS is not None
+        sys_set, sys_get = _NUMBERS
+        head = _RobustListHead()
+        entry = _RobustList()
+        old_head = ctypes.c_void_p(0)
+        old_len = ctypes.c_size_t(0)
+        r = _syscall(sys_get, 0, ctypes.addressof(old_head), ctypes.addressof(old_len))
         if r < 0:
             arm.error = _failed("get_robust_list", r)
-        else:
-            # A list of one entry: head -> entry -> head (the kernel stops when it is
-            # back at the head). The word is at entry + futex_offset: 4-aligned, in a
-            # MAP_SHARED mapping, as the kernel's handle_futex_death requires.
-            entry.next = ctypes.addressof(head)
-            head.next = ctypes.addressof(entry)
-            head.futex_offset = address - ctypes.addressof(entry)
-            head.list_op_pending = None
-            r = _futex._call(sys_set, ctypes.addressof(head), ctypes.sizeof(head))
-            if r < 0:
-                arm.error = _failed("set_robust_list", r)
-            else:
-                ok = True
-                # At this thread's exit (the process dies or execs) the kernel finds
-                # this id in the word, stores OWNER_WAITERS | OWNER_DIED and, WAITERS
-                # being set, wakes one shared-futex sleeper on the word.
-                release_fence()  # the header before the armed value (C++ StoreRelease)
-                words[index] = (threading.get_native_id() & OWNER_TID_MASK) | OWNER_WAITERS
-        arm.armed = ok
+            return
+        # A list of one entry: head -> entry -> head (the kernel stops when it is back
+        # at the head). The word is at entry + futex_offset: 4-aligned, in a MAP_SHARED
+        # mapping, as the kernel's handle_futex_death requires.
+        entry.next = ctypes.addressof(head)
+        head.next = ctypes.addressof(entry)
+        head.futex_offset = address - ctypes.addressof(entry)
+        head.list_op_pending = None
+        r = _syscall(sys_set, ctypes.addressof(head), ctypes.sizeof(head))
+        if r < 0:
+            arm.error = _failed("set_robust_list", r)
+            return
+        try:
+            # At this thread's exit (the process dies or execs) the kernel finds this
+            # id in the word, stores OWNER_WAITERS | OWNER_DIED and, WAITERS being set,
+            # wakes one shared-futex sleeper on the word.
+            release_fence()  # the header before the armed value (C++ StoreRelease)
+            words[index] = (threading.get_native_id() & OWNER_TID_MASK) | OWNER_WAITERS
+            arm.armed = True
+            ready.set()
+            arm._stop.wait()
+        finally:
+            # Disarmed (or failed): the word to 0 first (a death from here on finds no
+            # id of ours and marks nothing; CLOSED, stored before, is the end of
+            # stream), then glibc's list back.
+            try:
+                release_fence()
+                words[index] = 0
+            finally:
+                _syscall(sys_set, old_head.value or 0, old_len.value)
+    except Exception as e:  # never the user's error: the word stays (or goes back to) 0
+        arm.error = f"arming the owner word failed: {e!r}"
     finally:
         ready.set()
-    if not ok:
-        return
-    try:
-        arm._stop.wait()
-    finally:
-        # Disarmed (or this thread is being torn down by an error): the word to 0
-        # first (a death from here on finds no id of ours and marks nothing; CLOSED,
-        # stored before, is the end of stream), then glibc's list back.
-        try:
-            release_fence()
-            words[index] = 0
-        finally:
-            _futex._call(sys_set, old_head.value or 0, old_len.value)
 
 
 class OwnerArm:
@@ -170,5 +171,6 @@ class OwnerArm:
         if thread is None or os.getpid() != self._pid:
             return
         self._stop.set()
-        thread.join()
+        if thread is not threading.current_thread():  # (a finalizer run by its own GC)
+            thread.join()
         self.armed = False

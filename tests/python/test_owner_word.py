@@ -347,6 +347,47 @@ def test_a_child_of_a_python_producer_leaves_the_word_alone(child: str) -> None:
         assert _futex.owner_counters()[1] == 1
 
 
+@pytest.mark.parametrize("failure", ["set_robust_list", "get_robust_list", "thread",
+                                     "architecture"])
+def test_a_python_producer_that_cannot_arm_the_word_leaves_it_0_and_works(
+        failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A seccomp profile refusing the robust-list calls, no thread to be had, or an
+    # architecture without known numbers: never an error for the user; the word stays
+    # 0, the reason is kept for debugging, and readers keep 500 ms slices.
+    import errno as errno_
+    from shmring import _owner as owner_module
+    assert owner_module._NUMBERS is not None
+    sys_set, sys_get = owner_module._NUMBERS
+    real = owner_module._syscall
+    if failure == "thread":
+        def no_thread(self: threading.Thread) -> None:
+            raise RuntimeError("can't start new thread")
+        monkeypatch.setattr(threading.Thread, "start", no_thread)
+    elif failure == "architecture":
+        monkeypatch.setattr(owner_module, "_NUMBERS", None)
+    else:
+        refused = sys_set if failure == "set_robust_list" else sys_get
+        monkeypatch.setattr(owner_module, "_syscall",
+                            lambda n, *a: -errno_.EPERM if n == refused else real(n, *a))
+    name = unique_name()
+    with ShmProducer(name, 4096) as p:
+        monkeypatch.undo()  # the consumer's own threads, if any, start normally
+        assert not p._owner.armed
+        expected = {"set_robust_list": "set_robust_list failed: errno 1",
+                    "get_robust_list": "get_robust_list failed: errno 1",
+                    "thread": "cannot start the arming thread",
+                    "architecture": "no robust futexes"}[failure]
+        assert p._owner.error.startswith(expected), p._owner.error
+        with ShmConsumer(name) as c:
+            assert _owner(c) == 0
+            _futex.reset_counters()
+            assert c.read(timeout=0.6) is None
+            assert _futex.counters()[2] <= _tuning.LIVENESS_SLICE_S  # ordinary slices
+            assert p.write(b"x")
+            assert c.read(timeout=30) == b"x"
+    _unlink(name)
+
+
 @pytest.mark.parametrize("value", [
     layout.OWNER_WAITERS | layout.OWNER_DIED,  # marked while the producer lives (a fork)
     layout.OWNER_DIED | 12345,
