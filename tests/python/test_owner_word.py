@@ -230,6 +230,7 @@ def test_killed_frame_writer_wakes_a_frame_reader_through_the_owner_word() -> No
             wakes, deaths = _futex.owner_counters()
             assert wakes >= 1
             assert deaths == 1
+            assert _futex.counters()[2] > _tuning.LIVENESS_SLICE_S  # the armed slice
         finally:
             r.close()
 
