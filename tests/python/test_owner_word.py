@@ -1,8 +1,9 @@
-"""The producer's owner word (layout.PRODUCER_OWNER_OFFSET): a C++ producer arms it
-(a robust-futex word the kernel marks OWNER_DIED and wakes when the producer dies),
-and a Python consumer asleep in a blocking read hears a kill -9 through it, not
-through a liveness slice's expiry. Both the native fused wait and the pure-Python
-one; what ended a sleep is read from ``_futex.owner_counters()``, never timed."""
+"""The producer's owner word (layout.PRODUCER_OWNER_OFFSET): C++ and Python producers
+arm it (a robust-futex word the kernel marks OWNER_DIED and wakes when the producer
+dies), and a consumer asleep in a blocking read hears a kill -9 through it, not through
+a liveness slice's expiry. Both the native fused wait and the pure-Python one (and a C++
+receiver, shmring_peer await-end); what ended a sleep is read from
+``_futex.owner_counters()`` / ``wait::GetCounters()``, never timed."""
 from __future__ import annotations
 
 import contextlib
