@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Optional, Tuple
 
 from . import _futex, _locks, _shm
+from ._owner import OwnerArm
 from ._aio import run_interruptibly
 from ._atomics import buffer_address, fetch_and
 from ._process import process_alive
@@ -40,7 +41,7 @@ from .layout import (CONSUMER_ATTACHED,
                      VERSION_OFFSET,
                      PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
 from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE,
-                     TAIL_WORD)
+                     PRODUCER_OWNER_WORD, TAIL_WORD)
 from .layout import (MAX_RECEIVERS_LIMIT, MAX_RECEIVERS_WORD, MODE_LIVE, MODE_LOSSLESS, SLOT_FLAGS,
                      SLOT_PID, slot_word)
 from ._fence import acquire_fence
@@ -149,10 +150,12 @@ def _still_the_stale_ring(fd: int, seen: bytes) -> bool:
 class _Closer:
     """What closing needs, kept apart from the user's object so a finalizer can run it."""
 
-    def __init__(self, ring: ByteRingBuffer, segment: _shm.Segment, producer: bool) -> None:
+    def __init__(self, ring: ByteRingBuffer, segment: _shm.Segment, producer: bool,
+                 owner: Optional[OwnerArm] = None) -> None:
         self.ring: Optional[ByteRingBuffer] = ring
         self.segment = segment
         self.producer = producer
+        self.owner = owner  # the producer's owner-word arm, disarmed before the unmap
         self.pid = os.getpid()
         self.generation = ring.generation
 
@@ -161,6 +164,7 @@ class _Closer:
         if ring is None:
             return
         if os.getpid() != self.pid:  # a forked child owns nothing: only drop the copy
+            # (the owner word and its arming thread are the parent's: left alone)
             ring.detach()
             self.segment.close()
             return
@@ -181,6 +185,11 @@ class _Closer:
             else:
                 ring.set_consumer_attached(False, 0)
         finally:
+            if self.owner is not None:
+                # After CLOSED, before the unmap: the word to 0 and off the kernel's
+                # list, so a later death marks nothing and the kernel holds no
+                # pointer into a mapping that is gone.
+                self.owner.disarm()
             ring.detach()
             self.segment.close()  # closes the fd: releases this side's lock last
 
@@ -396,7 +405,10 @@ class ShmProducer(_Endpoint):
         self._segment = segment
         _OPEN_SEGMENTS.add(segment)
         self._ring = ring
-        self._closer = _Closer(ring, segment, True)
+        # Our death (any way, kill -9 included) wakes sleeping receivers at once: the
+        # owner word (_owner; C++ owner::Arm at the same point). Disarmed by the closer.
+        self._owner = OwnerArm(ring._w, PRODUCER_OWNER_WORD, ring._owner_address)
+        self._closer = _Closer(ring, segment, True, self._owner)
         self._finalizer = weakref.finalize(self, self._closer)
         self._ended = False
         self._last_reap = -1e9
@@ -1053,9 +1065,10 @@ class ShmConsumer(_Endpoint):
         """When the next liveness look is due (a time.monotonic() value): the last look
         plus the slice chosen then, cut to LIVENESS_SLICE_S once sleeps cannot include
         the owner word (futex_waitv found missing after the slice was chosen). Once per
-        blocking frame: one call."""
+        blocking frame: one call (the flag is read, not asked for: no second call
+        when the producer armed its owner word)."""
         slice_s = self._slice
-        if slice_s > LIVENESS_SLICE_S and not _futex.have_waitv():
+        if slice_s > LIVENESS_SLICE_S and not _futex._have_waitv:
             slice_s = LIVENESS_SLICE_S
         return self._last_check + slice_s
 

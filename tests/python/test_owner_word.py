@@ -1,8 +1,9 @@
-"""The producer's owner word (layout.PRODUCER_OWNER_OFFSET): a C++ producer arms it
-(a robust-futex word the kernel marks OWNER_DIED and wakes when the producer dies),
-and a Python consumer asleep in a blocking read hears a kill -9 through it, not
-through a liveness slice's expiry. Both the native fused wait and the pure-Python
-one; what ended a sleep is read from ``_futex.owner_counters()``, never timed."""
+"""The producer's owner word (layout.PRODUCER_OWNER_OFFSET): C++ and Python producers
+arm it (a robust-futex word the kernel marks OWNER_DIED and wakes when the producer
+dies), and a consumer asleep in a blocking read hears a kill -9 through it, not through
+a liveness slice's expiry. Both the native fused wait and the pure-Python one (and a C++
+receiver, shmring_peer await-end); what ended a sleep is read from
+``_futex.owner_counters()`` / ``wait::GetCounters()``, never timed."""
 from __future__ import annotations
 
 import contextlib
@@ -120,30 +121,273 @@ def test_both_receivers_of_a_fan_out_ring_hear_the_death() -> None:
         assert deaths == 2
 
 
-def test_a_python_producer_leaves_the_word_unarmed_and_slices_notice_its_death() -> None:
+# A Python producer in a process of its own: prints "holding TID" (TID: its owner-word
+# thread's id, 0 when there is none), then obeys one command per line of stdin.
+_PY_PRODUCER = textwrap.dedent('''
+    import os, subprocess, sys, threading
+    from shmring import FrameWriter, ShmProducer
+    kind, name, receivers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if kind == "frames":
+        p = FrameWriter(name, 4096)
+    else:
+        p = ShmProducer(name, 4096, max_receivers=receivers)
+    ids = [t.native_id for t in threading.enumerate() if t.name == "shmring-owner"]
+    print("holding", ids[0] if ids else 0, flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "close":
+            p.close()
+            print("closed", flush=True)
+        elif command == "exit":
+            break  # interpreter exit with p open: its finalizer runs at exit
+        elif command == "_exit":
+            os._exit(0)  # gone without any cleanup (as after a fatal error)
+        elif command == "fork":
+            child = os.fork()
+            if child == 0:
+                sys.exit(0)  # the child's interpreter exit (finalizers run) ...
+            os.waitpid(child, 0)  # ... is over before we answer
+            print("forked", flush=True)
+        elif command == "spawn":  # a child process that execs (subprocess: vfork or fork)
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            print("spawned", flush=True)
+''')
+
+
+@contextlib.contextmanager
+def _python_producer(kind: str = "messages", receivers: int = 1
+                     ) -> Iterator[Tuple[str, subprocess.Popen, int]]:
+    """A fresh ring name, the Python producer holding it (_PY_PRODUCER) and its
+    owner-word thread's id; killed (if alive) and the ring unlinked on the way out."""
     name = unique_name()
-    proc = spawn_python(textwrap.dedent('''
-        import sys, time
-        from shmring import ShmProducer
-        p = ShmProducer(sys.argv[1], 4096)
-        print("holding", flush=True)
-        time.sleep(600)
-    '''), name)
+    proc = spawn_python(_PY_PRODUCER, kind, name, str(receivers), stdin=subprocess.PIPE)
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        assert line[:1] == ["holding"], (line, proc.communicate(timeout=30))
+        yield name, proc, int(line[1])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+        _unlink(name)
+
+
+def _command(proc: subprocess.Popen, command: str) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(command + "\n")
+    proc.stdin.flush()
+
+
+def _answer(proc: subprocess.Popen) -> str:
+    assert proc.stdout is not None
+    return proc.stdout.readline().strip()
+
+
+def _armed_by(tid: int) -> int:
+    return (tid & layout.OWNER_TID_MASK) | layout.OWNER_WAITERS
+
+
+def _frame_reader(r: Any) -> "tuple[threading.Thread, List[Any]]":
+    out: List[Any] = []
+
+    def body() -> None:
+        try:
+            out.append(r.read_frame(timeout=60))  # a hang guard far beyond any slice
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            out.append(e)
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t, out
+
+
+def test_killed_python_producer_wakes_a_python_reader_through_the_owner_word() -> None:
+    # Before: a Python producer left the word 0 and its readers found its death at
+    # the end of a 500 ms slice (owner_counters() == (0, 0)).
+    with _python_producer() as (name, proc, tid), ShmConsumer(name) as c:
+        assert tid != 0
+        assert _owner(c) == _armed_by(tid)  # the arming thread's id | WAITERS
+        _futex.reset_counters()
+        reader = _reader(c)
+        assert wait_until(lambda: _asleep(c), 30)
+        _kill_and_expect_death(proc, reader)
+        wakes, deaths = _futex.owner_counters()
+        assert wakes >= 1  # the sleep ended through the owner word
+        assert deaths == 1
+        assert _futex.counters()[2] > _tuning.LIVENESS_SLICE_S  # the armed slice
+
+
+def test_killed_frame_writer_wakes_a_frame_reader_through_the_owner_word() -> None:
+    from shmring import FrameReader
+    with _python_producer("frames") as (name, proc, tid):
+        r = FrameReader(name, timeout=30)
+        try:
+            consumer = r._consumer
+            assert _owner(consumer) == _armed_by(tid)
+            _futex.reset_counters()
+            reader = _frame_reader(r)
+            assert wait_until(lambda: _asleep(consumer), 30)
+            _kill_and_expect_death(proc, reader)
+            wakes, deaths = _futex.owner_counters()
+            assert wakes >= 1
+            assert deaths == 1
+            assert _futex.counters()[2] > _tuning.LIVENESS_SLICE_S  # the armed slice
+        finally:
+            r.close()
+
+
+def test_killed_python_producer_wakes_a_cpp_and_a_python_receiver() -> None:
+    # Both receivers of a fan-out ring asleep on the word: the kernel wakes one, which
+    # wakes the other, whichever language each is written in.
+    import re
+    with _python_producer(receivers=2) as (name, proc, tid):
+        peer = subprocess.Popen([peer_path(), "await-end", name, "--timeout-ms", "60000"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert peer.stdout is not None and peer.stdout.readline().strip() == "attached"
+            with ShmConsumer(name) as c:
+                assert _owner(c) == _armed_by(tid)
+                _futex.reset_counters()
+                reader = _reader(c)
+                ring = c.ring
+                assert wait_until(lambda: all(ring.slot_words(k)[0] & layout.CONSUMER_WAITING
+                                              for k in range(2)), 30)
+                _kill_and_expect_death(proc, reader)
+                assert _futex.owner_counters()[0] >= 1
+            out, _ = peer.communicate(timeout=60)
+        finally:
+            if peer.poll() is None:
+                peer.kill()
+                peer.communicate(timeout=30)
+        m = re.fullmatch(r"status (.+) owner_wakes (\d+) owner_deaths (\d+) "
+                         r"longest_timeout_ns (\d+)", out.strip())
+        assert m is not None, out
+        assert m.group(1) == "producer dead"
+        assert int(m.group(2)) >= 1  # the C++ sleep ended through the owner word
+        assert int(m.group(3)) == 1
+        assert int(m.group(4)) > _tuning.LIVENESS_SLICE_S * 1e9  # the armed slice
+
+
+def test_a_python_producer_arms_the_word_with_its_thread_and_leaves_0_at_close() -> None:
+    name = unique_name()
+    p = ShmProducer(name, 4096)
+    try:
+        with ShmConsumer(name) as c:
+            arming = [t for t in threading.enumerate() if t.name == "shmring-owner"
+                      and p._owner._thread is t]
+            assert len(arming) == 1
+            assert arming[0].native_id is not None
+            assert _owner(c) == _armed_by(arming[0].native_id)
+            p.close()
+            assert _owner(c) == 0  # disarmed: a later death marks nothing
+            assert not arming[0].is_alive()
+            assert c.read(timeout=30) is None and c.at_end  # CLOSED: the end of stream
+    finally:
+        p.close()
+        _unlink(name)
+
+
+@pytest.mark.parametrize("how", ["close", "exit"])
+def test_a_clean_exit_of_a_python_producer_marks_nothing(how: str) -> None:
+    # "close": close(), then the interpreter exits. "exit": the interpreter exits with
+    # the producer open; its finalizer ends the stream and disarms before the unmap.
+    # Either way the stream ends (CLOSED) and the word is 0, never OWNER_DIED.
+    with _python_producer() as (name, proc, tid), ShmConsumer(name) as c:
+        assert _owner(c) == _armed_by(tid)
+        _futex.reset_counters()
+        reader = _reader(c)
+        assert wait_until(lambda: _asleep(c), 30)
+        if how == "close":
+            _command(proc, "close")
+            assert _answer(proc) == "closed"
+        _command(proc, "exit")
+        assert proc.wait(30) == 0
+        t, out = reader
+        t.join(60)
+        assert out == [None] and c.at_end
+        assert _owner(c) == 0
+        assert _futex.owner_counters()[1] == 0
+
+
+def test_a_python_producer_gone_without_cleanup_marks_the_word() -> None:
+    # os._exit with the producer open (no finalizer, no close): the process is gone
+    # while its thread still has the word listed, so the kernel marks it and the
+    # sleeping reader hears the death through it.
+    with _python_producer() as (name, proc, tid), ShmConsumer(name) as c:
+        assert _owner(c) == _armed_by(tid)
+        _futex.reset_counters()
+        reader = _reader(c)
+        assert wait_until(lambda: _asleep(c), 30)
+        _command(proc, "_exit")
+        assert proc.wait(30) == 0
+        t, out = reader
+        t.join(60)
+        assert len(out) == 1 and isinstance(out[0], ProducerDeadError), out
+        assert _owner(c) == layout.OWNER_WAITERS | layout.OWNER_DIED
+        wakes, deaths = _futex.owner_counters()
+        assert wakes >= 1
+        assert deaths == 1
+
+
+@pytest.mark.parametrize("child", ["fork", "spawn"])
+def test_a_child_of_a_python_producer_leaves_the_word_alone(child: str) -> None:
+    # A child of a process with an armed producer exits: forked (its interpreter exit
+    # runs the finalizers) or spawned (it execs another program). The word keeps the
+    # parent's id, not 0 and not OWNER_DIED, and a reader asleep meanwhile is not woken
+    # through it. The parent's death still is.
+    with _python_producer() as (name, proc, tid), ShmConsumer(name) as c:
+        armed = _armed_by(tid)
+        assert _owner(c) == armed
+        _futex.reset_counters()
+        reader = _reader(c)
+        assert wait_until(lambda: _asleep(c), 30)
+        _command(proc, child)
+        assert _answer(proc) == child + "ed"
+        assert _owner(c) == armed
+        assert _futex.owner_counters() == (0, 0)
+        _kill_and_expect_death(proc, reader)
+        assert _futex.owner_counters()[1] == 1
+
+
+@pytest.mark.parametrize("failure", ["set_robust_list", "get_robust_list", "thread",
+                                     "architecture"])
+def test_a_python_producer_that_cannot_arm_the_word_leaves_it_0_and_works(
+        failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A seccomp profile refusing the robust-list calls, no thread to be had, or an
+    # architecture without known numbers: never an error for the user; the word stays
+    # 0, the reason is kept for debugging, and readers keep 500 ms slices.
+    import errno as errno_
+    from shmring import _owner as owner_module
+    assert owner_module._NUMBERS is not None
+    sys_set, sys_get = owner_module._NUMBERS
+    real = owner_module._syscall
+    if failure == "thread":
+        def no_thread(self: threading.Thread) -> None:
+            raise RuntimeError("can't start new thread")
+        monkeypatch.setattr(threading.Thread, "start", no_thread)
+    elif failure == "architecture":
+        monkeypatch.setattr(owner_module, "_NUMBERS", None)
+    else:
+        refused = sys_set if failure == "set_robust_list" else sys_get
+        monkeypatch.setattr(owner_module, "_syscall",
+                            lambda n, *a: -errno_.EPERM if n == refused else real(n, *a))
+    name = unique_name()
+    with ShmProducer(name, 4096) as p:
+        monkeypatch.undo()  # the consumer's own threads, if any, start normally
+        assert not p._owner.armed
+        expected = {"set_robust_list": "set_robust_list failed: errno 1",
+                    "get_robust_list": "get_robust_list failed: errno 1",
+                    "thread": "cannot start the arming thread",
+                    "architecture": "no robust futexes"}[failure]
+        assert p._owner.error.startswith(expected), p._owner.error
         with ShmConsumer(name) as c:
             assert _owner(c) == 0
             _futex.reset_counters()
-            reader = _reader(c)
-            assert wait_until(lambda: _asleep(c), 30)
-            _kill_and_expect_death(proc, reader)
-            assert _futex.owner_counters() == (0, 0)
-            assert _futex.counters()[2] <= _tuning.LIVENESS_SLICE_S
-    finally:
-        if proc.poll() is None:
-            _kill(proc)
-        proc.communicate(timeout=30)
-        _unlink(name)
+            assert c.read(timeout=0.6) is None
+            assert _futex.counters()[2] <= _tuning.LIVENESS_SLICE_S  # ordinary slices
+            assert p.write(b"x")
+            assert c.read(timeout=30) == b"x"
+    _unlink(name)
 
 
 @pytest.mark.parametrize("value", [

@@ -55,15 +55,18 @@ def _wait_for(pred: Any) -> None:
 @needs_futex
 def test_idle_consumer_sleeps_whole_slices_and_fences_once(ring_name: str) -> None:
     # 1.2 s: two whole liveness slices and part of a third. Before: a 50 ms nap cap
-    # (about 24 sleeps) and one membarrier per sleep.
-    with ShmProducer(ring_name, 4096), ShmConsumer(ring_name) as c:
-        _futex.reset_counters()
-        assert c.read(timeout=1.2) is None
-        sleeps, barriers, longest = _futex.counters()
-        assert 2 <= sleeps <= 8
-        assert longest > 0.1  # more than the old 50 ms cap
-        assert barriers <= 1
-        assert not c.ring.consumer_flags & layout.CONSUMER_WAITING  # cleared on return
+    # (about 24 sleeps) and one membarrier per sleep. The producer's owner word
+    # unarmed (as by an older producer): 500 ms slices (armed: test_owner_word.py).
+    with ShmProducer(ring_name, 4096) as p:
+        p._owner.disarm()
+        with ShmConsumer(ring_name) as c:
+            _futex.reset_counters()
+            assert c.read(timeout=1.2) is None
+            sleeps, barriers, longest = _futex.counters()
+            assert 2 <= sleeps <= 8
+            assert longest > 0.1  # more than the old 50 ms cap
+            assert barriers <= 1
+            assert not c.ring.consumer_flags & layout.CONSUMER_WAITING  # cleared on return
 
 
 def _run(fn: Any) -> "tuple[threading.Thread, List[Any]]":

@@ -4,6 +4,7 @@
 //                [--capacity C] [--start-index I] [--wait-consumer-ms T]
 //   shmring_peer consume NAME --count N [--timeout-ms T] [--no-eos]
 //   shmring_peer consume-loop NAME --loops N [--timeout-ms T]
+//   shmring_peer await-end NAME [--timeout-ms T]
 //   shmring_peer produce-frames NAME --count N --width W --height H --format F
 //                [--capacity C] [--caps-change-at K] [--wait-consumer-ms T]
 //
@@ -31,6 +32,11 @@
 // after N loops, non-zero at the first message that does not verify, a timeout or
 // any other status (end of stream, replaced, corrupt).
 //
+// await-end: attaches to NAME (waiting up to T ms for it), prints "attached", then
+// sleeps in one PeekFor of T ms (no message expected) and prints what ended it and
+// what ended its sleeps: "status S owner_wakes W owner_deaths D longest_timeout_ns L"
+// (S a StatusName, W, D and L wait::GetCounters()); exits 0 unless it could not attach.
+//
 // Frames (produce-frames): a profile-1 ring as shmringsink writes it: CAPS
 // "video/x-raw, format=(string)F, width=(int)W, height=(int)H, framerate=(fraction)30/1",
 // then N BUFFERs (frame i: pts = i * 33333333, dts none, duration 33333333,
@@ -56,6 +62,7 @@
 #include "shm/framing.hpp"
 #include "shm/layout.hpp"
 #include "shm/shm_channel.hpp"
+#include "shm/wait.hpp"
 
 namespace {
 
@@ -125,6 +132,7 @@ struct Args {
                "[--min-size m] [--capacity C] [--start-index I] [--wait-consumer-ms T]\n"
                "       shmring_peer consume NAME --count N [--timeout-ms T] [--no-eos]\n"
                "       shmring_peer consume-loop NAME --loops N [--timeout-ms T]\n"
+               "       shmring_peer await-end NAME [--timeout-ms T]\n"
                "       shmring_peer hold NAME [--capacity C] [--count R]  (R receiver slots; "
                "prints 'holding', then waits to be killed)\n"
                "       shmring_peer produce-frames NAME --count N --width W --height H --format F "
@@ -307,6 +315,25 @@ int Consume(const Args& a) {
     }
   }
   std::printf("consumed %" PRIu64 " messages, %" PRIu64 " bytes\n", a.count, bytes);
+  return 0;
+}
+
+int AwaitEnd(const Args& a) {
+  shm::ShmConsumer c(a.name, a.timeout_ms * 1000000);
+  if (!c.IsValid()) {
+    std::fprintf(stderr, "shmring_peer: cannot attach to %s: %s (%s)\n", a.name.c_str(),
+                 c.error().c_str(), shm::StatusName(c.open_status()));
+    return 1;
+  }
+  shm::wait::ResetCounters();
+  std::printf("attached\n");
+  std::fflush(stdout);
+  shm::MessageView v;
+  const shm::Status s = c.PeekFor(&v, a.timeout_ms * 1000000);
+  const shm::wait::Counters n = shm::wait::GetCounters();
+  std::printf("status %s owner_wakes %" PRIu64 " owner_deaths %" PRIu64
+              " longest_timeout_ns %" PRId64 "\n",
+              shm::StatusName(s), n.owner_wakes, n.owner_deaths, n.longest_timeout_ns);
   return 0;
 }
 
@@ -496,6 +523,7 @@ int main(int argc, char** argv) {
 #endif
   if (a.mode == "consume") return Consume(a);
   if (a.mode == "consume-loop") return ConsumeLoop(a);
+  if (a.mode == "await-end") return AwaitEnd(a);
   if (a.mode == "consume-frames") return ConsumeFrames(a);
   if (a.mode == "produce-frames") return ProduceFrames(a);
   Usage(("unknown mode " + a.mode).c_str());
