@@ -654,6 +654,21 @@ IDLE_PY = ("import sys\n"
            "except Exception as e:\n"
            "    print(type(e).__name__, e, file=sys.stderr)\n")
 
+IDLE_PY_SENDER_ROW = "shmringsrc, Python sender"
+# The Python sender of that idle row: one black 1080p BGR frame a second through
+# FrameWriter, until killed.
+IDLE_PY_SENDER = ("import sys, time\n"
+                  "import numpy as np\n"
+                  "from shmring import FrameWriter\n"
+                  "caps = 'video/x-raw,format=BGR,width=1920,height=1080,framerate=1/1'\n"
+                  "frame = np.zeros((1080, 1920, 3), np.uint8)\n"
+                  "with FrameWriter(sys.argv[1], caps=caps) as w:\n"
+                  "    n = 0\n"
+                  "    while True:\n"
+                  "        w.write(frame, pts=n * 1_000_000_000)\n"
+                  "        n += 1\n"
+                  "        time.sleep(1.0)\n")
+
 
 def idle_once(cfg: Config, receiver: str) -> Dict[str, Any]:
     live = (f"videotestsrc is-live=true ! {CAPS_1080P},framerate=1/1 ! ")
@@ -675,11 +690,16 @@ def idle_once(cfg: Config, receiver: str) -> Dict[str, Any]:
                CAPS_1080P + ",framerate=1/1", "!", "fakesink"]
     else:
         name = unique("i")
-        sender = subprocess.Popen(["gst-launch-1.0", "-q"] + (live + f"shmringsink shm-name={name}"
-                                  ).split(), env=cfg.env, stdout=subprocess.DEVNULL,
+        if receiver == IDLE_PY_SENDER_ROW:
+            sender_cmd = [PY, "-c", IDLE_PY_SENDER, name]
+        else:
+            sender_cmd = ["gst-launch-1.0", "-q"] + (live + f"shmringsink shm-name={name}").split()
+        sender = subprocess.Popen(sender_cmd, env=cfg.env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, start_new_session=True)
-        cmd = {"shmringsrc": ["gst-launch-1.0", "-q", "shmringsrc", f"shm-name={name}",
-                              "is-live=true", "!", "fakesink"],
+        src = ["gst-launch-1.0", "-q", "shmringsrc", f"shm-name={name}", "is-live=true", "!",
+               "fakesink"]
+        cmd = {"shmringsrc": src,
+               IDLE_PY_SENDER_ROW: src,
                "FrameReader": [PY, "-c", IDLE_PY, name],
                "C++ PeekFor": [cfg.exe("idle_receiver"), name, "20"]}[receiver]
     recv = subprocess.Popen(cmd, env=cfg.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -728,7 +748,7 @@ def idle_once(cfg: Config, receiver: str) -> Dict[str, Any]:
                         death if death is not None else float("inf"))}
 
 
-IDLE_RECEIVERS = ("shmringsrc", "FrameReader", "C++ PeekFor", "shmsrc")
+IDLE_RECEIVERS = ("shmringsrc", "FrameReader", "C++ PeekFor", IDLE_PY_SENDER_ROW, "shmsrc")
 
 
 def bench_idle(cfg: Config, results: Dict[str, Any]) -> None:

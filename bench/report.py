@@ -731,7 +731,9 @@ class Report:
                "fakesink`, a Python `for frame in FrameReader(name)` loop, the C++ "
                "`ShmConsumer::PeekFor(kForever)` loop of bench/idle_receiver.cpp, `shmsrc "
                "is-live=true ! fakesink`, and an iceoryx subscriber waiting in a WaitSet "
-               "(bench/iox_bench.cpp idle-sub; its publisher sends one 1080p sample a second)."
+               "(bench/iox_bench.cpp idle-sub; its publisher sends one 1080p sample a second); "
+               "\"shmringsrc, Python sender\" is the same `shmringsrc` receiving from a Python "
+               "`FrameWriter` that writes one black 1080p BGR frame a second."
                f" Over a {w:.0f} s window after 3 s of warm-up: CPU % "
                "of one core from the receiver's `/proc/PID/stat` utime+stime (10 ms ticks: "
                f"resolution {100 * 0.01 / w if w else 0:.2f} %) and from the sum of its threads' "
@@ -820,7 +822,7 @@ class Report:
         self.protocol_info()
         self.latency_goals()
         idle = self.r.get("idle", {})
-        for name in ("shmringsrc", "FrameReader", "C++ PeekFor"):
+        for name in ("shmringsrc", "FrameReader", "C++ PeekFor", "shmringsrc, Python sender"):
             d = idle.get(name)
             if not d:
                 continue
