@@ -499,12 +499,11 @@ void EmitPercentiles(const char* row, const char* variant, std::vector<int64_t> 
   std::sort(v.begin(), v.end());
   const int64_t p50 = v[v.size() / 2];
   const int64_t p99 = v[std::min(v.size() - 1, v.size() * 99 / 100)];
-  const int64_t p999 = v[std::min(v.size() - 1, v.size() * 999 / 1000)];
   std::printf(
       "{\"row\": \"%s\", \"variant\": \"%s\", \"p50_ns\": %lld, \"p99_ns\": %lld, "
-      "\"p999_ns\": %lld, \"max_ns\": %lld, \"samples\": %zu}\n",
+      "\"max_ns\": %lld, \"samples\": %zu}\n",
       row, variant, static_cast<long long>(p50), static_cast<long long>(p99),
-      static_cast<long long>(p999), static_cast<long long>(v.back()), v.size());
+      static_cast<long long>(v.back()), v.size());
   std::fflush(stdout);
 }
 

@@ -113,7 +113,8 @@ def test_other_work_before_the_run_makes_it_noisy() -> None:
 
 def test_a_busy_end_still_makes_it_noisy() -> None:
     r = rep({"busy_before": 0.02, "settle_s": 5.0, "load_after": [1.7, 1.0, 0.5]})
-    assert r.load_why() == "load average up to 1.7 on 2 cores"
+    assert r.load_why() == (
+        "load average up to 1.7 on 2 cores at the end (this benchmark's last step included)")
 
 
 def test_results_without_the_busy_share_are_judged_by_the_load_at_both_ends() -> None:
