@@ -438,6 +438,12 @@ void ShmProducer::Abandon(const Reservation& r, bool keep) {
   if (!closed_) ring_->Abandon(r, keep);
 }
 
+bool ShmProducer::Retract(const Reservation& r) {
+  if (!ring_) return false;
+  auto lock = LockIf(mu_, concurrent_);
+  return !closed_ && ring_->Retract(r);
+}
+
 void ShmProducer::Unkeep(const Reservation& r) {
   if (!ring_) return;
   auto lock = LockIf(mu_, concurrent_);

@@ -5,7 +5,8 @@
 EOS, with one event in mid-stream, when the --at'th buffer (1-based) reaches the sink:
   --seek N: a flushing seek to frame N (endless before it, the stream then ends at
       --frames). The buffer that triggered it is held at the
-      sink's pad until the flush reached the sink, so it is flushed, never rendered:
+      sink's pad until the flush reached the sink, then dropped (freed unsent, as a
+      flush would), never rendered:
       the sink renders frames 0 .. at-2, then N .. --frames-1, the same every run.
   --recaps CAPS: the capsfilter's caps become CAPS. Upstream renegotiates caps and
       allocation before its next buffer, so frames at-1 and later have the new caps.
@@ -23,6 +24,11 @@ gi.require_version("Gst", "1.0")
 from gi.repository import Gst  # noqa: E402
 
 FPS = 30
+
+
+def at_frame(n):
+    """The time of frame n, as videotestsrc stamps it (rounded down)."""
+    return n * Gst.SECOND // FPS
 
 
 def stats_of(sink):
@@ -48,7 +54,6 @@ def main():
                             f"caps={a.caps} ! {a.sink} name=out")
     sink = pipe.get_by_name("out")
     capsfilter = pipe.get_by_name("f")
-    frame = Gst.SECOND // FPS
     result = {"stats": None, "stats_at_event": None, "error": None}
     flushing = threading.Event()
     seek_now = threading.Event()
@@ -68,8 +73,10 @@ def main():
             capsfilter.set_property("caps", Gst.Caps.from_string(a.recaps))
             return Gst.PadProbeReturn.OK
         seek_now.set()
-        flushing.wait()  # the main thread's seek flushes; this buffer is dropped
-        return Gst.PadProbeReturn.OK
+        # Held until the main thread's seek flushes, then dropped here: whether the
+        # sink would still take it depends on how far its own flush got by then.
+        flushing.wait()
+        return Gst.PadProbeReturn.DROP
 
     pad = sink.get_static_pad("sink")
     pad.add_probe(Gst.PadProbeType.BUFFER, on_buffer)
@@ -80,7 +87,7 @@ def main():
         # Endless until the seek, whose stop position ends the stream at --frames.
         seek_now.wait()
         pipe.seek(1.0, Gst.Format.TIME, Gst.SeekFlags.FLUSH | Gst.SeekFlags.ACCURATE,
-                  Gst.SeekType.SET, a.seek * frame, Gst.SeekType.SET, a.frames * frame)
+                  Gst.SeekType.SET, at_frame(a.seek), Gst.SeekType.SET, at_frame(a.frames))
     msg = bus.timed_pop_filtered(Gst.CLOCK_TIME_NONE, Gst.MessageType.EOS | Gst.MessageType.ERROR)
     if msg.type == Gst.MessageType.ERROR:
         result["error"] = msg.parse_error()[0].message

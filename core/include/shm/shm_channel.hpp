@@ -131,6 +131,10 @@ class ShmProducer {
   // Turns `r` into a PAD record that every reader skips (with `keep`, its space is
   // not reused before Unkeep). Never blocks.
   void Abandon(const Reservation& r, bool keep = false);
+  // Takes `r` back when it is the newest reservation and still open (no record;
+  // the next reservation gets its place); false otherwise (Abandon it then). See
+  // ByteRingBuffer::Retract. Never blocks.
+  bool Retract(const Reservation& r);
   // The bytes of kept reservation `r` are no longer used. Never blocks.
   void Unkeep(const Reservation& r);
   // Whether a `len`-byte reservation does not fit because of kept reservations
