@@ -188,11 +188,16 @@ def caps_change_through_ring(second, sink_props=""):
     reference = checksums(run(f"{concat_src(second)} ! checksumsink").stdout)
     assert len(reference) == 40
     name = unique("caps")
-    recv, send = receive_while_sending(
-        [GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!", "checksumsink"],
-        f"{concat_src(second)} ! shmringsink shm-name={name} {sink_props}", env=sender_env())
+    try:
+        recv, send = receive_while_sending(
+            [GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!", "checksumsink"],
+            f"{concat_src(second)} ! shmringsink shm-name={name} {sink_props}",
+            env=sender_env())
+        assert not os.path.exists(f"/dev/shm/{name}")
+    finally:
+        if os.path.exists(f"/dev/shm/{name}"):  # a sender killed by its guard
+            os.unlink(f"/dev/shm/{name}")
     assert recv.returncode == 0, recv.stderr[-3000:]
-    assert not os.path.exists(f"/dev/shm/{name}")
     in_place, copied = sent_counts(send.stderr)
     return reference, checksums(recv.stdout), in_place, copied, send.stderr
 
