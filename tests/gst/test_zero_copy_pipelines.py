@@ -170,12 +170,12 @@ def test_live_receiver_copies():
 # No tee before shmringsink here (a tee answers the allocation query without the
 # sink's pool, so only the copy path would run): the pool is really used.
 
-def concat_src(second, frames=20):
-    """Two videotestsrc streams of `frames` frames concatenated: 160x120, then
-    `second` (WIDTHxHEIGHT): one caps change in mid-stream. Ends with the concat's
+def concat_src(second, frames=20, first=20):
+    """Two videotestsrc streams concatenated: `first` frames of 160x120, then `frames`
+    of `second` (WIDTHxHEIGHT): one caps change in mid-stream. Ends with the concat's
     src pad still to be linked."""
     w, h = second.split("x")
-    return (f"concat name=c videotestsrc num-buffers={frames} pattern=ball ! "
+    return (f"concat name=c videotestsrc num-buffers={first} pattern=ball ! "
             "video/x-raw,format=BGR,width=160,height=120,framerate=30/1 ! c. "
             f"videotestsrc num-buffers={frames} pattern=snow ! "
             f"video/x-raw,format=BGR,width={w},height={h},framerate=30/1 ! c. c.")
@@ -224,6 +224,40 @@ def test_caps_change_to_larger_frames_moves_to_a_larger_ring():
     assert got == reference
     assert in_place >= 40 - 4, (in_place, copied)
     assert in_place + copied == 40
+
+
+def test_ring_grown_before_any_receiver_keeps_the_first_frames():
+    """The sender starts alone: its 10 small frames fit the ring, so it reaches the
+    caps change to 1280x720 before any receiver attached. It waits there for a first
+    receiver (as it would for space) instead of moving on and leaving the old ring's
+    frames where no receiver would ever find them; a receiver started then gets every
+    frame, byte-exact and in order."""
+    src = concat_src("1280x720", frames=20, first=10)
+    reference = checksums(run(f"{src} ! checksumsink").stdout)
+    assert len(reference) == 30
+    name = unique("capsfirst")
+    send = subprocess.Popen([GST_LAUNCH, "-q"] + f"{src} ! shmringsink shm-name={name}".split(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=sender_env())
+    recv = None
+    try:
+        for line in send.stderr:
+            if "waiting for a first receiver before moving to a larger ring" in line:
+                break
+        else:
+            raise AssertionError("the sender never waited for a receiver at the move")
+        recv = subprocess.run([GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!",
+                               "checksumsink"], capture_output=True, text=True, timeout=120)
+        send.communicate(timeout=120)
+        assert send.returncode == 0
+    finally:
+        if send.poll() is None:
+            send.kill()
+            send.communicate()
+        if os.path.exists(f"/dev/shm/{name}"):
+            os.unlink(f"/dev/shm/{name}")
+    assert recv.returncode == 0, recv.stderr[-3000:]
+    assert checksums(recv.stdout) == reference
 
 
 def test_caps_change_beyond_a_set_capacity_is_still_an_error():
