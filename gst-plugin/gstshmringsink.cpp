@@ -20,6 +20,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ring_pool.h"
 #include "shm/framing.hpp"
@@ -80,6 +81,14 @@ struct SinkState {
   // capacity 0: the ring waits for the first caps (streaming thread; start/stop).
   bool ring_pending = false;
   guint auto_capacity = 0;  // from the last caps (0 = none yet)
+  // capacity 0: rings the stream moved out of for larger caps (grow_ring), CLOSED
+  // and kept, with their producer role lock, until their receivers detach: a
+  // receiver tells the handover from a stream cut short by that lock
+  // (ShmConsumer::HandedOver). Streaming thread; cleared by stop.
+  std::vector<std::shared_ptr<shm::ShmProducer>> previous;
+  // Set by unlock, cleared by unlock_stop: grow_ring's wait for a first receiver
+  // gives up (relaxed: a flag polled on its own, ordering nothing else).
+  std::atomic<bool> unlocked{false};
 };
 
 }  // namespace
@@ -113,6 +122,7 @@ struct _GstShmringSink {
   gboolean slot_attached[shm::layout::kMaxReceiversLimit];
   guint32 slot_count[shm::layout::kMaxReceiversLimit];
   guint32 last_record_index;   // ring index of the last record written
+  guint64 buffers_in_ring;     // BUFFER records written to this ring
   gboolean eos_written;        // this ring ended with a real EOS
   guint force_key_unit_count;  // running count of force-key-unit requests sent
   guint64 not_received;        // buffers not written: live, no receiver (OBJECT_LOCK)
@@ -288,15 +298,18 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
    * a power of two (at least 1 MiB, at most 1 GiB: 32 MiB for 1080p BGR, 16 MiB for
    * 720p BGR), or 32 MiB for other caps (encoded video, audio) and for a stream
    * without caps. A smaller ring keeps the frames in the CPU caches and TLB; set a
-   * capacity for more slack, or when later caps bring larger frames (a buffer that
-   * does not fit the ring is an error).
+   * capacity for more slack. When later caps need a larger ring, the stream moves to
+   * a new ring of that size under the same name at that caps change: shmringsrc reads
+   * everything the old ring holds, then follows (no frame lost, same segment). The
+   * ring never shrinks. A capacity set here is kept as it is: a buffer that does not
+   * fit it is an error.
    */
   g_object_class_install_property(
       gobject_class, PROP_CAPACITY,
       g_param_spec_uint("capacity", "Ring capacity",
                         "Bytes of ring data area, rounded up to a power of two; must hold the "
                         "largest buffer plus 64 bytes, more with metas (0 = four frames of "
-                        "the first caps)",
+                        "the caps, grown when larger frames come)",
                         0, shm::layout::kMaxCapacity, kDefaultCapacity, rw));
   /**
    * GstShmringSink:wait-for-space:
@@ -602,6 +615,7 @@ static bool create_ring(GstShmringSink* self) {
     self->slot_count[k] = 0;
   }
   self->eos_written = FALSE;
+  self->buffers_in_ring = 0;
   // Buffers of the ring pool reserve, publish and give up records from upstream's
   // threads too.
   producer->SetConcurrent(true);
@@ -621,8 +635,80 @@ static void destroy_ring(GstShmringSink* self) {
   // Ends the ring now even while ring-pool buffers upstream still hold the
   // producer (its mapping lives until the last of them is freed).
   if (producer) producer->Retire();
-  producer.reset();  // not under OBJECT_LOCK
+  producer.reset();            // not under OBJECT_LOCK
+  self->st->previous.clear();  // their role locks go: a receiver still in one is cut short
   g_clear_pointer(&self->written_caps_string, g_free);
+}
+
+// grow_ring, before the old ring loses its name: a sender that waits for space also
+// waits for its first receiver, so that a receiver started later still gets the
+// frames of the ring it would otherwise never see. Polls (kLingerPollUs) until one
+// attached or unlock(). Not for a live stream (it keeps no backlog) nor when the
+// ring holds no buffer. Streaming thread; blocks.
+static void wait_for_first_receiver(GstShmringSink* self, shm::ShmProducer* producer) {
+  GST_OBJECT_LOCK(self);
+  const gboolean wait = self->wait_for_space;
+  GST_OBJECT_UNLOCK(self);
+  if (!wait || self->live || self->buffers_in_ring == 0 ||
+      producer->ring()->ConsumerAttachCount() != 0) {
+    return;
+  }
+  GST_INFO_OBJECT(self, "ring '%s': waiting for a first receiver before moving to a larger ring",
+                  producer->name().c_str());
+  while (producer->ring()->ConsumerAttachCount() == 0 &&
+         !self->st->unlocked.load(std::memory_order_relaxed)) {
+    g_usleep(kLingerPollUs);
+  }
+}
+
+// capacity 0, a caps change whose frames need a larger ring than the one sized from
+// earlier caps: the stream moves to a new ring of the new size under the same name.
+// The old ring's name is released, the new ring created under it, then the old ring
+// is CLOSED while its producer role lock is still held (kept in `previous`): its
+// receiver reads everything it holds, then follows the stream into the new ring
+// (shmringsrc; ShmConsumer::HandedOver). Timestamps go on as in one ring. Upstream
+// is asked to renegotiate (RECONFIGURE) so its pool moves to the new ring. The ring
+// never shrinks at a caps change: every move makes the receiver re-attach and
+// upstream renegotiate, and a stream that went back to smaller frames may well grow
+// again; the larger ring only costs address space and the pages the frames touch.
+// False with an error posted. Streaming thread (set_caps).
+static bool grow_ring(GstShmringSink* self, guint capacity) {
+  const std::shared_ptr<shm::ShmProducer> old = self->st->producer;
+  wait_for_first_receiver(self, old.get());
+  GST_INFO_OBJECT(self,
+                  "the caps need a ring of %u bytes, ring '%s' has %u: moving to a larger ring",
+                  capacity, old->name().c_str(), old->capacity());
+  std::string err;
+  if (!old->ReleaseName(&err)) {
+    GST_ELEMENT_ERROR(
+        self, RESOURCE, OPEN_WRITE,
+        ("Could not replace ring '%s' with a larger one for the new caps.", old->name().c_str()),
+        ("%s", err.c_str()));
+    return false;
+  }
+  // Drop rings handed over earlier that nobody reads any more.
+  auto& prev = self->st->previous;
+  prev.erase(std::remove_if(
+                 prev.begin(), prev.end(),
+                 [](const std::shared_ptr<shm::ShmProducer>& p) { return !p->ConsumerAttached(); }),
+             prev.end());
+  const GstClockTime ts_offset = self->ts_offset;
+  const GstClockTime written_end = self->written_end;
+  const gboolean discont_next = self->discont_next;
+  const bool ok = create_ring(self);
+  old->Close();  // after the new ring holds the name
+  prev.push_back(old);
+  if (!ok) {
+    GST_OBJECT_LOCK(self);
+    self->st->producer.reset();
+    GST_OBJECT_UNLOCK(self);
+    return false;
+  }
+  self->ts_offset = ts_offset;
+  self->written_end = written_end;
+  self->discont_next = discont_next;
+  gst_pad_push_event(GST_BASE_SINK_PAD(self), gst_event_new_reconfigure());
+  return true;
 }
 
 // ---- vfuncs, in the order GStreamer calls them ----------------------------------
@@ -787,9 +873,17 @@ static gboolean gst_shmring_sink_set_caps(GstBaseSink* bsink, GstCaps* caps) {
   self->encoded = s != nullptr && !gst_structure_has_name(s, "video/x-raw") &&
                   !gst_structure_has_name(s, "audio/x-raw");
   self->st->auto_capacity = shmring::AutoCapacity(caps);
+  GST_OBJECT_LOCK(self);
+  const bool auto_size = self->capacity == 0;
+  GST_OBJECT_UNLOCK(self);
   if (self->st->ring_pending) {
     GST_INFO_OBJECT(self, "sizing the ring from the caps: %u bytes", self->st->auto_capacity);
     if (!ensure_ring(self)) return FALSE;
+  } else if (auto_size && self->st->producer &&
+             self->st->auto_capacity > self->st->producer->capacity() &&
+             !self->st->producer->ring()->ProducerClosed()) {
+    // (A CLOSED ring is re-created by render anyway, at the size of these caps.)
+    if (!grow_ring(self, self->st->auto_capacity)) return FALSE;
   }
   GST_DEBUG_OBJECT(self, "caps %s", self->caps_string);
   return TRUE;
@@ -1030,6 +1124,15 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
   GST_OBJECT_UNLOCK(self);
 
   if (!ensure_ring(self)) return GST_FLOW_ERROR;
+  if (!self->st->previous.empty()) {
+    // Rings handed over (grow_ring) that their receivers have left.
+    auto& prev = self->st->previous;
+    prev.erase(std::remove_if(prev.begin(), prev.end(),
+                              [](const std::shared_ptr<shm::ShmProducer>& p) {
+                                return !p->ConsumerAttached();
+                              }),
+               prev.end());
+  }
   if (!self->st->producer) {
     // Re-creating the ring (below) failed earlier, with an error posted then.
     GST_DEBUG_OBJECT(self, "no ring: refusing buffer");
@@ -1092,6 +1195,7 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
           ext.empty())) {
     // Upstream wrote the body into the ring through our pool: header only.
     self->st->in_place.fetch_add(1, std::memory_order_relaxed);
+    ++self->buffers_in_ring;
     self->discont_next = FALSE;
     note_written_end(self, h);
     return GST_FLOW_OK;
@@ -1104,6 +1208,7 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
       });
   switch (r) {
     case WriteResult::kWritten:
+      ++self->buffers_in_ring;
       self->discont_next = FALSE;
       note_written_end(self, h);
       return GST_FLOW_OK;
@@ -1172,6 +1277,7 @@ static gboolean gst_shmring_sink_unlock(GstBaseSink* bsink) {
   GST_OBJECT_LOCK(self);
   const std::shared_ptr<shm::ShmProducer> producer = self->st->producer;
   GST_OBJECT_UNLOCK(self);
+  self->st->unlocked.store(true, std::memory_order_relaxed);
   if (producer) producer->Interrupt();
   return TRUE;
 }
@@ -1181,6 +1287,7 @@ static gboolean gst_shmring_sink_unlock_stop(GstBaseSink* bsink) {
   GST_OBJECT_LOCK(self);
   const std::shared_ptr<shm::ShmProducer> producer = self->st->producer;
   GST_OBJECT_UNLOCK(self);
+  self->st->unlocked.store(false, std::memory_order_relaxed);
   if (producer) producer->ClearInterrupt();
   return TRUE;
 }

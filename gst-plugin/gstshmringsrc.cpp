@@ -1187,6 +1187,18 @@ static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
       GST_DEBUG_OBJECT(self, "interrupted (flushing)");
       return GST_FLOW_FLUSHING;
     case shm::Status::kClosed:
+      if (st->consumer->HandedOver()) {
+        // The sender moved the stream to a new ring under the same name (a larger
+        // one for larger frames, ShmProducer::ReleaseName) after everything in this
+        // one, which we have read: the stream goes on there, same segment and times.
+        GST_INFO_OBJECT(self, "ring '%s' was handed over to a new ring: following the stream",
+                        name.c_str());
+        st->consumer->Detach();
+        st->consumer.reset();  // unmaps once no buffer holds it
+        st->held_downstream.reset();
+        st->lookahead.clear();
+        return SHMRING_FLOW_RECONNECTED;
+      }
       if (st->consumer->profile() == shm::layout::kProfileGstFraming) {
         // shmringsink writes an EOS record before CLOSED at a real end of stream
         // (create returns EOS there): CLOSED alone means the sender stopped early.

@@ -60,6 +60,10 @@ static void ring_free(GstAllocator*, GstMemory* gmem) {
   auto* m = reinterpret_cast<RingMemory*>(gmem);
   if (m->published.load(std::memory_order_acquire)) {
     m->producer->Unkeep(m->res);
+  } else if (m->producer->Retract(m->res)) {
+    // The newest reservation (a flushed or dropped buffer, the last one acquired):
+    // the next buffer gets its place, no PAD record (see ByteRingBuffer::Retract).
+    GST_LOG("ring buffer at index %u freed unsent: place taken back", m->res.start);
   } else {
     GST_LOG("ring buffer at index %u freed unsent: PAD record", m->res.start);
     m->producer->Abandon(m->res);
@@ -293,6 +297,8 @@ bool RingPoolPublishInPlace(GstBuffer* buffer, shm::ShmProducer* producer,
     // it. Its own record is given up now (PAD), so the records after it
     // are not held back while the buffer lives on (a sink's last sample); the
     // bytes stay untouched until it is freed.
+    GST_LOG("ring buffer at index %u not sent in place (%s): PAD record, copied", m->res.start,
+            allowed ? "something was sent after it was reserved" : "metas");
     producer->Abandon(m->res, /*keep=*/true);
     m->published.store(true, std::memory_order_release);  // freed: Unkeep
     return false;

@@ -7,7 +7,14 @@
 // Lifetime: each buffer's one GstMemory owns its reservation and a reference to
 // the producer (so the mapping outlives the sink when upstream keeps buffers).
 // Freed before it was published (dropped by QoS, flushed, the pool shut down, a
-// caps change), the reservation becomes a PAD record that every reader skips.
+// caps change), the reservation is taken back when it is the newest one (the next
+// buffer gets its place: ShmProducer::Retract), else it becomes a PAD record that
+// every reader skips. Taking it back matters in a ring of few frames (the default,
+// sized from the caps): a flushing seek gives up the buffer in flight and the first
+// one after it, and as two PAD records they took the room a zero-copy receiver needs
+// while its sink keeps the frame before them and waits for the next one, which
+// could then never be written (tests/gst/test_zero_copy_pipelines.py,
+// test_flushing_seek_with_the_pool_active).
 // Published, its bytes stay the producer's until the memory is freed (a buffer
 // kept upstream is never overwritten under it).
 //

@@ -599,13 +599,7 @@ Status ByteRingBuffer::Reserve(uint32_t len, uint8_t** payload, FillHint fill) {
     // A second Reserve replaces the open one (the original API's behaviour): taken
     // back when it is the newest, else abandoned.
     reserved_ = false;
-    if (!pending_.empty() && pending_.back().start == legacy_.start && reserve_ == legacy_.end &&
-        !pending_.back().done) {
-      pending_.pop_back();
-      reserve_ = legacy_.start;
-    } else {
-      Abandon(legacy_);
-    }
+    if (!Retract(legacy_)) Abandon(legacy_);
   }
   Reservation r;
   const Status s = ReserveNext(len, &r, fill);
@@ -695,6 +689,17 @@ void ByteRingBuffer::Abandon(const Reservation& r, bool keep) {
     AdvanceHead();
     return;
   }
+}
+
+bool ByteRingBuffer::Retract(const Reservation& r) {
+  if (!valid_ || !is_producer_ || pending_.empty()) return false;
+  const Pending& e = pending_.back();
+  if (e.start != r.start || e.done || e.end != reserve_) return false;
+  // Never published, so the head is at or before r.start and no reader looked at
+  // its bytes; a WRAP marker before it stays (the place is then a lap's start).
+  pending_.pop_back();
+  reserve_ = r.start;
+  return true;
 }
 
 void ByteRingBuffer::Unkeep(const Reservation& r) {

@@ -438,6 +438,12 @@ void ShmProducer::Abandon(const Reservation& r, bool keep) {
   if (!closed_) ring_->Abandon(r, keep);
 }
 
+bool ShmProducer::Retract(const Reservation& r) {
+  if (!ring_) return false;
+  auto lock = LockIf(mu_, concurrent_);
+  return !closed_ && ring_->Retract(r);
+}
+
 void ShmProducer::Unkeep(const Reservation& r) {
   if (!ring_) return;
   auto lock = LockIf(mu_, concurrent_);
@@ -471,6 +477,21 @@ void ShmProducer::Retire() {
   owner_arm_.reset();  // disarmed: our later death is no longer this ring's news
   liveness::Drop(memory_->fd(), liveness::kProducerByte);
   retired_ = true;
+}
+
+bool ShmProducer::ReleaseName(std::string* error) {
+  if (!ring_ || retired_) {
+    if (error != nullptr) *error = "ring '" + name_ + "' is not open";
+    return false;
+  }
+  std::string err;
+  const SharedMemory::Unlinked u = SharedMemory::UnlinkIfStill(
+      name_, memory_->fd(), true, [](int) { return true; }, &err);
+  if (u == SharedMemory::Unlinked::kYes) return true;
+  if (error != nullptr) {
+    *error = err.empty() ? "ring '" + name_ + "': the name no longer names this ring" : err;
+  }
+  return false;
 }
 
 Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns, FillHint fill) {
@@ -865,6 +886,18 @@ Status ShmConsumer::CheckProducer() {
   }
   std::lock_guard<std::mutex> lock(mu_);
   return ring_->HasData() ? Status::kOk : Status::kClosed;
+}
+
+bool ShmConsumer::HandedOver() {
+  if (!ring_ || !ring_->ProducerClosed()) return false;
+  // The role lock is probed before the name is read: a producer that let go of
+  // its lock after its successor took the name is an ended stream, not a handover.
+  // (Without OFD locks: its pid, as for CheckProducer.)
+  if (!ProducerAlive(*memory_, ring_->ProducerPid())) return false;
+  uint8_t hdr[layout::kHeaderSize];
+  return ReadHeader(name_, hdr) &&
+         HeaderField<uint32_t>(hdr, layout::kMagicOffset) == layout::kMagic &&
+         HeaderField<uint64_t>(hdr, layout::kGenerationOffset) != ring_->generation();
 }
 
 // One step under mu_: the next record, acquired (and tracked) or peeked.

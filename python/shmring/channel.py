@@ -34,7 +34,8 @@ from ._tuning import (ABANDONED_AFTER_S, ARMED_LIVENESS_SLICE_S, CREATE_ATTEMPTS
 from .interrupter import Interrupter
 from .errors import (ForeignOwnerError, IncompatibleSegmentError, ProducerDeadError,
                      ProducerReplacedError, RingBusyError, RingInterruptedError,
-                     RingNotFoundError, RingTimeoutError, StreamClosedError, ViewInUseError)
+                     RingNotFoundError, RingTimeoutError, ShmRingError, StreamClosedError,
+                     ViewInUseError)
 from .layout import (CONSUMER_ATTACHED,
                      GENERATION_OFFSET, HEADER_SIZE, IDENT_SIZE, MAGIC, MAGIC_OFFSET,
                      PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET, PRODUCER_WAITING, VERSION,
@@ -702,6 +703,21 @@ class ShmProducer(_Endpoint):
         if not ring.producer_closed:
             ring.set_closed()
 
+    def release_name(self) -> None:
+        """Hands the ring's name on to a successor (a larger ring for the same stream):
+        removes the name while it still names this ring and keeps everything else (the
+        producer lock, the consumers, what they have yet to read), as C++
+        ``ShmProducer::ReleaseName``. Create the successor under the name, then
+        :meth:`end_stream` while this object (and its lock) lives on: a consumer that
+        drains this ring then tells the handover from an early stop
+        (:meth:`ShmConsumer.handed_over`). Raises RingOSError (naming the OS call and
+        errno) or ShmRingError when the name no longer names this ring. Producer
+        thread; blocks only while another process removes a ring's name."""
+        _ = self.ring  # raises StreamClosedError after close()
+        if _shm.unlink_if_still(self._name, self._segment.fd, True,
+                                lambda fd: True) != _shm.UNLINKED:
+            raise ShmRingError(f"ring {self._name!r}: the name no longer names this ring")
+
     def close(self) -> None:
         """Ends the stream if not yet, removes the name (if it still holds this ring),
         unmaps and releases the producer lock: the C++ destructor. What is unread
@@ -1139,6 +1155,32 @@ class ShmConsumer(_Endpoint):
         error = self._producer_gone(ring)
         if error is not None and not ring.has_data():
             raise error
+
+    def handed_over(self) -> bool:
+        """Whether this CLOSED ring was handed over (:meth:`ShmProducer.release_name`):
+        its producer still holds its lock and the name now holds a ring of another
+        generation, where the stream goes on (re-open the name). Meaningful once the
+        stream ended and everything was read. As C++ ``ShmConsumer::HandedOver``; the
+        lock is probed before the name is read, so a producer that ended and let go of
+        its lock is never taken for one that handed over. Consumer thread; never
+        blocks (one fcntl call, one read of the name's header)."""
+        ring = self.ring
+        if not ring.producer_closed:
+            return False
+        if _locks.HAVE_OFD_LOCKS:
+            if not _locks.is_locked(self._segment.fd, _locks.PRODUCER_BYTE):
+                return False
+        elif not process_alive(ring.producer_pid):
+            return False
+        try:
+            header = _shm.peek_header(self._name, 32)
+        except (OSError, IncompatibleSegmentError):
+            return False
+        if header is None or len(header) < 32:
+            return False
+        magic, = struct.unpack_from("<I", header, MAGIC_OFFSET)
+        generation, = struct.unpack_from("<Q", header, GENERATION_OFFSET)
+        return bool(magic == MAGIC and generation != self._generation)
 
     def check_producer(self) -> None:
         """Raises ProducerDeadError / ProducerReplacedError if the producer is gone or

@@ -448,6 +448,54 @@ TEST_F(ChannelTest, ReplacedSegment) {
   }
 }
 
+// A producer hands its stream to a new ring under the same name (ReleaseName, the
+// new ring, then Close while it still lives): its consumer reads everything the old
+// ring holds, then kClosed with HandedOver; once the old producer has let go of its
+// lock, the same ring reads as an ended stream.
+TEST_F(ChannelTest, HandedOverRing) {
+  const std::string name = Name();
+  auto old = std::make_unique<ShmProducer>(name, 4096);
+  ASSERT_TRUE(old->IsValid()) << old->error();
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  ASSERT_TRUE(old->Write("last of the old", 15));
+  std::string err;
+  ASSERT_TRUE(old->ReleaseName(&err)) << err;
+  EXPECT_FALSE(Exists(name));
+  ShmProducer next(name, 16384);
+  ASSERT_TRUE(next.IsValid()) << next.error();
+  EXPECT_FALSE(c.HandedOver()) << "not CLOSED yet";
+  old->Close();
+  std::string got;
+  ASSERT_TRUE(ReadOne(c, &got));
+  EXPECT_EQ(got, "last of the old");
+  EXPECT_EQ(ReadOne(c, &got).status, Status::kClosed);
+  EXPECT_TRUE(c.HandedOver());
+  ShmConsumer follower(name);
+  ASSERT_TRUE(follower.IsValid()) << follower.error();
+  EXPECT_EQ(follower.generation(), next.generation());
+  old.reset();
+  EXPECT_FALSE(c.HandedOver()) << "an old producer that let go of its lock has just ended";
+  EXPECT_EQ(GenerationOf(name), next.generation()) << "its end leaves the new name alone";
+}
+
+// CLOSED alone is no handover: not while the producer keeps its name, nor once a
+// new producer replaced the ring of one that had let go of its lock.
+TEST_F(ChannelTest, ClosedRingIsNotHandedOver) {
+  const std::string name = Name();
+  auto p = std::make_unique<ShmProducer>(name, 4096);
+  ShmConsumer c(name);
+  ASSERT_TRUE(p->IsValid() && c.IsValid());
+  p->Close();
+  std::string got;
+  EXPECT_EQ(ReadOne(c, &got).status, Status::kClosed);
+  EXPECT_FALSE(c.HandedOver()) << "the name still holds this ring";
+  p.reset();
+  ShmProducer p2(name, 4096);  // a new ring under the name
+  ASSERT_TRUE(p2.IsValid()) << p2.error();
+  EXPECT_FALSE(c.HandedOver()) << "the old producer let go of its lock first";
+}
+
 TEST_F(ChannelTest, SecondConsumerRefusedWhileFirstAlive) {
   const std::string name = Name();
   ShmProducer p(name, 4096);

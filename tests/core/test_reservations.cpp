@@ -188,6 +188,25 @@ TEST_F(Reservations, AbandonedReservationIsSkipped) {
   EXPECT_EQ(r.c->LoadTail(), b.end);
 }
 
+// The newest open reservation is taken back without a record: the next one gets
+// its place and readers see nothing of it. An older one, or a finished one, is not.
+TEST_F(Reservations, RetractTakesBackOnlyTheNewestOpenReservation) {
+  Ring r(256);
+  const Reservation a = r.Reserve("first"), b = r.Reserve("second");
+  EXPECT_FALSE(r.p->Retract(a)) << "b was reserved after it";
+  EXPECT_TRUE(r.p->Retract(b));
+  EXPECT_FALSE(r.p->Retract(b)) << "already taken back";
+  const Reservation c = r.Reserve("third");
+  EXPECT_EQ(c.start, b.start) << "b's place is the next reservation's";
+  r.p->Publish(a, 5);
+  EXPECT_FALSE(r.p->Retract(a)) << "published";
+  r.p->Publish(c, 5);
+  EXPECT_EQ(r.Next(), "first");
+  EXPECT_EQ(r.Next(), "third");
+  EXPECT_EQ(r.Next(), "<empty>");
+  EXPECT_EQ(r.c->LoadTail(), c.end);
+}
+
 TEST_F(Reservations, TrailingPadsAreFreedSoTheProducerGoesOn) {
   Ring r(64);
   const Reservation a = r.Reserve(std::string(20, 'x'));  // 24 bytes

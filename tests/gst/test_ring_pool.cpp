@@ -2,7 +2,9 @@
 // it, its buffers are written into the ring and sent without a copy, a buffer
 // dropped unsent becomes a PAD record the receiver never sees, flushing and caps
 // changes with buffers in flight, wait-for-space=false without a receiver, buffers
-// kept upstream after they were sent or after the sink stopped, reconfiguration.
+// kept upstream after they were sent or after the sink stopped, reconfiguration, a
+// ring grown for larger caps. The same in real two-process pipelines (caps changes,
+// a grown ring, a flushing seek, renegotiation): test_zero_copy_pipelines.py.
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
 #include <gst/video/video.h>
@@ -452,6 +454,44 @@ TEST(AutoCapacity, HalfTheRingHoldsTheFrameASinkKeepsAndTheNext) {
   EXPECT_LE(2 * shm::layout::RecordSize(shm::framing::kHeaderSize + 1280 * 720 * 3),
             c.capacity() / 2);
   gst_harness_teardown(h);
+}
+
+// capacity=0 and caps that need a larger ring (64x48 GRAY8 in 1 MiB, then 1280x720
+// BGR): the stream moves to a ring of the new size under the same name, and upstream
+// is asked to renegotiate (RECONFIGURE) so that it takes that ring's pool. A
+// consumer of the old ring reads what it held, then finds it CLOSED and handed over;
+// the new ring carries the new caps and the large frames.
+TEST(AutoCapacity, LargerCapsMoveTheStreamToALargerRing) {
+  const std::string name = UniqueName("gpool-grow");
+  Sink s(name, "");
+  ASSERT_NE(s.pool, nullptr);
+  shm::ShmConsumer old(name);
+  ASSERT_TRUE(old.IsValid()) << old.error();
+  EXPECT_EQ(old.capacity(), 1u << 20);
+  GstBuffer* b = s.Acquire();
+  Fill(b, 3);
+  ASSERT_EQ(gst_harness_push(s.h, b), GST_FLOW_OK);
+  while (GstEvent* e = gst_harness_try_pull_upstream_event(s.h)) gst_event_unref(e);
+  gst_harness_set_src_caps_str(s.h, "video/x-raw,format=BGR,width=1280,height=720,framerate=30/1");
+  bool reconfigure = false;
+  while (GstEvent* e = gst_harness_try_pull_upstream_event(s.h)) {
+    reconfigure = reconfigure || GST_EVENT_TYPE(e) == GST_EVENT_RECONFIGURE;
+    gst_event_unref(e);
+  }
+  EXPECT_TRUE(reconfigure);
+  NextBody(old);  // the first caps
+  EXPECT_EQ(NextBody(old), PatternString(3));
+  EXPECT_EQ(NextBody(old), std::string("<") + shm::StatusName(shm::Status::kClosed) + ">");
+  EXPECT_TRUE(old.HandedOver());
+  shm::ShmConsumer next(name);
+  ASSERT_TRUE(next.IsValid()) << next.error();
+  EXPECT_EQ(next.capacity(), 16u << 20);
+  const gsize big = 1280 * 720 * 3;
+  GstBuffer* frame = gst_buffer_new_allocate(nullptr, big, nullptr);
+  gst_buffer_memset(frame, 0, 0x5a, big);
+  ASSERT_EQ(gst_harness_push(s.h, frame), GST_FLOW_OK);
+  EXPECT_NE(NextBody(next).find("width=(int)1280"), std::string::npos);
+  EXPECT_EQ(NextBody(next), std::string(big, '\x5a'));
 }
 
 TEST(AutoCapacity, SmallFramesGetTheMinimum) {

@@ -164,3 +164,181 @@ def test_live_receiver_copies():
     (a buffer kept downstream would pin the ring)."""
     res = probe_receiver("mode=live", lossless=False)
     assert res["in_ring"] == 0, res
+
+
+# ---- the pool through caps changes, flushing seeks and renegotiation ---------------
+# No tee before shmringsink here (a tee answers the allocation query without the
+# sink's pool, so only the copy path would run): the pool is really used.
+
+def concat_src(second, frames=20, first=20):
+    """Two videotestsrc streams concatenated: `first` frames of 160x120, then `frames`
+    of `second` (WIDTHxHEIGHT): one caps change in mid-stream. Ends with the concat's
+    src pad still to be linked."""
+    w, h = second.split("x")
+    return (f"concat name=c videotestsrc num-buffers={first} pattern=ball ! "
+            "video/x-raw,format=BGR,width=160,height=120,framerate=30/1 ! c. "
+            f"videotestsrc num-buffers={frames} pattern=snow ! "
+            f"video/x-raw,format=BGR,width={w},height={h},framerate=30/1 ! c. c.")
+
+
+def caps_change_through_ring(second, sink_props=""):
+    """The concatenated stream into shmringsink (capacity left at 0 unless
+    `sink_props` says otherwise) and out of shmringsrc in another process: returns
+    (reference checksums, received checksums, in place, copied, the sender's log)."""
+    reference = checksums(run(f"{concat_src(second)} ! checksumsink").stdout)
+    assert len(reference) == 40
+    name = unique("caps")
+    try:
+        recv, send = receive_while_sending(
+            [GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!", "checksumsink"],
+            f"{concat_src(second)} ! shmringsink shm-name={name} {sink_props}",
+            env=sender_env())
+        assert not os.path.exists(f"/dev/shm/{name}")
+    finally:
+        if os.path.exists(f"/dev/shm/{name}"):  # a sender killed by its guard
+            os.unlink(f"/dev/shm/{name}")
+    assert recv.returncode == 0, recv.stderr[-3000:]
+    in_place, copied = sent_counts(send.stderr)
+    return reference, checksums(recv.stdout), in_place, copied, send.stderr
+
+
+def test_caps_change_keeps_the_pool_and_every_frame():
+    """160x120 then 320x240 (both fit the ring sized from the first caps): every frame
+    arrives byte-exact and in order, and the frames of both caps go in place (each
+    source takes the pool the sink offers for its caps)."""
+    reference, got, in_place, copied, _ = caps_change_through_ring("320x240")
+    assert got == reference
+    # The first frame of each caps may be copied (reserved before its caps record).
+    assert in_place >= 40 - 4, (in_place, copied)
+    assert in_place + copied == 40
+
+
+def test_caps_change_to_larger_frames_moves_to_a_larger_ring():
+    """capacity=0: the ring sized from 160x120 frames (1 MiB) cannot hold a 1280x720
+    frame (2764800 bytes). The sink moves the stream to a ring sized from the new
+    caps; the receiver reads everything the old ring held and follows: every frame
+    arrives byte-exact and in order, and the large frames go in place through the
+    new ring's pool (upstream renegotiated it: RECONFIGURE)."""
+    reference, got, in_place, copied, log = caps_change_through_ring("1280x720")
+    assert "moving to a larger ring" in log, log[-3000:]
+    assert got == reference
+    assert in_place >= 40 - 4, (in_place, copied)
+    assert in_place + copied == 40
+
+
+def test_ring_grown_before_any_receiver_keeps_the_first_frames():
+    """The sender starts alone: its 10 small frames fit the ring, so it reaches the
+    caps change to 1280x720 before any receiver attached. It waits there for a first
+    receiver (as it would for space) instead of moving on and leaving the old ring's
+    frames where no receiver would ever find them; a receiver started then gets every
+    frame, byte-exact and in order."""
+    src = concat_src("1280x720", frames=20, first=10)
+    reference = checksums(run(f"{src} ! checksumsink").stdout)
+    assert len(reference) == 30
+    name = unique("capsfirst")
+    send = subprocess.Popen([GST_LAUNCH, "-q"] + f"{src} ! shmringsink shm-name={name}".split(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=sender_env())
+    recv = None
+    try:
+        for line in send.stderr:
+            if "waiting for a first receiver before moving to a larger ring" in line:
+                break
+        else:
+            raise AssertionError("the sender never waited for a receiver at the move")
+        recv = subprocess.run([GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!",
+                               "checksumsink"], capture_output=True, text=True, timeout=120)
+        send.communicate(timeout=120)
+        assert send.returncode == 0
+    finally:
+        if send.poll() is None:
+            send.kill()
+            send.communicate()
+        if os.path.exists(f"/dev/shm/{name}"):
+            os.unlink(f"/dev/shm/{name}")
+    assert recv.returncode == 0, recv.stderr[-3000:]
+    assert checksums(recv.stdout) == reference
+
+
+def test_caps_change_beyond_a_set_capacity_is_still_an_error():
+    """A capacity the user set is kept: larger frames than it holds are an error
+    that names the property. (2 MiB: the 20 small frames fit without a receiver,
+    one 1280x720 frame does not.)"""
+    name = unique("capsfix")
+    p = subprocess.run([GST_LAUNCH, "-q"] + (f"{concat_src('1280x720')} ! shmringsink "
+                                              f"shm-name={name} capacity=2097152").split(),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0
+    assert "does not fit in ring" in p.stderr and "capacity" in p.stderr, p.stderr[-3000:]
+    assert not os.path.exists(f"/dev/shm/{name}")
+
+
+POOL_CAPS = "video/x-raw,format=BGR,width=320,height=240,framerate=30/1"
+
+
+def pool_sender(sink, *event):
+    """Runs pool_sender.py with `sink` and the event arguments; returns (its
+    checksumsink lines, its JSON result)."""
+    p = subprocess.run([sys.executable, str(HERE / "pool_sender.py"), "--caps", POOL_CAPS,
+                        "--sink", sink, *event], capture_output=True, text=True, timeout=120,
+                       env=sender_env())
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    return checksums(p.stdout), json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def pool_event_through_ring(*event):
+    """The same pool_sender.py stream into checksumsink (the reference, no ring) and
+    into shmringsink, read by shmringsrc in another process: returns (reference,
+    received checksums, the shmringsink sender's JSON result)."""
+    reference, _ = pool_sender("checksumsink sync=false", *event)
+    name = unique("pool")
+    recv = subprocess.Popen([GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!",
+                             "checksumsink"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        _, res = pool_sender(f"shmringsink sync=false shm-name={name}", *event)
+        out, err = recv.communicate(timeout=120)
+        assert not os.path.exists(f"/dev/shm/{name}")
+    finally:
+        if recv.poll() is None:
+            recv.kill()
+            recv.communicate()
+        if os.path.exists(f"/dev/shm/{name}"):  # a sender killed by its guard
+            os.unlink(f"/dev/shm/{name}")
+    assert recv.returncode == 0, err[-3000:]
+    return reference, checksums(out), res
+
+
+def test_flushing_seek_with_the_pool_active():
+    """A flushing seek in the sender while upstream writes into the ring pool (a
+    ring sized from the caps: four 320x240 frames): the frame in flight is given up
+    unsent, and so is the first one videotestsrc makes after the seek; the receiver
+    (whose checksumsink keeps its last frame, as every sink does) gets exactly the
+    frames the sink rendered, byte-exact, to EOS, and the frames after the seek still
+    go in place. As two PAD records those given-up places left no room for a next
+    frame while the receiver's sink kept the one before them: the sender waited for
+    space forever (the pool now takes the newest one back: ShmProducer::Retract)."""
+    event = ("--frames", "60", "--at", "31", "--seek", "10")
+    reference, got, res = pool_event_through_ring(*event)
+    assert len(reference) == 30 + 50
+    assert got == reference
+    before, after = res["stats_at_event"], res["stats"]
+    assert before["in-place"] + before["copied"] == 30, res
+    # Every frame after the seek in place but perhaps the first.
+    assert after["in-place"] - before["in-place"] >= 50 - 1, res
+    assert after["in-place"] + after["copied"] == 80, res
+
+
+def test_renegotiation_moves_upstream_to_a_new_pool():
+    """The capsfilter in front of the sink changes its caps in mid-stream (320x240 to
+    160x120): videotestsrc renegotiates caps and allocation (RECONFIGURE) and takes
+    the pool the sink offers for the new caps. Every frame arrives byte-exact and
+    the frames after the change go in place."""
+    recaps = POOL_CAPS.replace("width=320,height=240", "width=160,height=120")
+    event = ("--frames", "60", "--at", "30", "--recaps", recaps)
+    reference, got, res = pool_event_through_ring(*event)
+    assert len(reference) == 60
+    assert got == reference
+    before, after = res["stats_at_event"], res["stats"]
+    assert after["in-place"] - before["in-place"] >= 31 - 1, res
+    assert after["in-place"] + after["copied"] == 60, res

@@ -7,6 +7,11 @@ Each case runs a sender and a receiver process concurrently and checks that
     and with the same timestamps,
   * caps changes mid-stream reach the receiver without any caps typed there,
   * EOS ends both processes with exit status 0.
+Every case puts a tee in front of shmringsink (the sender's checksums come from its
+other branch), and a tee answers the allocation query without the sink's ring pool:
+only the sink's copy path runs here. The pool (caps changes, a ring grown for larger
+frames, flushing seeks, renegotiation) is tested without a tee in
+test_zero_copy_pipelines.py.
 The processes really overlap: "consumer first" waits until the receiver logs that
 it is waiting for the producer before starting the sender; "producer first" waits
 until the ring exists, and the sender cannot finish before a receiver drains it
@@ -120,7 +125,8 @@ def main():
                       ("width=(int)320",), True))
 
     # Caps change mid-stream: concat switches from 160x120 to 320x240 (and to a new
-    # segment, so timestamps are compared as checksums only).
+    # segment, so timestamps are compared as checksums only). Copy path only (the
+    # tee); test_zero_copy_pipelines.py has the same change through the pool.
     for order in ("consumer-first", "producer-first"):
         name = f"it-caps-{order}-{pid}"
         sender = (f"concat name=c ! tee name=t ! queue ! shmringsink shm-name={name} "

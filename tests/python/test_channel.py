@@ -355,6 +355,37 @@ def test_replaced_producer_is_reported(ring_name):
             c.check_producer()
 
 
+def test_handed_over_ring(ring_name):
+    """release_name, a successor under the name, then end_stream while the old
+    producer lives: its consumer reads what the old ring held, sees the end, and
+    handed_over() says the stream goes on under the name; once the old producer has
+    let go of its lock, it is an ended stream (C++ ChannelTest.HandedOverRing)."""
+    old = ShmProducer(ring_name, 4096)
+    with ShmConsumer(ring_name) as c:
+        old.write(b"last of the old")
+        old.release_name()
+        assert not os.path.exists(dev_shm(ring_name))
+        with ShmProducer(ring_name, 16384) as new:
+            assert not c.handed_over()  # not CLOSED yet
+            old.end_stream()
+            assert c.read(timeout=10) == b"last of the old"
+            assert c.read(timeout=10) is None and c.at_end
+            assert c.handed_over()
+            with ShmConsumer(ring_name) as follower:
+                assert follower.generation == new.generation
+            old.close()
+            assert not c.handed_over()  # the old producer let go of its lock
+            with ShmConsumer(ring_name) as again:
+                assert again.generation == new.generation  # its close left the name alone
+
+
+def test_closed_ring_is_not_handed_over(ring_name):
+    with ShmProducer(ring_name, 4096) as p, ShmConsumer(ring_name) as c:
+        p.end_stream()
+        assert c.read(timeout=10) is None and c.at_end
+        assert not c.handed_over()  # the name still holds this ring
+
+
 def test_consumer_process_exit_leaves_the_segment(ring_name):
     with ShmProducer(ring_name, 4096) as p:
         p.write(b"one")

@@ -177,6 +177,13 @@ class ByteRingBuffer {
   // space is not reused before Unkeep(r) (its bytes are still read by the
   // producer's side, e.g. copied into a later record). Producer; never blocks.
   void Abandon(const Reservation& r, bool keep = false);
+  // Takes `r` back when it is the newest reservation (nothing reserved after it)
+  // and still open: no record is written and its place is the next reservation's.
+  // False (nothing done) otherwise: Abandon it instead. A PAD record holds its
+  // place until the readers pass it, so a run of given-up reservations could fill
+  // a small ring while a reader holds the record before them and waits for a
+  // message (see ring_pool.h). Producer; never blocks.
+  bool Retract(const Reservation& r);
   // Abandons every open reservation (Reserve's and ReserveNext's): end of stream.
   // Producer; never blocks.
   void AbandonOpen();

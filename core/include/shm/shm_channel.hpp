@@ -131,6 +131,10 @@ class ShmProducer {
   // Turns `r` into a PAD record that every reader skips (with `keep`, its space is
   // not reused before Unkeep). Never blocks.
   void Abandon(const Reservation& r, bool keep = false);
+  // Takes `r` back when it is the newest reservation and still open (no record;
+  // the next reservation gets its place); false otherwise (Abandon it then). See
+  // ByteRingBuffer::Retract. Never blocks.
+  bool Retract(const Reservation& r);
   // The bytes of kept reservation `r` are no longer used. Never blocks.
   void Unkeep(const Reservation& r);
   // Whether a `len`-byte reservation does not fit because of kept reservations
@@ -148,6 +152,15 @@ class ShmProducer {
   // until the destructor, for zero-copy buffers still referenced. Open
   // reservations are abandoned. Never blocks.
   void Retire();
+  // Hands the ring's name on to a successor (a larger ring for the same stream):
+  // removes the name while it still names this ring, and keeps everything else
+  // (the producer role lock, the consumers, what they have yet to read). Create
+  // the successor under the name, then Close() this ring while this object (and
+  // so its role lock) lives on: a consumer that drains it then tells the handover
+  // from an early stop (ShmConsumer::HandedOver). False with *error set (the OS
+  // call and errno) when the name could not be removed. Producer thread; blocks
+  // only while another process removes a ring's name (their shared flock).
+  bool ReleaseName(std::string* error);
 
   // Counts `n` messages dropped on purpose (the header's `dropped`). Producer
   // thread; never blocks.
@@ -391,6 +404,12 @@ class ShmConsumer {
   // the name now holds another generation). While the producer lives it costs one
   // fcntl; the name is looked at only once it is gone. Consumer thread; never blocks.
   [[nodiscard]] Status CheckProducer();
+  // Whether this CLOSED ring was handed over (ShmProducer::ReleaseName): its
+  // producer still holds its role lock and the name now holds a ring of another
+  // generation, where the stream goes on. Meaningful once CLOSED was seen and the
+  // ring drained (kClosed). Consumer thread; never blocks (one fcntl, one read of
+  // the name's header).
+  bool HandedOver();
 
   // Wakes a blocking call of this consumer at once (the wait for the ring
   // included, when the interrupter was given in the options); it returns
