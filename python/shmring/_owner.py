@@ -19,17 +19,16 @@ Why ctypes and not the optional C helper (python/native/_native.c): the thread m
 three system calls in its life and otherwise sleeps, so ctypes costs nothing that
 matters, and the arm then works where the helper is not built.
 
-Anything that fails (not Linux, an architecture without known syscall numbers, no
-ctypes ``syscall``, a seccomp profile refusing ``set_robust_list``, no thread to be
-had) leaves the word 0: receivers keep 500 ms liveness slices. Never an error for
+Anything that fails (not Linux, an architecture without known syscall numbers, a
+32-bit process on a 64-bit kernel, no ctypes ``syscall``, a seccomp profile refusing
+``set_robust_list``, no thread to be had) leaves the word 0: receivers keep 500 ms
+liveness slices. Never an error for
 the user; :attr:`OwnerArm.error` says which call failed, with its errno.
 """
 from __future__ import annotations
 
 import ctypes
 import os
-import platform
-import sys
 import threading
 from typing import Optional, Tuple
 
@@ -38,7 +37,7 @@ from ._fence import release_fence
 from .layout import OWNER_TID_MASK, OWNER_WAITERS
 
 # (SYS_set_robust_list, SYS_get_robust_list) per architecture (asm/unistd_64.h;
-# asm-generic/unistd.h for aarch64 and riscv64).
+# asm-generic/unistd.h for aarch64 and riscv64): 64-bit ABIs only (_futex.host_numbers).
 _ROBUST_SYSCALLS = {
     "x86_64": (273, 274),
     "amd64": (273, 274),
@@ -49,9 +48,9 @@ _ROBUST_SYSCALLS = {
 
 
 def _robust_syscalls() -> Optional[Tuple[int, int]]:
-    if not sys.platform.startswith("linux") or not _futex.HAVE_FUTEX:
+    if not _futex.HAVE_FUTEX:
         return None
-    return _ROBUST_SYSCALLS.get(platform.machine().lower())
+    return _futex.host_numbers(_ROBUST_SYSCALLS)
 
 
 _NUMBERS = _robust_syscalls()
