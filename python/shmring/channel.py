@@ -41,7 +41,7 @@ from .layout import (CONSUMER_ATTACHED,
                      VERSION_OFFSET,
                      PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
 from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE,
-                     PRODUCER_OWNER_WORD, TAIL_WORD)
+                     PRODUCER_OWNER_OFFSET, TAIL_WORD)
 from .layout import (MAX_RECEIVERS_LIMIT, MAX_RECEIVERS_WORD, MODE_LIVE, MODE_LOSSLESS, SLOT_FLAGS,
                      SLOT_PID, slot_word)
 from ._fence import acquire_fence
@@ -407,7 +407,7 @@ class ShmProducer(_Endpoint):
         self._ring = ring
         # Our death (any way, kill -9 included) wakes sleeping receivers at once: the
         # owner word (_owner; C++ owner::Arm at the same point). Disarmed by the closer.
-        self._owner = OwnerArm(ring._w, PRODUCER_OWNER_WORD, ring._owner_address)
+        self._owner = OwnerArm(segment.mm, PRODUCER_OWNER_OFFSET)
         self._closer = _Closer(ring, segment, True, self._owner)
         self._finalizer = weakref.finalize(self, self._closer)
         self._ended = False

@@ -497,3 +497,79 @@ def test_ring_level_acquire_wait_sleeps_on_an_armed_word_until_its_deadline() ->
             ring.end_sleep()
         assert r == WAIT_ENDED
         assert not ring.take_owner_died()
+
+
+def _maps_of(name: str) -> int:
+    """How many mappings of /dev/shm/``name`` this process has."""
+    with open("/proc/self/maps") as f:
+        return sum(1 for line in f if ("/dev/shm/" + name) in line)
+
+
+def test_a_finalizer_run_by_the_arming_thread_itself_disarms_cleanly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A garbage collection in the arming thread can run the producer's finalizer
+    # there. Before: the closer's disarm could not join (its own thread) and detached
+    # the ring at once, so the thread's store of 0 hit a released view (ValueError):
+    # the word kept the thread's id while the mapping was unmapped and still on the
+    # kernel's list (and set() on the thread's stop Event can deadlock there). Now the
+    # thread stops when the finalizer returns to it, stores 0, puts glibc's list back
+    # and only then gives back its own export of the mapping, which is unmapped last.
+    import gc
+    from shmring import _owner as owner_module
+    holder: List[ShmProducer] = []
+    ran: List[str] = []
+    real_sleep = owner_module._sleep_until_stopped
+
+    def finalizer_first(stop: Any) -> None:
+        if not ran:
+            assert wait_until(lambda: bool(holder), 30)
+            ran.append(threading.current_thread().name)
+            holder[0]._finalizer()  # the closer, in the arming thread
+        real_sleep(stop)
+    monkeypatch.setattr(owner_module, "_sleep_until_stopped", finalizer_first)
+    name = unique_name()
+    p = ShmProducer(name, 4096)
+    fd = os.open("/dev/shm/" + name, os.O_RDONLY)
+    try:
+        arm = p._owner
+        thread = arm._thread
+        assert thread is not None and arm.armed
+        holder.append(p)
+        thread.join(60)
+        assert ran == ["shmring-owner"] and not thread.is_alive()
+        assert arm.error == "" and not arm.armed
+        header = os.pread(fd, layout.HEADER_SIZE, 0)
+        owner = int.from_bytes(header[layout.PRODUCER_OWNER_OFFSET:][:4], "little")
+        flags = int.from_bytes(header[layout.PRODUCER_FLAGS_OFFSET:][:4], "little")
+        assert owner == 0  # disarmed: a later death marks nothing
+        assert flags & layout.PRODUCER_CLOSED
+        assert not os.path.exists("/dev/shm/" + name)  # the closer unlinked it
+        holder.clear()
+        del p, arm
+        gc.collect()
+        assert _maps_of(name) == 0  # unmapped once the thread gave its export back
+    finally:
+        os.close(fd)
+        _unlink(name)
+
+
+def test_a_forked_child_closing_its_copy_of_an_armed_producer_unmaps_it() -> None:
+    # The arming thread holds an export of the mapping; a forked child has no such
+    # thread, and its copy of that export must not keep the child's mapping alive
+    # after it closes its copy of the producer (the parent's word stays armed).
+    name = unique_name()
+    with ShmProducer(name, 4096) as p:
+        assert p._owner.armed
+        armed = int(p.ring._w[layout.PRODUCER_OWNER_WORD])
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                p.close()
+                code = 0 if _maps_of(name) == 0 else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        assert int(p.ring._w[layout.PRODUCER_OWNER_WORD]) == armed
+    _unlink(name)
