@@ -180,7 +180,8 @@ class OwnerArm:
     ``buf``: the ring's writable mapping (an ``mmap``), ``offset`` the owner word's
     byte offset in it (layout.PRODUCER_OWNER_OFFSET). Producer, once, after the header
     is written, from the thread that constructs the producer; blocks until the word
-    is armed (or not).
+    is armed (or not). Interrupted there (KeyboardInterrupt), it stops the thread
+    again and re-raises.
     """
 
     __slots__ = ("armed", "error", "_pid", "_stop", "_thread", "_views", "__weakref__")
@@ -202,14 +203,21 @@ class OwnerArm:
         ready = threading.Event()
         thread = threading.Thread(target=_run, args=(self, buf, offset, ready),
                                   name="shmring-owner", daemon=True)
+        # Set before start(): an interrupt in start() or in the wait below finds the
+        # thread to stop.
+        self._thread = thread
         _ARMS.add(self)
         try:
-            thread.start()
-        except RuntimeError as e:  # no thread: the word stays 0
-            self.error = f"cannot start the arming thread: {e}"
-            return
-        ready.wait()
-        self._thread = thread
+            try:
+                thread.start()
+            except RuntimeError as e:  # no thread: the word stays 0
+                self._thread = None
+                self.error = f"cannot start the arming thread: {e}"
+                return
+            ready.wait()
+        except BaseException:  # interrupted (Ctrl-C) in start() or in the wait
+            self.disarm()
+            raise
 
     def disarm(self) -> None:
         """Stops the arming thread, which stores 0 into the word, takes it off the
@@ -228,7 +236,12 @@ class OwnerArm:
                            1, 0, 0, 0)
         if thread.ident == threading.get_ident():
             return  # the arming thread: it stops when this finalizer returns to it
-        thread.join()
+        try:
+            thread.join()
+        except RuntimeError:
+            # start() was interrupted before the thread said it runs: it finds the stop
+            # word set and ends by itself, its export keeping the mapping until then.
+            pass
 
 
 # Arms of this process: a forked child gives back the views its copy of each arming

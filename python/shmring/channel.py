@@ -185,13 +185,17 @@ class _Closer:
             else:
                 ring.set_consumer_attached(False, 0)
         finally:
-            if self.owner is not None:
-                # After CLOSED, before the unmap: the word to 0 and off the kernel's
-                # list, so a later death marks nothing and the kernel holds no
-                # pointer into a mapping that is gone.
-                self.owner.disarm()
-            ring.detach()
-            self.segment.close()  # closes the fd: releases this side's lock last
+            try:
+                if self.owner is not None:
+                    # After CLOSED, before the unmap: the word to 0 and off the kernel's
+                    # list, so a later death marks nothing and the kernel holds no
+                    # pointer into a mapping that is gone. Interrupted in its join
+                    # (Ctrl-C), the thread still does so by itself, and keeps the
+                    # mapping (its export) until it has.
+                    self.owner.disarm()
+            finally:
+                ring.detach()
+                self.segment.close()  # closes the fd: releases this side's lock last
 
 
 class _Call:
@@ -390,6 +394,8 @@ class ShmProducer(_Endpoint):
         self._name = name
         self._ring = None
         segment = self._create_segment(name, HEADER_SIZE + rounded, mode, allow_foreign_owner)
+        ring: Optional[ByteRingBuffer] = None
+        closer: Optional[_Closer] = None
         try:
             assert segment.mm is not None
             # producer_pid is stored before the magic (see _create_segment).
@@ -398,18 +404,33 @@ class ShmProducer(_Endpoint):
             ring = ByteRingBuffer(segment.mm, True)
             if live:
                 ring.set_live(True)
+            # Our death (any way, kill -9 included) wakes sleeping receivers at once:
+            # the owner word (_owner; C++ owner::Arm at the same point). Disarmed by
+            # the closer. Interrupted (Ctrl-C) while it arms, it stops its thread.
+            owner = OwnerArm(segment.mm, PRODUCER_OWNER_OFFSET)
+            closer = _Closer(ring, segment, True, owner)
+            self._finalizer = weakref.finalize(self, closer)
         except BaseException:
-            _shm.unlink(name, missing_ok=True)
-            segment.close()
+            # Nothing may stay behind (a KeyboardInterrupt included): the name
+            # unlinked, CLOSED, the owner word's thread stopped, unmapped, the lock's
+            # descriptor closed.
+            if closer is not None:
+                closer()  # idempotent: a finalizer made already finds nothing to do
+            else:
+                try:
+                    _shm.unlink(name, missing_ok=True)
+                    if ring is not None:
+                        ring.set_closed()
+                finally:
+                    if ring is not None:
+                        ring.detach()
+                    segment.close()
             raise
         self._segment = segment
         _OPEN_SEGMENTS.add(segment)
         self._ring = ring
-        # Our death (any way, kill -9 included) wakes sleeping receivers at once: the
-        # owner word (_owner; C++ owner::Arm at the same point). Disarmed by the closer.
-        self._owner = OwnerArm(segment.mm, PRODUCER_OWNER_OFFSET)
-        self._closer = _Closer(ring, segment, True, self._owner)
-        self._finalizer = weakref.finalize(self, self._closer)
+        self._owner = owner
+        self._closer = closer
         self._ended = False
         self._last_reap = -1e9
 

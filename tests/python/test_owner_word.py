@@ -573,3 +573,96 @@ def test_a_forked_child_closing_its_copy_of_an_armed_producer_unmaps_it() -> Non
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
         assert int(p.ring._w[layout.PRODUCER_OWNER_WORD]) == armed
     _unlink(name)
+
+
+def _owner_threads() -> "set[threading.Thread]":
+    return {t for t in threading.enumerate() if t.name == "shmring-owner"}
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("where", ["start", "ready"])
+def test_ctrl_c_while_a_producer_arms_its_word_leaves_nothing_behind(
+        where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # KeyboardInterrupt in the constructing thread while it waits for the arming
+    # thread: in Thread.start() ("start") or for the armed word ("ready"). Before: the
+    # arming thread stayed, the segment stayed (word armed, not CLOSED) with the
+    # producer lock's descriptor leaked, and the name could not be used again
+    # (RingBusyError). Now the arm stops its thread, the constructor unlinks and closes.
+    import gc
+    import sys
+    real_wait = threading.Event.wait
+    interrupted: List[str] = []
+
+    def interrupting_wait(self: threading.Event, timeout: Any = None) -> bool:
+        caller = sys._getframe(1).f_code
+        hit = caller.co_name == "start" if where == "start" else \
+            caller.co_filename.endswith("_owner.py")
+        if hit and not interrupted and threading.current_thread() is threading.main_thread():
+            interrupted.append(where)
+            raise KeyboardInterrupt
+        return real_wait(self, timeout)
+    name = unique_name()
+    before_threads, before_fds = _owner_threads(), _open_fds()
+    monkeypatch.setattr(threading.Event, "wait", interrupting_wait)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ShmProducer(name, 4096)
+        monkeypatch.undo()
+        assert interrupted == [where]
+        assert wait_until(lambda: _owner_threads() <= before_threads, 30)
+        gc.collect()
+        assert _open_fds() == before_fds  # the producer lock's descriptor is closed
+        assert not os.path.exists("/dev/shm/" + name)
+        assert _maps_of(name) == 0
+        with ShmProducer(name, 4096) as again:  # the name is free for a new producer
+            assert again._owner.armed
+    finally:
+        _unlink(name)
+
+
+def test_ctrl_c_in_the_join_of_close_still_unmaps_and_releases_the_lock(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # KeyboardInterrupt in close() while it joins the arming thread. Before: the
+    # detach and segment.close() after the disarm were skipped and never retried (the
+    # producer lock's descriptor leaked, the name stayed busy in this process). Now
+    # they run; the thread, stopped already, stores 0 and ends by itself, and the
+    # mapping goes with its export.
+    import gc
+    real_join = threading.Thread.join
+    interrupted: List[bool] = []
+
+    def interrupting_join(self: threading.Thread, timeout: Any = None) -> None:
+        if self.name == "shmring-owner" and not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        real_join(self, timeout)
+    name = unique_name()
+    p = ShmProducer(name, 4096)
+    fd = os.open("/dev/shm/" + name, os.O_RDONLY)
+    try:
+        thread = p._owner._thread
+        assert thread is not None
+        segment = p._segment
+        monkeypatch.setattr(threading.Thread, "join", interrupting_join)
+        with pytest.raises(KeyboardInterrupt):
+            p.close()
+        monkeypatch.undo()
+        assert interrupted == [True]
+        assert segment.fd == -1 and segment.mm is None  # closed despite the interrupt
+        thread.join(60)
+        assert not thread.is_alive()
+        header = os.pread(fd, layout.HEADER_SIZE, 0)
+        assert int.from_bytes(header[layout.PRODUCER_OWNER_OFFSET:][:4], "little") == 0
+        assert int.from_bytes(header[layout.PRODUCER_FLAGS_OFFSET:][:4], "little") \
+            & layout.PRODUCER_CLOSED
+        del p, segment
+        gc.collect()
+        assert _maps_of(name) == 0
+        with ShmProducer(name, 4096) as again:
+            assert again._owner.armed
+    finally:
+        os.close(fd)
+        _unlink(name)
