@@ -15,7 +15,7 @@ import platform
 import sys
 import threading
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, TypeVar
 
 from .layout import OWNER_DIED as _OWNER_DIED
 from ._tuning import LIVENESS_SLICE_S, POLL_NAP_MAX_S, POLL_NAP_MIN_S, POLL_RETURN_S
@@ -63,7 +63,10 @@ _CLOCK_MONOTONIC = 1
 _L = ctypes.c_long
 
 
-def host_numbers(table: Dict[str, Tuple[int, int]]) -> Optional[Tuple[int, int]]:
+_Numbers = TypeVar("_Numbers")
+
+
+def host_numbers(table: Dict[str, _Numbers]) -> Optional[_Numbers]:
     """The entry of ``table`` (system call numbers of 64-bit Linux ABIs, by
     ``platform.machine()``) for this process, or None. ``platform.machine()`` names
     the kernel's architecture, not the process's: a 32-bit Python on a 64-bit kernel

@@ -39,18 +39,19 @@ from . import _futex
 from ._fence import release_fence
 from .layout import OWNER_TID_MASK, OWNER_WAITERS
 
-# (SYS_set_robust_list, SYS_get_robust_list) per architecture (asm/unistd_64.h;
-# asm-generic/unistd.h for aarch64 and riscv64): 64-bit ABIs only (_futex.host_numbers).
+# (SYS_set_robust_list, SYS_get_robust_list, SYS_gettid) per architecture
+# (asm/unistd_64.h; asm-generic/unistd.h for aarch64 and riscv64): 64-bit ABIs only
+# (_futex.host_numbers).
 _ROBUST_SYSCALLS = {
-    "x86_64": (273, 274),
-    "amd64": (273, 274),
-    "aarch64": (99, 100),
-    "arm64": (99, 100),
-    "riscv64": (99, 100),
+    "x86_64": (273, 274, 186),
+    "amd64": (273, 274, 186),
+    "aarch64": (99, 100, 178),
+    "arm64": (99, 100, 178),
+    "riscv64": (99, 100, 178),
 }
 
 
-def _robust_syscalls() -> Optional[Tuple[int, int]]:
+def _robust_syscalls() -> Optional[Tuple[int, int, int]]:
     if not _futex.HAVE_FUTEX:
         return None
     return _futex.host_numbers(_ROBUST_SYSCALLS)
@@ -128,7 +129,15 @@ def _arm_and_sleep(arm: "OwnerArm", word: memoryview, ready: threading.Event) ->
     the list is registered the frame does not end before glibc's list is back: they
     live as long as the kernel may walk them."""
     assert _NUMBERS is not None
-    sys_set, sys_get = _NUMBERS
+    sys_set, sys_get, sys_gettid = _NUMBERS
+    tid = _syscall(sys_gettid)
+    if tid == arm._creator:
+        # gevent or eventlet monkey-patching: threading.Thread is a greenlet on the
+        # constructing OS thread. set_robust_list would replace that thread's list
+        # (glibc's), and two producers would chain their heads: not armed.
+        arm.error = (f"the arming thread runs on the constructing OS thread {tid} "
+                     "(threading monkey-patched, e.g. by gevent or eventlet): not armed")
+        return
     anchor = ctypes.c_char.from_buffer(word)
     address = ctypes.addressof(anchor)
     del anchor  # its export on the view: the view must be releasable
@@ -159,7 +168,7 @@ def _arm_and_sleep(arm: "OwnerArm", word: memoryview, ready: threading.Event) ->
         # the word, stores OWNER_WAITERS | OWNER_DIED and, WAITERS being set, wakes one
         # shared-futex sleeper on the word.
         release_fence()  # the header before the armed value (C++ StoreRelease)
-        word[0] = (threading.get_native_id() & OWNER_TID_MASK) | OWNER_WAITERS
+        word[0] = (tid & OWNER_TID_MASK) | OWNER_WAITERS
         arm.armed = True
         ready.set()
         _sleep_until_stopped(arm._stop)
@@ -184,7 +193,8 @@ class OwnerArm:
     again and re-raises.
     """
 
-    __slots__ = ("armed", "error", "_pid", "_stop", "_thread", "_views", "__weakref__")
+    __slots__ = ("armed", "error", "_pid", "_creator", "_stop", "_thread", "_views",
+                 "__weakref__")
 
     def __init__(self, buf: Any, offset: int) -> None:
         #: Whether the word is armed. Any thread; never blocks.
@@ -197,9 +207,13 @@ class OwnerArm:
         self._stop = ctypes.c_uint32(0)
         self._thread: Optional[threading.Thread] = None
         self._views: List[memoryview] = []  # the arming thread's export of the mapping
+        self._creator = -1  # the constructing thread's kernel id (gettid)
         if _NUMBERS is None:
             self.error = "no robust futexes known here (not Linux, or another architecture)"
             return
+        # The kernel's id, not threading.get_native_id(): right even where threading is
+        # monkey-patched (the arming thread compares its own with it).
+        self._creator = _syscall(_NUMBERS[2])
         ready = threading.Event()
         thread = threading.Thread(target=_run, args=(self, buf, offset, ready),
                                   name="shmring-owner", daemon=True)

@@ -359,7 +359,7 @@ def test_a_python_producer_that_cannot_arm_the_word_leaves_it_0_and_works(
     import errno as errno_
     from shmring import _owner as owner_module
     assert owner_module._NUMBERS is not None
-    sys_set, sys_get = owner_module._NUMBERS
+    sys_set, sys_get = owner_module._NUMBERS[:2]
     real = owner_module._syscall
     if failure == "thread":
         def no_thread(self: threading.Thread) -> None:
@@ -665,4 +665,46 @@ def test_ctrl_c_in_the_join_of_close_still_unmaps_and_releases_the_lock(
             assert again._owner.armed
     finally:
         os.close(fd)
+        _unlink(name)
+
+
+def test_an_arming_thread_on_the_constructing_os_thread_refuses_to_arm(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # gevent/eventlet monkey-patching makes threading.Thread a greenlet on the calling
+    # OS thread: simulated by a start() that runs the body right there. Arming there
+    # would replace that thread's robust list (glibc's) and chain the heads of two
+    # producers. Before: it armed the constructing thread (and then slept there; the
+    # stand-in sleep below fails instead). Now it refuses: word 0, the reason kept,
+    # the constructing thread's list untouched, the producer works.
+    import ctypes
+    from shmring import _owner as owner_module
+    assert owner_module._NUMBERS is not None
+    sys_get = owner_module._NUMBERS[1]
+
+    def robust_list() -> Tuple[int, int]:
+        head, size = ctypes.c_void_p(0), ctypes.c_size_t(0)
+        assert owner_module._syscall(sys_get, 0, ctypes.addressof(head),
+                                     ctypes.addressof(size)) == 0
+        return head.value or 0, size.value
+
+    def on_this_thread(self: threading.Thread) -> None:
+        self.run()
+
+    def no_sleep_here(stop: Any) -> None:
+        raise AssertionError("armed on the constructing OS thread")
+    before = robust_list()
+    monkeypatch.setattr(threading.Thread, "start", on_this_thread)
+    monkeypatch.setattr(owner_module, "_sleep_until_stopped", no_sleep_here)
+    name = unique_name()
+    try:
+        with ShmProducer(name, 4096) as p:
+            monkeypatch.undo()
+            assert not p._owner.armed
+            assert "runs on the constructing OS thread" in p._owner.error, p._owner.error
+            assert int(p.ring._w[layout.PRODUCER_OWNER_WORD]) == 0
+            assert robust_list() == before
+            with ShmConsumer(name) as c:
+                assert p.write(b"x")
+                assert c.read(timeout=30) == b"x"
+    finally:
         _unlink(name)
