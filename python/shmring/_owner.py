@@ -16,12 +16,13 @@ robust pthread mutex), so replacing its list takes nothing from glibc; it puts
 glibc's list back before it returns.
 
 Why ctypes and not the optional C helper (python/native/_native.c): the thread makes
-three system calls in its life and otherwise sleeps, so ctypes costs nothing that
+a handful of system calls in its life and otherwise sleeps, so ctypes costs nothing that
 matters, and the arm then works where the helper is not built.
 
 Anything that fails (not Linux, an architecture without known syscall numbers, a
 32-bit process on a 64-bit kernel, no ctypes ``syscall``, a seccomp profile refusing
-``set_robust_list``, no thread to be had) leaves the word 0: receivers keep 500 ms
+``set_robust_list``, no thread to be had, threads that are greenlets on the
+constructing thread under gevent or eventlet) leaves the word 0: receivers keep 500 ms
 liveness slices. Never an error for
 the user; :attr:`OwnerArm.error` says which call failed, with its errno.
 """
