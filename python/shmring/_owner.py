@@ -132,6 +132,9 @@ def _arm_and_sleep(arm: "OwnerArm", word: memoryview, ready: threading.Event) ->
     assert _NUMBERS is not None
     sys_set, sys_get, sys_gettid = _NUMBERS
     tid = _syscall(sys_gettid)
+    if tid < 0:
+        arm.error = _failed("gettid", tid)
+        return
     if tid == arm._creator:
         # gevent or eventlet monkey-patching: threading.Thread is a greenlet on the
         # constructing OS thread. set_robust_list would replace that thread's list
@@ -210,7 +213,8 @@ class OwnerArm:
         self._views: List[memoryview] = []  # the arming thread's export of the mapping
         self._creator = -1  # the constructing thread's kernel id (gettid)
         if _NUMBERS is None:
-            self.error = "no robust futexes known here (not Linux, or another architecture)"
+            self.error = ("no robust futexes known here (not Linux, another architecture, "
+                          "or a 32-bit process)")
             return
         # The kernel's id, not threading.get_native_id(): right even where threading is
         # monkey-patched (the arming thread compares its own with it).

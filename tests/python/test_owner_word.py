@@ -349,11 +349,11 @@ def test_a_child_of_a_python_producer_leaves_the_word_alone(child: str) -> None:
         assert _futex.owner_counters()[1] == 1
 
 
-@pytest.mark.parametrize("failure", ["set_robust_list", "get_robust_list", "thread",
-                                     "architecture"])
+@pytest.mark.parametrize("failure", ["set_robust_list", "get_robust_list", "gettid",
+                                     "thread", "architecture"])
 def test_a_python_producer_that_cannot_arm_the_word_leaves_it_0_and_works(
         failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A seccomp profile refusing the robust-list calls, no thread to be had, or an
+    # A seccomp profile refusing the robust-list calls or gettid, no thread to be had, or an
     # architecture without known numbers: never an error for the user; the word stays
     # 0, the reason is kept for debugging, and readers keep 500 ms slices.
     import errno as errno_
@@ -368,7 +368,8 @@ def test_a_python_producer_that_cannot_arm_the_word_leaves_it_0_and_works(
     elif failure == "architecture":
         monkeypatch.setattr(owner_module, "_NUMBERS", None)
     else:
-        refused = sys_set if failure == "set_robust_list" else sys_get
+        refused = {"set_robust_list": sys_set, "get_robust_list": sys_get,
+                   "gettid": owner_module._NUMBERS[2]}[failure]
         monkeypatch.setattr(owner_module, "_syscall",
                             lambda n, *a: -errno_.EPERM if n == refused else real(n, *a))
     name = unique_name()
@@ -377,6 +378,7 @@ def test_a_python_producer_that_cannot_arm_the_word_leaves_it_0_and_works(
         assert not p._owner.armed
         expected = {"set_robust_list": "set_robust_list failed: errno 1",
                     "get_robust_list": "get_robust_list failed: errno 1",
+                    "gettid": "gettid failed: errno 1",
                     "thread": "cannot start the arming thread",
                     "architecture": "no robust futexes"}[failure]
         assert p._owner.error.startswith(expected), p._owner.error
