@@ -23,8 +23,8 @@ Anything that fails (not Linux, an architecture without known syscall numbers, a
 32-bit process on a 64-bit kernel, no ctypes ``syscall``, a seccomp profile refusing
 ``set_robust_list``, no thread to be had, threads that are greenlets on the
 constructing thread under gevent or eventlet) leaves the word 0: receivers keep 500 ms
-liveness slices. Never an error for
-the user; :attr:`OwnerArm.error` says which call failed, with its errno.
+liveness slices. Never an error for the user; :attr:`OwnerArm.error` says which call
+failed, with its errno.
 """
 from __future__ import annotations
 
