@@ -15,7 +15,7 @@ import platform
 import sys
 import threading
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, TypeVar
 
 from .layout import OWNER_DIED as _OWNER_DIED
 from ._tuning import LIVENESS_SLICE_S, POLL_NAP_MAX_S, POLL_NAP_MIN_S, POLL_RETURN_S
@@ -25,7 +25,8 @@ try:  # the optional C helper (python/native/_native.c); absent: pure Python
 except ImportError:
     _native_module = None  # type: ignore[assignment]
 
-# Syscall numbers per architecture: (SYS_futex, SYS_membarrier).
+# Syscall numbers per architecture: (SYS_futex, SYS_membarrier). 64-bit ABIs only
+# (host_numbers): a 32-bit process on one of these kernels has other numbers.
 _SYSCALLS = {
     "x86_64": (202, 324),
     "amd64": (202, 324),
@@ -62,14 +63,27 @@ _CLOCK_MONOTONIC = 1
 _L = ctypes.c_long
 
 
+_Numbers = TypeVar("_Numbers")
+
+
+def host_numbers(table: Dict[str, _Numbers]) -> Optional[_Numbers]:
+    """The entry of ``table`` (system call numbers of 64-bit Linux ABIs, by
+    ``platform.machine()``) for this process, or None. ``platform.machine()`` names
+    the kernel's architecture, not the process's: a 32-bit Python on a 64-bit kernel
+    (an i386 container on x86-64, armhf userland on an aarch64 kernel) has other
+    numbers (i386 202 is getegid32, 32-bit ARM 100 is fstatfs), so a process whose
+    pointers are not 8 bytes gets None. Never blocks."""
+    if not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_void_p) != 8:
+        return None
+    return table.get(platform.machine().lower())
+
+
 def _load_syscall() -> Tuple[Any, Any, Any, int, int]:
     """(generic syscall, futex-typed syscall, futex_waitv-typed syscall, SYS_futex,
     SYS_membarrier). Each typed function object has its argtypes set once, so a
     call converts plain ints without building ctypes objects per call."""
-    if not sys.platform.startswith("linux"):
-        return None, None, None, 0, 0
-    numbers = _SYSCALLS.get(platform.machine().lower())
-    if numbers is None:
+    numbers = host_numbers(_SYSCALLS)
+    if numbers is None:  # the bounded poll (poll_wait) instead
         return None, None, None, 0, 0
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)

@@ -42,7 +42,7 @@ from .layout import (CONSUMER_ATTACHED,
                      VERSION_OFFSET,
                      PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
 from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE,
-                     PRODUCER_OWNER_WORD, TAIL_WORD)
+                     PRODUCER_OWNER_OFFSET, TAIL_WORD)
 from .layout import (MAX_RECEIVERS_LIMIT, MAX_RECEIVERS_WORD, MODE_LIVE, MODE_LOSSLESS, SLOT_FLAGS,
                      SLOT_PID, slot_word)
 from ._fence import acquire_fence
@@ -186,13 +186,17 @@ class _Closer:
             else:
                 ring.set_consumer_attached(False, 0)
         finally:
-            if self.owner is not None:
-                # After CLOSED, before the unmap: the word to 0 and off the kernel's
-                # list, so a later death marks nothing and the kernel holds no
-                # pointer into a mapping that is gone.
-                self.owner.disarm()
-            ring.detach()
-            self.segment.close()  # closes the fd: releases this side's lock last
+            try:
+                if self.owner is not None:
+                    # After CLOSED, before the unmap: the word to 0 and off the kernel's
+                    # list, so a later death marks nothing and the kernel holds no
+                    # pointer into a mapping that is gone. Interrupted in its join
+                    # (Ctrl-C), the thread still does so by itself, and keeps the
+                    # mapping (its export) until it has.
+                    self.owner.disarm()
+            finally:
+                ring.detach()
+                self.segment.close()  # closes the fd: releases this side's lock last
 
 
 class _Call:
@@ -391,6 +395,8 @@ class ShmProducer(_Endpoint):
         self._name = name
         self._ring = None
         segment = self._create_segment(name, HEADER_SIZE + rounded, mode, allow_foreign_owner)
+        ring: Optional[ByteRingBuffer] = None
+        closer: Optional[_Closer] = None
         try:
             assert segment.mm is not None
             # producer_pid is stored before the magic (see _create_segment).
@@ -399,18 +405,33 @@ class ShmProducer(_Endpoint):
             ring = ByteRingBuffer(segment.mm, True)
             if live:
                 ring.set_live(True)
+            # Our death (any way, kill -9 included) wakes sleeping receivers at once:
+            # the owner word (_owner; C++ owner::Arm at the same point). Disarmed by
+            # the closer. Interrupted (Ctrl-C) while it arms, it stops its thread.
+            owner = OwnerArm(segment.mm, PRODUCER_OWNER_OFFSET)
+            closer = _Closer(ring, segment, True, owner)
+            self._finalizer = weakref.finalize(self, closer)
         except BaseException:
-            _shm.unlink(name, missing_ok=True)
-            segment.close()
+            # Nothing may stay behind (a KeyboardInterrupt included): the name
+            # unlinked, CLOSED, the owner word's thread stopped, unmapped, the lock's
+            # descriptor closed.
+            if closer is not None:
+                closer()  # idempotent: a finalizer made already finds nothing to do
+            else:
+                try:
+                    _shm.unlink(name, missing_ok=True)
+                    if ring is not None:
+                        ring.set_closed()
+                finally:
+                    if ring is not None:
+                        ring.detach()
+                    segment.close()
             raise
         self._segment = segment
         _OPEN_SEGMENTS.add(segment)
         self._ring = ring
-        # Our death (any way, kill -9 included) wakes sleeping receivers at once: the
-        # owner word (_owner; C++ owner::Arm at the same point). Disarmed by the closer.
-        self._owner = OwnerArm(ring._w, PRODUCER_OWNER_WORD, ring._owner_address)
-        self._closer = _Closer(ring, segment, True, self._owner)
-        self._finalizer = weakref.finalize(self, self._closer)
+        self._owner = owner
+        self._closer = closer
         self._ended = False
         self._last_reap = -1e9
 

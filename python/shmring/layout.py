@@ -56,8 +56,9 @@ PRODUCER_SLEEPS_OFFSET = 276  # u32, producer
 # The producer's owner word: a robust-futex word (Linux). A producer that arms it
 # stores its arming thread's id | OWNER_WAITERS; when that process dies (any way)
 # or execs, the kernel stores OWNER_WAITERS | OWNER_DIED and wakes one sleeper on
-# it. 0 = not armed (older producers, Python producers, other systems). A wake-up
-# trigger only: the producer's lock byte stays the verdict (docs/PROTOCOL.md).
+# it. 0 = not armed (older producers, Python ones included, other systems, a failed
+# arming). A wake-up trigger only: the producer's lock byte stays the verdict
+# (docs/PROTOCOL.md).
 PRODUCER_OWNER_OFFSET = 280  # u32, producer (the kernel at its death)
 OWNER_WAITERS = 0x80000000  # FUTEX_WAITERS
 OWNER_DIED = 0x40000000  # FUTEX_OWNER_DIED

@@ -346,8 +346,9 @@ TEST_F(OwnerWordTest, ALookLongerThanTheSliceKeepsTheTimeout) {
   EXPECT_EQ(s, Status::kTimeout) << "slept past its timeout until the head moved";
 }
 
-// A producer that does not arm the word (0: older builds, Python producers): the
-// consumer keeps its liveness slice, and a slice's expiry is how it notices.
+// A producer that does not arm the word (0: older builds, Python ones included;
+// other systems; a failed arming): the consumer keeps its liveness slice, and a
+// slice's expiry is how it notices.
 TEST_F(OwnerWordTest, UnarmedWordFallsBackToLivenessSlices) {
   const std::string name = Name();
   const pid_t child = ForkProducer(name, 1, true);

@@ -349,17 +349,17 @@ def test_a_child_of_a_python_producer_leaves_the_word_alone(child: str) -> None:
         assert _futex.owner_counters()[1] == 1
 
 
-@pytest.mark.parametrize("failure", ["set_robust_list", "get_robust_list", "thread",
-                                     "architecture"])
+@pytest.mark.parametrize("failure", ["set_robust_list", "get_robust_list", "gettid",
+                                     "thread", "architecture"])
 def test_a_python_producer_that_cannot_arm_the_word_leaves_it_0_and_works(
         failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A seccomp profile refusing the robust-list calls, no thread to be had, or an
+    # A seccomp profile refusing the robust-list calls or gettid, no thread to be had, or an
     # architecture without known numbers: never an error for the user; the word stays
     # 0, the reason is kept for debugging, and readers keep 500 ms slices.
     import errno as errno_
     from shmring import _owner as owner_module
     assert owner_module._NUMBERS is not None
-    sys_set, sys_get = owner_module._NUMBERS
+    sys_set, sys_get = owner_module._NUMBERS[:2]
     real = owner_module._syscall
     if failure == "thread":
         def no_thread(self: threading.Thread) -> None:
@@ -368,7 +368,8 @@ def test_a_python_producer_that_cannot_arm_the_word_leaves_it_0_and_works(
     elif failure == "architecture":
         monkeypatch.setattr(owner_module, "_NUMBERS", None)
     else:
-        refused = sys_set if failure == "set_robust_list" else sys_get
+        refused = {"set_robust_list": sys_set, "get_robust_list": sys_get,
+                   "gettid": owner_module._NUMBERS[2]}[failure]
         monkeypatch.setattr(owner_module, "_syscall",
                             lambda n, *a: -errno_.EPERM if n == refused else real(n, *a))
     name = unique_name()
@@ -377,6 +378,7 @@ def test_a_python_producer_that_cannot_arm_the_word_leaves_it_0_and_works(
         assert not p._owner.armed
         expected = {"set_robust_list": "set_robust_list failed: errno 1",
                     "get_robust_list": "get_robust_list failed: errno 1",
+                    "gettid": "gettid failed: errno 1",
                     "thread": "cannot start the arming thread",
                     "architecture": "no robust futexes"}[failure]
         assert p._owner.error.startswith(expected), p._owner.error
@@ -497,3 +499,214 @@ def test_ring_level_acquire_wait_sleeps_on_an_armed_word_until_its_deadline() ->
             ring.end_sleep()
         assert r == WAIT_ENDED
         assert not ring.take_owner_died()
+
+
+def _maps_of(name: str) -> int:
+    """How many mappings of /dev/shm/``name`` this process has."""
+    with open("/proc/self/maps") as f:
+        return sum(1 for line in f if ("/dev/shm/" + name) in line)
+
+
+def test_a_finalizer_run_by_the_arming_thread_itself_disarms_cleanly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A garbage collection in the arming thread can run the producer's finalizer
+    # there. Before: the closer's disarm could not join (its own thread) and detached
+    # the ring at once, so the thread's store of 0 hit a released view (ValueError):
+    # the word kept the thread's id while the mapping was unmapped and still on the
+    # kernel's list (and set() on the thread's stop Event can deadlock there). Now the
+    # thread stops when the finalizer returns to it, stores 0, puts glibc's list back
+    # and only then gives back its own export of the mapping, which is unmapped last.
+    import gc
+    from shmring import _owner as owner_module
+    holder: List[ShmProducer] = []
+    ran: List[str] = []
+    real_sleep = owner_module._sleep_until_stopped
+
+    def finalizer_first(stop: Any) -> None:
+        if not ran:
+            assert wait_until(lambda: bool(holder), 30)
+            ran.append(threading.current_thread().name)
+            holder[0]._finalizer()  # the closer, in the arming thread
+        real_sleep(stop)
+    monkeypatch.setattr(owner_module, "_sleep_until_stopped", finalizer_first)
+    name = unique_name()
+    p = ShmProducer(name, 4096)
+    fd = os.open("/dev/shm/" + name, os.O_RDONLY)
+    try:
+        arm = p._owner
+        thread = arm._thread
+        assert thread is not None and arm.armed
+        holder.append(p)
+        thread.join(60)
+        assert ran == ["shmring-owner"] and not thread.is_alive()
+        assert arm.error == "" and not arm.armed
+        header = os.pread(fd, layout.HEADER_SIZE, 0)
+        owner = int.from_bytes(header[layout.PRODUCER_OWNER_OFFSET:][:4], "little")
+        flags = int.from_bytes(header[layout.PRODUCER_FLAGS_OFFSET:][:4], "little")
+        assert owner == 0  # disarmed: a later death marks nothing
+        assert flags & layout.PRODUCER_CLOSED
+        assert not os.path.exists("/dev/shm/" + name)  # the closer unlinked it
+        holder.clear()
+        del p, arm
+        gc.collect()
+        assert _maps_of(name) == 0  # unmapped once the thread gave its export back
+    finally:
+        os.close(fd)
+        _unlink(name)
+
+
+def test_a_forked_child_closing_its_copy_of_an_armed_producer_unmaps_it() -> None:
+    # The arming thread holds an export of the mapping; a forked child has no such
+    # thread, and its copy of that export must not keep the child's mapping alive
+    # after it closes its copy of the producer (the parent's word stays armed).
+    name = unique_name()
+    with ShmProducer(name, 4096) as p:
+        assert p._owner.armed
+        armed = int(p.ring._w[layout.PRODUCER_OWNER_WORD])
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                p.close()
+                code = 0 if _maps_of(name) == 0 else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        assert int(p.ring._w[layout.PRODUCER_OWNER_WORD]) == armed
+    _unlink(name)
+
+
+def _owner_threads() -> "set[threading.Thread]":
+    return {t for t in threading.enumerate() if t.name == "shmring-owner"}
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("where", ["start", "ready"])
+def test_ctrl_c_while_a_producer_arms_its_word_leaves_nothing_behind(
+        where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # KeyboardInterrupt in the constructing thread while it waits for the arming
+    # thread: in Thread.start() ("start") or for the armed word ("ready"). Before: the
+    # arming thread stayed, the segment stayed (word armed, not CLOSED) with the
+    # producer lock's descriptor leaked, and the name could not be used again
+    # (RingBusyError). Now the arm stops its thread, the constructor unlinks and closes.
+    import gc
+    import sys
+    real_wait = threading.Event.wait
+    interrupted: List[str] = []
+
+    def interrupting_wait(self: threading.Event, timeout: Any = None) -> bool:
+        caller = sys._getframe(1).f_code
+        hit = caller.co_name == "start" if where == "start" else \
+            caller.co_filename.endswith("_owner.py")
+        if hit and not interrupted and threading.current_thread() is threading.main_thread():
+            interrupted.append(where)
+            raise KeyboardInterrupt
+        return real_wait(self, timeout)
+    name = unique_name()
+    before_threads, before_fds = _owner_threads(), _open_fds()
+    monkeypatch.setattr(threading.Event, "wait", interrupting_wait)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ShmProducer(name, 4096)
+        monkeypatch.undo()
+        assert interrupted == [where]
+        assert wait_until(lambda: _owner_threads() <= before_threads, 30)
+        gc.collect()
+        assert _open_fds() == before_fds  # the producer lock's descriptor is closed
+        assert not os.path.exists("/dev/shm/" + name)
+        assert _maps_of(name) == 0
+        with ShmProducer(name, 4096) as again:  # the name is free for a new producer
+            assert again._owner.armed
+    finally:
+        _unlink(name)
+
+
+def test_ctrl_c_in_the_join_of_close_still_unmaps_and_releases_the_lock(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # KeyboardInterrupt in close() while it joins the arming thread. Before: the
+    # detach and segment.close() after the disarm were skipped and never retried (the
+    # producer lock's descriptor leaked, the name stayed busy in this process). Now
+    # they run; the thread, stopped already, stores 0 and ends by itself, and the
+    # mapping goes with its export.
+    import gc
+    real_join = threading.Thread.join
+    interrupted: List[bool] = []
+
+    def interrupting_join(self: threading.Thread, timeout: Any = None) -> None:
+        if self.name == "shmring-owner" and not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        real_join(self, timeout)
+    name = unique_name()
+    p = ShmProducer(name, 4096)
+    fd = os.open("/dev/shm/" + name, os.O_RDONLY)
+    try:
+        thread = p._owner._thread
+        assert thread is not None
+        segment = p._segment
+        monkeypatch.setattr(threading.Thread, "join", interrupting_join)
+        with pytest.raises(KeyboardInterrupt):
+            p.close()
+        monkeypatch.undo()
+        assert interrupted == [True]
+        assert segment.fd == -1 and segment.mm is None  # closed despite the interrupt
+        thread.join(60)
+        assert not thread.is_alive()
+        header = os.pread(fd, layout.HEADER_SIZE, 0)
+        assert int.from_bytes(header[layout.PRODUCER_OWNER_OFFSET:][:4], "little") == 0
+        assert int.from_bytes(header[layout.PRODUCER_FLAGS_OFFSET:][:4], "little") \
+            & layout.PRODUCER_CLOSED
+        del p, segment
+        gc.collect()
+        assert _maps_of(name) == 0
+        with ShmProducer(name, 4096) as again:
+            assert again._owner.armed
+    finally:
+        os.close(fd)
+        _unlink(name)
+
+
+def test_an_arming_thread_on_the_constructing_os_thread_refuses_to_arm(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # gevent/eventlet monkey-patching makes threading.Thread a greenlet on the calling
+    # OS thread: simulated by a start() that runs the body right there. Arming there
+    # would replace that thread's robust list (glibc's) and chain the heads of two
+    # producers. Before: it armed the constructing thread (and then slept there; the
+    # stand-in sleep below fails instead). Now it refuses: word 0, the reason kept,
+    # the constructing thread's list untouched, the producer works.
+    import ctypes
+    from shmring import _owner as owner_module
+    assert owner_module._NUMBERS is not None
+    sys_get = owner_module._NUMBERS[1]
+
+    def robust_list() -> Tuple[int, int]:
+        head, size = ctypes.c_void_p(0), ctypes.c_size_t(0)
+        assert owner_module._syscall(sys_get, 0, ctypes.addressof(head),
+                                     ctypes.addressof(size)) == 0
+        return head.value or 0, size.value
+
+    def on_this_thread(self: threading.Thread) -> None:
+        self.run()
+
+    def no_sleep_here(stop: Any) -> None:
+        raise AssertionError("armed on the constructing OS thread")
+    before = robust_list()
+    monkeypatch.setattr(threading.Thread, "start", on_this_thread)
+    monkeypatch.setattr(owner_module, "_sleep_until_stopped", no_sleep_here)
+    name = unique_name()
+    try:
+        with ShmProducer(name, 4096) as p:
+            monkeypatch.undo()
+            assert not p._owner.armed
+            assert "runs on the constructing OS thread" in p._owner.error, p._owner.error
+            assert int(p.ring._w[layout.PRODUCER_OWNER_WORD]) == 0
+            assert robust_list() == before
+            with ShmConsumer(name) as c:
+                assert p.write(b"x")
+                assert c.read(timeout=30) == b"x"
+    finally:
+        _unlink(name)

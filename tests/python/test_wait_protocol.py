@@ -171,3 +171,63 @@ def test_attach_clears_a_dead_receivers_waiting_and_counts_sleeps(ring_name: str
         w[flags_word] = w[flags_word] | stale  # the dead receiver's flags, as it left them
         with ShmConsumer(ring_name) as c:
             assert not c.ring.consumer_flags & stale
+
+
+def _as_32_bit_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Makes this process look like a 32-bit Python on this (64-bit) kernel to the
+    system-call number lookup: 4-byte pointers, platform.machine() unchanged."""
+    import ctypes
+    real = ctypes.sizeof
+    monkeypatch.setattr(ctypes, "sizeof",
+                        lambda t: 4 if t is ctypes.c_void_p else real(t))
+
+
+@needs_futex
+def test_a_32_bit_process_gets_no_64_bit_system_call_numbers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # platform.machine() names the kernel's architecture: a 32-bit Python on an
+    # x86-64 or aarch64 kernel must not call futex or set_robust_list by the 64-bit
+    # numbers (i386 202 is getegid32; 32-bit ARM 100, "get_robust_list", is fstatfs,
+    # which would write a struct statfs into a 4-byte pointer). Before: the numbers
+    # of the kernel's architecture.
+    from shmring import _owner
+    assert _futex._load_syscall()[3] == _futex._SYS_FUTEX != 0  # this 64-bit process
+    _as_32_bit_process(monkeypatch)
+    assert _futex._load_syscall() == (None, None, None, 0, 0)
+    assert _owner._robust_syscalls() is None
+
+
+# A process that looks 32-bit (_as_32_bit_process, done before shmring is imported):
+# it must use the fallbacks (poll waits, no owner word) and still work: a blocking
+# read ended by a write from another thread, then by the end of stream.
+_THIRTY_TWO_BIT = textwrap.dedent('''
+    import ctypes, sys, threading
+    real = ctypes.sizeof
+    ctypes.sizeof = lambda t: 4 if t is ctypes.c_void_p else real(t)
+    from shmring import ShmConsumer, ShmProducer, _futex, _owner, layout
+    name = sys.argv[1]
+    assert not _futex.HAVE_FUTEX and not _futex.native_available()
+    assert _owner._NUMBERS is None
+    with ShmProducer(name, 4096) as p, ShmConsumer(name) as c:
+        assert not p._owner.armed and p._owner.error.startswith("no robust futexes")
+        assert c.ring._w[layout.PRODUCER_OWNER_WORD] == 0
+        got = []
+        t = threading.Thread(target=lambda: got.append((c.read(timeout=60),
+                                                        c.read(timeout=60))))
+        t.start()
+        while not c.ring.consumer_flags & layout.CONSUMER_WAITING:
+            threading.Event().wait(0.001)
+        assert p.write(b"x")
+        p.end_stream()
+        t.join(60)
+        assert got == [(b"x", None)] and c.at_end, got
+        sleeps = _futex.counters()[0]
+        assert sleeps >= 1  # the reader slept (poll_wait counts its sleeps too)
+    print("ok", flush=True)
+''')
+
+
+def test_a_32_bit_process_uses_the_poll_fallback_and_works(ring_name: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", _THIRTY_TWO_BIT, ring_name],
+                          env=python_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "ok\n", (proc.stdout, proc.stderr)

@@ -66,8 +66,9 @@ constexpr uint32_t kProducerSleepsOffset = 276;  // u32, producer
 // The producer's owner word: a robust-futex word (Linux). A producer that arms it
 // stores its arming thread's id | kOwnerWaiters; when that process dies (any way)
 // or execs, the kernel stores kOwnerWaiters | kOwnerDied and wakes one sleeper on
-// it. 0 = not armed (older producers, Python producers, other systems). A wake-up
-// trigger only: the producer's lock byte stays the verdict (docs/PROTOCOL.md).
+// it. 0 = not armed (older producers, Python ones included, other systems, a failed
+// arming). A wake-up trigger only: the producer's lock byte stays the verdict
+// (docs/PROTOCOL.md).
 constexpr uint32_t kProducerOwnerOffset = 280;   // u32, producer (the kernel at its death)
 constexpr uint32_t kOwnerWaiters = 0x80000000u;  // FUTEX_WAITERS
 constexpr uint32_t kOwnerDied = 0x40000000u;     // FUTEX_OWNER_DIED
