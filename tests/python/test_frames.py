@@ -638,3 +638,56 @@ def test_frame_reader_follows_a_handed_over_ring(ring_name, how):
     assert got == [(data, caps, (2, 4) if caps == small else (4, 8), i * 1000)
                    for i, (data, caps) in enumerate(sent)]
     assert bytes(kept.data) == bytes([0]) * 8  # still the old ring's frame
+
+
+def test_interrupt_reaches_a_reader_waiting_for_the_ring_it_follows(ring_name, monkeypatch):
+    """A hand-over whose new ring is not under the name yet (handed_over() forced true
+    here; in the field: the next move's release already removed it): read_frame(0)
+    gives None and leaves the follow to the next call; a blocking read waits for the
+    name, and interrupt() ends that wait (RingInterruptedError; before, interrupt()
+    reached only the old ring and the wait went on). Once the ring is there, the
+    reader goes on in it."""
+    from shmring import ShmConsumer, _shm
+
+    small, large = caps_for("GRAY8", 4, 2), caps_for("GRAY8", 8, 4)
+    old = FrameWriter(ring_name, 4096, caps=small)
+    try:
+        assert old.write(bytes([1]) * 8, timeout=0)
+        with FrameReader(ring_name, timeout=0) as r:
+            f = r.read_frame(timeout=5)
+            assert f is not None and bytes(f.data) == bytes([1]) * 8
+            del f
+            old.producer.release_name()
+            old.producer.end_stream()
+            with monkeypatch.context() as m:
+                m.setattr(ShmConsumer, "handed_over", lambda self: True)
+                assert r.read_frame(timeout=0) is None and not r.at_end
+                looking = threading.Event()
+                real_open = _shm.open_existing
+
+                def open_existing(name: str) -> object:
+                    looking.set()
+                    return real_open(name)
+                m.setattr(_shm, "open_existing", open_existing)
+                raised: List[BaseException] = []
+
+                def read() -> None:
+                    try:
+                        r.read_frame()
+                    except BaseException as e:  # noqa: B902 - reported below
+                        raised.append(e)
+                t = threading.Thread(target=read)
+                t.start()
+                assert looking.wait(30)  # a hang guard: it is in the wait for the name
+                r.interrupt()
+                t.join(30)  # a hang guard, not a timing
+                assert not t.is_alive(), "interrupt() did not end the wait for the new ring"
+                r.clear_interrupt()
+            assert len(raised) == 1 and isinstance(raised[0], RingInterruptedError), raised
+            with FrameWriter(ring_name, 1 << 16, caps=large) as new:
+                assert new.write(bytes([2]) * 32, pts=5, timeout=0)
+                f = r.read_frame(timeout=5)
+                assert f is not None and f.array.shape == (4, 8) and f.pts == 5
+                del f
+    finally:
+        old.producer.close()
