@@ -19,8 +19,8 @@ from ._tuning import LIVENESS_SLICE_S
 from .caps import VideoLayout, layout_from_caps, layout_with_strides, parse_caps
 from .channel import ShmConsumer, ShmProducer
 from .errors import (FramingError, IncompatibleSegmentError, RingInterruptedError,
-                     RingNotFoundError, RingTimeoutError, StreamClosedError,
-                     StreamTruncatedError, ViewInUseError)
+                     RingNotFoundError, RingTimeoutError, StreamTruncatedError,
+                     ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
                       MIN_HEADER_SIZE, TIME_NONE, Extensions, MessageHeader, VideoMeta,
                       decode_header, encode_caps, encode_eos, encode_header, monotonic_ns,
@@ -378,10 +378,13 @@ class FrameReader:
             if timeout is None:
                 raise
             return False
+        except RingInterruptedError:
+            if old.closed:  # close() from another thread woke the wait (see close)
+                raise old._closed_while_waiting() from None
+            raise
         if old.closed:  # close() from another thread while we waited for the ring
             consumer.close()
-            raise StreamClosedError(f"consumer of ring {old.name!r} was closed while this "
-                                    "call waited")
+            raise old._closed_while_waiting()
         self._release_ready()  # what nothing references any more, to the old ring
         self._entries.clear()  # the rest: their views keep the old mapping alive
         self._ring_skips_before += old.skipped
@@ -726,6 +729,9 @@ class FrameReader:
             self._release_ready()
             self._entries.clear()
         consumer.close()
+        # A read_frame between two rings (waiting for the one it follows) is in no call
+        # of the consumer: the interrupter wakes it, and it raises StreamClosedError.
+        self._interrupter.interrupt()
 
     def __enter__(self) -> "FrameReader":
         return self

@@ -640,13 +640,16 @@ def test_frame_reader_follows_a_handed_over_ring(ring_name, how):
     assert bytes(kept.data) == bytes([0]) * 8  # still the old ring's frame
 
 
-def test_interrupt_reaches_a_reader_waiting_for_the_ring_it_follows(ring_name, monkeypatch):
+@pytest.mark.parametrize("end", ["interrupt", "close"])
+def test_interrupt_reaches_a_reader_waiting_for_the_ring_it_follows(ring_name, monkeypatch, end):
     """A hand-over whose new ring is not under the name yet (handed_over() forced true
     here; in the field: the next move's release already removed it): read_frame(0)
     gives None and leaves the follow to the next call; a blocking read waits for the
     name, and interrupt() ends that wait (RingInterruptedError; before, interrupt()
-    reached only the old ring and the wait went on). Once the ring is there, the
-    reader goes on in it."""
+    reached only the old ring and the wait went on), and so does close() from
+    another thread (StreamClosedError). Once the ring is there, the reader goes on
+    in it."""
+    from shmring import StreamClosedError
     from shmring import ShmConsumer, _shm
 
     small, large = caps_for("GRAY8", 4, 2), caps_for("GRAY8", 8, 4)
@@ -679,10 +682,13 @@ def test_interrupt_reaches_a_reader_waiting_for_the_ring_it_follows(ring_name, m
                 t = threading.Thread(target=read)
                 t.start()
                 assert looking.wait(30)  # a hang guard: it is in the wait for the name
-                r.interrupt()
+                r.interrupt() if end == "interrupt" else r.close()
                 t.join(30)  # a hang guard, not a timing
-                assert not t.is_alive(), "interrupt() did not end the wait for the new ring"
-                r.clear_interrupt()
+                assert not t.is_alive(), f"{end}() did not end the wait for the new ring"
+            if end == "close":
+                assert len(raised) == 1 and isinstance(raised[0], StreamClosedError), raised
+                return
+            r.clear_interrupt()
             assert len(raised) == 1 and isinstance(raised[0], RingInterruptedError), raised
             with FrameWriter(ring_name, 1 << 16, caps=large) as new:
                 assert new.write(bytes([2]) * 32, pts=5, timeout=0)
