@@ -330,7 +330,6 @@ class FrameReader:
         self._stuck_head: Optional[int] = None
         self._stuck_since = 0.0  # time.monotonic() when _stuck_head was first seen
         self.skipped = 0
-        self._ring_skips_before = 0  # ring_skips of the rings read before a hand-over
         self._take(self._open(name, timeout), False)
 
     def _open(self, name: str, timeout: Optional[float]) -> ShmConsumer:
@@ -387,7 +386,6 @@ class FrameReader:
             raise old._closed_while_waiting()
         self._release_ready()  # what nothing references any more, to the old ring
         self._entries.clear()  # the rest: their views keep the old mapping alive
-        self._ring_skips_before += old.skipped
         self._take(consumer, True)
         old.close()  # lets the old producer go once its receivers left
         return True
@@ -396,8 +394,8 @@ class FrameReader:
     def ring_skips(self) -> int:
         """Live mode: how many records this reader lost because it fell behind (the
         producer reused them before it read them); delta units it then dropped until
-        a key frame count in :attr:`skipped`. Counts on across hand-overs."""
-        return self._ring_skips_before + self._consumer.skipped
+        a key frame count in :attr:`skipped`."""
+        return self._consumer.skipped
 
     @property
     def slot(self) -> int:

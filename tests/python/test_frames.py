@@ -580,14 +580,16 @@ def test_a_video_meta_that_does_not_fit_the_caps_is_a_framing_error(ring_name):
         assert r.read_frame(5).pts == 9  # the reader goes on with the next frame
 
 
+@pytest.mark.parametrize("live", [False, True])
 @pytest.mark.parametrize("how", ["iterate", "read_frame", "async"])
-def test_frame_reader_follows_a_handed_over_ring(ring_name, how):
+def test_frame_reader_follows_a_handed_over_ring(ring_name, how, live):
     """A stream moved to a larger ring (release_name, a new ring under the name, the
     old one CLOSED while its producer lives: what shmringsink does at a caps change
     that needs more room): the reader reads what the old ring held, then goes on in
     the new one: every frame in order with the new caps' shape, timestamps going on,
     the end at EOS (before, StreamTruncatedError at the move). A frame of the old ring
-    kept across the move stays valid."""
+    kept across the move stays valid. A live new ring too: what it holds when the
+    reader comes is the stream's continuation, not a backlog to skip."""
     import asyncio
 
     small, large = caps_for("GRAY8", 4, 2), caps_for("GRAY8", 8, 4)
@@ -602,6 +604,7 @@ def test_frame_reader_follows_a_handed_over_ring(ring_name, how):
             assert kept is not None and kept.array.shape == (2, 4)
             old.producer.release_name()
             new = FrameWriter(ring_name, 1 << 16, caps=large)
+            new.producer.live = live
             old.producer.end_stream()
             for i in range(3, 6):
                 assert new.write(sent[i][0], pts=i * 1000, timeout=0)
