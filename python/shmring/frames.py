@@ -19,11 +19,13 @@ from ._tuning import LIVENESS_SLICE_S
 from .caps import VideoLayout, layout_from_caps, layout_with_strides, parse_caps
 from .channel import ShmConsumer, ShmProducer
 from .errors import (FramingError, IncompatibleSegmentError, RingInterruptedError,
-                     RingTimeoutError, StreamTruncatedError, ViewInUseError)
+                     RingNotFoundError, RingTimeoutError, StreamTruncatedError,
+                     ViewInUseError)
 from .framing import (HEADER_SIZE as MESSAGE_HEADER_SIZE, KIND_BUFFER, KIND_CAPS, KIND_EOS,
                       MIN_HEADER_SIZE, TIME_NONE, Extensions, MessageHeader, VideoMeta,
                       decode_header, encode_caps, encode_eos, encode_header, monotonic_ns,
                       parse_extensions, unpack_header)
+from .interrupter import Interrupter
 from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, INDEX_MASK, INFO_MAX, PRODUCER_WAITING,
                      PROFILE_GST_FRAMING)
 from .ring import WAIT_CHECK
@@ -271,6 +273,11 @@ _END, _HELD, _FRAME = 0, 1, 2
 _Entry = List[Any]
 
 
+class _HandedOver(Exception):
+    """Raised inside FrameReader.read_frame when its ring ended CLOSED, was read to its
+    end and was handed over: caught there, outside the consumer's call, to follow."""
+
+
 class FrameReader:
     """Iterates the frames of profile-1 ring ``name`` (written by shmringsink or FrameWriter).
 
@@ -288,7 +295,15 @@ class FrameReader:
     still apply), and so are delta units before the first key frame. A ring that
     is CLOSED and already read to its end is not a new stream: the reader waits
     for the producer's next ring. A stream that ends without its EOS record (the
-    producer stopped early) raises StreamTruncatedError.
+    producer stopped early) raises StreamTruncatedError, unless the ring was handed
+    over (shmringsink moving the stream to a larger ring at a caps change;
+    :meth:`ShmProducer.release_name`, :meth:`ShmConsumer.handed_over`): then the
+    reader, having read everything the old ring held, opens the name again with the
+    same options and goes on in the new ring, as shmringsrc does: no frame lost, its
+    CAPS record applied first (the frames' shapes change with it), the new ring read
+    from its oldest record (its backlog is the stream's continuation, not stale
+    frames). Frames of the old ring still referenced stay valid: its mapping goes
+    with the last of them.
 
     ``mode`` on a ring several receivers read (the producer's ``max_receivers``):
     ``"lossless"`` (the producer waits for this reader), ``"live"`` (never holds the
@@ -301,18 +316,10 @@ class FrameReader:
 
     def __init__(self, name: str, timeout: Optional[float] = None, latest: bool = False,
                  mode: str = "auto") -> None:
-        self._consumer = ShmConsumer(name, timeout=timeout, wait_for_open_producer=True,
-                                     mode=mode)
-        ring = self._consumer.ring
-        if ring.profile != PROFILE_GST_FRAMING:
-            profile = ring.profile
-            self._consumer.close()
-            raise IncompatibleSegmentError(
-                f"ring {name!r} has profile {profile}; FrameReader reads profile 1 "
-                "(GStreamer framing). Use ShmConsumer for opaque messages", "profile")
-        self._ring = ring
-        self._buf = ring.buffer
-        self._tokens = ring._tokens  # the pool of tracked views over self._buf
+        self._mode = mode
+        # Reaches the waits of every ring this reader reads (it follows hand-overs) and
+        # the wait for the name while it re-opens it: interrupt() works throughout.
+        self._interrupter = Interrupter()
         self._latest = latest
         self._caps: Optional[str] = None
         self._layout: Optional[VideoLayout] = None
@@ -323,15 +330,65 @@ class FrameReader:
         self._stuck_head: Optional[int] = None
         self._stuck_since = 0.0  # time.monotonic() when _stuck_head was first seen
         self.skipped = 0
+        self._take(self._open(name, timeout), False)
+
+    def _open(self, name: str, timeout: Optional[float]) -> ShmConsumer:
+        """A consumer of ring ``name`` with this reader's options; refuses (and
+        closes) a ring that is not profile 1."""
+        consumer = ShmConsumer(name, timeout=timeout, wait_for_open_producer=True,
+                               mode=self._mode, interrupter=self._interrupter)
+        profile = consumer.ring.profile
+        if profile != PROFILE_GST_FRAMING:
+            consumer.close()
+            raise IncompatibleSegmentError(
+                f"ring {name!r} has profile {profile}; FrameReader reads profile 1 "
+                "(GStreamer framing). Use ShmConsumer for opaque messages", "profile")
+        return consumer
+
+    def _take(self, consumer: ShmConsumer, handed_over: bool) -> None:
+        """Reads ``consumer``'s ring from now on (at construction, or the successor of
+        a ring handed over: its backlog is the stream's continuation, read in full)."""
+        ring = consumer.ring
+        self._consumer = consumer
+        self._ring = ring
+        self._buf = ring.buffer
+        self._tokens = ring._tokens  # the pool of tracked views over self._buf
+        self._stuck_head = None
         # A live ring: skip the backlog's frames (records ending at or before
         # _backlog_end), then delta units until a key frame.
-        self._skip_backlog = self._consumer.live
-        self._backlog_end = self._consumer.attach_head
-        self._need_key = self._consumer.live
-        self._ring_skips_seen = self._consumer.skipped
+        self._skip_backlog = consumer.live and not handed_over
+        self._backlog_end = consumer.attach_head
+        self._need_key = consumer.live and not handed_over
+        self._ring_skips_seen = consumer.skipped
         # A reader joining a ring several receivers read: its CAPS record may be
         # behind our start.
         self._caps_from_header(ring.tail)
+
+    def _follow(self, timeout: Optional[float]) -> bool:
+        """The ring was handed over and everything in it read: goes on in the ring now
+        under the name, waiting up to ``timeout`` s for it (None = no limit); False
+        when none could be opened in time (the next read_frame tries again). Frames
+        of the old ring still referenced keep its mapping (unmapped with the last of
+        them). Consumer thread; blocks while the name holds no usable ring."""
+        old = self._consumer
+        try:
+            consumer = self._open(old.name, timeout)
+        except RingNotFoundError:
+            if timeout is None:
+                raise
+            return False
+        except RingInterruptedError:
+            if old.closed:  # close() from another thread woke the wait (see close)
+                raise old._closed_while_waiting() from None
+            raise
+        if old.closed:  # close() from another thread while we waited for the ring
+            consumer.close()
+            raise old._closed_while_waiting()
+        self._release_ready()  # what nothing references any more, to the old ring
+        self._entries.clear()  # the rest: their views keep the old mapping alive
+        self._take(consumer, True)
+        old.close()  # lets the old producer go once its receivers left
+        return True
 
     @property
     def ring_skips(self) -> int:
@@ -457,13 +514,15 @@ class FrameReader:
         None at end of stream (then ``at_end`` is True) or when the timeout expired.
         Raises RingInterruptedError after :meth:`interrupt`, StreamClosedError when
         :meth:`close` was called (also from another thread while this call waited).
-        Consumer thread; blocks.
+        Follows a hand-over within the call (the wait for the new ring counts against
+        ``timeout``). Consumer thread; blocks.
         """
         # This runs once per frame, on cold caches after each sleep: what it costs is
         # mostly the number of Python frames and lines it runs (the blocking path's
         # calls are counted in test_consume_path.py), so the lookup loop is written out
         # here rather than in helpers.
         consumer = self._consumer
+        deadline = None if timeout is None else time.monotonic() + timeout
         ring = consumer._enter()  # channel._Call, inlined; StreamClosedError after close()
         try:
             try:
@@ -478,7 +537,6 @@ class FrameReader:
                 release = self._ready_end() if entries else -1
                 buf = self._buf
                 latest = self._latest
-                deadline = None if timeout is None else time.monotonic() + timeout
                 # The BUFFER record to return: (entry, body offset, body length, header
                 # fields, caps, layout, extensions); latest=True keeps the newest.
                 chosen: Optional[Tuple[_Entry, int, int, Tuple[int, ...], Optional[str],
@@ -496,6 +554,8 @@ class FrameReader:
                         if chosen is not None:
                             break
                         if ring._eos:  # what at_end says right after an empty look
+                            if consumer.handed_over():
+                                raise _HandedOver  # followed below, out of this call
                             self._done = True
                             self._release_ready()
                             raise StreamTruncatedError(
@@ -597,8 +657,17 @@ class FrameReader:
             if consumer._closing:
                 raise consumer._closed_while_waiting() from None
             raise
+        except _HandedOver:
+            pass
         finally:
             consumer._leave()
+        # The ring was handed over and read to its end: on into the ring now under the
+        # name, within what is left of ``timeout``.
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._follow(left):
+            return None  # no ring under the name in time: the next call tries again
+        return self.read_frame(None if deadline is None else
+                               max(0.0, deadline - time.monotonic()))
 
     @property
     def at_end(self) -> bool:
@@ -633,13 +702,14 @@ class FrameReader:
 
     def interrupt(self) -> None:
         """Makes a blocked :meth:`read_frame` (or iteration) in another thread raise
-        RingInterruptedError; sticky until :meth:`clear_interrupt`. Any thread;
+        RingInterruptedError; sticky until :meth:`clear_interrupt` (also across a
+        hand-over, and while the reader waits for the ring it follows). Any thread;
         returns as soon as the sleeper is awake."""
-        self._consumer.interrupt()
+        self._interrupter.interrupt()
 
     def clear_interrupt(self) -> None:
         """Re-arms blocking calls after :meth:`interrupt`. Any thread; never blocks."""
-        self._consumer.clear_interrupt()
+        self._interrupter.clear()
 
     @property
     def closed(self) -> bool:
@@ -657,6 +727,9 @@ class FrameReader:
             self._release_ready()
             self._entries.clear()
         consumer.close()
+        # A read_frame between two rings (waiting for the one it follows) is in no call
+        # of the consumer: the interrupter wakes it, and it raises StreamClosedError.
+        self._interrupter.interrupt()
 
     def __enter__(self) -> "FrameReader":
         return self

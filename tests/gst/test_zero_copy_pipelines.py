@@ -226,6 +226,70 @@ def test_caps_change_to_larger_frames_moves_to_a_larger_ring():
     assert in_place + copied == 40
 
 
+# A Python receiver (FrameReader) in its own process: one JSON line per frame.
+PY_RECEIVER = """
+import asyncio, hashlib, json, sys
+sys.path.insert(0, sys.argv[3])
+import shmring
+
+def line(f):
+    return json.dumps([list(f.array.shape), f.pts, hashlib.sha1(f.data).hexdigest()])
+
+with shmring.FrameReader(sys.argv[1], timeout=120) as r:
+    if sys.argv[2] == "async":
+        async def main():
+            async for f in r:
+                print(line(f))
+        asyncio.run(main())
+    else:
+        for f in r:
+            print(line(f))
+    print(json.dumps(["end", r.at_end]))
+"""
+
+
+@pytest.mark.parametrize("how", ["iterate", "async"])
+def test_frame_reader_follows_the_stream_into_a_larger_ring(how):
+    """capacity=0 and a caps change to 1280x720 frames: the sink moves the stream to a
+    larger ring; a Python FrameReader in another process (iterating, or ``async for``)
+    reads the old ring to its end, then follows into the new one: every frame
+    byte-exact and in order, 160x120 then 1280x720 shapes, timestamps going forward
+    across the move, the end at EOS (before: StreamTruncatedError at the move)."""
+    reference = checksums(run(f"{concat_src('1280x720')} ! checksumsink").stdout)
+    assert len(reference) == 40
+    name = unique("pyfollow")
+    python_dir = os.path.join(os.environ.get("SHMRING_SOURCE_ROOT", str(HERE.parents[1])),
+                              "python")
+    # The receiver first: a sender whose receiver failed would wait for one at the
+    # move, so it is stopped once the receiver is done.
+    recv = subprocess.Popen([sys.executable, "-c", PY_RECEIVER, name, how, python_dir],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    send = subprocess.Popen([GST_LAUNCH, "-q"] + (f"{concat_src('1280x720')} ! shmringsink "
+                                                  f"shm-name={name}").split(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=sender_env())
+    try:
+        out, err = recv.communicate(timeout=120)
+        assert recv.returncode == 0, err[-3000:]
+        _, log = send.communicate(timeout=120)
+        assert send.returncode == 0, log[-3000:]
+    finally:
+        for p in (recv, send):
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        if os.path.exists(f"/dev/shm/{name}"):  # a sender killed
+            os.unlink(f"/dev/shm/{name}")
+    assert "moving to a larger ring" in log, log[-3000:]
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert lines[-1] == ["end", True]
+    frames = lines[:-1]
+    assert [sha for _, _, sha in frames] == reference
+    assert [tuple(shape) for shape, _, _ in frames] == [(120, 160, 3)] * 20 + [(720, 1280, 3)] * 20
+    pts = [t for _, t, _ in frames]
+    assert all(a < b for a, b in zip(pts, pts[1:])), pts
+
+
 def test_ring_grown_before_any_receiver_keeps_the_first_frames():
     """The sender starts alone: its 10 small frames fit the ring, so it reaches the
     caps change to 1280x720 before any receiver attached. It waits there for a first

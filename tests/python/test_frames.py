@@ -578,3 +578,125 @@ def test_a_video_meta_that_does_not_fit_the_caps_is_a_framing_error(ring_name):
         with pytest.raises(framing.FramingError, match="4x3"):
             r.read_frame(5)
         assert r.read_frame(5).pts == 9  # the reader goes on with the next frame
+
+
+@pytest.mark.parametrize("live", [False, True])
+@pytest.mark.parametrize("how", ["iterate", "read_frame", "async"])
+def test_frame_reader_follows_a_handed_over_ring(ring_name, how, live):
+    """A stream moved to a larger ring (release_name, a new ring under the name, the
+    old one CLOSED while its producer lives: what shmringsink does at a caps change
+    that needs more room): the reader reads what the old ring held, then goes on in
+    the new one: every frame in order with the new caps' shape, timestamps going on,
+    the end at EOS (before, StreamTruncatedError at the move). A frame of the old ring
+    kept across the move stays valid. A live new ring too: what it holds when the
+    reader comes is the stream's continuation, not a backlog to skip."""
+    import asyncio
+
+    small, large = caps_for("GRAY8", 4, 2), caps_for("GRAY8", 8, 4)
+    sent = [(bytes([i]) * 8, small) for i in range(3)] + \
+        [(bytes([i]) * 32, large) for i in range(3, 6)]
+    old = FrameWriter(ring_name, 4096, caps=small)
+    try:
+        for i in range(3):
+            assert old.write(sent[i][0], pts=i * 1000, timeout=0)
+        with FrameReader(ring_name, timeout=0) as r:
+            kept = r.read_frame(timeout=5)
+            assert kept is not None and kept.array.shape == (2, 4)
+            old.producer.release_name()
+            new = FrameWriter(ring_name, 1 << 16, caps=large)
+            new.producer.live = live
+            old.producer.end_stream()
+            for i in range(3, 6):
+                assert new.write(sent[i][0], pts=i * 1000, timeout=0)
+
+            def end_once_followed() -> None:
+                # The new ring keeps the name (and the old ring counts as handed over)
+                # until the reader is in it; then EOS and close, as a sender would.
+                for _ in range(300_000):  # a hang guard (30 s), not a timing
+                    if new.producer.consumer_attached() or reading_ended.wait(0.0001):
+                        break
+                new.close()
+            reading_ended = threading.Event()
+            closer = threading.Thread(target=end_once_followed)
+            closer.start()
+            try:
+                frames = [kept]
+                if how == "iterate":
+                    frames += list(r)
+                elif how == "read_frame":
+                    while (f := r.read_frame(timeout=5)) is not None:
+                        frames.append(f)
+                else:
+                    async def rest() -> List[object]:
+                        return [f async for f in r]
+                    frames += asyncio.run(rest())
+            finally:
+                reading_ended.set()
+                closer.join(60)
+            assert r.at_end
+            got = [(bytes(f.data), f.caps, f.array.shape, f.pts) for f in frames]
+            del frames
+    finally:
+        old.producer.close()  # its stream already ended (no EOS to send)
+    assert got == [(data, caps, (2, 4) if caps == small else (4, 8), i * 1000)
+                   for i, (data, caps) in enumerate(sent)]
+    assert bytes(kept.data) == bytes([0]) * 8  # still the old ring's frame
+
+
+@pytest.mark.parametrize("end", ["interrupt", "close"])
+def test_interrupt_reaches_a_reader_waiting_for_the_ring_it_follows(ring_name, monkeypatch, end):
+    """A hand-over whose new ring is not under the name yet (handed_over() forced true
+    here; in the field: the next move's release already removed it): read_frame(0)
+    gives None and leaves the follow to the next call; a blocking read waits for the
+    name, and interrupt() ends that wait (RingInterruptedError; before, interrupt()
+    reached only the old ring and the wait went on), and so does close() from
+    another thread (StreamClosedError). Once the ring is there, the reader goes on
+    in it."""
+    from shmring import StreamClosedError
+    from shmring import ShmConsumer, _shm
+
+    small, large = caps_for("GRAY8", 4, 2), caps_for("GRAY8", 8, 4)
+    old = FrameWriter(ring_name, 4096, caps=small)
+    try:
+        assert old.write(bytes([1]) * 8, timeout=0)
+        with FrameReader(ring_name, timeout=0) as r:
+            f = r.read_frame(timeout=5)
+            assert f is not None and bytes(f.data) == bytes([1]) * 8
+            del f
+            old.producer.release_name()
+            old.producer.end_stream()
+            with monkeypatch.context() as m:
+                m.setattr(ShmConsumer, "handed_over", lambda self: True)
+                assert r.read_frame(timeout=0) is None and not r.at_end
+                looking = threading.Event()
+                real_open = _shm.open_existing
+
+                def open_existing(name: str) -> object:
+                    looking.set()
+                    return real_open(name)
+                m.setattr(_shm, "open_existing", open_existing)
+                raised: List[BaseException] = []
+
+                def read() -> None:
+                    try:
+                        r.read_frame()
+                    except BaseException as e:  # noqa: B902 - reported below
+                        raised.append(e)
+                t = threading.Thread(target=read)
+                t.start()
+                assert looking.wait(30)  # a hang guard: it is in the wait for the name
+                r.interrupt() if end == "interrupt" else r.close()
+                t.join(30)  # a hang guard, not a timing
+                assert not t.is_alive(), f"{end}() did not end the wait for the new ring"
+            if end == "close":
+                assert len(raised) == 1 and isinstance(raised[0], StreamClosedError), raised
+                return
+            r.clear_interrupt()
+            assert len(raised) == 1 and isinstance(raised[0], RingInterruptedError), raised
+            with FrameWriter(ring_name, 1 << 16, caps=large) as new:
+                assert new.write(bytes([2]) * 32, pts=5, timeout=0)
+                f = r.read_frame(timeout=5)
+                assert f is not None and f.array.shape == (4, 8) and f.pts == 5
+                del f
+    finally:
+        old.producer.close()
