@@ -16,7 +16,7 @@ def main(argv: List[str]) -> int:
     exe = argv[1]
     want = ["shmring", "minimal", "minimal_split", "minimal_protocol", "shmring_inline",
             "shmring_inline_write", "shmring_inline_read", "minimal_lines", "minimal_batch",
-            "minimal_pause", "minimal_protocol_split"]
+            "minimal_pause", "minimal_protocol_split", "minimal_protocol_lines"]
     out = subprocess.run([exe, "--only", "small", "--rounds", "2", "--small-count", "1000",
                           "--variants", ",".join(want)],
                          check=True, stdout=subprocess.PIPE, text=True, timeout=100).stdout

@@ -27,6 +27,8 @@
 //   minimal_protocol_split  minimal_protocol's per-message work in shmring's layout
 //                     (producer block, tail block, flags block), batched and with PAUSE:
 //                     the closest thing to shmring without shmring's code.
+//   minimal_protocol_lines  the same in shmring's layout without the batching and the
+//                     PAUSE: the layout's price with the protocol's stores alone.
 //   shmring_inline    shmring's ring driven by ByteRingBuffer::WriteFast / ReadFast inline
 //                     in the benchmark's loops (core/src/byte_ring_fast.hpp), the public
 //                     calls only as the fallback (see ShmringInlineSmall): what the call
@@ -337,7 +339,8 @@ double ShmringInlineSmall(uint64_t count, bool inline_write, bool inline_read) {
 // The variants (main's table): minimal (none), minimal_lines, minimal_batch,
 // minimal_pause (one each), minimal_split (lines + batch + pause: a stronger peer built
 // the way shmring lays out and batches its own words), minimal_protocol (protocol alone)
-// and minimal_protocol_split (all four: the closest thing to shmring without its code).
+// minimal_protocol_split (all four: the closest thing to shmring without its code) and
+// minimal_protocol_lines (protocol + lines).
 enum MinimalFeature : unsigned { kLines = 1, kBatch = 2, kPause = 4, kProtocol = 8 };
 constexpr unsigned kSplit = kLines | kBatch | kPause;
 inline void SpinPause() {
@@ -648,6 +651,7 @@ int main(int argc, char** argv) {
       {"minimal_batch", MinimalSmall<kBatch>},
       {"minimal_pause", MinimalSmall<kPause>},
       {"minimal_protocol_split", MinimalSmall<kProtocol | kSplit>},
+      {"minimal_protocol_lines", MinimalSmall<kProtocol | kLines>},
       {"shmring_inline", [](uint64_t n) { return ShmringInlineSmall(n, true, true); }},
       {"shmring_inline_write", [](uint64_t n) { return ShmringInlineSmall(n, true, false); }},
       {"shmring_inline_read", [](uint64_t n) { return ShmringInlineSmall(n, false, true); }},
