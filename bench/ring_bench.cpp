@@ -336,9 +336,9 @@ double ShmringInlineSmall(uint64_t count, bool inline_write, bool inline_read) {
 //              with kLines they sit as in shmring's producer block (head 0, last_start 4,
 //              head mark 8, sync mark 16, last mark 24), the tail on the next block (128),
 //              flags on the one after (256), data after 384.
-// The variants (main's table): minimal (none), minimal_lines, minimal_batch,
+// The variants (main()'s table): minimal (none), minimal_lines, minimal_batch,
 // minimal_pause (one each), minimal_split (lines + batch + pause: a stronger peer built
-// the way shmring lays out and batches its own words), minimal_protocol (protocol alone)
+// the way shmring lays out and batches its own words), minimal_protocol (protocol alone),
 // minimal_protocol_split (all four: the closest thing to shmring without its code) and
 // minimal_protocol_lines (protocol + lines).
 enum MinimalFeature : unsigned { kLines = 1, kBatch = 2, kPause = 4, kProtocol = 8 };
