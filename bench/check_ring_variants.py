@@ -15,7 +15,8 @@ from typing import List, Set
 def main(argv: List[str]) -> int:
     exe = argv[1]
     want = ["shmring", "minimal", "minimal_split", "minimal_protocol", "shmring_inline",
-            "shmring_inline_write", "shmring_inline_read"]
+            "shmring_inline_write", "shmring_inline_read", "minimal_lines", "minimal_batch",
+            "minimal_pause", "minimal_protocol_split", "minimal_protocol_lines"]
     out = subprocess.run([exe, "--only", "small", "--rounds", "2", "--small-count", "1000",
                           "--variants", ",".join(want)],
                          check=True, stdout=subprocess.PIPE, text=True, timeout=100).stdout
@@ -26,9 +27,10 @@ def main(argv: List[str]) -> int:
         print(f"ring_bench --variants {','.join(want)}: variants {seen}, bad rows {bad}")
         return 1
     # Names are matched whole: "minimal" alone names the plain minimal ring only (not
-    # minimal_split or minimal_protocol), "shmring" not shmring_inline, and the reverse.
+    # minimal_split or minimal_protocol), "shmring" not shmring_inline, and the reverse;
+    # "minimal_protocol" not minimal_protocol_split.
     for alone in ("minimal", "shmring", "shmring_inline", "minimal_protocol",
-                  "shmring_inline_write"):
+                  "shmring_inline_write", "minimal_lines", "minimal_protocol_split"):
         out = subprocess.run([exe, "--only", "small", "--rounds", "1", "--small-count", "1000",
                               "--variants", alone],
                              check=True, stdout=subprocess.PIPE, text=True, timeout=100).stdout

@@ -15,11 +15,20 @@
 // profile one side alone with `perf record`); by default both run, interleaved.
 // `--variants shmring,minimal,minimal_split` adds the minimal ring laid out and batched
 // as shmring is (see MinimalSmall), to check that the comparison is a fair one.
-// Four diagnostic variants (never in the default list) split shmring's distance from the
-// minimal ring into the protocol's price and the implementation's:
+// Diagnostic variants (never in the default list) split shmring's distance from the
+// minimal ring into the protocol's price, the layout's and the implementation's:
 //   minimal_protocol  the minimal ring plus exactly the per-message work shmring's protocol
 //                     needs and the minimal ring lacks (see MinimalSmall): what keeping the
 //                     protocol costs, whatever our code around it does.
+//   minimal_lines, minimal_batch, minimal_pause  the minimal ring with one of
+//                     minimal_split's three differences each (see MinimalSmall): head and
+//                     tail on 128-byte blocks of their own; shmring's batched tail stores;
+//                     a PAUSE in both spins.
+//   minimal_protocol_split  minimal_protocol's per-message work in shmring's layout
+//                     (producer block, tail block, flags block), batched and with PAUSE:
+//                     the closest thing to shmring without shmring's code.
+//   minimal_protocol_lines  the same in shmring's layout without the batching and the
+//                     PAUSE: the layout's price with the protocol's stores alone.
 //   shmring_inline    shmring's ring driven by ByteRingBuffer::WriteFast / ReadFast inline
 //                     in the benchmark's loops (core/src/byte_ring_fast.hpp), the public
 //                     calls only as the fallback (see ShmringInlineSmall): what the call
@@ -309,24 +318,36 @@ double ShmringInlineSmall(uint64_t count, bool inline_write, bool inline_read) {
 // The minimal ring: head at byte 0, tail at byte 4 (the original design's header), data
 // after a 64-byte header; each side caches the other's index and spins, and the consumer
 // stores its tail after every record.
-// With `split` (variant "minimal_split", a stronger peer built the way shmring lays out
-// and batches its own words): head and tail in 128-byte blocks of their own, data after
-// a 256-byte header, the consumer's tail stored only when it caught up with the head it
-// knows or an eighth of the ring was freed since its last store (shmring's lossless tail
-// batching), and a PAUSE in both spins, as shmring's.
-// With `protocol` (variant "minimal_protocol", a diagnostic): the plain minimal ring plus
-// exactly the per-message work shmring's wait protocol and marks need and the minimal ring
-// lacks, the header words in WriteFast's order and memory orders: the record's last 8
-// bytes zeroed first (the padding store, held first by a compiler barrier as CopySmall
-// holds it), then the minimal ring's copy (its len word before the payload, where
-// WriteFast stores it after); last_start (relaxed) just before the head
-// (release) store and the head mark, the last mark and the sync mark (release, 8 bytes
-// each) just after it, all on the head's line — which in this layout also holds the
-// consumer's tail (shmring gives the tail a block of its own); then the wait check: a compiler
-// barrier (shmring's fence in membarrier mode) and a relaxed load of a flags word on a
-// line of its own, which the consumer never writes here (it never sleeps). The consumer
-// and the layout otherwise are the plain minimal ring's (data after a 128-byte header).
-enum class MinimalKind { kPlain, kSplit, kProtocol };
+// Its variants add independent features (MinimalFeature bits, a template parameter):
+//   kLines     head and tail each on a 128-byte block of its own (head at 0, tail at
+//              128), data after a 256-byte header: one writer per block, as shmring.
+//   kBatch     the consumer's tail stored only when it caught up with the head it knows
+//              or an eighth of the ring was freed since its last store (shmring's
+//              lossless tail batching, ReadFast / LazyRelease).
+//   kPause     a PAUSE (YIELD) before each poll of the other side's index in both spins,
+//              as shmring's consumer spin (atomics::CpuRelax).
+//   kProtocol  exactly the per-message work shmring's wait protocol and marks need and
+//              the minimal ring lacks, the header words in WriteFast's order and memory
+//              orders: the record's last 8 bytes zeroed first (the padding store, held
+//              first by a compiler barrier as CopySmall holds it), then the minimal
+//              ring's copy (its len word before the payload, where WriteFast stores it
+//              after); last_start (relaxed) just before the head (release) store and the
+//              head mark, the last mark and the sync mark (release, 8 bytes each) just
+//              after it, all on the head's line; then the wait check: a compiler barrier
+//              (shmring's fence in membarrier mode) and a relaxed load of a flags word on
+//              a line of its own, which the consumer never writes here (it never sleeps).
+//              Without kLines these words share the head's line with the consumer's tail
+//              (last_start at 8, the marks at 16, 24, 32, flags at 64, data after 128);
+//              with kLines they sit as in shmring's producer block (head 0, last_start 4,
+//              head mark 8, sync mark 16, last mark 24), the tail on the next block (128),
+//              flags on the one after (256), data after 384.
+// The variants (main()'s table): minimal (none), minimal_lines, minimal_batch,
+// minimal_pause (one each), minimal_split (lines + batch + pause: a stronger peer built
+// the way shmring lays out and batches its own words), minimal_protocol (protocol alone),
+// minimal_protocol_split (all four: the closest thing to shmring without its code) and
+// minimal_protocol_lines (protocol + lines).
+enum MinimalFeature : unsigned { kLines = 1, kBatch = 2, kPause = 4, kProtocol = 8 };
+constexpr unsigned kSplit = kLines | kBatch | kPause;
 inline void SpinPause() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -335,26 +356,34 @@ inline void SpinPause() {
 #endif
 }
 
-// The kind is a template parameter: each variant's loops are compiled with only its own
-// work (a runtime flag would be reloaded and tested in the plain ring's loop too: its
+// The features are a template parameter: each variant's loops are compiled with only its
+// own work (a runtime flag would be reloaded and tested in the plain ring's loop too: its
 // byte stores may alias the lambda's captures).
-template <MinimalKind kKind>
+template <unsigned kFeatures>
 double MinimalSmall(uint64_t count) {
-  constexpr bool split = kKind == MinimalKind::kSplit;
-  constexpr bool protocol = kKind == MinimalKind::kProtocol;
-  const uint32_t header = split ? 256 : protocol ? 128 : 64;
+  constexpr bool lines = (kFeatures & kLines) != 0;
+  constexpr bool batched = (kFeatures & kBatch) != 0;
+  constexpr bool pause = (kFeatures & kPause) != 0;
+  constexpr bool protocol = (kFeatures & kProtocol) != 0;
+  // Byte offsets of the words (see above) and of the data area.
+  constexpr uint32_t kTailAt = lines ? 128 : 4;
+  constexpr uint32_t kLastStartAt = lines ? 4 : 8;
+  constexpr uint32_t kHeadMarkAt = lines ? 8 : 16;
+  constexpr uint32_t kLastMarkAt = 24;  // both layouts
+  constexpr uint32_t kSyncMarkAt = lines ? 16 : 32;
+  constexpr uint32_t kFlagsAt = lines ? 256 : 64;
+  constexpr uint32_t header = lines ? (protocol ? 384 : 256) : (protocol ? 128 : 64);
   const size_t size = header + kSmallCapacity;
   auto* base = static_cast<uint8_t*>(MapShared(size));
   auto* head = reinterpret_cast<std::atomic<uint32_t>*>(base);
-  auto* tail = reinterpret_cast<std::atomic<uint32_t>*>(base + (split ? 128 : 4));
+  auto* tail = reinterpret_cast<std::atomic<uint32_t>*>(base + kTailAt);
   uint8_t* data = base + header;
-  // minimal_protocol's words: last_start and the three marks after the head and tail on
-  // their line, the consumer's flags word on the next line.
-  auto* last_start = reinterpret_cast<std::atomic<uint32_t>*>(base + 8);
-  auto* head_mark = reinterpret_cast<std::atomic<uint64_t>*>(base + 16);
-  auto* last_mark = reinterpret_cast<std::atomic<uint64_t>*>(base + 24);
-  auto* sync_mark = reinterpret_cast<std::atomic<uint64_t>*>(base + 32);
-  auto* flags = reinterpret_cast<std::atomic<uint32_t>*>(base + 64);
+  // kProtocol's words.
+  auto* last_start = reinterpret_cast<std::atomic<uint32_t>*>(base + kLastStartAt);
+  auto* head_mark = reinterpret_cast<std::atomic<uint64_t>*>(base + kHeadMarkAt);
+  auto* last_mark = reinterpret_cast<std::atomic<uint64_t>*>(base + kLastMarkAt);
+  auto* sync_mark = reinterpret_cast<std::atomic<uint64_t>*>(base + kSyncMarkAt);
+  auto* flags = reinterpret_cast<std::atomic<uint32_t>*>(base + kFlagsAt);
   constexpr uint32_t kWaiting = 1;
   constexpr uint32_t mask = kSmallCapacity - 1;
   constexpr uint32_t rec = (4 + kSmallBody + 7) & ~7u;  // 64: divides the capacity, no wrap
@@ -366,7 +395,7 @@ double MinimalSmall(uint64_t count) {
         std::memset(buf, 0x5a, sizeof buf);
         for (uint64_t i = 0; i < count; ++i) {
           while (kSmallCapacity - (h - tail_cache) < rec) {
-            if constexpr (split) SpinPause();
+            if constexpr (pause) SpinPause();
             tail_cache = tail->load(std::memory_order_acquire);
           }
           std::memcpy(buf, &i, 8);
@@ -402,7 +431,7 @@ double MinimalSmall(uint64_t count) {
         Clock::time_point start;
         while (got < count) {
           while (head_cache == t) {
-            if constexpr (split) SpinPause();
+            if constexpr (pause) SpinPause();
             head_cache = head->load(std::memory_order_acquire);
           }
           if (got == 0) start = Clock::now();
@@ -411,7 +440,7 @@ double MinimalSmall(uint64_t count) {
           std::memcpy(&len, at, 4);
           std::memcpy(buf, at + 4, len <= kSmallBody ? len : kSmallBody);
           t += rec;
-          if (!split || t == head_cache || t - stored >= batch) {
+          if (!batched || t == head_cache || t - stored >= batch) {
             tail->store(t, std::memory_order_release);
             stored = t;
           }
@@ -632,9 +661,14 @@ int main(int argc, char** argv) {
   };
   const SmallVariant kSmall[] = {
       {"shmring", ShmringSmall},
-      {"minimal", MinimalSmall<MinimalKind::kPlain>},
-      {"minimal_split", MinimalSmall<MinimalKind::kSplit>},
-      {"minimal_protocol", MinimalSmall<MinimalKind::kProtocol>},
+      {"minimal", MinimalSmall<0>},
+      {"minimal_split", MinimalSmall<kSplit>},
+      {"minimal_protocol", MinimalSmall<kProtocol>},
+      {"minimal_lines", MinimalSmall<kLines>},
+      {"minimal_batch", MinimalSmall<kBatch>},
+      {"minimal_pause", MinimalSmall<kPause>},
+      {"minimal_protocol_split", MinimalSmall<kProtocol | kSplit>},
+      {"minimal_protocol_lines", MinimalSmall<kProtocol | kLines>},
       {"shmring_inline", [](uint64_t n) { return ShmringInlineSmall(n, true, true); }},
       {"shmring_inline_write", [](uint64_t n) { return ShmringInlineSmall(n, true, false); }},
       {"shmring_inline_read", [](uint64_t n) { return ShmringInlineSmall(n, false, true); }},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 ROOT = os.environ.get("SHMRING_SOURCE_ROOT",
                       os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -39,3 +39,34 @@ def test_protocol_info_absent_without_minimal_protocol_rounds() -> None:
     r = rep({"minimal": [30e6, 40e6], "shmring": [30e6, 33e6]})
     r.protocol_info()
     assert r.goals == []
+
+
+def small_goal(small: Dict[str, List[float]]) -> Tuple[str, str, str, str]:
+    r = rep(small)
+    r.compute_goals()
+    goals = [g for g in r.goals if g[0].startswith("64 B messages: ≥ 1.0×")]
+    assert len(goals) == 1
+    return goals[0]
+
+
+def test_small_goal_not_met_says_how_far_the_pooled_measurement_is_and_why() -> None:
+    # shmring 0.9x of the minimal ring in every round: not met, so the note carries the
+    # pooled measurement and its measured cause (DESIGN.md section 3), not only this run.
+    _, measured, met, note = small_goal({"minimal": [40e6] * 9, "shmring": [36e6] * 9})
+    assert measured == "0.9×"
+    assert met == "**no**"
+    assert "pooled" in note and "DESIGN.md section 3" in note
+    assert "short of the goal" in note
+
+
+def test_small_goal_tie_carries_the_pooled_sentence_too() -> None:
+    _, _, met, note = small_goal({"minimal": [40e6, 40e6, 40e6, 40e6, 40e6],
+                                  "shmring": [36e6, 38e6, 40e6, 42e6, 44e6]})
+    assert met == "tie within noise"
+    assert "pooled" in note and "DESIGN.md section 3" in note
+
+
+def test_small_goal_met_has_no_pooled_sentence() -> None:
+    _, _, met, note = small_goal({"minimal": [40e6] * 9, "shmring": [44e6] * 9})
+    assert met == "yes"
+    assert "pooled" not in note
