@@ -132,8 +132,11 @@ class ShmProducer {
   // not reused before Unkeep). Never blocks.
   void Abandon(const Reservation& r, bool keep = false);
   // Takes `r` back when it is the newest reservation and still open (no record;
-  // the next reservation gets its place); false otherwise (Abandon it then). See
-  // ByteRingBuffer::Retract. Never blocks.
+  // the next reservation gets its place); false otherwise (Abandon it then), and
+  // after Close(). See ByteRingBuffer::Retract. The room it frees wakes a thread of
+  // this producer waiting for space (as Unkeep does). Called by the thread that
+  // reserved `r`, or, after SetConcurrent(true), by any thread (the sink's ring
+  // pool gives up its buffers' reservations from upstream threads). Never blocks.
   bool Retract(const Reservation& r);
   // The bytes of kept reservation `r` are no longer used. Never blocks.
   void Unkeep(const Reservation& r);
