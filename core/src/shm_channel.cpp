@@ -894,10 +894,14 @@ bool ShmConsumer::HandedOver() {
   // its lock after its successor took the name is an ended stream, not a handover.
   // (Without OFD locks: its pid, as for CheckProducer.)
   if (!ProducerAlive(*memory_, ring_->ProducerPid())) return false;
+  // A handover stays within one process: a ring of another process under the name
+  // (say, one that replaced a ring CLOSED after an error while its producer still
+  // held the lock) is an unrelated stream.
   uint8_t hdr[layout::kHeaderSize];
   return ReadHeader(name_, hdr) &&
          HeaderField<uint32_t>(hdr, layout::kMagicOffset) == layout::kMagic &&
-         HeaderField<uint64_t>(hdr, layout::kGenerationOffset) != ring_->generation();
+         HeaderField<uint64_t>(hdr, layout::kGenerationOffset) != ring_->generation() &&
+         HeaderField<uint32_t>(hdr, layout::kProducerPidOffset) == ring_->ProducerPid();
 }
 
 // One step under mu_: the next record, acquired (and tracked) or peeked.

@@ -409,7 +409,10 @@ class ShmConsumer {
   [[nodiscard]] Status CheckProducer();
   // Whether this CLOSED ring was handed over (ShmProducer::ReleaseName): its
   // producer still holds its role lock and the name now holds a ring of another
-  // generation, where the stream goes on. Meaningful once CLOSED was seen and the
+  // generation created by the same process (the header's producer pid is this
+  // ring's), where the stream goes on. A heuristic (PROTOCOL.md section 5, "Handing
+  // a stream over"): a ring another process put under the name is never taken for
+  // a handover. Meaningful once CLOSED was seen and the
   // ring drained (kClosed). Consumer thread; never blocks (one fcntl, one read of
   // the name's header).
   bool HandedOver();
