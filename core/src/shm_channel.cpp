@@ -484,6 +484,17 @@ bool ShmProducer::ReleaseName(std::string* error) {
     if (error != nullptr) *error = "ring '" + name_ + "' is not open";
     return false;
   }
+#ifdef _WIN32
+  // A Win32 mapping's name lasts while any process holds a handle to it (the old
+  // ring's consumers do): there is no removing it for a successor, and
+  // UnlinkIfStill's kYes there means nothing was done.
+  if (error != nullptr) {
+    *error = "ring '" + name_ +
+             "': a name cannot be handed on to a new ring on Windows (a mapping's name lasts "
+             "while any process holds a handle to it)";
+  }
+  return false;
+#else
   std::string err;
   const SharedMemory::Unlinked u = SharedMemory::UnlinkIfStill(
       name_, memory_->fd(), true, [](int) { return true; }, &err);
@@ -492,6 +503,7 @@ bool ShmProducer::ReleaseName(std::string* error) {
     *error = err.empty() ? "ring '" + name_ + "': the name no longer names this ring" : err;
   }
   return false;
+#endif
 }
 
 Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns, FillHint fill) {

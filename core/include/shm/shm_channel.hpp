@@ -161,8 +161,11 @@ class ShmProducer {
   // the successor under the name, then Close() this ring while this object (and
   // so its role lock) lives on: a consumer that drains it then tells the handover
   // from an early stop (ShmConsumer::HandedOver). False with *error set (the OS
-  // call and errno) when the name could not be removed. Producer thread; blocks
-  // only while another process removes a ring's name (their shared flock).
+  // call and errno) when the name could not be removed. Windows: always false
+  // (*error says why: a mapping's name lasts while any process holds a handle, so
+  // shmringsink's move to a larger ring fails there with that error). Producer
+  // thread; blocks only while another process removes a ring's name (their
+  // shared flock).
   bool ReleaseName(std::string* error);
 
   // Counts `n` messages dropped on purpose (the header's `dropped`). Producer
