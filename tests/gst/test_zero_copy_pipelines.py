@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -240,17 +241,22 @@ def test_ring_grown_before_any_receiver_keeps_the_first_frames():
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=sender_env())
     recv = None
+    # Hang guard: a sender that never logs the line is killed, which ends the loop.
+    guard = threading.Timer(120, send.kill)
+    guard.start()
     try:
         for line in send.stderr:
             if "waiting for a first receiver before moving to a larger ring" in line:
                 break
         else:
             raise AssertionError("the sender never waited for a receiver at the move")
+        guard.cancel()
         recv = subprocess.run([GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!",
                                "checksumsink"], capture_output=True, text=True, timeout=120)
         send.communicate(timeout=120)
         assert send.returncode == 0
     finally:
+        guard.cancel()
         if send.poll() is None:
             send.kill()
             send.communicate()
