@@ -361,7 +361,10 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_DROPPED,
       g_param_spec_uint64("dropped", "Dropped buffers",
-                          "Buffers dropped so far because the ring was full", 0, G_MAXUINT64, 0,
+                          "Buffers dropped so far because the ring was full: the current "
+                          "ring's count (0 again in each new ring, as after a move to a larger "
+                          "ring or a new stream after EOS; 0 once stopped)",
+                          0, G_MAXUINT64, 0,
                           static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   /**
