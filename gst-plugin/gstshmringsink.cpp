@@ -688,13 +688,15 @@ static guint64 total_attaches(shm::ShmProducer* producer) {
 }
 
 // Whether a receiver is still on its way from a ring the stream moved out of
-// (grow_ring) into the current one: attached to one of `previous`, or, for up to
-// kFollowGraceUs after the last of them left (*left_at, 0 = not yet), fewer
-// attaches on the current ring than receivers were in the ring it replaced.
-// Streaming thread or stop.
+// (grow_ring) into the current one: attached to one of `previous` with something
+// there not yet released, or, for up to kFollowGraceUs after the last of them
+// drained or left (*left_at, 0 = not yet), fewer attaches on the current ring than
+// receivers were in the ring it replaced. (A receiver that drained an old ring and
+// stays attached without following, as Python's FrameReader does, holds nothing
+// up past that grace.) Streaming thread or stop.
 static bool followers_pending(GstShmringSink* self, gint64* left_at) {
   for (const auto& p : self->st->previous) {
-    if (p->ConsumerAttached()) {
+    if (p->ConsumerAttached() && p->ring()->ReceiversBehind()) {
       *left_at = 0;
       return true;
     }

@@ -338,6 +338,46 @@ def test_two_moves_in_a_row_keep_a_slow_receivers_frames():
     assert_unbroken_end(reference, checksums(slow.stdout))
 
 
+def test_a_drained_receiver_that_does_not_follow_holds_no_move_up():
+    """A receiver that read the old ring to its end and stays attached without
+    following (Python's FrameReader, which reports the old ring's end as a stream cut
+    short) does not stop the sender at the move for good: once it drained the old
+    ring, the sender waits for it at most a short grace, moves on and ends."""
+    src = concat_sizes((20, "160x120"), (3, "1280x720"))
+    name = unique("capsstay")
+    code = ("import sys, shmring\n"
+            "r = shmring.FrameReader(sys.argv[1], timeout=60)\n"
+            "n = 0\n"
+            "try:\n"
+            "    for f in r:\n"
+            "        n += 1\n"
+            "        del f\n"
+            "except shmring.StreamTruncatedError:\n"
+            "    pass\n"
+            "print(n, flush=True)\n"
+            "sys.stdin.readline()\n"  # attached until told
+            "r.close()\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.join(os.environ["SHMRING_SOURCE_ROOT"], "python")
+    reader = subprocess.Popen(["/usr/bin/python3", "-c", code, name], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env)
+    try:
+        send = subprocess.run([GST_LAUNCH, "-q"] + (f"{src} ! shmringsink shm-name={name} "
+                                                     "linger=1").split(),
+                              capture_output=True, text=True, timeout=60, env=sender_env())
+        assert send.returncode == 0, send.stderr[-3000:]
+        out, err = reader.communicate(input="done\n", timeout=60)
+        assert reader.returncode == 0, err[-3000:]
+        assert out.split() == ["20"], out + err[-3000:]  # every frame of the old ring
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.communicate()
+        if os.path.exists(f"/dev/shm/{name}"):
+            os.unlink(f"/dev/shm/{name}")
+
+
 def test_caps_change_beyond_a_set_capacity_is_still_an_error():
     """A capacity the user set is kept: larger frames than it holds are an error
     that names the property. (2 MiB: the 20 small frames fit without a receiver,
