@@ -790,7 +790,8 @@ static bool grow_ring(GstShmringSink* self, guint capacity) {
   // with several receivers, one that followed first would otherwise read and free
   // frames a slower one, still draining the old ring, then never gets (it attaches
   // where the first one is, and a ring read to its end is not attached to at all).
-  if (lossless) wait_for_followers(self);
+  // (One receiver slot: nobody frees what the one receiver has not read.)
+  if (lossless && old->max_receivers() > 1) wait_for_followers(self);
   gst_pad_push_event(GST_BASE_SINK_PAD(self), gst_event_new_reconfigure());
   return true;
 }
