@@ -42,6 +42,11 @@ constexpr guint kDefaultLingerS = 5;
 constexpr guint kDefaultMaxReceivers = 1;
 // How often stop() looks for a receiver while lingering.
 constexpr gulong kLingerPollUs = 10000;
+// A receiver that drained a ring the stream moved out of leaves it (HandedOver)
+// and then opens the name and claims a slot of the current ring: a few system
+// calls. Waits for such a hop end after this long even if the receiver never
+// arrives (it may have stopped instead of following).
+constexpr gint64 kFollowGraceUs = 2 * G_USEC_PER_SEC;
 // With wait-for-space, how long one wait for space lasts before checking again
 // that a receiver is still attached (without one, a full ring drops instead).
 constexpr gint64 kWaitSliceNs = 100 * GST_MSECOND;
@@ -86,6 +91,9 @@ struct SinkState {
   // receiver tells the handover from a stream cut short by that lock
   // (ShmConsumer::HandedOver). Streaming thread; cleared by stop.
   std::vector<std::shared_ptr<shm::ShmProducer>> previous;
+  // Receivers attached to the ring the stream last moved out of, when it moved:
+  // that many are expected to attach to the current ring (streaming thread, stop).
+  guint32 followers_expected = 0;
   // Set by unlock, cleared by unlock_stop: grow_ring's wait for a first receiver
   // gives up (relaxed: a flag polled on its own, ordering nothing else).
   std::atomic<bool> unlocked{false};
@@ -353,7 +361,10 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
   g_object_class_install_property(
       gobject_class, PROP_DROPPED,
       g_param_spec_uint64("dropped", "Dropped buffers",
-                          "Buffers dropped so far because the ring was full", 0, G_MAXUINT64, 0,
+                          "Buffers dropped so far because the ring was full: the current "
+                          "ring's count (0 again in each new ring, as after a move to a larger "
+                          "ring or a new stream after EOS; 0 once stopped)",
+                          0, G_MAXUINT64, 0,
                           static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   /**
@@ -369,7 +380,9 @@ static void gst_shmring_sink_class_init(GstShmringSinkClass* klass) {
       gobject_class, PROP_LINGER,
       g_param_spec_uint("linger", "Linger",
                         "Seconds a stream that ended before any receiver attached stays "
-                        "available for the first receiver when the sink stops (0 = off)",
+                        "available for the first receiver when the sink stops, and that "
+                        "receivers still draining rings the stream moved out of for larger "
+                        "caps get to follow it (0 = off)",
                         0, G_MAXUINT, kDefaultLingerS,
                         static_cast<GParamFlags>(rw | GST_PARAM_MUTABLE_PLAYING)));
   /**
@@ -635,8 +648,12 @@ static void destroy_ring(GstShmringSink* self) {
   // Ends the ring now even while ring-pool buffers upstream still hold the
   // producer (its mapping lives until the last of them is freed).
   if (producer) producer->Retire();
-  producer.reset();            // not under OBJECT_LOCK
-  self->st->previous.clear();  // their role locks go: a receiver still in one is cut short
+  producer.reset();  // not under OBJECT_LOCK
+  // Their role locks go (a receiver still in one is cut short): Retire() drops the
+  // lock even while ring-pool buffers upstream still hold the producer.
+  for (const auto& p : self->st->previous) p->Retire();
+  self->st->previous.clear();
+  self->st->followers_expected = 0;
   g_clear_pointer(&self->written_caps_string, g_free);
 }
 
@@ -661,6 +678,59 @@ static void wait_for_first_receiver(GstShmringSink* self, shm::ShmProducer* prod
   }
 }
 
+// Attaches so far over all receiver slots of a ring (each slot's attach count).
+static guint64 total_attaches(shm::ShmProducer* producer) {
+  guint64 n = 0;
+  for (guint k = 0; k < producer->max_receivers(); ++k) {
+    n += producer->ring()->SlotFlags(k) >> shm::layout::kConsumerAttachCountShift;
+  }
+  return n;
+}
+
+// Whether a receiver is still on its way from a ring the stream moved out of
+// (grow_ring) into the current one: attached to one of `previous` with something
+// there not yet released, or, for up to kFollowGraceUs after the last of them
+// drained or left (*left_at, 0 = not yet), fewer attaches on the current ring than
+// receivers were in the ring it replaced. (A receiver that drained an old ring and
+// stays attached without following, as Python's FrameReader does, holds nothing
+// up past that grace.) Streaming thread or stop.
+static bool followers_pending(GstShmringSink* self, gint64* left_at) {
+  for (const auto& p : self->st->previous) {
+    if (p->ConsumerAttached() && p->ring()->ReceiversBehind()) {
+      *left_at = 0;
+      return true;
+    }
+  }
+  shm::ShmProducer* producer = self->st->producer.get();
+  if (producer == nullptr || total_attaches(producer) >= self->st->followers_expected) {
+    return false;
+  }
+  const gint64 now = g_get_monotonic_time();
+  if (*left_at == 0) *left_at = now;
+  return now - *left_at < kFollowGraceUs;
+}
+
+// Waits while followers_pending(), or until unlock(): a sender that waits for space
+// also waits for its receivers to follow it into a new ring. Streaming thread;
+// blocks (polls every kLingerPollUs).
+static void wait_for_followers(GstShmringSink* self) {
+  gint64 left_at = 0;
+  if (!followers_pending(self, &left_at)) return;
+  GST_INFO_OBJECT(self, "waiting for the receivers of the previous ring to follow the stream");
+  while (followers_pending(self, &left_at) && !self->st->unlocked.load(std::memory_order_relaxed)) {
+    g_usleep(kLingerPollUs);
+  }
+}
+
+// Receivers attached to the ring's slots now.
+static guint32 attached_receivers(shm::ShmProducer* producer) {
+  guint32 n = 0;
+  for (guint k = 0; k < producer->max_receivers(); ++k) {
+    if (producer->ReceiverAttached(k)) ++n;
+  }
+  return n;
+}
+
 // capacity 0, a caps change whose frames need a larger ring than the one sized from
 // earlier caps: the stream moves to a new ring of the new size under the same name.
 // The old ring's name is released, the new ring created under it, then the old ring
@@ -675,6 +745,14 @@ static void wait_for_first_receiver(GstShmringSink* self, shm::ShmProducer* prod
 static bool grow_ring(GstShmringSink* self, guint capacity) {
   const std::shared_ptr<shm::ShmProducer> old = self->st->producer;
   wait_for_first_receiver(self, old.get());
+  GST_OBJECT_LOCK(self);
+  const gboolean lossless = self->wait_for_space && !self->live;
+  GST_OBJECT_UNLOCK(self);
+  // At most one move pending: a receiver still draining the ring before `old` (or
+  // on its way out of it) must reach `old` before `old` loses its name, or it would
+  // follow the stream into the next ring and skip all of `old` unmarked. (Usually
+  // done already: the previous move waited for its followers below.)
+  if (lossless) wait_for_followers(self);
   GST_INFO_OBJECT(self,
                   "the caps need a ring of %u bytes, ring '%s' has %u: moving to a larger ring",
                   capacity, old->name().c_str(), old->capacity());
@@ -696,6 +774,7 @@ static bool grow_ring(GstShmringSink* self, guint capacity) {
   const GstClockTime written_end = self->written_end;
   const gboolean discont_next = self->discont_next;
   const bool ok = create_ring(self);
+  self->st->followers_expected = attached_receivers(old.get());
   old->Close();  // after the new ring holds the name
   prev.push_back(old);
   if (!ok) {
@@ -707,6 +786,12 @@ static bool grow_ring(GstShmringSink* self, guint capacity) {
   self->ts_offset = ts_offset;
   self->written_end = written_end;
   self->discont_next = discont_next;
+  // Nothing goes into the new ring before every receiver of the old one is in it:
+  // with several receivers, one that followed first would otherwise read and free
+  // frames a slower one, still draining the old ring, then never gets (it attaches
+  // where the first one is, and a ring read to its end is not attached to at all).
+  // (One receiver slot: nobody frees what the one receiver has not read.)
+  if (lossless && old->max_receivers() > 1) wait_for_followers(self);
   gst_pad_push_event(GST_BASE_SINK_PAD(self), gst_event_new_reconfigure());
   return true;
 }
@@ -1295,18 +1380,14 @@ static gboolean gst_shmring_sink_unlock_stop(GstBaseSink* bsink) {
 // A stream that ended (real EOS) before any receiver attached keeps its ring for
 // up to `linger` seconds, until a receiver attaches (it then holds the mapping and
 // drains it on its own). Streaming has stopped; the application's thread.
-static void linger_for_first_receiver(GstShmringSink* self) {
+static void linger_for_first_receiver(GstShmringSink* self, guint linger, gint64 deadline) {
   shm::ShmProducer* producer = self->st->producer.get();
-  GST_OBJECT_LOCK(self);
-  const guint linger = self->linger;
-  GST_OBJECT_UNLOCK(self);
   if (producer == nullptr || linger == 0 || !self->eos_written || self->live ||
       producer->ring()->ConsumerAttachCount() != 0) {
     return;
   }
   GST_INFO_OBJECT(self, "stream ended before any receiver attached: keeping ring '%s' up to %u s",
                   producer->name().c_str(), linger);
-  const gint64 deadline = g_get_monotonic_time() + gint64{linger} * G_USEC_PER_SEC;
   while (producer->ring()->ConsumerAttachCount() == 0 && g_get_monotonic_time() < deadline) {
     g_usleep(kLingerPollUs);
   }
@@ -1316,14 +1397,37 @@ static void linger_for_first_receiver(GstShmringSink* self) {
                       : "linger expired without a receiver");
 }
 
+// A stream that ended (real EOS) while receivers were still in rings it moved out
+// of (grow_ring): until `deadline`, waits while one of them is still draining such
+// a ring or on its way to the current one (followers_pending), so that stop does
+// not cut it short. Streaming has stopped; the application's thread.
+static void linger_for_followers(GstShmringSink* self, guint linger, gint64 deadline) {
+  if (linger == 0 || !self->eos_written || self->st->previous.empty()) return;
+  gint64 left_at = 0;
+  if (!followers_pending(self, &left_at)) return;
+  GST_INFO_OBJECT(
+      self, "stream ended while receivers still drain earlier rings: waiting up to %u s", linger);
+  while (followers_pending(self, &left_at) && g_get_monotonic_time() < deadline) {
+    g_usleep(kLingerPollUs);
+  }
+}
+
 // Ends the ring without an EOS record unless a real EOS wrote one: a receiver
-// tells a stream cut short (error, stop without EOS) by CLOSED without EOS.
+// tells a stream cut short (error, stop without EOS) by CLOSED without EOS. After
+// a real EOS, keeps the rings up to `linger` seconds for receivers still on their
+// way (linger_for_followers, linger_for_first_receiver). The application's
+// thread; blocks up to `linger` seconds.
 static gboolean gst_shmring_sink_stop(GstBaseSink* bsink) {
   GstShmringSink* self = GST_SHMRING_SINK(bsink);
   GST_INFO_OBJECT(self, "buffers sent in place: %" G_GUINT64_FORMAT ", copied: %" G_GUINT64_FORMAT,
                   self->st->in_place.load(), self->st->copied.load());
   unwatch_pipeline_errors(self);
-  linger_for_first_receiver(self);
+  GST_OBJECT_LOCK(self);
+  const guint linger = self->linger;
+  GST_OBJECT_UNLOCK(self);
+  const gint64 deadline = g_get_monotonic_time() + gint64{linger} * G_USEC_PER_SEC;
+  linger_for_followers(self, linger, deadline);
+  linger_for_first_receiver(self, linger, deadline);
   destroy_ring(self);
   return TRUE;
 }

@@ -699,6 +699,7 @@ bool ByteRingBuffer::Retract(const Reservation& r) {
   // its bytes; a WRAP marker before it stays (the place is then a lap's start).
   pending_.pop_back();
   reserve_ = r.start;
+  WakeKeptSleepers();  // as Unkeep: a thread of ours may sleep for this room
   return true;
 }
 

@@ -484,6 +484,17 @@ bool ShmProducer::ReleaseName(std::string* error) {
     if (error != nullptr) *error = "ring '" + name_ + "' is not open";
     return false;
   }
+#ifdef _WIN32
+  // A Win32 mapping's name lasts while any process holds a handle to it (the old
+  // ring's consumers do): there is no removing it for a successor, and
+  // UnlinkIfStill's kYes there means nothing was done.
+  if (error != nullptr) {
+    *error = "ring '" + name_ +
+             "': a name cannot be handed on to a new ring on Windows (a mapping's name lasts "
+             "while any process holds a handle to it)";
+  }
+  return false;
+#else
   std::string err;
   const SharedMemory::Unlinked u = SharedMemory::UnlinkIfStill(
       name_, memory_->fd(), true, [](int) { return true; }, &err);
@@ -492,6 +503,7 @@ bool ShmProducer::ReleaseName(std::string* error) {
     *error = err.empty() ? "ring '" + name_ + "': the name no longer names this ring" : err;
   }
   return false;
+#endif
 }
 
 Status ShmProducer::Reserve(uint32_t len, uint8_t** payload, int64_t timeout_ns, FillHint fill) {
@@ -894,10 +906,14 @@ bool ShmConsumer::HandedOver() {
   // its lock after its successor took the name is an ended stream, not a handover.
   // (Without OFD locks: its pid, as for CheckProducer.)
   if (!ProducerAlive(*memory_, ring_->ProducerPid())) return false;
+  // A handover stays within one process: a ring of another process under the name
+  // (say, one that replaced a ring CLOSED after an error while its producer still
+  // held the lock) is an unrelated stream.
   uint8_t hdr[layout::kHeaderSize];
   return ReadHeader(name_, hdr) &&
          HeaderField<uint32_t>(hdr, layout::kMagicOffset) == layout::kMagic &&
-         HeaderField<uint64_t>(hdr, layout::kGenerationOffset) != ring_->generation();
+         HeaderField<uint64_t>(hdr, layout::kGenerationOffset) != ring_->generation() &&
+         HeaderField<uint32_t>(hdr, layout::kProducerPidOffset) == ring_->ProducerPid();
 }
 
 // One step under mu_: the next record, acquired (and tracked) or peeked.

@@ -38,7 +38,8 @@ from .errors import (ForeignOwnerError, IncompatibleSegmentError, ProducerDeadEr
                      ViewInUseError)
 from .layout import (CONSUMER_ATTACHED,
                      GENERATION_OFFSET, HEADER_SIZE, IDENT_SIZE, MAGIC, MAGIC_OFFSET,
-                     PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET, PRODUCER_WAITING, VERSION,
+                     PRODUCER_CLOSED, PRODUCER_FLAGS_OFFSET, PRODUCER_PID_OFFSET,
+                     PRODUCER_WAITING, VERSION,
                      VERSION_OFFSET,
                      PROFILE_OPAQUE, RECORD_ALIGN, may_be_ring_in_creation, round_up_capacity)
 from .layout import (CONSUMER_ATTACH_COUNT_SHIFT, HEAD_WORD, PRODUCER_FLAGS_WORD, PRODUCER_LIVE,
@@ -1180,11 +1181,14 @@ class ShmConsumer(_Endpoint):
     def handed_over(self) -> bool:
         """Whether this CLOSED ring was handed over (:meth:`ShmProducer.release_name`):
         its producer still holds its lock and the name now holds a ring of another
-        generation, where the stream goes on (re-open the name). Meaningful once the
+        generation created by the same process (the header's producer pid is this
+        ring's), where the stream goes on (re-open the name). Meaningful once the
         stream ended and everything was read. As C++ ``ShmConsumer::HandedOver``; the
         lock is probed before the name is read, so a producer that ended and let go of
-        its lock is never taken for one that handed over. Consumer thread; never
-        blocks (one fcntl call, one read of the name's header)."""
+        its lock before that is not taken for one that handed over, nor is a ring
+        another process put under the name (a heuristic: PROTOCOL.md section 5).
+        Consumer thread; never blocks (one fcntl call, one read of the name's
+        header)."""
         ring = self.ring
         if not ring.producer_closed:
             return False
@@ -1193,15 +1197,21 @@ class ShmConsumer(_Endpoint):
                 return False
         elif not process_alive(ring.producer_pid):
             return False
+        # A handover stays within one process: a ring of another process under the
+        # name (one that replaced a ring CLOSED after an error while its producer
+        # still held the lock, say) is an unrelated stream.
+        length = PRODUCER_PID_OFFSET + 4
         try:
-            header = _shm.peek_header(self._name, 32)
+            header = _shm.peek_header(self._name, length)
         except (OSError, IncompatibleSegmentError):
             return False
-        if header is None or len(header) < 32:
+        if header is None or len(header) < length:
             return False
         magic, = struct.unpack_from("<I", header, MAGIC_OFFSET)
         generation, = struct.unpack_from("<Q", header, GENERATION_OFFSET)
-        return bool(magic == MAGIC and generation != self._generation)
+        pid, = struct.unpack_from("<I", header, PRODUCER_PID_OFFSET)
+        return bool(magic == MAGIC and generation != self._generation
+                     and pid == ring.producer_pid)
 
     def check_producer(self) -> None:
         """Raises ProducerDeadError / ProducerReplacedError if the producer is gone or

@@ -496,6 +496,48 @@ TEST_F(ChannelTest, ClosedRingIsNotHandedOver) {
   EXPECT_FALSE(c.HandedOver()) << "the old producer let go of its lock first";
 }
 
+// A handover stays within one process: a ring closed without a handover whose
+// producer still holds its lock (a sender that closed after an error keeps it until
+// it stops) is not handed over when another process's producer took the name.
+TEST_F(ChannelTest, RingReplacedByAnotherProcessIsNotHandedOver) {
+  const std::string name = Name();
+  auto old = std::make_unique<ShmProducer>(name, 4096);
+  ShmConsumer c(name);
+  ASSERT_TRUE(old->IsValid() && c.IsValid());
+  ASSERT_TRUE(old->Write("cut short", 9));
+  std::string err;
+  ASSERT_TRUE(old->ReleaseName(&err)) << err;  // the name goes, as another process's unlink
+  int created[2], done[2];
+  ASSERT_EQ(pipe(created), 0);
+  ASSERT_EQ(pipe(done), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(done[1]);
+    {
+      ShmProducer other(name, 4096);
+      char b = other.IsValid() ? 1 : 0;
+      if (write(created[1], &b, 1) != 1) _exit(3);
+      while (read(done[0], &b, 1) > 0) {
+      }  // until the parent is done
+    }
+    _exit(0);
+  }
+  close(created[1]);
+  close(done[0]);
+  char b = 0;
+  ASSERT_EQ(read(created[0], &b, 1), 1);
+  close(created[0]);
+  EXPECT_EQ(b, 1);
+  old->Close();  // CLOSED, lock still held
+  std::string got;
+  ASSERT_TRUE(ReadOne(c, &got));
+  EXPECT_EQ(ReadOne(c, &got).status, Status::kClosed);
+  EXPECT_FALSE(c.HandedOver()) << "the name holds another process's ring";
+  close(done[1]);
+  EXPECT_EQ(shmtest::WaitChild(child), 0);
+}
+
 TEST_F(ChannelTest, SecondConsumerRefusedWhileFirstAlive) {
   const std::string name = Name();
   ShmProducer p(name, 4096);

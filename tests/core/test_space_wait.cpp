@@ -239,6 +239,47 @@ TEST_F(SpaceWaitTest, WaiterOnKeptSpaceWakesOnUnkeep) {
   EXPECT_EQ(static_cast<Status>(got.load()), Status::kOk);
 }
 
+// Retract frees room as Unkeep does: a reservation held back by a kept record
+// (asleep for an Unkeep) is woken when the last, never published reservation is
+// retracted and the room it took lies free again (before: it slept on until its
+// own timeout).
+TEST_F(SpaceWaitTest, WaiterOnKeptSpaceWakesOnRetract) {
+  ShmProducer& p = Producer(256);
+  ShmConsumer& c = Consumer();
+  ASSERT_TRUE(AllOpen());
+  p.SetConcurrent(true);
+  Reservation kept, last;
+  ASSERT_EQ(p.ReserveNext(100, &kept, 0), Status::kOk);  // record 104 at 0
+  p.Publish(kept, 100, /*keep=*/true);
+  char buf[256];
+  ASSERT_EQ(c.ReadFor(buf, sizeof buf, kGuardNs).len, 100u);  // the consumer is done with it
+  ASSERT_EQ(p.ReserveNext(148, &last, 0), Status::kOk);       // record 152: to the lap's end
+  wait::ResetCounters();
+  Interrupter intr;
+  std::atomic<int> got{-1};
+  std::thread t([&] {
+    Reservation r;  // 104 bytes: only at the lap's start, where the kept record is
+    const Status s = p.ReserveNext(100, &r, kGuardNs, &intr);
+    if (s == Status::kOk) p.Abandon(r);
+    got = static_cast<int>(s);
+  });
+  const bool slept =
+      shmtest::WaitUntil([] { return wait::GetCounters().sleeps >= 1; }, std::chrono::seconds(10));
+  EXPECT_TRUE(slept) << "the waiter sleeps in the wait protocol";
+  EXPECT_TRUE(p.HeldBackByKept(100));
+  const uint64_t wakes_before = wait::GetCounters().wakes;
+  ASSERT_TRUE(p.Retract(last));
+  if (slept) {
+    EXPECT_GT(wait::GetCounters().wakes, wakes_before) << "Retract wakes the sleeper";
+  }
+  // Bounded look; without the wake the waiter would sleep up to kGuardNs.
+  const bool done = shmtest::WaitUntil([&] { return got.load() != -1; }, std::chrono::seconds(10));
+  if (!done) intr.Interrupt();
+  t.join();
+  EXPECT_TRUE(done) << "the waiter got the room Retract freed";
+  EXPECT_EQ(static_cast<Status>(got.load()), Status::kOk);
+}
+
 // Stress for the skipped wakes: a producer and a consumer thread on a 128-byte ring
 // (both sides sleep often) with sleeps that only a wake ends (a 60 s guard): a lost
 // wake would show as a sleep that timed out. Every message is checked. Also run

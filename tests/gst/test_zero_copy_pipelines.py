@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -304,17 +305,22 @@ def test_ring_grown_before_any_receiver_keeps_the_first_frames():
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=sender_env())
     recv = None
+    # Hang guard: a sender that never logs the line is killed, which ends the loop.
+    guard = threading.Timer(120, send.kill)
+    guard.start()
     try:
         for line in send.stderr:
             if "waiting for a first receiver before moving to a larger ring" in line:
                 break
         else:
             raise AssertionError("the sender never waited for a receiver at the move")
+        guard.cancel()
         recv = subprocess.run([GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!",
                                "checksumsink"], capture_output=True, text=True, timeout=120)
         send.communicate(timeout=120)
         assert send.returncode == 0
     finally:
+        guard.cancel()
         if send.poll() is None:
             send.kill()
             send.communicate()
@@ -322,6 +328,118 @@ def test_ring_grown_before_any_receiver_keeps_the_first_frames():
             os.unlink(f"/dev/shm/{name}")
     assert recv.returncode == 0, recv.stderr[-3000:]
     assert checksums(recv.stdout) == reference
+
+
+def concat_sizes(*parts):
+    """videotestsrc streams concatenated, one per (frames, "WxH") in `parts`: a caps
+    change at each joint. Ends with the concat's src pad still to be linked."""
+    desc = "concat name=c "
+    for frames, size in parts:
+        w, h = size.split("x")
+        desc += (f"videotestsrc num-buffers={frames} pattern=ball ! "
+                 f"video/x-raw,format=BGR,width={w},height={h},framerate=30/1 ! c. ")
+    return desc + "c."
+
+
+def fast_and_slow_receivers(src, tag):
+    """`src` into shmringsink max-receivers=2, read in two other processes: one fast,
+    one slow (identity sleep-time, 60 ms a frame), both started before the sender.
+    Returns (reference checksums, fast receiver, slow receiver) (CompletedProcess)."""
+    reference = checksums(run(f"{src} ! checksumsink").stdout)
+    name = unique(tag)
+    argv = [GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!"]
+    fast = subprocess.Popen(argv + ["checksumsink"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    slow = subprocess.Popen(argv + ["identity", "sleep-time=60000", "!", "checksumsink"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = []
+    try:
+        run(f"{src} ! shmringsink shm-name={name} max-receivers=2", env=sender_env())
+        for p in (fast, slow):
+            out, err = p.communicate(timeout=120)
+            done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    finally:
+        for p in (fast, slow):
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        if os.path.exists(f"/dev/shm/{name}"):  # a sender killed by its guard
+            os.unlink(f"/dev/shm/{name}")
+    return reference, done[0], done[1]
+
+
+def assert_unbroken_end(reference, got):
+    """`got` is the end of `reference` with nothing left out (a receiver that
+    attached late may miss the start; none may miss frames after it)."""
+    assert 0 < len(got) <= len(reference), (len(got), len(reference))
+    assert got == reference[len(reference) - len(got):], (len(got), len(reference))
+
+
+def test_stop_after_a_move_waits_for_a_receiver_still_in_the_old_ring():
+    """Two receivers, one slow: the fast one follows the stream into the larger ring,
+    which soon ends (3 frames, EOS) while the slow one still drains the old ring.
+    The sender's stop keeps the old ring's role lock until the slow receiver has
+    drained it and followed (it would otherwise read CLOSED without a hand-over and
+    report a stream cut short): both receivers end cleanly, with every frame."""
+    reference, fast, slow = fast_and_slow_receivers(
+        concat_sizes((20, "160x120"), (3, "1280x720")), "capslow")
+    assert fast.returncode == 0, fast.stderr[-3000:]
+    assert slow.returncode == 0, slow.stderr[-3000:]
+    assert_unbroken_end(reference, checksums(fast.stdout))
+    assert_unbroken_end(reference, checksums(slow.stdout))
+
+
+def test_two_moves_in_a_row_keep_a_slow_receivers_frames():
+    """Two receivers, one slow, two moves in a row (160x120 -> 1280x720 ->
+    1920x1080): the second move waits until the slow receiver left the first ring
+    and reached the second, so it does not follow straight into the third ring and
+    skip the second one's frames."""
+    reference, fast, slow = fast_and_slow_receivers(
+        concat_sizes((20, "160x120"), (3, "1280x720"), (3, "1920x1080")), "capstwo")
+    assert fast.returncode == 0, fast.stderr[-3000:]
+    assert slow.returncode == 0, slow.stderr[-3000:]
+    assert_unbroken_end(reference, checksums(fast.stdout))
+    assert_unbroken_end(reference, checksums(slow.stdout))
+
+
+def test_a_drained_receiver_that_does_not_follow_holds_no_move_up():
+    """A receiver that read the old ring to its end and stays attached without
+    following (Python's FrameReader, which reports the old ring's end as a stream cut
+    short) does not stop the sender at the move for good: once it drained the old
+    ring, the sender waits for it at most a short grace, moves on and ends."""
+    src = concat_sizes((20, "160x120"), (3, "1280x720"))
+    name = unique("capsstay")
+    code = ("import sys, shmring\n"
+            "r = shmring.FrameReader(sys.argv[1], timeout=60)\n"
+            "n = 0\n"
+            "try:\n"
+            "    for f in r:\n"
+            "        n += 1\n"
+            "        del f\n"
+            "except shmring.StreamTruncatedError:\n"
+            "    pass\n"
+            "print(n, flush=True)\n"
+            "sys.stdin.readline()\n"  # attached until told
+            "r.close()\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.join(os.environ["SHMRING_SOURCE_ROOT"], "python")
+    reader = subprocess.Popen(["/usr/bin/python3", "-c", code, name], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env)
+    try:
+        send = subprocess.run([GST_LAUNCH, "-q"] + (f"{src} ! shmringsink shm-name={name} "
+                                                     "linger=1").split(),
+                              capture_output=True, text=True, timeout=60, env=sender_env())
+        assert send.returncode == 0, send.stderr[-3000:]
+        out, err = reader.communicate(input="done\n", timeout=60)
+        assert reader.returncode == 0, err[-3000:]
+        assert out.split() == ["20"], out + err[-3000:]  # every frame of the old ring
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.communicate()
+        if os.path.exists(f"/dev/shm/{name}"):
+            os.unlink(f"/dev/shm/{name}")
 
 
 def test_caps_change_beyond_a_set_capacity_is_still_an_error():

@@ -386,6 +386,30 @@ def test_closed_ring_is_not_handed_over(ring_name):
         assert not c.handed_over()  # the name still holds this ring
 
 
+def test_ring_replaced_by_another_process_is_not_handed_over(ring_name):
+    """A ring CLOSED while its producer still holds its lock is not handed over when
+    another process's producer took the name: a handover stays within one process
+    (C++ ChannelTest.RingReplacedByAnotherProcessIsNotHandedOver)."""
+    import subprocess
+    code = ("import sys, shmring\n"
+            "with shmring.ShmProducer(sys.argv[1], 4096):\n"
+            "    sys.stdout.write('ready\\n'); sys.stdout.flush()\n"
+            "    sys.stdin.readline()\n")
+    with ShmProducer(ring_name, 4096) as old, ShmConsumer(ring_name) as c:
+        old.write(b"cut short")
+        old.release_name()  # the name goes, as another process's unlink
+        proc = spawn_python(code, ring_name, stdin=subprocess.PIPE)
+        try:
+            assert proc.stdout.readline() == "ready\n", proc.stderr.read()
+            old.end_stream()  # CLOSED, lock still held
+            assert c.read(timeout=10) == b"cut short"
+            assert c.read(timeout=10) is None and c.at_end
+            assert not c.handed_over()  # the name holds another process's ring
+        finally:
+            proc.communicate(input="done\n", timeout=30)
+        assert proc.returncode == 0
+
+
 def test_consumer_process_exit_leaves_the_segment(ring_name):
     with ShmProducer(ring_name, 4096) as p:
         p.write(b"one")

@@ -182,7 +182,8 @@ class ByteRingBuffer {
   // False (nothing done) otherwise: Abandon it instead. A PAD record holds its
   // place until the readers pass it, so a run of given-up reservations could fill
   // a small ring while a reader holds the record before them and waits for a
-  // message (see ring_pool.h). Producer; never blocks.
+  // message (see ring_pool.h). On success wakes a thread of ours asleep for room
+  // held by a kept record (WakeKeptSleepers). Producer; never blocks.
   bool Retract(const Reservation& r);
   // Abandons every open reservation (Reserve's and ReserveNext's): end of stream.
   // Producer; never blocks.

@@ -118,7 +118,8 @@ class SharedMemory {
   // unlinked. (flock and the OFD byte locks of liveness.hpp do not interact.)
   // wait=false: kBusy when another process holds the flock; true: waits for it
   // (holders never wait while they hold it). Any thread; blocks only with wait.
-  // Windows: nothing to remove (kYes).
+  // Windows: kYes without doing anything (a mapping has no name to remove; it
+  // goes with its last handle): the name may still be taken.
   static Unlinked UnlinkIfStill(const std::string& name, int fd, bool wait,
                                 const std::function<bool(int fd)>& still, std::string* error);
   // For tests only: called by UnlinkIfStill between its checks and the unlink,

@@ -132,8 +132,11 @@ class ShmProducer {
   // not reused before Unkeep). Never blocks.
   void Abandon(const Reservation& r, bool keep = false);
   // Takes `r` back when it is the newest reservation and still open (no record;
-  // the next reservation gets its place); false otherwise (Abandon it then). See
-  // ByteRingBuffer::Retract. Never blocks.
+  // the next reservation gets its place); false otherwise (Abandon it then), and
+  // after Close(). See ByteRingBuffer::Retract. The room it frees wakes a thread of
+  // this producer waiting for space (as Unkeep does). Called by the thread that
+  // reserved `r`, or, after SetConcurrent(true), by any thread (the sink's ring
+  // pool gives up its buffers' reservations from upstream threads). Never blocks.
   bool Retract(const Reservation& r);
   // The bytes of kept reservation `r` are no longer used. Never blocks.
   void Unkeep(const Reservation& r);
@@ -158,8 +161,11 @@ class ShmProducer {
   // the successor under the name, then Close() this ring while this object (and
   // so its role lock) lives on: a consumer that drains it then tells the handover
   // from an early stop (ShmConsumer::HandedOver). False with *error set (the OS
-  // call and errno) when the name could not be removed. Producer thread; blocks
-  // only while another process removes a ring's name (their shared flock).
+  // call and errno) when the name could not be removed. Windows: always false
+  // (*error says why: a mapping's name lasts while any process holds a handle, so
+  // shmringsink's move to a larger ring fails there with that error). Producer
+  // thread; blocks only while another process removes a ring's name (their
+  // shared flock).
   bool ReleaseName(std::string* error);
 
   // Counts `n` messages dropped on purpose (the header's `dropped`). Producer
@@ -406,7 +412,10 @@ class ShmConsumer {
   [[nodiscard]] Status CheckProducer();
   // Whether this CLOSED ring was handed over (ShmProducer::ReleaseName): its
   // producer still holds its role lock and the name now holds a ring of another
-  // generation, where the stream goes on. Meaningful once CLOSED was seen and the
+  // generation created by the same process (the header's producer pid is this
+  // ring's), where the stream goes on. A heuristic (PROTOCOL.md section 5, "Handing
+  // a stream over"): a ring another process put under the name is never taken for
+  // a handover. Meaningful once CLOSED was seen and the
   // ring drained (kClosed). Consumer thread; never blocks (one fcntl, one read of
   // the name's header).
   bool HandedOver();
