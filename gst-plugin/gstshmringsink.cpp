@@ -692,7 +692,8 @@ static guint64 total_attaches(shm::ShmProducer* producer) {
 // there not yet released, or, for up to kFollowGraceUs after the last of them
 // drained or left (*left_at, 0 = not yet), fewer attaches on the current ring than
 // receivers were in the ring it replaced. (A receiver that drained an old ring and
-// stays attached without following, as Python's FrameReader does, holds nothing
+// stays attached without following (a ShmConsumer whose program does not follow:
+// only shmringsrc and Python's FrameReader do) holds nothing
 // up past that grace.) Streaming thread or stop.
 static bool followers_pending(GstShmringSink* self, gint64* left_at) {
   for (const auto& p : self->st->previous) {

@@ -133,6 +133,9 @@ struct SrcState {
   bool skip_backlog = false;
   uint32_t backlog_end = 0;
   bool need_keyframe = false;
+  // The ring was handed over (ShmConsumer::HandedOver): the next ring under the name
+  // carries the rest of the same stream, backlog included (a live one too).
+  bool following = false;
   uint64_t ring_skips_seen = 0;  // the slot's skipped counter (live mode) at the last buffer
   bool skipped_ahead = false;    // latest=true just skipped: rebase the next buffer
   Pacing pacing;                 // OBJECT_LOCK (see Pacing)
@@ -152,6 +155,7 @@ struct SrcState {
     skip_backlog = false;
     backlog_end = 0;
     need_keyframe = false;
+    following = false;
     ring_skips_seen = 0;
     skipped_ahead = false;
   }
@@ -622,10 +626,14 @@ static bool take_consumer(GstShmringSrc* self, std::unique_ptr<shm::ShmConsumer>
   });
   SrcState* st = self->st;
   // A live stream starts at what is published from now on (data already in the
-  // ring is stale); a non-live one from its oldest record, losing nothing.
-  st->skip_backlog = consumer->live();
+  // ring is stale); a non-live one from its oldest record, losing nothing. A ring
+  // we follow into after a hand-over holds the rest of the stream we were reading:
+  // nothing in it is stale, and the stream goes on without waiting for a key frame.
+  const bool stale_backlog = consumer->live() && !st->following;
+  st->following = false;
+  st->skip_backlog = stale_backlog;
   st->backlog_end = consumer->attach_head();
-  st->need_keyframe = consumer->live();
+  st->need_keyframe = stale_backlog;
   st->ring_skips_seen = consumer->skipped();
   if (profile == shm::layout::kProfileGstFraming) {
     // A receiver joining mid-stream of a ring with several receivers.
@@ -1197,6 +1205,7 @@ static GstFlowReturn handle_status(GstShmringSrc* self, shm::Status s) {
         st->consumer.reset();  // unmaps once no buffer holds it
         st->held_downstream.reset();
         st->lookahead.clear();
+        st->following = true;
         return SHMRING_FLOW_RECONNECTED;
       }
       if (st->consumer->profile() == shm::layout::kProfileGstFraming) {
