@@ -404,23 +404,18 @@ def test_two_moves_in_a_row_keep_a_slow_receivers_frames():
 
 def test_a_drained_receiver_that_does_not_follow_holds_no_move_up():
     """A receiver that read the old ring to its end and stays attached without
-    following (Python's FrameReader, which reports the old ring's end as a stream cut
-    short) does not stop the sender at the move for good: once it drained the old
-    ring, the sender waits for it at most a short grace, moves on and ends."""
+    following (a program on the low-level ShmConsumer, whose iteration ends at the
+    old ring's CLOSED; shmringsrc and FrameReader follow) does not stop the sender at
+    the move for good: once it drained the old ring, the sender waits for it at most
+    a short grace, moves on and ends."""
     src = concat_sizes((20, "160x120"), (3, "1280x720"))
     name = unique("capsstay")
     code = ("import sys, shmring\n"
-            "r = shmring.FrameReader(sys.argv[1], timeout=60)\n"
-            "n = 0\n"
-            "try:\n"
-            "    for f in r:\n"
-            "        n += 1\n"
-            "        del f\n"
-            "except shmring.StreamTruncatedError:\n"
-            "    pass\n"
-            "print(n, flush=True)\n"
+            "c = shmring.ShmConsumer(sys.argv[1], timeout=60)\n"
+            "n = sum(1 for m in c if len(m) > 160 * 120 * 3)\n"  # the frames' records
+            "print(n, c.handed_over(), flush=True)\n"
             "sys.stdin.readline()\n"  # attached until told
-            "r.close()\n")
+            "c.close()\n")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.path.join(os.environ["SHMRING_SOURCE_ROOT"], "python")
     reader = subprocess.Popen(["/usr/bin/python3", "-c", code, name], stdin=subprocess.PIPE,
@@ -433,7 +428,8 @@ def test_a_drained_receiver_that_does_not_follow_holds_no_move_up():
         assert send.returncode == 0, send.stderr[-3000:]
         out, err = reader.communicate(input="done\n", timeout=60)
         assert reader.returncode == 0, err[-3000:]
-        assert out.split() == ["20"], out + err[-3000:]  # every frame of the old ring
+        # Every frame of the old ring, which was handed over.
+        assert out.split() == ["20", "True"], out + err[-3000:]
     finally:
         if reader.poll() is None:
             reader.kill()
