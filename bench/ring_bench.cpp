@@ -57,9 +57,9 @@
 //               minimal_protocol and shmring_inline on request only (above).
 //   frames_CAP  1080p BGR frames (6,220,800 bytes) through a CAP MiB ring: ShmProducer::Reserve
 //               + memcpy + Commit -> ShmConsumer::PeekFor + touch + Release, vs one process
-//               memcpy-ing the same frame into one destination frame after frame (faulted in
-//               before timing, as the ring is prefaulted by its producer): the same peer at
-//               every capacity.
+//               memcpy-ing the same frame into two destinations in turn (double buffering;
+//               faulted in before timing, as the ring is prefaulted by its producer): the
+//               same peer at every capacity; and "memcpy_one", into one destination.
 //   latency     one-way latency of a 64-byte message with the consumer polling (TryRead in a
 //               loop; a message 20 us after the previous one was read), and wake-up latency
 //               with the consumer asleep in ReadFor (a message 1 ms after the previous one was
@@ -499,25 +499,29 @@ double ShmringFrames(uint32_t capacity, uint64_t frames) {
   return static_cast<double>(frames - 1) / s;
 }
 
-// The peer of every frames row: one process copying the frame into one destination,
-// over and over ("memcpy of a frame": the least a move of a frame costs, with both
-// buffers warm in the cache whatever the ring's capacity). A destination walking the
-// ring's capacity slot after slot would be a weaker peer at large capacities: it pays
-// the cache and TLB footprint that the ring avoids by going back to the front.
-double MemcpyFrames(uint64_t frames) {
-  auto* dst = static_cast<uint8_t*>(MapShared(kFrame));
+// The peers of every frames row: one process copying the frame into `slots`
+// destinations in turn, frame after frame, the same at every ring capacity.
+// "memcpy" (2 slots, the goal's peer): double buffering, the least a hand-over of
+// frames needs, since a producer writes frame N + 1 while its receiver may still
+// hold frame N. "memcpy_one" (1 slot, information): the same destination every
+// time, the bound no hand-over reaches unless the receiver is done with a frame
+// before the next one is started. A destination walking the ring's whole capacity
+// would be a weaker peer at large capacities: it pays the cache and TLB footprint
+// that the ring avoids by going back to the front.
+double MemcpyFrames(uint64_t frames, uint32_t slots) {
+  auto* dst = static_cast<uint8_t*>(MapShared(size_t{kFrame} * slots));
   std::vector<uint8_t> src(kFrame, 0x33);
   // Faulted in before the clock starts, as the shmring producer prefaults its ring
   // before its consumer attaches: both sides time copies, not first-touch faults.
-  std::memset(dst, 0, kFrame);
+  std::memset(dst, 0, size_t{kFrame} * slots);
   const auto start = Clock::now();
   for (uint64_t i = 0; i < frames; ++i) {
-    std::memcpy(dst, src.data(), kFrame);
+    std::memcpy(dst + (i % slots) * kFrame, src.data(), kFrame);
     // The copies are not dead stores: the compiler must make each one.
     __asm__ __volatile__("" : : "r"(dst) : "memory");
   }
   const double s = std::chrono::duration<double>(Clock::now() - start).count();
-  munmap(dst, kFrame);
+  munmap(dst, size_t{kFrame} * slots);
   return static_cast<double>(frames) / s;
 }
 
@@ -693,7 +697,8 @@ int main(int argc, char** argv) {
       const std::string row = "frames_" + std::to_string(mib);
       for (int r = 0; r < rounds; ++r) {
         Emit(row, "shmring", r, ShmringFrames(mib << 20, frames), "frames/s");
-        Emit(row, "memcpy", r, MemcpyFrames(frames), "frames/s");
+        Emit(row, "memcpy", r, MemcpyFrames(frames, 2), "frames/s");
+        Emit(row, "memcpy_one", r, MemcpyFrames(frames, 1), "frames/s");
       }
     }
   }

@@ -70,3 +70,19 @@ def test_small_goal_met_has_no_pooled_sentence() -> None:
     _, _, met, note = small_goal({"minimal": [40e6] * 9, "shmring": [44e6] * 9})
     assert met == "yes"
     assert "pooled" not in note
+
+
+def test_frames_information_line_against_one_destination() -> None:
+    # shmring/memcpy_one per round: 2000/5000, 3000/6000 -> 0.4, 0.5 (median 0.45); the
+    # two-destination peer against the one: 2500/5000, 4000/6000 -> 0.5, 0.667 (0.58).
+    results: Dict[str, object] = {
+        "rows": {"frames_32": {"unit": "frames/s", "shmring": [2000.0, 3000.0],
+                               "memcpy": [2500.0, 4000.0], "memcpy_one": [5000.0, 6000.0]}},
+        "load_before": [0.0, 0.0, 0.0], "load_after": [0.0, 0.0, 0.0],
+        "machine": {"cores": "2"}}
+    r = report.Report(results, "/nonexistent")
+    r.compute_goals()
+    info = [g for g in r.goals if "one destination" in g[0]]
+    assert len(info) == 1
+    assert info[0][1:3] == ("0.45×", "—")
+    assert info[0][3].startswith("two destinations in turn run 0.58× of one")
