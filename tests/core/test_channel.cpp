@@ -501,31 +501,42 @@ TEST_F(ChannelTest, ClosedRingIsNotHandedOver) {
 // it stops) is not handed over when another process's producer took the name.
 TEST_F(ChannelTest, RingReplacedByAnotherProcessIsNotHandedOver) {
   const std::string name = Name();
-  auto old = std::make_unique<ShmProducer>(name, 4096);
-  ShmConsumer c(name);
-  ASSERT_TRUE(old->IsValid() && c.IsValid());
-  ASSERT_TRUE(old->Write("cut short", 9));
-  std::string err;
-  ASSERT_TRUE(old->ReleaseName(&err)) << err;  // the name goes, as another process's unlink
-  int created[2], done[2];
+  // The child is forked before this process starts any thread (a producer arms its
+  // owner word from a thread of its own): a fork of a threaded process may not start
+  // threads under ThreadSanitizer. It creates its ring when told to.
+  int go[2], created[2], done[2];
+  ASSERT_EQ(pipe(go), 0);
   ASSERT_EQ(pipe(created), 0);
   ASSERT_EQ(pipe(done), 0);
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
+    close(go[1]);
     close(done[1]);
+    char b = 0;
+    if (read(go[0], &b, 1) != 1) _exit(2);
     {
       ShmProducer other(name, 4096);
-      char b = other.IsValid() ? 1 : 0;
+      b = other.IsValid() ? 1 : 0;
       if (write(created[1], &b, 1) != 1) _exit(3);
       while (read(done[0], &b, 1) > 0) {
       }  // until the parent is done
     }
     _exit(0);
   }
+  close(go[0]);
   close(created[1]);
   close(done[0]);
-  char b = 0;
+  auto old = std::make_unique<ShmProducer>(name, 4096);
+  ShmConsumer c(name);
+  ASSERT_TRUE(old->IsValid() && c.IsValid());
+  ASSERT_TRUE(old->Write("cut short", 9));
+  std::string err;
+  ASSERT_TRUE(old->ReleaseName(&err)) << err;  // the name goes, as another process's unlink
+  char b = 1;
+  ASSERT_EQ(write(go[1], &b, 1), 1);  // another process puts its ring under the name
+  close(go[1]);
+  b = 0;
   ASSERT_EQ(read(created[0], &b, 1), 1);
   close(created[0]);
   EXPECT_EQ(b, 1);
