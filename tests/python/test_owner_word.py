@@ -12,7 +12,7 @@ import signal
 import subprocess
 import textwrap
 import threading
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
 
@@ -50,17 +50,23 @@ def _held(receivers: int = 1) -> Iterator[Tuple[str, subprocess.Popen]]:
         _unlink(name)
 
 
-def _reader(c: ShmConsumer) -> "tuple[threading.Thread, List[Any]]":
+def _in_thread(read: Callable[[], Any]) -> "tuple[threading.Thread, List[Any]]":
+    """Runs the blocking `read` in a thread of its own; its result or exception goes to
+    the list returned beside the thread."""
     out: List[Any] = []
 
     def body() -> None:
         try:
-            out.append(c.read(timeout=60))  # a hang guard far beyond any slice
+            out.append(read())
         except BaseException as e:  # noqa: BLE001 - reported by the test
             out.append(e)
     t = threading.Thread(target=body, daemon=True)
     t.start()
     return t, out
+
+
+def _reader(c: ShmConsumer) -> "tuple[threading.Thread, List[Any]]":
+    return _in_thread(lambda: c.read(timeout=60))  # a hang guard far beyond any slice
 
 
 def _asleep(c: ShmConsumer) -> bool:
@@ -189,16 +195,7 @@ def _armed_by(tid: int) -> int:
 
 
 def _frame_reader(r: Any) -> "tuple[threading.Thread, List[Any]]":
-    out: List[Any] = []
-
-    def body() -> None:
-        try:
-            out.append(r.read_frame(timeout=60))  # a hang guard far beyond any slice
-        except BaseException as e:  # noqa: BLE001 - reported by the test
-            out.append(e)
-    t = threading.Thread(target=body, daemon=True)
-    t.start()
-    return t, out
+    return _in_thread(lambda: r.read_frame(timeout=60))  # a hang guard beyond any slice
 
 
 def test_killed_python_producer_wakes_a_python_reader_through_the_owner_word() -> None:
