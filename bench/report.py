@@ -827,7 +827,9 @@ class Report:
         self.ratio_goal(f"C++ 1080p frames ({GOAL_CPP_CAPACITY} MiB ring): ≥ 0.9× memcpy "
                         "(two destinations in turn)",
                         f"frames_{GOAL_CPP_CAPACITY}", "shmring", "memcpy", 0.9,
-                        self.load_why() + (f"; by ring size this run: {sweep}" if sweep else ""))
+                        "; ".join(w for w in (self.load_why(),
+                                              f"by ring size this run: {sweep}" if sweep else "")
+                                  if w))
         one = self.median_ratio(f"frames_{GOAL_CPP_CAPACITY}", "shmring", "memcpy_one")
         two = self.median_ratio(f"frames_{GOAL_CPP_CAPACITY}", "memcpy", "memcpy_one")
         if one is not None and two is not None:
