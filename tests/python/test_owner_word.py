@@ -73,6 +73,24 @@ def _asleep(c: ShmConsumer) -> bool:
     return bool(c.ring.consumer_flags & layout.CONSUMER_WAITING)
 
 
+def _sleeping_reader(c: ShmConsumer) -> "tuple[threading.Thread, List[Any]]":
+    """Zeroes the wait counters, starts a blocking read of `c` in a thread and returns it
+    once `c` is asleep in it."""
+    _futex.reset_counters()
+    reader = _reader(c)
+    assert wait_until(lambda: _asleep(c), 30)
+    return reader
+
+
+def _heard_one_death_through_the_word() -> None:
+    """The counters since the last reset: the sleep ended through the owner word, one
+    death was seen, and the sleeps were the armed (long) slices."""
+    wakes, deaths = _futex.owner_counters()
+    assert wakes >= 1  # the sleep ended through the owner word
+    assert deaths == 1
+    assert _futex.counters()[2] > _tuning.LIVENESS_SLICE_S  # the armed slice
+
+
 def _owner(c: ShmConsumer) -> int:
     return int(c.ring._w[layout.PRODUCER_OWNER_WORD])
 
@@ -105,14 +123,9 @@ def test_killed_cpp_producer_wakes_a_python_reader_through_the_owner_word() -> N
     with _held() as (name, proc), ShmConsumer(name) as c:
         armed = _owner(c)
         assert armed & (layout.OWNER_WAITERS | layout.OWNER_DIED) == layout.OWNER_WAITERS
-        _futex.reset_counters()
-        reader = _reader(c)
-        assert wait_until(lambda: _asleep(c), 30)
+        reader = _sleeping_reader(c)
         _kill_and_expect_death(proc, reader)
-        wakes, deaths = _futex.owner_counters()
-        assert wakes >= 1  # the sleep ended through the owner word
-        assert deaths == 1
-        assert _futex.counters()[2] > _tuning.LIVENESS_SLICE_S  # the armed slice
+        _heard_one_death_through_the_word()
 
 
 def test_both_receivers_of_a_fan_out_ring_hear_the_death() -> None:
@@ -204,14 +217,9 @@ def test_killed_python_producer_wakes_a_python_reader_through_the_owner_word() -
     with _python_producer() as (name, proc, tid), ShmConsumer(name) as c:
         assert tid != 0
         assert _owner(c) == _armed_by(tid)  # the arming thread's id | WAITERS
-        _futex.reset_counters()
-        reader = _reader(c)
-        assert wait_until(lambda: _asleep(c), 30)
+        reader = _sleeping_reader(c)
         _kill_and_expect_death(proc, reader)
-        wakes, deaths = _futex.owner_counters()
-        assert wakes >= 1  # the sleep ended through the owner word
-        assert deaths == 1
-        assert _futex.counters()[2] > _tuning.LIVENESS_SLICE_S  # the armed slice
+        _heard_one_death_through_the_word()
 
 
 def test_killed_frame_writer_wakes_a_frame_reader_through_the_owner_word() -> None:
@@ -225,10 +233,7 @@ def test_killed_frame_writer_wakes_a_frame_reader_through_the_owner_word() -> No
             reader = _frame_reader(r)
             assert wait_until(lambda: _asleep(consumer), 30)
             _kill_and_expect_death(proc, reader)
-            wakes, deaths = _futex.owner_counters()
-            assert wakes >= 1
-            assert deaths == 1
-            assert _futex.counters()[2] > _tuning.LIVENESS_SLICE_S  # the armed slice
+            _heard_one_death_through_the_word()
         finally:
             r.close()
 
@@ -291,9 +296,7 @@ def test_a_clean_exit_of_a_python_producer_marks_nothing(how: str) -> None:
     # Either way the stream ends (CLOSED) and the word is 0, never OWNER_DIED.
     with _python_producer() as (name, proc, tid), ShmConsumer(name) as c:
         assert _owner(c) == _armed_by(tid)
-        _futex.reset_counters()
-        reader = _reader(c)
-        assert wait_until(lambda: _asleep(c), 30)
+        reader = _sleeping_reader(c)
         if how == "close":
             _command(proc, "close")
             assert _answer(proc) == "closed"
@@ -312,9 +315,7 @@ def test_a_python_producer_gone_without_cleanup_marks_the_word() -> None:
     # sleeping reader hears the death through it.
     with _python_producer() as (name, proc, tid), ShmConsumer(name) as c:
         assert _owner(c) == _armed_by(tid)
-        _futex.reset_counters()
-        reader = _reader(c)
-        assert wait_until(lambda: _asleep(c), 30)
+        reader = _sleeping_reader(c)
         _command(proc, "_exit")
         assert proc.wait(30) == 0
         t, out = reader
@@ -335,9 +336,7 @@ def test_a_child_of_a_python_producer_leaves_the_word_alone(child: str) -> None:
     with _python_producer() as (name, proc, tid), ShmConsumer(name) as c:
         armed = _armed_by(tid)
         assert _owner(c) == armed
-        _futex.reset_counters()
-        reader = _reader(c)
-        assert wait_until(lambda: _asleep(c), 30)
+        reader = _sleeping_reader(c)
         _command(proc, child)
         assert _answer(proc) == child + "ed"
         assert _owner(c) == armed
