@@ -271,13 +271,17 @@ int Produce(const Args& a) {
   return 0;
 }
 
+// Whether consumer `c` attached; if not, says why on stderr (its error and status).
+bool Attached(const shm::ShmConsumer& c) {
+  if (c.IsValid()) return true;
+  std::fprintf(stderr, "shmring_peer: cannot attach to %s: %s (%s)\n", c.name().c_str(),
+               c.error().c_str(), shm::StatusName(c.open_status()));
+  return false;
+}
+
 int Consume(const Args& a) {
   shm::ShmConsumer c(a.name, a.timeout_ms * 1000000);
-  if (!c.IsValid()) {
-    std::fprintf(stderr, "shmring_peer: cannot attach to %s: %s (%s)\n", a.name.c_str(),
-                 c.error().c_str(), shm::StatusName(c.open_status()));
-    return 1;
-  }
+  if (!Attached(c)) return 1;
   const int64_t timeout_ns = a.timeout_ms * 1000000;
   uint64_t bytes = 0;
   for (uint64_t seq = 0; seq < a.count; ++seq) {
@@ -320,11 +324,7 @@ int Consume(const Args& a) {
 
 int AwaitEnd(const Args& a) {
   shm::ShmConsumer c(a.name, a.timeout_ms * 1000000);
-  if (!c.IsValid()) {
-    std::fprintf(stderr, "shmring_peer: cannot attach to %s: %s (%s)\n", a.name.c_str(),
-                 c.error().c_str(), shm::StatusName(c.open_status()));
-    return 1;
-  }
+  if (!Attached(c)) return 1;
   shm::wait::ResetCounters();
   std::printf("attached\n");
   std::fflush(stdout);
@@ -344,11 +344,7 @@ int ConsumeFrames(const Args& a) {
            : a.receiver_mode == "auto" ? shm::kModeAuto
                                        : shm::layout::kModeLossless;
   shm::ShmConsumer c(a.name, o);
-  if (!c.IsValid()) {
-    std::fprintf(stderr, "shmring_peer: cannot attach to %s: %s (%s)\n", a.name.c_str(),
-                 c.error().c_str(), shm::StatusName(c.open_status()));
-    return 1;
-  }
+  if (!Attached(c)) return 1;
   std::printf("slot %u\n", c.slot());
   std::fflush(stdout);
   uint64_t frames = 0;
