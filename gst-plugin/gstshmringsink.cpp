@@ -687,6 +687,16 @@ static guint64 total_attaches(shm::ShmProducer* producer) {
   return n;
 }
 
+// Forgets the rings handed over earlier (grow_ring) that no receiver is attached to
+// any more (their role locks go with the last reference). Streaming thread.
+static void drop_left_rings(GstShmringSink* self) {
+  auto& prev = self->st->previous;
+  prev.erase(std::remove_if(
+                 prev.begin(), prev.end(),
+                 [](const std::shared_ptr<shm::ShmProducer>& p) { return !p->ConsumerAttached(); }),
+             prev.end());
+}
+
 // Whether a receiver is still on its way from a ring the stream moved out of
 // (grow_ring) into the current one: attached to one of `previous` with something
 // there not yet released, or, for up to kFollowGraceUs after the last of them
@@ -765,12 +775,8 @@ static bool grow_ring(GstShmringSink* self, guint capacity) {
         ("%s", err.c_str()));
     return false;
   }
-  // Drop rings handed over earlier that nobody reads any more.
+  drop_left_rings(self);
   auto& prev = self->st->previous;
-  prev.erase(std::remove_if(
-                 prev.begin(), prev.end(),
-                 [](const std::shared_ptr<shm::ShmProducer>& p) { return !p->ConsumerAttached(); }),
-             prev.end());
   const GstClockTime ts_offset = self->ts_offset;
   const GstClockTime written_end = self->written_end;
   const gboolean discont_next = self->discont_next;
@@ -1210,15 +1216,7 @@ static GstFlowReturn gst_shmring_sink_render(GstBaseSink* bsink, GstBuffer* buff
   GST_OBJECT_UNLOCK(self);
 
   if (!ensure_ring(self)) return GST_FLOW_ERROR;
-  if (!self->st->previous.empty()) {
-    // Rings handed over (grow_ring) that their receivers have left.
-    auto& prev = self->st->previous;
-    prev.erase(std::remove_if(prev.begin(), prev.end(),
-                              [](const std::shared_ptr<shm::ShmProducer>& p) {
-                                return !p->ConsumerAttached();
-                              }),
-               prev.end());
-  }
+  drop_left_rings(self);
   if (!self->st->producer) {
     // Re-creating the ring (below) failed earlier, with an error posted then.
     GST_DEBUG_OBJECT(self, "no ring: refusing buffer");
