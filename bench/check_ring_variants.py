@@ -16,7 +16,8 @@ def main(argv: List[str]) -> int:
     exe = argv[1]
     want = ["shmring", "minimal", "minimal_split", "minimal_protocol", "shmring_inline",
             "shmring_inline_write", "shmring_inline_read", "minimal_lines", "minimal_batch",
-            "minimal_pause", "minimal_protocol_split", "minimal_protocol_lines"]
+            "minimal_pause", "minimal_protocol_split", "minimal_protocol_lines",
+            "mixed_shmring_write", "mixed_shmring_read"]
     out = subprocess.run([exe, "--only", "small", "--rounds", "2", "--small-count", "1000",
                           "--variants", ",".join(want)],
                          check=True, stdout=subprocess.PIPE, text=True, timeout=100).stdout
@@ -28,9 +29,12 @@ def main(argv: List[str]) -> int:
         return 1
     # Names are matched whole: "minimal" alone names the plain minimal ring only (not
     # minimal_split or minimal_protocol), "shmring" not shmring_inline, and the reverse;
-    # "minimal_protocol" not minimal_protocol_split.
+    # "minimal_protocol" not minimal_protocol_split. The mixed pairs (one side shmring's,
+    # the other a minimal loop on the same segment) run alone too: each checks the order
+    # of every message it reads, so a run that exits 0 passed that check.
     for alone in ("minimal", "shmring", "shmring_inline", "minimal_protocol",
-                  "shmring_inline_write", "minimal_lines", "minimal_protocol_split"):
+                  "shmring_inline_write", "minimal_lines", "minimal_protocol_split",
+                  "mixed_shmring_write", "mixed_shmring_read"):
         out = subprocess.run([exe, "--only", "small", "--rounds", "1", "--small-count", "1000",
                               "--variants", alone],
                              check=True, stdout=subprocess.PIPE, text=True, timeout=100).stdout

@@ -36,6 +36,11 @@
 //                     consumer's mutex, its Wait loop) cost.
 //   shmring_inline_write, shmring_inline_read  the same with one side inline and the
 //                     other calling WriteFor / ReadFor as shmring does: each side's share.
+//   mixed_shmring_write, mixed_shmring_read  mixed pairs on one real shmring segment (see
+//                     MixedSmall): shmring's producer (WriteFor) with minimal_protocol_lines's
+//                     consumer loop, and minimal_protocol_lines's producer loop with
+//                     shmring's consumer (ReadFor); which side holds shmring's distance
+//                     from minimal_protocol_lines.
 // Names are matched whole: `--variants shmring` does not run shmring_inline.
 // --pin puts each row's consumer process on CPU 0 and its producer on CPU 1
 // (sched_setaffinity), so the scheduler never runs both on one CPU.
@@ -84,7 +89,9 @@
 #include <vector>
 
 #include "byte_ring_fast.hpp"  // core/src (bench/meson.build): shmring_inline only
+#include "shm/layout.hpp"
 #include "shm/shm_channel.hpp"
+#include "shm/wait.hpp"
 
 namespace {
 
@@ -228,24 +235,31 @@ double TimeSmallReads(uint64_t count, const char* what, Read&& read) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// shmring's two sides of the small row, each a process's whole work: the producer
+// writes by ShmProducer::WriteFor, the consumer reads by ShmConsumer::ReadFor (`what`
+// names the variant in its order check's message); ShmringSmall pairs them, MixedSmall
+// pairs each with a minimal loop.
+void ShmringWriter(const std::string& name, uint64_t count) {
+  WriteSmall(name, count, [](shm::ShmProducer& p, const uint8_t* buf) {
+    if (p.WriteFor(buf, kSmallBody, shm::kForever) != shm::Status::kOk) Die("WriteFor");
+  });
+}
+
+double ShmringReader(const std::string& name, uint64_t count, const char* what) {
+  shm::ShmConsumer c(name, kOpenTimeoutNs);
+  if (!c.IsValid()) Die("consumer: " + c.error());
+  const double secs = TimeSmallReads(count, what, [&](uint8_t* buf) {
+    const shm::ReadResult r = c.ReadFor(buf, kSmallBody, shm::kForever);
+    if (r.status != shm::Status::kOk) Die("ReadFor");
+  });
+  PrintCounters("consumer");
+  return secs;
+}
+
 double ShmringSmall(uint64_t count) {
   const std::string name = RingName();
-  const double s = RunPair(
-      [&] {
-        WriteSmall(name, count, [](shm::ShmProducer& p, const uint8_t* buf) {
-          if (p.WriteFor(buf, kSmallBody, shm::kForever) != shm::Status::kOk) Die("WriteFor");
-        });
-      },
-      [&] {
-        shm::ShmConsumer c(name, kOpenTimeoutNs);
-        if (!c.IsValid()) Die("consumer: " + c.error());
-        const double secs = TimeSmallReads(count, "shmring", [&](uint8_t* buf) {
-          const shm::ReadResult r = c.ReadFor(buf, kSmallBody, shm::kForever);
-          if (r.status != shm::Status::kOk) Die("ReadFor");
-        });
-        PrintCounters("consumer");
-        return secs;
-      });
+  const double s = RunPair([&] { ShmringWriter(name, count); },
+                           [&] { return ShmringReader(name, count, "shmring"); });
   return static_cast<double>(count - 1) / s;
 }
 
@@ -356,14 +370,117 @@ inline void SpinPause() {
 #endif
 }
 
+// The words a minimal ring's loops use: MinimalSmall's own mapping, or a real shmring
+// segment's at shm::layout's offsets (MixedSmall).
+struct MinimalWords {
+  std::atomic<uint32_t>* head;
+  std::atomic<uint32_t>* tail;
+  uint8_t* data;  // kSmallCapacity bytes
+  // kProtocol's words.
+  std::atomic<uint32_t>* last_start;
+  std::atomic<uint64_t>* head_mark;
+  std::atomic<uint64_t>* last_mark;
+  std::atomic<uint64_t>* sync_mark;
+};
+
+constexpr uint32_t kMinimalRecord = (4 + kSmallBody + 7) & ~7u;  // 64: divides the capacity
+static_assert(kSmallCapacity % kMinimalRecord == 0, "minimal records never cross the end");
+
+// The minimal ring's producer loop: `count` records at the head, each carrying its
+// sequence number in its first 8 bytes, the tail polled (acquire) only when the ring
+// is full by the cached one. With kProtocol, `wait_check()` after each publish: the
+// protocol's look at the consumer's flags, fence included (MinimalSmall: a compiler
+// barrier, and a WAITING consumer is a bug since its consumer never sleeps; MixedSmall:
+// a real consumer that may sleep, woken). Loops compiled per variant (the features and
+// the check are template parameters: see below).
+template <unsigned kFeatures, typename WaitCheck>
+void MinimalWrite(const MinimalWords w, uint64_t count, WaitCheck&& wait_check) {
+  constexpr bool pause = (kFeatures & kPause) != 0;
+  constexpr bool protocol = (kFeatures & kProtocol) != 0;
+  constexpr uint32_t mask = kSmallCapacity - 1;
+  constexpr uint32_t rec = kMinimalRecord;
+  uint32_t h = 0, tail_cache = 0, seq = 0;
+  uint8_t buf[kSmallBody];
+  std::memset(buf, 0x5a, sizeof buf);
+  for (uint64_t i = 0; i < count; ++i) {
+    while (kSmallCapacity - (h - tail_cache) < rec) {
+      if constexpr (pause) SpinPause();
+      tail_cache = w.tail->load(std::memory_order_acquire);
+    }
+    std::memcpy(buf, &i, 8);
+    uint8_t* at = w.data + (h & mask);
+    if constexpr (protocol) {
+      const uint64_t zero = 0;
+      std::memcpy(at + rec - 8, &zero, 8);
+      // First, as CopySmall keeps it (the payload covers these bytes: without the
+      // barrier the compiler may move or drop the store).
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    }
+    const uint32_t len = kSmallBody;
+    std::memcpy(at, &len, 4);
+    std::memcpy(at + 4, buf, kSmallBody);
+    const uint32_t start = h;
+    h += rec;
+    if constexpr (protocol) w.last_start->store(start, std::memory_order_relaxed);
+    w.head->store(h, std::memory_order_release);
+    if constexpr (protocol) {
+      w.head_mark->store(shm::layout::Mark(h, seq + 1), std::memory_order_release);
+      w.last_mark->store(shm::layout::Mark(start, seq), std::memory_order_release);
+      w.sync_mark->store(shm::layout::Mark(start, seq), std::memory_order_release);
+      ++seq;
+      wait_check();
+    }
+  }
+}
+
+// The minimal ring's consumer loop: `count` records, each checked to carry its
+// sequence number; the head polled (acquire) only when caught up with the cached one;
+// the tail stored (release) after every record (kBatch: when caught up or an eighth of
+// the ring was freed), then `after_tail_store()` (MinimalSmall: nothing, its producer
+// never sleeps; MixedSmall: the protocol's fence and look at a real producer's
+// WAITING). Returns the seconds from the first record to the last.
+template <unsigned kFeatures, typename AfterTailStore>
+double MinimalRead(const MinimalWords w, uint64_t count, AfterTailStore&& after_tail_store) {
+  constexpr bool batched = (kFeatures & kBatch) != 0;
+  constexpr bool pause = (kFeatures & kPause) != 0;
+  constexpr uint32_t mask = kSmallCapacity - 1;
+  constexpr uint32_t rec = kMinimalRecord;
+  constexpr uint32_t batch = kSmallCapacity / 8;
+  uint32_t t = 0, head_cache = 0, stored = 0;
+  uint8_t buf[kSmallBody];
+  uint64_t got = 0, bad = 0;
+  Clock::time_point start;
+  while (got < count) {
+    while (head_cache == t) {
+      if constexpr (pause) SpinPause();
+      head_cache = w.head->load(std::memory_order_acquire);
+    }
+    if (got == 0) start = Clock::now();
+    const uint8_t* at = w.data + (t & mask);
+    uint32_t len;
+    std::memcpy(&len, at, 4);
+    std::memcpy(buf, at + 4, len <= kSmallBody ? len : kSmallBody);
+    t += rec;
+    if (!batched || t == head_cache || t - stored >= batch) {
+      w.tail->store(t, std::memory_order_release);
+      stored = t;
+      after_tail_store();
+    }
+    uint64_t seq;
+    std::memcpy(&seq, buf, 8);
+    bad += seq != got;
+    ++got;
+  }
+  if (bad) Die("minimal ring: messages out of order");
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
 // The features are a template parameter: each variant's loops are compiled with only its
 // own work (a runtime flag would be reloaded and tested in the plain ring's loop too: its
 // byte stores may alias the lambda's captures).
 template <unsigned kFeatures>
 double MinimalSmall(uint64_t count) {
   constexpr bool lines = (kFeatures & kLines) != 0;
-  constexpr bool batched = (kFeatures & kBatch) != 0;
-  constexpr bool pause = (kFeatures & kPause) != 0;
   constexpr bool protocol = (kFeatures & kProtocol) != 0;
   // Byte offsets of the words (see above) and of the data area.
   constexpr uint32_t kTailAt = lines ? 128 : 4;
@@ -375,84 +492,141 @@ double MinimalSmall(uint64_t count) {
   constexpr uint32_t header = lines ? (protocol ? 384 : 256) : (protocol ? 128 : 64);
   const size_t size = header + kSmallCapacity;
   auto* base = static_cast<uint8_t*>(MapShared(size));
-  auto* head = reinterpret_cast<std::atomic<uint32_t>*>(base);
-  auto* tail = reinterpret_cast<std::atomic<uint32_t>*>(base + kTailAt);
-  uint8_t* data = base + header;
-  // kProtocol's words.
-  auto* last_start = reinterpret_cast<std::atomic<uint32_t>*>(base + kLastStartAt);
-  auto* head_mark = reinterpret_cast<std::atomic<uint64_t>*>(base + kHeadMarkAt);
-  auto* last_mark = reinterpret_cast<std::atomic<uint64_t>*>(base + kLastMarkAt);
-  auto* sync_mark = reinterpret_cast<std::atomic<uint64_t>*>(base + kSyncMarkAt);
+  const MinimalWords w{reinterpret_cast<std::atomic<uint32_t>*>(base),
+                       reinterpret_cast<std::atomic<uint32_t>*>(base + kTailAt),
+                       base + header,
+                       reinterpret_cast<std::atomic<uint32_t>*>(base + kLastStartAt),
+                       reinterpret_cast<std::atomic<uint64_t>*>(base + kHeadMarkAt),
+                       reinterpret_cast<std::atomic<uint64_t>*>(base + kLastMarkAt),
+                       reinterpret_cast<std::atomic<uint64_t>*>(base + kSyncMarkAt)};
   auto* flags = reinterpret_cast<std::atomic<uint32_t>*>(base + kFlagsAt);
   constexpr uint32_t kWaiting = 1;
-  constexpr uint32_t mask = kSmallCapacity - 1;
-  constexpr uint32_t rec = (4 + kSmallBody + 7) & ~7u;  // 64: divides the capacity, no wrap
-  constexpr uint32_t batch = kSmallCapacity / 8;
   const double s = RunPair(
       [&] {
-        uint32_t h = 0, tail_cache = 0, seq = 0;
-        uint8_t buf[kSmallBody];
-        std::memset(buf, 0x5a, sizeof buf);
-        for (uint64_t i = 0; i < count; ++i) {
-          while (kSmallCapacity - (h - tail_cache) < rec) {
-            if constexpr (pause) SpinPause();
-            tail_cache = tail->load(std::memory_order_acquire);
-          }
-          std::memcpy(buf, &i, 8);
-          uint8_t* at = data + (h & mask);
-          if constexpr (protocol) {
-            const uint64_t zero = 0;
-            std::memcpy(at + rec - 8, &zero, 8);
-            // First, as CopySmall keeps it (the payload covers these bytes: without the
-            // barrier the compiler may move or drop the store).
-            std::atomic_signal_fence(std::memory_order_seq_cst);
-          }
-          const uint32_t len = kSmallBody;
-          std::memcpy(at, &len, 4);
-          std::memcpy(at + 4, buf, kSmallBody);
-          const uint32_t start = h;
-          h += rec;
-          if constexpr (protocol) last_start->store(start, std::memory_order_relaxed);
-          head->store(h, std::memory_order_release);
-          if constexpr (protocol) {
-            head_mark->store(shm::layout::Mark(h, seq + 1), std::memory_order_release);
-            last_mark->store(shm::layout::Mark(start, seq), std::memory_order_release);
-            sync_mark->store(shm::layout::Mark(start, seq), std::memory_order_release);
-            ++seq;
-            std::atomic_signal_fence(std::memory_order_seq_cst);
-            if (flags->load(std::memory_order_relaxed) & kWaiting) Die("minimal_protocol: WAITING");
-          }
+        MinimalWrite<kFeatures>(w, count, [flags] {
+          // The wait check: shmring's fence in membarrier mode, then the flags.
+          std::atomic_signal_fence(std::memory_order_seq_cst);
+          if (flags->load(std::memory_order_relaxed) & kWaiting) Die("minimal_protocol: WAITING");
+        });
+      },
+      [&] { return MinimalRead<kFeatures>(w, count, [] {}); });
+  munmap(base, size);
+  return static_cast<double>(count - 1) / s;
+}
+
+// Mixed pairs: one side of the pair is shmring's own (ShmringWriter or ShmringReader,
+// as in ShmringSmall), the other minimal_protocol_lines's loop (MinimalWrite or
+// MinimalRead) run on the same real segment at shm::layout's offsets (head, last_start
+// and the marks on the producer's block, the tail on slot 0's, the data after the
+// header), which is minimal_protocol_lines's own layout with the blocks renumbered.
+// The minimal side attaches as shmring's would (a real ShmConsumer or ShmProducer
+// object opens the segment and holds its role; the loop then writes or reads the
+// words directly, past that object) and keeps the wait protocol's half that the
+// shmring side relies on, since that side may sleep: the minimal consumer, after each
+// tail store, fences and wakes a producer seen WAITING for space (ByteRingBuffer::
+// StoreTail's look, waking on every WAITING seen); the minimal producer, after each
+// publish, fences and wakes a consumer seen WAITING (WakeConsumerIfWaiting's look,
+// likewise). The fence is a compiler barrier when the shmring side's role registered
+// membarrier (its MEMBARRIER flag: the sleeper then issues the heavy barrier), a full
+// fence otherwise, chosen once per run.
+//   shmring_writes (variant mixed_shmring_write): ShmProducer::WriteFor -> MinimalRead.
+//   !shmring_writes (variant mixed_shmring_read): MinimalWrite -> ShmConsumer::ReadFor.
+// Both check every message's sequence number (MinimalRead, TimeSmallReads).
+MinimalWords SegmentWords(uint8_t* base) {
+  using namespace shm::layout;
+  return {reinterpret_cast<std::atomic<uint32_t>*>(base + kHeadOffset),
+          reinterpret_cast<std::atomic<uint32_t>*>(base + kTailOffset),
+          base + kHeaderSize,
+          reinterpret_cast<std::atomic<uint32_t>*>(base + kLastStartOffset),
+          reinterpret_cast<std::atomic<uint64_t>*>(base + kHeadMarkOffset),
+          reinterpret_cast<std::atomic<uint64_t>*>(base + kLastMarkOffset),
+          reinterpret_cast<std::atomic<uint64_t>*>(base + kSyncMarkOffset)};
+}
+
+// The minimal loops' index arithmetic assumes the segment's capacity is theirs.
+void CheckMixedCapacity(shm::ByteRingBuffer* ring) {
+  if (ring->capacity() != kSmallCapacity) Die("mixed: ring capacity is not kSmallCapacity");
+}
+
+template <bool kFullFence>
+inline void WaitCheckFence() {
+  if constexpr (kFullFence) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  } else {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  }
+}
+
+// minimal_protocol_lines's consumer on the segment of a shmring producer: the tail
+// store's wait check as above.
+template <bool kFullFence>
+double MinimalReadSegment(shm::ShmConsumer& c, uint64_t count) {
+  uint8_t* const base = c.ring()->base();
+  const MinimalWords w = SegmentWords(base);
+  auto* pflags = reinterpret_cast<std::atomic<uint32_t>*>(base + shm::layout::kProducerFlagsOffset);
+  const auto* tail = reinterpret_cast<const uint32_t*>(base + shm::layout::kTailOffset);
+  return MinimalRead<kProtocol | kLines>(w, count, [pflags, tail] {
+    WaitCheckFence<kFullFence>();
+    if (pflags->load(std::memory_order_relaxed) & shm::layout::kProducerWaiting) {
+      shm::wait::WakeWord(tail);
+    }
+  });
+}
+
+// minimal_protocol_lines's producer on the segment of `p`: the publish's wait check as
+// above.
+template <bool kFullFence>
+void MinimalWriteSegment(shm::ShmProducer& p, uint64_t count) {
+  uint8_t* const base = p.ring()->base();
+  const MinimalWords w = SegmentWords(base);
+  auto* cflags = reinterpret_cast<std::atomic<uint32_t>*>(base + shm::layout::kConsumerFlagsOffset);
+  const auto* head = reinterpret_cast<const uint32_t*>(base + shm::layout::kHeadOffset);
+  MinimalWrite<kProtocol | kLines>(w, count, [cflags, head] {
+    WaitCheckFence<kFullFence>();
+    if (cflags->load(std::memory_order_relaxed) & shm::layout::kConsumerWaiting) {
+      shm::wait::WakeWord(head);
+    }
+  });
+}
+
+double MixedSmall(uint64_t count, bool shmring_writes) {
+  const std::string name = RingName();
+  using namespace shm::layout;
+  const double s = RunPair(
+      [&] {
+        if (shmring_writes) {
+          ShmringWriter(name, count);
+          return;
         }
+        shm::ShmProducer p(name, kSmallCapacity);
+        if (!p.IsValid()) Die("producer: " + p.error());
+        CheckMixedCapacity(p.ring());
+        WaitForConsumer(p);
+        const auto* pflags =
+            reinterpret_cast<std::atomic<uint32_t>*>(p.ring()->base() + kProducerFlagsOffset);
+        const bool light = (pflags->load(std::memory_order_relaxed) & kProducerMembarrier) != 0;
+        if (light) {
+          MinimalWriteSegment<false>(p, count);
+        } else {
+          MinimalWriteSegment<true>(p, count);
+        }
+        PrintCounters("producer");
+        p.Close();
+        while (p.ConsumerAttached()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       },
       [&] {
-        uint32_t t = 0, head_cache = 0, stored = 0;
-        uint8_t buf[kSmallBody];
-        uint64_t got = 0, bad = 0;
-        Clock::time_point start;
-        while (got < count) {
-          while (head_cache == t) {
-            if constexpr (pause) SpinPause();
-            head_cache = head->load(std::memory_order_acquire);
-          }
-          if (got == 0) start = Clock::now();
-          const uint8_t* at = data + (t & mask);
-          uint32_t len;
-          std::memcpy(&len, at, 4);
-          std::memcpy(buf, at + 4, len <= kSmallBody ? len : kSmallBody);
-          t += rec;
-          if (!batched || t == head_cache || t - stored >= batch) {
-            tail->store(t, std::memory_order_release);
-            stored = t;
-          }
-          uint64_t seq;
-          std::memcpy(&seq, buf, 8);
-          bad += seq != got;
-          ++got;
-        }
-        if (bad) Die("minimal ring: messages out of order");
-        return std::chrono::duration<double>(Clock::now() - start).count();
+        if (!shmring_writes) return ShmringReader(name, count, "mixed_shmring_read");
+        shm::ShmConsumer c(name, kOpenTimeoutNs);
+        if (!c.IsValid()) Die("consumer: " + c.error());
+        CheckMixedCapacity(c.ring());
+        const auto* cflags =
+            reinterpret_cast<std::atomic<uint32_t>*>(c.ring()->base() + kConsumerFlagsOffset);
+        const bool light = (cflags->load(std::memory_order_relaxed) & kConsumerMembarrier) != 0;
+        const double secs =
+            light ? MinimalReadSegment<false>(c, count) : MinimalReadSegment<true>(c, count);
+        PrintCounters("consumer");
+        return secs;
       });
-  munmap(base, size);
   return static_cast<double>(count - 1) / s;
 }
 
@@ -676,6 +850,8 @@ int main(int argc, char** argv) {
       {"shmring_inline", [](uint64_t n) { return ShmringInlineSmall(n, true, true); }},
       {"shmring_inline_write", [](uint64_t n) { return ShmringInlineSmall(n, true, false); }},
       {"shmring_inline_read", [](uint64_t n) { return ShmringInlineSmall(n, false, true); }},
+      {"mixed_shmring_write", [](uint64_t n) { return MixedSmall(n, true); }},
+      {"mixed_shmring_read", [](uint64_t n) { return MixedSmall(n, false); }},
   };
   for (size_t at = 0; at <= variants.size();) {
     const size_t comma = std::min(variants.find(',', at), variants.size());
