@@ -990,12 +990,12 @@ class Report:
 # measurement is from the goal and the cause measured (docs/DESIGN.md section 3, "What is
 # left", which gives the command and the rounds). Text, not this run's numbers: one run's
 # 11 rounds cannot separate causes a few percent apart.
-SMALL_GAP_WHY = ("pooled over 34 fast-state rounds (2026-12-01) shmring ran 0.92× the "
-                 "minimal ring (IQR 0.85–0.97), about 8 % short of the goal: not the "
-                 "protocol's stores or the layout (the minimal ring with both ran 1.01×) "
-                 "nor the PAUSE in shmring's spin (under 1 %), but how its two sides run "
-                 "each message, which part not yet measured (docs/DESIGN.md section 3, "
-                 "\"What is left\")")
+SMALL_GAP_WHY = ("pooled over 50 fast-state rounds (2026-12-01) shmring ran 0.94× the "
+                 "minimal ring with the protocol's stores in shmring's layout (IQR "
+                 "0.83–0.97), short of the goal on the producer's side: shmring's producer "
+                 "ran 0.87× of the minimal loop's (IQR 0.81–0.93) and its consumer 1.08× "
+                 "(IQR 1.05–1.09), each paired with the other's minimal loop "
+                 "(docs/DESIGN.md section 3, \"What is left\")")
 CAPS = "video/x-raw,format=BGR,width=1920,height=1080"
 # bench.py's transport rows: (key, what) of gst_{alloc,copy}_KEY.
 TRANSPORT_ROWS = (("black1080", "1080p pattern=black"), ("black720", "1280×720 pattern=black"),

@@ -57,6 +57,8 @@ def test_small_goal_not_met_says_how_far_the_pooled_measurement_is_and_why() -> 
     assert met == "**no**"
     assert "pooled" in note and "DESIGN.md section 3" in note
     assert "short of the goal" in note
+    # The measured side (the mixed pairs, DESIGN.md section 3): the producer's.
+    assert "on the producer's side" in note
 
 
 def test_small_goal_tie_carries_the_pooled_sentence_too() -> None:
