@@ -17,7 +17,7 @@ def main(argv: List[str]) -> int:
     want = ["shmring", "minimal", "minimal_split", "minimal_protocol", "shmring_inline",
             "shmring_inline_write", "shmring_inline_read", "minimal_lines", "minimal_batch",
             "minimal_pause", "minimal_protocol_split", "minimal_protocol_lines",
-            "mixed_shmring_write", "mixed_shmring_read"]
+            "mixed_shmring_write", "mixed_shmring_read", "minimal_protocol_own"]
     out = subprocess.run([exe, "--only", "small", "--rounds", "2", "--small-count", "1000",
                           "--variants", ",".join(want)],
                          check=True, stdout=subprocess.PIPE, text=True, timeout=100).stdout

@@ -29,6 +29,9 @@
 //                     the closest thing to shmring without shmring's code.
 //   minimal_protocol_lines  the same in shmring's layout without the batching and the
 //                     PAUSE: the layout's price with the protocol's stores alone.
+//   minimal_protocol_own  minimal_protocol_lines plus the stores WriteFor makes to the
+//                     producer's own memory per message (kOwnStores, see MinimalSmall):
+//                     whether those stores are the producer's distance (mixed pairs).
 //   shmring_inline    shmring's ring driven by ByteRingBuffer::WriteFast / ReadFast inline
 //                     in the benchmark's loops (core/src/byte_ring_fast.hpp), the public
 //                     calls only as the fallback (see ShmringInlineSmall): what the call
@@ -359,8 +362,21 @@ double ShmringInlineSmall(uint64_t count, bool inline_write, bool inline_read) {
 // minimal_pause (one each), minimal_split (lines + batch + pause: a stronger peer built
 // the way shmring lays out and batches its own words), minimal_protocol (protocol alone),
 // minimal_protocol_split (all four: the closest thing to shmring without its code) and
-// minimal_protocol_lines (protocol + lines).
-enum MinimalFeature : unsigned { kLines = 1, kBatch = 2, kPause = 4, kProtocol = 8 };
+// minimal_protocol_lines (protocol + lines); minimal_protocol_own (those + kOwnStores).
+//   kOwnStores (with kProtocol; minimal_protocol_own, a diagnostic) the stores WriteFor makes
+//              to the producer's own memory each message and the minimal loop does not,
+//              at their places: four 8-byte stores after the sequence number's (the
+//              call's return address and its three saved registers) and two between the
+//              record and last_start (ByteRingBuffer's head_ with reserve_, one 8-byte
+//              store, and pub_seq_, 4 bytes), each a volatile store to the loop's own
+//              stack, held in place by compiler barriers.
+enum MinimalFeature : unsigned {
+  kLines = 1,
+  kBatch = 2,
+  kPause = 4,
+  kProtocol = 8,
+  kOwnStores = 16
+};
 constexpr unsigned kSplit = kLines | kBatch | kPause;
 inline void SpinPause() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -397,17 +413,26 @@ template <unsigned kFeatures, typename WaitCheck>
 void MinimalWrite(const MinimalWords w, uint64_t count, WaitCheck&& wait_check) {
   constexpr bool pause = (kFeatures & kPause) != 0;
   constexpr bool protocol = (kFeatures & kProtocol) != 0;
+  constexpr bool own = (kFeatures & kOwnStores) != 0;
   constexpr uint32_t mask = kSmallCapacity - 1;
   constexpr uint32_t rec = kMinimalRecord;
   uint32_t h = 0, tail_cache = 0, seq = 0;
   uint8_t buf[kSmallBody];
   std::memset(buf, 0x5a, sizeof buf);
+  volatile uint64_t frame[4] = {};     // kOwnStores: the call's return address and saves
+  volatile uint64_t head_reserve = 0;  // kOwnStores: head_ with reserve_
+  volatile uint32_t pub_seq = 0;       // kOwnStores: pub_seq_
   for (uint64_t i = 0; i < count; ++i) {
     while (kSmallCapacity - (h - tail_cache) < rec) {
       if constexpr (pause) SpinPause();
       tail_cache = w.tail->load(std::memory_order_acquire);
     }
     std::memcpy(buf, &i, 8);
+    if constexpr (own) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      for (int k = 0; k < 4; ++k) frame[k] = i + k;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    }
     uint8_t* at = w.data + (h & mask);
     if constexpr (protocol) {
       const uint64_t zero = 0;
@@ -421,6 +446,12 @@ void MinimalWrite(const MinimalWords w, uint64_t count, WaitCheck&& wait_check) 
     std::memcpy(at + 4, buf, kSmallBody);
     const uint32_t start = h;
     h += rec;
+    if constexpr (own) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      head_reserve = uint64_t{h} | (uint64_t{h} << 32);
+      pub_seq = seq + 1;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    }
     if constexpr (protocol) w.last_start->store(start, std::memory_order_relaxed);
     w.head->store(h, std::memory_order_release);
     if constexpr (protocol) {
@@ -847,6 +878,7 @@ int main(int argc, char** argv) {
       {"minimal_pause", MinimalSmall<kPause>},
       {"minimal_protocol_split", MinimalSmall<kProtocol | kSplit>},
       {"minimal_protocol_lines", MinimalSmall<kProtocol | kLines>},
+      {"minimal_protocol_own", MinimalSmall<kProtocol | kLines | kOwnStores>},
       {"shmring_inline", [](uint64_t n) { return ShmringInlineSmall(n, true, true); }},
       {"shmring_inline_write", [](uint64_t n) { return ShmringInlineSmall(n, true, false); }},
       {"shmring_inline_read", [](uint64_t n) { return ShmringInlineSmall(n, false, true); }},
