@@ -994,8 +994,9 @@ SMALL_GAP_WHY = ("pooled over 50 fast-state rounds (2026-12-01) shmring ran 0.94
                  "minimal ring with the protocol's stores in shmring's layout (IQR "
                  "0.83–0.97), short of the goal on the producer's side: shmring's producer "
                  "ran 0.87× of the minimal loop's (IQR 0.81–0.93) and its consumer 1.08× "
-                 "(IQR 1.05–1.09), each paired with the other's minimal loop "
-                 "(docs/DESIGN.md section 3, \"What is left\")")
+                 "(IQR 1.05–1.09), each paired with the other's minimal loop; the "
+                 "producer's own stores (call frame, its state) alone cost the minimal "
+                 "loop 0.93× (docs/DESIGN.md section 3, \"What is left\")")
 CAPS = "video/x-raw,format=BGR,width=1920,height=1080"
 # bench.py's transport rows: (key, what) of gst_{alloc,copy}_KEY.
 TRANSPORT_ROWS = (("black1080", "1080p pattern=black"), ("black720", "1280×720 pattern=black"),
