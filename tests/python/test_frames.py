@@ -643,6 +643,30 @@ def test_frame_reader_follows_a_handed_over_ring(ring_name, how, live):
     assert bytes(kept.data) == bytes([0]) * 8  # still the old ring's frame
 
 
+def test_frame_writer_close_after_end_stream_only_closes(ring_name):
+    """producer.end_stream() (CLOSED, as after a hand-over's release_name), then
+    FrameWriter.close(): it closes (the name goes) without trying to write an EOS
+    after the end (before: StreamClosedError from that write), as C++ ShmProducer's
+    destructor after Close(). The reader gets the frame, then the end without EOS."""
+    import os
+
+    from helpers import dev_shm
+    from shmring import StreamTruncatedError
+
+    w = FrameWriter(ring_name, 4096, caps=caps_for("GRAY8", 4, 2))
+    with FrameReader(ring_name, timeout=0) as r:
+        assert w.write(bytes([7]) * 8, pts=0, timeout=0)
+        w.producer.end_stream()
+        w.close()
+        assert w.producer.closed
+        assert not os.path.exists(dev_shm(ring_name))
+        f = r.read_frame(timeout=5)
+        assert f is not None and bytes(f.data) == bytes([7]) * 8
+        del f
+        with pytest.raises(StreamTruncatedError):
+            r.read_frame(timeout=5)
+
+
 @pytest.mark.parametrize("end", ["interrupt", "close"])
 def test_interrupt_reaches_a_reader_waiting_for_the_ring_it_follows(ring_name, monkeypatch, end):
     """A hand-over whose new ring is not under the name yet (handed_over() forced true
