@@ -13,6 +13,7 @@
 #include "owner_word.hpp"
 #include "prefault.hpp"
 #include "shm/liveness.hpp"
+#include "test_seams.hpp"
 #include "tuning.hpp"
 
 #ifdef _WIN32
@@ -637,6 +638,10 @@ void ShmProducer::Close() {
 
 // ---- ShmConsumer -------------------------------------------------------------
 
+#ifdef SHMRING_TEST_SEAMS
+void (*test_seams::before_claim)() = nullptr;
+#endif
+
 ShmConsumer::ShmConsumer(const char* name)
     : ShmConsumer(std::string(name != nullptr ? name : "")) {}
 
@@ -783,6 +788,7 @@ ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
   // Claim a slot before writing any of its words.
   uint32_t max_receivers = 0;
   std::memcpy(&max_receivers, base + layout::kMaxReceiversOffset, 4);  // validated
+  SHMRING_SEAM(before_claim);  // nothing outside a test build (test_seams.hpp)
   if (!Claim(*mem, max_receivers)) return Attempt::kRefused;
   uint32_t mode = options.mode;
   if (mode == kModeAuto) {
@@ -804,6 +810,12 @@ ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
       options.start_at == StartAt::kNewest || (options.start_at == StartAt::kNewestIfLive && live_);
   released_to_ = ring->AttachSlot(newest, CurrentPid());
   attach_head_ = ring->LoadHead();
+  // After the claim (an fcntl on our slot byte): a producer that stored CLOSED and
+  // then found this slot free (ShmProducer::ReceiverAttached probes that byte, and
+  // the kernel orders the two calls on the lock) had it before our claim, so this
+  // acquire load sees CLOSED. Either the producer counted us (and keeps its role
+  // lock for us) or we know the ring was over before we came (HandedOver).
+  closed_at_attach_ = ring->ProducerClosed();
   acquired_to_ = released_to_;
   ring_ = std::move(ring);
   memory_ = std::move(mem);
@@ -904,8 +916,11 @@ bool ShmConsumer::HandedOver() {
   if (!ring_ || !ring_->ProducerClosed()) return false;
   // The role lock is probed before the name is read: a producer that let go of
   // its lock after its successor took the name is an ended stream, not a handover.
-  // (Without OFD locks: its pid, as for CheckProducer.)
-  if (!ProducerAlive(*memory_, ring_->ProducerPid())) return false;
+  // (Without OFD locks: its pid, as for CheckProducer.) Unless the ring was CLOSED
+  // before we claimed our slot: then we were never part of its stream's end, a
+  // producer that moved may have let go of a ring it saw no receiver in, and the
+  // ring under the name is the one an open a moment later would have found.
+  if (!closed_at_attach_ && !ProducerAlive(*memory_, ring_->ProducerPid())) return false;
   // A handover stays within one process: a ring of another process under the name
   // (say, one that replaced a ring CLOSED after an error while its producer still
   // held the lock) is an unrelated stream.

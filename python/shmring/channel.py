@@ -851,6 +851,11 @@ class ShmConsumer(_Endpoint):
             ring.attach_slot(start_at == "newest" or
                              (start_at == "newest_if_live" and self._live), os.getpid())
             self._attach_head = ring.head
+            # After the claim (an fcntl on our slot byte): a producer that set CLOSED
+            # and then found this slot free had it before our claim, so this load
+            # sees CLOSED; either it counted us (and keeps its lock for us) or we know
+            # the ring was over before we came (handed_over). As C++ TryOpen.
+            self._closed_at_attach = ring.producer_closed
         except BaseException:
             segment.close()
             raise
@@ -1186,17 +1191,25 @@ class ShmConsumer(_Endpoint):
         stream ended and everything was read. As C++ ``ShmConsumer::HandedOver``; the
         lock is probed before the name is read, so a producer that ended and let go of
         its lock before that is not taken for one that handed over, nor is a ring
-        another process put under the name (a heuristic: PROTOCOL.md section 5).
+        another process put under the name (a heuristic: PROTOCOL.md section 5). A
+        ring that was already CLOSED when this consumer claimed its slot (opened just
+        before the move) needs no lock: its producer may have let go of it, seeing no
+        receiver, before the claim.
         Consumer thread; never blocks (one fcntl call, one read of the name's
         header)."""
         ring = self.ring
         if not ring.producer_closed:
             return False
-        if _locks.HAVE_OFD_LOCKS:
-            if not _locks.is_locked(self._segment.fd, _locks.PRODUCER_BYTE):
+        # Unless the ring was CLOSED before we claimed our slot (we were never part
+        # of its stream's end; a producer that moved may have let go of a ring it saw
+        # no receiver in, and the ring under the name is the one an open a moment
+        # later would have found), its producer must still hold its lock.
+        if not self._closed_at_attach:
+            if _locks.HAVE_OFD_LOCKS:
+                if not _locks.is_locked(self._segment.fd, _locks.PRODUCER_BYTE):
+                    return False
+            elif not process_alive(ring.producer_pid):
                 return False
-        elif not process_alive(ring.producer_pid):
-            return False
         # A handover stays within one process: a ring of another process under the
         # name (one that replaced a ring CLOSED after an error while its producer
         # still held the lock, say) is an unrelated stream.

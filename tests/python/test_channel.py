@@ -379,6 +379,52 @@ def test_handed_over_ring(ring_name):
                 assert again.generation == new.generation  # its close left the name alone
 
 
+def test_a_receiver_that_claims_after_the_move_follows(ring_name, monkeypatch):
+    """Opened before the move, its slot claimed after it and after the old producer,
+    seeing no receiver, let go of its lock: the consumer reads what the old ring
+    holds, then the end with handed_over() (before: False, as for a stream cut
+    short). A ring ended for good before the claim (no ring under the name) stays
+    ended. As C++ HandoverWindow (tests/core/test_handover_window.cpp)."""
+    real_claim = ShmConsumer._claim
+    steps = []
+
+    def claim_after(name: str, segment: object) -> int:
+        if steps:
+            steps.pop()()
+        return real_claim(name, segment)
+    monkeypatch.setattr(ShmConsumer, "_claim", staticmethod(claim_after))
+    old = ShmProducer(ring_name, 4096)
+    new = []
+    try:
+        old.write(b"last of the old")
+
+        def move() -> None:
+            old.release_name()
+            new.append(ShmProducer(ring_name, 16384))
+            old.end_stream()
+            old.close()
+        steps.append(move)
+        with ShmConsumer(ring_name) as c:
+            assert not steps and new
+            assert c.generation != new[0].generation  # attached to the old ring
+            assert c.read(timeout=10) == b"last of the old"
+            assert c.read(timeout=10) is None and c.at_end
+            assert c.handed_over()
+            with ShmConsumer(ring_name) as follower:
+                assert follower.generation == new[0].generation
+    finally:
+        old.close()
+        for p in new:
+            p.close()
+    ended = ShmProducer(ring_name, 4096)
+    ended.write(b"the last")
+    steps.append(ended.close)  # CLOSED, the name removed, the lock dropped
+    with ShmConsumer(ring_name) as c:
+        assert c.read(timeout=10) == b"the last"
+        assert c.read(timeout=10) is None and c.at_end
+        assert not c.handed_over()  # no ring under the name
+
+
 def test_closed_ring_is_not_handed_over(ring_name):
     with ShmProducer(ring_name, 4096) as p, ShmConsumer(ring_name) as c:
         p.end_stream()

@@ -667,6 +667,51 @@ def test_frame_writer_close_after_end_stream_only_closes(ring_name):
             r.read_frame(timeout=5)
 
 
+def test_frame_reader_that_claims_its_slot_after_the_move_follows(ring_name, monkeypatch):
+    """A reader that opened the old ring just before the stream moved and claims its
+    slot only after the old producer, seeing no receiver there, let go of it
+    (shmringsink's drop_left_rings): the ring was CLOSED before the claim, so
+    handed_over() holds without the old producer's lock, and the reader reads the
+    old ring's frame, then follows into the new ring (before: StreamTruncatedError,
+    a stream cut short). As C++ HandoverWindow.AReceiverThatClaimsAfterTheMoveFollows."""
+    from shmring import ShmConsumer
+
+    small, large = caps_for("GRAY8", 4, 2), caps_for("GRAY8", 8, 4)
+    old = FrameWriter(ring_name, 4096, caps=small)
+    moved: List[FrameWriter] = []
+    try:
+        assert old.write(bytes([1]) * 8, pts=0, timeout=0)
+        real_claim = ShmConsumer._claim
+
+        def claim_after_the_move(name: str, segment: object) -> int:
+            if not moved:  # the sender's move, between the reader's open and its claim
+                old.producer.release_name()
+                moved.append(FrameWriter(ring_name, 1 << 16, caps=large))
+                old.producer.end_stream()
+                old.producer.close()  # no receiver attached: the old ring and its lock go
+            return real_claim(name, segment)
+        with monkeypatch.context() as m:
+            m.setattr(ShmConsumer, "_claim", staticmethod(claim_after_the_move))
+            r = FrameReader(ring_name, timeout=0)
+        with r:
+            assert moved, "the move ran before the claim"
+            new = moved[0]
+            assert new.write(bytes([2]) * 32, pts=1000, timeout=0)
+            got = []
+            for _ in range(2):
+                f = r.read_frame(timeout=5)
+                assert f is not None
+                got.append((bytes(f.data), f.array.shape, f.pts))
+                del f
+            new.close()  # EOS
+            assert r.read_frame(timeout=5) is None and r.at_end
+    finally:
+        old.producer.close()
+        for w in moved:
+            w.close()
+    assert got == [(bytes([1]) * 8, (2, 4), 0), (bytes([2]) * 32, (4, 8), 1000)]
+
+
 @pytest.mark.parametrize("end", ["interrupt", "close"])
 def test_interrupt_reaches_a_reader_waiting_for_the_ring_it_follows(ring_name, monkeypatch, end):
     """A hand-over whose new ring is not under the name yet (handed_over() forced true
