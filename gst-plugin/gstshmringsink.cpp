@@ -94,6 +94,18 @@ struct SinkState {
   // Receivers attached to the ring the stream last moved out of, when it moved:
   // that many are expected to attach to the current ring (streaming thread, stop).
   guint32 followers_expected = 0;
+  // Receivers announced (shmringsink-receiver-attached) in a ring the stream moved
+  // out of and not seen in the current ring yet, by pid: one that attaches there is
+  // the same receiver following the stream (track_receiver announces it no second
+  // time); one that left its ring and has not arrived kFollowGraceUs later is
+  // announced as left (settle_movers). Streaming thread; cleared by stop.
+  struct Mover {
+    guint pid;
+    guint slot;                            // in the ring it was announced in
+    std::weak_ptr<shm::ShmProducer> ring;  // that ring, while it is kept
+    gint64 left_at;                        // when first seen gone (0 = not yet)
+  };
+  std::vector<Mover> movers;
   // Set by unlock, cleared by unlock_stop: grow_ring's wait for a first receiver
   // gives up (relaxed: a flag polled on its own, ordering nothing else).
   std::atomic<bool> unlocked{false};
@@ -654,6 +666,7 @@ static void destroy_ring(GstShmringSink* self) {
   for (const auto& p : self->st->previous) p->Retire();
   self->st->previous.clear();
   self->st->followers_expected = 0;
+  self->st->movers.clear();
   g_clear_pointer(&self->written_caps_string, g_free);
 }
 
@@ -780,6 +793,11 @@ static bool grow_ring(GstShmringSink* self, guint capacity) {
   const GstClockTime ts_offset = self->ts_offset;
   const GstClockTime written_end = self->written_end;
   const gboolean discont_next = self->discont_next;
+  // The receivers announced in `old` (before create_ring forgets them) follow the
+  // stream as the same receivers (track_receiver).
+  for (guint k = 0; k < old->max_receivers(); ++k) {
+    if (self->slot_attached[k]) self->st->movers.push_back({old->ring()->SlotPid(k), k, old, 0});
+  }
   const bool ok = create_ring(self);
   self->st->followers_expected = attached_receivers(old.get());
   old->Close();  // after the new ring holds the name
@@ -1000,12 +1018,64 @@ static void learn_liveness(GstShmringSink* self) {
                        : "keeps everything for its receiver");
 }
 
+static void post_receiver_left(GstShmringSink* self, guint slot, const std::string& name) {
+  GST_INFO_OBJECT(self, "receiver left slot %u of ring '%s'", slot, name.c_str());
+  gst_element_post_message(
+      GST_ELEMENT(self),
+      gst_message_new_element(
+          GST_OBJECT(self), gst_structure_new("shmringsink-receiver-left", "slot", G_TYPE_UINT,
+                                              slot, "name", G_TYPE_STRING, name.c_str(), nullptr)));
+}
+
+// Whether a receiver of pid `pid` that just attached to the current ring is one
+// announced in a ring the stream moved out of (st->movers): the same receiver,
+// following the stream. Takes it off the list. Streaming thread.
+static bool take_mover(GstShmringSink* self, guint pid) {
+  auto& movers = self->st->movers;
+  for (auto it = movers.begin(); it != movers.end(); ++it) {
+    if (it->pid == pid) {
+      movers.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+// The receivers still on their way from a ring the stream moved out of: one still
+// attached to its slot there (same pid) is draining it; one gone from it that has
+// not reached the current ring within kFollowGraceUs (the hop is a few system
+// calls) stopped instead of following, and is announced as left (slot and name of
+// the ring it was announced in). One fcntl per receiver on its way. Streaming thread.
+static void settle_movers(GstShmringSink* self) {
+  auto& movers = self->st->movers;
+  if (movers.empty()) return;
+  const gint64 now = g_get_monotonic_time();
+  for (auto it = movers.begin(); it != movers.end();) {
+    const std::shared_ptr<shm::ShmProducer> in = it->ring.lock();
+    if (in && in->ReceiverAttached(it->slot) && in->ring()->SlotPid(it->slot) == it->pid) {
+      it->left_at = 0;
+      ++it;
+      continue;
+    }
+    if (it->left_at == 0) it->left_at = now;
+    if (now - it->left_at < kFollowGraceUs) {
+      ++it;
+      continue;
+    }
+    post_receiver_left(self, it->slot, self->st->producer->name());
+    it = movers.erase(it);
+  }
+}
+
 // Looks whether a receiver attached or left since the last look, slot by slot:
 // posts the element messages shmringsink-receiver-attached (fields "pid",
 // G_TYPE_UINT, "slot", G_TYPE_UINT, "name") / shmringsink-receiver-left ("slot",
 // "name") and, when one attached to a live encoded stream, asks upstream for a
 // keyframe. A receiver killed without detaching counts as left (its role byte is
-// free). Streaming thread.
+// free). A receiver that follows the stream into a new ring (grow_ring) is the same
+// receiver: announced once, in the ring it first attached to, and no keyframe is
+// asked for it (it keeps the stream); one that does not follow is announced as left
+// (settle_movers). Streaming thread.
 static void track_receiver(GstShmringSink* self) {
   shm::ShmProducer* producer = self->st->producer.get();
   shm::ByteRingBuffer* ring = producer->ring();
@@ -1028,7 +1098,12 @@ static void track_receiver(GstShmringSink* self) {
     const bool newcomer = flagged && count != self->slot_count[k];
     const bool attached = newcomer || (flagged && self->slot_attached[k]);
     any = any || attached;
-    if (newcomer) {
+    if (newcomer && take_mover(self, ring->SlotPid(k))) {
+      GST_INFO_OBJECT(self, "receiver (pid %u) followed the stream into slot %u of ring '%s'",
+                      ring->SlotPid(k), k, producer->name().c_str());
+      self->slot_attached[k] = TRUE;
+      self->slot_count[k] = count;
+    } else if (newcomer) {
       const guint pid = ring->SlotPid(k);
       GST_INFO_OBJECT(self, "receiver (pid %u) attached to slot %u of ring '%s'", pid, k,
                       producer->name().c_str());
@@ -1048,16 +1123,11 @@ static void track_receiver(GstShmringSink* self) {
       self->slot_attached[k] = TRUE;
       self->slot_count[k] = count;
     } else if (!attached && self->slot_attached[k]) {
-      GST_INFO_OBJECT(self, "receiver left slot %u of ring '%s'", k, producer->name().c_str());
-      gst_element_post_message(
-          GST_ELEMENT(self),
-          gst_message_new_element(
-              GST_OBJECT(self),
-              gst_structure_new("shmringsink-receiver-left", "slot", G_TYPE_UINT, k, "name",
-                                G_TYPE_STRING, producer->name().c_str(), nullptr)));
+      post_receiver_left(self, k, producer->name());
       self->slot_attached[k] = FALSE;
     }
   }
+  settle_movers(self);
   self->receiver_attached = any;
   self->receiver_count = self->slot_count[0];
 }

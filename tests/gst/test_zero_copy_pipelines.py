@@ -227,6 +227,42 @@ def test_caps_change_to_larger_frames_moves_to_a_larger_ring():
     assert in_place + copied == 40
 
 
+def test_a_receiver_that_follows_a_move_is_announced_once():
+    """capacity=0 and a caps change to 1280x720 frames (a move to a larger ring) with
+    one receiver, which follows the stream: the sender's bus (gst-launch -m) carries
+    one shmringsink-receiver-attached, with the receiver's pid, and no
+    shmringsink-receiver-left for a receiver that is still there (before: a second
+    attached from the new ring, for the same receiver)."""
+    name = unique("announce")
+    try:
+        recv = subprocess.Popen([GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!",
+                                 "checksumsink"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            send = subprocess.run(
+                [GST_LAUNCH, "-m"] + (f"{concat_src('1280x720')} ! shmringsink "
+                                      f"shm-name={name}").split(),
+                capture_output=True, text=True, timeout=120, env=sender_env())
+            out, err = recv.communicate(timeout=120)
+        finally:
+            if recv.poll() is None:
+                recv.kill()
+                recv.communicate()
+    finally:
+        if os.path.exists(f"/dev/shm/{name}"):  # a sender killed by its guard
+            os.unlink(f"/dev/shm/{name}")
+    assert send.returncode == 0, send.stderr[-3000:]
+    assert recv.returncode == 0, err[-3000:]
+    assert "moving to a larger ring" in send.stderr, send.stderr[-3000:]
+    assert len(checksums(out)) == 40
+    attached = re.findall(r"shmringsink-receiver-attached, pid=\(uint\)(\d+)", send.stdout)
+    assert attached == [str(recv.pid)], send.stdout[-3000:]
+    left = re.findall(r"shmringsink-receiver-left", send.stdout)
+    # The receiver ends after the sender's EOS; its leaving may be seen before the
+    # sender stops, but once at most.
+    assert len(left) <= 1, send.stdout[-3000:]
+
+
 # A Python receiver (FrameReader) in its own process: one JSON line per frame.
 PY_RECEIVER = """
 import asyncio, hashlib, json, sys
