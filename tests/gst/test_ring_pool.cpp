@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cache_size.hpp"
@@ -492,6 +493,65 @@ TEST(AutoCapacity, LargerCapsMoveTheStreamToALargerRing) {
   ASSERT_EQ(gst_harness_push(s.h, frame), GST_FLOW_OK);
   EXPECT_NE(NextBody(next).find("width=(int)1280"), std::string::npos);
   EXPECT_EQ(NextBody(next), std::string(big, '\x5a'));
+}
+
+// The shmringsink-receiver-attached and -left messages posted on `bus` since the last
+// look: {attached, left}.
+std::pair<size_t, size_t> CountReceiverMessages(GstBus* bus) {
+  std::pair<size_t, size_t> n{0, 0};
+  while (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT)) {
+    const GstStructure* st = gst_message_get_structure(m);
+    if (gst_structure_has_name(st, "shmringsink-receiver-attached")) ++n.first;
+    if (gst_structure_has_name(st, "shmringsink-receiver-left")) ++n.second;
+    gst_message_unref(m);
+  }
+  return n;
+}
+
+// Two receivers announced in the ring sized from small caps; at the move to a larger
+// ring one follows the stream and the other stops. The follower is the same receiver
+// (matched by pid: no second shmringsink-receiver-attached, before: one more); the
+// other is announced as left once it has been gone from the old ring for the follow
+// grace and has not arrived (before: never). The sink looks at each buffer, so
+// buffers are pushed until that message comes (a hang guard, not a timing).
+TEST(AutoCapacity, AFollowerIsAnnouncedOnceAndOneThatStopsAsLeft) {
+  const std::string name = UniqueName("gpool-movers");
+  GstHarness* h = gsttest::NewSinkHarness(name, "max-receivers=2 wait-for-space=false");
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  gst_harness_set_src_caps_str(h, kCaps);
+  auto follower = std::make_unique<shm::ShmConsumer>(name);
+  auto stopper = std::make_unique<shm::ShmConsumer>(name);
+  ASSERT_TRUE(follower->IsValid() && stopper->IsValid());
+  ASSERT_EQ(gst_harness_push(h, gst_buffer_new_allocate(nullptr, kFrame, nullptr)), GST_FLOW_OK);
+  EXPECT_EQ(CountReceiverMessages(bus), std::make_pair(size_t{2}, size_t{0}));
+  gst_harness_set_src_caps_str(h, "video/x-raw,format=BGR,width=1280,height=720,framerate=30/1");
+  const gsize big = 1280 * 720 * 3;
+  std::vector<uint8_t> buf(big);
+  shm::ReadResult r;
+  while ((r = follower->ReadFor(buf.data(), big, 0)).status == shm::Status::kOk) {
+  }
+  ASSERT_EQ(r.status, shm::Status::kClosed);
+  ASSERT_TRUE(follower->HandedOver());
+  follower = std::make_unique<shm::ShmConsumer>(name);  // into the new ring
+  ASSERT_TRUE(follower->IsValid()) << follower->error();
+  stopper.reset();  // leaves without following
+  size_t left = 0;
+  for (int i = 0; i < 600 && left == 0; ++i) {  // hang guard: 30 s
+    ASSERT_EQ(gst_harness_push(h, gst_buffer_new_allocate(nullptr, big, nullptr)), GST_FLOW_OK);
+    const auto [attached, now_left] = CountReceiverMessages(bus);
+    EXPECT_EQ(attached, 0u) << "the follower was announced again";
+    left = now_left;
+    if (left == 0) g_usleep(50000);
+  }
+  EXPECT_EQ(left, 1u) << "the receiver that stopped at the move";
+  follower.reset();
+  ASSERT_EQ(gst_harness_push(h, gst_buffer_new_allocate(nullptr, big, nullptr)), GST_FLOW_OK);
+  EXPECT_EQ(CountReceiverMessages(bus), std::make_pair(size_t{0}, size_t{1}))
+      << "the follower's leaving";
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
 }
 
 TEST(AutoCapacity, SmallFramesGetTheMinimum) {
