@@ -45,7 +45,8 @@ constexpr gulong kLingerPollUs = 10000;
 // A receiver that drained a ring the stream moved out of leaves it (HandedOver)
 // and then opens the name and claims a slot of the current ring: a few system
 // calls. Waits for such a hop end after this long even if the receiver never
-// arrives (it may have stopped instead of following).
+// arrives (it may have stopped instead of following); such a receiver is announced
+// as left then. A constant, not `linger` (whose 0 means off): docs/DESIGN.md.
 constexpr gint64 kFollowGraceUs = 2 * G_USEC_PER_SEC;
 // With wait-for-space, how long one wait for space lasts before checking again
 // that a receiver is still attached (without one, a full ring drops instead).
