@@ -1019,6 +1019,8 @@ static void learn_liveness(GstShmringSink* self) {
                        : "keeps everything for its receiver");
 }
 
+// Posts shmringsink-receiver-left for the receiver of `slot` in ring `name`.
+// Streaming thread.
 static void post_receiver_left(GstShmringSink* self, guint slot, const std::string& name) {
   GST_INFO_OBJECT(self, "receiver left slot %u of ring '%s'", slot, name.c_str());
   gst_element_post_message(
