@@ -189,3 +189,48 @@ TEST_F(HandoverWindow, AnotherProcesssRingIsNotFollowed) {
   close(done[1]);
   EXPECT_EQ(shmtest::WaitChild(child), 0);
 }
+
+// A real end, then a restart in the same process under the same name: the ring was
+// CLOSED at the claim, but no successor was under the name then (the producer ended
+// and went away before the claim; its restart's ring came after the claim). Not a
+// hand-over (before: followed, the restart's stream taken for the old one's rest).
+TEST_F(HandoverWindow, ARestartAfterTheClaimIsNotFollowed) {
+  const std::string name = Name();
+  auto p = std::make_unique<ShmProducer>(name, 4096);
+  ASSERT_TRUE(p->IsValid()) << p->error();
+  ASSERT_TRUE(p->Write("the last", 8));
+  std::unique_ptr<ShmConsumer> c;
+  {
+    BeforeClaim seam([&] { p.reset(); });  // unlinks the name, CLOSED, lock dropped
+    c = std::make_unique<ShmConsumer>(name);
+  }
+  ASSERT_TRUE(c->IsValid()) << c->error();
+  ShmProducer restarted(name, 4096);  // the app restarts its sender
+  ASSERT_TRUE(restarted.IsValid()) << restarted.error();
+  std::string got;
+  ASSERT_TRUE(ReadOne(*c, &got));
+  EXPECT_EQ(got, "the last");
+  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  EXPECT_FALSE(c->HandedOver()) << "a restart after a real end is another stream";
+}
+
+// The same after Close() (CLOSED, the name kept): a receiver opens the ring that
+// still holds data, the producer goes away, the process makes a new ring under the
+// name. The name held the old ring itself at the claim: not a hand-over.
+TEST_F(HandoverWindow, ARestartAfterAClosedRingWasOpenedIsNotFollowed) {
+  const std::string name = Name();
+  auto p = std::make_unique<ShmProducer>(name, 4096);
+  ASSERT_TRUE(p->IsValid()) << p->error();
+  ASSERT_TRUE(p->Write("the last", 8));
+  p->Close();
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  p.reset();
+  ShmProducer restarted(name, 4096);
+  ASSERT_TRUE(restarted.IsValid()) << restarted.error();
+  std::string got;
+  ASSERT_TRUE(ReadOne(c, &got));
+  EXPECT_EQ(got, "the last");
+  EXPECT_EQ(ReadOne(c, &got).status, Status::kClosed);
+  EXPECT_FALSE(c.HandedOver()) << "a restart after a real end is another stream";
+}
