@@ -667,6 +667,28 @@ def test_frame_writer_close_after_end_stream_only_closes(ring_name):
             r.read_frame(timeout=5)
 
 
+def test_release_name_then_close_without_end_stream_ends_the_readers(ring_name):
+    """What FrameWriter.close()'s docstring warns of: release_name(), a new ring under
+    the name, then close() without end_stream() writes EOS into the old ring, so its
+    reader ends there (EOS) and does not follow into the new ring."""
+    small = caps_for("GRAY8", 4, 2)
+    old = FrameWriter(ring_name, 4096, caps=small)
+    try:
+        assert old.write(bytes([1]) * 8, pts=0, timeout=0)
+        with FrameReader(ring_name, timeout=0) as r:
+            old.producer.release_name()
+            with FrameWriter(ring_name, 4096, caps=small) as new:
+                assert new.write(bytes([2]) * 8, pts=1000, timeout=0)
+                old.close()  # EOS, not a hand-over
+                f = r.read_frame(timeout=5)
+                assert f is not None and bytes(f.data) == bytes([1]) * 8
+                del f
+                assert r.read_frame(timeout=5) is None and r.at_end
+                assert not new.producer.consumer_attached()
+    finally:
+        old.close()
+
+
 def test_frame_reader_that_claims_its_slot_after_the_move_follows(ring_name, monkeypatch):
     """A reader that opened the old ring just before the stream moved and claims its
     slot only after the old producer, seeing no receiver there, let go of it
