@@ -234,3 +234,38 @@ TEST_F(HandoverWindow, ARestartAfterAClosedRingWasOpenedIsNotFollowed) {
   EXPECT_EQ(ReadOne(c, &got).status, Status::kClosed);
   EXPECT_FALSE(c.HandedOver()) << "a restart after a real end is another stream";
 }
+
+// The trade-off (PROTOCOL.md section 5): a late claimer (CLOSED at its claim, the old
+// producer gone) remembers the successor under the name then; when the stream moves
+// again before it drained the old ring, the name holds a third ring, not the one it
+// remembered, and its stream ends as cut short.
+TEST_F(HandoverWindow, ASecondMoveBeforeALateClaimerDrainedEndsItsStream) {
+  const std::string name = Name();
+  auto old = std::make_unique<ShmProducer>(name, 4096);
+  ASSERT_TRUE(old->IsValid()) << old->error();
+  ASSERT_TRUE(old->Write("last of the old", 15));
+  std::unique_ptr<ShmProducer> next;
+  std::unique_ptr<ShmConsumer> c;
+  {
+    BeforeClaim seam([&] {
+      std::string err;
+      ASSERT_TRUE(old->ReleaseName(&err)) << err;
+      next = std::make_unique<ShmProducer>(name, 16384);
+      ASSERT_TRUE(next->IsValid()) << next->error();
+      old->Close();
+      old.reset();
+    });
+    c = std::make_unique<ShmConsumer>(name);
+  }
+  ASSERT_TRUE(c->IsValid()) << c->error();
+  ASSERT_TRUE(next);
+  std::string err;
+  ASSERT_TRUE(next->ReleaseName(&err)) << err;  // the second move
+  ShmProducer third(name, 65536);
+  ASSERT_TRUE(third.IsValid()) << third.error();
+  next->Close();
+  std::string got;
+  ASSERT_TRUE(ReadOne(*c, &got));
+  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  EXPECT_FALSE(c->HandedOver()) << "the name holds a ring it did not see at its claim";
+}
