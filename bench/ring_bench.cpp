@@ -44,7 +44,12 @@
 // membarrier when it goes to sleep.
 // --counters prints each shmring small-row process's wait counters (sleeps, wakes,
 // WAITING sets, heavy barriers; shm::wait::GetCounters) to stderr when it ends, and for
-// shmring_inline how many messages took the fallback (the public call) on each side.
+// shmring_inline how many messages took the fallback (the public call) on each side;
+// in the frames rows, one JSON line per ring run on stderr with the per-frame split of
+// the time (see ReportFrameTimes): the producer's Reserve (without / after a sleep),
+// memcpy and Commit, the consumer's sleeps and wake delay, the places the frames went
+// to, and the same memcpy timed again into the ring's mapping and into a fresh
+// two-destination one (the memcpy row's peer), in the producer process after the run.
 //
 // Rows:
 //   small       64-byte records (4-byte length + 60-byte body), producer and consumer in two
