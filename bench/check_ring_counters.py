@@ -39,6 +39,8 @@ def main(argv: List[str]) -> int:
             problems.append("no place")
         if not 0 < d["front_share"] <= 1:
             problems.append("front_share outside (0, 1]")
+        if not 0 <= d["same_cpu_share"] <= 1:
+            problems.append("same_cpu_share outside [0, 1]")
         for key in ("period_us", "copy_us", "copy_ring_same_us", "copy_ring_two_us",
                     "copy_peer_two_us"):
             if not d[key] > 0:

@@ -474,6 +474,7 @@ struct FrameTimes {
   uint8_t* dst;                                              // where the frame went
   int64_t peek_end, release_end;                             // consumer
   uint64_t peek_sleeps;                                      // consumer sleeps in PeekFor
+  int producer_cpu, consumer_cpu;  // sched_getcpu() after Commit / after PeekFor
 };
 
 double Mean(const std::vector<double>& v) {
@@ -499,11 +500,13 @@ double TimeCopies(const std::vector<uint8_t*>& dst, const uint8_t* src, uint64_t
 // front_share: frames at the lowest address; copy_ring_same: the same memcpy into the
 // ring's mapping at the addresses the run used, in the same order, after the
 // consumer is done; copy_ring_two: into the ring's first two places alternately;
-// copy_peer_two: into a fresh two-destination mapping (the memcpy row's peer).
+// copy_peer_two: into a fresh two-destination mapping (the memcpy row's peer);
+// same_cpu_share: frames the consumer got (PeekFor returned) on the CPU the producer
+// was on after its Commit (the receiver woken on the producer's CPU).
 void ReportFrameTimes(uint32_t capacity, const FrameTimes* t, uint64_t frames, const uint8_t* src) {
   std::vector<double> res_fast, res_wait, copy, commit, wake, period;
   std::vector<uint8_t*> places;
-  uint64_t front = 0, psleeps = 0, csleeps = 0;
+  uint64_t front = 0, psleeps = 0, csleeps = 0, same_cpu = 0;
   uint8_t* lowest = t[0].dst;
   for (uint64_t i = 0; i < frames; ++i) lowest = std::min(lowest, t[i].dst);
   for (uint64_t i = 1; i < frames; ++i) {  // frame 0: the consumer was still attaching
@@ -516,6 +519,7 @@ void ReportFrameTimes(uint32_t capacity, const FrameTimes* t, uint64_t frames, c
     if (std::find(places.begin(), places.end(), f.dst) == places.end()) places.push_back(f.dst);
     front += f.dst == lowest;
     psleeps += f.reserve_sleeps;
+    same_cpu += f.producer_cpu == f.consumer_cpu;
     csleeps += f.peek_sleeps;
   }
   std::vector<double> w = wake;
@@ -551,17 +555,19 @@ void ReportFrameTimes(uint32_t capacity, const FrameTimes* t, uint64_t frames, c
     std::fclose(f);
   }
   std::fprintf(stderr, "{\"frames_pmd_mapped_kb\": %lld}\n", pmd_kb);
-  std::fprintf(stderr,
-               "{\"frames_counters\": %u, \"period_us\": %.1f, \"reserve_fast_n\": %zu, "
-               "\"reserve_fast_us\": %.2f, \"reserve_waited_n\": %zu, \"reserve_waited_us\": %.1f, "
-               "\"reserve_sleeps_per_frame\": %.2f, \"copy_us\": %.1f, \"commit_us\": %.2f, "
-               "\"wake_p50_us\": %.1f, \"wake_p90_us\": %.1f, \"peek_sleeps_per_frame\": %.2f, "
-               "\"places\": %zu, \"front_share\": %.2f, \"copy_ring_same_us\": %.1f, "
-               "\"copy_ring_two_us\": %.1f, \"copy_peer_two_us\": %.1f}\n",
-               capacity >> 20, Mean(period), res_fast.size(), Mean(res_fast), res_wait.size(),
-               Mean(res_wait), static_cast<double>(psleeps) / n, Mean(copy), Mean(commit),
-               w[w.size() / 2], w[w.size() * 9 / 10], static_cast<double>(csleeps) / n,
-               places.size(), static_cast<double>(front) / n, ring_same, ring_two, peer_two_us);
+  std::fprintf(
+      stderr,
+      "{\"frames_counters\": %u, \"period_us\": %.1f, \"reserve_fast_n\": %zu, "
+      "\"reserve_fast_us\": %.2f, \"reserve_waited_n\": %zu, \"reserve_waited_us\": %.1f, "
+      "\"reserve_sleeps_per_frame\": %.2f, \"copy_us\": %.1f, \"commit_us\": %.2f, "
+      "\"wake_p50_us\": %.1f, \"wake_p90_us\": %.1f, \"peek_sleeps_per_frame\": %.2f, "
+      "\"places\": %zu, \"front_share\": %.2f, \"copy_ring_same_us\": %.1f, "
+      "\"copy_ring_two_us\": %.1f, \"copy_peer_two_us\": %.1f, \"same_cpu_share\": %.2f}\n",
+      capacity >> 20, Mean(period), res_fast.size(), Mean(res_fast), res_wait.size(),
+      Mean(res_wait), static_cast<double>(psleeps) / n, Mean(copy), Mean(commit), w[w.size() / 2],
+      w[w.size() * 9 / 10], static_cast<double>(csleeps) / n, places.size(),
+      static_cast<double>(front) / n, ring_same, ring_two, peer_two_us,
+      static_cast<double>(same_cpu) / n);
 }
 
 double ShmringFrames(uint32_t capacity, uint64_t frames) {
@@ -591,7 +597,10 @@ double ShmringFrames(uint32_t capacity, uint64_t frames) {
           std::memcpy(dst, src.data(), kFrame);
           if (times) times[i].copy_end = NowNs();
           p.Commit(kFrame);
-          if (times) times[i].commit_end = NowNs();
+          if (times) {
+            times[i].commit_end = NowNs();
+            times[i].producer_cpu = sched_getcpu();
+          }
         }
         if (times) {
           // The consumer has released every frame: the ring's memory is ours to time.
@@ -615,6 +624,7 @@ double ShmringFrames(uint32_t capacity, uint64_t frames) {
           if (times) {
             times[got].peek_end = NowNs();
             times[got].peek_sleeps = shm::wait::GetCounters().sleeps - sleeps;
+            times[got].consumer_cpu = sched_getcpu();
           }
           if (got == 0) start = Clock::now();
           sum += v.data[v.len / 2];  // touch the frame, as a consumer would
