@@ -2,8 +2,9 @@
 """Smoke check of ring_bench --counters in the frames rows (suite 'bench'): each ring run
 prints one JSON line on stderr with the per-frame split (ReportFrameTimes in
 ring_bench.cpp) whose counts add up (every frame but the first is one Reserve, with or
-without a sleep; at least one place; a front share in (0, 1]), and without --counters
-none. Checks that the split is there and consistent, never its timings.
+without a sleep; at least one place; a front share in (0, 1]); with --full-fences the
+receiver issues no membarrier (its producer fences fully); without --counters, no line.
+Checks that the split is there and consistent, never its timings.
 
     check_ring_counters.py RING_BENCH
 """
@@ -50,6 +51,12 @@ def main(argv: List[str]) -> int:
                 problems.append(f"{key} negative")
         if problems:
             print(f"ring_bench --counters: {d}: {'; '.join(problems)}")
+            return 1
+    # With --full-fences the frames rows' producer fences every publication fully
+    # (ProducerOptions::full_fences), so its sleeping receiver never issues a membarrier.
+    for d in counter_lines(exe, ["--counters", "--full-fences"]):
+        if d["peek_membarriers_per_frame"] != 0:
+            print(f"ring_bench --counters --full-fences: the receiver issued membarriers: {d}")
             return 1
     quiet = counter_lines(exe, [])
     if quiet:

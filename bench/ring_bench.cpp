@@ -39,8 +39,8 @@
 // Names are matched whole: `--variants shmring` does not run shmring_inline.
 // --pin puts each row's consumer process on CPU 0 and its producer on CPU 1
 // (sched_setaffinity), so the scheduler never runs both on one CPU.
-// --full-fences makes the latency rows' producer fence every publication fully
-// (ProducerOptions::full_fences, as shmringsink's), so its receiver issues no
+// --full-fences makes the latency and frames rows' producer fence every publication
+// fully (ProducerOptions::full_fences, as shmringsink's), so its receiver issues no
 // membarrier when it goes to sleep.
 // --counters prints each shmring small-row process's wait counters (sleeps, wakes,
 // WAITING sets, heavy barriers; shm::wait::GetCounters) to stderr when it ends, and for
@@ -474,6 +474,7 @@ struct FrameTimes {
   uint8_t* dst;                                              // where the frame went
   int64_t peek_end, release_end;                             // consumer
   uint64_t peek_sleeps;                                      // consumer sleeps in PeekFor
+  uint64_t peek_barriers;  // consumer membarriers (wait::Counters::heavy_barriers) in PeekFor
   int producer_cpu, consumer_cpu;  // sched_getcpu() after Commit / after PeekFor
 };
 
@@ -506,7 +507,7 @@ double TimeCopies(const std::vector<uint8_t*>& dst, const uint8_t* src, uint64_t
 void ReportFrameTimes(uint32_t capacity, const FrameTimes* t, uint64_t frames, const uint8_t* src) {
   std::vector<double> res_fast, res_wait, copy, commit, wake, period;
   std::vector<uint8_t*> places;
-  uint64_t front = 0, psleeps = 0, csleeps = 0, same_cpu = 0;
+  uint64_t front = 0, psleeps = 0, csleeps = 0, same_cpu = 0, cbarriers = 0;
   uint8_t* lowest = t[0].dst;
   for (uint64_t i = 0; i < frames; ++i) lowest = std::min(lowest, t[i].dst);
   for (uint64_t i = 1; i < frames; ++i) {  // frame 0: the consumer was still attaching
@@ -521,6 +522,7 @@ void ReportFrameTimes(uint32_t capacity, const FrameTimes* t, uint64_t frames, c
     psleeps += f.reserve_sleeps;
     same_cpu += f.producer_cpu == f.consumer_cpu;
     csleeps += f.peek_sleeps;
+    cbarriers += f.peek_barriers;
   }
   std::vector<double> w = wake;
   std::sort(w.begin(), w.end());
@@ -555,19 +557,19 @@ void ReportFrameTimes(uint32_t capacity, const FrameTimes* t, uint64_t frames, c
     std::fclose(f);
   }
   std::fprintf(stderr, "{\"frames_pmd_mapped_kb\": %lld}\n", pmd_kb);
-  std::fprintf(
-      stderr,
-      "{\"frames_counters\": %u, \"period_us\": %.1f, \"reserve_fast_n\": %zu, "
-      "\"reserve_fast_us\": %.2f, \"reserve_waited_n\": %zu, \"reserve_waited_us\": %.1f, "
-      "\"reserve_sleeps_per_frame\": %.2f, \"copy_us\": %.1f, \"commit_us\": %.2f, "
-      "\"wake_p50_us\": %.1f, \"wake_p90_us\": %.1f, \"peek_sleeps_per_frame\": %.2f, "
-      "\"places\": %zu, \"front_share\": %.2f, \"copy_ring_same_us\": %.1f, "
-      "\"copy_ring_two_us\": %.1f, \"copy_peer_two_us\": %.1f, \"same_cpu_share\": %.2f}\n",
-      capacity >> 20, Mean(period), res_fast.size(), Mean(res_fast), res_wait.size(),
-      Mean(res_wait), static_cast<double>(psleeps) / n, Mean(copy), Mean(commit), w[w.size() / 2],
-      w[w.size() * 9 / 10], static_cast<double>(csleeps) / n, places.size(),
-      static_cast<double>(front) / n, ring_same, ring_two, peer_two_us,
-      static_cast<double>(same_cpu) / n);
+  std::fprintf(stderr,
+               "{\"frames_counters\": %u, \"period_us\": %.1f, \"reserve_fast_n\": %zu, "
+               "\"reserve_fast_us\": %.2f, \"reserve_waited_n\": %zu, \"reserve_waited_us\": %.1f, "
+               "\"reserve_sleeps_per_frame\": %.2f, \"copy_us\": %.1f, \"commit_us\": %.2f, "
+               "\"wake_p50_us\": %.1f, \"wake_p90_us\": %.1f, \"peek_sleeps_per_frame\": %.2f, "
+               "\"places\": %zu, \"front_share\": %.2f, \"copy_ring_same_us\": %.1f, "
+               "\"copy_ring_two_us\": %.1f, \"copy_peer_two_us\": %.1f, \"same_cpu_share\": %.2f, "
+               "\"peek_membarriers_per_frame\": %.2f}\n",
+               capacity >> 20, Mean(period), res_fast.size(), Mean(res_fast), res_wait.size(),
+               Mean(res_wait), static_cast<double>(psleeps) / n, Mean(copy), Mean(commit),
+               w[w.size() / 2], w[w.size() * 9 / 10], static_cast<double>(csleeps) / n,
+               places.size(), static_cast<double>(front) / n, ring_same, ring_two, peer_two_us,
+               static_cast<double>(same_cpu) / n, static_cast<double>(cbarriers) / n);
 }
 
 double ShmringFrames(uint32_t capacity, uint64_t frames) {
@@ -577,7 +579,14 @@ double ShmringFrames(uint32_t capacity, uint64_t frames) {
   auto* consumer_done = static_cast<std::atomic<int>*>(MapShared(4096));
   const double s = RunPair(
       [&] {
-        shm::ShmProducer p(name, capacity);
+        // A default producer unless --full-fences (ProducerOptions::full_fences, as
+        // shmringsink sets it): then the receiver, asleep before every frame, issues no
+        // membarrier (an interrupt to the producer's CPU in mid-copy) before each sleep.
+        // DESIGN.md section 7 has both measured.
+        shm::ProducerOptions opts;
+        opts.capacity = capacity;
+        opts.full_fences = g_full_fences;
+        shm::ShmProducer p(name, opts);
         if (!p.IsValid()) Die("producer: " + p.error());
         WaitForConsumer(p);
         std::vector<uint8_t> src(kFrame, 0x33);
@@ -619,11 +628,14 @@ double ShmringFrames(uint32_t capacity, uint64_t frames) {
         Clock::time_point start;
         while (got < frames) {
           shm::MessageView v;
-          const uint64_t sleeps = times ? shm::wait::GetCounters().sleeps : 0;
+          const shm::wait::Counters before =
+              times ? shm::wait::GetCounters() : shm::wait::Counters{};
           if (c.PeekFor(&v, shm::kForever) != shm::Status::kOk) Die("PeekFor");
           if (times) {
             times[got].peek_end = NowNs();
-            times[got].peek_sleeps = shm::wait::GetCounters().sleeps - sleeps;
+            const shm::wait::Counters after = shm::wait::GetCounters();
+            times[got].peek_sleeps = after.sleeps - before.sleeps;
+            times[got].peek_barriers = after.heavy_barriers - before.heavy_barriers;
             times[got].consumer_cpu = sched_getcpu();
           }
           if (got == 0) start = Clock::now();
