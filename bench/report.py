@@ -1001,12 +1001,13 @@ SMALL_GAP_WHY = ("pooled over 34 fast-state rounds (2026-12-01) shmring ran 0.92
 # measured with `ring_bench --counters` were from the goal and why (docs/DESIGN.md section 7,
 # which gives the command, the load and the per-frame split). Text, not this run's numbers:
 # the report's rounds carry no per-frame split.
-FRAMES_GAP_WHY = ("measured per frame (2026-12-01, 128 runs of `ring_bench --counters`): "
-                  "when the receiver wakes later than the producer's Commit (a ~20 µs futex "
-                  "wake), it still holds frame N when N + 1 is reserved, the frames alternate "
-                  "between two places and the copy costs what the peer's two destinations "
-                  "cost, so the ring is the peer plus the hand-over: 0.91× in those 35 runs "
-                  "(every run below 0.9×), 1.23× in the others (docs/DESIGN.md section 7)")
+FRAMES_GAP_WHY = ("measured per frame (2026-12-01, `ring_bench --counters`): the runs "
+                  "below 0.9× are those in which the scheduler woke the receiver on the other "
+                  "CPU than the producer's. There its wake-up (21–60 µs) outlasts the "
+                  "producer's Commit, so it still holds frame N when N + 1 is reserved, the "
+                  "frames alternate between two places and the copy costs what the peer's "
+                  "two destinations cost: the ring is the peer plus the hand-over (0.6–0.9×). "
+                  "Woken on the producer's CPU the ring ran 1.23× (docs/DESIGN.md section 7)")
 CAPS = "video/x-raw,format=BGR,width=1920,height=1080"
 # bench.py's transport rows: (key, what) of gst_{alloc,copy}_KEY.
 TRANSPORT_ROWS = (("black1080", "1080p pattern=black"), ("black720", "1280×720 pattern=black"),
