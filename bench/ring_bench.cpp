@@ -47,9 +47,10 @@
 // shmring_inline how many messages took the fallback (the public call) on each side;
 // in the frames rows, one JSON line per ring run on stderr with the per-frame split of
 // the time (see ReportFrameTimes): the producer's Reserve (without / after a sleep),
-// memcpy and Commit, the consumer's sleeps and wake delay, the places the frames went
-// to, and the same memcpy timed again into the ring's mapping and into a fresh
-// two-destination one (the memcpy row's peer), in the producer process after the run.
+// memcpy and Commit, the consumer's sleeps, membarriers and wake delay, whether it
+// woke on the producer's CPU, the places the frames went to, and the same memcpy timed
+// again into the ring's mapping and into a fresh two-destination one (the memcpy row's
+// peer), in the producer process after the run.
 //
 // Rows:
 //   small       64-byte records (4-byte length + 60-byte body), producer and consumer in two
