@@ -47,12 +47,18 @@
 // Names are matched whole: `--variants shmring` does not run shmring_inline.
 // --pin puts each row's consumer process on CPU 0 and its producer on CPU 1
 // (sched_setaffinity), so the scheduler never runs both on one CPU.
-// --full-fences makes the latency rows' producer fence every publication fully
-// (ProducerOptions::full_fences, as shmringsink's), so its receiver issues no
+// --full-fences makes the latency and frames rows' producer fence every publication
+// fully (ProducerOptions::full_fences, as shmringsink's), so its receiver issues no
 // membarrier when it goes to sleep.
 // --counters prints each shmring small-row process's wait counters (sleeps, wakes,
 // WAITING sets, heavy barriers; shm::wait::GetCounters) to stderr when it ends, and for
-// shmring_inline how many messages took the fallback (the public call) on each side.
+// shmring_inline how many messages took the fallback (the public call) on each side;
+// in the frames rows, one JSON line per ring run on stderr with the per-frame split of
+// the time (see ReportFrameTimes): the producer's Reserve (without / after a sleep),
+// memcpy and Commit, the consumer's sleeps, membarriers and wake delay, whether it
+// woke on the producer's CPU, the places the frames went to, and the same memcpy timed
+// again into the ring's mapping and into a fresh two-destination one (the memcpy row's
+// peer), in the producer process after the run.
 //
 // Rows:
 //   small       64-byte records (4-byte length + 60-byte body), producer and consumer in two
@@ -665,22 +671,158 @@ double MixedSmall(uint64_t count, bool shmring_writes) {
 
 constexpr uint32_t kFrame = 1920 * 1080 * 3;
 
+// --counters in the frames rows: per frame, where each side's time goes. Filled by
+// both processes in a shared mapping (CLOCK_MONOTONIC is one clock for both), read by
+// the producer at the end. Diagnostic only: the clock reads add ~0.1 us per frame.
+struct FrameTimes {
+  int64_t reserve_start, reserve_end, copy_end, commit_end;  // producer
+  uint64_t reserve_sleeps;                                   // producer sleeps in Reserve
+  uint8_t* dst;                                              // where the frame went
+  int64_t peek_end, release_end;                             // consumer
+  uint64_t peek_sleeps;                                      // consumer sleeps in PeekFor
+  uint64_t peek_barriers;  // consumer membarriers (wait::Counters::heavy_barriers) in PeekFor
+  int producer_cpu, consumer_cpu;  // sched_getcpu() after Commit / after PeekFor
+};
+
+double Mean(const std::vector<double>& v) {
+  double s = 0;
+  for (const double x : v) s += x;
+  return v.empty() ? 0 : s / static_cast<double>(v.size());
+}
+
+// Copies the frame `frames` times to dst[i % dst.size()], returns us per copy.
+double TimeCopies(const std::vector<uint8_t*>& dst, const uint8_t* src, uint64_t frames) {
+  const int64_t t0 = NowNs();
+  for (uint64_t i = 0; i < frames; ++i) {
+    std::memcpy(dst[i % dst.size()], src, kFrame);
+    __asm__ __volatile__("" : : "r"(dst[i % dst.size()]) : "memory");
+  }
+  return static_cast<double>(NowNs() - t0) / 1e3 / static_cast<double>(frames);
+}
+
+// The producer's report (stderr, one JSON line per run): per-frame means in us.
+// reserve_fast/_waited: Reserve calls that returned without / after a sleep;
+// wake_us: the consumer's PeekFor return minus the producer's memcpy end (Commit's
+// start), median and 90th percentile; places: distinct record addresses;
+// front_share: frames at the lowest address; copy_ring_same: the same memcpy into the
+// ring's mapping at the addresses the run used, in the same order, after the
+// consumer is done; copy_ring_two: into the ring's first two places alternately;
+// copy_peer_two: into a fresh two-destination mapping (the memcpy row's peer);
+// same_cpu_share: frames the consumer got (PeekFor returned) on the CPU the producer
+// was on after its Commit (the receiver woken on the producer's CPU).
+void ReportFrameTimes(uint32_t capacity, const FrameTimes* t, uint64_t frames, const uint8_t* src) {
+  std::vector<double> res_fast, res_wait, copy, commit, wake, period;
+  std::vector<uint8_t*> places;
+  uint64_t front = 0, psleeps = 0, csleeps = 0, same_cpu = 0, cbarriers = 0;
+  uint8_t* lowest = t[0].dst;
+  for (uint64_t i = 0; i < frames; ++i) lowest = std::min(lowest, t[i].dst);
+  for (uint64_t i = 1; i < frames; ++i) {  // frame 0: the consumer was still attaching
+    const FrameTimes& f = t[i];
+    (f.reserve_sleeps ? res_wait : res_fast).push_back((f.reserve_end - f.reserve_start) / 1e3);
+    copy.push_back((f.copy_end - f.reserve_end) / 1e3);
+    commit.push_back((f.commit_end - f.copy_end) / 1e3);
+    wake.push_back((f.peek_end - f.copy_end) / 1e3);
+    period.push_back((f.reserve_start - t[i - 1].reserve_start) / 1e3);
+    if (std::find(places.begin(), places.end(), f.dst) == places.end()) places.push_back(f.dst);
+    front += f.dst == lowest;
+    psleeps += f.reserve_sleeps;
+    same_cpu += f.producer_cpu == f.consumer_cpu;
+    csleeps += f.peek_sleeps;
+    cbarriers += f.peek_barriers;
+  }
+  std::vector<double> w = wake;
+  std::sort(w.begin(), w.end());
+  const double n = static_cast<double>(frames - 1);
+  std::vector<uint8_t*> used;
+  for (uint64_t i = 0; i < frames; ++i) used.push_back(t[i].dst);
+  std::vector<uint8_t*> two{lowest, lowest};
+  for (uint8_t* p : places) {
+    if (p != lowest) {
+      two[1] = p;
+      break;
+    }
+  }
+  auto* peer = static_cast<uint8_t*>(MapShared(size_t{kFrame} * 2));
+  std::memset(peer, 0, size_t{kFrame} * 2);
+  const std::vector<uint8_t*> peer_two{peer, peer + kFrame};
+  const double ring_same = TimeCopies(used, src, frames);
+  const double peer_two_us = TimeCopies(peer_two, src, frames);
+  const double ring_two = TimeCopies(two, src, frames);
+  munmap(peer, size_t{kFrame} * 2);
+  // Huge pages in play (the ring's mapping is the process's only large shared one).
+  long long pmd_kb = 0;
+  if (FILE* f = std::fopen("/proc/self/smaps_rollup", "r")) {
+    char line[256];
+    long long kb = 0;
+    while (std::fgets(line, sizeof line, f)) {
+      if (std::sscanf(line, "FilePmdMapped: %lld", &kb) == 1 ||
+          std::sscanf(line, "ShmemPmdMapped: %lld", &kb) == 1) {
+        pmd_kb += kb;
+      }
+    }
+    std::fclose(f);
+  }
+  std::fprintf(stderr, "{\"frames_pmd_mapped_kb\": %lld}\n", pmd_kb);
+  std::fprintf(stderr,
+               "{\"frames_counters\": %u, \"period_us\": %.1f, \"reserve_fast_n\": %zu, "
+               "\"reserve_fast_us\": %.2f, \"reserve_waited_n\": %zu, \"reserve_waited_us\": %.1f, "
+               "\"reserve_sleeps_per_frame\": %.2f, \"copy_us\": %.1f, \"commit_us\": %.2f, "
+               "\"wake_p50_us\": %.1f, \"wake_p90_us\": %.1f, \"peek_sleeps_per_frame\": %.2f, "
+               "\"places\": %zu, \"front_share\": %.2f, \"copy_ring_same_us\": %.1f, "
+               "\"copy_ring_two_us\": %.1f, \"copy_peer_two_us\": %.1f, \"same_cpu_share\": %.2f, "
+               "\"peek_membarriers_per_frame\": %.2f}\n",
+               capacity >> 20, Mean(period), res_fast.size(), Mean(res_fast), res_wait.size(),
+               Mean(res_wait), static_cast<double>(psleeps) / n, Mean(copy), Mean(commit),
+               w[w.size() / 2], w[w.size() * 9 / 10], static_cast<double>(csleeps) / n,
+               places.size(), static_cast<double>(front) / n, ring_same, ring_two, peer_two_us,
+               static_cast<double>(same_cpu) / n, static_cast<double>(cbarriers) / n);
+}
+
 double ShmringFrames(uint32_t capacity, uint64_t frames) {
   const std::string name = RingName();
+  const size_t times_size = sizeof(FrameTimes) * frames + 64;
+  auto* times = g_counters ? static_cast<FrameTimes*>(MapShared(times_size)) : nullptr;
+  auto* consumer_done = static_cast<std::atomic<int>*>(MapShared(4096));
   const double s = RunPair(
       [&] {
-        shm::ShmProducer p(name, capacity);
+        // A default producer unless --full-fences (ProducerOptions::full_fences, as
+        // shmringsink sets it): then the receiver, asleep before every frame, issues no
+        // membarrier (an interrupt to the producer's CPU in mid-copy) before each sleep.
+        // DESIGN.md section 7 has both measured.
+        shm::ProducerOptions opts;
+        opts.capacity = capacity;
+        opts.full_fences = g_full_fences;
+        shm::ShmProducer p(name, opts);
         if (!p.IsValid()) Die("producer: " + p.error());
         WaitForConsumer(p);
         std::vector<uint8_t> src(kFrame, 0x33);
         for (uint64_t i = 0; i < frames; ++i) {
           uint8_t* dst = nullptr;
+          const uint64_t sleeps = times ? shm::wait::GetCounters().sleeps : 0;
+          if (times) times[i].reserve_start = NowNs();
           // Copied in from a buffer of our own (a camera's, say): shm::FillHint::kCopied.
           if (p.Reserve(kFrame, &dst, shm::kForever, shm::FillHint::kCopied) != shm::Status::kOk) {
             Die("Reserve");
           }
+          if (times) {
+            times[i].reserve_end = NowNs();
+            times[i].reserve_sleeps = shm::wait::GetCounters().sleeps - sleeps;
+            times[i].dst = dst;
+          }
           std::memcpy(dst, src.data(), kFrame);
+          if (times) times[i].copy_end = NowNs();
           p.Commit(kFrame);
+          if (times) {
+            times[i].commit_end = NowNs();
+            times[i].producer_cpu = sched_getcpu();
+          }
+        }
+        if (times) {
+          // The consumer has released every frame: the ring's memory is ours to time.
+          while (consumer_done->load(std::memory_order_acquire) == 0) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+          ReportFrameTimes(capacity, times, frames, src.data());
         }
         p.Close();
         while (p.ConsumerAttached()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -692,15 +834,29 @@ double ShmringFrames(uint32_t capacity, uint64_t frames) {
         Clock::time_point start;
         while (got < frames) {
           shm::MessageView v;
+          const shm::wait::Counters before =
+              times ? shm::wait::GetCounters() : shm::wait::Counters{};
           if (c.PeekFor(&v, shm::kForever) != shm::Status::kOk) Die("PeekFor");
+          if (times) {
+            times[got].peek_end = NowNs();
+            const shm::wait::Counters after = shm::wait::GetCounters();
+            times[got].peek_sleeps = after.sleeps - before.sleeps;
+            times[got].peek_barriers = after.heavy_barriers - before.heavy_barriers;
+            times[got].consumer_cpu = sched_getcpu();
+          }
           if (got == 0) start = Clock::now();
           sum += v.data[v.len / 2];  // touch the frame, as a consumer would
           c.Release();
+          if (times) times[got].release_end = NowNs();
           ++got;
         }
         if (sum == 0) Die("frames: nothing read");
-        return std::chrono::duration<double>(Clock::now() - start).count();
+        const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+        consumer_done->store(1, std::memory_order_release);
+        return secs;
       });
+  if (times) munmap(times, times_size);
+  munmap(consumer_done, 4096);
   return static_cast<double>(frames - 1) / s;
 }
 

@@ -45,7 +45,8 @@ constexpr gulong kLingerPollUs = 10000;
 // A receiver that drained a ring the stream moved out of leaves it (HandedOver)
 // and then opens the name and claims a slot of the current ring: a few system
 // calls. Waits for such a hop end after this long even if the receiver never
-// arrives (it may have stopped instead of following).
+// arrives (it may have stopped instead of following); such a receiver is announced
+// as left then. A constant, not `linger` (whose 0 means off): docs/DESIGN.md.
 constexpr gint64 kFollowGraceUs = 2 * G_USEC_PER_SEC;
 // With wait-for-space, how long one wait for space lasts before checking again
 // that a receiver is still attached (without one, a full ring drops instead).
@@ -94,6 +95,18 @@ struct SinkState {
   // Receivers attached to the ring the stream last moved out of, when it moved:
   // that many are expected to attach to the current ring (streaming thread, stop).
   guint32 followers_expected = 0;
+  // Receivers announced (shmringsink-receiver-attached) in a ring the stream moved
+  // out of and not seen in the current ring yet, by pid: one that attaches there is
+  // the same receiver following the stream (track_receiver announces it no second
+  // time); one that left its ring and has not arrived kFollowGraceUs later is
+  // announced as left (settle_movers). Streaming thread; cleared by stop.
+  struct Mover {
+    guint pid;
+    guint slot;                            // in the ring it was announced in
+    std::weak_ptr<shm::ShmProducer> ring;  // that ring, while it is kept
+    gint64 left_at;                        // when first seen gone (0 = not yet)
+  };
+  std::vector<Mover> movers;
   // Set by unlock, cleared by unlock_stop: grow_ring's wait for a first receiver
   // gives up (relaxed: a flag polled on its own, ordering nothing else).
   std::atomic<bool> unlocked{false};
@@ -126,9 +139,11 @@ struct _GstShmringSink {
   gboolean encoded;            // the caps are not raw audio/video (keyframes matter)
   gboolean receiver_attached;  // a receiver was attached when last looked at (any slot)
   guint32 receiver_count;      // slot 0's attach count
-  // Per receiver slot: attached when last looked at, and its attach count then.
+  // Per receiver slot: attached when last looked at, its attach count then, and the
+  // pid it was announced with.
   gboolean slot_attached[shm::layout::kMaxReceiversLimit];
   guint32 slot_count[shm::layout::kMaxReceiversLimit];
+  guint slot_pid[shm::layout::kMaxReceiversLimit];
   guint32 last_record_index;   // ring index of the last record written
   guint64 buffers_in_ring;     // BUFFER records written to this ring
   gboolean eos_written;        // this ring ended with a real EOS
@@ -626,6 +641,7 @@ static bool create_ring(GstShmringSink* self) {
   for (guint k = 0; k < shm::layout::kMaxReceiversLimit; ++k) {
     self->slot_attached[k] = FALSE;
     self->slot_count[k] = 0;
+    self->slot_pid[k] = 0;
   }
   self->eos_written = FALSE;
   self->buffers_in_ring = 0;
@@ -654,6 +670,7 @@ static void destroy_ring(GstShmringSink* self) {
   for (const auto& p : self->st->previous) p->Retire();
   self->st->previous.clear();
   self->st->followers_expected = 0;
+  self->st->movers.clear();
   g_clear_pointer(&self->written_caps_string, g_free);
 }
 
@@ -780,6 +797,11 @@ static bool grow_ring(GstShmringSink* self, guint capacity) {
   const GstClockTime ts_offset = self->ts_offset;
   const GstClockTime written_end = self->written_end;
   const gboolean discont_next = self->discont_next;
+  // The receivers announced in `old` (before create_ring forgets them) follow the
+  // stream as the same receivers (track_receiver).
+  for (guint k = 0; k < old->max_receivers(); ++k) {
+    if (self->slot_attached[k]) self->st->movers.push_back({self->slot_pid[k], k, old, 0});
+  }
   const bool ok = create_ring(self);
   self->st->followers_expected = attached_receivers(old.get());
   old->Close();  // after the new ring holds the name
@@ -1000,12 +1022,86 @@ static void learn_liveness(GstShmringSink* self) {
                        : "keeps everything for its receiver");
 }
 
+// Posts shmringsink-receiver-left for the receiver of pid `pid` (as announced) that
+// left `slot` of ring `name`. Streaming thread.
+static void post_receiver_left(GstShmringSink* self, guint slot, guint pid,
+                               const std::string& name) {
+  GST_INFO_OBJECT(self, "receiver (pid %u) left slot %u of ring '%s'", pid, slot, name.c_str());
+  gst_element_post_message(
+      GST_ELEMENT(self),
+      gst_message_new_element(
+          GST_OBJECT(self),
+          gst_structure_new("shmringsink-receiver-left", "pid", G_TYPE_UINT, pid, "slot",
+                            G_TYPE_UINT, slot, "name", G_TYPE_STRING, name.c_str(), nullptr)));
+}
+
+// Whether the mover `m` still holds its slot in the ring it was announced in (the
+// slot claimed, with its pid there). One fcntl. Streaming thread.
+static bool mover_still_there(const SinkState::Mover& m) {
+  const std::shared_ptr<shm::ShmProducer> in = m.ring.lock();
+  return in && in->ReceiverAttached(m.slot) && in->ring()->SlotPid(m.slot) == m.pid;
+}
+
+// Whether a receiver of pid `pid` that just attached to the current ring is one
+// announced in a ring the stream moved out of (st->movers): the same receiver,
+// following the stream. Takes it off the list. Several receivers may share a pid
+// (two shmringsrc in one process, in-process consumers, pid namespaces): a mover
+// gone from its old slot is the one that moved; else the first of that pid (a
+// receiver may open the new ring before it lets go of the old one, as FrameReader
+// does). A new receiver of that pid arriving while one is on its way is taken for
+// it (its attached message is not posted; the keyframe is still asked for).
+// Streaming thread.
+static bool take_mover(GstShmringSink* self, guint pid) {
+  auto& movers = self->st->movers;
+  auto first = movers.end();
+  for (auto it = movers.begin(); it != movers.end(); ++it) {
+    if (it->pid != pid) continue;
+    if (!mover_still_there(*it)) {
+      movers.erase(it);
+      return true;
+    }
+    if (first == movers.end()) first = it;
+  }
+  if (first == movers.end()) return false;
+  movers.erase(first);
+  return true;
+}
+
+// The receivers still on their way from a ring the stream moved out of: one still
+// attached to its slot there (same pid) is draining it; one gone from it that has
+// not reached the current ring within kFollowGraceUs (the hop is a few system
+// calls) stopped instead of following, and is announced as left (slot and name of
+// the ring it was announced in). One fcntl per receiver on its way. Streaming thread.
+static void settle_movers(GstShmringSink* self) {
+  auto& movers = self->st->movers;
+  if (movers.empty()) return;
+  const gint64 now = g_get_monotonic_time();
+  for (auto it = movers.begin(); it != movers.end();) {
+    if (mover_still_there(*it)) {
+      it->left_at = 0;
+      ++it;
+      continue;
+    }
+    if (it->left_at == 0) it->left_at = now;
+    if (now - it->left_at < kFollowGraceUs) {
+      ++it;
+      continue;
+    }
+    post_receiver_left(self, it->slot, it->pid, self->st->producer->name());
+    it = movers.erase(it);
+  }
+}
+
 // Looks whether a receiver attached or left since the last look, slot by slot:
 // posts the element messages shmringsink-receiver-attached (fields "pid",
-// G_TYPE_UINT, "slot", G_TYPE_UINT, "name") / shmringsink-receiver-left ("slot",
-// "name") and, when one attached to a live encoded stream, asks upstream for a
+// G_TYPE_UINT, "slot", G_TYPE_UINT, "name") / shmringsink-receiver-left ("pid",
+// "slot", "name") and, when one attached to a live encoded stream, asks upstream for a
 // keyframe. A receiver killed without detaching counts as left (its role byte is
-// free). Streaming thread.
+// free). A receiver that follows the stream into a new ring (grow_ring) is the same
+// receiver, matched by pid (take_mover): announced once, in the ring it first
+// attached to (its slot may differ in the new ring), though a keyframe is asked for
+// it again; one that does not follow is announced as left with its old slot
+// (settle_movers). Streaming thread.
 static void track_receiver(GstShmringSink* self) {
   shm::ShmProducer* producer = self->st->producer.get();
   shm::ByteRingBuffer* ring = producer->ring();
@@ -1030,34 +1126,37 @@ static void track_receiver(GstShmringSink* self) {
     any = any || attached;
     if (newcomer) {
       const guint pid = ring->SlotPid(k);
-      GST_INFO_OBJECT(self, "receiver (pid %u) attached to slot %u of ring '%s'", pid, k,
-                      producer->name().c_str());
-      gst_element_post_message(
-          GST_ELEMENT(self),
-          gst_message_new_element(
-              GST_OBJECT(self),
-              gst_structure_new("shmringsink-receiver-attached", "pid", G_TYPE_UINT, pid, "slot",
-                                G_TYPE_UINT, k, "name", G_TYPE_STRING, producer->name().c_str(),
-                                nullptr)));
+      if (take_mover(self, pid)) {
+        GST_INFO_OBJECT(self, "receiver (pid %u) followed the stream into slot %u of ring '%s'",
+                        pid, k, producer->name().c_str());
+      } else {
+        GST_INFO_OBJECT(self, "receiver (pid %u) attached to slot %u of ring '%s'", pid, k,
+                        producer->name().c_str());
+        gst_element_post_message(
+            GST_ELEMENT(self),
+            gst_message_new_element(
+                GST_OBJECT(self),
+                gst_structure_new("shmringsink-receiver-attached", "pid", G_TYPE_UINT, pid, "slot",
+                                  G_TYPE_UINT, k, "name", G_TYPE_STRING, producer->name().c_str(),
+                                  nullptr)));
+      }
+      // Also for a follower: one extra key unit per move is cheap, and a receiver
+      // of the same pid taken for a follower may be a new one waiting for a keyframe.
       if (self->live && self->encoded) {
-        GST_INFO_OBJECT(self, "asking upstream for a keyframe for the new receiver");
+        GST_INFO_OBJECT(self, "asking upstream for a keyframe for the receiver in slot %u", k);
         gst_pad_push_event(GST_BASE_SINK_PAD(self),
                            gst_video_event_new_upstream_force_key_unit(
                                GST_CLOCK_TIME_NONE, TRUE, ++self->force_key_unit_count));
       }
       self->slot_attached[k] = TRUE;
       self->slot_count[k] = count;
+      self->slot_pid[k] = pid;
     } else if (!attached && self->slot_attached[k]) {
-      GST_INFO_OBJECT(self, "receiver left slot %u of ring '%s'", k, producer->name().c_str());
-      gst_element_post_message(
-          GST_ELEMENT(self),
-          gst_message_new_element(
-              GST_OBJECT(self),
-              gst_structure_new("shmringsink-receiver-left", "slot", G_TYPE_UINT, k, "name",
-                                G_TYPE_STRING, producer->name().c_str(), nullptr)));
+      post_receiver_left(self, k, self->slot_pid[k], producer->name());
       self->slot_attached[k] = FALSE;
     }
   }
+  settle_movers(self);
   self->receiver_attached = any;
   self->receiver_count = self->slot_count[0];
 }

@@ -13,6 +13,7 @@
 #include "owner_word.hpp"
 #include "prefault.hpp"
 #include "shm/liveness.hpp"
+#include "test_seams.hpp"
 #include "tuning.hpp"
 
 #ifdef _WIN32
@@ -83,6 +84,22 @@ T HeaderField(const uint8_t* hdr, uint32_t offset) {
   T v;
   std::memcpy(&v, hdr + offset, sizeof v);
   return v;
+}
+
+// Whether the name now holds a ring other than the one of generation `ours` that the
+// same process created (the header's producer pid is `pid`): a ring this process
+// handed its stream over to, or made after a real end. Its generation in `*under`.
+bool SameProcessRingUnderName(const std::string& name, uint64_t ours, uint32_t pid,
+                              uint64_t* under) {
+  uint8_t hdr[layout::kHeaderSize];
+  if (!ReadHeader(name, hdr) ||
+      HeaderField<uint32_t>(hdr, layout::kMagicOffset) != layout::kMagic ||
+      HeaderField<uint64_t>(hdr, layout::kGenerationOffset) == ours ||
+      HeaderField<uint32_t>(hdr, layout::kProducerPidOffset) != pid) {
+    return false;
+  }
+  *under = HeaderField<uint64_t>(hdr, layout::kGenerationOffset);
+  return true;
 }
 
 // Whether the file of `fd` still holds the ring whose header `seen` (`seen_bytes`
@@ -637,6 +654,10 @@ void ShmProducer::Close() {
 
 // ---- ShmConsumer -------------------------------------------------------------
 
+#ifdef SHMRING_TEST_SEAMS
+void (*test_seams::before_claim)() = nullptr;
+#endif
+
 ShmConsumer::ShmConsumer(const char* name)
     : ShmConsumer(std::string(name != nullptr ? name : "")) {}
 
@@ -783,6 +804,7 @@ ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
   // Claim a slot before writing any of its words.
   uint32_t max_receivers = 0;
   std::memcpy(&max_receivers, base + layout::kMaxReceiversOffset, 4);  // validated
+  SHMRING_SEAM(before_claim);  // nothing outside a test build (test_seams.hpp)
   if (!Claim(*mem, max_receivers)) return Attempt::kRefused;
   uint32_t mode = options.mode;
   if (mode == kModeAuto) {
@@ -804,6 +826,20 @@ ShmConsumer::Attempt ShmConsumer::TryOpen(const ConsumerOptions& options) {
       options.start_at == StartAt::kNewest || (options.start_at == StartAt::kNewestIfLive && live_);
   released_to_ = ring->AttachSlot(newest, CurrentPid());
   attach_head_ = ring->LoadHead();
+  // After the claim (an fcntl on our slot byte): a producer that stored CLOSED and
+  // then found this slot free (ShmProducer::ReceiverAttached probes that byte, and
+  // the kernel orders the two calls on the lock) had it before our claim, so this
+  // acquire load sees CLOSED. Either the producer counted us (and keeps its role
+  // lock for us) or the ring was over before we came. Then a hand-over's successor
+  // is already under the name (it is created before the old ring is CLOSED), while
+  // a ring made after a real end comes only after CLOSED and the unlink: the name's
+  // ring of this process, seen now, is the only one HandedOver may follow without
+  // the old producer's lock. One read of the name's header, only on a CLOSED ring.
+  successor_at_claim_ = false;
+  if (ring->ProducerClosed()) {
+    successor_at_claim_ =
+        SameProcessRingUnderName(name_, ring->generation(), ring->ProducerPid(), &successor_gen_);
+  }
   acquired_to_ = released_to_;
   ring_ = std::move(ring);
   memory_ = std::move(mem);
@@ -904,16 +940,19 @@ bool ShmConsumer::HandedOver() {
   if (!ring_ || !ring_->ProducerClosed()) return false;
   // The role lock is probed before the name is read: a producer that let go of
   // its lock after its successor took the name is an ended stream, not a handover.
-  // (Without OFD locks: its pid, as for CheckProducer.)
-  if (!ProducerAlive(*memory_, ring_->ProducerPid())) return false;
+  // (Without OFD locks: its pid, as for CheckProducer.) Unless the ring was CLOSED
+  // before we claimed our slot with its successor already under the name: a
+  // producer that moved may have let go of a ring it saw no receiver in, and then
+  // only that successor (still under the name) is followed, not a ring of a
+  // restart in the same process after a real end.
+  const bool held = ProducerAlive(*memory_, ring_->ProducerPid());
+  if (!held && !successor_at_claim_) return false;
   // A handover stays within one process: a ring of another process under the name
   // (say, one that replaced a ring CLOSED after an error while its producer still
   // held the lock) is an unrelated stream.
-  uint8_t hdr[layout::kHeaderSize];
-  return ReadHeader(name_, hdr) &&
-         HeaderField<uint32_t>(hdr, layout::kMagicOffset) == layout::kMagic &&
-         HeaderField<uint64_t>(hdr, layout::kGenerationOffset) != ring_->generation() &&
-         HeaderField<uint32_t>(hdr, layout::kProducerPidOffset) == ring_->ProducerPid();
+  uint64_t under = 0;
+  return SameProcessRingUnderName(name_, ring_->generation(), ring_->ProducerPid(), &under) &&
+         (held || under == successor_gen_);
 }
 
 // One step under mu_: the next record, acquired (and tracked) or peeked.

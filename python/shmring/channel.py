@@ -775,6 +775,27 @@ def _drained_and_closed(segment: _shm.Segment) -> bool:
         words.release()
 
 
+def _same_process_ring_under_name(name: str, ours: int, pid: int) -> Optional[int]:
+    """The generation of the ring under ``name`` if it is not ours (generation
+    ``ours``) and the same process made it (its producer pid is ``pid``): a ring this
+    process handed its stream over to, or made after a real end. None otherwise (no
+    ring, another process's, ours). As C++ SameProcessRingUnderName. Any thread;
+    never blocks (one read of the name's header)."""
+    length = PRODUCER_PID_OFFSET + 4
+    try:
+        header = _shm.peek_header(name, length)
+    except (OSError, IncompatibleSegmentError):
+        return None
+    if header is None or len(header) < length:
+        return None
+    magic, = struct.unpack_from("<I", header, MAGIC_OFFSET)
+    generation, = struct.unpack_from("<Q", header, GENERATION_OFFSET)
+    creator, = struct.unpack_from("<I", header, PRODUCER_PID_OFFSET)
+    if magic != MAGIC or generation == ours or creator != pid:
+        return None
+    return int(generation)
+
+
 class ShmConsumer(_Endpoint):
     """The reading end of ring ``name``. Never unlinks it.
 
@@ -851,6 +872,21 @@ class ShmConsumer(_Endpoint):
             ring.attach_slot(start_at == "newest" or
                              (start_at == "newest_if_live" and self._live), os.getpid())
             self._attach_head = ring.head
+            # A producer that set CLOSED and then found this slot free had it before
+            # our claim, so this plain load sees CLOSED: what orders it after the
+            # producer's store is the claim's fcntl on our slot byte (the kernel
+            # orders it with the producer's probe of that byte, under the lock of
+            # the file's locks) and attach_slot's full fence since. Either the
+            # producer counted us (and keeps its lock for us) or the ring was over
+            # before we came. Then a hand-over's successor is already under the name
+            # (it is created before the old ring is CLOSED), while a ring made after
+            # a real end comes only after CLOSED and the unlink: the name's ring of
+            # this process, seen now, is the only one handed_over() may follow
+            # without the old producer's lock. As C++ TryOpen.
+            self._successor_at_claim: Optional[int] = None
+            if ring.producer_closed:
+                self._successor_at_claim = _same_process_ring_under_name(
+                    name, ring.generation, ring.producer_pid)
         except BaseException:
             segment.close()
             raise
@@ -1186,32 +1222,33 @@ class ShmConsumer(_Endpoint):
         stream ended and everything was read. As C++ ``ShmConsumer::HandedOver``; the
         lock is probed before the name is read, so a producer that ended and let go of
         its lock before that is not taken for one that handed over, nor is a ring
-        another process put under the name (a heuristic: PROTOCOL.md section 5).
+        another process put under the name (a heuristic: PROTOCOL.md section 5). A
+        ring that was already CLOSED when this consumer claimed its slot (opened just
+        before the move) needs no lock if the ring under the name then is still there
+        now: its producer may have let go of it, seeing no receiver, before the
+        claim; a ring the same process made after a real end is not followed.
         Consumer thread; never blocks (one fcntl call, one read of the name's
         header)."""
         ring = self.ring
         if not ring.producer_closed:
             return False
+        # The lock is probed before the name is read. Unless the ring was CLOSED
+        # before we claimed our slot with its successor already under the name: a
+        # producer that moved may have let go of a ring it saw no receiver in, and
+        # then only that successor (still under the name) is followed, not a ring of
+        # a restart in the same process after a real end.
         if _locks.HAVE_OFD_LOCKS:
-            if not _locks.is_locked(self._segment.fd, _locks.PRODUCER_BYTE):
-                return False
-        elif not process_alive(ring.producer_pid):
+            held = _locks.is_locked(self._segment.fd, _locks.PRODUCER_BYTE)
+        else:
+            held = process_alive(ring.producer_pid)
+        if not held and self._successor_at_claim is None:
             return False
         # A handover stays within one process: a ring of another process under the
         # name (one that replaced a ring CLOSED after an error while its producer
         # still held the lock, say) is an unrelated stream.
-        length = PRODUCER_PID_OFFSET + 4
-        try:
-            header = _shm.peek_header(self._name, length)
-        except (OSError, IncompatibleSegmentError):
-            return False
-        if header is None or len(header) < length:
-            return False
-        magic, = struct.unpack_from("<I", header, MAGIC_OFFSET)
-        generation, = struct.unpack_from("<Q", header, GENERATION_OFFSET)
-        pid, = struct.unpack_from("<I", header, PRODUCER_PID_OFFSET)
-        return bool(magic == MAGIC and generation != self._generation
-                     and pid == ring.producer_pid)
+        under = _same_process_ring_under_name(self._name, self._generation,
+                                              ring.producer_pid)
+        return under is not None and (held or under == self._successor_at_claim)
 
     def check_producer(self) -> None:
         """Raises ProducerDeadError / ProducerReplacedError if the producer is gone or

@@ -900,14 +900,25 @@ class FrameWriter:
 
     def close(self, timeout: Optional[float] = 1.0) -> None:
         """Sends EOS (waiting up to ``timeout`` s for room) and closes the ring (end of
-        stream, name removed). Idempotent. Producer thread, or any thread while a write
-        is blocked (that write raises StreamClosedError; the stream then ends with
-        CLOSED but without an EOS message). Blocks up to ``timeout``."""
+        stream, name removed). Idempotent. After ``producer.end_stream()`` (the stream
+        already ended, CLOSED without an EOS message) it only closes, as C++
+        ``ShmProducer`` does after ``Close()``. To hand the stream over to a new ring
+        under the same name (readers follow it), in this order:
+        ``old.producer.release_name()``, create the new ``FrameWriter`` with the same
+        name, ``old.producer.end_stream()``, then ``old.close()`` once its readers had
+        time to drain it. ``release_name()`` alone and then ``close()`` would write EOS
+        into the old ring: its readers would end there instead of following. Producer
+        thread, or any thread while a write is blocked (that write raises
+        StreamClosedError; the stream then ends with CLOSED but without an EOS
+        message). Blocks up to ``timeout``."""
         producer = self._producer
         if producer.closed:
             return
         if producer._active:  # a write blocked in another thread: it owns the ring now
             producer.close()  # wakes it (StreamClosedError), then ends the stream
+            return
+        if producer.stream_ended:  # end_stream(): nothing may follow CLOSED, EOS neither
+            producer.close()
             return
         try:
             self._send(encode_eos(monotonic_ns()), timeout)

@@ -9,6 +9,7 @@
 #include <gst/gst.h>
 #include <gst/video/video.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <functional>
@@ -16,6 +17,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cache_size.hpp"
@@ -492,6 +494,126 @@ TEST(AutoCapacity, LargerCapsMoveTheStreamToALargerRing) {
   ASSERT_EQ(gst_harness_push(s.h, frame), GST_FLOW_OK);
   EXPECT_NE(NextBody(next).find("width=(int)1280"), std::string::npos);
   EXPECT_EQ(NextBody(next), std::string(big, '\x5a'));
+}
+
+// The shmringsink-receiver-attached and -left messages posted on `bus` since the last
+// look: how many attached, and each left's (slot, pid).
+struct ReceiverMessages {
+  size_t attached = 0;
+  std::vector<std::pair<guint, guint>> left;
+};
+ReceiverMessages TakeReceiverMessages(GstBus* bus) {
+  ReceiverMessages n;
+  while (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT)) {
+    const GstStructure* st = gst_message_get_structure(m);
+    if (gst_structure_has_name(st, "shmringsink-receiver-attached")) ++n.attached;
+    if (gst_structure_has_name(st, "shmringsink-receiver-left")) {
+      guint slot = 99, pid = 0;
+      EXPECT_TRUE(gst_structure_get_uint(st, "slot", &slot));
+      EXPECT_TRUE(gst_structure_get_uint(st, "pid", &pid)) << "receiver-left without a pid";
+      n.left.emplace_back(slot, pid);
+    }
+    gst_message_unref(m);
+  }
+  return n;
+}
+
+// Two receivers of one process (one pid) announced in the ring sized from small caps;
+// at the move to a larger ring one follows the stream and the other stops. The
+// follower is the same receiver: no second shmringsink-receiver-attached. It is told
+// from the other by its old slot, which it no longer holds when it arrives while the
+// other still holds its own: the one that stops (created first, so that the first
+// receiver of that pid in the list is not the follower) is announced as left with
+// its own slot and pid once it has been gone from the old ring for the follow grace
+// (before: the follower's slot, a pid match taking the first mover). The sink looks
+// at each buffer, so buffers are pushed until that message comes (a hang guard, not a
+// timing).
+TEST(AutoCapacity, AFollowerIsAnnouncedOnceAndOneThatStopsAsLeft) {
+  const std::string name = UniqueName("gpool-movers");
+  GstHarness* h = gsttest::NewSinkHarness(name, "max-receivers=2 wait-for-space=false");
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  gst_harness_set_src_caps_str(h, kCaps);
+  auto stopper = std::make_unique<shm::ShmConsumer>(name);
+  auto follower = std::make_unique<shm::ShmConsumer>(name);
+  ASSERT_TRUE(follower->IsValid() && stopper->IsValid());
+  const guint stopper_slot = stopper->slot();
+  const guint pid = static_cast<guint>(getpid());
+  ASSERT_EQ(gst_harness_push(h, gst_buffer_new_allocate(nullptr, kFrame, nullptr)), GST_FLOW_OK);
+  ReceiverMessages m = TakeReceiverMessages(bus);
+  EXPECT_EQ(m.attached, 2u);
+  EXPECT_TRUE(m.left.empty());
+  gst_harness_set_src_caps_str(h, "video/x-raw,format=BGR,width=1280,height=720,framerate=30/1");
+  const gsize big = 1280 * 720 * 3;
+  std::vector<uint8_t> buf(big);
+  shm::ReadResult r;
+  while ((r = follower->ReadFor(buf.data(), big, 0)).status == shm::Status::kOk) {
+  }
+  ASSERT_EQ(r.status, shm::Status::kClosed);
+  ASSERT_TRUE(follower->HandedOver());
+  follower = std::make_unique<shm::ShmConsumer>(name);  // into the new ring
+  ASSERT_TRUE(follower->IsValid()) << follower->error();
+  // The sink sees the follower arrive while the stopper still holds its old slot.
+  ASSERT_EQ(gst_harness_push(h, gst_buffer_new_allocate(nullptr, big, nullptr)), GST_FLOW_OK);
+  stopper.reset();                                   // leaves without following
+  for (int i = 0; i < 600 && m.left.empty(); ++i) {  // hang guard: 30 s
+    ASSERT_EQ(gst_harness_push(h, gst_buffer_new_allocate(nullptr, big, nullptr)), GST_FLOW_OK);
+    m = TakeReceiverMessages(bus);
+    EXPECT_EQ(m.attached, 0u) << "the follower was announced again";
+    if (m.left.empty()) g_usleep(50000);
+  }
+  ASSERT_EQ(m.left.size(), 1u) << "the receiver that stopped at the move";
+  EXPECT_EQ(m.left[0], std::make_pair(stopper_slot, pid)) << "left: the stopper's slot";
+  const guint follower_slot = follower->slot();
+  follower.reset();
+  ASSERT_EQ(gst_harness_push(h, gst_buffer_new_allocate(nullptr, big, nullptr)), GST_FLOW_OK);
+  m = TakeReceiverMessages(bus);
+  EXPECT_EQ(m.attached, 0u);
+  ASSERT_EQ(m.left.size(), 1u) << "the follower's leaving";
+  EXPECT_EQ(m.left[0], std::make_pair(follower_slot, pid));
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+
+// A live encoded stream moves to a larger ring (small GRAY8 caps, then H.264 caps,
+// sized by the fallback): the receiver that follows is announced once, but upstream
+// is asked for a keyframe for it again (before: none; a receiver of the same pid
+// taken for a follower may be a new one that waits for a keyframe).
+TEST(AutoCapacity, AFollowerOfALiveEncodedStreamGetsAKeyframeAskedFor) {
+  const std::string name = UniqueName("gpool-follow-key");
+  GstHarness* h = gsttest::NewSinkHarness(name, "", /*live=*/true);
+  GstBus* bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  gst_harness_set_src_caps_str(h, kCaps);
+  auto c = std::make_unique<shm::ShmConsumer>(name);
+  ASSERT_TRUE(c->IsValid()) << c->error();
+  ASSERT_EQ(gst_harness_push(h, gst_buffer_new_allocate(nullptr, kFrame, nullptr)), GST_FLOW_OK);
+  EXPECT_EQ(TakeReceiverMessages(bus).attached, 1u);
+  gst_harness_set_src_caps_str(h, "video/x-h264,stream-format=byte-stream,alignment=au");
+  std::vector<uint8_t> buf(1u << 20);
+  shm::ReadResult r;
+  while ((r = c->ReadFor(buf.data(), static_cast<uint32_t>(buf.size()), 0)).status ==
+         shm::Status::kOk) {
+  }
+  ASSERT_EQ(r.status, shm::Status::kClosed);
+  ASSERT_TRUE(c->HandedOver());
+  c = std::make_unique<shm::ShmConsumer>(name);  // into the new ring
+  ASSERT_TRUE(c->IsValid()) << c->error();
+  EXPECT_EQ(c->capacity(), 32u << 20);
+  while (GstEvent* e = gst_harness_try_pull_upstream_event(h)) gst_event_unref(e);
+  ASSERT_EQ(gst_harness_push(h, gst_buffer_new_allocate(nullptr, 16, nullptr)), GST_FLOW_OK);
+  bool asked = false;
+  while (GstEvent* e = gst_harness_try_pull_upstream_event(h)) {
+    asked = asked || gst_video_event_is_force_key_unit(e);
+    gst_event_unref(e);
+  }
+  EXPECT_TRUE(asked) << "no force-key-unit event upstream for the follower";
+  EXPECT_EQ(TakeReceiverMessages(bus).attached, 0u) << "the follower was announced again";
+  c.reset();
+  gst_element_set_bus(h->element, nullptr);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
 }
 
 TEST(AutoCapacity, SmallFramesGetTheMinimum) {

@@ -944,7 +944,8 @@ TEST(ShmringSink, NonLiveStreamKeepsItsBacklog) {
   gst_harness_teardown(h);
 }
 
-// Attach and leave are element messages; the leave one once the receiver is gone.
+// Attach and leave are element messages; the leave one once the receiver is gone,
+// with the pid and slot it was announced with.
 TEST(ShmringSink, PostsReceiverAttachedAndLeftMessages) {
   const std::string name = UniqueName("gsink-msgs");
   GstHarness* h = NewSink(name, "capacity=8192");
@@ -963,7 +964,12 @@ TEST(ShmringSink, PostsReceiverAttachedAndLeftMessages) {
   }
   ASSERT_EQ(gst_harness_push(h, NewBuffer({3, 3, 3, 3, 3, 3, 3, 3})), GST_FLOW_OK);
   std::vector<GstMessage*> m = ElementMessages(bus, "shmringsink-receiver-left");
-  EXPECT_EQ(m.size(), 1u);
+  ASSERT_EQ(m.size(), 1u);
+  guint pid = 0, slot = 99;
+  EXPECT_TRUE(gst_structure_get_uint(gst_message_get_structure(m[0]), "pid", &pid));
+  EXPECT_EQ(pid, static_cast<guint>(getpid())) << "the pid it was announced with";
+  EXPECT_TRUE(gst_structure_get_uint(gst_message_get_structure(m[0]), "slot", &slot));
+  EXPECT_EQ(slot, 0u);
   for (GstMessage* x : m) gst_message_unref(x);
   gst_element_set_bus(h->element, nullptr);
   gst_object_unref(bus);

@@ -227,6 +227,100 @@ def test_caps_change_to_larger_frames_moves_to_a_larger_ring():
     assert in_place + copied == 40
 
 
+def test_a_receiver_that_follows_a_move_is_announced_once():
+    """capacity=0 and a caps change to 1280x720 frames (a move to a larger ring) with
+    one receiver, which follows the stream: the sender's bus (gst-launch -m) carries
+    one shmringsink-receiver-attached, with the receiver's pid, and no
+    shmringsink-receiver-left for a receiver that is still there (before: a second
+    attached from the new ring, for the same receiver)."""
+    name = unique("announce")
+    try:
+        recv = subprocess.Popen([GST_LAUNCH, "-q", "shmringsrc", f"shm-name={name}", "!",
+                                 "checksumsink"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            send = subprocess.run(
+                [GST_LAUNCH, "-m"] + (f"{concat_src('1280x720')} ! shmringsink "
+                                      f"shm-name={name}").split(),
+                capture_output=True, text=True, timeout=120, env=sender_env())
+            out, err = recv.communicate(timeout=120)
+        finally:
+            if recv.poll() is None:
+                recv.kill()
+                recv.communicate()
+    finally:
+        if os.path.exists(f"/dev/shm/{name}"):  # a sender killed by its guard
+            os.unlink(f"/dev/shm/{name}")
+    assert send.returncode == 0, send.stderr[-3000:]
+    assert recv.returncode == 0, err[-3000:]
+    assert "moving to a larger ring" in send.stderr, send.stderr[-3000:]
+    assert len(checksums(out)) == 40
+    attached = re.findall(r"shmringsink-receiver-attached, pid=\(uint\)(\d+)", send.stdout)
+    assert attached == [str(recv.pid)], send.stdout[-3000:]
+    left = re.findall(r"shmringsink-receiver-left", send.stdout)
+    # The receiver ends after the sender's EOS; its leaving may be seen before the
+    # sender stops, but once at most.
+    assert len(left) <= 1, send.stdout[-3000:]
+
+
+def test_a_live_receiver_behind_at_a_move_keeps_the_new_rings_frames():
+    """A live sender (appsrc is-live=true, capacity=0, two receiver slots) moves to a
+    larger ring for 1280x720 frames while one receiver is held at its first frame in
+    the old ring. The other follows and is held at the first large frame, so the new
+    ring keeps the large frames after it, written before the held receiver arrives
+    there. Let go after the sender's EOS, that receiver drains the old ring, follows,
+    and gets them: a ring followed after a hand-over holds the rest of the same
+    stream, not a stale backlog to skip as a live receiver joining a ring does
+    (before: skipped, no large frame at all). The held places, not timing, make the
+    order (tests/gst/handover_probe.py)."""
+    probe = str(HERE / "handover_probe.py")
+    name = unique("livefollow")
+    large = 1280 * 720 * 3
+
+    def receiver(hold):
+        return subprocess.Popen([sys.executable, probe, "receive", name, "--hold", hold],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    slow, fast = receiver("first"), receiver("large")
+    send = subprocess.Popen([sys.executable, probe, "send", name], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=sender_env())
+    procs = (slow, fast, send)
+    # Hang guard: whatever still runs then is killed, which ends the reads below.
+    guard = threading.Timer(120, lambda: [p.kill() for p in procs if p.poll() is None])
+    guard.start()
+    try:
+        assert send.stdout.readline() == "eos\n", send.stderr.read()[-3000:]
+        fast_lines = []
+        for line in fast.stdout:
+            if line == "held\n":
+                break
+            fast_lines.append(line.split())
+        assert slow.stdout.readline() == "held\n"
+        out, err = slow.communicate(input="go\n")
+        assert slow.returncode == 0, err[-3000:]
+        slow_lines = [line.split() for line in out.splitlines()]
+        out, err = fast.communicate(input="go\n")
+        assert fast.returncode == 0, err[-3000:]
+        fast_lines += [line.split() for line in out.splitlines()]
+        _, log = send.communicate()
+        assert send.returncode == 0, log[-3000:]
+    finally:
+        guard.cancel()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        if os.path.exists(f"/dev/shm/{name}"):  # a sender killed
+            os.unlink(f"/dev/shm/{name}")
+    assert "moving to a larger ring" in log, log[-3000:]
+    fast_large = [sha for size, sha in fast_lines if int(size) == large]
+    slow_large = [sha for size, sha in slow_lines if int(size) == large]
+    assert len(fast_large) == 3, fast_lines
+    # From where the held receiver is (a live receiver copies a frame out and frees
+    # it before pushing it; it has read at most one more): at least the last.
+    assert_unbroken_end(fast_large, slow_large)
+
+
 # A Python receiver (FrameReader) in its own process: one JSON line per frame.
 PY_RECEIVER = """
 import asyncio, hashlib, json, sys

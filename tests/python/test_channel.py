@@ -379,6 +379,98 @@ def test_handed_over_ring(ring_name):
                 assert again.generation == new.generation  # its close left the name alone
 
 
+def test_a_receiver_that_claims_after_the_move_follows(ring_name, monkeypatch):
+    """Opened before the move, its slot claimed after it and after the old producer,
+    seeing no receiver, let go of its lock: the consumer reads what the old ring
+    holds, then the end with handed_over() (before: False, as for a stream cut
+    short). A ring ended for good before the claim (no ring under the name) stays
+    ended. As C++ HandoverWindow (tests/core/test_handover_window.cpp)."""
+    real_claim = ShmConsumer._claim
+    steps = []
+
+    def claim_after(name: str, segment: object) -> int:
+        if steps:
+            steps.pop()()
+        return real_claim(name, segment)
+    monkeypatch.setattr(ShmConsumer, "_claim", staticmethod(claim_after))
+    old = ShmProducer(ring_name, 4096)
+    new = []
+    try:
+        old.write(b"last of the old")
+
+        def move() -> None:
+            old.release_name()
+            new.append(ShmProducer(ring_name, 16384))
+            old.end_stream()
+            old.close()
+        steps.append(move)
+        with ShmConsumer(ring_name) as c:
+            assert not steps and new
+            assert c.generation != new[0].generation  # attached to the old ring
+            assert c.read(timeout=10) == b"last of the old"
+            assert c.read(timeout=10) is None and c.at_end
+            assert c.handed_over()
+            with ShmConsumer(ring_name) as follower:
+                assert follower.generation == new[0].generation
+    finally:
+        old.close()
+        for p in new:
+            p.close()
+    ended = ShmProducer(ring_name, 4096)
+    ended.write(b"the last")
+    steps.append(ended.close)  # CLOSED, the name removed, the lock dropped
+    with ShmConsumer(ring_name) as c:
+        assert c.read(timeout=10) == b"the last"
+        assert c.read(timeout=10) is None and c.at_end
+        assert not c.handed_over()  # no ring under the name
+
+
+def test_a_restart_after_the_claim_is_not_followed(ring_name, monkeypatch):
+    """A real end, then a restart in the same process under the same name: the ring
+    was CLOSED at the claim but no successor was under the name then (the producer
+    ended and went away before the claim, its restart's ring came after it): not a
+    hand-over (before: handed_over() True, the restart taken for the old stream's
+    rest). As C++ HandoverWindow.ARestartAfterTheClaimIsNotFollowed."""
+    real_claim = ShmConsumer._claim
+    ended = ShmProducer(ring_name, 4096)
+    steps = [ended.close]  # CLOSED, the name removed, the lock dropped
+
+    def claim_after(name: str, segment: object) -> int:
+        if steps:
+            steps.pop()()
+        return real_claim(name, segment)
+    monkeypatch.setattr(ShmConsumer, "_claim", staticmethod(claim_after))
+    try:
+        ended.write(b"the last")
+        with ShmConsumer(ring_name) as c:
+            assert not steps
+            with ShmProducer(ring_name, 4096):  # the app restarts its sender
+                assert c.read(timeout=10) == b"the last"
+                assert c.read(timeout=10) is None and c.at_end
+                assert not c.handed_over()
+    finally:
+        ended.close()
+
+
+def test_a_restart_after_a_closed_ring_was_opened_is_not_followed(ring_name):
+    """The same after end_stream() (CLOSED, the name kept): a consumer opens the ring
+    that still holds data, the producer closes, the process makes a new ring under
+    the name. The name held the old ring itself at the claim: not a hand-over
+    (before: True). As C++ HandoverWindow.ARestartAfterAClosedRingWasOpenedIsNotFollowed."""
+    p = ShmProducer(ring_name, 4096)
+    try:
+        p.write(b"the last")
+        p.end_stream()
+        with ShmConsumer(ring_name) as c:
+            p.close()
+            with ShmProducer(ring_name, 4096):
+                assert c.read(timeout=10) == b"the last"
+                assert c.read(timeout=10) is None and c.at_end
+                assert not c.handed_over()
+    finally:
+        p.close()
+
+
 def test_closed_ring_is_not_handed_over(ring_name):
     with ShmProducer(ring_name, 4096) as p, ShmConsumer(ring_name) as c:
         p.end_stream()

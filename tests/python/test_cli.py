@@ -88,7 +88,6 @@ def hold(name: str, *, producer: bool = True, consumer: bool = False) -> int:
 @pytest.fixture
 def names() -> List[str]:
     """Unique ring names; anything left under them in /dev/shm is removed afterwards."""
-    made: List[str] = []
 
     class Names(list):
         def new(self, prefix: str = "cli") -> str:

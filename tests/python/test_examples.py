@@ -12,7 +12,6 @@ GStreamer-dependent tests skip (with the reason) when the plugin is not built.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import struct
@@ -149,7 +148,7 @@ def test_py_producer_feeds_shmringsrc(ring, fmt, width, height):
     got = [line.split()[-1] for line in gout.splitlines() if line.strip()]
     assert len(sent) == frames
     assert got == sent
-    assert f"receive with:" in perr and f'caps="video/x-raw,format={fmt}' in perr
+    assert "receive with:" in perr and f'caps="video/x-raw,format={fmt}' in perr
     assert not os.path.exists("/dev/shm/" + ring)  # the producer unlinked its ring
 
 

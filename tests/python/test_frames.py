@@ -643,6 +643,97 @@ def test_frame_reader_follows_a_handed_over_ring(ring_name, how, live):
     assert bytes(kept.data) == bytes([0]) * 8  # still the old ring's frame
 
 
+def test_frame_writer_close_after_end_stream_only_closes(ring_name):
+    """producer.end_stream() (CLOSED, as after a hand-over's release_name), then
+    FrameWriter.close(): it closes (the name goes) without trying to write an EOS
+    after the end (before: StreamClosedError from that write), as C++ ShmProducer's
+    destructor after Close(). The reader gets the frame, then the end without EOS."""
+    import os
+
+    from helpers import dev_shm
+    from shmring import StreamTruncatedError
+
+    w = FrameWriter(ring_name, 4096, caps=caps_for("GRAY8", 4, 2))
+    with FrameReader(ring_name, timeout=0) as r:
+        assert w.write(bytes([7]) * 8, pts=0, timeout=0)
+        w.producer.end_stream()
+        w.close()
+        assert w.producer.closed
+        assert not os.path.exists(dev_shm(ring_name))
+        f = r.read_frame(timeout=5)
+        assert f is not None and bytes(f.data) == bytes([7]) * 8
+        del f
+        with pytest.raises(StreamTruncatedError):
+            r.read_frame(timeout=5)
+
+
+def test_release_name_then_close_without_end_stream_ends_the_readers(ring_name):
+    """What FrameWriter.close()'s docstring warns of: release_name(), a new ring under
+    the name, then close() without end_stream() writes EOS into the old ring, so its
+    reader ends there (EOS) and does not follow into the new ring."""
+    small = caps_for("GRAY8", 4, 2)
+    old = FrameWriter(ring_name, 4096, caps=small)
+    try:
+        assert old.write(bytes([1]) * 8, pts=0, timeout=0)
+        with FrameReader(ring_name, timeout=0) as r:
+            old.producer.release_name()
+            with FrameWriter(ring_name, 4096, caps=small) as new:
+                assert new.write(bytes([2]) * 8, pts=1000, timeout=0)
+                old.close()  # EOS, not a hand-over
+                f = r.read_frame(timeout=5)
+                assert f is not None and bytes(f.data) == bytes([1]) * 8
+                del f
+                assert r.read_frame(timeout=5) is None and r.at_end
+                assert not new.producer.consumer_attached()
+    finally:
+        old.close()
+
+
+def test_frame_reader_that_claims_its_slot_after_the_move_follows(ring_name, monkeypatch):
+    """A reader that opened the old ring just before the stream moved and claims its
+    slot only after the old producer, seeing no receiver there, let go of it
+    (shmringsink's drop_left_rings): the ring was CLOSED before the claim, so
+    handed_over() holds without the old producer's lock, and the reader reads the
+    old ring's frame, then follows into the new ring (before: StreamTruncatedError,
+    a stream cut short). As C++ HandoverWindow.AReceiverThatClaimsAfterTheMoveFollows."""
+    from shmring import ShmConsumer
+
+    small, large = caps_for("GRAY8", 4, 2), caps_for("GRAY8", 8, 4)
+    old = FrameWriter(ring_name, 4096, caps=small)
+    moved: List[FrameWriter] = []
+    try:
+        assert old.write(bytes([1]) * 8, pts=0, timeout=0)
+        real_claim = ShmConsumer._claim
+
+        def claim_after_the_move(name: str, segment: object) -> int:
+            if not moved:  # the sender's move, between the reader's open and its claim
+                old.producer.release_name()
+                moved.append(FrameWriter(ring_name, 1 << 16, caps=large))
+                old.producer.end_stream()
+                old.producer.close()  # no receiver attached: the old ring and its lock go
+            return real_claim(name, segment)
+        with monkeypatch.context() as m:
+            m.setattr(ShmConsumer, "_claim", staticmethod(claim_after_the_move))
+            r = FrameReader(ring_name, timeout=0)
+        with r:
+            assert moved, "the move ran before the claim"
+            new = moved[0]
+            assert new.write(bytes([2]) * 32, pts=1000, timeout=0)
+            got = []
+            for _ in range(2):
+                f = r.read_frame(timeout=5)
+                assert f is not None
+                got.append((bytes(f.data), f.array.shape, f.pts))
+                del f
+            new.close()  # EOS
+            assert r.read_frame(timeout=5) is None and r.at_end
+    finally:
+        old.producer.close()
+        for w in moved:
+            w.close()
+    assert got == [(bytes([1]) * 8, (2, 4), 0), (bytes([2]) * 32, (4, 8), 1000)]
+
+
 @pytest.mark.parametrize("end", ["interrupt", "close"])
 def test_interrupt_reaches_a_reader_waiting_for_the_ring_it_follows(ring_name, monkeypatch, end):
     """A hand-over whose new ring is not under the name yet (handed_over() forced true

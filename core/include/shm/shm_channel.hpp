@@ -410,14 +410,17 @@ class ShmConsumer {
   // the name now holds another generation). While the producer lives it costs one
   // fcntl; the name is looked at only once it is gone. Consumer thread; never blocks.
   [[nodiscard]] Status CheckProducer();
-  // Whether this CLOSED ring was handed over (ShmProducer::ReleaseName): its
-  // producer still holds its role lock and the name now holds a ring of another
-  // generation created by the same process (the header's producer pid is this
-  // ring's), where the stream goes on. A heuristic (PROTOCOL.md section 5, "Handing
-  // a stream over"): a ring another process put under the name is never taken for
-  // a handover. Meaningful once CLOSED was seen and the
-  // ring drained (kClosed). Consumer thread; never blocks (one fcntl, one read of
-  // the name's header).
+  // Whether this CLOSED ring was handed over (ShmProducer::ReleaseName): the name
+  // now holds a ring of another generation created by the same process (the
+  // header's producer pid is this ring's), where the stream goes on, and either its
+  // producer still holds its role lock, or the ring was already CLOSED when this
+  // consumer claimed its slot and that same ring was under the name then (it opened
+  // the old ring just before the move; its producer, seeing no receiver, may have
+  // let go since). A heuristic (PROTOCOL.md section 5, "Handing a stream over"): a
+  // ring another process put under the name is never taken for a handover, nor is
+  // one the same process made after a real end. Meaningful once CLOSED was seen and
+  // the ring drained (kClosed). Consumer thread; never blocks (one fcntl, one read
+  // of the name's header).
   bool HandedOver();
 
   // Wakes a blocking call of this consumer at once (the wait for the ring
@@ -467,6 +470,10 @@ class ShmConsumer {
   uint32_t busy_pid_ = 0;
   bool live_ = false;
   uint32_t attach_head_ = 0;
+  // The ring was CLOSED when this consumer claimed its slot and the name then held
+  // a ring of the same process, of generation successor_gen_ (HandedOver).
+  bool successor_at_claim_ = false;
+  uint64_t successor_gen_ = 0;
   std::unique_ptr<SharedMemory> memory_;
   std::unique_ptr<ByteRingBuffer> ring_;
   Interrupter own_interrupter_;

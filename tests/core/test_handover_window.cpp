@@ -1,0 +1,271 @@
+// A receiver between opening a ring and claiming its slot while the stream moves to a
+// new ring under the same name (ShmProducer::ReleaseName; shmringsink's move to a
+// larger ring), driven in one thread: this executable compiles shm_channel.cpp with
+// SHMRING_TEST_SEAMS, so a hook runs the producer's steps after the consumer opened
+// the old segment and before it claims a slot there. The old producer sees no
+// receiver and lets go of its role lock (shmringsink's drop_left_rings) before the
+// claim: the receiver must still take the end of the old ring for a hand-over (and
+// follow), while a stream that really ended stays ended.
+#include <gtest/gtest.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ring_name_test.hpp"
+#include "shm/shared_memory.hpp"
+#include "shm/shm_channel.hpp"
+#include "test_seams.hpp"
+#include "test_util.hpp"
+
+using namespace shm;
+using shmtest::kGuardNs;
+
+namespace {
+
+std::function<void()>* g_step = nullptr;  // the producer's steps, run by the seam
+void RunStep() {
+  if (g_step != nullptr) (*g_step)();
+}
+
+// Runs `step` once, at the next consumer's claim, for the life of the object.
+struct BeforeClaim {
+  explicit BeforeClaim(std::function<void()> step) : fn(std::move(step)) {
+    g_step = &fn;
+    test_seams::before_claim = &RunStep;
+  }
+  ~BeforeClaim() {
+    test_seams::before_claim = nullptr;
+    g_step = nullptr;
+  }
+  std::function<void()> fn;
+};
+
+class HandoverWindow : public shmtest::RingNameTest {
+ protected:
+  HandoverWindow() : RingNameTest("hwin") {}
+};
+
+ReadResult ReadOne(ShmConsumer& c, std::string* out) {
+  std::vector<char> buf(4096);
+  const ReadResult r = c.ReadFor(buf.data(), static_cast<uint32_t>(buf.size()), kGuardNs);
+  if (r) out->assign(buf.data(), r.len);
+  return r;
+}
+
+}  // namespace
+
+// Opened before the move, claimed after it and after the old producer let go of its
+// lock: the receiver reads what the old ring holds, then kClosed with HandedOver
+// (before: false, as for a stream cut short), and the name gives the new ring.
+TEST_F(HandoverWindow, AReceiverThatClaimsAfterTheMoveFollows) {
+  const std::string name = Name();
+  auto old = std::make_unique<ShmProducer>(name, 4096);
+  ASSERT_TRUE(old->IsValid()) << old->error();
+  ASSERT_TRUE(old->Write("last of the old", 15));
+  std::unique_ptr<ShmProducer> next;
+  bool stepped = false;
+  std::unique_ptr<ShmConsumer> c;
+  {
+    BeforeClaim seam([&] {
+      if (stepped) return;
+      stepped = true;
+      std::string err;
+      ASSERT_TRUE(old->ReleaseName(&err)) << err;
+      next = std::make_unique<ShmProducer>(name, 16384);
+      ASSERT_TRUE(next->IsValid()) << next->error();
+      old->Close();
+      old.reset();  // no receiver attached: the old ring and its role lock go
+    });
+    c = std::make_unique<ShmConsumer>(name);
+  }
+  ASSERT_TRUE(stepped);
+  ASSERT_TRUE(c->IsValid()) << c->error();
+  ASSERT_TRUE(next);
+  EXPECT_NE(c->generation(), next->generation()) << "attached to the old ring";
+  std::string got;
+  ASSERT_TRUE(ReadOne(*c, &got));
+  EXPECT_EQ(got, "last of the old");
+  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  EXPECT_TRUE(c->HandedOver()) << "the stream goes on in the new ring under the name";
+  ShmConsumer follower(name);
+  ASSERT_TRUE(follower.IsValid()) << follower.error();
+  EXPECT_EQ(follower.generation(), next->generation());
+}
+
+// The same window at a real end: the producer ended its stream and went away (no
+// new ring) before the claim, or a new ring of the same process came only after a
+// ring that was still open at the claim had lost its producer: the end of the old
+// ring is the end of the stream.
+TEST_F(HandoverWindow, AStreamThatEndedBeforeTheClaimStaysEnded) {
+  const std::string name = Name();
+  auto p = std::make_unique<ShmProducer>(name, 4096);
+  ASSERT_TRUE(p->IsValid()) << p->error();
+  ASSERT_TRUE(p->Write("the last", 8));
+  std::unique_ptr<ShmConsumer> c;
+  {
+    BeforeClaim seam([&] { p.reset(); });  // unlinks the name, CLOSED, lock dropped
+    c = std::make_unique<ShmConsumer>(name);
+  }
+  ASSERT_TRUE(c->IsValid()) << c->error();
+  std::string got;
+  ASSERT_TRUE(ReadOne(*c, &got));
+  EXPECT_EQ(got, "the last");
+  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  EXPECT_FALSE(c->HandedOver()) << "no ring under the name";
+
+  // Attached while the ring was open; its producer then ended and went away, and
+  // the same process made a new ring under the name: not a hand-over.
+  const std::string name2 = Name();
+  auto q = std::make_unique<ShmProducer>(name2, 4096);
+  ASSERT_TRUE(q->IsValid()) << q->error();
+  ShmConsumer c2(name2);
+  ASSERT_TRUE(c2.IsValid()) << c2.error();
+  q.reset();
+  ShmProducer q2(name2, 4096);
+  ASSERT_TRUE(q2.IsValid()) << q2.error();
+  EXPECT_EQ(ReadOne(c2, &got).status, Status::kClosed);
+  EXPECT_FALSE(c2.HandedOver()) << "its producer let go of its lock after we attached";
+}
+
+// The window with another process's ring under the name: the old producer released
+// the name, CLOSED its ring and went away before the claim; the ring now under the
+// name was created by another process. An unrelated stream: not a hand-over.
+TEST_F(HandoverWindow, AnotherProcesssRingIsNotFollowed) {
+  const std::string name = Name();
+  // Forked before this process starts any thread (a producer arms its owner word
+  // from a thread of its own). The child creates its ring when told to.
+  int go[2], created[2], done[2];
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(created), 0);
+  ASSERT_EQ(pipe(done), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(go[1]);
+    close(done[1]);
+    char b = 0;
+    if (read(go[0], &b, 1) != 1) _exit(2);
+    {
+      ShmProducer other(name, 4096);
+      b = other.IsValid() ? 1 : 0;
+      if (write(created[1], &b, 1) != 1) _exit(3);
+      while (read(done[0], &b, 1) > 0) {
+      }  // until the parent is done
+    }
+    _exit(0);
+  }
+  close(go[0]);
+  close(created[1]);
+  close(done[0]);
+  auto old = std::make_unique<ShmProducer>(name, 4096);
+  ASSERT_TRUE(old->IsValid()) << old->error();
+  ASSERT_TRUE(old->Write("cut short", 9));
+  char b = 0;
+  std::unique_ptr<ShmConsumer> c;
+  {
+    BeforeClaim seam([&] {
+      std::string err;
+      ASSERT_TRUE(old->ReleaseName(&err)) << err;
+      char go_b = 1;
+      ASSERT_EQ(write(go[1], &go_b, 1), 1);  // another process takes the name
+      ASSERT_EQ(read(created[0], &b, 1), 1);
+      old.reset();
+    });
+    c = std::make_unique<ShmConsumer>(name);
+  }
+  close(go[1]);
+  close(created[0]);
+  EXPECT_EQ(b, 1);
+  ASSERT_TRUE(c->IsValid()) << c->error();
+  std::string got;
+  ASSERT_TRUE(ReadOne(*c, &got));
+  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  EXPECT_FALSE(c->HandedOver()) << "the name holds another process's ring";
+  close(done[1]);
+  EXPECT_EQ(shmtest::WaitChild(child), 0);
+}
+
+// A real end, then a restart in the same process under the same name: the ring was
+// CLOSED at the claim, but no successor was under the name then (the producer ended
+// and went away before the claim; its restart's ring came after the claim). Not a
+// hand-over (before: followed, the restart's stream taken for the old one's rest).
+TEST_F(HandoverWindow, ARestartAfterTheClaimIsNotFollowed) {
+  const std::string name = Name();
+  auto p = std::make_unique<ShmProducer>(name, 4096);
+  ASSERT_TRUE(p->IsValid()) << p->error();
+  ASSERT_TRUE(p->Write("the last", 8));
+  std::unique_ptr<ShmConsumer> c;
+  {
+    BeforeClaim seam([&] { p.reset(); });  // unlinks the name, CLOSED, lock dropped
+    c = std::make_unique<ShmConsumer>(name);
+  }
+  ASSERT_TRUE(c->IsValid()) << c->error();
+  ShmProducer restarted(name, 4096);  // the app restarts its sender
+  ASSERT_TRUE(restarted.IsValid()) << restarted.error();
+  std::string got;
+  ASSERT_TRUE(ReadOne(*c, &got));
+  EXPECT_EQ(got, "the last");
+  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  EXPECT_FALSE(c->HandedOver()) << "a restart after a real end is another stream";
+}
+
+// The same after Close() (CLOSED, the name kept): a receiver opens the ring that
+// still holds data, the producer goes away, the process makes a new ring under the
+// name. The name held the old ring itself at the claim: not a hand-over.
+TEST_F(HandoverWindow, ARestartAfterAClosedRingWasOpenedIsNotFollowed) {
+  const std::string name = Name();
+  auto p = std::make_unique<ShmProducer>(name, 4096);
+  ASSERT_TRUE(p->IsValid()) << p->error();
+  ASSERT_TRUE(p->Write("the last", 8));
+  p->Close();
+  ShmConsumer c(name);
+  ASSERT_TRUE(c.IsValid()) << c.error();
+  p.reset();
+  ShmProducer restarted(name, 4096);
+  ASSERT_TRUE(restarted.IsValid()) << restarted.error();
+  std::string got;
+  ASSERT_TRUE(ReadOne(c, &got));
+  EXPECT_EQ(got, "the last");
+  EXPECT_EQ(ReadOne(c, &got).status, Status::kClosed);
+  EXPECT_FALSE(c.HandedOver()) << "a restart after a real end is another stream";
+}
+
+// The trade-off (PROTOCOL.md section 5): a late claimer (CLOSED at its claim, the old
+// producer gone) remembers the successor under the name then; when the stream moves
+// again before it drained the old ring, the name holds a third ring, not the one it
+// remembered, and its stream ends as cut short.
+TEST_F(HandoverWindow, ASecondMoveBeforeALateClaimerDrainedEndsItsStream) {
+  const std::string name = Name();
+  auto old = std::make_unique<ShmProducer>(name, 4096);
+  ASSERT_TRUE(old->IsValid()) << old->error();
+  ASSERT_TRUE(old->Write("last of the old", 15));
+  std::unique_ptr<ShmProducer> next;
+  std::unique_ptr<ShmConsumer> c;
+  {
+    BeforeClaim seam([&] {
+      std::string err;
+      ASSERT_TRUE(old->ReleaseName(&err)) << err;
+      next = std::make_unique<ShmProducer>(name, 16384);
+      ASSERT_TRUE(next->IsValid()) << next->error();
+      old->Close();
+      old.reset();
+    });
+    c = std::make_unique<ShmConsumer>(name);
+  }
+  ASSERT_TRUE(c->IsValid()) << c->error();
+  ASSERT_TRUE(next);
+  std::string err;
+  ASSERT_TRUE(next->ReleaseName(&err)) << err;  // the second move
+  ShmProducer third(name, 65536);
+  ASSERT_TRUE(third.IsValid()) << third.error();
+  next->Close();
+  std::string got;
+  ASSERT_TRUE(ReadOne(*c, &got));
+  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  EXPECT_FALSE(c->HandedOver()) << "the name holds a ring it did not see at its claim";
+}
