@@ -991,9 +991,10 @@ class Report:
 # measurement is from the goal and the cause measured (docs/DESIGN.md section 3, "What is
 # left", which gives the command and the rounds). Text, not this run's numbers: one run's
 # 11 rounds cannot separate causes a few percent apart.
-SMALL_GAP_WHY = ("pooled over 50 fast-state rounds (2026-12-01) shmring ran 0.94× the "
-                 "minimal ring with the protocol's stores in shmring's layout (IQR "
-                 "0.83–0.97), short of the goal on the producer's side: shmring's producer "
+SMALL_GAP_WHY = ("pooled over fast-state rounds (2026-12-01) shmring ran 0.92× the "
+                 "minimal ring (IQR 0.85–0.97, 34 rounds) and 0.94× the minimal ring with "
+                 "the protocol's stores in shmring's layout (IQR 0.83–0.97, 50 rounds), "
+                 "short of the goal on the producer's side: shmring's producer "
                  "ran 0.87× of the minimal loop's (IQR 0.81–0.93) and its consumer 1.08× "
                  "(IQR 1.05–1.09), each paired with the other's minimal loop; the "
                  "producer's own stores (call frame, its state) alone cost the minimal "
