@@ -501,52 +501,23 @@ TEST_F(ChannelTest, ClosedRingIsNotHandedOver) {
 // it stops) is not handed over when another process's producer took the name.
 TEST_F(ChannelTest, RingReplacedByAnotherProcessIsNotHandedOver) {
   const std::string name = Name();
-  // The child is forked before this process starts any thread (a producer arms its
-  // owner word from a thread of its own): a fork of a threaded process may not start
-  // threads under ThreadSanitizer. It creates its ring when told to.
-  int go[2], created[2], done[2];
-  ASSERT_EQ(pipe(go), 0);
-  ASSERT_EQ(pipe(created), 0);
-  ASSERT_EQ(pipe(done), 0);
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    close(go[1]);
-    close(done[1]);
-    char b = 0;
-    if (read(go[0], &b, 1) != 1) _exit(2);
-    {
-      ShmProducer other(name, 4096);
-      b = other.IsValid() ? 1 : 0;
-      if (write(created[1], &b, 1) != 1) _exit(3);
-      while (read(done[0], &b, 1) > 0) {
-      }  // until the parent is done
-    }
-    _exit(0);
-  }
-  close(go[0]);
-  close(created[1]);
-  close(done[0]);
+  shmtest::CuedChild other([&](const std::function<void(bool)>& made) {
+    ShmProducer ring(name, 4096);
+    made(ring.IsValid());
+  });
   auto old = std::make_unique<ShmProducer>(name, 4096);
   ShmConsumer c(name);
   ASSERT_TRUE(old->IsValid() && c.IsValid());
   ASSERT_TRUE(old->Write("cut short", 9));
   std::string err;
   ASSERT_TRUE(old->ReleaseName(&err)) << err;  // the name goes, as another process's unlink
-  char b = 1;
-  ASSERT_EQ(write(go[1], &b, 1), 1);  // another process puts its ring under the name
-  close(go[1]);
-  b = 0;
-  ASSERT_EQ(read(created[0], &b, 1), 1);
-  close(created[0]);
-  EXPECT_EQ(b, 1);
-  old->Close();  // CLOSED, lock still held
+  EXPECT_TRUE(other.Cue());                    // another process puts its ring under the name
+  old->Close();                                // CLOSED, lock still held
   std::string got;
   ASSERT_TRUE(ReadOne(c, &got));
   EXPECT_EQ(ReadOne(c, &got).status, Status::kClosed);
   EXPECT_FALSE(c.HandedOver()) << "the name holds another process's ring";
-  close(done[1]);
-  EXPECT_EQ(shmtest::WaitChild(child), 0);
+  EXPECT_EQ(other.Release(), 0);
 }
 
 TEST_F(ChannelTest, SecondConsumerRefusedWhileFirstAlive) {

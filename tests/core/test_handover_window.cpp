@@ -137,57 +137,31 @@ TEST_F(HandoverWindow, AStreamThatEndedBeforeTheClaimStaysEnded) {
 // name was created by another process. An unrelated stream: not a hand-over.
 TEST_F(HandoverWindow, AnotherProcesssRingIsNotFollowed) {
   const std::string name = Name();
-  // Forked before this process starts any thread (a producer arms its owner word
-  // from a thread of its own). The child creates its ring when told to.
-  int go[2], created[2], done[2];
-  ASSERT_EQ(pipe(go), 0);
-  ASSERT_EQ(pipe(created), 0);
-  ASSERT_EQ(pipe(done), 0);
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    close(go[1]);
-    close(done[1]);
-    char b = 0;
-    if (read(go[0], &b, 1) != 1) _exit(2);
-    {
-      ShmProducer other(name, 4096);
-      b = other.IsValid() ? 1 : 0;
-      if (write(created[1], &b, 1) != 1) _exit(3);
-      while (read(done[0], &b, 1) > 0) {
-      }  // until the parent is done
-    }
-    _exit(0);
-  }
-  close(go[0]);
-  close(created[1]);
-  close(done[0]);
+  shmtest::CuedChild other([&](const std::function<void(bool)>& made) {
+    ShmProducer ring(name, 4096);
+    made(ring.IsValid());
+  });
   auto old = std::make_unique<ShmProducer>(name, 4096);
   ASSERT_TRUE(old->IsValid()) << old->error();
   ASSERT_TRUE(old->Write("cut short", 9));
-  char b = 0;
+  bool made = false;
   std::unique_ptr<ShmConsumer> c;
   {
     BeforeClaim seam([&] {
       std::string err;
       ASSERT_TRUE(old->ReleaseName(&err)) << err;
-      char go_b = 1;
-      ASSERT_EQ(write(go[1], &go_b, 1), 1);  // another process takes the name
-      ASSERT_EQ(read(created[0], &b, 1), 1);
+      made = other.Cue();  // another process takes the name
       old.reset();
     });
     c = std::make_unique<ShmConsumer>(name);
   }
-  close(go[1]);
-  close(created[0]);
-  EXPECT_EQ(b, 1);
+  EXPECT_TRUE(made);
   ASSERT_TRUE(c->IsValid()) << c->error();
   std::string got;
   ASSERT_TRUE(ReadOne(*c, &got));
   EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
   EXPECT_FALSE(c->HandedOver()) << "the name holds another process's ring";
-  close(done[1]);
-  EXPECT_EQ(shmtest::WaitChild(child), 0);
+  EXPECT_EQ(other.Release(), 0);
 }
 
 // A real end, then a restart in the same process under the same name: the ring was

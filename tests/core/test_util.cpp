@@ -298,6 +298,52 @@ void HoldUntilKilled() {
   for (;;) pause();
 }
 
+CuedChild::CuedChild(const std::function<void(const std::function<void(bool)>&)>& make) {
+  int go[2], made[2], done[2];
+  if (pipe(go) != 0 || pipe(made) != 0 || pipe(done) != 0) return;
+  pid_ = fork();
+  if (pid_ == 0) {
+    close(go[1]);
+    close(made[0]);
+    close(done[1]);
+    char b = 0;
+    if (read(go[0], &b, 1) != 1) _exit(2);
+    make([&](bool ok) {
+      const char r = ok ? 1 : 0;
+      if (write(made[1], &r, 1) != 1) _exit(3);
+      while (read(done[0], &b, 1) > 0) {
+      }  // until the parent releases the child
+    });
+    _exit(0);
+  }
+  close(go[0]);
+  close(made[1]);
+  close(done[0]);
+  go_ = go[1];
+  made_ = made[0];
+  done_ = done[1];
+}
+
+CuedChild::~CuedChild() {
+  if (pid_ > 0 && done_ >= 0) Release();
+  if (made_ >= 0) close(made_);
+}
+
+bool CuedChild::Cue() {
+  char b = 1;
+  if (pid_ <= 0 || write(go_, &b, 1) != 1) return false;
+  b = 0;
+  return read(made_, &b, 1) == 1 && b == 1;
+}
+
+int CuedChild::Release() {
+  if (pid_ <= 0 || done_ < 0) return -1;
+  close(done_);  // a child that made its thing returns from `made`
+  close(go_);    // one never cued reads the end and exits 2
+  done_ = go_ = -1;
+  return WaitChild(pid_);
+}
+
 pid_t SpawnSelf(const std::string& filter, const std::vector<std::string>& env) {
   char exe[4096];
   const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);

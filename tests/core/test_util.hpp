@@ -99,6 +99,29 @@ pid_t ForkHolding(const std::function<int()>& body);
 // In a ForkHolding child: tells the parent the set-up is done, then waits to be
 // killed (what it holds stays held until then). Never returns.
 [[noreturn]] void HoldUntilKilled();
+// A child process forked at construction (before the caller starts any thread: a
+// producer arms its owner word from a thread of its own, and under ThreadSanitizer a
+// fork of a threaded process cannot start threads) that makes something only on
+// Cue(), at the exact point of a test where another process must (another process's
+// ring under a name, say), and keeps it until Release(). `make` runs in the child;
+// it builds what it holds and calls `made(ok)`, which reports `ok` to the parent and
+// returns once the parent released the child. Caller: the test's thread.
+class CuedChild {
+ public:
+  explicit CuedChild(const std::function<void(const std::function<void(bool)>& made)>& make);
+  ~CuedChild();
+  CuedChild(const CuedChild&) = delete;
+  CuedChild& operator=(const CuedChild&) = delete;
+  // Lets the child make its thing and waits until it did: what `made` got. Blocks.
+  bool Cue();
+  // Lets the child drop what it made and exit; its exit code (WaitChild; 2 for a
+  // child never cued). The destructor releases a child not released yet. Blocks.
+  int Release();
+
+ private:
+  pid_t pid_ = -1;
+  int go_ = -1, made_ = -1, done_ = -1;  // this side's ends of the three pipes
+};
 #endif
 // Forks and execs this test binary with --gtest_filter=`filter` and `env` added
 // to the environment (KEY=VALUE pairs). The child runs concurrently with the caller.
