@@ -6,6 +6,7 @@ read without any ring (checksumsink in one process) and those of the copy path
 log must say the frames were sent in place. A synced video sink (fpsdisplaysink,
 sync=true) behind shmringsrc receives the whole stream too.
 Needs GST_PLUGIN_PATH to point at the built plugin (meson test sets it)."""
+import contextlib
 import json
 import os
 import pathlib
@@ -63,6 +64,21 @@ def receive_while_sending(receiver_argv, sender_desc, env=None):
             recv.kill()
             recv.communicate()
     return subprocess.CompletedProcess(receiver_argv, recv.returncode, out, err), send
+
+
+@contextlib.contextmanager
+def killed_at_exit(procs, name):
+    """Whatever in `procs` still runs when the block ends (a failed assertion, a hang
+    guard) is killed and reaped, and a ring a killed sender left under `name` removed."""
+    try:
+        yield
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        if os.path.exists(f"/dev/shm/{name}"):
+            os.unlink(f"/dev/shm/{name}")
 
 
 def through_ring(sender_middle, receiver_tail):
@@ -288,30 +304,25 @@ def test_a_live_receiver_behind_at_a_move_keeps_the_new_rings_frames():
     # Hang guard: whatever still runs then is killed, which ends the reads below.
     guard = threading.Timer(120, lambda: [p.kill() for p in procs if p.poll() is None])
     guard.start()
-    try:
-        assert send.stdout.readline() == "eos\n", send.stderr.read()[-3000:]
-        fast_lines = []
-        for line in fast.stdout:
-            if line == "held\n":
-                break
-            fast_lines.append(line.split())
-        assert slow.stdout.readline() == "held\n"
-        out, err = slow.communicate(input="go\n")
-        assert slow.returncode == 0, err[-3000:]
-        slow_lines = [line.split() for line in out.splitlines()]
-        out, err = fast.communicate(input="go\n")
-        assert fast.returncode == 0, err[-3000:]
-        fast_lines += [line.split() for line in out.splitlines()]
-        _, log = send.communicate()
-        assert send.returncode == 0, log[-3000:]
-    finally:
-        guard.cancel()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        if os.path.exists(f"/dev/shm/{name}"):  # a sender killed
-            os.unlink(f"/dev/shm/{name}")
+    with killed_at_exit(procs, name):
+        try:
+            assert send.stdout.readline() == "eos\n", send.stderr.read()[-3000:]
+            fast_lines = []
+            for line in fast.stdout:
+                if line == "held\n":
+                    break
+                fast_lines.append(line.split())
+            assert slow.stdout.readline() == "held\n"
+            out, err = slow.communicate(input="go\n")
+            assert slow.returncode == 0, err[-3000:]
+            slow_lines = [line.split() for line in out.splitlines()]
+            out, err = fast.communicate(input="go\n")
+            assert fast.returncode == 0, err[-3000:]
+            fast_lines += [line.split() for line in out.splitlines()]
+            _, log = send.communicate()
+            assert send.returncode == 0, log[-3000:]
+        finally:
+            guard.cancel()
     assert "moving to a larger ring" in log, log[-3000:]
     fast_large = [sha for size, sha in fast_lines if int(size) == large]
     slow_large = [sha for size, sha in slow_lines if int(size) == large]
@@ -363,18 +374,11 @@ def test_frame_reader_follows_the_stream_into_a_larger_ring(how):
                                                   f"shm-name={name}").split(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=sender_env())
-    try:
+    with killed_at_exit((recv, send), name):
         out, err = recv.communicate(timeout=120)
         assert recv.returncode == 0, err[-3000:]
         _, log = send.communicate(timeout=120)
         assert send.returncode == 0, log[-3000:]
-    finally:
-        for p in (recv, send):
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        if os.path.exists(f"/dev/shm/{name}"):  # a sender killed
-            os.unlink(f"/dev/shm/{name}")
     assert "moving to a larger ring" in log, log[-3000:]
     lines = [json.loads(x) for x in out.splitlines()]
     assert lines[-1] == ["end", True]
@@ -447,18 +451,11 @@ def fast_and_slow_receivers(src, tag):
     slow = subprocess.Popen(argv + ["identity", "sleep-time=60000", "!", "checksumsink"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     done = []
-    try:
+    with killed_at_exit((fast, slow), name):  # and a ring of a sender killed by its guard
         run(f"{src} ! shmringsink shm-name={name} max-receivers=2", env=sender_env())
         for p in (fast, slow):
             out, err = p.communicate(timeout=120)
             done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    finally:
-        for p in (fast, slow):
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        if os.path.exists(f"/dev/shm/{name}"):  # a sender killed by its guard
-            os.unlink(f"/dev/shm/{name}")
     return reference, done[0], done[1]
 
 
