@@ -646,11 +646,13 @@ class Report:
 
     @staticmethod
     def cpu_cell(d: Dict[str, Any], key: str, a: str, b: str) -> str:
-        """"A / B" medians of a per-frame CPU measurement of a row, or "—"."""
+        """"A / B" medians of a per-frame CPU measurement of a row ("no result" for a side
+        whose every round failed), or "—"."""
         c = d.get(key, {})
         if a not in c or b not in c:
             return "—"
-        return f"{spread(c[a])[0]:.3g} / {spread(c[b])[0]:.3g}"
+        med = [spread(c[v])[0] for v in (a, b)]
+        return " / ".join("no result" if math.isnan(m) else f"{m:.3g}" for m in med)
 
     def latency_rounds(self, key: str) -> List[Dict[str, Any]]:
         """The rounds of latency row `key` (bench.py: one entry per round; a run recorded

@@ -183,3 +183,12 @@ def test_yes_or_no_below_95_percent_coverage_says_the_coverage() -> None:
     _, met, note = judge([0.80, 0.85, 0.90, 0.82, 0.88])
     assert met == "**no** (at 93.8 % coverage only)"
     assert note.endswith("; why")
+
+
+def test_a_cpu_cell_of_a_side_without_results_says_so() -> None:
+    """A peer whose every round stalled has no CPU per frame: the cell says "no result",
+    not "nan" (the 2026-12-01 report's 16 MiB allocator row)."""
+    nan = float("nan")
+    d = {"sender_cpu_ms": {"shmring": [3.5, 3.3, nan], "shmsink": [nan, nan, nan]}}
+    assert report.Report.cpu_cell(d, "sender_cpu_ms", "shmring", "shmsink") == "3.4 / no result"
+    assert report.Report.cpu_cell(d, "receiver_cpu_ms", "shmring", "shmsink") == "—"
