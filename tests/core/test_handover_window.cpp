@@ -57,6 +57,40 @@ ReadResult ReadOne(ShmConsumer& c, std::string* out) {
   return r;
 }
 
+// A producer of ring `name` (4096 bytes) with one message, `last`, in it.
+std::unique_ptr<ShmProducer> WithOneMessage(const std::string& name, const std::string& last) {
+  auto p = std::make_unique<ShmProducer>(name, 4096);
+  EXPECT_TRUE(p->IsValid()) << p->error();
+  EXPECT_TRUE(p->Write(last.data(), static_cast<uint32_t>(last.size())));
+  return p;
+}
+
+// A consumer of `name` that claims its slot only after `step` ran (the seam).
+std::unique_ptr<ShmConsumer> ClaimingAfter(const std::string& name, std::function<void()> step) {
+  BeforeClaim seam(std::move(step));
+  return std::make_unique<ShmConsumer>(name);
+}
+
+// A move with nobody attached: the name released, `*next` (`capacity` bytes) made
+// under it, the old ring CLOSED, then `old` goes with its role lock.
+void MoveWithNobodyAttached(const std::string& name, std::unique_ptr<ShmProducer>* old,
+                            std::unique_ptr<ShmProducer>* next, uint32_t capacity) {
+  std::string err;
+  ASSERT_TRUE((*old)->ReleaseName(&err)) << err;
+  *next = std::make_unique<ShmProducer>(name, capacity);
+  ASSERT_TRUE((*next)->IsValid()) << (*next)->error();
+  (*old)->Close();
+  old->reset();
+}
+
+// `c` reads `last`, then finds the ring CLOSED and drained.
+void ExpectLastThenClosed(ShmConsumer& c, const std::string& last) {
+  std::string got;
+  ASSERT_TRUE(ReadOne(c, &got));
+  EXPECT_EQ(got, last);
+  EXPECT_EQ(ReadOne(c, &got).status, Status::kClosed);
+}
+
 }  // namespace
 
 // Opened before the move, claimed after it and after the old producer let go of its
@@ -64,33 +98,19 @@ ReadResult ReadOne(ShmConsumer& c, std::string* out) {
 // (before: false, as for a stream cut short), and the name gives the new ring.
 TEST_F(HandoverWindow, AReceiverThatClaimsAfterTheMoveFollows) {
   const std::string name = Name();
-  auto old = std::make_unique<ShmProducer>(name, 4096);
-  ASSERT_TRUE(old->IsValid()) << old->error();
-  ASSERT_TRUE(old->Write("last of the old", 15));
+  auto old = WithOneMessage(name, "last of the old");
   std::unique_ptr<ShmProducer> next;
   bool stepped = false;
-  std::unique_ptr<ShmConsumer> c;
-  {
-    BeforeClaim seam([&] {
-      if (stepped) return;
-      stepped = true;
-      std::string err;
-      ASSERT_TRUE(old->ReleaseName(&err)) << err;
-      next = std::make_unique<ShmProducer>(name, 16384);
-      ASSERT_TRUE(next->IsValid()) << next->error();
-      old->Close();
-      old.reset();  // no receiver attached: the old ring and its role lock go
-    });
-    c = std::make_unique<ShmConsumer>(name);
-  }
+  const auto c = ClaimingAfter(name, [&] {
+    if (stepped) return;
+    stepped = true;
+    MoveWithNobodyAttached(name, &old, &next, 16384);  // the old ring and its lock go
+  });
   ASSERT_TRUE(stepped);
   ASSERT_TRUE(c->IsValid()) << c->error();
   ASSERT_TRUE(next);
   EXPECT_NE(c->generation(), next->generation()) << "attached to the old ring";
-  std::string got;
-  ASSERT_TRUE(ReadOne(*c, &got));
-  EXPECT_EQ(got, "last of the old");
-  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  ExpectLastThenClosed(*c, "last of the old");
   EXPECT_TRUE(c->HandedOver()) << "the stream goes on in the new ring under the name";
   ShmConsumer follower(name);
   ASSERT_TRUE(follower.IsValid()) << follower.error();
@@ -103,19 +123,11 @@ TEST_F(HandoverWindow, AReceiverThatClaimsAfterTheMoveFollows) {
 // ring is the end of the stream.
 TEST_F(HandoverWindow, AStreamThatEndedBeforeTheClaimStaysEnded) {
   const std::string name = Name();
-  auto p = std::make_unique<ShmProducer>(name, 4096);
-  ASSERT_TRUE(p->IsValid()) << p->error();
-  ASSERT_TRUE(p->Write("the last", 8));
-  std::unique_ptr<ShmConsumer> c;
-  {
-    BeforeClaim seam([&] { p.reset(); });  // unlinks the name, CLOSED, lock dropped
-    c = std::make_unique<ShmConsumer>(name);
-  }
+  auto p = WithOneMessage(name, "the last");
+  // p.reset(): unlinks the name, CLOSED, lock dropped
+  const auto c = ClaimingAfter(name, [&] { p.reset(); });
   ASSERT_TRUE(c->IsValid()) << c->error();
-  std::string got;
-  ASSERT_TRUE(ReadOne(*c, &got));
-  EXPECT_EQ(got, "the last");
-  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  ExpectLastThenClosed(*c, "the last");
   EXPECT_FALSE(c->HandedOver()) << "no ring under the name";
 
   // Attached while the ring was open; its producer then ended and went away, and
@@ -128,6 +140,7 @@ TEST_F(HandoverWindow, AStreamThatEndedBeforeTheClaimStaysEnded) {
   q.reset();
   ShmProducer q2(name2, 4096);
   ASSERT_TRUE(q2.IsValid()) << q2.error();
+  std::string got;
   EXPECT_EQ(ReadOne(c2, &got).status, Status::kClosed);
   EXPECT_FALSE(c2.HandedOver()) << "its producer let go of its lock after we attached";
 }
@@ -141,25 +154,17 @@ TEST_F(HandoverWindow, AnotherProcesssRingIsNotFollowed) {
     ShmProducer ring(name, 4096);
     made(ring.IsValid());
   });
-  auto old = std::make_unique<ShmProducer>(name, 4096);
-  ASSERT_TRUE(old->IsValid()) << old->error();
-  ASSERT_TRUE(old->Write("cut short", 9));
+  auto old = WithOneMessage(name, "cut short");
   bool made = false;
-  std::unique_ptr<ShmConsumer> c;
-  {
-    BeforeClaim seam([&] {
-      std::string err;
-      ASSERT_TRUE(old->ReleaseName(&err)) << err;
-      made = other.Cue();  // another process takes the name
-      old.reset();
-    });
-    c = std::make_unique<ShmConsumer>(name);
-  }
+  const auto c = ClaimingAfter(name, [&] {
+    std::string err;
+    ASSERT_TRUE(old->ReleaseName(&err)) << err;
+    made = other.Cue();  // another process takes the name
+    old.reset();
+  });
   EXPECT_TRUE(made);
   ASSERT_TRUE(c->IsValid()) << c->error();
-  std::string got;
-  ASSERT_TRUE(ReadOne(*c, &got));
-  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  ExpectLastThenClosed(*c, "cut short");
   EXPECT_FALSE(c->HandedOver()) << "the name holds another process's ring";
   EXPECT_EQ(other.Release(), 0);
 }
@@ -170,21 +175,13 @@ TEST_F(HandoverWindow, AnotherProcesssRingIsNotFollowed) {
 // hand-over (before: followed, the restart's stream taken for the old one's rest).
 TEST_F(HandoverWindow, ARestartAfterTheClaimIsNotFollowed) {
   const std::string name = Name();
-  auto p = std::make_unique<ShmProducer>(name, 4096);
-  ASSERT_TRUE(p->IsValid()) << p->error();
-  ASSERT_TRUE(p->Write("the last", 8));
-  std::unique_ptr<ShmConsumer> c;
-  {
-    BeforeClaim seam([&] { p.reset(); });  // unlinks the name, CLOSED, lock dropped
-    c = std::make_unique<ShmConsumer>(name);
-  }
+  auto p = WithOneMessage(name, "the last");
+  // p.reset(): unlinks the name, CLOSED, lock dropped
+  const auto c = ClaimingAfter(name, [&] { p.reset(); });
   ASSERT_TRUE(c->IsValid()) << c->error();
   ShmProducer restarted(name, 4096);  // the app restarts its sender
   ASSERT_TRUE(restarted.IsValid()) << restarted.error();
-  std::string got;
-  ASSERT_TRUE(ReadOne(*c, &got));
-  EXPECT_EQ(got, "the last");
-  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  ExpectLastThenClosed(*c, "the last");
   EXPECT_FALSE(c->HandedOver()) << "a restart after a real end is another stream";
 }
 
@@ -193,19 +190,14 @@ TEST_F(HandoverWindow, ARestartAfterTheClaimIsNotFollowed) {
 // name. The name held the old ring itself at the claim: not a hand-over.
 TEST_F(HandoverWindow, ARestartAfterAClosedRingWasOpenedIsNotFollowed) {
   const std::string name = Name();
-  auto p = std::make_unique<ShmProducer>(name, 4096);
-  ASSERT_TRUE(p->IsValid()) << p->error();
-  ASSERT_TRUE(p->Write("the last", 8));
+  auto p = WithOneMessage(name, "the last");
   p->Close();
   ShmConsumer c(name);
   ASSERT_TRUE(c.IsValid()) << c.error();
   p.reset();
   ShmProducer restarted(name, 4096);
   ASSERT_TRUE(restarted.IsValid()) << restarted.error();
-  std::string got;
-  ASSERT_TRUE(ReadOne(c, &got));
-  EXPECT_EQ(got, "the last");
-  EXPECT_EQ(ReadOne(c, &got).status, Status::kClosed);
+  ExpectLastThenClosed(c, "the last");
   EXPECT_FALSE(c.HandedOver()) << "a restart after a real end is another stream";
 }
 
@@ -215,22 +207,9 @@ TEST_F(HandoverWindow, ARestartAfterAClosedRingWasOpenedIsNotFollowed) {
 // remembered, and its stream ends as cut short.
 TEST_F(HandoverWindow, ASecondMoveBeforeALateClaimerDrainedEndsItsStream) {
   const std::string name = Name();
-  auto old = std::make_unique<ShmProducer>(name, 4096);
-  ASSERT_TRUE(old->IsValid()) << old->error();
-  ASSERT_TRUE(old->Write("last of the old", 15));
+  auto old = WithOneMessage(name, "last of the old");
   std::unique_ptr<ShmProducer> next;
-  std::unique_ptr<ShmConsumer> c;
-  {
-    BeforeClaim seam([&] {
-      std::string err;
-      ASSERT_TRUE(old->ReleaseName(&err)) << err;
-      next = std::make_unique<ShmProducer>(name, 16384);
-      ASSERT_TRUE(next->IsValid()) << next->error();
-      old->Close();
-      old.reset();
-    });
-    c = std::make_unique<ShmConsumer>(name);
-  }
+  const auto c = ClaimingAfter(name, [&] { MoveWithNobodyAttached(name, &old, &next, 16384); });
   ASSERT_TRUE(c->IsValid()) << c->error();
   ASSERT_TRUE(next);
   std::string err;
@@ -238,8 +217,6 @@ TEST_F(HandoverWindow, ASecondMoveBeforeALateClaimerDrainedEndsItsStream) {
   ShmProducer third(name, 65536);
   ASSERT_TRUE(third.IsValid()) << third.error();
   next->Close();
-  std::string got;
-  ASSERT_TRUE(ReadOne(*c, &got));
-  EXPECT_EQ(ReadOne(*c, &got).status, Status::kClosed);
+  ExpectLastThenClosed(*c, "last of the old");
   EXPECT_FALSE(c->HandedOver()) << "the name holds a ring it did not see at its claim";
 }
