@@ -695,9 +695,32 @@ double TimeCopies(const std::vector<uint8_t*>& dst, const uint8_t* src, uint64_t
   const int64_t t0 = NowNs();
   for (uint64_t i = 0; i < frames; ++i) {
     std::memcpy(dst[i % dst.size()], src, kFrame);
+    // The copies are not dead stores: the compiler must make each one.
     __asm__ __volatile__("" : : "r"(dst[i % dst.size()]) : "memory");
   }
   return static_cast<double>(NowNs() - t0) / 1e3 / static_cast<double>(frames);
+}
+
+// The peers of every frames row: one process copying the frame into `slots`
+// destinations in turn, frame after frame, the same at every ring capacity.
+// "memcpy" (2 slots, the goal's peer): double buffering, the least a hand-over of
+// frames needs, since a producer writes frame N + 1 while its receiver may still
+// hold frame N. "memcpy_one" (1 slot, information): the same destination every
+// time, the bound no hand-over reaches unless the receiver is done with a frame
+// before the next one is started. A destination walking the ring's whole capacity
+// would be a weaker peer at large capacities: it pays the cache and TLB footprint
+// that the ring avoids by going back to the front.
+double MemcpyFrames(uint64_t frames, uint32_t slots) {
+  auto* dst = static_cast<uint8_t*>(MapShared(size_t{kFrame} * slots));
+  std::vector<uint8_t> src(kFrame, 0x33);
+  // Faulted in before the clock starts, as the shmring producer prefaults its ring
+  // before its consumer attaches: both sides time copies, not first-touch faults.
+  std::memset(dst, 0, size_t{kFrame} * slots);
+  std::vector<uint8_t*> places;
+  for (uint32_t k = 0; k < slots; ++k) places.push_back(dst + size_t{k} * kFrame);
+  const double us = TimeCopies(places, src.data(), frames);
+  munmap(dst, size_t{kFrame} * slots);
+  return 1e6 / us;
 }
 
 // The producer's report (stderr, one JSON line per run): per-frame means in us.
@@ -707,7 +730,7 @@ double TimeCopies(const std::vector<uint8_t*>& dst, const uint8_t* src, uint64_t
 // front_share: frames at the lowest address; copy_ring_same: the same memcpy into the
 // ring's mapping at the addresses the run used, in the same order, after the
 // consumer is done; copy_ring_two: into the ring's first two places alternately;
-// copy_peer_two: into a fresh two-destination mapping (the memcpy row's peer);
+// copy_peer_two: the memcpy row's peer itself (MemcpyFrames with two destinations);
 // same_cpu_share: frames the consumer got (PeekFor returned) on the CPU the producer
 // was on after its Commit (the receiver woken on the producer's CPU).
 void ReportFrameTimes(uint32_t capacity, const FrameTimes* t, uint64_t frames, const uint8_t* src) {
@@ -742,13 +765,9 @@ void ReportFrameTimes(uint32_t capacity, const FrameTimes* t, uint64_t frames, c
       break;
     }
   }
-  auto* peer = static_cast<uint8_t*>(MapShared(size_t{kFrame} * 2));
-  std::memset(peer, 0, size_t{kFrame} * 2);
-  const std::vector<uint8_t*> peer_two{peer, peer + kFrame};
   const double ring_same = TimeCopies(used, src, frames);
-  const double peer_two_us = TimeCopies(peer_two, src, frames);
+  const double peer_two_us = 1e6 / MemcpyFrames(frames, 2);
   const double ring_two = TimeCopies(two, src, frames);
-  munmap(peer, size_t{kFrame} * 2);
   // Huge pages in play (the ring's mapping is the process's only large shared one).
   long long pmd_kb = 0;
   if (FILE* f = std::fopen("/proc/self/smaps_rollup", "r")) {
@@ -858,32 +877,6 @@ double ShmringFrames(uint32_t capacity, uint64_t frames) {
   if (times) munmap(times, times_size);
   munmap(consumer_done, 4096);
   return static_cast<double>(frames - 1) / s;
-}
-
-// The peers of every frames row: one process copying the frame into `slots`
-// destinations in turn, frame after frame, the same at every ring capacity.
-// "memcpy" (2 slots, the goal's peer): double buffering, the least a hand-over of
-// frames needs, since a producer writes frame N + 1 while its receiver may still
-// hold frame N. "memcpy_one" (1 slot, information): the same destination every
-// time, the bound no hand-over reaches unless the receiver is done with a frame
-// before the next one is started. A destination walking the ring's whole capacity
-// would be a weaker peer at large capacities: it pays the cache and TLB footprint
-// that the ring avoids by going back to the front.
-double MemcpyFrames(uint64_t frames, uint32_t slots) {
-  auto* dst = static_cast<uint8_t*>(MapShared(size_t{kFrame} * slots));
-  std::vector<uint8_t> src(kFrame, 0x33);
-  // Faulted in before the clock starts, as the shmring producer prefaults its ring
-  // before its consumer attaches: both sides time copies, not first-touch faults.
-  std::memset(dst, 0, size_t{kFrame} * slots);
-  const auto start = Clock::now();
-  for (uint64_t i = 0; i < frames; ++i) {
-    std::memcpy(dst + (i % slots) * kFrame, src.data(), kFrame);
-    // The copies are not dead stores: the compiler must make each one.
-    __asm__ __volatile__("" : : "r"(dst) : "memory");
-  }
-  const double s = std::chrono::duration<double>(Clock::now() - start).count();
-  munmap(dst, size_t{kFrame} * slots);
-  return static_cast<double>(frames) / s;
 }
 
 // ---- latency ----------------------------------------------------------------------
